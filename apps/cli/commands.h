@@ -1,0 +1,8 @@
+/* commands.h: the subcommands of the `tandem` program; each takes argc/argv after its name and returns an exit
+ * code (0 ok, 1 failure, 2 usage). */
+#ifndef TND_CLI_COMMANDS_H
+#define TND_CLI_COMMANDS_H
+
+int tnd_cmd_info(int argc, char **argv);
+
+#endif

@@ -1,0 +1,241 @@
+/* tandem.h: the public C API of libtandem, the engine that runs GGUF language models on a device's processors.
+ *
+ * Conventions
+ * - Every fallible function returns a tnd_status: TND_OK (0) on success, a negative code on failure. On failure
+ *   tnd_last_error() returns a message that names the problem (file, key or tensor, byte offset, expected vs
+ *   found). The message is kept per thread and stays valid until the next failing call on that thread.
+ * - Handles are opaque. Objects made with *_open / *_init are released with the matching *_close / *_free, which
+ *   accept NULL. Strings and arrays returned by accessors are borrowed: they stay valid until the owning handle is
+ *   closed, and the caller must not free them.
+ * - The library never exits, aborts or prints on bad input; it reports through tnd_status and the log hook.
+ * - There is no global mutable state: any number of models may be open in one process, from any threads, as long
+ *   as one handle is not used by two threads at once.
+ */
+#ifndef TANDEM_H
+#define TANDEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(TND_BUILDING_LIBRARY)
+#define TND_API __attribute__((visibility("default")))
+#else
+#define TND_API
+#endif
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Status codes and errors
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef enum tnd_status {
+    TND_OK = 0,
+    TND_ERR_INVALID_ARGUMENT = -1, /* a caller passed NULL, an out-of-range index or an inconsistent option */
+    TND_ERR_OUT_OF_MEMORY = -2,    /* an allocation failed */
+    TND_ERR_IO = -3,               /* a file could not be opened, read, mapped or written */
+    TND_ERR_FORMAT = -4,           /* input data (a model file, a checkpoint) is malformed or truncated */
+    TND_ERR_UNSUPPORTED = -5,      /* well-formed input that this build cannot handle (a version, type, arch) */
+    TND_ERR_NOT_FOUND = -6,        /* a key, tensor or name that was asked for does not exist */
+    TND_ERR_TYPE = -7,             /* a value exists but has another type than the one asked for */
+    TND_ERR_BUFFER_TOO_SMALL = -8, /* a caller buffer is too small; the function says how the size is reported */
+    TND_ERR_INTERNAL = -9          /* a bug in tandem: please report it with the message */
+} tnd_status;
+
+/* Short constant name of a status ("TND_ERR_FORMAT"); never NULL, also for unknown values. */
+TND_API const char *tnd_status_name(tnd_status status);
+
+/* The message of the last failure on the calling thread, or "" if none. Borrowed, valid until the next failing
+ * call on this thread. */
+TND_API const char *tnd_last_error(void);
+
+/* The library version as "MAJOR.MINOR.PATCH"; static storage. */
+TND_API const char *tnd_version(void);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Log and allocator hooks
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef enum tnd_log_level {
+    TND_LOG_DEBUG = 0,
+    TND_LOG_INFO = 1,
+    TND_LOG_WARN = 2,
+    TND_LOG_ERROR = 3,
+    TND_LOG_NONE = 4 /* as a threshold: log nothing */
+} tnd_log_level;
+
+/* Receives one message (no trailing newline). `user` is the pointer given with the hook. Called from whichever
+ * thread does the work; the hook must be thread-safe if handles are used from several threads. */
+typedef void (*tnd_log_fn)(void *user, tnd_log_level level, const char *message);
+
+/* Memory hooks. `alloc` returns memory aligned to at least 64 bytes or NULL; `free` accepts NULL. The default
+ * (all fields NULL) uses the C library with 64-byte alignment. Large weight data is never allocated through
+ * these hooks when the model file is memory-mapped. */
+typedef struct tnd_allocator {
+    void *(*alloc)(void *user, size_t size);
+    void (*free)(void *user, void *ptr);
+    void *user;
+} tnd_allocator;
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Tensor element types (numeric values are those of GGUF files)
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef enum tnd_type {
+    TND_TYPE_F32 = 0,
+    TND_TYPE_F16 = 1,
+    TND_TYPE_Q4_0 = 2,
+    TND_TYPE_Q4_1 = 3,
+    TND_TYPE_Q5_0 = 6,
+    TND_TYPE_Q5_1 = 7,
+    TND_TYPE_Q8_0 = 8,
+    TND_TYPE_Q8_1 = 9,
+    TND_TYPE_Q2_K = 10,
+    TND_TYPE_Q3_K = 11,
+    TND_TYPE_Q4_K = 12,
+    TND_TYPE_Q5_K = 13,
+    TND_TYPE_Q6_K = 14,
+    TND_TYPE_Q8_K = 15,
+    TND_TYPE_IQ2_XXS = 16,
+    TND_TYPE_IQ2_XS = 17,
+    TND_TYPE_IQ3_XXS = 18,
+    TND_TYPE_IQ1_S = 19,
+    TND_TYPE_IQ4_NL = 20,
+    TND_TYPE_IQ3_S = 21,
+    TND_TYPE_IQ2_S = 22,
+    TND_TYPE_IQ4_XS = 23,
+    TND_TYPE_I8 = 24,
+    TND_TYPE_I16 = 25,
+    TND_TYPE_I32 = 26,
+    TND_TYPE_I64 = 27,
+    TND_TYPE_F64 = 28,
+    TND_TYPE_IQ1_M = 29,
+    TND_TYPE_BF16 = 30,
+    TND_TYPE_TQ1_0 = 34,
+    TND_TYPE_TQ2_0 = 35,
+    TND_TYPE_MXFP4 = 39,
+    TND_TYPE_NVFP4 = 40,
+    TND_TYPE_Q1_0 = 41,
+    TND_TYPE_Q2_0 = 42,
+    TND_TYPE_COUNT = 43 /* one past the largest value; not every value below it is a type */
+} tnd_type;
+
+/* Name of a type as GGUF tools write it ("q4_K", "f16"), or NULL if `type` is not a known type. */
+TND_API const char *tnd_type_name(tnd_type type);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Models: open a GGUF file, read its metadata and tensor table
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct tnd_model tnd_model;
+
+typedef struct tnd_model_params {
+    int use_mmap;             /* 1 (default): map the file read-only; 0: read it into memory */
+    tnd_allocator allocator;  /* memory hooks; all NULL (default) = C library */
+    tnd_log_fn log;           /* NULL (default) = no logging */
+    void *log_user;           /* passed to `log` */
+    tnd_log_level log_level;  /* least severe level passed to `log` (default TND_LOG_WARN) */
+} tnd_model_params;
+
+/* Default parameters (mmap on, C library allocator, no logging). */
+TND_API tnd_model_params tnd_model_default_params(void);
+
+/* Opens and validates the GGUF file at `path`. On success *out owns the mapping and must be closed with
+ * tnd_model_close. Every offset, count and size in the file is checked before use.
+ * Returns TND_ERR_INVALID_ARGUMENT (NULL path/out), TND_ERR_IO (cannot open/map/read), TND_ERR_FORMAT (malformed
+ * or truncated file), TND_ERR_UNSUPPORTED (a GGUF version or tensor type this build does not know),
+ * TND_ERR_OUT_OF_MEMORY. On failure *out is set to NULL. */
+TND_API tnd_status tnd_model_open(const char *path, const tnd_model_params *params, tnd_model **out);
+
+/* Releases the model and its mapping. Accepts NULL. */
+TND_API void tnd_model_close(tnd_model *model);
+
+/* GGUF metadata value types (numeric values are those of GGUF files). */
+typedef enum tnd_value_type {
+    TND_VALUE_U8 = 0,
+    TND_VALUE_I8 = 1,
+    TND_VALUE_U16 = 2,
+    TND_VALUE_I16 = 3,
+    TND_VALUE_U32 = 4,
+    TND_VALUE_I32 = 5,
+    TND_VALUE_F32 = 6,
+    TND_VALUE_BOOL = 7,
+    TND_VALUE_STRING = 8,
+    TND_VALUE_ARRAY = 9,
+    TND_VALUE_U64 = 10,
+    TND_VALUE_I64 = 11,
+    TND_VALUE_F64 = 12
+} tnd_value_type;
+
+/* Name of a value type ("u32", "string", "array"), or NULL if unknown. */
+TND_API const char *tnd_value_type_name(tnd_value_type type);
+
+/* GGUF version of the file (2 or 3). */
+TND_API uint32_t tnd_model_gguf_version(const tnd_model *model);
+
+/* Size of the model file in bytes. */
+TND_API uint64_t tnd_model_file_size(const tnd_model *model);
+
+/* Number of metadata key/value pairs. */
+TND_API int64_t tnd_model_meta_count(const tnd_model *model);
+
+/* Index of `key`, or -1 if absent. */
+TND_API int64_t tnd_model_meta_find(const tnd_model *model, const char *key);
+
+/* Key and type of pair `index`. `key` (NUL-terminated, borrowed) and `type` may be NULL when not wanted.
+ * Returns TND_ERR_INVALID_ARGUMENT for an index out of range. */
+TND_API tnd_status tnd_model_meta_at(const tnd_model *model, int64_t index, const char **key, tnd_value_type *type);
+
+/* Value of `key` converted to int64 (any integer type or bool). TND_ERR_NOT_FOUND if absent; TND_ERR_TYPE if the
+ * value is not an integer, or a u64 above INT64_MAX. */
+TND_API tnd_status tnd_model_meta_int(const tnd_model *model, const char *key, int64_t *out);
+
+/* Value of `key` as a double (f32, f64, or any integer type). TND_ERR_NOT_FOUND / TND_ERR_TYPE as above. */
+TND_API tnd_status tnd_model_meta_float(const tnd_model *model, const char *key, double *out);
+
+/* String value of `key`: *out points into the model (borrowed, NOT NUL-terminated in general), *len is its
+ * length in bytes. TND_ERR_NOT_FOUND / TND_ERR_TYPE as above. */
+TND_API tnd_status tnd_model_meta_string(const tnd_model *model, const char *key, const char **out, size_t *len);
+
+/* Array value of `key`: element type and count. TND_ERR_NOT_FOUND / TND_ERR_TYPE as above. */
+TND_API tnd_status tnd_model_meta_array(const tnd_model *model, const char *key, tnd_value_type *elem_type,
+                                        uint64_t *count);
+
+/* Element `index` of a string array `key` (borrowed, not NUL-terminated, length in *len).
+ * TND_ERR_NOT_FOUND, TND_ERR_TYPE (not an array of strings), TND_ERR_INVALID_ARGUMENT (index out of range). */
+TND_API tnd_status tnd_model_meta_array_string(const tnd_model *model, const char *key, uint64_t index,
+                                               const char **out, size_t *len);
+
+/* Element `index` of a numeric or bool array `key`, converted to double.
+ * TND_ERR_NOT_FOUND, TND_ERR_TYPE (an array of strings or arrays), TND_ERR_INVALID_ARGUMENT (index out of range). */
+TND_API tnd_status tnd_model_meta_array_number(const tnd_model *model, const char *key, uint64_t index,
+                                               double *out);
+
+/* One entry of the tensor table. */
+typedef struct tnd_tensor_info {
+    const char *name;     /* NUL-terminated, borrowed */
+    tnd_type type;
+    uint32_t n_dims;      /* 1..4 */
+    int64_t ne[4];        /* elements per dimension, ne[0] contiguous; unused dimensions are 1 */
+    uint64_t n_elements;  /* product of ne */
+    uint64_t offset;      /* byte offset of the data from the start of the file */
+    uint64_t size;        /* bytes of data */
+    const void *data;     /* the bytes themselves (borrowed view into the mapping) */
+} tnd_tensor_info;
+
+/* Number of tensors. */
+TND_API int64_t tnd_model_tensor_count(const tnd_model *model);
+
+/* Index of the tensor named `name`, or -1 if absent. */
+TND_API int64_t tnd_model_tensor_find(const tnd_model *model, const char *name);
+
+/* Fills *out with tensor `index`. TND_ERR_INVALID_ARGUMENT for an index out of range or NULL out. */
+TND_API tnd_status tnd_model_tensor_at(const tnd_model *model, int64_t index, tnd_tensor_info *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TANDEM_H */

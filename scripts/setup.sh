@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# setup.sh: installs every Debian package tandem needs to build, test and fuzz. Idempotent; run as root on Debian 12.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git   # toolchain
+  clang libclang-rt-14-dev                           # fuzzing (libFuzzer) and sanitizer runtimes
+  libpcre2-dev libutf8proc-dev                       # tokenizer: Unicode regex, normalization
+  python3                                            # small helper scripts (plots, fixtures checks)
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages: ${missing[*]}; run this script as root" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all packages present"
+fi

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# test.sh: set up, build and run the whole test suite. `--sanitize` builds and runs it under ASan + UBSan instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mode=release
+[ "${1:-}" = "--sanitize" ] && mode=sanitize
+
+bash scripts/setup.sh
+jobs=$(nproc)
+if [ "$mode" = sanitize ]; then
+  dir=build-asan
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTND_SANITIZE=ON -DTND_WERROR=ON \
+    -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+else
+  dir=build
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DTND_WERROR=ON >/dev/null
+fi
+cmake --build "$dir" -j "$jobs"
+ctest --test-dir "$dir" --output-on-failure -j "$jobs"
