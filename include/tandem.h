@@ -234,6 +234,77 @@ TND_API int64_t tnd_model_tensor_find(const tnd_model *model, const char *name);
 /* Fills *out with tensor `index`. TND_ERR_INVALID_ARGUMENT for an index out of range or NULL out. */
 TND_API tnd_status tnd_model_tensor_at(const tnd_model *model, int64_t index, tnd_tensor_info *out);
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Inference contexts: run batches of tokens through the model, read logits
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct tnd_context tnd_context;
+
+typedef struct tnd_context_params {
+    int32_t n_ctx;      /* KV cache capacity in tokens, shared by all sequences (0 = the model's trained context) */
+    int32_t n_batch;    /* most tokens per forward step; larger batches are split (default 512) */
+    int32_t n_seq_max;  /* sequence ids 0 .. n_seq_max - 1 (default 1) */
+    int32_t n_threads;  /* threads per CPU device (0 = physical cores) */
+    tnd_type kv_type;   /* KV cache element type: TND_TYPE_F16 (default), TND_TYPE_F32 or TND_TYPE_Q8_0 */
+    int32_t kv_block_size; /* tokens per KV block (default 32) */
+    /* Placement plan: n_devices CPU device instances (default 1), each taking a contiguous range of layers;
+     * layers_per_device (NULL = as even as possible) gives the count for each device and must add up to the
+     * model's layer count. */
+    int32_t n_devices;
+    const int32_t *layers_per_device;
+} tnd_context_params;
+
+/* Defaults as described above. */
+TND_API tnd_context_params tnd_context_default_params(void);
+
+/* Binds the model for inference (architecture, hyper-parameters, weights; done once per model) and creates a
+ * context with its devices and KV cache. The model must outlive the context.
+ * TND_ERR_UNSUPPORTED (architecture or tensor type tandem cannot run: the message names it), TND_ERR_FORMAT
+ * (missing or mis-shaped tensor, bad hyper-parameter), TND_ERR_INVALID_ARGUMENT (bad params),
+ * TND_ERR_OUT_OF_MEMORY. */
+TND_API tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, tnd_context **out);
+
+/* Releases the context. Accepts NULL. */
+TND_API void tnd_context_free(tnd_context *ctx);
+
+/* Vocabulary size of the bound model (rows of the output head); 0 before any context was created. */
+TND_API int32_t tnd_model_n_vocab(const tnd_model *model);
+
+/* Trained context length of the bound model; 0 before any context was created. */
+TND_API int32_t tnd_model_n_ctx_train(const tnd_model *model);
+
+/* A batch: n_tokens entries of token id, position and sequence id; logits[i] != 0 asks for the logits of entry i
+ * (NULL = only the last entry). Within a sequence, positions must continue exactly from its cached length. */
+typedef struct tnd_batch {
+    int32_t n_tokens;
+    const int32_t *tokens;
+    const int32_t *pos;
+    const int32_t *seq_id;   /* NULL = all sequence 0 */
+    const int8_t *logits;
+} tnd_batch;
+
+/* Runs the batch. On success the logits asked for are available through tnd_context_logits until the next call.
+ * On failure nothing of the batch stays in the KV cache. TND_ERR_INVALID_ARGUMENT (token id out of range,
+ * sequence id out of range, a position that does not follow its sequence), TND_ERR_BUFFER_TOO_SMALL (the KV
+ * cache is full: free sequences or use a larger n_ctx). */
+TND_API tnd_status tnd_context_decode(tnd_context *ctx, const tnd_batch *batch);
+
+/* Logits of the i-th entry that asked for them in the last batch: n_vocab floats owned by the context, valid
+ * until the next decode. NULL if i is out of range. */
+TND_API const float *tnd_context_logits(const tnd_context *ctx, int32_t i);
+
+/* Number of positions cached for `seq` (0 for an unknown id). */
+TND_API int32_t tnd_context_seq_length(const tnd_context *ctx, int32_t seq);
+
+/* Keeps the first `len` positions of `seq` (0 removes it and frees its KV blocks). TND_ERR_INVALID_ARGUMENT. */
+TND_API tnd_status tnd_context_seq_truncate(tnd_context *ctx, int32_t seq, int32_t len);
+
+/* Makes `dst` a copy of `src` that shares its KV blocks until either writes (copy-on-write). */
+TND_API tnd_status tnd_context_seq_fork(tnd_context *ctx, int32_t src, int32_t dst);
+
+/* KV blocks in use and in total. */
+TND_API void tnd_context_kv_usage(const tnd_context *ctx, int32_t *used_blocks, int32_t *total_blocks);
+
 #ifdef __cplusplus
 }
 #endif

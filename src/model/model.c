@@ -1,6 +1,8 @@
 /* model.c: public API for opening a model file and reading its metadata and tensor table. */
 #include "model/model.h"
 
+#include "model/arch.h"
+
 #include "core/alloc.h"
 #include "core/error.h"
 
@@ -36,6 +38,10 @@ fail:
 
 void tnd_model_close(tnd_model *m) {
     if (!m) return;
+    if (m->bound) {
+        tnd_model_unbind(m->bound, &m->allocator);
+        tnd_free(&m->allocator, m->bound);
+    }
     tnd_gguf_free(m->gguf);
     tnd_mapped_file_close(&m->file);
     tnd_allocator a = m->allocator;

@@ -11,6 +11,7 @@ struct tnd_model {
     tnd_logger log;
     tnd_mapped_file file;
     tnd_gguf *gguf;
+    struct tnd_bound_model *bound; /* architecture binding, made by the first context (NULL before) */
 };
 
 #endif

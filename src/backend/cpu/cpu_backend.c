@@ -1,0 +1,306 @@
+/* cpu_backend.c: the CPU device: host memory, and every op written as portable scalar C (the reference that faster
+ * kernels are tested against), split across the device's thread pool. */
+#include "backend/backend.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "core/fp16.h"
+#include "core/thread_pool.h"
+#include "quant/quant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+enum {
+    TND_CPU_CHUNK = 1024,          /* elements of a weight row dequantized at a time (a multiple of every block) */
+    TND_CPU_ATTN_MAX_GROUP = 16384 /* floats of per-group attention accumulators (heads per KV head * head_dim) */
+};
+
+typedef struct cpu_device {
+    tnd_thread_pool *pool;
+    tnd_allocator allocator;
+} cpu_device;
+
+static cpu_device *dev(tnd_backend *b) { return (cpu_device *)b->impl; }
+
+/* Splits [0, n) into nth nearly equal parts; part ith is [*begin, *end). */
+static void split(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {
+    int64_t per = (n + nth - 1) / nth;
+    *begin = per * ith < n ? per * ith : n;
+    *end = *begin + per < n ? *begin + per : n;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Memory
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static void *cpu_alloc(tnd_backend *b, size_t bytes) { return tnd_alloc(&dev(b)->allocator, bytes); }
+static void cpu_free(tnd_backend *b, void *p) { tnd_free(&dev(b)->allocator, p); }
+static void cpu_copy(tnd_backend *b, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+
+static tnd_status cpu_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
+    const tnd_type_traits *t = tnd_type_traits_of(host->type);
+    if (!t || !t->to_float)
+        return tnd_fail(TND_ERR_UNSUPPORTED, "the CPU device cannot compute with tensor type %s",
+                        t ? t->name : "unknown");
+    *out = *host;
+    return TND_OK;
+}
+
+static void cpu_release_weight(tnd_backend *b, tnd_weight *w) { memset(w, 0, sizeof *w); }
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Element-wise ops (cheap: run on the calling thread)
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static void cpu_embed(tnd_backend *b, const tnd_weight *table, const int32_t *ids, int64_t n, float *out) {
+    tnd_to_float_fn to_float = tnd_type_traits_of(table->type)->to_float;
+    for (int64_t i = 0; i < n; i++)
+        to_float((const uint8_t *)table->data + (size_t)ids[i] * table->row_bytes, out + i * table->n_cols,
+                 table->n_cols);
+}
+
+static void cpu_rms_norm(tnd_backend *b, const float *x, const float *gamma, float *y, int64_t dim, int64_t rows,
+                         float eps) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        double ss = 0;
+        for (int64_t i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
+        float scale = (float)(1.0 / sqrt(ss / (double)dim + eps));
+        float *yr = y + r * dim;
+        for (int64_t i = 0; i < dim; i++) yr[i] = xr[i] * scale * gamma[i];
+    }
+}
+
+static void cpu_add(tnd_backend *b, float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+static void cpu_add_bias(tnd_backend *b, float *y, const float *bias, int64_t dim, int64_t rows) {
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t i = 0; i < dim; i++) y[r * dim + i] += bias[i];
+}
+
+static void cpu_swiglu(tnd_backend *b, const float *gate, const float *up, float *out, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void cpu_rope(tnd_backend *b, float *x, const int32_t *pos, int64_t n_tokens, int32_t n_heads,
+                     const tnd_rope *rope) {
+    int32_t half = rope->n_rot / 2;
+    for (int64_t t = 0; t < n_tokens; t++) {
+        double p = (double)pos[t] * rope->scale;
+        for (int32_t i = 0; i < half; i++) {
+            double theta = p * pow(rope->base, -2.0 * i / rope->n_rot);
+            if (rope->freq_factors) theta /= rope->freq_factors[i];
+            float c = (float)cos(theta), s = (float)sin(theta);
+            for (int32_t h = 0; h < n_heads; h++) {
+                float *v = x + (t * n_heads + h) * rope->head_dim;
+                int32_t i0 = rope->mode == TND_ROPE_NEOX ? i : 2 * i;
+                int32_t i1 = rope->mode == TND_ROPE_NEOX ? i + half : 2 * i + 1;
+                float a = v[i0], bb = v[i1];
+                v[i0] = a * c - bb * s;
+                v[i1] = a * s + bb * c;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Matrix multiplication: each thread owns a range of weight rows; a row is dequantized chunk by chunk and each
+ * chunk is used for every token of the batch, so a weight byte is read once per batch.
+ * ---------------------------------------------------------------------------------------------------------- */
+
+typedef struct matmul_job {
+    const tnd_weight *w;
+    const float *x;
+    int64_t n_tokens;
+    float *y;
+} matmul_job;
+
+static void matmul_rows(void *ctx, int ith, int nth) {
+    const matmul_job *j = ctx;
+    const tnd_weight *w = j->w;
+    const tnd_type_traits *tr = tnd_type_traits_of(w->type);
+    int64_t r0, r1;
+    split(w->n_rows, ith, nth, &r0, &r1);
+    float chunk[TND_CPU_CHUNK];
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        for (int64_t t = 0; t < j->n_tokens; t++) j->y[t * w->n_rows + r] = 0;
+        for (int64_t c0 = 0; c0 < w->n_cols; c0 += TND_CPU_CHUNK) {
+            int64_t n = w->n_cols - c0 < TND_CPU_CHUNK ? w->n_cols - c0 : TND_CPU_CHUNK;
+            tr->to_float(row + (size_t)(c0 / tr->block_size) * tr->type_size, chunk, n);
+            for (int64_t t = 0; t < j->n_tokens; t++) {
+                const float *xt = j->x + t * w->n_cols + c0;
+                float acc = 0;
+                for (int64_t i = 0; i < n; i++) acc += chunk[i] * xt[i];
+                j->y[t * w->n_rows + r] += acc;
+            }
+        }
+    }
+}
+
+static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const float *x, int64_t n_tokens, float *y) {
+    matmul_job job = {w, x, n_tokens, y};
+    tnd_thread_pool_run(dev(b)->pool, matmul_rows, &job);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * KV cache rows
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static size_t kv_row_bytes(tnd_type type, int64_t width) { return tnd_row_size(type, width); }
+
+static void cpu_kv_store(tnd_backend *b, void *k_pool, void *v_pool, tnd_type kv_type, const float *k,
+                         const float *v, const int64_t *slots, int64_t n_tokens, int64_t width) {
+    tnd_from_float_fn from_float = tnd_type_traits_of(kv_type)->from_float;
+    size_t rb = kv_row_bytes(kv_type, width);
+    for (int64_t t = 0; t < n_tokens; t++) {
+        from_float(k + t * width, (uint8_t *)k_pool + (size_t)slots[t] * rb, width);
+        from_float(v + t * width, (uint8_t *)v_pool + (size_t)slots[t] * rb, width);
+    }
+}
+
+static void cpu_kv_copy_blocks(tnd_backend *b, void *pool, size_t block_bytes, const int32_t *src,
+                               const int32_t *dst, int32_t n) {
+    for (int32_t i = 0; i < n; i++)
+        memcpy((uint8_t *)pool + (size_t)dst[i] * block_bytes, (const uint8_t *)pool + (size_t)src[i] * block_bytes,
+               block_bytes);
+}
+
+/* Converts elements [start, start + len) of a stored KV row to float. Quantized rows are decoded block by block
+ * around the segment. */
+static void load_kv_segment(const uint8_t *row, const tnd_type_traits *tr, int64_t start, int64_t len, float *out) {
+    if (!tr->quantized) {
+        tr->to_float(row + (size_t)start * tr->type_size, out, len);
+        return;
+    }
+    int64_t bs = tr->block_size, b0 = start / bs, b1 = (start + len + bs - 1) / bs;
+    float tmp[256];
+    for (int64_t blk = b0; blk < b1; blk++) {
+        tr->to_float(row + (size_t)blk * tr->type_size, tmp, bs);
+        for (int64_t i = 0; i < bs; i++) {
+            int64_t e = blk * bs + i;
+            if (e >= start && e < start + len) out[e - start] = tmp[i];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Attention: one work item per (token, KV head); the query heads sharing that KV head are processed together
+ * with an online softmax (running max and sum), so no score vector of context length is stored.
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static void attention_items(void *ctx, int ith, int nth) {
+    const tnd_attention_args *a = ctx;
+    const tnd_type_traits *tr = tnd_type_traits_of(a->kv_type);
+    int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv;
+    int64_t width = (int64_t)a->n_head_kv * hd;
+    size_t rb = kv_row_bytes(a->kv_type, width);
+    float acc[TND_CPU_ATTN_MAX_GROUP], kbuf[1024], vbuf[1024];
+    float mx[256], sum[256];
+    int64_t n_items = a->n_tokens * a->n_head_kv;
+    for (int64_t item = ith; item < n_items; item += nth) {
+        int64_t t = item / a->n_head_kv;
+        int32_t g = (int32_t)(item % a->n_head_kv);
+        const float *q = a->q + t * a->n_head * hd + (int64_t)g * rep * hd;
+        for (int32_t r = 0; r < rep; r++) {
+            mx[r] = -INFINITY;
+            sum[r] = 0;
+        }
+        memset(acc, 0, sizeof(float) * (size_t)(rep * hd));
+        const int32_t *table = a->block_tables[t];
+        for (int32_t p = 0; p < a->n_ctx[t]; p++) {
+            size_t slot = (size_t)table[p / a->block_size] * (size_t)a->block_size + (size_t)(p % a->block_size);
+            load_kv_segment((const uint8_t *)a->k_pool + slot * rb, tr, (int64_t)g * hd, hd, kbuf);
+            load_kv_segment((const uint8_t *)a->v_pool + slot * rb, tr, (int64_t)g * hd, hd, vbuf);
+            for (int32_t r = 0; r < rep; r++) {
+                const float *qr = q + r * hd;
+                float s = 0;
+                for (int32_t i = 0; i < hd; i++) s += qr[i] * kbuf[i];
+                s *= a->scale;
+                float m_new = s > mx[r] ? s : mx[r];
+                float old = expf(mx[r] - m_new), w = expf(s - m_new);
+                float *ar = acc + r * hd;
+                for (int32_t i = 0; i < hd; i++) ar[i] = ar[i] * old + w * vbuf[i];
+                sum[r] = sum[r] * old + w;
+                mx[r] = m_new;
+            }
+        }
+        float *out = a->out + t * a->n_head * hd + (int64_t)g * rep * hd;
+        for (int32_t r = 0; r < rep; r++)
+            for (int32_t i = 0; i < hd; i++) out[r * hd + i] = sum[r] > 0 ? acc[r * hd + i] / sum[r] : 0;
+    }
+}
+
+static void cpu_attention(tnd_backend *b, const tnd_attention_args *a) {
+    tnd_thread_pool_run(dev(b)->pool, attention_items, (void *)a);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Device
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static void cpu_destroy(tnd_backend *b) {
+    if (!b) return;
+    cpu_device *d = dev(b);
+    tnd_allocator a = d->allocator;
+    tnd_thread_pool_free(d->pool);
+    tnd_free(&a, d);
+    tnd_free(&a, b);
+}
+
+static const tnd_backend_vtable cpu_vtable = {
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .to_device = cpu_copy,
+    .to_host = cpu_copy,
+    .copy = cpu_copy,
+    .prepare_weight = cpu_prepare_weight,
+    .release_weight = cpu_release_weight,
+    .embed = cpu_embed,
+    .matmul = cpu_matmul,
+    .rms_norm = cpu_rms_norm,
+    .add = cpu_add,
+    .add_bias = cpu_add_bias,
+    .swiglu = cpu_swiglu,
+    .rope = cpu_rope,
+    .kv_store = cpu_kv_store,
+    .kv_copy_blocks = cpu_kv_copy_blocks,
+    .attention = cpu_attention,
+};
+
+bool tnd_cpu_attention_fits(int32_t n_head, int32_t n_head_kv, int32_t head_dim) {
+    int32_t rep = n_head / n_head_kv;
+    return rep <= 256 && (int64_t)rep * head_dim <= TND_CPU_ATTN_MAX_GROUP && head_dim <= 1024 - 256;
+}
+
+tnd_status tnd_backend_cpu_init(int n_threads, const tnd_allocator *allocator, const char *name,
+                                tnd_backend **out) {
+    *out = NULL;
+    tnd_allocator a = allocator ? *allocator : (tnd_allocator){0};
+    tnd_backend *b = tnd_alloc(&a, sizeof *b);
+    cpu_device *d = tnd_alloc(&a, sizeof *d);
+    if (!b || !d) {
+        tnd_free(&a, b);
+        tnd_free(&a, d);
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    d->allocator = a;
+    b->vt = &cpu_vtable;
+    b->impl = d;
+    snprintf(b->name, sizeof b->name, "%s", name ? name : "cpu");
+    tnd_status st = tnd_thread_pool_init(n_threads < 1 ? tnd_physical_cores() : n_threads, &a, &d->pool);
+    if (st) {
+        cpu_destroy(b);
+        return st;
+    }
+    *out = b;
+    return TND_OK;
+}

@@ -1,0 +1,72 @@
+/* arch.h: what a decoder-only transformer architecture is to tandem: hyper-parameters read from `<arch>.*` keys,
+ * weights bound by name, and a descriptor per architecture (one file each in arch/) saying which optional parts
+ * (biases, q/k norms, tied output) it has and how it rotates positions. */
+#ifndef TND_MODEL_ARCH_H
+#define TND_MODEL_ARCH_H
+
+#include "backend/backend.h"
+#include "gguf/gguf.h"
+
+#include <stdbool.h>
+
+typedef struct tnd_hparams {
+    int32_t n_vocab;
+    int32_t n_ctx_train;  /* <arch>.context_length */
+    int32_t n_embd;       /* residual width */
+    int32_t n_layer;
+    int32_t n_head, n_head_kv;
+    int32_t head_dim;     /* <arch>.attention.key_length, default n_embd / n_head */
+    int32_t n_ff;
+    int32_t n_rot;        /* rotated dims per head: <arch>.rope.dimension_count, default head_dim */
+    float rms_eps;
+    float rope_base;
+    float rope_scale;     /* linear position scale: 1 / rope.scaling.factor for type "linear" */
+} tnd_hparams;
+
+/* One decoder block. Matrices are views into the file; small vectors are float copies owned by the binding.
+ * Shapes (ne[0] = input width, ne[1] = output width):
+ *   wq [n_embd, n_head*head_dim]   wk, wv [n_embd, n_head_kv*head_dim]   wo [n_head*head_dim, n_embd]
+ *   w_gate, w_up [n_embd, n_ff]    w_down [n_ff, n_embd]
+ *   attn_norm, ffn_norm [n_embd]   bq [n_head*head_dim]  bk, bv [n_head_kv*head_dim]  q_norm, k_norm [head_dim] */
+typedef struct tnd_layer {
+    tnd_weight wq, wk, wv, wo, w_gate, w_up, w_down;
+    float *attn_norm, *ffn_norm;
+    float *bq, *bk, *bv;        /* NULL when the architecture has no q/k/v biases */
+    float *q_norm, *k_norm;     /* NULL when the architecture has no per-head q/k RMS norms */
+} tnd_layer;
+
+typedef struct tnd_weights {
+    tnd_weight tok_embd;   /* [n_embd, n_vocab] */
+    tnd_weight output;     /* [n_embd, n_vocab]; the embedding itself when tied */
+    float *output_norm;    /* [n_embd] */
+    float *rope_freqs;     /* [n_rot / 2] or NULL */
+    tnd_layer *layers;     /* n_layer */
+} tnd_weights;
+
+typedef struct tnd_arch {
+    const char *name;        /* general.architecture */
+    tnd_rope_mode rope_mode;
+    bool qkv_bias;           /* attn_q/k/v.bias required */
+    bool qk_norm;            /* attn_q_norm / attn_k_norm required */
+} tnd_arch;
+
+/* The architectures tandem runs (arch/<name>.c). */
+extern const tnd_arch tnd_arch_llama;
+extern const tnd_arch tnd_arch_qwen2;
+extern const tnd_arch tnd_arch_qwen3;
+
+/* A model bound for inference: descriptor, hyper-parameters, weights. */
+typedef struct tnd_bound_model {
+    const tnd_arch *arch;
+    tnd_hparams hp;
+    tnd_weights w;
+    float *floats;          /* one allocation holding every float vector of w */
+} tnd_bound_model;
+
+/* Reads hyper-parameters and binds every tensor of the architecture named in the file, checking presence, types
+ * and shapes. Errors name the architecture, key or tensor: TND_ERR_UNSUPPORTED (architecture or tensor type),
+ * TND_ERR_FORMAT (missing/mis-shaped tensor, bad hyper-parameter), TND_ERR_OUT_OF_MEMORY. */
+tnd_status tnd_model_bind(const tnd_gguf *g, const tnd_allocator *allocator, tnd_bound_model *out);
+void tnd_model_unbind(tnd_bound_model *bm, const tnd_allocator *allocator);
+
+#endif

@@ -1,0 +1,201 @@
+/* test_models.c: logits of every dense fixture model against the two references beside it (llama.cpp's, and the
+ * exact float64 computation), greedy continuation against llama.cpp's, and placement of layers on two devices. */
+#include "harness.h"
+
+#include "tandem.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const int32_t prompt[16] = {1, 403, 407, 261, 378, 436, 300, 290, 259, 268, 421, 375, 262, 266, 302, 431};
+enum { N_PROMPT = 16, N_GREEDY = 32 };
+
+typedef struct model_case {
+    const char *name;     /* fixture base name */
+    double max_llamacpp;  /* NMSE bound against llama.cpp */
+} model_case;
+
+/* Bounds from the fixtures' README: f32/f16 1e-5, bf16 1e-4, quantized 2e-3 against llama.cpp; 1e-5 against the
+ * exact computation for every type, because tandem's reference path keeps activations in float. */
+static const model_case cases[] = {
+    {"llama-tiny-f32", 1e-5},     {"llama-tiny-f16", 1e-5},     {"llama-tiny-bf16", 1e-4},
+    {"llama-tiny-q8_0", 2e-3},    {"llama-tiny-q4_0", 2e-3},    {"llama-tiny-q4_1", 2e-3},
+    {"llama-tiny-q5_0", 2e-3},    {"llama-tiny-q5_1", 2e-3},    {"llama-tiny-q2_k", 2e-3},
+    {"llama-tiny-q3_k_m", 2e-3},  {"llama-tiny-q4_k_m", 2e-3},  {"llama-tiny-q5_k_m", 2e-3},
+    {"llama-tiny-q6_k", 2e-3},    {"llama3-tiny-f32", 1e-5},    {"llama3-tiny-q8_0", 2e-3},
+    {"llama3-tiny-q4_k_m", 2e-3}, {"qwen2-tiny-f32", 1e-5},     {"qwen2-tiny-q8_0", 2e-3},
+    {"qwen2-tiny-q4_k_m", 2e-3},  {"qwen3-tiny-f32", 1e-5},     {"qwen3-tiny-q8_0", 2e-3},
+    {"qwen3-tiny-q4_k_m", 2e-3},
+};
+static const double max_exact = 1e-5;
+
+static float *read_floats(const char *path, size_t count) {
+    size_t size = 0;
+    uint8_t *bytes = tnd_test_read_file(path, &size);
+    if (!bytes || size != count * sizeof(float)) {
+        fprintf(stderr, "%s: expected %zu floats\n", path, count);
+        free(bytes);
+        return NULL;
+    }
+    return (float *)bytes;
+}
+
+/* sum((x - ref)^2) / sum((ref - mean(ref))^2), as the fixtures' README defines it. */
+static double nmse(const float *x, const float *ref, size_t n) {
+    double mean = 0, num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) mean += ref[i];
+    mean /= (double)n;
+    for (size_t i = 0; i < n; i++) {
+        num += ((double)x[i] - ref[i]) * ((double)x[i] - ref[i]);
+        den += ((double)ref[i] - mean) * ((double)ref[i] - mean);
+    }
+    return num / den;
+}
+
+static int32_t argmax(const float *v, int32_t n) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+/* Runs the prompt with logits for every position into out [16][n_vocab]. */
+static bool run_prompt(tnd_context *ctx, int32_t seq, float *out, int32_t n_vocab) {
+    int32_t pos[N_PROMPT], seqs[N_PROMPT];
+    int8_t want[N_PROMPT];
+    for (int i = 0; i < N_PROMPT; i++) {
+        pos[i] = i;
+        seqs[i] = seq;
+        want[i] = 1;
+    }
+    tnd_batch b = {.n_tokens = N_PROMPT, .tokens = prompt, .pos = pos, .seq_id = seqs, .logits = want};
+    if (!CHECK_OK(tnd_context_decode(ctx, &b))) return false;
+    for (int i = 0; i < N_PROMPT; i++) memcpy(out + (size_t)i * n_vocab, tnd_context_logits(ctx, i), sizeof(float) * n_vocab);
+    return true;
+}
+
+/* Greedy steps after the prompt, compared with llama.cpp's tokens up to its first step with margin < 0.1. */
+static void check_greedy(tnd_context *ctx, const char *name, const float *last_logits, int32_t n_vocab) {
+    char path[256];
+    snprintf(path, sizeof path, "models/%s.ref-llamacpp.greedy.txt", name);
+    FILE *f = fopen(tnd_fixture(path), "r");
+    if (!CHECK(f != NULL)) return;
+    int32_t token = argmax(last_logits, n_vocab);
+    int compared = 0, matched = 0;
+    char line[256];
+    for (int step = 0; step < N_GREEDY && fgets(line, sizeof line, f);) {
+        int ref_token;
+        double margin;
+        if (line[0] == '#') continue; /* header comments */
+        if (sscanf(line, "%d %lf", &ref_token, &margin) != 2) break;
+        if (margin < 0.1) break;
+        compared++;
+        if (token != ref_token) {
+            fprintf(stderr, "%s: greedy step %d: token %d, reference %d (margin %.3f)\n", name, step, token,
+                    ref_token, margin);
+            break;
+        }
+        matched++;
+        int32_t pos = N_PROMPT + step;
+        tnd_batch b = {.n_tokens = 1, .tokens = &token, .pos = &pos};
+        if (!CHECK_OK(tnd_context_decode(ctx, &b))) break;
+        token = argmax(tnd_context_logits(ctx, 0), n_vocab);
+        step++;
+    }
+    fclose(f);
+    CHECK(matched == compared); /* zero compared steps when the first step is already a near-tie */
+    printf("  greedy: %d/%d steps equal before the first low-margin step\n", matched, compared);
+}
+
+static void test_model(const model_case *c) {
+    char path[256];
+    snprintf(path, sizeof path, "models/%s.gguf", c->name);
+    tnd_model *m = NULL;
+    if (!CHECK_OK(tnd_model_open(tnd_fixture(path), NULL, &m))) return;
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = 256;
+    p.n_threads = 2;
+    p.kv_type = TND_TYPE_F32; /* exact math first: the F16 cache is checked against llama.cpp's below */
+    tnd_context *ctx = NULL;
+    if (!CHECK_OK(tnd_context_init(m, &p, &ctx))) {
+        tnd_model_close(m);
+        return;
+    }
+    int32_t n_vocab = tnd_model_n_vocab(m);
+    size_t n = (size_t)N_PROMPT * n_vocab;
+    float *ours = malloc(n * sizeof(float)), *ours_f16 = malloc(n * sizeof(float));
+    snprintf(path, sizeof path, "models/%s.ref-exact.logits.f32", c->name);
+    float *exact = read_floats(tnd_fixture(path), n);
+    snprintf(path, sizeof path, "models/%s.ref-llamacpp.logits.f32", c->name);
+    float *llamacpp = read_floats(tnd_fixture(path), n);
+    if (CHECK(exact && llamacpp) && run_prompt(ctx, 0, ours, n_vocab)) {
+        double e = nmse(ours, exact, n);
+        tnd_context *ctx16 = NULL;
+        p.kv_type = TND_TYPE_F16;
+        double l = 1;
+        if (CHECK_OK(tnd_context_init(m, &p, &ctx16)) && run_prompt(ctx16, 0, ours_f16, n_vocab))
+            l = nmse(ours_f16, llamacpp, n);
+        int agree = 0;
+        for (int i = 0; i < N_PROMPT; i++)
+            agree += argmax(ours_f16 + (size_t)i * n_vocab, n_vocab) == argmax(llamacpp + (size_t)i * n_vocab, n_vocab);
+        printf("%-20s NMSE vs exact %.3g (f32 KV), vs llama.cpp %.3g (f16 KV), argmax agrees %d/16\n", c->name, e, l,
+               agree);
+        CHECK(e <= max_exact);
+        CHECK(l <= c->max_llamacpp);
+        if (ctx16) check_greedy(ctx16, c->name, ours_f16 + (size_t)(N_PROMPT - 1) * n_vocab, n_vocab);
+        tnd_context_free(ctx16);
+    }
+    free(ours);
+    free(ours_f16);
+    free(exact);
+    free(llamacpp);
+    tnd_context_free(ctx);
+    tnd_model_close(m);
+}
+
+/* The same model placed on two CPU devices (layer 0 on one, layer 1 on the other) gives the same logits. */
+static void test_two_devices(void) {
+    tnd_model *m = NULL;
+    if (!CHECK_OK(tnd_model_open(tnd_fixture("models/qwen2-tiny-q8_0.gguf"), NULL, &m))) return;
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = 64;
+    tnd_context *one = NULL, *two = NULL;
+    CHECK_OK(tnd_context_init(m, &p, &one));
+    p.n_devices = 2;
+    CHECK_OK(tnd_context_init(m, &p, &two));
+    int32_t layers[2] = {2, 0};
+    p.layers_per_device = layers;
+    tnd_context *bad = NULL;
+    CHECK(tnd_context_init(m, &p, &bad) == TND_ERR_INVALID_ARGUMENT && bad == NULL);
+    if (one && two) {
+        int32_t nv = tnd_model_n_vocab(m);
+        float *a = malloc(sizeof(float) * N_PROMPT * nv), *b = malloc(sizeof(float) * N_PROMPT * nv);
+        CHECK(run_prompt(one, 0, a, nv) && run_prompt(two, 0, b, nv));
+        CHECK(memcmp(a, b, sizeof(float) * N_PROMPT * nv) == 0);
+        free(a);
+        free(b);
+    }
+    tnd_context_free(one);
+    tnd_context_free(two);
+    tnd_model_close(m);
+}
+
+/* Architectures tandem cannot run yet are refused with their name. */
+static void test_unsupported(void) {
+    tnd_model *m = NULL;
+    if (!CHECK_OK(tnd_model_open(tnd_fixture("models/qwen2moe-tiny-f32.gguf"), NULL, &m))) return;
+    tnd_context *ctx = NULL;
+    CHECK(tnd_context_init(m, NULL, &ctx) == TND_ERR_UNSUPPORTED && strstr(tnd_last_error(), "qwen2moe"));
+    tnd_model_close(m);
+    CHECK(tnd_context_init(NULL, NULL, &ctx) == TND_ERR_INVALID_ARGUMENT);
+}
+
+int main(int argc, char **argv) {
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (argc < 2 || strstr(cases[i].name, argv[1])) test_model(&cases[i]);
+    test_two_devices();
+    test_unsupported();
+    return tnd_test_finish("test_models");
+}
