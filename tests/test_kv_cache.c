@@ -1,0 +1,149 @@
+/* test_kv_cache.c: the paged KV cache through the context API: forked sequences share blocks and diverge with
+ * copy-on-write, truncation and removal free blocks, a full cache and bad positions fail without side effects, and
+ * micro-batching gives the same logits as one batch. */
+#include "harness.h"
+
+#include "tandem.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const int32_t prompt[16] = {1, 403, 407, 261, 378, 436, 300, 290, 259, 268, 421, 375, 262, 266, 302, 431};
+
+static tnd_context *make_context(tnd_model *m, int32_t n_ctx, int32_t n_batch, int32_t block, int32_t n_seq) {
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = n_ctx;
+    p.n_batch = n_batch;
+    p.kv_block_size = block;
+    p.n_seq_max = n_seq;
+    p.n_threads = 2;
+    tnd_context *ctx = NULL;
+    CHECK_OK(tnd_context_init(m, &p, &ctx));
+    return ctx;
+}
+
+/* Decodes tokens[0..n) at positions start.. of `seq`; copies the logits of every entry to out if given. */
+static tnd_status decode(tnd_context *ctx, int32_t seq, const int32_t *tokens, int32_t n, int32_t start, float *out,
+                         int32_t n_vocab) {
+    int32_t pos[64], seqs[64];
+    int8_t want[64];
+    for (int32_t i = 0; i < n; i++) {
+        pos[i] = start + i;
+        seqs[i] = seq;
+        want[i] = 1;
+    }
+    tnd_batch b = {.n_tokens = n, .tokens = tokens, .pos = pos, .seq_id = seqs, .logits = want};
+    tnd_status st = tnd_context_decode(ctx, &b);
+    for (int32_t i = 0; !st && out && i < n; i++)
+        memcpy(out + (size_t)i * n_vocab, tnd_context_logits(ctx, i), sizeof(float) * (size_t)n_vocab);
+    return st;
+}
+
+static void test_fork_and_cow(tnd_model *m, int32_t nv) {
+    tnd_context *ctx = make_context(m, 128, 64, 32, 2), *ref = make_context(m, 128, 64, 32, 1);
+    if (!ctx || !ref) goto done;
+    float *a = malloc(sizeof(float) * (size_t)nv), *b = malloc(sizeof(float) * (size_t)nv);
+    float *ra = malloc(sizeof(float) * (size_t)nv), *rb = malloc(sizeof(float) * (size_t)nv);
+    int32_t used = 0, total = 0;
+    CHECK_OK(decode(ctx, 0, prompt, 16, 0, NULL, nv));
+    CHECK_OK(tnd_context_seq_fork(ctx, 0, 1));
+    tnd_context_kv_usage(ctx, &used, &total);
+    CHECK(used == 1 && total == 4 && tnd_context_seq_length(ctx, 1) == 16);
+    /* both sequences continue with different tokens in one batch: the shared block is copied for one of them */
+    int32_t toks[2] = {300, 301}, pos[2] = {16, 16}, seqs[2] = {0, 1};
+    int8_t want[2] = {1, 1};
+    tnd_batch batch = {.n_tokens = 2, .tokens = toks, .pos = pos, .seq_id = seqs, .logits = want};
+    CHECK_OK(tnd_context_decode(ctx, &batch));
+    memcpy(a, tnd_context_logits(ctx, 0), sizeof(float) * (size_t)nv);
+    memcpy(b, tnd_context_logits(ctx, 1), sizeof(float) * (size_t)nv);
+    tnd_context_kv_usage(ctx, &used, NULL);
+    CHECK(used == 2);
+    /* references computed alone */
+    CHECK_OK(decode(ref, 0, prompt, 16, 0, NULL, nv));
+    CHECK_OK(decode(ref, 0, &toks[0], 1, 16, ra, nv));
+    CHECK_OK(tnd_context_seq_truncate(ref, 0, 16));
+    CHECK_OK(decode(ref, 0, &toks[1], 1, 16, rb, nv));
+    CHECK(memcmp(a, ra, sizeof(float) * (size_t)nv) == 0);
+    CHECK(memcmp(b, rb, sizeof(float) * (size_t)nv) == 0);
+    CHECK(memcmp(a, b, sizeof(float) * (size_t)nv) != 0);
+    /* removing the fork frees its private block; truncating and recomputing gives the same logits */
+    CHECK_OK(tnd_context_seq_truncate(ctx, 1, 0));
+    tnd_context_kv_usage(ctx, &used, NULL);
+    CHECK(used == 1 && tnd_context_seq_length(ctx, 1) == 0);
+    CHECK_OK(tnd_context_seq_truncate(ctx, 0, 8));
+    float *again = malloc(sizeof(float) * 8 * (size_t)nv), *full = malloc(sizeof(float) * 16 * (size_t)nv);
+    CHECK_OK(decode(ctx, 0, prompt + 8, 8, 8, again, nv));
+    CHECK_OK(tnd_context_seq_truncate(ref, 0, 0));
+    CHECK_OK(decode(ref, 0, prompt, 16, 0, full, nv));
+    CHECK(memcmp(again, full + 8 * (size_t)nv, sizeof(float) * 8 * (size_t)nv) == 0);
+    CHECK(tnd_context_seq_truncate(ctx, 0, 99) == TND_ERR_INVALID_ARGUMENT);
+    CHECK(tnd_context_seq_fork(ctx, 0, 5) == TND_ERR_INVALID_ARGUMENT);
+    free(a);
+    free(b);
+    free(ra);
+    free(rb);
+    free(again);
+    free(full);
+done:
+    tnd_context_free(ctx);
+    tnd_context_free(ref);
+}
+
+static void test_errors_leave_no_trace(tnd_model *m, int32_t nv) {
+    tnd_context *ctx = make_context(m, 32, 64, 16, 2);
+    if (!ctx) return;
+    int32_t many[40];
+    for (int i = 0; i < 40; i++) many[i] = prompt[i % 16];
+    CHECK(decode(ctx, 0, many, 40, 0, NULL, nv) == TND_ERR_BUFFER_TOO_SMALL && strstr(tnd_last_error(), "full"));
+    int32_t used = -1;
+    tnd_context_kv_usage(ctx, &used, NULL);
+    CHECK(tnd_context_seq_length(ctx, 0) == 0 && used == 0);
+    CHECK_OK(decode(ctx, 0, prompt, 4, 0, NULL, nv));
+    CHECK(decode(ctx, 0, prompt, 2, 7, NULL, nv) == TND_ERR_INVALID_ARGUMENT && strstr(tnd_last_error(), "position 7"));
+    CHECK(tnd_context_seq_length(ctx, 0) == 4);
+    int32_t bad_token = nv;
+    CHECK(decode(ctx, 0, &bad_token, 1, 4, NULL, nv) == TND_ERR_INVALID_ARGUMENT &&
+          strstr(tnd_last_error(), "outside the vocabulary"));
+    CHECK(decode(ctx, 2, prompt, 1, 0, NULL, nv) == TND_ERR_INVALID_ARGUMENT);
+    CHECK(tnd_context_decode(ctx, NULL) == TND_ERR_INVALID_ARGUMENT);
+    /* two sequences filling the cache: the second fails whole, the first keeps its rows */
+    CHECK_OK(decode(ctx, 1, many, 16, 0, NULL, nv));
+    CHECK(decode(ctx, 0, many, 20, 4, NULL, nv) == TND_ERR_BUFFER_TOO_SMALL);
+    CHECK(tnd_context_seq_length(ctx, 0) == 4 && tnd_context_seq_length(ctx, 1) == 16);
+    tnd_context_free(ctx);
+}
+
+static void test_micro_batches(tnd_model *m, int32_t nv) {
+    tnd_context *big = make_context(m, 64, 64, 32, 1), *small = make_context(m, 64, 5, 4, 1);
+    if (big && small) {
+        float *a = malloc(sizeof(float) * 16 * (size_t)nv), *b = malloc(sizeof(float) * 16 * (size_t)nv);
+        CHECK_OK(decode(big, 0, prompt, 16, 0, a, nv));
+        /* asking for 16 rows of logits exceeds n_batch 5: refused, and nothing is cached */
+        CHECK(decode(small, 0, prompt, 16, 0, b, nv) == TND_ERR_INVALID_ARGUMENT &&
+              tnd_context_seq_length(small, 0) == 0);
+        /* the last row only, over four micro-batches, equals the single-batch result bit for bit */
+        int32_t pos[16];
+        for (int i = 0; i < 16; i++) pos[i] = i;
+        tnd_batch batch = {.n_tokens = 16, .tokens = prompt, .pos = pos};
+        CHECK_OK(tnd_context_decode(small, &batch));
+        CHECK(tnd_context_logits(small, 0) && !tnd_context_logits(small, 1));
+        CHECK(memcmp(tnd_context_logits(small, 0), a + 15 * (size_t)nv, sizeof(float) * (size_t)nv) == 0);
+        free(a);
+        free(b);
+    }
+    tnd_context_free(big);
+    tnd_context_free(small);
+}
+
+int main(void) {
+    tnd_model *m = NULL;
+    if (!CHECK_OK(tnd_model_open(tnd_fixture("models/llama-tiny-f32.gguf"), NULL, &m))) return tnd_test_finish("test_kv_cache");
+    tnd_context *probe = make_context(m, 16, 16, 16, 1);
+    int32_t nv = tnd_model_n_vocab(m);
+    tnd_context_free(probe);
+    test_fork_and_cow(m, nv);
+    test_errors_leave_no_trace(m, nv);
+    test_micro_batches(m, nv);
+    tnd_model_close(m);
+    return tnd_test_finish("test_kv_cache");
+}
