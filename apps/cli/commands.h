@@ -4,5 +4,6 @@
 #define TND_CLI_COMMANDS_H
 
 int tnd_cmd_info(int argc, char **argv);
+int tnd_cmd_logits(int argc, char **argv);
 
 #endif

@@ -14,6 +14,7 @@ typedef struct command {
 
 static const command commands[] = {
     {"info", tnd_cmd_info, "describe a GGUF model file: info MODEL.gguf [--json] [--tensors]"},
+    {"logits", tnd_cmd_logits, "write the logits of token ids: logits -m MODEL --ids \"1 2 3\" -o OUT.f32"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,72 @@
+/* cli_util.c: option parsing and error printing for the subcommands. */
+#include "cli_util.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+bool cli_int(const char *flag, const char *value, long long lo, long long hi, long long *out) {
+    char *end = NULL;
+    errno = 0;
+    long long v = value ? strtoll(value, &end, 10) : 0;
+    if (!value || errno || end == value || *end || v < lo || v > hi) {
+        fprintf(stderr, "tandem: %s expects a whole number in [%lld, %lld], got '%s'\n", flag, lo, hi,
+                value ? value : "");
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_float(const char *flag, const char *value, double lo, double hi, double *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = value ? strtod(value, &end) : 0;
+    if (!value || errno || end == value || *end || !isfinite(v) || v < lo || v > hi) {
+        fprintf(stderr, "tandem: %s expects a number in [%g, %g], got '%s'\n", flag, lo, hi, value ? value : "");
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+const char *cli_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "tandem: option %s needs a value\n", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+bool cli_kv_type(const char *value, tnd_type *out) {
+    static const struct { const char *name; tnd_type type; } kinds[] = {
+        {"f16", TND_TYPE_F16}, {"f32", TND_TYPE_F32}, {"q8_0", TND_TYPE_Q8_0}};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        if (!strcmp(value, kinds[i].name)) {
+            *out = kinds[i].type;
+            return true;
+        }
+    }
+    fprintf(stderr, "tandem: KV cache type must be f16, f32 or q8_0, got '%s'\n", value);
+    return false;
+}
+
+void cli_error(const char *what) { fprintf(stderr, "tandem: %s: %s\n", what, tnd_last_error()); }
+
+tnd_model *cli_open_model(const char *path) {
+    tnd_model *m = NULL;
+    if (tnd_model_open(path, NULL, &m) != TND_OK) {
+        fprintf(stderr, "tandem: %s\n", tnd_last_error());
+        return NULL;
+    }
+    return m;
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

@@ -1,0 +1,31 @@
+/* cli_util.h: small helpers shared by the subcommands: option values with range checks, opening a model and a
+ * context with one-line error messages. */
+#ifndef TND_CLI_UTIL_H
+#define TND_CLI_UTIL_H
+
+#include "tandem.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Parse `value` of option `flag` as a whole number / number within [lo, hi]; print "tandem: FLAG ..." and return
+ * false when it is not. */
+bool cli_int(const char *flag, const char *value, long long lo, long long hi, long long *out);
+bool cli_float(const char *flag, const char *value, double lo, double hi, double *out);
+
+/* The value after option argv[*i] (advancing *i), or NULL with a message when it is missing. */
+const char *cli_value(int argc, char **argv, int *i);
+
+/* Opens a model; prints "tandem: <error>" and returns NULL on failure. */
+tnd_model *cli_open_model(const char *path);
+
+/* Parses a KV cache type name (f16, f32, q8_0). */
+bool cli_kv_type(const char *value, tnd_type *out);
+
+/* Prints "tandem: <what>: <last error>" to stderr. */
+void cli_error(const char *what);
+
+/* Monotonic seconds. */
+double cli_now(void);
+
+#endif
