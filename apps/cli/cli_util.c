@@ -70,3 +70,9 @@ double cli_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+void cli_progress(void *user, const char *what, uint64_t done, uint64_t total) {
+    (void)user;
+    fprintf(stderr, "\r[%4llu/%4llu] %-40.40s", (unsigned long long)done, (unsigned long long)total, what);
+    if (done == total) fputc('\n', stderr);
+}

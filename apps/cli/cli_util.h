@@ -25,6 +25,9 @@ bool cli_kv_type(const char *value, tnd_type *out);
 /* Prints "tandem: <what>: <last error>" to stderr. */
 void cli_error(const char *what);
 
+/* Progress printer for long model writes: "[ 12/201] blk.1.attn_q.weight" on stderr, one line updated in place. */
+void cli_progress(void *user, const char *what, uint64_t done, uint64_t total);
+
 /* Monotonic seconds. */
 double cli_now(void);
 

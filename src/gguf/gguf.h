@@ -146,6 +146,14 @@ tnd_status tnd_gguf_writer_copy_meta(tnd_gguf_writer *w, const tnd_gguf *src);
 tnd_status tnd_gguf_writer_add_tensor(tnd_gguf_writer *w, const char *name, tnd_type type, uint32_t n_dims,
                                       const int64_t *ne, const void *data);
 
+/* Produces a tensor's bytes at write time into dst (`size` bytes), so that large files are written one tensor at a
+ * time. Returns TND_OK or an error status (with tnd_fail) that aborts the write. */
+typedef tnd_status (*tnd_gguf_fill_fn)(void *user, void *dst, uint64_t size);
+
+/* Adds a tensor whose data `fill(user, ...)` produces when the file is written. */
+tnd_status tnd_gguf_writer_add_tensor_fill(tnd_gguf_writer *w, const char *name, tnd_type type, uint32_t n_dims,
+                                           const int64_t *ne, tnd_gguf_fill_fn fill, void *user);
+
 /* Writes the file to a stream / path / a new memory buffer (caller frees *out with tnd_free(allocator)). */
 tnd_status tnd_gguf_writer_write(tnd_gguf_writer *w, FILE *f);
 tnd_status tnd_gguf_writer_write_file(tnd_gguf_writer *w, const char *path);

@@ -27,7 +27,9 @@ typedef struct wtensor {
     uint32_t n_dims;
     int64_t ne[TND_GGUF_MAX_DIMS];
     uint64_t size;
-    const void *data;
+    const void *data;       /* borrowed bytes, or NULL when `fill` produces them */
+    tnd_gguf_fill_fn fill;
+    void *fill_user;
 } wtensor;
 
 struct tnd_gguf_writer {
@@ -201,6 +203,13 @@ tnd_status tnd_gguf_writer_copy_meta(tnd_gguf_writer *w, const tnd_gguf *src) {
 
 tnd_status tnd_gguf_writer_add_tensor(tnd_gguf_writer *w, const char *name, tnd_type type, uint32_t n_dims,
                                       const int64_t *ne, const void *data) {
+    tnd_status st = tnd_gguf_writer_add_tensor_fill(w, name, type, n_dims, ne, NULL, NULL);
+    if (!st) w->tensors[w->n_tensors - 1].data = data;
+    return st;
+}
+
+tnd_status tnd_gguf_writer_add_tensor_fill(tnd_gguf_writer *w, const char *name, tnd_type type, uint32_t n_dims,
+                                           const int64_t *ne, tnd_gguf_fill_fn fill, void *user) {
     if (!w || !name || !ne || n_dims == 0 || n_dims > TND_GGUF_MAX_DIMS)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "add_tensor '%s': bad argument", name ? name : "(null)");
     const tnd_type_traits *tr = tnd_type_traits_of(type);
@@ -223,7 +232,8 @@ tnd_status tnd_gguf_writer_add_tensor(tnd_gguf_writer *w, const char *name, tnd_
     t->n_dims = n_dims;
     for (int d = 0; d < TND_GGUF_MAX_DIMS; d++) t->ne[d] = d < (int)n_dims ? ne[d] : 1;
     t->size = n / tr->block_size * tr->type_size;
-    t->data = data;
+    t->fill = fill;
+    t->fill_user = user;
     w->n_tensors++;
     return TND_OK;
 }
@@ -272,13 +282,19 @@ tnd_status tnd_gguf_writer_write(tnd_gguf_writer *w, FILE *f) {
     if (st) return st;
     static const uint8_t zeros[256];
     bool ok = write_all(f, h.p, h.len);
-    for (uint64_t i = 0; ok && i < w->n_tensors; i++) {
+    for (uint64_t i = 0; ok && !st && i < w->n_tensors; i++) {
         const wtensor *t = &w->tensors[i];
-        if (!t->data) {
+        const void *data = t->data;
+        void *filled = NULL;
+        if (!data && t->fill) {
+            data = filled = tnd_alloc(&w->allocator, (size_t)t->size);
+            if (!filled) st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for tensor '%s'", t->name);
+            else st = t->fill(t->fill_user, filled, t->size);
+        } else if (!data) {
             st = tnd_fail(TND_ERR_INVALID_ARGUMENT, "tensor '%s' has no data", t->name);
-            break;
         }
-        ok = write_all(f, t->data, t->size) && write_all(f, zeros, pad_to(t->size, w->alignment));
+        if (!st) ok = write_all(f, data, t->size) && write_all(f, zeros, pad_to(t->size, w->alignment));
+        tnd_free(&w->allocator, filled);
     }
     tnd_free(&w->allocator, h.p);
     if (st) return st;
