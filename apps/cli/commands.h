@@ -7,5 +7,6 @@ int tnd_cmd_info(int argc, char **argv);
 int tnd_cmd_logits(int argc, char **argv);
 int tnd_cmd_quantize(int argc, char **argv);
 int tnd_cmd_model(int argc, char **argv);
+int tnd_cmd_bench(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const command commands[] = {
     {"info", tnd_cmd_info, "describe a GGUF model file: info MODEL.gguf [--json] [--tensors]"},
     {"quantize", tnd_cmd_quantize, "re-type a model's tensors: quantize IN.gguf OUT.gguf TYPE"},
     {"model", tnd_cmd_model, "make a random model of a known shape: model make --shape NAME --type TYPE -o FILE"},
+    {"bench", tnd_cmd_bench, "prompt and generation speed vs the memory roofline: bench -m MODEL [-p 512] [-n 128]"},
     {"logits", tnd_cmd_logits, "write the logits of token ids: logits -m MODEL --ids \"1 2 3\" -o OUT.f32"},
 };
 

@@ -1,0 +1,212 @@
+/* cmd_bench.c: `tandem bench -m MODEL [-p 512] [-n 128] [-t T] [-r 3] [--json]`: prompt (pp) and generation (tg)
+ * tokens/s as medians of repetitions, the memory read bandwidth measured on the spot with the same thread count,
+ * and tg as a fraction of the roofline bandwidth / bytes of weights read per token. */
+#include "cli_util.h"
+#include "commands.h"
+
+#include "core/thread_pool.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { BENCH_MAX_REPS = 100 };
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Memory read bandwidth: every thread sums its share of a buffer far larger than the caches
+ * ---------------------------------------------------------------------------------------------------------- */
+
+typedef struct read_job {
+    const uint64_t *buf;
+    size_t n_words;
+    uint64_t sums[1024];
+} read_job;
+
+static void read_share(void *ctx, int ith, int nth) {
+    read_job *j = ctx;
+    size_t per = j->n_words / (size_t)nth, begin = per * (size_t)ith, end = begin + per;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = begin; i + 4 <= end; i += 4) { /* four chains so the adds are not the bottleneck */
+        s0 += j->buf[i];
+        s1 += j->buf[i + 1];
+        s2 += j->buf[i + 2];
+        s3 += j->buf[i + 3];
+    }
+    j->sums[ith] = s0 + s1 + s2 + s3;
+}
+
+/* Best of five passes over 1 GiB, in GB/s (10^9 bytes); 0 if the buffer cannot be had. */
+static double measure_bandwidth(tnd_thread_pool *pool) {
+    size_t bytes = (size_t)1 << 30;
+    read_job *j = calloc(1, sizeof *j);
+    uint64_t *buf = malloc(bytes);
+    double best = 0;
+    if (j && buf) {
+        for (size_t i = 0; i < bytes / 8; i++) buf[i] = i; /* fault every page in before timing */
+        j->buf = buf;
+        j->n_words = bytes / 8;
+        for (int pass = 0; pass < 5; pass++) {
+            double t0 = cli_now();
+            tnd_thread_pool_run(pool, read_share, j);
+            double gbs = (double)bytes / (cli_now() - t0) / 1e9;
+            if (gbs > best) best = gbs;
+        }
+        uint64_t sink = 0;
+        for (int i = 0; i < tnd_thread_pool_size(pool); i++) sink += j->sums[i];
+        if (sink == 42) fputc(' ', stderr); /* keeps the sums alive */
+    }
+    free(buf);
+    free(j);
+    return best;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Runs
+ * ---------------------------------------------------------------------------------------------------------- */
+
+typedef struct stats {
+    double median, min, max;
+} stats;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static stats summarize(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    stats s = {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v[0], v[n - 1]};
+    return s;
+}
+
+/* Prompt processing: n tokens in one batch from an empty sequence; returns tokens/s or -1. */
+static double run_pp(tnd_context *ctx, const int32_t *tokens, int32_t *pos, int32_t n) {
+    tnd_context_seq_truncate(ctx, 0, 0);
+    for (int32_t i = 0; i < n; i++) pos[i] = i;
+    tnd_batch b = {.n_tokens = n, .tokens = tokens, .pos = pos};
+    double t0 = cli_now();
+    if (tnd_context_decode(ctx, &b) != TND_OK) return -1;
+    return n / (cli_now() - t0);
+}
+
+/* Generation: n single-token steps from an empty sequence; returns tokens/s or -1. */
+static double run_tg(tnd_context *ctx, const int32_t *tokens, int32_t n) {
+    tnd_context_seq_truncate(ctx, 0, 0);
+    double t0 = cli_now();
+    for (int32_t i = 0; i < n; i++) {
+        tnd_batch b = {.n_tokens = 1, .tokens = &tokens[i], .pos = &i};
+        if (tnd_context_decode(ctx, &b) != TND_OK) return -1;
+    }
+    return n / (cli_now() - t0);
+}
+
+/* Bytes of weights one generated token reads: every tensor except the embedding table (of which one row is read),
+ * unless the embedding doubles as the output head. */
+static uint64_t weight_bytes_per_token(const tnd_model *m) {
+    uint64_t total = 0;
+    bool tied = tnd_model_tensor_find(m, "output.weight") < 0;
+    for (int64_t i = 0; i < tnd_model_tensor_count(m); i++) {
+        tnd_tensor_info t;
+        tnd_model_tensor_at(m, i, &t);
+        if (!strcmp(t.name, "token_embd.weight") && !tied) continue;
+        total += t.size;
+    }
+    return total;
+}
+
+static int usage(FILE *f) {
+    fprintf(f, "usage: tandem bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [--json]\n");
+    return f == stdout ? 0 : 2;
+}
+
+int tnd_cmd_bench(int argc, char **argv) {
+    const char *model_path = NULL;
+    long long n_prompt = 512, n_gen = 128, threads = 0, reps = 3;
+    bool json = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
+        if (!strcmp(a, "--json")) {
+            json = true;
+            continue;
+        }
+        if (strcmp(a, "-m") && strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "-t") && strcmp(a, "-r")) {
+            fprintf(stderr, "tandem: unknown option '%s'\n", a);
+            return usage(stderr);
+        }
+        if (!(v = cli_value(argc, argv, &i))) return 2;
+        if (!strcmp(a, "-m")) model_path = v;
+        else if (!strcmp(a, "-p") && !cli_int("-p", v, 0, 1 << 16, &n_prompt)) return 2;
+        else if (!strcmp(a, "-n") && !cli_int("-n", v, 0, 1 << 16, &n_gen)) return 2;
+        else if (!strcmp(a, "-t") && !cli_int("-t", v, 0, 1024, &threads)) return 2;
+        else if (!strcmp(a, "-r") && !cli_int("-r", v, 1, BENCH_MAX_REPS, &reps)) return 2;
+    }
+    if (!model_path) return usage(stderr);
+    int n_threads = threads ? (int)threads : tnd_physical_cores();
+    int rc = 1;
+    tnd_context *ctx = NULL;
+    tnd_thread_pool *pool = NULL;
+    int32_t longest = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen);
+    int32_t *tokens = malloc(sizeof(int32_t) * (size_t)(longest + 1)), *pos = malloc(sizeof(int32_t) * (size_t)(longest + 1));
+    double pp[BENCH_MAX_REPS], tg[BENCH_MAX_REPS];
+    tnd_model *m = cli_open_model(model_path);
+    if (!m || !tokens || !pos) goto cleanup;
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = longest + 1;
+    p.n_batch = (int32_t)(n_prompt > 0 ? n_prompt : 1);
+    p.n_threads = n_threads;
+    double t_load = cli_now();
+    if (tnd_context_init(m, &p, &ctx) != TND_OK) {
+        cli_error(model_path);
+        goto cleanup;
+    }
+    t_load = cli_now() - t_load;
+    int32_t n_vocab = tnd_model_n_vocab(m);
+    uint64_t seed = 12345;
+    for (int32_t i = 0; i <= longest; i++) { /* deterministic pseudo-random token ids */
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        tokens[i] = (int32_t)((seed >> 33) % (uint64_t)n_vocab);
+    }
+    if (tnd_thread_pool_init(n_threads, NULL, &pool) != TND_OK) goto cleanup;
+    double bandwidth = measure_bandwidth(pool);
+    /* one warm-up of each, then the repetitions alternating pp and tg */
+    if ((n_prompt && run_pp(ctx, tokens, pos, (int32_t)n_prompt) < 0) || (n_gen && run_tg(ctx, tokens, 4) < 0)) {
+        cli_error("decode");
+        goto cleanup;
+    }
+    for (int r = 0; r < reps; r++) {
+        pp[r] = n_prompt ? run_pp(ctx, tokens, pos, (int32_t)n_prompt) : 0;
+        tg[r] = n_gen ? run_tg(ctx, tokens, (int32_t)n_gen) : 0;
+    }
+    stats spp = summarize(pp, (int)reps), stg = summarize(tg, (int)reps);
+    uint64_t wbytes = weight_bytes_per_token(m);
+    double roof = bandwidth > 0 ? bandwidth * 1e9 / (double)wbytes : 0;
+    double pct = roof > 0 ? 100.0 * stg.median / roof : 0;
+    const char *name = "";
+    size_t name_len = 0;
+    tnd_model_meta_string(m, "general.name", &name, &name_len);
+    if (json) {
+        printf("{\"model\": \"%s\", \"file_bytes\": %llu, \"weight_bytes_per_token\": %llu, \"threads\": %d, "
+               "\"repetitions\": %lld, \"bandwidth_gbs\": %.2f, "
+               "\"pp\": {\"tokens\": %lld, \"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
+               "\"tg\": {\"tokens\": %lld, \"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
+               "\"tg_roofline_tps\": %.2f, \"tg_roofline_pct\": %.1f}\n",
+               model_path, (unsigned long long)tnd_model_file_size(m), (unsigned long long)wbytes, n_threads, reps,
+               bandwidth, n_prompt, spp.median, spp.min, spp.max, n_gen, stg.median, stg.min, stg.max, roof, pct);
+    } else {
+        printf("model      %s (%.*s)\nweights    %.1f MiB read per token, %d threads, %lld repetitions, load %.2f s\n"
+               "bandwidth  %.1f GB/s read (measured now) -> roofline %.1f tokens/s\n\n",
+               model_path, (int)name_len, name, (double)wbytes / 1048576.0, n_threads, reps, t_load, bandwidth, roof);
+        printf("%-8s %10s %10s %10s %10s\n", "test", "t/s", "min", "max", "roofline");
+        if (n_prompt) printf("pp%-6lld %10.2f %10.2f %10.2f %10s\n", n_prompt, spp.median, spp.min, spp.max, "");
+        if (n_gen) printf("tg%-6lld %10.2f %10.2f %10.2f %9.1f%%\n", n_gen, stg.median, stg.min, stg.max, pct);
+    }
+    rc = 0;
+cleanup:
+    tnd_thread_pool_free(pool);
+    tnd_context_free(ctx);
+    tnd_model_close(m);
+    free(tokens);
+    free(pos);
+    return rc;
+}
