@@ -39,7 +39,7 @@ static float *read_floats(const char *path, size_t count) {
         free(bytes);
         return NULL;
     }
-    return (float *)bytes;
+    return (float *)(void *)bytes; /* malloc memory: aligned for any type */
 }
 
 /* sum((x - ref)^2) / sum((ref - mean(ref))^2), as the fixtures' README defines it. */
