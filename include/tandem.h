@@ -305,6 +305,141 @@ TND_API tnd_status tnd_context_seq_fork(tnd_context *ctx, int32_t src, int32_t d
 /* KV blocks in use and in total. */
 TND_API void tnd_context_kv_usage(const tnd_context *ctx, int32_t *used_blocks, int32_t *total_blocks);
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Sampling: pick the next token from a row of logits
+ *
+ * A sampler turns one row of n_vocab logits into a token id. It owns its random state (seeded per sampler, no
+ * global state) and the history of accepted tokens that the penalties look at. The stages run in this order:
+ *   1. cleaning: a NaN logit counts as -inf (never chosen), +inf counts as the largest finite float;
+ *   2. penalties over the tokens of the history window (each distinct token once, count c = its occurrences):
+ *      repetition: l > 0 ? l / repeat_penalty : l * repeat_penalty, then
+ *      presence and frequency (OpenAI): l -= presence_penalty * (c > 0) + frequency_penalty * c;
+ *   3. logit bias: l += bias (a -inf bias bans the token; -inf + +inf counts as -inf);
+ *   then temperature 0 is greedy: the largest logit, ties to the lowest id; otherwise
+ *   4. top-k: keep the k largest logits (ties to the lower id); the order of top-k and temperature does not matter
+ *      since temperature keeps the order;
+ *   5. temperature: p_i proportional to exp((l_i - l_max) / temperature);
+ *   6. min-p: keep tokens with p_i >= min_p * p_max (relative to the most likely token);
+ *   7. top-p (nucleus): keep the smallest set of most likely tokens whose probabilities add up to >= top_p;
+ *   8. draw one token from what is left, in proportion to p_i.
+ * min-p and top-p act on the tempered distribution, the one that is actually drawn from, so a caller's top_p
+ * means the same mass at every temperature. The most likely token always survives every stage. A call allocates
+ * nothing (buffers are sized at init) and does not sort the vocabulary: top-k and top-p select by partitioning.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct tnd_sampler tnd_sampler;
+
+/* One logit bias entry: `bias` is added to the logit of `token` (-INFINITY bans it). */
+typedef struct tnd_logit_bias {
+    int32_t token;
+    float bias;
+} tnd_logit_bias;
+
+/* A seed value that asks for a seed from the clock (read it back with tnd_sampler_seed). */
+#define TND_SAMPLER_SEED_RANDOM UINT64_MAX
+
+typedef struct tnd_sampler_params {
+    float temperature;        /* >= 0; 0 = greedy (default 0.8) */
+    int32_t top_k;            /* >= 0; 0 or >= n_vocab = off (default 40) */
+    float top_p;              /* in (0, 1]; 1 = off (default 0.95) */
+    float min_p;              /* in [0, 1]; 0 = off (default 0.05) */
+    int32_t penalty_last_n;   /* history window of the penalties in tokens: > 0 the last n accepted tokens,
+                                 -1 every token accepted since init/reset, 0 = no penalties (default 64) */
+    float repeat_penalty;     /* > 0; 1 = off (default 1) */
+    float presence_penalty;   /* finite, OpenAI uses [-2, 2]; 0 = off (default 0) */
+    float frequency_penalty;  /* finite, OpenAI uses [-2, 2]; 0 = off (default 0) */
+    uint64_t seed;            /* random state seed; TND_SAMPLER_SEED_RANDOM (default) = from the clock */
+    const tnd_logit_bias *logit_bias; /* n_logit_bias entries, copied at init; a token listed twice adds both */
+    int32_t n_logit_bias;
+    tnd_allocator allocator;  /* memory hooks; all NULL (default) = C library */
+} tnd_sampler_params;
+
+/* Default parameters as listed above. */
+TND_API tnd_sampler_params tnd_sampler_default_params(void);
+
+/* Creates a sampler for rows of n_vocab logits. On success *out must be released with tnd_sampler_free; the
+ * params (and the logit bias array) are copied. Memory: about 24 bytes per vocabulary entry plus the window.
+ * TND_ERR_INVALID_ARGUMENT when a parameter is out of range or NaN (the message names it: "temperature",
+ * "top_p", "logit_bias[3].token", ...), or n_vocab < 1; TND_ERR_OUT_OF_MEMORY. On failure *out is NULL. */
+TND_API tnd_status tnd_sampler_init(const tnd_sampler_params *params, int32_t n_vocab, tnd_sampler **out);
+
+/* Releases the sampler. Accepts NULL. */
+TND_API void tnd_sampler_free(tnd_sampler *sampler);
+
+/* Samples one token from `logits` (n_vocab floats, read only) into *token. Does not record the token in the
+ * history: call tnd_sampler_accept for that. TND_ERR_INVALID_ARGUMENT for NULL pointers or when no token has a
+ * finite logit after penalties and bias (all NaN, -inf or banned); *token is -1 then. */
+TND_API tnd_status tnd_sampler_sample(tnd_sampler *sampler, const float *logits, int32_t *token);
+
+/* Appends `token` to the penalty history (the generated tokens, and prompt tokens too if the caller wants them
+ * penalized; OpenAI penalizes only generated ones). TND_ERR_INVALID_ARGUMENT for a token outside [0, n_vocab). */
+TND_API tnd_status tnd_sampler_accept(tnd_sampler *sampler, int32_t token);
+
+/* Forgets the history and restores the random state of the seed, so the sampler repeats its sequence. */
+TND_API void tnd_sampler_reset(tnd_sampler *sampler);
+
+/* The seed in use (the one drawn from the clock for TND_SAMPLER_SEED_RANDOM). */
+TND_API uint64_t tnd_sampler_seed(const tnd_sampler *sampler);
+
+/* A token and its log-probability. */
+typedef struct tnd_token_logprob {
+    int32_t token;
+    float logprob;
+} tnd_token_logprob;
+
+/* Log-probabilities of the raw model distribution, log_softmax(logits) (NaN counts as -inf; no temperature,
+ * penalty or filter), for OpenAI-style logprobs. *token_logprob (may be NULL) receives that of `token`; `top`
+ * (may be NULL when n_top is 0) receives the min(n_top, n_vocab) most likely tokens, most likely first, ties to
+ * the lower id; *n_written (may be NULL) their count. Allocates nothing. TND_ERR_INVALID_ARGUMENT for NULL
+ * logits, n_vocab < 1, n_top < 0, a token outside [0, n_vocab) (unless token_logprob is NULL), or when every
+ * logit is -inf or NaN. */
+TND_API tnd_status tnd_logprobs(const float *logits, int32_t n_vocab, int32_t token, float *token_logprob,
+                                tnd_token_logprob *top, int32_t n_top, int32_t *n_written);
+
+/* The same for the final distribution of the sampler's last tnd_sampler_sample call: after penalties, bias,
+ * filters and temperature, the one the token was drawn from (greedy: the chosen token has log-probability 0).
+ * Tokens that were filtered out have -INFINITY and never appear in `top`, so *n_written may be below n_top.
+ * TND_ERR_INVALID_ARGUMENT for bad arguments or before the first successful sample. */
+TND_API tnd_status tnd_sampler_logprobs(const tnd_sampler *sampler, int32_t token, float *token_logprob,
+                                        tnd_token_logprob *top, int32_t n_top, int32_t *n_written);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Stop strings: hold back generated text that may still turn into a stop string
+ *
+ * Feed the detokenized text piece by piece; each call says which bytes are safe to show now. Text that could be
+ * the start of a stop string is held back until it either completes one (then it is never shown, nor anything
+ * after it) or cannot anymore. Matching is on bytes, so any UTF-8 works. The stop hit is the one that completes
+ * first in the byte stream (on a tie, the longest), whatever the piece boundaries were.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct tnd_stop_matcher tnd_stop_matcher;
+
+/* Creates a matcher for n_stops stop strings: stops[i] has lens[i] bytes (lens NULL = NUL-terminated strings).
+ * The strings are copied. hold_partial_utf8 != 0 also holds back an incomplete UTF-8 sequence at the end of the
+ * text until its remaining bytes arrive (so shown text never ends inside a character; invalid bytes are shown as
+ * they are). Release with tnd_stop_matcher_free. TND_ERR_INVALID_ARGUMENT for an empty stop string, n_stops < 0
+ * or NULL pointers; TND_ERR_OUT_OF_MEMORY. On failure *out is NULL. */
+TND_API tnd_status tnd_stop_matcher_init(const char *const *stops, const size_t *lens, int32_t n_stops,
+                                         int hold_partial_utf8, tnd_stop_matcher **out);
+
+/* Releases the matcher. Accepts NULL. */
+TND_API void tnd_stop_matcher_free(tnd_stop_matcher *matcher);
+
+/* Adds `len` bytes of generated text. *text / *text_len receive the bytes safe to show now (borrowed from the
+ * matcher, valid until its next call; may be empty). *stop_index (may be NULL) receives the index of the stop
+ * string that was hit, or -1: once a stop string was hit, generation should end, and every later call shows
+ * nothing and reports the same index. TND_ERR_OUT_OF_MEMORY (the internal buffer grows to the largest piece plus
+ * the longest stop string); TND_ERR_INVALID_ARGUMENT for NULL pointers (piece may be NULL when len is 0). */
+TND_API tnd_status tnd_stop_matcher_feed(tnd_stop_matcher *matcher, const char *piece, size_t len,
+                                         const char **text, size_t *text_len, int32_t *stop_index);
+
+/* Ends the text: returns the held-back bytes (none after a stop), which are now safe to show, with the same
+ * borrowing rules as feed. */
+TND_API tnd_status tnd_stop_matcher_flush(tnd_stop_matcher *matcher, const char **text, size_t *text_len);
+
+/* Forgets held text and any hit, for a new generation with the same stop strings. */
+TND_API void tnd_stop_matcher_reset(tnd_stop_matcher *matcher);
+
 #ifdef __cplusplus
 }
 #endif
