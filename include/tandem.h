@@ -240,6 +240,14 @@ TND_API tnd_status tnd_model_tensor_at(const tnd_model *model, int64_t index, tn
 
 typedef struct tnd_context tnd_context;
 
+/* Which CPU kernels a context runs. */
+typedef enum tnd_kernels {
+    TND_KERNELS_BEST = 0,      /* the fastest for this processor: activations converted to 8-bit where the weight
+                                  type computes that way, SIMD where available (default) */
+    TND_KERNELS_REFERENCE = 1  /* portable scalar code, weights dequantized to float, activations kept in float: the
+                                  exact oracle of the tests, and slow */
+} tnd_kernels;
+
 typedef struct tnd_context_params {
     int32_t n_ctx;      /* KV cache capacity in tokens, shared by all sequences (0 = the model's trained context) */
     int32_t n_batch;    /* most tokens per forward step; larger batches are split (default 512) */
@@ -252,6 +260,7 @@ typedef struct tnd_context_params {
      * model's layer count. */
     int32_t n_devices;
     const int32_t *layers_per_device;
+    tnd_kernels kernels;   /* TND_KERNELS_BEST (default) or TND_KERNELS_REFERENCE */
 } tnd_context_params;
 
 /* Defaults as described above. */

@@ -75,6 +75,9 @@ typedef struct tnd_backend_vtable {
      * release_weight undoes it. A CPU returns the same view; a GPU uploads (optional: NULL = use as is). */
     tnd_status (*prepare_weight)(tnd_backend *b, const tnd_weight *host, tnd_weight *out);
     void (*release_weight)(tnd_backend *b, tnd_weight *w);
+    /* Readies the device for matmuls of up to max_tokens rows of up to max_cols inputs (scratch for converted
+     * activations). Called once per context before any op. TND_ERR_OUT_OF_MEMORY. */
+    tnd_status (*reserve)(tnd_backend *b, int64_t max_cols, int64_t max_tokens);
 
     /* ---- ops ---- */
     /* out[i] = row ids[i] of `table` converted to float: [n][table->n_cols]. */
@@ -110,8 +113,10 @@ struct tnd_backend {
     void *impl;           /* the device's own state */
 };
 
-/* CPU device with its own thread pool of n_threads (< 1: physical cores). */
-tnd_status tnd_backend_cpu_init(int n_threads, const tnd_allocator *allocator, const char *name,
+/* CPU device with its own thread pool of n_threads (< 1: physical cores). reference = true runs the scalar float
+ * kernels only (weights dequantized to float, activations never quantized): the oracle of the tests. Otherwise each
+ * weight type uses the best kernel for this processor. */
+tnd_status tnd_backend_cpu_init(int n_threads, bool reference, const tnd_allocator *allocator, const char *name,
                                 tnd_backend **out);
 
 /* Whether the CPU attention kernel can handle these head counts (it keeps per-group state on the stack). */

@@ -164,9 +164,14 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
     for (int32_t s = 0; s < ctx->n_stages; s++) {
         char name[16];
         snprintf(name, sizeof name, "cpu%d", s);
-        if ((st = tnd_backend_cpu_init(p.n_threads, &ctx->allocator, name, &ctx->devices[s]))) goto fail;
+        if ((st = tnd_backend_cpu_init(p.n_threads, p.kernels == TND_KERNELS_REFERENCE, &ctx->allocator, name,
+                                       &ctx->devices[s])))
+            goto fail;
         ctx->stages[s].device = ctx->devices[s];
         if ((st = prepare_stage(ctx, &ctx->stages[s]))) goto fail;
+        int64_t widest = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
+        if ((int64_t)hp->n_head * hp->head_dim > widest) widest = (int64_t)hp->n_head * hp->head_dim;
+        if ((st = ctx->devices[s]->vt->reserve(ctx->devices[s], widest, ctx->n_batch))) goto fail;
         for (int32_t l = ctx->stages[s].layer_begin; l < ctx->stages[s].layer_end; l++) layer_device[l] = ctx->devices[s];
     }
     tnd_backend *first = ctx->devices[0], *last = ctx->devices[ctx->n_stages - 1];

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "core/thread_pool.h"
+#include "backend/cpu/cpu_kernels.h"
 #include "quant/quant.h"
 
 #include <math.h>
@@ -13,13 +14,19 @@
 #include <string.h>
 
 enum {
-    TND_CPU_CHUNK = 1024,          /* elements of a weight row dequantized at a time (a multiple of every block) */
-    TND_CPU_ATTN_MAX_GROUP = 16384 /* floats of per-group attention accumulators (heads per KV head * head_dim) */
+    TND_CPU_CHUNK = 1024,           /* elements of a weight row dequantized at a time (a multiple of every block) */
+    TND_CPU_ATTN_MAX_GROUP = 16384, /* floats of per-group attention accumulators (heads per KV head * head_dim) */
+    TND_CPU_ROW_TILE = 16,          /* weight rows kept hot while a tile of tokens passes over them */
+    TND_CPU_TOKEN_TILE = 64
 };
 
 typedef struct cpu_device {
     tnd_thread_pool *pool;
     tnd_allocator allocator;
+    bool reference;
+    tnd_cpu_kernels kernels;
+    uint8_t *act;         /* converted activations of one matmul: [max_tokens][row bytes] */
+    size_t act_cap;
 } cpu_device;
 
 static cpu_device *dev(tnd_backend *b) { return (cpu_device *)b->impl; }
@@ -111,8 +118,9 @@ static void cpu_rope(tnd_backend *b, float *x, const int32_t *pos, int64_t n_tok
 }
 
 /* ------------------------------------------------------------------------------------------------------------
- * Matrix multiplication: each thread owns a range of weight rows; a row is dequantized chunk by chunk and each
- * chunk is used for every token of the batch, so a weight byte is read once per batch.
+ * Matrix multiplication. Reference: each thread owns a range of weight rows; a row is dequantized chunk by chunk
+ * and each chunk is used for every token, activations stay float. Fast: activations are converted once to the
+ * kernel's format (Q8_0, Q8_K, F32, ...), then tiles of rows x tokens are multiplied with the kernel's dot product.
  * ---------------------------------------------------------------------------------------------------------- */
 
 typedef struct matmul_job {
@@ -120,9 +128,12 @@ typedef struct matmul_job {
     const float *x;
     int64_t n_tokens;
     float *y;
+    const tnd_cpu_dot *k;
+    uint8_t *act;
+    size_t act_row;
 } matmul_job;
 
-static void matmul_rows(void *ctx, int ith, int nth) {
+static void matmul_rows_ref(void *ctx, int ith, int nth) {
     const matmul_job *j = ctx;
     const tnd_weight *w = j->w;
     const tnd_type_traits *tr = tnd_type_traits_of(w->type);
@@ -145,9 +156,52 @@ static void matmul_rows(void *ctx, int ith, int nth) {
     }
 }
 
+static void convert_activations(void *ctx, int ith, int nth) {
+    const matmul_job *j = ctx;
+    int64_t t0, t1;
+    split(j->n_tokens, ith, nth, &t0, &t1);
+    for (int64_t t = t0; t < t1; t++) j->k->quantize_act(j->x + t * j->w->n_cols, j->act + (size_t)t * j->act_row, j->w->n_cols);
+}
+
+static void matmul_rows_fast(void *ctx, int ith, int nth) {
+    const matmul_job *j = ctx;
+    const tnd_weight *w = j->w;
+    int64_t r0, r1;
+    split(w->n_rows, ith, nth, &r0, &r1);
+    for (int64_t rb = r0; rb < r1; rb += TND_CPU_ROW_TILE) {
+        int64_t re = rb + TND_CPU_ROW_TILE < r1 ? rb + TND_CPU_ROW_TILE : r1;
+        for (int64_t tb = 0; tb < j->n_tokens; tb += TND_CPU_TOKEN_TILE) {
+            int64_t te = tb + TND_CPU_TOKEN_TILE < j->n_tokens ? tb + TND_CPU_TOKEN_TILE : j->n_tokens;
+            for (int64_t r = rb; r < re; r++) {
+                const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+                for (int64_t t = tb; t < te; t++)
+                    j->y[t * w->n_rows + r] = j->k->dot(row, j->act + (size_t)t * j->act_row, w->n_cols);
+            }
+        }
+    }
+}
+
 static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const float *x, int64_t n_tokens, float *y) {
-    matmul_job job = {w, x, n_tokens, y};
-    tnd_thread_pool_run(dev(b)->pool, matmul_rows, &job);
+    cpu_device *d = dev(b);
+    matmul_job job = {.w = w, .x = x, .n_tokens = n_tokens, .y = y, .k = &d->kernels.dot[w->type], .act = d->act};
+    job.act_row = job.k->dot ? tnd_row_size(job.k->act_type, w->n_cols) : 0;
+    if (d->reference || !job.k->dot || !job.act_row || job.act_row * (size_t)n_tokens > d->act_cap) {
+        tnd_thread_pool_run(d->pool, matmul_rows_ref, &job);
+        return;
+    }
+    tnd_thread_pool_run(d->pool, convert_activations, &job);
+    tnd_thread_pool_run(d->pool, matmul_rows_fast, &job);
+}
+
+static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {
+    cpu_device *d = dev(b);
+    size_t need = sizeof(float) * (size_t)max_cols * (size_t)max_tokens; /* F32 is the widest activation format */
+    if (d->reference || need <= d->act_cap) return TND_OK;
+    tnd_free(&d->allocator, d->act);
+    d->act = tnd_alloc(&d->allocator, need);
+    d->act_cap = d->act ? need : 0;
+    if (!d->act) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes of activations", b->name, need);
+    return TND_OK;
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -251,6 +305,7 @@ static void cpu_destroy(tnd_backend *b) {
     cpu_device *d = dev(b);
     tnd_allocator a = d->allocator;
     tnd_thread_pool_free(d->pool);
+    tnd_free(&a, d->act);
     tnd_free(&a, d);
     tnd_free(&a, b);
 }
@@ -264,6 +319,7 @@ static const tnd_backend_vtable cpu_vtable = {
     .copy = cpu_copy,
     .prepare_weight = cpu_prepare_weight,
     .release_weight = cpu_release_weight,
+    .reserve = cpu_reserve,
     .embed = cpu_embed,
     .matmul = cpu_matmul,
     .rms_norm = cpu_rms_norm,
@@ -281,7 +337,7 @@ bool tnd_cpu_attention_fits(int32_t n_head, int32_t n_head_kv, int32_t head_dim)
     return rep <= 256 && (int64_t)rep * head_dim <= TND_CPU_ATTN_MAX_GROUP && head_dim <= 1024 - 256;
 }
 
-tnd_status tnd_backend_cpu_init(int n_threads, const tnd_allocator *allocator, const char *name,
+tnd_status tnd_backend_cpu_init(int n_threads, bool reference, const tnd_allocator *allocator, const char *name,
                                 tnd_backend **out) {
     *out = NULL;
     tnd_allocator a = allocator ? *allocator : (tnd_allocator){0};
@@ -293,6 +349,9 @@ tnd_status tnd_backend_cpu_init(int n_threads, const tnd_allocator *allocator, c
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
     }
     d->allocator = a;
+    d->reference = reference;
+    tnd_cpu_features features = tnd_cpu_detect();
+    tnd_cpu_kernels_best(&d->kernels, &features);
     b->vt = &cpu_vtable;
     b->impl = d;
     snprintf(b->name, sizeof b->name, "%s", name ? name : "cpu");

@@ -1,0 +1,31 @@
+/* cpu_kernels.h: the CPU device's kernel table. For each weight type: the format activations are converted to
+ * (once per matmul) and the dot product of a weight row with a converted activation row. The scalar entries come
+ * from the type traits; each ISA file (arch/x86_avx2.c, ...) overrides the entries it does faster, chosen at run
+ * time from the processor's features. Every override is tested against the scalar entry. */
+#ifndef TND_BACKEND_CPU_KERNELS_H
+#define TND_BACKEND_CPU_KERNELS_H
+
+#include "backend/cpu/cpu_features.h"
+#include "quant/quant.h"
+
+typedef struct tnd_cpu_dot {
+    tnd_type act_type;        /* activations are converted to this type (F32 = used as they are) */
+    tnd_from_float_fn quantize_act; /* float row -> act_type row */
+    tnd_vec_dot_fn dot;       /* weight row . activation row, n elements */
+    const char *isa;          /* "ref", "avx2", ... (for logs and tests) */
+} tnd_cpu_dot;
+
+typedef struct tnd_cpu_kernels {
+    tnd_cpu_dot dot[TND_TYPE_COUNT]; /* dot == NULL: the type has no fast path (the float reference path runs) */
+} tnd_cpu_kernels;
+
+/* Fills `k` with the scalar entries only. */
+void tnd_cpu_kernels_reference(tnd_cpu_kernels *k);
+
+/* Fills `k` with the best entries for `features`. */
+void tnd_cpu_kernels_best(tnd_cpu_kernels *k, const tnd_cpu_features *features);
+
+/* ISA files: override the entries they implement. Declared for every build; defined only where compiled. */
+void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k);
+
+#endif
