@@ -333,7 +333,8 @@ TND_API void tnd_context_kv_usage(const tnd_context *ctx, int32_t *used_blocks, 
  *   8. draw one token from what is left, in proportion to p_i.
  * min-p and top-p act on the tempered distribution, the one that is actually drawn from, so a caller's top_p
  * means the same mass at every temperature. The most likely token always survives every stage. A call allocates
- * nothing (buffers are sized at init) and does not sort the vocabulary: top-k and top-p select by partitioning.
+ * nothing (buffers are sized at init) and does not sort the vocabulary: top-k and top-p select with a bounded heap
+ * or by partitioning.
  * ------------------------------------------------------------------------------------------------------------- */
 
 typedef struct tnd_sampler tnd_sampler;
@@ -367,7 +368,7 @@ typedef struct tnd_sampler_params {
 TND_API tnd_sampler_params tnd_sampler_default_params(void);
 
 /* Creates a sampler for rows of n_vocab logits. On success *out must be released with tnd_sampler_free; the
- * params (and the logit bias array) are copied. Memory: about 24 bytes per vocabulary entry plus the window.
+ * params (and the logit bias array) are copied. Memory: about 28 bytes per vocabulary entry plus the window.
  * TND_ERR_INVALID_ARGUMENT when a parameter is out of range or NaN (the message names it: "temperature",
  * "top_p", "logit_bias[3].token", ...), or n_vocab < 1; TND_ERR_OUT_OF_MEMORY. On failure *out is NULL. */
 TND_API tnd_status tnd_sampler_init(const tnd_sampler_params *params, int32_t n_vocab, tnd_sampler **out);

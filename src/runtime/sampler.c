@@ -23,6 +23,7 @@ struct tnd_sampler {
     tnd_allocator allocator;
     int32_t n_vocab;
     tnd_logit_bias *bias;        /* [params.n_logit_bias], owned */
+    float *work;                 /* [n_vocab]: the logits after cleaning, penalties and bias */
     tnd_candidate *cand;         /* [n_vocab]; after a sample, [0, n_kept) is the final distribution */
     int32_t n_kept;              /* 0 before the first successful sample */
     double kept_total;           /* sum of p over [0, n_kept) */
@@ -154,11 +155,12 @@ tnd_status tnd_sampler_init(const tnd_sampler_params *params, int32_t n_vocab, t
     s->allocator = *a;
     s->n_vocab = n_vocab;
     size_t nv = (size_t)n_vocab;
+    s->work = tnd_alloc_array(a, nv, sizeof *s->work);
     s->cand = tnd_alloc_array(a, nv, sizeof *s->cand);
     s->counts = tnd_alloc_array(a, nv, sizeof(int32_t));
     s->distinct = tnd_alloc_array(a, nv, sizeof(int32_t));
     s->distinct_pos = tnd_alloc_array(a, nv, sizeof(int32_t));
-    bool ok = s->cand && s->counts && s->distinct && s->distinct_pos;
+    bool ok = s->work && s->cand && s->counts && s->distinct && s->distinct_pos;
     if (ok && params->n_logit_bias > 0) {
         s->bias = tnd_alloc_array(a, (size_t)params->n_logit_bias, sizeof *s->bias);
         ok = s->bias != NULL;
@@ -182,6 +184,7 @@ tnd_status tnd_sampler_init(const tnd_sampler_params *params, int32_t n_vocab, t
 void tnd_sampler_free(tnd_sampler *s) {
     if (!s) return;
     tnd_allocator a = s->allocator;
+    tnd_free(&a, s->work);
     tnd_free(&a, s->cand);
     tnd_free(&a, s->counts);
     tnd_free(&a, s->distinct);
@@ -241,19 +244,69 @@ tnd_status tnd_sampler_accept(tnd_sampler *s, int32_t token) {
 }
 
 /* ---------------------------------------------------------------------------------------------------------------
- * Selection without sorting: candidates are ranked by logit, larger first, ties to the lower id (a total order,
- * so the result never depends on the algorithm). Quickselect with a median-of-three pivot, falling back to a sort
- * of the unresolved range when it takes too many rounds, so the worst case stays O(n log n).
+ * Ranking and selection without sorting the vocabulary. Candidates rank by logit, larger first, ties to the lower
+ * id: a total order, so which tokens a stage keeps never depends on the algorithm. Small top-k lists come from one
+ * pass with a bounded heap; larger ones from quickselect (median-of-three pivot, branch-free partition loop),
+ * which falls back to sorting the unresolved range after too many rounds so the worst case stays O(n log n).
  * ------------------------------------------------------------------------------------------------------------- */
 
 static inline bool ranks_before(const tnd_candidate *a, const tnd_candidate *b) {
-    return a->logit > b->logit || (a->logit == b->logit && a->id < b->id);
+    return (a->logit > b->logit) | ((a->logit == b->logit) & (a->id < b->id));
+}
+
+/* The same order for the (token, log-probability) lists of the logprobs functions. */
+static inline bool logprob_ranks_before(const tnd_token_logprob *a, const tnd_token_logprob *b) {
+    return (a->logprob > b->logprob) | ((a->logprob == b->logprob) & (a->token < b->token));
 }
 
 static int compare_rank(const void *pa, const void *pb) {
     const tnd_candidate *a = pa, *b = pb;
     return ranks_before(a, b) ? -1 : ranks_before(b, a) ? 1 : 0;
 }
+
+/* Defines three functions over a bounded "best n" list kept as a heap whose root is the worst-ranked entry:
+ *   prefix##_offer(heap, &n, cap, entry): adds entry while n < cap, else replaces the root if entry ranks before it;
+ *   prefix##_finish(heap, n): turns the heap into a list ranked best first (heap sort).
+ * `before(a, b)` says whether *a ranks before *b. */
+#define TND_DEFINE_BEST_HEAP(prefix, type, before)                                                                  \
+    static void prefix##_sift_down(type *heap, int32_t n, int32_t i) {                                              \
+        for (;;) {                                                                                                  \
+            int32_t worst = i, l = 2 * i + 1, r = l + 1;                                                            \
+            if (l < n && before(&heap[worst], &heap[l])) worst = l;                                                 \
+            if (r < n && before(&heap[worst], &heap[r])) worst = r;                                                 \
+            if (worst == i) return;                                                                                 \
+            type t = heap[i];                                                                                       \
+            heap[i] = heap[worst];                                                                                  \
+            heap[worst] = t;                                                                                        \
+            i = worst;                                                                                              \
+        }                                                                                                           \
+    }                                                                                                               \
+    static void prefix##_offer(type *heap, int32_t *n, int32_t cap, const type *entry) {                            \
+        if (*n < cap) {                                                                                             \
+            int32_t i = (*n)++;                                                                                     \
+            heap[i] = *entry;                                                                                       \
+            while (i > 0 && before(&heap[(i - 1) / 2], &heap[i])) { /* a worse entry moves toward the root */      \
+                type t = heap[i];                                                                                   \
+                heap[i] = heap[(i - 1) / 2];                                                                        \
+                heap[(i - 1) / 2] = t;                                                                              \
+                i = (i - 1) / 2;                                                                                    \
+            }                                                                                                       \
+        } else if (cap > 0 && before(entry, &heap[0])) {                                                            \
+            heap[0] = *entry;                                                                                       \
+            prefix##_sift_down(heap, *n, 0);                                                                        \
+        }                                                                                                           \
+    }                                                                                                               \
+    static void prefix##_finish(type *heap, int32_t n) {                                                            \
+        for (int32_t end = n - 1; end > 0; end--) {                                                                 \
+            type t = heap[0];                                                                                       \
+            heap[0] = heap[end];                                                                                    \
+            heap[end] = t;                                                                                          \
+            prefix##_sift_down(heap, end, 0);                                                                       \
+        }                                                                                                           \
+    }
+
+TND_DEFINE_BEST_HEAP(cand_heap, tnd_candidate, ranks_before)
+TND_DEFINE_BEST_HEAP(logprob_heap, tnd_token_logprob, logprob_ranks_before)
 
 static inline void swap_cand(tnd_candidate *c, int32_t i, int32_t j) {
     tnd_candidate t = c[i];
@@ -269,10 +322,16 @@ static int32_t partition(tnd_candidate *c, int32_t lo, int32_t hi) {
     if (ranks_before(&c[last], &c[lo])) swap_cand(c, last, lo);
     if (ranks_before(&c[last], &c[mid])) swap_cand(c, last, mid);
     swap_cand(c, mid, last); /* the median of the three becomes the pivot, parked at the end */
-    tnd_candidate pivot = c[last];
+    const tnd_candidate pivot = c[last];
     int32_t store = lo;
-    for (int32_t i = lo; i < last; i++)
-        if (ranks_before(&c[i], &pivot)) swap_cand(c, i, store++);
+    /* c[store, i) rank after the pivot; swapping unconditionally and advancing store only for entries that rank
+     * before it keeps that true without a hard-to-predict branch */
+    for (int32_t i = lo; i < last; i++) {
+        tnd_candidate e = c[i];
+        c[i] = c[store];
+        c[store] = e;
+        store += ranks_before(&e, &pivot);
+    }
     swap_cand(c, store, last);
     return store;
 }
@@ -332,6 +391,33 @@ static int32_t select_nucleus(tnd_candidate *c, int32_t n, double target) {
     return lo;
 }
 
+/* Keeps the candidates of c[0, n) with p >= threshold, in order; returns their count and their mass in *mass. */
+static int32_t keep_at_least(tnd_candidate *c, int32_t n, float threshold, double *mass) {
+    int32_t kept = 0;
+    double sum = 0.0;
+    for (int32_t i = 0; i < n; i++) {
+        c[kept] = c[i];
+        sum += c[i].p >= threshold ? c[i].p : 0.0f;
+        kept += c[i].p >= threshold;
+    }
+    *mass = sum;
+    return kept;
+}
+
+/* Top-p over c[0, n) with total mass `total`: moves the nucleus to the front and returns its size.
+ * Before selecting, it drops every candidate with p < t = (total - target) / n: together they weigh less than
+ * total - target, and any suffix of the ranking that light lies outside the nucleus (the nucleus is the smallest
+ * prefix reaching target), so this never changes the result; for the peaked distributions of language models it
+ * leaves only a few hundred candidates to select from. */
+static int32_t top_p_filter(tnd_candidate *c, int32_t n, double total, float top_p) {
+    double target = (double)top_p * total, ignored = 0.0;
+    float threshold = (float)((total - target) / (double)n);
+    /* rounding down keeps the threshold at or below the exact one */
+    if ((double)threshold > (total - target) / (double)n) threshold = nextafterf(threshold, 0.0f);
+    int32_t m = keep_at_least(c, n, threshold, &ignored);
+    return select_nucleus(c, m, target);
+}
+
 /* ---------------------------------------------------------------------------------------------------------------
  * Sampling
  * ------------------------------------------------------------------------------------------------------------- */
@@ -343,87 +429,97 @@ static inline float clean_logit(float v) {
     return v;
 }
 
-/* Stages 1 to 3: cand[i] = {i, cleaned logit with penalties and bias}. */
+/* Stages 1 to 3 into s->work. */
 static void load_logits(tnd_sampler *s, const float *logits) {
-    tnd_candidate *c = s->cand;
-    for (int32_t i = 0; i < s->n_vocab; i++) {
-        c[i].id = i;
-        c[i].logit = clean_logit(logits[i]);
-        c[i].p = 0.0f;
-    }
+    float *w = s->work;
+    for (int32_t i = 0; i < s->n_vocab; i++) w[i] = clean_logit(logits[i]);
     const tnd_sampler_params *p = &s->params;
     bool penalize = p->repeat_penalty != 1.0f || p->presence_penalty != 0.0f || p->frequency_penalty != 0.0f;
     for (int32_t i = 0; penalize && i < s->n_distinct; i++) {
         int32_t t = s->distinct[i];
-        float l = c[t].logit;
+        float l = w[t];
         if (p->repeat_penalty != 1.0f) l = l > 0.0f ? l / p->repeat_penalty : l * p->repeat_penalty;
         l -= p->presence_penalty + p->frequency_penalty * (float)s->counts[t];
-        c[t].logit = clean_logit(l);
+        w[t] = clean_logit(l);
     }
     for (int32_t i = 0; i < p->n_logit_bias; i++) {
-        tnd_candidate *e = &c[s->bias[i].token];
-        e->logit = clean_logit(e->logit + s->bias[i].bias);
+        float *l = &w[s->bias[i].token];
+        *l = clean_logit(*l + s->bias[i].bias);
     }
+}
+
+/* Fills s->cand with the tokens that can be drawn (logit above -inf), the k best of them when 0 < k, and returns
+ * their count (0 when none can be drawn). The index of the best goes to *best. */
+static int32_t gather_candidates(tnd_sampler *s, int32_t k, int32_t *best) {
+    const float *w = s->work;
+    tnd_candidate *c = s->cand;
+    int32_t n = 0;
+    if (k > 0 && (int64_t)k * 8 <= s->n_vocab) { /* small k: one pass with a heap of k entries */
+        for (int32_t i = 0; i < s->n_vocab; i++) {
+            tnd_candidate e = {i, w[i], 0.0f};
+            /* the test against the heap's worst entry rejects most tokens without touching the heap */
+            if (w[i] != -INFINITY && (n < k || ranks_before(&e, &c[0]))) cand_heap_offer(c, &n, k, &e);
+        }
+        cand_heap_finish(c, n);
+        *best = 0;
+        return n;
+    }
+    int32_t top = 0;
+    float top_logit = -INFINITY;
+    for (int32_t i = 0; i < s->n_vocab; i++) {
+        c[n] = (tnd_candidate){i, w[i], 0.0f};
+        if (w[i] > top_logit) { /* strict: a tie keeps the lower id */
+            top_logit = w[i];
+            top = n;
+        }
+        n += w[i] != -INFINITY;
+    }
+    if (n == 0) return 0;
+    if (k > 0 && k < n) {
+        select_best(c, n, k);
+        n = k;
+        top = 0;
+        for (int32_t i = 1; i < n; i++)
+            if (ranks_before(&c[i], &c[top])) top = i;
+    }
+    *best = top;
+    return n;
 }
 
 tnd_status tnd_sampler_sample(tnd_sampler *s, const float *logits, int32_t *token) {
     if (token) *token = -1;
     if (!s || !logits || !token)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_sampler_sample: sampler, logits or token is NULL");
+    const tnd_sampler_params *p = &s->params;
+    tnd_candidate *c = s->cand;
     s->n_kept = 0;
     load_logits(s, logits);
-    tnd_candidate *c = s->cand;
-    const tnd_sampler_params *p = &s->params;
-
-    /* drop tokens that cannot be drawn; remember the best */
-    int32_t n = 0, best = -1;
-    for (int32_t i = 0; i < s->n_vocab; i++) {
-        if (c[i].logit == -INFINITY) continue;
-        c[n] = c[i];
-        if (best < 0 || c[n].logit > c[best].logit) best = n; /* strict: ties keep the lower id */
-        n++;
-    }
+    bool greedy = p->temperature == 0.0f;
+    int32_t best = 0, n = gather_candidates(s, greedy ? 1 : p->top_k, &best);
     if (n == 0)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "sampler: no token of %d has a finite logit after penalties and"
                         " bias (all NaN, -inf or banned)", s->n_vocab);
-    float max_logit = c[best].logit;
-
-    if (p->temperature == 0.0f) { /* greedy */
+    if (greedy) {
         c[0] = c[best];
-        c[0].p = 1.0f;
-        s->n_kept = 1;
-        s->kept_total = 1.0;
-        *token = c[0].id;
-        return TND_OK;
+        n = 1;
     }
-    if (p->top_k > 0 && p->top_k < n) {
-        select_best(c, n, p->top_k);
-        n = p->top_k;
-    }
+    /* temperature (stage 5): the best candidate gets p = 1 exactly */
+    float max_logit = c[best].logit, inv_t = greedy ? 0.0f : 1.0f / p->temperature;
     double total = 0.0;
     for (int32_t i = 0; i < n; i++) {
-        c[i].p = expf((c[i].logit - max_logit) / p->temperature);
+        c[i].p = greedy ? 1.0f : expf((c[i].logit - max_logit) * inv_t);
         total += c[i].p;
     }
-    if (p->min_p > 0.0f) { /* the best token has p = 1 exactly, so min_p * 1 is the threshold */
-        int32_t kept = 0;
-        total = 0.0;
-        for (int32_t i = 0; i < n; i++) {
-            if (c[i].p < p->min_p) continue;
-            c[kept++] = c[i];
-            total += c[i].p;
-        }
-        n = kept;
-    }
-    if (p->top_p < 1.0f) {
-        n = select_nucleus(c, n, (double)p->top_p * total);
+    if (p->min_p > 0.0f && !greedy) n = keep_at_least(c, n, p->min_p, &total); /* stage 6: p_max is 1 */
+    if (p->top_p < 1.0f && !greedy && n > 1) {                                  /* stage 7 */
+        n = top_p_filter(c, n, total, p->top_p);
         total = 0.0;
         for (int32_t i = 0; i < n; i++) total += c[i].p;
     }
     s->n_kept = n;
     s->kept_total = total;
 
-    double r = rng_uniform(s->rng) * total, cum = 0.0;
+    double r = rng_uniform(s->rng) * total, cum = 0.0; /* stage 8 */
     int32_t pick = n - 1;
     for (int32_t i = 0; i < n; i++) {
         cum += c[i].p;
@@ -432,7 +528,7 @@ tnd_status tnd_sampler_sample(tnd_sampler *s, const float *logits, int32_t *toke
             break;
         }
     }
-    while (pick > 0 && c[pick].p == 0.0f) pick--; /* rounding fallback never lands on an impossible token */
+    while (pick > 0 && c[pick].p == 0.0f) pick--; /* the rounding fallback never lands on an impossible token */
     *token = c[pick].id;
     return TND_OK;
 }
@@ -440,58 +536,6 @@ tnd_status tnd_sampler_sample(tnd_sampler *s, const float *logits, int32_t *toke
 /* ---------------------------------------------------------------------------------------------------------------
  * Log-probabilities
  * ------------------------------------------------------------------------------------------------------------- */
-
-/* Ranking for the top-N lists: a higher score first, ties to the lower token id. */
-static inline bool scores_before(float score_a, int32_t id_a, float score_b, int32_t id_b) {
-    return score_a > score_b || (score_a == score_b && id_a < id_b);
-}
-
-/* Moves heap[i] down a heap whose root is the worst-ranked entry. */
-static void heap_sift_down(tnd_token_logprob *heap, int32_t n, int32_t i) {
-    for (;;) {
-        int32_t worst = i, l = 2 * i + 1, r = l + 1;
-        if (l < n && scores_before(heap[worst].logprob, heap[worst].token, heap[l].logprob, heap[l].token)) worst = l;
-        if (r < n && scores_before(heap[worst].logprob, heap[worst].token, heap[r].logprob, heap[r].token)) worst = r;
-        if (worst == i) return;
-        tnd_token_logprob t = heap[i];
-        heap[i] = heap[worst];
-        heap[worst] = t;
-        i = worst;
-    }
-}
-
-/* Offers (token, score) to a bounded top list kept as a heap in top[0, *n) of capacity cap. */
-static void top_offer(tnd_token_logprob *top, int32_t *n, int32_t cap, int32_t token, float score) {
-    if (cap <= 0) return;
-    if (*n < cap) {
-        int32_t i = (*n)++;
-        top[i].token = token;
-        top[i].logprob = score;
-        while (i > 0) { /* sift up: a worse entry moves toward the root */
-            int32_t parent = (i - 1) / 2;
-            if (!scores_before(top[parent].logprob, top[parent].token, top[i].logprob, top[i].token)) break;
-            tnd_token_logprob t = top[i];
-            top[i] = top[parent];
-            top[parent] = t;
-            i = parent;
-        }
-        return;
-    }
-    if (!scores_before(score, token, top[0].logprob, top[0].token)) return;
-    top[0].token = token;
-    top[0].logprob = score;
-    heap_sift_down(top, *n, 0);
-}
-
-/* Turns the heap top[0, n) into a list ranked best first (heap sort: the worst goes to the back each round). */
-static void top_finish(tnd_token_logprob *top, int32_t n) {
-    for (int32_t end = n - 1; end > 0; end--) {
-        tnd_token_logprob t = top[0];
-        top[0] = top[end];
-        top[end] = t;
-        heap_sift_down(top, end, 0);
-    }
-}
 
 static tnd_status check_logprob_args(int32_t token, int32_t n_vocab, const float *token_logprob,
                                      const tnd_token_logprob *top, int32_t n_top) {
@@ -509,12 +553,13 @@ tnd_status tnd_logprobs(const float *logits, int32_t n_vocab, int32_t token, flo
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_logprobs: logits is NULL or n_vocab %d < 1", n_vocab);
     tnd_status st = check_logprob_args(token, n_vocab, token_logprob, top, n_top);
     if (st) return st;
+    /* the heap ranks raw logits, which rank like their log-probabilities */
     float max_logit = -INFINITY;
     int32_t n = 0;
     for (int32_t i = 0; i < n_vocab; i++) {
-        float v = clean_logit(logits[i]);
-        if (v > max_logit) max_logit = v;
-        top_offer(top, &n, n_top, i, v);
+        tnd_token_logprob e = {i, clean_logit(logits[i])};
+        if (e.logprob > max_logit) max_logit = e.logprob;
+        logprob_heap_offer(top, &n, n_top, &e);
     }
     if (max_logit == -INFINITY)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_logprobs: every one of %d logits is -inf or NaN", n_vocab);
@@ -522,7 +567,7 @@ tnd_status tnd_logprobs(const float *logits, int32_t n_vocab, int32_t token, flo
     for (int32_t i = 0; i < n_vocab; i++) sum += exp((double)clean_logit(logits[i]) - (double)max_logit);
     double log_z = (double)max_logit + log(sum);
     if (token_logprob) *token_logprob = (float)((double)clean_logit(logits[token]) - log_z);
-    top_finish(top, n);
+    logprob_heap_finish(top, n);
     for (int32_t i = 0; i < n; i++) top[i].logprob = (float)((double)top[i].logprob - log_z);
     if (n_written) *n_written = n;
     return TND_OK;
@@ -545,9 +590,10 @@ tnd_status tnd_sampler_logprobs(const tnd_sampler *s, int32_t token, float *toke
     for (int32_t i = 0; i < s->n_kept; i++) {
         if (c[i].p == 0.0f) continue;
         if (token_logprob && c[i].id == token) *token_logprob = (float)(log((double)c[i].p) - log_total);
-        top_offer(top, &n, n_top, c[i].id, c[i].p);
+        tnd_token_logprob e = {c[i].id, c[i].p};
+        logprob_heap_offer(top, &n, n_top, &e);
     }
-    top_finish(top, n);
+    logprob_heap_finish(top, n);
     for (int32_t i = 0; i < n; i++) top[i].logprob = (float)(log((double)top[i].logprob) - log_total);
     if (n_written) *n_written = n;
     return TND_OK;
