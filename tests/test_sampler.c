@@ -193,6 +193,20 @@ static void test_greedy(void) {
     CHECK(lp == 0.0f);
     CHECK_OK(tnd_sampler_logprobs(s, 700, &lp, NULL, 0, NULL));
     CHECK(lp == -INFINITY);
+    /* tiny (even subnormal) temperatures sample the argmax and never produce NaN probabilities */
+    const float tiny[2] = {1e-30f, 1e-39f};
+    random_logits(logits, N, 3.0f);
+    int32_t expect = 0;
+    for (int32_t i = 1; i < N; i++)
+        if (logits[i] > logits[expect]) expect = i;
+    for (int which = 0; which < 2; which++) {
+        tnd_sampler_params cold = plain_params(tiny[which], 5);
+        tnd_sampler *c = make(&cold, N);
+        int hits = 0;
+        for (int d = 0; c && d < 200; d++) hits += tnd_sampler_sample(c, logits, &tok) == TND_OK && tok == expect;
+        CHECK(hits == 200);
+        tnd_sampler_free(c);
+    }
 done:
     tnd_sampler_free(s);
     tnd_sampler_free(t);

@@ -501,13 +501,15 @@ tnd_status tnd_sampler_sample(tnd_sampler *s, const float *logits, int32_t *toke
                         " bias (all NaN, -inf or banned)", s->n_vocab);
     if (greedy) {
         c[0] = c[best];
+        best = 0;
         n = 1;
     }
-    /* temperature (stage 5): the best candidate gets p = 1 exactly */
-    float max_logit = c[best].logit, inv_t = greedy ? 0.0f : 1.0f / p->temperature;
+    /* temperature (stage 5): the best candidate gets p = exp(0) = 1 exactly; dividing (rather than multiplying by
+     * 1 / temperature, which overflows for tiny temperatures) keeps that true for every temperature > 0 */
+    float max_logit = c[best].logit;
     double total = 0.0;
     for (int32_t i = 0; i < n; i++) {
-        c[i].p = greedy ? 1.0f : expf((c[i].logit - max_logit) * inv_t);
+        c[i].p = greedy ? 1.0f : expf((c[i].logit - max_logit) / p->temperature);
         total += c[i].p;
     }
     if (p->min_p > 0.0f && !greedy) n = keep_at_least(c, n, p->min_p, &total); /* stage 6: p_max is 1 */
