@@ -28,6 +28,9 @@ void cli_error(const char *what);
 /* Progress printer for long model writes: "[ 12/201] blk.1.attn_q.weight" on stderr, one line updated in place. */
 void cli_progress(void *user, const char *what, uint64_t done, uint64_t total);
 
+/* Reads a whole file into a NUL-terminated malloc'ed buffer; prints the error and returns NULL on failure. */
+char *cli_read_file(const char *path, size_t *len);
+
 /* Monotonic seconds. */
 double cli_now(void);
 

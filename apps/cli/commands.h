@@ -8,5 +8,7 @@ int tnd_cmd_logits(int argc, char **argv);
 int tnd_cmd_quantize(int argc, char **argv);
 int tnd_cmd_model(int argc, char **argv);
 int tnd_cmd_bench(int argc, char **argv);
+int tnd_cmd_run(int argc, char **argv);
+int tnd_cmd_chat(int argc, char **argv);
 
 #endif

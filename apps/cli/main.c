@@ -13,6 +13,8 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"run", tnd_cmd_run, "generate text: run -m MODEL -p PROMPT [-n N] [--temp T] [--seed S] [-t THREADS] [-c CTX]"},
+    {"chat", tnd_cmd_chat, "interactive chat with the model's template: chat -m MODEL [--system TEXT]"},
     {"info", tnd_cmd_info, "describe a GGUF model file: info MODEL.gguf [--json] [--tensors]"},
     {"quantize", tnd_cmd_quantize, "re-type a model's tensors: quantize IN.gguf OUT.gguf TYPE"},
     {"model", tnd_cmd_model, "make a random model of a known shape: model make --shape NAME --type TYPE -o FILE"},
