@@ -450,6 +450,75 @@ TND_API tnd_status tnd_stop_matcher_flush(tnd_stop_matcher *matcher, const char 
 /* Forgets held text and any hit, for a new generation with the same stop strings. */
 TND_API void tnd_stop_matcher_reset(tnd_stop_matcher *matcher);
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Chat templates: turn a conversation into the prompt text a chat model was trained on
+ *
+ * tandem has built-in chat formats (llama2, llama3, chatml, mistral-v*, phi3, gemma, deepseek*, zephyr, ...; see
+ * tnd_chat_template_name) and picks one for a model by recognising its GGUF `tokenizer.chat_template` (a Jinja
+ * program, which tandem does not interpret) from distinctive substrings. A name chosen by the user overrides it.
+ *
+ * The prompt text:
+ * - never begins with the BOS token: tokenize it with the model's add-BOS setting (tokenizer.ggml.add_bos_token).
+ *   Markers inside the text (<|im_start|>, [INST], the "</s><s>" between Llama 2 turns, ...) are special tokens, so
+ *   tokenize with special-token parsing on;
+ * - copies message contents verbatim except where the model's own template strips them (Llama 3, Gemma,
+ *   Command R, Llama 2, the assistant replies of Mistral v3) of leading and trailing whitespace as Jinja's trim
+ *   does (Unicode whitespace included), and except DeepSeek R1 / V3.1, whose templates drop an earlier reply's
+ *   reasoning up to "</think>";
+ * - leaves out the default system prompts some templates insert when none is given (Qwen 2.5, Mistral Small 3,
+ *   the Llama 3.1 knowledge-date preamble): pass one as a system message if wanted;
+ * - folds a system message into the first user turn for formats without a system turn (llama2's <<SYS>> block,
+ *   gemma, mistral-v0/v1) or into the last one (mistral-v3, as Mistral's template does).
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/* One message of a conversation. Both strings are NUL-terminated and borrowed for the duration of the call.
+ * role: "system", "user" or "assistant" (other roles, such as "tool", are refused). content: UTF-8 text. */
+typedef struct tnd_chat_message {
+    const char *role;
+    const char *content;
+} tnd_chat_message;
+
+/* Number of built-in chat formats. */
+TND_API size_t tnd_chat_template_count(void);
+
+/* Name of built-in format `index` ("chatml", "llama3", ...; static storage), or NULL if index >= the count. */
+TND_API const char *tnd_chat_template_name(size_t index);
+
+/* Resolves a user-given name, case-insensitively, also accepting a few other spellings ("llama-3", "qwen",
+ * "phi-3", "gemma3", ...). *canonical receives the built-in name (static storage). TND_ERR_NOT_FOUND for an
+ * unknown name (the message lists the known names); TND_ERR_INVALID_ARGUMENT for NULL pointers. */
+TND_API tnd_status tnd_chat_template_lookup(const char *name, const char **canonical);
+
+/* Recognises the format of a Jinja chat template (`len` bytes at `jinja`, not necessarily NUL-terminated).
+ * *name receives the built-in name (static storage). TND_ERR_UNSUPPORTED if no built-in format matches (the
+ * message lists the known names, one of which can be chosen by name); TND_ERR_INVALID_ARGUMENT for NULL pointers. */
+TND_API tnd_status tnd_chat_template_detect(const char *jinja, size_t len, const char **name);
+
+/* tnd_chat_template_detect on the model's `tokenizer.chat_template`. TND_ERR_NOT_FOUND if the model has none,
+ * TND_ERR_TYPE if it is not a string, TND_ERR_UNSUPPORTED if it is not recognised (the messages list the known
+ * names). */
+TND_API tnd_status tnd_model_chat_template(const tnd_model *model, const char **name);
+
+/* Renders `n_messages` messages with the format `name` (a built-in name or a spelling tnd_chat_template_lookup
+ * accepts). add_assistant != 0 appends the text that opens the assistant's reply (for formats whose user turn
+ * already ends with it, such as [/INST], nothing is appended). eos_text is the text of the model's end-of-sequence
+ * token (the vocabulary entry of tokenizer.ggml.eos_token_id), written where the model's template writes
+ * eos_token: after replies in llama2 and mistral-*, after every turn in zephyr, after replies in tulu, deepseek2;
+ * NULL uses the format's usual one ("</s>"; "<|endoftext|>" for tulu). Other formats ignore it.
+ *
+ * Size convention: *needed receives the length of the full prompt in bytes, without the terminating NUL, both on
+ * success and on TND_ERR_BUFFER_TOO_SMALL; the buffer must hold *needed + 1 bytes. When it is too small, buf (if
+ * buf_size > 0) holds the NUL-terminated beginning of the prompt. buf may be NULL with buf_size 0 to ask for the
+ * size only (which reports TND_ERR_BUFFER_TOO_SMALL).
+ *
+ * Errors: TND_ERR_NOT_FOUND (unknown format name), TND_ERR_INVALID_ARGUMENT (NULL pointers, a NULL role or
+ * content, a role other than system/user/assistant, or a system message after the first message in a format whose
+ * template takes one only at the start: llama2, llama4, gemma, mistral-v0/v1/v3/v3-tekken/v7-tekken, deepseek3,
+ * deepseek-r1*, deepseek-v3.1, command-r), TND_ERR_OUT_OF_MEMORY, TND_ERR_BUFFER_TOO_SMALL. */
+TND_API tnd_status tnd_chat_template_apply(const char *name, const tnd_chat_message *messages, size_t n_messages,
+                                           int add_assistant, const char *eos_text, char *buf, size_t buf_size,
+                                           size_t *needed);
+
 #ifdef __cplusplus
 }
 #endif
