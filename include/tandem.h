@@ -519,6 +519,166 @@ TND_API tnd_status tnd_chat_template_apply(const char *name, const tnd_chat_mess
                                            int add_assistant, const char *eos_text, char *buf, size_t buf_size,
                                            size_t *needed);
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Tokenizers: text <-> token ids, built from the model's tokenizer.ggml.* metadata
+ *
+ * Two families are supported, exactly as their original tokenizers define them:
+ * - tokenizer.ggml.model "llama": SentencePiece-style merges driven by token scores, with the space marker U+2581
+ *   and <0xNN> byte fallback (Llama 2, Mistral, TinyLlama, Phi-3, Gemma-style vocabularies);
+ * - tokenizer.ggml.model "gpt2": byte-level BPE with merge ranks, after the pre-tokenizer that tokenizer.ggml.pre
+ *   names (gpt-2, default, llama-bpe, qwen2, deepseek-llm, deepseek-coder, deepseek-v3, falcon, starcoder, refact,
+ *   mpt, command-r, smollm, olmo, phi-2, tekken, gpt-4o and close relatives). An unknown model or pre-tokenizer
+ *   type is an error that names it; tandem never substitutes another one.
+ * Token ids are int32_t in [0, n_vocab). A tokenizer may be used by several threads at once.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct tnd_tokenizer tnd_tokenizer;
+
+/* Builds the tokenizer the model's metadata describes (tokenizer.ggml.model, .pre, .tokens, .scores, .token_type,
+ * .merges, the special token ids, add_bos_token, add_eos_token, add_space_prefix). The tokenizer borrows the
+ * vocabulary strings from the model, so the model must outlive it; it does not need a context.
+ * Returns TND_ERR_INVALID_ARGUMENT (NULL model or out), TND_ERR_NOT_FOUND (no tokenizer.ggml.model or .tokens, or
+ * a gpt2 vocabulary without .merges or .pre), TND_ERR_UNSUPPORTED (a tokenizer model or pre-tokenizer type tandem
+ * does not know, or remove_extra_whitespaces set: the message names it), TND_ERR_TYPE (a key of the wrong type),
+ * TND_ERR_FORMAT (inconsistent metadata: array lengths, duplicate token strings, a byte token that is not <0xNN>,
+ * add_bos_token/add_eos_token without a valid id), TND_ERR_OUT_OF_MEMORY. On failure *out is NULL. */
+TND_API tnd_status tnd_tokenizer_init(const tnd_model *model, tnd_tokenizer **out);
+
+/* Releases the tokenizer. Accepts NULL. */
+TND_API void tnd_tokenizer_free(tnd_tokenizer *tok);
+
+/* Flags of tnd_tokenizer_encode. */
+#define TND_TOKENIZE_ADD_SPECIAL 1u   /* add BOS / EOS as the model's add_bos_token / add_eos_token say */
+#define TND_TOKENIZE_PARSE_SPECIAL 2u /* control tokens written in the text ("<|im_end|>", "<s>") become those
+                                         tokens; without it they are encoded as plain text */
+
+/* The value the encode and decode functions return on an error: never a count, never a required size. */
+#define TND_TOKENIZE_ERROR INT32_MIN
+
+/* Longest text tnd_tokenizer_encode accepts, in bytes (so that every count fits an int32_t). */
+#define TND_TOKENIZE_MAX_TEXT ((size_t)600 * 1024 * 1024)
+
+/* Encodes `len` bytes of `text` (not NUL-terminated; NUL bytes are text like any other) into token ids.
+ *
+ * Return value: n >= 0, the number of tokens, written to tokens[0..n). When n > cap, the first cap tokens are
+ * written and the function returns -n, the capacity needed (call again with cap >= n; tokens may be NULL with
+ * cap 0 to ask for the size). TND_TOKENIZE_ERROR (INT32_MIN, which is never -n) reports an error, described by
+ * tnd_last_error(): NULL tok, NULL text with len > 0, cap < 0, NULL tokens with cap > 0, unknown flag bits, text
+ * longer than TND_TOKENIZE_MAX_TEXT, a model that asks for BOS/EOS without having one, the regex engine giving up
+ * on the text, out of memory.
+ *
+ * Behaviour:
+ * - User-defined tokens of the vocabulary are always matched whole in the text; control and unknown tokens only
+ *   with TND_TOKENIZE_PARSE_SPECIAL. Where several could match, the leftmost occurrence wins, then the longest.
+ *   A matched token is never split; the text around it is encoded separately.
+ * - SPM vocabularies with add_space_prefix put the space marker in front of the text and of each stretch that
+ *   follows a matched special token, as the original tokenizers do.
+ * - Pre-tokenizers whose original normalizes text (qwen2, mpt, olmo, command-r) apply Unicode NFC first.
+ * - Bytes that are not well-formed UTF-8 are not an error: each becomes its byte token (SPM <0xNN> byte fallback,
+ *   the byte-level symbol in BPE), so decoding returns the same bytes. The well-formed text around them is encoded
+ *   as usual. A byte the vocabulary has no token for is dropped, as the original tokenizers drop it (SPM without
+ *   byte fallback uses the unknown token instead); tnd_tokenizer_init logs a warning for such vocabularies. */
+TND_API int32_t tnd_tokenizer_encode(const tnd_tokenizer *tok, const char *text, size_t len, uint32_t flags,
+                                     int32_t *tokens, int32_t cap);
+
+/* Flags of the decoding functions. */
+#define TND_DETOKENIZE_SPECIAL 1u    /* show control, unknown and unused tokens as their text (by default
+                                        they decode to nothing) */
+#define TND_DETOKENIZE_KEEP_SPACE 2u /* SPM vocabularies with add_space_prefix: keep the leading space of the first
+                                        piece (by default it is removed, undoing the prefix the encoder adds) */
+
+/* The bytes one token decodes to (the "piece"): the space marker turned back into spaces, byte tokens into their
+ * byte, byte-level characters into their bytes, user-defined tokens as written. Borrowed from the tokenizer, not
+ * NUL-terminated, *len bytes (len may be NULL). A piece may end inside a UTF-8 character; use a detokenizer to
+ * stream text. Hidden tokens (see TND_DETOKENIZE_SPECIAL) give "" unless the flag is set. The space-prefix
+ * removal of tnd_tokenizer_decode does not apply here. Returns NULL for NULL tok or a token out of range. */
+TND_API const char *tnd_tokenizer_piece(const tnd_tokenizer *tok, int32_t token, uint32_t flags, size_t *len);
+
+/* Decodes n_tokens tokens into buf (no NUL is written). Returns the byte count n >= 0; when n > cap, the first
+ * cap bytes are written and the function returns -n. TND_TOKENIZE_ERROR for NULL tok, NULL tokens with
+ * n_tokens > 0, n_tokens < 0, cap < 0, NULL buf with cap > 0, unknown flag bits, a token out of range (the message
+ * names its position), or a result longer than INT32_MAX bytes.
+ * decode(encode(x)) == x for any text x encoded without TND_TOKENIZE_ADD_SPECIAL/PARSE_SPECIAL, except where the
+ * vocabulary itself cannot represent it: NFC normalization (qwen2, ...), a literal U+2581 in SPM text (it decodes
+ * as a space), bytes the vocabulary has no token for. */
+TND_API int32_t tnd_tokenizer_decode(const tnd_tokenizer *tok, const int32_t *tokens, int32_t n_tokens,
+                                     uint32_t flags, char *buf, int32_t cap);
+
+/* Streaming decoder: feed tokens one at a time and get the text that is complete. A piece that ends inside a UTF-8
+ * character is held back until the character completes, so every chunk can be shown or sent as is. The chunks
+ * concatenate to what tnd_tokenizer_decode gives for the same tokens and flags. */
+typedef struct tnd_detokenizer tnd_detokenizer;
+
+/* A new stream over `tok` (which must outlive it) with TND_DETOKENIZE_* flags. TND_ERR_INVALID_ARGUMENT (NULL
+ * tok/out, unknown flag bits), TND_ERR_OUT_OF_MEMORY. Release with tnd_detokenizer_free (accepts NULL). */
+TND_API tnd_status tnd_detokenizer_init(const tnd_tokenizer *tok, uint32_t flags, tnd_detokenizer **out);
+TND_API void tnd_detokenizer_free(tnd_detokenizer *det);
+
+/* Adds one token and writes the bytes that are now complete to buf (no NUL). Returns their count (>= 0, at most
+ * the piece length + 3); if that exceeds cap, writes nothing, keeps the token out of the stream, and returns
+ * -count (call again with a larger buffer). TND_TOKENIZE_ERROR for NULL det, NULL buf with cap > 0, cap < 0 or a
+ * token out of range (the stream is unchanged). Not for use by two threads at once. */
+TND_API int32_t tnd_detokenizer_push(tnd_detokenizer *det, int32_t token, char *buf, int32_t cap);
+
+/* Ends the stream: writes the bytes still held back (the start of a UTF-8 character that never completed, as is)
+ * and resets the stream for reuse. Returns the count (0..3), -count when cap is too small (nothing changes), or
+ * TND_TOKENIZE_ERROR for bad arguments. */
+TND_API int32_t tnd_detokenizer_finish(tnd_detokenizer *det, char *buf, int32_t cap);
+
+/* The model's special tokens. */
+typedef enum tnd_special_token {
+    TND_TOKEN_BOS = 0,  /* beginning of sequence */
+    TND_TOKEN_EOS,      /* end of sequence */
+    TND_TOKEN_EOT,      /* end of turn (from metadata, else found by text: <|eot_id|>, <|im_end|>, <end_of_turn>...) */
+    TND_TOKEN_EOM,      /* end of message (<|eom_id|>) */
+    TND_TOKEN_UNK,      /* unknown */
+    TND_TOKEN_SEP,      /* separator */
+    TND_TOKEN_PAD,      /* padding */
+    TND_TOKEN_MASK,     /* mask */
+    TND_TOKEN_FIM_PRE,  /* fill-in-the-middle: prefix, suffix, middle, pad, repository, file separator */
+    TND_TOKEN_FIM_SUF,
+    TND_TOKEN_FIM_MID,
+    TND_TOKEN_FIM_PAD,
+    TND_TOKEN_FIM_REP,
+    TND_TOKEN_FIM_SEP,
+    TND_TOKEN_SPECIAL_COUNT
+} tnd_special_token;
+
+/* Token types (numeric values are those of tokenizer.ggml.token_type). */
+typedef enum tnd_token_type {
+    TND_TOKEN_TYPE_UNDEFINED = 0,
+    TND_TOKEN_TYPE_NORMAL = 1,
+    TND_TOKEN_TYPE_UNKNOWN = 2,
+    TND_TOKEN_TYPE_CONTROL = 3,
+    TND_TOKEN_TYPE_USER_DEFINED = 4,
+    TND_TOKEN_TYPE_UNUSED = 5,
+    TND_TOKEN_TYPE_BYTE = 6
+} tnd_token_type;
+
+/* Number of tokens in the vocabulary (0 for NULL). */
+TND_API int32_t tnd_tokenizer_n_vocab(const tnd_tokenizer *tok);
+
+/* Id of a special token, or -1 if the model has none (or for NULL tok / an unknown `which`). */
+TND_API int32_t tnd_tokenizer_special(const tnd_tokenizer *tok, tnd_special_token which);
+
+/* Whether encoding with TND_TOKENIZE_ADD_SPECIAL adds BOS / EOS (1) or not (0). */
+TND_API int tnd_tokenizer_adds_bos(const tnd_tokenizer *tok);
+TND_API int tnd_tokenizer_adds_eos(const tnd_tokenizer *tok);
+
+/* 1 if generating `token` ends the generation (EOS, EOT, EOM and the end-of-turn tokens the vocabulary names),
+ * else 0 (also for a token out of range). */
+TND_API int tnd_tokenizer_is_eog(const tnd_tokenizer *tok, int32_t token);
+
+/* Type of a token; TND_TOKEN_TYPE_UNDEFINED for a token out of range. */
+TND_API tnd_token_type tnd_tokenizer_token_type(const tnd_tokenizer *tok, int32_t token);
+
+/* The vocabulary string of a token as stored in the model ("\xe2\x96\x81Hello", "\xc4\xa0world", "<0x0A>"):
+ * borrowed, not NUL-terminated, *len bytes (len may be NULL). NULL for a token out of range. */
+TND_API const char *tnd_tokenizer_token_text(const tnd_tokenizer *tok, int32_t token, size_t *len);
+
+/* The id whose vocabulary string is exactly text[0..len), or -1. */
+TND_API int32_t tnd_tokenizer_find(const tnd_tokenizer *tok, const char *text, size_t len);
+
 #ifdef __cplusplus
 }
 #endif
