@@ -95,17 +95,20 @@ static tnd_status read_special_id(tnd_tokenizer *t, const tnd_gguf *g, tnd_speci
     return TND_OK;
 }
 
+/* "<｜end▁of▁sentence｜>" (full-width bars, U+2581 between the words): DeepSeek's end of a reply. */
+#define DEEPSEEK_END_OF_SENTENCE ("<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>")
+
 /* Vocabulary strings that mark the end of a turn, in order of preference when the file names no EOT id. */
 static const char *const eot_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>", "_<EOT>",
-    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>", "<end_of_utterance>",
+    DEEPSEEK_END_OF_SENTENCE, "<end_of_utterance>",
 };
 
 /* Vocabulary strings whose token ends generation, besides EOS/EOT/EOM. */
 static const char *const eog_texts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<end_of_turn>", "<|endoftext|>",
     "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>", "<end_of_utterance>",
-    "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+    DEEPSEEK_END_OF_SENTENCE,
 };
 
 static int32_t find_cstr(const tnd_tokenizer *t, const char *s) { return tnd_vocab_find(t, s, strlen(s)); }
