@@ -3,6 +3,7 @@
  * characters no token covers fall back to <0xNN> byte tokens. */
 #include "text/tokenizer.h"
 
+#include "core/alloc.h"
 #include "core/error.h"
 
 #include <stdio.h>
@@ -10,7 +11,7 @@
 
 static const char space_marker[3] = {'\xE2', '\x96', '\x81'}; /* U+2581 LOWER ONE EIGHTH BLOCK */
 
-void tnd_spm_init_bytes(tnd_tokenizer *t) {
+tnd_status tnd_spm_init(tnd_tokenizer *t) {
     for (int b = 0; b < 256; b++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", b);
@@ -21,6 +22,25 @@ void tnd_spm_init_bytes(tnd_tokenizer *t) {
         }
         t->byte_token[b] = id;
     }
+    /* every adjacent byte pair inside a token a merge may produce (at every byte, a superset of the character
+     * boundaries: splitting less often than possible is always safe) */
+    t->spm_joins = tnd_alloc(&t->allocator, 65536 / 8);
+    if (!t->spm_joins) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "SPM tokenizer: out of memory");
+    for (int32_t id = 0; id < t->n_vocab; id++) {
+        if (!(t->flags[id] & TND_TOKF_MERGEABLE)) continue;
+        const uint8_t *s = (const uint8_t *)t->text[id].ptr;
+        for (uint64_t i = 1; i < t->text[id].len; i++) {
+            unsigned pair = (unsigned)s[i - 1] << 8 | s[i];
+            t->spm_joins[pair >> 6] |= 1ull << (pair & 63);
+        }
+    }
+    return TND_OK;
+}
+
+/* Whether a merge could join the symbol ending with byte a to the one starting with byte b. */
+static bool may_join(const tnd_tokenizer *t, uint8_t a, uint8_t b) {
+    unsigned pair = (unsigned)a << 8 | b;
+    return (t->spm_joins[pair >> 6] >> (pair & 63)) & 1;
 }
 
 /* Maps a float score to an unsigned key that sorts the same way (larger score, larger key). */
@@ -82,6 +102,27 @@ static void emit_fallback(const tnd_tokenizer *t, const uint8_t *s, size_t n, tn
         if (t->byte_token[s[i]] >= 0) tnd_tok_emit(out, t->byte_token[s[i]]);
 }
 
+/* Runs the merge loop over symbols first..last (linked to each other and to nothing outside). */
+static tnd_status merge_stretch(tnd_tokenizer *t, tnd_tok_scratch *sc, const char *s, int32_t first, int32_t last) {
+    sc->heap.n = 0;
+    for (int32_t i = first + 1; i <= last; i++)
+        if (!queue_pair(t, sc, s, i - 1, i)) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "SPM tokenizer: out of memory");
+    tnd_merge_entry e;
+    while (tnd_merge_heap_pop(&sc->heap, &e)) {
+        tnd_symbol *l = &sc->symbols[e.left], *r = &sc->symbols[e.right];
+        /* stale: one side was merged into something else since the pair was queued */
+        if (l->len == 0 || r->len == 0 || l->next != e.right || (int32_t)(l->len + r->len) != e.check_a) continue;
+        l->len += r->len;
+        l->id = e.check_b;
+        r->len = 0;
+        l->next = r->next;
+        if (r->next >= 0) sc->symbols[r->next].prev = e.left;
+        if (!queue_pair(t, sc, s, l->prev, e.left) || !queue_pair(t, sc, s, e.left, l->next))
+            return tnd_fail(TND_ERR_OUT_OF_MEMORY, "SPM tokenizer: out of memory");
+    }
+    return TND_OK;
+}
+
 tnd_status tnd_spm_encode(tnd_tokenizer *t, tnd_tok_scratch *sc, const char *text, size_t len, bool prefix,
                           tnd_tok_out *out) {
     size_t n = 0;
@@ -106,27 +147,24 @@ tnd_status tnd_spm_encode(tnd_tokenizer *t, tnd_tok_scratch *sc, const char *tex
     }
     sc->symbols[count - 1].next = -1;
 
-    sc->heap.n = 0;
-    for (int32_t i = 1; i < count; i++)
-        if (!queue_pair(t, sc, s, i - 1, i)) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "SPM tokenizer: out of memory");
-    tnd_merge_entry e;
-    while (tnd_merge_heap_pop(&sc->heap, &e)) {
-        tnd_symbol *l = &sc->symbols[e.left], *r = &sc->symbols[e.right];
-        /* stale: one side was merged into something else since the pair was queued */
-        if (l->len == 0 || r->len == 0 || l->next != e.right || (int32_t)(l->len + r->len) != e.check_a) continue;
-        l->len += r->len;
-        l->id = e.check_b;
-        r->len = 0;
-        l->next = r->next;
-        if (r->next >= 0) sc->symbols[r->next].prev = e.left;
-        if (!queue_pair(t, sc, s, l->prev, e.left) || !queue_pair(t, sc, s, e.left, l->next))
-            return tnd_fail(TND_ERR_OUT_OF_MEMORY, "SPM tokenizer: out of memory");
-    }
-
-    for (int32_t i = 0; i >= 0; i = sc->symbols[i].next) {
-        const tnd_symbol *sym = &sc->symbols[i];
-        if (sym->id >= 0) tnd_tok_emit(out, sym->id);
-        else emit_fallback(t, (const uint8_t *)s + sym->start, sym->len, out);
+    /* merge each stretch between two symbols that no token can join on its own: the result is the same as
+     * merging the whole text at once (merges on different sides never interact), with small heaps */
+    for (int32_t first = 0; first < count;) {
+        int32_t last = first;
+        while (last + 1 < count &&
+               may_join(t, (uint8_t)s[sc->symbols[last + 1].start - 1], (uint8_t)s[sc->symbols[last + 1].start]))
+            last++;
+        sc->symbols[first].prev = -1;
+        sc->symbols[last].next = -1;
+        if ((st = merge_stretch(t, sc, s, first, last))) return st;
+        /* the symbols left (merged ones have length 0) are the output, in text order */
+        for (int32_t i = first; i <= last; i++) {
+            const tnd_symbol *sym = &sc->symbols[i];
+            if (sym->len == 0) continue;
+            if (sym->id >= 0) tnd_tok_emit(out, sym->id);
+            else emit_fallback(t, (const uint8_t *)s + sym->start, sym->len, out);
+        }
+        first = last + 1;
     }
     return TND_OK;
 }

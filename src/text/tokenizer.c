@@ -401,8 +401,8 @@ tnd_status tnd_tokenizer_init(const tnd_model *model, tnd_tokenizer **out) {
     if (t->kind == TND_VOCAB_BPE) {
         if ((st = tnd_pretok_compile(t->pre_def, &t->allocator, &t->pre))) goto cleanup;
         if ((st = tnd_bpe_init(t, g))) goto cleanup;
-    } else {
-        tnd_spm_init_bytes(t);
+    } else if ((st = tnd_spm_init(t))) {
+        goto cleanup;
     }
     warn_missing_bytes(t);
     if ((st = build_special_trie(t))) goto cleanup;
@@ -425,6 +425,7 @@ void tnd_tokenizer_free(tnd_tokenizer *t) {
     tnd_bpe_release(t);
     tnd_pretok_release(&t->pre);
     tnd_free(&a, t->scores);
+    tnd_free(&a, t->spm_joins);
     tnd_free(&a, t->type);
     tnd_free(&a, t->flags);
     tnd_free(&a, t->map.slots);

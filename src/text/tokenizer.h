@@ -84,6 +84,9 @@ struct tnd_tokenizer {
     int32_t special[TND_TOKEN_SPECIAL_COUNT]; /* -1 = none */
     bool add_bos, add_eos, add_space_prefix;
     int32_t byte_token[256]; /* token of each byte value (SPM <0xNN>, BPE byte-level character), -1 = none */
+    /* SPM: bit a * 256 + b is set when bytes a, b stand next to each other inside a token a merge may produce;
+     * where the text has a pair without its bit, no merge can cross, and the two sides are merged separately */
+    uint64_t *spm_joins;
 
     /* byte-level BPE */
     tnd_merge_map merges;
@@ -143,8 +146,9 @@ bool tnd_tok_scratch_symbols(tnd_tokenizer *t, tnd_tok_scratch *sc, size_t n);
 tnd_status tnd_spm_encode(tnd_tokenizer *t, tnd_tok_scratch *sc, const char *text, size_t len, bool prefix,
                           tnd_tok_out *out);
 
-/* spm.c: byte tokens of an SPM vocabulary (<0xNN>, else the one-byte token). */
-void tnd_spm_init_bytes(tnd_tokenizer *t);
+/* spm.c: byte tokens of an SPM vocabulary (<0xNN>, else the one-byte token) and the table of byte pairs merges
+ * can join. TND_ERR_OUT_OF_MEMORY. */
+tnd_status tnd_spm_init(tnd_tokenizer *t);
 
 /* bpe.c: byte-level tables and the merge table from tokenizer.ggml.merges. TND_ERR_TYPE/FORMAT, OOM. */
 tnd_status tnd_bpe_init(tnd_tokenizer *t, const tnd_gguf *g);
