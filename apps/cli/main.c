@@ -20,6 +20,8 @@ static const command commands[] = {
     {"model", tnd_cmd_model, "make a random model of a known shape: model make --shape NAME --type TYPE -o FILE"},
     {"bench", tnd_cmd_bench, "prompt and generation speed vs the memory roofline: bench -m MODEL [-p 512] [-n 128]"},
     {"logits", tnd_cmd_logits, "write the logits of token ids: logits -m MODEL --ids \"1 2 3\" -o OUT.f32"},
+    {"tokenize", tnd_cmd_tokenize, "text on stdin to token ids: tokenize -m MODEL [--ids] [--no-bos] [--special]"},
+    {"detokenize", tnd_cmd_detokenize, "token ids on stdin to text: detokenize -m MODEL [--special]"},
 };
 
 static void usage(FILE *f) {
