@@ -600,7 +600,8 @@ TND_API const char *tnd_tokenizer_piece(const tnd_tokenizer *tok, int32_t token,
  * names its position), or a result longer than INT32_MAX bytes.
  * decode(encode(x)) == x for any text x encoded without TND_TOKENIZE_ADD_SPECIAL/PARSE_SPECIAL, except where the
  * vocabulary itself cannot represent it: NFC normalization (qwen2, ...), a literal U+2581 in SPM text (it decodes
- * as a space), bytes the vocabulary has no token for. */
+ * as a space), bytes the vocabulary has no token for, and bytes that never occur in UTF-8 whose byte-level token
+ * the vocabulary reuses for a user-defined token (DeepSeek: 0xC0, 0xC1, 0xF5..0xFF decode as that token's text). */
 TND_API int32_t tnd_tokenizer_decode(const tnd_tokenizer *tok, const int32_t *tokens, int32_t n_tokens,
                                      uint32_t flags, char *buf, int32_t cap);
 
