@@ -9,7 +9,7 @@
  *   cmake -S . -B build-fuzz -G Ninja -DTND_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
  *         -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link,address,undefined
  *   cmake --build build-fuzz --target fuzz_tokenizer
- *   mkdir -p corpus && cp ../shared/fixtures/vocab/*.inp corpus/
+ *   mkdir -p corpus && cp ../shared/fixtures/vocab/ggml-vocab-*.gguf.inp corpus/
  *   build-fuzz/fuzz/fuzz_tokenizer corpus -max_total_time=1800 -max_len=65536 -rss_limit_mb=4096 */
 #include "tandem.h"
 
