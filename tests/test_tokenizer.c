@@ -512,13 +512,13 @@ static void test_stream_holds_back(const tnd_tokenizer *spm) {
  * Metadata the tokenizer must refuse
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* Builds a small byte-level vocabulary file (256 byte tokens, "ab", one merge) with the given model/pre and
+/* Builds a small byte-level vocabulary file (256 byte tokens, "ab", "abc", the merge "a b") with the given model/pre and
  * optional breakage, opens it, and returns tnd_tokenizer_init's status. */
 static tnd_status init_synthetic(const char *model_name, const char *pre, int breakage, tnd_tokenizer **out_tok,
                                  tnd_model **out_model) {
     tnd_gguf_writer *w = tnd_gguf_writer_init(NULL);
     const char *strs[260];
-    char store[260][4];
+    char store[256][4];
     int n = 0;
     for (int b = 0; b < 256; b++) {
         size_t k = put_cp(store[n], byte_level_cp(b));
@@ -527,12 +527,14 @@ static tnd_status init_synthetic(const char *model_name, const char *pre, int br
         n++;
     }
     strs[n++] = breakage == 1 ? "a" : "ab"; /* 1: a duplicate token */
+    strs[n++] = "abc";                      /* a token no merge makes */
     const char *merges[] = {"a b"};
     tnd_gguf_writer_set_str(w, "tokenizer.ggml.model", model_name);
     if (pre) tnd_gguf_writer_set_str(w, "tokenizer.ggml.pre", pre);
     tnd_gguf_writer_set_array_str(w, "tokenizer.ggml.tokens", strs, NULL, (uint64_t)n);
     tnd_gguf_writer_set_array_str(w, "tokenizer.ggml.merges", merges, NULL, 1);
     if (breakage == 2) tnd_gguf_writer_set_bool(w, "tokenizer.ggml.add_bos_token", true); /* no BOS id */
+    else tnd_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 0);
     if (breakage == 3) {                                                                  /* a bad byte token */
         int32_t types[260];
         for (int i = 0; i < n; i++) types[i] = 1;
@@ -582,6 +584,20 @@ static void test_refusals(void) {
         /* token i is byte i; "ab" is token 256; no merge joins the space to "a" */
         CHECK(ids && n == 3 && ids[0] == 256 && ids[1] == ' ' && ids[2] == 'a');
         free(ids);
+    }
+    tnd_tokenizer_free(tok);
+    tnd_model_close(m);
+    /* Llama 3 style: a piece that is a whole token is taken as is, without merges; gpt-2 style merges */
+    if (CHECK_OK(init_synthetic("gpt2", "llama-bpe", 0, &tok, &m))) {
+        int32_t ids[8];
+        CHECK(tnd_tokenizer_encode(tok, "abc", 3, 0, ids, 8) == 1 && ids[0] == 257);
+        CHECK(tnd_tokenizer_encode(tok, "abc", 3, TND_TOKENIZE_ADD_SPECIAL, ids, 8) == 2 && ids[0] == 0);
+    }
+    tnd_tokenizer_free(tok);
+    tnd_model_close(m);
+    if (CHECK_OK(init_synthetic("gpt2", "gpt-2", 0, &tok, &m))) {
+        int32_t ids[8];
+        CHECK(tnd_tokenizer_encode(tok, "abc", 3, 0, ids, 8) == 2 && ids[0] == 256 && ids[1] == 'c');
     }
     tnd_tokenizer_free(tok);
     tnd_model_close(m);

@@ -349,10 +349,10 @@ static tnd_status read_kind_and_flags(tnd_tokenizer *t, const tnd_gguf *g) {
         return tnd_fail(TND_ERR_UNSUPPORTED, "tokenizer.ggml.remove_extra_whitespaces is set: tandem does not "
                                              "implement that normalization");
     if (t->add_bos && t->special[TND_TOKEN_BOS] < 0)
-        return tnd_fail(TND_ERR_FORMAT, "tokenizer.ggml.add_bos_token is set but the vocabulary has no valid "
-                                        "tokenizer.ggml.bos_token_id");
+        return tnd_fail(TND_ERR_FORMAT, "the vocabulary adds BOS (tokenizer.ggml.add_bos_token, or its default for "
+                                        "this tokenizer) but has no valid tokenizer.ggml.bos_token_id");
     if (t->add_eos && t->special[TND_TOKEN_EOS] < 0)
-        return tnd_fail(TND_ERR_FORMAT, "tokenizer.ggml.add_eos_token is set but the vocabulary has no valid "
+        return tnd_fail(TND_ERR_FORMAT, "the vocabulary adds EOS (tokenizer.ggml.add_eos_token) but has no valid "
                                         "tokenizer.ggml.eos_token_id");
     return TND_OK;
 }
