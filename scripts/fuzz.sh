@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 target=${1:?usage: fuzz.sh TARGET SECONDS}
 seconds=${2:-60}
 bash scripts/setup.sh >/dev/null
+# the library itself is instrumented too, so that coverage guides the fuzzer through the parser
 cmake -S . -B build-fuzz -G Ninja -DTND_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link,address,undefined" \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
 cmake --build build-fuzz -j2 --target "fuzz_$target" >/dev/null
 corpus=fuzz/corpus-run/$target

@@ -42,7 +42,7 @@ static void check_greedy_text(const char *model) {
 }
 
 int main(void) {
-    char gguf[4096];
+    char gguf[1024];
     snprintf(gguf, sizeof gguf, "%s", tnd_fixture("real/stories260K.gguf"));
     check_greedy_text(gguf);
 
@@ -51,7 +51,7 @@ int main(void) {
     int fd = mkstemp(imported);
     if (CHECK(fd >= 0)) {
         close(fd);
-        char cmd[8192], out[4096], bin[4096], tok[4096];
+        char cmd[8192], out[4096], bin[1024], tok[1024];
         snprintf(bin, sizeof bin, "%s", tnd_fixture("real/stories260K.bin"));
         snprintf(tok, sizeof tok, "%s", tnd_fixture("real/tok512.bin"));
         snprintf(cmd, sizeof cmd, "%s convert --llama2c '%s' --vocab '%s' -o '%s' 2>&1", TND_TANDEM_BIN, bin, tok,
@@ -60,7 +60,7 @@ int main(void) {
         remove(imported);
     }
 
-    char cmd[4096], out[4096];
+    char cmd[8192], out[4096];
     snprintf(cmd, sizeof cmd, "%s run -m '%s' --temp -1 2>&1", TND_TANDEM_BIN, gguf);
     CHECK(capture(cmd, out, sizeof out) == 2 && strstr(out, "--temp"));
     snprintf(cmd, sizeof cmd, "%s run -m /nonexistent.gguf 2>&1", TND_TANDEM_BIN);
