@@ -81,6 +81,84 @@ DOT_HALF_F32(dot_bf16_f32, load_bf16x8, bf16_one)
 static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * 8-bit activations in blocks of 32 (the Q8_0 layout: fp16 scale d, then 32 int8; x = d * q)
+ * ---------------------------------------------------------------------------------------------------------- */
+
+enum { QK = 32, Q8_0_BYTES = 34, Q4_0_BYTES = 18 };
+
+static inline float fp16_load(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline uint16_t fp16_from(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
+
+/* Quantizes n floats (a multiple of 32) to Q8_0 blocks: d = max|x| / 127, q = round(x / d). */
+static void quantize_q8_0(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < n / QK; b++, x += QK, y += Q8_0_BYTES) {
+        __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
+               v3 = _mm256_loadu_ps(x + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign_bit, v0), _mm256_andnot_ps(sign_bit, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(sign_bit, v2), _mm256_andnot_ps(sign_bit, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4), d = amax / 127.0f;
+        uint16_t dh = fp16_from(d);
+        memcpy(y, &dh, 2);
+        __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT));
+        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), _MM_FROUND_TO_NEAREST_INT));
+        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), _MM_FROUND_TO_NEAREST_INT));
+        /* pack 32-bit -> 16-bit -> 8-bit; packs interleave 128-bit lanes, the permute restores the order */
+        __m256i p01 = _mm256_packs_epi32(i0, i1), p23 = _mm256_packs_epi32(i2, i3);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(void *)(y + 2), p);
+    }
+}
+
+/* Sum of products of 32 signed bytes a and b, as 8 int32 lanes: maddubs needs one unsigned operand, so |a| times
+ * b with a's sign moved onto b. */
+static inline __m256i dot_i8x32(__m256i a, __m256i b) {
+    __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+}
+
+static float dot_q8_0_q8_0(const void *vx, const void *vy, int64_t n) {
+    const uint8_t *x = vx, *y = vy;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK; b++, x += Q8_0_BYTES, y += Q8_0_BYTES) {
+        __m256i qx = _mm256_loadu_si256((const __m256i *)(const void *)(x + 2));
+        __m256i qy = _mm256_loadu_si256((const __m256i *)(const void *)(y + 2));
+        __m256 d = _mm256_set1_ps(fp16_load(x) * fp16_load(y));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8x32(qx, qy)), acc);
+    }
+    return hsum256(acc);
+}
+
+/* Q4_0 block: fp16 d, then 16 bytes; byte i holds element i (low nibble) and element i + 16 (high nibble); x = d *
+ * (nibble - 8). */
+static float dot_q4_0_q8_0(const void *vx, const void *vy, int64_t n) {
+    const uint8_t *x = vx, *y = vy;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK; b++, x += Q4_0_BYTES, y += Q8_0_BYTES) {
+        __m128i packed = _mm_loadu_si128((const __m128i *)(const void *)(x + 2));
+        __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+        __m256i qx = _mm256_sub_epi8(_mm256_and_si256(both, low4), eight);
+        __m256i qy = _mm256_loadu_si256((const __m256i *)(const void *)(y + 2));
+        __m256 d = _mm256_set1_ps(fp16_load(x) * fp16_load(y));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8x32(qx, qy)), acc);
+    }
+    return hsum256(acc);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -88,4 +166,6 @@ void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_F32] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f32_f32, "avx2"};
     k->dot[TND_TYPE_F16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f16_f32, "avx2"};
     k->dot[TND_TYPE_BF16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_bf16_f32, "avx2"};
+    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "avx2"};
+    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "avx2"};
 }
