@@ -1,25 +1,43 @@
 /* type_traits.c: the traits table of every tensor type GGUF files use. Sizes are those of the on-disk blocks. */
 #include "quant/quant.h"
 
+#include "quant/quant_ref.h"
+
 #include <stddef.h>
 
-/* Kernel rows are filled in by the per-format files through these declarations (quant/kernels.h) once they
- * exist; a type without kernels can still be parsed, listed and skipped. */
+/* Types without kernels can still be parsed, listed and skipped. */
+#define KERNELS(t, dot_type) .to_float = tnd_dequantize_##t##_ref, .from_float = tnd_quantize_##t##_ref,               \
+                             .vec_dot = tnd_vec_dot_##t##_ref, .vec_dot_type = dot_type
+#define CONVERSIONS(t) .to_float = tnd_dequantize_##t##_ref, .from_float = tnd_quantize_##t##_ref
 static const tnd_type_traits traits[TND_TYPE_COUNT] = {
-    [TND_TYPE_F32] = {.name = "f32", .block_size = 1, .type_size = 4},
-    [TND_TYPE_F16] = {.name = "f16", .block_size = 1, .type_size = 2},
-    [TND_TYPE_Q4_0] = {.name = "q4_0", .block_size = 32, .type_size = 18, .quantized = true},
-    [TND_TYPE_Q4_1] = {.name = "q4_1", .block_size = 32, .type_size = 20, .quantized = true},
-    [TND_TYPE_Q5_0] = {.name = "q5_0", .block_size = 32, .type_size = 22, .quantized = true},
-    [TND_TYPE_Q5_1] = {.name = "q5_1", .block_size = 32, .type_size = 24, .quantized = true},
-    [TND_TYPE_Q8_0] = {.name = "q8_0", .block_size = 32, .type_size = 34, .quantized = true},
-    [TND_TYPE_Q8_1] = {.name = "q8_1", .block_size = 32, .type_size = 36, .quantized = true},
-    [TND_TYPE_Q2_K] = {.name = "q2_K", .block_size = 256, .type_size = 84, .quantized = true},
-    [TND_TYPE_Q3_K] = {.name = "q3_K", .block_size = 256, .type_size = 110, .quantized = true},
-    [TND_TYPE_Q4_K] = {.name = "q4_K", .block_size = 256, .type_size = 144, .quantized = true},
-    [TND_TYPE_Q5_K] = {.name = "q5_K", .block_size = 256, .type_size = 176, .quantized = true},
-    [TND_TYPE_Q6_K] = {.name = "q6_K", .block_size = 256, .type_size = 210, .quantized = true},
-    [TND_TYPE_Q8_K] = {.name = "q8_K", .block_size = 256, .type_size = 292, .quantized = true},
+    [TND_TYPE_F32] = {.name = "f32", .block_size = 1, .type_size = 4,
+                     KERNELS(f32, TND_TYPE_F32)},
+    [TND_TYPE_F16] = {.name = "f16", .block_size = 1, .type_size = 2,
+                     KERNELS(f16, TND_TYPE_F32)},
+    [TND_TYPE_Q4_0] = {.name = "q4_0", .block_size = 32, .type_size = 18, .quantized = true,
+                     KERNELS(q4_0, TND_TYPE_Q8_0)},
+    [TND_TYPE_Q4_1] = {.name = "q4_1", .block_size = 32, .type_size = 20, .quantized = true,
+                     KERNELS(q4_1, TND_TYPE_Q8_1)},
+    [TND_TYPE_Q5_0] = {.name = "q5_0", .block_size = 32, .type_size = 22, .quantized = true,
+                     KERNELS(q5_0, TND_TYPE_Q8_0)},
+    [TND_TYPE_Q5_1] = {.name = "q5_1", .block_size = 32, .type_size = 24, .quantized = true,
+                     KERNELS(q5_1, TND_TYPE_Q8_1)},
+    [TND_TYPE_Q8_0] = {.name = "q8_0", .block_size = 32, .type_size = 34, .quantized = true,
+                     KERNELS(q8_0, TND_TYPE_Q8_0)},
+    [TND_TYPE_Q8_1] = {.name = "q8_1", .block_size = 32, .type_size = 36, .quantized = true,
+                     CONVERSIONS(q8_1)},
+    [TND_TYPE_Q2_K] = {.name = "q2_K", .block_size = 256, .type_size = 84, .quantized = true,
+                     KERNELS(q2_K, TND_TYPE_Q8_K)},
+    [TND_TYPE_Q3_K] = {.name = "q3_K", .block_size = 256, .type_size = 110, .quantized = true,
+                     KERNELS(q3_K, TND_TYPE_Q8_K)},
+    [TND_TYPE_Q4_K] = {.name = "q4_K", .block_size = 256, .type_size = 144, .quantized = true,
+                     KERNELS(q4_K, TND_TYPE_Q8_K)},
+    [TND_TYPE_Q5_K] = {.name = "q5_K", .block_size = 256, .type_size = 176, .quantized = true,
+                     KERNELS(q5_K, TND_TYPE_Q8_K)},
+    [TND_TYPE_Q6_K] = {.name = "q6_K", .block_size = 256, .type_size = 210, .quantized = true,
+                     KERNELS(q6_K, TND_TYPE_Q8_K)},
+    [TND_TYPE_Q8_K] = {.name = "q8_K", .block_size = 256, .type_size = 292, .quantized = true,
+                     CONVERSIONS(q8_K)},
     [TND_TYPE_IQ2_XXS] = {.name = "iq2_xxs", .block_size = 256, .type_size = 66, .quantized = true},
     [TND_TYPE_IQ2_XS] = {.name = "iq2_xs", .block_size = 256, .type_size = 74, .quantized = true},
     [TND_TYPE_IQ3_XXS] = {.name = "iq3_xxs", .block_size = 256, .type_size = 98, .quantized = true},
@@ -34,7 +52,8 @@ static const tnd_type_traits traits[TND_TYPE_COUNT] = {
     [TND_TYPE_I64] = {.name = "i64", .block_size = 1, .type_size = 8},
     [TND_TYPE_F64] = {.name = "f64", .block_size = 1, .type_size = 8},
     [TND_TYPE_IQ1_M] = {.name = "iq1_m", .block_size = 256, .type_size = 56, .quantized = true},
-    [TND_TYPE_BF16] = {.name = "bf16", .block_size = 1, .type_size = 2},
+    [TND_TYPE_BF16] = {.name = "bf16", .block_size = 1, .type_size = 2,
+                     KERNELS(bf16, TND_TYPE_F32)},
     [TND_TYPE_TQ1_0] = {.name = "tq1_0", .block_size = 256, .type_size = 54, .quantized = true},
     [TND_TYPE_TQ2_0] = {.name = "tq2_0", .block_size = 256, .type_size = 66, .quantized = true},
     [TND_TYPE_MXFP4] = {.name = "mxfp4", .block_size = 32, .type_size = 17, .quantized = true},
