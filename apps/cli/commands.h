@@ -4,6 +4,7 @@
 #define TND_CLI_COMMANDS_H
 
 int tnd_cmd_info(int argc, char **argv);
+int tnd_cmd_convert(int argc, char **argv);
 int tnd_cmd_logits(int argc, char **argv);
 int tnd_cmd_quantize(int argc, char **argv);
 int tnd_cmd_model(int argc, char **argv);
