@@ -17,7 +17,10 @@ void tnd_dequantize_f16_ref(const void *src, float *dst, int64_t n) {
 
 void tnd_quantize_f16_ref(const float *src, void *dst, int64_t n) {
     uint8_t *p = dst;
-    for (int64_t i = 0; i < n; i++) tnd_block_set_f16(p + 2 * i, src[i]);
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t h = tnd_f32_to_fp16(src[i]); /* elements overflow to infinity, as IEEE conversion does */
+        memcpy(p + 2 * i, &h, 2);
+    }
 }
 
 void tnd_dequantize_bf16_ref(const void *src, float *dst, int64_t n) {

@@ -3,7 +3,8 @@
  *
  * Numbers: dequantize is exact (it computes the layout's defining formula in float). Quantize maps each block to the
  * nearest representable values under per-block scales chosen from the block's range; NaN inputs are not supported
- * (their block decodes to NaN or garbage, never out of bounds), infinities saturate the block's scale.
+ * (their block decodes to NaN or garbage, never out of bounds, and other blocks are unaffected); block scales
+ * saturate at the largest fp16, so huge inputs decode to large finite values.
  * vec_dot of the reference is the float dot of both dequantized operands: the oracle for SIMD kernels, which compute
  * the same sum with integer products. */
 #ifndef TND_QUANT_QUANT_REF_H
@@ -22,7 +23,11 @@ static inline float tnd_block_f16(const uint8_t *p) {
     memcpy(&h, p, 2);
     return tnd_fp16_to_f32(h);
 }
+/* Block scales saturate at the largest half (65504) instead of becoming infinite, so a block with huge values
+ * decodes to large finite numbers rather than inf * 0 = NaN. */
 static inline void tnd_block_set_f16(uint8_t *p, float f) {
+    if (f > 65504.0f) f = 65504.0f;
+    if (f < -65504.0f) f = -65504.0f;
     uint16_t h = tnd_f32_to_fp16(f);
     memcpy(p, &h, 2);
 }
