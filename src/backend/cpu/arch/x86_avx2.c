@@ -2,6 +2,7 @@
  * by cpu_kernels.c). Each kernel computes what its scalar counterpart in src/quant computes, and is tested against
  * it on odd sizes. */
 #include "backend/cpu/cpu_kernels.h"
+#include "quant/quant_ref.h"
 
 #include <immintrin.h>
 #include <string.h>
@@ -159,6 +160,98 @@ static float dot_q4_0_q8_0(const void *vx, const void *vy, int64_t n) {
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * K types against Q8_K activations (block of 256: f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_k.c
+ * ---------------------------------------------------------------------------------------------------------- */
+
+enum { QK_K = 256, Q8_K_BYTES = 292, Q4_K_BYTES = 144, Q6_K_BYTES = 210 };
+
+static inline float q8k_d(const uint8_t *y) {
+    float d;
+    memcpy(&d, y, 4);
+    return d;
+}
+
+static inline int16_t q8k_bsum(const uint8_t *y, int i) {
+    int16_t s;
+    memcpy(&s, y + 4 + QK_K + 2 * i, 2);
+    return s;
+}
+
+/* Sum of (unsigned levels u) x (signed activations y) over 32 bytes, weighted by one int16 scale per 16 bytes. */
+static inline __m256i scaled_dot_u8(__m256i u, __m256i y, __m256i scales16) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), scales16);
+}
+
+/* Q4_K: x = d * scale * q - dmin * min, q in 0..15, 8 sub-blocks of 32. */
+static float dot_q4_K_q8_K(const void *vx, const void *vy, int64_t n) {
+    const uint8_t *x = vx, *y = vy;
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    float sum = 0;
+    for (int64_t b = 0; b < n / QK_K; b++, x += Q4_K_BYTES, y += Q8_K_BYTES) {
+        const uint8_t *s = x + 4;
+        int sc[8], mn[8];
+        for (int i = 0; i < 4; i++) {
+            sc[i] = s[i] & 63;
+            mn[i] = s[i + 4] & 63;
+            sc[i + 4] = (s[i + 8] & 15) | (s[i] >> 6) << 4;
+            mn[i + 4] = (s[i + 8] >> 4) | (s[i + 4] >> 6) << 4;
+        }
+        int32_t mins = 0;
+        for (int i = 0; i < 8; i++) mins += mn[i] * (q8k_bsum(y, 2 * i) + q8k_bsum(y, 2 * i + 1));
+        __m256i acc = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x + 16 + 32 * c));
+            __m256i ya = _mm256_loadu_si256((const __m256i *)(const void *)(y + 4 + 64 * c));
+            __m256i yb = _mm256_loadu_si256((const __m256i *)(const void *)(y + 4 + 64 * c + 32));
+            acc = _mm256_add_epi32(acc, scaled_dot_u8(_mm256_and_si256(q, low4), ya, _mm256_set1_epi16((int16_t)sc[2 * c])));
+            acc = _mm256_add_epi32(acc, scaled_dot_u8(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), yb,
+                                                      _mm256_set1_epi16((int16_t)sc[2 * c + 1])));
+        }
+        __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        a4 = _mm_hadd_epi32(a4, a4);
+        a4 = _mm_hadd_epi32(a4, a4);
+        float dy = q8k_d(y);
+        sum += dy * fp16_load(x) * (float)_mm_cvtsi128_si32(a4) - dy * fp16_load(x + 2) * (float)mins;
+    }
+    return sum;
+}
+
+/* Q6_K: x = d * scale * (q - 32), q in 0..63, 16 sub-blocks of 16 with int8 scales. The -32 is applied through the
+ * activation sums. */
+static float dot_q6_K_q8_K(const void *vx, const void *vy, int64_t n) {
+    const uint8_t *x = vx, *y = vy;
+    const __m256i low4 = _mm256_set1_epi8(0x0f), low2 = _mm256_set1_epi8(0x03);
+    float sum = 0;
+    for (int64_t b = 0; b < n / QK_K; b++, x += Q6_K_BYTES, y += Q8_K_BYTES) {
+        const int8_t *sc = (const int8_t *)(x + 192);
+        int32_t offset = 0;
+        for (int i = 0; i < 16; i++) offset += sc[i] * q8k_bsum(y, i);
+        __m256i acc = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const uint8_t *ql = x + 64 * h, *qh = x + 128 + 32 * h;
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)ql);
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(ql + 32));
+            __m256i hi = _mm256_loadu_si256((const __m256i *)(const void *)qh);
+            __m256i lows[4] = {_mm256_and_si256(l0, low4), _mm256_and_si256(l1, low4),
+                               _mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                               _mm256_and_si256(_mm256_srli_epi16(l1, 4), low4)};
+            for (int p = 0; p < 4; p++) {
+                __m256i highs = _mm256_and_si256(_mm256_srli_epi16(hi, 2 * p), low2);
+                __m256i q = _mm256_or_si256(lows[p], _mm256_slli_epi16(highs, 4));
+                __m256i yv = _mm256_loadu_si256((const __m256i *)(const void *)(y + 4 + 128 * h + 32 * p));
+                __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * p + 1]), _mm_set1_epi16(sc[8 * h + 2 * p]));
+                acc = _mm256_add_epi32(acc, scaled_dot_u8(q, yv, scales));
+            }
+        }
+        __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        a4 = _mm_hadd_epi32(a4, a4);
+        a4 = _mm_hadd_epi32(a4, a4);
+        sum += q8k_d(y) * fp16_load(x + 208) * (float)(_mm_cvtsi128_si32(a4) - 32 * offset);
+    }
+    return sum;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -168,4 +261,6 @@ void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_BF16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_bf16_f32, "avx2"};
     k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "avx2"};
     k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "avx2"};
+    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "avx2"};
+    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "avx2"};
 }
