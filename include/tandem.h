@@ -178,6 +178,13 @@ TND_API uint32_t tnd_model_gguf_version(const tnd_model *model);
 /* Size of the model file in bytes. */
 TND_API uint64_t tnd_model_file_size(const tnd_model *model);
 
+/* Alignment of the file's tensor data in bytes (general.alignment, or GGUF's default 32); 0 for NULL. */
+TND_API uint64_t tnd_model_alignment(const tnd_model *model);
+
+/* Byte offset of the tensor data section from the start of the file: the header, metadata and tensor table take
+ * the bytes before it. 0 for NULL. */
+TND_API uint64_t tnd_model_data_offset(const tnd_model *model);
+
 /* Number of metadata key/value pairs. */
 TND_API int64_t tnd_model_meta_count(const tnd_model *model);
 
@@ -191,6 +198,10 @@ TND_API tnd_status tnd_model_meta_at(const tnd_model *model, int64_t index, cons
 /* Value of `key` converted to int64 (any integer type or bool). TND_ERR_NOT_FOUND if absent; TND_ERR_TYPE if the
  * value is not an integer, or a u64 above INT64_MAX. */
 TND_API tnd_status tnd_model_meta_int(const tnd_model *model, const char *key, int64_t *out);
+
+/* Value of `key` converted to uint64 (any integer type or bool), for u64 values above INT64_MAX. TND_ERR_NOT_FOUND
+ * if absent; TND_ERR_TYPE if the value is not an integer or is negative. */
+TND_API tnd_status tnd_model_meta_uint(const tnd_model *model, const char *key, uint64_t *out);
 
 /* Value of `key` as a double (f32, f64, or any integer type). TND_ERR_NOT_FOUND / TND_ERR_TYPE as above. */
 TND_API tnd_status tnd_model_meta_float(const tnd_model *model, const char *key, double *out);

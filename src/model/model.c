@@ -50,6 +50,8 @@ void tnd_model_close(tnd_model *m) {
 
 uint32_t tnd_model_gguf_version(const tnd_model *m) { return m ? m->gguf->version : 0; }
 uint64_t tnd_model_file_size(const tnd_model *m) { return m ? m->file.size : 0; }
+uint64_t tnd_model_alignment(const tnd_model *m) { return m ? m->gguf->alignment : 0; }
+uint64_t tnd_model_data_offset(const tnd_model *m) { return m ? m->gguf->data_start : 0; }
 int64_t tnd_model_meta_count(const tnd_model *m) { return m ? (int64_t)m->gguf->n_kv : 0; }
 int64_t tnd_model_meta_find(const tnd_model *m, const char *key) { return m ? tnd_gguf_find_key(m->gguf, key) : -1; }
 
@@ -64,6 +66,23 @@ tnd_status tnd_model_meta_at(const tnd_model *m, int64_t index, const char **key
 tnd_status tnd_model_meta_int(const tnd_model *m, const char *key, int64_t *out) {
     if (!m || !key || !out) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_model_meta_int: NULL argument");
     return tnd_gguf_get_int(m->gguf, key, out);
+}
+
+tnd_status tnd_model_meta_uint(const tnd_model *m, const char *key, uint64_t *out) {
+    if (!m || !key || !out) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_model_meta_uint: NULL argument");
+    const tnd_gguf_value *v = tnd_gguf_get(m->gguf, key);
+    if (v && v->type == TND_VALUE_U64) { /* the one type whose values may exceed INT64_MAX */
+        uint64_t x = 0;
+        for (int b = 7; b >= 0; b--) x = x << 8 | v->raw[b];
+        *out = x;
+        return TND_OK;
+    }
+    int64_t i = 0;
+    tnd_status st = tnd_gguf_get_int(m->gguf, key, &i);
+    if (st) return st;
+    if (i < 0) return tnd_fail(TND_ERR_TYPE, "metadata key '%s' is negative (%lld)", key, (long long)i);
+    *out = (uint64_t)i;
+    return TND_OK;
 }
 
 tnd_status tnd_model_meta_float(const tnd_model *m, const char *key, double *out) {
