@@ -239,7 +239,7 @@ static const token tiny_tokens[] = {
     {-1.5f, " hello", 0}, {-2.25f, "a b", 0}, {0, NULL, 0}};
 
 /* The imported strings and types of tiny_tokens. */
-static const char *const tiny_texts[] = {"<unk>", "<s>", "</s>", "<0x0A>", "\xe2\x96\x81hello", "a\xe2\x96\x81" "b"};
+static const char *const tiny_texts[] = {"<unk>", "<s>", "</s>", "<0x0A>", "\xe2\x96\x81hello", "a\xe2\x96\x81\x62"};
 static const int tiny_types[] = {2, 3, 3, 6, 1, 1};
 
 /* Every tensor of the converted file holds the floats start, start+1, ... where start is its offset among the
