@@ -304,6 +304,13 @@ static void section_flush(section *s, const char *title) {
     s->n = 0;
 }
 
+/* Adds a row with a metadata string, escaped; "-" when the file has none. */
+static void section_add_span(section *s, const char *label, span value) {
+    text t = {.len = 0};
+    text_escaped(&t, value.ptr ? value.ptr : "-", value.ptr ? value.len : 1, TEXT_VALUE_MAX);
+    section_add(s, label, &t);
+}
+
 static void format_bytes(text *t, uint64_t bytes) {
     static const char *const units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
     double x = (double)bytes;
@@ -458,10 +465,8 @@ static bool print_text(const char *path, const tnd_model *m, const summary *s, b
                  (unsigned long long)tnd_model_data_offset(m), (long long)tnd_model_meta_count(m));
     section_flush(&sec, path);
 
-    section_addf(&sec, "architecture", "%.*s", s->arch.ptr ? (int)s->arch.len : 1, s->arch.ptr ? s->arch.ptr : "-");
-    t.len = 0;
-    text_escaped(&t, s->name.ptr ? s->name.ptr : "-", s->name.ptr ? s->name.len : 1, TEXT_VALUE_MAX);
-    section_add(&sec, "name", &t);
+    section_add_span(&sec, "architecture", s->arch);
+    section_add_span(&sec, "name", s->name);
     t.len = 0;
     format_count(&t, s->params);
     section_add(&sec, "parameters", &t);
@@ -499,10 +504,8 @@ static bool print_text(const char *path, const tnd_model *m, const summary *s, b
         section_flush(&sec, title);
     }
 
-    section_addf(&sec, "model", "%.*s", s->tok_model.ptr ? (int)s->tok_model.len : 1,
-                 s->tok_model.ptr ? s->tok_model.ptr : "-");
-    section_addf(&sec, "pre-tokenizer", "%.*s", s->tok_pre.ptr ? (int)s->tok_pre.len : 1,
-                 s->tok_pre.ptr ? s->tok_pre.ptr : "-");
+    section_add_span(&sec, "model", s->tok_model);
+    section_add_span(&sec, "pre-tokenizer", s->tok_pre);
     section_addf(&sec, "vocabulary", "%llu tokens", (unsigned long long)s->n_vocab);
     if (!s->has_template) section_addf(&sec, "chat template", "none");
     else section_addf(&sec, "chat template", "%zu bytes, format %s", s->template_len,
