@@ -130,33 +130,53 @@ static inline __m256i dot_i8x32(__m256i a, __m256i b) {
     return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
+/* Two blocks per step into two accumulators, so consecutive blocks do not wait on one add chain. */
 static float dot_q8_0_q8_0(const void *vx, const void *vy, int64_t n) {
     const uint8_t *x = vx, *y = vy;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / QK; b++, x += Q8_0_BYTES, y += Q8_0_BYTES) {
-        __m256i qx = _mm256_loadu_si256((const __m256i *)(const void *)(x + 2));
-        __m256i qy = _mm256_loadu_si256((const __m256i *)(const void *)(y + 2));
-        __m256 d = _mm256_set1_ps(fp16_load(x) * fp16_load(y));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8x32(qx, qy)), acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / QK, b = 0;
+    for (; b + 2 <= nb; b += 2, x += 2 * Q8_0_BYTES, y += 2 * Q8_0_BYTES) {
+        __m256i p0 = dot_i8x32(_mm256_loadu_si256((const __m256i *)(const void *)(x + 2)),
+                               _mm256_loadu_si256((const __m256i *)(const void *)(y + 2)));
+        __m256i p1 = dot_i8x32(_mm256_loadu_si256((const __m256i *)(const void *)(x + Q8_0_BYTES + 2)),
+                               _mm256_loadu_si256((const __m256i *)(const void *)(y + Q8_0_BYTES + 2)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x) * fp16_load(y)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x + Q8_0_BYTES) * fp16_load(y + Q8_0_BYTES)),
+                               _mm256_cvtepi32_ps(p1), acc1);
     }
-    return hsum256(acc);
+    for (; b < nb; b++, x += Q8_0_BYTES, y += Q8_0_BYTES) {
+        __m256i p0 = dot_i8x32(_mm256_loadu_si256((const __m256i *)(const void *)(x + 2)),
+                               _mm256_loadu_si256((const __m256i *)(const void *)(y + 2)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x) * fp16_load(y)), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
 /* Q4_0 block: fp16 d, then 16 bytes; byte i holds element i (low nibble) and element i + 16 (high nibble); x = d *
  * (nibble - 8). */
+static inline __m256i unpack_q4_0(const uint8_t *block) {
+    __m128i packed = _mm_loadu_si128((const __m128i *)(const void *)(block + 2));
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
+}
+
 static float dot_q4_0_q8_0(const void *vx, const void *vy, int64_t n) {
     const uint8_t *x = vx, *y = vy;
-    const __m256i low4 = _mm256_set1_epi8(0x0f), eight = _mm256_set1_epi8(8);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / QK; b++, x += Q4_0_BYTES, y += Q8_0_BYTES) {
-        __m128i packed = _mm_loadu_si128((const __m128i *)(const void *)(x + 2));
-        __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-        __m256i qx = _mm256_sub_epi8(_mm256_and_si256(both, low4), eight);
-        __m256i qy = _mm256_loadu_si256((const __m256i *)(const void *)(y + 2));
-        __m256 d = _mm256_set1_ps(fp16_load(x) * fp16_load(y));
-        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_i8x32(qx, qy)), acc);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t nb = n / QK, b = 0;
+    for (; b + 2 <= nb; b += 2, x += 2 * Q4_0_BYTES, y += 2 * Q8_0_BYTES) {
+        __m256i p0 = dot_i8x32(unpack_q4_0(x), _mm256_loadu_si256((const __m256i *)(const void *)(y + 2)));
+        __m256i p1 = dot_i8x32(unpack_q4_0(x + Q4_0_BYTES),
+                               _mm256_loadu_si256((const __m256i *)(const void *)(y + Q8_0_BYTES + 2)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x) * fp16_load(y)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x + Q4_0_BYTES) * fp16_load(y + Q8_0_BYTES)),
+                               _mm256_cvtepi32_ps(p1), acc1);
     }
-    return hsum256(acc);
+    for (; b < nb; b++, x += Q4_0_BYTES, y += Q8_0_BYTES) {
+        __m256i p0 = dot_i8x32(unpack_q4_0(x), _mm256_loadu_si256((const __m256i *)(const void *)(y + 2)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x) * fp16_load(y)), _mm256_cvtepi32_ps(p0), acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
 /* ------------------------------------------------------------------------------------------------------------
