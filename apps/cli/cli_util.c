@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 bool cli_int(const char *flag, const char *value, long long lo, long long hi, long long *out) {
     char *end = NULL;
@@ -73,6 +74,11 @@ double cli_now(void) {
 
 void cli_progress(void *user, const char *what, uint64_t done, uint64_t total) {
     (void)user;
+    if (!isatty(STDERR_FILENO)) { /* logs get one line per tenth, not a carriage-return animation */
+        if (total && (done * 10 / total != (done - 1) * 10 / total || done == total))
+            fprintf(stderr, "[%4llu/%4llu] %s\n", (unsigned long long)done, (unsigned long long)total, what);
+        return;
+    }
     fprintf(stderr, "\r[%4llu/%4llu] %-40.40s", (unsigned long long)done, (unsigned long long)total, what);
     if (done == total) fputc('\n', stderr);
 }
