@@ -1,5 +1,5 @@
-/* quant_ref.h: the scalar reference kernels of every tensor type (quant_float.c, quant_legacy.c, quant_k.c,
- * quant_k_dot.c) and the small numeric helpers they share. type_traits.c puts the kernels in the table; SIMD kernels
+/* quant_ref.h: the scalar reference kernels of every tensor type (quant_float.c, quant_legacy.c, quant_k.c) and the
+ * small numeric helpers they share. type_traits.c puts the kernels in the table; SIMD kernels
  * are tested against them. The numeric contract (rounding, NaN / Inf, error bounds) is in quant.h. */
 #ifndef TND_QUANT_QUANT_REF_H
 #define TND_QUANT_QUANT_REF_H
@@ -31,13 +31,6 @@ static inline void tnd_block_set_f16(uint8_t *p, float f) {
     if (f < -65504.0f) f = -65504.0f;
     uint16_t h = tnd_f32_to_fp16(f);
     memcpy(p, &h, 2);
-}
-
-/* The fp16 value a float becomes once stored by tnd_block_set_f16. */
-static inline float tnd_f16_stored(float f) {
-    uint8_t b[2];
-    tnd_block_set_f16(b, f);
-    return tnd_block_f16(b);
 }
 
 static inline float tnd_block_f32(const uint8_t *p) {
