@@ -61,6 +61,19 @@ int main(void) {
     }
 
     char cmd[8192], out[4096];
+    /* perplexity: the model's own greedy text is nearly certain to it; the fixtures' multilingual tokenizer test text
+     * is far from TinyStories */
+    char own[1024], other[1024];
+    snprintf(own, sizeof own, "%s", tnd_fixture("real/stories260K.greedy256.txt"));
+    snprintf(other, sizeof other, "%s", tnd_fixture("vocab/ggml-vocab-llama-spm.gguf.inp"));
+    double ppl_own = 0, ppl_other = 0;
+    snprintf(cmd, sizeof cmd, "%s perplexity -m '%s' -f '%s' -c 64 2>/dev/null", TND_TANDEM_BIN, gguf, own);
+    CHECK(capture(cmd, out, sizeof out) == 0 && sscanf(out, "perplexity %lf", &ppl_own) == 1);
+    snprintf(cmd, sizeof cmd, "%s perplexity -m '%s' -f '%s' -c 64 2>/dev/null", TND_TANDEM_BIN, gguf, other);
+    CHECK(capture(cmd, out, sizeof out) == 0 && sscanf(out, "perplexity %lf", &ppl_other) == 1);
+    printf("perplexity: own greedy text %.3f, unrelated text %.1f\n", ppl_own, ppl_other);
+    CHECK(ppl_own > 1.0 && ppl_own < 3.0 && ppl_other > 50 * ppl_own);
+
     snprintf(cmd, sizeof cmd, "%s run -m '%s' --temp -1 2>&1", TND_TANDEM_BIN, gguf);
     CHECK(capture(cmd, out, sizeof out) == 2 && strstr(out, "--temp"));
     snprintf(cmd, sizeof cmd, "%s run -m /nonexistent.gguf 2>&1", TND_TANDEM_BIN);
