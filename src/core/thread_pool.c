@@ -7,6 +7,7 @@
 #include "core/error.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -125,7 +126,11 @@ void tnd_thread_pool_run(tnd_thread_pool *pool, tnd_pool_fn fn, void *ctx) {
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mutex);
     fn(ctx, 0, pool->n_threads);
-    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) cpu_relax();
+    /* spin briefly, then yield: a worker that lost its core to another process finishes sooner if we let it run */
+    for (int spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
+        if (spins < TND_SPIN_ITERATIONS) cpu_relax();
+        else sched_yield();
+    }
 }
 
 /* Counts distinct (physical id, core id) pairs in /proc/cpuinfo; falls back to the online CPU count. */

@@ -17,7 +17,8 @@ enum {
     TND_CPU_CHUNK = 1024,           /* elements of a weight row dequantized at a time (a multiple of every block) */
     TND_CPU_ATTN_MAX_GROUP = 16384, /* floats of per-group attention accumulators (heads per KV head * head_dim) */
     TND_CPU_ROW_TILE = 16,          /* weight rows kept hot while a tile of tokens passes over them */
-    TND_CPU_TOKEN_TILE = 64
+    TND_CPU_TOKEN_TILE = 64,
+    TND_CPU_PARALLEL_MIN = 1 << 18  /* multiply-adds below which waking other threads costs more than it saves */
 };
 
 typedef struct cpu_device {
@@ -183,14 +184,15 @@ static void matmul_rows_fast(void *ctx, int ith, int nth) {
 
 static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const float *x, int64_t n_tokens, float *y) {
     cpu_device *d = dev(b);
+    tnd_thread_pool *pool = w->n_rows * w->n_cols * n_tokens < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
     matmul_job job = {.w = w, .x = x, .n_tokens = n_tokens, .y = y, .k = &d->kernels.dot[w->type], .act = d->act};
     job.act_row = job.k->dot ? tnd_row_size(job.k->act_type, w->n_cols) : 0;
     if (d->reference || !job.k->dot || !job.act_row || job.act_row * (size_t)n_tokens > d->act_cap) {
-        tnd_thread_pool_run(d->pool, matmul_rows_ref, &job);
+        tnd_thread_pool_run(pool, matmul_rows_ref, &job);
         return;
     }
-    tnd_thread_pool_run(d->pool, convert_activations, &job);
-    tnd_thread_pool_run(d->pool, matmul_rows_fast, &job);
+    tnd_thread_pool_run(pool, convert_activations, &job);
+    tnd_thread_pool_run(pool, matmul_rows_fast, &job);
 }
 
 static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {
@@ -293,7 +295,8 @@ static void attention_items(void *ctx, int ith, int nth) {
 }
 
 static void cpu_attention(tnd_backend *b, const tnd_attention_args *a) {
-    tnd_thread_pool_run(dev(b)->pool, attention_items, (void *)a);
+    int64_t work = a->n_tokens * a->n_head * a->head_dim * (int64_t)a->n_ctx[a->n_tokens - 1];
+    tnd_thread_pool_run(work < TND_CPU_PARALLEL_MIN ? NULL : dev(b)->pool, attention_items, (void *)a);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
