@@ -48,6 +48,35 @@ static void check_entry(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
     free(xq);
 }
 
+/* A tile equals the entry's dot product for each of its rows x tokens (to float rounding: sums in another order). */
+static void check_tile(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
+    const tnd_type_traits *wt = tnd_type_traits_of(t);
+    size_t wrow = tnd_row_size(t, n), arow = tnd_row_size(k->act_type, n);
+    uint8_t *w = malloc(wrow * TND_CPU_TILE_ROWS), *a = malloc(arow * TND_CPU_TILE_TOKENS);
+    float *x = malloc(sizeof(float) * (size_t)n), y[TND_CPU_TILE_TOKENS * 8];
+    for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+        for (int64_t i = 0; i < n; i++) x[i] = uniform();
+        wt->from_float(x, w + r * wrow, n);
+    }
+    for (int q = 0; q < TND_CPU_TILE_TOKENS; q++) {
+        for (int64_t i = 0; i < n; i++) x[i] = uniform() * 3;
+        k->quantize_act(x, a + q * arow, n);
+    }
+    k->tile(w, wrow, a, arow, n, y, 8);
+    int same = 0;
+    for (int q = 0; q < TND_CPU_TILE_TOKENS; q++)
+        for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+            float d = k->dot(w + r * wrow, a + q * arow, n);
+            same += fabsf(y[q * 8 + r] - d) <= 1e-5f * (fabsf(d) + 1);
+        }
+    if (!CHECK(same == TND_CPU_TILE_ROWS * TND_CPU_TILE_TOKENS))
+        fprintf(stderr, "  %s tile (%s) n=%lld: %d of %d equal to the dot\n", wt->name, k->isa, (long long)n, same,
+                TND_CPU_TILE_ROWS * TND_CPU_TILE_TOKENS);
+    free(w);
+    free(a);
+    free(x);
+}
+
 int main(void) {
     tnd_cpu_features f = tnd_cpu_detect();
     char names[256];
@@ -71,8 +100,11 @@ int main(void) {
             for (size_t b = 0; b < 4; b++) check_entry((tnd_type)t, k, bs * blocks[b]);
             if (bs == 1)
                 for (int64_t n = 1; n < 70; n += 3) check_entry((tnd_type)t, k, n);
+            if (k->tile)
+                for (size_t b = 0; b < 4; b++) check_tile((tnd_type)t, k, bs * blocks[b]);
             tested++;
-            printf("  %-6s %-5s activations %s\n", tr->name, k->isa, tnd_type_traits_of(k->act_type)->name);
+            printf("  %-6s %-5s activations %s%s\n", tr->name, k->isa, tnd_type_traits_of(k->act_type)->name,
+                   k->tile ? ", tiles" : "");
         }
     }
     CHECK(tested > 0);

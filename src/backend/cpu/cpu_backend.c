@@ -173,7 +173,20 @@ static void matmul_rows_fast(void *ctx, int ith, int nth) {
         int64_t re = rb + TND_CPU_ROW_TILE < r1 ? rb + TND_CPU_ROW_TILE : r1;
         for (int64_t tb = 0; tb < j->n_tokens; tb += TND_CPU_TOKEN_TILE) {
             int64_t te = tb + TND_CPU_TOKEN_TILE < j->n_tokens ? tb + TND_CPU_TOKEN_TILE : j->n_tokens;
-            for (int64_t r = rb; r < re; r++) {
+            int64_t r = rb;
+            if (j->k->tile) /* whole tiles first, the rest with single dots */
+                for (; r + TND_CPU_TILE_ROWS <= re; r += TND_CPU_TILE_ROWS) {
+                    const uint8_t *rows = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+                    int64_t t = tb;
+                    for (; t + TND_CPU_TILE_TOKENS <= te; t += TND_CPU_TILE_TOKENS)
+                        j->k->tile(rows, w->row_bytes, j->act + (size_t)t * j->act_row, j->act_row, w->n_cols,
+                                   j->y + t * w->n_rows + r, (size_t)w->n_rows);
+                    for (; t < te; t++)
+                        for (int64_t q = 0; q < TND_CPU_TILE_ROWS; q++)
+                            j->y[t * w->n_rows + r + q] =
+                                j->k->dot(rows + (size_t)q * w->row_bytes, j->act + (size_t)t * j->act_row, w->n_cols);
+                }
+            for (; r < re; r++) {
                 const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
                 for (int64_t t = tb; t < te; t++)
                     j->y[t * w->n_rows + r] = j->k->dot(row, j->act + (size_t)t * j->act_row, w->n_cols);

@@ -8,11 +8,18 @@
 #include "backend/cpu/cpu_features.h"
 #include "quant/quant.h"
 
+/* A tile of TND_CPU_TILE_ROWS weight rows x TND_CPU_TILE_TOKENS activation rows: y[t * y_stride + r] =
+ * dot(row r, activation t), each operand loaded once for the whole tile (the prompt-processing kernel). */
+enum { TND_CPU_TILE_ROWS = 2, TND_CPU_TILE_TOKENS = 4 };
+typedef void (*tnd_tile_fn)(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
+                            float *y, size_t y_stride);
+
 typedef struct tnd_cpu_dot {
     tnd_type act_type;        /* activations are converted to this type (F32 = used as they are) */
     tnd_from_float_fn quantize_act; /* float row -> act_type row */
     tnd_vec_dot_fn dot;       /* weight row . activation row, n elements */
     const char *isa;          /* "ref", "avx2", ... (for logs and tests) */
+    tnd_tile_fn tile;         /* optional: same results as `dot` on a whole tile */
 } tnd_cpu_dot;
 
 typedef struct tnd_cpu_kernels {

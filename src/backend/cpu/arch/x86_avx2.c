@@ -179,6 +179,45 @@ static float dot_q4_0_q8_0(const void *vx, const void *vy, int64_t n) {
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
+/* Tiles of 2 weight rows x 4 tokens for weights whose blocks unpack to 32 signed bytes and one fp16 scale (Q4_0,
+ * Q8_0) against Q8_0 activations: each unpacked weight block and each activation block is used 4 and 2 times. */
+static inline __m256i unpack_q8_0(const uint8_t *block) {
+    return _mm256_loadu_si256((const __m256i *)(const void *)(block + 2));
+}
+
+#define TILE_Q8_0_ACTIVATIONS(name, unpack, w_bytes)                                                                 \
+    static void name(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n, float *y,  \
+                     size_t y_stride) {                                                                               \
+        __m256 acc[TND_CPU_TILE_ROWS][TND_CPU_TILE_TOKENS];                                                           \
+        for (int r = 0; r < TND_CPU_TILE_ROWS; r++)                                                                   \
+            for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_ps();                           \
+        for (int64_t b = 0; b < n / QK; b++) {                                                                        \
+            __m256i wq[TND_CPU_TILE_ROWS], wabs[TND_CPU_TILE_ROWS];                                                   \
+            float wd[TND_CPU_TILE_ROWS];                                                                              \
+            for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {                                                             \
+                const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * (w_bytes);                               \
+                wq[r] = unpack(blk);                                                                                  \
+                wabs[r] = _mm256_sign_epi8(wq[r], wq[r]);                                                             \
+                wd[r] = fp16_load(blk);                                                                               \
+            }                                                                                                         \
+            for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) {                                                           \
+                const uint8_t *ablk = act + (size_t)t * act_stride + (size_t)b * Q8_0_BYTES;                          \
+                __m256i aq = _mm256_loadu_si256((const __m256i *)(const void *)(ablk + 2));                           \
+                float ad = fp16_load(ablk);                                                                           \
+                for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {                                                         \
+                    __m256i pairs = _mm256_maddubs_epi16(wabs[r], _mm256_sign_epi8(aq, wq[r]));                       \
+                    __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));                                    \
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wd[r] * ad), _mm256_cvtepi32_ps(sums), acc[r][t]);     \
+                }                                                                                                     \
+            }                                                                                                         \
+        }                                                                                                             \
+        for (int t = 0; t < TND_CPU_TILE_TOKENS; t++)                                                                 \
+            for (int r = 0; r < TND_CPU_TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = hsum256(acc[r][t]);   \
+    }
+
+TILE_Q8_0_ACTIVATIONS(tile_q4_0_q8_0, unpack_q4_0, Q4_0_BYTES)
+TILE_Q8_0_ACTIVATIONS(tile_q8_0_q8_0, unpack_q8_0, Q8_0_BYTES)
+
 /* ------------------------------------------------------------------------------------------------------------
  * K types against Q8_K activations (block of 256: f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_k.c
  * ---------------------------------------------------------------------------------------------------------- */
@@ -276,11 +315,11 @@ static float dot_q6_K_q8_K(const void *vx, const void *vy, int64_t n) {
  * ---------------------------------------------------------------------------------------------------------- */
 
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
-    k->dot[TND_TYPE_F32] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f32_f32, "avx2"};
-    k->dot[TND_TYPE_F16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f16_f32, "avx2"};
-    k->dot[TND_TYPE_BF16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_bf16_f32, "avx2"};
-    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "avx2"};
-    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "avx2"};
-    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "avx2"};
-    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "avx2"};
+    k->dot[TND_TYPE_F32] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f32_f32, "avx2", NULL};
+    k->dot[TND_TYPE_F16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f16_f32, "avx2", NULL};
+    k->dot[TND_TYPE_BF16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_bf16_f32, "avx2", NULL};
+    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "avx2", tile_q8_0_q8_0};
+    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "avx2", tile_q4_0_q8_0};
+    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "avx2", NULL};
+    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "avx2", NULL};
 }
