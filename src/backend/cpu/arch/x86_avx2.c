@@ -275,6 +275,61 @@ static float dot_q4_K_q8_K(const void *vx, const void *vy, int64_t n) {
     return sum;
 }
 
+/* Q4_K tile: 2 weight rows x 4 tokens per super-block, each row's nibbles unpacked once for the 4 tokens. */
+static void tile_q4_K_q8_K(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
+                           float *y, size_t y_stride) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f);
+    float sum[TND_CPU_TILE_ROWS][TND_CPU_TILE_TOKENS] = {{0}};
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        int sc[TND_CPU_TILE_ROWS][8], mn[TND_CPU_TILE_ROWS][8];
+        const uint8_t *x[TND_CPU_TILE_ROWS];
+        for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+            x[r] = w + (size_t)r * w_stride + (size_t)b * Q4_K_BYTES;
+            const uint8_t *s = x[r] + 4;
+            for (int i = 0; i < 4; i++) {
+                sc[r][i] = s[i] & 63;
+                mn[r][i] = s[i + 4] & 63;
+                sc[r][i + 4] = (s[i + 8] & 15) | (s[i] >> 6) << 4;
+                mn[r][i + 4] = (s[i + 8] >> 4) | (s[i + 4] >> 6) << 4;
+            }
+        }
+        __m256i acc[TND_CPU_TILE_ROWS][TND_CPU_TILE_TOKENS];
+        for (int r = 0; r < TND_CPU_TILE_ROWS; r++)
+            for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i lo[TND_CPU_TILE_ROWS], hi[TND_CPU_TILE_ROWS];
+            for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+                __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[r] + 16 + 32 * c));
+                lo[r] = _mm256_and_si256(q, low4);
+                hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+            }
+            for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) {
+                const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 64 * c;
+                __m256i ya = _mm256_loadu_si256((const __m256i *)(const void *)yb);
+                __m256i yh = _mm256_loadu_si256((const __m256i *)(const void *)(yb + 32));
+                for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+                    acc[r][t] = _mm256_add_epi32(acc[r][t], scaled_dot_u8(lo[r], ya, _mm256_set1_epi16((int16_t)sc[r][2 * c])));
+                    acc[r][t] = _mm256_add_epi32(acc[r][t], scaled_dot_u8(hi[r], yh, _mm256_set1_epi16((int16_t)sc[r][2 * c + 1])));
+                }
+            }
+        }
+        for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) {
+            const uint8_t *yblk = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
+            float dy = q8k_d(yblk);
+            for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+                int32_t mins = 0;
+                for (int i = 0; i < 8; i++) mins += mn[r][i] * (q8k_bsum(yblk, 2 * i) + q8k_bsum(yblk, 2 * i + 1));
+                __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc[r][t]), _mm256_extracti128_si256(acc[r][t], 1));
+                a4 = _mm_hadd_epi32(a4, a4);
+                a4 = _mm_hadd_epi32(a4, a4);
+                sum[r][t] += dy * fp16_load(x[r]) * (float)_mm_cvtsi128_si32(a4) - dy * fp16_load(x[r] + 2) * (float)mins;
+            }
+        }
+    }
+    for (int t = 0; t < TND_CPU_TILE_TOKENS; t++)
+        for (int r = 0; r < TND_CPU_TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = sum[r][t];
+}
+
 /* Q6_K: x = d * scale * (q - 32), q in 0..63, 16 sub-blocks of 16 with int8 scales. The -32 is applied through the
  * activation sums. */
 static float dot_q6_K_q8_K(const void *vx, const void *vy, int64_t n) {
@@ -320,6 +375,6 @@ void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_BF16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_bf16_f32, "avx2", NULL};
     k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "avx2", tile_q8_0_q8_0};
     k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "avx2", tile_q4_0_q8_0};
-    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "avx2", NULL};
+    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "avx2", tile_q4_K_q8_K};
     k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "avx2", NULL};
 }
