@@ -365,6 +365,56 @@ static float dot_q6_K_q8_K(const void *vx, const void *vy, int64_t n) {
     return sum;
 }
 
+/* Q6_K tile: 2 weight rows x 4 tokens per super-block, each row's 6-bit levels rebuilt once for the 4 tokens. */
+static void tile_q6_K_q8_K(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
+                           float *y, size_t y_stride) {
+    const __m256i low4 = _mm256_set1_epi8(0x0f), low2 = _mm256_set1_epi8(0x03);
+    float sum[TND_CPU_TILE_ROWS][TND_CPU_TILE_TOKENS] = {{0}};
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const uint8_t *x[TND_CPU_TILE_ROWS];
+        __m256i acc[TND_CPU_TILE_ROWS][TND_CPU_TILE_TOKENS];
+        for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+            x[r] = w + (size_t)r * w_stride + (size_t)b * Q6_K_BYTES;
+            for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_si256();
+        }
+        for (int h = 0; h < 2; h++) {
+            for (int p = 0; p < 4; p++) {
+                __m256i q[TND_CPU_TILE_ROWS], scales[TND_CPU_TILE_ROWS];
+                for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+                    const uint8_t *ql = x[r] + 64 * h + 32 * (p & 1), *qh = x[r] + 128 + 32 * h;
+                    const int8_t *sc = (const int8_t *)(x[r] + 192);
+                    __m256i l = _mm256_loadu_si256((const __m256i *)(const void *)ql);
+                    __m256i lows = p < 2 ? _mm256_and_si256(l, low4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), low4);
+                    __m256i highs = _mm256_and_si256(
+                        _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(const void *)qh), 2 * p), low2);
+                    q[r] = _mm256_or_si256(lows, _mm256_slli_epi16(highs, 4));
+                    scales[r] = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * p + 1]), _mm_set1_epi16(sc[8 * h + 2 * p]));
+                }
+                for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) {
+                    const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 128 * h + 32 * p;
+                    __m256i yv = _mm256_loadu_si256((const __m256i *)(const void *)yb);
+                    for (int r = 0; r < TND_CPU_TILE_ROWS; r++)
+                        acc[r][t] = _mm256_add_epi32(acc[r][t], scaled_dot_u8(q[r], yv, scales[r]));
+                }
+            }
+        }
+        for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) {
+            const uint8_t *yblk = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
+            for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+                const int8_t *sc = (const int8_t *)(x[r] + 192);
+                int32_t offset = 0;
+                for (int i = 0; i < 16; i++) offset += sc[i] * q8k_bsum(yblk, i);
+                __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc[r][t]), _mm256_extracti128_si256(acc[r][t], 1));
+                a4 = _mm_hadd_epi32(a4, a4);
+                a4 = _mm_hadd_epi32(a4, a4);
+                sum[r][t] += q8k_d(yblk) * fp16_load(x[r] + 208) * (float)(_mm_cvtsi128_si32(a4) - 32 * offset);
+            }
+        }
+    }
+    for (int t = 0; t < TND_CPU_TILE_TOKENS; t++)
+        for (int r = 0; r < TND_CPU_TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = sum[r][t];
+}
+
 /* ------------------------------------------------------------------------------------------------------------
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
@@ -376,5 +426,5 @@ void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "avx2", tile_q8_0_q8_0};
     k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "avx2", tile_q4_0_q8_0};
     k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "avx2", tile_q4_K_q8_K};
-    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "avx2", NULL};
+    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "avx2", tile_q6_K_q8_K};
 }
