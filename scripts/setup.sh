@@ -6,6 +6,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git   # toolchain
   clang libclang-rt-14-dev                           # fuzzing (libFuzzer) and sanitizer runtimes
   libpcre2-dev libutf8proc-dev                       # tokenizer: Unicode regex, normalization
+  libmicrohttpd-dev libjansson-dev                   # tandem serve: HTTP server, JSON
   python3                                            # small helper scripts (plots, fixtures checks)
 )
 
@@ -26,3 +27,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup: all packages present"
 fi
+
+# The server tests drive `tandem serve` with the official OpenAI client, pinned in tests/server/package-lock.json;
+# without Node.js they are skipped.
+sh "$(dirname "$0")/../tests/server/install.sh"

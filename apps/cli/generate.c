@@ -71,8 +71,7 @@ int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
  * Session
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* The model's trained context from `<arch>.context_length`, or 0. */
-static int32_t trained_context(const tnd_model *m) {
+int32_t cli_trained_context(const tnd_model *m) {
     const char *arch = NULL;
     size_t len = 0;
     int64_t v = 0;
@@ -91,7 +90,7 @@ bool cli_session_open(cli_session *s, const cli_gen_options *o) {
         return false;
     }
     tnd_context_params p = tnd_context_default_params();
-    int32_t trained = trained_context(s->model);
+    int32_t trained = cli_trained_context(s->model);
     /* default: the trained context within [512, 4096] (small models often under-state theirs) */
     p.n_ctx = o->n_ctx ? o->n_ctx : trained < 512 ? 512 : trained > 4096 ? 4096 : trained;
     if (trained && p.n_ctx > trained)

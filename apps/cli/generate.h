@@ -50,6 +50,9 @@ typedef struct cli_session {
     double t_prompt, t_generate;
 } cli_session;
 
+/* The model's trained context from `<arch>.context_length` (readable before any context exists), or 0. */
+int32_t cli_trained_context(const tnd_model *m);
+
 /* Loads the model and creates everything; prints the error and returns false on failure. */
 bool cli_session_open(cli_session *s, const cli_gen_options *o);
 void cli_session_close(cli_session *s);

@@ -1,0 +1,282 @@
+/* server.h: internal interfaces of `tandem serve`: configuration, the request record shared by the HTTP threads and
+ * the batching engine, the engine, the OpenAI JSON mapping, metrics and small helpers. */
+#ifndef TND_SERVER_H
+#define TND_SERVER_H
+
+#include "tandem.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    SRV_MAX_STOPS = 4,         /* stop strings per request, as OpenAI allows */
+    SRV_MAX_TOP_LOGPROBS = 20, /* top_logprobs per token, as OpenAI allows */
+    SRV_MAX_JSON_DEPTH = 32,   /* nesting of request bodies (OpenAI bodies need about 5) */
+    SRV_MAX_MESSAGES = 4096,
+    SRV_MAX_LOGIT_BIAS = 1024,
+};
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Configuration (command-line options)
+ * ---------------------------------------------------------------------------------------------------------- */
+
+typedef struct srv_config {
+    const char *model_path;
+    const char *host;          /* numeric address to listen on (default 127.0.0.1) */
+    int port;                  /* 0 = any free port (the chosen one is printed) */
+    int32_t parallel;          /* sequences decoded together (slots) */
+    int32_t n_ctx;             /* tokens per sequence: prompt + generated */
+    int32_t n_batch;           /* most tokens per forward step (one per generating slot + prompt chunks) */
+    int32_t n_threads;         /* 0 = physical cores */
+    int32_t max_queue;         /* requests waiting for a slot before 429 */
+    int32_t max_connections;
+    tnd_type kv_type;
+    const char *api_key;       /* NULL = no authentication */
+    const char *chat_template; /* NULL = recognise the model's */
+    const char *alias;         /* model id in the API (default: the file name) */
+    double request_timeout;    /* seconds from arrival to the end of generation */
+    unsigned read_timeout;     /* seconds a connection may stay silent while a request is read */
+    size_t max_body;           /* bytes */
+    bool log_prompts;          /* include prompt text in the request log */
+} srv_config;
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Small helpers (util.c)
+ * ---------------------------------------------------------------------------------------------------------- */
+
+typedef struct srv_buf {
+    char *data; /* NUL-terminated when non-NULL */
+    size_t len, cap;
+} srv_buf;
+
+/* Makes room for n more bytes plus a NUL. */
+bool srv_buf_reserve(srv_buf *b, size_t n);
+bool srv_buf_append(srv_buf *b, const void *bytes, size_t n);
+bool srv_buf_printf(srv_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void srv_buf_free(srv_buf *b);
+
+/* Monotonic seconds. */
+double srv_now(void);
+
+/* Compares a secret with a candidate in time that depends only on the candidate's length. */
+bool srv_secret_equal(const char *secret, size_t secret_len, const char *candidate, size_t candidate_len);
+
+/* Writes prefix + 24 random letters and digits + NUL into out (cap >= strlen(prefix) + 25). */
+void srv_random_id(const char *prefix, char *out, size_t cap);
+
+/* Copies n bytes to out, replacing every byte that does not belong to a well-formed UTF-8 character with U+FFFD, so
+ * the result can go into JSON. */
+bool srv_utf8_sanitize(const char *s, size_t n, srv_buf *out);
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Requests: what the HTTP side asks for and what the engine produces
+ * ---------------------------------------------------------------------------------------------------------- */
+
+typedef enum srv_kind { SRV_KIND_CHAT, SRV_KIND_COMPLETION } srv_kind;
+
+typedef enum srv_finish {
+    SRV_FINISH_NONE = 0,
+    SRV_FINISH_STOP,      /* end-of-generation token or a stop string */
+    SRV_FINISH_LENGTH,    /* max_tokens, the context, or the time limit */
+    SRV_FINISH_CANCELLED, /* the client went away */
+    SRV_FINISH_ERROR      /* see error_status / error */
+} srv_finish;
+
+/* One generated token with its log-probability and the most likely alternatives (raw model distribution). */
+typedef struct srv_token_info {
+    int32_t token;
+    float logprob;
+    int32_t n_top;
+    tnd_token_logprob top[SRV_MAX_TOP_LOGPROBS];
+} srv_token_info;
+
+/* A request. The HTTP thread fills the parameters before submitting; after that they are read-only. The output
+ * fields are shared: the engine appends, the HTTP thread takes, both under `mu`. Two references exist while the
+ * engine holds it (one per side); the last release frees it. */
+typedef struct srv_request {
+    /* parameters */
+    srv_kind kind;
+    bool stream, include_usage;
+    bool logprobs;                 /* report srv_token_info per generated token */
+    int32_t top_logprobs;          /* 0..SRV_MAX_TOP_LOGPROBS */
+    int32_t *prompt;               /* token ids, owned */
+    int32_t n_prompt;
+    int32_t max_tokens;            /* -1 = until the end of generation or the context */
+    tnd_sampler_params sampling;   /* logit_bias points at `bias` */
+    tnd_logit_bias *bias;          /* owned */
+    char *stops[SRV_MAX_STOPS];    /* owned */
+    int32_t n_stops;
+    double t_arrival, deadline;    /* srv_now() seconds */
+    char id[48];
+    int64_t created;               /* Unix seconds */
+
+    /* shared state, under mu */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;             /* signalled on new output and when done */
+    srv_buf text;                  /* text produced and not yet taken */
+    srv_token_info *infos;         /* token infos produced and not yet taken */
+    int32_t n_infos, cap_infos;
+    bool done;
+    srv_finish finish;
+    int error_status;              /* HTTP status for SRV_FINISH_ERROR */
+    char error[256];
+    int32_t n_cached;              /* prompt tokens reused from the KV cache */
+    int32_t n_generated;
+    double t_first_token;          /* 0 until the first token */
+    int refs;
+
+    atomic_int cancelled;          /* set by the HTTP side, read by the engine */
+
+    /* queue links, under the engine's lock */
+    struct srv_request *prev, *next;
+    bool queued;
+} srv_request;
+
+/* A new request with one reference (the caller's); NULL when out of memory. */
+srv_request *srv_request_new(void);
+
+/* Drops one reference; the last one frees the request. Accepts NULL. */
+void srv_request_release(srv_request *req);
+
+/* Output taken from a request by the HTTP side. */
+typedef struct srv_output {
+    srv_buf text;
+    srv_token_info *infos;
+    int32_t n_infos, cap_infos;
+} srv_output;
+
+/* Moves the request's pending output to the end of *out (the caller holds no lock). Returns 1 if the request is
+ * done (all its output is then in *out), 0 if not, -1 when out of memory (nothing moved); *has_new says whether
+ * anything was moved. */
+int srv_request_take(srv_request *req, srv_output *out, bool *has_new);
+
+/* Waits up to `seconds` for output or the end of the request; returns whether either is there. */
+bool srv_request_wait(srv_request *req, double seconds);
+
+void srv_output_free(srv_output *out);
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Metrics (metrics.c): counters the HTTP side and the engine update, rendered as Prometheus text
+ * ---------------------------------------------------------------------------------------------------------- */
+
+typedef struct srv_metrics srv_metrics;
+
+srv_metrics *srv_metrics_new(void);
+void srv_metrics_free(srv_metrics *m);
+void srv_metrics_request(srv_metrics *m, int status);
+void srv_metrics_cancelled(srv_metrics *m);
+/* Prompt tokens admitted (n_cached of them reused), and time to first token of a request. */
+void srv_metrics_admitted(srv_metrics *m, int32_t n_prompt, int32_t n_cached);
+void srv_metrics_first_token(srv_metrics *m, double seconds);
+/* One forward step: prompt and generated tokens it processed. */
+void srv_metrics_step(srv_metrics *m, int32_t n_prompt_tokens, int32_t n_generated);
+/* Engine state after a step. */
+void srv_metrics_engine(srv_metrics *m, int32_t queued, int32_t active, int32_t kv_used, int32_t kv_total);
+/* Appends the Prometheus text exposition to *out. */
+bool srv_metrics_render(srv_metrics *m, srv_buf *out);
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Engine (engine.c): one thread that owns the context and runs continuous batching
+ * ---------------------------------------------------------------------------------------------------------- */
+
+typedef struct srv_engine srv_engine;
+
+/* Creates the context (n_seq_max = cfg->parallel, KV room for parallel x n_ctx tokens) and starts the engine
+ * thread. The model, tokenizer, config and metrics must outlive the engine. Returns a tnd_status with the error
+ * recorded. */
+tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_tokenizer *tok, srv_metrics *metrics,
+                            srv_engine **out);
+
+/* Stops the thread: requests still running or queued end with a 503 error, later submissions are refused. The HTTP
+ * threads may still call submit and cancel until srv_engine_free. Accepts NULL. */
+void srv_engine_stop(srv_engine *e);
+
+/* Stops if needed and frees everything. Accepts NULL. */
+void srv_engine_free(srv_engine *e);
+
+typedef enum srv_submit {
+    SRV_SUBMIT_OK = 0,
+    SRV_SUBMIT_QUEUE_FULL, /* 429 */
+    SRV_SUBMIT_CLOSED      /* shutting down: 503 */
+} srv_submit;
+
+/* Queues a request; on SRV_SUBMIT_OK the engine holds its own reference until the request is done. */
+srv_submit srv_engine_submit(srv_engine *e, srv_request *req);
+
+/* Asks the engine to drop a request (the client went away): a queued request is removed at once, a running one is
+ * stopped before the next step and its KV blocks are freed. */
+void srv_engine_cancel(srv_engine *e, srv_request *req);
+
+/* Tokens per sequence. */
+int32_t srv_engine_n_ctx(const srv_engine *e);
+
+/* ------------------------------------------------------------------------------------------------------------
+ * OpenAI mapping (openai.c)
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* What the mapping needs to know about the served model. */
+typedef struct srv_model_info {
+    const tnd_tokenizer *tok;
+    const char *id;            /* model id in responses */
+    const char *chat_template; /* built-in format name, or NULL when the model has none (chat is refused) */
+    const char *eos_text;      /* NUL-terminated text of the EOS token for the template, or NULL */
+    int32_t n_ctx;             /* tokens per sequence */
+    int32_t n_vocab;
+} srv_model_info;
+
+/* An API error: HTTP status and OpenAI's error fields. */
+typedef struct srv_error {
+    int status;
+    const char *type;  /* "invalid_request_error", ... (static) */
+    const char *code;  /* NULL or a static code ("context_length_exceeded") */
+    char param[64];    /* "" = null */
+    char message[512];
+} srv_error;
+
+/* Fills *err and returns false, for `return srv_fail(err, 400, ...)`. */
+bool srv_fail(srv_error *err, int status, const char *type, const char *code, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+/* Whether a loaded JSON value nests at most `limit` levels of arrays and objects. */
+bool srv_json_depth_ok(const json_t *v, int limit);
+
+/* The OpenAI error body {"error": {...}} as a malloc'ed string (NULL when out of memory). */
+char *srv_error_json(const srv_error *err);
+
+/* Parses a body of /v1/chat/completions or /v1/completions (already loaded JSON) into a new request with the
+ * prompt tokenized. Returns NULL with *err filled on invalid input. */
+srv_request *srv_openai_parse(const srv_model_info *mi, srv_kind kind, const json_t *body, srv_error *err);
+
+/* One server-sent event of a streamed response ("data: {...}\n\n") appended to *out: the chunk with `text` and
+ * `infos` (either may be empty), or with the finish reason when `finish` != NONE, or the usage chunk when
+ * usage_only. `first` adds the assistant role to a chat delta. */
+bool srv_openai_chunk(const srv_model_info *mi, const srv_request *req, const char *text, size_t text_len,
+                      const srv_token_info *infos, int32_t n_infos, int32_t *text_offset, srv_finish finish,
+                      bool first, bool usage_only, srv_buf *out);
+
+/* The whole (non-streamed) response body. */
+char *srv_openai_response(const srv_model_info *mi, const srv_request *req, const srv_output *out);
+
+/* /tokenize, /detokenize and /v1/models bodies; NULL with *err on invalid input. */
+char *srv_openai_tokenize(const srv_model_info *mi, const json_t *body, srv_error *err);
+char *srv_openai_detokenize(const srv_model_info *mi, const json_t *body, srv_error *err);
+char *srv_openai_models(const srv_model_info *mi, int64_t created);
+
+/* ------------------------------------------------------------------------------------------------------------
+ * HTTP (http.c)
+ * ---------------------------------------------------------------------------------------------------------- */
+
+typedef struct srv_http srv_http;
+
+/* Starts listening (thread per connection). *port_out receives the bound port. */
+tnd_status srv_http_start(const srv_config *cfg, const srv_model_info *mi, srv_engine *engine, srv_metrics *metrics,
+                          srv_http **out, int *port_out);
+
+/* Stops accepting, closes connections and frees. Accepts NULL. */
+void srv_http_stop(srv_http *h);
+
+#endif

@@ -1,0 +1,128 @@
+// test_batching.mjs: continuous batching must not change what a request gets. Greedy completions of several
+// prompts, sent all at once to a server that batches 4 sequences and prefills in small chunks, must equal exactly
+// what a fresh single-sequence server gives each prompt alone; so must repeats served from the prefix cache, and
+// requests that share a long prompt prefix computed by another request.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { startServer, fixture, metrics, post } from './lib.mjs';
+
+// stories260K is float32 (one dot product per row and token); llama-tiny-q8_0 also runs the quantized kernels,
+// whose tiles cover several tokens of a batch at once.
+const MODELS = ['real/stories260K.gguf', 'models/llama-tiny-q8_0.gguf'];
+
+const story = 'Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her ' +
+  'friends. One day, she saw a big red ball under a tree. ';
+const PROMPTS = [
+  'Tom',
+  'Once upon a time',
+  'The cat sat on the mat and looked at the bird.',
+  story,
+  story + story + 'Lily said',
+  'Sue and Ben were friends. They liked to build with blocks. ',
+  story + 'Then a dog came and',
+  'A boy found a shiny stone by the river. He',
+];
+const MAX_TOKENS = 40;
+
+function clientOf(server) {
+  return new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 120000 });
+}
+
+// One greedy completion, streamed or not, with the log-probability of every token: logits that depend on the
+// batch would show in these floats even where the greedy choice does not change. Resolves to { text, logprobs,
+// usage }.
+async function complete(client, prompt, stream) {
+  const req = { model: 'm', prompt, max_tokens: MAX_TOKENS, temperature: 0, logprobs: 1 };
+  if (!stream) {
+    const r = await client.completions.create(req);
+    return { text: r.choices[0].text, logprobs: r.choices[0].logprobs.token_logprobs, usage: r.usage };
+  }
+  let text = '';
+  let usage = null;
+  const logprobs = [];
+  for await (const ch of await client.completions.create({ ...req, stream: true, stream_options: { include_usage: true } })) {
+    if (ch.usage) usage = ch.usage;
+    if (!ch.choices.length) continue;
+    text += ch.choices[0].text;
+    if (ch.choices[0].logprobs) logprobs.push(...ch.choices[0].logprobs.token_logprobs);
+  }
+  return { text, logprobs, usage };
+}
+
+// Asserts that a run equals the solo run exactly: text and every log-probability.
+function assertSame(run, solo, what) {
+  assert.equal(run.text, solo.text, `${what}: text`);
+  assert.deepEqual(run.logprobs, solo.logprobs, `${what}: log-probabilities`);
+}
+
+// What each prompt gives alone on a fresh server with one sequence: no batching, no prefix cache.
+async function references(model, prompts) {
+  const out = [];
+  for (const p of prompts) {
+    const s = await startServer(['-m', fixture(model), '-c', '512', '--parallel', '1', '-t', '1'], { name: 'alone' });
+    out.push(await complete(clientOf(s), p, false));
+    assert.equal(await s.stop(), 0);
+  }
+  return out;
+}
+
+for (const model of MODELS) {
+  test(`batched, chunk-prefilled and cached requests equal solo runs: ${model}`, async () => {
+    const alone = await references(model, PROMPTS);
+    const server = await startServer(['-m', fixture(model), '-c', '512', '--parallel', '4', '-b', '24', '-t', '1'],
+      { name: 'batch' });
+    const client = clientOf(server);
+    try {
+      const m0 = await metrics(server.url);
+      // all at once: 4 run together, 4 wait for a slot; half are streamed
+      const together = await Promise.all(PROMPTS.map((p, i) => complete(client, p, i % 2 === 1)));
+      const m1 = await metrics(server.url);
+      const steps = m1.tandem_forward_steps_total - m0.tandem_forward_steps_total;
+      const generated = m1.tandem_generated_tokens_total - m0.tandem_generated_tokens_total;
+      assert.ok(generated >= PROMPTS.length, 'tokens were generated');
+      assert.ok(steps < generated, `sequences shared forward steps (${steps} steps for ${generated} tokens)`);
+      together.forEach((r, i) => assertSame(r, alone[i], `prompt ${i} batched`));
+      // one by one again: the prompts now come from the slots' caches
+      let cached = 0;
+      for (let i = 0; i < PROMPTS.length; i++) {
+        const r = await complete(client, PROMPTS[i], i % 2 === 0);
+        assertSame(r, alone[i], `prompt ${i} repeated`);
+        cached += r.usage.prompt_tokens_details.cached_tokens;
+      }
+      assert.ok(cached > 0, 'repeated prompts reused cached tokens');
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+  });
+}
+
+test('a long shared prefix is computed once and forked into concurrent requests', async () => {
+  const model = MODELS[0];
+  const prefix = story + story + story;
+  const prompts = ['Lily asked her mom', 'The ball rolled away and', 'Her friend Max said', 'Then the sun', 'A bird'].map(
+    (q) => prefix + q);
+  const alone = await references(model, prompts);
+  const server = await startServer(['-m', fixture(model), '-c', '512', '--parallel', '4', '-b', '32', '-t', '1'],
+    { name: 'prefix' });
+  const client = clientOf(server);
+  try {
+    const tokens = [];
+    for (const p of prompts)
+      tokens.push((await post(`${server.url}/tokenize`, { content: p, add_special: true, parse_special: true })).json.tokens);
+    const first = await complete(client, prompts[0], false);
+    assertSame(first, alone[0], 'first request');
+    const rest = await Promise.all(prompts.slice(1).map((p, i) => complete(client, p, i % 2 === 0)));
+    rest.forEach((r, i) => {
+      const t = tokens[i + 1];
+      let common = 0;
+      while (common < t.length && t[common] === tokens[0][common]) common++;
+      assert.ok(common > 100, 'the prompts share a long prefix');
+      assert.ok(r.usage.prompt_tokens_details.cached_tokens >= common,
+        `request ${i + 1} reused the shared prefix (${r.usage.prompt_tokens_details.cached_tokens} of ${common})`);
+      assertSame(r, alone[i + 1], `request ${i + 1}`);
+    });
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
