@@ -130,26 +130,17 @@ static inline __m256i dot_i8x32(__m256i a, __m256i b) {
     return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
 }
 
-/* Two blocks per step into two accumulators, so consecutive blocks do not wait on one add chain. */
+/* One accumulator, blocks in order: the prompt tiles below sum in exactly this order, so a row's result does not
+ * depend on whether it was computed alone or in a tile (batching invariance). */
 static float dot_q8_0_q8_0(const void *vx, const void *vy, int64_t n) {
     const uint8_t *x = vx, *y = vy;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t nb = n / QK, b = 0;
-    for (; b + 2 <= nb; b += 2, x += 2 * Q8_0_BYTES, y += 2 * Q8_0_BYTES) {
-        __m256i p0 = dot_i8x32(_mm256_loadu_si256((const __m256i *)(const void *)(x + 2)),
-                               _mm256_loadu_si256((const __m256i *)(const void *)(y + 2)));
-        __m256i p1 = dot_i8x32(_mm256_loadu_si256((const __m256i *)(const void *)(x + Q8_0_BYTES + 2)),
-                               _mm256_loadu_si256((const __m256i *)(const void *)(y + Q8_0_BYTES + 2)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x) * fp16_load(y)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x + Q8_0_BYTES) * fp16_load(y + Q8_0_BYTES)),
-                               _mm256_cvtepi32_ps(p1), acc1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK; b++, x += Q8_0_BYTES, y += Q8_0_BYTES) {
+        __m256i p = dot_i8x32(_mm256_loadu_si256((const __m256i *)(const void *)(x + 2)),
+                              _mm256_loadu_si256((const __m256i *)(const void *)(y + 2)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x) * fp16_load(y)), _mm256_cvtepi32_ps(p), acc);
     }
-    for (; b < nb; b++, x += Q8_0_BYTES, y += Q8_0_BYTES) {
-        __m256i p0 = dot_i8x32(_mm256_loadu_si256((const __m256i *)(const void *)(x + 2)),
-                               _mm256_loadu_si256((const __m256i *)(const void *)(y + 2)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x) * fp16_load(y)), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    return hsum256(_mm256_add_ps(acc0, acc1));
+    return hsum256(acc);
 }
 
 /* Q4_0 block: fp16 d, then 16 bytes; byte i holds element i (low nibble) and element i + 16 (high nibble); x = d *
@@ -162,21 +153,12 @@ static inline __m256i unpack_q4_0(const uint8_t *block) {
 
 static float dot_q4_0_q8_0(const void *vx, const void *vy, int64_t n) {
     const uint8_t *x = vx, *y = vy;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    int64_t nb = n / QK, b = 0;
-    for (; b + 2 <= nb; b += 2, x += 2 * Q4_0_BYTES, y += 2 * Q8_0_BYTES) {
-        __m256i p0 = dot_i8x32(unpack_q4_0(x), _mm256_loadu_si256((const __m256i *)(const void *)(y + 2)));
-        __m256i p1 = dot_i8x32(unpack_q4_0(x + Q4_0_BYTES),
-                               _mm256_loadu_si256((const __m256i *)(const void *)(y + Q8_0_BYTES + 2)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x) * fp16_load(y)), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x + Q4_0_BYTES) * fp16_load(y + Q8_0_BYTES)),
-                               _mm256_cvtepi32_ps(p1), acc1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK; b++, x += Q4_0_BYTES, y += Q8_0_BYTES) {
+        __m256i p = dot_i8x32(unpack_q4_0(x), _mm256_loadu_si256((const __m256i *)(const void *)(y + 2)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x) * fp16_load(y)), _mm256_cvtepi32_ps(p), acc);
     }
-    for (; b < nb; b++, x += Q4_0_BYTES, y += Q8_0_BYTES) {
-        __m256i p0 = dot_i8x32(unpack_q4_0(x), _mm256_loadu_si256((const __m256i *)(const void *)(y + 2)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x) * fp16_load(y)), _mm256_cvtepi32_ps(p0), acc0);
-    }
-    return hsum256(_mm256_add_ps(acc0, acc1));
+    return hsum256(acc);
 }
 
 /* Tiles of 2 weight rows x 4 tokens for weights whose blocks unpack to 32 signed bytes and one fp16 scale (Q4_0,
