@@ -51,6 +51,7 @@ void srv_request_release(srv_request *r) {
 
 /* Appends n infos to a growable array. */
 static bool infos_append(srv_token_info **arr, int32_t *n, int32_t *cap, const srv_token_info *src, int32_t count) {
+    if (!count) return true;
     if (*n + count > *cap) {
         int32_t c = *cap ? *cap : 16;
         while (c < *n + count) c *= 2;
@@ -170,6 +171,7 @@ struct srv_engine {
     pthread_cond_t cv;
     srv_request *head, *tail;
     int32_t n_queued;
+    int32_t n_idle;       /* slots free for queued requests at the last look: a burst that fits them is not refused */
     bool stopping;
 };
 
@@ -194,8 +196,9 @@ static void unlink_queued(srv_engine *e, srv_request *r) {
 
 srv_submit srv_engine_submit(srv_engine *e, srv_request *r) {
     pthread_mutex_lock(&e->mu);
-    srv_submit result = e->stopping ? SRV_SUBMIT_CLOSED
-                        : e->n_queued >= e->cfg->max_queue ? SRV_SUBMIT_QUEUE_FULL : SRV_SUBMIT_OK;
+    srv_submit result = e->stopping                                    ? SRV_SUBMIT_CLOSED
+                        : e->n_queued >= e->cfg->max_queue + e->n_idle ? SRV_SUBMIT_QUEUE_FULL
+                                                                       : SRV_SUBMIT_OK;
     if (result == SRV_SUBMIT_OK) {
         pthread_mutex_lock(&r->mu);
         r->refs++; /* the engine's */
@@ -372,15 +375,16 @@ static void admit(srv_engine *e, srv_request *r) {
  * One step
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* Handles the logits of a slot: sample, report, decide whether to go on. */
-static void on_logits(srv_engine *e, slot *s, const float *logits) {
+/* Handles the logits of a slot: sample, report, decide whether to go on. Returns 1 if a token was generated (not
+ * an end-of-generation token), else 0. */
+static int32_t on_logits(srv_engine *e, slot *s, const float *logits) {
     srv_request *r = s->req;
     int32_t token = -1;
     if (!logits || tnd_sampler_sample(s->sampler, logits, &token) != TND_OK) {
         char message[300];
         snprintf(message, sizeof message, "sampling failed: %s", tnd_last_error());
         end_slot(e, s, SRV_FINISH_ERROR, 500, message);
-        return;
+        return 0;
     }
     tnd_sampler_accept(s->sampler, token);
     if (s->n_generated == 0) {
@@ -392,7 +396,7 @@ static void on_logits(srv_engine *e, slot *s, const float *logits) {
     }
     if (tnd_tokenizer_is_eog(e->tok, token)) {
         end_slot(e, s, SRV_FINISH_STOP, 0, NULL);
-        return;
+        return 0;
     }
     s->n_generated++;
     srv_token_info info = {.token = token};
@@ -408,13 +412,14 @@ static void on_logits(srv_engine *e, slot *s, const float *logits) {
         char message[300];
         snprintf(message, sizeof message, "decoding token %d failed: %s", token, tnd_last_error());
         end_slot(e, s, SRV_FINISH_ERROR, 500, message);
-        return;
+        return 1;
     }
     push_output(r, show, show_len, r->logprobs ? &info : NULL, s->n_generated);
     if (hit >= 0) end_slot(e, s, SRV_FINISH_STOP, 0, NULL);
     else if ((r->max_tokens >= 0 && s->n_generated >= r->max_tokens) || s->n_cached >= e->n_ctx)
         end_slot(e, s, SRV_FINISH_LENGTH, 0, NULL);
     else s->next_token = token;
+    return 1;
 }
 
 /* Adds batch entry n for slot s. */
@@ -482,10 +487,11 @@ static void step(srv_engine *e) {
         s->n_cached += s->n_fed;
         if (s->next_token < 0) s->n_prefilled += s->n_fed;
     }
+    int32_t generated = 0;
     for (int32_t i = 0; i < e->n_slots; i++)
         if (e->slots[i].req && e->slots[i].logits_row >= 0)
-            on_logits(e, &e->slots[i], tnd_context_logits(e->ctx, e->slots[i].logits_row));
-    srv_metrics_step(e->metrics, n_prompt_tokens, rows);
+            generated += on_logits(e, &e->slots[i], tnd_context_logits(e->ctx, e->slots[i].logits_row));
+    srv_metrics_step(e->metrics, n_prompt_tokens, generated);
 }
 
 /* Ends running requests whose client went away or whose time is up. */
@@ -502,10 +508,12 @@ static void check_running(srv_engine *e) {
 static void publish(srv_engine *e) {
     int32_t used = 0, total = 0;
     tnd_context_kv_usage(e->ctx, &used, &total);
+    int32_t active = count_active(e);
     pthread_mutex_lock(&e->mu);
     int32_t queued = e->n_queued;
+    e->n_idle = e->n_slots - active;
     pthread_mutex_unlock(&e->mu);
-    srv_metrics_engine(e->metrics, queued, count_active(e), used, total);
+    srv_metrics_engine(e->metrics, queued, active, used, total);
 }
 
 static void *engine_main(void *arg) {
@@ -523,6 +531,7 @@ static void *engine_main(void *arg) {
             unlink_queued(e, r);
             e->popped[n_popped++] = r;
         }
+        e->n_idle = n_free - n_popped;
         pthread_mutex_unlock(&e->mu);
         for (int32_t i = 0; i < n_popped; i++) admit(e, e->popped[i]);
         check_running(e);

@@ -116,7 +116,9 @@ static const char *model_id(const srv_config *cfg) {
 int tnd_cmd_serve(int argc, char **argv) {
     srv_config cfg = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .n_batch = 256, .max_queue = 64,
                       .max_connections = 256, .kv_type = TND_TYPE_F16, .request_timeout = 600, .read_timeout = 15,
-                      .max_body = 4u << 20, .api_key = getenv("TANDEM_API_KEY")};
+                      .max_body = 4u << 20};
+    const char *env_key = getenv("TANDEM_API_KEY");
+    cfg.api_key = env_key && *env_key ? env_key : NULL;
     char *key_owned = NULL, *eos_text = NULL;
     int rc = parse_options(argc, argv, &cfg, &key_owned);
     if (rc) {

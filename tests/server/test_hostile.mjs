@@ -198,7 +198,7 @@ test('a full queue answers 429 with Retry-After', async () => {
   const open = (i) => streams.push(rawRequest(port, httpRequest('/v1/completions', JSON.stringify({ ...LONG, seed: i, stream: true })),
     { closeAfterMs: 4000, timeoutMs: 20000 }));
   open(1);
-  open(2);
+  open(2); // a burst that fits the free slots is not refused, although the queue holds only one
   assert.ok(await eventually(async () => (await metrics(url)).tandem_active_requests === 2, 3000), 'two slots busy');
   open(3);
   assert.ok(await eventually(async () => (await metrics(url)).tandem_queue_depth === 1, 3000), 'one request queued');

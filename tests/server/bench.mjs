@@ -1,0 +1,88 @@
+// bench.mjs: generation throughput of `tandem serve` with 1 stream against N concurrent greedy streams, and time
+// to first token with and without load. Not part of the test suite (it needs a realistic model and quiet cores).
+//
+//   TANDEM_BIN=build/tandem TND_SHARED_DIR=../shared node tests/server/bench.mjs MODEL.gguf [--threads 2]
+//       [--streams 4] [--tokens 128] [--repeats 3]
+//
+// A 1.1B-shaped model: tandem model make --shape tinyllama-1.1b --type Q4_0 -o tinyllama-q4_0.gguf
+import OpenAI from 'openai';
+import { startServer } from './lib.mjs';
+
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : def;
+};
+const model = args[0];
+if (!model || model.startsWith('--')) {
+  console.error('usage: node bench.mjs MODEL.gguf [--threads 2] [--streams 4] [--tokens 128] [--repeats 3]');
+  process.exit(2);
+}
+const threads = opt('--threads', '2');
+const streams = Number(opt('--streams', '4'));
+const tokens = Number(opt('--tokens', '128'));
+const repeats = Number(opt('--repeats', '3'));
+
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+// One greedy stream; resolves to the times of its first and last token and the count (end-of-sequence banned so
+// that every stream generates exactly `tokens`).
+async function stream(client, prompt) {
+  const t0 = performance.now();
+  let first = 0;
+  let last = 0;
+  let n = 0;
+  const s = await client.completions.create({
+    model: 'm', prompt, max_tokens: tokens, temperature: 0, logit_bias: { 2: -100 }, stream: true,
+    stream_options: { include_usage: true },
+  });
+  for await (const ch of s) {
+    if (ch.usage) n = ch.usage.completion_tokens;
+    if (ch.choices.length && ch.choices[0].text) {
+      last = performance.now();
+      if (!first) first = last;
+    }
+  }
+  return { t0, first, last, n };
+}
+
+const server = await startServer(['-m', model, '-t', threads, '--parallel', String(streams), '-c', '1024'],
+  { name: 'bench' });
+const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 600000 });
+const prompts = Array.from({ length: streams }, (_, i) => `Story number ${i + 1}: once upon a time, in a land far away,`);
+try {
+  await stream(client, 'warm up'); // page the weights in
+  const single = [];
+  const ttftIdle = [];
+  for (let r = 0; r < repeats; r++) {
+    const s = await stream(client, prompts[r % streams] + ` (${r})`);
+    single.push((s.n - 1) / ((s.last - s.first) / 1000));
+    ttftIdle.push(s.first - s.t0);
+  }
+  const aggregate = [];
+  const ttftLoaded = [];
+  const ttftJoin = [];
+  for (let r = 0; r < repeats; r++) {
+    const all = await Promise.all(prompts.map((p) => stream(client, `${p} (${r})`)));
+    const start = Math.min(...all.map((s) => s.first));
+    const end = Math.max(...all.map((s) => s.last));
+    aggregate.push(all.reduce((sum, s) => sum + s.n - 1, 0) / ((end - start) / 1000));
+    ttftLoaded.push(...all.map((s) => s.first - s.t0));
+    // a request that arrives while streams - 1 others are generating
+    const busy = prompts.slice(1).map((p) => stream(client, `${p} (busy ${r})`));
+    await new Promise((res) => setTimeout(res, 500));
+    const late = await stream(client, `${prompts[0]} and a late request (${r})`);
+    ttftJoin.push(late.first - late.t0);
+    await Promise.all(busy);
+  }
+  const one = median(single);
+  const many = median(aggregate);
+  console.log(`model ${model}, ${threads} threads, ${tokens} tokens per stream, median of ${repeats}`);
+  console.log(`1 stream:        ${one.toFixed(2)} tokens/s`);
+  console.log(`${streams} streams:       ${many.toFixed(2)} tokens/s aggregate (${(many / one).toFixed(2)}x one stream)`);
+  console.log(`time to first token: idle ${median(ttftIdle).toFixed(0)} ms, ${streams} arriving together ` +
+    `${median(ttftLoaded).toFixed(0)} ms (max ${Math.max(...ttftLoaded).toFixed(0)}), joining ${streams - 1} ` +
+    `running streams ${median(ttftJoin).toFixed(0)} ms`);
+} finally {
+  await server.stop();
+}
