@@ -473,7 +473,10 @@ static void step(srv_engine *e) {
     if (!n) return;
     tnd_batch batch = {.n_tokens = n, .tokens = e->b_tokens, .pos = e->b_pos, .seq_id = e->b_seq,
                        .logits = e->b_logits};
-    if (tnd_context_decode(e->ctx, &batch) != TND_OK) {
+    double t0 = srv_now();
+    tnd_status st = tnd_context_decode(e->ctx, &batch);
+    double seconds = srv_now() - t0;
+    if (st != TND_OK) {
         char message[300];
         snprintf(message, sizeof message, "forward step failed: %s", tnd_last_error());
         for (int32_t i = 0; i < e->n_slots; i++)
@@ -491,7 +494,7 @@ static void step(srv_engine *e) {
     for (int32_t i = 0; i < e->n_slots; i++)
         if (e->slots[i].req && e->slots[i].logits_row >= 0)
             generated += on_logits(e, &e->slots[i], tnd_context_logits(e->ctx, e->slots[i].logits_row));
-    srv_metrics_step(e->metrics, n_prompt_tokens, generated);
+    srv_metrics_step(e->metrics, n_prompt_tokens, generated, seconds);
 }
 
 /* Ends running requests whose client went away or whose time is up. */

@@ -21,6 +21,7 @@ typedef struct counters {
     uint64_t by_status[STATUS_MAX - STATUS_MIN + 1];
     uint64_t cancelled;
     uint64_t prompt_tokens, cached_tokens, generated_tokens, steps;
+    double step_seconds;
     double ttft_sum;
     uint64_t ttft_count;
     int32_t queued, active, kv_used, kv_total;
@@ -90,10 +91,11 @@ void srv_metrics_first_token(srv_metrics *m, double seconds) {
     pthread_mutex_unlock(&m->mu);
 }
 
-void srv_metrics_step(srv_metrics *m, int32_t n_prompt_tokens, int32_t n_generated) {
+void srv_metrics_step(srv_metrics *m, int32_t n_prompt_tokens, int32_t n_generated, double seconds) {
     int64_t second = (int64_t)srv_now();
     pthread_mutex_lock(&m->mu);
     m->c.steps++;
+    m->c.step_seconds += seconds;
     m->c.generated_tokens += (uint64_t)n_generated;
     rate_add(&m->c.prompt_rate, second, (uint64_t)n_prompt_tokens);
     rate_add(&m->c.generation_rate, second, (uint64_t)n_generated);
@@ -135,6 +137,7 @@ bool srv_metrics_render(srv_metrics *m, srv_buf *out) {
            metric(out, "tandem_generated_tokens_total", "counter", "Tokens generated.", (double)s.generated_tokens) &&
            metric(out, "tandem_forward_steps_total", "counter", "Forward steps of the batching engine.",
                   (double)s.steps) &&
+           metric(out, "tandem_forward_seconds_total", "counter", "Time spent in forward steps.", s.step_seconds) &&
            metric(out, "tandem_queue_depth", "gauge", "Requests waiting for a free sequence slot.",
                   (double)s.queued) &&
            metric(out, "tandem_active_requests", "gauge", "Requests being prefilled or generated.",

@@ -172,8 +172,8 @@ void srv_metrics_cancelled(srv_metrics *m);
 /* Prompt tokens admitted (n_cached of them reused), and time to first token of a request. */
 void srv_metrics_admitted(srv_metrics *m, int32_t n_prompt, int32_t n_cached);
 void srv_metrics_first_token(srv_metrics *m, double seconds);
-/* One forward step: prompt and generated tokens it processed. */
-void srv_metrics_step(srv_metrics *m, int32_t n_prompt_tokens, int32_t n_generated);
+/* One forward step: prompt and generated tokens it processed, and its duration. */
+void srv_metrics_step(srv_metrics *m, int32_t n_prompt_tokens, int32_t n_generated, double seconds);
 /* Engine state after a step. */
 void srv_metrics_engine(srv_metrics *m, int32_t queued, int32_t active, int32_t kv_used, int32_t kv_total);
 /* Appends the Prometheus text exposition to *out. */

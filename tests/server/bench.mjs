@@ -6,7 +6,7 @@
 //
 // A 1.1B-shaped model: tandem model make --shape tinyllama-1.1b --type Q4_0 -o tinyllama-q4_0.gguf
 import OpenAI from 'openai';
-import { startServer } from './lib.mjs';
+import { startServer, metrics } from './lib.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name, def) => {
@@ -52,22 +52,35 @@ const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'none', maxRetr
 const prompts = Array.from({ length: streams }, (_, i) => `Story number ${i + 1}: once upon a time, in a land far away,`);
 try {
   await stream(client, 'warm up'); // page the weights in
+  // the engine's own view: forward steps, their time and the tokens generated between two metric readings
+  const engine = async (m0) => {
+    const m = await metrics(server.url);
+    const steps = m.tandem_forward_steps_total - m0.tandem_forward_steps_total;
+    const secs = m.tandem_forward_seconds_total - m0.tandem_forward_seconds_total;
+    const gen = m.tandem_generated_tokens_total - m0.tandem_generated_tokens_total;
+    return `${(1000 * secs / steps).toFixed(1)} ms per forward step, ${(gen / secs).toFixed(2)} tokens per forward second`;
+  };
   const single = [];
   const ttftIdle = [];
+  const m1 = await metrics(server.url);
   for (let r = 0; r < repeats; r++) {
     const s = await stream(client, prompts[r % streams] + ` (${r})`);
     single.push((s.n - 1) / ((s.last - s.first) / 1000));
     ttftIdle.push(s.first - s.t0);
   }
+  const engineSingle = await engine(m1);
+  const m4 = await metrics(server.url);
   const aggregate = [];
   const ttftLoaded = [];
   const ttftJoin = [];
+  let engineMany = '';
   for (let r = 0; r < repeats; r++) {
     const all = await Promise.all(prompts.map((p) => stream(client, `${p} (${r})`)));
     const start = Math.min(...all.map((s) => s.first));
     const end = Math.max(...all.map((s) => s.last));
     aggregate.push(all.reduce((sum, s) => sum + s.n - 1, 0) / ((end - start) / 1000));
     ttftLoaded.push(...all.map((s) => s.first - s.t0));
+    if (r === repeats - 1) engineMany = await engine(m4);
     // a request that arrives while streams - 1 others are generating
     const busy = prompts.slice(1).map((p) => stream(client, `${p} (busy ${r})`));
     await new Promise((res) => setTimeout(res, 500));
@@ -78,8 +91,9 @@ try {
   const one = median(single);
   const many = median(aggregate);
   console.log(`model ${model}, ${threads} threads, ${tokens} tokens per stream, median of ${repeats}`);
-  console.log(`1 stream:        ${one.toFixed(2)} tokens/s`);
-  console.log(`${streams} streams:       ${many.toFixed(2)} tokens/s aggregate (${(many / one).toFixed(2)}x one stream)`);
+  console.log(`1 stream:        ${one.toFixed(2)} tokens/s (engine: ${engineSingle})`);
+  console.log(`${streams} streams:       ${many.toFixed(2)} tokens/s aggregate (${(many / one).toFixed(2)}x one stream; ` +
+    `engine: ${engineMany})`);
   console.log(`time to first token: idle ${median(ttftIdle).toFixed(0)} ms, ${streams} arriving together ` +
     `${median(ttftLoaded).toFixed(0)} ms (max ${Math.max(...ttftLoaded).toFixed(0)}), joining ${streams - 1} ` +
     `running streams ${median(ttftJoin).toFixed(0)} ms`);
