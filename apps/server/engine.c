@@ -99,8 +99,8 @@ void srv_output_free(srv_output *out) {
     memset(out, 0, sizeof *out);
 }
 
-/* Engine side: adds text and an optional token info to the request's output, with the count of tokens so far. An allocation failure ends the
- * request with an error instead. */
+/* Engine side: adds text and an optional token info to the request's output, with the count of tokens so far. An
+ * allocation failure ends the request with an error instead. */
 static void push_output(srv_request *r, const char *text, size_t n, const srv_token_info *info, int32_t n_generated) {
     pthread_mutex_lock(&r->mu);
     r->n_generated = n_generated;

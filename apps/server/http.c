@@ -379,6 +379,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         x->t_start = srv_now();
         snprintf(x->method, sizeof x->method, "%s", method);
         snprintf(x->path, sizeof x->path, "%s", url);
+        for (char *c = x->path; *c; c++) /* the log shows it: no control characters from a decoded URL */
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
         if (!ci || !ci->client_addr ||
             getnameinfo(ci->client_addr,

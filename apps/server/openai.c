@@ -306,7 +306,8 @@ static bool completion_prompt(const srv_model_info *mi, const json_t *prompt, in
         return srv_fail(err, 400, INVALID, NULL, "prompt", "'prompt' must be a string or an array of token ids");
     size_t n = json_array_size(prompt), i;
     if (n > (size_t)INT32_MAX / 2) return srv_fail(err, 400, INVALID, NULL, "prompt", "'prompt' is too long");
-    if (!(*tokens = malloc(sizeof(int32_t) * (n + 1)))) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    if (!(*tokens = malloc(sizeof(int32_t) * (n + 1))))
+        return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
     const json_t *v;
     json_array_foreach(prompt, i, v) {
         if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= mi->n_vocab)
@@ -420,7 +421,8 @@ static bool parse_sampling(const srv_model_info *mi, srv_request *r, const body_
         return false;
     if (f->v[F_FREQUENCY_PENALTY]) sp->frequency_penalty = (float)x;
     if (f->v[F_SEED]) {
-        if (!json_is_integer(f->v[F_SEED])) return srv_fail(err, 400, INVALID, NULL, "seed", "'seed' must be an integer");
+        if (!json_is_integer(f->v[F_SEED]))
+            return srv_fail(err, 400, INVALID, NULL, "seed", "'seed' must be an integer");
         sp->seed = (uint64_t)json_integer_value(f->v[F_SEED]);
     }
     return !f->v[F_LOGIT_BIAS] || parse_logit_bias(mi, r, f->v[F_LOGIT_BIAS], err);
