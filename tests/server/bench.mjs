@@ -52,35 +52,34 @@ const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'none', maxRetr
 const prompts = Array.from({ length: streams }, (_, i) => `Story number ${i + 1}: once upon a time, in a land far away,`);
 try {
   await stream(client, 'warm up'); // page the weights in
-  // the engine's own view: forward steps, their time and the tokens generated between two metric readings
-  const engine = async (m0) => {
+  // the engine's own view of a phase: forward steps, their time and the tokens generated
+  const phase = { single: { steps: 0, secs: 0, gen: 0 }, many: { steps: 0, secs: 0, gen: 0 } };
+  const measure = async (into, run) => {
+    const m0 = await metrics(server.url);
+    const result = await run();
     const m = await metrics(server.url);
-    const steps = m.tandem_forward_steps_total - m0.tandem_forward_steps_total;
-    const secs = m.tandem_forward_seconds_total - m0.tandem_forward_seconds_total;
-    const gen = m.tandem_generated_tokens_total - m0.tandem_generated_tokens_total;
-    return `${(1000 * secs / steps).toFixed(1)} ms per forward step, ${(gen / secs).toFixed(2)} tokens per forward second`;
+    into.steps += m.tandem_forward_steps_total - m0.tandem_forward_steps_total;
+    into.secs += m.tandem_forward_seconds_total - m0.tandem_forward_seconds_total;
+    into.gen += m.tandem_generated_tokens_total - m0.tandem_generated_tokens_total;
+    return result;
   };
+  const describe = (p) => `${((1000 * p.secs) / p.steps).toFixed(1)} ms per forward step, ` +
+    `${(p.gen / p.secs).toFixed(2)} tokens per forward second`;
   const single = [];
   const ttftIdle = [];
-  const m1 = await metrics(server.url);
-  for (let r = 0; r < repeats; r++) {
-    const s = await stream(client, prompts[r % streams] + ` (${r})`);
-    single.push((s.n - 1) / ((s.last - s.first) / 1000));
-    ttftIdle.push(s.first - s.t0);
-  }
-  const engineSingle = await engine(m1);
-  const m4 = await metrics(server.url);
   const aggregate = [];
   const ttftLoaded = [];
   const ttftJoin = [];
-  let engineMany = '';
+  // the two settings alternate, so that a change in the machine's load affects both alike
   for (let r = 0; r < repeats; r++) {
-    const all = await Promise.all(prompts.map((p) => stream(client, `${p} (${r})`)));
-    const start = Math.min(...all.map((s) => s.first));
-    const end = Math.max(...all.map((s) => s.last));
-    aggregate.push(all.reduce((sum, s) => sum + s.n - 1, 0) / ((end - start) / 1000));
-    ttftLoaded.push(...all.map((s) => s.first - s.t0));
-    if (r === repeats - 1) engineMany = await engine(m4);
+    const s = await measure(phase.single, () => stream(client, `${prompts[r % streams]} (${r})`));
+    single.push((s.n - 1) / ((s.last - s.first) / 1000));
+    ttftIdle.push(s.first - s.t0);
+    const all = await measure(phase.many, () => Promise.all(prompts.map((p) => stream(client, `${p} (${r})`))));
+    const start = Math.min(...all.map((x) => x.first));
+    const end = Math.max(...all.map((x) => x.last));
+    aggregate.push(all.reduce((sum, x) => sum + x.n - 1, 0) / ((end - start) / 1000));
+    ttftLoaded.push(...all.map((x) => x.first - x.t0));
     // a request that arrives while streams - 1 others are generating
     const busy = prompts.slice(1).map((p) => stream(client, `${p} (busy ${r})`));
     await new Promise((res) => setTimeout(res, 500));
@@ -88,6 +87,8 @@ try {
     ttftJoin.push(late.first - late.t0);
     await Promise.all(busy);
   }
+  const engineSingle = describe(phase.single);
+  const engineMany = describe(phase.many);
   const one = median(single);
   const many = median(aggregate);
   console.log(`model ${model}, ${threads} threads, ${tokens} tokens per stream, median of ${repeats}`);
