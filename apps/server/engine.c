@@ -175,8 +175,6 @@ struct srv_engine {
     bool stopping;
 };
 
-int32_t srv_engine_n_ctx(const srv_engine *e) { return e->n_ctx; }
-
 static int32_t count_active(const srv_engine *e) {
     int32_t n = 0;
     for (int32_t i = 0; i < e->n_slots; i++) n += e->slots[i].req != NULL;

@@ -211,9 +211,6 @@ srv_submit srv_engine_submit(srv_engine *e, srv_request *req);
  * stopped before the next step and its KV blocks are freed. */
 void srv_engine_cancel(srv_engine *e, srv_request *req);
 
-/* Tokens per sequence. */
-int32_t srv_engine_n_ctx(const srv_engine *e);
-
 /* ------------------------------------------------------------------------------------------------------------
  * OpenAI mapping (openai.c)
  * ---------------------------------------------------------------------------------------------------------- */
@@ -253,7 +250,8 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_kind kind, const jso
 
 /* One server-sent event of a streamed response ("data: {...}\n\n") appended to *out: the chunk with `text` and
  * `infos` (either may be empty), or with the finish reason when `finish` != NONE, or the usage chunk when
- * usage_only. `first` adds the assistant role to a chat delta. */
+ * usage_only. `first` adds the assistant role to a chat delta. *text_offset counts the bytes of the token pieces
+ * reported so far (the text_offset of completions logprobs) and advances with `infos`. */
 bool srv_openai_chunk(const srv_model_info *mi, const srv_request *req, const char *text, size_t text_len,
                       const srv_token_info *infos, int32_t n_infos, int32_t *text_offset, srv_finish finish,
                       bool first, bool usage_only, srv_buf *out);
