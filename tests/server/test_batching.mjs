@@ -126,3 +126,38 @@ test('a long shared prefix is computed once and forked into concurrent requests'
     assert.equal(await server.stop(), 0);
   }
 });
+
+test('a long prompt is prefilled in chunks while another stream keeps generating', async () => {
+  const server = await startServer(['-m', fixture(MODELS[0]), '-c', '2048', '--parallel', '2', '-b', '16', '-t', '1'],
+    { name: 'chunks' });
+  const client = clientOf(server);
+  try {
+    // stream A: a long generation; the arrival time of each of its tokens is recorded
+    const arrivals = [];
+    const a = await client.completions.create({
+      model: 'm', prompt: 'Once upon a time', max_tokens: 2000, temperature: 0, logit_bias: { 2: -100 }, logprobs: 0,
+      stream: true,
+    });
+    const reading = (async () => {
+      for await (const ch of a) {
+        const lp = ch.choices.length ? ch.choices[0].logprobs : null;
+        if (lp) for (let i = 0; i < lp.tokens.length; i++) arrivals.push(performance.now());
+      }
+    })();
+    while (arrivals.length < 5) await new Promise((r) => setTimeout(r, 5));
+    // request B: a long prompt, prefilled in steps of 16 tokens (15 beside A's one); a server that put it into one
+    // step would give A only the tokens of the HTTP round trip (about 25 here, against 127 steps)
+    const t0 = performance.now();
+    const b = await client.completions.create({ model: 'm', prompt: story.repeat(35), max_tokens: 1, temperature: 0 });
+    const t1 = performance.now();
+    a.controller.abort();
+    await reading.catch(() => {});
+    const steps = Math.ceil(b.usage.prompt_tokens / 15);
+    const during = arrivals.filter((t) => t >= t0 && t <= t1).length;
+    assert.ok(b.usage.prompt_tokens > 1500, 'a long prompt');
+    assert.ok(during >= steps / 2,
+      `stream A got ${during} tokens while B's ${b.usage.prompt_tokens} prompt tokens were prefilled (${steps} steps)`);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
