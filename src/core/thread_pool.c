@@ -1,6 +1,9 @@
-/* thread_pool.c: fork-join workers. Jobs are published with a generation counter; workers spin briefly on it (jobs
- * in a forward pass come every few microseconds) and then sleep on a condition variable, so an idle engine uses
- * no CPU. Completion is an atomic countdown the caller spins on. */
+/* thread_pool.c: fork-join workers over claimed chunks. One 64-bit word holds the job's generation (high half)
+ * and its chunks not yet claimed (low half); a thread claims a chunk by decrementing it with compare-and-swap,
+ * which fails once the generation moved on, so a worker that wakes late never touches a finished job. The job's
+ * fields are read only after a successful claim: the job cannot end while a claimed chunk is unfinished. Workers
+ * spin briefly between jobs (a forward pass issues one every few microseconds), then sleep on a condition
+ * variable, so an idle engine uses no CPU. */
 #include "core/thread_pool.h"
 
 #include "core/alloc.h"
@@ -13,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-enum { TND_SPIN_ITERATIONS = 20000 };
+enum { TND_SPIN_ITERATIONS = 20000, TND_MAX_CHUNKS = 1 << 30 };
 
 struct tnd_thread_pool {
     int n_threads;
@@ -21,17 +24,16 @@ struct tnd_thread_pool {
     tnd_allocator allocator;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
-    atomic_uint generation;  /* bumped once per job */
-    atomic_int pending;      /* workers still running the current job */
+    _Atomic uint64_t claim;  /* generation << 32 | chunks left to claim */
+    atomic_llong done;       /* chunks finished in the current job */
+    atomic_int sleepers;     /* workers waiting on `wake` */
     atomic_bool stop;
-    tnd_pool_fn fn;          /* the current job (written before generation is bumped) */
+    /* the current job, written before its generation is published */
+    tnd_pool_fn by_thread;   /* set: chunk i runs by_thread(ctx, i, n_chunks) */
+    tnd_pool_range_fn range; /* otherwise chunk i runs range(ctx, i * grain, min(n, (i + 1) * grain)) */
     void *ctx;
+    int64_t n, grain, n_chunks;
 };
-
-typedef struct worker_arg {
-    tnd_thread_pool *pool;
-    int ith;
-} worker_arg;
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -39,27 +41,48 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static void *worker_main(void *p) {
-    worker_arg arg = *(worker_arg *)p;
-    tnd_thread_pool *pool = arg.pool;
-    unsigned seen = 0;
+static uint32_t generation_of(uint64_t claim) { return (uint32_t)(claim >> 32); }
+
+/* Claims and runs chunks of generation `gen` until none are left. */
+static void work(tnd_thread_pool *pool, uint32_t gen) {
+    uint64_t c = atomic_load_explicit(&pool->claim, memory_order_acquire);
     for (;;) {
-        unsigned gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
-        for (int i = 0; gen == seen && i < TND_SPIN_ITERATIONS; i++) {
+        if (generation_of(c) != gen || (uint32_t)c == 0) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool->claim, &c, c - 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        int64_t chunk = pool->n_chunks - (int64_t)(uint32_t)c;
+        if (pool->by_thread) {
+            pool->by_thread(pool->ctx, (int)chunk, (int)pool->n_chunks);
+        } else {
+            int64_t begin = chunk * pool->grain, end = begin + pool->grain < pool->n ? begin + pool->grain : pool->n;
+            pool->range(pool->ctx, begin, end);
+        }
+        atomic_fetch_add_explicit(&pool->done, 1, memory_order_acq_rel);
+        c = atomic_load_explicit(&pool->claim, memory_order_acquire);
+    }
+}
+
+static void *worker_main(void *p) {
+    tnd_thread_pool *pool = p;
+    uint32_t seen = 0;
+    for (;;) {
+        uint32_t gen = generation_of(atomic_load_explicit(&pool->claim, memory_order_acquire));
+        for (int i = 0; gen == seen && i < TND_SPIN_ITERATIONS && !atomic_load(&pool->stop); i++) {
             cpu_relax();
-            gen = atomic_load_explicit(&pool->generation, memory_order_acquire);
+            gen = generation_of(atomic_load_explicit(&pool->claim, memory_order_acquire));
         }
         if (gen == seen) {
             pthread_mutex_lock(&pool->mutex);
-            while ((gen = atomic_load_explicit(&pool->generation, memory_order_acquire)) == seen &&
-                   !atomic_load(&pool->stop))
+            atomic_fetch_add(&pool->sleepers, 1); /* seq_cst: pairs with the caller's store, then load of sleepers */
+            while ((gen = generation_of(atomic_load(&pool->claim))) == seen && !atomic_load(&pool->stop))
                 pthread_cond_wait(&pool->wake, &pool->mutex);
+            atomic_fetch_sub(&pool->sleepers, 1);
             pthread_mutex_unlock(&pool->mutex);
         }
         if (atomic_load(&pool->stop)) break;
         seen = gen;
-        pool->fn(pool->ctx, arg.ith, pool->n_threads);
-        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_acq_rel);
+        work(pool, gen);
     }
     return NULL;
 }
@@ -71,20 +94,18 @@ tnd_status tnd_thread_pool_init(int n_threads, const tnd_allocator *allocator, t
     tnd_allocator a = allocator ? *allocator : (tnd_allocator){0};
     tnd_thread_pool *pool = tnd_alloc(&a, sizeof *pool);
     if (!pool) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
+    memset(pool, 0, sizeof *pool);
     pool->allocator = a;
     pool->n_threads = n_threads;
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->wake, NULL);
-    /* the worker arguments live right after the thread handles */
-    pool->threads = tnd_alloc(&a, (size_t)n_threads * (sizeof(pthread_t) + sizeof(worker_arg)));
+    pool->threads = tnd_alloc(&a, (size_t)n_threads * sizeof(pthread_t));
     if (!pool->threads) {
         tnd_thread_pool_free(pool);
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
     }
-    worker_arg *args = (worker_arg *)(pool->threads + n_threads);
     for (int i = 1; i < n_threads; i++) {
-        args[i] = (worker_arg){pool, i};
-        if (pthread_create(&pool->threads[i], NULL, worker_main, &args[i]) != 0) {
+        if (pthread_create(&pool->threads[i], NULL, worker_main, pool) != 0) {
             pool->n_threads = i; /* join the ones that started */
             tnd_thread_pool_free(pool);
             return tnd_fail(TND_ERR_INTERNAL, "cannot start worker thread %d", i);
@@ -99,7 +120,6 @@ void tnd_thread_pool_free(tnd_thread_pool *pool) {
     if (pool->threads) {
         pthread_mutex_lock(&pool->mutex);
         atomic_store(&pool->stop, true);
-        atomic_fetch_add(&pool->generation, 1);
         pthread_cond_broadcast(&pool->wake);
         pthread_mutex_unlock(&pool->mutex);
         for (int i = 1; i < pool->n_threads; i++) pthread_join(pool->threads[i], NULL);
@@ -113,24 +133,51 @@ void tnd_thread_pool_free(tnd_thread_pool *pool) {
 
 int tnd_thread_pool_size(const tnd_thread_pool *pool) { return pool ? pool->n_threads : 1; }
 
+/* Publishes the job set up in the pool's fields, works on it, and waits for the chunks others claimed. */
+static void run_job(tnd_thread_pool *pool) {
+    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+    uint32_t gen = generation_of(atomic_load_explicit(&pool->claim, memory_order_relaxed)) + 1;
+    atomic_store(&pool->claim, (uint64_t)gen << 32 | (uint64_t)pool->n_chunks); /* seq_cst, see worker_main */
+    if (atomic_load(&pool->sleepers) > 0) {
+        pthread_mutex_lock(&pool->mutex);
+        pthread_cond_broadcast(&pool->wake);
+        pthread_mutex_unlock(&pool->mutex);
+    }
+    work(pool, gen);
+    /* spin briefly, then yield: a worker that lost its core mid-chunk finishes sooner if we let it run */
+    for (int spins = 0; atomic_load_explicit(&pool->done, memory_order_acquire) < pool->n_chunks; spins++) {
+        if (spins < TND_SPIN_ITERATIONS) cpu_relax();
+        else sched_yield();
+    }
+}
+
 void tnd_thread_pool_run(tnd_thread_pool *pool, tnd_pool_fn fn, void *ctx) {
     if (!pool || pool->n_threads == 1) {
         fn(ctx, 0, 1);
         return;
     }
-    pool->fn = fn;
+    pool->by_thread = fn;
+    pool->range = NULL;
     pool->ctx = ctx;
-    atomic_store_explicit(&pool->pending, pool->n_threads - 1, memory_order_release);
-    pthread_mutex_lock(&pool->mutex);
-    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_acq_rel);
-    pthread_cond_broadcast(&pool->wake);
-    pthread_mutex_unlock(&pool->mutex);
-    fn(ctx, 0, pool->n_threads);
-    /* spin briefly, then yield: a worker that lost its core to another process finishes sooner if we let it run */
-    for (int spins = 0; atomic_load_explicit(&pool->pending, memory_order_acquire) > 0; spins++) {
-        if (spins < TND_SPIN_ITERATIONS) cpu_relax();
-        else sched_yield();
+    pool->n_chunks = pool->n_threads;
+    run_job(pool);
+}
+
+void tnd_thread_pool_for(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_pool_range_fn fn, void *ctx) {
+    if (n <= 0) return;
+    if (grain < 1) grain = 1;
+    if (!pool || pool->n_threads == 1 || grain >= n) {
+        fn(ctx, 0, n);
+        return;
     }
+    if ((n + grain - 1) / grain > TND_MAX_CHUNKS) grain = (n + TND_MAX_CHUNKS - 1) / TND_MAX_CHUNKS;
+    pool->by_thread = NULL;
+    pool->range = fn;
+    pool->ctx = ctx;
+    pool->n = n;
+    pool->grain = grain;
+    pool->n_chunks = (n + grain - 1) / grain;
+    run_job(pool);
 }
 
 /* Counts distinct (physical id, core id) pairs in /proc/cpuinfo; falls back to the online CPU count. */

@@ -1,11 +1,16 @@
-/* thread_pool.h: a persistent pool of worker threads that run one parallel job at a time (fork-join). */
+/* thread_pool.h: a persistent pool of worker threads that run one parallel job at a time (fork-join). A job is a
+ * set of chunks that every thread, the caller included, claims one at a time from a shared counter: a worker that
+ * lost its core to another process delays only the chunk it holds, and the caller finishes the rest alone. */
 #ifndef TND_CORE_THREAD_POOL_H
 #define TND_CORE_THREAD_POOL_H
 
 #include "tandem.h"
 
-/* One unit of a job: called once per thread index ith in [0, nth); the callee splits its work by ith/nth. */
+/* A job split by thread index: called for every ith in [0, nth), each index exactly once, on any thread. */
 typedef void (*tnd_pool_fn)(void *ctx, int ith, int nth);
+
+/* A job split into ranges: called on disjoint [begin, end) that together cover [0, n). */
+typedef void (*tnd_pool_range_fn)(void *ctx, int64_t begin, int64_t end);
 
 typedef struct tnd_thread_pool tnd_thread_pool;
 
@@ -14,9 +19,13 @@ tnd_status tnd_thread_pool_init(int n_threads, const tnd_allocator *allocator, t
 void tnd_thread_pool_free(tnd_thread_pool *pool);
 int tnd_thread_pool_size(const tnd_thread_pool *pool);
 
-/* Runs fn(ctx, ith, nth) on every thread and returns when all are done. Must not be called concurrently on one
- * pool. A NULL pool runs fn(ctx, 0, 1) on the caller. */
+/* Runs fn(ctx, ith, nth) for ith in [0, nth), nth = the pool's size, and returns when all are done. Must not be
+ * called concurrently on one pool. A NULL pool runs fn(ctx, 0, 1) on the caller. */
 void tnd_thread_pool_run(tnd_thread_pool *pool, tnd_pool_fn fn, void *ctx);
+
+/* Runs fn over [0, n) in ranges of `grain` items (the last may be shorter) and returns when all are done. A NULL
+ * pool runs fn(ctx, 0, n) on the caller. */
+void tnd_thread_pool_for(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_pool_range_fn fn, void *ctx);
 
 /* Number of physical cores (falls back to logical CPUs), the default thread count. */
 int tnd_physical_cores(void);

@@ -18,6 +18,7 @@ enum {
     TND_CPU_ATTN_MAX_GROUP = 16384, /* floats of per-group attention accumulators (heads per KV head * head_dim) */
     TND_CPU_ROW_TILE = 16,          /* weight rows kept hot while a tile of tokens passes over them */
     TND_CPU_TOKEN_TILE = 64,
+    TND_CPU_CHUNKS_PER_THREAD = 4,  /* work units of a matmul per thread (see row_grain) */
     TND_CPU_PARALLEL_MIN = 1 << 18  /* multiply-adds below which waking other threads costs more than it saves */
 };
 
@@ -31,13 +32,6 @@ typedef struct cpu_device {
 } cpu_device;
 
 static cpu_device *dev(tnd_backend *b) { return (cpu_device *)b->impl; }
-
-/* Splits [0, n) into nth nearly equal parts; part ith is [*begin, *end). */
-static void split(int64_t n, int ith, int nth, int64_t *begin, int64_t *end) {
-    int64_t per = (n + nth - 1) / nth;
-    *begin = per * ith < n ? per * ith : n;
-    *end = *begin + per < n ? *begin + per : n;
-}
 
 /* ------------------------------------------------------------------------------------------------------------
  * Memory
@@ -134,12 +128,10 @@ typedef struct matmul_job {
     size_t act_row;
 } matmul_job;
 
-static void matmul_rows_ref(void *ctx, int ith, int nth) {
+static void matmul_rows_ref(void *ctx, int64_t r0, int64_t r1) {
     const matmul_job *j = ctx;
     const tnd_weight *w = j->w;
     const tnd_type_traits *tr = tnd_type_traits_of(w->type);
-    int64_t r0, r1;
-    split(w->n_rows, ith, nth, &r0, &r1);
     float chunk[TND_CPU_CHUNK];
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
@@ -157,18 +149,14 @@ static void matmul_rows_ref(void *ctx, int ith, int nth) {
     }
 }
 
-static void convert_activations(void *ctx, int ith, int nth) {
+static void convert_activations(void *ctx, int64_t t0, int64_t t1) {
     const matmul_job *j = ctx;
-    int64_t t0, t1;
-    split(j->n_tokens, ith, nth, &t0, &t1);
     for (int64_t t = t0; t < t1; t++) j->k->quantize_act(j->x + t * j->w->n_cols, j->act + (size_t)t * j->act_row, j->w->n_cols);
 }
 
-static void matmul_rows_fast(void *ctx, int ith, int nth) {
+static void matmul_rows_fast(void *ctx, int64_t r0, int64_t r1) {
     const matmul_job *j = ctx;
     const tnd_weight *w = j->w;
-    int64_t r0, r1;
-    split(w->n_rows, ith, nth, &r0, &r1);
     for (int64_t rb = r0; rb < r1; rb += TND_CPU_ROW_TILE) {
         int64_t re = rb + TND_CPU_ROW_TILE < r1 ? rb + TND_CPU_ROW_TILE : r1;
         for (int64_t tb = 0; tb < j->n_tokens; tb += TND_CPU_TOKEN_TILE) {
@@ -195,17 +183,26 @@ static void matmul_rows_fast(void *ctx, int ith, int nth) {
     }
 }
 
+/* Rows per claimed chunk: a few chunks per thread, so a thread that loses its core delays little, yet long
+ * enough runs of consecutive rows that the hardware prefetcher keeps streaming (16-row chunks alternating between
+ * threads measured 20.9 t/s against 29 for halves, Q8_0 1.1B decode with 2 threads). */
+static int64_t row_grain(const tnd_thread_pool *pool, int64_t n_rows) {
+    int64_t per = n_rows / (TND_CPU_CHUNKS_PER_THREAD * tnd_thread_pool_size(pool));
+    per = (per + TND_CPU_ROW_TILE - 1) / TND_CPU_ROW_TILE * TND_CPU_ROW_TILE;
+    return per < TND_CPU_ROW_TILE ? TND_CPU_ROW_TILE : per;
+}
+
 static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const float *x, int64_t n_tokens, float *y) {
     cpu_device *d = dev(b);
     tnd_thread_pool *pool = w->n_rows * w->n_cols * n_tokens < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
     matmul_job job = {.w = w, .x = x, .n_tokens = n_tokens, .y = y, .k = &d->kernels.dot[w->type], .act = d->act};
     job.act_row = job.k->dot ? tnd_row_size(job.k->act_type, w->n_cols) : 0;
     if (d->reference || !job.k->dot || !job.act_row || job.act_row * (size_t)n_tokens > d->act_cap) {
-        tnd_thread_pool_run(pool, matmul_rows_ref, &job);
+        tnd_thread_pool_for(pool, w->n_rows, row_grain(pool, w->n_rows), matmul_rows_ref, &job);
         return;
     }
-    tnd_thread_pool_run(pool, convert_activations, &job);
-    tnd_thread_pool_run(pool, matmul_rows_fast, &job);
+    tnd_thread_pool_for(pool, n_tokens, 1, convert_activations, &job);
+    tnd_thread_pool_for(pool, w->n_rows, row_grain(pool, w->n_rows), matmul_rows_fast, &job);
 }
 
 static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {
@@ -265,7 +262,7 @@ static void load_kv_segment(const uint8_t *row, const tnd_type_traits *tr, int64
  * with an online softmax (running max and sum), so no score vector of context length is stored.
  * ---------------------------------------------------------------------------------------------------------- */
 
-static void attention_items(void *ctx, int ith, int nth) {
+static void attention_items(void *ctx, int64_t item0, int64_t item1) {
     const tnd_attention_args *a = ctx;
     const tnd_type_traits *tr = tnd_type_traits_of(a->kv_type);
     int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv;
@@ -273,8 +270,7 @@ static void attention_items(void *ctx, int ith, int nth) {
     size_t rb = kv_row_bytes(a->kv_type, width);
     float acc[TND_CPU_ATTN_MAX_GROUP], kbuf[1024], vbuf[1024];
     float mx[256], sum[256];
-    int64_t n_items = a->n_tokens * a->n_head_kv;
-    for (int64_t item = ith; item < n_items; item += nth) {
+    for (int64_t item = item0; item < item1; item++) {
         int64_t t = item / a->n_head_kv;
         int32_t g = (int32_t)(item % a->n_head_kv);
         const float *q = a->q + t * a->n_head * hd + (int64_t)g * rep * hd;
@@ -309,7 +305,8 @@ static void attention_items(void *ctx, int ith, int nth) {
 
 static void cpu_attention(tnd_backend *b, const tnd_attention_args *a) {
     int64_t work = a->n_tokens * a->n_head * a->head_dim * (int64_t)a->n_ctx[a->n_tokens - 1];
-    tnd_thread_pool_run(work < TND_CPU_PARALLEL_MIN ? NULL : dev(b)->pool, attention_items, (void *)a);
+    tnd_thread_pool_for(work < TND_CPU_PARALLEL_MIN ? NULL : dev(b)->pool, a->n_tokens * a->n_head_kv, 1,
+                        attention_items, (void *)a);
 }
 
 /* ------------------------------------------------------------------------------------------------------------

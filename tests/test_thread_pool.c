@@ -1,0 +1,109 @@
+/* test_thread_pool.c: the fork-join pool: every range and thread index is run exactly once, jobs follow each other
+ * without mixing (thousands in a row, as a forward pass issues them), a pool whose worker is asleep still
+ * finishes, and a NULL or 1-thread pool runs everything on the caller. */
+#include "harness.h"
+
+#include "core/thread_pool.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+enum { MAX_ITEMS = 10000 };
+
+typedef struct cover_job {
+    atomic_int hits[MAX_ITEMS];
+    atomic_int calls;
+    int64_t grain;
+    atomic_int bad_range; /* a range longer than the grain, empty, or out of bounds */
+    int64_t n;
+} cover_job;
+
+static void cover(void *ctx, int64_t begin, int64_t end) {
+    cover_job *j = ctx;
+    atomic_fetch_add(&j->calls, 1);
+    if (begin < 0 || end > j->n || begin >= end || end - begin > j->grain) atomic_fetch_add(&j->bad_range, 1);
+    for (int64_t i = begin; i < end && i >= 0 && i < j->n; i++) atomic_fetch_add(&j->hits[i], 1);
+}
+
+/* Runs one `for` job and checks every item was covered exactly once, in ranges of at most `grain` items. */
+static void check_cover(tnd_thread_pool *pool, int64_t n, int64_t grain) {
+    cover_job *j = calloc(1, sizeof *j);
+    j->n = n;
+    j->grain = grain < 1 ? 1 : grain;
+    if (!pool || tnd_thread_pool_size(pool) == 1 || grain >= n) j->grain = n; /* one call covers all */
+    tnd_thread_pool_for(pool, n, grain, cover, j);
+    int wrong = 0;
+    for (int64_t i = 0; i < n; i++) wrong += atomic_load(&j->hits[i]) != 1;
+    CHECK(wrong == 0);
+    CHECK(atomic_load(&j->bad_range) == 0);
+    int64_t g = j->grain, want_calls = n > 0 ? (n + g - 1) / g : 0;
+    CHECK(atomic_load(&j->calls) == want_calls);
+    free(j);
+}
+
+typedef struct thread_job {
+    atomic_int seen[64];
+    atomic_int bad_nth;
+    int nth;
+} thread_job;
+
+static void by_thread(void *ctx, int ith, int nth) {
+    thread_job *j = ctx;
+    if (nth != j->nth || ith < 0 || ith >= nth) atomic_fetch_add(&j->bad_nth, 1);
+    else atomic_fetch_add(&j->seen[ith], 1);
+}
+
+/* Sums i over [0, n): many short jobs back to back must each see exactly their own items. */
+typedef struct sum_job {
+    atomic_llong sum;
+} sum_job;
+
+static void add_range(void *ctx, int64_t begin, int64_t end) {
+    sum_job *j = ctx;
+    long long s = 0;
+    for (int64_t i = begin; i < end; i++) s += i;
+    atomic_fetch_add(&j->sum, s);
+}
+
+int main(void) {
+    /* the caller alone */
+    check_cover(NULL, 1000, 7);
+    check_cover(NULL, 0, 1);
+
+    for (int threads = 1; threads <= 4; threads++) {
+        tnd_thread_pool *pool = NULL;
+        CHECK_OK(tnd_thread_pool_init(threads, NULL, &pool));
+        CHECK(tnd_thread_pool_size(pool) == threads);
+        int64_t sizes[] = {1, 2, 3, 17, 256, 1000, MAX_ITEMS}, grains[] = {1, 3, 16, 999, 100000};
+        for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+            for (size_t g = 0; g < sizeof grains / sizeof *grains; g++) check_cover(pool, sizes[s], grains[g]);
+        check_cover(pool, 0, 4); /* nothing to do: no call */
+
+        thread_job *tj = calloc(1, sizeof *tj);
+        tj->nth = threads;
+        tnd_thread_pool_run(pool, by_thread, tj);
+        int once = 0;
+        for (int i = 0; i < threads; i++) once += atomic_load(&tj->seen[i]) == 1;
+        CHECK(once == threads);
+        CHECK(atomic_load(&tj->bad_nth) == 0);
+        free(tj);
+
+        /* 20000 back-to-back jobs of varying size, as a forward pass issues them */
+        int wrong = 0;
+        for (int rep = 0; rep < 20000; rep++) {
+            sum_job sj = {0};
+            int64_t n = 1 + rep % 97;
+            tnd_thread_pool_for(pool, n, 1 + rep % 5, add_range, &sj);
+            wrong += atomic_load(&sj.sum) != (long long)n * (n - 1) / 2;
+        }
+        CHECK(wrong == 0);
+
+        /* after the workers fell asleep (past their spin), a job still completes and wakes them */
+        usleep(50 * 1000);
+        check_cover(pool, MAX_ITEMS, 10);
+        tnd_thread_pool_free(pool);
+    }
+    CHECK(tnd_physical_cores() >= 1);
+    return tnd_test_finish("test_thread_pool");
+}
