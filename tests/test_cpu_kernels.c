@@ -48,34 +48,74 @@ static void check_entry(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
     free(xq);
 }
 
-/* A tile equals the entry's dot product for each of its rows x tokens bit for bit, so that a row's result does not
- * depend on the batch it was computed in (the server's batching invariance rests on it). */
+/* A tile equals the entry's dot product for each of its rows x tokens bit for bit, for every shape up to the
+ * entry's largest, so that a row's result does not depend on the batch it was computed in (the server's batching
+ * invariance rests on it). */
 static void check_tile(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
     const tnd_type_traits *wt = tnd_type_traits_of(t);
     size_t wrow = tnd_row_size(t, n), arow = tnd_row_size(k->act_type, n);
-    uint8_t *w = malloc(wrow * TND_CPU_TILE_ROWS), *a = malloc(arow * TND_CPU_TILE_TOKENS);
-    float *x = malloc(sizeof(float) * (size_t)n), y[TND_CPU_TILE_TOKENS * 8];
-    for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+    enum { STRIDE = TND_CPU_TILE_MAX + 1 };
+    uint8_t *w = malloc(wrow * (size_t)k->tile_rows), *a = malloc(arow * (size_t)k->tile_tokens);
+    float *x = malloc(sizeof(float) * (size_t)n), y[TND_CPU_TILE_MAX * STRIDE];
+    for (int r = 0; r < k->tile_rows; r++) {
         for (int64_t i = 0; i < n; i++) x[i] = uniform();
         wt->from_float(x, w + r * wrow, n);
     }
-    for (int q = 0; q < TND_CPU_TILE_TOKENS; q++) {
+    for (int q = 0; q < k->tile_tokens; q++) {
         for (int64_t i = 0; i < n; i++) x[i] = uniform() * 3;
         k->quantize_act(x, a + q * arow, n);
     }
-    k->tile(w, wrow, a, arow, n, y, 8);
-    int same = 0;
-    for (int q = 0; q < TND_CPU_TILE_TOKENS; q++)
-        for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
-            float d = k->dot(w + r * wrow, a + q * arow, n);
-            same += memcmp(&y[q * 8 + r], &d, sizeof d) == 0;
+    int same = 0, total = 0, untouched = 0;
+    for (int rows = 1; rows <= k->tile_rows; rows++)
+        for (int tokens = 1; tokens <= k->tile_tokens; tokens++) {
+            for (int i = 0; i < TND_CPU_TILE_MAX * STRIDE; i++) y[i] = -12345.0f;
+            k->tile(w, wrow, a, arow, n, y, STRIDE, rows, tokens);
+            for (int q = 0; q < k->tile_tokens; q++)
+                for (int r = 0; r < STRIDE; r++) {
+                    bool inside = q < tokens && r < rows;
+                    if (!inside) {
+                        untouched += y[q * STRIDE + r] == -12345.0f;
+                        continue;
+                    }
+                    float d = k->dot(w + r * wrow, a + q * arow, n);
+                    same += memcmp(&y[q * STRIDE + r], &d, sizeof d) == 0;
+                    total++;
+                }
         }
-    if (!CHECK(same == TND_CPU_TILE_ROWS * TND_CPU_TILE_TOKENS))
+    if (!CHECK(same == total))
         fprintf(stderr, "  %s tile (%s) n=%lld: %d of %d equal to the dot\n", wt->name, k->isa, (long long)n, same,
-                TND_CPU_TILE_ROWS * TND_CPU_TILE_TOKENS);
+                total);
+    CHECK(untouched == k->tile_tokens * STRIDE * k->tile_rows * k->tile_tokens - total); /* writes stay inside */
     free(w);
     free(a);
     free(x);
+}
+
+/* Checks every entry of one kernel table. */
+static int check_table(const tnd_cpu_kernels *table) {
+    int tested = 0;
+    for (int t = 0; t < TND_TYPE_COUNT; t++) {
+        const tnd_type_traits *tr = tnd_type_traits_of((tnd_type)t);
+        const tnd_cpu_dot *k = &table->dot[t];
+        if (!tr || !k->dot || !tr->from_float || !tr->to_float || !tnd_type_traits_of(k->act_type)->to_float)
+            continue;
+        int64_t bs = tr->block_size > tnd_type_traits_of(k->act_type)->block_size
+                         ? tr->block_size : tnd_type_traits_of(k->act_type)->block_size;
+        static const int64_t blocks[] = {1, 2, 3, 7, 33};
+        for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) check_entry((tnd_type)t, k, bs * blocks[b]);
+        if (bs == 1)
+            for (int64_t n = 1; n < 70; n += 3) check_entry((tnd_type)t, k, n);
+        if (k->tile) {
+            CHECK(k->tile_rows >= 1 && k->tile_rows <= TND_CPU_TILE_MAX);
+            CHECK(k->tile_tokens >= 1 && k->tile_tokens <= TND_CPU_TILE_MAX);
+            for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) check_tile((tnd_type)t, k, bs * blocks[b]);
+        }
+        tested++;
+        printf("  %-6s %-6s activations %s", tr->name, k->isa, tnd_type_traits_of(k->act_type)->name);
+        if (k->tile) printf(", tiles up to %d x %d", k->tile_rows, k->tile_tokens);
+        printf("\n");
+    }
+    return tested;
 }
 
 int main(void) {
@@ -83,31 +123,24 @@ int main(void) {
     char names[256];
     tnd_cpu_features_string(&f, names, sizeof names);
     printf("cpu features: %s\n", names);
-    tnd_cpu_kernels best, ref;
-    tnd_cpu_kernels_best(&best, &f);
+    tnd_cpu_kernels ref;
     tnd_cpu_kernels_reference(&ref);
-    int tested = 0;
     for (int t = 0; t < TND_TYPE_COUNT; t++) {
         const tnd_type_traits *tr = tnd_type_traits_of((tnd_type)t);
-        if (!tr) continue;
-        if (tr->vec_dot) CHECK(ref.dot[t].dot == tr->vec_dot && ref.dot[t].act_type == tr->vec_dot_type);
-        const tnd_cpu_dot *entries[2] = {&ref.dot[t], &best.dot[t]};
-        for (int e = 0; e < 2; e++) {
-            const tnd_cpu_dot *k = entries[e];
-            if (!k->dot || !tr->from_float || !tr->to_float || !tnd_type_traits_of(k->act_type)->to_float) continue;
-            int64_t bs = tr->block_size > tnd_type_traits_of(k->act_type)->block_size
-                             ? tr->block_size : tnd_type_traits_of(k->act_type)->block_size;
-            static const int64_t blocks[] = {1, 3, 7, 33};
-            for (size_t b = 0; b < 4; b++) check_entry((tnd_type)t, k, bs * blocks[b]);
-            if (bs == 1)
-                for (int64_t n = 1; n < 70; n += 3) check_entry((tnd_type)t, k, n);
-            if (k->tile)
-                for (size_t b = 0; b < 4; b++) check_tile((tnd_type)t, k, bs * blocks[b]);
-            tested++;
-            printf("  %-6s %-5s activations %s%s\n", tr->name, k->isa, tnd_type_traits_of(k->act_type)->name,
-                   k->tile ? ", tiles" : "");
-        }
+        if (tr && tr->vec_dot) CHECK(ref.dot[t].dot == tr->vec_dot && ref.dot[t].act_type == tr->vec_dot_type);
     }
-    CHECK(tested > 0);
+    /* every instruction set this machine has, not only the best one */
+    int sets = 0;
+    for (int isa = 0; isa < TND_ISA_COUNT; isa++) {
+        tnd_cpu_kernels table;
+        if (!tnd_cpu_kernels_for(&table, (tnd_cpu_isa)isa, &f)) {
+            printf("%s: not on this machine or build\n", tnd_cpu_isa_name((tnd_cpu_isa)isa));
+            continue;
+        }
+        printf("%s:\n", tnd_cpu_isa_name((tnd_cpu_isa)isa));
+        CHECK(check_table(&table) > 0);
+        sets++;
+    }
+    CHECK(sets >= 1);
     return tnd_test_finish("test_cpu_kernels");
 }

@@ -19,11 +19,33 @@ void tnd_cpu_kernels_reference(tnd_cpu_kernels *k) {
     }
 }
 
-void tnd_cpu_kernels_best(tnd_cpu_kernels *k, const tnd_cpu_features *f) {
+const char *tnd_cpu_isa_name(tnd_cpu_isa isa) {
+    static const char *names[TND_ISA_COUNT] = {"ref", "avx2", "avx512"};
+    return isa >= 0 && isa < TND_ISA_COUNT ? names[isa] : "?";
+}
+
+static bool has_avx2(const tnd_cpu_features *f) { return f->avx2 && f->fma && f->f16c; }
+static bool has_avx512(const tnd_cpu_features *f) {
+    return has_avx2(f) && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni;
+}
+
+bool tnd_cpu_kernels_for(tnd_cpu_kernels *k, tnd_cpu_isa isa, const tnd_cpu_features *f) {
     tnd_cpu_kernels_reference(k);
-#if defined(TND_HAVE_AVX2_FILE)
-    if (f->avx2 && f->fma && f->f16c) tnd_cpu_kernels_avx2(k);
+    if (isa == TND_ISA_REF) return true;
+#if defined(TND_HAVE_X86_FILES)
+    if (!has_avx2(f)) return false;
+    tnd_cpu_kernels_avx2(k);
+    if (isa == TND_ISA_AVX2) return true;
+    if (!has_avx512(f)) return false;
+    tnd_cpu_kernels_avx512(k);
+    return isa == TND_ISA_AVX512;
 #else
     (void)f;
+    return false;
 #endif
+}
+
+void tnd_cpu_kernels_best(tnd_cpu_kernels *k, const tnd_cpu_features *f) {
+    for (int isa = TND_ISA_COUNT - 1; isa >= 0; isa--)
+        if (tnd_cpu_kernels_for(k, (tnd_cpu_isa)isa, f)) return;
 }

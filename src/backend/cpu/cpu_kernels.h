@@ -8,18 +8,21 @@
 #include "backend/cpu/cpu_features.h"
 #include "quant/quant.h"
 
-/* A tile of TND_CPU_TILE_ROWS weight rows x TND_CPU_TILE_TOKENS activation rows: y[t * y_stride + r] =
- * dot(row r, activation t), each operand loaded once for the whole tile (the prompt-processing kernel). */
-enum { TND_CPU_TILE_ROWS = 2, TND_CPU_TILE_TOKENS = 4 };
+/* A tile of `rows` weight rows x `tokens` activation rows (at most the entry's tile_rows x tile_tokens):
+ * y[t * y_stride + r] = dot(row r, activation t), each weight block unpacked once for all tokens and each
+ * activation block loaded once for all rows (the kernel of prompt processing and of batched decoding). Every
+ * result is bit-identical to the entry's `dot`, so a row's logits do not depend on the batch it was computed in. */
+enum { TND_CPU_TILE_MAX = 8 }; /* the largest tile_rows and tile_tokens of any entry */
 typedef void (*tnd_tile_fn)(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                            float *y, size_t y_stride);
+                            float *y, size_t y_stride, int rows, int tokens);
 
 typedef struct tnd_cpu_dot {
     tnd_type act_type;        /* activations are converted to this type (F32 = used as they are) */
     tnd_from_float_fn quantize_act; /* float row -> act_type row */
     tnd_vec_dot_fn dot;       /* weight row . activation row, n elements */
     const char *isa;          /* "ref", "avx2", ... (for logs and tests) */
-    tnd_tile_fn tile;         /* optional: same results as `dot` on a whole tile */
+    tnd_tile_fn tile;         /* optional: same results as `dot` on a tile */
+    int tile_rows, tile_tokens; /* the largest tile `tile` takes */
 } tnd_cpu_dot;
 
 typedef struct tnd_cpu_kernels {
@@ -32,7 +35,18 @@ void tnd_cpu_kernels_reference(tnd_cpu_kernels *k);
 /* Fills `k` with the best entries for `features`. */
 void tnd_cpu_kernels_best(tnd_cpu_kernels *k, const tnd_cpu_features *features);
 
+/* The instruction sets with a kernel file in this build, best last. */
+typedef enum tnd_cpu_isa { TND_ISA_REF, TND_ISA_AVX2, TND_ISA_AVX512, TND_ISA_COUNT } tnd_cpu_isa;
+
+/* "ref", "avx2", "avx512". */
+const char *tnd_cpu_isa_name(tnd_cpu_isa isa);
+
+/* Fills `k` with the entries of `isa` over those of the sets before it; false if this build or `features` lacks
+ * it (tests check every set the machine has, not only the best). */
+bool tnd_cpu_kernels_for(tnd_cpu_kernels *k, tnd_cpu_isa isa, const tnd_cpu_features *features);
+
 /* ISA files: override the entries they implement. Declared for every build; defined only where compiled. */
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k);
+void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k);
 
 #endif

@@ -19,6 +19,22 @@ static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(lo);
 }
 
+/* The prompt tiles here have one shape; a smaller tile (the edge of a matmul) takes single dots, which sum in the
+ * same order. */
+enum { TILE_ROWS = 2, TILE_TOKENS = 4 };
+
+#define TILE_OR_DOTS(name, full_tile, dot)                                                                            \
+    static void name(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n, float *y,  \
+                     size_t y_stride, int rows, int tokens) {                                                         \
+        if (rows == TILE_ROWS && tokens == TILE_TOKENS) {                                                             \
+            full_tile(w, w_stride, act, act_stride, n, y, y_stride);                                                  \
+            return;                                                                                                   \
+        }                                                                                                             \
+        for (int t = 0; t < tokens; t++)                                                                              \
+            for (int r = 0; r < rows; r++)                                                                            \
+                y[(size_t)t * y_stride + (size_t)r] = dot(w + (size_t)r * w_stride, act + (size_t)t * act_stride, n); \
+    }
+
 /* ------------------------------------------------------------------------------------------------------------
  * Float weights against float activations (activations used as they are)
  * ---------------------------------------------------------------------------------------------------------- */
@@ -170,35 +186,35 @@ static inline __m256i unpack_q8_0(const uint8_t *block) {
 #define TILE_Q8_0_ACTIVATIONS(name, unpack, w_bytes)                                                                 \
     static void name(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n, float *y,  \
                      size_t y_stride) {                                                                               \
-        __m256 acc[TND_CPU_TILE_ROWS][TND_CPU_TILE_TOKENS];                                                           \
-        for (int r = 0; r < TND_CPU_TILE_ROWS; r++)                                                                   \
-            for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_ps();                           \
+        __m256 acc[TILE_ROWS][TILE_TOKENS];                                                           \
+        for (int r = 0; r < TILE_ROWS; r++)                                                                   \
+            for (int t = 0; t < TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_ps();                           \
         for (int64_t b = 0; b < n / QK; b++) {                                                                        \
-            __m256i wq[TND_CPU_TILE_ROWS], wabs[TND_CPU_TILE_ROWS];                                                   \
-            float wd[TND_CPU_TILE_ROWS];                                                                              \
-            for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {                                                             \
+            __m256i wq[TILE_ROWS], wabs[TILE_ROWS];                                                   \
+            float wd[TILE_ROWS];                                                                              \
+            for (int r = 0; r < TILE_ROWS; r++) {                                                             \
                 const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * (w_bytes);                               \
                 wq[r] = unpack(blk);                                                                                  \
                 wabs[r] = _mm256_sign_epi8(wq[r], wq[r]);                                                             \
                 wd[r] = fp16_load(blk);                                                                               \
             }                                                                                                         \
-            for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) {                                                           \
+            for (int t = 0; t < TILE_TOKENS; t++) {                                                           \
                 const uint8_t *ablk = act + (size_t)t * act_stride + (size_t)b * Q8_0_BYTES;                          \
                 __m256i aq = _mm256_loadu_si256((const __m256i *)(const void *)(ablk + 2));                           \
                 float ad = fp16_load(ablk);                                                                           \
-                for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {                                                         \
+                for (int r = 0; r < TILE_ROWS; r++) {                                                         \
                     __m256i pairs = _mm256_maddubs_epi16(wabs[r], _mm256_sign_epi8(aq, wq[r]));                       \
                     __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));                                    \
                     acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wd[r] * ad), _mm256_cvtepi32_ps(sums), acc[r][t]);     \
                 }                                                                                                     \
             }                                                                                                         \
         }                                                                                                             \
-        for (int t = 0; t < TND_CPU_TILE_TOKENS; t++)                                                                 \
-            for (int r = 0; r < TND_CPU_TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = hsum256(acc[r][t]);   \
+        for (int t = 0; t < TILE_TOKENS; t++)                                                                 \
+            for (int r = 0; r < TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = hsum256(acc[r][t]);   \
     }
 
-TILE_Q8_0_ACTIVATIONS(tile_q4_0_q8_0, unpack_q4_0, Q4_0_BYTES)
-TILE_Q8_0_ACTIVATIONS(tile_q8_0_q8_0, unpack_q8_0, Q8_0_BYTES)
+TILE_Q8_0_ACTIVATIONS(tile_q4_0_q8_0_full, unpack_q4_0, Q4_0_BYTES)
+TILE_Q8_0_ACTIVATIONS(tile_q8_0_q8_0_full, unpack_q8_0, Q8_0_BYTES)
 
 /* ------------------------------------------------------------------------------------------------------------
  * K types against Q8_K activations (block of 256: f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_k.c
@@ -258,14 +274,14 @@ static float dot_q4_K_q8_K(const void *vx, const void *vy, int64_t n) {
 }
 
 /* Q4_K tile: 2 weight rows x 4 tokens per super-block, each row's nibbles unpacked once for the 4 tokens. */
-static void tile_q4_K_q8_K(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
+static void tile_q4_K_q8_K_full(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
                            float *y, size_t y_stride) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
-    float sum[TND_CPU_TILE_ROWS][TND_CPU_TILE_TOKENS] = {{0}};
+    float sum[TILE_ROWS][TILE_TOKENS] = {{0}};
     for (int64_t b = 0; b < n / QK_K; b++) {
-        int sc[TND_CPU_TILE_ROWS][8], mn[TND_CPU_TILE_ROWS][8];
-        const uint8_t *x[TND_CPU_TILE_ROWS];
-        for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+        int sc[TILE_ROWS][8], mn[TILE_ROWS][8];
+        const uint8_t *x[TILE_ROWS];
+        for (int r = 0; r < TILE_ROWS; r++) {
             x[r] = w + (size_t)r * w_stride + (size_t)b * Q4_K_BYTES;
             const uint8_t *s = x[r] + 4;
             for (int i = 0; i < 4; i++) {
@@ -275,30 +291,30 @@ static void tile_q4_K_q8_K(const uint8_t *w, size_t w_stride, const uint8_t *act
                 mn[r][i + 4] = (s[i + 8] >> 4) | (s[i + 4] >> 6) << 4;
             }
         }
-        __m256i acc[TND_CPU_TILE_ROWS][TND_CPU_TILE_TOKENS];
-        for (int r = 0; r < TND_CPU_TILE_ROWS; r++)
-            for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_si256();
+        __m256i acc[TILE_ROWS][TILE_TOKENS];
+        for (int r = 0; r < TILE_ROWS; r++)
+            for (int t = 0; t < TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_si256();
         for (int c = 0; c < 4; c++) {
-            __m256i lo[TND_CPU_TILE_ROWS], hi[TND_CPU_TILE_ROWS];
-            for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+            __m256i lo[TILE_ROWS], hi[TILE_ROWS];
+            for (int r = 0; r < TILE_ROWS; r++) {
                 __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[r] + 16 + 32 * c));
                 lo[r] = _mm256_and_si256(q, low4);
                 hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
             }
-            for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) {
+            for (int t = 0; t < TILE_TOKENS; t++) {
                 const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 64 * c;
                 __m256i ya = _mm256_loadu_si256((const __m256i *)(const void *)yb);
                 __m256i yh = _mm256_loadu_si256((const __m256i *)(const void *)(yb + 32));
-                for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+                for (int r = 0; r < TILE_ROWS; r++) {
                     acc[r][t] = _mm256_add_epi32(acc[r][t], scaled_dot_u8(lo[r], ya, _mm256_set1_epi16((int16_t)sc[r][2 * c])));
                     acc[r][t] = _mm256_add_epi32(acc[r][t], scaled_dot_u8(hi[r], yh, _mm256_set1_epi16((int16_t)sc[r][2 * c + 1])));
                 }
             }
         }
-        for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) {
+        for (int t = 0; t < TILE_TOKENS; t++) {
             const uint8_t *yblk = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
             float dy = q8k_d(yblk);
-            for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+            for (int r = 0; r < TILE_ROWS; r++) {
                 int32_t mins = 0;
                 for (int i = 0; i < 8; i++) mins += mn[r][i] * (q8k_bsum(yblk, 2 * i) + q8k_bsum(yblk, 2 * i + 1));
                 __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc[r][t]), _mm256_extracti128_si256(acc[r][t], 1));
@@ -308,8 +324,8 @@ static void tile_q4_K_q8_K(const uint8_t *w, size_t w_stride, const uint8_t *act
             }
         }
     }
-    for (int t = 0; t < TND_CPU_TILE_TOKENS; t++)
-        for (int r = 0; r < TND_CPU_TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = sum[r][t];
+    for (int t = 0; t < TILE_TOKENS; t++)
+        for (int r = 0; r < TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = sum[r][t];
 }
 
 /* Q6_K: x = d * scale * (q - 32), q in 0..63, 16 sub-blocks of 16 with int8 scales. The -32 is applied through the
@@ -348,21 +364,21 @@ static float dot_q6_K_q8_K(const void *vx, const void *vy, int64_t n) {
 }
 
 /* Q6_K tile: 2 weight rows x 4 tokens per super-block, each row's 6-bit levels rebuilt once for the 4 tokens. */
-static void tile_q6_K_q8_K(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
+static void tile_q6_K_q8_K_full(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
                            float *y, size_t y_stride) {
     const __m256i low4 = _mm256_set1_epi8(0x0f), low2 = _mm256_set1_epi8(0x03);
-    float sum[TND_CPU_TILE_ROWS][TND_CPU_TILE_TOKENS] = {{0}};
+    float sum[TILE_ROWS][TILE_TOKENS] = {{0}};
     for (int64_t b = 0; b < n / QK_K; b++) {
-        const uint8_t *x[TND_CPU_TILE_ROWS];
-        __m256i acc[TND_CPU_TILE_ROWS][TND_CPU_TILE_TOKENS];
-        for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+        const uint8_t *x[TILE_ROWS];
+        __m256i acc[TILE_ROWS][TILE_TOKENS];
+        for (int r = 0; r < TILE_ROWS; r++) {
             x[r] = w + (size_t)r * w_stride + (size_t)b * Q6_K_BYTES;
-            for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_si256();
+            for (int t = 0; t < TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_si256();
         }
         for (int h = 0; h < 2; h++) {
             for (int p = 0; p < 4; p++) {
-                __m256i q[TND_CPU_TILE_ROWS], scales[TND_CPU_TILE_ROWS];
-                for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+                __m256i q[TILE_ROWS], scales[TILE_ROWS];
+                for (int r = 0; r < TILE_ROWS; r++) {
                     const uint8_t *ql = x[r] + 64 * h + 32 * (p & 1), *qh = x[r] + 128 + 32 * h;
                     const int8_t *sc = (const int8_t *)(x[r] + 192);
                     __m256i l = _mm256_loadu_si256((const __m256i *)(const void *)ql);
@@ -372,17 +388,17 @@ static void tile_q6_K_q8_K(const uint8_t *w, size_t w_stride, const uint8_t *act
                     q[r] = _mm256_or_si256(lows, _mm256_slli_epi16(highs, 4));
                     scales[r] = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * p + 1]), _mm_set1_epi16(sc[8 * h + 2 * p]));
                 }
-                for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) {
+                for (int t = 0; t < TILE_TOKENS; t++) {
                     const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 128 * h + 32 * p;
                     __m256i yv = _mm256_loadu_si256((const __m256i *)(const void *)yb);
-                    for (int r = 0; r < TND_CPU_TILE_ROWS; r++)
+                    for (int r = 0; r < TILE_ROWS; r++)
                         acc[r][t] = _mm256_add_epi32(acc[r][t], scaled_dot_u8(q[r], yv, scales[r]));
                 }
             }
         }
-        for (int t = 0; t < TND_CPU_TILE_TOKENS; t++) {
+        for (int t = 0; t < TILE_TOKENS; t++) {
             const uint8_t *yblk = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
-            for (int r = 0; r < TND_CPU_TILE_ROWS; r++) {
+            for (int r = 0; r < TILE_ROWS; r++) {
                 const int8_t *sc = (const int8_t *)(x[r] + 192);
                 int32_t offset = 0;
                 for (int i = 0; i < 16; i++) offset += sc[i] * q8k_bsum(yblk, i);
@@ -393,20 +409,25 @@ static void tile_q6_K_q8_K(const uint8_t *w, size_t w_stride, const uint8_t *act
             }
         }
     }
-    for (int t = 0; t < TND_CPU_TILE_TOKENS; t++)
-        for (int r = 0; r < TND_CPU_TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = sum[r][t];
+    for (int t = 0; t < TILE_TOKENS; t++)
+        for (int r = 0; r < TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = sum[r][t];
 }
+
+TILE_OR_DOTS(tile_q4_0_q8_0, tile_q4_0_q8_0_full, dot_q4_0_q8_0)
+TILE_OR_DOTS(tile_q8_0_q8_0, tile_q8_0_q8_0_full, dot_q8_0_q8_0)
+TILE_OR_DOTS(tile_q4_K_q8_K, tile_q4_K_q8_K_full, dot_q4_K_q8_K)
+TILE_OR_DOTS(tile_q6_K_q8_K, tile_q6_K_q8_K_full, dot_q6_K_q8_K)
 
 /* ------------------------------------------------------------------------------------------------------------
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
 
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
-    k->dot[TND_TYPE_F32] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f32_f32, "avx2", NULL};
-    k->dot[TND_TYPE_F16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f16_f32, "avx2", NULL};
-    k->dot[TND_TYPE_BF16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_bf16_f32, "avx2", NULL};
-    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "avx2", tile_q8_0_q8_0};
-    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "avx2", tile_q4_0_q8_0};
-    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "avx2", tile_q4_K_q8_K};
-    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "avx2", tile_q6_K_q8_K};
+    k->dot[TND_TYPE_F32] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f32_f32, "avx2", NULL, 0, 0};
+    k->dot[TND_TYPE_F16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f16_f32, "avx2", NULL, 0, 0};
+    k->dot[TND_TYPE_BF16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_bf16_f32, "avx2", NULL, 0, 0};
+    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "avx2", tile_q8_0_q8_0, TILE_ROWS, TILE_TOKENS};
+    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "avx2", tile_q4_0_q8_0, TILE_ROWS, TILE_TOKENS};
+    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "avx2", tile_q4_K_q8_K, TILE_ROWS, TILE_TOKENS};
+    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "avx2", tile_q6_K_q8_K, TILE_ROWS, TILE_TOKENS};
 }

@@ -1,0 +1,316 @@
+/* x86_avx512.c: CPU kernels for processors with AVX-512 (F, BW, VL) and VNNI, chosen at run time by cpu_kernels.c
+ * over the AVX2 file. vpdpbusd multiplies 64 unsigned by 64 signed bytes and adds each group of four products
+ * into one of 16 int32 lanes in a single instruction, so the weights are brought to unsigned levels (Q4_0 nibbles
+ * as they are, Q8_0 bytes + 128) and the offset is taken back through the activation sums.
+ *
+ * Every kernel is one inline template over a tile of R weight rows x T tokens; the single dot product is the 1 x 1
+ * instance. Each (row, token) pair goes through the same instructions in the same order whatever the tile, so
+ * tiles and dots agree bit for bit (the batching invariance test_cpu_kernels checks). Layouts: src/quant. */
+#include "backend/cpu/cpu_kernels.h"
+#include "quant/quant_ref.h"
+
+#include <immintrin.h>
+#include <stdbool.h>
+#include <string.h>
+
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+enum { QK = 32, Q8_0_BYTES = 34, Q4_0_BYTES = 18, QK_K = 256, Q8_K_BYTES = 292, Q4_K_BYTES = 144, Q6_K_BYTES = 210 };
+
+/* Tile shapes: accumulators for R x T pairs plus the unpacked weights must fit the 32 vector registers. */
+enum { TILE_ROWS_32 = 4, TILE_TOKENS_32 = 4, TILE_ROWS_K = 2, TILE_TOKENS_K = 4 };
+
+static inline uint16_t load_u16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static inline float load_f32(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline float fp16_load(const uint8_t *p) { return _cvtsh_ss(load_u16(p)); }
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Activations: Q8_0 (fp16 d, 32 int8), quantized 32 floats at a time
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static void quantize_q8_0(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    for (int64_t b = 0; b < n / QK; b++, x += QK, y += Q8_0_BYTES) {
+        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        float d = amax / 127.0f;
+        uint16_t dh = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+        memcpy(y, &dh, 2);
+        __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+        __m512i i0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m512i i1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(void *)(y + 2), _mm512_cvtsepi32_epi8(i0));
+        _mm_storeu_si128((__m128i *)(void *)(y + 18), _mm512_cvtsepi32_epi8(i1));
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Blocks of 32 with one fp16 scale (Q4_0, Q8_0) against Q8_0 activations, two blocks per 512-bit step: lanes 0-7
+ * belong to the first block, lanes 8-15 to the second. An odd last block runs with the second half zero.
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* The 32 quant bytes of blocks b and b + 1 (zero if !two), `bytes` apart, each after a 2-byte scale. */
+ALWAYS_INLINE __m512i load_q8_pair(const uint8_t *blk, size_t bytes, bool two) {
+    __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
+    __m256i hi = two ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + bytes + 2)) : _mm256_setzero_si256();
+    return _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);
+}
+
+/* The two blocks' fp16 scales, each spread over its 8 lanes. */
+ALWAYS_INLINE __m512 load_scale_pair(const uint8_t *blk, size_t bytes, bool two) {
+    __m128i lo = _mm_set1_epi16((short)load_u16(blk)), hi = _mm_set1_epi16(two ? (short)load_u16(blk + bytes) : 0);
+    return _mm512_cvtph_ps(_mm256_set_m128i(hi, lo));
+}
+
+/* Q4_0: byte i holds element i (low nibble) and i + 16 (high nibble); levels 0..15 stand for -8..7. */
+ALWAYS_INLINE __m512i unpack_q4_0_pair(const uint8_t *blk, bool two) {
+    __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));
+    __m128i b = two ? _mm_loadu_si128((const __m128i *)(const void *)(blk + Q4_0_BYTES + 2)) : _mm_setzero_si128();
+    __m256i ab = _mm256_set_m128i(b, a);
+    __m512i z = _mm512_inserti64x4(_mm512_zextsi256_si512(ab), _mm256_srli_epi16(ab, 4), 1); /* a, b, a>>4, b>>4 */
+    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));                                 /* a, a>>4, b, b>>4 */
+    return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+}
+
+/* Q8_0: signed bytes made unsigned by adding 128 (flipping the top bit). */
+ALWAYS_INLINE __m512i unpack_q8_0_pair(const uint8_t *blk, bool two) {
+    return _mm512_xor_si512(load_q8_pair(blk, Q8_0_BYTES, two), _mm512_set1_epi8((char)0x80));
+}
+
+/* y[t][r] = sum over blocks of d_w * d_a * (sum of (level - offset) * a). `offset` is what unpack added. */
+ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
+                                 float *y, size_t y_stride, int R, int T, size_t w_bytes, bool is_q4_0) {
+    const int64_t nb = n / QK;
+    const __m512i offset = _mm512_set1_epi8(is_q4_0 ? 8 : (char)0x80);
+    __m512 acc[TILE_ROWS_32][TILE_TOKENS_32];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 2) {
+        const bool two = b + 1 < nb;
+        __m512i wq[TILE_ROWS_32];
+        __m512 wd[TILE_ROWS_32];
+        for (int r = 0; r < R; r++) {
+            const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * w_bytes;
+            wq[r] = is_q4_0 ? unpack_q4_0_pair(blk, two) : unpack_q8_0_pair(blk, two);
+            wd[r] = load_scale_pair(blk, w_bytes, two);
+        }
+        for (int t = 0; t < T; t++) {
+            const uint8_t *ablk = act + (size_t)t * act_stride + (size_t)b * Q8_0_BYTES;
+            __m512i aq = load_q8_pair(ablk, Q8_0_BYTES, two);
+            __m512 ad = load_scale_pair(ablk, Q8_0_BYTES, two);
+            /* minus offset * (sum of each lane's four activations): the start value of every row's sums */
+            __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, aq));
+            for (int r = 0; r < R; r++) {
+                __m512i sums = _mm512_dpbusd_epi32(start, wq[r], aq);
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(wd[r], ad), acc[r][t]);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * K types against Q8_K activations (f32 d, 256 int8, 16 int16 sums of 16), 64 elements per 512-bit step. The
+ * integer sums of a super-block are exact; one multiply-add per super-block brings them to float.
+ * ---------------------------------------------------------------------------------------------------------- */
+
+ALWAYS_INLINE __m512i load512(const uint8_t *p) { return _mm512_loadu_si512((const void *)p); }
+ALWAYS_INLINE __m256i load256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
+
+/* Spreads byte i of `bytes` over lanes (4 lanes per byte for groups of 16 elements, 8 for groups of 32): the
+ * scale of each lane's elements, as int32. `first` is the first byte used. */
+ALWAYS_INLINE __m512i spread_bytes_u8(__m128i bytes, int first, int lanes_per_byte) {
+    char idx[16];
+    for (int i = 0; i < 16; i++) idx[i] = (char)(first + i / lanes_per_byte);
+    __m128i sel = _mm_loadu_si128((const __m128i *)(const void *)idx);
+    return _mm512_cvtepu8_epi32(_mm_shuffle_epi8(bytes, sel));
+}
+
+ALWAYS_INLINE __m512i spread_bytes_i8(__m128i bytes, int first, int lanes_per_byte) {
+    char idx[16];
+    for (int i = 0; i < 16; i++) idx[i] = (char)(first + i / lanes_per_byte);
+    __m128i sel = _mm_loadu_si128((const __m128i *)(const void *)idx);
+    return _mm512_cvtepi8_epi32(_mm_shuffle_epi8(bytes, sel));
+}
+
+/* Q4_K: x = d * sc[j] * q - dmin * mn[j] for sub-block j of 32, q in 0..15; 6-bit scales and mins packed in 12
+ * bytes (bytes 0-3: low 6 bits of sc 0-3, top 2 bits of sc 4-7; 4-7: the same for mn; 8-11: low 4 bits of sc 4-7
+ * and mn 4-7). Returns the 8 scales in bytes 0-7 and the 8 mins in bytes 8-15. */
+ALWAYS_INLINE __m128i q4_K_scales_mins(const uint8_t *s) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, s, 4);
+    memcpy(&u1, s + 4, 4);
+    memcpy(&u2, s + 8, 4);
+    uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
+    uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
+    uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 6) & 0x03030303u) << 4;
+    return _mm_set_epi32((int)mn_hi, (int)mn_lo, (int)sc_hi, (int)sc_lo);
+}
+
+ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
+                             float *y, size_t y_stride, int R, int T) {
+    __m512 acc[TILE_ROWS_K][TILE_TOKENS_K];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const uint8_t *x[TILE_ROWS_K];
+        __m128i sm[TILE_ROWS_K];
+        __m256i mins16[TILE_ROWS_K];
+        __m512i isum[TILE_ROWS_K][TILE_TOKENS_K];
+        for (int r = 0; r < R; r++) {
+            x[r] = w + (size_t)r * w_stride + (size_t)b * Q4_K_BYTES;
+            sm[r] = q4_K_scales_mins(x[r] + 4);
+            /* each min twice: once per 16-element activation sum of its sub-block */
+            static const char dup[16] = {8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15};
+            mins16[r] = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm[r], _mm_loadu_si128((const __m128i *)(const void *)dup)));
+            for (int t = 0; t < T; t++) isum[r][t] = _mm512_setzero_si512();
+        }
+        for (int c = 0; c < 4; c++) { /* 32 bytes of nibbles: sub-block 2c low, 2c + 1 high */
+            __m512i q[TILE_ROWS_K], sc[TILE_ROWS_K];
+            for (int r = 0; r < R; r++) {
+                __m256i packed = load256(x[r] + 16 + 32 * c);
+                q[r] = _mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1),
+                                        _mm512_set1_epi8(0x0f));
+                sc[r] = spread_bytes_u8(sm[r], 2 * c, 8);
+            }
+            for (int t = 0; t < T; t++) {
+                __m512i a = load512(act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 64 * c);
+                for (int r = 0; r < R; r++)
+                    isum[r][t] = _mm512_add_epi32(isum[r][t],
+                                                  _mm512_mullo_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[r], a), sc[r]));
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
+            float da = load_f32(yb);
+            __m256i bsums = load256(yb + 4 + QK_K);
+            for (int r = 0; r < R; r++) {
+                __m512i mins = _mm512_zextsi256_si512(_mm256_madd_epi16(mins16[r], bsums));
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), _mm512_set1_ps(fp16_load(x[r]) * da), acc[r][t]);
+                acc[r][t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_set1_ps(fp16_load(x[r] + 2) * da), acc[r][t]);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+/* Q6_K: x = d * sc[j] * (q - 32) for sub-block j of 16, q in 0..63: low 4 bits in ql[128], top 2 in qh[64]. In
+ * each half h of 128 elements, element 32p + l (p = 0..3) takes ql[64h + 32(p & 1) + l] (low nibble for p < 2)
+ * and bits 2p..2p+1 of qh[32h + l]. The -32 comes back through the activation sums. */
+ALWAYS_INLINE void q6_K_levels(const uint8_t *x, int h, __m512i out[2]) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(0x03);
+    __m512i l = load512(x + 64 * h);
+    __m256i qh = load256(x + 128 + 32 * h);
+    __m512i hi01 = _mm512_inserti64x4(_mm512_zextsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+    __m512i hi23 = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_srli_epi16(qh, 4)), _mm256_srli_epi16(qh, 6), 1);
+    out[0] = _mm512_or_si512(_mm512_and_si512(l, low4), _mm512_slli_epi16(_mm512_and_si512(hi01, low2), 4));
+    out[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), low4),
+                             _mm512_slli_epi16(_mm512_and_si512(hi23, low2), 4));
+}
+
+ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
+                             float *y, size_t y_stride, int R, int T) {
+    __m512 acc[TILE_ROWS_K][TILE_TOKENS_K];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const uint8_t *x[TILE_ROWS_K];
+        __m128i sc8[TILE_ROWS_K];
+        __m512i isum[TILE_ROWS_K][TILE_TOKENS_K];
+        for (int r = 0; r < R; r++) {
+            x[r] = w + (size_t)r * w_stride + (size_t)b * Q6_K_BYTES;
+            sc8[r] = _mm_loadu_si128((const __m128i *)(const void *)(x[r] + 192));
+            for (int t = 0; t < T; t++) isum[r][t] = _mm512_setzero_si512();
+        }
+        for (int h = 0; h < 2; h++) {
+            __m512i q[TILE_ROWS_K][2];
+            for (int r = 0; r < R; r++) q6_K_levels(x[r], h, q[r]);
+            for (int k = 0; k < 2; k++) { /* 64 elements: 128h + 64k .. */
+                __m512i sc[TILE_ROWS_K];
+                for (int r = 0; r < R; r++) sc[r] = spread_bytes_i8(sc8[r], 8 * h + 4 * k, 4);
+                for (int t = 0; t < T; t++) {
+                    __m512i a = load512(act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 128 * h + 64 * k);
+                    for (int r = 0; r < R; r++)
+                        isum[r][t] = _mm512_add_epi32(
+                            isum[r][t], _mm512_mullo_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[r][k], a), sc[r]));
+                }
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
+            float da = load_f32(yb);
+            __m256i bsums = load256(yb + 4 + QK_K);
+            for (int r = 0; r < R; r++) {
+                __m512i offset = _mm512_zextsi256_si512(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8[r]), bsums));
+                __m512i total = _mm512_sub_epi32(isum[r][t], _mm512_slli_epi32(offset, 5));
+                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_set1_ps(fp16_load(x[r] + 208) * da), acc[r][t]);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Instances: every tile shape up to the largest, and the dot as the 1 x 1 tile
+ * ---------------------------------------------------------------------------------------------------------- */
+
+ALWAYS_INLINE void tile_q4_0_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, size_t ys,
+                                int R, int T) {
+    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q4_0_BYTES, true);
+}
+
+ALWAYS_INLINE void tile_q8_0_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, size_t ys,
+                                int R, int T) {
+    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q8_0_BYTES, false);
+}
+
+/* A switch over the shapes, each case a constant-shape call the compiler specializes (unrolled, in registers). */
+#define SHAPE(body, R, T)                                                                                            \
+    case (R) * 8 + (T): body(w, ws, a, as, n, y, ys, R, T); break;
+#define SHAPES_OF_ROW(body, R) SHAPE(body, R, 1) SHAPE(body, R, 2) SHAPE(body, R, 3) SHAPE(body, R, 4)
+
+#define TILE_AND_DOT(name, body, max_rows)                                                                           \
+    static void tile_##name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,          \
+                            size_t ys, int rows, int tokens) {                                                       \
+        switch (rows * 8 + tokens) {                                                                                 \
+            SHAPES_OF_ROW(body, 1)                                                                                   \
+            SHAPES_OF_ROW(body, 2)                                                                                   \
+            SHAPES_OF_ROW_UP_TO_##max_rows(body)                                                                     \
+        default: break;                                                                                              \
+        }                                                                                                            \
+    }                                                                                                                \
+    static float dot_##name(const void *w, const void *a, int64_t n) {                                               \
+        float y;                                                                                                     \
+        body(w, 0, a, 0, n, &y, 0, 1, 1);                                                                            \
+        return y;                                                                                                    \
+    }
+#define SHAPES_OF_ROW_UP_TO_2(body)
+#define SHAPES_OF_ROW_UP_TO_4(body) SHAPES_OF_ROW(body, 3) SHAPES_OF_ROW(body, 4)
+
+TILE_AND_DOT(q4_0, tile_q4_0_body, 4)
+TILE_AND_DOT(q8_0, tile_q8_0_body, 4)
+TILE_AND_DOT(q4_K, tile_q4_K_body, 2)
+TILE_AND_DOT(q6_K, tile_q6_K_body, 2)
+
+_Static_assert(TILE_TOKENS_32 == 4 && TILE_TOKENS_K == 4 && TILE_ROWS_32 == 4 && TILE_ROWS_K == 2,
+               "the shape switches above list these sizes");
+
+void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
+    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0, "avx512", tile_q4_0, TILE_ROWS_32, TILE_TOKENS_32};
+    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0, "avx512", tile_q8_0, TILE_ROWS_32, TILE_TOKENS_32};
+    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K, "avx512", tile_q4_K, TILE_ROWS_K, TILE_TOKENS_K};
+    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K, "avx512", tile_q6_K, TILE_ROWS_K, TILE_TOKENS_K};
+}
