@@ -21,7 +21,8 @@ static void check_entry(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
     const tnd_type_traits *wt = tnd_type_traits_of(t), *at = tnd_type_traits_of(k->act_type);
     float *w = malloc(sizeof(float) * (size_t)n), *x = malloc(sizeof(float) * (size_t)n);
     float *wd = malloc(sizeof(float) * (size_t)n), *xd = malloc(sizeof(float) * (size_t)n);
-    uint8_t *wq = malloc(tnd_row_size(t, n) + 64), *xq = malloc(tnd_row_size(k->act_type, n) + 64);
+    uint8_t *wq = malloc(tnd_row_size(t, n) + 64), *xq = malloc(tnd_cpu_act_bytes(k, n) + 64);
+    CHECK(tnd_cpu_act_bytes(k, n) <= TND_CPU_ACT_MAX_BYTES_PER_ELEMENT * (size_t)n);
     for (int64_t i = 0; i < n; i++) {
         w[i] = uniform() * (i % 7 == 0 ? 3.0f : 1.0f);
         x[i] = uniform() * (i % 5 == 0 ? 4.0f : 1.0f);
@@ -29,7 +30,7 @@ static void check_entry(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
     wt->from_float(w, wq, n);
     wt->to_float(wq, wd, n);
     k->quantize_act(x, xq, n);
-    at->to_float(xq, xd, n);
+    tnd_cpu_act_to_float(k, xq, xd, n);
     double exact = 0, scale = 0;
     for (int64_t i = 0; i < n; i++) {
         exact += (double)wd[i] * xd[i];
@@ -53,7 +54,7 @@ static void check_entry(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
  * invariance rests on it). */
 static void check_tile(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
     const tnd_type_traits *wt = tnd_type_traits_of(t);
-    size_t wrow = tnd_row_size(t, n), arow = tnd_row_size(k->act_type, n);
+    size_t wrow = tnd_row_size(t, n), arow = tnd_cpu_act_bytes(k, n);
     enum { STRIDE = TND_CPU_TILE_MAX + 1 };
     uint8_t *w = malloc(wrow * (size_t)k->tile_rows), *a = malloc(arow * (size_t)k->tile_tokens);
     float *x = malloc(sizeof(float) * (size_t)n), y[TND_CPU_TILE_MAX * STRIDE];

@@ -198,7 +198,7 @@ static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const float *x, int6
     cpu_device *d = dev(b);
     tnd_thread_pool *pool = w->n_rows * w->n_cols * n_tokens < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
     matmul_job job = {.w = w, .x = x, .n_tokens = n_tokens, .y = y, .k = &d->kernels.dot[w->type], .act = d->act};
-    job.act_row = job.k->dot ? tnd_row_size(job.k->act_type, w->n_cols) : 0;
+    job.act_row = job.k->dot ? tnd_cpu_act_bytes(job.k, w->n_cols) : 0;
     if (d->reference || !job.k->dot || !job.act_row || job.act_row * (size_t)n_tokens > d->act_cap) {
         tnd_thread_pool_for(pool, w->n_rows, row_grain(pool, w->n_rows), matmul_rows_ref, &job);
         return;
@@ -209,7 +209,7 @@ static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const float *x, int6
 
 static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {
     cpu_device *d = dev(b);
-    size_t need = sizeof(float) * (size_t)max_cols * (size_t)max_tokens; /* F32 is the widest activation format */
+    size_t need = TND_CPU_ACT_MAX_BYTES_PER_ELEMENT * (size_t)max_cols * (size_t)max_tokens;
     if (d->reference || need <= d->act_cap) return TND_OK;
     tnd_free(&d->allocator, d->act);
     d->act = tnd_alloc(&d->allocator, need);

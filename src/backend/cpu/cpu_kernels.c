@@ -19,6 +19,15 @@ void tnd_cpu_kernels_reference(tnd_cpu_kernels *k) {
     }
 }
 
+size_t tnd_cpu_act_bytes(const tnd_cpu_dot *k, int64_t n) {
+    return k->act_bytes ? k->act_bytes(n) : tnd_row_size(k->act_type, n);
+}
+
+void tnd_cpu_act_to_float(const tnd_cpu_dot *k, const void *act, float *out, int64_t n) {
+    if (k->act_to_float) k->act_to_float(act, out, n);
+    else tnd_type_traits_of(k->act_type)->to_float(act, out, n);
+}
+
 const char *tnd_cpu_isa_name(tnd_cpu_isa isa) {
     static const char *names[TND_ISA_COUNT] = {"ref", "avx2", "avx512"};
     return isa >= 0 && isa < TND_ISA_COUNT ? names[isa] : "?";

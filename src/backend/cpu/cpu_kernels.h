@@ -16,14 +16,27 @@ enum { TND_CPU_TILE_MAX = 8 }; /* the largest tile_rows and tile_tokens of any e
 typedef void (*tnd_tile_fn)(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
                             float *y, size_t y_stride, int rows, int tokens);
 
+/* A kernel may keep its activations in a layout of its own (act_type's values, plus what every weight row would
+ * otherwise recompute): these give that layout's row size and decode it. */
+typedef size_t (*tnd_act_bytes_fn)(int64_t n);
+typedef void (*tnd_act_to_float_fn)(const void *act, float *out, int64_t n);
+
 typedef struct tnd_cpu_dot {
-    tnd_type act_type;        /* activations are converted to this type (F32 = used as they are) */
-    tnd_from_float_fn quantize_act; /* float row -> act_type row */
+    tnd_type act_type;        /* activations are converted to this type's values (F32 = used as they are) */
+    tnd_from_float_fn quantize_act; /* float row -> activation row */
     tnd_vec_dot_fn dot;       /* weight row . activation row, n elements */
     const char *isa;          /* "ref", "avx2", ... (for logs and tests) */
     tnd_tile_fn tile;         /* optional: same results as `dot` on a tile */
     int tile_rows, tile_tokens; /* the largest tile `tile` takes */
+    tnd_act_bytes_fn act_bytes;       /* NULL: act_type's row size */
+    tnd_act_to_float_fn act_to_float; /* NULL: act_type's decoder */
 } tnd_cpu_dot;
+
+/* Bytes of one activation row of n elements for `k`, the most any entry needs per element (for buffers), and the
+ * row decoded to floats (tests). */
+size_t tnd_cpu_act_bytes(const tnd_cpu_dot *k, int64_t n);
+enum { TND_CPU_ACT_MAX_BYTES_PER_ELEMENT = 6 };
+void tnd_cpu_act_to_float(const tnd_cpu_dot *k, const void *act, float *out, int64_t n);
 
 typedef struct tnd_cpu_kernels {
     tnd_cpu_dot dot[TND_TYPE_COUNT]; /* dot == NULL: the type has no fast path (the float reference path runs) */

@@ -35,35 +35,55 @@ static inline float load_f32(const uint8_t *p) {
 static inline float fp16_load(const uint8_t *p) { return _cvtsh_ss(load_u16(p)); }
 
 /* ------------------------------------------------------------------------------------------------------------
- * Activations: Q8_0 (fp16 d, 32 int8), quantized 32 floats at a time
+ * Blocks of 32 with one fp16 scale (Q4_0, Q8_0), two blocks per 512-bit step: lanes 0-7 belong to the first block,
+ * lanes 8-15 to the second; an odd last block runs with the second half zero.
+ *
+ * Activations are Q8_0 values in a layout of their own, so that nothing per token is recomputed for every weight
+ * row: per pair of blocks, 64 int8, the two scales spread over their lanes as 16 floats, and the start value of
+ * each lane's sum: minus the weights' level offset times the sum of the lane's four activations (the offset is
+ * what makes the weights unsigned: 8 for Q4_0 nibbles, 128 for Q8_0 bytes).
  * ---------------------------------------------------------------------------------------------------------- */
 
-static void quantize_q8_0(const float *x, void *vy, int64_t n) {
+enum { PAIR_BYTES = 192 }; /* 64 int8 | 16 float scales | 16 int32 starts */
+
+static size_t act_pair_bytes(int64_t n) { return (size_t)((n / QK + 1) / 2) * PAIR_BYTES; }
+
+/* Quantizes 32 floats to int8 with d = max|x| / 127 (as Q8_0, but d stays a float); returns d. */
+static inline float quantize_block(const float *x, __m128i *lo, __m128i *hi) {
+    __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+    float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+    float d = amax / 127.0f;
+    __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    *lo = _mm512_cvtsepi32_epi8(_mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    *hi = _mm512_cvtsepi32_epi8(_mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    return d;
+}
+
+static inline void quantize_pairs(const float *x, void *vy, int64_t n, int offset) {
     uint8_t *y = vy;
-    for (int64_t b = 0; b < n / QK; b++, x += QK, y += Q8_0_BYTES) {
-        __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
-        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-        float d = amax / 127.0f;
-        uint16_t dh = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-        memcpy(y, &dh, 2);
-        __m512 id = _mm512_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-        __m512i i0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        __m512i i1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        _mm_storeu_si128((__m128i *)(void *)(y + 2), _mm512_cvtsepi32_epi8(i0));
-        _mm_storeu_si128((__m128i *)(void *)(y + 18), _mm512_cvtsepi32_epi8(i1));
+    const int64_t nb = n / QK;
+    for (int64_t b = 0; b < nb; b += 2, y += PAIR_BYTES) {
+        __m128i q[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+        float d0 = quantize_block(x + b * QK, &q[0], &q[1]), d1 = 0.0f;
+        if (b + 1 < nb) d1 = quantize_block(x + (b + 1) * QK, &q[2], &q[3]);
+        __m512i qs = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set_m128i(q[1], q[0])), _mm256_set_m128i(q[3], q[2]), 1);
+        __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), qs);
+        _mm512_storeu_si512((void *)y, qs);
+        _mm512_storeu_ps((void *)(y + 64), _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d0), _mm512_set1_ps(d1)));
+        _mm512_storeu_si512((void *)(y + 128), _mm512_mullo_epi32(sums, _mm512_set1_epi32(-offset)));
     }
 }
 
-/* ------------------------------------------------------------------------------------------------------------
- * Blocks of 32 with one fp16 scale (Q4_0, Q8_0) against Q8_0 activations, two blocks per 512-bit step: lanes 0-7
- * belong to the first block, lanes 8-15 to the second. An odd last block runs with the second half zero.
- * ---------------------------------------------------------------------------------------------------------- */
+static void quantize_act_q4_0(const float *x, void *y, int64_t n) { quantize_pairs(x, y, n, 8); }
+static void quantize_act_q8_0(const float *x, void *y, int64_t n) { quantize_pairs(x, y, n, 128); }
 
-/* The 32 quant bytes of blocks b and b + 1 (zero if !two), `bytes` apart, each after a 2-byte scale. */
-ALWAYS_INLINE __m512i load_q8_pair(const uint8_t *blk, size_t bytes, bool two) {
-    __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
-    __m256i hi = two ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + bytes + 2)) : _mm256_setzero_si256();
-    return _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);
+static void act_pairs_to_float(const void *vy, float *out, int64_t n) {
+    const uint8_t *y = vy;
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *pair = y + (size_t)(i / 64) * PAIR_BYTES;
+        int e = (int)(i % 64);
+        out[i] = load_f32(pair + 64 + 4 * (e / 4)) * (float)(int8_t)pair[e];
+    }
 }
 
 /* The two blocks' fp16 scales, each spread over its 8 lanes. */
@@ -84,14 +104,15 @@ ALWAYS_INLINE __m512i unpack_q4_0_pair(const uint8_t *blk, bool two) {
 
 /* Q8_0: signed bytes made unsigned by adding 128 (flipping the top bit). */
 ALWAYS_INLINE __m512i unpack_q8_0_pair(const uint8_t *blk, bool two) {
-    return _mm512_xor_si512(load_q8_pair(blk, Q8_0_BYTES, two), _mm512_set1_epi8((char)0x80));
+    __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
+    __m256i hi = two ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + Q8_0_BYTES + 2)) : _mm256_setzero_si256();
+    return _mm512_xor_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1), _mm512_set1_epi8((char)0x80));
 }
 
-/* y[t][r] = sum over blocks of d_w * d_a * (sum of (level - offset) * a). `offset` is what unpack added. */
+/* y[t][r] = sum over blocks of d_w * d_a * (sum of (level - offset) * a). */
 ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
                                  float *y, size_t y_stride, int R, int T, size_t w_bytes, bool is_q4_0) {
     const int64_t nb = n / QK;
-    const __m512i offset = _mm512_set1_epi8(is_q4_0 ? 8 : (char)0x80);
     __m512 acc[TILE_ROWS_32][TILE_TOKENS_32];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
@@ -105,11 +126,10 @@ ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_
             wd[r] = load_scale_pair(blk, w_bytes, two);
         }
         for (int t = 0; t < T; t++) {
-            const uint8_t *ablk = act + (size_t)t * act_stride + (size_t)b * Q8_0_BYTES;
-            __m512i aq = load_q8_pair(ablk, Q8_0_BYTES, two);
-            __m512 ad = load_scale_pair(ablk, Q8_0_BYTES, two);
-            /* minus offset * (sum of each lane's four activations): the start value of every row's sums */
-            __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, aq));
+            const uint8_t *pair = act + (size_t)t * act_stride + (size_t)(b / 2) * PAIR_BYTES;
+            __m512i aq = _mm512_loadu_si512((const void *)pair);
+            __m512 ad = _mm512_loadu_ps((const void *)(pair + 64));
+            __m512i start = _mm512_loadu_si512((const void *)(pair + 128));
             for (int r = 0; r < R; r++) {
                 __m512i sums = _mm512_dpbusd_epi32(start, wq[r], aq);
                 acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(wd[r], ad), acc[r][t]);
@@ -309,8 +329,12 @@ _Static_assert(TILE_TOKENS_32 == 4 && TILE_TOKENS_K == 4 && TILE_ROWS_32 == 4 &&
                "the shape switches above list these sizes");
 
 void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
-    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0, "avx512", tile_q4_0, TILE_ROWS_32, TILE_TOKENS_32};
-    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0, "avx512", tile_q8_0, TILE_ROWS_32, TILE_TOKENS_32};
-    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K, "avx512", tile_q4_K, TILE_ROWS_K, TILE_TOKENS_K};
-    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K, "avx512", tile_q6_K, TILE_ROWS_K, TILE_TOKENS_K};
+    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_act_q4_0, dot_q4_0, "avx512", tile_q4_0,
+                                          TILE_ROWS_32, TILE_TOKENS_32, act_pair_bytes, act_pairs_to_float};
+    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_act_q8_0, dot_q8_0, "avx512", tile_q8_0,
+                                          TILE_ROWS_32, TILE_TOKENS_32, act_pair_bytes, act_pairs_to_float};
+    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K, "avx512", tile_q4_K,
+                                          TILE_ROWS_K, TILE_TOKENS_K, NULL, NULL};
+    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K, "avx512", tile_q6_K,
+                                          TILE_ROWS_K, TILE_TOKENS_K, NULL, NULL};
 }
