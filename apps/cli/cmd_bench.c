@@ -1,6 +1,7 @@
-/* cmd_bench.c: `tandem bench -m MODEL [-p 512] [-n 128] [-t T] [-r 3] [--json]`: prompt (pp) and generation (tg)
- * tokens/s as medians of repetitions, the memory read bandwidth measured on the spot with the same thread count,
- * and tg as a fraction of the roofline bandwidth / bytes of weights read per token. */
+/* cmd_bench.c: `tandem bench -m MODEL [-p 512] [-n 128] [-t T] [-r 3] [-d 0,1024,...] [--json]`: prompt (pp) and
+ * generation (tg) tokens/s as medians of repetitions, after each context depth given by -d (tokens already in the
+ * cache), the memory read bandwidth measured on the spot with the same thread count, and tg as a fraction of the
+ * roofline bandwidth / bytes of weights read per token. */
 #include "cli_util.h"
 #include "commands.h"
 
@@ -10,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { BENCH_MAX_REPS = 100 };
+enum { BENCH_MAX_REPS = 100, BENCH_MAX_DEPTHS = 32 };
 
 /* ------------------------------------------------------------------------------------------------------------
  * Memory read bandwidth: every thread sums its share of a buffer far larger than the caches
@@ -79,25 +80,56 @@ static stats summarize(double *v, int n) {
     return s;
 }
 
-/* Prompt processing: n tokens in one batch from an empty sequence; returns tokens/s or -1. */
-static double run_pp(tnd_context *ctx, const int32_t *tokens, int32_t *pos, int32_t n) {
+/* Fills the cache of sequence 0 with `depth` tokens (in batches of n_batch); false on failure. */
+static bool fill_context(tnd_context *ctx, const int32_t *tokens, int32_t *pos, int32_t depth, int32_t n_batch) {
     tnd_context_seq_truncate(ctx, 0, 0);
-    for (int32_t i = 0; i < n; i++) pos[i] = i;
-    tnd_batch b = {.n_tokens = n, .tokens = tokens, .pos = pos};
+    for (int32_t done = 0; done < depth; done += n_batch) {
+        int32_t n = depth - done < n_batch ? depth - done : n_batch;
+        for (int32_t i = 0; i < n; i++) pos[i] = done + i;
+        tnd_batch b = {.n_tokens = n, .tokens = tokens + done, .pos = pos};
+        if (tnd_context_decode(ctx, &b) != TND_OK) return false;
+    }
+    return true;
+}
+
+/* Prompt processing: n tokens in one batch after `depth` tokens of context; returns tokens/s or -1. */
+static double run_pp(tnd_context *ctx, const int32_t *tokens, int32_t *pos, int32_t depth, int32_t n) {
+    tnd_context_seq_truncate(ctx, 0, depth);
+    for (int32_t i = 0; i < n; i++) pos[i] = depth + i;
+    tnd_batch b = {.n_tokens = n, .tokens = tokens + depth, .pos = pos};
     double t0 = cli_now();
     if (tnd_context_decode(ctx, &b) != TND_OK) return -1;
     return n / (cli_now() - t0);
 }
 
-/* Generation: n single-token steps from an empty sequence; returns tokens/s or -1. */
-static double run_tg(tnd_context *ctx, const int32_t *tokens, int32_t n) {
-    tnd_context_seq_truncate(ctx, 0, 0);
+/* Generation: n single-token steps after `depth` tokens of context; returns tokens/s or -1. */
+static double run_tg(tnd_context *ctx, const int32_t *tokens, int32_t depth, int32_t n) {
+    tnd_context_seq_truncate(ctx, 0, depth);
     double t0 = cli_now();
     for (int32_t i = 0; i < n; i++) {
-        tnd_batch b = {.n_tokens = 1, .tokens = &tokens[i], .pos = &i};
+        int32_t p = depth + i;
+        tnd_batch b = {.n_tokens = 1, .tokens = &tokens[p], .pos = &p};
         if (tnd_context_decode(ctx, &b) != TND_OK) return -1;
     }
     return n / (cli_now() - t0);
+}
+
+/* Parses "0,512,4096" into depths; false (with a message) on anything else. */
+static bool parse_depths(const char *v, long long *depths, int *n) {
+    *n = 0;
+    const char *p = v;
+    for (;;) {
+        char *end = NULL;
+        long long d = strtoll(p, &end, 10);
+        if (end == p || d < 0 || d > (1 << 20) || *n == BENCH_MAX_DEPTHS || (*end && *end != ',')) {
+            fprintf(stderr, "tandem: -d wants up to %d comma-separated depths in 0..%d, got '%s'\n",
+                    BENCH_MAX_DEPTHS, 1 << 20, v);
+            return false;
+        }
+        depths[(*n)++] = d;
+        if (!*end) return true;
+        p = end + 1;
+    }
 }
 
 /* Bytes of weights one generated token reads: every tensor except the embedding table (of which one row is read),
@@ -115,13 +147,15 @@ static uint64_t weight_bytes_per_token(const tnd_model *m) {
 }
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: tandem bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [--json]\n");
+    fprintf(f, "usage: tandem bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [-d DEPTH[,DEPTH...]] [--json]\n"
+               "  -d  context depths: tokens already in the cache before each pp and tg run (default 0)\n");
     return f == stdout ? 0 : 2;
 }
 
 int tnd_cmd_bench(int argc, char **argv) {
     const char *model_path = NULL;
-    long long n_prompt = 512, n_gen = 128, threads = 0, reps = 3;
+    long long n_prompt = 512, n_gen = 128, threads = 0, reps = 3, depths[BENCH_MAX_DEPTHS] = {0};
+    int n_depths = 1;
     bool json = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
@@ -130,7 +164,8 @@ int tnd_cmd_bench(int argc, char **argv) {
             json = true;
             continue;
         }
-        if (strcmp(a, "-m") && strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "-t") && strcmp(a, "-r")) {
+        if (strcmp(a, "-m") && strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "-t") && strcmp(a, "-r") &&
+            strcmp(a, "-d")) {
             fprintf(stderr, "tandem: unknown option '%s'\n", a);
             return usage(stderr);
         }
@@ -140,20 +175,25 @@ int tnd_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n") && !cli_int("-n", v, 0, 1 << 16, &n_gen)) return 2;
         else if (!strcmp(a, "-t") && !cli_int("-t", v, 0, 1024, &threads)) return 2;
         else if (!strcmp(a, "-r") && !cli_int("-r", v, 1, BENCH_MAX_REPS, &reps)) return 2;
+        else if (!strcmp(a, "-d") && !parse_depths(v, depths, &n_depths)) return 2;
     }
     if (!model_path) return usage(stderr);
     int n_threads = threads ? (int)threads : tnd_physical_cores();
     int rc = 1;
     tnd_context *ctx = NULL;
     tnd_thread_pool *pool = NULL;
-    int32_t longest = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen);
+    long long max_depth = 0;
+    for (int i = 0; i < n_depths; i++) max_depth = depths[i] > max_depth ? depths[i] : max_depth;
+    int32_t longest = (int32_t)((n_prompt > n_gen ? n_prompt : n_gen) + max_depth);
+    int32_t n_batch = (int32_t)(n_prompt > 0 ? n_prompt : 512);
     int32_t *tokens = malloc(sizeof(int32_t) * (size_t)(longest + 1)), *pos = malloc(sizeof(int32_t) * (size_t)(longest + 1));
     double pp[BENCH_MAX_REPS], tg[BENCH_MAX_REPS];
+    stats spp[BENCH_MAX_DEPTHS], stg[BENCH_MAX_DEPTHS];
     tnd_model *m = cli_open_model(model_path);
     if (!m || !tokens || !pos) goto cleanup;
     tnd_context_params p = tnd_context_default_params();
     p.n_ctx = longest + 1;
-    p.n_batch = (int32_t)(n_prompt > 0 ? n_prompt : 1);
+    p.n_batch = n_batch;
     p.n_threads = n_threads;
     double t_load = cli_now();
     if (tnd_context_init(m, &p, &ctx) != TND_OK) {
@@ -169,37 +209,65 @@ int tnd_cmd_bench(int argc, char **argv) {
     }
     if (tnd_thread_pool_init(n_threads, NULL, &pool) != TND_OK) goto cleanup;
     double bandwidth = measure_bandwidth(pool);
-    /* one warm-up of each, then the repetitions alternating pp and tg */
-    if ((n_prompt && run_pp(ctx, tokens, pos, (int32_t)n_prompt) < 0) || (n_gen && run_tg(ctx, tokens, 4) < 0)) {
-        cli_error("decode");
-        goto cleanup;
+    for (int di = 0; di < n_depths; di++) {
+        int32_t depth = (int32_t)depths[di];
+        if (depth > 0 && !json) fprintf(stderr, "tandem: filling %d tokens of context\n", depth);
+        /* the context, one warm-up of each, then the repetitions alternating pp and tg */
+        if (!fill_context(ctx, tokens, pos, depth, n_batch) ||
+            (n_prompt && run_pp(ctx, tokens, pos, depth, (int32_t)n_prompt) < 0) ||
+            (n_gen && run_tg(ctx, tokens, depth, n_gen < 4 ? (int32_t)n_gen : 4) < 0)) {
+            cli_error("decode");
+            goto cleanup;
+        }
+        for (int r = 0; r < reps; r++) {
+            pp[r] = n_prompt ? run_pp(ctx, tokens, pos, depth, (int32_t)n_prompt) : 0;
+            tg[r] = n_gen ? run_tg(ctx, tokens, depth, (int32_t)n_gen) : 0;
+            if (pp[r] < 0 || tg[r] < 0) {
+                cli_error("decode");
+                goto cleanup;
+            }
+        }
+        spp[di] = summarize(pp, (int)reps);
+        stg[di] = summarize(tg, (int)reps);
     }
-    for (int r = 0; r < reps; r++) {
-        pp[r] = n_prompt ? run_pp(ctx, tokens, pos, (int32_t)n_prompt) : 0;
-        tg[r] = n_gen ? run_tg(ctx, tokens, (int32_t)n_gen) : 0;
-    }
-    stats spp = summarize(pp, (int)reps), stg = summarize(tg, (int)reps);
     uint64_t wbytes = weight_bytes_per_token(m);
     double roof = bandwidth > 0 ? bandwidth * 1e9 / (double)wbytes : 0;
-    double pct = roof > 0 ? 100.0 * stg.median / roof : 0;
     const char *name = "";
     size_t name_len = 0;
     tnd_model_meta_string(m, "general.name", &name, &name_len);
     if (json) {
+        /* the first depth's figures at the top level; every depth in "runs" */
+        double pct = roof > 0 ? 100.0 * stg[0].median / roof : 0;
         printf("{\"model\": \"%s\", \"file_bytes\": %llu, \"weight_bytes_per_token\": %llu, \"threads\": %d, "
                "\"repetitions\": %lld, \"bandwidth_gbs\": %.2f, "
                "\"pp\": {\"tokens\": %lld, \"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
                "\"tg\": {\"tokens\": %lld, \"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
-               "\"tg_roofline_tps\": %.2f, \"tg_roofline_pct\": %.1f}\n",
+               "\"tg_roofline_tps\": %.2f, \"tg_roofline_pct\": %.1f, \"runs\": [",
                model_path, (unsigned long long)tnd_model_file_size(m), (unsigned long long)wbytes, n_threads, reps,
-               bandwidth, n_prompt, spp.median, spp.min, spp.max, n_gen, stg.median, stg.min, stg.max, roof, pct);
+               bandwidth, n_prompt, spp[0].median, spp[0].min, spp[0].max, n_gen, stg[0].median, stg[0].min,
+               stg[0].max, roof, pct);
+        for (int di = 0; di < n_depths; di++)
+            printf("%s{\"depth\": %lld, \"pp\": {\"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
+                   "\"tg\": {\"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}}",
+                   di ? ", " : "", depths[di], spp[di].median, spp[di].min, spp[di].max, stg[di].median, stg[di].min,
+                   stg[di].max);
+        printf("]}\n");
     } else {
         printf("model      %s (%.*s)\nweights    %.1f MiB read per token, %d threads, %lld repetitions, load %.2f s\n"
                "bandwidth  %.1f GB/s read (measured now) -> roofline %.1f tokens/s\n\n",
                model_path, (int)name_len, name, (double)wbytes / 1048576.0, n_threads, reps, t_load, bandwidth, roof);
-        printf("%-8s %10s %10s %10s %10s\n", "test", "t/s", "min", "max", "roofline");
-        if (n_prompt) printf("pp%-6lld %10.2f %10.2f %10.2f %10s\n", n_prompt, spp.median, spp.min, spp.max, "");
-        if (n_gen) printf("tg%-6lld %10.2f %10.2f %10.2f %9.1f%%\n", n_gen, stg.median, stg.min, stg.max, pct);
+        printf("%-14s %10s %10s %10s %10s\n", "test", "t/s", "min", "max", "roofline");
+        for (int di = 0; di < n_depths; di++) {
+            char at[32] = "";
+            if (depths[di]) snprintf(at, sizeof at, " @ d%lld", depths[di]);
+            char label[48];
+            snprintf(label, sizeof label, "pp%lld%s", n_prompt, at);
+            if (n_prompt) printf("%-14s %10.2f %10.2f %10.2f %10s\n", label, spp[di].median, spp[di].min, spp[di].max, "");
+            snprintf(label, sizeof label, "tg%lld%s", n_gen, at);
+            if (n_gen)
+                printf("%-14s %10.2f %10.2f %10.2f %9.1f%%\n", label, stg[di].median, stg[di].min, stg[di].max,
+                       roof > 0 ? 100.0 * stg[di].median / roof : 0);
+        }
     }
     rc = 0;
 cleanup:

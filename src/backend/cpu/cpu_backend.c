@@ -17,6 +17,9 @@
 enum {
     TND_CPU_CHUNK = 1024,           /* elements of a weight row dequantized at a time (a multiple of every block) */
     TND_CPU_ATTN_MAX_GROUP = 16384, /* floats of per-group attention accumulators (heads per KV head * head_dim) */
+    TND_CPU_ATTN_MAX_HEAD = 512,    /* head_dim */
+    TND_CPU_ATTN_MAX_REP = 256,     /* query heads per KV head */
+    TND_CPU_ATTN_TILE = 32,         /* context positions whose K and V rows are decoded together */
     TND_CPU_ROW_TILE = 16,          /* weight rows kept hot while a tile of tokens passes over them */
     TND_CPU_TOKEN_TILE = 64,
     TND_CPU_CHUNKS_PER_THREAD = 4,  /* work units of a matmul per thread (see row_grain) */
@@ -260,18 +263,36 @@ static void load_kv_segment(const uint8_t *row, const tnd_type_traits *tr, int64
 }
 
 /* ------------------------------------------------------------------------------------------------------------
- * Attention: one work item per (token, KV head); the query heads sharing that KV head are processed together
- * with an online softmax (running max and sum), so no score vector of context length is stored.
+ * Attention, flash-style: one work item per (token, KV head); the query heads sharing that KV head go together
+ * over the context in tiles of TND_CPU_ATTN_TILE positions: the tile's K and V rows are decoded to float once for
+ * all those heads, scores for the whole tile come first, then one rescale of the running output per head and
+ * tile (online softmax: running max and sum), so no score vector of context length is ever stored.
  * ---------------------------------------------------------------------------------------------------------- */
 
+typedef struct attention_job {
+    const tnd_attention_args *a;
+    const tnd_cpu_kernels *k;
+} attention_job;
+
+/* Decodes element range [g * hd, (g + 1) * hd) of the KV row in `slot` to float. */
+static void load_kv_head(const tnd_cpu_kernels *k, const void *pool, tnd_type type, size_t row_bytes, size_t slot,
+                         int32_t g, int32_t hd, float *out) {
+    const uint8_t *row = (const uint8_t *)pool + slot * row_bytes;
+    if (type == TND_TYPE_F16) k->vec.f16_to_f32(row + (size_t)g * hd * 2, out, hd);
+    else load_kv_segment(row, tnd_type_traits_of(type), (int64_t)g * hd, hd, out);
+}
+
+_Static_assert((int)TND_CPU_ATTN_TILE <= (int)TND_CPU_ATTN_TILE_MAX, "one attention tile per kernel call");
+
 static void attention_items(void *ctx, int64_t item0, int64_t item1) {
-    const tnd_attention_args *a = ctx;
-    const tnd_type_traits *tr = tnd_type_traits_of(a->kv_type);
+    const attention_job *job = ctx;
+    const tnd_attention_args *a = job->a;
+    const tnd_cpu_kernels *k = job->k;
     int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv;
-    int64_t width = (int64_t)a->n_head_kv * hd;
-    size_t rb = kv_row_bytes(a->kv_type, width);
-    float acc[TND_CPU_ATTN_MAX_GROUP], kbuf[1024], vbuf[1024];
-    float mx[256], sum[256];
+    size_t rb = kv_row_bytes(a->kv_type, (int64_t)a->n_head_kv * hd);
+    float acc[TND_CPU_ATTN_MAX_GROUP], kbuf[TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD];
+    float vbuf[TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD];
+    float mx[TND_CPU_ATTN_MAX_REP], sum[TND_CPU_ATTN_MAX_REP];
     for (int64_t item = item0; item < item1; item++) {
         int64_t t = item / a->n_head_kv;
         int32_t g = (int32_t)(item % a->n_head_kv);
@@ -282,22 +303,15 @@ static void attention_items(void *ctx, int64_t item0, int64_t item1) {
         }
         memset(acc, 0, sizeof(float) * (size_t)(rep * hd));
         const int32_t *table = a->block_tables[t];
-        for (int32_t p = 0; p < a->n_ctx[t]; p++) {
-            size_t slot = (size_t)table[p / a->block_size] * (size_t)a->block_size + (size_t)(p % a->block_size);
-            load_kv_segment((const uint8_t *)a->k_pool + slot * rb, tr, (int64_t)g * hd, hd, kbuf);
-            load_kv_segment((const uint8_t *)a->v_pool + slot * rb, tr, (int64_t)g * hd, hd, vbuf);
-            for (int32_t r = 0; r < rep; r++) {
-                const float *qr = q + r * hd;
-                float s = 0;
-                for (int32_t i = 0; i < hd; i++) s += qr[i] * kbuf[i];
-                s *= a->scale;
-                float m_new = s > mx[r] ? s : mx[r];
-                float old = expf(mx[r] - m_new), w = expf(s - m_new);
-                float *ar = acc + r * hd;
-                for (int32_t i = 0; i < hd; i++) ar[i] = ar[i] * old + w * vbuf[i];
-                sum[r] = sum[r] * old + w;
-                mx[r] = m_new;
+        for (int32_t p0 = 0; p0 < a->n_ctx[t]; p0 += TND_CPU_ATTN_TILE) {
+            int32_t np = a->n_ctx[t] - p0 < TND_CPU_ATTN_TILE ? a->n_ctx[t] - p0 : TND_CPU_ATTN_TILE;
+            for (int32_t j = 0; j < np; j++) {
+                int32_t p = p0 + j;
+                size_t slot = (size_t)table[p / a->block_size] * (size_t)a->block_size + (size_t)(p % a->block_size);
+                load_kv_head(k, a->k_pool, a->kv_type, rb, slot, g, hd, kbuf + j * hd);
+                load_kv_head(k, a->v_pool, a->kv_type, rb, slot, g, hd, vbuf + j * hd);
             }
+            k->vec.attn_tile(q, rep, hd, kbuf, vbuf, np, a->scale, mx, sum, acc);
         }
         float *out = a->out + t * a->n_head * hd + (int64_t)g * rep * hd;
         for (int32_t r = 0; r < rep; r++)
@@ -307,8 +321,9 @@ static void attention_items(void *ctx, int64_t item0, int64_t item1) {
 
 static void cpu_attention(tnd_backend *b, const tnd_attention_args *a) {
     int64_t work = a->n_tokens * a->n_head * a->head_dim * (int64_t)a->n_ctx[a->n_tokens - 1];
+    attention_job job = {a, &dev(b)->kernels};
     tnd_thread_pool_for(work < TND_CPU_PARALLEL_MIN ? NULL : dev(b)->pool, a->n_tokens * a->n_head_kv, 1,
-                        attention_items, (void *)a);
+                        attention_items, &job);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -349,7 +364,8 @@ static const tnd_backend_vtable cpu_vtable = {
 
 bool tnd_cpu_attention_fits(int32_t n_head, int32_t n_head_kv, int32_t head_dim) {
     int32_t rep = n_head / n_head_kv;
-    return rep <= 256 && (int64_t)rep * head_dim <= TND_CPU_ATTN_MAX_GROUP && head_dim <= 1024 - 256;
+    return rep <= TND_CPU_ATTN_MAX_REP && (int64_t)rep * head_dim <= TND_CPU_ATTN_MAX_GROUP &&
+           head_dim <= TND_CPU_ATTN_MAX_HEAD;
 }
 
 tnd_status tnd_backend_cpu_init(int n_threads, bool reference, const tnd_allocator *allocator, const char *name,
@@ -372,6 +388,7 @@ tnd_status tnd_backend_cpu_init(int n_threads, bool reference, const tnd_allocat
     for (int isa = 0; cap && isa < TND_ISA_COUNT; isa++)
         if (strcmp(cap, tnd_cpu_isa_name((tnd_cpu_isa)isa)) == 0 && !tnd_cpu_kernels_for(&d->kernels, (tnd_cpu_isa)isa, &features))
             tnd_cpu_kernels_best(&d->kernels, &features); /* not on this machine: keep the best */
+    if (reference) tnd_cpu_kernels_reference(&d->kernels);
     b->vt = &cpu_vtable;
     b->impl = d;
     snprintf(b->name, sizeof b->name, "%s", name ? name : "cpu");

@@ -2,12 +2,39 @@
  * instruction set this processor has. */
 #include "backend/cpu/cpu_kernels.h"
 
+#include <math.h>
 #include <string.h>
 
 static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
+void tnd_cpu_attn_tile_ref(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
+                          float scale, float *mx, float *sum, float *acc) {
+    float score[TND_CPU_ATTN_TILE_MAX];
+    for (int32_t r = 0; r < rep; r++) {
+        const float *qr = q + r * hd;
+        float tile_max = -INFINITY;
+        for (int32_t j = 0; j < np; j++) {
+            float s = 0;
+            for (int32_t i = 0; i < hd; i++) s += qr[i] * k[j * hd + i];
+            score[j] = s * scale;
+            tile_max = score[j] > tile_max ? score[j] : tile_max;
+        }
+        float m_new = tile_max > mx[r] ? tile_max : mx[r], c = sum[r] > 0 ? expf(mx[r] - m_new) : 0.0f;
+        float *ar = acc + r * hd;
+        sum[r] *= c;
+        for (int32_t i = 0; i < hd; i++) ar[i] *= c;
+        for (int32_t j = 0; j < np; j++) {
+            float w = expf(score[j] - m_new);
+            sum[r] += w;
+            for (int32_t i = 0; i < hd; i++) ar[i] += w * v[j * hd + i];
+        }
+        mx[r] = m_new;
+    }
+}
+
 void tnd_cpu_kernels_reference(tnd_cpu_kernels *k) {
     memset(k, 0, sizeof *k);
+    k->vec = (tnd_cpu_vec){tnd_type_traits_of(TND_TYPE_F16)->to_float, tnd_cpu_attn_tile_ref};
     for (int t = 0; t < TND_TYPE_COUNT; t++) {
         const tnd_type_traits *tr = tnd_type_traits_of((tnd_type)t);
         if (!tr || !tr->vec_dot) continue;

@@ -38,8 +38,24 @@ size_t tnd_cpu_act_bytes(const tnd_cpu_dot *k, int64_t n);
 enum { TND_CPU_ACT_MAX_BYTES_PER_ELEMENT = 6 };
 void tnd_cpu_act_to_float(const tnd_cpu_dot *k, const void *act, float *out, int64_t n);
 
+/* One tile of flash attention for the `rep` query heads q[rep][hd] that share a KV head: the scores of np
+ * positions (k, v: [np][hd] floats) scaled by `scale`, then the online-softmax update of each head's running max
+ * mx[r], sum[r] and unnormalized output acc[r][hd] (start: -inf, 0, 0). */
+enum { TND_CPU_ATTN_TILE_MAX = 64 }; /* the most positions one call takes */
+typedef void (*tnd_attn_tile_fn)(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
+                                 float scale, float *mx, float *sum, float *acc);
+
+void tnd_cpu_attn_tile_ref(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
+                           float scale, float *mx, float *sum, float *acc);
+
+typedef struct tnd_cpu_vec {
+    void (*f16_to_f32)(const void *x, float *y, int64_t n);
+    tnd_attn_tile_fn attn_tile;
+} tnd_cpu_vec;
+
 typedef struct tnd_cpu_kernels {
     tnd_cpu_dot dot[TND_TYPE_COUNT]; /* dot == NULL: the type has no fast path (the float reference path runs) */
+    tnd_cpu_vec vec;
 } tnd_cpu_kernels;
 
 /* Fills `k` with the scalar entries only. */

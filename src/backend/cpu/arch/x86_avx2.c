@@ -5,6 +5,7 @@
 #include "quant/quant_ref.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -419,10 +420,116 @@ TILE_OR_DOTS(tile_q4_K_q8_K, tile_q4_K_q8_K_full, dot_q4_K_q8_K)
 TILE_OR_DOTS(tile_q6_K_q8_K, tile_q6_K_q8_K_full, dot_q6_K_q8_K)
 
 /* ------------------------------------------------------------------------------------------------------------
+ * Float vector steps (attention)
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static void f16_to_f32(const void *vx, float *y, int64_t n) {
+    const uint16_t *x = vx;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, load_f16x8(x + i));
+    for (; i < n; i++) y[i] = f16_one(x[i]);
+}
+
+/* e^x for x <= 0 (softmax weights), relative error about 2e-7: x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two
+ * parts so r is exact), e^r by its Taylor series to r^6, 2^n through the exponent bits. Below -87 the result is
+ * e^-87 (1.6e-38): nothing next to the tile's largest weight, which is 1. */
+static inline __m256 exp_neg256(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* The 8 horizontal sums of v[0..7], in order. */
+static inline __m256 hsum8x8(const __m256 v[8]) {
+    __m256 b0123 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
+    __m256 b4567 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
+    return _mm256_add_ps(_mm256_permute2f128_ps(b0123, b4567, 0x20), _mm256_permute2f128_ps(b0123, b4567, 0x31));
+}
+
+enum { ATTN_HD_STEP = 64 }; /* output elements kept in registers while the tile's V rows pass */
+
+static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np, float scale,
+                      float *mx, float *sum, float *acc) {
+    if (hd % 8 || np > TND_CPU_ATTN_TILE_MAX) {
+        tnd_cpu_attn_tile_ref(q, rep, hd, k, v, np, scale, mx, sum, acc);
+        return;
+    }
+    float score[TND_CPU_ATTN_TILE_MAX + 8];
+    int32_t np8 = (np + 7) & ~7;
+    for (int32_t r = 0; r < rep; r++) {
+        const float *qr = q + r * hd;
+        /* scores, 8 positions at a time; padding positions get -inf */
+        __m256 vmax = _mm256_set1_ps(-INFINITY);
+        for (int32_t j0 = 0; j0 < np8; j0 += 8) {
+            const float *kp[8]; /* padding positions repeat the last row; their scores are masked below */
+            for (int jj = 0; jj < 8; jj++) kp[jj] = k + (j0 + jj < np ? j0 + jj : np - 1) * hd;
+            __m256 part[8];
+            for (int jj = 0; jj < 8; jj++) part[jj] = _mm256_setzero_ps();
+            for (int32_t i = 0; i < hd; i += 8) {
+                __m256 qv = _mm256_loadu_ps(qr + i);
+                for (int jj = 0; jj < 8; jj++) part[jj] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp[jj] + i), part[jj]);
+            }
+            __m256 s8 = _mm256_mul_ps(hsum8x8(part), _mm256_set1_ps(scale));
+            __m256 valid = _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps((float)(j0 - np)),
+                                                       _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)),
+                                         _mm256_setzero_ps(), _CMP_LT_OQ);
+            s8 = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s8, valid);
+            _mm256_storeu_ps(score + j0, s8);
+            vmax = _mm256_max_ps(vmax, s8);
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float tile_max = _mm_cvtss_f32(m4);
+        float m_new = tile_max > mx[r] ? tile_max : mx[r], c = sum[r] > 0 ? expf(mx[r] - m_new) : 0.0f;
+        /* weights (zero on padding) and their sum */
+        __m256 wsum = _mm256_setzero_ps(), vm = _mm256_set1_ps(m_new);
+        for (int32_t j0 = 0; j0 < np8; j0 += 8) {
+            __m256 s8 = _mm256_loadu_ps(score + j0);
+            __m256 w8 = _mm256_and_ps(exp_neg256(_mm256_sub_ps(s8, vm)), _mm256_cmp_ps(s8, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
+            _mm256_storeu_ps(score + j0, w8);
+            wsum = _mm256_add_ps(wsum, w8);
+        }
+        sum[r] = sum[r] * c + hsum256(wsum);
+        mx[r] = m_new;
+        /* acc = acc * c + sum_j w_j v_j, ATTN_HD_STEP outputs at a time in registers, then 8 at a time */
+        float *ar = acc + r * hd;
+        __m256 vc = _mm256_set1_ps(c);
+        int32_t i0 = 0;
+        for (; i0 + ATTN_HD_STEP <= hd; i0 += ATTN_HD_STEP) {
+            __m256 a[ATTN_HD_STEP / 8];
+            for (int u = 0; u < ATTN_HD_STEP / 8; u++) a[u] = _mm256_mul_ps(_mm256_loadu_ps(ar + i0 + 8 * u), vc);
+            for (int32_t j = 0; j < np; j++) {
+                __m256 wj = _mm256_broadcast_ss(score + j);
+                const float *vj = v + j * hd + i0;
+                for (int u = 0; u < ATTN_HD_STEP / 8; u++) a[u] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8 * u), a[u]);
+            }
+            for (int u = 0; u < ATTN_HD_STEP / 8; u++) _mm256_storeu_ps(ar + i0 + 8 * u, a[u]);
+        }
+        for (; i0 < hd; i0 += 8) {
+            __m256 a = _mm256_mul_ps(_mm256_loadu_ps(ar + i0), vc);
+            for (int32_t j = 0; j < np; j++) a = _mm256_fmadd_ps(_mm256_broadcast_ss(score + j), _mm256_loadu_ps(v + j * hd + i0), a);
+            _mm256_storeu_ps(ar + i0, a);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
 
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
+    k->vec = (tnd_cpu_vec){f16_to_f32, attn_tile};
     k->dot[TND_TYPE_F32] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f32_f32, "avx2", NULL, 0, 0, NULL, NULL};
     k->dot[TND_TYPE_F16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f16_f32, "avx2", NULL, 0, 0, NULL, NULL};
     k->dot[TND_TYPE_BF16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_bf16_f32, "avx2", NULL, 0, 0, NULL, NULL};
