@@ -92,6 +92,50 @@ static void check_tile(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
     free(x);
 }
 
+/* The attention tile: a context of n positions in tiles of `tile` against softmax attention in double precision,
+ * for each query head; also the running max equals the largest score. */
+static void check_attention(const tnd_cpu_vec *vec, const char *isa, int32_t rep, int32_t hd, int32_t n, int32_t tile) {
+    float *q = malloc(sizeof(float) * (size_t)(rep * hd)), *k = malloc(sizeof(float) * (size_t)(n * hd));
+    float *v = malloc(sizeof(float) * (size_t)(n * hd)), *acc = calloc((size_t)(rep * hd), sizeof(float));
+    float mx[16], sum[16];
+    for (int32_t i = 0; i < rep * hd; i++) q[i] = uniform() * 2;
+    for (int32_t i = 0; i < n * hd; i++) {
+        k[i] = uniform() * 2;
+        v[i] = uniform();
+    }
+    for (int32_t r = 0; r < rep; r++) {
+        mx[r] = -INFINITY;
+        sum[r] = 0;
+    }
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int32_t p0 = 0; p0 < n; p0 += tile)
+        vec->attn_tile(q, rep, hd, k + p0 * hd, v + p0 * hd, n - p0 < tile ? n - p0 : tile, scale, mx, sum, acc);
+    int bad = 0;
+    for (int32_t r = 0; r < rep; r++) {
+        double *s = malloc(sizeof(double) * (size_t)n), m = -INFINITY, z = 0;
+        for (int32_t j = 0; j < n; j++) {
+            s[j] = 0;
+            for (int32_t i = 0; i < hd; i++) s[j] += (double)q[r * hd + i] * k[j * hd + i];
+            s[j] *= scale;
+            m = s[j] > m ? s[j] : m;
+        }
+        for (int32_t j = 0; j < n; j++) z += exp(s[j] - m);
+        bad += fabs(mx[r] - m) > 1e-5 * (1 + fabs(m));
+        for (int32_t i = 0; i < hd; i++) {
+            double o = 0;
+            for (int32_t j = 0; j < n; j++) o += exp(s[j] - m) / z * v[j * hd + i];
+            bad += fabs(acc[r * hd + i] / sum[r] - o) > 2e-6;
+        }
+        free(s);
+    }
+    if (!CHECK(bad == 0))
+        fprintf(stderr, "  attention (%s) rep %d hd %d n %d tile %d: %d values off\n", isa, rep, hd, n, tile, bad);
+    free(q);
+    free(k);
+    free(v);
+    free(acc);
+}
+
 /* Checks every entry of one kernel table. */
 static int check_table(const tnd_cpu_kernels *table) {
     int tested = 0;
@@ -140,6 +184,11 @@ int main(void) {
         }
         printf("%s:\n", tnd_cpu_isa_name((tnd_cpu_isa)isa));
         CHECK(check_table(&table) > 0);
+        static const int32_t shapes[][4] = {{1, 8, 1, 32},  {4, 64, 100, 32}, {8, 64, 5, 32},   {3, 72, 70, 32},
+                                            {2, 128, 64, 64}, {5, 12, 33, 7}, {1, 64, 500, 32}, {16, 64, 40, 32}};
+        for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
+            check_attention(&table.vec, tnd_cpu_isa_name((tnd_cpu_isa)isa), shapes[i][0], shapes[i][1], shapes[i][2],
+                            shapes[i][3]);
         sets++;
     }
     CHECK(sets >= 1);
