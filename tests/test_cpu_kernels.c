@@ -66,27 +66,34 @@ static void check_tile(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
         for (int64_t i = 0; i < n; i++) x[i] = uniform() * 3;
         k->quantize_act(x, a + q * arow, n);
     }
-    int same = 0, total = 0, untouched = 0;
-    for (int rows = 1; rows <= k->tile_rows; rows++)
-        for (int tokens = 1; tokens <= k->tile_tokens; tokens++) {
-            for (int i = 0; i < TND_CPU_TILE_MAX * STRIDE; i++) y[i] = -12345.0f;
-            k->tile(w, wrow, a, arow, n, y, STRIDE, rows, tokens);
-            for (int q = 0; q < k->tile_tokens; q++)
-                for (int r = 0; r < STRIDE; r++) {
-                    bool inside = q < tokens && r < rows;
-                    if (!inside) {
-                        untouched += y[q * STRIDE + r] == -12345.0f;
-                        continue;
+    /* the packed layout of the same rows, for entries that have one */
+    uint8_t *packed = malloc(wrow * (size_t)k->tile_rows);
+    if (k->tile_packed) tnd_cpu_pack_rows(w, k->tile_rows, wrow, k->tile_rows, k->pack_chunk, packed);
+    for (int layout = 0; layout < (k->tile_packed ? 2 : 1); layout++) {
+        int same = 0, total = 0, untouched = 0;
+        for (int rows = 1; rows <= k->tile_rows; rows++)
+            for (int tokens = 1; tokens <= k->tile_tokens; tokens++) {
+                for (int i = 0; i < TND_CPU_TILE_MAX * STRIDE; i++) y[i] = -12345.0f;
+                if (layout) k->tile_packed(packed, 0, a, arow, n, y, STRIDE, rows, tokens);
+                else k->tile(w, wrow, a, arow, n, y, STRIDE, rows, tokens);
+                for (int q = 0; q < k->tile_tokens; q++)
+                    for (int r = 0; r < STRIDE; r++) {
+                        bool inside = q < tokens && r < rows;
+                        if (!inside) {
+                            untouched += y[q * STRIDE + r] == -12345.0f;
+                            continue;
+                        }
+                        float d = k->dot(w + r * wrow, a + q * arow, n);
+                        same += memcmp(&y[q * STRIDE + r], &d, sizeof d) == 0;
+                        total++;
                     }
-                    float d = k->dot(w + r * wrow, a + q * arow, n);
-                    same += memcmp(&y[q * STRIDE + r], &d, sizeof d) == 0;
-                    total++;
-                }
-        }
-    if (!CHECK(same == total))
-        fprintf(stderr, "  %s tile (%s) n=%lld: %d of %d equal to the dot\n", wt->name, k->isa, (long long)n, same,
-                total);
-    CHECK(untouched == k->tile_tokens * STRIDE * k->tile_rows * k->tile_tokens - total); /* writes stay inside */
+            }
+        if (!CHECK(same == total))
+            fprintf(stderr, "  %s %s tile (%s) n=%lld: %d of %d equal to the dot\n", wt->name, layout ? "packed" : "",
+                    k->isa, (long long)n, same, total);
+        CHECK(untouched == k->tile_tokens * STRIDE * k->tile_rows * k->tile_tokens - total); /* writes stay inside */
+    }
+    free(packed);
     free(w);
     free(a);
     free(x);
@@ -94,6 +101,23 @@ static void check_tile(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
 
 /* The attention tile: a context of n positions in tiles of `tile` against softmax attention in double precision,
  * for each query head; also the running max equals the largest score. */
+/* Packing: every byte of every row lands where the layout says, and padding rows are zero. */
+static void check_pack(void) {
+    enum { ROWS = 7, ROW_BYTES = 50, GROUP = 4, CHUNK = 16 };
+    uint8_t src[ROWS * ROW_BYTES], dst[2 * GROUP * ROW_BYTES];
+    for (int i = 0; i < ROWS * ROW_BYTES; i++) src[i] = (uint8_t)(i * 7 + 1);
+    memset(dst, 0xee, sizeof dst);
+    tnd_cpu_pack_rows(src, ROWS, ROW_BYTES, GROUP, CHUNK, dst);
+    int wrong = 0;
+    for (int row = 0; row < 2 * GROUP; row++)
+        for (int byte = 0; byte < ROW_BYTES; byte++) {
+            int g = row / GROUP, r = row % GROUP, c = byte / CHUNK, len = ROW_BYTES - c * CHUNK < CHUNK ? ROW_BYTES - c * CHUNK : CHUNK;
+            size_t at = (size_t)g * GROUP * ROW_BYTES + (size_t)c * GROUP * CHUNK + (size_t)r * len + byte % CHUNK;
+            wrong += dst[at] != (row < ROWS ? src[row * ROW_BYTES + byte] : 0);
+        }
+    CHECK(wrong == 0);
+}
+
 static void check_attention(const tnd_cpu_vec *vec, const char *isa, int32_t rep, int32_t hd, int32_t n, int32_t tile) {
     float *q = malloc(sizeof(float) * (size_t)(rep * hd)), *k = malloc(sizeof(float) * (size_t)(n * hd));
     float *v = malloc(sizeof(float) * (size_t)(n * hd)), *acc = calloc((size_t)(rep * hd), sizeof(float));
@@ -157,7 +181,7 @@ static int check_table(const tnd_cpu_kernels *table) {
         }
         tested++;
         printf("  %-6s %-6s activations %s", tr->name, k->isa, tnd_type_traits_of(k->act_type)->name);
-        if (k->tile) printf(", tiles up to %d x %d", k->tile_rows, k->tile_tokens);
+        if (k->tile) printf(", tiles up to %d x %d%s", k->tile_rows, k->tile_tokens, k->tile_packed ? ", packed rows" : "");
         printf("\n");
     }
     return tested;
@@ -175,6 +199,7 @@ int main(void) {
         if (tr && tr->vec_dot) CHECK(ref.dot[t].dot == tr->vec_dot && ref.dot[t].act_type == tr->vec_dot_type);
     }
     /* every instruction set this machine has, not only the best one */
+    check_pack();
     int sets = 0;
     for (int isa = 0; isa < TND_ISA_COUNT; isa++) {
         tnd_cpu_kernels table;

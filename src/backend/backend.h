@@ -23,6 +23,8 @@ typedef struct tnd_weight {
     int64_t n_rows;   /* ne[1]: output features */
     size_t row_bytes;
     const void *data;
+    bool lookup_only;  /* only rows are looked up (an embedding table), never multiplied: kept as it is */
+    int32_t row_group; /* set by the device: rows stored in interleaved groups of this many (0: one after another) */
 } tnd_weight;
 
 typedef enum tnd_rope_mode {

@@ -175,7 +175,9 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
         for (int32_t l = ctx->stages[s].layer_begin; l < ctx->stages[s].layer_end; l++) layer_device[l] = ctx->devices[s];
     }
     tnd_backend *first = ctx->devices[0], *last = ctx->devices[ctx->n_stages - 1];
-    if ((st = first->vt->prepare_weight(first, &bm->w.tok_embd, &ctx->tok_embd)) ||
+    tnd_weight embedding = bm->w.tok_embd;
+    embedding.lookup_only = true;
+    if ((st = first->vt->prepare_weight(first, &embedding, &ctx->tok_embd)) ||
         (st = last->vt->prepare_weight(last, &bm->w.output, &ctx->output)) ||
         (st = device_floats(last, bm->w.output_norm, hp->n_embd, &ctx->output_norm)))
         goto fail;

@@ -51,10 +51,25 @@ static tnd_status cpu_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd
         return tnd_fail(TND_ERR_UNSUPPORTED, "the CPU device cannot compute with tensor type %s",
                         t ? t->name : "unknown");
     *out = *host;
+    out->row_group = 0;
+    const tnd_cpu_dot *k = &dev(b)->kernels.dot[host->type];
+    if (dev(b)->reference || host->lookup_only || !k->tile_packed || host->n_rows < k->tile_rows) return TND_OK;
+    /* rows the tiles read together, stored together (tnd_cpu_pack_rows) */
+    int64_t groups = (host->n_rows + k->tile_rows - 1) / k->tile_rows;
+    size_t bytes = (size_t)groups * (size_t)k->tile_rows * host->row_bytes;
+    uint8_t *packed = tnd_alloc(&dev(b)->allocator, bytes);
+    if (!packed)
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes of packed weights", b->name, bytes);
+    tnd_cpu_pack_rows(host->data, host->n_rows, host->row_bytes, k->tile_rows, k->pack_chunk, packed);
+    out->data = packed;
+    out->row_group = k->tile_rows;
     return TND_OK;
 }
 
-static void cpu_release_weight(tnd_backend *b, tnd_weight *w) { memset(w, 0, sizeof *w); }
+static void cpu_release_weight(tnd_backend *b, tnd_weight *w) {
+    if (w->row_group) tnd_free(&dev(b)->allocator, (void *)w->data);
+    memset(w, 0, sizeof *w);
+}
 
 /* ------------------------------------------------------------------------------------------------------------
  * Element-wise ops (cheap: run on the calling thread)
@@ -166,9 +181,21 @@ static void matmul_rows_fast(void *ctx, int64_t r0, int64_t r1) {
         int64_t re = rb + TND_CPU_ROW_TILE < r1 ? rb + TND_CPU_ROW_TILE : r1;
         for (int64_t tb = 0; tb < j->n_tokens; tb += TND_CPU_TOKEN_TILE) {
             int64_t te = tb + TND_CPU_TOKEN_TILE < j->n_tokens ? tb + TND_CPU_TOKEN_TILE : j->n_tokens;
-            /* Tiles of several rows read those rows in step, which the hardware prefetcher follows poorly from
-             * memory (4-row Q8_0 tiles streamed 15 GB/s against 33 for one row at a time; software prefetch made
-             * it worse): they pay off only when the rows come back for more tokens, from cache. */
+            if (w->row_group) { /* packed: whole groups, read as one stream */
+                for (int64_t r = rb; r < re; r += w->row_group) {
+                    const uint8_t *group = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+                    int n_rows = (int)(re - r < w->row_group ? re - r : w->row_group);
+                    for (int64_t t = tb; t < te; t += k->tile_tokens) {
+                        int n_tok = (int)(te - t < k->tile_tokens ? te - t : k->tile_tokens);
+                        k->tile_packed(group, 0, j->act + (size_t)t * j->act_row, j->act_row, w->n_cols,
+                                       j->y + t * w->n_rows + r, (size_t)w->n_rows, n_rows, n_tok);
+                    }
+                }
+                continue;
+            }
+            /* Unpacked tiles of several rows read those rows in step, which the hardware prefetcher follows poorly
+             * from memory (4-row Q8_0 tiles streamed 15 GB/s against 33 for one row at a time; software prefetch
+             * made it worse): they pay off only when the rows come back for more tokens, from cache. */
             int tile_rows = k->tile && te - tb > k->tile_tokens ? k->tile_rows : 1;
             for (int64_t r = rb; r < re; r += tile_rows) {
                 const uint8_t *rows = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
@@ -197,17 +224,32 @@ static int64_t row_grain(const tnd_thread_pool *pool, int64_t n_rows) {
     return per < TND_CPU_ROW_TILE ? TND_CPU_ROW_TILE : per;
 }
 
+static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens);
+
 static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const float *x, int64_t n_tokens, float *y) {
     cpu_device *d = dev(b);
     tnd_thread_pool *pool = w->n_rows * w->n_cols * n_tokens < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
-    matmul_job job = {.w = w, .x = x, .n_tokens = n_tokens, .y = y, .k = &d->kernels.dot[w->type], .act = d->act};
+    matmul_job job = {.w = w, .x = x, .n_tokens = n_tokens, .y = y, .k = &d->kernels.dot[w->type]};
     job.act_row = job.k->dot ? tnd_cpu_act_bytes(job.k, w->n_cols) : 0;
-    if (d->reference || !job.k->dot || !job.act_row || job.act_row * (size_t)n_tokens > d->act_cap) {
+    if (d->reference || !job.k->dot || !job.act_row) {
         tnd_thread_pool_for(pool, w->n_rows, row_grain(pool, w->n_rows), matmul_rows_ref, &job);
         return;
     }
-    tnd_thread_pool_for(pool, n_tokens, 1, convert_activations, &job);
-    tnd_thread_pool_for(pool, w->n_rows, row_grain(pool, w->n_rows), matmul_rows_fast, &job);
+    if (job.act_row > d->act_cap && cpu_reserve(b, w->n_cols, 1) != TND_OK) { /* not reserved: at least one row */
+        (void)tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: no memory for the activations of a matmul; its output is zero",
+                       b->name);
+        memset(y, 0, sizeof(float) * (size_t)(n_tokens * w->n_rows));
+        return;
+    }
+    job.act = d->act;
+    int64_t per = (int64_t)(d->act_cap / job.act_row); /* tokens whose converted activations fit at once */
+    for (int64_t t0 = 0; t0 < n_tokens; t0 += per) {
+        job.n_tokens = n_tokens - t0 < per ? n_tokens - t0 : per;
+        job.x = x + t0 * w->n_cols;
+        job.y = y + t0 * w->n_rows;
+        tnd_thread_pool_for(pool, job.n_tokens, 1, convert_activations, &job);
+        tnd_thread_pool_for(pool, w->n_rows, row_grain(pool, w->n_rows), matmul_rows_fast, &job);
+    }
 }
 
 static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {

@@ -30,7 +30,17 @@ typedef struct tnd_cpu_dot {
     int tile_rows, tile_tokens; /* the largest tile `tile` takes */
     tnd_act_bytes_fn act_bytes;       /* NULL: act_type's row size */
     tnd_act_to_float_fn act_to_float; /* NULL: act_type's decoder */
+    /* Optional: `tile` over rows packed by tnd_cpu_pack_rows in groups of tile_rows with chunks of pack_chunk
+     * bytes (w points at a group; w_stride is ignored). Rows read in step from one stream, not tile_rows
+     * streams, which the hardware prefetcher follows from memory. Same results as `dot`. */
+    tnd_tile_fn tile_packed;
+    size_t pack_chunk;
 } tnd_cpu_dot;
+
+/* Packs rows for tile_packed: in each group of `group` rows (the last padded with zero rows), the rows' chunks of
+ * `chunk` bytes alternate: chunk 0 of rows 0..group-1, chunk 1 of rows 0..group-1, ... (a row's last chunk may be
+ * shorter). dst holds ceil(n_rows / group) * group * row_bytes bytes. */
+void tnd_cpu_pack_rows(const uint8_t *src, int64_t n_rows, size_t row_bytes, int group, size_t chunk, uint8_t *dst);
 
 /* Bytes of one activation row of n elements for `k`, the most any entry needs per element (for buffers), and the
  * row decoded to floats (tests). */

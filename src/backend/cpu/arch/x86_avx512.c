@@ -111,7 +111,7 @@ ALWAYS_INLINE __m512i unpack_q8_0_pair(const uint8_t *blk, bool two) {
 
 /* y[t][r] = sum over blocks of d_w * d_a * (sum of (level - offset) * a). */
 ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                                 float *y, size_t y_stride, int R, int T, size_t w_bytes, bool is_q4_0) {
+                                 float *y, size_t y_stride, int R, int T, size_t w_bytes, bool is_q4_0, bool packed) {
     const int64_t nb = n / QK;
     __m512 acc[TILE_ROWS_32][TILE_TOKENS_32];
     for (int r = 0; r < R; r++)
@@ -121,7 +121,9 @@ ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_
         __m512i wq[TILE_ROWS_32];
         __m512 wd[TILE_ROWS_32];
         for (int r = 0; r < R; r++) {
-            const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * w_bytes;
+            /* packed: the pair's chunk of each row in turn (tnd_cpu_pack_rows, chunks of two blocks) */
+            const uint8_t *blk = packed ? w + (size_t)b * TILE_ROWS_32 * w_bytes + (size_t)r * (two ? 2 : 1) * w_bytes
+                                        : w + (size_t)r * w_stride + (size_t)b * w_bytes;
             wq[r] = is_q4_0 ? unpack_q4_0_pair(blk, two) : unpack_q8_0_pair(blk, two);
             wd[r] = load_scale_pair(blk, w_bytes, two);
         }
@@ -287,14 +289,24 @@ ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, size_t w_stride, const uint8
  * Instances: every tile shape up to the largest, and the dot as the 1 x 1 tile
  * ---------------------------------------------------------------------------------------------------------- */
 
-ALWAYS_INLINE void tile_q4_0_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, size_t ys,
-                                int R, int T) {
-    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q4_0_BYTES, true);
+ALWAYS_INLINE void tile_q4_0_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
+                                  size_t ys, int R, int T) {
+    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q4_0_BYTES, true, false);
 }
 
-ALWAYS_INLINE void tile_q8_0_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, size_t ys,
-                                int R, int T) {
-    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q8_0_BYTES, false);
+ALWAYS_INLINE void tile_q8_0_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
+                                  size_t ys, int R, int T) {
+    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q8_0_BYTES, false, false);
+}
+
+ALWAYS_INLINE void tile_q4_0_packed_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
+                                         size_t ys, int R, int T) {
+    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q4_0_BYTES, true, true);
+}
+
+ALWAYS_INLINE void tile_q8_0_packed_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
+                                         size_t ys, int R, int T) {
+    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q8_0_BYTES, false, true);
 }
 
 /* A switch over the shapes, each case a constant-shape call the compiler specializes (unrolled, in registers). */
@@ -302,7 +314,7 @@ ALWAYS_INLINE void tile_q8_0_body(const uint8_t *w, size_t ws, const uint8_t *a,
     case (R) * 8 + (T): body(w, ws, a, as, n, y, ys, R, T); break;
 #define SHAPES_OF_ROW(body, R) SHAPE(body, R, 1) SHAPE(body, R, 2) SHAPE(body, R, 3) SHAPE(body, R, 4)
 
-#define TILE_AND_DOT(name, body, max_rows)                                                                           \
+#define TILE_SHAPES(name, body, max_rows)                                                                            \
     static void tile_##name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,          \
                             size_t ys, int rows, int tokens) {                                                       \
         switch (rows * 8 + tokens) {                                                                                 \
@@ -311,7 +323,9 @@ ALWAYS_INLINE void tile_q8_0_body(const uint8_t *w, size_t ws, const uint8_t *a,
             SHAPES_OF_ROW_UP_TO_##max_rows(body)                                                                     \
         default: break;                                                                                              \
         }                                                                                                            \
-    }                                                                                                                \
+    }
+#define TILE_AND_DOT(name, body, max_rows)                                                                           \
+    TILE_SHAPES(name, body, max_rows)                                                                                \
     static float dot_##name(const void *w, const void *a, int64_t n) {                                               \
         float y;                                                                                                     \
         body(w, 0, a, 0, n, &y, 0, 1, 1);                                                                            \
@@ -322,6 +336,8 @@ ALWAYS_INLINE void tile_q8_0_body(const uint8_t *w, size_t ws, const uint8_t *a,
 
 TILE_AND_DOT(q4_0, tile_q4_0_body, 4)
 TILE_AND_DOT(q8_0, tile_q8_0_body, 4)
+TILE_SHAPES(q4_0_packed, tile_q4_0_packed_body, 4)
+TILE_SHAPES(q8_0_packed, tile_q8_0_packed_body, 4)
 TILE_AND_DOT(q4_K, tile_q4_K_body, 2)
 TILE_AND_DOT(q6_K, tile_q6_K_body, 2)
 
@@ -330,11 +346,13 @@ _Static_assert(TILE_TOKENS_32 == 4 && TILE_TOKENS_K == 4 && TILE_ROWS_32 == 4 &&
 
 void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_act_q4_0, dot_q4_0, "avx512", tile_q4_0,
-                                          TILE_ROWS_32, TILE_TOKENS_32, act_pair_bytes, act_pairs_to_float};
+                                          TILE_ROWS_32, TILE_TOKENS_32, act_pair_bytes, act_pairs_to_float,
+                                          tile_q4_0_packed, 2 * Q4_0_BYTES};
     k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_act_q8_0, dot_q8_0, "avx512", tile_q8_0,
-                                          TILE_ROWS_32, TILE_TOKENS_32, act_pair_bytes, act_pairs_to_float};
+                                          TILE_ROWS_32, TILE_TOKENS_32, act_pair_bytes, act_pairs_to_float,
+                                          tile_q8_0_packed, 2 * Q8_0_BYTES};
     k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K, "avx512", tile_q4_K,
-                                          TILE_ROWS_K, TILE_TOKENS_K, NULL, NULL};
+                                          TILE_ROWS_K, TILE_TOKENS_K, NULL, NULL, NULL, 0};
     k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K, "avx512", tile_q6_K,
-                                          TILE_ROWS_K, TILE_TOKENS_K, NULL, NULL};
+                                          TILE_ROWS_K, TILE_TOKENS_K, NULL, NULL, NULL, 0};
 }
