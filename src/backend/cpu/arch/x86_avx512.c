@@ -7,7 +7,6 @@
  * instance. Each (row, token) pair goes through the same instructions in the same order whatever the tile, so
  * tiles and dots agree bit for bit (the batching invariance test_cpu_kernels checks). Layouts: src/quant. */
 #include "backend/cpu/cpu_kernels.h"
-#include "quant/quant_ref.h"
 
 #include <immintrin.h>
 #include <stdbool.h>
@@ -148,22 +147,49 @@ ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_
  * ---------------------------------------------------------------------------------------------------------- */
 
 ALWAYS_INLINE __m512i load512(const uint8_t *p) { return _mm512_loadu_si512((const void *)p); }
+
+/* Q8_K activations with d = max|x| / 127 (symmetric, as Q8_0; any d is a valid Q8_K block) and the 16 sums. */
+static void quantize_q8_K(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    for (int64_t b = 0; b < n / QK_K; b++, x += QK_K, y += Q8_K_BYTES) {
+        __m512 m = _mm512_setzero_ps();
+        for (int i = 0; i < QK_K; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+        float amax = _mm512_reduce_max_ps(m), d = amax / 127.0f;
+        memcpy(y, &d, 4);
+        __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        for (int g = 0; g < 16; g++) {
+            __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), id),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm_storeu_si128((__m128i *)(void *)(y + 4 + 16 * g), _mm512_cvtsepi32_epi8(q));
+            int16_t sum = (int16_t)_mm512_reduce_add_epi32(q);
+            memcpy(y + 4 + QK_K + 2 * g, &sum, 2);
+        }
+    }
+}
 ALWAYS_INLINE __m256i load256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
 
-/* Spreads byte i of `bytes` over lanes (4 lanes per byte for groups of 16 elements, 8 for groups of 32): the
- * scale of each lane's elements, as int32. `first` is the first byte used. */
-ALWAYS_INLINE __m512i spread_bytes_u8(__m128i bytes, int first, int lanes_per_byte) {
-    char idx[16];
-    for (int i = 0; i < 16; i++) idx[i] = (char)(first + i / lanes_per_byte);
-    __m128i sel = _mm_loadu_si128((const __m128i *)(const void *)idx);
-    return _mm512_cvtepu8_epi32(_mm_shuffle_epi8(bytes, sel));
+/* Two steps of 64 elements are summed per instruction pair: vpdpbusd gives each step's 16 lane sums of four
+ * products (|sum| <= 4 * 63 * 128, so int16 holds them), vpackssdw packs both steps to int16, and vpdpwssd
+ * multiplies every pair of neighbours by its sub-block scale and adds them to the int32 sums. After the pack,
+ * 128-bit lane k holds lanes 4k..4k+3 of the first step, then of the second: the scales must follow that order.
+ * scale_pairs builds them from `bytes`: lane k takes byte first0 + k / group and first1 + k / group, 4 times each,
+ * widened to int16 (signed if `is_signed`). */
+ALWAYS_INLINE __m512i scale_pairs(__m128i bytes, int first0, int first1, int group, bool is_signed) {
+    char idx[32];
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 8; i++) idx[8 * k + i] = (char)((i < 4 ? first0 : first1) + k / group);
+    __m128i lo = _mm_shuffle_epi8(bytes, _mm_loadu_si128((const __m128i *)(const void *)idx));
+    __m128i hi = _mm_shuffle_epi8(bytes, _mm_loadu_si128((const __m128i *)(const void *)(idx + 16)));
+    __m256i b = _mm256_set_m128i(hi, lo);
+    return is_signed ? _mm512_cvtepi8_epi16(b) : _mm512_cvtepu8_epi16(b);
 }
 
-ALWAYS_INLINE __m512i spread_bytes_i8(__m128i bytes, int first, int lanes_per_byte) {
-    char idx[16];
-    for (int i = 0; i < 16; i++) idx[i] = (char)(first + i / lanes_per_byte);
-    __m128i sel = _mm_loadu_si128((const __m128i *)(const void *)idx);
-    return _mm512_cvtepi8_epi32(_mm_shuffle_epi8(bytes, sel));
+/* sums += scales . (levels0 . a0, levels1 . a1), see above. */
+ALWAYS_INLINE __m512i dot_step_pair(__m512i sums, __m512i levels0, __m512i a0, __m512i levels1, __m512i a1,
+                                    __m512i scales) {
+    __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels0, a0);
+    __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels1, a1);
+    return _mm512_dpwssd_epi32(sums, _mm512_packs_epi32(d0, d1), scales);
 }
 
 /* Q4_K: x = d * sc[j] * q - dmin * mn[j] for sub-block j of 32, q in 0..15; 6-bit scales and mins packed in 12
@@ -198,19 +224,20 @@ ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, size_t w_stride, const uint8
             mins16[r] = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm[r], _mm_loadu_si128((const __m128i *)(const void *)dup)));
             for (int t = 0; t < T; t++) isum[r][t] = _mm512_setzero_si512();
         }
-        for (int c = 0; c < 4; c++) { /* 32 bytes of nibbles: sub-block 2c low, 2c + 1 high */
-            __m512i q[TILE_ROWS_K], sc[TILE_ROWS_K];
+        for (int c = 0; c < 4; c += 2) { /* 32 bytes of nibbles per step: sub-block 2c low, 2c + 1 high */
+            __m512i q0[TILE_ROWS_K], q1[TILE_ROWS_K], sc[TILE_ROWS_K];
             for (int r = 0; r < R; r++) {
-                __m256i packed = load256(x[r] + 16 + 32 * c);
-                q[r] = _mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(packed), _mm256_srli_epi16(packed, 4), 1),
-                                        _mm512_set1_epi8(0x0f));
-                sc[r] = spread_bytes_u8(sm[r], 2 * c, 8);
+                __m256i p0 = load256(x[r] + 16 + 32 * c), p1 = load256(x[r] + 48 + 32 * c);
+                q0[r] = _mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(p0), _mm256_srli_epi16(p0, 4), 1),
+                                         _mm512_set1_epi8(0x0f));
+                q1[r] = _mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(p1), _mm256_srli_epi16(p1, 4), 1),
+                                         _mm512_set1_epi8(0x0f));
+                sc[r] = scale_pairs(sm[r], 2 * c, 2 * c + 2, 2, false); /* lanes 0-7 of a step: its low sub-block */
             }
             for (int t = 0; t < T; t++) {
-                __m512i a = load512(act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 64 * c);
-                for (int r = 0; r < R; r++)
-                    isum[r][t] = _mm512_add_epi32(isum[r][t],
-                                                  _mm512_mullo_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[r], a), sc[r]));
+                const uint8_t *ya = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 64 * c;
+                __m512i a0 = load512(ya), a1 = load512(ya + 64);
+                for (int r = 0; r < R; r++) isum[r][t] = dot_step_pair(isum[r][t], q0[r], a0, q1[r], a1, sc[r]);
             }
         }
         for (int t = 0; t < T; t++) {
@@ -259,15 +286,12 @@ ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, size_t w_stride, const uint8
         for (int h = 0; h < 2; h++) {
             __m512i q[TILE_ROWS_K][2];
             for (int r = 0; r < R; r++) q6_K_levels(x[r], h, q[r]);
-            for (int k = 0; k < 2; k++) { /* 64 elements: 128h + 64k .. */
-                __m512i sc[TILE_ROWS_K];
-                for (int r = 0; r < R; r++) sc[r] = spread_bytes_i8(sc8[r], 8 * h + 4 * k, 4);
-                for (int t = 0; t < T; t++) {
-                    __m512i a = load512(act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 128 * h + 64 * k);
-                    for (int r = 0; r < R; r++)
-                        isum[r][t] = _mm512_add_epi32(
-                            isum[r][t], _mm512_mullo_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), q[r][k], a), sc[r]));
-                }
+            __m512i sc[TILE_ROWS_K]; /* step k = 0, 1 covers elements 128h + 64k.., four sub-blocks of 16 */
+            for (int r = 0; r < R; r++) sc[r] = scale_pairs(sc8[r], 8 * h, 8 * h + 4, 1, true);
+            for (int t = 0; t < T; t++) {
+                const uint8_t *ya = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 128 * h;
+                __m512i a0 = load512(ya), a1 = load512(ya + 64);
+                for (int r = 0; r < R; r++) isum[r][t] = dot_step_pair(isum[r][t], q[r][0], a0, q[r][1], a1, sc[r]);
             }
         }
         for (int t = 0; t < T; t++) {
@@ -351,8 +375,8 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_act_q8_0, dot_q8_0, "avx512", tile_q8_0,
                                           TILE_ROWS_32, TILE_TOKENS_32, act_pair_bytes, act_pairs_to_float,
                                           tile_q8_0_packed, 2 * Q8_0_BYTES};
-    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K, "avx512", tile_q4_K,
+    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, quantize_q8_K, dot_q4_K, "avx512", tile_q4_K,
                                           TILE_ROWS_K, TILE_TOKENS_K, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K, "avx512", tile_q6_K,
+    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, quantize_q8_K, dot_q6_K, "avx512", tile_q6_K,
                                           TILE_ROWS_K, TILE_TOKENS_K, NULL, NULL, NULL, 0};
 }
