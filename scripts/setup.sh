@@ -8,6 +8,7 @@ packages=(
   libpcre2-dev libutf8proc-dev                       # tokenizer: Unicode regex, normalization
   libmicrohttpd-dev libjansson-dev                   # tandem serve: HTTP server, JSON
   python3                                            # small helper scripts (plots, fixtures checks)
+  gnuplot-nox                                        # scripts/plot_context.sh: PNG plots of benchmark results
 )
 
 missing=()
