@@ -98,10 +98,12 @@ typedef struct tnd_backend_vtable {
     /* Rotates x in place: [n_tokens][n_heads * rope->head_dim] at positions pos[t]. */
     void (*rope)(tnd_backend *b, float *x, const int32_t *pos, int64_t n_tokens, int32_t n_heads,
                  const tnd_rope *rope);
-    /* Stores k and v rows ([n_tokens][width]) into the pools at the given slots (block * block_size + row),
-     * converting to kv_type. */
+    /* Stores k and v rows ([n_tokens][width], width = heads * head_dim) into the pools at the given slots
+     * (block * block_size + position in the block), converting to kv_type. A block holds block_size positions of
+     * every head in width * block_size elements; the order inside a block is the device's (the CPU keeps each
+     * head's positions together, [head][position][head_dim], so attention reads one run per head). */
     void (*kv_store)(tnd_backend *b, void *k_pool, void *v_pool, tnd_type kv_type, const float *k, const float *v,
-                     const int64_t *slots, int64_t n_tokens, int64_t width);
+                     const int64_t *slots, int64_t n_tokens, int64_t width, int32_t block_size, int32_t head_dim);
     /* Copies whole KV blocks src[i] -> dst[i] of one pool (copy-on-write of shared blocks). */
     void (*kv_copy_blocks)(tnd_backend *b, void *pool, size_t block_bytes, const int32_t *src, const int32_t *dst,
                            int32_t n);

@@ -31,7 +31,8 @@ static void block_forward(tnd_context *ctx, tnd_stage *st, const tnd_layer *l, i
     }
     op->rope(d, a->q, pos, n, hp->n_head, &ctx->rope);
     op->rope(d, a->k, pos, n, hp->n_head_kv, &ctx->rope);
-    op->kv_store(d, ctx->kv.k_pool[il], ctx->kv.v_pool[il], ctx->kv.type, a->k, a->v, ctx->slots, n, kvw);
+    op->kv_store(d, ctx->kv.k_pool[il], ctx->kv.v_pool[il], ctx->kv.type, a->k, a->v, ctx->slots, n, kvw,
+                 ctx->kv.block_size, hp->head_dim);
     tnd_attention_args args = {
         .q = a->q, .out = a->attn, .n_tokens = n, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
         .head_dim = hp->head_dim, .scale = 1.0f / sqrtf((float)hp->head_dim), .k_pool = ctx->kv.k_pool[il],

@@ -4,6 +4,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "quant/quant.h"
 
 #include <string.h>
 
@@ -193,6 +194,11 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
         !ctx->want || !ctx->host_x || !ctx->logits) {
         st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for batch buffers (n_batch %d, n_vocab %d)", ctx->n_batch,
                       hp->n_vocab);
+        goto fail;
+    }
+    if (tnd_type_name(p.kv_type) && !tnd_row_size(p.kv_type, hp->head_dim)) {
+        st = tnd_fail(TND_ERR_UNSUPPORTED, "KV cache type %s needs a head size that is a multiple of its block (head"
+                      " size %d)", tnd_type_name(p.kv_type), hp->head_dim);
         goto fail;
     }
     if ((st = tnd_kv_cache_init(&ctx->kv, p.kv_type, ctx->n_ctx, p.kv_block_size, ctx->n_seq, hp->n_layer,

@@ -269,14 +269,25 @@ static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_toke
 
 static size_t kv_row_bytes(tnd_type type, int64_t width) { return tnd_row_size(type, width); }
 
+/* A head's run of positions in a block: blocks are [head][position][head_dim] (see backend.h). */
+static size_t kv_head_offset(tnd_type type, int64_t slot, int32_t head, int32_t n_heads, int32_t block_size,
+                             int32_t head_dim) {
+    size_t seg = kv_row_bytes(type, head_dim);
+    int64_t block = slot / block_size, pos = slot % block_size;
+    return ((size_t)block * (size_t)n_heads * (size_t)block_size + (size_t)head * (size_t)block_size + (size_t)pos) * seg;
+}
+
 static void cpu_kv_store(tnd_backend *b, void *k_pool, void *v_pool, tnd_type kv_type, const float *k,
-                         const float *v, const int64_t *slots, int64_t n_tokens, int64_t width) {
+                         const float *v, const int64_t *slots, int64_t n_tokens, int64_t width, int32_t block_size,
+                         int32_t head_dim) {
     tnd_from_float_fn from_float = tnd_type_traits_of(kv_type)->from_float;
-    size_t rb = kv_row_bytes(kv_type, width);
-    for (int64_t t = 0; t < n_tokens; t++) {
-        from_float(k + t * width, (uint8_t *)k_pool + (size_t)slots[t] * rb, width);
-        from_float(v + t * width, (uint8_t *)v_pool + (size_t)slots[t] * rb, width);
-    }
+    int32_t n_heads = (int32_t)(width / head_dim);
+    for (int64_t t = 0; t < n_tokens; t++)
+        for (int32_t h = 0; h < n_heads; h++) {
+            size_t at = kv_head_offset(kv_type, slots[t], h, n_heads, block_size, head_dim);
+            from_float(k + t * width + (int64_t)h * head_dim, (uint8_t *)k_pool + at, head_dim);
+            from_float(v + t * width + (int64_t)h * head_dim, (uint8_t *)v_pool + at, head_dim);
+        }
 }
 
 static void cpu_kv_copy_blocks(tnd_backend *b, void *pool, size_t block_bytes, const int32_t *src,
@@ -284,24 +295,6 @@ static void cpu_kv_copy_blocks(tnd_backend *b, void *pool, size_t block_bytes, c
     for (int32_t i = 0; i < n; i++)
         memcpy((uint8_t *)pool + (size_t)dst[i] * block_bytes, (const uint8_t *)pool + (size_t)src[i] * block_bytes,
                block_bytes);
-}
-
-/* Converts elements [start, start + len) of a stored KV row to float. Quantized rows are decoded block by block
- * around the segment. */
-static void load_kv_segment(const uint8_t *row, const tnd_type_traits *tr, int64_t start, int64_t len, float *out) {
-    if (!tr->quantized) {
-        tr->to_float(row + (size_t)start * tr->type_size, out, len);
-        return;
-    }
-    int64_t bs = tr->block_size, b0 = start / bs, b1 = (start + len + bs - 1) / bs;
-    float tmp[256];
-    for (int64_t blk = b0; blk < b1; blk++) {
-        tr->to_float(row + (size_t)blk * tr->type_size, tmp, bs);
-        for (int64_t i = 0; i < bs; i++) {
-            int64_t e = blk * bs + i;
-            if (e >= start && e < start + len) out[e - start] = tmp[i];
-        }
-    }
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -316,12 +309,10 @@ typedef struct attention_job {
     const tnd_cpu_kernels *k;
 } attention_job;
 
-/* Decodes element range [g * hd, (g + 1) * hd) of the KV row in `slot` to float. */
-static void load_kv_head(const tnd_cpu_kernels *k, const void *pool, tnd_type type, size_t row_bytes, size_t slot,
-                         int32_t g, int32_t hd, float *out) {
-    const uint8_t *row = (const uint8_t *)pool + slot * row_bytes;
-    if (type == TND_TYPE_F16) k->vec.f16_to_f32(row + (size_t)g * hd * 2, out, hd);
-    else load_kv_segment(row, tnd_type_traits_of(type), (int64_t)g * hd, hd, out);
+/* Decodes n consecutive positions of one head (a run inside one block) to float. */
+static void load_kv_run(const tnd_cpu_kernels *k, const uint8_t *run, tnd_type type, int64_t n_elements, float *out) {
+    if (type == TND_TYPE_F16) k->vec.f16_to_f32(run, out, n_elements);
+    else tnd_type_traits_of(type)->to_float(run, out, n_elements);
 }
 
 _Static_assert((int)TND_CPU_ATTN_TILE <= (int)TND_CPU_ATTN_TILE_MAX, "one attention tile per kernel call");
@@ -330,8 +321,7 @@ static void attention_items(void *ctx, int64_t item0, int64_t item1) {
     const attention_job *job = ctx;
     const tnd_attention_args *a = job->a;
     const tnd_cpu_kernels *k = job->k;
-    int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv;
-    size_t rb = kv_row_bytes(a->kv_type, (int64_t)a->n_head_kv * hd);
+    int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = a->block_size;
     float acc[TND_CPU_ATTN_MAX_GROUP], kbuf[TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD];
     float vbuf[TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD];
     float mx[TND_CPU_ATTN_MAX_REP], sum[TND_CPU_ATTN_MAX_REP];
@@ -345,13 +335,16 @@ static void attention_items(void *ctx, int64_t item0, int64_t item1) {
         }
         memset(acc, 0, sizeof(float) * (size_t)(rep * hd));
         const int32_t *table = a->block_tables[t];
+        /* tiles start at multiples of TND_CPU_ATTN_TILE whatever the block size, so the sums' order (and the
+         * result) does not depend on how the cache is paged; a tile is loaded one run per block it spans */
         for (int32_t p0 = 0; p0 < a->n_ctx[t]; p0 += TND_CPU_ATTN_TILE) {
             int32_t np = a->n_ctx[t] - p0 < TND_CPU_ATTN_TILE ? a->n_ctx[t] - p0 : TND_CPU_ATTN_TILE;
-            for (int32_t j = 0; j < np; j++) {
-                int32_t p = p0 + j;
-                size_t slot = (size_t)table[p / a->block_size] * (size_t)a->block_size + (size_t)(p % a->block_size);
-                load_kv_head(k, a->k_pool, a->kv_type, rb, slot, g, hd, kbuf + j * hd);
-                load_kv_head(k, a->v_pool, a->kv_type, rb, slot, g, hd, vbuf + j * hd);
+            for (int32_t j = 0, run; j < np; j += run) {
+                int32_t p = p0 + j, in_block = bs - p % bs;
+                run = np - j < in_block ? np - j : in_block;
+                size_t at = kv_head_offset(a->kv_type, (int64_t)table[p / bs] * bs + p % bs, g, a->n_head_kv, bs, hd);
+                load_kv_run(k, (const uint8_t *)a->k_pool + at, a->kv_type, (int64_t)run * hd, kbuf + (int64_t)j * hd);
+                load_kv_run(k, (const uint8_t *)a->v_pool + at, a->kv_type, (int64_t)run * hd, vbuf + (int64_t)j * hd);
             }
             k->vec.attn_tile(q, rep, hd, kbuf, vbuf, np, a->scale, mx, sum, acc);
         }
