@@ -9,6 +9,7 @@
 #include "backend/cpu/cpu_kernels.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -310,6 +311,123 @@ ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, size_t w_stride, const uint8
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * Attention tile (see tnd_attn_tile_fn) for head sizes 64 and 128; others go to the AVX2 kernel
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static tnd_attn_tile_fn attn_tile_fallback; /* the entry this file replaces, set at registration */
+
+/* e^x for x <= 0, as the AVX2 file's exp_neg256: x = n ln2 + r, Taylor series of e^r to r^6, 2^n in the exponent. */
+static inline __m512 exp_neg512(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* The 16 horizontal sums of v[0..15], in order: pairs of vectors are folded lane-wise four times. */
+static inline __m512 hsum16x16(const __m512 v[16]) {
+    __m512 a[8], b[4], c[2];
+    for (int i = 0; i < 8; i++) /* per 128-bit lane: v2i 0+2, v2i+1 0+2, v2i 1+3, v2i+1 1+3 */
+        a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; i++) /* per 128-bit lane: the lane sums of v4i .. v4i+3 */
+        b[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a[2 * i]), _mm512_castps_pd(a[2 * i + 1]))),
+                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a[2 * i]), _mm512_castps_pd(a[2 * i + 1]))));
+    for (int i = 0; i < 2; i++) /* lanes 0+1 and 2+3 of b2i, then of b2i+1: halves of the sums of v8i .. v8i+7 */
+        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    /* 128-bit lane L: the sums of v4L .. v4L+3 */
+    return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                         _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* acc[r] = acc[r] * c[r] + sum_j w[r][j] v[j] for GH heads at once, HV vectors of 16 per head. */
+ALWAYS_INLINE void attn_accumulate(float *acc, const float *w, int32_t w_stride, const float *c, const float *v,
+                                   int32_t np, int32_t hd, int GH, int HV) {
+    __m512 a[16];
+    for (int h = 0; h < GH; h++)
+        for (int u = 0; u < HV; u++)
+            a[h * HV + u] = _mm512_mul_ps(_mm512_loadu_ps(acc + h * hd + 16 * u), _mm512_set1_ps(c[h]));
+    for (int32_t j = 0; j < np; j++) {
+        __m512 vj[8];
+        for (int u = 0; u < HV; u++) vj[u] = _mm512_loadu_ps(v + j * hd + 16 * u);
+        for (int h = 0; h < GH; h++) {
+            __m512 wj = _mm512_set1_ps(w[h * w_stride + j]);
+            for (int u = 0; u < HV; u++) a[h * HV + u] = _mm512_fmadd_ps(wj, vj[u], a[h * HV + u]);
+        }
+    }
+    for (int h = 0; h < GH; h++)
+        for (int u = 0; u < HV; u++) _mm512_storeu_ps(acc + h * hd + 16 * u, a[h * HV + u]);
+}
+
+/* The scores of one query head against 16 consecutive K rows of HD floats. */
+ALWAYS_INLINE __m512 scores16(const float *qr, const float *rows, int HD) {
+    __m512 part[16];
+    for (int jj = 0; jj < 16; jj++) part[jj] = _mm512_setzero_ps();
+    for (int i = 0; i < HD; i += 16) {
+        __m512 qv = _mm512_loadu_ps(qr + i);
+        for (int jj = 0; jj < 16; jj++) part[jj] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(rows + jj * HD + i), part[jj]);
+    }
+    return hsum16x16(part);
+}
+
+static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np, float scale,
+                      float *mx, float *sum, float *acc) {
+    enum { MAX_REP = 64 };
+    if ((hd != 64 && hd != 128) || np > TND_CPU_ATTN_TILE_MAX || rep > MAX_REP) {
+        attn_tile_fallback(q, rep, hd, k, v, np, scale, mx, sum, acc);
+        return;
+    }
+    float weight[MAX_REP][TND_CPU_ATTN_TILE_MAX + 16], rescale[MAX_REP], padded[16 * 128];
+    int32_t np16 = (np + 15) & ~15;
+    for (int32_t r = 0; r < rep; r++) {
+        const float *qr = q + r * hd;
+        __m512 vmax = _mm512_set1_ps(-INFINITY);
+        for (int32_t j0 = 0; j0 < np16; j0 += 16) {
+            const float *rows = k + j0 * hd;
+            if (np - j0 < 16) { /* a partial group: its rows, then zeros (their scores are masked below) */
+                memcpy(padded, rows, sizeof(float) * (size_t)((np - j0) * hd));
+                memset(padded + (np - j0) * hd, 0, sizeof(float) * (size_t)((16 - (np - j0)) * hd));
+                rows = padded;
+            }
+            __m512 s16 = hd == 64 ? scores16(qr, rows, 64) : scores16(qr, rows, 128);
+            __mmask16 valid = (__mmask16)(np - j0 >= 16 ? 0xffff : (1u << (np - j0)) - 1);
+            s16 = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, _mm512_mul_ps(s16, _mm512_set1_ps(scale)));
+            _mm512_storeu_ps(weight[r] + j0, s16);
+            vmax = _mm512_max_ps(vmax, s16);
+        }
+        float tile_max = _mm512_reduce_max_ps(vmax), m_new = tile_max > mx[r] ? tile_max : mx[r];
+        rescale[r] = sum[r] > 0 ? expf(mx[r] - m_new) : 0.0f;
+        __m512 wsum = _mm512_setzero_ps(), vm = _mm512_set1_ps(m_new);
+        for (int32_t j0 = 0; j0 < np16; j0 += 16) {
+            __mmask16 valid = (__mmask16)(np - j0 >= 16 ? 0xffff : (1u << (np - j0)) - 1);
+            __m512 w16 = _mm512_maskz_mov_ps(valid, exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(weight[r] + j0), vm)));
+            _mm512_storeu_ps(weight[r] + j0, w16);
+            wsum = _mm512_add_ps(wsum, w16);
+        }
+        sum[r] = sum[r] * rescale[r] + _mm512_reduce_add_ps(wsum);
+        mx[r] = m_new;
+    }
+    /* V rows are loaded once per group of heads whose outputs fit the registers */
+    int32_t r = 0;
+    if (hd == 64)
+        for (; r + 4 <= rep; r += 4) attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 4, 4);
+    for (; r + 2 <= rep; r += 2)
+        if (hd == 64) attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 2, 4);
+        else attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 2, 8);
+    for (; r < rep; r++)
+        if (hd == 64) attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 1, 4);
+        else attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 1, 8);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Instances: every tile shape up to the largest, and the dot as the 1 x 1 tile
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -369,6 +487,8 @@ _Static_assert(TILE_TOKENS_32 == 4 && TILE_TOKENS_K == 4 && TILE_ROWS_32 == 4 &&
                "the shape switches above list these sizes");
 
 void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
+    attn_tile_fallback = k->vec.attn_tile;
+    k->vec.attn_tile = attn_tile;
     k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_act_q4_0, dot_q4_0, "avx512", tile_q4_0,
                                           TILE_ROWS_32, TILE_TOKENS_32, act_pair_bytes, act_pairs_to_float,
                                           tile_q4_0_packed, 2 * Q4_0_BYTES};
