@@ -9,6 +9,7 @@ packages=(
   libmicrohttpd-dev libjansson-dev                   # tandem serve: HTTP server, JSON
   python3                                            # small helper scripts (plots, fixtures checks)
   gnuplot-nox                                        # scripts/plot_context.sh: PNG plots of benchmark results
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user  # scripts/test_arm.sh: NEON kernels under emulation
 )
 
 missing=()

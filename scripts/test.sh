@@ -19,3 +19,5 @@ else
 fi
 cmake --build "$dir" -j "$jobs"
 ctest --test-dir "$dir" --output-on-failure -j "$jobs"
+# the AArch64 kernels (NEON + dot product), cross-compiled and run under qemu-user
+if [ "$mode" = release ]; then bash scripts/test_arm.sh; fi

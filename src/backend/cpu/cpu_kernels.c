@@ -71,25 +71,31 @@ void tnd_cpu_act_to_float(const tnd_cpu_dot *k, const void *act, float *out, int
 }
 
 const char *tnd_cpu_isa_name(tnd_cpu_isa isa) {
-    static const char *names[TND_ISA_COUNT] = {"ref", "avx2", "avx512"};
+    static const char *names[TND_ISA_COUNT] = {"ref", "avx2", "avx512", "neon"};
     return isa >= 0 && isa < TND_ISA_COUNT ? names[isa] : "?";
 }
 
+#if defined(TND_HAVE_X86_FILES)
 static bool has_avx2(const tnd_cpu_features *f) { return f->avx2 && f->fma && f->f16c; }
 static bool has_avx512(const tnd_cpu_features *f) {
     return has_avx2(f) && f->avx512f && f->avx512bw && f->avx512vl && f->avx512vnni;
 }
+#endif
 
 bool tnd_cpu_kernels_for(tnd_cpu_kernels *k, tnd_cpu_isa isa, const tnd_cpu_features *f) {
     tnd_cpu_kernels_reference(k);
     if (isa == TND_ISA_REF) return true;
 #if defined(TND_HAVE_X86_FILES)
-    if (!has_avx2(f)) return false;
+    if (isa > TND_ISA_AVX512 || !has_avx2(f)) return false;
     tnd_cpu_kernels_avx2(k);
     if (isa == TND_ISA_AVX2) return true;
     if (!has_avx512(f)) return false;
     tnd_cpu_kernels_avx512(k);
-    return isa == TND_ISA_AVX512;
+    return true;
+#elif defined(TND_HAVE_ARM_FILES)
+    if (isa != TND_ISA_NEON || !f->neon || !f->dotprod) return false;
+    tnd_cpu_kernels_neon(k);
+    return true;
 #else
     (void)f;
     return false;

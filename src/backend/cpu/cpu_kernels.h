@@ -74,10 +74,10 @@ void tnd_cpu_kernels_reference(tnd_cpu_kernels *k);
 /* Fills `k` with the best entries for `features`. */
 void tnd_cpu_kernels_best(tnd_cpu_kernels *k, const tnd_cpu_features *features);
 
-/* The instruction sets with a kernel file in this build, best last. */
-typedef enum tnd_cpu_isa { TND_ISA_REF, TND_ISA_AVX2, TND_ISA_AVX512, TND_ISA_COUNT } tnd_cpu_isa;
+/* The instruction sets with a kernel file, best last within an architecture. */
+typedef enum tnd_cpu_isa { TND_ISA_REF, TND_ISA_AVX2, TND_ISA_AVX512, TND_ISA_NEON, TND_ISA_COUNT } tnd_cpu_isa;
 
-/* "ref", "avx2", "avx512". */
+/* "ref", "avx2", "avx512", "neon". */
 const char *tnd_cpu_isa_name(tnd_cpu_isa isa);
 
 /* Fills `k` with the entries of `isa` over those of the sets before it; false if this build or `features` lacks
@@ -87,5 +87,6 @@ bool tnd_cpu_kernels_for(tnd_cpu_kernels *k, tnd_cpu_isa isa, const tnd_cpu_feat
 /* ISA files: override the entries they implement. Declared for every build; defined only where compiled. */
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k);
 void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k);
+void tnd_cpu_kernels_neon(tnd_cpu_kernels *k);
 
 #endif
