@@ -1,9 +1,10 @@
-/* arm_neon.c: CPU kernels for AArch64 with NEON and the dot-product extension (compiled with
+/* arm_neon.c: CPU kernels (F32, F16, Q4_0, Q8_0, Q4_K, Q6_K) for AArch64 with NEON and the dot-product extension (compiled with
  * -march=armv8.2-a+dotprod; chosen at run time by cpu_kernels.c when the processor reports asimddp). sdot
  * multiplies 16 signed bytes by 16 signed bytes and adds each group of four products into one of 4 int32 lanes.
  * Each kernel computes what its scalar counterpart in src/quant computes; test_cpu_kernels checks them against
  * double math on odd sizes, also under qemu-user in CI (scripts/test_arm.sh). */
 #include "backend/cpu/cpu_kernels.h"
+#include "quant/quant_ref.h"
 
 #include <arm_neon.h>
 #include <string.h>
@@ -109,6 +110,85 @@ static float dot_q8_0_q8_0(const void *vx, const void *vy, int64_t n) {
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * K types against Q8_K activations (f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_blocks.h
+ * ---------------------------------------------------------------------------------------------------------- */
+
+enum { QK_K = 256, Q8_K_BYTES = 292, Q4_K_BYTES = 144, Q6_K_BYTES = 210 };
+
+static inline float load_f32(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline int16_t q8k_bsum(const uint8_t *y, int i) {
+    int16_t s;
+    memcpy(&s, y + 4 + QK_K + 2 * i, 2);
+    return s;
+}
+
+static inline int8x16_t load_s8(const uint8_t *p) { return vld1q_s8((const int8_t *)(const void *)p); }
+
+/* Q4_K: x = d * sc[j] * q - dmin * mn[j] for sub-block j of 32, q in 0..15, 6-bit scales and mins in 12 bytes. */
+static float dot_q4_K_q8_K(const void *vx, const void *vy, int64_t n) {
+    const uint8_t *x = vx, *y = vy;
+    const uint8x16_t low4 = vdupq_n_u8(0x0f);
+    float sum = 0;
+    for (int64_t b = 0; b < n / QK_K; b++, x += Q4_K_BYTES, y += Q8_K_BYTES) {
+        const uint8_t *s = x + 4;
+        int sc[8], mn[8];
+        for (int i = 0; i < 4; i++) {
+            sc[i] = s[i] & 63;
+            mn[i] = s[i + 4] & 63;
+            sc[i + 4] = (s[i + 8] & 15) | (s[i] >> 6) << 4;
+            mn[i + 4] = (s[i + 8] >> 4) | (s[i + 4] >> 6) << 4;
+        }
+        int32_t mins = 0;
+        for (int i = 0; i < 8; i++) mins += mn[i] * (q8k_bsum(y, 2 * i) + q8k_bsum(y, 2 * i + 1));
+        int32x4_t acc = vdupq_n_s32(0);
+        for (int c = 0; c < 4; c++) { /* 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high */
+            uint8x16_t q0 = vld1q_u8(x + 16 + 32 * c), q1 = vld1q_u8(x + 32 + 32 * c);
+            const uint8_t *ya = y + 4 + 64 * c;
+            int32x4_t lo = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(q0, low4)), load_s8(ya));
+            lo = vdotq_s32(lo, vreinterpretq_s8_u8(vandq_u8(q1, low4)), load_s8(ya + 16));
+            int32x4_t hi = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(q0, 4)), load_s8(ya + 32));
+            hi = vdotq_s32(hi, vreinterpretq_s8_u8(vshrq_n_u8(q1, 4)), load_s8(ya + 48));
+            acc = vmlaq_n_s32(vmlaq_n_s32(acc, lo, sc[2 * c]), hi, sc[2 * c + 1]);
+        }
+        float dy = load_f32(y);
+        sum += dy * fp16_load(x) * (float)vaddvq_s32(acc) - dy * fp16_load(x + 2) * (float)mins;
+    }
+    return sum;
+}
+
+/* Q6_K: x = d * sc[j] * (q - 32) for sub-block j of 16, q in 0..63 (low 4 bits in ql, top 2 in qh); the -32 comes
+ * back through the activation sums. */
+static float dot_q6_K_q8_K(const void *vx, const void *vy, int64_t n) {
+    const uint8_t *x = vx, *y = vy;
+    const uint8x16_t low4 = vdupq_n_u8(0x0f), low2 = vdupq_n_u8(0x03);
+    float sum = 0;
+    for (int64_t b = 0; b < n / QK_K; b++, x += Q6_K_BYTES, y += Q8_K_BYTES) {
+        const int8_t *sc = (const int8_t *)(x + 192);
+        int32_t offset = 0;
+        for (int i = 0; i < 16; i++) offset += sc[i] * q8k_bsum(y, i);
+        int32x4_t acc = vdupq_n_s32(0);
+        for (int h = 0; h < 2; h++)
+            for (int p = 0; p < 4; p++) /* elements 128h + 32p .. + 31, two sub-blocks of 16 */
+                for (int half = 0; half < 2; half++) {
+                    uint8x16_t l = vld1q_u8(x + 64 * h + 32 * (p & 1) + 16 * half);
+                    uint8x16_t hb = vld1q_u8(x + 128 + 32 * h + 16 * half);
+                    uint8x16_t lows = p < 2 ? vandq_u8(l, low4) : vshrq_n_u8(l, 4);
+                    uint8x16_t highs = vandq_u8(vshlq_u8(hb, vdupq_n_s8((int8_t)(-2 * p))), low2);
+                    int8x16_t q = vreinterpretq_s8_u8(vorrq_u8(lows, vshlq_n_u8(highs, 4)));
+                    int32x4_t d = vdotq_s32(vdupq_n_s32(0), q, load_s8(y + 4 + 128 * h + 32 * p + 16 * half));
+                    acc = vmlaq_n_s32(acc, d, sc[8 * h + 2 * p + half]);
+                }
+        sum += load_f32(y) * fp16_load(x + 208) * (float)(vaddvq_s32(acc) - 32 * offset);
+    }
+    return sum;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -119,4 +199,8 @@ void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
                                           NULL, 0};
     k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "neon", NULL, 0, 0, NULL, NULL,
                                           NULL, 0};
+    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "neon", NULL, 0, 0, NULL,
+                                          NULL, NULL, 0};
+    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "neon", NULL, 0, 0, NULL,
+                                          NULL, NULL, 0};
 }
