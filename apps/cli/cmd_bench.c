@@ -1,7 +1,7 @@
 /* cmd_bench.c: `tandem bench -m MODEL [-p 512] [-n 128] [-t T] [-r 3] [-d 0,1024,...] [--json]`: prompt (pp) and
  * generation (tg) tokens/s as medians of repetitions, after each context depth given by -d (tokens already in the
  * cache), the memory read bandwidth measured on the spot with the same thread count, and tg as a fraction of the
- * roofline bandwidth / bytes of weights read per token. */
+ * roofline bandwidth / bytes read per token (weights, plus the K and V cache at depth). */
 #include "cli_util.h"
 #include "commands.h"
 
@@ -146,6 +146,28 @@ static uint64_t weight_bytes_per_token(const tnd_model *m) {
     return total;
 }
 
+/* An integer hyper-parameter "<arch>.<name>", or `fallback`. */
+static int64_t hparam(const tnd_model *m, const char *arch, size_t arch_len, const char *name, int64_t fallback) {
+    char key[160];
+    int64_t v = 0;
+    snprintf(key, sizeof key, "%.*s.%s", (int)arch_len, arch, name);
+    return tnd_model_meta_int(m, key, &v) == TND_OK && v > 0 ? v : fallback;
+}
+
+/* Bytes of K and V (F16, the default cache type) that generating one token reads per position of context: every
+ * layer reads both rows of every position; 0 if the file lacks the shape. */
+static uint64_t kv_bytes_per_position(const tnd_model *m) {
+    const char *arch = NULL;
+    size_t len = 0;
+    if (tnd_model_meta_string(m, "general.architecture", &arch, &len) != TND_OK) return 0;
+    int64_t n_layer = hparam(m, arch, len, "block_count", 0), n_embd = hparam(m, arch, len, "embedding_length", 0);
+    int64_t n_head = hparam(m, arch, len, "attention.head_count", 0);
+    if (!n_layer || !n_embd || !n_head) return 0;
+    int64_t n_head_kv = hparam(m, arch, len, "attention.head_count_kv", n_head);
+    int64_t head_dim = hparam(m, arch, len, "attention.key_length", n_embd / n_head);
+    return (uint64_t)(n_layer * 2 * n_head_kv * head_dim * 2);
+}
+
 static int usage(FILE *f) {
     fprintf(f, "usage: tandem bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [-d DEPTH[,DEPTH...]] [--json]\n"
                "  -d  context depths: tokens already in the cache before each pp and tg run (default 0)\n");
@@ -230,27 +252,32 @@ int tnd_cmd_bench(int argc, char **argv) {
         spp[di] = summarize(pp, (int)reps);
         stg[di] = summarize(tg, (int)reps);
     }
-    uint64_t wbytes = weight_bytes_per_token(m);
+    uint64_t wbytes = weight_bytes_per_token(m), kv_pos = kv_bytes_per_position(m);
     double roof = bandwidth > 0 ? bandwidth * 1e9 / (double)wbytes : 0;
+    /* at depth d the generated tokens also read the cache: d + n_gen / 2 positions on average */
+    double roof_at[BENCH_MAX_DEPTHS];
+    for (int di = 0; di < n_depths; di++)
+        roof_at[di] = bandwidth > 0 ? bandwidth * 1e9 / ((double)wbytes + (double)kv_pos * ((double)depths[di] + n_gen / 2.0)) : 0;
     const char *name = "";
     size_t name_len = 0;
     tnd_model_meta_string(m, "general.name", &name, &name_len);
     if (json) {
         /* the first depth's figures at the top level; every depth in "runs" */
-        double pct = roof > 0 ? 100.0 * stg[0].median / roof : 0;
+        double pct = roof_at[0] > 0 ? 100.0 * stg[0].median / roof_at[0] : 0;
         printf("{\"model\": \"%s\", \"file_bytes\": %llu, \"weight_bytes_per_token\": %llu, \"threads\": %d, "
                "\"repetitions\": %lld, \"bandwidth_gbs\": %.2f, "
                "\"pp\": {\"tokens\": %lld, \"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
                "\"tg\": {\"tokens\": %lld, \"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
-               "\"tg_roofline_tps\": %.2f, \"tg_roofline_pct\": %.1f, \"runs\": [",
+               "\"kv_bytes_per_position\": %llu, \"tg_roofline_tps\": %.2f, \"tg_roofline_pct\": %.1f, \"runs\": [",
                model_path, (unsigned long long)tnd_model_file_size(m), (unsigned long long)wbytes, n_threads, reps,
                bandwidth, n_prompt, spp[0].median, spp[0].min, spp[0].max, n_gen, stg[0].median, stg[0].min,
-               stg[0].max, roof, pct);
+               stg[0].max, (unsigned long long)kv_pos, roof_at[0], pct);
         for (int di = 0; di < n_depths; di++)
             printf("%s{\"depth\": %lld, \"pp\": {\"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
-                   "\"tg\": {\"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}}",
+                   "\"tg\": {\"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
+                   "\"tg_roofline_tps\": %.2f, \"tg_roofline_pct\": %.1f}",
                    di ? ", " : "", depths[di], spp[di].median, spp[di].min, spp[di].max, stg[di].median, stg[di].min,
-                   stg[di].max);
+                   stg[di].max, roof_at[di], roof_at[di] > 0 ? 100.0 * stg[di].median / roof_at[di] : 0);
         printf("]}\n");
     } else {
         printf("model      %s (%.*s)\nweights    %.1f MiB read per token, %d threads, %lld repetitions, load %.2f s\n"
@@ -266,7 +293,7 @@ int tnd_cmd_bench(int argc, char **argv) {
             snprintf(label, sizeof label, "tg%lld%s", n_gen, at);
             if (n_gen)
                 printf("%-14s %10.2f %10.2f %10.2f %9.1f%%\n", label, stg[di].median, stg[di].min, stg[di].max,
-                       roof > 0 ? 100.0 * stg[di].median / roof : 0);
+                       roof_at[di] > 0 ? 100.0 * stg[di].median / roof_at[di] : 0);
         }
     }
     rc = 0;
