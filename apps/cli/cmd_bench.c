@@ -122,8 +122,8 @@ static bool parse_depths(const char *v, long long *depths, int *n) {
         char *end = NULL;
         long long d = strtoll(p, &end, 10);
         if (end == p || d < 0 || d > (1 << 20) || *n == BENCH_MAX_DEPTHS || (*end && *end != ',')) {
-            fprintf(stderr, "tandem: -d wants up to %d comma-separated depths in 0..%d, got '%s'\n",
-                    BENCH_MAX_DEPTHS, 1 << 20, v);
+            fprintf(stderr, "tandem: -d wants up to %d comma-separated depths in 0..%d, got '%s'\n", BENCH_MAX_DEPTHS,
+                    1 << 20, v);
             return false;
         }
         depths[(*n)++] = d;
@@ -192,12 +192,18 @@ int tnd_cmd_bench(int argc, char **argv) {
             return usage(stderr);
         }
         if (!(v = cli_value(argc, argv, &i))) return 2;
-        if (!strcmp(a, "-m")) model_path = v;
-        else if (!strcmp(a, "-p") && !cli_int("-p", v, 0, 1 << 16, &n_prompt)) return 2;
-        else if (!strcmp(a, "-n") && !cli_int("-n", v, 0, 1 << 16, &n_gen)) return 2;
-        else if (!strcmp(a, "-t") && !cli_int("-t", v, 0, 1024, &threads)) return 2;
-        else if (!strcmp(a, "-r") && !cli_int("-r", v, 1, BENCH_MAX_REPS, &reps)) return 2;
-        else if (!strcmp(a, "-d") && !parse_depths(v, depths, &n_depths)) return 2;
+        if (!strcmp(a, "-m"))
+            model_path = v;
+        else if (!strcmp(a, "-p") && !cli_int("-p", v, 0, 1 << 16, &n_prompt))
+            return 2;
+        else if (!strcmp(a, "-n") && !cli_int("-n", v, 0, 1 << 16, &n_gen))
+            return 2;
+        else if (!strcmp(a, "-t") && !cli_int("-t", v, 0, 1024, &threads))
+            return 2;
+        else if (!strcmp(a, "-r") && !cli_int("-r", v, 1, BENCH_MAX_REPS, &reps))
+            return 2;
+        else if (!strcmp(a, "-d") && !parse_depths(v, depths, &n_depths))
+            return 2;
     }
     if (!model_path) return usage(stderr);
     int n_threads = threads ? (int)threads : tnd_physical_cores();
@@ -208,7 +214,8 @@ int tnd_cmd_bench(int argc, char **argv) {
     for (int i = 0; i < n_depths; i++) max_depth = depths[i] > max_depth ? depths[i] : max_depth;
     int32_t longest = (int32_t)((n_prompt > n_gen ? n_prompt : n_gen) + max_depth);
     int32_t n_batch = (int32_t)(n_prompt > 0 ? n_prompt : 512);
-    int32_t *tokens = malloc(sizeof(int32_t) * (size_t)(longest + 1)), *pos = malloc(sizeof(int32_t) * (size_t)(longest + 1));
+    int32_t *tokens = malloc(sizeof(int32_t) * (size_t)(longest + 1)),
+            *pos = malloc(sizeof(int32_t) * (size_t)(longest + 1));
     double pp[BENCH_MAX_REPS], tg[BENCH_MAX_REPS];
     stats spp[BENCH_MAX_DEPTHS], stg[BENCH_MAX_DEPTHS];
     tnd_model *m = cli_open_model(model_path);
@@ -257,7 +264,9 @@ int tnd_cmd_bench(int argc, char **argv) {
     /* at depth d the generated tokens also read the cache: d + n_gen / 2 positions on average */
     double roof_at[BENCH_MAX_DEPTHS];
     for (int di = 0; di < n_depths; di++)
-        roof_at[di] = bandwidth > 0 ? bandwidth * 1e9 / ((double)wbytes + (double)kv_pos * ((double)depths[di] + n_gen / 2.0)) : 0;
+        roof_at[di] = bandwidth > 0
+                          ? bandwidth * 1e9 / ((double)wbytes + (double)kv_pos * ((double)depths[di] + n_gen / 2.0))
+                          : 0;
     const char *name = "";
     size_t name_len = 0;
     tnd_model_meta_string(m, "general.name", &name, &name_len);
@@ -270,8 +279,8 @@ int tnd_cmd_bench(int argc, char **argv) {
                "\"tg\": {\"tokens\": %lld, \"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
                "\"kv_bytes_per_position\": %llu, \"tg_roofline_tps\": %.2f, \"tg_roofline_pct\": %.1f, \"runs\": [",
                model_path, (unsigned long long)tnd_model_file_size(m), (unsigned long long)wbytes, n_threads, reps,
-               bandwidth, n_prompt, spp[0].median, spp[0].min, spp[0].max, n_gen, stg[0].median, stg[0].min,
-               stg[0].max, (unsigned long long)kv_pos, roof_at[0], pct);
+               bandwidth, n_prompt, spp[0].median, spp[0].min, spp[0].max, n_gen, stg[0].median, stg[0].min, stg[0].max,
+               (unsigned long long)kv_pos, roof_at[0], pct);
         for (int di = 0; di < n_depths; di++)
             printf("%s{\"depth\": %lld, \"pp\": {\"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
                    "\"tg\": {\"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
@@ -289,7 +298,8 @@ int tnd_cmd_bench(int argc, char **argv) {
             if (depths[di]) snprintf(at, sizeof at, " @ d%lld", depths[di]);
             char label[48];
             snprintf(label, sizeof label, "pp%lld%s", n_prompt, at);
-            if (n_prompt) printf("%-14s %10.2f %10.2f %10.2f %10s\n", label, spp[di].median, spp[di].min, spp[di].max, "");
+            if (n_prompt)
+                printf("%-14s %10.2f %10.2f %10.2f %10s\n", label, spp[di].median, spp[di].min, spp[di].max, "");
             snprintf(label, sizeof label, "tg%lld%s", n_gen, at);
             if (n_gen)
                 printf("%-14s %10.2f %10.2f %10.2f %9.1f%%\n", label, stg[di].median, stg[di].min, stg[di].max,

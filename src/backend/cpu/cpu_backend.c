@@ -22,8 +22,8 @@ enum {
     TND_CPU_ATTN_TILE = 32,         /* context positions whose K and V rows are decoded together */
     TND_CPU_ROW_TILE = 16,          /* weight rows kept hot while a tile of tokens passes over them */
     TND_CPU_TOKEN_TILE = 64,
-    TND_CPU_CHUNKS_PER_THREAD = 4,  /* work units of a matmul per thread (see row_grain) */
-    TND_CPU_PARALLEL_MIN = 1 << 18  /* multiply-adds below which waking other threads costs more than it saves */
+    TND_CPU_CHUNKS_PER_THREAD = 4, /* work units of a matmul per thread (see row_grain) */
+    TND_CPU_PARALLEL_MIN = 1 << 18 /* multiply-adds below which waking other threads costs more than it saves */
 };
 
 typedef struct cpu_device {
@@ -31,7 +31,7 @@ typedef struct cpu_device {
     tnd_allocator allocator;
     bool reference;
     tnd_cpu_kernels kernels;
-    uint8_t *act;         /* converted activations of one matmul: [max_tokens][row bytes] */
+    uint8_t *act; /* converted activations of one matmul: [max_tokens][row bytes] */
     size_t act_cap;
 } cpu_device;
 
@@ -170,7 +170,8 @@ static void matmul_rows_ref(void *ctx, int64_t r0, int64_t r1) {
 
 static void convert_activations(void *ctx, int64_t t0, int64_t t1) {
     const matmul_job *j = ctx;
-    for (int64_t t = t0; t < t1; t++) j->k->quantize_act(j->x + t * j->w->n_cols, j->act + (size_t)t * j->act_row, j->w->n_cols);
+    for (int64_t t = t0; t < t1; t++)
+        j->k->quantize_act(j->x + t * j->w->n_cols, j->act + (size_t)t * j->act_row, j->w->n_cols);
 }
 
 static void matmul_rows_fast(void *ctx, int64_t r0, int64_t r1) {
@@ -259,7 +260,8 @@ static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_toke
     tnd_free(&d->allocator, d->act);
     d->act = tnd_alloc(&d->allocator, need);
     d->act_cap = d->act ? need : 0;
-    if (!d->act) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes of activations", b->name, need);
+    if (!d->act)
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes of activations", b->name, need);
     return TND_OK;
 }
 
@@ -274,12 +276,12 @@ static size_t kv_head_offset(tnd_type type, int64_t slot, int32_t head, int32_t 
                              int32_t head_dim) {
     size_t seg = kv_row_bytes(type, head_dim);
     int64_t block = slot / block_size, pos = slot % block_size;
-    return ((size_t)block * (size_t)n_heads * (size_t)block_size + (size_t)head * (size_t)block_size + (size_t)pos) * seg;
+    return ((size_t)block * (size_t)n_heads * (size_t)block_size + (size_t)head * (size_t)block_size + (size_t)pos) *
+           seg;
 }
 
-static void cpu_kv_store(tnd_backend *b, void *k_pool, void *v_pool, tnd_type kv_type, const float *k,
-                         const float *v, const int64_t *slots, int64_t n_tokens, int64_t width, int32_t block_size,
-                         int32_t head_dim) {
+static void cpu_kv_store(tnd_backend *b, void *k_pool, void *v_pool, tnd_type kv_type, const float *k, const float *v,
+                         const int64_t *slots, int64_t n_tokens, int64_t width, int32_t block_size, int32_t head_dim) {
     tnd_from_float_fn from_float = tnd_type_traits_of(kv_type)->from_float;
     int32_t n_heads = (int32_t)(width / head_dim);
     for (int64_t t = 0; t < n_tokens; t++)
@@ -290,8 +292,8 @@ static void cpu_kv_store(tnd_backend *b, void *k_pool, void *v_pool, tnd_type kv
         }
 }
 
-static void cpu_kv_copy_blocks(tnd_backend *b, void *pool, size_t block_bytes, const int32_t *src,
-                               const int32_t *dst, int32_t n) {
+static void cpu_kv_copy_blocks(tnd_backend *b, void *pool, size_t block_bytes, const int32_t *src, const int32_t *dst,
+                               int32_t n) {
     for (int32_t i = 0; i < n; i++)
         memcpy((uint8_t *)pool + (size_t)dst[i] * block_bytes, (const uint8_t *)pool + (size_t)src[i] * block_bytes,
                block_bytes);
@@ -311,8 +313,10 @@ typedef struct attention_job {
 
 /* Decodes n consecutive positions of one head (a run inside one block) to float. */
 static void load_kv_run(const tnd_cpu_kernels *k, const uint8_t *run, tnd_type type, int64_t n_elements, float *out) {
-    if (type == TND_TYPE_F16) k->vec.f16_to_f32(run, out, n_elements);
-    else tnd_type_traits_of(type)->to_float(run, out, n_elements);
+    if (type == TND_TYPE_F16)
+        k->vec.f16_to_f32(run, out, n_elements);
+    else
+        tnd_type_traits_of(type)->to_float(run, out, n_elements);
 }
 
 _Static_assert((int)TND_CPU_ATTN_TILE <= (int)TND_CPU_ATTN_TILE_MAX, "one attention tile per kernel call");
@@ -421,7 +425,8 @@ tnd_status tnd_backend_cpu_init(int n_threads, bool reference, const tnd_allocat
     /* TANDEM_CPU_ISA=avx2 (or another set's name) caps the kernels, to compare instruction sets on one machine */
     const char *cap = getenv("TANDEM_CPU_ISA");
     for (int isa = 0; cap && isa < TND_ISA_COUNT; isa++)
-        if (strcmp(cap, tnd_cpu_isa_name((tnd_cpu_isa)isa)) == 0 && !tnd_cpu_kernels_for(&d->kernels, (tnd_cpu_isa)isa, &features))
+        if (strcmp(cap, tnd_cpu_isa_name((tnd_cpu_isa)isa)) == 0 &&
+            !tnd_cpu_kernels_for(&d->kernels, (tnd_cpu_isa)isa, &features))
             tnd_cpu_kernels_best(&d->kernels, &features); /* not on this machine: keep the best */
     if (reference) tnd_cpu_kernels_reference(&d->kernels);
     b->vt = &cpu_vtable;

@@ -1,6 +1,7 @@
-/* arm_neon.c: CPU kernels (F32, F16, Q4_0, Q8_0, Q4_K, Q6_K) for AArch64 with NEON and the dot-product extension (compiled with
- * -march=armv8.2-a+dotprod; chosen at run time by cpu_kernels.c when the processor reports asimddp). sdot
- * multiplies 16 signed bytes by 16 signed bytes and adds each group of four products into one of 4 int32 lanes.
+/* arm_neon.c: CPU kernels (F32, F16, Q4_0, Q8_0, Q4_K, Q6_K) for AArch64 with NEON and the dot-product extension
+ * (compiled with -march=armv8.2-a+dotprod; chosen at run time by cpu_kernels.c when the processor reports
+ * asimddp). sdot multiplies 16 signed bytes by 16 signed bytes and adds each group of four products into one of 4
+ * int32 lanes.
  * Each kernel computes what its scalar counterpart in src/quant computes; test_cpu_kernels checks them against
  * double math on odd sizes, also under qemu-user in CI (scripts/test_arm.sh). */
 #include "backend/cpu/cpu_kernels.h"
@@ -195,12 +196,12 @@ static float dot_q6_K_q8_K(const void *vx, const void *vy, int64_t n) {
 void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_F32] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f32_f32, "neon", NULL, 0, 0, NULL, NULL, NULL, 0};
     k->dot[TND_TYPE_F16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f16_f32, "neon", NULL, 0, 0, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "neon", NULL, 0, 0, NULL, NULL,
-                                          NULL, 0};
-    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "neon", NULL, 0, 0, NULL, NULL,
-                                          NULL, 0};
-    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "neon", NULL, 0, 0, NULL,
-                                          NULL, NULL, 0};
-    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "neon", NULL, 0, 0, NULL,
-                                          NULL, NULL, 0};
+    k->dot[TND_TYPE_Q8_0] =
+        (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "neon", NULL, 0, 0, NULL, NULL, NULL, 0};
+    k->dot[TND_TYPE_Q4_0] =
+        (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "neon", NULL, 0, 0, NULL, NULL, NULL, 0};
+    k->dot[TND_TYPE_Q4_K] =
+        (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "neon", NULL, 0, 0, NULL, NULL, NULL, 0};
+    k->dot[TND_TYPE_Q6_K] =
+        (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "neon", NULL, 0, 0, NULL, NULL, NULL, 0};
 }

@@ -24,16 +24,16 @@ static inline float hsum256(__m256 v) {
  * same order. */
 enum { TILE_ROWS = 2, TILE_TOKENS = 4 };
 
-#define TILE_OR_DOTS(name, full_tile, dot)                                                                            \
-    static void name(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n, float *y,  \
-                     size_t y_stride, int rows, int tokens) {                                                         \
-        if (rows == TILE_ROWS && tokens == TILE_TOKENS) {                                                             \
-            full_tile(w, w_stride, act, act_stride, n, y, y_stride);                                                  \
-            return;                                                                                                   \
-        }                                                                                                             \
-        for (int t = 0; t < tokens; t++)                                                                              \
-            for (int r = 0; r < rows; r++)                                                                            \
-                y[(size_t)t * y_stride + (size_t)r] = dot(w + (size_t)r * w_stride, act + (size_t)t * act_stride, n); \
+#define TILE_OR_DOTS(name, full_tile, dot)                                                                             \
+    static void name(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n, float *y,    \
+                     size_t y_stride, int rows, int tokens) {                                                          \
+        if (rows == TILE_ROWS && tokens == TILE_TOKENS) {                                                              \
+            full_tile(w, w_stride, act, act_stride, n, y, y_stride);                                                   \
+            return;                                                                                                    \
+        }                                                                                                              \
+        for (int t = 0; t < tokens; t++)                                                                               \
+            for (int r = 0; r < rows; r++)                                                                             \
+                y[(size_t)t * y_stride + (size_t)r] = dot(w + (size_t)r * w_stride, act + (size_t)t * act_stride, n);  \
     }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -70,8 +70,7 @@ static inline __m256 load_bf16x8(const uint16_t *p) {
     static float name(const void *vx, const void *vy, int64_t n) {                                                     \
         const uint16_t *x = vx;                                                                                        \
         const float *y = vy;                                                                                           \
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(),                         \
-               a3 = _mm256_setzero_ps();                                                                               \
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
         int64_t i = 0;                                                                                                 \
         for (; i + 32 <= n; i += 32) {                                                                                 \
             a0 = _mm256_fmadd_ps(load(x + i), _mm256_loadu_ps(y + i), a0);                                             \
@@ -79,8 +78,8 @@ static inline __m256 load_bf16x8(const uint16_t *p) {
             a2 = _mm256_fmadd_ps(load(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);                                   \
             a3 = _mm256_fmadd_ps(load(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);                                   \
         }                                                                                                              \
-        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load(x + i), _mm256_loadu_ps(y + i), a0);                     \
-        float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));                               \
+        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load(x + i), _mm256_loadu_ps(y + i), a0);                      \
+        float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));                                \
         for (; i < n; i++) s += widen_one(x[i]) * y[i];                                                                \
         return s;                                                                                                      \
     }
@@ -184,34 +183,34 @@ static inline __m256i unpack_q8_0(const uint8_t *block) {
     return _mm256_loadu_si256((const __m256i *)(const void *)(block + 2));
 }
 
-#define TILE_Q8_0_ACTIVATIONS(name, unpack, w_bytes)                                                                 \
-    static void name(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n, float *y,  \
-                     size_t y_stride) {                                                                               \
-        __m256 acc[TILE_ROWS][TILE_TOKENS];                                                           \
-        for (int r = 0; r < TILE_ROWS; r++)                                                                   \
-            for (int t = 0; t < TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_ps();                           \
-        for (int64_t b = 0; b < n / QK; b++) {                                                                        \
-            __m256i wq[TILE_ROWS], wabs[TILE_ROWS];                                                   \
-            float wd[TILE_ROWS];                                                                              \
-            for (int r = 0; r < TILE_ROWS; r++) {                                                             \
-                const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * (w_bytes);                               \
-                wq[r] = unpack(blk);                                                                                  \
-                wabs[r] = _mm256_sign_epi8(wq[r], wq[r]);                                                             \
-                wd[r] = fp16_load(blk);                                                                               \
-            }                                                                                                         \
-            for (int t = 0; t < TILE_TOKENS; t++) {                                                           \
-                const uint8_t *ablk = act + (size_t)t * act_stride + (size_t)b * Q8_0_BYTES;                          \
-                __m256i aq = _mm256_loadu_si256((const __m256i *)(const void *)(ablk + 2));                           \
-                float ad = fp16_load(ablk);                                                                           \
-                for (int r = 0; r < TILE_ROWS; r++) {                                                         \
-                    __m256i pairs = _mm256_maddubs_epi16(wabs[r], _mm256_sign_epi8(aq, wq[r]));                       \
-                    __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));                                    \
-                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wd[r] * ad), _mm256_cvtepi32_ps(sums), acc[r][t]);     \
-                }                                                                                                     \
-            }                                                                                                         \
-        }                                                                                                             \
-        for (int t = 0; t < TILE_TOKENS; t++)                                                                 \
-            for (int r = 0; r < TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = hsum256(acc[r][t]);   \
+#define TILE_Q8_0_ACTIVATIONS(name, unpack, w_bytes)                                                                   \
+    static void name(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n, float *y,    \
+                     size_t y_stride) {                                                                                \
+        __m256 acc[TILE_ROWS][TILE_TOKENS];                                                                            \
+        for (int r = 0; r < TILE_ROWS; r++)                                                                            \
+            for (int t = 0; t < TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_ps();                                     \
+        for (int64_t b = 0; b < n / QK; b++) {                                                                         \
+            __m256i wq[TILE_ROWS], wabs[TILE_ROWS];                                                                    \
+            float wd[TILE_ROWS];                                                                                       \
+            for (int r = 0; r < TILE_ROWS; r++) {                                                                      \
+                const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * (w_bytes);                                 \
+                wq[r] = unpack(blk);                                                                                   \
+                wabs[r] = _mm256_sign_epi8(wq[r], wq[r]);                                                              \
+                wd[r] = fp16_load(blk);                                                                                \
+            }                                                                                                          \
+            for (int t = 0; t < TILE_TOKENS; t++) {                                                                    \
+                const uint8_t *ablk = act + (size_t)t * act_stride + (size_t)b * Q8_0_BYTES;                           \
+                __m256i aq = _mm256_loadu_si256((const __m256i *)(const void *)(ablk + 2));                            \
+                float ad = fp16_load(ablk);                                                                            \
+                for (int r = 0; r < TILE_ROWS; r++) {                                                                  \
+                    __m256i pairs = _mm256_maddubs_epi16(wabs[r], _mm256_sign_epi8(aq, wq[r]));                        \
+                    __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));                                     \
+                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wd[r] * ad), _mm256_cvtepi32_ps(sums), acc[r][t]);      \
+                }                                                                                                      \
+            }                                                                                                          \
+        }                                                                                                              \
+        for (int t = 0; t < TILE_TOKENS; t++)                                                                          \
+            for (int r = 0; r < TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = hsum256(acc[r][t]);              \
     }
 
 TILE_Q8_0_ACTIVATIONS(tile_q4_0_q8_0_full, unpack_q4_0, Q4_0_BYTES)
@@ -261,7 +260,8 @@ static float dot_q4_K_q8_K(const void *vx, const void *vy, int64_t n) {
             __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x + 16 + 32 * c));
             __m256i ya = _mm256_loadu_si256((const __m256i *)(const void *)(y + 4 + 64 * c));
             __m256i yb = _mm256_loadu_si256((const __m256i *)(const void *)(y + 4 + 64 * c + 32));
-            acc = _mm256_add_epi32(acc, scaled_dot_u8(_mm256_and_si256(q, low4), ya, _mm256_set1_epi16((int16_t)sc[2 * c])));
+            acc = _mm256_add_epi32(acc,
+                                   scaled_dot_u8(_mm256_and_si256(q, low4), ya, _mm256_set1_epi16((int16_t)sc[2 * c])));
             acc = _mm256_add_epi32(acc, scaled_dot_u8(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), yb,
                                                       _mm256_set1_epi16((int16_t)sc[2 * c + 1])));
         }
@@ -276,7 +276,7 @@ static float dot_q4_K_q8_K(const void *vx, const void *vy, int64_t n) {
 
 /* Q4_K tile: 2 weight rows x 4 tokens per super-block, each row's nibbles unpacked once for the 4 tokens. */
 static void tile_q4_K_q8_K_full(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                           float *y, size_t y_stride) {
+                                float *y, size_t y_stride) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     float sum[TILE_ROWS][TILE_TOKENS] = {{0}};
     for (int64_t b = 0; b < n / QK_K; b++) {
@@ -307,8 +307,10 @@ static void tile_q4_K_q8_K_full(const uint8_t *w, size_t w_stride, const uint8_t
                 __m256i ya = _mm256_loadu_si256((const __m256i *)(const void *)yb);
                 __m256i yh = _mm256_loadu_si256((const __m256i *)(const void *)(yb + 32));
                 for (int r = 0; r < TILE_ROWS; r++) {
-                    acc[r][t] = _mm256_add_epi32(acc[r][t], scaled_dot_u8(lo[r], ya, _mm256_set1_epi16((int16_t)sc[r][2 * c])));
-                    acc[r][t] = _mm256_add_epi32(acc[r][t], scaled_dot_u8(hi[r], yh, _mm256_set1_epi16((int16_t)sc[r][2 * c + 1])));
+                    acc[r][t] =
+                        _mm256_add_epi32(acc[r][t], scaled_dot_u8(lo[r], ya, _mm256_set1_epi16((int16_t)sc[r][2 * c])));
+                    acc[r][t] = _mm256_add_epi32(
+                        acc[r][t], scaled_dot_u8(hi[r], yh, _mm256_set1_epi16((int16_t)sc[r][2 * c + 1])));
                 }
             }
         }
@@ -321,7 +323,8 @@ static void tile_q4_K_q8_K_full(const uint8_t *w, size_t w_stride, const uint8_t
                 __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc[r][t]), _mm256_extracti128_si256(acc[r][t], 1));
                 a4 = _mm_hadd_epi32(a4, a4);
                 a4 = _mm_hadd_epi32(a4, a4);
-                sum[r][t] += dy * fp16_load(x[r]) * (float)_mm_cvtsi128_si32(a4) - dy * fp16_load(x[r] + 2) * (float)mins;
+                sum[r][t] +=
+                    dy * fp16_load(x[r]) * (float)_mm_cvtsi128_si32(a4) - dy * fp16_load(x[r] + 2) * (float)mins;
             }
         }
     }
@@ -352,7 +355,8 @@ static float dot_q6_K_q8_K(const void *vx, const void *vy, int64_t n) {
                 __m256i highs = _mm256_and_si256(_mm256_srli_epi16(hi, 2 * p), low2);
                 __m256i q = _mm256_or_si256(lows[p], _mm256_slli_epi16(highs, 4));
                 __m256i yv = _mm256_loadu_si256((const __m256i *)(const void *)(y + 4 + 128 * h + 32 * p));
-                __m256i scales = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * p + 1]), _mm_set1_epi16(sc[8 * h + 2 * p]));
+                __m256i scales =
+                    _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * p + 1]), _mm_set1_epi16(sc[8 * h + 2 * p]));
                 acc = _mm256_add_epi32(acc, scaled_dot_u8(q, yv, scales));
             }
         }
@@ -366,7 +370,7 @@ static float dot_q6_K_q8_K(const void *vx, const void *vy, int64_t n) {
 
 /* Q6_K tile: 2 weight rows x 4 tokens per super-block, each row's 6-bit levels rebuilt once for the 4 tokens. */
 static void tile_q6_K_q8_K_full(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                           float *y, size_t y_stride) {
+                                float *y, size_t y_stride) {
     const __m256i low4 = _mm256_set1_epi8(0x0f), low2 = _mm256_set1_epi8(0x03);
     float sum[TILE_ROWS][TILE_TOKENS] = {{0}};
     for (int64_t b = 0; b < n / QK_K; b++) {
@@ -387,7 +391,8 @@ static void tile_q6_K_q8_K_full(const uint8_t *w, size_t w_stride, const uint8_t
                     __m256i highs = _mm256_and_si256(
                         _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(const void *)qh), 2 * p), low2);
                     q[r] = _mm256_or_si256(lows, _mm256_slli_epi16(highs, 4));
-                    scales[r] = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * p + 1]), _mm_set1_epi16(sc[8 * h + 2 * p]));
+                    scales[r] =
+                        _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * p + 1]), _mm_set1_epi16(sc[8 * h + 2 * p]));
                 }
                 for (int t = 0; t < TILE_TOKENS; t++) {
                     const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 128 * h + 32 * p;
@@ -435,7 +440,8 @@ static void f16_to_f32(const void *vx, float *y, int64_t n) {
  * e^-87 (1.6e-38): nothing next to the tile's largest weight, which is 1. */
 static inline __m256 exp_neg256(__m256 x) {
     x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 n =
+        _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
     __m256 p = _mm256_set1_ps(1.0f / 720);
@@ -480,9 +486,9 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
                 for (int jj = 0; jj < 8; jj++) part[jj] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp[jj] + i), part[jj]);
             }
             __m256 s8 = _mm256_mul_ps(hsum8x8(part), _mm256_set1_ps(scale));
-            __m256 valid = _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps((float)(j0 - np)),
-                                                       _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)),
-                                         _mm256_setzero_ps(), _CMP_LT_OQ);
+            __m256 valid =
+                _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps((float)(j0 - np)), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)),
+                              _mm256_setzero_ps(), _CMP_LT_OQ);
             s8 = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s8, valid);
             _mm256_storeu_ps(score + j0, s8);
             vmax = _mm256_max_ps(vmax, s8);
@@ -496,7 +502,8 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
         __m256 wsum = _mm256_setzero_ps(), vm = _mm256_set1_ps(m_new);
         for (int32_t j0 = 0; j0 < np8; j0 += 8) {
             __m256 s8 = _mm256_loadu_ps(score + j0);
-            __m256 w8 = _mm256_and_ps(exp_neg256(_mm256_sub_ps(s8, vm)), _mm256_cmp_ps(s8, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
+            __m256 w8 = _mm256_and_ps(exp_neg256(_mm256_sub_ps(s8, vm)),
+                                      _mm256_cmp_ps(s8, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
             _mm256_storeu_ps(score + j0, w8);
             wsum = _mm256_add_ps(wsum, w8);
         }
@@ -512,13 +519,15 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
             for (int32_t j = 0; j < np; j++) {
                 __m256 wj = _mm256_broadcast_ss(score + j);
                 const float *vj = v + j * hd + i0;
-                for (int u = 0; u < ATTN_HD_STEP / 8; u++) a[u] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8 * u), a[u]);
+                for (int u = 0; u < ATTN_HD_STEP / 8; u++)
+                    a[u] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8 * u), a[u]);
             }
             for (int u = 0; u < ATTN_HD_STEP / 8; u++) _mm256_storeu_ps(ar + i0 + 8 * u, a[u]);
         }
         for (; i0 < hd; i0 += 8) {
             __m256 a = _mm256_mul_ps(_mm256_loadu_ps(ar + i0), vc);
-            for (int32_t j = 0; j < np; j++) a = _mm256_fmadd_ps(_mm256_broadcast_ss(score + j), _mm256_loadu_ps(v + j * hd + i0), a);
+            for (int32_t j = 0; j < np; j++)
+                a = _mm256_fmadd_ps(_mm256_broadcast_ss(score + j), _mm256_loadu_ps(v + j * hd + i0), a);
             _mm256_storeu_ps(ar + i0, a);
         }
     }
@@ -532,9 +541,34 @@ void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->vec = (tnd_cpu_vec){f16_to_f32, attn_tile};
     k->dot[TND_TYPE_F32] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f32_f32, "avx2", NULL, 0, 0, NULL, NULL, NULL, 0};
     k->dot[TND_TYPE_F16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f16_f32, "avx2", NULL, 0, 0, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_BF16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_bf16_f32, "avx2", NULL, 0, 0, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "avx2", tile_q8_0_q8_0, TILE_ROWS, TILE_TOKENS, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "avx2", tile_q4_0_q8_0, TILE_ROWS, TILE_TOKENS, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "avx2", tile_q4_K_q8_K, TILE_ROWS, TILE_TOKENS, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "avx2", tile_q6_K_q8_K, TILE_ROWS, TILE_TOKENS, NULL, NULL, NULL, 0};
+    k->dot[TND_TYPE_BF16] =
+        (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_bf16_f32, "avx2", NULL, 0, 0, NULL, NULL, NULL, 0};
+    k->dot[TND_TYPE_Q8_0] =
+        (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "avx2", tile_q8_0_q8_0, TILE_ROWS, TILE_TOKENS,
+                      NULL,          NULL,          NULL,          0};
+    k->dot[TND_TYPE_Q4_0] =
+        (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "avx2", tile_q4_0_q8_0, TILE_ROWS, TILE_TOKENS,
+                      NULL,          NULL,          NULL,          0};
+    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K,
+                                          tnd_quantize_q8_K_ref,
+                                          dot_q4_K_q8_K,
+                                          "avx2",
+                                          tile_q4_K_q8_K,
+                                          TILE_ROWS,
+                                          TILE_TOKENS,
+                                          NULL,
+                                          NULL,
+                                          NULL,
+                                          0};
+    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K,
+                                          tnd_quantize_q8_K_ref,
+                                          dot_q6_K_q8_K,
+                                          "avx2",
+                                          tile_q6_K_q8_K,
+                                          TILE_ROWS,
+                                          TILE_TOKENS,
+                                          NULL,
+                                          NULL,
+                                          NULL,
+                                          0};
 }

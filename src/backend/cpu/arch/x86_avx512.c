@@ -54,8 +54,10 @@ static inline float quantize_block(const float *x, __m128i *lo, __m128i *hi) {
     float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
     float d = amax / 127.0f;
     __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-    *lo = _mm512_cvtsepi32_epi8(_mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    *hi = _mm512_cvtsepi32_epi8(_mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    *lo = _mm512_cvtsepi32_epi8(
+        _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    *hi = _mm512_cvtsepi32_epi8(
+        _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     return d;
 }
 
@@ -66,7 +68,8 @@ static inline void quantize_pairs(const float *x, void *vy, int64_t n, int offse
         __m128i q[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
         float d0 = quantize_block(x + b * QK, &q[0], &q[1]), d1 = 0.0f;
         if (b + 1 < nb) d1 = quantize_block(x + (b + 1) * QK, &q[2], &q[3]);
-        __m512i qs = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set_m128i(q[1], q[0])), _mm256_set_m128i(q[3], q[2]), 1);
+        __m512i qs =
+            _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set_m128i(q[1], q[0])), _mm256_set_m128i(q[3], q[2]), 1);
         __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), qs);
         _mm512_storeu_si512((void *)y, qs);
         _mm512_storeu_ps((void *)(y + 64), _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d0), _mm512_set1_ps(d1)));
@@ -105,7 +108,8 @@ ALWAYS_INLINE __m512i unpack_q4_0_pair(const uint8_t *blk, bool two) {
 /* Q8_0: signed bytes made unsigned by adding 128 (flipping the top bit). */
 ALWAYS_INLINE __m512i unpack_q8_0_pair(const uint8_t *blk, bool two) {
     __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
-    __m256i hi = two ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + Q8_0_BYTES + 2)) : _mm256_setzero_si256();
+    __m256i hi =
+        two ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + Q8_0_BYTES + 2)) : _mm256_setzero_si256();
     return _mm512_xor_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1), _mm512_set1_epi8((char)0x80));
 }
 
@@ -208,7 +212,7 @@ ALWAYS_INLINE __m128i q4_K_scales_mins(const uint8_t *s) {
 }
 
 ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                             float *y, size_t y_stride, int R, int T) {
+                                  float *y, size_t y_stride, int R, int T) {
     __m512 acc[TILE_ROWS_K][TILE_TOKENS_K];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
@@ -222,7 +226,8 @@ ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, size_t w_stride, const uint8
             sm[r] = q4_K_scales_mins(x[r] + 4);
             /* each min twice: once per 16-element activation sum of its sub-block */
             static const char dup[16] = {8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15};
-            mins16[r] = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm[r], _mm_loadu_si128((const __m128i *)(const void *)dup)));
+            mins16[r] =
+                _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm[r], _mm_loadu_si128((const __m128i *)(const void *)dup)));
             for (int t = 0; t < T; t++) isum[r][t] = _mm512_setzero_si512();
         }
         for (int c = 0; c < 4; c += 2) { /* 32 bytes of nibbles per step: sub-block 2c low, 2c + 1 high */
@@ -247,8 +252,10 @@ ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, size_t w_stride, const uint8
             __m256i bsums = load256(yb + 4 + QK_K);
             for (int r = 0; r < R; r++) {
                 __m512i mins = _mm512_zextsi256_si512(_mm256_madd_epi16(mins16[r], bsums));
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), _mm512_set1_ps(fp16_load(x[r]) * da), acc[r][t]);
-                acc[r][t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_set1_ps(fp16_load(x[r] + 2) * da), acc[r][t]);
+                acc[r][t] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), _mm512_set1_ps(fp16_load(x[r]) * da), acc[r][t]);
+                acc[r][t] =
+                    _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_set1_ps(fp16_load(x[r] + 2) * da), acc[r][t]);
             }
         }
     }
@@ -271,7 +278,7 @@ ALWAYS_INLINE void q6_K_levels(const uint8_t *x, int h, __m512i out[2]) {
 }
 
 ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                             float *y, size_t y_stride, int R, int T) {
+                                  float *y, size_t y_stride, int R, int T) {
     __m512 acc[TILE_ROWS_K][TILE_TOKENS_K];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
@@ -302,7 +309,8 @@ ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, size_t w_stride, const uint8
             for (int r = 0; r < R; r++) {
                 __m512i offset = _mm512_zextsi256_si512(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8[r]), bsums));
                 __m512i total = _mm512_sub_epi32(isum[r][t], _mm512_slli_epi32(offset, 5));
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_set1_ps(fp16_load(x[r] + 208) * da), acc[r][t]);
+                acc[r][t] =
+                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_set1_ps(fp16_load(x[r] + 208) * da), acc[r][t]);
             }
         }
     }
@@ -319,7 +327,8 @@ static tnd_attn_tile_fn attn_tile_fallback; /* the entry this file replaces, set
 /* e^x for x <= 0, as the AVX2 file's exp_neg256: x = n ln2 + r, Taylor series of e^r to r^6, 2^n in the exponent. */
 static inline __m512 exp_neg512(__m512 x) {
     x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
     __m512 p = _mm512_set1_ps(1.0f / 720);
@@ -338,8 +347,9 @@ static inline __m512 hsum16x16(const __m512 v[16]) {
     for (int i = 0; i < 8; i++) /* per 128-bit lane: v2i 0+2, v2i+1 0+2, v2i 1+3, v2i+1 1+3 */
         a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
     for (int i = 0; i < 4; i++) /* per 128-bit lane: the lane sums of v4i .. v4i+3 */
-        b[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a[2 * i]), _mm512_castps_pd(a[2 * i + 1]))),
-                             _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a[2 * i]), _mm512_castps_pd(a[2 * i + 1]))));
+        b[i] = _mm512_add_ps(
+            _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a[2 * i]), _mm512_castps_pd(a[2 * i + 1]))),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a[2 * i]), _mm512_castps_pd(a[2 * i + 1]))));
     for (int i = 0; i < 2; i++) /* lanes 0+1 and 2+3 of b2i, then of b2i+1: halves of the sums of v8i .. v8i+7 */
         c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
                              _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
@@ -418,13 +428,18 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
     /* V rows are loaded once per group of heads whose outputs fit the registers */
     int32_t r = 0;
     if (hd == 64)
-        for (; r + 4 <= rep; r += 4) attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 4, 4);
+        for (; r + 4 <= rep; r += 4)
+            attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 4, 4);
     for (; r + 2 <= rep; r += 2)
-        if (hd == 64) attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 2, 4);
-        else attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 2, 8);
+        if (hd == 64)
+            attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 2, 4);
+        else
+            attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 2, 8);
     for (; r < rep; r++)
-        if (hd == 64) attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 1, 4);
-        else attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 1, 8);
+        if (hd == 64)
+            attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 1, 4);
+        else
+            attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 1, 8);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -452,26 +467,27 @@ ALWAYS_INLINE void tile_q8_0_packed_body(const uint8_t *w, size_t ws, const uint
 }
 
 /* A switch over the shapes, each case a constant-shape call the compiler specializes (unrolled, in registers). */
-#define SHAPE(body, R, T)                                                                                            \
-    case (R) * 8 + (T): body(w, ws, a, as, n, y, ys, R, T); break;
+#define SHAPE(body, R, T)                                                                                              \
+    case (R)*8 + (T):                                                                                                  \
+        body(w, ws, a, as, n, y, ys, R, T);                                                                            \
+        break;
 #define SHAPES_OF_ROW(body, R) SHAPE(body, R, 1) SHAPE(body, R, 2) SHAPE(body, R, 3) SHAPE(body, R, 4)
 
-#define TILE_SHAPES(name, body, max_rows)                                                                            \
-    static void tile_##name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,          \
-                            size_t ys, int rows, int tokens) {                                                       \
-        switch (rows * 8 + tokens) {                                                                                 \
-            SHAPES_OF_ROW(body, 1)                                                                                   \
-            SHAPES_OF_ROW(body, 2)                                                                                   \
-            SHAPES_OF_ROW_UP_TO_##max_rows(body)                                                                     \
-        default: break;                                                                                              \
-        }                                                                                                            \
+#define TILE_SHAPES(name, body, max_rows)                                                                              \
+    static void tile_##name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, size_t ys,  \
+                            int rows, int tokens) {                                                                    \
+        switch (rows * 8 + tokens) {                                                                                   \
+            SHAPES_OF_ROW(body, 1)                                                                                     \
+            SHAPES_OF_ROW(body, 2)                                                                                     \
+            SHAPES_OF_ROW_UP_TO_##max_rows(body) default : break;                                                      \
+        }                                                                                                              \
     }
-#define TILE_AND_DOT(name, body, max_rows)                                                                           \
-    TILE_SHAPES(name, body, max_rows)                                                                                \
-    static float dot_##name(const void *w, const void *a, int64_t n) {                                               \
-        float y;                                                                                                     \
-        body(w, 0, a, 0, n, &y, 0, 1, 1);                                                                            \
-        return y;                                                                                                    \
+#define TILE_AND_DOT(name, body, max_rows)                                                                             \
+    TILE_SHAPES(name, body, max_rows)                                                                                  \
+    static float dot_##name(const void *w, const void *a, int64_t n) {                                                 \
+        float y;                                                                                                       \
+        body(w, 0, a, 0, n, &y, 0, 1, 1);                                                                              \
+        return y;                                                                                                      \
     }
 #define SHAPES_OF_ROW_UP_TO_2(body)
 #define SHAPES_OF_ROW_UP_TO_4(body) SHAPES_OF_ROW(body, 3) SHAPES_OF_ROW(body, 4)
@@ -489,14 +505,14 @@ _Static_assert(TILE_TOKENS_32 == 4 && TILE_TOKENS_K == 4 && TILE_ROWS_32 == 4 &&
 void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     attn_tile_fallback = k->vec.attn_tile;
     k->vec.attn_tile = attn_tile;
-    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_act_q4_0, dot_q4_0, "avx512", tile_q4_0,
-                                          TILE_ROWS_32, TILE_TOKENS_32, act_pair_bytes, act_pairs_to_float,
-                                          tile_q4_0_packed, 2 * Q4_0_BYTES};
-    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_act_q8_0, dot_q8_0, "avx512", tile_q8_0,
-                                          TILE_ROWS_32, TILE_TOKENS_32, act_pair_bytes, act_pairs_to_float,
-                                          tile_q8_0_packed, 2 * Q8_0_BYTES};
-    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, quantize_q8_K, dot_q4_K, "avx512", tile_q4_K,
-                                          TILE_ROWS_K, TILE_TOKENS_K, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, quantize_q8_K, dot_q6_K, "avx512", tile_q6_K,
-                                          TILE_ROWS_K, TILE_TOKENS_K, NULL, NULL, NULL, 0};
+    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0,      quantize_act_q4_0, dot_q4_0,       "avx512",
+                                          tile_q4_0,          TILE_ROWS_32,      TILE_TOKENS_32, act_pair_bytes,
+                                          act_pairs_to_float, tile_q4_0_packed,  2 * Q4_0_BYTES};
+    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0,      quantize_act_q8_0, dot_q8_0,       "avx512",
+                                          tile_q8_0,          TILE_ROWS_32,      TILE_TOKENS_32, act_pair_bytes,
+                                          act_pairs_to_float, tile_q8_0_packed,  2 * Q8_0_BYTES};
+    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, quantize_q8_K, dot_q4_K, "avx512", tile_q4_K, TILE_ROWS_K,
+                                          TILE_TOKENS_K, NULL,          NULL,     NULL,     0};
+    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, quantize_q8_K, dot_q6_K, "avx512", tile_q6_K, TILE_ROWS_K,
+                                          TILE_TOKENS_K, NULL,          NULL,     NULL,     0};
 }
