@@ -193,15 +193,15 @@ static float dot_q6_K_q8_K(const void *vx, const void *vy, int64_t n) {
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
 
+static tnd_cpu_dot entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_dot_fn dot) {
+    return (tnd_cpu_dot){.act_type = act_type, .quantize_act = quantize, .dot = dot, .isa = "neon"};
+}
+
 void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
-    k->dot[TND_TYPE_F32] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f32_f32, "neon", NULL, 0, 0, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_F16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f16_f32, "neon", NULL, 0, 0, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_Q8_0] =
-        (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "neon", NULL, 0, 0, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_Q4_0] =
-        (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "neon", NULL, 0, 0, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_Q4_K] =
-        (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, "neon", NULL, 0, 0, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_Q6_K] =
-        (tnd_cpu_dot){TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, "neon", NULL, 0, 0, NULL, NULL, NULL, 0};
+    k->dot[TND_TYPE_F32] = entry(TND_TYPE_F32, copy_f32, dot_f32_f32);
+    k->dot[TND_TYPE_F16] = entry(TND_TYPE_F32, copy_f32, dot_f16_f32);
+    k->dot[TND_TYPE_Q8_0] = entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0);
+    k->dot[TND_TYPE_Q4_0] = entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0);
+    k->dot[TND_TYPE_Q4_K] = entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K);
+    k->dot[TND_TYPE_Q6_K] = entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K);
 }

@@ -537,38 +537,29 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
 
+/* An entry whose activations are used as floats, without tiles. */
+static tnd_cpu_dot float_entry(tnd_vec_dot_fn dot) {
+    return (tnd_cpu_dot){.act_type = TND_TYPE_F32, .quantize_act = copy_f32, .dot = dot, .isa = "avx2"};
+}
+
+/* An entry with quantized activations and 2 x 4 tiles. */
+static tnd_cpu_dot tiled_entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile) {
+    return (tnd_cpu_dot){.act_type = act_type,
+                         .quantize_act = quantize,
+                         .dot = dot,
+                         .isa = "avx2",
+                         .tile = tile,
+                         .tile_rows = TILE_ROWS,
+                         .tile_tokens = TILE_TOKENS};
+}
+
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->vec = (tnd_cpu_vec){f16_to_f32, attn_tile};
-    k->dot[TND_TYPE_F32] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f32_f32, "avx2", NULL, 0, 0, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_F16] = (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_f16_f32, "avx2", NULL, 0, 0, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_BF16] =
-        (tnd_cpu_dot){TND_TYPE_F32, copy_f32, dot_bf16_f32, "avx2", NULL, 0, 0, NULL, NULL, NULL, 0};
-    k->dot[TND_TYPE_Q8_0] =
-        (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, "avx2", tile_q8_0_q8_0, TILE_ROWS, TILE_TOKENS,
-                      NULL,          NULL,          NULL,          0};
-    k->dot[TND_TYPE_Q4_0] =
-        (tnd_cpu_dot){TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, "avx2", tile_q4_0_q8_0, TILE_ROWS, TILE_TOKENS,
-                      NULL,          NULL,          NULL,          0};
-    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K,
-                                          tnd_quantize_q8_K_ref,
-                                          dot_q4_K_q8_K,
-                                          "avx2",
-                                          tile_q4_K_q8_K,
-                                          TILE_ROWS,
-                                          TILE_TOKENS,
-                                          NULL,
-                                          NULL,
-                                          NULL,
-                                          0};
-    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K,
-                                          tnd_quantize_q8_K_ref,
-                                          dot_q6_K_q8_K,
-                                          "avx2",
-                                          tile_q6_K_q8_K,
-                                          TILE_ROWS,
-                                          TILE_TOKENS,
-                                          NULL,
-                                          NULL,
-                                          NULL,
-                                          0};
+    k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32);
+    k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32);
+    k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32);
+    k->dot[TND_TYPE_Q8_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, tile_q8_0_q8_0);
+    k->dot[TND_TYPE_Q4_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, tile_q4_0_q8_0);
+    k->dot[TND_TYPE_Q4_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, tile_q4_K_q8_K);
+    k->dot[TND_TYPE_Q6_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, tile_q6_K_q8_K);
 }

@@ -505,14 +505,40 @@ _Static_assert(TILE_TOKENS_32 == 4 && TILE_TOKENS_K == 4 && TILE_ROWS_32 == 4 &&
 void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     attn_tile_fallback = k->vec.attn_tile;
     k->vec.attn_tile = attn_tile;
-    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){TND_TYPE_Q8_0,      quantize_act_q4_0, dot_q4_0,       "avx512",
-                                          tile_q4_0,          TILE_ROWS_32,      TILE_TOKENS_32, act_pair_bytes,
-                                          act_pairs_to_float, tile_q4_0_packed,  2 * Q4_0_BYTES};
-    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){TND_TYPE_Q8_0,      quantize_act_q8_0, dot_q8_0,       "avx512",
-                                          tile_q8_0,          TILE_ROWS_32,      TILE_TOKENS_32, act_pair_bytes,
-                                          act_pairs_to_float, tile_q8_0_packed,  2 * Q8_0_BYTES};
-    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, quantize_q8_K, dot_q4_K, "avx512", tile_q4_K, TILE_ROWS_K,
-                                          TILE_TOKENS_K, NULL,          NULL,     NULL,     0};
-    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){TND_TYPE_Q8_K, quantize_q8_K, dot_q6_K, "avx512", tile_q6_K, TILE_ROWS_K,
-                                          TILE_TOKENS_K, NULL,          NULL,     NULL,     0};
+    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_0,
+                                          .quantize_act = quantize_act_q4_0,
+                                          .dot = dot_q4_0,
+                                          .isa = "avx512",
+                                          .tile = tile_q4_0,
+                                          .tile_rows = TILE_ROWS_32,
+                                          .tile_tokens = TILE_TOKENS_32,
+                                          .act_bytes = act_pair_bytes,
+                                          .act_to_float = act_pairs_to_float,
+                                          .tile_packed = tile_q4_0_packed,
+                                          .pack_chunk = 2 * Q4_0_BYTES};
+    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_0,
+                                          .quantize_act = quantize_act_q8_0,
+                                          .dot = dot_q8_0,
+                                          .isa = "avx512",
+                                          .tile = tile_q8_0,
+                                          .tile_rows = TILE_ROWS_32,
+                                          .tile_tokens = TILE_TOKENS_32,
+                                          .act_bytes = act_pair_bytes,
+                                          .act_to_float = act_pairs_to_float,
+                                          .tile_packed = tile_q8_0_packed,
+                                          .pack_chunk = 2 * Q8_0_BYTES};
+    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_K,
+                                          .quantize_act = quantize_q8_K,
+                                          .dot = dot_q4_K,
+                                          .isa = "avx512",
+                                          .tile = tile_q4_K,
+                                          .tile_rows = TILE_ROWS_K,
+                                          .tile_tokens = TILE_TOKENS_K};
+    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_K,
+                                          .quantize_act = quantize_q8_K,
+                                          .dot = dot_q6_K,
+                                          .isa = "avx512",
+                                          .tile = tile_q6_K,
+                                          .tile_rows = TILE_ROWS_K,
+                                          .tile_tokens = TILE_TOKENS_K};
 }
