@@ -319,6 +319,46 @@ ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, size_t w_stride, const uint8
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * BF16 weights against BF16 activations (rounded to nearest even once per matmul): vdpbf16ps adds the two
+ * products of each pair of bf16 into one of 16 float lanes, 32 elements per step (the last step masked).
+ * Compiled for AVX512_BF16 only in these functions; registered only where the processor has it.
+ * ---------------------------------------------------------------------------------------------------------- */
+
+#define BF16_TARGET __attribute__((target("avx512bf16")))
+
+BF16_TARGET static void quantize_bf16(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512bh b = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+        _mm512_storeu_si512((void *)(y + 2 * i), (__m512i)b);
+    }
+    for (; i < n; i += 16) {
+        __mmask16 m = (__mmask16)(n - i >= 16 ? 0xffff : (1u << (n - i)) - 1);
+        __m256bh b = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i));
+        _mm256_mask_storeu_epi16(y + 2 * i, m, (__m256i)b);
+    }
+}
+
+BF16_TARGET ALWAYS_INLINE void tile_bf16_body(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride,
+                                              int64_t n, float *y, size_t y_stride, int R, int T) {
+    __m512 acc[TILE_ROWS_32][TILE_TOKENS_32];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 32) {
+        __mmask32 m = (__mmask32)(n - i >= 32 ? 0xffffffffu : (1u << (n - i)) - 1);
+        __m512i wv[TILE_ROWS_32];
+        for (int r = 0; r < R; r++) wv[r] = _mm512_maskz_loadu_epi16(m, w + (size_t)r * w_stride + (size_t)i * 2);
+        for (int t = 0; t < T; t++) {
+            __m512i a = _mm512_maskz_loadu_epi16(m, act + (size_t)t * act_stride + (size_t)i * 2);
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], (__m512bh)wv[r], (__m512bh)a);
+        }
+    }
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Attention tile (see tnd_attn_tile_fn) for head sizes 64 and 128; others go to the AVX2 kernel
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -473,18 +513,19 @@ ALWAYS_INLINE void tile_q8_0_packed_body(const uint8_t *w, size_t ws, const uint
         break;
 #define SHAPES_OF_ROW(body, R) SHAPE(body, R, 1) SHAPE(body, R, 2) SHAPE(body, R, 3) SHAPE(body, R, 4)
 
-#define TILE_SHAPES(name, body, max_rows)                                                                              \
-    static void tile_##name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, size_t ys,  \
-                            int rows, int tokens) {                                                                    \
+#define TILE_SHAPES(name, body, max_rows, ...)                                                                         \
+    __VA_ARGS__ static void tile_##name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, \
+                                        size_t ys, int rows, int tokens) {                                             \
         switch (rows * 8 + tokens) {                                                                                   \
             SHAPES_OF_ROW(body, 1)                                                                                     \
             SHAPES_OF_ROW(body, 2)                                                                                     \
             SHAPES_OF_ROW_UP_TO_##max_rows(body) default : break;                                                      \
         }                                                                                                              \
     }
-#define TILE_AND_DOT(name, body, max_rows)                                                                             \
-    TILE_SHAPES(name, body, max_rows)                                                                                  \
-    static float dot_##name(const void *w, const void *a, int64_t n) {                                                 \
+/* Extra arguments are attributes of the generated functions (an instruction set beyond the file's). */
+#define TILE_AND_DOT(name, body, max_rows, ...)                                                                        \
+    TILE_SHAPES(name, body, max_rows, __VA_ARGS__)                                                                     \
+    __VA_ARGS__ static float dot_##name(const void *w, const void *a, int64_t n) {                                     \
         float y;                                                                                                       \
         body(w, 0, a, 0, n, &y, 0, 1, 1);                                                                              \
         return y;                                                                                                      \
@@ -492,12 +533,13 @@ ALWAYS_INLINE void tile_q8_0_packed_body(const uint8_t *w, size_t ws, const uint
 #define SHAPES_OF_ROW_UP_TO_2(body)
 #define SHAPES_OF_ROW_UP_TO_4(body) SHAPES_OF_ROW(body, 3) SHAPES_OF_ROW(body, 4)
 
-TILE_AND_DOT(q4_0, tile_q4_0_body, 4)
-TILE_AND_DOT(q8_0, tile_q8_0_body, 4)
-TILE_SHAPES(q4_0_packed, tile_q4_0_packed_body, 4)
-TILE_SHAPES(q8_0_packed, tile_q8_0_packed_body, 4)
-TILE_AND_DOT(q4_K, tile_q4_K_body, 2)
-TILE_AND_DOT(q6_K, tile_q6_K_body, 2)
+TILE_AND_DOT(q4_0, tile_q4_0_body, 4, )
+TILE_AND_DOT(q8_0, tile_q8_0_body, 4, )
+TILE_SHAPES(q4_0_packed, tile_q4_0_packed_body, 4, )
+TILE_SHAPES(q8_0_packed, tile_q8_0_packed_body, 4, )
+TILE_AND_DOT(q4_K, tile_q4_K_body, 2, )
+TILE_AND_DOT(q6_K, tile_q6_K_body, 2, )
+TILE_AND_DOT(bf16, tile_bf16_body, 4, BF16_TARGET)
 
 _Static_assert(TILE_TOKENS_32 == 4 && TILE_TOKENS_K == 4 && TILE_ROWS_32 == 4 && TILE_ROWS_K == 2,
                "the shape switches above list these sizes");
@@ -505,6 +547,14 @@ _Static_assert(TILE_TOKENS_32 == 4 && TILE_TOKENS_K == 4 && TILE_ROWS_32 == 4 &&
 void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     attn_tile_fallback = k->vec.attn_tile;
     k->vec.attn_tile = attn_tile;
+    if (tnd_cpu_detect().avx512bf16)
+        k->dot[TND_TYPE_BF16] = (tnd_cpu_dot){.act_type = TND_TYPE_BF16,
+                                              .quantize_act = quantize_bf16,
+                                              .dot = dot_bf16,
+                                              .isa = "avx512",
+                                              .tile = tile_bf16,
+                                              .tile_rows = TILE_ROWS_32,
+                                              .tile_tokens = TILE_TOKENS_32};
     k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_0,
                                           .quantize_act = quantize_act_q4_0,
                                           .dot = dot_q4_0,
