@@ -68,7 +68,8 @@ static void check_tile(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
     }
     /* the packed layout of the same rows, for entries that have one */
     uint8_t *packed = malloc(wrow * (size_t)k->tile_rows);
-    if (k->tile_packed) tnd_cpu_pack_rows(w, k->tile_rows, wrow, k->tile_rows, k->pack_chunk, packed);
+    if (k->tile_packed)
+        tnd_cpu_pack_rows(w, k->tile_rows, wrow, k->tile_rows, k->pack_chunk, k->pack_transform, packed);
     for (int layout = 0; layout < (k->tile_packed ? 2 : 1); layout++) {
         int same = 0, total = 0, untouched = 0;
         for (int rows = 1; rows <= k->tile_rows; rows++)
@@ -107,7 +108,7 @@ static void check_pack(void) {
     uint8_t src[ROWS * ROW_BYTES], dst[2 * GROUP * ROW_BYTES];
     for (int i = 0; i < ROWS * ROW_BYTES; i++) src[i] = (uint8_t)(i * 7 + 1);
     memset(dst, 0xee, sizeof dst);
-    tnd_cpu_pack_rows(src, ROWS, ROW_BYTES, GROUP, CHUNK, dst);
+    tnd_cpu_pack_rows(src, ROWS, ROW_BYTES, GROUP, CHUNK, NULL, dst);
     int wrong = 0;
     for (int row = 0; row < 2 * GROUP; row++)
         for (int byte = 0; byte < ROW_BYTES; byte++) {

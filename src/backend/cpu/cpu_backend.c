@@ -60,7 +60,8 @@ static tnd_status cpu_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd
     uint8_t *packed = tnd_alloc(&dev(b)->allocator, bytes);
     if (!packed)
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes of packed weights", b->name, bytes);
-    tnd_cpu_pack_rows(host->data, host->n_rows, host->row_bytes, k->tile_rows, k->pack_chunk, packed);
+    tnd_cpu_pack_rows(host->data, host->n_rows, host->row_bytes, k->tile_rows, k->pack_chunk, k->pack_transform,
+                      packed);
     out->data = packed;
     out->row_group = k->tile_rows;
     return TND_OK;

@@ -8,7 +8,7 @@
 static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
 void tnd_cpu_attn_tile_ref(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
-                          float scale, float *mx, float *sum, float *acc) {
+                           float scale, float *mx, float *sum, float *acc) {
     float score[TND_CPU_ATTN_TILE_MAX];
     for (int32_t r = 0; r < rep; r++) {
         const float *qr = q + r * hd;
@@ -46,7 +46,8 @@ void tnd_cpu_kernels_reference(tnd_cpu_kernels *k) {
     }
 }
 
-void tnd_cpu_pack_rows(const uint8_t *src, int64_t n_rows, size_t row_bytes, int group, size_t chunk, uint8_t *dst) {
+void tnd_cpu_pack_rows(const uint8_t *src, int64_t n_rows, size_t row_bytes, int group, size_t chunk,
+                       void (*transform)(const uint8_t *chunk, size_t len, uint8_t *out), uint8_t *dst) {
     int64_t n_groups = (n_rows + group - 1) / group;
     for (int64_t g = 0; g < n_groups; g++) {
         uint8_t *out = dst + (size_t)g * (size_t)group * row_bytes;
@@ -54,8 +55,12 @@ void tnd_cpu_pack_rows(const uint8_t *src, int64_t n_rows, size_t row_bytes, int
             size_t len = row_bytes - c0 < chunk ? row_bytes - c0 : chunk;
             for (int r = 0; r < group; r++, out += len) {
                 int64_t row = g * group + r;
-                if (row < n_rows) memcpy(out, src + (size_t)row * row_bytes + c0, len);
-                else memset(out, 0, len);
+                if (row >= n_rows)
+                    memset(out, 0, len);
+                else if (transform)
+                    transform(src + (size_t)row * row_bytes + c0, len, out);
+                else
+                    memcpy(out, src + (size_t)row * row_bytes + c0, len);
             }
         }
     }
@@ -66,8 +71,10 @@ size_t tnd_cpu_act_bytes(const tnd_cpu_dot *k, int64_t n) {
 }
 
 void tnd_cpu_act_to_float(const tnd_cpu_dot *k, const void *act, float *out, int64_t n) {
-    if (k->act_to_float) k->act_to_float(act, out, n);
-    else tnd_type_traits_of(k->act_type)->to_float(act, out, n);
+    if (k->act_to_float)
+        k->act_to_float(act, out, n);
+    else
+        tnd_type_traits_of(k->act_type)->to_float(act, out, n);
 }
 
 const char *tnd_cpu_isa_name(tnd_cpu_isa isa) {

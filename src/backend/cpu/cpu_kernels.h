@@ -35,12 +35,15 @@ typedef struct tnd_cpu_dot {
      * streams, which the hardware prefetcher follows from memory. Same results as `dot`. */
     tnd_tile_fn tile_packed;
     size_t pack_chunk;
+    /* Optional: rewrites one chunk of `len` bytes into the kernel's own order of the same size (NULL: copied). */
+    void (*pack_transform)(const uint8_t *chunk, size_t len, uint8_t *out);
 } tnd_cpu_dot;
 
 /* Packs rows for tile_packed: in each group of `group` rows (the last padded with zero rows), the rows' chunks of
  * `chunk` bytes alternate: chunk 0 of rows 0..group-1, chunk 1 of rows 0..group-1, ... (a row's last chunk may be
- * shorter). dst holds ceil(n_rows / group) * group * row_bytes bytes. */
-void tnd_cpu_pack_rows(const uint8_t *src, int64_t n_rows, size_t row_bytes, int group, size_t chunk, uint8_t *dst);
+ * shorter), each passed through `transform` if given. dst holds ceil(n_rows / group) * group * row_bytes bytes. */
+void tnd_cpu_pack_rows(const uint8_t *src, int64_t n_rows, size_t row_bytes, int group, size_t chunk,
+                       void (*transform)(const uint8_t *chunk, size_t len, uint8_t *out), uint8_t *dst);
 
 /* Bytes of one activation row of n elements for `k`, the most any entry needs per element (for buffers), and the
  * row decoded to floats (tests). */

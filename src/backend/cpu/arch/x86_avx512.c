@@ -113,6 +113,53 @@ ALWAYS_INLINE __m512i unpack_q8_0_pair(const uint8_t *blk, bool two) {
     return _mm512_xor_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1), _mm512_set1_epi8((char)0x80));
 }
 
+/* Packed rows keep a full pair of blocks as [d0 d1 | levels]: Q8_0 with both blocks' 64 bytes together, Q4_0 with
+ * byte i holding the pair's element i (low nibble) and element 32 + i (high nibble), so one load, a shift and a mask
+ * unpack it. A lone last block stays as the file has it. */
+static void pack_pair_q4_0(const uint8_t *in, size_t len, uint8_t *out) {
+    if (len != 2 * Q4_0_BYTES) {
+        memcpy(out, in, len);
+        return;
+    }
+    memcpy(out, in, 2);
+    memcpy(out + 2, in + Q4_0_BYTES, 2);
+    for (int i = 0; i < 32; i++) { /* element e of the pair: block e / 32, nibble (e % 32) / 16 of byte e % 16 */
+        int lo = in[(i / 32) * Q4_0_BYTES + 2 + i % 16] >> (4 * ((i % 32) / 16)) & 15;
+        int e = 32 + i;
+        int hi = in[(e / 32) * Q4_0_BYTES + 2 + e % 16] >> (4 * ((e % 32) / 16)) & 15;
+        out[4 + i] = (uint8_t)(lo | hi << 4);
+    }
+}
+
+static void pack_pair_q8_0(const uint8_t *in, size_t len, uint8_t *out) {
+    if (len != 2 * Q8_0_BYTES) {
+        memcpy(out, in, len);
+        return;
+    }
+    memcpy(out, in, 2);
+    memcpy(out + 2, in + Q8_0_BYTES, 2);
+    memcpy(out + 4, in + 2, 32);
+    memcpy(out + 36, in + Q8_0_BYTES + 2, 32);
+}
+
+/* The scales of a packed pair, d0 over lanes 0-7 and d1 over lanes 8-15. */
+ALWAYS_INLINE __m512 packed_scale_pair(const uint8_t *pair) {
+    uint32_t both;
+    memcpy(&both, pair, 4);
+    const __m256i spread = _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+    return _mm512_cvtph_ps(_mm256_permutexvar_epi16(spread, _mm256_set1_epi32((int)both)));
+}
+
+ALWAYS_INLINE __m512i packed_levels_q4_0(const uint8_t *pair) {
+    __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(pair + 4));
+    return _mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(b), _mm256_srli_epi16(b, 4), 1),
+                            _mm512_set1_epi8(0x0f));
+}
+
+ALWAYS_INLINE __m512i packed_levels_q8_0(const uint8_t *pair) {
+    return _mm512_xor_si512(_mm512_loadu_si512((const void *)(pair + 4)), _mm512_set1_epi8((char)0x80));
+}
+
 /* y[t][r] = sum over blocks of d_w * d_a * (sum of (level - offset) * a). */
 ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
                                  float *y, size_t y_stride, int R, int T, size_t w_bytes, bool is_q4_0, bool packed) {
@@ -128,8 +175,13 @@ ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_
             /* packed: the pair's chunk of each row in turn (tnd_cpu_pack_rows, chunks of two blocks) */
             const uint8_t *blk = packed ? w + (size_t)b * TILE_ROWS_32 * w_bytes + (size_t)r * (two ? 2 : 1) * w_bytes
                                         : w + (size_t)r * w_stride + (size_t)b * w_bytes;
-            wq[r] = is_q4_0 ? unpack_q4_0_pair(blk, two) : unpack_q8_0_pair(blk, two);
-            wd[r] = load_scale_pair(blk, w_bytes, two);
+            if (packed && two) {
+                wq[r] = is_q4_0 ? packed_levels_q4_0(blk) : packed_levels_q8_0(blk);
+                wd[r] = packed_scale_pair(blk);
+            } else {
+                wq[r] = is_q4_0 ? unpack_q4_0_pair(blk, two) : unpack_q8_0_pair(blk, two);
+                wd[r] = load_scale_pair(blk, w_bytes, two);
+            }
         }
         for (int t = 0; t < T; t++) {
             const uint8_t *pair = act + (size_t)t * act_stride + (size_t)(b / 2) * PAIR_BYTES;
@@ -565,7 +617,8 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
                                           .act_bytes = act_pair_bytes,
                                           .act_to_float = act_pairs_to_float,
                                           .tile_packed = tile_q4_0_packed,
-                                          .pack_chunk = 2 * Q4_0_BYTES};
+                                          .pack_chunk = 2 * Q4_0_BYTES,
+                                          .pack_transform = pack_pair_q4_0};
     k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_0,
                                           .quantize_act = quantize_act_q8_0,
                                           .dot = dot_q8_0,
@@ -576,7 +629,8 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
                                           .act_bytes = act_pair_bytes,
                                           .act_to_float = act_pairs_to_float,
                                           .tile_packed = tile_q8_0_packed,
-                                          .pack_chunk = 2 * Q8_0_BYTES};
+                                          .pack_chunk = 2 * Q8_0_BYTES,
+                                          .pack_transform = pack_pair_q8_0};
     k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_K,
                                           .quantize_act = quantize_q8_K,
                                           .dot = dot_q4_K,
