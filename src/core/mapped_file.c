@@ -73,3 +73,11 @@ void tnd_mapped_file_close(tnd_mapped_file *f) {
     else tnd_free(&f->allocator, (void *)f->data);
     f->data = NULL;
 }
+
+void tnd_mapped_file_release(const tnd_mapped_file *f, const void *ptr, uint64_t bytes) {
+    const uint8_t *p = ptr;
+    if (!f->mapped || !p || p < f->data || bytes > f->size || (uint64_t)(p - f->data) > f->size - bytes) return;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t begin = ((uintptr_t)p + page - 1) / page * page, end = ((uintptr_t)p + bytes) / page * page;
+    if (end > begin) (void)madvise((void *)begin, end - begin, MADV_DONTNEED);
+}

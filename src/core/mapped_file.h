@@ -20,4 +20,9 @@ tnd_status tnd_mapped_file_open(const char *path, bool use_mmap, const tnd_alloc
                                 tnd_mapped_file *out);
 void tnd_mapped_file_close(tnd_mapped_file *f);
 
+/* Tells the system that [ptr, ptr + bytes) of a mapped file will not be read for a while (a device keeps its own
+ * copy): the whole pages inside it leave memory and are read from the file again if touched. Nothing happens for
+ * a file that was read into memory, or for a range outside the file. */
+void tnd_mapped_file_release(const tnd_mapped_file *f, const void *ptr, uint64_t bytes);
+
 #endif

@@ -53,6 +53,14 @@ static void free_floats(tnd_backend *d, float *p) {
     if (p) d->vt->free(d, p);
 }
 
+/* The device's view of a weight; when the device made its own copy, the file's pages of it can leave memory. */
+static tnd_status prepare(tnd_context *ctx, tnd_backend *d, const tnd_weight *host, tnd_weight *out) {
+    tnd_status s = d->vt->prepare_weight(d, host, out);
+    if (!s && out->data != host->data)
+        tnd_mapped_file_release(&ctx->model->file, host->data, (uint64_t)host->row_bytes * (uint64_t)host->n_rows);
+    return s;
+}
+
 /* Prepares the device views of layers [begin, end) on st->device. */
 static tnd_status prepare_stage(tnd_context *ctx, tnd_stage *st) {
     const tnd_hparams *hp = &ctx->bm->hp;
@@ -65,11 +73,10 @@ static tnd_status prepare_stage(tnd_context *ctx, tnd_stage *st) {
     for (int32_t i = 0; i < n && !s; i++) {
         const tnd_layer *h = &ctx->bm->w.layers[st->layer_begin + i];
         tnd_layer *l = &st->layers[i];
-        if ((s = d->vt->prepare_weight(d, &h->wq, &l->wq)) || (s = d->vt->prepare_weight(d, &h->wk, &l->wk)) ||
-            (s = d->vt->prepare_weight(d, &h->wv, &l->wv)) || (s = d->vt->prepare_weight(d, &h->wo, &l->wo)) ||
-            (s = d->vt->prepare_weight(d, &h->w_gate, &l->w_gate)) ||
-            (s = d->vt->prepare_weight(d, &h->w_up, &l->w_up)) ||
-            (s = d->vt->prepare_weight(d, &h->w_down, &l->w_down)) ||
+        if ((s = prepare(ctx, d, &h->wq, &l->wq)) || (s = prepare(ctx, d, &h->wk, &l->wk)) ||
+            (s = prepare(ctx, d, &h->wv, &l->wv)) || (s = prepare(ctx, d, &h->wo, &l->wo)) ||
+            (s = prepare(ctx, d, &h->w_gate, &l->w_gate)) || (s = prepare(ctx, d, &h->w_up, &l->w_up)) ||
+            (s = prepare(ctx, d, &h->w_down, &l->w_down)) ||
             (s = device_floats(d, h->attn_norm, hp->n_embd, &l->attn_norm)) ||
             (s = device_floats(d, h->ffn_norm, hp->n_embd, &l->ffn_norm)) ||
             (s = device_floats(d, h->bq, qw, &l->bq)) || (s = device_floats(d, h->bk, kvw, &l->bk)) ||
@@ -178,8 +185,8 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
     tnd_backend *first = ctx->devices[0], *last = ctx->devices[ctx->n_stages - 1];
     tnd_weight embedding = bm->w.tok_embd;
     embedding.lookup_only = true;
-    if ((st = first->vt->prepare_weight(first, &embedding, &ctx->tok_embd)) ||
-        (st = last->vt->prepare_weight(last, &bm->w.output, &ctx->output)) ||
+    if ((st = prepare(ctx, first, &embedding, &ctx->tok_embd)) ||
+        (st = prepare(ctx, last, &bm->w.output, &ctx->output)) ||
         (st = device_floats(last, bm->w.output_norm, hp->n_embd, &ctx->output_norm)))
         goto fail;
     size_t nb = (size_t)ctx->n_batch, nv = (size_t)hp->n_vocab;
