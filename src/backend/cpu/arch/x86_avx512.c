@@ -162,10 +162,10 @@ ALWAYS_INLINE __m512i packed_levels_q8_0(const uint8_t *pair) {
     return _mm512_xor_si512(_mm512_loadu_si512((const void *)(pair + 4)), _mm512_set1_epi8((char)0x80));
 }
 
-/* Bytes of the packed stream requested ahead of the pair being computed. With several tokens a pair takes long
+/* Bytes of a weight stream requested ahead of the block being computed. With several tokens a pair takes long
  * enough that the hardware prefetcher stops keeping up and memory and compute add up instead of overlapping
  * (1 core, 4-row x 4-token Q4_0 tiles over 52 MB: 57-87 -> 104-108 G multiply-adds/s; 1 token unchanged). */
-enum { PACKED_PREFETCH = 2048 };
+enum { TILE_PREFETCH = 2048 };
 
 /* y[t][r] = sum over blocks of d_w * d_a * (sum of (level - offset) * a). */
 ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
@@ -178,8 +178,8 @@ ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_
         const bool two = b + 1 < nb;
         __m512i wq[TILE_ROWS_32];
         __m512 wd[TILE_ROWS_32];
-        if (packed) { /* see PACKED_PREFETCH */
-            const uint8_t *ahead = w + (size_t)b * TILE_ROWS_32 * w_bytes + PACKED_PREFETCH;
+        if (packed) { /* see TILE_PREFETCH */
+            const uint8_t *ahead = w + (size_t)b * TILE_ROWS_32 * w_bytes + TILE_PREFETCH;
             for (size_t off = 0; off < TILE_ROWS_32 * 2 * w_bytes; off += 64)
                 _mm_prefetch((const char *)ahead + off, _MM_HINT_T0);
         }
@@ -287,6 +287,9 @@ ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, size_t w_stride, const uint8
         __m512i isum[TILE_ROWS_K][TILE_TOKENS_K];
         for (int r = 0; r < R; r++) {
             x[r] = w + (size_t)r * w_stride + (size_t)b * Q4_K_BYTES;
+            if (T > 1) /* several tokens: ahead of the hardware prefetcher (see TILE_PREFETCH) */
+                for (int off = 0; off < Q4_K_BYTES; off += 64)
+                    _mm_prefetch((const char *)x[r] + TILE_PREFETCH + off, _MM_HINT_T0);
             sm[r] = q4_K_scales_mins(x[r] + 4);
             /* each min twice: once per 16-element activation sum of its sub-block */
             static const char dup[16] = {8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15};
@@ -352,6 +355,9 @@ ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, size_t w_stride, const uint8
         __m512i isum[TILE_ROWS_K][TILE_TOKENS_K];
         for (int r = 0; r < R; r++) {
             x[r] = w + (size_t)r * w_stride + (size_t)b * Q6_K_BYTES;
+            if (T > 1) /* several tokens: ahead of the hardware prefetcher (see TILE_PREFETCH) */
+                for (int off = 0; off < Q6_K_BYTES; off += 64)
+                    _mm_prefetch((const char *)x[r] + TILE_PREFETCH + off, _MM_HINT_T0);
             sc8[r] = _mm_loadu_si128((const __m128i *)(const void *)(x[r] + 192));
             for (int t = 0; t < T; t++) isum[r][t] = _mm512_setzero_si512();
         }
