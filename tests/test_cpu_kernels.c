@@ -161,6 +161,25 @@ static void check_attention(const tnd_cpu_vec *vec, const char *isa, int32_t rep
     free(acc);
 }
 
+/* silu(gate) * up against double math, over the range where it changes and beyond. */
+static void check_swiglu(const tnd_cpu_vec *vec, const char *isa) {
+    enum { N = 203 };
+    float g[N], u[N], out[N];
+    for (int i = 0; i < N; i++) {
+        g[i] = (float)(i - N / 2) * 0.5f + uniform() * 0.1f; /* -50 .. 50 */
+        u[i] = uniform() * 3;
+    }
+    g[0] = -100.0f;
+    g[1] = 100.0f;
+    vec->swiglu(g, u, out, N);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        double want = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
+        bad += fabs(out[i] - want) > 1e-6 * (fabs(want) + 1e-3);
+    }
+    if (!CHECK(bad == 0)) fprintf(stderr, "  swiglu (%s): %d values off\n", isa, bad);
+}
+
 /* Checks every entry of one kernel table. */
 static int check_table(const tnd_cpu_kernels *table) {
     int tested = 0;
@@ -210,6 +229,7 @@ int main(void) {
         }
         printf("%s:\n", tnd_cpu_isa_name((tnd_cpu_isa)isa));
         CHECK(check_table(&table) > 0);
+        check_swiglu(&table.vec, tnd_cpu_isa_name((tnd_cpu_isa)isa));
         static const int32_t shapes[][4] = {{1, 8, 1, 32},  {4, 64, 100, 32}, {8, 64, 5, 32},   {3, 72, 70, 32},
                                             {2, 128, 64, 64}, {5, 12, 33, 7}, {1, 64, 500, 32}, {16, 64, 40, 32}};
         for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)

@@ -105,10 +105,7 @@ static void cpu_add_bias(tnd_backend *b, float *y, const float *bias, int64_t di
 }
 
 static void cpu_swiglu(tnd_backend *b, const float *gate, const float *up, float *out, int64_t n) {
-    for (int64_t i = 0; i < n; i++) {
-        float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
-    }
+    dev(b)->kernels.vec.swiglu(gate, up, out, n);
 }
 
 static void cpu_rope(tnd_backend *b, float *x, const int32_t *pos, int64_t n_tokens, int32_t n_heads,

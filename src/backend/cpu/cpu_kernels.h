@@ -64,6 +64,7 @@ void tnd_cpu_attn_tile_ref(const float *q, int32_t rep, int32_t hd, const float 
 typedef struct tnd_cpu_vec {
     void (*f16_to_f32)(const void *x, float *y, int64_t n);
     tnd_attn_tile_fn attn_tile;
+    void (*swiglu)(const float *gate, const float *up, float *out, int64_t n); /* out = silu(gate) * up */
 } tnd_cpu_vec;
 
 typedef struct tnd_cpu_kernels {

@@ -455,6 +455,32 @@ static inline __m256 exp_neg256(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
+/* out = g / (1 + e^-g) * up. e^-g as in exp_neg256 over [-87, 88] (beyond, silu is 0 or g to float precision). */
+static void swiglu(const float *gate, const float *up, float *out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 x = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), g), _mm256_set1_ps(-87.0f)),
+                                 _mm256_set1_ps(88.0f));
+        __m256 n2 = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 r = _mm256_fnmadd_ps(n2, _mm256_set1_ps(0.693359375f), x);
+        r = _mm256_fnmadd_ps(n2, _mm256_set1_ps(-2.12194440e-4f), r);
+        __m256 p = _mm256_set1_ps(1.0f / 720);
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+        __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n2), _mm256_set1_epi32(127)), 23);
+        __m256 ex = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+        __m256 silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), ex));
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(silu, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < n; i++) out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
+}
+
 /* The 8 horizontal sums of v[0..7], in order. */
 static inline __m256 hsum8x8(const __m256 v[8]) {
     __m256 b0123 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
@@ -554,7 +580,7 @@ static tnd_cpu_dot tiled_entry(tnd_type act_type, tnd_from_float_fn quantize, tn
 }
 
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
-    k->vec = (tnd_cpu_vec){f16_to_f32, attn_tile};
+    k->vec = (tnd_cpu_vec){f16_to_f32, attn_tile, swiglu};
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32);
     k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32);
     k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32);
