@@ -13,8 +13,10 @@ json="${out%.png}.json"
 data=$(mktemp)
 trap 'rm -f "$data"' EXIT
 python3 - "$json" > "$data" <<'PY'
-import json, sys
+import json, os, sys
 r = json.load(open(sys.argv[1]))
+r["model"] = os.path.basename(r["model"])  # the kept JSON names the file, not where it was on this machine
+json.dump(r, open(sys.argv[1], "w"))
 for run in r["runs"]:
     pp, tg = run["pp"], run["tg"]
     print(run["depth"], pp["tps_median"], pp["tps_min"], pp["tps_max"], tg["tps_median"], tg["tps_min"], tg["tps_max"])
