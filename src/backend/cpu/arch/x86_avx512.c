@@ -1,5 +1,5 @@
 /* x86_avx512.c: CPU kernels for processors with AVX-512 (F, BW, VL) and VNNI, chosen at run time by cpu_kernels.c
- * over the AVX2 file. vpdpbusd multiplies 64 unsigned by 64 signed bytes and adds each group of four products
+ * over the AVX2 file: Q4_0, Q8_0, Q4_K, Q6_K, BF16 (where AVX512_BF16 is present) and the attention tile. vpdpbusd multiplies 64 unsigned by 64 signed bytes and adds each group of four products
  * into one of 16 int32 lanes in a single instruction, so the weights are brought to unsigned levels (Q4_0 nibbles
  * as they are, Q8_0 bytes + 128) and the offset is taken back through the activation sums.
  *
