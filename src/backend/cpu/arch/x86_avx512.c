@@ -1,5 +1,5 @@
 /* x86_avx512.c: CPU kernels for processors with AVX-512 (F, BW, VL) and VNNI, chosen at run time by cpu_kernels.c
- * over the AVX2 file: Q4_0, Q8_0, Q4_K, Q6_K, BF16 (where AVX512_BF16 is present) and the attention tile. vpdpbusd multiplies 64 unsigned by 64 signed bytes and adds each group of four products
+ * over the AVX2 file: Q4_0, Q5_0, Q8_0, Q4_K, Q6_K, BF16 (where AVX512_BF16 is present) and the attention tile. vpdpbusd multiplies 64 unsigned by 64 signed bytes and adds each group of four products
  * into one of 16 int32 lanes in a single instruction, so the weights are brought to unsigned levels (Q4_0 nibbles
  * as they are, Q8_0 bytes + 128) and the offset is taken back through the activation sums.
  *
@@ -15,7 +15,16 @@
 
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
 
-enum { QK = 32, Q8_0_BYTES = 34, Q4_0_BYTES = 18, QK_K = 256, Q8_K_BYTES = 292, Q4_K_BYTES = 144, Q6_K_BYTES = 210 };
+enum {
+    QK = 32,
+    Q8_0_BYTES = 34,
+    Q4_0_BYTES = 18,
+    Q5_0_BYTES = 22,
+    QK_K = 256,
+    Q8_K_BYTES = 292,
+    Q4_K_BYTES = 144,
+    Q6_K_BYTES = 210
+};
 
 /* Tile shapes: accumulators for R x T pairs plus the unpacked weights must fit the 32 vector registers. The K types
  * measured fastest with one row and 8 tokens (in cache: Q4_K 121, Q6_K 123 G multiply-adds/s per core, against
@@ -81,6 +90,7 @@ static inline void quantize_pairs(const float *x, void *vy, int64_t n, int offse
 
 static void quantize_act_q4_0(const float *x, void *y, int64_t n) { quantize_pairs(x, y, n, 8); }
 static void quantize_act_q8_0(const float *x, void *y, int64_t n) { quantize_pairs(x, y, n, 128); }
+static void quantize_act_q5_0(const float *x, void *y, int64_t n) { quantize_pairs(x, y, n, 16); }
 
 static void act_pairs_to_float(const void *vy, float *out, int64_t n) {
     const uint8_t *y = vy;
@@ -97,14 +107,29 @@ ALWAYS_INLINE __m512 load_scale_pair(const uint8_t *blk, size_t bytes, bool two)
     return _mm512_cvtph_ps(_mm256_set_m128i(hi, lo));
 }
 
-/* Q4_0: byte i holds element i (low nibble) and i + 16 (high nibble); levels 0..15 stand for -8..7. */
-ALWAYS_INLINE __m512i unpack_q4_0_pair(const uint8_t *blk, bool two) {
-    __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2));
-    __m128i b = two ? _mm_loadu_si128((const __m128i *)(const void *)(blk + Q4_0_BYTES + 2)) : _mm_setzero_si128();
+/* 16 bytes at `qs` of each block where byte i holds element i (low nibble) and i + 16 (high nibble), as levels. */
+ALWAYS_INLINE __m512i unpack_nibbles_pair(const uint8_t *qs, size_t block_bytes, bool two) {
+    __m128i a = _mm_loadu_si128((const __m128i *)(const void *)qs);
+    __m128i b = two ? _mm_loadu_si128((const __m128i *)(const void *)(qs + block_bytes)) : _mm_setzero_si128();
     __m256i ab = _mm256_set_m128i(b, a);
     __m512i z = _mm512_inserti64x4(_mm512_zextsi256_si512(ab), _mm256_srli_epi16(ab, 4), 1); /* a, b, a>>4, b>>4 */
     z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));                                 /* a, a>>4, b, b>>4 */
     return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
+}
+
+/* Q4_0: levels 0..15 stand for -8..7. */
+ALWAYS_INLINE __m512i unpack_q4_0_pair(const uint8_t *blk, bool two) {
+    return unpack_nibbles_pair(blk + 2, Q4_0_BYTES, two);
+}
+
+/* Q5_0: the nibbles as Q4_0 (at byte 6) plus a fifth bit per element from the u32 at byte 2 (bit e, element e);
+ * levels 0..31 stand for -16..15. */
+ALWAYS_INLINE __m512i unpack_q5_0_pair(const uint8_t *blk, bool two) {
+    uint32_t h0, h1 = 0;
+    memcpy(&h0, blk + 2, 4);
+    if (two) memcpy(&h1, blk + Q5_0_BYTES + 2, 4);
+    __m512i fifth = _mm512_and_si512(_mm512_movm_epi8((__mmask64)((uint64_t)h1 << 32 | h0)), _mm512_set1_epi8(0x10));
+    return _mm512_or_si512(unpack_nibbles_pair(blk + 6, Q5_0_BYTES, two), fifth);
 }
 
 /* Q8_0: signed bytes made unsigned by adding 128 (flipping the top bit). */
@@ -169,8 +194,11 @@ ALWAYS_INLINE __m512i packed_levels_q8_0(const uint8_t *pair) {
 enum { TILE_PREFETCH = 4096 };
 
 /* y[t][r] = sum over blocks of d_w * d_a * (sum of (level - offset) * a). */
+typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q5_0 } block_kind;
+
 ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                                 float *y, size_t y_stride, int R, int T, size_t w_bytes, bool is_q4_0, bool packed) {
+                                 float *y, size_t y_stride, int R, int T, size_t w_bytes, block_kind kind,
+                                 bool packed) {
     const int64_t nb = n / QK;
     __m512 acc[TILE_ROWS_32][TILE_TOKENS_32];
     for (int r = 0; r < R; r++)
@@ -189,10 +217,12 @@ ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_
             const uint8_t *blk = packed ? w + (size_t)b * TILE_ROWS_32 * w_bytes + (size_t)r * (two ? 2 : 1) * w_bytes
                                         : w + (size_t)r * w_stride + (size_t)b * w_bytes;
             if (packed && two) {
-                wq[r] = is_q4_0 ? packed_levels_q4_0(blk) : packed_levels_q8_0(blk);
+                wq[r] = kind == KIND_Q4_0 ? packed_levels_q4_0(blk) : packed_levels_q8_0(blk);
                 wd[r] = packed_scale_pair(blk);
             } else {
-                wq[r] = is_q4_0 ? unpack_q4_0_pair(blk, two) : unpack_q8_0_pair(blk, two);
+                wq[r] = kind == KIND_Q4_0   ? unpack_q4_0_pair(blk, two)
+                        : kind == KIND_Q5_0 ? unpack_q5_0_pair(blk, two)
+                                            : unpack_q8_0_pair(blk, two);
                 wd[r] = load_scale_pair(blk, w_bytes, two);
             }
         }
@@ -559,22 +589,27 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
 
 ALWAYS_INLINE void tile_q4_0_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
                                   size_t ys, int R, int T) {
-    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q4_0_BYTES, true, false);
+    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q4_0_BYTES, KIND_Q4_0, false);
 }
 
 ALWAYS_INLINE void tile_q8_0_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
                                   size_t ys, int R, int T) {
-    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q8_0_BYTES, false, false);
+    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q8_0_BYTES, KIND_Q8_0, false);
+}
+
+ALWAYS_INLINE void tile_q5_0_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
+                                  size_t ys, int R, int T) {
+    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q5_0_BYTES, KIND_Q5_0, false);
 }
 
 ALWAYS_INLINE void tile_q4_0_packed_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
                                          size_t ys, int R, int T) {
-    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q4_0_BYTES, true, true);
+    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q4_0_BYTES, KIND_Q4_0, true);
 }
 
 ALWAYS_INLINE void tile_q8_0_packed_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
                                          size_t ys, int R, int T) {
-    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q8_0_BYTES, false, true);
+    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q8_0_BYTES, KIND_Q8_0, true);
 }
 
 /* A switch over the shapes, each case a constant-shape call the compiler specializes (unrolled, in registers). */
@@ -604,6 +639,7 @@ ALWAYS_INLINE void tile_q8_0_packed_body(const uint8_t *w, size_t ws, const uint
 
 TILE_AND_DOT(q4_0, tile_q4_0_body, SHAPES_4x4, )
 TILE_AND_DOT(q8_0, tile_q8_0_body, SHAPES_4x4, )
+TILE_AND_DOT(q5_0, tile_q5_0_body, SHAPES_4x4, )
 TILE_SHAPES(q4_0_packed, tile_q4_0_packed_body, SHAPES_4x4, )
 TILE_SHAPES(q8_0_packed, tile_q8_0_packed_body, SHAPES_4x4, )
 TILE_AND_DOT(q4_K, tile_q4_K_body, SHAPES_1x8, )
@@ -648,6 +684,15 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
                                           .tile_packed = tile_q8_0_packed,
                                           .pack_chunk = 2 * Q8_0_BYTES,
                                           .pack_transform = pack_pair_q8_0};
+    k->dot[TND_TYPE_Q5_0] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_0,
+                                          .quantize_act = quantize_act_q5_0,
+                                          .dot = dot_q5_0,
+                                          .isa = "avx512",
+                                          .tile = tile_q5_0,
+                                          .tile_rows = TILE_ROWS_32,
+                                          .tile_tokens = TILE_TOKENS_32,
+                                          .act_bytes = act_pair_bytes,
+                                          .act_to_float = act_pairs_to_float};
     k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_K,
                                           .quantize_act = quantize_q8_K,
                                           .dot = dot_q4_K,
