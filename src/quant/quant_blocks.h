@@ -126,6 +126,17 @@ typedef struct tnd_block_q3_K {
 } tnd_block_q3_K;
 _Static_assert(sizeof(tnd_block_q3_K) == 110, "q3_K block is 110 bytes");
 
+/* 6-bit scale and min of sub-block s (< 8) in the 12-byte k4 packing of Q4_K / Q5_K. */
+static inline void tnd_k4_scale_min(const uint8_t p[12], int s, int *scale, int *min) {
+    if (s < 4) {
+        *scale = p[s] & 63;
+        *min = p[s + 4] & 63;
+    } else {
+        *scale = (p[s + 4] & 15) | (p[s - 4] >> 6) << 4;
+        *min = (p[s + 4] >> 4) | (p[s] >> 6) << 4;
+    }
+}
+
 /* Q4_K, 144 bytes: 8 sub-blocks of 32, 4-bit levels, 6-bit scale and 6-bit min per sub-block.
  *   offset 0        2           4             16                             144
  *          | d fp16 | dmin fp16 | scales[12]  | qs[128]                      |

@@ -32,17 +32,6 @@ typedef struct unpacked_k {
     int8_t q[QK_K];   /* per element: the level minus the type's offset */
 } unpacked_k;
 
-/* 6-bit scale and min of sub-block s (< 8) in the k4 packing of Q4_K / Q5_K. */
-static inline void k4_scale_min(const uint8_t p[12], int s, int *scale, int *min) {
-    if (s < 4) {
-        *scale = p[s] & 63;
-        *min = p[s + 4] & 63;
-    } else {
-        *scale = (p[s + 4] & 15) | (p[s - 4] >> 6) << 4;
-        *min = (p[s + 4] >> 4) | (p[s] >> 6) << 4;
-    }
-}
-
 /* Signed 6-bit scale of sub-block s (< 16) of Q3_K. */
 static inline int q3_scale(const uint8_t p[12], int s) {
     int low = s < 8 ? p[s] & 15 : p[s - 8] >> 4;
@@ -93,7 +82,7 @@ static void unpack_q45_K(const uint8_t *d, const uint8_t *dmin, const uint8_t sc
     u->sub = 32;
     u->d = tnd_block_f16(d);
     u->dmin = tnd_block_f16(dmin);
-    for (int s = 0; s < 8; s++) k4_scale_min(scales, s, &u->scale[s], &u->min[s]);
+    for (int s = 0; s < 8; s++) tnd_k4_scale_min(scales, s, &u->scale[s], &u->min[s]);
     for (int e = 0; e < QK_K; e++) {
         int fifth = qh ? (qh[e % 32] >> (e / 32)) & 1 : 0;
         u->q[e] = (int8_t)(q45_low_bits(qs, e) | fifth << 4);

@@ -5,6 +5,7 @@
  * Each kernel computes what its scalar counterpart in src/quant computes; test_cpu_kernels checks them against
  * double math on odd sizes, also under qemu-user in CI (scripts/test_arm.sh). */
 #include "backend/cpu/cpu_kernels.h"
+#include "quant/quant_blocks.h"
 #include "quant/quant_ref.h"
 
 #include <arm_neon.h>
@@ -136,14 +137,8 @@ static float dot_q4_K_q8_K(const void *vx, const void *vy, int64_t n) {
     const uint8x16_t low4 = vdupq_n_u8(0x0f);
     float sum = 0;
     for (int64_t b = 0; b < n / QK_K; b++, x += Q4_K_BYTES, y += Q8_K_BYTES) {
-        const uint8_t *s = x + 4;
         int sc[8], mn[8];
-        for (int i = 0; i < 4; i++) {
-            sc[i] = s[i] & 63;
-            mn[i] = s[i + 4] & 63;
-            sc[i + 4] = (s[i + 8] & 15) | (s[i] >> 6) << 4;
-            mn[i + 4] = (s[i + 8] >> 4) | (s[i + 4] >> 6) << 4;
-        }
+        for (int i = 0; i < 8; i++) tnd_k4_scale_min(x + 4, i, &sc[i], &mn[i]);
         int32_t mins = 0;
         for (int i = 0; i < 8; i++) mins += mn[i] * (q8k_bsum(y, 2 * i) + q8k_bsum(y, 2 * i + 1));
         int32x4_t acc = vdupq_n_s32(0);

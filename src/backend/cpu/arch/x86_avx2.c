@@ -2,6 +2,7 @@
  * by cpu_kernels.c). Each kernel computes what its scalar counterpart in src/quant computes, and is tested against
  * it on odd sizes. */
 #include "backend/cpu/cpu_kernels.h"
+#include "quant/quant_blocks.h"
 #include "quant/quant_ref.h"
 
 #include <immintrin.h>
@@ -245,14 +246,8 @@ static float dot_q4_K_q8_K(const void *vx, const void *vy, int64_t n) {
     const __m256i low4 = _mm256_set1_epi8(0x0f);
     float sum = 0;
     for (int64_t b = 0; b < n / QK_K; b++, x += Q4_K_BYTES, y += Q8_K_BYTES) {
-        const uint8_t *s = x + 4;
         int sc[8], mn[8];
-        for (int i = 0; i < 4; i++) {
-            sc[i] = s[i] & 63;
-            mn[i] = s[i + 4] & 63;
-            sc[i + 4] = (s[i + 8] & 15) | (s[i] >> 6) << 4;
-            mn[i + 4] = (s[i + 8] >> 4) | (s[i + 4] >> 6) << 4;
-        }
+        for (int i = 0; i < 8; i++) tnd_k4_scale_min(x + 4, i, &sc[i], &mn[i]);
         int32_t mins = 0;
         for (int i = 0; i < 8; i++) mins += mn[i] * (q8k_bsum(y, 2 * i) + q8k_bsum(y, 2 * i + 1));
         __m256i acc = _mm256_setzero_si256();
@@ -284,13 +279,7 @@ static void tile_q4_K_q8_K_full(const uint8_t *w, size_t w_stride, const uint8_t
         const uint8_t *x[TILE_ROWS];
         for (int r = 0; r < TILE_ROWS; r++) {
             x[r] = w + (size_t)r * w_stride + (size_t)b * Q4_K_BYTES;
-            const uint8_t *s = x[r] + 4;
-            for (int i = 0; i < 4; i++) {
-                sc[r][i] = s[i] & 63;
-                mn[r][i] = s[i + 4] & 63;
-                sc[r][i + 4] = (s[i + 8] & 15) | (s[i] >> 6) << 4;
-                mn[r][i + 4] = (s[i + 8] >> 4) | (s[i + 4] >> 6) << 4;
-            }
+            for (int i = 0; i < 8; i++) tnd_k4_scale_min(x[r] + 4, i, &sc[r][i], &mn[r][i]);
         }
         __m256i acc[TILE_ROWS][TILE_TOKENS];
         for (int r = 0; r < TILE_ROWS; r++)
