@@ -424,11 +424,11 @@ static void f16_to_f32(const void *vx, float *y, int64_t n) {
     for (; i < n; i++) y[i] = f16_one(x[i]);
 }
 
-/* e^x for x <= 0 (softmax weights), relative error about 2e-7: x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two
- * parts so r is exact), e^r by its Taylor series to r^6, 2^n through the exponent bits. Below -87 the result is
- * e^-87 (1.6e-38): nothing next to the tile's largest weight, which is 1. */
-static inline __m256 exp_neg256(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+/* e^x, relative error about 2e-7: x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts so r is exact), e^r by its
+ * Taylor series to r^6, 2^n through the exponent bits. x is clamped to [-87, 88], where 2^n stays a normal float:
+ * e^-87 (1.6e-38) is nothing next to a softmax tile's largest weight (1), and silu is 0 or g beyond. */
+static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
     __m256 n =
         _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
@@ -444,24 +444,9 @@ static inline __m256 exp_neg256(__m256 x) {
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
-/* silu(g) * up for 8 lanes: g / (1 + e^-g), e^-g as in exp_neg256 over [-87, 88] (beyond, silu is 0 or g to
- * float precision). */
+/* silu(g) * up for 8 lanes: g / (1 + e^-g). */
 static inline __m256 swiglu8(__m256 g, __m256 up) {
-    __m256 x = _mm256_min_ps(_mm256_max_ps(_mm256_sub_ps(_mm256_setzero_ps(), g), _mm256_set1_ps(-87.0f)),
-                             _mm256_set1_ps(88.0f));
-    __m256 n =
-        _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    __m256 ex = _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    __m256 ex = exp256(_mm256_sub_ps(_mm256_setzero_ps(), g));
     return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), ex)), up);
 }
 
@@ -525,7 +510,7 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
         __m256 wsum = _mm256_setzero_ps(), vm = _mm256_set1_ps(m_new);
         for (int32_t j0 = 0; j0 < np8; j0 += 8) {
             __m256 s8 = _mm256_loadu_ps(score + j0);
-            __m256 w8 = _mm256_and_ps(exp_neg256(_mm256_sub_ps(s8, vm)),
+            __m256 w8 = _mm256_and_ps(exp256(_mm256_sub_ps(s8, vm)),
                                       _mm256_cmp_ps(s8, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
             _mm256_storeu_ps(score + j0, w8);
             wsum = _mm256_add_ps(wsum, w8);

@@ -465,7 +465,7 @@ BF16_TARGET ALWAYS_INLINE void tile_bf16_body(const uint8_t *w, size_t w_stride,
 
 static tnd_attn_tile_fn attn_tile_fallback; /* the entry this file replaces, set at registration */
 
-/* e^x for x <= 0, as the AVX2 file's exp_neg256: x = n ln2 + r, Taylor series of e^r to r^6, 2^n in the exponent. */
+/* e^x for x <= 0, as the AVX2 file's exp256: x = n ln2 + r, Taylor series of e^r to r^6, 2^n in the exponent. */
 static inline __m512 exp_neg512(__m512 x) {
     x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
