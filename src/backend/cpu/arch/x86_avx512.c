@@ -649,62 +649,44 @@ TILE_AND_DOT(bf16, tile_bf16_body, SHAPES_4x4, BF16_TARGET)
 _Static_assert(TILE_TOKENS_32 == 4 && TILE_TOKENS_K == 8 && TILE_ROWS_32 == 4 && TILE_ROWS_K == 1,
                "the shape switches above list these sizes");
 
+/* An entry whose activations and weights take the shapes above. */
+static tnd_cpu_dot entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile,
+                         int tile_rows, int tile_tokens) {
+    return (tnd_cpu_dot){.act_type = act_type,
+                         .quantize_act = quantize,
+                         .dot = dot,
+                         .isa = "avx512",
+                         .tile = tile,
+                         .tile_rows = tile_rows,
+                         .tile_tokens = tile_tokens};
+}
+
+/* A blocks-of-32 entry: Q8_0 values in the pair layout, and optionally packed rows. */
+static tnd_cpu_dot pair_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile) {
+    tnd_cpu_dot e = entry(TND_TYPE_Q8_0, quantize, dot, tile, TILE_ROWS_32, TILE_TOKENS_32);
+    e.act_bytes = act_pair_bytes;
+    e.act_to_float = act_pairs_to_float;
+    return e;
+}
+
+static tnd_cpu_dot packed(tnd_cpu_dot e, tnd_tile_fn tile_packed, size_t chunk,
+                          void (*transform)(const uint8_t *, size_t, uint8_t *)) {
+    e.tile_packed = tile_packed;
+    e.pack_chunk = chunk;
+    e.pack_transform = transform;
+    return e;
+}
+
 void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     attn_tile_fallback = k->vec.attn_tile;
     k->vec.attn_tile = attn_tile;
     if (tnd_cpu_detect().avx512bf16)
-        k->dot[TND_TYPE_BF16] = (tnd_cpu_dot){.act_type = TND_TYPE_BF16,
-                                              .quantize_act = quantize_bf16,
-                                              .dot = dot_bf16,
-                                              .isa = "avx512",
-                                              .tile = tile_bf16,
-                                              .tile_rows = TILE_ROWS_32,
-                                              .tile_tokens = TILE_TOKENS_32};
-    k->dot[TND_TYPE_Q4_0] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_0,
-                                          .quantize_act = quantize_act_q4_0,
-                                          .dot = dot_q4_0,
-                                          .isa = "avx512",
-                                          .tile = tile_q4_0,
-                                          .tile_rows = TILE_ROWS_32,
-                                          .tile_tokens = TILE_TOKENS_32,
-                                          .act_bytes = act_pair_bytes,
-                                          .act_to_float = act_pairs_to_float,
-                                          .tile_packed = tile_q4_0_packed,
-                                          .pack_chunk = 2 * Q4_0_BYTES,
-                                          .pack_transform = pack_pair_q4_0};
-    k->dot[TND_TYPE_Q8_0] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_0,
-                                          .quantize_act = quantize_act_q8_0,
-                                          .dot = dot_q8_0,
-                                          .isa = "avx512",
-                                          .tile = tile_q8_0,
-                                          .tile_rows = TILE_ROWS_32,
-                                          .tile_tokens = TILE_TOKENS_32,
-                                          .act_bytes = act_pair_bytes,
-                                          .act_to_float = act_pairs_to_float,
-                                          .tile_packed = tile_q8_0_packed,
-                                          .pack_chunk = 2 * Q8_0_BYTES,
-                                          .pack_transform = pack_pair_q8_0};
-    k->dot[TND_TYPE_Q5_0] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_0,
-                                          .quantize_act = quantize_act_q5_0,
-                                          .dot = dot_q5_0,
-                                          .isa = "avx512",
-                                          .tile = tile_q5_0,
-                                          .tile_rows = TILE_ROWS_32,
-                                          .tile_tokens = TILE_TOKENS_32,
-                                          .act_bytes = act_pair_bytes,
-                                          .act_to_float = act_pairs_to_float};
-    k->dot[TND_TYPE_Q4_K] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_K,
-                                          .quantize_act = quantize_q8_K,
-                                          .dot = dot_q4_K,
-                                          .isa = "avx512",
-                                          .tile = tile_q4_K,
-                                          .tile_rows = TILE_ROWS_K,
-                                          .tile_tokens = TILE_TOKENS_K};
-    k->dot[TND_TYPE_Q6_K] = (tnd_cpu_dot){.act_type = TND_TYPE_Q8_K,
-                                          .quantize_act = quantize_q8_K,
-                                          .dot = dot_q6_K,
-                                          .isa = "avx512",
-                                          .tile = tile_q6_K,
-                                          .tile_rows = TILE_ROWS_K,
-                                          .tile_tokens = TILE_TOKENS_K};
+        k->dot[TND_TYPE_BF16] = entry(TND_TYPE_BF16, quantize_bf16, dot_bf16, tile_bf16, TILE_ROWS_32, TILE_TOKENS_32);
+    k->dot[TND_TYPE_Q4_0] =
+        packed(pair_entry(quantize_act_q4_0, dot_q4_0, tile_q4_0), tile_q4_0_packed, 2 * Q4_0_BYTES, pack_pair_q4_0);
+    k->dot[TND_TYPE_Q8_0] =
+        packed(pair_entry(quantize_act_q8_0, dot_q8_0, tile_q8_0), tile_q8_0_packed, 2 * Q8_0_BYTES, pack_pair_q8_0);
+    k->dot[TND_TYPE_Q5_0] = pair_entry(quantize_act_q5_0, dot_q5_0, tile_q5_0);
+    k->dot[TND_TYPE_Q4_K] = entry(TND_TYPE_Q8_K, quantize_q8_K, dot_q4_K, tile_q4_K, TILE_ROWS_K, TILE_TOKENS_K);
+    k->dot[TND_TYPE_Q6_K] = entry(TND_TYPE_Q8_K, quantize_q8_K, dot_q6_K, tile_q6_K, TILE_ROWS_K, TILE_TOKENS_K);
 }
