@@ -197,8 +197,8 @@ enum { TILE_PREFETCH = 4096 };
 typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q5_0 } block_kind;
 
 ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                                 float *y, size_t y_stride, int R, int T, size_t w_bytes, block_kind kind,
-                                 bool packed) {
+                                 float *y, size_t y_stride, int R, int T, block_kind kind, bool packed) {
+    const size_t w_bytes = kind == KIND_Q4_0 ? Q4_0_BYTES : kind == KIND_Q5_0 ? Q5_0_BYTES : Q8_0_BYTES;
     const int64_t nb = n / QK;
     __m512 acc[TILE_ROWS_32][TILE_TOKENS_32];
     for (int r = 0; r < R; r++)
@@ -587,30 +587,17 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
  * Instances: every tile shape up to the largest, and the dot as the 1 x 1 tile
  * ---------------------------------------------------------------------------------------------------------- */
 
-ALWAYS_INLINE void tile_q4_0_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
-                                  size_t ys, int R, int T) {
-    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q4_0_BYTES, KIND_Q4_0, false);
-}
-
-ALWAYS_INLINE void tile_q8_0_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
-                                  size_t ys, int R, int T) {
-    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q8_0_BYTES, KIND_Q8_0, false);
-}
-
-ALWAYS_INLINE void tile_q5_0_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
-                                  size_t ys, int R, int T) {
-    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q5_0_BYTES, KIND_Q5_0, false);
-}
-
-ALWAYS_INLINE void tile_q4_0_packed_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
-                                         size_t ys, int R, int T) {
-    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q4_0_BYTES, KIND_Q4_0, true);
-}
-
-ALWAYS_INLINE void tile_q8_0_packed_body(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,
-                                         size_t ys, int R, int T) {
-    tile_blocks32(w, ws, a, as, n, y, ys, R, T, Q8_0_BYTES, KIND_Q8_0, true);
-}
+/* The blocks-of-32 instances: a format and a layout each. */
+#define BLOCKS32_BODY(name, kind, packed)                                                                              \
+    ALWAYS_INLINE void name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, size_t ys,  \
+                            int R, int T) {                                                                            \
+        tile_blocks32(w, ws, a, as, n, y, ys, R, T, kind, packed);                                                     \
+    }
+BLOCKS32_BODY(tile_q4_0_body, KIND_Q4_0, false)
+BLOCKS32_BODY(tile_q8_0_body, KIND_Q8_0, false)
+BLOCKS32_BODY(tile_q5_0_body, KIND_Q5_0, false)
+BLOCKS32_BODY(tile_q4_0_packed_body, KIND_Q4_0, true)
+BLOCKS32_BODY(tile_q8_0_packed_body, KIND_Q8_0, true)
 
 /* A switch over the shapes, each case a constant-shape call the compiler specializes (unrolled, in registers). */
 #define SHAPE(body, R, T)                                                                                              \
