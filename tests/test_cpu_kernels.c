@@ -119,6 +119,46 @@ static void check_pack(void) {
     CHECK(wrong == 0);
 }
 
+/* The F16 entry against the float entry on the same rows rounded to F16: the same bits, or a refusal that leaves
+ * the running state alone. */
+static void check_attention_f16(const tnd_cpu_vec *vec, const char *isa, const float *q, int32_t rep, int32_t hd,
+                                const float *k, const float *v, int32_t n, int32_t tile) {
+    const tnd_type_traits *f16 = tnd_type_traits_of(TND_TYPE_F16);
+    uint16_t *kh = malloc(sizeof(uint16_t) * (size_t)(n * hd)), *vh = malloc(sizeof(uint16_t) * (size_t)(n * hd));
+    float *kd = malloc(sizeof(float) * (size_t)(n * hd)), *vd = malloc(sizeof(float) * (size_t)(n * hd));
+    float *acc = calloc((size_t)(rep * hd), sizeof(float)), *acc_h = calloc((size_t)(rep * hd), sizeof(float));
+    float mx[16], sum[16], mx_h[16], sum_h[16];
+    f16->from_float(k, kh, n * hd);
+    f16->from_float(v, vh, n * hd);
+    f16->to_float(kh, kd, n * hd);
+    f16->to_float(vh, vd, n * hd);
+    for (int32_t r = 0; r < rep; r++) {
+        mx[r] = mx_h[r] = -INFINITY;
+        sum[r] = sum_h[r] = 0;
+    }
+    float scale = 1.0f / sqrtf((float)hd);
+    int taken = 0, tiles = 0, same = 1;
+    for (int32_t p0 = 0; p0 < n; p0 += tile, tiles++) {
+        int32_t np = n - p0 < tile ? n - p0 : tile;
+        vec->attn_tile(q, rep, hd, kd + p0 * hd, vd + p0 * hd, np, scale, mx, sum, acc);
+        if (vec->attn_tile_f16(q, rep, hd, kh + p0 * hd, vh + p0 * hd, np, scale, mx_h, sum_h, acc_h))
+            taken++;
+        else /* refused: the state must be as it was, then the caller's path */
+            vec->attn_tile(q, rep, hd, kd + p0 * hd, vd + p0 * hd, np, scale, mx_h, sum_h, acc_h);
+    }
+    same = memcmp(mx, mx_h, sizeof(float) * (size_t)rep) == 0 && memcmp(sum, sum_h, sizeof(float) * (size_t)rep) == 0 &&
+           memcmp(acc, acc_h, sizeof(float) * (size_t)(rep * hd)) == 0;
+    if (!CHECK(same && (taken == 0 || taken == tiles)))
+        fprintf(stderr, "  attention f16 (%s) rep %d hd %d n %d tile %d: %d of %d tiles taken, %s\n", isa, rep, hd, n,
+                tile, taken, tiles, same ? "same bits" : "bits differ");
+    free(kh);
+    free(vh);
+    free(kd);
+    free(vd);
+    free(acc);
+    free(acc_h);
+}
+
 static void check_attention(const tnd_cpu_vec *vec, const char *isa, int32_t rep, int32_t hd, int32_t n, int32_t tile) {
     float *q = malloc(sizeof(float) * (size_t)(rep * hd)), *k = malloc(sizeof(float) * (size_t)(n * hd));
     float *v = malloc(sizeof(float) * (size_t)(n * hd)), *acc = calloc((size_t)(rep * hd), sizeof(float));
@@ -155,6 +195,7 @@ static void check_attention(const tnd_cpu_vec *vec, const char *isa, int32_t rep
     }
     if (!CHECK(bad == 0))
         fprintf(stderr, "  attention (%s) rep %d hd %d n %d tile %d: %d values off\n", isa, rep, hd, n, tile, bad);
+    if (vec->attn_tile_f16) check_attention_f16(vec, isa, q, rep, hd, k, v, n, tile);
     free(q);
     free(k);
     free(v);
@@ -239,7 +280,8 @@ int main(void) {
         CHECK(check_table(&table) > 0);
         check_swiglu(&table.vec, tnd_cpu_isa_name((tnd_cpu_isa)isa));
         static const int32_t shapes[][4] = {{1, 8, 1, 32},  {4, 64, 100, 32}, {8, 64, 5, 32},   {3, 72, 70, 32},
-                                            {2, 128, 64, 64}, {5, 12, 33, 7}, {1, 64, 500, 32}, {16, 64, 40, 32}};
+                                            {2, 128, 64, 64}, {5, 12, 33, 7}, {1, 64, 500, 32}, {16, 64, 40, 32},
+                                            {11, 64, 77, 32}, {8, 128, 90, 64}};
         for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
             check_attention(&table.vec, tnd_cpu_isa_name((tnd_cpu_isa)isa), shapes[i][0], shapes[i][1], shapes[i][2],
                             shapes[i][3]);

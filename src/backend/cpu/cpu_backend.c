@@ -319,6 +319,19 @@ static void load_kv_run(const tnd_cpu_kernels *k, const uint8_t *run, tnd_type t
 
 _Static_assert((int)TND_CPU_ATTN_TILE <= (int)TND_CPU_ATTN_TILE_MAX, "one attention tile per kernel call");
 
+/* Asks for the K and V rows of the tile at position p (its run in the first block it touches) while the current
+ * tile computes: a tile is a short run at a new address, which the hardware prefetcher does not see coming, and
+ * with other cores loading memory its rows otherwise arrive one miss at a time. */
+static void prefetch_kv_tile(const tnd_attention_args *a, const int32_t *table, int32_t p, int32_t g) {
+    int32_t bs = a->block_size, n = bs - p % bs < TND_CPU_ATTN_TILE ? bs - p % bs : TND_CPU_ATTN_TILE;
+    size_t at = kv_head_offset(a->kv_type, (int64_t)table[p / bs] * bs + p % bs, g, a->n_head_kv, bs, a->head_dim);
+    size_t bytes = (size_t)n * kv_row_bytes(a->kv_type, a->head_dim);
+    for (size_t off = 0; off < bytes; off += 64) {
+        __builtin_prefetch((const uint8_t *)a->k_pool + at + off);
+        __builtin_prefetch((const uint8_t *)a->v_pool + at + off);
+    }
+}
+
 static void attention_items(void *ctx, int64_t item0, int64_t item1) {
     const attention_job *job = ctx;
     const tnd_attention_args *a = job->a;
@@ -341,6 +354,14 @@ static void attention_items(void *ctx, int64_t item0, int64_t item1) {
          * result) does not depend on how the cache is paged; a tile is loaded one run per block it spans */
         for (int32_t p0 = 0; p0 < a->n_ctx[t]; p0 += TND_CPU_ATTN_TILE) {
             int32_t np = a->n_ctx[t] - p0 < TND_CPU_ATTN_TILE ? a->n_ctx[t] - p0 : TND_CPU_ATTN_TILE;
+            if (p0 + np < a->n_ctx[t]) prefetch_kv_tile(a, table, p0 + np, g);
+            if (a->kv_type == TND_TYPE_F16 && k->vec.attn_tile_f16 && p0 % bs + np <= bs) { /* one run, as stored */
+                size_t at = kv_head_offset(a->kv_type, (int64_t)table[p0 / bs] * bs + p0 % bs, g, a->n_head_kv, bs, hd);
+                if (k->vec.attn_tile_f16(q, rep, hd, (const uint16_t *)((const uint8_t *)a->k_pool + at),
+                                         (const uint16_t *)((const uint8_t *)a->v_pool + at), np, a->scale, mx, sum,
+                                         acc))
+                    continue;
+            }
             for (int32_t j = 0, run; j < np; j += run) {
                 int32_t p = p0 + j, in_block = bs - p % bs;
                 run = np - j < in_block ? np - j : in_block;

@@ -61,9 +61,16 @@ typedef void (*tnd_attn_tile_fn)(const float *q, int32_t rep, int32_t hd, const 
 void tnd_cpu_attn_tile_ref(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
                            float scale, float *mx, float *sum, float *acc);
 
+/* The same over K and V rows stored as F16 (the cache's default type), decoded inside the kernel: rows are read
+ * once, straight from the cache, with no float copy in between. Same results as attn_tile on the decoded rows;
+ * false (nothing touched) for a shape the kernel does not take, which then goes to attn_tile decoded. */
+typedef bool (*tnd_attn_tile_f16_fn)(const float *q, int32_t rep, int32_t hd, const uint16_t *k, const uint16_t *v,
+                                     int32_t np, float scale, float *mx, float *sum, float *acc);
+
 typedef struct tnd_cpu_vec {
     void (*f16_to_f32)(const void *x, float *y, int64_t n);
     tnd_attn_tile_fn attn_tile;
+    tnd_attn_tile_f16_fn attn_tile_f16; /* optional (NULL: rows are decoded for attn_tile) */
     void (*swiglu)(const float *gate, const float *up, float *out, int64_t n); /* out = silu(gate) * up */
 } tnd_cpu_vec;
 

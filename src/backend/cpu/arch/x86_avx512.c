@@ -482,75 +482,110 @@ static inline __m512 exp_neg512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-/* The 16 horizontal sums of v[0..15], in order: pairs of vectors are folded lane-wise four times. */
-static inline __m512 hsum16x16(const __m512 v[16]) {
-    __m512 a[8], b[4], c[2];
-    for (int i = 0; i < 8; i++) /* per 128-bit lane: v2i 0+2, v2i+1 0+2, v2i 1+3, v2i+1 1+3 */
-        a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-    for (int i = 0; i < 4; i++) /* per 128-bit lane: the lane sums of v4i .. v4i+3 */
-        b[i] = _mm512_add_ps(
-            _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a[2 * i]), _mm512_castps_pd(a[2 * i + 1]))),
-            _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a[2 * i]), _mm512_castps_pd(a[2 * i + 1]))));
-    for (int i = 0; i < 2; i++) /* lanes 0+1 and 2+3 of b2i, then of b2i+1: halves of the sums of v8i .. v8i+7 */
-        c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-    /* 128-bit lane L: the sums of v4L .. v4L+3 */
-    return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+/* m[c] = column c of the 16 x 16 floats whose rows were m[0..15]. */
+static inline void transpose16x16(__m512 m[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) { /* per 128-bit lane L: rows i, i+1 of columns 4L, 4L+1 | 4L+2, 4L+3 */
+        t[i] = _mm512_unpacklo_ps(m[i], m[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(m[i], m[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) /* m[i + c], 128-bit lane L: rows i..i+3 of column 4L + c */
+        for (int c = 0; c < 4; c++) {
+            __m512d lo = _mm512_castps_pd(t[i + c / 2]), hi = _mm512_castps_pd(t[i + 2 + c / 2]);
+            m[i + c] = _mm512_castpd_ps(c % 2 ? _mm512_unpackhi_pd(lo, hi) : _mm512_unpacklo_pd(lo, hi));
+        }
+    for (int c = 0; c < 4; c++) { /* gather each column's four 128-bit pieces from m[c], m[4+c], m[8+c], m[12+c] */
+        __m512 u0 = _mm512_shuffle_f32x4(m[c], m[4 + c], _MM_SHUFFLE(2, 0, 2, 0));
+        __m512 u1 = _mm512_shuffle_f32x4(m[c], m[4 + c], _MM_SHUFFLE(3, 1, 3, 1));
+        __m512 v0 = _mm512_shuffle_f32x4(m[8 + c], m[12 + c], _MM_SHUFFLE(2, 0, 2, 0));
+        __m512 v1 = _mm512_shuffle_f32x4(m[8 + c], m[12 + c], _MM_SHUFFLE(3, 1, 3, 1));
+        m[c] = _mm512_shuffle_f32x4(u0, v0, _MM_SHUFFLE(2, 0, 2, 0));
+        m[8 + c] = _mm512_shuffle_f32x4(u0, v0, _MM_SHUFFLE(3, 1, 3, 1));
+        m[4 + c] = _mm512_shuffle_f32x4(u1, v1, _MM_SHUFFLE(2, 0, 2, 0));
+        m[12 + c] = _mm512_shuffle_f32x4(u1, v1, _MM_SHUFFLE(3, 1, 3, 1));
+    }
 }
 
-/* acc[r] = acc[r] * c[r] + sum_j w[r][j] v[j] for GH heads at once, HV vectors of 16 per head. */
-ALWAYS_INLINE void attn_accumulate(float *acc, const float *w, int32_t w_stride, const float *c, const float *v,
-                                   int32_t np, int32_t hd, int GH, int HV) {
+/* 16 values of a K or V row, stored as float or as F16. */
+ALWAYS_INLINE __m512 load_kv16(const void *row, int32_t at, bool f16) {
+    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + at)))
+               : _mm512_loadu_ps((const float *)row + at);
+}
+
+/* acc[r][d0 ..] = acc[r][d0 ..] * c[r] + sum_j w[r][j] v[j][d0 ..] for GH heads at once over HV vectors of 16
+ * values from d0: each V value is loaded (and decoded) once per group of heads. */
+ALWAYS_INLINE void attn_accumulate(float *acc, const float *w, int32_t w_stride, const float *c, const void *v,
+                                   int32_t np, int32_t hd, int32_t d0, int GH, int HV, bool f16) {
     __m512 a[16];
     for (int h = 0; h < GH; h++)
         for (int u = 0; u < HV; u++)
-            a[h * HV + u] = _mm512_mul_ps(_mm512_loadu_ps(acc + h * hd + 16 * u), _mm512_set1_ps(c[h]));
+            a[h * HV + u] = _mm512_mul_ps(_mm512_loadu_ps(acc + h * hd + d0 + 16 * u), _mm512_set1_ps(c[h]));
     for (int32_t j = 0; j < np; j++) {
         __m512 vj[8];
-        for (int u = 0; u < HV; u++) vj[u] = _mm512_loadu_ps(v + j * hd + 16 * u);
+        for (int u = 0; u < HV; u++) vj[u] = load_kv16(v, j * hd + d0 + 16 * u, f16);
         for (int h = 0; h < GH; h++) {
             __m512 wj = _mm512_set1_ps(w[h * w_stride + j]);
             for (int u = 0; u < HV; u++) a[h * HV + u] = _mm512_fmadd_ps(wj, vj[u], a[h * HV + u]);
         }
     }
     for (int h = 0; h < GH; h++)
-        for (int u = 0; u < HV; u++) _mm512_storeu_ps(acc + h * hd + 16 * u, a[h * HV + u]);
+        for (int u = 0; u < HV; u++) _mm512_storeu_ps(acc + h * hd + d0 + 16 * u, a[h * HV + u]);
 }
 
-/* The scores of one query head against 16 consecutive K rows of HD floats. */
-ALWAYS_INLINE __m512 scores16(const float *qr, const float *rows, int HD) {
-    __m512 part[16];
-    for (int jj = 0; jj < 16; jj++) part[jj] = _mm512_setzero_ps();
-    for (int i = 0; i < HD; i += 16) {
-        __m512 qv = _mm512_loadu_ps(qr + i);
-        for (int jj = 0; jj < 16; jj++) part[jj] = _mm512_fmadd_ps(qv, _mm512_loadu_ps(rows + jj * HD + i), part[jj]);
+/* Scores of GH query heads (rows of hd floats) against 32 positions, kt holding the positions' K transposed
+ * ([2][hd][16]: d-th values of positions 0..15, then of 16..31): each K value is loaded once for all the heads and
+ * every multiply-add is a full vector, with no horizontal sums. */
+ALWAYS_INLINE void scores_transposed(const float *q, int32_t hd, const float *kt, float *s, int32_t s_stride,
+                                     int GH) {
+    __m512 a[8][2];
+    for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm512_setzero_ps();
+    for (int32_t d = 0; d < hd; d++) {
+        __m512 k0 = _mm512_loadu_ps(kt + d * 16), k1 = _mm512_loadu_ps(kt + (hd + d) * 16);
+        for (int h = 0; h < GH; h++) {
+            __m512 qd = _mm512_set1_ps(q[h * hd + d]);
+            a[h][0] = _mm512_fmadd_ps(qd, k0, a[h][0]);
+            a[h][1] = _mm512_fmadd_ps(qd, k1, a[h][1]);
+        }
     }
-    return hsum16x16(part);
+    for (int h = 0; h < GH; h++) {
+        _mm512_storeu_ps(s + h * s_stride, a[h][0]);
+        _mm512_storeu_ps(s + h * s_stride + 16, a[h][1]);
+    }
 }
 
-static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np, float scale,
-                      float *mx, float *sum, float *acc) {
-    enum { MAX_REP = 64 };
-    if ((hd != 64 && hd != 128) || np > TND_CPU_ATTN_TILE_MAX || rep > MAX_REP) {
-        attn_tile_fallback(q, rep, hd, k, v, np, scale, mx, sum, acc);
-        return;
-    }
-    float weight[MAX_REP][TND_CPU_ATTN_TILE_MAX + 16], rescale[MAX_REP], padded[16 * 128];
+enum { ATTN_MAX_REP = 64, ATTN_W = TND_CPU_ATTN_TILE_MAX }; /* ATTN_W: the stride of one head's weights */
+
+static bool attn_tile_fits(int32_t rep, int32_t hd, int32_t np) {
+    return (hd == 64 || hd == 128) && np <= TND_CPU_ATTN_TILE_MAX && rep <= ATTN_MAX_REP;
+}
+
+/* The tile for head sizes 64 and 128 over K and V rows stored as float or F16. */
+ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const void *k, const void *v, int32_t np,
+                                  float scale, float *mx, float *sum, float *acc, bool f16) {
+    float weight[ATTN_MAX_REP][ATTN_W], rescale[ATTN_MAX_REP], kt[2 * 128 * 16];
     int32_t np16 = (np + 15) & ~15;
+    for (int32_t j0 = 0; j0 < np; j0 += 32) {
+        for (int g = 0; g < 2; g++) /* K of positions j0 + 16g .. + 15 transposed (rows past np as zeros) */
+            for (int32_t d0 = 0; d0 < hd; d0 += 16) {
+                __m512 m[16];
+                for (int i = 0; i < 16; i++) {
+                    int32_t j = j0 + 16 * g + i;
+                    m[i] = j < np ? load_kv16(k, j * hd + d0, f16) : _mm512_setzero_ps();
+                }
+                transpose16x16(m);
+                for (int i = 0; i < 16; i++) _mm512_storeu_ps(kt + ((g * hd) + d0 + i) * 16, m[i]);
+            }
+        int32_t r = 0;
+        for (; r + 8 <= rep; r += 8) scores_transposed(q + r * hd, hd, kt, weight[r] + j0, ATTN_W, 8);
+        for (; r + 2 <= rep; r += 2) scores_transposed(q + r * hd, hd, kt, weight[r] + j0, ATTN_W, 2);
+        for (; r < rep; r++) scores_transposed(q + r * hd, hd, kt, weight[r] + j0, ATTN_W, 1);
+    }
     for (int32_t r = 0; r < rep; r++) {
-        const float *qr = q + r * hd;
         __m512 vmax = _mm512_set1_ps(-INFINITY);
         for (int32_t j0 = 0; j0 < np16; j0 += 16) {
-            const float *rows = k + j0 * hd;
-            if (np - j0 < 16) { /* a partial group: its rows, then zeros (their scores are masked below) */
-                memcpy(padded, rows, sizeof(float) * (size_t)((np - j0) * hd));
-                memset(padded + (np - j0) * hd, 0, sizeof(float) * (size_t)((16 - (np - j0)) * hd));
-                rows = padded;
-            }
-            __m512 s16 = hd == 64 ? scores16(qr, rows, 64) : scores16(qr, rows, 128);
             __mmask16 valid = (__mmask16)(np - j0 >= 16 ? 0xffff : (1u << (np - j0)) - 1);
-            s16 = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, _mm512_mul_ps(s16, _mm512_set1_ps(scale)));
+            __m512 s16 = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid,
+                                            _mm512_mul_ps(_mm512_loadu_ps(weight[r] + j0), _mm512_set1_ps(scale)));
             _mm512_storeu_ps(weight[r] + j0, s16);
             vmax = _mm512_max_ps(vmax, s16);
         }
@@ -566,21 +601,32 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
         sum[r] = sum[r] * rescale[r] + _mm512_reduce_add_ps(wsum);
         mx[r] = m_new;
     }
-    /* V rows are loaded once per group of heads whose outputs fit the registers */
+    /* V rows: 8 heads over 32 values at a time, then the remaining heads in the largest groups that fit */
     int32_t r = 0;
-    if (hd == 64)
-        for (; r + 4 <= rep; r += 4)
-            attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 4, 4);
+    for (; r + 8 <= rep; r += 8)
+        for (int32_t d0 = 0; d0 < hd; d0 += 32)
+            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, 8, 2, f16);
     for (; r + 2 <= rep; r += 2)
-        if (hd == 64)
-            attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 2, 4);
-        else
-            attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 2, 8);
+        for (int32_t d0 = 0; d0 < hd; d0 += 64)
+            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, 2, 4, f16);
     for (; r < rep; r++)
-        if (hd == 64)
-            attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 1, 4);
-        else
-            attn_accumulate(acc + r * hd, weight[r], TND_CPU_ATTN_TILE_MAX + 16, rescale + r, v, np, hd, 1, 8);
+        for (int32_t d0 = 0; d0 < hd; d0 += 64)
+            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, 1, 4, f16);
+}
+
+static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np, float scale,
+                      float *mx, float *sum, float *acc) {
+    if (attn_tile_fits(rep, hd, np))
+        attn_tile_body(q, rep, hd, k, v, np, scale, mx, sum, acc, false);
+    else
+        attn_tile_fallback(q, rep, hd, k, v, np, scale, mx, sum, acc);
+}
+
+static bool attn_tile_f16(const float *q, int32_t rep, int32_t hd, const uint16_t *k, const uint16_t *v, int32_t np,
+                          float scale, float *mx, float *sum, float *acc) {
+    if (!attn_tile_fits(rep, hd, np)) return false;
+    attn_tile_body(q, rep, hd, k, v, np, scale, mx, sum, acc, true);
+    return true;
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -667,6 +713,7 @@ static tnd_cpu_dot packed(tnd_cpu_dot e, tnd_tile_fn tile_packed, size_t chunk,
 void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     attn_tile_fallback = k->vec.attn_tile;
     k->vec.attn_tile = attn_tile;
+    k->vec.attn_tile_f16 = attn_tile_f16;
     if (tnd_cpu_detect().avx512bf16)
         k->dot[TND_TYPE_BF16] = entry(TND_TYPE_BF16, quantize_bf16, dot_bf16, tile_bf16, TILE_ROWS_32, TILE_TOKENS_32);
     k->dot[TND_TYPE_Q4_0] =
