@@ -357,10 +357,8 @@ static void attention_items(void *ctx, int64_t item0, int64_t item1) {
             if (p0 + np < a->n_ctx[t]) prefetch_kv_tile(a, table, p0 + np, g);
             if (a->kv_type == TND_TYPE_F16 && k->vec.attn_tile_f16 && p0 % bs + np <= bs) { /* one run, as stored */
                 size_t at = kv_head_offset(a->kv_type, (int64_t)table[p0 / bs] * bs + p0 % bs, g, a->n_head_kv, bs, hd);
-                if (k->vec.attn_tile_f16(q, rep, hd, (const uint16_t *)((const uint8_t *)a->k_pool + at),
-                                         (const uint16_t *)((const uint8_t *)a->v_pool + at), np, a->scale, mx, sum,
-                                         acc))
-                    continue;
+                const void *k_run = (const uint8_t *)a->k_pool + at, *v_run = (const uint8_t *)a->v_pool + at;
+                if (k->vec.attn_tile_f16(q, rep, hd, k_run, v_run, np, a->scale, mx, sum, acc)) continue;
             }
             for (int32_t j = 0, run; j < np; j += run) {
                 int32_t p = p0 + j, in_block = bs - p % bs;

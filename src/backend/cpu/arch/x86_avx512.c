@@ -508,7 +508,7 @@ static inline void transpose16x16(__m512 m[16]) {
 
 /* 16 values of a K or V row, stored as float or as F16. */
 ALWAYS_INLINE __m512 load_kv16(const void *row, int32_t at, bool f16) {
-    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)row + at)))
+    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)row + at)))
                : _mm512_loadu_ps((const float *)row + at);
 }
 
