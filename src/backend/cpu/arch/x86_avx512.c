@@ -193,6 +193,11 @@ ALWAYS_INLINE __m512i packed_levels_q8_0(const uint8_t *pair) {
  * 4 KiB measured above 2 KiB, 1 KiB worse. */
 enum { TILE_PREFETCH = 4096 };
 
+/* Requests the `bytes` of weights that lie TILE_PREFETCH after `at`, one cache line at a time. */
+ALWAYS_INLINE void prefetch_ahead(const uint8_t *at, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)at + TILE_PREFETCH + off, _MM_HINT_T0);
+}
+
 /* y[t][r] = sum over blocks of d_w * d_a * (sum of (level - offset) * a). */
 typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q5_0 } block_kind;
 
@@ -207,11 +212,7 @@ ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_
         const bool two = b + 1 < nb;
         __m512i wq[TILE_ROWS_32];
         __m512 wd[TILE_ROWS_32];
-        if (packed) { /* see TILE_PREFETCH */
-            const uint8_t *ahead = w + (size_t)b * TILE_ROWS_32 * w_bytes + TILE_PREFETCH;
-            for (size_t off = 0; off < TILE_ROWS_32 * 2 * w_bytes; off += 64)
-                _mm_prefetch((const char *)ahead + off, _MM_HINT_T0);
-        }
+        if (packed) prefetch_ahead(w + (size_t)b * TILE_ROWS_32 * w_bytes, TILE_ROWS_32 * 2 * w_bytes);
         for (int r = 0; r < R; r++) {
             /* packed: the pair's chunk of each row in turn (tnd_cpu_pack_rows, chunks of two blocks) */
             const uint8_t *blk = packed ? w + (size_t)b * TILE_ROWS_32 * w_bytes + (size_t)r * (two ? 2 : 1) * w_bytes
@@ -318,9 +319,7 @@ ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, size_t w_stride, const uint8
         __m512i isum[TILE_ROWS_K][TILE_TOKENS_K];
         for (int r = 0; r < R; r++) {
             x[r] = w + (size_t)r * w_stride + (size_t)b * Q4_K_BYTES;
-            if (T > 1) /* several tokens: ahead of the hardware prefetcher (see TILE_PREFETCH) */
-                for (int off = 0; off < Q4_K_BYTES; off += 64)
-                    _mm_prefetch((const char *)x[r] + TILE_PREFETCH + off, _MM_HINT_T0);
+            if (T > 1) prefetch_ahead(x[r], Q4_K_BYTES); /* several tokens: see TILE_PREFETCH */
             sm[r] = q4_K_scales_mins(x[r] + 4);
             /* each min twice: once per 16-element activation sum of its sub-block */
             static const char dup[16] = {8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15};
@@ -386,9 +385,7 @@ ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, size_t w_stride, const uint8
         __m512i isum[TILE_ROWS_K][TILE_TOKENS_K];
         for (int r = 0; r < R; r++) {
             x[r] = w + (size_t)r * w_stride + (size_t)b * Q6_K_BYTES;
-            if (T > 1) /* several tokens: ahead of the hardware prefetcher (see TILE_PREFETCH) */
-                for (int off = 0; off < Q6_K_BYTES; off += 64)
-                    _mm_prefetch((const char *)x[r] + TILE_PREFETCH + off, _MM_HINT_T0);
+            if (T > 1) prefetch_ahead(x[r], Q6_K_BYTES); /* several tokens: see TILE_PREFETCH */
             sc8[r] = _mm_loadu_si128((const __m128i *)(const void *)(x[r] + 192));
             for (int t = 0; t < T; t++) isum[r][t] = _mm512_setzero_si512();
         }
