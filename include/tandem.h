@@ -265,7 +265,7 @@ typedef struct tnd_context_params {
     int32_t n_seq_max;  /* sequence ids 0 .. n_seq_max - 1 (default 1) */
     int32_t n_threads;  /* threads per CPU device (0 = physical cores) */
     tnd_type kv_type;   /* KV cache element type: TND_TYPE_F16 (default), TND_TYPE_F32 or TND_TYPE_Q8_0 */
-    int32_t kv_block_size; /* tokens per KV block (default 32) */
+    int32_t kv_block_size; /* tokens per KV block (default 64) */
     /* Placement plan: n_devices CPU device instances (default 1), each taking a contiguous range of layers;
      * layers_per_device (NULL = as even as possible) gives the count for each device and must add up to the
      * model's layer count. */

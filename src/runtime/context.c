@@ -9,7 +9,7 @@
 #include <string.h>
 
 tnd_context_params tnd_context_default_params(void) {
-    return (tnd_context_params){.n_batch = 512, .n_seq_max = 1, .kv_type = TND_TYPE_F16, .kv_block_size = 32,
+    return (tnd_context_params){.n_batch = 512, .n_seq_max = 1, .kv_type = TND_TYPE_F16, .kv_block_size = 64,
                                 .n_devices = 1};
 }
 

@@ -19,7 +19,7 @@ enum {
     TND_CPU_ATTN_MAX_GROUP = 16384, /* floats of per-group attention accumulators (heads per KV head * head_dim) */
     TND_CPU_ATTN_MAX_HEAD = 512,    /* head_dim */
     TND_CPU_ATTN_MAX_REP = 256,     /* query heads per KV head */
-    TND_CPU_ATTN_TILE = 32,         /* context positions whose K and V rows are decoded together */
+    TND_CPU_ATTN_TILE = 64,         /* context positions whose K and V rows are decoded together */
     TND_CPU_ROW_TILE = 16,          /* weight rows kept hot while a tile of tokens passes over them */
     TND_CPU_TOKEN_TILE = 64,
     TND_CPU_CHUNKS_PER_THREAD = 4, /* work units of a matmul per thread (see row_grain) */
@@ -298,15 +298,20 @@ static void cpu_kv_copy_blocks(tnd_backend *b, void *pool, size_t block_bytes, c
 }
 
 /* ------------------------------------------------------------------------------------------------------------
- * Attention, flash-style: one work item per (token, KV head); the query heads sharing that KV head go together
- * over the context in tiles of TND_CPU_ATTN_TILE positions: the tile's K and V rows are decoded to float once for
- * all those heads, scores for the whole tile come first, then one rescale of the running output per head and
- * tile (online softmax: running max and sum), so no score vector of context length is ever stored.
+ * Attention, flash-style: the query heads sharing a KV head go together over the context in tiles of
+ * TND_CPU_ATTN_TILE positions: the tile's K and V rows are decoded once for all those heads, scores for the whole
+ * tile come first, then one rescale of the running output per head and tile (online softmax: running max and
+ * sum), so no score vector of context length is ever stored. A work item is one token and a range of adjacent KV
+ * heads, walked tile by tile across the range: a block keeps its heads' runs next to each other, so the item reads
+ * one long stretch of memory per block instead of one short run per head, which the hardware prefetcher follows
+ * far better. Each head's arithmetic is the same whatever the range, so results do not depend on the split.
  * ---------------------------------------------------------------------------------------------------------- */
 
 typedef struct attention_job {
     const tnd_attention_args *a;
     const tnd_cpu_kernels *k;
+    int32_t heads_per_item; /* KV heads of one work item */
+    int32_t items_per_token;
 } attention_job;
 
 /* Decodes n consecutive positions of one head (a run inside one block) to float. */
@@ -319,9 +324,8 @@ static void load_kv_run(const tnd_cpu_kernels *k, const uint8_t *run, tnd_type t
 
 _Static_assert((int)TND_CPU_ATTN_TILE <= (int)TND_CPU_ATTN_TILE_MAX, "one attention tile per kernel call");
 
-/* Asks for the K and V rows of the tile at position p (its run in the first block it touches) while the current
- * tile computes: a tile is a short run at a new address, which the hardware prefetcher does not see coming, and
- * with other cores loading memory its rows otherwise arrive one miss at a time. */
+/* Asks for the K and V rows of KV head g in the tile at position p (its run in the first block it touches) while
+ * the current tile computes: with other cores loading memory its rows otherwise arrive one miss at a time. */
 static void prefetch_kv_tile(const tnd_attention_args *a, const int32_t *table, int32_t p, int32_t g) {
     int32_t bs = a->block_size, n = bs - p % bs < TND_CPU_ATTN_TILE ? bs - p % bs : TND_CPU_ATTN_TILE;
     size_t at = kv_head_offset(a->kv_type, (int64_t)table[p / bs] * bs + p % bs, g, a->n_head_kv, bs, a->head_dim);
@@ -332,54 +336,75 @@ static void prefetch_kv_tile(const tnd_attention_args *a, const int32_t *table, 
     }
 }
 
+/* Folds the tile of np positions from p0 into the running state (mx, sum, acc) of KV head g's query heads q. */
+static void attend_tile(const tnd_attention_args *a, const tnd_cpu_kernels *k, const int32_t *table, const float *q,
+                        int32_t g, int32_t p0, int32_t np, float *mx, float *sum, float *acc) {
+    int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = a->block_size;
+    if (a->kv_type == TND_TYPE_F16 && k->vec.attn_tile_f16 && p0 % bs + np <= bs) { /* one run, as stored */
+        size_t at = kv_head_offset(a->kv_type, (int64_t)table[p0 / bs] * bs + p0 % bs, g, a->n_head_kv, bs, hd);
+        const void *k_run = (const uint8_t *)a->k_pool + at, *v_run = (const uint8_t *)a->v_pool + at;
+        if (k->vec.attn_tile_f16(q, rep, hd, k_run, v_run, np, a->scale, mx, sum, acc)) return;
+    }
+    float kbuf[TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD], vbuf[TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD];
+    for (int32_t j = 0, run; j < np; j += run) {
+        int32_t p = p0 + j, in_block = bs - p % bs;
+        run = np - j < in_block ? np - j : in_block;
+        size_t at = kv_head_offset(a->kv_type, (int64_t)table[p / bs] * bs + p % bs, g, a->n_head_kv, bs, hd);
+        load_kv_run(k, (const uint8_t *)a->k_pool + at, a->kv_type, (int64_t)run * hd, kbuf + (int64_t)j * hd);
+        load_kv_run(k, (const uint8_t *)a->v_pool + at, a->kv_type, (int64_t)run * hd, vbuf + (int64_t)j * hd);
+    }
+    k->vec.attn_tile(q, rep, hd, kbuf, vbuf, np, a->scale, mx, sum, acc);
+}
+
 static void attention_items(void *ctx, int64_t item0, int64_t item1) {
     const attention_job *job = ctx;
     const tnd_attention_args *a = job->a;
-    const tnd_cpu_kernels *k = job->k;
-    int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = a->block_size;
-    float acc[TND_CPU_ATTN_MAX_GROUP], kbuf[TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD];
-    float vbuf[TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD];
-    float mx[TND_CPU_ATTN_MAX_REP], sum[TND_CPU_ATTN_MAX_REP];
+    int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv;
+    float acc[TND_CPU_ATTN_MAX_GROUP], mx[TND_CPU_ATTN_MAX_REP], sum[TND_CPU_ATTN_MAX_REP];
     for (int64_t item = item0; item < item1; item++) {
-        int64_t t = item / a->n_head_kv;
-        int32_t g = (int32_t)(item % a->n_head_kv);
-        const float *q = a->q + t * a->n_head * hd + (int64_t)g * rep * hd;
-        for (int32_t r = 0; r < rep; r++) {
+        int64_t t = item / job->items_per_token;
+        int32_t g0 = (int32_t)(item % job->items_per_token) * job->heads_per_item;
+        int32_t g1 = g0 + job->heads_per_item < a->n_head_kv ? g0 + job->heads_per_item : a->n_head_kv;
+        int32_t n_q = (g1 - g0) * rep; /* query heads of the item: state slot r is query head g0 * rep + r */
+        const float *q = a->q + (t * a->n_head + (int64_t)g0 * rep) * hd;
+        for (int32_t r = 0; r < n_q; r++) {
             mx[r] = -INFINITY;
             sum[r] = 0;
         }
-        memset(acc, 0, sizeof(float) * (size_t)(rep * hd));
+        memset(acc, 0, sizeof(float) * (size_t)(n_q * hd));
         const int32_t *table = a->block_tables[t];
         /* tiles start at multiples of TND_CPU_ATTN_TILE whatever the block size, so the sums' order (and the
          * result) does not depend on how the cache is paged; a tile is loaded one run per block it spans */
         for (int32_t p0 = 0; p0 < a->n_ctx[t]; p0 += TND_CPU_ATTN_TILE) {
             int32_t np = a->n_ctx[t] - p0 < TND_CPU_ATTN_TILE ? a->n_ctx[t] - p0 : TND_CPU_ATTN_TILE;
-            if (p0 + np < a->n_ctx[t]) prefetch_kv_tile(a, table, p0 + np, g);
-            if (a->kv_type == TND_TYPE_F16 && k->vec.attn_tile_f16 && p0 % bs + np <= bs) { /* one run, as stored */
-                size_t at = kv_head_offset(a->kv_type, (int64_t)table[p0 / bs] * bs + p0 % bs, g, a->n_head_kv, bs, hd);
-                const void *k_run = (const uint8_t *)a->k_pool + at, *v_run = (const uint8_t *)a->v_pool + at;
-                if (k->vec.attn_tile_f16(q, rep, hd, k_run, v_run, np, a->scale, mx, sum, acc)) continue;
+            for (int32_t g = g0; g < g1 && p0 + np < a->n_ctx[t]; g++) prefetch_kv_tile(a, table, p0 + np, g);
+            for (int32_t g = g0; g < g1; g++) {
+                int32_t r = (g - g0) * rep;
+                attend_tile(a, job->k, table, q + (int64_t)r * hd, g, p0, np, mx + r, sum + r, acc + (int64_t)r * hd);
             }
-            for (int32_t j = 0, run; j < np; j += run) {
-                int32_t p = p0 + j, in_block = bs - p % bs;
-                run = np - j < in_block ? np - j : in_block;
-                size_t at = kv_head_offset(a->kv_type, (int64_t)table[p / bs] * bs + p % bs, g, a->n_head_kv, bs, hd);
-                load_kv_run(k, (const uint8_t *)a->k_pool + at, a->kv_type, (int64_t)run * hd, kbuf + (int64_t)j * hd);
-                load_kv_run(k, (const uint8_t *)a->v_pool + at, a->kv_type, (int64_t)run * hd, vbuf + (int64_t)j * hd);
-            }
-            k->vec.attn_tile(q, rep, hd, kbuf, vbuf, np, a->scale, mx, sum, acc);
         }
-        float *out = a->out + t * a->n_head * hd + (int64_t)g * rep * hd;
-        for (int32_t r = 0; r < rep; r++)
+        float *out = a->out + (t * a->n_head + (int64_t)g0 * rep) * hd;
+        for (int32_t r = 0; r < n_q; r++)
             for (int32_t i = 0; i < hd; i++) out[r * hd + i] = sum[r] > 0 ? acc[r * hd + i] / sum[r] : 0;
     }
 }
 
 static void cpu_attention(tnd_backend *b, const tnd_attention_args *a) {
     int64_t work = a->n_tokens * a->n_head * a->head_dim * (int64_t)a->n_ctx[a->n_tokens - 1];
-    attention_job job = {a, &dev(b)->kernels};
-    tnd_thread_pool_for(work < TND_CPU_PARALLEL_MIN ? NULL : dev(b)->pool, a->n_tokens * a->n_head_kv, 1,
-                        attention_items, &job);
+    tnd_thread_pool *pool = work < TND_CPU_PARALLEL_MIN ? NULL : dev(b)->pool;
+    /* as many KV heads per item as the state arrays hold, but at least as many items as threads */
+    int32_t rep = a->n_head / a->n_head_kv, per = a->n_head_kv;
+    int32_t fit = TND_CPU_ATTN_MAX_GROUP / (rep * a->head_dim), fit_rep = TND_CPU_ATTN_MAX_REP / rep;
+    if (per > fit) per = fit;
+    if (per > fit_rep) per = fit_rep;
+    int64_t threads = pool ? tnd_thread_pool_size(pool) : 1;
+    if (a->n_tokens < threads) {
+        int64_t split = (threads + a->n_tokens - 1) / a->n_tokens; /* items wanted per token */
+        if (per > a->n_head_kv / split) per = (int32_t)(a->n_head_kv / split);
+    }
+    if (per < 1) per = 1;
+    attention_job job = {a, &dev(b)->kernels, per, (a->n_head_kv + per - 1) / per};
+    tnd_thread_pool_for(pool, a->n_tokens * job.items_per_token, 1, attention_items, &job);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
