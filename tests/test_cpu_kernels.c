@@ -141,7 +141,11 @@ static void check_attention_f16(const tnd_cpu_vec *vec, const char *isa, const f
     for (int32_t p0 = 0; p0 < n; p0 += tile, tiles++) {
         int32_t np = n - p0 < tile ? n - p0 : tile;
         vec->attn_tile(q, rep, hd, kd + p0 * hd, vd + p0 * hd, np, scale, mx, sum, acc);
-        if (vec->attn_tile_f16(q, rep, hd, kh + p0 * hd, vh + p0 * hd, np, scale, mx_h, sum_h, acc_h))
+        /* the next tile's rows asked for on every other tile: a hint that must not change any bit */
+        int32_t rest = n - p0 - np < tile ? n - p0 - np : tile;
+        tnd_kv_prefetch next = {kh + (p0 + np) * hd, vh + (p0 + np) * hd, sizeof(uint16_t) * (size_t)(rest * hd)};
+        if (vec->attn_tile_f16(q, rep, hd, kh + p0 * hd, vh + p0 * hd, np, scale, mx_h, sum_h, acc_h,
+                               rest > 0 && tiles % 2 ? &next : NULL))
             taken++;
         else /* refused: the state must be as it was, then the caller's path */
             vec->attn_tile(q, rep, hd, kd + p0 * hd, vd + p0 * hd, np, scale, mx_h, sum_h, acc_h);

@@ -324,26 +324,28 @@ static void load_kv_run(const tnd_cpu_kernels *k, const uint8_t *run, tnd_type t
 
 _Static_assert((int)TND_CPU_ATTN_TILE <= (int)TND_CPU_ATTN_TILE_MAX, "one attention tile per kernel call");
 
-/* Asks for the K and V rows of KV head g in the tile at position p (its run in the first block it touches) while
- * the current tile computes: with other cores loading memory its rows otherwise arrive one miss at a time. */
-static void prefetch_kv_tile(const tnd_attention_args *a, const int32_t *table, int32_t p, int32_t g) {
+/* The K and V rows of KV head g in the tile at position p: its run in the first block it touches. */
+static tnd_kv_prefetch tile_rows(const tnd_attention_args *a, const int32_t *table, int32_t p, int32_t g) {
     int32_t bs = a->block_size, n = bs - p % bs < TND_CPU_ATTN_TILE ? bs - p % bs : TND_CPU_ATTN_TILE;
     size_t at = kv_head_offset(a->kv_type, (int64_t)table[p / bs] * bs + p % bs, g, a->n_head_kv, bs, a->head_dim);
-    size_t bytes = (size_t)n * kv_row_bytes(a->kv_type, a->head_dim);
-    for (size_t off = 0; off < bytes; off += 64) {
-        __builtin_prefetch((const uint8_t *)a->k_pool + at + off);
-        __builtin_prefetch((const uint8_t *)a->v_pool + at + off);
-    }
+    return (tnd_kv_prefetch){(const uint8_t *)a->k_pool + at, (const uint8_t *)a->v_pool + at,
+                             (size_t)n * kv_row_bytes(a->kv_type, a->head_dim)};
 }
 
-/* Folds the tile of np positions from p0 into the running state (mx, sum, acc) of KV head g's query heads q. */
+/* Folds the tile of np positions from p0 into the running state (mx, sum, acc) of KV head g's query heads q, while
+ * the rows of the next tile (`next`, k NULL if none) are requested: spread through the F16 kernel's work, or all
+ * at once before decoding (the hardware prefetcher does not see a run at a new address coming). */
 static void attend_tile(const tnd_attention_args *a, const tnd_cpu_kernels *k, const int32_t *table, const float *q,
-                        int32_t g, int32_t p0, int32_t np, float *mx, float *sum, float *acc) {
+                        int32_t g, int32_t p0, int32_t np, const tnd_kv_prefetch *next, float *mx, float *sum,
+                        float *acc) {
     int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = a->block_size;
     if (a->kv_type == TND_TYPE_F16 && k->vec.attn_tile_f16 && p0 % bs + np <= bs) { /* one run, as stored */
-        size_t at = kv_head_offset(a->kv_type, (int64_t)table[p0 / bs] * bs + p0 % bs, g, a->n_head_kv, bs, hd);
-        const void *k_run = (const uint8_t *)a->k_pool + at, *v_run = (const uint8_t *)a->v_pool + at;
-        if (k->vec.attn_tile_f16(q, rep, hd, k_run, v_run, np, a->scale, mx, sum, acc)) return;
+        tnd_kv_prefetch run = tile_rows(a, table, p0, g);
+        if (k->vec.attn_tile_f16(q, rep, hd, run.k, run.v, np, a->scale, mx, sum, acc, next)) return;
+    }
+    for (size_t off = 0; next->k && off < next->bytes; off += 64) {
+        __builtin_prefetch((const uint8_t *)next->k + off);
+        __builtin_prefetch((const uint8_t *)next->v + off);
     }
     float kbuf[TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD], vbuf[TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD];
     for (int32_t j = 0, run; j < np; j += run) {
@@ -377,10 +379,12 @@ static void attention_items(void *ctx, int64_t item0, int64_t item1) {
          * result) does not depend on how the cache is paged; a tile is loaded one run per block it spans */
         for (int32_t p0 = 0; p0 < a->n_ctx[t]; p0 += TND_CPU_ATTN_TILE) {
             int32_t np = a->n_ctx[t] - p0 < TND_CPU_ATTN_TILE ? a->n_ctx[t] - p0 : TND_CPU_ATTN_TILE;
-            for (int32_t g = g0; g < g1 && p0 + np < a->n_ctx[t]; g++) prefetch_kv_tile(a, table, p0 + np, g);
             for (int32_t g = g0; g < g1; g++) {
                 int32_t r = (g - g0) * rep;
-                attend_tile(a, job->k, table, q + (int64_t)r * hd, g, p0, np, mx + r, sum + r, acc + (int64_t)r * hd);
+                tnd_kv_prefetch next = {0};
+                if (p0 + np < a->n_ctx[t]) next = tile_rows(a, table, p0 + np, g);
+                attend_tile(a, job->k, table, q + (int64_t)r * hd, g, p0, np, &next, mx + r, sum + r,
+                            acc + (int64_t)r * hd);
             }
         }
         float *out = a->out + (t * a->n_head + (int64_t)g0 * rep) * hd;

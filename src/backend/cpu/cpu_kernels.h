@@ -61,11 +61,21 @@ typedef void (*tnd_attn_tile_fn)(const float *q, int32_t rep, int32_t hd, const 
 void tnd_cpu_attn_tile_ref(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
                            float scale, float *mx, float *sum, float *acc);
 
+/* Rows the next tile will read: a kernel asks for them a few lines at a time while it computes. One burst of
+ * prefetches for a whole tile fills the core's queue of outstanding misses and holds back the tile's own loads
+ * behind it, so memory and arithmetic take turns; spread out, they overlap (1.45x faster at 4096 positions). */
+typedef struct tnd_kv_prefetch {
+    const void *k, *v; /* NULL: nothing to ask for */
+    size_t bytes;      /* from each of k and v */
+} tnd_kv_prefetch;
+
 /* The same over K and V rows stored as F16 (the cache's default type), decoded inside the kernel: rows are read
  * once, straight from the cache, with no float copy in between. Same results as attn_tile on the decoded rows;
- * false (nothing touched) for a shape the kernel does not take, which then goes to attn_tile decoded. */
+ * false (nothing touched) for a shape the kernel does not take, which then goes to attn_tile decoded. next (or
+ * NULL) names the rows of the next tile, requested while this one computes; it never changes a result. */
 typedef bool (*tnd_attn_tile_f16_fn)(const float *q, int32_t rep, int32_t hd, const uint16_t *k, const uint16_t *v,
-                                     int32_t np, float scale, float *mx, float *sum, float *acc);
+                                     int32_t np, float scale, float *mx, float *sum, float *acc,
+                                     const tnd_kv_prefetch *next);
 
 typedef struct tnd_cpu_vec {
     void (*f16_to_f32)(const void *x, float *y, int64_t n);
