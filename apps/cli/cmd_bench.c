@@ -80,37 +80,46 @@ static stats summarize(double *v, int n) {
     return s;
 }
 
-/* Fills the cache of sequence 0 with `depth` tokens (in batches of n_batch); false on failure. */
-static bool fill_context(tnd_context *ctx, const int32_t *tokens, int32_t *pos, int32_t depth, int32_t n_batch) {
-    tnd_context_seq_truncate(ctx, 0, 0);
-    for (int32_t done = 0; done < depth; done += n_batch) {
-        int32_t n = depth - done < n_batch ? depth - done : n_batch;
-        for (int32_t i = 0; i < n; i++) pos[i] = done + i;
-        tnd_batch b = {.n_tokens = n, .tokens = tokens + done, .pos = pos};
-        if (tnd_context_decode(ctx, &b) != TND_OK) return false;
+/* Each depth has a sequence of its own, filled once; the repetitions then go round the depths, so a change in the
+ * machine's speed (another tenant, the clock) falls on every depth alike and their ratio stays meaningful. */
+
+/* One batch of n tokens of sequence seq from position p0; false on failure. */
+static bool decode_run(tnd_context *ctx, const int32_t *tokens, int32_t *pos, int32_t *seq_ids, int32_t seq,
+                       int32_t p0, int32_t n) {
+    for (int32_t i = 0; i < n; i++) {
+        pos[i] = p0 + i;
+        seq_ids[i] = seq;
     }
+    tnd_batch b = {.n_tokens = n, .tokens = tokens + p0, .pos = pos, .seq_id = seq_ids};
+    return tnd_context_decode(ctx, &b) == TND_OK;
+}
+
+/* Fills the cache of sequence seq with `depth` tokens (in batches of n_batch); false on failure. */
+static bool fill_context(tnd_context *ctx, const int32_t *tokens, int32_t *pos, int32_t *seq_ids, int32_t seq,
+                         int32_t depth, int32_t n_batch) {
+    tnd_context_seq_truncate(ctx, seq, 0);
+    for (int32_t done = 0; done < depth; done += n_batch)
+        if (!decode_run(ctx, tokens, pos, seq_ids, seq, done, depth - done < n_batch ? depth - done : n_batch))
+            return false;
     return true;
 }
 
 /* Prompt processing: n tokens in one batch after `depth` tokens of context; returns tokens/s or -1. */
-static double run_pp(tnd_context *ctx, const int32_t *tokens, int32_t *pos, int32_t depth, int32_t n) {
-    tnd_context_seq_truncate(ctx, 0, depth);
-    for (int32_t i = 0; i < n; i++) pos[i] = depth + i;
-    tnd_batch b = {.n_tokens = n, .tokens = tokens + depth, .pos = pos};
+static double run_pp(tnd_context *ctx, const int32_t *tokens, int32_t *pos, int32_t *seq_ids, int32_t seq,
+                     int32_t depth, int32_t n) {
+    tnd_context_seq_truncate(ctx, seq, depth);
     double t0 = cli_now();
-    if (tnd_context_decode(ctx, &b) != TND_OK) return -1;
+    if (!decode_run(ctx, tokens, pos, seq_ids, seq, depth, n)) return -1;
     return n / (cli_now() - t0);
 }
 
 /* Generation: n single-token steps after `depth` tokens of context; returns tokens/s or -1. */
-static double run_tg(tnd_context *ctx, const int32_t *tokens, int32_t depth, int32_t n) {
-    tnd_context_seq_truncate(ctx, 0, depth);
+static double run_tg(tnd_context *ctx, const int32_t *tokens, int32_t *pos, int32_t *seq_ids, int32_t seq,
+                     int32_t depth, int32_t n) {
+    tnd_context_seq_truncate(ctx, seq, depth);
     double t0 = cli_now();
-    for (int32_t i = 0; i < n; i++) {
-        int32_t p = depth + i;
-        tnd_batch b = {.n_tokens = 1, .tokens = &tokens[p], .pos = &p};
-        if (tnd_context_decode(ctx, &b) != TND_OK) return -1;
-    }
+    for (int32_t i = 0; i < n; i++)
+        if (!decode_run(ctx, tokens, pos, seq_ids, seq, depth + i, 1)) return -1;
     return n / (cli_now() - t0);
 }
 
@@ -210,18 +219,24 @@ int tnd_cmd_bench(int argc, char **argv) {
     int rc = 1;
     tnd_context *ctx = NULL;
     tnd_thread_pool *pool = NULL;
-    long long max_depth = 0;
-    for (int i = 0; i < n_depths; i++) max_depth = depths[i] > max_depth ? depths[i] : max_depth;
-    int32_t longest = (int32_t)((n_prompt > n_gen ? n_prompt : n_gen) + max_depth);
+    long long max_depth = 0, cache = 0;
+    int32_t n_run = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen), block = tnd_context_default_params().kv_block_size;
+    for (int i = 0; i < n_depths; i++) {
+        max_depth = depths[i] > max_depth ? depths[i] : max_depth;
+        cache += (depths[i] + n_run + block) / block * block; /* each depth's sequence, in whole blocks */
+    }
+    int32_t longest = (int32_t)(n_run + max_depth);
     int32_t n_batch = (int32_t)(n_prompt > 0 ? n_prompt : 512);
     int32_t *tokens = malloc(sizeof(int32_t) * (size_t)(longest + 1)),
-            *pos = malloc(sizeof(int32_t) * (size_t)(longest + 1));
-    double pp[BENCH_MAX_REPS], tg[BENCH_MAX_REPS];
+            *pos = malloc(sizeof(int32_t) * (size_t)(longest + 1)),
+            *seq_ids = malloc(sizeof(int32_t) * (size_t)(longest + 1));
+    double pp[BENCH_MAX_DEPTHS][BENCH_MAX_REPS], tg[BENCH_MAX_DEPTHS][BENCH_MAX_REPS];
     stats spp[BENCH_MAX_DEPTHS], stg[BENCH_MAX_DEPTHS];
     tnd_model *m = cli_open_model(model_path);
-    if (!m || !tokens || !pos) goto cleanup;
+    if (!m || !tokens || !pos || !seq_ids) goto cleanup;
     tnd_context_params p = tnd_context_default_params();
-    p.n_ctx = longest + 1;
+    p.n_ctx = (int32_t)cache;
+    p.n_seq_max = n_depths;
     p.n_batch = n_batch;
     p.n_threads = n_threads;
     double t_load = cli_now();
@@ -238,26 +253,29 @@ int tnd_cmd_bench(int argc, char **argv) {
     }
     if (tnd_thread_pool_init(n_threads, NULL, &pool) != TND_OK) goto cleanup;
     double bandwidth = measure_bandwidth(pool);
-    for (int di = 0; di < n_depths; di++) {
+    for (int di = 0; di < n_depths; di++) { /* each depth's context, then one warm-up of pp and of tg */
         int32_t depth = (int32_t)depths[di];
         if (depth > 0 && !json) fprintf(stderr, "tandem: filling %d tokens of context\n", depth);
-        /* the context, one warm-up of each, then the repetitions alternating pp and tg */
-        if (!fill_context(ctx, tokens, pos, depth, n_batch) ||
-            (n_prompt && run_pp(ctx, tokens, pos, depth, (int32_t)n_prompt) < 0) ||
-            (n_gen && run_tg(ctx, tokens, depth, n_gen < 4 ? (int32_t)n_gen : 4) < 0)) {
+        if (!fill_context(ctx, tokens, pos, seq_ids, di, depth, n_batch) ||
+            (n_prompt && run_pp(ctx, tokens, pos, seq_ids, di, depth, (int32_t)n_prompt) < 0) ||
+            (n_gen && run_tg(ctx, tokens, pos, seq_ids, di, depth, n_gen < 4 ? (int32_t)n_gen : 4) < 0)) {
             cli_error("decode");
             goto cleanup;
         }
-        for (int r = 0; r < reps; r++) {
-            pp[r] = n_prompt ? run_pp(ctx, tokens, pos, depth, (int32_t)n_prompt) : 0;
-            tg[r] = n_gen ? run_tg(ctx, tokens, depth, (int32_t)n_gen) : 0;
-            if (pp[r] < 0 || tg[r] < 0) {
+    }
+    for (int r = 0; r < reps; r++) /* the repetitions go round the depths, alternating pp and tg */
+        for (int di = 0; di < n_depths; di++) {
+            int32_t depth = (int32_t)depths[di];
+            pp[di][r] = n_prompt ? run_pp(ctx, tokens, pos, seq_ids, di, depth, (int32_t)n_prompt) : 0;
+            tg[di][r] = n_gen ? run_tg(ctx, tokens, pos, seq_ids, di, depth, (int32_t)n_gen) : 0;
+            if (pp[di][r] < 0 || tg[di][r] < 0) {
                 cli_error("decode");
                 goto cleanup;
             }
         }
-        spp[di] = summarize(pp, (int)reps);
-        stg[di] = summarize(tg, (int)reps);
+    for (int di = 0; di < n_depths; di++) {
+        spp[di] = summarize(pp[di], (int)reps);
+        stg[di] = summarize(tg[di], (int)reps);
     }
     uint64_t wbytes = weight_bytes_per_token(m), kv_pos = kv_bytes_per_position(m);
     double roof = bandwidth > 0 ? bandwidth * 1e9 / (double)wbytes : 0;
@@ -313,5 +331,6 @@ cleanup:
     tnd_model_close(m);
     free(tokens);
     free(pos);
+    free(seq_ids);
     return rc;
 }
