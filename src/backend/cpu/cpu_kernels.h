@@ -62,8 +62,8 @@ void tnd_cpu_attn_tile_ref(const float *q, int32_t rep, int32_t hd, const float 
                            float scale, float *mx, float *sum, float *acc);
 
 /* Rows the next tile will read: a kernel asks for them a few lines at a time while it computes. One burst of
- * prefetches for a whole tile fills the core's queue of outstanding misses and holds back the tile's own loads
- * behind it, so memory and arithmetic take turns; spread out, they overlap (1.45x faster at 4096 positions). */
+ * prefetches for a whole tile before it measured 1.45x slower at 4096 positions: presumably the burst fills the
+ * core's queue of outstanding misses and the tile's own loads wait behind it, so memory and arithmetic take turns. */
 typedef struct tnd_kv_prefetch {
     const void *k, *v; /* NULL: nothing to ask for */
     size_t bytes;      /* from each of k and v */
