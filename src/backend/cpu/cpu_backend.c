@@ -269,7 +269,9 @@ static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_toke
 
 static size_t kv_row_bytes(tnd_type type, int64_t width) { return tnd_row_size(type, width); }
 
-/* A head's run of positions in a block: blocks are [head][position][head_dim] (see backend.h). */
+/* A head's run of positions in a block: blocks are [head][position][head_dim] (see backend.h), except K of an F16
+ * cache whose attention kernel reads it transposed (k_transposed): [head][head_dim][position] inside the block, so
+ * the head's run starts at the same offset and position p's value of dimension d is element d * block_size + p. */
 static size_t kv_head_offset(tnd_type type, int64_t slot, int32_t head, int32_t n_heads, int32_t block_size,
                              int32_t head_dim) {
     size_t seg = kv_row_bytes(type, head_dim);
@@ -278,15 +280,30 @@ static size_t kv_head_offset(tnd_type type, int64_t slot, int32_t head, int32_t 
            seg;
 }
 
+static bool k_transposed(const tnd_cpu_kernels *k, tnd_type kv_type, int32_t head_dim) {
+    return kv_type == TND_TYPE_F16 && k->vec.attn_tile_f16 && k->vec.attn_tile_f16_takes(head_dim);
+}
+
 static void cpu_kv_store(tnd_backend *b, void *k_pool, void *v_pool, tnd_type kv_type, const float *k, const float *v,
                          const int64_t *slots, int64_t n_tokens, int64_t width, int32_t block_size, int32_t head_dim) {
     tnd_from_float_fn from_float = tnd_type_traits_of(kv_type)->from_float;
     int32_t n_heads = (int32_t)(width / head_dim);
+    bool transposed = k_transposed(&dev(b)->kernels, kv_type, head_dim);
+    uint16_t k_row[TND_CPU_ATTN_MAX_HEAD];
     for (int64_t t = 0; t < n_tokens; t++)
         for (int32_t h = 0; h < n_heads; h++) {
             size_t at = kv_head_offset(kv_type, slots[t], h, n_heads, block_size, head_dim);
-            from_float(k + t * width + (int64_t)h * head_dim, (uint8_t *)k_pool + at, head_dim);
+            const float *k_src = k + t * width + (int64_t)h * head_dim;
             from_float(v + t * width + (int64_t)h * head_dim, (uint8_t *)v_pool + at, head_dim);
+            if (!transposed) {
+                from_float(k_src, (uint8_t *)k_pool + at, head_dim);
+                continue;
+            }
+            int64_t pos = slots[t] % block_size; /* the head's [head_dim][block] region starts where position 0's
+                                                    row would */
+            uint16_t *run = (uint16_t *)(void *)((uint8_t *)k_pool + at - (size_t)pos * kv_row_bytes(kv_type, head_dim));
+            from_float(k_src, k_row, head_dim);
+            for (int32_t d = 0; d < head_dim; d++) run[(int64_t)d * block_size + pos] = k_row[d];
         }
 }
 
@@ -310,6 +327,7 @@ static void cpu_kv_copy_blocks(tnd_backend *b, void *pool, size_t block_bytes, c
 typedef struct attention_job {
     const tnd_attention_args *a;
     const tnd_cpu_kernels *k;
+    bool k_t;               /* K stored transposed for attn_tile_f16 (k_transposed) */
     int32_t heads_per_item; /* KV heads of one work item */
     int32_t items_per_token;
 } attention_job;
@@ -322,26 +340,50 @@ static void load_kv_run(const tnd_cpu_kernels *k, const uint8_t *run, tnd_type t
         tnd_type_traits_of(type)->to_float(run, out, n_elements);
 }
 
+/* The same for K stored transposed: positions pos .. pos + n - 1 of a head's [head_dim][block_size] F16 region. */
+static void load_k_transposed(const tnd_cpu_kernels *k, const uint16_t *region, int32_t block_size, int32_t pos,
+                              int32_t n, int32_t head_dim, float *out) {
+    float column[TND_CPU_ATTN_TILE];
+    for (int32_t d = 0; d < head_dim; d++) {
+        k->vec.f16_to_f32(region + (size_t)d * (size_t)block_size + pos, column, n);
+        for (int32_t j = 0; j < n; j++) out[(size_t)j * (size_t)head_dim + (size_t)d] = column[j];
+    }
+}
+
 _Static_assert((int)TND_CPU_ATTN_TILE <= (int)TND_CPU_ATTN_TILE_MAX, "one attention tile per kernel call");
 
-/* The K and V rows of KV head g in the tile at position p: its run in the first block it touches. */
-static tnd_kv_prefetch tile_rows(const tnd_attention_args *a, const int32_t *table, int32_t p, int32_t g) {
+/* KV head g at position p, in its block: the offset of the head's V row and of its K row, or with K transposed of
+ * the head's whole K region (position 0). */
+static void head_at(const tnd_attention_args *a, bool k_t, const int32_t *table, int32_t p, int32_t g, size_t *k_at,
+                    size_t *v_at) {
+    int32_t bs = a->block_size;
+    *v_at = kv_head_offset(a->kv_type, (int64_t)table[p / bs] * bs + p % bs, g, a->n_head_kv, bs, a->head_dim);
+    *k_at = k_t ? *v_at - (size_t)(p % bs) * kv_row_bytes(a->kv_type, a->head_dim) : *v_at;
+}
+
+/* The rows of KV head g that the tile at position p reads in the first block it touches. */
+static tnd_kv_prefetch tile_rows(const tnd_attention_args *a, bool k_t, const int32_t *table, int32_t p, int32_t g) {
     int32_t bs = a->block_size, n = bs - p % bs < TND_CPU_ATTN_TILE ? bs - p % bs : TND_CPU_ATTN_TILE;
-    size_t at = kv_head_offset(a->kv_type, (int64_t)table[p / bs] * bs + p % bs, g, a->n_head_kv, bs, a->head_dim);
-    return (tnd_kv_prefetch){(const uint8_t *)a->k_pool + at, (const uint8_t *)a->v_pool + at,
+    size_t k_at, v_at;
+    head_at(a, k_t, table, p, g, &k_at, &v_at);
+    return (tnd_kv_prefetch){(const uint8_t *)a->k_pool + k_at, (const uint8_t *)a->v_pool + v_at,
                              (size_t)n * kv_row_bytes(a->kv_type, a->head_dim)};
 }
 
 /* Folds the tile of np positions from p0 into the running state (mx, sum, acc) of KV head g's query heads q, while
  * the rows of the next tile (`next`, k NULL if none) are requested: spread through the F16 kernel's work, or all
  * at once before decoding (the hardware prefetcher does not see a run at a new address coming). */
-static void attend_tile(const tnd_attention_args *a, const tnd_cpu_kernels *k, const int32_t *table, const float *q,
-                        int32_t g, int32_t p0, int32_t np, const tnd_kv_prefetch *next, float *mx, float *sum,
-                        float *acc) {
+static void attend_tile(const attention_job *job, const int32_t *table, const float *q, int32_t g, int32_t p0,
+                        int32_t np, const tnd_kv_prefetch *next, float *mx, float *sum, float *acc) {
+    const tnd_attention_args *a = job->a;
+    const tnd_cpu_kernels *k = job->k;
     int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = a->block_size;
-    if (a->kv_type == TND_TYPE_F16 && k->vec.attn_tile_f16 && p0 % bs + np <= bs) { /* one run, as stored */
-        tnd_kv_prefetch run = tile_rows(a, table, p0, g);
-        if (k->vec.attn_tile_f16(q, rep, hd, run.k, run.v, np, a->scale, mx, sum, acc, next)) return;
+    size_t k_at, v_at;
+    if (job->k_t && p0 % bs + np <= bs) { /* one run of the cache, read as stored */
+        head_at(a, true, table, p0, g, &k_at, &v_at);
+        k->vec.attn_tile_f16(q, rep, hd, (const uint16_t *)(const void *)((const uint8_t *)a->k_pool + k_at) + p0 % bs,
+                             bs, (const void *)((const uint8_t *)a->v_pool + v_at), np, a->scale, mx, sum, acc, next);
+        return;
     }
     for (size_t off = 0; next->k && off < next->bytes; off += 64) {
         __builtin_prefetch((const uint8_t *)next->k + off);
@@ -351,9 +393,13 @@ static void attend_tile(const tnd_attention_args *a, const tnd_cpu_kernels *k, c
     for (int32_t j = 0, run; j < np; j += run) {
         int32_t p = p0 + j, in_block = bs - p % bs;
         run = np - j < in_block ? np - j : in_block;
-        size_t at = kv_head_offset(a->kv_type, (int64_t)table[p / bs] * bs + p % bs, g, a->n_head_kv, bs, hd);
-        load_kv_run(k, (const uint8_t *)a->k_pool + at, a->kv_type, (int64_t)run * hd, kbuf + (int64_t)j * hd);
-        load_kv_run(k, (const uint8_t *)a->v_pool + at, a->kv_type, (int64_t)run * hd, vbuf + (int64_t)j * hd);
+        head_at(a, job->k_t, table, p, g, &k_at, &v_at);
+        if (job->k_t)
+            load_k_transposed(k, (const uint16_t *)(const void *)((const uint8_t *)a->k_pool + k_at), bs, p % bs, run,
+                              hd, kbuf + (int64_t)j * hd);
+        else
+            load_kv_run(k, (const uint8_t *)a->k_pool + k_at, a->kv_type, (int64_t)run * hd, kbuf + (int64_t)j * hd);
+        load_kv_run(k, (const uint8_t *)a->v_pool + v_at, a->kv_type, (int64_t)run * hd, vbuf + (int64_t)j * hd);
     }
     k->vec.attn_tile(q, rep, hd, kbuf, vbuf, np, a->scale, mx, sum, acc);
 }
@@ -382,9 +428,8 @@ static void attention_items(void *ctx, int64_t item0, int64_t item1) {
             for (int32_t g = g0; g < g1; g++) {
                 int32_t r = (g - g0) * rep;
                 tnd_kv_prefetch next = {0};
-                if (p0 + np < a->n_ctx[t]) next = tile_rows(a, table, p0 + np, g);
-                attend_tile(a, job->k, table, q + (int64_t)r * hd, g, p0, np, &next, mx + r, sum + r,
-                            acc + (int64_t)r * hd);
+                if (p0 + np < a->n_ctx[t]) next = tile_rows(a, job->k_t, table, p0 + np, g);
+                attend_tile(job, table, q + (int64_t)r * hd, g, p0, np, &next, mx + r, sum + r, acc + (int64_t)r * hd);
             }
         }
         float *out = a->out + (t * a->n_head + (int64_t)g0 * rep) * hd;
@@ -407,7 +452,8 @@ static void cpu_attention(tnd_backend *b, const tnd_attention_args *a) {
         if (per > a->n_head_kv / split) per = (int32_t)(a->n_head_kv / split);
     }
     if (per < 1) per = 1;
-    attention_job job = {a, &dev(b)->kernels, per, (a->n_head_kv + per - 1) / per};
+    const tnd_cpu_kernels *k = &dev(b)->kernels;
+    attention_job job = {a, k, k_transposed(k, a->kv_type, a->head_dim), per, (a->n_head_kv + per - 1) / per};
     tnd_thread_pool_for(pool, a->n_tokens * job.items_per_token, 1, attention_items, &job);
 }
 

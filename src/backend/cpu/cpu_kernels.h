@@ -69,12 +69,14 @@ typedef struct tnd_kv_prefetch {
     size_t bytes;      /* from each of k and v */
 } tnd_kv_prefetch;
 
-/* The same over K and V rows stored as F16 (the cache's default type), decoded inside the kernel: rows are read
- * once, straight from the cache, with no float copy in between. Same results as attn_tile on the decoded rows;
- * false (nothing touched) for a shape the kernel does not take, which then goes to attn_tile decoded. next (or
- * NULL) names the rows of the next tile, requested while this one computes; it never changes a result. */
-typedef bool (*tnd_attn_tile_f16_fn)(const float *q, int32_t rep, int32_t hd, const uint16_t *k, const uint16_t *v,
-                                     int32_t np, float scale, float *mx, float *sum, float *acc,
+/* The same straight from an F16 cache (the default type) laid out for it: K transposed, so the value of dimension d
+ * at position j is k_t[d * k_stride + j], and V as rows [np][hd]. The kernel decodes in registers (no float copy)
+ * and, with K transposed, every score is a full-vector multiply-add with no shuffles (that transpose cost the float
+ * entry ~40% of its score work). Same bits as attn_tile on the decoded rows. Called only for a head size that
+ * attn_tile_f16_takes accepts, any rep, np <= TND_CPU_ATTN_TILE_MAX. next (or NULL) names the rows of the next
+ * tile, requested while this one computes; it never changes a result. */
+typedef void (*tnd_attn_tile_f16_fn)(const float *q, int32_t rep, int32_t hd, const uint16_t *k_t, int32_t k_stride,
+                                     const uint16_t *v, int32_t np, float scale, float *mx, float *sum, float *acc,
                                      const tnd_kv_prefetch *next);
 
 typedef struct tnd_cpu_vec {
@@ -82,6 +84,7 @@ typedef struct tnd_cpu_vec {
     tnd_attn_tile_fn attn_tile;
     tnd_attn_tile_f16_fn attn_tile_f16; /* optional (NULL: rows are decoded for attn_tile) */
     void (*swiglu)(const float *gate, const float *up, float *out, int64_t n); /* out = silu(gate) * up */
+    bool (*attn_tile_f16_takes)(int32_t head_dim); /* set with attn_tile_f16 */
 } tnd_cpu_vec;
 
 typedef struct tnd_cpu_kernels {

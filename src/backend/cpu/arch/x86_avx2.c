@@ -562,7 +562,7 @@ static tnd_cpu_dot tiled_entry(tnd_type act_type, tnd_from_float_fn quantize, tn
 }
 
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
-    k->vec = (tnd_cpu_vec){f16_to_f32, attn_tile, NULL, swiglu};
+    k->vec = (tnd_cpu_vec){f16_to_f32, attn_tile, NULL, swiglu, NULL};
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32);
     k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32);
     k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32);
