@@ -101,7 +101,8 @@ typedef struct tnd_backend_vtable {
     /* Stores k and v rows ([n_tokens][width], width = heads * head_dim) into the pools at the given slots
      * (block * block_size + position in the block), converting to kv_type. A block holds block_size positions of
      * every head in width * block_size elements; the order inside a block is the device's (the CPU keeps each
-     * head's positions together, [head][position][head_dim], so attention reads one run per head). */
+     * head's positions together, [head][position][head_dim], so attention reads one run per head, and an F16 K
+     * transposed, [head][head_dim][position], where its attention kernel reads it so). */
     void (*kv_store)(tnd_backend *b, void *k_pool, void *v_pool, tnd_type kv_type, const float *k, const float *v,
                      const int64_t *slots, int64_t n_tokens, int64_t width, int32_t block_size, int32_t head_dim);
     /* Copies whole KV blocks src[i] -> dst[i] of one pool (copy-on-write of shared blocks). */
