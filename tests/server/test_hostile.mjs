@@ -169,6 +169,16 @@ test('slow and partial requests are closed after the read timeout', async () => 
   assert.equal((await fetch(`${url}/health`)).status, 200);
 });
 
+// The metrics once one more request than in m0 was cancelled and none is active (fails after 10 s).
+async function oneMoreCancelled(m0) {
+  let m1;
+  assert.ok(await eventually(async () => {
+    m1 = await metrics(url);
+    return m1.tandem_requests_cancelled_total === m0.tandem_requests_cancelled_total + 1 && m1.tandem_active_requests === 0;
+  }, 10000), 'cancelled');
+  return m1;
+}
+
 test('a client leaving mid-stream cancels the generation and frees its KV blocks', async () => {
   const m0 = await metrics(url);
   const r = await rawRequest(port, httpRequest('/v1/completions', JSON.stringify({ ...LONG, stream: true })),
@@ -176,11 +186,7 @@ test('a client leaving mid-stream cancels the generation and frees its KV blocks
   assert.ok(!r.closed, 'the server kept streaming until the client left');
   assert.match(r.data, /^HTTP\/1\.1 200/);
   assert.ok((r.data.match(/\ndata: \{/g) || []).length >= 3, 'chunks arrived before leaving');
-  let m1;
-  assert.ok(await eventually(async () => {
-    m1 = await metrics(url);
-    return m1.tandem_requests_cancelled_total === m0.tandem_requests_cancelled_total + 1 && m1.tandem_active_requests === 0;
-  }, 10000), 'cancelled');
+  const m1 = await oneMoreCancelled(m0);
   assert.ok(m1.tandem_kv_blocks_used <= m0.tandem_kv_blocks_used, 'its KV blocks were freed');
   assert.ok(m1.tandem_generated_tokens_total - m0.tandem_generated_tokens_total < 4000, 'generation stopped early');
 });
@@ -188,11 +194,7 @@ test('a client leaving mid-stream cancels the generation and frees its KV blocks
 test('a client leaving while a whole response is computed cancels it too', async () => {
   const m0 = await metrics(url);
   await rawRequest(port, httpRequest('/v1/completions', JSON.stringify(LONG)), { closeAfterMs: 300, timeoutMs: 20000 });
-  let m1;
-  assert.ok(await eventually(async () => {
-    m1 = await metrics(url);
-    return m1.tandem_requests_cancelled_total === m0.tandem_requests_cancelled_total + 1 && m1.tandem_active_requests === 0;
-  }, 10000), 'cancelled');
+  const m1 = await oneMoreCancelled(m0);
   assert.ok(m1.tandem_kv_blocks_used <= m0.tandem_kv_blocks_used, 'its KV blocks were freed');
   const closed = (m) => m['tandem_requests_total{status="499"}'] ?? 0;
   assert.equal(closed(m1), closed(m0) + 1, 'counted as closed by the client (499)');

@@ -529,27 +529,6 @@ ALWAYS_INLINE void attn_accumulate(float *acc, const float *w, int32_t w_stride,
         for (int u = 0; u < HV; u++) _mm512_storeu_ps(acc + h * hd + d0 + 16 * u, a[h * HV + u]);
 }
 
-/* Scores of GH query heads (rows of hd floats) against 32 positions, kt holding the positions' K transposed
- * ([2][hd][16]: d-th values of positions 0..15, then of 16..31): each K value is loaded once for all the heads and
- * every multiply-add is a full vector, with no horizontal sums. */
-ALWAYS_INLINE void scores_transposed(const float *q, int32_t hd, const float *kt, float *s, int32_t s_stride,
-                                     int GH) {
-    __m512 a[8][2];
-    for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm512_setzero_ps();
-    for (int32_t d = 0; d < hd; d++) {
-        __m512 k0 = _mm512_loadu_ps(kt + d * 16), k1 = _mm512_loadu_ps(kt + (hd + d) * 16);
-        for (int h = 0; h < GH; h++) {
-            __m512 qd = _mm512_set1_ps(q[h * hd + d]);
-            a[h][0] = _mm512_fmadd_ps(qd, k0, a[h][0]);
-            a[h][1] = _mm512_fmadd_ps(qd, k1, a[h][1]);
-        }
-    }
-    for (int h = 0; h < GH; h++) {
-        _mm512_storeu_ps(s + h * s_stride, a[h][0]);
-        _mm512_storeu_ps(s + h * s_stride + 16, a[h][1]);
-    }
-}
-
 /* prefetcht0 that the compiler keeps: with _mm_prefetch, GCC 12 at -O3 left no prefetch at all in the attention
  * tile's object code (at -O2 it did), and the kernel ran 1.5x slower from memory. */
 static inline void prefetch_line(const void *p) { __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p)); }
@@ -566,21 +545,24 @@ static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
     }
 }
 
-/* The same from K stored transposed as F16 (kt[d * stride + j]) for positions j0 .. j0 + 31 of np: nothing to
- * transpose, and positions past np read as zeros (masked loads, nothing read beyond them). Asks for a piece of the
- * next tile (if any) every 8 dimensions, *step counting the pieces. */
-ALWAYS_INLINE void scores_kt_f16(const float *q, int32_t hd, const uint16_t *kt, int32_t stride, int32_t j0,
-                                 int32_t np, float *s, int32_t s_stride, int GH, const tnd_kv_prefetch *next,
-                                 int32_t *step) {
-    __mmask16 m0 = (__mmask16)(np - j0 >= 16 ? 0xffff : (1u << (np - j0)) - 1);
-    __mmask16 m1 = (__mmask16)(np - j0 >= 32 ? 0xffff : np - j0 > 16 ? (1u << (np - j0 - 16)) - 1 : 0);
+/* Scores of GH query heads (rows of hd floats) against 32 positions from K transposed: dimension d's values of
+ * positions 0..15 at k[d * stride], of 16..31 at k[d * stride + second], as float or F16 (F16: positions from
+ * n_valid on read as zeros by masked loads, nothing read beyond them). Each K value is loaded once for all the heads
+ * and every multiply-add is a full vector, with no horizontal sums. Asks for a piece of the next tile (if any)
+ * every 8 dimensions, *step counting the pieces. */
+ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, int32_t stride, int32_t second, int32_t n_valid,
+                          bool f16, float *s, int32_t s_stride, int GH, const tnd_kv_prefetch *next, int32_t *step) {
+    __mmask16 m0 = (__mmask16)(n_valid >= 16 ? 0xffff : (1u << n_valid) - 1);
+    __mmask16 m1 = (__mmask16)(n_valid >= 32 ? 0xffff : n_valid > 16 ? (1u << (n_valid - 16)) - 1 : 0);
     __m512 a[8][2];
     for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm512_setzero_ps();
     for (int32_t d = 0; d < hd; d++) {
         if (d % 8 == 0) prefetch_piece(next, (*step)++);
-        const uint16_t *row = kt + (size_t)d * (size_t)stride + j0;
-        __m512 k0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m0, row));
-        __m512 k1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m1, row + 16));
+        size_t at = (size_t)d * (size_t)stride;
+        __m512 k0 = f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m0, (const uint16_t *)k + at))
+                        : _mm512_loadu_ps((const float *)k + at);
+        __m512 k1 = f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m1, (const uint16_t *)k + at + second))
+                        : _mm512_loadu_ps((const float *)k + at + second);
         for (int h = 0; h < GH; h++) {
             __m512 qd = _mm512_set1_ps(q[h * hd + d]);
             a[h][0] = _mm512_fmadd_ps(qd, k0, a[h][0]);
@@ -595,8 +577,10 @@ ALWAYS_INLINE void scores_kt_f16(const float *q, int32_t hd, const uint16_t *kt,
 
 enum { ATTN_MAX_REP = 64, ATTN_W = TND_CPU_ATTN_TILE_MAX }; /* ATTN_W: the stride of one head's weights */
 
+static bool attn_head_fits(int32_t head_dim) { return head_dim == 64 || head_dim == 128; }
+
 static bool attn_tile_fits(int32_t rep, int32_t hd, int32_t np) {
-    return (hd == 64 || hd == 128) && np <= TND_CPU_ATTN_TILE_MAX && rep <= ATTN_MAX_REP;
+    return attn_head_fits(hd) && np <= TND_CPU_ATTN_TILE_MAX && rep <= ATTN_MAX_REP;
 }
 
 /* The tile for head sizes 64 and 128 (rep <= ATTN_MAX_REP) over float rows of K and V (f16 false: K is transposed
@@ -607,29 +591,33 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
     float weight[ATTN_MAX_REP][ATTN_W], rescale[ATTN_MAX_REP], kt[2 * 128 * 16];
     int32_t np16 = (np + 15) & ~15, step = 0;
     for (int32_t j0 = 0; j0 < np; j0 += 32) {
-        int32_t r = 0;
-        if (f16) { /* the first group of heads asks for the next tile */
-            for (; r + 8 <= rep; r += 8)
-                scores_kt_f16(q + r * hd, hd, k, k_stride, j0, np, weight[r] + j0, ATTN_W, 8, r ? NULL : next, &step);
-            for (; r + 2 <= rep; r += 2)
-                scores_kt_f16(q + r * hd, hd, k, k_stride, j0, np, weight[r] + j0, ATTN_W, 2, r ? NULL : next, &step);
-            for (; r < rep; r++)
-                scores_kt_f16(q + r * hd, hd, k, k_stride, j0, np, weight[r] + j0, ATTN_W, 1, r ? NULL : next, &step);
-            continue;
-        }
-        for (int g = 0; g < 2; g++) /* K of positions j0 + 16g .. + 15 transposed (rows past np as zeros) */
-            for (int32_t d0 = 0; d0 < hd; d0 += 16) {
-                __m512 m[16];
-                for (int i = 0; i < 16; i++) {
-                    int32_t j = j0 + 16 * g + i;
-                    m[i] = j < np ? _mm512_loadu_ps((const float *)k + j * hd + d0) : _mm512_setzero_ps();
+        /* K transposed: the F16 cache's as stored, or float rows transposed here 16 x 16 at a time into kt
+         * ([2][hd][16], rows past np as zeros) */
+        const void *k_t = kt;
+        int32_t stride = 16, second = hd * 16;
+        if (f16)
+            k_t = (const uint16_t *)k + j0, stride = k_stride, second = 16;
+        else
+            for (int g = 0; g < 2; g++)
+                for (int32_t d0 = 0; d0 < hd; d0 += 16) {
+                    __m512 m[16];
+                    for (int i = 0; i < 16; i++) {
+                        int32_t j = j0 + 16 * g + i;
+                        m[i] = j < np ? _mm512_loadu_ps((const float *)k + j * hd + d0) : _mm512_setzero_ps();
+                    }
+                    transpose16x16(m);
+                    for (int i = 0; i < 16; i++) _mm512_storeu_ps(kt + ((g * hd) + d0 + i) * 16, m[i]);
                 }
-                transpose16x16(m);
-                for (int i = 0; i < 16; i++) _mm512_storeu_ps(kt + ((g * hd) + d0 + i) * 16, m[i]);
-            }
-        for (; r + 8 <= rep; r += 8) scores_transposed(q + r * hd, hd, kt, weight[r] + j0, ATTN_W, 8);
-        for (; r + 2 <= rep; r += 2) scores_transposed(q + r * hd, hd, kt, weight[r] + j0, ATTN_W, 2);
-        for (; r < rep; r++) scores_transposed(q + r * hd, hd, kt, weight[r] + j0, ATTN_W, 1);
+        int32_t r = 0; /* the first group of heads asks for the next tile */
+        for (; r + 8 <= rep; r += 8)
+            scores(q + r * hd, hd, k_t, stride, second, np - j0, f16, weight[r] + j0, ATTN_W, 8, r ? NULL : next,
+                   &step);
+        for (; r + 2 <= rep; r += 2)
+            scores(q + r * hd, hd, k_t, stride, second, np - j0, f16, weight[r] + j0, ATTN_W, 2, r ? NULL : next,
+                   &step);
+        for (; r < rep; r++)
+            scores(q + r * hd, hd, k_t, stride, second, np - j0, f16, weight[r] + j0, ATTN_W, 1, r ? NULL : next,
+                   &step);
     }
     for (int32_t r = 0; r < rep; r++) {
         __m512 vmax = _mm512_set1_ps(-INFINITY);
@@ -672,8 +660,6 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
     else
         attn_tile_fallback(q, rep, hd, k, v, np, scale, mx, sum, acc);
 }
-
-static bool attn_tile_f16_takes(int32_t head_dim) { return head_dim == 64 || head_dim == 128; }
 
 /* Any rep, ATTN_MAX_REP heads at a time: each head's arithmetic is its own, so the split changes no bit. */
 static void attn_tile_f16(const float *q, int32_t rep, int32_t hd, const uint16_t *k_t, int32_t k_stride,
@@ -769,7 +755,7 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     attn_tile_fallback = k->vec.attn_tile;
     k->vec.attn_tile = attn_tile;
     k->vec.attn_tile_f16 = attn_tile_f16;
-    k->vec.attn_tile_f16_takes = attn_tile_f16_takes;
+    k->vec.attn_tile_f16_takes = attn_head_fits;
     if (tnd_cpu_detect().avx512bf16)
         k->dot[TND_TYPE_BF16] = entry(TND_TYPE_BF16, quantize_bf16, dot_bf16, tile_bf16, TILE_ROWS_32, TILE_TOKENS_32);
     k->dot[TND_TYPE_Q4_0] =
