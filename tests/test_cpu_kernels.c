@@ -70,7 +70,7 @@ static void check_tile(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
     uint8_t *packed = malloc(wrow * (size_t)k->tile_rows);
     if (k->tile_packed)
         tnd_cpu_pack_rows(w, k->tile_rows, wrow, k->tile_rows, k->pack_chunk, k->pack_transform, packed);
-    for (int layout = 0; layout < (k->tile_packed ? 2 : 1); layout++) {
+    for (int layout = k->tile ? 0 : 1; layout < (k->tile_packed ? 2 : 1); layout++) {
         int same = 0, total = 0, untouched = 0;
         for (int rows = 1; rows <= k->tile_rows; rows++)
             for (int tokens = 1; tokens <= k->tile_tokens; tokens++) {
@@ -250,14 +250,16 @@ static int check_table(const tnd_cpu_kernels *table) {
         for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) check_entry((tnd_type)t, k, bs * blocks[b]);
         if (bs == 1)
             for (int64_t n = 1; n < 70; n += 3) check_entry((tnd_type)t, k, n);
-        if (k->tile) {
+        if (k->tile || k->tile_packed) {
             CHECK(k->tile_rows >= 1 && k->tile_rows <= TND_CPU_TILE_MAX);
             CHECK(k->tile_tokens >= 1 && k->tile_tokens <= TND_CPU_TILE_MAX);
             for (size_t b = 0; b < sizeof blocks / sizeof *blocks; b++) check_tile((tnd_type)t, k, bs * blocks[b]);
         }
         tested++;
         printf("  %-6s %-6s activations %s", tr->name, k->isa, tnd_type_traits_of(k->act_type)->name);
-        if (k->tile) printf(", tiles up to %d x %d%s", k->tile_rows, k->tile_tokens, k->tile_packed ? ", packed rows" : "");
+        if (k->tile || k->tile_packed)
+            printf(", tiles up to %d x %d%s", k->tile_rows, k->tile_tokens,
+                   !k->tile ? ", packed rows only" : k->tile_packed ? ", packed rows" : "");
         printf("\n");
     }
     return tested;

@@ -54,21 +54,21 @@ void tnd_cpu_kernels_reference(tnd_cpu_kernels *k) {
 }
 
 void tnd_cpu_pack_rows(const uint8_t *src, int64_t n_rows, size_t row_bytes, int group, size_t chunk,
-                       void (*transform)(const uint8_t *chunk, size_t len, uint8_t *out), uint8_t *dst) {
+                       void (*transform)(uint8_t *chunks, int group, size_t len), uint8_t *dst) {
     int64_t n_groups = (n_rows + group - 1) / group;
     for (int64_t g = 0; g < n_groups; g++) {
         uint8_t *out = dst + (size_t)g * (size_t)group * row_bytes;
         for (size_t c0 = 0; c0 < row_bytes; c0 += chunk) {
             size_t len = row_bytes - c0 < chunk ? row_bytes - c0 : chunk;
+            uint8_t *set = out;
             for (int r = 0; r < group; r++, out += len) {
                 int64_t row = g * group + r;
                 if (row >= n_rows)
                     memset(out, 0, len);
-                else if (transform)
-                    transform(src + (size_t)row * row_bytes + c0, len, out);
                 else
                     memcpy(out, src + (size_t)row * row_bytes + c0, len);
             }
+            if (transform) transform(set, group, len);
         }
     }
 }

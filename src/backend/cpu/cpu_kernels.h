@@ -12,7 +12,7 @@
  * y[t * y_stride + r] = dot(row r, activation t), each weight block unpacked once for all tokens and each
  * activation block loaded once for all rows (the kernel of prompt processing and of batched decoding). Every
  * result is bit-identical to the entry's `dot`, so a row's logits do not depend on the batch it was computed in. */
-enum { TND_CPU_TILE_MAX = 8 }; /* the largest tile_rows and tile_tokens of any entry */
+enum { TND_CPU_TILE_MAX = 16 }; /* the largest tile_rows and tile_tokens of any entry */
 typedef void (*tnd_tile_fn)(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
                             float *y, size_t y_stride, int rows, int tokens);
 
@@ -35,15 +35,17 @@ typedef struct tnd_cpu_dot {
      * streams, which the hardware prefetcher follows from memory. Same results as `dot`. */
     tnd_tile_fn tile_packed;
     size_t pack_chunk;
-    /* Optional: rewrites one chunk of `len` bytes into the kernel's own order of the same size (NULL: copied). */
-    void (*pack_transform)(const uint8_t *chunk, size_t len, uint8_t *out);
+    /* Optional: rewrites in place the group's chunks at one offset (`group` chunks of `len` bytes, one per row
+     * in turn) into the kernel's own order of the same size (NULL: left as they are). */
+    void (*pack_transform)(uint8_t *chunks, int group, size_t len);
 } tnd_cpu_dot;
 
 /* Packs rows for tile_packed: in each group of `group` rows (the last padded with zero rows), the rows' chunks of
  * `chunk` bytes alternate: chunk 0 of rows 0..group-1, chunk 1 of rows 0..group-1, ... (a row's last chunk may be
- * shorter), each passed through `transform` if given. dst holds ceil(n_rows / group) * group * row_bytes bytes. */
+ * shorter), each such set of `group` chunks passed through `transform` if given. dst holds
+ * ceil(n_rows / group) * group * row_bytes bytes. */
 void tnd_cpu_pack_rows(const uint8_t *src, int64_t n_rows, size_t row_bytes, int group, size_t chunk,
-                       void (*transform)(const uint8_t *chunk, size_t len, uint8_t *out), uint8_t *dst);
+                       void (*transform)(uint8_t *chunks, int group, size_t len), uint8_t *dst);
 
 /* Bytes of one activation row of n elements for `k`, the most any entry needs per element (for buffers), and the
  * row decoded to floats (tests). */

@@ -4,8 +4,10 @@
  * as they are, Q8_0 bytes + 128) and the offset is taken back through the activation sums.
  *
  * Every kernel is one inline template over a tile of R weight rows x T tokens; the single dot product is the 1 x 1
- * instance. Each (row, token) pair goes through the same instructions in the same order whatever the tile, so
- * tiles and dots agree bit for bit (the batching invariance test_cpu_kernels checks). Layouts: src/quant. */
+ * instance, except for Q4_0 and Q8_0, whose tiles take packed row groups (one lane per row) and whose dot repeats
+ * a lane's arithmetic on one row. Each (row, token) pair goes through the same arithmetic in the same order
+ * whatever the tile, so tiles and dots agree bit for bit (the batching invariance test_cpu_kernels checks).
+ * Layouts: src/quant. */
 #include "backend/cpu/cpu_kernels.h"
 
 #include <immintrin.h>
@@ -45,19 +47,12 @@ static inline float load_f32(const uint8_t *p) {
 
 static inline float fp16_load(const uint8_t *p) { return _cvtsh_ss(load_u16(p)); }
 
+ALWAYS_INLINE __m512i load512(const uint8_t *p) { return _mm512_loadu_si512((const void *)p); }
+ALWAYS_INLINE __m256i load256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
+
 /* ------------------------------------------------------------------------------------------------------------
- * Blocks of 32 with one fp16 scale (Q4_0, Q8_0), two blocks per 512-bit step: lanes 0-7 belong to the first block,
- * lanes 8-15 to the second; an odd last block runs with the second half zero.
- *
- * Activations are Q8_0 values in a layout of their own, so that nothing per token is recomputed for every weight
- * row: per pair of blocks, 64 int8, the two scales spread over their lanes as 16 floats, and the start value of
- * each lane's sum: minus the weights' level offset times the sum of the lane's four activations (the offset is
- * what makes the weights unsigned: 8 for Q4_0 nibbles, 128 for Q8_0 bytes).
+ * Blocks of 32 with one fp16 scale, activations quantized per block to int8 with a float scale (as Q8_0).
  * ---------------------------------------------------------------------------------------------------------- */
-
-enum { PAIR_BYTES = 192 }; /* 64 int8 | 16 float scales | 16 int32 starts */
-
-static size_t act_pair_bytes(int64_t n) { return (size_t)((n / QK + 1) / 2) * PAIR_BYTES; }
 
 /* Quantizes 32 floats to int8 with d = max|x| / 127 (as Q8_0, but d stays a float); returns d. */
 static inline float quantize_block(const float *x, __m128i *lo, __m128i *hi) {
@@ -72,7 +67,158 @@ static inline float quantize_block(const float *x, __m128i *lo, __m128i *hi) {
     return d;
 }
 
-static inline void quantize_pairs(const float *x, void *vy, int64_t n, int offset) {
+/* Bytes of a weight stream requested ahead of the block being computed. With several tokens a block takes long
+ * enough that the hardware prefetcher stops keeping up and memory and compute add up instead of overlapping
+ * (1 core, 4-row x 4-token Q4_0 tiles over 52 MB: 57-87 -> 104-108 G multiply-adds/s; 1 token unchanged).
+ * 4 KiB measured above 2 KiB, 1 KiB worse. */
+enum { TILE_PREFETCH = 4096 };
+
+/* Requests the `bytes` of weights that lie TILE_PREFETCH after `at`, one cache line at a time. */
+ALWAYS_INLINE void prefetch_ahead(const uint8_t *at, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)at + TILE_PREFETCH + off, _MM_HINT_T0);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Q4_0 and Q8_0 over row groups: one lane per weight row.
+ *
+ * Packed rows (tnd_cpu_pack_rows, groups of GROUP_ROWS, one block per chunk) store each block of a group as the 16
+ * rows' fp16 scales, then the levels in 64-byte steps: step i holds four consecutive columns of every row in turn
+ * (bytes 4r..4r+3 for row r). One vpdpbusd multiplies step i by the token's four activations of those columns,
+ * broadcast, so every lane sums its own row, and after the block's steps a lane holds the row's exact integer sum
+ * for the block: one conversion, one scale multiply and one multiply-add per block for 16 rows x 32 columns. (Two
+ * blocks of one row per vector needed the three per 64 multiply-adds: in cache the 4 x 4 tile of that layout ran
+ * 135 G multiply-adds/s per core, this 16 x 8 tile 320.) Levels are unsigned: Q4_0 nibbles as they are (two
+ * steps per 64 bytes: low nibbles columns 8s..8s+3, high nibbles 8s+4..8s+7), Q8_0 bytes + 128.
+ *
+ * Activations, per block: 32 int8, the float scale, and the block's integer sum start: minus the weights' level
+ * offset times the sum of the activations (8 for Q4_0 nibbles, 128 for Q8_0 bytes), which takes the offset back.
+ * ---------------------------------------------------------------------------------------------------------- */
+
+enum { GROUP_ROWS = 16, GROUP_TOKENS = 8, ACT_BLOCK_BYTES = 40 /* 32 int8 | float d | int32 start */ };
+
+static size_t act_blocks_bytes(int64_t n) { return (size_t)(n / QK) * ACT_BLOCK_BYTES; }
+
+static inline void quantize_blocks(const float *x, void *vy, int64_t n, int offset) {
+    uint8_t *y = vy;
+    for (int64_t b = 0; b < n / QK; b++, y += ACT_BLOCK_BYTES) {
+        __m128i lo, hi;
+        float d = quantize_block(x + b * QK, &lo, &hi);
+        int32_t start = -offset * (_mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(lo)) +
+                                   _mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(hi)));
+        _mm_storeu_si128((__m128i *)(void *)y, lo);
+        _mm_storeu_si128((__m128i *)(void *)(y + 16), hi);
+        memcpy(y + QK, &d, 4);
+        memcpy(y + QK + 4, &start, 4);
+    }
+}
+
+static void quantize_act_q4_0(const float *x, void *y, int64_t n) { quantize_blocks(x, y, n, 8); }
+static void quantize_act_q8_0(const float *x, void *y, int64_t n) { quantize_blocks(x, y, n, 128); }
+
+static void act_blocks_to_float(const void *vy, float *out, int64_t n) {
+    const uint8_t *y = vy;
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *blk = y + (size_t)(i / QK) * ACT_BLOCK_BYTES;
+        out[i] = load_f32(blk + QK) * (float)(int8_t)blk[i % QK];
+    }
+}
+
+typedef enum block_kind { KIND_Q4_0, KIND_Q8_0 } block_kind;
+
+ALWAYS_INLINE size_t block_bytes(block_kind kind) { return kind == KIND_Q4_0 ? Q4_0_BYTES : Q8_0_BYTES; }
+
+/* Rewrites one block of a group (its GROUP_ROWS rows' blocks as the file has them, one after the other) into the
+ * layout above. */
+static void pack_group_block(uint8_t *blocks, int group, size_t len, block_kind kind) {
+    uint8_t out[GROUP_ROWS * Q8_0_BYTES];
+    for (int r = 0; r < group; r++) {
+        const uint8_t *in = blocks + (size_t)r * len;
+        memcpy(out + 2 * r, in, 2);
+        for (int col = 0; col < QK; col++) {
+            int step = col / 4, at = 2 * GROUP_ROWS + 64 * step + 4 * r + col % 4;
+            if (kind == KIND_Q8_0) {
+                out[at] = in[2 + col] ^ 0x80;
+                continue;
+            }
+            /* file: byte j holds column j (low nibble) and j + 16; packed: steps 2s and 2s + 1 share 64 bytes */
+            int level = in[2 + col % 16] >> (col / 16 * 4) & 15, shared = 2 * GROUP_ROWS + 64 * (step / 2) + 4 * r + col % 4;
+            out[shared] = (uint8_t)(step % 2 ? (out[shared] & 0x0f) | level << 4 : level);
+        }
+    }
+    memcpy(blocks, out, (size_t)group * len);
+}
+
+static void pack_q4_0(uint8_t *blocks, int group, size_t len) { pack_group_block(blocks, group, len, KIND_Q4_0); }
+static void pack_q8_0(uint8_t *blocks, int group, size_t len) { pack_group_block(blocks, group, len, KIND_Q8_0); }
+
+ALWAYS_INLINE int32_t load_i32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* y[t * y_stride + r] for the first R rows of the group at w and T tokens. */
+ALWAYS_INLINE void tile_group_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
+                                   size_t y_stride, int R, int T, block_kind kind) {
+    const size_t group_block = GROUP_ROWS * block_bytes(kind);
+    __m512 acc[GROUP_TOKENS];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK; b++, w += group_block) {
+        prefetch_ahead(w, group_block);
+        __m512 dw = _mm512_cvtph_ps(load256(w));
+        __m512i steps[QK / 4];
+        for (int i = 0; i < QK / 4; i++) {
+            if (kind == KIND_Q8_0) {
+                steps[i] = load512(w + 2 * GROUP_ROWS + 64 * i);
+            } else if (i % 2 == 0) {
+                __m512i both = load512(w + 2 * GROUP_ROWS + 32 * i);
+                steps[i] = _mm512_and_si512(both, _mm512_set1_epi8(0x0f));
+                steps[i + 1] = _mm512_and_si512(_mm512_srli_epi16(both, 4), _mm512_set1_epi8(0x0f));
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * ACT_BLOCK_BYTES;
+            __m512i sum = _mm512_set1_epi32(load_i32(a + QK + 4));
+            for (int i = 0; i < QK / 4; i++) sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 4 * i)));
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), dw), _mm512_set1_ps(load_f32(a + QK)), acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride, (__mmask16)((1u << R) - 1), acc[t]);
+}
+
+/* One row as the file has it, with a lane's arithmetic of the tile above (the same bits): the block's exact
+ * integer sum, converted, times the row's scale, then a multiply-add with the activation's scale. */
+ALWAYS_INLINE float dot_row_body(const uint8_t *w, const uint8_t *act, int64_t n, block_kind kind) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK; b++, w += block_bytes(kind), act += ACT_BLOCK_BYTES) {
+        __m256i levels;
+        if (kind == KIND_Q8_0) {
+            levels = _mm256_xor_si256(load256(w + 2), _mm256_set1_epi8((char)0x80));
+        } else {
+            __m128i nibbles = _mm_loadu_si128((const __m128i *)(const void *)(w + 2));
+            levels = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(nibbles, 4), nibbles), _mm256_set1_epi8(0x0f));
+        }
+        __m256i lanes = _mm256_dpbusd_epi32(_mm256_setzero_si256(), levels, load256(act));
+        __m128i half = _mm_add_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
+        half = _mm_add_epi32(half, _mm_shuffle_epi32(half, _MM_SHUFFLE(1, 0, 3, 2)));
+        half = _mm_add_epi32(half, _mm_shuffle_epi32(half, _MM_SHUFFLE(2, 3, 0, 1)));
+        int32_t sum = load_i32(act + QK + 4) + _mm_cvtsi128_si32(half);
+        acc = fmaf((float)sum * fp16_load(w), load_f32(act + QK), acc);
+    }
+    return acc;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Q5_0: two blocks per 512-bit step, lanes 0-7 for the first and 8-15 for the second (an odd last block runs with
+ * the second half zero), against Q8_0 activations in pairs of blocks: 64 int8, the two scales spread over their
+ * lanes as 16 floats, and the start value of each lane's sum (minus 16 times the sum of its four activations).
+ * ---------------------------------------------------------------------------------------------------------- */
+
+enum { PAIR_BYTES = 192 }; /* 64 int8 | 16 float scales | 16 int32 starts */
+
+static size_t act_pair_bytes(int64_t n) { return (size_t)((n / QK + 1) / 2) * PAIR_BYTES; }
+
+static void quantize_act_q5_0(const float *x, void *vy, int64_t n) {
     uint8_t *y = vy;
     const int64_t nb = n / QK;
     for (int64_t b = 0; b < nb; b += 2, y += PAIR_BYTES) {
@@ -84,13 +230,9 @@ static inline void quantize_pairs(const float *x, void *vy, int64_t n, int offse
         __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), qs);
         _mm512_storeu_si512((void *)y, qs);
         _mm512_storeu_ps((void *)(y + 64), _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d0), _mm512_set1_ps(d1)));
-        _mm512_storeu_si512((void *)(y + 128), _mm512_mullo_epi32(sums, _mm512_set1_epi32(-offset)));
+        _mm512_storeu_si512((void *)(y + 128), _mm512_mullo_epi32(sums, _mm512_set1_epi32(-16)));
     }
 }
-
-static void quantize_act_q4_0(const float *x, void *y, int64_t n) { quantize_pairs(x, y, n, 8); }
-static void quantize_act_q8_0(const float *x, void *y, int64_t n) { quantize_pairs(x, y, n, 128); }
-static void quantize_act_q5_0(const float *x, void *y, int64_t n) { quantize_pairs(x, y, n, 16); }
 
 static void act_pairs_to_float(const void *vy, float *out, int64_t n) {
     const uint8_t *y = vy;
@@ -102,108 +244,28 @@ static void act_pairs_to_float(const void *vy, float *out, int64_t n) {
 }
 
 /* The two blocks' fp16 scales, each spread over its 8 lanes. */
-ALWAYS_INLINE __m512 load_scale_pair(const uint8_t *blk, size_t bytes, bool two) {
-    __m128i lo = _mm_set1_epi16((short)load_u16(blk)), hi = _mm_set1_epi16(two ? (short)load_u16(blk + bytes) : 0);
+ALWAYS_INLINE __m512 load_scale_pair(const uint8_t *blk, bool two) {
+    __m128i lo = _mm_set1_epi16((short)load_u16(blk)), hi = _mm_set1_epi16(two ? (short)load_u16(blk + Q5_0_BYTES) : 0);
     return _mm512_cvtph_ps(_mm256_set_m128i(hi, lo));
 }
 
-/* 16 bytes at `qs` of each block where byte i holds element i (low nibble) and i + 16 (high nibble), as levels. */
-ALWAYS_INLINE __m512i unpack_nibbles_pair(const uint8_t *qs, size_t block_bytes, bool two) {
-    __m128i a = _mm_loadu_si128((const __m128i *)(const void *)qs);
-    __m128i b = two ? _mm_loadu_si128((const __m128i *)(const void *)(qs + block_bytes)) : _mm_setzero_si128();
+/* Levels 0..31 (standing for -16..15) of two blocks: the nibbles at byte 6 (byte i holds element i in the low
+ * nibble, i + 16 in the high) plus a fifth bit per element from the u32 at byte 2 (bit e, element e). */
+ALWAYS_INLINE __m512i unpack_q5_0_pair(const uint8_t *blk, bool two) {
+    __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(blk + 6));
+    __m128i b = two ? _mm_loadu_si128((const __m128i *)(const void *)(blk + Q5_0_BYTES + 6)) : _mm_setzero_si128();
     __m256i ab = _mm256_set_m128i(b, a);
     __m512i z = _mm512_inserti64x4(_mm512_zextsi256_si512(ab), _mm256_srli_epi16(ab, 4), 1); /* a, b, a>>4, b>>4 */
     z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));                                 /* a, a>>4, b, b>>4 */
-    return _mm512_and_si512(z, _mm512_set1_epi8(0x0f));
-}
-
-/* Q4_0: levels 0..15 stand for -8..7. */
-ALWAYS_INLINE __m512i unpack_q4_0_pair(const uint8_t *blk, bool two) {
-    return unpack_nibbles_pair(blk + 2, Q4_0_BYTES, two);
-}
-
-/* Q5_0: the nibbles as Q4_0 (at byte 6) plus a fifth bit per element from the u32 at byte 2 (bit e, element e);
- * levels 0..31 stand for -16..15. */
-ALWAYS_INLINE __m512i unpack_q5_0_pair(const uint8_t *blk, bool two) {
     uint32_t h0, h1 = 0;
     memcpy(&h0, blk + 2, 4);
     if (two) memcpy(&h1, blk + Q5_0_BYTES + 2, 4);
     __m512i fifth = _mm512_and_si512(_mm512_movm_epi8((__mmask64)((uint64_t)h1 << 32 | h0)), _mm512_set1_epi8(0x10));
-    return _mm512_or_si512(unpack_nibbles_pair(blk + 6, Q5_0_BYTES, two), fifth);
+    return _mm512_or_si512(_mm512_and_si512(z, _mm512_set1_epi8(0x0f)), fifth);
 }
 
-/* Q8_0: signed bytes made unsigned by adding 128 (flipping the top bit). */
-ALWAYS_INLINE __m512i unpack_q8_0_pair(const uint8_t *blk, bool two) {
-    __m256i lo = _mm256_loadu_si256((const __m256i *)(const void *)(blk + 2));
-    __m256i hi =
-        two ? _mm256_loadu_si256((const __m256i *)(const void *)(blk + Q8_0_BYTES + 2)) : _mm256_setzero_si256();
-    return _mm512_xor_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1), _mm512_set1_epi8((char)0x80));
-}
-
-/* Packed rows keep a full pair of blocks as [d0 d1 | levels]: Q8_0 with both blocks' 64 bytes together, Q4_0 with
- * byte i holding the pair's element i (low nibble) and element 32 + i (high nibble), so one load, a shift and a mask
- * unpack it. A lone last block stays as the file has it. */
-static void pack_pair_q4_0(const uint8_t *in, size_t len, uint8_t *out) {
-    if (len != 2 * Q4_0_BYTES) {
-        memcpy(out, in, len);
-        return;
-    }
-    memcpy(out, in, 2);
-    memcpy(out + 2, in + Q4_0_BYTES, 2);
-    for (int i = 0; i < 32; i++) { /* element e of the pair: block e / 32, nibble (e % 32) / 16 of byte e % 16 */
-        int lo = in[(i / 32) * Q4_0_BYTES + 2 + i % 16] >> (4 * ((i % 32) / 16)) & 15;
-        int e = 32 + i;
-        int hi = in[(e / 32) * Q4_0_BYTES + 2 + e % 16] >> (4 * ((e % 32) / 16)) & 15;
-        out[4 + i] = (uint8_t)(lo | hi << 4);
-    }
-}
-
-static void pack_pair_q8_0(const uint8_t *in, size_t len, uint8_t *out) {
-    if (len != 2 * Q8_0_BYTES) {
-        memcpy(out, in, len);
-        return;
-    }
-    memcpy(out, in, 2);
-    memcpy(out + 2, in + Q8_0_BYTES, 2);
-    memcpy(out + 4, in + 2, 32);
-    memcpy(out + 36, in + Q8_0_BYTES + 2, 32);
-}
-
-/* The scales of a packed pair, d0 over lanes 0-7 and d1 over lanes 8-15. */
-ALWAYS_INLINE __m512 packed_scale_pair(const uint8_t *pair) {
-    uint32_t both;
-    memcpy(&both, pair, 4);
-    const __m256i spread = _mm256_setr_epi16(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    return _mm512_cvtph_ps(_mm256_permutexvar_epi16(spread, _mm256_set1_epi32((int)both)));
-}
-
-ALWAYS_INLINE __m512i packed_levels_q4_0(const uint8_t *pair) {
-    __m256i b = _mm256_loadu_si256((const __m256i *)(const void *)(pair + 4));
-    return _mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(b), _mm256_srli_epi16(b, 4), 1),
-                            _mm512_set1_epi8(0x0f));
-}
-
-ALWAYS_INLINE __m512i packed_levels_q8_0(const uint8_t *pair) {
-    return _mm512_xor_si512(_mm512_loadu_si512((const void *)(pair + 4)), _mm512_set1_epi8((char)0x80));
-}
-
-/* Bytes of a weight stream requested ahead of the block being computed. With several tokens a pair takes long
- * enough that the hardware prefetcher stops keeping up and memory and compute add up instead of overlapping
- * (1 core, 4-row x 4-token Q4_0 tiles over 52 MB: 57-87 -> 104-108 G multiply-adds/s; 1 token unchanged).
- * 4 KiB measured above 2 KiB, 1 KiB worse. */
-enum { TILE_PREFETCH = 4096 };
-
-/* Requests the `bytes` of weights that lie TILE_PREFETCH after `at`, one cache line at a time. */
-ALWAYS_INLINE void prefetch_ahead(const uint8_t *at, size_t bytes) {
-    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)at + TILE_PREFETCH + off, _MM_HINT_T0);
-}
-
-/* y[t][r] = sum over blocks of d_w * d_a * (sum of (level - offset) * a). */
-typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q5_0 } block_kind;
-
-ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                                 float *y, size_t y_stride, int R, int T, block_kind kind, bool packed) {
-    const size_t w_bytes = kind == KIND_Q4_0 ? Q4_0_BYTES : kind == KIND_Q5_0 ? Q5_0_BYTES : Q8_0_BYTES;
+ALWAYS_INLINE void tile_q5_0_body(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
+                                  float *y, size_t y_stride, int R, int T) {
     const int64_t nb = n / QK;
     __m512 acc[TILE_ROWS_32][TILE_TOKENS_32];
     for (int r = 0; r < R; r++)
@@ -212,20 +274,10 @@ ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_
         const bool two = b + 1 < nb;
         __m512i wq[TILE_ROWS_32];
         __m512 wd[TILE_ROWS_32];
-        if (packed) prefetch_ahead(w + (size_t)b * TILE_ROWS_32 * w_bytes, TILE_ROWS_32 * 2 * w_bytes);
         for (int r = 0; r < R; r++) {
-            /* packed: the pair's chunk of each row in turn (tnd_cpu_pack_rows, chunks of two blocks) */
-            const uint8_t *blk = packed ? w + (size_t)b * TILE_ROWS_32 * w_bytes + (size_t)r * (two ? 2 : 1) * w_bytes
-                                        : w + (size_t)r * w_stride + (size_t)b * w_bytes;
-            if (packed && two) {
-                wq[r] = kind == KIND_Q4_0 ? packed_levels_q4_0(blk) : packed_levels_q8_0(blk);
-                wd[r] = packed_scale_pair(blk);
-            } else {
-                wq[r] = kind == KIND_Q4_0   ? unpack_q4_0_pair(blk, two)
-                        : kind == KIND_Q5_0 ? unpack_q5_0_pair(blk, two)
-                                            : unpack_q8_0_pair(blk, two);
-                wd[r] = load_scale_pair(blk, w_bytes, two);
-            }
+            const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * Q5_0_BYTES;
+            wq[r] = unpack_q5_0_pair(blk, two);
+            wd[r] = load_scale_pair(blk, two);
         }
         for (int t = 0; t < T; t++) {
             const uint8_t *pair = act + (size_t)t * act_stride + (size_t)(b / 2) * PAIR_BYTES;
@@ -247,7 +299,6 @@ ALWAYS_INLINE void tile_blocks32(const uint8_t *w, size_t w_stride, const uint8_
  * integer sums of a super-block are exact; one multiply-add per super-block brings them to float.
  * ---------------------------------------------------------------------------------------------------------- */
 
-ALWAYS_INLINE __m512i load512(const uint8_t *p) { return _mm512_loadu_si512((const void *)p); }
 
 /* Q8_K activations with d = max|x| / 127 (symmetric, as Q8_0; any d is a valid Q8_K block) and the 16 sums. */
 static void quantize_q8_K(const float *x, void *vy, int64_t n) {
@@ -267,7 +318,6 @@ static void quantize_q8_K(const float *x, void *vy, int64_t n) {
         }
     }
 }
-ALWAYS_INLINE __m256i load256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
 
 /* Two steps of 64 elements are summed per instruction pair: vpdpbusd gives each step's 16 lane sums of four
  * products (|sum| <= 4 * 63 * 128, so int16 holds them), vpackssdw packs both steps to int16, and vpdpwssd
@@ -674,18 +724,6 @@ static void attn_tile_f16(const float *q, int32_t rep, int32_t hd, const uint16_
  * Instances: every tile shape up to the largest, and the dot as the 1 x 1 tile
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* The blocks-of-32 instances: a format and a layout each. */
-#define BLOCKS32_BODY(name, kind, packed)                                                                              \
-    ALWAYS_INLINE void name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, size_t ys,  \
-                            int R, int T) {                                                                            \
-        tile_blocks32(w, ws, a, as, n, y, ys, R, T, kind, packed);                                                     \
-    }
-BLOCKS32_BODY(tile_q4_0_body, KIND_Q4_0, false)
-BLOCKS32_BODY(tile_q8_0_body, KIND_Q8_0, false)
-BLOCKS32_BODY(tile_q5_0_body, KIND_Q5_0, false)
-BLOCKS32_BODY(tile_q4_0_packed_body, KIND_Q4_0, true)
-BLOCKS32_BODY(tile_q8_0_packed_body, KIND_Q8_0, true)
-
 /* A switch over the shapes, each case a constant-shape call the compiler specializes (unrolled, in registers). */
 #define SHAPE(body, R, T)                                                                                              \
     case (R)*16 + (T):                                                                                                 \
@@ -711,15 +749,31 @@ BLOCKS32_BODY(tile_q8_0_packed_body, KIND_Q8_0, true)
     }
 #define SHAPES_OF_ROW_UP_TO_4(body) SHAPES_OF_ROW(body, 3) SHAPES_OF_ROW(body, 4)
 
-TILE_AND_DOT(q4_0, tile_q4_0_body, SHAPES_4x4, )
-TILE_AND_DOT(q8_0, tile_q8_0_body, SHAPES_4x4, )
 TILE_AND_DOT(q5_0, tile_q5_0_body, SHAPES_4x4, )
-TILE_SHAPES(q4_0_packed, tile_q4_0_packed_body, SHAPES_4x4, )
-TILE_SHAPES(q8_0_packed, tile_q8_0_packed_body, SHAPES_4x4, )
 TILE_AND_DOT(q4_K, tile_q4_K_body, SHAPES_1x8, )
 TILE_AND_DOT(q6_K, tile_q6_K_body, SHAPES_1x8, )
 TILE_AND_DOT(bf16, tile_bf16_body, SHAPES_4x4, BF16_TARGET)
 
+/* Row groups: any row count (a lane mask), a constant token count per instance. */
+#define GROUP_TOKEN(kind, T)                                                                                           \
+    case T:                                                                                                            \
+        tile_group_body(w, a, as, n, y, ys, rows, T, kind);                                                            \
+        break;
+#define ROW_GROUP_KERNELS(name, kind)                                                                                  \
+    static void tile_group_##name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,      \
+                                  size_t ys, int rows, int tokens) {                                                   \
+        (void)ws;                                                                                                      \
+        switch (tokens) {                                                                                              \
+            GROUP_TOKEN(kind, 1) GROUP_TOKEN(kind, 2) GROUP_TOKEN(kind, 3) GROUP_TOKEN(kind, 4)                        \
+            GROUP_TOKEN(kind, 5) GROUP_TOKEN(kind, 6) GROUP_TOKEN(kind, 7) GROUP_TOKEN(kind, 8)                        \
+        default: break;                                                                                                \
+        }                                                                                                              \
+    }                                                                                                                  \
+    static float dot_##name(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, kind); }
+ROW_GROUP_KERNELS(q4_0, KIND_Q4_0)
+ROW_GROUP_KERNELS(q8_0, KIND_Q8_0)
+
+_Static_assert(GROUP_TOKENS == 8, "the token switch above lists these counts");
 _Static_assert(TILE_TOKENS_32 == 4 && TILE_TOKENS_K == 8 && TILE_ROWS_32 == 4 && TILE_ROWS_K == 1,
                "the shape switches above list these sizes");
 
@@ -735,7 +789,7 @@ static tnd_cpu_dot entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_
                          .tile_tokens = tile_tokens};
 }
 
-/* A blocks-of-32 entry: Q8_0 values in the pair layout, and optionally packed rows. */
+/* Q5_0: Q8_0 values in pairs of blocks. */
 static tnd_cpu_dot pair_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile) {
     tnd_cpu_dot e = entry(TND_TYPE_Q8_0, quantize, dot, tile, TILE_ROWS_32, TILE_TOKENS_32);
     e.act_bytes = act_pair_bytes;
@@ -743,10 +797,14 @@ static tnd_cpu_dot pair_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tn
     return e;
 }
 
-static tnd_cpu_dot packed(tnd_cpu_dot e, tnd_tile_fn tile_packed, size_t chunk,
-                          void (*transform)(const uint8_t *, size_t, uint8_t *)) {
+/* Q4_0, Q8_0: Q8_0 values per block, rows packed in groups; rows left unpacked take the dot, one at a time. */
+static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile_packed,
+                               size_t block, void (*transform)(uint8_t *, int, size_t)) {
+    tnd_cpu_dot e = entry(TND_TYPE_Q8_0, quantize, dot, NULL, GROUP_ROWS, GROUP_TOKENS);
+    e.act_bytes = act_blocks_bytes;
+    e.act_to_float = act_blocks_to_float;
     e.tile_packed = tile_packed;
-    e.pack_chunk = chunk;
+    e.pack_chunk = block;
     e.pack_transform = transform;
     return e;
 }
@@ -758,10 +816,8 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     k->vec.attn_tile_f16_takes = attn_head_fits;
     if (tnd_cpu_detect().avx512bf16)
         k->dot[TND_TYPE_BF16] = entry(TND_TYPE_BF16, quantize_bf16, dot_bf16, tile_bf16, TILE_ROWS_32, TILE_TOKENS_32);
-    k->dot[TND_TYPE_Q4_0] =
-        packed(pair_entry(quantize_act_q4_0, dot_q4_0, tile_q4_0), tile_q4_0_packed, 2 * Q4_0_BYTES, pack_pair_q4_0);
-    k->dot[TND_TYPE_Q8_0] =
-        packed(pair_entry(quantize_act_q8_0, dot_q8_0, tile_q8_0), tile_q8_0_packed, 2 * Q8_0_BYTES, pack_pair_q8_0);
+    k->dot[TND_TYPE_Q4_0] = group_entry(quantize_act_q4_0, dot_q4_0, tile_group_q4_0, Q4_0_BYTES, pack_q4_0);
+    k->dot[TND_TYPE_Q8_0] = group_entry(quantize_act_q8_0, dot_q8_0, tile_group_q8_0, Q8_0_BYTES, pack_q8_0);
     k->dot[TND_TYPE_Q5_0] = pair_entry(quantize_act_q5_0, dot_q5_0, tile_q5_0);
     k->dot[TND_TYPE_Q4_K] = entry(TND_TYPE_Q8_K, quantize_q8_K, dot_q4_K, tile_q4_K, TILE_ROWS_K, TILE_TOKENS_K);
     k->dot[TND_TYPE_Q6_K] = entry(TND_TYPE_Q8_K, quantize_q8_K, dot_q6_K, tile_q6_K, TILE_ROWS_K, TILE_TOKENS_K);
