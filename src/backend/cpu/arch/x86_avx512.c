@@ -123,9 +123,16 @@ static void act_blocks_to_float(const void *vy, float *out, int64_t n) {
     }
 }
 
-typedef enum block_kind { KIND_Q4_0, KIND_Q8_0 } block_kind;
+typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q4_K } block_kind;
 
 ALWAYS_INLINE size_t block_bytes(block_kind kind) { return kind == KIND_Q4_0 ? Q4_0_BYTES : Q8_0_BYTES; }
+
+/* Puts the 4-bit `level` of column `col` of row r into nibble steps (steps 2s and 2s + 1 share 64 bytes: low
+ * nibbles columns 8s..8s+3, high nibbles 8s+4..8s+7). Columns go in increasing order (the low nibble first). */
+static void put_level(uint8_t *steps, int r, int col, int level) {
+    uint8_t *at = steps + 64 * (col / 8) + 4 * r + col % 4;
+    *at = (uint8_t)((col / 4) % 2 ? (*at & 0x0f) | level << 4 : level);
+}
 
 /* Rewrites one block of a group (its GROUP_ROWS rows' blocks as the file has them, one after the other) into the
  * layout above. */
@@ -134,16 +141,11 @@ static void pack_group_block(uint8_t *blocks, int group, size_t len, block_kind 
     for (int r = 0; r < group; r++) {
         const uint8_t *in = blocks + (size_t)r * len;
         memcpy(out + 2 * r, in, 2);
-        for (int col = 0; col < QK; col++) {
-            int step = col / 4, at = 2 * GROUP_ROWS + 64 * step + 4 * r + col % 4;
-            if (kind == KIND_Q8_0) {
-                out[at] = in[2 + col] ^ 0x80;
-                continue;
-            }
-            /* file: byte j holds column j (low nibble) and j + 16; packed: steps 2s and 2s + 1 share 64 bytes */
-            int level = in[2 + col % 16] >> (col / 16 * 4) & 15, shared = 2 * GROUP_ROWS + 64 * (step / 2) + 4 * r + col % 4;
-            out[shared] = (uint8_t)(step % 2 ? (out[shared] & 0x0f) | level << 4 : level);
-        }
+        for (int col = 0; col < QK; col++)
+            if (kind == KIND_Q8_0) /* step col / 4 */
+                out[2 * GROUP_ROWS + 64 * (col / 4) + 4 * r + col % 4] = in[2 + col] ^ 0x80;
+            else /* file: byte j holds column j (low nibble) and j + 16 (high) */
+                put_level(out + 2 * GROUP_ROWS, r, col, in[2 + col % 16] >> (col / 16 * 4) & 15);
     }
     memcpy(blocks, out, (size_t)group * len);
 }
@@ -186,6 +188,15 @@ ALWAYS_INLINE void tile_group_body(const uint8_t *w, const uint8_t *act, size_t 
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride, (__mmask16)((1u << R) - 1), acc[t]);
 }
 
+/* The exact integer dot product of 32 unsigned levels with the 32 int8 at `act`. */
+ALWAYS_INLINE int32_t dot32(__m256i levels, const uint8_t *act) {
+    __m256i lanes = _mm256_dpbusd_epi32(_mm256_setzero_si256(), levels, load256(act));
+    __m128i half = _mm_add_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
+    half = _mm_add_epi32(half, _mm_shuffle_epi32(half, _MM_SHUFFLE(1, 0, 3, 2)));
+    half = _mm_add_epi32(half, _mm_shuffle_epi32(half, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(half);
+}
+
 /* One row as the file has it, with a lane's arithmetic of the tile above (the same bits): the block's exact
  * integer sum, converted, times the row's scale, then a multiply-add with the activation's scale. */
 ALWAYS_INLINE float dot_row_body(const uint8_t *w, const uint8_t *act, int64_t n, block_kind kind) {
@@ -198,11 +209,7 @@ ALWAYS_INLINE float dot_row_body(const uint8_t *w, const uint8_t *act, int64_t n
             __m128i nibbles = _mm_loadu_si128((const __m128i *)(const void *)(w + 2));
             levels = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(nibbles, 4), nibbles), _mm256_set1_epi8(0x0f));
         }
-        __m256i lanes = _mm256_dpbusd_epi32(_mm256_setzero_si256(), levels, load256(act));
-        __m128i half = _mm_add_epi32(_mm256_castsi256_si128(lanes), _mm256_extracti128_si256(lanes, 1));
-        half = _mm_add_epi32(half, _mm_shuffle_epi32(half, _MM_SHUFFLE(1, 0, 3, 2)));
-        half = _mm_add_epi32(half, _mm_shuffle_epi32(half, _MM_SHUFFLE(2, 3, 0, 1)));
-        int32_t sum = load_i32(act + QK + 4) + _mm_cvtsi128_si32(half);
+        int32_t sum = load_i32(act + QK + 4) + dot32(levels, act);
         acc = fmaf((float)sum * fp16_load(w), load_f32(act + QK), acc);
     }
     return acc;
@@ -357,57 +364,134 @@ ALWAYS_INLINE __m128i q4_K_scales_mins(const uint8_t *s) {
     return _mm_set_epi32((int)mn_hi, (int)mn_lo, (int)sc_hi, (int)sc_lo);
 }
 
-ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                                  float *y, size_t y_stride, int R, int T) {
-    __m512 acc[TILE_ROWS_K][TILE_TOKENS_K];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        const uint8_t *x[TILE_ROWS_K];
-        __m128i sm[TILE_ROWS_K];
-        __m256i mins16[TILE_ROWS_K];
-        __m512i isum[TILE_ROWS_K][TILE_TOKENS_K];
-        for (int r = 0; r < R; r++) {
-            x[r] = w + (size_t)r * w_stride + (size_t)b * Q4_K_BYTES;
-            if (T > 1) prefetch_ahead(x[r], Q4_K_BYTES); /* several tokens: see TILE_PREFETCH */
-            sm[r] = q4_K_scales_mins(x[r] + 4);
-            /* each min twice: once per 16-element activation sum of its sub-block */
-            static const char dup[16] = {8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15};
-            mins16[r] =
-                _mm256_cvtepu8_epi16(_mm_shuffle_epi8(sm[r], _mm_loadu_si128((const __m128i *)(const void *)dup)));
-            for (int t = 0; t < T; t++) isum[r][t] = _mm512_setzero_si512();
+/* Q4_K over row groups, one lane per row as Q4_0 above. A packed super-block of 16 rows holds their d, their dmin
+ * (fp16, 32 bytes each), their 12 scale bytes as three 64-byte words (word k of every row in turn, so the 6-bit
+ * fields decode in lanes as q4_K_scales_mins does for one row), then the levels in the nibble steps of Q4_0, 32
+ * loads of 64 bytes. A lane sums each sub-block of 32 exactly, multiplies the sum by its row's sub-block scale and
+ * adds it up (exact in int32: |sum| <= 8 * 63 * 32 * 15 * 127); four vpdpwssd meet the mins with the
+ * activations' sub-block sums. Then two conversions and multiply-adds per super-block, 16 rows x 256 columns.
+ * Activations per super-block: 256 int8, the 8 sub-block sums as int16 pairs (0, 2), (1, 3), (4, 6), (5, 7) (the
+ * order the mins decode in, two to a 32-bit lane), float d. */
+enum { ACT_Q4_K_BYTES = QK_K + 16 + 4 };
+
+static size_t act_q4_K_bytes(int64_t n) { return (size_t)(n / QK_K) * ACT_Q4_K_BYTES; }
+
+static void quantize_act_q4_K(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    for (int64_t b = 0; b < n / QK_K; b++, x += QK_K, y += ACT_Q4_K_BYTES) {
+        __m512 m = _mm512_setzero_ps();
+        for (int i = 0; i < QK_K; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+        float amax = _mm512_reduce_max_ps(m), d = amax / 127.0f;
+        __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+        int16_t sums[8] = {0};
+        for (int g = 0; g < 16; g++) {
+            __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), id),
+                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm_storeu_si128((__m128i *)(void *)(y + 16 * g), _mm512_cvtsepi32_epi8(q));
+            sums[g / 2] = (int16_t)(sums[g / 2] + _mm512_reduce_add_epi32(q));
         }
-        for (int c = 0; c < 4; c += 2) { /* 32 bytes of nibbles per step: sub-block 2c low, 2c + 1 high */
-            __m512i q0[TILE_ROWS_K], q1[TILE_ROWS_K], sc[TILE_ROWS_K];
-            for (int r = 0; r < R; r++) {
-                __m256i p0 = load256(x[r] + 16 + 32 * c), p1 = load256(x[r] + 48 + 32 * c);
-                q0[r] = _mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(p0), _mm256_srli_epi16(p0, 4), 1),
-                                         _mm512_set1_epi8(0x0f));
-                q1[r] = _mm512_and_si512(_mm512_inserti64x4(_mm512_zextsi256_si512(p1), _mm256_srli_epi16(p1, 4), 1),
-                                         _mm512_set1_epi8(0x0f));
-                sc[r] = scale_pairs(sm[r], 2 * c, 2 * c + 2, 2, false); /* lanes 0-7 of a step: its low sub-block */
+        const int16_t pairs[8] = {sums[0], sums[2], sums[1], sums[3], sums[4], sums[6], sums[5], sums[7]};
+        memcpy(y + QK_K, pairs, sizeof pairs);
+        memcpy(y + QK_K + 16, &d, 4);
+    }
+}
+
+static void act_q4_K_to_float(const void *vy, float *out, int64_t n) {
+    const uint8_t *y = vy;
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *blk = y + (size_t)(i / QK_K) * ACT_Q4_K_BYTES;
+        out[i] = load_f32(blk + QK_K + 16) * (float)(int8_t)blk[i % QK_K];
+    }
+}
+
+enum { Q4_K_GROUP_LEVELS = 4 * GROUP_ROWS + 3 * 64 }; /* offset of the levels in a packed super-block */
+
+static void pack_q4_K(uint8_t *blocks, int group, size_t len) {
+    uint8_t out[GROUP_ROWS * Q4_K_BYTES];
+    for (int r = 0; r < group; r++) {
+        const uint8_t *in = blocks + (size_t)r * len;
+        memcpy(out + 2 * r, in, 2);
+        memcpy(out + 2 * GROUP_ROWS + 2 * r, in + 2, 2);
+        for (int k = 0; k < 3; k++) memcpy(out + 4 * GROUP_ROWS + 64 * k + 4 * r, in + 4 + 4 * k, 4);
+        /* file: bytes 32p..32p+31 of the levels hold sub-block 2p in the low nibbles, 2p + 1 in the high */
+        for (int col = 0; col < QK_K; col++)
+            put_level(out + Q4_K_GROUP_LEVELS, r, col, in[16 + 32 * (col / 64) + col % 32] >> (4 * (col % 64 / 32)) & 15);
+    }
+    memcpy(blocks, out, (size_t)group * len);
+}
+
+ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
+                                   size_t y_stride, int R, int T) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f), low6 = _mm512_set1_epi8(0x3f), low2 = _mm512_set1_epi8(0x03);
+    const __m512i byte = _mm512_set1_epi32(0xff), even = _mm512_set1_epi32(0x00ff00ff);
+    __m512 acc[GROUP_TOKENS];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++, w += GROUP_ROWS * Q4_K_BYTES) {
+        const uint8_t *a0 = act + (size_t)b * ACT_Q4_K_BYTES;
+        __m512 dw = _mm512_cvtph_ps(load256(w)), dminw = _mm512_cvtph_ps(load256(w + 2 * GROUP_ROWS));
+        __m512i u0 = load512(w + 4 * GROUP_ROWS), u1 = load512(w + 4 * GROUP_ROWS + 64), u2 = load512(w + 4 * GROUP_ROWS + 128);
+        __m512i sc_lo = _mm512_and_si512(u0, low6), mn_lo = _mm512_and_si512(u1, low6);
+        __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(u2, low4),
+                                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), low2), 4));
+        __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(u2, 4), low4),
+                                        _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u1, 6), low2), 4));
+        __m512i total[GROUP_TOKENS];
+        for (int t = 0; t < T; t++) total[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *lv = w + Q4_K_GROUP_LEVELS + 256 * j;
+            prefetch_ahead(lv, 256);
+            __m512i sc = _mm512_and_si512(_mm512_srli_epi32(j < 4 ? sc_lo : sc_hi, 8 * (j % 4)), byte);
+            __m512i steps[8];
+            for (int s = 0; s < 4; s++) {
+                __m512i both = load512(lv + 64 * s);
+                steps[2 * s] = _mm512_and_si512(both, low4);
+                steps[2 * s + 1] = _mm512_and_si512(_mm512_srli_epi16(both, 4), low4);
             }
             for (int t = 0; t < T; t++) {
-                const uint8_t *ya = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 64 * c;
-                __m512i a0 = load512(ya), a1 = load512(ya + 64);
-                for (int r = 0; r < R; r++) isum[r][t] = dot_step_pair(isum[r][t], q0[r], a0, q1[r], a1, sc[r]);
+                const uint8_t *a = a0 + (size_t)t * act_stride + 32 * j;
+                __m512i sum = _mm512_setzero_si512();
+                for (int i = 0; i < 8; i++) sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 4 * i)));
+                total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum, sc));
             }
         }
+        const __m512i mn[4] = {_mm512_and_si512(mn_lo, even), _mm512_and_si512(_mm512_srli_epi32(mn_lo, 8), even),
+                               _mm512_and_si512(mn_hi, even), _mm512_and_si512(_mm512_srli_epi32(mn_hi, 8), even)};
         for (int t = 0; t < T; t++) {
-            const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
-            float da = load_f32(yb);
-            __m256i bsums = load256(yb + 4 + QK_K);
-            for (int r = 0; r < R; r++) {
-                __m512i mins = _mm512_zextsi256_si512(_mm256_madd_epi16(mins16[r], bsums));
-                acc[r][t] =
-                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][t]), _mm512_set1_ps(fp16_load(x[r]) * da), acc[r][t]);
-                acc[r][t] =
-                    _mm512_fnmadd_ps(_mm512_cvtepi32_ps(mins), _mm512_set1_ps(fp16_load(x[r] + 2) * da), acc[r][t]);
-            }
+            const uint8_t *a = a0 + (size_t)t * act_stride;
+            __m512i mins = _mm512_setzero_si512();
+            for (int p = 0; p < 4; p++) mins = _mm512_dpwssd_epi32(mins, mn[p], _mm512_set1_epi32(load_i32(a + QK_K + 4 * p)));
+            __m512 da = _mm512_set1_ps(load_f32(a + QK_K + 16));
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(total[t]), dw), da, acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(mins), dminw), da, acc[t]);
         }
     }
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride, (__mmask16)((1u << R) - 1), acc[t]);
+}
+
+/* One Q4_K row as the file has it, with a lane's arithmetic of the tile above. */
+static float dot_group_row_q4_K(const void *vw, const void *va, int64_t n) {
+    const uint8_t *w = vw, *act = va;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++, w += Q4_K_BYTES, act += ACT_Q4_K_BYTES) {
+        uint8_t sm[16]; /* 8 scales, 8 mins */
+        _mm_storeu_si128((__m128i *)(void *)sm, q4_K_scales_mins(w + 4));
+        int32_t total = 0, mins = 0;
+        for (int j = 0; j < 8; j++) {
+            __m256i packed = load256(w + 16 + 32 * (j / 2));
+            __m256i levels = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(packed, 4) : packed, _mm256_set1_epi8(0x0f));
+            total += sm[j] * dot32(levels, act + 32 * j);
+        }
+        static const int pair_order[8] = {0, 2, 1, 3, 4, 6, 5, 7}; /* sub-block of each int16 sum */
+        for (int i = 0; i < 8; i++) {
+            int16_t s;
+            memcpy(&s, act + QK_K + 2 * i, 2);
+            mins += sm[8 + pair_order[i]] * s;
+        }
+        float da = load_f32(act + QK_K + 16);
+        acc = fmaf((float)total * fp16_load(w), da, acc);
+        acc = fmaf(-((float)mins * fp16_load(w + 2)), da, acc);
+    }
+    return acc;
 }
 
 /* Q6_K: x = d * sc[j] * (q - 32) for sub-block j of 16, q in 0..63: low 4 bits in ql[128], top 2 in qh[64]. In
@@ -750,16 +834,22 @@ static void attn_tile_f16(const float *q, int32_t rep, int32_t hd, const uint16_
 #define SHAPES_OF_ROW_UP_TO_4(body) SHAPES_OF_ROW(body, 3) SHAPES_OF_ROW(body, 4)
 
 TILE_AND_DOT(q5_0, tile_q5_0_body, SHAPES_4x4, )
-TILE_AND_DOT(q4_K, tile_q4_K_body, SHAPES_1x8, )
 TILE_AND_DOT(q6_K, tile_q6_K_body, SHAPES_1x8, )
 TILE_AND_DOT(bf16, tile_bf16_body, SHAPES_4x4, BF16_TARGET)
 
 /* Row groups: any row count (a lane mask), a constant token count per instance. */
+ALWAYS_INLINE void tile_group(const uint8_t *w, const uint8_t *a, size_t as, int64_t n, float *y, size_t ys, int R,
+                              int T, block_kind kind) {
+    if (kind == KIND_Q4_K)
+        tile_q4_K_body(w, a, as, n, y, ys, R, T);
+    else
+        tile_group_body(w, a, as, n, y, ys, R, T, kind);
+}
 #define GROUP_TOKEN(kind, T)                                                                                           \
     case T:                                                                                                            \
-        tile_group_body(w, a, as, n, y, ys, rows, T, kind);                                                            \
+        tile_group(w, a, as, n, y, ys, rows, T, kind);                                                                 \
         break;
-#define ROW_GROUP_KERNELS(name, kind)                                                                                  \
+#define ROW_GROUP_TILE(name, kind)                                                                                     \
     static void tile_group_##name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,      \
                                   size_t ys, int rows, int tokens) {                                                   \
         (void)ws;                                                                                                      \
@@ -768,10 +858,12 @@ TILE_AND_DOT(bf16, tile_bf16_body, SHAPES_4x4, BF16_TARGET)
             GROUP_TOKEN(kind, 5) GROUP_TOKEN(kind, 6) GROUP_TOKEN(kind, 7) GROUP_TOKEN(kind, 8)                        \
         default: break;                                                                                                \
         }                                                                                                              \
-    }                                                                                                                  \
-    static float dot_##name(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, kind); }
-ROW_GROUP_KERNELS(q4_0, KIND_Q4_0)
-ROW_GROUP_KERNELS(q8_0, KIND_Q8_0)
+    }
+ROW_GROUP_TILE(q4_0, KIND_Q4_0)
+ROW_GROUP_TILE(q8_0, KIND_Q8_0)
+ROW_GROUP_TILE(q4_K, KIND_Q4_K)
+static float dot_group_row_q4_0(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, KIND_Q4_0); }
+static float dot_group_row_q8_0(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, KIND_Q8_0); }
 
 _Static_assert(GROUP_TOKENS == 8, "the token switch above lists these counts");
 _Static_assert(TILE_TOKENS_32 == 4 && TILE_TOKENS_K == 8 && TILE_ROWS_32 == 4 && TILE_ROWS_K == 1,
@@ -797,12 +889,14 @@ static tnd_cpu_dot pair_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tn
     return e;
 }
 
-/* Q4_0, Q8_0: Q8_0 values per block, rows packed in groups; rows left unpacked take the dot, one at a time. */
+/* Q4_0, Q8_0, Q4_K: activations in a layout of their own, rows packed in groups; rows left unpacked take the dot,
+ * one at a time. */
 static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile_packed,
-                               size_t block, void (*transform)(uint8_t *, int, size_t)) {
-    tnd_cpu_dot e = entry(TND_TYPE_Q8_0, quantize, dot, NULL, GROUP_ROWS, GROUP_TOKENS);
-    e.act_bytes = act_blocks_bytes;
-    e.act_to_float = act_blocks_to_float;
+                               size_t block, void (*transform)(uint8_t *, int, size_t), tnd_type act_type,
+                               tnd_act_bytes_fn act_bytes, tnd_act_to_float_fn act_to_float) {
+    tnd_cpu_dot e = entry(act_type, quantize, dot, NULL, GROUP_ROWS, GROUP_TOKENS);
+    e.act_bytes = act_bytes;
+    e.act_to_float = act_to_float;
     e.tile_packed = tile_packed;
     e.pack_chunk = block;
     e.pack_transform = transform;
@@ -816,9 +910,12 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     k->vec.attn_tile_f16_takes = attn_head_fits;
     if (tnd_cpu_detect().avx512bf16)
         k->dot[TND_TYPE_BF16] = entry(TND_TYPE_BF16, quantize_bf16, dot_bf16, tile_bf16, TILE_ROWS_32, TILE_TOKENS_32);
-    k->dot[TND_TYPE_Q4_0] = group_entry(quantize_act_q4_0, dot_q4_0, tile_group_q4_0, Q4_0_BYTES, pack_q4_0);
-    k->dot[TND_TYPE_Q8_0] = group_entry(quantize_act_q8_0, dot_q8_0, tile_group_q8_0, Q8_0_BYTES, pack_q8_0);
+    k->dot[TND_TYPE_Q4_0] = group_entry(quantize_act_q4_0, dot_group_row_q4_0, tile_group_q4_0, Q4_0_BYTES, pack_q4_0,
+                                        TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
+    k->dot[TND_TYPE_Q8_0] = group_entry(quantize_act_q8_0, dot_group_row_q8_0, tile_group_q8_0, Q8_0_BYTES, pack_q8_0,
+                                        TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
+    k->dot[TND_TYPE_Q4_K] = group_entry(quantize_act_q4_K, dot_group_row_q4_K, tile_group_q4_K, Q4_K_BYTES, pack_q4_K,
+                                        TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
     k->dot[TND_TYPE_Q5_0] = pair_entry(quantize_act_q5_0, dot_q5_0, tile_q5_0);
-    k->dot[TND_TYPE_Q4_K] = entry(TND_TYPE_Q8_K, quantize_q8_K, dot_q4_K, tile_q4_K, TILE_ROWS_K, TILE_TOKENS_K);
     k->dot[TND_TYPE_Q6_K] = entry(TND_TYPE_Q8_K, quantize_q8_K, dot_q6_K, tile_q6_K, TILE_ROWS_K, TILE_TOKENS_K);
 }
