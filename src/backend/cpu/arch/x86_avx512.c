@@ -23,15 +23,13 @@ enum {
     Q4_0_BYTES = 18,
     Q5_0_BYTES = 22,
     QK_K = 256,
-    Q8_K_BYTES = 292,
     Q4_K_BYTES = 144,
     Q6_K_BYTES = 210
 };
 
-/* Tile shapes: accumulators for R x T pairs plus the unpacked weights must fit the 32 vector registers. The K types
- * measured fastest with one row and 8 tokens (in cache: Q4_K 121, Q6_K 123 G multiply-adds/s per core, against
- * 86 and 70 for 2 rows x 4 tokens, whose registers spill). */
-enum { TILE_ROWS_32 = 4, TILE_TOKENS_32 = 4, TILE_ROWS_K = 1, TILE_TOKENS_K = 8 };
+/* Tile shapes of the kernels over rows as the file has them (Q5_0, BF16): accumulators for R x T pairs plus the
+ * unpacked weights must fit the 32 vector registers. */
+enum { TILE_ROWS_32 = 4, TILE_TOKENS_32 = 4 };
 
 static inline uint16_t load_u16(const uint8_t *p) {
     uint16_t v;
@@ -123,7 +121,7 @@ static void act_blocks_to_float(const void *vy, float *out, int64_t n) {
     }
 }
 
-typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q4_K } block_kind;
+typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q4_K, KIND_Q6_K } block_kind;
 
 ALWAYS_INLINE size_t block_bytes(block_kind kind) { return kind == KIND_Q4_0 ? Q4_0_BYTES : Q8_0_BYTES; }
 
@@ -302,52 +300,23 @@ ALWAYS_INLINE void tile_q5_0_body(const uint8_t *w, size_t w_stride, const uint8
 }
 
 /* ------------------------------------------------------------------------------------------------------------
- * K types against Q8_K activations (f32 d, 256 int8, 16 int16 sums of 16), 64 elements per 512-bit step. The
- * integer sums of a super-block are exact; one multiply-add per super-block brings them to float.
+ * K types (super-blocks of 256), over row groups as Q4_0 above. Activations are 256 int8 per super-block with one
+ * float scale, then what each weight type needs of them per sub-block, in a layout of its own.
  * ---------------------------------------------------------------------------------------------------------- */
 
-
-/* Q8_K activations with d = max|x| / 127 (symmetric, as Q8_0; any d is a valid Q8_K block) and the 16 sums. */
-static void quantize_q8_K(const float *x, void *vy, int64_t n) {
-    uint8_t *y = vy;
-    for (int64_t b = 0; b < n / QK_K; b++, x += QK_K, y += Q8_K_BYTES) {
-        __m512 m = _mm512_setzero_ps();
-        for (int i = 0; i < QK_K; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
-        float amax = _mm512_reduce_max_ps(m), d = amax / 127.0f;
-        memcpy(y, &d, 4);
-        __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-        for (int g = 0; g < 16; g++) {
-            __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), id),
-                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            _mm_storeu_si128((__m128i *)(void *)(y + 4 + 16 * g), _mm512_cvtsepi32_epi8(q));
-            int16_t sum = (int16_t)_mm512_reduce_add_epi32(q);
-            memcpy(y + 4 + QK_K + 2 * g, &sum, 2);
-        }
+/* Quantizes 256 floats to int8 at y with d = max|x| / 127 (as Q8_K); returns d and the sums of each 16. */
+static float quantize_super_block(const float *x, uint8_t *y, int32_t sums[16]) {
+    __m512 m = _mm512_setzero_ps();
+    for (int i = 0; i < QK_K; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+    float amax = _mm512_reduce_max_ps(m);
+    __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    for (int g = 0; g < 16; g++) {
+        __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), id),
+                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        _mm_storeu_si128((__m128i *)(void *)(y + 16 * g), _mm512_cvtsepi32_epi8(q));
+        sums[g] = _mm512_reduce_add_epi32(q);
     }
-}
-
-/* Two steps of 64 elements are summed per instruction pair: vpdpbusd gives each step's 16 lane sums of four
- * products (|sum| <= 4 * 63 * 128, so int16 holds them), vpackssdw packs both steps to int16, and vpdpwssd
- * multiplies every pair of neighbours by its sub-block scale and adds them to the int32 sums. After the pack,
- * 128-bit lane k holds lanes 4k..4k+3 of the first step, then of the second: the scales must follow that order.
- * scale_pairs builds them from `bytes`: lane k takes byte first0 + k / group and first1 + k / group, 4 times each,
- * widened to int16 (signed if `is_signed`). */
-ALWAYS_INLINE __m512i scale_pairs(__m128i bytes, int first0, int first1, int group, bool is_signed) {
-    char idx[32];
-    for (int k = 0; k < 4; k++)
-        for (int i = 0; i < 8; i++) idx[8 * k + i] = (char)((i < 4 ? first0 : first1) + k / group);
-    __m128i lo = _mm_shuffle_epi8(bytes, _mm_loadu_si128((const __m128i *)(const void *)idx));
-    __m128i hi = _mm_shuffle_epi8(bytes, _mm_loadu_si128((const __m128i *)(const void *)(idx + 16)));
-    __m256i b = _mm256_set_m128i(hi, lo);
-    return is_signed ? _mm512_cvtepi8_epi16(b) : _mm512_cvtepu8_epi16(b);
-}
-
-/* sums += scales . (levels0 . a0, levels1 . a1), see above. */
-ALWAYS_INLINE __m512i dot_step_pair(__m512i sums, __m512i levels0, __m512i a0, __m512i levels1, __m512i a1,
-                                    __m512i scales) {
-    __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels0, a0);
-    __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), levels1, a1);
-    return _mm512_dpwssd_epi32(sums, _mm512_packs_epi32(d0, d1), scales);
+    return amax / 127.0f;
 }
 
 /* Q4_K: x = d * sc[j] * q - dmin * mn[j] for sub-block j of 32, q in 0..15; 6-bit scales and mins packed in 12
@@ -379,18 +348,11 @@ static size_t act_q4_K_bytes(int64_t n) { return (size_t)(n / QK_K) * ACT_Q4_K_B
 static void quantize_act_q4_K(const float *x, void *vy, int64_t n) {
     uint8_t *y = vy;
     for (int64_t b = 0; b < n / QK_K; b++, x += QK_K, y += ACT_Q4_K_BYTES) {
-        __m512 m = _mm512_setzero_ps();
-        for (int i = 0; i < QK_K; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
-        float amax = _mm512_reduce_max_ps(m), d = amax / 127.0f;
-        __m512 id = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
-        int16_t sums[8] = {0};
-        for (int g = 0; g < 16; g++) {
-            __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + 16 * g), id),
-                                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            _mm_storeu_si128((__m128i *)(void *)(y + 16 * g), _mm512_cvtsepi32_epi8(q));
-            sums[g / 2] = (int16_t)(sums[g / 2] + _mm512_reduce_add_epi32(q));
-        }
-        const int16_t pairs[8] = {sums[0], sums[2], sums[1], sums[3], sums[4], sums[6], sums[5], sums[7]};
+        int32_t s[16];
+        float d = quantize_super_block(x, y, s);
+        const int16_t pairs[8] = {(int16_t)(s[0] + s[1]),   (int16_t)(s[4] + s[5]),   (int16_t)(s[2] + s[3]),
+                                  (int16_t)(s[6] + s[7]),   (int16_t)(s[8] + s[9]),   (int16_t)(s[12] + s[13]),
+                                  (int16_t)(s[10] + s[11]), (int16_t)(s[14] + s[15])};
         memcpy(y + QK_K, pairs, sizeof pairs);
         memcpy(y + QK_K + 16, &d, 4);
     }
@@ -494,60 +456,124 @@ static float dot_group_row_q4_K(const void *vw, const void *va, int64_t n) {
     return acc;
 }
 
-/* Q6_K: x = d * sc[j] * (q - 32) for sub-block j of 16, q in 0..63: low 4 bits in ql[128], top 2 in qh[64]. In
- * each half h of 128 elements, element 32p + l (p = 0..3) takes ql[64h + 32(p & 1) + l] (low nibble for p < 2)
- * and bits 2p..2p+1 of qh[32h + l]. The -32 comes back through the activation sums. */
-ALWAYS_INLINE void q6_K_levels(const uint8_t *x, int h, __m512i out[2]) {
-    const __m512i low4 = _mm512_set1_epi8(0x0f), low2 = _mm512_set1_epi8(0x03);
-    __m512i l = load512(x + 64 * h);
-    __m256i qh = load256(x + 128 + 32 * h);
-    __m512i hi01 = _mm512_inserti64x4(_mm512_zextsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
-    __m512i hi23 = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_srli_epi16(qh, 4)), _mm256_srli_epi16(qh, 6), 1);
-    out[0] = _mm512_or_si512(_mm512_and_si512(l, low4), _mm512_slli_epi16(_mm512_and_si512(hi01, low2), 4));
-    out[1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), low4),
-                             _mm512_slli_epi16(_mm512_and_si512(hi23, low2), 4));
+/* Q6_K over row groups, one lane per row: x = d * sc[j] * (q - 32) for sub-block j of 16, q in 0..63. A packed
+ * super-block of 16 rows holds their d (fp16), their int8 scales by sub-block (16 bytes per sub-block, one per
+ * row), the top two bits of the levels (64 bytes per sub-block: byte 4r + c holds the bits of column 4m + c of row
+ * r at bits 2m..2m+1), then the low four bits in the nibble steps of Q4_0. A lane starts each sub-block at minus
+ * 32 times the activations' sum (the level offset), adds four vpdpbusd and multiplies by its row's scale (exact
+ * in int32), so one conversion and multiply-add remain per super-block. Activations per super-block: 256 int8,
+ * the 16 starts as int32, float d. */
+enum {
+    ACT_Q6_K_BYTES = QK_K + 64 + 4,
+    Q6_K_GROUP_SCALES = 2 * GROUP_ROWS,                  /* offsets in a packed super-block */
+    Q6_K_GROUP_HIGH = Q6_K_GROUP_SCALES + 16 * GROUP_ROWS,
+    Q6_K_GROUP_LOW = Q6_K_GROUP_HIGH + 64 * 16
+};
+
+static size_t act_q6_K_bytes(int64_t n) { return (size_t)(n / QK_K) * ACT_Q6_K_BYTES; }
+
+static void quantize_act_q6_K(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    for (int64_t b = 0; b < n / QK_K; b++, x += QK_K, y += ACT_Q6_K_BYTES) {
+        int32_t s[16];
+        float d = quantize_super_block(x, y, s);
+        for (int j = 0; j < 16; j++) {
+            int32_t start = -32 * s[j];
+            memcpy(y + QK_K + 4 * j, &start, 4);
+        }
+        memcpy(y + QK_K + 64, &d, 4);
+    }
 }
 
-ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                                  float *y, size_t y_stride, int R, int T) {
-    __m512 acc[TILE_ROWS_K][TILE_TOKENS_K];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        const uint8_t *x[TILE_ROWS_K];
-        __m128i sc8[TILE_ROWS_K];
-        __m512i isum[TILE_ROWS_K][TILE_TOKENS_K];
-        for (int r = 0; r < R; r++) {
-            x[r] = w + (size_t)r * w_stride + (size_t)b * Q6_K_BYTES;
-            if (T > 1) prefetch_ahead(x[r], Q6_K_BYTES); /* several tokens: see TILE_PREFETCH */
-            sc8[r] = _mm_loadu_si128((const __m128i *)(const void *)(x[r] + 192));
-            for (int t = 0; t < T; t++) isum[r][t] = _mm512_setzero_si512();
+static void act_q6_K_to_float(const void *vy, float *out, int64_t n) {
+    const uint8_t *y = vy;
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *blk = y + (size_t)(i / QK_K) * ACT_Q6_K_BYTES;
+        out[i] = load_f32(blk + QK_K + 64) * (float)(int8_t)blk[i % QK_K];
+    }
+}
+
+/* Level of element e (0..255) of a Q6_K block as the file has it: in each half h of 128, element 32p + l takes
+ * ql[64h + 32(p & 1) + l] (the low nibble for p < 2) and bits 2p..2p+1 of qh[32h + l]. */
+static int q6_K_level(const uint8_t *blk, int e) {
+    int h = e / 128, p = e % 128 / 32, l = e % 32;
+    int low = blk[64 * h + 32 * (p & 1) + l] >> (4 * (p / 2)) & 15;
+    return low | (blk[128 + 32 * h + l] >> (2 * p) & 3) << 4;
+}
+
+static void pack_q6_K(uint8_t *blocks, int group, size_t len) {
+    uint8_t out[GROUP_ROWS * Q6_K_BYTES];
+    memset(out, 0, sizeof out);
+    for (int r = 0; r < group; r++) {
+        const uint8_t *in = blocks + (size_t)r * len;
+        memcpy(out + 2 * r, in + 208, 2);
+        for (int j = 0; j < 16; j++) out[Q6_K_GROUP_SCALES + GROUP_ROWS * j + r] = in[192 + j];
+        for (int col = 0; col < QK_K; col++) {
+            int level = q6_K_level(in, col), m = col % 16 / 4;
+            out[Q6_K_GROUP_HIGH + 64 * (col / 16) + 4 * r + col % 4] |= (uint8_t)((level >> 4) << (2 * m));
+            put_level(out + Q6_K_GROUP_LOW, r, col, level & 15);
         }
-        for (int h = 0; h < 2; h++) {
-            __m512i q[TILE_ROWS_K][2];
-            for (int r = 0; r < R; r++) q6_K_levels(x[r], h, q[r]);
-            __m512i sc[TILE_ROWS_K]; /* step k = 0, 1 covers elements 128h + 64k.., four sub-blocks of 16 */
-            for (int r = 0; r < R; r++) sc[r] = scale_pairs(sc8[r], 8 * h, 8 * h + 4, 1, true);
+    }
+    memcpy(blocks, out, (size_t)group * len);
+}
+
+/* The top two bits of step m of a sub-block, at bits 4-5 of each byte. */
+ALWAYS_INLINE __m512i q6_K_high(__m512i bits, int m) {
+    __m512i at = m == 0 ? _mm512_slli_epi16(bits, 4) : m == 1 ? _mm512_slli_epi16(bits, 2)
+                 : m == 2 ? bits : _mm512_srli_epi16(bits, 2);
+    return _mm512_and_si512(at, _mm512_set1_epi8(0x30));
+}
+
+ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
+                                  size_t y_stride, int R, int T) {
+    __m512 acc[GROUP_TOKENS];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++, w += GROUP_ROWS * Q6_K_BYTES) {
+        const uint8_t *a0 = act + (size_t)b * ACT_Q6_K_BYTES;
+        __m512 dw = _mm512_cvtph_ps(load256(w));
+        __m512i total[GROUP_TOKENS];
+        for (int t = 0; t < T; t++) total[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 16; j++) {
+            prefetch_ahead(w + Q6_K_GROUP_LOW + 128 * j, 128);
+            prefetch_ahead(w + Q6_K_GROUP_HIGH + 64 * j, 64);
+            __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(w + Q6_K_GROUP_SCALES + GROUP_ROWS * j)));
+            __m512i bits = load512(w + Q6_K_GROUP_HIGH + 64 * j), steps[4];
+            for (int s = 0; s < 2; s++) {
+                __m512i both = load512(w + Q6_K_GROUP_LOW + 128 * j + 64 * s);
+                /* bits 0-3 from the nibble, 4-7 from the top bits (vpternlog as a bitwise select) */
+                steps[2 * s] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f), both, q6_K_high(bits, 2 * s), 0xca);
+                steps[2 * s + 1] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f), _mm512_srli_epi16(both, 4),
+                                                             q6_K_high(bits, 2 * s + 1), 0xca);
+            }
             for (int t = 0; t < T; t++) {
-                const uint8_t *ya = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 128 * h;
-                __m512i a0 = load512(ya), a1 = load512(ya + 64);
-                for (int r = 0; r < R; r++) isum[r][t] = dot_step_pair(isum[r][t], q[r][0], a0, q[r][1], a1, sc[r]);
+                const uint8_t *a = a0 + (size_t)t * act_stride;
+                __m512i sum = _mm512_set1_epi32(load_i32(a + QK_K + 4 * j));
+                for (int i = 0; i < 4; i++) sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 16 * j + 4 * i)));
+                total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum, sc));
             }
         }
         for (int t = 0; t < T; t++) {
-            const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
-            float da = load_f32(yb);
-            __m256i bsums = load256(yb + 4 + QK_K);
-            for (int r = 0; r < R; r++) {
-                __m512i offset = _mm512_zextsi256_si512(_mm256_madd_epi16(_mm256_cvtepi8_epi16(sc8[r]), bsums));
-                __m512i total = _mm512_sub_epi32(isum[r][t], _mm512_slli_epi32(offset, 5));
-                acc[r][t] =
-                    _mm512_fmadd_ps(_mm512_cvtepi32_ps(total), _mm512_set1_ps(fp16_load(x[r] + 208) * da), acc[r][t]);
-            }
+            __m512 da = _mm512_set1_ps(load_f32(a0 + (size_t)t * act_stride + QK_K + 64));
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(total[t]), dw), da, acc[t]);
         }
     }
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride, (__mmask16)((1u << R) - 1), acc[t]);
+}
+
+/* One Q6_K row as the file has it, with a lane's arithmetic of the tile above. */
+static float dot_group_row_q6_K(const void *vw, const void *va, int64_t n) {
+    const uint8_t *w = vw, *act = va;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++, w += Q6_K_BYTES, act += ACT_Q6_K_BYTES) {
+        int32_t total = 0;
+        for (int j = 0; j < 16; j++) {
+            int32_t sum = load_i32(act + QK_K + 4 * j);
+            for (int l = 0; l < 16; l++) sum += q6_K_level(w, 16 * j + l) * (int8_t)act[16 * j + l];
+            total += (int8_t)w[192 + j] * sum;
+        }
+        acc = fmaf((float)total * fp16_load(w + 208), load_f32(act + QK_K + 64), acc);
+    }
+    return acc;
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -814,9 +840,8 @@ static void attn_tile_f16(const float *q, int32_t rep, int32_t hd, const uint16_
         body(w, ws, a, as, n, y, ys, R, T);                                                                            \
         break;
 #define SHAPES_OF_ROW(body, R) SHAPE(body, R, 1) SHAPE(body, R, 2) SHAPE(body, R, 3) SHAPE(body, R, 4)
-/* The shape sets: up to 4 rows x 4 tokens, or 1 row x up to 8 tokens. */
+/* Up to 4 rows x 4 tokens. */
 #define SHAPES_4x4(body) SHAPES_OF_ROW(body, 1) SHAPES_OF_ROW(body, 2) SHAPES_OF_ROW(body, 3) SHAPES_OF_ROW(body, 4)
-#define SHAPES_1x8(body) SHAPES_OF_ROW(body, 1) SHAPE(body, 1, 5) SHAPE(body, 1, 6) SHAPE(body, 1, 7) SHAPE(body, 1, 8)
 
 #define TILE_SHAPES(name, body, shapes, ...)                                                                           \
     __VA_ARGS__ static void tile_##name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, \
@@ -834,7 +859,6 @@ static void attn_tile_f16(const float *q, int32_t rep, int32_t hd, const uint16_
 #define SHAPES_OF_ROW_UP_TO_4(body) SHAPES_OF_ROW(body, 3) SHAPES_OF_ROW(body, 4)
 
 TILE_AND_DOT(q5_0, tile_q5_0_body, SHAPES_4x4, )
-TILE_AND_DOT(q6_K, tile_q6_K_body, SHAPES_1x8, )
 TILE_AND_DOT(bf16, tile_bf16_body, SHAPES_4x4, BF16_TARGET)
 
 /* Row groups: any row count (a lane mask), a constant token count per instance. */
@@ -842,6 +866,8 @@ ALWAYS_INLINE void tile_group(const uint8_t *w, const uint8_t *a, size_t as, int
                               int T, block_kind kind) {
     if (kind == KIND_Q4_K)
         tile_q4_K_body(w, a, as, n, y, ys, R, T);
+    else if (kind == KIND_Q6_K)
+        tile_q6_K_body(w, a, as, n, y, ys, R, T);
     else
         tile_group_body(w, a, as, n, y, ys, R, T, kind);
 }
@@ -862,11 +888,12 @@ ALWAYS_INLINE void tile_group(const uint8_t *w, const uint8_t *a, size_t as, int
 ROW_GROUP_TILE(q4_0, KIND_Q4_0)
 ROW_GROUP_TILE(q8_0, KIND_Q8_0)
 ROW_GROUP_TILE(q4_K, KIND_Q4_K)
+ROW_GROUP_TILE(q6_K, KIND_Q6_K)
 static float dot_group_row_q4_0(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, KIND_Q4_0); }
 static float dot_group_row_q8_0(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, KIND_Q8_0); }
 
 _Static_assert(GROUP_TOKENS == 8, "the token switch above lists these counts");
-_Static_assert(TILE_TOKENS_32 == 4 && TILE_TOKENS_K == 8 && TILE_ROWS_32 == 4 && TILE_ROWS_K == 1,
+_Static_assert(TILE_TOKENS_32 == 4 && TILE_ROWS_32 == 4,
                "the shape switches above list these sizes");
 
 /* An entry whose activations and weights take the shapes above. */
@@ -917,5 +944,6 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_Q4_K] = group_entry(quantize_act_q4_K, dot_group_row_q4_K, tile_group_q4_K, Q4_K_BYTES, pack_q4_K,
                                         TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
     k->dot[TND_TYPE_Q5_0] = pair_entry(quantize_act_q5_0, dot_q5_0, tile_q5_0);
-    k->dot[TND_TYPE_Q6_K] = entry(TND_TYPE_Q8_K, quantize_q8_K, dot_q6_K, tile_q6_K, TILE_ROWS_K, TILE_TOKENS_K);
+    k->dot[TND_TYPE_Q6_K] = group_entry(quantize_act_q6_K, dot_group_row_q6_K, tile_group_q6_K, Q6_K_BYTES, pack_q6_K,
+                                        TND_TYPE_Q8_K, act_q6_K_bytes, act_q6_K_to_float);
 }
