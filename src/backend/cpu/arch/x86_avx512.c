@@ -125,11 +125,12 @@ typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q4_K, KIND_Q6_K } block_kin
 
 ALWAYS_INLINE size_t block_bytes(block_kind kind) { return kind == KIND_Q4_0 ? Q4_0_BYTES : Q8_0_BYTES; }
 
-/* Puts the 4-bit `level` of column `col` of row r into nibble steps (steps 2s and 2s + 1 share 64 bytes: low
- * nibbles columns 8s..8s+3, high nibbles 8s+4..8s+7). Columns go in increasing order (the low nibble first). */
-static void put_level(uint8_t *steps, int r, int col, int level) {
-    uint8_t *at = steps + 64 * (col / 8) + 4 * r + col % 4;
-    *at = (uint8_t)((col / 4) % 2 ? (*at & 0x0f) | level << 4 : level);
+/* Writes the low four bits of row r's levels[0..n) into nibble steps: steps 2s and 2s + 1 share 64 bytes, the low
+ * nibbles holding columns 8s..8s+3 and the high nibbles 8s+4..8s+7, four bytes per row. */
+static void put_levels(uint8_t *steps, int r, const uint8_t *levels, int n) {
+    for (int col = 0; col < n; col += 8)
+        for (int c = 0; c < 4; c++)
+            steps[8 * col + 4 * r + c] = (uint8_t)((levels[col + c] & 15) | (levels[col + 4 + c] & 15) << 4);
 }
 
 /* Rewrites one block of a group (its GROUP_ROWS rows' blocks as the file has them, one after the other) into the
@@ -139,11 +140,17 @@ static void pack_group_block(uint8_t *blocks, int group, size_t len, block_kind 
     for (int r = 0; r < group; r++) {
         const uint8_t *in = blocks + (size_t)r * len;
         memcpy(out + 2 * r, in, 2);
-        for (int col = 0; col < QK; col++)
-            if (kind == KIND_Q8_0) /* step col / 4 */
+        if (kind == KIND_Q8_0) {
+            for (int col = 0; col < QK; col++) /* step col / 4 */
                 out[2 * GROUP_ROWS + 64 * (col / 4) + 4 * r + col % 4] = in[2 + col] ^ 0x80;
-            else /* file: byte j holds column j (low nibble) and j + 16 (high) */
-                put_level(out + 2 * GROUP_ROWS, r, col, in[2 + col % 16] >> (col / 16 * 4) & 15);
+            continue;
+        }
+        uint8_t levels[QK]; /* file: byte j holds column j (low nibble) and j + 16 (high) */
+        for (int j = 0; j < QK / 2; j++) {
+            levels[j] = in[2 + j] & 15;
+            levels[j + QK / 2] = in[2 + j] >> 4;
+        }
+        put_levels(out + 2 * GROUP_ROWS, r, levels, QK);
     }
     memcpy(blocks, out, (size_t)group * len);
 }
@@ -375,9 +382,12 @@ static void pack_q4_K(uint8_t *blocks, int group, size_t len) {
         memcpy(out + 2 * r, in, 2);
         memcpy(out + 2 * GROUP_ROWS + 2 * r, in + 2, 2);
         for (int k = 0; k < 3; k++) memcpy(out + 4 * GROUP_ROWS + 64 * k + 4 * r, in + 4 + 4 * k, 4);
-        /* file: bytes 32p..32p+31 of the levels hold sub-block 2p in the low nibbles, 2p + 1 in the high */
-        for (int col = 0; col < QK_K; col++)
-            put_level(out + Q4_K_GROUP_LEVELS, r, col, in[16 + 32 * (col / 64) + col % 32] >> (4 * (col % 64 / 32)) & 15);
+        uint8_t levels[QK_K]; /* file: bytes 32p..32p+31 hold sub-block 2p in the low nibbles, 2p + 1 in the high */
+        for (int i = 0; i < QK_K / 2; i++) {
+            levels[i / 32 * 64 + i % 32] = in[16 + i] & 15;
+            levels[i / 32 * 64 + 32 + i % 32] = in[16 + i] >> 4;
+        }
+        put_levels(out + Q4_K_GROUP_LEVELS, r, levels, QK_K);
     }
     memcpy(blocks, out, (size_t)group * len);
 }
@@ -493,26 +503,27 @@ static void act_q6_K_to_float(const void *vy, float *out, int64_t n) {
     }
 }
 
-/* Level of element e (0..255) of a Q6_K block as the file has it: in each half h of 128, element 32p + l takes
+/* The levels of a Q6_K block as the file has it: in each half h of 128, element 32p + l takes
  * ql[64h + 32(p & 1) + l] (the low nibble for p < 2) and bits 2p..2p+1 of qh[32h + l]. */
-static int q6_K_level(const uint8_t *blk, int e) {
-    int h = e / 128, p = e % 128 / 32, l = e % 32;
-    int low = blk[64 * h + 32 * (p & 1) + l] >> (4 * (p / 2)) & 15;
-    return low | (blk[128 + 32 * h + l] >> (2 * p) & 3) << 4;
+static void q6_K_levels(const uint8_t *blk, uint8_t levels[QK_K]) {
+    for (int h = 0; h < 2; h++)
+        for (int p = 0; p < 4; p++)
+            for (int l = 0; l < 32; l++)
+                levels[128 * h + 32 * p + l] = (uint8_t)((blk[64 * h + 32 * (p & 1) + l] >> (4 * (p / 2)) & 15) |
+                                                         (blk[128 + 32 * h + l] >> (2 * p) & 3) << 4);
 }
 
 static void pack_q6_K(uint8_t *blocks, int group, size_t len) {
-    uint8_t out[GROUP_ROWS * Q6_K_BYTES];
+    uint8_t out[GROUP_ROWS * Q6_K_BYTES], levels[QK_K];
     memset(out, 0, sizeof out);
     for (int r = 0; r < group; r++) {
         const uint8_t *in = blocks + (size_t)r * len;
         memcpy(out + 2 * r, in + 208, 2);
         for (int j = 0; j < 16; j++) out[Q6_K_GROUP_SCALES + GROUP_ROWS * j + r] = in[192 + j];
-        for (int col = 0; col < QK_K; col++) {
-            int level = q6_K_level(in, col), m = col % 16 / 4;
-            out[Q6_K_GROUP_HIGH + 64 * (col / 16) + 4 * r + col % 4] |= (uint8_t)((level >> 4) << (2 * m));
-            put_level(out + Q6_K_GROUP_LOW, r, col, level & 15);
-        }
+        q6_K_levels(in, levels);
+        for (int col = 0; col < QK_K; col++)
+            out[Q6_K_GROUP_HIGH + 64 * (col / 16) + 4 * r + col % 4] |= (uint8_t)(levels[col] >> 4 << (2 * (col % 16 / 4)));
+        put_levels(out + Q6_K_GROUP_LOW, r, levels, QK_K);
     }
     memcpy(blocks, out, (size_t)group * len);
 }
@@ -565,10 +576,12 @@ static float dot_group_row_q6_K(const void *vw, const void *va, int64_t n) {
     const uint8_t *w = vw, *act = va;
     float acc = 0.0f;
     for (int64_t b = 0; b < n / QK_K; b++, w += Q6_K_BYTES, act += ACT_Q6_K_BYTES) {
+        uint8_t levels[QK_K];
+        q6_K_levels(w, levels);
         int32_t total = 0;
         for (int j = 0; j < 16; j++) {
             int32_t sum = load_i32(act + QK_K + 4 * j);
-            for (int l = 0; l < 16; l++) sum += q6_K_level(w, 16 * j + l) * (int8_t)act[16 * j + l];
+            for (int l = 0; l < 16; l++) sum += levels[16 * j + l] * (int8_t)act[16 * j + l];
             total += (int8_t)w[192 + j] * sum;
         }
         acc = fmaf((float)total * fp16_load(w + 208), load_f32(act + QK_K + 64), acc);
