@@ -20,7 +20,7 @@ enum {
     TND_CPU_ATTN_MAX_HEAD = 512,    /* head_dim */
     TND_CPU_ATTN_MAX_REP = 256,     /* query heads per KV head */
     TND_CPU_ATTN_TILE = 64,         /* context positions whose K and V rows are decoded together */
-    TND_CPU_ROW_TILE = 16,          /* weight rows kept hot while a tile of tokens passes over them */
+    TND_CPU_ROW_TILE = 32, /* weight rows kept hot while a tile of tokens passes over them (whole packed groups) */
     TND_CPU_TOKEN_TILE = 64,
     TND_CPU_CHUNKS_PER_THREAD = 4, /* work units of a matmul per thread (see row_grain) */
     TND_CPU_PARALLEL_MIN = 1 << 18 /* multiply-adds below which waking other threads costs more than it saves */
@@ -53,7 +53,9 @@ static tnd_status cpu_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd
     *out = *host;
     out->row_group = 0;
     const tnd_cpu_dot *k = &dev(b)->kernels.dot[host->type];
-    if (dev(b)->reference || host->lookup_only || !k->tile_packed || host->n_rows < k->tile_rows) return TND_OK;
+    if (dev(b)->reference || host->lookup_only || !k->tile_packed || host->n_rows < k->tile_rows ||
+        TND_CPU_ROW_TILE % k->tile_rows)
+        return TND_OK;
     /* rows the tiles read together, stored together (tnd_cpu_pack_rows) */
     int64_t groups = (host->n_rows + k->tile_rows - 1) / k->tile_rows;
     size_t bytes = (size_t)groups * (size_t)k->tile_rows * host->row_bytes;

@@ -12,7 +12,7 @@
  * y[t * y_stride + r] = dot(row r, activation t), each weight block unpacked once for all tokens and each
  * activation block loaded once for all rows (the kernel of prompt processing and of batched decoding). Every
  * result is bit-identical to the entry's `dot`, so a row's logits do not depend on the batch it was computed in. */
-enum { TND_CPU_TILE_MAX = 16 }; /* the largest tile_rows and tile_tokens of any entry */
+enum { TND_CPU_TILE_MAX = 32 }; /* the largest tile_rows and tile_tokens of any entry */
 typedef void (*tnd_tile_fn)(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
                             float *y, size_t y_stride, int rows, int tokens);
 

@@ -92,7 +92,13 @@ ALWAYS_INLINE void prefetch_ahead(const uint8_t *at, size_t bytes) {
  * offset times the sum of the activations (8 for Q4_0 nibbles, 128 for Q8_0 bytes), which takes the offset back.
  * ---------------------------------------------------------------------------------------------------------- */
 
-enum { GROUP_ROWS = 16, GROUP_TOKENS = 8, ACT_BLOCK_BYTES = 40 /* 32 int8 | float d | int32 start */ };
+enum {
+    GROUP_ROWS = 16,     /* rows of a packed group: one per lane */
+    GROUP_TOKENS = 8,    /* the most tokens of a K-type tile (one group) */
+    BLOCKS32_VECS = 2,   /* groups of a Q4_0/Q8_0 tile */
+    BLOCKS32_TOKENS = 4, /* ... and its most tokens */
+    ACT_BLOCK_BYTES = 40 /* 32 int8 | float d | int32 start */
+};
 
 static size_t act_blocks_bytes(int64_t n) { return (size_t)(n / QK) * ACT_BLOCK_BYTES; }
 
@@ -133,26 +139,28 @@ static void put_levels(uint8_t *steps, int r, const uint8_t *levels, int n) {
             steps[8 * col + 4 * r + c] = (uint8_t)((levels[col + c] & 15) | (levels[col + 4 + c] & 15) << 4);
 }
 
-/* Rewrites one block of a group (its GROUP_ROWS rows' blocks as the file has them, one after the other) into the
- * layout above. */
+/* Rewrites one block of `group` rows (their blocks as the file has them, one after the other) into the layout
+ * above, GROUP_ROWS rows at a time. */
 static void pack_group_block(uint8_t *blocks, int group, size_t len, block_kind kind) {
-    uint8_t out[GROUP_ROWS * Q8_0_BYTES];
-    for (int r = 0; r < group; r++) {
-        const uint8_t *in = blocks + (size_t)r * len;
-        memcpy(out + 2 * r, in, 2);
-        if (kind == KIND_Q8_0) {
-            for (int col = 0; col < QK; col++) /* step col / 4 */
-                out[2 * GROUP_ROWS + 64 * (col / 4) + 4 * r + col % 4] = in[2 + col] ^ 0x80;
-            continue;
+    for (int g = 0; g < group; g += GROUP_ROWS) {
+        uint8_t out[GROUP_ROWS * Q8_0_BYTES], *part = blocks + (size_t)g * len;
+        for (int r = 0; r < GROUP_ROWS; r++) {
+            const uint8_t *in = part + (size_t)r * len;
+            memcpy(out + 2 * r, in, 2);
+            if (kind == KIND_Q8_0) {
+                for (int col = 0; col < QK; col++) /* step col / 4 */
+                    out[2 * GROUP_ROWS + 64 * (col / 4) + 4 * r + col % 4] = in[2 + col] ^ 0x80;
+                continue;
+            }
+            uint8_t levels[QK]; /* file: byte j holds column j (low nibble) and j + 16 (high) */
+            for (int j = 0; j < QK / 2; j++) {
+                levels[j] = in[2 + j] & 15;
+                levels[j + QK / 2] = in[2 + j] >> 4;
+            }
+            put_levels(out + 2 * GROUP_ROWS, r, levels, QK);
         }
-        uint8_t levels[QK]; /* file: byte j holds column j (low nibble) and j + 16 (high) */
-        for (int j = 0; j < QK / 2; j++) {
-            levels[j] = in[2 + j] & 15;
-            levels[j + QK / 2] = in[2 + j] >> 4;
-        }
-        put_levels(out + 2 * GROUP_ROWS, r, levels, QK);
+        memcpy(part, out, GROUP_ROWS * len);
     }
-    memcpy(blocks, out, (size_t)group * len);
 }
 
 static void pack_q4_0(uint8_t *blocks, int group, size_t len) { pack_group_block(blocks, group, len, KIND_Q4_0); }
@@ -165,32 +173,56 @@ ALWAYS_INLINE int32_t load_i32(const uint8_t *p) {
 }
 
 /* y[t * y_stride + r] for the first R rows of the group at w and T tokens. */
+/* The lanes of vector v of a tile's first R rows. */
+ALWAYS_INLINE __mmask16 rows_of(int R, int v) {
+    int n = R - GROUP_ROWS * v;
+    return (__mmask16)(n >= GROUP_ROWS ? 0xffff : n > 0 ? (1u << n) - 1 : 0);
+}
+
+/* y[t * y_stride + r] for the first R rows of BLOCKS32_VECS consecutive groups at w (block by block, one group
+ * after the other) and T tokens: each broadcast of four activations feeds one vpdpbusd per group, which halves the
+ * loads per multiply-add against one group x 8 tokens (in cache, 32 rows x 4 tokens ran 550-590 G multiply-adds/s
+ * per core, 16 x 8 250-330: the loads, two per cycle, were the limit). */
 ALWAYS_INLINE void tile_group_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
                                    size_t y_stride, int R, int T, block_kind kind) {
+    enum { V = BLOCKS32_VECS };
     const size_t group_block = GROUP_ROWS * block_bytes(kind);
-    __m512 acc[GROUP_TOKENS];
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n / QK; b++, w += group_block) {
-        prefetch_ahead(w, group_block);
-        __m512 dw = _mm512_cvtph_ps(load256(w));
-        __m512i steps[QK / 4];
-        for (int i = 0; i < QK / 4; i++) {
-            if (kind == KIND_Q8_0) {
-                steps[i] = load512(w + 2 * GROUP_ROWS + 64 * i);
-            } else if (i % 2 == 0) {
-                __m512i both = load512(w + 2 * GROUP_ROWS + 32 * i);
-                steps[i] = _mm512_and_si512(both, _mm512_set1_epi8(0x0f));
-                steps[i + 1] = _mm512_and_si512(_mm512_srli_epi16(both, 4), _mm512_set1_epi8(0x0f));
+    __m512 acc[V][BLOCKS32_TOKENS];
+    for (int v = 0; v < V; v++)
+        for (int t = 0; t < T; t++) acc[v][t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK; b++, w += V * group_block) {
+        prefetch_ahead(w, V * group_block);
+        __m512 dw[V];
+        __m512i steps[V][QK / 4];
+        for (int v = 0; v < V; v++) {
+            const uint8_t *g = w + v * group_block;
+            dw[v] = _mm512_cvtph_ps(load256(g));
+            for (int i = 0; i < QK / 4; i++) {
+                if (kind == KIND_Q8_0) {
+                    steps[v][i] = load512(g + 2 * GROUP_ROWS + 64 * i);
+                } else if (i % 2 == 0) {
+                    __m512i both = load512(g + 2 * GROUP_ROWS + 32 * i);
+                    steps[v][i] = _mm512_and_si512(both, _mm512_set1_epi8(0x0f));
+                    steps[v][i + 1] = _mm512_and_si512(_mm512_srli_epi16(both, 4), _mm512_set1_epi8(0x0f));
+                }
             }
         }
         for (int t = 0; t < T; t++) {
             const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * ACT_BLOCK_BYTES;
-            __m512i sum = _mm512_set1_epi32(load_i32(a + QK + 4));
-            for (int i = 0; i < QK / 4; i++) sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 4 * i)));
-            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum), dw), _mm512_set1_ps(load_f32(a + QK)), acc[t]);
+            __m512i sum[V];
+            for (int v = 0; v < V; v++) sum[v] = _mm512_set1_epi32(load_i32(a + QK + 4));
+            for (int i = 0; i < QK / 4; i++) {
+                __m512i four = _mm512_set1_epi32(load_i32(a + 4 * i));
+                for (int v = 0; v < V; v++) sum[v] = _mm512_dpbusd_epi32(sum[v], steps[v][i], four);
+            }
+            __m512 da = _mm512_set1_ps(load_f32(a + QK));
+            for (int v = 0; v < V; v++)
+                acc[v][t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum[v]), dw[v]), da, acc[v][t]);
         }
     }
-    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride, (__mmask16)((1u << R) - 1), acc[t]);
+    for (int t = 0; t < T; t++)
+        for (int v = 0; v < V; v++)
+            _mm512_mask_storeu_ps(y + (size_t)t * y_stride + GROUP_ROWS * v, rows_of(R, v), acc[v][t]);
 }
 
 /* The exact integer dot product of 32 unsigned levels with the 32 int8 at `act`. */
@@ -894,18 +926,21 @@ ALWAYS_INLINE void tile_group(const uint8_t *w, const uint8_t *a, size_t as, int
         (void)ws;                                                                                                      \
         switch (tokens) {                                                                                              \
             GROUP_TOKEN(kind, 1) GROUP_TOKEN(kind, 2) GROUP_TOKEN(kind, 3) GROUP_TOKEN(kind, 4)                        \
-            GROUP_TOKEN(kind, 5) GROUP_TOKEN(kind, 6) GROUP_TOKEN(kind, 7) GROUP_TOKEN(kind, 8)                        \
+            GROUP_TOKENS_5_TO_8(kind)                                                                                  \
         default: break;                                                                                                \
         }                                                                                                              \
     }
-ROW_GROUP_TILE(q4_0, KIND_Q4_0)
-ROW_GROUP_TILE(q8_0, KIND_Q8_0)
+#define GROUP_TOKENS_5_TO_8(kind) GROUP_TOKEN(kind, 5) GROUP_TOKEN(kind, 6) GROUP_TOKEN(kind, 7) GROUP_TOKEN(kind, 8)
 ROW_GROUP_TILE(q4_K, KIND_Q4_K)
 ROW_GROUP_TILE(q6_K, KIND_Q6_K)
+#undef GROUP_TOKENS_5_TO_8
+#define GROUP_TOKENS_5_TO_8(kind)
+ROW_GROUP_TILE(q4_0, KIND_Q4_0)
+ROW_GROUP_TILE(q8_0, KIND_Q8_0)
 static float dot_group_row_q4_0(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, KIND_Q4_0); }
 static float dot_group_row_q8_0(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, KIND_Q8_0); }
 
-_Static_assert(GROUP_TOKENS == 8, "the token switch above lists these counts");
+_Static_assert(GROUP_TOKENS == 8 && BLOCKS32_TOKENS == 4, "the token switches above list these counts");
 _Static_assert(TILE_TOKENS_32 == 4 && TILE_ROWS_32 == 4,
                "the shape switches above list these sizes");
 
@@ -931,10 +966,10 @@ static tnd_cpu_dot pair_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tn
 
 /* Q4_0, Q8_0, Q4_K: activations in a layout of their own, rows packed in groups; rows left unpacked take the dot,
  * one at a time. */
-static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile_packed,
-                               size_t block, void (*transform)(uint8_t *, int, size_t), tnd_type act_type,
-                               tnd_act_bytes_fn act_bytes, tnd_act_to_float_fn act_to_float) {
-    tnd_cpu_dot e = entry(act_type, quantize, dot, NULL, GROUP_ROWS, GROUP_TOKENS);
+static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, int rows,
+                               int tokens, size_t block, void (*transform)(uint8_t *, int, size_t),
+                               tnd_type act_type, tnd_act_bytes_fn act_bytes, tnd_act_to_float_fn act_to_float) {
+    tnd_cpu_dot e = entry(act_type, quantize, dot, NULL, rows, tokens);
     e.act_bytes = act_bytes;
     e.act_to_float = act_to_float;
     e.tile_packed = tile_packed;
@@ -950,13 +985,15 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     k->vec.attn_tile_f16_takes = attn_head_fits;
     if (tnd_cpu_detect().avx512bf16)
         k->dot[TND_TYPE_BF16] = entry(TND_TYPE_BF16, quantize_bf16, dot_bf16, tile_bf16, TILE_ROWS_32, TILE_TOKENS_32);
-    k->dot[TND_TYPE_Q4_0] = group_entry(quantize_act_q4_0, dot_group_row_q4_0, tile_group_q4_0, Q4_0_BYTES, pack_q4_0,
+    k->dot[TND_TYPE_Q4_0] = group_entry(quantize_act_q4_0, dot_group_row_q4_0, tile_group_q4_0, BLOCKS32_VECS * GROUP_ROWS,
+                                        BLOCKS32_TOKENS, Q4_0_BYTES, pack_q4_0,
                                         TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
-    k->dot[TND_TYPE_Q8_0] = group_entry(quantize_act_q8_0, dot_group_row_q8_0, tile_group_q8_0, Q8_0_BYTES, pack_q8_0,
+    k->dot[TND_TYPE_Q8_0] = group_entry(quantize_act_q8_0, dot_group_row_q8_0, tile_group_q8_0, BLOCKS32_VECS * GROUP_ROWS,
+                                        BLOCKS32_TOKENS, Q8_0_BYTES, pack_q8_0,
                                         TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
-    k->dot[TND_TYPE_Q4_K] = group_entry(quantize_act_q4_K, dot_group_row_q4_K, tile_group_q4_K, Q4_K_BYTES, pack_q4_K,
+    k->dot[TND_TYPE_Q4_K] = group_entry(quantize_act_q4_K, dot_group_row_q4_K, tile_group_q4_K, GROUP_ROWS, GROUP_TOKENS, Q4_K_BYTES, pack_q4_K,
                                         TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
     k->dot[TND_TYPE_Q5_0] = pair_entry(quantize_act_q5_0, dot_q5_0, tile_q5_0);
-    k->dot[TND_TYPE_Q6_K] = group_entry(quantize_act_q6_K, dot_group_row_q6_K, tile_group_q6_K, Q6_K_BYTES, pack_q6_K,
+    k->dot[TND_TYPE_Q6_K] = group_entry(quantize_act_q6_K, dot_group_row_q6_K, tile_group_q6_K, GROUP_ROWS, GROUP_TOKENS, Q6_K_BYTES, pack_q6_K,
                                         TND_TYPE_Q8_K, act_q6_K_bytes, act_q6_K_to_float);
 }
