@@ -1,11 +1,12 @@
 /* x86_avx512.c: CPU kernels for processors with AVX-512 (F, BW, VL) and VNNI, chosen at run time by cpu_kernels.c
- * over the AVX2 file: Q4_0, Q5_0, Q8_0, Q4_K, Q6_K, BF16 (where AVX512_BF16 is present) and the attention tile. vpdpbusd multiplies 64 unsigned by 64 signed bytes and adds each group of four products
- * into one of 16 int32 lanes in a single instruction, so the weights are brought to unsigned levels (Q4_0 nibbles
- * as they are, Q8_0 bytes + 128) and the offset is taken back through the activation sums.
+ * over the AVX2 file: Q4_0, Q5_0, Q8_0, Q4_K, Q6_K, BF16 (where AVX512_BF16 is present) and the attention tile.
+ * vpdpbusd multiplies 64 unsigned by 64 signed bytes and adds each group of four products into one of 16 int32
+ * lanes in a single instruction, so the weights are brought to unsigned levels (nibbles as they are, Q8_0 bytes
+ * + 128, Q6_K levels 0..63) and the offset is taken back through the activation sums.
  *
- * Every kernel is one inline template over a tile of R weight rows x T tokens; the single dot product is the 1 x 1
- * instance, except for Q4_0 and Q8_0, whose tiles take packed row groups (one lane per row) and whose dot repeats
- * a lane's arithmetic on one row. Each (row, token) pair goes through the same arithmetic in the same order
+ * Q4_0, Q8_0, Q4_K and Q6_K tiles take packed row groups (one lane per row), and their dot repeats a lane's
+ * arithmetic on one row as the file has it; Q5_0 and BF16 are one inline template over a tile of R rows x T
+ * tokens whose dot is the 1 x 1 instance. Each (row, token) pair goes through the same arithmetic in the same order
  * whatever the tile, so tiles and dots agree bit for bit (the batching invariance test_cpu_kernels checks).
  * Layouts: src/quant. */
 #include "backend/cpu/cpu_kernels.h"
@@ -77,7 +78,7 @@ ALWAYS_INLINE void prefetch_ahead(const uint8_t *at, size_t bytes) {
 }
 
 /* ------------------------------------------------------------------------------------------------------------
- * Q4_0 and Q8_0 over row groups: one lane per weight row.
+ * Row groups, one lane per weight row (Q4_0 and Q8_0 here; the K types below use the same steps).
  *
  * Packed rows (tnd_cpu_pack_rows, groups of GROUP_ROWS, one block per chunk) store each block of a group as the 16
  * rows' fp16 scales, then the levels in 64-byte steps: step i holds four consecutive columns of every row in turn
@@ -85,7 +86,7 @@ ALWAYS_INLINE void prefetch_ahead(const uint8_t *at, size_t bytes) {
  * broadcast, so every lane sums its own row, and after the block's steps a lane holds the row's exact integer sum
  * for the block: one conversion, one scale multiply and one multiply-add per block for 16 rows x 32 columns. (Two
  * blocks of one row per vector needed the three per 64 multiply-adds: in cache the 4 x 4 tile of that layout ran
- * 135 G multiply-adds/s per core, this 16 x 8 tile 320.) Levels are unsigned: Q4_0 nibbles as they are (two
+ * 135 G multiply-adds/s per core, one group x 8 tokens 320.) Levels are unsigned: Q4_0 nibbles as they are (two
  * steps per 64 bytes: low nibbles columns 8s..8s+3, high nibbles 8s+4..8s+7), Q8_0 bytes + 128.
  *
  * Activations, per block: 32 int8, the float scale, and the block's integer sum start: minus the weights' level
