@@ -120,12 +120,18 @@ static inline void quantize_blocks(const float *x, void *vy, int64_t n, int offs
 static void quantize_act_q4_0(const float *x, void *y, int64_t n) { quantize_blocks(x, y, n, 8); }
 static void quantize_act_q8_0(const float *x, void *y, int64_t n) { quantize_blocks(x, y, n, 128); }
 
-static void act_blocks_to_float(const void *vy, float *out, int64_t n) {
+/* Every activation layout of this file is, per block of `block` elements, the int8 values, the float scale, then
+ * what the entry needs of them (bytes in all: `bytes`). */
+ALWAYS_INLINE void act_int8_to_float(const void *vy, float *out, int64_t n, int block, size_t bytes) {
     const uint8_t *y = vy;
     for (int64_t i = 0; i < n; i++) {
-        const uint8_t *blk = y + (size_t)(i / QK) * ACT_BLOCK_BYTES;
-        out[i] = load_f32(blk + QK) * (float)(int8_t)blk[i % QK];
+        const uint8_t *blk = y + (size_t)(i / block) * bytes;
+        out[i] = load_f32(blk + block) * (float)(int8_t)blk[i % block];
     }
+}
+
+static void act_blocks_to_float(const void *y, float *out, int64_t n) {
+    act_int8_to_float(y, out, n, QK, ACT_BLOCK_BYTES);
 }
 
 typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q4_K, KIND_Q6_K } block_kind;
@@ -379,9 +385,9 @@ ALWAYS_INLINE __m128i q4_K_scales_mins(const uint8_t *s) {
  * loads of 64 bytes. A lane sums each sub-block of 32 exactly, multiplies the sum by its row's sub-block scale and
  * adds it up (exact in int32: |sum| <= 8 * 63 * 32 * 15 * 127); four vpdpwssd meet the mins with the
  * activations' sub-block sums. Then two conversions and multiply-adds per super-block, 16 rows x 256 columns.
- * Activations per super-block: 256 int8, the 8 sub-block sums as int16 pairs (0, 2), (1, 3), (4, 6), (5, 7) (the
- * order the mins decode in, two to a 32-bit lane), float d. */
-enum { ACT_Q4_K_BYTES = QK_K + 16 + 4 };
+ * Activations per super-block: 256 int8, float d, the 8 sub-block sums as int16 pairs (0, 2), (1, 3), (4, 6),
+ * (5, 7) (the order the mins decode in, two to a 32-bit lane). */
+enum { ACT_Q4_K_BYTES = QK_K + 4 + 16 };
 
 static size_t act_q4_K_bytes(int64_t n) { return (size_t)(n / QK_K) * ACT_Q4_K_BYTES; }
 
@@ -393,17 +399,13 @@ static void quantize_act_q4_K(const float *x, void *vy, int64_t n) {
         const int16_t pairs[8] = {(int16_t)(s[0] + s[1]),   (int16_t)(s[4] + s[5]),   (int16_t)(s[2] + s[3]),
                                   (int16_t)(s[6] + s[7]),   (int16_t)(s[8] + s[9]),   (int16_t)(s[12] + s[13]),
                                   (int16_t)(s[10] + s[11]), (int16_t)(s[14] + s[15])};
-        memcpy(y + QK_K, pairs, sizeof pairs);
-        memcpy(y + QK_K + 16, &d, 4);
+        memcpy(y + QK_K, &d, 4);
+        memcpy(y + QK_K + 4, pairs, sizeof pairs);
     }
 }
 
-static void act_q4_K_to_float(const void *vy, float *out, int64_t n) {
-    const uint8_t *y = vy;
-    for (int64_t i = 0; i < n; i++) {
-        const uint8_t *blk = y + (size_t)(i / QK_K) * ACT_Q4_K_BYTES;
-        out[i] = load_f32(blk + QK_K + 16) * (float)(int8_t)blk[i % QK_K];
-    }
+static void act_q4_K_to_float(const void *y, float *out, int64_t n) {
+    act_int8_to_float(y, out, n, QK_K, ACT_Q4_K_BYTES);
 }
 
 enum { Q4_K_GROUP_LEVELS = 4 * GROUP_ROWS + 3 * 64 }; /* offset of the levels in a packed super-block */
@@ -464,8 +466,8 @@ ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, const uint8_t *act, size_t a
         for (int t = 0; t < T; t++) {
             const uint8_t *a = a0 + (size_t)t * act_stride;
             __m512i mins = _mm512_setzero_si512();
-            for (int p = 0; p < 4; p++) mins = _mm512_dpwssd_epi32(mins, mn[p], _mm512_set1_epi32(load_i32(a + QK_K + 4 * p)));
-            __m512 da = _mm512_set1_ps(load_f32(a + QK_K + 16));
+            for (int p = 0; p < 4; p++) mins = _mm512_dpwssd_epi32(mins, mn[p], _mm512_set1_epi32(load_i32(a + QK_K + 4 + 4 * p)));
+            __m512 da = _mm512_set1_ps(load_f32(a + QK_K));
             acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(total[t]), dw), da, acc[t]);
             acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(mins), dminw), da, acc[t]);
         }
@@ -489,10 +491,10 @@ static float dot_group_row_q4_K(const void *vw, const void *va, int64_t n) {
         static const int pair_order[8] = {0, 2, 1, 3, 4, 6, 5, 7}; /* sub-block of each int16 sum */
         for (int i = 0; i < 8; i++) {
             int16_t s;
-            memcpy(&s, act + QK_K + 2 * i, 2);
+            memcpy(&s, act + QK_K + 4 + 2 * i, 2);
             mins += sm[8 + pair_order[i]] * s;
         }
-        float da = load_f32(act + QK_K + 16);
+        float da = load_f32(act + QK_K);
         acc = fmaf((float)total * fp16_load(w), da, acc);
         acc = fmaf(-((float)mins * fp16_load(w + 2)), da, acc);
     }
@@ -505,9 +507,9 @@ static float dot_group_row_q4_K(const void *vw, const void *va, int64_t n) {
  * r at bits 2m..2m+1), then the low four bits in the nibble steps of Q4_0. A lane starts each sub-block at minus
  * 32 times the activations' sum (the level offset), adds four vpdpbusd and multiplies by its row's scale (exact
  * in int32), so one conversion and multiply-add remain per super-block. Activations per super-block: 256 int8,
- * the 16 starts as int32, float d. */
+ * float d, the 16 starts as int32. */
 enum {
-    ACT_Q6_K_BYTES = QK_K + 64 + 4,
+    ACT_Q6_K_BYTES = QK_K + 4 + 64,
     Q6_K_GROUP_SCALES = 2 * GROUP_ROWS,                  /* offsets in a packed super-block */
     Q6_K_GROUP_HIGH = Q6_K_GROUP_SCALES + 16 * GROUP_ROWS,
     Q6_K_GROUP_LOW = Q6_K_GROUP_HIGH + 64 * 16
@@ -522,18 +524,14 @@ static void quantize_act_q6_K(const float *x, void *vy, int64_t n) {
         float d = quantize_super_block(x, y, s);
         for (int j = 0; j < 16; j++) {
             int32_t start = -32 * s[j];
-            memcpy(y + QK_K + 4 * j, &start, 4);
+            memcpy(y + QK_K + 4 + 4 * j, &start, 4);
         }
-        memcpy(y + QK_K + 64, &d, 4);
+        memcpy(y + QK_K, &d, 4);
     }
 }
 
-static void act_q6_K_to_float(const void *vy, float *out, int64_t n) {
-    const uint8_t *y = vy;
-    for (int64_t i = 0; i < n; i++) {
-        const uint8_t *blk = y + (size_t)(i / QK_K) * ACT_Q6_K_BYTES;
-        out[i] = load_f32(blk + QK_K + 64) * (float)(int8_t)blk[i % QK_K];
-    }
+static void act_q6_K_to_float(const void *y, float *out, int64_t n) {
+    act_int8_to_float(y, out, n, QK_K, ACT_Q6_K_BYTES);
 }
 
 /* The levels of a Q6_K block as the file has it: in each half h of 128, element 32p + l takes
@@ -591,13 +589,13 @@ ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, const uint8_t *act, size_t a
             }
             for (int t = 0; t < T; t++) {
                 const uint8_t *a = a0 + (size_t)t * act_stride;
-                __m512i sum = _mm512_set1_epi32(load_i32(a + QK_K + 4 * j));
+                __m512i sum = _mm512_set1_epi32(load_i32(a + QK_K + 4 + 4 * j));
                 for (int i = 0; i < 4; i++) sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 16 * j + 4 * i)));
                 total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum, sc));
             }
         }
         for (int t = 0; t < T; t++) {
-            __m512 da = _mm512_set1_ps(load_f32(a0 + (size_t)t * act_stride + QK_K + 64));
+            __m512 da = _mm512_set1_ps(load_f32(a0 + (size_t)t * act_stride + QK_K));
             acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(total[t]), dw), da, acc[t]);
         }
     }
@@ -613,11 +611,11 @@ static float dot_group_row_q6_K(const void *vw, const void *va, int64_t n) {
         q6_K_levels(w, levels);
         int32_t total = 0;
         for (int j = 0; j < 16; j++) {
-            int32_t sum = load_i32(act + QK_K + 4 * j);
+            int32_t sum = load_i32(act + QK_K + 4 + 4 * j);
             for (int l = 0; l < 16; l++) sum += levels[16 * j + l] * (int8_t)act[16 * j + l];
             total += (int8_t)w[192 + j] * sum;
         }
-        acc = fmaf((float)total * fp16_load(w + 208), load_f32(act + QK_K + 64), acc);
+        acc = fmaf((float)total * fp16_load(w + 208), load_f32(act + QK_K), acc);
     }
     return acc;
 }
