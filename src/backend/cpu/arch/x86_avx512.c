@@ -25,6 +25,7 @@ enum {
     Q5_0_BYTES = 22,
     QK_K = 256,
     Q4_K_BYTES = 144,
+    Q5_K_BYTES = 176,
     Q6_K_BYTES = 210
 };
 
@@ -134,7 +135,7 @@ static void act_blocks_to_float(const void *y, float *out, int64_t n) {
     act_int8_to_float(y, out, n, QK, ACT_BLOCK_BYTES);
 }
 
-typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q4_K, KIND_Q6_K } block_kind;
+typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K } block_kind;
 
 ALWAYS_INLINE size_t block_bytes(block_kind kind) { return kind == KIND_Q4_0 ? Q4_0_BYTES : Q8_0_BYTES; }
 
@@ -408,32 +409,53 @@ static void act_q4_K_to_float(const void *y, float *out, int64_t n) {
     act_int8_to_float(y, out, n, QK_K, ACT_Q4_K_BYTES);
 }
 
-enum { Q4_K_GROUP_LEVELS = 4 * GROUP_ROWS + 3 * 64 }; /* offset of the levels in a packed super-block */
+enum {
+    Q4_K_GROUP_LEVELS = 4 * GROUP_ROWS + 3 * 64,      /* offsets in a packed super-block */
+    Q5_K_GROUP_FIFTH = Q4_K_GROUP_LEVELS + 8 * 4 * 64 /* Q5_K: the fifth bits after the nibble steps */
+};
 
-static void pack_q4_K(uint8_t *blocks, int group, size_t len) {
-    uint8_t out[GROUP_ROWS * Q4_K_BYTES];
+/* The levels of a Q4_K or Q5_K block as the file has it: element 32j + l of sub-block j takes the low nibble of
+ * qs[32(j / 2) + l] for even j, the high one for odd j, and for Q5_K bit j of qh[l] as its fifth bit. */
+static void q45_K_levels(const uint8_t *blk, bool five, uint8_t levels[QK_K]) {
+    const uint8_t *qs = blk + (five ? 48 : 16), *qh = blk + 16;
+    for (int j = 0; j < 8; j++)
+        for (int l = 0; l < 32; l++)
+            levels[32 * j + l] = (uint8_t)((qs[32 * (j / 2) + l] >> (4 * (j % 2)) & 15) | (five ? (qh[l] >> j & 1) << 4 : 0));
+}
+
+static void pack_q45_K(uint8_t *blocks, int group, size_t len, bool five) {
+    uint8_t out[GROUP_ROWS * Q5_K_BYTES], levels[QK_K];
+    memset(out, 0, sizeof out);
     for (int r = 0; r < group; r++) {
         const uint8_t *in = blocks + (size_t)r * len;
         memcpy(out + 2 * r, in, 2);
         memcpy(out + 2 * GROUP_ROWS + 2 * r, in + 2, 2);
         for (int k = 0; k < 3; k++) memcpy(out + 4 * GROUP_ROWS + 64 * k + 4 * r, in + 4 + 4 * k, 4);
-        uint8_t levels[QK_K]; /* file: bytes 32p..32p+31 hold sub-block 2p in the low nibbles, 2p + 1 in the high */
-        for (int i = 0; i < QK_K / 2; i++) {
-            levels[i / 32 * 64 + i % 32] = in[16 + i] & 15;
-            levels[i / 32 * 64 + 32 + i % 32] = in[16 + i] >> 4;
-        }
+        q45_K_levels(in, five, levels);
         put_levels(out + Q4_K_GROUP_LEVELS, r, levels, QK_K);
+        if (five) /* sub-block j: byte 4r + c holds the fifth bit of column 4m + c at bit m */
+            for (int col = 0; col < QK_K; col++)
+                out[Q5_K_GROUP_FIFTH + 64 * (col / 32) + 4 * r + col % 4] |= (uint8_t)(levels[col] >> 4 << (col % 32 / 4));
     }
     memcpy(blocks, out, (size_t)group * len);
 }
 
-ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
-                                   size_t y_stride, int R, int T) {
+static void pack_q4_K(uint8_t *blocks, int group, size_t len) { pack_q45_K(blocks, group, len, false); }
+static void pack_q5_K(uint8_t *blocks, int group, size_t len) { pack_q45_K(blocks, group, len, true); }
+
+/* The fifth bit of step m of a sub-block, at bit 4 of each byte (the shift crosses no byte for these counts). */
+ALWAYS_INLINE __m512i q5_K_fifth(__m512i bits, int m) {
+    __m512i at = m <= 4 ? _mm512_slli_epi16(bits, 4 - m) : _mm512_srli_epi16(bits, m - 4);
+    return _mm512_and_si512(at, _mm512_set1_epi8(0x10));
+}
+
+ALWAYS_INLINE void tile_q45_K_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
+                                    size_t y_stride, int R, int T, bool five) {
     const __m512i low4 = _mm512_set1_epi8(0x0f), low6 = _mm512_set1_epi8(0x3f), low2 = _mm512_set1_epi8(0x03);
     const __m512i byte = _mm512_set1_epi32(0xff), even = _mm512_set1_epi32(0x00ff00ff);
     __m512 acc[GROUP_TOKENS];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n / QK_K; b++, w += GROUP_ROWS * Q4_K_BYTES) {
+    for (int64_t b = 0; b < n / QK_K; b++, w += GROUP_ROWS * (five ? Q5_K_BYTES : Q4_K_BYTES)) {
         const uint8_t *a0 = act + (size_t)b * ACT_Q4_K_BYTES;
         __m512 dw = _mm512_cvtph_ps(load256(w)), dminw = _mm512_cvtph_ps(load256(w + 2 * GROUP_ROWS));
         __m512i u0 = load512(w + 4 * GROUP_ROWS), u1 = load512(w + 4 * GROUP_ROWS + 64), u2 = load512(w + 4 * GROUP_ROWS + 128);
@@ -448,11 +470,20 @@ ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, const uint8_t *act, size_t a
             const uint8_t *lv = w + Q4_K_GROUP_LEVELS + 256 * j;
             prefetch_ahead(lv, 256);
             __m512i sc = _mm512_and_si512(_mm512_srli_epi32(j < 4 ? sc_lo : sc_hi, 8 * (j % 4)), byte);
-            __m512i steps[8];
+            __m512i steps[8], fifth = _mm512_setzero_si512();
+            if (five) {
+                fifth = load512(w + Q5_K_GROUP_FIFTH + 64 * j);
+                prefetch_ahead(w + Q5_K_GROUP_FIFTH + 64 * j, 64);
+            }
             for (int s = 0; s < 4; s++) {
-                __m512i both = load512(lv + 64 * s);
-                steps[2 * s] = _mm512_and_si512(both, low4);
-                steps[2 * s + 1] = _mm512_and_si512(_mm512_srli_epi16(both, 4), low4);
+                __m512i both = load512(lv + 64 * s), high = _mm512_srli_epi16(both, 4);
+                if (five) { /* bits 0-3 from the nibble, bit 4 from the fifth bits (vpternlog as a bitwise select) */
+                    steps[2 * s] = _mm512_ternarylogic_epi32(low4, both, q5_K_fifth(fifth, 2 * s), 0xca);
+                    steps[2 * s + 1] = _mm512_ternarylogic_epi32(low4, high, q5_K_fifth(fifth, 2 * s + 1), 0xca);
+                } else {
+                    steps[2 * s] = _mm512_and_si512(both, low4);
+                    steps[2 * s + 1] = _mm512_and_si512(high, low4);
+                }
             }
             for (int t = 0; t < T; t++) {
                 const uint8_t *a = a0 + (size_t)t * act_stride + 32 * j;
@@ -475,19 +506,15 @@ ALWAYS_INLINE void tile_q4_K_body(const uint8_t *w, const uint8_t *act, size_t a
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride, (__mmask16)((1u << R) - 1), acc[t]);
 }
 
-/* One Q4_K row as the file has it, with a lane's arithmetic of the tile above. */
-static float dot_group_row_q4_K(const void *vw, const void *va, int64_t n) {
-    const uint8_t *w = vw, *act = va;
+/* One Q4_K or Q5_K row as the file has it, with a lane's arithmetic of the tile above. */
+ALWAYS_INLINE float dot_row_q45_K(const uint8_t *w, const uint8_t *act, int64_t n, bool five) {
     float acc = 0.0f;
-    for (int64_t b = 0; b < n / QK_K; b++, w += Q4_K_BYTES, act += ACT_Q4_K_BYTES) {
-        uint8_t sm[16]; /* 8 scales, 8 mins */
+    for (int64_t b = 0; b < n / QK_K; b++, w += five ? Q5_K_BYTES : Q4_K_BYTES, act += ACT_Q4_K_BYTES) {
+        uint8_t sm[16], levels[QK_K]; /* 8 scales, 8 mins */
         _mm_storeu_si128((__m128i *)(void *)sm, q4_K_scales_mins(w + 4));
+        q45_K_levels(w, five, levels);
         int32_t total = 0, mins = 0;
-        for (int j = 0; j < 8; j++) {
-            __m256i packed = load256(w + 16 + 32 * (j / 2));
-            __m256i levels = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(packed, 4) : packed, _mm256_set1_epi8(0x0f));
-            total += sm[j] * dot32(levels, act + 32 * j);
-        }
+        for (int j = 0; j < 8; j++) total += sm[j] * dot32(load256(levels + 32 * j), act + 32 * j);
         static const int pair_order[8] = {0, 2, 1, 3, 4, 6, 5, 7}; /* sub-block of each int16 sum */
         for (int i = 0; i < 8; i++) {
             int16_t s;
@@ -500,6 +527,9 @@ static float dot_group_row_q4_K(const void *vw, const void *va, int64_t n) {
     }
     return acc;
 }
+
+static float dot_group_row_q4_K(const void *w, const void *a, int64_t n) { return dot_row_q45_K(w, a, n, false); }
+static float dot_group_row_q5_K(const void *w, const void *a, int64_t n) { return dot_row_q45_K(w, a, n, true); }
 
 /* Q6_K over row groups, one lane per row: x = d * sc[j] * (q - 32) for sub-block j of 16, q in 0..63. A packed
  * super-block of 16 rows holds their d (fp16), their int8 scales by sub-block (16 bytes per sub-block, one per
@@ -908,8 +938,8 @@ TILE_AND_DOT(bf16, tile_bf16_body, SHAPES_4x4, BF16_TARGET)
 /* Row groups: any row count (a lane mask), a constant token count per instance. */
 ALWAYS_INLINE void tile_group(const uint8_t *w, const uint8_t *a, size_t as, int64_t n, float *y, size_t ys, int R,
                               int T, block_kind kind) {
-    if (kind == KIND_Q4_K)
-        tile_q4_K_body(w, a, as, n, y, ys, R, T);
+    if (kind == KIND_Q4_K || kind == KIND_Q5_K)
+        tile_q45_K_body(w, a, as, n, y, ys, R, T, kind == KIND_Q5_K);
     else if (kind == KIND_Q6_K)
         tile_q6_K_body(w, a, as, n, y, ys, R, T);
     else
@@ -931,6 +961,7 @@ ALWAYS_INLINE void tile_group(const uint8_t *w, const uint8_t *a, size_t as, int
     }
 #define GROUP_TOKENS_5_TO_8(kind) GROUP_TOKEN(kind, 5) GROUP_TOKEN(kind, 6) GROUP_TOKEN(kind, 7) GROUP_TOKEN(kind, 8)
 ROW_GROUP_TILE(q4_K, KIND_Q4_K)
+ROW_GROUP_TILE(q5_K, KIND_Q5_K)
 ROW_GROUP_TILE(q6_K, KIND_Q6_K)
 #undef GROUP_TOKENS_5_TO_8
 #define GROUP_TOKENS_5_TO_8(kind)
@@ -991,6 +1022,8 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
                                         BLOCKS32_TOKENS, Q8_0_BYTES, pack_q8_0,
                                         TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
     k->dot[TND_TYPE_Q4_K] = group_entry(quantize_act_q4_K, dot_group_row_q4_K, tile_group_q4_K, GROUP_ROWS, GROUP_TOKENS, Q4_K_BYTES, pack_q4_K,
+                                        TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
+    k->dot[TND_TYPE_Q5_K] = group_entry(quantize_act_q4_K, dot_group_row_q5_K, tile_group_q5_K, GROUP_ROWS, GROUP_TOKENS, Q5_K_BYTES, pack_q5_K,
                                         TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
     k->dot[TND_TYPE_Q5_0] = pair_entry(quantize_act_q5_0, dot_q5_0, tile_q5_0);
     k->dot[TND_TYPE_Q6_K] = group_entry(quantize_act_q6_K, dot_group_row_q6_K, tile_group_q6_K, GROUP_ROWS, GROUP_TOKENS, Q6_K_BYTES, pack_q6_K,
