@@ -24,6 +24,7 @@ enum {
     Q4_0_BYTES = 18,
     Q5_0_BYTES = 22,
     QK_K = 256,
+    Q3_K_BYTES = 110,
     Q4_K_BYTES = 144,
     Q5_K_BYTES = 176,
     Q6_K_BYTES = 210
@@ -135,7 +136,7 @@ static void act_blocks_to_float(const void *y, float *out, int64_t n) {
     act_int8_to_float(y, out, n, QK, ACT_BLOCK_BYTES);
 }
 
-typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K } block_kind;
+typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q3_K, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K } block_kind;
 
 ALWAYS_INLINE size_t block_bytes(block_kind kind) { return kind == KIND_Q4_0 ? Q4_0_BYTES : Q8_0_BYTES; }
 
@@ -366,6 +367,25 @@ static float quantize_super_block(const float *x, uint8_t *y, int32_t sums[16]) 
     return amax / 127.0f;
 }
 
+/* Bit planes of the K types: the `bits`-bit part of each level (bits 1 or 2), 64 bytes per 8 / bits steps of 4
+ * columns: byte 4r + c holds the part of column 4m + c of row r (m < 8 / bits counts the steps from the vector's
+ * first column) at bits m * bits and up. */
+static void put_plane(uint8_t *plane, int r, int col, int part, int bits) {
+    int cols = 32 / bits; /* columns per 64 bytes */
+    plane[64 * (col / cols) + 4 * r + col % 4] |= (uint8_t)(part << (bits * (col % cols / 4)));
+}
+
+/* v with bit `from` of each byte moved to bit `to` (distances within a byte's bits; the 16-bit shift brings nothing
+ * from the neighbouring byte below bit `to` + 1). */
+ALWAYS_INLINE __m512i move_bits(__m512i v, int from, int to) {
+    return to >= from ? _mm512_slli_epi16(v, (unsigned)(to - from)) : _mm512_srli_epi16(v, (unsigned)(from - to));
+}
+
+/* The field of step m of a plane moved to bit `to`, other bits cleared. */
+ALWAYS_INLINE __m512i plane_step(__m512i plane, int m, int bits, int to) {
+    return _mm512_and_si512(move_bits(plane, bits * m, to), _mm512_set1_epi8((char)(((1 << bits) - 1) << to)));
+}
+
 /* Q4_K: x = d * sc[j] * q - dmin * mn[j] for sub-block j of 32, q in 0..15; 6-bit scales and mins packed in 12
  * bytes (bytes 0-3: low 6 bits of sc 0-3, top 2 bits of sc 4-7; 4-7: the same for mn; 8-11: low 4 bits of sc 4-7
  * and mn 4-7). Returns the 8 scales in bytes 0-7 and the 8 mins in bytes 8-15. */
@@ -433,21 +453,14 @@ static void pack_q45_K(uint8_t *blocks, int group, size_t len, bool five) {
         for (int k = 0; k < 3; k++) memcpy(out + 4 * GROUP_ROWS + 64 * k + 4 * r, in + 4 + 4 * k, 4);
         q45_K_levels(in, five, levels);
         put_levels(out + Q4_K_GROUP_LEVELS, r, levels, QK_K);
-        if (five) /* sub-block j: byte 4r + c holds the fifth bit of column 4m + c at bit m */
-            for (int col = 0; col < QK_K; col++)
-                out[Q5_K_GROUP_FIFTH + 64 * (col / 32) + 4 * r + col % 4] |= (uint8_t)(levels[col] >> 4 << (col % 32 / 4));
+        if (five) /* 64 bytes per sub-block */
+            for (int col = 0; col < QK_K; col++) put_plane(out + Q5_K_GROUP_FIFTH, r, col, levels[col] >> 4, 1);
     }
     memcpy(blocks, out, (size_t)group * len);
 }
 
 static void pack_q4_K(uint8_t *blocks, int group, size_t len) { pack_q45_K(blocks, group, len, false); }
 static void pack_q5_K(uint8_t *blocks, int group, size_t len) { pack_q45_K(blocks, group, len, true); }
-
-/* The fifth bit of step m of a sub-block, at bit 4 of each byte (the shift crosses no byte for these counts). */
-ALWAYS_INLINE __m512i q5_K_fifth(__m512i bits, int m) {
-    __m512i at = m <= 4 ? _mm512_slli_epi16(bits, 4 - m) : _mm512_srli_epi16(bits, m - 4);
-    return _mm512_and_si512(at, _mm512_set1_epi8(0x10));
-}
 
 ALWAYS_INLINE void tile_q45_K_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
                                     size_t y_stride, int R, int T, bool five) {
@@ -478,8 +491,8 @@ ALWAYS_INLINE void tile_q45_K_body(const uint8_t *w, const uint8_t *act, size_t 
             for (int s = 0; s < 4; s++) {
                 __m512i both = load512(lv + 64 * s), high = _mm512_srli_epi16(both, 4);
                 if (five) { /* bits 0-3 from the nibble, bit 4 from the fifth bits (vpternlog as a bitwise select) */
-                    steps[2 * s] = _mm512_ternarylogic_epi32(low4, both, q5_K_fifth(fifth, 2 * s), 0xca);
-                    steps[2 * s + 1] = _mm512_ternarylogic_epi32(low4, high, q5_K_fifth(fifth, 2 * s + 1), 0xca);
+                    steps[2 * s] = _mm512_ternarylogic_epi32(low4, both, plane_step(fifth, 2 * s, 1, 4), 0xca);
+                    steps[2 * s + 1] = _mm512_ternarylogic_epi32(low4, high, plane_step(fifth, 2 * s + 1, 1, 4), 0xca);
                 } else {
                     steps[2 * s] = _mm512_and_si512(both, low4);
                     steps[2 * s + 1] = _mm512_and_si512(high, low4);
@@ -547,18 +560,23 @@ enum {
 
 static size_t act_q6_K_bytes(int64_t n) { return (size_t)(n / QK_K) * ACT_Q6_K_BYTES; }
 
-static void quantize_act_q6_K(const float *x, void *vy, int64_t n) {
+/* Activations of the K types with signed sub-blocks of 16 (Q3_K, Q6_K): each sub-block's sum starts at minus the
+ * weights' level offset times the activations' sum. */
+ALWAYS_INLINE void quantize_act_starts(const float *x, void *vy, int64_t n, int32_t offset) {
     uint8_t *y = vy;
     for (int64_t b = 0; b < n / QK_K; b++, x += QK_K, y += ACT_Q6_K_BYTES) {
         int32_t s[16];
         float d = quantize_super_block(x, y, s);
         for (int j = 0; j < 16; j++) {
-            int32_t start = -32 * s[j];
+            int32_t start = -offset * s[j];
             memcpy(y + QK_K + 4 + 4 * j, &start, 4);
         }
         memcpy(y + QK_K, &d, 4);
     }
 }
+
+static void quantize_act_q6_K(const float *x, void *y, int64_t n) { quantize_act_starts(x, y, n, 32); }
+static void quantize_act_q3_K(const float *x, void *y, int64_t n) { quantize_act_starts(x, y, n, 4); }
 
 static void act_q6_K_to_float(const void *y, float *out, int64_t n) {
     act_int8_to_float(y, out, n, QK_K, ACT_Q6_K_BYTES);
@@ -583,17 +601,10 @@ static void pack_q6_K(uint8_t *blocks, int group, size_t len) {
         for (int j = 0; j < 16; j++) out[Q6_K_GROUP_SCALES + GROUP_ROWS * j + r] = in[192 + j];
         q6_K_levels(in, levels);
         for (int col = 0; col < QK_K; col++)
-            out[Q6_K_GROUP_HIGH + 64 * (col / 16) + 4 * r + col % 4] |= (uint8_t)(levels[col] >> 4 << (2 * (col % 16 / 4)));
+            put_plane(out + Q6_K_GROUP_HIGH, r, col, levels[col] >> 4, 2);
         put_levels(out + Q6_K_GROUP_LOW, r, levels, QK_K);
     }
     memcpy(blocks, out, (size_t)group * len);
-}
-
-/* The top two bits of step m of a sub-block, at bits 4-5 of each byte. */
-ALWAYS_INLINE __m512i q6_K_high(__m512i bits, int m) {
-    __m512i at = m == 0 ? _mm512_slli_epi16(bits, 4) : m == 1 ? _mm512_slli_epi16(bits, 2)
-                 : m == 2 ? bits : _mm512_srli_epi16(bits, 2);
-    return _mm512_and_si512(at, _mm512_set1_epi8(0x30));
 }
 
 ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
@@ -613,9 +624,9 @@ ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, const uint8_t *act, size_t a
             for (int s = 0; s < 2; s++) {
                 __m512i both = load512(w + Q6_K_GROUP_LOW + 128 * j + 64 * s);
                 /* bits 0-3 from the nibble, 4-7 from the top bits (vpternlog as a bitwise select) */
-                steps[2 * s] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f), both, q6_K_high(bits, 2 * s), 0xca);
+                steps[2 * s] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f), both, plane_step(bits, 2 * s, 2, 4), 0xca);
                 steps[2 * s + 1] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f), _mm512_srli_epi16(both, 4),
-                                                             q6_K_high(bits, 2 * s + 1), 0xca);
+                                                             plane_step(bits, 2 * s + 1, 2, 4), 0xca);
             }
             for (int t = 0; t < T; t++) {
                 const uint8_t *a = a0 + (size_t)t * act_stride;
@@ -646,6 +657,107 @@ static float dot_group_row_q6_K(const void *vw, const void *va, int64_t n) {
             total += (int8_t)w[192 + j] * sum;
         }
         acc = fmaf((float)total * fp16_load(w + 208), load_f32(act + QK_K), acc);
+    }
+    return acc;
+}
+
+/* Q3_K over row groups, one lane per row, as Q6_K: x = d * (sc[j] - 32) * (q - 4) for sub-block j of 16, q in
+ * 0..7, sc 6 bits. A packed super-block of 16 rows holds their d (fp16), their 12 scale bytes as three 64-byte
+ * words (as Q4_K), the low two bits of the levels in a 2-bit plane (64 bytes per sub-block), then the third bits in
+ * a 1-bit plane (64 bytes per two sub-blocks): 110 bytes per row, as in the file. The lanes decode the 16 signed
+ * scales four at a time (byte i of S[k] for sub-block 4k + i). Activations as Q6_K's with a level offset of 4. */
+enum {
+    Q3_K_GROUP_SCALES = 2 * GROUP_ROWS, /* offsets in a packed super-block */
+    Q3_K_GROUP_LOW = Q3_K_GROUP_SCALES + 3 * 64,
+    Q3_K_GROUP_HIGH = Q3_K_GROUP_LOW + 16 * 64
+};
+
+/* The levels of a Q3_K block as the file has it: element 128h + 32p + l takes bits 2p..2p+1 of qs[32h + l] (qs
+ * at byte 32) and bit (128h + 32p) / 32 of hmask[l] (at byte 0) as its third bit. */
+static void q3_K_levels(const uint8_t *blk, uint8_t levels[QK_K]) {
+    for (int e = 0; e < QK_K; e++)
+        levels[e] = (uint8_t)((blk[32 + 32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32)) & 3) |
+                              (blk[e % 32] >> (e / 32) & 1) << 2);
+}
+
+/* Scale j of a Q3_K block, 0..63 (12 bytes at `sc`: low four bits in the nibbles of bytes 0-7, high two in 8-11). */
+static int q3_K_scale(const uint8_t *sc, int j) {
+    return (sc[j % 8] >> (4 * (j / 8)) & 15) | (sc[8 + j % 4] >> (2 * (j / 4)) & 3) << 4;
+}
+
+static void pack_q3_K(uint8_t *blocks, int group, size_t len) {
+    uint8_t out[GROUP_ROWS * Q3_K_BYTES], levels[QK_K];
+    memset(out, 0, sizeof out);
+    for (int r = 0; r < group; r++) {
+        const uint8_t *in = blocks + (size_t)r * len;
+        memcpy(out + 2 * r, in + 108, 2);
+        for (int k = 0; k < 3; k++) memcpy(out + Q3_K_GROUP_SCALES + 64 * k + 4 * r, in + 96 + 4 * k, 4);
+        q3_K_levels(in, levels);
+        for (int col = 0; col < QK_K; col++) {
+            put_plane(out + Q3_K_GROUP_LOW, r, col, levels[col] & 3, 2);
+            put_plane(out + Q3_K_GROUP_HIGH, r, col, levels[col] >> 2, 1);
+        }
+    }
+    memcpy(blocks, out, (size_t)group * len);
+}
+
+ALWAYS_INLINE void tile_q3_K_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
+                                  size_t y_stride, int R, int T) {
+    const __m512i low2 = _mm512_set1_epi8(0x03), low4 = _mm512_set1_epi8(0x0f);
+    __m512 acc[GROUP_TOKENS];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++, w += GROUP_ROWS * Q3_K_BYTES) {
+        const uint8_t *a0 = act + (size_t)b * ACT_Q6_K_BYTES;
+        __m512 dw = _mm512_cvtph_ps(load256(w));
+        __m512i u0 = load512(w + Q3_K_GROUP_SCALES), u1 = load512(w + Q3_K_GROUP_SCALES + 64);
+        __m512i u2 = load512(w + Q3_K_GROUP_SCALES + 128), S[4];
+        for (int k = 0; k < 4; k++) {
+            __m512i low = _mm512_and_si512(k < 2 ? (k ? u1 : u0) : _mm512_srli_epi32(k == 3 ? u1 : u0, 4), low4);
+            __m512i high = _mm512_and_si512(_mm512_srli_epi32(u2, (unsigned)(2 * k)), low2);
+            S[k] = _mm512_sub_epi8(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi8(32));
+        }
+        __m512i total[GROUP_TOKENS], third = _mm512_setzero_si512();
+        for (int t = 0; t < T; t++) total[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 16; j++) {
+            prefetch_ahead(w + Q3_K_GROUP_LOW + 64 * j, 64);
+            if (j % 2 == 0) {
+                prefetch_ahead(w + Q3_K_GROUP_HIGH + 32 * j, 64);
+                third = load512(w + Q3_K_GROUP_HIGH + 32 * j);
+            }
+            __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(S[j / 4], (unsigned)(24 - 8 * (j % 4))), 24);
+            __m512i plane = load512(w + Q3_K_GROUP_LOW + 64 * j), steps[4];
+            for (int m = 0; m < 4; m++) /* bits 0-1 from the 2-bit plane, bit 2 from the third bits */
+                steps[m] = _mm512_ternarylogic_epi32(low2, move_bits(plane, 2 * m, 0),
+                                                     plane_step(third, 4 * (j % 2) + m, 1, 2), 0xca);
+            for (int t = 0; t < T; t++) {
+                const uint8_t *a = a0 + (size_t)t * act_stride;
+                __m512i sum = _mm512_set1_epi32(load_i32(a + QK_K + 4 + 4 * j));
+                for (int i = 0; i < 4; i++) sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 16 * j + 4 * i)));
+                total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum, sc));
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            __m512 da = _mm512_set1_ps(load_f32(a0 + (size_t)t * act_stride + QK_K));
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(total[t]), dw), da, acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride, (__mmask16)((1u << R) - 1), acc[t]);
+}
+
+/* One Q3_K row as the file has it, with a lane's arithmetic of the tile above. */
+static float dot_group_row_q3_K(const void *vw, const void *va, int64_t n) {
+    const uint8_t *w = vw, *act = va;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++, w += Q3_K_BYTES, act += ACT_Q6_K_BYTES) {
+        uint8_t levels[QK_K];
+        q3_K_levels(w, levels);
+        int32_t total = 0;
+        for (int j = 0; j < 16; j++) {
+            int32_t sum = load_i32(act + QK_K + 4 + 4 * j);
+            for (int l = 0; l < 16; l++) sum += levels[16 * j + l] * (int8_t)act[16 * j + l];
+            total += (q3_K_scale(w + 96, j) - 32) * sum;
+        }
+        acc = fmaf((float)total * fp16_load(w + 108), load_f32(act + QK_K), acc);
     }
     return acc;
 }
@@ -942,6 +1054,8 @@ ALWAYS_INLINE void tile_group(const uint8_t *w, const uint8_t *a, size_t as, int
         tile_q45_K_body(w, a, as, n, y, ys, R, T, kind == KIND_Q5_K);
     else if (kind == KIND_Q6_K)
         tile_q6_K_body(w, a, as, n, y, ys, R, T);
+    else if (kind == KIND_Q3_K)
+        tile_q3_K_body(w, a, as, n, y, ys, R, T);
     else
         tile_group_body(w, a, as, n, y, ys, R, T, kind);
 }
@@ -960,6 +1074,7 @@ ALWAYS_INLINE void tile_group(const uint8_t *w, const uint8_t *a, size_t as, int
         }                                                                                                              \
     }
 #define GROUP_TOKENS_5_TO_8(kind) GROUP_TOKEN(kind, 5) GROUP_TOKEN(kind, 6) GROUP_TOKEN(kind, 7) GROUP_TOKEN(kind, 8)
+ROW_GROUP_TILE(q3_K, KIND_Q3_K)
 ROW_GROUP_TILE(q4_K, KIND_Q4_K)
 ROW_GROUP_TILE(q5_K, KIND_Q5_K)
 ROW_GROUP_TILE(q6_K, KIND_Q6_K)
@@ -1023,6 +1138,8 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
                                         TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
     k->dot[TND_TYPE_Q4_K] = group_entry(quantize_act_q4_K, dot_group_row_q4_K, tile_group_q4_K, GROUP_ROWS, GROUP_TOKENS, Q4_K_BYTES, pack_q4_K,
                                         TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
+    k->dot[TND_TYPE_Q3_K] = group_entry(quantize_act_q3_K, dot_group_row_q3_K, tile_group_q3_K, GROUP_ROWS, GROUP_TOKENS, Q3_K_BYTES, pack_q3_K,
+                                        TND_TYPE_Q8_K, act_q6_K_bytes, act_q6_K_to_float);
     k->dot[TND_TYPE_Q5_K] = group_entry(quantize_act_q4_K, dot_group_row_q5_K, tile_group_q5_K, GROUP_ROWS, GROUP_TOKENS, Q5_K_BYTES, pack_q5_K,
                                         TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
     k->dot[TND_TYPE_Q5_0] = pair_entry(quantize_act_q5_0, dot_q5_0, tile_q5_0);
