@@ -24,6 +24,7 @@ enum {
     Q4_0_BYTES = 18,
     Q5_0_BYTES = 22,
     QK_K = 256,
+    Q2_K_BYTES = 84,
     Q3_K_BYTES = 110,
     Q4_K_BYTES = 144,
     Q5_K_BYTES = 176,
@@ -136,7 +137,7 @@ static void act_blocks_to_float(const void *y, float *out, int64_t n) {
     act_int8_to_float(y, out, n, QK, ACT_BLOCK_BYTES);
 }
 
-typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q3_K, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K } block_kind;
+typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q2_K, KIND_Q3_K, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K } block_kind;
 
 ALWAYS_INLINE size_t block_bytes(block_kind kind) { return kind == KIND_Q4_0 ? Q4_0_BYTES : Q8_0_BYTES; }
 
@@ -661,6 +662,122 @@ static float dot_group_row_q6_K(const void *vw, const void *va, int64_t n) {
     return acc;
 }
 
+/* Q2_K over row groups, one lane per row: x = d * sc[j] * q - dmin * mn[j] for sub-block j of 16, q in 0..3, sc and
+ * mn 4 bits (byte j of the file's 16 scale bytes: sc | mn << 4). A packed super-block of 16 rows holds their d, their
+ * dmin (fp16, 32 bytes each), their scale bytes as four 64-byte words (word k: sub-blocks 4k..4k+3 of every row in
+ * turn), then the levels in a 2-bit plane (64 bytes per sub-block): 84 bytes per row, as in the file. As Q4_K, a lane
+ * sums each sub-block exactly, scales it in int32, and meets the mins with the activations' sub-block sums in
+ * vpdpwssd: per word, the int16 pairs of sub-blocks (4k, 4k + 2) and (4k + 1, 4k + 3), the order of the sums. */
+enum {
+    ACT_Q2_K_BYTES = QK_K + 4 + 32,
+    Q2_K_GROUP_SCALES = 4 * GROUP_ROWS, /* offsets in a packed super-block */
+    Q2_K_GROUP_LEVELS = Q2_K_GROUP_SCALES + 4 * 64
+};
+
+static size_t act_q2_K_bytes(int64_t n) { return (size_t)(n / QK_K) * ACT_Q2_K_BYTES; }
+
+static void quantize_act_q2_K(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    for (int64_t b = 0; b < n / QK_K; b++, x += QK_K, y += ACT_Q2_K_BYTES) {
+        int32_t s[16];
+        float d = quantize_super_block(x, y, s);
+        int16_t pairs[16];
+        for (int k = 0; k < 4; k++)
+            for (int i = 0; i < 4; i++) pairs[4 * k + i] = (int16_t)s[4 * k + i / 2 + 2 * (i % 2)];
+        memcpy(y + QK_K, &d, 4);
+        memcpy(y + QK_K + 4, pairs, sizeof pairs);
+    }
+}
+
+static void act_q2_K_to_float(const void *y, float *out, int64_t n) {
+    act_int8_to_float(y, out, n, QK_K, ACT_Q2_K_BYTES);
+}
+
+/* The levels of a Q2_K block as the file has it: element 128h + 32p + l takes bits 2p..2p+1 of qs[32h + l] (qs at
+ * byte 16). */
+static void q2_K_levels(const uint8_t *blk, uint8_t levels[QK_K]) {
+    for (int e = 0; e < QK_K; e++) levels[e] = blk[16 + 32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32)) & 3;
+}
+
+static void pack_q2_K(uint8_t *blocks, int group, size_t len) {
+    uint8_t out[GROUP_ROWS * Q2_K_BYTES], levels[QK_K];
+    memset(out, 0, sizeof out);
+    for (int r = 0; r < group; r++) {
+        const uint8_t *in = blocks + (size_t)r * len;
+        memcpy(out + 2 * r, in + 80, 2);
+        memcpy(out + 2 * GROUP_ROWS + 2 * r, in + 82, 2);
+        for (int k = 0; k < 4; k++) memcpy(out + Q2_K_GROUP_SCALES + 64 * k + 4 * r, in + 4 * k, 4);
+        q2_K_levels(in, levels);
+        for (int col = 0; col < QK_K; col++) put_plane(out + Q2_K_GROUP_LEVELS, r, col, levels[col], 2);
+    }
+    memcpy(blocks, out, (size_t)group * len);
+}
+
+ALWAYS_INLINE void tile_q2_K_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
+                                  size_t y_stride, int R, int T) {
+    const __m512i low2 = _mm512_set1_epi8(0x03), low4 = _mm512_set1_epi32(0x0f), mins4 = _mm512_set1_epi32(0x000f000f);
+    __m512 acc[GROUP_TOKENS];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++, w += GROUP_ROWS * Q2_K_BYTES) {
+        const uint8_t *a0 = act + (size_t)b * ACT_Q2_K_BYTES;
+        __m512 dw = _mm512_cvtph_ps(load256(w)), dminw = _mm512_cvtph_ps(load256(w + 2 * GROUP_ROWS));
+        __m512i words[4], total[GROUP_TOKENS];
+        for (int k = 0; k < 4; k++) words[k] = load512(w + Q2_K_GROUP_SCALES + 64 * k);
+        for (int t = 0; t < T; t++) total[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 16; j++) {
+            prefetch_ahead(w + Q2_K_GROUP_LEVELS + 64 * j, 64);
+            __m512i sc = _mm512_and_si512(_mm512_srli_epi32(words[j / 4], (unsigned)(8 * (j % 4))), low4);
+            __m512i plane = load512(w + Q2_K_GROUP_LEVELS + 64 * j), steps[4];
+            for (int m = 0; m < 4; m++) steps[m] = _mm512_and_si512(move_bits(plane, 2 * m, 0), low2);
+            for (int t = 0; t < T; t++) {
+                const uint8_t *a = a0 + (size_t)t * act_stride + 16 * j;
+                __m512i sum = _mm512_setzero_si512();
+                for (int i = 0; i < 4; i++) sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 4 * i)));
+                total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum, sc));
+            }
+        }
+        __m512i mn[8];
+        for (int k = 0; k < 4; k++) {
+            mn[2 * k] = _mm512_and_si512(_mm512_srli_epi32(words[k], 4), mins4);
+            mn[2 * k + 1] = _mm512_and_si512(_mm512_srli_epi32(words[k], 12), mins4);
+        }
+        for (int t = 0; t < T; t++) {
+            const uint8_t *a = a0 + (size_t)t * act_stride;
+            __m512i mins = _mm512_setzero_si512();
+            for (int p = 0; p < 8; p++) mins = _mm512_dpwssd_epi32(mins, mn[p], _mm512_set1_epi32(load_i32(a + QK_K + 4 + 4 * p)));
+            __m512 da = _mm512_set1_ps(load_f32(a + QK_K));
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(total[t]), dw), da, acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(mins), dminw), da, acc[t]);
+        }
+    }
+    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride, (__mmask16)((1u << R) - 1), acc[t]);
+}
+
+/* One Q2_K row as the file has it, with a lane's arithmetic of the tile above. */
+static float dot_group_row_q2_K(const void *vw, const void *va, int64_t n) {
+    const uint8_t *w = vw, *act = va;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++, w += Q2_K_BYTES, act += ACT_Q2_K_BYTES) {
+        uint8_t levels[QK_K];
+        q2_K_levels(w, levels);
+        int32_t total = 0, mins = 0;
+        for (int j = 0; j < 16; j++) {
+            int32_t sum = 0;
+            for (int l = 0; l < 16; l++) sum += levels[16 * j + l] * (int8_t)act[16 * j + l];
+            total += (w[j] & 15) * sum;
+        }
+        for (int i = 0; i < 16; i++) { /* the sums in pair order, as quantize_act_q2_K wrote them */
+            int16_t s;
+            memcpy(&s, act + QK_K + 4 + 2 * i, 2);
+            mins += (w[4 * (i / 4) + i % 4 / 2 + 2 * (i % 2)] >> 4) * s;
+        }
+        float da = load_f32(act + QK_K);
+        acc = fmaf((float)total * fp16_load(w + 80), da, acc);
+        acc = fmaf(-((float)mins * fp16_load(w + 82)), da, acc);
+    }
+    return acc;
+}
+
 /* Q3_K over row groups, one lane per row, as Q6_K: x = d * (sc[j] - 32) * (q - 4) for sub-block j of 16, q in
  * 0..7, sc 6 bits. A packed super-block of 16 rows holds their d (fp16), their 12 scale bytes as three 64-byte
  * words (as Q4_K), the low two bits of the levels in a 2-bit plane (64 bytes per sub-block), then the third bits in
@@ -1056,6 +1173,8 @@ ALWAYS_INLINE void tile_group(const uint8_t *w, const uint8_t *a, size_t as, int
         tile_q6_K_body(w, a, as, n, y, ys, R, T);
     else if (kind == KIND_Q3_K)
         tile_q3_K_body(w, a, as, n, y, ys, R, T);
+    else if (kind == KIND_Q2_K)
+        tile_q2_K_body(w, a, as, n, y, ys, R, T);
     else
         tile_group_body(w, a, as, n, y, ys, R, T, kind);
 }
@@ -1074,6 +1193,7 @@ ALWAYS_INLINE void tile_group(const uint8_t *w, const uint8_t *a, size_t as, int
         }                                                                                                              \
     }
 #define GROUP_TOKENS_5_TO_8(kind) GROUP_TOKEN(kind, 5) GROUP_TOKEN(kind, 6) GROUP_TOKEN(kind, 7) GROUP_TOKEN(kind, 8)
+ROW_GROUP_TILE(q2_K, KIND_Q2_K)
 ROW_GROUP_TILE(q3_K, KIND_Q3_K)
 ROW_GROUP_TILE(q4_K, KIND_Q4_K)
 ROW_GROUP_TILE(q5_K, KIND_Q5_K)
@@ -1138,6 +1258,8 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
                                         TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
     k->dot[TND_TYPE_Q4_K] = group_entry(quantize_act_q4_K, dot_group_row_q4_K, tile_group_q4_K, GROUP_ROWS, GROUP_TOKENS, Q4_K_BYTES, pack_q4_K,
                                         TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
+    k->dot[TND_TYPE_Q2_K] = group_entry(quantize_act_q2_K, dot_group_row_q2_K, tile_group_q2_K, GROUP_ROWS, GROUP_TOKENS, Q2_K_BYTES, pack_q2_K,
+                                        TND_TYPE_Q8_K, act_q2_K_bytes, act_q2_K_to_float);
     k->dot[TND_TYPE_Q3_K] = group_entry(quantize_act_q3_K, dot_group_row_q3_K, tile_group_q3_K, GROUP_ROWS, GROUP_TOKENS, Q3_K_BYTES, pack_q3_K,
                                         TND_TYPE_Q8_K, act_q6_K_bytes, act_q6_K_to_float);
     k->dot[TND_TYPE_Q5_K] = group_entry(quantize_act_q4_K, dot_group_row_q5_K, tile_group_q5_K, GROUP_ROWS, GROUP_TOKENS, Q5_K_BYTES, pack_q5_K,
