@@ -45,6 +45,18 @@ static void *cpu_alloc(tnd_backend *b, size_t bytes) { return tnd_alloc(&dev(b)-
 static void cpu_free(tnd_backend *b, void *p) { tnd_free(&dev(b)->allocator, p); }
 static void cpu_copy(tnd_backend *b, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
 
+typedef struct pack_job {
+    const tnd_weight *host;
+    const tnd_cpu_dot *k;
+    uint8_t *packed;
+} pack_job;
+
+static void pack_range(void *ctx, int64_t first, int64_t end) {
+    const pack_job *j = ctx;
+    tnd_cpu_pack_groups(j->host->data, j->host->n_rows, j->host->row_bytes, j->k->tile_rows, j->k->pack_chunk,
+                        j->k->pack_transform, j->packed, first, end);
+}
+
 static tnd_status cpu_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
     const tnd_type_traits *t = tnd_type_traits_of(host->type);
     if (!t || !t->to_float)
@@ -62,8 +74,9 @@ static tnd_status cpu_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd
     uint8_t *packed = tnd_alloc(&dev(b)->allocator, bytes);
     if (!packed)
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes of packed weights", b->name, bytes);
-    tnd_cpu_pack_rows(host->data, host->n_rows, host->row_bytes, k->tile_rows, k->pack_chunk, k->pack_transform,
-                      packed);
+    /* the transforms decode every level, seconds for a 1B model on one core: the pool shares them */
+    pack_job job = {host, k, packed};
+    tnd_thread_pool_for(dev(b)->pool, groups, groups / (4 * tnd_thread_pool_size(dev(b)->pool)) + 1, pack_range, &job);
     out->data = packed;
     out->row_group = k->tile_rows;
     return TND_OK;

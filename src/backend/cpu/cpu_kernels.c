@@ -55,8 +55,13 @@ void tnd_cpu_kernels_reference(tnd_cpu_kernels *k) {
 
 void tnd_cpu_pack_rows(const uint8_t *src, int64_t n_rows, size_t row_bytes, int group, size_t chunk,
                        void (*transform)(uint8_t *chunks, int group, size_t len), uint8_t *dst) {
-    int64_t n_groups = (n_rows + group - 1) / group;
-    for (int64_t g = 0; g < n_groups; g++) {
+    tnd_cpu_pack_groups(src, n_rows, row_bytes, group, chunk, transform, dst, 0, (n_rows + group - 1) / group);
+}
+
+void tnd_cpu_pack_groups(const uint8_t *src, int64_t n_rows, size_t row_bytes, int group, size_t chunk,
+                         void (*transform)(uint8_t *chunks, int group, size_t len), uint8_t *dst, int64_t first,
+                         int64_t end) {
+    for (int64_t g = first; g < end; g++) {
         uint8_t *out = dst + (size_t)g * (size_t)group * row_bytes;
         for (size_t c0 = 0; c0 < row_bytes; c0 += chunk) {
             size_t len = row_bytes - c0 < chunk ? row_bytes - c0 : chunk;

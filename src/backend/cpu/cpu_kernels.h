@@ -46,6 +46,10 @@ typedef struct tnd_cpu_dot {
  * ceil(n_rows / group) * group * row_bytes bytes. */
 void tnd_cpu_pack_rows(const uint8_t *src, int64_t n_rows, size_t row_bytes, int group, size_t chunk,
                        void (*transform)(uint8_t *chunks, int group, size_t len), uint8_t *dst);
+/* The same for groups [first, end) only (groups are independent, so threads may pack ranges of them). */
+void tnd_cpu_pack_groups(const uint8_t *src, int64_t n_rows, size_t row_bytes, int group, size_t chunk,
+                         void (*transform)(uint8_t *chunks, int group, size_t len), uint8_t *dst, int64_t first,
+                         int64_t end);
 
 /* Bytes of one activation row of n elements for `k`, the most any entry needs per element (for buffers), and the
  * row decoded to floats (tests). */
