@@ -1,12 +1,13 @@
 /* x86_avx512.c: CPU kernels for processors with AVX-512 (F, BW, VL) and VNNI, chosen at run time by cpu_kernels.c
- * over the AVX2 file: Q4_0, Q5_0, Q8_0, Q4_K, Q6_K, BF16 (where AVX512_BF16 is present) and the attention tile.
+ * over the AVX2 file: every quantized type (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K), BF16 (where AVX512_BF16
+ * is present) and the attention tile.
  * vpdpbusd multiplies 64 unsigned by 64 signed bytes and adds each group of four products into one of 16 int32
  * lanes in a single instruction, so the weights are brought to unsigned levels (nibbles as they are, Q8_0 bytes
- * + 128, Q6_K levels 0..63) and the offset is taken back through the activation sums.
+ * + 128, Q5_0 and Q3_K levels as they are, Q6_K levels 0..63) and the offset is taken back through the activation sums.
  *
- * Q4_0, Q8_0, Q4_K and Q6_K tiles take packed row groups (one lane per row), and their dot repeats a lane's
- * arithmetic on one row as the file has it; Q5_0 and BF16 are one inline template over a tile of R rows x T
- * tokens whose dot is the 1 x 1 instance. Each (row, token) pair goes through the same arithmetic in the same order
+ * Quantized tiles take packed row groups (one lane per row), and their dot repeats a lane's arithmetic on one row
+ * as the file has it; BF16 is one inline template over a tile of R rows x T tokens whose dot is the 1 x 1
+ * instance. Each (row, token) pair goes through the same arithmetic in the same order
  * whatever the tile, so tiles and dots agree bit for bit (the batching invariance test_cpu_kernels checks).
  * Layouts: src/quant. */
 #include "backend/cpu/cpu_kernels.h"
@@ -22,7 +23,9 @@ enum {
     QK = 32,
     Q8_0_BYTES = 34,
     Q4_0_BYTES = 18,
+    Q4_1_BYTES = 20,
     Q5_0_BYTES = 22,
+    Q5_1_BYTES = 24,
     QK_K = 256,
     Q2_K_BYTES = 84,
     Q3_K_BYTES = 110,
@@ -31,7 +34,7 @@ enum {
     Q6_K_BYTES = 210
 };
 
-/* Tile shapes of the kernels over rows as the file has them (Q5_0, BF16): accumulators for R x T pairs plus the
+/* Tile shape of the kernel over rows as the file has them (BF16): accumulators for R x T pairs plus the
  * unpacked weights must fit the 32 vector registers. */
 enum { TILE_ROWS_32 = 4, TILE_TOKENS_32 = 4 };
 
@@ -89,11 +92,14 @@ ALWAYS_INLINE void prefetch_ahead(const uint8_t *at, size_t bytes) {
  * broadcast, so every lane sums its own row, and after the block's steps a lane holds the row's exact integer sum
  * for the block: one conversion, one scale multiply and one multiply-add per block for 16 rows x 32 columns. (Two
  * blocks of one row per vector needed the three per 64 multiply-adds: in cache the 4 x 4 tile of that layout ran
- * 135 G multiply-adds/s per core, one group x 8 tokens 320.) Levels are unsigned: Q4_0 nibbles as they are (two
- * steps per 64 bytes: low nibbles columns 8s..8s+3, high nibbles 8s+4..8s+7), Q8_0 bytes + 128.
+ * 135 G multiply-adds/s per core, one group x 8 tokens 320.) Levels are unsigned: nibbles as they are (two steps
+ * per 64 bytes: low nibbles columns 8s..8s+3, high nibbles 8s+4..8s+7), Q5_0/Q5_1 with their fifth bits in a 1-bit
+ * plane of 64 bytes merged by vpternlog, Q8_0 bytes + 128. Q4_1/Q5_1 keep the rows' m after their d.
  *
  * Activations, per block: 32 int8, the float scale, and the block's integer sum start: minus the weights' level
- * offset times the sum of the activations (8 for Q4_0 nibbles, 128 for Q8_0 bytes), which takes the offset back.
+ * offset times the sum of the activations (8 for Q4_0 nibbles, 16 for Q5_0, 128 for Q8_0 bytes), which takes the
+ * offset back. For Q4_1/Q5_1 the sum starts at 0 and that slot holds instead the float scale times the sum of the
+ * activations, which the rows' m multiply.
  * ---------------------------------------------------------------------------------------------------------- */
 
 enum {
@@ -106,22 +112,27 @@ enum {
 
 static size_t act_blocks_bytes(int64_t n) { return (size_t)(n / QK) * ACT_BLOCK_BYTES; }
 
+/* offset 0: the float d * sum instead of a start (the kinds with a min). */
 static inline void quantize_blocks(const float *x, void *vy, int64_t n, int offset) {
     uint8_t *y = vy;
     for (int64_t b = 0; b < n / QK; b++, y += ACT_BLOCK_BYTES) {
         __m128i lo, hi;
         float d = quantize_block(x + b * QK, &lo, &hi);
-        int32_t start = -offset * (_mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(lo)) +
-                                   _mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(hi)));
+        int32_t sum = _mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(lo)) + _mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(hi));
+        int32_t start = -offset * sum;
+        float scaled_sum = d * (float)sum;
         _mm_storeu_si128((__m128i *)(void *)y, lo);
         _mm_storeu_si128((__m128i *)(void *)(y + 16), hi);
         memcpy(y + QK, &d, 4);
-        memcpy(y + QK + 4, &start, 4);
+        if (offset) memcpy(y + QK + 4, &start, 4);
+        else memcpy(y + QK + 4, &scaled_sum, 4);
     }
 }
 
 static void quantize_act_q4_0(const float *x, void *y, int64_t n) { quantize_blocks(x, y, n, 8); }
 static void quantize_act_q8_0(const float *x, void *y, int64_t n) { quantize_blocks(x, y, n, 128); }
+static void quantize_act_q5_0(const float *x, void *y, int64_t n) { quantize_blocks(x, y, n, 16); }
+static void quantize_act_min(const float *x, void *y, int64_t n) { quantize_blocks(x, y, n, 0); }
 
 /* Every activation layout of this file is, per block of `block` elements, the int8 values, the float scale, then
  * what the entry needs of them (bytes in all: `bytes`). */
@@ -137,9 +148,38 @@ static void act_blocks_to_float(const void *y, float *out, int64_t n) {
     act_int8_to_float(y, out, n, QK, ACT_BLOCK_BYTES);
 }
 
-typedef enum block_kind { KIND_Q4_0, KIND_Q8_0, KIND_Q2_K, KIND_Q3_K, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K } block_kind;
+typedef enum block_kind { KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q8_0, KIND_Q2_K, KIND_Q3_K, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K } block_kind;
 
-ALWAYS_INLINE size_t block_bytes(block_kind kind) { return kind == KIND_Q4_0 ? Q4_0_BYTES : Q8_0_BYTES; }
+/* The blocks of 32: bytes in the file, whether they carry a min (x = d q + m) and a fifth bit per level. */
+ALWAYS_INLINE size_t block_bytes(block_kind kind) {
+    return kind == KIND_Q4_0 ? Q4_0_BYTES : kind == KIND_Q4_1 ? Q4_1_BYTES : kind == KIND_Q5_0 ? Q5_0_BYTES
+           : kind == KIND_Q5_1 ? Q5_1_BYTES : Q8_0_BYTES;
+}
+ALWAYS_INLINE bool has_min(block_kind kind) { return kind == KIND_Q4_1 || kind == KIND_Q5_1; }
+ALWAYS_INLINE bool has_fifth(block_kind kind) { return kind == KIND_Q5_0 || kind == KIND_Q5_1; }
+/* Where the levels start in a packed block of 16 rows (after the d and, for min kinds, the m of every row), and in
+ * a block as the file has it (after d, m, then the fifth bits as a u32). */
+ALWAYS_INLINE size_t group_levels_at(block_kind kind) { return (has_min(kind) ? 4 : 2) * GROUP_ROWS; }
+ALWAYS_INLINE size_t file_nibbles_at(block_kind kind) { return 2 + (has_min(kind) ? 2 : 0) + (has_fifth(kind) ? 4 : 0); }
+
+/* Bit planes: the `bits`-bit part of each level (bits 1 or 2), 64 bytes per 8 / bits steps of 4
+ * columns: byte 4r + c holds the part of column 4m + c of row r (m < 8 / bits counts the steps from the vector's
+ * first column) at bits m * bits and up. */
+static void put_plane(uint8_t *plane, int r, int col, int part, int bits) {
+    int cols = 32 / bits; /* columns per 64 bytes */
+    plane[64 * (col / cols) + 4 * r + col % 4] |= (uint8_t)(part << (bits * (col % cols / 4)));
+}
+
+/* v with bit `from` of each byte moved to bit `to` (distances within a byte's bits; the 16-bit shift brings nothing
+ * from the neighbouring byte below bit `to` + 1). */
+ALWAYS_INLINE __m512i move_bits(__m512i v, int from, int to) {
+    return to >= from ? _mm512_slli_epi16(v, (unsigned)(to - from)) : _mm512_srli_epi16(v, (unsigned)(from - to));
+}
+
+/* The field of step m of a plane moved to bit `to`, other bits cleared. */
+ALWAYS_INLINE __m512i plane_step(__m512i plane, int m, int bits, int to) {
+    return _mm512_and_si512(move_bits(plane, bits * m, to), _mm512_set1_epi8((char)(((1 << bits) - 1) << to)));
+}
 
 /* Writes the low four bits of row r's levels[0..n) into nibble steps: steps 2s and 2s + 1 share 64 bytes, the low
  * nibbles holding columns 8s..8s+3 and the high nibbles 8s+4..8s+7, four bytes per row. */
@@ -154,20 +194,27 @@ static void put_levels(uint8_t *steps, int r, const uint8_t *levels, int n) {
 static void pack_group_block(uint8_t *blocks, int group, size_t len, block_kind kind) {
     for (int g = 0; g < group; g += GROUP_ROWS) {
         uint8_t out[GROUP_ROWS * Q8_0_BYTES], *part = blocks + (size_t)g * len;
+        uint8_t *levels_out = out + group_levels_at(kind);
+        memset(out, 0, sizeof out);
         for (int r = 0; r < GROUP_ROWS; r++) {
             const uint8_t *in = part + (size_t)r * len;
             memcpy(out + 2 * r, in, 2);
+            if (has_min(kind)) memcpy(out + 2 * GROUP_ROWS + 2 * r, in + 2, 2);
             if (kind == KIND_Q8_0) {
                 for (int col = 0; col < QK; col++) /* step col / 4 */
-                    out[2 * GROUP_ROWS + 64 * (col / 4) + 4 * r + col % 4] = in[2 + col] ^ 0x80;
+                    levels_out[64 * (col / 4) + 4 * r + col % 4] = in[2 + col] ^ 0x80;
                 continue;
             }
             uint8_t levels[QK]; /* file: byte j holds column j (low nibble) and j + 16 (high) */
+            const uint8_t *nibbles = in + file_nibbles_at(kind);
             for (int j = 0; j < QK / 2; j++) {
-                levels[j] = in[2 + j] & 15;
-                levels[j + QK / 2] = in[2 + j] >> 4;
+                levels[j] = nibbles[j] & 15;
+                levels[j + QK / 2] = nibbles[j] >> 4;
             }
-            put_levels(out + 2 * GROUP_ROWS, r, levels, QK);
+            put_levels(levels_out, r, levels, QK);
+            if (has_fifth(kind)) /* the file's u32 after d (and m): bit e for column e */
+                for (int col = 0; col < QK; col++)
+                    put_plane(levels_out + QK / 2 * GROUP_ROWS, r, col, nibbles[-4 + col / 8] >> (col % 8) & 1, 1);
         }
         memcpy(part, out, GROUP_ROWS * len);
     }
@@ -175,6 +222,9 @@ static void pack_group_block(uint8_t *blocks, int group, size_t len, block_kind 
 
 static void pack_q4_0(uint8_t *blocks, int group, size_t len) { pack_group_block(blocks, group, len, KIND_Q4_0); }
 static void pack_q8_0(uint8_t *blocks, int group, size_t len) { pack_group_block(blocks, group, len, KIND_Q8_0); }
+static void pack_q4_1(uint8_t *blocks, int group, size_t len) { pack_group_block(blocks, group, len, KIND_Q4_1); }
+static void pack_q5_0(uint8_t *blocks, int group, size_t len) { pack_group_block(blocks, group, len, KIND_Q5_0); }
+static void pack_q5_1(uint8_t *blocks, int group, size_t len) { pack_group_block(blocks, group, len, KIND_Q5_1); }
 
 ALWAYS_INLINE int32_t load_i32(const uint8_t *p) {
     int32_t v;
@@ -202,32 +252,42 @@ ALWAYS_INLINE void tile_group_body(const uint8_t *w, const uint8_t *act, size_t 
         for (int t = 0; t < T; t++) acc[v][t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / QK; b++, w += V * group_block) {
         prefetch_ahead(w, V * group_block);
-        __m512 dw[V];
+        __m512 dw[V], mw[V];
         __m512i steps[V][QK / 4];
         for (int v = 0; v < V; v++) {
-            const uint8_t *g = w + v * group_block;
+            const uint8_t *g = w + v * group_block, *lv = g + group_levels_at(kind);
             dw[v] = _mm512_cvtph_ps(load256(g));
+            if (has_min(kind)) mw[v] = _mm512_cvtph_ps(load256(g + 2 * GROUP_ROWS));
             for (int i = 0; i < QK / 4; i++) {
                 if (kind == KIND_Q8_0) {
-                    steps[v][i] = load512(g + 2 * GROUP_ROWS + 64 * i);
+                    steps[v][i] = load512(lv + 64 * i);
                 } else if (i % 2 == 0) {
-                    __m512i both = load512(g + 2 * GROUP_ROWS + 32 * i);
-                    steps[v][i] = _mm512_and_si512(both, _mm512_set1_epi8(0x0f));
-                    steps[v][i + 1] = _mm512_and_si512(_mm512_srli_epi16(both, 4), _mm512_set1_epi8(0x0f));
+                    const __m512i low4 = _mm512_set1_epi8(0x0f);
+                    __m512i both = load512(lv + 32 * i), high = _mm512_srli_epi16(both, 4);
+                    if (has_fifth(kind)) { /* bits 0-3 from the nibble, bit 4 from the plane (a bitwise select) */
+                        __m512i fifth = load512(lv + QK / 2 * GROUP_ROWS);
+                        steps[v][i] = _mm512_ternarylogic_epi32(low4, both, plane_step(fifth, i, 1, 4), 0xca);
+                        steps[v][i + 1] = _mm512_ternarylogic_epi32(low4, high, plane_step(fifth, i + 1, 1, 4), 0xca);
+                    } else {
+                        steps[v][i] = _mm512_and_si512(both, low4);
+                        steps[v][i + 1] = _mm512_and_si512(high, low4);
+                    }
                 }
             }
         }
         for (int t = 0; t < T; t++) {
             const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * ACT_BLOCK_BYTES;
             __m512i sum[V];
-            for (int v = 0; v < V; v++) sum[v] = _mm512_set1_epi32(load_i32(a + QK + 4));
+            for (int v = 0; v < V; v++) sum[v] = has_min(kind) ? _mm512_setzero_si512() : _mm512_set1_epi32(load_i32(a + QK + 4));
             for (int i = 0; i < QK / 4; i++) {
                 __m512i four = _mm512_set1_epi32(load_i32(a + 4 * i));
                 for (int v = 0; v < V; v++) sum[v] = _mm512_dpbusd_epi32(sum[v], steps[v][i], four);
             }
             __m512 da = _mm512_set1_ps(load_f32(a + QK));
-            for (int v = 0; v < V; v++)
+            for (int v = 0; v < V; v++) {
                 acc[v][t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum[v]), dw[v]), da, acc[v][t]);
+                if (has_min(kind)) acc[v][t] = _mm512_fmadd_ps(mw[v], _mm512_set1_ps(load_f32(a + QK + 4)), acc[v][t]);
+            }
         }
     }
     for (int t = 0; t < T; t++)
@@ -253,99 +313,17 @@ ALWAYS_INLINE float dot_row_body(const uint8_t *w, const uint8_t *act, int64_t n
         if (kind == KIND_Q8_0) {
             levels = _mm256_xor_si256(load256(w + 2), _mm256_set1_epi8((char)0x80));
         } else {
-            __m128i nibbles = _mm_loadu_si128((const __m128i *)(const void *)(w + 2));
+            __m128i nibbles = _mm_loadu_si128((const __m128i *)(const void *)(w + file_nibbles_at(kind)));
             levels = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(nibbles, 4), nibbles), _mm256_set1_epi8(0x0f));
+            if (has_fifth(kind))
+                levels = _mm256_or_si256(levels, _mm256_and_si256(_mm256_movm_epi8((__mmask32)(uint32_t)load_i32(w + file_nibbles_at(kind) - 4)),
+                                                                  _mm256_set1_epi8(0x10)));
         }
-        int32_t sum = load_i32(act + QK + 4) + dot32(levels, act);
+        int32_t sum = (has_min(kind) ? 0 : load_i32(act + QK + 4)) + dot32(levels, act);
         acc = fmaf((float)sum * fp16_load(w), load_f32(act + QK), acc);
+        if (has_min(kind)) acc = fmaf(fp16_load(w + 2), load_f32(act + QK + 4), acc);
     }
     return acc;
-}
-
-/* ------------------------------------------------------------------------------------------------------------
- * Q5_0: two blocks per 512-bit step, lanes 0-7 for the first and 8-15 for the second (an odd last block runs with
- * the second half zero), against Q8_0 activations in pairs of blocks: 64 int8, the two scales spread over their
- * lanes as 16 floats, and the start value of each lane's sum (minus 16 times the sum of its four activations).
- * ---------------------------------------------------------------------------------------------------------- */
-
-enum { PAIR_BYTES = 192 }; /* 64 int8 | 16 float scales | 16 int32 starts */
-
-static size_t act_pair_bytes(int64_t n) { return (size_t)((n / QK + 1) / 2) * PAIR_BYTES; }
-
-static void quantize_act_q5_0(const float *x, void *vy, int64_t n) {
-    uint8_t *y = vy;
-    const int64_t nb = n / QK;
-    for (int64_t b = 0; b < nb; b += 2, y += PAIR_BYTES) {
-        __m128i q[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
-        float d0 = quantize_block(x + b * QK, &q[0], &q[1]), d1 = 0.0f;
-        if (b + 1 < nb) d1 = quantize_block(x + (b + 1) * QK, &q[2], &q[3]);
-        __m512i qs =
-            _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_set_m128i(q[1], q[0])), _mm256_set_m128i(q[3], q[2]), 1);
-        __m512i sums = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(1), qs);
-        _mm512_storeu_si512((void *)y, qs);
-        _mm512_storeu_ps((void *)(y + 64), _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(d0), _mm512_set1_ps(d1)));
-        _mm512_storeu_si512((void *)(y + 128), _mm512_mullo_epi32(sums, _mm512_set1_epi32(-16)));
-    }
-}
-
-static void act_pairs_to_float(const void *vy, float *out, int64_t n) {
-    const uint8_t *y = vy;
-    for (int64_t i = 0; i < n; i++) {
-        const uint8_t *pair = y + (size_t)(i / 64) * PAIR_BYTES;
-        int e = (int)(i % 64);
-        out[i] = load_f32(pair + 64 + 4 * (e / 4)) * (float)(int8_t)pair[e];
-    }
-}
-
-/* The two blocks' fp16 scales, each spread over its 8 lanes. */
-ALWAYS_INLINE __m512 load_scale_pair(const uint8_t *blk, bool two) {
-    __m128i lo = _mm_set1_epi16((short)load_u16(blk)), hi = _mm_set1_epi16(two ? (short)load_u16(blk + Q5_0_BYTES) : 0);
-    return _mm512_cvtph_ps(_mm256_set_m128i(hi, lo));
-}
-
-/* Levels 0..31 (standing for -16..15) of two blocks: the nibbles at byte 6 (byte i holds element i in the low
- * nibble, i + 16 in the high) plus a fifth bit per element from the u32 at byte 2 (bit e, element e). */
-ALWAYS_INLINE __m512i unpack_q5_0_pair(const uint8_t *blk, bool two) {
-    __m128i a = _mm_loadu_si128((const __m128i *)(const void *)(blk + 6));
-    __m128i b = two ? _mm_loadu_si128((const __m128i *)(const void *)(blk + Q5_0_BYTES + 6)) : _mm_setzero_si128();
-    __m256i ab = _mm256_set_m128i(b, a);
-    __m512i z = _mm512_inserti64x4(_mm512_zextsi256_si512(ab), _mm256_srli_epi16(ab, 4), 1); /* a, b, a>>4, b>>4 */
-    z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));                                 /* a, a>>4, b, b>>4 */
-    uint32_t h0, h1 = 0;
-    memcpy(&h0, blk + 2, 4);
-    if (two) memcpy(&h1, blk + Q5_0_BYTES + 2, 4);
-    __m512i fifth = _mm512_and_si512(_mm512_movm_epi8((__mmask64)((uint64_t)h1 << 32 | h0)), _mm512_set1_epi8(0x10));
-    return _mm512_or_si512(_mm512_and_si512(z, _mm512_set1_epi8(0x0f)), fifth);
-}
-
-ALWAYS_INLINE void tile_q5_0_body(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                                  float *y, size_t y_stride, int R, int T) {
-    const int64_t nb = n / QK;
-    __m512 acc[TILE_ROWS_32][TILE_TOKENS_32];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b += 2) {
-        const bool two = b + 1 < nb;
-        __m512i wq[TILE_ROWS_32];
-        __m512 wd[TILE_ROWS_32];
-        for (int r = 0; r < R; r++) {
-            const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * Q5_0_BYTES;
-            wq[r] = unpack_q5_0_pair(blk, two);
-            wd[r] = load_scale_pair(blk, two);
-        }
-        for (int t = 0; t < T; t++) {
-            const uint8_t *pair = act + (size_t)t * act_stride + (size_t)(b / 2) * PAIR_BYTES;
-            __m512i aq = _mm512_loadu_si512((const void *)pair);
-            __m512 ad = _mm512_loadu_ps((const void *)(pair + 64));
-            __m512i start = _mm512_loadu_si512((const void *)(pair + 128));
-            for (int r = 0; r < R; r++) {
-                __m512i sums = _mm512_dpbusd_epi32(start, wq[r], aq);
-                acc[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(wd[r], ad), acc[r][t]);
-            }
-        }
-    }
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -366,25 +344,6 @@ static float quantize_super_block(const float *x, uint8_t *y, int32_t sums[16]) 
         sums[g] = _mm512_reduce_add_epi32(q);
     }
     return amax / 127.0f;
-}
-
-/* Bit planes of the K types: the `bits`-bit part of each level (bits 1 or 2), 64 bytes per 8 / bits steps of 4
- * columns: byte 4r + c holds the part of column 4m + c of row r (m < 8 / bits counts the steps from the vector's
- * first column) at bits m * bits and up. */
-static void put_plane(uint8_t *plane, int r, int col, int part, int bits) {
-    int cols = 32 / bits; /* columns per 64 bytes */
-    plane[64 * (col / cols) + 4 * r + col % 4] |= (uint8_t)(part << (bits * (col % cols / 4)));
-}
-
-/* v with bit `from` of each byte moved to bit `to` (distances within a byte's bits; the 16-bit shift brings nothing
- * from the neighbouring byte below bit `to` + 1). */
-ALWAYS_INLINE __m512i move_bits(__m512i v, int from, int to) {
-    return to >= from ? _mm512_slli_epi16(v, (unsigned)(to - from)) : _mm512_srli_epi16(v, (unsigned)(from - to));
-}
-
-/* The field of step m of a plane moved to bit `to`, other bits cleared. */
-ALWAYS_INLINE __m512i plane_step(__m512i plane, int m, int bits, int to) {
-    return _mm512_and_si512(move_bits(plane, bits * m, to), _mm512_set1_epi8((char)(((1 << bits) - 1) << to)));
 }
 
 /* Q4_K: x = d * sc[j] * q - dmin * mn[j] for sub-block j of 32, q in 0..15; 6-bit scales and mins packed in 12
@@ -1161,7 +1120,6 @@ static void attn_tile_f16(const float *q, int32_t rep, int32_t hd, const uint16_
     }
 #define SHAPES_OF_ROW_UP_TO_4(body) SHAPES_OF_ROW(body, 3) SHAPES_OF_ROW(body, 4)
 
-TILE_AND_DOT(q5_0, tile_q5_0_body, SHAPES_4x4, )
 TILE_AND_DOT(bf16, tile_bf16_body, SHAPES_4x4, BF16_TARGET)
 
 /* Row groups: any row count (a lane mask), a constant token count per instance. */
@@ -1202,8 +1160,14 @@ ROW_GROUP_TILE(q6_K, KIND_Q6_K)
 #define GROUP_TOKENS_5_TO_8(kind)
 ROW_GROUP_TILE(q4_0, KIND_Q4_0)
 ROW_GROUP_TILE(q8_0, KIND_Q8_0)
+ROW_GROUP_TILE(q4_1, KIND_Q4_1)
+ROW_GROUP_TILE(q5_0, KIND_Q5_0)
+ROW_GROUP_TILE(q5_1, KIND_Q5_1)
 static float dot_group_row_q4_0(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, KIND_Q4_0); }
 static float dot_group_row_q8_0(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, KIND_Q8_0); }
+static float dot_group_row_q4_1(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, KIND_Q4_1); }
+static float dot_group_row_q5_0(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, KIND_Q5_0); }
+static float dot_group_row_q5_1(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, KIND_Q5_1); }
 
 _Static_assert(GROUP_TOKENS == 8 && BLOCKS32_TOKENS == 4, "the token switches above list these counts");
 _Static_assert(TILE_TOKENS_32 == 4 && TILE_ROWS_32 == 4,
@@ -1221,15 +1185,7 @@ static tnd_cpu_dot entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_
                          .tile_tokens = tile_tokens};
 }
 
-/* Q5_0: Q8_0 values in pairs of blocks. */
-static tnd_cpu_dot pair_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile) {
-    tnd_cpu_dot e = entry(TND_TYPE_Q8_0, quantize, dot, tile, TILE_ROWS_32, TILE_TOKENS_32);
-    e.act_bytes = act_pair_bytes;
-    e.act_to_float = act_pairs_to_float;
-    return e;
-}
-
-/* Q4_0, Q8_0, Q4_K: activations in a layout of their own, rows packed in groups; rows left unpacked take the dot,
+/* Q4_0, Q8_0, K types: activations in a layout of their own, rows packed in groups; rows left unpacked take the dot,
  * one at a time. */
 static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, int rows,
                                int tokens, size_t block, void (*transform)(uint8_t *, int, size_t),
@@ -1264,7 +1220,15 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
                                         TND_TYPE_Q8_K, act_q6_K_bytes, act_q6_K_to_float);
     k->dot[TND_TYPE_Q5_K] = group_entry(quantize_act_q4_K, dot_group_row_q5_K, tile_group_q5_K, GROUP_ROWS, GROUP_TOKENS, Q5_K_BYTES, pack_q5_K,
                                         TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
-    k->dot[TND_TYPE_Q5_0] = pair_entry(quantize_act_q5_0, dot_q5_0, tile_q5_0);
+    k->dot[TND_TYPE_Q4_1] = group_entry(quantize_act_min, dot_group_row_q4_1, tile_group_q4_1, BLOCKS32_VECS * GROUP_ROWS,
+                                        BLOCKS32_TOKENS, Q4_1_BYTES, pack_q4_1,
+                                        TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
+    k->dot[TND_TYPE_Q5_0] = group_entry(quantize_act_q5_0, dot_group_row_q5_0, tile_group_q5_0, BLOCKS32_VECS * GROUP_ROWS,
+                                        BLOCKS32_TOKENS, Q5_0_BYTES, pack_q5_0,
+                                        TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
+    k->dot[TND_TYPE_Q5_1] = group_entry(quantize_act_min, dot_group_row_q5_1, tile_group_q5_1, BLOCKS32_VECS * GROUP_ROWS,
+                                        BLOCKS32_TOKENS, Q5_1_BYTES, pack_q5_1,
+                                        TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
     k->dot[TND_TYPE_Q6_K] = group_entry(quantize_act_q6_K, dot_group_row_q6_K, tile_group_q6_K, GROUP_ROWS, GROUP_TOKENS, Q6_K_BYTES, pack_q6_K,
                                         TND_TYPE_Q8_K, act_q6_K_bytes, act_q6_K_to_float);
 }
