@@ -118,14 +118,17 @@ static inline void quantize_blocks(const float *x, void *vy, int64_t n, int offs
     for (int64_t b = 0; b < n / QK; b++, y += ACT_BLOCK_BYTES) {
         __m128i lo, hi;
         float d = quantize_block(x + b * QK, &lo, &hi);
-        int32_t sum = _mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(lo)) + _mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(hi));
+        int32_t sum =
+            _mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(lo)) + _mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(hi));
         int32_t start = -offset * sum;
         float scaled_sum = d * (float)sum;
         _mm_storeu_si128((__m128i *)(void *)y, lo);
         _mm_storeu_si128((__m128i *)(void *)(y + 16), hi);
         memcpy(y + QK, &d, 4);
-        if (offset) memcpy(y + QK + 4, &start, 4);
-        else memcpy(y + QK + 4, &scaled_sum, 4);
+        if (offset)
+            memcpy(y + QK + 4, &start, 4);
+        else
+            memcpy(y + QK + 4, &scaled_sum, 4);
     }
 }
 
@@ -148,19 +151,35 @@ static void act_blocks_to_float(const void *y, float *out, int64_t n) {
     act_int8_to_float(y, out, n, QK, ACT_BLOCK_BYTES);
 }
 
-typedef enum block_kind { KIND_Q4_0, KIND_Q4_1, KIND_Q5_0, KIND_Q5_1, KIND_Q8_0, KIND_Q2_K, KIND_Q3_K, KIND_Q4_K, KIND_Q5_K, KIND_Q6_K } block_kind;
+typedef enum block_kind {
+    KIND_Q4_0,
+    KIND_Q4_1,
+    KIND_Q5_0,
+    KIND_Q5_1,
+    KIND_Q8_0,
+    KIND_Q2_K,
+    KIND_Q3_K,
+    KIND_Q4_K,
+    KIND_Q5_K,
+    KIND_Q6_K
+} block_kind;
 
 /* The blocks of 32: bytes in the file, whether they carry a min (x = d q + m) and a fifth bit per level. */
 ALWAYS_INLINE size_t block_bytes(block_kind kind) {
-    return kind == KIND_Q4_0 ? Q4_0_BYTES : kind == KIND_Q4_1 ? Q4_1_BYTES : kind == KIND_Q5_0 ? Q5_0_BYTES
-           : kind == KIND_Q5_1 ? Q5_1_BYTES : Q8_0_BYTES;
+    return kind == KIND_Q4_0   ? Q4_0_BYTES
+           : kind == KIND_Q4_1 ? Q4_1_BYTES
+           : kind == KIND_Q5_0 ? Q5_0_BYTES
+           : kind == KIND_Q5_1 ? Q5_1_BYTES
+                               : Q8_0_BYTES;
 }
 ALWAYS_INLINE bool has_min(block_kind kind) { return kind == KIND_Q4_1 || kind == KIND_Q5_1; }
 ALWAYS_INLINE bool has_fifth(block_kind kind) { return kind == KIND_Q5_0 || kind == KIND_Q5_1; }
 /* Where the levels start in a packed block of 16 rows (after the d and, for min kinds, the m of every row), and in
  * a block as the file has it (after d, m, then the fifth bits as a u32). */
 ALWAYS_INLINE size_t group_levels_at(block_kind kind) { return (has_min(kind) ? 4 : 2) * GROUP_ROWS; }
-ALWAYS_INLINE size_t file_nibbles_at(block_kind kind) { return 2 + (has_min(kind) ? 2 : 0) + (has_fifth(kind) ? 4 : 0); }
+ALWAYS_INLINE size_t file_nibbles_at(block_kind kind) {
+    return 2 + (has_min(kind) ? 2 : 0) + (has_fifth(kind) ? 4 : 0);
+}
 
 /* Bit planes: the `bits`-bit part of each level (bits 1 or 2), 64 bytes per 8 / bits steps of 4
  * columns: byte 4r + c holds the part of column 4m + c of row r (m < 8 / bits counts the steps from the vector's
@@ -278,7 +297,8 @@ ALWAYS_INLINE void tile_group_body(const uint8_t *w, const uint8_t *act, size_t 
         for (int t = 0; t < T; t++) {
             const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * ACT_BLOCK_BYTES;
             __m512i sum[V];
-            for (int v = 0; v < V; v++) sum[v] = has_min(kind) ? _mm512_setzero_si512() : _mm512_set1_epi32(load_i32(a + QK + 4));
+            for (int v = 0; v < V; v++)
+                sum[v] = has_min(kind) ? _mm512_setzero_si512() : _mm512_set1_epi32(load_i32(a + QK + 4));
             for (int i = 0; i < QK / 4; i++) {
                 __m512i four = _mm512_set1_epi32(load_i32(a + 4 * i));
                 for (int v = 0; v < V; v++) sum[v] = _mm512_dpbusd_epi32(sum[v], steps[v][i], four);
@@ -316,8 +336,10 @@ ALWAYS_INLINE float dot_row_body(const uint8_t *w, const uint8_t *act, int64_t n
             __m128i nibbles = _mm_loadu_si128((const __m128i *)(const void *)(w + file_nibbles_at(kind)));
             levels = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(nibbles, 4), nibbles), _mm256_set1_epi8(0x0f));
             if (has_fifth(kind))
-                levels = _mm256_or_si256(levels, _mm256_and_si256(_mm256_movm_epi8((__mmask32)(uint32_t)load_i32(w + file_nibbles_at(kind) - 4)),
-                                                                  _mm256_set1_epi8(0x10)));
+                levels = _mm256_or_si256(
+                    levels,
+                    _mm256_and_si256(_mm256_movm_epi8((__mmask32)(uint32_t)load_i32(w + file_nibbles_at(kind) - 4)),
+                                     _mm256_set1_epi8(0x10)));
         }
         int32_t sum = (has_min(kind) ? 0 : load_i32(act + QK + 4)) + dot32(levels, act);
         acc = fmaf((float)sum * fp16_load(w), load_f32(act + QK), acc);
@@ -377,8 +399,8 @@ static void quantize_act_q4_K(const float *x, void *vy, int64_t n) {
     for (int64_t b = 0; b < n / QK_K; b++, x += QK_K, y += ACT_Q4_K_BYTES) {
         int32_t s[16];
         float d = quantize_super_block(x, y, s);
-        const int16_t pairs[8] = {(int16_t)(s[0] + s[1]),   (int16_t)(s[4] + s[5]),   (int16_t)(s[2] + s[3]),
-                                  (int16_t)(s[6] + s[7]),   (int16_t)(s[8] + s[9]),   (int16_t)(s[12] + s[13]),
+        const int16_t pairs[8] = {(int16_t)(s[0] + s[1]),   (int16_t)(s[4] + s[5]),  (int16_t)(s[2] + s[3]),
+                                  (int16_t)(s[6] + s[7]),   (int16_t)(s[8] + s[9]),  (int16_t)(s[12] + s[13]),
                                   (int16_t)(s[10] + s[11]), (int16_t)(s[14] + s[15])};
         memcpy(y + QK_K, &d, 4);
         memcpy(y + QK_K + 4, pairs, sizeof pairs);
@@ -400,7 +422,8 @@ static void q45_K_levels(const uint8_t *blk, bool five, uint8_t levels[QK_K]) {
     const uint8_t *qs = blk + (five ? 48 : 16), *qh = blk + 16;
     for (int j = 0; j < 8; j++)
         for (int l = 0; l < 32; l++)
-            levels[32 * j + l] = (uint8_t)((qs[32 * (j / 2) + l] >> (4 * (j % 2)) & 15) | (five ? (qh[l] >> j & 1) << 4 : 0));
+            levels[32 * j + l] =
+                (uint8_t)((qs[32 * (j / 2) + l] >> (4 * (j % 2)) & 15) | (five ? (qh[l] >> j & 1) << 4 : 0));
 }
 
 static void pack_q45_K(uint8_t *blocks, int group, size_t len, bool five) {
@@ -423,7 +446,7 @@ static void pack_q4_K(uint8_t *blocks, int group, size_t len) { pack_q45_K(block
 static void pack_q5_K(uint8_t *blocks, int group, size_t len) { pack_q45_K(blocks, group, len, true); }
 
 ALWAYS_INLINE void tile_q45_K_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
-                                    size_t y_stride, int R, int T, bool five) {
+                                   size_t y_stride, int R, int T, bool five) {
     const __m512i low4 = _mm512_set1_epi8(0x0f), low6 = _mm512_set1_epi8(0x3f), low2 = _mm512_set1_epi8(0x03);
     const __m512i byte = _mm512_set1_epi32(0xff), even = _mm512_set1_epi32(0x00ff00ff);
     __m512 acc[GROUP_TOKENS];
@@ -431,7 +454,8 @@ ALWAYS_INLINE void tile_q45_K_body(const uint8_t *w, const uint8_t *act, size_t 
     for (int64_t b = 0; b < n / QK_K; b++, w += GROUP_ROWS * (five ? Q5_K_BYTES : Q4_K_BYTES)) {
         const uint8_t *a0 = act + (size_t)b * ACT_Q4_K_BYTES;
         __m512 dw = _mm512_cvtph_ps(load256(w)), dminw = _mm512_cvtph_ps(load256(w + 2 * GROUP_ROWS));
-        __m512i u0 = load512(w + 4 * GROUP_ROWS), u1 = load512(w + 4 * GROUP_ROWS + 64), u2 = load512(w + 4 * GROUP_ROWS + 128);
+        __m512i u0 = load512(w + 4 * GROUP_ROWS), u1 = load512(w + 4 * GROUP_ROWS + 64),
+                u2 = load512(w + 4 * GROUP_ROWS + 128);
         __m512i sc_lo = _mm512_and_si512(u0, low6), mn_lo = _mm512_and_si512(u1, low6);
         __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(u2, low4),
                                         _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(u0, 6), low2), 4));
@@ -461,7 +485,8 @@ ALWAYS_INLINE void tile_q45_K_body(const uint8_t *w, const uint8_t *act, size_t 
             for (int t = 0; t < T; t++) {
                 const uint8_t *a = a0 + (size_t)t * act_stride + 32 * j;
                 __m512i sum = _mm512_setzero_si512();
-                for (int i = 0; i < 8; i++) sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 4 * i)));
+                for (int i = 0; i < 8; i++)
+                    sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 4 * i)));
                 total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum, sc));
             }
         }
@@ -470,7 +495,8 @@ ALWAYS_INLINE void tile_q45_K_body(const uint8_t *w, const uint8_t *act, size_t 
         for (int t = 0; t < T; t++) {
             const uint8_t *a = a0 + (size_t)t * act_stride;
             __m512i mins = _mm512_setzero_si512();
-            for (int p = 0; p < 4; p++) mins = _mm512_dpwssd_epi32(mins, mn[p], _mm512_set1_epi32(load_i32(a + QK_K + 4 + 4 * p)));
+            for (int p = 0; p < 4; p++)
+                mins = _mm512_dpwssd_epi32(mins, mn[p], _mm512_set1_epi32(load_i32(a + QK_K + 4 + 4 * p)));
             __m512 da = _mm512_set1_ps(load_f32(a + QK_K));
             acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(total[t]), dw), da, acc[t]);
             acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(mins), dminw), da, acc[t]);
@@ -513,7 +539,7 @@ static float dot_group_row_q5_K(const void *w, const void *a, int64_t n) { retur
  * float d, the 16 starts as int32. */
 enum {
     ACT_Q6_K_BYTES = QK_K + 4 + 64,
-    Q6_K_GROUP_SCALES = 2 * GROUP_ROWS,                  /* offsets in a packed super-block */
+    Q6_K_GROUP_SCALES = 2 * GROUP_ROWS, /* offsets in a packed super-block */
     Q6_K_GROUP_HIGH = Q6_K_GROUP_SCALES + 16 * GROUP_ROWS,
     Q6_K_GROUP_LOW = Q6_K_GROUP_HIGH + 64 * 16
 };
@@ -560,8 +586,7 @@ static void pack_q6_K(uint8_t *blocks, int group, size_t len) {
         memcpy(out + 2 * r, in + 208, 2);
         for (int j = 0; j < 16; j++) out[Q6_K_GROUP_SCALES + GROUP_ROWS * j + r] = in[192 + j];
         q6_K_levels(in, levels);
-        for (int col = 0; col < QK_K; col++)
-            put_plane(out + Q6_K_GROUP_HIGH, r, col, levels[col] >> 4, 2);
+        for (int col = 0; col < QK_K; col++) put_plane(out + Q6_K_GROUP_HIGH, r, col, levels[col] >> 4, 2);
         put_levels(out + Q6_K_GROUP_LOW, r, levels, QK_K);
     }
     memcpy(blocks, out, (size_t)group * len);
@@ -579,19 +604,22 @@ ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, const uint8_t *act, size_t a
         for (int j = 0; j < 16; j++) {
             prefetch_ahead(w + Q6_K_GROUP_LOW + 128 * j, 128);
             prefetch_ahead(w + Q6_K_GROUP_HIGH + 64 * j, 64);
-            __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(w + Q6_K_GROUP_SCALES + GROUP_ROWS * j)));
+            __m512i sc = _mm512_cvtepi8_epi32(
+                _mm_loadu_si128((const __m128i *)(const void *)(w + Q6_K_GROUP_SCALES + GROUP_ROWS * j)));
             __m512i bits = load512(w + Q6_K_GROUP_HIGH + 64 * j), steps[4];
             for (int s = 0; s < 2; s++) {
                 __m512i both = load512(w + Q6_K_GROUP_LOW + 128 * j + 64 * s);
                 /* bits 0-3 from the nibble, 4-7 from the top bits (vpternlog as a bitwise select) */
-                steps[2 * s] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f), both, plane_step(bits, 2 * s, 2, 4), 0xca);
+                steps[2 * s] =
+                    _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f), both, plane_step(bits, 2 * s, 2, 4), 0xca);
                 steps[2 * s + 1] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f), _mm512_srli_epi16(both, 4),
                                                              plane_step(bits, 2 * s + 1, 2, 4), 0xca);
             }
             for (int t = 0; t < T; t++) {
                 const uint8_t *a = a0 + (size_t)t * act_stride;
                 __m512i sum = _mm512_set1_epi32(load_i32(a + QK_K + 4 + 4 * j));
-                for (int i = 0; i < 4; i++) sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 16 * j + 4 * i)));
+                for (int i = 0; i < 4; i++)
+                    sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 16 * j + 4 * i)));
                 total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum, sc));
             }
         }
@@ -691,7 +719,8 @@ ALWAYS_INLINE void tile_q2_K_body(const uint8_t *w, const uint8_t *act, size_t a
             for (int t = 0; t < T; t++) {
                 const uint8_t *a = a0 + (size_t)t * act_stride + 16 * j;
                 __m512i sum = _mm512_setzero_si512();
-                for (int i = 0; i < 4; i++) sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 4 * i)));
+                for (int i = 0; i < 4; i++)
+                    sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 4 * i)));
                 total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum, sc));
             }
         }
@@ -703,7 +732,8 @@ ALWAYS_INLINE void tile_q2_K_body(const uint8_t *w, const uint8_t *act, size_t a
         for (int t = 0; t < T; t++) {
             const uint8_t *a = a0 + (size_t)t * act_stride;
             __m512i mins = _mm512_setzero_si512();
-            for (int p = 0; p < 8; p++) mins = _mm512_dpwssd_epi32(mins, mn[p], _mm512_set1_epi32(load_i32(a + QK_K + 4 + 4 * p)));
+            for (int p = 0; p < 8; p++)
+                mins = _mm512_dpwssd_epi32(mins, mn[p], _mm512_set1_epi32(load_i32(a + QK_K + 4 + 4 * p)));
             __m512 da = _mm512_set1_ps(load_f32(a + QK_K));
             acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(total[t]), dw), da, acc[t]);
             acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(mins), dminw), da, acc[t]);
@@ -808,7 +838,8 @@ ALWAYS_INLINE void tile_q3_K_body(const uint8_t *w, const uint8_t *act, size_t a
             for (int t = 0; t < T; t++) {
                 const uint8_t *a = a0 + (size_t)t * act_stride;
                 __m512i sum = _mm512_set1_epi32(load_i32(a + QK_K + 4 + 4 * j));
-                for (int i = 0; i < 4; i++) sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 16 * j + 4 * i)));
+                for (int i = 0; i < 4; i++)
+                    sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 16 * j + 4 * i)));
                 total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum, sc));
             }
         }
@@ -1141,13 +1172,12 @@ ALWAYS_INLINE void tile_group(const uint8_t *w, const uint8_t *a, size_t as, int
         tile_group(w, a, as, n, y, ys, rows, T, kind);                                                                 \
         break;
 #define ROW_GROUP_TILE(name, kind)                                                                                     \
-    static void tile_group_##name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,      \
+    static void tile_group_##name(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,       \
                                   size_t ys, int rows, int tokens) {                                                   \
         (void)ws;                                                                                                      \
         switch (tokens) {                                                                                              \
-            GROUP_TOKEN(kind, 1) GROUP_TOKEN(kind, 2) GROUP_TOKEN(kind, 3) GROUP_TOKEN(kind, 4)                        \
-            GROUP_TOKENS_5_TO_8(kind)                                                                                  \
-        default: break;                                                                                                \
+            GROUP_TOKEN(kind, 1)                                                                                       \
+            GROUP_TOKEN(kind, 2) GROUP_TOKEN(kind, 3) GROUP_TOKEN(kind, 4) GROUP_TOKENS_5_TO_8(kind) default : break;  \
         }                                                                                                              \
     }
 #define GROUP_TOKENS_5_TO_8(kind) GROUP_TOKEN(kind, 5) GROUP_TOKEN(kind, 6) GROUP_TOKEN(kind, 7) GROUP_TOKEN(kind, 8)
@@ -1170,8 +1200,7 @@ static float dot_group_row_q5_0(const void *w, const void *a, int64_t n) { retur
 static float dot_group_row_q5_1(const void *w, const void *a, int64_t n) { return dot_row_body(w, a, n, KIND_Q5_1); }
 
 _Static_assert(GROUP_TOKENS == 8 && BLOCKS32_TOKENS == 4, "the token switches above list these counts");
-_Static_assert(TILE_TOKENS_32 == 4 && TILE_ROWS_32 == 4,
-               "the shape switches above list these sizes");
+_Static_assert(TILE_TOKENS_32 == 4 && TILE_ROWS_32 == 4, "the shape switches above list these sizes");
 
 /* An entry whose activations and weights take the shapes above. */
 static tnd_cpu_dot entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile,
@@ -1188,8 +1217,8 @@ static tnd_cpu_dot entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_
 /* Q4_0, Q8_0, K types: activations in a layout of their own, rows packed in groups; rows left unpacked take the dot,
  * one at a time. */
 static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, int rows,
-                               int tokens, size_t block, void (*transform)(uint8_t *, int, size_t),
-                               tnd_type act_type, tnd_act_bytes_fn act_bytes, tnd_act_to_float_fn act_to_float) {
+                               int tokens, size_t block, void (*transform)(uint8_t *, int, size_t), tnd_type act_type,
+                               tnd_act_bytes_fn act_bytes, tnd_act_to_float_fn act_to_float) {
     tnd_cpu_dot e = entry(act_type, quantize, dot, NULL, rows, tokens);
     e.act_bytes = act_bytes;
     e.act_to_float = act_to_float;
@@ -1206,29 +1235,34 @@ void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     k->vec.attn_tile_f16_takes = attn_head_fits;
     if (tnd_cpu_detect().avx512bf16)
         k->dot[TND_TYPE_BF16] = entry(TND_TYPE_BF16, quantize_bf16, dot_bf16, tile_bf16, TILE_ROWS_32, TILE_TOKENS_32);
-    k->dot[TND_TYPE_Q4_0] = group_entry(quantize_act_q4_0, dot_group_row_q4_0, tile_group_q4_0, BLOCKS32_VECS * GROUP_ROWS,
-                                        BLOCKS32_TOKENS, Q4_0_BYTES, pack_q4_0,
-                                        TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
-    k->dot[TND_TYPE_Q8_0] = group_entry(quantize_act_q8_0, dot_group_row_q8_0, tile_group_q8_0, BLOCKS32_VECS * GROUP_ROWS,
-                                        BLOCKS32_TOKENS, Q8_0_BYTES, pack_q8_0,
-                                        TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
-    k->dot[TND_TYPE_Q4_K] = group_entry(quantize_act_q4_K, dot_group_row_q4_K, tile_group_q4_K, GROUP_ROWS, GROUP_TOKENS, Q4_K_BYTES, pack_q4_K,
-                                        TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
-    k->dot[TND_TYPE_Q2_K] = group_entry(quantize_act_q2_K, dot_group_row_q2_K, tile_group_q2_K, GROUP_ROWS, GROUP_TOKENS, Q2_K_BYTES, pack_q2_K,
-                                        TND_TYPE_Q8_K, act_q2_K_bytes, act_q2_K_to_float);
-    k->dot[TND_TYPE_Q3_K] = group_entry(quantize_act_q3_K, dot_group_row_q3_K, tile_group_q3_K, GROUP_ROWS, GROUP_TOKENS, Q3_K_BYTES, pack_q3_K,
-                                        TND_TYPE_Q8_K, act_q6_K_bytes, act_q6_K_to_float);
-    k->dot[TND_TYPE_Q5_K] = group_entry(quantize_act_q4_K, dot_group_row_q5_K, tile_group_q5_K, GROUP_ROWS, GROUP_TOKENS, Q5_K_BYTES, pack_q5_K,
-                                        TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
-    k->dot[TND_TYPE_Q4_1] = group_entry(quantize_act_min, dot_group_row_q4_1, tile_group_q4_1, BLOCKS32_VECS * GROUP_ROWS,
-                                        BLOCKS32_TOKENS, Q4_1_BYTES, pack_q4_1,
-                                        TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
-    k->dot[TND_TYPE_Q5_0] = group_entry(quantize_act_q5_0, dot_group_row_q5_0, tile_group_q5_0, BLOCKS32_VECS * GROUP_ROWS,
-                                        BLOCKS32_TOKENS, Q5_0_BYTES, pack_q5_0,
-                                        TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
-    k->dot[TND_TYPE_Q5_1] = group_entry(quantize_act_min, dot_group_row_q5_1, tile_group_q5_1, BLOCKS32_VECS * GROUP_ROWS,
-                                        BLOCKS32_TOKENS, Q5_1_BYTES, pack_q5_1,
-                                        TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
-    k->dot[TND_TYPE_Q6_K] = group_entry(quantize_act_q6_K, dot_group_row_q6_K, tile_group_q6_K, GROUP_ROWS, GROUP_TOKENS, Q6_K_BYTES, pack_q6_K,
-                                        TND_TYPE_Q8_K, act_q6_K_bytes, act_q6_K_to_float);
+    k->dot[TND_TYPE_Q4_0] =
+        group_entry(quantize_act_q4_0, dot_group_row_q4_0, tile_group_q4_0, BLOCKS32_VECS * GROUP_ROWS, BLOCKS32_TOKENS,
+                    Q4_0_BYTES, pack_q4_0, TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
+    k->dot[TND_TYPE_Q8_0] =
+        group_entry(quantize_act_q8_0, dot_group_row_q8_0, tile_group_q8_0, BLOCKS32_VECS * GROUP_ROWS, BLOCKS32_TOKENS,
+                    Q8_0_BYTES, pack_q8_0, TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
+    k->dot[TND_TYPE_Q4_K] =
+        group_entry(quantize_act_q4_K, dot_group_row_q4_K, tile_group_q4_K, GROUP_ROWS, GROUP_TOKENS, Q4_K_BYTES,
+                    pack_q4_K, TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
+    k->dot[TND_TYPE_Q2_K] =
+        group_entry(quantize_act_q2_K, dot_group_row_q2_K, tile_group_q2_K, GROUP_ROWS, GROUP_TOKENS, Q2_K_BYTES,
+                    pack_q2_K, TND_TYPE_Q8_K, act_q2_K_bytes, act_q2_K_to_float);
+    k->dot[TND_TYPE_Q3_K] =
+        group_entry(quantize_act_q3_K, dot_group_row_q3_K, tile_group_q3_K, GROUP_ROWS, GROUP_TOKENS, Q3_K_BYTES,
+                    pack_q3_K, TND_TYPE_Q8_K, act_q6_K_bytes, act_q6_K_to_float);
+    k->dot[TND_TYPE_Q5_K] =
+        group_entry(quantize_act_q4_K, dot_group_row_q5_K, tile_group_q5_K, GROUP_ROWS, GROUP_TOKENS, Q5_K_BYTES,
+                    pack_q5_K, TND_TYPE_Q8_K, act_q4_K_bytes, act_q4_K_to_float);
+    k->dot[TND_TYPE_Q4_1] =
+        group_entry(quantize_act_min, dot_group_row_q4_1, tile_group_q4_1, BLOCKS32_VECS * GROUP_ROWS, BLOCKS32_TOKENS,
+                    Q4_1_BYTES, pack_q4_1, TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
+    k->dot[TND_TYPE_Q5_0] =
+        group_entry(quantize_act_q5_0, dot_group_row_q5_0, tile_group_q5_0, BLOCKS32_VECS * GROUP_ROWS, BLOCKS32_TOKENS,
+                    Q5_0_BYTES, pack_q5_0, TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
+    k->dot[TND_TYPE_Q5_1] =
+        group_entry(quantize_act_min, dot_group_row_q5_1, tile_group_q5_1, BLOCKS32_VECS * GROUP_ROWS, BLOCKS32_TOKENS,
+                    Q5_1_BYTES, pack_q5_1, TND_TYPE_Q8_0, act_blocks_bytes, act_blocks_to_float);
+    k->dot[TND_TYPE_Q6_K] =
+        group_entry(quantize_act_q6_K, dot_group_row_q6_K, tile_group_q6_K, GROUP_ROWS, GROUP_TOKENS, Q6_K_BYTES,
+                    pack_q6_K, TND_TYPE_Q8_K, act_q6_K_bytes, act_q6_K_to_float);
 }
