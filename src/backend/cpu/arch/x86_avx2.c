@@ -223,6 +223,8 @@ TILE_Q8_0_ACTIVATIONS(tile_q8_0_q8_0_full, unpack_q8_0, Q8_0_BYTES)
 
 enum { QK_K = 256, Q8_K_BYTES = 292, Q4_K_BYTES = 144, Q6_K_BYTES = 210 };
 
+static inline __m256i load256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
+
 static inline float q8k_d(const uint8_t *y) {
     float d;
     memcpy(&d, y, 4);
@@ -240,178 +242,177 @@ static inline __m256i scaled_dot_u8(__m256i u, __m256i y, __m256i scales16) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), scales16);
 }
 
-/* Q4_K: x = d * scale * q - dmin * min, q in 0..15, 8 sub-blocks of 32. */
-static float dot_q4_K_q8_K(const void *vx, const void *vy, int64_t n) {
-    const uint8_t *x = vx, *y = vy;
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
-    float sum = 0;
-    for (int64_t b = 0; b < n / QK_K; b++, x += Q4_K_BYTES, y += Q8_K_BYTES) {
-        int sc[8], mn[8];
-        for (int i = 0; i < 8; i++) tnd_k4_scale_min(x + 4, i, &sc[i], &mn[i]);
-        int32_t mins = 0;
-        for (int i = 0; i < 8; i++) mins += mn[i] * (q8k_bsum(y, 2 * i) + q8k_bsum(y, 2 * i + 1));
-        __m256i acc = _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++) {
-            __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x + 16 + 32 * c));
-            __m256i ya = _mm256_loadu_si256((const __m256i *)(const void *)(y + 4 + 64 * c));
-            __m256i yb = _mm256_loadu_si256((const __m256i *)(const void *)(y + 4 + 64 * c + 32));
-            acc = _mm256_add_epi32(acc,
-                                   scaled_dot_u8(_mm256_and_si256(q, low4), ya, _mm256_set1_epi16((int16_t)sc[2 * c])));
-            acc = _mm256_add_epi32(acc, scaled_dot_u8(_mm256_and_si256(_mm256_srli_epi16(q, 4), low4), yb,
-                                                      _mm256_set1_epi16((int16_t)sc[2 * c + 1])));
-        }
-        __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-        a4 = _mm_hadd_epi32(a4, a4);
-        a4 = _mm_hadd_epi32(a4, a4);
-        float dy = q8k_d(y);
-        sum += dy * fp16_load(x) * (float)_mm_cvtsi128_si32(a4) - dy * fp16_load(x + 2) * (float)mins;
-    }
-    return sum;
+/* All five K types in one body: per super-block and row, a scale and a min for each 16 elements (a Q4_K/Q5_K
+ * sub-block of 32 gives its two halves the same), d, dmin and the level offset (Q3_K 4, Q6_K 32, else 0); per chunk
+ * of 32 elements the unsigned levels. x = d * scale * (level - offset) - dmin * min. */
+typedef enum k_kind { K_Q2, K_Q3, K_Q4, K_Q5, K_Q6 } k_kind;
+
+static const size_t k_bytes[] = {[K_Q2] = 84, [K_Q3] = 110, [K_Q4] = Q4_K_BYTES, [K_Q5] = 176, [K_Q6] = Q6_K_BYTES};
+
+typedef struct k_scales {
+    __m256i scale, min; /* 16 int16 each */
+    float d, dmin;
+} k_scales;
+
+static inline int32_t hsum256_epi32(__m256i v) {
+    __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    a4 = _mm_hadd_epi32(a4, a4);
+    a4 = _mm_hadd_epi32(a4, a4);
+    return _mm_cvtsi128_si32(a4);
 }
 
-/* Q4_K tile: 2 weight rows x 4 tokens per super-block, each row's nibbles unpacked once for the 4 tokens. */
-static void tile_q4_K_q8_K_full(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                                float *y, size_t y_stride) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f);
+static inline uint32_t load_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Built in vector registers: scalar stores read back as a vector would stall every block on store forwarding. */
+static inline void k_scales_of(const uint8_t *x, k_kind kind, k_scales *s) {
+    const __m128i low4 = _mm_set1_epi8(0x0f);
+    s->min = _mm256_setzero_si256();
+    s->dmin = 0.0f;
+    switch (kind) {
+    case K_Q2: {
+        __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)x));
+        s->scale = _mm256_and_si256(bytes, _mm256_set1_epi16(15));
+        s->min = _mm256_srli_epi16(bytes, 4);
+        s->d = fp16_load(x + 80);
+        s->dmin = fp16_load(x + 82);
+        break;
+    }
+    case K_Q3: { /* 6 bits: low four in the nibbles of bytes 96-103, high two in bytes 104-107, minus 32 */
+        __m128i lo = _mm_loadl_epi64((const __m128i *)(const void *)(x + 96));
+        __m128i low = _mm_unpacklo_epi64(_mm_and_si128(lo, low4), _mm_and_si128(_mm_srli_epi16(lo, 4), low4));
+        uint32_t h = load_u32(x + 104), m = 0x03030303u;
+        __m128i high = _mm_set_epi32((int)(h >> 6 & m), (int)(h >> 4 & m), (int)(h >> 2 & m), (int)(h & m));
+        __m128i sc = _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16(high, 4)), _mm_set1_epi8(32));
+        s->scale = _mm256_cvtepi8_epi16(sc);
+        s->d = fp16_load(x + 108);
+        break;
+    }
+    case K_Q4:
+    case K_Q5: { /* 6-bit scales and mins of 8 sub-blocks of 32, each given to both its halves of 16 */
+        uint32_t u0 = load_u32(x + 4), u1 = load_u32(x + 8), u2 = load_u32(x + 12);
+        uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
+        uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
+        uint32_t mn_hi = ((u2 >> 4) & 0x0f0f0f0fu) | ((u1 >> 6) & 0x03030303u) << 4;
+        __m128i sc = _mm_set_epi32(0, 0, (int)sc_hi, (int)sc_lo), mn = _mm_set_epi32(0, 0, (int)mn_hi, (int)mn_lo);
+        s->scale = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(sc, sc));
+        s->min = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mn, mn));
+        s->d = fp16_load(x);
+        s->dmin = fp16_load(x + 2);
+        break;
+    }
+    case K_Q6:
+        s->scale = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + 192)));
+        s->d = fp16_load(x + 208);
+        break;
+    }
+}
+
+/* Bit `from` of each byte of v at bit `to`, the other bits cleared. */
+static inline __m256i bit_at(__m256i v, int from, int to) {
+    __m256i at = to >= from ? _mm256_slli_epi16(v, to - from) : _mm256_srli_epi16(v, from - to);
+    return _mm256_and_si256(at, _mm256_set1_epi8((char)(1 << to)));
+}
+
+/* Levels of elements 32c..32c+31 (c = 4h + p for the types whose halves of 128 hold four 2-bit planes). */
+static inline __m256i k_levels(const uint8_t *x, k_kind kind, int c) {
+    const __m256i low2 = _mm256_set1_epi8(0x03), low4 = _mm256_set1_epi8(0x0f);
+    int h = c / 4, p = c % 4;
+    switch (kind) {
+    case K_Q2:
+        return _mm256_and_si256(_mm256_srli_epi16(load256(x + 16 + 32 * h), 2 * p), low2);
+    case K_Q3: {
+        __m256i low = _mm256_and_si256(_mm256_srli_epi16(load256(x + 32 + 32 * h), 2 * p), low2);
+        return _mm256_or_si256(low, bit_at(load256(x), c, 2));
+    }
+    case K_Q4:
+    case K_Q5: {
+        __m256i q = load256(x + (kind == K_Q5 ? 48 : 16) + 32 * (c / 2));
+        __m256i nib = _mm256_and_si256(c % 2 ? _mm256_srli_epi16(q, 4) : q, low4);
+        return kind == K_Q5 ? _mm256_or_si256(nib, bit_at(load256(x + 16), c, 4)) : nib;
+    }
+    case K_Q6: {
+        __m256i l = load256(x + 64 * h + 32 * (p & 1));
+        __m256i lows = _mm256_and_si256(p < 2 ? l : _mm256_srli_epi16(l, 4), low4);
+        __m256i highs = _mm256_and_si256(_mm256_srli_epi16(load256(x + 128 + 32 * h), 2 * p), low2);
+        return _mm256_or_si256(lows, _mm256_slli_epi16(highs, 4));
+    }
+    }
+    return _mm256_setzero_si256();
+}
+
+static const int k_offset[] = {[K_Q2] = 0, [K_Q3] = 4, [K_Q4] = 0, [K_Q5] = 0, [K_Q6] = 32};
+
+/* R rows x T tokens; each row's levels built once per chunk for the T tokens. The dot is the 1 x 1 instance, so a
+ * tile and the dots sum in the same order. */
+static inline __attribute__((always_inline)) void k_tile_body(const uint8_t *w, size_t w_stride, const uint8_t *act,
+                                                              size_t act_stride, int64_t n, float *y, size_t y_stride,
+                                                              int R, int T, k_kind kind) {
     float sum[TILE_ROWS][TILE_TOKENS] = {{0}};
     for (int64_t b = 0; b < n / QK_K; b++) {
-        int sc[TILE_ROWS][8], mn[TILE_ROWS][8];
         const uint8_t *x[TILE_ROWS];
-        for (int r = 0; r < TILE_ROWS; r++) {
-            x[r] = w + (size_t)r * w_stride + (size_t)b * Q4_K_BYTES;
-            for (int i = 0; i < 8; i++) tnd_k4_scale_min(x[r] + 4, i, &sc[r][i], &mn[r][i]);
-        }
+        k_scales s[TILE_ROWS];
         __m256i acc[TILE_ROWS][TILE_TOKENS];
-        for (int r = 0; r < TILE_ROWS; r++)
-            for (int t = 0; t < TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++) {
-            __m256i lo[TILE_ROWS], hi[TILE_ROWS];
-            for (int r = 0; r < TILE_ROWS; r++) {
-                __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(x[r] + 16 + 32 * c));
-                lo[r] = _mm256_and_si256(q, low4);
-                hi[r] = _mm256_and_si256(_mm256_srli_epi16(q, 4), low4);
+        for (int r = 0; r < R; r++) {
+            x[r] = w + (size_t)r * w_stride + (size_t)b * k_bytes[kind];
+            k_scales_of(x[r], kind, &s[r]);
+            for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_si256();
+        }
+        for (int c = 0; c < 8; c++) {
+            __m256i q[TILE_ROWS], scales[TILE_ROWS];
+            for (int r = 0; r < R; r++) {
+                q[r] = k_levels(x[r], kind, c);
+                /* scales 2c and 2c + 1, each over its 8 lanes (the int16 sums of bytes 0-15, then 16-31) */
+                __m256i pair = _mm256_permutevar8x32_epi32(s[r].scale, _mm256_set1_epi32(c));
+                scales[r] = _mm256_shuffle_epi8(pair, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
+                                                                       2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
             }
-            for (int t = 0; t < TILE_TOKENS; t++) {
-                const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 64 * c;
-                __m256i ya = _mm256_loadu_si256((const __m256i *)(const void *)yb);
-                __m256i yh = _mm256_loadu_si256((const __m256i *)(const void *)(yb + 32));
-                for (int r = 0; r < TILE_ROWS; r++) {
-                    acc[r][t] =
-                        _mm256_add_epi32(acc[r][t], scaled_dot_u8(lo[r], ya, _mm256_set1_epi16((int16_t)sc[r][2 * c])));
-                    acc[r][t] = _mm256_add_epi32(
-                        acc[r][t], scaled_dot_u8(hi[r], yh, _mm256_set1_epi16((int16_t)sc[r][2 * c + 1])));
-                }
+            for (int t = 0; t < T; t++) {
+                __m256i yv = load256(act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 32 * c);
+                for (int r = 0; r < R; r++) acc[r][t] = _mm256_add_epi32(acc[r][t], scaled_dot_u8(q[r], yv, scales[r]));
             }
         }
-        for (int t = 0; t < TILE_TOKENS; t++) {
+        for (int t = 0; t < T; t++) {
             const uint8_t *yblk = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
             float dy = q8k_d(yblk);
-            for (int r = 0; r < TILE_ROWS; r++) {
-                int32_t mins = 0;
-                for (int i = 0; i < 8; i++) mins += mn[r][i] * (q8k_bsum(yblk, 2 * i) + q8k_bsum(yblk, 2 * i + 1));
-                __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc[r][t]), _mm256_extracti128_si256(acc[r][t], 1));
-                a4 = _mm_hadd_epi32(a4, a4);
-                a4 = _mm_hadd_epi32(a4, a4);
-                sum[r][t] +=
-                    dy * fp16_load(x[r]) * (float)_mm_cvtsi128_si32(a4) - dy * fp16_load(x[r] + 2) * (float)mins;
+            __m256i bsums = load256(yblk + 4 + QK_K);
+            for (int r = 0; r < R; r++) {
+                /* the level offset comes back through the activations' sums of 16, as do the mins */
+                if (k_offset[kind])
+                    acc[r][t] = _mm256_sub_epi32(acc[r][t], _mm256_mullo_epi32(_mm256_madd_epi16(s[r].scale, bsums),
+                                                                               _mm256_set1_epi32(k_offset[kind])));
+                int32_t total = hsum256_epi32(acc[r][t]);
+                int32_t mins = kind == K_Q3 || kind == K_Q6 ? 0 : hsum256_epi32(_mm256_madd_epi16(s[r].min, bsums));
+                sum[r][t] += dy * s[r].d * (float)total - dy * s[r].dmin * (float)mins;
             }
         }
     }
-    for (int t = 0; t < TILE_TOKENS; t++)
-        for (int r = 0; r < TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = sum[r][t];
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = sum[r][t];
 }
 
-/* Q6_K: x = d * scale * (q - 32), q in 0..63, 16 sub-blocks of 16 with int8 scales. The -32 is applied through the
- * activation sums. */
-static float dot_q6_K_q8_K(const void *vx, const void *vy, int64_t n) {
-    const uint8_t *x = vx, *y = vy;
-    const __m256i low4 = _mm256_set1_epi8(0x0f), low2 = _mm256_set1_epi8(0x03);
-    float sum = 0;
-    for (int64_t b = 0; b < n / QK_K; b++, x += Q6_K_BYTES, y += Q8_K_BYTES) {
-        const int8_t *sc = (const int8_t *)(x + 192);
-        int32_t offset = 0;
-        for (int i = 0; i < 16; i++) offset += sc[i] * q8k_bsum(y, i);
-        __m256i acc = _mm256_setzero_si256();
-        for (int h = 0; h < 2; h++) {
-            const uint8_t *ql = x + 64 * h, *qh = x + 128 + 32 * h;
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)(const void *)ql);
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(const void *)(ql + 32));
-            __m256i hi = _mm256_loadu_si256((const __m256i *)(const void *)qh);
-            __m256i lows[4] = {_mm256_and_si256(l0, low4), _mm256_and_si256(l1, low4),
-                               _mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
-                               _mm256_and_si256(_mm256_srli_epi16(l1, 4), low4)};
-            for (int p = 0; p < 4; p++) {
-                __m256i highs = _mm256_and_si256(_mm256_srli_epi16(hi, 2 * p), low2);
-                __m256i q = _mm256_or_si256(lows[p], _mm256_slli_epi16(highs, 4));
-                __m256i yv = _mm256_loadu_si256((const __m256i *)(const void *)(y + 4 + 128 * h + 32 * p));
-                __m256i scales =
-                    _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * p + 1]), _mm_set1_epi16(sc[8 * h + 2 * p]));
-                acc = _mm256_add_epi32(acc, scaled_dot_u8(q, yv, scales));
-            }
-        }
-        __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
-        a4 = _mm_hadd_epi32(a4, a4);
-        a4 = _mm_hadd_epi32(a4, a4);
-        sum += q8k_d(y) * fp16_load(x + 208) * (float)(_mm_cvtsi128_si32(a4) - 32 * offset);
-    }
-    return sum;
-}
-
-/* Q6_K tile: 2 weight rows x 4 tokens per super-block, each row's 6-bit levels rebuilt once for the 4 tokens. */
-static void tile_q6_K_q8_K_full(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
-                                float *y, size_t y_stride) {
-    const __m256i low4 = _mm256_set1_epi8(0x0f), low2 = _mm256_set1_epi8(0x03);
-    float sum[TILE_ROWS][TILE_TOKENS] = {{0}};
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        const uint8_t *x[TILE_ROWS];
-        __m256i acc[TILE_ROWS][TILE_TOKENS];
-        for (int r = 0; r < TILE_ROWS; r++) {
-            x[r] = w + (size_t)r * w_stride + (size_t)b * Q6_K_BYTES;
-            for (int t = 0; t < TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_si256();
-        }
-        for (int h = 0; h < 2; h++) {
-            for (int p = 0; p < 4; p++) {
-                __m256i q[TILE_ROWS], scales[TILE_ROWS];
-                for (int r = 0; r < TILE_ROWS; r++) {
-                    const uint8_t *ql = x[r] + 64 * h + 32 * (p & 1), *qh = x[r] + 128 + 32 * h;
-                    const int8_t *sc = (const int8_t *)(x[r] + 192);
-                    __m256i l = _mm256_loadu_si256((const __m256i *)(const void *)ql);
-                    __m256i lows = p < 2 ? _mm256_and_si256(l, low4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), low4);
-                    __m256i highs = _mm256_and_si256(
-                        _mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(const void *)qh), 2 * p), low2);
-                    q[r] = _mm256_or_si256(lows, _mm256_slli_epi16(highs, 4));
-                    scales[r] =
-                        _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * p + 1]), _mm_set1_epi16(sc[8 * h + 2 * p]));
-                }
-                for (int t = 0; t < TILE_TOKENS; t++) {
-                    const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 128 * h + 32 * p;
-                    __m256i yv = _mm256_loadu_si256((const __m256i *)(const void *)yb);
-                    for (int r = 0; r < TILE_ROWS; r++)
-                        acc[r][t] = _mm256_add_epi32(acc[r][t], scaled_dot_u8(q[r], yv, scales[r]));
-                }
-            }
-        }
-        for (int t = 0; t < TILE_TOKENS; t++) {
-            const uint8_t *yblk = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
-            for (int r = 0; r < TILE_ROWS; r++) {
-                const int8_t *sc = (const int8_t *)(x[r] + 192);
-                int32_t offset = 0;
-                for (int i = 0; i < 16; i++) offset += sc[i] * q8k_bsum(yblk, i);
-                __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(acc[r][t]), _mm256_extracti128_si256(acc[r][t], 1));
-                a4 = _mm_hadd_epi32(a4, a4);
-                a4 = _mm_hadd_epi32(a4, a4);
-                sum[r][t] += q8k_d(yblk) * fp16_load(x[r] + 208) * (float)(_mm_cvtsi128_si32(a4) - 32 * offset);
-            }
-        }
-    }
-    for (int t = 0; t < TILE_TOKENS; t++)
-        for (int r = 0; r < TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = sum[r][t];
-}
+#define K_TYPE(name, kind)                                                                                             \
+    static float dot_##name##_q8_K(const void *x, const void *a, int64_t n) {                                          \
+        float y;                                                                                                       \
+        k_tile_body(x, 0, a, 0, n, &y, 0, 1, 1, kind);                                                                 \
+        return y;                                                                                                      \
+    }                                                                                                                  \
+    static void tile_##name##_q8_K_full(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, \
+                                        size_t ys) {                                                                   \
+        k_tile_body(w, ws, a, as, n, y, ys, TILE_ROWS, TILE_TOKENS, kind);                                             \
+    }                                                                                                                  \
+    TILE_OR_DOTS(tile_##name##_q8_K, tile_##name##_q8_K_full, dot_##name##_q8_K)
+K_TYPE(q2_K, K_Q2)
+K_TYPE(q3_K, K_Q3)
+K_TYPE(q4_K, K_Q4)
+K_TYPE(q5_K, K_Q5)
+K_TYPE(q6_K, K_Q6)
 
 TILE_OR_DOTS(tile_q4_0_q8_0, tile_q4_0_q8_0_full, dot_q4_0_q8_0)
 TILE_OR_DOTS(tile_q8_0_q8_0, tile_q8_0_q8_0_full, dot_q8_0_q8_0)
-TILE_OR_DOTS(tile_q4_K_q8_K, tile_q4_K_q8_K_full, dot_q4_K_q8_K)
-TILE_OR_DOTS(tile_q6_K_q8_K, tile_q6_K_q8_K_full, dot_q6_K_q8_K)
 
 /* ------------------------------------------------------------------------------------------------------------
  * Float vector steps (attention)
@@ -510,8 +511,8 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
         __m256 wsum = _mm256_setzero_ps(), vm = _mm256_set1_ps(m_new);
         for (int32_t j0 = 0; j0 < np8; j0 += 8) {
             __m256 s8 = _mm256_loadu_ps(score + j0);
-            __m256 w8 = _mm256_and_ps(exp256(_mm256_sub_ps(s8, vm)),
-                                      _mm256_cmp_ps(s8, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
+            __m256 w8 =
+                _mm256_and_ps(exp256(_mm256_sub_ps(s8, vm)), _mm256_cmp_ps(s8, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
             _mm256_storeu_ps(score + j0, w8);
             wsum = _mm256_add_ps(wsum, w8);
         }
@@ -570,4 +571,7 @@ void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_Q4_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, tile_q4_0_q8_0);
     k->dot[TND_TYPE_Q4_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, tile_q4_K_q8_K);
     k->dot[TND_TYPE_Q6_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, tile_q6_K_q8_K);
+    k->dot[TND_TYPE_Q2_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q2_K_q8_K, tile_q2_K_q8_K);
+    k->dot[TND_TYPE_Q3_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q3_K_q8_K, tile_q3_K_q8_K);
+    k->dot[TND_TYPE_Q5_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q5_K_q8_K, tile_q5_K_q8_K);
 }
