@@ -115,7 +115,7 @@ static float dot_q8_0_q8_0(const void *vx, const void *vy, int64_t n) {
  * K types against Q8_K activations (f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_blocks.h
  * ---------------------------------------------------------------------------------------------------------- */
 
-enum { QK_K = 256, Q8_K_BYTES = 292, Q4_K_BYTES = 144, Q6_K_BYTES = 210 };
+enum { QK_K = 256, Q8_K_BYTES = 292 };
 
 static inline float load_f32(const uint8_t *p) {
     float v;
@@ -131,58 +131,115 @@ static inline int16_t q8k_bsum(const uint8_t *y, int i) {
 
 static inline int8x16_t load_s8(const uint8_t *p) { return vld1q_s8((const int8_t *)(const void *)p); }
 
-/* Q4_K: x = d * sc[j] * q - dmin * mn[j] for sub-block j of 32, q in 0..15, 6-bit scales and mins in 12 bytes. */
-static float dot_q4_K_q8_K(const void *vx, const void *vy, int64_t n) {
-    const uint8_t *x = vx, *y = vy;
-    const uint8x16_t low4 = vdupq_n_u8(0x0f);
+/* All five K types in one body: per super-block, a scale and a min for each 16 elements (a Q4_K/Q5_K sub-block of
+ * 32 gives its two halves the same), d, dmin and the level offset (Q3_K 4, Q6_K 32, else 0); per 16 elements the
+ * unsigned levels. x = d * scale * (level - offset) - dmin * min; the offset comes back through the activation sums. */
+typedef enum k_kind { K_Q2, K_Q3, K_Q4, K_Q5, K_Q6 } k_kind;
+
+static const size_t k_bytes[] = {[K_Q2] = 84, [K_Q3] = 110, [K_Q4] = 144, [K_Q5] = 176, [K_Q6] = 210};
+static const int k_offset[] = {[K_Q2] = 0, [K_Q3] = 4, [K_Q4] = 0, [K_Q5] = 0, [K_Q6] = 32};
+
+typedef struct k_scales {
+    int scale[16], min[16];
+    float d, dmin;
+} k_scales;
+
+static inline void k_scales_of(const uint8_t *x, k_kind kind, k_scales *s) {
+    s->dmin = 0.0f;
+    for (int i = 0; i < 16; i++) s->min[i] = 0;
+    switch (kind) {
+    case K_Q2:
+        for (int i = 0; i < 16; i++) {
+            s->scale[i] = x[i] & 15;
+            s->min[i] = x[i] >> 4;
+        }
+        s->d = fp16_load(x + 80);
+        s->dmin = fp16_load(x + 82);
+        break;
+    case K_Q3: /* 6 bits: low four in the nibbles of bytes 96-103, high two in bytes 104-107 */
+        for (int i = 0; i < 16; i++)
+            s->scale[i] = ((x[96 + i % 8] >> (4 * (i / 8)) & 15) | (x[104 + i % 4] >> (2 * (i / 4)) & 3) << 4) - 32;
+        s->d = fp16_load(x + 108);
+        break;
+    case K_Q4:
+    case K_Q5:
+        for (int i = 0; i < 8; i++) {
+            tnd_k4_scale_min(x + 4, i, &s->scale[2 * i], &s->min[2 * i]);
+            s->scale[2 * i + 1] = s->scale[2 * i];
+            s->min[2 * i + 1] = s->min[2 * i];
+        }
+        s->d = fp16_load(x);
+        s->dmin = fp16_load(x + 2);
+        break;
+    case K_Q6:
+        for (int i = 0; i < 16; i++) s->scale[i] = (int8_t)x[192 + i];
+        s->d = fp16_load(x + 208);
+        break;
+    }
+}
+
+/* Bits k.. of each byte of v (a right shift by a count known only at run time). */
+static inline uint8x16_t shr_u8(uint8x16_t v, int k) { return vshlq_u8(v, vdupq_n_s8((int8_t)-k)); }
+
+/* Levels of elements 32c + 16 half .. + 15 (c = 4h + p where halves of 128 hold four 2-bit planes). */
+static inline int8x16_t k_levels(const uint8_t *x, k_kind kind, int c, int half) {
+    const uint8x16_t one = vdupq_n_u8(1), low2 = vdupq_n_u8(0x03), low4 = vdupq_n_u8(0x0f);
+    int h = c / 4, p = c % 4, l = 16 * half;
+    uint8x16_t q = vdupq_n_u8(0);
+    switch (kind) {
+    case K_Q2:
+        q = vandq_u8(shr_u8(vld1q_u8(x + 16 + 32 * h + l), 2 * p), low2);
+        break;
+    case K_Q3:
+        q = vorrq_u8(vandq_u8(shr_u8(vld1q_u8(x + 32 + 32 * h + l), 2 * p), low2),
+                     vshlq_n_u8(vandq_u8(shr_u8(vld1q_u8(x + l), c), one), 2));
+        break;
+    case K_Q4:
+    case K_Q5: {
+        uint8x16_t b = vld1q_u8(x + (kind == K_Q5 ? 48 : 16) + 32 * (c / 2) + l);
+        q = c % 2 ? vshrq_n_u8(b, 4) : vandq_u8(b, low4);
+        if (kind == K_Q5) q = vorrq_u8(q, vshlq_n_u8(vandq_u8(shr_u8(vld1q_u8(x + 16 + l), c), one), 4));
+        break;
+    }
+    case K_Q6: {
+        uint8x16_t b = vld1q_u8(x + 64 * h + 32 * (p & 1) + l);
+        uint8x16_t lows = p < 2 ? vandq_u8(b, low4) : vshrq_n_u8(b, 4);
+        uint8x16_t highs = vandq_u8(shr_u8(vld1q_u8(x + 128 + 32 * h + l), 2 * p), low2);
+        q = vorrq_u8(lows, vshlq_n_u8(highs, 4));
+        break;
+    }
+    }
+    return vreinterpretq_s8_u8(q);
+}
+
+static inline float dot_k(const uint8_t *x, const uint8_t *y, int64_t n, k_kind kind) {
     float sum = 0;
-    for (int64_t b = 0; b < n / QK_K; b++, x += Q4_K_BYTES, y += Q8_K_BYTES) {
-        int sc[8], mn[8];
-        for (int i = 0; i < 8; i++) tnd_k4_scale_min(x + 4, i, &sc[i], &mn[i]);
-        int32_t mins = 0;
-        for (int i = 0; i < 8; i++) mins += mn[i] * (q8k_bsum(y, 2 * i) + q8k_bsum(y, 2 * i + 1));
+    for (int64_t b = 0; b < n / QK_K; b++, x += k_bytes[kind], y += Q8_K_BYTES) {
+        k_scales s;
+        k_scales_of(x, kind, &s);
         int32x4_t acc = vdupq_n_s32(0);
-        for (int c = 0; c < 4; c++) { /* 32 bytes: sub-block 2c in the low nibbles, 2c + 1 in the high */
-            uint8x16_t q0 = vld1q_u8(x + 16 + 32 * c), q1 = vld1q_u8(x + 32 + 32 * c);
-            const uint8_t *ya = y + 4 + 64 * c;
-            int32x4_t lo = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vandq_u8(q0, low4)), load_s8(ya));
-            lo = vdotq_s32(lo, vreinterpretq_s8_u8(vandq_u8(q1, low4)), load_s8(ya + 16));
-            int32x4_t hi = vdotq_s32(vdupq_n_s32(0), vreinterpretq_s8_u8(vshrq_n_u8(q0, 4)), load_s8(ya + 32));
-            hi = vdotq_s32(hi, vreinterpretq_s8_u8(vshrq_n_u8(q1, 4)), load_s8(ya + 48));
-            acc = vmlaq_n_s32(vmlaq_n_s32(acc, lo, sc[2 * c]), hi, sc[2 * c + 1]);
+        for (int c = 0; c < 8; c++)
+            for (int half = 0; half < 2; half++) {
+                int32x4_t d =
+                    vdotq_s32(vdupq_n_s32(0), k_levels(x, kind, c, half), load_s8(y + 4 + 32 * c + 16 * half));
+                acc = vmlaq_n_s32(acc, d, s.scale[2 * c + half]);
+            }
+        int32_t offset = 0, mins = 0;
+        for (int i = 0; i < 16; i++) {
+            offset += s.scale[i] * q8k_bsum(y, i);
+            mins += s.min[i] * q8k_bsum(y, i);
         }
         float dy = load_f32(y);
-        sum += dy * fp16_load(x) * (float)vaddvq_s32(acc) - dy * fp16_load(x + 2) * (float)mins;
+        sum += dy * s.d * (float)(vaddvq_s32(acc) - k_offset[kind] * offset) - dy * s.dmin * (float)mins;
     }
     return sum;
 }
 
-/* Q6_K: x = d * sc[j] * (q - 32) for sub-block j of 16, q in 0..63 (low 4 bits in ql, top 2 in qh); the -32 comes
- * back through the activation sums. */
-static float dot_q6_K_q8_K(const void *vx, const void *vy, int64_t n) {
-    const uint8_t *x = vx, *y = vy;
-    const uint8x16_t low4 = vdupq_n_u8(0x0f), low2 = vdupq_n_u8(0x03);
-    float sum = 0;
-    for (int64_t b = 0; b < n / QK_K; b++, x += Q6_K_BYTES, y += Q8_K_BYTES) {
-        const int8_t *sc = (const int8_t *)(x + 192);
-        int32_t offset = 0;
-        for (int i = 0; i < 16; i++) offset += sc[i] * q8k_bsum(y, i);
-        int32x4_t acc = vdupq_n_s32(0);
-        for (int h = 0; h < 2; h++)
-            for (int p = 0; p < 4; p++) /* elements 128h + 32p .. + 31, two sub-blocks of 16 */
-                for (int half = 0; half < 2; half++) {
-                    uint8x16_t l = vld1q_u8(x + 64 * h + 32 * (p & 1) + 16 * half);
-                    uint8x16_t hb = vld1q_u8(x + 128 + 32 * h + 16 * half);
-                    uint8x16_t lows = p < 2 ? vandq_u8(l, low4) : vshrq_n_u8(l, 4);
-                    uint8x16_t highs = vandq_u8(vshlq_u8(hb, vdupq_n_s8((int8_t)(-2 * p))), low2);
-                    int8x16_t q = vreinterpretq_s8_u8(vorrq_u8(lows, vshlq_n_u8(highs, 4)));
-                    int32x4_t d = vdotq_s32(vdupq_n_s32(0), q, load_s8(y + 4 + 128 * h + 32 * p + 16 * half));
-                    acc = vmlaq_n_s32(acc, d, sc[8 * h + 2 * p + half]);
-                }
-        sum += load_f32(y) * fp16_load(x + 208) * (float)(vaddvq_s32(acc) - 32 * offset);
-    }
-    return sum;
-}
+static float dot_q2_K_q8_K(const void *x, const void *y, int64_t n) { return dot_k(x, y, n, K_Q2); }
+static float dot_q3_K_q8_K(const void *x, const void *y, int64_t n) { return dot_k(x, y, n, K_Q3); }
+static float dot_q4_K_q8_K(const void *x, const void *y, int64_t n) { return dot_k(x, y, n, K_Q4); }
+static float dot_q5_K_q8_K(const void *x, const void *y, int64_t n) { return dot_k(x, y, n, K_Q5); }
+static float dot_q6_K_q8_K(const void *x, const void *y, int64_t n) { return dot_k(x, y, n, K_Q6); }
 
 /* ------------------------------------------------------------------------------------------------------------
  * Registration
@@ -199,4 +256,7 @@ void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_Q4_0] = entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0);
     k->dot[TND_TYPE_Q4_K] = entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K);
     k->dot[TND_TYPE_Q6_K] = entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K);
+    k->dot[TND_TYPE_Q2_K] = entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q2_K_q8_K);
+    k->dot[TND_TYPE_Q3_K] = entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q3_K_q8_K);
+    k->dot[TND_TYPE_Q5_K] = entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q5_K_q8_K);
 }
