@@ -231,12 +231,6 @@ static inline float q8k_d(const uint8_t *y) {
     return d;
 }
 
-static inline int16_t q8k_bsum(const uint8_t *y, int i) {
-    int16_t s;
-    memcpy(&s, y + 4 + QK_K + 2 * i, 2);
-    return s;
-}
-
 /* Sum of (unsigned levels u) x (signed activations y) over 32 bytes, weighted by one int16 scale per 16 bytes. */
 static inline __m256i scaled_dot_u8(__m256i u, __m256i y, __m256i scales16) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), scales16);
