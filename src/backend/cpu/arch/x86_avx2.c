@@ -221,7 +221,7 @@ TILE_Q8_0_ACTIVATIONS(tile_q8_0_q8_0_full, unpack_q8_0, Q8_0_BYTES)
  * K types against Q8_K activations (block of 256: f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_k.c
  * ---------------------------------------------------------------------------------------------------------- */
 
-enum { QK_K = 256, Q8_K_BYTES = 292, Q4_K_BYTES = 144, Q6_K_BYTES = 210 };
+enum { QK_K = 256, Q8_K_BYTES = 292 };
 
 static inline __m256i load256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
 
@@ -241,7 +241,8 @@ static inline __m256i scaled_dot_u8(__m256i u, __m256i y, __m256i scales16) {
  * of 32 elements the unsigned levels. x = d * scale * (level - offset) - dmin * min. */
 typedef enum k_kind { K_Q2, K_Q3, K_Q4, K_Q5, K_Q6 } k_kind;
 
-static const size_t k_bytes[] = {[K_Q2] = 84, [K_Q3] = 110, [K_Q4] = Q4_K_BYTES, [K_Q5] = 176, [K_Q6] = Q6_K_BYTES};
+/* bytes per super-block (src/quant/quant_blocks.h) */
+static const size_t k_bytes[] = {[K_Q2] = 84, [K_Q3] = 110, [K_Q4] = 144, [K_Q5] = 176, [K_Q6] = 210};
 
 typedef struct k_scales {
     __m256i scale, min; /* 16 int16 each */
