@@ -277,14 +277,14 @@ ALWAYS_INLINE void tile_group_body(const uint8_t *w, const uint8_t *act, size_t 
             const uint8_t *g = w + v * group_block, *lv = g + group_levels_at(kind);
             dw[v] = _mm512_cvtph_ps(load256(g));
             if (has_min(kind)) mw[v] = _mm512_cvtph_ps(load256(g + 2 * GROUP_ROWS));
+            const __m512i low4 = _mm512_set1_epi8(0x0f);
+            __m512i fifth = has_fifth(kind) ? load512(lv + QK / 2 * GROUP_ROWS) : _mm512_setzero_si512();
             for (int i = 0; i < QK / 4; i++) {
                 if (kind == KIND_Q8_0) {
                     steps[v][i] = load512(lv + 64 * i);
                 } else if (i % 2 == 0) {
-                    const __m512i low4 = _mm512_set1_epi8(0x0f);
                     __m512i both = load512(lv + 32 * i), high = _mm512_srli_epi16(both, 4);
                     if (has_fifth(kind)) { /* bits 0-3 from the nibble, bit 4 from the plane (a bitwise select) */
-                        __m512i fifth = load512(lv + QK / 2 * GROUP_ROWS);
                         steps[v][i] = _mm512_ternarylogic_epi32(low4, both, plane_step(fifth, i, 1, 4), 0xca);
                         steps[v][i + 1] = _mm512_ternarylogic_epi32(low4, high, plane_step(fifth, i + 1, 1, 4), 0xca);
                     } else {
@@ -592,61 +592,21 @@ static void pack_q6_K(uint8_t *blocks, int group, size_t len) {
     memcpy(blocks, out, (size_t)group * len);
 }
 
-ALWAYS_INLINE void tile_q6_K_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
-                                  size_t y_stride, int R, int T) {
-    __m512 acc[GROUP_TOKENS];
-    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n / QK_K; b++, w += GROUP_ROWS * Q6_K_BYTES) {
-        const uint8_t *a0 = act + (size_t)b * ACT_Q6_K_BYTES;
-        __m512 dw = _mm512_cvtph_ps(load256(w));
-        __m512i total[GROUP_TOKENS];
-        for (int t = 0; t < T; t++) total[t] = _mm512_setzero_si512();
-        for (int j = 0; j < 16; j++) {
-            prefetch_ahead(w + Q6_K_GROUP_LOW + 128 * j, 128);
-            prefetch_ahead(w + Q6_K_GROUP_HIGH + 64 * j, 64);
-            __m512i sc = _mm512_cvtepi8_epi32(
-                _mm_loadu_si128((const __m128i *)(const void *)(w + Q6_K_GROUP_SCALES + GROUP_ROWS * j)));
-            __m512i bits = load512(w + Q6_K_GROUP_HIGH + 64 * j), steps[4];
-            for (int s = 0; s < 2; s++) {
-                __m512i both = load512(w + Q6_K_GROUP_LOW + 128 * j + 64 * s);
-                /* bits 0-3 from the nibble, 4-7 from the top bits (vpternlog as a bitwise select) */
-                steps[2 * s] =
-                    _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f), both, plane_step(bits, 2 * s, 2, 4), 0xca);
-                steps[2 * s + 1] = _mm512_ternarylogic_epi32(_mm512_set1_epi8(0x0f), _mm512_srli_epi16(both, 4),
-                                                             plane_step(bits, 2 * s + 1, 2, 4), 0xca);
-            }
-            for (int t = 0; t < T; t++) {
-                const uint8_t *a = a0 + (size_t)t * act_stride;
-                __m512i sum = _mm512_set1_epi32(load_i32(a + QK_K + 4 + 4 * j));
-                for (int i = 0; i < 4; i++)
-                    sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 16 * j + 4 * i)));
-                total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum, sc));
-            }
-        }
-        for (int t = 0; t < T; t++) {
-            __m512 da = _mm512_set1_ps(load_f32(a0 + (size_t)t * act_stride + QK_K));
-            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(total[t]), dw), da, acc[t]);
-        }
+/* Sub-block j of a packed Q6_K super-block: its four steps of levels 0..63 and the rows' scales. */
+ALWAYS_INLINE __m512i q6_K_sub_block(const uint8_t *w, int j, __m512i steps[4]) {
+    const __m512i low4 = _mm512_set1_epi8(0x0f);
+    prefetch_ahead(w + Q6_K_GROUP_LOW + 128 * j, 128);
+    prefetch_ahead(w + Q6_K_GROUP_HIGH + 64 * j, 64);
+    __m512i bits = load512(w + Q6_K_GROUP_HIGH + 64 * j);
+    for (int s = 0; s < 2; s++) {
+        __m512i both = load512(w + Q6_K_GROUP_LOW + 128 * j + 64 * s);
+        /* bits 0-3 from the nibble, 4-7 from the top bits (vpternlog as a bitwise select) */
+        steps[2 * s] = _mm512_ternarylogic_epi32(low4, both, plane_step(bits, 2 * s, 2, 4), 0xca);
+        steps[2 * s + 1] =
+            _mm512_ternarylogic_epi32(low4, _mm512_srli_epi16(both, 4), plane_step(bits, 2 * s + 1, 2, 4), 0xca);
     }
-    for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride, (__mmask16)((1u << R) - 1), acc[t]);
-}
-
-/* One Q6_K row as the file has it, with a lane's arithmetic of the tile above. */
-static float dot_group_row_q6_K(const void *vw, const void *va, int64_t n) {
-    const uint8_t *w = vw, *act = va;
-    float acc = 0.0f;
-    for (int64_t b = 0; b < n / QK_K; b++, w += Q6_K_BYTES, act += ACT_Q6_K_BYTES) {
-        uint8_t levels[QK_K];
-        q6_K_levels(w, levels);
-        int32_t total = 0;
-        for (int j = 0; j < 16; j++) {
-            int32_t sum = load_i32(act + QK_K + 4 + 4 * j);
-            for (int l = 0; l < 16; l++) sum += levels[16 * j + l] * (int8_t)act[16 * j + l];
-            total += (int8_t)w[192 + j] * sum;
-        }
-        acc = fmaf((float)total * fp16_load(w + 208), load_f32(act + QK_K), acc);
-    }
-    return acc;
+    return _mm512_cvtepi8_epi32(
+        _mm_loadu_si128((const __m128i *)(const void *)(w + Q6_K_GROUP_SCALES + GROUP_ROWS * j)));
 }
 
 /* Q2_K over row groups, one lane per row: x = d * sc[j] * q - dmin * mn[j] for sub-block j of 16, q in 0..3, sc and
@@ -807,34 +767,49 @@ static void pack_q3_K(uint8_t *blocks, int group, size_t len) {
     memcpy(blocks, out, (size_t)group * len);
 }
 
-ALWAYS_INLINE void tile_q3_K_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
-                                  size_t y_stride, int R, int T) {
+/* The 16 signed scales of a packed Q3_K super-block, decoded in lanes: byte i of S[k] for sub-block 4k + i. */
+ALWAYS_INLINE void q3_K_scales(const uint8_t *w, __m512i S[4]) {
     const __m512i low2 = _mm512_set1_epi8(0x03), low4 = _mm512_set1_epi8(0x0f);
+    __m512i u0 = load512(w + Q3_K_GROUP_SCALES), u1 = load512(w + Q3_K_GROUP_SCALES + 64);
+    __m512i u2 = load512(w + Q3_K_GROUP_SCALES + 128);
+    for (int k = 0; k < 4; k++) {
+        __m512i low = _mm512_and_si512(k < 2 ? (k ? u1 : u0) : _mm512_srli_epi32(k == 3 ? u1 : u0, 4), low4);
+        __m512i high = _mm512_and_si512(_mm512_srli_epi32(u2, (unsigned)(2 * k)), low2);
+        S[k] = _mm512_sub_epi8(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi8(32));
+    }
+}
+
+/* Sub-block j of a packed Q3_K super-block: its four steps of levels 0..7 and the rows' scales (the third bits of
+ * sub-blocks j and j + 1 share a vector, loaded at even j into `third`). */
+ALWAYS_INLINE __m512i q3_K_sub_block(const uint8_t *w, const __m512i S[4], int j, __m512i *third, __m512i steps[4]) {
+    const __m512i low2 = _mm512_set1_epi8(0x03);
+    prefetch_ahead(w + Q3_K_GROUP_LOW + 64 * j, 64);
+    if (j % 2 == 0) {
+        prefetch_ahead(w + Q3_K_GROUP_HIGH + 32 * j, 64);
+        *third = load512(w + Q3_K_GROUP_HIGH + 32 * j);
+    }
+    __m512i plane = load512(w + Q3_K_GROUP_LOW + 64 * j);
+    for (int m = 0; m < 4; m++) /* bits 0-1 from the 2-bit plane, bit 2 from the third bits */
+        steps[m] = _mm512_ternarylogic_epi32(low2, move_bits(plane, 2 * m, 0),
+                                             plane_step(*third, 4 * (j % 2) + m, 1, 2), 0xca);
+    return _mm512_srai_epi32(_mm512_slli_epi32(S[j / 4], (unsigned)(24 - 8 * (j % 4))), 24);
+}
+
+/* Q3_K and Q6_K share the lane arithmetic (signed scales per sub-block of 16, sums started at minus the level
+ * offset times the activations' sum, no mins); they differ in how levels and scales unpack. */
+ALWAYS_INLINE void tile_signed16_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
+                                      size_t y_stride, int R, int T, bool q3) {
     __m512 acc[GROUP_TOKENS];
     for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n / QK_K; b++, w += GROUP_ROWS * Q3_K_BYTES) {
+    for (int64_t b = 0; b < n / QK_K; b++, w += GROUP_ROWS * (q3 ? Q3_K_BYTES : Q6_K_BYTES)) {
         const uint8_t *a0 = act + (size_t)b * ACT_Q6_K_BYTES;
         __m512 dw = _mm512_cvtph_ps(load256(w));
-        __m512i u0 = load512(w + Q3_K_GROUP_SCALES), u1 = load512(w + Q3_K_GROUP_SCALES + 64);
-        __m512i u2 = load512(w + Q3_K_GROUP_SCALES + 128), S[4];
-        for (int k = 0; k < 4; k++) {
-            __m512i low = _mm512_and_si512(k < 2 ? (k ? u1 : u0) : _mm512_srli_epi32(k == 3 ? u1 : u0, 4), low4);
-            __m512i high = _mm512_and_si512(_mm512_srli_epi32(u2, (unsigned)(2 * k)), low2);
-            S[k] = _mm512_sub_epi8(_mm512_or_si512(low, _mm512_slli_epi32(high, 4)), _mm512_set1_epi8(32));
-        }
-        __m512i total[GROUP_TOKENS], third = _mm512_setzero_si512();
+        __m512i total[GROUP_TOKENS], S[4], third = _mm512_setzero_si512();
+        if (q3) q3_K_scales(w, S);
         for (int t = 0; t < T; t++) total[t] = _mm512_setzero_si512();
         for (int j = 0; j < 16; j++) {
-            prefetch_ahead(w + Q3_K_GROUP_LOW + 64 * j, 64);
-            if (j % 2 == 0) {
-                prefetch_ahead(w + Q3_K_GROUP_HIGH + 32 * j, 64);
-                third = load512(w + Q3_K_GROUP_HIGH + 32 * j);
-            }
-            __m512i sc = _mm512_srai_epi32(_mm512_slli_epi32(S[j / 4], (unsigned)(24 - 8 * (j % 4))), 24);
-            __m512i plane = load512(w + Q3_K_GROUP_LOW + 64 * j), steps[4];
-            for (int m = 0; m < 4; m++) /* bits 0-1 from the 2-bit plane, bit 2 from the third bits */
-                steps[m] = _mm512_ternarylogic_epi32(low2, move_bits(plane, 2 * m, 0),
-                                                     plane_step(third, 4 * (j % 2) + m, 1, 2), 0xca);
+            __m512i steps[4];
+            __m512i sc = q3 ? q3_K_sub_block(w, S, j, &third, steps) : q6_K_sub_block(w, j, steps);
             for (int t = 0; t < T; t++) {
                 const uint8_t *a = a0 + (size_t)t * act_stride;
                 __m512i sum = _mm512_set1_epi32(load_i32(a + QK_K + 4 + 4 * j));
@@ -851,23 +826,28 @@ ALWAYS_INLINE void tile_q3_K_body(const uint8_t *w, const uint8_t *act, size_t a
     for (int t = 0; t < T; t++) _mm512_mask_storeu_ps(y + (size_t)t * y_stride, (__mmask16)((1u << R) - 1), acc[t]);
 }
 
-/* One Q3_K row as the file has it, with a lane's arithmetic of the tile above. */
-static float dot_group_row_q3_K(const void *vw, const void *va, int64_t n) {
-    const uint8_t *w = vw, *act = va;
+/* One Q3_K or Q6_K row as the file has it, with a lane's arithmetic of the tile above. */
+ALWAYS_INLINE float dot_row_signed16(const uint8_t *w, const uint8_t *act, int64_t n, bool q3) {
     float acc = 0.0f;
-    for (int64_t b = 0; b < n / QK_K; b++, w += Q3_K_BYTES, act += ACT_Q6_K_BYTES) {
+    for (int64_t b = 0; b < n / QK_K; b++, w += q3 ? Q3_K_BYTES : Q6_K_BYTES, act += ACT_Q6_K_BYTES) {
         uint8_t levels[QK_K];
-        q3_K_levels(w, levels);
+        if (q3)
+            q3_K_levels(w, levels);
+        else
+            q6_K_levels(w, levels);
         int32_t total = 0;
         for (int j = 0; j < 16; j++) {
             int32_t sum = load_i32(act + QK_K + 4 + 4 * j);
             for (int l = 0; l < 16; l++) sum += levels[16 * j + l] * (int8_t)act[16 * j + l];
-            total += (q3_K_scale(w + 96, j) - 32) * sum;
+            total += (q3 ? q3_K_scale(w + 96, j) - 32 : (int8_t)w[192 + j]) * sum;
         }
-        acc = fmaf((float)total * fp16_load(w + 108), load_f32(act + QK_K), acc);
+        acc = fmaf((float)total * fp16_load(w + (q3 ? 108 : 208)), load_f32(act + QK_K), acc);
     }
     return acc;
 }
+
+static float dot_group_row_q3_K(const void *w, const void *a, int64_t n) { return dot_row_signed16(w, a, n, true); }
+static float dot_group_row_q6_K(const void *w, const void *a, int64_t n) { return dot_row_signed16(w, a, n, false); }
 
 /* ------------------------------------------------------------------------------------------------------------
  * BF16 weights against BF16 activations (rounded to nearest even once per matmul): vdpbf16ps adds the two
@@ -1158,10 +1138,8 @@ ALWAYS_INLINE void tile_group(const uint8_t *w, const uint8_t *a, size_t as, int
                               int T, block_kind kind) {
     if (kind == KIND_Q4_K || kind == KIND_Q5_K)
         tile_q45_K_body(w, a, as, n, y, ys, R, T, kind == KIND_Q5_K);
-    else if (kind == KIND_Q6_K)
-        tile_q6_K_body(w, a, as, n, y, ys, R, T);
-    else if (kind == KIND_Q3_K)
-        tile_q3_K_body(w, a, as, n, y, ys, R, T);
+    else if (kind == KIND_Q3_K || kind == KIND_Q6_K)
+        tile_signed16_body(w, a, as, n, y, ys, R, T, kind == KIND_Q3_K);
     else if (kind == KIND_Q2_K)
         tile_q2_K_body(w, a, as, n, y, ys, R, T);
     else
