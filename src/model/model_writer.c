@@ -199,12 +199,19 @@ cleanup:
  * Make a model of a known shape
  * ---------------------------------------------------------------------------------------------------------- */
 
+/* Published hyper-parameters (the models' config files). The fallback types of widths that are not a multiple of 256
+ * (896, 960) come from the recipe, as in the files people download. */
 static const tnd_model_shape shapes[] = {
-    /* name              vocab   embd  layers heads kv  ff     ctx   rope base */
-    {"tinyllama-1.1b", 32000, 2048, 22, 32, 4, 5632, 2048, 10000.0f},
-    {"llama-tiny", 512, 256, 2, 8, 2, 512, 512, 10000.0f},
-    {"stories-15m", 32000, 288, 6, 6, 6, 768, 256, 10000.0f},
-    {NULL, 0, 0, 0, 0, 0, 0, 0, 0},
+    /* name            arch     vocab  embd  layers heads kv ff    ctx    head tied  rope base  rms eps */
+    {"tinyllama-1.1b", "llama", 32000, 2048, 22, 32, 4, 5632, 2048, 0, false, 10000.0f, 1e-5f},
+    {"llama-tiny", "llama", 512, 256, 2, 8, 2, 512, 512, 0, false, 10000.0f, 1e-5f},
+    {"stories-15m", "llama", 32000, 288, 6, 6, 6, 768, 256, 0, false, 10000.0f, 1e-5f},
+    {"smollm2-360m", "llama", 49152, 960, 32, 15, 5, 2560, 8192, 0, true, 100000.0f, 1e-5f},
+    {"llama-3.2-1b", "llama", 128256, 2048, 16, 32, 8, 8192, 131072, 0, true, 500000.0f, 1e-5f},
+    {"qwen2.5-0.5b", "qwen2", 151936, 896, 24, 14, 2, 4864, 32768, 0, true, 1000000.0f, 1e-6f},
+    {"qwen2.5-1.5b", "qwen2", 151936, 1536, 28, 12, 2, 8960, 32768, 0, true, 1000000.0f, 1e-6f},
+    {"qwen3-0.6b", "qwen3", 151936, 1024, 28, 16, 8, 3072, 40960, 128, true, 1000000.0f, 1e-6f},
+    {NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, false, 0, 0},
 };
 
 const tnd_model_shape *tnd_model_shapes(void) { return shapes; }
@@ -260,31 +267,44 @@ cleanup:
     return st;
 }
 
+static int32_t head_dim_of(const tnd_model_shape *s) { return s->head_dim ? s->head_dim : s->n_embd / s->n_head; }
+
 static tnd_status write_hparams(tnd_gguf_writer *w, const tnd_model_shape *s, tnd_ftype ftype) {
     tnd_status st;
     char name[96];
     snprintf(name, sizeof name, "%s (random weights)", s->name);
-    if ((st = tnd_gguf_writer_set_str(w, "general.architecture", "llama")) ||
+    if ((st = tnd_gguf_writer_set_str(w, "general.architecture", s->arch)) ||
         (st = tnd_gguf_writer_set_str(w, "general.name", name)) ||
         (st = tnd_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype)) ||
-        (st = tnd_gguf_writer_set_u32(w, "general.quantization_version", 2)) ||
-        (st = tnd_gguf_writer_set_u32(w, "llama.context_length", (uint32_t)s->n_ctx)) ||
-        (st = tnd_gguf_writer_set_u32(w, "llama.embedding_length", (uint32_t)s->n_embd)) ||
-        (st = tnd_gguf_writer_set_u32(w, "llama.block_count", (uint32_t)s->n_layer)) ||
-        (st = tnd_gguf_writer_set_u32(w, "llama.feed_forward_length", (uint32_t)s->n_ff)) ||
-        (st = tnd_gguf_writer_set_u32(w, "llama.attention.head_count", (uint32_t)s->n_head)) ||
-        (st = tnd_gguf_writer_set_u32(w, "llama.attention.head_count_kv", (uint32_t)s->n_head_kv)) ||
-        (st = tnd_gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)(s->n_embd / s->n_head))) ||
-        (st = tnd_gguf_writer_set_f32(w, "llama.rope.freq_base", s->rope_base)) ||
-        (st = tnd_gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f)) ||
-        (st = tnd_gguf_writer_set_u32(w, "llama.vocab_size", (uint32_t)s->n_vocab)))
+        (st = tnd_gguf_writer_set_u32(w, "general.quantization_version", 2)))
         return st;
+    const struct { const char *key; uint32_t value; } ints[] = {
+        {"context_length", (uint32_t)s->n_ctx},
+        {"embedding_length", (uint32_t)s->n_embd},
+        {"block_count", (uint32_t)s->n_layer},
+        {"feed_forward_length", (uint32_t)s->n_ff},
+        {"attention.head_count", (uint32_t)s->n_head},
+        {"attention.head_count_kv", (uint32_t)s->n_head_kv},
+        {"attention.key_length", (uint32_t)head_dim_of(s)},
+        {"attention.value_length", (uint32_t)head_dim_of(s)},
+        {"rope.dimension_count", (uint32_t)head_dim_of(s)},
+        {"vocab_size", (uint32_t)s->n_vocab},
+    };
+    char key[96];
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        snprintf(key, sizeof key, "%s.%s", s->arch, ints[i].key);
+        if ((st = tnd_gguf_writer_set_u32(w, key, ints[i].value))) return st;
+    }
+    snprintf(key, sizeof key, "%s.rope.freq_base", s->arch);
+    if ((st = tnd_gguf_writer_set_f32(w, key, s->rope_base))) return st;
+    snprintf(key, sizeof key, "%s.attention.layer_norm_rms_epsilon", s->arch);
+    if ((st = tnd_gguf_writer_set_f32(w, key, s->rms_eps))) return st;
     return write_vocab(w, s->n_vocab);
 }
 
-/* Appends one tensor source: a matrix [ne0, ne1] of random weights, or a vector of ones (ne1 == 0). */
+/* Appends one tensor source: a matrix [ne0, ne1] of random weights, or a vector of `value` (ne1 == 0). */
 static void add_source(write_job *job, const tnd_model_shape *s, tnd_ftype ftype, uint64_t seed, const char *name,
-                       int64_t ne0, int64_t ne1) {
+                       int64_t ne0, int64_t ne1, float value) {
     tensor_source *t = &job->sources[job->n_sources++];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->ne[0] = ne0;
@@ -293,24 +313,44 @@ static void add_source(write_job *job, const tnd_model_shape *s, tnd_ftype ftype
     t->n_dims = ne1 ? 2 : 1;
     t->seed = seed ^ (0x51ed27ull * job->n_sources);
     t->stddev = ne1 ? 0.02f : 0.0f;
-    t->constant = 1.0f;
-    tnd_recipe_model rm = {.n_layer = s->n_layer, .n_gqa = s->n_head / s->n_head_kv};
+    t->constant = value;
+    tnd_recipe_model rm = {.n_layer = s->n_layer, .n_gqa = s->n_head / s->n_head_kv, .tied_output = s->tied};
     t->dst_type = tnd_recipe_tensor_type(ftype, &rm, name, ne0, t->n_dims);
 }
+
+/* The tensors of one block, in the order files list them. Widths: 0 n_embd, 1 K/V width, 2 n_ff, 3 Q width,
+ * 4 head_dim; out -1 is a vector (value: 1 for norms, 0 for biases). */
+typedef struct block_part {
+    const char *suffix;
+    int in, out;
+    float value;
+    const char *only_arch; /* NULL: every architecture */
+} block_part;
+
+static const block_part block_parts[] = {
+    {"attn_norm.weight", 0, -1, 1, NULL},      {"attn_q.weight", 0, 3, 0, NULL},
+    {"attn_k.weight", 0, 1, 0, NULL},          {"attn_v.weight", 0, 1, 0, NULL},
+    {"attn_q.bias", 3, -1, 0, "qwen2"},        {"attn_k.bias", 1, -1, 0, "qwen2"},
+    {"attn_v.bias", 1, -1, 0, "qwen2"},        {"attn_q_norm.weight", 4, -1, 1, "qwen3"},
+    {"attn_k_norm.weight", 4, -1, 1, "qwen3"}, {"attn_output.weight", 3, 0, 0, NULL},
+    {"ffn_norm.weight", 0, -1, 1, NULL},       {"ffn_gate.weight", 0, 2, 0, NULL},
+    {"ffn_up.weight", 0, 2, 0, NULL},          {"ffn_down.weight", 2, 0, 0, NULL},
+};
+enum { N_BLOCK_PARTS = sizeof block_parts / sizeof block_parts[0] };
 
 tnd_status tnd_model_make(const char *shape_name, tnd_ftype ftype, uint64_t seed, const char *out_path, int n_threads,
                           tnd_progress_fn progress, void *user) {
     const tnd_model_shape *s = shapes;
     while (s->name && (!shape_name || strcmp(s->name, shape_name))) s++;
     if (!s->name) {
-        char known[256] = "";
+        char known[512] = "";
         for (const tnd_model_shape *k = shapes; k->name; k++)
             snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", k == shapes ? "" : ", ", k->name);
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "unknown shape '%s' (known: %s)", shape_name ? shape_name : "",
                         known);
     }
     write_job job = {.progress = progress, .user = user};
-    job.sources = calloc(3 + 9 * (size_t)s->n_layer, sizeof *job.sources);
+    job.sources = calloc(3 + N_BLOCK_PARTS * (size_t)s->n_layer, sizeof *job.sources);
     tnd_gguf_writer *w = tnd_gguf_writer_init(NULL);
     tnd_status st = TND_OK;
     if (!job.sources || !w) {
@@ -318,23 +358,21 @@ tnd_status tnd_model_make(const char *shape_name, tnd_ftype ftype, uint64_t seed
         goto cleanup;
     }
     if ((st = write_hparams(w, s, ftype))) goto cleanup;
-    int64_t e = s->n_embd, kv = (int64_t)s->n_embd / s->n_head * s->n_head_kv;
-    add_source(&job, s, ftype, seed, "token_embd.weight", e, s->n_vocab);
+    int64_t hd = head_dim_of(s);
+    int64_t widths[5] = {s->n_embd, hd * s->n_head_kv, s->n_ff, hd * s->n_head, hd};
+    add_source(&job, s, ftype, seed, "token_embd.weight", s->n_embd, s->n_vocab, 0);
     for (int l = 0; l < s->n_layer; l++) {
-        static const struct { const char *suffix; int in, out; } parts[] = {
-            {"attn_norm.weight", 0, -1}, {"attn_q.weight", 0, 0},  {"attn_k.weight", 0, 1},
-            {"attn_v.weight", 0, 1},     {"attn_output.weight", 0, 0}, {"ffn_norm.weight", 0, -1},
-            {"ffn_gate.weight", 0, 2},   {"ffn_up.weight", 0, 2},  {"ffn_down.weight", 2, 0},
-        };
-        for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
-            int64_t widths[3] = {e, kv, s->n_ff};
+        for (int p = 0; p < N_BLOCK_PARTS; p++) {
+            const block_part *part = &block_parts[p];
+            if (part->only_arch && strcmp(part->only_arch, s->arch)) continue;
             char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s", l, parts[p].suffix);
-            add_source(&job, s, ftype, seed, name, widths[parts[p].in], parts[p].out < 0 ? 0 : widths[parts[p].out]);
+            snprintf(name, sizeof name, "blk.%d.%s", l, part->suffix);
+            add_source(&job, s, ftype, seed, name, widths[part->in], part->out < 0 ? 0 : widths[part->out],
+                       part->value);
         }
     }
-    add_source(&job, s, ftype, seed, "output_norm.weight", e, 0);
-    add_source(&job, s, ftype, seed, "output.weight", e, s->n_vocab);
+    add_source(&job, s, ftype, seed, "output_norm.weight", s->n_embd, 0, 1);
+    if (!s->tied) add_source(&job, s, ftype, seed, "output.weight", s->n_embd, s->n_vocab, 0);
     st = write_model(w, &job, out_path, n_threads);
 cleanup:
     free(job.sources);

@@ -21,6 +21,13 @@ static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(lo);
 }
 
+static inline int32_t hsum256_epi32(__m256i v) {
+    __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    a4 = _mm_hadd_epi32(a4, a4);
+    a4 = _mm_hadd_epi32(a4, a4);
+    return _mm_cvtsi128_si32(a4);
+}
+
 /* The prompt tiles here have one shape; a smaller tile (the edge of a matmul) takes single dots, which sum in the
  * same order. */
 enum { TILE_ROWS = 2, TILE_TOKENS = 4 };
@@ -99,10 +106,12 @@ DOT_HALF_F32(dot_bf16_f32, load_bf16x8, bf16_one)
 static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
 /* ------------------------------------------------------------------------------------------------------------
- * 8-bit activations in blocks of 32 (the Q8_0 layout: fp16 scale d, then 32 int8; x = d * q)
+ * The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against 8-bit activations in blocks of 32: Q8_0 (fp16 d,
+ * 32 int8) for the types without a minimum, Q8_1 (fp16 d, fp16 s, 32 int8) for Q4_1 / Q5_1. Layouts:
+ * src/quant/quant_blocks.h
  * ---------------------------------------------------------------------------------------------------------- */
 
-enum { QK = 32, Q8_0_BYTES = 34, Q4_0_BYTES = 18 };
+enum { QK = 32, Q8_0_BYTES = 34, Q8_1_BYTES = 36 };
 
 static inline float fp16_load(const uint8_t *p) {
     uint16_t h;
@@ -112,118 +121,151 @@ static inline float fp16_load(const uint8_t *p) {
 
 static inline uint16_t fp16_from(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
 
-/* Quantizes n floats (a multiple of 32) to Q8_0 blocks: d = max|x| / 127, q = round(x / d). */
+static inline __m256i load256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
+
+/* Quantizes 32 floats to int8 at q: d = max|x| / 127, q = round(x / d). Returns d (before fp16 rounding). */
+static inline float quantize_block_i8(const float *x, uint8_t *q) {
+    const __m256 sign_bit = _mm256_set1_ps(-0.0f);
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
+           v3 = _mm256_loadu_ps(x + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign_bit, v0), _mm256_andnot_ps(sign_bit, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign_bit, v2), _mm256_andnot_ps(sign_bit, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    float amax = _mm_cvtss_f32(m4), d = amax / 127.0f;
+    __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), _MM_FROUND_TO_NEAREST_INT));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), _MM_FROUND_TO_NEAREST_INT));
+    /* pack 32-bit -> 16-bit -> 8-bit; packs interleave 128-bit lanes, the permute restores the order */
+    __m256i p01 = _mm256_packs_epi32(i0, i1), p23 = _mm256_packs_epi32(i2, i3);
+    __m256i p = _mm256_packs_epi16(p01, p23);
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    _mm256_storeu_si256((__m256i *)(void *)q, p);
+    return d;
+}
+
+/* Sum of 32 signed bytes, as 8 int32 lanes. */
+static inline __m256i sum_i8x32(__m256i v) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
+}
+
+/* Q8_0 rows of n floats (a multiple of 32). */
 static void quantize_q8_0(const float *x, void *vy, int64_t n) {
     uint8_t *y = vy;
-    const __m256 sign_bit = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / QK; b++, x += QK, y += Q8_0_BYTES) {
-        __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
-               v3 = _mm256_loadu_ps(x + 24);
-        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign_bit, v0), _mm256_andnot_ps(sign_bit, v1)),
-                                 _mm256_max_ps(_mm256_andnot_ps(sign_bit, v2), _mm256_andnot_ps(sign_bit, v3)));
-        __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        float amax = _mm_cvtss_f32(m4), d = amax / 127.0f;
+        uint16_t dh = fp16_from(quantize_block_i8(x, y + 2));
+        memcpy(y, &dh, 2);
+    }
+}
+
+/* Q8_1 rows: Q8_0's values plus s = d * sum(q) (as the reference; the kernels here sum q exactly instead). */
+static void quantize_q8_1(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    for (int64_t b = 0; b < n / QK; b++, x += QK, y += Q8_1_BYTES) {
+        float d = quantize_block_i8(x, y + 4);
         uint16_t dh = fp16_from(d);
         memcpy(y, &dh, 2);
-        __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
-        __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT));
-        __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT));
-        __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, id), _MM_FROUND_TO_NEAREST_INT));
-        __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, id), _MM_FROUND_TO_NEAREST_INT));
-        /* pack 32-bit -> 16-bit -> 8-bit; packs interleave 128-bit lanes, the permute restores the order */
-        __m256i p01 = _mm256_packs_epi32(i0, i1), p23 = _mm256_packs_epi32(i2, i3);
-        __m256i p = _mm256_packs_epi16(p01, p23);
-        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-        _mm256_storeu_si256((__m256i *)(void *)(y + 2), p);
+        tnd_block_set_f16(y + 2, (float)hsum256_epi32(sum_i8x32(load256(y + 4))) * d);
     }
 }
 
-/* Sum of products of 32 signed bytes a and b, as 8 int32 lanes: maddubs needs one unsigned operand, so |a| times
- * b with a's sign moved onto b. */
-static inline __m256i dot_i8x32(__m256i a, __m256i b) {
-    __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
-    return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+typedef enum legacy_kind { L_Q4_0, L_Q4_1, L_Q5_0, L_Q5_1, L_Q8_0 } legacy_kind;
+
+static const size_t legacy_bytes[] = {[L_Q4_0] = 18, [L_Q4_1] = 20, [L_Q5_0] = 22, [L_Q5_1] = 24, [L_Q8_0] = 34};
+
+static inline bool legacy_has_min(legacy_kind kind) { return kind == L_Q4_1 || kind == L_Q5_1; }
+
+/* Byte e = 0xff where bit e of `bits` is set, else 0. */
+static inline __m256i bits_to_bytes(uint32_t bits) {
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
+                                    _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2,
+                                                     2, 3, 3, 3, 3, 3, 3, 3, 3));
+    v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)); /* every bit but bit e % 8 set */
+    return _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
 }
 
-/* One accumulator, blocks in order: the prompt tiles below sum in exactly this order, so a row's result does not
- * depend on whether it was computed alone or in a tile (batching invariance). */
-static float dot_q8_0_q8_0(const void *vx, const void *vy, int64_t n) {
-    const uint8_t *x = vx, *y = vy;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / QK; b++, x += Q8_0_BYTES, y += Q8_0_BYTES) {
-        __m256i p = dot_i8x32(_mm256_loadu_si256((const __m256i *)(const void *)(x + 2)),
-                              _mm256_loadu_si256((const __m256i *)(const void *)(y + 2)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x) * fp16_load(y)), _mm256_cvtepi32_ps(p), acc);
+/* The 32 values of a block in element order: signed q for Q4_0, Q5_0 and Q8_0 (level minus its offset), the
+ * unsigned level for Q4_1 and Q5_1 (whose minimum comes back through the activations' sum). */
+static inline __m256i legacy_values(const uint8_t *x, legacy_kind kind) {
+    if (kind == L_Q8_0) return load256(x + 2);
+    static const int nibbles_at[] = {[L_Q4_0] = 2, [L_Q4_1] = 4, [L_Q5_0] = 6, [L_Q5_1] = 8};
+    __m128i packed = _mm_loadu_si128((const __m128i *)(const void *)(x + nibbles_at[kind]));
+    __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0f));
+    if (kind == L_Q5_0 || kind == L_Q5_1) {
+        uint32_t qh;
+        memcpy(&qh, x + (kind == L_Q5_0 ? 2 : 4), 4);
+        v = _mm256_or_si256(v, _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10)));
     }
-    return hsum256(acc);
+    if (kind == L_Q4_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+    if (kind == L_Q5_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(16));
+    return v;
 }
 
-/* Q4_0 block: fp16 d, then 16 bytes; byte i holds element i (low nibble) and element i + 16 (high nibble); x = d *
- * (nibble - 8). */
-static inline __m256i unpack_q4_0(const uint8_t *block) {
-    __m128i packed = _mm_loadu_si128((const __m128i *)(const void *)(block + 2));
-    __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
-    return _mm256_sub_epi8(_mm256_and_si256(both, _mm256_set1_epi8(0x0f)), _mm256_set1_epi8(8));
-}
-
-static float dot_q4_0_q8_0(const void *vx, const void *vy, int64_t n) {
-    const uint8_t *x = vx, *y = vy;
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / QK; b++, x += Q4_0_BYTES, y += Q8_0_BYTES) {
-        __m256i p = dot_i8x32(unpack_q4_0(x), _mm256_loadu_si256((const __m256i *)(const void *)(y + 2)));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16_load(x) * fp16_load(y)), _mm256_cvtepi32_ps(p), acc);
+/* R rows x T tokens, one float accumulator per pair, blocks in order; each weight block is unpacked once for the T
+ * tokens and each activation block loaded once for the R rows. The dot is the 1 x 1 instance, so a row's result
+ * does not depend on whether it was computed alone or in a tile (batching invariance). Signed values meet the
+ * activations through maddubs with the sign moved onto the activations; unsigned levels go in as they are. */
+static inline __attribute__((always_inline)) void legacy_tile_body(const uint8_t *w, size_t w_stride,
+                                                                   const uint8_t *act, size_t act_stride, int64_t n,
+                                                                   float *y, size_t y_stride, int R, int T,
+                                                                   legacy_kind kind) {
+    const bool has_min = legacy_has_min(kind);
+    const size_t act_bytes = has_min ? Q8_1_BYTES : Q8_0_BYTES, act_q = has_min ? 4 : 2;
+    __m256 acc[TILE_ROWS][TILE_TOKENS];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK; b++) {
+        __m256i wq[TILE_ROWS], wmag[TILE_ROWS];
+        float wd[TILE_ROWS], wm[TILE_ROWS];
+        for (int r = 0; r < R; r++) {
+            const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * legacy_bytes[kind];
+            wq[r] = legacy_values(blk, kind);
+            wmag[r] = has_min ? wq[r] : _mm256_sign_epi8(wq[r], wq[r]);
+            wd[r] = fp16_load(blk);
+            wm[r] = has_min ? fp16_load(blk + 2) : 0.0f;
+        }
+        for (int t = 0; t < T; t++) {
+            const uint8_t *ablk = act + (size_t)t * act_stride + (size_t)b * act_bytes;
+            __m256i aq = load256(ablk + act_q);
+            float ad = fp16_load(ablk);
+            __m256 asum = has_min ? _mm256_cvtepi32_ps(sum_i8x32(aq)) : _mm256_setzero_ps();
+            for (int r = 0; r < R; r++) {
+                __m256i pairs = _mm256_maddubs_epi16(wmag[r], has_min ? aq : _mm256_sign_epi8(aq, wq[r]));
+                __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wd[r] * ad), _mm256_cvtepi32_ps(sums), acc[r][t]);
+                if (has_min) acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wm[r] * ad), asum, acc[r][t]);
+            }
+        }
     }
-    return hsum256(acc);
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = hsum256(acc[r][t]);
 }
 
-/* Tiles of 2 weight rows x 4 tokens for weights whose blocks unpack to 32 signed bytes and one fp16 scale (Q4_0,
- * Q8_0) against Q8_0 activations: each unpacked weight block and each activation block is used 4 and 2 times. */
-static inline __m256i unpack_q8_0(const uint8_t *block) {
-    return _mm256_loadu_si256((const __m256i *)(const void *)(block + 2));
-}
-
-#define TILE_Q8_0_ACTIVATIONS(name, unpack, w_bytes)                                                                   \
-    static void name(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n, float *y,    \
-                     size_t y_stride) {                                                                                \
-        __m256 acc[TILE_ROWS][TILE_TOKENS];                                                                            \
-        for (int r = 0; r < TILE_ROWS; r++)                                                                            \
-            for (int t = 0; t < TILE_TOKENS; t++) acc[r][t] = _mm256_setzero_ps();                                     \
-        for (int64_t b = 0; b < n / QK; b++) {                                                                         \
-            __m256i wq[TILE_ROWS], wabs[TILE_ROWS];                                                                    \
-            float wd[TILE_ROWS];                                                                                       \
-            for (int r = 0; r < TILE_ROWS; r++) {                                                                      \
-                const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * (w_bytes);                                 \
-                wq[r] = unpack(blk);                                                                                   \
-                wabs[r] = _mm256_sign_epi8(wq[r], wq[r]);                                                              \
-                wd[r] = fp16_load(blk);                                                                                \
-            }                                                                                                          \
-            for (int t = 0; t < TILE_TOKENS; t++) {                                                                    \
-                const uint8_t *ablk = act + (size_t)t * act_stride + (size_t)b * Q8_0_BYTES;                           \
-                __m256i aq = _mm256_loadu_si256((const __m256i *)(const void *)(ablk + 2));                            \
-                float ad = fp16_load(ablk);                                                                            \
-                for (int r = 0; r < TILE_ROWS; r++) {                                                                  \
-                    __m256i pairs = _mm256_maddubs_epi16(wabs[r], _mm256_sign_epi8(aq, wq[r]));                        \
-                    __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));                                     \
-                    acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wd[r] * ad), _mm256_cvtepi32_ps(sums), acc[r][t]);      \
-                }                                                                                                      \
-            }                                                                                                          \
-        }                                                                                                              \
-        for (int t = 0; t < TILE_TOKENS; t++)                                                                          \
-            for (int r = 0; r < TILE_ROWS; r++) y[(size_t)t * y_stride + (size_t)r] = hsum256(acc[r][t]);              \
-    }
-
-TILE_Q8_0_ACTIVATIONS(tile_q4_0_q8_0_full, unpack_q4_0, Q4_0_BYTES)
-TILE_Q8_0_ACTIVATIONS(tile_q8_0_q8_0_full, unpack_q8_0, Q8_0_BYTES)
+#define LEGACY_TYPE(name, act, kind)                                                                                   \
+    static float dot_##name##_##act(const void *x, const void *a, int64_t n) {                                         \
+        float y;                                                                                                       \
+        legacy_tile_body(x, 0, a, 0, n, &y, 0, 1, 1, kind);                                                            \
+        return y;                                                                                                      \
+    }                                                                                                                  \
+    static void tile_##name##_full(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,      \
+                                   size_t ys) {                                                                        \
+        legacy_tile_body(w, ws, a, as, n, y, ys, TILE_ROWS, TILE_TOKENS, kind);                                        \
+    }                                                                                                                  \
+    TILE_OR_DOTS(tile_##name, tile_##name##_full, dot_##name##_##act)
+LEGACY_TYPE(q4_0, q8_0, L_Q4_0)
+LEGACY_TYPE(q4_1, q8_1, L_Q4_1)
+LEGACY_TYPE(q5_0, q8_0, L_Q5_0)
+LEGACY_TYPE(q5_1, q8_1, L_Q5_1)
+LEGACY_TYPE(q8_0, q8_0, L_Q8_0)
 
 /* ------------------------------------------------------------------------------------------------------------
  * K types against Q8_K activations (block of 256: f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_k.c
  * ---------------------------------------------------------------------------------------------------------- */
 
 enum { QK_K = 256, Q8_K_BYTES = 292 };
-
-static inline __m256i load256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
 
 static inline float q8k_d(const uint8_t *y) {
     float d;
@@ -248,13 +290,6 @@ typedef struct k_scales {
     __m256i scale, min; /* 16 int16 each */
     float d, dmin;
 } k_scales;
-
-static inline int32_t hsum256_epi32(__m256i v) {
-    __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    a4 = _mm_hadd_epi32(a4, a4);
-    a4 = _mm_hadd_epi32(a4, a4);
-    return _mm_cvtsi128_si32(a4);
-}
 
 static inline uint32_t load_u32(const uint8_t *p) {
     uint32_t v;
@@ -406,8 +441,6 @@ K_TYPE(q4_K, K_Q4)
 K_TYPE(q5_K, K_Q5)
 K_TYPE(q6_K, K_Q6)
 
-TILE_OR_DOTS(tile_q4_0_q8_0, tile_q4_0_q8_0_full, dot_q4_0_q8_0)
-TILE_OR_DOTS(tile_q8_0_q8_0, tile_q8_0_q8_0_full, dot_q8_0_q8_0)
 
 /* ------------------------------------------------------------------------------------------------------------
  * Float vector steps (attention)
@@ -562,8 +595,11 @@ void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32);
     k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32);
     k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32);
-    k->dot[TND_TYPE_Q8_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, tile_q8_0_q8_0);
-    k->dot[TND_TYPE_Q4_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, tile_q4_0_q8_0);
+    k->dot[TND_TYPE_Q8_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, tile_q8_0);
+    k->dot[TND_TYPE_Q4_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, tile_q4_0);
+    k->dot[TND_TYPE_Q4_1] = tiled_entry(TND_TYPE_Q8_1, quantize_q8_1, dot_q4_1_q8_1, tile_q4_1);
+    k->dot[TND_TYPE_Q5_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q5_0_q8_0, tile_q5_0);
+    k->dot[TND_TYPE_Q5_1] = tiled_entry(TND_TYPE_Q8_1, quantize_q8_1, dot_q5_1_q8_1, tile_q5_1);
     k->dot[TND_TYPE_Q4_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, tile_q4_K_q8_K);
     k->dot[TND_TYPE_Q6_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, tile_q6_K_q8_K);
     k->dot[TND_TYPE_Q2_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q2_K_q8_K, tile_q2_K_q8_K);
