@@ -236,6 +236,25 @@ static void check_swiglu(const tnd_cpu_vec *vec, const char *isa) {
     CHECK(moved == 0);
 }
 
+/* No scalar fallbacks: every weight type a model computes with has a SIMD dot on every instruction set, and every
+ * quantized one a prompt tile (weights unpacked once for several tokens). */
+static void check_coverage(const tnd_cpu_kernels *table, tnd_cpu_isa isa) {
+    static const tnd_type weight_types[] = {TND_TYPE_F32,  TND_TYPE_F16,  TND_TYPE_BF16, TND_TYPE_Q4_0,
+                                            TND_TYPE_Q4_1, TND_TYPE_Q5_0, TND_TYPE_Q5_1, TND_TYPE_Q8_0,
+                                            TND_TYPE_Q2_K, TND_TYPE_Q3_K, TND_TYPE_Q4_K, TND_TYPE_Q5_K,
+                                            TND_TYPE_Q6_K};
+    if (isa == TND_ISA_REF) return;
+    for (size_t i = 0; i < sizeof weight_types / sizeof *weight_types; i++) {
+        tnd_type t = weight_types[i];
+        const tnd_cpu_dot *k = &table->dot[t];
+        bool simd = k->dot && strcmp(k->isa, "ref") != 0;
+        bool tiled = !tnd_type_traits_of(t)->quantized || k->tile || k->tile_packed;
+        if (!CHECK(simd && tiled))
+            fprintf(stderr, "  %s: %s has %s\n", tnd_cpu_isa_name(isa), tnd_type_name(t),
+                    !simd ? "no SIMD dot (the scalar reference runs)" : "no prompt tile");
+    }
+}
+
 /* Checks every entry of one kernel table. */
 static int check_table(const tnd_cpu_kernels *table) {
     int tested = 0;
@@ -287,6 +306,7 @@ int main(void) {
         }
         printf("%s:\n", tnd_cpu_isa_name((tnd_cpu_isa)isa));
         CHECK(check_table(&table) > 0);
+        check_coverage(&table, (tnd_cpu_isa)isa);
         check_swiglu(&table.vec, tnd_cpu_isa_name((tnd_cpu_isa)isa));
         static const int32_t shapes[][4] = {{1, 8, 1, 32},  {4, 64, 100, 32}, {8, 64, 5, 32},   {3, 72, 70, 32},
                                             {2, 128, 64, 64}, {5, 12, 33, 7}, {1, 64, 500, 32}, {16, 64, 40, 32},

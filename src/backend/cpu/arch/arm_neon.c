@@ -1,7 +1,8 @@
-/* arm_neon.c: CPU kernels (F32, F16, Q4_0, Q8_0, Q4_K, Q6_K) for AArch64 with NEON and the dot-product extension
+/* arm_neon.c: CPU kernels (F32, F16, BF16, every quantized type) for AArch64 with NEON and the dot-product extension
  * (compiled with -march=armv8.2-a+dotprod; chosen at run time by cpu_kernels.c when the processor reports
  * asimddp). sdot multiplies 16 signed bytes by 16 signed bytes and adds each group of four products into one of 4
- * int32 lanes.
+ * int32 lanes. The quantized types have tiles of 2 weight rows x 4 tokens whose dot is the 1 x 1 instance, as in
+ * x86_avx2.c (same structure, so what is measured there carries over).
  * Each kernel computes what its scalar counterpart in src/quant computes; test_cpu_kernels checks them against
  * double math on odd sizes, also under qemu-user in CI (scripts/test_arm.sh). */
 #include "backend/cpu/cpu_kernels.h"
@@ -11,7 +12,12 @@
 #include <arm_neon.h>
 #include <string.h>
 
-enum { QK = 32, Q8_0_BYTES = 34, Q4_0_BYTES = 18 };
+enum { QK = 32, Q8_0_BYTES = 34, Q8_1_BYTES = 36 };
+
+/* The prompt tiles' shape. */
+enum { TILE_ROWS = 2, TILE_TOKENS = 4 };
+
+#define TILE_OR_DOTS(name, full_tile, dot) TND_CPU_TILE_OR_DOTS(name, full_tile, dot, TILE_ROWS, TILE_TOKENS)
 
 static inline float fp16_load(const uint8_t *p) {
     __fp16 h;
@@ -54,62 +60,159 @@ static float dot_f16_f32(const void *vx, const void *vy, int64_t n) {
     return s;
 }
 
+/* BF16 is the top half of a float: widening is a shift. */
+static float dot_bf16_f32(const void *vx, const void *vy, int64_t n) {
+    const uint16_t *x = vx;
+    const float *y = vy;
+    float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint16x8_t h = vld1q_u16(x + i);
+        a0 = vfmaq_f32(a0, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16)), vld1q_f32(y + i));
+        a1 = vfmaq_f32(a1, vreinterpretq_f32_u32(vshll_high_n_u16(h, 16)), vld1q_f32(y + i + 4));
+    }
+    float s = vaddvq_f32(vaddq_f32(a0, a1));
+    for (; i < n; i++) {
+        uint32_t u = (uint32_t)x[i] << 16;
+        float f;
+        memcpy(&f, &u, 4);
+        s += f * y[i];
+    }
+    return s;
+}
+
 static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
 /* ------------------------------------------------------------------------------------------------------------
- * Blocks of 32 with one fp16 scale (Q4_0, Q8_0) against Q8_0 activations
+ * The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against 8-bit activations in blocks of 32: Q8_0 (fp16 d,
+ * 32 int8) for the types without a minimum, Q8_1 (fp16 d, fp16 s, 32 int8) for Q4_1 / Q5_1
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* Q8_0 activations: d = max|x| / 127, q = round(x / d). */
+/* Quantizes 32 floats to int8 at q: d = max|x| / 127, q = round(x / d). Returns d (before fp16 rounding). */
+static inline float quantize_block_i8(const float *x, uint8_t *q) {
+    float32x4_t v[8], m = vdupq_n_f32(0);
+    for (int i = 0; i < 8; i++) {
+        v[i] = vld1q_f32(x + 4 * i);
+        m = vmaxq_f32(m, vabsq_f32(v[i]));
+    }
+    float amax = vmaxvq_f32(m), d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    for (int i = 0; i < 8; i++) {
+        int32x4_t r = vcvtnq_s32_f32(vmulq_n_f32(v[i], id)); /* to nearest, ties to even */
+        int16x4_t h = vqmovn_s32(r);
+        int8x8_t b8 = vqmovn_s16(vcombine_s16(h, h));
+        int32_t four = vget_lane_s32(vreinterpret_s32_s8(b8), 0);
+        memcpy(q + 4 * i, &four, 4);
+    }
+    return d;
+}
+
 static void quantize_q8_0(const float *x, void *vy, int64_t n) {
     uint8_t *y = vy;
     for (int64_t b = 0; b < n / QK; b++, x += QK, y += Q8_0_BYTES) {
-        float32x4_t v[8], m = vdupq_n_f32(0);
-        for (int i = 0; i < 8; i++) {
-            v[i] = vld1q_f32(x + 4 * i);
-            m = vmaxq_f32(m, vabsq_f32(v[i]));
-        }
-        float amax = vmaxvq_f32(m), d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __fp16 dh = (__fp16)quantize_block_i8(x, y + 2);
+        memcpy(y, &dh, 2);
+    }
+}
+
+/* Q8_1: Q8_0's values plus s = d * sum(q) (as the reference; the kernels here sum q exactly instead). */
+static void quantize_q8_1(const float *x, void *vy, int64_t n) {
+    uint8_t *y = vy;
+    for (int64_t b = 0; b < n / QK; b++, x += QK, y += Q8_1_BYTES) {
+        float d = quantize_block_i8(x, y + 4);
         __fp16 dh = (__fp16)d;
         memcpy(y, &dh, 2);
-        int8_t q[QK];
-        for (int i = 0; i < 8; i++) {
-            int32x4_t r = vcvtnq_s32_f32(vmulq_n_f32(v[i], id)); /* to nearest, ties to even */
-            int16x4_t h = vqmovn_s32(r);
-            int8x8_t b8 = vqmovn_s16(vcombine_s16(h, h));
-            vst1_lane_s32((int32_t *)(void *)(q + 4 * i), vreinterpret_s32_s8(b8), 0);
+        int32_t sum = vaddlvq_s16(vaddq_s16(vmovl_s8(vld1_s8((const int8_t *)(y + 4))),
+                                            vmovl_s8(vld1_s8((const int8_t *)(y + 12))))) +
+                      vaddlvq_s16(vaddq_s16(vmovl_s8(vld1_s8((const int8_t *)(y + 20))),
+                                            vmovl_s8(vld1_s8((const int8_t *)(y + 28)))));
+        tnd_block_set_f16(y + 2, (float)sum * d);
+    }
+}
+
+typedef enum legacy_kind { L_Q4_0, L_Q4_1, L_Q5_0, L_Q5_1, L_Q8_0 } legacy_kind;
+
+static const size_t legacy_bytes[] = {[L_Q4_0] = 18, [L_Q4_1] = 20, [L_Q5_0] = 22, [L_Q5_1] = 24, [L_Q8_0] = 34};
+
+static inline bool legacy_has_min(legacy_kind kind) { return kind == L_Q4_1 || kind == L_Q5_1; }
+
+/* The 32 values of a block in element order, as two halves of 16: signed q for Q4_0, Q5_0 and Q8_0 (level minus
+ * its offset), the level for Q4_1 and Q5_1 (whose minimum comes back through the activations' sum). */
+static inline void legacy_values(const uint8_t *x, legacy_kind kind, int8x16_t v[2]) {
+    if (kind == L_Q8_0) {
+        v[0] = vld1q_s8((const int8_t *)(x + 2));
+        v[1] = vld1q_s8((const int8_t *)(x + 18));
+        return;
+    }
+    static const int nibbles_at[] = {[L_Q4_0] = 2, [L_Q4_1] = 4, [L_Q5_0] = 6, [L_Q5_1] = 8};
+    uint8x16_t packed = vld1q_u8(x + nibbles_at[kind]);
+    uint8x16_t half[2] = {vandq_u8(packed, vdupq_n_u8(0x0f)), vshrq_n_u8(packed, 4)};
+    if (kind == L_Q5_0 || kind == L_Q5_1) { /* bit e of qh is the fifth bit of element e */
+        uint32_t qh;
+        memcpy(&qh, x + (kind == L_Q5_0 ? 2 : 4), 4);
+        uint8x16_t bytes = vcombine_u8(vcreate_u8(qh), vcreate_u8(qh));
+        static const uint8_t lo_idx[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+        static const uint8_t hi_idx[16] = {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+        static const uint8_t bit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+        uint8x16_t fifth = vdupq_n_u8(0x10), bits = vld1q_u8(bit);
+        half[0] = vorrq_u8(half[0], vandq_u8(vtstq_u8(vqtbl1q_u8(bytes, vld1q_u8(lo_idx)), bits), fifth));
+        half[1] = vorrq_u8(half[1], vandq_u8(vtstq_u8(vqtbl1q_u8(bytes, vld1q_u8(hi_idx)), bits), fifth));
+    }
+    int8_t offset = kind == L_Q4_0 ? 8 : kind == L_Q5_0 ? 16 : 0;
+    for (int h = 0; h < 2; h++) v[h] = vsubq_s8(vreinterpretq_s8_u8(half[h]), vdupq_n_s8(offset));
+}
+
+/* R rows x T tokens, one float accumulator per pair, blocks in order; the dot is the 1 x 1 instance. */
+static inline __attribute__((always_inline)) void legacy_tile_body(const uint8_t *w, size_t w_stride,
+                                                                   const uint8_t *act, size_t act_stride, int64_t n,
+                                                                   float *y, size_t y_stride, int R, int T,
+                                                                   legacy_kind kind) {
+    const bool has_min = legacy_has_min(kind);
+    const size_t act_bytes = has_min ? Q8_1_BYTES : Q8_0_BYTES, act_q = has_min ? 4 : 2;
+    float32x4_t acc[TILE_ROWS][TILE_TOKENS];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = vdupq_n_f32(0);
+    for (int64_t b = 0; b < n / QK; b++) {
+        int8x16_t wq[TILE_ROWS][2];
+        float wd[TILE_ROWS], wm[TILE_ROWS];
+        for (int r = 0; r < R; r++) {
+            const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * legacy_bytes[kind];
+            legacy_values(blk, kind, wq[r]);
+            wd[r] = fp16_load(blk);
+            wm[r] = has_min ? fp16_load(blk + 2) : 0.0f;
         }
-        memcpy(y + 2, q, QK);
+        for (int t = 0; t < T; t++) {
+            const uint8_t *ablk = act + (size_t)t * act_stride + (size_t)b * act_bytes;
+            int8x16_t a0 = vld1q_s8((const int8_t *)(ablk + act_q)), a1 = vld1q_s8((const int8_t *)(ablk + act_q + 16));
+            float ad = fp16_load(ablk);
+            float32x4_t asum = vdupq_n_f32(0);
+            if (has_min) asum = vcvtq_f32_s32(vdotq_s32(vdotq_s32(vdupq_n_s32(0), a0, vdupq_n_s8(1)), a1, vdupq_n_s8(1)));
+            for (int r = 0; r < R; r++) {
+                int32x4_t s = vdotq_s32(vdotq_s32(vdupq_n_s32(0), wq[r][0], a0), wq[r][1], a1);
+                acc[r][t] = vfmaq_n_f32(acc[r][t], vcvtq_f32_s32(s), wd[r] * ad);
+                if (has_min) acc[r][t] = vfmaq_n_f32(acc[r][t], asum, wm[r] * ad);
+            }
+        }
     }
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = vaddvq_f32(acc[r][t]);
 }
 
-/* Q4_0 block: fp16 d, 16 bytes; byte i holds element i (low nibble) and i + 16 (high); x = d * (nibble - 8). */
-static float dot_q4_0_q8_0(const void *vx, const void *vy, int64_t n) {
-    const uint8_t *x = vx, *y = vy;
-    float32x4_t acc = vdupq_n_f32(0);
-    const uint8x16_t low4 = vdupq_n_u8(0x0f);
-    const int8x16_t eight = vdupq_n_s8(8);
-    for (int64_t b = 0; b < n / QK; b++, x += Q4_0_BYTES, y += Q8_0_BYTES) {
-        uint8x16_t packed = vld1q_u8(x + 2);
-        int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(packed, low4)), eight);
-        int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(packed, 4)), eight);
-        int32x4_t s = vdotq_s32(vdotq_s32(vdupq_n_s32(0), lo, vld1q_s8((const int8_t *)(y + 2))), hi,
-                                vld1q_s8((const int8_t *)(y + 18)));
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16_load(x) * fp16_load(y));
-    }
-    return vaddvq_f32(acc);
-}
-
-static float dot_q8_0_q8_0(const void *vx, const void *vy, int64_t n) {
-    const uint8_t *x = vx, *y = vy;
-    float32x4_t acc = vdupq_n_f32(0);
-    for (int64_t b = 0; b < n / QK; b++, x += Q8_0_BYTES, y += Q8_0_BYTES) {
-        int32x4_t s = vdotq_s32(vdupq_n_s32(0), vld1q_s8((const int8_t *)(x + 2)), vld1q_s8((const int8_t *)(y + 2)));
-        s = vdotq_s32(s, vld1q_s8((const int8_t *)(x + 18)), vld1q_s8((const int8_t *)(y + 18)));
-        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(s), fp16_load(x) * fp16_load(y));
-    }
-    return vaddvq_f32(acc);
-}
+#define LEGACY_TYPE(name, act, kind)                                                                                   \
+    static float dot_##name##_##act(const void *x, const void *a, int64_t n) {                                         \
+        float y;                                                                                                       \
+        legacy_tile_body(x, 0, a, 0, n, &y, 0, 1, 1, kind);                                                            \
+        return y;                                                                                                      \
+    }                                                                                                                  \
+    static void tile_##name##_full(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,      \
+                                   size_t ys) {                                                                        \
+        legacy_tile_body(w, ws, a, as, n, y, ys, TILE_ROWS, TILE_TOKENS, kind);                                        \
+    }                                                                                                                  \
+    TILE_OR_DOTS(tile_##name, tile_##name##_full, dot_##name##_##act)
+LEGACY_TYPE(q4_0, q8_0, L_Q4_0)
+LEGACY_TYPE(q4_1, q8_1, L_Q4_1)
+LEGACY_TYPE(q5_0, q8_0, L_Q5_0)
+LEGACY_TYPE(q5_1, q8_1, L_Q5_1)
+LEGACY_TYPE(q8_0, q8_0, L_Q8_0)
 
 /* ------------------------------------------------------------------------------------------------------------
  * K types against Q8_K activations (f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_blocks.h
@@ -212,51 +315,98 @@ static inline int8x16_t k_levels(const uint8_t *x, k_kind kind, int c, int half)
     return vreinterpretq_s8_u8(q);
 }
 
-static inline float dot_k(const uint8_t *x, const uint8_t *y, int64_t n, k_kind kind) {
-    float sum = 0;
-    for (int64_t b = 0; b < n / QK_K; b++, x += k_bytes[kind], y += Q8_K_BYTES) {
-        k_scales s;
-        k_scales_of(x, kind, &s);
-        int32x4_t acc = vdupq_n_s32(0);
+/* R rows x T tokens; each row's levels built once per 16 elements for the T tokens. The dot is the 1 x 1 instance,
+ * so a tile and the dots sum in the same order. */
+static inline __attribute__((always_inline)) void k_tile_body(const uint8_t *w, size_t w_stride, const uint8_t *act,
+                                                              size_t act_stride, int64_t n, float *y, size_t y_stride,
+                                                              int R, int T, k_kind kind) {
+    float sum[TILE_ROWS][TILE_TOKENS] = {{0}};
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const uint8_t *x[TILE_ROWS];
+        k_scales s[TILE_ROWS];
+        int32x4_t acc[TILE_ROWS][TILE_TOKENS];
+        for (int r = 0; r < R; r++) {
+            x[r] = w + (size_t)r * w_stride + (size_t)b * k_bytes[kind];
+            k_scales_of(x[r], kind, &s[r]);
+            for (int t = 0; t < T; t++) acc[r][t] = vdupq_n_s32(0);
+        }
         for (int c = 0; c < 8; c++)
             for (int half = 0; half < 2; half++) {
-                int32x4_t d =
-                    vdotq_s32(vdupq_n_s32(0), k_levels(x, kind, c, half), load_s8(y + 4 + 32 * c + 16 * half));
-                acc = vmlaq_n_s32(acc, d, s.scale[2 * c + half]);
+                int8x16_t q[TILE_ROWS];
+                for (int r = 0; r < R; r++) q[r] = k_levels(x[r], kind, c, half);
+                for (int t = 0; t < T; t++) {
+                    int8x16_t yv = load_s8(act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 32 * c + 16 * half);
+                    for (int r = 0; r < R; r++)
+                        acc[r][t] = vmlaq_n_s32(acc[r][t], vdotq_s32(vdupq_n_s32(0), q[r], yv), s[r].scale[2 * c + half]);
+                }
             }
-        int32_t offset = 0, mins = 0;
-        for (int i = 0; i < 16; i++) {
-            offset += s.scale[i] * q8k_bsum(y, i);
-            mins += s.min[i] * q8k_bsum(y, i);
+        for (int t = 0; t < T; t++) {
+            const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
+            float dy = load_f32(yb);
+            for (int r = 0; r < R; r++) {
+                int32_t offset = 0, mins = 0;
+                for (int i = 0; i < 16; i++) {
+                    offset += s[r].scale[i] * q8k_bsum(yb, i);
+                    mins += s[r].min[i] * q8k_bsum(yb, i);
+                }
+                sum[r][t] += dy * s[r].d * (float)(vaddvq_s32(acc[r][t]) - k_offset[kind] * offset) -
+                             dy * s[r].dmin * (float)mins;
+            }
         }
-        float dy = load_f32(y);
-        sum += dy * s.d * (float)(vaddvq_s32(acc) - k_offset[kind] * offset) - dy * s.dmin * (float)mins;
     }
-    return sum;
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = sum[r][t];
 }
 
-static float dot_q2_K_q8_K(const void *x, const void *y, int64_t n) { return dot_k(x, y, n, K_Q2); }
-static float dot_q3_K_q8_K(const void *x, const void *y, int64_t n) { return dot_k(x, y, n, K_Q3); }
-static float dot_q4_K_q8_K(const void *x, const void *y, int64_t n) { return dot_k(x, y, n, K_Q4); }
-static float dot_q5_K_q8_K(const void *x, const void *y, int64_t n) { return dot_k(x, y, n, K_Q5); }
-static float dot_q6_K_q8_K(const void *x, const void *y, int64_t n) { return dot_k(x, y, n, K_Q6); }
+#define K_TYPE(name, kind)                                                                                             \
+    static float dot_##name##_q8_K(const void *x, const void *a, int64_t n) {                                          \
+        float y;                                                                                                       \
+        k_tile_body(x, 0, a, 0, n, &y, 0, 1, 1, kind);                                                                 \
+        return y;                                                                                                      \
+    }                                                                                                                  \
+    static void tile_##name##_q8_K_full(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, \
+                                        size_t ys) {                                                                   \
+        k_tile_body(w, ws, a, as, n, y, ys, TILE_ROWS, TILE_TOKENS, kind);                                             \
+    }                                                                                                                  \
+    TILE_OR_DOTS(tile_##name##_q8_K, tile_##name##_q8_K_full, dot_##name##_q8_K)
+K_TYPE(q2_K, K_Q2)
+K_TYPE(q3_K, K_Q3)
+K_TYPE(q4_K, K_Q4)
+K_TYPE(q5_K, K_Q5)
+K_TYPE(q6_K, K_Q6)
 
 /* ------------------------------------------------------------------------------------------------------------
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
 
-static tnd_cpu_dot entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_dot_fn dot) {
-    return (tnd_cpu_dot){.act_type = act_type, .quantize_act = quantize, .dot = dot, .isa = "neon"};
+/* An entry with float activations, without tiles. */
+static tnd_cpu_dot float_entry(tnd_vec_dot_fn dot) {
+    return (tnd_cpu_dot){.act_type = TND_TYPE_F32, .quantize_act = copy_f32, .dot = dot, .isa = "neon"};
+}
+
+/* An entry with quantized activations and 2 x 4 tiles. */
+static tnd_cpu_dot tiled_entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile) {
+    return (tnd_cpu_dot){.act_type = act_type,
+                         .quantize_act = quantize,
+                         .dot = dot,
+                         .isa = "neon",
+                         .tile = tile,
+                         .tile_rows = TILE_ROWS,
+                         .tile_tokens = TILE_TOKENS};
 }
 
 void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
-    k->dot[TND_TYPE_F32] = entry(TND_TYPE_F32, copy_f32, dot_f32_f32);
-    k->dot[TND_TYPE_F16] = entry(TND_TYPE_F32, copy_f32, dot_f16_f32);
-    k->dot[TND_TYPE_Q8_0] = entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0);
-    k->dot[TND_TYPE_Q4_0] = entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0);
-    k->dot[TND_TYPE_Q4_K] = entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K);
-    k->dot[TND_TYPE_Q6_K] = entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K);
-    k->dot[TND_TYPE_Q2_K] = entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q2_K_q8_K);
-    k->dot[TND_TYPE_Q3_K] = entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q3_K_q8_K);
-    k->dot[TND_TYPE_Q5_K] = entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q5_K_q8_K);
+    k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32);
+    k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32);
+    k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32);
+    k->dot[TND_TYPE_Q8_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, tile_q8_0);
+    k->dot[TND_TYPE_Q4_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, tile_q4_0);
+    k->dot[TND_TYPE_Q4_1] = tiled_entry(TND_TYPE_Q8_1, quantize_q8_1, dot_q4_1_q8_1, tile_q4_1);
+    k->dot[TND_TYPE_Q5_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q5_0_q8_0, tile_q5_0);
+    k->dot[TND_TYPE_Q5_1] = tiled_entry(TND_TYPE_Q8_1, quantize_q8_1, dot_q5_1_q8_1, tile_q5_1);
+    k->dot[TND_TYPE_Q4_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, tile_q4_K_q8_K);
+    k->dot[TND_TYPE_Q6_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, tile_q6_K_q8_K);
+    k->dot[TND_TYPE_Q2_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q2_K_q8_K, tile_q2_K_q8_K);
+    k->dot[TND_TYPE_Q3_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q3_K_q8_K, tile_q3_K_q8_K);
+    k->dot[TND_TYPE_Q5_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q5_K_q8_K, tile_q5_K_q8_K);
 }

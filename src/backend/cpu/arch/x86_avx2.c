@@ -32,17 +32,7 @@ static inline int32_t hsum256_epi32(__m256i v) {
  * same order. */
 enum { TILE_ROWS = 2, TILE_TOKENS = 4 };
 
-#define TILE_OR_DOTS(name, full_tile, dot)                                                                             \
-    static void name(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n, float *y,    \
-                     size_t y_stride, int rows, int tokens) {                                                          \
-        if (rows == TILE_ROWS && tokens == TILE_TOKENS) {                                                              \
-            full_tile(w, w_stride, act, act_stride, n, y, y_stride);                                                   \
-            return;                                                                                                    \
-        }                                                                                                              \
-        for (int t = 0; t < tokens; t++)                                                                               \
-            for (int r = 0; r < rows; r++)                                                                             \
-                y[(size_t)t * y_stride + (size_t)r] = dot(w + (size_t)r * w_stride, act + (size_t)t * act_stride, n);  \
-    }
+#define TILE_OR_DOTS(name, full_tile, dot) TND_CPU_TILE_OR_DOTS(name, full_tile, dot, TILE_ROWS, TILE_TOKENS)
 
 /* ------------------------------------------------------------------------------------------------------------
  * Float weights against float activations (activations used as they are)
