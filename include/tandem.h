@@ -125,6 +125,12 @@ typedef enum tnd_type {
 /* Name of a type as GGUF tools write it ("q4_K", "f16"), or NULL if `type` is not a known type. */
 TND_API const char *tnd_type_name(tnd_type type);
 
+/* How the CPU device multiplies by a weight matrix of `type` on this processor (after the TANDEM_CPU_ISA cap), in
+ * words, e.g. "avx2 dot, tiles of 2 rows x 4 tokens, activations q8_0", written NUL-terminated to buf (at most cap
+ * bytes, cut if longer). Returns the kernel set's name ("ref" for the scalar reference, "avx2", "avx512", "neon"),
+ * or NULL (and buf empty) for a type the CPU device cannot multiply by. */
+TND_API const char *tnd_cpu_kernel_describe(tnd_type type, char *buf, size_t cap);
+
 /* ---------------------------------------------------------------------------------------------------------------
  * Models: open a GGUF file, read its metadata and tensor table
  * ------------------------------------------------------------------------------------------------------------- */

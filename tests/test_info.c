@@ -562,7 +562,30 @@ static void check_errors(void) {
     CHECK(run_info("--help") == 0 && strstr(out, "usage: tandem info") && strstr(out, "--json") && err[0] == 0);
 }
 
+/* --kernels: a row per group of weight matrices naming its kernel, and TANDEM_CPU_ISA caps what it says. */
+static void check_kernels(void) {
+    char args[4200];
+    snprintf(args, sizeof args, "'%s' --kernels", tnd_fixture("models/qwen2-tiny-q4_k_m.gguf"));
+    if (!CHECK(run_info(args) == 0)) return;
+    const char *table = strstr(out, "\nkernels (CPU device");
+    if (!CHECK(table)) return;
+    int rows = 0, described = 0;
+    for (const char *line = strchr(table + 1, '\n'); line && line[1]; line = strchr(line + 1, '\n')) {
+        if (!strncmp(line + 1, "  tensors", 9)) continue; /* the header */
+        rows++;
+        const char *eol = strchr(line + 1, '\n');
+        const char *dot = strstr(line + 1, " dot");
+        described += dot && (!eol || dot < eol);
+    }
+    CHECK(rows >= 7 && described == rows); /* q, k, v, output, gate, up, down at least */
+    CHECK(strstr(table, "attn_q.weight") != NULL);
+    setenv("TANDEM_CPU_ISA", "ref", 1);
+    if (CHECK(run_info(args) == 0)) CHECK(strstr(out, "  ref dot") != NULL);
+    unsetenv("TANDEM_CPU_ISA");
+}
+
 int main(void) {
+    check_kernels();
     for (size_t i = 0; i < sizeof fixtures / sizeof fixtures[0]; i++) check_fixture(&fixtures[i]);
     check_stories_details();
     check_tricky();

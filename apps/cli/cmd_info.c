@@ -1,4 +1,4 @@
-/* cmd_info.c: `tandem info MODEL.gguf [--json] [--tensors]`: what a GGUF file holds (architecture, size, parameter
+/* cmd_info.c: `tandem info MODEL.gguf [--json] [--tensors] [--kernels]`: what a GGUF file holds (architecture, size, parameter
  * count, tensor types, hyper-parameters, tokenizer, special tokens, chat template, layout), as aligned text or as one
  * JSON object. Written against the public API in tandem.h only.
  *
@@ -454,8 +454,48 @@ static void print_tensor_table(const tnd_model *m) {
     }
 }
 
+/* The CPU kernel of each group of weight matrices (tensors of one name in every block, and one type). */
+static void print_kernel_table(const tnd_model *m) {
+    enum { GROUPS_MAX = 64 };
+    struct { char role[64]; tnd_type type; int count; } g[GROUPS_MAX];
+    int n_groups = 0;
+    bool tied = true;
+    for (int64_t i = 0; i < tnd_model_tensor_count(m); i++) {
+        tnd_tensor_info t;
+        if (tnd_model_tensor_at(m, i, &t) != TND_OK) continue;
+        if (!strcmp(t.name, "output.weight")) tied = false;
+        if (t.n_dims < 2) continue;
+        const char *role = t.name;
+        if (starts_with(role, "blk.")) { /* blk.N.<role> */
+            const char *dot = strchr(role + 4, '.');
+            role = dot ? dot + 1 : role;
+        }
+        int k = 0;
+        while (k < n_groups && (g[k].type != t.type || strcmp(g[k].role, role))) k++;
+        if (k == n_groups) {
+            if (n_groups == GROUPS_MAX) continue;
+            snprintf(g[k].role, sizeof g[k].role, "%s", role);
+            g[k].type = t.type;
+            g[k].count = 0;
+            n_groups++;
+        }
+        g[k].count++;
+    }
+    printf("\nkernels (CPU device on this processor)\n  %-22s  %5s  %-7s  %s\n", "tensors", "count", "type", "kernel");
+    for (int k = 0; k < n_groups; k++) {
+        char desc[160];
+        const char *type = tnd_type_name(g[k].type);
+        if (!strcmp(g[k].role, "token_embd.weight") && !tied)
+            snprintf(desc, sizeof desc, "row lookup (rows decoded as tokens need them)");
+        else if (!tnd_cpu_kernel_describe(g[k].type, desc, sizeof desc))
+            snprintf(desc, sizeof desc, "none: the CPU device cannot multiply by this type");
+        printf("  %-22s  %5d  %-7s  %s%s\n", g[k].role, g[k].count, type ? type : "?", desc,
+               !strcmp(g[k].role, "token_embd.weight") && tied ? " (tied: also the output head)" : "");
+    }
+}
+
 /* Prints the text description; false when memory ran out (rows would be missing). */
-static bool print_text(const char *path, const tnd_model *m, const summary *s, bool tensors) {
+static bool print_text(const char *path, const tnd_model *m, const summary *s, bool tensors, bool kernels) {
     section sec = {0};
     text t = {.len = 0};
     format_bytes(&t, tnd_model_file_size(m));
@@ -556,6 +596,7 @@ static bool print_text(const char *path, const tnd_model *m, const summary *s, b
     section_flush(&sec, "other metadata");
     free(sec.rows);
     if (tensors) print_tensor_table(m);
+    if (kernels) print_kernel_table(m);
     return !sec.failed;
 }
 
@@ -674,21 +715,24 @@ static void print_json(const char *path, const tnd_model *m, const summary *s, b
  * ---------------------------------------------------------------------------------------------------------- */
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: tandem info MODEL.gguf [--json] [--tensors]\n"
+    fprintf(f, "usage: tandem info MODEL.gguf [--json] [--tensors] [--kernels]\n"
                "  describes a GGUF file: architecture, size, parameters, tensor types, hyper-parameters,\n"
                "  tokenizer, special tokens, chat template and layout\n"
                "  --json     one JSON object instead of text, with stable keys\n"
-               "  --tensors  also list every tensor: name, type, shape, byte offset, size\n");
+               "  --tensors  also list every tensor: name, type, shape, byte offset, size\n"
+               "  --kernels  also say which CPU kernel each group of weight matrices runs on this processor\n"
+               "             (text only; TANDEM_CPU_ISA=avx2 shows what a capped run uses)\n");
     return f == stdout ? 0 : 2;
 }
 
 int tnd_cmd_info(int argc, char **argv) {
     const char *path = NULL;
-    bool json = false, tensors = false;
+    bool json = false, tensors = false, kernels = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
         if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--tensors")) tensors = true;
+        else if (!strcmp(argv[i], "--kernels")) kernels = true;
         else if (argv[i][0] != '-' && !path) path = argv[i];
         else {
             fprintf(stderr, "tandem: info: unexpected argument '%s'\n", argv[i]);
@@ -707,7 +751,7 @@ int tnd_cmd_info(int argc, char **argv) {
     summarize(m, &s);
     bool complete = true;
     if (json) print_json(path, m, &s, tensors);
-    else complete = print_text(path, m, &s, tensors);
+    else complete = print_text(path, m, &s, tensors, kernels);
     tnd_model_close(m);
     if (!complete || fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "tandem: info: %s\n", complete ? "cannot write the output" : "out of memory");

@@ -514,6 +514,36 @@ bool tnd_cpu_attention_fits(int32_t n_head, int32_t n_head_kv, int32_t head_dim)
            head_dim <= TND_CPU_ATTN_MAX_HEAD;
 }
 
+/* The best kernels of this processor, capped by TANDEM_CPU_ISA=avx2 (or another set's name) to compare instruction
+ * sets on one machine. */
+static void active_kernels(tnd_cpu_kernels *k) {
+    tnd_cpu_features features = tnd_cpu_detect();
+    tnd_cpu_kernels_best(k, &features);
+    const char *cap = getenv("TANDEM_CPU_ISA");
+    for (int isa = 0; cap && isa < TND_ISA_COUNT; isa++)
+        if (strcmp(cap, tnd_cpu_isa_name((tnd_cpu_isa)isa)) == 0 && !tnd_cpu_kernels_for(k, (tnd_cpu_isa)isa, &features))
+            tnd_cpu_kernels_best(k, &features); /* not on this machine: keep the best */
+}
+
+const char *tnd_cpu_kernel_describe(tnd_type type, char *buf, size_t cap) {
+    if (cap) buf[0] = 0;
+    if ((unsigned)type >= TND_TYPE_COUNT) return NULL;
+    tnd_cpu_kernels k;
+    active_kernels(&k);
+    const tnd_cpu_dot *e = &k.dot[type];
+    if (!e->dot) return NULL;
+    const char *act = tnd_type_name(e->act_type);
+    if (e->tile_packed)
+        snprintf(buf, cap, "%s dot, tiles of %d packed rows x %d tokens, activations %s", e->isa, e->tile_rows,
+                 e->tile_tokens, act);
+    else if (e->tile)
+        snprintf(buf, cap, "%s dot, tiles of %d rows x %d tokens, activations %s", e->isa, e->tile_rows,
+                 e->tile_tokens, act);
+    else
+        snprintf(buf, cap, "%s dot (no tile: a row at a time for each token), activations %s", e->isa, act);
+    return e->isa;
+}
+
 tnd_status tnd_backend_cpu_init(int n_threads, bool reference, const tnd_allocator *allocator, const char *name,
                                 tnd_backend **out) {
     *out = NULL;
@@ -527,14 +557,7 @@ tnd_status tnd_backend_cpu_init(int n_threads, bool reference, const tnd_allocat
     }
     d->allocator = a;
     d->reference = reference;
-    tnd_cpu_features features = tnd_cpu_detect();
-    tnd_cpu_kernels_best(&d->kernels, &features);
-    /* TANDEM_CPU_ISA=avx2 (or another set's name) caps the kernels, to compare instruction sets on one machine */
-    const char *cap = getenv("TANDEM_CPU_ISA");
-    for (int isa = 0; cap && isa < TND_ISA_COUNT; isa++)
-        if (strcmp(cap, tnd_cpu_isa_name((tnd_cpu_isa)isa)) == 0 &&
-            !tnd_cpu_kernels_for(&d->kernels, (tnd_cpu_isa)isa, &features))
-            tnd_cpu_kernels_best(&d->kernels, &features); /* not on this machine: keep the best */
+    active_kernels(&d->kernels);
     if (reference) tnd_cpu_kernels_reference(&d->kernels);
     b->vt = &cpu_vtable;
     b->impl = d;
