@@ -96,12 +96,31 @@ DOT_HALF_F32(dot_bf16_f32, load_bf16x8, bf16_one)
 static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
 /* ------------------------------------------------------------------------------------------------------------
- * The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against 8-bit activations in blocks of 32: Q8_0 (fp16 d,
- * 32 int8) for the types without a minimum, Q8_1 (fp16 d, fp16 s, 32 int8) for Q4_1 / Q5_1. Layouts:
- * src/quant/quant_blocks.h
+ * The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) over packed row groups, one 32-bit lane per weight row.
+ *
+ * A packed group holds 8 rows (tnd_cpu_pack_rows, one block per chunk). Each block of a group is stored as the 8
+ * rows' fp16 scales d, for Q4_1/Q5_1 then their fp16 m, then the levels in 32-byte steps: step i holds columns
+ * 4i..4i+3 of every row in turn (bytes 4r..4r+3 for row r). maddubs multiplies a step by the token's four
+ * activations of those columns, broadcast, and madd adds each row's pairs into its own lane, so after a block's 8
+ * steps a lane holds the row's exact integer sum for the block: one conversion, one scale multiply and one
+ * multiply-add per block for 8 rows x 32 columns, where a row at a time needed them for every row (decode of a row
+ * at a time was bound by that work, not by memory). Nibble types keep two steps per 32 bytes (low nibbles step 2s,
+ * high nibbles step 2s + 1) as unsigned levels; Q5_0/Q5_1 add their fifth bits from a 32-byte plane (byte 4r + c,
+ * bit i: column 4i + c of row r); Q8_0 keeps its signed bytes (its magnitude, up to 128, times an activation fills a
+ * maddubs pair, so the sign goes onto the activations: |w| x sign(a, w)).
+ *
+ * Activations, per block: 32 int8, the float scale d, then the block's integer sum start: minus the levels' offset
+ * (8 for Q4_0, 16 for Q5_0, 0 for Q8_0) times the sum of the activations, which takes the offset back; for
+ * Q4_1/Q5_1 that slot holds instead d times the sum of the activations, as a float, which the rows' m multiply.
  * ---------------------------------------------------------------------------------------------------------- */
 
-enum { QK = 32, Q8_0_BYTES = 34, Q8_1_BYTES = 36 };
+enum {
+    QK = 32,
+    GROUP_ROWS = 8,       /* rows of a packed group: one per 32-bit lane */
+    GROUP_TOKENS = 4,     /* the most tokens of a tile */
+    ACT_BLOCK_BYTES = 40, /* 32 int8 | float d | int32 start (or float d * sum) */
+    STEP_BYTES = 4 * GROUP_ROWS
+};
 
 static inline float fp16_load(const uint8_t *p) {
     uint16_t h;
@@ -109,11 +128,21 @@ static inline float fp16_load(const uint8_t *p) {
     return _cvtsh_ss(h);
 }
 
-static inline uint16_t fp16_from(float f) { return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT); }
-
 static inline __m256i load256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
 
-/* Quantizes 32 floats to int8 at q: d = max|x| / 127, q = round(x / d). Returns d (before fp16 rounding). */
+static inline float load_f32(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline int32_t load_i32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Quantizes 32 floats to int8 at q: d = max|x| / 127, q = round(x / d). Returns d. */
 static inline float quantize_block_i8(const float *x, uint8_t *q) {
     const __m256 sign_bit = _mm256_set1_ps(-0.0f);
     __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16),
@@ -142,23 +171,33 @@ static inline __m256i sum_i8x32(__m256i v) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
 }
 
-/* Q8_0 rows of n floats (a multiple of 32). */
-static void quantize_q8_0(const float *x, void *vy, int64_t n) {
+/* The activation layout above; min_slot: the slot holds d * sum (Q4_1/Q5_1), else the start -offset * sum. */
+static inline void quantize_act_blocks(const float *x, void *vy, int64_t n, int offset, bool min_slot) {
     uint8_t *y = vy;
-    for (int64_t b = 0; b < n / QK; b++, x += QK, y += Q8_0_BYTES) {
-        uint16_t dh = fp16_from(quantize_block_i8(x, y + 2));
-        memcpy(y, &dh, 2);
+    for (int64_t b = 0; b < n / QK; b++, x += QK, y += ACT_BLOCK_BYTES) {
+        float d = quantize_block_i8(x, y);
+        int32_t sum = hsum256_epi32(sum_i8x32(load256(y))), start = -offset * sum;
+        float scaled_sum = d * (float)sum;
+        memcpy(y + QK, &d, 4);
+        if (min_slot)
+            memcpy(y + QK + 4, &scaled_sum, 4);
+        else
+            memcpy(y + QK + 4, &start, 4);
     }
 }
 
-/* Q8_1 rows: Q8_0's values plus s = d * sum(q) (as the reference; the kernels here sum q exactly instead). */
-static void quantize_q8_1(const float *x, void *vy, int64_t n) {
-    uint8_t *y = vy;
-    for (int64_t b = 0; b < n / QK; b++, x += QK, y += Q8_1_BYTES) {
-        float d = quantize_block_i8(x, y + 4);
-        uint16_t dh = fp16_from(d);
-        memcpy(y, &dh, 2);
-        tnd_block_set_f16(y + 2, (float)hsum256_epi32(sum_i8x32(load256(y + 4))) * d);
+static void quantize_act_q4_0(const float *x, void *y, int64_t n) { quantize_act_blocks(x, y, n, 8, false); }
+static void quantize_act_q5_0(const float *x, void *y, int64_t n) { quantize_act_blocks(x, y, n, 16, false); }
+static void quantize_act_q8_0(const float *x, void *y, int64_t n) { quantize_act_blocks(x, y, n, 0, false); }
+static void quantize_act_min(const float *x, void *y, int64_t n) { quantize_act_blocks(x, y, n, 0, true); }
+
+static size_t act_blocks_bytes(int64_t n) { return (size_t)(n / QK) * ACT_BLOCK_BYTES; }
+
+static void act_blocks_to_float(const void *vy, float *out, int64_t n) {
+    const uint8_t *y = vy;
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *blk = y + (size_t)(i / QK) * ACT_BLOCK_BYTES;
+        out[i] = load_f32(blk + QK) * (float)(int8_t)blk[i % QK];
     }
 }
 
@@ -167,89 +206,164 @@ typedef enum legacy_kind { L_Q4_0, L_Q4_1, L_Q5_0, L_Q5_1, L_Q8_0 } legacy_kind;
 static const size_t legacy_bytes[] = {[L_Q4_0] = 18, [L_Q4_1] = 20, [L_Q5_0] = 22, [L_Q5_1] = 24, [L_Q8_0] = 34};
 
 static inline bool legacy_has_min(legacy_kind kind) { return kind == L_Q4_1 || kind == L_Q5_1; }
+static inline bool legacy_has_fifth(legacy_kind kind) { return kind == L_Q5_0 || kind == L_Q5_1; }
 
-/* Byte e = 0xff where bit e of `bits` is set, else 0. */
-static inline __m256i bits_to_bytes(uint32_t bits) {
+/* Where the nibbles start in a block as the file has it (after d, m, then the fifth bits as a u32), and where the
+ * levels start in a packed block (after the rows' d and m). */
+static inline size_t file_nibbles_at(legacy_kind kind) {
+    return 2 + (legacy_has_min(kind) ? 2 : 0) + (legacy_has_fifth(kind) ? 4 : 0);
+}
+static inline size_t group_levels_at(legacy_kind kind) { return (legacy_has_min(kind) ? 4 : 2) * GROUP_ROWS; }
+
+/* Rewrites one block of a group's rows (their blocks as the file has them, one after the other) into the packed
+ * layout above. */
+static void pack_group_block(uint8_t *blocks, int group, size_t len, legacy_kind kind) {
+    uint8_t out[GROUP_ROWS * 34];
+    uint8_t *levels_out = out + group_levels_at(kind);
+    memset(out, 0, sizeof out);
+    for (int r = 0; r < group; r++) {
+        const uint8_t *in = blocks + (size_t)r * len;
+        memcpy(out + 2 * r, in, 2);
+        if (legacy_has_min(kind)) memcpy(out + 2 * GROUP_ROWS + 2 * r, in + 2, 2);
+        if (kind == L_Q8_0) {
+            for (int col = 0; col < QK; col++) levels_out[STEP_BYTES * (col / 4) + 4 * r + col % 4] = in[2 + col];
+            continue;
+        }
+        const uint8_t *nibbles = in + file_nibbles_at(kind); /* byte j: column j (low nibble) and j + 16 (high) */
+        for (int col = 0; col < QK; col++) {
+            int level = col < QK / 2 ? nibbles[col] & 15 : nibbles[col - QK / 2] >> 4, step = col / 4;
+            levels_out[STEP_BYTES * (step / 2) + 4 * r + col % 4] |= (uint8_t)(level << (4 * (step % 2)));
+            if (legacy_has_fifth(kind)) /* the file's u32 before the nibbles: bit e for column e */
+                levels_out[4 * STEP_BYTES + 4 * r + col % 4] |= (uint8_t)((nibbles[-4 + col / 8] >> (col % 8) & 1) << step);
+        }
+    }
+    memcpy(blocks, out, (size_t)group * len);
+}
+
+static void pack_q4_0(uint8_t *b, int group, size_t len) { pack_group_block(b, group, len, L_Q4_0); }
+static void pack_q4_1(uint8_t *b, int group, size_t len) { pack_group_block(b, group, len, L_Q4_1); }
+static void pack_q5_0(uint8_t *b, int group, size_t len) { pack_group_block(b, group, len, L_Q5_0); }
+static void pack_q5_1(uint8_t *b, int group, size_t len) { pack_group_block(b, group, len, L_Q5_1); }
+static void pack_q8_0(uint8_t *b, int group, size_t len) { pack_group_block(b, group, len, L_Q8_0); }
+
+/* Step i's fifth bits (plane bit i) at bit 4 of each byte. The 16-bit shifts by at most 4 left or 3 right bring no
+ * bit from the neighbouring byte to bit 4. */
+static inline __m256i fifth_of_step(__m256i plane, int i) {
+    __m256i at = i <= 4 ? _mm256_slli_epi16(plane, 4 - i) : _mm256_srli_epi16(plane, i - 4);
+    return _mm256_and_si256(at, _mm256_set1_epi8(0x10));
+}
+
+/* The int32 lane sums of two steps (columns 8s..8s+7) with one token's activations. A pair of maddubs products is
+ * at most 2 x 31 x 127 for levels, 2 x 128 x 127 for Q8_0 magnitudes: within int16. */
+static inline __m256i steps_dot(__m256i lo, __m256i hi, const uint8_t *a, int s, legacy_kind kind) {
+    __m256i alo = _mm256_set1_epi32(load_i32(a + 8 * s)), ahi = _mm256_set1_epi32(load_i32(a + 8 * s + 4));
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (kind == L_Q8_0)
+        return _mm256_add_epi32(
+            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(alo, lo)), ones),
+            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(ahi, hi)), ones));
+    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi)), ones);
+}
+
+/* y[t * y_stride + r] for the first R rows of the group at w and T tokens. A lane's arithmetic per block: the exact
+ * integer sum plus the activations' start, converted, times the row's d, then a multiply-add with the activation's
+ * d (and for Q4_1/Q5_1 a multiply-add of the row's m with the activations' d * sum). */
+static inline __attribute__((always_inline)) void group_tile_body(const uint8_t *w, const uint8_t *act,
+                                                                  size_t act_stride, int64_t n, float *y,
+                                                                  size_t y_stride, int R, int T, legacy_kind kind) {
+    const size_t group_block = GROUP_ROWS * legacy_bytes[kind];
+    const bool has_min = legacy_has_min(kind), has_fifth = legacy_has_fifth(kind);
+    __m256 acc[GROUP_TOKENS];
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK; b++, w += group_block) {
+        const uint8_t *lv = w + group_levels_at(kind);
+        __m256i sum[GROUP_TOKENS];
+        for (int t = 0; t < T; t++)
+            sum[t] = _mm256_set1_epi32(has_min ? 0 : load_i32(act + (size_t)t * act_stride + (size_t)b * ACT_BLOCK_BYTES + QK + 4));
+        __m256i plane = has_fifth ? load256(lv + 4 * STEP_BYTES) : _mm256_setzero_si256();
+        for (int s = 0; s < 4; s++) { /* steps 2s and 2s + 1 */
+            __m256i lo, hi;
+            if (kind == L_Q8_0) {
+                lo = load256(lv + STEP_BYTES * (2 * s));
+                hi = load256(lv + STEP_BYTES * (2 * s + 1));
+            } else {
+                __m256i both = load256(lv + STEP_BYTES * s), low4 = _mm256_set1_epi8(0x0f);
+                lo = _mm256_and_si256(both, low4);
+                hi = _mm256_and_si256(_mm256_srli_epi16(both, 4), low4);
+                if (has_fifth) {
+                    lo = _mm256_or_si256(lo, fifth_of_step(plane, 2 * s));
+                    hi = _mm256_or_si256(hi, fifth_of_step(plane, 2 * s + 1));
+                }
+            }
+            for (int t = 0; t < T; t++)
+                sum[t] = _mm256_add_epi32(sum[t], steps_dot(lo, hi, act + (size_t)t * act_stride + (size_t)b * ACT_BLOCK_BYTES, s, kind));
+        }
+        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)w));
+        __m256 mw = has_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * GROUP_ROWS)))
+                            : _mm256_setzero_ps();
+        for (int t = 0; t < T; t++) {
+            const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * ACT_BLOCK_BYTES;
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[t]), dw), _mm256_set1_ps(load_f32(a + QK)),
+                                     acc[t]);
+            if (has_min) acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(load_f32(a + QK + 4)), acc[t]);
+        }
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(R), lane);
+    for (int t = 0; t < T; t++) _mm256_maskstore_ps(y + (size_t)t * y_stride, rows, acc[t]);
+}
+
+/* Bit e of `bits` at bit 4 of byte e, other bits cleared. */
+static inline __m256i fifth_bits(uint32_t bits) {
     __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
                                     _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2,
                                                      2, 3, 3, 3, 3, 3, 3, 3, 3));
     v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)); /* every bit but bit e % 8 set */
-    return _mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1));
+    return _mm256_and_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1)), _mm256_set1_epi8(0x10));
 }
 
-/* The 32 values of a block in element order: signed q for Q4_0, Q5_0 and Q8_0 (level minus its offset), the
- * unsigned level for Q4_1 and Q5_1 (whose minimum comes back through the activations' sum). */
-static inline __m256i legacy_values(const uint8_t *x, legacy_kind kind) {
-    if (kind == L_Q8_0) return load256(x + 2);
-    static const int nibbles_at[] = {[L_Q4_0] = 2, [L_Q4_1] = 4, [L_Q5_0] = 6, [L_Q5_1] = 8};
-    __m128i packed = _mm_loadu_si128((const __m128i *)(const void *)(x + nibbles_at[kind]));
-    __m256i v = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0f));
-    if (kind == L_Q5_0 || kind == L_Q5_1) {
-        uint32_t qh;
-        memcpy(&qh, x + (kind == L_Q5_0 ? 2 : 4), 4);
-        v = _mm256_or_si256(v, _mm256_and_si256(bits_to_bytes(qh), _mm256_set1_epi8(0x10)));
-    }
-    if (kind == L_Q4_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
-    if (kind == L_Q5_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(16));
-    return v;
-}
-
-/* R rows x T tokens, one float accumulator per pair, blocks in order; each weight block is unpacked once for the T
- * tokens and each activation block loaded once for the R rows. The dot is the 1 x 1 instance, so a row's result
- * does not depend on whether it was computed alone or in a tile (batching invariance). Signed values meet the
- * activations through maddubs with the sign moved onto the activations; unsigned levels go in as they are. */
-static inline __attribute__((always_inline)) void legacy_tile_body(const uint8_t *w, size_t w_stride,
-                                                                   const uint8_t *act, size_t act_stride, int64_t n,
-                                                                   float *y, size_t y_stride, int R, int T,
-                                                                   legacy_kind kind) {
+/* One row as the file has it, with a lane's arithmetic of the tile above (the same bits): the block's exact
+ * integer sum of levels times activations (signed values for Q8_0) plus the start, and the same float steps. */
+static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w, const uint8_t *act, int64_t n,
+                                                                legacy_kind kind) {
     const bool has_min = legacy_has_min(kind);
-    const size_t act_bytes = has_min ? Q8_1_BYTES : Q8_0_BYTES, act_q = has_min ? 4 : 2;
-    __m256 acc[TILE_ROWS][TILE_TOKENS];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
-    for (int64_t b = 0; b < n / QK; b++) {
-        __m256i wq[TILE_ROWS], wmag[TILE_ROWS];
-        float wd[TILE_ROWS], wm[TILE_ROWS];
-        for (int r = 0; r < R; r++) {
-            const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * legacy_bytes[kind];
-            wq[r] = legacy_values(blk, kind);
-            wmag[r] = has_min ? wq[r] : _mm256_sign_epi8(wq[r], wq[r]);
-            wd[r] = fp16_load(blk);
-            wm[r] = has_min ? fp16_load(blk + 2) : 0.0f;
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK; b++, w += legacy_bytes[kind], act += ACT_BLOCK_BYTES) {
+        __m256i a = load256(act), products;
+        if (kind == L_Q8_0) {
+            __m256i q = load256(w + 2);
+            products = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q));
+        } else {
+            __m128i packed = _mm_loadu_si128((const __m128i *)(const void *)(w + file_nibbles_at(kind)));
+            __m256i levels = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0f));
+            if (legacy_has_fifth(kind)) levels = _mm256_or_si256(levels, fifth_bits((uint32_t)load_i32(w + file_nibbles_at(kind) - 4)));
+            products = _mm256_maddubs_epi16(levels, a);
         }
-        for (int t = 0; t < T; t++) {
-            const uint8_t *ablk = act + (size_t)t * act_stride + (size_t)b * act_bytes;
-            __m256i aq = load256(ablk + act_q);
-            float ad = fp16_load(ablk);
-            __m256 asum = has_min ? _mm256_cvtepi32_ps(sum_i8x32(aq)) : _mm256_setzero_ps();
-            for (int r = 0; r < R; r++) {
-                __m256i pairs = _mm256_maddubs_epi16(wmag[r], has_min ? aq : _mm256_sign_epi8(aq, wq[r]));
-                __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-                acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wd[r] * ad), _mm256_cvtepi32_ps(sums), acc[r][t]);
-                if (has_min) acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(wm[r] * ad), asum, acc[r][t]);
-            }
-        }
+        int32_t sum = (has_min ? 0 : load_i32(act + QK + 4)) + hsum256_epi32(_mm256_madd_epi16(products, _mm256_set1_epi16(1)));
+        acc = fmaf((float)sum * fp16_load(w), load_f32(act + QK), acc);
+        if (has_min) acc = fmaf(fp16_load(w + 2), load_f32(act + QK + 4), acc);
     }
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = hsum256(acc[r][t]);
+    return acc;
 }
 
-#define LEGACY_TYPE(name, act, kind)                                                                                   \
-    static float dot_##name##_##act(const void *x, const void *a, int64_t n) {                                         \
-        float y;                                                                                                       \
-        legacy_tile_body(x, 0, a, 0, n, &y, 0, 1, 1, kind);                                                            \
-        return y;                                                                                                      \
-    }                                                                                                                  \
-    static void tile_##name##_full(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,      \
-                                   size_t ys) {                                                                        \
-        legacy_tile_body(w, ws, a, as, n, y, ys, TILE_ROWS, TILE_TOKENS, kind);                                        \
-    }                                                                                                                  \
-    TILE_OR_DOTS(tile_##name, tile_##name##_full, dot_##name##_##act)
-LEGACY_TYPE(q4_0, q8_0, L_Q4_0)
-LEGACY_TYPE(q4_1, q8_1, L_Q4_1)
-LEGACY_TYPE(q5_0, q8_0, L_Q5_0)
-LEGACY_TYPE(q5_1, q8_1, L_Q5_1)
-LEGACY_TYPE(q8_0, q8_0, L_Q8_0)
+#define LEGACY_TYPE(name, kind)                                                                                        \
+    static float dot_group_row_##name(const void *x, const void *a, int64_t n) { return dot_row_body(x, a, n, kind); } \
+    static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
+                                  size_t ys, int rows, int tokens) {                                                   \
+        (void)w_stride;                                                                                                \
+        switch (tokens) {                                                                                              \
+        case 1: group_tile_body(w, a, as, n, y, ys, rows, 1, kind); break;                                             \
+        case 2: group_tile_body(w, a, as, n, y, ys, rows, 2, kind); break;                                             \
+        case 3: group_tile_body(w, a, as, n, y, ys, rows, 3, kind); break;                                             \
+        default: group_tile_body(w, a, as, n, y, ys, rows, 4, kind); break;                                            \
+        }                                                                                                              \
+    }
+LEGACY_TYPE(q4_0, L_Q4_0)
+LEGACY_TYPE(q4_1, L_Q4_1)
+LEGACY_TYPE(q5_0, L_Q5_0)
+LEGACY_TYPE(q5_1, L_Q5_1)
+LEGACY_TYPE(q8_0, L_Q8_0)
+_Static_assert(GROUP_TOKENS == 4, "tile_group_* switch over 1..4 tokens");
 
 /* ------------------------------------------------------------------------------------------------------------
  * K types against Q8_K activations (block of 256: f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_k.c
@@ -580,16 +694,33 @@ static tnd_cpu_dot tiled_entry(tnd_type act_type, tnd_from_float_fn quantize, tn
                          .tile_tokens = TILE_TOKENS};
 }
 
+/* The 32-element types: activations in the layout above (values decode as Q8_0's), rows packed in groups; rows
+ * left unpacked (a matrix of fewer rows than a group) take the dot, one at a time. */
+static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile_packed,
+                               size_t block_bytes, void (*transform)(uint8_t *, int, size_t)) {
+    return (tnd_cpu_dot){.act_type = TND_TYPE_Q8_0,
+                         .quantize_act = quantize,
+                         .dot = dot,
+                         .isa = "avx2",
+                         .tile_rows = GROUP_ROWS,
+                         .tile_tokens = GROUP_TOKENS,
+                         .act_bytes = act_blocks_bytes,
+                         .act_to_float = act_blocks_to_float,
+                         .tile_packed = tile_packed,
+                         .pack_chunk = block_bytes,
+                         .pack_transform = transform};
+}
+
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->vec = (tnd_cpu_vec){f16_to_f32, attn_tile, NULL, swiglu, NULL};
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32);
     k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32);
     k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32);
-    k->dot[TND_TYPE_Q8_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, tile_q8_0);
-    k->dot[TND_TYPE_Q4_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, tile_q4_0);
-    k->dot[TND_TYPE_Q4_1] = tiled_entry(TND_TYPE_Q8_1, quantize_q8_1, dot_q4_1_q8_1, tile_q4_1);
-    k->dot[TND_TYPE_Q5_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q5_0_q8_0, tile_q5_0);
-    k->dot[TND_TYPE_Q5_1] = tiled_entry(TND_TYPE_Q8_1, quantize_q8_1, dot_q5_1_q8_1, tile_q5_1);
+    k->dot[TND_TYPE_Q4_0] = group_entry(quantize_act_q4_0, dot_group_row_q4_0, tile_group_q4_0, 18, pack_q4_0);
+    k->dot[TND_TYPE_Q4_1] = group_entry(quantize_act_min, dot_group_row_q4_1, tile_group_q4_1, 20, pack_q4_1);
+    k->dot[TND_TYPE_Q5_0] = group_entry(quantize_act_q5_0, dot_group_row_q5_0, tile_group_q5_0, 22, pack_q5_0);
+    k->dot[TND_TYPE_Q5_1] = group_entry(quantize_act_min, dot_group_row_q5_1, tile_group_q5_1, 24, pack_q5_1);
+    k->dot[TND_TYPE_Q8_0] = group_entry(quantize_act_q8_0, dot_group_row_q8_0, tile_group_q8_0, 34, pack_q8_0);
     k->dot[TND_TYPE_Q4_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, tile_q4_K_q8_K);
     k->dot[TND_TYPE_Q6_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, tile_q6_K_q8_K);
     k->dot[TND_TYPE_Q2_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q2_K_q8_K, tile_q2_K_q8_K);
