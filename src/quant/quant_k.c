@@ -124,6 +124,13 @@ static void unpack_block(tnd_type type, const void *row, int64_t i, unpacked_k *
     }
 }
 
+void tnd_k_block_levels(tnd_type type, const void *block, uint8_t levels[QK_K]) {
+    unpacked_k u;
+    unpack_block(type, block, 0, &u);
+    int offset = type == TND_TYPE_Q3_K ? 4 : type == TND_TYPE_Q6_K ? 32 : 0;
+    for (int e = 0; e < QK_K; e++) levels[e] = (uint8_t)(u.q[e] + offset);
+}
+
 /* ------------------------------------------------------------------------------------------------------------
  * Dequantization and dot products (against Q8_K), one body for all K types
  * ---------------------------------------------------------------------------------------------------------- */

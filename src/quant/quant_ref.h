@@ -127,4 +127,8 @@ TND_DECLARE_DOT(q4_K)
 TND_DECLARE_DOT(q5_K)
 TND_DECLARE_DOT(q6_K)
 
+/* The stored level (the unsigned bits: Q2_K 0..3, Q3_K 0..7, Q4_K 0..15, Q5_K 0..31, Q6_K 0..63) of each of the 256
+ * elements of one block of a K type, for kernels that lay the bits out their own way. */
+void tnd_k_block_levels(tnd_type type, const void *block, uint8_t levels[TND_QK_SUPER]);
+
 #endif

@@ -28,12 +28,6 @@ static inline int32_t hsum256_epi32(__m256i v) {
     return _mm_cvtsi128_si32(a4);
 }
 
-/* The prompt tiles here have one shape; a smaller tile (the edge of a matmul) takes single dots, which sum in the
- * same order. */
-enum { TILE_ROWS = 2, TILE_TOKENS = 4 };
-
-#define TILE_OR_DOTS(name, full_tile, dot) TND_CPU_TILE_OR_DOTS(name, full_tile, dot, TILE_ROWS, TILE_TOKENS)
-
 /* ------------------------------------------------------------------------------------------------------------
  * Float weights against float activations (activations used as they are)
  * ---------------------------------------------------------------------------------------------------------- */
@@ -479,72 +473,233 @@ static inline __m256i k_levels(const uint8_t *x, k_kind kind, int c) {
 }
 
 static const int k_offset[] = {[K_Q2] = 0, [K_Q3] = 4, [K_Q4] = 0, [K_Q5] = 0, [K_Q6] = 32};
+static const tnd_type k_type[] = {[K_Q2] = TND_TYPE_Q2_K, [K_Q3] = TND_TYPE_Q3_K, [K_Q4] = TND_TYPE_Q4_K,
+                                  [K_Q5] = TND_TYPE_Q5_K, [K_Q6] = TND_TYPE_Q6_K};
+static inline bool k_has_min(k_kind kind) { return kind == K_Q2 || kind == K_Q4 || kind == K_Q5; }
 
-/* R rows x T tokens; each row's levels built once per chunk for the T tokens. The dot is the 1 x 1 instance, so a
- * tile and the dots sum in the same order. */
-static inline __attribute__((always_inline)) void k_tile_body(const uint8_t *w, size_t w_stride, const uint8_t *act,
-                                                              size_t act_stride, int64_t n, float *y, size_t y_stride,
-                                                              int R, int T, k_kind kind) {
-    float sum[TILE_ROWS][TILE_TOKENS] = {{0}};
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        const uint8_t *x[TILE_ROWS];
-        k_scales s[TILE_ROWS];
-        __m256i acc[TILE_ROWS][TILE_TOKENS];
-        for (int r = 0; r < R; r++) {
-            x[r] = w + (size_t)r * w_stride + (size_t)b * k_bytes[kind];
-            k_scales_of(x[r], kind, &s[r]);
-            for (int t = 0; t < T; t++) acc[r][t] = _mm256_setzero_si256();
-        }
-        for (int c = 0; c < 8; c++) {
-            __m256i q[TILE_ROWS], scales[TILE_ROWS];
-            for (int r = 0; r < R; r++) {
-                q[r] = k_levels(x[r], kind, c);
-                /* scales 2c and 2c + 1, each over its 8 lanes (the int16 sums of bytes 0-15, then 16-31) */
-                __m256i pair = _mm256_permutevar8x32_epi32(s[r].scale, _mm256_set1_epi32(c));
-                scales[r] = _mm256_shuffle_epi8(pair, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1,
-                                                                       2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+/* The exact integers of one super-block of one row: the sum over sub-blocks of scale x (levels . activations) minus
+ * the level offset's share, and the sum of min x activation sums. */
+static inline __attribute__((always_inline)) void k_row_ints(const uint8_t *x, const uint8_t *y, k_kind kind,
+                                                             int32_t *total, int32_t *mins) {
+    k_scales s;
+    k_scales_of(x, kind, &s);
+    __m256i acc = _mm256_setzero_si256();
+    for (int c = 0; c < 8; c++) {
+        /* scales 2c and 2c + 1, each over its 8 lanes (the int16 sums of bytes 0-15, then 16-31) */
+        __m256i pair = _mm256_permutevar8x32_epi32(s.scale, _mm256_set1_epi32(c));
+        __m256i scales = _mm256_shuffle_epi8(pair, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3,
+                                                                    2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+        acc = _mm256_add_epi32(acc, scaled_dot_u8(k_levels(x, kind, c), load256(y + 4 + 32 * c), scales));
+    }
+    __m256i bsums = load256(y + 4 + QK_K);
+    /* the level offset comes back through the activations' sums of 16, as do the mins */
+    if (k_offset[kind])
+        acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_madd_epi16(s.scale, bsums), _mm256_set1_epi32(k_offset[kind])));
+    *total = hsum256_epi32(acc);
+    *mins = k_has_min(kind) ? hsum256_epi32(_mm256_madd_epi16(s.min, bsums)) : 0;
+}
+
+/* Row groups of the K types, one lane per row as the 32-element types above. A packed super-block of 8 rows holds
+ * their fp16 d, their fp16 dmin (Q2_K, Q4_K, Q5_K), their scale bytes as the file has them in 32-bit words (word k
+ * of every row in turn: the 6-bit and 4-bit fields decode in lanes with constant shifts), then the levels in steps
+ * of 4 columns as bit fields: a nibble vector holds two steps (low nibble 2v, high 2v + 1), a 2-bit plane four
+ * (bits 2m: step 4v + m), a 1-bit plane eight (bit m: step 8v + m). Q2_K: a 2-bit plane; Q3_K: 2-bit plane + 1-bit
+ * plane (third bit); Q4_K: nibbles; Q5_K: nibbles + 1-bit plane (fifth bit); Q6_K: nibbles + 2-bit plane (top two
+ * bits). Same bytes as the file's 8 rows. A lane sums each pair of steps (one sub-block of 16 holds two pairs) in
+ * int16, at most 2 x 2 x 63 x 127, and madd weighs it by its row's sub-block scale into int32. */
+typedef struct k_layout {
+    int d, dmin, scales, n_words; /* where the file keeps d, dmin (-1: none) and the scale bytes; scale words */
+    int nibbles, plane2, plane1;  /* packed offsets of the bit fields from the levels' start (-1: none) */
+} k_layout;
+
+static const k_layout k_layouts[] = {
+    [K_Q2] = {80, 82, 0, 4, -1, 0, -1},    [K_Q3] = {108, -1, 96, 3, -1, 0, 512},
+    [K_Q4] = {0, 2, 4, 3, 0, -1, -1},      [K_Q5] = {0, 2, 4, 3, 0, -1, 1024},
+    [K_Q6] = {208, -1, 192, 4, 0, 1024, -1},
+};
+
+/* Where the levels start in a packed super-block of 8 rows. */
+static inline size_t k_group_levels_at(k_kind kind) {
+    const k_layout *l = &k_layouts[kind];
+    return 2 * GROUP_ROWS * (l->dmin >= 0 ? 2 : 1) + 4 * GROUP_ROWS * (size_t)l->n_words;
+}
+
+/* Rewrites one super-block of 8 rows (as the file has them, one after the other) into the layout above. */
+static void pack_k_block(uint8_t *blocks, int group, size_t len, k_kind kind) {
+    const k_layout *l = &k_layouts[kind];
+    uint8_t out[GROUP_ROWS * 210], levels[QK_K];
+    memset(out, 0, sizeof out);
+    uint8_t *lv = out + k_group_levels_at(kind), *words = lv - 4 * GROUP_ROWS * l->n_words;
+    for (int r = 0; r < group; r++) {
+        const uint8_t *in = blocks + (size_t)r * len;
+        memcpy(out + 2 * r, in + l->d, 2);
+        if (l->dmin >= 0) memcpy(out + 2 * GROUP_ROWS + 2 * r, in + l->dmin, 2);
+        for (int k = 0; k < l->n_words; k++) memcpy(words + 4 * (GROUP_ROWS * k + r), in + l->scales + 4 * k, 4);
+        tnd_k_block_levels(k_type[kind], in, levels);
+        for (int col = 0; col < QK_K; col++) {
+            int step = col / 4, at = 4 * r + col % 4, level = levels[col];
+            if (l->nibbles >= 0) {
+                lv[l->nibbles + STEP_BYTES * (step / 2) + at] |= (uint8_t)((level & 15) << (4 * (step % 2)));
+                level >>= 4;
             }
-            for (int t = 0; t < T; t++) {
-                __m256i yv = load256(act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 32 * c);
-                for (int r = 0; r < R; r++) acc[r][t] = _mm256_add_epi32(acc[r][t], scaled_dot_u8(q[r], yv, scales[r]));
+            if (l->plane2 >= 0) {
+                lv[l->plane2 + STEP_BYTES * (step / 4) + at] |= (uint8_t)((level & 3) << (2 * (step % 4)));
+                level >>= 2;
             }
-        }
-        for (int t = 0; t < T; t++) {
-            const uint8_t *yblk = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
-            float dy = q8k_d(yblk);
-            __m256i bsums = load256(yblk + 4 + QK_K);
-            for (int r = 0; r < R; r++) {
-                /* the level offset comes back through the activations' sums of 16, as do the mins */
-                if (k_offset[kind])
-                    acc[r][t] = _mm256_sub_epi32(acc[r][t], _mm256_mullo_epi32(_mm256_madd_epi16(s[r].scale, bsums),
-                                                                               _mm256_set1_epi32(k_offset[kind])));
-                int32_t total = hsum256_epi32(acc[r][t]);
-                int32_t mins = kind == K_Q3 || kind == K_Q6 ? 0 : hsum256_epi32(_mm256_madd_epi16(s[r].min, bsums));
-                sum[r][t] += dy * s[r].d * (float)total - dy * s[r].dmin * (float)mins;
-            }
+            if (l->plane1 >= 0) lv[l->plane1 + STEP_BYTES * (step / 8) + at] |= (uint8_t)((level & 1) << (step % 8));
         }
     }
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = sum[r][t];
+    memcpy(blocks, out, (size_t)group * len);
+}
+
+/* v >> k and v << k for a count known only where the caller is inlined */
+static inline __m256i shr16(__m256i v, int k) { return _mm256_srl_epi16(v, _mm_cvtsi32_si128(k)); }
+static inline __m256i shr32(__m256i v, int k) { return _mm256_srl_epi32(v, _mm_cvtsi32_si128(k)); }
+static inline __m256i shl32(__m256i v, int k) { return _mm256_sll_epi32(v, _mm_cvtsi32_si128(k)); }
+
+/* The unsigned levels of step i of a packed super-block. */
+static inline __m256i k_step_levels(const uint8_t *lv, k_kind kind, int i) {
+    const k_layout *l = &k_layouts[kind];
+    __m256i level = _mm256_setzero_si256();
+    int bits = 0;
+    if (l->nibbles >= 0) {
+        level = _mm256_and_si256(shr16(load256(lv + l->nibbles + STEP_BYTES * (i / 2)), 4 * (i % 2)),
+                                 _mm256_set1_epi8(0x0f));
+        bits = 4;
+    }
+    if (l->plane2 >= 0) {
+        __m256i two = _mm256_and_si256(shr16(load256(lv + l->plane2 + STEP_BYTES * (i / 4)), 2 * (i % 4)),
+                                       _mm256_set1_epi8(0x03));
+        level = _mm256_or_si256(level, bits ? _mm256_slli_epi16(two, 4) : two); /* bits 4-5 stay in their byte */
+        bits += 2;
+    }
+    if (l->plane1 >= 0) {
+        __m256i one = _mm256_and_si256(shr16(load256(lv + l->plane1 + STEP_BYTES * (i / 8)), i % 8), _mm256_set1_epi8(1));
+        level = _mm256_or_si256(level, _mm256_sll_epi16(one, _mm_cvtsi32_si128(bits)));
+    }
+    return level;
+}
+
+/* Scale (or min) of sub-block j of 16 in every lane, from the scale words w[]; signed where the type's is. */
+static inline __m256i k_lane_scale(const __m256i w[4], k_kind kind, int j, bool min) {
+    const __m256i m2 = _mm256_set1_epi32(3), m4 = _mm256_set1_epi32(15), m6 = _mm256_set1_epi32(63);
+    switch (kind) {
+    case K_Q2: {
+        __m256i byte = shr32(w[j / 4], 8 * (j % 4));
+        return _mm256_and_si256(min ? _mm256_srli_epi32(byte, 4) : byte, m4);
+    }
+    case K_Q6: return _mm256_srai_epi32(shl32(w[j / 4], 24 - 8 * (j % 4)), 24);
+    case K_Q3: {
+        __m256i low = _mm256_and_si256(shr32(w[(j % 8) / 4], 8 * (j % 4) + 4 * (j / 8)), m4);
+        __m256i high = _mm256_and_si256(shr32(w[2], 8 * (j % 4) + 2 * (j / 4)), m2);
+        return _mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)), _mm256_set1_epi32(32));
+    }
+    default: { /* Q4_K, Q5_K: the k4 packing, sub-block s = j / 2 of 32 */
+        int s = j / 2, m = min ? 1 : 0;
+        if (s < 4) return _mm256_and_si256(shr32(w[m], 8 * s), m6);
+        __m256i low = _mm256_and_si256(shr32(w[2], 8 * (s - 4) + 4 * m), m4);
+        return _mm256_or_si256(low, _mm256_slli_epi32(_mm256_and_si256(shr32(w[m], 8 * (s - 4) + 6), m2), 4));
+    }
+    }
+}
+
+/* Two int32 lane values as the int16 pair (lo, hi) of each lane. */
+static inline __m256i int16_pair(__m256i lo, __m256i hi) {
+    return _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(hi, 16));
+}
+
+/* y[t * y_stride + r] for the first R rows of the group at w and T tokens of Q8_K activations. A lane's
+ * arithmetic per super-block: the exact integers of k_row_ints, then acc + total x (d dy) - mins x (dmin dy), each
+ * product rounded once (two fused multiply-adds). */
+static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_t *w, const uint8_t *act,
+                                                                    size_t act_stride, int64_t n, float *y,
+                                                                    size_t y_stride, int R, int T, k_kind kind) {
+    const k_layout *l = &k_layouts[kind];
+    const size_t group_block = GROUP_ROWS * k_bytes[kind];
+    __m256 acc[GROUP_TOKENS];
+    for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; b++, w += group_block) {
+        const uint8_t *lv = w + k_group_levels_at(kind), *words = lv - 4 * GROUP_ROWS * l->n_words;
+        __m256i sw[4];
+        for (int k = 0; k < l->n_words; k++) sw[k] = load256(words + 4 * GROUP_ROWS * k);
+        __m256i total[GROUP_TOKENS];
+        for (int t = 0; t < T; t++) total[t] = _mm256_setzero_si256();
+        for (int j = 0; j < 16; j++) { /* sub-block of 16: steps 4j .. 4j + 3 */
+            __m256i sc = k_lane_scale(sw, kind, j, false), scale16 = int16_pair(sc, sc);
+            for (int pair = 0; pair < 2; pair++) {
+                int i = 4 * j + 2 * pair;
+                __m256i lo = k_step_levels(lv, kind, i), hi = k_step_levels(lv, kind, i + 1);
+                for (int t = 0; t < T; t++) {
+                    const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 4 * i;
+                    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_set1_epi32(load_i32(a))),
+                                                 _mm256_maddubs_epi16(hi, _mm256_set1_epi32(load_i32(a + 4))));
+                    total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(p, scale16));
+                }
+            }
+        }
+        /* offsets and mins meet the activations' sums of 16, two sub-blocks per madd */
+        __m256i off_pairs[8], min_pairs[8];
+        for (int j = 0; j < 16; j += 2) {
+            if (k_offset[kind])
+                off_pairs[j / 2] = int16_pair(k_lane_scale(sw, kind, j, false), k_lane_scale(sw, kind, j + 1, false));
+            if (k_has_min(kind))
+                min_pairs[j / 2] = int16_pair(k_lane_scale(sw, kind, j, true), k_lane_scale(sw, kind, j + 1, true));
+        }
+        __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)w));
+        __m256 dmin = k_has_min(kind) ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * GROUP_ROWS)))
+                                      : _mm256_setzero_ps();
+        for (int t = 0; t < T; t++) {
+            const uint8_t *ya = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
+            __m256i off = _mm256_setzero_si256(), mins = _mm256_setzero_si256();
+            for (int j = 0; j < 16; j += 2) {
+                __m256i bs = _mm256_set1_epi32(load_i32(ya + 4 + QK_K + 2 * j));
+                if (k_offset[kind]) off = _mm256_add_epi32(off, _mm256_madd_epi16(off_pairs[j / 2], bs));
+                if (k_has_min(kind)) mins = _mm256_add_epi32(mins, _mm256_madd_epi16(min_pairs[j / 2], bs));
+            }
+            if (k_offset[kind])
+                total[t] = _mm256_sub_epi32(total[t], _mm256_mullo_epi32(off, _mm256_set1_epi32(k_offset[kind])));
+            __m256 dy = _mm256_set1_ps(q8k_d(ya));
+            acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[t]), _mm256_mul_ps(d, dy), acc[t]);
+            if (k_has_min(kind)) acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(dmin, dy), acc[t]);
+        }
+    }
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i rows = _mm256_cmpgt_epi32(_mm256_set1_epi32(R), lane);
+    for (int t = 0; t < T; t++) _mm256_maskstore_ps(y + (size_t)t * y_stride, rows, acc[t]);
+}
+
+/* One row as the file has it, with a lane's arithmetic of the tile above (the same bits). */
+static inline __attribute__((always_inline)) float k_row_dot(const uint8_t *x, const uint8_t *y, int64_t n,
+                                                             k_kind kind) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++, x += k_bytes[kind], y += Q8_K_BYTES) {
+        int32_t total, mins;
+        k_row_ints(x, y, kind, &total, &mins);
+        float dy = q8k_d(y), d = fp16_load(x + k_layouts[kind].d);
+        acc = fmaf((float)total, d * dy, acc);
+        if (k_has_min(kind)) acc = fmaf(-(float)mins, fp16_load(x + k_layouts[kind].dmin) * dy, acc);
+    }
+    return acc;
 }
 
 #define K_TYPE(name, kind)                                                                                             \
-    static float dot_##name##_q8_K(const void *x, const void *a, int64_t n) {                                          \
-        float y;                                                                                                       \
-        k_tile_body(x, 0, a, 0, n, &y, 0, 1, 1, kind);                                                                 \
-        return y;                                                                                                      \
-    }                                                                                                                  \
-    static void tile_##name##_q8_K_full(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, \
-                                        size_t ys) {                                                                   \
-        k_tile_body(w, ws, a, as, n, y, ys, TILE_ROWS, TILE_TOKENS, kind);                                             \
-    }                                                                                                                  \
-    TILE_OR_DOTS(tile_##name##_q8_K, tile_##name##_q8_K_full, dot_##name##_q8_K)
+    static float dot_group_row_##name(const void *x, const void *a, int64_t n) { return k_row_dot(x, a, n, kind); }   \
+    static void pack_##name(uint8_t *b, int group, size_t len) { pack_k_block(b, group, len, kind); }                 \
+    static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
+                                  size_t ys, int rows, int tokens) {                                                   \
+        (void)w_stride;                                                                                                \
+        switch (tokens) {                                                                                              \
+        case 1: k_group_tile_body(w, a, as, n, y, ys, rows, 1, kind); break;                                           \
+        case 2: k_group_tile_body(w, a, as, n, y, ys, rows, 2, kind); break;                                           \
+        case 3: k_group_tile_body(w, a, as, n, y, ys, rows, 3, kind); break;                                           \
+        default: k_group_tile_body(w, a, as, n, y, ys, rows, 4, kind); break;                                          \
+        }                                                                                                              \
+    }
 K_TYPE(q2_K, K_Q2)
 K_TYPE(q3_K, K_Q3)
 K_TYPE(q4_K, K_Q4)
 K_TYPE(q5_K, K_Q5)
 K_TYPE(q6_K, K_Q6)
-
 
 /* ------------------------------------------------------------------------------------------------------------
  * Float vector steps (attention)
@@ -683,17 +838,6 @@ static tnd_cpu_dot float_entry(tnd_vec_dot_fn dot) {
     return (tnd_cpu_dot){.act_type = TND_TYPE_F32, .quantize_act = copy_f32, .dot = dot, .isa = "avx2"};
 }
 
-/* An entry with quantized activations and 2 x 4 tiles. */
-static tnd_cpu_dot tiled_entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile) {
-    return (tnd_cpu_dot){.act_type = act_type,
-                         .quantize_act = quantize,
-                         .dot = dot,
-                         .isa = "avx2",
-                         .tile = tile,
-                         .tile_rows = TILE_ROWS,
-                         .tile_tokens = TILE_TOKENS};
-}
-
 /* The 32-element types: activations in the layout above (values decode as Q8_0's), rows packed in groups; rows
  * left unpacked (a matrix of fewer rows than a group) take the dot, one at a time. */
 static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile_packed,
@@ -711,6 +855,20 @@ static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, t
                          .pack_transform = transform};
 }
 
+/* The K types: Q8_K activations, rows packed in groups. */
+static tnd_cpu_dot k_group_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, size_t block_bytes,
+                                 void (*transform)(uint8_t *, int, size_t)) {
+    return (tnd_cpu_dot){.act_type = TND_TYPE_Q8_K,
+                         .quantize_act = tnd_quantize_q8_K_ref,
+                         .dot = dot,
+                         .isa = "avx2",
+                         .tile_rows = GROUP_ROWS,
+                         .tile_tokens = GROUP_TOKENS,
+                         .tile_packed = tile_packed,
+                         .pack_chunk = block_bytes,
+                         .pack_transform = transform};
+}
+
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->vec = (tnd_cpu_vec){f16_to_f32, attn_tile, NULL, swiglu, NULL};
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32);
@@ -721,9 +879,9 @@ void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_Q5_0] = group_entry(quantize_act_q5_0, dot_group_row_q5_0, tile_group_q5_0, 22, pack_q5_0);
     k->dot[TND_TYPE_Q5_1] = group_entry(quantize_act_min, dot_group_row_q5_1, tile_group_q5_1, 24, pack_q5_1);
     k->dot[TND_TYPE_Q8_0] = group_entry(quantize_act_q8_0, dot_group_row_q8_0, tile_group_q8_0, 34, pack_q8_0);
-    k->dot[TND_TYPE_Q4_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, tile_q4_K_q8_K);
-    k->dot[TND_TYPE_Q6_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, tile_q6_K_q8_K);
-    k->dot[TND_TYPE_Q2_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q2_K_q8_K, tile_q2_K_q8_K);
-    k->dot[TND_TYPE_Q3_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q3_K_q8_K, tile_q3_K_q8_K);
-    k->dot[TND_TYPE_Q5_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q5_K_q8_K, tile_q5_K_q8_K);
+    k->dot[TND_TYPE_Q2_K] = k_group_entry(dot_group_row_q2_K, tile_group_q2_K, 84, pack_q2_K);
+    k->dot[TND_TYPE_Q3_K] = k_group_entry(dot_group_row_q3_K, tile_group_q3_K, 110, pack_q3_K);
+    k->dot[TND_TYPE_Q4_K] = k_group_entry(dot_group_row_q4_K, tile_group_q4_K, 144, pack_q4_K);
+    k->dot[TND_TYPE_Q5_K] = k_group_entry(dot_group_row_q5_K, tile_group_q5_K, 176, pack_q5_K);
+    k->dot[TND_TYPE_Q6_K] = k_group_entry(dot_group_row_q6_K, tile_group_q6_K, 210, pack_q6_K);
 }
