@@ -236,8 +236,8 @@ static void check_swiglu(const tnd_cpu_vec *vec, const char *isa) {
     CHECK(moved == 0);
 }
 
-/* No scalar fallbacks: every weight type a model computes with has a SIMD dot on every instruction set, and every
- * quantized one a prompt tile (weights unpacked once for several tokens). */
+/* No scalar fallbacks: every weight type a model computes with has a SIMD dot and a prompt tile (weights unpacked
+ * once for several tokens) on every instruction set. */
 static void check_coverage(const tnd_cpu_kernels *table, tnd_cpu_isa isa) {
     static const tnd_type weight_types[] = {TND_TYPE_F32,  TND_TYPE_F16,  TND_TYPE_BF16, TND_TYPE_Q4_0,
                                             TND_TYPE_Q4_1, TND_TYPE_Q5_0, TND_TYPE_Q5_1, TND_TYPE_Q8_0,
@@ -248,7 +248,7 @@ static void check_coverage(const tnd_cpu_kernels *table, tnd_cpu_isa isa) {
         tnd_type t = weight_types[i];
         const tnd_cpu_dot *k = &table->dot[t];
         bool simd = k->dot && strcmp(k->isa, "ref") != 0;
-        bool tiled = !tnd_type_traits_of(t)->quantized || k->tile || k->tile_packed;
+        bool tiled = k->tile || k->tile_packed;
         if (!CHECK(simd && tiled))
             fprintf(stderr, "  %s: %s has %s\n", tnd_cpu_isa_name(isa), tnd_type_name(t),
                     !simd ? "no SIMD dot (the scalar reference runs)" : "no prompt tile");

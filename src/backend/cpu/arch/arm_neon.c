@@ -29,57 +29,77 @@ static inline float fp16_load(const uint8_t *p) {
  * Float weights against float activations
  * ---------------------------------------------------------------------------------------------------------- */
 
-static float dot_f32_f32(const void *vx, const void *vy, int64_t n) {
-    const float *x = vx, *y = vy;
-    float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0), a2 = vdupq_n_f32(0), a3 = vdupq_n_f32(0);
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = vfmaq_f32(a0, vld1q_f32(x + i), vld1q_f32(y + i));
-        a1 = vfmaq_f32(a1, vld1q_f32(x + i + 4), vld1q_f32(y + i + 4));
-        a2 = vfmaq_f32(a2, vld1q_f32(x + i + 8), vld1q_f32(y + i + 8));
-        a3 = vfmaq_f32(a3, vld1q_f32(x + i + 12), vld1q_f32(y + i + 12));
-    }
-    for (; i + 4 <= n; i += 4) a0 = vfmaq_f32(a0, vld1q_f32(x + i), vld1q_f32(y + i));
-    float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
-    for (; i < n; i++) s += x[i] * y[i];
-    return s;
+typedef enum float_kind { FW_F32, FW_F16, FW_BF16 } float_kind;
+
+/* Weights i .. i + 3 of a float row, widened. */
+static inline float32x4_t load_w4(const void *w, int64_t i, float_kind kind) {
+    if (kind == FW_F32) return vld1q_f32((const float *)w + i);
+    if (kind == FW_F16) return vcvt_f32_f16(vld1_f16((const __fp16 *)w + i));
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16((const uint16_t *)w + i), 16)); /* bf16: a float's top half */
 }
 
-static float dot_f16_f32(const void *vx, const void *vy, int64_t n) {
-    const __fp16 *x = vx;
-    const float *y = vy;
-    float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0);
-    int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        float16x8_t h = vld1q_f16(x + i);
-        a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(h)), vld1q_f32(y + i));
-        a1 = vfmaq_f32(a1, vcvt_high_f32_f16(h), vld1q_f32(y + i + 4));
-    }
-    float s = vaddvq_f32(vaddq_f32(a0, a1));
-    for (; i < n; i++) s += (float)x[i] * y[i];
-    return s;
+static inline float load_w1(const void *w, int64_t i, float_kind kind) {
+    if (kind == FW_F32) return ((const float *)w)[i];
+    if (kind == FW_F16) return (float)((const __fp16 *)w)[i];
+    uint32_t u = (uint32_t)((const uint16_t *)w)[i] << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
 }
 
-/* BF16 is the top half of a float: widening is a shift. */
-static float dot_bf16_f32(const void *vx, const void *vy, int64_t n) {
-    const uint16_t *x = vx;
-    const float *y = vy;
-    float32x4_t a0 = vdupq_n_f32(0), a1 = vdupq_n_f32(0);
+/* Float weights against float activations: R rows x T tokens, two accumulators per pair over steps of 8 (then one
+ * step of 4, then single elements), as x86_avx2.c does with 16 and 8. The dot is the 1 x 1 instance. */
+enum { FLOAT_TILE_ROWS = 1, FLOAT_TILE_TOKENS = 4 };
+
+static inline __attribute__((always_inline)) void float_tile_body(const uint8_t *w, size_t w_stride,
+                                                                  const uint8_t *act, size_t act_stride, int64_t n,
+                                                                  float *y, size_t y_stride, int R, int T,
+                                                                  float_kind kind) {
+    float32x4_t acc0[FLOAT_TILE_ROWS][FLOAT_TILE_TOKENS], acc1[FLOAT_TILE_ROWS][FLOAT_TILE_TOKENS];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc0[r][t] = acc1[r][t] = vdupq_n_f32(0);
     int64_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint16x8_t h = vld1q_u16(x + i);
-        a0 = vfmaq_f32(a0, vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16)), vld1q_f32(y + i));
-        a1 = vfmaq_f32(a1, vreinterpretq_f32_u32(vshll_high_n_u16(h, 16)), vld1q_f32(y + i + 4));
+    for (; i + 8 <= n; i += 8)
+        for (int r = 0; r < R; r++) {
+            float32x4_t w0 = load_w4(w + (size_t)r * w_stride, i, kind), w1 = load_w4(w + (size_t)r * w_stride, i + 4, kind);
+            for (int t = 0; t < T; t++) {
+                const float *x = (const float *)(const void *)(act + (size_t)t * act_stride);
+                acc0[r][t] = vfmaq_f32(acc0[r][t], w0, vld1q_f32(x + i));
+                acc1[r][t] = vfmaq_f32(acc1[r][t], w1, vld1q_f32(x + i + 4));
+            }
+        }
+    bool four = i + 4 <= n;
+    for (int r = 0; r < R; r++) {
+        float32x4_t w0 = four ? load_w4(w + (size_t)r * w_stride, i, kind) : vdupq_n_f32(0);
+        for (int t = 0; t < T; t++) {
+            const float *x = (const float *)(const void *)(act + (size_t)t * act_stride);
+            if (four) acc0[r][t] = vfmaq_f32(acc0[r][t], w0, vld1q_f32(x + i));
+            float s = vaddvq_f32(vaddq_f32(acc0[r][t], acc1[r][t]));
+            for (int64_t j = four ? i + 4 : i; j < n; j++) s += load_w1(w + (size_t)r * w_stride, j, kind) * x[j];
+            y[(size_t)t * y_stride + (size_t)r] = s;
+        }
     }
-    float s = vaddvq_f32(vaddq_f32(a0, a1));
-    for (; i < n; i++) {
-        uint32_t u = (uint32_t)x[i] << 16;
-        float f;
-        memcpy(&f, &u, 4);
-        s += f * y[i];
-    }
-    return s;
 }
+
+#define FLOAT_TYPE(name, kind)                                                                                         \
+    static float dot_##name##_f32(const void *x, const void *a, int64_t n) {                                           \
+        float y;                                                                                                       \
+        float_tile_body(x, 0, a, 0, n, &y, 0, 1, 1, kind);                                                             \
+        return y;                                                                                                      \
+    }                                                                                                                  \
+    static void tile_##name##_f32(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,       \
+                                  size_t ys, int rows, int tokens) {                                                   \
+        switch (tokens) {                                                                                              \
+        case 1: float_tile_body(w, ws, a, as, n, y, ys, rows, 1, kind); break;                                         \
+        case 2: float_tile_body(w, ws, a, as, n, y, ys, rows, 2, kind); break;                                         \
+        case 3: float_tile_body(w, ws, a, as, n, y, ys, rows, 3, kind); break;                                         \
+        default: float_tile_body(w, ws, a, as, n, y, ys, rows, 4, kind); break;                                        \
+        }                                                                                                              \
+    }
+FLOAT_TYPE(f32, FW_F32)
+FLOAT_TYPE(f16, FW_F16)
+FLOAT_TYPE(bf16, FW_BF16)
+_Static_assert(FLOAT_TILE_TOKENS == 4 && FLOAT_TILE_ROWS == 1, "tile_*_f32 switch over 1..4 tokens of one row");
 
 static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
@@ -379,9 +399,15 @@ K_TYPE(q6_K, K_Q6)
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* An entry with float activations, without tiles. */
-static tnd_cpu_dot float_entry(tnd_vec_dot_fn dot) {
-    return (tnd_cpu_dot){.act_type = TND_TYPE_F32, .quantize_act = copy_f32, .dot = dot, .isa = "neon"};
+/* An entry with float activations and tiles of one row x 4 tokens. */
+static tnd_cpu_dot float_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile) {
+    return (tnd_cpu_dot){.act_type = TND_TYPE_F32,
+                         .quantize_act = copy_f32,
+                         .dot = dot,
+                         .isa = "neon",
+                         .tile = tile,
+                         .tile_rows = FLOAT_TILE_ROWS,
+                         .tile_tokens = FLOAT_TILE_TOKENS};
 }
 
 /* An entry with quantized activations and 2 x 4 tiles. */
@@ -396,9 +422,9 @@ static tnd_cpu_dot tiled_entry(tnd_type act_type, tnd_from_float_fn quantize, tn
 }
 
 void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
-    k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32);
-    k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32);
-    k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32);
+    k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32, tile_f32_f32);
+    k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32, tile_f16_f32);
+    k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32, tile_bf16_f32);
     k->dot[TND_TYPE_Q8_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, tile_q8_0);
     k->dot[TND_TYPE_Q4_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, tile_q4_0);
     k->dot[TND_TYPE_Q4_1] = tiled_entry(TND_TYPE_Q8_1, quantize_q8_1, dot_q4_1_q8_1, tile_q4_1);

@@ -32,60 +32,86 @@ static inline int32_t hsum256_epi32(__m256i v) {
  * Float weights against float activations (activations used as they are)
  * ---------------------------------------------------------------------------------------------------------- */
 
-static float dot_f32_f32(const void *vx, const void *vy, int64_t n) {
-    const float *x = vx, *y = vy;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
-        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
-        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
-    }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-    float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (; i < n; i++) s += x[i] * y[i];
-    return s;
+typedef enum float_kind { FW_F32, FW_F16, FW_BF16 } float_kind;
+
+/* Weights i .. i + 7 of a float row, widened. */
+static inline __m256 load_w8(const void *w, int64_t i, float_kind kind) {
+    if (kind == FW_F32) return _mm256_loadu_ps((const float *)w + i);
+    __m128i h = _mm_loadu_si128((const __m128i *)(const void *)((const uint16_t *)w + i));
+    if (kind == FW_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); /* bf16: the top half of a float */
 }
 
-static inline __m256 load_f16x8(const uint16_t *p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
-}
-
-static inline __m256 load_bf16x8(const uint16_t *p) {
-    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-}
-
-/* F16 / BF16 weights: 8 halves widened to floats per step, four accumulators. */
-#define DOT_HALF_F32(name, load, widen_one)                                                                            \
-    static float name(const void *vx, const void *vy, int64_t n) {                                                     \
-        const uint16_t *x = vx;                                                                                        \
-        const float *y = vy;                                                                                           \
-        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps(); \
-        int64_t i = 0;                                                                                                 \
-        for (; i + 32 <= n; i += 32) {                                                                                 \
-            a0 = _mm256_fmadd_ps(load(x + i), _mm256_loadu_ps(y + i), a0);                                             \
-            a1 = _mm256_fmadd_ps(load(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);                                     \
-            a2 = _mm256_fmadd_ps(load(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);                                   \
-            a3 = _mm256_fmadd_ps(load(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);                                   \
-        }                                                                                                              \
-        for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load(x + i), _mm256_loadu_ps(y + i), a0);                      \
-        float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));                                \
-        for (; i < n; i++) s += widen_one(x[i]) * y[i];                                                                \
-        return s;                                                                                                      \
-    }
-
-static inline float f16_one(uint16_t h) { return _cvtsh_ss(h); }
-static inline float bf16_one(uint16_t b) {
-    uint32_t u = (uint32_t)b << 16;
+static inline float load_w1(const void *w, int64_t i, float_kind kind) {
+    if (kind == FW_F32) return ((const float *)w)[i];
+    uint16_t h = ((const uint16_t *)w)[i];
+    if (kind == FW_F16) return _cvtsh_ss(h);
+    uint32_t u = (uint32_t)h << 16;
     float f;
     memcpy(&f, &u, 4);
     return f;
 }
 
-DOT_HALF_F32(dot_f16_f32, load_f16x8, f16_one)
-DOT_HALF_F32(dot_bf16_f32, load_bf16x8, bf16_one)
+/* Float weights against float activations: R rows x T tokens, two accumulators per pair over steps of 16 (then one
+ * step of 8, then single elements); each weight step widened once for the T tokens. The dot is the 1 x 1 instance,
+ * so a row's result does not depend on the tile it was computed in. */
+enum { FLOAT_TILE_ROWS = 1, FLOAT_TILE_TOKENS = 4 };
+
+static inline __attribute__((always_inline)) void float_tile_body(const uint8_t *w, size_t w_stride,
+                                                                  const uint8_t *act, size_t act_stride, int64_t n,
+                                                                  float *y, size_t y_stride, int R, int T,
+                                                                  float_kind kind) {
+    __m256 acc0[FLOAT_TILE_ROWS][FLOAT_TILE_TOKENS], acc1[FLOAT_TILE_ROWS][FLOAT_TILE_TOKENS];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc0[r][t] = acc1[r][t] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int r = 0; r < R; r++) {
+            __m256 w0 = load_w8(w + (size_t)r * w_stride, i, kind), w1 = load_w8(w + (size_t)r * w_stride, i + 8, kind);
+            for (int t = 0; t < T; t++) {
+                const float *x = (const float *)(const void *)(act + (size_t)t * act_stride);
+                acc0[r][t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), acc0[r][t]);
+                acc1[r][t] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), acc1[r][t]);
+            }
+        }
+    bool eight = i + 8 <= n;
+    for (int r = 0; r < R; r++) {
+        __m256 w0 = eight ? load_w8(w + (size_t)r * w_stride, i, kind) : _mm256_setzero_ps();
+        for (int t = 0; t < T; t++) {
+            const float *x = (const float *)(const void *)(act + (size_t)t * act_stride);
+            if (eight) acc0[r][t] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), acc0[r][t]);
+            float s = hsum256(_mm256_add_ps(acc0[r][t], acc1[r][t]));
+            for (int64_t j = eight ? i + 8 : i; j < n; j++) s += load_w1(w + (size_t)r * w_stride, j, kind) * x[j];
+            y[(size_t)t * y_stride + (size_t)r] = s;
+        }
+    }
+}
+
+#define FLOAT_TYPE(name, kind)                                                                                         \
+    static float dot_##name##_f32(const void *x, const void *a, int64_t n) {                                           \
+        float y;                                                                                                       \
+        float_tile_body(x, 0, a, 0, n, &y, 0, 1, 1, kind);                                                             \
+        return y;                                                                                                      \
+    }                                                                                                                  \
+    static void tile_##name##_f32(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,       \
+                                  size_t ys, int rows, int tokens) {                                                   \
+        switch (tokens) {                                                                                              \
+        case 1: float_tile_body(w, ws, a, as, n, y, ys, rows, 1, kind); break;                                         \
+        case 2: float_tile_body(w, ws, a, as, n, y, ys, rows, 2, kind); break;                                         \
+        case 3: float_tile_body(w, ws, a, as, n, y, ys, rows, 3, kind); break;                                         \
+        default: float_tile_body(w, ws, a, as, n, y, ys, rows, 4, kind); break;                                        \
+        }                                                                                                              \
+    }
+FLOAT_TYPE(f32, FW_F32)
+FLOAT_TYPE(f16, FW_F16)
+FLOAT_TYPE(bf16, FW_BF16)
+_Static_assert(FLOAT_TILE_TOKENS == 4 && FLOAT_TILE_ROWS == 1, "tile_*_f32 switch over 1..4 tokens of one row");
+
+static inline __m256 load_f16x8(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
+}
+
+static inline float f16_one(uint16_t h) { return _cvtsh_ss(h); }
 
 static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
@@ -833,9 +859,15 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* An entry whose activations are used as floats, without tiles. */
-static tnd_cpu_dot float_entry(tnd_vec_dot_fn dot) {
-    return (tnd_cpu_dot){.act_type = TND_TYPE_F32, .quantize_act = copy_f32, .dot = dot, .isa = "avx2"};
+/* An entry whose activations are used as floats, with tiles of one row x 4 tokens. */
+static tnd_cpu_dot float_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile) {
+    return (tnd_cpu_dot){.act_type = TND_TYPE_F32,
+                         .quantize_act = copy_f32,
+                         .dot = dot,
+                         .isa = "avx2",
+                         .tile = tile,
+                         .tile_rows = FLOAT_TILE_ROWS,
+                         .tile_tokens = FLOAT_TILE_TOKENS};
 }
 
 /* The 32-element types: activations in the layout above (values decode as Q8_0's), rows packed in groups; rows
@@ -871,9 +903,9 @@ static tnd_cpu_dot k_group_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, si
 
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->vec = (tnd_cpu_vec){f16_to_f32, attn_tile, NULL, swiglu, NULL};
-    k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32);
-    k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32);
-    k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32);
+    k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32, tile_f32_f32);
+    k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32, tile_f16_f32);
+    k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32, tile_bf16_f32);
     k->dot[TND_TYPE_Q4_0] = group_entry(quantize_act_q4_0, dot_group_row_q4_0, tile_group_q4_0, 18, pack_q4_0);
     k->dot[TND_TYPE_Q4_1] = group_entry(quantize_act_min, dot_group_row_q4_1, tile_group_q4_1, 20, pack_q4_1);
     k->dot[TND_TYPE_Q5_0] = group_entry(quantize_act_q5_0, dot_group_row_q5_0, tile_group_q5_0, 22, pack_q5_0);
