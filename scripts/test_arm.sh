@@ -14,7 +14,7 @@ mkdir -p "$out"
 flags=(-std=c11 -O2 -Wall -Wextra -Werror -Wno-unused-parameter -D_DEFAULT_SOURCE -D_POSIX_C_SOURCE=200809L
        -Iinclude -Isrc -DTND_SHARED_DIR=\"../shared\" -DTND_TANDEM_BIN=\"\")
 objs=()
-for src in src/core/alloc.c src/core/error.c src/core/log.c src/quant/*.c src/backend/cpu/cpu_features.c \
+for src in src/core/alloc.c src/core/error.c src/core/log.c src/quant/*.c src/backend/cpu/cpu_features.c src/backend/cpu/groups8.c \
            tests/harness.c tests/test_cpu_kernels.c; do
   obj="$out/$(echo "$src" | tr / _).o"
   "$cc" "${flags[@]}" -c "$src" -o "$obj"

@@ -1,23 +1,25 @@
 /* arm_neon.c: CPU kernels (F32, F16, BF16, every quantized type) for AArch64 with NEON and the dot-product extension
  * (compiled with -march=armv8.2-a+dotprod; chosen at run time by cpu_kernels.c when the processor reports
  * asimddp). sdot multiplies 16 signed bytes by 16 signed bytes and adds each group of four products into one of 4
- * int32 lanes. The quantized types have tiles of 2 weight rows x 4 tokens whose dot is the 1 x 1 instance, as in
- * x86_avx2.c (same structure, so what is measured there carries over).
+ * int32 lanes, and its lane form (vdotq_laneq_s32) takes the other operand's four bytes from one lane of a vector.
+ * The quantized types run over the packed groups of 8 rows of groups8.h, one int32 lane per row, as x86_avx2.c does
+ * (same layout and lane arithmetic, so what is measured there carries over); a step is two vectors (rows 0-3, 4-7),
+ * and one sdot by lane multiplies a step's four columns of each row by the token's four activations. The row dots
+ * repeat a lane's arithmetic on rows as the file has them.
  * Each kernel computes what its scalar counterpart in src/quant computes; test_cpu_kernels checks them against
  * double math on odd sizes, also under qemu-user in CI (scripts/test_arm.sh). */
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/groups8.h"
 #include "quant/quant_blocks.h"
 #include "quant/quant_ref.h"
 
 #include <arm_neon.h>
 #include <string.h>
 
-enum { QK = 32, Q8_0_BYTES = 34, Q8_1_BYTES = 36 };
-
-/* The prompt tiles' shape. */
-enum { TILE_ROWS = 2, TILE_TOKENS = 4 };
-
-#define TILE_OR_DOTS(name, full_tile, dot) TND_CPU_TILE_OR_DOTS(name, full_tile, dot, TILE_ROWS, TILE_TOKENS)
+enum {
+    QK = G8_QK,
+    GROUP_TOKENS = 4 /* the most tokens of a group tile */
+};
 
 static inline float fp16_load(const uint8_t *p) {
     __fp16 h;
@@ -104,11 +106,23 @@ _Static_assert(FLOAT_TILE_TOKENS == 4 && FLOAT_TILE_ROWS == 1, "tile_*_f32 switc
 static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
 /* ------------------------------------------------------------------------------------------------------------
- * The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) against 8-bit activations in blocks of 32: Q8_0 (fp16 d,
- * 32 int8) for the types without a minimum, Q8_1 (fp16 d, fp16 s, 32 int8) for Q4_1 / Q5_1
+ * The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) over packed groups of 8 rows (layout and activations:
+ * ../groups8.h). Levels and Q8_0 bytes are signed bytes to sdot as they are.
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* Quantizes 32 floats to int8 at q: d = max|x| / 127, q = round(x / d). Returns d (before fp16 rounding). */
+static inline float load_f32(const uint8_t *p) {
+    float v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline int32_t load_i32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Quantizes 32 floats to int8 at q: d = max|x| / 127, q = round(x / d). Returns d. */
 static inline float quantize_block_i8(const float *x, uint8_t *q) {
     float32x4_t v[8], m = vdupq_n_f32(0);
     for (int i = 0; i < 8; i++) {
@@ -126,49 +140,41 @@ static inline float quantize_block_i8(const float *x, uint8_t *q) {
     return d;
 }
 
-static void quantize_q8_0(const float *x, void *vy, int64_t n) {
+/* The activation layout of groups8.h; min_slot: the slot holds d * sum (Q4_1/Q5_1), else -offset * sum. */
+static inline void quantize_act_blocks(const float *x, void *vy, int64_t n, int offset, bool min_slot) {
     uint8_t *y = vy;
-    for (int64_t b = 0; b < n / QK; b++, x += QK, y += Q8_0_BYTES) {
-        __fp16 dh = (__fp16)quantize_block_i8(x, y + 2);
-        memcpy(y, &dh, 2);
+    for (int64_t b = 0; b < n / QK; b++, x += QK, y += G8_ACT_BLOCK_BYTES) {
+        float d = quantize_block_i8(x, y);
+        int32_t sum = vaddvq_s32(vdotq_s32(vdotq_s32(vdupq_n_s32(0), vld1q_s8((const int8_t *)y), vdupq_n_s8(1)),
+                                           vld1q_s8((const int8_t *)(y + 16)), vdupq_n_s8(1)));
+        int32_t start = -offset * sum;
+        float scaled_sum = d * (float)sum;
+        memcpy(y + QK, &d, 4);
+        if (min_slot)
+            memcpy(y + QK + 4, &scaled_sum, 4);
+        else
+            memcpy(y + QK + 4, &start, 4);
     }
 }
 
-/* Q8_1: Q8_0's values plus s = d * sum(q) (as the reference; the kernels here sum q exactly instead). */
-static void quantize_q8_1(const float *x, void *vy, int64_t n) {
-    uint8_t *y = vy;
-    for (int64_t b = 0; b < n / QK; b++, x += QK, y += Q8_1_BYTES) {
-        float d = quantize_block_i8(x, y + 4);
-        __fp16 dh = (__fp16)d;
-        memcpy(y, &dh, 2);
-        int32_t sum = vaddlvq_s16(vaddq_s16(vmovl_s8(vld1_s8((const int8_t *)(y + 4))),
-                                            vmovl_s8(vld1_s8((const int8_t *)(y + 12))))) +
-                      vaddlvq_s16(vaddq_s16(vmovl_s8(vld1_s8((const int8_t *)(y + 20))),
-                                            vmovl_s8(vld1_s8((const int8_t *)(y + 28)))));
-        tnd_block_set_f16(y + 2, (float)sum * d);
-    }
-}
+static void quantize_act_q4_0(const float *x, void *y, int64_t n) { quantize_act_blocks(x, y, n, 8, false); }
+static void quantize_act_q5_0(const float *x, void *y, int64_t n) { quantize_act_blocks(x, y, n, 16, false); }
+static void quantize_act_q8_0(const float *x, void *y, int64_t n) { quantize_act_blocks(x, y, n, 0, false); }
+static void quantize_act_min(const float *x, void *y, int64_t n) { quantize_act_blocks(x, y, n, 0, true); }
 
-typedef enum legacy_kind { L_Q4_0, L_Q4_1, L_Q5_0, L_Q5_1, L_Q8_0 } legacy_kind;
-
-static const size_t legacy_bytes[] = {[L_Q4_0] = 18, [L_Q4_1] = 20, [L_Q5_0] = 22, [L_Q5_1] = 24, [L_Q8_0] = 34};
-
-static inline bool legacy_has_min(legacy_kind kind) { return kind == L_Q4_1 || kind == L_Q5_1; }
-
-/* The 32 values of a block in element order, as two halves of 16: signed q for Q4_0, Q5_0 and Q8_0 (level minus
- * its offset), the level for Q4_1 and Q5_1 (whose minimum comes back through the activations' sum). */
-static inline void legacy_values(const uint8_t *x, legacy_kind kind, int8x16_t v[2]) {
-    if (kind == L_Q8_0) {
+/* The 32 values of a block as the file has it, in element order, as two halves of 16: signed q for Q4_0, Q5_0 and
+ * Q8_0 (level minus its offset), the level for Q4_1 and Q5_1. */
+static inline void legacy_values(const uint8_t *x, g8_legacy_kind kind, int8x16_t v[2]) {
+    if (kind == G8_Q8_0) {
         v[0] = vld1q_s8((const int8_t *)(x + 2));
         v[1] = vld1q_s8((const int8_t *)(x + 18));
         return;
     }
-    static const int nibbles_at[] = {[L_Q4_0] = 2, [L_Q4_1] = 4, [L_Q5_0] = 6, [L_Q5_1] = 8};
-    uint8x16_t packed = vld1q_u8(x + nibbles_at[kind]);
+    uint8x16_t packed = vld1q_u8(x + g8_file_nibbles_at(kind));
     uint8x16_t half[2] = {vandq_u8(packed, vdupq_n_u8(0x0f)), vshrq_n_u8(packed, 4)};
-    if (kind == L_Q5_0 || kind == L_Q5_1) { /* bit e of qh is the fifth bit of element e */
+    if (g8_has_fifth(kind)) { /* bit e of qh is the fifth bit of element e */
         uint32_t qh;
-        memcpy(&qh, x + (kind == L_Q5_0 ? 2 : 4), 4);
+        memcpy(&qh, x + g8_file_nibbles_at(kind) - 4, 4);
         uint8x16_t bytes = vcombine_u8(vcreate_u8(qh), vcreate_u8(qh));
         static const uint8_t lo_idx[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
         static const uint8_t hi_idx[16] = {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
@@ -177,62 +183,112 @@ static inline void legacy_values(const uint8_t *x, legacy_kind kind, int8x16_t v
         half[0] = vorrq_u8(half[0], vandq_u8(vtstq_u8(vqtbl1q_u8(bytes, vld1q_u8(lo_idx)), bits), fifth));
         half[1] = vorrq_u8(half[1], vandq_u8(vtstq_u8(vqtbl1q_u8(bytes, vld1q_u8(hi_idx)), bits), fifth));
     }
-    int8_t offset = kind == L_Q4_0 ? 8 : kind == L_Q5_0 ? 16 : 0;
+    int8_t offset = kind == G8_Q4_0 ? 8 : kind == G8_Q5_0 ? 16 : 0;
     for (int h = 0; h < 2; h++) v[h] = vsubq_s8(vreinterpretq_s8_u8(half[h]), vdupq_n_s8(offset));
 }
 
-/* R rows x T tokens, one float accumulator per pair, blocks in order; the dot is the 1 x 1 instance. */
-static inline __attribute__((always_inline)) void legacy_tile_body(const uint8_t *w, size_t w_stride,
-                                                                   const uint8_t *act, size_t act_stride, int64_t n,
-                                                                   float *y, size_t y_stride, int R, int T,
-                                                                   legacy_kind kind) {
-    const bool has_min = legacy_has_min(kind);
-    const size_t act_bytes = has_min ? Q8_1_BYTES : Q8_0_BYTES, act_q = has_min ? 4 : 2;
-    float32x4_t acc[TILE_ROWS][TILE_TOKENS];
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = vdupq_n_f32(0);
-    for (int64_t b = 0; b < n / QK; b++) {
-        int8x16_t wq[TILE_ROWS][2];
-        float wd[TILE_ROWS], wm[TILE_ROWS];
-        for (int r = 0; r < R; r++) {
-            const uint8_t *blk = w + (size_t)r * w_stride + (size_t)b * legacy_bytes[kind];
-            legacy_values(blk, kind, wq[r]);
-            wd[r] = fp16_load(blk);
-            wm[r] = has_min ? fp16_load(blk + 2) : 0.0f;
+/* Four steps of 8 rows (w[s][h]: step s, rows 4h..4h+3) against the four 4-byte lanes of one activation vector. */
+static inline void dot_four_steps(int32x4_t acc[2], const int8x16_t w[4][2], int8x16_t a) {
+    for (int h = 0; h < 2; h++) {
+        acc[h] = vdotq_laneq_s32(acc[h], w[0][h], a, 0);
+        acc[h] = vdotq_laneq_s32(acc[h], w[1][h], a, 1);
+        acc[h] = vdotq_laneq_s32(acc[h], w[2][h], a, 2);
+        acc[h] = vdotq_laneq_s32(acc[h], w[3][h], a, 3);
+    }
+}
+
+/* Step i's fifth bits (plane bit i) at bit 4 of each byte. */
+static inline uint8x16_t fifth_of_step(uint8x16_t plane, int i) {
+    return vandq_u8(vshlq_u8(plane, vdupq_n_s8((int8_t)(4 - i))), vdupq_n_u8(0x10));
+}
+
+/* y[t * y_stride + r] for the first R rows of the group at w and T tokens; a lane's arithmetic as on AVX2. */
+static inline __attribute__((always_inline)) void group_tile_body(const uint8_t *w, const uint8_t *act,
+                                                                  size_t act_stride, int64_t n, float *y,
+                                                                  size_t y_stride, int R, int T, g8_legacy_kind kind) {
+    const size_t group_block = G8_ROWS * g8_legacy_bytes[kind];
+    const bool has_min = g8_has_min(kind), has_fifth = g8_has_fifth(kind);
+    float32x4_t acc[GROUP_TOKENS][2];
+    for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
+    for (int64_t b = 0; b < n / QK; b++, w += group_block) {
+        const uint8_t *lv = w + g8_levels_at(kind);
+        int8x16_t steps[8][2];
+        uint8x16_t plane[2] = {vdupq_n_u8(0), vdupq_n_u8(0)};
+        if (has_fifth) plane[0] = vld1q_u8(lv + 4 * G8_STEP), plane[1] = vld1q_u8(lv + 4 * G8_STEP + 16);
+        for (int i = 0; i < 8; i++)
+            for (int h = 0; h < 2; h++) {
+                if (kind == G8_Q8_0) {
+                    steps[i][h] = vld1q_s8((const int8_t *)(lv + G8_STEP * i + 16 * h));
+                    continue;
+                }
+                uint8x16_t both = vld1q_u8(lv + G8_STEP * (i / 2) + 16 * h);
+                uint8x16_t level = i % 2 ? vshrq_n_u8(both, 4) : vandq_u8(both, vdupq_n_u8(0x0f));
+                if (has_fifth) level = vorrq_u8(level, fifth_of_step(plane[h], i));
+                steps[i][h] = vreinterpretq_s8_u8(level);
+            }
+        float32x4_t dw[2] = {vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)w)),
+                             vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + 8)))};
+        float32x4_t mw[2] = {vdupq_n_f32(0), vdupq_n_f32(0)};
+        if (has_min) {
+            mw[0] = vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + 2 * G8_ROWS)));
+            mw[1] = vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + 2 * G8_ROWS + 8)));
         }
         for (int t = 0; t < T; t++) {
-            const uint8_t *ablk = act + (size_t)t * act_stride + (size_t)b * act_bytes;
-            int8x16_t a0 = vld1q_s8((const int8_t *)(ablk + act_q)), a1 = vld1q_s8((const int8_t *)(ablk + act_q + 16));
-            float ad = fp16_load(ablk);
-            float32x4_t asum = vdupq_n_f32(0);
-            if (has_min) asum = vcvtq_f32_s32(vdotq_s32(vdotq_s32(vdupq_n_s32(0), a0, vdupq_n_s8(1)), a1, vdupq_n_s8(1)));
-            for (int r = 0; r < R; r++) {
-                int32x4_t s = vdotq_s32(vdotq_s32(vdupq_n_s32(0), wq[r][0], a0), wq[r][1], a1);
-                acc[r][t] = vfmaq_n_f32(acc[r][t], vcvtq_f32_s32(s), wd[r] * ad);
-                if (has_min) acc[r][t] = vfmaq_n_f32(acc[r][t], asum, wm[r] * ad);
+            const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES;
+            int32x4_t sum[2];
+            sum[0] = sum[1] = vdupq_n_s32(has_min ? 0 : load_i32(a + QK + 4));
+            dot_four_steps(sum, (const int8x16_t(*)[2])steps, vld1q_s8((const int8_t *)a));
+            dot_four_steps(sum, (const int8x16_t(*)[2])(steps + 4), vld1q_s8((const int8_t *)(a + 16)));
+            for (int h = 0; h < 2; h++) {
+                acc[t][h] = vfmaq_f32(acc[t][h], vmulq_f32(vcvtq_f32_s32(sum[h]), dw[h]), vdupq_n_f32(load_f32(a + QK)));
+                if (has_min) acc[t][h] = vfmaq_f32(acc[t][h], mw[h], vdupq_n_f32(load_f32(a + QK + 4)));
             }
         }
     }
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = vaddvq_f32(acc[r][t]);
+    for (int t = 0; t < T; t++) {
+        float out[G8_ROWS];
+        vst1q_f32(out, acc[t][0]);
+        vst1q_f32(out + 4, acc[t][1]);
+        memcpy(y + (size_t)t * y_stride, out, sizeof(float) * (size_t)R);
+    }
 }
 
-#define LEGACY_TYPE(name, act, kind)                                                                                   \
-    static float dot_##name##_##act(const void *x, const void *a, int64_t n) {                                         \
-        float y;                                                                                                       \
-        legacy_tile_body(x, 0, a, 0, n, &y, 0, 1, 1, kind);                                                            \
-        return y;                                                                                                      \
-    }                                                                                                                  \
-    static void tile_##name##_full(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,      \
-                                   size_t ys) {                                                                        \
-        legacy_tile_body(w, ws, a, as, n, y, ys, TILE_ROWS, TILE_TOKENS, kind);                                        \
-    }                                                                                                                  \
-    TILE_OR_DOTS(tile_##name, tile_##name##_full, dot_##name##_##act)
-LEGACY_TYPE(q4_0, q8_0, L_Q4_0)
-LEGACY_TYPE(q4_1, q8_1, L_Q4_1)
-LEGACY_TYPE(q5_0, q8_0, L_Q5_0)
-LEGACY_TYPE(q5_1, q8_1, L_Q5_1)
-LEGACY_TYPE(q8_0, q8_0, L_Q8_0)
+/* One row as the file has it, with a lane's arithmetic (the same bits). */
+static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w, const uint8_t *act, int64_t n,
+                                                                g8_legacy_kind kind) {
+    const bool has_min = g8_has_min(kind);
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK; b++, w += g8_legacy_bytes[kind], act += G8_ACT_BLOCK_BYTES) {
+        int8x16_t v[2];
+        legacy_values(w, kind, v);
+        int32x4_t p = vdotq_s32(vdotq_s32(vdupq_n_s32(0), v[0], vld1q_s8((const int8_t *)act)), v[1],
+                                vld1q_s8((const int8_t *)(act + 16)));
+        /* the lane's levels . activations plus its start (minus the offset x their sum) is this sum of q . a */
+        int32_t sum = vaddvq_s32(p);
+        acc = fmaf((float)sum * fp16_load(w), load_f32(act + QK), acc);
+        if (has_min) acc = fmaf(fp16_load(w + 2), load_f32(act + QK + 4), acc);
+    }
+    return acc;
+}
+
+#define LEGACY_TYPE(name, kind)                                                                                        \
+    static float dot_group_row_##name(const void *x, const void *a, int64_t n) { return dot_row_body(x, a, n, kind); } \
+    static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
+                                  size_t ys, int rows, int tokens) {                                                   \
+        (void)w_stride;                                                                                                \
+        switch (tokens) {                                                                                              \
+        case 1: group_tile_body(w, a, as, n, y, ys, rows, 1, kind); break;                                             \
+        case 2: group_tile_body(w, a, as, n, y, ys, rows, 2, kind); break;                                             \
+        case 3: group_tile_body(w, a, as, n, y, ys, rows, 3, kind); break;                                             \
+        default: group_tile_body(w, a, as, n, y, ys, rows, 4, kind); break;                                            \
+        }                                                                                                              \
+    }
+LEGACY_TYPE(q4_0, G8_Q4_0)
+LEGACY_TYPE(q4_1, G8_Q4_1)
+LEGACY_TYPE(q5_0, G8_Q5_0)
+LEGACY_TYPE(q5_1, G8_Q5_1)
+LEGACY_TYPE(q8_0, G8_Q8_0)
+_Static_assert(GROUP_TOKENS == 4, "tile_group_* switch over 1..4 tokens");
 
 /* ------------------------------------------------------------------------------------------------------------
  * K types against Q8_K activations (f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_blocks.h
@@ -240,11 +296,6 @@ LEGACY_TYPE(q8_0, q8_0, L_Q8_0)
 
 enum { QK_K = 256, Q8_K_BYTES = 292 };
 
-static inline float load_f32(const uint8_t *p) {
-    float v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 static inline int16_t q8k_bsum(const uint8_t *y, int i) {
     int16_t s;
@@ -257,21 +308,17 @@ static inline int8x16_t load_s8(const uint8_t *p) { return vld1q_s8((const int8_
 /* All five K types in one body: per super-block, a scale and a min for each 16 elements (a Q4_K/Q5_K sub-block of
  * 32 gives its two halves the same), d, dmin and the level offset (Q3_K 4, Q6_K 32, else 0); per 16 elements the
  * unsigned levels. x = d * scale * (level - offset) - dmin * min; the offset comes back through the activation sums. */
-typedef enum k_kind { K_Q2, K_Q3, K_Q4, K_Q5, K_Q6 } k_kind;
-
-static const size_t k_bytes[] = {[K_Q2] = 84, [K_Q3] = 110, [K_Q4] = 144, [K_Q5] = 176, [K_Q6] = 210};
-static const int k_offset[] = {[K_Q2] = 0, [K_Q3] = 4, [K_Q4] = 0, [K_Q5] = 0, [K_Q6] = 32};
 
 typedef struct k_scales {
     int scale[16], min[16];
     float d, dmin;
 } k_scales;
 
-static inline void k_scales_of(const uint8_t *x, k_kind kind, k_scales *s) {
+static inline void k_scales_of(const uint8_t *x, g8_k_kind kind, k_scales *s) {
     s->dmin = 0.0f;
     for (int i = 0; i < 16; i++) s->min[i] = 0;
     switch (kind) {
-    case K_Q2:
+    case G8_Q2_K:
         for (int i = 0; i < 16; i++) {
             s->scale[i] = x[i] & 15;
             s->min[i] = x[i] >> 4;
@@ -279,13 +326,13 @@ static inline void k_scales_of(const uint8_t *x, k_kind kind, k_scales *s) {
         s->d = fp16_load(x + 80);
         s->dmin = fp16_load(x + 82);
         break;
-    case K_Q3: /* 6 bits: low four in the nibbles of bytes 96-103, high two in bytes 104-107 */
+    case G8_Q3_K: /* 6 bits: low four in the nibbles of bytes 96-103, high two in bytes 104-107 */
         for (int i = 0; i < 16; i++)
             s->scale[i] = ((x[96 + i % 8] >> (4 * (i / 8)) & 15) | (x[104 + i % 4] >> (2 * (i / 4)) & 3) << 4) - 32;
         s->d = fp16_load(x + 108);
         break;
-    case K_Q4:
-    case K_Q5:
+    case G8_Q4_K:
+    case G8_Q5_K:
         for (int i = 0; i < 8; i++) {
             tnd_k4_scale_min(x + 4, i, &s->scale[2 * i], &s->min[2 * i]);
             s->scale[2 * i + 1] = s->scale[2 * i];
@@ -294,7 +341,7 @@ static inline void k_scales_of(const uint8_t *x, k_kind kind, k_scales *s) {
         s->d = fp16_load(x);
         s->dmin = fp16_load(x + 2);
         break;
-    case K_Q6:
+    case G8_Q6_K:
         for (int i = 0; i < 16; i++) s->scale[i] = (int8_t)x[192 + i];
         s->d = fp16_load(x + 208);
         break;
@@ -305,26 +352,26 @@ static inline void k_scales_of(const uint8_t *x, k_kind kind, k_scales *s) {
 static inline uint8x16_t shr_u8(uint8x16_t v, int k) { return vshlq_u8(v, vdupq_n_s8((int8_t)-k)); }
 
 /* Levels of elements 32c + 16 half .. + 15 (c = 4h + p where halves of 128 hold four 2-bit planes). */
-static inline int8x16_t k_levels(const uint8_t *x, k_kind kind, int c, int half) {
+static inline int8x16_t k_levels(const uint8_t *x, g8_k_kind kind, int c, int half) {
     const uint8x16_t one = vdupq_n_u8(1), low2 = vdupq_n_u8(0x03), low4 = vdupq_n_u8(0x0f);
     int h = c / 4, p = c % 4, l = 16 * half;
     uint8x16_t q = vdupq_n_u8(0);
     switch (kind) {
-    case K_Q2:
+    case G8_Q2_K:
         q = vandq_u8(shr_u8(vld1q_u8(x + 16 + 32 * h + l), 2 * p), low2);
         break;
-    case K_Q3:
+    case G8_Q3_K:
         q = vorrq_u8(vandq_u8(shr_u8(vld1q_u8(x + 32 + 32 * h + l), 2 * p), low2),
                      vshlq_n_u8(vandq_u8(shr_u8(vld1q_u8(x + l), c), one), 2));
         break;
-    case K_Q4:
-    case K_Q5: {
-        uint8x16_t b = vld1q_u8(x + (kind == K_Q5 ? 48 : 16) + 32 * (c / 2) + l);
+    case G8_Q4_K:
+    case G8_Q5_K: {
+        uint8x16_t b = vld1q_u8(x + (kind == G8_Q5_K ? 48 : 16) + 32 * (c / 2) + l);
         q = c % 2 ? vshrq_n_u8(b, 4) : vandq_u8(b, low4);
-        if (kind == K_Q5) q = vorrq_u8(q, vshlq_n_u8(vandq_u8(shr_u8(vld1q_u8(x + 16 + l), c), one), 4));
+        if (kind == G8_Q5_K) q = vorrq_u8(q, vshlq_n_u8(vandq_u8(shr_u8(vld1q_u8(x + 16 + l), c), one), 4));
         break;
     }
-    case K_Q6: {
+    case G8_Q6_K: {
         uint8x16_t b = vld1q_u8(x + 64 * h + 32 * (p & 1) + l);
         uint8x16_t lows = p < 2 ? vandq_u8(b, low4) : vshrq_n_u8(b, 4);
         uint8x16_t highs = vandq_u8(shr_u8(vld1q_u8(x + 128 + 32 * h + l), 2 * p), low2);
@@ -335,65 +382,166 @@ static inline int8x16_t k_levels(const uint8_t *x, k_kind kind, int c, int half)
     return vreinterpretq_s8_u8(q);
 }
 
-/* R rows x T tokens; each row's levels built once per 16 elements for the T tokens. The dot is the 1 x 1 instance,
- * so a tile and the dots sum in the same order. */
-static inline __attribute__((always_inline)) void k_tile_body(const uint8_t *w, size_t w_stride, const uint8_t *act,
-                                                              size_t act_stride, int64_t n, float *y, size_t y_stride,
-                                                              int R, int T, k_kind kind) {
-    float sum[TILE_ROWS][TILE_TOKENS] = {{0}};
-    for (int64_t b = 0; b < n / QK_K; b++) {
-        const uint8_t *x[TILE_ROWS];
-        k_scales s[TILE_ROWS];
-        int32x4_t acc[TILE_ROWS][TILE_TOKENS];
-        for (int r = 0; r < R; r++) {
-            x[r] = w + (size_t)r * w_stride + (size_t)b * k_bytes[kind];
-            k_scales_of(x[r], kind, &s[r]);
-            for (int t = 0; t < T; t++) acc[r][t] = vdupq_n_s32(0);
+/* The exact integers of one super-block of one row: the sum over sub-blocks of scale x (levels . activations) minus
+ * the level offset's share, and the sum of min x activation sums. */
+static inline __attribute__((always_inline)) void k_row_ints(const uint8_t *x, const uint8_t *y, g8_k_kind kind,
+                                                             int32_t *total, int32_t *mins) {
+    k_scales s;
+    k_scales_of(x, kind, &s);
+    int32x4_t acc = vdupq_n_s32(0);
+    for (int c = 0; c < 8; c++)
+        for (int half = 0; half < 2; half++) {
+            int32x4_t d = vdotq_s32(vdupq_n_s32(0), k_levels(x, kind, c, half), load_s8(y + 4 + 32 * c + 16 * half));
+            acc = vmlaq_n_s32(acc, d, s.scale[2 * c + half]);
         }
-        for (int c = 0; c < 8; c++)
-            for (int half = 0; half < 2; half++) {
-                int8x16_t q[TILE_ROWS];
-                for (int r = 0; r < R; r++) q[r] = k_levels(x[r], kind, c, half);
+    int32_t offset = 0, m = 0;
+    for (int i = 0; i < 16; i++) {
+        offset += s.scale[i] * q8k_bsum(y, i);
+        m += s.min[i] * q8k_bsum(y, i);
+    }
+    *total = vaddvq_s32(acc) - g8_k_offset[kind] * offset;
+    *mins = m;
+}
+
+/* Scale (or min) of sub-block j of 16 in every lane of one half of a group, from its scale words w[]. */
+static inline int32x4_t k_lane_scale(const uint32x4_t w[4], g8_k_kind kind, int j, bool min) {
+    const uint32x4_t m2 = vdupq_n_u32(3), m4 = vdupq_n_u32(15), m6 = vdupq_n_u32(63);
+#define SHR(v, k) vshlq_u32((v), vdupq_n_s32(-(k)))
+    switch (kind) {
+    case G8_Q2_K: {
+        uint32x4_t byte = SHR(w[j / 4], 8 * (j % 4));
+        return vreinterpretq_s32_u32(vandq_u32(min ? vshrq_n_u32(byte, 4) : byte, m4));
+    }
+    case G8_Q6_K: return vshrq_n_s32(vreinterpretq_s32_u32(vshlq_u32(w[j / 4], vdupq_n_s32(24 - 8 * (j % 4)))), 24);
+    case G8_Q3_K: {
+        uint32x4_t low = vandq_u32(SHR(w[(j % 8) / 4], 8 * (j % 4) + 4 * (j / 8)), m4);
+        uint32x4_t high = vandq_u32(SHR(w[2], 8 * (j % 4) + 2 * (j / 4)), m2);
+        return vsubq_s32(vreinterpretq_s32_u32(vorrq_u32(low, vshlq_n_u32(high, 4))), vdupq_n_s32(32));
+    }
+    default: { /* Q4_K, Q5_K: the k4 packing, sub-block s = j / 2 of 32 */
+        int sb = j / 2, m = min ? 1 : 0;
+        if (sb < 4) return vreinterpretq_s32_u32(vandq_u32(SHR(w[m], 8 * sb), m6));
+        uint32x4_t low = vandq_u32(SHR(w[2], 8 * (sb - 4) + 4 * m), m4);
+        return vreinterpretq_s32_u32(vorrq_u32(low, vshlq_n_u32(vandq_u32(SHR(w[m], 8 * (sb - 4) + 6), m2), 4)));
+    }
+    }
+#undef SHR
+}
+
+/* The unsigned levels of step i of a packed super-block, rows 4h..4h+3. */
+static inline int8x16_t k_step_levels(const uint8_t *lv, g8_k_kind kind, int i, int h) {
+    const g8_k_layout *l = &g8_k_layouts[kind];
+    uint8x16_t level = vdupq_n_u8(0);
+    int bits = 0;
+    if (l->nibbles >= 0) {
+        level = vandq_u8(shr_u8(vld1q_u8(lv + l->nibbles + G8_STEP * (i / 2) + 16 * h), 4 * (i % 2)), vdupq_n_u8(15));
+        bits = 4;
+    }
+    if (l->plane2 >= 0) {
+        uint8x16_t two = vandq_u8(shr_u8(vld1q_u8(lv + l->plane2 + G8_STEP * (i / 4) + 16 * h), 2 * (i % 4)), vdupq_n_u8(3));
+        level = vorrq_u8(level, vshlq_u8(two, vdupq_n_s8((int8_t)bits)));
+        bits += 2;
+    }
+    if (l->plane1 >= 0) {
+        uint8x16_t one = vandq_u8(shr_u8(vld1q_u8(lv + l->plane1 + G8_STEP * (i / 8) + 16 * h), i % 8), vdupq_n_u8(1));
+        level = vorrq_u8(level, vshlq_u8(one, vdupq_n_s8((int8_t)bits)));
+    }
+    return vreinterpretq_s8_u8(level);
+}
+
+/* y[t * y_stride + r] for the first R rows of the group at w and T tokens of Q8_K activations: per sub-block of 16
+ * the four steps' sums (sdot by lane), weighed by the row's scale in int32; offsets and mins meet the activations'
+ * sums of 16. The same integers and float steps as x86_avx2.c. */
+static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_t *w, const uint8_t *act,
+                                                                    size_t act_stride, int64_t n, float *y,
+                                                                    size_t y_stride, int R, int T, g8_k_kind kind) {
+    const g8_k_layout *l = &g8_k_layouts[kind];
+    const size_t group_block = G8_ROWS * g8_k_bytes[kind];
+    float32x4_t acc[GROUP_TOKENS][2];
+    for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
+    for (int64_t b = 0; b < n / QK_K; b++, w += group_block) {
+        const uint8_t *lv = w + g8_k_levels_at(kind), *words = lv - 4 * G8_ROWS * l->n_words;
+        int32x4_t total[GROUP_TOKENS][2], off[GROUP_TOKENS][2], mins[GROUP_TOKENS][2];
+        for (int t = 0; t < T; t++)
+            for (int h = 0; h < 2; h++) total[t][h] = off[t][h] = mins[t][h] = vdupq_n_s32(0);
+        for (int h = 0; h < 2; h++) {
+            uint32x4_t sw[4];
+            for (int k = 0; k < l->n_words; k++) sw[k] = vld1q_u32((const uint32_t *)(const void *)(words + 4 * G8_ROWS * k + 16 * h));
+            for (int j = 0; j < 16; j++) { /* sub-block of 16: steps 4j .. 4j + 3, activations 16j .. 16j + 15 */
+                int8x16_t st[4];
+                for (int q = 0; q < 4; q++) st[q] = k_step_levels(lv, kind, 4 * j + q, h);
+                int32x4_t sc = k_lane_scale(sw, kind, j, false), mn = vdupq_n_s32(0);
+                if (g8_k_has_min(kind)) mn = k_lane_scale(sw, kind, j, true);
                 for (int t = 0; t < T; t++) {
-                    int8x16_t yv = load_s8(act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 32 * c + 16 * half);
-                    for (int r = 0; r < R; r++)
-                        acc[r][t] = vmlaq_n_s32(acc[r][t], vdotq_s32(vdupq_n_s32(0), q[r], yv), s[r].scale[2 * c + half]);
+                    const uint8_t *ya = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
+                    int8x16_t a = load_s8(ya + 4 + 16 * j);
+                    int32x4_t d = vdotq_laneq_s32(vdupq_n_s32(0), st[0], a, 0);
+                    d = vdotq_laneq_s32(d, st[1], a, 1);
+                    d = vdotq_laneq_s32(d, st[2], a, 2);
+                    d = vdotq_laneq_s32(d, st[3], a, 3);
+                    total[t][h] = vmlaq_s32(total[t][h], d, sc);
+                    int32x4_t bsum = vdupq_n_s32(q8k_bsum(ya, j));
+                    if (g8_k_offset[kind]) off[t][h] = vmlaq_s32(off[t][h], sc, bsum);
+                    if (g8_k_has_min(kind)) mins[t][h] = vmlaq_s32(mins[t][h], mn, bsum);
                 }
             }
+        }
+        float32x4_t d[2] = {vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)w)),
+                            vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + 8)))};
+        float32x4_t dmin[2] = {vdupq_n_f32(0), vdupq_n_f32(0)};
+        if (g8_k_has_min(kind)) {
+            dmin[0] = vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + 2 * G8_ROWS)));
+            dmin[1] = vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + 2 * G8_ROWS + 8)));
+        }
         for (int t = 0; t < T; t++) {
-            const uint8_t *yb = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
-            float dy = load_f32(yb);
-            for (int r = 0; r < R; r++) {
-                int32_t offset = 0, mins = 0;
-                for (int i = 0; i < 16; i++) {
-                    offset += s[r].scale[i] * q8k_bsum(yb, i);
-                    mins += s[r].min[i] * q8k_bsum(yb, i);
-                }
-                sum[r][t] += dy * s[r].d * (float)(vaddvq_s32(acc[r][t]) - k_offset[kind] * offset) -
-                             dy * s[r].dmin * (float)mins;
+            float32x4_t dy = vdupq_n_f32(load_f32(act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES));
+            for (int h = 0; h < 2; h++) {
+                int32x4_t tot = vmlsq_s32(total[t][h], off[t][h], vdupq_n_s32(g8_k_offset[kind]));
+                acc[t][h] = vfmaq_f32(acc[t][h], vcvtq_f32_s32(tot), vmulq_f32(d[h], dy));
+                if (g8_k_has_min(kind))
+                    acc[t][h] = vfmsq_f32(acc[t][h], vcvtq_f32_s32(mins[t][h]), vmulq_f32(dmin[h], dy));
             }
         }
     }
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++) y[(size_t)t * y_stride + (size_t)r] = sum[r][t];
+    for (int t = 0; t < T; t++) {
+        float out[G8_ROWS];
+        vst1q_f32(out, acc[t][0]);
+        vst1q_f32(out + 4, acc[t][1]);
+        memcpy(y + (size_t)t * y_stride, out, sizeof(float) * (size_t)R);
+    }
+}
+
+/* One row as the file has it, with a lane's arithmetic (the same bits). */
+static inline __attribute__((always_inline)) float k_row_dot(const uint8_t *x, const uint8_t *y, int64_t n,
+                                                             g8_k_kind kind) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; b++, x += g8_k_bytes[kind], y += Q8_K_BYTES) {
+        int32_t total, mins;
+        k_row_ints(x, y, kind, &total, &mins);
+        float dy = load_f32(y), d = fp16_load(x + g8_k_layouts[kind].d);
+        acc = fmaf((float)total, d * dy, acc);
+        if (g8_k_has_min(kind)) acc = fmaf(-(float)mins, fp16_load(x + g8_k_layouts[kind].dmin) * dy, acc);
+    }
+    return acc;
 }
 
 #define K_TYPE(name, kind)                                                                                             \
-    static float dot_##name##_q8_K(const void *x, const void *a, int64_t n) {                                          \
-        float y;                                                                                                       \
-        k_tile_body(x, 0, a, 0, n, &y, 0, 1, 1, kind);                                                                 \
-        return y;                                                                                                      \
-    }                                                                                                                  \
-    static void tile_##name##_q8_K_full(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y, \
-                                        size_t ys) {                                                                   \
-        k_tile_body(w, ws, a, as, n, y, ys, TILE_ROWS, TILE_TOKENS, kind);                                             \
-    }                                                                                                                  \
-    TILE_OR_DOTS(tile_##name##_q8_K, tile_##name##_q8_K_full, dot_##name##_q8_K)
-K_TYPE(q2_K, K_Q2)
-K_TYPE(q3_K, K_Q3)
-K_TYPE(q4_K, K_Q4)
-K_TYPE(q5_K, K_Q5)
-K_TYPE(q6_K, K_Q6)
+    static float dot_group_row_##name(const void *x, const void *a, int64_t n) { return k_row_dot(x, a, n, kind); }   \
+    static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
+                                  size_t ys, int rows, int tokens) {                                                   \
+        (void)w_stride;                                                                                                \
+        switch (tokens) {                                                                                              \
+        case 1: k_group_tile_body(w, a, as, n, y, ys, rows, 1, kind); break;                                           \
+        case 2: k_group_tile_body(w, a, as, n, y, ys, rows, 2, kind); break;                                           \
+        case 3: k_group_tile_body(w, a, as, n, y, ys, rows, 3, kind); break;                                           \
+        default: k_group_tile_body(w, a, as, n, y, ys, rows, 4, kind); break;                                          \
+        }                                                                                                              \
+    }
+K_TYPE(q2_K, G8_Q2_K)
+K_TYPE(q3_K, G8_Q3_K)
+K_TYPE(q4_K, G8_Q4_K)
+K_TYPE(q5_K, G8_Q5_K)
+K_TYPE(q6_K, G8_Q6_K)
 
 /* ------------------------------------------------------------------------------------------------------------
  * Registration
@@ -410,29 +558,47 @@ static tnd_cpu_dot float_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile) {
                          .tile_tokens = FLOAT_TILE_TOKENS};
 }
 
-/* An entry with quantized activations and 2 x 4 tiles. */
-static tnd_cpu_dot tiled_entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile) {
-    return (tnd_cpu_dot){.act_type = act_type,
-                         .quantize_act = quantize,
-                         .dot = dot,
-                         .isa = "neon",
-                         .tile = tile,
-                         .tile_rows = TILE_ROWS,
-                         .tile_tokens = TILE_TOKENS};
+/* A quantized type over packed groups; rows left unpacked take the dot, one at a time. */
+static tnd_cpu_dot group_entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile_packed,
+                               size_t block_bytes, void (*transform)(uint8_t *, int, size_t)) {
+    tnd_cpu_dot e = {.act_type = act_type,
+                     .quantize_act = quantize,
+                     .dot = dot,
+                     .isa = "neon",
+                     .tile_rows = G8_ROWS,
+                     .tile_tokens = GROUP_TOKENS,
+                     .tile_packed = tile_packed,
+                     .pack_chunk = block_bytes,
+                     .pack_transform = transform};
+    if (act_type == TND_TYPE_Q8_0) { /* the 32-element types' own layout */
+        e.act_bytes = tnd_g8_act_bytes;
+        e.act_to_float = tnd_g8_act_to_float;
+    }
+    return e;
 }
 
 void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32, tile_f32_f32);
     k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32, tile_f16_f32);
     k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32, tile_bf16_f32);
-    k->dot[TND_TYPE_Q8_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q8_0_q8_0, tile_q8_0);
-    k->dot[TND_TYPE_Q4_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q4_0_q8_0, tile_q4_0);
-    k->dot[TND_TYPE_Q4_1] = tiled_entry(TND_TYPE_Q8_1, quantize_q8_1, dot_q4_1_q8_1, tile_q4_1);
-    k->dot[TND_TYPE_Q5_0] = tiled_entry(TND_TYPE_Q8_0, quantize_q8_0, dot_q5_0_q8_0, tile_q5_0);
-    k->dot[TND_TYPE_Q5_1] = tiled_entry(TND_TYPE_Q8_1, quantize_q8_1, dot_q5_1_q8_1, tile_q5_1);
-    k->dot[TND_TYPE_Q4_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q4_K_q8_K, tile_q4_K_q8_K);
-    k->dot[TND_TYPE_Q6_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q6_K_q8_K, tile_q6_K_q8_K);
-    k->dot[TND_TYPE_Q2_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q2_K_q8_K, tile_q2_K_q8_K);
-    k->dot[TND_TYPE_Q3_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q3_K_q8_K, tile_q3_K_q8_K);
-    k->dot[TND_TYPE_Q5_K] = tiled_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_q5_K_q8_K, tile_q5_K_q8_K);
+    k->dot[TND_TYPE_Q4_0] =
+        group_entry(TND_TYPE_Q8_0, quantize_act_q4_0, dot_group_row_q4_0, tile_group_q4_0, 18, tnd_g8_pack_q4_0);
+    k->dot[TND_TYPE_Q4_1] =
+        group_entry(TND_TYPE_Q8_0, quantize_act_min, dot_group_row_q4_1, tile_group_q4_1, 20, tnd_g8_pack_q4_1);
+    k->dot[TND_TYPE_Q5_0] =
+        group_entry(TND_TYPE_Q8_0, quantize_act_q5_0, dot_group_row_q5_0, tile_group_q5_0, 22, tnd_g8_pack_q5_0);
+    k->dot[TND_TYPE_Q5_1] =
+        group_entry(TND_TYPE_Q8_0, quantize_act_min, dot_group_row_q5_1, tile_group_q5_1, 24, tnd_g8_pack_q5_1);
+    k->dot[TND_TYPE_Q8_0] =
+        group_entry(TND_TYPE_Q8_0, quantize_act_q8_0, dot_group_row_q8_0, tile_group_q8_0, 34, tnd_g8_pack_q8_0);
+    k->dot[TND_TYPE_Q2_K] =
+        group_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_group_row_q2_K, tile_group_q2_K, 84, tnd_g8_pack_q2_K);
+    k->dot[TND_TYPE_Q3_K] =
+        group_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_group_row_q3_K, tile_group_q3_K, 110, tnd_g8_pack_q3_K);
+    k->dot[TND_TYPE_Q4_K] =
+        group_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_group_row_q4_K, tile_group_q4_K, 144, tnd_g8_pack_q4_K);
+    k->dot[TND_TYPE_Q5_K] =
+        group_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_group_row_q5_K, tile_group_q5_K, 176, tnd_g8_pack_q5_K);
+    k->dot[TND_TYPE_Q6_K] =
+        group_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_group_row_q6_K, tile_group_q6_K, 210, tnd_g8_pack_q6_K);
 }

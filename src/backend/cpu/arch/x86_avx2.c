@@ -2,6 +2,7 @@
  * by cpu_kernels.c). Each kernel computes what its scalar counterpart in src/quant computes, and is tested against
  * it on odd sizes. */
 #include "backend/cpu/cpu_kernels.h"
+#include "backend/cpu/groups8.h"
 #include "quant/quant_blocks.h"
 #include "quant/quant_ref.h"
 
@@ -116,30 +117,18 @@ static inline float f16_one(uint16_t h) { return _cvtsh_ss(h); }
 static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
 /* ------------------------------------------------------------------------------------------------------------
- * The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) over packed row groups, one 32-bit lane per weight row.
- *
- * A packed group holds 8 rows (tnd_cpu_pack_rows, one block per chunk). Each block of a group is stored as the 8
- * rows' fp16 scales d, for Q4_1/Q5_1 then their fp16 m, then the levels in 32-byte steps: step i holds columns
- * 4i..4i+3 of every row in turn (bytes 4r..4r+3 for row r). maddubs multiplies a step by the token's four
- * activations of those columns, broadcast, and madd adds each row's pairs into its own lane, so after a block's 8
- * steps a lane holds the row's exact integer sum for the block: one conversion, one scale multiply and one
- * multiply-add per block for 8 rows x 32 columns, where a row at a time needed them for every row (decode of a row
- * at a time was bound by that work, not by memory). Nibble types keep two steps per 32 bytes (low nibbles step 2s,
- * high nibbles step 2s + 1) as unsigned levels; Q5_0/Q5_1 add their fifth bits from a 32-byte plane (byte 4r + c,
- * bit i: column 4i + c of row r); Q8_0 keeps its signed bytes (its magnitude, up to 128, times an activation fills a
- * maddubs pair, so the sign goes onto the activations: |w| x sign(a, w)).
- *
- * Activations, per block: 32 int8, the float scale d, then the block's integer sum start: minus the levels' offset
- * (8 for Q4_0, 16 for Q5_0, 0 for Q8_0) times the sum of the activations, which takes the offset back; for
- * Q4_1/Q5_1 that slot holds instead d times the sum of the activations, as a float, which the rows' m multiply.
+ * The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) over packed row groups of 8 rows, one 32-bit lane per weight
+ * row (layout: ../groups8.h). maddubs multiplies a step by the token's four activations of its columns, broadcast,
+ * and madd adds each row's pairs into its own lane, so after a block's 8 steps a lane holds the row's exact integer
+ * sum for the block: one conversion, one scale multiply and one multiply-add per block for 8 rows x 32 columns,
+ * where a row at a time needed them for every row (decode of a row at a time was bound by that work, not by
+ * memory). Q8_0's signed bytes meet the activations as |w| x sign(a, w): its magnitude (up to 128) times an
+ * activation fills a maddubs pair, so it cannot be made unsigned as the levels are.
  * ---------------------------------------------------------------------------------------------------------- */
 
 enum {
-    QK = 32,
-    GROUP_ROWS = 8,       /* rows of a packed group: one per 32-bit lane */
-    GROUP_TOKENS = 4,     /* the most tokens of a tile */
-    ACT_BLOCK_BYTES = 40, /* 32 int8 | float d | int32 start (or float d * sum) */
-    STEP_BYTES = 4 * GROUP_ROWS
+    QK = G8_QK,
+    GROUP_TOKENS = 4 /* the most tokens of a tile */
 };
 
 static inline float fp16_load(const uint8_t *p) {
@@ -194,7 +183,7 @@ static inline __m256i sum_i8x32(__m256i v) {
 /* The activation layout above; min_slot: the slot holds d * sum (Q4_1/Q5_1), else the start -offset * sum. */
 static inline void quantize_act_blocks(const float *x, void *vy, int64_t n, int offset, bool min_slot) {
     uint8_t *y = vy;
-    for (int64_t b = 0; b < n / QK; b++, x += QK, y += ACT_BLOCK_BYTES) {
+    for (int64_t b = 0; b < n / QK; b++, x += QK, y += G8_ACT_BLOCK_BYTES) {
         float d = quantize_block_i8(x, y);
         int32_t sum = hsum256_epi32(sum_i8x32(load256(y))), start = -offset * sum;
         float scaled_sum = d * (float)sum;
@@ -211,61 +200,6 @@ static void quantize_act_q5_0(const float *x, void *y, int64_t n) { quantize_act
 static void quantize_act_q8_0(const float *x, void *y, int64_t n) { quantize_act_blocks(x, y, n, 0, false); }
 static void quantize_act_min(const float *x, void *y, int64_t n) { quantize_act_blocks(x, y, n, 0, true); }
 
-static size_t act_blocks_bytes(int64_t n) { return (size_t)(n / QK) * ACT_BLOCK_BYTES; }
-
-static void act_blocks_to_float(const void *vy, float *out, int64_t n) {
-    const uint8_t *y = vy;
-    for (int64_t i = 0; i < n; i++) {
-        const uint8_t *blk = y + (size_t)(i / QK) * ACT_BLOCK_BYTES;
-        out[i] = load_f32(blk + QK) * (float)(int8_t)blk[i % QK];
-    }
-}
-
-typedef enum legacy_kind { L_Q4_0, L_Q4_1, L_Q5_0, L_Q5_1, L_Q8_0 } legacy_kind;
-
-static const size_t legacy_bytes[] = {[L_Q4_0] = 18, [L_Q4_1] = 20, [L_Q5_0] = 22, [L_Q5_1] = 24, [L_Q8_0] = 34};
-
-static inline bool legacy_has_min(legacy_kind kind) { return kind == L_Q4_1 || kind == L_Q5_1; }
-static inline bool legacy_has_fifth(legacy_kind kind) { return kind == L_Q5_0 || kind == L_Q5_1; }
-
-/* Where the nibbles start in a block as the file has it (after d, m, then the fifth bits as a u32), and where the
- * levels start in a packed block (after the rows' d and m). */
-static inline size_t file_nibbles_at(legacy_kind kind) {
-    return 2 + (legacy_has_min(kind) ? 2 : 0) + (legacy_has_fifth(kind) ? 4 : 0);
-}
-static inline size_t group_levels_at(legacy_kind kind) { return (legacy_has_min(kind) ? 4 : 2) * GROUP_ROWS; }
-
-/* Rewrites one block of a group's rows (their blocks as the file has them, one after the other) into the packed
- * layout above. */
-static void pack_group_block(uint8_t *blocks, int group, size_t len, legacy_kind kind) {
-    uint8_t out[GROUP_ROWS * 34];
-    uint8_t *levels_out = out + group_levels_at(kind);
-    memset(out, 0, sizeof out);
-    for (int r = 0; r < group; r++) {
-        const uint8_t *in = blocks + (size_t)r * len;
-        memcpy(out + 2 * r, in, 2);
-        if (legacy_has_min(kind)) memcpy(out + 2 * GROUP_ROWS + 2 * r, in + 2, 2);
-        if (kind == L_Q8_0) {
-            for (int col = 0; col < QK; col++) levels_out[STEP_BYTES * (col / 4) + 4 * r + col % 4] = in[2 + col];
-            continue;
-        }
-        const uint8_t *nibbles = in + file_nibbles_at(kind); /* byte j: column j (low nibble) and j + 16 (high) */
-        for (int col = 0; col < QK; col++) {
-            int level = col < QK / 2 ? nibbles[col] & 15 : nibbles[col - QK / 2] >> 4, step = col / 4;
-            levels_out[STEP_BYTES * (step / 2) + 4 * r + col % 4] |= (uint8_t)(level << (4 * (step % 2)));
-            if (legacy_has_fifth(kind)) /* the file's u32 before the nibbles: bit e for column e */
-                levels_out[4 * STEP_BYTES + 4 * r + col % 4] |= (uint8_t)((nibbles[-4 + col / 8] >> (col % 8) & 1) << step);
-        }
-    }
-    memcpy(blocks, out, (size_t)group * len);
-}
-
-static void pack_q4_0(uint8_t *b, int group, size_t len) { pack_group_block(b, group, len, L_Q4_0); }
-static void pack_q4_1(uint8_t *b, int group, size_t len) { pack_group_block(b, group, len, L_Q4_1); }
-static void pack_q5_0(uint8_t *b, int group, size_t len) { pack_group_block(b, group, len, L_Q5_0); }
-static void pack_q5_1(uint8_t *b, int group, size_t len) { pack_group_block(b, group, len, L_Q5_1); }
-static void pack_q8_0(uint8_t *b, int group, size_t len) { pack_group_block(b, group, len, L_Q8_0); }
-
 /* Step i's fifth bits (plane bit i) at bit 4 of each byte. The 16-bit shifts by at most 4 left or 3 right bring no
  * bit from the neighbouring byte to bit 4. */
 static inline __m256i fifth_of_step(__m256i plane, int i) {
@@ -275,10 +209,10 @@ static inline __m256i fifth_of_step(__m256i plane, int i) {
 
 /* The int32 lane sums of two steps (columns 8s..8s+7) with one token's activations. A pair of maddubs products is
  * at most 2 x 31 x 127 for levels, 2 x 128 x 127 for Q8_0 magnitudes: within int16. */
-static inline __m256i steps_dot(__m256i lo, __m256i hi, const uint8_t *a, int s, legacy_kind kind) {
+static inline __m256i steps_dot(__m256i lo, __m256i hi, const uint8_t *a, int s, g8_legacy_kind kind) {
     __m256i alo = _mm256_set1_epi32(load_i32(a + 8 * s)), ahi = _mm256_set1_epi32(load_i32(a + 8 * s + 4));
     const __m256i ones = _mm256_set1_epi16(1);
-    if (kind == L_Q8_0)
+    if (kind == G8_Q8_0)
         return _mm256_add_epi32(
             _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(alo, lo)), ones),
             _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(ahi, hi)), ones));
@@ -290,24 +224,24 @@ static inline __m256i steps_dot(__m256i lo, __m256i hi, const uint8_t *a, int s,
  * d (and for Q4_1/Q5_1 a multiply-add of the row's m with the activations' d * sum). */
 static inline __attribute__((always_inline)) void group_tile_body(const uint8_t *w, const uint8_t *act,
                                                                   size_t act_stride, int64_t n, float *y,
-                                                                  size_t y_stride, int R, int T, legacy_kind kind) {
-    const size_t group_block = GROUP_ROWS * legacy_bytes[kind];
-    const bool has_min = legacy_has_min(kind), has_fifth = legacy_has_fifth(kind);
+                                                                  size_t y_stride, int R, int T, g8_legacy_kind kind) {
+    const size_t group_block = G8_ROWS * g8_legacy_bytes[kind];
+    const bool has_min = g8_has_min(kind), has_fifth = g8_has_fifth(kind);
     __m256 acc[GROUP_TOKENS];
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK; b++, w += group_block) {
-        const uint8_t *lv = w + group_levels_at(kind);
+        const uint8_t *lv = w + g8_levels_at(kind);
         __m256i sum[GROUP_TOKENS];
         for (int t = 0; t < T; t++)
-            sum[t] = _mm256_set1_epi32(has_min ? 0 : load_i32(act + (size_t)t * act_stride + (size_t)b * ACT_BLOCK_BYTES + QK + 4));
-        __m256i plane = has_fifth ? load256(lv + 4 * STEP_BYTES) : _mm256_setzero_si256();
+            sum[t] = _mm256_set1_epi32(has_min ? 0 : load_i32(act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES + QK + 4));
+        __m256i plane = has_fifth ? load256(lv + 4 * G8_STEP) : _mm256_setzero_si256();
         for (int s = 0; s < 4; s++) { /* steps 2s and 2s + 1 */
             __m256i lo, hi;
-            if (kind == L_Q8_0) {
-                lo = load256(lv + STEP_BYTES * (2 * s));
-                hi = load256(lv + STEP_BYTES * (2 * s + 1));
+            if (kind == G8_Q8_0) {
+                lo = load256(lv + G8_STEP * (2 * s));
+                hi = load256(lv + G8_STEP * (2 * s + 1));
             } else {
-                __m256i both = load256(lv + STEP_BYTES * s), low4 = _mm256_set1_epi8(0x0f);
+                __m256i both = load256(lv + G8_STEP * s), low4 = _mm256_set1_epi8(0x0f);
                 lo = _mm256_and_si256(both, low4);
                 hi = _mm256_and_si256(_mm256_srli_epi16(both, 4), low4);
                 if (has_fifth) {
@@ -316,13 +250,13 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
                 }
             }
             for (int t = 0; t < T; t++)
-                sum[t] = _mm256_add_epi32(sum[t], steps_dot(lo, hi, act + (size_t)t * act_stride + (size_t)b * ACT_BLOCK_BYTES, s, kind));
+                sum[t] = _mm256_add_epi32(sum[t], steps_dot(lo, hi, act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES, s, kind));
         }
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)w));
-        __m256 mw = has_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * GROUP_ROWS)))
+        __m256 mw = has_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * G8_ROWS)))
                             : _mm256_setzero_ps();
         for (int t = 0; t < T; t++) {
-            const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * ACT_BLOCK_BYTES;
+            const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES;
             acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[t]), dw), _mm256_set1_ps(load_f32(a + QK)),
                                      acc[t]);
             if (has_min) acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(load_f32(a + QK + 4)), acc[t]);
@@ -345,18 +279,18 @@ static inline __m256i fifth_bits(uint32_t bits) {
 /* One row as the file has it, with a lane's arithmetic of the tile above (the same bits): the block's exact
  * integer sum of levels times activations (signed values for Q8_0) plus the start, and the same float steps. */
 static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w, const uint8_t *act, int64_t n,
-                                                                legacy_kind kind) {
-    const bool has_min = legacy_has_min(kind);
+                                                                g8_legacy_kind kind) {
+    const bool has_min = g8_has_min(kind);
     float acc = 0.0f;
-    for (int64_t b = 0; b < n / QK; b++, w += legacy_bytes[kind], act += ACT_BLOCK_BYTES) {
+    for (int64_t b = 0; b < n / QK; b++, w += g8_legacy_bytes[kind], act += G8_ACT_BLOCK_BYTES) {
         __m256i a = load256(act), products;
-        if (kind == L_Q8_0) {
+        if (kind == G8_Q8_0) {
             __m256i q = load256(w + 2);
             products = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q));
         } else {
-            __m128i packed = _mm_loadu_si128((const __m128i *)(const void *)(w + file_nibbles_at(kind)));
+            __m128i packed = _mm_loadu_si128((const __m128i *)(const void *)(w + g8_file_nibbles_at(kind)));
             __m256i levels = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0f));
-            if (legacy_has_fifth(kind)) levels = _mm256_or_si256(levels, fifth_bits((uint32_t)load_i32(w + file_nibbles_at(kind) - 4)));
+            if (g8_has_fifth(kind)) levels = _mm256_or_si256(levels, fifth_bits((uint32_t)load_i32(w + g8_file_nibbles_at(kind) - 4)));
             products = _mm256_maddubs_epi16(levels, a);
         }
         int32_t sum = (has_min ? 0 : load_i32(act + QK + 4)) + hsum256_epi32(_mm256_madd_epi16(products, _mm256_set1_epi16(1)));
@@ -378,11 +312,11 @@ static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w
         default: group_tile_body(w, a, as, n, y, ys, rows, 4, kind); break;                                            \
         }                                                                                                              \
     }
-LEGACY_TYPE(q4_0, L_Q4_0)
-LEGACY_TYPE(q4_1, L_Q4_1)
-LEGACY_TYPE(q5_0, L_Q5_0)
-LEGACY_TYPE(q5_1, L_Q5_1)
-LEGACY_TYPE(q8_0, L_Q8_0)
+LEGACY_TYPE(q4_0, G8_Q4_0)
+LEGACY_TYPE(q4_1, G8_Q4_1)
+LEGACY_TYPE(q5_0, G8_Q5_0)
+LEGACY_TYPE(q5_1, G8_Q5_1)
+LEGACY_TYPE(q8_0, G8_Q8_0)
 _Static_assert(GROUP_TOKENS == 4, "tile_group_* switch over 1..4 tokens");
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -405,11 +339,6 @@ static inline __m256i scaled_dot_u8(__m256i u, __m256i y, __m256i scales16) {
 /* All five K types in one body: per super-block and row, a scale and a min for each 16 elements (a Q4_K/Q5_K
  * sub-block of 32 gives its two halves the same), d, dmin and the level offset (Q3_K 4, Q6_K 32, else 0); per chunk
  * of 32 elements the unsigned levels. x = d * scale * (level - offset) - dmin * min. */
-typedef enum k_kind { K_Q2, K_Q3, K_Q4, K_Q5, K_Q6 } k_kind;
-
-/* bytes per super-block (src/quant/quant_blocks.h) */
-static const size_t k_bytes[] = {[K_Q2] = 84, [K_Q3] = 110, [K_Q4] = 144, [K_Q5] = 176, [K_Q6] = 210};
-
 typedef struct k_scales {
     __m256i scale, min; /* 16 int16 each */
     float d, dmin;
@@ -422,12 +351,12 @@ static inline uint32_t load_u32(const uint8_t *p) {
 }
 
 /* Built in vector registers: scalar stores read back as a vector would stall every block on store forwarding. */
-static inline void k_scales_of(const uint8_t *x, k_kind kind, k_scales *s) {
+static inline void k_scales_of(const uint8_t *x, g8_k_kind kind, k_scales *s) {
     const __m128i low4 = _mm_set1_epi8(0x0f);
     s->min = _mm256_setzero_si256();
     s->dmin = 0.0f;
     switch (kind) {
-    case K_Q2: {
+    case G8_Q2_K: {
         __m256i bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)x));
         s->scale = _mm256_and_si256(bytes, _mm256_set1_epi16(15));
         s->min = _mm256_srli_epi16(bytes, 4);
@@ -435,7 +364,7 @@ static inline void k_scales_of(const uint8_t *x, k_kind kind, k_scales *s) {
         s->dmin = fp16_load(x + 82);
         break;
     }
-    case K_Q3: { /* 6 bits: low four in the nibbles of bytes 96-103, high two in bytes 104-107, minus 32 */
+    case G8_Q3_K: { /* 6 bits: low four in the nibbles of bytes 96-103, high two in bytes 104-107, minus 32 */
         __m128i lo = _mm_loadl_epi64((const __m128i *)(const void *)(x + 96));
         __m128i low = _mm_unpacklo_epi64(_mm_and_si128(lo, low4), _mm_and_si128(_mm_srli_epi16(lo, 4), low4));
         uint32_t h = load_u32(x + 104), m = 0x03030303u;
@@ -445,8 +374,8 @@ static inline void k_scales_of(const uint8_t *x, k_kind kind, k_scales *s) {
         s->d = fp16_load(x + 108);
         break;
     }
-    case K_Q4:
-    case K_Q5: { /* 6-bit scales and mins of 8 sub-blocks of 32, each given to both its halves of 16 */
+    case G8_Q4_K:
+    case G8_Q5_K: { /* 6-bit scales and mins of 8 sub-blocks of 32, each given to both its halves of 16 */
         uint32_t u0 = load_u32(x + 4), u1 = load_u32(x + 8), u2 = load_u32(x + 12);
         uint32_t sc_lo = u0 & 0x3f3f3f3fu, mn_lo = u1 & 0x3f3f3f3fu;
         uint32_t sc_hi = (u2 & 0x0f0f0f0fu) | ((u0 >> 6) & 0x03030303u) << 4;
@@ -458,7 +387,7 @@ static inline void k_scales_of(const uint8_t *x, k_kind kind, k_scales *s) {
         s->dmin = fp16_load(x + 2);
         break;
     }
-    case K_Q6:
+    case G8_Q6_K:
         s->scale = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + 192)));
         s->d = fp16_load(x + 208);
         break;
@@ -472,23 +401,23 @@ static inline __m256i bit_at(__m256i v, int from, int to) {
 }
 
 /* Levels of elements 32c..32c+31 (c = 4h + p for the types whose halves of 128 hold four 2-bit planes). */
-static inline __m256i k_levels(const uint8_t *x, k_kind kind, int c) {
+static inline __m256i k_levels(const uint8_t *x, g8_k_kind kind, int c) {
     const __m256i low2 = _mm256_set1_epi8(0x03), low4 = _mm256_set1_epi8(0x0f);
     int h = c / 4, p = c % 4;
     switch (kind) {
-    case K_Q2:
+    case G8_Q2_K:
         return _mm256_and_si256(_mm256_srli_epi16(load256(x + 16 + 32 * h), 2 * p), low2);
-    case K_Q3: {
+    case G8_Q3_K: {
         __m256i low = _mm256_and_si256(_mm256_srli_epi16(load256(x + 32 + 32 * h), 2 * p), low2);
         return _mm256_or_si256(low, bit_at(load256(x), c, 2));
     }
-    case K_Q4:
-    case K_Q5: {
-        __m256i q = load256(x + (kind == K_Q5 ? 48 : 16) + 32 * (c / 2));
+    case G8_Q4_K:
+    case G8_Q5_K: {
+        __m256i q = load256(x + (kind == G8_Q5_K ? 48 : 16) + 32 * (c / 2));
         __m256i nib = _mm256_and_si256(c % 2 ? _mm256_srli_epi16(q, 4) : q, low4);
-        return kind == K_Q5 ? _mm256_or_si256(nib, bit_at(load256(x + 16), c, 4)) : nib;
+        return kind == G8_Q5_K ? _mm256_or_si256(nib, bit_at(load256(x + 16), c, 4)) : nib;
     }
-    case K_Q6: {
+    case G8_Q6_K: {
         __m256i l = load256(x + 64 * h + 32 * (p & 1));
         __m256i lows = _mm256_and_si256(p < 2 ? l : _mm256_srli_epi16(l, 4), low4);
         __m256i highs = _mm256_and_si256(_mm256_srli_epi16(load256(x + 128 + 32 * h), 2 * p), low2);
@@ -498,14 +427,9 @@ static inline __m256i k_levels(const uint8_t *x, k_kind kind, int c) {
     return _mm256_setzero_si256();
 }
 
-static const int k_offset[] = {[K_Q2] = 0, [K_Q3] = 4, [K_Q4] = 0, [K_Q5] = 0, [K_Q6] = 32};
-static const tnd_type k_type[] = {[K_Q2] = TND_TYPE_Q2_K, [K_Q3] = TND_TYPE_Q3_K, [K_Q4] = TND_TYPE_Q4_K,
-                                  [K_Q5] = TND_TYPE_Q5_K, [K_Q6] = TND_TYPE_Q6_K};
-static inline bool k_has_min(k_kind kind) { return kind == K_Q2 || kind == K_Q4 || kind == K_Q5; }
-
 /* The exact integers of one super-block of one row: the sum over sub-blocks of scale x (levels . activations) minus
  * the level offset's share, and the sum of min x activation sums. */
-static inline __attribute__((always_inline)) void k_row_ints(const uint8_t *x, const uint8_t *y, k_kind kind,
+static inline __attribute__((always_inline)) void k_row_ints(const uint8_t *x, const uint8_t *y, g8_k_kind kind,
                                                              int32_t *total, int32_t *mins) {
     k_scales s;
     k_scales_of(x, kind, &s);
@@ -519,63 +443,10 @@ static inline __attribute__((always_inline)) void k_row_ints(const uint8_t *x, c
     }
     __m256i bsums = load256(y + 4 + QK_K);
     /* the level offset comes back through the activations' sums of 16, as do the mins */
-    if (k_offset[kind])
-        acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_madd_epi16(s.scale, bsums), _mm256_set1_epi32(k_offset[kind])));
+    if (g8_k_offset[kind])
+        acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_madd_epi16(s.scale, bsums), _mm256_set1_epi32(g8_k_offset[kind])));
     *total = hsum256_epi32(acc);
-    *mins = k_has_min(kind) ? hsum256_epi32(_mm256_madd_epi16(s.min, bsums)) : 0;
-}
-
-/* Row groups of the K types, one lane per row as the 32-element types above. A packed super-block of 8 rows holds
- * their fp16 d, their fp16 dmin (Q2_K, Q4_K, Q5_K), their scale bytes as the file has them in 32-bit words (word k
- * of every row in turn: the 6-bit and 4-bit fields decode in lanes with constant shifts), then the levels in steps
- * of 4 columns as bit fields: a nibble vector holds two steps (low nibble 2v, high 2v + 1), a 2-bit plane four
- * (bits 2m: step 4v + m), a 1-bit plane eight (bit m: step 8v + m). Q2_K: a 2-bit plane; Q3_K: 2-bit plane + 1-bit
- * plane (third bit); Q4_K: nibbles; Q5_K: nibbles + 1-bit plane (fifth bit); Q6_K: nibbles + 2-bit plane (top two
- * bits). Same bytes as the file's 8 rows. A lane sums each pair of steps (one sub-block of 16 holds two pairs) in
- * int16, at most 2 x 2 x 63 x 127, and madd weighs it by its row's sub-block scale into int32. */
-typedef struct k_layout {
-    int d, dmin, scales, n_words; /* where the file keeps d, dmin (-1: none) and the scale bytes; scale words */
-    int nibbles, plane2, plane1;  /* packed offsets of the bit fields from the levels' start (-1: none) */
-} k_layout;
-
-static const k_layout k_layouts[] = {
-    [K_Q2] = {80, 82, 0, 4, -1, 0, -1},    [K_Q3] = {108, -1, 96, 3, -1, 0, 512},
-    [K_Q4] = {0, 2, 4, 3, 0, -1, -1},      [K_Q5] = {0, 2, 4, 3, 0, -1, 1024},
-    [K_Q6] = {208, -1, 192, 4, 0, 1024, -1},
-};
-
-/* Where the levels start in a packed super-block of 8 rows. */
-static inline size_t k_group_levels_at(k_kind kind) {
-    const k_layout *l = &k_layouts[kind];
-    return 2 * GROUP_ROWS * (l->dmin >= 0 ? 2 : 1) + 4 * GROUP_ROWS * (size_t)l->n_words;
-}
-
-/* Rewrites one super-block of 8 rows (as the file has them, one after the other) into the layout above. */
-static void pack_k_block(uint8_t *blocks, int group, size_t len, k_kind kind) {
-    const k_layout *l = &k_layouts[kind];
-    uint8_t out[GROUP_ROWS * 210], levels[QK_K];
-    memset(out, 0, sizeof out);
-    uint8_t *lv = out + k_group_levels_at(kind), *words = lv - 4 * GROUP_ROWS * l->n_words;
-    for (int r = 0; r < group; r++) {
-        const uint8_t *in = blocks + (size_t)r * len;
-        memcpy(out + 2 * r, in + l->d, 2);
-        if (l->dmin >= 0) memcpy(out + 2 * GROUP_ROWS + 2 * r, in + l->dmin, 2);
-        for (int k = 0; k < l->n_words; k++) memcpy(words + 4 * (GROUP_ROWS * k + r), in + l->scales + 4 * k, 4);
-        tnd_k_block_levels(k_type[kind], in, levels);
-        for (int col = 0; col < QK_K; col++) {
-            int step = col / 4, at = 4 * r + col % 4, level = levels[col];
-            if (l->nibbles >= 0) {
-                lv[l->nibbles + STEP_BYTES * (step / 2) + at] |= (uint8_t)((level & 15) << (4 * (step % 2)));
-                level >>= 4;
-            }
-            if (l->plane2 >= 0) {
-                lv[l->plane2 + STEP_BYTES * (step / 4) + at] |= (uint8_t)((level & 3) << (2 * (step % 4)));
-                level >>= 2;
-            }
-            if (l->plane1 >= 0) lv[l->plane1 + STEP_BYTES * (step / 8) + at] |= (uint8_t)((level & 1) << (step % 8));
-        }
-    }
-    memcpy(blocks, out, (size_t)group * len);
+    *mins = g8_k_has_min(kind) ? hsum256_epi32(_mm256_madd_epi16(s.min, bsums)) : 0;
 }
 
 /* v >> k and v << k for a count known only where the caller is inlined */
@@ -584,38 +455,38 @@ static inline __m256i shr32(__m256i v, int k) { return _mm256_srl_epi32(v, _mm_c
 static inline __m256i shl32(__m256i v, int k) { return _mm256_sll_epi32(v, _mm_cvtsi32_si128(k)); }
 
 /* The unsigned levels of step i of a packed super-block. */
-static inline __m256i k_step_levels(const uint8_t *lv, k_kind kind, int i) {
-    const k_layout *l = &k_layouts[kind];
+static inline __m256i k_step_levels(const uint8_t *lv, g8_k_kind kind, int i) {
+    const g8_k_layout *l = &g8_k_layouts[kind];
     __m256i level = _mm256_setzero_si256();
     int bits = 0;
     if (l->nibbles >= 0) {
-        level = _mm256_and_si256(shr16(load256(lv + l->nibbles + STEP_BYTES * (i / 2)), 4 * (i % 2)),
+        level = _mm256_and_si256(shr16(load256(lv + l->nibbles + G8_STEP * (i / 2)), 4 * (i % 2)),
                                  _mm256_set1_epi8(0x0f));
         bits = 4;
     }
     if (l->plane2 >= 0) {
-        __m256i two = _mm256_and_si256(shr16(load256(lv + l->plane2 + STEP_BYTES * (i / 4)), 2 * (i % 4)),
+        __m256i two = _mm256_and_si256(shr16(load256(lv + l->plane2 + G8_STEP * (i / 4)), 2 * (i % 4)),
                                        _mm256_set1_epi8(0x03));
         level = _mm256_or_si256(level, bits ? _mm256_slli_epi16(two, 4) : two); /* bits 4-5 stay in their byte */
         bits += 2;
     }
     if (l->plane1 >= 0) {
-        __m256i one = _mm256_and_si256(shr16(load256(lv + l->plane1 + STEP_BYTES * (i / 8)), i % 8), _mm256_set1_epi8(1));
+        __m256i one = _mm256_and_si256(shr16(load256(lv + l->plane1 + G8_STEP * (i / 8)), i % 8), _mm256_set1_epi8(1));
         level = _mm256_or_si256(level, _mm256_sll_epi16(one, _mm_cvtsi32_si128(bits)));
     }
     return level;
 }
 
 /* Scale (or min) of sub-block j of 16 in every lane, from the scale words w[]; signed where the type's is. */
-static inline __m256i k_lane_scale(const __m256i w[4], k_kind kind, int j, bool min) {
+static inline __m256i k_lane_scale(const __m256i w[4], g8_k_kind kind, int j, bool min) {
     const __m256i m2 = _mm256_set1_epi32(3), m4 = _mm256_set1_epi32(15), m6 = _mm256_set1_epi32(63);
     switch (kind) {
-    case K_Q2: {
+    case G8_Q2_K: {
         __m256i byte = shr32(w[j / 4], 8 * (j % 4));
         return _mm256_and_si256(min ? _mm256_srli_epi32(byte, 4) : byte, m4);
     }
-    case K_Q6: return _mm256_srai_epi32(shl32(w[j / 4], 24 - 8 * (j % 4)), 24);
-    case K_Q3: {
+    case G8_Q6_K: return _mm256_srai_epi32(shl32(w[j / 4], 24 - 8 * (j % 4)), 24);
+    case G8_Q3_K: {
         __m256i low = _mm256_and_si256(shr32(w[(j % 8) / 4], 8 * (j % 4) + 4 * (j / 8)), m4);
         __m256i high = _mm256_and_si256(shr32(w[2], 8 * (j % 4) + 2 * (j / 4)), m2);
         return _mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)), _mm256_set1_epi32(32));
@@ -639,15 +510,15 @@ static inline __m256i int16_pair(__m256i lo, __m256i hi) {
  * product rounded once (two fused multiply-adds). */
 static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_t *w, const uint8_t *act,
                                                                     size_t act_stride, int64_t n, float *y,
-                                                                    size_t y_stride, int R, int T, k_kind kind) {
-    const k_layout *l = &k_layouts[kind];
-    const size_t group_block = GROUP_ROWS * k_bytes[kind];
+                                                                    size_t y_stride, int R, int T, g8_k_kind kind) {
+    const g8_k_layout *l = &g8_k_layouts[kind];
+    const size_t group_block = G8_ROWS * g8_k_bytes[kind];
     __m256 acc[GROUP_TOKENS];
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK_K; b++, w += group_block) {
-        const uint8_t *lv = w + k_group_levels_at(kind), *words = lv - 4 * GROUP_ROWS * l->n_words;
+        const uint8_t *lv = w + g8_k_levels_at(kind), *words = lv - 4 * G8_ROWS * l->n_words;
         __m256i sw[4];
-        for (int k = 0; k < l->n_words; k++) sw[k] = load256(words + 4 * GROUP_ROWS * k);
+        for (int k = 0; k < l->n_words; k++) sw[k] = load256(words + 4 * G8_ROWS * k);
         __m256i total[GROUP_TOKENS];
         for (int t = 0; t < T; t++) total[t] = _mm256_setzero_si256();
         for (int j = 0; j < 16; j++) { /* sub-block of 16: steps 4j .. 4j + 3 */
@@ -666,27 +537,27 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
         /* offsets and mins meet the activations' sums of 16, two sub-blocks per madd */
         __m256i off_pairs[8], min_pairs[8];
         for (int j = 0; j < 16; j += 2) {
-            if (k_offset[kind])
+            if (g8_k_offset[kind])
                 off_pairs[j / 2] = int16_pair(k_lane_scale(sw, kind, j, false), k_lane_scale(sw, kind, j + 1, false));
-            if (k_has_min(kind))
+            if (g8_k_has_min(kind))
                 min_pairs[j / 2] = int16_pair(k_lane_scale(sw, kind, j, true), k_lane_scale(sw, kind, j + 1, true));
         }
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)w));
-        __m256 dmin = k_has_min(kind) ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * GROUP_ROWS)))
+        __m256 dmin = g8_k_has_min(kind) ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * G8_ROWS)))
                                       : _mm256_setzero_ps();
         for (int t = 0; t < T; t++) {
             const uint8_t *ya = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
             __m256i off = _mm256_setzero_si256(), mins = _mm256_setzero_si256();
             for (int j = 0; j < 16; j += 2) {
                 __m256i bs = _mm256_set1_epi32(load_i32(ya + 4 + QK_K + 2 * j));
-                if (k_offset[kind]) off = _mm256_add_epi32(off, _mm256_madd_epi16(off_pairs[j / 2], bs));
-                if (k_has_min(kind)) mins = _mm256_add_epi32(mins, _mm256_madd_epi16(min_pairs[j / 2], bs));
+                if (g8_k_offset[kind]) off = _mm256_add_epi32(off, _mm256_madd_epi16(off_pairs[j / 2], bs));
+                if (g8_k_has_min(kind)) mins = _mm256_add_epi32(mins, _mm256_madd_epi16(min_pairs[j / 2], bs));
             }
-            if (k_offset[kind])
-                total[t] = _mm256_sub_epi32(total[t], _mm256_mullo_epi32(off, _mm256_set1_epi32(k_offset[kind])));
+            if (g8_k_offset[kind])
+                total[t] = _mm256_sub_epi32(total[t], _mm256_mullo_epi32(off, _mm256_set1_epi32(g8_k_offset[kind])));
             __m256 dy = _mm256_set1_ps(q8k_d(ya));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[t]), _mm256_mul_ps(d, dy), acc[t]);
-            if (k_has_min(kind)) acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(dmin, dy), acc[t]);
+            if (g8_k_has_min(kind)) acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(dmin, dy), acc[t]);
         }
     }
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -696,21 +567,20 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
 
 /* One row as the file has it, with a lane's arithmetic of the tile above (the same bits). */
 static inline __attribute__((always_inline)) float k_row_dot(const uint8_t *x, const uint8_t *y, int64_t n,
-                                                             k_kind kind) {
+                                                             g8_k_kind kind) {
     float acc = 0.0f;
-    for (int64_t b = 0; b < n / QK_K; b++, x += k_bytes[kind], y += Q8_K_BYTES) {
+    for (int64_t b = 0; b < n / QK_K; b++, x += g8_k_bytes[kind], y += Q8_K_BYTES) {
         int32_t total, mins;
         k_row_ints(x, y, kind, &total, &mins);
-        float dy = q8k_d(y), d = fp16_load(x + k_layouts[kind].d);
+        float dy = q8k_d(y), d = fp16_load(x + g8_k_layouts[kind].d);
         acc = fmaf((float)total, d * dy, acc);
-        if (k_has_min(kind)) acc = fmaf(-(float)mins, fp16_load(x + k_layouts[kind].dmin) * dy, acc);
+        if (g8_k_has_min(kind)) acc = fmaf(-(float)mins, fp16_load(x + g8_k_layouts[kind].dmin) * dy, acc);
     }
     return acc;
 }
 
 #define K_TYPE(name, kind)                                                                                             \
     static float dot_group_row_##name(const void *x, const void *a, int64_t n) { return k_row_dot(x, a, n, kind); }   \
-    static void pack_##name(uint8_t *b, int group, size_t len) { pack_k_block(b, group, len, kind); }                 \
     static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
                                   size_t ys, int rows, int tokens) {                                                   \
         (void)w_stride;                                                                                                \
@@ -721,11 +591,11 @@ static inline __attribute__((always_inline)) float k_row_dot(const uint8_t *x, c
         default: k_group_tile_body(w, a, as, n, y, ys, rows, 4, kind); break;                                          \
         }                                                                                                              \
     }
-K_TYPE(q2_K, K_Q2)
-K_TYPE(q3_K, K_Q3)
-K_TYPE(q4_K, K_Q4)
-K_TYPE(q5_K, K_Q5)
-K_TYPE(q6_K, K_Q6)
+K_TYPE(q2_K, G8_Q2_K)
+K_TYPE(q3_K, G8_Q3_K)
+K_TYPE(q4_K, G8_Q4_K)
+K_TYPE(q5_K, G8_Q5_K)
+K_TYPE(q6_K, G8_Q6_K)
 
 /* ------------------------------------------------------------------------------------------------------------
  * Float vector steps (attention)
@@ -878,10 +748,10 @@ static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, t
                          .quantize_act = quantize,
                          .dot = dot,
                          .isa = "avx2",
-                         .tile_rows = GROUP_ROWS,
+                         .tile_rows = G8_ROWS,
                          .tile_tokens = GROUP_TOKENS,
-                         .act_bytes = act_blocks_bytes,
-                         .act_to_float = act_blocks_to_float,
+                         .act_bytes = tnd_g8_act_bytes,
+                         .act_to_float = tnd_g8_act_to_float,
                          .tile_packed = tile_packed,
                          .pack_chunk = block_bytes,
                          .pack_transform = transform};
@@ -894,7 +764,7 @@ static tnd_cpu_dot k_group_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, si
                          .quantize_act = tnd_quantize_q8_K_ref,
                          .dot = dot,
                          .isa = "avx2",
-                         .tile_rows = GROUP_ROWS,
+                         .tile_rows = G8_ROWS,
                          .tile_tokens = GROUP_TOKENS,
                          .tile_packed = tile_packed,
                          .pack_chunk = block_bytes,
@@ -906,14 +776,14 @@ void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32, tile_f32_f32);
     k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32, tile_f16_f32);
     k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32, tile_bf16_f32);
-    k->dot[TND_TYPE_Q4_0] = group_entry(quantize_act_q4_0, dot_group_row_q4_0, tile_group_q4_0, 18, pack_q4_0);
-    k->dot[TND_TYPE_Q4_1] = group_entry(quantize_act_min, dot_group_row_q4_1, tile_group_q4_1, 20, pack_q4_1);
-    k->dot[TND_TYPE_Q5_0] = group_entry(quantize_act_q5_0, dot_group_row_q5_0, tile_group_q5_0, 22, pack_q5_0);
-    k->dot[TND_TYPE_Q5_1] = group_entry(quantize_act_min, dot_group_row_q5_1, tile_group_q5_1, 24, pack_q5_1);
-    k->dot[TND_TYPE_Q8_0] = group_entry(quantize_act_q8_0, dot_group_row_q8_0, tile_group_q8_0, 34, pack_q8_0);
-    k->dot[TND_TYPE_Q2_K] = k_group_entry(dot_group_row_q2_K, tile_group_q2_K, 84, pack_q2_K);
-    k->dot[TND_TYPE_Q3_K] = k_group_entry(dot_group_row_q3_K, tile_group_q3_K, 110, pack_q3_K);
-    k->dot[TND_TYPE_Q4_K] = k_group_entry(dot_group_row_q4_K, tile_group_q4_K, 144, pack_q4_K);
-    k->dot[TND_TYPE_Q5_K] = k_group_entry(dot_group_row_q5_K, tile_group_q5_K, 176, pack_q5_K);
-    k->dot[TND_TYPE_Q6_K] = k_group_entry(dot_group_row_q6_K, tile_group_q6_K, 210, pack_q6_K);
+    k->dot[TND_TYPE_Q4_0] = group_entry(quantize_act_q4_0, dot_group_row_q4_0, tile_group_q4_0, 18, tnd_g8_pack_q4_0);
+    k->dot[TND_TYPE_Q4_1] = group_entry(quantize_act_min, dot_group_row_q4_1, tile_group_q4_1, 20, tnd_g8_pack_q4_1);
+    k->dot[TND_TYPE_Q5_0] = group_entry(quantize_act_q5_0, dot_group_row_q5_0, tile_group_q5_0, 22, tnd_g8_pack_q5_0);
+    k->dot[TND_TYPE_Q5_1] = group_entry(quantize_act_min, dot_group_row_q5_1, tile_group_q5_1, 24, tnd_g8_pack_q5_1);
+    k->dot[TND_TYPE_Q8_0] = group_entry(quantize_act_q8_0, dot_group_row_q8_0, tile_group_q8_0, 34, tnd_g8_pack_q8_0);
+    k->dot[TND_TYPE_Q2_K] = k_group_entry(dot_group_row_q2_K, tile_group_q2_K, 84, tnd_g8_pack_q2_K);
+    k->dot[TND_TYPE_Q3_K] = k_group_entry(dot_group_row_q3_K, tile_group_q3_K, 110, tnd_g8_pack_q3_K);
+    k->dot[TND_TYPE_Q4_K] = k_group_entry(dot_group_row_q4_K, tile_group_q4_K, 144, tnd_g8_pack_q4_K);
+    k->dot[TND_TYPE_Q5_K] = k_group_entry(dot_group_row_q5_K, tile_group_q5_K, 176, tnd_g8_pack_q5_K);
+    k->dot[TND_TYPE_Q6_K] = k_group_entry(dot_group_row_q6_K, tile_group_q6_K, 210, tnd_g8_pack_q6_K);
 }
