@@ -16,20 +16,6 @@ enum { TND_CPU_TILE_MAX = 32 }; /* the largest tile_rows and tile_tokens of any 
 typedef void (*tnd_tile_fn)(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
                             float *y, size_t y_stride, int rows, int tokens);
 
-/* `name`, a tile function for ISA files whose tiles have one full shape (ROWS x TOKENS, `full_tile`): a smaller tile
- * (the edge of a matmul) takes single dots, which sum in the same order as the full tile does. */
-#define TND_CPU_TILE_OR_DOTS(name, full_tile, dot, ROWS, TOKENS)                                                       \
-    static void name(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n, float *y,    \
-                     size_t y_stride, int rows, int tokens) {                                                          \
-        if (rows == (ROWS) && tokens == (TOKENS)) {                                                                    \
-            full_tile(w, w_stride, act, act_stride, n, y, y_stride);                                                   \
-            return;                                                                                                    \
-        }                                                                                                              \
-        for (int t = 0; t < tokens; t++)                                                                               \
-            for (int r = 0; r < rows; r++)                                                                             \
-                y[(size_t)t * y_stride + (size_t)r] = dot(w + (size_t)r * w_stride, act + (size_t)t * act_stride, n);  \
-    }
-
 /* A kernel may keep its activations in a layout of its own (act_type's values, plus what every weight row would
  * otherwise recompute): these give that layout's row size and decode it. */
 typedef size_t (*tnd_act_bytes_fn)(int64_t n);

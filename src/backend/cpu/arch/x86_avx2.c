@@ -1,6 +1,7 @@
 /* x86_avx2.c: CPU kernels for processors with AVX2, FMA and F16C (compiled with those enabled; chosen at run time
- * by cpu_kernels.c). Each kernel computes what its scalar counterpart in src/quant computes, and is tested against
- * it on odd sizes. */
+ * by cpu_kernels.c): float weights in tiles of 1 row x 4 tokens, every quantized type over packed groups of 8 rows
+ * with one 32-bit lane per row (../groups8.h), attention. Each kernel computes what its scalar counterpart in
+ * src/quant computes, and is tested against it on odd sizes; tiles equal the dots bit for bit. */
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/groups8.h"
 #include "quant/quant_blocks.h"
@@ -320,7 +321,11 @@ LEGACY_TYPE(q8_0, G8_Q8_0)
 _Static_assert(GROUP_TOKENS == 4, "tile_group_* switch over 1..4 tokens");
 
 /* ------------------------------------------------------------------------------------------------------------
- * K types against Q8_K activations (block of 256: f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_k.c
+ * K types against Q8_K activations (block of 256: f32 d, 256 int8, 16 int16 sums of 16), over the packed groups of
+ * 8 rows of ../groups8.h: a lane sums each pair of steps in int16 (at most 2 x 2 x 63 x 127) and madd weighs it by
+ * its row's sub-block scale into int32; offsets and mins meet the activations' sums of 16, two sub-blocks per madd.
+ * The row dot (rows as the file has them, src/quant/quant_blocks.h) gets the same integers another way and repeats
+ * a lane's float steps.
  * ---------------------------------------------------------------------------------------------------------- */
 
 enum { QK_K = 256, Q8_K_BYTES = 292 };
@@ -336,9 +341,9 @@ static inline __m256i scaled_dot_u8(__m256i u, __m256i y, __m256i scales16) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), scales16);
 }
 
-/* All five K types in one body: per super-block and row, a scale and a min for each 16 elements (a Q4_K/Q5_K
- * sub-block of 32 gives its two halves the same), d, dmin and the level offset (Q3_K 4, Q6_K 32, else 0); per chunk
- * of 32 elements the unsigned levels. x = d * scale * (level - offset) - dmin * min. */
+/* A row's super-block as the file has it: a scale and a min for each 16 elements (a Q4_K/Q5_K sub-block of 32
+ * gives its two halves the same), d, dmin and the level offset (Q3_K 4, Q6_K 32, else 0); per chunk of 32 elements
+ * the unsigned levels. x = d * scale * (level - offset) - dmin * min. */
 typedef struct k_scales {
     __m256i scale, min; /* 16 int16 each */
     float d, dmin;
