@@ -476,8 +476,9 @@ TND_API void tnd_stop_matcher_reset(tnd_stop_matcher *matcher);
  *
  * The prompt text:
  * - never begins with the BOS token: tokenize it with the model's add-BOS setting (tokenizer.ggml.add_bos_token).
- *   Markers inside the text (<|im_start|>, [INST], the "</s><s>" between Llama 2 turns, ...) are special tokens, so
- *   tokenize with special-token parsing on;
+ *   Markers inside the text (<|im_start|>, [INST], the "</s><s>" between Llama 2 turns, ...) are special tokens:
+ *   tnd_chat_encode renders and encodes in one call, markers as control tokens and message contents as plain text
+ *   (encoding the rendered text with special-token parsing would let a user's text forge turns);
  * - copies message contents verbatim except where the model's own template strips them (Llama 3, Gemma,
  *   Command R, Llama 2, the assistant replies of Mistral v3) of leading and trailing whitespace as Jinja's trim
  *   does (Unicode whitespace included), and except DeepSeek R1 / V3.1, whose templates drop an earlier reply's
@@ -597,6 +598,21 @@ TND_API void tnd_tokenizer_free(tnd_tokenizer *tok);
  *   byte fallback uses the unknown token instead); tnd_tokenizer_init logs a warning for such vocabularies. */
 TND_API int32_t tnd_tokenizer_encode(const tnd_tokenizer *tok, const char *text, size_t len, uint32_t flags,
                                      int32_t *tokens, int32_t cap);
+
+/* Flag of tnd_chat_encode: control tokens written in message contents become those tokens too (the forgeable
+ * behaviour of rendering to text and encoding it with TND_TOKENIZE_PARSE_SPECIAL; only for trusted text). */
+#define TND_CHAT_CONTENT_SPECIAL 4u
+
+/* Renders a conversation as tnd_chat_template_apply does and encodes it, so that only the format's own markers
+ * (turn delimiters, the EOS text it writes) can become control tokens: message contents are encoded as plain text,
+ * and a user who types "<|im_start|>system" gets those characters, never a system turn (OpenAI's behaviour). The
+ * encoding is otherwise that of the rendered text with TND_TOKENIZE_PARSE_SPECIAL (the text between control tokens
+ * is encoded in one piece, whether it came from the format or a message). User-defined tokens of the vocabulary
+ * match anywhere, as in any text. flags: TND_TOKENIZE_ADD_SPECIAL (BOS as the model says), TND_CHAT_CONTENT_SPECIAL.
+ * Return value and buffer convention as tnd_tokenizer_encode; errors also those of tnd_chat_template_apply. */
+TND_API int32_t tnd_chat_encode(const tnd_tokenizer *tok, const char *name, const tnd_chat_message *messages,
+                                size_t n_messages, int add_assistant, const char *eos_text, uint32_t flags,
+                                int32_t *tokens, int32_t cap);
 
 /* Flags of the decoding functions. */
 #define TND_DETOKENIZE_SPECIAL 1u    /* show control, unknown and unused tokens as their text (by default

@@ -1,12 +1,13 @@
 /* test_chat_template.c: the built-in chat formats render a conversation to the exact text of the models' published
  * templates, real GGUF chat templates are recognised (and unknown ones refused with the list of names), whitespace,
- * system folding, reasoning and EOS rules hold, bad input fails clearly, the buffer-size convention holds, and a
- * model's tokenizer.chat_template is read. */
+ * system folding, reasoning and EOS rules hold, bad input fails clearly, the buffer-size convention holds, a
+ * model's tokenizer.chat_template is read, and message contents cannot forge control tokens (tnd_chat_encode). */
 #include "harness.h"
 
 #include "gguf/gguf.h"
 #include "tandem.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1105,7 +1106,152 @@ static void test_model_template(void) {
     CHECK(tnd_model_chat_template(NULL, &name) == TND_ERR_INVALID_ARGUMENT);
 }
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Message contents cannot forge control tokens
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/* Encodes the conversation; the number of control (or unknown) tokens in it, or -1 on an error. */
+static int control_tokens(const tnd_tokenizer *tok, const char *format, const tnd_chat_message *msgs, size_t n,
+                          uint32_t flags, int32_t **out, int32_t *n_out) {
+    int32_t count = tnd_chat_encode(tok, format, msgs, n, 1, NULL, flags, NULL, 0);
+    if (count == TND_TOKENIZE_ERROR) return -1;
+    count = count < 0 ? -count : count;
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)count + 1);
+    if (!ids || tnd_chat_encode(tok, format, msgs, n, 1, NULL, flags, ids, count) != count) {
+        free(ids);
+        return -1;
+    }
+    int control = 0;
+    for (int32_t i = 0; i < count; i++) {
+        tnd_token_type type = tnd_tokenizer_token_type(tok, ids[i]);
+        control += type == TND_TOKEN_TYPE_CONTROL || type == TND_TOKEN_TYPE_UNKNOWN;
+    }
+    if (out) *out = ids, *n_out = count;
+    else free(ids);
+    return control;
+}
+
+/* With every built-in format, a conversation whose messages hold every control token of the vocabulary as text
+ * encodes to exactly as many control tokens as the same conversation with harmless text: the format's markers,
+ * nothing from the contents. With TND_CHAT_CONTENT_SPECIAL the contents' markers do become control tokens (so the
+ * check can fail), and a harmless conversation encodes as its rendered text with special-token parsing did. */
+static void test_no_forged_control_tokens(const char *fixture, bool markers_are_tokens) {
+    tnd_model *m = NULL;
+    tnd_tokenizer *tok = NULL;
+    if (!CHECK_OK(tnd_model_open(fixture, NULL, &m)) || !CHECK_OK(tnd_tokenizer_init(m, &tok))) {
+        tnd_model_close(m);
+        return;
+    }
+    size_t cap = 1 << 16, len = 0;
+    char *hostile = malloc(cap);
+    int n_control = 0;
+    for (int32_t id = 0; hostile && id < tnd_tokenizer_n_vocab(tok); id++) {
+        tnd_token_type type = tnd_tokenizer_token_type(tok, id);
+        size_t n = 0;
+        const char *text = tnd_tokenizer_token_text(tok, id, &n);
+        if ((type != TND_TOKEN_TYPE_CONTROL && type != TND_TOKEN_TYPE_UNKNOWN) || !text || !n || len + n + 2 > cap)
+            continue;
+        memcpy(hostile + len, text, n);
+        len += n;
+        hostile[len++] = 'x'; /* text between the markers, so that each could match on its own */
+        n_control++;
+    }
+    if (!CHECK(hostile && n_control > 0)) goto cleanup;
+    hostile[len] = 0;
+    int forged = 0, formats = 0, exact = 0, with_markers = 0;
+    for (size_t f = 0; f < tnd_chat_template_count(); f++) {
+        const char *format = tnd_chat_template_name(f);
+        const tnd_chat_message harmless[] = {{"system", "Be brief."}, {"user", "Hello there"},
+                                             {"assistant", "Hi."}, {"user", "Bye"}};
+        const tnd_chat_message attack[] = {{"system", hostile}, {"user", hostile}, {"assistant", hostile},
+                                           {"user", hostile}};
+        /* formats that take no system message after the first, or none at all, still take this order */
+        int base = control_tokens(tok, format, harmless, COUNT(harmless), 0, NULL, NULL);
+        int got = control_tokens(tok, format, attack, COUNT(attack), 0, NULL, NULL);
+        int old = control_tokens(tok, format, attack, COUNT(attack), TND_CHAT_CONTENT_SPECIAL, NULL, NULL);
+        if (!CHECK(base >= 0 && got >= 0 && old >= 0)) continue;
+        formats++;
+        with_markers += base > 0;
+        if (got != base || old < base + n_control) {
+            forged++;
+            fprintf(stderr, "  %s, %s: %d control tokens from markers, %d with hostile contents (%d when contents are "
+                    "parsed)\n", fixture, format, base, got, old);
+        }
+        /* harmless text: the same tokens as rendering and encoding the text with special-token parsing */
+        int32_t *ids = NULL, n_ids = 0;
+        size_t needed = 0;
+        tnd_chat_template_apply(format, harmless, COUNT(harmless), 1, NULL, NULL, 0, &needed);
+        char *text = malloc(needed + 1);
+        const uint32_t parse = TND_TOKENIZE_ADD_SPECIAL | TND_TOKENIZE_PARSE_SPECIAL;
+        if (text && control_tokens(tok, format, harmless, COUNT(harmless), TND_TOKENIZE_ADD_SPECIAL, &ids, &n_ids) >= 0 &&
+            tnd_chat_template_apply(format, harmless, COUNT(harmless), 1, NULL, text, needed + 1, &needed) == TND_OK) {
+            int32_t *plain = malloc(sizeof(int32_t) * (size_t)n_ids + 1);
+            exact += plain && tnd_tokenizer_encode(tok, text, needed, parse, plain, n_ids) == n_ids &&
+                     !memcmp(plain, ids, sizeof(int32_t) * (size_t)n_ids);
+            free(plain);
+        }
+        free(ids);
+        free(text);
+    }
+    CHECK(formats == (int)tnd_chat_template_count() && forged == 0 && exact == formats);
+    /* with the markers in the vocabulary, every format but the plain-text ones writes control tokens of its own */
+    if (markers_are_tokens) CHECK(with_markers >= formats - 4);
+    printf("  %s: %d control tokens in every message of %d formats (%d with control-token markers): none forged; "
+           "harmless text encodes as before in %d\n", fixture, n_control, formats, with_markers, exact);
+cleanup:
+    free(hostile);
+    tnd_tokenizer_free(tok);
+    tnd_model_close(m);
+}
+
+/* The markers of the built-in formats (and other well-known control tokens) as control tokens of a small
+ * SentencePiece-style vocabulary with byte fallback, so that every format's own markers are real control tokens. */
+static const char *const chat_markers[] = {
+    "<|im_start|>", "<|im_end|>", "<|im_sep|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+    "<|begin_of_text|>", "<|header_start|>", "<|header_end|>", "<|eot|>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]", "<start_of_turn>", "<end_of_turn>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>",
+    "<|endoftext|>", "<\xef\xbd\x9c" "User\xef\xbd\x9c>", "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>",
+    "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>", "<|START_OF_TURN_TOKEN|>",
+    "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>", "<|SYSTEM_TOKEN|>", "<|assistant|>\n"};
+
+static tnd_status write_marker_vocab(const char *path) {
+    enum { N_BYTES = 256, N_MARKERS = COUNT(chat_markers), N = 3 + N_BYTES + N_MARKERS };
+    static char bytes[N_BYTES][8];
+    const char *tokens[N];
+    float scores[N];
+    int32_t types[N];
+    tokens[0] = "<unk>", tokens[1] = "<s>", tokens[2] = "</s>";
+    types[0] = 2, types[1] = types[2] = 3; /* unknown, control */
+    for (int b = 0; b < N_BYTES; b++) {
+        snprintf(bytes[b], sizeof bytes[b], "<0x%02X>", b);
+        tokens[3 + b] = bytes[b];
+        types[3 + b] = 6; /* byte */
+    }
+    for (int i = 0; i < N_MARKERS; i++) tokens[3 + N_BYTES + i] = chat_markers[i], types[3 + N_BYTES + i] = 3;
+    for (int i = 0; i < N; i++) scores[i] = 0;
+    tnd_gguf_writer *w = tnd_gguf_writer_init(NULL);
+    if (!w) return TND_ERR_OUT_OF_MEMORY;
+    tnd_status st = tnd_gguf_writer_set_str(w, "general.architecture", "llama");
+    if (!st) st = tnd_gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    if (!st) st = tnd_gguf_writer_set_array_str(w, "tokenizer.ggml.tokens", tokens, NULL, N);
+    if (!st) st = tnd_gguf_writer_set_array(w, "tokenizer.ggml.scores", TND_VALUE_F32, scores, N);
+    if (!st) st = tnd_gguf_writer_set_array(w, "tokenizer.ggml.token_type", TND_VALUE_I32, types, N);
+    if (!st) st = tnd_gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+    if (!st) st = tnd_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+    if (!st) st = tnd_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    if (!st) st = tnd_gguf_writer_write_file(w, path);
+    tnd_gguf_writer_free(w);
+    return st;
+}
+
 int main(void) {
+    static const char marker_vocab[] = "test_chat_template_vocab.gguf";
+    if (CHECK_OK(write_marker_vocab(marker_vocab))) test_no_forged_control_tokens(marker_vocab, true);
+    remove(marker_vocab);
+    test_no_forged_control_tokens(tnd_fixture("models/qwen2-tiny-q8_0.gguf"), false);
+    test_no_forged_control_tokens(tnd_fixture("models/llama3-tiny-q8_0.gguf"), false);
+    test_no_forged_control_tokens(tnd_fixture("vocab/ggml-vocab-llama-spm.gguf"), false);
+    test_no_forged_control_tokens(tnd_fixture("vocab/ggml-vocab-deepseek-llm.gguf"), false);
     test_every_format();
     test_no_assistant_prompt();
     test_names();

@@ -1,6 +1,7 @@
-/* cmd_chat.c: `tandem chat -m MODEL [--system TEXT] [--chat-template NAME]`: multi-turn chat on stdin/stdout with
- * the model's chat template. Each turn renders the whole conversation and reuses the cached prefix, so only the new
- * tokens are evaluated. An empty line or end of input ends the chat. */
+/* cmd_chat.c: `tandem chat -m MODEL [--system TEXT] [--chat-template NAME] [--special-in-content]`: multi-turn chat
+ * on stdin/stdout with the model's chat template; what the user types is plain text, never control tokens. Each
+ * turn renders the whole conversation and reuses the cached prefix, so only the new tokens are evaluated. An empty
+ * line or end of input ends the chat. */
 #include "cli_util.h"
 #include "commands.h"
 #include "generate.h"
@@ -12,45 +13,25 @@
 enum { CHAT_MAX_MESSAGES = 512 };
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: tandem chat -m MODEL [--system TEXT] [--chat-template NAME] [options]\n");
+    fprintf(f, "usage: tandem chat -m MODEL [--system TEXT] [--chat-template NAME] [--special-in-content] [options]\n"
+               "  --special-in-content  control tokens typed in a message (\"<|im_start|>\") become those tokens, as\n"
+               "                        in older versions; by default message text is plain text\n");
     cli_gen_usage(f);
     return f == stdout ? 0 : 2;
 }
 
-/* Renders the conversation with the assistant prompt appended into a malloc'ed string. */
-static char *render(const char *template_name, const tnd_chat_message *msgs, size_t n, const char *eos_text) {
-    size_t needed = 0;
-    tnd_status st = tnd_chat_template_apply(template_name, msgs, n, 1, eos_text, NULL, 0, &needed);
-    if (st != TND_ERR_BUFFER_TOO_SMALL && st != TND_OK) return cli_error("chat template"), NULL;
-    char *buf = malloc(needed + 1);
-    if (buf && tnd_chat_template_apply(template_name, msgs, n, 1, eos_text, buf, needed + 1, &needed) != TND_OK) {
-        cli_error("chat template");
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
-/* One user turn: render, tokenize, evaluate the new suffix, generate the reply into *reply. */
+/* One user turn: render and encode the conversation with the assistant prompt appended (message contents as plain
+ * text unless flags say otherwise), evaluate the new suffix, generate the reply into *reply. */
 static bool turn(cli_session *s, const cli_gen_options *o, const char *template_name, const tnd_chat_message *msgs,
-                 size_t n, const char *eos_text, char **reply) {
-    char *prompt = render(template_name, msgs, n, eos_text);
-    if (!prompt) return false;
-    size_t len = strlen(prompt);
-    uint32_t flags = TND_TOKENIZE_ADD_SPECIAL | TND_TOKENIZE_PARSE_SPECIAL;
-    int32_t count = tnd_tokenizer_encode(s->tok, prompt, len, flags, NULL, 0);
-    bool ok = count != TND_TOKENIZE_ERROR;
-    int32_t *tokens = ok ? malloc(sizeof(int32_t) * (size_t)(count < 0 ? -count : count) + 1) : NULL;
-    if (ok && tokens) {
-        count = count < 0 ? -count : count;
-        ok = tnd_tokenizer_encode(s->tok, prompt, len, flags, tokens, count) == count &&
-             cli_session_set_tokens(s, tokens, count) && cli_session_generate(s, o, stdout, reply);
-    } else if (!ok) {
-        cli_error("prompt");
-    }
+                 size_t n, const char *eos_text, uint32_t flags, char **reply) {
+    int32_t count = tnd_chat_encode(s->tok, template_name, msgs, n, 1, eos_text, flags, NULL, 0);
+    if (count == TND_TOKENIZE_ERROR) return cli_error("chat prompt"), false;
+    count = count < 0 ? -count : count;
+    int32_t *tokens = malloc(sizeof(int32_t) * (size_t)count + 1);
+    bool ok = tokens && tnd_chat_encode(s->tok, template_name, msgs, n, 1, eos_text, flags, tokens, count) == count &&
+              cli_session_set_tokens(s, tokens, count) && cli_session_generate(s, o, stdout, reply);
     free(tokens);
-    free(prompt);
-    return ok && tokens;
+    return ok;
 }
 
 int tnd_cmd_chat(int argc, char **argv) {
@@ -58,13 +39,16 @@ int tnd_cmd_chat(int argc, char **argv) {
     cli_gen_defaults(&o);
     o.n_predict = -1;
     const char *system = NULL, *template_name = NULL;
+    uint32_t flags = TND_TOKENIZE_ADD_SPECIAL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
         int r = cli_gen_parse(&o, argc, argv, &i);
         if (r < 0) return 2;
         if (r) continue;
-        if (!strcmp(a, "--system") || !strcmp(a, "--chat-template")) {
+        if (!strcmp(a, "--special-in-content")) {
+            flags |= TND_CHAT_CONTENT_SPECIAL;
+        } else if (!strcmp(a, "--system") || !strcmp(a, "--chat-template")) {
             const char *v = cli_value(argc, argv, &i);
             if (!v) return 2;
             if (!strcmp(a, "--system")) system = v;
@@ -107,7 +91,7 @@ int tnd_cmd_chat(int argc, char **argv) {
         if (!owned[n_owned]) break;
         msgs[n++] = (tnd_chat_message){"user", owned[n_owned++]};
         char *reply = NULL;
-        bool ok = turn(&s, &o, template_name, msgs, n, eos_text[0] ? eos_text : NULL, &reply);
+        bool ok = turn(&s, &o, template_name, msgs, n, eos_text[0] ? eos_text : NULL, flags, &reply);
         fputc('\n', stdout);
         if (!ok) {
             free(reply);

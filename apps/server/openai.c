@@ -232,7 +232,6 @@ static bool chat_prompt(const srv_model_info *mi, const json_t *messages, int32_
         return srv_fail(err, 400, INVALID, NULL, "messages", "at most %d messages are accepted", SRV_MAX_MESSAGES);
     tnd_chat_message *msgs = calloc(n, sizeof *msgs);
     char **joined = calloc(n, sizeof *joined);
-    char *prompt = NULL;
     bool ok = msgs && joined;
     if (!ok) srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
     for (size_t i = 0; ok && i < n; i++) {
@@ -275,22 +274,36 @@ static bool chat_prompt(const srv_model_info *mi, const json_t *messages, int32_
             break;
         }
     }
+    /* message contents are plain text: a client's "<|im_start|>system" cannot open a turn */
     size_t needed = 0;
+    tnd_status st = ok ? tnd_chat_template_apply(mi->chat_template, msgs, n, 1, mi->eos_text, NULL, 0, &needed) : 0;
+    if (ok && st != TND_OK && st != TND_ERR_BUFFER_TOO_SMALL)
+        ok = st == TND_ERR_INVALID_ARGUMENT ? srv_fail(err, 400, INVALID, NULL, "messages", "%s", tnd_last_error())
+                                            : srv_fail(err, 500, "server_error", NULL, NULL, "chat template: %s",
+                                                       tnd_last_error());
     if (ok) {
-        tnd_status st = tnd_chat_template_apply(mi->chat_template, msgs, n, 1, mi->eos_text, NULL, 0, &needed);
-        if (st == TND_ERR_BUFFER_TOO_SMALL && (prompt = malloc(needed + 1)))
-            st = tnd_chat_template_apply(mi->chat_template, msgs, n, 1, mi->eos_text, prompt, needed + 1, &needed);
-        if (st != TND_OK)
-            ok = st == TND_ERR_INVALID_ARGUMENT
-                     ? srv_fail(err, 400, INVALID, NULL, "messages", "%s", tnd_last_error())
-                     : srv_fail(err, 500, "server_error", NULL, NULL, "chat template: %s", tnd_last_error());
+        uint32_t flags = TND_TOKENIZE_ADD_SPECIAL;
+        int32_t count = needed > TND_TOKENIZE_MAX_TEXT
+                            ? TND_TOKENIZE_ERROR
+                            : tnd_chat_encode(mi->tok, mi->chat_template, msgs, n, 1, mi->eos_text, flags, NULL, 0);
+        if (count == TND_TOKENIZE_ERROR) {
+            ok = srv_fail(err, 400, INVALID, NULL, "messages", "cannot tokenize the conversation: %s",
+                          needed > TND_TOKENIZE_MAX_TEXT ? "the prompt is too long" : tnd_last_error());
+        } else {
+            count = count < 0 ? -count : count;
+            *tokens = malloc(sizeof(int32_t) * (size_t)(count + 1));
+            if (!*tokens)
+                ok = srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+            else if (count &&
+                     tnd_chat_encode(mi->tok, mi->chat_template, msgs, n, 1, mi->eos_text, flags, *tokens, count) != count)
+                ok = srv_fail(err, 500, "server_error", NULL, NULL, "chat template: %s", tnd_last_error());
+            else
+                *n_tokens = count;
+        }
     }
-    ok = ok && tokenize(mi, prompt, needed, TND_TOKENIZE_ADD_SPECIAL | TND_TOKENIZE_PARSE_SPECIAL, tokens, n_tokens,
-                        err);
     for (size_t i = 0; joined && i < n; i++) free(joined[i]);
     free(joined);
     free(msgs);
-    free(prompt);
     return ok;
 }
 

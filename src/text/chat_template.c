@@ -21,6 +21,7 @@
 
 #include "core/alloc.h"
 #include "core/error.h"
+#include "text/tokenizer.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -437,33 +438,39 @@ tnd_status tnd_model_chat_template(const tnd_model *model, const char **name) {
  * len counts every byte, so a too small buffer still yields the full length. */
 typedef struct prompt_sink {
     char *buf;
+    uint8_t *marks; /* optional, beside buf: 1 for each byte the format wrote, 0 for a message's content */
     size_t cap;
     size_t len;
     bool overflow; /* the length does not fit in size_t */
 } prompt_sink;
 
-static void sink_write(prompt_sink *s, const char *p, size_t n) {
+static void sink_put(prompt_sink *s, const char *p, size_t n, bool marker) {
     if (s->overflow || n == 0) return;
     if (s->cap && s->len < s->cap - 1) {
-        size_t room = s->cap - 1 - s->len;
-        memcpy(s->buf + s->len, p, n < room ? n : room);
+        size_t room = s->cap - 1 - s->len, k = n < room ? n : room;
+        memcpy(s->buf + s->len, p, k);
+        if (s->marks) memset(s->marks + s->len, marker, k);
     }
     if (n > SIZE_MAX - s->len) s->overflow = true;
     else s->len += n;
 }
 
+/* Writes text of a message's content. */
+static void sink_write(prompt_sink *s, const char *p, size_t n) { sink_put(s, p, n, false); }
+
 /* Writes a marker string of the format table, with every EOS_MARK replaced by eos. */
 static void sink_put_marker(prompt_sink *s, const char *marker, const char *eos) {
     for (const char *hit; (hit = strstr(marker, EOS_MARK)) != NULL; marker = hit + strlen(EOS_MARK)) {
-        sink_write(s, marker, (size_t)(hit - marker));
-        sink_write(s, eos, strlen(eos));
+        sink_put(s, marker, (size_t)(hit - marker), true);
+        sink_put(s, eos, strlen(eos), true);
     }
-    sink_write(s, marker, strlen(marker));
+    sink_put(s, marker, strlen(marker), true);
 }
 
 typedef struct text_span {
     const char *ptr;
     size_t len;
+    bool marker; /* written by the format, not a message's content */
 } text_span;
 
 /* Whitespace as Python's str.isspace() (what Jinja's trim filter and str.strip() remove): ASCII \t \n \v \f \r,
@@ -529,7 +536,7 @@ static void sink_write_stripped(prompt_sink *sink, text_span *spans, size_t n) {
         else if (spans[last - 1].len == 0) last--;
         else break;
     }
-    for (size_t i = first; i < last; i++) sink_write(sink, spans[i].ptr, spans[i].len);
+    for (size_t i = first; i < last; i++) sink_put(sink, spans[i].ptr, spans[i].len, spans[i].marker);
 }
 
 /* The reply without the reasoning that precedes "</think>" (the last or the first one, as the format says). */
@@ -545,7 +552,7 @@ static text_span drop_reasoning(text_span reply, enum reasoning_drop how) {
     if (!cut) return reply;
     if (how == DROP_TO_LAST_THINK_END_NL)
         while (*cut == '\n') cut++;
-    return (text_span){cut, reply.len - (size_t)(cut - reply.ptr)};
+    return (text_span){cut, reply.len - (size_t)(cut - reply.ptr), false};
 }
 
 static int parse_role(const char *role) {
@@ -593,19 +600,19 @@ static void write_folded_user(prompt_sink *sink, const chat_format *f, const cha
     text_span spans[4];
     size_t n = 0;
     if (system) {
-        spans[n++] = (text_span){f->fold_begin, strlen(f->fold_begin)};
-        spans[n++] = (text_span){system, strlen(system)};
-        spans[n++] = (text_span){f->fold_end, strlen(f->fold_end)};
+        spans[n++] = (text_span){f->fold_begin, strlen(f->fold_begin), true};
+        spans[n++] = (text_span){system, strlen(system), false};
+        spans[n++] = (text_span){f->fold_end, strlen(f->fold_end), true};
     }
-    text_span user_text = {user ? user : "", user ? strlen(user) : 0};
+    text_span user_text = {user ? user : "", user ? strlen(user) : 0, false};
     if (!(f->trim & TRIM(ROLE_USER))) {
-        for (size_t i = 0; i < n; i++) sink_write(sink, spans[i].ptr, spans[i].len);
+        for (size_t i = 0; i < n; i++) sink_put(sink, spans[i].ptr, spans[i].len, spans[i].marker);
         sink_write(sink, user_text.ptr, user_text.len);
     } else if (f->trim_whole_turn) {
         spans[n++] = user_text;
         sink_write_stripped(sink, spans, n);
     } else {
-        for (size_t i = 0; i < n; i++) sink_write(sink, spans[i].ptr, spans[i].len);
+        for (size_t i = 0; i < n; i++) sink_put(sink, spans[i].ptr, spans[i].len, spans[i].marker);
         sink_write_stripped(sink, &user_text, 1);
     }
 }
@@ -614,22 +621,19 @@ static void write_folded_user(prompt_sink *sink, const chat_format *f, const cha
  * or from all, as the format says) and whitespace stripped as the format says. */
 static void write_content(prompt_sink *sink, const chat_format *f, int role, const char *content,
                           bool before_last_user) {
-    text_span text = {content, strlen(content)};
+    text_span text = {content, strlen(content), false};
     if (role == ROLE_ASSISTANT && (before_last_user || f->reasoning_scope == EVERY_REPLY))
         text = drop_reasoning(text, f->reasoning);
     if (f->trim & TRIM(role)) sink_write_stripped(sink, &text, 1);
     else sink_write(sink, text.ptr, text.len);
 }
 
-tnd_status tnd_chat_template_apply(const char *name, const tnd_chat_message *messages, size_t n_messages,
-                                   int add_assistant, const char *eos_text, char *buf, size_t buf_size,
-                                   size_t *needed) {
+/* Renders the conversation into the sink (its buffer may be too small: sink->len still counts every byte). */
+static tnd_status render(const char *name, const tnd_chat_message *messages, size_t n_messages, int add_assistant,
+                         const char *eos_text, prompt_sink *sink) {
     tnd_status st = TND_OK;
     int roles_small[64];
     int *roles = roles_small;
-    if (!name || !needed || (!messages && n_messages) || (!buf && buf_size))
-        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_chat_template_apply: NULL argument");
-    *needed = 0;
     const char *canonical = NULL;
     st = tnd_chat_template_lookup(name, &canonical);
     if (st) return st;
@@ -637,7 +641,7 @@ tnd_status tnd_chat_template_apply(const char *name, const tnd_chat_message *mes
     const char *eos = eos_text ? eos_text : f->default_eos ? f->default_eos : "";
     if (n_messages > sizeof roles_small / sizeof roles_small[0]) {
         roles = tnd_alloc_array(NULL, n_messages, sizeof *roles);
-        if (!roles) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "tnd_chat_template_apply: %zu messages", n_messages);
+        if (!roles) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "chat template: %zu messages", n_messages);
     }
     size_t system_index, fold_target;
     st = plan_messages(f, messages, n_messages, roles, &system_index, &fold_target);
@@ -647,10 +651,9 @@ tnd_status tnd_chat_template_apply(const char *name, const tnd_chat_message *mes
     for (size_t i = 0; i < n_messages; i++)
         if (roles[i] == ROLE_USER) last_user = i;
 
-    prompt_sink sink = {.buf = buf, .cap = buf_size};
     if (f->empty_system_turn && (n_messages == 0 || roles[0] != ROLE_SYSTEM)) {
-        sink_put_marker(&sink, f->begin[ROLE_SYSTEM], eos);
-        sink_put_marker(&sink, f->end[ROLE_SYSTEM], eos);
+        sink_put_marker(sink, f->begin[ROLE_SYSTEM], eos);
+        sink_put_marker(sink, f->end[ROLE_SYSTEM], eos);
     }
     for (size_t i = 0; i < n_messages; i++) {
         int role = roles[i];
@@ -658,26 +661,68 @@ tnd_status tnd_chat_template_apply(const char *name, const tnd_chat_message *mes
             if (fold_target != SIZE_MAX) continue; /* written inside its user turn */
             role = ROLE_USER;                       /* no user turn to carry it: a user turn of its own */
         }
-        if (role == ROLE_USER && f->user_turn_bos && sink.len > 0) sink_put_marker(&sink, f->user_turn_bos, eos);
-        sink_put_marker(&sink, f->begin[role], eos);
-        if (i == system_index) write_folded_user(&sink, f, messages[i].content, NULL);
+        if (role == ROLE_USER && f->user_turn_bos && sink->len > 0) sink_put_marker(sink, f->user_turn_bos, eos);
+        sink_put_marker(sink, f->begin[role], eos);
+        if (i == system_index) write_folded_user(sink, f, messages[i].content, NULL);
         else if (role == ROLE_USER && f->system != SYSTEM_AS_TURN)
-            write_folded_user(&sink, f, i == fold_target ? messages[system_index].content : NULL, messages[i].content);
-        else write_content(&sink, f, role, messages[i].content, last_user != SIZE_MAX && i < last_user);
-        sink_put_marker(&sink, f->end[role], eos);
+            write_folded_user(sink, f, i == fold_target ? messages[system_index].content : NULL, messages[i].content);
+        else write_content(sink, f, role, messages[i].content, last_user != SIZE_MAX && i < last_user);
+        sink_put_marker(sink, f->end[role], eos);
     }
-    if (add_assistant) sink_put_marker(&sink, f->assistant_prompt, eos);
-
-    if (buf_size) buf[sink.len < buf_size ? sink.len : buf_size - 1] = 0;
-    if (sink.overflow) {
-        st = tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_chat_template_apply: the prompt is longer than SIZE_MAX");
-        goto cleanup;
-    }
-    *needed = sink.len;
-    if (sink.len >= buf_size)
-        st = tnd_fail(TND_ERR_BUFFER_TOO_SMALL, "chat prompt needs %zu bytes plus the terminating NUL, buffer has %zu",
-                      sink.len, buf_size);
+    if (add_assistant) sink_put_marker(sink, f->assistant_prompt, eos);
+    if (sink->overflow) st = tnd_fail(TND_ERR_INVALID_ARGUMENT, "chat template: the prompt is longer than SIZE_MAX");
 cleanup:
     if (roles != roles_small) tnd_free(NULL, roles);
     return st;
+}
+
+tnd_status tnd_chat_template_apply(const char *name, const tnd_chat_message *messages, size_t n_messages,
+                                   int add_assistant, const char *eos_text, char *buf, size_t buf_size,
+                                   size_t *needed) {
+    if (!name || !needed || (!messages && n_messages) || (!buf && buf_size))
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_chat_template_apply: NULL argument");
+    *needed = 0;
+    prompt_sink sink = {.buf = buf, .cap = buf_size};
+    tnd_status st = render(name, messages, n_messages, add_assistant, eos_text, &sink);
+    if (buf_size) buf[sink.len < buf_size ? sink.len : buf_size - 1] = 0;
+    if (st) return st;
+    *needed = sink.len;
+    if (sink.len >= buf_size)
+        return tnd_fail(TND_ERR_BUFFER_TOO_SMALL,
+                        "chat prompt needs %zu bytes plus the terminating NUL, buffer has %zu", sink.len, buf_size);
+    return TND_OK;
+}
+
+int32_t tnd_chat_encode(const tnd_tokenizer *tok, const char *name, const tnd_chat_message *messages,
+                        size_t n_messages, int add_assistant, const char *eos_text, uint32_t flags, int32_t *tokens,
+                        int32_t cap) {
+    if (!tok || !name || (!messages && n_messages) || cap < 0 || (!tokens && cap > 0)) {
+        tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_chat_encode: NULL argument or a bad buffer");
+        return TND_TOKENIZE_ERROR;
+    }
+    if (flags & ~(TND_TOKENIZE_ADD_SPECIAL | TND_CHAT_CONTENT_SPECIAL)) {
+        tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_chat_encode: unknown flags 0x%x", flags);
+        return TND_TOKENIZE_ERROR;
+    }
+    prompt_sink sink = {0};
+    tnd_status st = render(name, messages, n_messages, add_assistant, eos_text, &sink); /* the size */
+    if (st) return TND_TOKENIZE_ERROR;
+    if (sink.len > TND_TOKENIZE_MAX_TEXT) {
+        tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_chat_encode: a prompt of %zu bytes is longer than the limit of %zu",
+                 sink.len, TND_TOKENIZE_MAX_TEXT);
+        return TND_TOKENIZE_ERROR;
+    }
+    size_t len = sink.len;
+    sink = (prompt_sink){.buf = tnd_alloc(NULL, len + 1), .marks = tnd_alloc(NULL, len + 1), .cap = len + 1};
+    int32_t n = TND_TOKENIZE_ERROR;
+    if (!sink.buf || !sink.marks) {
+        tnd_fail(TND_ERR_OUT_OF_MEMORY, "tnd_chat_encode: out of memory for a prompt of %zu bytes", len);
+    } else if (!render(name, messages, n_messages, add_assistant, eos_text, &sink)) {
+        uint32_t encode_flags = TND_TOKENIZE_PARSE_SPECIAL | (flags & TND_TOKENIZE_ADD_SPECIAL);
+        n = tnd_tokenizer_encode_marked(tok, sink.buf, len, (flags & TND_CHAT_CONTENT_SPECIAL) ? NULL : sink.marks,
+                                        encode_flags, tokens, cap);
+    }
+    tnd_free(NULL, sink.buf);
+    tnd_free(NULL, sink.marks);
+    return n;
 }

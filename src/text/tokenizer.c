@@ -446,19 +446,30 @@ static tnd_status encode_text(tnd_tokenizer *t, tnd_tok_scratch *sc, const char 
     return tnd_bpe_encode(t, sc, text, len, out);
 }
 
-/* Splits the text at special tokens (leftmost match first, then the longest) and encodes the stretches between. */
+/* Whether marks[at .. at + n) are all set. */
+static bool all_marked(const uint8_t *marks, size_t at, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!marks[at + i]) return false;
+    return true;
+}
+
+/* Splits the text at special tokens (leftmost match first, then the longest) and encodes the stretches between.
+ * marks (or NULL): control and unknown tokens match only where every byte of theirs is marked (text a chat format
+ * wrote, not a message's content); user-defined tokens match anywhere, as in plain text. */
 static tnd_status encode_all(tnd_tokenizer *t, tnd_tok_scratch *sc, const char *text, size_t len, bool parse_special,
-                             tnd_tok_out *out) {
+                             const uint8_t *marks, tnd_tok_out *out) {
     const uint8_t *s = (const uint8_t *)text;
-    const uint8_t want = parse_special ? 3 : 1;
     bool after_special = true; /* the start of the text counts as following a special token */
     size_t stretch = 0;
     tnd_status st = TND_OK;
     if (t->trie_count > 0) {
         for (size_t i = 0; i < len;) {
             size_t match_len = 0;
-            int32_t id = (t->special_first[s[i]] & want) ? match_special(t, s + i, len - i, parse_special, &match_len)
-                                                          : -1;
+            bool here = parse_special && (!marks || marks[i]);
+            int32_t id = (t->special_first[s[i]] & (here ? 3 : 1)) ? match_special(t, s + i, len - i, here, &match_len)
+                                                                   : -1;
+            if (id >= 0 && marks && t->type[id] != TND_TOKEN_TYPE_USER_DEFINED && !all_marked(marks, i, match_len))
+                id = (t->special_first[s[i]] & 1) ? match_special(t, s + i, len - i, false, &match_len) : -1;
             if (id < 0) {
                 i++;
                 continue;
@@ -476,6 +487,11 @@ static tnd_status encode_all(tnd_tokenizer *t, tnd_tok_scratch *sc, const char *
 
 int32_t tnd_tokenizer_encode(const tnd_tokenizer *tok, const char *text, size_t len, uint32_t flags, int32_t *tokens,
                              int32_t cap) {
+    return tnd_tokenizer_encode_marked(tok, text, len, NULL, flags, tokens, cap);
+}
+
+int32_t tnd_tokenizer_encode_marked(const tnd_tokenizer *tok, const char *text, size_t len, const uint8_t *marks,
+                                    uint32_t flags, int32_t *tokens, int32_t cap) {
     if (!tok || (!text && len) || cap < 0 || (!tokens && cap > 0)) {
         tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_tokenizer_encode: NULL tokenizer or text, or a bad buffer");
         return TND_TOKENIZE_ERROR;
@@ -501,7 +517,7 @@ int32_t tnd_tokenizer_encode(const tnd_tokenizer *tok, const char *text, size_t 
     tnd_tok_out out = {.tokens = tokens, .cap = cap, .n = 0};
     bool add = (flags & TND_TOKENIZE_ADD_SPECIAL) != 0;
     if (add && t->add_bos) tnd_tok_emit(&out, t->special[TND_TOKEN_BOS]);
-    tnd_status st = encode_all(t, sc, text, len, (flags & TND_TOKENIZE_PARSE_SPECIAL) != 0, &out);
+    tnd_status st = encode_all(t, sc, text, len, (flags & TND_TOKENIZE_PARSE_SPECIAL) != 0, marks, &out);
     if (add && t->add_eos) tnd_tok_emit(&out, t->special[TND_TOKEN_EOS]);
     if (own_scratch) {
         scratch_free(t, sc);

@@ -150,6 +150,11 @@ tnd_status tnd_spm_encode(tnd_tokenizer *t, tnd_tok_scratch *sc, const char *tex
  * can join. TND_ERR_OUT_OF_MEMORY. */
 tnd_status tnd_spm_init(tnd_tokenizer *t);
 
+/* tnd_tokenizer_encode where control and unknown tokens (with TND_TOKENIZE_PARSE_SPECIAL) match only in text whose
+ * bytes are all marked in marks[0..len) (NULL: everywhere): a chat format's own markers, never a message's content. */
+int32_t tnd_tokenizer_encode_marked(const tnd_tokenizer *tok, const char *text, size_t len, const uint8_t *marks,
+                                    uint32_t flags, int32_t *tokens, int32_t cap);
+
 /* bpe.c: byte-level tables and the merge table from tokenizer.ggml.merges. TND_ERR_TYPE/FORMAT, OOM. */
 tnd_status tnd_bpe_init(tnd_tokenizer *t, const tnd_gguf *g);
 void tnd_bpe_release(tnd_tokenizer *t);
