@@ -77,41 +77,55 @@ static bool run_prompt(tnd_context *ctx, int32_t seq, float *out, int32_t n_voca
     return true;
 }
 
-/* Greedy steps after the prompt against llama.cpp's, teacher-forced: every step feeds the reference's token, so a
- * near-tie (reference margin < 0.1, where either token is right) is skipped alone and every other step of the file
- * is compared; a file whose first step is a near-tie no longer passes unchecked. */
+/* Greedy steps after the prompt against llama.cpp's, teacher-forced: every step feeds the reference's token, so
+ * every step of the file is compared on the same history. Up to the reference's first near-tie (margin < 0.1) the
+ * tokens must be equal (the fixtures' rule); after it, a step fails when the two disagree clearly: the reference's
+ * margin and ours over the reference's token both at least 0.1 (a quantized model's logits differ from llama.cpp's
+ * by a few hundredths, so later steps meet near-ties on our side too). A file whose first step is a near-tie is
+ * thus still checked. */
 static void check_greedy(tnd_context *ctx, const char *name, const float *last_logits, int32_t n_vocab) {
     char path[256];
     snprintf(path, sizeof path, "models/%s.ref-llamacpp.greedy.txt", name);
     FILE *f = fopen(tnd_fixture(path), "r");
     if (!CHECK(f != NULL)) return;
-    int32_t token = argmax(last_logits, n_vocab);
-    int compared = 0, matched = 0, near_ties = 0;
+    const float *last = last_logits;
+    int equal_prefix = 0, bad_prefix = 0, clear = 0, disagree = 0, skipped = 0;
+    bool in_prefix = true;
     char line[256];
     for (int step = 0; step < N_GREEDY && fgets(line, sizeof line, f);) {
         int ref_token;
         double margin;
         if (line[0] == '#') continue; /* header comments */
-        if (sscanf(line, "%d %lf", &ref_token, &margin) != 2) break;
-        if (margin < 0.1) {
-            near_ties++;
+        if (sscanf(line, "%d %lf", &ref_token, &margin) != 2 || ref_token < 0 || ref_token >= n_vocab) break;
+        int32_t token = argmax(last, n_vocab);
+        double ours = (double)last[token] - last[ref_token]; /* 0 when we agree */
+        if (margin < 0.1) in_prefix = false;
+        if (in_prefix) {
+            equal_prefix += token == ref_token;
+            bad_prefix += token != ref_token;
+            if (token != ref_token)
+                fprintf(stderr, "%s: greedy step %d: token %d, reference %d (margin %.3f), before any near-tie\n",
+                        name, step, token, ref_token, margin);
+        } else if (margin >= 0.1 && ours >= 0.1) {
+            disagree++;
+            fprintf(stderr, "%s: greedy step %d: token %d, reference %d (its margin %.3f, ours %.3f)\n", name, step,
+                    token, ref_token, margin, ours);
+        } else if (margin >= 0.1) {
+            clear += token == ref_token;
+            skipped += token != ref_token;
         } else {
-            compared++;
-            if (token == ref_token) matched++;
-            else
-                fprintf(stderr, "%s: greedy step %d: token %d, reference %d (margin %.3f)\n", name, step, token,
-                        ref_token, margin);
+            skipped++;
         }
         int32_t pos = N_PROMPT + step, next = ref_token;
         tnd_batch b = {.n_tokens = 1, .tokens = &next, .pos = &pos};
         if (!CHECK_OK(tnd_context_decode(ctx, &b))) break;
-        token = argmax(tnd_context_logits(ctx, 0), n_vocab);
+        last = tnd_context_logits(ctx, 0);
         step++;
     }
     fclose(f);
-    CHECK(compared > 0 && matched == compared);
-    printf("  greedy: %d/%d steps equal (reference tokens fed back; %d near-ties skipped)\n", matched, compared,
-           near_ties);
+    CHECK(bad_prefix == 0 && disagree == 0 && equal_prefix + clear > 0);
+    printf("  greedy: %d steps equal before the first near-tie, %d equal after it (reference tokens fed back), %d "
+           "near-ties skipped, %d clear disagreements\n", equal_prefix, clear, skipped, disagree + bad_prefix);
 }
 
 static void test_model(const model_case *c) {
