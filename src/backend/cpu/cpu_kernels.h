@@ -66,6 +66,11 @@ typedef void (*tnd_attn_tile_fn)(const float *q, int32_t rep, int32_t hd, const 
 
 void tnd_cpu_attn_tile_ref(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
                            float scale, float *mx, float *sum, float *acc);
+/* The AVX2 file's attn_tile, which the AVX-512 one calls for the shapes it does not take (declared for every build;
+ * defined where the x86 files are compiled). Called directly rather than through a pointer kept at registration:
+ * the library keeps no mutable global state. */
+void tnd_cpu_attn_tile_avx2(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
+                            float scale, float *mx, float *sum, float *acc);
 
 /* Rows the next tile will read: a kernel asks for them a few lines at a time while it computes. One burst of
  * prefetches for a whole tile before it measured 1.45x slower at 4096 positions: presumably the burst fills the

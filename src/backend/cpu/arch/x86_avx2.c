@@ -661,8 +661,8 @@ static inline __m256 hsum8x8(const __m256 v[8]) {
 
 enum { ATTN_HD_STEP = 64 }; /* output elements kept in registers while the tile's V rows pass */
 
-static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np, float scale,
-                      float *mx, float *sum, float *acc) {
+void tnd_cpu_attn_tile_avx2(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
+                            float scale, float *mx, float *sum, float *acc) {
     if (hd % 8 || np > TND_CPU_ATTN_TILE_MAX) {
         tnd_cpu_attn_tile_ref(q, rep, hd, k, v, np, scale, mx, sum, acc);
         return;
@@ -777,7 +777,7 @@ static tnd_cpu_dot k_group_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, si
 }
 
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
-    k->vec = (tnd_cpu_vec){f16_to_f32, attn_tile, NULL, swiglu, NULL};
+    k->vec = (tnd_cpu_vec){f16_to_f32, tnd_cpu_attn_tile_avx2, NULL, swiglu, NULL};
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32, tile_f32_f32);
     k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32, tile_f16_f32);
     k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32, tile_bf16_f32);

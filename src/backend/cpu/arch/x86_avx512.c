@@ -893,8 +893,6 @@ BF16_TARGET ALWAYS_INLINE void tile_bf16_body(const uint8_t *w, size_t w_stride,
  * Attention tile (see tnd_attn_tile_fn) for head sizes 64 and 128; others go to the AVX2 kernel
  * ---------------------------------------------------------------------------------------------------------- */
 
-static tnd_attn_tile_fn attn_tile_fallback; /* the entry this file replaces, set at registration */
-
 /* e^x for x <= 0, as the AVX2 file's exp256: x = n ln2 + r, Taylor series of e^r to r^6, 2^n in the exponent. */
 static inline __m512 exp_neg512(__m512 x) {
     x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
@@ -1091,7 +1089,7 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
     if (attn_tile_fits(rep, hd, np))
         attn_tile_body(q, rep, hd, k, 0, v, np, scale, mx, sum, acc, false, NULL);
     else
-        attn_tile_fallback(q, rep, hd, k, v, np, scale, mx, sum, acc);
+        tnd_cpu_attn_tile_avx2(q, rep, hd, k, v, np, scale, mx, sum, acc); /* a processor with AVX-512 has AVX2 */
 }
 
 /* Any rep, ATTN_MAX_REP heads at a time: each head's arithmetic is its own, so the split changes no bit. */
@@ -1207,7 +1205,6 @@ static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, t
 }
 
 void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
-    attn_tile_fallback = k->vec.attn_tile;
     k->vec.attn_tile = attn_tile;
     k->vec.attn_tile_f16 = attn_tile_f16;
     k->vec.attn_tile_f16_takes = attn_head_fits;
