@@ -18,9 +18,15 @@
 
 enum { TND_SPIN_ITERATIONS = 20000, TND_MAX_CHUNKS = 1 << 30 };
 
+typedef struct worker_arg {
+    struct tnd_thread_pool *pool;
+    int index;
+} worker_arg;
+
 struct tnd_thread_pool {
     int n_threads;
     pthread_t *threads;
+    worker_arg *args;        /* [n_threads]: what each worker is started with */
     tnd_allocator allocator;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
@@ -31,6 +37,7 @@ struct tnd_thread_pool {
     /* the current job, written before its generation is published */
     tnd_pool_fn by_thread;   /* set: chunk i runs by_thread(ctx, i, n_chunks) */
     tnd_pool_range_fn range; /* otherwise chunk i runs range(ctx, i * grain, min(n, (i + 1) * grain)) */
+    tnd_pool_worker_fn range_worker; /* or range_worker(ctx, the thread's index, the same range) */
     void *ctx;
     int64_t n, grain, n_chunks;
 };
@@ -43,8 +50,8 @@ static inline void cpu_relax(void) {
 
 static uint32_t generation_of(uint64_t claim) { return (uint32_t)(claim >> 32); }
 
-/* Claims and runs chunks of generation `gen` until none are left. */
-static void work(tnd_thread_pool *pool, uint32_t gen) {
+/* Claims and runs chunks of generation `gen` until none are left, as thread `worker`. */
+static void work(tnd_thread_pool *pool, uint32_t gen, int worker) {
     uint64_t c = atomic_load_explicit(&pool->claim, memory_order_acquire);
     for (;;) {
         if (generation_of(c) != gen || (uint32_t)c == 0) return;
@@ -56,7 +63,8 @@ static void work(tnd_thread_pool *pool, uint32_t gen) {
             pool->by_thread(pool->ctx, (int)chunk, (int)pool->n_chunks);
         } else {
             int64_t begin = chunk * pool->grain, end = begin + pool->grain < pool->n ? begin + pool->grain : pool->n;
-            pool->range(pool->ctx, begin, end);
+            if (pool->range_worker) pool->range_worker(pool->ctx, worker, begin, end);
+            else pool->range(pool->ctx, begin, end);
         }
         atomic_fetch_add_explicit(&pool->done, 1, memory_order_acq_rel);
         c = atomic_load_explicit(&pool->claim, memory_order_acquire);
@@ -64,7 +72,8 @@ static void work(tnd_thread_pool *pool, uint32_t gen) {
 }
 
 static void *worker_main(void *p) {
-    tnd_thread_pool *pool = p;
+    const worker_arg *arg = p;
+    tnd_thread_pool *pool = arg->pool;
     uint32_t seen = 0;
     for (;;) {
         uint32_t gen = generation_of(atomic_load_explicit(&pool->claim, memory_order_acquire));
@@ -82,7 +91,7 @@ static void *worker_main(void *p) {
         }
         if (atomic_load(&pool->stop)) break;
         seen = gen;
-        work(pool, gen);
+        work(pool, gen, arg->index);
     }
     return NULL;
 }
@@ -100,12 +109,15 @@ tnd_status tnd_thread_pool_init(int n_threads, const tnd_allocator *allocator, t
     pthread_mutex_init(&pool->mutex, NULL);
     pthread_cond_init(&pool->wake, NULL);
     pool->threads = tnd_alloc(&a, (size_t)n_threads * sizeof(pthread_t));
-    if (!pool->threads) {
+    pool->args = tnd_alloc(&a, (size_t)n_threads * sizeof(worker_arg));
+    if (!pool->threads || !pool->args) {
+        pool->n_threads = 1; /* no worker started: none to join */
         tnd_thread_pool_free(pool);
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
     }
     for (int i = 1; i < n_threads; i++) {
-        if (pthread_create(&pool->threads[i], NULL, worker_main, pool) != 0) {
+        pool->args[i] = (worker_arg){pool, i};
+        if (pthread_create(&pool->threads[i], NULL, worker_main, &pool->args[i]) != 0) {
             pool->n_threads = i; /* join the ones that started */
             tnd_thread_pool_free(pool);
             return tnd_fail(TND_ERR_INTERNAL, "cannot start worker thread %d", i);
@@ -128,6 +140,7 @@ void tnd_thread_pool_free(tnd_thread_pool *pool) {
     pthread_cond_destroy(&pool->wake);
     tnd_allocator a = pool->allocator;
     tnd_free(&a, pool->threads);
+    tnd_free(&a, pool->args);
     tnd_free(&a, pool);
 }
 
@@ -143,7 +156,7 @@ static void run_job(tnd_thread_pool *pool) {
         pthread_cond_broadcast(&pool->wake);
         pthread_mutex_unlock(&pool->mutex);
     }
-    work(pool, gen);
+    work(pool, gen, 0);
     /* spin briefly, then yield: a worker that lost its core mid-chunk finishes sooner if we let it run */
     for (int spins = 0; atomic_load_explicit(&pool->done, memory_order_acquire) < pool->n_chunks; spins++) {
         if (spins < TND_SPIN_ITERATIONS) cpu_relax();
@@ -158,26 +171,39 @@ void tnd_thread_pool_run(tnd_thread_pool *pool, tnd_pool_fn fn, void *ctx) {
     }
     pool->by_thread = fn;
     pool->range = NULL;
+    pool->range_worker = NULL;
     pool->ctx = ctx;
     pool->n_chunks = pool->n_threads;
     run_job(pool);
 }
 
-void tnd_thread_pool_for(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_pool_range_fn fn, void *ctx) {
+/* Publishes a job of ranges (fn or worker_fn set) and runs it. */
+static void run_ranges(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_pool_range_fn fn,
+                       tnd_pool_worker_fn worker_fn, void *ctx) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     if (!pool || pool->n_threads == 1 || grain >= n) {
-        fn(ctx, 0, n);
+        if (worker_fn) worker_fn(ctx, 0, 0, n);
+        else fn(ctx, 0, n);
         return;
     }
     if ((n + grain - 1) / grain > TND_MAX_CHUNKS) grain = (n + TND_MAX_CHUNKS - 1) / TND_MAX_CHUNKS;
     pool->by_thread = NULL;
     pool->range = fn;
+    pool->range_worker = worker_fn;
     pool->ctx = ctx;
     pool->n = n;
     pool->grain = grain;
     pool->n_chunks = (n + grain - 1) / grain;
     run_job(pool);
+}
+
+void tnd_thread_pool_for(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_pool_range_fn fn, void *ctx) {
+    run_ranges(pool, n, grain, fn, NULL, ctx);
+}
+
+void tnd_thread_pool_for_worker(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_pool_worker_fn fn, void *ctx) {
+    run_ranges(pool, n, grain, NULL, fn, ctx);
 }
 
 /* Counts distinct (physical id, core id) pairs in /proc/cpuinfo; falls back to the online CPU count. */

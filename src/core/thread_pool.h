@@ -12,6 +12,9 @@ typedef void (*tnd_pool_fn)(void *ctx, int ith, int nth);
 /* A job split into ranges: called on disjoint [begin, end) that together cover [0, n). */
 typedef void (*tnd_pool_range_fn)(void *ctx, int64_t begin, int64_t end);
 
+/* The same with the index of the thread running it, in [0, the pool's size): scratch memory per thread. */
+typedef void (*tnd_pool_worker_fn)(void *ctx, int worker, int64_t begin, int64_t end);
+
 typedef struct tnd_thread_pool tnd_thread_pool;
 
 /* Starts n_threads - 1 workers (the caller is thread 0). n_threads < 1 means 1. */
@@ -26,6 +29,9 @@ void tnd_thread_pool_run(tnd_thread_pool *pool, tnd_pool_fn fn, void *ctx);
 /* Runs fn over [0, n) in ranges of `grain` items (the last may be shorter) and returns when all are done. A NULL
  * pool runs fn(ctx, 0, n) on the caller. */
 void tnd_thread_pool_for(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_pool_range_fn fn, void *ctx);
+
+/* tnd_thread_pool_for with the running thread's index passed to fn (the caller is 0). */
+void tnd_thread_pool_for_worker(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_pool_worker_fn fn, void *ctx);
 
 /* Number of physical cores (falls back to logical CPUs), the default thread count. */
 int tnd_physical_cores(void);

@@ -33,7 +33,13 @@ typedef struct cpu_device {
     tnd_cpu_kernels kernels;
     uint8_t *act; /* converted activations of one matmul: [max_tokens][row bytes] */
     size_t act_cap;
+    float *attn_scratch; /* [threads][ATTN_SCRATCH_FLOATS]: a thread's attention state and decoded K/V tile, kept
+                            off the workers' stacks (hundreds of KB; small-stack platforms give threads 1 MiB) */
 } cpu_device;
+
+/* Floats of one thread's attention scratch: the running outputs, maxima and sums of an item's query heads, then a
+ * tile of K and of V rows decoded to floats. */
+enum { ATTN_SCRATCH_FLOATS = TND_CPU_ATTN_MAX_GROUP + 2 * TND_CPU_ATTN_MAX_REP + 2 * TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD };
 
 static cpu_device *dev(tnd_backend *b) { return (cpu_device *)b->impl; }
 
@@ -345,6 +351,7 @@ typedef struct attention_job {
     bool k_t;               /* K stored transposed for attn_tile_f16 (k_transposed) */
     int32_t heads_per_item; /* KV heads of one work item */
     int32_t items_per_token;
+    float *scratch;         /* the device's attention scratch, ATTN_SCRATCH_FLOATS per thread */
 } attention_job;
 
 /* Decodes n consecutive positions of one head (a run inside one block) to float. */
@@ -389,7 +396,7 @@ static tnd_kv_prefetch tile_rows(const tnd_attention_args *a, bool k_t, const in
  * the rows of the next tile (`next`, k NULL if none) are requested: spread through the F16 kernel's work, or all
  * at once before decoding (the hardware prefetcher does not see a run at a new address coming). */
 static void attend_tile(const attention_job *job, const int32_t *table, const float *q, int32_t g, int32_t p0,
-                        int32_t np, const tnd_kv_prefetch *next, float *mx, float *sum, float *acc) {
+                        int32_t np, const tnd_kv_prefetch *next, float *mx, float *sum, float *acc, float *kv_tile) {
     const tnd_attention_args *a = job->a;
     const tnd_cpu_kernels *k = job->k;
     int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = a->block_size;
@@ -404,7 +411,7 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
         __builtin_prefetch((const uint8_t *)next->k + off);
         __builtin_prefetch((const uint8_t *)next->v + off);
     }
-    float kbuf[TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD], vbuf[TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD];
+    float *kbuf = kv_tile, *vbuf = kv_tile + TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD;
     for (int32_t j = 0, run; j < np; j += run) {
         int32_t p = p0 + j, in_block = bs - p % bs;
         run = np - j < in_block ? np - j : in_block;
@@ -419,11 +426,12 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
     k->vec.attn_tile(q, rep, hd, kbuf, vbuf, np, a->scale, mx, sum, acc);
 }
 
-static void attention_items(void *ctx, int64_t item0, int64_t item1) {
+static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1) {
     const attention_job *job = ctx;
     const tnd_attention_args *a = job->a;
     int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv;
-    float acc[TND_CPU_ATTN_MAX_GROUP], mx[TND_CPU_ATTN_MAX_REP], sum[TND_CPU_ATTN_MAX_REP];
+    float *acc = job->scratch + (size_t)worker * ATTN_SCRATCH_FLOATS, *mx = acc + TND_CPU_ATTN_MAX_GROUP,
+          *sum = mx + TND_CPU_ATTN_MAX_REP, *kv_tile = sum + TND_CPU_ATTN_MAX_REP;
     for (int64_t item = item0; item < item1; item++) {
         int64_t t = item / job->items_per_token;
         int32_t g0 = (int32_t)(item % job->items_per_token) * job->heads_per_item;
@@ -444,7 +452,8 @@ static void attention_items(void *ctx, int64_t item0, int64_t item1) {
                 int32_t r = (g - g0) * rep;
                 tnd_kv_prefetch next = {0};
                 if (p0 + np < a->n_ctx[t]) next = tile_rows(a, job->k_t, table, p0 + np, g);
-                attend_tile(job, table, q + (int64_t)r * hd, g, p0, np, &next, mx + r, sum + r, acc + (int64_t)r * hd);
+                attend_tile(job, table, q + (int64_t)r * hd, g, p0, np, &next, mx + r, sum + r, acc + (int64_t)r * hd,
+                            kv_tile);
             }
         }
         float *out = a->out + (t * a->n_head + (int64_t)g0 * rep) * hd;
@@ -468,8 +477,9 @@ static void cpu_attention(tnd_backend *b, const tnd_attention_args *a) {
     }
     if (per < 1) per = 1;
     const tnd_cpu_kernels *k = &dev(b)->kernels;
-    attention_job job = {a, k, k_transposed(k, a->kv_type, a->head_dim), per, (a->n_head_kv + per - 1) / per};
-    tnd_thread_pool_for(pool, a->n_tokens * job.items_per_token, 1, attention_items, &job);
+    attention_job job = {a, k, k_transposed(k, a->kv_type, a->head_dim), per, (a->n_head_kv + per - 1) / per,
+                         dev(b)->attn_scratch};
+    tnd_thread_pool_for_worker(pool, a->n_tokens * job.items_per_token, 1, attention_items, &job);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -482,6 +492,7 @@ static void cpu_destroy(tnd_backend *b) {
     tnd_allocator a = d->allocator;
     tnd_thread_pool_free(d->pool);
     tnd_free(&a, d->act);
+    tnd_free(&a, d->attn_scratch);
     tnd_free(&a, d);
     tnd_free(&a, b);
 }
@@ -563,6 +574,10 @@ tnd_status tnd_backend_cpu_init(int n_threads, bool reference, const tnd_allocat
     b->impl = d;
     snprintf(b->name, sizeof b->name, "%s", name ? name : "cpu");
     tnd_status st = tnd_thread_pool_init(n_threads < 1 ? tnd_physical_cores() : n_threads, &a, &d->pool);
+    if (!st) {
+        d->attn_scratch = tnd_alloc_array(&a, (size_t)tnd_thread_pool_size(d->pool) * ATTN_SCRATCH_FLOATS, sizeof(float));
+        if (!d->attn_scratch) st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: out of memory for attention scratch", b->name);
+    }
     if (st) {
         cpu_destroy(b);
         return st;
