@@ -66,6 +66,37 @@ static void add_range(void *ctx, int64_t begin, int64_t end) {
     atomic_fetch_add(&j->sum, s);
 }
 
+/* tnd_thread_pool_for_worker: every item once, a worker index in [0, size), and no index in use by two ranges at
+ * the same time (per-thread scratch rests on it). */
+typedef struct worker_job {
+    atomic_int hits[MAX_ITEMS];
+    atomic_int busy[64];
+    atomic_int bad; /* an index out of range, or one already in use */
+    int threads;
+} worker_job;
+
+static void worker_range(void *ctx, int worker, int64_t begin, int64_t end) {
+    worker_job *j = ctx;
+    if (worker < 0 || worker >= j->threads) {
+        atomic_fetch_add(&j->bad, 1);
+        return;
+    }
+    int idle = 0;
+    if (!atomic_compare_exchange_strong(&j->busy[worker], &idle, 1)) atomic_fetch_add(&j->bad, 1);
+    for (int64_t i = begin; i < end; i++) atomic_fetch_add(&j->hits[i], 1);
+    atomic_store(&j->busy[worker], 0);
+}
+
+static void check_workers(tnd_thread_pool *pool, int threads) {
+    worker_job *j = calloc(1, sizeof *j);
+    j->threads = threads;
+    for (int rep = 0; rep < 200; rep++) tnd_thread_pool_for_worker(pool, MAX_ITEMS, 1 + rep % 50, worker_range, j);
+    int wrong = 0;
+    for (int i = 0; i < MAX_ITEMS; i++) wrong += atomic_load(&j->hits[i]) != 200;
+    CHECK(wrong == 0 && atomic_load(&j->bad) == 0);
+    free(j);
+}
+
 int main(void) {
     /* the caller alone */
     check_cover(NULL, 1000, 7);
@@ -79,6 +110,7 @@ int main(void) {
         for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
             for (size_t g = 0; g < sizeof grains / sizeof *grains; g++) check_cover(pool, sizes[s], grains[g]);
         check_cover(pool, 0, 4); /* nothing to do: no call */
+        check_workers(pool, threads);
 
         thread_job *tj = calloc(1, sizeof *tj);
         tj->nth = threads;

@@ -6,6 +6,7 @@
 #include "core/alloc.h"
 #include "core/error.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 tnd_model_params tnd_model_default_params(void) {
@@ -20,6 +21,11 @@ tnd_status tnd_model_open(const char *path, const tnd_model_params *params, tnd_
     if (!m) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
     m->allocator = p.allocator;
     m->log = (tnd_logger){.fn = p.log, .user = p.log_user, .min_level = p.log_level};
+    if (pthread_mutex_init(&m->bind_lock, NULL) != 0) {
+        tnd_allocator a = m->allocator;
+        tnd_free(&a, m);
+        return tnd_fail(TND_ERR_INTERNAL, "tnd_model_open: cannot create a lock");
+    }
     tnd_status st = tnd_mapped_file_open(path, p.use_mmap != 0, &m->allocator, &m->file);
     if (st) goto fail;
     st = tnd_gguf_parse(m->file.data, m->file.size, &m->allocator, &m->gguf);
@@ -38,10 +44,12 @@ fail:
 
 void tnd_model_close(tnd_model *m) {
     if (!m) return;
-    if (m->bound) {
-        tnd_model_unbind(m->bound, &m->allocator);
-        tnd_free(&m->allocator, m->bound);
+    struct tnd_bound_model *bound = atomic_load(&m->bound);
+    if (bound) {
+        tnd_model_unbind(bound, &m->allocator);
+        tnd_free(&m->allocator, bound);
     }
+    pthread_mutex_destroy(&m->bind_lock);
     tnd_gguf_free(m->gguf);
     tnd_mapped_file_close(&m->file);
     tnd_allocator a = m->allocator;

@@ -6,12 +6,17 @@
 #include "core/mapped_file.h"
 #include "gguf/gguf.h"
 
+#include <pthread.h>
+
 struct tnd_model {
     tnd_allocator allocator;
     tnd_logger log;
     tnd_mapped_file file;
     tnd_gguf *gguf;
-    struct tnd_bound_model *bound; /* architecture binding, made by the first context (NULL before) */
+    /* Architecture binding, made once by the first context (NULL before): contexts may be created from several
+     * threads at once, so it is made under bind_lock and published with a release store. */
+    struct tnd_bound_model *_Atomic bound;
+    pthread_mutex_t bind_lock;
 };
 
 #endif

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "quant/quant.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 tnd_context_params tnd_context_default_params(void) {
@@ -17,23 +18,31 @@ tnd_context_params tnd_context_default_params(void) {
  * Binding (once per model)
  * ---------------------------------------------------------------------------------------------------------- */
 
+/* The model's binding, made by the first caller; two contexts created at once from two threads bind it once. */
 static tnd_status bound_model(tnd_model *m, const tnd_bound_model **out) {
-    if (!m->bound) {
-        tnd_bound_model *bm = tnd_alloc(&m->allocator, sizeof *bm);
-        if (!bm) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
-        tnd_status st = tnd_model_bind(m->gguf, &m->allocator, bm);
-        if (st) {
-            tnd_free(&m->allocator, bm);
-            return st;
+    tnd_status st = TND_OK;
+    tnd_bound_model *bm = atomic_load_explicit(&m->bound, memory_order_acquire);
+    if (!bm) {
+        pthread_mutex_lock(&m->bind_lock);
+        bm = atomic_load_explicit(&m->bound, memory_order_relaxed);
+        if (!bm) {
+            bm = tnd_alloc(&m->allocator, sizeof *bm);
+            if (!bm) st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
+            else if ((st = tnd_model_bind(m->gguf, &m->allocator, bm))) tnd_free(&m->allocator, bm), bm = NULL;
+            else atomic_store_explicit(&m->bound, bm, memory_order_release);
         }
-        m->bound = bm;
+        pthread_mutex_unlock(&m->bind_lock);
     }
-    *out = m->bound;
-    return TND_OK;
+    *out = bm;
+    return st;
 }
 
-int32_t tnd_model_n_vocab(const tnd_model *m) { return m && m->bound ? m->bound->hp.n_vocab : 0; }
-int32_t tnd_model_n_ctx_train(const tnd_model *m) { return m && m->bound ? m->bound->hp.n_ctx_train : 0; }
+static const tnd_bound_model *bound_of(const tnd_model *m) {
+    return m ? atomic_load_explicit(&((tnd_model *)m)->bound, memory_order_acquire) : NULL;
+}
+
+int32_t tnd_model_n_vocab(const tnd_model *m) { return bound_of(m) ? bound_of(m)->hp.n_vocab : 0; }
+int32_t tnd_model_n_ctx_train(const tnd_model *m) { return bound_of(m) ? bound_of(m)->hp.n_ctx_train : 0; }
 
 /* ------------------------------------------------------------------------------------------------------------
  * Devices and buffers
