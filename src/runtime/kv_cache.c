@@ -60,10 +60,10 @@ tnd_status tnd_kv_cache_init(tnd_kv_cache *kv, tnd_type type, int32_t n_ctx, int
 
 void tnd_kv_cache_free(tnd_kv_cache *kv) {
     tnd_allocator *a = &kv->allocator;
-    for (int32_t l = 0; kv->k_pool && l < kv->n_layer; l++) {
+    for (int32_t l = 0; kv->layer_device && l < kv->n_layer; l++) { /* any of the tables may be missing */
         tnd_backend *d = kv->layer_device[l];
-        if (d && kv->k_pool[l]) d->vt->free(d, kv->k_pool[l]);
-        if (d && kv->v_pool[l]) d->vt->free(d, kv->v_pool[l]);
+        if (d && kv->k_pool && kv->k_pool[l]) d->vt->free(d, kv->k_pool[l]);
+        if (d && kv->v_pool && kv->v_pool[l]) d->vt->free(d, kv->v_pool[l]);
     }
     for (int32_t s = 0; kv->seqs && s < kv->n_seq; s++) tnd_free(a, kv->seqs[s].blocks);
     tnd_free(a, kv->refcount);

@@ -1,0 +1,96 @@
+/* test_alloc_failure.c: every allocation of opening a model, building its tokenizer, creating a context and a decode
+ * step is made to fail in turn (in the spirit of Lua's allocator tests): each time the call returns an error with
+ * a message, nothing leaks (the ASan run checks), and the next call works (a failed decode leaves the sequence as
+ * it was, so the same batch then decodes). */
+#include "harness.h"
+
+#include "tandem.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct failing {
+    long count;   /* allocations so far */
+    long fail_at; /* the index of the one that fails; -1: none */
+    bool failed;
+} failing;
+
+static void *failing_alloc(void *user, size_t size) {
+    failing *f = user;
+    if (f->count++ == f->fail_at) {
+        f->failed = true;
+        return NULL;
+    }
+    return malloc(size);
+}
+
+static void failing_free(void *user, void *p) {
+    (void)user;
+    free(p);
+}
+
+enum { STAGE_OPEN, STAGE_TOKENIZER, STAGE_CONTEXT, STAGE_DECODE, STAGE_COUNT };
+static const char *const stage_names[STAGE_COUNT] = {"tnd_model_open", "tnd_tokenizer_init", "tnd_context_init",
+                                                     "tnd_context_decode"};
+
+/* Runs the stages, making allocation `fail_at` of stage `stage` fail (-1: none). Returns whether the injected
+ * failure was hit; *ok whether every stage succeeded. */
+static bool run(const char *path, int stage, long fail_at, bool *ok) {
+    failing f = {0, -1, false};
+    tnd_model_params mp = tnd_model_default_params();
+    mp.allocator = (tnd_allocator){failing_alloc, failing_free, &f};
+    tnd_model *m = NULL;
+    tnd_tokenizer *tok = NULL;
+    tnd_context *ctx = NULL;
+    tnd_status st = TND_OK;
+    int32_t token = 1, pos = 0;
+    tnd_batch b = {.n_tokens = 1, .tokens = &token, .pos = &pos};
+    for (int s = 0; s < STAGE_COUNT && !st; s++) {
+        f.fail_at = s == stage ? f.count + fail_at : -1;
+        tnd_context_params cp = tnd_context_default_params();
+        cp.n_ctx = 64;
+        cp.n_threads = 2;
+        st = s == STAGE_OPEN        ? tnd_model_open(path, &mp, &m)
+             : s == STAGE_TOKENIZER ? tnd_tokenizer_init(m, &tok)
+             : s == STAGE_CONTEXT   ? tnd_context_init(m, &cp, &ctx)
+                                    : tnd_context_decode(ctx, &b);
+        if (st && !f.failed)
+            fprintf(stderr, "  %s failed with no injected failure: %s\n", stage_names[s], tnd_last_error());
+        if (st && f.failed && !CHECK(tnd_last_error()[0] != 0))
+            fprintf(stderr, "  %s: allocation %ld failed without a message\n", stage_names[s], fail_at);
+        if (st) CHECK(f.failed && (s == STAGE_OPEN ? m == NULL : s == STAGE_TOKENIZER ? tok == NULL
+                                                            : s == STAGE_CONTEXT ? ctx == NULL : true));
+        if (st && s == STAGE_DECODE) { /* the sequence is as before: the same batch decodes now */
+            f.fail_at = -1;
+            CHECK(tnd_context_seq_length(ctx, 0) == 0);
+            CHECK_OK(tnd_context_decode(ctx, &b));
+        }
+    }
+    tnd_context_free(ctx);
+    tnd_tokenizer_free(tok);
+    tnd_model_close(m);
+    *ok = st == TND_OK;
+    return f.failed;
+}
+
+int main(void) {
+    const char *path = tnd_fixture("real/stories260K.gguf");
+    for (int stage = 0; stage < STAGE_COUNT; stage++) {
+        long failures = 0;
+        for (long k = 0; k < 100000; k++) {
+            bool ok = false;
+            if (!run(path, stage, k, &ok)) { /* past the stage's last allocation: everything works */
+                CHECK(ok);
+                break;
+            }
+            CHECK(!ok);
+            failures++;
+        }
+        CHECK(failures > 0);
+        printf("  %s: each of its %ld allocations failed in turn, each time a clean error\n", stage_names[stage],
+               failures);
+    }
+    return tnd_test_finish("test_alloc_failure");
+}
