@@ -60,8 +60,11 @@ static bool run(const char *path, int stage, long fail_at, bool *ok) {
             fprintf(stderr, "  %s failed with no injected failure: %s\n", stage_names[s], tnd_last_error());
         if (st && f.failed && !CHECK(tnd_last_error()[0] != 0))
             fprintf(stderr, "  %s: allocation %ld failed without a message\n", stage_names[s], fail_at);
-        if (st) CHECK(f.failed && (s == STAGE_OPEN ? m == NULL : s == STAGE_TOKENIZER ? tok == NULL
-                                                            : s == STAGE_CONTEXT ? ctx == NULL : true));
+        if (st)
+            CHECK(f.failed && (s == STAGE_OPEN        ? m == NULL
+                               : s == STAGE_TOKENIZER ? tok == NULL
+                               : s == STAGE_CONTEXT   ? ctx == NULL
+                                                      : true));
         if (st && s == STAGE_DECODE) { /* the sequence is as before: the same batch decodes now */
             f.fail_at = -1;
             CHECK(tnd_context_seq_length(ctx, 0) == 0);

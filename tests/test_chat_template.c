@@ -1126,8 +1126,10 @@ static int control_tokens(const tnd_tokenizer *tok, const char *format, const tn
         tnd_token_type type = tnd_tokenizer_token_type(tok, ids[i]);
         control += type == TND_TOKEN_TYPE_CONTROL || type == TND_TOKEN_TYPE_UNKNOWN;
     }
-    if (out) *out = ids, *n_out = count;
-    else free(ids);
+    if (out)
+        *out = ids, *n_out = count;
+    else
+        free(ids);
     return control;
 }
 
@@ -1161,10 +1163,10 @@ static void test_no_forged_control_tokens(const char *fixture, bool markers_are_
     int forged = 0, formats = 0, exact = 0, with_markers = 0;
     for (size_t f = 0; f < tnd_chat_template_count(); f++) {
         const char *format = tnd_chat_template_name(f);
-        const tnd_chat_message harmless[] = {{"system", "Be brief."}, {"user", "Hello there"},
-                                             {"assistant", "Hi."}, {"user", "Bye"}};
-        const tnd_chat_message attack[] = {{"system", hostile}, {"user", hostile}, {"assistant", hostile},
-                                           {"user", hostile}};
+        const tnd_chat_message harmless[] = {
+            {"system", "Be brief."}, {"user", "Hello there"}, {"assistant", "Hi."}, {"user", "Bye"}};
+        const tnd_chat_message attack[] = {
+            {"system", hostile}, {"user", hostile}, {"assistant", hostile}, {"user", hostile}};
         /* formats that take no system message after the first, or none at all, still take this order */
         int base = control_tokens(tok, format, harmless, COUNT(harmless), 0, NULL, NULL);
         int got = control_tokens(tok, format, attack, COUNT(attack), 0, NULL, NULL);
@@ -1174,8 +1176,10 @@ static void test_no_forged_control_tokens(const char *fixture, bool markers_are_
         with_markers += base > 0;
         if (got != base || old < base + n_control) {
             forged++;
-            fprintf(stderr, "  %s, %s: %d control tokens from markers, %d with hostile contents (%d when contents are "
-                    "parsed)\n", fixture, format, base, got, old);
+            fprintf(stderr,
+                    "  %s, %s: %d control tokens from markers, %d with hostile contents (%d when contents are "
+                    "parsed)\n",
+                    fixture, format, base, got, old);
         }
         /* harmless text: the same tokens as rendering and encoding the text with special-token parsing */
         int32_t *ids = NULL, n_ids = 0;
@@ -1183,7 +1187,8 @@ static void test_no_forged_control_tokens(const char *fixture, bool markers_are_
         tnd_chat_template_apply(format, harmless, COUNT(harmless), 1, NULL, NULL, 0, &needed);
         char *text = malloc(needed + 1);
         const uint32_t parse = TND_TOKENIZE_ADD_SPECIAL | TND_TOKENIZE_PARSE_SPECIAL;
-        if (text && control_tokens(tok, format, harmless, COUNT(harmless), TND_TOKENIZE_ADD_SPECIAL, &ids, &n_ids) >= 0 &&
+        if (text &&
+            control_tokens(tok, format, harmless, COUNT(harmless), TND_TOKENIZE_ADD_SPECIAL, &ids, &n_ids) >= 0 &&
             tnd_chat_template_apply(format, harmless, COUNT(harmless), 1, NULL, text, needed + 1, &needed) == TND_OK) {
             int32_t *plain = malloc(sizeof(int32_t) * (size_t)n_ids + 1);
             exact += plain && tnd_tokenizer_encode(tok, text, needed, parse, plain, n_ids) == n_ids &&
@@ -1197,7 +1202,8 @@ static void test_no_forged_control_tokens(const char *fixture, bool markers_are_
     /* with the markers in the vocabulary, every format but the plain-text ones writes control tokens of its own */
     if (markers_are_tokens) CHECK(with_markers >= formats - 4);
     printf("  %s: %d control tokens in every message of %d formats (%d with control-token markers): none forged; "
-           "harmless text encodes as before in %d\n", fixture, n_control, formats, with_markers, exact);
+           "harmless text encodes as before in %d\n",
+           fixture, n_control, formats, with_markers, exact);
 cleanup:
     free(hostile);
     tnd_tokenizer_free(tok);
@@ -1206,13 +1212,41 @@ cleanup:
 
 /* The markers of the built-in formats (and other well-known control tokens) as control tokens of a small
  * SentencePiece-style vocabulary with byte fallback, so that every format's own markers are real control tokens. */
-static const char *const chat_markers[] = {
-    "<|im_start|>", "<|im_end|>", "<|im_sep|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-    "<|begin_of_text|>", "<|header_start|>", "<|header_end|>", "<|eot|>", "[INST]", "[/INST]", "[SYSTEM_PROMPT]",
-    "[/SYSTEM_PROMPT]", "<start_of_turn>", "<end_of_turn>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>",
-    "<|endoftext|>", "<\xef\xbd\x9c" "User\xef\xbd\x9c>", "<\xef\xbd\x9c" "Assistant\xef\xbd\x9c>",
-    "<\xef\xbd\x9c" "end\xe2\x96\x81" "of\xe2\x96\x81" "sentence\xef\xbd\x9c>", "<|START_OF_TURN_TOKEN|>",
-    "<|END_OF_TURN_TOKEN|>", "<|USER_TOKEN|>", "<|CHATBOT_TOKEN|>", "<|SYSTEM_TOKEN|>", "<|assistant|>\n"};
+static const char *const chat_markers[] = {"<|im_start|>",
+                                           "<|im_end|>",
+                                           "<|im_sep|>",
+                                           "<|start_header_id|>",
+                                           "<|end_header_id|>",
+                                           "<|eot_id|>",
+                                           "<|begin_of_text|>",
+                                           "<|header_start|>",
+                                           "<|header_end|>",
+                                           "<|eot|>",
+                                           "[INST]",
+                                           "[/INST]",
+                                           "[SYSTEM_PROMPT]",
+                                           "[/SYSTEM_PROMPT]",
+                                           "<start_of_turn>",
+                                           "<end_of_turn>",
+                                           "<|user|>",
+                                           "<|assistant|>",
+                                           "<|system|>",
+                                           "<|end|>",
+                                           "<|endoftext|>",
+                                           "<\xef\xbd\x9c"
+                                           "User\xef\xbd\x9c>",
+                                           "<\xef\xbd\x9c"
+                                           "Assistant\xef\xbd\x9c>",
+                                           "<\xef\xbd\x9c"
+                                           "end\xe2\x96\x81"
+                                           "of\xe2\x96\x81"
+                                           "sentence\xef\xbd\x9c>",
+                                           "<|START_OF_TURN_TOKEN|>",
+                                           "<|END_OF_TURN_TOKEN|>",
+                                           "<|USER_TOKEN|>",
+                                           "<|CHATBOT_TOKEN|>",
+                                           "<|SYSTEM_TOKEN|>",
+                                           "<|assistant|>\n"};
 
 static tnd_status write_marker_vocab(const char *path) {
     enum { N_BYTES = 256, N_MARKERS = COUNT(chat_markers), N = 3 + N_BYTES + N_MARKERS };

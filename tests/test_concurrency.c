@@ -13,7 +13,7 @@ enum { N_TOKENS = 24, N_STEPS = 8 };
 
 typedef struct run {
     tnd_model *model;
-    float *logits; /* [N_STEPS][n_vocab]: the last token's logits after the prompt, then after each greedy step */
+    float *logits;   /* [N_STEPS][n_vocab]: the last token's logits after the prompt, then after each greedy step */
     int32_t n_vocab; /* known once the context bound the model */
     tnd_status status;
 } run;

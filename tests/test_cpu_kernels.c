@@ -239,10 +239,9 @@ static void check_swiglu(const tnd_cpu_vec *vec, const char *isa) {
 /* No scalar fallbacks: every weight type a model computes with has a SIMD dot and a prompt tile (weights unpacked
  * once for several tokens) on every instruction set. */
 static void check_coverage(const tnd_cpu_kernels *table, tnd_cpu_isa isa) {
-    static const tnd_type weight_types[] = {TND_TYPE_F32,  TND_TYPE_F16,  TND_TYPE_BF16, TND_TYPE_Q4_0,
-                                            TND_TYPE_Q4_1, TND_TYPE_Q5_0, TND_TYPE_Q5_1, TND_TYPE_Q8_0,
-                                            TND_TYPE_Q2_K, TND_TYPE_Q3_K, TND_TYPE_Q4_K, TND_TYPE_Q5_K,
-                                            TND_TYPE_Q6_K};
+    static const tnd_type weight_types[] = {TND_TYPE_F32,  TND_TYPE_F16,  TND_TYPE_BF16, TND_TYPE_Q4_0, TND_TYPE_Q4_1,
+                                            TND_TYPE_Q5_0, TND_TYPE_Q5_1, TND_TYPE_Q8_0, TND_TYPE_Q2_K, TND_TYPE_Q3_K,
+                                            TND_TYPE_Q4_K, TND_TYPE_Q5_K, TND_TYPE_Q6_K};
     if (isa == TND_ISA_REF) return;
     for (size_t i = 0; i < sizeof weight_types / sizeof *weight_types; i++) {
         tnd_type t = weight_types[i];

@@ -104,8 +104,8 @@ static void check_greedy(tnd_context *ctx, const char *name, const float *last_l
             equal_prefix += token == ref_token;
             bad_prefix += token != ref_token;
             if (token != ref_token)
-                fprintf(stderr, "%s: greedy step %d: token %d, reference %d (margin %.3f), before any near-tie\n",
-                        name, step, token, ref_token, margin);
+                fprintf(stderr, "%s: greedy step %d: token %d, reference %d (margin %.3f), before any near-tie\n", name,
+                        step, token, ref_token, margin);
         } else if (margin >= 0.1 && ours >= 0.1) {
             disagree++;
             fprintf(stderr, "%s: greedy step %d: token %d, reference %d (its margin %.3f, ours %.3f)\n", name, step,
@@ -125,7 +125,8 @@ static void check_greedy(tnd_context *ctx, const char *name, const float *last_l
     fclose(f);
     CHECK(bad_prefix == 0 && disagree == 0 && equal_prefix + clear > 0);
     printf("  greedy: %d steps equal before the first near-tie, %d equal after it (reference tokens fed back), %d "
-           "near-ties skipped, %d clear disagreements\n", equal_prefix, clear, skipped, disagree + bad_prefix);
+           "near-ties skipped, %d clear disagreements\n",
+           equal_prefix, clear, skipped, disagree + bad_prefix);
 }
 
 static void test_model(const model_case *c) {

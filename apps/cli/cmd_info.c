@@ -457,7 +457,11 @@ static void print_tensor_table(const tnd_model *m) {
 /* The CPU kernel of each group of weight matrices (tensors of one name in every block, and one type). */
 static void print_kernel_table(const tnd_model *m) {
     enum { GROUPS_MAX = 64 };
-    struct { char role[64]; tnd_type type; int count; } g[GROUPS_MAX];
+    struct {
+        char role[64];
+        tnd_type type;
+        int count;
+    } g[GROUPS_MAX];
     int n_groups = 0;
     bool tied = true;
     for (int64_t i = 0; i < tnd_model_tensor_count(m); i++) {
@@ -732,7 +736,8 @@ int tnd_cmd_info(int argc, char **argv) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) return usage(stdout);
         if (!strcmp(argv[i], "--json")) json = true;
         else if (!strcmp(argv[i], "--tensors")) tensors = true;
-        else if (!strcmp(argv[i], "--kernels")) kernels = true;
+        else if (!strcmp(argv[i], "--kernels"))
+            kernels = true;
         else if (argv[i][0] != '-' && !path) path = argv[i];
         else {
             fprintf(stderr, "tandem: info: unexpected argument '%s'\n", argv[i]);
@@ -751,7 +756,8 @@ int tnd_cmd_info(int argc, char **argv) {
     summarize(m, &s);
     bool complete = true;
     if (json) print_json(path, m, &s, tensors);
-    else complete = print_text(path, m, &s, tensors, kernels);
+    else
+        complete = print_text(path, m, &s, tensors, kernels);
     tnd_model_close(m);
     if (!complete || fflush(stdout) != 0 || ferror(stdout)) {
         fprintf(stderr, "tandem: info: %s\n", complete ? "cannot write the output" : "out of memory");

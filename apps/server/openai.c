@@ -278,9 +278,9 @@ static bool chat_prompt(const srv_model_info *mi, const json_t *messages, int32_
     size_t needed = 0;
     tnd_status st = ok ? tnd_chat_template_apply(mi->chat_template, msgs, n, 1, mi->eos_text, NULL, 0, &needed) : 0;
     if (ok && st != TND_OK && st != TND_ERR_BUFFER_TOO_SMALL)
-        ok = st == TND_ERR_INVALID_ARGUMENT ? srv_fail(err, 400, INVALID, NULL, "messages", "%s", tnd_last_error())
-                                            : srv_fail(err, 500, "server_error", NULL, NULL, "chat template: %s",
-                                                       tnd_last_error());
+        ok = st == TND_ERR_INVALID_ARGUMENT
+                 ? srv_fail(err, 400, INVALID, NULL, "messages", "%s", tnd_last_error())
+                 : srv_fail(err, 500, "server_error", NULL, NULL, "chat template: %s", tnd_last_error());
     if (ok) {
         uint32_t flags = TND_TOKENIZE_ADD_SPECIAL;
         int32_t count = needed > TND_TOKENIZE_MAX_TEXT
@@ -294,8 +294,8 @@ static bool chat_prompt(const srv_model_info *mi, const json_t *messages, int32_
             *tokens = malloc(sizeof(int32_t) * (size_t)(count + 1));
             if (!*tokens)
                 ok = srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
-            else if (count &&
-                     tnd_chat_encode(mi->tok, mi->chat_template, msgs, n, 1, mi->eos_text, flags, *tokens, count) != count)
+            else if (count && tnd_chat_encode(mi->tok, mi->chat_template, msgs, n, 1, mi->eos_text, flags, *tokens,
+                                              count) != count)
                 ok = srv_fail(err, 500, "server_error", NULL, NULL, "chat template: %s", tnd_last_error());
             else
                 *n_tokens = count;

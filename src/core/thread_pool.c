@@ -26,7 +26,7 @@ typedef struct worker_arg {
 struct tnd_thread_pool {
     int n_threads;
     pthread_t *threads;
-    worker_arg *args;        /* [n_threads]: what each worker is started with */
+    worker_arg *args; /* [n_threads]: what each worker is started with */
     tnd_allocator allocator;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
@@ -63,8 +63,10 @@ static void work(tnd_thread_pool *pool, uint32_t gen, int worker) {
             pool->by_thread(pool->ctx, (int)chunk, (int)pool->n_chunks);
         } else {
             int64_t begin = chunk * pool->grain, end = begin + pool->grain < pool->n ? begin + pool->grain : pool->n;
-            if (pool->range_worker) pool->range_worker(pool->ctx, worker, begin, end);
-            else pool->range(pool->ctx, begin, end);
+            if (pool->range_worker)
+                pool->range_worker(pool->ctx, worker, begin, end);
+            else
+                pool->range(pool->ctx, begin, end);
         }
         atomic_fetch_add_explicit(&pool->done, 1, memory_order_acq_rel);
         c = atomic_load_explicit(&pool->claim, memory_order_acquire);
@@ -183,8 +185,10 @@ static void run_ranges(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_pool
     if (n <= 0) return;
     if (grain < 1) grain = 1;
     if (!pool || pool->n_threads == 1 || grain >= n) {
-        if (worker_fn) worker_fn(ctx, 0, 0, n);
-        else fn(ctx, 0, n);
+        if (worker_fn)
+            worker_fn(ctx, 0, 0, n);
+        else
+            fn(ctx, 0, n);
         return;
     }
     if ((n + grain - 1) / grain > TND_MAX_CHUNKS) grain = (n + TND_MAX_CHUNKS - 1) / TND_MAX_CHUNKS;

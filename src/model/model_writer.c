@@ -278,7 +278,10 @@ static tnd_status write_hparams(tnd_gguf_writer *w, const tnd_model_shape *s, tn
         (st = tnd_gguf_writer_set_u32(w, "general.file_type", (uint32_t)ftype)) ||
         (st = tnd_gguf_writer_set_u32(w, "general.quantization_version", 2)))
         return st;
-    const struct { const char *key; uint32_t value; } ints[] = {
+    const struct {
+        const char *key;
+        uint32_t value;
+    } ints[] = {
         {"context_length", (uint32_t)s->n_ctx},
         {"embedding_length", (uint32_t)s->n_embd},
         {"block_count", (uint32_t)s->n_layer},

@@ -23,8 +23,8 @@ typedef struct tnd_model_shape {
     const char *name;   /* "tinyllama-1.1b" */
     const char *arch;   /* general.architecture: "llama", "qwen2" (q/k/v biases), "qwen3" (q/k norms) */
     int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
-    int32_t head_dim;   /* 0: n_embd / n_head */
-    bool tied;          /* no output.weight: the token embedding is the output head */
+    int32_t head_dim; /* 0: n_embd / n_head */
+    bool tied;        /* no output.weight: the token embedding is the output head */
     float rope_base, rms_eps;
 } tnd_model_shape;
 

@@ -27,9 +27,12 @@ static tnd_status bound_model(tnd_model *m, const tnd_bound_model **out) {
         bm = atomic_load_explicit(&m->bound, memory_order_relaxed);
         if (!bm) {
             bm = tnd_alloc(&m->allocator, sizeof *bm);
-            if (!bm) st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
-            else if ((st = tnd_model_bind(m->gguf, &m->allocator, bm))) tnd_free(&m->allocator, bm), bm = NULL;
-            else atomic_store_explicit(&m->bound, bm, memory_order_release);
+            if (!bm)
+                st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
+            else if ((st = tnd_model_bind(m->gguf, &m->allocator, bm)))
+                tnd_free(&m->allocator, bm), bm = NULL;
+            else
+                atomic_store_explicit(&m->bound, bm, memory_order_release);
         }
         pthread_mutex_unlock(&m->bind_lock);
     }

@@ -663,10 +663,12 @@ static tnd_status render(const char *name, const tnd_chat_message *messages, siz
         }
         if (role == ROLE_USER && f->user_turn_bos && sink->len > 0) sink_put_marker(sink, f->user_turn_bos, eos);
         sink_put_marker(sink, f->begin[role], eos);
-        if (i == system_index) write_folded_user(sink, f, messages[i].content, NULL);
+        if (i == system_index)
+            write_folded_user(sink, f, messages[i].content, NULL);
         else if (role == ROLE_USER && f->system != SYSTEM_AS_TURN)
             write_folded_user(sink, f, i == fold_target ? messages[system_index].content : NULL, messages[i].content);
-        else write_content(sink, f, role, messages[i].content, last_user != SIZE_MAX && i < last_user);
+        else
+            write_content(sink, f, role, messages[i].content, last_user != SIZE_MAX && i < last_user);
         sink_put_marker(sink, f->end[role], eos);
     }
     if (add_assistant) sink_put_marker(sink, f->assistant_prompt, eos);
@@ -693,9 +695,8 @@ tnd_status tnd_chat_template_apply(const char *name, const tnd_chat_message *mes
     return TND_OK;
 }
 
-int32_t tnd_chat_encode(const tnd_tokenizer *tok, const char *name, const tnd_chat_message *messages,
-                        size_t n_messages, int add_assistant, const char *eos_text, uint32_t flags, int32_t *tokens,
-                        int32_t cap) {
+int32_t tnd_chat_encode(const tnd_tokenizer *tok, const char *name, const tnd_chat_message *messages, size_t n_messages,
+                        int add_assistant, const char *eos_text, uint32_t flags, int32_t *tokens, int32_t cap) {
     if (!tok || !name || (!messages && n_messages) || cap < 0 || (!tokens && cap > 0)) {
         tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_chat_encode: NULL argument or a bad buffer");
         return TND_TOKENIZE_ERROR;

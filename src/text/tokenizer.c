@@ -466,8 +466,8 @@ static tnd_status encode_all(tnd_tokenizer *t, tnd_tok_scratch *sc, const char *
         for (size_t i = 0; i < len;) {
             size_t match_len = 0;
             bool here = parse_special && (!marks || marks[i]);
-            int32_t id = (t->special_first[s[i]] & (here ? 3 : 1)) ? match_special(t, s + i, len - i, here, &match_len)
-                                                                   : -1;
+            int32_t id =
+                (t->special_first[s[i]] & (here ? 3 : 1)) ? match_special(t, s + i, len - i, here, &match_len) : -1;
             if (id >= 0 && marks && t->type[id] != TND_TOKEN_TYPE_USER_DEFINED && !all_marked(marks, i, match_len))
                 id = (t->special_first[s[i]] & 1) ? match_special(t, s + i, len - i, false, &match_len) : -1;
             if (id < 0) {

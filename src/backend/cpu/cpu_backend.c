@@ -39,7 +39,10 @@ typedef struct cpu_device {
 
 /* Floats of one thread's attention scratch: the running outputs, maxima and sums of an item's query heads, then a
  * tile of K and of V rows decoded to floats. */
-enum { ATTN_SCRATCH_FLOATS = TND_CPU_ATTN_MAX_GROUP + 2 * TND_CPU_ATTN_MAX_REP + 2 * TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD };
+enum {
+    ATTN_SCRATCH_FLOATS =
+        TND_CPU_ATTN_MAX_GROUP + 2 * TND_CPU_ATTN_MAX_REP + 2 * TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD
+};
 
 static cpu_device *dev(tnd_backend *b) { return (cpu_device *)b->impl; }
 
@@ -351,7 +354,7 @@ typedef struct attention_job {
     bool k_t;               /* K stored transposed for attn_tile_f16 (k_transposed) */
     int32_t heads_per_item; /* KV heads of one work item */
     int32_t items_per_token;
-    float *scratch;         /* the device's attention scratch, ATTN_SCRATCH_FLOATS per thread */
+    float *scratch; /* the device's attention scratch, ATTN_SCRATCH_FLOATS per thread */
 } attention_job;
 
 /* Decodes n consecutive positions of one head (a run inside one block) to float. */
@@ -477,8 +480,8 @@ static void cpu_attention(tnd_backend *b, const tnd_attention_args *a) {
     }
     if (per < 1) per = 1;
     const tnd_cpu_kernels *k = &dev(b)->kernels;
-    attention_job job = {a, k, k_transposed(k, a->kv_type, a->head_dim), per, (a->n_head_kv + per - 1) / per,
-                         dev(b)->attn_scratch};
+    attention_job job = {
+        a, k, k_transposed(k, a->kv_type, a->head_dim), per, (a->n_head_kv + per - 1) / per, dev(b)->attn_scratch};
     tnd_thread_pool_for_worker(pool, a->n_tokens * job.items_per_token, 1, attention_items, &job);
 }
 
@@ -532,7 +535,8 @@ static void active_kernels(tnd_cpu_kernels *k) {
     tnd_cpu_kernels_best(k, &features);
     const char *cap = getenv("TANDEM_CPU_ISA");
     for (int isa = 0; cap && isa < TND_ISA_COUNT; isa++)
-        if (strcmp(cap, tnd_cpu_isa_name((tnd_cpu_isa)isa)) == 0 && !tnd_cpu_kernels_for(k, (tnd_cpu_isa)isa, &features))
+        if (strcmp(cap, tnd_cpu_isa_name((tnd_cpu_isa)isa)) == 0 &&
+            !tnd_cpu_kernels_for(k, (tnd_cpu_isa)isa, &features))
             tnd_cpu_kernels_best(k, &features); /* not on this machine: keep the best */
 }
 
@@ -548,8 +552,8 @@ const char *tnd_cpu_kernel_describe(tnd_type type, char *buf, size_t cap) {
         snprintf(buf, cap, "%s dot, tiles of %d packed rows x %d tokens, activations %s", e->isa, e->tile_rows,
                  e->tile_tokens, act);
     else if (e->tile)
-        snprintf(buf, cap, "%s dot, tiles of %d rows x %d tokens, activations %s", e->isa, e->tile_rows,
-                 e->tile_tokens, act);
+        snprintf(buf, cap, "%s dot, tiles of %d rows x %d tokens, activations %s", e->isa, e->tile_rows, e->tile_tokens,
+                 act);
     else
         snprintf(buf, cap, "%s dot (no tile: a row at a time for each token), activations %s", e->isa, act);
     return e->isa;
@@ -575,7 +579,8 @@ tnd_status tnd_backend_cpu_init(int n_threads, bool reference, const tnd_allocat
     snprintf(b->name, sizeof b->name, "%s", name ? name : "cpu");
     tnd_status st = tnd_thread_pool_init(n_threads < 1 ? tnd_physical_cores() : n_threads, &a, &d->pool);
     if (!st) {
-        d->attn_scratch = tnd_alloc_array(&a, (size_t)tnd_thread_pool_size(d->pool) * ATTN_SCRATCH_FLOATS, sizeof(float));
+        d->attn_scratch =
+            tnd_alloc_array(&a, (size_t)tnd_thread_pool_size(d->pool) * ATTN_SCRATCH_FLOATS, sizeof(float));
         if (!d->attn_scratch) st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: out of memory for attention scratch", b->name);
     }
     if (st) {

@@ -25,7 +25,8 @@ static void pack_legacy_block(uint8_t *blocks, int group, size_t len, g8_legacy_
             int level = col < G8_QK / 2 ? nibbles[col] & 15 : nibbles[col - G8_QK / 2] >> 4, step = col / 4;
             levels_out[G8_STEP * (step / 2) + 4 * r + col % 4] |= (uint8_t)(level << (4 * (step % 2)));
             if (g8_has_fifth(kind)) /* the file's u32 before the nibbles: bit e for column e */
-                levels_out[4 * G8_STEP + 4 * r + col % 4] |= (uint8_t)((nibbles[-4 + col / 8] >> (col % 8) & 1) << step);
+                levels_out[4 * G8_STEP + 4 * r + col % 4] |=
+                    (uint8_t)((nibbles[-4 + col / 8] >> (col % 8) & 1) << step);
         }
     }
     memcpy(blocks, out, (size_t)group * len);

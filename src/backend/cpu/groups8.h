@@ -39,8 +39,8 @@ enum {
 typedef enum g8_legacy_kind { G8_Q4_0, G8_Q4_1, G8_Q5_0, G8_Q5_1, G8_Q8_0 } g8_legacy_kind;
 typedef enum g8_k_kind { G8_Q2_K, G8_Q3_K, G8_Q4_K, G8_Q5_K, G8_Q6_K } g8_k_kind;
 
-static const size_t g8_legacy_bytes[] = {[G8_Q4_0] = 18, [G8_Q4_1] = 20, [G8_Q5_0] = 22, [G8_Q5_1] = 24,
-                                         [G8_Q8_0] = 34};
+static const size_t g8_legacy_bytes[] = {
+    [G8_Q4_0] = 18, [G8_Q4_1] = 20, [G8_Q5_0] = 22, [G8_Q5_1] = 24, [G8_Q8_0] = 34};
 static inline bool g8_has_min(g8_legacy_kind kind) { return kind == G8_Q4_1 || kind == G8_Q5_1; }
 static inline bool g8_has_fifth(g8_legacy_kind kind) { return kind == G8_Q5_0 || kind == G8_Q5_1; }
 /* Where the nibbles start in a block as the file has it (after d, m, then the fifth bits as a u32), and where the
@@ -58,12 +58,11 @@ typedef struct g8_k_layout {
 } g8_k_layout;
 
 static const g8_k_layout g8_k_layouts[] = {
-    [G8_Q2_K] = {80, 82, 0, 4, -1, 0, -1},   [G8_Q3_K] = {108, -1, 96, 3, -1, 0, 512},
-    [G8_Q4_K] = {0, 2, 4, 3, 0, -1, -1},     [G8_Q5_K] = {0, 2, 4, 3, 0, -1, 1024},
+    [G8_Q2_K] = {80, 82, 0, 4, -1, 0, -1},      [G8_Q3_K] = {108, -1, 96, 3, -1, 0, 512},
+    [G8_Q4_K] = {0, 2, 4, 3, 0, -1, -1},        [G8_Q5_K] = {0, 2, 4, 3, 0, -1, 1024},
     [G8_Q6_K] = {208, -1, 192, 4, 0, 1024, -1},
 };
-static const size_t g8_k_bytes[] = {[G8_Q2_K] = 84, [G8_Q3_K] = 110, [G8_Q4_K] = 144, [G8_Q5_K] = 176,
-                                    [G8_Q6_K] = 210};
+static const size_t g8_k_bytes[] = {[G8_Q2_K] = 84, [G8_Q3_K] = 110, [G8_Q4_K] = 144, [G8_Q5_K] = 176, [G8_Q6_K] = 210};
 static const int g8_k_offset[] = {[G8_Q2_K] = 0, [G8_Q3_K] = 4, [G8_Q4_K] = 0, [G8_Q5_K] = 0, [G8_Q6_K] = 32};
 static inline bool g8_k_has_min(g8_k_kind kind) { return kind == G8_Q2_K || kind == G8_Q4_K || kind == G8_Q5_K; }
 

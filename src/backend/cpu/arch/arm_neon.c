@@ -53,17 +53,17 @@ static inline float load_w1(const void *w, int64_t i, float_kind kind) {
  * step of 4, then single elements), as x86_avx2.c does with 16 and 8. The dot is the 1 x 1 instance. */
 enum { FLOAT_TILE_ROWS = 1, FLOAT_TILE_TOKENS = 4 };
 
-static inline __attribute__((always_inline)) void float_tile_body(const uint8_t *w, size_t w_stride,
-                                                                  const uint8_t *act, size_t act_stride, int64_t n,
-                                                                  float *y, size_t y_stride, int R, int T,
-                                                                  float_kind kind) {
+static inline __attribute__((always_inline)) void float_tile_body(const uint8_t *w, size_t w_stride, const uint8_t *act,
+                                                                  size_t act_stride, int64_t n, float *y,
+                                                                  size_t y_stride, int R, int T, float_kind kind) {
     float32x4_t acc0[FLOAT_TILE_ROWS][FLOAT_TILE_TOKENS], acc1[FLOAT_TILE_ROWS][FLOAT_TILE_TOKENS];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc0[r][t] = acc1[r][t] = vdupq_n_f32(0);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8)
         for (int r = 0; r < R; r++) {
-            float32x4_t w0 = load_w4(w + (size_t)r * w_stride, i, kind), w1 = load_w4(w + (size_t)r * w_stride, i + 4, kind);
+            float32x4_t w0 = load_w4(w + (size_t)r * w_stride, i, kind),
+                        w1 = load_w4(w + (size_t)r * w_stride, i + 4, kind);
             for (int t = 0; t < T; t++) {
                 const float *x = (const float *)(const void *)(act + (size_t)t * act_stride);
                 acc0[r][t] = vfmaq_f32(acc0[r][t], w0, vld1q_f32(x + i));
@@ -92,10 +92,18 @@ static inline __attribute__((always_inline)) void float_tile_body(const uint8_t 
     static void tile_##name##_f32(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,       \
                                   size_t ys, int rows, int tokens) {                                                   \
         switch (tokens) {                                                                                              \
-        case 1: float_tile_body(w, ws, a, as, n, y, ys, rows, 1, kind); break;                                         \
-        case 2: float_tile_body(w, ws, a, as, n, y, ys, rows, 2, kind); break;                                         \
-        case 3: float_tile_body(w, ws, a, as, n, y, ys, rows, 3, kind); break;                                         \
-        default: float_tile_body(w, ws, a, as, n, y, ys, rows, 4, kind); break;                                        \
+        case 1:                                                                                                        \
+            float_tile_body(w, ws, a, as, n, y, ys, rows, 1, kind);                                                    \
+            break;                                                                                                     \
+        case 2:                                                                                                        \
+            float_tile_body(w, ws, a, as, n, y, ys, rows, 2, kind);                                                    \
+            break;                                                                                                     \
+        case 3:                                                                                                        \
+            float_tile_body(w, ws, a, as, n, y, ys, rows, 3, kind);                                                    \
+            break;                                                                                                     \
+        default:                                                                                                       \
+            float_tile_body(w, ws, a, as, n, y, ys, rows, 4, kind);                                                    \
+            break;                                                                                                     \
         }                                                                                                              \
     }
 FLOAT_TYPE(f32, FW_F32)
@@ -240,7 +248,8 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
             dot_four_steps(sum, (const int8x16_t(*)[2])steps, vld1q_s8((const int8_t *)a));
             dot_four_steps(sum, (const int8x16_t(*)[2])(steps + 4), vld1q_s8((const int8_t *)(a + 16)));
             for (int h = 0; h < 2; h++) {
-                acc[t][h] = vfmaq_f32(acc[t][h], vmulq_f32(vcvtq_f32_s32(sum[h]), dw[h]), vdupq_n_f32(load_f32(a + QK)));
+                acc[t][h] =
+                    vfmaq_f32(acc[t][h], vmulq_f32(vcvtq_f32_s32(sum[h]), dw[h]), vdupq_n_f32(load_f32(a + QK)));
                 if (has_min) acc[t][h] = vfmaq_f32(acc[t][h], mw[h], vdupq_n_f32(load_f32(a + QK + 4)));
             }
         }
@@ -277,10 +286,18 @@ static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w
                                   size_t ys, int rows, int tokens) {                                                   \
         (void)w_stride;                                                                                                \
         switch (tokens) {                                                                                              \
-        case 1: group_tile_body(w, a, as, n, y, ys, rows, 1, kind); break;                                             \
-        case 2: group_tile_body(w, a, as, n, y, ys, rows, 2, kind); break;                                             \
-        case 3: group_tile_body(w, a, as, n, y, ys, rows, 3, kind); break;                                             \
-        default: group_tile_body(w, a, as, n, y, ys, rows, 4, kind); break;                                            \
+        case 1:                                                                                                        \
+            group_tile_body(w, a, as, n, y, ys, rows, 1, kind);                                                        \
+            break;                                                                                                     \
+        case 2:                                                                                                        \
+            group_tile_body(w, a, as, n, y, ys, rows, 2, kind);                                                        \
+            break;                                                                                                     \
+        case 3:                                                                                                        \
+            group_tile_body(w, a, as, n, y, ys, rows, 3, kind);                                                        \
+            break;                                                                                                     \
+        default:                                                                                                       \
+            group_tile_body(w, a, as, n, y, ys, rows, 4, kind);                                                        \
+            break;                                                                                                     \
         }                                                                                                              \
     }
 LEGACY_TYPE(q4_0, G8_Q4_0)
@@ -295,7 +312,6 @@ _Static_assert(GROUP_TOKENS == 4, "tile_group_* switch over 1..4 tokens");
  * ---------------------------------------------------------------------------------------------------------- */
 
 enum { QK_K = 256, Q8_K_BYTES = 292 };
-
 
 static inline int16_t q8k_bsum(const uint8_t *y, int i) {
     int16_t s;
@@ -412,7 +428,8 @@ static inline int32x4_t k_lane_scale(const uint32x4_t w[4], g8_k_kind kind, int 
         uint32x4_t byte = SHR(w[j / 4], 8 * (j % 4));
         return vreinterpretq_s32_u32(vandq_u32(min ? vshrq_n_u32(byte, 4) : byte, m4));
     }
-    case G8_Q6_K: return vshrq_n_s32(vreinterpretq_s32_u32(vshlq_u32(w[j / 4], vdupq_n_s32(24 - 8 * (j % 4)))), 24);
+    case G8_Q6_K:
+        return vshrq_n_s32(vreinterpretq_s32_u32(vshlq_u32(w[j / 4], vdupq_n_s32(24 - 8 * (j % 4)))), 24);
     case G8_Q3_K: {
         uint32x4_t low = vandq_u32(SHR(w[(j % 8) / 4], 8 * (j % 4) + 4 * (j / 8)), m4);
         uint32x4_t high = vandq_u32(SHR(w[2], 8 * (j % 4) + 2 * (j / 4)), m2);
@@ -438,7 +455,8 @@ static inline int8x16_t k_step_levels(const uint8_t *lv, g8_k_kind kind, int i, 
         bits = 4;
     }
     if (l->plane2 >= 0) {
-        uint8x16_t two = vandq_u8(shr_u8(vld1q_u8(lv + l->plane2 + G8_STEP * (i / 4) + 16 * h), 2 * (i % 4)), vdupq_n_u8(3));
+        uint8x16_t two =
+            vandq_u8(shr_u8(vld1q_u8(lv + l->plane2 + G8_STEP * (i / 4) + 16 * h), 2 * (i % 4)), vdupq_n_u8(3));
         level = vorrq_u8(level, vshlq_u8(two, vdupq_n_s8((int8_t)bits)));
         bits += 2;
     }
@@ -466,7 +484,8 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
             for (int h = 0; h < 2; h++) total[t][h] = off[t][h] = mins[t][h] = vdupq_n_s32(0);
         for (int h = 0; h < 2; h++) {
             uint32x4_t sw[4];
-            for (int k = 0; k < l->n_words; k++) sw[k] = vld1q_u32((const uint32_t *)(const void *)(words + 4 * G8_ROWS * k + 16 * h));
+            for (int k = 0; k < l->n_words; k++)
+                sw[k] = vld1q_u32((const uint32_t *)(const void *)(words + 4 * G8_ROWS * k + 16 * h));
             for (int j = 0; j < 16; j++) { /* sub-block of 16: steps 4j .. 4j + 3, activations 16j .. 16j + 15 */
                 int8x16_t st[4];
                 for (int q = 0; q < 4; q++) st[q] = k_step_levels(lv, kind, 4 * j + q, h);
@@ -526,15 +545,23 @@ static inline __attribute__((always_inline)) float k_row_dot(const uint8_t *x, c
 }
 
 #define K_TYPE(name, kind)                                                                                             \
-    static float dot_group_row_##name(const void *x, const void *a, int64_t n) { return k_row_dot(x, a, n, kind); }   \
+    static float dot_group_row_##name(const void *x, const void *a, int64_t n) { return k_row_dot(x, a, n, kind); }    \
     static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
                                   size_t ys, int rows, int tokens) {                                                   \
         (void)w_stride;                                                                                                \
         switch (tokens) {                                                                                              \
-        case 1: k_group_tile_body(w, a, as, n, y, ys, rows, 1, kind); break;                                           \
-        case 2: k_group_tile_body(w, a, as, n, y, ys, rows, 2, kind); break;                                           \
-        case 3: k_group_tile_body(w, a, as, n, y, ys, rows, 3, kind); break;                                           \
-        default: k_group_tile_body(w, a, as, n, y, ys, rows, 4, kind); break;                                          \
+        case 1:                                                                                                        \
+            k_group_tile_body(w, a, as, n, y, ys, rows, 1, kind);                                                      \
+            break;                                                                                                     \
+        case 2:                                                                                                        \
+            k_group_tile_body(w, a, as, n, y, ys, rows, 2, kind);                                                      \
+            break;                                                                                                     \
+        case 3:                                                                                                        \
+            k_group_tile_body(w, a, as, n, y, ys, rows, 3, kind);                                                      \
+            break;                                                                                                     \
+        default:                                                                                                       \
+            k_group_tile_body(w, a, as, n, y, ys, rows, 4, kind);                                                      \
+            break;                                                                                                     \
         }                                                                                                              \
     }
 K_TYPE(q2_K, G8_Q2_K)
@@ -559,8 +586,8 @@ static tnd_cpu_dot float_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile) {
 }
 
 /* A quantized type over packed groups; rows left unpacked take the dot, one at a time. */
-static tnd_cpu_dot group_entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_dot_fn dot, tnd_tile_fn tile_packed,
-                               size_t block_bytes, void (*transform)(uint8_t *, int, size_t)) {
+static tnd_cpu_dot group_entry(tnd_type act_type, tnd_from_float_fn quantize, tnd_vec_dot_fn dot,
+                               tnd_tile_fn tile_packed, size_t block_bytes, void (*transform)(uint8_t *, int, size_t)) {
     tnd_cpu_dot e = {.act_type = act_type,
                      .quantize_act = quantize,
                      .dot = dot,

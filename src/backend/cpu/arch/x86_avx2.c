@@ -59,10 +59,9 @@ static inline float load_w1(const void *w, int64_t i, float_kind kind) {
  * so a row's result does not depend on the tile it was computed in. */
 enum { FLOAT_TILE_ROWS = 1, FLOAT_TILE_TOKENS = 4 };
 
-static inline __attribute__((always_inline)) void float_tile_body(const uint8_t *w, size_t w_stride,
-                                                                  const uint8_t *act, size_t act_stride, int64_t n,
-                                                                  float *y, size_t y_stride, int R, int T,
-                                                                  float_kind kind) {
+static inline __attribute__((always_inline)) void float_tile_body(const uint8_t *w, size_t w_stride, const uint8_t *act,
+                                                                  size_t act_stride, int64_t n, float *y,
+                                                                  size_t y_stride, int R, int T, float_kind kind) {
     __m256 acc0[FLOAT_TILE_ROWS][FLOAT_TILE_TOKENS], acc1[FLOAT_TILE_ROWS][FLOAT_TILE_TOKENS];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc0[r][t] = acc1[r][t] = _mm256_setzero_ps();
@@ -98,10 +97,18 @@ static inline __attribute__((always_inline)) void float_tile_body(const uint8_t 
     static void tile_##name##_f32(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,       \
                                   size_t ys, int rows, int tokens) {                                                   \
         switch (tokens) {                                                                                              \
-        case 1: float_tile_body(w, ws, a, as, n, y, ys, rows, 1, kind); break;                                         \
-        case 2: float_tile_body(w, ws, a, as, n, y, ys, rows, 2, kind); break;                                         \
-        case 3: float_tile_body(w, ws, a, as, n, y, ys, rows, 3, kind); break;                                         \
-        default: float_tile_body(w, ws, a, as, n, y, ys, rows, 4, kind); break;                                        \
+        case 1:                                                                                                        \
+            float_tile_body(w, ws, a, as, n, y, ys, rows, 1, kind);                                                    \
+            break;                                                                                                     \
+        case 2:                                                                                                        \
+            float_tile_body(w, ws, a, as, n, y, ys, rows, 2, kind);                                                    \
+            break;                                                                                                     \
+        case 3:                                                                                                        \
+            float_tile_body(w, ws, a, as, n, y, ys, rows, 3, kind);                                                    \
+            break;                                                                                                     \
+        default:                                                                                                       \
+            float_tile_body(w, ws, a, as, n, y, ys, rows, 4, kind);                                                    \
+            break;                                                                                                     \
         }                                                                                                              \
     }
 FLOAT_TYPE(f32, FW_F32)
@@ -234,7 +241,8 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
         const uint8_t *lv = w + g8_levels_at(kind);
         __m256i sum[GROUP_TOKENS];
         for (int t = 0; t < T; t++)
-            sum[t] = _mm256_set1_epi32(has_min ? 0 : load_i32(act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES + QK + 4));
+            sum[t] = _mm256_set1_epi32(
+                has_min ? 0 : load_i32(act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES + QK + 4));
         __m256i plane = has_fifth ? load256(lv + 4 * G8_STEP) : _mm256_setzero_si256();
         for (int s = 0; s < 4; s++) { /* steps 2s and 2s + 1 */
             __m256i lo, hi;
@@ -251,7 +259,8 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
                 }
             }
             for (int t = 0; t < T; t++)
-                sum[t] = _mm256_add_epi32(sum[t], steps_dot(lo, hi, act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES, s, kind));
+                sum[t] = _mm256_add_epi32(
+                    sum[t], steps_dot(lo, hi, act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES, s, kind));
         }
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)w));
         __m256 mw = has_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * G8_ROWS)))
@@ -271,8 +280,8 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
 /* Bit e of `bits` at bit 4 of byte e, other bits cleared. */
 static inline __m256i fifth_bits(uint32_t bits) {
     __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
-                                    _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2,
-                                                     2, 3, 3, 3, 3, 3, 3, 3, 3));
+                                    _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2,
+                                                     2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
     v = _mm256_or_si256(v, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe)); /* every bit but bit e % 8 set */
     return _mm256_and_si256(_mm256_cmpeq_epi8(v, _mm256_set1_epi64x(-1)), _mm256_set1_epi8(0x10));
 }
@@ -290,11 +299,14 @@ static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w
             products = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q));
         } else {
             __m128i packed = _mm_loadu_si128((const __m128i *)(const void *)(w + g8_file_nibbles_at(kind)));
-            __m256i levels = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0f));
-            if (g8_has_fifth(kind)) levels = _mm256_or_si256(levels, fifth_bits((uint32_t)load_i32(w + g8_file_nibbles_at(kind) - 4)));
+            __m256i levels =
+                _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0f));
+            if (g8_has_fifth(kind))
+                levels = _mm256_or_si256(levels, fifth_bits((uint32_t)load_i32(w + g8_file_nibbles_at(kind) - 4)));
             products = _mm256_maddubs_epi16(levels, a);
         }
-        int32_t sum = (has_min ? 0 : load_i32(act + QK + 4)) + hsum256_epi32(_mm256_madd_epi16(products, _mm256_set1_epi16(1)));
+        int32_t sum =
+            (has_min ? 0 : load_i32(act + QK + 4)) + hsum256_epi32(_mm256_madd_epi16(products, _mm256_set1_epi16(1)));
         acc = fmaf((float)sum * fp16_load(w), load_f32(act + QK), acc);
         if (has_min) acc = fmaf(fp16_load(w + 2), load_f32(act + QK + 4), acc);
     }
@@ -307,10 +319,18 @@ static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w
                                   size_t ys, int rows, int tokens) {                                                   \
         (void)w_stride;                                                                                                \
         switch (tokens) {                                                                                              \
-        case 1: group_tile_body(w, a, as, n, y, ys, rows, 1, kind); break;                                             \
-        case 2: group_tile_body(w, a, as, n, y, ys, rows, 2, kind); break;                                             \
-        case 3: group_tile_body(w, a, as, n, y, ys, rows, 3, kind); break;                                             \
-        default: group_tile_body(w, a, as, n, y, ys, rows, 4, kind); break;                                            \
+        case 1:                                                                                                        \
+            group_tile_body(w, a, as, n, y, ys, rows, 1, kind);                                                        \
+            break;                                                                                                     \
+        case 2:                                                                                                        \
+            group_tile_body(w, a, as, n, y, ys, rows, 2, kind);                                                        \
+            break;                                                                                                     \
+        case 3:                                                                                                        \
+            group_tile_body(w, a, as, n, y, ys, rows, 3, kind);                                                        \
+            break;                                                                                                     \
+        default:                                                                                                       \
+            group_tile_body(w, a, as, n, y, ys, rows, 4, kind);                                                        \
+            break;                                                                                                     \
         }                                                                                                              \
     }
 LEGACY_TYPE(q4_0, G8_Q4_0)
@@ -442,14 +462,15 @@ static inline __attribute__((always_inline)) void k_row_ints(const uint8_t *x, c
     for (int c = 0; c < 8; c++) {
         /* scales 2c and 2c + 1, each over its 8 lanes (the int16 sums of bytes 0-15, then 16-31) */
         __m256i pair = _mm256_permutevar8x32_epi32(s.scale, _mm256_set1_epi32(c));
-        __m256i scales = _mm256_shuffle_epi8(pair, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2, 3,
-                                                                    2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
+        __m256i scales = _mm256_shuffle_epi8(pair, _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 2,
+                                                                    3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3, 2, 3));
         acc = _mm256_add_epi32(acc, scaled_dot_u8(k_levels(x, kind, c), load256(y + 4 + 32 * c), scales));
     }
     __m256i bsums = load256(y + 4 + QK_K);
     /* the level offset comes back through the activations' sums of 16, as do the mins */
     if (g8_k_offset[kind])
-        acc = _mm256_sub_epi32(acc, _mm256_mullo_epi32(_mm256_madd_epi16(s.scale, bsums), _mm256_set1_epi32(g8_k_offset[kind])));
+        acc = _mm256_sub_epi32(
+            acc, _mm256_mullo_epi32(_mm256_madd_epi16(s.scale, bsums), _mm256_set1_epi32(g8_k_offset[kind])));
     *total = hsum256_epi32(acc);
     *mins = g8_k_has_min(kind) ? hsum256_epi32(_mm256_madd_epi16(s.min, bsums)) : 0;
 }
@@ -465,13 +486,13 @@ static inline __m256i k_step_levels(const uint8_t *lv, g8_k_kind kind, int i) {
     __m256i level = _mm256_setzero_si256();
     int bits = 0;
     if (l->nibbles >= 0) {
-        level = _mm256_and_si256(shr16(load256(lv + l->nibbles + G8_STEP * (i / 2)), 4 * (i % 2)),
-                                 _mm256_set1_epi8(0x0f));
+        level =
+            _mm256_and_si256(shr16(load256(lv + l->nibbles + G8_STEP * (i / 2)), 4 * (i % 2)), _mm256_set1_epi8(0x0f));
         bits = 4;
     }
     if (l->plane2 >= 0) {
-        __m256i two = _mm256_and_si256(shr16(load256(lv + l->plane2 + G8_STEP * (i / 4)), 2 * (i % 4)),
-                                       _mm256_set1_epi8(0x03));
+        __m256i two =
+            _mm256_and_si256(shr16(load256(lv + l->plane2 + G8_STEP * (i / 4)), 2 * (i % 4)), _mm256_set1_epi8(0x03));
         level = _mm256_or_si256(level, bits ? _mm256_slli_epi16(two, 4) : two); /* bits 4-5 stay in their byte */
         bits += 2;
     }
@@ -490,7 +511,8 @@ static inline __m256i k_lane_scale(const __m256i w[4], g8_k_kind kind, int j, bo
         __m256i byte = shr32(w[j / 4], 8 * (j % 4));
         return _mm256_and_si256(min ? _mm256_srli_epi32(byte, 4) : byte, m4);
     }
-    case G8_Q6_K: return _mm256_srai_epi32(shl32(w[j / 4], 24 - 8 * (j % 4)), 24);
+    case G8_Q6_K:
+        return _mm256_srai_epi32(shl32(w[j / 4], 24 - 8 * (j % 4)), 24);
     case G8_Q3_K: {
         __m256i low = _mm256_and_si256(shr32(w[(j % 8) / 4], 8 * (j % 4) + 4 * (j / 8)), m4);
         __m256i high = _mm256_and_si256(shr32(w[2], 8 * (j % 4) + 2 * (j / 4)), m2);
@@ -548,8 +570,9 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
                 min_pairs[j / 2] = int16_pair(k_lane_scale(sw, kind, j, true), k_lane_scale(sw, kind, j + 1, true));
         }
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)w));
-        __m256 dmin = g8_k_has_min(kind) ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * G8_ROWS)))
-                                      : _mm256_setzero_ps();
+        __m256 dmin = g8_k_has_min(kind)
+                          ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * G8_ROWS)))
+                          : _mm256_setzero_ps();
         for (int t = 0; t < T; t++) {
             const uint8_t *ya = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES;
             __m256i off = _mm256_setzero_si256(), mins = _mm256_setzero_si256();
@@ -562,7 +585,8 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
                 total[t] = _mm256_sub_epi32(total[t], _mm256_mullo_epi32(off, _mm256_set1_epi32(g8_k_offset[kind])));
             __m256 dy = _mm256_set1_ps(q8k_d(ya));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[t]), _mm256_mul_ps(d, dy), acc[t]);
-            if (g8_k_has_min(kind)) acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(dmin, dy), acc[t]);
+            if (g8_k_has_min(kind))
+                acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(dmin, dy), acc[t]);
         }
     }
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -585,15 +609,23 @@ static inline __attribute__((always_inline)) float k_row_dot(const uint8_t *x, c
 }
 
 #define K_TYPE(name, kind)                                                                                             \
-    static float dot_group_row_##name(const void *x, const void *a, int64_t n) { return k_row_dot(x, a, n, kind); }   \
+    static float dot_group_row_##name(const void *x, const void *a, int64_t n) { return k_row_dot(x, a, n, kind); }    \
     static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
                                   size_t ys, int rows, int tokens) {                                                   \
         (void)w_stride;                                                                                                \
         switch (tokens) {                                                                                              \
-        case 1: k_group_tile_body(w, a, as, n, y, ys, rows, 1, kind); break;                                           \
-        case 2: k_group_tile_body(w, a, as, n, y, ys, rows, 2, kind); break;                                           \
-        case 3: k_group_tile_body(w, a, as, n, y, ys, rows, 3, kind); break;                                           \
-        default: k_group_tile_body(w, a, as, n, y, ys, rows, 4, kind); break;                                          \
+        case 1:                                                                                                        \
+            k_group_tile_body(w, a, as, n, y, ys, rows, 1, kind);                                                      \
+            break;                                                                                                     \
+        case 2:                                                                                                        \
+            k_group_tile_body(w, a, as, n, y, ys, rows, 2, kind);                                                      \
+            break;                                                                                                     \
+        case 3:                                                                                                        \
+            k_group_tile_body(w, a, as, n, y, ys, rows, 3, kind);                                                      \
+            break;                                                                                                     \
+        default:                                                                                                       \
+            k_group_tile_body(w, a, as, n, y, ys, rows, 4, kind);                                                      \
+            break;                                                                                                     \
         }                                                                                                              \
     }
 K_TYPE(q2_K, G8_Q2_K)
