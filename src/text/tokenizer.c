@@ -446,11 +446,11 @@ static tnd_status encode_text(tnd_tokenizer *t, tnd_tok_scratch *sc, const char 
     return tnd_bpe_encode(t, sc, text, len, out);
 }
 
-/* Whether marks[at .. at + n) are all set. */
-static bool all_marked(const uint8_t *marks, size_t at, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!marks[at + i]) return false;
-    return true;
+/* How many bytes from `at` are marked, at most `n`. */
+static size_t marked_run(const uint8_t *marks, size_t at, size_t n) {
+    size_t k = 0;
+    while (k < n && marks[at + k]) k++;
+    return k;
 }
 
 /* Splits the text at special tokens (leftmost match first, then the longest) and encodes the stretches between.
@@ -465,11 +465,16 @@ static tnd_status encode_all(tnd_tokenizer *t, tnd_tok_scratch *sc, const char *
     if (t->trie_count > 0) {
         for (size_t i = 0; i < len;) {
             size_t match_len = 0;
-            bool here = parse_special && (!marks || marks[i]);
-            int32_t id =
-                (t->special_first[s[i]] & (here ? 3 : 1)) ? match_special(t, s + i, len - i, here, &match_len) : -1;
-            if (id >= 0 && marks && t->type[id] != TND_TOKEN_TYPE_USER_DEFINED && !all_marked(marks, i, match_len))
-                id = (t->special_first[s[i]] & 1) ? match_special(t, s + i, len - i, false, &match_len) : -1;
+            int32_t id = -1;
+            if (!marks || !parse_special) {
+                if (t->special_first[s[i]] & (parse_special ? 3 : 1))
+                    id = match_special(t, s + i, len - i, parse_special, &match_len);
+            } else if (t->special_first[s[i]]) { /* control tokens within the marked run, user-defined anywhere */
+                size_t run = marked_run(marks, i, len - i), user_len = 0;
+                int32_t user = match_special(t, s + i, len - i, false, &user_len);
+                id = run ? match_special(t, s + i, run, true, &match_len) : -1;
+                if (user >= 0 && (id < 0 || user_len > match_len)) id = user, match_len = user_len;
+            }
             if (id < 0) {
                 i++;
                 continue;
