@@ -6,6 +6,7 @@
 
 #include "gguf/gguf.h"
 #include "tandem.h"
+#include "text/tokenizer.h"
 
 #include <stdbool.h>
 #include <stdio.h>
@@ -1278,9 +1279,41 @@ static tnd_status write_marker_vocab(const char *path) {
     return st;
 }
 
+/* Marked encoding at the edge of the format's text: "<|assistant|>" and "<|assistant|>\n" are both control tokens of
+ * the marker vocabulary; the longer one is taken only where all of it was written by the format. */
+static void test_marked_edges(const char *vocab) {
+    tnd_model *m = NULL;
+    tnd_tokenizer *tok = NULL;
+    if (!CHECK_OK(tnd_model_open(vocab, NULL, &m)) || !CHECK_OK(tnd_tokenizer_init(m, &tok))) {
+        tnd_model_close(m);
+        return;
+    }
+    static const char text[] = "<|assistant|>\nhi";
+    const size_t len = sizeof text - 1, marker = strlen("<|assistant|>");
+    int32_t short_id = tnd_tokenizer_find(tok, "<|assistant|>", marker);
+    int32_t long_id = tnd_tokenizer_find(tok, "<|assistant|>\n", marker + 1);
+    uint8_t marks[sizeof text] = {0};
+    int32_t ids[64];
+    for (int marked = 0; marked <= 2; marked++) { /* nothing, the short marker, the long one */
+        memset(marks, 0, sizeof marks);
+        size_t n_marked = marked == 0 ? 0 : marked == 1 ? marker : marker + 1;
+        memset(marks, 1, n_marked);
+        int32_t n = tnd_tokenizer_encode_marked(tok, text, len, marks, TND_TOKENIZE_PARSE_SPECIAL, ids, 64);
+        int want = marked == 0 ? -1 : marked == 1 ? short_id : long_id;
+        bool has_control = false;
+        for (int32_t i = 0; i < n; i++) has_control |= ids[i] == short_id || ids[i] == long_id;
+        CHECK(n > 0 && short_id >= 0 && long_id >= 0 && (want < 0 ? !has_control : ids[0] == want));
+    }
+    tnd_tokenizer_free(tok);
+    tnd_model_close(m);
+}
+
 int main(void) {
     static const char marker_vocab[] = "test_chat_template_vocab.gguf";
-    if (CHECK_OK(write_marker_vocab(marker_vocab))) test_no_forged_control_tokens(marker_vocab, true);
+    if (CHECK_OK(write_marker_vocab(marker_vocab))) {
+        test_no_forged_control_tokens(marker_vocab, true);
+        test_marked_edges(marker_vocab);
+    }
     remove(marker_vocab);
     test_no_forged_control_tokens(tnd_fixture("models/qwen2-tiny-q8_0.gguf"), false);
     test_no_forged_control_tokens(tnd_fixture("models/llama3-tiny-q8_0.gguf"), false);
