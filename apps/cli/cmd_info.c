@@ -462,7 +462,7 @@ static void print_kernel_table(const tnd_model *m) {
         tnd_type type;
         int count;
     } g[GROUPS_MAX];
-    int n_groups = 0;
+    int n_groups = 0, dropped = 0;
     bool tied = true;
     for (int64_t i = 0; i < tnd_model_tensor_count(m); i++) {
         tnd_tensor_info t;
@@ -477,7 +477,10 @@ static void print_kernel_table(const tnd_model *m) {
         int k = 0;
         while (k < n_groups && (g[k].type != t.type || strcmp(g[k].role, role))) k++;
         if (k == n_groups) {
-            if (n_groups == GROUPS_MAX) continue;
+            if (n_groups == GROUPS_MAX) {
+                dropped++;
+                continue;
+            }
             snprintf(g[k].role, sizeof g[k].role, "%s", role);
             g[k].type = t.type;
             g[k].count = 0;
@@ -496,6 +499,7 @@ static void print_kernel_table(const tnd_model *m) {
         printf("  %-22s  %5d  %-7s  %s%s\n", g[k].role, g[k].count, type ? type : "?", desc,
                !strcmp(g[k].role, "token_embd.weight") && tied ? " (tied: also the output head)" : "");
     }
+    if (dropped) printf("  (%d more matrices in groups beyond the first %d, not listed)\n", dropped, GROUPS_MAX);
 }
 
 /* Prints the text description; false when memory ran out (rows would be missing). */

@@ -16,6 +16,19 @@ enum { TND_CPU_TILE_MAX = 32 }; /* the largest tile_rows and tile_tokens of any 
 typedef void (*tnd_tile_fn)(const uint8_t *w, size_t w_stride, const uint8_t *act, size_t act_stride, int64_t n,
                             float *y, size_t y_stride, int rows, int tokens);
 
+/* Calls BODY(args..., T) for the tile's token count T (1..TND_CPU_TOKENS_MAX) as a constant, so that an always-inline
+ * tile body is compiled for each count (its accumulators in registers) rather than for a count known at run time. */
+enum { TND_CPU_TOKENS_MAX = 4 };
+#define TND_CPU_FOR_TOKENS(tokens, BODY, ...)                                                                          \
+    do {                                                                                                               \
+        switch (tokens) {                                                                                              \
+        case 1: BODY(__VA_ARGS__, 1); break;                                                                           \
+        case 2: BODY(__VA_ARGS__, 2); break;                                                                           \
+        case 3: BODY(__VA_ARGS__, 3); break;                                                                           \
+        default: BODY(__VA_ARGS__, 4); break;                                                                          \
+        }                                                                                                              \
+    } while (0)
+
 /* A kernel may keep its activations in a layout of its own (act_type's values, plus what every weight row would
  * otherwise recompute): these give that layout's row size and decode it. */
 typedef size_t (*tnd_act_bytes_fn)(int64_t n);

@@ -18,7 +18,7 @@
 
 enum {
     QK = G8_QK,
-    GROUP_TOKENS = 4 /* the most tokens of a group tile */
+    GROUP_TOKENS = TND_CPU_TOKENS_MAX /* the most tokens of a group tile */
 };
 
 static inline float fp16_load(const uint8_t *p) {
@@ -51,11 +51,11 @@ static inline float load_w1(const void *w, int64_t i, float_kind kind) {
 
 /* Float weights against float activations: R rows x T tokens, two accumulators per pair over steps of 8 (then one
  * step of 4, then single elements), as x86_avx2.c does with 16 and 8. The dot is the 1 x 1 instance. */
-enum { FLOAT_TILE_ROWS = 1, FLOAT_TILE_TOKENS = 4 };
+enum { FLOAT_TILE_ROWS = 1, FLOAT_TILE_TOKENS = TND_CPU_TOKENS_MAX };
 
 static inline __attribute__((always_inline)) void float_tile_body(const uint8_t *w, size_t w_stride, const uint8_t *act,
                                                                   size_t act_stride, int64_t n, float *y,
-                                                                  size_t y_stride, int R, int T, float_kind kind) {
+                                                                  size_t y_stride, int R, float_kind kind, int T) {
     float32x4_t acc0[FLOAT_TILE_ROWS][FLOAT_TILE_TOKENS], acc1[FLOAT_TILE_ROWS][FLOAT_TILE_TOKENS];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc0[r][t] = acc1[r][t] = vdupq_n_f32(0);
@@ -86,30 +86,16 @@ static inline __attribute__((always_inline)) void float_tile_body(const uint8_t 
 #define FLOAT_TYPE(name, kind)                                                                                         \
     static float dot_##name##_f32(const void *x, const void *a, int64_t n) {                                           \
         float y;                                                                                                       \
-        float_tile_body(x, 0, a, 0, n, &y, 0, 1, 1, kind);                                                             \
+        float_tile_body(x, 0, a, 0, n, &y, 0, 1, kind, 1);                                                             \
         return y;                                                                                                      \
     }                                                                                                                  \
     static void tile_##name##_f32(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,       \
                                   size_t ys, int rows, int tokens) {                                                   \
-        switch (tokens) {                                                                                              \
-        case 1:                                                                                                        \
-            float_tile_body(w, ws, a, as, n, y, ys, rows, 1, kind);                                                    \
-            break;                                                                                                     \
-        case 2:                                                                                                        \
-            float_tile_body(w, ws, a, as, n, y, ys, rows, 2, kind);                                                    \
-            break;                                                                                                     \
-        case 3:                                                                                                        \
-            float_tile_body(w, ws, a, as, n, y, ys, rows, 3, kind);                                                    \
-            break;                                                                                                     \
-        default:                                                                                                       \
-            float_tile_body(w, ws, a, as, n, y, ys, rows, 4, kind);                                                    \
-            break;                                                                                                     \
-        }                                                                                                              \
+        TND_CPU_FOR_TOKENS(tokens, float_tile_body, w, ws, a, as, n, y, ys, rows, kind);                               \
     }
 FLOAT_TYPE(f32, FW_F32)
 FLOAT_TYPE(f16, FW_F16)
 FLOAT_TYPE(bf16, FW_BF16)
-_Static_assert(FLOAT_TILE_TOKENS == 4 && FLOAT_TILE_ROWS == 1, "tile_*_f32 switch over 1..4 tokens of one row");
 
 static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
@@ -117,12 +103,6 @@ static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, 
  * The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) over packed groups of 8 rows (layout and activations:
  * ../groups8.h). Levels and Q8_0 bytes are signed bytes to sdot as they are.
  * ---------------------------------------------------------------------------------------------------------- */
-
-static inline float load_f32(const uint8_t *p) {
-    float v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 static inline int32_t load_i32(const uint8_t *p) {
     int32_t v;
@@ -213,7 +193,7 @@ static inline uint8x16_t fifth_of_step(uint8x16_t plane, int i) {
 /* y[t * y_stride + r] for the first R rows of the group at w and T tokens; a lane's arithmetic as on AVX2. */
 static inline __attribute__((always_inline)) void group_tile_body(const uint8_t *w, const uint8_t *act,
                                                                   size_t act_stride, int64_t n, float *y,
-                                                                  size_t y_stride, int R, int T, g8_legacy_kind kind) {
+                                                                  size_t y_stride, int R, g8_legacy_kind kind, int T) {
     const size_t group_block = G8_ROWS * g8_legacy_bytes[kind];
     const bool has_min = g8_has_min(kind), has_fifth = g8_has_fifth(kind);
     float32x4_t acc[GROUP_TOKENS][2];
@@ -249,8 +229,8 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
             dot_four_steps(sum, (const int8x16_t(*)[2])(steps + 4), vld1q_s8((const int8_t *)(a + 16)));
             for (int h = 0; h < 2; h++) {
                 acc[t][h] =
-                    vfmaq_f32(acc[t][h], vmulq_f32(vcvtq_f32_s32(sum[h]), dw[h]), vdupq_n_f32(load_f32(a + QK)));
-                if (has_min) acc[t][h] = vfmaq_f32(acc[t][h], mw[h], vdupq_n_f32(load_f32(a + QK + 4)));
+                    vfmaq_f32(acc[t][h], vmulq_f32(vcvtq_f32_s32(sum[h]), dw[h]), vdupq_n_f32(tnd_block_f32(a + QK)));
+                if (has_min) acc[t][h] = vfmaq_f32(acc[t][h], mw[h], vdupq_n_f32(tnd_block_f32(a + QK + 4)));
             }
         }
     }
@@ -274,8 +254,8 @@ static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w
                                 vld1q_s8((const int8_t *)(act + 16)));
         /* the lane's levels . activations plus its start (minus the offset x their sum) is this sum of q . a */
         int32_t sum = vaddvq_s32(p);
-        acc = fmaf((float)sum * fp16_load(w), load_f32(act + QK), acc);
-        if (has_min) acc = fmaf(fp16_load(w + 2), load_f32(act + QK + 4), acc);
+        acc = fmaf((float)sum * fp16_load(w), tnd_block_f32(act + QK), acc);
+        if (has_min) acc = fmaf(fp16_load(w + 2), tnd_block_f32(act + QK + 4), acc);
     }
     return acc;
 }
@@ -285,27 +265,13 @@ static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w
     static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
                                   size_t ys, int rows, int tokens) {                                                   \
         (void)w_stride;                                                                                                \
-        switch (tokens) {                                                                                              \
-        case 1:                                                                                                        \
-            group_tile_body(w, a, as, n, y, ys, rows, 1, kind);                                                        \
-            break;                                                                                                     \
-        case 2:                                                                                                        \
-            group_tile_body(w, a, as, n, y, ys, rows, 2, kind);                                                        \
-            break;                                                                                                     \
-        case 3:                                                                                                        \
-            group_tile_body(w, a, as, n, y, ys, rows, 3, kind);                                                        \
-            break;                                                                                                     \
-        default:                                                                                                       \
-            group_tile_body(w, a, as, n, y, ys, rows, 4, kind);                                                        \
-            break;                                                                                                     \
-        }                                                                                                              \
+        TND_CPU_FOR_TOKENS(tokens, group_tile_body, w, a, as, n, y, ys, rows, kind);                                   \
     }
 LEGACY_TYPE(q4_0, G8_Q4_0)
 LEGACY_TYPE(q4_1, G8_Q4_1)
 LEGACY_TYPE(q5_0, G8_Q5_0)
 LEGACY_TYPE(q5_1, G8_Q5_1)
 LEGACY_TYPE(q8_0, G8_Q8_0)
-_Static_assert(GROUP_TOKENS == 4, "tile_group_* switch over 1..4 tokens");
 
 /* ------------------------------------------------------------------------------------------------------------
  * K types against Q8_K activations (f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_blocks.h
@@ -472,7 +438,7 @@ static inline int8x16_t k_step_levels(const uint8_t *lv, g8_k_kind kind, int i, 
  * sums of 16. The same integers and float steps as x86_avx2.c. */
 static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_t *w, const uint8_t *act,
                                                                     size_t act_stride, int64_t n, float *y,
-                                                                    size_t y_stride, int R, int T, g8_k_kind kind) {
+                                                                    size_t y_stride, int R, g8_k_kind kind, int T) {
     const g8_k_layout *l = &g8_k_layouts[kind];
     const size_t group_block = G8_ROWS * g8_k_bytes[kind];
     float32x4_t acc[GROUP_TOKENS][2];
@@ -513,7 +479,7 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
             dmin[1] = vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + 2 * G8_ROWS + 8)));
         }
         for (int t = 0; t < T; t++) {
-            float32x4_t dy = vdupq_n_f32(load_f32(act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES));
+            float32x4_t dy = vdupq_n_f32(tnd_block_f32(act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES));
             for (int h = 0; h < 2; h++) {
                 int32x4_t tot = vmlsq_s32(total[t][h], off[t][h], vdupq_n_s32(g8_k_offset[kind]));
                 acc[t][h] = vfmaq_f32(acc[t][h], vcvtq_f32_s32(tot), vmulq_f32(d[h], dy));
@@ -537,7 +503,7 @@ static inline __attribute__((always_inline)) float k_row_dot(const uint8_t *x, c
     for (int64_t b = 0; b < n / QK_K; b++, x += g8_k_bytes[kind], y += Q8_K_BYTES) {
         int32_t total, mins;
         k_row_ints(x, y, kind, &total, &mins);
-        float dy = load_f32(y), d = fp16_load(x + g8_k_layouts[kind].d);
+        float dy = tnd_block_f32(y), d = fp16_load(x + g8_k_layouts[kind].d);
         acc = fmaf((float)total, d * dy, acc);
         if (g8_k_has_min(kind)) acc = fmaf(-(float)mins, fp16_load(x + g8_k_layouts[kind].dmin) * dy, acc);
     }
@@ -549,20 +515,7 @@ static inline __attribute__((always_inline)) float k_row_dot(const uint8_t *x, c
     static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
                                   size_t ys, int rows, int tokens) {                                                   \
         (void)w_stride;                                                                                                \
-        switch (tokens) {                                                                                              \
-        case 1:                                                                                                        \
-            k_group_tile_body(w, a, as, n, y, ys, rows, 1, kind);                                                      \
-            break;                                                                                                     \
-        case 2:                                                                                                        \
-            k_group_tile_body(w, a, as, n, y, ys, rows, 2, kind);                                                      \
-            break;                                                                                                     \
-        case 3:                                                                                                        \
-            k_group_tile_body(w, a, as, n, y, ys, rows, 3, kind);                                                      \
-            break;                                                                                                     \
-        default:                                                                                                       \
-            k_group_tile_body(w, a, as, n, y, ys, rows, 4, kind);                                                      \
-            break;                                                                                                     \
-        }                                                                                                              \
+        TND_CPU_FOR_TOKENS(tokens, k_group_tile_body, w, a, as, n, y, ys, rows, kind);                                 \
     }
 K_TYPE(q2_K, G8_Q2_K)
 K_TYPE(q3_K, G8_Q3_K)

@@ -57,11 +57,11 @@ static inline float load_w1(const void *w, int64_t i, float_kind kind) {
 /* Float weights against float activations: R rows x T tokens, two accumulators per pair over steps of 16 (then one
  * step of 8, then single elements); each weight step widened once for the T tokens. The dot is the 1 x 1 instance,
  * so a row's result does not depend on the tile it was computed in. */
-enum { FLOAT_TILE_ROWS = 1, FLOAT_TILE_TOKENS = 4 };
+enum { FLOAT_TILE_ROWS = 1, FLOAT_TILE_TOKENS = TND_CPU_TOKENS_MAX };
 
 static inline __attribute__((always_inline)) void float_tile_body(const uint8_t *w, size_t w_stride, const uint8_t *act,
                                                                   size_t act_stride, int64_t n, float *y,
-                                                                  size_t y_stride, int R, int T, float_kind kind) {
+                                                                  size_t y_stride, int R, float_kind kind, int T) {
     __m256 acc0[FLOAT_TILE_ROWS][FLOAT_TILE_TOKENS], acc1[FLOAT_TILE_ROWS][FLOAT_TILE_TOKENS];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc0[r][t] = acc1[r][t] = _mm256_setzero_ps();
@@ -91,30 +91,16 @@ static inline __attribute__((always_inline)) void float_tile_body(const uint8_t 
 #define FLOAT_TYPE(name, kind)                                                                                         \
     static float dot_##name##_f32(const void *x, const void *a, int64_t n) {                                           \
         float y;                                                                                                       \
-        float_tile_body(x, 0, a, 0, n, &y, 0, 1, 1, kind);                                                             \
+        float_tile_body(x, 0, a, 0, n, &y, 0, 1, kind, 1);                                                             \
         return y;                                                                                                      \
     }                                                                                                                  \
     static void tile_##name##_f32(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,       \
                                   size_t ys, int rows, int tokens) {                                                   \
-        switch (tokens) {                                                                                              \
-        case 1:                                                                                                        \
-            float_tile_body(w, ws, a, as, n, y, ys, rows, 1, kind);                                                    \
-            break;                                                                                                     \
-        case 2:                                                                                                        \
-            float_tile_body(w, ws, a, as, n, y, ys, rows, 2, kind);                                                    \
-            break;                                                                                                     \
-        case 3:                                                                                                        \
-            float_tile_body(w, ws, a, as, n, y, ys, rows, 3, kind);                                                    \
-            break;                                                                                                     \
-        default:                                                                                                       \
-            float_tile_body(w, ws, a, as, n, y, ys, rows, 4, kind);                                                    \
-            break;                                                                                                     \
-        }                                                                                                              \
+        TND_CPU_FOR_TOKENS(tokens, float_tile_body, w, ws, a, as, n, y, ys, rows, kind);                               \
     }
 FLOAT_TYPE(f32, FW_F32)
 FLOAT_TYPE(f16, FW_F16)
 FLOAT_TYPE(bf16, FW_BF16)
-_Static_assert(FLOAT_TILE_TOKENS == 4 && FLOAT_TILE_ROWS == 1, "tile_*_f32 switch over 1..4 tokens of one row");
 
 static inline __m256 load_f16x8(const uint16_t *p) {
     return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)p));
@@ -136,7 +122,7 @@ static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, 
 
 enum {
     QK = G8_QK,
-    GROUP_TOKENS = 4 /* the most tokens of a tile */
+    GROUP_TOKENS = TND_CPU_TOKENS_MAX /* the most tokens of a tile */
 };
 
 static inline float fp16_load(const uint8_t *p) {
@@ -146,12 +132,6 @@ static inline float fp16_load(const uint8_t *p) {
 }
 
 static inline __m256i load256(const uint8_t *p) { return _mm256_loadu_si256((const __m256i *)(const void *)p); }
-
-static inline float load_f32(const uint8_t *p) {
-    float v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 static inline int32_t load_i32(const uint8_t *p) {
     int32_t v;
@@ -232,7 +212,7 @@ static inline __m256i steps_dot(__m256i lo, __m256i hi, const uint8_t *a, int s,
  * d (and for Q4_1/Q5_1 a multiply-add of the row's m with the activations' d * sum). */
 static inline __attribute__((always_inline)) void group_tile_body(const uint8_t *w, const uint8_t *act,
                                                                   size_t act_stride, int64_t n, float *y,
-                                                                  size_t y_stride, int R, int T, g8_legacy_kind kind) {
+                                                                  size_t y_stride, int R, g8_legacy_kind kind, int T) {
     const size_t group_block = G8_ROWS * g8_legacy_bytes[kind];
     const bool has_min = g8_has_min(kind), has_fifth = g8_has_fifth(kind);
     __m256 acc[GROUP_TOKENS];
@@ -267,9 +247,9 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
                             : _mm256_setzero_ps();
         for (int t = 0; t < T; t++) {
             const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES;
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[t]), dw), _mm256_set1_ps(load_f32(a + QK)),
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(sum[t]), dw), _mm256_set1_ps(tnd_block_f32(a + QK)),
                                      acc[t]);
-            if (has_min) acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(load_f32(a + QK + 4)), acc[t]);
+            if (has_min) acc[t] = _mm256_fmadd_ps(mw, _mm256_set1_ps(tnd_block_f32(a + QK + 4)), acc[t]);
         }
     }
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -307,8 +287,8 @@ static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w
         }
         int32_t sum =
             (has_min ? 0 : load_i32(act + QK + 4)) + hsum256_epi32(_mm256_madd_epi16(products, _mm256_set1_epi16(1)));
-        acc = fmaf((float)sum * fp16_load(w), load_f32(act + QK), acc);
-        if (has_min) acc = fmaf(fp16_load(w + 2), load_f32(act + QK + 4), acc);
+        acc = fmaf((float)sum * fp16_load(w), tnd_block_f32(act + QK), acc);
+        if (has_min) acc = fmaf(fp16_load(w + 2), tnd_block_f32(act + QK + 4), acc);
     }
     return acc;
 }
@@ -318,27 +298,13 @@ static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w
     static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
                                   size_t ys, int rows, int tokens) {                                                   \
         (void)w_stride;                                                                                                \
-        switch (tokens) {                                                                                              \
-        case 1:                                                                                                        \
-            group_tile_body(w, a, as, n, y, ys, rows, 1, kind);                                                        \
-            break;                                                                                                     \
-        case 2:                                                                                                        \
-            group_tile_body(w, a, as, n, y, ys, rows, 2, kind);                                                        \
-            break;                                                                                                     \
-        case 3:                                                                                                        \
-            group_tile_body(w, a, as, n, y, ys, rows, 3, kind);                                                        \
-            break;                                                                                                     \
-        default:                                                                                                       \
-            group_tile_body(w, a, as, n, y, ys, rows, 4, kind);                                                        \
-            break;                                                                                                     \
-        }                                                                                                              \
+        TND_CPU_FOR_TOKENS(tokens, group_tile_body, w, a, as, n, y, ys, rows, kind);                                   \
     }
 LEGACY_TYPE(q4_0, G8_Q4_0)
 LEGACY_TYPE(q4_1, G8_Q4_1)
 LEGACY_TYPE(q5_0, G8_Q5_0)
 LEGACY_TYPE(q5_1, G8_Q5_1)
 LEGACY_TYPE(q8_0, G8_Q8_0)
-_Static_assert(GROUP_TOKENS == 4, "tile_group_* switch over 1..4 tokens");
 
 /* ------------------------------------------------------------------------------------------------------------
  * K types against Q8_K activations (block of 256: f32 d, 256 int8, 16 int16 sums of 16), over the packed groups of
@@ -349,12 +315,6 @@ _Static_assert(GROUP_TOKENS == 4, "tile_group_* switch over 1..4 tokens");
  * ---------------------------------------------------------------------------------------------------------- */
 
 enum { QK_K = 256, Q8_K_BYTES = 292 };
-
-static inline float q8k_d(const uint8_t *y) {
-    float d;
-    memcpy(&d, y, 4);
-    return d;
-}
 
 /* Sum of (unsigned levels u) x (signed activations y) over 32 bytes, weighted by one int16 scale per 16 bytes. */
 static inline __m256i scaled_dot_u8(__m256i u, __m256i y, __m256i scales16) {
@@ -537,7 +497,7 @@ static inline __m256i int16_pair(__m256i lo, __m256i hi) {
  * product rounded once (two fused multiply-adds). */
 static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_t *w, const uint8_t *act,
                                                                     size_t act_stride, int64_t n, float *y,
-                                                                    size_t y_stride, int R, int T, g8_k_kind kind) {
+                                                                    size_t y_stride, int R, g8_k_kind kind, int T) {
     const g8_k_layout *l = &g8_k_layouts[kind];
     const size_t group_block = G8_ROWS * g8_k_bytes[kind];
     __m256 acc[GROUP_TOKENS];
@@ -583,7 +543,7 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
             }
             if (g8_k_offset[kind])
                 total[t] = _mm256_sub_epi32(total[t], _mm256_mullo_epi32(off, _mm256_set1_epi32(g8_k_offset[kind])));
-            __m256 dy = _mm256_set1_ps(q8k_d(ya));
+            __m256 dy = _mm256_set1_ps(tnd_block_f32(ya));
             acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total[t]), _mm256_mul_ps(d, dy), acc[t]);
             if (g8_k_has_min(kind))
                 acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(mins), _mm256_mul_ps(dmin, dy), acc[t]);
@@ -601,7 +561,7 @@ static inline __attribute__((always_inline)) float k_row_dot(const uint8_t *x, c
     for (int64_t b = 0; b < n / QK_K; b++, x += g8_k_bytes[kind], y += Q8_K_BYTES) {
         int32_t total, mins;
         k_row_ints(x, y, kind, &total, &mins);
-        float dy = q8k_d(y), d = fp16_load(x + g8_k_layouts[kind].d);
+        float dy = tnd_block_f32(y), d = fp16_load(x + g8_k_layouts[kind].d);
         acc = fmaf((float)total, d * dy, acc);
         if (g8_k_has_min(kind)) acc = fmaf(-(float)mins, fp16_load(x + g8_k_layouts[kind].dmin) * dy, acc);
     }
@@ -613,20 +573,7 @@ static inline __attribute__((always_inline)) float k_row_dot(const uint8_t *x, c
     static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
                                   size_t ys, int rows, int tokens) {                                                   \
         (void)w_stride;                                                                                                \
-        switch (tokens) {                                                                                              \
-        case 1:                                                                                                        \
-            k_group_tile_body(w, a, as, n, y, ys, rows, 1, kind);                                                      \
-            break;                                                                                                     \
-        case 2:                                                                                                        \
-            k_group_tile_body(w, a, as, n, y, ys, rows, 2, kind);                                                      \
-            break;                                                                                                     \
-        case 3:                                                                                                        \
-            k_group_tile_body(w, a, as, n, y, ys, rows, 3, kind);                                                      \
-            break;                                                                                                     \
-        default:                                                                                                       \
-            k_group_tile_body(w, a, as, n, y, ys, rows, 4, kind);                                                      \
-            break;                                                                                                     \
-        }                                                                                                              \
+        TND_CPU_FOR_TOKENS(tokens, k_group_tile_body, w, a, as, n, y, ys, rows, kind);                                 \
     }
 K_TYPE(q2_K, G8_Q2_K)
 K_TYPE(q3_K, G8_Q3_K)
