@@ -402,6 +402,10 @@ TND_API tnd_status tnd_sampler_sample(tnd_sampler *sampler, const float *logits,
  * penalized; OpenAI penalizes only generated ones). TND_ERR_INVALID_ARGUMENT for a token outside [0, n_vocab). */
 TND_API tnd_status tnd_sampler_accept(tnd_sampler *sampler, int32_t token);
 
+/* A new sampler with the same params, penalty history and random state as src (it draws what src would draw).
+ * TND_ERR_INVALID_ARGUMENT (NULL pointers), TND_ERR_OUT_OF_MEMORY. */
+TND_API tnd_status tnd_sampler_clone(const tnd_sampler *src, tnd_sampler **out);
+
 /* Forgets the history and restores the random state of the seed, so the sampler repeats its sequence. */
 TND_API void tnd_sampler_reset(tnd_sampler *sampler);
 
@@ -463,6 +467,9 @@ TND_API tnd_status tnd_stop_matcher_feed(tnd_stop_matcher *matcher, const char *
 /* Ends the text: returns the held-back bytes (none after a stop), which are now safe to show, with the same
  * borrowing rules as feed. */
 TND_API tnd_status tnd_stop_matcher_flush(tnd_stop_matcher *matcher, const char **text, size_t *text_len);
+
+/* A new matcher with src's stop strings, held text and hit. TND_ERR_INVALID_ARGUMENT, TND_ERR_OUT_OF_MEMORY. */
+TND_API tnd_status tnd_stop_matcher_clone(const tnd_stop_matcher *src, tnd_stop_matcher **out);
 
 /* Forgets held text and any hit, for a new generation with the same stop strings. */
 TND_API void tnd_stop_matcher_reset(tnd_stop_matcher *matcher);
@@ -648,6 +655,9 @@ typedef struct tnd_detokenizer tnd_detokenizer;
 TND_API tnd_status tnd_detokenizer_init(const tnd_tokenizer *tok, uint32_t flags, tnd_detokenizer **out);
 TND_API void tnd_detokenizer_free(tnd_detokenizer *det);
 
+/* A new stream in the state of src (its pending bytes and flags). TND_ERR_INVALID_ARGUMENT, TND_ERR_OUT_OF_MEMORY. */
+TND_API tnd_status tnd_detokenizer_clone(const tnd_detokenizer *src, tnd_detokenizer **out);
+
 /* Adds one token and writes the bytes that are now complete to buf (no NUL). Returns their count (>= 0, at most
  * the piece length + 3); if that exceeds cap, writes nothing, keeps the token out of the stream, and returns
  * -count (call again with a larger buffer). TND_TOKENIZE_ERROR for NULL det, NULL buf with cap > 0, cap < 0 or a
@@ -712,6 +722,180 @@ TND_API const char *tnd_tokenizer_token_text(const tnd_tokenizer *tok, int32_t t
 
 /* The id whose vocabulary string is exactly text[0..len), or -1. */
 TND_API int32_t tnd_tokenizer_find(const tnd_tokenizer *tok, const char *text, size_t len);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Generation sessions: a prompt in, text out
+ *
+ * A session owns one sequence of a context and runs the whole loop of generation: it keeps the record of the
+ * tokens its sequence holds and reuses the longest cached prefix when a new prompt starts, evaluates the prompt in
+ * chunks of at most n_batch tokens, samples, detokenizes, holds back text that may still become a stop string, and
+ * stops at an end-of-generation token, a stop string, the token budget, the end of its context or a cancellation.
+ * Several sessions of one context step together, one forward pass for all (tnd_session_step_many): that is how the
+ * server batches its requests; the command line runs a single one.
+ *
+ * The state of a session is its token record, its sampler (penalty history and random state), the detokenizer's
+ * pending bytes, the stop matcher's held text and the KV rows of its sequence. tnd_session_clone copies all of it
+ * (the KV rows shared copy-on-write) and tnd_session_rollback takes back generated tokens: stepping on after a
+ * rollback of k tokens gives the same tokens, text and random draws as a session that never went ahead, because
+ * the random state before every draw is kept and the last kept token is evaluated again for its logits.
+ *
+ * A session is used by one thread at a time, and the sessions of one context by one thread at a time (they share
+ * its logits), except tnd_session_cancel, which any thread may call.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct tnd_session tnd_session;
+
+/* Why a generation ended. */
+typedef enum tnd_finish_reason {
+    TND_FINISH_NONE = 0,     /* not ended: still generating, or nothing started */
+    TND_FINISH_EOG,          /* the model generated an end-of-generation token (not part of the text or counts) */
+    TND_FINISH_STOP_STRING,  /* a stop string appeared; neither it nor anything after it is in the text */
+    TND_FINISH_LENGTH,       /* max_tokens tokens were generated */
+    TND_FINISH_CONTEXT,      /* the sequence holds max_context tokens: no room to evaluate another */
+    TND_FINISH_CANCELLED,    /* tnd_session_cancel was called */
+    TND_FINISH_ERROR         /* a forward step or the sampler failed: tnd_session_error says why */
+} tnd_finish_reason;
+
+/* Short name of a finish reason ("eog", "stop_string", "length", "context", "cancelled", "error", "none"). */
+TND_API const char *tnd_finish_reason_name(tnd_finish_reason reason);
+
+/* Receives each piece of generated text as it becomes safe to show (never inside a UTF-8 character the model
+ * completes later, never the start of a stop string that may still complete). */
+typedef void (*tnd_text_fn)(void *user, const char *text, size_t len);
+
+typedef struct tnd_generate_params {
+    tnd_sampler_params sampling;  /* copied; a new sampler is made at every tnd_session_start (default: defaults) */
+    int32_t max_tokens;           /* generated tokens at most; -1 = no budget (default -1) */
+    const char *const *stops;     /* n_stops stop strings, copied: generation ends before the first one */
+    const size_t *stop_lens;      /* their lengths; NULL = NUL-terminated strings */
+    int32_t n_stops;
+    int ignore_eog;               /* 1: an end-of-generation token is text like any other (default 0) */
+    uint32_t detokenize_flags;    /* TND_DETOKENIZE_* for the generated text (default TND_DETOKENIZE_KEEP_SPACE:
+                                     the text continues the prompt exactly) */
+    tnd_text_fn on_text;          /* NULL (default) = only the pull call tnd_session_text */
+    void *user;                   /* passed to on_text */
+} tnd_generate_params;
+
+/* Defaults as described above. */
+TND_API tnd_generate_params tnd_generate_default_params(void);
+
+/* Counts and timings of the current (or last) generation. Times are wall-clock seconds of the forward steps the
+ * session took part in; in a batched step, the whole step counts for each session in it. */
+typedef struct tnd_session_stats {
+    int32_t n_prompt;         /* tokens of the prompt */
+    int32_t n_reused;         /* of them, found in the KV cache and not evaluated again */
+    int32_t n_generated;      /* generated tokens in the text (an end-of-generation token is not counted) */
+    double t_prompt;          /* seconds of the steps that evaluated the prompt */
+    double t_first_token;     /* seconds from tnd_session_start to the first sampled token (0 before it) */
+    double t_generate;        /* seconds of the steps after the first sampled token */
+} tnd_session_stats;
+
+/* A session over sequence `seq` of ctx (0 <= seq < the context's n_seq_max), with the tokenizer of the context's
+ * model (both must outlive it). max_context caps the tokens the sequence may hold, prompt and generated
+ * (0 = the context's n_ctx); the server gives every sequence its share this way. The sequence is emptied.
+ * TND_ERR_INVALID_ARGUMENT (NULL pointers, seq or max_context out of range), TND_ERR_OUT_OF_MEMORY. */
+TND_API tnd_status tnd_session_init(tnd_context *ctx, const tnd_tokenizer *tok, int32_t seq, int32_t max_context,
+                                    tnd_session **out);
+
+/* Releases the session and empties its sequence. Accepts NULL. */
+TND_API void tnd_session_free(tnd_session *session);
+
+/* Starts a generation after prompt[0..n) (1 <= n <= max_context): sets up sampler, stop strings and detokenizer
+ * from params, keeps the longest prefix of the prompt that the sequence holds (all but the last token at most,
+ * which is evaluated again for its logits) and drops the rest of the cache. Nothing is evaluated until the first
+ * step. A generation still running is abandoned. TND_ERR_INVALID_ARGUMENT (NULL pointers, a token out of range,
+ * an empty prompt or one longer than max_context: the message says which), errors of tnd_sampler_init and
+ * tnd_stop_matcher_init, TND_ERR_OUT_OF_MEMORY. On failure the session holds no generation (its cache stays). */
+TND_API tnd_status tnd_session_start(tnd_session *session, const tnd_generate_params *params, const int32_t *prompt,
+                                     int32_t n);
+
+/* tnd_session_start on the conversation as tnd_chat_encode renders and encodes it with `template_name` (a built-in
+ * name), the assistant's turn opened, BOS as the model says, the model's EOS text; flags: 0 or
+ * TND_CHAT_CONTENT_SPECIAL. Errors also those of tnd_chat_encode. */
+TND_API tnd_status tnd_session_start_chat(tnd_session *session, const tnd_generate_params *params,
+                                          const char *template_name, const tnd_chat_message *messages,
+                                          size_t n_messages, uint32_t flags);
+
+/* One forward step of a running generation: the next chunk of the prompt, or the last token, and then a sampled
+ * token if the prompt is done. Equivalent to tnd_session_step_many with this one session. */
+TND_API tnd_status tnd_session_step(tnd_session *session);
+
+/* What one batched step did. */
+typedef struct tnd_step_stats {
+    int32_t n_prompt_tokens;  /* prompt tokens evaluated */
+    int32_t n_generated;      /* tokens sampled into a text (end-of-generation tokens not counted) */
+    double seconds;           /* wall-clock time of the forward pass */
+} tnd_step_stats;
+
+/* One forward pass for n sessions of the same context, each on its own sequence: first the pending token of every
+ * generating session, then prompt chunks of the prefilling ones in the order given (put the oldest first), up to
+ * the context's n_batch tokens in all; then each session whose prompt is done samples its next token. Sessions
+ * without a running generation are skipped. Returns TND_ERR_INVALID_ARGUMENT (NULL pointers, sessions of different
+ * contexts or sharing a sequence) before doing anything. When the forward pass fails, every session it fed ends
+ * with TND_FINISH_ERROR (its cache as before the step) and the status is returned. A failure of one session's
+ * sampler ends that session alone (TND_FINISH_ERROR) and the call returns TND_OK. stats may be NULL. */
+TND_API tnd_status tnd_session_step_many(tnd_session *const *sessions, int32_t n, tnd_step_stats *stats);
+
+/* Steps until the generation ends. Returns TND_OK, or the status that ended it with TND_FINISH_ERROR. */
+TND_API tnd_status tnd_session_generate(tnd_session *session);
+
+/* Why the current generation ended (TND_FINISH_NONE while it runs). */
+TND_API tnd_finish_reason tnd_session_finish_reason(const tnd_session *session);
+
+/* The message of the failure that ended the generation with TND_FINISH_ERROR, else "". Borrowed. */
+TND_API const char *tnd_session_error(const tnd_session *session);
+
+/* Asks the generation to end before its next step with TND_FINISH_CANCELLED. Safe from any thread, also while
+ * another thread steps the session. */
+TND_API void tnd_session_cancel(tnd_session *session);
+
+/* Ends the generation now with `reason` (TND_FINISH_LENGTH or TND_FINISH_CANCELLED, for a caller's own limit such
+ * as a deadline): LENGTH shows the text still held back, as a budget would. TND_ERR_INVALID_ARGUMENT otherwise. */
+TND_API tnd_status tnd_session_end(tnd_session *session, tnd_finish_reason reason);
+
+/* The text generated since tnd_session_start (what on_text received, in one piece), *len bytes (len may be
+ * NULL), NUL-terminated; borrowed until the session's next call. */
+TND_API const char *tnd_session_text(const tnd_session *session, size_t *len);
+
+/* The token sampled by the session's last step into the text, or -1 (no token in that step, or an
+ * end-of-generation token). */
+TND_API int32_t tnd_session_last_token(const tnd_session *session);
+
+/* The raw logits (n_vocab floats) that the session's last step sampled from, for tnd_logprobs; borrowed from the
+ * context, valid until the next forward pass of any session of that context. NULL if its last step sampled
+ * nothing. */
+TND_API const float *tnd_session_logits(const tnd_session *session);
+
+/* The token record: the prompt, then the generated tokens (*n of them in all; n may be NULL). Borrowed until the
+ * session's next call. */
+TND_API const int32_t *tnd_session_tokens(const tnd_session *session, int32_t *n);
+
+/* Counts and timings of the current generation into *out. */
+TND_API void tnd_session_stats_get(const tnd_session *session, tnd_session_stats *out);
+
+/* Takes back the last n generated tokens (0 <= n <= the tokens generated so far): the record, the text, the
+ * sampler's penalty history and random state, the detokenizer, the stop matcher and the KV cache return to where
+ * they were when those tokens had not been drawn, and the generation runs again (a finish reason is cleared).
+ * TND_ERR_INVALID_ARGUMENT for n out of range or no generation; TND_ERR_OUT_OF_MEMORY (the session is then ended
+ * with TND_FINISH_ERROR). Text given to on_text is not taken back: tnd_session_text says what stands. */
+TND_API tnd_status tnd_session_rollback(tnd_session *session, int32_t n);
+
+/* A new session on sequence `seq` of the same context that is a copy of `src` in every respect (record, sampler
+ * with its random state, detokenizer, stop matcher, text, finish reason, counts); its KV rows are shared with src's
+ * copy-on-write. Both then go on independently. TND_ERR_INVALID_ARGUMENT (NULL pointers, seq out of range or
+ * src's own), TND_ERR_OUT_OF_MEMORY; errors of tnd_context_seq_fork. */
+TND_API tnd_status tnd_session_clone(const tnd_session *src, int32_t seq, tnd_session **out);
+
+/* Number of leading tokens of tokens[0..n) that the session's sequence holds in the KV cache. */
+TND_API int32_t tnd_session_cached_prefix(const tnd_session *session, const int32_t *tokens, int32_t n);
+
+/* Makes dst's sequence a copy-on-write copy of src's cached tokens (dst's own cache is dropped; its generation, if
+ * any, is abandoned), so that a prompt dst starts next can reuse src's prefix while src keeps its cache whole.
+ * Both sessions must be on one context and not generating. */
+TND_API tnd_status tnd_session_adopt_cache(tnd_session *dst, const tnd_session *src);
+
+/* Empties the session's sequence (frees its KV blocks) and abandons any generation. */
+TND_API void tnd_session_clear(tnd_session *session);
 
 #ifdef __cplusplus
 }

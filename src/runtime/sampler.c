@@ -2,6 +2,7 @@
  * log-probabilities for the caller's logprobs. */
 #include "core/alloc.h"
 #include "core/error.h"
+#include "runtime/sampler_state.h"
 
 #include <float.h>
 #include <math.h>
@@ -196,14 +197,49 @@ void tnd_sampler_free(tnd_sampler *s) {
 
 void tnd_sampler_reset(tnd_sampler *s) {
     if (!s) return;
-    for (int32_t i = 0; i < s->n_distinct; i++) s->counts[s->distinct[i]] = 0;
-    s->n_distinct = 0;
-    s->ring_head = s->ring_len = 0;
+    tnd_sampler_forget_history(s);
     s->n_kept = 0;
     rng_seed(s->rng, s->seed);
 }
 
 uint64_t tnd_sampler_seed(const tnd_sampler *s) { return s ? s->seed : 0; }
+
+tnd_status tnd_sampler_clone(const tnd_sampler *src, tnd_sampler **out) {
+    if (!out) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_sampler_clone: out is NULL");
+    *out = NULL;
+    if (!src) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_sampler_clone: sampler is NULL");
+    tnd_sampler *s = NULL;
+    tnd_status st = tnd_sampler_init(&src->params, src->n_vocab, &s);
+    if (st) return st;
+    size_t nv = (size_t)src->n_vocab;
+    memcpy(s->work, src->work, nv * sizeof *s->work);
+    memcpy(s->cand, src->cand, nv * sizeof *s->cand);
+    memcpy(s->counts, src->counts, nv * sizeof *s->counts);
+    memcpy(s->distinct, src->distinct, nv * sizeof *s->distinct);
+    memcpy(s->distinct_pos, src->distinct_pos, nv * sizeof *s->distinct_pos);
+    if (src->ring) memcpy(s->ring, src->ring, (size_t)src->params.penalty_last_n * sizeof *s->ring);
+    s->n_kept = src->n_kept;
+    s->kept_total = src->kept_total;
+    s->n_distinct = src->n_distinct;
+    s->ring_head = src->ring_head;
+    s->ring_len = src->ring_len;
+    s->seed = src->seed;
+    memcpy(s->rng, src->rng, sizeof s->rng);
+    *out = s;
+    return TND_OK;
+}
+
+void tnd_sampler_rng_save(const tnd_sampler *s, uint64_t state[4]) { memcpy(state, s->rng, sizeof s->rng); }
+
+void tnd_sampler_rng_restore(tnd_sampler *s, const uint64_t state[4]) { memcpy(s->rng, state, sizeof s->rng); }
+
+void tnd_sampler_forget_history(tnd_sampler *s) {
+    for (int32_t i = 0; i < s->n_distinct; i++) s->counts[s->distinct[i]] = 0;
+    s->n_distinct = 0;
+    s->ring_head = s->ring_len = 0;
+}
+
+int32_t tnd_sampler_history_window(const tnd_sampler *s) { return s->params.penalty_last_n; }
 
 static void count_add(tnd_sampler *s, int32_t token) {
     if (s->counts[token]++ == 0) {

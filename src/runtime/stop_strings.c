@@ -72,6 +72,28 @@ void tnd_stop_matcher_free(tnd_stop_matcher *m) {
     tnd_free(&a, m);
 }
 
+tnd_status tnd_stop_matcher_clone(const tnd_stop_matcher *src, tnd_stop_matcher **out) {
+    if (out) *out = NULL;
+    if (!src || !out) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_stop_matcher_clone: NULL matcher or out");
+    tnd_stop_matcher *m = NULL;
+    tnd_status st = tnd_stop_matcher_init(src->stops, src->lens, src->n_stops, src->hold_utf8, &m);
+    if (st) return st;
+    if (src->len) {
+        m->buf = tnd_alloc(&m->allocator, src->len);
+        if (!m->buf) {
+            tnd_stop_matcher_free(m);
+            return tnd_fail(TND_ERR_OUT_OF_MEMORY, "tnd_stop_matcher_clone: out of memory");
+        }
+        memcpy(m->buf, src->buf, src->len);
+        m->cap = src->len;
+    }
+    m->len = src->len;
+    m->shown = src->shown;
+    m->hit = src->hit;
+    *out = m;
+    return TND_OK;
+}
+
 void tnd_stop_matcher_reset(tnd_stop_matcher *m) {
     if (!m) return;
     m->len = m->shown = 0;

@@ -184,6 +184,16 @@ void tnd_detokenizer_free(tnd_detokenizer *d) {
     tnd_free(&d->tok->allocator, d);
 }
 
+tnd_status tnd_detokenizer_clone(const tnd_detokenizer *src, tnd_detokenizer **out) {
+    if (out) *out = NULL;
+    if (!src || !out) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_detokenizer_clone: NULL stream or out");
+    tnd_detokenizer *d = tnd_alloc(&src->tok->allocator, sizeof *d);
+    if (!d) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "tnd_detokenizer_clone: out of memory");
+    *d = *src;
+    *out = d;
+    return TND_OK;
+}
+
 /* Whether the n (< expected length) bytes at s can still become a well-formed character. */
 static bool valid_utf8_prefix(const uint8_t *s, size_t n) {
     if (n < 2) return true;
