@@ -296,7 +296,8 @@ TND_API void tnd_context_free(tnd_context *ctx);
 /* Vocabulary size of the bound model (rows of the output head); 0 before any context was created. */
 TND_API int32_t tnd_model_n_vocab(const tnd_model *model);
 
-/* Trained context length of the bound model; 0 before any context was created. */
+/* Trained context length of the model: the bound model's (2048 where the file names none), or before any context
+ * was created the file's `<arch>.context_length` (0 where it has none). */
 TND_API int32_t tnd_model_n_ctx_train(const tnd_model *model);
 
 /* A batch: n_tokens entries of token id, position and sequence id; logits[i] != 0 asks for the logits of entry i

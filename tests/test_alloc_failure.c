@@ -1,7 +1,8 @@
-/* test_alloc_failure.c: every allocation of opening a model, building its tokenizer, creating a context and a decode
- * step is made to fail in turn (in the spirit of Lua's allocator tests): each time the call returns an error with
- * a message, nothing leaks (the ASan run checks), and the next call works (a failed decode leaves the sequence as
- * it was, so the same batch then decodes). */
+/* test_alloc_failure.c: every allocation of opening a model, building its tokenizer, creating a context, a decode
+ * step and a generation session (set-up, start, steps) is made to fail in turn (in the spirit of Lua's allocator
+ * tests): each time the call returns an error with a message, nothing leaks (the ASan run checks), and the next
+ * call works (a failed decode leaves the sequence as it was, so the same batch then decodes; a failed session call
+ * leaves a session that generates). */
 #include "harness.h"
 
 #include "tandem.h"
@@ -31,9 +32,21 @@ static void failing_free(void *user, void *p) {
     free(p);
 }
 
-enum { STAGE_OPEN, STAGE_TOKENIZER, STAGE_CONTEXT, STAGE_DECODE, STAGE_COUNT };
+enum { STAGE_OPEN, STAGE_TOKENIZER, STAGE_CONTEXT, STAGE_DECODE, STAGE_SESSION, STAGE_COUNT };
 static const char *const stage_names[STAGE_COUNT] = {"tnd_model_open", "tnd_tokenizer_init", "tnd_context_init",
-                                                     "tnd_context_decode"};
+                                                     "tnd_context_decode", "tnd_session (init, start, 4 tokens)"};
+
+/* Makes the session if there is none, then starts a greedy generation of 4 tokens and runs it. */
+static tnd_status generate_some(tnd_context *ctx, const tnd_tokenizer *tok, tnd_session **session) {
+    tnd_status st = *session ? TND_OK : tnd_session_init(ctx, tok, 0, 0, session);
+    tnd_generate_params gp = tnd_generate_default_params();
+    gp.sampling.temperature = 0;
+    gp.max_tokens = 4;
+    const int32_t prompt[3] = {1, 2, 3};
+    if (!st) st = tnd_session_start(*session, &gp, prompt, 3);
+    if (!st) st = tnd_session_generate(*session);
+    return st;
+}
 
 /* Runs the stages, making allocation `fail_at` of stage `stage` fail (-1: none). Returns whether the injected
  * failure was hit; *ok whether every stage succeeded. */
@@ -44,6 +57,7 @@ static bool run(const char *path, int stage, long fail_at, bool *ok) {
     tnd_model *m = NULL;
     tnd_tokenizer *tok = NULL;
     tnd_context *ctx = NULL;
+    tnd_session *session = NULL;
     tnd_status st = TND_OK;
     int32_t token = 1, pos = 0;
     tnd_batch b = {.n_tokens = 1, .tokens = &token, .pos = &pos};
@@ -55,7 +69,8 @@ static bool run(const char *path, int stage, long fail_at, bool *ok) {
         st = s == STAGE_OPEN        ? tnd_model_open(path, &mp, &m)
              : s == STAGE_TOKENIZER ? tnd_tokenizer_init(m, &tok)
              : s == STAGE_CONTEXT   ? tnd_context_init(m, &cp, &ctx)
-                                    : tnd_context_decode(ctx, &b);
+             : s == STAGE_DECODE    ? tnd_context_decode(ctx, &b)
+                                    : generate_some(ctx, tok, &session);
         if (st && !f.failed)
             fprintf(stderr, "  %s failed with no injected failure: %s\n", stage_names[s], tnd_last_error());
         if (st && f.failed && !CHECK(tnd_last_error()[0] != 0))
@@ -70,7 +85,16 @@ static bool run(const char *path, int stage, long fail_at, bool *ok) {
             CHECK(tnd_context_seq_length(ctx, 0) == 0);
             CHECK_OK(tnd_context_decode(ctx, &b));
         }
+        if (st && s == STAGE_SESSION) { /* a session made or not, the next try generates its 4 tokens */
+            f.fail_at = -1;
+            tnd_session_stats stats;
+            if (CHECK_OK(generate_some(ctx, tok, &session))) {
+                tnd_session_stats_get(session, &stats);
+                CHECK(stats.n_generated == 4);
+            }
+        }
     }
+    tnd_session_free(session);
     tnd_context_free(ctx);
     tnd_tokenizer_free(tok);
     tnd_model_close(m);

@@ -114,3 +114,8 @@ char *cli_read_file(const char *path, size_t *len) {
     *len = n;
     return buf;
 }
+
+int32_t cli_default_context(const tnd_model *m) {
+    int32_t trained = tnd_model_n_ctx_train(m);
+    return trained < 512 ? 512 : trained > 4096 ? 4096 : trained;
+}

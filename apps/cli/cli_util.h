@@ -34,4 +34,8 @@ char *cli_read_file(const char *path, size_t *len);
 /* Monotonic seconds. */
 double cli_now(void);
 
+/* The context for a model when -c is not given: its trained context within [512, 4096] (small models often
+ * under-state theirs; 4096 keeps the KV cache small on a device). */
+int32_t cli_default_context(const tnd_model *m);
+
 #endif

@@ -20,18 +20,17 @@ static int usage(FILE *f) {
     return f == stdout ? 0 : 2;
 }
 
-/* One user turn: render and encode the conversation with the assistant prompt appended (message contents as plain
- * text unless flags say otherwise), evaluate the new suffix, generate the reply into *reply. */
+/* One user turn: the session renders and encodes the conversation with the assistant prompt appended (message
+ * contents as plain text unless flags say otherwise), reuses the cached prefix, and streams the reply; *reply
+ * receives a copy of it. */
 static bool turn(cli_session *s, const cli_gen_options *o, const char *template_name, const tnd_chat_message *msgs,
-                 size_t n, const char *eos_text, uint32_t flags, char **reply) {
-    int32_t count = tnd_chat_encode(s->tok, template_name, msgs, n, 1, eos_text, flags, NULL, 0);
-    if (count == TND_TOKENIZE_ERROR) return cli_error("chat prompt"), false;
-    count = count < 0 ? -count : count;
-    int32_t *tokens = malloc(sizeof(int32_t) * (size_t)count + 1);
-    bool ok = tokens && tnd_chat_encode(s->tok, template_name, msgs, n, 1, eos_text, flags, tokens, count) == count &&
-              cli_session_set_tokens(s, tokens, count) && cli_session_generate(s, o, stdout, reply);
-    free(tokens);
-    return ok;
+                 size_t n, uint32_t flags, char **reply) {
+    tnd_generate_params gp = cli_generate_params(o, stdout, true);
+    if (tnd_session_start_chat(s->session, &gp, template_name, msgs, n, flags) != TND_OK)
+        return cli_error("chat prompt (a longer context: -c)"), false;
+    if (!cli_session_generate(s)) return false;
+    *reply = strdup(tnd_session_text(s->session, NULL));
+    return *reply != NULL;
 }
 
 int tnd_cmd_chat(int argc, char **argv) {
@@ -39,7 +38,7 @@ int tnd_cmd_chat(int argc, char **argv) {
     cli_gen_defaults(&o);
     o.n_predict = -1;
     const char *system = NULL, *template_name = NULL;
-    uint32_t flags = TND_TOKENIZE_ADD_SPECIAL;
+    uint32_t flags = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
@@ -73,11 +72,6 @@ int tnd_cmd_chat(int argc, char **argv) {
         cli_error("the model's chat template (choose one with --chat-template)");
         goto cleanup;
     }
-    int32_t eos = tnd_tokenizer_special(s.tok, TND_TOKEN_EOS);
-    size_t eos_len = 0;
-    const char *eos_piece = eos >= 0 ? tnd_tokenizer_token_text(s.tok, eos, &eos_len) : NULL;
-    char eos_text[128] = "";
-    if (eos_piece && eos_len < sizeof eos_text) memcpy(eos_text, eos_piece, eos_len);
     if (system) msgs[n++] = (tnd_chat_message){"system", system};
     bool tty = isatty(STDIN_FILENO);
     fprintf(stderr, "tandem chat (%s template); an empty line ends it\n", template_name);
@@ -91,13 +85,13 @@ int tnd_cmd_chat(int argc, char **argv) {
         if (!owned[n_owned]) break;
         msgs[n++] = (tnd_chat_message){"user", owned[n_owned++]};
         char *reply = NULL;
-        bool ok = turn(&s, &o, template_name, msgs, n, eos_text[0] ? eos_text : NULL, flags, &reply);
+        bool ok = turn(&s, &o, template_name, msgs, n, flags, &reply);
         fputc('\n', stdout);
         if (!ok) {
             free(reply);
             goto cleanup;
         }
-        owned[n_owned] = reply ? reply : strdup("");
+        owned[n_owned] = reply;
         msgs[n++] = (tnd_chat_message){"assistant", owned[n_owned++]};
         if (tty) cli_session_report(&s);
     }

@@ -1,5 +1,5 @@
-/* generate.h: the text-generation loop shared by `tandem run` and `tandem chat`: options, a session (model,
- * context, tokenizer, sampler), evaluation of prompt tokens, and streaming generation with stop conditions. */
+/* generate.h: what `tandem run` and `tandem chat` share: the generation options and their parsing, and the set-up
+ * of the model, context and library generation session (tnd_session), which runs the loop itself. */
 #ifndef TND_CLI_GENERATE_H
 #define TND_CLI_GENERATE_H
 
@@ -34,37 +34,25 @@ int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i);
 /* Usage lines of the generation options. */
 void cli_gen_usage(FILE *f);
 
+/* What `run` and `chat` hold: the model, one context, its tokenizer and a generation session over sequence 0. */
 typedef struct cli_session {
     tnd_model *model;
     tnd_context *ctx;
     tnd_tokenizer *tok;
-    tnd_sampler *sampler;
-    tnd_detokenizer *det;
-    tnd_stop_matcher *stops;
-    int32_t *cached;         /* tokens in the KV cache, n_cached of them (for prefix reuse in chat) */
-    int32_t n_cached, n_ctx, n_vocab;
-    float *logits;           /* logits after the last evaluated token */
+    tnd_session *session;
     double t_load;
-    /* statistics of the last evaluate / generate */
-    int32_t n_prompt, n_generated;
-    double t_prompt, t_generate;
 } cli_session;
-
-/* The model's trained context from `<arch>.context_length` (readable before any context exists), or 0. */
-int32_t cli_trained_context(const tnd_model *m);
 
 /* Loads the model and creates everything; prints the error and returns false on failure. */
 bool cli_session_open(cli_session *s, const cli_gen_options *o);
 void cli_session_close(cli_session *s);
 
-/* Makes the cache hold exactly `tokens`: keeps the longest common prefix with what it holds and evaluates the rest
- * (at least the last token, so that fresh logits exist). Prints the error and returns false on failure. */
-bool cli_session_set_tokens(cli_session *s, const int32_t *tokens, int32_t n);
+/* The session's generation parameters from the options, streaming the text to `out`. keep_space: the text
+ * continues a prompt (keep the first piece's leading space). */
+tnd_generate_params cli_generate_params(const cli_gen_options *o, FILE *out, bool keep_space);
 
-/* Generates up to o->n_predict tokens after the cached ones, writing text to `out` as it comes (and appending it to
- * *text when text is non-NULL: a malloc'ed string the caller frees). Stops at an end-of-generation token, a stop
- * string, n_predict or a full context. Returns false (after printing) on an error. */
-bool cli_session_generate(cli_session *s, const cli_gen_options *o, FILE *out, char **text);
+/* Runs the started generation to its end; prints the error and returns false on failure. */
+bool cli_session_generate(cli_session *s);
 
 /* Prints load, prompt and generation speeds to stderr. */
 void cli_session_report(const cli_session *s);

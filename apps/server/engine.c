@@ -1,7 +1,8 @@
-/* engine.c: the continuous-batching engine of `tandem serve`. One thread owns the inference context. Each step it
- * admits queued requests into free sequence slots (reusing cached prompt prefixes), builds one batch holding the
- * next token of every generating sequence plus chunks of the prompts being prefilled, decodes it, and samples each
- * sequence with its own sampler. Text goes to each request's output, which the HTTP threads read. */
+/* engine.c: the continuous-batching engine of `tandem serve`. One thread owns the inference context and one
+ * library generation session (tnd_session) per sequence slot. Each step it admits queued requests into free slots
+ * (reusing cached prompt prefixes, also another slot's), steps all busy sessions in one forward pass
+ * (tnd_session_step_many: the next token of every generating sequence plus chunks of the prompts being prefilled),
+ * and moves each session's new text to its request's output, which the HTTP threads read. */
 #include "server.h"
 
 #include <stdio.h>
@@ -134,22 +135,15 @@ static void finish_request(srv_request *r, srv_finish finish, int status, const 
  * Engine state
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* A sequence of the context and what it holds. An idle slot keeps its cache for prefix reuse. */
+/* A sequence of the context and the library session that runs it. An idle slot keeps its cache for prefix
+ * reuse. */
 typedef struct slot {
+    tnd_session *session;  /* on sequence `seq` of the engine's context */
     int32_t seq;
     srv_request *req;      /* NULL = idle */
-    int32_t *cached;       /* [n_ctx] tokens whose KV rows the sequence holds, in position order */
-    int32_t n_cached;
-    int32_t n_prefilled;   /* prompt tokens in the cache */
-    int32_t next_token;    /* sampled and fed at the next step; -1 while prefilling */
-    int32_t n_generated;
     uint64_t admitted;     /* admission number of its request: prefill order, and which idle cache is oldest */
-    int32_t n_fed;         /* tokens it put into the current batch, starting at batch entry `fed_at` */
-    int32_t fed_at;
-    int32_t logits_row;    /* row of its logits in the current batch, -1 none */
-    tnd_sampler *sampler;
-    tnd_detokenizer *det;
-    tnd_stop_matcher *stops;
+    size_t text_sent;      /* bytes of the session's text already given to the request */
+    bool first_reported;   /* the time to its first token is recorded */
 } slot;
 
 struct srv_engine {
@@ -157,12 +151,11 @@ struct srv_engine {
     const tnd_tokenizer *tok;
     srv_metrics *metrics;
     tnd_context *ctx;
-    int32_t n_vocab, n_ctx, n_batch, n_slots;
+    int32_t n_vocab, n_ctx, n_slots;
     slot *slots;
-    int32_t *b_tokens, *b_pos, *b_seq; /* [n_batch] the step's batch */
-    int8_t *b_logits;
+    slot **busy;                       /* [n_slots] the busy slots of a step, oldest request first */
+    tnd_session **order;               /* [n_slots] their sessions */
     srv_request **popped;              /* [n_slots] requests taken from the queue in one round */
-    srv_buf piece;                     /* decoded bytes of one token */
     uint64_t n_admitted;
 
     pthread_t thread;
@@ -231,98 +224,37 @@ void srv_engine_cancel(srv_engine *e, srv_request *r) {
  * Slots: admission with prefix reuse, and ending a request
  * ---------------------------------------------------------------------------------------------------------- */
 
-static int32_t common_prefix(const int32_t *a, int32_t na, const int32_t *b, int32_t nb) {
-    int32_t n = na < nb ? na : nb, i = 0;
-    while (i < n && a[i] == b[i]) i++;
-    return i;
-}
-
 /* Where a new request goes among the idle slots, best first: one whose whole cache the prompt extends (nothing is
  * lost), then an empty one, then the one idle longest. */
-static int32_t placement_rank(const slot *s, int32_t common) {
-    return s->n_cached > 0 && common == s->n_cached ? 0 : s->n_cached == 0 ? 1 : 2;
+static int32_t placement_rank(int32_t n_cached, int32_t common) {
+    return n_cached > 0 && common == n_cached ? 0 : n_cached == 0 ? 1 : 2;
 }
 
-/* Chooses an idle slot for `r` and sets its cache to the longest prefix of the prompt that any slot holds: its own,
- * or another slot's (idle or busy) shared through a copy-on-write fork, which leaves that slot's cache whole for
- * later requests. The cache keeps at most n_prompt - 1 tokens, so the last prompt token is evaluated again and
- * yields fresh logits. Only exactly equal token prefixes are reused: the KV rows of positions < n depend on tokens
- * 0..n-1 alone, and rows beyond the kept length are never read (they are overwritten as the sequence grows). */
+/* Chooses an idle slot for `r` and gives it the longest prefix of the prompt that any slot holds: its own, or
+ * another slot's (idle or busy) shared through a copy-on-write fork, which leaves that slot's cache whole for later
+ * requests. The session then keeps what its prompt shares with that cache. Only exactly equal token prefixes are
+ * reused: the KV rows of positions < n depend on tokens 0..n-1 alone. */
 static slot *place(srv_engine *e, const srv_request *r) {
     slot *dst = NULL, *src = NULL;
     int32_t dst_common = 0, dst_rank = 3, src_common = 0;
     for (int32_t i = 0; i < e->n_slots; i++) {
         slot *s = &e->slots[i];
-        int32_t c = common_prefix(s->cached, s->n_cached, r->prompt, r->n_prompt);
+        int32_t c = tnd_session_cached_prefix(s->session, r->prompt, r->n_prompt);
         if (c > src_common) {
             src = s;
             src_common = c;
         }
         if (s->req) continue;
-        int32_t rank = placement_rank(s, c);
+        int32_t rank = placement_rank(tnd_context_seq_length(e->ctx, s->seq), c);
         if (rank < dst_rank || (rank == dst_rank && (rank == 0 ? c > dst_common : s->admitted < dst->admitted))) {
             dst = s;
             dst_rank = rank;
             dst_common = c;
         }
     }
-    if (!dst) return NULL;
-    int32_t keep = dst_common;
-    if (src && src != dst && src_common > dst_common) {
-        if (tnd_context_seq_fork(e->ctx, src->seq, dst->seq) == TND_OK) {
-            memcpy(dst->cached, src->cached, sizeof(int32_t) * (size_t)src->n_cached);
-            dst->n_cached = src->n_cached;
-            keep = src_common;
-        } else { /* the fork emptied dst */
-            dst->n_cached = 0;
-            keep = 0;
-        }
-    }
-    if (keep > r->n_prompt - 1) keep = r->n_prompt - 1;
-    if (tnd_context_seq_truncate(e->ctx, dst->seq, keep) != TND_OK) {
-        tnd_context_seq_truncate(e->ctx, dst->seq, 0);
-        keep = 0;
-    }
-    dst->n_cached = keep;
+    if (dst && src && src != dst && src_common > dst_common && tnd_session_adopt_cache(dst->session, src->session))
+        tnd_session_clear(dst->session); /* the fork failed: start from nothing */
     return dst;
-}
-
-/* Frees the per-request objects of a slot and marks it idle; a slot whose cache is not trusted is emptied. */
-static void clear_slot(srv_engine *e, slot *s, bool drop_cache) {
-    tnd_sampler_free(s->sampler);
-    tnd_detokenizer_free(s->det);
-    tnd_stop_matcher_free(s->stops);
-    s->sampler = NULL;
-    s->det = NULL;
-    s->stops = NULL;
-    s->req = NULL;
-    s->next_token = -1;
-    s->n_fed = 0;
-    s->logits_row = -1;
-    if (drop_cache) {
-        tnd_context_seq_truncate(e->ctx, s->seq, 0);
-        s->n_cached = 0;
-    }
-}
-
-/* Ends the slot's request. A normal end (stop, length) shows the text still held back by the detokenizer and the
- * stop matcher and keeps the cache for reuse; a cancelled or failed one frees the sequence's KV blocks. */
-static void end_slot(srv_engine *e, slot *s, srv_finish finish, int status, const char *message) {
-    srv_request *r = s->req;
-    if (finish == SRV_FINISH_STOP || finish == SRV_FINISH_LENGTH) {
-        char tail[8];
-        int32_t n = tnd_detokenizer_finish(s->det, tail, (int32_t)sizeof tail);
-        const char *show = NULL;
-        size_t show_len = 0;
-        if (n > 0 && tnd_stop_matcher_feed(s->stops, tail, (size_t)n, &show, &show_len, NULL) == TND_OK && show_len)
-            push_output(r, show, show_len, NULL, s->n_generated);
-        if (tnd_stop_matcher_flush(s->stops, &show, &show_len) == TND_OK && show_len)
-            push_output(r, show, show_len, NULL, s->n_generated);
-    }
-    if (finish == SRV_FINISH_CANCELLED) srv_metrics_cancelled(e->metrics);
-    finish_request(r, finish, status, message, s->n_generated);
-    clear_slot(e, s, finish == SRV_FINISH_CANCELLED || finish == SRV_FINISH_ERROR);
-    srv_request_release(r);
 }
 
 /* Ends a request that never got a slot. */
@@ -331,7 +263,7 @@ static void reject(srv_request *r, srv_finish finish, int status, const char *me
     srv_request_release(r);
 }
 
-/* Puts a request taken from the queue into a slot. */
+/* Puts a request taken from the queue into a slot and starts its session. */
 static void admit(srv_engine *e, srv_request *r) {
     if (atomic_load(&r->cancelled)) {
         srv_metrics_cancelled(e->metrics);
@@ -347,163 +279,125 @@ static void admit(srv_engine *e, srv_request *r) {
         reject(r, SRV_FINISH_ERROR, 500, "no free sequence slot (engine bookkeeping error)");
         return;
     }
-    size_t stop_lens[SRV_MAX_STOPS];
-    for (int32_t i = 0; i < r->n_stops; i++) stop_lens[i] = strlen(r->stops[i]);
-    if (tnd_sampler_init(&r->sampling, e->n_vocab, &s->sampler) != TND_OK ||
-        tnd_detokenizer_init(e->tok, TND_DETOKENIZE_KEEP_SPACE, &s->det) != TND_OK ||
-        tnd_stop_matcher_init((const char *const *)r->stops, stop_lens, r->n_stops, 1, &s->stops) != TND_OK) {
+    tnd_generate_params gp = tnd_generate_default_params();
+    gp.sampling = r->sampling;
+    gp.max_tokens = r->max_tokens;
+    gp.stops = (const char *const *)r->stops;
+    gp.n_stops = r->n_stops;
+    if (tnd_session_start(s->session, &gp, r->prompt, r->n_prompt) != TND_OK) {
         char message[256];
         snprintf(message, sizeof message, "cannot set up generation: %s", tnd_last_error());
-        clear_slot(e, s, false);
         reject(r, SRV_FINISH_ERROR, 500, message);
         return;
     }
+    tnd_session_stats st;
+    tnd_session_stats_get(s->session, &st);
     s->req = r;
-    s->n_prefilled = s->n_cached;
-    s->next_token = -1;
-    s->n_generated = 0;
     s->admitted = ++e->n_admitted;
+    s->text_sent = 0;
+    s->first_reported = false;
     pthread_mutex_lock(&r->mu);
-    r->n_cached = s->n_cached;
+    r->n_cached = st.n_reused;
     pthread_mutex_unlock(&r->mu);
-    srv_metrics_admitted(e->metrics, r->n_prompt, s->n_cached);
+    srv_metrics_admitted(e->metrics, r->n_prompt, st.n_reused);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
- * One step
+ * After a step: hand each request what its session produced
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* Handles the logits of a slot: sample, report, decide whether to go on. Returns 1 if a token was generated (not
- * an end-of-generation token), else 0. */
-static int32_t on_logits(srv_engine *e, slot *s, const float *logits) {
-    srv_request *r = s->req;
-    int32_t token = -1;
-    if (!logits || tnd_sampler_sample(s->sampler, logits, &token) != TND_OK) {
-        char message[300];
-        snprintf(message, sizeof message, "sampling failed: %s", tnd_last_error());
-        end_slot(e, s, SRV_FINISH_ERROR, 500, message);
-        return 0;
+/* The request's finish for the session's. */
+static srv_finish finish_of(tnd_finish_reason reason) {
+    switch (reason) {
+    case TND_FINISH_NONE: return SRV_FINISH_NONE;
+    case TND_FINISH_EOG:
+    case TND_FINISH_STOP_STRING: return SRV_FINISH_STOP;
+    case TND_FINISH_LENGTH:
+    case TND_FINISH_CONTEXT: return SRV_FINISH_LENGTH;
+    case TND_FINISH_CANCELLED: return SRV_FINISH_CANCELLED;
+    case TND_FINISH_ERROR: break;
     }
-    tnd_sampler_accept(s->sampler, token);
-    if (s->n_generated == 0) {
+    return SRV_FINISH_ERROR;
+}
+
+/* Gives the request the session's new text (with the token's logprobs when asked) and, once the session ended, the
+ * finish: a normal end keeps the cache for reuse, a cancelled or failed one frees the sequence's KV blocks. */
+static void report(srv_engine *e, slot *s) {
+    srv_request *r = s->req;
+    tnd_session *ss = s->session;
+    tnd_session_stats st;
+    tnd_session_stats_get(ss, &st);
+    if (!s->first_reported && st.t_first_token > 0) {
+        s->first_reported = true;
         double now = srv_now();
         pthread_mutex_lock(&r->mu);
         r->t_first_token = now;
         pthread_mutex_unlock(&r->mu);
         srv_metrics_first_token(e->metrics, now - r->t_arrival);
     }
-    if (tnd_tokenizer_is_eog(e->tok, token)) {
-        end_slot(e, s, SRV_FINISH_STOP, 0, NULL);
-        return 0;
-    }
-    s->n_generated++;
+    size_t len = 0;
+    const char *text = tnd_session_text(ss, &len);
+    int32_t token = tnd_session_last_token(ss);
     srv_token_info info = {.token = token};
-    if (r->logprobs)
-        tnd_logprobs(logits, e->n_vocab, token, &info.logprob, info.top, r->top_logprobs, &info.n_top);
-    int32_t n = tnd_detokenizer_push(s->det, token, e->piece.data, (int32_t)e->piece.cap);
-    if (n < 0 && n != TND_TOKENIZE_ERROR && srv_buf_reserve(&e->piece, (size_t)-n)) /* a long piece */
-        n = tnd_detokenizer_push(s->det, token, e->piece.data, (int32_t)e->piece.cap);
-    const char *show = NULL;
-    size_t show_len = 0;
-    int32_t hit = -1;
-    if (n < 0 || tnd_stop_matcher_feed(s->stops, e->piece.data, (size_t)n, &show, &show_len, &hit) != TND_OK) {
-        char message[300];
-        snprintf(message, sizeof message, "decoding token %d failed: %s", token, tnd_last_error());
-        end_slot(e, s, SRV_FINISH_ERROR, 500, message);
-        return 1;
-    }
-    push_output(r, show, show_len, r->logprobs ? &info : NULL, s->n_generated);
-    if (hit >= 0) end_slot(e, s, SRV_FINISH_STOP, 0, NULL);
-    else if ((r->max_tokens >= 0 && s->n_generated >= r->max_tokens) || s->n_cached >= e->n_ctx)
-        end_slot(e, s, SRV_FINISH_LENGTH, 0, NULL);
-    else s->next_token = token;
-    return 1;
+    bool with_info = r->logprobs && token >= 0;
+    if (with_info)
+        tnd_logprobs(tnd_session_logits(ss), e->n_vocab, token, &info.logprob, info.top, r->top_logprobs, &info.n_top);
+    if (len > s->text_sent || with_info) push_output(r, text + s->text_sent, len - s->text_sent,
+                                                     with_info ? &info : NULL, st.n_generated);
+    s->text_sent = len;
+    tnd_finish_reason reason = tnd_session_finish_reason(ss);
+    srv_finish finish = finish_of(reason);
+    if (finish == SRV_FINISH_NONE) return;
+    if (finish == SRV_FINISH_CANCELLED) srv_metrics_cancelled(e->metrics);
+    char message[256] = "";
+    if (finish == SRV_FINISH_ERROR) snprintf(message, sizeof message, "%s", tnd_session_error(ss));
+    finish_request(r, finish, finish == SRV_FINISH_ERROR ? 500 : 0, message, st.n_generated);
+    if (finish == SRV_FINISH_CANCELLED || finish == SRV_FINISH_ERROR) tnd_session_clear(ss);
+    s->req = NULL;
+    srv_request_release(r);
 }
 
-/* Adds batch entry n for slot s. */
-static void add_entry(srv_engine *e, int32_t *n, const slot *s, int32_t token, int32_t pos, bool logits) {
-    e->b_tokens[*n] = token;
-    e->b_pos[*n] = pos;
-    e->b_seq[*n] = s->seq;
-    e->b_logits[*n] = logits;
-    (*n)++;
+/* Ends a running request before its session does (shutting down): an error, and its cache is dropped. */
+static void abort_slot(slot *s, int status, const char *message) {
+    tnd_session_stats st;
+    tnd_session_stats_get(s->session, &st);
+    finish_request(s->req, SRV_FINISH_ERROR, status, message, st.n_generated);
+    tnd_session_clear(s->session);
+    srv_request_release(s->req);
+    s->req = NULL;
 }
 
-/* The prefilling slot admitted first that has not been given tokens in this step, or NULL. */
-static slot *next_prefill(srv_engine *e) {
-    slot *best = NULL;
-    for (int32_t i = 0; i < e->n_slots; i++) {
-        slot *s = &e->slots[i];
-        if (s->req && s->next_token < 0 && !s->n_fed && s->n_prefilled < s->req->n_prompt &&
-            (!best || s->admitted < best->admitted))
-            best = s;
-    }
-    return best;
-}
+/* ------------------------------------------------------------------------------------------------------------
+ * One step
+ * ---------------------------------------------------------------------------------------------------------- */
 
-/* One forward step over every live sequence: the next token of each generating one, then prompt chunks (oldest
- * request first) up to n_batch tokens in all. */
+/* One forward step over every busy slot, in the library: the next token of each generating session, then prompt
+ * chunks, oldest request first, up to n_batch tokens in all. A client that went away or a request whose time is up
+ * ends first. */
 static void step(srv_engine *e) {
-    int32_t n = 0, rows = 0, n_prompt_tokens = 0;
-    for (int32_t i = 0; i < e->n_slots; i++) {
-        slot *s = &e->slots[i];
-        s->n_fed = 0;
-        s->logits_row = -1;
-        if (!s->req || s->next_token < 0) continue;
-        s->fed_at = n;
-        add_entry(e, &n, s, s->next_token, s->n_cached, true);
-        s->n_fed = 1;
-        s->logits_row = rows++;
-    }
-    slot *p;
-    while (n < e->n_batch && (p = next_prefill(e))) {
-        const srv_request *r = p->req;
-        int32_t take = r->n_prompt - p->n_prefilled;
-        if (take > e->n_batch - n) take = e->n_batch - n;
-        bool completes = p->n_prefilled + take == r->n_prompt;
-        p->fed_at = n;
-        for (int32_t i = 0; i < take; i++)
-            add_entry(e, &n, p, r->prompt[p->n_prefilled + i], p->n_cached + i, completes && i == take - 1);
-        p->n_fed = take;
-        if (completes) p->logits_row = rows++;
-        n_prompt_tokens += take;
-    }
-    if (!n) return;
-    tnd_batch batch = {.n_tokens = n, .tokens = e->b_tokens, .pos = e->b_pos, .seq_id = e->b_seq,
-                       .logits = e->b_logits};
-    double t0 = srv_now();
-    tnd_status st = tnd_context_decode(e->ctx, &batch);
-    double seconds = srv_now() - t0;
-    if (st != TND_OK) {
-        char message[300];
-        snprintf(message, sizeof message, "forward step failed: %s", tnd_last_error());
-        for (int32_t i = 0; i < e->n_slots; i++)
-            if (e->slots[i].n_fed) end_slot(e, &e->slots[i], SRV_FINISH_ERROR, 500, message);
-        return;
-    }
-    for (int32_t i = 0; i < e->n_slots; i++) { /* the cache now holds the fed tokens */
-        slot *s = &e->slots[i];
-        if (!s->n_fed) continue;
-        memcpy(s->cached + s->n_cached, e->b_tokens + s->fed_at, sizeof(int32_t) * (size_t)s->n_fed);
-        s->n_cached += s->n_fed;
-        if (s->next_token < 0) s->n_prefilled += s->n_fed;
-    }
-    int32_t generated = 0;
-    for (int32_t i = 0; i < e->n_slots; i++)
-        if (e->slots[i].req && e->slots[i].logits_row >= 0)
-            generated += on_logits(e, &e->slots[i], tnd_context_logits(e->ctx, e->slots[i].logits_row));
-    srv_metrics_step(e->metrics, n_prompt_tokens, generated, seconds);
-}
-
-/* Ends running requests whose client went away or whose time is up. */
-static void check_running(srv_engine *e) {
     double now = srv_now();
+    int32_t n = 0;
     for (int32_t i = 0; i < e->n_slots; i++) {
         slot *s = &e->slots[i];
         if (!s->req) continue;
-        if (atomic_load(&s->req->cancelled)) end_slot(e, s, SRV_FINISH_CANCELLED, 0, NULL);
-        else if (now > s->req->deadline) end_slot(e, s, SRV_FINISH_LENGTH, 0, NULL);
+        if (atomic_load(&s->req->cancelled)) tnd_session_end(s->session, TND_FINISH_CANCELLED);
+        else if (now > s->req->deadline) tnd_session_end(s->session, TND_FINISH_LENGTH);
+        if (tnd_session_finish_reason(s->session) != TND_FINISH_NONE) {
+            report(e, s);
+            continue;
+        }
+        int32_t at = n++; /* insertion by admission: there are few slots */
+        for (; at > 0 && e->busy[at - 1]->admitted > s->admitted; at--) e->busy[at] = e->busy[at - 1];
+        e->busy[at] = s;
     }
+    if (!n) return;
+    for (int32_t i = 0; i < n; i++) e->order[i] = e->busy[i]->session;
+    tnd_step_stats st;
+    tnd_session_step_many(e->order, n, &st); /* a failed pass ends the sessions it fed, reported below */
+    for (int32_t i = 0; i < e->n_slots; i++)
+        if (e->slots[i].req) report(e, &e->slots[i]);
+    if (st.n_prompt_tokens || st.n_generated) srv_metrics_step(e->metrics, st.n_prompt_tokens, st.n_generated,
+                                                               st.seconds);
 }
 
 static void publish(srv_engine *e) {
@@ -535,13 +429,12 @@ static void *engine_main(void *arg) {
         e->n_idle = n_free - n_popped;
         pthread_mutex_unlock(&e->mu);
         for (int32_t i = 0; i < n_popped; i++) admit(e, e->popped[i]);
-        check_running(e);
         step(e);
         publish(e);
     }
     /* shutting down: nothing more runs */
     for (int32_t i = 0; i < e->n_slots; i++)
-        if (e->slots[i].req) end_slot(e, &e->slots[i], SRV_FINISH_ERROR, 503, "the server is shutting down");
+        if (e->slots[i].req) abort_slot(&e->slots[i], 503, "the server is shutting down");
     pthread_mutex_lock(&e->mu);
     while (e->head) {
         srv_request *r = e->head;
@@ -560,18 +453,12 @@ static void *engine_main(void *arg) {
  * ---------------------------------------------------------------------------------------------------------- */
 
 static void engine_free(srv_engine *e) {
-    for (int32_t i = 0; e->slots && i < e->n_slots; i++) {
-        clear_slot(e, &e->slots[i], false);
-        free(e->slots[i].cached);
-    }
+    for (int32_t i = 0; e->slots && i < e->n_slots; i++) tnd_session_free(e->slots[i].session);
     free(e->slots);
     tnd_context_free(e->ctx);
-    free(e->b_tokens);
-    free(e->b_pos);
-    free(e->b_seq);
-    free(e->b_logits);
+    free(e->busy);
+    free(e->order);
     free(e->popped);
-    srv_buf_free(&e->piece);
     pthread_cond_destroy(&e->cv);
     pthread_mutex_destroy(&e->mu);
     free(e);
@@ -595,7 +482,6 @@ tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_t
     e->tok = tok;
     e->metrics = metrics;
     e->n_ctx = cfg->n_ctx;
-    e->n_batch = cfg->n_batch;
     e->n_slots = cfg->parallel;
     tnd_context_params p = tnd_context_default_params();
     /* every sequence can hold n_ctx tokens at once, so the shared cache never runs out: forks share blocks, and a
@@ -613,23 +499,18 @@ tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_t
     p.kv_type = cfg->kv_type;
     if ((st = tnd_context_init(model, &p, &e->ctx))) goto fail;
     e->n_vocab = tnd_model_n_vocab(model);
-    size_t nb = (size_t)e->n_batch;
-    e->slots = calloc((size_t)e->n_slots, sizeof *e->slots);
-    e->b_tokens = malloc(sizeof(int32_t) * nb);
-    e->b_pos = malloc(sizeof(int32_t) * nb);
-    e->b_seq = malloc(sizeof(int32_t) * nb);
-    e->b_logits = malloc(nb);
-    e->popped = calloc((size_t)e->n_slots, sizeof *e->popped);
+    size_t ns = (size_t)e->n_slots;
+    e->slots = calloc(ns, sizeof *e->slots);
+    e->busy = calloc(ns, sizeof *e->busy);
+    e->order = calloc(ns, sizeof *e->order);
+    e->popped = calloc(ns, sizeof *e->popped);
     st = TND_ERR_OUT_OF_MEMORY;
-    if (!e->slots || !e->b_tokens || !e->b_pos || !e->b_seq || !e->b_logits || !e->popped ||
-        !srv_buf_reserve(&e->piece, 255))
-        goto fail;
+    if (!e->slots || !e->busy || !e->order || !e->popped) goto fail;
     for (int32_t i = 0; i < e->n_slots; i++) {
         e->slots[i].seq = i;
-        e->slots[i].next_token = -1;
-        e->slots[i].logits_row = -1;
-        if (!(e->slots[i].cached = malloc(sizeof(int32_t) * (size_t)e->n_ctx))) goto fail;
+        if ((st = tnd_session_init(e->ctx, tok, i, e->n_ctx, &e->slots[i].session))) goto fail;
     }
+    st = TND_ERR_OUT_OF_MEMORY;
     if (pthread_create(&e->thread, NULL, engine_main, e)) goto fail;
     e->thread_started = true;
     publish(e);

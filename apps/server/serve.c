@@ -4,7 +4,6 @@
 
 #include "../cli/cli_util.h"
 #include "../cli/commands.h"
-#include "../cli/generate.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -145,10 +144,7 @@ int tnd_cmd_serve(int argc, char **argv) {
         cli_error("tokenizer");
         goto cleanup;
     }
-    if (!cfg.n_ctx) {
-        int32_t trained = cli_trained_context(model);
-        cfg.n_ctx = trained < 512 ? 512 : trained > 4096 ? 4096 : trained;
-    }
+    if (!cfg.n_ctx) cfg.n_ctx = cli_default_context(model);
     if (cfg.chat_template && tnd_chat_template_lookup(cfg.chat_template, &mi.chat_template) != TND_OK) {
         cli_error("--chat-template");
         goto cleanup;

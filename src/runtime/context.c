@@ -7,6 +7,7 @@
 #include "quant/quant.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 tnd_context_params tnd_context_default_params(void) {
@@ -45,7 +46,17 @@ static const tnd_bound_model *bound_of(const tnd_model *m) {
 }
 
 int32_t tnd_model_n_vocab(const tnd_model *m) { return bound_of(m) ? bound_of(m)->hp.n_vocab : 0; }
-int32_t tnd_model_n_ctx_train(const tnd_model *m) { return bound_of(m) ? bound_of(m)->hp.n_ctx_train : 0; }
+int32_t tnd_model_n_ctx_train(const tnd_model *m) {
+    if (bound_of(m)) return bound_of(m)->hp.n_ctx_train;
+    /* not bound yet: the file's <arch>.context_length, read without binding */
+    const char *arch = NULL;
+    size_t len = 0;
+    int64_t v = 0;
+    char key[96];
+    if (tnd_model_meta_string(m, "general.architecture", &arch, &len) != TND_OK || len > 64) return 0;
+    snprintf(key, sizeof key, "%.*s.context_length", (int)len, arch);
+    return tnd_model_meta_int(m, key, &v) == TND_OK && v > 0 && v < (1 << 24) ? (int32_t)v : 0;
+}
 
 /* ------------------------------------------------------------------------------------------------------------
  * Devices and buffers

@@ -19,7 +19,7 @@
 struct tnd_session {
     tnd_context *ctx;
     const tnd_tokenizer *tok;
-    tnd_allocator allocator;       /* the C library's (all NULL) */
+    tnd_allocator allocator;       /* the context's (its model's hooks) */
     int32_t seq, max_context, n_vocab;
 
     int32_t *tokens;               /* [max_context + 1]: the token sampled last is recorded before it is evaluated */
@@ -100,8 +100,9 @@ static void drop_generation(tnd_session *s) {
 /* A session with its arrays and no generation; the caller sets up the sequence. */
 static tnd_status session_new(tnd_context *ctx, const tnd_tokenizer *tok, int32_t seq, int32_t max_context,
                               tnd_session **out) {
-    tnd_session *s = tnd_alloc(NULL, sizeof *s);
+    tnd_session *s = tnd_alloc(&ctx->allocator, sizeof *s);
     if (!s) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "session: out of memory");
+    s->allocator = ctx->allocator;
     s->ctx = ctx;
     s->tok = tok;
     s->seq = seq;
@@ -110,10 +111,10 @@ static tnd_status session_new(tnd_context *ctx, const tnd_tokenizer *tok, int32_
     s->last_token = -1;
     atomic_init(&s->cancel, 0);
     size_t n = (size_t)max_context + 1;
-    s->tokens = tnd_alloc_array(NULL, n, sizeof *s->tokens);
-    s->draws = tnd_alloc_array(NULL, n, sizeof *s->draws);
-    s->text = tnd_alloc(NULL, s->text_cap = 256);
-    s->piece = tnd_alloc(NULL, (size_t)(s->piece_cap = 256));
+    s->tokens = tnd_alloc_array(&s->allocator, n, sizeof *s->tokens);
+    s->draws = tnd_alloc_array(&s->allocator, n, sizeof *s->draws);
+    s->text = tnd_alloc(&s->allocator, s->text_cap = 256);
+    s->piece = tnd_alloc(&s->allocator, (size_t)(s->piece_cap = 256));
     if (!s->tokens || !s->draws || !s->text || !s->piece) {
         tnd_session_free(s);
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "session: out of memory for a context of %d tokens", max_context);
@@ -143,11 +144,12 @@ void tnd_session_free(tnd_session *s) {
     if (!s) return;
     if (s->tokens) tnd_context_seq_truncate(s->ctx, s->seq, 0);
     drop_generation(s);
-    tnd_free(NULL, s->tokens);
-    tnd_free(NULL, s->draws);
-    tnd_free(NULL, s->text);
-    tnd_free(NULL, s->piece);
-    tnd_free(NULL, s);
+    tnd_allocator a = s->allocator;
+    tnd_free(&a, s->tokens);
+    tnd_free(&a, s->draws);
+    tnd_free(&a, s->text);
+    tnd_free(&a, s->piece);
+    tnd_free(&a, s);
 }
 
 void tnd_session_clear(tnd_session *s) {
@@ -191,7 +193,9 @@ static tnd_status new_generation(tnd_session *s, const tnd_generate_params *p) {
     tnd_sampler *sampler = NULL;
     tnd_detokenizer *det = NULL;
     tnd_stop_matcher *stops = NULL;
-    tnd_status st = tnd_sampler_init(&p->sampling, s->n_vocab, &sampler);
+    tnd_sampler_params sp = p->sampling;
+    if (!sp.allocator.alloc && !sp.allocator.free) sp.allocator = s->allocator; /* the context's hooks by default */
+    tnd_status st = tnd_sampler_init(&sp, s->n_vocab, &sampler);
     if (!st) st = tnd_detokenizer_init(s->tok, p->detokenize_flags, &det);
     if (!st) st = tnd_stop_matcher_init(p->stops, p->stop_lens, p->n_stops, 1, &stops);
     if (st) {
@@ -266,13 +270,13 @@ tnd_status tnd_session_start_chat(tnd_session *s, const tnd_generate_params *p, 
     if (n > s->max_context)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "the conversation has %d tokens; the session's context holds %d", n,
                         s->max_context);
-    int32_t *prompt = tnd_alloc_array(NULL, (size_t)n + 1, sizeof *prompt);
+    int32_t *prompt = tnd_alloc_array(&s->allocator, (size_t)n + 1, sizeof *prompt);
     if (!prompt) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a conversation of %d tokens", n);
     tnd_status st = TND_ERR_INTERNAL;
     if (tnd_chat_encode(s->tok, template_name, messages, n_messages, 1, eos_arg, flags, prompt, n) == n)
         st = tnd_session_start(s, p, prompt, n);
     else tnd_fail(st, "the conversation encoded to another length the second time");
-    tnd_free(NULL, prompt);
+    tnd_free(&s->allocator, prompt);
     return st;
 }
 
@@ -298,10 +302,10 @@ static int32_t show(tnd_session *s, const char *bytes, size_t len, bool live) {
     if (out_len > s->text_cap - 1 - s->text_len) {
         size_t cap = s->text_cap;
         while (cap - 1 - s->text_len < out_len) cap *= 2;
-        char *grown = tnd_alloc(NULL, cap);
+        char *grown = tnd_alloc(&s->allocator, cap);
         if (!grown) return -2;
         memcpy(grown, s->text, s->text_len);
-        tnd_free(NULL, s->text);
+        tnd_free(&s->allocator, s->text);
         s->text = grown;
         s->text_cap = cap;
     }
@@ -316,9 +320,9 @@ static int32_t show(tnd_session *s, const char *bytes, size_t len, bool live) {
 static int32_t show_token(tnd_session *s, int32_t token, bool live) {
     int32_t n = tnd_detokenizer_push(s->det, token, s->piece, s->piece_cap);
     if (n < 0 && n != TND_TOKENIZE_ERROR) { /* a piece longer than the buffer */
-        char *grown = tnd_alloc(NULL, (size_t)-n);
+        char *grown = tnd_alloc(&s->allocator, (size_t)-n);
         if (!grown) return -2;
-        tnd_free(NULL, s->piece);
+        tnd_free(&s->allocator, s->piece);
         s->piece = grown;
         s->piece_cap = -n;
         n = tnd_detokenizer_push(s->det, token, s->piece, s->piece_cap);
@@ -445,10 +449,11 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
     }
     size_t cap = (size_t)ctx->n_batch;
     step_batch b = {.cap = ctx->n_batch};
-    b.tokens = tnd_alloc_array(NULL, cap, sizeof *b.tokens);
-    b.pos = tnd_alloc_array(NULL, cap, sizeof *b.pos);
-    b.seq = tnd_alloc_array(NULL, cap, sizeof *b.seq);
-    b.logits = tnd_alloc(NULL, cap);
+    const tnd_allocator *a = &ctx->allocator;
+    b.tokens = tnd_alloc_array(a, cap, sizeof *b.tokens);
+    b.pos = tnd_alloc_array(a, cap, sizeof *b.pos);
+    b.seq = tnd_alloc_array(a, cap, sizeof *b.seq);
+    b.logits = tnd_alloc(a, cap);
     if (!b.tokens || !b.pos || !b.seq || !b.logits) {
         st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a batch of %d tokens", ctx->n_batch);
         goto cleanup;
@@ -492,10 +497,10 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
     if (stats) *stats = (tnd_step_stats){.n_prompt_tokens = n_prompt_tokens, .n_generated = generated,
                                          .seconds = seconds};
 cleanup:
-    tnd_free(NULL, b.tokens);
-    tnd_free(NULL, b.pos);
-    tnd_free(NULL, b.seq);
-    tnd_free(NULL, b.logits);
+    tnd_free(a, b.tokens);
+    tnd_free(a, b.pos);
+    tnd_free(a, b.seq);
+    tnd_free(a, b.logits);
     return st;
 }
 
@@ -574,8 +579,8 @@ tnd_status tnd_session_clone(const tnd_session *src, int32_t seq, tnd_session **
         if (!st) st = tnd_stop_matcher_clone(src->stops, &s->stops);
     }
     if (!st && src->text_cap > s->text_cap) {
-        tnd_free(NULL, s->text);
-        if (!(s->text = tnd_alloc(NULL, s->text_cap = src->text_cap)))
+        tnd_free(&s->allocator, s->text);
+        if (!(s->text = tnd_alloc(&s->allocator, s->text_cap = src->text_cap)))
             st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "tnd_session_clone: out of memory for the text");
     }
     if (!st) st = tnd_context_seq_fork(src->ctx, src->seq, seq);
