@@ -309,10 +309,11 @@ static int32_t show(tnd_session *s, const char *bytes, size_t len, bool live) {
         s->text = grown;
         s->text_cap = cap;
     }
+    if (!out_len) return hit;
     memcpy(s->text + s->text_len, out, out_len);
     s->text_len += out_len;
     s->text[s->text_len] = 0;
-    if (live && out_len && s->on_text) s->on_text(s->user, out, out_len);
+    if (live && s->on_text) s->on_text(s->user, out, out_len);
     return hit;
 }
 
