@@ -274,29 +274,6 @@ static enum MHD_Result run_generation(exchange *x, srv_request *r) {
  * Routing
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* Loads the body as JSON: duplicate keys refused, nesting limited. */
-static json_t *load_body(exchange *x, srv_error *err) {
-    if (!x->body.len) {
-        srv_fail(err, 400, "invalid_request_error", NULL, NULL, "the request needs a JSON body");
-        return NULL;
-    }
-    json_error_t jerr;
-    json_t *root = json_loadb(x->body.data, x->body.len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        srv_fail(err, 400, "invalid_request_error", "invalid_json", NULL,
-                 "We could not parse the JSON body of your request: %s (line %d, column %d)", jerr.text, jerr.line,
-                 jerr.column);
-        return NULL;
-    }
-    if (!srv_json_depth_ok(root, SRV_MAX_JSON_DEPTH)) {
-        json_decref(root);
-        srv_fail(err, 400, "invalid_request_error", "invalid_json", NULL,
-                 "the JSON body is nested deeper than %d levels", SRV_MAX_JSON_DEPTH);
-        return NULL;
-    }
-    return root;
-}
-
 /* Answers a fully received request. */
 static enum MHD_Result handle(exchange *x) {
     srv_http *h = x->h;
@@ -315,7 +292,7 @@ static enum MHD_Result handle(exchange *x) {
     default:
         break;
     }
-    json_t *body = load_body(x, &err);
+    json_t *body = srv_openai_load(x->body.data, x->body.len, &err);
     if (!body) return respond_error(x, &err);
     enum MHD_Result ret = MHD_NO;
     char *out = NULL;

@@ -40,11 +40,44 @@ static json_t *json_text(const char *s, size_t n) {
 /* A log-probability as JSON: -inf (a banned or impossible token) becomes -9999, as OpenAI reports it. */
 static json_t *json_logprob(float lp) { return json_real(isfinite(lp) ? (double)lp : -9999.0); }
 
-/* Serializes and frees `v`; NULL if v is NULL or out of memory. */
+/* Serializes and frees `v`; NULL if v is NULL or out of memory, also when an allocation failed while it was built
+ * (a field may then be missing). */
 static char *dump(json_t *v) {
     char *s = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
+    if (srv_json_alloc_failed()) {
+        free(s);
+        return NULL;
+    }
     return s;
+}
+
+json_t *srv_openai_load(const char *data, size_t len, srv_error *err) {
+    if (!len) {
+        srv_fail(err, 400, "invalid_request_error", NULL, NULL, "the request needs a JSON body");
+        return NULL;
+    }
+    json_error_t jerr;
+    srv_json_alloc_failed(); /* a note left by earlier work on this thread is not about this body */
+    json_t *root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (srv_json_alloc_failed()) { /* the parse may have dropped characters */
+        json_decref(root);
+        srv_fail(err, 500, "server_error", NULL, NULL, "out of memory reading the JSON body");
+        return NULL;
+    }
+    if (!root) {
+        srv_fail(err, 400, "invalid_request_error", "invalid_json", NULL,
+                 "We could not parse the JSON body of your request: %s (line %d, column %d)", jerr.text, jerr.line,
+                 jerr.column);
+        return NULL;
+    }
+    if (!srv_json_depth_ok(root, SRV_MAX_JSON_DEPTH)) {
+        json_decref(root);
+        srv_fail(err, 400, "invalid_request_error", "invalid_json", NULL,
+                 "the JSON body is nested deeper than %d levels", SRV_MAX_JSON_DEPTH);
+        return NULL;
+    }
+    return root;
 }
 
 char *srv_error_json(const srv_error *err) {

@@ -113,6 +113,7 @@ static const char *model_id(const srv_config *cfg) {
 }
 
 int tnd_cmd_serve(int argc, char **argv) {
+    srv_json_setup();
     srv_config cfg = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .n_batch = 256, .max_queue = 64,
                       .max_connections = 256, .kv_type = TND_TYPE_F16, .request_timeout = 600, .read_timeout = 15,
                       .max_body = 4u << 20};

@@ -68,6 +68,13 @@ bool srv_secret_equal(const char *secret, size_t secret_len, const char *candida
 /* Writes prefix + 24 random letters and digits + NUL into out (cap >= strlen(prefix) + 25). */
 void srv_random_id(const char *prefix, char *out, size_t cap);
 
+/* Routes jansson's allocations through a function that notes failures (call once, before any JSON is made). */
+void srv_json_setup(void);
+
+/* Whether a jansson allocation failed on this thread since the last call (which clears the note). jansson can
+ * leave data out silently on such a failure, so whatever was loaded or built since is not to be trusted. */
+bool srv_json_alloc_failed(void);
+
 /* Copies n bytes to out, replacing every byte that does not belong to a well-formed UTF-8 character with U+FFFD, so
  * the result can go into JSON. */
 bool srv_utf8_sanitize(const char *s, size_t n, srv_buf *out);
@@ -240,6 +247,10 @@ bool srv_fail(srv_error *err, int status, const char *type, const char *code, co
 
 /* Whether a loaded JSON value nests at most `limit` levels of arrays and objects. */
 bool srv_json_depth_ok(const json_t *v, int limit);
+
+/* Loads a request body as JSON: duplicate keys refused, nesting limited to SRV_MAX_JSON_DEPTH, an allocation
+ * failure inside the parser reported as such (never a silently altered body). NULL with *err filled. */
+json_t *srv_openai_load(const char *data, size_t len, srv_error *err);
 
 /* The OpenAI error body {"error": {...}} as a malloc'ed string (NULL when out of memory). */
 char *srv_error_json(const srv_error *err);

@@ -141,3 +141,23 @@ bool srv_utf8_sanitize(const char *s, size_t n, srv_buf *out) {
     }
     return srv_buf_append(out, s + i - run, run);
 }
+
+/* jansson reports some allocation failures only by leaving data out: its lexer drops a character of a string when
+ * an allocation fails, and json_object_set_new of a value that could not be made leaves the field out. So every
+ * allocation of jansson goes through json_alloc, which notes a failure for the thread, and the server's loads and
+ * dumps check the note. */
+static _Thread_local bool json_alloc_failed;
+
+static void *json_alloc(size_t size) {
+    void *p = malloc(size);
+    if (!p) json_alloc_failed = true;
+    return p;
+}
+
+void srv_json_setup(void) { json_set_alloc_funcs(json_alloc, free); }
+
+bool srv_json_alloc_failed(void) {
+    bool failed = json_alloc_failed;
+    json_alloc_failed = false;
+    return failed;
+}
