@@ -310,10 +310,11 @@ typedef struct tnd_batch {
     const int8_t *logits;
 } tnd_batch;
 
-/* Runs the batch. On success the logits asked for are available through tnd_context_logits until the next call.
- * On failure nothing of the batch stays in the KV cache. TND_ERR_INVALID_ARGUMENT (token id out of range,
+/* Runs the batch. On success the logits asked for are available through tnd_context_logits until the next call;
+ * any number of entries may ask (the context keeps room for the most rows asked for so far, n_vocab floats each,
+ * and nothing for the others). On failure nothing of the batch stays in the KV cache. TND_ERR_INVALID_ARGUMENT (token id out of range,
  * sequence id out of range, a position that does not follow its sequence), TND_ERR_BUFFER_TOO_SMALL (the KV
- * cache is full: free sequences or use a larger n_ctx). */
+ * cache is full: free sequences or use a larger n_ctx), TND_ERR_OUT_OF_MEMORY. */
 TND_API tnd_status tnd_context_decode(tnd_context *ctx, const tnd_batch *batch);
 
 /* Logits of the i-th entry that asked for them in the last batch: n_vocab floats owned by the context, valid

@@ -82,7 +82,11 @@ int32_t tnd_forward(tnd_context *ctx, const int32_t *tokens, const int32_t *pos,
     }
     if (!n_out) return 0;
     d->vt->rms_norm(d, last->act.x, ctx->output_norm, last->act.xn, hp->n_embd, n_out, hp->rms_eps);
-    d->vt->matmul(d, &ctx->output, last->act.xn, n_out, last->act.logits);
-    d->vt->to_host(d, logits_out, last->act.logits, sizeof(float) * (size_t)n_out * (size_t)hp->n_vocab);
+    for (int32_t r = 0; r < n_out; r += TND_LOGITS_CHUNK) {
+        int32_t m = n_out - r < TND_LOGITS_CHUNK ? n_out - r : TND_LOGITS_CHUNK;
+        d->vt->matmul(d, &ctx->output, last->act.xn + (size_t)r * hp->n_embd, m, last->act.logits);
+        d->vt->to_host(d, logits_out + (size_t)r * hp->n_vocab, last->act.logits,
+                       sizeof(float) * (size_t)m * (size_t)hp->n_vocab);
+    }
     return n_out;
 }

@@ -213,15 +213,18 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
         (st = device_floats(last, bm->w.output_norm, hp->n_embd, &ctx->output_norm)))
         goto fail;
     size_t nb = (size_t)ctx->n_batch, nv = (size_t)hp->n_vocab;
-    ctx->stages[ctx->n_stages - 1].act.logits = last->vt->alloc(last, sizeof(float) * nb * nv);
+    size_t chunk = nb < TND_LOGITS_CHUNK ? nb : TND_LOGITS_CHUNK;
+    ctx->stages[ctx->n_stages - 1].act.logits = last->vt->alloc(last, sizeof(float) * chunk * nv);
     ctx->slots = tnd_alloc_array(&ctx->allocator, nb, sizeof(int64_t));
     ctx->n_ctx_of = tnd_alloc_array(&ctx->allocator, nb, sizeof(int32_t));
     ctx->tables = tnd_alloc_array(&ctx->allocator, nb, sizeof(int32_t *));
     ctx->want = tnd_alloc_array(&ctx->allocator, nb, sizeof(int8_t));
-    ctx->host_x = tnd_alloc_array(&ctx->allocator, nb * (size_t)hp->n_embd, sizeof(float));
-    ctx->logits = tnd_alloc_array(&ctx->allocator, nb * nv, sizeof(float));
+    if (ctx->n_stages > 1) /* the hand-over between devices */
+        ctx->host_x = tnd_alloc_array(&ctx->allocator, nb * (size_t)hp->n_embd, sizeof(float));
+    ctx->logits = tnd_alloc_array(&ctx->allocator, nv, sizeof(float)); /* one row; decode grows it */
+    ctx->logits_cap = 1;
     if (!ctx->stages[ctx->n_stages - 1].act.logits || !ctx->slots || !ctx->n_ctx_of || !ctx->tables ||
-        !ctx->want || !ctx->host_x || !ctx->logits) {
+        !ctx->want || (ctx->n_stages > 1 && !ctx->host_x) || !ctx->logits) {
         st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for batch buffers (n_batch %d, n_vocab %d)", ctx->n_batch,
                       hp->n_vocab);
         goto fail;
@@ -312,11 +315,18 @@ tnd_status tnd_context_decode(tnd_context *ctx, const tnd_batch *b) {
     ctx->n_logits = 0;
     tnd_status st = check_batch(ctx, b);
     if (st) return st;
-    int32_t asked = 0;
+    int32_t asked = b->logits ? 0 : 1;
     for (int32_t i = 0; b->logits && i < b->n_tokens; i++) asked += b->logits[i] != 0;
-    if (asked > ctx->n_batch)
-        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "batch asks for logits of %d entries, more than n_batch %d", asked,
-                        ctx->n_batch);
+    if (asked > ctx->logits_cap) { /* room for the rows asked for, before anything changes */
+        size_t nv = (size_t)ctx->bm->hp.n_vocab;
+        float *grown = tnd_alloc_array(&ctx->allocator, (size_t)asked * nv, sizeof(float));
+        if (!grown)
+            return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the logits of %d batch entries (%zu bytes)",
+                            asked, (size_t)asked * nv * sizeof(float));
+        tnd_free(&ctx->allocator, ctx->logits);
+        ctx->logits = grown;
+        ctx->logits_cap = asked;
+    }
     int32_t n_logits = 0;
     for (int32_t i0 = 0; i0 < b->n_tokens; i0 += ctx->n_batch) {
         int32_t n = b->n_tokens - i0 < ctx->n_batch ? b->n_tokens - i0 : ctx->n_batch;

@@ -7,7 +7,13 @@
 #include "model/model.h"
 #include "runtime/kv_cache.h"
 
-enum { TND_MAX_STAGES = 16 };
+enum {
+    TND_MAX_STAGES = 16,
+    /* Rows of logits the output head computes at once. A context keeps logits only for the rows a batch asks for
+     * (n_batch x n_vocab floats would be 311 MB at batch 512 and a 152k vocabulary, twice: device and host), and
+     * the head's matmul is as efficient on 32 rows as on 512. */
+    TND_LOGITS_CHUNK = 32
+};
 
 /* Activation buffers of one device, each sized for n_batch tokens. Shapes are [n_batch][width]. */
 typedef struct tnd_activations {
@@ -17,7 +23,7 @@ typedef struct tnd_activations {
     float *k, *v;    /* [n_head_kv * head_dim] */
     float *attn;     /* attention output [n_head * head_dim] */
     float *gate, *up; /* [n_ff] */
-    float *logits;   /* [n_batch][n_vocab] on the last stage's device */
+    float *logits;   /* [TND_LOGITS_CHUNK][n_vocab] on the last stage's device: the output head runs in chunks */
 } tnd_activations;
 
 /* A contiguous range of layers on one device, with the device's views of those layers' weights. */
@@ -46,13 +52,14 @@ struct tnd_context {
     const int32_t **tables;
     int8_t *want;         /* per micro-batch row: logits asked for */
     float *host_x;        /* [n_batch][n_embd]: hand-over between devices */
-    float *logits;        /* [n_batch][n_vocab] host copy of the last batch's requested logits */
-    int32_t n_logits;
+    float *logits;        /* [logits_cap][n_vocab] host copy of the last batch's requested logits; grown to the
+                             rows a batch asks for */
+    int32_t n_logits, logits_cap;
 };
 
 /* Runs one micro-batch (n <= n_batch tokens whose KV slots, block tables and context lengths are in ctx's
- * scratch) through every stage, writes the logits of rows with want[i] != 0 to logits_out (host, row after row)
- * and returns how many rows it wrote. */
+ * scratch) through every stage, writes the logits of rows with want[i] != 0 to logits_out (host, row after row,
+ * room for all of them) and returns how many rows it wrote. */
 int32_t tnd_forward(tnd_context *ctx, const int32_t *tokens, const int32_t *pos, int32_t n, const int8_t *want,
                     float *logits_out);
 
