@@ -2,12 +2,15 @@
  * splitting, KV bookkeeping around each forward step. */
 #include "runtime/context.h"
 
+#include "backend/cpu/cpu_backend.h"
+#include "backend/fault/fault_device.h"
 #include "core/alloc.h"
 #include "core/error.h"
 #include "quant/quant.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 tnd_context_params tnd_context_default_params(void) {
@@ -108,6 +111,10 @@ static tnd_status prepare_stage(tnd_context *ctx, tnd_stage *st) {
             tnd_error_prefix("layer %d on %s: ", st->layer_begin + i, d->name);
     }
     if (s) return s;
+    const tnd_bound_model *bm = ctx->bm;
+    st->rope = (tnd_rope){.mode = bm->arch->rope_mode, .head_dim = hp->head_dim, .n_rot = hp->n_rot,
+                          .base = hp->rope_base, .scale = hp->rope_scale};
+    if ((s = device_floats(d, bm->w.rope_freqs, hp->n_rot / 2, (float **)&st->rope.freq_factors))) return s;
     /* activations for n_batch tokens */
     size_t nb = (size_t)ctx->n_batch;
     tnd_activations *a = &st->act;
@@ -132,6 +139,7 @@ static void release_stage(tnd_context *ctx, tnd_stage *st) {
         for (size_t k = 0; k < sizeof fs / sizeof fs[0]; k++) free_floats(d, fs[k]);
     }
     tnd_free(&ctx->allocator, st->layers);
+    free_floats(d, (float *)st->rope.freq_factors);
     tnd_activations *a = &st->act;
     float *bufs[] = {a->x, a->xn, a->q, a->k, a->v, a->attn, a->gate, a->up, a->logits};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free_floats(d, bufs[i]);
@@ -149,25 +157,46 @@ static tnd_status plan_stages(tnd_context *ctx, const tnd_context_params *p) {
         if (count < 1 || begin + count > n_layer)
             return tnd_fail(TND_ERR_INVALID_ARGUMENT, "placement: device %d gets %d layers (layers %d.. of %d)", i,
                             count, begin, n_layer);
-        ctx->stages[i].layer_begin = begin;
-        ctx->stages[i].layer_end = begin + count;
+        ctx->fw.stages[i].layer_begin = begin;
+        ctx->fw.stages[i].layer_end = begin + count;
         begin += count;
     }
     if (begin != n_layer)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "placement covers %d of the model's %d layers", begin, n_layer);
-    ctx->n_stages = n_dev;
+    ctx->fw.n_stages = n_dev;
     return TND_OK;
 }
 
-static tnd_status check_params(const tnd_context_params *p, const tnd_hparams *hp) {
+static tnd_status check_params(const tnd_context_params *p) {
     if (p->n_ctx < 0 || p->n_batch < 1 || p->n_seq_max < 1 || p->n_threads < 0 || p->kv_block_size < 1 ||
         p->n_batch > (1 << 20) || p->n_seq_max > (1 << 16) || p->kv_block_size > 4096)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "context params out of range: n_ctx %d, n_batch %d, n_seq_max %d,"
                         " n_threads %d, kv_block_size %d", p->n_ctx, p->n_batch, p->n_seq_max, p->n_threads,
                         p->kv_block_size);
-    if (!tnd_cpu_attention_fits(hp->n_head, hp->n_head_kv, hp->head_dim))
-        return tnd_fail(TND_ERR_UNSUPPORTED, "attention with %d heads, %d KV heads of %d dims is too large for the CPU"
-                        " kernel", hp->n_head, hp->n_head_kv, hp->head_dim);
+    return TND_OK;
+}
+
+/* With TANDEM_FAULT set (a testing aid, see backend/fault/fault_device.h), wraps the device in one that fails once
+ * as it says. */
+static tnd_status inject_faults(tnd_context *ctx, tnd_backend **device) {
+    const char *spec = getenv("TANDEM_FAULT");
+    if (!spec || !*spec) return TND_OK;
+    tnd_backend *wrapped = NULL;
+    tnd_status st = tnd_backend_fault_wrap(*device, spec, &ctx->allocator, &wrapped);
+    if (!st) *device = wrapped;
+    return st;
+}
+
+/* Whether device d can run the attention and KV store of this model's layers with this KV type (a weight type it
+ * cannot multiply by is refused by prepare_weight, which names the tensor's layer). */
+static tnd_status check_support(const tnd_context *ctx, tnd_backend *d, tnd_type kv_type) {
+    const tnd_hparams *hp = &ctx->bm->hp;
+    tnd_op_query q = {.op = TND_OP_ATTENTION, .type = kv_type, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
+                      .head_dim = hp->head_dim};
+    if (!d->vt->supports(d, &q) || (q.op = TND_OP_KV_STORE, !d->vt->supports(d, &q)))
+        return tnd_fail(TND_ERR_UNSUPPORTED, "%s cannot run attention with %d heads, %d KV heads of %d dims and a %s"
+                        " KV cache", d->name, hp->n_head, hp->n_head_kv, hp->head_dim,
+                        tnd_type_name(kv_type) ? tnd_type_name(kv_type) : "unknown");
     return TND_OK;
 }
 
@@ -178,7 +207,7 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
     const tnd_bound_model *bm = NULL;
     tnd_status st = bound_model(model, &bm);
     if (st) return st;
-    if ((st = check_params(&p, &bm->hp))) return st;
+    if ((st = check_params(&p))) return st;
     tnd_context *ctx = tnd_alloc(&model->allocator, sizeof *ctx);
     if (!ctx) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
     ctx->model = model;
@@ -188,43 +217,45 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
     ctx->n_ctx = p.n_ctx ? p.n_ctx : hp->n_ctx_train;
     ctx->n_batch = p.n_batch;
     ctx->n_seq = p.n_seq_max;
-    ctx->rope = (tnd_rope){.mode = bm->arch->rope_mode, .head_dim = hp->head_dim, .n_rot = hp->n_rot,
-                           .base = hp->rope_base, .scale = hp->rope_scale, .freq_factors = bm->w.rope_freqs};
+    ctx->fw.hp = hp;
+    ctx->fw.kv_type = p.kv_type;
     if ((st = plan_stages(ctx, &p))) goto fail;
+    tnd_forward *fw = &ctx->fw;
     tnd_backend *layer_device[4096];
-    for (int32_t s = 0; s < ctx->n_stages; s++) {
+    for (int32_t s = 0; s < fw->n_stages; s++) {
         char name[16];
         snprintf(name, sizeof name, "cpu%d", s);
         if ((st = tnd_backend_cpu_init(p.n_threads, p.kernels == TND_KERNELS_REFERENCE, &ctx->allocator, name,
-                                       &ctx->devices[s])))
+                                       &ctx->devices[s])) ||
+            (st = inject_faults(ctx, &ctx->devices[s])))
             goto fail;
-        ctx->stages[s].device = ctx->devices[s];
-        if ((st = prepare_stage(ctx, &ctx->stages[s]))) goto fail;
+        fw->stages[s].device = ctx->devices[s];
+        if ((st = check_support(ctx, ctx->devices[s], p.kv_type)) || (st = prepare_stage(ctx, &fw->stages[s])))
+            goto fail;
         int64_t widest = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
         if ((int64_t)hp->n_head * hp->head_dim > widest) widest = (int64_t)hp->n_head * hp->head_dim;
         if ((st = ctx->devices[s]->vt->reserve(ctx->devices[s], widest, ctx->n_batch))) goto fail;
-        for (int32_t l = ctx->stages[s].layer_begin; l < ctx->stages[s].layer_end; l++) layer_device[l] = ctx->devices[s];
+        for (int32_t l = fw->stages[s].layer_begin; l < fw->stages[s].layer_end; l++) layer_device[l] = ctx->devices[s];
     }
-    tnd_backend *first = ctx->devices[0], *last = ctx->devices[ctx->n_stages - 1];
+    tnd_backend *first = ctx->devices[0], *last = ctx->devices[fw->n_stages - 1];
     tnd_weight embedding = bm->w.tok_embd;
     embedding.lookup_only = true;
-    if ((st = prepare(ctx, first, &embedding, &ctx->tok_embd)) ||
-        (st = prepare(ctx, last, &bm->w.output, &ctx->output)) ||
-        (st = device_floats(last, bm->w.output_norm, hp->n_embd, &ctx->output_norm)))
+    if ((st = prepare(ctx, first, &embedding, &fw->tok_embd)) || (st = prepare(ctx, last, &bm->w.output, &fw->output)) ||
+        (st = device_floats(last, bm->w.output_norm, hp->n_embd, &fw->output_norm)))
         goto fail;
     size_t nb = (size_t)ctx->n_batch, nv = (size_t)hp->n_vocab;
     size_t chunk = nb < TND_LOGITS_CHUNK ? nb : TND_LOGITS_CHUNK;
-    ctx->stages[ctx->n_stages - 1].act.logits = last->vt->alloc(last, sizeof(float) * chunk * nv);
+    fw->stages[fw->n_stages - 1].act.logits = last->vt->alloc(last, sizeof(float) * chunk * nv);
     ctx->slots = tnd_alloc_array(&ctx->allocator, nb, sizeof(int64_t));
     ctx->n_ctx_of = tnd_alloc_array(&ctx->allocator, nb, sizeof(int32_t));
     ctx->tables = tnd_alloc_array(&ctx->allocator, nb, sizeof(int32_t *));
     ctx->want = tnd_alloc_array(&ctx->allocator, nb, sizeof(int8_t));
-    if (ctx->n_stages > 1) /* the hand-over between devices */
-        ctx->host_x = tnd_alloc_array(&ctx->allocator, nb * (size_t)hp->n_embd, sizeof(float));
+    if (fw->n_stages > 1) /* the hand-over between devices */
+        fw->host_x = tnd_alloc_array(&ctx->allocator, nb * (size_t)hp->n_embd, sizeof(float));
     ctx->logits = tnd_alloc_array(&ctx->allocator, nv, sizeof(float)); /* one row; decode grows it */
     ctx->logits_cap = 1;
-    if (!ctx->stages[ctx->n_stages - 1].act.logits || !ctx->slots || !ctx->n_ctx_of || !ctx->tables ||
-        !ctx->want || (ctx->n_stages > 1 && !ctx->host_x) || !ctx->logits) {
+    if (!fw->stages[fw->n_stages - 1].act.logits || !ctx->slots || !ctx->n_ctx_of || !ctx->tables || !ctx->want ||
+        (fw->n_stages > 1 && !fw->host_x) || !ctx->logits) {
         st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for batch buffers (n_batch %d, n_vocab %d)", ctx->n_batch,
                       hp->n_vocab);
         goto fail;
@@ -237,6 +268,8 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
     if ((st = tnd_kv_cache_init(&ctx->kv, p.kv_type, ctx->n_ctx, p.kv_block_size, ctx->n_seq, hp->n_layer,
                                 (int64_t)hp->n_head_kv * hp->head_dim, layer_device, &ctx->allocator)))
         goto fail;
+    fw->k_pool = ctx->kv.k_pool;
+    fw->v_pool = ctx->kv.v_pool;
     *out = ctx;
     return TND_OK;
 fail:
@@ -246,15 +279,16 @@ fail:
 
 void tnd_context_free(tnd_context *ctx) {
     if (!ctx) return;
+    tnd_forward *fw = &ctx->fw;
     if (ctx->kv.refcount) tnd_kv_cache_free(&ctx->kv);
-    if (ctx->n_stages > 0 && ctx->devices[ctx->n_stages - 1]) {
-        tnd_backend *first = ctx->devices[0], *last = ctx->devices[ctx->n_stages - 1];
-        if (ctx->tok_embd.data) first->vt->release_weight(first, &ctx->tok_embd);
-        if (ctx->output.data) last->vt->release_weight(last, &ctx->output);
-        free_floats(last, ctx->output_norm);
+    if (fw->n_stages > 0 && ctx->devices[fw->n_stages - 1]) {
+        tnd_backend *first = ctx->devices[0], *last = ctx->devices[fw->n_stages - 1];
+        if (fw->tok_embd.data) first->vt->release_weight(first, &fw->tok_embd);
+        if (fw->output.data) last->vt->release_weight(last, &fw->output);
+        free_floats(last, fw->output_norm);
     }
     for (int32_t s = 0; s < TND_MAX_STAGES; s++) {
-        release_stage(ctx, &ctx->stages[s]);
+        release_stage(ctx, &fw->stages[s]);
         if (ctx->devices[s]) ctx->devices[s]->vt->destroy(ctx->devices[s]);
     }
     tnd_allocator a = ctx->allocator;
@@ -262,7 +296,7 @@ void tnd_context_free(tnd_context *ctx) {
     tnd_free(&a, ctx->n_ctx_of);
     tnd_free(&a, ctx->tables);
     tnd_free(&a, ctx->want);
-    tnd_free(&a, ctx->host_x);
+    tnd_free(&a, fw->host_x);
     tnd_free(&a, ctx->logits);
     tnd_free(&a, ctx);
 }
@@ -286,16 +320,21 @@ static tnd_status check_batch(const tnd_context *ctx, const tnd_batch *b) {
     return TND_OK;
 }
 
-/* Runs one micro-batch [i0, i0 + n) of b. KV rows are reserved first; on failure the sequences touched are cut
- * back to their lengths before this micro-batch. Logits go to ctx->logits after the *n_logits rows already there. */
+/* Cuts the sequences of entries [from, to) of b back to the lengths they had before those entries, last first. */
+static void undo_entries(tnd_context *ctx, const tnd_batch *b, int32_t from, int32_t to) {
+    for (int32_t j = to - 1; j >= from; j--) tnd_kv_cache_truncate(&ctx->kv, b->seq_id ? b->seq_id[j] : 0, b->pos[j]);
+}
+
+/* Runs one micro-batch [i0, i0 + n) of b. KV rows are reserved first; on failure (no KV room, a device that failed)
+ * the sequences touched are cut back to their lengths before this micro-batch. Logits go to ctx->logits after the
+ * *n_logits rows already there. */
 static tnd_status decode_chunk(tnd_context *ctx, const tnd_batch *b, int32_t i0, int32_t n, int32_t *n_logits) {
     tnd_status st = TND_OK;
     int32_t i = 0;
     for (; i < n && !st; i++)
         st = tnd_kv_cache_append(&ctx->kv, b->seq_id ? b->seq_id[i0 + i] : 0, b->pos[i0 + i], &ctx->slots[i]);
     if (st) {
-        for (int32_t j = i - 2; j >= 0; j--) /* entry i - 1 failed and appended nothing */
-            tnd_kv_cache_truncate(&ctx->kv, b->seq_id ? b->seq_id[i0 + j] : 0, b->pos[i0 + j]);
+        undo_entries(ctx, b, i0, i0 + i - 1); /* entry i - 1 failed and appended nothing */
         return st;
     }
     for (i = 0; i < n; i++) { /* block tables are final only after all appends */
@@ -304,8 +343,16 @@ static tnd_status decode_chunk(tnd_context *ctx, const tnd_batch *b, int32_t i0,
         ctx->n_ctx_of[i] = b->pos[i0 + i] + 1;
         ctx->want[i] = b->logits ? (b->logits[i0 + i] != 0) : (i0 + i == b->n_tokens - 1);
     }
-    float *dst = ctx->logits + (size_t)*n_logits * (size_t)ctx->bm->hp.n_vocab;
-    *n_logits += tnd_forward(ctx, b->tokens + i0, b->pos + i0, n, ctx->want, dst);
+    tnd_step step = {.n_tokens = n, .pos = b->pos + i0, .slots = ctx->slots, .block_tables = ctx->tables,
+                     .n_ctx = ctx->n_ctx_of, .block_size = ctx->kv.block_size};
+    int32_t rows = 0;
+    st = tnd_forward_run(&ctx->fw, &step, b->tokens + i0, ctx->want,
+                         ctx->logits + (size_t)*n_logits * (size_t)ctx->bm->hp.n_vocab, &rows);
+    if (st) {
+        undo_entries(ctx, b, i0, i0 + n);
+        return st;
+    }
+    *n_logits += rows;
     return TND_OK;
 }
 
@@ -331,8 +378,7 @@ tnd_status tnd_context_decode(tnd_context *ctx, const tnd_batch *b) {
     for (int32_t i0 = 0; i0 < b->n_tokens; i0 += ctx->n_batch) {
         int32_t n = b->n_tokens - i0 < ctx->n_batch ? b->n_tokens - i0 : ctx->n_batch;
         if ((st = decode_chunk(ctx, b, i0, n, &n_logits))) {
-            for (int32_t j = i0 - 1; j >= 0; j--) /* undo the micro-batches that ran */
-                tnd_kv_cache_truncate(&ctx->kv, b->seq_id ? b->seq_id[j] : 0, b->pos[j]);
+            undo_entries(ctx, b, 0, i0); /* the micro-batches that ran */
             return st;
         }
     }

@@ -1,6 +1,7 @@
 // test_hostile.mjs: malformed, mistyped, oversized, slow, partial and abandoned requests. Each gets the right 4xx
 // with OpenAI's error shape, or a clean close; abandoned generations are cancelled and free their KV blocks; a full
-// queue answers 429 with Retry-After; the time limit ends long generations; the server stays healthy throughout.
+// queue answers 429 with Retry-After; the time limit ends long generations; a failing device costs one request a
+// 500 and nothing more; the server stays healthy throughout.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -233,6 +234,25 @@ test('the per-request time limit ends a long generation', async () => {
     assert.equal(r.json.choices[0].finish_reason, 'length');
     assert.ok(r.json.usage.completion_tokens < 30000, `${r.json.usage.completion_tokens} tokens: not cut`);
     assert.ok(ms < 5000, `ended after ${ms} ms`);
+  } finally {
+    assert.equal(await s.stop(), 0);
+  }
+});
+
+test('a device that fails during a step: that request gets a 500 in OpenAI shape, the next ones are served', async () => {
+  // TANDEM_FAULT makes the 6th forward step of the engine's device fail as if the device was lost
+  const s = await startServer(['-m', fixture('real/stories260K.gguf'), '-c', '512', '-t', '1'],
+    { name: 'fault', env: { TANDEM_FAULT: 'step:6' } });
+  try {
+    const body = { prompt: 'Once upon a time', max_tokens: 12, temperature: 0 };
+    const failed = await post(`${s.url}/v1/completions`, body);
+    assertError(failed, 500, undefined, 'the request whose step failed');
+    assert.match(failed.json.error.message, /fault injected/);
+    const again = await post(`${s.url}/v1/completions`, body);
+    assert.equal(again.status, 200, again.text);
+    const reference = await post(`${url}/v1/completions`, body);
+    assert.equal(again.json.choices[0].text, reference.json.choices[0].text, 'the same text as a server without faults');
+    assert.equal((await fetch(`${s.url}/health`)).status, 200);
   } finally {
     assert.equal(await s.stop(), 0);
   }

@@ -1,6 +1,6 @@
 /* cpu_backend.c: the CPU device: host memory, and every op written as portable scalar C (the reference that faster
  * kernels are tested against), split across the device's thread pool. */
-#include "backend/backend.h"
+#include "backend/cpu/cpu_backend.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
     TND_CPU_CHUNK = 1024,           /* elements of a weight row dequantized at a time (a multiple of every block) */
@@ -35,6 +36,9 @@ typedef struct cpu_device {
     size_t act_cap;
     float *attn_scratch; /* [threads][ATTN_SCRATCH_FLOATS]: a thread's attention state and decoded K/V tile, kept
                             off the workers' stacks (hundreds of KB; small-stack platforms give threads 1 MiB) */
+    tnd_step step;       /* the current step's batch metadata (begin_step) */
+    tnd_status failure;  /* the first failure of an op since the last synchronize, and its message */
+    char failure_message[256];
 } cpu_device;
 
 /* Floats of one thread's attention scratch: the running outputs, maxima and sums of an item's query heads, then a
@@ -45,6 +49,23 @@ enum {
 };
 
 static cpu_device *dev(tnd_backend *b) { return (cpu_device *)b->impl; }
+
+/* Records the failure of an op for synchronize (the first one counts). */
+static void op_failed(tnd_backend *b, tnd_status status, const char *message) {
+    cpu_device *d = dev(b);
+    if (d->failure) return;
+    d->failure = status;
+    snprintf(d->failure_message, sizeof d->failure_message, "%s: %s", b->name, message);
+}
+
+static void cpu_begin_step(tnd_backend *b, const tnd_step *step) { dev(b)->step = *step; }
+
+static tnd_status cpu_synchronize(tnd_backend *b) {
+    cpu_device *d = dev(b);
+    tnd_status st = d->failure;
+    d->failure = TND_OK;
+    return st ? tnd_fail(st, "%s", d->failure_message) : TND_OK;
+}
 
 /* ------------------------------------------------------------------------------------------------------------
  * Memory
@@ -132,11 +153,11 @@ static void cpu_swiglu(tnd_backend *b, const float *gate, const float *up, float
     dev(b)->kernels.vec.swiglu(gate, up, out, n);
 }
 
-static void cpu_rope(tnd_backend *b, float *x, const int32_t *pos, int64_t n_tokens, int32_t n_heads,
-                     const tnd_rope *rope) {
+static void cpu_rope(tnd_backend *b, float *x, int32_t n_heads, const tnd_rope *rope) {
+    const tnd_step *step = &dev(b)->step;
     int32_t half = rope->n_rot / 2;
-    for (int64_t t = 0; t < n_tokens; t++) {
-        double p = (double)pos[t] * rope->scale;
+    for (int64_t t = 0; t < step->n_tokens; t++) {
+        double p = (double)step->pos[t] * rope->scale;
         for (int32_t i = 0; i < half; i++) {
             double theta = p * pow(rope->base, -2.0 * i / rope->n_rot);
             if (rope->freq_factors) theta /= rope->freq_factors[i];
@@ -259,9 +280,7 @@ static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const float *x, int6
         return;
     }
     if (job.act_row > d->act_cap && cpu_reserve(b, w->n_cols, 1) != TND_OK) { /* not reserved: at least one row */
-        (void)tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: no memory for the activations of a matmul; its output is zero",
-                       b->name);
-        memset(y, 0, sizeof(float) * (size_t)(n_tokens * w->n_rows));
+        op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the converted activations of a matmul");
         return;
     }
     job.act = d->act;
@@ -309,7 +328,11 @@ static bool k_transposed(const tnd_cpu_kernels *k, tnd_type kv_type, int32_t hea
 }
 
 static void cpu_kv_store(tnd_backend *b, void *k_pool, void *v_pool, tnd_type kv_type, const float *k, const float *v,
-                         const int64_t *slots, int64_t n_tokens, int64_t width, int32_t block_size, int32_t head_dim) {
+                         int64_t width, int32_t head_dim) {
+    const tnd_step *step = &dev(b)->step;
+    const int64_t *slots = step->slots;
+    int64_t n_tokens = step->n_tokens;
+    int32_t block_size = step->block_size;
     tnd_from_float_fn from_float = tnd_type_traits_of(kv_type)->from_float;
     int32_t n_heads = (int32_t)(width / head_dim);
     bool transposed = k_transposed(&dev(b)->kernels, kv_type, head_dim);
@@ -350,6 +373,7 @@ static void cpu_kv_copy_blocks(tnd_backend *b, void *pool, size_t block_bytes, c
 
 typedef struct attention_job {
     const tnd_attention_args *a;
+    const tnd_step *step;
     const tnd_cpu_kernels *k;
     bool k_t;               /* K stored transposed for attn_tile_f16 (k_transposed) */
     int32_t heads_per_item; /* KV heads of one work item */
@@ -379,18 +403,18 @@ _Static_assert((int)TND_CPU_ATTN_TILE <= (int)TND_CPU_ATTN_TILE_MAX, "one attent
 
 /* KV head g at position p, in its block: the offset of the head's V row and of its K row, or with K transposed of
  * the head's whole K region (position 0). */
-static void head_at(const tnd_attention_args *a, bool k_t, const int32_t *table, int32_t p, int32_t g, size_t *k_at,
-                    size_t *v_at) {
-    int32_t bs = a->block_size;
+static void head_at(const tnd_attention_args *a, int32_t bs, bool k_t, const int32_t *table, int32_t p, int32_t g,
+                    size_t *k_at, size_t *v_at) {
     *v_at = kv_head_offset(a->kv_type, (int64_t)table[p / bs] * bs + p % bs, g, a->n_head_kv, bs, a->head_dim);
     *k_at = k_t ? *v_at - (size_t)(p % bs) * kv_row_bytes(a->kv_type, a->head_dim) : *v_at;
 }
 
 /* The rows of KV head g that the tile at position p reads in the first block it touches. */
-static tnd_kv_prefetch tile_rows(const tnd_attention_args *a, bool k_t, const int32_t *table, int32_t p, int32_t g) {
-    int32_t bs = a->block_size, n = bs - p % bs < TND_CPU_ATTN_TILE ? bs - p % bs : TND_CPU_ATTN_TILE;
+static tnd_kv_prefetch tile_rows(const tnd_attention_args *a, int32_t bs, bool k_t, const int32_t *table, int32_t p,
+                                 int32_t g) {
+    int32_t n = bs - p % bs < TND_CPU_ATTN_TILE ? bs - p % bs : TND_CPU_ATTN_TILE;
     size_t k_at, v_at;
-    head_at(a, k_t, table, p, g, &k_at, &v_at);
+    head_at(a, bs, k_t, table, p, g, &k_at, &v_at);
     return (tnd_kv_prefetch){(const uint8_t *)a->k_pool + k_at, (const uint8_t *)a->v_pool + v_at,
                              (size_t)n * kv_row_bytes(a->kv_type, a->head_dim)};
 }
@@ -402,10 +426,10 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
                         int32_t np, const tnd_kv_prefetch *next, float *mx, float *sum, float *acc, float *kv_tile) {
     const tnd_attention_args *a = job->a;
     const tnd_cpu_kernels *k = job->k;
-    int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = a->block_size;
+    int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = job->step->block_size;
     size_t k_at, v_at;
     if (job->k_t && p0 % bs + np <= bs) { /* one run of the cache, read as stored */
-        head_at(a, true, table, p0, g, &k_at, &v_at);
+        head_at(a, bs, true, table, p0, g, &k_at, &v_at);
         k->vec.attn_tile_f16(q, rep, hd, (const uint16_t *)(const void *)((const uint8_t *)a->k_pool + k_at) + p0 % bs,
                              bs, (const void *)((const uint8_t *)a->v_pool + v_at), np, a->scale, mx, sum, acc, next);
         return;
@@ -418,7 +442,7 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
     for (int32_t j = 0, run; j < np; j += run) {
         int32_t p = p0 + j, in_block = bs - p % bs;
         run = np - j < in_block ? np - j : in_block;
-        head_at(a, job->k_t, table, p, g, &k_at, &v_at);
+        head_at(a, bs, job->k_t, table, p, g, &k_at, &v_at);
         if (job->k_t)
             load_k_transposed(k, (const uint16_t *)(const void *)((const uint8_t *)a->k_pool + k_at), bs, p % bs, run,
                               hd, kbuf + (int64_t)j * hd);
@@ -446,15 +470,16 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
             sum[r] = 0;
         }
         memset(acc, 0, sizeof(float) * (size_t)(n_q * hd));
-        const int32_t *table = a->block_tables[t];
+        const int32_t *table = job->step->block_tables[t];
+        int32_t n_ctx = job->step->n_ctx[t];
         /* tiles start at multiples of TND_CPU_ATTN_TILE whatever the block size, so the sums' order (and the
          * result) does not depend on how the cache is paged; a tile is loaded one run per block it spans */
-        for (int32_t p0 = 0; p0 < a->n_ctx[t]; p0 += TND_CPU_ATTN_TILE) {
-            int32_t np = a->n_ctx[t] - p0 < TND_CPU_ATTN_TILE ? a->n_ctx[t] - p0 : TND_CPU_ATTN_TILE;
+        for (int32_t p0 = 0; p0 < n_ctx; p0 += TND_CPU_ATTN_TILE) {
+            int32_t np = n_ctx - p0 < TND_CPU_ATTN_TILE ? n_ctx - p0 : TND_CPU_ATTN_TILE;
             for (int32_t g = g0; g < g1; g++) {
                 int32_t r = (g - g0) * rep;
                 tnd_kv_prefetch next = {0};
-                if (p0 + np < a->n_ctx[t]) next = tile_rows(a, job->k_t, table, p0 + np, g);
+                if (p0 + np < n_ctx) next = tile_rows(a, job->step->block_size, job->k_t, table, p0 + np, g);
                 attend_tile(job, table, q + (int64_t)r * hd, g, p0, np, &next, mx + r, sum + r, acc + (int64_t)r * hd,
                             kv_tile);
             }
@@ -466,7 +491,9 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
 }
 
 static void cpu_attention(tnd_backend *b, const tnd_attention_args *a) {
-    int64_t work = a->n_tokens * a->n_head * a->head_dim * (int64_t)a->n_ctx[a->n_tokens - 1];
+    const tnd_step *step = &dev(b)->step;
+    int64_t n_tokens = step->n_tokens;
+    int64_t work = n_tokens * a->n_head * a->head_dim * (int64_t)step->n_ctx[n_tokens - 1];
     tnd_thread_pool *pool = work < TND_CPU_PARALLEL_MIN ? NULL : dev(b)->pool;
     /* as many KV heads per item as the state arrays hold, but at least as many items as threads */
     int32_t rep = a->n_head / a->n_head_kv, per = a->n_head_kv;
@@ -474,15 +501,15 @@ static void cpu_attention(tnd_backend *b, const tnd_attention_args *a) {
     if (per > fit) per = fit;
     if (per > fit_rep) per = fit_rep;
     int64_t threads = pool ? tnd_thread_pool_size(pool) : 1;
-    if (a->n_tokens < threads) {
-        int64_t split = (threads + a->n_tokens - 1) / a->n_tokens; /* items wanted per token */
+    if (n_tokens < threads) {
+        int64_t split = (threads + n_tokens - 1) / n_tokens; /* items wanted per token */
         if (per > a->n_head_kv / split) per = (int32_t)(a->n_head_kv / split);
     }
     if (per < 1) per = 1;
     const tnd_cpu_kernels *k = &dev(b)->kernels;
-    attention_job job = {
-        a, k, k_transposed(k, a->kv_type, a->head_dim), per, (a->n_head_kv + per - 1) / per, dev(b)->attn_scratch};
-    tnd_thread_pool_for_worker(pool, a->n_tokens * job.items_per_token, 1, attention_items, &job);
+    attention_job job = {a,   step, k, k_transposed(k, a->kv_type, a->head_dim), per, (a->n_head_kv + per - 1) / per,
+                         dev(b)->attn_scratch};
+    tnd_thread_pool_for_worker(pool, n_tokens * job.items_per_token, 1, attention_items, &job);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -500,8 +527,43 @@ static void cpu_destroy(tnd_backend *b) {
     tnd_free(&a, b);
 }
 
+
+static bool cpu_supports(tnd_backend *b, const tnd_op_query *q) {
+    const tnd_type_traits *t = tnd_type_traits_of(q->type);
+    switch (q->op) {
+    case TND_OP_EMBED:
+    case TND_OP_MATMUL: return t && t->to_float;
+    case TND_OP_KV_STORE:
+    case TND_OP_ATTENTION: {
+        /* the attention state of a KV head's query heads lives in fixed per-thread scratch */
+        int32_t rep = q->n_head_kv > 0 ? q->n_head / q->n_head_kv : 0;
+        bool kv_type = q->type == TND_TYPE_F32 || q->type == TND_TYPE_F16 || q->type == TND_TYPE_Q8_0;
+        return kv_type && rep >= 1 && q->n_head % q->n_head_kv == 0 && rep <= TND_CPU_ATTN_MAX_REP &&
+               (int64_t)rep * q->head_dim <= TND_CPU_ATTN_MAX_GROUP && q->head_dim <= TND_CPU_ATTN_MAX_HEAD;
+    }
+    default: return q->op < TND_OP_COUNT;
+    }
+}
+
+/* The machine's memory, and what the kernel says is available (MemAvailable: free plus reclaimable cache). */
+static void cpu_memory(tnd_backend *b, uint64_t *total, uint64_t *available) {
+    long pages = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    *total = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 0;
+    *available = avail > 0 && page > 0 ? (uint64_t)avail * (uint64_t)page : 0;
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[128];
+    unsigned long long kb = 0;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) *available = (uint64_t)kb * 1024;
+    if (f) fclose(f);
+}
+
 static const tnd_backend_vtable cpu_vtable = {
     .destroy = cpu_destroy,
+    .supports = cpu_supports,
+    .memory = cpu_memory,
+    .begin_step = cpu_begin_step,
+    .synchronize = cpu_synchronize,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .to_device = cpu_copy,
@@ -521,12 +583,6 @@ static const tnd_backend_vtable cpu_vtable = {
     .kv_copy_blocks = cpu_kv_copy_blocks,
     .attention = cpu_attention,
 };
-
-bool tnd_cpu_attention_fits(int32_t n_head, int32_t n_head_kv, int32_t head_dim) {
-    int32_t rep = n_head / n_head_kv;
-    return rep <= TND_CPU_ATTN_MAX_REP && (int64_t)rep * head_dim <= TND_CPU_ATTN_MAX_GROUP &&
-           head_dim <= TND_CPU_ATTN_MAX_HEAD;
-}
 
 /* The best kernels of this processor, capped by TANDEM_CPU_ISA=avx2 (or another set's name) to compare instruction
  * sets on one machine. */

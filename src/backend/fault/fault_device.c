@@ -1,0 +1,183 @@
+/* fault_device.c: a device that wraps another and makes one allocation, one op or one step fail, for the tests of
+ * what a failing device does to a decode, a session and the server (TANDEM_FAULT, see fault_device.h). */
+#include "backend/fault/fault_device.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum fault_kind { FAULT_ALLOC, FAULT_OP, FAULT_STEP } fault_kind;
+
+typedef struct fault_device {
+    tnd_backend *inner;
+    tnd_allocator allocator;
+    fault_kind kind;
+    long at;          /* the count (from 1) of allocations, ops or steps at which to fail; fires once */
+    long count;
+    tnd_status failure; /* an op failed: reported at the next synchronize */
+    char message[160];
+} fault_device;
+
+static fault_device *fd(tnd_backend *b) { return (fault_device *)b->impl; }
+static tnd_backend *inner(tnd_backend *b) { return fd(b)->inner; }
+
+/* Counts an event of `kind`; true when it is the one to fail. */
+static bool fires(tnd_backend *b, fault_kind kind) {
+    fault_device *f = fd(b);
+    return f->kind == kind && ++f->count == f->at;
+}
+
+/* Op wrappers: a failing op records the failure and does nothing, as a device that lost its memory would. */
+static bool op_fires(tnd_backend *b, const char *op) {
+    if (!fires(b, FAULT_OP)) return false;
+    fault_device *f = fd(b);
+    if (!f->failure) {
+        f->failure = TND_ERR_INTERNAL;
+        snprintf(f->message, sizeof f->message, "%s: op %ld (%s) failed (fault injected by TANDEM_FAULT)", b->name,
+                 f->at, op);
+    }
+    return true;
+}
+
+#define FORWARD_OP(name, params, args)                                                                                \
+    static void fault_##name params {                                                                                 \
+        if (!op_fires(b, #name)) inner(b)->vt->name args;                                                             \
+    }
+
+FORWARD_OP(embed, (tnd_backend * b, const tnd_weight *t, const int32_t *ids, int64_t n, float *out),
+           (inner(b), t, ids, n, out))
+FORWARD_OP(matmul, (tnd_backend * b, const tnd_weight *w, const float *x, int64_t n, float *y), (inner(b), w, x, n, y))
+FORWARD_OP(rms_norm, (tnd_backend * b, const float *x, const float *g, float *y, int64_t dim, int64_t rows, float eps),
+           (inner(b), x, g, y, dim, rows, eps))
+FORWARD_OP(add, (tnd_backend * b, float *y, const float *x, int64_t n), (inner(b), y, x, n))
+FORWARD_OP(add_bias, (tnd_backend * b, float *y, const float *bias, int64_t dim, int64_t rows),
+           (inner(b), y, bias, dim, rows))
+FORWARD_OP(swiglu, (tnd_backend * b, const float *gate, const float *up, float *out, int64_t n),
+           (inner(b), gate, up, out, n))
+FORWARD_OP(rope, (tnd_backend * b, float *x, int32_t n_heads, const tnd_rope *rope), (inner(b), x, n_heads, rope))
+FORWARD_OP(kv_store,
+           (tnd_backend * b, void *k_pool, void *v_pool, tnd_type type, const float *k, const float *v, int64_t width,
+            int32_t head_dim),
+           (inner(b), k_pool, v_pool, type, k, v, width, head_dim))
+FORWARD_OP(attention, (tnd_backend * b, const tnd_attention_args *a), (inner(b), a))
+
+static void fault_destroy(tnd_backend *b) {
+    if (!b) return;
+    tnd_allocator a = fd(b)->allocator;
+    tnd_backend *in = inner(b);
+    if (in) in->vt->destroy(in);
+    tnd_free(&a, b->impl);
+    tnd_free(&a, b);
+}
+
+static bool fault_supports(tnd_backend *b, const tnd_op_query *q) { return inner(b)->vt->supports(inner(b), q); }
+
+static void fault_memory(tnd_backend *b, uint64_t *total, uint64_t *available) {
+    inner(b)->vt->memory(inner(b), total, available);
+}
+
+static void *fault_alloc(tnd_backend *b, size_t bytes) {
+    return fires(b, FAULT_ALLOC) ? NULL : inner(b)->vt->alloc(inner(b), bytes);
+}
+
+static void fault_free(tnd_backend *b, void *p) { inner(b)->vt->free(inner(b), p); }
+
+static void fault_to_device(tnd_backend *b, void *dst, const void *src, size_t n) {
+    inner(b)->vt->to_device(inner(b), dst, src, n);
+}
+
+static void fault_to_host(tnd_backend *b, void *dst, const void *src, size_t n) {
+    inner(b)->vt->to_host(inner(b), dst, src, n);
+}
+
+static void fault_copy(tnd_backend *b, void *dst, const void *src, size_t n) { inner(b)->vt->copy(inner(b), dst, src, n); }
+
+static tnd_status fault_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
+    return inner(b)->vt->prepare_weight(inner(b), host, out);
+}
+
+static void fault_release_weight(tnd_backend *b, tnd_weight *w) { inner(b)->vt->release_weight(inner(b), w); }
+
+static tnd_status fault_reserve(tnd_backend *b, int64_t cols, int64_t tokens) {
+    return inner(b)->vt->reserve(inner(b), cols, tokens);
+}
+
+static void fault_begin_step(tnd_backend *b, const tnd_step *step) { inner(b)->vt->begin_step(inner(b), step); }
+
+static tnd_status fault_synchronize(tnd_backend *b) {
+    fault_device *f = fd(b);
+    tnd_status st = inner(b)->vt->synchronize(inner(b));
+    if (fires(b, FAULT_STEP) && !st)
+        st = tnd_fail(TND_ERR_INTERNAL, "%s: step %ld failed: the device was lost (fault injected by TANDEM_FAULT)",
+                      b->name, f->at);
+    if (f->failure && !st) st = tnd_fail(f->failure, "%s", f->message);
+    f->failure = TND_OK;
+    return st;
+}
+
+static void fault_kv_copy_blocks(tnd_backend *b, void *pool, size_t bytes, const int32_t *src, const int32_t *dst,
+                                 int32_t n) {
+    inner(b)->vt->kv_copy_blocks(inner(b), pool, bytes, src, dst, n);
+}
+
+static const tnd_backend_vtable fault_vtable = {
+    .destroy = fault_destroy,
+    .supports = fault_supports,
+    .memory = fault_memory,
+    .alloc = fault_alloc,
+    .free = fault_free,
+    .to_device = fault_to_device,
+    .to_host = fault_to_host,
+    .copy = fault_copy,
+    .prepare_weight = fault_prepare_weight,
+    .release_weight = fault_release_weight,
+    .reserve = fault_reserve,
+    .begin_step = fault_begin_step,
+    .synchronize = fault_synchronize,
+    .embed = fault_embed,
+    .matmul = fault_matmul,
+    .rms_norm = fault_rms_norm,
+    .add = fault_add,
+    .add_bias = fault_add_bias,
+    .swiglu = fault_swiglu,
+    .rope = fault_rope,
+    .kv_store = fault_kv_store,
+    .kv_copy_blocks = fault_kv_copy_blocks,
+    .attention = fault_attention,
+};
+
+tnd_status tnd_backend_fault_wrap(tnd_backend *in, const char *spec, const tnd_allocator *allocator,
+                                  tnd_backend **out) {
+    *out = NULL;
+    static const char *const kinds[] = {"alloc", "op", "step"};
+    int kind = -1;
+    char word[8] = "";
+    long at = 0;
+    char tail = 0;
+    if (spec && sscanf(spec, "%7[a-z]:%ld%c", word, &at, &tail) == 2)
+        for (int k = 0; k < 3; k++)
+            if (!strcmp(word, kinds[k])) kind = k;
+    if (kind < 0 || at < 1)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "TANDEM_FAULT '%s': expected alloc:N, op:N or step:N with N >= 1",
+                        spec ? spec : "");
+    tnd_allocator a = allocator ? *allocator : (tnd_allocator){0};
+    tnd_backend *b = tnd_alloc(&a, sizeof *b);
+    fault_device *f = tnd_alloc(&a, sizeof *f);
+    if (!b || !f) {
+        tnd_free(&a, b);
+        tnd_free(&a, f);
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    f->inner = in;
+    f->allocator = a;
+    f->kind = (fault_kind)kind;
+    f->at = at;
+    b->vt = &fault_vtable;
+    b->impl = f;
+    snprintf(b->name, sizeof b->name, "%s", in->name);
+    *out = b;
+    return TND_OK;
+}
