@@ -1,6 +1,7 @@
 /* backend.h: the device interface. Model code is written against these operations; every device (CPU now; GPU,
- * NPU and remote later) provides one vtable. A device owns the memory its pointers refer to: activations, KV blocks,
- * norm and bias vectors and prepared weights passed to an op must come from that same device.
+ * NPU and remote later) provides one vtable. Device memory is opaque: buffers the device allocates (tnd_buffer, whose
+ * contents only the device reads), and tensor views into them (tnd_tensor: buffer, offset, type, shape, stride).
+ * Activations, KV pools, norm and bias vectors and prepared weights passed to an op must be that device's.
  *
  * The protocol of a forward step on a device:
  *   begin_step(batch metadata)  once per step: token count, positions, KV slots, block tables (a GPU uploads them
@@ -12,9 +13,9 @@
  * leaves its output undefined; it never writes zeros and carries on as if it had worked. The caller then discards
  * the step (the KV rows of the step are cut back, so every sequence is as before).
  *
- * Conventions of every op: activations are float32, row-major, one row per token ([n_tokens][width]), contiguous.
- * Argument validation happens before (in the model and the KV cache), so a device may assume shapes are consistent
- * with what supports() accepted. */
+ * Conventions of every op: activations are F32 views, one row per token ([n_tokens][width]); a view may also cut
+ * rows into heads ([n_tokens * n_heads][head_dim]). Argument validation happens before (in the model and the KV
+ * cache), so a device may assume shapes are consistent with what supports() accepted. */
 #ifndef TND_BACKEND_BACKEND_H
 #define TND_BACKEND_BACKEND_H
 
@@ -24,15 +25,35 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A block of device memory; what it holds is the device's business. */
+typedef struct tnd_buffer tnd_buffer;
+
+/* A view of ne1 rows of ne0 elements of `type` in a buffer: row r starts at offset + r * row_bytes. */
+typedef struct tnd_tensor {
+    tnd_buffer *buf;
+    size_t offset;
+    tnd_type type;
+    int64_t ne0, ne1;
+    size_t row_bytes;
+} tnd_tensor;
+
+/* A view of `rows` contiguous F32 rows of `width` floats, starting `first_row` rows into buf. */
+static inline tnd_tensor tnd_rows_f32(tnd_buffer *buf, int64_t width, int64_t first_row, int64_t rows) {
+    size_t row_bytes = sizeof(float) * (size_t)width;
+    return (tnd_tensor){buf, (size_t)first_row * row_bytes, TND_TYPE_F32, width, rows, row_bytes};
+}
+
 /* A weight matrix as a device sees it: n_rows rows of n_cols elements of `type`, row r at data + r * row_bytes.
- * The host view points into the model file's mapping; a device view is what prepare_weight made (the CPU's own
- * packed copy or the mapping itself; a GPU's upload): model code passes it to ops and never reads through it. */
+ * The host view points into the model file's mapping; a device view is what prepare_weight made, and its data and
+ * buf mean what that device says (the CPU's data points at the rows: the mapping or its packed copy; a GPU would
+ * keep its upload in buf). Model code passes weights to ops and never reads through them. */
 typedef struct tnd_weight {
     tnd_type type;
     int64_t n_cols;   /* ne[0]: the reduction dimension of a matmul */
     int64_t n_rows;   /* ne[1]: output features */
     size_t row_bytes;
     const void *data;
+    tnd_buffer *buf;   /* a device's own storage of the weight, or NULL */
     bool lookup_only;  /* only rows are looked up (an embedding table), never multiplied: kept as it is */
     int32_t row_group; /* set by the device: rows stored in interleaved groups of this many (0: one after another) */
 } tnd_weight;
@@ -49,7 +70,7 @@ typedef struct tnd_rope {
     int32_t n_rot;               /* rotated dimensions per head (<= head_dim, even) */
     float base;                  /* rope.freq_base */
     float scale;                 /* linear position scale (1 = none) */
-    const float *freq_factors;   /* NULL or n_rot/2 divisors (Llama 3 rope_freqs), in the device's memory */
+    tnd_tensor freq_factors;     /* n_rot/2 divisors (Llama 3 rope_freqs), or buf NULL for none */
 } tnd_rope;
 
 /* The batch metadata of one forward step (host memory, valid until the step's synchronize). Token t has position
@@ -68,11 +89,11 @@ typedef struct tnd_step {
 /* Attention of the step's tokens over one layer of the paged KV cache, through the step's block tables (see
  * tnd_step). Grouped-query attention: query head h uses KV head h / (n_head / n_head_kv). */
 typedef struct tnd_attention_args {
-    const float *q;               /* [n_tokens][n_head * head_dim], rope applied */
-    float *out;                   /* [n_tokens][n_head * head_dim] */
+    tnd_tensor q;                 /* [n_tokens][n_head * head_dim], rope applied */
+    tnd_tensor out;               /* [n_tokens][n_head * head_dim] */
     int32_t n_head, n_head_kv, head_dim;
     float scale;                  /* usually 1/sqrt(head_dim) */
-    const void *k_pool, *v_pool;  /* this layer's blocks: [n_blocks][block_size][n_head_kv * head_dim] */
+    tnd_buffer *k_pool, *v_pool;  /* this layer's blocks: [n_blocks][block_size][n_head_kv * head_dim] */
     tnd_type kv_type;             /* F32, F16 or Q8_0 */
 } tnd_attention_args;
 
@@ -85,6 +106,7 @@ typedef enum tnd_op {
     TND_OP_ADD_BIAS,
     TND_OP_SWIGLU,
     TND_OP_ROPE,
+    TND_OP_COPY,
     TND_OP_KV_STORE,
     TND_OP_ATTENTION,
     TND_OP_COUNT
@@ -111,14 +133,13 @@ typedef struct tnd_backend_vtable {
     void (*memory)(tnd_backend *b, uint64_t *total, uint64_t *available);
 
     /* ---- memory ---- */
-    /* Device memory of `bytes` (zeroed), or NULL. */
-    void *(*alloc)(tnd_backend *b, size_t bytes);
-    void (*free)(tnd_backend *b, void *ptr);
-    /* Copies between host and device memory, in order with the ops (to_host waits for the ops before it). */
-    void (*to_device)(tnd_backend *b, void *dst, const void *host_src, size_t bytes);
-    void (*to_host)(tnd_backend *b, void *host_dst, const void *src, size_t bytes);
-    /* Copies within the device's memory (regions may not overlap). */
-    void (*copy)(tnd_backend *b, void *dst, const void *src, size_t bytes);
+    /* A buffer of `bytes` (zeroed), or NULL. */
+    tnd_buffer *(*alloc)(tnd_backend *b, size_t bytes);
+    void (*free)(tnd_backend *b, tnd_buffer *buf);
+    /* Copies between host memory and bytes [offset, offset + bytes) of a buffer, in order with the ops (read waits
+     * for the ops before it). */
+    void (*write)(tnd_backend *b, tnd_buffer *dst, size_t offset, const void *host_src, size_t bytes);
+    void (*read)(tnd_backend *b, void *host_dst, const tnd_buffer *src, size_t offset, size_t bytes);
     /* Makes a weight stored in host memory (the file mapping) usable by this device. *out is the device's view;
      * release_weight undoes it. A CPU keeps the mapping or packs its own copy; a GPU uploads.
      * TND_ERR_UNSUPPORTED (a type it cannot compute with), TND_ERR_OUT_OF_MEMORY. */
@@ -136,32 +157,33 @@ typedef struct tnd_backend_vtable {
     tnd_status (*synchronize)(tnd_backend *b);
 
     /* ---- ops (enqueued; failures reach synchronize) ---- */
-    /* out[i] = row ids[i] of `table` converted to float: [n][table->n_cols]. ids are host memory. */
-    void (*embed)(tnd_backend *b, const tnd_weight *table, const int32_t *ids, int64_t n, float *out);
-    /* y[t][r] = sum_c w[r][c] * x[t][c] for t < n_tokens: x is [n_tokens][w->n_cols], y [n_tokens][w->n_rows]. */
-    void (*matmul)(tnd_backend *b, const tnd_weight *w, const float *x, int64_t n_tokens, float *y);
-    /* y[r] = x[r] / rms(x[r]) * gamma for each of `rows` rows of `dim` (y may alias x). */
-    void (*rms_norm)(tnd_backend *b, const float *x, const float *gamma, float *y, int64_t dim, int64_t rows,
-                     float eps);
-    /* y[i] += x[i] for i < n. */
-    void (*add)(tnd_backend *b, float *y, const float *x, int64_t n);
-    /* y[r][i] += bias[i]: `rows` rows of `dim`. */
-    void (*add_bias)(tnd_backend *b, float *y, const float *bias, int64_t dim, int64_t rows);
-    /* out[i] = silu(gate[i]) * up[i] (out may alias gate). */
-    void (*swiglu)(tnd_backend *b, const float *gate, const float *up, float *out, int64_t n);
+    /* out row i = row ids[i] of `table` converted to float, for the out->ne1 rows; ids are host memory. */
+    void (*embed)(tnd_backend *b, const tnd_weight *table, const int32_t *ids, const tnd_tensor *out);
+    /* y[t][r] = sum_c w[r][c] * x[t][c]: x is [n_tokens][w->n_cols], y [n_tokens][w->n_rows], n_tokens = x->ne1. */
+    void (*matmul)(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y);
+    /* y[r] = x[r] / rms(x[r]) * gamma for each row r of x (y may be x; gamma has x->ne0 elements). */
+    void (*rms_norm)(tnd_backend *b, const tnd_tensor *x, const tnd_tensor *gamma, const tnd_tensor *y, float eps);
+    /* y += x, element by element (same shapes). */
+    void (*add)(tnd_backend *b, const tnd_tensor *y, const tnd_tensor *x);
+    /* y[r][i] += bias[i] for every row r of y. */
+    void (*add_bias)(tnd_backend *b, const tnd_tensor *y, const tnd_tensor *bias);
+    /* out = silu(gate) * up, element by element (out may be gate). */
+    void (*swiglu)(tnd_backend *b, const tnd_tensor *gate, const tnd_tensor *up, const tnd_tensor *out);
     /* Rotates x in place: [step n_tokens][n_heads * rope->head_dim], token t at the step's position pos[t]. */
-    void (*rope)(tnd_backend *b, float *x, int32_t n_heads, const tnd_rope *rope);
+    void (*rope)(tnd_backend *b, const tnd_tensor *x, int32_t n_heads, const tnd_rope *rope);
+    /* Copies the rows of src to dst (same shapes; the regions do not overlap). */
+    void (*copy)(tnd_backend *b, const tnd_tensor *dst, const tnd_tensor *src);
     /* Stores the step's k and v rows ([n_tokens][width], width = heads * head_dim) into the pools at the step's
      * slots, converting to kv_type. A block holds block_size positions of every head in width * block_size
      * elements; the order inside a block is the device's (the CPU keeps each head's positions together,
      * [head][position][head_dim], so attention reads one run per head, and an F16 K transposed,
      * [head][head_dim][position], where its attention kernel reads it so). */
-    void (*kv_store)(tnd_backend *b, void *k_pool, void *v_pool, tnd_type kv_type, const float *k, const float *v,
-                     int64_t width, int32_t head_dim);
+    void (*kv_store)(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type kv_type, const tnd_tensor *k,
+                     const tnd_tensor *v, int32_t head_dim);
     /* Copies whole KV blocks src[i] -> dst[i] of one pool (copy-on-write of shared blocks); src and dst are host
      * memory. Outside steps. */
-    void (*kv_copy_blocks)(tnd_backend *b, void *pool, size_t block_bytes, const int32_t *src, const int32_t *dst,
-                           int32_t n);
+    void (*kv_copy_blocks)(tnd_backend *b, tnd_buffer *pool, size_t block_bytes, const int32_t *src,
+                           const int32_t *dst, int32_t n);
     /* Paged causal attention of the step's tokens (see tnd_attention_args). */
     void (*attention)(tnd_backend *b, const tnd_attention_args *args);
 } tnd_backend_vtable;

@@ -14,22 +14,31 @@ enum {
     TND_LOGITS_CHUNK = 32
 };
 
-/* Activation buffers of one device, each sized for n_batch tokens. Shapes are [n_batch][width]. */
+/* Activation buffers of one device, each holding n_batch rows: [n_batch][width]. */
 typedef struct tnd_activations {
-    float *x;        /* residual stream [n_embd] */
-    float *xn;       /* normed input / sub-layer output [n_embd] */
-    float *q;        /* [n_head * head_dim], also attention output input */
-    float *k, *v;    /* [n_head_kv * head_dim] */
-    float *attn;     /* attention output [n_head * head_dim] */
-    float *gate, *up; /* [n_ff] */
-    float *logits;   /* [TND_LOGITS_CHUNK][n_vocab] on the last stage's device: the output head runs in chunks */
+    tnd_buffer *x;      /* residual stream [n_embd] */
+    tnd_buffer *xn;     /* normed input / sub-layer output [n_embd] */
+    tnd_buffer *q;      /* [n_head * head_dim] */
+    tnd_buffer *k, *v;  /* [n_head_kv * head_dim] */
+    tnd_buffer *attn;   /* attention output [n_head * head_dim] */
+    tnd_buffer *gate, *up; /* [n_ff] */
+    tnd_buffer *logits; /* [TND_LOGITS_CHUNK][n_vocab] on the last stage's device: the output head runs in chunks */
 } tnd_activations;
 
-/* A contiguous range of layers on one device, with the device's views of those layers' weights. */
+/* A layer as one device holds it: its views of the weights, and the small vectors in its memory (NULL where the
+ * architecture has none; shapes as in tnd_layer). */
+typedef struct tnd_device_layer {
+    tnd_weight wq, wk, wv, wo, w_gate, w_up, w_down;
+    tnd_buffer *attn_norm, *ffn_norm;
+    tnd_buffer *bq, *bk, *bv;
+    tnd_buffer *q_norm, *k_norm;
+} tnd_device_layer;
+
+/* A contiguous range of layers on one device. */
 typedef struct tnd_stage {
     tnd_backend *device;
     int32_t layer_begin, layer_end; /* [begin, end) */
-    tnd_layer *layers;              /* device views, indexed by layer - layer_begin */
+    tnd_device_layer *layers;       /* indexed by layer - layer_begin */
     tnd_rope rope;                  /* its freq_factors in this device's memory */
     tnd_activations act;
 } tnd_stage;
@@ -39,8 +48,8 @@ typedef struct tnd_forward {
     int32_t n_stages;
     tnd_stage stages[TND_MAX_STAGES];
     tnd_weight tok_embd, output;     /* device views: the embedding on the first stage, the head on the last */
-    float *output_norm;              /* [n_embd] on the last stage's device */
-    void *const *k_pool, *const *v_pool; /* [n_layer]: each layer's KV pools, on its stage's device */
+    tnd_buffer *output_norm;         /* [n_embd] on the last stage's device */
+    tnd_buffer *const *k_pool, *const *v_pool; /* [n_layer]: each layer's KV pools, on its stage's device */
     tnd_type kv_type;
     float *host_x;                   /* [n_batch][n_embd]: the hand-over between devices (several stages only) */
 } tnd_forward;

@@ -66,17 +66,17 @@ int32_t tnd_model_n_ctx_train(const tnd_model *m) {
  * ---------------------------------------------------------------------------------------------------------- */
 
 /* Device copy of a host float vector (NULL stays NULL). */
-static tnd_status device_floats(tnd_backend *d, const float *host, int64_t n, float **out) {
+static tnd_status device_floats(tnd_backend *d, const float *host, int64_t n, tnd_buffer **out) {
     *out = NULL;
     if (!host) return TND_OK;
     *out = d->vt->alloc(d, sizeof(float) * (size_t)n);
     if (!*out) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory on %s", d->name);
-    d->vt->to_device(d, *out, host, sizeof(float) * (size_t)n);
+    d->vt->write(d, *out, 0, host, sizeof(float) * (size_t)n);
     return TND_OK;
 }
 
-static void free_floats(tnd_backend *d, float *p) {
-    if (p) d->vt->free(d, p);
+static void free_buffer(tnd_backend *d, tnd_buffer *buf) {
+    if (buf) d->vt->free(d, buf);
 }
 
 /* The device's view of a weight; when the device made its own copy, the file's pages of it can leave memory. */
@@ -93,12 +93,12 @@ static tnd_status prepare_stage(tnd_context *ctx, tnd_stage *st) {
     tnd_backend *d = st->device;
     int32_t n = st->layer_end - st->layer_begin;
     int64_t qw = (int64_t)hp->n_head * hp->head_dim, kvw = (int64_t)hp->n_head_kv * hp->head_dim;
-    st->layers = tnd_alloc_array(&ctx->allocator, (size_t)n, sizeof(tnd_layer));
+    st->layers = tnd_alloc_array(&ctx->allocator, (size_t)n, sizeof(tnd_device_layer));
     if (!st->layers) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
     tnd_status s = TND_OK;
     for (int32_t i = 0; i < n && !s; i++) {
         const tnd_layer *h = &ctx->bm->w.layers[st->layer_begin + i];
-        tnd_layer *l = &st->layers[i];
+        tnd_device_layer *l = &st->layers[i];
         if ((s = prepare(ctx, d, &h->wq, &l->wq)) || (s = prepare(ctx, d, &h->wk, &l->wk)) ||
             (s = prepare(ctx, d, &h->wv, &l->wv)) || (s = prepare(ctx, d, &h->wo, &l->wo)) ||
             (s = prepare(ctx, d, &h->w_gate, &l->w_gate)) || (s = prepare(ctx, d, &h->w_up, &l->w_up)) ||
@@ -114,11 +114,12 @@ static tnd_status prepare_stage(tnd_context *ctx, tnd_stage *st) {
     const tnd_bound_model *bm = ctx->bm;
     st->rope = (tnd_rope){.mode = bm->arch->rope_mode, .head_dim = hp->head_dim, .n_rot = hp->n_rot,
                           .base = hp->rope_base, .scale = hp->rope_scale};
-    if ((s = device_floats(d, bm->w.rope_freqs, hp->n_rot / 2, (float **)&st->rope.freq_factors))) return s;
+    if ((s = device_floats(d, bm->w.rope_freqs, hp->n_rot / 2, &st->rope.freq_factors.buf))) return s;
+    st->rope.freq_factors = tnd_rows_f32(st->rope.freq_factors.buf, hp->n_rot / 2, 0, 1);
     /* activations for n_batch tokens */
     size_t nb = (size_t)ctx->n_batch;
     tnd_activations *a = &st->act;
-    float **bufs[] = {&a->x, &a->xn, &a->q, &a->k, &a->v, &a->attn, &a->gate, &a->up};
+    tnd_buffer **bufs[] = {&a->x, &a->xn, &a->q, &a->k, &a->v, &a->attn, &a->gate, &a->up};
     int64_t widths[] = {hp->n_embd, hp->n_embd, qw, kvw, kvw, qw, hp->n_ff, hp->n_ff};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
         *bufs[i] = d->vt->alloc(d, sizeof(float) * nb * (size_t)widths[i]);
@@ -131,18 +132,18 @@ static void release_stage(tnd_context *ctx, tnd_stage *st) {
     tnd_backend *d = st->device;
     if (!d) return;
     for (int32_t i = 0; st->layers && i < st->layer_end - st->layer_begin; i++) {
-        tnd_layer *l = &st->layers[i];
+        tnd_device_layer *l = &st->layers[i];
         tnd_weight *ws[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
         for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++)
             if (ws[k]->data) d->vt->release_weight(d, ws[k]);
-        float *fs[] = {l->attn_norm, l->ffn_norm, l->bq, l->bk, l->bv, l->q_norm, l->k_norm};
-        for (size_t k = 0; k < sizeof fs / sizeof fs[0]; k++) free_floats(d, fs[k]);
+        tnd_buffer *vs[] = {l->attn_norm, l->ffn_norm, l->bq, l->bk, l->bv, l->q_norm, l->k_norm};
+        for (size_t k = 0; k < sizeof vs / sizeof vs[0]; k++) free_buffer(d, vs[k]);
     }
     tnd_free(&ctx->allocator, st->layers);
-    free_floats(d, (float *)st->rope.freq_factors);
+    free_buffer(d, st->rope.freq_factors.buf);
     tnd_activations *a = &st->act;
-    float *bufs[] = {a->x, a->xn, a->q, a->k, a->v, a->attn, a->gate, a->up, a->logits};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free_floats(d, bufs[i]);
+    tnd_buffer *bufs[] = {a->x, a->xn, a->q, a->k, a->v, a->attn, a->gate, a->up, a->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free_buffer(d, bufs[i]);
 }
 
 /* Splits the layers over the devices: the caller's counts, or as even as possible. */
@@ -285,7 +286,7 @@ void tnd_context_free(tnd_context *ctx) {
         tnd_backend *first = ctx->devices[0], *last = ctx->devices[fw->n_stages - 1];
         if (fw->tok_embd.data) first->vt->release_weight(first, &fw->tok_embd);
         if (fw->output.data) last->vt->release_weight(last, &fw->output);
-        free_floats(last, fw->output_norm);
+        free_buffer(last, fw->output_norm);
     }
     for (int32_t s = 0; s < TND_MAX_STAGES; s++) {
         release_stage(ctx, &fw->stages[s]);

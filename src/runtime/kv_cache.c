@@ -34,8 +34,8 @@ tnd_status tnd_kv_cache_init(tnd_kv_cache *kv, tnd_type type, int32_t n_ctx, int
     kv->free_list = tnd_alloc_array(a, (size_t)kv->n_blocks, sizeof(int32_t));
     kv->seqs = tnd_alloc_array(a, (size_t)n_seq, sizeof(tnd_kv_seq));
     kv->layer_device = tnd_alloc_array(a, (size_t)n_layer, sizeof(tnd_backend *));
-    kv->k_pool = tnd_alloc_array(a, (size_t)n_layer, sizeof(void *));
-    kv->v_pool = tnd_alloc_array(a, (size_t)n_layer, sizeof(void *));
+    kv->k_pool = tnd_alloc_array(a, (size_t)n_layer, sizeof(tnd_buffer *));
+    kv->v_pool = tnd_alloc_array(a, (size_t)n_layer, sizeof(tnd_buffer *));
     if (!kv->refcount || !kv->free_list || !kv->seqs || !kv->layer_device || !kv->k_pool || !kv->v_pool) {
         tnd_kv_cache_free(kv);
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the KV cache tables");

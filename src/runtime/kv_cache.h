@@ -24,7 +24,7 @@ typedef struct tnd_kv_cache {
     tnd_kv_seq *seqs;
     int32_t n_layer;
     tnd_backend **layer_device; /* per layer */
-    void **k_pool, **v_pool;    /* per layer, on layer_device[l] */
+    tnd_buffer **k_pool, **v_pool; /* per layer, on layer_device[l] */
     tnd_allocator allocator;
 } tnd_kv_cache;
 

@@ -71,9 +71,27 @@ static tnd_status cpu_synchronize(tnd_backend *b) {
  * Memory
  * ---------------------------------------------------------------------------------------------------------- */
 
-static void *cpu_alloc(tnd_backend *b, size_t bytes) { return tnd_alloc(&dev(b)->allocator, bytes); }
-static void cpu_free(tnd_backend *b, void *p) { tnd_free(&dev(b)->allocator, p); }
-static void cpu_copy(tnd_backend *b, void *dst, const void *src, size_t bytes) { memcpy(dst, src, bytes); }
+/* The CPU's buffers are host memory: a tnd_buffer pointer is the address of its bytes, and a tensor's data is
+ * that address plus its offset. The ops take contiguous views (row_bytes = ne0 elements), as the model makes. */
+static float *f32(const tnd_tensor *t) { return (float *)(void *)((uint8_t *)t->buf + t->offset); }
+
+static tnd_buffer *cpu_alloc(tnd_backend *b, size_t bytes) {
+    return (tnd_buffer *)tnd_alloc(&dev(b)->allocator, bytes);
+}
+
+static void cpu_free(tnd_backend *b, tnd_buffer *buf) { tnd_free(&dev(b)->allocator, buf); }
+
+static void cpu_write(tnd_backend *b, tnd_buffer *dst, size_t offset, const void *src, size_t bytes) {
+    memcpy((uint8_t *)dst + offset, src, bytes);
+}
+
+static void cpu_read(tnd_backend *b, void *dst, const tnd_buffer *src, size_t offset, size_t bytes) {
+    memcpy(dst, (const uint8_t *)src + offset, bytes);
+}
+
+static void cpu_copy(tnd_backend *b, const tnd_tensor *dst, const tnd_tensor *src) {
+    memcpy(f32(dst), f32(src), src->row_bytes * (size_t)src->ne1);
+}
 
 typedef struct pack_job {
     const tnd_weight *host;
@@ -121,16 +139,19 @@ static void cpu_release_weight(tnd_backend *b, tnd_weight *w) {
  * Element-wise ops (cheap: run on the calling thread)
  * ---------------------------------------------------------------------------------------------------------- */
 
-static void cpu_embed(tnd_backend *b, const tnd_weight *table, const int32_t *ids, int64_t n, float *out) {
+static void cpu_embed(tnd_backend *b, const tnd_weight *table, const int32_t *ids, const tnd_tensor *out_view) {
     tnd_to_float_fn to_float = tnd_type_traits_of(table->type)->to_float;
-    for (int64_t i = 0; i < n; i++)
+    float *out = f32(out_view);
+    for (int64_t i = 0; i < out_view->ne1; i++)
         to_float((const uint8_t *)table->data + (size_t)ids[i] * table->row_bytes, out + i * table->n_cols,
                  table->n_cols);
 }
 
-static void cpu_rms_norm(tnd_backend *b, const float *x, const float *gamma, float *y, int64_t dim, int64_t rows,
-                         float eps) {
-    for (int64_t r = 0; r < rows; r++) {
+static void cpu_rms_norm(tnd_backend *b, const tnd_tensor *xv, const tnd_tensor *gv, const tnd_tensor *yv, float eps) {
+    const float *x = f32(xv), *gamma = f32(gv);
+    float *y = f32(yv);
+    int64_t dim = xv->ne0;
+    for (int64_t r = 0; r < xv->ne1; r++) {
         const float *xr = x + r * dim;
         double ss = 0;
         for (int64_t i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
@@ -140,27 +161,34 @@ static void cpu_rms_norm(tnd_backend *b, const float *x, const float *gamma, flo
     }
 }
 
-static void cpu_add(tnd_backend *b, float *y, const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++) y[i] += x[i];
+static void cpu_add(tnd_backend *b, const tnd_tensor *yv, const tnd_tensor *xv) {
+    float *y = f32(yv);
+    const float *x = f32(xv);
+    for (int64_t i = 0, n = yv->ne0 * yv->ne1; i < n; i++) y[i] += x[i];
 }
 
-static void cpu_add_bias(tnd_backend *b, float *y, const float *bias, int64_t dim, int64_t rows) {
-    for (int64_t r = 0; r < rows; r++)
+static void cpu_add_bias(tnd_backend *b, const tnd_tensor *yv, const tnd_tensor *bv) {
+    float *y = f32(yv);
+    const float *bias = f32(bv);
+    int64_t dim = yv->ne0;
+    for (int64_t r = 0; r < yv->ne1; r++)
         for (int64_t i = 0; i < dim; i++) y[r * dim + i] += bias[i];
 }
 
-static void cpu_swiglu(tnd_backend *b, const float *gate, const float *up, float *out, int64_t n) {
-    dev(b)->kernels.vec.swiglu(gate, up, out, n);
+static void cpu_swiglu(tnd_backend *b, const tnd_tensor *gate, const tnd_tensor *up, const tnd_tensor *out) {
+    dev(b)->kernels.vec.swiglu(f32(gate), f32(up), f32(out), gate->ne0 * gate->ne1);
 }
 
-static void cpu_rope(tnd_backend *b, float *x, int32_t n_heads, const tnd_rope *rope) {
+static void cpu_rope(tnd_backend *b, const tnd_tensor *xv, int32_t n_heads, const tnd_rope *rope) {
     const tnd_step *step = &dev(b)->step;
+    float *x = f32(xv);
+    const float *freq_factors = rope->freq_factors.buf ? f32(&rope->freq_factors) : NULL;
     int32_t half = rope->n_rot / 2;
     for (int64_t t = 0; t < step->n_tokens; t++) {
         double p = (double)step->pos[t] * rope->scale;
         for (int32_t i = 0; i < half; i++) {
             double theta = p * pow(rope->base, -2.0 * i / rope->n_rot);
-            if (rope->freq_factors) theta /= rope->freq_factors[i];
+            if (freq_factors) theta /= freq_factors[i];
             float c = (float)cos(theta), s = (float)sin(theta);
             for (int32_t h = 0; h < n_heads; h++) {
                 float *v = x + (t * n_heads + h) * rope->head_dim;
@@ -270,8 +298,11 @@ static int64_t row_grain(const tnd_thread_pool *pool, int64_t n_rows) {
 
 static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens);
 
-static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const float *x, int64_t n_tokens, float *y) {
+static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *xv, const tnd_tensor *yv) {
     cpu_device *d = dev(b);
+    const float *x = f32(xv);
+    float *y = f32(yv);
+    int64_t n_tokens = xv->ne1;
     tnd_thread_pool *pool = w->n_rows * w->n_cols * n_tokens < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
     matmul_job job = {.w = w, .x = x, .n_tokens = n_tokens, .y = y, .k = &d->kernels.dot[w->type]};
     job.act_row = job.k->dot ? tnd_cpu_act_bytes(job.k, w->n_cols) : 0;
@@ -327,9 +358,11 @@ static bool k_transposed(const tnd_cpu_kernels *k, tnd_type kv_type, int32_t hea
     return kv_type == TND_TYPE_F16 && k->vec.attn_tile_f16 && k->vec.attn_tile_f16_takes(head_dim);
 }
 
-static void cpu_kv_store(tnd_backend *b, void *k_pool, void *v_pool, tnd_type kv_type, const float *k, const float *v,
-                         int64_t width, int32_t head_dim) {
+static void cpu_kv_store(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type kv_type,
+                         const tnd_tensor *kv_k, const tnd_tensor *kv_v, int32_t head_dim) {
     const tnd_step *step = &dev(b)->step;
+    const float *k = f32(kv_k), *v = f32(kv_v);
+    int64_t width = kv_k->ne0;
     const int64_t *slots = step->slots;
     int64_t n_tokens = step->n_tokens;
     int32_t block_size = step->block_size;
@@ -354,8 +387,8 @@ static void cpu_kv_store(tnd_backend *b, void *k_pool, void *v_pool, tnd_type kv
         }
 }
 
-static void cpu_kv_copy_blocks(tnd_backend *b, void *pool, size_t block_bytes, const int32_t *src, const int32_t *dst,
-                               int32_t n) {
+static void cpu_kv_copy_blocks(tnd_backend *b, tnd_buffer *pool, size_t block_bytes, const int32_t *src,
+                               const int32_t *dst, int32_t n) {
     for (int32_t i = 0; i < n; i++)
         memcpy((uint8_t *)pool + (size_t)dst[i] * block_bytes, (const uint8_t *)pool + (size_t)src[i] * block_bytes,
                block_bytes);
@@ -371,8 +404,18 @@ static void cpu_kv_copy_blocks(tnd_backend *b, void *pool, size_t block_bytes, c
  * far better. Each head's arithmetic is the same whatever the range, so results do not depend on the split.
  * ---------------------------------------------------------------------------------------------------------- */
 
+/* The attention arguments with the CPU's addresses resolved. */
+typedef struct cpu_attn {
+    const float *q;
+    float *out;
+    int32_t n_head, n_head_kv, head_dim;
+    float scale;
+    const uint8_t *k_pool, *v_pool;
+    tnd_type kv_type;
+} cpu_attn;
+
 typedef struct attention_job {
-    const tnd_attention_args *a;
+    const cpu_attn *a;
     const tnd_step *step;
     const tnd_cpu_kernels *k;
     bool k_t;               /* K stored transposed for attn_tile_f16 (k_transposed) */
@@ -403,14 +446,14 @@ _Static_assert((int)TND_CPU_ATTN_TILE <= (int)TND_CPU_ATTN_TILE_MAX, "one attent
 
 /* KV head g at position p, in its block: the offset of the head's V row and of its K row, or with K transposed of
  * the head's whole K region (position 0). */
-static void head_at(const tnd_attention_args *a, int32_t bs, bool k_t, const int32_t *table, int32_t p, int32_t g,
+static void head_at(const cpu_attn *a, int32_t bs, bool k_t, const int32_t *table, int32_t p, int32_t g,
                     size_t *k_at, size_t *v_at) {
     *v_at = kv_head_offset(a->kv_type, (int64_t)table[p / bs] * bs + p % bs, g, a->n_head_kv, bs, a->head_dim);
     *k_at = k_t ? *v_at - (size_t)(p % bs) * kv_row_bytes(a->kv_type, a->head_dim) : *v_at;
 }
 
 /* The rows of KV head g that the tile at position p reads in the first block it touches. */
-static tnd_kv_prefetch tile_rows(const tnd_attention_args *a, int32_t bs, bool k_t, const int32_t *table, int32_t p,
+static tnd_kv_prefetch tile_rows(const cpu_attn *a, int32_t bs, bool k_t, const int32_t *table, int32_t p,
                                  int32_t g) {
     int32_t n = bs - p % bs < TND_CPU_ATTN_TILE ? bs - p % bs : TND_CPU_ATTN_TILE;
     size_t k_at, v_at;
@@ -424,7 +467,7 @@ static tnd_kv_prefetch tile_rows(const tnd_attention_args *a, int32_t bs, bool k
  * at once before decoding (the hardware prefetcher does not see a run at a new address coming). */
 static void attend_tile(const attention_job *job, const int32_t *table, const float *q, int32_t g, int32_t p0,
                         int32_t np, const tnd_kv_prefetch *next, float *mx, float *sum, float *acc, float *kv_tile) {
-    const tnd_attention_args *a = job->a;
+    const cpu_attn *a = job->a;
     const tnd_cpu_kernels *k = job->k;
     int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = job->step->block_size;
     size_t k_at, v_at;
@@ -455,7 +498,7 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
 
 static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1) {
     const attention_job *job = ctx;
-    const tnd_attention_args *a = job->a;
+    const cpu_attn *a = job->a;
     int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv;
     float *acc = job->scratch + (size_t)worker * ATTN_SCRATCH_FLOATS, *mx = acc + TND_CPU_ATTN_MAX_GROUP,
           *sum = mx + TND_CPU_ATTN_MAX_REP, *kv_tile = sum + TND_CPU_ATTN_MAX_REP;
@@ -490,7 +533,11 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
     }
 }
 
-static void cpu_attention(tnd_backend *b, const tnd_attention_args *a) {
+static void cpu_attention(tnd_backend *b, const tnd_attention_args *args) {
+    const cpu_attn attn = {f32(&args->q),         f32(&args->out),  args->n_head,
+                           args->n_head_kv,       args->head_dim,   args->scale,
+                           (const uint8_t *)args->k_pool, (const uint8_t *)args->v_pool, args->kv_type};
+    const cpu_attn *a = &attn;
     const tnd_step *step = &dev(b)->step;
     int64_t n_tokens = step->n_tokens;
     int64_t work = n_tokens * a->n_head * a->head_dim * (int64_t)step->n_ctx[n_tokens - 1];
@@ -566,8 +613,8 @@ static const tnd_backend_vtable cpu_vtable = {
     .synchronize = cpu_synchronize,
     .alloc = cpu_alloc,
     .free = cpu_free,
-    .to_device = cpu_copy,
-    .to_host = cpu_copy,
+    .write = cpu_write,
+    .read = cpu_read,
     .copy = cpu_copy,
     .prepare_weight = cpu_prepare_weight,
     .release_weight = cpu_release_weight,

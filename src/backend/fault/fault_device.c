@@ -47,21 +47,23 @@ static bool op_fires(tnd_backend *b, const char *op) {
         if (!op_fires(b, #name)) inner(b)->vt->name args;                                                             \
     }
 
-FORWARD_OP(embed, (tnd_backend * b, const tnd_weight *t, const int32_t *ids, int64_t n, float *out),
-           (inner(b), t, ids, n, out))
-FORWARD_OP(matmul, (tnd_backend * b, const tnd_weight *w, const float *x, int64_t n, float *y), (inner(b), w, x, n, y))
-FORWARD_OP(rms_norm, (tnd_backend * b, const float *x, const float *g, float *y, int64_t dim, int64_t rows, float eps),
-           (inner(b), x, g, y, dim, rows, eps))
-FORWARD_OP(add, (tnd_backend * b, float *y, const float *x, int64_t n), (inner(b), y, x, n))
-FORWARD_OP(add_bias, (tnd_backend * b, float *y, const float *bias, int64_t dim, int64_t rows),
-           (inner(b), y, bias, dim, rows))
-FORWARD_OP(swiglu, (tnd_backend * b, const float *gate, const float *up, float *out, int64_t n),
-           (inner(b), gate, up, out, n))
-FORWARD_OP(rope, (tnd_backend * b, float *x, int32_t n_heads, const tnd_rope *rope), (inner(b), x, n_heads, rope))
+FORWARD_OP(embed, (tnd_backend * b, const tnd_weight *t, const int32_t *ids, const tnd_tensor *out),
+           (inner(b), t, ids, out))
+FORWARD_OP(matmul, (tnd_backend * b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y),
+           (inner(b), w, x, y))
+FORWARD_OP(rms_norm, (tnd_backend * b, const tnd_tensor *x, const tnd_tensor *g, const tnd_tensor *y, float eps),
+           (inner(b), x, g, y, eps))
+FORWARD_OP(add, (tnd_backend * b, const tnd_tensor *y, const tnd_tensor *x), (inner(b), y, x))
+FORWARD_OP(add_bias, (tnd_backend * b, const tnd_tensor *y, const tnd_tensor *bias), (inner(b), y, bias))
+FORWARD_OP(swiglu, (tnd_backend * b, const tnd_tensor *gate, const tnd_tensor *up, const tnd_tensor *out),
+           (inner(b), gate, up, out))
+FORWARD_OP(rope, (tnd_backend * b, const tnd_tensor *x, int32_t n_heads, const tnd_rope *rope),
+           (inner(b), x, n_heads, rope))
+FORWARD_OP(copy, (tnd_backend * b, const tnd_tensor *dst, const tnd_tensor *src), (inner(b), dst, src))
 FORWARD_OP(kv_store,
-           (tnd_backend * b, void *k_pool, void *v_pool, tnd_type type, const float *k, const float *v, int64_t width,
-            int32_t head_dim),
-           (inner(b), k_pool, v_pool, type, k, v, width, head_dim))
+           (tnd_backend * b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type type, const tnd_tensor *k,
+            const tnd_tensor *v, int32_t head_dim),
+           (inner(b), k_pool, v_pool, type, k, v, head_dim))
 FORWARD_OP(attention, (tnd_backend * b, const tnd_attention_args *a), (inner(b), a))
 
 static void fault_destroy(tnd_backend *b) {
@@ -79,21 +81,19 @@ static void fault_memory(tnd_backend *b, uint64_t *total, uint64_t *available) {
     inner(b)->vt->memory(inner(b), total, available);
 }
 
-static void *fault_alloc(tnd_backend *b, size_t bytes) {
+static tnd_buffer *fault_alloc(tnd_backend *b, size_t bytes) {
     return fires(b, FAULT_ALLOC) ? NULL : inner(b)->vt->alloc(inner(b), bytes);
 }
 
-static void fault_free(tnd_backend *b, void *p) { inner(b)->vt->free(inner(b), p); }
+static void fault_free(tnd_backend *b, tnd_buffer *buf) { inner(b)->vt->free(inner(b), buf); }
 
-static void fault_to_device(tnd_backend *b, void *dst, const void *src, size_t n) {
-    inner(b)->vt->to_device(inner(b), dst, src, n);
+static void fault_write(tnd_backend *b, tnd_buffer *dst, size_t offset, const void *src, size_t n) {
+    inner(b)->vt->write(inner(b), dst, offset, src, n);
 }
 
-static void fault_to_host(tnd_backend *b, void *dst, const void *src, size_t n) {
-    inner(b)->vt->to_host(inner(b), dst, src, n);
+static void fault_read(tnd_backend *b, void *dst, const tnd_buffer *src, size_t offset, size_t n) {
+    inner(b)->vt->read(inner(b), dst, src, offset, n);
 }
-
-static void fault_copy(tnd_backend *b, void *dst, const void *src, size_t n) { inner(b)->vt->copy(inner(b), dst, src, n); }
 
 static tnd_status fault_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
     return inner(b)->vt->prepare_weight(inner(b), host, out);
@@ -118,8 +118,8 @@ static tnd_status fault_synchronize(tnd_backend *b) {
     return st;
 }
 
-static void fault_kv_copy_blocks(tnd_backend *b, void *pool, size_t bytes, const int32_t *src, const int32_t *dst,
-                                 int32_t n) {
+static void fault_kv_copy_blocks(tnd_backend *b, tnd_buffer *pool, size_t bytes, const int32_t *src,
+                                 const int32_t *dst, int32_t n) {
     inner(b)->vt->kv_copy_blocks(inner(b), pool, bytes, src, dst, n);
 }
 
@@ -129,9 +129,8 @@ static const tnd_backend_vtable fault_vtable = {
     .memory = fault_memory,
     .alloc = fault_alloc,
     .free = fault_free,
-    .to_device = fault_to_device,
-    .to_host = fault_to_host,
-    .copy = fault_copy,
+    .write = fault_write,
+    .read = fault_read,
     .prepare_weight = fault_prepare_weight,
     .release_weight = fault_release_weight,
     .reserve = fault_reserve,
@@ -144,6 +143,7 @@ static const tnd_backend_vtable fault_vtable = {
     .add_bias = fault_add_bias,
     .swiglu = fault_swiglu,
     .rope = fault_rope,
+    .copy = fault_copy,
     .kv_store = fault_kv_store,
     .kv_copy_blocks = fault_kv_copy_blocks,
     .attention = fault_attention,
