@@ -272,11 +272,15 @@ typedef struct tnd_context_params {
     int32_t n_threads;  /* threads per CPU device (0 = physical cores) */
     tnd_type kv_type;   /* KV cache element type: TND_TYPE_F16 (default), TND_TYPE_F32 or TND_TYPE_Q8_0 */
     int32_t kv_block_size; /* tokens per KV block (default 64) */
-    /* Placement plan: n_devices CPU device instances (default 1), each taking a contiguous range of layers;
-     * layers_per_device (NULL = as even as possible) gives the count for each device and must add up to the
-     * model's layer count. */
+    /* Placement plan over n_devices CPU device instances (default 1). group_device (see tnd_model_group), when
+     * given, names the device of every tensor group: n_groups entries, each in 0 .. n_devices - 1, every device
+     * holding at least one group. Otherwise each device takes a contiguous range of layers: layers_per_device
+     * (NULL = as even as possible) gives the count for each device and must add up to the model's layer count; the
+     * embedding goes with the first device and the output head with the last. */
     int32_t n_devices;
     const int32_t *layers_per_device;
+    const int32_t *group_device;
+    int32_t n_groups;
     tnd_kernels kernels;   /* TND_KERNELS_BEST (default) or TND_KERNELS_REFERENCE */
 } tnd_context_params;
 
@@ -293,7 +297,33 @@ TND_API tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *
 /* Releases the context. Accepts NULL. */
 TND_API void tnd_context_free(tnd_context *ctx);
 
-/* Vocabulary size of the bound model (rows of the output head); 0 before any context was created. */
+/* ---- Tensor groups: what a placement plan places ----
+ * A model's weights and KV cache go to devices by groups, in the order of the forward pass:
+ *   group 0                  "token_embd": the token embedding
+ *   group 1 + 2 l            "blk.<l>.attn": layer l's attention (norm, q/k/v/o projections, biases, q/k norms)
+ *                            and its KV cache
+ *   group 2 + 2 l            "blk.<l>.ffn": layer l's feed-forward (norm, gate, up, down)
+ *   group 2 n_layer + 1      "output": the final norm and the output head (the embedding again when tied) */
+typedef struct tnd_group_info {
+    char name[32];
+    int32_t layer;                /* -1 for the embedding and the output */
+    uint64_t weight_bytes;        /* its tensors' bytes as stored in the file (a tied output head counts 0) */
+    uint64_t kv_values_per_token; /* attention groups: K and V values one cached token takes; 0 for the others */
+} tnd_group_info;
+
+/* Number of tensor groups (2 per layer, the embedding and the output). Binds the model like the first context
+ * does, if that was not done; 0 when it cannot be bound (tnd_last_error says why). */
+TND_API int32_t tnd_model_n_groups(tnd_model *model);
+
+/* Describes group `index`. Binds the model if needed (errors of tnd_context_init); TND_ERR_INVALID_ARGUMENT for an
+ * index out of range or NULL pointers. */
+TND_API tnd_status tnd_model_group(tnd_model *model, int32_t index, tnd_group_info *out);
+
+/* Number of weights (elements of every tensor in the file); no binding needed. */
+TND_API uint64_t tnd_model_n_params(const tnd_model *model);
+
+/* Vocabulary size: the bound model's (rows of the output head), or before any context was created the rows of the
+ * file's token_embd.weight (0 when it has none). */
 TND_API int32_t tnd_model_n_vocab(const tnd_model *model);
 
 /* Trained context length of the model: the bound model's (2048 where the file names none), or before any context

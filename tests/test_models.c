@@ -181,7 +181,9 @@ static void test_model(const model_case *c) {
     tnd_model_close(m);
 }
 
-/* The same model placed on two CPU devices (layer 0 on one, layer 1 on the other) gives the same logits. */
+/* The same model placed on two CPU devices gives the same logits: by layer ranges (layer 0 on one, layer 1 on the
+ * other), and by tensor groups alternating between the devices (embedding on the second, then attention on the
+ * first and feed-forward on the second in every layer, output on the first: a hand-over at every group). */
 static void test_two_devices(void) {
     tnd_model *m = NULL;
     if (!CHECK_OK(tnd_model_open(tnd_fixture("models/qwen2-tiny-q8_0.gguf"), NULL, &m))) return;
@@ -193,18 +195,29 @@ static void test_two_devices(void) {
     CHECK_OK(tnd_context_init(m, &p, &two));
     int32_t layers[2] = {2, 0};
     p.layers_per_device = layers;
-    tnd_context *bad = NULL;
+    tnd_context *bad = NULL, *mixed = NULL;
     CHECK(tnd_context_init(m, &p, &bad) == TND_ERR_INVALID_ARGUMENT && bad == NULL);
-    if (one && two) {
+    p.layers_per_device = NULL;
+    int32_t groups[64];
+    int32_t n_groups = tnd_model_n_groups(m);
+    for (int32_t g = 0; g < n_groups && g < 64; g++) groups[g] = g % 2 == 0 ? 1 : 0;
+    p.group_device = groups;
+    p.n_groups = n_groups;
+    CHECK(n_groups == 6 && tnd_context_init(m, &p, &mixed) == TND_OK);
+    for (int32_t g = 0; g < n_groups; g++) groups[g] = 0; /* device 1 would hold nothing */
+    CHECK(tnd_context_init(m, &p, &bad) == TND_ERR_INVALID_ARGUMENT && strstr(tnd_last_error(), "no tensor group"));
+    if (one && two && mixed) {
         int32_t nv = tnd_model_n_vocab(m);
         float *a = malloc(sizeof(float) * N_PROMPT * nv), *b = malloc(sizeof(float) * N_PROMPT * nv);
         CHECK(run_prompt(one, 0, a, nv) && run_prompt(two, 0, b, nv));
         CHECK(memcmp(a, b, sizeof(float) * N_PROMPT * nv) == 0);
+        CHECK(run_prompt(mixed, 0, b, nv) && memcmp(a, b, sizeof(float) * N_PROMPT * nv) == 0);
         free(a);
         free(b);
     }
     tnd_context_free(one);
     tnd_context_free(two);
+    tnd_context_free(mixed);
     tnd_model_close(m);
 }
 

@@ -1,5 +1,6 @@
-/* forward.h: what a forward pass runs on: the stages (each a device with a contiguous range of layers and the
- * device's views of their weights), the output head, and each layer's KV pools. The context builds it (placement,
+/* forward.h: what a forward pass runs on: the devices, where each tensor group lives (embedding, each layer's
+ * attention and feed-forward, output head), the stages that follow from that, the devices' views of the weights and
+ * each layer's KV pools. The context builds it (placement,
  * buffers, KV cache); the model code runs it and knows nothing else of the context. */
 #ifndef TND_MODEL_FORWARD_H
 #define TND_MODEL_FORWARD_H
@@ -7,12 +8,19 @@
 #include "model/arch.h"
 
 enum {
-    TND_MAX_STAGES = 16,
+    TND_MAX_DEVICES = 16,
     /* Rows of logits the output head computes at once. A context keeps logits only for the rows a batch asks for
      * (n_batch x n_vocab floats would be 311 MB at batch 512 and a 152k vocabulary, twice: device and host), and
      * the head's matmul is as efficient on 32 rows as on 512. */
     TND_LOGITS_CHUNK = 32
 };
+
+/* The tensor groups a plan places, in forward order (see tnd_model_group in tandem.h): the embedding, then each
+ * layer's attention (with its KV cache) and feed-forward, then the output head. */
+static inline int32_t tnd_group_count(int32_t n_layer) { return 2 * n_layer + 2; }
+static inline int32_t tnd_group_attention(int32_t layer) { return 1 + 2 * layer; }
+static inline int32_t tnd_group_ffn(int32_t layer) { return 2 + 2 * layer; }
+static inline int32_t tnd_group_output(int32_t n_layer) { return 2 * n_layer + 1; }
 
 /* Activation buffers of one device, each holding n_batch rows: [n_batch][width]. */
 typedef struct tnd_activations {
@@ -34,28 +42,33 @@ typedef struct tnd_device_layer {
     tnd_buffer *q_norm, *k_norm;
 } tnd_device_layer;
 
-/* A contiguous range of layers on one device. */
+/* A maximal run of consecutive groups on one device: the forward pass hands the residual stream over between
+ * stages. */
 typedef struct tnd_stage {
-    tnd_backend *device;
-    int32_t layer_begin, layer_end; /* [begin, end) */
-    tnd_device_layer *layers;       /* indexed by layer - layer_begin */
-    tnd_rope rope;                  /* its freq_factors in this device's memory */
-    tnd_activations act;
+    int32_t device;                 /* index into tnd_forward.devices */
+    int32_t group_begin, group_end; /* [begin, end) */
 } tnd_stage;
 
 typedef struct tnd_forward {
     const tnd_hparams *hp;
+    int32_t n_devices;
+    tnd_backend *devices[TND_MAX_DEVICES];
+    tnd_activations act[TND_MAX_DEVICES]; /* buffers of each device that runs a stage */
+    tnd_rope rope[TND_MAX_DEVICES];       /* each device's rope, its freq_factors in that device's memory */
+    const int32_t *group_device;          /* [tnd_group_count]: the device of each group */
     int32_t n_stages;
-    tnd_stage stages[TND_MAX_STAGES];
-    tnd_weight tok_embd, output;     /* device views: the embedding on the first stage, the head on the last */
-    tnd_buffer *output_norm;         /* [n_embd] on the last stage's device */
-    tnd_buffer *const *k_pool, *const *v_pool; /* [n_layer]: each layer's KV pools, on its stage's device */
+    tnd_stage *stages;                    /* [n_stages] in forward order */
+    tnd_device_layer *layers;             /* [n_layer]: the attention part on its group's device, the ffn part on
+                                             its group's device */
+    tnd_weight tok_embd, output;          /* device views: on the devices of the first and the last group */
+    tnd_buffer *output_norm;              /* [n_embd] on the last group's device */
+    tnd_buffer *const *k_pool, *const *v_pool; /* [n_layer]: each layer's KV pools, on its attention's device */
     tnd_type kv_type;
-    float *host_x;                   /* [n_batch][n_embd]: the hand-over between devices (several stages only) */
+    float *host_x;                        /* [n_batch][n_embd]: the hand-over between stages (several only) */
 } tnd_forward;
 
 /* Runs one micro-batch (step->n_tokens <= n_batch tokens, their KV rows reserved at step->slots) through every
- * stage, then the output head for the rows with want[i] != 0, whose logits go to logits_out (host, row after row,
+ * stage, the last ending with the output head for the rows with want[i] != 0, whose logits go to logits_out (host, row after row,
  * room for all of them); *n_out receives their count. Returns TND_OK or the first failure a device reported (the
  * logits and the step's KV rows are then not to be used). */
 tnd_status tnd_forward_run(const tnd_forward *fw, const tnd_step *step, const int32_t *tokens, const int8_t *want,

@@ -158,6 +158,14 @@ tnd_status tnd_model_meta_array_number(const tnd_model *m, const char *key, uint
 }
 
 int64_t tnd_model_tensor_count(const tnd_model *m) { return m ? (int64_t)m->gguf->n_tensors : 0; }
+
+uint64_t tnd_model_n_params(const tnd_model *m) {
+    uint64_t n = 0;
+    tnd_tensor_info t;
+    for (int64_t i = 0; i < tnd_model_tensor_count(m); i++)
+        if (tnd_model_tensor_at(m, i, &t) == TND_OK) n += t.n_elements;
+    return n;
+}
 int64_t tnd_model_tensor_find(const tnd_model *m, const char *name) {
     return m ? tnd_gguf_find_tensor(m->gguf, name) : -1;
 }

@@ -1,5 +1,5 @@
-/* context.h: an inference context: the devices and placement plan, the KV cache, per-device activation buffers,
- * and the logits of the last batch. */
+/* context.h: an inference context: the devices and the placement plan (what the forward pass runs on), the KV
+ * cache, the batch scratch and the logits of the last batch. */
 #ifndef TND_RUNTIME_CONTEXT_H
 #define TND_RUNTIME_CONTEXT_H
 
@@ -12,8 +12,8 @@ struct tnd_context {
     const tnd_bound_model *bm;
     tnd_allocator allocator;
     int32_t n_ctx, n_batch, n_seq;
-    tnd_backend *devices[TND_MAX_STAGES]; /* owned; one per stage */
-    tnd_forward fw;                       /* stages, output head, KV pools: what the forward pass runs on */
+    tnd_forward fw;       /* devices (owned), plan, stages, device views, KV pools: what the forward pass runs on */
+    int32_t *group_device; /* [2 n_layer + 2]: the plan, the device of each tensor group */
     tnd_kv_cache kv;
     /* per-batch scratch (host) */
     int64_t *slots;

@@ -1,0 +1,248 @@
+/* placement.c: the plan of a context (the device of every tensor group), the stages that follow from it, and the
+ * devices' views and copies of each group's tensors and activation buffers. */
+#include "runtime/placement.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "quant/quant.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------------------------
+ * The plan
+ * ---------------------------------------------------------------------------------------------------------- */
+
+tnd_status tnd_plan_groups(const tnd_hparams *hp, const tnd_context_params *p, int32_t *group_device) {
+    int32_t n_layer = hp->n_layer, n_dev = p->n_devices, n_groups = tnd_group_count(n_layer);
+    if (n_dev < 1 || n_dev > TND_MAX_DEVICES)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "n_devices %d must be in 1..%d", n_dev, TND_MAX_DEVICES);
+    if (p->group_device) {
+        if (p->n_groups != n_groups)
+            return tnd_fail(TND_ERR_INVALID_ARGUMENT, "the plan names the devices of %d tensor groups; the model has "
+                            "%d (2 per layer, the embedding and the output)", p->n_groups, n_groups);
+        for (int32_t g = 0; g < n_groups; g++) {
+            if (p->group_device[g] < 0 || p->group_device[g] >= n_dev)
+                return tnd_fail(TND_ERR_INVALID_ARGUMENT, "the plan puts tensor group %d on device %d of %d", g,
+                                p->group_device[g], n_dev);
+            group_device[g] = p->group_device[g];
+        }
+    } else {
+        if (n_dev > n_layer)
+            return tnd_fail(TND_ERR_INVALID_ARGUMENT, "%d devices for %d layers: each device needs a layer", n_dev,
+                            n_layer);
+        int32_t begin = 0;
+        for (int32_t i = 0; i < n_dev; i++) {
+            int32_t count = p->layers_per_device ? p->layers_per_device[i] : n_layer / n_dev + (i < n_layer % n_dev);
+            if (count < 1 || begin + count > n_layer)
+                return tnd_fail(TND_ERR_INVALID_ARGUMENT, "placement: device %d gets %d layers (layers %d.. of %d)",
+                                i, count, begin, n_layer);
+            for (int32_t l = begin; l < begin + count; l++)
+                group_device[tnd_group_attention(l)] = group_device[tnd_group_ffn(l)] = i;
+            begin += count;
+        }
+        if (begin != n_layer)
+            return tnd_fail(TND_ERR_INVALID_ARGUMENT, "placement covers %d of the model's %d layers", begin, n_layer);
+        group_device[0] = 0;
+        group_device[tnd_group_output(n_layer)] = n_dev - 1;
+    }
+    for (int32_t d = 0; d < n_dev; d++) {
+        int32_t g = 0;
+        while (g < n_groups && group_device[g] != d) g++;
+        if (g == n_groups)
+            return tnd_fail(TND_ERR_INVALID_ARGUMENT, "the plan gives device %d no tensor group", d);
+    }
+    return TND_OK;
+}
+
+uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g) {
+    const tnd_hparams *hp = &bm->hp;
+    uint64_t f = sizeof(float), e = (uint64_t)hp->n_embd;
+    if (g == 0) return (uint64_t)bm->w.tok_embd.row_bytes * (uint64_t)bm->w.tok_embd.n_rows;
+    if (g == tnd_group_output(hp->n_layer)) {
+        bool tied = bm->w.output.data == bm->w.tok_embd.data;
+        return e * f + (tied ? 0 : (uint64_t)bm->w.output.row_bytes * (uint64_t)bm->w.output.n_rows);
+    }
+    const tnd_layer *l = &bm->w.layers[(g - 1) / 2];
+    const tnd_weight *attn[] = {&l->wq, &l->wk, &l->wv, &l->wo}, *ffn[] = {&l->w_gate, &l->w_up, &l->w_down};
+    bool is_attn = g == tnd_group_attention((g - 1) / 2);
+    uint64_t bytes = e * f; /* the norm */
+    for (int i = 0; i < (is_attn ? 4 : 3); i++) {
+        const tnd_weight *w = is_attn ? attn[i] : ffn[i];
+        bytes += (uint64_t)w->row_bytes * (uint64_t)w->n_rows;
+    }
+    if (is_attn) {
+        uint64_t qw = (uint64_t)hp->n_head * hp->head_dim, kvw = (uint64_t)hp->n_head_kv * hp->head_dim;
+        if (l->bq) bytes += (qw + 2 * kvw) * f;
+        if (l->q_norm) bytes += 2 * (uint64_t)hp->head_dim * f;
+    }
+    return bytes;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Device copies
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* Device copy of a host float vector (NULL stays NULL). */
+static tnd_status device_floats(tnd_backend *d, const float *host, int64_t n, tnd_buffer **out) {
+    *out = NULL;
+    if (!host) return TND_OK;
+    *out = d->vt->alloc(d, sizeof(float) * (size_t)n);
+    if (!*out) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory on %s", d->name);
+    d->vt->write(d, *out, 0, host, sizeof(float) * (size_t)n);
+    return TND_OK;
+}
+
+static void free_buffer(tnd_backend *d, tnd_buffer *buf) {
+    if (buf) d->vt->free(d, buf);
+}
+
+/* The device's view of a weight; when the device made its own copy, the file's pages of it can leave memory. */
+static tnd_status prepare(tnd_model *model, tnd_backend *d, const tnd_weight *host, tnd_weight *out) {
+    tnd_status s = d->vt->prepare_weight(d, host, out);
+    if (!s && out->data != host->data)
+        tnd_mapped_file_release(&model->file, host->data, (uint64_t)host->row_bytes * (uint64_t)host->n_rows);
+    return s;
+}
+
+static void release(tnd_backend *d, tnd_weight *w) {
+    if (w->data) d->vt->release_weight(d, w);
+}
+
+/* Layer il's attention or feed-forward tensors on device d. */
+static tnd_status prepare_part(tnd_model *model, const tnd_bound_model *bm, tnd_backend *d, int32_t il, bool attn,
+                               tnd_device_layer *l) {
+    const tnd_hparams *hp = &bm->hp;
+    const tnd_layer *h = &bm->w.layers[il];
+    int64_t qw = (int64_t)hp->n_head * hp->head_dim, kvw = (int64_t)hp->n_head_kv * hp->head_dim;
+    tnd_status s = TND_OK;
+    if (attn)
+        (void)((s = prepare(model, d, &h->wq, &l->wq)) || (s = prepare(model, d, &h->wk, &l->wk)) ||
+               (s = prepare(model, d, &h->wv, &l->wv)) || (s = prepare(model, d, &h->wo, &l->wo)) ||
+               (s = device_floats(d, h->attn_norm, hp->n_embd, &l->attn_norm)) ||
+               (s = device_floats(d, h->bq, qw, &l->bq)) || (s = device_floats(d, h->bk, kvw, &l->bk)) ||
+               (s = device_floats(d, h->bv, kvw, &l->bv)) ||
+               (s = device_floats(d, h->q_norm, hp->head_dim, &l->q_norm)) ||
+               (s = device_floats(d, h->k_norm, hp->head_dim, &l->k_norm)));
+    else
+        (void)((s = prepare(model, d, &h->w_gate, &l->w_gate)) || (s = prepare(model, d, &h->w_up, &l->w_up)) ||
+               (s = prepare(model, d, &h->w_down, &l->w_down)) ||
+               (s = device_floats(d, h->ffn_norm, hp->n_embd, &l->ffn_norm)));
+    if (s) tnd_error_prefix("layer %d %s on %s: ", il, attn ? "attention" : "feed-forward", d->name);
+    return s;
+}
+
+static void release_part(tnd_backend *d, bool attn, tnd_device_layer *l) {
+    if (attn) {
+        tnd_weight *ws[] = {&l->wq, &l->wk, &l->wv, &l->wo};
+        tnd_buffer *vs[] = {l->attn_norm, l->bq, l->bk, l->bv, l->q_norm, l->k_norm};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) release(d, ws[i]);
+        for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) free_buffer(d, vs[i]);
+    } else {
+        tnd_weight *ws[] = {&l->w_gate, &l->w_up, &l->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) release(d, ws[i]);
+        free_buffer(d, l->ffn_norm);
+    }
+}
+
+/* Whether device d can run the attention and KV store of this model's layers with fw's KV type (a weight type it
+ * cannot multiply by is refused by prepare_weight, which names the tensor's layer). */
+static tnd_status check_support(const tnd_forward *fw, tnd_backend *d) {
+    const tnd_hparams *hp = fw->hp;
+    tnd_op_query q = {.op = TND_OP_ATTENTION, .type = fw->kv_type, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
+                      .head_dim = hp->head_dim};
+    if (!d->vt->supports(d, &q) || (q.op = TND_OP_KV_STORE, !d->vt->supports(d, &q)))
+        return tnd_fail(TND_ERR_UNSUPPORTED, "%s cannot run attention with %d heads, %d KV heads of %d dims and a %s"
+                        " KV cache", d->name, hp->n_head, hp->n_head_kv, hp->head_dim,
+                        tnd_type_name(fw->kv_type) ? tnd_type_name(fw->kv_type) : "unknown");
+    return TND_OK;
+}
+
+/* Activation buffers of device i for n_batch tokens, its rope, and its matmul scratch. */
+static tnd_status prepare_device(tnd_forward *fw, const tnd_bound_model *bm, int32_t i, int32_t n_batch) {
+    const tnd_hparams *hp = fw->hp;
+    tnd_backend *d = fw->devices[i];
+    int64_t qw = (int64_t)hp->n_head * hp->head_dim, kvw = (int64_t)hp->n_head_kv * hp->head_dim;
+    size_t nb = (size_t)n_batch;
+    tnd_activations *a = &fw->act[i];
+    tnd_buffer **bufs[] = {&a->x, &a->xn, &a->q, &a->k, &a->v, &a->attn, &a->gate, &a->up};
+    int64_t widths[] = {hp->n_embd, hp->n_embd, qw, kvw, kvw, qw, hp->n_ff, hp->n_ff};
+    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
+        if (!(*bufs[k] = d->vt->alloc(d, sizeof(float) * nb * (size_t)widths[k])))
+            return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for activations on %s", d->name);
+    tnd_rope *rope = &fw->rope[i];
+    *rope = (tnd_rope){.mode = bm->arch->rope_mode, .head_dim = hp->head_dim, .n_rot = hp->n_rot,
+                       .base = hp->rope_base, .scale = hp->rope_scale};
+    tnd_status s = device_floats(d, bm->w.rope_freqs, hp->n_rot / 2, &rope->freq_factors.buf);
+    if (s) return s;
+    if (rope->freq_factors.buf) rope->freq_factors = tnd_rows_f32(rope->freq_factors.buf, hp->n_rot / 2, 0, 1);
+    int64_t widest = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
+    if (qw > widest) widest = qw;
+    return d->vt->reserve(d, widest, n_batch);
+}
+
+tnd_status tnd_forward_setup(tnd_forward *fw, tnd_model *model, const tnd_bound_model *bm, int32_t n_batch,
+                             const tnd_allocator *allocator) {
+    const tnd_hparams *hp = fw->hp;
+    int32_t n_groups = tnd_group_count(hp->n_layer), out_group = tnd_group_output(hp->n_layer);
+    /* stages: maximal runs of groups on one device */
+    fw->stages = tnd_alloc_array(allocator, (size_t)n_groups, sizeof *fw->stages);
+    fw->layers = tnd_alloc_array(allocator, (size_t)hp->n_layer, sizeof *fw->layers);
+    if (!fw->stages || !fw->layers) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the plan");
+    for (int32_t g = 0; g < n_groups; g++) {
+        if (g > 0 && fw->group_device[g] == fw->group_device[g - 1]) {
+            fw->stages[fw->n_stages - 1].group_end = g + 1;
+            continue;
+        }
+        fw->stages[fw->n_stages++] = (tnd_stage){fw->group_device[g], g, g + 1};
+    }
+    tnd_status s = TND_OK;
+    for (int32_t i = 0; i < fw->n_devices && !s; i++) s = prepare_device(fw, bm, i, n_batch);
+    for (int32_t l = 0; l < hp->n_layer && !s; l++) {
+        tnd_backend *da = fw->devices[fw->group_device[tnd_group_attention(l)]];
+        tnd_backend *df = fw->devices[fw->group_device[tnd_group_ffn(l)]];
+        (void)((s = check_support(fw, da)) || (s = prepare_part(model, bm, da, l, true, &fw->layers[l])) ||
+               (s = prepare_part(model, bm, df, l, false, &fw->layers[l])));
+    }
+    if (s) return s;
+    tnd_backend *first = fw->devices[fw->group_device[0]], *last = fw->devices[fw->group_device[out_group]];
+    tnd_weight embedding = bm->w.tok_embd;
+    embedding.lookup_only = true;
+    if ((s = prepare(model, first, &embedding, &fw->tok_embd)) || (s = prepare(model, last, &bm->w.output, &fw->output)) ||
+        (s = device_floats(last, bm->w.output_norm, hp->n_embd, &fw->output_norm)))
+        return s;
+    size_t chunk = n_batch < TND_LOGITS_CHUNK ? (size_t)n_batch : TND_LOGITS_CHUNK;
+    tnd_activations *a = &fw->act[fw->group_device[out_group]];
+    if (!(a->logits = last->vt->alloc(last, sizeof(float) * chunk * (size_t)hp->n_vocab)))
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for %zu rows of logits on %s", chunk, last->name);
+    if (fw->n_stages > 1 && /* the hand-over between stages */
+        !(fw->host_x = tnd_alloc_array(allocator, (size_t)n_batch * (size_t)hp->n_embd, sizeof(float))))
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the hand-over between devices");
+    return TND_OK;
+}
+
+void tnd_forward_release(tnd_forward *fw, const tnd_allocator *allocator) {
+    const tnd_hparams *hp = fw->hp;
+    if (!hp) return;
+    int32_t out_group = tnd_group_output(hp->n_layer);
+    if (fw->group_device && fw->devices[fw->group_device[0]]) {
+        release(fw->devices[fw->group_device[0]], &fw->tok_embd);
+        tnd_backend *last = fw->devices[fw->group_device[out_group]];
+        release(last, &fw->output);
+        free_buffer(last, fw->output_norm);
+    }
+    for (int32_t l = 0; fw->layers && l < hp->n_layer; l++) {
+        release_part(fw->devices[fw->group_device[tnd_group_attention(l)]], true, &fw->layers[l]);
+        release_part(fw->devices[fw->group_device[tnd_group_ffn(l)]], false, &fw->layers[l]);
+    }
+    for (int32_t i = 0; i < fw->n_devices; i++) {
+        tnd_backend *d = fw->devices[i];
+        if (!d) continue;
+        tnd_activations *a = &fw->act[i];
+        tnd_buffer *bufs[] = {a->x, a->xn, a->q, a->k, a->v, a->attn, a->gate, a->up, a->logits};
+        for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) free_buffer(d, bufs[k]);
+        free_buffer(d, fw->rope[i].freq_factors.buf);
+    }
+    tnd_free(allocator, fw->stages);
+    tnd_free(allocator, fw->layers);
+    tnd_free(allocator, fw->host_x);
+}
