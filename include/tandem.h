@@ -297,6 +297,27 @@ TND_API tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *
 /* Releases the context. Accepts NULL. */
 TND_API void tnd_context_free(tnd_context *ctx);
 
+/* ---- Devices ---- */
+
+/* One kind of device as a context makes it. */
+typedef struct tnd_device_info {
+    char name[32];            /* "cpu"; a context's instances are "cpu0", "cpu1", ... */
+    char description[96];     /* how it computes, e.g. "avx512 kernels, 2 threads" */
+    uint64_t memory_total;    /* bytes */
+    uint64_t memory_available;
+} tnd_device_info;
+
+/* Number of device kinds this build has and this machine offers (today 1: the CPU). */
+TND_API int32_t tnd_device_count(void);
+
+/* Describes device kind `index` as a context with n_threads threads (0 = physical cores) would make it.
+ * TND_ERR_INVALID_ARGUMENT (index out of range, NULL out), TND_ERR_OUT_OF_MEMORY. */
+TND_API tnd_status tnd_device_get_info(int32_t index, int32_t n_threads, tnd_device_info *out);
+
+/* Measures how fast device kind `index` reads its memory, in bytes per second (about a second of work over 1 GiB;
+ * keep the figure). 0 when it cannot be measured (tnd_last_error says why). */
+TND_API double tnd_device_measure_bandwidth(int32_t index, int32_t n_threads);
+
 /* ---- Tensor groups: what a placement plan places ----
  * A model's weights and KV cache go to devices by groups, in the order of the forward pass:
  *   group 0                  "token_embd": the token embedding

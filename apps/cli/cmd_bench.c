@@ -4,6 +4,7 @@
  * roofline bandwidth / bytes read per token (weights, plus the K and V cache at depth). */
 #include "cli_util.h"
 #include "commands.h"
+#include "plan.h"
 
 #include "core/thread_pool.h"
 
@@ -12,54 +13,6 @@
 #include <string.h>
 
 enum { BENCH_MAX_REPS = 100, BENCH_MAX_DEPTHS = 32 };
-
-/* ------------------------------------------------------------------------------------------------------------
- * Memory read bandwidth: every thread sums its share of a buffer far larger than the caches
- * ---------------------------------------------------------------------------------------------------------- */
-
-typedef struct read_job {
-    const uint64_t *buf;
-    size_t n_words;
-    uint64_t sums[1024];
-} read_job;
-
-static void read_share(void *ctx, int ith, int nth) {
-    read_job *j = ctx;
-    size_t per = j->n_words / (size_t)nth, begin = per * (size_t)ith, end = begin + per;
-    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    for (size_t i = begin; i + 4 <= end; i += 4) { /* four chains so the adds are not the bottleneck */
-        s0 += j->buf[i];
-        s1 += j->buf[i + 1];
-        s2 += j->buf[i + 2];
-        s3 += j->buf[i + 3];
-    }
-    j->sums[ith] = s0 + s1 + s2 + s3;
-}
-
-/* Best of five passes over 1 GiB, in GB/s (10^9 bytes); 0 if the buffer cannot be had. */
-static double measure_bandwidth(tnd_thread_pool *pool) {
-    size_t bytes = (size_t)1 << 30;
-    read_job *j = calloc(1, sizeof *j);
-    uint64_t *buf = malloc(bytes);
-    double best = 0;
-    if (j && buf) {
-        for (size_t i = 0; i < bytes / 8; i++) buf[i] = i; /* fault every page in before timing */
-        j->buf = buf;
-        j->n_words = bytes / 8;
-        for (int pass = 0; pass < 5; pass++) {
-            double t0 = cli_now();
-            tnd_thread_pool_run(pool, read_share, j);
-            double gbs = (double)bytes / (cli_now() - t0) / 1e9;
-            if (gbs > best) best = gbs;
-        }
-        uint64_t sink = 0;
-        for (int i = 0; i < tnd_thread_pool_size(pool); i++) sink += j->sums[i];
-        if (sink == 42) fputc(' ', stderr); /* keeps the sums alive */
-    }
-    free(buf);
-    free(j);
-    return best;
-}
 
 /* ------------------------------------------------------------------------------------------------------------
  * Runs
@@ -180,6 +133,7 @@ static uint64_t kv_bytes_per_position(const tnd_model *m) {
 static int usage(FILE *f) {
     fprintf(f, "usage: tandem bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [-d DEPTH[,DEPTH...]] [--json]\n"
                "  -d  context depths: tokens already in the cache before each pp and tg run (default 0)\n");
+    cli_plan_usage(f);
     return f == stdout ? 0 : 2;
 }
 
@@ -188,9 +142,15 @@ int tnd_cmd_bench(int argc, char **argv) {
     long long n_prompt = 512, n_gen = 128, threads = 0, reps = 3, depths[BENCH_MAX_DEPTHS] = {0};
     int n_depths = 1;
     bool json = false;
+    cli_plan_options po;
+    cli_plan_defaults(&po);
+    int32_t *groups = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
+        int placement = cli_plan_parse(&po, argc, argv, &i);
+        if (placement < 0) return 2;
+        if (placement) continue;
         if (!strcmp(a, "--json")) {
             json = true;
             continue;
@@ -218,7 +178,6 @@ int tnd_cmd_bench(int argc, char **argv) {
     int n_threads = threads ? (int)threads : tnd_physical_cores();
     int rc = 1;
     tnd_context *ctx = NULL;
-    tnd_thread_pool *pool = NULL;
     long long max_depth = 0, cache = 0;
     int32_t n_run = (int32_t)(n_prompt > n_gen ? n_prompt : n_gen), block = tnd_context_default_params().kv_block_size;
     for (int i = 0; i < n_depths; i++) {
@@ -239,6 +198,7 @@ int tnd_cmd_bench(int argc, char **argv) {
     p.n_seq_max = n_depths;
     p.n_batch = n_batch;
     p.n_threads = n_threads;
+    if (!cli_plan_make(&po, m, &p, &groups)) goto cleanup;
     double t_load = cli_now();
     if (tnd_context_init(m, &p, &ctx) != TND_OK) {
         cli_error(model_path);
@@ -251,8 +211,7 @@ int tnd_cmd_bench(int argc, char **argv) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
         tokens[i] = (int32_t)((seed >> 33) % (uint64_t)n_vocab);
     }
-    if (tnd_thread_pool_init(n_threads, NULL, &pool) != TND_OK) goto cleanup;
-    double bandwidth = measure_bandwidth(pool);
+    double bandwidth = tnd_device_measure_bandwidth(0, n_threads) / 1e9; /* GB/s, with the context's threads */
     for (int di = 0; di < n_depths; di++) { /* each depth's context, then one warm-up of pp and of tg */
         int32_t depth = (int32_t)depths[di];
         if (depth > 0 && !json) fprintf(stderr, "tandem: filling %d tokens of context\n", depth);
@@ -326,11 +285,11 @@ int tnd_cmd_bench(int argc, char **argv) {
     }
     rc = 0;
 cleanup:
-    tnd_thread_pool_free(pool);
     tnd_context_free(ctx);
     tnd_model_close(m);
     free(tokens);
     free(pos);
     free(seq_ids);
+    free(groups);
     return rc;
 }

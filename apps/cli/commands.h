@@ -15,5 +15,7 @@ int tnd_cmd_serve(int argc, char **argv);
 int tnd_cmd_perplexity(int argc, char **argv);
 int tnd_cmd_tokenize(int argc, char **argv);
 int tnd_cmd_detokenize(int argc, char **argv);
+int tnd_cmd_plan(int argc, char **argv);
+int tnd_cmd_devices(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@ void cli_gen_defaults(cli_gen_options *o) {
     o->n_batch = 512;
     o->kv_type = TND_TYPE_F16;
     o->sampling = tnd_sampler_default_params();
+    cli_plan_defaults(&o->plan);
 }
 
 void cli_gen_usage(FILE *f) {
@@ -24,10 +25,13 @@ void cli_gen_usage(FILE *f) {
                "  --repeat-penalty R  --repeat-last-n N  --presence-penalty P  --frequency-penalty P\n"
                "  --stop TEXT         stop before TEXT (repeatable)\n"
                "  --kv-type f16|f32|q8_0   --special (show control tokens)   --ignore-eos\n");
+    cli_plan_usage(f);
 }
 
 int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
+    int placement = cli_plan_parse(&o->plan, argc, argv, i);
+    if (placement) return placement;
     if (!strcmp(a, "--special")) return o->show_special = true, 1;
     if (!strcmp(a, "--ignore-eos")) return o->ignore_eos = true, 1;
     static const char *const with_value[] = {"-m", "-n", "-c", "-t", "-b", "--temp", "--top-k", "--top-p", "--min-p",
@@ -87,7 +91,11 @@ bool cli_session_open(cli_session *s, const cli_gen_options *o) {
     p.n_batch = o->n_batch;
     p.n_threads = o->n_threads;
     p.kv_type = o->kv_type;
-    if (tnd_context_init(s->model, &p, &s->ctx) != TND_OK) {
+    int32_t *groups = NULL;
+    if (!cli_plan_make(&o->plan, s->model, &p, &groups)) return false;
+    tnd_status st = tnd_context_init(s->model, &p, &s->ctx);
+    free(groups);
+    if (st != TND_OK) {
         cli_error(o->model_path);
         return false;
     }

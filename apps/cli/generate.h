@@ -3,6 +3,7 @@
 #ifndef TND_CLI_GENERATE_H
 #define TND_CLI_GENERATE_H
 
+#include "plan.h"
 #include "tandem.h"
 
 #include <stdbool.h>
@@ -22,6 +23,7 @@ typedef struct cli_gen_options {
     tnd_sampler_params sampling;
     const char *stops[CLI_MAX_STOPS];
     int32_t n_stops;
+    cli_plan_options plan;   /* --device, -ngl, --override-tensor, --plan */
 } cli_gen_options;
 
 /* Defaults: 128 tokens, temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, F16 KV cache. */

@@ -496,6 +496,11 @@ tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_t
     p.n_seq_max = cfg->parallel;
     p.n_batch = cfg->n_batch;
     p.n_threads = cfg->n_threads;
+    if (cfg->n_devices > 0) {
+        p.n_devices = cfg->n_devices;
+        p.group_device = cfg->group_device;
+        p.n_groups = cfg->n_groups;
+    }
     p.kv_type = cfg->kv_type;
     if ((st = tnd_context_init(model, &p, &e->ctx))) goto fail;
     e->n_vocab = tnd_model_n_vocab(model);

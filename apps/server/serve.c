@@ -4,6 +4,7 @@
 
 #include "../cli/cli_util.h"
 #include "../cli/commands.h"
+#include "../cli/plan.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -32,6 +33,7 @@ static int usage(FILE *f) {
             "  --max-body BYTES     largest request body (default 4194304)\n"
             "  --kv-type f16|f32|q8_0   KV cache element type (default f16)\n"
             "  --log-prompts        include the prompt in the request log (off: no request text is logged)\n");
+    cli_plan_usage(f);
     return f == stdout ? 0 : 2;
 }
 
@@ -53,10 +55,13 @@ static char *read_key_file(const char *path) {
 
 /* Parses the options into cfg; *key_owned receives a key read from a file. Returns 0 to go on, -1 after --help,
  * or the exit code of a usage error. */
-static int parse_options(int argc, char **argv, srv_config *cfg, char **key_owned) {
+static int parse_options(int argc, char **argv, srv_config *cfg, cli_plan_options *plan, char **key_owned) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout) - 1;
+        int placement = cli_plan_parse(plan, argc, argv, &i);
+        if (placement < 0) return 2;
+        if (placement) continue;
         if (!strcmp(a, "--log-prompts")) {
             cfg->log_prompts = true;
             continue;
@@ -120,7 +125,10 @@ int tnd_cmd_serve(int argc, char **argv) {
     const char *env_key = getenv("TANDEM_API_KEY");
     cfg.api_key = env_key && *env_key ? env_key : NULL;
     char *key_owned = NULL, *eos_text = NULL;
-    int rc = parse_options(argc, argv, &cfg, &key_owned);
+    int32_t *groups = NULL;
+    cli_plan_options plan;
+    cli_plan_defaults(&plan);
+    int rc = parse_options(argc, argv, &cfg, &plan, &key_owned);
     if (rc) {
         free(key_owned);
         return rc < 0 ? 0 : rc;
@@ -146,6 +154,11 @@ int tnd_cmd_serve(int argc, char **argv) {
         goto cleanup;
     }
     if (!cfg.n_ctx) cfg.n_ctx = cli_default_context(model);
+    tnd_context_params placed = tnd_context_default_params();
+    if (!cli_plan_make(&plan, model, &placed, &groups)) goto cleanup;
+    cfg.n_devices = placed.n_devices;
+    cfg.group_device = placed.group_device;
+    cfg.n_groups = placed.n_groups;
     if (cfg.chat_template && tnd_chat_template_lookup(cfg.chat_template, &mi.chat_template) != TND_OK) {
         cli_error("--chat-template");
         goto cleanup;
@@ -188,5 +201,6 @@ cleanup:
     tnd_model_close(model);
     free(eos_text);
     free(key_owned);
+    free(groups);
     return rc;
 }

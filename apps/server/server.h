@@ -42,6 +42,9 @@ typedef struct srv_config {
     unsigned read_timeout;     /* seconds a connection may stay silent while a request is read */
     size_t max_body;           /* bytes */
     bool log_prompts;          /* include prompt text in the request log */
+    int32_t n_devices;         /* the placement plan (see tnd_context_params); 0 = one device */
+    const int32_t *group_device;
+    int32_t n_groups;
 } srv_config;
 
 /* ------------------------------------------------------------------------------------------------------------

@@ -131,6 +131,12 @@ typedef struct tnd_backend_vtable {
     bool (*supports)(tnd_backend *b, const tnd_op_query *q);
     /* Memory of the device in bytes: *total, and *available for tandem now. */
     void (*memory)(tnd_backend *b, uint64_t *total, uint64_t *available);
+    /* The speed at which the device reads its own memory, in bytes per second, measured now (it takes about a
+     * second; callers keep the figure); 0 when it cannot be measured. A planner's estimate of the time a token
+     * takes on the device is the bytes it reads divided by this. */
+    double (*measure_bandwidth)(tnd_backend *b);
+    /* A short description of how the device computes ("avx512 kernels, 2 threads"), NUL-terminated into buf. */
+    void (*describe)(tnd_backend *b, char *buf, size_t cap);
 
     /* ---- memory ---- */
     /* A buffer of `bytes` (zeroed), or NULL. */

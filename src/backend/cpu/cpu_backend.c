@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -605,10 +606,69 @@ static void cpu_memory(tnd_backend *b, uint64_t *total, uint64_t *available) {
     if (f) fclose(f);
 }
 
+/* Memory read bandwidth: every thread sums its share of a buffer far larger than the caches, four chains so the
+ * adds are not the bottleneck; the best of five passes over 1 GiB. */
+typedef struct read_job {
+    const uint64_t *buf;
+    size_t n_words;
+    uint64_t *sums; /* one per thread */
+} read_job;
+
+static void read_share(void *ctx, int ith, int nth) {
+    read_job *j = ctx;
+    size_t per = j->n_words / (size_t)nth, begin = per * (size_t)ith, end = begin + per;
+    uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    for (size_t i = begin; i + 4 <= end; i += 4) {
+        s0 += j->buf[i];
+        s1 += j->buf[i + 1];
+        s2 += j->buf[i + 2];
+        s3 += j->buf[i + 3];
+    }
+    j->sums[ith] = s0 + s1 + s2 + s3;
+}
+
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static double cpu_measure_bandwidth(tnd_backend *b) {
+    cpu_device *d = dev(b);
+    size_t bytes = (size_t)1 << 30;
+    int threads = tnd_thread_pool_size(d->pool);
+    uint64_t *buf = tnd_alloc(&d->allocator, bytes), *sums = tnd_alloc_array(&d->allocator, (size_t)threads, 8);
+    double best = 0;
+    if (buf && sums) {
+        for (size_t i = 0; i < bytes / 8; i++) buf[i] = i; /* fault every page in before timing */
+        read_job j = {buf, bytes / 8, sums};
+        for (int pass = 0; pass < 5; pass++) {
+            double t0 = seconds_now();
+            tnd_thread_pool_run(d->pool, read_share, &j);
+            double rate = (double)bytes / (seconds_now() - t0);
+            if (rate > best) best = rate;
+        }
+        uint64_t sink = 0;
+        for (int i = 0; i < threads; i++) sink += sums[i];
+        __asm__ volatile("" : : "r"(sink)); /* the sums are used */
+    }
+    tnd_free(&d->allocator, buf);
+    tnd_free(&d->allocator, sums);
+    return best;
+}
+
+static void cpu_describe(tnd_backend *b, char *buf, size_t cap) {
+    cpu_device *d = dev(b);
+    snprintf(buf, cap, "%s kernels, %d threads", d->reference ? "reference" : d->kernels.dot[TND_TYPE_Q8_0].isa,
+             tnd_thread_pool_size(d->pool));
+}
+
 static const tnd_backend_vtable cpu_vtable = {
     .destroy = cpu_destroy,
     .supports = cpu_supports,
     .memory = cpu_memory,
+    .measure_bandwidth = cpu_measure_bandwidth,
+    .describe = cpu_describe,
     .begin_step = cpu_begin_step,
     .synchronize = cpu_synchronize,
     .alloc = cpu_alloc,

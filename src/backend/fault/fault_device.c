@@ -81,6 +81,10 @@ static void fault_memory(tnd_backend *b, uint64_t *total, uint64_t *available) {
     inner(b)->vt->memory(inner(b), total, available);
 }
 
+static double fault_measure_bandwidth(tnd_backend *b) { return inner(b)->vt->measure_bandwidth(inner(b)); }
+
+static void fault_describe(tnd_backend *b, char *buf, size_t cap) { inner(b)->vt->describe(inner(b), buf, cap); }
+
 static tnd_buffer *fault_alloc(tnd_backend *b, size_t bytes) {
     return fires(b, FAULT_ALLOC) ? NULL : inner(b)->vt->alloc(inner(b), bytes);
 }
@@ -127,6 +131,8 @@ static const tnd_backend_vtable fault_vtable = {
     .destroy = fault_destroy,
     .supports = fault_supports,
     .memory = fault_memory,
+    .measure_bandwidth = fault_measure_bandwidth,
+    .describe = fault_describe,
     .alloc = fault_alloc,
     .free = fault_free,
     .write = fault_write,

@@ -1,0 +1,140 @@
+/* cmd_plan.c: `tandem plan -m MODEL [-c CTX] [-t T] [--kv-type T] [placement options] [--json]`: where each tensor
+ * group of the model goes (the plan a context with the same options makes), the bytes of weights and KV cache per
+ * device, and the time a token takes on each device estimated from its measured bandwidth. --json writes the plan
+ * file that --plan reads. */
+#include "cli_util.h"
+#include "commands.h"
+#include "plan.h"
+
+#include "core/thread_pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int usage(FILE *f) {
+    fprintf(f, "usage: tandem plan -m MODEL [-c CTX] [-t THREADS] [--kv-type f16|f32|q8_0] [options] [--json]\n");
+    cli_plan_usage(f);
+    fprintf(f, "  --json              write the plan file (for --plan) instead of the table\n"
+               "  --measure           measure the devices' bandwidth again (it is kept per machine)\n");
+    return f == stdout ? 0 : 2;
+}
+
+static double mb(uint64_t bytes) { return (double)bytes / 1e6; }
+
+/* Bytes one K or V value takes in a cache of `type`. */
+static double kv_value_bytes(tnd_type type) {
+    return type == TND_TYPE_F32 ? 4.0 : type == TND_TYPE_Q8_0 ? 34.0 / 32.0 : 2.0;
+}
+
+int tnd_cmd_plan(int argc, char **argv) {
+    const char *model_path = NULL;
+    long long n_ctx = 0, threads = 0;
+    bool json = false, measure = false;
+    tnd_type kv_type = TND_TYPE_F16;
+    cli_plan_options po;
+    cli_plan_defaults(&po);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
+        int r = cli_plan_parse(&po, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r) continue;
+        if (!strcmp(a, "--json")) {
+            json = true;
+            continue;
+        }
+        if (!strcmp(a, "--measure")) {
+            measure = true;
+            continue;
+        }
+        const char *v = cli_value(argc, argv, &i);
+        if (!v) return 2;
+        bool ok = true;
+        if (!strcmp(a, "-m")) model_path = v;
+        else if (!strcmp(a, "-c")) ok = cli_int(a, v, 1, 1 << 24, &n_ctx);
+        else if (!strcmp(a, "-t")) ok = cli_int(a, v, 0, 1024, &threads);
+        else if (!strcmp(a, "--kv-type")) ok = cli_kv_type(v, &kv_type);
+        else return fprintf(stderr, "tandem: unknown option '%s'\n", a), usage(stderr);
+        if (!ok) return 2;
+    }
+    if (!model_path) return usage(stderr);
+    tnd_model *m = cli_open_model(model_path);
+    if (!m) return 1;
+    int rc = 1;
+    int32_t *groups = NULL;
+    tnd_context_params p = tnd_context_default_params();
+    if (!cli_plan_make(&po, m, &p, &groups)) goto done;
+    if (json) {
+        rc = cli_plan_write(stdout, m, &p) ? 0 : 1;
+        goto done;
+    }
+    int32_t ctx = n_ctx ? (int32_t)n_ctx : cli_default_context(m), n_threads = threads ? (int32_t)threads : tnd_physical_cores();
+    uint64_t weights[16] = {0}, kv[16] = {0}, read[16] = {0};
+    int32_t count[16] = {0};
+    printf("plan for %s: %d devices, context %d tokens, KV cache %s\n\n", model_path, p.n_devices, ctx,
+           tnd_type_name(kv_type));
+    printf("%-16s %-7s %12s %12s\n", "group", "device", "weights MB", "KV MB");
+    for (int32_t g = 0; g < p.n_groups; g++) {
+        tnd_group_info gi;
+        if (tnd_model_group(m, g, &gi) != TND_OK) {
+            cli_error("tensor group");
+            goto done;
+        }
+        int32_t d = p.group_device[g];
+        uint64_t kv_bytes = (uint64_t)((double)gi.kv_values_per_token * kv_value_bytes(kv_type) * ctx);
+        printf("%-16s cpu%-4d %12.2f %12.2f\n", gi.name, d, mb(gi.weight_bytes), mb(kv_bytes));
+        weights[d] += gi.weight_bytes;
+        kv[d] += kv_bytes;
+        count[d]++;
+        /* a token reads every weight once, except the embedding table, of which it reads one row */
+        read[d] += (g == 0 ? 0 : gi.weight_bytes) + kv_bytes;
+    }
+    printf("\n%-7s %6s %12s %12s %14s %10s %18s\n", "device", "groups", "weights MB", "KV MB", "available MB", "GB/s",
+           "ms/token at full");
+    for (int32_t d = 0; d < p.n_devices; d++) {
+        tnd_device_info info;
+        double bw = cli_device_bandwidth(0, n_threads, measure && d == 0);
+        if (tnd_device_get_info(0, n_threads, &info) != TND_OK) {
+            cli_error("device");
+            goto done;
+        }
+        printf("cpu%-4d %6d %12.1f %12.1f %14.0f %10.1f %18.2f\n", d, count[d], mb(weights[d]), mb(kv[d]),
+               mb(info.memory_available), bw / 1e9, bw > 0 ? (double)read[d] / bw * 1e3 : 0.0);
+    }
+    printf("\n(ms/token: the bytes a token reads on the device, weights and a full context of KV, over its measured "
+           "bandwidth; devices in one step run one after the other)\n");
+    rc = 0;
+done:
+    free(groups);
+    tnd_model_close(m);
+    return rc;
+}
+
+int tnd_cmd_devices(int argc, char **argv) {
+    long long threads = 0;
+    bool measure = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--measure")) {
+            measure = true;
+            continue;
+        }
+        const char *v = !strcmp(argv[i], "-t") ? cli_value(argc, argv, &i) : NULL;
+        if (!v || !cli_int("-t", v, 0, 1024, &threads)) {
+            fprintf(stderr, "usage: tandem devices [-t THREADS] [--measure]\n");
+            return 2;
+        }
+    }
+    int32_t n_threads = threads ? (int32_t)threads : tnd_physical_cores();
+    printf("%-6s %-28s %12s %14s %10s\n", "device", "computes with", "memory MB", "available MB", "GB/s");
+    for (int32_t i = 0; i < tnd_device_count(); i++) {
+        tnd_device_info info;
+        if (tnd_device_get_info(i, n_threads, &info) != TND_OK) {
+            cli_error("device");
+            return 1;
+        }
+        double bw = cli_device_bandwidth(i, n_threads, measure);
+        printf("%-6s %-28s %12.0f %14.0f %10.1f\n", info.name, info.description, mb(info.memory_total),
+               mb(info.memory_available), bw / 1e9);
+    }
+    return 0;
+}

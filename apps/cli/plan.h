@@ -1,0 +1,43 @@
+/* plan.h: the placement options of every command that makes a context (--device, -ngl, --override-tensor, --plan),
+ * the plan they give, the plan file, and a device's bandwidth measured once and cached for the machine. */
+#ifndef TND_CLI_PLAN_H
+#define TND_CLI_PLAN_H
+
+#include "tandem.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+enum { CLI_MAX_OVERRIDES = 32 };
+
+typedef struct cli_plan_options {
+    const char *devices;     /* --device LIST: "cpu" (default), "cpu,cpu" for two instances */
+    int32_t n_gpu_layers;    /* -ngl N; -1 when not given */
+    const char *overrides[CLI_MAX_OVERRIDES]; /* --override-tensor REGEX=DEVICE, in order */
+    int32_t n_overrides;
+    const char *plan_file;   /* --plan FILE.json */
+} cli_plan_options;
+
+void cli_plan_defaults(cli_plan_options *o);
+
+/* Parses the placement option argv[*i] (and its value): 1 if it was one (advancing *i), 0 if not, -1 after
+ * printing an error. */
+int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i);
+
+/* Usage lines of the placement options. */
+void cli_plan_usage(FILE *f);
+
+/* The plan for model m into p (n_devices, group_device, n_groups): from --plan, else the layers split evenly over
+ * the --device list, then each --override-tensor in order. *groups receives the malloc'ed group array p points at
+ * (the caller frees it). Prints the error and returns false on failure. */
+bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *p, int32_t **groups);
+
+/* Writes the plan file of p (devices and the device of each group by name) to f. */
+bool cli_plan_write(FILE *f, tnd_model *m, const tnd_context_params *p);
+
+/* Device kind `index`'s memory bandwidth in bytes/s with n_threads threads: read from the machine's cache
+ * ($XDG_CACHE_HOME or ~/.cache, tandem/bandwidth-<device>-<threads>t), else measured (about a second) and
+ * stored there. measure_again forces a new measurement. 0 when it cannot be had. */
+double cli_device_bandwidth(int32_t index, int32_t n_threads, bool measure_again);
+
+#endif

@@ -1,0 +1,89 @@
+/* test_plan_cli.c: placement from the command line: `tandem plan` prints the plan and writes the file `--plan`
+ * reads; a run placed on two devices, by the file, by --device or by --override-tensor, prints the same greedy text
+ * as one device; bad devices, patterns and files are refused with a message naming them. */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Runs a shell command, captures stdout and stderr (at most cap - 1 bytes) and returns the exit status. */
+static int capture(const char *cmd, char *out, size_t cap) {
+    char full[4096];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char model[1024], dir[] = "/tmp/tnd_plan_XXXXXX";
+
+/* The greedy continuation of "Once upon a time" with extra options. */
+static int run_with(const char *options, char *out, size_t cap) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Once upon a time' -n 48 --temp 0 -t 1 %s 2>/dev/null",
+             TND_TANDEM_BIN, model, options);
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+int main(void) {
+    snprintf(model, sizeof model, "%s", tnd_fixture("real/stories260K.gguf"));
+    if (!CHECK(mkdtemp(dir) != NULL)) return tnd_test_finish("plan_cli");
+    setenv("XDG_CACHE_HOME", dir, 1); /* the measured bandwidth is kept here, not in the user's cache */
+    char cmd[2048], out[16384], want[4096], got[4096];
+
+    /* the table: every group, both devices, a time per token */
+    snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device cpu,cpu -t 1", TND_TANDEM_BIN, model);
+    CHECK(capture(cmd, out, sizeof out) == 0);
+    CHECK(strstr(out, "token_embd") && strstr(out, "blk.4.ffn") && strstr(out, "output") && strstr(out, "cpu1") &&
+          strstr(out, "ms/token"));
+
+    /* the file, with the feed-forward of every layer moved to the second device */
+    char plan_file[256];
+    snprintf(plan_file, sizeof plan_file, "%s/plan.json", dir);
+    snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device cpu,cpu -ot 'ffn_up=cpu1' --json > '%s'", TND_TANDEM_BIN, model,
+             plan_file);
+    CHECK(system(cmd) == 0);
+    size_t len = 0;
+    char *json = (char *)tnd_test_read_file(plan_file, &len);
+    CHECK(json && strstr(json, "\"blk.0.ffn\": \"cpu1\"") && strstr(json, "\"blk.0.attn\": \"cpu0\""));
+    free(json);
+
+    /* the same text on one device and on every placement */
+    CHECK(run_with("", want, sizeof want) == 0 && strlen(want) > 40);
+    char options[512];
+    snprintf(options, sizeof options, "--plan '%s'", plan_file);
+    const char *placements[] = {options, "--device cpu,cpu", "--device cpu,cpu,cpu -ot 'attn=cpu2' -ot 'token_embd=cpu1'",
+                                "-ngl 99"};
+    for (size_t i = 0; i < sizeof placements / sizeof placements[0]; i++) {
+        bool same = run_with(placements[i], got, sizeof got) == 0 && !strcmp(got, want);
+        if (!CHECK(same)) fprintf(stderr, "  %s: got \"%s\", want \"%s\"\n", placements[i], got, want);
+    }
+
+    /* refusals that name the problem */
+    static const struct {
+        const char *options, *message;
+    } bad[] = {{"--device gpu", "unknown device 'gpu'"},
+               {"--device cpu,cpu -ot 'ffn=cpu5'", "no device 'cpu5'"},
+               {"-ot '(=cpu0'", "bad pattern"},
+               {"--plan /nonexistent/plan.json", "--plan /nonexistent/plan.json"},
+               {"--device cpu,cpu -ot '.*=cpu0'", "no tensor group"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Hi' -n 2 -t 1 %s", TND_TANDEM_BIN, model, bad[i].options);
+        int rc = capture(cmd, out, sizeof out);
+        if (!CHECK(rc != 0 && strstr(out, bad[i].message))) fprintf(stderr, "  %s: %d \"%s\"\n", bad[i].options, rc, out);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+    return tnd_test_finish("plan_cli");
+}
