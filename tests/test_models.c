@@ -221,6 +221,19 @@ static void test_two_devices(void) {
     tnd_model_close(m);
 }
 
+/* A context whose KV cache cannot fit the machine is refused before anything is allocated, with what needs how
+ * much. */
+static void test_too_large(void) {
+    tnd_model *m = NULL;
+    if (!CHECK_OK(tnd_model_open(tnd_fixture("models/qwen2-tiny-q8_0.gguf"), NULL, &m))) return;
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = 1 << 30;
+    tnd_context *ctx = NULL;
+    CHECK(tnd_context_init(m, &p, &ctx) == TND_ERR_OUT_OF_MEMORY && !ctx);
+    CHECK(strstr(tnd_last_error(), "does not fit") && strstr(tnd_last_error(), "KV cache"));
+    tnd_model_close(m);
+}
+
 /* Architectures tandem cannot run yet are refused with their name. */
 static void test_unsupported(void) {
     tnd_model *m = NULL;
@@ -235,6 +248,7 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         if (argc < 2 || strstr(cases[i].name, argv[1])) test_model(&cases[i]);
     test_two_devices();
+    test_too_large();
     test_unsupported();
     return tnd_test_finish("test_models");
 }

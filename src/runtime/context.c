@@ -157,7 +157,9 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
             goto fail;
         fw->n_devices = d + 1;
     }
-    if ((st = tnd_forward_setup(fw, model, bm, ctx->n_batch, &ctx->allocator))) goto fail;
+    if ((st = tnd_plan_check_memory(fw, bm, ctx->n_ctx, ctx->n_batch)) ||
+        (st = tnd_forward_setup(fw, model, bm, ctx->n_batch, &ctx->allocator)))
+        goto fail;
     size_t nb = (size_t)ctx->n_batch, nv = (size_t)hp->n_vocab;
     ctx->slots = tnd_alloc_array(&ctx->allocator, nb, sizeof(int64_t));
     ctx->n_ctx_of = tnd_alloc_array(&ctx->allocator, nb, sizeof(int32_t));

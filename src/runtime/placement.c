@@ -79,6 +79,53 @@ uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g) {
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * Does it fit?
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static double gb(uint64_t bytes) { return (double)bytes / 1e9; }
+
+tnd_status tnd_plan_check_memory(const tnd_forward *fw, const tnd_bound_model *bm, int32_t n_ctx, int32_t n_batch) {
+    const tnd_hparams *hp = fw->hp;
+    uint64_t weights[TND_MAX_DEVICES] = {0}, kv[TND_MAX_DEVICES] = {0}, act[TND_MAX_DEVICES] = {0};
+    uint64_t kv_layer = 2 * (uint64_t)tnd_row_size(fw->kv_type, (int64_t)hp->n_head_kv * hp->head_dim) * (uint64_t)n_ctx;
+    uint64_t qw = (uint64_t)hp->n_head * hp->head_dim, kvw = (uint64_t)hp->n_head_kv * hp->head_dim;
+    uint64_t act_bytes = sizeof(float) * (uint64_t)n_batch * (2 * (uint64_t)hp->n_embd + 2 * qw + 2 * kvw + 2 * (uint64_t)hp->n_ff);
+    for (int32_t g = 0; g < tnd_group_count(hp->n_layer); g++) {
+        int32_t d = fw->group_device[g];
+        weights[d] += g == 0 ? 0 : tnd_group_weight_bytes(bm, g); /* the embedding stays in the file's mapping */
+        if (g > 0 && g < tnd_group_output(hp->n_layer) && g == tnd_group_attention((g - 1) / 2)) kv[d] += kv_layer;
+    }
+    for (int32_t d = 0; d < fw->n_devices; d++) act[d] = act_bytes;
+    /* devices that report the same memory share it (CPU instances): their needs add up */
+    bool counted[TND_MAX_DEVICES] = {false};
+    for (int32_t d = 0; d < fw->n_devices; d++) {
+        if (counted[d]) continue;
+        uint64_t total = 0, available = 0, w = 0, k = 0, a = 0;
+        fw->devices[d]->vt->memory(fw->devices[d], &total, &available);
+        char names[128] = "";
+        for (int32_t e = d; e < fw->n_devices; e++) {
+            uint64_t t2 = 0, a2 = 0;
+            fw->devices[e]->vt->memory(fw->devices[e], &t2, &a2);
+            if (t2 != total) continue;
+            counted[e] = true;
+            w += weights[e];
+            k += kv[e];
+            a += act[e];
+            size_t n = strlen(names);
+            snprintf(names + n, sizeof names - n, "%s%s", n ? " + " : "", fw->devices[e]->name);
+        }
+        if (!available || w + k + a <= available) continue;
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "the plan does not fit: %s %s %.2f GB, and it needs %.2f GB (weights "
+                        "%.2f GB, KV cache %.2f GB for %d tokens of %s, activations %.2f GB for batches of %d): use a "
+                        "smaller context (-c) or KV type (--kv-type q8_0), fewer sequences, or place groups on "
+                        "another device (--device, --override-tensor)", names,
+                        strchr(names, '+') ? "share" : "has", gb(available), gb(w + k + a), gb(w), gb(k), n_ctx,
+                        tnd_type_name(fw->kv_type), gb(a), n_batch);
+    }
+    return TND_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Device copies
  * ---------------------------------------------------------------------------------------------------------- */
 

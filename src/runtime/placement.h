@@ -21,6 +21,11 @@ tnd_status tnd_forward_setup(tnd_forward *fw, tnd_model *model, const tnd_bound_
                              const tnd_allocator *allocator);
 void tnd_forward_release(tnd_forward *fw, const tnd_allocator *allocator);
 
+/* Whether the plan fits the devices' available memory (tnd_backend memory()): the weights the devices copy, the KV
+ * cache of n_ctx tokens of their layers and their activations for n_batch tokens; devices that report the same
+ * memory add up. TND_ERR_OUT_OF_MEMORY with one message that says what needs how much and what to change. */
+tnd_status tnd_plan_check_memory(const tnd_forward *fw, const tnd_bound_model *bm, int32_t n_ctx, int32_t n_batch);
+
 /* Bytes of weights of group g of a bound model as stored in the file. */
 uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g);
 
