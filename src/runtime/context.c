@@ -152,10 +152,10 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
         char name[16];
         snprintf(name, sizeof name, "cpu%d", d);
         if ((st = tnd_backend_cpu_init(p.n_threads, p.kernels == TND_KERNELS_REFERENCE, &ctx->allocator, name,
-                                       &fw->devices[d])) ||
-            (st = inject_faults(ctx, &fw->devices[d])))
+                                       &fw->devices[d])))
             goto fail;
-        fw->n_devices = d + 1;
+        fw->n_devices = d + 1; /* owned by the context from here, wrapped or not */
+        if ((st = inject_faults(ctx, &fw->devices[d]))) goto fail;
     }
     if ((st = tnd_plan_check_memory(fw, bm, ctx->n_ctx, ctx->n_batch)) ||
         (st = tnd_forward_setup(fw, model, bm, ctx->n_batch, &ctx->allocator)))
