@@ -4,6 +4,8 @@
 
 #include "cli_util.h"
 
+#include "model/arch.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <regex.h>
@@ -87,25 +89,19 @@ static int32_t device_index(const char *name, int32_t n_devices) {
  * Overrides
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* Whether `re` matches group g's name or the name of one of its tensors, as GGUF files spell them. */
+/* Whether `re` matches a group's name or the GGUF name of one of its tensors (tnd_layer_tensors for the layers). */
 static bool group_matches(const regex_t *re, const tnd_group_info *gi) {
     if (!regexec(re, gi->name, 0, NULL, 0)) return true;
-    static const char *const attn[] = {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_norm",
-                                       "attn_k_norm"};
-    static const char *const ffn[] = {"ffn_norm", "ffn_gate", "ffn_up", "ffn_down"};
-    char name[96];
     if (gi->layer < 0) {
         bool embd = !strcmp(gi->name, "token_embd");
-        const char *names[] = {embd ? "token_embd.weight" : "output.weight", embd ? NULL : "output_norm.weight"};
-        for (int i = 0; i < 2; i++)
-            if (names[i] && !regexec(re, names[i], 0, NULL, 0)) return true;
-        return false;
+        return !regexec(re, embd ? "token_embd.weight" : "output.weight", 0, NULL, 0) ||
+               (!embd && !regexec(re, "output_norm.weight", 0, NULL, 0));
     }
-    bool is_attn = strstr(gi->name, ".attn") != NULL;
-    const char *const *parts = is_attn ? attn : ffn;
-    size_t n = is_attn ? sizeof attn / sizeof attn[0] : sizeof ffn / sizeof ffn[0];
-    for (size_t i = 0; i < n; i++) {
-        snprintf(name, sizeof name, "blk.%d.%s.weight", gi->layer, parts[i]);
+    bool ffn = strstr(gi->name, ".ffn") != NULL;
+    char name[96];
+    for (size_t i = 0; i < tnd_layer_tensor_count; i++) {
+        if (tnd_layer_tensors[i].ffn != ffn) continue;
+        snprintf(name, sizeof name, "blk.%d.%s", gi->layer, tnd_layer_tensors[i].name);
         if (!regexec(re, name, 0, NULL, 0)) return true;
     }
     return false;

@@ -35,6 +35,34 @@ typedef struct tnd_layer {
     float *q_norm, *k_norm;     /* NULL when the architecture has no per-head q/k RMS norms */
 } tnd_layer;
 
+/* ---- The tensors of a decoder block, one table for binding, placing, sizing and naming them ---- */
+
+typedef enum tnd_dim { TND_DIM_EMBD, TND_DIM_Q, TND_DIM_KV, TND_DIM_FF, TND_DIM_HEAD } tnd_dim;
+
+/* Which architectures have a tensor: all, or those with a feature of tnd_arch. */
+typedef enum tnd_needs { TND_NEEDS_ALWAYS, TND_NEEDS_QKV_BIAS, TND_NEEDS_QK_NORM } tnd_needs;
+
+typedef struct tnd_layer_tensor {
+    const char *name;  /* after "blk.<layer>.": "attn_q.weight" */
+    bool ffn;          /* in the feed-forward group (else the attention group) */
+    bool matrix;       /* a matrix [ne0, ne1] (a tnd_weight) or a vector [ne0] (floats) */
+    tnd_dim ne0, ne1;  /* ne1 for matrices only */
+    tnd_needs needs;
+    size_t host;       /* offsetof(tnd_layer, its field): tnd_weight or float * */
+    size_t device;     /* offsetof(tnd_device_layer, its field): tnd_weight or tnd_buffer * */
+} tnd_layer_tensor;
+
+extern const tnd_layer_tensor tnd_layer_tensors[];
+extern const size_t tnd_layer_tensor_count;
+
+/* Elements of a dimension in this model. */
+int64_t tnd_dim_size(const tnd_hparams *hp, tnd_dim dim);
+
+typedef struct tnd_arch tnd_arch;
+
+/* Whether the architecture has the tensors that `needs` names. */
+bool tnd_arch_has(const tnd_arch *arch, tnd_needs needs);
+
 typedef struct tnd_weights {
     tnd_weight tok_embd;   /* [n_embd, n_vocab] */
     tnd_weight output;     /* [n_embd, n_vocab]; the embedding itself when tied */
@@ -43,12 +71,12 @@ typedef struct tnd_weights {
     tnd_layer *layers;     /* n_layer */
 } tnd_weights;
 
-typedef struct tnd_arch {
+struct tnd_arch {
     const char *name;        /* general.architecture */
     tnd_rope_mode rope_mode;
     bool qkv_bias;           /* attn_q/k/v.bias required */
     bool qk_norm;            /* attn_q_norm / attn_k_norm required */
-} tnd_arch;
+};
 
 /* The architectures tandem runs (arch/<name>.c). */
 extern const tnd_arch tnd_arch_llama;

@@ -139,39 +139,28 @@ static tnd_status bind_vector(binder *b, const char *name, int64_t n, bool requi
     return TND_OK;
 }
 
+/* Binds layer il's tensors (the architecture's rows of tnd_layer_tensors). */
 static tnd_status bind_layer(binder *b, const tnd_arch *arch, const tnd_hparams *hp, int il, tnd_layer *l) {
-    int64_t e = hp->n_embd, q = (int64_t)hp->n_head * hp->head_dim, kv = (int64_t)hp->n_head_kv * hp->head_dim;
     char name[96];
     tnd_status st = TND_OK;
-#define NAME(suffix) (snprintf(name, sizeof name, "blk.%d." suffix, il), name)
-    if ((st = bind_vector(b, NAME("attn_norm.weight"), e, true, &l->attn_norm)) ||
-        (st = bind_matrix(b, NAME("attn_q.weight"), e, q, true, &l->wq)) ||
-        (st = bind_matrix(b, NAME("attn_k.weight"), e, kv, true, &l->wk)) ||
-        (st = bind_matrix(b, NAME("attn_v.weight"), e, kv, true, &l->wv)) ||
-        (st = bind_matrix(b, NAME("attn_output.weight"), q, e, true, &l->wo)) ||
-        (st = bind_vector(b, NAME("ffn_norm.weight"), e, true, &l->ffn_norm)) ||
-        (st = bind_matrix(b, NAME("ffn_gate.weight"), e, hp->n_ff, true, &l->w_gate)) ||
-        (st = bind_matrix(b, NAME("ffn_up.weight"), e, hp->n_ff, true, &l->w_up)) ||
-        (st = bind_matrix(b, NAME("ffn_down.weight"), hp->n_ff, e, true, &l->w_down)))
-        return st;
-    if (arch->qkv_bias &&
-        ((st = bind_vector(b, NAME("attn_q.bias"), q, true, &l->bq)) ||
-         (st = bind_vector(b, NAME("attn_k.bias"), kv, true, &l->bk)) ||
-         (st = bind_vector(b, NAME("attn_v.bias"), kv, true, &l->bv))))
-        return st;
-    if (arch->qk_norm &&
-        ((st = bind_vector(b, NAME("attn_q_norm.weight"), hp->head_dim, true, &l->q_norm)) ||
-         (st = bind_vector(b, NAME("attn_k_norm.weight"), hp->head_dim, true, &l->k_norm))))
-        return st;
-#undef NAME
-    return TND_OK;
+    for (size_t i = 0; i < tnd_layer_tensor_count && !st; i++) {
+        const tnd_layer_tensor *t = &tnd_layer_tensors[i];
+        if (!tnd_arch_has(arch, t->needs)) continue;
+        snprintf(name, sizeof name, "blk.%d.%s", il, t->name);
+        void *field = (char *)l + t->host;
+        st = t->matrix ? bind_matrix(b, name, tnd_dim_size(hp, t->ne0), tnd_dim_size(hp, t->ne1), true, field)
+                       : bind_vector(b, name, tnd_dim_size(hp, t->ne0), true, field);
+    }
+    return st;
 }
 
-/* Floats needed for every vector the architecture binds (an upper bound for optional ones). */
+/* Floats needed for every vector the architecture binds. */
 static size_t count_floats(const tnd_arch *arch, const tnd_hparams *hp) {
-    size_t q = (size_t)hp->n_head * hp->head_dim, kv = (size_t)hp->n_head_kv * hp->head_dim;
-    size_t per_layer = 2 * (size_t)hp->n_embd + (arch->qkv_bias ? q + 2 * kv : 0) +
-                       (arch->qk_norm ? 2 * (size_t)hp->head_dim : 0);
+    size_t per_layer = 0;
+    for (size_t i = 0; i < tnd_layer_tensor_count; i++) {
+        const tnd_layer_tensor *t = &tnd_layer_tensors[i];
+        if (!t->matrix && tnd_arch_has(arch, t->needs)) per_layer += (size_t)tnd_dim_size(hp, t->ne0);
+    }
     return per_layer * (size_t)hp->n_layer + (size_t)hp->n_embd + (size_t)hp->n_rot / 2;
 }
 

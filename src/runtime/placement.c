@@ -56,24 +56,25 @@ tnd_status tnd_plan_groups(const tnd_hparams *hp, const tnd_context_params *p, i
 
 uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g) {
     const tnd_hparams *hp = &bm->hp;
-    uint64_t f = sizeof(float), e = (uint64_t)hp->n_embd;
     if (g == 0) return (uint64_t)bm->w.tok_embd.row_bytes * (uint64_t)bm->w.tok_embd.n_rows;
+    uint64_t bytes = sizeof(float) * (uint64_t)hp->n_embd; /* a norm */
     if (g == tnd_group_output(hp->n_layer)) {
         bool tied = bm->w.output.data == bm->w.tok_embd.data;
-        return e * f + (tied ? 0 : (uint64_t)bm->w.output.row_bytes * (uint64_t)bm->w.output.n_rows);
+        return bytes + (tied ? 0 : (uint64_t)bm->w.output.row_bytes * (uint64_t)bm->w.output.n_rows);
     }
-    const tnd_layer *l = &bm->w.layers[(g - 1) / 2];
-    const tnd_weight *attn[] = {&l->wq, &l->wk, &l->wv, &l->wo}, *ffn[] = {&l->w_gate, &l->w_up, &l->w_down};
-    bool is_attn = g == tnd_group_attention((g - 1) / 2);
-    uint64_t bytes = e * f; /* the norm */
-    for (int i = 0; i < (is_attn ? 4 : 3); i++) {
-        const tnd_weight *w = is_attn ? attn[i] : ffn[i];
-        bytes += (uint64_t)w->row_bytes * (uint64_t)w->n_rows;
-    }
-    if (is_attn) {
-        uint64_t qw = (uint64_t)hp->n_head * hp->head_dim, kvw = (uint64_t)hp->n_head_kv * hp->head_dim;
-        if (l->bq) bytes += (qw + 2 * kvw) * f;
-        if (l->q_norm) bytes += 2 * (uint64_t)hp->head_dim * f;
+    int32_t il = (g - 1) / 2;
+    bool ffn = g == tnd_group_ffn(il);
+    const char *layer = (const char *)&bm->w.layers[il];
+    bytes = 0;
+    for (size_t i = 0; i < tnd_layer_tensor_count; i++) {
+        const tnd_layer_tensor *t = &tnd_layer_tensors[i];
+        if (t->ffn != ffn) continue;
+        if (t->matrix) {
+            const tnd_weight *w = (const tnd_weight *)(const void *)(layer + t->host);
+            bytes += (uint64_t)w->row_bytes * (uint64_t)w->n_rows;
+        } else if (*(float *const *)(const void *)(layer + t->host)) {
+            bytes += sizeof(float) * (uint64_t)tnd_dim_size(hp, t->ne0);
+        }
     }
     return bytes;
 }
@@ -155,39 +156,30 @@ static void release(tnd_backend *d, tnd_weight *w) {
     if (w->data) d->vt->release_weight(d, w);
 }
 
-/* Layer il's attention or feed-forward tensors on device d. */
-static tnd_status prepare_part(tnd_model *model, const tnd_bound_model *bm, tnd_backend *d, int32_t il, bool attn,
+/* Layer il's attention or feed-forward tensors on device d (the rows of tnd_layer_tensors of that group). */
+static tnd_status prepare_part(tnd_model *model, const tnd_bound_model *bm, tnd_backend *d, int32_t il, bool ffn,
                                tnd_device_layer *l) {
-    const tnd_hparams *hp = &bm->hp;
-    const tnd_layer *h = &bm->w.layers[il];
-    int64_t qw = (int64_t)hp->n_head * hp->head_dim, kvw = (int64_t)hp->n_head_kv * hp->head_dim;
+    const char *host = (const char *)&bm->w.layers[il];
     tnd_status s = TND_OK;
-    if (attn)
-        (void)((s = prepare(model, d, &h->wq, &l->wq)) || (s = prepare(model, d, &h->wk, &l->wk)) ||
-               (s = prepare(model, d, &h->wv, &l->wv)) || (s = prepare(model, d, &h->wo, &l->wo)) ||
-               (s = device_floats(d, h->attn_norm, hp->n_embd, &l->attn_norm)) ||
-               (s = device_floats(d, h->bq, qw, &l->bq)) || (s = device_floats(d, h->bk, kvw, &l->bk)) ||
-               (s = device_floats(d, h->bv, kvw, &l->bv)) ||
-               (s = device_floats(d, h->q_norm, hp->head_dim, &l->q_norm)) ||
-               (s = device_floats(d, h->k_norm, hp->head_dim, &l->k_norm)));
-    else
-        (void)((s = prepare(model, d, &h->w_gate, &l->w_gate)) || (s = prepare(model, d, &h->w_up, &l->w_up)) ||
-               (s = prepare(model, d, &h->w_down, &l->w_down)) ||
-               (s = device_floats(d, h->ffn_norm, hp->n_embd, &l->ffn_norm)));
-    if (s) tnd_error_prefix("layer %d %s on %s: ", il, attn ? "attention" : "feed-forward", d->name);
+    for (size_t i = 0; i < tnd_layer_tensor_count && !s; i++) {
+        const tnd_layer_tensor *t = &tnd_layer_tensors[i];
+        if (t->ffn != ffn) continue;
+        const void *from = host + t->host;
+        void *to = (char *)l + t->device;
+        s = t->matrix ? prepare(model, d, from, to)
+                      : device_floats(d, *(float *const *)from, tnd_dim_size(&bm->hp, t->ne0), to);
+    }
+    if (s) tnd_error_prefix("layer %d %s on %s: ", il, ffn ? "feed-forward" : "attention", d->name);
     return s;
 }
 
-static void release_part(tnd_backend *d, bool attn, tnd_device_layer *l) {
-    if (attn) {
-        tnd_weight *ws[] = {&l->wq, &l->wk, &l->wv, &l->wo};
-        tnd_buffer *vs[] = {l->attn_norm, l->bq, l->bk, l->bv, l->q_norm, l->k_norm};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) release(d, ws[i]);
-        for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) free_buffer(d, vs[i]);
-    } else {
-        tnd_weight *ws[] = {&l->w_gate, &l->w_up, &l->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) release(d, ws[i]);
-        free_buffer(d, l->ffn_norm);
+static void release_part(tnd_backend *d, bool ffn, tnd_device_layer *l) {
+    for (size_t i = 0; i < tnd_layer_tensor_count; i++) {
+        const tnd_layer_tensor *t = &tnd_layer_tensors[i];
+        if (t->ffn != ffn) continue;
+        void *field = (char *)l + t->device;
+        if (t->matrix) release(d, field);
+        else free_buffer(d, *(tnd_buffer **)field);
     }
 }
 
@@ -247,8 +239,8 @@ tnd_status tnd_forward_setup(tnd_forward *fw, tnd_model *model, const tnd_bound_
     for (int32_t l = 0; l < hp->n_layer && !s; l++) {
         tnd_backend *da = fw->devices[fw->group_device[tnd_group_attention(l)]];
         tnd_backend *df = fw->devices[fw->group_device[tnd_group_ffn(l)]];
-        (void)((s = check_support(fw, da)) || (s = prepare_part(model, bm, da, l, true, &fw->layers[l])) ||
-               (s = prepare_part(model, bm, df, l, false, &fw->layers[l])));
+        (void)((s = check_support(fw, da)) || (s = prepare_part(model, bm, da, l, false, &fw->layers[l])) ||
+               (s = prepare_part(model, bm, df, l, true, &fw->layers[l])));
     }
     if (s) return s;
     tnd_backend *first = fw->devices[fw->group_device[0]], *last = fw->devices[fw->group_device[out_group]];
@@ -278,8 +270,8 @@ void tnd_forward_release(tnd_forward *fw, const tnd_allocator *allocator) {
         free_buffer(last, fw->output_norm);
     }
     for (int32_t l = 0; fw->layers && l < hp->n_layer; l++) {
-        release_part(fw->devices[fw->group_device[tnd_group_attention(l)]], true, &fw->layers[l]);
-        release_part(fw->devices[fw->group_device[tnd_group_ffn(l)]], false, &fw->layers[l]);
+        release_part(fw->devices[fw->group_device[tnd_group_attention(l)]], false, &fw->layers[l]);
+        release_part(fw->devices[fw->group_device[tnd_group_ffn(l)]], true, &fw->layers[l]);
     }
     for (int32_t i = 0; i < fw->n_devices; i++) {
         tnd_backend *d = fw->devices[i];
