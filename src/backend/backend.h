@@ -146,6 +146,10 @@ typedef struct tnd_backend_vtable {
      * for the ops before it). */
     void (*write)(tnd_backend *b, tnd_buffer *dst, size_t offset, const void *host_src, size_t bytes);
     void (*read)(tnd_backend *b, void *host_dst, const tnd_buffer *src, size_t offset, size_t bytes);
+    /* Copies src (this device's) into dst on device `to` directly, where the two devices can (another instance of
+     * the same kind, or peers on one bus); returns false when they cannot, and the caller goes through host memory
+     * (read, then write). The copy is ordered after this device's ops. Optional: NULL = never directly. */
+    bool (*copy_to)(tnd_backend *b, const tnd_tensor *src, tnd_backend *to, const tnd_tensor *dst);
     /* Makes a weight stored in host memory (the file mapping) usable by this device. *out is the device's view;
      * release_weight undoes it. A CPU keeps the mapping or packs its own copy; a GPU uploads.
      * TND_ERR_UNSUPPORTED (a type it cannot compute with), TND_ERR_OUT_OF_MEMORY. */

@@ -110,12 +110,13 @@ tnd_status tnd_forward_run(const tnd_forward *fw, const tnd_step *step, const in
     int32_t output = tnd_group_output(hp->n_layer);
     *n_out = 0;
     tnd_status st = TND_OK;
+    bool handed_over = false; /* the previous stage copied the residual stream straight into this device's x */
     for (int32_t s = 0; s < fw->n_stages && !st; s++) {
         const tnd_stage *stage = &fw->stages[s];
         tnd_backend *d = fw->devices[stage->device];
         const tnd_activations *a = &fw->act[stage->device];
         d->vt->begin_step(d, step);
-        if (s > 0) d->vt->write(d, a->x, 0, fw->host_x, x_bytes); /* the previous stage's residual stream */
+        if (s > 0 && !handed_over) d->vt->write(d, a->x, 0, fw->host_x, x_bytes); /* through the host */
         for (int32_t g = stage->group_begin; g < stage->group_end; g++) {
             int32_t il = (g - 1) / 2;
             if (g == 0) {
@@ -129,7 +130,13 @@ tnd_status tnd_forward_run(const tnd_forward *fw, const tnd_step *step, const in
                 ffn_forward(fw, d, a, &fw->layers[il], n);
             }
         }
-        if (s + 1 < fw->n_stages) d->vt->read(d, fw->host_x, a->x, 0, x_bytes);
+        handed_over = false;
+        if (s + 1 < fw->n_stages) { /* hand the residual stream to the next stage's device */
+            int32_t next = fw->stages[s + 1].device;
+            tnd_tensor from = tnd_rows_f32(a->x, hp->n_embd, 0, n), to = tnd_rows_f32(fw->act[next].x, hp->n_embd, 0, n);
+            handed_over = d->vt->copy_to && d->vt->copy_to(d, &from, fw->devices[next], &to);
+            if (!handed_over) d->vt->read(d, fw->host_x, a->x, 0, x_bytes);
+        }
         st = d->vt->synchronize(d);
     }
     return st;

@@ -94,6 +94,12 @@ static void cpu_copy(tnd_backend *b, const tnd_tensor *dst, const tnd_tensor *sr
     memcpy(f32(dst), f32(src), src->row_bytes * (size_t)src->ne1);
 }
 
+static bool cpu_copy_to(tnd_backend *b, const tnd_tensor *src, tnd_backend *to, const tnd_tensor *dst) {
+    if (to->vt->copy_to != cpu_copy_to) return false; /* not a CPU device: its buffers are not host addresses */
+    cpu_copy(b, dst, src);
+    return true;
+}
+
 typedef struct pack_job {
     const tnd_weight *host;
     const tnd_cpu_dot *k;
@@ -675,6 +681,7 @@ static const tnd_backend_vtable cpu_vtable = {
     .free = cpu_free,
     .write = cpu_write,
     .read = cpu_read,
+    .copy_to = cpu_copy_to,
     .copy = cpu_copy,
     .prepare_weight = cpu_prepare_weight,
     .release_weight = cpu_release_weight,
