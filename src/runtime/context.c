@@ -1,5 +1,6 @@
-/* context.c: public API of inference contexts: placement of layers on devices, buffers, batch validation and
- * splitting, KV bookkeeping around each forward step. */
+/* context.c: public API of inference contexts: binding the model, its facts (groups, vocabulary, trained context),
+ * making the devices and the plan (placement.c does the placing), batch validation and splitting, and the KV
+ * bookkeeping around each forward step. */
 #include "runtime/context.h"
 
 #include "runtime/placement.h"
