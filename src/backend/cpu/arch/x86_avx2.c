@@ -631,42 +631,132 @@ static void swiglu(const float *gate, const float *up, float *out, int64_t n) {
     }
 }
 
-/* The 8 horizontal sums of v[0..7], in order. */
-static inline __m256 hsum8x8(const __m256 v[8]) {
-    __m256 b0123 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
-    __m256 b4567 = _mm256_hadd_ps(_mm256_hadd_ps(v[4], v[5]), _mm256_hadd_ps(v[6], v[7]));
-    return _mm256_add_ps(_mm256_permute2f128_ps(b0123, b4567, 0x20), _mm256_permute2f128_ps(b0123, b4567, 0x31));
+/* Attention tile. Scores come from K transposed (dimension d of position j at k[d * stride + j]): each lane holds
+ * one position and sums its dimensions in order with fused multiply-adds, so every K value is loaded once for a
+ * group of heads and no horizontal sums are needed. The float entry transposes its rows 8 x 8 in registers; the
+ * F16 entry reads an F16 cache's K as it is stored (kv_store keeps it transposed where this entry takes the head
+ * size) and converts in registers. Both share every other step, so they give the same bits on the same values. */
+
+enum {
+    ATTN_POS = 16,       /* positions of one pass of the scores: two vectors */
+    ATTN_MAX_HD = 512,   /* head sizes the tile takes (a multiple of 8) */
+    ATTN_REP_STEP = 16,  /* query heads whose weights are kept at once */
+    ATTN_HD_STEP = 64    /* output elements kept in registers while the tile's V rows pass */
+};
+
+/* 8 values of a K or V row from element `at`, stored as float or as F16. */
+static inline __m256 load_kv8(const void *p, size_t at, bool f16) {
+    return f16 ? load_f16x8((const uint16_t *)p + at) : _mm256_loadu_ps((const float *)p + at);
 }
 
-enum { ATTN_HD_STEP = 64 }; /* output elements kept in registers while the tile's V rows pass */
+/* Positions [8 g, 8 g + 8) of dimension d from K transposed, lanes from n_valid on as zeros; nothing is read past
+ * the valid positions (the run may end at the last row of the cache). */
+static inline __m256 load_k8(const void *k, size_t at, int32_t g, int32_t n_valid, bool f16) {
+    if (n_valid >= 8 * g + 8) return load_kv8(k, at + (size_t)(8 * g), f16);
+    float part[8] = {0};
+    for (int32_t j = 8 * g; j < n_valid; j++)
+        part[j - 8 * g] = f16 ? f16_one(((const uint16_t *)k)[at + (size_t)j]) : ((const float *)k)[at + (size_t)j];
+    return _mm256_loadu_ps(part);
+}
 
-void tnd_cpu_attn_tile_avx2(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
-                            float scale, float *mx, float *sum, float *acc) {
-    if (hd % 8 || np > TND_CPU_ATTN_TILE_MAX) {
-        tnd_cpu_attn_tile_ref(q, rep, hd, k, v, np, scale, mx, sum, acc);
-        return;
+/* Requests the next tile's rows a few lines at a time: piece `step` is 8 lines of K and 8 of V. */
+static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
+    size_t at = (size_t)step * 512;
+    if (!next || !next->k || at >= next->bytes) return;
+    for (int off = 0; off < 512; off += 64) {
+        _mm_prefetch((const char *)next->k + at + off, _MM_HINT_T0);
+        _mm_prefetch((const char *)next->v + at + off, _MM_HINT_T0);
     }
-    float score[TND_CPU_ATTN_TILE_MAX + 8];
+}
+
+/* Scores of GH heads (rows of hd floats at q) against ATTN_POS positions of K transposed, into s[h * s_stride ..]. */
+static inline void attn_scores(const float *q, int32_t hd, const void *k, int32_t stride, int32_t n_valid, bool f16,
+                               float *s, int32_t s_stride, int GH, const tnd_kv_prefetch *next, int32_t *step) {
+    __m256 a[4][2];
+    for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
+    for (int32_t d = 0; d < hd; d++) {
+        if (d % 8 == 0 && next) prefetch_piece(next, (*step)++);
+        size_t at = (size_t)d * (size_t)stride;
+        __m256 k0 = load_k8(k, at, 0, n_valid, f16), k1 = load_k8(k, at, 1, n_valid, f16);
+        for (int h = 0; h < GH; h++) {
+            __m256 qd = _mm256_broadcast_ss(q + h * hd + d);
+            a[h][0] = _mm256_fmadd_ps(qd, k0, a[h][0]);
+            a[h][1] = _mm256_fmadd_ps(qd, k1, a[h][1]);
+        }
+    }
+    for (int h = 0; h < GH; h++) {
+        _mm256_storeu_ps(s + h * s_stride, a[h][0]);
+        _mm256_storeu_ps(s + h * s_stride + 8, a[h][1]);
+    }
+}
+
+/* Rows r[0..7] become the columns: r[i] holds element i of each of the 8 rows. */
+static inline void transpose8x8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+/* The tile for up to ATTN_REP_STEP heads: K float rows (f16 false) or an F16 cache's K transposed (k_stride), V rows
+ * of floats or F16. */
+static void attn_tile_body(const float *q, int32_t rep, int32_t hd, const void *k, int32_t k_stride, const void *v,
+                           int32_t np, float scale, float *mx, float *sum, float *acc, bool f16,
+                           const tnd_kv_prefetch *next) {
+    float weight[ATTN_REP_STEP][TND_CPU_ATTN_TILE_MAX + ATTN_POS], kt[ATTN_MAX_HD * ATTN_POS];
+    int32_t step = 0;
+    for (int32_t j0 = 0; j0 < np; j0 += ATTN_POS) {
+        const void *k_t = kt;
+        int32_t stride = ATTN_POS;
+        if (f16) {
+            k_t = (const uint16_t *)k + j0;
+            stride = k_stride;
+        } else { /* rows j0 .. j0 + 15 transposed into kt [hd][16], rows past np as zeros */
+            for (int g = 0; g < 2; g++)
+                for (int32_t d0 = 0; d0 < hd; d0 += 8) {
+                    __m256 m[8];
+                    for (int i = 0; i < 8; i++) {
+                        int32_t j = j0 + 8 * g + i;
+                        m[i] = j < np ? _mm256_loadu_ps((const float *)k + (size_t)j * hd + d0) : _mm256_setzero_ps();
+                    }
+                    transpose8x8(m);
+                    for (int i = 0; i < 8; i++) _mm256_storeu_ps(kt + (d0 + i) * ATTN_POS + 8 * g, m[i]);
+                }
+        }
+        int32_t r = 0; /* the first group of heads asks for the next tile */
+        for (; r + 4 <= rep; r += 4)
+            attn_scores(q + r * hd, hd, k_t, stride, np - j0, f16, weight[r] + j0, TND_CPU_ATTN_TILE_MAX + ATTN_POS,
+                        4, r ? NULL : next, &step);
+        for (; r + 2 <= rep; r += 2)
+            attn_scores(q + r * hd, hd, k_t, stride, np - j0, f16, weight[r] + j0, TND_CPU_ATTN_TILE_MAX + ATTN_POS,
+                        2, r ? NULL : next, &step);
+        for (; r < rep; r++)
+            attn_scores(q + r * hd, hd, k_t, stride, np - j0, f16, weight[r] + j0, TND_CPU_ATTN_TILE_MAX + ATTN_POS,
+                        1, r ? NULL : next, &step);
+    }
     int32_t np8 = (np + 7) & ~7;
+    __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
     for (int32_t r = 0; r < rep; r++) {
-        const float *qr = q + r * hd;
-        /* scores, 8 positions at a time; padding positions get -inf */
+        float *w = weight[r];
+        /* scaled scores, padding positions -inf; the tile's maximum */
         __m256 vmax = _mm256_set1_ps(-INFINITY);
         for (int32_t j0 = 0; j0 < np8; j0 += 8) {
-            const float *kp[8]; /* padding positions repeat the last row; their scores are masked below */
-            for (int jj = 0; jj < 8; jj++) kp[jj] = k + (j0 + jj < np ? j0 + jj : np - 1) * hd;
-            __m256 part[8];
-            for (int jj = 0; jj < 8; jj++) part[jj] = _mm256_setzero_ps();
-            for (int32_t i = 0; i < hd; i += 8) {
-                __m256 qv = _mm256_loadu_ps(qr + i);
-                for (int jj = 0; jj < 8; jj++) part[jj] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(kp[jj] + i), part[jj]);
-            }
-            __m256 s8 = _mm256_mul_ps(hsum8x8(part), _mm256_set1_ps(scale));
-            __m256 valid =
-                _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps((float)(j0 - np)), _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7)),
-                              _mm256_setzero_ps(), _CMP_LT_OQ);
+            __m256 s8 = _mm256_mul_ps(_mm256_loadu_ps(w + j0), _mm256_set1_ps(scale));
+            __m256 valid = _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps((float)(j0 - np)), lane), _mm256_setzero_ps(),
+                                         _CMP_LT_OQ);
             s8 = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s8, valid);
-            _mm256_storeu_ps(score + j0, s8);
+            _mm256_storeu_ps(w + j0, s8);
             vmax = _mm256_max_ps(vmax, s8);
         }
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
@@ -677,10 +767,10 @@ void tnd_cpu_attn_tile_avx2(const float *q, int32_t rep, int32_t hd, const float
         /* weights (zero on padding) and their sum */
         __m256 wsum = _mm256_setzero_ps(), vm = _mm256_set1_ps(m_new);
         for (int32_t j0 = 0; j0 < np8; j0 += 8) {
-            __m256 s8 = _mm256_loadu_ps(score + j0);
+            __m256 s8 = _mm256_loadu_ps(w + j0);
             __m256 w8 =
                 _mm256_and_ps(exp256(_mm256_sub_ps(s8, vm)), _mm256_cmp_ps(s8, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
-            _mm256_storeu_ps(score + j0, w8);
+            _mm256_storeu_ps(w + j0, w8);
             wsum = _mm256_add_ps(wsum, w8);
         }
         sum[r] = sum[r] * c + hsum256(wsum);
@@ -693,20 +783,40 @@ void tnd_cpu_attn_tile_avx2(const float *q, int32_t rep, int32_t hd, const float
             __m256 a[ATTN_HD_STEP / 8];
             for (int u = 0; u < ATTN_HD_STEP / 8; u++) a[u] = _mm256_mul_ps(_mm256_loadu_ps(ar + i0 + 8 * u), vc);
             for (int32_t j = 0; j < np; j++) {
-                __m256 wj = _mm256_broadcast_ss(score + j);
-                const float *vj = v + j * hd + i0;
+                __m256 wj = _mm256_broadcast_ss(w + j);
                 for (int u = 0; u < ATTN_HD_STEP / 8; u++)
-                    a[u] = _mm256_fmadd_ps(wj, _mm256_loadu_ps(vj + 8 * u), a[u]);
+                    a[u] = _mm256_fmadd_ps(wj, load_kv8(v, (size_t)j * hd + i0 + 8 * u, f16), a[u]);
             }
             for (int u = 0; u < ATTN_HD_STEP / 8; u++) _mm256_storeu_ps(ar + i0 + 8 * u, a[u]);
         }
         for (; i0 < hd; i0 += 8) {
             __m256 a = _mm256_mul_ps(_mm256_loadu_ps(ar + i0), vc);
             for (int32_t j = 0; j < np; j++)
-                a = _mm256_fmadd_ps(_mm256_broadcast_ss(score + j), _mm256_loadu_ps(v + j * hd + i0), a);
+                a = _mm256_fmadd_ps(_mm256_broadcast_ss(w + j), load_kv8(v, (size_t)j * hd + i0, f16), a);
             _mm256_storeu_ps(ar + i0, a);
         }
     }
+}
+
+static bool attn_takes(int32_t head_dim) { return head_dim % 8 == 0 && head_dim <= ATTN_MAX_HD; }
+
+void tnd_cpu_attn_tile_avx2(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
+                            float scale, float *mx, float *sum, float *acc) {
+    if (!attn_takes(hd) || np > TND_CPU_ATTN_TILE_MAX) {
+        tnd_cpu_attn_tile_ref(q, rep, hd, k, v, np, scale, mx, sum, acc);
+        return;
+    }
+    for (int32_t r = 0; r < rep; r += ATTN_REP_STEP) /* each head's arithmetic is its own: the split changes no bit */
+        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, k, 0, v, np, scale,
+                       mx + r, sum + r, acc + (size_t)r * hd, false, NULL);
+}
+
+static void attn_tile_f16(const float *q, int32_t rep, int32_t hd, const uint16_t *k_t, int32_t k_stride,
+                          const uint16_t *v, int32_t np, float scale, float *mx, float *sum, float *acc,
+                          const tnd_kv_prefetch *next) {
+    for (int32_t r = 0; r < rep; r += ATTN_REP_STEP)
+        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, k_t, k_stride, v, np,
+                       scale, mx + r, sum + r, acc + (size_t)r * hd, true, r ? NULL : next);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -756,7 +866,7 @@ static tnd_cpu_dot k_group_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, si
 }
 
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
-    k->vec = (tnd_cpu_vec){f16_to_f32, tnd_cpu_attn_tile_avx2, NULL, swiglu, NULL};
+    k->vec = (tnd_cpu_vec){f16_to_f32, tnd_cpu_attn_tile_avx2, attn_tile_f16, swiglu, attn_takes};
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32, tile_f32_f32);
     k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32, tile_f16_f32);
     k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32, tile_bf16_f32);
