@@ -270,7 +270,9 @@ typedef struct tnd_context_params {
     int32_t n_batch;    /* most tokens per forward step; larger batches are split (default 512) */
     int32_t n_seq_max;  /* sequence ids 0 .. n_seq_max - 1 (default 1) */
     int32_t n_threads;  /* threads per CPU device (0 = physical cores) */
-    tnd_type kv_type;   /* KV cache element type: TND_TYPE_F16 (default), TND_TYPE_F32 or TND_TYPE_Q8_0 */
+    tnd_type kv_type;   /* KV cache element type: TND_TYPE_F16 (default), TND_TYPE_F32, TND_TYPE_Q8_0 or
+                           TND_TYPE_Q4_0 */
+    tnd_type k_type, v_type; /* K and V separately: TND_TYPE_COUNT (default) = kv_type */
     int32_t kv_block_size; /* tokens per KV block (default 64) */
     /* Placement plan over n_devices CPU device instances (default 1). group_device (see tnd_model_group), when
      * given, names the device of every tensor group: n_groups entries, each in 0 .. n_devices - 1, every device

@@ -124,7 +124,7 @@ int main(void) {
     tnd_tokenizer *tok = NULL;
     srv_metrics *metrics = srv_metrics_new();
     srv_config cfg = {.parallel = 2, .n_ctx = 128, .n_batch = 32, .n_threads = 1, .max_queue = 4,
-                      .kv_type = TND_TYPE_F16};
+                      .k_type = TND_TYPE_F16, .v_type = TND_TYPE_F16};
     if (!CHECK_OK(tnd_model_open(tnd_fixture("real/stories260K.gguf"), NULL, &model)) ||
         !CHECK_OK(tnd_tokenizer_init(model, &tok)) || !CHECK(metrics) ||
         !CHECK_OK(srv_engine_start(&cfg, model, tok, metrics, &engine)))

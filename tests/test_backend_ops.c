@@ -276,11 +276,12 @@ static const int32_t seq_new[N_SEQ] = {1, 3, 5};     /* of them, the last ones t
 
 /* Attention of the last seq_new[s] tokens of every sequence after all their K/V rows were stored in one step;
  * returns the output [n_tokens][n_head * head_dim]. */
-static float *run_attention(tnd_backend *d, tnd_type kv_type, int32_t n_head, int32_t n_head_kv, int32_t head_dim,
-                            const float *k, const float *v, const float *q, const int32_t tables[N_SEQ][N_BLOCKS]) {
+static float *run_attention(tnd_backend *d, tnd_type k_type, tnd_type v_type, int32_t n_head, int32_t n_head_kv,
+                            int32_t head_dim, const float *k, const float *v, const float *q,
+                            const int32_t tables[N_SEQ][N_BLOCKS]) {
     int64_t kvw = (int64_t)n_head_kv * head_dim, qw = (int64_t)n_head * head_dim;
-    size_t pool_bytes = tnd_row_size(kv_type, kvw) * BLOCK * N_BLOCKS;
-    tnd_buffer *k_pool = d->vt->alloc(d, pool_bytes), *v_pool = d->vt->alloc(d, pool_bytes);
+    tnd_buffer *k_pool = d->vt->alloc(d, tnd_row_size(k_type, kvw) * BLOCK * N_BLOCKS);
+    tnd_buffer *v_pool = d->vt->alloc(d, tnd_row_size(v_type, kvw) * BLOCK * N_BLOCKS);
     /* store: every position of every sequence */
     int64_t n_all = 0, n_run = 0;
     int32_t pos[256], n_ctx[256];
@@ -298,7 +299,7 @@ static float *run_attention(tnd_backend *d, tnd_type kv_type, int32_t n_head, in
     tnd_step store = {.n_tokens = n_all, .pos = pos, .slots = slots, .block_tables = tabs, .n_ctx = n_ctx,
                       .block_size = BLOCK};
     d->vt->begin_step(d, &store);
-    d->vt->kv_store(d, k_pool, v_pool, kv_type, &kt, &vt, head_dim);
+    d->vt->kv_store(d, k_pool, v_pool, k_type, v_type, &kt, &vt, head_dim);
     CHECK_OK(d->vt->synchronize(d));
     /* attend: the last seq_new[s] positions of each sequence, their rows already in the cache */
     int32_t rpos[16], rctx[16];
@@ -317,7 +318,7 @@ static float *run_attention(tnd_backend *d, tnd_type kv_type, int32_t n_head, in
     tnd_attention_args args = {.q = tnd_rows_f32(qb, qw, 0, n_run), .out = tnd_rows_f32(ob, qw, 0, n_run),
                                .n_head = n_head, .n_head_kv = n_head_kv, .head_dim = head_dim,
                                .scale = 1.0f / sqrtf((float)head_dim), .k_pool = k_pool, .v_pool = v_pool,
-                               .kv_type = kv_type};
+                               .k_type = k_type, .v_type = v_type};
     d->vt->begin_step(d, &step);
     d->vt->attention(d, &args);
     float *out = CHECK_OK(d->vt->synchronize(d)) ? download(d, ob, qw * n_run) : NULL;
@@ -328,7 +329,10 @@ static float *run_attention(tnd_backend *d, tnd_type kv_type, int32_t n_head, in
 
 static void check_attention(tnd_backend *d) {
     static const int32_t heads[][3] = {{4, 4, 64}, {14, 2, 64}, {8, 2, 128}, {6, 3, 32}, {32, 8, 64}};
-    static const tnd_type kv_types[] = {TND_TYPE_F32, TND_TYPE_F16, TND_TYPE_Q8_0};
+    /* K and V types, alike and mixed (an F16 K read transposed with a V of another type, and the other way) */
+    static const tnd_type kv_types[][2] = {{TND_TYPE_F32, TND_TYPE_F32},   {TND_TYPE_F16, TND_TYPE_F16},
+                                           {TND_TYPE_Q8_0, TND_TYPE_Q8_0}, {TND_TYPE_Q4_0, TND_TYPE_Q4_0},
+                                           {TND_TYPE_F16, TND_TYPE_Q4_0},  {TND_TYPE_Q8_0, TND_TYPE_F16}};
     /* each sequence's blocks, shuffled over the pool */
     int32_t tables[N_SEQ][N_BLOCKS], next = 0, order[N_BLOCKS];
     for (int i = 0; i < N_BLOCKS; i++) order[i] = (i * 7 + 3) % N_BLOCKS;
@@ -339,16 +343,17 @@ static void check_attention(tnd_backend *d) {
     for (size_t h = 0; h < sizeof heads / sizeof heads[0]; h++)
         for (size_t t = 0; t < sizeof kv_types / sizeof kv_types[0]; t++) {
             int32_t n_head = heads[h][0], n_head_kv = heads[h][1], head_dim = heads[h][2];
-            tnd_op_query q = {.op = TND_OP_ATTENTION, .type = kv_types[t], .n_head = n_head, .n_head_kv = n_head_kv,
-                              .head_dim = head_dim};
+            tnd_type kt = kv_types[t][0], vt = kv_types[t][1];
+            tnd_op_query q = {.op = TND_OP_ATTENTION, .type = kt, .v_type = vt, .n_head = n_head,
+                              .n_head_kv = n_head_kv, .head_dim = head_dim};
             if (!CHECK(d->vt->supports(d, &q))) continue;
             float *k = random_floats((int64_t)n_head_kv * head_dim * n_all, 1.0f);
             float *v = random_floats((int64_t)n_head_kv * head_dim * n_all, 1.0f);
             float *qx = random_floats((int64_t)n_head * head_dim * n_run, 1.0f);
-            float *want = run_attention(ref, kv_types[t], n_head, n_head_kv, head_dim, k, v, qx, tables);
-            float *got = run_attention(d, kv_types[t], n_head, n_head_kv, head_dim, k, v, qx, tables);
+            float *want = run_attention(ref, kt, vt, n_head, n_head_kv, head_dim, k, v, qx, tables);
+            float *got = run_attention(d, kt, vt, n_head, n_head_kv, head_dim, k, v, qx, tables);
             char what[48];
-            snprintf(what, sizeof what, "kv_store + attention, %s KV", tnd_type_name(kv_types[t]));
+            snprintf(what, sizeof what, "kv_store + attention, %s K %s V", tnd_type_name(kt), tnd_type_name(vt));
             /* both read the same stored values; the fast kernels sum in another order and use a vector exp */
             if (want && got) record(what, nmse(got, want, (int64_t)n_head * head_dim * n_run), 1e-10);
             free(want);

@@ -221,6 +221,50 @@ static void test_two_devices(void) {
     tnd_model_close(m);
 }
 
+/* KV cache types, K and V alike and mixed, against the exact logits (F32 cache, reference kernels): each within its
+ * bound. The bounds are the error of the fast kernels (F16 cache) plus what the cache's rounding adds, measured on
+ * these models with room to spare: F16 ~2e-6, Q8_0 ~1e-4, Q4_0 ~2e-2 (4 bits per value, as published methods find). */
+static void test_kv_types(void) {
+    static const char *const names[] = {"llama-tiny-f32", "qwen3-tiny-f32"};
+    static const struct {
+        tnd_type k, v;
+        double bound;
+    } kinds[] = {{TND_TYPE_F16, TND_TYPE_F16, 2e-5},   {TND_TYPE_Q8_0, TND_TYPE_Q8_0, 1e-3},
+                 {TND_TYPE_Q4_0, TND_TYPE_Q4_0, 1e-1}, {TND_TYPE_Q8_0, TND_TYPE_F16, 1e-3},
+                 {TND_TYPE_F16, TND_TYPE_Q4_0, 1e-1}};
+    for (size_t mi = 0; mi < sizeof names / sizeof names[0]; mi++) {
+        char path[256];
+        snprintf(path, sizeof path, "models/%s.gguf", names[mi]);
+        tnd_model *m = NULL;
+        if (!CHECK_OK(tnd_model_open(tnd_fixture(path), NULL, &m))) continue;
+        tnd_context_params p = tnd_context_default_params();
+        p.n_ctx = 64;
+        p.n_threads = 2;
+        tnd_context *ctx = NULL;
+        CHECK_OK(tnd_context_init(m, &p, &ctx)); /* binds the model, for n_vocab */
+        tnd_context_free(ctx);
+        int32_t n_vocab = tnd_model_n_vocab(m);
+        size_t n = (size_t)N_PROMPT * n_vocab;
+        snprintf(path, sizeof path, "models/%s.ref-exact.logits.f32", names[mi]);
+        float *exact = read_floats(tnd_fixture(path), n), *ours = malloc(n * sizeof(float));
+        for (size_t k = 0; exact && k < sizeof kinds / sizeof kinds[0]; k++) {
+            p.k_type = kinds[k].k;
+            p.v_type = kinds[k].v;
+            ctx = NULL;
+            if (CHECK_OK(tnd_context_init(m, &p, &ctx)) && run_prompt(ctx, 0, ours, n_vocab)) {
+                double e = nmse(ours, exact, n);
+                printf("%-16s KV %s K %s V: NMSE vs exact %.3g (bound %.0e)\n", names[mi], tnd_type_name(kinds[k].k),
+                       tnd_type_name(kinds[k].v), e, kinds[k].bound);
+                CHECK(e <= kinds[k].bound);
+            }
+            tnd_context_free(ctx);
+        }
+        free(exact);
+        free(ours);
+        tnd_model_close(m);
+    }
+}
+
 /* A context whose KV cache cannot fit the machine is refused before anything is allocated, with what needs how
  * much. */
 static void test_too_large(void) {
@@ -249,6 +293,7 @@ int main(int argc, char **argv) {
         if (argc < 2 || strstr(cases[i].name, argv[1])) test_model(&cases[i]);
     test_two_devices();
     test_too_large();
+    test_kv_types();
     test_unsupported();
     return tnd_test_finish("test_models");
 }

@@ -44,15 +44,45 @@ const char *cli_value(int argc, char **argv, int *i) {
 
 bool cli_kv_type(const char *value, tnd_type *out) {
     static const struct { const char *name; tnd_type type; } kinds[] = {
-        {"f16", TND_TYPE_F16}, {"f32", TND_TYPE_F32}, {"q8_0", TND_TYPE_Q8_0}};
+        {"f16", TND_TYPE_F16}, {"f32", TND_TYPE_F32}, {"q8_0", TND_TYPE_Q8_0}, {"q4_0", TND_TYPE_Q4_0}};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         if (!strcmp(value, kinds[i].name)) {
             *out = kinds[i].type;
             return true;
         }
     }
-    fprintf(stderr, "tandem: KV cache type must be f16, f32 or q8_0, got '%s'\n", value);
+    fprintf(stderr, "tandem: KV cache type must be f16, f32, q8_0 or q4_0, got '%s'\n", value);
     return false;
+}
+
+void cli_kv_defaults(cli_kv_types *kv) { kv->k = kv->v = TND_TYPE_F16; }
+
+int cli_kv_parse(cli_kv_types *kv, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    bool both = !strcmp(a, "--kv-type"), k = !strcmp(a, "--cache-type-k") || !strcmp(a, "-ctk"),
+         v = !strcmp(a, "--cache-type-v") || !strcmp(a, "-ctv");
+    if (!both && !k && !v) return 0;
+    const char *value = cli_value(argc, argv, i);
+    tnd_type t = TND_TYPE_F16;
+    if (!value || !cli_kv_type(value, &t)) return -1;
+    if (both || k) kv->k = t;
+    if (both || v) kv->v = t;
+    return 1;
+}
+
+void cli_kv_usage(FILE *f) {
+    fprintf(f, "  --kv-type T         KV cache type of K and V: f16 (default), f32, q8_0, q4_0\n"
+               "  --cache-type-k T, -ctk T / --cache-type-v T, -ctv T   the K or the V cache alone\n");
+}
+
+double cli_kv_value_bytes(tnd_type type) {
+    return type == TND_TYPE_F32 ? 4.0 : type == TND_TYPE_Q8_0 ? 34.0 / 32.0 : type == TND_TYPE_Q4_0 ? 18.0 / 32.0 : 2.0;
+}
+
+void cli_kv_apply(const cli_kv_types *kv, tnd_context_params *p) {
+    p->kv_type = kv->k;
+    p->k_type = kv->k;
+    p->v_type = kv->v;
 }
 
 void cli_error(const char *what) { fprintf(stderr, "tandem: %s: %s\n", what, tnd_last_error()); }

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Parse `value` of option `flag` as a whole number / number within [lo, hi]; print "tandem: FLAG ..." and return
  * false when it is not. */
@@ -19,8 +20,22 @@ const char *cli_value(int argc, char **argv, int *i);
 /* Opens a model; prints "tandem: <error>" and returns NULL on failure. */
 tnd_model *cli_open_model(const char *path);
 
-/* Parses a KV cache type name (f16, f32, q8_0). */
+/* Parses a KV cache type name (f16, f32, q8_0, q4_0). */
 bool cli_kv_type(const char *value, tnd_type *out);
+
+/* The KV cache types of a command: --kv-type (K and V), --cache-type-k / -ctk, --cache-type-v / -ctv. */
+typedef struct cli_kv_types {
+    tnd_type k, v;
+} cli_kv_types;
+
+void cli_kv_defaults(cli_kv_types *kv);
+/* 1 if argv[*i] was a KV option (advancing *i), 0 if not, -1 after printing an error. */
+int cli_kv_parse(cli_kv_types *kv, int argc, char **argv, int *i);
+void cli_kv_usage(FILE *f);
+void cli_kv_apply(const cli_kv_types *kv, tnd_context_params *p);
+
+/* Bytes one K or V value takes in a cache of `type` (Q8_0 and Q4_0 count their block scales). */
+double cli_kv_value_bytes(tnd_type type);
 
 /* Prints "tandem: <what>: <last error>" to stderr. */
 void cli_error(const char *what);

@@ -108,31 +108,22 @@ static uint64_t weight_bytes_per_token(const tnd_model *m) {
     return total;
 }
 
-/* An integer hyper-parameter "<arch>.<name>", or `fallback`. */
-static int64_t hparam(const tnd_model *m, const char *arch, size_t arch_len, const char *name, int64_t fallback) {
-    char key[160];
-    int64_t v = 0;
-    snprintf(key, sizeof key, "%.*s.%s", (int)arch_len, arch, name);
-    return tnd_model_meta_int(m, key, &v) == TND_OK && v > 0 ? v : fallback;
-}
-
-/* Bytes of K and V (F16, the default cache type) that generating one token reads per position of context: every
- * layer reads both rows of every position; 0 if the file lacks the shape. */
-static uint64_t kv_bytes_per_position(const tnd_model *m) {
-    const char *arch = NULL;
-    size_t len = 0;
-    if (tnd_model_meta_string(m, "general.architecture", &arch, &len) != TND_OK) return 0;
-    int64_t n_layer = hparam(m, arch, len, "block_count", 0), n_embd = hparam(m, arch, len, "embedding_length", 0);
-    int64_t n_head = hparam(m, arch, len, "attention.head_count", 0);
-    if (!n_layer || !n_embd || !n_head) return 0;
-    int64_t n_head_kv = hparam(m, arch, len, "attention.head_count_kv", n_head);
-    int64_t head_dim = hparam(m, arch, len, "attention.key_length", n_embd / n_head);
-    return (uint64_t)(n_layer * 2 * n_head_kv * head_dim * 2);
+/* Bytes of K and V that generating one token reads per position of context: every layer reads both rows of every
+ * position, in the cache's K and V types; 0 if the model cannot be bound. */
+static uint64_t kv_bytes_per_position(tnd_model *m, const cli_kv_types *kv) {
+    double bytes = 0;
+    for (int32_t g = 0; g < tnd_model_n_groups(m); g++) {
+        tnd_group_info gi;
+        if (tnd_model_group(m, g, &gi) == TND_OK)
+            bytes += (double)gi.kv_values_per_token / 2 * (cli_kv_value_bytes(kv->k) + cli_kv_value_bytes(kv->v));
+    }
+    return (uint64_t)bytes;
 }
 
 static int usage(FILE *f) {
     fprintf(f, "usage: tandem bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [-d DEPTH[,DEPTH...]] [--json]\n"
                "  -d  context depths: tokens already in the cache before each pp and tg run (default 0)\n");
+    cli_kv_usage(f);
     cli_plan_usage(f);
     return f == stdout ? 0 : 2;
 }
@@ -144,11 +135,14 @@ int tnd_cmd_bench(int argc, char **argv) {
     bool json = false;
     cli_plan_options po;
     cli_plan_defaults(&po);
+    cli_kv_types kv;
+    cli_kv_defaults(&kv);
     int32_t *groups = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
         int placement = cli_plan_parse(&po, argc, argv, &i);
+        if (placement == 0) placement = cli_kv_parse(&kv, argc, argv, &i);
         if (placement < 0) return 2;
         if (placement) continue;
         if (!strcmp(a, "--json")) {
@@ -198,6 +192,7 @@ int tnd_cmd_bench(int argc, char **argv) {
     p.n_seq_max = n_depths;
     p.n_batch = n_batch;
     p.n_threads = n_threads;
+    cli_kv_apply(&kv, &p);
     if (!cli_plan_make(&po, m, &p, &groups)) goto cleanup;
     double t_load = cli_now();
     if (tnd_context_init(m, &p, &ctx) != TND_OK) {
@@ -236,7 +231,7 @@ int tnd_cmd_bench(int argc, char **argv) {
         spp[di] = summarize(pp[di], (int)reps);
         stg[di] = summarize(tg[di], (int)reps);
     }
-    uint64_t wbytes = weight_bytes_per_token(m), kv_pos = kv_bytes_per_position(m);
+    uint64_t wbytes = weight_bytes_per_token(m), kv_pos = kv_bytes_per_position(m, &kv);
     double roof = bandwidth > 0 ? bandwidth * 1e9 / (double)wbytes : 0;
     /* at depth d the generated tokens also read the cache: d + n_gen / 2 positions on average */
     double roof_at[BENCH_MAX_DEPTHS];

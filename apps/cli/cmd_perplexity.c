@@ -10,7 +10,8 @@
 #include <string.h>
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: tandem perplexity -m MODEL -f TEXT [-c CTX (default 512)] [-t THREADS]\n");
+    fprintf(f, "usage: tandem perplexity -m MODEL -f TEXT [-c CTX (default 512)] [-t THREADS] [KV types]\n");
+    cli_kv_usage(f);
     return f == stdout ? 0 : 2;
 }
 
@@ -26,9 +27,14 @@ static double log_prob(const float *logits, int32_t n_vocab, int32_t target) {
 int tnd_cmd_perplexity(int argc, char **argv) {
     const char *model_path = NULL, *text_path = NULL;
     long long n_ctx = 512, threads = 0;
+    cli_kv_types kv;
+    cli_kv_defaults(&kv);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
+        int r = cli_kv_parse(&kv, argc, argv, &i);
+        if (r < 0) return 2;
+        if (r) continue;
         if (strcmp(a, "-m") && strcmp(a, "-f") && strcmp(a, "-c") && strcmp(a, "-t")) {
             fprintf(stderr, "tandem: unknown option '%s'\n", a);
             return usage(stderr);
@@ -71,6 +77,7 @@ int tnd_cmd_perplexity(int argc, char **argv) {
     p.n_ctx = (int32_t)n_ctx;
     p.n_batch = (int32_t)n_ctx;
     p.n_threads = (int32_t)threads;
+    cli_kv_apply(&kv, &p);
     if (tnd_context_init(m, &p, &ctx) != TND_OK) {
         cli_error(model_path);
         goto cleanup;

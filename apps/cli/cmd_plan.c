@@ -1,4 +1,4 @@
-/* cmd_plan.c: `tandem plan -m MODEL [-c CTX] [-t T] [--kv-type T] [placement options] [--json]`: where each tensor
+/* cmd_plan.c: `tandem plan -m MODEL [-c CTX] [-t T] [--kv-type T | -ctk T -ctv T] [placement options] [--json]`: where each tensor
  * group of the model goes (the plan a context with the same options makes), the bytes of weights and KV cache per
  * device, and the time a token takes on each device estimated from its measured bandwidth. --json writes the plan
  * file that --plan reads. */
@@ -12,7 +12,8 @@
 #include <string.h>
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: tandem plan -m MODEL [-c CTX] [-t THREADS] [--kv-type f16|f32|q8_0] [options] [--json]\n");
+    fprintf(f, "usage: tandem plan -m MODEL [-c CTX] [-t THREADS] [KV types] [placement options] [--json]\n");
+    cli_kv_usage(f);
     cli_plan_usage(f);
     fprintf(f, "  --json              write the plan file (for --plan) instead of the table\n"
                "  --measure           measure the devices' bandwidth again (it is kept per machine)\n");
@@ -21,22 +22,19 @@ static int usage(FILE *f) {
 
 static double mb(uint64_t bytes) { return (double)bytes / 1e6; }
 
-/* Bytes one K or V value takes in a cache of `type`. */
-static double kv_value_bytes(tnd_type type) {
-    return type == TND_TYPE_F32 ? 4.0 : type == TND_TYPE_Q8_0 ? 34.0 / 32.0 : 2.0;
-}
-
 int tnd_cmd_plan(int argc, char **argv) {
     const char *model_path = NULL;
     long long n_ctx = 0, threads = 0;
     bool json = false, measure = false;
-    tnd_type kv_type = TND_TYPE_F16;
+    cli_kv_types kv;
+    cli_kv_defaults(&kv);
     cli_plan_options po;
     cli_plan_defaults(&po);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
         int r = cli_plan_parse(&po, argc, argv, &i);
+        if (r == 0) r = cli_kv_parse(&kv, argc, argv, &i);
         if (r < 0) return 2;
         if (r) continue;
         if (!strcmp(a, "--json")) {
@@ -53,7 +51,6 @@ int tnd_cmd_plan(int argc, char **argv) {
         if (!strcmp(a, "-m")) model_path = v;
         else if (!strcmp(a, "-c")) ok = cli_int(a, v, 1, 1 << 24, &n_ctx);
         else if (!strcmp(a, "-t")) ok = cli_int(a, v, 0, 1024, &threads);
-        else if (!strcmp(a, "--kv-type")) ok = cli_kv_type(v, &kv_type);
         else return fprintf(stderr, "tandem: unknown option '%s'\n", a), usage(stderr);
         if (!ok) return 2;
     }
@@ -69,10 +66,10 @@ int tnd_cmd_plan(int argc, char **argv) {
         goto done;
     }
     int32_t ctx = n_ctx ? (int32_t)n_ctx : cli_default_context(m), n_threads = threads ? (int32_t)threads : tnd_physical_cores();
-    uint64_t weights[16] = {0}, kv[16] = {0}, read[16] = {0};
+    uint64_t weights[16] = {0}, kv_dev[16] = {0}, read[16] = {0};
     int32_t count[16] = {0};
-    printf("plan for %s: %d devices, context %d tokens, KV cache %s\n\n", model_path, p.n_devices, ctx,
-           tnd_type_name(kv_type));
+    printf("plan for %s: %d devices, context %d tokens, KV cache %s K, %s V\n\n", model_path, p.n_devices, ctx,
+           tnd_type_name(kv.k), tnd_type_name(kv.v));
     printf("%-16s %-7s %12s %12s\n", "group", "device", "weights MB", "KV MB");
     for (int32_t g = 0; g < p.n_groups; g++) {
         tnd_group_info gi;
@@ -81,10 +78,11 @@ int tnd_cmd_plan(int argc, char **argv) {
             goto done;
         }
         int32_t d = p.group_device[g];
-        uint64_t kv_bytes = (uint64_t)((double)gi.kv_values_per_token * kv_value_bytes(kv_type) * ctx);
+        uint64_t kv_bytes = (uint64_t)((double)gi.kv_values_per_token / 2 *
+                                       (cli_kv_value_bytes(kv.k) + cli_kv_value_bytes(kv.v)) * ctx);
         printf("%-16s cpu%-4d %12.2f %12.2f\n", gi.name, d, mb(gi.weight_bytes), mb(kv_bytes));
         weights[d] += gi.weight_bytes;
-        kv[d] += kv_bytes;
+        kv_dev[d] += kv_bytes;
         count[d]++;
         /* a token reads every weight once, except the embedding table, of which it reads one row */
         read[d] += (g == 0 ? 0 : gi.weight_bytes) + kv_bytes;
@@ -98,7 +96,7 @@ int tnd_cmd_plan(int argc, char **argv) {
             cli_error("device");
             goto done;
         }
-        printf("cpu%-4d %6d %12.1f %12.1f %14.0f %10.1f %18.2f\n", d, count[d], mb(weights[d]), mb(kv[d]),
+        printf("cpu%-4d %6d %12.1f %12.1f %14.0f %10.1f %18.2f\n", d, count[d], mb(weights[d]), mb(kv_dev[d]),
                mb(info.memory_available), bw / 1e9, bw > 0 ? (double)read[d] / bw * 1e3 : 0.0);
     }
     printf("\n(ms/token: the bytes a token reads on the device, weights and a full context of KV, over its measured "

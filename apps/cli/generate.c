@@ -10,7 +10,7 @@ void cli_gen_defaults(cli_gen_options *o) {
     memset(o, 0, sizeof *o);
     o->n_predict = 128;
     o->n_batch = 512;
-    o->kv_type = TND_TYPE_F16;
+    cli_kv_defaults(&o->kv);
     o->sampling = tnd_sampler_default_params();
     cli_plan_defaults(&o->plan);
 }
@@ -24,7 +24,8 @@ void cli_gen_usage(FILE *f) {
                "  --top-k K  --top-p P  --min-p P  --seed S\n"
                "  --repeat-penalty R  --repeat-last-n N  --presence-penalty P  --frequency-penalty P\n"
                "  --stop TEXT         stop before TEXT (repeatable)\n"
-               "  --kv-type f16|f32|q8_0   --special (show control tokens)   --ignore-eos\n");
+               "  --special (show control tokens)   --ignore-eos\n");
+    cli_kv_usage(f);
     cli_plan_usage(f);
 }
 
@@ -32,11 +33,13 @@ int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     int placement = cli_plan_parse(&o->plan, argc, argv, i);
     if (placement) return placement;
+    int kv = cli_kv_parse(&o->kv, argc, argv, i);
+    if (kv) return kv;
     if (!strcmp(a, "--special")) return o->show_special = true, 1;
     if (!strcmp(a, "--ignore-eos")) return o->ignore_eos = true, 1;
     static const char *const with_value[] = {"-m", "-n", "-c", "-t", "-b", "--temp", "--top-k", "--top-p", "--min-p",
                                              "--seed", "--repeat-penalty", "--repeat-last-n", "--presence-penalty",
-                                             "--frequency-penalty", "--stop", "--kv-type"};
+                                             "--frequency-penalty", "--stop"};
     size_t k = 0;
     while (k < sizeof with_value / sizeof with_value[0] && strcmp(a, with_value[k])) k++;
     if (k == sizeof with_value / sizeof with_value[0]) return 0;
@@ -60,7 +63,6 @@ int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--repeat-last-n")) ok = cli_int(a, v, -1, 1 << 20, &n) && ((sp->penalty_last_n = (int32_t)n), 1);
     else if (!strcmp(a, "--presence-penalty")) ok = cli_float(a, v, -2, 2, &x) && ((sp->presence_penalty = (float)x), 1);
     else if (!strcmp(a, "--frequency-penalty")) ok = cli_float(a, v, -2, 2, &x) && ((sp->frequency_penalty = (float)x), 1);
-    else if (!strcmp(a, "--kv-type")) ok = cli_kv_type(v, &o->kv_type);
     else if (!strcmp(a, "--stop")) {
         if (o->n_stops == CLI_MAX_STOPS || !*v) {
             fprintf(stderr, "tandem: --stop takes a non-empty text, at most %d times\n", CLI_MAX_STOPS);
@@ -90,7 +92,7 @@ bool cli_session_open(cli_session *s, const cli_gen_options *o) {
         fprintf(stderr, "tandem: note: context %d exceeds the model's trained %d\n", p.n_ctx, trained);
     p.n_batch = o->n_batch;
     p.n_threads = o->n_threads;
-    p.kv_type = o->kv_type;
+    cli_kv_apply(&o->kv, &p);
     int32_t *groups = NULL;
     if (!cli_plan_make(&o->plan, s->model, &p, &groups)) return false;
     tnd_status st = tnd_context_init(s->model, &p, &s->ctx);

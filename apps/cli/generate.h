@@ -3,6 +3,7 @@
 #ifndef TND_CLI_GENERATE_H
 #define TND_CLI_GENERATE_H
 
+#include "cli_util.h"
 #include "plan.h"
 #include "tandem.h"
 
@@ -17,7 +18,7 @@ typedef struct cli_gen_options {
     int32_t n_ctx;           /* 0 = the model's trained context */
     int32_t n_threads;       /* 0 = physical cores */
     int32_t n_batch;
-    tnd_type kv_type;
+    cli_kv_types kv;
     bool show_special;       /* print control tokens as text */
     bool ignore_eos;
     tnd_sampler_params sampling;

@@ -501,7 +501,8 @@ tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_t
         p.group_device = cfg->group_device;
         p.n_groups = cfg->n_groups;
     }
-    p.kv_type = cfg->kv_type;
+    p.kv_type = p.k_type = cfg->k_type;
+    p.v_type = cfg->v_type;
     if ((st = tnd_context_init(model, &p, &e->ctx))) goto fail;
     e->n_vocab = tnd_model_n_vocab(model);
     size_t ns = (size_t)e->n_slots;

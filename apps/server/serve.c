@@ -31,8 +31,8 @@ static int usage(FILE *f) {
             "  --read-timeout S     time allowed to receive a request body; idle connections close after it\n"
             "                       (default 15)\n"
             "  --max-body BYTES     largest request body (default 4194304)\n"
-            "  --kv-type f16|f32|q8_0   KV cache element type (default f16)\n"
             "  --log-prompts        include the prompt in the request log (off: no request text is logged)\n");
+    cli_kv_usage(f);
     cli_plan_usage(f);
     return f == stdout ? 0 : 2;
 }
@@ -62,6 +62,12 @@ static int parse_options(int argc, char **argv, srv_config *cfg, cli_plan_option
         int placement = cli_plan_parse(plan, argc, argv, &i);
         if (placement < 0) return 2;
         if (placement) continue;
+        cli_kv_types kv_types = {cfg->k_type, cfg->v_type};
+        int kv = cli_kv_parse(&kv_types, argc, argv, &i);
+        if (kv < 0) return 2;
+        cfg->k_type = kv_types.k;
+        cfg->v_type = kv_types.v;
+        if (kv) continue;
         if (!strcmp(a, "--log-prompts")) {
             cfg->log_prompts = true;
             continue;
@@ -90,7 +96,6 @@ static int parse_options(int argc, char **argv, srv_config *cfg, cli_plan_option
             ok = cli_int(a, v, 1, 3600, &n) && ((cfg->read_timeout = (unsigned)n), 1);
         else if (!strcmp(a, "--max-body"))
             ok = cli_int(a, v, 1024, 1ll << 30, &n) && ((cfg->max_body = (size_t)n), 1);
-        else if (!strcmp(a, "--kv-type")) ok = cli_kv_type(v, &cfg->kv_type);
         else {
             fprintf(stderr, "tandem: unknown option '%s'\n", a);
             return usage(stderr);
@@ -120,7 +125,8 @@ static const char *model_id(const srv_config *cfg) {
 int tnd_cmd_serve(int argc, char **argv) {
     srv_json_setup();
     srv_config cfg = {.host = "127.0.0.1", .port = 8080, .parallel = 4, .n_batch = 256, .max_queue = 64,
-                      .max_connections = 256, .kv_type = TND_TYPE_F16, .request_timeout = 600, .read_timeout = 15,
+                      .max_connections = 256, .k_type = TND_TYPE_F16,
+                      .v_type = TND_TYPE_F16, .request_timeout = 600, .read_timeout = 15,
                       .max_body = 4u << 20};
     const char *env_key = getenv("TANDEM_API_KEY");
     cfg.api_key = env_key && *env_key ? env_key : NULL;

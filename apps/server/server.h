@@ -34,7 +34,7 @@ typedef struct srv_config {
     int32_t n_threads;         /* 0 = physical cores */
     int32_t max_queue;         /* requests waiting for a slot before 429 */
     int32_t max_connections;
-    tnd_type kv_type;
+    tnd_type k_type, v_type;   /* KV cache types of K and V */
     const char *api_key;       /* NULL = no authentication */
     const char *chat_template; /* NULL = recognise the model's */
     const char *alias;         /* model id in the API (default: the file name) */

@@ -94,7 +94,7 @@ typedef struct tnd_attention_args {
     int32_t n_head, n_head_kv, head_dim;
     float scale;                  /* usually 1/sqrt(head_dim) */
     tnd_buffer *k_pool, *v_pool;  /* this layer's blocks: [n_blocks][block_size][n_head_kv * head_dim] */
-    tnd_type kv_type;             /* F32, F16 or Q8_0 */
+    tnd_type k_type, v_type;      /* each F32, F16, Q8_0 or Q4_0 */
 } tnd_attention_args;
 
 /* The operations, for supports(). */
@@ -115,7 +115,8 @@ typedef enum tnd_op {
 /* What a planner asks a device before giving it work. */
 typedef struct tnd_op_query {
     tnd_op op;
-    tnd_type type;                  /* the weight type (embed, matmul) or the KV type (kv_store, attention) */
+    tnd_type type;                  /* the weight type (embed, matmul) or the K type (kv_store, attention) */
+    tnd_type v_type;                /* the V type (kv_store, attention) */
     int32_t n_head, n_head_kv, head_dim; /* attention and kv_store */
 } tnd_op_query;
 
@@ -184,12 +185,12 @@ typedef struct tnd_backend_vtable {
     /* Copies the rows of src to dst (same shapes; the regions do not overlap). */
     void (*copy)(tnd_backend *b, const tnd_tensor *dst, const tnd_tensor *src);
     /* Stores the step's k and v rows ([n_tokens][width], width = heads * head_dim) into the pools at the step's
-     * slots, converting to kv_type. A block holds block_size positions of every head in width * block_size
+     * slots, converting to k_type and v_type. A block holds block_size positions of every head in width * block_size
      * elements; the order inside a block is the device's (the CPU keeps each head's positions together,
      * [head][position][head_dim], so attention reads one run per head, and an F16 K transposed,
      * [head][head_dim][position], where its attention kernel reads it so). */
-    void (*kv_store)(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type kv_type, const tnd_tensor *k,
-                     const tnd_tensor *v, int32_t head_dim);
+    void (*kv_store)(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type k_type, tnd_type v_type,
+                     const tnd_tensor *k, const tnd_tensor *v, int32_t head_dim);
     /* Copies whole KV blocks src[i] -> dst[i] of one pool (copy-on-write of shared blocks); src and dst are host
      * memory. Outside steps. */
     void (*kv_copy_blocks)(tnd_backend *b, tnd_buffer *pool, size_t block_bytes, const int32_t *src,

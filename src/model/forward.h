@@ -63,7 +63,7 @@ typedef struct tnd_forward {
     tnd_weight tok_embd, output;          /* device views: on the devices of the first and the last group */
     tnd_buffer *output_norm;              /* [n_embd] on the last group's device */
     tnd_buffer *const *k_pool, *const *v_pool; /* [n_layer]: each layer's KV pools, on its attention's device */
-    tnd_type kv_type;
+    tnd_type k_type, v_type;              /* of the KV cache */
     float *host_x;                        /* [n_batch][n_embd]: the hand-over between stages (several only) */
 } tnd_forward;
 

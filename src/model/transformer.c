@@ -49,10 +49,11 @@ static void attention_forward(const tnd_forward *fw, tnd_backend *d, const tnd_a
     }
     op->rope(d, &t.q, hp->n_head, rope);
     op->rope(d, &t.k, hp->n_head_kv, rope);
-    op->kv_store(d, fw->k_pool[il], fw->v_pool[il], fw->kv_type, &t.k, &t.v, hp->head_dim);
+    op->kv_store(d, fw->k_pool[il], fw->v_pool[il], fw->k_type, fw->v_type, &t.k, &t.v, hp->head_dim);
     tnd_attention_args args = {.q = t.q, .out = t.attn, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
                                .head_dim = hp->head_dim, .scale = 1.0f / sqrtf((float)hp->head_dim),
-                               .k_pool = fw->k_pool[il], .v_pool = fw->v_pool[il], .kv_type = fw->kv_type};
+                               .k_pool = fw->k_pool[il], .v_pool = fw->v_pool[il], .k_type = fw->k_type,
+                               .v_type = fw->v_type};
     op->attention(d, &args);
     op->matmul(d, &l->wo, &t.attn, &t.xn);
     op->add(d, &t.x, &t.xn);

@@ -17,7 +17,8 @@
 #include <string.h>
 
 tnd_context_params tnd_context_default_params(void) {
-    return (tnd_context_params){.n_batch = 512, .n_seq_max = 1, .kv_type = TND_TYPE_F16, .kv_block_size = 64,
+    return (tnd_context_params){.n_batch = 512, .n_seq_max = 1, .kv_type = TND_TYPE_F16, .k_type = TND_TYPE_COUNT,
+                                .v_type = TND_TYPE_COUNT, .kv_block_size = 64,
                                 .n_devices = 1};
 }
 
@@ -136,12 +137,15 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
     ctx->n_seq = p.n_seq_max;
     tnd_forward *fw = &ctx->fw;
     fw->hp = hp;
-    fw->kv_type = p.kv_type;
-    if (tnd_type_name(p.kv_type) && !tnd_row_size(p.kv_type, hp->head_dim)) {
-        st = tnd_fail(TND_ERR_UNSUPPORTED, "KV cache type %s needs a head size that is a multiple of its block (head"
-                      " size %d)", tnd_type_name(p.kv_type), hp->head_dim);
-        goto fail;
-    }
+    fw->k_type = p.k_type == TND_TYPE_COUNT ? p.kv_type : p.k_type;
+    fw->v_type = p.v_type == TND_TYPE_COUNT ? p.kv_type : p.v_type;
+    tnd_type kv_types[2] = {fw->k_type, fw->v_type};
+    for (int i = 0; i < 2; i++)
+        if (tnd_type_name(kv_types[i]) && !tnd_row_size(kv_types[i], hp->head_dim)) {
+            st = tnd_fail(TND_ERR_UNSUPPORTED, "%s cache type %s needs a head size that is a multiple of its block "
+                          "(head size %d)", i ? "V" : "K", tnd_type_name(kv_types[i]), hp->head_dim);
+            goto fail;
+        }
     ctx->group_device = tnd_alloc_array(&ctx->allocator, (size_t)tnd_group_count(hp->n_layer), sizeof(int32_t));
     if (!ctx->group_device) {
         st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
@@ -175,7 +179,7 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
     }
     tnd_backend *layer_device[4096]; /* the KV cache of a layer lives with its attention */
     for (int32_t l = 0; l < hp->n_layer; l++) layer_device[l] = fw->devices[ctx->group_device[tnd_group_attention(l)]];
-    if ((st = tnd_kv_cache_init(&ctx->kv, p.kv_type, ctx->n_ctx, p.kv_block_size, ctx->n_seq, hp->n_layer,
+    if ((st = tnd_kv_cache_init(&ctx->kv, fw->k_type, fw->v_type, ctx->n_ctx, p.kv_block_size, ctx->n_seq, hp->n_layer,
                                 (int64_t)hp->n_head_kv * hp->head_dim, layer_device, &ctx->allocator)))
         goto fail;
     fw->k_pool = ctx->kv.k_pool;

@@ -7,26 +7,38 @@
 
 #include <string.h>
 
-tnd_status tnd_kv_cache_init(tnd_kv_cache *kv, tnd_type type, int32_t n_ctx, int32_t block_size, int32_t n_seq,
-                             int32_t n_layer, int64_t width, tnd_backend *const *layer_device,
+/* Bytes of one row of `width` elements of a KV type, or 0 (with the error recorded) for a type the cache cannot
+ * hold or a width that is no multiple of its block. */
+static size_t kv_row(tnd_type type, int64_t width, const char *which) {
+    if (type != TND_TYPE_F32 && type != TND_TYPE_F16 && type != TND_TYPE_Q8_0 && type != TND_TYPE_Q4_0) {
+        tnd_fail(TND_ERR_UNSUPPORTED, "%s cache type %s is not supported (f32, f16, q8_0, q4_0)", which,
+                 tnd_type_name(type) ? tnd_type_name(type) : "unknown");
+        return 0;
+    }
+    size_t row = tnd_row_size(type, width);
+    if (!row)
+        tnd_fail(TND_ERR_UNSUPPORTED, "%s cache type %s needs a row width that is a multiple of its block (width "
+                 "%lld)", which, tnd_type_name(type), (long long)width);
+    return row;
+}
+
+tnd_status tnd_kv_cache_init(tnd_kv_cache *kv, tnd_type k_type, tnd_type v_type, int32_t n_ctx, int32_t block_size,
+                             int32_t n_seq, int32_t n_layer, int64_t width, tnd_backend *const *layer_device,
                              const tnd_allocator *allocator) {
     memset(kv, 0, sizeof *kv);
     if (allocator) kv->allocator = *allocator;
-    if (type != TND_TYPE_F32 && type != TND_TYPE_F16 && type != TND_TYPE_Q8_0)
-        return tnd_fail(TND_ERR_UNSUPPORTED, "KV cache type %s is not supported (f32, f16, q8_0)",
-                        tnd_type_name(type) ? tnd_type_name(type) : "unknown");
-    size_t row = tnd_row_size(type, width);
-    if (!row)
-        return tnd_fail(TND_ERR_UNSUPPORTED, "KV cache type %s needs a row width that is a multiple of its block"
-                        " (width %lld)", tnd_type_name(type), (long long)width);
+    size_t k_row = kv_row(k_type, width, "K"), v_row = k_row ? kv_row(v_type, width, "V") : 0;
+    if (!k_row || !v_row) return TND_ERR_UNSUPPORTED;
     if (n_ctx < 1 || block_size < 1 || n_seq < 1 || n_layer < 1)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "KV cache: context %d, block %d, sequences %d must be positive",
                         n_ctx, block_size, n_seq);
-    kv->type = type;
+    kv->k_type = k_type;
+    kv->v_type = v_type;
     kv->block_size = block_size;
     kv->n_blocks = (n_ctx + block_size - 1) / block_size;
     kv->width = width;
-    kv->block_bytes = row * (size_t)block_size;
+    kv->k_block_bytes = k_row * (size_t)block_size;
+    kv->v_block_bytes = v_row * (size_t)block_size;
     kv->n_seq = n_seq;
     kv->n_layer = n_layer;
     tnd_allocator *a = &kv->allocator;
@@ -43,16 +55,16 @@ tnd_status tnd_kv_cache_init(tnd_kv_cache *kv, tnd_type type, int32_t n_ctx, int
     /* free list as a stack, lowest block on top */
     for (int32_t i = 0; i < kv->n_blocks; i++) kv->free_list[i] = kv->n_blocks - 1 - i;
     kv->n_free = kv->n_blocks;
-    size_t pool_bytes = kv->block_bytes * (size_t)kv->n_blocks;
+    size_t k_bytes = kv->k_block_bytes * (size_t)kv->n_blocks, v_bytes = kv->v_block_bytes * (size_t)kv->n_blocks;
     for (int32_t l = 0; l < n_layer; l++) {
         tnd_backend *d = layer_device[l];
         kv->layer_device[l] = d;
-        kv->k_pool[l] = d->vt->alloc(d, pool_bytes);
-        kv->v_pool[l] = d->vt->alloc(d, pool_bytes);
+        kv->k_pool[l] = d->vt->alloc(d, k_bytes);
+        kv->v_pool[l] = d->vt->alloc(d, v_bytes);
         if (!kv->k_pool[l] || !kv->v_pool[l]) {
             tnd_kv_cache_free(kv);
-            return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the KV cache: 2 x %zu bytes for layer %d on %s",
-                            pool_bytes, l, d->name);
+            return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the KV cache: %zu + %zu bytes for layer %d on "
+                            "%s", k_bytes, v_bytes, l, d->name);
         }
     }
     return TND_OK;
@@ -116,8 +128,8 @@ static tnd_status unshare(tnd_kv_cache *kv, tnd_kv_seq *s, int32_t bi) {
     if (st) return st;
     for (int32_t l = 0; l < kv->n_layer; l++) {
         tnd_backend *d = kv->layer_device[l];
-        d->vt->kv_copy_blocks(d, kv->k_pool[l], kv->block_bytes, &old, &fresh, 1);
-        d->vt->kv_copy_blocks(d, kv->v_pool[l], kv->block_bytes, &old, &fresh, 1);
+        d->vt->kv_copy_blocks(d, kv->k_pool[l], kv->k_block_bytes, &old, &fresh, 1);
+        d->vt->kv_copy_blocks(d, kv->v_pool[l], kv->v_block_bytes, &old, &fresh, 1);
     }
     release_block(kv, old);
     s->blocks[bi] = fresh;

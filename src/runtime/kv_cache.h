@@ -13,11 +13,11 @@ typedef struct tnd_kv_seq {
 } tnd_kv_seq;
 
 typedef struct tnd_kv_cache {
-    tnd_type type;             /* F32, F16 or Q8_0 */
+    tnd_type k_type, v_type;   /* each F32, F16, Q8_0 or Q4_0 */
     int32_t block_size;        /* token rows per block */
     int32_t n_blocks;
     int64_t width;             /* n_head_kv * head_dim */
-    size_t block_bytes;        /* bytes of one block of one pool */
+    size_t k_block_bytes, v_block_bytes; /* bytes of one block of a K pool, of a V pool */
     int32_t *refcount;         /* per block; 0 = free */
     int32_t *free_list, n_free;
     int32_t n_seq;
@@ -29,10 +29,10 @@ typedef struct tnd_kv_cache {
 } tnd_kv_cache;
 
 /* Allocates pools able to hold n_ctx token rows in total (rounded up to whole blocks) for n_seq sequences.
- * layer_device[l] owns layer l's pools. TND_ERR_UNSUPPORTED for a kv type other than F32/F16/Q8_0 or a width that
- * is not a multiple of its block; TND_ERR_OUT_OF_MEMORY names the bytes asked for. */
-tnd_status tnd_kv_cache_init(tnd_kv_cache *kv, tnd_type type, int32_t n_ctx, int32_t block_size, int32_t n_seq,
-                             int32_t n_layer, int64_t width, tnd_backend *const *layer_device,
+ * layer_device[l] owns layer l's pools. TND_ERR_UNSUPPORTED for a K or V type other than F32/F16/Q8_0/Q4_0 or a width
+ * that is not a multiple of its block; TND_ERR_OUT_OF_MEMORY names the bytes asked for. */
+tnd_status tnd_kv_cache_init(tnd_kv_cache *kv, tnd_type k_type, tnd_type v_type, int32_t n_ctx, int32_t block_size,
+                             int32_t n_seq, int32_t n_layer, int64_t width, tnd_backend *const *layer_device,
                              const tnd_allocator *allocator);
 void tnd_kv_cache_free(tnd_kv_cache *kv);
 

@@ -88,7 +88,9 @@ static double gb(uint64_t bytes) { return (double)bytes / 1e9; }
 tnd_status tnd_plan_check_memory(const tnd_forward *fw, const tnd_bound_model *bm, int32_t n_ctx, int32_t n_batch) {
     const tnd_hparams *hp = fw->hp;
     uint64_t weights[TND_MAX_DEVICES] = {0}, kv[TND_MAX_DEVICES] = {0}, act[TND_MAX_DEVICES] = {0};
-    uint64_t kv_layer = 2 * (uint64_t)tnd_row_size(fw->kv_type, (int64_t)hp->n_head_kv * hp->head_dim) * (uint64_t)n_ctx;
+    int64_t kvw_elems = (int64_t)hp->n_head_kv * hp->head_dim;
+    uint64_t kv_layer = (uint64_t)(tnd_row_size(fw->k_type, kvw_elems) + tnd_row_size(fw->v_type, kvw_elems)) *
+                        (uint64_t)n_ctx;
     uint64_t qw = (uint64_t)hp->n_head * hp->head_dim, kvw = (uint64_t)hp->n_head_kv * hp->head_dim;
     uint64_t act_bytes = sizeof(float) * (uint64_t)n_batch * (2 * (uint64_t)hp->n_embd + 2 * qw + 2 * kvw + 2 * (uint64_t)hp->n_ff);
     for (int32_t g = 0; g < tnd_group_count(hp->n_layer); g++) {
@@ -117,11 +119,11 @@ tnd_status tnd_plan_check_memory(const tnd_forward *fw, const tnd_bound_model *b
         }
         if (!available || w + k + a <= available) continue;
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "the plan does not fit: %s %s %.2f GB, and it needs %.2f GB (weights "
-                        "%.2f GB, KV cache %.2f GB for %d tokens of %s, activations %.2f GB for batches of %d): use a "
-                        "smaller context (-c) or KV type (--kv-type q8_0), fewer sequences, or place groups on "
-                        "another device (--device, --override-tensor)", names,
+                        "%.2f GB, KV cache %.2f GB for %d tokens of %s K and %s V, activations %.2f GB for batches of "
+                        "%d): use a smaller context (-c) or KV type (--kv-type q8_0), fewer sequences, or place groups "
+                        "on another device (--device, --override-tensor)", names,
                         strchr(names, '+') ? "share" : "has", gb(available), gb(w + k + a), gb(w), gb(k), n_ctx,
-                        tnd_type_name(fw->kv_type), gb(a), n_batch);
+                        tnd_type_name(fw->k_type), tnd_type_name(fw->v_type), gb(a), n_batch);
     }
     return TND_OK;
 }
@@ -183,16 +185,17 @@ static void release_part(tnd_backend *d, bool ffn, tnd_device_layer *l) {
     }
 }
 
-/* Whether device d can run the attention and KV store of this model's layers with fw's KV type (a weight type it
+/* Whether device d can run the attention and KV store of this model's layers with fw's K and V types (a weight type it
  * cannot multiply by is refused by prepare_weight, which names the tensor's layer). */
 static tnd_status check_support(const tnd_forward *fw, tnd_backend *d) {
     const tnd_hparams *hp = fw->hp;
-    tnd_op_query q = {.op = TND_OP_ATTENTION, .type = fw->kv_type, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
-                      .head_dim = hp->head_dim};
+    tnd_op_query q = {.op = TND_OP_ATTENTION, .type = fw->k_type, .v_type = fw->v_type, .n_head = hp->n_head,
+                      .n_head_kv = hp->n_head_kv, .head_dim = hp->head_dim};
     if (!d->vt->supports(d, &q) || (q.op = TND_OP_KV_STORE, !d->vt->supports(d, &q)))
-        return tnd_fail(TND_ERR_UNSUPPORTED, "%s cannot run attention with %d heads, %d KV heads of %d dims and a %s"
-                        " KV cache", d->name, hp->n_head, hp->n_head_kv, hp->head_dim,
-                        tnd_type_name(fw->kv_type) ? tnd_type_name(fw->kv_type) : "unknown");
+        return tnd_fail(TND_ERR_UNSUPPORTED, "%s cannot run attention with %d heads, %d KV heads of %d dims and a KV "
+                        "cache of %s K and %s V", d->name, hp->n_head, hp->n_head_kv, hp->head_dim,
+                        tnd_type_name(fw->k_type) ? tnd_type_name(fw->k_type) : "unknown",
+                        tnd_type_name(fw->v_type) ? tnd_type_name(fw->v_type) : "unknown");
     return TND_OK;
 }
 

@@ -361,11 +361,11 @@ static size_t kv_head_offset(tnd_type type, int64_t slot, int32_t head, int32_t 
            seg;
 }
 
-static bool k_transposed(const tnd_cpu_kernels *k, tnd_type kv_type, int32_t head_dim) {
-    return kv_type == TND_TYPE_F16 && k->vec.attn_tile_f16 && k->vec.attn_tile_f16_takes(head_dim);
+static bool k_transposed(const tnd_cpu_kernels *k, tnd_type k_type, int32_t head_dim) {
+    return k_type == TND_TYPE_F16 && k->vec.attn_tile_f16 && k->vec.attn_tile_f16_takes(head_dim);
 }
 
-static void cpu_kv_store(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type kv_type,
+static void cpu_kv_store(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type k_type, tnd_type v_type,
                          const tnd_tensor *kv_k, const tnd_tensor *kv_v, int32_t head_dim) {
     const tnd_step *step = &dev(b)->step;
     const float *k = f32(kv_k), *v = f32(kv_v);
@@ -373,23 +373,26 @@ static void cpu_kv_store(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool,
     const int64_t *slots = step->slots;
     int64_t n_tokens = step->n_tokens;
     int32_t block_size = step->block_size;
-    tnd_from_float_fn from_float = tnd_type_traits_of(kv_type)->from_float;
+    tnd_from_float_fn k_from_float = tnd_type_traits_of(k_type)->from_float;
+    tnd_from_float_fn v_from_float = tnd_type_traits_of(v_type)->from_float;
     int32_t n_heads = (int32_t)(width / head_dim);
-    bool transposed = k_transposed(&dev(b)->kernels, kv_type, head_dim);
+    bool transposed = k_transposed(&dev(b)->kernels, k_type, head_dim);
     uint16_t k_row[TND_CPU_ATTN_MAX_HEAD];
     for (int64_t t = 0; t < n_tokens; t++)
         for (int32_t h = 0; h < n_heads; h++) {
-            size_t at = kv_head_offset(kv_type, slots[t], h, n_heads, block_size, head_dim);
+            size_t k_at = kv_head_offset(k_type, slots[t], h, n_heads, block_size, head_dim);
+            size_t v_at = kv_head_offset(v_type, slots[t], h, n_heads, block_size, head_dim);
             const float *k_src = k + t * width + (int64_t)h * head_dim;
-            from_float(v + t * width + (int64_t)h * head_dim, (uint8_t *)v_pool + at, head_dim);
+            v_from_float(v + t * width + (int64_t)h * head_dim, (uint8_t *)v_pool + v_at, head_dim);
             if (!transposed) {
-                from_float(k_src, (uint8_t *)k_pool + at, head_dim);
+                k_from_float(k_src, (uint8_t *)k_pool + k_at, head_dim);
                 continue;
             }
             int64_t pos = slots[t] % block_size; /* the head's [head_dim][block] region starts where position 0's
                                                     row would */
-            uint16_t *run = (uint16_t *)(void *)((uint8_t *)k_pool + at - (size_t)pos * kv_row_bytes(kv_type, head_dim));
-            from_float(k_src, k_row, head_dim);
+            uint16_t *run =
+                (uint16_t *)(void *)((uint8_t *)k_pool + k_at - (size_t)pos * kv_row_bytes(k_type, head_dim));
+            k_from_float(k_src, k_row, head_dim);
             for (int32_t d = 0; d < head_dim; d++) run[(int64_t)d * block_size + pos] = k_row[d];
         }
 }
@@ -418,7 +421,7 @@ typedef struct cpu_attn {
     int32_t n_head, n_head_kv, head_dim;
     float scale;
     const uint8_t *k_pool, *v_pool;
-    tnd_type kv_type;
+    tnd_type k_type, v_type;
 } cpu_attn;
 
 typedef struct attention_job {
@@ -455,8 +458,10 @@ _Static_assert((int)TND_CPU_ATTN_TILE <= (int)TND_CPU_ATTN_TILE_MAX, "one attent
  * the head's whole K region (position 0). */
 static void head_at(const cpu_attn *a, int32_t bs, bool k_t, const int32_t *table, int32_t p, int32_t g,
                     size_t *k_at, size_t *v_at) {
-    *v_at = kv_head_offset(a->kv_type, (int64_t)table[p / bs] * bs + p % bs, g, a->n_head_kv, bs, a->head_dim);
-    *k_at = k_t ? *v_at - (size_t)(p % bs) * kv_row_bytes(a->kv_type, a->head_dim) : *v_at;
+    int64_t slot = (int64_t)table[p / bs] * bs + p % bs;
+    *v_at = kv_head_offset(a->v_type, slot, g, a->n_head_kv, bs, a->head_dim);
+    *k_at = kv_head_offset(a->k_type, slot, g, a->n_head_kv, bs, a->head_dim);
+    if (k_t) *k_at -= (size_t)(p % bs) * kv_row_bytes(a->k_type, a->head_dim);
 }
 
 /* The rows of KV head g that the tile at position p reads in the first block it touches. */
@@ -466,7 +471,7 @@ static tnd_kv_prefetch tile_rows(const cpu_attn *a, int32_t bs, bool k_t, const 
     size_t k_at, v_at;
     head_at(a, bs, k_t, table, p, g, &k_at, &v_at);
     return (tnd_kv_prefetch){(const uint8_t *)a->k_pool + k_at, (const uint8_t *)a->v_pool + v_at,
-                             (size_t)n * kv_row_bytes(a->kv_type, a->head_dim)};
+                             (size_t)n * kv_row_bytes(a->k_type, a->head_dim)};
 }
 
 /* Folds the tile of np positions from p0 into the running state (mx, sum, acc) of KV head g's query heads q, while
@@ -478,7 +483,7 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
     const tnd_cpu_kernels *k = job->k;
     int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = job->step->block_size;
     size_t k_at, v_at;
-    if (job->k_t && p0 % bs + np <= bs) { /* one run of the cache, read as stored */
+    if (job->k_t && a->v_type == TND_TYPE_F16 && p0 % bs + np <= bs) { /* one run of an F16 cache, read as stored */
         head_at(a, bs, true, table, p0, g, &k_at, &v_at);
         k->vec.attn_tile_f16(q, rep, hd, (const uint16_t *)(const void *)((const uint8_t *)a->k_pool + k_at) + p0 % bs,
                              bs, (const void *)((const uint8_t *)a->v_pool + v_at), np, a->scale, mx, sum, acc, next);
@@ -497,8 +502,8 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
             load_k_transposed(k, (const uint16_t *)(const void *)((const uint8_t *)a->k_pool + k_at), bs, p % bs, run,
                               hd, kbuf + (int64_t)j * hd);
         else
-            load_kv_run(k, (const uint8_t *)a->k_pool + k_at, a->kv_type, (int64_t)run * hd, kbuf + (int64_t)j * hd);
-        load_kv_run(k, (const uint8_t *)a->v_pool + v_at, a->kv_type, (int64_t)run * hd, vbuf + (int64_t)j * hd);
+            load_kv_run(k, (const uint8_t *)a->k_pool + k_at, a->k_type, (int64_t)run * hd, kbuf + (int64_t)j * hd);
+        load_kv_run(k, (const uint8_t *)a->v_pool + v_at, a->v_type, (int64_t)run * hd, vbuf + (int64_t)j * hd);
     }
     k->vec.attn_tile(q, rep, hd, kbuf, vbuf, np, a->scale, mx, sum, acc);
 }
@@ -543,7 +548,8 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
 static void cpu_attention(tnd_backend *b, const tnd_attention_args *args) {
     const cpu_attn attn = {f32(&args->q),         f32(&args->out),  args->n_head,
                            args->n_head_kv,       args->head_dim,   args->scale,
-                           (const uint8_t *)args->k_pool, (const uint8_t *)args->v_pool, args->kv_type};
+                           (const uint8_t *)args->k_pool, (const uint8_t *)args->v_pool, args->k_type,
+                           args->v_type};
     const cpu_attn *a = &attn;
     const tnd_step *step = &dev(b)->step;
     int64_t n_tokens = step->n_tokens;
@@ -561,7 +567,7 @@ static void cpu_attention(tnd_backend *b, const tnd_attention_args *args) {
     }
     if (per < 1) per = 1;
     const tnd_cpu_kernels *k = &dev(b)->kernels;
-    attention_job job = {a,   step, k, k_transposed(k, a->kv_type, a->head_dim), per, (a->n_head_kv + per - 1) / per,
+    attention_job job = {a,   step, k, k_transposed(k, a->k_type, a->head_dim), per, (a->n_head_kv + per - 1) / per,
                          dev(b)->attn_scratch};
     tnd_thread_pool_for_worker(pool, n_tokens * job.items_per_token, 1, attention_items, &job);
 }
@@ -582,6 +588,10 @@ static void cpu_destroy(tnd_backend *b) {
 }
 
 
+static bool kv_type_ok(tnd_type t) {
+    return t == TND_TYPE_F32 || t == TND_TYPE_F16 || t == TND_TYPE_Q8_0 || t == TND_TYPE_Q4_0;
+}
+
 static bool cpu_supports(tnd_backend *b, const tnd_op_query *q) {
     const tnd_type_traits *t = tnd_type_traits_of(q->type);
     switch (q->op) {
@@ -591,8 +601,8 @@ static bool cpu_supports(tnd_backend *b, const tnd_op_query *q) {
     case TND_OP_ATTENTION: {
         /* the attention state of a KV head's query heads lives in fixed per-thread scratch */
         int32_t rep = q->n_head_kv > 0 ? q->n_head / q->n_head_kv : 0;
-        bool kv_type = q->type == TND_TYPE_F32 || q->type == TND_TYPE_F16 || q->type == TND_TYPE_Q8_0;
-        return kv_type && rep >= 1 && q->n_head % q->n_head_kv == 0 && rep <= TND_CPU_ATTN_MAX_REP &&
+        bool kv_types = kv_type_ok(q->type) && kv_type_ok(q->v_type);
+        return kv_types && rep >= 1 && q->n_head % q->n_head_kv == 0 && rep <= TND_CPU_ATTN_MAX_REP &&
                (int64_t)rep * q->head_dim <= TND_CPU_ATTN_MAX_GROUP && q->head_dim <= TND_CPU_ATTN_MAX_HEAD;
     }
     default: return q->op < TND_OP_COUNT;

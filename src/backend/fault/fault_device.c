@@ -61,9 +61,9 @@ FORWARD_OP(rope, (tnd_backend * b, const tnd_tensor *x, int32_t n_heads, const t
            (inner(b), x, n_heads, rope))
 FORWARD_OP(copy, (tnd_backend * b, const tnd_tensor *dst, const tnd_tensor *src), (inner(b), dst, src))
 FORWARD_OP(kv_store,
-           (tnd_backend * b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type type, const tnd_tensor *k,
-            const tnd_tensor *v, int32_t head_dim),
-           (inner(b), k_pool, v_pool, type, k, v, head_dim))
+           (tnd_backend * b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type k_type, tnd_type v_type,
+            const tnd_tensor *k, const tnd_tensor *v, int32_t head_dim),
+           (inner(b), k_pool, v_pool, k_type, v_type, k, v, head_dim))
 FORWARD_OP(attention, (tnd_backend * b, const tnd_attention_args *a), (inner(b), a))
 
 static void fault_destroy(tnd_backend *b) {
