@@ -5,6 +5,7 @@
 
 #include "tandem.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,6 +138,47 @@ static void test_micro_batches(tnd_model *m, int32_t nv) {
     tnd_context_free(small);
 }
 
+/* A prompt chunk at depth goes over the cached prefix as query blocks (its tokens together on the tiles they all
+ * see): its logits equal those of the same tokens decoded one at a time, bit for bit, for each KV cache type. */
+static void test_query_blocks(tnd_model *m, int32_t nv) {
+    enum { DEPTH = 150, CHUNK = 20 }; /* DEPTH a multiple of 50, CHUNK at most 64 */
+    static const tnd_type types[] = {TND_TYPE_F16, TND_TYPE_F32, TND_TYPE_Q8_0};
+    int32_t tokens[DEPTH + CHUNK];
+    for (int i = 0; i < DEPTH + CHUNK; i++) tokens[i] = prompt[(i * 7) % 16];
+    float *chunk = malloc(sizeof(float) * CHUNK * (size_t)nv), *one = malloc(sizeof(float) * (size_t)nv);
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        tnd_context_params p = tnd_context_default_params();
+        p.n_ctx = 256;
+        p.n_batch = 64;
+        p.n_threads = 2;
+        p.kv_type = types[ti];
+        tnd_context *a = NULL, *b = NULL;
+        if (!CHECK_OK(tnd_context_init(m, &p, &a)) || !CHECK_OK(tnd_context_init(m, &p, &b))) {
+            tnd_context_free(a);
+            tnd_context_free(b);
+            continue;
+        }
+        /* the same cached prefix in both (in pieces: decode() takes 64 tokens at most), then the chunk in one
+         * batch, or a token at a time */
+        for (int at = 0; at < DEPTH; at += 50) {
+            CHECK_OK(decode(a, 0, tokens + at, 50, at, NULL, nv));
+            CHECK_OK(decode(b, 0, tokens + at, 50, at, NULL, nv));
+        }
+        CHECK_OK(decode(a, 0, tokens + DEPTH, CHUNK, DEPTH, chunk, nv));
+        bool same = true;
+        for (int i = 0; i < CHUNK; i++) {
+            if (!CHECK_OK(decode(b, 0, tokens + DEPTH + i, 1, DEPTH + i, one, nv))) break;
+            same = same && !memcmp(one, chunk + (size_t)i * nv, sizeof(float) * (size_t)nv);
+        }
+        if (!CHECK(same)) fprintf(stderr, "  %s KV: a chunk at depth %d differs from single tokens\n",
+                                  tnd_type_name(types[ti]), DEPTH);
+        tnd_context_free(a);
+        tnd_context_free(b);
+    }
+    free(chunk);
+    free(one);
+}
+
 int main(void) {
     /* llama-tiny's heads of 32 keep K as rows; qwen3-tiny's heads of 64 keep it transposed where the CPU has an F16
      * attention kernel (AVX-512), so both cache layouts go through paging, forks and micro-batches */
@@ -149,6 +191,7 @@ int main(void) {
         test_fork_and_cow(m, nv);
         test_errors_leave_no_trace(m, nv);
         test_micro_batches(m, nv);
+        test_query_blocks(m, nv);
         tnd_model_close(m);
     }
     return tnd_test_finish("test_kv_cache");

@@ -37,16 +37,19 @@ typedef struct cpu_device {
     size_t act_cap;
     float *attn_scratch; /* [threads][ATTN_SCRATCH_FLOATS]: a thread's attention state and decoded K/V tile, kept
                             off the workers' stacks (hundreds of KB; small-stack platforms give threads 1 MiB) */
+    int32_t *query_blocks; /* [query_blocks_cap + 1]: the first token of each query block of a step, then the end */
+    int64_t query_blocks_cap;
     tnd_step step;       /* the current step's batch metadata (begin_step) */
     tnd_status failure;  /* the first failure of an op since the last synchronize, and its message */
     char failure_message[256];
 } cpu_device;
 
-/* Floats of one thread's attention scratch: the running outputs, maxima and sums of an item's query heads, then a
- * tile of K and of V rows decoded to floats. */
+/* Floats of one thread's attention scratch: the running outputs, maxima and sums of an item's query heads, their
+ * queries gathered side by side, then a tile of K and of V rows decoded to floats. */
 enum {
     ATTN_SCRATCH_FLOATS =
-        TND_CPU_ATTN_MAX_GROUP + 2 * TND_CPU_ATTN_MAX_REP + 2 * TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD
+        2 * TND_CPU_ATTN_MAX_GROUP + 2 * TND_CPU_ATTN_MAX_REP + 2 * TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD,
+    ATTN_QUERY_BLOCK = 16 /* most tokens of one sequence that go over the cached prefix together */
 };
 
 static cpu_device *dev(tnd_backend *b) { return (cpu_device *)b->impl; }
@@ -430,7 +433,8 @@ typedef struct attention_job {
     const tnd_cpu_kernels *k;
     bool k_t;               /* K stored transposed for attn_tile_f16 (k_transposed) */
     int32_t heads_per_item; /* KV heads of one work item */
-    int32_t items_per_token;
+    int32_t items_per_block;
+    const int32_t *blocks;  /* query blocks: block b is tokens [blocks[b], blocks[b + 1]) */
     float *scratch; /* the device's attention scratch, ATTN_SCRATCH_FLOATS per thread */
 } attention_job;
 
@@ -477,11 +481,12 @@ static tnd_kv_prefetch tile_rows(const cpu_attn *a, int32_t bs, bool k_t, const 
 /* Folds the tile of np positions from p0 into the running state (mx, sum, acc) of KV head g's query heads q, while
  * the rows of the next tile (`next`, k NULL if none) are requested: spread through the F16 kernel's work, or all
  * at once before decoding (the hardware prefetcher does not see a run at a new address coming). */
-static void attend_tile(const attention_job *job, const int32_t *table, const float *q, int32_t g, int32_t p0,
-                        int32_t np, const tnd_kv_prefetch *next, float *mx, float *sum, float *acc, float *kv_tile) {
+static void attend_tile(const attention_job *job, const int32_t *table, const float *q, int32_t rep, int32_t g,
+                        int32_t p0, int32_t np, const tnd_kv_prefetch *next, float *mx, float *sum, float *acc,
+                        float *kv_tile) {
     const cpu_attn *a = job->a;
     const tnd_cpu_kernels *k = job->k;
-    int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = job->step->block_size;
+    int32_t hd = a->head_dim, bs = job->step->block_size;
     size_t k_at, v_at;
     if (job->k_t && a->v_type == TND_TYPE_F16 && p0 % bs + np <= bs) { /* one run of an F16 cache, read as stored */
         head_at(a, bs, true, table, p0, g, &k_at, &v_at);
@@ -508,68 +513,126 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
     k->vec.attn_tile(q, rep, hd, kbuf, vbuf, np, a->scale, mx, sum, acc);
 }
 
+/* One work item: a query block (consecutive tokens of one sequence) and a range of KV heads. The block's tokens go
+ * over the tiles they all see in full together, as one group of T x rep query heads per KV head, so each tile of the
+ * cached prefix is read once for the block (a prompt chunk at depth 4096 read it once per token before); then each
+ * token takes its own remaining tiles. Every query head meets the same tiles in the same order as alone, so the
+ * result does not depend on the blocks. */
 static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1) {
     const attention_job *job = ctx;
     const cpu_attn *a = job->a;
-    int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv;
-    float *acc = job->scratch + (size_t)worker * ATTN_SCRATCH_FLOATS, *mx = acc + TND_CPU_ATTN_MAX_GROUP,
-          *sum = mx + TND_CPU_ATTN_MAX_REP, *kv_tile = sum + TND_CPU_ATTN_MAX_REP;
+    const tnd_step *st = job->step;
+    int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = st->block_size;
+    float *acc = job->scratch + (size_t)worker * ATTN_SCRATCH_FLOATS, *qs = acc + TND_CPU_ATTN_MAX_GROUP,
+          *mx = qs + TND_CPU_ATTN_MAX_GROUP, *sum = mx + TND_CPU_ATTN_MAX_REP, *kv_tile = sum + TND_CPU_ATTN_MAX_REP;
     for (int64_t item = item0; item < item1; item++) {
-        int64_t t = item / job->items_per_token;
-        int32_t g0 = (int32_t)(item % job->items_per_token) * job->heads_per_item;
+        int64_t b = item / job->items_per_block;
+        int32_t t0 = job->blocks[b], n_t = job->blocks[b + 1] - t0;
+        int32_t g0 = (int32_t)(item % job->items_per_block) * job->heads_per_item;
         int32_t g1 = g0 + job->heads_per_item < a->n_head_kv ? g0 + job->heads_per_item : a->n_head_kv;
-        int32_t n_q = (g1 - g0) * rep; /* query heads of the item: state slot r is query head g0 * rep + r */
-        const float *q = a->q + (t * a->n_head + (int64_t)g0 * rep) * hd;
+        int32_t group = n_t * rep; /* query heads per KV head: state slot (g - g0) * group + t * rep + r */
+        for (int32_t g = g0; g < g1; g++)
+            for (int32_t t = 0; t < n_t; t++)
+                memcpy(qs + ((size_t)(g - g0) * group + (size_t)t * rep) * hd,
+                       a->q + ((t0 + t) * (int64_t)a->n_head + (int64_t)g * rep) * hd, sizeof(float) * (size_t)(rep * hd));
+        int32_t n_q = (g1 - g0) * group;
         for (int32_t r = 0; r < n_q; r++) {
             mx[r] = -INFINITY;
             sum[r] = 0;
         }
         memset(acc, 0, sizeof(float) * (size_t)(n_q * hd));
-        const int32_t *table = job->step->block_tables[t];
-        int32_t n_ctx = job->step->n_ctx[t];
+        const int32_t *table = st->block_tables[t0]; /* one sequence */
         /* tiles start at multiples of TND_CPU_ATTN_TILE whatever the block size, so the sums' order (and the
          * result) does not depend on how the cache is paged; a tile is loaded one run per block it spans */
-        for (int32_t p0 = 0; p0 < n_ctx; p0 += TND_CPU_ATTN_TILE) {
-            int32_t np = n_ctx - p0 < TND_CPU_ATTN_TILE ? n_ctx - p0 : TND_CPU_ATTN_TILE;
+        int32_t shared = st->n_ctx[t0] / TND_CPU_ATTN_TILE * TND_CPU_ATTN_TILE; /* whole tiles every token sees */
+        if (n_t == 1) shared = 0;
+        for (int32_t p0 = 0; p0 < shared; p0 += TND_CPU_ATTN_TILE)
             for (int32_t g = g0; g < g1; g++) {
-                int32_t r = (g - g0) * rep;
+                size_t s0 = (size_t)(g - g0) * group;
                 tnd_kv_prefetch next = {0};
-                if (p0 + np < n_ctx) next = tile_rows(a, job->step->block_size, job->k_t, table, p0 + np, g);
-                attend_tile(job, table, q + (int64_t)r * hd, g, p0, np, &next, mx + r, sum + r, acc + (int64_t)r * hd,
-                            kv_tile);
+                if (p0 + TND_CPU_ATTN_TILE < shared) next = tile_rows(a, bs, job->k_t, table, p0 + TND_CPU_ATTN_TILE, g);
+                attend_tile(job, table, qs + s0 * hd, group, g, p0, TND_CPU_ATTN_TILE, &next, mx + s0, sum + s0,
+                            acc + s0 * hd, kv_tile);
+            }
+        for (int32_t t = 0; t < n_t; t++) {
+            int32_t n_ctx = st->n_ctx[t0 + t];
+            for (int32_t p0 = shared; p0 < n_ctx; p0 += TND_CPU_ATTN_TILE) {
+                int32_t np = n_ctx - p0 < TND_CPU_ATTN_TILE ? n_ctx - p0 : TND_CPU_ATTN_TILE;
+                for (int32_t g = g0; g < g1; g++) {
+                    size_t s0 = (size_t)(g - g0) * group + (size_t)t * rep;
+                    tnd_kv_prefetch next = {0};
+                    if (p0 + np < n_ctx) next = tile_rows(a, bs, job->k_t, table, p0 + np, g);
+                    attend_tile(job, table, qs + s0 * hd, rep, g, p0, np, &next, mx + s0, sum + s0, acc + s0 * hd,
+                                kv_tile);
+                }
+            }
+            for (int32_t g = g0; g < g1; g++) {
+                size_t s0 = (size_t)(g - g0) * group + (size_t)t * rep;
+                float *out = a->out + ((t0 + t) * (int64_t)a->n_head + (int64_t)g * rep) * hd;
+                for (int32_t r = 0; r < rep; r++)
+                    for (int32_t i = 0; i < hd; i++)
+                        out[r * hd + i] = sum[s0 + r] > 0 ? acc[(s0 + r) * hd + i] / sum[s0 + r] : 0;
             }
         }
-        float *out = a->out + (t * a->n_head + (int64_t)g0 * rep) * hd;
-        for (int32_t r = 0; r < n_q; r++)
-            for (int32_t i = 0; i < hd; i++) out[r * hd + i] = sum[r] > 0 ? acc[r * hd + i] / sum[r] : 0;
     }
 }
 
+/* Splits the step's tokens into query blocks of at most `most` consecutive tokens of one sequence at consecutive
+ * positions; returns their count. */
+static int32_t query_blocks(const tnd_step *st, int32_t most, int32_t *blocks) {
+    int32_t n = 0;
+    for (int64_t t = 0; t < st->n_tokens; t++) {
+        bool extends = t > 0 && st->block_tables[t] == st->block_tables[t - 1] &&
+                       st->n_ctx[t] == st->n_ctx[t - 1] + 1 && t - blocks[n - 1] < most;
+        if (!extends) blocks[n++] = (int32_t)t;
+    }
+    blocks[n] = (int32_t)st->n_tokens;
+    return n;
+}
+
 static void cpu_attention(tnd_backend *b, const tnd_attention_args *args) {
+    cpu_device *d = dev(b);
     const cpu_attn attn = {f32(&args->q),         f32(&args->out),  args->n_head,
                            args->n_head_kv,       args->head_dim,   args->scale,
                            (const uint8_t *)args->k_pool, (const uint8_t *)args->v_pool, args->k_type,
                            args->v_type};
     const cpu_attn *a = &attn;
-    const tnd_step *step = &dev(b)->step;
+    const tnd_step *step = &d->step;
     int64_t n_tokens = step->n_tokens;
+    if (n_tokens > d->query_blocks_cap) {
+        tnd_free(&d->allocator, d->query_blocks);
+        d->query_blocks = tnd_alloc_array(&d->allocator, (size_t)n_tokens + 1, sizeof(int32_t));
+        d->query_blocks_cap = d->query_blocks ? n_tokens : 0;
+        if (!d->query_blocks) {
+            op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the query blocks of attention");
+            return;
+        }
+    }
     int64_t work = n_tokens * a->n_head * a->head_dim * (int64_t)step->n_ctx[n_tokens - 1];
-    tnd_thread_pool *pool = work < TND_CPU_PARALLEL_MIN ? NULL : dev(b)->pool;
-    /* as many KV heads per item as the state arrays hold, but at least as many items as threads */
+    tnd_thread_pool *pool = work < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
+    /* as many KV heads per item as the state arrays hold, then query blocks as long as the rest of them holds, but
+     * at least as many items as threads */
     int32_t rep = a->n_head / a->n_head_kv, per = a->n_head_kv;
     int32_t fit = TND_CPU_ATTN_MAX_GROUP / (rep * a->head_dim), fit_rep = TND_CPU_ATTN_MAX_REP / rep;
     if (per > fit) per = fit;
     if (per > fit_rep) per = fit_rep;
     int64_t threads = pool ? tnd_thread_pool_size(pool) : 1;
-    if (n_tokens < threads) {
-        int64_t split = (threads + n_tokens - 1) / n_tokens; /* items wanted per token */
-        if (per > a->n_head_kv / split) per = (int32_t)(a->n_head_kv / split);
+    int32_t most = ATTN_QUERY_BLOCK, n_blocks = 0;
+    for (;;) {
+        int32_t tokens_fit = fit / per < fit_rep / per ? fit / per : fit_rep / per;
+        most = tokens_fit < ATTN_QUERY_BLOCK ? tokens_fit : ATTN_QUERY_BLOCK;
+        n_blocks = query_blocks(step, most, d->query_blocks);
+        if (n_blocks >= threads || per == 1) break;
+        int32_t split = (int32_t)((threads + n_blocks - 1) / n_blocks); /* items wanted per block */
+        int32_t fewer = a->n_head_kv / split < per ? a->n_head_kv / split : per - 1;
+        if (fewer < 1) fewer = 1;
+        if (fewer == per) break;
+        per = fewer;
     }
-    if (per < 1) per = 1;
-    const tnd_cpu_kernels *k = &dev(b)->kernels;
+    const tnd_cpu_kernels *k = &d->kernels;
     attention_job job = {a,   step, k, k_transposed(k, a->k_type, a->head_dim), per, (a->n_head_kv + per - 1) / per,
-                         dev(b)->attn_scratch};
-    tnd_thread_pool_for_worker(pool, n_tokens * job.items_per_token, 1, attention_items, &job);
+                         d->query_blocks, d->attn_scratch};
+    tnd_thread_pool_for_worker(pool, (int64_t)n_blocks * job.items_per_block, 1, attention_items, &job);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -583,6 +646,7 @@ static void cpu_destroy(tnd_backend *b) {
     tnd_thread_pool_free(d->pool);
     tnd_free(&a, d->act);
     tnd_free(&a, d->attn_scratch);
+    tnd_free(&a, d->query_blocks);
     tnd_free(&a, d);
     tnd_free(&a, b);
 }

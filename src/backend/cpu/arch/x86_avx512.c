@@ -1084,12 +1084,17 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
             attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, 1, 4, f16);
 }
 
+/* Any rep, ATTN_MAX_REP heads at a time (each head's arithmetic is its own, so the split changes no bit, and a head
+ * gets the same bits in a query block as alone); other head sizes take the AVX2 tile. */
 static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np, float scale,
                       float *mx, float *sum, float *acc) {
-    if (attn_tile_fits(rep, hd, np))
-        attn_tile_body(q, rep, hd, k, 0, v, np, scale, mx, sum, acc, false, NULL);
-    else
+    if (!attn_tile_fits(1, hd, np)) {
         tnd_cpu_attn_tile_avx2(q, rep, hd, k, v, np, scale, mx, sum, acc); /* a processor with AVX-512 has AVX2 */
+        return;
+    }
+    for (int32_t r = 0; r < rep; r += ATTN_MAX_REP)
+        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_MAX_REP ? rep - r : ATTN_MAX_REP, hd, k, 0, v, np, scale,
+                       mx + r, sum + r, acc + (size_t)r * hd, false, NULL);
 }
 
 /* Any rep, ATTN_MAX_REP heads at a time: each head's arithmetic is its own, so the split changes no bit. */
