@@ -386,6 +386,17 @@ TND_API tnd_status tnd_context_seq_fork(tnd_context *ctx, int32_t src, int32_t d
 /* KV blocks in use and in total. */
 TND_API void tnd_context_kv_usage(const tnd_context *ctx, int32_t *used_blocks, int32_t *total_blocks);
 
+/* Where the context's forward passes spent their time since it was made or last reset, summed over its devices:
+ * the matrix multiplications and the attention, with the bytes they read (the weights; the K and V rows of the
+ * cache, once per query block), so bytes / seconds is each one's speed against the memory's. */
+typedef struct tnd_context_profile {
+    double matmul_seconds, attention_seconds;
+    uint64_t matmul_bytes, attention_bytes;
+} tnd_context_profile;
+
+/* Fills *out (zeros for NULL ctx); reset != 0 then starts the profile anew. */
+TND_API void tnd_context_profile_get(tnd_context *ctx, tnd_context_profile *out, int reset);
+
 /* ---------------------------------------------------------------------------------------------------------------
  * Sampling: pick the next token from a row of logits
  *

@@ -120,6 +120,10 @@ static uint64_t kv_bytes_per_position(tnd_model *m, const cli_kv_types *kv) {
     return (uint64_t)bytes;
 }
 
+static double per_token_ms(double seconds, long long tokens) { return tokens > 0 ? seconds * 1e3 / (double)tokens : 0; }
+
+static double gbs(uint64_t bytes, double seconds) { return seconds > 0 ? (double)bytes / seconds / 1e9 : 0; }
+
 static int usage(FILE *f) {
     fprintf(f, "usage: tandem bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [-d DEPTH[,DEPTH...]] [--json]\n"
                "  -d  context depths: tokens already in the cache before each pp and tg run (default 0)\n");
@@ -217,11 +221,19 @@ int tnd_cmd_bench(int argc, char **argv) {
             goto cleanup;
         }
     }
+    tnd_context_profile prof[BENCH_MAX_DEPTHS] = {{0}}; /* of the tg runs at each depth */
     for (int r = 0; r < reps; r++) /* the repetitions go round the depths, alternating pp and tg */
         for (int di = 0; di < n_depths; di++) {
             int32_t depth = (int32_t)depths[di];
             pp[di][r] = n_prompt ? run_pp(ctx, tokens, pos, seq_ids, di, depth, (int32_t)n_prompt) : 0;
+            tnd_context_profile before, after;
+            tnd_context_profile_get(ctx, &before, 1);
             tg[di][r] = n_gen ? run_tg(ctx, tokens, pos, seq_ids, di, depth, (int32_t)n_gen) : 0;
+            tnd_context_profile_get(ctx, &after, 1);
+            prof[di].matmul_seconds += after.matmul_seconds;
+            prof[di].attention_seconds += after.attention_seconds;
+            prof[di].matmul_bytes += after.matmul_bytes;
+            prof[di].attention_bytes += after.attention_bytes;
             if (pp[di][r] < 0 || tg[di][r] < 0) {
                 cli_error("decode");
                 goto cleanup;
@@ -256,9 +268,13 @@ int tnd_cmd_bench(int argc, char **argv) {
         for (int di = 0; di < n_depths; di++)
             printf("%s{\"depth\": %lld, \"pp\": {\"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
                    "\"tg\": {\"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
-                   "\"tg_roofline_tps\": %.2f, \"tg_roofline_pct\": %.1f}",
+                   "\"tg_roofline_tps\": %.2f, \"tg_roofline_pct\": %.1f, \"tg_attention_ms_per_token\": %.3f, "
+                   "\"tg_attention_gbs\": %.2f, \"tg_matmul_ms_per_token\": %.3f, \"tg_matmul_gbs\": %.2f}",
                    di ? ", " : "", depths[di], spp[di].median, spp[di].min, spp[di].max, stg[di].median, stg[di].min,
-                   stg[di].max, roof_at[di], roof_at[di] > 0 ? 100.0 * stg[di].median / roof_at[di] : 0);
+                   stg[di].max, roof_at[di], roof_at[di] > 0 ? 100.0 * stg[di].median / roof_at[di] : 0,
+                   per_token_ms(prof[di].attention_seconds, n_gen * reps), gbs(prof[di].attention_bytes,
+                   prof[di].attention_seconds), per_token_ms(prof[di].matmul_seconds, n_gen * reps),
+                   gbs(prof[di].matmul_bytes, prof[di].matmul_seconds));
         printf("]}\n");
     } else {
         printf("model      %s (%.*s)\nweights    %.1f MiB read per token, %d threads, %lld repetitions, load %.2f s\n"
@@ -276,6 +292,15 @@ int tnd_cmd_bench(int argc, char **argv) {
             if (n_gen)
                 printf("%-14s %10.2f %10.2f %10.2f %9.1f%%\n", label, stg[di].median, stg[di].min, stg[di].max,
                        roof_at[di] > 0 ? 100.0 * stg[di].median / roof_at[di] : 0);
+        }
+        if (n_gen) {
+            printf("\nper generated token  matmul ms (GB/s of weights)   attention ms (GB/s of K and V)\n");
+            for (int di = 0; di < n_depths; di++)
+                printf("tg @ d%-13lld %9.3f (%6.1f)              %9.3f (%6.1f)\n", depths[di],
+                       per_token_ms(prof[di].matmul_seconds, n_gen * reps),
+                       gbs(prof[di].matmul_bytes, prof[di].matmul_seconds),
+                       per_token_ms(prof[di].attention_seconds, n_gen * reps),
+                       gbs(prof[di].attention_bytes, prof[di].attention_seconds));
         }
     }
     rc = 0;

@@ -120,6 +120,13 @@ typedef struct tnd_op_query {
     int32_t n_head, n_head_kv, head_dim; /* attention and kv_store */
 } tnd_op_query;
 
+/* Where a device's time went: the two ops that bound a step, their seconds and the bytes they read (the weights of
+ * a matmul; the K and V rows attention reads, counted once per query block). */
+typedef struct tnd_device_profile {
+    double matmul_seconds, attention_seconds;
+    uint64_t matmul_bytes, attention_bytes;
+} tnd_device_profile;
+
 typedef struct tnd_backend tnd_backend;
 
 typedef struct tnd_backend_vtable {
@@ -138,6 +145,9 @@ typedef struct tnd_backend_vtable {
     double (*measure_bandwidth)(tnd_backend *b);
     /* A short description of how the device computes ("avx512 kernels, 2 threads"), NUL-terminated into buf. */
     void (*describe)(tnd_backend *b, char *buf, size_t cap);
+    /* Adds the device's profile since it was made or last reset to *out; reset != 0 then zeroes it. Optional: NULL =
+     * the device does not measure. */
+    void (*profile)(tnd_backend *b, tnd_device_profile *out, int reset);
 
     /* ---- memory ---- */
     /* A buffer of `bytes` (zeroed), or NULL. */

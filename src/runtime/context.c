@@ -311,6 +311,14 @@ tnd_status tnd_context_seq_fork(tnd_context *ctx, int32_t src, int32_t dst) {
     return tnd_kv_cache_fork(&ctx->kv, src, dst);
 }
 
+void tnd_context_profile_get(tnd_context *ctx, tnd_context_profile *out, int reset) {
+    if (!out) return;
+    tnd_device_profile sum = {0};
+    for (int32_t d = 0; ctx && d < ctx->fw.n_devices; d++)
+        if (ctx->fw.devices[d]->vt->profile) ctx->fw.devices[d]->vt->profile(ctx->fw.devices[d], &sum, reset);
+    *out = (tnd_context_profile){sum.matmul_seconds, sum.attention_seconds, sum.matmul_bytes, sum.attention_bytes};
+}
+
 void tnd_context_kv_usage(const tnd_context *ctx, int32_t *used_blocks, int32_t *total_blocks) {
     if (used_blocks) *used_blocks = ctx ? tnd_kv_cache_used_blocks(&ctx->kv) : 0;
     if (total_blocks) *total_blocks = ctx ? ctx->kv.n_blocks : 0;

@@ -39,6 +39,7 @@ typedef struct cpu_device {
                             off the workers' stacks (hundreds of KB; small-stack platforms give threads 1 MiB) */
     int32_t *query_blocks; /* [query_blocks_cap + 1]: the first token of each query block of a step, then the end */
     int64_t query_blocks_cap;
+    tnd_device_profile prof; /* since made or reset */
     tnd_step step;       /* the current step's batch metadata (begin_step) */
     tnd_status failure;  /* the first failure of an op since the last synchronize, and its message */
     char failure_message[256];
@@ -308,7 +309,9 @@ static int64_t row_grain(const tnd_thread_pool *pool, int64_t n_rows) {
 
 static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens);
 
-static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *xv, const tnd_tensor *yv) {
+static double seconds_now(void);
+
+static void matmul_run(tnd_backend *b, const tnd_weight *w, const tnd_tensor *xv, const tnd_tensor *yv) {
     cpu_device *d = dev(b);
     const float *x = f32(xv);
     float *y = f32(yv);
@@ -333,6 +336,14 @@ static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *xv
         tnd_thread_pool_for(pool, job.n_tokens, 1, convert_activations, &job);
         tnd_thread_pool_for(pool, w->n_rows, row_grain(pool, w->n_rows), matmul_rows_fast, &job);
     }
+}
+
+/* The matmul, timed for the profile. */
+static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *xv, const tnd_tensor *yv) {
+    double t0 = seconds_now();
+    matmul_run(b, w, xv, yv);
+    dev(b)->prof.matmul_seconds += seconds_now() - t0;
+    dev(b)->prof.matmul_bytes += (uint64_t)w->n_rows * (uint64_t)w->row_bytes;
 }
 
 static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {
@@ -590,7 +601,7 @@ static int32_t query_blocks(const tnd_step *st, int32_t most, int32_t *blocks) {
     return n;
 }
 
-static void cpu_attention(tnd_backend *b, const tnd_attention_args *args) {
+static void attention_run(tnd_backend *b, const tnd_attention_args *args) {
     cpu_device *d = dev(b);
     const cpu_attn attn = {f32(&args->q),         f32(&args->out),  args->n_head,
                            args->n_head_kv,       args->head_dim,   args->scale,
@@ -633,6 +644,18 @@ static void cpu_attention(tnd_backend *b, const tnd_attention_args *args) {
     attention_job job = {a,   step, k, k_transposed(k, a->k_type, a->head_dim), per, (a->n_head_kv + per - 1) / per,
                          d->query_blocks, d->attn_scratch};
     tnd_thread_pool_for_worker(pool, (int64_t)n_blocks * job.items_per_block, 1, attention_items, &job);
+    /* the cache a block reads: every position its last token sees, K and V of every KV head */
+    uint64_t per_position = (uint64_t)a->n_head_kv * (kv_row_bytes(a->k_type, a->head_dim) +
+                                                      kv_row_bytes(a->v_type, a->head_dim));
+    for (int32_t bi = 0; bi < n_blocks; bi++)
+        d->prof.attention_bytes += (uint64_t)step->n_ctx[d->query_blocks[bi + 1] - 1] * per_position;
+}
+
+/* Attention, timed for the profile. */
+static void cpu_attention(tnd_backend *b, const tnd_attention_args *args) {
+    double t0 = seconds_now();
+    attention_run(b, args);
+    dev(b)->prof.attention_seconds += seconds_now() - t0;
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -737,6 +760,15 @@ static double cpu_measure_bandwidth(tnd_backend *b) {
     return best;
 }
 
+static void cpu_profile(tnd_backend *b, tnd_device_profile *out, int reset) {
+    tnd_device_profile *p = &dev(b)->prof;
+    out->matmul_seconds += p->matmul_seconds;
+    out->attention_seconds += p->attention_seconds;
+    out->matmul_bytes += p->matmul_bytes;
+    out->attention_bytes += p->attention_bytes;
+    if (reset) memset(p, 0, sizeof *p);
+}
+
 static void cpu_describe(tnd_backend *b, char *buf, size_t cap) {
     cpu_device *d = dev(b);
     snprintf(buf, cap, "%s kernels, %d threads", d->reference ? "reference" : d->kernels.dot[TND_TYPE_Q8_0].isa,
@@ -749,6 +781,7 @@ static const tnd_backend_vtable cpu_vtable = {
     .memory = cpu_memory,
     .measure_bandwidth = cpu_measure_bandwidth,
     .describe = cpu_describe,
+    .profile = cpu_profile,
     .begin_step = cpu_begin_step,
     .synchronize = cpu_synchronize,
     .alloc = cpu_alloc,

@@ -85,6 +85,10 @@ static double fault_measure_bandwidth(tnd_backend *b) { return inner(b)->vt->mea
 
 static void fault_describe(tnd_backend *b, char *buf, size_t cap) { inner(b)->vt->describe(inner(b), buf, cap); }
 
+static void fault_profile(tnd_backend *b, tnd_device_profile *out, int reset) {
+    if (inner(b)->vt->profile) inner(b)->vt->profile(inner(b), out, reset);
+}
+
 static tnd_buffer *fault_alloc(tnd_backend *b, size_t bytes) {
     return fires(b, FAULT_ALLOC) ? NULL : inner(b)->vt->alloc(inner(b), bytes);
 }
@@ -133,6 +137,7 @@ static const tnd_backend_vtable fault_vtable = {
     .memory = fault_memory,
     .measure_bandwidth = fault_measure_bandwidth,
     .describe = fault_describe,
+    .profile = fault_profile,
     .alloc = fault_alloc,
     .free = fault_free,
     .write = fault_write,
