@@ -1039,16 +1039,21 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
                     transpose16x16(m);
                     for (int i = 0; i < 16; i++) _mm512_storeu_ps(kt + ((g * hd) + d0 + i) * 16, m[i]);
                 }
-        int32_t r = 0; /* the first group of heads asks for the next tile */
-        for (; r + 8 <= rep; r += 8)
-            scores(q + r * hd, hd, k_t, stride, second, np - j0, f16, weight[r] + j0, ATTN_W, 8, r ? NULL : next,
-                   &step);
-        for (; r + 2 <= rep; r += 2)
-            scores(q + r * hd, hd, k_t, stride, second, np - j0, f16, weight[r] + j0, ATTN_W, 2, r ? NULL : next,
-                   &step);
-        for (; r < rep; r++)
-            scores(q + r * hd, hd, k_t, stride, second, np - j0, f16, weight[r] + j0, ATTN_W, 1, r ? NULL : next,
-                   &step);
+        /* groups of 8 heads, then the rest in one group (a KV head's 7 query heads of Qwen2.5-0.5B read each K
+         * value once, not four times); the first group asks for the next tile */
+        for (int32_t r = 0; r < rep;) {
+            int32_t left = rep - r, gh = left >= 8 ? 8 : left;
+            float *s_out = weight[r] + j0;
+            const tnd_kv_prefetch *hint = r ? NULL : next;
+            switch (gh) {
+#define SCORES_OF(G)                                                                                                   \
+    case G: scores(q + r * hd, hd, k_t, stride, second, np - j0, f16, s_out, ATTN_W, G, hint, &step); break;
+                SCORES_OF(8) SCORES_OF(7) SCORES_OF(6) SCORES_OF(5) SCORES_OF(4) SCORES_OF(3) SCORES_OF(2)
+                SCORES_OF(1)
+#undef SCORES_OF
+            }
+            r += gh;
+        }
     }
     for (int32_t r = 0; r < rep; r++) {
         __m512 vmax = _mm512_set1_ps(-INFINITY);
@@ -1071,17 +1076,21 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
         sum[r] = sum[r] * rescale[r] + _mm512_reduce_add_ps(wsum);
         mx[r] = m_new;
     }
-    /* V rows: 8 heads over 32 values at a time, then the remaining heads in the largest groups that fit */
-    int32_t r = 0;
-    for (; r + 8 <= rep; r += 8)
-        for (int32_t d0 = 0; d0 < hd; d0 += 32)
-            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, 8, 2, f16);
-    for (; r + 2 <= rep; r += 2)
-        for (int32_t d0 = 0; d0 < hd; d0 += 64)
-            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, 2, 4, f16);
-    for (; r < rep; r++)
-        for (int32_t d0 = 0; d0 < hd; d0 += 64)
-            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, 1, 4, f16);
+    /* V rows: up to 8 heads over 32 values at a time (the rest of the heads in one group), a single head over 64 */
+    for (int32_t r = 0; r < rep;) {
+        int32_t left = rep - r, gh = left >= 8 ? 8 : left;
+        switch (gh) {
+#define ACCUMULATE_OF(G, HV)                                                                                           \
+    case G:                                                                                                            \
+        for (int32_t d0 = 0; d0 < hd; d0 += 16 * (HV))                                                                 \
+            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, G, HV, f16);                 \
+        break;
+            ACCUMULATE_OF(8, 2) ACCUMULATE_OF(7, 2) ACCUMULATE_OF(6, 2) ACCUMULATE_OF(5, 2) ACCUMULATE_OF(4, 2)
+            ACCUMULATE_OF(3, 2) ACCUMULATE_OF(2, 4) ACCUMULATE_OF(1, 4)
+#undef ACCUMULATE_OF
+        }
+        r += gh;
+    }
 }
 
 /* Any rep, ATTN_MAX_REP heads at a time (each head's arithmetic is its own, so the split changes no bit, and a head
