@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 int tnd_test_failures = 0;
 int tnd_test_checks = 0;
@@ -44,4 +45,13 @@ uint8_t *tnd_test_read_file(const char *path, size_t *size) {
 int tnd_test_finish(const char *name) {
     printf("%s: %d checks, %d failed\n", name, tnd_test_checks, tnd_test_failures);
     return tnd_test_failures ? 1 : 0;
+}
+
+int tnd_test_run(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

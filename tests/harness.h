@@ -22,6 +22,10 @@ const char *tnd_fixture(const char *relative);
 /* Reads a whole file into a malloc'ed buffer; NULL on failure. */
 uint8_t *tnd_test_read_file(const char *path, size_t *size);
 
+/* Runs a shell command, captures its stdout (at most cap - 1 bytes, NUL-terminated) and returns its exit status
+ * (-1 if it could not run or did not exit). */
+int tnd_test_run(const char *cmd, char *out, size_t cap);
+
 /* Prints the summary line and returns the process exit code. */
 int tnd_test_finish(const char *name);
 

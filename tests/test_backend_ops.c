@@ -102,6 +102,18 @@ static void begin(tnd_backend *d, int64_t n_tokens) {
  * matmul and embed over every weight type
  * ---------------------------------------------------------------------------------------------------------- */
 
+/* A host weight of `rows` random rows in [-scale, scale) quantized to `type` (its data malloc'ed). */
+static tnd_weight random_weight(tnd_type type, int64_t cols, int64_t rows, float scale, bool lookup_only) {
+    size_t row_bytes = tnd_row_size(type, cols);
+    uint8_t *data = malloc(row_bytes * (size_t)rows);
+    float *w = random_floats(cols * rows, scale);
+    for (int64_t r = 0; r < rows; r++)
+        tnd_type_traits_of(type)->from_float(w + r * cols, data + (size_t)r * row_bytes, cols);
+    free(w);
+    return (tnd_weight){.type = type, .n_cols = cols, .n_rows = rows, .row_bytes = row_bytes, .data = data,
+                        .lookup_only = lookup_only};
+}
+
 /* NMSE bounds of a matmul against the reference (float activations). The fast kernels convert activations to 8 bits
  * for the quantized types (1e-5 .. 1e-4 over many outputs) and to BF16 for BF16 weights (2e-6), and keep them F32 for
  * F32 and F16. A case of 1 row and 1 to 3 tokens has so few outputs that one small dot product (cancellation) can
@@ -113,12 +125,8 @@ static double matmul_bound(tnd_type t) {
 
 static void check_matmul(tnd_backend *d, tnd_type type, int64_t cols, int64_t rows,
                          int64_t n_tokens) {
-    const tnd_type_traits *tr = tnd_type_traits_of(type);
-    size_t row_bytes = tnd_row_size(type, cols);
-    uint8_t *data = malloc(row_bytes * (size_t)rows);
-    float *w = random_floats(cols * rows, 1.0f), *x = random_floats(cols * n_tokens, 1.0f);
-    for (int64_t r = 0; r < rows; r++) tr->from_float(w + r * cols, data + (size_t)r * row_bytes, cols);
-    tnd_weight host = {.type = type, .n_cols = cols, .n_rows = rows, .row_bytes = row_bytes, .data = data};
+    tnd_weight host = random_weight(type, cols, rows, 1.0f, false);
+    float *x = random_floats(cols * n_tokens, 1.0f);
     float *out[2] = {0};
     tnd_backend *pair[2] = {ref, d};
     for (int k = 0; k < 2; k++) {
@@ -136,25 +144,18 @@ static void check_matmul(tnd_backend *d, tnd_type type, int64_t cols, int64_t ro
     }
     if (out[0] && out[1]) {
         char what[48];
-        snprintf(what, sizeof what, "matmul %s", tr->name);
+        snprintf(what, sizeof what, "matmul %s", tnd_type_name(type));
         record(what, nmse(out[1], out[0], rows * n_tokens), matmul_bound(type));
     }
     free(out[0]);
     free(out[1]);
-    free(data);
-    free(w);
+    free((void *)host.data);
     free(x);
 }
 
 static void check_embed(tnd_backend *d, tnd_type type, int64_t cols) {
-    const tnd_type_traits *tr = tnd_type_traits_of(type);
     int64_t rows = 50, n = 7;
-    size_t row_bytes = tnd_row_size(type, cols);
-    uint8_t *data = malloc(row_bytes * (size_t)rows);
-    float *w = random_floats(cols * rows, 2.0f);
-    for (int64_t r = 0; r < rows; r++) tr->from_float(w + r * cols, data + (size_t)r * row_bytes, cols);
-    tnd_weight host = {.type = type, .n_cols = cols, .n_rows = rows, .row_bytes = row_bytes, .data = data,
-                       .lookup_only = true};
+    tnd_weight host = random_weight(type, cols, rows, 2.0f, true);
     const int32_t ids[7] = {0, 49, 3, 3, 17, 48, 1};
     float *out[2] = {0};
     tnd_backend *pair[2] = {ref, d};
@@ -172,13 +173,12 @@ static void check_embed(tnd_backend *d, tnd_type type, int64_t cols) {
     }
     if (out[0] && out[1]) { /* a lookup decodes the same rows: exact */
         char what[48];
-        snprintf(what, sizeof what, "embed %s", tr->name);
+        snprintf(what, sizeof what, "embed %s", tnd_type_name(type));
         record(what, nmse(out[1], out[0], cols * n), 0);
     }
     free(out[0]);
     free(out[1]);
-    free(data);
-    free(w);
+    free((void *)host.data);
 }
 
 static void check_weight_types(tnd_backend *d) {

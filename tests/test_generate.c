@@ -6,18 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-/* Runs a shell command, captures stdout (at most cap - 1 bytes) and returns the exit status. */
-static int capture(const char *cmd, char *out, size_t cap) {
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* The text with leading whitespace removed (llama2.c strips the first piece's space). */
 static const char *trim_left(const char *s) {
@@ -34,7 +23,7 @@ static void check_greedy_text(const char *model) {
     ref[ref_len] = 0;
     char cmd[2048], out[8192];
     snprintf(cmd, sizeof cmd, "%s run -m '%s' -p '' -n 256 --temp 0 -t 2 2>/dev/null", TND_TANDEM_BIN, model);
-    CHECK(capture(cmd, out, sizeof out) == 0);
+    CHECK(tnd_test_run(cmd, out, sizeof out) == 0);
     bool same = strcmp(trim_left(out), ref) == 0;
     if (!CHECK(same)) fprintf(stderr, "%s: got:\n%s\nexpected:\n%s\n", model, out, ref);
     printf("%s: published greedy text %s\n", model, same ? "reproduced byte for byte" : "DIFFERS");
@@ -56,7 +45,7 @@ int main(void) {
         snprintf(tok, sizeof tok, "%s", tnd_fixture("real/tok512.bin"));
         snprintf(cmd, sizeof cmd, "%s convert --llama2c '%s' --vocab '%s' -o '%s' 2>&1", TND_TANDEM_BIN, bin, tok,
                  imported);
-        if (CHECK(capture(cmd, out, sizeof out) == 0)) check_greedy_text(imported);
+        if (CHECK(tnd_test_run(cmd, out, sizeof out) == 0)) check_greedy_text(imported);
         remove(imported);
     }
 
@@ -68,15 +57,15 @@ int main(void) {
     snprintf(other, sizeof other, "%s", tnd_fixture("vocab/ggml-vocab-llama-spm.gguf.inp"));
     double ppl_own = 0, ppl_other = 0;
     snprintf(cmd, sizeof cmd, "%s perplexity -m '%s' -f '%s' -c 64 2>/dev/null", TND_TANDEM_BIN, gguf, own);
-    CHECK(capture(cmd, out, sizeof out) == 0 && sscanf(out, "perplexity %lf", &ppl_own) == 1);
+    CHECK(tnd_test_run(cmd, out, sizeof out) == 0 && sscanf(out, "perplexity %lf", &ppl_own) == 1);
     snprintf(cmd, sizeof cmd, "%s perplexity -m '%s' -f '%s' -c 64 2>/dev/null", TND_TANDEM_BIN, gguf, other);
-    CHECK(capture(cmd, out, sizeof out) == 0 && sscanf(out, "perplexity %lf", &ppl_other) == 1);
+    CHECK(tnd_test_run(cmd, out, sizeof out) == 0 && sscanf(out, "perplexity %lf", &ppl_other) == 1);
     printf("perplexity: own greedy text %.3f, unrelated text %.1f\n", ppl_own, ppl_other);
     CHECK(ppl_own > 1.0 && ppl_own < 3.0 && ppl_other > 50 * ppl_own);
 
     snprintf(cmd, sizeof cmd, "%s run -m '%s' --temp -1 2>&1", TND_TANDEM_BIN, gguf);
-    CHECK(capture(cmd, out, sizeof out) == 2 && strstr(out, "--temp"));
+    CHECK(tnd_test_run(cmd, out, sizeof out) == 2 && strstr(out, "--temp"));
     snprintf(cmd, sizeof cmd, "%s run -m /nonexistent.gguf 2>&1", TND_TANDEM_BIN);
-    CHECK(capture(cmd, out, sizeof out) == 1 && strstr(out, "/nonexistent.gguf"));
+    CHECK(tnd_test_run(cmd, out, sizeof out) == 1 && strstr(out, "/nonexistent.gguf"));
     return tnd_test_finish("test_generate");
 }

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static char tmp_dir[] = "/tmp/tnd_llama2c_XXXXXX";
@@ -455,12 +454,7 @@ static void test_bad_tokenizers(void) {
 static int run_cli(const char *args, char *out, size_t cap) {
     char cmd[4096];
     snprintf(cmd, sizeof cmd, "'%s' convert %s 2>&1", TND_TANDEM_BIN, args);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return tnd_test_run(cmd, out, cap);
 }
 
 static void test_cli(void) {

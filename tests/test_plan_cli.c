@@ -6,19 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-/* Runs a shell command, captures stdout and stderr (at most cap - 1 bytes) and returns the exit status. */
+/* Runs a shell command with stderr joined to stdout; returns the exit status. */
 static int capture(const char *cmd, char *out, size_t cap) {
     char full[4096];
     snprintf(full, sizeof full, "%s 2>&1", cmd);
-    FILE *p = popen(full, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return tnd_test_run(full, out, cap);
 }
 
 static char model[1024], dir[] = "/tmp/tnd_plan_XXXXXX";
@@ -28,12 +22,7 @@ static int run_with(const char *options, char *out, size_t cap) {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Once upon a time' -n 48 --temp 0 -t 1 %s 2>/dev/null",
              TND_TANDEM_BIN, model, options);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return tnd_test_run(cmd, out, cap);
 }
 
 int main(void) {
