@@ -170,9 +170,14 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
     ctx->n_ctx_of = tnd_alloc_array(&ctx->allocator, nb, sizeof(int32_t));
     ctx->tables = tnd_alloc_array(&ctx->allocator, nb, sizeof(int32_t *));
     ctx->want = tnd_alloc_array(&ctx->allocator, nb, sizeof(int8_t));
+    ctx->step_tokens = tnd_alloc_array(&ctx->allocator, nb, sizeof(int32_t));
+    ctx->step_pos = tnd_alloc_array(&ctx->allocator, nb, sizeof(int32_t));
+    ctx->step_seq = tnd_alloc_array(&ctx->allocator, nb, sizeof(int32_t));
+    ctx->step_logits = tnd_alloc_array(&ctx->allocator, nb, sizeof(int8_t));
     ctx->logits = tnd_alloc_array(&ctx->allocator, nv, sizeof(float)); /* one row; decode grows it */
     ctx->logits_cap = 1;
-    if (!ctx->slots || !ctx->n_ctx_of || !ctx->tables || !ctx->want || !ctx->logits) {
+    if (!ctx->slots || !ctx->n_ctx_of || !ctx->tables || !ctx->want || !ctx->logits || !ctx->step_tokens ||
+        !ctx->step_pos || !ctx->step_seq || !ctx->step_logits) {
         st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for batch buffers (n_batch %d, n_vocab %d)", ctx->n_batch,
                       hp->n_vocab);
         goto fail;
@@ -203,6 +208,10 @@ void tnd_context_free(tnd_context *ctx) {
     tnd_free(&a, ctx->n_ctx_of);
     tnd_free(&a, ctx->tables);
     tnd_free(&a, ctx->want);
+    tnd_free(&a, ctx->step_tokens);
+    tnd_free(&a, ctx->step_pos);
+    tnd_free(&a, ctx->step_seq);
+    tnd_free(&a, ctx->step_logits);
     tnd_free(&a, ctx->logits);
     tnd_free(&a, ctx);
 }

@@ -20,6 +20,9 @@ struct tnd_context {
     int32_t *n_ctx_of;
     const int32_t **tables;
     int8_t *want;         /* per micro-batch row: logits asked for */
+    /* [n_batch] the batch the sessions of this context build for a step (runtime/session.c) */
+    int32_t *step_tokens, *step_pos, *step_seq;
+    int8_t *step_logits;
     float *logits;        /* [logits_cap][n_vocab] host copy of the last batch's requested logits; grown to the
                              rows a batch asks for */
     int32_t n_logits, logits_cap;

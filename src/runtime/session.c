@@ -448,23 +448,14 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
         s->last_logits = NULL;
         if (generating(s) && atomic_exchange(&s->cancel, 0)) end_generation(s, TND_FINISH_CANCELLED);
     }
-    size_t cap = (size_t)ctx->n_batch;
-    step_batch b = {.cap = ctx->n_batch};
-    const tnd_allocator *a = &ctx->allocator;
-    b.tokens = tnd_alloc_array(a, cap, sizeof *b.tokens);
-    b.pos = tnd_alloc_array(a, cap, sizeof *b.pos);
-    b.seq = tnd_alloc_array(a, cap, sizeof *b.seq);
-    b.logits = tnd_alloc(a, cap);
-    if (!b.tokens || !b.pos || !b.seq || !b.logits) {
-        st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a batch of %d tokens", ctx->n_batch);
-        goto cleanup;
-    }
+    /* the step's batch in the context's arrays for it (one thread uses a context at a time) */
+    step_batch b = {ctx->step_tokens, ctx->step_pos, ctx->step_seq, ctx->step_logits, 0, ctx->n_batch, 0};
     /* the one pending token of every generating session first, then prompt chunks in the caller's order */
     for (int32_t i = 0; i < n && b.n < b.cap; i++)
         if (generating(ss[i]) && ss[i]->n_tokens - ss[i]->n_kv == 1) feed(&b, ss[i], 1);
     for (int32_t i = 0; i < n && b.n < b.cap; i++)
         if (generating(ss[i]) && ss[i]->n_tokens - ss[i]->n_kv > 1) feed(&b, ss[i], b.cap - b.n);
-    if (!b.n) goto cleanup;
+    if (!b.n) return TND_OK;
     int32_t n_prompt_tokens = 0;
     for (int32_t i = 0; i < n; i++) {
         const tnd_session *s = ss[i];
@@ -480,8 +471,7 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
         snprintf(message, sizeof message, "forward step failed: %s", tnd_last_error());
         for (int32_t i = 0; i < n; i++)
             if (ss[i]->n_fed) fail_generation(ss[i], st, message);
-        tnd_fail(st, "%s", message);
-        goto cleanup;
+        return tnd_fail(st, "%s", message);
     }
     int32_t generated = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -497,12 +487,7 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
     }
     if (stats) *stats = (tnd_step_stats){.n_prompt_tokens = n_prompt_tokens, .n_generated = generated,
                                          .seconds = seconds};
-cleanup:
-    tnd_free(a, b.tokens);
-    tnd_free(a, b.pos);
-    tnd_free(a, b.seq);
-    tnd_free(a, b.logits);
-    return st;
+    return TND_OK;
 }
 
 tnd_status tnd_session_step(tnd_session *s) { return tnd_session_step_many(&s, 1, NULL); }

@@ -534,18 +534,25 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
     const cpu_attn *a = job->a;
     const tnd_step *st = job->step;
     int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = st->block_size;
-    float *acc = job->scratch + (size_t)worker * ATTN_SCRATCH_FLOATS, *qs = acc + TND_CPU_ATTN_MAX_GROUP,
-          *mx = qs + TND_CPU_ATTN_MAX_GROUP, *sum = mx + TND_CPU_ATTN_MAX_REP, *kv_tile = sum + TND_CPU_ATTN_MAX_REP;
+    float *acc = job->scratch + (size_t)worker * ATTN_SCRATCH_FLOATS, *gathered = acc + TND_CPU_ATTN_MAX_GROUP,
+          *mx = gathered + TND_CPU_ATTN_MAX_GROUP, *sum = mx + TND_CPU_ATTN_MAX_REP,
+          *kv_tile = sum + TND_CPU_ATTN_MAX_REP;
     for (int64_t item = item0; item < item1; item++) {
         int64_t b = item / job->items_per_block;
         int32_t t0 = job->blocks[b], n_t = job->blocks[b + 1] - t0;
         int32_t g0 = (int32_t)(item % job->items_per_block) * job->heads_per_item;
         int32_t g1 = g0 + job->heads_per_item < a->n_head_kv ? g0 + job->heads_per_item : a->n_head_kv;
         int32_t group = n_t * rep; /* query heads per KV head: state slot (g - g0) * group + t * rep + r */
-        for (int32_t g = g0; g < g1; g++)
-            for (int32_t t = 0; t < n_t; t++)
-                memcpy(qs + ((size_t)(g - g0) * group + (size_t)t * rep) * hd,
-                       a->q + ((t0 + t) * (int64_t)a->n_head + (int64_t)g * rep) * hd, sizeof(float) * (size_t)(rep * hd));
+        /* the queries in state-slot order: a single token's already are (a generated token: no copy) */
+        const float *qs = a->q + (t0 * (int64_t)a->n_head + (int64_t)g0 * rep) * hd;
+        if (n_t > 1) {
+            for (int32_t g = g0; g < g1; g++)
+                for (int32_t t = 0; t < n_t; t++)
+                    memcpy(gathered + ((size_t)(g - g0) * group + (size_t)t * rep) * hd,
+                           a->q + ((t0 + t) * (int64_t)a->n_head + (int64_t)g * rep) * hd,
+                           sizeof(float) * (size_t)(rep * hd));
+            qs = gathered;
+        }
         int32_t n_q = (g1 - g0) * group;
         for (int32_t r = 0; r < n_q; r++) {
             mx[r] = -INFINITY;
