@@ -88,4 +88,33 @@ void tnd_g8_pack_q6_K(uint8_t *blocks, int group, size_t len);
 size_t tnd_g8_act_bytes(int64_t n);
 void tnd_g8_act_to_float(const void *act, float *out, int64_t n);
 
+/* ---- Written once for the kernel files that read these groups (expanded there, names resolved there) ---- */
+
+/* A packed type's two entries: its dot on a row as the file has it (the kernel file's row_body(w, act, n, kind)) and
+ * its tile over a group (the kernel file's tile_body, given a constant token count by TND_CPU_FOR_TOKENS). */
+#define G8_TYPE_ENTRIES(name, kind, row_body, tile_body)                                                               \
+    static float dot_group_row_##name(const void *x, const void *a, int64_t n) { return row_body(x, a, n, kind); }     \
+    static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
+                                  size_t ys, int rows, int tokens) {                                                   \
+        (void)w_stride;                                                                                                \
+        TND_CPU_FOR_TOKENS(tokens, tile_body, w, a, as, n, y, ys, rows, kind);                                         \
+    }
+
+/* The row body of the K types: the same integers as a group's lane (the kernel file's k_row_ints(x, y, kind, &total,
+ * &mins)) and the lane's float steps, so a row gives the bits its lane would; the file also defines fp16_load, QK_K
+ * and Q8_K_BYTES. */
+#define G8_K_ROW_DOT                                                                                                   \
+    static inline __attribute__((always_inline)) float k_row_dot(const uint8_t *x, const uint8_t *y, int64_t n,      \
+                                                                 g8_k_kind kind) {                                     \
+        float acc = 0.0f;                                                                                              \
+        for (int64_t b = 0; b < n / QK_K; b++, x += g8_k_bytes[kind], y += Q8_K_BYTES) {                               \
+            int32_t total, mins;                                                                                       \
+            k_row_ints(x, y, kind, &total, &mins);                                                                     \
+            float dy = tnd_block_f32(y), d = fp16_load(x + g8_k_layouts[kind].d);                                      \
+            acc = fmaf((float)total, d * dy, acc);                                                                     \
+            if (g8_k_has_min(kind)) acc = fmaf(-(float)mins, fp16_load(x + g8_k_layouts[kind].dmin) * dy, acc);       \
+        }                                                                                                              \
+        return acc;                                                                                                    \
+    }
+
 #endif

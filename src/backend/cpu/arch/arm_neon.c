@@ -260,18 +260,11 @@ static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w
     return acc;
 }
 
-#define LEGACY_TYPE(name, kind)                                                                                        \
-    static float dot_group_row_##name(const void *x, const void *a, int64_t n) { return dot_row_body(x, a, n, kind); } \
-    static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
-                                  size_t ys, int rows, int tokens) {                                                   \
-        (void)w_stride;                                                                                                \
-        TND_CPU_FOR_TOKENS(tokens, group_tile_body, w, a, as, n, y, ys, rows, kind);                                   \
-    }
-LEGACY_TYPE(q4_0, G8_Q4_0)
-LEGACY_TYPE(q4_1, G8_Q4_1)
-LEGACY_TYPE(q5_0, G8_Q5_0)
-LEGACY_TYPE(q5_1, G8_Q5_1)
-LEGACY_TYPE(q8_0, G8_Q8_0)
+G8_TYPE_ENTRIES(q4_0, G8_Q4_0, dot_row_body, group_tile_body)
+G8_TYPE_ENTRIES(q4_1, G8_Q4_1, dot_row_body, group_tile_body)
+G8_TYPE_ENTRIES(q5_0, G8_Q5_0, dot_row_body, group_tile_body)
+G8_TYPE_ENTRIES(q5_1, G8_Q5_1, dot_row_body, group_tile_body)
+G8_TYPE_ENTRIES(q8_0, G8_Q8_0, dot_row_body, group_tile_body)
 
 /* ------------------------------------------------------------------------------------------------------------
  * K types against Q8_K activations (f32 d, 256 int8, 16 int16 sums of 16). Layouts: src/quant/quant_blocks.h
@@ -497,31 +490,13 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
 }
 
 /* One row as the file has it, with a lane's arithmetic (the same bits). */
-static inline __attribute__((always_inline)) float k_row_dot(const uint8_t *x, const uint8_t *y, int64_t n,
-                                                             g8_k_kind kind) {
-    float acc = 0.0f;
-    for (int64_t b = 0; b < n / QK_K; b++, x += g8_k_bytes[kind], y += Q8_K_BYTES) {
-        int32_t total, mins;
-        k_row_ints(x, y, kind, &total, &mins);
-        float dy = tnd_block_f32(y), d = fp16_load(x + g8_k_layouts[kind].d);
-        acc = fmaf((float)total, d * dy, acc);
-        if (g8_k_has_min(kind)) acc = fmaf(-(float)mins, fp16_load(x + g8_k_layouts[kind].dmin) * dy, acc);
-    }
-    return acc;
-}
+G8_K_ROW_DOT
 
-#define K_TYPE(name, kind)                                                                                             \
-    static float dot_group_row_##name(const void *x, const void *a, int64_t n) { return k_row_dot(x, a, n, kind); }    \
-    static void tile_group_##name(const uint8_t *w, size_t w_stride, const uint8_t *a, size_t as, int64_t n, float *y, \
-                                  size_t ys, int rows, int tokens) {                                                   \
-        (void)w_stride;                                                                                                \
-        TND_CPU_FOR_TOKENS(tokens, k_group_tile_body, w, a, as, n, y, ys, rows, kind);                                 \
-    }
-K_TYPE(q2_K, G8_Q2_K)
-K_TYPE(q3_K, G8_Q3_K)
-K_TYPE(q4_K, G8_Q4_K)
-K_TYPE(q5_K, G8_Q5_K)
-K_TYPE(q6_K, G8_Q6_K)
+G8_TYPE_ENTRIES(q2_K, G8_Q2_K, k_row_dot, k_group_tile_body)
+G8_TYPE_ENTRIES(q3_K, G8_Q3_K, k_row_dot, k_group_tile_body)
+G8_TYPE_ENTRIES(q4_K, G8_Q4_K, k_row_dot, k_group_tile_body)
+G8_TYPE_ENTRIES(q5_K, G8_Q5_K, k_row_dot, k_group_tile_body)
+G8_TYPE_ENTRIES(q6_K, G8_Q6_K, k_row_dot, k_group_tile_body)
 
 /* ------------------------------------------------------------------------------------------------------------
  * Registration
