@@ -29,6 +29,19 @@ enum { TND_CPU_TOKENS_MAX = 4 };
         }                                                                                                              \
     } while (0)
 
+/* A float weight type's dot (the 1 x 1 tile) and tile, from the kernel file's tile_body(w, ws, a, as, n, y, ys, rows,
+ * kind, T) over float activations; expanded in that file. */
+#define TND_CPU_FLOAT_ENTRIES(name, kind, tile_body)                                                                   \
+    static float dot_##name##_f32(const void *x, const void *a, int64_t n) {                                           \
+        float y;                                                                                                       \
+        tile_body(x, 0, a, 0, n, &y, 0, 1, kind, 1);                                                                   \
+        return y;                                                                                                      \
+    }                                                                                                                  \
+    static void tile_##name##_f32(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,       \
+                                  size_t ys, int rows, int tokens) {                                                   \
+        TND_CPU_FOR_TOKENS(tokens, tile_body, w, ws, a, as, n, y, ys, rows, kind);                                     \
+    }
+
 /* A kernel may keep its activations in a layout of its own (act_type's values, plus what every weight row would
  * otherwise recompute): these give that layout's row size and decode it. */
 typedef size_t (*tnd_act_bytes_fn)(int64_t n);

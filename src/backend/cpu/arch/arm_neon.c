@@ -83,19 +83,9 @@ static inline __attribute__((always_inline)) void float_tile_body(const uint8_t 
     }
 }
 
-#define FLOAT_TYPE(name, kind)                                                                                         \
-    static float dot_##name##_f32(const void *x, const void *a, int64_t n) {                                           \
-        float y;                                                                                                       \
-        float_tile_body(x, 0, a, 0, n, &y, 0, 1, kind, 1);                                                             \
-        return y;                                                                                                      \
-    }                                                                                                                  \
-    static void tile_##name##_f32(const uint8_t *w, size_t ws, const uint8_t *a, size_t as, int64_t n, float *y,       \
-                                  size_t ys, int rows, int tokens) {                                                   \
-        TND_CPU_FOR_TOKENS(tokens, float_tile_body, w, ws, a, as, n, y, ys, rows, kind);                               \
-    }
-FLOAT_TYPE(f32, FW_F32)
-FLOAT_TYPE(f16, FW_F16)
-FLOAT_TYPE(bf16, FW_BF16)
+TND_CPU_FLOAT_ENTRIES(f32, FW_F32, float_tile_body)
+TND_CPU_FLOAT_ENTRIES(f16, FW_F16, float_tile_body)
+TND_CPU_FLOAT_ENTRIES(bf16, FW_BF16, float_tile_body)
 
 static void copy_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, sizeof(float) * (size_t)n); }
 
