@@ -342,6 +342,12 @@ TND_API int32_t tnd_model_n_groups(tnd_model *model);
  * index out of range or NULL pointers. */
 TND_API tnd_status tnd_model_group(tnd_model *model, int32_t index, tnd_group_info *out);
 
+/* The plan a context with these params would make (their group_device, layers_per_device or an even split over
+ * n_devices) into group_device[0 .. n_groups): n_groups must be tnd_model_n_groups. Binds the model if needed.
+ * TND_ERR_INVALID_ARGUMENT names what is wrong with the params or the plan. */
+TND_API tnd_status tnd_model_plan(tnd_model *model, const tnd_context_params *params, int32_t *group_device,
+                                  int32_t n_groups);
+
 /* Number of weights (elements of every tensor in the file); no binding needed. */
 TND_API uint64_t tnd_model_n_params(const tnd_model *model);
 

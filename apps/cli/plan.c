@@ -234,19 +234,13 @@ bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *
     if (o->plan_file) {
         if (o->devices) fprintf(stderr, "tandem: note: --plan names the devices; --device is not used\n");
         if (!read_plan_file(o->plan_file, m, n_groups, &n_devices, g)) goto fail;
-    } else { /* the layers split evenly, the embedding on the first device and the output on the last */
-        int32_t n_layer = (n_groups - 2) / 2;
-        if (n_devices > n_layer) {
-            fprintf(stderr, "tandem: --device: %d devices for %d layers\n", n_devices, n_layer);
+    } else { /* the library's default: the layers split evenly over the devices */
+        tnd_context_params even = tnd_context_default_params();
+        even.n_devices = n_devices;
+        if (tnd_model_plan(m, &even, g, n_groups) != TND_OK) {
+            cli_error("--device");
             goto fail;
         }
-        for (int32_t l = 0, begin = 0, d = 0; d < n_devices; d++) {
-            int32_t count = n_layer / n_devices + (d < n_layer % n_devices);
-            for (l = begin; l < begin + count; l++) g[1 + 2 * l] = g[2 + 2 * l] = d;
-            begin += count;
-        }
-        g[0] = 0;
-        g[n_groups - 1] = n_devices - 1;
     }
     for (int32_t i = 0; i < o->n_overrides; i++)
         if (!apply_override(o->overrides[i], m, n_groups, n_devices, g)) goto fail;

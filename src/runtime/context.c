@@ -75,6 +75,17 @@ tnd_status tnd_model_group(tnd_model *m, int32_t g, tnd_group_info *out) {
     return TND_OK;
 }
 
+tnd_status tnd_model_plan(tnd_model *m, const tnd_context_params *p, int32_t *group_device, int32_t n_groups) {
+    if (!m || !p || !group_device) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_model_plan: NULL argument");
+    const tnd_bound_model *bm = NULL;
+    tnd_status st = bound_model(m, &bm);
+    if (st) return st;
+    if (n_groups != tnd_group_count(bm->hp.n_layer))
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_model_plan: %d entries for a model of %d tensor groups",
+                        n_groups, tnd_group_count(bm->hp.n_layer));
+    return tnd_plan_groups(&bm->hp, p, group_device);
+}
+
 int32_t tnd_model_n_vocab(const tnd_model *m) {
     if (bound_of(m)) return bound_of(m)->hp.n_vocab;
     /* not bound yet: the rows of the token embedding */

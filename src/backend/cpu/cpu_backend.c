@@ -55,6 +55,12 @@ enum {
 
 static cpu_device *dev(tnd_backend *b) { return (cpu_device *)b->impl; }
 
+static double seconds_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 /* Records the failure of an op for synchronize (the first one counts). */
 static void op_failed(tnd_backend *b, tnd_status status, const char *message) {
     cpu_device *d = dev(b);
@@ -308,8 +314,6 @@ static int64_t row_grain(const tnd_thread_pool *pool, int64_t n_rows) {
 }
 
 static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens);
-
-static double seconds_now(void);
 
 static void matmul_run(tnd_backend *b, const tnd_weight *w, const tnd_tensor *xv, const tnd_tensor *yv) {
     cpu_device *d = dev(b);
@@ -735,12 +739,6 @@ static void read_share(void *ctx, int ith, int nth) {
         s3 += j->buf[i + 3];
     }
     j->sums[ith] = s0 + s1 + s2 + s3;
-}
-
-static double seconds_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
 static double cpu_measure_bandwidth(tnd_backend *b) {
