@@ -969,6 +969,91 @@ TND_API tnd_status tnd_session_adopt_cache(tnd_session *dst, const tnd_session *
 /* Empties the session's sequence (frees its KV blocks) and abandons any generation. */
 TND_API void tnd_session_clear(tnd_session *session);
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Speculative decoding: draft several tokens cheaply, verify them in one forward step of the model
+ *
+ * A step of a generating session normally evaluates one token (the last one sampled). With speculation it also
+ * evaluates k drafted tokens that would follow it, in the same batch, and asks for the logits of all 1 + k rows: a
+ * decode step reads every weight once whether it evaluates one token or a few, so an accepted draft is a token
+ * almost for free. The session samples row by row as it would have without speculation (the same sampler, penalty
+ * history and random draws) and keeps drafted token i only if what it sampled from row i is that token; the first
+ * disagreement is kept in its place and the rest of the draft is dropped from the KV cache. So the output is the
+ * model's own, token for token: greedy output is what the model alone gives, and sampled output with a fixed seed
+ * is the very sequence the same seed gives without speculation. (Drafts are deterministic, so this is the standard
+ * speculative-sampling rule, accept with probability min(1, p/q), with q a point mass: accept with probability
+ * p(draft), else draw from p without the draft.) This rests on the forward pass giving a row of a batch the same
+ * logits, bit for bit, as the token alone, which the kernels guarantee (tests/test_kv_cache.c).
+ *
+ * Draft sources:
+ *   TND_DRAFT_NGRAM  prompt lookup: the last n tokens (n from ngram_max down to ngram_min) are searched for in the
+ *                    session's record (prompt and output); the tokens that followed the latest match are the
+ *                    draft. Free to compute; pays on repetitive text (code, a document being edited, quotes).
+ *   TND_DRAFT_MODEL  a smaller model of the same vocabulary drafts greedily on its own context and sequence,
+ *                    stopping at a token whose draft probability is below p_min.
+ *
+ * The controller (adaptive, the default) keeps per session an estimate of the chance that a drafted token is
+ * accepted, and measures the cost of drafting a token and of a verification step as a function of the tokens in
+ * the step (the context's steps are timed). Before each step it picks the draft length k that maximises the
+ * expected tokens per second of the whole step (with other sessions in the batch, their streams count too, so a
+ * draft never pays for itself by slowing them), and k = 0 (no speculation) when nothing pays. While off it still
+ * drafts now and then (a probe, at growing intervals) so that it turns speculation back on when the text becomes
+ * predictable. A draft that fails (the draft context is full, say) only costs the speculation of that step.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef enum tnd_draft_source {
+    TND_DRAFT_NONE = 0,   /* no speculation */
+    TND_DRAFT_NGRAM,      /* prompt lookup in the session's own tokens */
+    TND_DRAFT_MODEL       /* a draft model of the same vocabulary */
+} tnd_draft_source;
+
+/* Short name of a draft source ("none", "ngram", "model"). */
+TND_API const char *tnd_draft_source_name(tnd_draft_source source);
+
+typedef struct tnd_speculation_params {
+    tnd_draft_source source;      /* default TND_DRAFT_NONE */
+    tnd_context *draft_context;   /* TND_DRAFT_MODEL: a context of the draft model, which must outlive the setting;
+                                     its vocabulary must be the target's (same token strings) */
+    int32_t draft_seq;            /* the sequence of draft_context this session drafts on (default 0); the session
+                                     owns it while the setting holds (it empties it when the setting ends) */
+    int32_t draft_max;            /* most tokens drafted per step, 1..64 (default 16) */
+    int32_t draft_min;            /* a draft shorter than this is not verified (default 1) */
+    float p_min;                  /* TND_DRAFT_MODEL: stop the draft at a token the draft model gives a
+                                     probability below this, in [0, 1] (default 0.5) */
+    int32_t ngram_min, ngram_max; /* TND_DRAFT_NGRAM: lengths of the n-gram looked up, 1 <= min <= max <= 16
+                                     (default 2 and 4) */
+    int adaptive;                 /* 1 (default): the controller picks the length and turns speculation off when it
+                                     does not pay; 0: always draft up to draft_max */
+} tnd_speculation_params;
+
+/* Defaults as described above. */
+TND_API tnd_speculation_params tnd_speculation_default_params(void);
+
+/* Sets how the session speculates, for this and the following generations (NULL or TND_DRAFT_NONE: it does not);
+ * the controller's measurements start anew. TND_ERR_INVALID_ARGUMENT names a parameter out of range, a draft
+ * context that is the session's own or whose sequence is out of range, and a draft model whose vocabulary is not
+ * the target's (the message names the first token that differs); TND_ERR_OUT_OF_MEMORY. On failure the session's
+ * setting is unchanged. A clone (tnd_session_clone) does not speculate until it is given a setting of its own. */
+TND_API tnd_status tnd_session_set_speculation(tnd_session *session, const tnd_speculation_params *params);
+
+/* What speculation did in a session since its setting was made. */
+typedef struct tnd_speculation_stats {
+    tnd_draft_source source;
+    int64_t n_verified;       /* steps that verified a draft */
+    int64_t n_drafted;        /* drafted tokens verified */
+    int64_t n_accepted;       /* of them, accepted */
+    int64_t n_plain;          /* generating steps without a draft (the controller said no, or nothing to draft) */
+    int64_t n_probes;         /* drafts made while speculation was off, to measure whether it pays again */
+    double acceptance;        /* the controller's estimate of the chance a drafted token is accepted */
+    int32_t draft_length;     /* the draft length the controller chose last (0 = speculation off) */
+    double t_draft;           /* seconds spent drafting (draft model steps, n-gram lookups) */
+    double draft_token_seconds;  /* measured cost of drafting one token */
+    double step_seconds;      /* measured cost of a step of one token, and of each extra token in a step */
+    double step_token_seconds;
+} tnd_speculation_stats;
+
+/* Fills *out (zeros for NULL or a session that never speculated). */
+TND_API void tnd_session_speculation_stats(const tnd_session *session, tnd_speculation_stats *out);
+
 #ifdef __cplusplus
 }
 #endif

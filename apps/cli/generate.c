@@ -13,6 +13,7 @@ void cli_gen_defaults(cli_gen_options *o) {
     cli_kv_defaults(&o->kv);
     o->sampling = tnd_sampler_default_params();
     cli_plan_defaults(&o->plan);
+    cli_spec_defaults(&o->spec);
 }
 
 void cli_gen_usage(FILE *f) {
@@ -27,6 +28,7 @@ void cli_gen_usage(FILE *f) {
                "  --special (show control tokens)   --ignore-eos\n");
     cli_kv_usage(f);
     cli_plan_usage(f);
+    cli_spec_usage(f);
 }
 
 int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
@@ -35,6 +37,8 @@ int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
     if (placement) return placement;
     int kv = cli_kv_parse(&o->kv, argc, argv, i);
     if (kv) return kv;
+    int spec = cli_spec_parse(&o->spec, argc, argv, i);
+    if (spec) return spec;
     if (!strcmp(a, "--special")) return o->show_special = true, 1;
     if (!strcmp(a, "--ignore-eos")) return o->ignore_eos = true, 1;
     static const char *const with_value[] = {"-m", "-n", "-c", "-t", "-b", "--temp", "--top-k", "--top-p", "--min-p",
@@ -105,12 +109,15 @@ bool cli_session_open(cli_session *s, const cli_gen_options *o) {
         cli_error("session");
         return false;
     }
+    if (!cli_draft_open(&o->spec, &p, 1, &s->draft) || !cli_spec_apply(&o->spec, &s->draft, s->session, 0))
+        return false;
     s->t_load = cli_now() - t0;
     return true;
 }
 
 void cli_session_close(cli_session *s) {
     tnd_session_free(s->session);
+    cli_draft_close(&s->draft);
     tnd_context_free(s->ctx);
     tnd_tokenizer_free(s->tok);
     tnd_model_close(s->model);
@@ -153,4 +160,5 @@ void cli_session_report(const cli_session *s) {
                     "generation %d tokens, %.1f t/s\n",
             s->t_load, st.n_prompt, st.n_reused, st.t_prompt > 0 ? evaluated / st.t_prompt : 0.0, st.t_first_token,
             st.n_generated, st.t_generate > 0 && later > 0 ? later / st.t_generate : 0.0);
+    cli_spec_report(stderr, s->session);
 }

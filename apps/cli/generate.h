@@ -5,6 +5,7 @@
 
 #include "cli_util.h"
 #include "plan.h"
+#include "speculate.h"
 #include "tandem.h"
 
 #include <stdbool.h>
@@ -25,6 +26,7 @@ typedef struct cli_gen_options {
     const char *stops[CLI_MAX_STOPS];
     int32_t n_stops;
     cli_plan_options plan;   /* --device, -ngl, --override-tensor, --plan */
+    cli_spec_options spec;   /* --spec, --draft-model, ... */
 } cli_gen_options;
 
 /* Defaults: 128 tokens, temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, F16 KV cache. */
@@ -43,6 +45,7 @@ typedef struct cli_session {
     tnd_context *ctx;
     tnd_tokenizer *tok;
     tnd_session *session;
+    cli_draft draft;         /* the draft model of --draft-model */
     double t_load;
 } cli_session;
 
@@ -57,7 +60,7 @@ tnd_generate_params cli_generate_params(const cli_gen_options *o, FILE *out, boo
 /* Runs the started generation to its end; prints the error and returns false on failure. */
 bool cli_session_generate(cli_session *s);
 
-/* Prints load, prompt and generation speeds to stderr. */
+/* Prints load, prompt and generation speeds to stderr (and what speculation did). */
 void cli_session_report(const cli_session *s);
 
 #endif

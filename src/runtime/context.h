@@ -6,6 +6,7 @@
 #include "model/forward.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
+#include "runtime/speculate.h"
 
 struct tnd_context {
     tnd_model *model;
@@ -23,6 +24,7 @@ struct tnd_context {
     /* [n_batch] the batch the sessions of this context build for a step (runtime/session.c) */
     int32_t *step_tokens, *step_pos, *step_seq;
     int8_t *step_logits;
+    tnd_step_cost step_cost; /* how long the sessions' steps take by their size (for speculation's controller) */
     float *logits;        /* [logits_cap][n_vocab] host copy of the last batch's requested logits; grown to the
                              rows a batch asks for */
     int32_t n_logits, logits_cap;

@@ -1,5 +1,6 @@
 /* session.c: the generation session: a token record over one sequence of a context, prefix reuse, batched steps of
- * prompt chunks and sampled tokens, the stop conditions, the generated text, and clone and rollback. */
+ * prompt chunks and sampled tokens, the verification of drafted tokens, the stop conditions, the generated text,
+ * and clone and rollback. */
 #include "core/alloc.h"
 #include "core/error.h"
 #include "runtime/context.h"
@@ -46,10 +47,13 @@ struct tnd_session {
     tnd_session_stats stats;
     double t_start;
 
+    tnd_spec *spec;                /* speculation: draft source and controller; NULL = none */
+
     /* the last step */
     int32_t last_token;
     const float *last_logits;
-    int32_t n_fed, fed_at, logits_row;
+    int32_t n_fed, fed_from, logits_row; /* tokens it fed, from which position, and the row of the first logits */
+    int32_t n_draft;               /* of the tokens fed, drafted ones (they follow the pending token) */
 };
 
 static double now_seconds(void) {
@@ -144,6 +148,7 @@ void tnd_session_free(tnd_session *s) {
     if (!s) return;
     if (s->tokens) tnd_context_seq_truncate(s->ctx, s->seq, 0);
     drop_generation(s);
+    tnd_spec_free(s->spec);
     tnd_allocator a = s->allocator;
     tnd_free(&a, s->tokens);
     tnd_free(&a, s->draws);
@@ -419,20 +424,94 @@ typedef struct step_batch {
     int32_t n, cap, rows;
 } step_batch;
 
+static void put(step_batch *b, int32_t token, int32_t pos, int32_t seq, bool logits) {
+    b->tokens[b->n] = token;
+    b->pos[b->n] = pos;
+    b->seq[b->n] = seq;
+    b->logits[b->n++] = logits;
+    b->rows += logits;
+}
+
 /* Puts up to `room` of the session's tokens not yet in the cache into the batch; the one that catches up with the
- * record asks for logits. */
+ * record asks for logits, and so do the session's drafted tokens after it (n_draft of them: room was left). */
 static void feed(step_batch *b, tnd_session *s, int32_t room) {
     int32_t n = s->n_tokens - s->n_kv < room ? s->n_tokens - s->n_kv : room;
-    s->fed_at = b->n;
+    s->fed_from = s->n_kv;
     s->n_fed = n;
     for (int32_t i = 0; i < n; i++) {
-        int32_t at = b->n++;
-        b->tokens[at] = s->tokens[s->n_kv + i];
-        b->pos[at] = s->n_kv + i;
-        b->seq[at] = s->seq;
-        b->logits[at] = s->n_kv + i == s->n_tokens - 1;
+        int32_t pos = s->n_kv + i;
+        if (pos == s->n_tokens - 1) s->logits_row = b->rows;
+        put(b, s->tokens[pos], pos, s->seq, pos == s->n_tokens - 1);
     }
-    if (s->n_kv + n == s->n_tokens) s->logits_row = b->rows++;
+    if (s->logits_row < 0 || !s->n_draft) return;
+    const int32_t *draft = tnd_spec_draft_tokens(s->spec);
+    for (int32_t i = 0; i < s->n_draft; i++) put(b, draft[i], s->n_tokens + i, s->seq, true);
+    s->n_fed += s->n_draft;
+}
+
+static bool pending_one(const tnd_session *s) { return generating(s) && s->n_tokens - s->n_kv == 1; }
+
+/* Drafts for the generating sessions that speculate, each as long as its controller finds worth it in this step:
+ * after the pending token of every generating session, in the room that n_batch, the session's context and its
+ * token budget leave. Returns the drafted tokens in all. */
+static int32_t draft_all(tnd_session *const *ss, int32_t n, int32_t cap) {
+    tnd_context *ctx = ss[0]->ctx;
+    int32_t n_streams = 0, drafted = 0;
+    for (int32_t i = 0; i < n; i++) n_streams += pending_one(ss[i]);
+    for (int32_t i = 0; i < n; i++) {
+        tnd_session *s = ss[i];
+        s->n_draft = 0;
+        if (!s->spec || !pending_one(s)) continue;
+        int32_t room = cap - n_streams - drafted;
+        if (room > s->max_context - s->n_tokens) room = s->max_context - s->n_tokens;
+        if (s->max_tokens >= 0 && room > s->max_tokens - n_generated(s) - 1)
+            room = s->max_tokens - n_generated(s) - 1;
+        int32_t k = room > 0 ? tnd_spec_choose(s->spec, &ctx->step_cost, n_streams, n_streams + drafted, room) : 0;
+        if (!k) {
+            tnd_spec_plain(s->spec);
+            continue;
+        }
+        double t0 = now_seconds();
+        s->n_draft = tnd_spec_draft(s->spec, s->tokens, s->n_tokens, k);
+        s->stats.t_generate += now_seconds() - t0;
+        drafted += s->n_draft;
+    }
+    return drafted;
+}
+
+/* The step's batch: the one pending token of every generating session first (with its draft), then prompt chunks
+ * in the caller's order. */
+static void build_batch(step_batch *b, tnd_session *const *ss, int32_t n) {
+    for (int32_t i = 0; i < n && b->n < b->cap; i++)
+        if (pending_one(ss[i])) feed(b, ss[i], 1);
+    for (int32_t i = 0; i < n && b->n < b->cap; i++)
+        if (generating(ss[i]) && ss[i]->n_tokens - ss[i]->n_kv > 1) feed(b, ss[i], b->cap - b->n);
+}
+
+/* Samples over the rows of the pending token and of the drafted ones as the session would have token by token,
+ * keeping drafted token i while it is what was sampled from row i; the first token sampled otherwise takes its
+ * place, and the cache keeps only the accepted draft. */
+static void verify(tnd_session *s, const tnd_context *ctx) {
+    const int32_t *draft = tnd_spec_draft_tokens(s->spec);
+    int32_t accepted = 0;
+    bool rejected = false;
+    for (int32_t i = 0; i <= s->n_draft && generating(s); i++) {
+        int32_t before = s->n_tokens;
+        sample(s, tnd_context_logits(ctx, s->logits_row + i));
+        if (i == s->n_draft) break;
+        bool took = s->n_tokens > before;
+        if (!took || s->tokens[before] != draft[i]) {
+            rejected = took || s->finish == TND_FINISH_EOG;
+            break;
+        }
+        accepted++;
+    }
+    int32_t keep = s->fed_from + 1 + accepted;
+    if (keep < s->n_kv) {
+        tnd_context_seq_truncate(s->ctx, s->seq, keep);
+        s->n_kv = keep;
+    }
+    tnd_spec_verified(s->spec, s->n_draft, accepted, rejected);
 }
 
 tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_stats *stats) {
@@ -442,7 +521,7 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
     tnd_context *ctx = ss[0]->ctx;
     for (int32_t i = 0; i < n; i++) {
         tnd_session *s = ss[i];
-        s->n_fed = 0;
+        s->n_fed = s->n_draft = 0;
         s->logits_row = -1;
         s->last_token = -1;
         s->last_logits = NULL;
@@ -450,11 +529,8 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
     }
     /* the step's batch in the context's arrays for it (one thread uses a context at a time) */
     step_batch b = {ctx->step_tokens, ctx->step_pos, ctx->step_seq, ctx->step_logits, 0, ctx->n_batch, 0};
-    /* the one pending token of every generating session first, then prompt chunks in the caller's order */
-    for (int32_t i = 0; i < n && b.n < b.cap; i++)
-        if (generating(ss[i]) && ss[i]->n_tokens - ss[i]->n_kv == 1) feed(&b, ss[i], 1);
-    for (int32_t i = 0; i < n && b.n < b.cap; i++)
-        if (generating(ss[i]) && ss[i]->n_tokens - ss[i]->n_kv > 1) feed(&b, ss[i], b.cap - b.n);
+    bool drafts = draft_all(ss, n, b.cap) > 0;
+    build_batch(&b, ss, n);
     if (!b.n) return TND_OK;
     int32_t n_prompt_tokens = 0;
     for (int32_t i = 0; i < n; i++) {
@@ -465,6 +541,17 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
     tnd_batch batch = {.n_tokens = b.n, .tokens = b.tokens, .pos = b.pos, .seq_id = b.seq, .logits = b.logits};
     double t0 = now_seconds();
     st = tnd_context_decode(ctx, &batch);
+    if (st && drafts) { /* the drafts may be what did not fit (the KV cache is full): the step goes on without */
+        b.n = b.rows = 0;
+        for (int32_t i = 0; i < n; i++) {
+            if (ss[i]->n_draft) tnd_spec_verified(ss[i]->spec, 0, 0, false);
+            ss[i]->n_fed = ss[i]->n_draft = 0;
+            ss[i]->logits_row = -1;
+        }
+        build_batch(&b, ss, n);
+        batch.n_tokens = b.n;
+        st = tnd_context_decode(ctx, &batch);
+    }
     double seconds = now_seconds() - t0;
     if (st) {
         char message[256];
@@ -473,6 +560,7 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
             if (ss[i]->n_fed) fail_generation(ss[i], st, message);
         return tnd_fail(st, "%s", message);
     }
+    tnd_step_cost_add(&ctx->step_cost, b.n, seconds);
     int32_t generated = 0;
     for (int32_t i = 0; i < n; i++) {
         tnd_session *s = ss[i];
@@ -482,7 +570,8 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
         s->n_kv += s->n_fed;
         if (s->logits_row < 0) continue;
         int32_t before = s->stats.n_generated;
-        sample(s, tnd_context_logits(ctx, s->logits_row));
+        if (s->n_draft) verify(s, ctx);
+        else sample(s, tnd_context_logits(ctx, s->logits_row));
         generated += s->stats.n_generated - before;
     }
     if (stats) *stats = (tnd_step_stats){.n_prompt_tokens = n_prompt_tokens, .n_generated = generated,
@@ -596,6 +685,28 @@ tnd_status tnd_session_clone(const tnd_session *src, int32_t seq, tnd_session **
     s->last_logits = src->last_logits;
     *out = s;
     return TND_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Speculation
+ * ---------------------------------------------------------------------------------------------------------- */
+
+tnd_status tnd_session_set_speculation(tnd_session *s, const tnd_speculation_params *p) {
+    if (!s) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_session_set_speculation: session is NULL");
+    tnd_spec *spec = NULL;
+    if (p && p->source != TND_DRAFT_NONE) {
+        tnd_status st = tnd_spec_init(p, s->ctx, s->tok, &s->allocator, &spec);
+        if (st) return st;
+    }
+    tnd_spec_free(s->spec);
+    s->spec = spec;
+    return TND_OK;
+}
+
+void tnd_session_speculation_stats(const tnd_session *s, tnd_speculation_stats *out) {
+    if (!out) return;
+    *out = (tnd_speculation_stats){0};
+    if (s && s->spec) tnd_spec_stats(s->spec, &s->ctx->step_cost, out);
 }
 
 /* ------------------------------------------------------------------------------------------------------------

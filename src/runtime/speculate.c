@@ -1,0 +1,371 @@
+/* speculate.c: speculative decoding's draft sources (prompt lookup, a draft model) and the controller that picks
+ * the draft length from measured acceptance and costs. The verification itself is the session's (session.c). */
+#include "runtime/speculate.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+#include "runtime/context.h"
+
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+enum {
+    DRAFT_MAX_LIMIT = 64,  /* the most tokens a draft may have (a verification asks for 1 + this many rows) */
+    NGRAM_MAX_LIMIT = 16,
+    PROBE_FIRST = 8,       /* steps off before the first probe; the interval doubles up to PROBE_LAST */
+    PROBE_LAST = 256,
+    PROBE_LENGTH = 4,      /* tokens a probe drafts: enough to see a good draft at once */
+    VOCAB_SIZE_SLACK = 128 /* a draft vocabulary may have this many tokens more or fewer (padding rows) */
+};
+
+/* How fast old observations fade: acceptance per verification, costs per step. */
+#define ACCEPT_DECAY 0.9
+#define COST_DECAY 0.97
+#define DRAFT_COST_EMA 0.2
+
+struct tnd_spec {
+    tnd_speculation_params p;
+    tnd_allocator allocator;
+    int32_t target_vocab;
+    int32_t *draft;              /* [draft_max] the current draft */
+    int32_t n_requested;         /* the length asked of the current draft */
+
+    /* TND_DRAFT_MODEL: the draft context's sequence and the tokens its cache holds */
+    tnd_context *dctx;
+    int32_t *drec, n_drec;       /* [dctx->n_ctx] */
+    int32_t *bpos, *bseq;        /* [dctx->n_batch] catch-up batch */
+
+    /* the controller */
+    double accepted, rejected;   /* decayed counts of accepted drafted tokens and of drafts that ended short */
+    double draft_token_seconds;  /* measured cost of drafting one token (0 until measured) */
+    int32_t n_calls;             /* draft model steps the current draft took (-1: it caught up a long stretch, so
+                                    its time says little about a step's) */
+    int32_t k_last, off_steps, probe_every;
+    tnd_speculation_stats stats;
+};
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int32_t min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
+
+const char *tnd_draft_source_name(tnd_draft_source source) {
+    switch (source) {
+    case TND_DRAFT_NONE: return "none";
+    case TND_DRAFT_NGRAM: return "ngram";
+    case TND_DRAFT_MODEL: return "model";
+    }
+    return "unknown";
+}
+
+tnd_speculation_params tnd_speculation_default_params(void) {
+    return (tnd_speculation_params){.source = TND_DRAFT_NONE, .draft_max = 16, .draft_min = 1, .p_min = 0.5f,
+                                    .ngram_min = 2, .ngram_max = 4, .adaptive = 1};
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * The step cost
+ * ---------------------------------------------------------------------------------------------------------- */
+
+void tnd_step_cost_add(tnd_step_cost *c, int32_t tokens, double seconds) {
+    if (tokens < 1 || tokens > TND_STEP_COST_MAX_TOKENS || !(seconds > 0)) return;
+    double x = tokens - 1;
+    c->w = c->w * COST_DECAY + 1;
+    c->sx = c->sx * COST_DECAY + x;
+    c->sy = c->sy * COST_DECAY + seconds;
+    c->sxx = c->sxx * COST_DECAY + x * x;
+    c->sxy = c->sxy * COST_DECAY + x * seconds;
+}
+
+bool tnd_step_cost_line(const tnd_step_cost *c, double *one, double *per_token) {
+    if (c->w <= 0) return false;
+    double var = c->w * c->sxx - c->sx * c->sx;
+    double mean_x = c->sx / c->w, mean_y = c->sy / c->w;
+    double b = -1;
+    /* a slope needs steps of different sizes: a spread of at least one token */
+    if (var > c->w * c->w * 0.25) b = (c->w * c->sxy - c->sx * c->sy) / var;
+    if (b < 0) { /* no spread yet (or noise that says extra tokens are free): a tenth of a step each */
+        double a = mean_y / (1 + 0.1 * mean_x);
+        *one = a;
+        *per_token = 0.1 * a;
+        return true;
+    }
+    double a = mean_y - b * mean_x;
+    if (a < mean_y * 0.05) a = mean_y * 0.05; /* a step is never free */
+    *one = a;
+    *per_token = b;
+    return true;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Set-up
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* The draft model's token strings must be the target's: drafted ids are handed over as they are. */
+static tnd_status check_vocabulary(const tnd_tokenizer *tok, const tnd_model *draft) {
+    static const char key[] = "tokenizer.ggml.tokens";
+    tnd_value_type type;
+    uint64_t count = 0;
+    if (tnd_model_meta_array(draft, key, &type, &count) != TND_OK || type != TND_VALUE_STRING)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "draft model: it has no vocabulary (%s)", key);
+    int64_t n_target = tnd_tokenizer_n_vocab(tok), n_draft = (int64_t)count;
+    if (n_draft - n_target > VOCAB_SIZE_SLACK || n_target - n_draft > VOCAB_SIZE_SLACK)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "draft model: its vocabulary has %lld tokens, the target's %lld: "
+                        "not the same vocabulary", (long long)n_draft, (long long)n_target);
+    int64_t n = n_draft < n_target ? n_draft : n_target;
+    for (int64_t i = 0; i < n; i++) {
+        const char *a = NULL, *b = NULL;
+        size_t la = 0, lb = 0;
+        a = tnd_tokenizer_token_text(tok, (int32_t)i, &la);
+        if (tnd_model_meta_array_string(draft, key, (uint64_t)i, &b, &lb) != TND_OK || la != lb || memcmp(a, b, la))
+            return tnd_fail(TND_ERR_INVALID_ARGUMENT, "draft model: token %lld is '%.*s' in the draft's vocabulary "
+                            "and '%.*s' in the target's: not the same vocabulary", (long long)i, (int)(lb > 40 ? 40 : lb),
+                            b ? b : "", (int)(la > 40 ? 40 : la), a);
+    }
+    return TND_OK;
+}
+
+static tnd_status check_params(const tnd_speculation_params *p, const tnd_context *target) {
+    if (p->draft_max < 1 || p->draft_max > DRAFT_MAX_LIMIT)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "speculation: draft_max %d is outside [1, %d]", p->draft_max,
+                        DRAFT_MAX_LIMIT);
+    if (p->draft_min < 1 || p->draft_min > p->draft_max)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "speculation: draft_min %d is outside [1, draft_max %d]",
+                        p->draft_min, p->draft_max);
+    if (p->adaptive != 0 && p->adaptive != 1)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "speculation: adaptive is %d; use 0 or 1", p->adaptive);
+    if (p->source == TND_DRAFT_NGRAM &&
+        (p->ngram_min < 1 || p->ngram_max < p->ngram_min || p->ngram_max > NGRAM_MAX_LIMIT))
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "speculation: n-gram lengths %d..%d; use 1 <= min <= max <= %d",
+                        p->ngram_min, p->ngram_max, NGRAM_MAX_LIMIT);
+    if (p->source == TND_DRAFT_MODEL) {
+        if (!(p->p_min >= 0.0f && p->p_min <= 1.0f))
+            return tnd_fail(TND_ERR_INVALID_ARGUMENT, "speculation: p_min %g is outside [0, 1]", (double)p->p_min);
+        if (!p->draft_context)
+            return tnd_fail(TND_ERR_INVALID_ARGUMENT, "speculation: a draft model needs draft_context");
+        if (p->draft_context == target)
+            return tnd_fail(TND_ERR_INVALID_ARGUMENT, "speculation: the draft context is the session's own");
+        if (p->draft_seq < 0 || p->draft_seq >= p->draft_context->n_seq)
+            return tnd_fail(TND_ERR_INVALID_ARGUMENT, "speculation: draft sequence %d is outside [0, %d)",
+                            p->draft_seq, p->draft_context->n_seq);
+    }
+    if (p->source != TND_DRAFT_NGRAM && p->source != TND_DRAFT_MODEL)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "speculation: unknown draft source %d", (int)p->source);
+    return TND_OK;
+}
+
+tnd_status tnd_spec_init(const tnd_speculation_params *p, const tnd_context *target, const tnd_tokenizer *tok,
+                         const tnd_allocator *allocator, tnd_spec **out) {
+    *out = NULL;
+    tnd_status st = check_params(p, target);
+    if (!st && p->source == TND_DRAFT_MODEL) st = check_vocabulary(tok, p->draft_context->model);
+    if (st) return st;
+    tnd_spec *sp = tnd_alloc(allocator, sizeof *sp);
+    if (!sp) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "speculation: out of memory");
+    sp->p = *p;
+    sp->allocator = *allocator;
+    sp->target_vocab = tnd_tokenizer_n_vocab(tok);
+    sp->probe_every = PROBE_FIRST;
+    sp->stats.source = p->source;
+    bool ok = (sp->draft = tnd_alloc_array(allocator, (size_t)p->draft_max, sizeof *sp->draft)) != NULL;
+    if (ok && p->source == TND_DRAFT_MODEL) {
+        sp->dctx = p->draft_context;
+        sp->drec = tnd_alloc_array(allocator, (size_t)sp->dctx->n_ctx, sizeof *sp->drec);
+        sp->bpos = tnd_alloc_array(allocator, (size_t)sp->dctx->n_batch, sizeof *sp->bpos);
+        sp->bseq = tnd_alloc_array(allocator, (size_t)sp->dctx->n_batch, sizeof *sp->bseq);
+        ok = sp->drec && sp->bpos && sp->bseq;
+        if (ok) tnd_context_seq_truncate(sp->dctx, p->draft_seq, 0);
+    }
+    if (!ok) {
+        tnd_spec_free(sp);
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "speculation: out of memory");
+    }
+    *out = sp;
+    return TND_OK;
+}
+
+void tnd_spec_free(tnd_spec *sp) {
+    if (!sp) return;
+    if (sp->dctx && sp->drec) tnd_context_seq_truncate(sp->dctx, sp->p.draft_seq, 0);
+    tnd_allocator a = sp->allocator;
+    tnd_free(&a, sp->draft);
+    tnd_free(&a, sp->drec);
+    tnd_free(&a, sp->bpos);
+    tnd_free(&a, sp->bseq);
+    tnd_free(&a, sp);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * The controller
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* The chance a drafted token is accepted, given the one before it was: accepted / (accepted + drafts that ended
+ * short), with one of each as a prior so that a new session tries. */
+static double acceptance(const tnd_spec *sp) { return (sp->accepted + 1) / (sp->accepted + sp->rejected + 2); }
+
+int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_streams, int32_t batch_tokens,
+                        int32_t room) {
+    int32_t k_max = min_i32(room, sp->p.draft_max);
+    if (k_max < sp->p.draft_min) return 0;
+    if (!sp->p.adaptive) return sp->k_last = k_max;
+    double one, per_token;
+    if (!tnd_step_cost_line(cost, &one, &per_token)) return sp->k_last = min_i32(k_max, PROBE_LENGTH);
+    /* with k drafted tokens each accepted with chance a (after the one before it), the stream gains
+     * 1 + a + ... + a^k tokens; the step costs k more tokens and the drafting */
+    double a = acceptance(sp), step = one + per_token * (batch_tokens - 1);
+    double best_rate = n_streams / step, gained = 1, a_k = 1;
+    int32_t best = 0;
+    for (int32_t k = 1; k <= k_max; k++) {
+        a_k *= a;
+        gained += a_k;
+        if (k < sp->p.draft_min) continue;
+        double rate = (n_streams - 1 + gained) / (step + (per_token + sp->draft_token_seconds) * k);
+        if (rate > best_rate * 1.02) { /* a gain within noise is not worth the variance */
+            best_rate = rate;
+            best = k;
+        }
+    }
+    sp->k_last = best;
+    if (best) {
+        sp->off_steps = 0;
+        sp->probe_every = PROBE_FIRST;
+        return best;
+    }
+    /* off: probe now and then, less often while probes keep failing */
+    if (++sp->off_steps < sp->probe_every) return 0;
+    sp->off_steps = 0;
+    if (sp->probe_every < PROBE_LAST) sp->probe_every *= 2;
+    sp->stats.n_probes++;
+    return min_i32(k_max, sp->p.draft_min > PROBE_LENGTH ? sp->p.draft_min : PROBE_LENGTH);
+}
+
+void tnd_spec_verified(tnd_spec *sp, int32_t drafted, int32_t accepted, bool rejected) {
+    sp->accepted = sp->accepted * ACCEPT_DECAY + accepted;
+    /* a draft cut short (nothing more to look up, an unsure draft model) ends the chain like a rejection */
+    bool ended_short = rejected || accepted < sp->n_requested;
+    sp->rejected = sp->rejected * ACCEPT_DECAY + (ended_short ? 1 : 0);
+    if (drafted) {
+        sp->stats.n_verified++;
+        sp->stats.n_drafted += drafted;
+        sp->stats.n_accepted += accepted;
+    } else sp->stats.n_plain++;
+}
+
+void tnd_spec_plain(tnd_spec *sp) { sp->stats.n_plain++; }
+
+void tnd_spec_stats(const tnd_spec *sp, const tnd_step_cost *cost, tnd_speculation_stats *out) {
+    *out = sp->stats;
+    out->acceptance = acceptance(sp);
+    out->draft_length = sp->k_last;
+    out->draft_token_seconds = sp->draft_token_seconds;
+    if (!tnd_step_cost_line(cost, &out->step_seconds, &out->step_token_seconds))
+        out->step_seconds = out->step_token_seconds = 0;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Draft sources
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* Prompt lookup: the latest earlier occurrence of the record's last n tokens, longest n first; the draft is what
+ * followed it. */
+static int32_t draft_ngram(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
+    for (int32_t len = min_i32(sp->p.ngram_max, n - 1); len >= sp->p.ngram_min; len--) {
+        const int32_t *tail = rec + n - len;
+        for (int32_t j = n - len - 1; j >= 0; j--) {
+            if (rec[j] != tail[0] || memcmp(rec + j, tail, sizeof *rec * (size_t)len)) continue;
+            int32_t c = min_i32(k, n - (j + len));
+            memcpy(sp->draft, rec + j + len, sizeof *rec * (size_t)c);
+            return c;
+        }
+    }
+    return 0;
+}
+
+/* The most likely token of a row of logits and its probability (computed only when asked for). */
+static int32_t most_likely(const float *logits, int32_t n_vocab, bool want_p, float *p) {
+    int32_t best = 0;
+    for (int32_t i = 1; i < n_vocab; i++)
+        if (logits[i] > logits[best]) best = i;
+    *p = 1.0f;
+    if (want_p) {
+        double sum = 0;
+        for (int32_t i = 0; i < n_vocab; i++) sum += exp((double)(logits[i] - logits[best]));
+        *p = (float)(1.0 / sum);
+    }
+    return best;
+}
+
+/* Evaluates record[n_drec..n) on the draft context, the last row's logits asked for. */
+static bool draft_catch_up(tnd_spec *sp, const int32_t *rec, int32_t n) {
+    while (sp->n_drec < n) {
+        int32_t chunk = min_i32(n - sp->n_drec, sp->dctx->n_batch);
+        for (int32_t i = 0; i < chunk; i++) {
+            sp->bpos[i] = sp->n_drec + i;
+            sp->bseq[i] = sp->p.draft_seq;
+        }
+        tnd_batch batch = {.n_tokens = chunk, .tokens = rec + sp->n_drec, .pos = sp->bpos, .seq_id = sp->bseq};
+        if (tnd_context_decode(sp->dctx, &batch) != TND_OK) return false;
+        memcpy(sp->drec + sp->n_drec, rec + sp->n_drec, sizeof *rec * (size_t)chunk);
+        sp->n_drec += chunk;
+    }
+    return true;
+}
+
+/* A draft model drafts greedily: its cache is brought to the record (the longest common prefix kept), then each
+ * drafted token is evaluated for the next, except the last. */
+static int32_t draft_model(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
+    tnd_context *d = sp->dctx;
+    k = min_i32(k, d->n_ctx - n + 1); /* the draft's cache takes the record and all drafted tokens but the last */
+    if (k < 1) return 0;
+    int32_t common = 0, limit = min_i32(sp->n_drec, n - 1);
+    while (common < limit && sp->drec[common] == rec[common]) common++;
+    if (common < sp->n_drec) {
+        if (tnd_context_seq_truncate(d, sp->p.draft_seq, common) != TND_OK) return 0;
+        sp->n_drec = common;
+    }
+    sp->n_calls = n - sp->n_drec > 4 ? -1 : 1;
+    if (!draft_catch_up(sp, rec, n)) return 0;
+    int32_t n_vocab = tnd_model_n_vocab(d->model), c = 0;
+    if (n_vocab > sp->target_vocab) n_vocab = sp->target_vocab;
+    for (;;) {
+        float p;
+        int32_t token = most_likely(tnd_context_logits(d, 0), n_vocab, sp->p.p_min > 0, &p);
+        if (p < sp->p.p_min) break;
+        sp->draft[c++] = token;
+        if (c == k) break;
+        int32_t pos = sp->n_drec, seq = sp->p.draft_seq;
+        tnd_batch batch = {.n_tokens = 1, .tokens = &token, .pos = &pos, .seq_id = &seq};
+        if (tnd_context_decode(d, &batch) != TND_OK) break;
+        sp->drec[sp->n_drec++] = token;
+        if (sp->n_calls > 0) sp->n_calls++;
+    }
+    return c;
+}
+
+int32_t tnd_spec_draft(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
+    double t0 = now_seconds();
+    sp->n_requested = k;
+    sp->n_calls = k; /* a lookup: its time spread over the tokens asked for */
+    int32_t c = sp->p.source == TND_DRAFT_NGRAM ? draft_ngram(sp, rec, n, k) : draft_model(sp, rec, n, k);
+    double seconds = now_seconds() - t0;
+    sp->stats.t_draft += seconds;
+    /* a draft of k tokens takes about k draft model steps: the catch-up of the last token or two and k - 1 steps,
+     * so the cost per token is the cost per step */
+    if (sp->n_calls > 0) {
+        double per_token = seconds / sp->n_calls;
+        sp->draft_token_seconds = sp->draft_token_seconds == 0 ? per_token
+                                  : sp->draft_token_seconds * (1 - DRAFT_COST_EMA) + per_token * DRAFT_COST_EMA;
+    }
+    if (c >= sp->p.draft_min) return c;
+    /* nothing to verify: a lookup without a match tells nothing about drafts, a draft model too unsure to draft
+     * ended its chain at once */
+    if (sp->p.source == TND_DRAFT_MODEL) tnd_spec_verified(sp, 0, 0, true);
+    else tnd_spec_plain(sp);
+    return 0;
+}
+
+const int32_t *tnd_spec_draft_tokens(const tnd_spec *sp) { return sp->draft; }
