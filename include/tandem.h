@@ -846,6 +846,9 @@ typedef struct tnd_generate_params {
                                      the text continues the prompt exactly) */
     tnd_text_fn on_text;          /* NULL (default) = only the pull call tnd_session_text */
     void *user;                   /* passed to on_text */
+    int no_speculation;           /* 1: this generation takes one token per step even where the session has a
+                                     speculation setting (tnd_session_set_speculation), which stays for the next;
+                                     for a caller that looks at every token's logits (default 0) */
 } tnd_generate_params;
 
 /* Defaults as described above. */

@@ -5,6 +5,7 @@
 #include "cli_util.h"
 #include "commands.h"
 #include "plan.h"
+#include "speculate.h"
 
 #include "core/thread_pool.h"
 
@@ -126,9 +127,12 @@ static double gbs(uint64_t bytes, double seconds) { return seconds > 0 ? (double
 
 static int usage(FILE *f) {
     fprintf(f, "usage: tandem bench -m MODEL [-p 512] [-n 128] [-t THREADS] [-r 3] [-d DEPTH[,DEPTH...]] [--json]\n"
-               "  -d  context depths: tokens already in the cache before each pp and tg run (default 0)\n");
+               "  -d  context depths: tokens already in the cache before each pp and tg run (default 0)\n"
+               "speculative decoding: tg with and without it, alternating (the options below, and\n"
+               "  --spec-prompt TEXT / --spec-prompt-file FILE: the prompt, default \"Once upon a time\")\n");
     cli_kv_usage(f);
     cli_plan_usage(f);
+    cli_spec_usage(f);
     return f == stdout ? 0 : 2;
 }
 
@@ -142,11 +146,16 @@ int tnd_cmd_bench(int argc, char **argv) {
     cli_kv_types kv;
     cli_kv_defaults(&kv);
     int32_t *groups = NULL;
+    cli_spec_options spec;
+    cli_spec_defaults(&spec);
+    const char *spec_prompt = "Once upon a time";
+    char *spec_prompt_file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
         int placement = cli_plan_parse(&po, argc, argv, &i);
         if (placement == 0) placement = cli_kv_parse(&kv, argc, argv, &i);
+        if (placement == 0) placement = cli_spec_parse(&spec, argc, argv, &i);
         if (placement < 0) return 2;
         if (placement) continue;
         if (!strcmp(a, "--json")) {
@@ -154,7 +163,7 @@ int tnd_cmd_bench(int argc, char **argv) {
             continue;
         }
         if (strcmp(a, "-m") && strcmp(a, "-p") && strcmp(a, "-n") && strcmp(a, "-t") && strcmp(a, "-r") &&
-            strcmp(a, "-d")) {
+            strcmp(a, "-d") && strcmp(a, "--spec-prompt") && strcmp(a, "--spec-prompt-file")) {
             fprintf(stderr, "tandem: unknown option '%s'\n", a);
             return usage(stderr);
         }
@@ -171,9 +180,23 @@ int tnd_cmd_bench(int argc, char **argv) {
             return 2;
         else if (!strcmp(a, "-d") && !parse_depths(v, depths, &n_depths))
             return 2;
+        else if (!strcmp(a, "--spec-prompt"))
+            spec_prompt = v;
+        else if (!strcmp(a, "--spec-prompt-file")) {
+            free(spec_prompt_file);
+            if (!(spec_prompt_file = cli_read_file(v, NULL))) return 1;
+            spec_prompt = spec_prompt_file;
+        }
     }
     if (!model_path) return usage(stderr);
     int n_threads = threads ? (int)threads : tnd_physical_cores();
+    if (spec.params.source != TND_DRAFT_NONE) {
+        int spec_rc = cli_bench_speculation(model_path, &spec, spec_prompt, (int32_t)(n_gen ? n_gen : 128), n_threads,
+                                            (int32_t)reps, json);
+        free(spec_prompt_file);
+        return spec_rc;
+    }
+    free(spec_prompt_file);
     int rc = 1;
     tnd_context *ctx = NULL;
     long long max_depth = 0, cache = 0;

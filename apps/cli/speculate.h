@@ -37,6 +37,11 @@ void cli_draft_close(cli_draft *d);
  * returns false on failure (a draft model of another vocabulary, say). */
 bool cli_spec_apply(const cli_spec_options *o, cli_draft *d, tnd_session *session, int32_t draft_seq);
 
+/* `tandem bench --spec ...`: n_gen greedy tokens after the prompt, reps times with and without speculation,
+ * alternating; prints the medians and the speculation figures (JSON with json). Returns the exit code. */
+int cli_bench_speculation(const char *model_path, const cli_spec_options *spec, const char *prompt_text,
+                          int32_t n_gen, int32_t n_threads, int32_t reps, bool json);
+
 /* Prints one line of what speculation did in the session to f (nothing when it does not speculate). */
 void cli_spec_report(FILE *f, const tnd_session *session);
 

@@ -144,6 +144,7 @@ typedef struct slot {
     uint64_t admitted;     /* admission number of its request: prefill order, and which idle cache is oldest */
     size_t text_sent;      /* bytes of the session's text already given to the request */
     bool first_reported;   /* the time to its first token is recorded */
+    tnd_speculation_stats spec_seen; /* its speculation figures at its last request's end (for the metrics) */
 } slot;
 
 struct srv_engine {
@@ -284,6 +285,7 @@ static void admit(srv_engine *e, srv_request *r) {
     gp.max_tokens = r->max_tokens;
     gp.stops = (const char *const *)r->stops;
     gp.n_stops = r->n_stops;
+    gp.no_speculation = r->logprobs; /* logprobs look at each token's logits: one token per step */
     if (tnd_session_start(s->session, &gp, r->prompt, r->n_prompt) != TND_OK) {
         char message[256];
         snprintf(message, sizeof message, "cannot set up generation: %s", tnd_last_error());
@@ -352,6 +354,11 @@ static void report(srv_engine *e, slot *s) {
     char message[256] = "";
     if (finish == SRV_FINISH_ERROR) snprintf(message, sizeof message, "%s", tnd_session_error(ss));
     finish_request(r, finish, finish == SRV_FINISH_ERROR ? 500 : 0, message, st.n_generated);
+    tnd_speculation_stats spec;
+    tnd_session_speculation_stats(ss, &spec);
+    srv_metrics_speculation(e->metrics, spec.n_drafted - s->spec_seen.n_drafted,
+                            spec.n_accepted - s->spec_seen.n_accepted, spec.n_verified - s->spec_seen.n_verified);
+    s->spec_seen = spec;
     if (finish == SRV_FINISH_CANCELLED || finish == SRV_FINISH_ERROR) tnd_session_clear(ss);
     s->req = NULL;
     srv_request_release(r);
@@ -515,6 +522,11 @@ tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_t
     for (int32_t i = 0; i < e->n_slots; i++) {
         e->slots[i].seq = i;
         if ((st = tnd_session_init(e->ctx, tok, i, e->n_ctx, &e->slots[i].session))) goto fail;
+        if (cfg->spec) {
+            tnd_speculation_params sp = *cfg->spec;
+            sp.draft_seq = i;
+            if ((st = tnd_session_set_speculation(e->slots[i].session, &sp))) goto fail;
+        }
     }
     st = TND_ERR_OUT_OF_MEMORY;
     if (pthread_create(&e->thread, NULL, engine_main, e)) goto fail;

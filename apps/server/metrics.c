@@ -21,6 +21,7 @@ typedef struct counters {
     uint64_t by_status[STATUS_MAX - STATUS_MIN + 1];
     uint64_t cancelled;
     uint64_t prompt_tokens, cached_tokens, generated_tokens, steps;
+    uint64_t drafted_tokens, accepted_tokens, verifications;
     double step_seconds;
     double ttft_sum;
     uint64_t ttft_count;
@@ -102,6 +103,14 @@ void srv_metrics_step(srv_metrics *m, int32_t n_prompt_tokens, int32_t n_generat
     pthread_mutex_unlock(&m->mu);
 }
 
+void srv_metrics_speculation(srv_metrics *m, int64_t drafted, int64_t accepted, int64_t verified) {
+    pthread_mutex_lock(&m->mu);
+    m->c.drafted_tokens += (uint64_t)drafted;
+    m->c.accepted_tokens += (uint64_t)accepted;
+    m->c.verifications += (uint64_t)verified;
+    pthread_mutex_unlock(&m->mu);
+}
+
 void srv_metrics_engine(srv_metrics *m, int32_t queued, int32_t active, int32_t kv_used, int32_t kv_total) {
     pthread_mutex_lock(&m->mu);
     m->c.queued = queued;
@@ -138,6 +147,12 @@ bool srv_metrics_render(srv_metrics *m, srv_buf *out) {
            metric(out, "tandem_forward_steps_total", "counter", "Forward steps of the batching engine.",
                   (double)s.steps) &&
            metric(out, "tandem_forward_seconds_total", "counter", "Time spent in forward steps.", s.step_seconds) &&
+           metric(out, "tandem_spec_drafted_tokens_total", "counter",
+                  "Drafted tokens verified by speculative decoding.", (double)s.drafted_tokens) &&
+           metric(out, "tandem_spec_accepted_tokens_total", "counter",
+                  "Drafted tokens accepted (each saved a forward step).", (double)s.accepted_tokens) &&
+           metric(out, "tandem_spec_verifications_total", "counter",
+                  "Forward steps that verified a draft.", (double)s.verifications) &&
            metric(out, "tandem_queue_depth", "gauge", "Requests waiting for a free sequence slot.",
                   (double)s.queued) &&
            metric(out, "tandem_active_requests", "gauge", "Requests being prefilled or generated.",

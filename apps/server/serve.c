@@ -5,6 +5,7 @@
 #include "../cli/cli_util.h"
 #include "../cli/commands.h"
 #include "../cli/plan.h"
+#include "../cli/speculate.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@ static int usage(FILE *f) {
             "  --log-prompts        include the prompt in the request log (off: no request text is logged)\n");
     cli_kv_usage(f);
     cli_plan_usage(f);
+    cli_spec_usage(f);
     return f == stdout ? 0 : 2;
 }
 
@@ -55,11 +57,13 @@ static char *read_key_file(const char *path) {
 
 /* Parses the options into cfg; *key_owned receives a key read from a file. Returns 0 to go on, -1 after --help,
  * or the exit code of a usage error. */
-static int parse_options(int argc, char **argv, srv_config *cfg, cli_plan_options *plan, char **key_owned) {
+static int parse_options(int argc, char **argv, srv_config *cfg, cli_plan_options *plan, cli_spec_options *spec,
+                         char **key_owned) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout) - 1;
         int placement = cli_plan_parse(plan, argc, argv, &i);
+        if (placement == 0) placement = cli_spec_parse(spec, argc, argv, &i);
         if (placement < 0) return 2;
         if (placement) continue;
         cli_kv_types kv_types = {cfg->k_type, cfg->v_type};
@@ -134,7 +138,10 @@ int tnd_cmd_serve(int argc, char **argv) {
     int32_t *groups = NULL;
     cli_plan_options plan;
     cli_plan_defaults(&plan);
-    int rc = parse_options(argc, argv, &cfg, &plan, &key_owned);
+    cli_spec_options spec;
+    cli_spec_defaults(&spec);
+    cli_draft draft = {0};
+    int rc = parse_options(argc, argv, &cfg, &plan, &spec, &key_owned);
     if (rc) {
         free(key_owned);
         return rc < 0 ? 0 : rc;
@@ -181,6 +188,16 @@ int tnd_cmd_serve(int argc, char **argv) {
     mi.tok = tok;
     mi.eos_text = eos_text;
     mi.n_ctx = cfg.n_ctx;
+    if (spec.params.source != TND_DRAFT_NONE) {
+        /* the draft model's context: like the engine's, a sequence per slot */
+        tnd_context_params dp = tnd_context_default_params();
+        dp.n_ctx = (cfg.n_ctx + dp.kv_block_size - 1) / dp.kv_block_size * dp.kv_block_size * cfg.parallel;
+        dp.n_batch = cfg.n_batch;
+        dp.n_threads = cfg.n_threads;
+        if (!cli_draft_open(&spec, &dp, cfg.parallel, &draft)) goto cleanup;
+        spec.params.draft_context = draft.ctx;
+        cfg.spec = &spec.params;
+    }
     if (!(metrics = srv_metrics_new())) goto cleanup;
     if (srv_engine_start(&cfg, model, tok, metrics, &engine) != TND_OK) {
         cli_error(cfg.model_path);
@@ -191,9 +208,10 @@ int tnd_cmd_serve(int argc, char **argv) {
     if (srv_http_start(&cfg, &mi, engine, metrics, &http, &port) != TND_OK) goto cleanup;
     bool v6 = strchr(cfg.host, ':') != NULL;
     fprintf(stderr,
-            "tandem serve: listening on http://%s%s%s:%d (model %s, %d sequences x %d tokens, chat template %s%s)\n",
+            "tandem serve: listening on http://%s%s%s:%d (model %s, %d sequences x %d tokens, chat template %s%s%s%s)\n",
             v6 ? "[" : "", cfg.host, v6 ? "]" : "", port, mi.id, cfg.parallel, cfg.n_ctx,
-            mi.chat_template ? mi.chat_template : "none", cfg.api_key ? ", API key required" : "");
+            mi.chat_template ? mi.chat_template : "none", cfg.api_key ? ", API key required" : "",
+            cfg.spec ? ", speculation " : "", cfg.spec ? tnd_draft_source_name(cfg.spec->source) : "");
     int sig = 0;
     sigwait(&stop_signals, &sig);
     fprintf(stderr, "tandem serve: %s: shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
@@ -202,6 +220,7 @@ cleanup:
     srv_engine_stop(engine); /* running requests end with 503, so the connection threads can finish */
     srv_http_stop(http);
     srv_engine_free(engine);
+    cli_draft_close(&draft);
     srv_metrics_free(metrics);
     tnd_tokenizer_free(tok);
     tnd_model_close(model);

@@ -42,6 +42,8 @@ typedef struct srv_config {
     unsigned read_timeout;     /* seconds a connection may stay silent while a request is read */
     size_t max_body;           /* bytes */
     bool log_prompts;          /* include prompt text in the request log */
+    const tnd_speculation_params *spec; /* speculative decoding of every slot (NULL = none); a draft model's
+                                           context has a sequence per slot, slot i drafts on sequence i */
     int32_t n_devices;         /* the placement plan (see tnd_context_params); 0 = one device */
     const int32_t *group_device;
     int32_t n_groups;
@@ -184,6 +186,8 @@ void srv_metrics_admitted(srv_metrics *m, int32_t n_prompt, int32_t n_cached);
 void srv_metrics_first_token(srv_metrics *m, double seconds);
 /* One forward step: prompt and generated tokens it processed, and its duration. */
 void srv_metrics_step(srv_metrics *m, int32_t n_prompt_tokens, int32_t n_generated, double seconds);
+/* What speculation did in a finished request: drafted tokens verified, of them accepted, verification steps. */
+void srv_metrics_speculation(srv_metrics *m, int64_t drafted, int64_t accepted, int64_t verified);
 /* Engine state after a step. */
 void srv_metrics_engine(srv_metrics *m, int32_t queued, int32_t active, int32_t kv_used, int32_t kv_total);
 /* Appends the Prometheus text exposition to *out. */

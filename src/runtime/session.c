@@ -31,7 +31,7 @@ struct tnd_session {
     tnd_detokenizer *det;
     tnd_stop_matcher *stops;
     int32_t max_tokens;
-    bool ignore_eog;
+    bool ignore_eog, speculate;
     tnd_text_fn on_text;
     void *user;
     uint64_t (*draws)[4];          /* [max_context + 1]: the sampler's random state before draw i of the generation */
@@ -214,6 +214,7 @@ static tnd_status new_generation(tnd_session *s, const tnd_generate_params *p) {
     s->stops = stops;
     s->max_tokens = p->max_tokens;
     s->ignore_eog = p->ignore_eog != 0;
+    s->speculate = !p->no_speculation;
     s->on_text = p->on_text;
     s->user = p->user;
     return TND_OK;
@@ -461,7 +462,7 @@ static int32_t draft_all(tnd_session *const *ss, int32_t n, int32_t cap) {
     for (int32_t i = 0; i < n; i++) {
         tnd_session *s = ss[i];
         s->n_draft = 0;
-        if (!s->spec || !pending_one(s)) continue;
+        if (!s->spec || !s->speculate || !pending_one(s)) continue;
         int32_t room = cap - n_streams - drafted;
         if (room > s->max_context - s->n_tokens) room = s->max_context - s->n_tokens;
         if (s->max_tokens >= 0 && room > s->max_tokens - n_generated(s) - 1)
@@ -568,6 +569,7 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
         if (s->n_kv < s->n_prompt) s->stats.t_prompt += seconds;
         else s->stats.t_generate += seconds;
         s->n_kv += s->n_fed;
+        if (s->spec) tnd_spec_step_done(s->spec, seconds);
         if (s->logits_row < 0) continue;
         int32_t before = s->stats.n_generated;
         if (s->n_draft) verify(s, ctx);
@@ -673,6 +675,7 @@ tnd_status tnd_session_clone(const tnd_session *src, int32_t seq, tnd_session **
     s->n_kv = src->n_kv;
     s->max_tokens = src->max_tokens;
     s->ignore_eog = src->ignore_eog;
+    s->speculate = src->speculate;
     s->on_text = src->on_text;
     s->user = src->user;
     s->n_draws = src->n_draws;

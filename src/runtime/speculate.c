@@ -23,6 +23,9 @@ enum {
 #define ACCEPT_DECAY 0.9
 #define COST_DECAY 0.97
 #define DRAFT_COST_EMA 0.2
+/* Probes may take this share of the generation's time at most: a probe of a draft model that was off for a while
+ * first evaluates every token since (its catch-up), which can cost more than the probe itself. */
+#define PROBE_BUDGET 0.02
 
 struct tnd_spec {
     tnd_speculation_params p;
@@ -42,6 +45,8 @@ struct tnd_spec {
     int32_t n_calls;             /* draft model steps the current draft took (-1: it caught up a long stretch, so
                                     its time says little about a step's) */
     int32_t k_last, off_steps, probe_every;
+    bool probing;                /* the current draft is a probe */
+    double t_steps, t_probes;    /* seconds of the session's steps, and of the drafting of its probes */
     tnd_speculation_stats stats;
 };
 
@@ -235,9 +240,10 @@ int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_strea
         sp->probe_every = PROBE_FIRST;
         return best;
     }
-    /* off: probe now and then, less often while probes keep failing */
-    if (++sp->off_steps < sp->probe_every) return 0;
+    /* off: probe now and then, less often while probes keep failing, and within the probes' share of the time */
+    if (++sp->off_steps < sp->probe_every || sp->t_probes > PROBE_BUDGET * sp->t_steps) return 0;
     sp->off_steps = 0;
+    sp->probing = true;
     if (sp->probe_every < PROBE_LAST) sp->probe_every *= 2;
     sp->stats.n_probes++;
     return min_i32(k_max, sp->p.draft_min > PROBE_LENGTH ? sp->p.draft_min : PROBE_LENGTH);
@@ -256,6 +262,8 @@ void tnd_spec_verified(tnd_spec *sp, int32_t drafted, int32_t accepted, bool rej
 }
 
 void tnd_spec_plain(tnd_spec *sp) { sp->stats.n_plain++; }
+
+void tnd_spec_step_done(tnd_spec *sp, double seconds) { sp->t_steps += seconds; }
 
 void tnd_spec_stats(const tnd_spec *sp, const tnd_step_cost *cost, tnd_speculation_stats *out) {
     *out = sp->stats;
@@ -353,6 +361,9 @@ int32_t tnd_spec_draft(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
     int32_t c = sp->p.source == TND_DRAFT_NGRAM ? draft_ngram(sp, rec, n, k) : draft_model(sp, rec, n, k);
     double seconds = now_seconds() - t0;
     sp->stats.t_draft += seconds;
+    sp->t_steps += seconds;
+    if (sp->probing) sp->t_probes += seconds;
+    sp->probing = false;
     /* a draft of k tokens takes about k draft model steps: the catch-up of the last token or two and k - 1 steps,
      * so the cost per token is the cost per step */
     if (sp->n_calls > 0) {

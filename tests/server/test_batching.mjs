@@ -161,3 +161,34 @@ test('a long prompt is prefilled in chunks while another stream keeps generating
     assert.equal(await server.stop(), 0);
   }
 });
+
+test('speculative decoding in the server (prompt lookup, a draft model) changes nothing in the replies', async () => {
+  const model = MODELS[0];
+  const alone = await references(model, PROMPTS);
+  const sources = [['--spec', 'ngram', '--ngram-min', '1'], ['--draft-model', fixture(model)]];
+  for (const source of sources) {
+    const server = await startServer(['-m', fixture(model), '-c', '512', '--parallel', '2', '-t', '1', '--spec-fixed',
+      '--draft-max', '6', ...source], { name: 'spec' });
+    const client = clientOf(server);
+    try {
+      const m0 = await metrics(server.url);
+      // without logprobs the slots speculate; with them they take a token per step: the same text both ways
+      const plain = await Promise.all(PROMPTS.map(async (p, i) => {
+        const req = { model: 'm', prompt: p, max_tokens: MAX_TOKENS, temperature: 0 };
+        if (i % 2 === 0) return (await client.completions.create(req)).choices[0].text;
+        let text = '';
+        for await (const ch of await client.completions.create({ ...req, stream: true }))
+          if (ch.choices.length) text += ch.choices[0].text;
+        return text;
+      }));
+      plain.forEach((text, i) => assert.equal(text, alone[i].text, `${source[1]}: prompt ${i}`));
+      assertSame(await complete(client, PROMPTS[3], false), alone[3], `${source[1]}: with logprobs`);
+      const m1 = await metrics(server.url);
+      const drafted = m1.tandem_spec_drafted_tokens_total - m0.tandem_spec_drafted_tokens_total;
+      const accepted = m1.tandem_spec_accepted_tokens_total - m0.tandem_spec_accepted_tokens_total;
+      assert.ok(drafted > 0 && accepted > 0, `${source[1]}: ${accepted} of ${drafted} drafted tokens accepted`);
+    } finally {
+      assert.equal(await server.stop(), 0);
+    }
+  }
+});
