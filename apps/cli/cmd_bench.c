@@ -184,7 +184,8 @@ int tnd_cmd_bench(int argc, char **argv) {
             spec_prompt = v;
         else if (!strcmp(a, "--spec-prompt-file")) {
             free(spec_prompt_file);
-            if (!(spec_prompt_file = cli_read_file(v, NULL))) return 1;
+            size_t len = 0;
+            if (!(spec_prompt_file = cli_read_file(v, &len))) return 1;
             spec_prompt = spec_prompt_file;
         }
     }

@@ -561,7 +561,8 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
             if (ss[i]->n_fed) fail_generation(ss[i], st, message);
         return tnd_fail(st, "%s", message);
     }
-    tnd_step_cost_add(&ctx->step_cost, b.n, seconds);
+    /* decode and verification steps (logits for every token, as a draft's have) tell what a draft costs */
+    if (b.rows == b.n) tnd_step_cost_add(&ctx->step_cost, b.n, seconds);
     int32_t generated = 0;
     for (int32_t i = 0; i < n; i++) {
         tnd_session *s = ss[i];

@@ -19,9 +19,9 @@ enum {
     VOCAB_SIZE_SLACK = 128 /* a draft vocabulary may have this many tokens more or fewer (padding rows) */
 };
 
-/* How fast old observations fade: acceptance per verification, costs per step. */
+/* How fast old observations fade: acceptance per verification, step costs per step. */
 #define ACCEPT_DECAY 0.9
-#define COST_DECAY 0.97
+#define COST_EMA 0.1
 #define DRAFT_COST_EMA 0.2
 /* Probes may take this share of the generation's time at most: a probe of a draft model that was off for a while
  * first evaluates every token since (its catch-up), which can cost more than the probe itself. */
@@ -42,6 +42,8 @@ struct tnd_spec {
     /* the controller */
     double accepted, rejected;   /* decayed counts of accepted drafted tokens and of drafts that ended short */
     double draft_token_seconds;  /* measured cost of drafting one token (0 until measured) */
+    double size_ratio;           /* draft model bytes / target bytes: the first guess of a draft step's cost, as a
+                                    share of a target step (decode reads every weight once) */
     int32_t n_calls;             /* draft model steps the current draft took (-1: it caught up a long stretch, so
                                     its time says little about a step's) */
     int32_t k_last, off_steps, probe_every;
@@ -77,32 +79,21 @@ tnd_speculation_params tnd_speculation_default_params(void) {
  * ---------------------------------------------------------------------------------------------------------- */
 
 void tnd_step_cost_add(tnd_step_cost *c, int32_t tokens, double seconds) {
-    if (tokens < 1 || tokens > TND_STEP_COST_MAX_TOKENS || !(seconds > 0)) return;
-    double x = tokens - 1;
-    c->w = c->w * COST_DECAY + 1;
-    c->sx = c->sx * COST_DECAY + x;
-    c->sy = c->sy * COST_DECAY + seconds;
-    c->sxx = c->sxx * COST_DECAY + x * x;
-    c->sxy = c->sxy * COST_DECAY + x * seconds;
+    if (tokens < 1 || !(seconds > 0)) return;
+    if (tokens == 1) {
+        c->one = c->n_one++ ? c->one * (1 - COST_EMA) + seconds * COST_EMA : seconds;
+        return;
+    }
+    if (!c->n_one) return;
+    double extra = (seconds - c->one) / (tokens - 1);
+    if (extra < 0) extra = 0;
+    c->per_token = c->n_more++ ? c->per_token * (1 - COST_EMA) + extra * COST_EMA : extra;
 }
 
 bool tnd_step_cost_line(const tnd_step_cost *c, double *one, double *per_token) {
-    if (c->w <= 0) return false;
-    double var = c->w * c->sxx - c->sx * c->sx;
-    double mean_x = c->sx / c->w, mean_y = c->sy / c->w;
-    double b = -1;
-    /* a slope needs steps of different sizes: a spread of at least one token */
-    if (var > c->w * c->w * 0.25) b = (c->w * c->sxy - c->sx * c->sy) / var;
-    if (b < 0) { /* no spread yet (or noise that says extra tokens are free): a tenth of a step each */
-        double a = mean_y / (1 + 0.1 * mean_x);
-        *one = a;
-        *per_token = 0.1 * a;
-        return true;
-    }
-    double a = mean_y - b * mean_x;
-    if (a < mean_y * 0.05) a = mean_y * 0.05; /* a step is never free */
-    *one = a;
-    *per_token = b;
+    if (!c->n_one) return false;
+    *one = c->one;
+    *per_token = c->n_more ? c->per_token : 0.1 * c->one;
     return true;
 }
 
@@ -183,6 +174,8 @@ tnd_status tnd_spec_init(const tnd_speculation_params *p, const tnd_context *tar
         sp->bpos = tnd_alloc_array(allocator, (size_t)sp->dctx->n_batch, sizeof *sp->bpos);
         sp->bseq = tnd_alloc_array(allocator, (size_t)sp->dctx->n_batch, sizeof *sp->bseq);
         ok = sp->drec && sp->bpos && sp->bseq;
+        uint64_t target_bytes = tnd_model_file_size(target->model);
+        sp->size_ratio = target_bytes ? (double)tnd_model_file_size(sp->dctx->model) / (double)target_bytes : 0;
         if (ok) tnd_context_seq_truncate(sp->dctx, p->draft_seq, 0);
     }
     if (!ok) {
@@ -222,13 +215,14 @@ int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_strea
     /* with k drafted tokens each accepted with chance a (after the one before it), the stream gains
      * 1 + a + ... + a^k tokens; the step costs k more tokens and the drafting */
     double a = acceptance(sp), step = one + per_token * (batch_tokens - 1);
+    double draft_cost = sp->draft_token_seconds > 0 ? sp->draft_token_seconds : one * sp->size_ratio;
     double best_rate = n_streams / step, gained = 1, a_k = 1;
     int32_t best = 0;
     for (int32_t k = 1; k <= k_max; k++) {
         a_k *= a;
         gained += a_k;
         if (k < sp->p.draft_min) continue;
-        double rate = (n_streams - 1 + gained) / (step + (per_token + sp->draft_token_seconds) * k);
+        double rate = (n_streams - 1 + gained) / (step + (per_token + draft_cost) * k);
         if (rate > best_rate * 1.02) { /* a gain within noise is not worth the variance */
             best_rate = rate;
             best = k;

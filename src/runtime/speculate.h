@@ -8,19 +8,19 @@
 
 #include <stdbool.h>
 
-/* The cost of a context's forward step as a line in the tokens it evaluates, seconds = a + b (tokens - 1), fitted
- * by least squares over the recent steps of up to TND_STEP_COST_MAX_TOKENS tokens (older steps weigh less). */
-#define TND_STEP_COST_MAX_TOKENS 80
+/* The cost of a context's decode steps (every token asks for logits): a step of one token, and what each further
+ * token adds, as running averages (recent steps weigh more). */
 typedef struct tnd_step_cost {
-    double w, sx, sy, sxx, sxy; /* decayed sums of 1, x, y, x^2, xy with x = tokens - 1 */
+    double one, per_token;
+    int64_t n_one, n_more;  /* steps of one token, and of more, seen */
 } tnd_step_cost;
 
 /* Adds one timed step. */
 void tnd_step_cost_add(tnd_step_cost *cost, int32_t tokens, double seconds);
 
-/* The fitted line: *one = seconds of a step of one token, *per_token = seconds each further token adds. Returns
- * false while no step was timed. Until steps of different sizes were seen, each further token is assumed to cost a
- * tenth of a step (a step reads the weights once; the extra tokens add arithmetic). */
+/* *one = seconds of a step of one token, *per_token = seconds each further token adds. Returns false while no step
+ * was timed. Until a step of several tokens was seen, each further token is assumed to cost a tenth of a step (a
+ * step reads the weights once; the extra tokens add arithmetic). */
 bool tnd_step_cost_line(const tnd_step_cost *cost, double *one, double *per_token);
 
 /* One session's speculation: its draft source, the draft, and the controller's state. */
