@@ -316,7 +316,7 @@ static void test_controller(loaded *t, loaded *useless) {
     if (!generate(t, NULL, &gp, prompt, n_prompt, 0, &plain) || !generate(t, &spec, &gp, prompt, n_prompt, 0, &o))
         return;
     CHECK(same(&plain, &o));
-    CHECK(o.spec.n_probes > 0 && o.spec.n_plain > o.spec.n_verified * 4 && o.spec.acceptance < 0.3);
+    CHECK(o.spec.n_probes > 0 && o.spec.n_plain > o.spec.n_verified * 10 && o.spec.draft_length == 0);
     printf("controller: a useless draft verified %lld times in %d tokens (%lld probes), acceptance %.2f\n",
            (long long)o.spec.n_verified, o.n, (long long)o.spec.n_probes, o.spec.acceptance);
 }
