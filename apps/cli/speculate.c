@@ -83,7 +83,7 @@ void cli_draft_close(cli_draft *d) {
 }
 
 bool cli_spec_apply(const cli_spec_options *o, cli_draft *d, tnd_session *session, int32_t draft_seq) {
-    if (o->params.source == TND_DRAFT_NONE) return true;
+    if (o->params.source == TND_DRAFT_NONE) return tnd_session_set_speculation(session, NULL) == TND_OK;
     tnd_speculation_params p = o->params;
     p.draft_context = d->ctx;
     p.draft_seq = draft_seq;

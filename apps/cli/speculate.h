@@ -33,8 +33,8 @@ typedef struct cli_draft {
 bool cli_draft_open(const cli_spec_options *o, const tnd_context_params *target, int32_t n_seq, cli_draft *d);
 void cli_draft_close(cli_draft *d);
 
-/* Gives the session the options' speculation, drafting on sequence draft_seq of d's context; prints the error and
- * returns false on failure (a draft model of another vocabulary, say). */
+/* Gives the session the options' speculation (none: it stops speculating), drafting on sequence draft_seq of d's
+ * context; prints the error and returns false on failure (a draft model of another vocabulary, say). */
 bool cli_spec_apply(const cli_spec_options *o, cli_draft *d, tnd_session *session, int32_t draft_seq);
 
 /* `tandem bench --spec ...`: n_gen greedy tokens after the prompt, reps times with and without speculation,
