@@ -569,13 +569,14 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
         if (!s->n_fed) continue;
         if (s->n_kv < s->n_prompt) s->stats.t_prompt += seconds;
         else s->stats.t_generate += seconds;
+        bool generation_step = s->n_fed == 1 + s->n_draft && s->n_kv >= s->n_prompt;
         s->n_kv += s->n_fed;
-        if (s->spec) tnd_spec_step_done(s->spec, seconds);
         if (s->logits_row < 0) continue;
         int32_t before = s->stats.n_generated;
         if (s->n_draft) verify(s, ctx);
         else sample(s, tnd_context_logits(ctx, s->logits_row));
         generated += s->stats.n_generated - before;
+        if (s->spec && generation_step) tnd_spec_step_done(s->spec, seconds, s->stats.n_generated - before);
     }
     if (stats) *stats = (tnd_step_stats){.n_prompt_tokens = n_prompt_tokens, .n_generated = generated,
                                          .seconds = seconds};

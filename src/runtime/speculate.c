@@ -23,6 +23,8 @@ enum {
 #define ACCEPT_DECAY 0.9
 #define COST_EMA 0.1
 #define DRAFT_COST_EMA 0.2
+#define RATE_DECAY 0.9
+#define RATE_MIN_STEPS 4   /* steps of each kind before what they gave is trusted over the cost model */
 /* Probes may take this share of the generation's time at most: a probe of a draft model that was off for a while
  * first evaluates every token since (its catch-up), which can cost more than the probe itself. */
 #define PROBE_BUDGET 0.02
@@ -44,11 +46,16 @@ struct tnd_spec {
     double draft_token_seconds;  /* measured cost of drafting one token (0 until measured) */
     double size_ratio;           /* draft model bytes / target bytes: the first guess of a draft step's cost, as a
                                     share of a target step (decode reads every weight once) */
-    int32_t n_calls;             /* draft model steps the current draft took (-1: it caught up a long stretch, so
-                                    its time says little about a step's) */
+    double step_seconds;         /* what one draft step of the current draft took (0: not known) */
     int32_t k_last, off_steps, probe_every;
     bool probing;                /* the current draft is a probe */
     double t_steps, t_probes;    /* seconds of the session's steps, and of the drafting of its probes */
+    /* what the steps really gave, with a draft and without: decayed sums of seconds (drafting included) and of
+     * tokens, and how many steps of each kind were seen */
+    double draft_pending;        /* seconds of drafting for the step under way */
+    bool step_drafted;           /* a draft was attempted for the step under way */
+    double on_seconds, on_tokens, off_seconds, off_tokens;
+    int32_t n_on, n_off;
     tnd_speculation_stats stats;
 };
 
@@ -228,6 +235,12 @@ int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_strea
             best = k;
         }
     }
+    /* what the steps really gave overrides the model: speculation that has been slower than steps without it
+     * stays off (the model's costs are estimates; the machine may be busy, the draft slower than it looks) */
+    if (best && sp->n_on >= RATE_MIN_STEPS) {
+        double off_rate = sp->n_off >= RATE_MIN_STEPS ? sp->off_tokens / sp->off_seconds : 1.0 / step;
+        if (sp->on_tokens < off_rate * sp->on_seconds) best = 0;
+    }
     sp->k_last = best;
     if (best) {
         sp->off_steps = 0;
@@ -257,7 +270,21 @@ void tnd_spec_verified(tnd_spec *sp, int32_t drafted, int32_t accepted, bool rej
 
 void tnd_spec_plain(tnd_spec *sp) { sp->stats.n_plain++; }
 
-void tnd_spec_step_done(tnd_spec *sp, double seconds) { sp->t_steps += seconds; }
+void tnd_spec_step_done(tnd_spec *sp, double seconds, int32_t tokens) {
+    sp->t_steps += seconds;
+    seconds += sp->draft_pending;
+    if (sp->step_drafted) {
+        sp->on_seconds = sp->on_seconds * RATE_DECAY + seconds;
+        sp->on_tokens = sp->on_tokens * RATE_DECAY + tokens;
+        sp->n_on++;
+    } else {
+        sp->off_seconds = sp->off_seconds * RATE_DECAY + seconds;
+        sp->off_tokens = sp->off_tokens * RATE_DECAY + tokens;
+        sp->n_off++;
+    }
+    sp->draft_pending = 0;
+    sp->step_drafted = false;
+}
 
 void tnd_spec_stats(const tnd_spec *sp, const tnd_step_cost *cost, tnd_speculation_stats *out) {
     *out = sp->stats;
@@ -329,8 +356,13 @@ static int32_t draft_model(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t 
         if (tnd_context_seq_truncate(d, sp->p.draft_seq, common) != TND_OK) return 0;
         sp->n_drec = common;
     }
-    sp->n_calls = n - sp->n_drec > 4 ? -1 : 1;
+    /* a catch-up of a token or two costs about a draft step; a longer one (a probe after a while off) says little */
+    int32_t behind = n - sp->n_drec;
+    double t0 = now_seconds();
     if (!draft_catch_up(sp, rec, n)) return 0;
+    if (behind <= 2) sp->step_seconds = now_seconds() - t0;
+    t0 = now_seconds();
+    int32_t steps = 0;
     int32_t n_vocab = tnd_model_n_vocab(d->model), c = 0;
     if (n_vocab > sp->target_vocab) n_vocab = sp->target_vocab;
     for (;;) {
@@ -343,28 +375,31 @@ static int32_t draft_model(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t 
         tnd_batch batch = {.n_tokens = 1, .tokens = &token, .pos = &pos, .seq_id = &seq};
         if (tnd_context_decode(d, &batch) != TND_OK) break;
         sp->drec[sp->n_drec++] = token;
-        if (sp->n_calls > 0) sp->n_calls++;
+        steps++;
     }
+    if (steps) sp->step_seconds = (now_seconds() - t0) / steps; /* the most telling: single-token draft steps */
     return c;
 }
 
 int32_t tnd_spec_draft(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
     double t0 = now_seconds();
     sp->n_requested = k;
-    sp->n_calls = k; /* a lookup: its time spread over the tokens asked for */
+    sp->step_seconds = 0;
+    sp->step_drafted = true; /* the step pays for the attempt even if nothing comes of it */
     int32_t c = sp->p.source == TND_DRAFT_NGRAM ? draft_ngram(sp, rec, n, k) : draft_model(sp, rec, n, k);
     double seconds = now_seconds() - t0;
+    if (sp->p.source == TND_DRAFT_NGRAM) sp->step_seconds = seconds / k; /* a lookup: spread over the tokens asked */
     sp->stats.t_draft += seconds;
     sp->t_steps += seconds;
+    sp->draft_pending += seconds;
     if (sp->probing) sp->t_probes += seconds;
     sp->probing = false;
-    /* a draft of k tokens takes about k draft model steps: the catch-up of the last token or two and k - 1 steps,
-     * so the cost per token is the cost per step */
-    if (sp->n_calls > 0) {
-        double per_token = seconds / sp->n_calls;
-        sp->draft_token_seconds = sp->draft_token_seconds == 0 ? per_token
-                                  : sp->draft_token_seconds * (1 - DRAFT_COST_EMA) + per_token * DRAFT_COST_EMA;
-    }
+    /* a draft of k tokens takes about k draft model steps (the catch-up of the last token or two, then k - 1
+     * steps), so the cost of a drafted token is that of a draft step */
+    if (sp->step_seconds > 0)
+        sp->draft_token_seconds = sp->draft_token_seconds == 0
+                                      ? sp->step_seconds
+                                      : sp->draft_token_seconds * (1 - DRAFT_COST_EMA) + sp->step_seconds * DRAFT_COST_EMA;
     if (c >= sp->p.draft_min) return c;
     /* nothing to verify: a lookup without a match tells nothing about drafts, a draft model too unsure to draft
      * ended its chain at once */

@@ -52,8 +52,9 @@ void tnd_spec_verified(tnd_spec *sp, int32_t drafted, int32_t accepted, bool rej
 /* A generating step that carried no draft. */
 void tnd_spec_plain(tnd_spec *sp);
 
-/* The time of a step the session took part in (for the probes' share of the time). */
-void tnd_spec_step_done(tnd_spec *sp, double seconds);
+/* A generating step of the session: its seconds and the tokens it gave the session (with or without a draft, as
+ * tnd_spec_draft made it), for the probes' share of the time and for what speculation really gives. */
+void tnd_spec_step_done(tnd_spec *sp, double seconds, int32_t tokens);
 
 /* The figures of tnd_session_speculation_stats. */
 void tnd_spec_stats(const tnd_spec *sp, const tnd_step_cost *cost, tnd_speculation_stats *out);
