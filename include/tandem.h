@@ -796,6 +796,49 @@ TND_API const char *tnd_tokenizer_token_text(const tnd_tokenizer *tok, int32_t t
 TND_API int32_t tnd_tokenizer_find(const tnd_tokenizer *tok, const char *text, size_t len);
 
 /* ---------------------------------------------------------------------------------------------------------------
+ * Grammars: generated text that follows a formal language
+ *
+ * A grammar in GBNF, the notation llama.cpp's grammars use, so existing grammars work:
+ *
+ *   root   ::= "{" ws pair (ws "," ws pair)* ws "}"     # one rule per line; "root" is where the text starts
+ *   pair   ::= string ws ":" ws [0-9]+
+ *   string ::= "\"" [a-z]* "\""
+ *   ws     ::= [ \t\n]*
+ *
+ * Literals in double quotes, character classes in brackets ([^"\\] negated, ranges a-z), . for any character,
+ * rule names, groups in parentheses, alternatives with |, repetition with *, +, ?, {m}, {m,}, {m,n}; escapes \n \r
+ * \t \\ \" \xHH \uHHHH \UHHHHHHHH; # comments. A rule continues on the next line inside parentheses or after |.
+ * Left recursion (a rule that can reach itself before matching a character) is refused: write it as repetition.
+ * A generation given a grammar (tnd_generate_params.grammar) produces only text the grammar allows, and ends
+ * (TND_FINISH_EOG) when the text is complete and nothing can follow, or when the model ends it where the text is
+ * complete.
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct tnd_grammar tnd_grammar;
+
+/* Parses and compiles text[0..len) with `root` as the start rule (NULL = "root"). On success *out must be released
+ * with tnd_grammar_free; it is immutable, so any number of generations may use it at once. TND_ERR_INVALID_ARGUMENT
+ * with a message naming the line and column (or the rule) of the problem: a syntax error, a rule used but never
+ * defined or defined twice, left recursion, no start rule; TND_ERR_OUT_OF_MEMORY. */
+TND_API tnd_status tnd_grammar_parse(const char *text, size_t len, const char *root, tnd_grammar **out);
+
+/* Releases a grammar. Accepts NULL. */
+TND_API void tnd_grammar_free(tnd_grammar *grammar);
+
+/* The GBNF text of JSON (RFC 8259) with an object at the top, as OpenAI's response_format "json_object" asks for
+ * (NUL-terminated, static). */
+TND_API const char *tnd_grammar_json_text(void);
+
+typedef enum tnd_grammar_match {
+    TND_GRAMMAR_REJECTED = 0,  /* no text of the grammar starts with it */
+    TND_GRAMMAR_PREFIX,        /* the start of some text of the grammar, not complete */
+    TND_GRAMMAR_COMPLETE       /* a complete text of the grammar (longer ones may start with it) */
+} tnd_grammar_match;
+
+/* How text[0..len) (UTF-8) stands against the grammar. REJECTED also for NULL grammar or memory exhaustion. */
+TND_API tnd_grammar_match tnd_grammar_check(const tnd_grammar *grammar, const char *text, size_t len);
+
+/* ---------------------------------------------------------------------------------------------------------------
  * Generation sessions: a prompt in, text out
  *
  * A session owns one sequence of a context and runs the whole loop of generation: it keeps the record of the
@@ -846,6 +889,8 @@ typedef struct tnd_generate_params {
                                      the text continues the prompt exactly) */
     tnd_text_fn on_text;          /* NULL (default) = only the pull call tnd_session_text */
     void *user;                   /* passed to on_text */
+    const tnd_grammar *grammar;   /* NULL (default), or the grammar the generated text follows; borrowed: it must
+                                     outlive the generation */
     int no_speculation;           /* 1: this generation takes one token per step even where the session has a
                                      speculation setting (tnd_session_set_speculation), which stays for the next;
                                      for a caller that looks at every token's logits (default 0) */

@@ -522,19 +522,36 @@ static int32_t gather_candidates(tnd_sampler *s, int32_t k, int32_t *best) {
     return n;
 }
 
-tnd_status tnd_sampler_sample(tnd_sampler *s, const float *logits, int32_t *token) {
-    if (token) *token = -1;
-    if (!s || !logits || !token)
-        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_sampler_sample: sampler, logits or token is NULL");
+/* Stage 8: draws one of the kept candidates in proportion to p. */
+static int32_t draw(tnd_sampler *s) {
+    const tnd_candidate *c = s->cand;
+    int32_t n = s->n_kept;
+    double r = rng_uniform(s->rng) * s->kept_total, cum = 0.0;
+    int32_t pick = n - 1;
+    for (int32_t i = 0; i < n; i++) {
+        cum += c[i].p;
+        if (r < cum) {
+            pick = i;
+            break;
+        }
+    }
+    while (pick > 0 && c[pick].p == 0.0f) pick--; /* the rounding fallback never lands on an impossible token */
+    return c[pick].id;
+}
+
+/* Stages 1-8 over the tokens `allowed` marks (NULL: all). */
+static tnd_status sample_from(tnd_sampler *s, const float *logits, const uint8_t *allowed, int32_t *token) {
     const tnd_sampler_params *p = &s->params;
     tnd_candidate *c = s->cand;
     s->n_kept = 0;
     load_logits(s, logits);
+    for (int32_t i = 0; allowed && i < s->n_vocab; i++)
+        if (!allowed[i]) s->work[i] = -INFINITY;
     bool greedy = p->temperature == 0.0f;
     int32_t best = 0, n = gather_candidates(s, greedy ? 1 : p->top_k, &best);
     if (n == 0)
-        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "sampler: no token of %d has a finite logit after penalties and"
-                        " bias (all NaN, -inf or banned)", s->n_vocab);
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "sampler: no token of %d has a finite logit after penalties, bias%s"
+                        " (all NaN, -inf or banned)", s->n_vocab, allowed ? " and the grammar" : "");
     if (greedy) {
         c[0] = c[best];
         best = 0;
@@ -556,19 +573,40 @@ tnd_status tnd_sampler_sample(tnd_sampler *s, const float *logits, int32_t *toke
     }
     s->n_kept = n;
     s->kept_total = total;
-
-    double r = rng_uniform(s->rng) * total, cum = 0.0; /* stage 8 */
-    int32_t pick = n - 1;
-    for (int32_t i = 0; i < n; i++) {
-        cum += c[i].p;
-        if (r < cum) {
-            pick = i;
-            break;
-        }
-    }
-    while (pick > 0 && c[pick].p == 0.0f) pick--; /* the rounding fallback never lands on an impossible token */
-    *token = c[pick].id;
+    *token = draw(s);
     return TND_OK;
+}
+
+tnd_status tnd_sampler_sample(tnd_sampler *s, const float *logits, int32_t *token) {
+    if (token) *token = -1;
+    if (!s || !logits || !token)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_sampler_sample: sampler, logits or token is NULL");
+    return sample_from(s, logits, NULL, token);
+}
+
+tnd_status tnd_sampler_sample_filtered(tnd_sampler *s, const float *logits, const tnd_sample_filter *f,
+                                       int32_t *token) {
+    tnd_status st = tnd_sampler_sample(s, logits, token);
+    if (st || f->allows(f->user, *token)) return st;
+    /* drawn again from the kept candidates the filter allows: the same as drawing from the kept distribution until
+     * an allowed token comes (rejection sampling), without the redraws */
+    tnd_candidate *c = s->cand;
+    int32_t n = 0;
+    double total = 0.0;
+    for (int32_t i = 0; i < s->n_kept; i++)
+        if (c[i].p > 0.0f && f->allows(f->user, c[i].id)) {
+            c[n++] = c[i];
+            total += c[i].p;
+        }
+    if (n > 0) {
+        s->n_kept = n;
+        s->kept_total = total;
+        *token = draw(s);
+        return TND_OK;
+    }
+    /* none of them: every stage again over the allowed tokens of the whole vocabulary */
+    if (!f->mask(f->user, f->allowed)) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "sampler: out of memory for the mask");
+    return sample_from(s, logits, f->allowed, token);
 }
 
 /* ---------------------------------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 #include "core/error.h"
 #include "runtime/context.h"
 #include "runtime/sampler_state.h"
+#include "text/grammar.h"
+#include "text/tokenizer.h"
 
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -49,6 +51,12 @@ struct tnd_session {
 
     tnd_spec *spec;                /* speculation: draft source and controller; NULL = none */
 
+    /* a grammar: the generation's matcher (NULL = none), the vocabulary's trie (made at the first grammar, kept),
+     * and the mask's scratch */
+    g_matcher *grammar;
+    g_vocab *grammar_vocab;
+    uint8_t *allowed;              /* [n_vocab] */
+
     /* the last step */
     int32_t last_token;
     const float *last_logits;
@@ -90,6 +98,8 @@ tnd_generate_params tnd_generate_default_params(void) {
 
 /* Frees the objects of the generation; the record and the cache stay. */
 static void drop_generation(tnd_session *s) {
+    g_matcher_free(s->grammar);
+    s->grammar = NULL;
     tnd_sampler_free(s->sampler);
     tnd_detokenizer_free(s->det);
     tnd_stop_matcher_free(s->stops);
@@ -149,7 +159,9 @@ void tnd_session_free(tnd_session *s) {
     if (s->tokens) tnd_context_seq_truncate(s->ctx, s->seq, 0);
     drop_generation(s);
     tnd_spec_free(s->spec);
+    g_vocab_free(s->grammar_vocab);
     tnd_allocator a = s->allocator;
+    tnd_free(&a, s->allowed);
     tnd_free(&a, s->tokens);
     tnd_free(&a, s->draws);
     tnd_free(&a, s->text);
@@ -193,25 +205,41 @@ tnd_status tnd_session_adopt_cache(tnd_session *dst, const tnd_session *src) {
     return TND_OK;
 }
 
-/* Sets up the sampler, detokenizer and stop matcher of a new generation; nothing changes on failure. */
+/* The matcher of a generation's grammar; the vocabulary's trie is made at the session's first grammar. */
+static tnd_status new_matcher(tnd_session *s, const tnd_generate_params *p, g_matcher **out) {
+    tnd_status st = TND_OK;
+    if (!s->grammar_vocab) st = g_vocab_init(s->tok, &s->allocator, &s->grammar_vocab);
+    if (!st && !s->allowed && !(s->allowed = tnd_alloc(&s->allocator, (size_t)s->n_vocab)))
+        st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "grammar: out of memory");
+    /* the grammar sees the text as shown: without the space prefix the detokenizer removes */
+    if (!st) st = g_matcher_init(p->grammar, s->grammar_vocab, tnd_detok_strips_space(s->tok, p->detokenize_flags),
+                                 &s->allocator, out);
+    return st;
+}
+
+/* Sets up the sampler, detokenizer, stop matcher and grammar of a new generation; nothing changes on failure. */
 static tnd_status new_generation(tnd_session *s, const tnd_generate_params *p) {
     tnd_sampler *sampler = NULL;
     tnd_detokenizer *det = NULL;
     tnd_stop_matcher *stops = NULL;
+    g_matcher *grammar = NULL;
     tnd_sampler_params sp = p->sampling;
     if (!sp.allocator.alloc && !sp.allocator.free) sp.allocator = s->allocator; /* the context's hooks by default */
     tnd_status st = tnd_sampler_init(&sp, s->n_vocab, &sampler);
     if (!st) st = tnd_detokenizer_init(s->tok, p->detokenize_flags, &det);
     if (!st) st = tnd_stop_matcher_init(p->stops, p->stop_lens, p->n_stops, 1, &stops);
+    if (!st && p->grammar) st = new_matcher(s, p, &grammar);
     if (st) {
         tnd_sampler_free(sampler);
         tnd_detokenizer_free(det);
+        tnd_stop_matcher_free(stops);
         return st;
     }
     drop_generation(s);
     s->sampler = sampler;
     s->det = det;
     s->stops = stops;
+    s->grammar = grammar;
     s->max_tokens = p->max_tokens;
     s->ignore_eog = p->ignore_eog != 0;
     s->speculate = !p->no_speculation;
@@ -368,12 +396,26 @@ void tnd_session_cancel(tnd_session *s) {
 
 /* Samples the next token from `logits` (the session's cache has caught up with its record) and decides whether
  * the generation goes on. The random state before the draw is kept for rollback. */
+static bool grammar_allows(void *user, int32_t token) {
+    tnd_session *s = user;
+    bool eog = tnd_tokenizer_is_eog(s->tok, token);
+    return (!eog || !s->ignore_eog) && g_matcher_allows(s->grammar, token, eog);
+}
+
+static bool grammar_mask(void *user, uint8_t *allowed) {
+    tnd_session *s = user;
+    return g_matcher_mask(s->grammar, !s->ignore_eog, allowed);
+}
+
 static void sample(tnd_session *s, const float *logits) {
     int32_t g = n_generated(s);
     tnd_sampler_rng_save(s->sampler, s->draws[g]);
     s->n_draws = g + 1;
     int32_t token = -1;
-    if (tnd_sampler_sample(s->sampler, logits, &token) != TND_OK) {
+    tnd_sample_filter grammar = {grammar_allows, grammar_mask, s, s->allowed};
+    tnd_status st = s->grammar ? tnd_sampler_sample_filtered(s->sampler, logits, &grammar, &token)
+                               : tnd_sampler_sample(s->sampler, logits, &token);
+    if (st != TND_OK) {
         char message[256];
         snprintf(message, sizeof message, "sampling failed: %s", tnd_last_error());
         fail_generation(s, TND_ERR_INVALID_ARGUMENT, message);
@@ -389,6 +431,10 @@ static void sample(tnd_session *s, const float *logits) {
     s->tokens[s->n_tokens++] = token;
     s->last_token = token;
     s->stats.n_generated = n_generated(s);
+    if (s->grammar && !g_matcher_accept(s->grammar, token)) { /* it was allowed: only memory can fail here */
+        fail_generation(s, TND_ERR_OUT_OF_MEMORY, "grammar: out of memory following the text");
+        return;
+    }
     int32_t hit = show_token(s, token, true);
     if (hit == -2) {
         char message[256];
@@ -397,6 +443,15 @@ static void sample(tnd_session *s, const float *logits) {
     } else if (hit >= 0) end_generation(s, TND_FINISH_STOP_STRING);
     else if (s->max_tokens >= 0 && s->stats.n_generated >= s->max_tokens) end_generation(s, TND_FINISH_LENGTH);
     else if (s->n_tokens > s->max_context) end_generation(s, TND_FINISH_CONTEXT);
+    else if (s->grammar && !g_matcher_can_go_on(s->grammar)) end_generation(s, TND_FINISH_EOG); /* complete */
+}
+
+/* Brings the grammar's matcher to the generated tokens again (after a rollback, or in a clone). */
+static bool replay_grammar(tnd_session *s) {
+    if (!s->grammar) return true;
+    bool ok = g_matcher_reset(s->grammar);
+    for (int32_t i = s->n_prompt; ok && i < s->n_tokens; i++) ok = g_matcher_accept(s->grammar, s->tokens[i]);
+    return ok;
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -640,6 +695,12 @@ tnd_status tnd_session_rollback(tnd_session *s, int32_t k) {
         }
         if (hit >= 0) s->finish = TND_FINISH_STOP_STRING; /* only the last token can complete a stop string */
     }
+    if (!replay_grammar(s)) {
+        fail_generation(s, TND_ERR_OUT_OF_MEMORY, "out of memory replaying the grammar");
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "tnd_session_rollback: out of memory replaying the grammar");
+    }
+    if (s->grammar && s->finish == TND_FINISH_NONE && s->n_tokens > s->n_prompt && !g_matcher_can_go_on(s->grammar))
+        s->finish = TND_FINISH_EOG;
     return TND_OK;
 }
 
@@ -656,6 +717,12 @@ tnd_status tnd_session_clone(const tnd_session *src, int32_t seq, tnd_session **
         st = tnd_sampler_clone(src->sampler, &s->sampler);
         if (!st) st = tnd_detokenizer_clone(src->det, &s->det);
         if (!st) st = tnd_stop_matcher_clone(src->stops, &s->stops);
+    }
+    if (!st && src->grammar) {
+        s->grammar_vocab = g_vocab_retain(src->grammar_vocab);
+        if (!(s->allowed = tnd_alloc(&s->allocator, (size_t)s->n_vocab)))
+            st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "tnd_session_clone: out of memory");
+        if (!st) st = g_matcher_clone(src->grammar, &s->grammar);
     }
     if (!st && src->text_cap > s->text_cap) {
         tnd_free(&s->allocator, s->text);

@@ -103,8 +103,7 @@ const char *tnd_tokenizer_piece(const tnd_tokenizer *t, int32_t token, uint32_t 
     return p;
 }
 
-/* Whether decoding starts by removing one leading space (the SPM space prefix). */
-static bool strips_space(const tnd_tokenizer *t, uint32_t flags) {
+bool tnd_detok_strips_space(const tnd_tokenizer *t, uint32_t flags) {
     return t->kind == TND_VOCAB_SPM && t->add_space_prefix && !(flags & TND_DETOKENIZE_KEEP_SPACE);
 }
 
@@ -133,7 +132,7 @@ int32_t tnd_tokenizer_decode(const tnd_tokenizer *t, const int32_t *tokens, int3
         tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_tokenizer_decode: unknown flags 0x%x", flags);
         return TND_TOKENIZE_ERROR;
     }
-    bool strip = strips_space(t, flags);
+    bool strip = tnd_detok_strips_space(t, flags);
     int64_t total = 0;
     for (int32_t i = 0; i < n_tokens; i++) {
         if (tokens[i] < 0 || tokens[i] >= t->n_vocab) {
@@ -174,7 +173,7 @@ tnd_status tnd_detokenizer_init(const tnd_tokenizer *tok, uint32_t flags, tnd_de
     if (!d) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "tnd_detokenizer_init: out of memory");
     d->tok = tok;
     d->flags = flags;
-    d->strip = strips_space(tok, flags);
+    d->strip = tnd_detok_strips_space(tok, flags);
     *out = d;
     return TND_OK;
 }
@@ -258,6 +257,6 @@ int32_t tnd_detokenizer_finish(tnd_detokenizer *d, char *buf, int32_t cap) {
     if (n > cap) return -n;
     if (n) memcpy(buf, d->pending, (size_t)n);
     d->n_pending = 0;
-    d->strip = strips_space(d->tok, d->flags);
+    d->strip = tnd_detok_strips_space(d->tok, d->flags);
     return n;
 }

@@ -165,4 +165,8 @@ tnd_status tnd_bpe_encode(tnd_tokenizer *t, tnd_tok_scratch *sc, const char *tex
 /* detokenize.c: builds the decoded piece of every token. TND_ERR_FORMAT (a byte token that is not <0xNN>), OOM. */
 tnd_status tnd_detok_build_pieces(tnd_tokenizer *t);
 
+/* Whether decoding with these TND_DETOKENIZE_* flags removes one leading space from the first non-empty piece
+ * (the SPM space prefix). */
+bool tnd_detok_strips_space(const tnd_tokenizer *t, uint32_t flags);
+
 #endif

@@ -1,0 +1,254 @@
+/* grammar_vocab.c: which tokens a grammar allows next. Every token's piece goes into a trie once per vocabulary;
+ * the mask walks the trie with the grammar's state, so a subtree whose prefix the grammar rejects is never
+ * entered: where the grammar allows a few characters (a quote, a colon, a digit) the walk is short. One token is
+ * checked by walking its piece. */
+#include "text/grammar.h"
+
+#include "core/alloc.h"
+#include "core/error.h"
+
+#include <string.h>
+
+struct g_vocab {
+    tnd_allocator allocator;
+    int32_t refs;
+    int32_t n_vocab;
+    const char **piece;          /* [n_vocab] borrowed from the tokenizer */
+    int32_t *piece_len;          /* [n_vocab]; 0 for tokens that show no text (they are never allowed) */
+    /* the trie: node 0 is the root; children as linked lists, the root's also by byte */
+    int32_t *first_child, *next_sibling, *token_head; /* [n_nodes] */
+    uint8_t *byte;               /* [n_nodes] the edge into the node */
+    int32_t *token_next;         /* [n_vocab] tokens with the same piece */
+    int32_t root_child[256];
+    int32_t n_nodes, max_len;
+    int32_t *eog, n_eog;         /* the end-of-generation tokens */
+};
+
+struct g_matcher {
+    tnd_allocator allocator;
+    const tnd_grammar *g;
+    const g_vocab *v;
+    bool skip_first_space;
+    g_state state, a, b, work;
+    g_state *levels;             /* [v->max_len] the trie walk's state at each depth */
+    int32_t n_levels;
+};
+
+/* ------------------------------------------------------------------------------------------------------------
+ * The vocabulary
+ * ---------------------------------------------------------------------------------------------------------- */
+
+g_vocab *g_vocab_retain(g_vocab *v) {
+    v->refs++;
+    return v;
+}
+
+void g_vocab_free(g_vocab *v) {
+    if (!v || --v->refs > 0) return;
+    tnd_allocator a = v->allocator;
+    tnd_free(&a, v->piece);
+    tnd_free(&a, v->piece_len);
+    tnd_free(&a, v->first_child);
+    tnd_free(&a, v->next_sibling);
+    tnd_free(&a, v->token_head);
+    tnd_free(&a, v->byte);
+    tnd_free(&a, v->token_next);
+    tnd_free(&a, v->eog);
+    tnd_free(&a, v);
+}
+
+static int32_t child(const g_vocab *v, int32_t node, uint8_t b) {
+    if (node == 0) return v->root_child[b];
+    for (int32_t c = v->first_child[node]; c >= 0; c = v->next_sibling[c])
+        if (v->byte[c] == b) return c;
+    return -1;
+}
+
+tnd_status g_vocab_init(const tnd_tokenizer *tok, const tnd_allocator *allocator, g_vocab **out) {
+    *out = NULL;
+    g_vocab *v = tnd_alloc(allocator, sizeof *v);
+    if (!v) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "grammar: out of memory for the vocabulary");
+    v->allocator = *allocator;
+    v->refs = 1;
+    int32_t n = v->n_vocab = tnd_tokenizer_n_vocab(tok);
+    int64_t total = 1;
+    v->piece = tnd_alloc_array(allocator, (size_t)n, sizeof *v->piece);
+    v->piece_len = tnd_alloc_array(allocator, (size_t)n, sizeof *v->piece_len);
+    v->token_next = tnd_alloc_array(allocator, (size_t)n, sizeof *v->token_next);
+    v->eog = tnd_alloc_array(allocator, (size_t)n, sizeof *v->eog);
+    bool ok = v->piece && v->piece_len && v->token_next && v->eog;
+    for (int32_t t = 0; ok && t < n; t++) {
+        size_t len = 0;
+        v->piece[t] = tnd_tokenizer_piece(tok, t, 0, &len);
+        v->piece_len[t] = v->piece[t] ? (int32_t)len : 0;
+        total += v->piece_len[t];
+        if (tnd_tokenizer_is_eog(tok, t)) v->eog[v->n_eog++] = t;
+        if (v->piece_len[t] > v->max_len) v->max_len = v->piece_len[t];
+    }
+    /* at most one node per byte of every piece */
+    if (ok && total > INT32_MAX / 2) ok = false;
+    if (ok) {
+        v->first_child = tnd_alloc_array(allocator, (size_t)total, sizeof *v->first_child);
+        v->next_sibling = tnd_alloc_array(allocator, (size_t)total, sizeof *v->next_sibling);
+        v->token_head = tnd_alloc_array(allocator, (size_t)total, sizeof *v->token_head);
+        v->byte = tnd_alloc_array(allocator, (size_t)total, 1);
+        ok = v->first_child && v->next_sibling && v->token_head && v->byte;
+    }
+    if (!ok) {
+        g_vocab_free(v);
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "grammar: out of memory for the vocabulary's trie");
+    }
+    memset(v->root_child, 0xff, sizeof v->root_child);
+    v->first_child[0] = v->next_sibling[0] = v->token_head[0] = -1;
+    v->n_nodes = 1;
+    for (int32_t t = 0; t < n; t++) {
+        int32_t node = 0;
+        for (int32_t i = 0; i < v->piece_len[t]; i++) {
+            uint8_t b = (uint8_t)v->piece[t][i];
+            int32_t c = child(v, node, b);
+            if (c < 0) {
+                c = v->n_nodes++;
+                v->byte[c] = b;
+                v->first_child[c] = v->token_head[c] = -1;
+                if (node == 0) {
+                    v->root_child[b] = c;
+                    v->next_sibling[c] = -1;
+                } else {
+                    v->next_sibling[c] = v->first_child[node];
+                    v->first_child[node] = c;
+                }
+            }
+            node = c;
+        }
+        v->token_next[t] = -1;
+        if (node) {
+            v->token_next[t] = v->token_head[node];
+            v->token_head[node] = t;
+        }
+    }
+    *out = v;
+    return TND_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * The matcher
+ * ---------------------------------------------------------------------------------------------------------- */
+
+void g_matcher_free(g_matcher *m) {
+    if (!m) return;
+    g_state_free(&m->state);
+    g_state_free(&m->a);
+    g_state_free(&m->b);
+    g_state_free(&m->work);
+    for (int32_t i = 0; m->levels && i < m->n_levels; i++) g_state_free(&m->levels[i]);
+    tnd_allocator a = m->allocator;
+    tnd_free(&a, m->levels);
+    tnd_free(&a, m);
+}
+
+tnd_status g_matcher_clone(const g_matcher *src, g_matcher **out) {
+    tnd_status st = g_matcher_init(src->g, src->v, src->skip_first_space, &src->allocator, out);
+    if (!st && !g_state_copy(&(*out)->state, &src->state)) {
+        g_matcher_free(*out);
+        *out = NULL;
+        st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "grammar: out of memory");
+    }
+    return st;
+}
+
+bool g_matcher_reset(g_matcher *m) {
+    if (!g_state_start(m->g, &m->state)) return false;
+    m->state.skip_space = m->skip_first_space;
+    return true;
+}
+
+tnd_status g_matcher_init(const tnd_grammar *g, const g_vocab *v, bool skip_first_space, const tnd_allocator *a,
+                          g_matcher **out) {
+    *out = NULL;
+    g_matcher *m = tnd_alloc(a, sizeof *m);
+    if (!m) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "grammar: out of memory");
+    m->allocator = *a;
+    m->g = g;
+    m->v = v;
+    m->skip_first_space = skip_first_space;
+    m->n_levels = v->max_len + 1;
+    m->levels = tnd_alloc_array(a, (size_t)m->n_levels, sizeof *m->levels);
+    if (!m->levels || !g_matcher_reset(m)) {
+        g_matcher_free(m);
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "grammar: out of memory");
+    }
+    *out = m;
+    return TND_OK;
+}
+
+/* Walks a piece from the current state; the state it reaches is left in *end (m->a or m->b). */
+static bool walk(g_matcher *m, const char *piece, int32_t len, g_state **end, bool *oom) {
+    const g_state *from = &m->state;
+    g_state *to = &m->a;
+    *oom = false;
+    for (int32_t i = 0; i < len; i++) {
+        if (!g_state_byte(m->g, from, (uint8_t)piece[i], to, &m->work, oom)) return false;
+        from = to;
+        to = to == &m->a ? &m->b : &m->a;
+    }
+    *end = (g_state *)from;
+    return len > 0;
+}
+
+bool g_matcher_allows(g_matcher *m, int32_t token, bool eog) {
+    if (eog) return g_state_can_end(&m->state);
+    if (token < 0 || token >= m->v->n_vocab) return false;
+    g_state *end;
+    bool oom;
+    return walk(m, m->v->piece[token], m->v->piece_len[token], &end, &oom);
+}
+
+bool g_matcher_accept(g_matcher *m, int32_t token) {
+    if (token < 0 || token >= m->v->n_vocab) return false;
+    g_state *end;
+    bool oom;
+    if (!walk(m, m->v->piece[token], m->v->piece_len[token], &end, &oom)) return false;
+    g_state t = m->state;
+    m->state = *end;
+    *end = t;
+    return true;
+}
+
+static bool mask_walk(g_matcher *m, int32_t node, int32_t depth, const g_state *st, uint8_t *allowed);
+
+/* Node c (at `depth`, reached from state st): if the grammar takes its byte, its tokens are allowed and its
+ * children are visited. */
+static bool mask_visit(g_matcher *m, int32_t c, int32_t depth, const g_state *st, uint8_t *allowed) {
+    const g_vocab *v = m->v;
+    g_state *next = &m->levels[depth];
+    bool oom = false;
+    if (!g_state_byte(m->g, st, v->byte[c], next, &m->work, &oom)) return !oom;
+    for (int32_t t = v->token_head[c]; t >= 0; t = v->token_next[t]) allowed[t] = 1;
+    return v->first_child[c] < 0 || mask_walk(m, c, depth + 1, next, allowed);
+}
+
+/* Marks the tokens under `node` whose pieces the grammar takes from `st` (the state after the node's prefix). */
+static bool mask_walk(g_matcher *m, int32_t node, int32_t depth, const g_state *st, uint8_t *allowed) {
+    const g_vocab *v = m->v;
+    if (node == 0) {
+        for (int32_t b = 0; b < 256; b++)
+            if (v->root_child[b] >= 0 && !mask_visit(m, v->root_child[b], depth, st, allowed)) return false;
+        return true;
+    }
+    for (int32_t c = v->first_child[node]; c >= 0; c = v->next_sibling[c])
+        if (!mask_visit(m, c, depth, st, allowed)) return false;
+    return true;
+}
+
+bool g_matcher_mask(g_matcher *m, bool allow_eog, uint8_t *allowed) {
+    memset(allowed, 0, (size_t)m->v->n_vocab);
+    if (!mask_walk(m, 0, 0, &m->state, allowed)) return false;
+    /* an end-of-generation token ends the text: allowed exactly when the text is complete */
+    bool can_end = allow_eog && g_state_can_end(&m->state);
+    for (int32_t i = 0; i < m->v->n_eog; i++) allowed[m->v->eog[i]] = can_end;
+    return true;
+}
+
+bool g_matcher_can_end(const g_matcher *m) { return g_state_can_end(&m->state); }
+
+bool g_matcher_can_go_on(const g_matcher *m) { return g_state_can_go_on(&m->state) || m->state.n_partial > 0; }
