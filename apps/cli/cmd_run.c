@@ -72,7 +72,7 @@ int tnd_cmd_run(int argc, char **argv) {
         if (!tokens || tnd_tokenizer_encode(s.tok, prompt, len, flags, tokens, n) != n) goto cleanup;
     }
     fputs(prompt, stdout);
-    tnd_generate_params gp = cli_generate_params(&o, stdout, len > 0);
+    tnd_generate_params gp = cli_generate_params(&o, &s, stdout, len > 0);
     if (tnd_session_start(s.session, &gp, tokens, n) != TND_OK) cli_error("prompt (a longer context: -c)");
     else if (cli_session_generate(&s)) rc = 0;
     fputc('\n', stdout);

@@ -25,7 +25,9 @@ void cli_gen_usage(FILE *f) {
                "  --top-k K  --top-p P  --min-p P  --seed S\n"
                "  --repeat-penalty R  --repeat-last-n N  --presence-penalty P  --frequency-penalty P\n"
                "  --stop TEXT         stop before TEXT (repeatable)\n"
-               "  --special (show control tokens)   --ignore-eos\n");
+               "  --special (show control tokens)   --ignore-eos\n"
+               "  --grammar FILE      the output follows this grammar (GBNF)\n"
+               "  --json              the output is a JSON object\n");
     cli_kv_usage(f);
     cli_plan_usage(f);
     cli_spec_usage(f);
@@ -41,9 +43,10 @@ int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
     if (spec) return spec;
     if (!strcmp(a, "--special")) return o->show_special = true, 1;
     if (!strcmp(a, "--ignore-eos")) return o->ignore_eos = true, 1;
+    if (!strcmp(a, "--json")) return o->json = true, 1;
     static const char *const with_value[] = {"-m", "-n", "-c", "-t", "-b", "--temp", "--top-k", "--top-p", "--min-p",
                                              "--seed", "--repeat-penalty", "--repeat-last-n", "--presence-penalty",
-                                             "--frequency-penalty", "--stop"};
+                                             "--frequency-penalty", "--stop", "--grammar"};
     size_t k = 0;
     while (k < sizeof with_value / sizeof with_value[0] && strcmp(a, with_value[k])) k++;
     if (k == sizeof with_value / sizeof with_value[0]) return 0;
@@ -67,6 +70,7 @@ int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--repeat-last-n")) ok = cli_int(a, v, -1, 1 << 20, &n) && ((sp->penalty_last_n = (int32_t)n), 1);
     else if (!strcmp(a, "--presence-penalty")) ok = cli_float(a, v, -2, 2, &x) && ((sp->presence_penalty = (float)x), 1);
     else if (!strcmp(a, "--frequency-penalty")) ok = cli_float(a, v, -2, 2, &x) && ((sp->frequency_penalty = (float)x), 1);
+    else if (!strcmp(a, "--grammar")) o->grammar_path = v;
     else if (!strcmp(a, "--stop")) {
         if (o->n_stops == CLI_MAX_STOPS || !*v) {
             fprintf(stderr, "tandem: --stop takes a non-empty text, at most %d times\n", CLI_MAX_STOPS);
@@ -81,8 +85,26 @@ int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
  * Session
  * ---------------------------------------------------------------------------------------------------------- */
 
+/* The grammar of --grammar or --json; prints the error and returns false on failure. */
+static bool open_grammar(cli_session *s, const cli_gen_options *o) {
+    if (o->grammar_path && o->json) {
+        fprintf(stderr, "tandem: --grammar and --json exclude each other\n");
+        return false;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    const char *g = o->json ? tnd_grammar_json_text() : NULL;
+    if (o->grammar_path && !(g = text = cli_read_file(o->grammar_path, &len))) return false;
+    if (!g) return true;
+    tnd_status st = tnd_grammar_parse(g, text ? len : strlen(g), NULL, &s->grammar);
+    free(text);
+    if (st != TND_OK) cli_error(o->grammar_path ? o->grammar_path : "--json");
+    return st == TND_OK;
+}
+
 bool cli_session_open(cli_session *s, const cli_gen_options *o) {
     memset(s, 0, sizeof *s);
+    if (!open_grammar(s, o)) return false;
     double t0 = cli_now();
     if (!(s->model = cli_open_model(o->model_path))) return false;
     if (tnd_tokenizer_init(s->model, &s->tok) != TND_OK) {
@@ -118,6 +140,7 @@ bool cli_session_open(cli_session *s, const cli_gen_options *o) {
 void cli_session_close(cli_session *s) {
     tnd_session_free(s->session);
     cli_draft_close(&s->draft);
+    tnd_grammar_free(s->grammar);
     tnd_context_free(s->ctx);
     tnd_tokenizer_free(s->tok);
     tnd_model_close(s->model);
@@ -130,8 +153,9 @@ static void write_text(void *user, const char *text, size_t len) {
     fflush(out);
 }
 
-tnd_generate_params cli_generate_params(const cli_gen_options *o, FILE *out, bool keep_space) {
+tnd_generate_params cli_generate_params(const cli_gen_options *o, const cli_session *s, FILE *out, bool keep_space) {
     tnd_generate_params p = tnd_generate_default_params();
+    p.grammar = s->grammar;
     p.sampling = o->sampling;
     p.max_tokens = o->n_predict;
     p.stops = o->stops;

@@ -27,6 +27,8 @@ typedef struct cli_gen_options {
     int32_t n_stops;
     cli_plan_options plan;   /* --device, -ngl, --override-tensor, --plan */
     cli_spec_options spec;   /* --spec, --draft-model, ... */
+    const char *grammar_path; /* --grammar FILE (GBNF) */
+    bool json;               /* --json: the output is a JSON object */
 } cli_gen_options;
 
 /* Defaults: 128 tokens, temperature 0.8, top-k 40, top-p 0.95, min-p 0.05, F16 KV cache. */
@@ -46,6 +48,7 @@ typedef struct cli_session {
     tnd_tokenizer *tok;
     tnd_session *session;
     cli_draft draft;         /* the draft model of --draft-model */
+    tnd_grammar *grammar;    /* of --grammar or --json; NULL = none */
     double t_load;
 } cli_session;
 
@@ -53,9 +56,9 @@ typedef struct cli_session {
 bool cli_session_open(cli_session *s, const cli_gen_options *o);
 void cli_session_close(cli_session *s);
 
-/* The session's generation parameters from the options, streaming the text to `out`. keep_space: the text
- * continues a prompt (keep the first piece's leading space). */
-tnd_generate_params cli_generate_params(const cli_gen_options *o, FILE *out, bool keep_space);
+/* The session's generation parameters from the options (and the session's grammar), streaming the text to `out`.
+ * keep_space: the text continues a prompt (keep the first piece's leading space). */
+tnd_generate_params cli_generate_params(const cli_gen_options *o, const cli_session *s, FILE *out, bool keep_space);
 
 /* Runs the started generation to its end; prints the error and returns false on failure. */
 bool cli_session_generate(cli_session *s);

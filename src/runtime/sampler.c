@@ -522,6 +522,13 @@ static int32_t gather_candidates(tnd_sampler *s, int32_t k, int32_t *best) {
     return n;
 }
 
+/* Greedy sampling with a filter looks at this many of the most likely tokens before it masks the vocabulary. */
+enum { GREEDY_LOOKAHEAD = 64 };
+
+static int cmp_rank(const void *a, const void *b) {
+    return ranks_before(a, b) ? -1 : ranks_before(b, a) ? 1 : 0;
+}
+
 /* Stage 8: draws one of the kept candidates in proportion to p. */
 static int32_t draw(tnd_sampler *s) {
     const tnd_candidate *c = s->cand;
@@ -603,6 +610,20 @@ tnd_status tnd_sampler_sample_filtered(tnd_sampler *s, const float *logits, cons
         s->kept_total = total;
         *token = draw(s);
         return TND_OK;
+    }
+    /* greedy: the most likely allowed token is the first allowed one in the order of the logits, usually among
+     * the first few (the logits after penalties and bias are still in s->work) */
+    if (s->params.temperature == 0.0f) {
+        int32_t best = 0, m = gather_candidates(s, GREEDY_LOOKAHEAD, &best);
+        qsort(c, (size_t)m, sizeof *c, cmp_rank);
+        for (int32_t i = 0; i < m; i++)
+            if (f->allows(f->user, c[i].id)) {
+                c[0] = (tnd_candidate){c[i].id, c[i].logit, 1.0f};
+                s->n_kept = 1;
+                s->kept_total = 1.0;
+                *token = c[0].id;
+                return TND_OK;
+            }
     }
     /* none of them: every stage again over the allowed tokens of the whole vocabulary */
     if (!f->mask(f->user, f->allowed)) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "sampler: out of memory for the mask");

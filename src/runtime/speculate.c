@@ -218,7 +218,7 @@ int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_strea
     if (k_max < sp->p.draft_min) return 0;
     if (!sp->p.adaptive) return sp->k_last = k_max;
     double one, per_token;
-    if (!tnd_step_cost_line(cost, &one, &per_token)) return sp->k_last = min_i32(k_max, PROBE_LENGTH);
+    if (!tnd_step_cost_line(cost, &one, &per_token)) return sp->k_last = 0; /* a plain step first, to time it */
     /* with k drafted tokens each accepted with chance a (after the one before it), the stream gains
      * 1 + a + ... + a^k tokens; the step costs k more tokens and the drafting */
     double a = acceptance(sp), step = one + per_token * (batch_tokens - 1);
