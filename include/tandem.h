@@ -825,6 +825,15 @@ TND_API tnd_status tnd_grammar_parse(const char *text, size_t len, const char *r
 /* Releases a grammar. Accepts NULL. */
 TND_API void tnd_grammar_free(tnd_grammar *grammar);
 
+/* A grammar of the JSON texts that validate against a JSON Schema (schema[0..len), UTF-8 JSON): type (one or a
+ * list), properties / required / additionalProperties (members in the schema's order; extra ones after them),
+ * items / minItems / maxItems, enum, const, anyOf / oneOf (as alternatives), allOf of one schema, $ref into the
+ * document ($defs, definitions; recursion allowed), minLength / maxLength, format date, time, date-time and uuid,
+ * minimum 0 or 1 for numbers. Keywords that constrain otherwise (pattern, maximum, uniqueItems, not, ...) are
+ * refused, never ignored: TND_ERR_INVALID_ARGUMENT names the keyword and the path in the schema; annotations
+ * (title, description, default, other formats) are ignored. TND_ERR_OUT_OF_MEMORY. */
+TND_API tnd_status tnd_grammar_from_json_schema(const char *schema, size_t len, tnd_grammar **out);
+
 /* The GBNF text of JSON (RFC 8259) with an object at the top, as OpenAI's response_format "json_object" asks for
  * (NUL-terminated, static). */
 TND_API const char *tnd_grammar_json_text(void);

@@ -105,6 +105,76 @@ static void test_json(void) {
     tnd_grammar_free(g);
 }
 
+/* JSON Schema: instances that validate are complete texts of the compiled grammar, instances that do not are
+ * rejected (hand-checked against the schema's meaning); keywords the compiler cannot express are refused by
+ * name and path. */
+static void test_json_schema(void) {
+    static const char schema[] =
+        "{\"type\": \"object\", \"properties\": {"
+        "\"name\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 5},"
+        "\"age\": {\"type\": \"integer\", \"minimum\": 0},"
+        "\"tags\": {\"type\": \"array\", \"items\": {\"enum\": [\"a\", \"b\", 3]}, \"minItems\": 1, \"maxItems\": 2},"
+        "\"when\": {\"type\": \"string\", \"format\": \"date\"},"
+        "\"kind\": {\"const\": \"x\"},"
+        "\"next\": {\"anyOf\": [{\"$ref\": \"#\"}, {\"type\": \"null\"}]},"
+        "\"score\": {\"type\": [\"number\", \"boolean\"]}},"
+        "\"required\": [\"name\", \"age\"], \"additionalProperties\": false}";
+    tnd_grammar *g = NULL;
+    if (!CHECK_OK(tnd_grammar_from_json_schema(schema, strlen(schema), &g))) {
+        fprintf(stderr, "  %s\n", tnd_last_error());
+        return;
+    }
+    static const char *const valid[] = {
+        "{\"name\": \"Lily\", \"age\": 3}",
+        "{\"name\":\"Lily\",\"age\":0,\"tags\":[\"a\",3],\"when\":\"2024-02-29\",\"kind\":\"x\"}",
+        "{ \"name\": \"a\", \"age\": 12, \"next\": {\"name\": \"b\", \"age\": 1, \"next\": null}, \"score\": -1.5e3 }",
+        "{\"name\": \"a\",\n  \"age\": 7,\n  \"score\": true}",
+    };
+    static const char *const invalid[] = {
+        "{\"age\": 3}",                                  /* name required */
+        "{\"name\": \"Lily\"}",                            /* age required */
+        "{\"name\": \"\", \"age\": 3}",                    /* minLength */
+        "{\"name\": \"Lilyan\", \"age\": 3}",              /* maxLength */
+        "{\"name\": \"L\", \"age\": -3}",                  /* minimum 0 */
+        "{\"name\": \"L\", \"age\": 3.5}",                 /* integer */
+        "{\"name\": \"L\", \"age\": 3, \"tags\": []}",     /* minItems */
+        "{\"name\": \"L\", \"age\": 3, \"tags\": [\"a\", \"b\", \"a\"]}", /* maxItems */
+        "{\"name\": \"L\", \"age\": 3, \"tags\": [\"c\"]}", /* enum */
+        "{\"name\": \"L\", \"age\": 3, \"when\": \"2024-13-01\"}", /* date */
+        "{\"name\": \"L\", \"age\": 3, \"kind\": \"y\"}",  /* const */
+        "{\"name\": \"L\", \"age\": 3, \"other\": 1}",     /* additionalProperties false */
+        "{\"name\": \"L\", \"age\": 3, \"score\": \"1\"}", /* type list */
+        "{\"name\": \"L\", \"age\": 3, \"next\": {\"age\": 1}}", /* the $ref's required */
+    };
+    for (size_t i = 0; i < sizeof valid / sizeof *valid; i++)
+        if (!CHECK(tnd_grammar_check(g, valid[i], strlen(valid[i])) == TND_GRAMMAR_COMPLETE))
+            fprintf(stderr, "  valid instance %zu not complete\n", i);
+    for (size_t i = 0; i < sizeof invalid / sizeof *invalid; i++)
+        if (!CHECK(tnd_grammar_check(g, invalid[i], strlen(invalid[i])) != TND_GRAMMAR_COMPLETE))
+            fprintf(stderr, "  invalid instance %zu accepted\n", i);
+    tnd_grammar_free(g);
+
+    static const struct {
+        const char *schema, *message;
+    } refused[] = {
+        {"{\"type\": \"string\", \"pattern\": \"^a\"}", "at /: 'pattern' is not supported"},
+        {"{\"properties\": {\"n\": {\"type\": \"integer\", \"maximum\": 5}}}", "at /properties/n: 'maximum'"},
+        {"{\"type\": \"object\", \"required\": [\"x\"]}", "required property 'x' is not among the properties"},
+        {"{\"$ref\": \"#/$defs/missing\"}", "does not point into this schema"},
+        {"{\"type\": \"strin\"}", "unknown type 'strin'"},
+        {"{\"type\": \"array\", \"uniqueItems\": true}", "'uniqueItems' is not supported"},
+        {"{\"type\": ", "not JSON"},
+        {"false", "allows nothing"},
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        tnd_grammar *r = NULL;
+        tnd_status st = tnd_grammar_from_json_schema(refused[i].schema, strlen(refused[i].schema), &r);
+        if (!CHECK(st == TND_ERR_INVALID_ARGUMENT && !r && strstr(tnd_last_error(), refused[i].message)))
+            fprintf(stderr, "  schema %zu: '%s'\n", i, tnd_last_error());
+        tnd_grammar_free(r);
+    }
+}
+
 /* The mask the trie walk gives equals every token checked on its own through tnd_grammar_check (the text so far
  * plus the token's piece), at states along a JSON text, with the stories260K vocabulary. */
 static void test_mask(const tnd_tokenizer *tok) {
@@ -289,6 +359,7 @@ int main(void) {
                        "y ::= \"a\" ([+*] \"a\")*\n",
                        "^(a|\\(a([+*]a)*\\))([+*](a|\\(a([+*]a)*\\)))*$", "a()+*", 7);
     test_json();
+    test_json_schema();
 
     model md = {0};
     tnd_context_params cp = tnd_context_default_params();

@@ -27,7 +27,8 @@ void cli_gen_usage(FILE *f) {
                "  --stop TEXT         stop before TEXT (repeatable)\n"
                "  --special (show control tokens)   --ignore-eos\n"
                "  --grammar FILE      the output follows this grammar (GBNF)\n"
-               "  --json              the output is a JSON object\n");
+               "  --json              the output is a JSON object\n"
+               "  --json-schema FILE  the output is JSON that validates against this JSON Schema\n");
     cli_kv_usage(f);
     cli_plan_usage(f);
     cli_spec_usage(f);
@@ -46,7 +47,7 @@ int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--json")) return o->json = true, 1;
     static const char *const with_value[] = {"-m", "-n", "-c", "-t", "-b", "--temp", "--top-k", "--top-p", "--min-p",
                                              "--seed", "--repeat-penalty", "--repeat-last-n", "--presence-penalty",
-                                             "--frequency-penalty", "--stop", "--grammar"};
+                                             "--frequency-penalty", "--stop", "--grammar", "--json-schema"};
     size_t k = 0;
     while (k < sizeof with_value / sizeof with_value[0] && strcmp(a, with_value[k])) k++;
     if (k == sizeof with_value / sizeof with_value[0]) return 0;
@@ -71,6 +72,7 @@ int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
     else if (!strcmp(a, "--presence-penalty")) ok = cli_float(a, v, -2, 2, &x) && ((sp->presence_penalty = (float)x), 1);
     else if (!strcmp(a, "--frequency-penalty")) ok = cli_float(a, v, -2, 2, &x) && ((sp->frequency_penalty = (float)x), 1);
     else if (!strcmp(a, "--grammar")) o->grammar_path = v;
+    else if (!strcmp(a, "--json-schema")) o->schema_path = v;
     else if (!strcmp(a, "--stop")) {
         if (o->n_stops == CLI_MAX_STOPS || !*v) {
             fprintf(stderr, "tandem: --stop takes a non-empty text, at most %d times\n", CLI_MAX_STOPS);
@@ -85,20 +87,23 @@ int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
  * Session
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* The grammar of --grammar or --json; prints the error and returns false on failure. */
+/* The grammar of --grammar, --json-schema or --json; prints the error and returns false on failure. */
 static bool open_grammar(cli_session *s, const cli_gen_options *o) {
-    if (o->grammar_path && o->json) {
-        fprintf(stderr, "tandem: --grammar and --json exclude each other\n");
+    if ((o->grammar_path != NULL) + (o->schema_path != NULL) + o->json > 1) {
+        fprintf(stderr, "tandem: --grammar, --json-schema and --json exclude each other\n");
         return false;
     }
-    char *text = NULL;
+    const char *path = o->grammar_path ? o->grammar_path : o->schema_path;
+    if (!path && !o->json) return true;
     size_t len = 0;
-    const char *g = o->json ? tnd_grammar_json_text() : NULL;
-    if (o->grammar_path && !(g = text = cli_read_file(o->grammar_path, &len))) return false;
-    if (!g) return true;
-    tnd_status st = tnd_grammar_parse(g, text ? len : strlen(g), NULL, &s->grammar);
+    char *text = path ? cli_read_file(path, &len) : NULL;
+    if (path && !text) return false;
+    tnd_status st = o->schema_path ? tnd_grammar_from_json_schema(text, len, &s->grammar)
+                    : text         ? tnd_grammar_parse(text, len, NULL, &s->grammar)
+                                   : tnd_grammar_parse(tnd_grammar_json_text(), strlen(tnd_grammar_json_text()), NULL,
+                                                       &s->grammar);
     free(text);
-    if (st != TND_OK) cli_error(o->grammar_path ? o->grammar_path : "--json");
+    if (st != TND_OK) cli_error(path ? path : "--json");
     return st == TND_OK;
 }
 

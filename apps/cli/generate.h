@@ -28,6 +28,7 @@ typedef struct cli_gen_options {
     cli_plan_options plan;   /* --device, -ngl, --override-tensor, --plan */
     cli_spec_options spec;   /* --spec, --draft-model, ... */
     const char *grammar_path; /* --grammar FILE (GBNF) */
+    const char *schema_path; /* --json-schema FILE */
     bool json;               /* --json: the output is a JSON object */
 } cli_gen_options;
 

@@ -1,5 +1,6 @@
-/* grammar_json.c: the grammar of JSON text (RFC 8259) with an object at the top. Whitespace between tokens is
- * bounded, so that a model cannot fill its budget with blanks while staying inside the grammar. */
+/* grammar_json.c: the grammar of JSON text (RFC 8259) with an object at the top. Whitespace between tokens is one
+ * space, or a line break and indentation, so that a model cannot fill its budget with blanks while staying inside
+ * the grammar. */
 #include "tandem.h"
 
 static const char json_grammar[] =
@@ -10,6 +11,6 @@ static const char json_grammar[] =
     "array  ::= \"[\" ws ( value ( ws \",\" ws value )* ws )? \"]\"\n"
     "string ::= \"\\\"\" ( [^\"\\\\\\x00-\\x1f] | \"\\\\\" ( [\"\\\\/bfnrt] | \"u\" [0-9a-fA-F]{4} ) )* \"\\\"\"\n"
     "number ::= \"-\"? ( \"0\" | [1-9] [0-9]{0,15} ) ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?\n"
-    "ws     ::= [ \\t\\n]{0,8}\n";
+    "ws     ::= ( \" \" | \"\\n\" [ \\t]{0,20} )?\n";
 
 const char *tnd_grammar_json_text(void) { return json_grammar; }
