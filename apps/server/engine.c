@@ -43,6 +43,7 @@ void srv_request_release(srv_request *r) {
     free(r->prompt);
     free(r->bias);
     for (int32_t i = 0; i < r->n_stops; i++) free(r->stops[i]);
+    tnd_grammar_free(r->grammar);
     srv_buf_free(&r->text);
     free(r->infos);
     pthread_cond_destroy(&r->cv);
@@ -286,6 +287,7 @@ static void admit(srv_engine *e, srv_request *r) {
     gp.stops = (const char *const *)r->stops;
     gp.n_stops = r->n_stops;
     gp.no_speculation = r->logprobs; /* logprobs look at each token's logits: one token per step */
+    gp.grammar = r->grammar;
     if (tnd_session_start(s->session, &gp, r->prompt, r->n_prompt) != TND_OK) {
         char message[256];
         snprintf(message, sizeof message, "cannot set up generation: %s", tnd_last_error());

@@ -411,7 +411,7 @@ static bool parse_logit_bias(const srv_model_info *mi, srv_request *r, const jso
     return true;
 }
 
-/* Checks the fields that take a few fixed values only: n, best_of, echo, suffix, response_format. */
+/* Checks the fields that take a few fixed values only: n, best_of, echo, suffix. */
 static bool check_fixed(const body_fields *f, srv_error *err) {
     long long x = 0;
     bool flag = false;
@@ -423,16 +423,42 @@ static bool check_fixed(const body_fields *f, srv_error *err) {
         return srv_fail(err, 400, INVALID, NULL, "echo", "'echo' is not supported");
     if (f->v[F_SUFFIX] && (!json_is_string(f->v[F_SUFFIX]) || json_string_length(f->v[F_SUFFIX])))
         return srv_fail(err, 400, INVALID, NULL, "suffix", "'suffix' is not supported");
-    const json_t *rf = f->v[F_RESPONSE_FORMAT];
-    if (rf) {
-        const json_t *type = json_object_get(rf, "type");
-        if (!json_is_object(rf) || json_object_size(rf) != 1 || !json_is_string(type) ||
-            strcmp(json_string_value(type), "text"))
-            return srv_fail(err, 400, INVALID, NULL, "response_format",
-                            "'response_format' must be {\"type\": \"text\"}: structured output is not supported");
-    }
     if (f->v[F_MODEL] && !json_is_string(f->v[F_MODEL]))
         return srv_fail(err, 400, INVALID, NULL, "model", "'model' must be a string");
+    return true;
+}
+
+/* response_format: {"type": "text"}, {"type": "json_object"} (a JSON object) or {"type": "json_schema",
+ * "json_schema": {"name": ..., "schema": {...}, "strict": ...}} (JSON that validates against the schema: the output
+ * is constrained by grammar whether strict is set or not). A schema that cannot be compiled is a 400 naming why. */
+static bool parse_response_format(srv_request *r, const body_fields *f, srv_error *err) {
+    const json_t *rf = f->v[F_RESPONSE_FORMAT];
+    if (!rf) return true;
+    const char *type = json_string_value(json_object_get(rf, "type"));
+    if (!json_is_object(rf) || !type)
+        return srv_fail(err, 400, INVALID, NULL, "response_format", "'response_format' must be an object with a 'type'");
+    if (!strcmp(type, "text")) return true;
+    tnd_status st;
+    if (!strcmp(type, "json_object")) {
+        const char *json = tnd_grammar_json_text();
+        st = tnd_grammar_parse(json, strlen(json), NULL, &r->grammar);
+    } else if (!strcmp(type, "json_schema")) {
+        const json_t *js = json_object_get(rf, "json_schema"), *schema = json_object_get(js, "schema");
+        if (!json_is_object(js))
+            return srv_fail(err, 400, INVALID, NULL, "response_format.json_schema",
+                            "'response_format.json_schema' must be an object with the schema under 'schema'");
+        if (!schema) schema = json_true(); /* no schema: any JSON value (the type says JSON) */
+        char *text = json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (!text) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+        st = tnd_grammar_from_json_schema(text, strlen(text), &r->grammar);
+        free(text);
+        if (st == TND_ERR_INVALID_ARGUMENT)
+            return srv_fail(err, 400, INVALID, NULL, "response_format.json_schema.schema",
+                            "'response_format.json_schema.schema' cannot be used: %s", tnd_last_error());
+    } else
+        return srv_fail(err, 400, INVALID, NULL, "response_format.type",
+                        "'response_format.type' must be 'text', 'json_object' or 'json_schema', not '%.32s'", type);
+    if (st) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
     return true;
 }
 
@@ -543,7 +569,8 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_kind kind, const jso
     }
     r->kind = kind;
     const json_t *prompt = f.v[kind == SRV_KIND_CHAT ? F_MESSAGES : F_PROMPT];
-    bool ok = check_fixed(&f, err) && parse_sampling(mi, r, &f, err) && parse_output(r, &f, err);
+    bool ok = check_fixed(&f, err) && parse_sampling(mi, r, &f, err) && parse_output(r, &f, err) &&
+              parse_response_format(r, &f, err);
     if (ok && !prompt)
         ok = srv_fail(err, 400, INVALID, NULL, kind == SRV_KIND_CHAT ? "messages" : "prompt", "'%s' is required",
                       kind == SRV_KIND_CHAT ? "messages" : "prompt");

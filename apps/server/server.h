@@ -122,6 +122,7 @@ typedef struct srv_request {
     tnd_logit_bias *bias;          /* owned */
     char *stops[SRV_MAX_STOPS];    /* owned */
     int32_t n_stops;
+    tnd_grammar *grammar;          /* owned: what response_format asks the output to be; NULL = free text */
     double t_arrival, deadline;    /* srv_now() seconds */
     char id[48];
     int64_t created;               /* Unix seconds */

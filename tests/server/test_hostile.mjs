@@ -84,7 +84,11 @@ test('wrong types and out-of-range values are a 400 naming the field', async () 
     [{ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }, 'messages[0].content'],
     [{ messages: [user, { role: 'user', content: 'x', tool_calls: [] }] }, 'messages[1]'], [{ messages: [7] }, 'messages[0]'],
     [{ messages: [user], top_logprobs: 2 }, 'top_logprobs'], [{ messages: [user], logprobs: 1 }, 'logprobs'],
-    [{ messages: [user], response_format: { type: 'json_object' } }, 'response_format'], [{ max_tokens: 3 }, 'messages'],
+    [{ messages: [user], response_format: 'json' }, 'response_format'], [{ max_tokens: 3 }, 'messages'],
+    [{ messages: [user], response_format: { type: 'xml' } }, 'response_format.type'],
+    [{ messages: [user], response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a' } } } },
+      'response_format.json_schema.schema'],
+    [{ messages: [user], response_format: { type: 'json_schema' } }, 'response_format.json_schema'],
   ];
   for (const [body, param] of chats)
     assertError(await post(`${url}/v1/chat/completions`, body), 400, param, JSON.stringify(body));
