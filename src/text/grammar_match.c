@@ -29,7 +29,7 @@ static bool reserve(g_state *s, int32_t stacks, int32_t data) {
         while (cap < data) cap *= 2;
         uint32_t *d = tnd_alloc_array(NULL, (size_t)cap, sizeof *d);
         if (!d) return false;
-        if (s->n_stacks) memcpy(d, s->data, sizeof *d * (size_t)s->start[s->n_stacks]);
+        if (s->n_stacks && s->start[s->n_stacks]) memcpy(d, s->data, sizeof *d * (size_t)s->start[s->n_stacks]);
         tnd_free(NULL, s->data);
         s->data = d;
         s->data_cap = cap;
@@ -49,11 +49,11 @@ static int32_t stack_len(const g_state *s, int32_t i) { return s->start[i + 1] -
 /* Appends a stack unless the state has it already (states stay small, so a scan is enough). */
 static bool add_stack(g_state *s, const uint32_t *pos, int32_t n) {
     for (int32_t i = 0; i < s->n_stacks; i++)
-        if (stack_len(s, i) == n && !memcmp(s->data + s->start[i], pos, sizeof *pos * (size_t)n)) return true;
+        if (stack_len(s, i) == n && (!n || !memcmp(s->data + s->start[i], pos, sizeof *pos * (size_t)n))) return true;
     int32_t used = s->n_stacks ? s->start[s->n_stacks] : 0;
     if (!reserve(s, s->n_stacks + 1, used + n)) return false;
     if (!s->n_stacks) s->start[0] = 0;
-    memcpy(s->data + used, pos, sizeof *pos * (size_t)n);
+    if (n) memcpy(s->data + used, pos, sizeof *pos * (size_t)n);
     s->start[++s->n_stacks] = used + n;
     return true;
 }
@@ -129,7 +129,7 @@ bool g_state_copy(g_state *dst, const g_state *src) {
     if (!reserve(dst, src->n_stacks, used)) return false;
     if (src->n_stacks) {
         memcpy(dst->start, src->start, sizeof *dst->start * (size_t)(src->n_stacks + 1));
-        memcpy(dst->data, src->data, sizeof *dst->data * (size_t)used);
+        if (used) memcpy(dst->data, src->data, sizeof *dst->data * (size_t)used);
     }
     dst->n_stacks = src->n_stacks;
     memcpy(dst->partial, src->partial, sizeof dst->partial);
