@@ -380,6 +380,26 @@ TND_API tnd_status tnd_context_decode(tnd_context *ctx, const tnd_batch *batch);
  * until the next decode. NULL if i is out of range. */
 TND_API const float *tnd_context_logits(const tnd_context *ctx, int32_t i);
 
+/* How the hidden states of a text's tokens make one embedding. */
+typedef enum tnd_pooling {
+    TND_POOLING_LAST = 0,  /* the last token's (decoder models: the only one that has seen the whole text) */
+    TND_POOLING_MEAN,      /* the mean over the tokens */
+    TND_POOLING_FIRST      /* the first token's (the CLS token of encoder models) */
+} tnd_pooling;
+
+/* The pooling the model declares (GGUF `<arch>.pooling_type`: 1 mean, 2 CLS, 3 last), else TND_POOLING_LAST. */
+TND_API tnd_pooling tnd_model_pooling(const tnd_model *model);
+
+/* Width of the model's hidden states (the embedding size); 0 for NULL. */
+TND_API int32_t tnd_context_n_embd(const tnd_context *ctx);
+
+/* The embedding of one text, tokens[0..n): its tokens evaluated on sequence `seq` (emptied before and after), the
+ * final hidden states (after the output norm) pooled and scaled to unit length into out[tnd_context_n_embd].
+ * TND_ERR_INVALID_ARGUMENT (NULL pointers, n < 1 or beyond the context, seq out of range, a token out of range,
+ * an unknown pooling), TND_ERR_BUFFER_TOO_SMALL (no KV room), errors of the forward pass. */
+TND_API tnd_status tnd_context_embed(tnd_context *ctx, int32_t seq, const int32_t *tokens, int32_t n,
+                                     tnd_pooling pooling, float *out);
+
 /* Number of positions cached for `seq` (0 for an unknown id). */
 TND_API int32_t tnd_context_seq_length(const tnd_context *ctx, int32_t seq);
 

@@ -13,6 +13,7 @@ int tnd_cmd_run(int argc, char **argv);
 int tnd_cmd_chat(int argc, char **argv);
 int tnd_cmd_serve(int argc, char **argv);
 int tnd_cmd_perplexity(int argc, char **argv);
+int tnd_cmd_embed(int argc, char **argv);
 int tnd_cmd_tokenize(int argc, char **argv);
 int tnd_cmd_detokenize(int argc, char **argv);
 int tnd_cmd_plan(int argc, char **argv);

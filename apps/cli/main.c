@@ -16,6 +16,7 @@ static const command commands[] = {
     {"run", tnd_cmd_run, "generate text: run -m MODEL -p PROMPT [-n N] [--temp T] [--seed S] [-t THREADS] [-c CTX]"},
     {"chat", tnd_cmd_chat, "interactive chat with the model's template: chat -m MODEL [--system TEXT]"},
     {"serve", tnd_cmd_serve, "OpenAI-compatible HTTP server with continuous batching: serve -m MODEL [--port 8080]"},
+    {"embed", tnd_cmd_embed, "text embeddings, one JSON array per text: embed -m MODEL -p TEXT | -f FILE"},
     {"perplexity", tnd_cmd_perplexity, "perplexity of a text file: perplexity -m MODEL -f TEXT [-c CTX]"},
     {"info", tnd_cmd_info, "describe a GGUF model file: info MODEL.gguf [--json] [--tensors]"},
     {"convert", tnd_cmd_convert, "import llama2.c: convert --llama2c MODEL.bin --vocab TOKENIZER.bin -o OUT.gguf"},

@@ -44,6 +44,8 @@ void srv_request_release(srv_request *r) {
     free(r->bias);
     for (int32_t i = 0; i < r->n_stops; i++) free(r->stops[i]);
     tnd_grammar_free(r->grammar);
+    free(r->input_len);
+    free(r->embeddings);
     srv_buf_free(&r->text);
     free(r->infos);
     pthread_cond_destroy(&r->cv);
@@ -154,6 +156,7 @@ struct srv_engine {
     srv_metrics *metrics;
     tnd_context *ctx;
     int32_t n_vocab, n_ctx, n_slots;
+    tnd_pooling pooling;               /* of embeddings */
     slot *slots;
     slot **busy;                       /* [n_slots] the busy slots of a step, oldest request first */
     tnd_session **order;               /* [n_slots] their sessions */
@@ -265,6 +268,37 @@ static void reject(srv_request *r, srv_finish finish, int status, const char *me
     srv_request_release(r);
 }
 
+/* Runs an embeddings request at once on the sequence of an idle slot (an empty one, else the one idle longest,
+ * whose cache it drops): every input in turn, between two steps of the others. */
+static void embed_now(srv_engine *e, srv_request *r) {
+    slot *s = NULL;
+    for (int32_t i = 0; i < e->n_slots; i++) {
+        slot *c = &e->slots[i];
+        if (c->req) continue;
+        bool c_empty = !tnd_context_seq_length(e->ctx, c->seq), s_empty = s && !tnd_context_seq_length(e->ctx, s->seq);
+        if (!s || (c_empty != s_empty ? c_empty : c->admitted < s->admitted)) s = c;
+    }
+    if (!s) {
+        reject(r, SRV_FINISH_ERROR, 500, "no free sequence slot (engine bookkeeping error)");
+        return;
+    }
+    tnd_session_clear(s->session);
+    const int32_t *tokens = r->prompt;
+    for (int32_t i = 0; i < r->n_inputs; i++) {
+        if (tnd_context_embed(e->ctx, s->seq, tokens, r->input_len[i], e->pooling,
+                              r->embeddings + (size_t)i * (size_t)r->n_embd) != TND_OK) {
+            char message[256];
+            snprintf(message, sizeof message, "embedding input %d failed: %s", i, tnd_last_error());
+            reject(r, SRV_FINISH_ERROR, 500, message);
+            return;
+        }
+        tokens += r->input_len[i];
+    }
+    srv_metrics_admitted(e->metrics, r->n_prompt, 0);
+    finish_request(r, SRV_FINISH_STOP, 0, NULL, 0);
+    srv_request_release(r);
+}
+
 /* Puts a request taken from the queue into a slot and starts its session. */
 static void admit(srv_engine *e, srv_request *r) {
     if (atomic_load(&r->cancelled)) {
@@ -274,6 +308,10 @@ static void admit(srv_engine *e, srv_request *r) {
     }
     if (srv_now() > r->deadline) {
         reject(r, SRV_FINISH_ERROR, 503, "the request timed out waiting for a free sequence slot");
+        return;
+    }
+    if (r->kind == SRV_KIND_EMBEDDING) {
+        embed_now(e, r);
         return;
     }
     slot *s = place(e, r);
@@ -514,6 +552,7 @@ tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_t
     p.v_type = cfg->v_type;
     if ((st = tnd_context_init(model, &p, &e->ctx))) goto fail;
     e->n_vocab = tnd_model_n_vocab(model);
+    e->pooling = tnd_model_pooling(model);
     size_t ns = (size_t)e->n_slots;
     e->slots = calloc(ns, sizeof *e->slots);
     e->busy = calloc(ns, sizeof *e->busy);
@@ -540,6 +579,8 @@ fail:
     engine_free(e);
     return st;
 }
+
+int32_t srv_engine_n_embd(const srv_engine *e) { return tnd_context_n_embd(e->ctx); }
 
 void srv_engine_stop(srv_engine *e) {
     if (!e || !e->thread_started) return;

@@ -30,7 +30,7 @@ struct srv_http {
     pthread_mutex_t log_mu;
 };
 
-typedef enum route_id { R_HEALTH, R_MODELS, R_METRICS, R_CHAT, R_COMPLETIONS, R_TOKENIZE, R_DETOKENIZE } route_id;
+typedef enum route_id { R_HEALTH, R_MODELS, R_METRICS, R_CHAT, R_COMPLETIONS, R_EMBEDDINGS, R_TOKENIZE, R_DETOKENIZE } route_id;
 
 static const struct route {
     const char *path;
@@ -43,6 +43,7 @@ static const struct route {
     {"/metrics", "GET", R_METRICS, true},
     {"/v1/chat/completions", "POST", R_CHAT, true},
     {"/v1/completions", "POST", R_COMPLETIONS, true},
+    {"/v1/embeddings", "POST", R_EMBEDDINGS, true},
     {"/tokenize", "POST", R_TOKENIZE, true},
     {"/detokenize", "POST", R_DETOKENIZE, true},
 };
@@ -258,6 +259,7 @@ static enum MHD_Result run_generation(exchange *x, srv_request *r) {
         request_error(r, &err);
         return respond_error(x, &err);
     }
+    if (r->kind == SRV_KIND_EMBEDDING) return respond_json(x, 200, srv_openai_embeddings(h->mi, r));
     if (!r->stream) return respond_json(x, 200, srv_openai_response(h->mi, r, &x->out));
     struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, stream_read, x, NULL);
     if (!resp) return MHD_NO;
@@ -303,6 +305,11 @@ static enum MHD_Result handle(exchange *x) {
             x->prompt_log = p ? json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY | JSON_ENSURE_ASCII) : NULL;
         }
         srv_request *r = srv_openai_parse(mi, kind, body, &err);
+        json_decref(body);
+        return r ? run_generation(x, r) : respond_error(x, &err);
+    }
+    if (x->route->id == R_EMBEDDINGS) {
+        srv_request *r = srv_openai_parse_embeddings(mi, body, &err);
         json_decref(body);
         return r ? run_generation(x, r) : respond_error(x, &err);
     }

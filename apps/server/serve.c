@@ -204,6 +204,8 @@ int tnd_cmd_serve(int argc, char **argv) {
         goto cleanup;
     }
     mi.n_vocab = tnd_model_n_vocab(model);
+    mi.n_embd = srv_engine_n_embd(engine);
+    mi.pooling = tnd_model_pooling(model);
     int port = 0;
     if (srv_http_start(&cfg, &mi, engine, metrics, &http, &port) != TND_OK) goto cleanup;
     bool v6 = strchr(cfg.host, ':') != NULL;

@@ -88,7 +88,7 @@ bool srv_utf8_sanitize(const char *s, size_t n, srv_buf *out);
  * Requests: what the HTTP side asks for and what the engine produces
  * ---------------------------------------------------------------------------------------------------------- */
 
-typedef enum srv_kind { SRV_KIND_CHAT, SRV_KIND_COMPLETION } srv_kind;
+typedef enum srv_kind { SRV_KIND_CHAT, SRV_KIND_COMPLETION, SRV_KIND_EMBEDDING } srv_kind;
 
 typedef enum srv_finish {
     SRV_FINISH_NONE = 0,
@@ -123,6 +123,12 @@ typedef struct srv_request {
     char *stops[SRV_MAX_STOPS];    /* owned */
     int32_t n_stops;
     tnd_grammar *grammar;          /* owned: what response_format asks the output to be; NULL = free text */
+    /* embeddings: the inputs' tokens, one run after the other in `prompt` (n_prompt in all), input i being
+     * input_len[i] tokens; the engine writes embeddings[n_inputs][n_embd] */
+    int32_t *input_len;            /* owned */
+    int32_t n_inputs, n_embd;
+    bool base64;                   /* encoding_format "base64" */
+    float *embeddings;             /* owned */
     double t_arrival, deadline;    /* srv_now() seconds */
     char id[48];
     int64_t created;               /* Unix seconds */
@@ -206,6 +212,9 @@ typedef struct srv_engine srv_engine;
 tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_tokenizer *tok, srv_metrics *metrics,
                             srv_engine **out);
 
+/* Width of the model's embeddings. */
+int32_t srv_engine_n_embd(const srv_engine *e);
+
 /* Stops the thread: requests still running or queued end with a 503 error, later submissions are refused. The HTTP
  * threads may still call submit and cancel until srv_engine_free. Accepts NULL. */
 void srv_engine_stop(srv_engine *e);
@@ -238,6 +247,8 @@ typedef struct srv_model_info {
     const char *eos_text;      /* NUL-terminated text of the EOS token for the template, or NULL */
     int32_t n_ctx;             /* tokens per sequence */
     int32_t n_vocab;
+    int32_t n_embd;            /* width of embeddings */
+    tnd_pooling pooling;       /* how /v1/embeddings pools the tokens' states */
 } srv_model_info;
 
 /* An API error: HTTP status and OpenAI's error fields. */
@@ -274,6 +285,14 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_kind kind, const jso
 bool srv_openai_chunk(const srv_model_info *mi, const srv_request *req, const char *text, size_t text_len,
                       const srv_token_info *infos, int32_t n_infos, int32_t *text_offset, srv_finish finish,
                       bool first, bool usage_only, srv_buf *out);
+
+/* Parses a body of /v1/embeddings into a new request (SRV_KIND_EMBEDDING) with its inputs tokenized: input as a
+ * string, an array of strings, an array of token ids or an array of such arrays; encoding_format float or base64;
+ * dimensions refused unless the model's. NULL with *err filled on invalid input. */
+srv_request *srv_openai_parse_embeddings(const srv_model_info *mi, const json_t *body, srv_error *err);
+
+/* The /v1/embeddings response body of a finished request. */
+char *srv_openai_embeddings(const srv_model_info *mi, const srv_request *req);
 
 /* The whole (non-streamed) response body. */
 char *srv_openai_response(const srv_model_info *mi, const srv_request *req, const srv_output *out);

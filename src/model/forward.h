@@ -65,11 +65,14 @@ typedef struct tnd_forward {
     tnd_buffer *const *k_pool, *const *v_pool; /* [n_layer]: each layer's KV pools, on its attention's device */
     tnd_type k_type, v_type;              /* of the KV cache */
     float *host_x;                        /* [n_batch][n_embd]: the hand-over between stages (several only) */
+    bool output_hidden;                   /* the head gives the normed hidden rows [n_embd] instead of logits
+                                             (embeddings) */
 } tnd_forward;
 
 /* Runs one micro-batch (step->n_tokens <= n_batch tokens, their KV rows reserved at step->slots) through every
- * stage, the last ending with the output head for the rows with want[i] != 0, whose logits go to logits_out (host, row after row,
- * room for all of them); *n_out receives their count. Returns TND_OK or the first failure a device reported (the
+ * stage, the last ending with the output head for the rows with want[i] != 0, whose logits (or, with
+ * output_hidden, their normed hidden states) go to logits_out (host, row after row, room for all of them); *n_out
+ * receives their count. Returns TND_OK or the first failure a device reported (the
  * logits and the step's KV rows are then not to be used). */
 tnd_status tnd_forward_run(const tnd_forward *fw, const tnd_step *step, const int32_t *tokens, const int8_t *want,
                            float *logits_out, int32_t *n_out);

@@ -75,7 +75,7 @@ static void ffn_forward(const tnd_forward *fw, tnd_backend *d, const tnd_activat
 }
 
 /* The output head on device d for the rows that asked for logits: gathered to the front of x, normed, multiplied in
- * chunks of TND_LOGITS_CHUNK rows and read to the host. */
+ * chunks of TND_LOGITS_CHUNK rows and read to the host; with output_hidden the normed rows themselves are read. */
 static int32_t output_head(const tnd_forward *fw, tnd_backend *d, const tnd_activations *a, int64_t n,
                            const int8_t *want, float *logits_out) {
     const tnd_hparams *hp = fw->hp;
@@ -93,6 +93,10 @@ static int32_t output_head(const tnd_forward *fw, tnd_backend *d, const tnd_acti
     tnd_tensor x = tnd_rows_f32(a->x, e, 0, n_out), xn = tnd_rows_f32(a->xn, e, 0, n_out);
     tnd_tensor norm = vec(fw->output_norm, e);
     d->vt->rms_norm(d, &x, &norm, &xn, hp->rms_eps);
+    if (fw->output_hidden) {
+        d->vt->read(d, logits_out, a->xn, 0, sizeof(float) * (size_t)n_out * (size_t)e);
+        return n_out;
+    }
     for (int32_t r = 0; r < n_out; r += TND_LOGITS_CHUNK) {
         int32_t m = n_out - r < TND_LOGITS_CHUNK ? n_out - r : TND_LOGITS_CHUNK;
         tnd_tensor rows = tnd_rows_f32(a->xn, e, r, m), logits = tnd_rows_f32(a->logits, hp->n_vocab, 0, m);

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "quant/quant.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -310,6 +311,67 @@ tnd_status tnd_context_decode(tnd_context *ctx, const tnd_batch *b) {
     }
     ctx->n_logits = n_logits;
     return TND_OK;
+}
+
+int32_t tnd_context_n_embd(const tnd_context *ctx) { return ctx ? (int32_t)ctx->bm->hp.n_embd : 0; }
+
+tnd_pooling tnd_model_pooling(const tnd_model *m) {
+    const char *arch = NULL;
+    size_t len = 0;
+    int64_t type = 0;
+    char key[96];
+    if (tnd_model_meta_string(m, "general.architecture", &arch, &len) != TND_OK || len > 64) return TND_POOLING_LAST;
+    snprintf(key, sizeof key, "%.*s.pooling_type", (int)len, arch);
+    if (tnd_model_meta_int(m, key, &type) != TND_OK) return TND_POOLING_LAST;
+    return type == 1 ? TND_POOLING_MEAN : type == 2 ? TND_POOLING_FIRST : TND_POOLING_LAST;
+}
+
+/* The hidden rows of one micro-batch are at ctx->logits, n_embd floats each: the pooling takes them from there. */
+tnd_status tnd_context_embed(tnd_context *ctx, int32_t seq, const int32_t *tokens, int32_t n, tnd_pooling pooling,
+                             float *out) {
+    if (!ctx || !tokens || !out) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_context_embed: NULL argument");
+    if (n < 1 || n > ctx->n_ctx)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "embedding: the text has %d tokens; the context takes 1 to %d", n,
+                        ctx->n_ctx);
+    if (seq < 0 || seq >= ctx->n_seq)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "embedding: sequence %d is outside [0, %d)", seq, ctx->n_seq);
+    if (pooling != TND_POOLING_LAST && pooling != TND_POOLING_MEAN && pooling != TND_POOLING_FIRST)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "embedding: unknown pooling %d", (int)pooling);
+    int32_t e = (int32_t)ctx->bm->hp.n_embd;
+    if (e > ctx->bm->hp.n_vocab) /* the hidden rows go where logits go, n_vocab floats a row */
+        return tnd_fail(TND_ERR_UNSUPPORTED, "embedding: hidden states wider than the vocabulary (%d > %d)", e,
+                        (int)ctx->bm->hp.n_vocab);
+    double *sum = tnd_alloc_array(&ctx->allocator, (size_t)e, sizeof *sum);
+    if (!sum) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "embedding: out of memory");
+    tnd_kv_cache_truncate(&ctx->kv, seq, 0);
+    ctx->fw.output_hidden = true;
+    tnd_status st = TND_OK;
+    for (int32_t i0 = 0; i0 < n && !st; i0 += ctx->n_batch) {
+        int32_t m = n - i0 < ctx->n_batch ? n - i0 : ctx->n_batch;
+        for (int32_t i = 0; i < m; i++) {
+            int32_t at = i0 + i;
+            ctx->step_pos[i] = at;
+            ctx->step_seq[i] = seq;
+            ctx->step_logits[i] = pooling == TND_POOLING_MEAN || (pooling == TND_POOLING_LAST && at == n - 1) ||
+                                  (pooling == TND_POOLING_FIRST && at == 0);
+        }
+        tnd_batch b = {.n_tokens = m, .tokens = tokens + i0, .pos = ctx->step_pos, .seq_id = ctx->step_seq,
+                       .logits = ctx->step_logits};
+        if ((st = tnd_context_decode(ctx, &b))) break;
+        for (int32_t r = 0; r < ctx->n_logits; r++)
+            for (int32_t j = 0; j < e; j++) sum[j] += ctx->logits[(size_t)r * (size_t)e + (size_t)j];
+    }
+    ctx->fw.output_hidden = false;
+    ctx->n_logits = 0; /* the rows held hidden states, not logits */
+    tnd_kv_cache_truncate(&ctx->kv, seq, 0);
+    if (!st) {
+        double norm = 0;
+        for (int32_t j = 0; j < e; j++) norm += sum[j] * sum[j];
+        norm = norm > 0 ? 1.0 / sqrt(norm) : 0; /* the mean's 1/n cancels in the scaling */
+        for (int32_t j = 0; j < e; j++) out[j] = (float)(sum[j] * norm);
+    }
+    tnd_free(&ctx->allocator, sum);
+    return st;
 }
 
 const float *tnd_context_logits(const tnd_context *ctx, int32_t i) {

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import { startServer, fixture, post, eventually } from './lib.mjs';
+import { startServer, fixture, post, eventually, TANDEM } from './lib.mjs';
 
 const KEY = 'test-key-7f3a9c';
 let server;
@@ -295,5 +295,36 @@ test('the request log names each request once, without prompt text or the key', 
   for (const line of server.log) {
     assert.ok(!line.includes('Zebra'), `no prompt text in: ${line}`);
     assert.ok(!line.includes(KEY), `no key in: ${line}`);
+  }
+});
+
+test('embeddings: unit vectors, one per input in order, base64 and float alike, equal to `tandem embed`', async () => {
+  const texts = ['Lily went to the park.', 'Tom had a red ball.', 'Lily went to the park.'];
+  const b64 = await client.embeddings.create({ model: MODEL, input: texts }); // the client asks for base64 and decodes
+  const floats = await client.embeddings.create({ model: MODEL, input: texts, encoding_format: 'float' });
+  assert.equal(b64.data.length, 3);
+  assert.equal(b64.usage.prompt_tokens, b64.usage.total_tokens);
+  assert.ok(b64.usage.prompt_tokens > 10);
+  const dot = (a, b) => a.reduce((s, x, i) => s + x * b[i], 0);
+  for (let i = 0; i < 3; i++) {
+    const v = b64.data[i].embedding;
+    assert.equal(b64.data[i].index, i);
+    assert.equal(v.length, 64);
+    assert.ok(Math.abs(dot(v, v) - 1) < 1e-5, 'unit length');
+    floats.data[i].embedding.forEach((x, j) => assert.ok(Math.abs(x - v[j]) < 1e-6, 'float and base64 agree'));
+  }
+  assert.deepEqual(b64.data[2].embedding, b64.data[0].embedding, 'the same text, the same vector');
+  assert.ok(dot(b64.data[0].embedding, b64.data[1].embedding) < 0.999, 'different texts differ');
+  const one = await client.embeddings.create({ model: MODEL, input: 'Tom had a red ball.', encoding_format: 'float' });
+  one.data[0].embedding.forEach((x, j) => assert.ok(Math.abs(x - floats.data[1].embedding[j]) < 1e-6));
+  // the command line computes the same vector
+  const { execFileSync } = await import('node:child_process');
+  const cli = JSON.parse(execFileSync(TANDEM, ['embed', '-m', fixture('real/stories260K.gguf'), '-p', texts[1]]).toString());
+  cli.forEach((x, j) => assert.ok(Math.abs(x - one.data[0].embedding[j]) < 1e-6, 'tandem embed agrees'));
+  for (const [body, param] of [[{ input: 'x', dimensions: 32 }, 'dimensions'], [{ input: [] }, 'input'], [{ input: 5 }, 'input'],
+    [{ input: 'x', encoding_format: 'int8' }, 'encoding_format'], [{}, 'input'], [{ input: [[1, 99999]] }, 'input']]) {
+    const r = await post(`${server.url}/v1/embeddings`, { model: MODEL, ...body }, auth);
+    assert.equal(r.status, 400, JSON.stringify(body));
+    assert.equal(r.json.error.param, param);
   }
 });
