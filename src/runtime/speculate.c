@@ -27,7 +27,7 @@ enum {
 #define RATE_MIN_STEPS 4   /* steps of each kind before what they gave is trusted over the cost model */
 /* Probes may take this share of the generation's time at most: a probe of a draft model that was off for a while
  * first evaluates every token since (its catch-up), which can cost more than the probe itself. */
-#define PROBE_BUDGET 0.02
+#define PROBE_BUDGET 0.01
 
 struct tnd_spec {
     tnd_speculation_params p;
@@ -50,6 +50,7 @@ struct tnd_spec {
     int32_t k_last, off_steps, probe_every;
     bool probing;                /* the current draft is a probe */
     double t_steps, t_probes;    /* seconds of the session's steps, and of the drafting of its probes */
+    double last_probe;           /* seconds the last probe's drafting took: about what the next one will */
     /* what the steps really gave, with a draft and without: decayed sums of seconds (drafting included) and of
      * tokens, and how many steps of each kind were seen */
     double draft_pending;        /* seconds of drafting for the step under way */
@@ -248,7 +249,7 @@ int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_strea
         return best;
     }
     /* off: probe now and then, less often while probes keep failing, and within the probes' share of the time */
-    if (++sp->off_steps < sp->probe_every || sp->t_probes > PROBE_BUDGET * sp->t_steps) return 0;
+    if (++sp->off_steps < sp->probe_every || sp->t_probes + sp->last_probe > PROBE_BUDGET * sp->t_steps) return 0;
     sp->off_steps = 0;
     sp->probing = true;
     if (sp->probe_every < PROBE_LAST) sp->probe_every *= 2;
@@ -385,14 +386,16 @@ int32_t tnd_spec_draft(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
     double t0 = now_seconds();
     sp->n_requested = k;
     sp->step_seconds = 0;
-    sp->step_drafted = true; /* the step pays for the attempt even if nothing comes of it */
     int32_t c = sp->p.source == TND_DRAFT_NGRAM ? draft_ngram(sp, rec, n, k) : draft_model(sp, rec, n, k);
     double seconds = now_seconds() - t0;
     if (sp->p.source == TND_DRAFT_NGRAM) sp->step_seconds = seconds / k; /* a lookup: spread over the tokens asked */
     sp->stats.t_draft += seconds;
     sp->t_steps += seconds;
     sp->draft_pending += seconds;
-    if (sp->probing) sp->t_probes += seconds;
+    if (sp->probing) {
+        sp->t_probes += seconds;
+        sp->last_probe = seconds;
+    }
     sp->probing = false;
     /* a draft of k tokens takes about k draft model steps (the catch-up of the last token or two, then k - 1
      * steps), so the cost of a drafted token is that of a draft step */
@@ -400,6 +403,8 @@ int32_t tnd_spec_draft(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
         sp->draft_token_seconds = sp->draft_token_seconds == 0
                                       ? sp->step_seconds
                                       : sp->draft_token_seconds * (1 - DRAFT_COST_EMA) + sp->step_seconds * DRAFT_COST_EMA;
+    /* a step with a draft pays for it; so does one whose draft model ran for nothing (a lookup costs nothing) */
+    sp->step_drafted = c >= sp->p.draft_min || sp->p.source == TND_DRAFT_MODEL;
     if (c >= sp->p.draft_min) return c;
     /* nothing to verify: a lookup without a match tells nothing about drafts, a draft model too unsure to draft
      * ended its chain at once */
