@@ -44,6 +44,7 @@ void srv_request_release(srv_request *r) {
     free(r->bias);
     for (int32_t i = 0; i < r->n_stops; i++) free(r->stops[i]);
     tnd_grammar_free(r->grammar);
+    srv_tools_free(&r->tools);
     free(r->input_len);
     free(r->embeddings);
     srv_buf_free(&r->text);

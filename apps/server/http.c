@@ -176,7 +176,16 @@ static bool stream_produce(exchange *x) {
     bool has_new = false;
     int done = srv_request_take(r, &x->out, &has_new);
     if (done < 0) return false;
-    if (x->out.text.len || x->out.n_infos) {
+    /* a reply that may hold tool calls is held back until it is complete, then sent as text and call deltas */
+    bool tools = r->kind == SRV_KIND_CHAT && r->tools.choice != SRV_TOOLS_NONE;
+    if (tools && done && r->finish != SRV_FINISH_ERROR) {
+        bool ok = srv_openai_tool_chunks(mi, r, &x->out, !x->sent_first, &x->pending) &&
+                  (!r->include_usage ||
+                   srv_openai_chunk(mi, r, "", 0, NULL, 0, &x->text_offset, SRV_FINISH_NONE, false, true, &x->pending));
+        x->sent_first = x->sent_end = true;
+        return ok && srv_buf_printf(&x->pending, "data: [DONE]\n\n");
+    }
+    if (!tools && (x->out.text.len || x->out.n_infos)) {
         bool ok = srv_openai_chunk(mi, r, x->out.text.data ? x->out.text.data : "", x->out.text.len, x->out.infos,
                                    x->out.n_infos, &x->text_offset, SRV_FINISH_NONE, !x->sent_first, false,
                                    &x->pending);

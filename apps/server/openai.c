@@ -136,7 +136,8 @@ enum { FOR_CHAT = 1, FOR_COMPLETION = 2, FOR_BOTH = 3 };
 typedef enum field_id {
     F_MODEL, F_MESSAGES, F_PROMPT, F_MAX_TOKENS, F_TEMPERATURE, F_TOP_P, F_TOP_K, F_MIN_P, F_STOP, F_SEED,
     F_PRESENCE_PENALTY, F_FREQUENCY_PENALTY, F_LOGIT_BIAS, F_LOGPROBS, F_TOP_LOGPROBS, F_STREAM, F_STREAM_OPTIONS,
-    F_N, F_BEST_OF, F_ECHO, F_SUFFIX, F_RESPONSE_FORMAT, F_IGNORED, F_UNSUPPORTED
+    F_N, F_BEST_OF, F_ECHO, F_SUFFIX, F_RESPONSE_FORMAT, F_TOOLS, F_TOOL_CHOICE, F_PARALLEL_TOOL_CALLS, F_IGNORED,
+    F_UNSUPPORTED
 } field_id;
 
 /* Every field a body may carry. F_IGNORED fields do not change the output (user, metadata); F_UNSUPPORTED ones
@@ -172,9 +173,9 @@ static const struct field {
     {"user", FOR_BOTH, F_IGNORED},
     {"metadata", FOR_CHAT, F_IGNORED},
     {"store", FOR_CHAT, F_IGNORED},
-    {"tools", FOR_CHAT, F_UNSUPPORTED},
-    {"tool_choice", FOR_CHAT, F_UNSUPPORTED},
-    {"parallel_tool_calls", FOR_CHAT, F_UNSUPPORTED},
+    {"tools", FOR_CHAT, F_TOOLS},
+    {"tool_choice", FOR_CHAT, F_TOOL_CHOICE},
+    {"parallel_tool_calls", FOR_CHAT, F_PARALLEL_TOOL_CALLS},
     {"functions", FOR_CHAT, F_UNSUPPORTED},
     {"function_call", FOR_CHAT, F_UNSUPPORTED},
     {"audio", FOR_CHAT, F_UNSUPPORTED},
@@ -250,62 +251,111 @@ static bool message_content(const json_t *content, const char *param, const char
     return true;
 }
 
+/* An assistant message's tool_calls written the way the model writes them, after its text. */
+static bool write_calls(const json_t *calls, const char *param, srv_buf *b, srv_error *err) {
+    if (!json_is_array(calls)) return srv_fail(err, 400, INVALID, NULL, param, "'%s' must be an array", param);
+    size_t i;
+    const json_t *c;
+    json_array_foreach(calls, i, c) {
+        const json_t *fn = json_object_get(c, "function");
+        const char *name = json_string_value(json_object_get(fn, "name")),
+                   *args = json_string_value(json_object_get(fn, "arguments"));
+        if (!name || !args)
+            return srv_fail(err, 400, INVALID, NULL, param,
+                            "'%s[%zu]' must have function.name and function.arguments (a string)", param, i);
+        json_t *quoted = json_string(name);
+        char *q = quoted ? json_dumps(quoted, JSON_ENCODE_ANY) : NULL;
+        json_decref(quoted);
+        bool ok = q && srv_buf_printf(b, "%s<tool_call>\n{\"name\": %s, \"arguments\": %s}\n</tool_call>",
+                                      b->len ? "\n" : "", q, args);
+        free(q);
+        if (!ok) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    }
+    return true;
+}
+
+/* One message of the conversation into msg (text it needs goes to *joined, owned by the caller): roles system,
+ * developer, user, assistant (text, tool_calls) and tool (its result, as a user turn holding <tool_response>). */
+static bool chat_message(const json_t *m, size_t i, tnd_chat_message *msg, char **joined, srv_error *err) {
+    char param[64];
+    snprintf(param, sizeof param, "messages[%zu]", i);
+    if (!json_is_object(m)) return srv_fail(err, 400, INVALID, NULL, param, "'%s' must be an object", param);
+    const char *key;
+    const json_t *v, *role = NULL, *content = NULL, *calls = NULL;
+    json_object_foreach((json_t *)m, key, v) {
+        if (!strcmp(key, "role")) role = v;
+        else if (!strcmp(key, "content")) content = v;
+        else if (!strcmp(key, "tool_calls")) calls = v;
+        else if (strcmp(key, "name") && strcmp(key, "tool_call_id"))
+            return srv_fail(err, 400, INVALID, NULL, param, "'%s': unsupported field '%s'", param, key);
+        else if (!json_is_string(v))
+            return srv_fail(err, 400, INVALID, NULL, param, "'%s.%s' must be a string", param, key);
+    }
+    const char *r = json_is_string(role) ? json_string_value(role) : NULL;
+    if (!r || (strcmp(r, "system") && strcmp(r, "developer") && strcmp(r, "user") && strcmp(r, "assistant") &&
+               strcmp(r, "tool")))
+        return srv_fail(err, 400, INVALID, NULL, param,
+                        "'%s.role' must be one of system, developer, user, assistant, tool", param);
+    bool assistant = !strcmp(r, "assistant"), tool = !strcmp(r, "tool");
+    if (calls && !assistant)
+        return srv_fail(err, 400, INVALID, NULL, param, "'%s': only assistant messages carry tool_calls", param);
+    msg->role = !strcmp(r, "developer") ? "system" : tool ? "user" : r;
+    snprintf(param, sizeof param, "messages[%zu].content", i);
+    const char *text = "";
+    if (content && !json_is_null(content)) {
+        if (!message_content(content, param, &text, joined, err)) return false;
+    } else if (!assistant)
+        return srv_fail(err, 400, INVALID, NULL, param, "'%s' is required", param);
+    if (!tool && !calls) {
+        msg->content = text;
+        return true;
+    }
+    srv_buf b = {0};
+    bool ok = tool ? srv_buf_printf(&b, "<tool_response>\n%s\n</tool_response>", text) : srv_buf_printf(&b, "%s", text);
+    if (!ok) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    snprintf(param, sizeof param, "messages[%zu].tool_calls", i);
+    if (calls && !write_calls(calls, param, &b, err)) {
+        srv_buf_free(&b);
+        return false;
+    }
+    free(*joined);
+    *joined = b.data;
+    msg->content = b.data;
+    return true;
+}
+
 /* Renders `messages` with the chat template and tokenizes the result (BOS as the model wants, special markers
- * parsed). */
-static bool chat_prompt(const srv_model_info *mi, const json_t *messages, int32_t **tokens, int32_t *n_tokens,
-                        srv_error *err) {
+ * parsed). With tools, their description ends the system turn (one is opened where the conversation has none). */
+static bool chat_prompt(const srv_model_info *mi, const json_t *messages, const srv_tools *tools, int32_t **tokens,
+                        int32_t *n_tokens, srv_error *err) {
     if (!mi->chat_template)
         return srv_fail(err, 400, INVALID, NULL, "messages",
                         "this model has no chat template tandem recognises; start the server with --chat-template "
                         "NAME, or use /v1/completions");
     if (!json_is_array(messages) || !json_array_size(messages))
         return srv_fail(err, 400, INVALID, NULL, "messages", "'messages' must be a non-empty array");
-    size_t n = json_array_size(messages);
-    if (n > SRV_MAX_MESSAGES)
+    size_t n_given = json_array_size(messages);
+    if (n_given > SRV_MAX_MESSAGES)
         return srv_fail(err, 400, INVALID, NULL, "messages", "at most %d messages are accepted", SRV_MAX_MESSAGES);
-    tnd_chat_message *msgs = calloc(n, sizeof *msgs);
-    char **joined = calloc(n, sizeof *joined);
+    tnd_chat_message *msgs = calloc(n_given + 1, sizeof *msgs);
+    char **joined = calloc(n_given + 1, sizeof *joined);
     bool ok = msgs && joined;
     if (!ok) srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
-    for (size_t i = 0; ok && i < n; i++) {
-        const json_t *m = json_array_get(messages, i);
-        char param[64];
-        snprintf(param, sizeof param, "messages[%zu]", i);
-        if (!json_is_object(m)) {
-            ok = srv_fail(err, 400, INVALID, NULL, param, "'%s' must be an object", param);
-            break;
-        }
-        const char *key;
-        const json_t *v, *role = NULL, *content = NULL;
-        json_object_foreach((json_t *)m, key, v) {
-            if (!strcmp(key, "role")) role = v;
-            else if (!strcmp(key, "content")) content = v;
-            else if (strcmp(key, "name")) {
-                ok = srv_fail(err, 400, INVALID, NULL, param, "'%s': unsupported field '%s'", param, key);
-                break;
-            } else if (!json_is_string(v)) {
-                ok = srv_fail(err, 400, INVALID, NULL, param, "'%s.name' must be a string", param);
-                break;
-            }
-        }
-        if (!ok) break;
-        const char *r = json_is_string(role) ? json_string_value(role) : NULL;
-        if (!r || (strcmp(r, "system") && strcmp(r, "developer") && strcmp(r, "user") && strcmp(r, "assistant"))) {
-            ok = srv_fail(err, 400, INVALID, NULL, param,
-                          "'%s.role' must be one of system, developer, user, assistant", param);
-            break;
-        }
-        msgs[i].role = strcmp(r, "developer") ? r : "system";
-        snprintf(param, sizeof param, "messages[%zu].content", i);
-        if (!content || json_is_null(content)) {
-            if (strcmp(r, "assistant")) {
-                ok = srv_fail(err, 400, INVALID, NULL, param, "'%s' is required", param);
-                break;
-            }
-            msgs[i].content = "";
-        } else if (!(ok = message_content(content, param, &msgs[i].content, &joined[i], err))) {
-            break;
-        }
+    /* a tools system turn of its own goes first when the conversation opens without one */
+    const char *first_role = json_string_value(json_object_get(json_array_get(messages, 0), "role"));
+    bool own_system = ok && tools->system_text && (!first_role || (strcmp(first_role, "system") &&
+                                                                   strcmp(first_role, "developer")));
+    size_t n = n_given + own_system;
+    if (own_system) msgs[0] = (tnd_chat_message){"system", tools->system_text};
+    for (size_t i = 0; ok && i < n_given; i++)
+        ok = chat_message(json_array_get(messages, i), i, &msgs[i + own_system], &joined[i + own_system], err);
+    if (ok && tools->system_text && !own_system) {
+        srv_buf b = {0};
+        if (!srv_buf_printf(&b, "%s\n\n%s", msgs[0].content, tools->system_text))
+            ok = srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+        free(joined[0]);
+        joined[0] = b.data;
+        msgs[0].content = b.data;
     }
     /* message contents are plain text: a client's "<|im_start|>system" cannot open a turn */
     size_t needed = 0;
@@ -571,11 +621,19 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_kind kind, const jso
     const json_t *prompt = f.v[kind == SRV_KIND_CHAT ? F_MESSAGES : F_PROMPT];
     bool ok = check_fixed(&f, err) && parse_sampling(mi, r, &f, err) && parse_output(r, &f, err) &&
               parse_response_format(r, &f, err);
+    tnd_grammar *calls_only = NULL;
+    if (ok && kind == SRV_KIND_CHAT)
+        ok = srv_tools_parse(f.v[F_TOOLS], f.v[F_TOOL_CHOICE], f.v[F_PARALLEL_TOOL_CALLS], &r->tools, &calls_only, err);
+    if (ok && calls_only && r->grammar) {
+        tnd_grammar_free(calls_only);
+        ok = srv_fail(err, 400, INVALID, NULL, "tool_choice",
+                      "'tool_choice' that requires a call and 'response_format' cannot be used together");
+    } else if (calls_only) r->grammar = calls_only;
     if (ok && !prompt)
         ok = srv_fail(err, 400, INVALID, NULL, kind == SRV_KIND_CHAT ? "messages" : "prompt", "'%s' is required",
                       kind == SRV_KIND_CHAT ? "messages" : "prompt");
     if (ok)
-        ok = kind == SRV_KIND_CHAT ? chat_prompt(mi, prompt, &r->prompt, &r->n_prompt, err)
+        ok = kind == SRV_KIND_CHAT ? chat_prompt(mi, prompt, &r->tools, &r->prompt, &r->n_prompt, err)
                                    : completion_prompt(mi, prompt, &r->prompt, &r->n_prompt, err);
     if (ok && !r->n_prompt) ok = srv_fail(err, 400, INVALID, NULL, "prompt", "the prompt is empty");
     if (ok && r->n_prompt >= mi->n_ctx)
@@ -709,31 +767,100 @@ bool srv_openai_chunk(const srv_model_info *mi, const srv_request *r, const char
     return ok;
 }
 
+/* The tool_calls array of a reply: ids made from the request's, types, names and arguments; with `indexed` each
+ * carries its index (stream deltas). */
+static json_t *tool_calls_json(const srv_request *r, const srv_tool_call *calls, int32_t n, bool indexed) {
+    json_t *a = json_array();
+    for (int32_t i = 0; i < n; i++) {
+        json_t *c = json_object(), *fn = json_object();
+        if (indexed) json_object_set_new(c, "index", json_integer(i));
+        json_object_set_new(c, "id", json_sprintf("call_%s_%d", r->id, i));
+        json_object_set_new(c, "type", json_string("function"));
+        json_object_set_new(fn, "name", json_string(calls[i].name));
+        json_object_set_new(fn, "arguments", json_string(calls[i].arguments));
+        json_object_set_new(c, "function", fn);
+        json_array_append_new(a, c);
+    }
+    return a;
+}
+
+/* The reply split into its text and calls where the request has tools; false when out of memory. */
+static bool split_calls(const srv_request *r, const srv_output *out, srv_buf *content, srv_tool_call **calls,
+                        int32_t *n_calls) {
+    *calls = NULL;
+    *n_calls = 0;
+    if (r->tools.choice == SRV_TOOLS_NONE)
+        return srv_buf_append(content, out->text.data ? out->text.data : "", out->text.len);
+    return srv_tools_extract(&r->tools, out->text.data ? out->text.data : "", out->text.len, content, calls, n_calls);
+}
+
 char *srv_openai_response(const srv_model_info *mi, const srv_request *r, const srv_output *out) {
     bool chat = r->kind == SRV_KIND_CHAT;
+    srv_buf content = {0};
+    srv_tool_call *calls = NULL;
+    int32_t n_calls = 0;
+    if (!split_calls(r, out, &content, &calls, &n_calls)) {
+        srv_buf_free(&content);
+        return NULL;
+    }
     json_t *o = response_head(mi, r, chat ? "chat.completion" : "text_completion");
     json_t *c = json_object();
     int32_t offset = 0;
     json_object_set_new(c, "index", json_integer(0));
-    json_t *text = json_text(out->text.data ? out->text.data : "", out->text.len);
+    json_t *text = n_calls && !content.len ? json_null() : json_text(content.data ? content.data : "", content.len);
     if (chat) {
         json_t *msg = json_object();
         json_object_set_new(msg, "role", json_string("assistant"));
         json_object_set_new(msg, "content", text);
         json_object_set_new(msg, "refusal", json_null());
+        if (n_calls) json_object_set_new(msg, "tool_calls", tool_calls_json(r, calls, n_calls, false));
         json_object_set_new(c, "message", msg);
     } else {
         json_object_set_new(c, "text", text);
     }
     json_object_set_new(c, "logprobs",
                         r->logprobs ? logprobs_json(mi, r, out->infos, out->n_infos, &offset) : json_null());
-    const char *fn = finish_name(r->finish);
+    const char *fn = n_calls && r->finish != SRV_FINISH_LENGTH ? "tool_calls" : finish_name(r->finish);
     json_object_set_new(c, "finish_reason", json_string(fn ? fn : "stop"));
+    srv_buf_free(&content);
+    srv_tool_calls_free(calls, n_calls);
     json_t *choices = json_array();
     json_array_append_new(choices, c);
     json_object_set_new(o, "choices", choices);
     json_object_set_new(o, "usage", usage_json(r));
     return dump(o);
+}
+
+bool srv_openai_tool_chunks(const srv_model_info *mi, const srv_request *r, const srv_output *whole, bool first,
+                            srv_buf *out) {
+    srv_buf content = {0};
+    srv_tool_call *calls = NULL;
+    int32_t n_calls = 0;
+    bool ok = split_calls(r, whole, &content, &calls, &n_calls);
+    for (int part = 0; ok && part < 3; part++) { /* the text, the calls, the finish */
+        if ((part == 0 && !content.len && !first) || (part == 1 && !n_calls)) continue;
+        json_t *o = response_head(mi, r, "chat.completion.chunk"), *c = json_object(), *delta = json_object();
+        json_object_set_new(c, "index", json_integer(0));
+        if (part == 0) {
+            if (first) json_object_set_new(delta, "role", json_string("assistant"));
+            json_object_set_new(delta, "content", json_text(content.data ? content.data : "", content.len));
+        } else if (part == 1)
+            json_object_set_new(delta, "tool_calls", tool_calls_json(r, calls, n_calls, true));
+        json_object_set_new(c, "delta", delta);
+        json_object_set_new(c, "logprobs", json_null());
+        const char *fn = n_calls && r->finish != SRV_FINISH_LENGTH ? "tool_calls" : finish_name(r->finish);
+        json_object_set_new(c, "finish_reason", part == 2 ? json_string(fn ? fn : "stop") : json_null());
+        json_t *choices = json_array();
+        json_array_append_new(choices, c);
+        json_object_set_new(o, "choices", choices);
+        if (r->include_usage) json_object_set_new(o, "usage", json_null());
+        char *s = dump(o);
+        ok = s && srv_buf_printf(out, "data: %s\n\n", s);
+        free(s);
+    }
+    srv_buf_free(&content);
+    srv_tool_calls_free(calls, n_calls);
+    return ok;
 }
 
 /* ------------------------------------------------------------------------------------------------------------

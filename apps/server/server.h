@@ -109,6 +109,23 @@ typedef struct srv_token_info {
 /* A request. The HTTP thread fills the parameters before submitting; after that they are read-only. The output
  * fields are shared: the engine appends, the HTTP thread takes, both under `mu`. Two references exist while the
  * engine holds it (one per side); the last release frees it. */
+/* The tools of a chat request (tools.c). */
+typedef enum srv_tool_choice { SRV_TOOLS_NONE = 0, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED } srv_tool_choice;
+
+typedef struct srv_tools {
+    srv_tool_choice choice;  /* NONE also when the request has no tools */
+    char *named;             /* the function tool_choice names (choice REQUIRED), or NULL */
+    bool parallel;           /* several calls in one reply */
+    char *system_text;       /* the tools described for the system turn */
+    char **names;            /* [n] */
+    int32_t n;
+} srv_tools;
+
+/* A call found in a reply: the function's name and its arguments as compact JSON text. */
+typedef struct srv_tool_call {
+    char *name, *arguments;
+} srv_tool_call;
+
 typedef struct srv_request {
     /* parameters */
     srv_kind kind;
@@ -122,7 +139,8 @@ typedef struct srv_request {
     tnd_logit_bias *bias;          /* owned */
     char *stops[SRV_MAX_STOPS];    /* owned */
     int32_t n_stops;
-    tnd_grammar *grammar;          /* owned: what response_format asks the output to be; NULL = free text */
+    tnd_grammar *grammar;          /* owned: what response_format or tool_choice asks the output to be */
+    srv_tools tools;               /* owned */
     /* embeddings: the inputs' tokens, one run after the other in `prompt` (n_prompt in all), input i being
      * input_len[i] tokens; the engine writes embeddings[n_inputs][n_embd] */
     int32_t *input_len;            /* owned */
@@ -285,6 +303,23 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_kind kind, const jso
 bool srv_openai_chunk(const srv_model_info *mi, const srv_request *req, const char *text, size_t text_len,
                       const srv_token_info *infos, int32_t n_infos, int32_t *text_offset, srv_finish finish,
                       bool first, bool usage_only, srv_buf *out);
+
+/* Reads tools, tool_choice and parallel_tool_calls (each may be NULL) into *t; with tool_choice required or a named
+ * function, *grammar receives the grammar of replies made of calls only. false with *err filled. */
+bool srv_tools_parse(const json_t *tools, const json_t *choice, const json_t *parallel, srv_tools *t,
+                     tnd_grammar **grammar, srv_error *err);
+void srv_tools_free(srv_tools *t);
+
+/* Splits a reply into its calls (blocks naming a tool with object arguments) and the rest, trimmed, appended to
+ * *content. *calls is malloc'ed (srv_tool_calls_free). false when out of memory. */
+bool srv_tools_extract(const srv_tools *t, const char *text, size_t len, srv_buf *content, srv_tool_call **calls,
+                       int32_t *n_calls);
+void srv_tool_calls_free(srv_tool_call *calls, int32_t n);
+
+/* The end of a streamed chat reply with tools, which is held back until it is complete: the text besides the calls
+ * (with the role when `first`), each call as a tool_calls delta, and the finish chunk. */
+bool srv_openai_tool_chunks(const srv_model_info *mi, const srv_request *req, const srv_output *whole, bool first,
+                            srv_buf *out);
 
 /* Parses a body of /v1/embeddings into a new request (SRV_KIND_EMBEDDING) with its inputs tokenized: input as a
  * string, an array of strings, an array of token ids or an array of such arrays; encoding_format float or base64;

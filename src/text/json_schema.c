@@ -3,9 +3,10 @@
  * required ones always, optional ones possibly left out; $ref becomes a rule reference (recursion works).
  * Keywords that constrain in a way this compiler cannot express are refused with their path, never ignored;
  * annotations (title, description, default, examples, ...) are ignored, as the specification has them. */
+#include "text/json_schema.h"
+
 #include "core/alloc.h"
 #include "core/error.h"
-#include "tandem.h"
 
 #include <jansson.h>
 #include <stdarg.h>
@@ -434,9 +435,8 @@ static bool rule_for(compiler *c, const json_t *s, const char *path, int depth, 
     return ok;
 }
 
-tnd_status tnd_grammar_from_json_schema(const char *schema, size_t len, tnd_grammar **out) {
-    if (out) *out = NULL;
-    if (!schema || !out) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_grammar_from_json_schema: NULL schema or out");
+tnd_status tnd_json_schema_gbnf(const char *schema, size_t len, const char *name, char **out) {
+    *out = NULL;
     json_error_t jerr;
     compiler c = {0};
     c.root = json_loadb(schema, len, JSON_DECODE_ANY, &jerr);
@@ -446,13 +446,33 @@ tnd_status tnd_grammar_from_json_schema(const char *schema, size_t len, tnd_gram
     char top[24];
     tnd_status st = TND_OK;
     if (rule_for(&c, c.root, "", 0, top)) {
-        printf_(&c.rules, "root ::= j-ws %s j-ws\n", top);
+        printf_(&c.rules, "%s ::= %s\n", name, top);
         puts_(&c.rules, primitives);
-        st = c.rules.oom ? tnd_fail(TND_ERR_OUT_OF_MEMORY, "json schema: out of memory")
-                         : tnd_grammar_parse(c.rules.p, c.rules.n, "root", out);
+        if (c.rules.oom) st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "json schema: out of memory");
+        else {
+            *out = c.rules.p;
+            c.rules.p = NULL;
+        }
     } else st = c.st ? c.st : tnd_fail(TND_ERR_OUT_OF_MEMORY, "json schema: out of memory");
     for (int32_t i = 0; i < c.n_refs; i++) tnd_free(NULL, c.refs[i].ref);
     tnd_free(NULL, c.rules.p);
     json_decref(c.root);
+    return st;
+}
+
+tnd_status tnd_grammar_from_json_schema(const char *schema, size_t len, tnd_grammar **out) {
+    if (out) *out = NULL;
+    if (!schema || !out) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_grammar_from_json_schema: NULL schema or out");
+    char *rules = NULL;
+    tnd_status st = tnd_json_schema_gbnf(schema, len, "value", &rules);
+    text t = {0};
+    if (!st) {
+        puts_(&t, "root ::= j-ws value j-ws\n");
+        puts_(&t, rules);
+        st = t.oom ? tnd_fail(TND_ERR_OUT_OF_MEMORY, "json schema: out of memory")
+                   : tnd_grammar_parse(t.p, t.n, "root", out);
+    }
+    tnd_free(NULL, rules);
+    tnd_free(NULL, t.p);
     return st;
 }

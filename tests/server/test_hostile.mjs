@@ -101,8 +101,8 @@ test('unknown and unsupported fields are refused', async () => {
   assertError(await post(`${url}/v1/completions`, { prompt: 'x', bogus: 1 }), 400, 'bogus', 'unknown field');
   assertError(await post(`${url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'x' }], best_of: 1 }), 400,
     'best_of', 'completions-only field in chat');
-  assertError(await post(`${url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'x' }], tools: [] }), 400,
-    'tools', 'unsupported feature');
+  assertError(await post(`${url}/v1/chat/completions`, { messages: [{ role: 'user', content: 'x' }], audio: {} }), 400,
+    'audio', 'unsupported feature');
   assertError(await post(`${url}/tokenize`, { content: 'x', extra: true }), 400, 'extra', 'tokenize field');
 });
 

@@ -233,9 +233,9 @@ test('refusals come as OpenAI errors the client understands', async () => {
   });
   await assert.rejects(client.chat.completions.create({ ...chatRequest, temperature: 5 }), (e) => e.status === 400 &&
     e.param === 'temperature');
-  await assert.rejects(client.chat.completions.create({ ...chatRequest, tools: [{ type: 'function', function: { name: 'f' } }] }),
-    (e) => e.status === 400 && e.param === 'tools');
-  await assert.rejects(client.chat.completions.create({ ...chatRequest, messages: [{ role: 'tool', content: 'x' }] }),
+  await assert.rejects(client.chat.completions.create({ ...chatRequest, functions: [{ name: 'f' }] }),
+    (e) => e.status === 400 && e.param === 'functions');
+  await assert.rejects(client.chat.completions.create({ ...chatRequest, messages: [{ role: 'function', content: 'x' }] }),
     (e) => e.status === 400);
   const long = 'word '.repeat(700);
   await assert.rejects(client.completions.create({ model: MODEL, prompt: long, max_tokens: 4 }),

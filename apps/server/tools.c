@@ -1,0 +1,253 @@
+/* tools.c: function calling in the format of Hermes and Qwen 2.5 / 3, which also serves every other chat template:
+ * the tools described at the end of the system turn, calls written as
+ *   <tool_call>
+ *   {"name": "get_weather", "arguments": {"city": "Paris"}}
+ *   </tool_call>
+ * and results fed back as user turns holding <tool_response>...</tool_response>. With tool_choice "required" or a
+ * named function the reply is held to calls by grammar (the arguments to each function's parameters schema);
+ * with "auto" the calls are found in the reply. */
+#include "server.h"
+
+#include "core/alloc.h"
+#include "text/json_schema.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define INVALID "invalid_request_error"
+
+static const char call_open[] = "<tool_call>", call_close[] = "</tool_call>";
+
+void srv_tools_free(srv_tools *t) {
+    for (int32_t i = 0; i < t->n; i++) free(t->names[i]);
+    free(t->names);
+    free(t->named);
+    free(t->system_text);
+    memset(t, 0, sizeof *t);
+}
+
+/* The system turn's description of the tools (Qwen 2.5's wording). */
+static bool describe(srv_tools *t, const json_t *tools) {
+    srv_buf b = {0};
+    bool ok = srv_buf_printf(&b, "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
+                                 "You are provided with function signatures within <tools></tools> XML tags:\n<tools>");
+    size_t i;
+    const json_t *tool;
+    json_array_foreach(tools, i, tool) {
+        char *s = json_dumps(tool, JSON_COMPACT);
+        ok = ok && s && srv_buf_printf(&b, "\n%s", s);
+        free(s);
+    }
+    ok = ok && srv_buf_printf(&b, "\n</tools>\n\nFor each function call, return a json object with function name and "
+                                  "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
+                                  "<function-name>, \"arguments\": <args-json-object>}\n</tool_call>");
+    if (!ok) {
+        srv_buf_free(&b);
+        return false;
+    }
+    t->system_text = b.data;
+    return true;
+}
+
+/* Objects of a parameters schema that do not say whether they take more members take none: a call carries the
+ * arguments its function declares (what OpenAI's strict mode asks of schemas anyway). Works on a copy. */
+static void close_objects(json_t *s) {
+    if (!json_is_object(s)) return;
+    const char *type = json_string_value(json_object_get(s, "type"));
+    if ((json_object_get(s, "properties") || (type && !strcmp(type, "object"))) &&
+        !json_object_get(s, "additionalProperties"))
+        json_object_set_new(s, "additionalProperties", json_false());
+    static const char *const maps[] = {"properties", "$defs", "definitions"};
+    static const char *const lists[] = {"anyOf", "oneOf", "allOf"};
+    for (size_t i = 0; i < sizeof maps / sizeof *maps; i++) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(json_object_get(s, maps[i]), key, v) close_objects(v);
+    }
+    for (size_t i = 0; i < sizeof lists / sizeof *lists; i++) {
+        size_t k;
+        json_t *v;
+        json_array_foreach(json_object_get(s, lists[i]), k, v) close_objects(v);
+    }
+    close_objects(json_object_get(s, "items"));
+    close_objects(json_object_get(s, "additionalProperties"));
+}
+
+/* The grammar of replies that are only calls: each a <tool_call> block whose JSON names one of the allowed
+ * functions with arguments that fit its parameters; one call, or several when parallel calls are allowed. */
+static bool call_grammar(const srv_tools *t, const json_t *tools, tnd_grammar **out, srv_error *err) {
+    json_t *any = json_array();
+    size_t i;
+    const json_t *tool;
+    json_array_foreach(tools, i, tool) {
+        const json_t *fn = json_object_get(tool, "function");
+        const char *name = json_string_value(json_object_get(fn, "name"));
+        if (t->named && strcmp(name, t->named)) continue;
+        json_t *params = json_object_get(fn, "parameters");
+        json_t *args = params ? json_deep_copy(params) : json_pack("{s:s}", "type", "object");
+        close_objects(args);
+        json_t *call = json_pack("{s:s, s:{s:{s:s}, s:o}, s:[s,s], s:b}", "type", "object", "properties", "name",
+                                 "const", name, "arguments", args, "required", "name", "arguments",
+                                 "additionalProperties", 0);
+        if (!call || json_array_append_new(any, call)) {
+            json_decref(any);
+            return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+        }
+    }
+    json_t *schema = json_pack("{s:o}", "anyOf", any);
+    char *text = schema ? json_dumps(schema, JSON_COMPACT) : NULL, *rules = NULL;
+    json_decref(schema);
+    if (!text) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    tnd_status st = tnd_json_schema_gbnf(text, strlen(text), "call", &rules);
+    free(text);
+    if (st) return srv_fail(err, 400, INVALID, NULL, "tools", "a tool's parameters cannot be used: %s", tnd_last_error());
+    srv_buf g = {0};
+    bool ok = srv_buf_printf(&g, "root ::= \"<tool_call>\\n\" call \"\\n</tool_call>\"%s\n%s",
+                             t->parallel ? " ( \"\\n<tool_call>\\n\" call \"\\n</tool_call>\" )*" : "", rules);
+    tnd_free(NULL, rules);
+    st = ok ? tnd_grammar_parse(g.data, g.len, NULL, out) : TND_ERR_OUT_OF_MEMORY;
+    srv_buf_free(&g);
+    if (st == TND_ERR_INVALID_ARGUMENT)
+        return srv_fail(err, 400, INVALID, NULL, "tools", "the tools' grammar cannot be built: %s", tnd_last_error());
+    return st ? srv_fail(err, 500, "server_error", NULL, NULL, "out of memory") : true;
+}
+
+bool srv_tools_parse(const json_t *tools, const json_t *choice, const json_t *parallel, srv_tools *t,
+                     tnd_grammar **grammar, srv_error *err) {
+    memset(t, 0, sizeof *t);
+    if (!tools) {
+        if (choice && !(json_is_string(choice) && !strcmp(json_string_value(choice), "none")))
+            return srv_fail(err, 400, INVALID, NULL, "tool_choice", "'tool_choice' needs 'tools'");
+        return true;
+    }
+    if (!json_is_array(tools) || !json_array_size(tools) || json_array_size(tools) > 128)
+        return srv_fail(err, 400, INVALID, NULL, "tools", "'tools' must be an array of 1 to 128 tools");
+    t->names = calloc(json_array_size(tools), sizeof *t->names);
+    if (!t->names) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    size_t i;
+    const json_t *tool;
+    json_array_foreach(tools, i, tool) {
+        const json_t *fn = json_object_get(tool, "function"), *params = json_object_get(fn, "parameters");
+        const char *type = json_string_value(json_object_get(tool, "type")),
+                   *name = json_string_value(json_object_get(fn, "name"));
+        char param[48];
+        snprintf(param, sizeof param, "tools[%zu]", i);
+        if (!type || strcmp(type, "function") || !json_is_object(fn))
+            return srv_fail(err, 400, INVALID, NULL, param, "'%s' must be {\"type\": \"function\", \"function\": {...}}",
+                            param);
+        size_t len = name ? strlen(name) : 0, k = 0;
+        while (k < len && (isalnum((unsigned char)name[k]) || name[k] == '_' || name[k] == '-')) k++;
+        if (!len || len > 64 || k < len)
+            return srv_fail(err, 400, INVALID, NULL, param, "'%s.function.name' must be 1 to 64 letters, digits, _ or -",
+                            param);
+        if (params && !json_is_object(params))
+            return srv_fail(err, 400, INVALID, NULL, param, "'%s.function.parameters' must be a JSON Schema object",
+                            param);
+        for (int32_t j = 0; j < t->n; j++)
+            if (!strcmp(t->names[j], name))
+                return srv_fail(err, 400, INVALID, NULL, param, "two tools are named '%s'", name);
+        if (!(t->names[t->n] = strdup(name))) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+        t->n++;
+    }
+    t->choice = SRV_TOOLS_AUTO;
+    t->parallel = !parallel || json_is_true(parallel);
+    if (parallel && !json_is_boolean(parallel))
+        return srv_fail(err, 400, INVALID, NULL, "parallel_tool_calls", "'parallel_tool_calls' must be a boolean");
+    if (choice) {
+        const char *c = json_string_value(choice);
+        const char *named = json_string_value(json_object_get(json_object_get(choice, "function"), "name"));
+        if (c && !strcmp(c, "none")) t->choice = SRV_TOOLS_NONE;
+        else if (c && !strcmp(c, "required")) t->choice = SRV_TOOLS_REQUIRED;
+        else if (c && !strcmp(c, "auto")) t->choice = SRV_TOOLS_AUTO;
+        else if (named) {
+            int32_t j = 0;
+            while (j < t->n && strcmp(t->names[j], named)) j++;
+            if (j == t->n) return srv_fail(err, 400, INVALID, NULL, "tool_choice", "no tool is named '%.64s'", named);
+            if (!(t->named = strdup(named))) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+            t->choice = SRV_TOOLS_REQUIRED;
+            t->parallel = false;
+        } else
+            return srv_fail(err, 400, INVALID, NULL, "tool_choice",
+                            "'tool_choice' must be none, auto, required or {\"type\": \"function\", \"function\": "
+                            "{\"name\": ...}}");
+    }
+    if (t->choice == SRV_TOOLS_NONE) return true;
+    if (!describe(t, tools)) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    return t->choice != SRV_TOOLS_REQUIRED || call_grammar(t, tools, grammar, err);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Calls in a reply
+ * ---------------------------------------------------------------------------------------------------------- */
+
+void srv_tool_calls_free(srv_tool_call *calls, int32_t n) {
+    for (int32_t i = 0; i < n; i++) {
+        free(calls[i].name);
+        free(calls[i].arguments);
+    }
+    free(calls);
+}
+
+/* The call a block holds: a JSON object with the name of a tool and its arguments (an object; "parameters" is
+ * taken too, as some models write it). */
+static bool read_call(const srv_tools *t, const char *inner, size_t len, srv_tool_call *call) {
+    json_t *v = json_loadb(inner, len, 0, NULL);
+    const char *name = json_string_value(json_object_get(v, "name"));
+    json_t *args = json_object_get(v, "arguments");
+    if (!args) args = json_object_get(v, "parameters");
+    bool known = false;
+    for (int32_t i = 0; name && i < t->n; i++) known = known || !strcmp(name, t->names[i]);
+    bool ok = known && json_is_object(args);
+    if (ok) {
+        call->name = strdup(name);
+        call->arguments = json_dumps(args, JSON_COMPACT);
+        ok = call->name && call->arguments;
+        if (!ok) {
+            free(call->name);
+            free(call->arguments);
+        }
+    }
+    json_decref(v);
+    return ok;
+}
+
+static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
+
+bool srv_tools_extract(const srv_tools *t, const char *text, size_t len, srv_buf *content, srv_tool_call **calls,
+                       int32_t *n_calls) {
+    *calls = NULL;
+    *n_calls = 0;
+    size_t cap = 0, at = 0;
+    for (;;) {
+        const char *open = len > at ? strstr(text + at, call_open) : NULL;
+        const char *close = open ? strstr(open, call_close) : NULL;
+        size_t end = open ? (size_t)(open - text) : len;
+        if (!srv_buf_append(content, text + at, end - at)) return false;
+        if (!open || !close) { /* no more calls: an unfinished block stays in the text */
+            if (open && !srv_buf_append(content, open, len - end)) return false;
+            break;
+        }
+        const char *inner = open + strlen(call_open);
+        srv_tool_call call = {0};
+        if ((size_t)*n_calls == cap) {
+            cap = cap ? cap * 2 : 4;
+            srv_tool_call *grown = realloc(*calls, cap * sizeof *grown);
+            if (!grown) return false;
+            *calls = grown;
+        }
+        if (read_call(t, inner, (size_t)(close - inner), &call)) (*calls)[(*n_calls)++] = call;
+        else if (!srv_buf_append(content, open, (size_t)(close - open) + strlen(call_close))) return false;
+        at = (size_t)(close - text) + strlen(call_close);
+    }
+    /* the text around calls is what the model said besides them */
+    size_t a = 0, b = content->len;
+    while (a < b && is_space(content->data[a])) a++;
+    while (b > a && is_space(content->data[b - 1])) b--;
+    if (content->data) {
+        memmove(content->data, content->data + a, b - a);
+        content->len = b - a;
+        content->data[content->len] = 0;
+    }
+    return true;
+}
