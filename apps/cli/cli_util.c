@@ -34,6 +34,13 @@ bool cli_float(const char *flag, const char *value, double lo, double hi, double
     return true;
 }
 
+int cli_flag_value(const char *const *flags, size_t n, int argc, char **argv, int *i, const char **value) {
+    size_t k = 0;
+    while (k < n && strcmp(argv[*i], flags[k])) k++;
+    if (k == n) return 0;
+    return (*value = cli_value(argc, argv, i)) ? 1 : -1;
+}
+
 const char *cli_value(int argc, char **argv, int *i) {
     if (*i + 1 >= argc) {
         fprintf(stderr, "tandem: option %s needs a value\n", argv[*i]);

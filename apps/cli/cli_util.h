@@ -17,6 +17,10 @@ bool cli_float(const char *flag, const char *value, double lo, double hi, double
 /* The value after option argv[*i] (advancing *i), or NULL with a message when it is missing. */
 const char *cli_value(int argc, char **argv, int *i);
 
+/* When argv[*i] is one of the n flags that take a value: 1 with *value set (advancing *i), or -1 after a message
+ * when the value is missing; 0 when it is none of them. */
+int cli_flag_value(const char *const *flags, size_t n, int argc, char **argv, int *i, const char **value);
+
 /* Opens a model; prints "tandem: <error>" and returns NULL on failure. */
 tnd_model *cli_open_model(const char *path);
 

@@ -48,11 +48,9 @@ int cli_gen_parse(cli_gen_options *o, int argc, char **argv, int *i) {
     static const char *const with_value[] = {"-m", "-n", "-c", "-t", "-b", "--temp", "--top-k", "--top-p", "--min-p",
                                              "--seed", "--repeat-penalty", "--repeat-last-n", "--presence-penalty",
                                              "--frequency-penalty", "--stop", "--grammar", "--json-schema"};
-    size_t k = 0;
-    while (k < sizeof with_value / sizeof with_value[0] && strcmp(a, with_value[k])) k++;
-    if (k == sizeof with_value / sizeof with_value[0]) return 0;
-    const char *v = cli_value(argc, argv, i);
-    if (!v) return -1;
+    const char *v = NULL;
+    int found = cli_flag_value(with_value, sizeof with_value / sizeof with_value[0], argc, argv, i, &v);
+    if (found <= 0) return found;
     long long n = 0;
     double x = 0;
     tnd_sampler_params *sp = &o->sampling;

@@ -27,11 +27,9 @@ int cli_spec_parse(cli_spec_options *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--spec-fixed")) return p->adaptive = 0, 1;
     static const char *const with_value[] = {"--spec", "--draft-model", "--draft-max", "--draft-min", "--draft-p-min",
                                              "--ngram-min", "--ngram-max"};
-    size_t k = 0;
-    while (k < sizeof with_value / sizeof with_value[0] && strcmp(a, with_value[k])) k++;
-    if (k == sizeof with_value / sizeof with_value[0]) return 0;
-    const char *v = cli_value(argc, argv, i);
-    if (!v) return -1;
+    const char *v = NULL;
+    int found = cli_flag_value(with_value, sizeof with_value / sizeof with_value[0], argc, argv, i, &v);
+    if (found <= 0) return found;
     long long n = 0;
     double x = 0;
     bool ok = true;
