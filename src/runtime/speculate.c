@@ -93,9 +93,13 @@ void tnd_step_cost_add(tnd_step_cost *c, int32_t tokens, double seconds) {
         return;
     }
     if (!c->n_one) return;
-    double extra = (seconds - c->one) / (tokens - 1);
+    /* a busy machine makes single steps slow: an extra token is taken to cost at most a step, and at most three
+     * times the estimate so far, so that one outlier cannot switch speculation off for good */
+    double extra = (seconds - c->one) / (tokens - 1), prior = 0.1 * c->one;
     if (extra < 0) extra = 0;
-    c->per_token = c->n_more++ ? c->per_token * (1 - COST_EMA) + extra * COST_EMA : extra;
+    if (extra > c->one) extra = c->one;
+    if (c->n_more && extra > 3 * c->per_token) extra = 3 * c->per_token;
+    c->per_token = c->n_more++ ? c->per_token * (1 - COST_EMA) + extra * COST_EMA : 0.5 * (prior + extra);
 }
 
 bool tnd_step_cost_line(const tnd_step_cost *c, double *one, double *per_token) {
