@@ -228,6 +228,8 @@ int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_strea
      * 1 + a + ... + a^k tokens; the step costs k more tokens and the drafting */
     double a = acceptance(sp), step = one + per_token * (batch_tokens - 1);
     double draft_cost = sp->draft_token_seconds > 0 ? sp->draft_token_seconds : one * sp->size_ratio;
+    /* a gain within noise is not worth the variance; one that rests on a guessed draft cost must be larger */
+    double margin = sp->draft_token_seconds > 0 ? 1.02 : 1.05;
     double best_rate = n_streams / step, gained = 1, a_k = 1;
     int32_t best = 0;
     for (int32_t k = 1; k <= k_max; k++) {
@@ -235,7 +237,7 @@ int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_strea
         gained += a_k;
         if (k < sp->p.draft_min) continue;
         double rate = (n_streams - 1 + gained) / (step + (per_token + draft_cost) * k);
-        if (rate > best_rate * 1.02) { /* a gain within noise is not worth the variance */
+        if (rate > best_rate * margin) {
             best_rate = rate;
             best = k;
         }
