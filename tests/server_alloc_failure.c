@@ -116,6 +116,16 @@ static const case_ cases[] = {
     {"chat", SRV_KIND_CHAT,
      "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\","
      "\"content\":\"Tell a story\"}],\"max_tokens\":12,\"temperature\":0,\"logit_bias\":{\"5\":-100}}"},
+    {"json schema", SRV_KIND_CHAT,
+     "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Lily\"}],\"max_tokens\":12,\"temperature\":0,"
+     "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"object\","
+     "\"properties\":{\"a\":{\"enum\":[1,2]}},\"required\":[\"a\"]}}}}"},
+    {"tools", SRV_KIND_CHAT,
+     "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Lily\"},{\"role\":\"assistant\","
+     "\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
+     "{\"role\":\"tool\",\"tool_call_id\":\"c\",\"content\":\"ok\"}],\"max_tokens\":24,\"temperature\":0,"
+     "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\",\"parameters\":{\"type\":\"object\","
+     "\"properties\":{\"n\":{\"enum\":[1]}},\"required\":[\"n\"]}}}],\"tool_choice\":\"required\"}"},
 };
 
 int main(void) {
@@ -123,7 +133,7 @@ int main(void) {
     tnd_model *model = NULL;
     tnd_tokenizer *tok = NULL;
     srv_metrics *metrics = srv_metrics_new();
-    srv_config cfg = {.parallel = 2, .n_ctx = 128, .n_batch = 32, .n_threads = 1, .max_queue = 4,
+    srv_config cfg = {.parallel = 2, .n_ctx = 1024, .n_batch = 32, .n_threads = 1, .max_queue = 4,
                       .k_type = TND_TYPE_F16, .v_type = TND_TYPE_F16};
     if (!CHECK_OK(tnd_model_open(tnd_fixture("real/stories260K.gguf"), NULL, &model)) ||
         !CHECK_OK(tnd_tokenizer_init(model, &tok)) || !CHECK(metrics) ||
