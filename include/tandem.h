@@ -589,7 +589,9 @@ TND_API void tnd_stop_matcher_reset(tnd_stop_matcher *matcher);
  * ------------------------------------------------------------------------------------------------------------- */
 
 /* One message of a conversation. Both strings are NUL-terminated and borrowed for the duration of the call.
- * role: "system", "user" or "assistant" (other roles, such as "tool", are refused). content: UTF-8 text. */
+ * role: "system", "user", "assistant" or "tool" (the result of a tool call: in the format's own turn where it has
+ * one, llama3's ipython turn; elsewhere a user turn holding <tool_response>\n...\n</tool_response>, as Qwen and
+ * Hermes write it). content: UTF-8 text. */
 typedef struct tnd_chat_message {
     const char *role;
     const char *content;
@@ -629,7 +631,7 @@ TND_API tnd_status tnd_model_chat_template(const tnd_model *model, const char **
  * size only (which reports TND_ERR_BUFFER_TOO_SMALL).
  *
  * Errors: TND_ERR_NOT_FOUND (unknown format name), TND_ERR_INVALID_ARGUMENT (NULL pointers, a NULL role or
- * content, a role other than system/user/assistant, or a system message after the first message in a format whose
+ * content, a role other than system/user/assistant/tool, or a system message after the first message in a format whose
  * template takes one only at the start: llama2, llama4, gemma, mistral-v0/v1/v3/v3-tekken/v7-tekken, deepseek3,
  * deepseek-r1*, deepseek-v3.1, command-r), TND_ERR_OUT_OF_MEMORY, TND_ERR_BUFFER_TOO_SMALL. */
 TND_API tnd_status tnd_chat_template_apply(const char *name, const tnd_chat_message *messages, size_t n_messages,

@@ -994,12 +994,27 @@ static void test_eos_text(void) {
                  "<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n");
 }
 
+/* A tool result: llama3's ipython turn; elsewhere a user turn holding <tool_response> (Qwen 2.5 / 3, Hermes). */
+static void test_tool_turns(void) {
+    static const tnd_chat_message turns[] = {
+        {"user", "Weather?"}, {"assistant", "{\"name\": \"w\", \"parameters\": {}}"}, {"tool", "{\"t\": 21}"}};
+    CHECK_RENDER("llama3", turns, 1, NULL,
+                 "<|start_header_id|>user<|end_header_id|>\n\nWeather?<|eot_id|>"
+                 "<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\": \"w\", \"parameters\": {}}<|eot_id|>"
+                 "<|start_header_id|>ipython<|end_header_id|>\n\n{\"t\": 21}<|eot_id|>"
+                 "<|start_header_id|>assistant<|end_header_id|>\n\n");
+    CHECK_RENDER("chatml", turns, 1, NULL,
+                 "<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n{\"name\": \"w\", \"parameters\": {}}"
+                 "<|im_end|>\n<|im_start|>user\n<tool_response>\n{\"t\": 21}\n</tool_response><|im_end|>\n"
+                 "<|im_start|>assistant\n");
+}
+
 /* Bad messages fail with a message naming the problem, and write nothing. */
 static void test_bad_input(void) {
     size_t needed = 5;
-    static const tnd_chat_message tool[] = {{"user", "a"}, {"tool", "{}"}};
-    CHECK(tnd_chat_template_apply("chatml", tool, 2, 1, NULL, NULL, 0, &needed) == TND_ERR_INVALID_ARGUMENT);
-    CHECK(strstr(tnd_last_error(), "'tool'") && strstr(tnd_last_error(), "message 1"));
+    static const tnd_chat_message function[] = {{"user", "a"}, {"function", "{}"}};
+    CHECK(tnd_chat_template_apply("chatml", function, 2, 1, NULL, NULL, 0, &needed) == TND_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(tnd_last_error(), "'function'") && strstr(tnd_last_error(), "message 1"));
     static const tnd_chat_message upper[] = {{"User", "a"}};
     CHECK(tnd_chat_template_apply("chatml", upper, 1, 1, NULL, NULL, 0, &needed) == TND_ERR_INVALID_ARGUMENT);
     static const tnd_chat_message null_content[] = {{"user", NULL}};
@@ -1328,6 +1343,7 @@ int main(void) {
     test_system_placement();
     test_reasoning();
     test_eos_text();
+    test_tool_turns();
     test_bad_input();
     test_buffer_convention();
     test_long_conversation();

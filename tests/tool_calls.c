@@ -25,7 +25,7 @@ static void check(const srv_tools *t, const char *reply, const char *want_conten
 
 int main(void) {
     char *names[] = {strdup("get_weather"), strdup("count")};
-    srv_tools t = {.choice = SRV_TOOLS_AUTO, .names = names, .n = 2};
+    srv_tools t = {.choice = SRV_TOOLS_AUTO, .format = &srv_tool_format_hermes, .names = names, .n = 2};
     check(&t, "Sure.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
           "Sure.", 1, "get_weather", "{\"city\":\"Paris\"}");
     check(&t, "<tool_call>{\"name\":\"count\",\"arguments\":{}}</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", "
@@ -38,6 +38,22 @@ int main(void) {
           "<tool_call>{\"name\": \"count\", \"arguments\": \"x\"}</tool_call>", 0, NULL, NULL);
     check(&t, "<tool_call>{not json}</tool_call> after", "<tool_call>{not json}</tool_call> after", 0, NULL, NULL);
     check(&t, "cut <tool_call>{\"name\": \"count\", \"argu", "cut <tool_call>{\"name\": \"count\", \"argu", 0, NULL, NULL);
+    /* Llama 3.x: the whole reply is one call, "parameters" its arguments, possibly after <|python_tag|> */
+    srv_tools l = {.choice = SRV_TOOLS_AUTO, .format = &srv_tool_format_llama3, .names = names, .n = 2};
+    check(&l, " {\"name\": \"get_weather\", \"parameters\": {\"city\": \"Rome\"}}\n", "", 1, "get_weather",
+          "{\"city\":\"Rome\"}");
+    check(&l, "<|python_tag|>{\"name\": \"count\", \"parameters\": {}}", "", 1, "count", "{}");
+    check(&l, "It is sunny. {\"name\": \"count\", \"parameters\": {}}", "It is sunny. {\"name\": \"count\", \"parameters\": {}}",
+          0, NULL, NULL);
+    check(&l, "  Sunny.  ", "Sunny.", 0, NULL, NULL);
+    /* an assistant's calls written back as each format writes them */
+    srv_buf b = {0};
+    CHECK(srv_tools_write_call(&t, "count", "{\"n\":1}", &b) && srv_tools_write_call(&t, "count", "{}", &b) &&
+          !strcmp(b.data, "<tool_call>\n{\"name\": \"count\", \"arguments\": {\"n\":1}}\n</tool_call>\n"
+                          "<tool_call>\n{\"name\": \"count\", \"arguments\": {}}\n</tool_call>"));
+    srv_buf_free(&b);
+    CHECK(srv_tools_write_call(&l, "count", "{}", &b) && !strcmp(b.data, "{\"name\": \"count\", \"parameters\": {}}"));
+    srv_buf_free(&b);
     free(names[0]);
     free(names[1]);
     return tnd_test_finish("tool_calls");

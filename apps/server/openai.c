@@ -252,7 +252,7 @@ static bool message_content(const json_t *content, const char *param, const char
 }
 
 /* An assistant message's tool_calls written the way the model writes them, after its text. */
-static bool write_calls(const json_t *calls, const char *param, srv_buf *b, srv_error *err) {
+static bool write_calls(const srv_tools *tools, const json_t *calls, const char *param, srv_buf *b, srv_error *err) {
     if (!json_is_array(calls)) return srv_fail(err, 400, INVALID, NULL, param, "'%s' must be an array", param);
     size_t i;
     const json_t *c;
@@ -263,20 +263,16 @@ static bool write_calls(const json_t *calls, const char *param, srv_buf *b, srv_
         if (!name || !args)
             return srv_fail(err, 400, INVALID, NULL, param,
                             "'%s[%zu]' must have function.name and function.arguments (a string)", param, i);
-        json_t *quoted = json_string(name);
-        char *q = quoted ? json_dumps(quoted, JSON_ENCODE_ANY) : NULL;
-        json_decref(quoted);
-        bool ok = q && srv_buf_printf(b, "%s<tool_call>\n{\"name\": %s, \"arguments\": %s}\n</tool_call>",
-                                      b->len ? "\n" : "", q, args);
-        free(q);
-        if (!ok) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+        if (!srv_tools_write_call(tools, name, args, b)) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
     }
     return true;
 }
 
 /* One message of the conversation into msg (text it needs goes to *joined, owned by the caller): roles system,
- * developer, user, assistant (text, tool_calls) and tool (its result, as a user turn holding <tool_response>). */
-static bool chat_message(const json_t *m, size_t i, tnd_chat_message *msg, char **joined, srv_error *err) {
+ * developer, user, assistant (text, tool_calls in the model's format) and tool (a result: the chat template's tool
+ * turn). */
+static bool chat_message(const srv_tools *tools, const json_t *m, size_t i, tnd_chat_message *msg, char **joined,
+                         srv_error *err) {
     char param[64];
     snprintf(param, sizeof param, "messages[%zu]", i);
     if (!json_is_object(m)) return srv_fail(err, 400, INVALID, NULL, param, "'%s' must be an object", param);
@@ -296,25 +292,24 @@ static bool chat_message(const json_t *m, size_t i, tnd_chat_message *msg, char 
                strcmp(r, "tool")))
         return srv_fail(err, 400, INVALID, NULL, param,
                         "'%s.role' must be one of system, developer, user, assistant, tool", param);
-    bool assistant = !strcmp(r, "assistant"), tool = !strcmp(r, "tool");
+    bool assistant = !strcmp(r, "assistant");
     if (calls && !assistant)
         return srv_fail(err, 400, INVALID, NULL, param, "'%s': only assistant messages carry tool_calls", param);
-    msg->role = !strcmp(r, "developer") ? "system" : tool ? "user" : r;
+    msg->role = !strcmp(r, "developer") ? "system" : r;
     snprintf(param, sizeof param, "messages[%zu].content", i);
     const char *text = "";
     if (content && !json_is_null(content)) {
         if (!message_content(content, param, &text, joined, err)) return false;
     } else if (!assistant)
         return srv_fail(err, 400, INVALID, NULL, param, "'%s' is required", param);
-    if (!tool && !calls) {
+    if (!calls) {
         msg->content = text;
         return true;
     }
     srv_buf b = {0};
-    bool ok = tool ? srv_buf_printf(&b, "<tool_response>\n%s\n</tool_response>", text) : srv_buf_printf(&b, "%s", text);
-    if (!ok) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+    if (!srv_buf_printf(&b, "%s", text)) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
     snprintf(param, sizeof param, "messages[%zu].tool_calls", i);
-    if (calls && !write_calls(calls, param, &b, err)) {
+    if (!write_calls(tools, calls, param, &b, err)) {
         srv_buf_free(&b);
         return false;
     }
@@ -325,7 +320,8 @@ static bool chat_message(const json_t *m, size_t i, tnd_chat_message *msg, char 
 }
 
 /* Renders `messages` with the chat template and tokenizes the result (BOS as the model wants, special markers
- * parsed). With tools, their description ends the system turn (one is opened where the conversation has none). */
+ * parsed). With tools, their description ends the system turn (one is opened where the conversation has none), or
+ * opens the first user message, as the tool format has it. */
 static bool chat_prompt(const srv_model_info *mi, const json_t *messages, const srv_tools *tools, int32_t **tokens,
                         int32_t *n_tokens, srv_error *err) {
     if (!mi->chat_template)
@@ -342,20 +338,26 @@ static bool chat_prompt(const srv_model_info *mi, const json_t *messages, const 
     bool ok = msgs && joined;
     if (!ok) srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
     /* a tools system turn of its own goes first when the conversation opens without one */
+    const char *tools_text = tools->prompt_text;
+    bool in_user = tools_text && tools->format->in_first_user;
     const char *first_role = json_string_value(json_object_get(json_array_get(messages, 0), "role"));
-    bool own_system = ok && tools->system_text && (!first_role || (strcmp(first_role, "system") &&
-                                                                   strcmp(first_role, "developer")));
+    bool own_system = ok && tools_text && !in_user &&
+                      (!first_role || (strcmp(first_role, "system") && strcmp(first_role, "developer")));
     size_t n = n_given + own_system;
-    if (own_system) msgs[0] = (tnd_chat_message){"system", tools->system_text};
+    if (own_system) msgs[0] = (tnd_chat_message){"system", tools_text};
     for (size_t i = 0; ok && i < n_given; i++)
-        ok = chat_message(json_array_get(messages, i), i, &msgs[i + own_system], &joined[i + own_system], err);
-    if (ok && tools->system_text && !own_system) {
+        ok = chat_message(tools, json_array_get(messages, i), i, &msgs[i + own_system], &joined[i + own_system], err);
+    /* the description joins the system turn, or opens the first user message */
+    size_t at = 0;
+    while (in_user && at < n && strcmp(msgs[at].role, "user")) at++;
+    if (ok && tools_text && !own_system && at < n) {
         srv_buf b = {0};
-        if (!srv_buf_printf(&b, "%s\n\n%s", msgs[0].content, tools->system_text))
+        if (!(in_user ? srv_buf_printf(&b, "%s%s", tools_text, msgs[at].content)
+                      : srv_buf_printf(&b, "%s\n\n%s", msgs[at].content, tools_text)))
             ok = srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
-        free(joined[0]);
-        joined[0] = b.data;
-        msgs[0].content = b.data;
+        free(joined[at]);
+        joined[at] = b.data;
+        msgs[at].content = b.data;
     }
     /* message contents are plain text: a client's "<|im_start|>system" cannot open a turn */
     size_t needed = 0;
@@ -623,7 +625,8 @@ srv_request *srv_openai_parse(const srv_model_info *mi, srv_kind kind, const jso
               parse_response_format(r, &f, err);
     tnd_grammar *calls_only = NULL;
     if (ok && kind == SRV_KIND_CHAT)
-        ok = srv_tools_parse(f.v[F_TOOLS], f.v[F_TOOL_CHOICE], f.v[F_PARALLEL_TOOL_CALLS], &r->tools, &calls_only, err);
+        ok = srv_tools_parse(mi->chat_template, f.v[F_TOOLS], f.v[F_TOOL_CHOICE], f.v[F_PARALLEL_TOOL_CALLS],
+                             &r->tools, &calls_only, err);
     if (ok && calls_only && r->grammar) {
         tnd_grammar_free(calls_only);
         ok = srv_fail(err, 400, INVALID, NULL, "tool_choice",

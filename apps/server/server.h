@@ -112,11 +112,24 @@ typedef struct srv_token_info {
 /* The tools of a chat request (tools.c). */
 typedef enum srv_tool_choice { SRV_TOOLS_NONE = 0, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED } srv_tool_choice;
 
+/* How a model family is told about tools and writes its calls (tools.c): Hermes / Qwen (and every template without
+ * a format of its own), Llama 3.x. */
+typedef struct srv_tool_format {
+    const char *name;
+    bool in_first_user;      /* the tools are described before the first user message (else in the system turn) */
+    const char *args_key;    /* the key of a call's arguments: "arguments" or "parameters" */
+    const char *open, *close; /* around each call's JSON ("": the whole reply is one call) */
+    bool parallel;           /* the format writes several calls in one reply */
+} srv_tool_format;
+
+extern const srv_tool_format srv_tool_format_hermes, srv_tool_format_llama3;
+
 typedef struct srv_tools {
     srv_tool_choice choice;  /* NONE also when the request has no tools */
+    const srv_tool_format *format;
     char *named;             /* the function tool_choice names (choice REQUIRED), or NULL */
     bool parallel;           /* several calls in one reply */
-    char *system_text;       /* the tools described for the system turn */
+    char *prompt_text;       /* the tools described for the prompt (system turn or first user message) */
     char **names;            /* [n] */
     int32_t n;
 } srv_tools;
@@ -304,10 +317,15 @@ bool srv_openai_chunk(const srv_model_info *mi, const srv_request *req, const ch
                       const srv_token_info *infos, int32_t n_infos, int32_t *text_offset, srv_finish finish,
                       bool first, bool usage_only, srv_buf *out);
 
-/* Reads tools, tool_choice and parallel_tool_calls (each may be NULL) into *t; with tool_choice required or a named
- * function, *grammar receives the grammar of replies made of calls only. false with *err filled. */
-bool srv_tools_parse(const json_t *tools, const json_t *choice, const json_t *parallel, srv_tools *t,
-                     tnd_grammar **grammar, srv_error *err);
+/* Reads tools, tool_choice and parallel_tool_calls (each may be NULL) into *t, in the tool format of the chat
+ * template; with tool_choice required or a named function, *grammar receives the grammar of replies made of calls
+ * only. false with *err filled. */
+bool srv_tools_parse(const char *chat_template, const json_t *tools, const json_t *choice, const json_t *parallel,
+                     srv_tools *t, tnd_grammar **grammar, srv_error *err);
+
+/* Appends a call the way the request's tool format writes it (an assistant message's tool_calls, back into the
+ * prompt). false when out of memory. */
+bool srv_tools_write_call(const srv_tools *t, const char *name, const char *arguments, srv_buf *b);
 void srv_tools_free(srv_tools *t);
 
 /* Splits a reply into its calls (blocks naming a tool with object arguments) and the rest, trimmed, appended to

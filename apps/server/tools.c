@@ -1,11 +1,14 @@
-/* tools.c: function calling in the format of Hermes and Qwen 2.5 / 3, which also serves every other chat template:
- * the tools described at the end of the system turn, calls written as
- *   <tool_call>
- *   {"name": "get_weather", "arguments": {"city": "Paris"}}
- *   </tool_call>
- * and results fed back as user turns holding <tool_response>...</tool_response>. With tool_choice "required" or a
- * named function the reply is held to calls by grammar (the arguments to each function's parameters schema);
- * with "auto" the calls are found in the reply. */
+/* tools.c: function calling in the formats the model families were trained on:
+ * - Hermes and Qwen 2.5 / 3, which also serves every template without a format of its own: the tools described at
+ *   the end of the system turn, each call written as
+ *     <tool_call>
+ *     {"name": "get_weather", "arguments": {"city": "Paris"}}
+ *     </tool_call>
+ *   and results fed back as user turns holding <tool_response>...</tool_response> (the chat template's tool role);
+ * - Llama 3.x: the tools described before the first user message, the reply one JSON object
+ *   {"name": "get_weather", "parameters": {...}}, results in ipython turns.
+ * With tool_choice "required" or a named function the reply is held to calls by grammar (the arguments to each
+ * function's parameters schema); with "auto" the calls are found in the reply. */
 #include "server.h"
 
 #include "core/alloc.h"
@@ -17,37 +20,71 @@
 
 #define INVALID "invalid_request_error"
 
-static const char call_open[] = "<tool_call>", call_close[] = "</tool_call>";
+const srv_tool_format srv_tool_format_hermes = {"hermes", false, "arguments", "<tool_call>\n", "\n</tool_call>", true};
+const srv_tool_format srv_tool_format_llama3 = {"llama3", true, "parameters", "", "", false};
+
+/* The format of a chat template (Llama 3.x's own; Hermes for every other). */
+static const srv_tool_format *format_of(const char *chat_template) {
+    return chat_template && !strcmp(chat_template, "llama3") ? &srv_tool_format_llama3 : &srv_tool_format_hermes;
+}
 
 void srv_tools_free(srv_tools *t) {
     for (int32_t i = 0; i < t->n; i++) free(t->names[i]);
     free(t->names);
     free(t->named);
-    free(t->system_text);
+    free(t->prompt_text);
     memset(t, 0, sizeof *t);
 }
 
-/* The system turn's description of the tools (Qwen 2.5's wording). */
+/* The tools described for the prompt, in the wording the family was trained on (Qwen 2.5's template for Hermes;
+ * Llama 3.1's with the tools in the user message). */
 static bool describe(srv_tools *t, const json_t *tools) {
+    bool llama = t->format == &srv_tool_format_llama3;
     srv_buf b = {0};
-    bool ok = srv_buf_printf(&b, "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n"
-                                 "You are provided with function signatures within <tools></tools> XML tags:\n<tools>");
+    bool ok = llama ? srv_buf_printf(&b, "Given the following functions, please respond with a JSON for a function call "
+                                         "with its proper arguments that best answers the given prompt.\n\nRespond in "
+                                         "the format {\"name\": function name, \"parameters\": dictionary of argument "
+                                         "name and its value}.Do not use variables.\n\n")
+                    : srv_buf_printf(&b, "# Tools\n\nYou may call one or more functions to assist with the user "
+                                         "query.\n\nYou are provided with function signatures within <tools></tools> "
+                                         "XML tags:\n<tools>");
     size_t i;
     const json_t *tool;
     json_array_foreach(tools, i, tool) {
-        char *s = json_dumps(tool, JSON_COMPACT);
-        ok = ok && s && srv_buf_printf(&b, "\n%s", s);
+        char *s = json_dumps(tool, llama ? JSON_INDENT(4) : JSON_COMPACT);
+        ok = ok && s && srv_buf_printf(&b, llama ? "%s\n\n" : "\n%s", s);
         free(s);
     }
-    ok = ok && srv_buf_printf(&b, "\n</tools>\n\nFor each function call, return a json object with function name and "
-                                  "arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
-                                  "<function-name>, \"arguments\": <args-json-object>}\n</tool_call>");
+    if (!llama)
+        ok = ok && srv_buf_printf(&b, "\n</tools>\n\nFor each function call, return a json object with function name "
+                                      "and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": "
+                                      "<function-name>, \"arguments\": <args-json-object>}\n</tool_call>");
     if (!ok) {
         srv_buf_free(&b);
         return false;
     }
-    t->system_text = b.data;
+    t->prompt_text = b.data;
     return true;
+}
+
+bool srv_tools_write_call(const srv_tools *t, const char *name, const char *arguments, srv_buf *b) {
+    json_t *quoted = json_string(name);
+    char *q = quoted ? json_dumps(quoted, JSON_ENCODE_ANY) : NULL;
+    json_decref(quoted);
+    bool ok = q && srv_buf_printf(b, "%s%s{\"name\": %s, \"%s\": %s}%s", b->len ? "\n" : "", t->format->open, q,
+                                  t->format->args_key, arguments, t->format->close);
+    free(q);
+    return ok;
+}
+
+/* A grammar string literal of s. */
+static bool gbnf_literal(srv_buf *b, const char *s) {
+    bool ok = srv_buf_append(b, "\"", 1);
+    for (; ok && *s; s++)
+        ok = *s == '\n' ? srv_buf_append(b, "\\n", 2)
+             : *s == '"' || *s == '\\' ? srv_buf_printf(b, "\\%c", *s)
+                                      : srv_buf_append(b, s, 1);
+    return ok && srv_buf_append(b, "\"", 1);
 }
 
 /* Objects of a parameters schema that do not say whether they take more members take none: a call carries the
@@ -87,9 +124,9 @@ static bool call_grammar(const srv_tools *t, const json_t *tools, tnd_grammar **
         json_t *params = json_object_get(fn, "parameters");
         json_t *args = params ? json_deep_copy(params) : json_pack("{s:s}", "type", "object");
         close_objects(args);
+        const char *key = t->format->args_key;
         json_t *call = json_pack("{s:s, s:{s:{s:s}, s:o}, s:[s,s], s:b}", "type", "object", "properties", "name",
-                                 "const", name, "arguments", args, "required", "name", "arguments",
-                                 "additionalProperties", 0);
+                                 "const", name, key, args, "required", "name", key, "additionalProperties", 0);
         if (!call || json_array_append_new(any, call)) {
             json_decref(any);
             return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
@@ -102,9 +139,14 @@ static bool call_grammar(const srv_tools *t, const json_t *tools, tnd_grammar **
     tnd_status st = tnd_json_schema_gbnf(text, strlen(text), "call", &rules);
     free(text);
     if (st) return srv_fail(err, 400, INVALID, NULL, "tools", "a tool's parameters cannot be used: %s", tnd_last_error());
+    /* root ::= open call close ( "\n" open call close )*, the repetition only for parallel calls */
     srv_buf g = {0};
-    bool ok = srv_buf_printf(&g, "root ::= \"<tool_call>\\n\" call \"\\n</tool_call>\"%s\n%s",
-                             t->parallel ? " ( \"\\n<tool_call>\\n\" call \"\\n</tool_call>\" )*" : "", rules);
+    bool ok = srv_buf_printf(&g, "root ::= ") && gbnf_literal(&g, t->format->open) && srv_buf_printf(&g, " call ") &&
+              gbnf_literal(&g, t->format->close);
+    if (ok && t->parallel)
+        ok = srv_buf_printf(&g, " ( \"\\n\" ") && gbnf_literal(&g, t->format->open) && srv_buf_printf(&g, " call ") &&
+             gbnf_literal(&g, t->format->close) && srv_buf_printf(&g, " )*");
+    ok = ok && srv_buf_printf(&g, "\n%s", rules);
     tnd_free(NULL, rules);
     st = ok ? tnd_grammar_parse(g.data, g.len, NULL, out) : TND_ERR_OUT_OF_MEMORY;
     srv_buf_free(&g);
@@ -113,9 +155,10 @@ static bool call_grammar(const srv_tools *t, const json_t *tools, tnd_grammar **
     return st ? srv_fail(err, 500, "server_error", NULL, NULL, "out of memory") : true;
 }
 
-bool srv_tools_parse(const json_t *tools, const json_t *choice, const json_t *parallel, srv_tools *t,
-                     tnd_grammar **grammar, srv_error *err) {
+bool srv_tools_parse(const char *chat_template, const json_t *tools, const json_t *choice, const json_t *parallel,
+                     srv_tools *t, tnd_grammar **grammar, srv_error *err) {
     memset(t, 0, sizeof *t);
+    t->format = format_of(chat_template);
     if (!tools) {
         if (choice && !(json_is_string(choice) && !strcmp(json_string_value(choice), "none")))
             return srv_fail(err, 400, INVALID, NULL, "tool_choice", "'tool_choice' needs 'tools'");
@@ -151,7 +194,7 @@ bool srv_tools_parse(const json_t *tools, const json_t *choice, const json_t *pa
         t->n++;
     }
     t->choice = SRV_TOOLS_AUTO;
-    t->parallel = !parallel || json_is_true(parallel);
+    t->parallel = t->format->parallel && (!parallel || json_is_true(parallel));
     if (parallel && !json_is_boolean(parallel))
         return srv_fail(err, 400, INVALID, NULL, "parallel_tool_calls", "'parallel_tool_calls' must be a boolean");
     if (choice) {
@@ -214,10 +257,34 @@ static bool read_call(const srv_tools *t, const char *inner, size_t len, srv_too
 
 static bool is_space(char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r'; }
 
+/* A format without markers (Llama 3.x): the whole reply, trimmed (and after a <|python_tag|>), is one call or text. */
+static bool extract_whole(const srv_tools *t, const char *text, size_t len, srv_buf *content, srv_tool_call **calls,
+                          int32_t *n_calls) {
+    static const char tag[] = "<|python_tag|>";
+    size_t a = 0, b = len;
+    while (a < b && is_space(text[a])) a++;
+    while (b > a && is_space(text[b - 1])) b--;
+    size_t inner = b - a >= sizeof tag - 1 && !memcmp(text + a, tag, sizeof tag - 1) ? a + sizeof tag - 1 : a;
+    srv_tool_call call = {0};
+    if (read_call(t, text + inner, b - inner, &call)) {
+        if (!(*calls = malloc(sizeof **calls))) {
+            free(call.name);
+            free(call.arguments);
+            return false;
+        }
+        (*calls)[0] = call;
+        *n_calls = 1;
+        return true;
+    }
+    return srv_buf_append(content, text + a, b - a);
+}
+
 bool srv_tools_extract(const srv_tools *t, const char *text, size_t len, srv_buf *content, srv_tool_call **calls,
                        int32_t *n_calls) {
     *calls = NULL;
     *n_calls = 0;
+    if (!*t->format->open) return extract_whole(t, text, len, content, calls, n_calls);
+    static const char call_open[] = "<tool_call>", call_close[] = "</tool_call>";
     size_t cap = 0, at = 0;
     for (;;) {
         const char *open = len > at ? strstr(text + at, call_open) : NULL;

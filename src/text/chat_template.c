@@ -32,9 +32,14 @@
  * The format table
  * ------------------------------------------------------------------------------------------------------------- */
 
-enum chat_role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_COUNT };
+enum chat_role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL, ROLE_COUNT };
 
-static const char *const role_names[ROLE_COUNT] = {"system", "user", "assistant"};
+static const char *const role_names[ROLE_COUNT] = {"system", "user", "assistant", "tool"};
+
+/* A tool result in a format without a turn of its own for it: a user turn holding it between these (Qwen 2.5 / 3,
+ * Hermes). */
+#define TOOL_RESPONSE_BEGIN "<tool_response>\n"
+#define TOOL_RESPONSE_END "\n</tool_response>"
 
 /* Where a system message is written. */
 enum system_placement {
@@ -65,7 +70,7 @@ enum reasoning_scope {
 
 typedef struct chat_format {
     const char *name;
-    const char *begin[ROLE_COUNT]; /* written before a message's content */
+    const char *begin[ROLE_COUNT]; /* written before a message's content; a tool result's NULL: see TOOL_RESPONSE */
     const char *end[ROLE_COUNT];   /* written after it */
     const char *assistant_prompt;  /* appended on request; "" where the user turn already ends with the cue */
     const char *default_eos;       /* EOS text used for EOS_MARK when the caller gives none */
@@ -116,8 +121,8 @@ static const chat_format formats[] = {
     /* Llama 3, 3.1, 3.2, 3.3 */
     {.name = "llama3",
      .begin = {"<|start_header_id|>system<|end_header_id|>\n\n", "<|start_header_id|>user<|end_header_id|>\n\n",
-               "<|start_header_id|>assistant<|end_header_id|>\n\n"},
-     .end = {"<|eot_id|>", "<|eot_id|>", "<|eot_id|>"},
+               "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|start_header_id|>ipython<|end_header_id|>\n\n"},
+     .end = {"<|eot_id|>", "<|eot_id|>", "<|eot_id|>", "<|eot_id|>"},
      .assistant_prompt = "<|start_header_id|>assistant<|end_header_id|>\n\n",
      .trim = TRIM(ROLE_SYSTEM) | TRIM(ROLE_USER) | TRIM(ROLE_ASSISTANT)},
     /* Llama 4 */
@@ -575,8 +580,8 @@ static tnd_status plan_messages(const chat_format *f, const tnd_chat_message *me
         roles[i] = parse_role(messages[i].role);
         if (roles[i] < 0)
             return tnd_fail(TND_ERR_INVALID_ARGUMENT,
-                            "chat message %zu has role '%.32s'; the chat templates take only system, user and "
-                            "assistant",
+                            "chat message %zu has role '%.32s'; the chat templates take only system, user, "
+                            "assistant and tool",
                             i, messages[i].role);
         if (roles[i] == ROLE_SYSTEM && i > 0 && (f->system_first_only || f->system != SYSTEM_AS_TURN))
             return tnd_fail(TND_ERR_INVALID_ARGUMENT,
@@ -657,6 +662,15 @@ static tnd_status render(const char *name, const tnd_chat_message *messages, siz
     }
     for (size_t i = 0; i < n_messages; i++) {
         int role = roles[i];
+        if (role == ROLE_TOOL && !f->begin[ROLE_TOOL]) { /* a user turn holding the result */
+            if (f->user_turn_bos && sink->len > 0) sink_put_marker(sink, f->user_turn_bos, eos);
+            sink_put_marker(sink, f->begin[ROLE_USER], eos);
+            sink_put_marker(sink, TOOL_RESPONSE_BEGIN, eos);
+            sink_write(sink, messages[i].content, strlen(messages[i].content));
+            sink_put_marker(sink, TOOL_RESPONSE_END, eos);
+            sink_put_marker(sink, f->end[ROLE_USER], eos);
+            continue;
+        }
         if (i == system_index) {
             if (fold_target != SIZE_MAX) continue; /* written inside its user turn */
             role = ROLE_USER;                       /* no user turn to carry it: a user turn of its own */

@@ -144,3 +144,25 @@ test('bad tool fields are 400s naming the field', async () => {
     assert.equal(r.json.error.param, param, JSON.stringify(m));
   }
 });
+
+test('Llama 3.x templates get their own format: one JSON call with "parameters", results in ipython turns', async () => {
+  const llama = await startServer(['-m', fixture('real/stories260K.gguf'), '--chat-template', 'llama3', '-c', '2048',
+    '--parallel', '1', '-t', '1'], { name: 'tools-llama3' });
+  try {
+    const lc = new OpenAI({ baseURL: `${llama.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 120000 });
+    for (let seed = 1; seed <= 4; seed++) {
+      const r = await lc.chat.completions.create({ model: 'm', messages, tools: [weather, toys], tool_choice: 'required', seed, max_tokens: 400 });
+      assert.equal(r.choices[0].finish_reason, 'tool_calls');
+      checkCalls(r.choices[0].message.tool_calls, ['get_weather', 'count_toys'], `llama3 seed ${seed}`);
+      assert.equal(r.choices[0].message.tool_calls.length, 1, 'the format writes one call');
+    }
+    const first = await lc.chat.completions.create({ model: 'm', messages, tools: [weather], tool_choice: 'required', seed: 2, max_tokens: 400 });
+    const call = first.choices[0].message.tool_calls[0];
+    const history = [...messages, { role: 'assistant', content: null, tool_calls: [call] },
+      { role: 'tool', tool_call_id: call.id, content: '{"temperature": 21}' }];
+    const answer = await lc.chat.completions.create({ model: 'm', messages: history, tools: [weather], seed: 2, max_tokens: 20 });
+    assert.ok(answer.usage.prompt_tokens > first.usage.prompt_tokens, 'the call and its result are in the prompt');
+  } finally {
+    assert.equal(await llama.stop(), 0);
+  }
+});
