@@ -1,7 +1,12 @@
 /* grammar_vocab.c: which tokens a grammar allows next. Every token's piece goes into a trie once per vocabulary;
  * the mask walks the trie with the grammar's state, so a subtree whose prefix the grammar rejects is never
  * entered: where the grammar allows a few characters (a quote, a colon, a digit) the walk is short. One token is
- * checked by walking its piece. */
+ * checked by walking its piece.
+ *
+ * The states a walk meets are few (inside a JSON string, a plain character leads back to the same state), so the
+ * matcher keeps the states it has seen and, for each, the state every byte leads to: after the first steps a walk
+ * over the whole trie is a table lookup per node. The table lives as long as the matcher (the grammar does not
+ * change) and starts over when it fills. */
 #include "text/grammar.h"
 
 #include "core/alloc.h"
@@ -24,14 +29,21 @@ struct g_vocab {
     int32_t *eog, n_eog;         /* the end-of-generation tokens */
 };
 
+/* The transition table: entries of `next` are a state's index or one of these. */
+enum { CACHE_STATES = 512, TR_UNKNOWN = -1, TR_REJECTED = -2, TR_FULL = -3, TR_OOM = -4 };
+
 struct g_matcher {
     tnd_allocator allocator;
     const tnd_grammar *g;
     const g_vocab *v;
     bool skip_first_space;
     g_state state, a, b, work;
-    g_state *levels;             /* [v->max_len] the trie walk's state at each depth */
+    g_state *levels;             /* [v->max_len] the uncached trie walk's state at each depth */
     int32_t n_levels;
+    g_state *cached;             /* [CACHE_STATES] the states seen */
+    uint64_t *cached_hash;       /* [CACHE_STATES] */
+    int16_t (*next)[256];        /* [CACHE_STATES][256]: where each byte leads from each state */
+    int32_t n_cached;
 };
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -141,8 +153,12 @@ void g_matcher_free(g_matcher *m) {
     g_state_free(&m->b);
     g_state_free(&m->work);
     for (int32_t i = 0; m->levels && i < m->n_levels; i++) g_state_free(&m->levels[i]);
+    for (int32_t i = 0; m->cached && i < CACHE_STATES; i++) g_state_free(&m->cached[i]);
     tnd_allocator a = m->allocator;
     tnd_free(&a, m->levels);
+    tnd_free(&a, m->cached);
+    tnd_free(&a, m->cached_hash);
+    tnd_free(&a, m->next);
     tnd_free(&a, m);
 }
 
@@ -173,12 +189,75 @@ tnd_status g_matcher_init(const tnd_grammar *g, const g_vocab *v, bool skip_firs
     m->skip_first_space = skip_first_space;
     m->n_levels = v->max_len + 1;
     m->levels = tnd_alloc_array(a, (size_t)m->n_levels, sizeof *m->levels);
-    if (!m->levels || !g_matcher_reset(m)) {
+    m->cached = tnd_alloc_array(a, CACHE_STATES, sizeof *m->cached);
+    m->cached_hash = tnd_alloc_array(a, CACHE_STATES, sizeof *m->cached_hash);
+    m->next = tnd_alloc_array(a, CACHE_STATES, sizeof *m->next);
+    if (!m->levels || !m->cached || !m->cached_hash || !m->next || !g_matcher_reset(m)) {
         g_matcher_free(m);
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "grammar: out of memory");
     }
     *out = m;
     return TND_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * The transition table
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static uint64_t mix(uint64_t h, uint64_t v) { return (h ^ v) * 0x100000001b3ull; }
+
+static uint64_t state_hash(const g_state *s) {
+    uint64_t h = mix(mix(0xcbf29ce484222325ull, (uint64_t)s->n_stacks), (uint64_t)(s->n_partial * 8 + s->need));
+    h = mix(h, s->skip_space);
+    for (int8_t i = 0; i < s->n_partial; i++) h = mix(h, s->partial[i]);
+    for (int32_t i = 0; i < s->n_stacks; i++) h = mix(h, (uint64_t)s->start[i + 1]);
+    int32_t used = s->n_stacks ? s->start[s->n_stacks] : 0;
+    for (int32_t i = 0; i < used; i++) h = mix(h, s->data[i]);
+    return h;
+}
+
+static bool state_equal(const g_state *a, const g_state *b) {
+    if (a->n_stacks != b->n_stacks || a->n_partial != b->n_partial || a->need != b->need ||
+        a->skip_space != b->skip_space || memcmp(a->partial, b->partial, (size_t)a->n_partial))
+        return false;
+    if (!a->n_stacks) return true;
+    int32_t used = a->start[a->n_stacks];
+    return !memcmp(a->start, b->start, sizeof *a->start * (size_t)(a->n_stacks + 1)) &&
+           (!used || !memcmp(a->data, b->data, sizeof *a->data * (size_t)used));
+}
+
+/* The index of state s in the table, added if new; TR_FULL or TR_OOM. */
+static int32_t intern(g_matcher *m, const g_state *s) {
+    uint64_t h = state_hash(s);
+    for (int32_t i = 0; i < m->n_cached; i++)
+        if (m->cached_hash[i] == h && state_equal(&m->cached[i], s)) return i;
+    if (m->n_cached == CACHE_STATES) return TR_FULL;
+    if (!g_state_copy(&m->cached[m->n_cached], s)) return TR_OOM;
+    m->cached_hash[m->n_cached] = h;
+    memset(m->next[m->n_cached], 0xff, sizeof m->next[0]); /* TR_UNKNOWN */
+    return m->n_cached++;
+}
+
+/* Where byte b leads from state si: an index, TR_REJECTED, TR_FULL or TR_OOM. */
+static int32_t transition(g_matcher *m, int32_t si, uint8_t b) {
+    int32_t t = m->next[si][b];
+    if (t != TR_UNKNOWN) return t;
+    bool oom = false;
+    if (!g_state_byte(m->g, &m->cached[si], b, &m->a, &m->work, &oom)) {
+        if (oom) return TR_OOM;
+        m->next[si][b] = TR_REJECTED;
+        return TR_REJECTED;
+    }
+    t = intern(m, &m->a);
+    if (t >= 0) m->next[si][b] = (int16_t)t;
+    return t;
+}
+
+/* The current state's index, the table started over when it is more than half full (so that a walk rarely fills
+ * it); negative when out of memory. */
+static int32_t current(g_matcher *m) {
+    if (m->n_cached > CACHE_STATES / 2) m->n_cached = 0;
+    return intern(m, &m->state);
 }
 
 /* Walks a piece from the current state; the state it reaches is left in *end (m->a or m->b). */
@@ -197,10 +276,14 @@ static bool walk(g_matcher *m, const char *piece, int32_t len, g_state **end, bo
 
 bool g_matcher_allows(g_matcher *m, int32_t token, bool eog) {
     if (eog) return g_state_can_end(&m->state);
-    if (token < 0 || token >= m->v->n_vocab) return false;
-    g_state *end;
+    if (token < 0 || token >= m->v->n_vocab || !m->v->piece_len[token]) return false;
+    const char *piece = m->v->piece[token];
+    int32_t si = current(m);
+    for (int32_t i = 0; si >= 0 && i < m->v->piece_len[token]; i++) si = transition(m, si, (uint8_t)piece[i]);
+    if (si >= 0 || si == TR_REJECTED) return si >= 0;
+    g_state *end; /* the table is full: walk the piece on its own */
     bool oom;
-    return walk(m, m->v->piece[token], m->v->piece_len[token], &end, &oom);
+    return walk(m, piece, m->v->piece_len[token], &end, &oom);
 }
 
 bool g_matcher_accept(g_matcher *m, int32_t token) {
@@ -240,9 +323,37 @@ static bool mask_walk(g_matcher *m, int32_t node, int32_t depth, const g_state *
     return true;
 }
 
+/* mask_walk over the transition table: node's children from state si. Returns 0, TR_FULL or TR_OOM. */
+static int32_t cached_walk(g_matcher *m, int32_t node, int32_t si, uint8_t *allowed) {
+    const g_vocab *v = m->v;
+    int32_t b = 0, c = node ? v->first_child[node] : -1;
+    for (;;) {
+        if (!node) { /* the root's children by byte */
+            while (b < 256 && v->root_child[b] < 0) b++;
+            if (b == 256) return 0;
+            c = v->root_child[b++];
+        } else if (c < 0) return 0;
+        int32_t ni = transition(m, si, v->byte[c]);
+        if (ni == TR_FULL || ni == TR_OOM) return ni;
+        if (ni >= 0) {
+            for (int32_t t = v->token_head[c]; t >= 0; t = v->token_next[t]) allowed[t] = 1;
+            if (v->first_child[c] >= 0) {
+                int32_t r = cached_walk(m, c, ni, allowed);
+                if (r) return r;
+            }
+        }
+        if (node) c = v->next_sibling[c];
+    }
+}
+
 bool g_matcher_mask(g_matcher *m, bool allow_eog, uint8_t *allowed) {
     memset(allowed, 0, (size_t)m->v->n_vocab);
-    if (!mask_walk(m, 0, 0, &m->state, allowed)) return false;
+    int32_t si = current(m), r = si >= 0 ? cached_walk(m, 0, si, allowed) : si;
+    if (r == TR_OOM) return false;
+    if (r == TR_FULL) { /* more states than the table holds: the walk with states of its own */
+        memset(allowed, 0, (size_t)m->v->n_vocab);
+        if (!mask_walk(m, 0, 0, &m->state, allowed)) return false;
+    }
     /* an end-of-generation token ends the text: allowed exactly when the text is complete */
     bool can_end = allow_eog && g_state_can_end(&m->state);
     for (int32_t i = 0; i < m->v->n_eog; i++) allowed[m->v->eog[i]] = can_end;
