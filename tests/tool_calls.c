@@ -54,6 +54,27 @@ int main(void) {
     srv_buf_free(&b);
     CHECK(srv_tools_write_call(&l, "count", "{}", &b) && !strcmp(b.data, "{\"name\": \"count\", \"parameters\": {}}"));
     srv_buf_free(&b);
+    /* what of a reply in progress can be streamed as content */
+    static const struct {
+        int format; /* 0 Hermes, 1 Llama 3.x */
+        const char *text, *streamable;
+    } partial[] = {
+        {0, "  Hi there. <tool_call>{\"name\"", "Hi there."}, {0, "Hi <tool_", "Hi"}, {0, "Hi\n", "Hi"},
+        {0, "Hi <b>", "Hi <b>"}, {1, " {\"name\"", ""}, {1, "<|python", ""}, {1, "Sunny day ", "Sunny day"},
+        {1, "<b>sunny", "<b>sunny"},
+    };
+    for (size_t i = 0; i < sizeof partial / sizeof partial[0]; i++) {
+        size_t from = 0, to = 0;
+        srv_tools_streamable(partial[i].format ? &l : &t, partial[i].text, strlen(partial[i].text), &from, &to);
+        if (!CHECK(to - from == strlen(partial[i].streamable) &&
+                   !memcmp(partial[i].text + from, partial[i].streamable, to - from)))
+            fprintf(stderr, "  '%s': streamable [%zu, %zu)\n", partial[i].text, from, to);
+    }
+    srv_tools required = t;
+    required.choice = SRV_TOOLS_REQUIRED;
+    size_t from = 0, to = 0;
+    srv_tools_streamable(&required, "Hi", 2, &from, &to);
+    CHECK(to == from);
     free(names[0]);
     free(names[1]);
     return tnd_test_finish("tool_calls");

@@ -66,6 +66,7 @@ typedef struct exchange {
     srv_buf pending;      /* stream bytes not yet handed to the library */
     size_t pending_off;
     bool sent_first, sent_end;
+    size_t content_sent;  /* a reply with tools: bytes of its content already streamed */
     int32_t text_offset;  /* completions logprobs: bytes of text before the next token */
     char *prompt_log;     /* the prompt as JSON, with --log-prompts */
 } exchange;
@@ -176,14 +177,26 @@ static bool stream_produce(exchange *x) {
     bool has_new = false;
     int done = srv_request_take(r, &x->out, &has_new);
     if (done < 0) return false;
-    /* a reply that may hold tool calls is held back until it is complete, then sent as text and call deltas */
+    /* a reply that may hold tool calls: its text is streamed while it cannot be part of a call (the rest is held),
+     * the calls are sent as deltas once the reply is complete */
     bool tools = r->kind == SRV_KIND_CHAT && r->tools.choice != SRV_TOOLS_NONE;
     if (tools && done && r->finish != SRV_FINISH_ERROR) {
-        bool ok = srv_openai_tool_chunks(mi, r, &x->out, !x->sent_first, &x->pending) &&
+        bool ok = srv_openai_tool_chunks(mi, r, &x->out, x->content_sent, !x->sent_first, &x->pending) &&
                   (!r->include_usage ||
                    srv_openai_chunk(mi, r, "", 0, NULL, 0, &x->text_offset, SRV_FINISH_NONE, false, true, &x->pending));
         x->sent_first = x->sent_end = true;
         return ok && srv_buf_printf(&x->pending, "data: [DONE]\n\n");
+    }
+    if (tools && !done) {
+        size_t from = 0, to = 0;
+        srv_tools_streamable(&r->tools, x->out.text.data ? x->out.text.data : "", x->out.text.len, &from, &to);
+        if (to > from + x->content_sent) {
+            bool ok = srv_openai_chunk(mi, r, x->out.text.data + from + x->content_sent, to - from - x->content_sent,
+                                       NULL, 0, &x->text_offset, SRV_FINISH_NONE, !x->sent_first, false, &x->pending);
+            x->sent_first = true;
+            x->content_sent = to - from;
+            return ok;
+        }
     }
     if (!tools && (x->out.text.len || x->out.n_infos)) {
         bool ok = srv_openai_chunk(mi, r, x->out.text.data ? x->out.text.data : "", x->out.text.len, x->out.infos,

@@ -834,19 +834,20 @@ char *srv_openai_response(const srv_model_info *mi, const srv_request *r, const 
     return dump(o);
 }
 
-bool srv_openai_tool_chunks(const srv_model_info *mi, const srv_request *r, const srv_output *whole, bool first,
-                            srv_buf *out) {
+bool srv_openai_tool_chunks(const srv_model_info *mi, const srv_request *r, const srv_output *whole, size_t sent,
+                            bool first, srv_buf *out) {
     srv_buf content = {0};
     srv_tool_call *calls = NULL;
     int32_t n_calls = 0;
     bool ok = split_calls(r, whole, &content, &calls, &n_calls);
-    for (int part = 0; ok && part < 3; part++) { /* the text, the calls, the finish */
-        if ((part == 0 && !content.len && !first) || (part == 1 && !n_calls)) continue;
+    size_t rest = content.len > sent ? content.len - sent : 0;
+    for (int part = 0; ok && part < 3; part++) { /* the rest of the text, the calls, the finish */
+        if ((part == 0 && !rest && !first) || (part == 1 && !n_calls)) continue;
         json_t *o = response_head(mi, r, "chat.completion.chunk"), *c = json_object(), *delta = json_object();
         json_object_set_new(c, "index", json_integer(0));
         if (part == 0) {
             if (first) json_object_set_new(delta, "role", json_string("assistant"));
-            json_object_set_new(delta, "content", json_text(content.data ? content.data : "", content.len));
+            json_object_set_new(delta, "content", json_text(rest ? content.data + sent : "", rest));
         } else if (part == 1)
             json_object_set_new(delta, "tool_calls", tool_calls_json(r, calls, n_calls, true));
         json_object_set_new(c, "delta", delta);

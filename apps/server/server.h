@@ -334,10 +334,14 @@ bool srv_tools_extract(const srv_tools *t, const char *text, size_t len, srv_buf
                        int32_t *n_calls);
 void srv_tool_calls_free(srv_tool_call *calls, int32_t n);
 
-/* The end of a streamed chat reply with tools, which is held back until it is complete: the text besides the calls
- * (with the role when `first`), each call as a tool_calls delta, and the finish chunk. */
-bool srv_openai_tool_chunks(const srv_model_info *mi, const srv_request *req, const srv_output *whole, bool first,
-                            srv_buf *out);
+/* The part of a reply in progress that can be streamed as content: text[*from, *to) is the start of the content the
+ * finished reply will have (no call can begin in it; leading and trailing whitespace held back). */
+void srv_tools_streamable(const srv_tools *t, const char *text, size_t len, size_t *from, size_t *to);
+
+/* The end of a streamed chat reply with tools: the reply's content after the `sent` bytes already streamed (with
+ * the role when `first`), each call as a tool_calls delta, and the finish chunk. */
+bool srv_openai_tool_chunks(const srv_model_info *mi, const srv_request *req, const srv_output *whole, size_t sent,
+                            bool first, srv_buf *out);
 
 /* Parses a body of /v1/embeddings into a new request (SRV_KIND_EMBEDDING) with its inputs tokenized: input as a
  * string, an array of strings, an array of token ids or an array of such arrays; encoding_format float or base64;

@@ -279,6 +279,32 @@ static bool extract_whole(const srv_tools *t, const char *text, size_t len, srv_
     return srv_buf_append(content, text + a, b - a);
 }
 
+void srv_tools_streamable(const srv_tools *t, const char *text, size_t len, size_t *from, size_t *to) {
+    static const char call_open[] = "<tool_call>", python_tag[] = "<|python_tag|>";
+    size_t a = 0, b = len;
+    while (a < b && is_space(text[a])) a++;
+    *from = *to = a;
+    if (t->choice == SRV_TOOLS_REQUIRED) return; /* calls only */
+    if (!*t->format->open) {
+        /* the whole reply is one call if it is a JSON object: only text that cannot start one is content */
+        size_t k = 0, n = b - a;
+        while (k < n && k < sizeof python_tag - 1 && text[a + k] == python_tag[k]) k++;
+        if (n == 0 || text[a] == '{' || k == n || k == sizeof python_tag - 1) return;
+    } else {
+        /* up to the first call, less an end that may still become one */
+        const char *open = strstr(text + a, call_open);
+        if (open) b = (size_t)(open - text);
+        else
+            for (size_t k = sizeof call_open - 2; k > 0; k--)
+                if (b - a >= k && !memcmp(text + b - k, call_open, k)) {
+                    b -= k;
+                    break;
+                }
+    }
+    while (b > a && is_space(text[b - 1])) b--; /* whitespace waits for what follows it */
+    *to = b;
+}
+
 bool srv_tools_extract(const srv_tools *t, const char *text, size_t len, srv_buf *content, srv_tool_call **calls,
                        int32_t *n_calls) {
     *calls = NULL;

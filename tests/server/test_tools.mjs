@@ -166,3 +166,21 @@ test('Llama 3.x templates get their own format: one JSON call with "parameters",
     assert.equal(await llama.stop(), 0);
   }
 });
+
+test('with tool_choice auto a reply without calls streams as it is generated and equals the whole reply', async () => {
+  for (const seed of [1, 2, 3]) {
+    const req = { model: 'm', messages, tools: [weather], seed, max_tokens: 40 };
+    const whole = await client.chat.completions.create(req);
+    let content = '';
+    let pieces = 0;
+    for await (const ch of await client.chat.completions.create({ ...req, stream: true })) {
+      if (!ch.choices.length) continue;
+      if (ch.choices[0].delta.content) {
+        content += ch.choices[0].delta.content;
+        pieces++;
+      }
+    }
+    assert.equal(content, whole.choices[0].message.content ?? '', `seed ${seed}`);
+    assert.ok(pieces > 3, `seed ${seed}: the text came in ${pieces} pieces`);
+  }
+});
