@@ -2,7 +2,9 @@
 // to first token with and without load. Not part of the test suite (it needs a realistic model and quiet cores).
 //
 //   TANDEM_BIN=build/tandem TND_SHARED_DIR=../shared node tests/server/bench.mjs MODEL.gguf [--threads 2]
-//       [--streams 4] [--tokens 128] [--repeats 3]
+//       [--streams 4] [--tokens 128] [--repeats 3] [--server "ARGS"]
+//
+// --server passes more options to the server, e.g. --server "--spec ngram" for speculative decoding.
 //
 // A 1.1B-shaped model: tandem model make --shape tinyllama-1.1b --type Q4_0 -o tinyllama-q4_0.gguf
 import OpenAI from 'openai';
@@ -22,6 +24,7 @@ const threads = opt('--threads', '2');
 const streams = Number(opt('--streams', '4'));
 const tokens = Number(opt('--tokens', '128'));
 const repeats = Number(opt('--repeats', '3'));
+const extra = opt('--server', '').split(' ').filter((a) => a);
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -46,7 +49,7 @@ async function stream(client, prompt) {
   return { t0, first, last, n };
 }
 
-const server = await startServer(['-m', model, '-t', threads, '--parallel', String(streams), '-c', '1024'],
+const server = await startServer(['-m', model, '-t', threads, '--parallel', String(streams), '-c', '1024', ...extra],
   { name: 'bench' });
 const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 600000 });
 const prompts = Array.from({ length: streams }, (_, i) => `Story number ${i + 1}: once upon a time, in a land far away,`);
@@ -91,7 +94,7 @@ try {
   const engineMany = describe(phase.many);
   const one = median(single);
   const many = median(aggregate);
-  console.log(`model ${model}, ${threads} threads, ${tokens} tokens per stream, median of ${repeats}`);
+  console.log(`model ${model} ${extra.join(' ')}, ${threads} threads, ${tokens} tokens per stream, median of ${repeats}`);
   console.log(`1 stream:        ${one.toFixed(2)} tokens/s (engine: ${engineSingle})`);
   console.log(`${streams} streams:       ${many.toFixed(2)} tokens/s aggregate (${(many / one).toFixed(2)}x one stream; ` +
     `engine: ${engineMany})`);
