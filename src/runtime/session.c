@@ -522,7 +522,9 @@ static int32_t draft_all(tnd_session *const *ss, int32_t n, int32_t cap) {
         if (room > s->max_context - s->n_tokens) room = s->max_context - s->n_tokens;
         if (s->max_tokens >= 0 && room > s->max_tokens - n_generated(s) - 1)
             room = s->max_tokens - n_generated(s) - 1;
-        int32_t k = room > 0 ? tnd_spec_choose(s->spec, &ctx->step_cost, n_streams, n_streams + drafted, room) : 0;
+        int32_t k = room > 0 ? tnd_spec_choose(s->spec, &ctx->step_cost, n_streams, n_streams + drafted, room,
+                                               s->n_tokens)
+                             : 0;
         if (!k) {
             tnd_spec_plain(s->spec);
             continue;

@@ -16,6 +16,7 @@ enum {
     PROBE_FIRST = 8,       /* steps off before the first probe; the interval doubles up to PROBE_LAST */
     PROBE_LAST = 256,
     PROBE_LENGTH = 4,      /* tokens a probe drafts: enough to see a good draft at once */
+    PROBE_WINDOW = 64,     /* a draft model's probe after a while off sees the last this many tokens only */
     VOCAB_SIZE_SLACK = 128 /* a draft vocabulary may have this many tokens more or fewer (padding rows) */
 };
 
@@ -36,9 +37,10 @@ struct tnd_spec {
     int32_t *draft;              /* [draft_max] the current draft */
     int32_t n_requested;         /* the length asked of the current draft */
 
-    /* TND_DRAFT_MODEL: the draft context's sequence and the tokens its cache holds */
+    /* TND_DRAFT_MODEL: the draft context's sequence and the tokens its cache holds: record[doff .. doff + n_drec),
+     * at its positions 0 .. n_drec - 1 (doff > 0 after a probe that looked at a window of the record only) */
     tnd_context *dctx;
-    int32_t *drec, n_drec;       /* [dctx->n_ctx] */
+    int32_t *drec, n_drec, doff; /* drec: [dctx->n_ctx] */
     int32_t *bpos, *bseq;        /* [dctx->n_batch] catch-up batch */
 
     /* the controller */
@@ -47,6 +49,7 @@ struct tnd_spec {
     double size_ratio;           /* draft model bytes / target bytes: the first guess of a draft step's cost, as a
                                     share of a target step (decode reads every weight once) */
     double step_seconds;         /* what one draft step of the current draft took (0: not known) */
+    double catch_up_token_seconds; /* measured cost of a token of a longer catch-up (0 until measured) */
     int32_t k_last, off_steps, probe_every;
     bool probing;                /* the current draft is a probe */
     double t_steps, t_probes;    /* seconds of the session's steps, and of the drafting of its probes */
@@ -217,8 +220,17 @@ void tnd_spec_free(tnd_spec *sp) {
  * short), with one of each as a prior so that a new session tries. */
 static double acceptance(const tnd_spec *sp) { return (sp->accepted + 1) / (sp->accepted + sp->rejected + 2); }
 
+/* What drafting now would cost before its first token: a draft model that was off evaluates every token since
+ * (half a draft step each until measured). */
+static double catch_up_cost(const tnd_spec *sp, int32_t n_record, double draft_cost) {
+    int32_t behind = n_record - sp->doff - sp->n_drec;
+    if (!sp->dctx || behind <= 0) return 0;
+    double per = sp->catch_up_token_seconds > 0 ? sp->catch_up_token_seconds : 0.5 * draft_cost;
+    return per * min_i32(behind, PROBE_WINDOW);
+}
+
 int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_streams, int32_t batch_tokens,
-                        int32_t room) {
+                        int32_t room, int32_t n_record) {
     int32_t k_max = min_i32(room, sp->p.draft_max);
     if (k_max < sp->p.draft_min) return 0;
     if (!sp->p.adaptive) return sp->k_last = k_max;
@@ -254,8 +266,11 @@ int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_strea
         sp->probe_every = PROBE_FIRST;
         return best;
     }
-    /* off: probe now and then, less often while probes keep failing, and within the probes' share of the time */
-    if (++sp->off_steps < sp->probe_every || sp->t_probes + sp->last_probe > PROBE_BUDGET * sp->t_steps) return 0;
+    /* off: probe now and then, less often while probes keep failing, and within the probes' share of the time
+     * (the next one counted at what the last cost, or at its catch-up where that is more) */
+    double next_probe = catch_up_cost(sp, n_record, draft_cost);
+    if (sp->last_probe > next_probe) next_probe = sp->last_probe;
+    if (++sp->off_steps < sp->probe_every || sp->t_probes + next_probe > PROBE_BUDGET * sp->t_steps) return 0;
     sp->off_steps = 0;
     sp->probing = true;
     if (sp->probe_every < PROBE_LAST) sp->probe_every *= 2;
@@ -355,6 +370,16 @@ static bool draft_catch_up(tnd_spec *sp, const int32_t *rec, int32_t n) {
  * drafted token is evaluated for the next, except the last. */
 static int32_t draft_model(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
     tnd_context *d = sp->dctx;
+    /* a probe after a long while off looks at the last PROBE_WINDOW tokens only (catching up on all of them would
+     * cost more than a probe may); a record shorter than the window's start (a new generation) starts over */
+    bool window = sp->probing && n - sp->doff - sp->n_drec > PROBE_WINDOW;
+    if (window || sp->doff > n - 1) {
+        if (tnd_context_seq_truncate(d, sp->p.draft_seq, 0) != TND_OK) return 0;
+        sp->n_drec = 0;
+        sp->doff = window ? n - PROBE_WINDOW : 0;
+    }
+    rec += sp->doff; /* from here on the record as the draft model sees it */
+    n -= sp->doff;
     k = min_i32(k, d->n_ctx - n + 1); /* the draft's cache takes the record and all drafted tokens but the last */
     if (k < 1) return 0;
     int32_t common = 0, limit = min_i32(sp->n_drec, n - 1);
@@ -367,7 +392,13 @@ static int32_t draft_model(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t 
     int32_t behind = n - sp->n_drec;
     double t0 = now_seconds();
     if (!draft_catch_up(sp, rec, n)) return 0;
-    if (behind <= 2) sp->step_seconds = now_seconds() - t0;
+    double caught = now_seconds() - t0;
+    if (behind <= 2) sp->step_seconds = caught;
+    else
+        sp->catch_up_token_seconds = sp->catch_up_token_seconds == 0
+                                         ? caught / behind
+                                         : sp->catch_up_token_seconds * (1 - DRAFT_COST_EMA) +
+                                               caught / behind * DRAFT_COST_EMA;
     t0 = now_seconds();
     int32_t steps = 0;
     int32_t n_vocab = tnd_model_n_vocab(d->model), c = 0;
