@@ -62,7 +62,8 @@ static bool request(srv_kind kind, const char *body_text, char *answer, size_t c
     srv_error err = {0};
     json_t *body = srv_openai_load(body_text, strlen(body_text), &err);
     if (!body) return snprintf(answer, cap, "%d %s", err.status, err.message), false;
-    srv_request *r = srv_openai_parse(&mi, kind, body, &err);
+    srv_request *r = kind == SRV_KIND_EMBEDDING ? srv_openai_parse_embeddings(&mi, body, &err)
+                                                : srv_openai_parse(&mi, kind, body, &err);
     json_decref(body);
     if (!r) return snprintf(answer, cap, "%d %s", err.status, err.message), false;
     r->t_arrival = srv_now();
@@ -86,10 +87,21 @@ static bool request(srv_kind kind, const char *body_text, char *answer, size_t c
     json_t *parsed = NULL;
     if (srv_request_take(r, &out, &has_new) < 0) snprintf(answer, cap, "out of memory taking the output");
     else if (r->finish == SRV_FINISH_ERROR) snprintf(answer, cap, "%d %s", r->error_status, r->error);
-    else if (!(resp = srv_openai_response(&mi, r, &out))) snprintf(answer, cap, "no response body (500)");
+    else if (!(resp = kind == SRV_KIND_EMBEDDING ? srv_openai_embeddings(&mi, r) : srv_openai_response(&mi, r, &out)))
+        snprintf(answer, cap, "no response body (500)");
     else if (atomic_store(&fail_at, -1), !(parsed = json_loads(resp, 0, NULL))) /* the test's own reading */
         snprintf(answer, cap, "the response is not JSON");
-    else {
+    else if (kind == SRV_KIND_EMBEDDING) { /* the vectors' first values stand for them */
+        json_t *data = json_object_get(parsed, "data");
+        size_t at = 0;
+        ok = json_array_size(data) == 2;
+        for (size_t i = 0; ok && i < 2; i++) {
+            json_t *v = json_object_get(json_array_get(data, i), "embedding");
+            ok = json_array_size(v) == (size_t)mi.n_embd;
+            at += (size_t)snprintf(answer + at, cap - at, "%.6f ", json_real_value(json_array_get(v, 0)));
+        }
+        if (!ok) snprintf(answer, cap, "no embeddings in the response");
+    } else {
         json_t *choice = json_array_get(json_object_get(parsed, "choices"), 0);
         json_t *text = kind == SRV_KIND_CHAT ? json_object_get(json_object_get(choice, "message"), "content")
                                              : json_object_get(choice, "text");
@@ -120,6 +132,7 @@ static const case_ cases[] = {
      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Lily\"}],\"max_tokens\":12,\"temperature\":0,"
      "\"response_format\":{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"type\":\"object\","
      "\"properties\":{\"a\":{\"enum\":[1,2]}},\"required\":[\"a\"]}}}}"},
+    {"embeddings", SRV_KIND_EMBEDDING, "{\"model\":\"m\",\"input\":[\"Lily went to the park.\",[1,403,407]]}"},
     {"tools", SRV_KIND_CHAT,
      "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"Lily\"},{\"role\":\"assistant\","
      "\"tool_calls\":[{\"id\":\"c\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]},"
@@ -140,7 +153,8 @@ int main(void) {
         !CHECK_OK(srv_engine_start(&cfg, model, tok, metrics, &engine)))
         goto cleanup;
     mi = (srv_model_info){.tok = tok, .id = "stories", .chat_template = "chatml", .n_ctx = cfg.n_ctx,
-                          .n_vocab = tnd_model_n_vocab(model)};
+                          .n_vocab = tnd_model_n_vocab(model), .n_embd = srv_engine_n_embd(engine),
+                          .pooling = tnd_model_pooling(model)};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         char want[4096], got[4096];
         if (!CHECK(request(cases[c].kind, cases[c].body, want, sizeof want))) {
