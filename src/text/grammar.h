@@ -50,6 +50,7 @@ typedef struct g_state {
     uint8_t partial[4];  /* the bytes of a UTF-8 character not complete yet */
     int8_t n_partial, need;
     bool skip_space;     /* one leading space is not text (the first piece of a generation that drops it) */
+    const tnd_allocator *alloc; /* where its buffers come from (NULL: the C library); kept by g_state_copy */
 } g_state;
 
 /* The state at the start of the grammar's root rule. false when out of memory. */

@@ -17,20 +17,20 @@ static bool reserve(g_state *s, int32_t stacks, int32_t data) {
     if (stacks + 1 > s->stack_cap) {
         int32_t cap = s->stack_cap ? s->stack_cap * 2 : 16;
         while (cap < stacks + 1) cap *= 2;
-        int32_t *start = tnd_alloc_array(NULL, (size_t)cap, sizeof *start);
+        int32_t *start = tnd_alloc_array(s->alloc, (size_t)cap, sizeof *start);
         if (!start) return false;
         if (s->start) memcpy(start, s->start, sizeof *start * (size_t)(s->n_stacks + 1));
-        tnd_free(NULL, s->start);
+        tnd_free(s->alloc, s->start);
         s->start = start;
         s->stack_cap = cap;
     }
     if (data > s->data_cap) {
         int32_t cap = s->data_cap ? s->data_cap * 2 : 64;
         while (cap < data) cap *= 2;
-        uint32_t *d = tnd_alloc_array(NULL, (size_t)cap, sizeof *d);
+        uint32_t *d = tnd_alloc_array(s->alloc, (size_t)cap, sizeof *d);
         if (!d) return false;
         if (s->n_stacks && s->start[s->n_stacks]) memcpy(d, s->data, sizeof *d * (size_t)s->start[s->n_stacks]);
-        tnd_free(NULL, s->data);
+        tnd_free(s->alloc, s->data);
         s->data = d;
         s->data_cap = cap;
     }
@@ -103,7 +103,7 @@ static bool expand(const tnd_grammar *g, g_state *work, g_state *out) {
 }
 
 bool g_state_start(const tnd_grammar *g, g_state *s) {
-    g_state work = {0};
+    g_state work = {.alloc = s->alloc};
     clear(s);
     uint32_t root[1];
     bool ok = true;
@@ -118,9 +118,11 @@ bool g_state_start(const tnd_grammar *g, g_state *s) {
 }
 
 void g_state_free(g_state *s) {
-    tnd_free(NULL, s->data);
-    tnd_free(NULL, s->start);
+    const tnd_allocator *alloc = s->alloc;
+    tnd_free(alloc, s->data);
+    tnd_free(alloc, s->start);
     memset(s, 0, sizeof *s);
+    s->alloc = alloc;
 }
 
 bool g_state_copy(g_state *dst, const g_state *src) {

@@ -192,6 +192,11 @@ tnd_status g_matcher_init(const tnd_grammar *g, const g_vocab *v, bool skip_firs
     m->cached = tnd_alloc_array(a, CACHE_STATES, sizeof *m->cached);
     m->cached_hash = tnd_alloc_array(a, CACHE_STATES, sizeof *m->cached_hash);
     m->next = tnd_alloc_array(a, CACHE_STATES, sizeof *m->next);
+    /* every state's buffers through the session's allocator */
+    g_state *own[] = {&m->state, &m->a, &m->b, &m->work};
+    for (size_t i = 0; i < sizeof own / sizeof *own; i++) own[i]->alloc = &m->allocator;
+    for (int32_t i = 0; m->levels && i < m->n_levels; i++) m->levels[i].alloc = &m->allocator;
+    for (int32_t i = 0; m->cached && i < CACHE_STATES; i++) m->cached[i].alloc = &m->allocator;
     if (!m->levels || !m->cached || !m->cached_hash || !m->next || !g_matcher_reset(m)) {
         g_matcher_free(m);
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "grammar: out of memory");
