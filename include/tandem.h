@@ -851,7 +851,8 @@ TND_API void tnd_grammar_free(tnd_grammar *grammar);
  * list), properties / required / additionalProperties (members in the schema's order; extra ones after them),
  * items / minItems / maxItems, enum, const, anyOf / oneOf (as alternatives), allOf of one schema, $ref into the
  * document ($defs, definitions; recursion allowed), minLength / maxLength, format date, time, date-time and uuid,
- * minimum 0 or 1 for numbers. Keywords that constrain otherwise (pattern, maximum, uniqueItems, not, ...) are
+ * minimum / maximum / exclusiveMinimum / exclusiveMaximum for integers (up to 16 digits), minimum 0 or 1 for other
+ * numbers. Keywords that constrain otherwise (pattern, other bounds of numbers, uniqueItems, not, ...) are
  * refused, never ignored: TND_ERR_INVALID_ARGUMENT names the keyword and the path in the schema; annotations
  * (title, description, default, other formats) are ignored. TND_ERR_OUT_OF_MEMORY. */
 TND_API tnd_status tnd_grammar_from_json_schema(const char *schema, size_t len, tnd_grammar **out);

@@ -154,11 +154,46 @@ static void test_json_schema(void) {
             fprintf(stderr, "  invalid instance %zu accepted\n", i);
     tnd_grammar_free(g);
 
+    /* integer bounds: every integer from -1500 to 1500 (and some far ones) is complete exactly when in range */
+    static const struct {
+        const char *bounds;
+        long long lo, hi;
+    } ranges[] = {
+        {"\"minimum\": 3, \"maximum\": 1200", 3, 1200}, {"\"minimum\": -1234, \"maximum\": -7", -1234, -7},
+        {"\"minimum\": -45, \"maximum\": 1009", -45, 1009}, {"\"exclusiveMinimum\": 99, \"exclusiveMaximum\": 1000", 100, 999},
+        {"\"minimum\": 250", 250, 9999999999999999LL}, {"\"maximum\": -999", -9999999999999999LL, -999},
+        {"\"minimum\": 0, \"maximum\": 0", 0, 0}, {"\"minimum\": 2.5, \"maximum\": 19.9", 3, 19},
+    };
+    long checked = 0, wrong = 0;
+    for (size_t i = 0; i < sizeof ranges / sizeof *ranges; i++) {
+        char sch[160];
+        snprintf(sch, sizeof sch, "{\"type\": \"integer\", %s}", ranges[i].bounds);
+        tnd_grammar *ig = NULL;
+        if (!CHECK_OK(tnd_grammar_from_json_schema(sch, strlen(sch), &ig))) {
+            fprintf(stderr, "  %s: %s\n", sch, tnd_last_error());
+            continue;
+        }
+        static const long long far[] = {-9999999999999999LL, -100000, 100000, 123456789012345LL, 9999999999999999LL};
+        for (long long v = -1500; v <= 1500 + 5; v++) {
+            long long x = v <= 1500 ? v : far[v - 1501];
+            char num[32];
+            snprintf(num, sizeof num, "%lld", x);
+            bool want = x >= ranges[i].lo && x <= ranges[i].hi;
+            checked++;
+            if ((tnd_grammar_check(ig, num, strlen(num)) == TND_GRAMMAR_COMPLETE) != want && wrong++ < 5)
+                fprintf(stderr, "  %s: %s\n", sch, num);
+        }
+        tnd_grammar_free(ig);
+    }
+    CHECK(wrong == 0);
+    printf("integer ranges: %ld numbers checked, %ld wrong\n", checked, wrong);
+
     static const struct {
         const char *schema, *message;
     } refused[] = {
         {"{\"type\": \"string\", \"pattern\": \"^a\"}", "at /: 'pattern' is not supported"},
-        {"{\"properties\": {\"n\": {\"type\": \"integer\", \"maximum\": 5}}}", "at /properties/n: 'maximum'"},
+        {"{\"properties\": {\"n\": {\"type\": \"number\", \"maximum\": 5}}}", "at /properties/n: 'maximum'"},
+        {"{\"type\": \"integer\", \"minimum\": 5, \"maximum\": 4}", "no integer lies between"},
         {"{\"type\": \"object\", \"required\": [\"x\"]}", "required property 'x' is not among the properties"},
         {"{\"$ref\": \"#/$defs/missing\"}", "does not point into this schema"},
         {"{\"type\": \"strin\"}", "unknown type 'strin'"},

@@ -9,6 +9,7 @@
 #include "core/error.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,7 +41,7 @@ static const char primitives[] =
 static const char *const unsupported[] = {
     "pattern", "patternProperties", "propertyNames", "minProperties", "maxProperties", "dependentRequired",
     "dependentSchemas", "dependencies", "uniqueItems", "contains", "minContains", "maxContains", "prefixItems",
-    "not", "if", "then", "else", "multipleOf", "exclusiveMinimum", "exclusiveMaximum", "maximum",
+    "not", "if", "then", "else", "multipleOf",
     "unevaluatedProperties", "unevaluatedItems", "additionalItems"};
 
 typedef struct text {
@@ -280,23 +281,100 @@ static bool string_expr(compiler *c, const json_t *s, const char *path, text *e)
     return true;
 }
 
-/* Integers and numbers: bounds beyond "not negative" are refused, not ignored. */
-static bool number_expr(compiler *c, const json_t *s, const char *path, bool integer, text *e) {
-    const json_t *min = json_object_get(s, "minimum");
-    bool natural = false;
-    if (min) {
-        if (!json_is_number(min) || json_number_value(min) < 0 || json_number_value(min) > 1 ||
-            (json_number_value(min) != 0 && json_number_value(min) != 1))
-            return refuse(c, path, "'%s' other than 0 or 1 is not supported", "minimum");
-        natural = true;
-        if (json_number_value(min) == 1) {
-            puts_(e, integer ? "[1-9] [0-9]{0,15}" : "[1-9] [0-9]{0,15} ( \".\" [0-9]{1,16} )?");
-            return true;
-        }
+/* Same-length digit strings lo <= hi: the numbers between them, digit by digit (a common prefix, then the first
+ * digit's low end with the rest from lo up, the digits between with anything after, the high end with the rest up to
+ * hi). */
+static void digit_range(text *e, const char *lo, const char *hi, size_t n) {
+    size_t k = 0;
+    while (k < n && lo[k] == hi[k]) k++;
+    if (k) literal(e, lo, k);
+    if (k == n) return;
+    size_t rest = n - k - 1;
+    bool low_floor = true, high_ceiling = true; /* lo's rest all 0, hi's rest all 9 */
+    for (size_t i = k + 1; i < n; i++) {
+        low_floor = low_floor && lo[i] == '0';
+        high_ceiling = high_ceiling && hi[i] == '9';
     }
-    const char *digits = natural ? "j-digits" : "j-integer";
-    if (integer) puts_(e, digits);
-    else printf_(e, "%s ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?", digits);
+    char tail[24];
+    snprintf(tail, sizeof tail, rest ? " [0-9]{%zu}" : "", rest);
+    puts_(e, k ? " ( " : "( ");
+    if (low_floor && high_ceiling) {
+        printf_(e, "[%c-%c]%s )", lo[k], hi[k], tail);
+        return;
+    }
+    char nines[24], zeros[24];
+    memset(nines, '9', rest);
+    memset(zeros, '0', rest);
+    printf_(e, "\"%c\" ", lo[k]);
+    if (low_floor) printf_(e, "%s", rest ? tail + 1 : "\"\"");
+    else digit_range(e, lo + k + 1, nines, rest);
+    if (hi[k] - lo[k] >= 2) printf_(e, " | [%c-%c]%s", lo[k] + 1, hi[k] - 1, tail);
+    printf_(e, " | \"%c\" ", hi[k]);
+    if (high_ceiling) printf_(e, "%s", rest ? tail + 1 : "\"\"");
+    else digit_range(e, zeros, hi + k + 1, rest);
+    puts_(e, " )");
+}
+
+/* The integers in [lo, hi] (0 <= lo <= hi): one alternative per number of digits. */
+static void natural_range(text *e, int64_t lo, int64_t hi) {
+    char a[24], b[24];
+    int la = snprintf(a, sizeof a, "%lld", (long long)lo), lb = snprintf(b, sizeof b, "%lld", (long long)hi);
+    puts_(e, "( ");
+    for (int len = la; len <= lb; len++) {
+        char from[24], to[24];
+        if (len == la) memcpy(from, a, (size_t)la + 1);
+        else snprintf(from, sizeof from, "1%0*d", len - 1, 0);
+        if (len == lb) memcpy(to, b, (size_t)lb + 1);
+        else {
+            memset(to, '9', (size_t)len);
+            to[len] = 0;
+        }
+        if (len > la) puts_(e, " | ");
+        digit_range(e, from, to, (size_t)len);
+    }
+    puts_(e, " )");
+}
+
+/* The largest magnitude a bound may have: integers of up to 16 digits, as the JSON grammar writes them. */
+#define BOUND_LIMIT 9999999999999999.0
+
+/* Integers: minimum, maximum, exclusiveMinimum and exclusiveMaximum become the digits of the range. Numbers: bounds
+ * beyond "not negative" (minimum 0 or 1) are refused, never ignored. */
+static bool number_expr(compiler *c, const json_t *s, const char *path, bool integer, text *e) {
+    static const char *const bounds[] = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"};
+    double lo = -BOUND_LIMIT, hi = BOUND_LIMIT;
+    bool bounded = false;
+    for (int i = 0; i < 4; i++) {
+        const json_t *v = json_object_get(s, bounds[i]);
+        if (!v) continue;
+        if (!json_is_number(v) || fabs(json_number_value(v)) > BOUND_LIMIT)
+            return refuse(c, path, "'%s' must be a number of at most 16 digits", bounds[i]);
+        double x = json_number_value(v);
+        bounded = true;
+        if (i == 0) lo = fmax(lo, ceil(x));
+        else if (i == 1) hi = fmin(hi, floor(x));
+        else if (i == 2) lo = fmax(lo, floor(x) + 1);
+        else hi = fmin(hi, ceil(x) - 1);
+        if (!integer && i > 0) return refuse(c, path, "'%s' is supported for integers only", bounds[i]);
+        if (!integer && x != 0 && x != 1) return refuse(c, path, "'%s' of a number other than 0 or 1 is not supported",
+                                                        bounds[i]);
+    }
+    if (!integer) { /* a number: free, or not below 0 or 1 */
+        if (bounded && lo == 1) puts_(e, "[1-9] [0-9]{0,15} ( \".\" [0-9]{1,16} )?");
+        else printf_(e, "%s ( \".\" [0-9]{1,16} )? ( [eE] [-+]? [0-9]{1,3} )?", bounded ? "j-digits" : "j-integer");
+        return true;
+    }
+    if (!bounded) return puts_(e, "j-integer"), true;
+    if (lo > hi) return refuse(c, path, "no integer lies between its bounds (%s)", "minimum and maximum");
+    bool both = lo < 0 && hi >= 0;
+    if (both) puts_(e, "( ");
+    if (lo < 0) {
+        puts_(e, "\"-\" ");
+        natural_range(e, hi < 0 ? (int64_t)-hi : 1, (int64_t)-lo);
+    }
+    if (both) puts_(e, " | ");
+    if (hi >= 0) natural_range(e, lo > 0 ? (int64_t)lo : 0, (int64_t)hi);
+    if (both) puts_(e, " )");
     return true;
 }
 

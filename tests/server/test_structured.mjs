@@ -29,7 +29,7 @@ const SCHEMAS = {
     type: 'object',
     properties: {
       name,
-      age: { type: 'integer', minimum: 0 },
+      age: { type: 'integer', minimum: 0, maximum: 120 },
       mood: { enum: ['happy', 'sad', 'sleepy'] },
       friends: { type: 'array', items: name, minItems: 1, maxItems: 3 },
     },
@@ -38,7 +38,7 @@ const SCHEMAS = {
   },
   optional: {
     type: 'object',
-    properties: { title: name, pages: { type: 'integer', minimum: 1 }, done: { type: 'boolean' }, note: { type: ['string', 'null'], maxLength: 12 } },
+    properties: { title: name, pages: { type: 'integer', exclusiveMinimum: -5, maximum: 999 }, done: { type: 'boolean' }, note: { type: ['string', 'null'], maxLength: 12 } },
     required: ['title'],
     additionalProperties: false,
   },
