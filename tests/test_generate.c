@@ -3,6 +3,8 @@
  * option errors are clear. */
 #include "harness.h"
 
+#include "tandem.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,5 +69,37 @@ int main(void) {
     CHECK(tnd_test_run(cmd, out, sizeof out) == 2 && strstr(out, "--temp"));
     snprintf(cmd, sizeof cmd, "%s run -m /nonexistent.gguf 2>&1", TND_TANDEM_BIN);
     CHECK(tnd_test_run(cmd, out, sizeof out) == 1 && strstr(out, "/nonexistent.gguf"));
+
+    /* the command line's structured output: the text after the prompt is JSON the schema allows, greedy and
+     * sampled, with speculation too; a schema or grammar that cannot be used is a clear error */
+    char schema_path[] = "/tmp/tnd_schema_XXXXXX", grammar_path[] = "/tmp/tnd_grammar_XXXXXX";
+    int fs = mkstemp(schema_path), fg = mkstemp(grammar_path);
+    static const char schema[] = "{\"type\": \"object\", \"properties\": {\"name\": {\"type\": \"string\", "
+                                 "\"maxLength\": 10}, \"age\": {\"type\": \"integer\", \"minimum\": 1, "
+                                 "\"maximum\": 99}}, \"required\": [\"name\", \"age\"], \"additionalProperties\": false}";
+    static const char bad_grammar[] = "root ::= item\n";
+    if (CHECK(fs >= 0 && fg >= 0) && CHECK(write(fs, schema, strlen(schema)) == (ssize_t)strlen(schema)) &&
+        CHECK(write(fg, bad_grammar, strlen(bad_grammar)) == (ssize_t)strlen(bad_grammar))) {
+        tnd_grammar *g = NULL;
+        CHECK_OK(tnd_grammar_from_json_schema(schema, strlen(schema), &g));
+        static const char *const modes[] = {"--temp 0", "--seed 7", "--seed 8 --spec ngram --spec-fixed"};
+        for (int i = 0; g && i < 3; i++) {
+            snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Lily' -n 200 %s --json-schema '%s' 2>/dev/null", TND_TANDEM_BIN,
+                     gguf, modes[i], schema_path);
+            bool ran = CHECK(tnd_test_run(cmd, out, sizeof out) == 0) && CHECK(!strncmp(out, "Lily", 4));
+            size_t len = strlen(out);
+            if (len && out[len - 1] == '\n') out[--len] = 0; /* the line the program ends its output with */
+            if (ran && !CHECK(tnd_grammar_check(g, out + 4, strlen(out + 4)) == TND_GRAMMAR_COMPLETE))
+                fprintf(stderr, "  %s: '%s'\n", modes[i], out);
+            if (i == 0) printf("run --json-schema: %s\n", out + 4);
+        }
+        tnd_grammar_free(g);
+        snprintf(cmd, sizeof cmd, "%s run -m '%s' -p x --grammar '%s' 2>&1", TND_TANDEM_BIN, gguf, grammar_path);
+        CHECK(tnd_test_run(cmd, out, sizeof out) == 1 && strstr(out, "rule 'item' is used on line 1"));
+        snprintf(cmd, sizeof cmd, "%s run -m '%s' -p x --json --grammar '%s' 2>&1", TND_TANDEM_BIN, gguf, grammar_path);
+        CHECK(tnd_test_run(cmd, out, sizeof out) == 1 && strstr(out, "exclude each other"));
+    }
+    if (fs >= 0) close(fs), remove(schema_path);
+    if (fg >= 0) close(fg), remove(grammar_path);
     return tnd_test_finish("test_generate");
 }
