@@ -589,9 +589,11 @@ TND_API void tnd_stop_matcher_reset(tnd_stop_matcher *matcher);
  * ------------------------------------------------------------------------------------------------------------- */
 
 /* One message of a conversation. Both strings are NUL-terminated and borrowed for the duration of the call.
- * role: "system", "user", "assistant" or "tool" (the result of a tool call: in the format's own turn where it has
- * one, llama3's ipython turn; elsewhere a user turn holding <tool_response>\n...\n</tool_response>, as Qwen and
- * Hermes write it). content: UTF-8 text. */
+ * role: "system", "user", "assistant", "tool" (the result of a tool call: in the format's own turn where it has
+ * one, llama3's ipython turn and mistral-v3's [TOOL_RESULTS]; elsewhere a user turn holding
+ * <tool_response>\n...\n</tool_response>, as Qwen and Hermes write it) or "tools" (tool definitions as JSON, for a
+ * format with a place of its own for them: mistral-v3 writes them as [AVAILABLE_TOOLS] before the last user turn;
+ * refused elsewhere). content: UTF-8 text. */
 typedef struct tnd_chat_message {
     const char *role;
     const char *content;
@@ -631,7 +633,8 @@ TND_API tnd_status tnd_model_chat_template(const tnd_model *model, const char **
  * size only (which reports TND_ERR_BUFFER_TOO_SMALL).
  *
  * Errors: TND_ERR_NOT_FOUND (unknown format name), TND_ERR_INVALID_ARGUMENT (NULL pointers, a NULL role or
- * content, a role other than system/user/assistant/tool, or a system message after the first message in a format whose
+ * content, a role other than system/user/assistant/tool/tools, tool definitions where the format has no place for
+ * them, or a system message after the first message in a format whose
  * template takes one only at the start: llama2, llama4, gemma, mistral-v0/v1/v3/v3-tekken/v7-tekken, deepseek3,
  * deepseek-r1*, deepseek-v3.1, command-r), TND_ERR_OUT_OF_MEMORY, TND_ERR_BUFFER_TOO_SMALL. */
 TND_API tnd_status tnd_chat_template_apply(const char *name, const tnd_chat_message *messages, size_t n_messages,

@@ -1007,6 +1007,21 @@ static void test_tool_turns(void) {
                  "<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n{\"name\": \"w\", \"parameters\": {}}"
                  "<|im_end|>\n<|im_start|>user\n<tool_response>\n{\"t\": 21}\n</tool_response><|im_end|>\n"
                  "<|im_start|>assistant\n");
+    /* mistral-v3: the definitions before the last user turn, results in [TOOL_RESULTS] */
+    static const tnd_chat_message mistral[] = {
+        {"tools", "[{\"type\": \"function\", \"function\": {\"name\": \"w\"}}]"},
+        {"user", "Weather?"},
+        {"assistant", "[TOOL_CALLS] [{\"name\": \"w\", \"arguments\": {}}]"},
+        {"tool", "{\"t\": 21}"},
+        {"user", "Thanks"}};
+    CHECK_RENDER("mistral-v3", mistral, 1, NULL,
+                 "[INST] Weather?[/INST] [TOOL_CALLS] [{\"name\": \"w\", \"arguments\": {}}]</s>"
+                 "[TOOL_RESULTS] {\"content\": {\"t\": 21}}[/TOOL_RESULTS]"
+                 "[AVAILABLE_TOOLS] [{\"type\": \"function\", \"function\": {\"name\": \"w\"}}][/AVAILABLE_TOOLS]"
+                 "[INST] Thanks[/INST]");
+    size_t needed = 0;
+    CHECK(tnd_chat_template_apply("chatml", mistral, 5, 1, NULL, NULL, 0, &needed) == TND_ERR_INVALID_ARGUMENT &&
+          strstr(tnd_last_error(), "no place for them"));
 }
 
 /* Bad messages fail with a message naming the problem, and write nothing. */

@@ -48,24 +48,38 @@ int main(void) {
     check(&l, "  Sunny.  ", "Sunny.", 0, NULL, NULL);
     /* an assistant's calls written back as each format writes them */
     srv_buf b = {0};
-    CHECK(srv_tools_write_call(&t, "count", "{\"n\":1}", &b) && srv_tools_write_call(&t, "count", "{}", &b) &&
+    CHECK(srv_tools_write_call(&t, "count", "{\"n\":1}", 0, 2, &b) && srv_tools_write_call(&t, "count", "{}", 1, 2, &b) &&
           !strcmp(b.data, "<tool_call>\n{\"name\": \"count\", \"arguments\": {\"n\":1}}\n</tool_call>\n"
                           "<tool_call>\n{\"name\": \"count\", \"arguments\": {}}\n</tool_call>"));
     srv_buf_free(&b);
-    CHECK(srv_tools_write_call(&l, "count", "{}", &b) && !strcmp(b.data, "{\"name\": \"count\", \"parameters\": {}}"));
+    CHECK(srv_tools_write_call(&l, "count", "{}", 0, 1, &b) && !strcmp(b.data, "{\"name\": \"count\", \"parameters\": {}}"));
+    srv_buf_free(&b);
+    /* Mistral v3: one JSON array after [TOOL_CALLS], written back the same way */
+    srv_tools mi = {.choice = SRV_TOOLS_AUTO, .format = &srv_tool_format_mistral, .names = names, .n = 2};
+    check(&mi, "[TOOL_CALLS] [{\"name\": \"count\", \"arguments\": {\"n\": 2}}, {\"name\": \"get_weather\", "
+               "\"arguments\": {}}]", "", 2, "count", "{\"n\":2}");
+    check(&mi, "Let me see. [TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}] ok",
+          "Let me see.  ok", 1, "get_weather", "{\"city\":\"Oslo\"}");
+    check(&mi, "[TOOL_CALLS] [{\"name\": \"nope\", \"arguments\": {}}]",
+          "[TOOL_CALLS] [{\"name\": \"nope\", \"arguments\": {}}]", 0, NULL, NULL);
+    check(&mi, "[TOOL_CALLS] [{\"name\": \"count\"", "[TOOL_CALLS] [{\"name\": \"count\"", 0, NULL, NULL);
+    CHECK(srv_tools_write_call(&mi, "count", "{}", 0, 2, &b) && srv_tools_write_call(&mi, "get_weather", "{\"a\":1}", 1, 2, &b) &&
+          !strcmp(b.data, "[TOOL_CALLS] [{\"name\": \"count\", \"arguments\": {}}, {\"name\": \"get_weather\", "
+                          "\"arguments\": {\"a\":1}}]"));
     srv_buf_free(&b);
     /* what of a reply in progress can be streamed as content */
     static const struct {
-        int format; /* 0 Hermes, 1 Llama 3.x */
+        int format; /* 0 Hermes, 1 Llama 3.x, 2 Mistral */
         const char *text, *streamable;
     } partial[] = {
         {0, "  Hi there. <tool_call>{\"name\"", "Hi there."}, {0, "Hi <tool_", "Hi"}, {0, "Hi\n", "Hi"},
         {0, "Hi <b>", "Hi <b>"}, {1, " {\"name\"", ""}, {1, "<|python", ""}, {1, "Sunny day ", "Sunny day"},
-        {1, "<b>sunny", "<b>sunny"},
+        {1, "<b>sunny", "<b>sunny"}, {2, "Sure [TOOL_CALLS] [", "Sure"}, {2, "Sure [TOOL_", "Sure"},
     };
     for (size_t i = 0; i < sizeof partial / sizeof partial[0]; i++) {
         size_t from = 0, to = 0;
-        srv_tools_streamable(partial[i].format ? &l : &t, partial[i].text, strlen(partial[i].text), &from, &to);
+        const srv_tools *which = partial[i].format == 0 ? &t : partial[i].format == 1 ? &l : &mi;
+        srv_tools_streamable(which, partial[i].text, strlen(partial[i].text), &from, &to);
         if (!CHECK(to - from == strlen(partial[i].streamable) &&
                    !memcmp(partial[i].text + from, partial[i].streamable, to - from)))
             fprintf(stderr, "  '%s': streamable [%zu, %zu)\n", partial[i].text, from, to);

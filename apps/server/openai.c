@@ -263,7 +263,8 @@ static bool write_calls(const srv_tools *tools, const json_t *calls, const char 
         if (!name || !args)
             return srv_fail(err, 400, INVALID, NULL, param,
                             "'%s[%zu]' must have function.name and function.arguments (a string)", param, i);
-        if (!srv_tools_write_call(tools, name, args, b)) return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
+        if (!srv_tools_write_call(tools, name, args, i, json_array_size(calls), b))
+            return srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
     }
     return true;
 }
@@ -337,20 +338,24 @@ static bool chat_prompt(const srv_model_info *mi, const json_t *messages, const 
     char **joined = calloc(n_given + 1, sizeof *joined);
     bool ok = msgs && joined;
     if (!ok) srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
-    /* a tools system turn of its own goes first when the conversation opens without one */
+    /* the tools as a message of their own (the template places it), or a system turn of their own first when the
+     * conversation opens without one */
     const char *tools_text = tools->prompt_text;
-    bool in_user = tools_text && tools->format->in_first_user;
+    srv_tools_place place = tools->format ? tools->format->place : SRV_TOOLS_IN_SYSTEM;
+    bool in_user = tools_text && place == SRV_TOOLS_IN_FIRST_USER;
     const char *first_role = json_string_value(json_object_get(json_array_get(messages, 0), "role"));
-    bool own_system = ok && tools_text && !in_user &&
+    bool own_system = ok && tools_text && place == SRV_TOOLS_IN_SYSTEM &&
                       (!first_role || (strcmp(first_role, "system") && strcmp(first_role, "developer")));
+    bool own_message = ok && tools_text && place == SRV_TOOLS_AS_MESSAGE;
+    if (own_message) own_system = true; /* the same slot at the front */
     size_t n = n_given + own_system;
-    if (own_system) msgs[0] = (tnd_chat_message){"system", tools_text};
+    if (own_system) msgs[0] = (tnd_chat_message){own_message ? "tools" : "system", tools_text};
     for (size_t i = 0; ok && i < n_given; i++)
         ok = chat_message(tools, json_array_get(messages, i), i, &msgs[i + own_system], &joined[i + own_system], err);
     /* the description joins the system turn, or opens the first user message */
     size_t at = 0;
     while (in_user && at < n && strcmp(msgs[at].role, "user")) at++;
-    if (ok && tools_text && !own_system && at < n) {
+    if (ok && tools_text && !own_system && !own_message && at < n) {
         srv_buf b = {0};
         if (!(in_user ? srv_buf_printf(&b, "%s%s", tools_text, msgs[at].content)
                       : srv_buf_printf(&b, "%s\n\n%s", msgs[at].content, tools_text)))

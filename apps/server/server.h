@@ -112,17 +112,27 @@ typedef struct srv_token_info {
 /* The tools of a chat request (tools.c). */
 typedef enum srv_tool_choice { SRV_TOOLS_NONE = 0, SRV_TOOLS_AUTO, SRV_TOOLS_REQUIRED } srv_tool_choice;
 
+/* Where a family's prompt describes the tools. */
+typedef enum srv_tools_place {
+    SRV_TOOLS_IN_SYSTEM,      /* at the end of the system turn */
+    SRV_TOOLS_IN_FIRST_USER,  /* before the first user message's text */
+    SRV_TOOLS_AS_MESSAGE      /* a "tools" message, which the chat template places (mistral-v3: before the last turn) */
+} srv_tools_place;
+
 /* How a model family is told about tools and writes its calls (tools.c): Hermes / Qwen (and every template without
- * a format of its own), Llama 3.x. */
+ * a format of its own), Llama 3.x, Mistral v3. A reply's calls are `open call (sep call)* close`, each call
+ * {"name": ..., "<args_key>": {...}}. */
 typedef struct srv_tool_format {
     const char *name;
-    bool in_first_user;      /* the tools are described before the first user message (else in the system turn) */
-    const char *args_key;    /* the key of a call's arguments: "arguments" or "parameters" */
-    const char *open, *close; /* around each call's JSON ("": the whole reply is one call) */
+    srv_tools_place place;
+    const char *args_key;    /* "arguments" or "parameters" */
+    const char *open, *sep, *close; /* around and between the calls ("" open: the whole reply is one call) */
+    const char *marker;      /* what starts the calls in a reply (NULL: the whole reply is one call) */
+    bool list;               /* the calls are one JSON array after the marker (Mistral) */
     bool parallel;           /* the format writes several calls in one reply */
 } srv_tool_format;
 
-extern const srv_tool_format srv_tool_format_hermes, srv_tool_format_llama3;
+extern const srv_tool_format srv_tool_format_hermes, srv_tool_format_llama3, srv_tool_format_mistral;
 
 typedef struct srv_tools {
     srv_tool_choice choice;  /* NONE also when the request has no tools */
@@ -323,9 +333,10 @@ bool srv_openai_chunk(const srv_model_info *mi, const srv_request *req, const ch
 bool srv_tools_parse(const char *chat_template, const json_t *tools, const json_t *choice, const json_t *parallel,
                      srv_tools *t, tnd_grammar **grammar, srv_error *err);
 
-/* Appends a call the way the request's tool format writes it (an assistant message's tool_calls, back into the
- * prompt). false when out of memory. */
-bool srv_tools_write_call(const srv_tools *t, const char *name, const char *arguments, srv_buf *b);
+/* Appends call `index` of `count` the way the request's tool format writes it (an assistant message's tool_calls,
+ * back into the prompt). false when out of memory. */
+bool srv_tools_write_call(const srv_tools *t, const char *name, const char *arguments, size_t index, size_t count,
+                          srv_buf *b);
 void srv_tools_free(srv_tools *t);
 
 /* Splits a reply into its calls (blocks naming a tool with object arguments) and the rest, trimmed, appended to

@@ -20,12 +20,19 @@
 
 #define INVALID "invalid_request_error"
 
-const srv_tool_format srv_tool_format_hermes = {"hermes", false, "arguments", "<tool_call>\n", "\n</tool_call>", true};
-const srv_tool_format srv_tool_format_llama3 = {"llama3", true, "parameters", "", "", false};
+const srv_tool_format srv_tool_format_hermes = {
+    "hermes", SRV_TOOLS_IN_SYSTEM, "arguments", "<tool_call>\n", "\n</tool_call>\n<tool_call>\n", "\n</tool_call>",
+    "<tool_call>", false, true};
+const srv_tool_format srv_tool_format_llama3 = {"llama3", SRV_TOOLS_IN_FIRST_USER, "parameters", "", "", "", NULL,
+                                                false, false};
+const srv_tool_format srv_tool_format_mistral = {"mistral", SRV_TOOLS_AS_MESSAGE, "arguments", "[TOOL_CALLS] [", ", ",
+                                                 "]", "[TOOL_CALLS]", true, true};
 
-/* The format of a chat template (Llama 3.x's own; Hermes for every other). */
+/* The format of a chat template (Llama 3.x's and Mistral v3's own; Hermes for every other). */
 static const srv_tool_format *format_of(const char *chat_template) {
-    return chat_template && !strcmp(chat_template, "llama3") ? &srv_tool_format_llama3 : &srv_tool_format_hermes;
+    if (chat_template && !strcmp(chat_template, "llama3")) return &srv_tool_format_llama3;
+    if (chat_template && !strcmp(chat_template, "mistral-v3")) return &srv_tool_format_mistral;
+    return &srv_tool_format_hermes;
 }
 
 void srv_tools_free(srv_tools *t) {
@@ -37,8 +44,9 @@ void srv_tools_free(srv_tools *t) {
 }
 
 /* The tools described for the prompt, in the wording the family was trained on (Qwen 2.5's template for Hermes;
- * Llama 3.1's with the tools in the user message). */
+ * Llama 3.1's with the tools in the user message; Mistral's JSON list, which its template wraps). */
 static bool describe(srv_tools *t, const json_t *tools) {
+    if (t->format == &srv_tool_format_mistral) return (t->prompt_text = json_dumps(tools, 0)) != NULL;
     bool llama = t->format == &srv_tool_format_llama3;
     srv_buf b = {0};
     bool ok = llama ? srv_buf_printf(&b, "Given the following functions, please respond with a JSON for a function call "
@@ -67,12 +75,14 @@ static bool describe(srv_tools *t, const json_t *tools) {
     return true;
 }
 
-bool srv_tools_write_call(const srv_tools *t, const char *name, const char *arguments, srv_buf *b) {
+bool srv_tools_write_call(const srv_tools *t, const char *name, const char *arguments, size_t index, size_t count,
+                          srv_buf *b) {
     json_t *quoted = json_string(name);
     char *q = quoted ? json_dumps(quoted, JSON_ENCODE_ANY) : NULL;
     json_decref(quoted);
-    bool ok = q && srv_buf_printf(b, "%s%s{\"name\": %s, \"%s\": %s}%s", b->len ? "\n" : "", t->format->open, q,
-                                  t->format->args_key, arguments, t->format->close);
+    const srv_tool_format *f = t->format;
+    bool ok = q && srv_buf_printf(b, "%s%s{\"name\": %s, \"%s\": %s}%s", index ? "" : b->len ? "\n" : "",
+                                  index ? f->sep : f->open, q, f->args_key, arguments, index + 1 == count ? f->close : "");
     free(q);
     return ok;
 }
@@ -139,14 +149,12 @@ static bool call_grammar(const srv_tools *t, const json_t *tools, tnd_grammar **
     tnd_status st = tnd_json_schema_gbnf(text, strlen(text), "call", &rules);
     free(text);
     if (st) return srv_fail(err, 400, INVALID, NULL, "tools", "a tool's parameters cannot be used: %s", tnd_last_error());
-    /* root ::= open call close ( "\n" open call close )*, the repetition only for parallel calls */
+    /* root ::= open call ( sep call )* close, the repetition only for parallel calls */
     srv_buf g = {0};
-    bool ok = srv_buf_printf(&g, "root ::= ") && gbnf_literal(&g, t->format->open) && srv_buf_printf(&g, " call ") &&
-              gbnf_literal(&g, t->format->close);
+    bool ok = srv_buf_printf(&g, "root ::= ") && gbnf_literal(&g, t->format->open) && srv_buf_printf(&g, " call ");
     if (ok && t->parallel)
-        ok = srv_buf_printf(&g, " ( \"\\n\" ") && gbnf_literal(&g, t->format->open) && srv_buf_printf(&g, " call ") &&
-             gbnf_literal(&g, t->format->close) && srv_buf_printf(&g, " )*");
-    ok = ok && srv_buf_printf(&g, "\n%s", rules);
+        ok = srv_buf_printf(&g, "( ") && gbnf_literal(&g, t->format->sep) && srv_buf_printf(&g, " call )* ");
+    ok = ok && gbnf_literal(&g, t->format->close) && srv_buf_printf(&g, "\n%s", rules);
     tnd_free(NULL, rules);
     st = ok ? tnd_grammar_parse(g.data, g.len, NULL, out) : TND_ERR_OUT_OF_MEMORY;
     srv_buf_free(&g);
@@ -232,25 +240,27 @@ void srv_tool_calls_free(srv_tool_call *calls, int32_t n) {
     free(calls);
 }
 
-/* The call a block holds: a JSON object with the name of a tool and its arguments (an object; "parameters" is
- * taken too, as some models write it). */
-static bool read_call(const srv_tools *t, const char *inner, size_t len, srv_tool_call *call) {
-    json_t *v = json_loadb(inner, len, 0, NULL);
+/* A call from its JSON: an object with the name of a tool and its arguments (an object; "parameters" is taken
+ * too, as some models write it). */
+static bool call_from_json(const srv_tools *t, const json_t *v, srv_tool_call *call) {
     const char *name = json_string_value(json_object_get(v, "name"));
     json_t *args = json_object_get(v, "arguments");
     if (!args) args = json_object_get(v, "parameters");
     bool known = false;
     for (int32_t i = 0; name && i < t->n; i++) known = known || !strcmp(name, t->names[i]);
-    bool ok = known && json_is_object(args);
-    if (ok) {
-        call->name = strdup(name);
-        call->arguments = json_dumps(args, JSON_COMPACT);
-        ok = call->name && call->arguments;
-        if (!ok) {
-            free(call->name);
-            free(call->arguments);
-        }
-    }
+    if (!known || !json_is_object(args)) return false;
+    call->name = strdup(name);
+    call->arguments = json_dumps(args, JSON_COMPACT);
+    if (call->name && call->arguments) return true;
+    free(call->name);
+    free(call->arguments);
+    return false;
+}
+
+/* The call a block's JSON text holds. */
+static bool read_call(const srv_tools *t, const char *inner, size_t len, srv_tool_call *call) {
+    json_t *v = json_loadb(inner, len, 0, NULL);
+    bool ok = call_from_json(t, v, call);
     json_decref(v);
     return ok;
 }
@@ -280,12 +290,13 @@ static bool extract_whole(const srv_tools *t, const char *text, size_t len, srv_
 }
 
 void srv_tools_streamable(const srv_tools *t, const char *text, size_t len, size_t *from, size_t *to) {
-    static const char call_open[] = "<tool_call>", python_tag[] = "<|python_tag|>";
+    static const char python_tag[] = "<|python_tag|>";
+    const char *call_open = t->format->marker;
     size_t a = 0, b = len;
     while (a < b && is_space(text[a])) a++;
     *from = *to = a;
     if (t->choice == SRV_TOOLS_REQUIRED) return; /* calls only */
-    if (!*t->format->open) {
+    if (!call_open) {
         /* the whole reply is one call if it is a JSON object: only text that cannot start one is content */
         size_t k = 0, n = b - a;
         while (k < n && k < sizeof python_tag - 1 && text[a + k] == python_tag[k]) k++;
@@ -295,7 +306,7 @@ void srv_tools_streamable(const srv_tools *t, const char *text, size_t len, size
         const char *open = strstr(text + a, call_open);
         if (open) b = (size_t)(open - text);
         else
-            for (size_t k = sizeof call_open - 2; k > 0; k--)
+            for (size_t k = strlen(call_open) - 1; k > 0; k--)
                 if (b - a >= k && !memcmp(text + b - k, call_open, k)) {
                     b -= k;
                     break;
@@ -305,11 +316,49 @@ void srv_tools_streamable(const srv_tools *t, const char *text, size_t len, size
     *to = b;
 }
 
+/* Mistral: the calls are one JSON array after the marker, each element a call; the text around it is content. */
+static bool extract_list(const srv_tools *t, const char *text, size_t len, srv_buf *content, srv_tool_call **calls,
+                         int32_t *n_calls) {
+    const char *marker = strstr(text, t->format->marker);
+    size_t before = marker ? (size_t)(marker - text) : len, after = len;
+    json_t *list = NULL;
+    if (marker) {
+        const char *p = marker + strlen(t->format->marker);
+        json_error_t e;
+        list = json_loadb(p, len - (size_t)(p - text), JSON_DISABLE_EOF_CHECK, &e);
+        if (list) after = (size_t)(p - text) + (size_t)e.position; /* what the array took */
+    }
+    size_t n = json_array_size(list);
+    bool all = n > 0 && (*calls = calloc(n, sizeof **calls)) != NULL;
+    for (size_t i = 0; all && i < n; i++) {
+        all = call_from_json(t, json_array_get(list, i), &(*calls)[i]);
+        if (all) *n_calls = (int32_t)i + 1;
+    }
+    json_decref(list);
+    if (!all) { /* not a list of calls: all of it is text */
+        srv_tool_calls_free(*calls, *n_calls);
+        *calls = NULL;
+        *n_calls = 0;
+        before = after = len;
+    }
+    size_t a = 0, b = 0;
+    bool ok = srv_buf_append(content, text, before) && srv_buf_append(content, text + after, len - after);
+    while (ok && a < content->len && is_space(content->data[a])) a++;
+    for (b = content->len; ok && b > a && is_space(content->data[b - 1]); b--) {}
+    if (ok && content->data) {
+        memmove(content->data, content->data + a, b - a);
+        content->len = b - a;
+        content->data[content->len] = 0;
+    }
+    return ok;
+}
+
 bool srv_tools_extract(const srv_tools *t, const char *text, size_t len, srv_buf *content, srv_tool_call **calls,
                        int32_t *n_calls) {
     *calls = NULL;
     *n_calls = 0;
-    if (!*t->format->open) return extract_whole(t, text, len, content, calls, n_calls);
+    if (!t->format->marker) return extract_whole(t, text, len, content, calls, n_calls);
+    if (t->format->list) return extract_list(t, text, len, content, calls, n_calls);
     static const char call_open[] = "<tool_call>", call_close[] = "</tool_call>";
     size_t cap = 0, at = 0;
     for (;;) {

@@ -32,9 +32,11 @@
  * The format table
  * ------------------------------------------------------------------------------------------------------------- */
 
-enum chat_role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL, ROLE_COUNT };
+enum chat_role { ROLE_SYSTEM, ROLE_USER, ROLE_ASSISTANT, ROLE_TOOL, ROLE_TOOLS, ROLE_COUNT };
 
-static const char *const role_names[ROLE_COUNT] = {"system", "user", "assistant", "tool"};
+/* "tools" holds the definitions of the tools (JSON), for the formats that have a place for them of their own
+ * (begin[ROLE_TOOLS] set): they are written before the last user turn, as Mistral's template does. */
+static const char *const role_names[ROLE_COUNT] = {"system", "user", "assistant", "tool", "tools"};
 
 /* A tool result in a format without a turn of its own for it: a user turn holding it between these (Qwen 2.5 / 3,
  * Hermes). */
@@ -144,10 +146,11 @@ static const chat_format formats[] = {
      .end = {"", " [/INST]", EOS_MARK},
      .assistant_prompt = "", .default_eos = "</s>",
      .system = SYSTEM_IN_FIRST_USER, .fold_begin = "", .fold_end = "\n\n", .system_first_only = true},
-    /* Mistral's "v3" template (Mistral 7B v0.3, Mixtral 8x22B, Mistral Large 2407) */
+    /* Mistral's "v3" template (Mistral 7B v0.3, Mixtral 8x22B, Mistral Large 2407); tool results and definitions
+     * as its function-calling template writes them (without the call ids) */
     {.name = "mistral-v3",
-     .begin = {"", "[INST] ", " "},
-     .end = {"", "[/INST]", EOS_MARK},
+     .begin = {"", "[INST] ", " ", "[TOOL_RESULTS] {\"content\": ", "[AVAILABLE_TOOLS] "},
+     .end = {"", "[/INST]", EOS_MARK, "}[/TOOL_RESULTS]", "[/AVAILABLE_TOOLS]"},
      .assistant_prompt = "", .default_eos = "</s>",
      .system = SYSTEM_IN_LAST_USER, .fold_begin = "", .fold_end = "\n\n",
      .trim = TRIM(ROLE_ASSISTANT), .system_first_only = true},
@@ -581,8 +584,12 @@ static tnd_status plan_messages(const chat_format *f, const tnd_chat_message *me
         if (roles[i] < 0)
             return tnd_fail(TND_ERR_INVALID_ARGUMENT,
                             "chat message %zu has role '%.32s'; the chat templates take only system, user, "
-                            "assistant and tool",
+                            "assistant, tool and tools",
                             i, messages[i].role);
+        if (roles[i] == ROLE_TOOLS && !f->begin[ROLE_TOOLS])
+            return tnd_fail(TND_ERR_INVALID_ARGUMENT,
+                            "chat message %zu holds tool definitions; chat template '%s' has no place for them", i,
+                            f->name);
         if (roles[i] == ROLE_SYSTEM && i > 0 && (f->system_first_only || f->system != SYSTEM_AS_TURN))
             return tnd_fail(TND_ERR_INVALID_ARGUMENT,
                             "chat message %zu is a system message; chat template '%s' takes one only as the first "
@@ -652,9 +659,11 @@ static tnd_status render(const char *name, const tnd_chat_message *messages, siz
     st = plan_messages(f, messages, n_messages, roles, &system_index, &fold_target);
     if (st) goto cleanup;
 
-    size_t last_user = SIZE_MAX;
-    for (size_t i = 0; i < n_messages; i++)
+    size_t last_user = SIZE_MAX, tools = SIZE_MAX;
+    for (size_t i = 0; i < n_messages; i++) {
         if (roles[i] == ROLE_USER) last_user = i;
+        if (roles[i] == ROLE_TOOLS) tools = i;
+    }
 
     if (f->empty_system_turn && (n_messages == 0 || roles[0] != ROLE_SYSTEM)) {
         sink_put_marker(sink, f->begin[ROLE_SYSTEM], eos);
@@ -662,6 +671,12 @@ static tnd_status render(const char *name, const tnd_chat_message *messages, siz
     }
     for (size_t i = 0; i < n_messages; i++) {
         int role = roles[i];
+        if (role == ROLE_TOOLS) continue; /* written before the last user turn */
+        if (i == last_user && tools != SIZE_MAX) {
+            sink_put_marker(sink, f->begin[ROLE_TOOLS], eos);
+            sink_write(sink, messages[tools].content, strlen(messages[tools].content));
+            sink_put_marker(sink, f->end[ROLE_TOOLS], eos);
+        }
         if (role == ROLE_TOOL && !f->begin[ROLE_TOOL]) { /* a user turn holding the result */
             if (f->user_turn_bos && sink->len > 0) sink_put_marker(sink, f->user_turn_bos, eos);
             sink_put_marker(sink, f->begin[ROLE_USER], eos);

@@ -145,27 +145,40 @@ test('bad tool fields are 400s naming the field', async () => {
   }
 });
 
-test('Llama 3.x templates get their own format: one JSON call with "parameters", results in ipython turns', async () => {
-  const llama = await startServer(['-m', fixture('real/stories260K.gguf'), '--chat-template', 'llama3', '-c', '2048',
-    '--parallel', '1', '-t', '1'], { name: 'tools-llama3' });
-  try {
-    const lc = new OpenAI({ baseURL: `${llama.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 120000 });
-    for (let seed = 1; seed <= 4; seed++) {
-      const r = await lc.chat.completions.create({ model: 'm', messages, tools: [weather, toys], tool_choice: 'required', seed, max_tokens: 400 });
-      assert.equal(r.choices[0].finish_reason, 'tool_calls');
-      checkCalls(r.choices[0].message.tool_calls, ['get_weather', 'count_toys'], `llama3 seed ${seed}`);
-      assert.equal(r.choices[0].message.tool_calls.length, 1, 'the format writes one call');
+for (const [template, single] of [['llama3', true], ['mistral-v3', false]]) {
+  test(`${template} templates get their family's own format: calls validate, results round-trip`, async () => {
+    const own = await startServer(['-m', fixture('real/stories260K.gguf'), '--chat-template', template, '-c', '2048',
+      '--parallel', '1', '-t', '1'], { name: `tools-${template}` });
+    try {
+      const oc = new OpenAI({ baseURL: `${own.url}/v1`, apiKey: 'none', maxRetries: 0, timeout: 120000 });
+      for (let seed = 1; seed <= 4; seed++) {
+        const r = await oc.chat.completions.create({ model: 'm', messages, tools: [weather, toys], tool_choice: 'required',
+          parallel_tool_calls: false, seed, max_tokens: 400 });
+        assert.equal(r.choices[0].finish_reason, 'tool_calls');
+        checkCalls(r.choices[0].message.tool_calls, ['get_weather', 'count_toys'], `${template} seed ${seed}`);
+        assert.equal(r.choices[0].message.tool_calls.length, 1, 'one call');
+      }
+      if (!single) { /* parallel calls: a list of them, each valid, when the budget lets the list close */
+        const r = await oc.chat.completions.create({ model: 'm', messages, tools: [weather, toys], tool_choice: 'required',
+          seed: 9, max_tokens: 1500 });
+        if (r.choices[0].finish_reason === 'tool_calls')
+          checkCalls(r.choices[0].message.tool_calls, ['get_weather', 'count_toys'], `${template} parallel`);
+        else assert.equal(r.choices[0].finish_reason, 'length');
+      }
+      const first = await oc.chat.completions.create({ model: 'm', messages, tools: [weather], tool_choice: 'required',
+        parallel_tool_calls: false, seed: 2, max_tokens: 400 });
+      const call = first.choices[0].message.tool_calls[0];
+      const history = [...messages, { role: 'assistant', content: null, tool_calls: [call] },
+        { role: 'tool', tool_call_id: call.id, content: '{"temperature": 21}' }];
+      const answer = await oc.chat.completions.create({ model: 'm', messages: history, tools: [weather], seed: 2, max_tokens: 20 });
+      assert.ok(answer.usage.prompt_tokens > first.usage.prompt_tokens, 'the call and its result are in the prompt');
+      const none = await oc.chat.completions.create({ model: 'm', messages: history, tools: [weather], tool_choice: 'none', seed: 2, max_tokens: 20 });
+      assert.ok(none.usage.prompt_tokens < answer.usage.prompt_tokens, 'tool_choice none leaves the tools out');
+    } finally {
+      assert.equal(await own.stop(), 0);
     }
-    const first = await lc.chat.completions.create({ model: 'm', messages, tools: [weather], tool_choice: 'required', seed: 2, max_tokens: 400 });
-    const call = first.choices[0].message.tool_calls[0];
-    const history = [...messages, { role: 'assistant', content: null, tool_calls: [call] },
-      { role: 'tool', tool_call_id: call.id, content: '{"temperature": 21}' }];
-    const answer = await lc.chat.completions.create({ model: 'm', messages: history, tools: [weather], seed: 2, max_tokens: 20 });
-    assert.ok(answer.usage.prompt_tokens > first.usage.prompt_tokens, 'the call and its result are in the prompt');
-  } finally {
-    assert.equal(await llama.stop(), 0);
-  }
-});
+  });
+}
 
 test('with tool_choice auto a reply without calls streams as it is generated and equals the whole reply', async () => {
   for (const seed of [1, 2, 3]) {
