@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-enum { MAX_REFS = 256, MAX_DEPTH = 64, MAX_ITEMS = 1000, MAX_LENGTH = 1000 };
+enum { MAX_REFS = 256, MAX_DEPTH = 64, MAX_ITEMS = 1000 }; /* MAX_ITEMS: counts of items and lengths (the grammar repeats up to 1000 times) */
 
 /* The JSON text every schema builds on. */
 static const char primitives[] =
