@@ -338,8 +338,8 @@ static bool chat_prompt(const srv_model_info *mi, const json_t *messages, const 
     char **joined = calloc(n_given + 1, sizeof *joined);
     bool ok = msgs && joined;
     if (!ok) srv_fail(err, 500, "server_error", NULL, NULL, "out of memory");
-    /* the tools as a message of their own (the template places it), or a system turn of their own first when the
-     * conversation opens without one */
+    /* a system turn of the tools' own first when the conversation opens without one, or the tools as a message of
+     * their own at the end (the template places it: mistral-v3 before the last user turn) */
     const char *tools_text = tools->prompt_text;
     srv_tools_place place = tools->format ? tools->format->place : SRV_TOOLS_IN_SYSTEM;
     bool in_user = tools_text && place == SRV_TOOLS_IN_FIRST_USER;
@@ -347,15 +347,15 @@ static bool chat_prompt(const srv_model_info *mi, const json_t *messages, const 
     bool own_system = ok && tools_text && place == SRV_TOOLS_IN_SYSTEM &&
                       (!first_role || (strcmp(first_role, "system") && strcmp(first_role, "developer")));
     bool own_message = ok && tools_text && place == SRV_TOOLS_AS_MESSAGE;
-    if (own_message) own_system = true; /* the same slot at the front */
-    size_t n = n_given + own_system;
-    if (own_system) msgs[0] = (tnd_chat_message){own_message ? "tools" : "system", tools_text};
+    size_t n = n_given + own_system + own_message;
+    if (own_system) msgs[0] = (tnd_chat_message){"system", tools_text};
+    if (own_message) msgs[n - 1] = (tnd_chat_message){"tools", tools_text};
     for (size_t i = 0; ok && i < n_given; i++)
         ok = chat_message(tools, json_array_get(messages, i), i, &msgs[i + own_system], &joined[i + own_system], err);
     /* the description joins the system turn, or opens the first user message */
     size_t at = 0;
     while (in_user && at < n && strcmp(msgs[at].role, "user")) at++;
-    if (ok && tools_text && !own_system && !own_message && at < n) {
+    if (ok && tools_text && place != SRV_TOOLS_AS_MESSAGE && !own_system && at < n) {
         srv_buf b = {0};
         if (!(in_user ? srv_buf_printf(&b, "%s%s", tools_text, msgs[at].content)
                       : srv_buf_printf(&b, "%s\n\n%s", msgs[at].content, tools_text)))

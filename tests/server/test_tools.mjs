@@ -168,7 +168,8 @@ for (const [template, single] of [['llama3', true], ['mistral-v3', false]]) {
       const first = await oc.chat.completions.create({ model: 'm', messages, tools: [weather], tool_choice: 'required',
         parallel_tool_calls: false, seed: 2, max_tokens: 400 });
       const call = first.choices[0].message.tool_calls[0];
-      const history = [...messages, { role: 'assistant', content: null, tool_calls: [call] },
+      const history = [{ role: 'system', content: 'You help with the weather.' }, ...messages,
+        { role: 'assistant', content: null, tool_calls: [call] },
         { role: 'tool', tool_call_id: call.id, content: '{"temperature": 21}' }];
       const answer = await oc.chat.completions.create({ model: 'm', messages: history, tools: [weather], seed: 2, max_tokens: 20 });
       assert.ok(answer.usage.prompt_tokens > first.usage.prompt_tokens, 'the call and its result are in the prompt');
