@@ -181,20 +181,15 @@ for (const [template, single] of [['llama3', true], ['mistral-v3', false]]) {
   });
 }
 
-test('with tool_choice auto a reply without calls streams as it is generated and equals the whole reply', async () => {
+// (what of a reply in progress may be streamed is checked in tests/tool_calls.c: here the stream's pieces depend on
+// how fast the tiny model is against the HTTP thread)
+test('with tool_choice auto a streamed reply without calls equals the whole reply', async () => {
   for (const seed of [1, 2, 3]) {
     const req = { model: 'm', messages, tools: [weather], seed, max_tokens: 40 };
     const whole = await client.chat.completions.create(req);
     let content = '';
-    let pieces = 0;
-    for await (const ch of await client.chat.completions.create({ ...req, stream: true })) {
-      if (!ch.choices.length) continue;
-      if (ch.choices[0].delta.content) {
-        content += ch.choices[0].delta.content;
-        pieces++;
-      }
-    }
+    for await (const ch of await client.chat.completions.create({ ...req, stream: true }))
+      if (ch.choices.length && ch.choices[0].delta.content) content += ch.choices[0].delta.content;
     assert.equal(content, whole.choices[0].message.content ?? '', `seed ${seed}`);
-    assert.ok(pieces > 3, `seed ${seed}: the text came in ${pieces} pieces`);
   }
 });
