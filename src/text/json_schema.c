@@ -295,8 +295,8 @@ static void digit_range(text *e, const char *lo, const char *hi, size_t n) {
         low_floor = low_floor && lo[i] == '0';
         high_ceiling = high_ceiling && hi[i] == '9';
     }
-    char tail[24];
-    snprintf(tail, sizeof tail, rest ? " [0-9]{%zu}" : "", rest);
+    char tail[24] = "";
+    if (rest) snprintf(tail, sizeof tail, " [0-9]{%zu}", rest);
     puts_(e, k ? " ( " : "( ");
     if (low_floor && high_ceiling) {
         printf_(e, "[%c-%c]%s )", lo[k], hi[k], tail);
