@@ -295,7 +295,7 @@ static void digit_range(text *e, const char *lo, const char *hi, size_t n) {
         low_floor = low_floor && lo[i] == '0';
         high_ceiling = high_ceiling && hi[i] == '9';
     }
-    char tail[24] = "";
+    char tail[32] = "";
     if (rest) snprintf(tail, sizeof tail, " [0-9]{%zu}", rest);
     puts_(e, k ? " ( " : "( ");
     if (low_floor && high_ceiling) {
