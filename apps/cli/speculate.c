@@ -11,7 +11,7 @@ void cli_spec_defaults(cli_spec_options *o) {
 }
 
 void cli_spec_usage(FILE *f) {
-    fprintf(f, "  --spec SOURCE       speculative decoding: ngram (prompt lookup), model (needs --draft-model) or none\n"
+    fprintf(f, "  --spec SOURCE       speculative decoding: ngram (prompt lookup), model (with --draft-model), none\n"
                "  --draft-model FILE  draft with this smaller model of the same vocabulary (implies --spec model)\n"
                "  --draft-max N       most drafted tokens per step, 1..64 (default 16)\n"
                "  --draft-min N       fewest drafted tokens worth verifying (default 1)\n"

@@ -30,7 +30,9 @@ struct srv_http {
     pthread_mutex_t log_mu;
 };
 
-typedef enum route_id { R_HEALTH, R_MODELS, R_METRICS, R_CHAT, R_COMPLETIONS, R_EMBEDDINGS, R_TOKENIZE, R_DETOKENIZE } route_id;
+typedef enum route_id {
+    R_HEALTH, R_MODELS, R_METRICS, R_CHAT, R_COMPLETIONS, R_EMBEDDINGS, R_TOKENIZE, R_DETOKENIZE
+} route_id;
 
 static const struct route {
     const char *path;

@@ -493,7 +493,8 @@ static bool parse_response_format(srv_request *r, const body_fields *f, srv_erro
     if (!rf) return true;
     const char *type = json_string_value(json_object_get(rf, "type"));
     if (!json_is_object(rf) || !type)
-        return srv_fail(err, 400, INVALID, NULL, "response_format", "'response_format' must be an object with a 'type'");
+        return srv_fail(err, 400, INVALID, NULL, "response_format",
+                        "'response_format' must be an object with a 'type'");
     if (!strcmp(type, "text")) return true;
     tnd_status st;
     if (!strcmp(type, "json_object")) {

@@ -210,7 +210,8 @@ int tnd_cmd_serve(int argc, char **argv) {
     if (srv_http_start(&cfg, &mi, engine, metrics, &http, &port) != TND_OK) goto cleanup;
     bool v6 = strchr(cfg.host, ':') != NULL;
     fprintf(stderr,
-            "tandem serve: listening on http://%s%s%s:%d (model %s, %d sequences x %d tokens, chat template %s%s%s%s)\n",
+            "tandem serve: listening on http://%s%s%s:%d (model %s, %d sequences x %d tokens, chat template "
+            "%s%s%s%s)\n",
             v6 ? "[" : "", cfg.host, v6 ? "]" : "", port, mi.id, cfg.parallel, cfg.n_ctx,
             mi.chat_template ? mi.chat_template : "none", cfg.api_key ? ", API key required" : "",
             cfg.spec ? ", speculation " : "", cfg.spec ? tnd_draft_source_name(cfg.spec->source) : "");

@@ -49,10 +49,10 @@ static bool describe(srv_tools *t, const json_t *tools) {
     if (t->format == &srv_tool_format_mistral) return (t->prompt_text = json_dumps(tools, 0)) != NULL;
     bool llama = t->format == &srv_tool_format_llama3;
     srv_buf b = {0};
-    bool ok = llama ? srv_buf_printf(&b, "Given the following functions, please respond with a JSON for a function call "
-                                         "with its proper arguments that best answers the given prompt.\n\nRespond in "
-                                         "the format {\"name\": function name, \"parameters\": dictionary of argument "
-                                         "name and its value}.Do not use variables.\n\n")
+    bool ok = llama ? srv_buf_printf(&b, "Given the following functions, please respond with a JSON for a function "
+                                         "call with its proper arguments that best answers the given prompt.\n\n"
+                                         "Respond in the format {\"name\": function name, \"parameters\": dictionary "
+                                         "of argument name and its value}.Do not use variables.\n\n")
                     : srv_buf_printf(&b, "# Tools\n\nYou may call one or more functions to assist with the user "
                                          "query.\n\nYou are provided with function signatures within <tools></tools> "
                                          "XML tags:\n<tools>");
@@ -82,7 +82,8 @@ bool srv_tools_write_call(const srv_tools *t, const char *name, const char *argu
     json_decref(quoted);
     const srv_tool_format *f = t->format;
     bool ok = q && srv_buf_printf(b, "%s%s{\"name\": %s, \"%s\": %s}%s", index ? "" : b->len ? "\n" : "",
-                                  index ? f->sep : f->open, q, f->args_key, arguments, index + 1 == count ? f->close : "");
+                                  index ? f->sep : f->open, q, f->args_key, arguments,
+                                  index + 1 == count ? f->close : "");
     free(q);
     return ok;
 }
