@@ -236,6 +236,28 @@ static void check_swiglu(const tnd_cpu_vec *vec, const char *isa) {
     CHECK(moved == 0);
 }
 
+/* The KV cache decoders against the types' own, bit for bit, on quantized random rows of several block counts. */
+static void check_kv_decoders(const tnd_cpu_vec *vec, const char *isa) {
+    static const tnd_type kv_types[] = {TND_TYPE_F32, TND_TYPE_F16, TND_TYPE_Q8_0, TND_TYPE_Q4_0};
+    enum { MOST = 7 * 64 };
+    float x[MOST], want[MOST], got[MOST];
+    uint8_t row[MOST * 4];
+    for (size_t i = 0; i < sizeof kv_types / sizeof *kv_types; i++) {
+        const tnd_type_traits *tr = tnd_type_traits_of(kv_types[i]);
+        for (int64_t n = tr->block_size; n <= MOST; n += 3 * 64 + tr->block_size) {
+            for (int64_t j = 0; j < n; j++) x[j] = (uniform() - 0.5f) * (float)(1 + j % 5);
+            tr->from_float(x, row, n);
+            tr->to_float(row, want, n);
+            memset(got, 0xff, sizeof got);
+            CHECK(vec->to_float[kv_types[i]] != NULL);
+            vec->to_float[kv_types[i]](row, got, n);
+            if (!CHECK(memcmp(got, want, sizeof(float) * (size_t)n) == 0))
+                fprintf(stderr, "  %s: the %s decoder differs from the type's own (%lld elements)\n", isa, tr->name,
+                        (long long)n);
+        }
+    }
+}
+
 /* No scalar fallbacks: every weight type a model computes with has a SIMD dot and a prompt tile (weights unpacked
  * once for several tokens) on every instruction set. */
 static void check_coverage(const tnd_cpu_kernels *table, tnd_cpu_isa isa) {
@@ -307,6 +329,7 @@ int main(void) {
         CHECK(check_table(&table) > 0);
         check_coverage(&table, (tnd_cpu_isa)isa);
         check_swiglu(&table.vec, tnd_cpu_isa_name((tnd_cpu_isa)isa));
+        check_kv_decoders(&table.vec, tnd_cpu_isa_name((tnd_cpu_isa)isa));
         static const int32_t shapes[][4] = {{1, 8, 1, 32},  {4, 64, 100, 32}, {8, 64, 5, 32},   {3, 72, 70, 32},
                                             {2, 128, 64, 64}, {5, 12, 33, 7}, {1, 64, 500, 32}, {16, 64, 40, 32},
                                             {11, 64, 77, 32}, {8, 128, 90, 64}};

@@ -455,10 +455,7 @@ typedef struct attention_job {
 
 /* Decodes n consecutive positions of one head (a run inside one block) to float. */
 static void load_kv_run(const tnd_cpu_kernels *k, const uint8_t *run, tnd_type type, int64_t n_elements, float *out) {
-    if (type == TND_TYPE_F16)
-        k->vec.f16_to_f32(run, out, n_elements);
-    else
-        tnd_type_traits_of(type)->to_float(run, out, n_elements);
+    k->vec.to_float[type](run, out, n_elements);
 }
 
 /* The same for K stored transposed: positions pos .. pos + n - 1 of a head's [head_dim][block_size] F16 region. */

@@ -41,9 +41,12 @@ static void swiglu_ref(const float *gate, const float *up, float *out, int64_t n
 
 void tnd_cpu_kernels_reference(tnd_cpu_kernels *k) {
     memset(k, 0, sizeof *k);
-    k->vec = (tnd_cpu_vec){tnd_type_traits_of(TND_TYPE_F16)->to_float, tnd_cpu_attn_tile_ref, NULL, swiglu_ref, NULL};
+    k->vec.f16_to_f32 = tnd_type_traits_of(TND_TYPE_F16)->to_float;
+    k->vec.attn_tile = tnd_cpu_attn_tile_ref;
+    k->vec.swiglu = swiglu_ref;
     for (int t = 0; t < TND_TYPE_COUNT; t++) {
         const tnd_type_traits *tr = tnd_type_traits_of((tnd_type)t);
+        if (tr) k->vec.to_float[t] = tr->to_float;
         if (!tr || !tr->vec_dot) continue;
         const tnd_type_traits *act = tnd_type_traits_of(tr->vec_dot_type);
         if (!act) continue;

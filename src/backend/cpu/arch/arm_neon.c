@@ -489,6 +489,48 @@ G8_TYPE_ENTRIES(q5_K, G8_Q5_K, k_row_dot, k_group_tile_body)
 G8_TYPE_ENTRIES(q6_K, G8_Q6_K, k_row_dot, k_group_tile_body)
 
 /* ------------------------------------------------------------------------------------------------------------
+ * KV cache rows to float (attention): the same bits as the reference decoders
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static void f16_to_f32(const void *vx, float *y, int64_t n) {
+    const __fp16 *x = vx;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vcvt_f32_f16(vld1_f16(x + i)));
+    for (; i < n; i++) y[i] = (float)x[i];
+}
+
+/* Eight levels times the block's scale. */
+static inline void store_scaled8(float *y, int8x8_t q, float d) {
+    int16x8_t w = vmovl_s8(q);
+    vst1q_f32(y, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(w))), d));
+    vst1q_f32(y + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_high_s16(w))), d));
+}
+
+static void q8_0_to_f32(const void *vx, float *y, int64_t n) {
+    const tnd_block_q8_0 *b = vx;
+    for (int64_t i = 0; i < n / QK; i++, y += QK) {
+        float d = fp16_load(b[i].d);
+        for (int j = 0; j < QK; j += 8) store_scaled8(y + j, vld1_s8(b[i].qs + j), d);
+    }
+}
+
+static void q4_0_to_f32(const void *vx, float *y, int64_t n) {
+    const tnd_block_q4_0 *b = vx;
+    for (int64_t i = 0; i < n / QK; i++, y += QK) {
+        float d = fp16_load(b[i].d);
+        uint8x16_t bytes = vld1q_u8(b[i].qs);
+        int8x16_t eight = vdupq_n_s8(8);
+        /* elements 0..15 are the low nibbles, 16..31 the high ones */
+        int8x16_t lo = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(bytes, vdupq_n_u8(15))), eight);
+        int8x16_t hi = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(bytes, 4)), eight);
+        store_scaled8(y, vget_low_s8(lo), d);
+        store_scaled8(y + 8, vget_high_s8(lo), d);
+        store_scaled8(y + 16, vget_low_s8(hi), d);
+        store_scaled8(y + 24, vget_high_s8(hi), d);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -523,6 +565,10 @@ static tnd_cpu_dot group_entry(tnd_type act_type, tnd_from_float_fn quantize, tn
 }
 
 void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
+    k->vec.f16_to_f32 = f16_to_f32;
+    k->vec.to_float[TND_TYPE_F16] = f16_to_f32;
+    k->vec.to_float[TND_TYPE_Q8_0] = q8_0_to_f32;
+    k->vec.to_float[TND_TYPE_Q4_0] = q4_0_to_f32;
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32, tile_f32_f32);
     k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32, tile_f16_f32);
     k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32, tile_bf16_f32);

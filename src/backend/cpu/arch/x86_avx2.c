@@ -557,6 +557,33 @@ static void f16_to_f32(const void *vx, float *y, int64_t n) {
     for (; i < n; i++) y[i] = f16_one(x[i]);
 }
 
+/* Q8_0 and Q4_0 rows of a KV cache: level times scale, each product rounded once as in the reference decoder. */
+static void q8_0_to_f32(const void *vx, float *y, int64_t n) {
+    const tnd_block_q8_0 *b = vx;
+    for (int64_t i = 0; i < n / TND_QK_LEGACY; i++, y += TND_QK_LEGACY) {
+        __m256 d = _mm256_set1_ps(tnd_block_f16(b[i].d));
+        for (int j = 0; j < TND_QK_LEGACY; j += 8) {
+            __m256i q = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(b[i].qs + j)));
+            _mm256_storeu_ps(y + j, _mm256_mul_ps(_mm256_cvtepi32_ps(q), d));
+        }
+    }
+}
+
+static void q4_0_to_f32(const void *vx, float *y, int64_t n) {
+    const tnd_block_q4_0 *b = vx;
+    for (int64_t i = 0; i < n / TND_QK_LEGACY; i++, y += TND_QK_LEGACY) {
+        __m256 d = _mm256_set1_ps(tnd_block_f16(b[i].d));
+        __m128i bytes = _mm_loadu_si128((const __m128i *)(const void *)b[i].qs), m = _mm_set1_epi8(15);
+        __m128i eight = _mm_set1_epi8(8);
+        /* elements 0..15 are the low nibbles, 16..31 the high ones */
+        __m128i lo = _mm_sub_epi8(_mm_and_si128(bytes, m), eight);
+        __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(bytes, 4), m), eight);
+        const __m128i halves[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+        for (int j = 0; j < 4; j++)
+            _mm256_storeu_ps(y + 8 * j, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(halves[j])), d));
+    }
+}
+
 /* e^x, relative error about 2e-7: x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts so r is exact), e^r by its
  * Taylor series to r^6, 2^n through the exponent bits. x is clamped to [-87, 88], where 2^n stays a normal float:
  * e^-87 (1.6e-38) is nothing next to a softmax tile's largest weight (1), and silu is 0 or g beyond. */
@@ -831,7 +858,14 @@ static tnd_cpu_dot k_group_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, si
 }
 
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
-    k->vec = (tnd_cpu_vec){f16_to_f32, tnd_cpu_attn_tile_avx2, attn_tile_f16, swiglu, attn_takes};
+    k->vec.f16_to_f32 = f16_to_f32;
+    k->vec.attn_tile = tnd_cpu_attn_tile_avx2;
+    k->vec.attn_tile_f16 = attn_tile_f16;
+    k->vec.swiglu = swiglu;
+    k->vec.attn_tile_f16_takes = attn_takes;
+    k->vec.to_float[TND_TYPE_F16] = f16_to_f32;
+    k->vec.to_float[TND_TYPE_Q8_0] = q8_0_to_f32;
+    k->vec.to_float[TND_TYPE_Q4_0] = q4_0_to_f32;
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32, tile_f32_f32);
     k->dot[TND_TYPE_F16] = float_entry(dot_f16_f32, tile_f16_f32);
     k->dot[TND_TYPE_BF16] = float_entry(dot_bf16_f32, tile_bf16_f32);
