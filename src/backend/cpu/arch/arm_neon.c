@@ -14,6 +14,7 @@
 #include "quant/quant_ref.h"
 
 #include <arm_neon.h>
+#include <math.h>
 #include <string.h>
 
 enum {
@@ -531,6 +532,94 @@ static void q4_0_to_f32(const void *vx, float *y, int64_t n) {
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * Attention tile and SwiGLU
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* e^x, relative error about 2e-7: x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts so r is exact), e^r by its
+ * Taylor series to r^6, 2^n through the exponent bits; x clamped to [-87, 88] where 2^n stays a normal float. */
+static inline float32x4_t exp4(float32x4_t x) {
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.0f)), vdupq_n_f32(88.0f));
+    float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504f));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.0f / 720);
+    static const float c[] = {1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    for (int i = 0; i < 6; i++) p = vfmaq_f32(vdupq_n_f32(c[i]), p, r);
+    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vmulq_f32(p, vreinterpretq_f32_s32(e));
+}
+
+static inline float32x4_t swiglu4(float32x4_t g, float32x4_t u) {
+    return vmulq_f32(vdivq_f32(g, vaddq_f32(vdupq_n_f32(1.0f), exp4(vnegq_f32(g)))), u);
+}
+
+static void swiglu(const float *gate, const float *up, float *out, int64_t n) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(out + i, swiglu4(vld1q_f32(gate + i), vld1q_f32(up + i)));
+    if (i < n) { /* the tail through the same vector arithmetic: a value does not depend on where it sits */
+        float g[4] = {0}, u[4] = {0}, o[4];
+        memcpy(g, gate + i, sizeof(float) * (size_t)(n - i));
+        memcpy(u, up + i, sizeof(float) * (size_t)(n - i));
+        vst1q_f32(o, swiglu4(vld1q_f32(g), vld1q_f32(u)));
+        memcpy(out + i, o, sizeof(float) * (size_t)(n - i));
+    }
+}
+
+enum { ATTN_HEADS = 4 }; /* query heads that share each loaded K and V vector */
+
+/* Up to ATTN_HEADS query heads of one KV head over np positions (rows k[np][hd], v[np][hd]): the scores, then the
+ * online-softmax update of each head's running max, sum and output. Each head's arithmetic is its own. */
+static void attn_heads(const float *q, int32_t nh, int32_t hd, const float *k, const float *v, int32_t np,
+                       float scale, float *mx, float *sum, float *acc) {
+    float score[ATTN_HEADS][TND_CPU_ATTN_TILE_MAX];
+    for (int32_t j = 0; j < np; j++) {
+        float32x4_t s[ATTN_HEADS];
+        for (int32_t r = 0; r < nh; r++) s[r] = vdupq_n_f32(0);
+        for (int32_t i = 0; i < hd; i += 4) {
+            float32x4_t kv = vld1q_f32(k + (size_t)j * hd + i);
+            for (int32_t r = 0; r < nh; r++) s[r] = vfmaq_f32(s[r], vld1q_f32(q + (size_t)r * hd + i), kv);
+        }
+        for (int32_t r = 0; r < nh; r++) score[r][j] = vaddvq_f32(s[r]) * scale;
+    }
+    for (int32_t r = 0; r < nh; r++) {
+        float tile_max = -INFINITY;
+        for (int32_t j = 0; j < np; j++) tile_max = score[r][j] > tile_max ? score[r][j] : tile_max;
+        float m_new = tile_max > mx[r] ? tile_max : mx[r];
+        float c = sum[r] > 0 ? vgetq_lane_f32(exp4(vdupq_n_f32(mx[r] - m_new)), 0) : 0.0f;
+        int32_t j = 0;
+        for (; j + 4 <= np; j += 4) /* the weights, four at a time; the tail through the same arithmetic */
+            vst1q_f32(score[r] + j, exp4(vsubq_f32(vld1q_f32(score[r] + j), vdupq_n_f32(m_new))));
+        if (j < np) {
+            float t[4] = {0};
+            memcpy(t, score[r] + j, sizeof(float) * (size_t)(np - j));
+            vst1q_f32(t, exp4(vsubq_f32(vld1q_f32(t), vdupq_n_f32(m_new))));
+            memcpy(score[r] + j, t, sizeof(float) * (size_t)(np - j));
+        }
+        float total = sum[r] * c;
+        for (j = 0; j < np; j++) total += score[r][j];
+        sum[r] = total;
+        mx[r] = m_new;
+        float *ar = acc + (size_t)r * hd;
+        for (int32_t i = 0; i < hd; i += 4) {
+            float32x4_t o = vmulq_n_f32(vld1q_f32(ar + i), c);
+            for (j = 0; j < np; j++) o = vfmaq_n_f32(o, vld1q_f32(v + (size_t)j * hd + i), score[r][j]);
+            vst1q_f32(ar + i, o);
+        }
+    }
+}
+
+static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
+                      float scale, float *mx, float *sum, float *acc) {
+    if (hd % 4 || np > TND_CPU_ATTN_TILE_MAX) {
+        tnd_cpu_attn_tile_ref(q, rep, hd, k, v, np, scale, mx, sum, acc);
+        return;
+    }
+    for (int32_t r = 0; r < rep; r += ATTN_HEADS)
+        attn_heads(q + (size_t)r * hd, rep - r < ATTN_HEADS ? rep - r : ATTN_HEADS, hd, k, v, np, scale, mx + r,
+                   sum + r, acc + (size_t)r * hd);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Registration
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -566,6 +655,8 @@ static tnd_cpu_dot group_entry(tnd_type act_type, tnd_from_float_fn quantize, tn
 
 void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
     k->vec.f16_to_f32 = f16_to_f32;
+    k->vec.attn_tile = attn_tile;
+    k->vec.swiglu = swiglu;
     k->vec.to_float[TND_TYPE_F16] = f16_to_f32;
     k->vec.to_float[TND_TYPE_Q8_0] = q8_0_to_f32;
     k->vec.to_float[TND_TYPE_Q4_0] = q4_0_to_f32;
