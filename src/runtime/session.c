@@ -523,7 +523,7 @@ static int32_t draft_all(tnd_session *const *ss, int32_t n, int32_t cap) {
         if (s->max_tokens >= 0 && room > s->max_tokens - n_generated(s) - 1)
             room = s->max_tokens - n_generated(s) - 1;
         int32_t k = room > 0 ? tnd_spec_choose(s->spec, &ctx->step_cost, n_streams, n_streams + drafted, room,
-                                               s->n_tokens)
+                                               s->n_tokens, n_generated(s))
                              : 0;
         if (!k) {
             tnd_spec_plain(s->spec);

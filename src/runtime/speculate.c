@@ -220,17 +220,23 @@ void tnd_spec_free(tnd_spec *sp) {
  * short), with one of each as a prior so that a new session tries. */
 static double acceptance(const tnd_spec *sp) { return (sp->accepted + 1) / (sp->accepted + sp->rejected + 2); }
 
+/* Tokens of the record a draft model has not evaluated: one or two while it drafts every step (the pending token and
+ * the last accepted one), more after steps without it. */
+static int32_t draft_behind(const tnd_spec *sp, int32_t n_record) {
+    return sp->dctx ? n_record - sp->doff - sp->n_drec : 0;
+}
+
 /* What drafting now would cost before its first token: a draft model that was off evaluates every token since
  * (half a draft step each until measured). */
 static double catch_up_cost(const tnd_spec *sp, int32_t n_record, double draft_cost) {
-    int32_t behind = n_record - sp->doff - sp->n_drec;
-    if (!sp->dctx || behind <= 0) return 0;
+    int32_t behind = draft_behind(sp, n_record);
+    if (behind <= 0) return 0;
     double per = sp->catch_up_token_seconds > 0 ? sp->catch_up_token_seconds : 0.5 * draft_cost;
     return per * min_i32(behind, PROBE_WINDOW);
 }
 
 int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_streams, int32_t batch_tokens,
-                        int32_t room, int32_t n_record) {
+                        int32_t room, int32_t n_record, int32_t n_generated) {
     int32_t k_max = min_i32(room, sp->p.draft_max);
     if (k_max < sp->p.draft_min) return 0;
     if (!sp->p.adaptive) return sp->k_last = k_max;
@@ -260,6 +266,11 @@ int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_strea
         double off_rate = sp->n_off >= RATE_MIN_STEPS ? sp->off_tokens / sp->off_seconds : 1.0 / step;
         if (sp->on_tokens < off_rate * sp->on_seconds) best = 0;
     }
+    /* a draft model that was off must first catch up on every token generated since (on a small model that costs
+     * as many draft steps, more than speculation gains back in a while): it comes back through a probe, whose
+     * catch-up looks at a window only and must fit the probes' share of the time */
+    int32_t off_behind = min_i32(draft_behind(sp, n_record), n_generated); /* the prompt's catch-up is a prefill */
+    if (best && off_behind > 2) best = 0;
     sp->k_last = best;
     if (best) {
         sp->off_steps = 0;

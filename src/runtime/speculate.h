@@ -37,9 +37,10 @@ void tnd_spec_free(tnd_spec *sp);
 /* The draft length for this step, 0 for none: at most `room` (what the context, the token budget and the batch
  * leave), chosen to maximise the expected tokens per second of a step in which `n_streams` sessions generate and
  * `batch_tokens` tokens are already placed (this session's pending token among them); n_record is the length of
- * the session's record (what a draft model would have to catch up on). */
+ * the session's record (what a draft model would have to catch up on), n_generated how much of it this generation
+ * generated. */
 int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_streams, int32_t batch_tokens,
-                        int32_t room, int32_t n_record);
+                        int32_t room, int32_t n_record, int32_t n_generated);
 
 /* Drafts up to k tokens that follow record[0..n) into tnd_spec_draft_tokens; returns how many (0 when the source
  * has nothing, or a draft shorter than draft_min). Never fails: a failing draft model step gives a shorter draft. */
