@@ -463,7 +463,7 @@ static void load_k_transposed(const tnd_cpu_kernels *k, const uint16_t *region, 
                               int32_t n, int32_t head_dim, float *out) {
     float column[TND_CPU_ATTN_TILE];
     for (int32_t d = 0; d < head_dim; d++) {
-        k->vec.f16_to_f32(region + (size_t)d * (size_t)block_size + pos, column, n);
+        k->vec.to_float[TND_TYPE_F16](region + (size_t)d * (size_t)block_size + pos, column, n);
         for (int32_t j = 0; j < n; j++) out[(size_t)j * (size_t)head_dim + (size_t)d] = column[j];
     }
 }

@@ -41,7 +41,6 @@ static void swiglu_ref(const float *gate, const float *up, float *out, int64_t n
 
 void tnd_cpu_kernels_reference(tnd_cpu_kernels *k) {
     memset(k, 0, sizeof *k);
-    k->vec.f16_to_f32 = tnd_type_traits_of(TND_TYPE_F16)->to_float;
     k->vec.attn_tile = tnd_cpu_attn_tile_ref;
     k->vec.swiglu = swiglu_ref;
     for (int t = 0; t < TND_TYPE_COUNT; t++) {

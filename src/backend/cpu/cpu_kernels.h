@@ -117,14 +117,13 @@ typedef void (*tnd_attn_tile_f16_fn)(const float *q, int32_t rep, int32_t hd, co
                                      const tnd_kv_prefetch *next);
 
 typedef struct tnd_cpu_vec {
-    void (*f16_to_f32)(const void *x, float *y, int64_t n);
     tnd_attn_tile_fn attn_tile;
     tnd_attn_tile_f16_fn attn_tile_f16; /* optional (NULL: rows are decoded for attn_tile) */
     void (*swiglu)(const float *gate, const float *up, float *out, int64_t n); /* out = silu(gate) * up */
     bool (*attn_tile_f16_takes)(int32_t head_dim); /* set with attn_tile_f16 */
-    /* Rows of each KV cache type decoded to float, for the attention tiles of a cache that attn_tile_f16 does not
-     * read as stored (a quantized one above all: at depth 16384 the decode is most of a token's time). The
-     * reference table holds the types' own decoders; an ISA file replaces those it does faster, with the same bits. */
+    /* Runs of each KV cache type decoded to float, for the attention tiles of a cache that attn_tile_f16 does not
+     * read as stored (a quantized one, or K columns of a transposed F16 cache at a tile's edge). The reference
+     * table holds the types' own decoders; an ISA file replaces those it does faster, with the same bits. */
     tnd_to_float_fn to_float[TND_TYPE_COUNT];
 } tnd_cpu_vec;
 

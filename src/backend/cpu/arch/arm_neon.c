@@ -654,7 +654,6 @@ static tnd_cpu_dot group_entry(tnd_type act_type, tnd_from_float_fn quantize, tn
 }
 
 void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
-    k->vec.f16_to_f32 = f16_to_f32;
     k->vec.attn_tile = attn_tile;
     k->vec.swiglu = swiglu;
     k->vec.to_float[TND_TYPE_F16] = f16_to_f32;

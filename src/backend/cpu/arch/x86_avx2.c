@@ -858,7 +858,6 @@ static tnd_cpu_dot k_group_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, si
 }
 
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
-    k->vec.f16_to_f32 = f16_to_f32;
     k->vec.attn_tile = tnd_cpu_attn_tile_avx2;
     k->vec.attn_tile_f16 = attn_tile_f16;
     k->vec.swiglu = swiglu;
