@@ -201,6 +201,164 @@ static void check_weight_types(tnd_backend *d) {
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * Mixture-of-experts ops
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* Token t's n_used distinct experts, skewed towards the low ones as trained routers are (a few experts hot). */
+static void random_ids(int32_t *ids, int64_t n_tokens, int32_t n_used, int32_t n_experts) {
+    for (int64_t t = 0; t < n_tokens; t++)
+        for (int32_t j = 0; j < n_used; j++) {
+            int32_t e;
+            bool taken;
+            do {
+                float u = 0.5f * (frand() + 1.0f);
+                e = (int32_t)((float)n_experts * u * u);
+                if (e >= n_experts) e = n_experts - 1;
+                taken = false;
+                for (int32_t i = 0; i < j; i++) taken |= ids[t * n_used + i] == e;
+            } while (taken);
+            ids[t * n_used + j] = e;
+        }
+}
+
+/* matmul_experts on device b: x is one row per token or (per_slot) one per pair; the result [pairs][rows]. */
+static float *run_experts(tnd_backend *b, const tnd_weight *host, const float *x, const int32_t *ids,
+                          int64_t n_tokens, int32_t n_used, bool per_slot) {
+    tnd_weight view;
+    if (!CHECK_OK(b->vt->prepare_weight(b, host, &view))) return NULL;
+    int64_t rows = host->n_rows / host->n_experts, pairs = n_tokens * n_used, x_rows = per_slot ? pairs : n_tokens;
+    tnd_buffer *xb = upload(b, x, host->n_cols * x_rows), *ib = b->vt->alloc(b, sizeof(int32_t) * (size_t)pairs);
+    tnd_buffer *yb = upload(b, NULL, rows * pairs);
+    b->vt->write(b, ib, 0, ids, sizeof(int32_t) * (size_t)pairs);
+    tnd_tensor xv = tnd_rows_f32(xb, host->n_cols, 0, x_rows), iv = tnd_rows_i32(ib, n_used, 0, n_tokens);
+    tnd_tensor yv = tnd_rows_f32(yb, rows, 0, pairs);
+    begin(b, n_tokens);
+    b->vt->matmul_experts(b, &view, &xv, &iv, &yv);
+    float *out = CHECK_OK(b->vt->synchronize(b)) ? download(b, yb, rows * pairs) : NULL;
+    b->vt->free(b, xb);
+    b->vt->free(b, ib);
+    b->vt->free(b, yb);
+    b->vt->release_weight(b, &view);
+    return out;
+}
+
+/* The experts' matmul against the reference, and its batch against the same tokens one at a time (bit for bit: a
+ * token's logits must not depend on which other tokens chose its experts). */
+static void check_experts(tnd_backend *d, tnd_type type, int64_t cols, int64_t rows, int32_t n_experts,
+                          int32_t n_used, int64_t n_tokens, bool per_slot) {
+    tnd_weight host = random_weight(type, cols, rows * n_experts, 1.0f, false);
+    host.n_experts = n_experts;
+    int64_t pairs = n_tokens * n_used, x_rows = per_slot ? pairs : n_tokens;
+    float *x = random_floats(cols * x_rows, 1.0f);
+    int32_t *ids = malloc(sizeof(int32_t) * (size_t)pairs);
+    random_ids(ids, n_tokens, n_used, n_experts);
+    float *want = run_experts(ref, &host, x, ids, n_tokens, n_used, per_slot);
+    float *got = run_experts(d, &host, x, ids, n_tokens, n_used, per_slot);
+    if (want && got) {
+        char what[48];
+        snprintf(what, sizeof what, "matmul_experts %s", tnd_type_name(type));
+        record(what, nmse(got, want, rows * pairs), matmul_bound(type));
+        int differ = 0;
+        for (int64_t t = 0; t < n_tokens; t++) {
+            const float *xt = x + (per_slot ? t * n_used : t) * cols;
+            float *alone = run_experts(d, &host, xt, ids + t * n_used, 1, n_used, per_slot);
+            differ += !alone || memcmp(alone, got + t * n_used * rows, sizeof(float) * (size_t)(n_used * rows)) != 0;
+            free(alone);
+        }
+        if (!CHECK(differ == 0))
+            fprintf(stderr, "  matmul_experts %s: %d of %lld tokens differ from the batch alone\n", tnd_type_name(type),
+                    differ, (long long)n_tokens);
+    }
+    free(want);
+    free(got);
+    free(ids);
+    free(x);
+    free((void *)host.data);
+}
+
+static void check_expert_types(tnd_backend *d) {
+    static const tnd_type types[] = {TND_TYPE_F32,  TND_TYPE_F16,  TND_TYPE_BF16, TND_TYPE_Q4_0, TND_TYPE_Q4_1,
+                                     TND_TYPE_Q5_0, TND_TYPE_Q5_1, TND_TYPE_Q8_0, TND_TYPE_Q2_K, TND_TYPE_Q3_K,
+                                     TND_TYPE_Q4_K, TND_TYPE_Q5_K, TND_TYPE_Q6_K};
+    for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
+        tnd_op_query q = {.op = TND_OP_MATMUL_EXPERTS, .type = types[t]};
+        if (!CHECK(d->vt->supports(d, &q))) continue;
+        int64_t cols = tnd_type_traits_of(types[t])->block_size == 256 ? 512 : 96;
+        /* experts of whole row tiles (packed) and of 40 rows (not), one token and a prompt, inputs per token (gate,
+         * up) and per slot (down) */
+        check_experts(d, types[t], cols, 64, 8, 2, 1, false);
+        check_experts(d, types[t], cols, 64, 8, 3, 37, true);
+        check_experts(d, types[t], cols, 40, 6, 2, 19, false);
+    }
+}
+
+/* The router, the weighted sum and the shared expert's gate against the reference: the same experts (ids equal),
+ * weights and sums to rounding. */
+static void check_moe_ops(tnd_backend *d) {
+    enum { N = 23, E = 10, K = 3, W = 200 };
+    float *logits = random_floats(N * E, 4.0f), *experts = random_floats(N * K * W, 1.0f);
+    float *resid = random_floats(N * W, 1.0f), *gates = random_floats(N, 3.0f);
+    logits[5] = logits[7]; /* a tie: the lower index first */
+    tnd_backend *pair[2] = {ref, d};
+    float *weights[2][2] = {{0}}, *sums[2] = {0}, *scaled[2] = {0};
+    int32_t ids[2][2][N * K];
+    for (int k = 0; k < 2; k++) {
+        tnd_backend *b = pair[k];
+        begin(b, N);
+        for (int norm = 0; norm < 2; norm++) {
+            tnd_buffer *lb = upload(b, logits, N * E), *ib = b->vt->alloc(b, sizeof(int32_t) * N * K),
+                       *wb = upload(b, NULL, N * K);
+            tnd_moe_route_args a = {.logits = tnd_rows_f32(lb, E, 0, N), .ids = tnd_rows_i32(ib, K, 0, N),
+                                    .weights = tnd_rows_f32(wb, K, 0, N), .n_used = K, .normalize = norm};
+            b->vt->moe_route(b, &a);
+            if (CHECK_OK(b->vt->synchronize(b))) {
+                b->vt->read(b, ids[k][norm], ib, 0, sizeof(int32_t) * N * K);
+                weights[k][norm] = download(b, wb, N * K);
+            }
+            b->vt->free(b, lb);
+            b->vt->free(b, ib);
+            b->vt->free(b, wb);
+        }
+        tnd_buffer *eb = upload(b, experts, N * K * W), *wb = upload(b, weights[0][1], N * K),
+                   *yb = upload(b, resid, N * W), *gb = upload(b, gates, N);
+        tnd_tensor ev = tnd_rows_f32(eb, W, 0, N * K), wv = tnd_rows_f32(wb, K, 0, N), yv = tnd_rows_f32(yb, W, 0, N),
+                   gv = tnd_rows_f32(gb, 1, 0, N);
+        b->vt->moe_combine(b, &ev, &wv, &yv);
+        if (CHECK_OK(b->vt->synchronize(b))) sums[k] = download(b, yb, N * W);
+        b->vt->sigmoid_scale(b, &yv, &gv);
+        if (CHECK_OK(b->vt->synchronize(b))) scaled[k] = download(b, yb, N * W);
+        b->vt->free(b, eb);
+        b->vt->free(b, wb);
+        b->vt->free(b, yb);
+        b->vt->free(b, gb);
+    }
+    if (weights[0][0] && weights[1][0] && weights[0][1] && weights[1][1]) {
+        CHECK(memcmp(ids[0], ids[1], sizeof ids[0]) == 0);
+        CHECK(ids[0][0][0] != ids[0][0][1]);
+        record("moe_route", nmse(weights[1][0], weights[0][0], N * K) + nmse(weights[1][1], weights[0][1], N * K),
+               1e-12);
+        /* the reference's own rules: normalized weights sum to 1, and descend */
+        for (int t = 0; t < N; t++) {
+            float sum = 0;
+            for (int j = 0; j < K; j++) sum += weights[0][1][t * K + j];
+            CHECK(fabsf(sum - 1.0f) < 1e-6f && weights[0][0][t * K] >= weights[0][0][t * K + 1]);
+        }
+    }
+    if (sums[0] && sums[1]) record("moe_combine", nmse(sums[1], sums[0], N * W), 1e-12);
+    if (scaled[0] && scaled[1]) record("sigmoid_scale", nmse(scaled[1], scaled[0], N * W), 1e-12);
+    for (int k = 0; k < 2; k++) {
+        free(weights[k][0]);
+        free(weights[k][1]);
+        free(sums[k]);
+        free(scaled[k]);
+    }
+    free(logits);
+    free(experts);
+    free(resid);
+    free(gates);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Element-wise ops
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -373,6 +531,8 @@ int main(void) {
         check_weight_types(d);
         check_elementwise(d);
         check_attention(d);
+        check_expert_types(d);
+        check_moe_ops(d);
         printf("%s against the reference:\n", devices[i].name);
         for (int t = 0; t < n_tallies; t++)
             printf("  %-34s %4d runs, worst NMSE %.3g\n", tallies[t].what, tallies[t].runs, tallies[t].worst);

@@ -43,6 +43,12 @@ static inline tnd_tensor tnd_rows_f32(tnd_buffer *buf, int64_t width, int64_t fi
     return (tnd_tensor){buf, (size_t)first_row * row_bytes, TND_TYPE_F32, width, rows, row_bytes};
 }
 
+/* The same for I32 rows (expert ids). */
+static inline tnd_tensor tnd_rows_i32(tnd_buffer *buf, int64_t width, int64_t first_row, int64_t rows) {
+    size_t row_bytes = sizeof(int32_t) * (size_t)width;
+    return (tnd_tensor){buf, (size_t)first_row * row_bytes, TND_TYPE_I32, width, rows, row_bytes};
+}
+
 /* A weight matrix as a device sees it: n_rows rows of n_cols elements of `type`, row r at data + r * row_bytes.
  * The host view points into the model file's mapping; a device view is what prepare_weight made, and its data and
  * buf mean what that device says (the CPU's data points at the rows: the mapping or its packed copy; a GPU would
@@ -56,6 +62,8 @@ typedef struct tnd_weight {
     tnd_buffer *buf;   /* a device's own storage of the weight, or NULL */
     bool lookup_only;  /* only rows are looked up (an embedding table), never multiplied: kept as it is */
     int32_t row_group; /* set by the device: rows stored in interleaved groups of this many (0: one after another) */
+    int32_t n_experts; /* > 1: the experts of a mixture-of-experts layer stacked along the rows (a 3-D tensor
+                          [n_cols, n_rows / n_experts, n_experts]), expert e's rows from e * n_rows / n_experts on */
 } tnd_weight;
 
 typedef enum tnd_rope_mode {
@@ -97,6 +105,18 @@ typedef struct tnd_attention_args {
     tnd_type k_type, v_type;      /* each F32, F16, Q8_0 or Q4_0 */
 } tnd_attention_args;
 
+/* How a mixture-of-experts router turns a token's logits over the experts into the experts it uses and their
+ * weights: softmax over all experts, the n_used largest chosen (ties to the lower index, in descending order of
+ * weight), their probabilities renormalised to sum 1 where `normalize` (Mixtral, Qwen 3 MoE) or kept as they are
+ * (Qwen 2 MoE, OLMoE). */
+typedef struct tnd_moe_route_args {
+    tnd_tensor logits;   /* [n_tokens][n_experts] router outputs */
+    tnd_tensor ids;      /* out: I32 [n_tokens][n_used] the chosen experts */
+    tnd_tensor weights;  /* out: F32 [n_tokens][n_used] their weights */
+    int32_t n_used;
+    bool normalize;
+} tnd_moe_route_args;
+
 /* The operations, for supports(). */
 typedef enum tnd_op {
     TND_OP_EMBED,
@@ -109,13 +129,18 @@ typedef enum tnd_op {
     TND_OP_COPY,
     TND_OP_KV_STORE,
     TND_OP_ATTENTION,
+    TND_OP_MOE_ROUTE,
+    TND_OP_MATMUL_EXPERTS,
+    TND_OP_MOE_COMBINE,
+    TND_OP_SIGMOID_SCALE,
     TND_OP_COUNT
 } tnd_op;
 
 /* What a planner asks a device before giving it work. */
 typedef struct tnd_op_query {
     tnd_op op;
-    tnd_type type;                  /* the weight type (embed, matmul) or the K type (kv_store, attention) */
+    tnd_type type;                  /* the weight type (embed, matmul, matmul_experts) or the K type (kv_store,
+                                       attention) */
     tnd_type v_type;                /* the V type (kv_store, attention) */
     int32_t n_head, n_head_kv, head_dim; /* attention and kv_store */
 } tnd_op_query;
@@ -207,6 +232,22 @@ typedef struct tnd_backend_vtable {
                            const int32_t *dst, int32_t n);
     /* Paged causal attention of the step's tokens (see tnd_attention_args). */
     void (*attention)(tnd_backend *b, const tnd_attention_args *args);
+
+    /* ---- mixture-of-experts ops (a device without them returns false from supports for them) ---- */
+    /* The router's choice of experts for each token (see tnd_moe_route_args). */
+    void (*moe_route)(tnd_backend *b, const tnd_moe_route_args *args);
+    /* The chosen experts' matmuls: for token t and its slot j (ids: I32 [n_tokens][n_used]),
+     * y[t * n_used + j] = expert ids[t][j] of w (w->n_experts stacked, see tnd_weight) times x's row, where x is
+     * [n_tokens][w->n_cols] (one input per token: gate and up) or [n_tokens * n_used][w->n_cols] (one per slot:
+     * down); y is [n_tokens * n_used][w->n_rows / w->n_experts]. Each expert's rows are read once for all the tokens
+     * that chose it, and a row's result does not depend on the batch it is computed in. */
+    void (*matmul_experts)(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *ids,
+                           const tnd_tensor *y);
+    /* y[t] += sum over j (in order) of weights[t][j] * experts[t * n_used + j]: the experts' outputs
+     * ([n_tokens * n_used][width]) weighed into the residual stream y ([n_tokens][width]). */
+    void (*moe_combine)(tnd_backend *b, const tnd_tensor *experts, const tnd_tensor *weights, const tnd_tensor *y);
+    /* y[t][i] *= 1 / (1 + exp(-g[t])) for every row t of y, g being [n_tokens][1] (a shared expert's gate). */
+    void (*sigmoid_scale)(tnd_backend *b, const tnd_tensor *y, const tnd_tensor *g);
 } tnd_backend_vtable;
 
 struct tnd_backend {

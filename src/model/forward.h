@@ -29,7 +29,14 @@ typedef struct tnd_activations {
     tnd_buffer *q;      /* [n_head * head_dim] */
     tnd_buffer *k, *v;  /* [n_head_kv * head_dim] */
     tnd_buffer *attn;   /* attention output [n_head * head_dim] */
-    tnd_buffer *gate, *up; /* [n_ff] */
+    tnd_buffer *gate, *up; /* [n_ff], or [n_ff_shexp] for a shared expert */
+    /* mixture-of-experts blocks only (else NULL) */
+    tnd_buffer *router;          /* [n_expert] the router's logits */
+    tnd_buffer *expert_ids;      /* I32 [n_expert_used] the chosen experts */
+    tnd_buffer *expert_weights;  /* [n_expert_used] their weights */
+    tnd_buffer *expert_gate, *expert_up; /* [n_expert_used][n_ff_exp] */
+    tnd_buffer *expert_out;      /* [n_expert_used][n_embd] */
+    tnd_buffer *shared_gate;     /* [1] the shared expert's gate logit */
     tnd_buffer *logits; /* [TND_LOGITS_CHUNK][n_vocab] on the last stage's device: the output head runs in chunks */
 } tnd_activations;
 
@@ -37,6 +44,7 @@ typedef struct tnd_activations {
  * architecture has none; shapes as in tnd_layer). */
 typedef struct tnd_device_layer {
     tnd_weight wq, wk, wv, wo, w_gate, w_up, w_down;
+    tnd_weight router, gate_exps, up_exps, down_exps, gate_shexp, up_shexp, down_shexp, shexp_gate;
     tnd_buffer *attn_norm, *ffn_norm;
     tnd_buffer *bq, *bk, *bv;
     tnd_buffer *q_norm, *k_norm;
@@ -68,6 +76,11 @@ typedef struct tnd_forward {
     bool output_hidden;                   /* the head gives the normed hidden rows [n_embd] instead of logits
                                              (embeddings) */
 } tnd_forward;
+
+/* Layer il's mixture-of-experts feed-forward block on device d (moe.c): x += the chosen experts' SwiGLU outputs
+ * weighed by the router, plus a shared expert's gated output where the layer has one. */
+void tnd_moe_forward(const tnd_forward *fw, tnd_backend *d, const tnd_activations *a, const tnd_device_layer *l,
+                     int64_t n);
 
 /* Runs one micro-batch (step->n_tokens <= n_batch tokens, their KV rows reserved at step->slots) through every
  * stage, the last ending with the output head for the rows with want[i] != 0, whose logits (or, with

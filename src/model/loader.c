@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const tnd_arch *const architectures[] = {&tnd_arch_llama, &tnd_arch_qwen2, &tnd_arch_qwen3};
+static const tnd_arch *const architectures[] = {&tnd_arch_llama, &tnd_arch_qwen2, &tnd_arch_qwen3,
+                                                &tnd_arch_qwen2moe, &tnd_arch_qwen3moe};
 enum { N_ARCH = sizeof architectures / sizeof architectures[0] };
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -43,6 +44,29 @@ static tnd_status arch_float(const tnd_gguf *g, const char *arch, const char *su
     if (!isfinite(v) || v <= 0) return tnd_fail(TND_ERR_FORMAT, "%s = %g must be a positive number", key, v);
     *out = (float)v;
     return TND_OK;
+}
+
+enum { MAX_EXPERTS = 1024 };
+
+/* expert_count and the widths of a mixture-of-experts block: required where the architecture always has experts,
+ * optional for llama (Mixtral). */
+static tnd_status read_experts(const tnd_gguf *g, const tnd_arch *arch, tnd_hparams *hp) {
+    const char *a = arch->name;
+    tnd_status st = arch_int(g, a, "expert_count", arch->experts ? -1 : 0, arch->experts ? 1 : 0, MAX_EXPERTS,
+                             &hp->n_expert);
+    if (st || !hp->n_expert) return st;
+    if (hp->n_expert < 2)
+        return tnd_fail(TND_ERR_FORMAT, "%s.expert_count = %d: a mixture of experts needs at least 2", a, hp->n_expert);
+    if ((st = arch_int(g, a, "expert_used_count", -1, 1, hp->n_expert, &hp->n_expert_used)) ||
+        (st = arch_int(g, a, "expert_feed_forward_length", hp->n_ff, 1, 1 << 20, &hp->n_ff_exp)))
+        return st;
+    if (arch->shared_expert &&
+        (st = arch_int(g, a, "expert_shared_feed_forward_length", hp->n_ff, 1, 1 << 20, &hp->n_ff_shexp)))
+        return st;
+    int32_t norm = 0; /* a bool in files that have it */
+    st = arch_int(g, a, "expert_weights_norm", arch->normalize_experts, 0, 1, &norm);
+    hp->expert_weights_norm = norm != 0;
+    return st;
 }
 
 static tnd_status read_hparams(const tnd_gguf *g, const char *a, tnd_hparams *hp) {
@@ -101,8 +125,12 @@ static const tnd_gguf_tensor *find(const tnd_gguf *g, const char *name, bool req
     return &g->tensors[i];
 }
 
-static tnd_status check_shape(const tnd_gguf_tensor *t, int64_t ne0, int64_t ne1) {
-    bool ok = t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == 1 && t->ne[3] == 1;
+static tnd_status check_shape(const tnd_gguf_tensor *t, int64_t ne0, int64_t ne1, int64_t ne2) {
+    bool ok = t->ne[0] == ne0 && t->ne[1] == ne1 && t->ne[2] == ne2 && t->ne[3] == 1;
+    if (!ok && ne2 > 1)
+        return tnd_fail(TND_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld, %lld] "
+                        "(%lld experts)", t->name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+                        (long long)t->ne[3], (long long)ne0, (long long)ne1, (long long)ne2, (long long)ne2);
     if (!ok)
         return tnd_fail(TND_ERR_FORMAT, "tensor '%s' has shape [%lld, %lld, %lld, %lld], expected [%lld, %lld]",
                         t->name, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
@@ -114,15 +142,16 @@ static tnd_status check_shape(const tnd_gguf_tensor *t, int64_t ne0, int64_t ne1
     return TND_OK;
 }
 
-/* Binds a matrix [ne0, ne1]; optional (required = false) matrices that are absent leave *out zeroed. */
-static tnd_status bind_matrix(binder *b, const char *name, int64_t ne0, int64_t ne1, bool required,
+/* Binds a matrix [ne0, ne1], or ne2 > 1 experts [ne0, ne1, ne2] stacked along the rows; optional (required = false)
+ * matrices that are absent leave *out zeroed. */
+static tnd_status bind_matrix(binder *b, const char *name, int64_t ne0, int64_t ne1, int64_t ne2, bool required,
                               tnd_weight *out) {
     tnd_status st = TND_OK;
     const tnd_gguf_tensor *t = find(b->g, name, required, &st);
     if (!t) return st;
-    if ((st = check_shape(t, ne0, ne1))) return st;
-    *out = (tnd_weight){.type = t->type, .n_cols = ne0, .n_rows = ne1, .row_bytes = tnd_row_size(t->type, ne0),
-                        .data = t->data};
+    if ((st = check_shape(t, ne0, ne1, ne2))) return st;
+    *out = (tnd_weight){.type = t->type, .n_cols = ne0, .n_rows = ne1 * ne2, .row_bytes = tnd_row_size(t->type, ne0),
+                        .data = t->data, .n_experts = ne2 > 1 ? (int32_t)ne2 : 0};
     return TND_OK;
 }
 
@@ -132,23 +161,24 @@ static tnd_status bind_vector(binder *b, const char *name, int64_t n, bool requi
     *out = NULL;
     const tnd_gguf_tensor *t = find(b->g, name, required, &st);
     if (!t) return st;
-    if ((st = check_shape(t, n, 1))) return st;
+    if ((st = check_shape(t, n, 1, 1))) return st;
     tnd_type_traits_of(t->type)->to_float(t->data, b->next, n);
     *out = b->next;
     b->next += n;
     return TND_OK;
 }
 
-/* Binds layer il's tensors (the architecture's rows of tnd_layer_tensors). */
+/* Binds layer il's tensors (the model's rows of tnd_layer_tensors). */
 static tnd_status bind_layer(binder *b, const tnd_arch *arch, const tnd_hparams *hp, int il, tnd_layer *l) {
     char name[96];
     tnd_status st = TND_OK;
     for (size_t i = 0; i < tnd_layer_tensor_count && !st; i++) {
         const tnd_layer_tensor *t = &tnd_layer_tensors[i];
-        if (!tnd_arch_has(arch, t->needs)) continue;
+        if (!tnd_model_has(arch, hp, t->needs)) continue;
         snprintf(name, sizeof name, "blk.%d.%s", il, t->name);
         void *field = (char *)l + t->host;
-        st = t->matrix ? bind_matrix(b, name, tnd_dim_size(hp, t->ne0), tnd_dim_size(hp, t->ne1), true, field)
+        st = t->matrix ? bind_matrix(b, name, tnd_dim_size(hp, t->ne0), tnd_dim_size(hp, t->ne1),
+                                     tnd_dim_size(hp, t->ne2), true, field)
                        : bind_vector(b, name, tnd_dim_size(hp, t->ne0), true, field);
     }
     return st;
@@ -159,7 +189,7 @@ static size_t count_floats(const tnd_arch *arch, const tnd_hparams *hp) {
     size_t per_layer = 0;
     for (size_t i = 0; i < tnd_layer_tensor_count; i++) {
         const tnd_layer_tensor *t = &tnd_layer_tensors[i];
-        if (!t->matrix && tnd_arch_has(arch, t->needs)) per_layer += (size_t)tnd_dim_size(hp, t->ne0);
+        if (!t->matrix && tnd_model_has(arch, hp, t->needs)) per_layer += (size_t)tnd_dim_size(hp, t->ne0);
     }
     return per_layer * (size_t)hp->n_layer + (size_t)hp->n_embd + (size_t)hp->n_rot / 2;
 }
@@ -186,7 +216,7 @@ tnd_status tnd_model_bind(const tnd_gguf *g, const tnd_allocator *allocator, tnd
     tnd_status st = find_arch(g, &out->arch);
     if (st) return st;
     tnd_hparams *hp = &out->hp;
-    if ((st = read_hparams(g, out->arch->name, hp))) return st;
+    if ((st = read_hparams(g, out->arch->name, hp)) || (st = read_experts(g, out->arch, hp))) return st;
 
     binder b = {.g = g};
     out->floats = tnd_alloc_array(allocator, count_floats(out->arch, hp), sizeof(float));
@@ -199,9 +229,9 @@ tnd_status tnd_model_bind(const tnd_gguf *g, const tnd_allocator *allocator, tnd
     const tnd_gguf_tensor *embd = find(g, "token_embd.weight", true, &st);
     if (!embd) goto fail;
     hp->n_vocab = (int32_t)(embd->ne[1] > INT32_MAX ? 0 : embd->ne[1]);
-    if ((st = bind_matrix(&b, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &out->w.tok_embd)) ||
+    if ((st = bind_matrix(&b, "token_embd.weight", hp->n_embd, hp->n_vocab, 1, true, &out->w.tok_embd)) ||
         (st = bind_vector(&b, "output_norm.weight", hp->n_embd, true, &out->w.output_norm)) ||
-        (st = bind_matrix(&b, "output.weight", hp->n_embd, hp->n_vocab, false, &out->w.output)) ||
+        (st = bind_matrix(&b, "output.weight", hp->n_embd, hp->n_vocab, 1, false, &out->w.output)) ||
         (st = bind_vector(&b, "rope_freqs.weight", hp->n_rot / 2, false, &out->w.rope_freqs)))
         goto fail;
     if (!out->w.output.data) out->w.output = out->w.tok_embd; /* tied embeddings */

@@ -1,6 +1,6 @@
-/* transformer.c: the forward pass of a decoder-only transformer (Llama, Qwen 2, Qwen 3 share it; the architecture
- * descriptor and the bound weights say which optional parts run), written only against device ops so that any
- * device can run any layer range. */
+/* transformer.c: the forward pass of a decoder-only transformer (Llama, Qwen 2, Qwen 3 and their mixtures of experts
+ * share it; the architecture descriptor and the bound weights say which optional parts run, moe.c holds the experts'
+ * block), written only against device ops so that any device can run any layer range. */
 #include "model/forward.h"
 
 #include <math.h>
@@ -132,7 +132,8 @@ tnd_status tnd_forward_run(const tnd_forward *fw, const tnd_step *step, const in
             } else if (g == tnd_group_attention(il)) {
                 attention_forward(fw, d, a, &fw->rope[stage->device], &fw->layers[il], il, n);
             } else {
-                ffn_forward(fw, d, a, &fw->layers[il], n);
+                if (hp->n_expert) tnd_moe_forward(fw, d, a, &fw->layers[il], n);
+                else ffn_forward(fw, d, a, &fw->layers[il], n);
             }
         }
         handed_over = false;

@@ -80,6 +80,42 @@ uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g) {
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * Activations
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* The width of the dense feed-forward buffers: a dense block's or a shared expert's. */
+static int64_t ffn_width(const tnd_hparams *hp) { return hp->n_ff_shexp > hp->n_ff ? hp->n_ff_shexp : hp->n_ff; }
+
+enum { N_ACTIVATIONS = 15 };
+
+/* A device's activation buffers (but the logits) and their widths in 4-byte values per token (0: the model has no
+ * such buffer). */
+static void activation_layout(const tnd_hparams *hp, tnd_activations *a, tnd_buffer **bufs[N_ACTIVATIONS],
+                              int64_t widths[N_ACTIVATIONS]) {
+    int64_t qw = (int64_t)hp->n_head * hp->head_dim, kvw = (int64_t)hp->n_head_kv * hp->head_dim;
+    int64_t k = hp->n_expert_used, ff = ffn_width(hp);
+    tnd_buffer **b[N_ACTIVATIONS] = {&a->x, &a->xn, &a->q, &a->k, &a->v, &a->attn, &a->gate, &a->up, &a->router,
+                                     &a->expert_ids, &a->expert_weights, &a->expert_gate, &a->expert_up,
+                                     &a->expert_out, &a->shared_gate};
+    int64_t w[N_ACTIVATIONS] = {hp->n_embd, hp->n_embd, qw, kvw, kvw, qw, ff, ff, hp->n_expert, k, k,
+                                k * hp->n_ff_exp, k * hp->n_ff_exp, k * hp->n_embd, hp->n_ff_shexp ? 1 : 0};
+    _Static_assert(sizeof(int32_t) == sizeof(float), "expert ids take a float's room");
+    memcpy(bufs, b, sizeof b);
+    memcpy(widths, w, sizeof w);
+}
+
+/* Bytes of one device's activations for batches of n_batch tokens. */
+static uint64_t activation_bytes(const tnd_hparams *hp, int32_t n_batch) {
+    tnd_activations a;
+    tnd_buffer **bufs[N_ACTIVATIONS];
+    int64_t widths[N_ACTIVATIONS];
+    activation_layout(hp, &a, bufs, widths);
+    uint64_t per_token = 0;
+    for (size_t i = 0; i < N_ACTIVATIONS; i++) per_token += (uint64_t)widths[i];
+    return sizeof(float) * per_token * (uint64_t)n_batch;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Does it fit?
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -91,8 +127,7 @@ tnd_status tnd_plan_check_memory(const tnd_forward *fw, const tnd_bound_model *b
     int64_t kvw_elems = (int64_t)hp->n_head_kv * hp->head_dim;
     uint64_t kv_layer = (uint64_t)(tnd_row_size(fw->k_type, kvw_elems) + tnd_row_size(fw->v_type, kvw_elems)) *
                         (uint64_t)n_ctx;
-    uint64_t qw = (uint64_t)hp->n_head * hp->head_dim, kvw = (uint64_t)hp->n_head_kv * hp->head_dim;
-    uint64_t act_bytes = sizeof(float) * (uint64_t)n_batch * (2 * (uint64_t)hp->n_embd + 2 * qw + 2 * kvw + 2 * (uint64_t)hp->n_ff);
+    uint64_t act_bytes = activation_bytes(hp, n_batch);
     for (int32_t g = 0; g < tnd_group_count(hp->n_layer); g++) {
         int32_t d = fw->group_device[g];
         weights[d] += g == 0 ? 0 : tnd_group_weight_bytes(bm, g); /* the embedding stays in the file's mapping */
@@ -168,6 +203,7 @@ static tnd_status prepare_part(tnd_model *model, const tnd_bound_model *bm, tnd_
         if (t->ffn != ffn) continue;
         const void *from = host + t->host;
         void *to = (char *)l + t->device;
+        if (t->matrix && !((const tnd_weight *)from)->data) continue; /* not in this model */
         s = t->matrix ? prepare(model, d, from, to)
                       : device_floats(d, *(float *const *)from, tnd_dim_size(&bm->hp, t->ne0), to);
     }
@@ -203,13 +239,14 @@ static tnd_status check_support(const tnd_forward *fw, tnd_backend *d) {
 static tnd_status prepare_device(tnd_forward *fw, const tnd_bound_model *bm, int32_t i, int32_t n_batch) {
     const tnd_hparams *hp = fw->hp;
     tnd_backend *d = fw->devices[i];
-    int64_t qw = (int64_t)hp->n_head * hp->head_dim, kvw = (int64_t)hp->n_head_kv * hp->head_dim;
+    int64_t qw = (int64_t)hp->n_head * hp->head_dim;
     size_t nb = (size_t)n_batch;
     tnd_activations *a = &fw->act[i];
-    tnd_buffer **bufs[] = {&a->x, &a->xn, &a->q, &a->k, &a->v, &a->attn, &a->gate, &a->up};
-    int64_t widths[] = {hp->n_embd, hp->n_embd, qw, kvw, kvw, qw, hp->n_ff, hp->n_ff};
-    for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++)
-        if (!(*bufs[k] = d->vt->alloc(d, sizeof(float) * nb * (size_t)widths[k])))
+    tnd_buffer **bufs[N_ACTIVATIONS];
+    int64_t widths[N_ACTIVATIONS];
+    activation_layout(hp, a, bufs, widths);
+    for (size_t b = 0; b < N_ACTIVATIONS; b++)
+        if (widths[b] && !(*bufs[b] = d->vt->alloc(d, sizeof(float) * nb * (size_t)widths[b])))
             return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for activations on %s", d->name);
     tnd_rope *rope = &fw->rope[i];
     *rope = (tnd_rope){.mode = bm->arch->rope_mode, .head_dim = hp->head_dim, .n_rot = hp->n_rot,
@@ -217,7 +254,7 @@ static tnd_status prepare_device(tnd_forward *fw, const tnd_bound_model *bm, int
     tnd_status s = device_floats(d, bm->w.rope_freqs, hp->n_rot / 2, &rope->freq_factors.buf);
     if (s) return s;
     if (rope->freq_factors.buf) rope->freq_factors = tnd_rows_f32(rope->freq_factors.buf, hp->n_rot / 2, 0, 1);
-    int64_t widest = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
+    int64_t widest = ffn_width(hp) > hp->n_embd ? ffn_width(hp) : hp->n_embd;
     if (qw > widest) widest = qw;
     return d->vt->reserve(d, widest, n_batch);
 }
@@ -280,8 +317,11 @@ void tnd_forward_release(tnd_forward *fw, const tnd_allocator *allocator) {
         tnd_backend *d = fw->devices[i];
         if (!d) continue;
         tnd_activations *a = &fw->act[i];
-        tnd_buffer *bufs[] = {a->x, a->xn, a->q, a->k, a->v, a->attn, a->gate, a->up, a->logits};
-        for (size_t k = 0; k < sizeof bufs / sizeof bufs[0]; k++) free_buffer(d, bufs[k]);
+        tnd_buffer **bufs[N_ACTIVATIONS];
+        int64_t widths[N_ACTIVATIONS];
+        activation_layout(hp, a, bufs, widths);
+        for (size_t k = 0; k < N_ACTIVATIONS; k++) free_buffer(d, *bufs[k]);
+        free_buffer(d, a->logits);
         free_buffer(d, fw->rope[i].freq_factors.buf);
     }
     tnd_free(allocator, fw->stages);

@@ -1,6 +1,7 @@
 /* cpu_backend.c: the CPU device: host memory, and every op written as portable scalar C (the reference that faster
  * kernels are tested against), split across the device's thread pool. */
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_device.h"
 
 #include "core/alloc.h"
 #include "core/error.h"
@@ -16,53 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-enum {
-    TND_CPU_CHUNK = 1024,           /* elements of a weight row dequantized at a time (a multiple of every block) */
-    TND_CPU_ATTN_MAX_GROUP = 16384, /* floats of per-group attention accumulators (heads per KV head * head_dim) */
-    TND_CPU_ATTN_MAX_HEAD = 512,    /* head_dim */
-    TND_CPU_ATTN_MAX_REP = 256,     /* query heads per KV head */
-    TND_CPU_ATTN_TILE = 64,         /* context positions whose K and V rows are decoded together */
-    TND_CPU_ROW_TILE = 32, /* weight rows kept hot while a tile of tokens passes over them (whole packed groups) */
-    TND_CPU_TOKEN_TILE = 64,
-    TND_CPU_CHUNKS_PER_THREAD = 4, /* work units of a matmul per thread (see row_grain) */
-    TND_CPU_PARALLEL_MIN = 1 << 18 /* multiply-adds below which waking other threads costs more than it saves */
-};
-
-typedef struct cpu_device {
-    tnd_thread_pool *pool;
-    tnd_allocator allocator;
-    bool reference;
-    tnd_cpu_kernels kernels;
-    uint8_t *act; /* converted activations of one matmul: [max_tokens][row bytes] */
-    size_t act_cap;
-    float *attn_scratch; /* [threads][ATTN_SCRATCH_FLOATS]: a thread's attention state and decoded K/V tile, kept
-                            off the workers' stacks (hundreds of KB; small-stack platforms give threads 1 MiB) */
-    int32_t *query_blocks; /* [query_blocks_cap + 1]: the first token of each query block of a step, then the end */
-    int64_t query_blocks_cap;
-    tnd_device_profile prof; /* since made or reset */
-    tnd_step step;       /* the current step's batch metadata (begin_step) */
-    tnd_status failure;  /* the first failure of an op since the last synchronize, and its message */
-    char failure_message[256];
-} cpu_device;
-
-/* Floats of one thread's attention scratch: the running outputs, maxima and sums of an item's query heads, their
- * queries gathered side by side, then a tile of K and of V rows decoded to floats. */
-enum {
-    ATTN_SCRATCH_FLOATS =
-        2 * TND_CPU_ATTN_MAX_GROUP + 2 * TND_CPU_ATTN_MAX_REP + 2 * TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD,
-    ATTN_QUERY_BLOCK = 16 /* most tokens of one sequence that go over the cached prefix together */
-};
-
-static cpu_device *dev(tnd_backend *b) { return (cpu_device *)b->impl; }
-
-static double seconds_now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 /* Records the failure of an op for synchronize (the first one counts). */
-static void op_failed(tnd_backend *b, tnd_status status, const char *message) {
+void tnd_cpu_op_failed(tnd_backend *b, tnd_status status, const char *message) {
     cpu_device *d = dev(b);
     if (d->failure) return;
     d->failure = status;
@@ -82,9 +38,6 @@ static tnd_status cpu_synchronize(tnd_backend *b) {
  * Memory
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* The CPU's buffers are host memory: a tnd_buffer pointer is the address of its bytes, and a tensor's data is
- * that address plus its offset. The ops take contiguous views (row_bytes = ne0 elements), as the model makes. */
-static float *f32(const tnd_tensor *t) { return (float *)(void *)((uint8_t *)t->buf + t->offset); }
 
 static tnd_buffer *cpu_alloc(tnd_backend *b, size_t bytes) {
     return (tnd_buffer *)tnd_alloc(&dev(b)->allocator, bytes);
@@ -130,8 +83,10 @@ static tnd_status cpu_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd
     *out = *host;
     out->row_group = 0;
     const tnd_cpu_dot *k = &dev(b)->kernels.dot[host->type];
+    /* experts are multiplied from their first row on: packed only where their rows are whole row tiles */
+    bool experts_aligned = host->n_experts <= 1 || (host->n_rows / host->n_experts) % TND_CPU_ROW_TILE == 0;
     if (dev(b)->reference || host->lookup_only || !k->tile_packed || host->n_rows < k->tile_rows ||
-        TND_CPU_ROW_TILE % k->tile_rows)
+        TND_CPU_ROW_TILE % k->tile_rows || !experts_aligned)
         return TND_OK;
     /* rows the tiles read together, stored together (tnd_cpu_pack_rows) */
     int64_t groups = (host->n_rows + k->tile_rows - 1) / k->tile_rows;
@@ -225,59 +180,41 @@ static void cpu_rope(tnd_backend *b, const tnd_tensor *xv, int32_t n_heads, cons
  * kernel's format (Q8_0, Q8_K, F32, ...), then tiles of rows x tokens are multiplied with the kernel's dot product.
  * ---------------------------------------------------------------------------------------------------------- */
 
-typedef struct matmul_job {
-    const tnd_weight *w;
-    const float *x;
-    int64_t n_tokens;
-    float *y;
-    const tnd_cpu_dot *k;
-    uint8_t *act;
-    size_t act_row;
-} matmul_job;
-
-static void matmul_rows_ref(void *ctx, int64_t r0, int64_t r1) {
-    const matmul_job *j = ctx;
-    const tnd_weight *w = j->w;
+void tnd_cpu_product_rows_ref(const tnd_weight *w, int64_t row0, const float *x, int64_t n_tokens, float *y,
+                              size_t ldy, int64_t r0, int64_t r1) {
     const tnd_type_traits *tr = tnd_type_traits_of(w->type);
     float chunk[TND_CPU_CHUNK];
     for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
-        for (int64_t t = 0; t < j->n_tokens; t++) j->y[t * w->n_rows + r] = 0;
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)(row0 + r) * w->row_bytes;
+        for (int64_t t = 0; t < n_tokens; t++) y[(size_t)t * ldy + (size_t)r] = 0;
         for (int64_t c0 = 0; c0 < w->n_cols; c0 += TND_CPU_CHUNK) {
             int64_t n = w->n_cols - c0 < TND_CPU_CHUNK ? w->n_cols - c0 : TND_CPU_CHUNK;
             tr->to_float(row + (size_t)(c0 / tr->block_size) * tr->type_size, chunk, n);
-            for (int64_t t = 0; t < j->n_tokens; t++) {
-                const float *xt = j->x + t * w->n_cols + c0;
+            for (int64_t t = 0; t < n_tokens; t++) {
+                const float *xt = x + t * w->n_cols + c0;
                 float acc = 0;
                 for (int64_t i = 0; i < n; i++) acc += chunk[i] * xt[i];
-                j->y[t * w->n_rows + r] += acc;
+                y[(size_t)t * ldy + (size_t)r] += acc;
             }
         }
     }
 }
 
-static void convert_activations(void *ctx, int64_t t0, int64_t t1) {
-    const matmul_job *j = ctx;
-    for (int64_t t = t0; t < t1; t++)
-        j->k->quantize_act(j->x + t * j->w->n_cols, j->act + (size_t)t * j->act_row, j->w->n_cols);
-}
-
-static void matmul_rows_fast(void *ctx, int64_t r0, int64_t r1) {
-    const matmul_job *j = ctx;
-    const tnd_weight *w = j->w;
-    const tnd_cpu_dot *k = j->k;
+void tnd_cpu_product_rows(const tnd_cpu_product *p, int64_t r0, int64_t r1) {
+    const tnd_weight *w = p->w;
+    const tnd_cpu_dot *k = p->k;
     for (int64_t rb = r0; rb < r1; rb += TND_CPU_ROW_TILE) {
         int64_t re = rb + TND_CPU_ROW_TILE < r1 ? rb + TND_CPU_ROW_TILE : r1;
-        for (int64_t tb = 0; tb < j->n_tokens; tb += TND_CPU_TOKEN_TILE) {
-            int64_t te = tb + TND_CPU_TOKEN_TILE < j->n_tokens ? tb + TND_CPU_TOKEN_TILE : j->n_tokens;
+        for (int64_t tb = 0; tb < p->n_tokens; tb += TND_CPU_TOKEN_TILE) {
+            int64_t te = tb + TND_CPU_TOKEN_TILE < p->n_tokens ? tb + TND_CPU_TOKEN_TILE : p->n_tokens;
             if (w->row_group) { /* packed: whole groups, read as one stream */
                 for (int64_t r = rb; r < re; r += w->row_group) {
-                    const uint8_t *group = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+                    const uint8_t *group = (const uint8_t *)w->data + (size_t)(p->row0 + r) * w->row_bytes;
                     int n_rows = (int)(re - r < w->row_group ? re - r : w->row_group);
                     for (int64_t t = tb; t < te; t += k->tile_tokens) {
                         int n_tok = (int)(te - t < k->tile_tokens ? te - t : k->tile_tokens);
-                        k->tile_packed(group, 0, j->act + (size_t)t * j->act_row, j->act_row, w->n_cols,
-                                       j->y + t * w->n_rows + r, (size_t)w->n_rows, n_rows, n_tok);
+                        k->tile_packed(group, 0, p->act + (size_t)t * p->act_row, p->act_row, w->n_cols,
+                                       p->y + (size_t)t * p->ldy + (size_t)r, p->ldy, n_rows, n_tok);
                     }
                 }
                 continue;
@@ -287,27 +224,50 @@ static void matmul_rows_fast(void *ctx, int64_t r0, int64_t r1) {
              * made it worse): they pay off only when the rows come back for more tokens, from cache. */
             int tile_rows = k->tile && te - tb > k->tile_tokens ? k->tile_rows : 1;
             for (int64_t r = rb; r < re; r += tile_rows) {
-                const uint8_t *rows = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+                const uint8_t *rows = (const uint8_t *)w->data + (size_t)(p->row0 + r) * w->row_bytes;
                 if (!k->tile) {
                     for (int64_t t = tb; t < te; t++)
-                        j->y[t * w->n_rows + r] = k->dot(rows, j->act + (size_t)t * j->act_row, w->n_cols);
+                        p->y[(size_t)t * p->ldy + (size_t)r] = k->dot(rows, p->act + (size_t)t * p->act_row, w->n_cols);
                     continue;
                 }
                 int n_rows = (int)(re - r < tile_rows ? re - r : tile_rows);
                 for (int64_t t = tb; t < te; t += k->tile_tokens) {
                     int n_tok = (int)(te - t < k->tile_tokens ? te - t : k->tile_tokens);
-                    k->tile(rows, w->row_bytes, j->act + (size_t)t * j->act_row, j->act_row, w->n_cols,
-                            j->y + t * w->n_rows + r, (size_t)w->n_rows, n_rows, n_tok);
+                    k->tile(rows, w->row_bytes, p->act + (size_t)t * p->act_row, p->act_row, w->n_cols,
+                            p->y + (size_t)t * p->ldy + (size_t)r, p->ldy, n_rows, n_tok);
                 }
             }
         }
     }
 }
 
+/* A matmul on the pool: the float activations x, and the product over converted ones (p.act unused by the
+ * reference). */
+typedef struct matmul_job {
+    const float *x;
+    uint8_t *act; /* where the converted activations go: p.act */
+    tnd_cpu_product p;
+} matmul_job;
+
+static void matmul_rows_ref(void *ctx, int64_t r0, int64_t r1) {
+    const matmul_job *j = ctx;
+    tnd_cpu_product_rows_ref(j->p.w, 0, j->x, j->p.n_tokens, j->p.y, j->p.ldy, r0, r1);
+}
+
+static void convert_activations(void *ctx, int64_t t0, int64_t t1) {
+    const matmul_job *j = ctx;
+    for (int64_t t = t0; t < t1; t++)
+        j->p.k->quantize_act(j->x + t * j->p.w->n_cols, j->act + (size_t)t * j->p.act_row, j->p.w->n_cols);
+}
+
+static void matmul_rows_fast(void *ctx, int64_t r0, int64_t r1) {
+    tnd_cpu_product_rows(&((const matmul_job *)ctx)->p, r0, r1);
+}
+
 /* Rows per claimed chunk: a few chunks per thread, so a thread that loses its core delays little, yet long
  * enough runs of consecutive rows that the hardware prefetcher keeps streaming (16-row chunks alternating between
  * threads measured 20.9 t/s against 29 for halves, Q8_0 1.1B decode with 2 threads). */
-static int64_t row_grain(const tnd_thread_pool *pool, int64_t n_rows) {
+int64_t tnd_cpu_row_grain(const tnd_thread_pool *pool, int64_t n_rows) {
     int64_t per = n_rows / (TND_CPU_CHUNKS_PER_THREAD * tnd_thread_pool_size(pool));
     per = (per + TND_CPU_ROW_TILE - 1) / TND_CPU_ROW_TILE * TND_CPU_ROW_TILE;
     return per < TND_CPU_ROW_TILE ? TND_CPU_ROW_TILE : per;
@@ -321,24 +281,27 @@ static void matmul_run(tnd_backend *b, const tnd_weight *w, const tnd_tensor *xv
     float *y = f32(yv);
     int64_t n_tokens = xv->ne1;
     tnd_thread_pool *pool = w->n_rows * w->n_cols * n_tokens < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
-    matmul_job job = {.w = w, .x = x, .n_tokens = n_tokens, .y = y, .k = &d->kernels.dot[w->type]};
-    job.act_row = job.k->dot ? tnd_cpu_act_bytes(job.k, w->n_cols) : 0;
-    if (d->reference || !job.k->dot || !job.act_row) {
-        tnd_thread_pool_for(pool, w->n_rows, row_grain(pool, w->n_rows), matmul_rows_ref, &job);
+    int64_t grain = tnd_cpu_row_grain(pool, w->n_rows);
+    matmul_job job = {.x = x, .p = {.w = w, .k = &d->kernels.dot[w->type], .n_tokens = n_tokens, .y = y,
+                                    .ldy = (size_t)w->n_rows}};
+    job.p.act_row = job.p.k->dot ? tnd_cpu_act_bytes(job.p.k, w->n_cols) : 0;
+    if (d->reference || !job.p.k->dot || !job.p.act_row) {
+        tnd_thread_pool_for(pool, w->n_rows, grain, matmul_rows_ref, &job);
         return;
     }
-    if (job.act_row > d->act_cap && cpu_reserve(b, w->n_cols, 1) != TND_OK) { /* not reserved: at least one row */
-        op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the converted activations of a matmul");
+    if (job.p.act_row > d->act_cap && cpu_reserve(b, w->n_cols, 1) != TND_OK) { /* not reserved: at least one row */
+        tnd_cpu_op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the converted activations of a matmul");
         return;
     }
     job.act = d->act;
-    int64_t per = (int64_t)(d->act_cap / job.act_row); /* tokens whose converted activations fit at once */
+    job.p.act = d->act;
+    int64_t per = (int64_t)(d->act_cap / job.p.act_row); /* tokens whose converted activations fit at once */
     for (int64_t t0 = 0; t0 < n_tokens; t0 += per) {
-        job.n_tokens = n_tokens - t0 < per ? n_tokens - t0 : per;
+        job.p.n_tokens = n_tokens - t0 < per ? n_tokens - t0 : per;
         job.x = x + t0 * w->n_cols;
-        job.y = y + t0 * w->n_rows;
-        tnd_thread_pool_for(pool, job.n_tokens, 1, convert_activations, &job);
-        tnd_thread_pool_for(pool, w->n_rows, row_grain(pool, w->n_rows), matmul_rows_fast, &job);
+        job.p.y = y + t0 * w->n_rows;
+        tnd_thread_pool_for(pool, job.p.n_tokens, 1, convert_activations, &job);
+        tnd_thread_pool_for(pool, w->n_rows, grain, matmul_rows_fast, &job);
     }
 }
 
@@ -623,7 +586,7 @@ static void attention_run(tnd_backend *b, const tnd_attention_args *args) {
         d->query_blocks = tnd_alloc_array(&d->allocator, (size_t)n_tokens + 1, sizeof(int32_t));
         d->query_blocks_cap = d->query_blocks ? n_tokens : 0;
         if (!d->query_blocks) {
-            op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the query blocks of attention");
+            tnd_cpu_op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the query blocks of attention");
             return;
         }
     }
@@ -676,6 +639,7 @@ static void cpu_destroy(tnd_backend *b) {
     tnd_allocator a = d->allocator;
     tnd_thread_pool_free(d->pool);
     tnd_free(&a, d->act);
+    tnd_free(&a, d->experts);
     tnd_free(&a, d->attn_scratch);
     tnd_free(&a, d->query_blocks);
     tnd_free(&a, d);
@@ -691,7 +655,8 @@ static bool cpu_supports(tnd_backend *b, const tnd_op_query *q) {
     const tnd_type_traits *t = tnd_type_traits_of(q->type);
     switch (q->op) {
     case TND_OP_EMBED:
-    case TND_OP_MATMUL: return t && t->to_float;
+    case TND_OP_MATMUL:
+    case TND_OP_MATMUL_EXPERTS: return t && t->to_float;
     case TND_OP_KV_STORE:
     case TND_OP_ATTENTION: {
         /* the attention state of a KV head's query heads lives in fixed per-thread scratch */
@@ -805,6 +770,10 @@ static const tnd_backend_vtable cpu_vtable = {
     .kv_store = cpu_kv_store,
     .kv_copy_blocks = cpu_kv_copy_blocks,
     .attention = cpu_attention,
+    .moe_route = tnd_cpu_moe_route,
+    .matmul_experts = tnd_cpu_matmul_experts,
+    .moe_combine = tnd_cpu_moe_combine,
+    .sigmoid_scale = tnd_cpu_sigmoid_scale,
 };
 
 /* The best kernels of this processor, capped by TANDEM_CPU_ISA=avx2 (or another set's name) to compare instruction

@@ -65,6 +65,13 @@ FORWARD_OP(kv_store,
             const tnd_tensor *k, const tnd_tensor *v, int32_t head_dim),
            (inner(b), k_pool, v_pool, k_type, v_type, k, v, head_dim))
 FORWARD_OP(attention, (tnd_backend * b, const tnd_attention_args *a), (inner(b), a))
+FORWARD_OP(moe_route, (tnd_backend * b, const tnd_moe_route_args *a), (inner(b), a))
+FORWARD_OP(matmul_experts,
+           (tnd_backend * b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *ids, const tnd_tensor *y),
+           (inner(b), w, x, ids, y))
+FORWARD_OP(moe_combine, (tnd_backend * b, const tnd_tensor *e, const tnd_tensor *w, const tnd_tensor *y),
+           (inner(b), e, w, y))
+FORWARD_OP(sigmoid_scale, (tnd_backend * b, const tnd_tensor *y, const tnd_tensor *g), (inner(b), y, g))
 
 static void fault_destroy(tnd_backend *b) {
     if (!b) return;
@@ -158,6 +165,10 @@ static const tnd_backend_vtable fault_vtable = {
     .kv_store = fault_kv_store,
     .kv_copy_blocks = fault_kv_copy_blocks,
     .attention = fault_attention,
+    .moe_route = fault_moe_route,
+    .matmul_experts = fault_matmul_experts,
+    .moe_combine = fault_moe_combine,
+    .sigmoid_scale = fault_sigmoid_scale,
 };
 
 tnd_status tnd_backend_fault_wrap(tnd_backend *in, const char *spec, const tnd_allocator *allocator,

@@ -1,0 +1,192 @@
+/* cpu_experts.c: the mixture-of-experts ops of the CPU device. The router's choice runs on the calling thread; the
+ * chosen experts' matmuls group a step's (token, slot) pairs by expert, so that each expert's rows are read once for
+ * all the tokens that chose it, and run as one job on the pool over the rows of every active expert (one job, not
+ * one per expert: a decode step of a 48-layer model with 8 experts would otherwise wake the pool over a thousand
+ * times). */
+#include "backend/cpu/cpu_device.h"
+
+#include "quant/quant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+static int32_t *i32(const tnd_tensor *t) { return (int32_t *)(void *)((uint8_t *)t->buf + t->offset); }
+
+void tnd_cpu_moe_route(tnd_backend *b, const tnd_moe_route_args *a) {
+    const float *logits = f32(&a->logits);
+    int32_t *ids = i32(&a->ids);
+    float *weights = f32(&a->weights);
+    int64_t n_experts = a->logits.ne0, k = a->n_used;
+    for (int64_t t = 0; t < a->logits.ne1; t++) {
+        const float *l = logits + t * n_experts;
+        int32_t *id = ids + t * k;
+        float *w = weights + t * k;
+        /* softmax is monotonic: the largest logits are the largest probabilities */
+        for (int64_t j = 0; j < k; j++) {
+            int32_t best = -1;
+            for (int32_t e = 0; e < n_experts; e++) {
+                bool taken = false;
+                for (int64_t i = 0; i < j && !taken; i++) taken = id[i] == e;
+                if (!taken && (best < 0 || l[e] > l[best])) best = e; /* ties: the lower index */
+            }
+            id[j] = best;
+        }
+        float max = l[id[0]];
+        double all = 0, chosen = 0;
+        for (int64_t e = 0; e < n_experts; e++) all += exp((double)l[e] - max);
+        for (int64_t j = 0; j < k; j++) chosen += exp((double)l[id[j]] - max);
+        double denominator = a->normalize ? chosen : all;
+        for (int64_t j = 0; j < k; j++) w[j] = (float)(exp((double)l[id[j]] - max) / denominator);
+    }
+}
+
+void tnd_cpu_moe_combine(tnd_backend *b, const tnd_tensor *experts, const tnd_tensor *weights, const tnd_tensor *y) {
+    const float *e = f32(experts), *w = f32(weights);
+    float *out = f32(y);
+    int64_t width = y->ne0, k = weights->ne0;
+    for (int64_t t = 0; t < y->ne1; t++)
+        for (int64_t i = 0; i < width; i++) {
+            float acc = 0;
+            for (int64_t j = 0; j < k; j++) acc += w[t * k + j] * e[(t * k + j) * width + i];
+            out[t * width + i] += acc;
+        }
+}
+
+void tnd_cpu_sigmoid_scale(tnd_backend *b, const tnd_tensor *y, const tnd_tensor *g) {
+    float *out = f32(y);
+    const float *gate = f32(g);
+    for (int64_t t = 0; t < y->ne1; t++) {
+        float s = 1.0f / (1.0f + expf(-gate[t]));
+        for (int64_t i = 0; i < y->ne0; i++) out[t * y->ne0 + i] *= s;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * The experts' matmuls. A pair is (token t, slot j), numbered t * n_used + j; `sorted` lists the pairs grouped by
+ * expert (in pair order within an expert), expert e's from first[e] to first[e + 1].
+ * ---------------------------------------------------------------------------------------------------------- */
+
+typedef struct experts_job {
+    const tnd_weight *w;
+    const tnd_cpu_dot *k;
+    const float *x;
+    bool per_slot;        /* x has a row per pair (else per token) */
+    int32_t n_used;
+    int64_t rows;         /* rows of one expert */
+    const int32_t *ids;   /* [n_pairs] */
+    const int32_t *sorted, *active; /* [n_pairs] pairs by expert; [n_active] the experts with pairs */
+    const int64_t *first; /* [n_experts + 1] */
+    uint8_t *act;         /* [n_pairs][act_row]: sorted pair q's converted input */
+    size_t act_row;
+    float *y_sorted;      /* [n_pairs][rows]: sorted pair q's output */
+    float *y;             /* [n_pairs][rows]: the op's output */
+} experts_job;
+
+static const float *input_of(const experts_job *j, int64_t pair) {
+    return j->x + (j->per_slot ? pair : pair / j->n_used) * j->w->n_cols;
+}
+
+static void experts_ref(void *ctx, int64_t p0, int64_t p1) {
+    const experts_job *j = ctx;
+    for (int64_t p = p0; p < p1; p++)
+        tnd_cpu_product_rows_ref(j->w, (int64_t)j->ids[p] * j->rows, input_of(j, p), 1, j->y + p * j->rows,
+                                 (size_t)j->rows, 0, j->rows);
+}
+
+static void experts_convert(void *ctx, int64_t q0, int64_t q1) {
+    const experts_job *j = ctx;
+    for (int64_t q = q0; q < q1; q++)
+        j->k->quantize_act(input_of(j, j->sorted[q]), j->act + (size_t)q * j->act_row, j->w->n_cols);
+}
+
+/* Rows [v0, v1) of the active experts' rows laid end to end: each piece within one expert is one product. */
+static void experts_rows(void *ctx, int64_t v0, int64_t v1) {
+    const experts_job *j = ctx;
+    while (v0 < v1) {
+        int32_t e = j->active[v0 / j->rows];
+        int64_t r0 = v0 % j->rows, r1 = r0 + (v1 - v0) < j->rows ? r0 + (v1 - v0) : j->rows;
+        tnd_cpu_product p = {.w = j->w, .k = j->k, .row0 = (int64_t)e * j->rows,
+                             .act = j->act + (size_t)j->first[e] * j->act_row, .act_row = j->act_row,
+                             .n_tokens = j->first[e + 1] - j->first[e], .y = j->y_sorted + j->first[e] * j->rows,
+                             .ldy = (size_t)j->rows};
+        tnd_cpu_product_rows(&p, r0, r1);
+        v0 += r1 - r0;
+    }
+}
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* The scratch of a step's experts' matmul, grown when a larger one comes (kept: steps repeat their sizes). */
+static uint8_t *experts_scratch(tnd_backend *b, size_t bytes) {
+    cpu_device *d = dev(b);
+    if (bytes <= d->experts_cap) return d->experts;
+    tnd_free(&d->allocator, d->experts);
+    d->experts = tnd_alloc(&d->allocator, bytes);
+    d->experts_cap = d->experts ? bytes : 0;
+    return d->experts;
+}
+
+static void experts_run(tnd_backend *b, const tnd_weight *w, const tnd_tensor *xv, const tnd_tensor *idv,
+                        const tnd_tensor *yv) {
+    cpu_device *d = dev(b);
+    int32_t n_experts = w->n_experts;
+    int64_t n_used = idv->ne0, n_pairs = idv->ne0 * idv->ne1, rows = w->n_rows / n_experts;
+    if (!n_pairs) return;
+    experts_job j = {.w = w, .k = &d->kernels.dot[w->type], .x = f32(xv), .per_slot = xv->ne1 == n_pairs,
+                     .n_used = (int32_t)n_used, .rows = rows, .ids = i32(idv), .y = f32(yv)};
+    for (int64_t p = 0; p < n_pairs; p++)
+        if (j.ids[p] < 0 || j.ids[p] >= n_experts) {
+            char message[96];
+            snprintf(message, sizeof message, "expert %d chosen, but the layer has %d experts", j.ids[p], n_experts);
+            tnd_cpu_op_failed(b, TND_ERR_INVALID_ARGUMENT, message);
+            return;
+        }
+    j.act_row = j.k->dot ? tnd_cpu_act_bytes(j.k, w->n_cols) : 0;
+    if (d->reference || !j.k->dot || !j.act_row) {
+        tnd_thread_pool *pool = n_pairs * rows * w->n_cols < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
+        tnd_thread_pool_for(pool, n_pairs, 1, experts_ref, &j);
+        return;
+    }
+    size_t sorted_bytes = align64(sizeof(int32_t) * (size_t)(n_pairs + n_experts)),
+           first_bytes = align64(sizeof(int64_t) * (size_t)(n_experts + 1)),
+           act_bytes = align64(j.act_row * (size_t)n_pairs);
+    uint8_t *scratch = experts_scratch(b, sorted_bytes + first_bytes + act_bytes + sizeof(float) * (size_t)(n_pairs * rows));
+    if (!scratch) {
+        tnd_cpu_op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the scratch of the experts' matmuls");
+        return;
+    }
+    int32_t *sorted = (int32_t *)(void *)scratch, *active = sorted + n_pairs;
+    int64_t *first = (int64_t *)(void *)(scratch + sorted_bytes);
+    j.act = scratch + sorted_bytes + first_bytes;
+    j.y_sorted = (float *)(void *)(j.act + act_bytes);
+    /* counting sort of the pairs by expert */
+    memset(first, 0, sizeof(int64_t) * (size_t)(n_experts + 1));
+    for (int64_t p = 0; p < n_pairs; p++) first[j.ids[p] + 1]++;
+    int32_t n_active = 0;
+    for (int32_t e = 0; e < n_experts; e++) {
+        if (first[e + 1]) active[n_active++] = e;
+        first[e + 1] += first[e];
+    }
+    for (int64_t p = 0; p < n_pairs; p++) sorted[first[j.ids[p]]++] = (int32_t)p; /* first[e] walks to first[e+1] */
+    for (int32_t e = n_experts; e > 0; e--) first[e] = first[e - 1];
+    first[0] = 0;
+    j.sorted = sorted;
+    j.active = active;
+    j.first = first;
+    int64_t active_rows = (int64_t)n_active * rows;
+    tnd_thread_pool *pool = active_rows * w->n_cols * (n_pairs / n_active) < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
+    tnd_thread_pool_for(pool, n_pairs, 1, experts_convert, &j);
+    tnd_thread_pool_for(pool, active_rows, tnd_cpu_row_grain(pool, active_rows), experts_rows, &j);
+    for (int64_t q = 0; q < n_pairs; q++)
+        memcpy(j.y + (size_t)sorted[q] * (size_t)rows, j.y_sorted + (size_t)q * (size_t)rows, sizeof(float) * (size_t)rows);
+    d->prof.matmul_bytes += (uint64_t)active_rows * (uint64_t)w->row_bytes;
+}
+
+/* The experts' matmul, timed for the profile (the bytes are those of the experts a step used). */
+void tnd_cpu_matmul_experts(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *ids,
+                            const tnd_tensor *y) {
+    double t0 = seconds_now();
+    experts_run(b, w, x, ids, y);
+    dev(b)->prof.matmul_seconds += seconds_now() - t0;
+}
