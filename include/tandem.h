@@ -332,6 +332,8 @@ typedef struct tnd_group_info {
     int32_t layer;                /* -1 for the embedding and the output */
     uint64_t weight_bytes;        /* its tensors' bytes as stored in the file (a tied output head counts 0) */
     uint64_t kv_values_per_token; /* attention groups: K and V values one cached token takes; 0 for the others */
+    uint64_t active_bytes;        /* of weight_bytes, what one token reads: the feed-forward group of a mixture of
+                                     experts reads the experts it chooses (expert_used_count of expert_count) */
 } tnd_group_info;
 
 /* Number of tensor groups (2 per layer, the embedding and the output). Binds the model like the first context

@@ -15,8 +15,10 @@ static void check_file(const char *name) {
     if (!CHECK_OK(tnd_model_open(tnd_fixture(path), NULL, &m))) return;
     const tnd_gguf *g = m->gguf;
     int64_t ftype = -1, n_layer = 0, n_head = 0, n_head_kv = 0;
-    const char *arch = strncmp(name, "qwen3", 5) == 0 ? "qwen3" : strncmp(name, "qwen2", 5) == 0 ? "qwen2" : "llama";
-    char key[64];
+    tnd_gguf_str arch_name = {"", 0};
+    CHECK_OK(tnd_gguf_get_str(g, "general.architecture", &arch_name));
+    char arch[32], key[64];
+    snprintf(arch, sizeof arch, "%.*s", (int)(arch_name.len < 31 ? arch_name.len : 31), arch_name.ptr);
     CHECK_OK(tnd_gguf_get_int(g, "general.file_type", &ftype));
     snprintf(key, sizeof key, "%s.block_count", arch);
     CHECK_OK(tnd_gguf_get_int(g, key, &n_layer));
@@ -43,7 +45,9 @@ int main(void) {
     static const char *files[] = {"llama-tiny-f16", "llama-tiny-bf16", "llama-tiny-q8_0", "llama-tiny-q4_0",
                                   "llama-tiny-q4_1", "llama-tiny-q5_0", "llama-tiny-q5_1", "llama-tiny-q2_k",
                                   "llama-tiny-q3_k_m", "llama-tiny-q4_k_m", "llama-tiny-q5_k_m", "llama-tiny-q6_k",
-                                  "llama3-tiny-q4_k_m", "qwen2-tiny-q4_k_m", "qwen2-tiny-q8_0", "qwen3-tiny-q4_k_m"};
+                                  "llama3-tiny-q4_k_m", "qwen2-tiny-q4_k_m", "qwen2-tiny-q8_0", "qwen3-tiny-q4_k_m",
+                                  "qwen2moe-tiny-q4_k_m", "qwen2moe-tiny-q8_0", "mixtral-tiny-q4_k_m",
+                                  "mixtral-tiny-q8_0"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) check_file(files[i]);
     tnd_ftype f;
     CHECK(tnd_ftype_parse("q4_k_m", &f) == TND_OK && f == TND_FTYPE_Q4_K_M);

@@ -9,10 +9,16 @@
 #include <string.h>
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: tandem model make --shape NAME --type TYPE -o FILE [--seed N] [-t THREADS]\nshapes:");
-    for (const tnd_model_shape *s = tnd_model_shapes(); s->name; s++)
-        fprintf(f, " %s (embd %d, %d layers, %d/%d heads, ff %d, vocab %d)%s", s->name, s->n_embd, s->n_layer,
-                s->n_head, s->n_head_kv, s->n_ff, s->n_vocab, s[1].name ? "," : "\n");
+    fprintf(f, "usage: tandem model make --shape NAME --type TYPE -o FILE [--seed N] [-t THREADS]\nshapes:\n");
+    for (const tnd_model_shape *s = tnd_model_shapes(); s->name; s++) {
+        fprintf(f, "  %-18s %s, embd %d, %d layers, %d/%d heads, vocab %d, ", s->name, s->arch, s->n_embd,
+                s->n_layer, s->n_head, s->n_head_kv, s->n_vocab);
+        if (s->n_expert)
+            fprintf(f, "%d experts of ff %d, %d used%s\n", s->n_expert, s->n_ff_exp, s->n_expert_used,
+                    s->n_ff_shexp ? ", a shared expert" : "");
+        else
+            fprintf(f, "ff %d\n", s->n_ff);
+    }
     return f == stdout ? 0 : 2;
 }
 

@@ -89,8 +89,9 @@ static int32_t device_index(const char *name, int32_t n_devices) {
  * Overrides
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* Whether `re` matches a group's name or the GGUF name of one of its tensors (tnd_layer_tensors for the layers). */
-static bool group_matches(const regex_t *re, const tnd_group_info *gi) {
+/* Whether `re` matches a group's name or the GGUF name of one of its tensors in the file (tnd_layer_tensors for the
+ * layers). */
+static bool group_matches(const regex_t *re, const tnd_model *m, const tnd_group_info *gi) {
     if (!regexec(re, gi->name, 0, NULL, 0)) return true;
     if (gi->layer < 0) {
         bool embd = !strcmp(gi->name, "token_embd");
@@ -102,7 +103,7 @@ static bool group_matches(const regex_t *re, const tnd_group_info *gi) {
     for (size_t i = 0; i < tnd_layer_tensor_count; i++) {
         if (tnd_layer_tensors[i].ffn != ffn) continue;
         snprintf(name, sizeof name, "blk.%d.%s", gi->layer, tnd_layer_tensors[i].name);
-        if (!regexec(re, name, 0, NULL, 0)) return true;
+        if (tnd_model_tensor_find(m, name) >= 0 && !regexec(re, name, 0, NULL, 0)) return true;
     }
     return false;
 }
@@ -133,7 +134,7 @@ static bool apply_override(const char *spec, tnd_model *m, int32_t n_groups, int
     int32_t moved = 0;
     for (int32_t g = 0; g < n_groups; g++) {
         tnd_group_info gi;
-        if (tnd_model_group(m, g, &gi) == TND_OK && group_matches(&re, &gi)) {
+        if (tnd_model_group(m, g, &gi) == TND_OK && group_matches(&re, m, &gi)) {
             groups[g] = device;
             moved++;
         }

@@ -34,6 +34,7 @@ typedef struct tnd_hparams {
  *   wq [n_embd, n_head*head_dim]   wk, wv [n_embd, n_head_kv*head_dim]   wo [n_head*head_dim, n_embd]
  *   w_gate, w_up [n_embd, n_ff]    w_down [n_ff, n_embd]
  *   attn_norm, ffn_norm [n_embd]   bq [n_head*head_dim]  bk, bv [n_head_kv*head_dim]  q_norm, k_norm [head_dim]
+ *   (or, normed over all heads at once, q_norm [n_head*head_dim] and k_norm [n_head_kv*head_dim])
  * A mixture-of-experts block has, instead of w_gate, w_up and w_down:
  *   router [n_embd, n_expert]   gate_exps, up_exps [n_embd, n_ff_exp, n_expert]   down_exps [n_ff_exp, n_embd, n_expert]
  *   and, with a shared expert, gate_shexp, up_shexp [n_embd, n_ff_shexp], down_shexp [n_ff_shexp, n_embd] and
@@ -57,8 +58,8 @@ typedef enum tnd_dim {
 /* Which models have a tensor: all, those with a feature of their tnd_arch, those with a dense feed-forward block,
  * those with experts. */
 typedef enum tnd_needs {
-    TND_NEEDS_ALWAYS, TND_NEEDS_QKV_BIAS, TND_NEEDS_QK_NORM, TND_NEEDS_DENSE_FFN, TND_NEEDS_EXPERTS,
-    TND_NEEDS_SHARED_EXPERT
+    TND_NEEDS_ALWAYS, TND_NEEDS_QKV_BIAS, TND_NEEDS_QK_NORM, TND_NEEDS_QK_NORM_FULL, TND_NEEDS_DENSE_FFN,
+    TND_NEEDS_EXPERTS, TND_NEEDS_SHARED_EXPERT
 } tnd_needs;
 
 typedef struct tnd_layer_tensor {
@@ -94,7 +95,8 @@ struct tnd_arch {
     const char *name;        /* general.architecture */
     tnd_rope_mode rope_mode;
     bool qkv_bias;           /* attn_q/k/v.bias required */
-    bool qk_norm;            /* attn_q_norm / attn_k_norm required */
+    bool qk_norm;            /* attn_q_norm / attn_k_norm required: RMS norms of each head [head_dim] */
+    bool qk_norm_full;       /* attn_q_norm / attn_k_norm required: RMS norms over all heads at once (OLMoE) */
     bool experts;            /* expert_count required: every block is a mixture of experts (else optional: Mixtral
                                 is a llama with experts) */
     bool shared_expert;      /* a mixture-of-experts block also has a shared expert with a sigmoid gate */
@@ -108,6 +110,10 @@ extern const tnd_arch tnd_arch_qwen2;
 extern const tnd_arch tnd_arch_qwen3;
 extern const tnd_arch tnd_arch_qwen2moe;
 extern const tnd_arch tnd_arch_qwen3moe;
+extern const tnd_arch tnd_arch_olmoe;
+
+/* The architecture named `name` (len bytes), or NULL when tandem does not run it. */
+const tnd_arch *tnd_arch_find(const char *name, size_t len);
 
 /* A model bound for inference: descriptor, hyper-parameters, weights. */
 typedef struct tnd_bound_model {

@@ -58,6 +58,7 @@ typedef struct tnd_stage {
 } tnd_stage;
 
 typedef struct tnd_forward {
+    const tnd_arch *arch;
     const tnd_hparams *hp;
     int32_t n_devices;
     tnd_backend *devices[TND_MAX_DEVICES];

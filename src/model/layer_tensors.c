@@ -24,6 +24,8 @@ const tnd_layer_tensor tnd_layer_tensors[] = {
     VECTOR("attn_v.bias", false, TND_DIM_KV, TND_NEEDS_QKV_BIAS, bv),
     VECTOR("attn_q_norm.weight", false, TND_DIM_HEAD, TND_NEEDS_QK_NORM, q_norm),
     VECTOR("attn_k_norm.weight", false, TND_DIM_HEAD, TND_NEEDS_QK_NORM, k_norm),
+    VECTOR("attn_q_norm.weight", false, TND_DIM_Q, TND_NEEDS_QK_NORM_FULL, q_norm),
+    VECTOR("attn_k_norm.weight", false, TND_DIM_KV, TND_NEEDS_QK_NORM_FULL, k_norm),
     VECTOR("ffn_norm.weight", true, TND_DIM_EMBD, TND_NEEDS_ALWAYS, ffn_norm),
     MATRIX("ffn_gate.weight", true, TND_DIM_EMBD, TND_DIM_FF, TND_NEEDS_DENSE_FFN, w_gate),
     MATRIX("ffn_up.weight", true, TND_DIM_EMBD, TND_DIM_FF, TND_NEEDS_DENSE_FFN, w_up),
@@ -60,6 +62,7 @@ bool tnd_model_has(const tnd_arch *arch, const tnd_hparams *hp, tnd_needs needs)
     case TND_NEEDS_ALWAYS: return true;
     case TND_NEEDS_QKV_BIAS: return arch->qkv_bias;
     case TND_NEEDS_QK_NORM: return arch->qk_norm;
+    case TND_NEEDS_QK_NORM_FULL: return arch->qk_norm_full;
     case TND_NEEDS_DENSE_FFN: return hp->n_expert == 0;
     case TND_NEEDS_EXPERTS: return hp->n_expert > 0;
     case TND_NEEDS_SHARED_EXPERT: return hp->n_expert > 0 && arch->shared_expert;

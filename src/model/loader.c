@@ -11,7 +11,7 @@
 #include <string.h>
 
 static const tnd_arch *const architectures[] = {&tnd_arch_llama, &tnd_arch_qwen2, &tnd_arch_qwen3,
-                                                &tnd_arch_qwen2moe, &tnd_arch_qwen3moe};
+                                                &tnd_arch_qwen2moe, &tnd_arch_qwen3moe, &tnd_arch_olmoe};
 enum { N_ARCH = sizeof architectures / sizeof architectures[0] };
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -194,16 +194,17 @@ static size_t count_floats(const tnd_arch *arch, const tnd_hparams *hp) {
     return per_layer * (size_t)hp->n_layer + (size_t)hp->n_embd + (size_t)hp->n_rot / 2;
 }
 
+const tnd_arch *tnd_arch_find(const char *name, size_t len) {
+    for (int i = 0; i < N_ARCH; i++)
+        if (strlen(architectures[i]->name) == len && !memcmp(architectures[i]->name, name, len)) return architectures[i];
+    return NULL;
+}
+
 static tnd_status find_arch(const tnd_gguf *g, const tnd_arch **out) {
     tnd_gguf_str name;
     tnd_status st = tnd_gguf_get_str(g, "general.architecture", &name);
     if (st) return st;
-    for (int i = 0; i < N_ARCH; i++) {
-        if (strlen(architectures[i]->name) == name.len && !memcmp(architectures[i]->name, name.ptr, name.len)) {
-            *out = architectures[i];
-            return TND_OK;
-        }
-    }
+    if ((*out = tnd_arch_find(name.ptr, name.len))) return TND_OK;
     char known[256] = "";
     for (int i = 0; i < N_ARCH; i++)
         snprintf(known + strlen(known), sizeof known - strlen(known), "%s%s", i ? ", " : "", architectures[i]->name);

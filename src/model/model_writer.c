@@ -3,6 +3,8 @@
  * are converted in parallel on a thread pool. */
 #include "model/model_writer.h"
 
+#include "model/arch.h"
+
 #include "core/alloc.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -203,15 +205,21 @@ cleanup:
  * (896, 960) come from the recipe, as in the files people download. */
 static const tnd_model_shape shapes[] = {
     /* name            arch     vocab  embd  layers heads kv ff    ctx    head tied  rope base  rms eps */
-    {"tinyllama-1.1b", "llama", 32000, 2048, 22, 32, 4, 5632, 2048, 0, false, 10000.0f, 1e-5f},
-    {"llama-tiny", "llama", 512, 256, 2, 8, 2, 512, 512, 0, false, 10000.0f, 1e-5f},
-    {"stories-15m", "llama", 32000, 288, 6, 6, 6, 768, 256, 0, false, 10000.0f, 1e-5f},
-    {"smollm2-360m", "llama", 49152, 960, 32, 15, 5, 2560, 8192, 0, true, 100000.0f, 1e-5f},
-    {"llama-3.2-1b", "llama", 128256, 2048, 16, 32, 8, 8192, 131072, 0, true, 500000.0f, 1e-5f},
-    {"qwen2.5-0.5b", "qwen2", 151936, 896, 24, 14, 2, 4864, 32768, 0, true, 1000000.0f, 1e-6f},
-    {"qwen2.5-1.5b", "qwen2", 151936, 1536, 28, 12, 2, 8960, 32768, 0, true, 1000000.0f, 1e-6f},
-    {"qwen3-0.6b", "qwen3", 151936, 1024, 28, 16, 8, 3072, 40960, 128, true, 1000000.0f, 1e-6f},
-    {NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, false, 0, 0},
+    {"tinyllama-1.1b", "llama", 32000, 2048, 22, 32, 4, 5632, 2048, 0, false, 10000.0f, 1e-5f, 0, 0, 0, 0},
+    {"llama-tiny", "llama", 512, 256, 2, 8, 2, 512, 512, 0, false, 10000.0f, 1e-5f, 0, 0, 0, 0},
+    {"stories-15m", "llama", 32000, 288, 6, 6, 6, 768, 256, 0, false, 10000.0f, 1e-5f, 0, 0, 0, 0},
+    {"smollm2-360m", "llama", 49152, 960, 32, 15, 5, 2560, 8192, 0, true, 100000.0f, 1e-5f, 0, 0, 0, 0},
+    {"llama-3.2-1b", "llama", 128256, 2048, 16, 32, 8, 8192, 131072, 0, true, 500000.0f, 1e-5f, 0, 0, 0, 0},
+    {"qwen2.5-0.5b", "qwen2", 151936, 896, 24, 14, 2, 4864, 32768, 0, true, 1000000.0f, 1e-6f, 0, 0, 0, 0},
+    {"qwen2.5-1.5b", "qwen2", 151936, 1536, 28, 12, 2, 8960, 32768, 0, true, 1000000.0f, 1e-6f, 0, 0, 0, 0},
+    {"qwen3-0.6b", "qwen3", 151936, 1024, 28, 16, 8, 3072, 40960, 128, true, 1000000.0f, 1e-6f, 0, 0, 0, 0},
+    /* mixtures of experts: then experts, used per token, an expert's width, the shared expert's width */
+    {"olmoe-1b-7b", "olmoe", 50304, 2048, 16, 16, 16, 1024, 4096, 0, false, 10000.0f, 1e-5f, 64, 8, 1024, 0},
+    {"qwen1.5-moe-a2.7b", "qwen2moe", 151936, 2048, 24, 16, 16, 5632, 8192, 0, false, 1000000.0f, 1e-6f, 60, 4, 1408,
+     5632},
+    {"qwen3-30b-a3b", "qwen3moe", 151936, 2048, 48, 32, 4, 6144, 40960, 128, false, 1000000.0f, 1e-6f, 128, 8, 768,
+     0},
+    {NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, false, 0, 0, 0, 0, 0, 0},
 };
 
 const tnd_model_shape *tnd_model_shapes(void) { return shapes; }
@@ -281,20 +289,26 @@ static tnd_status write_hparams(tnd_gguf_writer *w, const tnd_model_shape *s, tn
     const struct {
         const char *key;
         uint32_t value;
+        bool optional; /* left out when 0 (a dense model's expert keys, or no shared expert) */
     } ints[] = {
-        {"context_length", (uint32_t)s->n_ctx},
-        {"embedding_length", (uint32_t)s->n_embd},
-        {"block_count", (uint32_t)s->n_layer},
-        {"feed_forward_length", (uint32_t)s->n_ff},
-        {"attention.head_count", (uint32_t)s->n_head},
-        {"attention.head_count_kv", (uint32_t)s->n_head_kv},
-        {"attention.key_length", (uint32_t)head_dim_of(s)},
-        {"attention.value_length", (uint32_t)head_dim_of(s)},
-        {"rope.dimension_count", (uint32_t)head_dim_of(s)},
-        {"vocab_size", (uint32_t)s->n_vocab},
+        {"context_length", (uint32_t)s->n_ctx, false},
+        {"embedding_length", (uint32_t)s->n_embd, false},
+        {"block_count", (uint32_t)s->n_layer, false},
+        {"feed_forward_length", (uint32_t)s->n_ff, false},
+        {"attention.head_count", (uint32_t)s->n_head, false},
+        {"attention.head_count_kv", (uint32_t)s->n_head_kv, false},
+        {"attention.key_length", (uint32_t)head_dim_of(s), false},
+        {"attention.value_length", (uint32_t)head_dim_of(s), false},
+        {"rope.dimension_count", (uint32_t)head_dim_of(s), false},
+        {"vocab_size", (uint32_t)s->n_vocab, false},
+        {"expert_count", (uint32_t)s->n_expert, true},
+        {"expert_used_count", (uint32_t)s->n_expert_used, true},
+        {"expert_feed_forward_length", (uint32_t)s->n_ff_exp, true},
+        {"expert_shared_feed_forward_length", (uint32_t)s->n_ff_shexp, true},
     };
     char key[96];
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        if (ints[i].optional && !ints[i].value) continue;
         snprintf(key, sizeof key, "%s.%s", s->arch, ints[i].key);
         if ((st = tnd_gguf_writer_set_u32(w, key, ints[i].value))) return st;
     }
@@ -305,15 +319,17 @@ static tnd_status write_hparams(tnd_gguf_writer *w, const tnd_model_shape *s, tn
     return write_vocab(w, s->n_vocab);
 }
 
-/* Appends one tensor source: a matrix [ne0, ne1] of random weights, or a vector of `value` (ne1 == 0). */
+/* Appends one tensor source: a matrix [ne0, ne1] (ne2 > 1: that many experts [ne0, ne1, ne2]) of random weights,
+ * or a vector of `value` (ne1 == 0). */
 static void add_source(write_job *job, const tnd_model_shape *s, tnd_ftype ftype, uint64_t seed, const char *name,
-                       int64_t ne0, int64_t ne1, float value) {
+                       int64_t ne0, int64_t ne1, int64_t ne2, float value) {
     tensor_source *t = &job->sources[job->n_sources++];
     snprintf(t->name, sizeof t->name, "%s", name);
     t->ne[0] = ne0;
     t->ne[1] = ne1 ? ne1 : 1;
-    t->ne[2] = t->ne[3] = 1;
-    t->n_dims = ne1 ? 2 : 1;
+    t->ne[2] = ne2 > 1 ? ne2 : 1;
+    t->ne[3] = 1;
+    t->n_dims = !ne1 ? 1 : ne2 > 1 ? 3 : 2;
     t->seed = seed ^ (0x51ed27ull * job->n_sources);
     t->stddev = ne1 ? 0.02f : 0.0f;
     t->constant = value;
@@ -321,25 +337,13 @@ static void add_source(write_job *job, const tnd_model_shape *s, tnd_ftype ftype
     t->dst_type = tnd_recipe_tensor_type(ftype, &rm, name, ne0, t->n_dims);
 }
 
-/* The tensors of one block, in the order files list them. Widths: 0 n_embd, 1 K/V width, 2 n_ff, 3 Q width,
- * 4 head_dim; out -1 is a vector (value: 1 for norms, 0 for biases). */
-typedef struct block_part {
-    const char *suffix;
-    int in, out;
-    float value;
-    const char *only_arch; /* NULL: every architecture */
-} block_part;
-
-static const block_part block_parts[] = {
-    {"attn_norm.weight", 0, -1, 1, NULL},      {"attn_q.weight", 0, 3, 0, NULL},
-    {"attn_k.weight", 0, 1, 0, NULL},          {"attn_v.weight", 0, 1, 0, NULL},
-    {"attn_q.bias", 3, -1, 0, "qwen2"},        {"attn_k.bias", 1, -1, 0, "qwen2"},
-    {"attn_v.bias", 1, -1, 0, "qwen2"},        {"attn_q_norm.weight", 4, -1, 1, "qwen3"},
-    {"attn_k_norm.weight", 4, -1, 1, "qwen3"}, {"attn_output.weight", 3, 0, 0, NULL},
-    {"ffn_norm.weight", 0, -1, 1, NULL},       {"ffn_gate.weight", 0, 2, 0, NULL},
-    {"ffn_up.weight", 0, 2, 0, NULL},          {"ffn_down.weight", 2, 0, 0, NULL},
-};
-enum { N_BLOCK_PARTS = sizeof block_parts / sizeof block_parts[0] };
+/* The hyper-parameters the layer table sizes a block of this shape by. */
+static tnd_hparams hparams_of(const tnd_model_shape *s) {
+    return (tnd_hparams){.n_vocab = s->n_vocab, .n_embd = s->n_embd, .n_layer = s->n_layer, .n_head = s->n_head,
+                         .n_head_kv = s->n_head_kv, .head_dim = head_dim_of(s), .n_ff = s->n_ff,
+                         .n_expert = s->n_expert, .n_expert_used = s->n_expert_used, .n_ff_exp = s->n_ff_exp,
+                         .n_ff_shexp = s->n_ff_shexp};
+}
 
 tnd_status tnd_model_make(const char *shape_name, tnd_ftype ftype, uint64_t seed, const char *out_path, int n_threads,
                           tnd_progress_fn progress, void *user) {
@@ -352,8 +356,11 @@ tnd_status tnd_model_make(const char *shape_name, tnd_ftype ftype, uint64_t seed
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "unknown shape '%s' (known: %s)", shape_name ? shape_name : "",
                         known);
     }
+    const tnd_arch *arch = tnd_arch_find(s->arch, strlen(s->arch));
+    if (!arch) return tnd_fail(TND_ERR_INTERNAL, "shape %s: architecture %s is unknown", s->name, s->arch);
+    tnd_hparams hp = hparams_of(s);
     write_job job = {.progress = progress, .user = user};
-    job.sources = calloc(3 + N_BLOCK_PARTS * (size_t)s->n_layer, sizeof *job.sources);
+    job.sources = calloc(3 + tnd_layer_tensor_count * (size_t)s->n_layer, sizeof *job.sources);
     tnd_gguf_writer *w = tnd_gguf_writer_init(NULL);
     tnd_status st = TND_OK;
     if (!job.sources || !w) {
@@ -361,21 +368,20 @@ tnd_status tnd_model_make(const char *shape_name, tnd_ftype ftype, uint64_t seed
         goto cleanup;
     }
     if ((st = write_hparams(w, s, ftype))) goto cleanup;
-    int64_t hd = head_dim_of(s);
-    int64_t widths[5] = {s->n_embd, hd * s->n_head_kv, s->n_ff, hd * s->n_head, hd};
-    add_source(&job, s, ftype, seed, "token_embd.weight", s->n_embd, s->n_vocab, 0);
-    for (int l = 0; l < s->n_layer; l++) {
-        for (int p = 0; p < N_BLOCK_PARTS; p++) {
-            const block_part *part = &block_parts[p];
-            if (part->only_arch && strcmp(part->only_arch, s->arch)) continue;
+    add_source(&job, s, ftype, seed, "token_embd.weight", s->n_embd, s->n_vocab, 1, 0);
+    /* every block tensor the architecture has, as the loader will look for it: random matrices, norms of 1, biases
+     * of 0 */
+    for (int l = 0; l < s->n_layer; l++)
+        for (size_t i = 0; i < tnd_layer_tensor_count; i++) {
+            const tnd_layer_tensor *t = &tnd_layer_tensors[i];
+            if (!tnd_model_has(arch, &hp, t->needs)) continue;
             char name[96];
-            snprintf(name, sizeof name, "blk.%d.%s", l, part->suffix);
-            add_source(&job, s, ftype, seed, name, widths[part->in], part->out < 0 ? 0 : widths[part->out],
-                       part->value);
+            snprintf(name, sizeof name, "blk.%d.%s", l, t->name);
+            add_source(&job, s, ftype, seed, name, tnd_dim_size(&hp, t->ne0), t->matrix ? tnd_dim_size(&hp, t->ne1) : 0,
+                       t->matrix ? tnd_dim_size(&hp, t->ne2) : 1, strstr(t->name, "norm") ? 1.0f : 0.0f);
         }
-    }
-    add_source(&job, s, ftype, seed, "output_norm.weight", s->n_embd, 0, 1);
-    if (!s->tied) add_source(&job, s, ftype, seed, "output.weight", s->n_embd, s->n_vocab, 0);
+    add_source(&job, s, ftype, seed, "output_norm.weight", s->n_embd, 0, 1, 1);
+    if (!s->tied) add_source(&job, s, ftype, seed, "output.weight", s->n_embd, s->n_vocab, 1, 0);
     st = write_model(w, &job, out_path, n_threads);
 cleanup:
     free(job.sources);

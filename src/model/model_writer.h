@@ -21,11 +21,13 @@ tnd_status tnd_quantize_file(const char *in_path, const char *out_path, tnd_ftyp
  * parts its architecture has (so the file reads, and costs, what the real one does). */
 typedef struct tnd_model_shape {
     const char *name;   /* "tinyllama-1.1b" */
-    const char *arch;   /* general.architecture: "llama", "qwen2" (q/k/v biases), "qwen3" (q/k norms) */
+    const char *arch;   /* general.architecture: "llama", "qwen2" (q/k/v biases), "qwen3" (q/k norms), "qwen2moe",
+                           "qwen3moe", "olmoe" */
     int32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, n_ff, n_ctx;
     int32_t head_dim; /* 0: n_embd / n_head */
     bool tied;        /* no output.weight: the token embedding is the output head */
     float rope_base, rms_eps;
+    int32_t n_expert, n_expert_used, n_ff_exp, n_ff_shexp; /* mixtures of experts (0 for dense models) */
 } tnd_model_shape;
 
 /* The known shapes (NULL-terminated by a row with name NULL). */

@@ -123,7 +123,7 @@ static tnd_type fit_row(tnd_type t, int64_t ne0) {
 tnd_type tnd_recipe_tensor_type(tnd_ftype ftype, const tnd_recipe_model *m, const char *name, int64_t ne0,
                                 uint32_t n_dims) {
     const ftype_row *r = row_of(ftype);
-    if (!r || n_dims < 2) return TND_TYPE_F32;
+    if (!r || n_dims < 2 || strstr(name, "ffn_gate_inp")) return TND_TYPE_F32; /* vectors and routers stay exact */
     tnd_type t = r->base;
     if (!tnd_type_traits_of(t)->quantized) return t;
     bool output = !strcmp(name, "output.weight") || (m->tied_output && !strcmp(name, "token_embd.weight"));
@@ -133,7 +133,7 @@ tnd_type tnd_recipe_tensor_type(tnd_ftype ftype, const tnd_recipe_model *m, cons
         else if (t != TND_TYPE_Q8_0) t = TND_TYPE_Q6_K;
     } else if (ends_with(name, "attn_v.weight")) {
         t = attn_v_type(ftype, t, layer, m);
-    } else if (ends_with(name, "ffn_down.weight")) {
+    } else if (strstr(name, "ffn_down")) { /* a dense block's, the experts' and a shared expert's */
         t = ffn_down_type(ftype, t, layer, m->n_layer);
     } else if (ends_with(name, "attn_output.weight")) {
         t = attn_output_type(ftype, t);

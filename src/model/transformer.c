@@ -40,12 +40,13 @@ static void attention_forward(const tnd_forward *fw, tnd_backend *d, const tnd_a
         op->add_bias(d, &t.k, &bk);
         op->add_bias(d, &t.v, &bv);
     }
-    if (l->q_norm) { /* per head: the rows cut into heads */
-        tnd_tensor q_heads = tnd_rows_f32(a->q, hp->head_dim, 0, n * hp->n_head);
-        tnd_tensor k_heads = tnd_rows_f32(a->k, hp->head_dim, 0, n * hp->n_head_kv);
-        tnd_tensor q_norm = vec(l->q_norm, hp->head_dim), k_norm = vec(l->k_norm, hp->head_dim);
-        op->rms_norm(d, &q_heads, &q_norm, &q_heads, hp->rms_eps);
-        op->rms_norm(d, &k_heads, &k_norm, &k_heads, hp->rms_eps);
+    if (l->q_norm) { /* per head (the rows cut into heads), or over the whole row */
+        int64_t q_width = fw->arch->qk_norm_full ? qw : hp->head_dim, k_width = fw->arch->qk_norm_full ? kvw : hp->head_dim;
+        tnd_tensor q_rows = tnd_rows_f32(a->q, q_width, 0, n * qw / q_width);
+        tnd_tensor k_rows = tnd_rows_f32(a->k, k_width, 0, n * kvw / k_width);
+        tnd_tensor q_norm = vec(l->q_norm, q_width), k_norm = vec(l->k_norm, k_width);
+        op->rms_norm(d, &q_rows, &q_norm, &q_rows, hp->rms_eps);
+        op->rms_norm(d, &k_rows, &k_norm, &k_rows, hp->rms_eps);
     }
     op->rope(d, &t.q, hp->n_head, rope);
     op->rope(d, &t.k, hp->n_head_kv, rope);

@@ -70,7 +70,8 @@ tnd_status tnd_model_group(tnd_model *m, int32_t g, tnd_group_info *out) {
     int32_t layer = g == 0 || g == tnd_group_output(hp->n_layer) ? -1 : (g - 1) / 2;
     bool attn = layer >= 0 && g == tnd_group_attention(layer);
     *out = (tnd_group_info){.layer = layer, .weight_bytes = tnd_group_weight_bytes(bm, g),
-                            .kv_values_per_token = attn ? 2 * (uint64_t)hp->n_head_kv * hp->head_dim : 0};
+                            .kv_values_per_token = attn ? 2 * (uint64_t)hp->n_head_kv * hp->head_dim : 0,
+                            .active_bytes = tnd_group_active_bytes(bm, g)};
     if (layer < 0) snprintf(out->name, sizeof out->name, "%s", g == 0 ? "token_embd" : "output");
     else snprintf(out->name, sizeof out->name, "blk.%d.%s", layer, attn ? "attn" : "ffn");
     return TND_OK;
@@ -148,6 +149,7 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
     ctx->n_batch = p.n_batch;
     ctx->n_seq = p.n_seq_max;
     tnd_forward *fw = &ctx->fw;
+    fw->arch = bm->arch;
     fw->hp = hp;
     fw->k_type = p.k_type == TND_TYPE_COUNT ? p.kv_type : p.k_type;
     fw->v_type = p.v_type == TND_TYPE_COUNT ? p.kv_type : p.v_type;

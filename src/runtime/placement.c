@@ -54,7 +54,8 @@ tnd_status tnd_plan_groups(const tnd_hparams *hp, const tnd_context_params *p, i
     return TND_OK;
 }
 
-uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g) {
+/* The group's bytes, the experts' counted as the share `experts_share` of them. */
+static uint64_t group_bytes(const tnd_bound_model *bm, int32_t g, double experts_share) {
     const tnd_hparams *hp = &bm->hp;
     if (g == 0) return (uint64_t)bm->w.tok_embd.row_bytes * (uint64_t)bm->w.tok_embd.n_rows;
     uint64_t bytes = sizeof(float) * (uint64_t)hp->n_embd; /* a norm */
@@ -68,15 +69,23 @@ uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g) {
     bytes = 0;
     for (size_t i = 0; i < tnd_layer_tensor_count; i++) {
         const tnd_layer_tensor *t = &tnd_layer_tensors[i];
-        if (t->ffn != ffn) continue;
+        if (t->ffn != ffn || !tnd_model_has(bm->arch, hp, t->needs)) continue;
         if (t->matrix) {
             const tnd_weight *w = (const tnd_weight *)(const void *)(layer + t->host);
-            bytes += (uint64_t)w->row_bytes * (uint64_t)w->n_rows;
+            uint64_t all = (uint64_t)w->row_bytes * (uint64_t)w->n_rows;
+            bytes += w->n_experts ? (uint64_t)((double)all * experts_share) : all;
         } else if (*(float *const *)(const void *)(layer + t->host)) {
             bytes += sizeof(float) * (uint64_t)tnd_dim_size(hp, t->ne0);
         }
     }
     return bytes;
+}
+
+uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g) { return group_bytes(bm, g, 1.0); }
+
+uint64_t tnd_group_active_bytes(const tnd_bound_model *bm, int32_t g) {
+    const tnd_hparams *hp = &bm->hp;
+    return group_bytes(bm, g, hp->n_expert ? (double)hp->n_expert_used / hp->n_expert : 1.0);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -200,10 +209,9 @@ static tnd_status prepare_part(tnd_model *model, const tnd_bound_model *bm, tnd_
     tnd_status s = TND_OK;
     for (size_t i = 0; i < tnd_layer_tensor_count && !s; i++) {
         const tnd_layer_tensor *t = &tnd_layer_tensors[i];
-        if (t->ffn != ffn) continue;
+        if (t->ffn != ffn || !tnd_model_has(bm->arch, &bm->hp, t->needs)) continue;
         const void *from = host + t->host;
         void *to = (char *)l + t->device;
-        if (t->matrix && !((const tnd_weight *)from)->data) continue; /* not in this model */
         s = t->matrix ? prepare(model, d, from, to)
                       : device_floats(d, *(float *const *)from, tnd_dim_size(&bm->hp, t->ne0), to);
     }
@@ -211,10 +219,10 @@ static tnd_status prepare_part(tnd_model *model, const tnd_bound_model *bm, tnd_
     return s;
 }
 
-static void release_part(tnd_backend *d, bool ffn, tnd_device_layer *l) {
+static void release_part(const tnd_forward *fw, tnd_backend *d, bool ffn, tnd_device_layer *l) {
     for (size_t i = 0; i < tnd_layer_tensor_count; i++) {
         const tnd_layer_tensor *t = &tnd_layer_tensors[i];
-        if (t->ffn != ffn) continue;
+        if (t->ffn != ffn || !tnd_model_has(fw->arch, fw->hp, t->needs)) continue;
         void *field = (char *)l + t->device;
         if (t->matrix) release(d, field);
         else free_buffer(d, *(tnd_buffer **)field);
@@ -310,8 +318,8 @@ void tnd_forward_release(tnd_forward *fw, const tnd_allocator *allocator) {
         free_buffer(last, fw->output_norm);
     }
     for (int32_t l = 0; fw->layers && l < hp->n_layer; l++) {
-        release_part(fw->devices[fw->group_device[tnd_group_attention(l)]], false, &fw->layers[l]);
-        release_part(fw->devices[fw->group_device[tnd_group_ffn(l)]], true, &fw->layers[l]);
+        release_part(fw, fw->devices[fw->group_device[tnd_group_attention(l)]], false, &fw->layers[l]);
+        release_part(fw, fw->devices[fw->group_device[tnd_group_ffn(l)]], true, &fw->layers[l]);
     }
     for (int32_t i = 0; i < fw->n_devices; i++) {
         tnd_backend *d = fw->devices[i];

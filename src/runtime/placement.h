@@ -28,5 +28,7 @@ tnd_status tnd_plan_check_memory(const tnd_forward *fw, const tnd_bound_model *b
 
 /* Bytes of weights of group g of a bound model as stored in the file. */
 uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g);
+/* Of those, the bytes one token reads: the experts' share is n_expert_used / n_expert. */
+uint64_t tnd_group_active_bytes(const tnd_bound_model *bm, int32_t g);
 
 #endif
