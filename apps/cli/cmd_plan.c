@@ -84,8 +84,9 @@ int tnd_cmd_plan(int argc, char **argv) {
         weights[d] += gi.weight_bytes;
         kv_dev[d] += kv_bytes;
         count[d]++;
-        /* a token reads every weight once, except the embedding table, of which it reads one row */
-        read[d] += (g == 0 ? 0 : gi.weight_bytes) + kv_bytes;
+        /* a token reads every weight once (of a mixture of experts, the experts it chooses), except the embedding
+         * table, of which it reads one row */
+        read[d] += (g == 0 ? 0 : gi.active_bytes) + kv_bytes;
     }
     printf("\n%-7s %6s %12s %12s %14s %10s %18s\n", "device", "groups", "weights MB", "KV MB", "available MB", "GB/s",
            "ms/token at full");
@@ -99,8 +100,9 @@ int tnd_cmd_plan(int argc, char **argv) {
         printf("cpu%-4d %6d %12.1f %12.1f %14.0f %10.1f %18.2f\n", d, count[d], mb(weights[d]), mb(kv_dev[d]),
                mb(info.memory_available), bw / 1e9, bw > 0 ? (double)read[d] / bw * 1e3 : 0.0);
     }
-    printf("\n(ms/token: the bytes a token reads on the device, weights and a full context of KV, over its measured "
-           "bandwidth; devices in one step run one after the other)\n");
+    printf("\n(ms/token: the bytes a token reads on the device, weights (the experts it chooses, of a mixture of "
+           "experts) and a full context of KV, over its measured bandwidth; devices in one step run one after the "
+           "other)\n");
     rc = 0;
 done:
     free(groups);
