@@ -138,7 +138,8 @@ static const char *rewrite(const char *name, const edit *e) {
     uint8_t *bytes = tnd_test_read_file(tnd_fixture(path), &size);
     tnd_gguf *g = NULL;
     tnd_gguf_writer *w = tnd_gguf_writer_init(NULL);
-    bool ok = bytes && w && CHECK_OK(tnd_gguf_parse(bytes, size, NULL, &g)) && CHECK_OK(tnd_gguf_writer_copy_meta(w, g));
+    bool ok = bytes && w && CHECK_OK(tnd_gguf_parse(bytes, size, NULL, &g)) &&
+              CHECK_OK(tnd_gguf_writer_copy_meta(w, g));
     if (ok && e->key) ok = CHECK_OK(tnd_gguf_writer_set_u32(w, e->key, e->value));
     if (ok && e->arch) ok = CHECK_OK(tnd_gguf_writer_set_str(w, "general.architecture", e->arch));
     for (uint64_t i = 0; ok && i < g->n_tensors; i++) {

@@ -36,7 +36,8 @@ typedef struct tnd_hparams {
  *   attn_norm, ffn_norm [n_embd]   bq [n_head*head_dim]  bk, bv [n_head_kv*head_dim]  q_norm, k_norm [head_dim]
  *   (or, normed over all heads at once, q_norm [n_head*head_dim] and k_norm [n_head_kv*head_dim])
  * A mixture-of-experts block has, instead of w_gate, w_up and w_down:
- *   router [n_embd, n_expert]   gate_exps, up_exps [n_embd, n_ff_exp, n_expert]   down_exps [n_ff_exp, n_embd, n_expert]
+ *   router [n_embd, n_expert]
+ *   gate_exps, up_exps [n_embd, n_ff_exp, n_expert]   down_exps [n_ff_exp, n_embd, n_expert]
  *   and, with a shared expert, gate_shexp, up_shexp [n_embd, n_ff_shexp], down_shexp [n_ff_shexp, n_embd] and
  *   shexp_gate [n_embd, 1] (the shared expert's output is scaled by the sigmoid of its product with the input).
  * Absent matrices have data NULL. */

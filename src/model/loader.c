@@ -196,7 +196,8 @@ static size_t count_floats(const tnd_arch *arch, const tnd_hparams *hp) {
 
 const tnd_arch *tnd_arch_find(const char *name, size_t len) {
     for (int i = 0; i < N_ARCH; i++)
-        if (strlen(architectures[i]->name) == len && !memcmp(architectures[i]->name, name, len)) return architectures[i];
+        if (strlen(architectures[i]->name) == len && !memcmp(architectures[i]->name, name, len))
+            return architectures[i];
     return NULL;
 }
 

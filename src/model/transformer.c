@@ -41,7 +41,8 @@ static void attention_forward(const tnd_forward *fw, tnd_backend *d, const tnd_a
         op->add_bias(d, &t.v, &bv);
     }
     if (l->q_norm) { /* per head (the rows cut into heads), or over the whole row */
-        int64_t q_width = fw->arch->qk_norm_full ? qw : hp->head_dim, k_width = fw->arch->qk_norm_full ? kvw : hp->head_dim;
+        bool full = fw->arch->qk_norm_full;
+        int64_t q_width = full ? qw : hp->head_dim, k_width = full ? kvw : hp->head_dim;
         tnd_tensor q_rows = tnd_rows_f32(a->q, q_width, 0, n * qw / q_width);
         tnd_tensor k_rows = tnd_rows_f32(a->k, k_width, 0, n * kvw / k_width);
         tnd_tensor q_norm = vec(l->q_norm, q_width), k_norm = vec(l->k_norm, k_width);

@@ -1,5 +1,6 @@
 /* cpu_backend.c: the CPU device: host memory, and every op written as portable scalar C (the reference that faster
- * kernels are tested against), split across the device's thread pool. */
+ * kernels are tested against), split across the device's thread pool. The mixture-of-experts ops are in
+ * cpu_experts.c. */
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_device.h"
 
@@ -37,7 +38,6 @@ static tnd_status cpu_synchronize(tnd_backend *b) {
 /* ------------------------------------------------------------------------------------------------------------
  * Memory
  * ---------------------------------------------------------------------------------------------------------- */
-
 
 static tnd_buffer *cpu_alloc(tnd_backend *b, size_t bytes) {
     return (tnd_buffer *)tnd_alloc(&dev(b)->allocator, bytes);

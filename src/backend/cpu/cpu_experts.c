@@ -151,7 +151,8 @@ static void experts_run(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x
     size_t sorted_bytes = align64(sizeof(int32_t) * (size_t)(n_pairs + n_experts)),
            first_bytes = align64(sizeof(int64_t) * (size_t)(n_experts + 1)),
            act_bytes = align64(j.act_row * (size_t)n_pairs);
-    uint8_t *scratch = experts_scratch(b, sorted_bytes + first_bytes + act_bytes + sizeof(float) * (size_t)(n_pairs * rows));
+    size_t y_bytes = sizeof(float) * (size_t)(n_pairs * rows);
+    uint8_t *scratch = experts_scratch(b, sorted_bytes + first_bytes + act_bytes + y_bytes);
     if (!scratch) {
         tnd_cpu_op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the scratch of the experts' matmuls");
         return;
@@ -179,7 +180,8 @@ static void experts_run(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x
     tnd_thread_pool_for(pool, n_pairs, 1, experts_convert, &j);
     tnd_thread_pool_for(pool, active_rows, tnd_cpu_row_grain(pool, active_rows), experts_rows, &j);
     for (int64_t q = 0; q < n_pairs; q++)
-        memcpy(j.y + (size_t)sorted[q] * (size_t)rows, j.y_sorted + (size_t)q * (size_t)rows, sizeof(float) * (size_t)rows);
+        memcpy(j.y + (size_t)sorted[q] * (size_t)rows, j.y_sorted + (size_t)q * (size_t)rows,
+               sizeof(float) * (size_t)rows);
     d->prof.matmul_bytes += (uint64_t)active_rows * (uint64_t)w->row_bytes;
 }
 
