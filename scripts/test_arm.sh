@@ -15,7 +15,8 @@ flags=(-std=c11 -O2 -Wall -Wextra -Werror -Wno-unused-parameter -D_DEFAULT_SOURC
        -Iinclude -Isrc -DTND_SHARED_DIR=\"../shared\" -DTND_TANDEM_BIN=\"\")
 objs=()
 for src in src/core/alloc.c src/core/error.c src/core/log.c src/core/thread_pool.c src/quant/*.c \
-           src/backend/cpu/cpu_features.c src/backend/cpu/groups8.c src/backend/cpu/cpu_backend.c tests/harness.c; do
+           src/backend/cpu/cpu_features.c src/backend/cpu/groups8.c src/backend/cpu/cpu_backend.c \
+           src/backend/cpu/cpu_experts.c tests/harness.c; do
   obj="$out/$(echo "$src" | tr / _).o"
   "$cc" "${flags[@]}" -c "$src" -o "$obj"
   objs+=("$obj")

@@ -77,27 +77,28 @@ typedef struct experts_job {
     const int32_t *ids;   /* [n_pairs] */
     const int32_t *sorted, *active; /* [n_pairs] pairs by expert; [n_active] the experts with pairs */
     const int64_t *first; /* [n_experts + 1] */
-    uint8_t *act;         /* [n_pairs][act_row]: sorted pair q's converted input */
+    uint8_t *inputs;      /* [rows of x][act_row]: x converted, each row once */
+    uint8_t *act;         /* [n_pairs][act_row]: sorted pair q's converted input, copied from `inputs` */
     size_t act_row;
     float *y_sorted;      /* [n_pairs][rows]: sorted pair q's output */
     float *y;             /* [n_pairs][rows]: the op's output */
 } experts_job;
 
-static const float *input_of(const experts_job *j, int64_t pair) {
-    return j->x + (j->per_slot ? pair : pair / j->n_used) * j->w->n_cols;
-}
+/* The row of x a pair multiplies. */
+static int64_t input_of(const experts_job *j, int64_t pair) { return j->per_slot ? pair : pair / j->n_used; }
 
 static void experts_ref(void *ctx, int64_t p0, int64_t p1) {
     const experts_job *j = ctx;
     for (int64_t p = p0; p < p1; p++)
-        tnd_cpu_product_rows_ref(j->w, (int64_t)j->ids[p] * j->rows, input_of(j, p), 1, j->y + p * j->rows,
-                                 (size_t)j->rows, 0, j->rows);
+        tnd_cpu_product_rows_ref(j->w, (int64_t)j->ids[p] * j->rows, j->x + input_of(j, p) * j->w->n_cols, 1,
+                                 j->y + p * j->rows, (size_t)j->rows, 0, j->rows);
 }
 
-static void experts_convert(void *ctx, int64_t q0, int64_t q1) {
+/* Rows of x converted once each (a token's gate and up input serves all its experts), then copied to the pairs. */
+static void experts_convert(void *ctx, int64_t r0, int64_t r1) {
     const experts_job *j = ctx;
-    for (int64_t q = q0; q < q1; q++)
-        j->k->quantize_act(input_of(j, j->sorted[q]), j->act + (size_t)q * j->act_row, j->w->n_cols);
+    for (int64_t r = r0; r < r1; r++)
+        j->k->quantize_act(j->x + r * j->w->n_cols, j->inputs + (size_t)r * j->act_row, j->w->n_cols);
 }
 
 /* Rows [v0, v1) of the active experts' rows laid end to end: each piece within one expert is one product. */
@@ -150,16 +151,17 @@ static void experts_run(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x
     }
     size_t sorted_bytes = align64(sizeof(int32_t) * (size_t)(n_pairs + n_experts)),
            first_bytes = align64(sizeof(int64_t) * (size_t)(n_experts + 1)),
-           act_bytes = align64(j.act_row * (size_t)n_pairs);
+           inputs_bytes = align64(j.act_row * (size_t)xv->ne1), act_bytes = align64(j.act_row * (size_t)n_pairs);
     size_t y_bytes = sizeof(float) * (size_t)(n_pairs * rows);
-    uint8_t *scratch = experts_scratch(b, sorted_bytes + first_bytes + act_bytes + y_bytes);
+    uint8_t *scratch = experts_scratch(b, sorted_bytes + first_bytes + inputs_bytes + act_bytes + y_bytes);
     if (!scratch) {
         tnd_cpu_op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the scratch of the experts' matmuls");
         return;
     }
     int32_t *sorted = (int32_t *)(void *)scratch, *active = sorted + n_pairs;
     int64_t *first = (int64_t *)(void *)(scratch + sorted_bytes);
-    j.act = scratch + sorted_bytes + first_bytes;
+    j.inputs = scratch + sorted_bytes + first_bytes;
+    j.act = j.inputs + inputs_bytes;
     j.y_sorted = (float *)(void *)(j.act + act_bytes);
     /* counting sort of the pairs by expert */
     memset(first, 0, sizeof(int64_t) * (size_t)(n_experts + 1));
@@ -177,7 +179,9 @@ static void experts_run(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x
     j.first = first;
     int64_t active_rows = (int64_t)n_active * rows;
     tnd_thread_pool *pool = active_rows * w->n_cols * (n_pairs / n_active) < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
-    tnd_thread_pool_for(pool, n_pairs, 1, experts_convert, &j);
+    tnd_thread_pool_for(xv->ne1 * w->n_cols < TND_CPU_PARALLEL_MIN ? NULL : pool, xv->ne1, 1, experts_convert, &j);
+    for (int64_t q = 0; q < n_pairs; q++)
+        memcpy(j.act + (size_t)q * j.act_row, j.inputs + (size_t)input_of(&j, sorted[q]) * j.act_row, j.act_row);
     tnd_thread_pool_for(pool, active_rows, tnd_cpu_row_grain(pool, active_rows), experts_rows, &j);
     for (int64_t q = 0; q < n_pairs; q++)
         memcpy(j.y + (size_t)sorted[q] * (size_t)rows, j.y_sorted + (size_t)q * (size_t)rows,
