@@ -153,6 +153,60 @@ static void check_matmul(tnd_backend *d, tnd_type type, int64_t cols, int64_t ro
     free(x);
 }
 
+/* matmul_many of weights of one input (of types that convert the input alike and not, and row counts that are no
+ * multiple of a row tile) gives each weight's matmul bit for bit. */
+static void check_matmul_many(tnd_backend *d) {
+    static const tnd_type sets[][3] = {{TND_TYPE_Q4_K, TND_TYPE_Q4_K, TND_TYPE_Q6_K},
+                                       {TND_TYPE_Q8_0, TND_TYPE_F32, TND_TYPE_Q4_0},
+                                       {TND_TYPE_Q5_0, TND_TYPE_Q5_0, TND_TYPE_F16}};
+    static const int64_t rows[3] = {96, 40, 1}, token_counts[2] = {1, 19};
+    int64_t cols = 512;
+    for (size_t s = 0; s < sizeof sets / sizeof sets[0]; s++)
+        for (int ti = 0; ti < 2; ti++) {
+            int64_t n_tokens = token_counts[ti];
+            float *x = random_floats(cols * n_tokens, 1.0f);
+            tnd_weight host[3], view[3];
+            tnd_buffer *yb[3];
+            tnd_tensor yv[3];
+            const tnd_weight *w[3];
+            const tnd_tensor *y[3];
+            tnd_buffer *xb = upload(d, x, cols * n_tokens);
+            tnd_tensor xv = tnd_rows_f32(xb, cols, 0, n_tokens);
+            bool ok = true;
+            for (int i = 0; i < 3; i++) {
+                host[i] = random_weight(sets[s][i], cols, rows[i], 1.0f, false);
+                ok &= CHECK_OK(d->vt->prepare_weight(d, &host[i], &view[i]));
+                yb[i] = upload(d, NULL, rows[i] * n_tokens);
+                yv[i] = tnd_rows_f32(yb[i], rows[i], 0, n_tokens);
+                w[i] = &view[i];
+                y[i] = &yv[i];
+            }
+            float *alone[3] = {0}, *fused[3] = {0};
+            if (ok) {
+                begin(d, n_tokens);
+                for (int i = 0; i < 3; i++) d->vt->matmul(d, w[i], &xv, y[i]);
+                bool synced = CHECK_OK(d->vt->synchronize(d));
+                for (int i = 0; i < 3 && synced; i++) alone[i] = download(d, yb[i], rows[i] * n_tokens);
+                d->vt->matmul_many(d, 3, w, &xv, y);
+                synced = CHECK_OK(d->vt->synchronize(d));
+                for (int i = 0; i < 3 && synced; i++) fused[i] = download(d, yb[i], rows[i] * n_tokens);
+            }
+            for (int i = 0; i < 3; i++) {
+                if (!CHECK(alone[i] && fused[i] &&
+                           !memcmp(alone[i], fused[i], sizeof(float) * (size_t)(rows[i] * n_tokens))))
+                    fprintf(stderr, "  matmul_many: weight %d (%s) differs from its matmul\n", i,
+                            tnd_type_name(sets[s][i]));
+                free(alone[i]);
+                free(fused[i]);
+                d->vt->free(d, yb[i]);
+                d->vt->release_weight(d, &view[i]);
+                free((void *)host[i].data);
+            }
+            d->vt->free(d, xb);
+            free(x);
+        }
+}
+
 static void check_embed(tnd_backend *d, tnd_type type, int64_t cols) {
     int64_t rows = 50, n = 7;
     tnd_weight host = random_weight(type, cols, rows, 2.0f, true);
@@ -198,6 +252,7 @@ static void check_weight_types(tnd_backend *d) {
                 check_matmul(d, type, widths[wi], row_counts[ri], token_counts[(wi + ri) % 4]);
         check_embed(d, type, widths[1]);
     }
+    check_matmul_many(d);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -221,59 +276,88 @@ static void random_ids(int32_t *ids, int64_t n_tokens, int32_t n_used, int32_t n
         }
 }
 
-/* matmul_experts on device b: x is one row per token or (per_slot) one per pair; the result [pairs][rows]. */
-static float *run_experts(tnd_backend *b, const tnd_weight *host, const float *x, const int32_t *ids,
-                          int64_t n_tokens, int32_t n_used, bool per_slot) {
-    tnd_weight view;
-    if (!CHECK_OK(b->vt->prepare_weight(b, host, &view))) return NULL;
-    int64_t rows = host->n_rows / host->n_experts, pairs = n_tokens * n_used, x_rows = per_slot ? pairs : n_tokens;
-    tnd_buffer *xb = upload(b, x, host->n_cols * x_rows), *ib = b->vt->alloc(b, sizeof(int32_t) * (size_t)pairs);
-    tnd_buffer *yb = upload(b, NULL, rows * pairs);
+/* matmul_experts of the n stacked weights hosts[] on device b: x is one row per token or (per_slot) one per pair;
+ * out[i] gets weight i's result [pairs][rows] (NULL on failure). */
+static void run_experts(tnd_backend *b, int n, const tnd_weight *hosts, const float *x, const int32_t *ids,
+                        int64_t n_tokens, int32_t n_used, bool per_slot, float **out) {
+    int64_t rows = hosts[0].n_rows / hosts[0].n_experts, pairs = n_tokens * n_used;
+    int64_t x_rows = per_slot ? pairs : n_tokens;
+    tnd_weight view[2];
+    tnd_buffer *yb[2] = {0};
+    tnd_tensor yv[2];
+    const tnd_weight *w[2];
+    const tnd_tensor *y[2];
+    bool ok = true;
+    for (int i = 0; i < n; i++) {
+        ok &= CHECK_OK(b->vt->prepare_weight(b, &hosts[i], &view[i]));
+        yb[i] = upload(b, NULL, rows * pairs);
+        yv[i] = tnd_rows_f32(yb[i], rows, 0, pairs);
+        w[i] = &view[i];
+        y[i] = &yv[i];
+        out[i] = NULL;
+    }
+    tnd_buffer *xb = upload(b, x, hosts[0].n_cols * x_rows), *ib = b->vt->alloc(b, sizeof(int32_t) * (size_t)pairs);
     b->vt->write(b, ib, 0, ids, sizeof(int32_t) * (size_t)pairs);
-    tnd_tensor xv = tnd_rows_f32(xb, host->n_cols, 0, x_rows), iv = tnd_rows_i32(ib, n_used, 0, n_tokens);
-    tnd_tensor yv = tnd_rows_f32(yb, rows, 0, pairs);
+    tnd_tensor xv = tnd_rows_f32(xb, hosts[0].n_cols, 0, x_rows), iv = tnd_rows_i32(ib, n_used, 0, n_tokens);
     begin(b, n_tokens);
-    b->vt->matmul_experts(b, &view, &xv, &iv, &yv);
-    float *out = CHECK_OK(b->vt->synchronize(b)) ? download(b, yb, rows * pairs) : NULL;
+    if (ok) b->vt->matmul_experts(b, n, w, &xv, &iv, y);
+    ok = ok && CHECK_OK(b->vt->synchronize(b));
+    for (int i = 0; i < n; i++) {
+        if (ok) out[i] = download(b, yb[i], rows * pairs);
+        b->vt->free(b, yb[i]);
+        b->vt->release_weight(b, &view[i]);
+    }
     b->vt->free(b, xb);
     b->vt->free(b, ib);
-    b->vt->free(b, yb);
-    b->vt->release_weight(b, &view);
-    return out;
 }
 
-/* The experts' matmul against the reference, and its batch against the same tokens one at a time (bit for bit: a
- * token's logits must not depend on which other tokens chose its experts). */
+/* The experts' matmul of two weights (gate and up) against the reference, each weight fused as alone, and a batch
+ * against the same tokens one at a time (bit for bit: a token's logits must not depend on which other tokens chose
+ * its experts). */
 static void check_experts(tnd_backend *d, tnd_type type, int64_t cols, int64_t rows, int32_t n_experts,
                           int32_t n_used, int64_t n_tokens, bool per_slot) {
-    tnd_weight host = random_weight(type, cols, rows * n_experts, 1.0f, false);
-    host.n_experts = n_experts;
+    tnd_weight host[2];
+    for (int i = 0; i < 2; i++) {
+        host[i] = random_weight(type, cols, rows * n_experts, 1.0f, false);
+        host[i].n_experts = n_experts;
+    }
     int64_t pairs = n_tokens * n_used, x_rows = per_slot ? pairs : n_tokens;
+    size_t bytes = sizeof(float) * (size_t)(rows * pairs);
     float *x = random_floats(cols * x_rows, 1.0f);
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)pairs);
     random_ids(ids, n_tokens, n_used, n_experts);
-    float *want = run_experts(ref, &host, x, ids, n_tokens, n_used, per_slot);
-    float *got = run_experts(d, &host, x, ids, n_tokens, n_used, per_slot);
-    if (want && got) {
+    float *want[2], *got[2], *single[1];
+    run_experts(ref, 2, host, x, ids, n_tokens, n_used, per_slot, want);
+    run_experts(d, 2, host, x, ids, n_tokens, n_used, per_slot, got);
+    run_experts(d, 1, &host[1], x, ids, n_tokens, n_used, per_slot, single);
+    if (want[0] && want[1] && got[0] && got[1] && single[0]) {
         char what[48];
         snprintf(what, sizeof what, "matmul_experts %s", tnd_type_name(type));
-        record(what, nmse(got, want, rows * pairs), matmul_bound(type));
+        record(what, nmse(got[0], want[0], rows * pairs) + nmse(got[1], want[1], rows * pairs), matmul_bound(type));
+        CHECK(!memcmp(single[0], got[1], bytes));
         int differ = 0;
         for (int64_t t = 0; t < n_tokens; t++) {
             const float *xt = x + (per_slot ? t * n_used : t) * cols;
-            float *alone = run_experts(d, &host, xt, ids + t * n_used, 1, n_used, per_slot);
-            differ += !alone || memcmp(alone, got + t * n_used * rows, sizeof(float) * (size_t)(n_used * rows)) != 0;
-            free(alone);
+            float *alone[2];
+            run_experts(d, 2, host, xt, ids + t * n_used, 1, n_used, per_slot, alone);
+            for (int i = 0; i < 2; i++) {
+                size_t part = sizeof(float) * (size_t)(n_used * rows);
+                differ += !alone[i] || memcmp(alone[i], got[i] + t * n_used * rows, part) != 0;
+                free(alone[i]);
+            }
         }
         if (!CHECK(differ == 0))
             fprintf(stderr, "  matmul_experts %s: %d of %lld tokens differ from the batch alone\n", tnd_type_name(type),
                     differ, (long long)n_tokens);
     }
-    free(want);
-    free(got);
+    for (int i = 0; i < 2; i++) {
+        free(want[i]);
+        free(got[i]);
+        free((void *)host[i].data);
+    }
+    free(single[0]);
     free(ids);
     free(x);
-    free((void *)host.data);
 }
 
 static void check_expert_types(tnd_backend *d) {

@@ -117,6 +117,9 @@ typedef struct tnd_moe_route_args {
     bool normalize;
 } tnd_moe_route_args;
 
+/* The most weights one matmul_many or matmul_experts call takes. */
+enum { TND_MAX_FUSED = 4 };
+
 /* The operations, for supports(). */
 typedef enum tnd_op {
     TND_OP_EMBED,
@@ -207,6 +210,11 @@ typedef struct tnd_backend_vtable {
     void (*embed)(tnd_backend *b, const tnd_weight *table, const int32_t *ids, const tnd_tensor *out);
     /* y[t][r] = sum_c w[r][c] * x[t][c]: x is [n_tokens][w->n_cols], y [n_tokens][w->n_rows], n_tokens = x->ne1. */
     void (*matmul)(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y);
+    /* y[i] = w[i] x for n <= TND_MAX_FUSED weights of one input (the q, k and v projections; a SwiGLU's gate and
+     * up): the same results as n matmuls, as one piece of work (a device converts x once and keeps every thread
+     * streaming across the weights, rather than waiting at the end of each). */
+    void (*matmul_many)(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
+                        const tnd_tensor *const *y);
     /* y[r] = x[r] / rms(x[r]) * gamma for each row r of x (y may be x; gamma has x->ne0 elements). */
     void (*rms_norm)(tnd_backend *b, const tnd_tensor *x, const tnd_tensor *gamma, const tnd_tensor *y, float eps);
     /* y += x, element by element (same shapes). */
@@ -236,13 +244,14 @@ typedef struct tnd_backend_vtable {
     /* ---- mixture-of-experts ops (a device without them returns false from supports for them) ---- */
     /* The router's choice of experts for each token (see tnd_moe_route_args). */
     void (*moe_route)(tnd_backend *b, const tnd_moe_route_args *args);
-    /* The chosen experts' matmuls: for token t and its slot j (ids: I32 [n_tokens][n_used]),
-     * y[t * n_used + j] = expert ids[t][j] of w (w->n_experts stacked, see tnd_weight) times x's row, where x is
-     * [n_tokens][w->n_cols] (one input per token: gate and up) or [n_tokens * n_used][w->n_cols] (one per slot:
-     * down); y is [n_tokens * n_used][w->n_rows / w->n_experts]. Each expert's rows are read once for all the tokens
-     * that chose it, and a row's result does not depend on the batch it is computed in. */
-    void (*matmul_experts)(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *ids,
-                           const tnd_tensor *y);
+    /* The chosen experts' matmuls, for n <= TND_MAX_FUSED stacked expert weights of one input (gate and up): for
+     * token t and its slot j (ids: I32 [n_tokens][n_used]), y[i][t * n_used + j] = expert ids[t][j] of w[i]
+     * (w[i]->n_experts stacked, see tnd_weight) times x's row, where x is [n_tokens][n_cols] (one input per token:
+     * gate and up) or [n_tokens * n_used][n_cols] (one per slot: down); y[i] is
+     * [n_tokens * n_used][w[i]->n_rows / w[i]->n_experts]. Each expert's rows are read once for all the tokens that
+     * chose it, and a row's result does not depend on the batch it is computed in. */
+    void (*matmul_experts)(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
+                           const tnd_tensor *ids, const tnd_tensor *const *y);
     /* y[t] += sum over j (in order) of weights[t][j] * experts[t * n_used + j]: the experts' outputs
      * ([n_tokens * n_used][width]) weighed into the residual stream y ([n_tokens][width]). */
     void (*moe_combine)(tnd_backend *b, const tnd_tensor *experts, const tnd_tensor *weights, const tnd_tensor *y);

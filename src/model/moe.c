@@ -23,17 +23,18 @@ void tnd_moe_forward(const tnd_forward *fw, tnd_backend *d, const tnd_activation
     tnd_tensor gate = tnd_rows_f32(a->expert_gate, hp->n_ff_exp, 0, n * k);
     tnd_tensor up = tnd_rows_f32(a->expert_up, hp->n_ff_exp, 0, n * k);
     tnd_tensor out = tnd_rows_f32(a->expert_out, e, 0, n * k);
-    op->matmul_experts(d, &l->gate_exps, &xn, &route.ids, &gate);
-    op->matmul_experts(d, &l->up_exps, &xn, &route.ids, &up);
+    const tnd_weight *gate_up[2] = {&l->gate_exps, &l->up_exps}, *down = &l->down_exps;
+    const tnd_tensor *gate_up_out[2] = {&gate, &up}, *down_out = &out;
+    op->matmul_experts(d, 2, gate_up, &xn, &route.ids, gate_up_out);
     op->swiglu(d, &gate, &up, &gate);
-    op->matmul_experts(d, &l->down_exps, &gate, &route.ids, &out);
+    op->matmul_experts(d, 1, &down, &gate, &route.ids, &down_out);
 
     if (l->gate_shexp.data) { /* the shared expert, computed before the residual changes */
         tnd_tensor sg = tnd_rows_f32(a->gate, hp->n_ff_shexp, 0, n), su = tnd_rows_f32(a->up, hp->n_ff_shexp, 0, n);
         tnd_tensor logit = tnd_rows_f32(a->shared_gate, 1, 0, n);
-        op->matmul(d, &l->gate_shexp, &xn, &sg);
-        op->matmul(d, &l->up_shexp, &xn, &su);
-        op->matmul(d, &l->shexp_gate, &xn, &logit);
+        const tnd_weight *w[3] = {&l->gate_shexp, &l->up_shexp, &l->shexp_gate};
+        const tnd_tensor *y[3] = {&sg, &su, &logit};
+        op->matmul_many(d, 3, w, &xn, y);
         op->swiglu(d, &sg, &su, &sg);
         op->matmul(d, &l->down_shexp, &sg, &xn);
         op->sigmoid_scale(d, &xn, &logit);

@@ -31,9 +31,9 @@ static void attention_forward(const tnd_forward *fw, tnd_backend *d, const tnd_a
     views t = views_of(hp, a, n);
     tnd_tensor attn_norm = vec(l->attn_norm, e);
     op->rms_norm(d, &t.x, &attn_norm, &t.xn, hp->rms_eps);
-    op->matmul(d, &l->wq, &t.xn, &t.q);
-    op->matmul(d, &l->wk, &t.xn, &t.k);
-    op->matmul(d, &l->wv, &t.xn, &t.v);
+    const tnd_weight *qkv[3] = {&l->wq, &l->wk, &l->wv};
+    const tnd_tensor *qkv_out[3] = {&t.q, &t.k, &t.v};
+    op->matmul_many(d, 3, qkv, &t.xn, qkv_out);
     if (l->bq) {
         tnd_tensor bq = vec(l->bq, qw), bk = vec(l->bk, kvw), bv = vec(l->bv, kvw);
         op->add_bias(d, &t.q, &bq);
@@ -69,8 +69,9 @@ static void ffn_forward(const tnd_forward *fw, tnd_backend *d, const tnd_activat
     views t = views_of(hp, a, n);
     tnd_tensor ffn_norm = vec(l->ffn_norm, hp->n_embd);
     op->rms_norm(d, &t.x, &ffn_norm, &t.xn, hp->rms_eps);
-    op->matmul(d, &l->w_gate, &t.xn, &t.gate);
-    op->matmul(d, &l->w_up, &t.xn, &t.up);
+    const tnd_weight *gate_up[2] = {&l->w_gate, &l->w_up};
+    const tnd_tensor *gate_up_out[2] = {&t.gate, &t.up};
+    op->matmul_many(d, 2, gate_up, &t.xn, gate_up_out);
     op->swiglu(d, &t.gate, &t.up, &t.gate);
     op->matmul(d, &l->w_down, &t.gate, &t.xn);
     op->add(d, &t.x, &t.xn);

@@ -241,27 +241,43 @@ void tnd_cpu_product_rows(const tnd_cpu_product *p, int64_t r0, int64_t r1) {
     }
 }
 
-/* A matmul on the pool: the float activations x, and the product over converted ones (p.act unused by the
- * reference). */
+/* Matmuls of one input on the pool, as one job: the float activations x, converted once, and a product per weight
+ * over them. The weights' rows are laid end to end, each weight's from a whole row tile (`start`), so a claimed range
+ * of rows never splits a packed group (p.act is unused by the reference). */
 typedef struct matmul_job {
     const float *x;
-    uint8_t *act; /* where the converted activations go: p.act */
-    tnd_cpu_product p;
+    uint8_t *act; /* where the converted activations go: every p[i].act */
+    int n;
+    tnd_cpu_product p[TND_MAX_FUSED];
+    int64_t start[TND_MAX_FUSED + 1];
 } matmul_job;
 
-static void matmul_rows_ref(void *ctx, int64_t r0, int64_t r1) {
-    const matmul_job *j = ctx;
-    tnd_cpu_product_rows_ref(j->p.w, 0, j->x, j->p.n_tokens, j->p.y, j->p.ldy, r0, r1);
+/* Calls piece(job, i, r0, r1) for the rows [r0, r1) of weight i that the job's rows [v0, v1) hold. */
+static void for_pieces(const matmul_job *j, int64_t v0, int64_t v1,
+                       void (*piece)(const matmul_job *j, int i, int64_t r0, int64_t r1)) {
+    for (int i = 0; i < j->n; i++) {
+        int64_t r0 = (v0 > j->start[i] ? v0 : j->start[i]) - j->start[i];
+        int64_t r1 = (v1 < j->start[i + 1] ? v1 : j->start[i + 1]) - j->start[i];
+        if (r1 > j->p[i].w->n_rows) r1 = j->p[i].w->n_rows;
+        if (r0 < r1) piece(j, i, r0, r1);
+    }
 }
+
+static void piece_ref(const matmul_job *j, int i, int64_t r0, int64_t r1) {
+    tnd_cpu_product_rows_ref(j->p[i].w, 0, j->x, j->p[i].n_tokens, j->p[i].y, j->p[i].ldy, r0, r1);
+}
+
+static void piece_fast(const matmul_job *j, int i, int64_t r0, int64_t r1) { tnd_cpu_product_rows(&j->p[i], r0, r1); }
+
+static void matmul_rows_ref(void *ctx, int64_t v0, int64_t v1) { for_pieces(ctx, v0, v1, piece_ref); }
+
+static void matmul_rows_fast(void *ctx, int64_t v0, int64_t v1) { for_pieces(ctx, v0, v1, piece_fast); }
 
 static void convert_activations(void *ctx, int64_t t0, int64_t t1) {
     const matmul_job *j = ctx;
+    int64_t n_cols = j->p[0].w->n_cols;
     for (int64_t t = t0; t < t1; t++)
-        j->p.k->quantize_act(j->x + t * j->p.w->n_cols, j->act + (size_t)t * j->p.act_row, j->p.w->n_cols);
-}
-
-static void matmul_rows_fast(void *ctx, int64_t r0, int64_t r1) {
-    tnd_cpu_product_rows(&((const matmul_job *)ctx)->p, r0, r1);
+        j->p[0].k->quantize_act(j->x + t * n_cols, j->act + (size_t)t * j->p[0].act_row, n_cols);
 }
 
 /* Rows per claimed chunk: a few chunks per thread, so a thread that loses its core delays little, yet long
@@ -275,42 +291,83 @@ int64_t tnd_cpu_row_grain(const tnd_thread_pool *pool, int64_t n_rows) {
 
 static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens);
 
-static void matmul_run(tnd_backend *b, const tnd_weight *w, const tnd_tensor *xv, const tnd_tensor *yv) {
+bool tnd_cpu_reference_path(const cpu_device *d, const tnd_weight *w) {
+    const tnd_cpu_dot *k = &d->kernels.dot[w->type];
+    return d->reference || !k->dot || !tnd_cpu_act_bytes(k, w->n_cols);
+}
+
+bool tnd_cpu_same_input(const cpu_device *d, const tnd_weight *a, const tnd_weight *b) {
+    const tnd_cpu_dot *ka = &d->kernels.dot[a->type], *kb = &d->kernels.dot[b->type];
+    if (a->n_cols != b->n_cols || tnd_cpu_reference_path(d, a) != tnd_cpu_reference_path(d, b)) return false;
+    return tnd_cpu_reference_path(d, a) || (ka->quantize_act == kb->quantize_act &&
+                                    tnd_cpu_act_bytes(ka, a->n_cols) == tnd_cpu_act_bytes(kb, b->n_cols));
+}
+
+/* y[i] = w[i] x for n weights that take the same converted input. */
+static void matmul_run(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *xv,
+                       const tnd_tensor *const *yv) {
     cpu_device *d = dev(b);
     const float *x = f32(xv);
-    float *y = f32(yv);
-    int64_t n_tokens = xv->ne1;
-    tnd_thread_pool *pool = w->n_rows * w->n_cols * n_tokens < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
-    int64_t grain = tnd_cpu_row_grain(pool, w->n_rows);
-    matmul_job job = {.x = x, .p = {.w = w, .k = &d->kernels.dot[w->type], .n_tokens = n_tokens, .y = y,
-                                    .ldy = (size_t)w->n_rows}};
-    job.p.act_row = job.p.k->dot ? tnd_cpu_act_bytes(job.p.k, w->n_cols) : 0;
-    if (d->reference || !job.p.k->dot || !job.p.act_row) {
-        tnd_thread_pool_for(pool, w->n_rows, grain, matmul_rows_ref, &job);
+    int64_t n_tokens = xv->ne1, n_cols = w[0]->n_cols, rows = 0;
+    matmul_job job = {.x = x, .n = n};
+    for (int i = 0; i < n; i++) {
+        job.p[i] = (tnd_cpu_product){.w = w[i], .k = &d->kernels.dot[w[i]->type], .n_tokens = n_tokens,
+                                     .y = f32(yv[i]), .ldy = (size_t)w[i]->n_rows};
+        job.start[i] = rows;
+        rows += (w[i]->n_rows + TND_CPU_ROW_TILE - 1) / TND_CPU_ROW_TILE * TND_CPU_ROW_TILE;
+    }
+    job.start[n] = rows;
+    tnd_thread_pool *pool = rows * n_cols * n_tokens < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
+    int64_t grain = tnd_cpu_row_grain(pool, rows);
+    if (tnd_cpu_reference_path(d, w[0])) {
+        tnd_thread_pool_for(pool, rows, grain, matmul_rows_ref, &job);
         return;
     }
-    if (job.p.act_row > d->act_cap && cpu_reserve(b, w->n_cols, 1) != TND_OK) { /* not reserved: at least one row */
+    size_t act_row = tnd_cpu_act_bytes(job.p[0].k, n_cols);
+    if (act_row > d->act_cap && cpu_reserve(b, n_cols, 1) != TND_OK) { /* not reserved: at least one row */
         tnd_cpu_op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the converted activations of a matmul");
         return;
     }
     job.act = d->act;
-    job.p.act = d->act;
-    int64_t per = (int64_t)(d->act_cap / job.p.act_row); /* tokens whose converted activations fit at once */
+    int64_t per = (int64_t)(d->act_cap / act_row); /* tokens whose converted activations fit at once */
     for (int64_t t0 = 0; t0 < n_tokens; t0 += per) {
-        job.p.n_tokens = n_tokens - t0 < per ? n_tokens - t0 : per;
-        job.x = x + t0 * w->n_cols;
-        job.p.y = y + t0 * w->n_rows;
-        tnd_thread_pool_for(pool, job.p.n_tokens, 1, convert_activations, &job);
-        tnd_thread_pool_for(pool, w->n_rows, grain, matmul_rows_fast, &job);
+        int64_t count = n_tokens - t0 < per ? n_tokens - t0 : per;
+        job.x = x + t0 * n_cols;
+        for (int i = 0; i < n; i++) {
+            job.p[i].act = d->act;
+            job.p[i].act_row = act_row;
+            job.p[i].n_tokens = count;
+            job.p[i].y = f32(yv[i]) + t0 * w[i]->n_rows;
+        }
+        tnd_thread_pool_for(pool, count, 1, convert_activations, &job);
+        tnd_thread_pool_for(pool, rows, grain, matmul_rows_fast, &job);
     }
 }
 
-/* The matmul, timed for the profile. */
-static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *xv, const tnd_tensor *yv) {
+/* Matmuls of one input, those that take the same converted input as one job, timed for the profile. */
+static void cpu_matmul_many(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
+                            const tnd_tensor *const *y) {
     double t0 = seconds_now();
-    matmul_run(b, w, xv, yv);
+    bool done[TND_MAX_FUSED] = {false};
+    for (int i = 0; i < n; i++) {
+        if (done[i]) continue;
+        const tnd_weight *group_w[TND_MAX_FUSED];
+        const tnd_tensor *group_y[TND_MAX_FUSED];
+        int m = 0;
+        for (int k = i; k < n; k++)
+            if (!done[k] && tnd_cpu_same_input(dev(b), w[i], w[k])) {
+                group_w[m] = w[k];
+                group_y[m++] = y[k];
+                done[k] = true;
+                dev(b)->prof.matmul_bytes += (uint64_t)w[k]->n_rows * (uint64_t)w[k]->row_bytes;
+            }
+        matmul_run(b, m, group_w, x, group_y);
+    }
     dev(b)->prof.matmul_seconds += seconds_now() - t0;
-    dev(b)->prof.matmul_bytes += (uint64_t)w->n_rows * (uint64_t)w->row_bytes;
+}
+
+static void cpu_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y) {
+    cpu_matmul_many(b, 1, &w, x, &y);
 }
 
 static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {
@@ -762,6 +819,7 @@ static const tnd_backend_vtable cpu_vtable = {
     .reserve = cpu_reserve,
     .embed = cpu_embed,
     .matmul = cpu_matmul,
+    .matmul_many = cpu_matmul_many,
     .rms_norm = cpu_rms_norm,
     .add = cpu_add,
     .add_bias = cpu_add_bias,

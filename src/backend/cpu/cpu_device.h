@@ -85,13 +85,20 @@ void tnd_cpu_product_rows(const tnd_cpu_product *p, int64_t r0, int64_t r1);
 void tnd_cpu_product_rows_ref(const tnd_weight *w, int64_t row0, const float *x, int64_t n_tokens, float *y,
                               size_t ldy, int64_t r0, int64_t r1);
 
+/* Whether the matmul of w runs the reference path (float activations): the reference device, or a type without a
+ * kernel. */
+bool tnd_cpu_reference_path(const cpu_device *d, const tnd_weight *w);
+
+/* Whether weights a and b take their input in the same converted form, so one conversion serves both. */
+bool tnd_cpu_same_input(const cpu_device *d, const tnd_weight *a, const tnd_weight *b);
+
 /* Rows per work unit of a matmul of n_rows on the pool (a multiple of TND_CPU_ROW_TILE). */
 int64_t tnd_cpu_row_grain(const tnd_thread_pool *pool, int64_t n_rows);
 
 /* The ops of cpu_experts.c. */
 void tnd_cpu_moe_route(tnd_backend *b, const tnd_moe_route_args *args);
-void tnd_cpu_matmul_experts(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *ids,
-                            const tnd_tensor *y);
+void tnd_cpu_matmul_experts(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
+                            const tnd_tensor *ids, const tnd_tensor *const *y);
 void tnd_cpu_moe_combine(tnd_backend *b, const tnd_tensor *experts, const tnd_tensor *weights, const tnd_tensor *y);
 void tnd_cpu_sigmoid_scale(tnd_backend *b, const tnd_tensor *y, const tnd_tensor *g);
 

@@ -68,20 +68,24 @@ void tnd_cpu_sigmoid_scale(tnd_backend *b, const tnd_tensor *y, const tnd_tensor
  * ---------------------------------------------------------------------------------------------------------- */
 
 typedef struct experts_job {
-    const tnd_weight *w;
-    const tnd_cpu_dot *k;
+    int n;                /* weights of one input, with experts of as many rows */
+    const tnd_weight *const *w;
+    const tnd_cpu_dot *k[TND_MAX_FUSED]; /* their kernels, which convert their input alike */
     const float *x;
+    int64_t n_cols;
     bool per_slot;        /* x has a row per pair (else per token) */
     int32_t n_used;
+    int64_t n_pairs;
     int64_t rows;         /* rows of one expert */
     const int32_t *ids;   /* [n_pairs] */
     const int32_t *sorted, *active; /* [n_pairs] pairs by expert; [n_active] the experts with pairs */
     const int64_t *first; /* [n_experts + 1] */
+    int64_t active_rows;  /* n_active * rows: the rows of one weight's chosen experts */
     uint8_t *inputs;      /* [rows of x][act_row]: x converted, each row once */
     uint8_t *act;         /* [n_pairs][act_row]: sorted pair q's converted input, copied from `inputs` */
     size_t act_row;
-    float *y_sorted;      /* [n_pairs][rows]: sorted pair q's output */
-    float *y;             /* [n_pairs][rows]: the op's output */
+    float *y_sorted;      /* [n][n_pairs][rows]: sorted pair q's outputs */
+    float *y[TND_MAX_FUSED]; /* [n_pairs][rows]: the op's outputs */
 } experts_job;
 
 /* The row of x a pair multiplies. */
@@ -89,28 +93,31 @@ static int64_t input_of(const experts_job *j, int64_t pair) { return j->per_slot
 
 static void experts_ref(void *ctx, int64_t p0, int64_t p1) {
     const experts_job *j = ctx;
-    for (int64_t p = p0; p < p1; p++)
-        tnd_cpu_product_rows_ref(j->w, (int64_t)j->ids[p] * j->rows, j->x + input_of(j, p) * j->w->n_cols, 1,
-                                 j->y + p * j->rows, (size_t)j->rows, 0, j->rows);
+    for (int i = 0; i < j->n; i++)
+        for (int64_t p = p0; p < p1; p++)
+            tnd_cpu_product_rows_ref(j->w[i], (int64_t)j->ids[p] * j->rows, j->x + input_of(j, p) * j->n_cols, 1,
+                                     j->y[i] + p * j->rows, (size_t)j->rows, 0, j->rows);
 }
 
 /* Rows of x converted once each (a token's gate and up input serves all its experts), then copied to the pairs. */
 static void experts_convert(void *ctx, int64_t r0, int64_t r1) {
     const experts_job *j = ctx;
     for (int64_t r = r0; r < r1; r++)
-        j->k->quantize_act(j->x + r * j->w->n_cols, j->inputs + (size_t)r * j->act_row, j->w->n_cols);
+        j->k[0]->quantize_act(j->x + r * j->n_cols, j->inputs + (size_t)r * j->act_row, j->n_cols);
 }
 
-/* Rows [v0, v1) of the active experts' rows laid end to end: each piece within one expert is one product. */
+/* Rows [v0, v1) of the weights' chosen experts laid end to end (weight by weight, expert by expert): each piece
+ * within one expert is one product. */
 static void experts_rows(void *ctx, int64_t v0, int64_t v1) {
     const experts_job *j = ctx;
     while (v0 < v1) {
-        int32_t e = j->active[v0 / j->rows];
-        int64_t r0 = v0 % j->rows, r1 = r0 + (v1 - v0) < j->rows ? r0 + (v1 - v0) : j->rows;
-        tnd_cpu_product p = {.w = j->w, .k = j->k, .row0 = (int64_t)e * j->rows,
+        int64_t i = v0 / j->active_rows, v = v0 % j->active_rows;
+        int32_t e = j->active[v / j->rows];
+        int64_t r0 = v % j->rows, r1 = r0 + (v1 - v0) < j->rows ? r0 + (v1 - v0) : j->rows;
+        tnd_cpu_product p = {.w = j->w[i], .k = j->k[i], .row0 = (int64_t)e * j->rows,
                              .act = j->act + (size_t)j->first[e] * j->act_row, .act_row = j->act_row,
-                             .n_tokens = j->first[e + 1] - j->first[e], .y = j->y_sorted + j->first[e] * j->rows,
-                             .ldy = (size_t)j->rows};
+                             .n_tokens = j->first[e + 1] - j->first[e],
+                             .y = j->y_sorted + (i * j->n_pairs + j->first[e]) * j->rows, .ldy = (size_t)j->rows};
         tnd_cpu_product_rows(&p, r0, r1);
         v0 += r1 - r0;
     }
@@ -128,14 +135,37 @@ static uint8_t *experts_scratch(tnd_backend *b, size_t bytes) {
     return d->experts;
 }
 
-static void experts_run(tnd_backend *b, const tnd_weight *w, const tnd_tensor *xv, const tnd_tensor *idv,
-                        const tnd_tensor *yv) {
+/* Groups the pairs by expert (a counting sort): sorted, first and the active experts; returns their count. */
+static int32_t sort_pairs(experts_job *j, int32_t n_experts, int32_t *sorted, int64_t *first, int32_t *active) {
+    memset(first, 0, sizeof(int64_t) * (size_t)(n_experts + 1));
+    for (int64_t p = 0; p < j->n_pairs; p++) first[j->ids[p] + 1]++;
+    int32_t n_active = 0;
+    for (int32_t e = 0; e < n_experts; e++) {
+        if (first[e + 1]) active[n_active++] = e;
+        first[e + 1] += first[e];
+    }
+    for (int64_t p = 0; p < j->n_pairs; p++) sorted[first[j->ids[p]]++] = (int32_t)p; /* first[e] walks up */
+    for (int32_t e = n_experts; e > 0; e--) first[e] = first[e - 1];
+    first[0] = 0;
+    j->sorted = sorted;
+    j->first = first;
+    j->active = active;
+    return n_active;
+}
+
+/* The n weights' experts (same input conversion, same experts and rows) as one job. */
+static void experts_run(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *xv,
+                        const tnd_tensor *idv, const tnd_tensor *const *yv) {
     cpu_device *d = dev(b);
-    int32_t n_experts = w->n_experts;
-    int64_t n_used = idv->ne0, n_pairs = idv->ne0 * idv->ne1, rows = w->n_rows / n_experts;
+    int32_t n_experts = w[0]->n_experts;
+    int64_t n_pairs = idv->ne0 * idv->ne1, rows = w[0]->n_rows / n_experts;
     if (!n_pairs) return;
-    experts_job j = {.w = w, .k = &d->kernels.dot[w->type], .x = f32(xv), .per_slot = xv->ne1 == n_pairs,
-                     .n_used = (int32_t)n_used, .rows = rows, .ids = i32(idv), .y = f32(yv)};
+    experts_job j = {.n = n, .w = w, .x = f32(xv), .n_cols = w[0]->n_cols, .per_slot = xv->ne1 == n_pairs,
+                     .n_used = (int32_t)idv->ne0, .n_pairs = n_pairs, .rows = rows, .ids = i32(idv)};
+    for (int i = 0; i < n; i++) {
+        j.k[i] = &d->kernels.dot[w[i]->type];
+        j.y[i] = f32(yv[i]);
+    }
     for (int64_t p = 0; p < n_pairs; p++)
         if (j.ids[p] < 0 || j.ids[p] >= n_experts) {
             char message[96];
@@ -143,56 +173,64 @@ static void experts_run(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x
             tnd_cpu_op_failed(b, TND_ERR_INVALID_ARGUMENT, message);
             return;
         }
-    j.act_row = j.k->dot ? tnd_cpu_act_bytes(j.k, w->n_cols) : 0;
-    if (d->reference || !j.k->dot || !j.act_row) {
-        tnd_thread_pool *pool = n_pairs * rows * w->n_cols < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
+    if (tnd_cpu_reference_path(d, w[0])) {
+        tnd_thread_pool *pool = n * n_pairs * rows * j.n_cols < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
         tnd_thread_pool_for(pool, n_pairs, 1, experts_ref, &j);
         return;
     }
+    j.act_row = tnd_cpu_act_bytes(j.k[0], j.n_cols);
     size_t sorted_bytes = align64(sizeof(int32_t) * (size_t)(n_pairs + n_experts)),
            first_bytes = align64(sizeof(int64_t) * (size_t)(n_experts + 1)),
            inputs_bytes = align64(j.act_row * (size_t)xv->ne1), act_bytes = align64(j.act_row * (size_t)n_pairs);
-    size_t y_bytes = sizeof(float) * (size_t)(n_pairs * rows);
+    size_t y_bytes = sizeof(float) * (size_t)(n * n_pairs * rows);
     uint8_t *scratch = experts_scratch(b, sorted_bytes + first_bytes + inputs_bytes + act_bytes + y_bytes);
     if (!scratch) {
         tnd_cpu_op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the scratch of the experts' matmuls");
         return;
     }
-    int32_t *sorted = (int32_t *)(void *)scratch, *active = sorted + n_pairs;
-    int64_t *first = (int64_t *)(void *)(scratch + sorted_bytes);
+    int32_t *sorted = (int32_t *)(void *)scratch;
     j.inputs = scratch + sorted_bytes + first_bytes;
     j.act = j.inputs + inputs_bytes;
     j.y_sorted = (float *)(void *)(j.act + act_bytes);
-    /* counting sort of the pairs by expert */
-    memset(first, 0, sizeof(int64_t) * (size_t)(n_experts + 1));
-    for (int64_t p = 0; p < n_pairs; p++) first[j.ids[p] + 1]++;
-    int32_t n_active = 0;
-    for (int32_t e = 0; e < n_experts; e++) {
-        if (first[e + 1]) active[n_active++] = e;
-        first[e + 1] += first[e];
-    }
-    for (int64_t p = 0; p < n_pairs; p++) sorted[first[j.ids[p]]++] = (int32_t)p; /* first[e] walks to first[e+1] */
-    for (int32_t e = n_experts; e > 0; e--) first[e] = first[e - 1];
-    first[0] = 0;
-    j.sorted = sorted;
-    j.active = active;
-    j.first = first;
-    int64_t active_rows = (int64_t)n_active * rows;
-    tnd_thread_pool *pool = active_rows * w->n_cols * (n_pairs / n_active) < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
-    tnd_thread_pool_for(xv->ne1 * w->n_cols < TND_CPU_PARALLEL_MIN ? NULL : pool, xv->ne1, 1, experts_convert, &j);
+    int32_t n_active = sort_pairs(&j, n_experts, sorted, (int64_t *)(void *)(scratch + sorted_bytes), sorted + n_pairs);
+    j.active_rows = (int64_t)n_active * rows;
+    int64_t all_rows = n * j.active_rows;
+    tnd_thread_pool *pool = all_rows * j.n_cols * (n_pairs / n_active) < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
+    tnd_thread_pool_for(xv->ne1 * j.n_cols < TND_CPU_PARALLEL_MIN ? NULL : pool, xv->ne1, 1, experts_convert, &j);
     for (int64_t q = 0; q < n_pairs; q++)
         memcpy(j.act + (size_t)q * j.act_row, j.inputs + (size_t)input_of(&j, sorted[q]) * j.act_row, j.act_row);
-    tnd_thread_pool_for(pool, active_rows, tnd_cpu_row_grain(pool, active_rows), experts_rows, &j);
-    for (int64_t q = 0; q < n_pairs; q++)
-        memcpy(j.y + (size_t)sorted[q] * (size_t)rows, j.y_sorted + (size_t)q * (size_t)rows,
-               sizeof(float) * (size_t)rows);
-    d->prof.matmul_bytes += (uint64_t)active_rows * (uint64_t)w->row_bytes;
+    tnd_thread_pool_for(pool, all_rows, tnd_cpu_row_grain(pool, all_rows), experts_rows, &j);
+    for (int i = 0; i < n; i++) {
+        for (int64_t q = 0; q < n_pairs; q++)
+            memcpy(j.y[i] + (size_t)sorted[q] * (size_t)rows, j.y_sorted + (size_t)(i * n_pairs + q) * (size_t)rows,
+                   sizeof(float) * (size_t)rows);
+        d->prof.matmul_bytes += (uint64_t)j.active_rows * (uint64_t)w[i]->row_bytes;
+    }
 }
 
-/* The experts' matmul, timed for the profile (the bytes are those of the experts a step used). */
-void tnd_cpu_matmul_experts(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *ids,
-                            const tnd_tensor *y) {
+/* Whether two expert weights can be one job: the same input conversion and the same experts of as many rows. */
+static bool same_experts(const cpu_device *d, const tnd_weight *a, const tnd_weight *b) {
+    return tnd_cpu_same_input(d, a, b) && a->n_experts == b->n_experts && a->n_rows == b->n_rows;
+}
+
+/* The experts' matmuls, those that can be one job together, timed for the profile (the bytes are those of the
+ * experts a step used). */
+void tnd_cpu_matmul_experts(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
+                            const tnd_tensor *ids, const tnd_tensor *const *y) {
     double t0 = seconds_now();
-    experts_run(b, w, x, ids, y);
+    bool done[TND_MAX_FUSED] = {false};
+    for (int i = 0; i < n; i++) {
+        if (done[i]) continue;
+        const tnd_weight *group_w[TND_MAX_FUSED];
+        const tnd_tensor *group_y[TND_MAX_FUSED];
+        int m = 0;
+        for (int k = i; k < n; k++)
+            if (!done[k] && same_experts(dev(b), w[i], w[k])) {
+                group_w[m] = w[k];
+                group_y[m++] = y[k];
+                done[k] = true;
+            }
+        experts_run(b, m, group_w, x, ids, group_y);
+    }
     dev(b)->prof.matmul_seconds += seconds_now() - t0;
 }

@@ -67,8 +67,12 @@ FORWARD_OP(kv_store,
 FORWARD_OP(attention, (tnd_backend * b, const tnd_attention_args *a), (inner(b), a))
 FORWARD_OP(moe_route, (tnd_backend * b, const tnd_moe_route_args *a), (inner(b), a))
 FORWARD_OP(matmul_experts,
-           (tnd_backend * b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *ids, const tnd_tensor *y),
-           (inner(b), w, x, ids, y))
+           (tnd_backend * b, int n, const tnd_weight *const *w, const tnd_tensor *x, const tnd_tensor *ids,
+            const tnd_tensor *const *y),
+           (inner(b), n, w, x, ids, y))
+FORWARD_OP(matmul_many,
+           (tnd_backend * b, int n, const tnd_weight *const *w, const tnd_tensor *x, const tnd_tensor *const *y),
+           (inner(b), n, w, x, y))
 FORWARD_OP(moe_combine, (tnd_backend * b, const tnd_tensor *e, const tnd_tensor *w, const tnd_tensor *y),
            (inner(b), e, w, y))
 FORWARD_OP(sigmoid_scale, (tnd_backend * b, const tnd_tensor *y, const tnd_tensor *g), (inner(b), y, g))
@@ -156,6 +160,7 @@ static const tnd_backend_vtable fault_vtable = {
     .synchronize = fault_synchronize,
     .embed = fault_embed,
     .matmul = fault_matmul,
+    .matmul_many = fault_matmul_many,
     .rms_norm = fault_rms_norm,
     .add = fault_add,
     .add_bias = fault_add_bias,
