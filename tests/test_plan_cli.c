@@ -48,6 +48,20 @@ int main(void) {
     CHECK(json && strstr(json, "\"blk.0.ffn\": \"cpu1\"") && strstr(json, "\"blk.0.attn\": \"cpu0\""));
     free(json);
 
+    /* --cpu-moe and --n-cpu-moe: the feed-forward groups of expert layers (all, or the first N) on cpu0, whatever
+     * the split; a model without experts is left as it was, with a note */
+    char moe[1024];
+    snprintf(moe, sizeof moe, "%s", tnd_fixture("models/qwen2moe-tiny-q8_0.gguf"));
+    snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device cpu,cpu --cpu-moe --json", TND_TANDEM_BIN, moe);
+    CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "\"blk.0.ffn\": \"cpu0\"") &&
+          strstr(out, "\"blk.1.ffn\": \"cpu0\"") && strstr(out, "\"blk.1.attn\": \"cpu1\""));
+    snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device cpu,cpu --n-cpu-moe 1 -ot 'blk.0.attn=cpu1' --json",
+             TND_TANDEM_BIN, moe);
+    CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "\"blk.0.ffn\": \"cpu0\"") &&
+          strstr(out, "\"blk.1.ffn\": \"cpu1\"") && strstr(out, "\"blk.0.attn\": \"cpu1\""));
+    snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device cpu,cpu --cpu-moe", TND_TANDEM_BIN, model);
+    CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "no experts") && strstr(out, "blk.4.ffn        cpu1"));
+
     /* the same text on one device and on every placement */
     CHECK(run_with("", want, sizeof want) == 0 && strlen(want) > 40);
     char options[512];

@@ -25,20 +25,28 @@ void cli_plan_usage(FILE *f) {
                "  -ngl N              layers on the first GPU (this build has none: everything stays on the CPU)\n"
                "  --override-tensor REGEX=DEVICE   tensor groups whose name or tensors match REGEX go to DEVICE\n"
                "                      (cpu0, cpu1, ...; repeatable; groups: token_embd, blk.N.attn, blk.N.ffn, output)\n"
-               "  --plan FILE.json    the plan `tandem plan --json` wrote\n");
+               "  --plan FILE.json    the plan `tandem plan --json` wrote\n"
+               "  --cpu-moe           the feed-forward groups of mixture-of-experts layers (experts, router, shared\n"
+               "                      expert) on the CPU device, cpu0\n"
+               "  --n-cpu-moe N       the same for the first N layers only\n");
 }
 
 int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i) {
     const char *a = argv[*i];
+    if (!strcmp(a, "--cpu-moe")) {
+        o->n_cpu_moe = INT32_MAX;
+        return 1;
+    }
     bool ngl = !strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers");
-    bool ot = !strcmp(a, "--override-tensor") || !strcmp(a, "-ot");
-    if (strcmp(a, "--device") && strcmp(a, "--plan") && !ngl && !ot) return 0;
+    bool ot = !strcmp(a, "--override-tensor") || !strcmp(a, "-ot"), n_cpu_moe = !strcmp(a, "--n-cpu-moe");
+    if (strcmp(a, "--device") && strcmp(a, "--plan") && !ngl && !ot && !n_cpu_moe) return 0;
     const char *v = cli_value(argc, argv, i);
     if (!v) return -1;
     long long n = 0;
-    if (ngl) {
+    if (ngl || n_cpu_moe) {
         if (!cli_int(a, v, 0, 1 << 20, &n)) return -1;
-        o->n_gpu_layers = (int32_t)n;
+        if (ngl) o->n_gpu_layers = (int32_t)n;
+        else o->n_cpu_moe = (int32_t)n;
     } else if (ot) {
         if (o->n_overrides == CLI_MAX_OVERRIDES || !strchr(v, '=')) {
             fprintf(stderr, "tandem: %s takes REGEX=DEVICE, at most %d times\n", a, CLI_MAX_OVERRIDES);
@@ -144,6 +152,23 @@ static bool apply_override(const char *spec, tnd_model *m, int32_t n_groups, int
     return true;
 }
 
+/* --cpu-moe / --n-cpu-moe: the feed-forward group of each of the first n layers that has experts goes to the CPU
+ * device (cpu0: in this build every device is a CPU instance; with a GPU, the rest of the model stays on it). */
+static void experts_on_cpu(tnd_model *m, int32_t n, int32_t n_groups, int32_t *groups) {
+    int32_t moved = 0;
+    for (int32_t g = 0; g < n_groups; g++) {
+        tnd_group_info gi;
+        char name[96];
+        if (tnd_model_group(m, g, &gi) != TND_OK || gi.layer < 0 || gi.layer >= n || !strstr(gi.name, ".ffn"))
+            continue;
+        snprintf(name, sizeof name, "blk.%d.ffn_gate_exps.weight", gi.layer);
+        if (tnd_model_tensor_find(m, name) < 0) continue;
+        groups[g] = 0;
+        moved++;
+    }
+    if (!moved) fprintf(stderr, "tandem: note: --cpu-moe / --n-cpu-moe: the model has no experts to place\n");
+}
+
 /* ------------------------------------------------------------------------------------------------------------
  * Plan files: {"devices": ["cpu", "cpu"], "groups": {"token_embd": "cpu0", "blk.0.attn": "cpu1", ...}}
  * ---------------------------------------------------------------------------------------------------------- */
@@ -243,6 +268,7 @@ bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *
             goto fail;
         }
     }
+    if (o->n_cpu_moe > 0) experts_on_cpu(m, o->n_cpu_moe, n_groups, g);
     for (int32_t i = 0; i < o->n_overrides; i++)
         if (!apply_override(o->overrides[i], m, n_groups, n_devices, g)) goto fail;
     p->n_devices = n_devices;

@@ -16,6 +16,8 @@ typedef struct cli_plan_options {
     const char *overrides[CLI_MAX_OVERRIDES]; /* --override-tensor REGEX=DEVICE, in order */
     int32_t n_overrides;
     const char *plan_file;   /* --plan FILE.json */
+    int32_t n_cpu_moe;       /* --cpu-moe (all: INT32_MAX) or --n-cpu-moe N: the first layers whose experts stay on
+                                the CPU */
 } cli_plan_options;
 
 void cli_plan_defaults(cli_plan_options *o);
@@ -28,7 +30,7 @@ int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i);
 void cli_plan_usage(FILE *f);
 
 /* The plan for model m into p (n_devices, group_device, n_groups): from --plan, else the layers split evenly over
- * the --device list, then each --override-tensor in order. *groups receives the malloc'ed group array p points at
+ * the --device list, then --cpu-moe / --n-cpu-moe, then each --override-tensor in order. *groups receives the malloc'ed group array p points at
  * (the caller frees it). Prints the error and returns false on failure. */
 bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *p, int32_t **groups);
 
