@@ -351,8 +351,8 @@ static void cpu_matmul_many(tnd_backend *b, int n, const tnd_weight *const *w, c
     bool done[TND_MAX_FUSED] = {false};
     for (int i = 0; i < n; i++) {
         if (done[i]) continue;
-        const tnd_weight *group_w[TND_MAX_FUSED];
-        const tnd_tensor *group_y[TND_MAX_FUSED];
+        const tnd_weight *group_w[TND_MAX_FUSED] = {0};
+        const tnd_tensor *group_y[TND_MAX_FUSED] = {0};
         int m = 0;
         for (int k = i; k < n; k++)
             if (!done[k] && tnd_cpu_same_input(dev(b), w[i], w[k])) {
