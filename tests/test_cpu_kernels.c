@@ -236,7 +236,8 @@ static void check_swiglu(const tnd_cpu_vec *vec, const char *isa) {
     CHECK(moved == 0);
 }
 
-/* The KV cache decoders against the types' own, bit for bit, on quantized random rows of several block counts. */
+/* The KV cache decoders and encoders against the types' own, bit for bit, on quantized random rows of several block
+ * counts. */
 static void check_kv_decoders(const tnd_cpu_vec *vec, const char *isa) {
     static const tnd_type kv_types[] = {TND_TYPE_F32, TND_TYPE_F16, TND_TYPE_Q8_0, TND_TYPE_Q4_0};
     enum { MOST = 7 * 64 };
@@ -253,6 +254,18 @@ static void check_kv_decoders(const tnd_cpu_vec *vec, const char *isa) {
             vec->to_float[kv_types[i]](row, got, n);
             if (!CHECK(memcmp(got, want, sizeof(float) * (size_t)n) == 0))
                 fprintf(stderr, "  %s: the %s decoder differs from the type's own (%lld elements)\n", isa, tr->name,
+                        (long long)n);
+            /* the encoder, on values with ties, subnormals, overflow and infinities of the smaller types */
+            static const float edges[] = {0.0f, -0.0f, 1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, 6e-8f, 3e-5f, -7e-6f,
+                                          65504.0f, 65520.0f, 1e6f, -1e9f, 1.0f / 0.0f, -1.0f / 0.0f};
+            for (size_t e = 0; e < sizeof edges / sizeof *edges && (int64_t)e < n; e++) x[e * 5 % n] = edges[e];
+            uint8_t encoded[MOST * 4];
+            tr->from_float(x, row, n);
+            memset(encoded, 0xff, sizeof encoded);
+            CHECK(vec->from_float[kv_types[i]] != NULL);
+            vec->from_float[kv_types[i]](x, encoded, n);
+            if (!CHECK(memcmp(encoded, row, (size_t)tnd_row_size(kv_types[i], n)) == 0))
+                fprintf(stderr, "  %s: the %s encoder differs from the type's own (%lld elements)\n", isa, tr->name,
                         (long long)n);
         }
     }

@@ -411,8 +411,8 @@ static void cpu_kv_store(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool,
     const int64_t *slots = step->slots;
     int64_t n_tokens = step->n_tokens;
     int32_t block_size = step->block_size;
-    tnd_from_float_fn k_from_float = tnd_type_traits_of(k_type)->from_float;
-    tnd_from_float_fn v_from_float = tnd_type_traits_of(v_type)->from_float;
+    tnd_from_float_fn k_from_float = dev(b)->kernels.vec.from_float[k_type];
+    tnd_from_float_fn v_from_float = dev(b)->kernels.vec.from_float[v_type];
     int32_t n_heads = (int32_t)(width / head_dim);
     bool transposed = k_transposed(&dev(b)->kernels, k_type, head_dim);
     uint16_t k_row[TND_CPU_ATTN_MAX_HEAD];

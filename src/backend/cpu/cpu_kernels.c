@@ -46,6 +46,7 @@ void tnd_cpu_kernels_reference(tnd_cpu_kernels *k) {
     for (int t = 0; t < TND_TYPE_COUNT; t++) {
         const tnd_type_traits *tr = tnd_type_traits_of((tnd_type)t);
         if (tr) k->vec.to_float[t] = tr->to_float;
+        if (tr) k->vec.from_float[t] = tr->from_float;
         if (!tr || !tr->vec_dot) continue;
         const tnd_type_traits *act = tnd_type_traits_of(tr->vec_dot_type);
         if (!act) continue;

@@ -125,6 +125,9 @@ typedef struct tnd_cpu_vec {
      * read as stored (a quantized one, or K columns of a transposed F16 cache at a tile's edge). The reference
      * table holds the types' own decoders; an ISA file replaces those it does faster, with the same bits. */
     tnd_to_float_fn to_float[TND_TYPE_COUNT];
+    /* The other way, for the KV store: float rows encoded in a cache type, with the type's own bits (the reference
+     * table holds the types' encoders; an ISA file replaces those it does faster). */
+    tnd_from_float_fn from_float[TND_TYPE_COUNT];
 } tnd_cpu_vec;
 
 typedef struct tnd_cpu_kernels {

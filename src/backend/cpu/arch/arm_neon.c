@@ -500,6 +500,14 @@ static void f16_to_f32(const void *vx, float *y, int64_t n) {
     for (; i < n; i++) y[i] = (float)x[i];
 }
 
+/* Floats to F16 for the KV store, rounded to nearest, ties to even, as the type's own encoder. */
+static void f32_to_f16(const float *x, void *vy, int64_t n) {
+    __fp16 *y = vy;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1_f16(y + i, vcvt_f16_f32(vld1q_f32(x + i)));
+    for (; i < n; i++) y[i] = (__fp16)x[i];
+}
+
 /* Eight levels times the block's scale. */
 static inline void store_scaled8(float *y, int8x8_t q, float d) {
     int16x8_t w = vmovl_s8(q);
@@ -657,6 +665,7 @@ void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
     k->vec.attn_tile = attn_tile;
     k->vec.swiglu = swiglu;
     k->vec.to_float[TND_TYPE_F16] = f16_to_f32;
+    k->vec.from_float[TND_TYPE_F16] = f32_to_f16;
     k->vec.to_float[TND_TYPE_Q8_0] = q8_0_to_f32;
     k->vec.to_float[TND_TYPE_Q4_0] = q4_0_to_f32;
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32, tile_f32_f32);

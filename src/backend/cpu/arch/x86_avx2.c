@@ -557,6 +557,17 @@ static void f16_to_f32(const void *vx, float *y, int64_t n) {
     for (; i < n; i++) y[i] = f16_one(x[i]);
 }
 
+/* Floats to F16 for the KV store: F16C rounds to nearest, ties to even, as the type's own encoder. */
+static void f32_to_f16(const float *x, void *vy, int64_t n) {
+    uint16_t *y = vy;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+        _mm_storeu_si128((__m128i *)(void *)(y + i), h);
+    }
+    for (; i < n; i++) y[i] = tnd_f32_to_fp16(x[i]);
+}
+
 /* Q8_0 and Q4_0 rows of a KV cache: level times scale, each product rounded once as in the reference decoder. */
 static void q8_0_to_f32(const void *vx, float *y, int64_t n) {
     const tnd_block_q8_0 *b = vx;
@@ -863,6 +874,7 @@ void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->vec.swiglu = swiglu;
     k->vec.attn_tile_f16_takes = attn_takes;
     k->vec.to_float[TND_TYPE_F16] = f16_to_f32;
+    k->vec.from_float[TND_TYPE_F16] = f32_to_f16;
     k->vec.to_float[TND_TYPE_Q8_0] = q8_0_to_f32;
     k->vec.to_float[TND_TYPE_Q4_0] = q4_0_to_f32;
     k->dot[TND_TYPE_F32] = float_entry(dot_f32_f32, tile_f32_f32);
