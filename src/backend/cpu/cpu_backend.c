@@ -26,7 +26,10 @@ void tnd_cpu_op_failed(tnd_backend *b, tnd_status status, const char *message) {
     snprintf(d->failure_message, sizeof d->failure_message, "%s: %s", b->name, message);
 }
 
-static void cpu_begin_step(tnd_backend *b, const tnd_step *step) { dev(b)->step = *step; }
+static void cpu_begin_step(tnd_backend *b, const tnd_step *step) {
+    dev(b)->step = *step;
+    dev(b)->step_serial++;
+}
 
 static tnd_status cpu_synchronize(tnd_backend *b) {
     cpu_device *d = dev(b);
@@ -151,17 +154,50 @@ static void cpu_swiglu(tnd_backend *b, const tnd_tensor *gate, const tnd_tensor 
     dev(b)->kernels.vec.swiglu(f32(gate), f32(up), f32(out), gate->ne0 * gate->ne1);
 }
 
+/* The rotation of token t's pair i: cos and sin of pos * base^(-2i/n_rot) / factor_i. */
+static void rope_angle(const tnd_step *step, const tnd_rope *rope, int64_t t, int32_t i, float cs[2]) {
+    const float *freq_factors = rope->freq_factors.buf ? f32(&rope->freq_factors) : NULL;
+    double theta = (double)step->pos[t] * rope->scale * pow(rope->base, -2.0 * i / rope->n_rot);
+    if (freq_factors) theta /= freq_factors[i];
+    cs[0] = (float)cos(theta);
+    cs[1] = (float)sin(theta);
+}
+
+static bool same_rope(const tnd_rope *a, const tnd_rope *b) {
+    return a->base == b->base && a->scale == b->scale && a->n_rot == b->n_rot &&
+           a->freq_factors.buf == b->freq_factors.buf && a->freq_factors.offset == b->freq_factors.offset;
+}
+
+/* The step's rotations for `rope`, made at its first rope op; NULL when there is no memory for them. */
+static const float *rope_table(cpu_device *d, const tnd_rope *rope) {
+    if (d->rope_serial == d->step_serial && same_rope(&d->rope_of, rope)) return d->rope_table;
+    size_t need = (size_t)d->step.n_tokens * (size_t)rope->n_rot;
+    if (need > d->rope_cap) {
+        tnd_free(&d->allocator, d->rope_table);
+        d->rope_table = tnd_alloc_array(&d->allocator, need, sizeof(float));
+        d->rope_cap = d->rope_table ? need : 0;
+        if (!d->rope_table) return NULL;
+    }
+    for (int64_t t = 0; t < d->step.n_tokens; t++)
+        for (int32_t i = 0; i < rope->n_rot / 2; i++)
+            rope_angle(&d->step, rope, t, i, d->rope_table + (t * rope->n_rot + 2 * i));
+    d->rope_serial = d->step_serial;
+    d->rope_of = *rope;
+    return d->rope_table;
+}
+
 static void cpu_rope(tnd_backend *b, const tnd_tensor *xv, int32_t n_heads, const tnd_rope *rope) {
     const tnd_step *step = &dev(b)->step;
     float *x = f32(xv);
-    const float *freq_factors = rope->freq_factors.buf ? f32(&rope->freq_factors) : NULL;
+    const float *table = rope_table(dev(b), rope);
+    if (!table) {
+        tnd_cpu_op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the rotations of rope");
+        return;
+    }
     int32_t half = rope->n_rot / 2;
     for (int64_t t = 0; t < step->n_tokens; t++) {
-        double p = (double)step->pos[t] * rope->scale;
         for (int32_t i = 0; i < half; i++) {
-            double theta = p * pow(rope->base, -2.0 * i / rope->n_rot);
-            if (freq_factors) theta /= freq_factors[i];
-            float c = (float)cos(theta), s = (float)sin(theta);
+            float c = table[t * rope->n_rot + 2 * i], s = table[t * rope->n_rot + 2 * i + 1];
             for (int32_t h = 0; h < n_heads; h++) {
                 float *v = x + (t * n_heads + h) * rope->head_dim;
                 int32_t i0 = rope->mode == TND_ROPE_NEOX ? i : 2 * i;
@@ -697,6 +733,7 @@ static void cpu_destroy(tnd_backend *b) {
     tnd_thread_pool_free(d->pool);
     tnd_free(&a, d->act);
     tnd_free(&a, d->experts);
+    tnd_free(&a, d->rope_table);
     tnd_free(&a, d->attn_scratch);
     tnd_free(&a, d->query_blocks);
     tnd_free(&a, d);

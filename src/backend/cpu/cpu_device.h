@@ -37,6 +37,13 @@ typedef struct cpu_device {
     int64_t query_blocks_cap;
     tnd_device_profile prof; /* since made or reset */
     tnd_step step;       /* the current step's batch metadata (begin_step) */
+    uint64_t step_serial; /* counts begin_step calls: what the rope table below was made for */
+    /* The rotations of the step's tokens ([n_tokens][n_rot / 2] cos, sin pairs) for the rope they were made for:
+     * every layer of a model rotates q and k by the same angles, so a step computes them once, not twice a layer. */
+    float *rope_table;
+    size_t rope_cap; /* floats */
+    uint64_t rope_serial;
+    tnd_rope rope_of; /* base, scale, n_rot and factors of the table */
     tnd_status failure;  /* the first failure of an op since the last synchronize, and its message */
     char failure_message[256];
 } cpu_device;
