@@ -20,7 +20,8 @@ typedef struct tnd_hparams {
     int32_t n_expert;     /* <arch>.expert_count: experts of a mixture-of-experts block (0: dense) */
     int32_t n_expert_used;/* <arch>.expert_used_count: experts each token uses */
     int32_t n_ff_exp;     /* <arch>.expert_feed_forward_length (default n_ff): an expert's width */
-    int32_t n_ff_shexp;   /* <arch>.expert_shared_feed_forward_length (default n_ff): the shared expert's width */
+    int32_t n_ff_shexp;   /* <arch>.expert_shared_feed_forward_length (default n_ff): the shared expert's width; 0
+                             where the architecture has no shared expert */
     bool expert_weights_norm; /* <arch>.expert_weights_norm, default the architecture's: the chosen experts' weights
                                  renormalised to sum 1 */
     int32_t n_rot;        /* rotated dims per head: <arch>.rope.dimension_count, default head_dim */

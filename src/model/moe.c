@@ -1,4 +1,5 @@
-/* moe.c: the mixture-of-experts feed-forward block every MoE architecture shares (Qwen 2 MoE, Qwen 3 MoE, Mixtral):
+/* moe.c: the mixture-of-experts feed-forward block every MoE architecture shares (Qwen 2 MoE, Qwen 3 MoE, Mixtral,
+ * OLMoE):
  * the router picks n_expert_used experts per token and weighs them (the architecture says whether the weights are
  * renormalised), each chosen expert is a SwiGLU block of its own, and a shared expert, where the layer has one, adds
  * its output scaled by a sigmoid gate. Written against device ops only, like transformer.c. */
@@ -29,7 +30,7 @@ void tnd_moe_forward(const tnd_forward *fw, tnd_backend *d, const tnd_activation
     op->swiglu(d, &gate, &up, &gate);
     op->matmul_experts(d, 1, &down, &gate, &route.ids, &down_out);
 
-    if (l->gate_shexp.data) { /* the shared expert, computed before the residual changes */
+    if (hp->n_ff_shexp) { /* the shared expert (xn is free again once the routed experts have read it) */
         tnd_tensor sg = tnd_rows_f32(a->gate, hp->n_ff_shexp, 0, n), su = tnd_rows_f32(a->up, hp->n_ff_shexp, 0, n);
         tnd_tensor logit = tnd_rows_f32(a->shared_gate, 1, 0, n);
         const tnd_weight *w[3] = {&l->gate_shexp, &l->up_shexp, &l->shexp_gate};

@@ -243,6 +243,21 @@ static tnd_status check_support(const tnd_forward *fw, tnd_backend *d) {
     return TND_OK;
 }
 
+/* Whether device d can run layer il's mixture-of-experts block (a device without the MoE ops says so through
+ * supports; a plan must then put the layer's feed-forward group elsewhere). */
+static tnd_status check_experts_support(const tnd_forward *fw, const tnd_bound_model *bm, tnd_backend *d, int32_t il) {
+    const tnd_layer *l = &bm->w.layers[il];
+    const tnd_op_query need[] = {{.op = TND_OP_MOE_ROUTE}, {.op = TND_OP_MOE_COMBINE},
+                                 {.op = TND_OP_MATMUL_EXPERTS, .type = l->gate_exps.type},
+                                 {.op = TND_OP_MATMUL_EXPERTS, .type = l->up_exps.type},
+                                 {.op = TND_OP_MATMUL_EXPERTS, .type = l->down_exps.type},
+                                 {.op = fw->hp->n_ff_shexp ? TND_OP_SIGMOID_SCALE : TND_OP_MOE_ROUTE}};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+        if (!d->vt->supports(d, &need[i]))
+            return tnd_fail(TND_ERR_UNSUPPORTED, "%s cannot run the mixture-of-experts block of layer %d", d->name, il);
+    return TND_OK;
+}
+
 /* Activation buffers of device i for n_batch tokens, its rope, and its matmul scratch. */
 static tnd_status prepare_device(tnd_forward *fw, const tnd_bound_model *bm, int32_t i, int32_t n_batch) {
     const tnd_hparams *hp = fw->hp;
@@ -287,7 +302,8 @@ tnd_status tnd_forward_setup(tnd_forward *fw, tnd_model *model, const tnd_bound_
     for (int32_t l = 0; l < hp->n_layer && !s; l++) {
         tnd_backend *da = fw->devices[fw->group_device[tnd_group_attention(l)]];
         tnd_backend *df = fw->devices[fw->group_device[tnd_group_ffn(l)]];
-        (void)((s = check_support(fw, da)) || (s = prepare_part(model, bm, da, l, false, &fw->layers[l])) ||
+        (void)((s = check_support(fw, da)) || (hp->n_expert && (s = check_experts_support(fw, bm, df, l))) ||
+               (s = prepare_part(model, bm, da, l, false, &fw->layers[l])) ||
                (s = prepare_part(model, bm, df, l, true, &fw->layers[l])));
     }
     if (s) return s;
