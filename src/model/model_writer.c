@@ -214,6 +214,7 @@ static const tnd_model_shape shapes[] = {
     {"qwen2.5-1.5b", "qwen2", 151936, 1536, 28, 12, 2, 8960, 32768, 0, true, 1000000.0f, 1e-6f, 0, 0, 0, 0},
     {"qwen3-0.6b", "qwen3", 151936, 1024, 28, 16, 8, 3072, 40960, 128, true, 1000000.0f, 1e-6f, 0, 0, 0, 0},
     /* mixtures of experts: then experts, used per token, an expert's width, the shared expert's width */
+    {"olmoe-tiny", "olmoe", 512, 64, 2, 4, 4, 64, 512, 0, false, 10000.0f, 1e-5f, 4, 2, 32, 0},
     {"olmoe-1b-7b", "olmoe", 50304, 2048, 16, 16, 16, 1024, 4096, 0, false, 10000.0f, 1e-5f, 64, 8, 1024, 0},
     {"qwen1.5-moe-a2.7b", "qwen2moe", 151936, 2048, 24, 16, 16, 5632, 8192, 0, false, 1000000.0f, 1e-6f, 60, 4, 1408,
      5632},
