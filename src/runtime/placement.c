@@ -92,8 +92,9 @@ uint64_t tnd_group_active_bytes(const tnd_bound_model *bm, int32_t g) {
  * Activations
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* The width of the dense feed-forward buffers: a dense block's or a shared expert's. */
-static int64_t ffn_width(const tnd_hparams *hp) { return hp->n_ff_shexp > hp->n_ff ? hp->n_ff_shexp : hp->n_ff; }
+/* The width of the dense feed-forward buffers: a dense block's, or a shared expert's (0 for a mixture of experts
+ * without one). */
+static int64_t ffn_width(const tnd_hparams *hp) { return hp->n_expert ? hp->n_ff_shexp : hp->n_ff; }
 
 enum { N_ACTIVATIONS = 15 };
 
@@ -251,8 +252,9 @@ static tnd_status check_experts_support(const tnd_forward *fw, const tnd_bound_m
                                  {.op = TND_OP_MATMUL_EXPERTS, .type = l->gate_exps.type},
                                  {.op = TND_OP_MATMUL_EXPERTS, .type = l->up_exps.type},
                                  {.op = TND_OP_MATMUL_EXPERTS, .type = l->down_exps.type},
-                                 {.op = fw->hp->n_ff_shexp ? TND_OP_SIGMOID_SCALE : TND_OP_MOE_ROUTE}};
-    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+                                 {.op = TND_OP_SIGMOID_SCALE}}; /* the last for a shared expert only */
+    size_t n_need = sizeof need / sizeof need[0] - (fw->hp->n_ff_shexp ? 0 : 1);
+    for (size_t i = 0; i < n_need; i++)
         if (!d->vt->supports(d, &need[i]))
             return tnd_fail(TND_ERR_UNSUPPORTED, "%s cannot run the mixture-of-experts block of layer %d", d->name, il);
     return TND_OK;
