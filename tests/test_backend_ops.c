@@ -606,6 +606,110 @@ static void check_attention(tnd_backend *d) {
         }
 }
 
+/* ------------------------------------------------------------------------------------------------------------
+ * Long contexts: attention in segments of the context (split across threads), merged
+ * ---------------------------------------------------------------------------------------------------------- */
+
+enum { LONG_POS = 4600, LONG_HEADS = 4, LONG_KV = 2, LONG_HD = 64 };
+
+/* Attention of query tokens [first, first + n) of one sequence over an F32 cache of LONG_POS positions (k, v:
+ * [LONG_POS][LONG_KV * LONG_HD]), in one step or (alone) one step per token; out [n][LONG_HEADS * LONG_HD]. */
+static float *run_long(tnd_backend *d, const float *k, const float *v, const float *q, int32_t first, int32_t n,
+                       bool alone) {
+    int64_t kvw = LONG_KV * LONG_HD, qw = LONG_HEADS * LONG_HD, n_blocks = (LONG_POS + BLOCK - 1) / BLOCK;
+    static int32_t table[(LONG_POS + BLOCK - 1) / BLOCK], pos[LONG_POS], n_ctx[LONG_POS];
+    static int64_t slots[LONG_POS];
+    static const int32_t *tabs[LONG_POS];
+    for (int64_t b = 0; b < n_blocks; b++) table[b] = (int32_t)((b * 37 + 11) % n_blocks); /* shuffled blocks */
+    for (int32_t p = 0; p < LONG_POS; p++) {
+        pos[p] = p;
+        slots[p] = (int64_t)table[p / BLOCK] * BLOCK + p % BLOCK;
+        tabs[p] = table;
+        n_ctx[p] = p + 1;
+    }
+    tnd_buffer *k_pool = d->vt->alloc(d, sizeof(float) * (size_t)(kvw * BLOCK * n_blocks));
+    tnd_buffer *v_pool = d->vt->alloc(d, sizeof(float) * (size_t)(kvw * BLOCK * n_blocks));
+    tnd_buffer *kb = upload(d, k, kvw * LONG_POS), *vb = upload(d, v, kvw * LONG_POS);
+    tnd_tensor kt = tnd_rows_f32(kb, kvw, 0, LONG_POS), vt = tnd_rows_f32(vb, kvw, 0, LONG_POS);
+    tnd_step store = {.n_tokens = LONG_POS, .pos = pos, .slots = slots, .block_tables = tabs, .n_ctx = n_ctx,
+                      .block_size = BLOCK};
+    d->vt->begin_step(d, &store);
+    d->vt->kv_store(d, k_pool, v_pool, TND_TYPE_F32, TND_TYPE_F32, &kt, &vt, LONG_HD);
+    bool ok = CHECK_OK(d->vt->synchronize(d));
+    tnd_buffer *qb = upload(d, q, qw * n), *ob = upload(d, NULL, qw * n);
+    for (int32_t i = 0; i < n && ok; i += alone ? 1 : n) {
+        int32_t m = alone ? 1 : n;
+        tnd_step step = {.n_tokens = m, .pos = pos + first + i, .slots = slots + first + i, .block_tables = tabs,
+                         .n_ctx = n_ctx + first + i, .block_size = BLOCK};
+        tnd_attention_args args = {.q = tnd_rows_f32(qb, qw, i, m), .out = tnd_rows_f32(ob, qw, i, m),
+                                   .n_head = LONG_HEADS, .n_head_kv = LONG_KV, .head_dim = LONG_HD,
+                                   .scale = 1.0f / sqrtf((float)LONG_HD), .k_pool = k_pool, .v_pool = v_pool,
+                                   .k_type = TND_TYPE_F32, .v_type = TND_TYPE_F32};
+        d->vt->begin_step(d, &step);
+        d->vt->attention(d, &args);
+        ok = CHECK_OK(d->vt->synchronize(d));
+    }
+    float *out = ok ? download(d, ob, qw * n) : NULL;
+    tnd_buffer *bufs[] = {k_pool, v_pool, kb, vb, qb, ob};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) d->vt->free(d, bufs[i]);
+    return out;
+}
+
+/* Contexts of up to three segments: against softmax attention in double precision, the same bits with 1, 2 and 3
+ * threads, and a block of 16 tokens straddling a segment's end equal to its tokens one by one. */
+static void check_long_attention(bool reference) {
+    int64_t kvw = LONG_KV * LONG_HD, qw = LONG_HEADS * LONG_HD;
+    float *k = random_floats(kvw * LONG_POS, 1.0f), *v = random_floats(kvw * LONG_POS, 1.0f);
+    static const int32_t firsts[] = {2040, LONG_POS - 16}; /* across the first segment's end; the last positions */
+    for (size_t f = 0; f < sizeof firsts / sizeof firsts[0]; f++) {
+        int32_t first = firsts[f], n = 16;
+        float *q = random_floats(qw * n, 1.0f);
+        float *got[3] = {0}, *alone = NULL;
+        for (int threads = 1; threads <= 3; threads++) {
+            tnd_backend *d = NULL;
+            if (!CHECK_OK(tnd_backend_cpu_init(threads, reference, NULL, "cpu-long", &d))) continue;
+            got[threads - 1] = run_long(d, k, v, q, first, n, false);
+            if (threads == 2) alone = run_long(d, k, v, q, first, n, true);
+            d->vt->destroy(d);
+        }
+        size_t bytes = sizeof(float) * (size_t)(qw * n);
+        CHECK(got[0] && got[1] && got[2] && alone && !memcmp(got[0], got[1], bytes) && !memcmp(got[0], got[2], bytes) &&
+              !memcmp(got[0], alone, bytes));
+        /* the exact math */
+        double *want = malloc(sizeof(double) * (size_t)(qw * n)), *w = malloc(sizeof(double) * LONG_POS);
+        for (int32_t t = 0; t < n; t++)
+            for (int32_t h = 0; h < LONG_HEADS; h++) {
+                int32_t g = h / (LONG_HEADS / LONG_KV), n_ctx = first + t + 1;
+                double m = -INFINITY, z = 0;
+                for (int32_t p = 0; p < n_ctx; p++) {
+                    double s = 0;
+                    for (int32_t i = 0; i < LONG_HD; i++)
+                        s += (double)q[(t * LONG_HEADS + h) * LONG_HD + i] * k[p * kvw + g * LONG_HD + i];
+                    w[p] = s / sqrt((double)LONG_HD);
+                    if (w[p] > m) m = w[p];
+                }
+                for (int32_t p = 0; p < n_ctx; p++) z += w[p] = exp(w[p] - m);
+                for (int32_t i = 0; i < LONG_HD; i++) {
+                    double o = 0;
+                    for (int32_t p = 0; p < n_ctx; p++) o += w[p] * v[p * kvw + g * LONG_HD + i];
+                    want[(t * LONG_HEADS + h) * LONG_HD + i] = o / z;
+                }
+            }
+        float *wantf = malloc(bytes);
+        for (int64_t i = 0; i < qw * n; i++) wantf[i] = (float)want[i];
+        if (got[0]) record(reference ? "attention in segments (reference)" : "attention in segments",
+                           nmse(got[0], wantf, qw * n), 1e-10);
+        for (int i = 0; i < 3; i++) free(got[i]);
+        free(alone);
+        free(want);
+        free(wantf);
+        free(w);
+        free(q);
+    }
+    free(k);
+    free(v);
+}
+
 int main(void) {
     if (!CHECK_OK(tnd_backend_cpu_init(2, true, NULL, "cpu-ref", &ref))) return tnd_test_finish("backend_ops");
     for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
@@ -617,6 +721,8 @@ int main(void) {
         check_attention(d);
         check_expert_types(d);
         check_moe_ops(d);
+        check_long_attention(false);
+        check_long_attention(true);
         printf("%s against the reference:\n", devices[i].name);
         for (int t = 0; t < n_tallies; t++)
             printf("  %-34s %4d runs, worst NMSE %.3g\n", tallies[t].what, tallies[t].runs, tallies[t].worst);

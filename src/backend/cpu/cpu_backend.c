@@ -504,10 +504,16 @@ typedef struct attention_job {
     const tnd_cpu_kernels *k;
     bool k_t;               /* K stored transposed for attn_tile_f16 (k_transposed) */
     int32_t heads_per_item; /* KV heads of one work item */
-    int32_t items_per_block;
+    int32_t items_per_block; /* head ranges per block */
+    int32_t n_segments;     /* segments of the longest context (items per block and head range) */
     const int32_t *blocks;  /* query blocks: block b is tokens [blocks[b], blocks[b + 1]) */
     float *scratch; /* the device's attention scratch, ATTN_SCRATCH_FLOATS per thread */
+    float *partial; /* [n_tokens][n_head][n_segments][2 + head_dim]: max, sum, output of each segment of the blocks
+                       that span several */
 } attention_job;
+
+/* Segments of a context of n positions. */
+static int32_t segments_of(int32_t n) { return n <= 0 ? 1 : (n + ATTN_SEGMENT - 1) / ATTN_SEGMENT; }
 
 /* Decodes n consecutive positions of one head (a run inside one block) to float. */
 static void load_kv_run(const tnd_cpu_kernels *k, const uint8_t *run, tnd_type type, int64_t n_elements, float *out) {
@@ -586,6 +592,9 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
  * cached prefix is read once for the block (a prompt chunk at depth 4096 read it once per token before); then each
  * token takes its own remaining tiles. Every query head meets the same tiles in the same order as alone, so the
  * result does not depend on the blocks. */
+/* A work item: query block b, a range of KV heads, and one segment of the context. Its query heads' softmax states
+ * over the segment's positions end in the output (a block whose contexts fit one segment) or in the partial states
+ * that merge_segments combines. */
 static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1) {
     const attention_job *job = ctx;
     const cpu_attn *a = job->a;
@@ -595,9 +604,13 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
           *mx = gathered + TND_CPU_ATTN_MAX_GROUP, *sum = mx + TND_CPU_ATTN_MAX_REP,
           *kv_tile = sum + TND_CPU_ATTN_MAX_REP;
     for (int64_t item = item0; item < item1; item++) {
-        int64_t b = item / job->items_per_block;
+        int32_t seg = (int32_t)(item % job->n_segments);
+        int64_t range = item / job->n_segments, b = range / job->items_per_block;
         int32_t t0 = job->blocks[b], n_t = job->blocks[b + 1] - t0;
-        int32_t g0 = (int32_t)(item % job->items_per_block) * job->heads_per_item;
+        int32_t n_segs = segments_of(st->n_ctx[t0 + n_t - 1]);
+        if (seg >= n_segs) continue; /* a shorter context than the step's longest */
+        int32_t lo = seg * ATTN_SEGMENT, hi = lo + ATTN_SEGMENT; /* the segment's positions */
+        int32_t g0 = (int32_t)(range % job->items_per_block) * job->heads_per_item;
         int32_t g1 = g0 + job->heads_per_item < a->n_head_kv ? g0 + job->heads_per_item : a->n_head_kv;
         int32_t group = n_t * rep; /* query heads per KV head: state slot (g - g0) * group + t * rep + r */
         /* the queries in state-slot order: a single token's already are (a generated token: no copy) */
@@ -620,34 +633,77 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
         /* tiles start at multiples of TND_CPU_ATTN_TILE whatever the block size, so the sums' order (and the
          * result) does not depend on how the cache is paged; a tile is loaded one run per block it spans */
         int32_t shared = st->n_ctx[t0] / TND_CPU_ATTN_TILE * TND_CPU_ATTN_TILE; /* whole tiles every token sees */
-        if (n_t == 1) shared = 0;
-        for (int32_t p0 = 0; p0 < shared; p0 += TND_CPU_ATTN_TILE)
+        if (n_t == 1) shared = lo;
+        if (shared > hi) shared = hi;
+        for (int32_t p0 = lo; p0 < shared; p0 += TND_CPU_ATTN_TILE)
             for (int32_t g = g0; g < g1; g++) {
                 size_t s0 = (size_t)(g - g0) * group;
                 tnd_kv_prefetch next = {0};
-                if (p0 + TND_CPU_ATTN_TILE < shared) next = tile_rows(a, bs, job->k_t, table, p0 + TND_CPU_ATTN_TILE, g);
+                if (p0 + TND_CPU_ATTN_TILE < st->n_ctx[t0]) /* also the next segment's first tile */
+                    next = tile_rows(a, bs, job->k_t, table, p0 + TND_CPU_ATTN_TILE, g);
                 attend_tile(job, table, qs + s0 * hd, group, g, p0, TND_CPU_ATTN_TILE, &next, mx + s0, sum + s0,
                             acc + s0 * hd, kv_tile);
             }
         for (int32_t t = 0; t < n_t; t++) {
-            int32_t n_ctx = st->n_ctx[t0 + t];
-            for (int32_t p0 = shared; p0 < n_ctx; p0 += TND_CPU_ATTN_TILE) {
-                int32_t np = n_ctx - p0 < TND_CPU_ATTN_TILE ? n_ctx - p0 : TND_CPU_ATTN_TILE;
+            int32_t end = st->n_ctx[t0 + t] < hi ? st->n_ctx[t0 + t] : hi;
+            for (int32_t p0 = shared > lo ? shared : lo; p0 < end; p0 += TND_CPU_ATTN_TILE) {
+                int32_t np = end - p0 < TND_CPU_ATTN_TILE ? end - p0 : TND_CPU_ATTN_TILE;
                 for (int32_t g = g0; g < g1; g++) {
                     size_t s0 = (size_t)(g - g0) * group + (size_t)t * rep;
                     tnd_kv_prefetch next = {0};
-                    if (p0 + np < n_ctx) next = tile_rows(a, bs, job->k_t, table, p0 + np, g);
+                    if (p0 + np < st->n_ctx[t0 + t]) /* also the next segment's first tile */
+                        next = tile_rows(a, bs, job->k_t, table, p0 + np, g);
                     attend_tile(job, table, qs + s0 * hd, rep, g, p0, np, &next, mx + s0, sum + s0, acc + s0 * hd,
                                 kv_tile);
                 }
             }
             for (int32_t g = g0; g < g1; g++) {
                 size_t s0 = (size_t)(g - g0) * group + (size_t)t * rep;
-                float *out = a->out + ((t0 + t) * (int64_t)a->n_head + (int64_t)g * rep) * hd;
-                for (int32_t r = 0; r < rep; r++)
-                    for (int32_t i = 0; i < hd; i++)
-                        out[r * hd + i] = sum[s0 + r] > 0 ? acc[(s0 + r) * hd + i] / sum[s0 + r] : 0;
+                int64_t head0 = (t0 + t) * (int64_t)a->n_head + (int64_t)g * rep;
+                for (int32_t r = 0; r < rep; r++) {
+                    const float *state = acc + (s0 + r) * hd;
+                    if (n_segs > 1) { /* merged later, in segment order */
+                        float *part = job->partial + ((head0 + r) * job->n_segments + seg) * (2 + hd);
+                        part[0] = mx[s0 + r];
+                        part[1] = sum[s0 + r];
+                        memcpy(part + 2, state, sizeof(float) * (size_t)hd);
+                        continue;
+                    }
+                    float *out = a->out + (head0 + r) * hd;
+                    for (int32_t i = 0; i < hd; i++) out[i] = sum[s0 + r] > 0 ? state[i] / sum[s0 + r] : 0;
+                }
             }
+        }
+    }
+}
+
+/* The outputs of tokens [t0, t1) whose blocks span several segments: each query head's segment states merged in
+ * order (rescaled to the largest maximum), then divided by the merged sum. */
+static void merge_segments(void *ctx, int64_t t0, int64_t t1) {
+    const attention_job *job = ctx;
+    const cpu_attn *a = job->a;
+    int32_t hd = a->head_dim;
+    for (int64_t t = t0; t < t1; t++) {
+        int32_t n_segs = 1;
+        for (int64_t b = 0; job->blocks[b] <= t; b++)
+            if (job->blocks[b + 1] > t) n_segs = segments_of(job->step->n_ctx[job->blocks[b + 1] - 1]);
+        if (n_segs == 1) continue; /* written by its item */
+        for (int32_t h = 0; h < a->n_head; h++) {
+            const float *part = job->partial + (t * a->n_head + h) * (int64_t)job->n_segments * (2 + hd);
+            float m = -INFINITY, total = 0;
+            for (int32_t s = 0; s < n_segs; s++)
+                if (part[s * (2 + hd) + 1] > 0 && part[s * (2 + hd)] > m) m = part[s * (2 + hd)];
+            float *out = a->out + (t * a->n_head + h) * hd;
+            bool first = true; /* assigned, not added to zero: one segment alone gives its own bits */
+            for (int32_t s = 0; s < n_segs; s++) {
+                const float *p = part + s * (2 + hd);
+                if (!(p[1] > 0)) continue; /* no position of this token in the segment */
+                float f = expf(p[0] - m);
+                total = first ? p[1] * f : total + p[1] * f;
+                for (int32_t i = 0; i < hd; i++) out[i] = first ? p[2 + i] * f : out[i] + p[2 + i] * f;
+                first = false;
+            }
+            for (int32_t i = 0; i < hd; i++) out[i] = total > 0 ? out[i] / total : 0;
         }
     }
 }
@@ -683,11 +739,26 @@ static void attention_run(tnd_backend *b, const tnd_attention_args *args) {
             return;
         }
     }
-    int64_t work = n_tokens * a->n_head * a->head_dim * (int64_t)step->n_ctx[n_tokens - 1];
+    int32_t longest = 0;
+    for (int64_t t = 0; t < n_tokens; t++)
+        if (step->n_ctx[t] > longest) longest = step->n_ctx[t];
+    int32_t n_segments = segments_of(longest);
+    size_t partial = (size_t)n_tokens * (size_t)a->n_head * (size_t)n_segments * (size_t)(2 + a->head_dim);
+    if (n_segments == 1) partial = 0;
+    if (partial > d->attn_partial_cap) {
+        tnd_free(&d->allocator, d->attn_partial);
+        d->attn_partial = tnd_alloc_array(&d->allocator, partial, sizeof(float));
+        d->attn_partial_cap = d->attn_partial ? partial : 0;
+        if (!d->attn_partial) {
+            tnd_cpu_op_failed(b, TND_ERR_OUT_OF_MEMORY, "no memory for the segment states of attention");
+            return;
+        }
+    }
+    int64_t work = n_tokens * a->n_head * a->head_dim * (int64_t)longest;
     tnd_thread_pool *pool = work < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
     /* as many KV heads per item as the state arrays hold, then query blocks as long as the rest of them holds, but
      * at least as many items as threads */
-    int32_t rep = a->n_head / a->n_head_kv, per = a->n_head_kv;
+    int32_t rep = a->n_head / a->n_head_kv, per = 1;
     int32_t fit = TND_CPU_ATTN_MAX_GROUP / (rep * a->head_dim), fit_rep = TND_CPU_ATTN_MAX_REP / rep;
     if (per > fit) per = fit;
     if (per > fit_rep) per = fit_rep;
@@ -697,17 +768,21 @@ static void attention_run(tnd_backend *b, const tnd_attention_args *args) {
         int32_t tokens_fit = fit / per < fit_rep / per ? fit / per : fit_rep / per;
         most = tokens_fit < ATTN_QUERY_BLOCK ? tokens_fit : ATTN_QUERY_BLOCK;
         n_blocks = query_blocks(step, most, d->query_blocks);
-        if (n_blocks >= threads || per == 1) break;
-        int32_t split = (int32_t)((threads + n_blocks - 1) / n_blocks); /* items wanted per block */
+        int64_t units = (int64_t)n_blocks * n_segments; /* items of one head range */
+        if (units >= threads || per == 1) break;
+        int32_t split = (int32_t)((threads + units - 1) / units); /* head ranges wanted per block and segment */
         int32_t fewer = a->n_head_kv / split < per ? a->n_head_kv / split : per - 1;
         if (fewer < 1) fewer = 1;
         if (fewer == per) break;
         per = fewer;
     }
     const tnd_cpu_kernels *k = &d->kernels;
-    attention_job job = {a,   step, k, k_transposed(k, a->k_type, a->head_dim), per, (a->n_head_kv + per - 1) / per,
-                         d->query_blocks, d->attn_scratch};
-    tnd_thread_pool_for_worker(pool, (int64_t)n_blocks * job.items_per_block, 1, attention_items, &job);
+    attention_job job = {a, step, k, k_transposed(k, a->k_type, a->head_dim), per, (a->n_head_kv + per - 1) / per,
+                         n_segments, d->query_blocks, d->attn_scratch, d->attn_partial};
+    /* a few runs of consecutive items per thread: the segments of one head follow each other in memory */
+    int64_t n_items = (int64_t)n_blocks * job.items_per_block * n_segments, grain = n_items / (2 * threads);
+    tnd_thread_pool_for_worker(pool, n_items, grain > 1 ? grain : 1, attention_items, &job);
+    if (n_segments > 1) tnd_thread_pool_for(pool, n_tokens, 1, merge_segments, &job);
     /* the cache a block reads: every position its last token sees, K and V of every KV head */
     uint64_t per_position = (uint64_t)a->n_head_kv * (kv_row_bytes(a->k_type, a->head_dim) +
                                                       kv_row_bytes(a->v_type, a->head_dim));
@@ -734,6 +809,7 @@ static void cpu_destroy(tnd_backend *b) {
     tnd_free(&a, d->act);
     tnd_free(&a, d->experts);
     tnd_free(&a, d->rope_table);
+    tnd_free(&a, d->attn_partial);
     tnd_free(&a, d->attn_scratch);
     tnd_free(&a, d->query_blocks);
     tnd_free(&a, d);

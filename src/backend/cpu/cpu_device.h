@@ -35,6 +35,8 @@ typedef struct cpu_device {
                             off the workers' stacks (hundreds of KB; small-stack platforms give threads 1 MiB) */
     int32_t *query_blocks; /* [query_blocks_cap + 1]: the first token of each query block of a step, then the end */
     int64_t query_blocks_cap;
+    float *attn_partial; /* the softmax states of each (token, query head, segment) of a step's long contexts */
+    size_t attn_partial_cap; /* floats */
     tnd_device_profile prof; /* since made or reset */
     tnd_step step;       /* the current step's batch metadata (begin_step) */
     uint64_t step_serial; /* counts begin_step calls: what the rope table below was made for */
@@ -53,7 +55,12 @@ typedef struct cpu_device {
 enum {
     ATTN_SCRATCH_FLOATS =
         2 * TND_CPU_ATTN_MAX_GROUP + 2 * TND_CPU_ATTN_MAX_REP + 2 * TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD,
-    ATTN_QUERY_BLOCK = 16 /* most tokens of one sequence that go over the cached prefix together */
+    ATTN_QUERY_BLOCK = 16, /* most tokens of one sequence that go over the cached prefix together */
+    /* Positions of one segment of the context: a token's attention is computed segment by segment, each from a
+     * fresh softmax state, and the states merged in order. The segments are work items of their own, so a long
+     * context keeps every thread busy when there are fewer KV heads than threads (split-K), and since the math is
+     * the same however they are spread, the result does not depend on the thread count or the batch. */
+    ATTN_SEGMENT = 2048
 };
 
 static inline cpu_device *dev(tnd_backend *b) { return (cpu_device *)b->impl; }
