@@ -756,29 +756,17 @@ static void attention_run(tnd_backend *b, const tnd_attention_args *args) {
     }
     int64_t work = n_tokens * a->n_head * a->head_dim * (int64_t)longest;
     tnd_thread_pool *pool = work < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
-    /* as many KV heads per item as the state arrays hold, then query blocks as long as the rest of them holds, but
-     * at least as many items as threads */
-    int32_t rep = a->n_head / a->n_head_kv, per = 1;
+    /* one KV head per item (one stream of K and V: two heads in one item measured slower), query blocks as long as
+     * the state arrays hold the block's query heads (supports() admits only heads that fit one token) */
+    int32_t rep = a->n_head / a->n_head_kv;
     int32_t fit = TND_CPU_ATTN_MAX_GROUP / (rep * a->head_dim), fit_rep = TND_CPU_ATTN_MAX_REP / rep;
-    if (per > fit) per = fit;
-    if (per > fit_rep) per = fit_rep;
+    int32_t most = fit < fit_rep ? fit : fit_rep;
+    if (most > ATTN_QUERY_BLOCK) most = ATTN_QUERY_BLOCK;
+    int32_t n_blocks = query_blocks(step, most, d->query_blocks);
     int64_t threads = pool ? tnd_thread_pool_size(pool) : 1;
-    int32_t most = ATTN_QUERY_BLOCK, n_blocks = 0;
-    for (;;) {
-        int32_t tokens_fit = fit / per < fit_rep / per ? fit / per : fit_rep / per;
-        most = tokens_fit < ATTN_QUERY_BLOCK ? tokens_fit : ATTN_QUERY_BLOCK;
-        n_blocks = query_blocks(step, most, d->query_blocks);
-        int64_t units = (int64_t)n_blocks * n_segments; /* items of one head range */
-        if (units >= threads || per == 1) break;
-        int32_t split = (int32_t)((threads + units - 1) / units); /* head ranges wanted per block and segment */
-        int32_t fewer = a->n_head_kv / split < per ? a->n_head_kv / split : per - 1;
-        if (fewer < 1) fewer = 1;
-        if (fewer == per) break;
-        per = fewer;
-    }
     const tnd_cpu_kernels *k = &d->kernels;
-    attention_job job = {a, step, k, k_transposed(k, a->k_type, a->head_dim), per, (a->n_head_kv + per - 1) / per,
-                         n_segments, d->query_blocks, d->attn_scratch, d->attn_partial};
+    attention_job job = {a, step, k, k_transposed(k, a->k_type, a->head_dim), 1, a->n_head_kv, n_segments,
+                         d->query_blocks, d->attn_scratch, d->attn_partial};
     /* a few runs of consecutive items per thread: the segments of one head follow each other in memory */
     int64_t n_items = (int64_t)n_blocks * job.items_per_block * n_segments, grain = n_items / (2 * threads);
     tnd_thread_pool_for_worker(pool, n_items, grain > 1 ? grain : 1, attention_items, &job);
