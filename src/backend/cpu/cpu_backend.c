@@ -380,10 +380,8 @@ static void matmul_run(tnd_backend *b, int n, const tnd_weight *const *w, const 
     }
 }
 
-/* Matmuls of one input, those that take the same converted input as one job, timed for the profile. */
-static void cpu_matmul_many(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
-                            const tnd_tensor *const *y) {
-    double t0 = seconds_now();
+void tnd_cpu_for_groups(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *const *y,
+                        tnd_cpu_joinable_fn joinable, tnd_cpu_group_fn run, void *ctx) {
     bool done[TND_MAX_FUSED] = {false};
     for (int i = 0; i < n; i++) {
         if (done[i]) continue;
@@ -391,14 +389,26 @@ static void cpu_matmul_many(tnd_backend *b, int n, const tnd_weight *const *w, c
         const tnd_tensor *group_y[TND_MAX_FUSED] = {0};
         int m = 0;
         for (int k = i; k < n; k++)
-            if (!done[k] && tnd_cpu_same_input(dev(b), w[i], w[k])) {
+            if (!done[k] && joinable(dev(b), w[i], w[k])) {
                 group_w[m] = w[k];
                 group_y[m++] = y[k];
                 done[k] = true;
-                dev(b)->prof.matmul_bytes += (uint64_t)w[k]->n_rows * (uint64_t)w[k]->row_bytes;
             }
-        matmul_run(b, m, group_w, x, group_y);
+        run(b, m, group_w, group_y, ctx);
     }
+}
+
+/* One group of matmul_many: a job, and its weights' bytes for the profile. */
+static void matmul_group(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *const *y, void *x) {
+    for (int i = 0; i < n; i++) dev(b)->prof.matmul_bytes += (uint64_t)w[i]->n_rows * (uint64_t)w[i]->row_bytes;
+    matmul_run(b, n, w, x, y);
+}
+
+/* Matmuls of one input, those that take the same converted input as one job, timed for the profile. */
+static void cpu_matmul_many(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
+                            const tnd_tensor *const *y) {
+    double t0 = seconds_now();
+    tnd_cpu_for_groups(b, n, w, y, tnd_cpu_same_input, matmul_group, (void *)x);
     dev(b)->prof.matmul_seconds += seconds_now() - t0;
 }
 

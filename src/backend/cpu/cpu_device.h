@@ -106,6 +106,14 @@ bool tnd_cpu_reference_path(const cpu_device *d, const tnd_weight *w);
 /* Whether weights a and b take their input in the same converted form, so one conversion serves both. */
 bool tnd_cpu_same_input(const cpu_device *d, const tnd_weight *a, const tnd_weight *b);
 
+/* Splits n weights of one input (and their outputs y) into groups whose members `joinable` says can be one job (each
+ * group formed from its first weight, in order) and calls run on each group. */
+typedef bool (*tnd_cpu_joinable_fn)(const cpu_device *d, const tnd_weight *a, const tnd_weight *b);
+typedef void (*tnd_cpu_group_fn)(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *const *y,
+                                 void *ctx);
+void tnd_cpu_for_groups(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *const *y,
+                        tnd_cpu_joinable_fn joinable, tnd_cpu_group_fn run, void *ctx);
+
 /* Rows per work unit of a matmul of n_rows on the pool (a multiple of TND_CPU_ROW_TILE). */
 int64_t tnd_cpu_row_grain(const tnd_thread_pool *pool, int64_t n_rows);
 

@@ -208,6 +208,12 @@ static void experts_run(tnd_backend *b, int n, const tnd_weight *const *w, const
     }
 }
 
+/* One group of the experts' matmuls: ctx holds the input and the ids. */
+static void experts_group(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *const *y, void *ctx) {
+    const tnd_tensor *const *inputs = ctx;
+    experts_run(b, n, w, inputs[0], inputs[1], y);
+}
+
 /* Whether two expert weights can be one job: the same input conversion and the same experts of as many rows. */
 static bool same_experts(const cpu_device *d, const tnd_weight *a, const tnd_weight *b) {
     return tnd_cpu_same_input(d, a, b) && a->n_experts == b->n_experts && a->n_rows == b->n_rows;
@@ -218,19 +224,7 @@ static bool same_experts(const cpu_device *d, const tnd_weight *a, const tnd_wei
 void tnd_cpu_matmul_experts(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
                             const tnd_tensor *ids, const tnd_tensor *const *y) {
     double t0 = seconds_now();
-    bool done[TND_MAX_FUSED] = {false};
-    for (int i = 0; i < n; i++) {
-        if (done[i]) continue;
-        const tnd_weight *group_w[TND_MAX_FUSED] = {0};
-        const tnd_tensor *group_y[TND_MAX_FUSED] = {0};
-        int m = 0;
-        for (int k = i; k < n; k++)
-            if (!done[k] && same_experts(dev(b), w[i], w[k])) {
-                group_w[m] = w[k];
-                group_y[m++] = y[k];
-                done[k] = true;
-            }
-        experts_run(b, m, group_w, x, ids, group_y);
-    }
+    const tnd_tensor *inputs[2] = {x, ids};
+    tnd_cpu_for_groups(b, n, w, y, same_experts, experts_group, inputs);
     dev(b)->prof.matmul_seconds += seconds_now() - t0;
 }
