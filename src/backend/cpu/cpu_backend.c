@@ -513,9 +513,7 @@ typedef struct attention_job {
     const tnd_step *step;
     const tnd_cpu_kernels *k;
     bool k_t;               /* K stored transposed for attn_tile_f16 (k_transposed) */
-    int32_t heads_per_item; /* KV heads of one work item */
-    int32_t items_per_block; /* head ranges per block */
-    int32_t n_segments;     /* segments of the longest context (items per block and head range) */
+    int32_t n_segments;     /* segments of the longest context (items per block and KV head) */
     const int32_t *blocks;  /* query blocks: block b is tokens [blocks[b], blocks[b + 1]) */
     float *scratch; /* the device's attention scratch, ATTN_SCRATCH_FLOATS per thread */
     float *partial; /* [n_tokens][n_head][n_segments][2 + head_dim]: max, sum, output of each segment of the blocks
@@ -597,14 +595,12 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
     k->vec.attn_tile(q, rep, hd, kbuf, vbuf, np, a->scale, mx, sum, acc);
 }
 
-/* One work item: a query block (consecutive tokens of one sequence) and a range of KV heads. The block's tokens go
- * over the tiles they all see in full together, as one group of T x rep query heads per KV head, so each tile of the
- * cached prefix is read once for the block (a prompt chunk at depth 4096 read it once per token before); then each
- * token takes its own remaining tiles. Every query head meets the same tiles in the same order as alone, so the
- * result does not depend on the blocks. */
-/* A work item: query block b, a range of KV heads, and one segment of the context. Its query heads' softmax states
- * over the segment's positions end in the output (a block whose contexts fit one segment) or in the partial states
- * that merge_segments combines. */
+/* One work item: a query block (consecutive tokens of one sequence), one KV head and one segment of the context. The
+ * block's tokens go over the segment's tiles they all see in full together, as one group of T x rep query heads, so
+ * each tile of the cached prefix is read once for the block (a prompt chunk at depth 4096 read it once per token
+ * before); then each token takes its own remaining tiles of the segment. Every query head meets the same tiles in the
+ * same order as alone, so the result does not depend on the blocks. The states end in the output (a block whose
+ * contexts fit one segment) or in the partial states that merge_segments combines. */
 static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1) {
     const attention_job *job = ctx;
     const cpu_attn *a = job->a;
@@ -615,106 +611,93 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
           *kv_tile = sum + TND_CPU_ATTN_MAX_REP;
     for (int64_t item = item0; item < item1; item++) {
         int32_t seg = (int32_t)(item % job->n_segments);
-        int64_t range = item / job->n_segments, b = range / job->items_per_block;
+        int64_t head = item / job->n_segments, b = head / a->n_head_kv;
+        int32_t g = (int32_t)(head % a->n_head_kv);
         int32_t t0 = job->blocks[b], n_t = job->blocks[b + 1] - t0;
         int32_t n_segs = segments_of(st->n_ctx[t0 + n_t - 1]);
         if (seg >= n_segs) continue; /* a shorter context than the step's longest */
         int32_t lo = seg * ATTN_SEGMENT, hi = lo + ATTN_SEGMENT; /* the segment's positions */
-        int32_t g0 = (int32_t)(range % job->items_per_block) * job->heads_per_item;
-        int32_t g1 = g0 + job->heads_per_item < a->n_head_kv ? g0 + job->heads_per_item : a->n_head_kv;
-        int32_t group = n_t * rep; /* query heads per KV head: state slot (g - g0) * group + t * rep + r */
+        int32_t group = n_t * rep; /* the block's query heads of KV head g: state slot t * rep + r */
         /* the queries in state-slot order: a single token's already are (a generated token: no copy) */
-        const float *qs = a->q + (t0 * (int64_t)a->n_head + (int64_t)g0 * rep) * hd;
+        const float *qs = a->q + (t0 * (int64_t)a->n_head + (int64_t)g * rep) * hd;
         if (n_t > 1) {
-            for (int32_t g = g0; g < g1; g++)
-                for (int32_t t = 0; t < n_t; t++)
-                    memcpy(gathered + ((size_t)(g - g0) * group + (size_t)t * rep) * hd,
-                           a->q + ((t0 + t) * (int64_t)a->n_head + (int64_t)g * rep) * hd,
-                           sizeof(float) * (size_t)(rep * hd));
+            for (int32_t t = 0; t < n_t; t++)
+                memcpy(gathered + (size_t)t * rep * hd, a->q + ((t0 + t) * (int64_t)a->n_head + (int64_t)g * rep) * hd,
+                       sizeof(float) * (size_t)(rep * hd));
             qs = gathered;
         }
-        int32_t n_q = (g1 - g0) * group;
-        for (int32_t r = 0; r < n_q; r++) {
+        for (int32_t r = 0; r < group; r++) {
             mx[r] = -INFINITY;
             sum[r] = 0;
         }
-        memset(acc, 0, sizeof(float) * (size_t)(n_q * hd));
+        memset(acc, 0, sizeof(float) * (size_t)(group * hd));
         const int32_t *table = st->block_tables[t0]; /* one sequence */
         /* tiles start at multiples of TND_CPU_ATTN_TILE whatever the block size, so the sums' order (and the
-         * result) does not depend on how the cache is paged; a tile is loaded one run per block it spans */
+         * result) does not depend on how the cache is paged; a tile is loaded one run per block it spans. The next
+         * tile is asked for while one computes, across the segment's end too (a thread takes runs of segments). */
         int32_t shared = st->n_ctx[t0] / TND_CPU_ATTN_TILE * TND_CPU_ATTN_TILE; /* whole tiles every token sees */
         if (n_t == 1) shared = lo;
         if (shared > hi) shared = hi;
-        for (int32_t p0 = lo; p0 < shared; p0 += TND_CPU_ATTN_TILE)
-            for (int32_t g = g0; g < g1; g++) {
-                size_t s0 = (size_t)(g - g0) * group;
-                tnd_kv_prefetch next = {0};
-                if (p0 + TND_CPU_ATTN_TILE < st->n_ctx[t0]) /* also the next segment's first tile */
-                    next = tile_rows(a, bs, job->k_t, table, p0 + TND_CPU_ATTN_TILE, g);
-                attend_tile(job, table, qs + s0 * hd, group, g, p0, TND_CPU_ATTN_TILE, &next, mx + s0, sum + s0,
-                            acc + s0 * hd, kv_tile);
-            }
+        for (int32_t p0 = lo; p0 < shared; p0 += TND_CPU_ATTN_TILE) {
+            tnd_kv_prefetch next = {0};
+            if (p0 + TND_CPU_ATTN_TILE < st->n_ctx[t0])
+                next = tile_rows(a, bs, job->k_t, table, p0 + TND_CPU_ATTN_TILE, g);
+            attend_tile(job, table, qs, group, g, p0, TND_CPU_ATTN_TILE, &next, mx, sum, acc, kv_tile);
+        }
         for (int32_t t = 0; t < n_t; t++) {
+            size_t s0 = (size_t)t * rep;
             int32_t end = st->n_ctx[t0 + t] < hi ? st->n_ctx[t0 + t] : hi;
             for (int32_t p0 = shared > lo ? shared : lo; p0 < end; p0 += TND_CPU_ATTN_TILE) {
                 int32_t np = end - p0 < TND_CPU_ATTN_TILE ? end - p0 : TND_CPU_ATTN_TILE;
-                for (int32_t g = g0; g < g1; g++) {
-                    size_t s0 = (size_t)(g - g0) * group + (size_t)t * rep;
-                    tnd_kv_prefetch next = {0};
-                    if (p0 + np < st->n_ctx[t0 + t]) /* also the next segment's first tile */
-                        next = tile_rows(a, bs, job->k_t, table, p0 + np, g);
-                    attend_tile(job, table, qs + s0 * hd, rep, g, p0, np, &next, mx + s0, sum + s0, acc + s0 * hd,
-                                kv_tile);
-                }
+                tnd_kv_prefetch next = {0};
+                if (p0 + np < st->n_ctx[t0 + t]) next = tile_rows(a, bs, job->k_t, table, p0 + np, g);
+                attend_tile(job, table, qs + s0 * hd, rep, g, p0, np, &next, mx + s0, sum + s0, acc + s0 * hd,
+                            kv_tile);
             }
-            for (int32_t g = g0; g < g1; g++) {
-                size_t s0 = (size_t)(g - g0) * group + (size_t)t * rep;
-                int64_t head0 = (t0 + t) * (int64_t)a->n_head + (int64_t)g * rep;
-                for (int32_t r = 0; r < rep; r++) {
-                    const float *state = acc + (s0 + r) * hd;
-                    if (n_segs > 1) { /* merged later, in segment order */
-                        float *part = job->partial + ((head0 + r) * job->n_segments + seg) * (2 + hd);
-                        part[0] = mx[s0 + r];
-                        part[1] = sum[s0 + r];
-                        memcpy(part + 2, state, sizeof(float) * (size_t)hd);
-                        continue;
-                    }
-                    float *out = a->out + (head0 + r) * hd;
-                    for (int32_t i = 0; i < hd; i++) out[i] = sum[s0 + r] > 0 ? state[i] / sum[s0 + r] : 0;
+            int64_t head0 = (t0 + t) * (int64_t)a->n_head + (int64_t)g * rep;
+            for (int32_t r = 0; r < rep; r++) {
+                const float *state = acc + (s0 + r) * hd;
+                if (n_segs > 1) { /* merged later, in segment order */
+                    float *part = job->partial + ((head0 + r) * job->n_segments + seg) * (2 + hd);
+                    part[0] = mx[s0 + r];
+                    part[1] = sum[s0 + r];
+                    memcpy(part + 2, state, sizeof(float) * (size_t)hd);
+                    continue;
                 }
+                float *out = a->out + (head0 + r) * hd;
+                for (int32_t i = 0; i < hd; i++) out[i] = sum[s0 + r] > 0 ? state[i] / sum[s0 + r] : 0;
             }
         }
     }
 }
 
-/* The outputs of tokens [t0, t1) whose blocks span several segments: each query head's segment states merged in
+/* The outputs of the query blocks [b0, b1) that span several segments: each query head's segment states merged in
  * order (rescaled to the largest maximum), then divided by the merged sum. */
-static void merge_segments(void *ctx, int64_t t0, int64_t t1) {
+static void merge_segments(void *ctx, int64_t b0, int64_t b1) {
     const attention_job *job = ctx;
     const cpu_attn *a = job->a;
     int32_t hd = a->head_dim;
-    for (int64_t t = t0; t < t1; t++) {
-        int32_t n_segs = 1;
-        for (int64_t b = 0; job->blocks[b] <= t; b++)
-            if (job->blocks[b + 1] > t) n_segs = segments_of(job->step->n_ctx[job->blocks[b + 1] - 1]);
-        if (n_segs == 1) continue; /* written by its item */
-        for (int32_t h = 0; h < a->n_head; h++) {
-            const float *part = job->partial + (t * a->n_head + h) * (int64_t)job->n_segments * (2 + hd);
-            float m = -INFINITY, total = 0;
-            for (int32_t s = 0; s < n_segs; s++)
-                if (part[s * (2 + hd) + 1] > 0 && part[s * (2 + hd)] > m) m = part[s * (2 + hd)];
-            float *out = a->out + (t * a->n_head + h) * hd;
-            bool first = true; /* assigned, not added to zero: one segment alone gives its own bits */
-            for (int32_t s = 0; s < n_segs; s++) {
-                const float *p = part + s * (2 + hd);
-                if (!(p[1] > 0)) continue; /* no position of this token in the segment */
-                float f = expf(p[0] - m);
-                total = first ? p[1] * f : total + p[1] * f;
-                for (int32_t i = 0; i < hd; i++) out[i] = first ? p[2 + i] * f : out[i] + p[2 + i] * f;
-                first = false;
+    for (int64_t b = b0; b < b1; b++) {
+        int32_t n_segs = segments_of(job->step->n_ctx[job->blocks[b + 1] - 1]);
+        if (n_segs == 1) continue; /* written by its items */
+        for (int64_t t = job->blocks[b]; t < job->blocks[b + 1]; t++)
+            for (int32_t h = 0; h < a->n_head; h++) {
+                const float *part = job->partial + (t * a->n_head + h) * (int64_t)job->n_segments * (2 + hd);
+                float m = -INFINITY, total = 0;
+                for (int32_t s = 0; s < n_segs; s++)
+                    if (part[s * (2 + hd) + 1] > 0 && part[s * (2 + hd)] > m) m = part[s * (2 + hd)];
+                float *out = a->out + (t * a->n_head + h) * hd;
+                bool first = true; /* assigned, not added to zero: one segment alone gives its own bits */
+                for (int32_t s = 0; s < n_segs; s++) {
+                    const float *p = part + s * (2 + hd);
+                    if (!(p[1] > 0)) continue; /* no position of this token in the segment */
+                    float f = expf(p[0] - m);
+                    total = first ? p[1] * f : total + p[1] * f;
+                    for (int32_t i = 0; i < hd; i++) out[i] = first ? p[2 + i] * f : out[i] + p[2 + i] * f;
+                    first = false;
+                }
+                for (int32_t i = 0; i < hd; i++) out[i] = total > 0 ? out[i] / total : 0;
             }
-            for (int32_t i = 0; i < hd; i++) out[i] = total > 0 ? out[i] / total : 0;
-        }
     }
 }
 
@@ -775,12 +758,12 @@ static void attention_run(tnd_backend *b, const tnd_attention_args *args) {
     int32_t n_blocks = query_blocks(step, most, d->query_blocks);
     int64_t threads = pool ? tnd_thread_pool_size(pool) : 1;
     const tnd_cpu_kernels *k = &d->kernels;
-    attention_job job = {a, step, k, k_transposed(k, a->k_type, a->head_dim), 1, a->n_head_kv, n_segments,
-                         d->query_blocks, d->attn_scratch, d->attn_partial};
+    attention_job job = {a, step, k, k_transposed(k, a->k_type, a->head_dim), n_segments, d->query_blocks,
+                         d->attn_scratch, d->attn_partial};
     /* a few runs of consecutive items per thread: the segments of one head follow each other in memory */
-    int64_t n_items = (int64_t)n_blocks * job.items_per_block * n_segments, grain = n_items / (2 * threads);
+    int64_t n_items = (int64_t)n_blocks * a->n_head_kv * n_segments, grain = n_items / (2 * threads);
     tnd_thread_pool_for_worker(pool, n_items, grain > 1 ? grain : 1, attention_items, &job);
-    if (n_segments > 1) tnd_thread_pool_for(pool, n_tokens, 1, merge_segments, &job);
+    if (n_segments > 1) tnd_thread_pool_for(pool, n_blocks, 1, merge_segments, &job);
     /* the cache a block reads: every position its last token sees, K and V of every KV head */
     uint64_t per_position = (uint64_t)a->n_head_kv * (kv_row_bytes(a->k_type, a->head_dim) +
                                                       kv_row_bytes(a->v_type, a->head_dim));
