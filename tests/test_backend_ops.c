@@ -518,6 +518,20 @@ static const int32_t seq_new[N_SEQ] = {1, 3, 5};     /* of them, the last ones t
 
 /* Attention of the last seq_new[s] tokens of every sequence after all their K/V rows were stored in one step;
  * returns the output [n_tokens][n_head * head_dim]. */
+/* Stores the float K and V rows ([n][kvw]) of `store`'s tokens into the pools as k_type and v_type; false when the
+ * device reported a failure. */
+static bool store_kv(tnd_backend *d, const tnd_step *store, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type k_type,
+                     tnd_type v_type, const float *k, const float *v, int64_t kvw, int32_t head_dim) {
+    tnd_buffer *kb = upload(d, k, kvw * store->n_tokens), *vb = upload(d, v, kvw * store->n_tokens);
+    tnd_tensor kt = tnd_rows_f32(kb, kvw, 0, store->n_tokens), vt = tnd_rows_f32(vb, kvw, 0, store->n_tokens);
+    d->vt->begin_step(d, store);
+    d->vt->kv_store(d, k_pool, v_pool, k_type, v_type, &kt, &vt, head_dim);
+    bool ok = CHECK_OK(d->vt->synchronize(d));
+    d->vt->free(d, kb);
+    d->vt->free(d, vb);
+    return ok;
+}
+
 static float *run_attention(tnd_backend *d, tnd_type k_type, tnd_type v_type, int32_t n_head, int32_t n_head_kv,
                             int32_t head_dim, const float *k, const float *v, const float *q,
                             const int32_t tables[N_SEQ][N_BLOCKS]) {
@@ -536,13 +550,9 @@ static float *run_attention(tnd_backend *d, tnd_type k_type, tnd_type v_type, in
             tabs[n_all] = tables[s];
             n_ctx[n_all] = p + 1;
         }
-    tnd_buffer *kb = upload(d, k, kvw * n_all), *vb = upload(d, v, kvw * n_all);
-    tnd_tensor kt = tnd_rows_f32(kb, kvw, 0, n_all), vt = tnd_rows_f32(vb, kvw, 0, n_all);
     tnd_step store = {.n_tokens = n_all, .pos = pos, .slots = slots, .block_tables = tabs, .n_ctx = n_ctx,
                       .block_size = BLOCK};
-    d->vt->begin_step(d, &store);
-    d->vt->kv_store(d, k_pool, v_pool, k_type, v_type, &kt, &vt, head_dim);
-    CHECK_OK(d->vt->synchronize(d));
+    store_kv(d, &store, k_pool, v_pool, k_type, v_type, k, v, kvw, head_dim);
     /* attend: the last seq_new[s] positions of each sequence, their rows already in the cache */
     int32_t rpos[16], rctx[16];
     int64_t rslots[16];
@@ -564,7 +574,7 @@ static float *run_attention(tnd_backend *d, tnd_type k_type, tnd_type v_type, in
     d->vt->begin_step(d, &step);
     d->vt->attention(d, &args);
     float *out = CHECK_OK(d->vt->synchronize(d)) ? download(d, ob, qw * n_run) : NULL;
-    tnd_buffer *bufs[] = {k_pool, v_pool, kb, vb, qb, ob};
+    tnd_buffer *bufs[] = {k_pool, v_pool, qb, ob};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) d->vt->free(d, bufs[i]);
     return out;
 }
@@ -629,13 +639,9 @@ static float *run_long(tnd_backend *d, const float *k, const float *v, const flo
     }
     tnd_buffer *k_pool = d->vt->alloc(d, sizeof(float) * (size_t)(kvw * BLOCK * n_blocks));
     tnd_buffer *v_pool = d->vt->alloc(d, sizeof(float) * (size_t)(kvw * BLOCK * n_blocks));
-    tnd_buffer *kb = upload(d, k, kvw * LONG_POS), *vb = upload(d, v, kvw * LONG_POS);
-    tnd_tensor kt = tnd_rows_f32(kb, kvw, 0, LONG_POS), vt = tnd_rows_f32(vb, kvw, 0, LONG_POS);
     tnd_step store = {.n_tokens = LONG_POS, .pos = pos, .slots = slots, .block_tables = tabs, .n_ctx = n_ctx,
                       .block_size = BLOCK};
-    d->vt->begin_step(d, &store);
-    d->vt->kv_store(d, k_pool, v_pool, TND_TYPE_F32, TND_TYPE_F32, &kt, &vt, LONG_HD);
-    bool ok = CHECK_OK(d->vt->synchronize(d));
+    bool ok = store_kv(d, &store, k_pool, v_pool, TND_TYPE_F32, TND_TYPE_F32, k, v, kvw, LONG_HD);
     tnd_buffer *qb = upload(d, q, qw * n), *ob = upload(d, NULL, qw * n);
     for (int32_t i = 0; i < n && ok; i += alone ? 1 : n) {
         int32_t m = alone ? 1 : n;
@@ -650,7 +656,7 @@ static float *run_long(tnd_backend *d, const float *k, const float *v, const flo
         ok = CHECK_OK(d->vt->synchronize(d));
     }
     float *out = ok ? download(d, ob, qw * n) : NULL;
-    tnd_buffer *bufs[] = {k_pool, v_pool, kb, vb, qb, ob};
+    tnd_buffer *bufs[] = {k_pool, v_pool, qb, ob};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) d->vt->free(d, bufs[i]);
     return out;
 }
