@@ -10,6 +10,7 @@ packages=(
   python3                                            # small helper scripts (plots, fixtures checks)
   gnuplot-nox                                        # scripts/plot_context.sh: PNG plots of benchmark results
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user  # scripts/test_arm.sh: NEON kernels under emulation
+  libvulkan-dev glslc mesa-vulkan-drivers            # the Vulkan device: headers, shader compiler, a software GPU
 )
 
 missing=()

@@ -1,0 +1,300 @@
+/* vk_ops.c: the ops of the Vulkan device as compute dispatches (shaders in shaders/), its weights and KV blocks, and
+ * its vtable. Views carry byte offsets and row strides; shaders take them in 4-byte words. */
+#include "backend/vulkan/vk_internal.h"
+
+#include "quant/quant.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------------------------------------------------------
+ * What the device computes
+ * ---------------------------------------------------------------------------------------------------------- */
+
+#define WEIGHT_SHADERS(T, t) {TND_TYPE_##T, VK_SHADER_matmul_##t, VK_SHADER_embed_##t}
+static const struct {
+    tnd_type type;
+    vk_shader matmul, embed;
+} weight_shaders[] = {
+    WEIGHT_SHADERS(F32, f32),   WEIGHT_SHADERS(F16, f16),   WEIGHT_SHADERS(BF16, bf16), WEIGHT_SHADERS(Q4_0, q4_0),
+    WEIGHT_SHADERS(Q4_1, q4_1), WEIGHT_SHADERS(Q5_0, q5_0), WEIGHT_SHADERS(Q5_1, q5_1), WEIGHT_SHADERS(Q8_0, q8_0),
+    WEIGHT_SHADERS(Q2_K, q2_k), WEIGHT_SHADERS(Q3_K, q3_k), WEIGHT_SHADERS(Q4_K, q4_k), WEIGHT_SHADERS(Q5_K, q5_k),
+    WEIGHT_SHADERS(Q6_K, q6_k),
+};
+#undef WEIGHT_SHADERS
+
+bool tnd_vk_weight_shaders(tnd_type type, vk_shader *matmul, vk_shader *embed) {
+    for (size_t i = 0; i < sizeof weight_shaders / sizeof weight_shaders[0]; i++)
+        if (weight_shaders[i].type == type) {
+            *matmul = weight_shaders[i].matmul;
+            *embed = weight_shaders[i].embed;
+            return true;
+        }
+    return false;
+}
+
+static bool kv_type_ok(tnd_type t) { return t == TND_TYPE_F32 || t == TND_TYPE_F16; }
+
+enum { MAX_HEAD_DIM = 256 }; /* attention.comp keeps up to 4 dimensions per invocation of 64 */
+
+static bool vk_supports(tnd_backend *b, const tnd_op_query *q) {
+    vk_shader m, e;
+    switch (q->op) {
+    case TND_OP_EMBED:
+    case TND_OP_MATMUL: return tnd_vk_weight_shaders(q->type, &m, &e);
+    case TND_OP_RMS_NORM:
+    case TND_OP_ADD:
+    case TND_OP_ADD_BIAS:
+    case TND_OP_SWIGLU:
+    case TND_OP_ROPE:
+    case TND_OP_COPY:
+    case TND_OP_SIGMOID_SCALE: return true;
+    case TND_OP_KV_STORE:
+    case TND_OP_ATTENTION:
+        return kv_type_ok(q->type) && kv_type_ok(q->v_type) && q->head_dim % 2 == 0 && q->head_dim <= MAX_HEAD_DIM &&
+               (q->op == TND_OP_KV_STORE || (q->n_head_kv > 0 && q->n_head % q->n_head_kv == 0));
+    default: return false; /* the mixture-of-experts routing and expert matmuls: not yet */
+    }
+}
+
+/* A view's offset and row stride in 4-byte words. */
+static uint32_t words_off(const tnd_tensor *t) { return (uint32_t)(t->offset / 4); }
+static uint32_t words_stride(const tnd_tensor *t) { return (uint32_t)(t->row_bytes / 4); }
+
+static uint32_t div_up(uint64_t a, uint32_t b) { return (uint32_t)((a + b - 1) / b); }
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Weights
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static tnd_status vk_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
+    vk_device *d = vk_dev(b);
+    vk_shader m, e;
+    *out = (tnd_weight){0};
+    if (!tnd_vk_weight_shaders(host->type, &m, &e))
+        return tnd_fail(TND_ERR_UNSUPPORTED, "the Vulkan device cannot compute with tensor type %s",
+                        tnd_type_name(host->type));
+    size_t bytes = host->row_bytes * (size_t)host->n_rows;
+    tnd_buffer *buf = tnd_vk_alloc(b, bytes);
+    if (!buf) return TND_ERR_OUT_OF_MEMORY; /* the message is alloc's */
+    tnd_vk_write(b, buf, 0, host->data, bytes);
+    if (d->failure) {
+        tnd_status st = tnd_vk_synchronize(b);
+        tnd_vk_free(b, buf);
+        return st;
+    }
+    *out = *host;
+    out->data = NULL;
+    out->buf = buf;
+    out->row_group = 0;
+    return TND_OK;
+}
+
+static void vk_release_weight(tnd_backend *b, tnd_weight *w) {
+    tnd_vk_free(b, w->buf);
+    memset(w, 0, sizeof *w);
+}
+
+static tnd_status vk_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) { return TND_OK; }
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Ops
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static void vk_embed(tnd_backend *b, const tnd_weight *table, const int32_t *ids, const tnd_tensor *out) {
+    vk_device *d = vk_dev(b);
+    vk_shader m, e;
+    if (!tnd_vk_weight_shaders(table->type, &m, &e)) {
+        tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "embed: no shader for %s", tnd_type_name(table->type));
+        return;
+    }
+    uint32_t ids_off = tnd_vk_arena_push(d, ids, sizeof(int32_t) * (size_t)out->ne1);
+    if (ids_off == UINT32_MAX) return;
+    struct { uint32_t w_off, row_bytes, n_cols, ids_off, o_off, o_stride; } push = {
+        0, (uint32_t)table->row_bytes, (uint32_t)table->n_cols, ids_off, words_off(out), words_stride(out)};
+    tnd_buffer *bufs[] = {table->buf, d->arena, out->buf};
+    tnd_vk_dispatch(d, e, bufs, 3, &push, sizeof push, (uint32_t)out->ne1, 1, 1);
+}
+
+enum { MATMUL_TOKENS = 8, MAX_GROUPS = 65535 };
+
+static void vk_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y) {
+    vk_device *d = vk_dev(b);
+    vk_shader m, e;
+    if (!tnd_vk_weight_shaders(w->type, &m, &e)) {
+        tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "matmul: no shader for %s", tnd_type_name(w->type));
+        return;
+    }
+    struct { uint32_t w_off, row_bytes, n_cols, n_rows, n_tokens, x_off, x_stride, y_off, y_stride; } push = {
+        0, (uint32_t)w->row_bytes, (uint32_t)w->n_cols, (uint32_t)w->n_rows, (uint32_t)x->ne1,
+        words_off(x), words_stride(x), words_off(y), words_stride(y)};
+    /* rows over x and y (an output head has more rows than one dimension of groups takes), tokens over z */
+    uint32_t gx = w->n_rows < MAX_GROUPS ? (uint32_t)w->n_rows : MAX_GROUPS;
+    tnd_buffer *bufs[] = {w->buf, x->buf, y->buf};
+    tnd_vk_dispatch(d, m, bufs, 3, &push, sizeof push, gx, div_up((uint64_t)w->n_rows, gx),
+                    div_up((uint64_t)x->ne1, MATMUL_TOKENS));
+}
+
+static void vk_matmul_many(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
+                           const tnd_tensor *const *y) {
+    for (int i = 0; i < n; i++) vk_matmul(b, w[i], x, y[i]);
+}
+
+static void vk_rms_norm(tnd_backend *b, const tnd_tensor *x, const tnd_tensor *gamma, const tnd_tensor *y, float eps) {
+    struct { uint32_t n_cols, x_off, x_stride, g_off, y_off, y_stride; float eps; } push = {
+        (uint32_t)x->ne0, words_off(x), words_stride(x), words_off(gamma), words_off(y), words_stride(y), eps};
+    tnd_buffer *bufs[] = {x->buf, gamma->buf, y->buf};
+    tnd_vk_dispatch(vk_dev(b), VK_SHADER_rms_norm, bufs, 3, &push, sizeof push, (uint32_t)x->ne1, 1, 1);
+}
+
+enum { EW_ADD = 0, EW_SWIGLU = 1, EW_COPY = 2, EW_SIGMOID_SCALE = 3 };
+
+/* out = f(a, b) element by element over out's shape; b_stride 0 repeats b's first row. */
+static void elementwise(tnd_backend *b, uint32_t op, const tnd_tensor *a, const tnd_tensor *bv, uint32_t b_stride,
+                        const tnd_tensor *out) {
+    struct { uint32_t n_cols, n_rows, a_off, a_stride, b_off, b_stride, o_off, o_stride, op; } push = {
+        (uint32_t)out->ne0, (uint32_t)out->ne1, words_off(a), words_stride(a), words_off(bv), b_stride,
+        words_off(out), words_stride(out), op};
+    tnd_buffer *bufs[] = {a->buf, bv->buf, out->buf};
+    tnd_vk_dispatch(vk_dev(b), VK_SHADER_elementwise, bufs, 3, &push, sizeof push, div_up((uint64_t)out->ne0, 64),
+                    (uint32_t)out->ne1, 1);
+}
+
+static void vk_add(tnd_backend *b, const tnd_tensor *y, const tnd_tensor *x) {
+    elementwise(b, EW_ADD, y, x, words_stride(x), y);
+}
+
+static void vk_add_bias(tnd_backend *b, const tnd_tensor *y, const tnd_tensor *bias) {
+    elementwise(b, EW_ADD, y, bias, 0, y);
+}
+
+static void vk_swiglu(tnd_backend *b, const tnd_tensor *gate, const tnd_tensor *up, const tnd_tensor *out) {
+    elementwise(b, EW_SWIGLU, gate, up, words_stride(up), out);
+}
+
+static void vk_copy(tnd_backend *b, const tnd_tensor *dst, const tnd_tensor *src) {
+    elementwise(b, EW_COPY, src, src, words_stride(src), dst);
+}
+
+static void vk_sigmoid_scale(tnd_backend *b, const tnd_tensor *y, const tnd_tensor *g) {
+    elementwise(b, EW_SIGMOID_SCALE, y, g, words_stride(g), y);
+}
+
+static void vk_rope(tnd_backend *b, const tnd_tensor *x, int32_t n_heads, const tnd_rope *rope) {
+    vk_device *d = vk_dev(b);
+    bool factors = rope->freq_factors.buf != NULL;
+    struct {
+        uint32_t x_off, x_stride, n_heads, head_dim, n_rot, neox, has_factors, ff_off, meta_off, n_step;
+        float base, scale;
+    } push = {words_off(x), words_stride(x), (uint32_t)n_heads, (uint32_t)rope->head_dim, (uint32_t)rope->n_rot,
+              rope->mode == TND_ROPE_NEOX, factors, factors ? words_off(&rope->freq_factors) : 0, d->meta_off,
+              d->n_step, rope->base, rope->scale};
+    tnd_buffer *bufs[] = {x->buf, factors ? rope->freq_factors.buf : x->buf, d->arena};
+    tnd_vk_dispatch(d, VK_SHADER_rope, bufs, 3, &push, sizeof push, div_up((uint64_t)rope->n_rot / 2, 64),
+                    (uint32_t)n_heads, (uint32_t)x->ne1);
+}
+
+/* KV pools: a block is block_size rows of one position each, a row being the width elements of every head as
+ * K or V type (F32, F16). */
+static void store_rows(vk_device *d, tnd_buffer *pool, tnd_type type, const tnd_tensor *src) {
+    struct { uint32_t width, src_off, src_stride, meta_off, n_step; } push = {
+        (uint32_t)src->ne0, words_off(src), words_stride(src), d->meta_off, d->n_step};
+    bool half = type == TND_TYPE_F16;
+    tnd_buffer *bufs[] = {src->buf, pool, d->arena};
+    tnd_vk_dispatch(d, half ? VK_SHADER_kv_store_f16 : VK_SHADER_kv_store_f32, bufs, 3, &push, sizeof push,
+                    div_up((uint64_t)(half ? src->ne0 / 2 : src->ne0), 64), (uint32_t)src->ne1, 1);
+}
+
+static void vk_kv_store(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type k_type, tnd_type v_type,
+                        const tnd_tensor *k, const tnd_tensor *v, int32_t head_dim) {
+    vk_device *d = vk_dev(b);
+    if (!kv_type_ok(k_type) || !kv_type_ok(v_type)) {
+        tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "kv_store: K %s / V %s are not F32 or F16", tnd_type_name(k_type),
+                      tnd_type_name(v_type));
+        return;
+    }
+    store_rows(d, k_pool, k_type, k);
+    store_rows(d, v_pool, v_type, v);
+}
+
+static void vk_kv_copy_blocks(tnd_backend *b, tnd_buffer *pool, size_t block_bytes, const int32_t *src,
+                              const int32_t *dst, int32_t n) {
+    vk_device *d = vk_dev(b);
+    for (int32_t i0 = 0; i0 < n; i0 += 64) {
+        VkBufferCopy regions[64];
+        uint32_t m = 0;
+        for (int32_t i = i0; i < n && i < i0 + 64; i++)
+            regions[m++] = (VkBufferCopy){.srcOffset = (VkDeviceSize)src[i] * block_bytes,
+                                          .dstOffset = (VkDeviceSize)dst[i] * block_bytes, .size = block_bytes};
+        tnd_vk_copy(d, pool, pool, regions, m);
+    }
+}
+
+static void vk_attention(tnd_backend *b, const tnd_attention_args *a) {
+    vk_device *d = vk_dev(b);
+    if (!kv_type_ok(a->k_type) || !kv_type_ok(a->v_type) || a->head_dim > MAX_HEAD_DIM) {
+        tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "attention: K %s / V %s, head_dim %d", tnd_type_name(a->k_type),
+                      tnd_type_name(a->v_type), a->head_dim);
+        return;
+    }
+    static const vk_shader shaders[2][2] = {{VK_SHADER_attention_f32_f32, VK_SHADER_attention_f32_f16},
+                                            {VK_SHADER_attention_f16_f32, VK_SHADER_attention_f16_f16}};
+    struct {
+        uint32_t q_off, q_stride, o_off, o_stride, n_head, n_head_kv, head_dim, block_size, meta_off, n_step;
+        float scale;
+    } push = {words_off(&a->q), words_stride(&a->q), words_off(&a->out), words_stride(&a->out), (uint32_t)a->n_head,
+              (uint32_t)a->n_head_kv, (uint32_t)a->head_dim, d->block_size, d->meta_off, d->n_step, a->scale};
+    tnd_buffer *bufs[] = {a->q.buf, a->out.buf, a->k_pool, a->v_pool, d->arena};
+    tnd_vk_dispatch(d, shaders[a->k_type == TND_TYPE_F16][a->v_type == TND_TYPE_F16], bufs, 5, &push, sizeof push,
+                    (uint32_t)a->n_head, (uint32_t)a->q.ne1, 1);
+}
+
+static void vk_unsupported(tnd_backend *b, const char *op) {
+    tnd_vk_failed(vk_dev(b), TND_ERR_UNSUPPORTED, "the Vulkan device has no %s op yet", op);
+}
+
+static void vk_moe_route(tnd_backend *b, const tnd_moe_route_args *args) { vk_unsupported(b, "moe_route"); }
+
+static void vk_matmul_experts(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
+                              const tnd_tensor *ids, const tnd_tensor *const *y) {
+    vk_unsupported(b, "matmul_experts");
+}
+
+static void vk_moe_combine(tnd_backend *b, const tnd_tensor *experts, const tnd_tensor *weights,
+                           const tnd_tensor *y) {
+    vk_unsupported(b, "moe_combine");
+}
+
+const tnd_backend_vtable tnd_vk_vtable = {
+    .destroy = tnd_vk_destroy,
+    .supports = vk_supports,
+    .memory = tnd_vk_memory,
+    .measure_bandwidth = tnd_vk_measure_bandwidth,
+    .describe = tnd_vk_describe,
+    .profile = NULL,
+    .alloc = tnd_vk_alloc,
+    .free = tnd_vk_free,
+    .write = tnd_vk_write,
+    .read = tnd_vk_read,
+    .copy_to = NULL,
+    .prepare_weight = vk_prepare_weight,
+    .release_weight = vk_release_weight,
+    .reserve = vk_reserve,
+    .begin_step = tnd_vk_begin_step,
+    .synchronize = tnd_vk_synchronize,
+    .embed = vk_embed,
+    .matmul = vk_matmul,
+    .matmul_many = vk_matmul_many,
+    .rms_norm = vk_rms_norm,
+    .add = vk_add,
+    .add_bias = vk_add_bias,
+    .swiglu = vk_swiglu,
+    .rope = vk_rope,
+    .copy = vk_copy,
+    .kv_store = vk_kv_store,
+    .kv_copy_blocks = vk_kv_copy_blocks,
+    .attention = vk_attention,
+    .moe_route = vk_moe_route,
+    .matmul_experts = vk_matmul_experts,
+    .moe_combine = vk_moe_combine,
+    .sigmoid_scale = vk_sigmoid_scale,
+};
