@@ -274,12 +274,15 @@ typedef struct tnd_context_params {
                            TND_TYPE_Q4_0 */
     tnd_type k_type, v_type; /* K and V separately: TND_TYPE_COUNT (default) = kv_type */
     int32_t kv_block_size; /* tokens per KV block (default 64) */
-    /* Placement plan over n_devices CPU device instances (default 1). group_device (see tnd_model_group), when
+    /* Placement plan over n_devices device instances (default 1). device_kinds (NULL = every device the CPU) gives
+     * the kind of each device, an index of tnd_device_get_info: 0 the CPU (instances named cpu0, cpu1, ... in
+     * order), 1 + i Vulkan device i (named vulkan<i>; each at most once). group_device (see tnd_model_group), when
      * given, names the device of every tensor group: n_groups entries, each in 0 .. n_devices - 1, every device
      * holding at least one group. Otherwise each device takes a contiguous range of layers: layers_per_device
      * (NULL = as even as possible) gives the count for each device and must add up to the model's layer count; the
      * embedding goes with the first device and the output head with the last. */
     int32_t n_devices;
+    const int32_t *device_kinds;
     const int32_t *layers_per_device;
     const int32_t *group_device;
     int32_t n_groups;
@@ -303,13 +306,14 @@ TND_API void tnd_context_free(tnd_context *ctx);
 
 /* One kind of device as a context makes it. */
 typedef struct tnd_device_info {
-    char name[32];            /* "cpu"; a context's instances are "cpu0", "cpu1", ... */
+    char name[32];            /* "cpu" (a context's instances are "cpu0", "cpu1", ...) or "vulkan0", "vulkan1", ... */
     char description[96];     /* how it computes, e.g. "avx512 kernels, 2 threads" */
     uint64_t memory_total;    /* bytes */
     uint64_t memory_available;
 } tnd_device_info;
 
-/* Number of device kinds this build has and this machine offers (today 1: the CPU). */
+/* Number of device kinds this build has and this machine offers: 1 (the CPU) + the Vulkan devices tandem can
+ * compute on (Vulkan 1.1, a compute queue, subgroup arithmetic), kinds 1, 2, ... */
 TND_API int32_t tnd_device_count(void);
 
 /* Describes device kind `index` as a context with n_threads threads (0 = physical cores) would make it.

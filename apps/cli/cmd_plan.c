@@ -80,7 +80,9 @@ int tnd_cmd_plan(int argc, char **argv) {
         int32_t d = p.group_device[g];
         uint64_t kv_bytes = (uint64_t)((double)gi.kv_values_per_token / 2 *
                                        (cli_kv_value_bytes(kv.k) + cli_kv_value_bytes(kv.v)) * ctx);
-        printf("%-16s cpu%-4d %12.2f %12.2f\n", gi.name, d, mb(gi.weight_bytes), mb(kv_bytes));
+        char name[24];
+        cli_device_name(&p, d, name, sizeof name);
+        printf("%-16s %-7s %12.2f %12.2f\n", gi.name, name, mb(gi.weight_bytes), mb(kv_bytes));
         weights[d] += gi.weight_bytes;
         kv_dev[d] += kv_bytes;
         count[d]++;
@@ -92,12 +94,17 @@ int tnd_cmd_plan(int argc, char **argv) {
            "ms/token at full");
     for (int32_t d = 0; d < p.n_devices; d++) {
         tnd_device_info info;
-        double bw = cli_device_bandwidth(0, n_threads, measure && d == 0);
-        if (tnd_device_get_info(0, n_threads, &info) != TND_OK) {
+        int32_t kind = p.device_kinds ? p.device_kinds[d] : 0;
+        bool first_of_kind = true; /* measured again once per kind */
+        for (int32_t e = 0; e < d; e++) first_of_kind &= (p.device_kinds ? p.device_kinds[e] : 0) != kind;
+        double bw = cli_device_bandwidth(kind, n_threads, measure && first_of_kind);
+        if (tnd_device_get_info(kind, n_threads, &info) != TND_OK) {
             cli_error("device");
             goto done;
         }
-        printf("cpu%-4d %6d %12.1f %12.1f %14.0f %10.1f %18.2f\n", d, count[d], mb(weights[d]), mb(kv_dev[d]),
+        char name[24];
+        cli_device_name(&p, d, name, sizeof name);
+        printf("%-7s %6d %12.1f %12.1f %14.0f %10.1f %18.2f\n", name, count[d], mb(weights[d]), mb(kv_dev[d]),
                mb(info.memory_available), bw / 1e9, bw > 0 ? (double)read[d] / bw * 1e3 : 0.0);
     }
     printf("\n(ms/token: the bytes a token reads on the device, weights (the experts it chooses, of a mixture of "
@@ -125,7 +132,7 @@ int tnd_cmd_devices(int argc, char **argv) {
         }
     }
     int32_t n_threads = threads ? (int32_t)threads : tnd_physical_cores();
-    printf("%-6s %-28s %12s %14s %10s\n", "device", "computes with", "memory MB", "available MB", "GB/s");
+    printf("%-8s %-44s %12s %14s %10s\n", "device", "computes with", "memory MB", "available MB", "GB/s");
     for (int32_t i = 0; i < tnd_device_count(); i++) {
         tnd_device_info info;
         if (tnd_device_get_info(i, n_threads, &info) != TND_OK) {
@@ -133,7 +140,7 @@ int tnd_cmd_devices(int argc, char **argv) {
             return 1;
         }
         double bw = cli_device_bandwidth(i, n_threads, measure);
-        printf("%-6s %-28s %12.0f %14.0f %10.1f\n", info.name, info.description, mb(info.memory_total),
+        printf("%-8s %-44s %12.0f %14.0f %10.1f\n", info.name, info.description, mb(info.memory_total),
                mb(info.memory_available), bw / 1e9);
     }
     return 0;

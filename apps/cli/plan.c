@@ -21,10 +21,13 @@ void cli_plan_defaults(cli_plan_options *o) {
 }
 
 void cli_plan_usage(FILE *f) {
-    fprintf(f, "  --device LIST       devices to place the model on: cpu (default), cpu,cpu for two instances\n"
-               "  -ngl N              layers on the first GPU (this build has none: everything stays on the CPU)\n"
+    fprintf(f, "  --device LIST       devices to place the model on, split by layers: cpu (default), vulkan (the first\n"
+               "                      Vulkan GPU; vulkan1 the second), cpu,cpu for two CPU instances; `tandem devices`\n"
+               "                      lists them\n"
+               "  -ngl N              the last N layers (N >= the layer count: the whole model) on the first GPU\n"
                "  --override-tensor REGEX=DEVICE   tensor groups whose name or tensors match REGEX go to DEVICE\n"
-               "                      (cpu0, cpu1, ...; repeatable; groups: token_embd, blk.N.attn, blk.N.ffn, output)\n"
+               "                      (cpu0, cpu1, vulkan0, ...; repeatable; groups: token_embd, blk.N.attn, blk.N.ffn,\n"
+               "                      output)\n"
                "  --plan FILE.json    the plan `tandem plan --json` wrote\n"
                "  --cpu-moe           the feed-forward groups of mixture-of-experts layers (experts, router, shared\n"
                "                      expert) on the CPU device, cpu0\n"
@@ -65,32 +68,70 @@ int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i) {
  * Devices by name
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* Counts the devices of a --device list ("cpu,cpu"); every entry must be a kind this build has. */
-static bool parse_device_list(const char *list, int32_t *n_devices) {
+/* The device kind of a name in a --device list or plan file: "cpu" 0, "vulkan" or "vulkan0" 1, "vulkanN" 1 + N;
+ * -1 (after printing why) for a name this build or machine does not have. */
+static int32_t kind_of(const char *name, size_t len, const char *where) {
+    if (len == 3 && !strncmp(name, "cpu", 3)) return 0;
+    long vk = -1;
+    if (len >= 6 && !strncmp(name, "vulkan", 6)) {
+        vk = 0;
+        for (size_t i = 6; i < len && vk >= 0; i++)
+            vk = name[i] >= '0' && name[i] <= '9' && vk < 1000 ? vk * 10 + (name[i] - '0') : -1;
+    }
+    int32_t n_vulkan = tnd_device_count() - 1;
+    if (vk >= 0 && vk < n_vulkan) return 1 + (int32_t)vk;
+    fprintf(stderr, "tandem: %s: unknown device '%.*s' (this machine has: cpu", where, (int)len, name);
+    for (int32_t i = 0; i < n_vulkan; i++) fprintf(stderr, ", vulkan%d", i);
+    fprintf(stderr, ")\n");
+    return -1;
+}
+
+/* The kinds of a --device list ("cpu,vulkan0"). */
+static bool parse_device_list(const char *list, int32_t *n_devices, int32_t *kinds) {
     *n_devices = 0;
     for (const char *p = list; *p;) {
         size_t len = strcspn(p, ",");
-        if (len != 3 || strncmp(p, "cpu", 3)) {
-            fprintf(stderr, "tandem: --device: unknown device '%.*s' (this build has: cpu)\n", (int)len, p);
-            return false;
-        }
-        if (++*n_devices > PLAN_MAX_DEVICES) {
+        if (*n_devices == PLAN_MAX_DEVICES) {
             fprintf(stderr, "tandem: --device: at most %d devices\n", PLAN_MAX_DEVICES);
             return false;
         }
+        if ((kinds[*n_devices] = kind_of(p, len, "--device")) < 0) return false;
+        ++*n_devices;
         p += len + (p[len] == ',');
     }
     if (!*n_devices) fprintf(stderr, "tandem: --device: the list is empty\n");
     return *n_devices > 0;
 }
 
-/* The index of a device instance name: "cpu0", "cpu1", ..., or "cpu" for the first; -1 if unknown. */
-static int32_t device_index(const char *name, int32_t n_devices) {
-    if (!strcmp(name, "cpu") || !strcmp(name, "CPU")) return 0;
-    char *end = NULL;
-    if (strncmp(name, "cpu", 3) || !name[3]) return -1;
-    long i = strtol(name + 3, &end, 10);
-    return *end || i < 0 || i >= n_devices ? -1 : (int32_t)i;
+void cli_device_name(const tnd_context_params *p, int32_t d, char *buf, size_t cap) {
+    int32_t kind = p->device_kinds ? p->device_kinds[d] : 0, n_cpu = 0;
+    for (int32_t e = 0; e < d; e++) n_cpu += !p->device_kinds || p->device_kinds[e] == 0;
+    if (kind == 0) snprintf(buf, cap, "cpu%d", n_cpu);
+    else snprintf(buf, cap, "vulkan%d", kind - 1);
+}
+
+/* The device of an instance name ("cpu1", "vulkan0"; "cpu" and "vulkan" for the first of their kind) in plan p;
+ * -1 if the plan has none. */
+static int32_t device_index(const char *name, const tnd_context_params *p) {
+    for (int32_t d = 0; d < p->n_devices; d++) {
+        char own[24];
+        cli_device_name(p, d, own, sizeof own);
+        size_t kind_len = strcspn(own, "0123456789");
+        if (!strcmp(name, own) || (strlen(name) == kind_len && !strncmp(name, own, kind_len) && !strcmp(own + kind_len, "0")))
+            return d;
+    }
+    return -1;
+}
+
+/* A list of the plan's device names, for messages. */
+static void device_names(const tnd_context_params *p, char *buf, size_t cap) {
+    buf[0] = 0;
+    for (int32_t d = 0; d < p->n_devices; d++) {
+        size_t n = strlen(buf);
+        snprintf(buf + n, cap - n, "%s", d ? ", " : "");
+        n = strlen(buf);
+        cli_device_name(p, d, buf + n, cap - n);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -116,7 +157,7 @@ static bool group_matches(const regex_t *re, const tnd_model *m, const tnd_group
     return false;
 }
 
-static bool apply_override(const char *spec, tnd_model *m, int32_t n_groups, int32_t n_devices, int32_t *groups) {
+static bool apply_override(const char *spec, tnd_model *m, const tnd_context_params *p, int32_t *groups) {
     const char *eq = strrchr(spec, '=');
     char pattern[256];
     if ((size_t)(eq - spec) >= sizeof pattern) {
@@ -125,10 +166,11 @@ static bool apply_override(const char *spec, tnd_model *m, int32_t n_groups, int
     }
     memcpy(pattern, spec, (size_t)(eq - spec));
     pattern[eq - spec] = 0;
-    int32_t device = device_index(eq + 1, n_devices);
+    int32_t device = device_index(eq + 1, p);
     if (device < 0) {
-        fprintf(stderr, "tandem: --override-tensor %s: no device '%s' (the plan has cpu0..cpu%d)\n", spec, eq + 1,
-                n_devices - 1);
+        char names[256];
+        device_names(p, names, sizeof names);
+        fprintf(stderr, "tandem: --override-tensor %s: no device '%s' (the plan has %s)\n", spec, eq + 1, names);
         return false;
     }
     regex_t re;
@@ -140,7 +182,7 @@ static bool apply_override(const char *spec, tnd_model *m, int32_t n_groups, int
         return false;
     }
     int32_t moved = 0;
-    for (int32_t g = 0; g < n_groups; g++) {
+    for (int32_t g = 0; g < p->n_groups; g++) {
         tnd_group_info gi;
         if (tnd_model_group(m, g, &gi) == TND_OK && group_matches(&re, m, &gi)) {
             groups[g] = device;
@@ -152,10 +194,14 @@ static bool apply_override(const char *spec, tnd_model *m, int32_t n_groups, int
     return true;
 }
 
-/* --cpu-moe / --n-cpu-moe: the feed-forward group of each of the first n layers that has experts goes to the CPU
- * device (cpu0: in this build every device is a CPU instance; with a GPU, the rest of the model stays on it). */
-static void experts_on_cpu(tnd_model *m, int32_t n, int32_t n_groups, int32_t *groups) {
-    int32_t moved = 0;
+/* --cpu-moe / --n-cpu-moe: the feed-forward group of each of the first n layers that has experts goes to the first
+ * CPU device, cpu0 (the rest of the model stays where the plan put it, a GPU say); false when the plan has no CPU. */
+static bool experts_on_cpu(tnd_model *m, int32_t n, const tnd_context_params *p, int32_t *groups) {
+    int32_t cpu = device_index("cpu0", p), moved = 0, n_groups = p->n_groups;
+    if (cpu < 0) {
+        fprintf(stderr, "tandem: --cpu-moe / --n-cpu-moe: the plan has no CPU device (add cpu to --device)\n");
+        return false;
+    }
     for (int32_t g = 0; g < n_groups; g++) {
         tnd_group_info gi;
         char name[96];
@@ -163,17 +209,18 @@ static void experts_on_cpu(tnd_model *m, int32_t n, int32_t n_groups, int32_t *g
             continue;
         snprintf(name, sizeof name, "blk.%d.ffn_gate_exps.weight", gi.layer);
         if (tnd_model_tensor_find(m, name) < 0) continue;
-        groups[g] = 0;
+        groups[g] = cpu;
         moved++;
     }
     if (!moved) fprintf(stderr, "tandem: note: --cpu-moe / --n-cpu-moe: the model has no experts to place\n");
+    return true;
 }
 
 /* ------------------------------------------------------------------------------------------------------------
- * Plan files: {"devices": ["cpu", "cpu"], "groups": {"token_embd": "cpu0", "blk.0.attn": "cpu1", ...}}
+ * Plan files: {"devices": ["cpu", "vulkan0"], "groups": {"token_embd": "cpu0", "blk.0.attn": "vulkan0", ...}}
  * ---------------------------------------------------------------------------------------------------------- */
 
-static bool read_plan_file(const char *path, tnd_model *m, int32_t n_groups, int32_t *n_devices, int32_t *groups) {
+static bool read_plan_file(const char *path, tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_t *groups) {
     json_error_t err;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
     if (!root) {
@@ -188,15 +235,19 @@ static bool read_plan_file(const char *path, tnd_model *m, int32_t n_groups, int
                 PLAN_MAX_DEVICES);
         goto done;
     }
+    char where[600];
+    snprintf(where, sizeof where, "--plan %s", path);
     for (size_t i = 0; i < n_dev; i++) {
         const char *name = json_string_value(json_array_get(devices, i));
-        if (!name || strcmp(name, "cpu")) {
-            fprintf(stderr, "tandem: --plan %s: device %zu is '%s' (this build has: cpu)\n", path, i,
-                    name ? name : "not a string");
+        if (!name) {
+            fprintf(stderr, "tandem: --plan %s: device %zu is not a string\n", path, i);
             goto done;
         }
+        if ((kinds[i] = kind_of(name, strlen(name), where)) < 0) goto done;
     }
-    *n_devices = (int32_t)n_dev;
+    p->n_devices = (int32_t)n_dev;
+    p->device_kinds = kinds;
+    int32_t n_groups = p->n_groups;
     if ((int32_t)json_object_size(map) != n_groups) {
         fprintf(stderr, "tandem: --plan %s: it places %zu tensor groups; this model has %d\n", path,
                 json_object_size(map), n_groups);
@@ -209,7 +260,7 @@ static bool read_plan_file(const char *path, tnd_model *m, int32_t n_groups, int
             goto done;
         }
         const char *device = json_string_value(json_object_get(map, gi.name));
-        groups[g] = device ? device_index(device, *n_devices) : -1;
+        groups[g] = device ? device_index(device, p) : -1;
         if (groups[g] < 0) {
             fprintf(stderr, "tandem: --plan %s: group %s has %s%s\n", path, gi.name, device ? "no device " : "no entry",
                     device ? device : "");
@@ -224,12 +275,17 @@ done:
 
 bool cli_plan_write(FILE *f, tnd_model *m, const tnd_context_params *p) {
     json_t *root = json_object(), *devices = json_array(), *map = json_object();
-    for (int32_t d = 0; d < p->n_devices; d++) json_array_append_new(devices, json_string("cpu"));
+    for (int32_t d = 0; d < p->n_devices; d++) {
+        char kind[24];
+        cli_device_name(p, d, kind, sizeof kind);
+        if (!strncmp(kind, "cpu", 3)) kind[3] = 0; /* CPU instances are all of kind cpu */
+        json_array_append_new(devices, json_string(kind));
+    }
     for (int32_t g = 0; g < p->n_groups; g++) {
         tnd_group_info gi;
-        char device[16];
+        char device[24];
         if (tnd_model_group(m, g, &gi) != TND_OK) continue;
-        snprintf(device, sizeof device, "cpu%d", p->group_device[g]);
+        cli_device_name(p, p->group_device[g], device, sizeof device);
         json_object_set_new(map, gi.name, json_string(device));
     }
     json_object_set_new(root, "devices", devices);
@@ -243,41 +299,67 @@ bool cli_plan_write(FILE *f, tnd_model *m, const tnd_context_params *p) {
  * The plan
  * ---------------------------------------------------------------------------------------------------------- */
 
+/* -ngl N: the last N layers and the output head on the first GPU, the rest on the CPU; the whole model on the GPU
+ * when N covers every layer. False (after a note) when the machine has no GPU: everything stays on the CPU. */
+static bool gpu_layers(int32_t n_gpu_layers, tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_t *g) {
+    if (tnd_device_count() < 2) {
+        fprintf(stderr, "tandem: note: -ngl %d: this machine has no GPU device that tandem can use; every layer "
+                        "stays on the CPU\n", n_gpu_layers);
+        return false;
+    }
+    int32_t n_layer = (p->n_groups - 2) / 2, on_cpu = n_gpu_layers >= n_layer ? 0 : n_layer - n_gpu_layers;
+    kinds[0] = 1;
+    kinds[1] = 0;
+    p->n_devices = on_cpu ? 2 : 1;
+    p->device_kinds = kinds;
+    for (int32_t i = 0; i < p->n_groups; i++) {
+        tnd_group_info gi;
+        bool cpu = tnd_model_group(m, i, &gi) == TND_OK && (gi.layer >= 0 ? gi.layer < on_cpu : i == 0 && on_cpu);
+        g[i] = cpu ? 1 : 0;
+    }
+    return true;
+}
+
 bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *p, int32_t **groups) {
     *groups = NULL;
-    if (o->n_gpu_layers > 0)
-        fprintf(stderr, "tandem: note: -ngl %d: this build has no GPU device; every layer stays on the CPU\n",
-                o->n_gpu_layers);
     int32_t n_groups = tnd_model_n_groups(m);
     if (!n_groups) {
         cli_error("the model's tensor groups");
         return false;
     }
-    int32_t n_devices = 1;
-    if (o->devices && !parse_device_list(o->devices, &n_devices)) return false;
-    int32_t *g = malloc(sizeof *g * (size_t)n_groups);
+    /* one allocation for the caller to free: the groups' devices, then the devices' kinds */
+    int32_t *g = malloc(sizeof *g * (size_t)(n_groups + PLAN_MAX_DEVICES)), *kinds = g + n_groups;
     if (!g) return false;
+    p->n_groups = n_groups;
+    p->n_devices = 1;
+    p->device_kinds = NULL;
     if (o->plan_file) {
-        if (o->devices) fprintf(stderr, "tandem: note: --plan names the devices; --device is not used\n");
-        if (!read_plan_file(o->plan_file, m, n_groups, &n_devices, g)) goto fail;
-    } else { /* the library's default: the layers split evenly over the devices */
+        if (o->devices || o->n_gpu_layers >= 0)
+            fprintf(stderr, "tandem: note: --plan names the devices; --device and -ngl are not used\n");
+        if (!read_plan_file(o->plan_file, m, p, kinds, g)) goto fail;
+    } else if (o->devices || o->n_gpu_layers <= 0 || !gpu_layers(o->n_gpu_layers, m, p, kinds, g)) {
+        if (o->devices) {
+            if (o->n_gpu_layers >= 0) fprintf(stderr, "tandem: note: --device names the devices; -ngl is not used\n");
+            if (!parse_device_list(o->devices, &p->n_devices, kinds)) goto fail;
+            p->device_kinds = kinds;
+        }
+        /* the library's default: the layers split evenly over the devices */
         tnd_context_params even = tnd_context_default_params();
-        even.n_devices = n_devices;
+        even.n_devices = p->n_devices;
         if (tnd_model_plan(m, &even, g, n_groups) != TND_OK) {
             cli_error("--device");
             goto fail;
         }
     }
-    if (o->n_cpu_moe > 0) experts_on_cpu(m, o->n_cpu_moe, n_groups, g);
+    if (o->n_cpu_moe > 0 && !experts_on_cpu(m, o->n_cpu_moe, p, g)) goto fail;
     for (int32_t i = 0; i < o->n_overrides; i++)
-        if (!apply_override(o->overrides[i], m, n_groups, n_devices, g)) goto fail;
-    p->n_devices = n_devices;
+        if (!apply_override(o->overrides[i], m, p, g)) goto fail;
     p->group_device = g;
-    p->n_groups = n_groups;
     *groups = g;
     return true;
 fail:
     free(g);
+    p->device_kinds = NULL;
     return false;
 }
 

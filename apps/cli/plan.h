@@ -11,7 +11,7 @@
 enum { CLI_MAX_OVERRIDES = 32 };
 
 typedef struct cli_plan_options {
-    const char *devices;     /* --device LIST: "cpu" (default), "cpu,cpu" for two instances */
+    const char *devices;     /* --device LIST: "cpu" (default), "vulkan0", "cpu,cpu" for two CPU instances */
     int32_t n_gpu_layers;    /* -ngl N; -1 when not given */
     const char *overrides[CLI_MAX_OVERRIDES]; /* --override-tensor REGEX=DEVICE, in order */
     int32_t n_overrides;
@@ -29,10 +29,14 @@ int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i);
 /* Usage lines of the placement options. */
 void cli_plan_usage(FILE *f);
 
-/* The plan for model m into p (n_devices, group_device, n_groups): from --plan, else the layers split evenly over
- * the --device list, then --cpu-moe / --n-cpu-moe, then each --override-tensor in order. *groups receives the malloc'ed group array p points at
- * (the caller frees it). Prints the error and returns false on failure. */
+/* The plan for model m into p (n_devices, device_kinds, group_device, n_groups): from --plan, else from -ngl, else
+ * the layers split evenly over the --device list, then --cpu-moe / --n-cpu-moe, then each --override-tensor in
+ * order. *groups receives the one malloc'ed array that p's group_device and device_kinds point into (the caller
+ * frees it). Prints the error and returns false on failure. */
 bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *p, int32_t **groups);
+
+/* The name of plan p's device d: "cpu0", "cpu1", ... for the CPU instances in order, "vulkan0", ... */
+void cli_device_name(const tnd_context_params *p, int32_t d, char *buf, size_t cap);
 
 /* Writes the plan file of p (devices and the device of each group by name) to f. */
 bool cli_plan_write(FILE *f, tnd_model *m, const tnd_context_params *p);

@@ -546,6 +546,7 @@ tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_t
     p.n_threads = cfg->n_threads;
     if (cfg->n_devices > 0) {
         p.n_devices = cfg->n_devices;
+        p.device_kinds = cfg->device_kinds;
         p.group_device = cfg->group_device;
         p.n_groups = cfg->n_groups;
     }

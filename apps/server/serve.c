@@ -170,6 +170,7 @@ int tnd_cmd_serve(int argc, char **argv) {
     tnd_context_params placed = tnd_context_default_params();
     if (!cli_plan_make(&plan, model, &placed, &groups)) goto cleanup;
     cfg.n_devices = placed.n_devices;
+    cfg.device_kinds = placed.device_kinds;
     cfg.group_device = placed.group_device;
     cfg.n_groups = placed.n_groups;
     if (cfg.chat_template && tnd_chat_template_lookup(cfg.chat_template, &mi.chat_template) != TND_OK) {

@@ -45,6 +45,7 @@ typedef struct srv_config {
     const tnd_speculation_params *spec; /* speculative decoding of every slot (NULL = none); a draft model's
                                            context has a sequence per slot, slot i drafts on sequence i */
     int32_t n_devices;         /* the placement plan (see tnd_context_params); 0 = one device */
+    const int32_t *device_kinds;
     const int32_t *group_device;
     int32_t n_groups;
 } srv_config;

@@ -5,7 +5,7 @@
 
 #include "runtime/placement.h"
 
-#include "backend/cpu/cpu_backend.h"
+#include "runtime/devices.h"
 #include "backend/fault/fault_device.h"
 #include "core/alloc.h"
 #include "core/error.h"
@@ -167,11 +167,18 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
     }
     if ((st = tnd_plan_groups(hp, &p, ctx->group_device))) goto fail;
     fw->group_device = ctx->group_device;
-    for (int32_t d = 0; d < p.n_devices; d++) {
+    for (int32_t d = 0, n_cpu = 0; d < p.n_devices; d++) {
+        int32_t kind = p.device_kinds ? p.device_kinds[d] : 0;
         char name[16];
-        snprintf(name, sizeof name, "cpu%d", d);
-        if ((st = tnd_backend_cpu_init(p.n_threads, p.kernels == TND_KERNELS_REFERENCE, &ctx->allocator, name,
-                                       &fw->devices[d])))
+        if (kind == 0) snprintf(name, sizeof name, "cpu%d", n_cpu++);
+        else tnd_device_kind_name(kind, name, sizeof name);
+        for (int32_t e = 0; e < d && kind; e++)
+            if (p.device_kinds[e] == kind) {
+                st = tnd_fail(TND_ERR_INVALID_ARGUMENT, "the plan names device %s twice", name);
+                goto fail;
+            }
+        if ((st = tnd_device_make(kind, p.n_threads, p.kernels == TND_KERNELS_REFERENCE, &ctx->allocator, name,
+                                  &fw->devices[d])))
             goto fail;
         fw->n_devices = d + 1; /* owned by the context from here, wrapped or not */
         if ((st = inject_faults(ctx, &fw->devices[d]))) goto fail;

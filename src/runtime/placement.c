@@ -200,7 +200,7 @@ static tnd_status prepare(tnd_model *model, tnd_backend *d, const tnd_weight *ho
 }
 
 static void release(tnd_backend *d, tnd_weight *w) {
-    if (w->data) d->vt->release_weight(d, w);
+    if (w->data || w->buf) d->vt->release_weight(d, w); /* a view in host memory, or in the device's own */
 }
 
 /* Layer il's attention or feed-forward tensors on device d (the rows of tnd_layer_tensors of that group). */

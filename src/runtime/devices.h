@@ -1,0 +1,17 @@
+/* devices.h: making a device instance of a kind (0 the CPU, 1 + i Vulkan device i), as contexts and the public
+ * device queries do. */
+#ifndef TND_RUNTIME_DEVICES_H
+#define TND_RUNTIME_DEVICES_H
+
+#include "backend/backend.h"
+
+#include <stdbool.h>
+
+/* An instance of device kind `kind` named `name`; n_threads and reference apply to the CPU. */
+tnd_status tnd_device_make(int32_t kind, int32_t n_threads, bool reference, const tnd_allocator *allocator,
+                           const char *name, tnd_backend **out);
+
+/* The kind's name: "cpu", "vulkan0", "vulkan1", ... */
+void tnd_device_kind_name(int32_t kind, char *buf, size_t cap);
+
+#endif
