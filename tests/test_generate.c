@@ -16,26 +16,31 @@ static const char *trim_left(const char *s) {
     return s;
 }
 
-/* llama2.c's 256 steps print one token per forward from BOS: 256 tokens after BOS make the published text. */
-static void check_greedy_text(const char *model) {
+/* llama2.c's 256 steps print one token per forward from BOS: 256 tokens after BOS make the published text. `flags`
+ * place the model (a GPU, or a split of layers). */
+static void check_greedy_text(const char *model, const char *flags) {
     size_t ref_len = 0;
     char *ref = (char *)tnd_test_read_file(tnd_fixture("real/stories260K.greedy256.txt"), &ref_len);
     if (!CHECK(ref != NULL)) return;
     ref = realloc(ref, ref_len + 1);
     ref[ref_len] = 0;
     char cmd[2048], out[8192];
-    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p '' -n 256 --temp 0 -t 2 2>/dev/null", TND_TANDEM_BIN, model);
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p '' -n 256 --temp 0 -t 2 %s 2>/dev/null", TND_TANDEM_BIN, model, flags);
     CHECK(tnd_test_run(cmd, out, sizeof out) == 0);
     bool same = strcmp(trim_left(out), ref) == 0;
     if (!CHECK(same)) fprintf(stderr, "%s: got:\n%s\nexpected:\n%s\n", model, out, ref);
-    printf("%s: published greedy text %s\n", model, same ? "reproduced byte for byte" : "DIFFERS");
+    printf("%s %s: published greedy text %s\n", model, flags, same ? "reproduced byte for byte" : "DIFFERS");
     free(ref);
 }
 
 int main(void) {
     char gguf[1024];
     snprintf(gguf, sizeof gguf, "%s", tnd_fixture("real/stories260K.gguf"));
-    check_greedy_text(gguf);
+    check_greedy_text(gguf, "");
+    if (tnd_device_count() > 1) { /* on the GPU alone, and split: layer 0 and the embedding on the CPU */
+        check_greedy_text(gguf, "--device vulkan");
+        check_greedy_text(gguf, "-ngl 4");
+    }
 
     /* the llama2.c checkpoint, imported by tandem itself */
     char imported[] = "/tmp/tnd_stories_XXXXXX";
@@ -47,7 +52,7 @@ int main(void) {
         snprintf(tok, sizeof tok, "%s", tnd_fixture("real/tok512.bin"));
         snprintf(cmd, sizeof cmd, "%s convert --llama2c '%s' --vocab '%s' -o '%s' 2>&1", TND_TANDEM_BIN, bin, tok,
                  imported);
-        if (CHECK(tnd_test_run(cmd, out, sizeof out) == 0)) check_greedy_text(imported);
+        if (CHECK(tnd_test_run(cmd, out, sizeof out) == 0)) check_greedy_text(imported, "");
         remove(imported);
     }
 

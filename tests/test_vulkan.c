@@ -1,0 +1,161 @@
+/* test_vulkan.c: the fixture models on the Vulkan device (lavapipe in CI): logits of a Vulkan-only plan and of a
+ * split plan (groups alternating between the CPU and the GPU) against the exact float64 references, the dense
+ * fixtures and the mixture-of-experts ones with their experts' groups on the CPU; what the device cannot run fails
+ * clearly. The device's ops one by one are in test_backend_ops; the real model's greedy text in test_generate. */
+#include "harness.h"
+
+#include "tandem.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const int32_t prompt[16] = {1, 403, 407, 261, 378, 436, 300, 290, 259, 268, 421, 375, 262, 266, 302, 431};
+enum { N_PROMPT = 16, KIND_CPU = 0, KIND_VULKAN = 1 };
+
+/* The float activations of the GPU's matmuls and an F16 KV cache: the exact logits to this bound (the CPU's
+ * reference path with an F16 cache measures 1.3e-7; quantized activations would give 1e-4 and more). */
+static const double max_exact = 1e-5;
+/* A split plan's CPU groups run the CPU's fast kernels, which convert activations to 8 bits: test_models' bound for
+ * them (measured 2e-4 to 5e-4 here). */
+static const double max_exact_split = 2e-3;
+
+static float *read_floats(const char *path, size_t count) {
+    size_t size = 0;
+    uint8_t *bytes = tnd_test_read_file(path, &size);
+    if (!bytes || size != count * sizeof(float)) {
+        free(bytes);
+        return NULL;
+    }
+    return (float *)(void *)bytes;
+}
+
+/* sum((x - ref)^2) / sum((ref - mean(ref))^2), as the fixtures' README defines it. */
+static double nmse(const float *x, const float *ref, size_t n) {
+    double mean = 0, num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) mean += ref[i];
+    mean /= (double)n;
+    for (size_t i = 0; i < n; i++) {
+        num += ((double)x[i] - ref[i]) * ((double)x[i] - ref[i]);
+        den += ((double)ref[i] - mean) * ((double)ref[i] - mean);
+    }
+    return num / den;
+}
+
+/* The prompt's logits at every position under a plan of n_devices of `kinds` (group_device NULL: layers split
+ * evenly), or NULL when the context or the decode fails (the error stays in tnd_last_error). */
+static float *logits_on(tnd_model *m, int32_t n_devices, const int32_t *kinds, const int32_t *group_device) {
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = 64;
+    p.n_threads = 2;
+    p.n_devices = n_devices;
+    p.device_kinds = kinds;
+    p.group_device = group_device;
+    p.n_groups = group_device ? tnd_model_n_groups(m) : 0;
+    tnd_context *ctx = NULL;
+    if (tnd_context_init(m, &p, &ctx) != TND_OK) return NULL;
+    int32_t pos[N_PROMPT], seqs[N_PROMPT], n_vocab = tnd_model_n_vocab(m);
+    int8_t want[N_PROMPT];
+    for (int i = 0; i < N_PROMPT; i++) pos[i] = i, seqs[i] = 0, want[i] = 1;
+    tnd_batch b = {.n_tokens = N_PROMPT, .tokens = prompt, .pos = pos, .seq_id = seqs, .logits = want};
+    float *out = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
+    bool ok = tnd_context_decode(ctx, &b) == TND_OK;
+    for (int i = 0; i < N_PROMPT && ok; i++)
+        memcpy(out + (size_t)i * n_vocab, tnd_context_logits(ctx, i), sizeof(float) * (size_t)n_vocab);
+    tnd_context_free(ctx);
+    if (!ok) free(out);
+    return ok ? out : NULL;
+}
+
+/* Whether group g of m is a feed-forward group with experts. */
+static bool experts_group(tnd_model *m, int32_t g) {
+    tnd_group_info gi;
+    char name[96];
+    if (tnd_model_group(m, g, &gi) != TND_OK || gi.layer < 0 || !strstr(gi.name, ".ffn")) return false;
+    snprintf(name, sizeof name, "blk.%d.ffn_gate_exps.weight", gi.layer);
+    return tnd_model_tensor_find(m, name) >= 0;
+}
+
+static void check_model(const char *name) {
+    char path[256];
+    snprintf(path, sizeof path, "models/%s.gguf", name);
+    tnd_model *m = NULL;
+    if (!CHECK_OK(tnd_model_open(tnd_fixture(path), NULL, &m))) return;
+    int32_t n_vocab = tnd_model_n_vocab(m), n_groups = tnd_model_n_groups(m);
+    size_t n = (size_t)N_PROMPT * n_vocab;
+    snprintf(path, sizeof path, "models/%s.ref-exact.logits.f32", name);
+    float *exact = read_floats(tnd_fixture(path), n);
+    int32_t *groups = malloc(sizeof(int32_t) * (size_t)n_groups);
+    const int32_t gpu_only[1] = {KIND_VULKAN}, split[2] = {KIND_VULKAN, KIND_CPU};
+    bool moe = false;
+    for (int32_t g = 0; g < n_groups; g++) moe |= experts_group(m, g);
+    /* GPU alone (a mixture of experts: its experts on the CPU), then every other group on the CPU */
+    for (int32_t g = 0; g < n_groups; g++) groups[g] = experts_group(m, g);
+    float *alone = logits_on(m, moe ? 2 : 1, moe ? split : gpu_only, moe ? groups : NULL);
+    if (!CHECK(alone)) fprintf(stderr, "%s on vulkan0: %s\n", name, tnd_last_error());
+    for (int32_t g = 0; g < n_groups; g++) groups[g] = g % 2 || experts_group(m, g);
+    float *mixed = logits_on(m, 2, split, groups);
+    if (!CHECK(mixed)) fprintf(stderr, "%s split: %s\n", name, tnd_last_error());
+    if (CHECK(exact) && alone && mixed) {
+        double e_alone = nmse(alone, exact, n), e_mixed = nmse(mixed, exact, n);
+        printf("%-22s vulkan0%s: NMSE vs exact %.3g | split with cpu0: %.3g\n", name, moe ? " (experts on cpu0)" : "",
+               e_alone, e_mixed);
+        CHECK(e_alone <= max_exact && e_mixed <= max_exact_split);
+    }
+    if (moe) { /* the experts on the GPU: refused with the reason, not run wrongly */
+        float *none = logits_on(m, 1, gpu_only, NULL);
+        CHECK(!none && strstr(tnd_last_error(), "mixture-of-experts"));
+        free(none);
+    }
+    free(alone);
+    free(mixed);
+    free(exact);
+    free(groups);
+    tnd_model_close(m);
+}
+
+/* What the device lacks is a clear error at context creation: a KV type it has no shader for. */
+static void check_refusals(void) {
+    tnd_model *m = NULL;
+    if (!CHECK_OK(tnd_model_open(tnd_fixture("models/llama-tiny-f32.gguf"), NULL, &m))) return;
+    tnd_context_params p = tnd_context_default_params();
+    const int32_t gpu_only[1] = {KIND_VULKAN}, twice[2] = {KIND_VULKAN, KIND_VULKAN}, absent[1] = {99};
+    p.n_ctx = 64;
+    p.device_kinds = gpu_only;
+    p.kv_type = TND_TYPE_Q8_0;
+    tnd_context *ctx = NULL;
+    CHECK(tnd_context_init(m, &p, &ctx) == TND_ERR_UNSUPPORTED && !ctx && strstr(tnd_last_error(), "vulkan0") &&
+          strstr(tnd_last_error(), "q8_0"));
+    p.kv_type = TND_TYPE_F16;
+    p.n_devices = 2;
+    p.device_kinds = twice;
+    CHECK(tnd_context_init(m, &p, &ctx) == TND_ERR_INVALID_ARGUMENT && strstr(tnd_last_error(), "twice"));
+    p.n_devices = 1;
+    p.device_kinds = absent;
+    CHECK(tnd_context_init(m, &p, &ctx) == TND_ERR_INVALID_ARGUMENT && strstr(tnd_last_error(), "device kind 99"));
+    tnd_model_close(m);
+}
+
+int main(void) {
+    if (tnd_device_count() < 2) {
+        /* CI installs a software Vulkan driver and asks for it; elsewhere the device may be absent */
+        const char *need = getenv("TANDEM_REQUIRE_VULKAN");
+        CHECK(!need || !*need || !strcmp(need, "0"));
+        printf("no Vulkan device on this machine: not tested\n");
+        return tnd_test_finish("test_vulkan");
+    }
+    tnd_device_info info;
+    if (CHECK_OK(tnd_device_get_info(KIND_VULKAN, 2, &info))) printf("vulkan0: %s\n", info.description);
+    static const char *const models[] = {"llama-tiny-f32",   "llama-tiny-f16",    "llama-tiny-bf16",
+                                         "llama-tiny-q8_0",  "llama-tiny-q4_0",   "llama-tiny-q4_1",
+                                         "llama-tiny-q5_0",  "llama-tiny-q5_1",   "llama-tiny-q2_k",
+                                         "llama-tiny-q3_k_m", "llama-tiny-q4_k_m", "llama-tiny-q5_k_m",
+                                         "llama-tiny-q6_k",  "llama3-tiny-f32",   "llama3-tiny-q4_k_m",
+                                         "qwen2-tiny-f32",   "qwen2-tiny-q4_k_m", "qwen3-tiny-f32",
+                                         "qwen3-tiny-q4_k_m", "qwen2moe-tiny-f32", "mixtral-tiny-f32",
+                                         "qwen3moe-tiny-f32"};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) check_model(models[i]);
+    check_refusals();
+    return tnd_test_finish("test_vulkan");
+}
