@@ -22,9 +22,11 @@ set(TND_VK_WEIGHT_TYPES f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_
 set(TND_VK_VARIANTS)
 foreach(t ${TND_VK_WEIGHT_TYPES})
   string(TOUPPER ${t} T)
-  list(APPEND TND_VK_VARIANTS "matmul_${t}|matmul.comp|-DTYPE_${T}" "embed_${t}|embed.comp|-DTYPE_${T}")
+  list(APPEND TND_VK_VARIANTS "matmul_${t}|matmul.comp|-DTYPE_${T}" "embed_${t}|embed.comp|-DTYPE_${T}"
+       "matmul_experts_${t}|matmul_experts.comp|-DTYPE_${T}")
 endforeach()
 list(APPEND TND_VK_VARIANTS "elementwise|elementwise.comp|" "rms_norm|rms_norm.comp|" "rope|rope.comp|"
+     "moe_route|moe_route.comp|" "moe_combine|moe_combine.comp|"
      "kv_store_f32|kv_store.comp|-DKV_F32" "kv_store_f16|kv_store.comp|-DKV_F16")
 foreach(k f32 f16)
   foreach(v f32 f16)

@@ -93,7 +93,5 @@ void tnd_vk_write(tnd_backend *b, tnd_buffer *dst, size_t offset, const void *ho
 void tnd_vk_read(tnd_backend *b, void *host_dst, const tnd_buffer *src, size_t offset, size_t bytes);
 void tnd_vk_begin_step(tnd_backend *b, const tnd_step *step);
 tnd_status tnd_vk_synchronize(tnd_backend *b);
-/* The matmul and embed shaders of a weight type; false for a type without them. */
-bool tnd_vk_weight_shaders(tnd_type type, vk_shader *matmul, vk_shader *embed);
 
 #endif

@@ -10,10 +10,10 @@
  * What the device computes
  * ---------------------------------------------------------------------------------------------------------- */
 
-#define WEIGHT_SHADERS(T, t) {TND_TYPE_##T, VK_SHADER_matmul_##t, VK_SHADER_embed_##t}
+#define WEIGHT_SHADERS(T, t) {TND_TYPE_##T, VK_SHADER_matmul_##t, VK_SHADER_embed_##t, VK_SHADER_matmul_experts_##t}
 static const struct {
     tnd_type type;
-    vk_shader matmul, embed;
+    vk_shader matmul, embed, experts;
 } weight_shaders[] = {
     WEIGHT_SHADERS(F32, f32),   WEIGHT_SHADERS(F16, f16),   WEIGHT_SHADERS(BF16, bf16), WEIGHT_SHADERS(Q4_0, q4_0),
     WEIGHT_SHADERS(Q4_1, q4_1), WEIGHT_SHADERS(Q5_0, q5_0), WEIGHT_SHADERS(Q5_1, q5_1), WEIGHT_SHADERS(Q8_0, q8_0),
@@ -22,11 +22,13 @@ static const struct {
 };
 #undef WEIGHT_SHADERS
 
-bool tnd_vk_weight_shaders(tnd_type type, vk_shader *matmul, vk_shader *embed) {
+/* The matmul, embed and experts' matmul shaders of a weight type; false for a type without them. */
+static bool weight_shaders_of(tnd_type type, vk_shader *matmul, vk_shader *embed, vk_shader *experts) {
     for (size_t i = 0; i < sizeof weight_shaders / sizeof weight_shaders[0]; i++)
         if (weight_shaders[i].type == type) {
             *matmul = weight_shaders[i].matmul;
             *embed = weight_shaders[i].embed;
+            *experts = weight_shaders[i].experts;
             return true;
         }
     return false;
@@ -37,10 +39,13 @@ static bool kv_type_ok(tnd_type t) { return t == TND_TYPE_F32 || t == TND_TYPE_F
 enum { MAX_HEAD_DIM = 256 }; /* attention.comp keeps up to 4 dimensions per invocation of 64 */
 
 static bool vk_supports(tnd_backend *b, const tnd_op_query *q) {
-    vk_shader m, e;
+    vk_shader m, e, x;
     switch (q->op) {
     case TND_OP_EMBED:
-    case TND_OP_MATMUL: return tnd_vk_weight_shaders(q->type, &m, &e);
+    case TND_OP_MATMUL:
+    case TND_OP_MATMUL_EXPERTS: return weight_shaders_of(q->type, &m, &e, &x);
+    case TND_OP_MOE_ROUTE:
+    case TND_OP_MOE_COMBINE:
     case TND_OP_RMS_NORM:
     case TND_OP_ADD:
     case TND_OP_ADD_BIAS:
@@ -52,7 +57,7 @@ static bool vk_supports(tnd_backend *b, const tnd_op_query *q) {
     case TND_OP_ATTENTION:
         return kv_type_ok(q->type) && kv_type_ok(q->v_type) && q->head_dim % 2 == 0 && q->head_dim <= MAX_HEAD_DIM &&
                (q->op == TND_OP_KV_STORE || (q->n_head_kv > 0 && q->n_head % q->n_head_kv == 0));
-    default: return false; /* the mixture-of-experts routing and expert matmuls: not yet */
+    default: return false;
     }
 }
 
@@ -68,9 +73,9 @@ static uint32_t div_up(uint64_t a, uint32_t b) { return (uint32_t)((a + b - 1) /
 
 static tnd_status vk_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
     vk_device *d = vk_dev(b);
-    vk_shader m, e;
+    vk_shader m, e, x;
     *out = (tnd_weight){0};
-    if (!tnd_vk_weight_shaders(host->type, &m, &e))
+    if (!weight_shaders_of(host->type, &m, &e, &x))
         return tnd_fail(TND_ERR_UNSUPPORTED, "the Vulkan device cannot compute with tensor type %s",
                         tnd_type_name(host->type));
     size_t bytes = host->row_bytes * (size_t)host->n_rows;
@@ -102,8 +107,8 @@ static tnd_status vk_reserve(tnd_backend *b, int64_t max_cols, int64_t max_token
 
 static void vk_embed(tnd_backend *b, const tnd_weight *table, const int32_t *ids, const tnd_tensor *out) {
     vk_device *d = vk_dev(b);
-    vk_shader m, e;
-    if (!tnd_vk_weight_shaders(table->type, &m, &e)) {
+    vk_shader m, e, x;
+    if (!weight_shaders_of(table->type, &m, &e, &x)) {
         tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "embed: no shader for %s", tnd_type_name(table->type));
         return;
     }
@@ -119,8 +124,8 @@ enum { MATMUL_TOKENS = 8, MAX_GROUPS = 65535 };
 
 static void vk_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y) {
     vk_device *d = vk_dev(b);
-    vk_shader m, e;
-    if (!tnd_vk_weight_shaders(w->type, &m, &e)) {
+    vk_shader m, e, experts;
+    if (!weight_shaders_of(w->type, &m, &e, &experts)) {
         tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "matmul: no shader for %s", tnd_type_name(w->type));
         return;
     }
@@ -248,20 +253,53 @@ static void vk_attention(tnd_backend *b, const tnd_attention_args *a) {
                     (uint32_t)a->n_head, (uint32_t)a->q.ne1, 1);
 }
 
-static void vk_unsupported(tnd_backend *b, const char *op) {
-    tnd_vk_failed(vk_dev(b), TND_ERR_UNSUPPORTED, "the Vulkan device has no %s op yet", op);
-}
+enum { MAX_USED = 16 }; /* moe_route.comp keeps a token's chosen experts in registers */
 
-static void vk_moe_route(tnd_backend *b, const tnd_moe_route_args *args) { vk_unsupported(b, "moe_route"); }
+static void vk_moe_route(tnd_backend *b, const tnd_moe_route_args *a) {
+    vk_device *d = vk_dev(b);
+    if (a->n_used > MAX_USED) {
+        tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "moe_route: %d experts per token (the device takes up to %d)", a->n_used,
+                      MAX_USED);
+        return;
+    }
+    struct { uint32_t n_tokens, n_experts, n_used, normalize, l_off, l_stride, ids_off, ids_stride, w_off, w_stride; }
+    push = {(uint32_t)a->logits.ne1, (uint32_t)a->logits.ne0, (uint32_t)a->n_used, a->normalize,
+            words_off(&a->logits), words_stride(&a->logits), words_off(&a->ids), words_stride(&a->ids),
+            words_off(&a->weights), words_stride(&a->weights)};
+    tnd_buffer *bufs[] = {a->logits.buf, a->ids.buf, a->weights.buf};
+    tnd_vk_dispatch(d, VK_SHADER_moe_route, bufs, 3, &push, sizeof push, div_up((uint64_t)a->logits.ne1, 64), 1, 1);
+}
 
 static void vk_matmul_experts(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
                               const tnd_tensor *ids, const tnd_tensor *const *y) {
-    vk_unsupported(b, "matmul_experts");
+    vk_device *d = vk_dev(b);
+    for (int i = 0; i < n; i++) {
+        vk_shader m, e, experts;
+        if (!weight_shaders_of(w[i]->type, &m, &e, &experts)) {
+            tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "matmul_experts: no shader for %s", tnd_type_name(w[i]->type));
+            return;
+        }
+        uint32_t rows = (uint32_t)(w[i]->n_rows / w[i]->n_experts), pairs = (uint32_t)y[i]->ne1;
+        struct {
+            uint32_t row_bytes, n_cols, rows_per_expert, n_pairs, n_used, per_slot;
+            uint32_t x_off, x_stride, y_off, y_stride, ids_off, ids_stride;
+        } push = {(uint32_t)w[i]->row_bytes, (uint32_t)w[i]->n_cols, rows, pairs, (uint32_t)ids->ne0,
+                  x->ne1 == (int64_t)pairs && ids->ne0 > 1, words_off(x), words_stride(x), words_off(y[i]),
+                  words_stride(y[i]), words_off(ids), words_stride(ids)};
+        uint32_t gx = rows < MAX_GROUPS ? rows : MAX_GROUPS;
+        tnd_buffer *bufs[] = {w[i]->buf, x->buf, y[i]->buf, ids->buf};
+        tnd_vk_dispatch(d, experts, bufs, 4, &push, sizeof push, gx, div_up(rows, gx), pairs);
+    }
 }
 
 static void vk_moe_combine(tnd_backend *b, const tnd_tensor *experts, const tnd_tensor *weights,
                            const tnd_tensor *y) {
-    vk_unsupported(b, "moe_combine");
+    struct { uint32_t width, n_used, e_off, e_stride, w_off, w_stride, y_off, y_stride; } push = {
+        (uint32_t)y->ne0, (uint32_t)weights->ne0, words_off(experts), words_stride(experts), words_off(weights),
+        words_stride(weights), words_off(y), words_stride(y)};
+    tnd_buffer *bufs[] = {experts->buf, weights->buf, y->buf};
+    tnd_vk_dispatch(vk_dev(b), VK_SHADER_moe_combine, bufs, 3, &push, sizeof push, div_up((uint64_t)y->ne0, 64),
+                    (uint32_t)y->ne1, 1);
 }
 
 const tnd_backend_vtable tnd_vk_vtable = {
