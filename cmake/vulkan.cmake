@@ -26,11 +26,13 @@ foreach(t ${TND_VK_WEIGHT_TYPES})
        "matmul_experts_${t}|matmul_experts.comp|-DTYPE_${T}")
 endforeach()
 list(APPEND TND_VK_VARIANTS "elementwise|elementwise.comp|" "rms_norm|rms_norm.comp|" "rope|rope.comp|"
-     "moe_route|moe_route.comp|" "moe_combine|moe_combine.comp|"
-     "kv_store_f32|kv_store.comp|-DKV_F32" "kv_store_f16|kv_store.comp|-DKV_F16")
-foreach(k f32 f16)
-  foreach(v f32 f16)
-    string(TOUPPER ${k} K)
+     "moe_route|moe_route.comp|" "moe_combine|moe_combine.comp|")
+# the KV cache types: a store for each, attention for each pair of K and V types
+set(TND_VK_KV_TYPES f32 f16 q8_0 q4_0)
+foreach(k ${TND_VK_KV_TYPES})
+  string(TOUPPER ${k} K)
+  list(APPEND TND_VK_VARIANTS "kv_store_${k}|kv_store.comp|-DKV_${K}")
+  foreach(v ${TND_VK_KV_TYPES})
     string(TOUPPER ${v} V)
     list(APPEND TND_VK_VARIANTS "attention_${k}_${v}|attention.comp|-DK_${K},-DV_${V}")
   endforeach()

@@ -34,7 +34,28 @@ static bool weight_shaders_of(tnd_type type, vk_shader *matmul, vk_shader *embed
     return false;
 }
 
-static bool kv_type_ok(tnd_type t) { return t == TND_TYPE_F32 || t == TND_TYPE_F16; }
+/* The KV cache types and their shaders: a store for each, attention for each pair of K and V types. */
+static const tnd_type kv_types[] = {TND_TYPE_F32, TND_TYPE_F16, TND_TYPE_Q8_0, TND_TYPE_Q4_0};
+enum { N_KV_TYPES = sizeof kv_types / sizeof kv_types[0] };
+static const vk_shader kv_store_shaders[N_KV_TYPES] = {VK_SHADER_kv_store_f32, VK_SHADER_kv_store_f16,
+                                                        VK_SHADER_kv_store_q8_0, VK_SHADER_kv_store_q4_0};
+#define ATTENTION_ROW(k) {VK_SHADER_attention_##k##_f32, VK_SHADER_attention_##k##_f16, \
+                          VK_SHADER_attention_##k##_q8_0, VK_SHADER_attention_##k##_q4_0}
+static const vk_shader attention_shaders[N_KV_TYPES][N_KV_TYPES] = {ATTENTION_ROW(f32), ATTENTION_ROW(f16),
+                                                                    ATTENTION_ROW(q8_0), ATTENTION_ROW(q4_0)};
+#undef ATTENTION_ROW
+
+/* The index of a KV type in kv_types, or -1. */
+static int kv_index(tnd_type t) {
+    for (int i = 0; i < N_KV_TYPES; i++)
+        if (kv_types[i] == t) return i;
+    return -1;
+}
+
+/* Whether rows of head_dim elements (whole heads) can be stored as t: the block types need whole blocks per head. */
+static bool kv_type_ok(tnd_type t, int32_t head_dim) {
+    return kv_index(t) >= 0 && head_dim % 2 == 0 && (t == TND_TYPE_F32 || t == TND_TYPE_F16 || head_dim % 32 == 0);
+}
 
 enum { MAX_HEAD_DIM = 256 }; /* attention.comp keeps up to 4 dimensions per invocation of 64 */
 
@@ -55,7 +76,7 @@ static bool vk_supports(tnd_backend *b, const tnd_op_query *q) {
     case TND_OP_SIGMOID_SCALE: return true;
     case TND_OP_KV_STORE:
     case TND_OP_ATTENTION:
-        return kv_type_ok(q->type) && kv_type_ok(q->v_type) && q->head_dim % 2 == 0 && q->head_dim <= MAX_HEAD_DIM &&
+        return kv_type_ok(q->type, q->head_dim) && kv_type_ok(q->v_type, q->head_dim) && q->head_dim <= MAX_HEAD_DIM &&
                (q->op == TND_OP_KV_STORE || (q->n_head_kv > 0 && q->n_head % q->n_head_kv == 0));
     default: return false;
     }
@@ -198,23 +219,24 @@ static void vk_rope(tnd_backend *b, const tnd_tensor *x, int32_t n_heads, const 
                     (uint32_t)n_heads, (uint32_t)x->ne1);
 }
 
-/* KV pools: a block is block_size rows of one position each, a row being the width elements of every head as
- * K or V type (F32, F16). */
+/* KV pools: a block is block_size rows of one position each, a row being the width elements of every head in the
+ * K or V type's own encoding (its rows of blocks for Q8_0 and Q4_0). */
 static void store_rows(vk_device *d, tnd_buffer *pool, tnd_type type, const tnd_tensor *src) {
-    struct { uint32_t width, src_off, src_stride, meta_off, n_step; } push = {
-        (uint32_t)src->ne0, words_off(src), words_stride(src), d->meta_off, d->n_step};
-    bool half = type == TND_TYPE_F16;
+    struct { uint32_t width, row_bytes, src_off, src_stride, meta_off, n_step; } push = {
+        (uint32_t)src->ne0, (uint32_t)tnd_row_size(type, src->ne0), words_off(src), words_stride(src), d->meta_off,
+        d->n_step};
+    uint32_t per_invocation = type == TND_TYPE_F32 ? 1 : type == TND_TYPE_F16 ? 2 : 32;
     tnd_buffer *bufs[] = {src->buf, pool, d->arena};
-    tnd_vk_dispatch(d, half ? VK_SHADER_kv_store_f16 : VK_SHADER_kv_store_f32, bufs, 3, &push, sizeof push,
-                    div_up((uint64_t)(half ? src->ne0 / 2 : src->ne0), 64), (uint32_t)src->ne1, 1);
+    tnd_vk_dispatch(d, kv_store_shaders[kv_index(type)], bufs, 3, &push, sizeof push,
+                    div_up((uint64_t)src->ne0 / per_invocation, 64), (uint32_t)src->ne1, 1);
 }
 
 static void vk_kv_store(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type k_type, tnd_type v_type,
                         const tnd_tensor *k, const tnd_tensor *v, int32_t head_dim) {
     vk_device *d = vk_dev(b);
-    if (!kv_type_ok(k_type) || !kv_type_ok(v_type)) {
-        tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "kv_store: K %s / V %s are not F32 or F16", tnd_type_name(k_type),
-                      tnd_type_name(v_type));
+    if (!kv_type_ok(k_type, head_dim) || !kv_type_ok(v_type, head_dim)) {
+        tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "kv_store: K %s / V %s with heads of %d", tnd_type_name(k_type),
+                      tnd_type_name(v_type), head_dim);
         return;
     }
     store_rows(d, k_pool, k_type, k);
@@ -236,20 +258,21 @@ static void vk_kv_copy_blocks(tnd_backend *b, tnd_buffer *pool, size_t block_byt
 
 static void vk_attention(tnd_backend *b, const tnd_attention_args *a) {
     vk_device *d = vk_dev(b);
-    if (!kv_type_ok(a->k_type) || !kv_type_ok(a->v_type) || a->head_dim > MAX_HEAD_DIM) {
+    if (!kv_type_ok(a->k_type, a->head_dim) || !kv_type_ok(a->v_type, a->head_dim) || a->head_dim > MAX_HEAD_DIM) {
         tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "attention: K %s / V %s, head_dim %d", tnd_type_name(a->k_type),
                       tnd_type_name(a->v_type), a->head_dim);
         return;
     }
-    static const vk_shader shaders[2][2] = {{VK_SHADER_attention_f32_f32, VK_SHADER_attention_f32_f16},
-                                            {VK_SHADER_attention_f16_f32, VK_SHADER_attention_f16_f16}};
+    int64_t width = (int64_t)a->n_head_kv * a->head_dim;
     struct {
         uint32_t q_off, q_stride, o_off, o_stride, n_head, n_head_kv, head_dim, block_size, meta_off, n_step;
+        uint32_t k_row_bytes, v_row_bytes;
         float scale;
     } push = {words_off(&a->q), words_stride(&a->q), words_off(&a->out), words_stride(&a->out), (uint32_t)a->n_head,
-              (uint32_t)a->n_head_kv, (uint32_t)a->head_dim, d->block_size, d->meta_off, d->n_step, a->scale};
+              (uint32_t)a->n_head_kv, (uint32_t)a->head_dim, d->block_size, d->meta_off, d->n_step,
+              (uint32_t)tnd_row_size(a->k_type, width), (uint32_t)tnd_row_size(a->v_type, width), a->scale};
     tnd_buffer *bufs[] = {a->q.buf, a->out.buf, a->k_pool, a->v_pool, d->arena};
-    tnd_vk_dispatch(d, shaders[a->k_type == TND_TYPE_F16][a->v_type == TND_TYPE_F16], bufs, 5, &push, sizeof push,
+    tnd_vk_dispatch(d, attention_shaders[kv_index(a->k_type)][kv_index(a->v_type)], bufs, 5, &push, sizeof push,
                     (uint32_t)a->n_head, (uint32_t)a->q.ne1, 1);
 }
 
