@@ -265,6 +265,9 @@ typedef enum tnd_kernels {
                                   exact oracle of the tests, and slow */
 } tnd_kernels;
 
+/* Progress of long work: `what` was just done, `done` of `total` steps so far. */
+typedef void (*tnd_progress_fn)(void *user, const char *what, uint64_t done, uint64_t total);
+
 typedef struct tnd_context_params {
     int32_t n_ctx;      /* KV cache capacity in tokens, shared by all sequences (0 = the model's trained context) */
     int32_t n_batch;    /* most tokens per forward step; larger batches are split (default 512) */
@@ -287,6 +290,10 @@ typedef struct tnd_context_params {
     const int32_t *group_device;
     int32_t n_groups;
     tnd_kernels kernels;   /* TND_KERNELS_BEST (default) or TND_KERNELS_REFERENCE */
+    /* Called as each tensor group is made ready on its device (packed for the CPU's kernels, uploaded to a GPU):
+     * what = "blk.3.attn on vulkan0", done/total count groups. NULL = quiet (default). */
+    tnd_progress_fn progress;
+    void *progress_user;
 } tnd_context_params;
 
 /* Defaults as described above. */

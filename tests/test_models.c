@@ -197,6 +197,20 @@ static void test_model(const model_case *c) {
     tnd_model_close(m);
 }
 
+/* Counts progress calls: the last `done` and `total`, and how many named cpu1. */
+typedef struct progress_count {
+    uint64_t done, total, calls, on_cpu1;
+} progress_count;
+
+static void count_progress(void *user, const char *what, uint64_t done, uint64_t total) {
+    progress_count *c = user;
+    c->calls++;
+    c->on_cpu1 += strstr(what, " on cpu1") != NULL;
+    CHECK(done == c->calls && done <= total);
+    c->done = done;
+    c->total = total;
+}
+
 /* The same model placed on two CPU devices gives the same logits: by layer ranges (layer 0 on one, layer 1 on the
  * other), and by tensor groups alternating between the devices (embedding on the second, then attention on the
  * first and feed-forward on the second in every layer, output on the first: a hand-over at every group). */
@@ -219,7 +233,12 @@ static void test_two_devices(void) {
     for (int32_t g = 0; g < n_groups && g < 64; g++) groups[g] = g % 2 == 0 ? 1 : 0;
     p.group_device = groups;
     p.n_groups = n_groups;
+    progress_count loaded = {0}; /* and the load reports each group as it is ready, on its device */
+    p.progress = count_progress;
+    p.progress_user = &loaded;
     CHECK(n_groups == 6 && tnd_context_init(m, &p, &mixed) == TND_OK);
+    CHECK(loaded.calls == 6 && loaded.done == 6 && loaded.total == 6 && loaded.on_cpu1 == 3);
+    p.progress = NULL;
     for (int32_t g = 0; g < n_groups; g++) groups[g] = 0; /* device 1 would hold nothing */
     CHECK(tnd_context_init(m, &p, &bad) == TND_ERR_INVALID_ARGUMENT && strstr(tnd_last_error(), "no tensor group"));
     if (one && two && mixed) {

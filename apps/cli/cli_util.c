@@ -109,6 +109,10 @@ double cli_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+void cli_load_progress(tnd_context_params *p) {
+    if (isatty(STDERR_FILENO)) p->progress = cli_progress;
+}
+
 void cli_progress(void *user, const char *what, uint64_t done, uint64_t total) {
     (void)user;
     if (!isatty(STDERR_FILENO)) { /* logs get one line per tenth, not a carriage-return animation */

@@ -47,6 +47,10 @@ void cli_error(const char *what);
 /* Progress printer for long model writes: "[ 12/201] blk.1.attn_q.weight" on stderr, one line updated in place. */
 void cli_progress(void *user, const char *what, uint64_t done, uint64_t total);
 
+/* Shows a context's loading (packing, uploading) with cli_progress where stderr is a terminal: a large model on a
+ * GPU takes a while. */
+void cli_load_progress(tnd_context_params *p);
+
 /* Reads a whole file into a NUL-terminated malloc'ed buffer; prints the error and returns NULL on failure. */
 char *cli_read_file(const char *path, size_t *len);
 

@@ -220,6 +220,7 @@ int tnd_cmd_bench(int argc, char **argv) {
     p.n_threads = n_threads;
     cli_kv_apply(&kv, &p);
     if (!cli_plan_make(&po, m, &p, &groups)) goto cleanup;
+    if (!json) cli_load_progress(&p);
     double t_load = cli_now();
     if (tnd_context_init(m, &p, &ctx) != TND_OK) {
         cli_error(model_path);

@@ -124,6 +124,7 @@ bool cli_session_open(cli_session *s, const cli_gen_options *o) {
     cli_kv_apply(&o->kv, &p);
     int32_t *groups = NULL;
     if (!cli_plan_make(&o->plan, s->model, &p, &groups)) return false;
+    cli_load_progress(&p);
     tnd_status st = tnd_context_init(s->model, &p, &s->ctx);
     free(groups);
     if (st != TND_OK) {

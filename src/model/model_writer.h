@@ -8,9 +8,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Called after each tensor: `what` is the tensor name, done/total count tensors. */
-typedef void (*tnd_progress_fn)(void *user, const char *what, uint64_t done, uint64_t total);
-
+/* The progress callbacks (tnd_progress_fn, tandem.h) are called after each tensor: `what` is the tensor name,
+ * done/total count tensors. */
 /* Writes `in_path`'s tensors to `out_path` with the types of `ftype`'s recipe (one tensor in memory at a time;
  * n_threads quantize rows in parallel). Metadata is copied, general.file_type set. A tensor whose type tandem cannot
  * decode is an error naming it. */

@@ -184,7 +184,7 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
         if ((st = inject_faults(ctx, &fw->devices[d]))) goto fail;
     }
     if ((st = tnd_plan_check_memory(fw, bm, ctx->n_ctx, ctx->n_batch)) ||
-        (st = tnd_forward_setup(fw, model, bm, ctx->n_batch, &ctx->allocator)))
+        (st = tnd_forward_setup(fw, model, bm, ctx->n_batch, &ctx->allocator, p.progress, p.progress_user)))
         goto fail;
     size_t nb = (size_t)ctx->n_batch, nv = (size_t)hp->n_vocab;
     ctx->slots = tnd_alloc_array(&ctx->allocator, nb, sizeof(int64_t));

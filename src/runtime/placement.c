@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "quant/quant.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -284,8 +285,21 @@ static tnd_status prepare_device(tnd_forward *fw, const tnd_bound_model *bm, int
     return d->vt->reserve(d, widest, n_batch);
 }
 
+/* Tells `progress` that group g is ready on its device. */
+static void group_ready(const tnd_forward *fw, int32_t g, tnd_progress_fn progress, void *user, uint64_t *done) {
+    if (!progress) return;
+    const tnd_hparams *hp = fw->hp;
+    char what[64];
+    if (g == 0) snprintf(what, sizeof what, "token_embd");
+    else if (g == tnd_group_output(hp->n_layer)) snprintf(what, sizeof what, "output");
+    else snprintf(what, sizeof what, "blk.%d.%s", (g - 1) / 2, g == tnd_group_ffn((g - 1) / 2) ? "ffn" : "attn");
+    size_t n = strlen(what);
+    snprintf(what + n, sizeof what - n, " on %s", fw->devices[fw->group_device[g]]->name);
+    progress(user, what, ++*done, (uint64_t)tnd_group_count(hp->n_layer));
+}
+
 tnd_status tnd_forward_setup(tnd_forward *fw, tnd_model *model, const tnd_bound_model *bm, int32_t n_batch,
-                             const tnd_allocator *allocator) {
+                             const tnd_allocator *allocator, tnd_progress_fn progress, void *progress_user) {
     const tnd_hparams *hp = fw->hp;
     int32_t n_groups = tnd_group_count(hp->n_layer), out_group = tnd_group_output(hp->n_layer);
     /* stages: maximal runs of groups on one device */
@@ -300,21 +314,27 @@ tnd_status tnd_forward_setup(tnd_forward *fw, tnd_model *model, const tnd_bound_
         fw->stages[fw->n_stages++] = (tnd_stage){fw->group_device[g], g, g + 1};
     }
     tnd_status s = TND_OK;
+    uint64_t done = 0;
     for (int32_t i = 0; i < fw->n_devices && !s; i++) s = prepare_device(fw, bm, i, n_batch);
-    for (int32_t l = 0; l < hp->n_layer && !s; l++) {
-        tnd_backend *da = fw->devices[fw->group_device[tnd_group_attention(l)]];
-        tnd_backend *df = fw->devices[fw->group_device[tnd_group_ffn(l)]];
-        (void)((s = check_support(fw, da)) || (hp->n_expert && (s = check_experts_support(fw, bm, df, l))) ||
-               (s = prepare_part(model, bm, da, l, false, &fw->layers[l])) ||
-               (s = prepare_part(model, bm, df, l, true, &fw->layers[l])));
-    }
-    if (s) return s;
     tnd_backend *first = fw->devices[fw->group_device[0]], *last = fw->devices[fw->group_device[out_group]];
     tnd_weight embedding = bm->w.tok_embd;
     embedding.lookup_only = true;
-    if ((s = prepare(model, first, &embedding, &fw->tok_embd)) || (s = prepare(model, last, &bm->w.output, &fw->output)) ||
+    if (s || (s = prepare(model, first, &embedding, &fw->tok_embd))) return s;
+    group_ready(fw, 0, progress, progress_user, &done);
+    for (int32_t l = 0; l < hp->n_layer && !s; l++) {
+        tnd_backend *da = fw->devices[fw->group_device[tnd_group_attention(l)]];
+        tnd_backend *df = fw->devices[fw->group_device[tnd_group_ffn(l)]];
+        if ((s = check_support(fw, da)) || (s = prepare_part(model, bm, da, l, false, &fw->layers[l]))) break;
+        group_ready(fw, tnd_group_attention(l), progress, progress_user, &done);
+        if ((hp->n_expert && (s = check_experts_support(fw, bm, df, l))) ||
+            (s = prepare_part(model, bm, df, l, true, &fw->layers[l])))
+            break;
+        group_ready(fw, tnd_group_ffn(l), progress, progress_user, &done);
+    }
+    if (s || (s = prepare(model, last, &bm->w.output, &fw->output)) ||
         (s = device_floats(last, bm->w.output_norm, hp->n_embd, &fw->output_norm)))
         return s;
+    group_ready(fw, out_group, progress, progress_user, &done);
     size_t chunk = n_batch < TND_LOGITS_CHUNK ? (size_t)n_batch : TND_LOGITS_CHUNK;
     tnd_activations *a = &fw->act[fw->group_device[out_group]];
     if (!(a->logits = last->vt->alloc(last, sizeof(float) * chunk * (size_t)hp->n_vocab)))

@@ -15,10 +15,10 @@ tnd_status tnd_plan_groups(const tnd_hparams *hp, const tnd_context_params *p, i
 
 /* With fw's devices, hparams and group_device set: checks that each device supports the groups it holds, makes the
  * stages, prepares every group's tensors on its device (the file's pages of a weight a device copied are released),
- * and allocates each device's activations for n_batch tokens. Undone by tnd_forward_release (also after a
- * failure). */
+ * and allocates each device's activations for n_batch tokens; `progress` (may be NULL) hears of each group. Undone
+ * by tnd_forward_release (also after a failure). */
 tnd_status tnd_forward_setup(tnd_forward *fw, tnd_model *model, const tnd_bound_model *bm, int32_t n_batch,
-                             const tnd_allocator *allocator);
+                             const tnd_allocator *allocator, tnd_progress_fn progress, void *progress_user);
 void tnd_forward_release(tnd_forward *fw, const tnd_allocator *allocator);
 
 /* Whether the plan fits the devices' available memory (tnd_backend memory()): the weights the devices copy, the KV
