@@ -317,11 +317,16 @@ typedef struct tnd_device_info {
     char description[96];     /* how it computes, e.g. "avx512 kernels, 2 threads" */
     uint64_t memory_total;    /* bytes */
     uint64_t memory_available;
+    int32_t is_gpu;           /* 1 for a GPU; 0 for the CPU and for drivers that compute on it (lavapipe) */
 } tnd_device_info;
 
 /* Number of device kinds this build has and this machine offers: 1 (the CPU) + the Vulkan devices tandem can
  * compute on (Vulkan 1.1, a compute queue, subgroup arithmetic), kinds 1, 2, ... */
 TND_API int32_t tnd_device_count(void);
+
+/* 1 when device kind `index` is a GPU, 0 for the CPU, a driver that computes on the CPU (lavapipe), or no such kind.
+ * Cheap: it opens no device. */
+TND_API int32_t tnd_device_is_gpu(int32_t index);
 
 /* Describes device kind `index` as a context with n_threads threads (0 = physical cores) would make it.
  * TND_ERR_INVALID_ARGUMENT (index out of range, NULL out), TND_ERR_OUT_OF_MEMORY. */

@@ -736,7 +736,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
         tnd_backend *d = NULL;
         current = &devices[i];
-        if (devices[i].init == vulkan && tnd_vulkan_device_count() == 0) {
+        if (devices[i].init == vulkan && tnd_device_count() < 2) {
             /* CI installs a software Vulkan driver and asks for it; elsewhere the device may be absent */
             const char *need = getenv("TANDEM_REQUIRE_VULKAN");
             CHECK(!need || !*need || !strcmp(need, "0"));

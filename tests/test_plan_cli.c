@@ -1,7 +1,10 @@
 /* test_plan_cli.c: placement from the command line: `tandem plan` prints the plan and writes the file `--plan`
  * reads; a run placed on two devices, by the file, by --device or by --override-tensor, prints the same greedy text
- * as one device; bad devices, patterns and files are refused with a message naming them. */
+ * as one device, on the CPU and on a Vulkan GPU; the automatic plan picks a GPU only where it is measured faster;
+ * bad devices, patterns and files are refused with a message naming them. */
 #include "harness.h"
+
+#include "tandem.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,10 +76,37 @@ int main(void) {
         if (!CHECK(same)) fprintf(stderr, "  %s: got \"%s\", want \"%s\"\n", placements[i], got, want);
     }
 
+    if (tnd_device_count() > 1) { /* a Vulkan device (lavapipe in CI) */
+        const char *gpu_placements[] = {"--device vulkan", "--device cpu,vulkan -ot 'ffn=cpu0'", "-ngl 2"};
+        for (size_t i = 0; i < sizeof gpu_placements / sizeof gpu_placements[0]; i++) {
+            bool same = run_with(gpu_placements[i], got, sizeof got) == 0 && !strcmp(got, want);
+            if (!CHECK(same)) fprintf(stderr, "  %s: got \"%s\", want \"%s\"\n", gpu_placements[i], got, want);
+        }
+        snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device vulkan,cpu -ot 'blk.0=cpu0' --json", TND_TANDEM_BIN, model);
+        CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "\"vulkan0\",") && strstr(out, "\"cpu\"") &&
+              strstr(out, "\"blk.0.ffn\": \"cpu0\"") && strstr(out, "\"blk.1.ffn\": \"vulkan0\""));
+        /* the automatic plan: a GPU measured faster than the CPU takes the model (the software driver stands in
+         * for a GPU, and the kept measurements say it is ten times faster); -ngl 0 keeps the CPU */
+        char cache[1100];
+        snprintf(cache, sizeof cache, "mkdir -p '%s/tandem' && echo 500000000000 > '%s/tandem/bandwidth-vulkan0-1t' && "
+                 "echo 50000000000 > '%s/tandem/bandwidth-cpu-1t'", dir, dir, dir);
+        CHECK(system(cache) == 0);
+        setenv("TANDEM_VULKAN_SOFTWARE_IS_GPU", "1", 1);
+        snprintf(cmd, sizeof cmd, "%s plan -m '%s' -t 1", TND_TANDEM_BIN, model);
+        CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "the whole model on vulkan0") &&
+              strstr(out, "blk.4.ffn        vulkan0") && !strstr(out, "cpu0"));
+        snprintf(cmd, sizeof cmd, "%s plan -m '%s' -t 1 -ngl 0", TND_TANDEM_BIN, model);
+        CHECK(capture(cmd, out, sizeof out) == 0 && !strstr(out, "vulkan0") && strstr(out, "blk.4.ffn        cpu0"));
+        unsetenv("TANDEM_VULKAN_SOFTWARE_IS_GPU");
+        snprintf(cmd, sizeof cmd, "%s plan -m '%s' -t 1", TND_TANDEM_BIN, model); /* lavapipe itself: never chosen */
+        CHECK(capture(cmd, out, sizeof out) == 0 && !strstr(out, "vulkan0"));
+    }
+
     /* refusals that name the problem */
     static const struct {
         const char *options, *message;
     } bad[] = {{"--device gpu", "unknown device 'gpu'"},
+               {"--device vulkan7", "unknown device 'vulkan7'"},
                {"--device cpu,cpu -ot 'ffn=cpu5'", "no device 'cpu5'"},
                {"-ot '(=cpu0'", "bad pattern"},
                {"--plan /nonexistent/plan.json", "--plan /nonexistent/plan.json"},

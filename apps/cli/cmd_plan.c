@@ -60,6 +60,9 @@ int tnd_cmd_plan(int argc, char **argv) {
     int rc = 1;
     int32_t *groups = NULL;
     tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = (int32_t)n_ctx; /* what the automatic plan fits */
+    p.n_threads = (int32_t)threads;
+    cli_kv_apply(&kv, &p);
     if (!cli_plan_make(&po, m, &p, &groups)) goto done;
     if (json) {
         rc = cli_plan_write(stdout, m, &p) ? 0 : 1;

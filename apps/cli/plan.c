@@ -4,6 +4,7 @@
 
 #include "cli_util.h"
 
+#include "core/thread_pool.h"
 #include "model/arch.h"
 
 #include <errno.h>
@@ -24,7 +25,9 @@ void cli_plan_usage(FILE *f) {
     fprintf(f, "  --device LIST       devices to place the model on, split by layers: cpu (default), vulkan (the first\n"
                "                      Vulkan GPU; vulkan1 the second), cpu,cpu for two CPU instances; `tandem devices`\n"
                "                      lists them\n"
-               "  -ngl N              the last N layers (N >= the layer count: the whole model) on the first GPU\n"
+               "  -ngl N              the last N layers (N >= the layer count: the whole model) on the first GPU; 0\n"
+               "                      keeps the CPU. Without placement options a GPU faster than the CPU (measured\n"
+               "                      bandwidth) takes as many of the last layers as fit in its memory\n"
                "  --override-tensor REGEX=DEVICE   tensor groups whose name or tensors match REGEX go to DEVICE\n"
                "                      (cpu0, cpu1, vulkan0, ...; repeatable; groups: token_embd, blk.N.attn, blk.N.ffn,\n"
                "                      output)\n"
@@ -299,16 +302,12 @@ bool cli_plan_write(FILE *f, tnd_model *m, const tnd_context_params *p) {
  * The plan
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* -ngl N: the last N layers and the output head on the first GPU, the rest on the CPU; the whole model on the GPU
- * when N covers every layer. False (after a note) when the machine has no GPU: everything stays on the CPU. */
-static bool gpu_layers(int32_t n_gpu_layers, tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_t *g) {
-    if (tnd_device_count() < 2) {
-        fprintf(stderr, "tandem: note: -ngl %d: this machine has no GPU device that tandem can use; every layer "
-                        "stays on the CPU\n", n_gpu_layers);
-        return false;
-    }
+/* The last n_gpu_layers layers and the output head on device kind `gpu`, the rest on the CPU; the whole model on
+ * the GPU when they are every layer. */
+static void place_last_layers(int32_t gpu, int32_t n_gpu_layers, tnd_model *m, tnd_context_params *p, int32_t *kinds,
+                              int32_t *g) {
     int32_t n_layer = (p->n_groups - 2) / 2, on_cpu = n_gpu_layers >= n_layer ? 0 : n_layer - n_gpu_layers;
-    kinds[0] = 1;
+    kinds[0] = gpu;
     kinds[1] = 0;
     p->n_devices = on_cpu ? 2 : 1;
     p->device_kinds = kinds;
@@ -317,6 +316,50 @@ static bool gpu_layers(int32_t n_gpu_layers, tnd_model *m, tnd_context_params *p
         bool cpu = tnd_model_group(m, i, &gi) == TND_OK && (gi.layer >= 0 ? gi.layer < on_cpu : i == 0 && on_cpu);
         g[i] = cpu ? 1 : 0;
     }
+}
+
+/* -ngl N on the first Vulkan device; false (after a note) when the machine has none: everything stays on the CPU. */
+static bool gpu_layers(int32_t n_gpu_layers, tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_t *g) {
+    if (tnd_device_count() < 2) {
+        fprintf(stderr, "tandem: note: -ngl %d: this machine has no GPU device that tandem can use; every layer "
+                        "stays on the CPU\n", n_gpu_layers);
+        return false;
+    }
+    place_last_layers(1, n_gpu_layers, m, p, kinds, g);
+    return true;
+}
+
+/* Without placement options: the GPU whose measured bandwidth beats the CPU's takes as many of the last layers (and
+ * their KV cache), with the output head, as fit in 90% of its free memory; the whole model where everything fits.
+ * Drivers that compute on the CPU (lavapipe) are never chosen. False when no GPU is worth it (the CPU keeps all). */
+static bool auto_gpu(tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_t *g) {
+    int32_t gpu = 0, threads = p->n_threads ? p->n_threads : tnd_physical_cores();
+    for (int32_t k = 1; k < tnd_device_count() && !gpu; k++)
+        if (tnd_device_is_gpu(k)) gpu = k;
+    tnd_device_info info;
+    if (!gpu || tnd_device_get_info(gpu, threads, &info) != TND_OK) return false;
+    double gpu_bw = cli_device_bandwidth(gpu, threads, false), cpu_bw = cli_device_bandwidth(0, threads, false);
+    if (gpu_bw <= cpu_bw) return false;
+    tnd_type kt = p->k_type == TND_TYPE_COUNT ? p->kv_type : p->k_type;
+    tnd_type vt = p->v_type == TND_TYPE_COUNT ? p->kv_type : p->v_type;
+    int32_t n_ctx = p->n_ctx ? p->n_ctx : cli_default_context(m), n_layer = (p->n_groups - 2) / 2, fit = 0;
+    double budget = 0.9 * (double)info.memory_available, used = 0;
+    for (int32_t gi_index = p->n_groups - 1; gi_index >= 0; gi_index--) { /* from the output back */
+        tnd_group_info gi;
+        if (tnd_model_group(m, gi_index, &gi) != TND_OK) return false;
+        used += (double)gi.weight_bytes +
+                (double)gi.kv_values_per_token / 2 * (cli_kv_value_bytes(kt) + cli_kv_value_bytes(vt)) * n_ctx;
+        if (used > budget) break;
+        if (gi.layer >= 0 && strstr(gi.name, ".attn")) fit = n_layer - gi.layer; /* a layer's first group */
+        if (gi_index == 0) fit = n_layer + 1; /* the embedding too: everything */
+    }
+    if (fit == 0) return false;
+    place_last_layers(gpu, fit, m, p, kinds, g);
+    char what[48];
+    if (fit > n_layer) snprintf(what, sizeof what, "the whole model");
+    else snprintf(what, sizeof what, "the last %d of %d layers", fit, n_layer);
+    fprintf(stderr, "tandem: plan: %s on %s (%s, %.1f GB/s against the CPU's %.1f; -ngl 0 keeps the CPU)\n", what,
+            info.name, info.description, gpu_bw / 1e9, cpu_bw / 1e9);
     return true;
 }
 
@@ -337,7 +380,8 @@ bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *
         if (o->devices || o->n_gpu_layers >= 0)
             fprintf(stderr, "tandem: note: --plan names the devices; --device and -ngl are not used\n");
         if (!read_plan_file(o->plan_file, m, p, kinds, g)) goto fail;
-    } else if (o->devices || o->n_gpu_layers <= 0 || !gpu_layers(o->n_gpu_layers, m, p, kinds, g)) {
+    } else if (o->devices || (o->n_gpu_layers > 0 ? !gpu_layers(o->n_gpu_layers, m, p, kinds, g)
+                                                  : o->n_gpu_layers == 0 || !auto_gpu(m, p, kinds, g))) {
         if (o->devices) {
             if (o->n_gpu_layers >= 0) fprintf(stderr, "tandem: note: --device names the devices; -ngl is not used\n");
             if (!parse_device_list(o->devices, &p->n_devices, kinds)) goto fail;

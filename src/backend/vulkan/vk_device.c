@@ -100,12 +100,17 @@ static uint32_t usable_devices(const tnd_vk_api *api, VkInstance instance, VkPhy
     return found;
 }
 
-int32_t tnd_vulkan_device_count(void) {
+int32_t tnd_vulkan_devices(int32_t *is_gpu, int32_t cap) {
     tnd_vk_api api;
     VkInstance instance;
     if (create_instance(&api, &instance)) return 0;
     VkPhysicalDevice pds[16];
     uint32_t n = usable_devices(&api, instance, pds, 16);
+    for (uint32_t i = 0; i < n && (int32_t)i < cap && is_gpu; i++) {
+        VkPhysicalDeviceProperties props;
+        api.vkGetPhysicalDeviceProperties(pds[i], &props);
+        is_gpu[i] = props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU && props.deviceType != VK_PHYSICAL_DEVICE_TYPE_OTHER;
+    }
     api.vkDestroyInstance(instance, NULL);
     tnd_vk_close(&api);
     return (int32_t)n;
