@@ -126,6 +126,7 @@ bool cli_session_open(cli_session *s, const cli_gen_options *o) {
     if (!cli_plan_make(&o->plan, s->model, &p, &groups)) return false;
     cli_load_progress(&p);
     tnd_status st = tnd_context_init(s->model, &p, &s->ctx);
+    if (st != TND_OK && cli_plan_fell_back(&o->plan, &p)) st = tnd_context_init(s->model, &p, &s->ctx);
     free(groups);
     if (st != TND_OK) {
         cli_error(o->model_path);

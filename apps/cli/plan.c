@@ -407,6 +407,18 @@ fail:
     return false;
 }
 
+bool cli_plan_fell_back(const cli_plan_options *o, tnd_context_params *p) {
+    bool automatic = !o->devices && !o->plan_file && o->n_gpu_layers < 0 && o->n_overrides == 0;
+    if (!automatic || !p->device_kinds) return false;
+    fprintf(stderr, "tandem: note: the GPU could not take its part of the model (%s); running on the CPU\n",
+            tnd_last_error());
+    p->n_devices = 1;
+    p->device_kinds = NULL;
+    p->group_device = NULL;
+    p->n_groups = 0;
+    return true;
+}
+
 /* ------------------------------------------------------------------------------------------------------------
  * Measured bandwidth, kept per machine
  * ---------------------------------------------------------------------------------------------------------- */

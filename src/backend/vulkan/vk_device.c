@@ -497,8 +497,16 @@ double tnd_vk_measure_bandwidth(tnd_backend *b) {
 
 void tnd_vk_describe(tnd_backend *b, char *buf, size_t cap) {
     vk_device *d = vk_dev(b);
-    snprintf(buf, cap, "%s, Vulkan %u.%u, subgroup %u", d->props.deviceName, VK_API_VERSION_MAJOR(d->props.apiVersion),
-             VK_API_VERSION_MINOR(d->props.apiVersion), d->subgroup_size);
+    /* the driver's name and version where the device says them (Vulkan 1.2) */
+    VkPhysicalDeviceDriverProperties driver = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_DRIVER_PROPERTIES};
+    char named[VK_MAX_DRIVER_NAME_SIZE + VK_MAX_DRIVER_INFO_SIZE + 8] = "";
+    if (d->props.apiVersion >= VK_API_VERSION_1_2) {
+        VkPhysicalDeviceProperties2 props2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &driver};
+        d->api.vkGetPhysicalDeviceProperties2(d->physical, &props2);
+        if (driver.driverName[0]) snprintf(named, sizeof named, " [%s %s]", driver.driverName, driver.driverInfo);
+    }
+    snprintf(buf, cap, "%s%s, Vulkan %u.%u, subgroup %u", d->props.deviceName, named,
+             VK_API_VERSION_MAJOR(d->props.apiVersion), VK_API_VERSION_MINOR(d->props.apiVersion), d->subgroup_size);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
