@@ -17,13 +17,12 @@ endif()
 message(STATUS "Vulkan device: on (${TND_GLSLC})")
 set(TND_HAVE_VULKAN ON)
 
-# Shader variants: name, source, defines. Weight types share one source each for matmul and embed.
+# Shader variants: name, source, defines. Weight types share one source each for matmul and the experts' matmul.
 set(TND_VK_WEIGHT_TYPES f32 f16 bf16 q4_0 q4_1 q5_0 q5_1 q8_0 q2_k q3_k q4_k q5_k q6_k)
 set(TND_VK_VARIANTS)
 foreach(t ${TND_VK_WEIGHT_TYPES})
   string(TOUPPER ${t} T)
-  list(APPEND TND_VK_VARIANTS "matmul_${t}|matmul.comp|-DTYPE_${T}" "embed_${t}|embed.comp|-DTYPE_${T}"
-       "matmul_experts_${t}|matmul_experts.comp|-DTYPE_${T}")
+  list(APPEND TND_VK_VARIANTS "matmul_${t}|matmul.comp|-DTYPE_${T}" "matmul_experts_${t}|matmul_experts.comp|-DTYPE_${T}")
 endforeach()
 list(APPEND TND_VK_VARIANTS "elementwise|elementwise.comp|" "rms_norm|rms_norm.comp|" "rope|rope.comp|"
      "moe_route|moe_route.comp|" "moe_combine|moe_combine.comp|")

@@ -16,7 +16,7 @@ flags=(-std=c11 -O2 -Wall -Wextra -Werror -Wno-unused-parameter -D_DEFAULT_SOURC
 objs=()
 for src in src/core/alloc.c src/core/error.c src/core/log.c src/core/thread_pool.c src/quant/*.c \
            src/backend/cpu/cpu_features.c src/backend/cpu/groups8.c src/backend/cpu/cpu_backend.c \
-           src/backend/cpu/cpu_experts.c tests/harness.c; do
+           src/backend/cpu/cpu_experts.c src/runtime/devices.c tests/harness.c; do
   obj="$out/$(echo "$src" | tr / _).o"
   "$cc" "${flags[@]}" -c "$src" -o "$obj"
   objs+=("$obj")

@@ -332,12 +332,20 @@ static bool arena_room(vk_device *d, size_t bytes) {
     return true;
 }
 
-uint32_t tnd_vk_arena_push(vk_device *d, const void *data, size_t bytes) {
-    if (!arena_room(d, bytes)) return UINT32_MAX;
+void *tnd_vk_arena_reserve(vk_device *d, size_t bytes, uint32_t *word_off) {
+    if (!arena_room(d, bytes)) return NULL;
     size_t at = d->arena_used;
-    memcpy(d->arena->mapped + at, data, bytes);
     d->arena_used = (at + bytes + 15) & ~(size_t)15;
-    return (uint32_t)(at / 4);
+    *word_off = (uint32_t)(at / 4);
+    return d->arena->mapped + at;
+}
+
+uint32_t tnd_vk_arena_push(vk_device *d, const void *data, size_t bytes) {
+    uint32_t off;
+    void *at = tnd_vk_arena_reserve(d, bytes, &off);
+    if (!at) return UINT32_MAX;
+    memcpy(at, data, bytes);
+    return off;
 }
 
 void tnd_vk_begin_step(tnd_backend *b, const tnd_step *step) {

@@ -75,6 +75,9 @@ void tnd_vk_failed(vk_device *d, tnd_status st, const char *fmt, ...) TND_PRINTF
 void tnd_vk_dispatch(vk_device *d, vk_shader shader, tnd_buffer *const *bufs, int n_bufs,
                      const void *push, size_t push_bytes, uint32_t x, uint32_t y, uint32_t z);
 
+/* Room for `bytes` in the arena until the next submission: its host address (NULL on failure, recorded) and its
+ * word offset. */
+void *tnd_vk_arena_reserve(vk_device *d, size_t bytes, uint32_t *word_off);
 /* Copies bytes into the arena until the next submission; returns their word offset, or UINT32_MAX on failure. */
 uint32_t tnd_vk_arena_push(vk_device *d, const void *data, size_t bytes);
 

@@ -10,10 +10,10 @@
  * What the device computes
  * ---------------------------------------------------------------------------------------------------------- */
 
-#define WEIGHT_SHADERS(T, t) {TND_TYPE_##T, VK_SHADER_matmul_##t, VK_SHADER_embed_##t, VK_SHADER_matmul_experts_##t}
+#define WEIGHT_SHADERS(T, t) {TND_TYPE_##T, VK_SHADER_matmul_##t, VK_SHADER_matmul_experts_##t}
 static const struct {
     tnd_type type;
-    vk_shader matmul, embed, experts;
+    vk_shader matmul, experts;
 } weight_shaders[] = {
     WEIGHT_SHADERS(F32, f32),   WEIGHT_SHADERS(F16, f16),   WEIGHT_SHADERS(BF16, bf16), WEIGHT_SHADERS(Q4_0, q4_0),
     WEIGHT_SHADERS(Q4_1, q4_1), WEIGHT_SHADERS(Q5_0, q5_0), WEIGHT_SHADERS(Q5_1, q5_1), WEIGHT_SHADERS(Q8_0, q8_0),
@@ -22,12 +22,11 @@ static const struct {
 };
 #undef WEIGHT_SHADERS
 
-/* The matmul, embed and experts' matmul shaders of a weight type; false for a type without them. */
-static bool weight_shaders_of(tnd_type type, vk_shader *matmul, vk_shader *embed, vk_shader *experts) {
+/* The matmul and experts' matmul shaders of a weight type; false for a type without them. */
+static bool weight_shaders_of(tnd_type type, vk_shader *matmul, vk_shader *experts) {
     for (size_t i = 0; i < sizeof weight_shaders / sizeof weight_shaders[0]; i++)
         if (weight_shaders[i].type == type) {
             *matmul = weight_shaders[i].matmul;
-            *embed = weight_shaders[i].embed;
             *experts = weight_shaders[i].experts;
             return true;
         }
@@ -60,11 +59,11 @@ static bool kv_type_ok(tnd_type t, int32_t head_dim) {
 enum { MAX_HEAD_DIM = 256 }; /* attention.comp keeps up to 4 dimensions per invocation of 64 */
 
 static bool vk_supports(tnd_backend *b, const tnd_op_query *q) {
-    vk_shader m, e, x;
+    vk_shader m, x;
     switch (q->op) {
     case TND_OP_EMBED:
     case TND_OP_MATMUL:
-    case TND_OP_MATMUL_EXPERTS: return weight_shaders_of(q->type, &m, &e, &x);
+    case TND_OP_MATMUL_EXPERTS: return weight_shaders_of(q->type, &m, &x);
     case TND_OP_MOE_ROUTE:
     case TND_OP_MOE_COMBINE:
     case TND_OP_RMS_NORM:
@@ -94,11 +93,15 @@ static uint32_t div_up(uint64_t a, uint32_t b) { return (uint32_t)((a + b - 1) /
 
 static tnd_status vk_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
     vk_device *d = vk_dev(b);
-    vk_shader m, e, x;
+    vk_shader m, x;
     *out = (tnd_weight){0};
-    if (!weight_shaders_of(host->type, &m, &e, &x))
+    if (!weight_shaders_of(host->type, &m, &x))
         return tnd_fail(TND_ERR_UNSUPPORTED, "the Vulkan device cannot compute with tensor type %s",
                         tnd_type_name(host->type));
+    if (host->lookup_only) { /* an embedding table stays in host memory: a step needs only its few rows */
+        *out = *host;
+        return TND_OK;
+    }
     size_t bytes = host->row_bytes * (size_t)host->n_rows;
     tnd_buffer *buf = tnd_vk_alloc(b, bytes);
     if (!buf) return TND_ERR_OUT_OF_MEMORY; /* the message is alloc's */
@@ -126,27 +129,37 @@ static tnd_status vk_reserve(tnd_backend *b, int64_t max_cols, int64_t max_token
  * Ops
  * ---------------------------------------------------------------------------------------------------------- */
 
-static void vk_embed(tnd_backend *b, const tnd_weight *table, const int32_t *ids, const tnd_tensor *out) {
-    vk_device *d = vk_dev(b);
-    vk_shader m, e, x;
-    if (!weight_shaders_of(table->type, &m, &e, &x)) {
-        tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "embed: no shader for %s", tnd_type_name(table->type));
-        return;
+/* Embedding tables stay in host memory (prepare_weight): a step needs only its few rows, decoded on the host into the
+ * arena, then copied to out, and the GPU's memory is left to what it multiplies with. */
+static void embed_from_host(vk_device *d, const tnd_weight *table, const int32_t *ids, const tnd_tensor *out) {
+    size_t row = sizeof(float) * (size_t)table->n_cols;
+    uint32_t off;
+    float *rows = tnd_vk_arena_reserve(d, row * (size_t)out->ne1, &off);
+    if (!rows) return;
+    tnd_to_float_fn to_float = tnd_type_traits_of(table->type)->to_float;
+    for (int64_t i = 0; i < out->ne1; i++)
+        to_float((const uint8_t *)table->data + (size_t)ids[i] * table->row_bytes, rows + i * table->n_cols,
+                 table->n_cols);
+    VkBufferCopy regions[64];
+    for (int64_t i0 = 0; i0 < out->ne1; i0 += 64) { /* a region per row: out's rows may be apart */
+        uint32_t n = 0;
+        for (int64_t i = i0; i < out->ne1 && i < i0 + 64; i++)
+            regions[n++] = (VkBufferCopy){.srcOffset = (VkDeviceSize)off * 4 + (VkDeviceSize)(i * (int64_t)row),
+                                          .dstOffset = out->offset + (VkDeviceSize)i * out->row_bytes, .size = row};
+        tnd_vk_copy(d, d->arena, out->buf, regions, n);
     }
-    uint32_t ids_off = tnd_vk_arena_push(d, ids, sizeof(int32_t) * (size_t)out->ne1);
-    if (ids_off == UINT32_MAX) return;
-    struct { uint32_t w_off, row_bytes, n_cols, ids_off, o_off, o_stride; } push = {
-        0, (uint32_t)table->row_bytes, (uint32_t)table->n_cols, ids_off, words_off(out), words_stride(out)};
-    tnd_buffer *bufs[] = {table->buf, d->arena, out->buf};
-    tnd_vk_dispatch(d, e, bufs, 3, &push, sizeof push, (uint32_t)out->ne1, 1, 1);
+}
+
+static void vk_embed(tnd_backend *b, const tnd_weight *table, const int32_t *ids, const tnd_tensor *out) {
+    embed_from_host(vk_dev(b), table, ids, out);
 }
 
 enum { MATMUL_TOKENS = 8, MAX_GROUPS = 65535 };
 
 static void vk_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y) {
     vk_device *d = vk_dev(b);
-    vk_shader m, e, experts;
-    if (!weight_shaders_of(w->type, &m, &e, &experts)) {
+    vk_shader m, experts;
+    if (!weight_shaders_of(w->type, &m, &experts)) {
         tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "matmul: no shader for %s", tnd_type_name(w->type));
         return;
     }
@@ -297,8 +310,8 @@ static void vk_matmul_experts(tnd_backend *b, int n, const tnd_weight *const *w,
                               const tnd_tensor *ids, const tnd_tensor *const *y) {
     vk_device *d = vk_dev(b);
     for (int i = 0; i < n; i++) {
-        vk_shader m, e, experts;
-        if (!weight_shaders_of(w[i]->type, &m, &e, &experts)) {
+        vk_shader m, experts;
+        if (!weight_shaders_of(w[i]->type, &m, &experts)) {
             tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "matmul_experts: no shader for %s", tnd_type_name(w[i]->type));
             return;
         }
