@@ -348,57 +348,52 @@ uint32_t tnd_vk_arena_push(vk_device *d, const void *data, size_t bytes) {
     return off;
 }
 
+/* The first token of the step that reads token t's block table (tokens of one sequence share it). */
+static uint32_t first_with_table(const tnd_step *step, uint32_t t) {
+    uint32_t first = 0;
+    while (step->block_tables[first] != step->block_tables[t]) first++;
+    return first;
+}
+
+/* The blocks of token t's table that the step reads: as many as its sequence's longest context in the step. */
+static uint32_t table_blocks(const tnd_step *step, uint32_t t) {
+    int32_t longest = 0;
+    for (uint32_t u = t; u < (uint32_t)step->n_tokens; u++)
+        if (step->block_tables[u] == step->block_tables[t] && step->n_ctx[u] > longest) longest = step->n_ctx[u];
+    return (uint32_t)((longest + step->block_size - 1) / step->block_size);
+}
+
 void tnd_vk_begin_step(tnd_backend *b, const tnd_step *step) {
     vk_device *d = vk_dev(b);
     flush(d); /* the previous step's metadata may still be read */
     d->arena_fixed = d->arena_used = 0;
     uint32_t n = (uint32_t)step->n_tokens;
-    /* distinct block tables, each as long as the longest context that reads it */
-    size_t words = 4 * (size_t)n;
-    for (uint32_t t = 0; t < n && step->block_tables; t++) {
-        uint32_t first = 0;
-        while (step->block_tables[first] != step->block_tables[t]) first++;
-        if (first == t) {
-            int32_t longest = 0;
-            for (uint32_t u = t; u < n; u++)
-                if (step->block_tables[u] == step->block_tables[t] && step->n_ctx[u] > longest) longest = step->n_ctx[u];
-            words += (size_t)((longest + step->block_size - 1) / step->block_size);
-        }
-    }
-    uint32_t *meta = calloc(words ? words : 1, sizeof *meta);
-    if (!meta) {
-        tnd_vk_failed(d, TND_ERR_OUT_OF_MEMORY, "no memory for the step's metadata");
-        return;
-    }
+    size_t words = 4 * (size_t)n; /* positions, slots, context lengths, table offsets; then each distinct table */
+    for (uint32_t t = 0; t < n && step->block_tables; t++)
+        if (first_with_table(step, t) == t) words += table_blocks(step, t);
+    uint32_t off = 0, *meta = tnd_vk_arena_reserve(d, words * sizeof *meta, &off);
+    if (!meta) return;
     uint32_t *table_at = meta + 3 * (size_t)n, next = 4 * n;
     for (uint32_t t = 0; t < n; t++) {
         meta[t] = step->pos ? (uint32_t)step->pos[t] : 0;
         meta[n + t] = step->slots ? (uint32_t)step->slots[t] : 0;
         meta[2 * n + t] = step->n_ctx ? (uint32_t)step->n_ctx[t] : 0;
+        table_at[t] = 0;
         if (!step->block_tables) continue;
-        uint32_t first = 0;
-        while (step->block_tables[first] != step->block_tables[t]) first++;
+        uint32_t first = first_with_table(step, t);
         if (first < t) {
             table_at[t] = table_at[first];
             continue;
         }
-        int32_t longest = 0;
-        for (uint32_t u = t; u < n; u++)
-            if (step->block_tables[u] == step->block_tables[t] && step->n_ctx[u] > longest) longest = step->n_ctx[u];
-        uint32_t len = (uint32_t)((longest + step->block_size - 1) / step->block_size);
-        table_at[t] = next; /* relative to the metadata's start; made absolute below */
+        uint32_t len = table_blocks(step, t);
+        table_at[t] = off + next; /* a word index into the whole arena, as shaders read it */
         for (uint32_t i = 0; i < len; i++) meta[next + i] = (uint32_t)step->block_tables[t][i];
         next += len;
     }
     d->n_step = n;
     d->block_size = (uint32_t)step->block_size;
-    d->meta_off = tnd_vk_arena_push(d, meta, words * sizeof *meta);
-    if (d->meta_off != UINT32_MAX) {
-        uint32_t *placed = (uint32_t *)(void *)(d->arena->mapped + (size_t)d->meta_off * 4);
-        for (uint32_t t = 0; t < n && step->block_tables; t++) placed[3 * n + t] += d->meta_off;
-    }
+    d->meta_off = off;
     d->arena_fixed = d->arena_used;
-    free(meta);
 }
 
 tnd_status tnd_vk_synchronize(tnd_backend *b) {
