@@ -7,6 +7,7 @@ packages=(
   clang libclang-rt-14-dev                           # fuzzing (libFuzzer) and sanitizer runtimes
   libpcre2-dev libutf8proc-dev                       # tokenizer: Unicode regex, normalization
   libmicrohttpd-dev libjansson-dev                   # tandem serve: HTTP server, JSON
+  libgnutls28-dev                                    # the cloud link: TLS 1.3 with a pre-shared key
   python3                                            # small helper scripts (plots, fixtures checks)
   gnuplot-nox                                        # scripts/plot_context.sh: PNG plots of benchmark results
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user  # scripts/test_arm.sh: NEON kernels under emulation
