@@ -279,7 +279,8 @@ typedef struct tnd_context_params {
     int32_t kv_block_size; /* tokens per KV block (default 64) */
     /* Placement plan over n_devices device instances (default 1). device_kinds (NULL = every device the CPU) gives
      * the kind of each device, an index of tnd_device_get_info: 0 the CPU (instances named cpu0, cpu1, ... in
-     * order), 1 + i Vulkan device i (named vulkan<i>; each at most once). group_device (see tnd_model_group), when
+     * order), 1 + i Vulkan device i (named vulkan<i>; each at most once), TND_DEVICE_REMOTE the cloud server of
+     * `remote` (named remote0; at most one). group_device (see tnd_model_group), when
      * given, names the device of every tensor group: n_groups entries, each in 0 .. n_devices - 1, every device
      * holding at least one group. Otherwise each device takes a contiguous range of layers: layers_per_device
      * (NULL = as even as possible) gives the count for each device and must add up to the model's layer count; the
@@ -294,7 +295,15 @@ typedef struct tnd_context_params {
      * what = "blk.3.attn on vulkan0", done/total count groups. NULL = quiet (default). */
     tnd_progress_fn progress;
     void *progress_user;
+    /* The cloud server that a device of kind TND_DEVICE_REMOTE is ("HOST:PORT", running `tandem cloud` with the same
+     * model), and the key file both hold (`tandem cloud keygen`); remote_key_file NULL = a plaintext link, only
+     * where the user chose it. The cloud runs whole layers: the embedding and the output head stay here. */
+    const char *remote;
+    const char *remote_key_file;
 } tnd_context_params;
+
+/* The device kind of a cloud server in tnd_context_params.device_kinds (see .remote). */
+enum { TND_DEVICE_REMOTE = 1000 };
 
 /* Defaults as described above. */
 TND_API tnd_context_params tnd_context_default_params(void);

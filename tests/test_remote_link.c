@@ -110,7 +110,7 @@ static void check_tls_exchange(const tnd_link_key *key) {
     tnd_link *l = NULL;
     if (CHECK_OK(tnd_link_connect(hp, key, 3000, &l))) {
         tnd_wire_hello hello = {.version = TND_WIRE_VERSION, .k_type = TND_TYPE_F16, .v_type = TND_TYPE_Q8_0,
-                                .block_size = 64, .n_batch = 512};
+                                .block_size = 64, .n_blocks = 16, .n_batch = 512};
         for (int i = 0; i < TND_WIRE_MODEL_ID_BYTES; i++) hello.model_id[i] = (uint8_t)(i * 7);
         tnd_wire_writer w = {0};
         tnd_wire_put_hello(&w, &hello);

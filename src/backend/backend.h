@@ -257,6 +257,13 @@ typedef struct tnd_backend_vtable {
     void (*moe_combine)(tnd_backend *b, const tnd_tensor *experts, const tnd_tensor *weights, const tnd_tensor *y);
     /* y[t][i] *= 1 / (1 + exp(-g[t])) for every row t of y, g being [n_tokens][1] (a shared expert's gate). */
     void (*sigmoid_scale)(tnd_backend *b, const tnd_tensor *y, const tnd_tensor *g);
+
+    /* ---- a whole stage (optional) ---- */
+    /* Runs tensor groups [group_begin, group_end) (whole layers) of the model the device holds itself on the
+     * step's residual stream x (host memory, [n_tokens][n_embd], replaced by the result), after begin_step; returns
+     * the status at once (it synchronizes). A device that holds the weights itself (a cloud server) takes a stage in
+     * one call, one round trip; its other ops then never run. NULL: the stage runs op by op. */
+    tnd_status (*run_stage)(tnd_backend *b, int32_t group_begin, int32_t group_end, float *x);
 } tnd_backend_vtable;
 
 struct tnd_backend {

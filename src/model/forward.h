@@ -91,4 +91,9 @@ void tnd_moe_forward(const tnd_forward *fw, tnd_backend *d, const tnd_activation
 tnd_status tnd_forward_run(const tnd_forward *fw, const tnd_step *step, const int32_t *tokens, const int8_t *want,
                            float *logits_out, int32_t *n_out);
 
+/* Runs the layers of groups [g0, g1) (no embedding, no output head) of a forward whose groups are all on its
+ * device 0 on the residual stream x (host, [step->n_tokens][n_embd], replaced by the result): what a cloud server
+ * does for a device's step. */
+tnd_status tnd_forward_run_stage(const tnd_forward *fw, const tnd_step *step, int32_t g0, int32_t g1, float *x);
+
 #endif

@@ -110,12 +110,32 @@ static int32_t output_head(const tnd_forward *fw, tnd_backend *d, const tnd_acti
     return n_out;
 }
 
+/* Groups [g0, g1) on device d with its activations a (the residual stream in a->x). */
+static void run_groups(const tnd_forward *fw, tnd_backend *d, int32_t device, int32_t g0, int32_t g1, int64_t n,
+                       const int32_t *tokens, const int8_t *want, float *logits_out, int32_t *n_out) {
+    const tnd_hparams *hp = fw->hp;
+    const tnd_activations *a = &fw->act[device];
+    for (int32_t g = g0; g < g1; g++) {
+        int32_t il = (g - 1) / 2;
+        if (g == 0) {
+            tnd_tensor x = tnd_rows_f32(a->x, hp->n_embd, 0, n);
+            d->vt->embed(d, &fw->tok_embd, tokens, &x);
+        } else if (g == tnd_group_output(hp->n_layer)) {
+            *n_out = output_head(fw, d, a, n, want, logits_out);
+        } else if (g == tnd_group_attention(il)) {
+            attention_forward(fw, d, a, &fw->rope[device], &fw->layers[il], il, n);
+        } else {
+            if (hp->n_expert) tnd_moe_forward(fw, d, a, &fw->layers[il], n);
+            else ffn_forward(fw, d, a, &fw->layers[il], n);
+        }
+    }
+}
+
 tnd_status tnd_forward_run(const tnd_forward *fw, const tnd_step *step, const int32_t *tokens, const int8_t *want,
                            float *logits_out, int32_t *n_out) {
     const tnd_hparams *hp = fw->hp;
     int64_t n = step->n_tokens;
     size_t x_bytes = sizeof(float) * (size_t)n * (size_t)hp->n_embd;
-    int32_t output = tnd_group_output(hp->n_layer);
     *n_out = 0;
     tnd_status st = TND_OK;
     bool handed_over = false; /* the previous stage copied the residual stream straight into this device's x */
@@ -124,21 +144,13 @@ tnd_status tnd_forward_run(const tnd_forward *fw, const tnd_step *step, const in
         tnd_backend *d = fw->devices[stage->device];
         const tnd_activations *a = &fw->act[stage->device];
         d->vt->begin_step(d, step);
-        if (s > 0 && !handed_over) d->vt->write(d, a->x, 0, fw->host_x, x_bytes); /* through the host */
-        for (int32_t g = stage->group_begin; g < stage->group_end; g++) {
-            int32_t il = (g - 1) / 2;
-            if (g == 0) {
-                tnd_tensor x = tnd_rows_f32(a->x, hp->n_embd, 0, n);
-                d->vt->embed(d, &fw->tok_embd, tokens, &x);
-            } else if (g == output) {
-                *n_out = output_head(fw, d, a, n, want, logits_out);
-            } else if (g == tnd_group_attention(il)) {
-                attention_forward(fw, d, a, &fw->rope[stage->device], &fw->layers[il], il, n);
-            } else {
-                if (hp->n_expert) tnd_moe_forward(fw, d, a, &fw->layers[il], n);
-                else ffn_forward(fw, d, a, &fw->layers[il], n);
-            }
+        if (d->vt->run_stage) { /* a device that runs the stage itself, on the residual stream in host memory */
+            st = d->vt->run_stage(d, stage->group_begin, stage->group_end, fw->host_x);
+            handed_over = false;
+            continue;
         }
+        if (s > 0 && !handed_over) d->vt->write(d, a->x, 0, fw->host_x, x_bytes); /* through the host */
+        run_groups(fw, d, stage->device, stage->group_begin, stage->group_end, n, tokens, want, logits_out, n_out);
         handed_over = false;
         if (s + 1 < fw->n_stages) { /* hand the residual stream to the next stage's device */
             int32_t next = fw->stages[s + 1].device;
@@ -149,4 +161,16 @@ tnd_status tnd_forward_run(const tnd_forward *fw, const tnd_step *step, const in
         st = d->vt->synchronize(d);
     }
     return st;
+}
+
+tnd_status tnd_forward_run_stage(const tnd_forward *fw, const tnd_step *step, int32_t g0, int32_t g1, float *x) {
+    tnd_backend *d = fw->devices[0];
+    const tnd_activations *a = &fw->act[0];
+    size_t x_bytes = sizeof(float) * (size_t)step->n_tokens * (size_t)fw->hp->n_embd;
+    int32_t n_out = 0;
+    d->vt->begin_step(d, step);
+    d->vt->write(d, a->x, 0, x, x_bytes);
+    run_groups(fw, d, 0, g0, g1, step->n_tokens, NULL, NULL, NULL, &n_out);
+    d->vt->read(d, x, a->x, 0, x_bytes);
+    return d->vt->synchronize(d);
 }

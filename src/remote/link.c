@@ -25,6 +25,7 @@ static const char PSK_IDENTITY[] = "tandem";
 /* TLS 1.3 only, a pre-shared key with an ephemeral (EC)DH exchange: forward secrecy even if the key leaks later. */
 static const char PRIORITIES[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3:-KX-ALL:+ECDHE-PSK:+DHE-PSK";
 static const char KEY_HEADER[] = "tandem-key-v1 ";
+enum { HANDSHAKE_MS = 10000 }; /* the handshake's deadline where the wait for a peer has none */
 
 struct tnd_link {
     int fd;
@@ -265,7 +266,7 @@ tnd_status tnd_listener_accept(tnd_listener *l, const tnd_link_key *key, int tim
     int fd = accept(l->fd, NULL, NULL);
     if (fd < 0) return tnd_fail(TND_ERR_IO, "accept: %s", strerror(errno));
     fcntl(fd, F_SETFD, FD_CLOEXEC);
-    return new_link(fd, key, true, timeout_ms, out);
+    return new_link(fd, key, true, timeout_ms > 0 ? timeout_ms : HANDSHAKE_MS, out);
 }
 
 tnd_status tnd_link_connect(const char *host_port, const tnd_link_key *key, int timeout_ms, tnd_link **out) {

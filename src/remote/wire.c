@@ -132,6 +132,7 @@ void tnd_wire_put_hello(tnd_wire_writer *w, const tnd_wire_hello *h) {
     tnd_wire_put_u32(w, h->k_type);
     tnd_wire_put_u32(w, h->v_type);
     tnd_wire_put_u32(w, h->block_size);
+    tnd_wire_put_u32(w, h->n_blocks);
     tnd_wire_put_u32(w, h->n_batch);
 }
 
@@ -141,14 +142,17 @@ tnd_status tnd_wire_get_hello(tnd_wire_reader *r, tnd_wire_hello *h) {
     h->k_type = tnd_wire_get_u32(r);
     h->v_type = tnd_wire_get_u32(r);
     h->block_size = tnd_wire_get_u32(r);
+    h->n_blocks = tnd_wire_get_u32(r);
     h->n_batch = tnd_wire_get_u32(r);
     tnd_status st = short_or_long(r, "HELLO");
     if (st) return st;
     if (h->version != TND_WIRE_VERSION)
         return tnd_fail(TND_ERR_UNSUPPORTED, "the device speaks protocol version %u; this cloud speaks %d", h->version,
                         TND_WIRE_VERSION);
-    if (h->block_size == 0 || h->block_size > 4096 || h->n_batch == 0 || h->n_batch > 65536)
-        return tnd_fail(TND_ERR_FORMAT, "HELLO: block size %u, batch %u", h->block_size, h->n_batch);
+    if (h->block_size == 0 || h->block_size > 4096 || h->n_batch == 0 || h->n_batch > 65536 || h->n_blocks == 0 ||
+        (uint64_t)h->n_blocks * h->block_size > (1u << 24))
+        return tnd_fail(TND_ERR_FORMAT, "HELLO: block size %u, %u blocks, batch %u", h->block_size, h->n_blocks,
+                        h->n_batch);
     return TND_OK;
 }
 
@@ -201,6 +205,39 @@ tnd_status tnd_wire_get_step(tnd_wire_reader *r, uint32_t max_tokens, uint32_t w
             return tnd_fail(TND_ERR_FORMAT, "STEP: token %u's KV slot %u is not its position's", t, s->slot[t]);
     }
     return TND_OK;
+}
+
+void tnd_wire_put_welcome(tnd_wire_writer *w, const tnd_wire_welcome *m) {
+    tnd_wire_put_u32(w, m->n_layer);
+    tnd_wire_put_u32(w, m->n_embd);
+}
+
+tnd_status tnd_wire_get_welcome(tnd_wire_reader *r, tnd_wire_welcome *m) {
+    m->n_layer = tnd_wire_get_u32(r);
+    m->n_embd = tnd_wire_get_u32(r);
+    return short_or_long(r, "WELCOME");
+}
+
+void tnd_wire_put_copies(tnd_wire_writer *w, const int32_t *src, const int32_t *dst, uint32_t n) {
+    tnd_wire_put_u32(w, n);
+    for (uint32_t i = 0; i < n; i++) {
+        tnd_wire_put_u32(w, (uint32_t)src[i]);
+        tnd_wire_put_u32(w, (uint32_t)dst[i]);
+    }
+}
+
+tnd_status tnd_wire_get_copies(tnd_wire_reader *r, uint32_t max_pairs, uint32_t n_blocks, int32_t *src, int32_t *dst,
+                               uint32_t *n) {
+    *n = tnd_wire_get_u32(r);
+    if (!r->failed && *n > max_pairs) return tnd_fail(TND_ERR_FORMAT, "COPY_BLOCKS: %u pairs (at most %u)", *n, max_pairs);
+    for (uint32_t i = 0; i < *n && !r->failed; i++) {
+        uint32_t s = tnd_wire_get_u32(r), d = tnd_wire_get_u32(r);
+        if (!r->failed && (s >= n_blocks || d >= n_blocks))
+            return tnd_fail(TND_ERR_FORMAT, "COPY_BLOCKS: block %u to %u of %u", s, d, n_blocks);
+        src[i] = (int32_t)s;
+        dst[i] = (int32_t)d;
+    }
+    return short_or_long(r, "COPY_BLOCKS");
 }
 
 void tnd_wire_put_error(tnd_wire_writer *w, tnd_status st, const char *message) {

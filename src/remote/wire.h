@@ -75,6 +75,7 @@ typedef struct tnd_wire_hello {
     uint8_t model_id[TND_WIRE_MODEL_ID_BYTES]; /* tnd_model_id of the device's file: both sides must hold this model */
     uint32_t k_type, v_type;  /* the KV cache's element types */
     uint32_t block_size;      /* positions per KV block */
+    uint32_t n_blocks;        /* blocks of each of the device's pools: the block numbers a step may name */
     uint32_t n_batch;         /* most tokens per step */
 } tnd_wire_hello;
 
@@ -99,6 +100,20 @@ void tnd_wire_put_step(tnd_wire_writer *w, const tnd_wire_step *s);
  * slot being its position's. Block numbers are the caller's to check against its pools. */
 tnd_status tnd_wire_get_step(tnd_wire_reader *r, uint32_t max_tokens, uint32_t want_embd, uint32_t max_table_words,
                              uint32_t block_size, tnd_wire_step *s);
+
+/* WELCOME: the cloud's model, as the device checks it. */
+typedef struct tnd_wire_welcome {
+    uint32_t n_layer, n_embd;
+} tnd_wire_welcome;
+
+void tnd_wire_put_welcome(tnd_wire_writer *w, const tnd_wire_welcome *m);
+tnd_status tnd_wire_get_welcome(tnd_wire_reader *r, tnd_wire_welcome *m);
+
+/* COPY_BLOCKS: n pairs of KV blocks, src[i] copied to dst[i] in every pool of the cloud. Decoding fills src and dst
+ * (room for max_pairs) and checks each block number against n_blocks. */
+void tnd_wire_put_copies(tnd_wire_writer *w, const int32_t *src, const int32_t *dst, uint32_t n);
+tnd_status tnd_wire_get_copies(tnd_wire_reader *r, uint32_t max_pairs, uint32_t n_blocks, int32_t *src, int32_t *dst,
+                               uint32_t *n);
 
 /* ERROR: a status and its message. */
 void tnd_wire_put_error(tnd_wire_writer *w, tnd_status st, const char *message);

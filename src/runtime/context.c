@@ -5,6 +5,7 @@
 
 #include "runtime/placement.h"
 
+#include "remote/remote.h"
 #include "runtime/devices.h"
 #include "backend/fault/fault_device.h"
 #include "core/alloc.h"
@@ -120,6 +121,23 @@ static tnd_status check_params(const tnd_context_params *p) {
     return TND_OK;
 }
 
+/* The context's cloud device: its link carries the KV cache's geometry, which the cloud's pools mirror. */
+static tnd_status make_remote(const tnd_context *ctx, const tnd_context_params *p, const char *name,
+                              tnd_backend **out) {
+    *out = NULL;
+    if (!p->remote) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "the plan has a cloud device but no address (remote)");
+    tnd_link_key key;
+    tnd_status st = p->remote_key_file ? tnd_link_key_load(p->remote_key_file, &key) : TND_OK;
+    if (st) return st;
+    int32_t bs = p->kv_block_size;
+    tnd_remote_params rp = {.host_port = p->remote, .key = p->remote_key_file ? &key : NULL,
+                            .k_type = ctx->fw.k_type, .v_type = ctx->fw.v_type, .block_size = bs,
+                            .n_blocks = (ctx->n_ctx + bs - 1) / bs, .n_batch = ctx->n_batch};
+    st = tnd_remote_device_init(ctx->model, &rp, name, out);
+    memset(&key, 0, sizeof key);
+    return st;
+}
+
 /* With TANDEM_FAULT set (a testing aid, see backend/fault/fault_device.h), wraps the device in one that fails once
  * as it says. */
 static tnd_status inject_faults(tnd_context *ctx, tnd_backend **device) {
@@ -171,14 +189,17 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
         int32_t kind = p.device_kinds ? p.device_kinds[d] : 0;
         char name[16];
         if (kind == 0) snprintf(name, sizeof name, "cpu%d", n_cpu++);
+        else if (kind == TND_DEVICE_REMOTE) snprintf(name, sizeof name, "remote0");
         else tnd_device_kind_name(kind, name, sizeof name);
         for (int32_t e = 0; e < d && kind; e++)
             if (p.device_kinds[e] == kind) {
                 st = tnd_fail(TND_ERR_INVALID_ARGUMENT, "the plan names device %s twice", name);
                 goto fail;
             }
-        if ((st = tnd_device_make(kind, p.n_threads, p.kernels == TND_KERNELS_REFERENCE, &ctx->allocator, name,
-                                  &fw->devices[d])))
+        if ((st = kind == TND_DEVICE_REMOTE
+                      ? make_remote(ctx, &p, name, &fw->devices[d])
+                      : tnd_device_make(kind, p.n_threads, p.kernels == TND_KERNELS_REFERENCE, &ctx->allocator, name,
+                                        &fw->devices[d])))
             goto fail;
         fw->n_devices = d + 1; /* owned by the context from here, wrapped or not */
         if ((st = inject_faults(ctx, &fw->devices[d]))) goto fail;

@@ -313,6 +313,15 @@ tnd_status tnd_forward_setup(tnd_forward *fw, tnd_model *model, const tnd_bound_
         }
         fw->stages[fw->n_stages++] = (tnd_stage){fw->group_device[g], g, g + 1};
     }
+    for (int32_t s = 0; s < fw->n_stages; s++) { /* a device that runs whole stages takes whole layers */
+        const tnd_stage *st = &fw->stages[s];
+        const tnd_backend *d = fw->devices[st->device];
+        if (d->vt->run_stage && (st->group_begin == 0 || st->group_end > out_group || st->group_begin % 2 == 0 ||
+                                 st->group_end % 2 == 0))
+            return tnd_fail(TND_ERR_INVALID_ARGUMENT, "%s runs whole layers: the plan gives it groups %d to %d (the "
+                            "embedding and the output head stay on this machine)", d->name, st->group_begin,
+                            st->group_end - 1);
+    }
     tnd_status s = TND_OK;
     uint64_t done = 0;
     for (int32_t i = 0; i < fw->n_devices && !s; i++) s = prepare_device(fw, bm, i, n_batch);

@@ -4,6 +4,8 @@
 #include "backend/vulkan/vk_backend.h"
 #include "backend/vulkan/vk_internal.h"
 
+#include "backend/step_flat.h"
+
 #include "core/alloc.h"
 #include "core/error.h"
 
@@ -348,48 +350,14 @@ uint32_t tnd_vk_arena_push(vk_device *d, const void *data, size_t bytes) {
     return off;
 }
 
-/* The first token of the step that reads token t's block table (tokens of one sequence share it). */
-static uint32_t first_with_table(const tnd_step *step, uint32_t t) {
-    uint32_t first = 0;
-    while (step->block_tables[first] != step->block_tables[t]) first++;
-    return first;
-}
-
-/* The blocks of token t's table that the step reads: as many as its sequence's longest context in the step. */
-static uint32_t table_blocks(const tnd_step *step, uint32_t t) {
-    int32_t longest = 0;
-    for (uint32_t u = t; u < (uint32_t)step->n_tokens; u++)
-        if (step->block_tables[u] == step->block_tables[t] && step->n_ctx[u] > longest) longest = step->n_ctx[u];
-    return (uint32_t)((longest + step->block_size - 1) / step->block_size);
-}
-
 void tnd_vk_begin_step(tnd_backend *b, const tnd_step *step) {
     vk_device *d = vk_dev(b);
     flush(d); /* the previous step's metadata may still be read */
     d->arena_fixed = d->arena_used = 0;
-    uint32_t n = (uint32_t)step->n_tokens;
-    size_t words = 4 * (size_t)n; /* positions, slots, context lengths, table offsets; then each distinct table */
-    for (uint32_t t = 0; t < n && step->block_tables; t++)
-        if (first_with_table(step, t) == t) words += table_blocks(step, t);
-    uint32_t off = 0, *meta = tnd_vk_arena_reserve(d, words * sizeof *meta, &off);
+    uint32_t off = 0, n = (uint32_t)step->n_tokens;
+    uint32_t *meta = tnd_vk_arena_reserve(d, tnd_step_flat_words(step) * sizeof(uint32_t), &off);
     if (!meta) return;
-    uint32_t *table_at = meta + 3 * (size_t)n, next = 4 * n;
-    for (uint32_t t = 0; t < n; t++) {
-        meta[t] = step->pos ? (uint32_t)step->pos[t] : 0;
-        meta[n + t] = step->slots ? (uint32_t)step->slots[t] : 0;
-        meta[2 * n + t] = step->n_ctx ? (uint32_t)step->n_ctx[t] : 0;
-        table_at[t] = 0;
-        if (!step->block_tables) continue;
-        uint32_t first = first_with_table(step, t);
-        if (first < t) {
-            table_at[t] = table_at[first];
-            continue;
-        }
-        uint32_t len = table_blocks(step, t);
-        table_at[t] = off + next; /* a word index into the whole arena, as shaders read it */
-        for (uint32_t i = 0; i < len; i++) meta[next + i] = (uint32_t)step->block_tables[t][i];
-        next += len;
-    }
+    tnd_step_flatten(step, meta, off + 4 * n); /* table offsets: word indices into the whole arena, as shaders read */
     d->n_step = n;
     d->block_size = (uint32_t)step->block_size;
     d->meta_off = off;

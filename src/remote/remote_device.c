@@ -1,0 +1,292 @@
+/* remote_device.c: the device's side of a cloud link (see remote.h): a device whose stages run in the cloud, one
+ * STEP and one HIDDEN per step. It holds no weights and no KV: its buffers are empty handles, its weight views carry
+ * shapes only (the file's pages of those weights can leave memory), and the KV blocks it is given are mirrored by the
+ * cloud's pools through the step's slots and block tables. */
+#include "remote/remote.h"
+
+#include "backend/step_flat.h"
+#include "core/error.h"
+#include "model/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DEFAULT_TIMEOUT_MS = 30000, MAX_PENDING_COPIES = 4096 };
+
+struct tnd_buffer {
+    size_t bytes; /* a handle: nothing is stored on this side */
+};
+
+typedef struct remote_device {
+    tnd_backend base;
+    tnd_link *link;
+    tnd_remote_params p;
+    char host_port[128];
+    bool secure; /* a TLS link */
+    int32_t n_embd;
+    const tnd_step *step;
+    uint32_t *flat; /* the step's metadata in flat words */
+    size_t flat_cap;
+    int32_t copy_src[MAX_PENDING_COPIES], copy_dst[MAX_PENDING_COPIES], n_copies; /* sent before the next step */
+    tnd_wire_writer out;
+    tnd_status failure;
+    char message[256];
+} remote_device;
+
+static remote_device *rd(tnd_backend *b) { return (remote_device *)b->impl; }
+
+static void failed(remote_device *d, tnd_status st, const char *message) {
+    if (d->failure) return;
+    d->failure = st;
+    snprintf(d->message, sizeof d->message, "%s: %s", d->base.name, message);
+}
+
+/* The cloud's answer to the last message: the type wanted, or its ERROR as a status with its message. */
+static tnd_status answer(remote_device *d, tnd_wire_type want, const uint8_t **payload, uint32_t *length) {
+    tnd_wire_header h;
+    int timeout = d->p.timeout_ms > 0 ? d->p.timeout_ms : DEFAULT_TIMEOUT_MS;
+    tnd_status st = tnd_link_recv(d->link, &h, payload, timeout);
+    if (st) return st;
+    *length = h.length;
+    if (h.type == TND_WIRE_ERROR) {
+        tnd_wire_reader r = {.data = *payload, .len = h.length};
+        char message[200];
+        tnd_status cloud;
+        if ((st = tnd_wire_get_error(&r, &cloud, message, sizeof message))) return st;
+        return tnd_fail(cloud, "the cloud says: %s", message);
+    }
+    if (h.type != want) return tnd_fail(TND_ERR_FORMAT, "the cloud answered with message type %u", h.type);
+    return TND_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * The stage
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static tnd_status send_copies(remote_device *d) {
+    if (!d->n_copies) return TND_OK;
+    d->out.len = 0;
+    tnd_wire_put_copies(&d->out, d->copy_src, d->copy_dst, (uint32_t)d->n_copies);
+    d->n_copies = 0;
+    const uint8_t *payload;
+    uint32_t length;
+    tnd_status st = d->out.failed ? tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a message")
+                                  : tnd_link_send(d->link, TND_WIRE_COPY_BLOCKS, d->out.data, d->out.len);
+    return st ? st : answer(d, TND_WIRE_DONE, &payload, &length);
+}
+
+static tnd_status remote_run_stage(tnd_backend *b, int32_t group_begin, int32_t group_end, float *x) {
+    remote_device *d = rd(b);
+    const tnd_step *step = d->step;
+    if (d->failure) return tnd_fail(d->failure, "%s", d->message);
+    tnd_status st = send_copies(d);
+    if (st) return st;
+    size_t words = tnd_step_flat_words(step);
+    if (words > d->flat_cap) {
+        free(d->flat);
+        d->flat = malloc(words * sizeof *d->flat);
+        d->flat_cap = d->flat ? words : 0;
+        if (!d->flat) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a step's metadata");
+    }
+    tnd_step_flatten(step, d->flat, 0);
+    uint32_t n = (uint32_t)step->n_tokens;
+    tnd_wire_step ws = {.n_tokens = n, .group_begin = (uint32_t)group_begin, .group_end = (uint32_t)group_end,
+                        .n_embd = (uint32_t)d->n_embd, .pos = d->flat, .slot = d->flat + n, .n_ctx = d->flat + 2 * n,
+                        .table_at = d->flat + 3 * n, .n_table_words = (uint32_t)(words - 4 * (size_t)n),
+                        .tables = d->flat + 4 * n, .hidden = x};
+    d->out.len = 0;
+    tnd_wire_put_step(&d->out, &ws);
+    if (d->out.failed) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a step's message");
+    if ((st = tnd_link_send(d->link, TND_WIRE_STEP, d->out.data, d->out.len))) return st;
+    const uint8_t *payload;
+    uint32_t length;
+    if ((st = answer(d, TND_WIRE_HIDDEN, &payload, &length))) return st;
+    tnd_wire_reader r = {.data = payload, .len = length};
+    if (length != 2u * n * (uint32_t)d->n_embd || !tnd_wire_get_f16(&r, x, (size_t)n * (size_t)d->n_embd))
+        return tnd_fail(TND_ERR_FORMAT, "the cloud's hidden states are %u bytes; %u were due", length,
+                        2u * n * (uint32_t)d->n_embd);
+    return TND_OK;
+}
+
+/* Copy-on-write of a forked sequence's block: the cloud copies it in all its pools, so the calls of one copy for
+ * every pool here (two per layer) make one pair, sent with the next step. */
+static void remote_kv_copy_blocks(tnd_backend *b, tnd_buffer *pool, size_t block_bytes, const int32_t *src,
+                                  const int32_t *dst, int32_t n) {
+    remote_device *d = rd(b);
+    for (int32_t i = 0; i < n; i++) {
+        bool known = false;
+        for (int32_t j = 0; j < d->n_copies && !known; j++) known = d->copy_src[j] == src[i] && d->copy_dst[j] == dst[i];
+        if (known) continue;
+        if (d->n_copies == MAX_PENDING_COPIES) {
+            failed(d, TND_ERR_OUT_OF_MEMORY, "too many KV block copies before a step");
+            return;
+        }
+        d->copy_src[d->n_copies] = src[i];
+        d->copy_dst[d->n_copies++] = dst[i];
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * What the device is: handles and shapes
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static bool remote_supports(tnd_backend *b, const tnd_op_query *q) { return true; /* the cloud's CPU runs all */ }
+
+static void remote_memory(tnd_backend *b, uint64_t *total, uint64_t *available) {
+    *total = *available = 0; /* the cloud's own business: nothing of the plan is stored here */
+}
+
+static double remote_measure_bandwidth(tnd_backend *b) { return 0; }
+
+static void remote_describe(tnd_backend *b, char *buf, size_t cap) {
+    remote_device *d = rd(b);
+    snprintf(buf, cap, "cloud at %s (%s)", d->host_port, d->secure ? "TLS 1.3, pre-shared key" : "plaintext");
+}
+
+static tnd_buffer *remote_alloc(tnd_backend *b, size_t bytes) {
+    tnd_buffer *buf = calloc(1, sizeof *buf);
+    if (buf) buf->bytes = bytes;
+    return buf;
+}
+
+static void remote_free(tnd_backend *b, tnd_buffer *buf) { free(buf); }
+static void remote_write(tnd_backend *b, tnd_buffer *dst, size_t offset, const void *src, size_t bytes) {}
+static void remote_read(tnd_backend *b, void *dst, const tnd_buffer *src, size_t offset, size_t bytes) {
+    memset(dst, 0, bytes); /* never asked for: the stage's results come back through run_stage */
+}
+
+static tnd_status remote_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
+    *out = *host;
+    out->data = NULL; /* the cloud holds the weight */
+    out->buf = NULL;
+    return TND_OK;
+}
+
+static void remote_release_weight(tnd_backend *b, tnd_weight *w) { memset(w, 0, sizeof *w); }
+static tnd_status remote_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) { return TND_OK; }
+static void remote_begin_step(tnd_backend *b, const tnd_step *step) { rd(b)->step = step; }
+
+static tnd_status remote_synchronize(tnd_backend *b) {
+    remote_device *d = rd(b);
+    tnd_status st = d->failure;
+    d->failure = TND_OK;
+    return st ? tnd_fail(st, "%s", d->message) : TND_OK;
+}
+
+/* The per-op entries: a stage on this device always goes through run_stage. */
+static void per_op(tnd_backend *b) { failed(rd(b), TND_ERR_INTERNAL, "the cloud runs whole stages, not single ops"); }
+static void remote_embed(tnd_backend *b, const tnd_weight *t, const int32_t *ids, const tnd_tensor *o) { per_op(b); }
+static void remote_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y) { per_op(b); }
+static void remote_matmul_many(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
+                               const tnd_tensor *const *y) {
+    per_op(b);
+}
+static void remote_rms_norm(tnd_backend *b, const tnd_tensor *x, const tnd_tensor *g, const tnd_tensor *y, float e) {
+    per_op(b);
+}
+static void remote_binary(tnd_backend *b, const tnd_tensor *y, const tnd_tensor *x) { per_op(b); }
+static void remote_swiglu(tnd_backend *b, const tnd_tensor *g, const tnd_tensor *u, const tnd_tensor *o) { per_op(b); }
+static void remote_rope(tnd_backend *b, const tnd_tensor *x, int32_t n_heads, const tnd_rope *rope) { per_op(b); }
+static void remote_kv_store(tnd_backend *b, tnd_buffer *kp, tnd_buffer *vp, tnd_type kt, tnd_type vt,
+                            const tnd_tensor *k, const tnd_tensor *v, int32_t head_dim) {
+    per_op(b);
+}
+static void remote_attention(tnd_backend *b, const tnd_attention_args *a) { per_op(b); }
+static void remote_moe_route(tnd_backend *b, const tnd_moe_route_args *a) { per_op(b); }
+static void remote_matmul_experts(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
+                                  const tnd_tensor *ids, const tnd_tensor *const *y) {
+    per_op(b);
+}
+static void remote_moe_combine(tnd_backend *b, const tnd_tensor *e, const tnd_tensor *w, const tnd_tensor *y) {
+    per_op(b);
+}
+
+static void remote_destroy(tnd_backend *b) {
+    if (!b) return;
+    remote_device *d = rd(b);
+    if (d->link) {
+        tnd_link_send(d->link, TND_WIRE_BYE, NULL, 0);
+        tnd_link_close(d->link);
+    }
+    free(d->flat);
+    tnd_wire_writer_free(&d->out);
+    free(d);
+}
+
+static const tnd_backend_vtable remote_vtable = {
+    .destroy = remote_destroy,
+    .supports = remote_supports,
+    .memory = remote_memory,
+    .measure_bandwidth = remote_measure_bandwidth,
+    .describe = remote_describe,
+    .alloc = remote_alloc,
+    .free = remote_free,
+    .write = remote_write,
+    .read = remote_read,
+    .prepare_weight = remote_prepare_weight,
+    .release_weight = remote_release_weight,
+    .reserve = remote_reserve,
+    .begin_step = remote_begin_step,
+    .synchronize = remote_synchronize,
+    .embed = remote_embed,
+    .matmul = remote_matmul,
+    .matmul_many = remote_matmul_many,
+    .rms_norm = remote_rms_norm,
+    .add = remote_binary,
+    .add_bias = remote_binary,
+    .swiglu = remote_swiglu,
+    .rope = remote_rope,
+    .copy = remote_binary,
+    .kv_store = remote_kv_store,
+    .kv_copy_blocks = remote_kv_copy_blocks,
+    .attention = remote_attention,
+    .moe_route = remote_moe_route,
+    .matmul_experts = remote_matmul_experts,
+    .moe_combine = remote_moe_combine,
+    .sigmoid_scale = remote_binary,
+    .run_stage = remote_run_stage,
+};
+
+tnd_status tnd_remote_device_init(const tnd_model *m, const tnd_remote_params *p, const char *name, tnd_backend **out) {
+    *out = NULL;
+    remote_device *d = calloc(1, sizeof *d);
+    if (!d) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a remote device");
+    d->base.vt = &remote_vtable;
+    d->base.impl = d;
+    snprintf(d->base.name, sizeof d->base.name, "%s", name);
+    snprintf(d->host_port, sizeof d->host_port, "%s", p->host_port);
+    d->p = *p;
+    d->p.host_port = d->host_port;
+    d->p.key = NULL; /* the link holds the key itself */
+    d->secure = p->key != NULL;
+    tnd_wire_hello hello = {.version = TND_WIRE_VERSION, .k_type = (uint32_t)p->k_type, .v_type = (uint32_t)p->v_type,
+                            .block_size = (uint32_t)p->block_size, .n_blocks = (uint32_t)p->n_blocks,
+                            .n_batch = (uint32_t)p->n_batch};
+    int timeout = p->timeout_ms > 0 ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
+    const uint8_t *payload;
+    uint32_t length;
+    tnd_status st = tnd_model_id(m, hello.model_id);
+    if (!st) st = tnd_link_connect(p->host_port, p->key, timeout, &d->link);
+    if (!st) {
+        tnd_wire_put_hello(&d->out, &hello);
+        st = d->out.failed ? tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory")
+                           : tnd_link_send(d->link, TND_WIRE_HELLO, d->out.data, d->out.len);
+    }
+    if (!st) st = answer(d, TND_WIRE_WELCOME, &payload, &length);
+    tnd_wire_welcome welcome = {0};
+    if (!st) {
+        tnd_wire_reader r = {.data = payload, .len = length};
+        st = tnd_wire_get_welcome(&r, &welcome);
+    }
+    d->n_embd = (int32_t)welcome.n_embd;
+    if (st) {
+        tnd_error_prefix("cloud %s: ", p->host_port);
+        tnd_link_close(d->link);
+        d->link = NULL;
+        remote_destroy(&d->base);
+        return st;
+    }
+    *out = &d->base;
+    return TND_OK;
+}

@@ -1,0 +1,159 @@
+/* test_remote.c: a device and a cloud running one model together over loopback (the cloud on a thread of this
+ * process, serving a model handle of its own): the middle layers in the cloud give the local model's greedy text and
+ * logits within the F16 hand-off's rounding, over TLS and plaintext; a cloud with another model, a wrong key and a
+ * plan that gives the cloud the embedding are refused with the reason; no token id crosses a plaintext link. */
+#include "harness.h"
+
+#include "remote/remote.h"
+#include "runtime/context.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { N_PROMPT = 12, N_GREEDY = 24 };
+static const int32_t prompt[N_PROMPT] = {1, 403, 407, 261, 378, 436, 300, 290, 259, 268, 421, 375};
+static char dir[] = "/tmp/tnd_remote_XXXXXX", key_a[256], key_b[256];
+
+typedef struct cloud_job {
+    tnd_model *model;
+    tnd_listener *listener;
+    const tnd_link_key *key;
+    int32_t links;
+} cloud_job;
+
+static void *cloud(void *arg) {
+    cloud_job *j = arg;
+    tnd_cloud_serve(j->model, j->listener, j->key, 1, j->links);
+    return NULL;
+}
+
+/* The prompt's logits at every position, then N_GREEDY greedy tokens, with the plan of `kinds` (3 devices: layers
+ * split evenly; the middle one the cloud at host_port). */
+static bool run(tnd_model *m, int32_t n_devices, const int32_t *kinds, const char *host_port, const char *key_file,
+                float *logits, int32_t *greedy) {
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = 128;
+    p.n_threads = 1;
+    p.kv_block_size = 16;
+    p.n_devices = n_devices;
+    p.device_kinds = kinds;
+    p.remote = host_port;
+    p.remote_key_file = key_file;
+    tnd_context *ctx = NULL;
+    if (tnd_context_init(m, &p, &ctx) != TND_OK) return false;
+    int32_t n_vocab = tnd_model_n_vocab(m), pos[N_PROMPT], seq[N_PROMPT];
+    int8_t want[N_PROMPT];
+    for (int i = 0; i < N_PROMPT; i++) pos[i] = i, seq[i] = 0, want[i] = 1;
+    tnd_batch b = {.n_tokens = N_PROMPT, .tokens = prompt, .pos = pos, .seq_id = seq, .logits = want};
+    bool ok = tnd_context_decode(ctx, &b) == TND_OK;
+    for (int i = 0; i < N_PROMPT && ok; i++)
+        memcpy(logits + (size_t)i * n_vocab, tnd_context_logits(ctx, i), sizeof(float) * (size_t)n_vocab);
+    int32_t token = 0, position = N_PROMPT;
+    for (int i = 0; i < N_GREEDY && ok; i++) {
+        const float *l = tnd_context_logits(ctx, i == 0 ? N_PROMPT - 1 : 0);
+        token = 0;
+        for (int32_t v = 1; v < n_vocab; v++)
+            if (l[v] > l[token]) token = v;
+        greedy[i] = token;
+        int8_t one = 1;
+        tnd_batch step = {.n_tokens = 1, .tokens = &token, .pos = &position, .seq_id = seq, .logits = &one};
+        ok = tnd_context_decode(ctx, &step) == TND_OK;
+        position++;
+    }
+    tnd_context_free(ctx);
+    return ok;
+}
+
+static double nmse(const float *x, const float *ref, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += ((double)x[i] - ref[i]) * ((double)x[i] - ref[i]);
+        den += (double)ref[i] * ref[i];
+    }
+    return num / den;
+}
+
+/* The split against the local model, through a cloud with `cloud_key` reached with `device_key_file`. */
+static void check_split(tnd_model *local, tnd_model *cloud_model, const tnd_link_key *cloud_key,
+                        const char *device_key_file, const float *want_logits, const int32_t *want_greedy,
+                        const char *label) {
+    tnd_listener *lis = NULL;
+    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
+    cloud_job job = {.model = cloud_model, .listener = lis, .key = cloud_key, .links = 1};
+    pthread_t t;
+    pthread_create(&t, NULL, cloud, &job);
+    char hp[64];
+    snprintf(hp, sizeof hp, "127.0.0.1:%d", tnd_listener_port(lis));
+    int32_t n_vocab = tnd_model_n_vocab(local), greedy[N_GREEDY];
+    float *logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
+    const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
+    bool ok = run(local, 3, kinds, hp, device_key_file, logits, greedy);
+    if (!CHECK(ok)) fprintf(stderr, "  %s: %s\n", label, tnd_last_error());
+    if (ok) {
+        double e = nmse(logits, want_logits, (size_t)N_PROMPT * n_vocab);
+        bool same = !memcmp(greedy, want_greedy, sizeof greedy);
+        printf("%s: logits NMSE %.3g against the local model, greedy %s\n", label, e, same ? "equal" : "DIFFERS");
+        CHECK(e < 1e-5 && same);
+    }
+    pthread_join(t, NULL);
+    tnd_listener_close(lis);
+    free(logits);
+}
+
+int main(void) {
+    if (!CHECK(mkdtemp(dir) != NULL)) return tnd_test_finish("remote");
+    snprintf(key_a, sizeof key_a, "%s/a.key", dir);
+    snprintf(key_b, sizeof key_b, "%s/b.key", dir);
+    tnd_link_key ka, kb;
+    CHECK_OK(tnd_link_keygen(key_a));
+    CHECK_OK(tnd_link_keygen(key_b));
+    CHECK_OK(tnd_link_key_load(key_a, &ka));
+    CHECK_OK(tnd_link_key_load(key_b, &kb));
+    tnd_model *local = NULL, *cloud_model = NULL, *other = NULL;
+    const char *path = tnd_fixture("real/stories260K.gguf");
+    if (!CHECK_OK(tnd_model_open(path, NULL, &local)) || !CHECK_OK(tnd_model_open(path, NULL, &cloud_model)))
+        return tnd_test_finish("remote");
+    int32_t n_vocab = tnd_model_n_vocab(local), want_greedy[N_GREEDY];
+    float *want = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
+    const int32_t cpu_only[1] = {0};
+    CHECK(run(local, 1, cpu_only, NULL, NULL, want, want_greedy));
+
+    check_split(local, cloud_model, &ka, key_a, want, want_greedy, "split over TLS");
+    check_split(local, cloud_model, NULL, NULL, want, want_greedy, "split over plaintext");
+
+    /* refusals: another key, another model, a plan that gives the cloud the embedding */
+    tnd_listener *lis = NULL;
+    if (CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) {
+        char hp[64];
+        snprintf(hp, sizeof hp, "127.0.0.1:%d", tnd_listener_port(lis));
+        float *logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
+        int32_t greedy[N_GREEDY];
+        const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0}, cloud_first[2] = {TND_DEVICE_REMOTE, 0};
+        cloud_job job = {.model = cloud_model, .listener = lis, .key = &kb, .links = 1};
+        pthread_t t;
+        pthread_create(&t, NULL, cloud, &job);
+        CHECK(!run(local, 3, kinds, hp, key_a, logits, greedy) && strstr(tnd_last_error(), "different keys"));
+        pthread_join(t, NULL);
+        CHECK_OK(tnd_model_open(tnd_fixture("models/llama-tiny-f32.gguf"), NULL, &other));
+        job = (cloud_job){.model = other, .listener = lis, .key = &ka, .links = 1};
+        pthread_create(&t, NULL, cloud, &job);
+        CHECK(!run(local, 3, kinds, hp, key_a, logits, greedy) && strstr(tnd_last_error(), "not the one this cloud holds"));
+        pthread_join(t, NULL);
+        job = (cloud_job){.model = cloud_model, .listener = lis, .key = &ka, .links = 1};
+        pthread_create(&t, NULL, cloud, &job);
+        CHECK(!run(local, 2, cloud_first, hp, key_a, logits, greedy) && strstr(tnd_last_error(), "whole layers"));
+        pthread_join(t, NULL);
+        free(logits);
+        tnd_listener_close(lis);
+    }
+    tnd_model_close(other);
+    tnd_model_close(local);
+    tnd_model_close(cloud_model);
+    free(want);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0);
+    return tnd_test_finish("remote");
+}
