@@ -8,9 +8,11 @@
 #include "runtime/context.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { N_PROMPT = 12, N_GREEDY = 24 };
 static const int32_t prompt[N_PROMPT] = {1, 403, 407, 261, 378, 436, 300, 290, 259, 268, 421, 375};
@@ -102,6 +104,57 @@ static void check_split(tnd_model *local, tnd_model *cloud_model, const tnd_link
     free(logits);
 }
 
+/* ------------------------------------------------------------------------------------------------------------
+ * The command line: `tandem cloud` in its own process, `tandem run` split over it
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* A free loopback port (taken and given back: the cloud takes it next). */
+static int free_port(void) {
+    tnd_listener *lis = NULL;
+    if (tnd_listener_open("127.0.0.1:0", &lis) != TND_OK) return 0;
+    int port = tnd_listener_port(lis);
+    tnd_listener_close(lis);
+    return port;
+}
+
+/* Starts `tandem cloud` for one link in the background and waits until it listens; its process id, or 0. */
+static int start_cloud(const char *model, int port, const char *security) {
+    char cmd[1536], out[64];
+    snprintf(cmd, sizeof cmd, "%s cloud -m '%s' --listen 127.0.0.1:%d %s --links 1 -t 1 >/dev/null 2>'%s/cloud.log' & "
+             "echo $!", TND_TANDEM_BIN, model, port, security, dir);
+    int pid = tnd_test_run(cmd, out, sizeof out) == 0 ? atoi(out) : 0;
+    for (int i = 0; i < 100 && pid > 0; i++) { /* up to 5 s */
+        char log[256], text[1024];
+        snprintf(log, sizeof log, "cat '%s/cloud.log'", dir);
+        if (tnd_test_run(log, text, sizeof text) == 0 && strstr(text, "serving")) return pid;
+        usleep(50000);
+    }
+    return 0;
+}
+
+static void check_command_line(const char *model) {
+    char cmd[2048], want[4096], got[4096];
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 1 2>/dev/null", TND_TANDEM_BIN,
+             model);
+    CHECK(tnd_test_run(cmd, want, sizeof want) == 0 && strlen(want) > 40);
+    int port = free_port(), pid = 0;
+    char security[300];
+    snprintf(security, sizeof security, "--key '%s'", key_a);
+    if (CHECK(port > 0 && (pid = start_cloud(model, port, security)) > 0)) {
+        snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 1 "
+                 "--device cpu,remote:127.0.0.1:%d,cpu --remote-key '%s' 2>/dev/null", TND_TANDEM_BIN, model, port,
+                 key_a);
+        bool same = tnd_test_run(cmd, got, sizeof got) == 0 && !strcmp(got, want);
+        if (!CHECK(same)) fprintf(stderr, "  tandem run over a cloud: got \"%s\", want \"%s\"\n", got, want);
+        printf("tandem run split over `tandem cloud` (TLS): %s\n", same ? "the local text" : "DIFFERS");
+    }
+    /* a cloud device with neither key nor --insecure is refused before anything connects */
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Hi' -n 2 --device cpu,remote:127.0.0.1:%d,cpu 2>&1", TND_TANDEM_BIN,
+             model, port);
+    CHECK(tnd_test_run(cmd, got, sizeof got) != 0 && strstr(got, "--remote-key"));
+    if (pid > 0) kill(pid, SIGTERM); /* served its link and left; if the run never came, it must not stay */
+}
+
 int main(void) {
     if (!CHECK(mkdtemp(dir) != NULL)) return tnd_test_finish("remote");
     snprintf(key_a, sizeof key_a, "%s/a.key", dir);
@@ -112,7 +165,8 @@ int main(void) {
     CHECK_OK(tnd_link_key_load(key_a, &ka));
     CHECK_OK(tnd_link_key_load(key_b, &kb));
     tnd_model *local = NULL, *cloud_model = NULL, *other = NULL;
-    const char *path = tnd_fixture("real/stories260K.gguf");
+    char path[1024]; /* (tnd_fixture's buffer is reused by the next call) */
+    snprintf(path, sizeof path, "%s", tnd_fixture("real/stories260K.gguf"));
     if (!CHECK_OK(tnd_model_open(path, NULL, &local)) || !CHECK_OK(tnd_model_open(path, NULL, &cloud_model)))
         return tnd_test_finish("remote");
     int32_t n_vocab = tnd_model_n_vocab(local), want_greedy[N_GREEDY];
@@ -148,6 +202,7 @@ int main(void) {
         free(logits);
         tnd_listener_close(lis);
     }
+    check_command_line(path);
     tnd_model_close(other);
     tnd_model_close(local);
     tnd_model_close(cloud_model);

@@ -98,6 +98,13 @@ int tnd_cmd_plan(int argc, char **argv) {
     for (int32_t d = 0; d < p.n_devices; d++) {
         tnd_device_info info;
         int32_t kind = p.device_kinds ? p.device_kinds[d] : 0;
+        char name[24];
+        cli_device_name(&p, d, name, sizeof name);
+        if (kind == TND_DEVICE_REMOTE) { /* the cloud's memory and speed are its own */
+            printf("%-7s %6d %12.1f %12.1f %14s %10s %18s  (the cloud at %s)\n", name, count[d], mb(weights[d]),
+                   mb(kv_dev[d]), "-", "-", "-", p.remote);
+            continue;
+        }
         bool first_of_kind = true; /* measured again once per kind */
         for (int32_t e = 0; e < d; e++) first_of_kind &= (p.device_kinds ? p.device_kinds[e] : 0) != kind;
         double bw = cli_device_bandwidth(kind, n_threads, measure && first_of_kind);
@@ -105,8 +112,6 @@ int tnd_cmd_plan(int argc, char **argv) {
             cli_error("device");
             goto done;
         }
-        char name[24];
-        cli_device_name(&p, d, name, sizeof name);
         printf("%-7s %6d %12.1f %12.1f %14.0f %10.1f %18.2f\n", name, count[d], mb(weights[d]), mb(kv_dev[d]),
                mb(info.memory_available), bw / 1e9, bw > 0 ? (double)read[d] / bw * 1e3 : 0.0);
     }

@@ -18,5 +18,6 @@ int tnd_cmd_tokenize(int argc, char **argv);
 int tnd_cmd_detokenize(int argc, char **argv);
 int tnd_cmd_plan(int argc, char **argv);
 int tnd_cmd_devices(int argc, char **argv);
+int tnd_cmd_cloud(int argc, char **argv);
 
 #endif

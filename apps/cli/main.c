@@ -24,6 +24,7 @@ static const command commands[] = {
     {"model", tnd_cmd_model, "make a random model of a known shape: model make --shape NAME --type TYPE -o FILE"},
     {"plan", tnd_cmd_plan, "where each tensor group goes, bytes and time per device: plan -m MODEL [--device cpu,cpu]"},
     {"devices", tnd_cmd_devices, "the devices of this build and machine: memory, measured bandwidth: devices"},
+    {"cloud", tnd_cmd_cloud, "serve a model's middle layers to devices: cloud -m MODEL --listen HOST:PORT --key FILE"},
     {"bench", tnd_cmd_bench, "prompt and generation speed vs the memory roofline: bench -m MODEL [-p 512] [-n 128]"},
     {"logits", tnd_cmd_logits, "write the logits of token ids: logits -m MODEL --ids \"1 2 3\" -o OUT.f32"},
     {"tokenize", tnd_cmd_tokenize, "text on stdin to token ids: tokenize -m MODEL [--ids] [--no-bos] [--special]"},

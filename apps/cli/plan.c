@@ -32,6 +32,10 @@ void cli_plan_usage(FILE *f) {
                "                      (cpu0, cpu1, vulkan0, ...; repeatable; groups: token_embd, blk.N.attn, blk.N.ffn,\n"
                "                      output)\n"
                "  --plan FILE.json    the plan `tandem plan --json` wrote\n"
+               "  --device cpu,remote:HOST:PORT,cpu   the middle layers on a cloud running `tandem cloud` with the same\n"
+               "                      model (the embedding, first and last layers stay here; see docs/REMOTE.md)\n"
+               "  --remote-key FILE   the key the cloud holds too (`tandem cloud keygen FILE`): TLS 1.3 both ways\n"
+               "  --insecure          a plaintext link to the cloud instead (anyone on the path reads and alters it)\n"
                "  --cpu-moe           the feed-forward groups of mixture-of-experts layers (experts, router, shared\n"
                "                      expert) on the CPU device, cpu0\n"
                "  --n-cpu-moe N       the same for the first N layers only\n");
@@ -42,6 +46,14 @@ int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--cpu-moe")) {
         o->n_cpu_moe = INT32_MAX;
         return 1;
+    }
+    if (!strcmp(a, "--insecure")) {
+        o->insecure = true;
+        return 1;
+    }
+    if (!strcmp(a, "--remote-key")) {
+        o->remote_key = cli_value(argc, argv, i);
+        return o->remote_key ? 1 : -1;
     }
     bool ngl = !strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers");
     bool ot = !strcmp(a, "--override-tensor") || !strcmp(a, "-ot"), n_cpu_moe = !strcmp(a, "--n-cpu-moe");
@@ -71,10 +83,11 @@ int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i) {
  * Devices by name
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* The device kind of a name in a --device list or plan file: "cpu" 0, "vulkan" or "vulkan0" 1, "vulkanN" 1 + N;
- * -1 (after printing why) for a name this build or machine does not have. */
+/* The device kind of a name in a --device list or plan file: "cpu" 0, "vulkan" or "vulkan0" 1, "vulkanN" 1 + N,
+ * "remote:HOST:PORT" TND_DEVICE_REMOTE; -1 (after printing why) for a name this build or machine does not have. */
 static int32_t kind_of(const char *name, size_t len, const char *where) {
     if (len == 3 && !strncmp(name, "cpu", 3)) return 0;
+    if (len > 7 && !strncmp(name, "remote:", 7)) return TND_DEVICE_REMOTE;
     long vk = -1;
     if (len >= 6 && !strncmp(name, "vulkan", 6)) {
         vk = 0;
@@ -89,8 +102,12 @@ static int32_t kind_of(const char *name, size_t len, const char *where) {
     return -1;
 }
 
-/* The kinds of a --device list ("cpu,vulkan0"). */
-static bool parse_device_list(const char *list, int32_t *n_devices, int32_t *kinds) {
+static bool take_remote(const cli_plan_options *o, const char *entry, size_t len, tnd_context_params *p, char *address,
+                        size_t cap);
+
+/* The kinds of a --device list ("cpu,vulkan0", "cpu,remote:HOST:PORT,cpu"), the cloud's address into `address`. */
+static bool parse_device_list(const cli_plan_options *o, const char *list, tnd_context_params *pp, int32_t *n_devices,
+                              int32_t *kinds, char *address, size_t cap) {
     *n_devices = 0;
     for (const char *p = list; *p;) {
         size_t len = strcspn(p, ",");
@@ -99,6 +116,7 @@ static bool parse_device_list(const char *list, int32_t *n_devices, int32_t *kin
             return false;
         }
         if ((kinds[*n_devices] = kind_of(p, len, "--device")) < 0) return false;
+        if (kinds[*n_devices] == TND_DEVICE_REMOTE && !take_remote(o, p, len, pp, address, cap)) return false;
         ++*n_devices;
         p += len + (p[len] == ',');
     }
@@ -110,7 +128,30 @@ void cli_device_name(const tnd_context_params *p, int32_t d, char *buf, size_t c
     int32_t kind = p->device_kinds ? p->device_kinds[d] : 0, n_cpu = 0;
     for (int32_t e = 0; e < d; e++) n_cpu += !p->device_kinds || p->device_kinds[e] == 0;
     if (kind == 0) snprintf(buf, cap, "cpu%d", n_cpu);
+    else if (kind == TND_DEVICE_REMOTE) snprintf(buf, cap, "remote0");
     else snprintf(buf, cap, "vulkan%d", kind - 1);
+}
+
+/* Takes the cloud's address from a device list entry "remote:HOST:PORT" into p->remote (room: `address`), and its
+ * key from the options; false (after printing why) for a second cloud or a link neither keyed nor --insecure. */
+static bool take_remote(const cli_plan_options *o, const char *entry, size_t len, tnd_context_params *p, char *address,
+                        size_t cap) {
+    if (p->remote) {
+        fprintf(stderr, "tandem: --device: one cloud device at most\n");
+        return false;
+    }
+    if (!o->remote_key && !o->insecure) {
+        fprintf(stderr, "tandem: --device %.*s: give the cloud's key with --remote-key FILE (made by `tandem cloud "
+                        "keygen`), or --insecure for a plaintext link\n", (int)len, entry);
+        return false;
+    }
+    if (o->insecure && !o->remote_key)
+        fprintf(stderr, "tandem: warning: the link to the cloud is plaintext (--insecure): anyone on the path can "
+                        "read and alter the hidden states\n");
+    snprintf(address, cap, "%.*s", (int)(len - 7), entry + 7);
+    p->remote = address;
+    p->remote_key_file = o->remote_key;
+    return true;
 }
 
 /* The device of an instance name ("cpu1", "vulkan0"; "cpu" and "vulkan" for the first of their kind) in plan p;
@@ -223,7 +264,8 @@ static bool experts_on_cpu(tnd_model *m, int32_t n, const tnd_context_params *p,
  * Plan files: {"devices": ["cpu", "vulkan0"], "groups": {"token_embd": "cpu0", "blk.0.attn": "vulkan0", ...}}
  * ---------------------------------------------------------------------------------------------------------- */
 
-static bool read_plan_file(const char *path, tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_t *groups) {
+static bool read_plan_file(const cli_plan_options *o, const char *path, tnd_model *m, tnd_context_params *p,
+                           int32_t *kinds, char *address, size_t cap, int32_t *groups) {
     json_error_t err;
     json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
     if (!root) {
@@ -247,6 +289,7 @@ static bool read_plan_file(const char *path, tnd_model *m, tnd_context_params *p
             goto done;
         }
         if ((kinds[i] = kind_of(name, strlen(name), where)) < 0) goto done;
+        if (kinds[i] == TND_DEVICE_REMOTE && !take_remote(o, name, strlen(name), p, address, cap)) goto done;
     }
     p->n_devices = (int32_t)n_dev;
     p->device_kinds = kinds;
@@ -279,9 +322,10 @@ done:
 bool cli_plan_write(FILE *f, tnd_model *m, const tnd_context_params *p) {
     json_t *root = json_object(), *devices = json_array(), *map = json_object();
     for (int32_t d = 0; d < p->n_devices; d++) {
-        char kind[24];
+        char kind[160];
         cli_device_name(p, d, kind, sizeof kind);
         if (!strncmp(kind, "cpu", 3)) kind[3] = 0; /* CPU instances are all of kind cpu */
+        if (!strcmp(kind, "remote0")) snprintf(kind, sizeof kind, "remote:%s", p->remote);
         json_array_append_new(devices, json_string(kind));
     }
     for (int32_t g = 0; g < p->n_groups; g++) {
@@ -370,21 +414,24 @@ bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *
         cli_error("the model's tensor groups");
         return false;
     }
-    /* one allocation for the caller to free: the groups' devices, then the devices' kinds */
-    int32_t *g = malloc(sizeof *g * (size_t)(n_groups + PLAN_MAX_DEVICES)), *kinds = g + n_groups;
+    /* one allocation for the caller to free: the groups' devices, the devices' kinds, a cloud's address */
+    enum { ADDRESS_BYTES = 256 };
+    int32_t *g = malloc(sizeof *g * (size_t)(n_groups + PLAN_MAX_DEVICES) + ADDRESS_BYTES), *kinds = g + n_groups;
     if (!g) return false;
+    char *address = (char *)(kinds + PLAN_MAX_DEVICES);
     p->n_groups = n_groups;
     p->n_devices = 1;
     p->device_kinds = NULL;
+    p->remote = p->remote_key_file = NULL;
     if (o->plan_file) {
         if (o->devices || o->n_gpu_layers >= 0)
             fprintf(stderr, "tandem: note: --plan names the devices; --device and -ngl are not used\n");
-        if (!read_plan_file(o->plan_file, m, p, kinds, g)) goto fail;
+        if (!read_plan_file(o, o->plan_file, m, p, kinds, address, ADDRESS_BYTES, g)) goto fail;
     } else if (o->devices || (o->n_gpu_layers > 0 ? !gpu_layers(o->n_gpu_layers, m, p, kinds, g)
                                                   : o->n_gpu_layers == 0 || !auto_gpu(m, p, kinds, g))) {
         if (o->devices) {
             if (o->n_gpu_layers >= 0) fprintf(stderr, "tandem: note: --device names the devices; -ngl is not used\n");
-            if (!parse_device_list(o->devices, &p->n_devices, kinds)) goto fail;
+            if (!parse_device_list(o, o->devices, p, &p->n_devices, kinds, address, ADDRESS_BYTES)) goto fail;
             p->device_kinds = kinds;
         }
         /* the library's default: the layers split evenly over the devices */
@@ -404,6 +451,7 @@ bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *
 fail:
     free(g);
     p->device_kinds = NULL;
+    p->remote = p->remote_key_file = NULL;
     return false;
 }
 

@@ -16,6 +16,8 @@ typedef struct cli_plan_options {
     const char *overrides[CLI_MAX_OVERRIDES]; /* --override-tensor REGEX=DEVICE, in order */
     int32_t n_overrides;
     const char *plan_file;   /* --plan FILE.json */
+    const char *remote_key;  /* --remote-key FILE: the key of a cloud device (remote:HOST:PORT in --device) */
+    bool insecure;           /* --insecure: a plaintext link to the cloud */
     int32_t n_cpu_moe;       /* --cpu-moe (all: INT32_MAX) or --n-cpu-moe N: the first layers whose experts stay on
                                 the CPU */
 } cli_plan_options;
@@ -29,7 +31,7 @@ int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i);
 /* Usage lines of the placement options. */
 void cli_plan_usage(FILE *f);
 
-/* The plan for model m into p (n_devices, device_kinds, group_device, n_groups): from --plan, else from -ngl, else
+/* The plan for model m into p (n_devices, device_kinds, group_device, n_groups, and a cloud's remote and key): from --plan, else from -ngl, else
  * the layers split evenly over the --device list, then --cpu-moe / --n-cpu-moe, then each --override-tensor in
  * order. *groups receives the one malloc'ed array that p's group_device and device_kinds point into (the caller
  * frees it). Prints the error and returns false on failure. */

@@ -547,6 +547,8 @@ tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_t
     if (cfg->n_devices > 0) {
         p.n_devices = cfg->n_devices;
         p.device_kinds = cfg->device_kinds;
+        p.remote = cfg->remote;
+        p.remote_key_file = cfg->remote_key_file;
         p.group_device = cfg->group_device;
         p.n_groups = cfg->n_groups;
     }

@@ -171,6 +171,8 @@ int tnd_cmd_serve(int argc, char **argv) {
     if (!cli_plan_make(&plan, model, &placed, &groups)) goto cleanup;
     cfg.n_devices = placed.n_devices;
     cfg.device_kinds = placed.device_kinds;
+    cfg.remote = placed.remote;
+    cfg.remote_key_file = placed.remote_key_file;
     cfg.group_device = placed.group_device;
     cfg.n_groups = placed.n_groups;
     if (cfg.chat_template && tnd_chat_template_lookup(cfg.chat_template, &mi.chat_template) != TND_OK) {

@@ -46,6 +46,7 @@ typedef struct srv_config {
                                            context has a sequence per slot, slot i drafts on sequence i */
     int32_t n_devices;         /* the placement plan (see tnd_context_params); 0 = one device */
     const int32_t *device_kinds;
+    const char *remote, *remote_key_file; /* a cloud device's address and key (see tnd_context_params) */
     const int32_t *group_device;
     int32_t n_groups;
 } srv_config;

@@ -167,12 +167,12 @@ tnd_status tnd_cloud_serve(tnd_model *m, tnd_listener *listener, const tnd_link_
     for (int32_t served = 0; !max_links || served < max_links; served++) {
         tnd_link *link = NULL;
         if ((st = tnd_listener_accept(listener, key, -1, &link))) {
-            tnd_log(&m->log, TND_LOG_WARN, "cloud: a device could not connect: %s", tnd_last_error());
+            tnd_log(&m->log, TND_LOG_WARN, "a device could not connect: %s", tnd_last_error());
             continue;
         }
         st = serve_link(m, link, id, n_threads);
-        if (st) tnd_log(&m->log, TND_LOG_WARN, "cloud: a link ended: %s", tnd_last_error());
-        else tnd_log(&m->log, TND_LOG_INFO, "cloud: a device left");
+        if (st) tnd_log(&m->log, TND_LOG_WARN, "a link ended: %s", tnd_last_error());
+        else tnd_log(&m->log, TND_LOG_INFO, "a device left");
         tnd_link_close(link);
     }
     return TND_OK;
