@@ -1,17 +1,22 @@
 /* test_remote.c: a device and a cloud running one model together over loopback (the cloud on a thread of this
  * process, serving a model handle of its own): the middle layers in the cloud give the local model's greedy text and
  * logits within the F16 hand-off's rounding, over TLS and plaintext; a cloud with another model, a wrong key and a
- * plan that gives the cloud the embedding are refused with the reason; no token id crosses a plaintext link. */
+ * plan that gives the cloud the embedding are refused with the reason; a tap on a plaintext link finds no token id;
+ * and `tandem run` split over a `tandem cloud` process prints the local text. */
 #include "harness.h"
 
 #include "remote/remote.h"
 #include "runtime/context.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 enum { N_PROMPT = 12, N_GREEDY = 24 };
@@ -105,6 +110,94 @@ static void check_split(tnd_model *local, tnd_model *cloud_model, const tnd_link
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * A tap on a plaintext link: what the device sends holds no token id
+ * ---------------------------------------------------------------------------------------------------------- */
+
+typedef struct tap {
+    int listen_fd, cloud_port;
+    uint8_t *seen; /* what the device sent */
+    size_t n_seen, cap;
+} tap;
+
+/* Forwards one connection to the cloud both ways, keeping the device's bytes. */
+static void *tap_run(void *arg) {
+    tap *t = arg;
+    int dev = accept(t->listen_fd, NULL, NULL), cl = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->cloud_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (dev < 0 || connect(cl, (struct sockaddr *)&sa, sizeof sa) != 0) goto done;
+    for (;;) {
+        struct pollfd p[2] = {{.fd = dev, .events = POLLIN}, {.fd = cl, .events = POLLIN}};
+        if (poll(p, 2, 5000) <= 0) break;
+        uint8_t buf[65536];
+        int from = p[0].revents ? 0 : 1;
+        ssize_t n = read(p[from].fd, buf, sizeof buf);
+        if (n <= 0 || write(p[1 - from].fd, buf, (size_t)n) != n) break;
+        if (from == 0) {
+            if (t->n_seen + (size_t)n > t->cap) t->seen = realloc(t->seen, t->cap = 2 * (t->n_seen + (size_t)n));
+            memcpy(t->seen + t->n_seen, buf, (size_t)n);
+            t->n_seen += (size_t)n;
+        }
+    }
+done:
+    if (dev >= 0) close(dev);
+    close(cl);
+    return NULL;
+}
+
+/* Every byte the device sent is a frame of HELLO, STEP, COPY_BLOCKS or BYE, and every STEP decodes exactly into
+ * positions, slots, context lengths, block tables and hidden states: there is no room for a token id. */
+static void check_tap(tnd_model *local, tnd_model *cloud_model) {
+    tnd_listener *lis = NULL;
+    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
+    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
+    tap t = {.listen_fd = socket(AF_INET, SOCK_STREAM, 0), .cloud_port = tnd_listener_port(lis)};
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    CHECK(bind(t.listen_fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(t.listen_fd, 1) == 0 &&
+          getsockname(t.listen_fd, (struct sockaddr *)&sa, &sl) == 0);
+    pthread_t tc, tt;
+    pthread_create(&tc, NULL, cloud, &job);
+    pthread_create(&tt, NULL, tap_run, &t);
+    char hp[64];
+    snprintf(hp, sizeof hp, "127.0.0.1:%d", ntohs(sa.sin_port));
+    int32_t n_vocab = tnd_model_n_vocab(local), greedy[N_GREEDY];
+    float *logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
+    const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
+    CHECK(run(local, 3, kinds, hp, NULL, logits, greedy));
+    pthread_join(tt, NULL);
+    pthread_join(tc, NULL);
+    int frames = 0, steps = 0;
+    bool clean = true;
+    uint32_t pos[64], slot[64], n_ctx[64], table_at[64], tables[256];
+    float *hidden = malloc(sizeof(float) * 64 * 4096);
+    for (size_t at = 0; at + TND_WIRE_HEADER_BYTES <= t.n_seen && clean;) {
+        tnd_wire_header h;
+        clean = tnd_wire_get_header(t.seen + at, &h) == TND_OK && at + TND_WIRE_HEADER_BYTES + h.length <= t.n_seen &&
+                (h.type == TND_WIRE_HELLO || h.type == TND_WIRE_STEP || h.type == TND_WIRE_COPY_BLOCKS ||
+                 h.type == TND_WIRE_BYE);
+        if (clean && h.type == TND_WIRE_STEP) {
+            tnd_wire_step ws = {.pos = pos, .slot = slot, .n_ctx = n_ctx, .table_at = table_at, .tables = tables,
+                                .hidden = hidden};
+            tnd_wire_reader r = {.data = t.seen + at + TND_WIRE_HEADER_BYTES, .len = h.length};
+            clean = tnd_wire_get_step(&r, 64, 64, 256, 16, &ws) == TND_OK; /* it reads the payload to its end */
+            steps++;
+        }
+        at += TND_WIRE_HEADER_BYTES + h.length;
+        frames++;
+    }
+    printf("tap on a plaintext link: %d frames from the device, %d steps, %s\n", frames, steps,
+           clean ? "only positions, KV slots, block tables and hidden states" : "SOMETHING ELSE");
+    CHECK(clean && steps == 1 + N_GREEDY);
+    free(hidden);
+    free(logits);
+    free(t.seen);
+    close(t.listen_fd);
+    tnd_listener_close(lis);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * The command line: `tandem cloud` in its own process, `tandem run` split over it
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -176,6 +269,7 @@ int main(void) {
 
     check_split(local, cloud_model, &ka, key_a, want, want_greedy, "split over TLS");
     check_split(local, cloud_model, NULL, NULL, want, want_greedy, "split over plaintext");
+    check_tap(local, cloud_model);
 
     /* refusals: another key, another model, a plan that gives the cloud the embedding */
     tnd_listener *lis = NULL;
