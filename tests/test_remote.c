@@ -245,6 +245,10 @@ static void check_command_line(const char *model) {
     snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Hi' -n 2 --device cpu,remote:127.0.0.1:%d,cpu 2>&1", TND_TANDEM_BIN,
              model, port);
     CHECK(tnd_test_run(cmd, got, sizeof got) != 0 && strstr(got, "--remote-key"));
+    /* a cloud that does not answer: the device runs the whole model itself, with a note */
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 1 --device "
+             "cpu,remote:127.0.0.1:%d,cpu --remote-key '%s' 2>&1", TND_TANDEM_BIN, model, free_port(), key_a);
+    CHECK(tnd_test_run(cmd, got, sizeof got) == 0 && strstr(got, "running everything here") && strstr(got, want));
     if (pid > 0) kill(pid, SIGTERM); /* served its link and left; if the run never came, it must not stay */
 }
 

@@ -457,9 +457,15 @@ fail:
 
 bool cli_plan_fell_back(const cli_plan_options *o, tnd_context_params *p) {
     bool automatic = !o->devices && !o->plan_file && o->n_gpu_layers < 0 && o->n_overrides == 0;
-    if (!automatic || !p->device_kinds) return false;
-    fprintf(stderr, "tandem: note: the GPU could not take its part of the model (%s); running on the CPU\n",
-            tnd_last_error());
+    if (p->remote) /* this machine holds the whole model file: it goes on alone */
+        fprintf(stderr, "tandem: note: the cloud at %s cannot take its part (%s); running everything here\n",
+                p->remote, tnd_last_error());
+    else if (automatic && p->device_kinds)
+        fprintf(stderr, "tandem: note: the GPU could not take its part of the model (%s); running on the CPU\n",
+                tnd_last_error());
+    else
+        return false;
+    p->remote = p->remote_key_file = NULL;
     p->n_devices = 1;
     p->device_kinds = NULL;
     p->group_device = NULL;

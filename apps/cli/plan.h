@@ -37,8 +37,9 @@ void cli_plan_usage(FILE *f);
  * frees it). Prints the error and returns false on failure. */
 bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *p, int32_t **groups);
 
-/* After a context of plan p failed: where the plan was the automatic one and put work on a GPU, notes why and
- * turns p into the CPU-only plan (true: try again); false where the user chose the devices. */
+/* After a context of plan p failed: where the plan was the automatic one and put work on a GPU, or gave layers to a
+ * cloud (this machine holds the whole model file), notes why and turns p into the CPU-only plan (true: try again);
+ * false where the user chose local devices. */
 bool cli_plan_fell_back(const cli_plan_options *o, tnd_context_params *p);
 
 /* The name of plan p's device d: "cpu0", "cpu1", ... for the CPU instances in order, "vulkan0", ... */
