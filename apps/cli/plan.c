@@ -86,7 +86,7 @@ int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i) {
 /* The device kind of a name in a --device list or plan file: "cpu" 0, "vulkan" or "vulkan0" 1, "vulkanN" 1 + N,
  * "remote:HOST:PORT" TND_DEVICE_REMOTE; -1 (after printing why) for a name this build or machine does not have. */
 static int32_t kind_of(const char *name, size_t len, const char *where) {
-    if (len == 3 && !strncmp(name, "cpu", 3)) return 0;
+    if (len == 3 && (!strncmp(name, "cpu", 3) || !strncmp(name, "CPU", 3))) return 0;
     if (len > 7 && !strncmp(name, "remote:", 7)) return TND_DEVICE_REMOTE;
     long vk = -1;
     if (len >= 6 && !strncmp(name, "vulkan", 6)) {
@@ -94,7 +94,7 @@ static int32_t kind_of(const char *name, size_t len, const char *where) {
         for (size_t i = 6; i < len && vk >= 0; i++)
             vk = name[i] >= '0' && name[i] <= '9' && vk < 1000 ? vk * 10 + (name[i] - '0') : -1;
     }
-    int32_t n_vulkan = tnd_device_count() - 1;
+    int32_t n_vulkan = tnd_device_count() - 1; /* (opens the Vulkan driver: only for names that need it) */
     if (vk >= 0 && vk < n_vulkan) return 1 + (int32_t)vk;
     fprintf(stderr, "tandem: %s: unknown device '%.*s' (this machine has: cpu", where, (int)len, name);
     for (int32_t i = 0; i < n_vulkan; i++) fprintf(stderr, ", vulkan%d", i);
