@@ -154,7 +154,7 @@ static void vk_embed(tnd_backend *b, const tnd_weight *table, const int32_t *ids
     embed_from_host(vk_dev(b), table, ids, out);
 }
 
-enum { MATMUL_TOKENS = 8, MAX_GROUPS = 65535 };
+enum { MATMUL_ROWS = 4, MATMUL_TOKENS = 8, MAX_GROUPS = 65535 }; /* as matmul.comp's ROWS and TOKENS */
 
 static void vk_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y) {
     vk_device *d = vk_dev(b);
@@ -166,11 +166,10 @@ static void vk_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, 
     struct { uint32_t w_off, row_bytes, n_cols, n_rows, n_tokens, x_off, x_stride, y_off, y_stride; } push = {
         0, (uint32_t)w->row_bytes, (uint32_t)w->n_cols, (uint32_t)w->n_rows, (uint32_t)x->ne1,
         words_off(x), words_stride(x), words_off(y), words_stride(y)};
-    /* rows over x and y (an output head has more rows than one dimension of groups takes), tokens over z */
-    uint32_t gx = w->n_rows < MAX_GROUPS ? (uint32_t)w->n_rows : MAX_GROUPS;
+    /* blocks of rows over x and y (an output head has more than one dimension of groups takes), tokens over z */
+    uint32_t blocks = div_up((uint64_t)w->n_rows, MATMUL_ROWS), gx = blocks < MAX_GROUPS ? blocks : MAX_GROUPS;
     tnd_buffer *bufs[] = {w->buf, x->buf, y->buf};
-    tnd_vk_dispatch(d, m, bufs, 3, &push, sizeof push, gx, div_up((uint64_t)w->n_rows, gx),
-                    div_up((uint64_t)x->ne1, MATMUL_TOKENS));
+    tnd_vk_dispatch(d, m, bufs, 3, &push, sizeof push, gx, div_up(blocks, gx), div_up((uint64_t)x->ne1, MATMUL_TOKENS));
 }
 
 static void vk_matmul_many(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
