@@ -230,6 +230,8 @@ static void check_bad_frames(void) {
           strstr(tnd_last_error(), "version 9"));
     tnd_wire_put_header(f, TND_WIRE_HELLO, 0, (uint32_t)TND_WIRE_MAX_PAYLOAD + 1);
     CHECK(raw_frames(f, TND_WIRE_HEADER_BYTES, false, 2000) == TND_ERR_FORMAT);
+    tnd_wire_put_header(f, TND_WIRE_PING, 0, 0); /* a good frame, then the peer leaves: a wait without deadline ends */
+    CHECK(raw_frames(f, TND_WIRE_HEADER_BYTES, true, -1) == TND_ERR_IO && strstr(tnd_last_error(), "closed the link"));
     tnd_wire_put_header(f, TND_WIRE_PING, 0, 0); /* a good frame, then silence: the deadline */
     CHECK(raw_frames(f, TND_WIRE_HEADER_BYTES, false, 300) == TND_ERR_IO && strstr(tnd_last_error(), "stalled"));
 }

@@ -12,7 +12,7 @@
 
 enum {
     HELLO_TIMEOUT_MS = 10000,
-    IDLE_TIMEOUT_MS = 600000, /* a device silent this long (no step, no heartbeat) is gone */
+    IDLE_TIMEOUT_MS = -1, /* none: a device may be idle for hours between requests (keepalive finds a dead one) */
     MAX_COPIES = 4096
 };
 

@@ -122,9 +122,17 @@ static bool wait_fd(int fd, bool for_write, int timeout_ms) {
     return rc > 0;
 }
 
-static void no_delay(int fd) {
+static void tune_socket(int fd) {
     int one = 1; /* a step is one small message each way: Nagle's delay would add to every round trip */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* a link may stay idle for hours between requests; the kernel's probes find a peer that is gone (after 90 s) */
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+#ifdef TCP_KEEPIDLE
+    int idle = 60, interval = 10, count = 3;
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &count, sizeof count);
+#endif
 }
 
 tnd_status tnd_listener_open(const char *host_port, tnd_listener **out) {
@@ -246,7 +254,7 @@ static tnd_status new_link(int fd, const tnd_link_key *key, bool server, int tim
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
     }
     l->fd = fd;
-    no_delay(fd);
+    tune_socket(fd);
     tnd_status st = TND_OK;
     if (key) {
         l->key = *key;
@@ -311,12 +319,12 @@ static tnd_status send_all(tnd_link *l, const uint8_t *p, size_t n) {
     return TND_OK;
 }
 
-/* Reads exactly n bytes before the deadline (a time of now_ms()). */
+/* Reads exactly n bytes before the deadline (a time of now_ms(); < 0: none). */
 static tnd_status recv_all(tnd_link *l, uint8_t *p, size_t n, double deadline, bool mid_frame) {
     while (n > 0) {
-        bool pending = l->tls && gnutls_record_check_pending(l->tls) > 0;
-        int left = (int)(deadline - now_ms());
-        if (!pending && (left <= 0 || !wait_fd(l->fd, false, left)))
+        bool pending = l->tls && gnutls_record_check_pending(l->tls) > 0, forever = deadline < 0;
+        int left = forever ? -1 : (int)(deadline - now_ms());
+        if (!pending && ((!forever && left <= 0) || !wait_fd(l->fd, false, left)))
             return tnd_fail(TND_ERR_IO, "the peer sent nothing for %s", mid_frame ? "the rest of a frame in time"
                                                                                   : "too long (the link is stalled or dead)");
         ssize_t k = l->tls ? gnutls_record_recv(l->tls, p, n) : recv(l->fd, p, n, 0);
@@ -351,7 +359,7 @@ tnd_status tnd_link_send(tnd_link *l, tnd_wire_type type, const void *payload, s
 
 tnd_status tnd_link_recv(tnd_link *l, tnd_wire_header *h, const uint8_t **payload, int timeout_ms) {
     *payload = NULL;
-    double deadline = now_ms() + timeout_ms;
+    double deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
     uint8_t header[TND_WIRE_HEADER_BYTES];
     tnd_status st = recv_all(l, header, sizeof header, deadline, false);
     if (!st) st = tnd_wire_get_header(header, h);

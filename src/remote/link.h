@@ -34,8 +34,8 @@ tnd_status tnd_link_connect(const char *host_port, const tnd_link_key *key, int 
 
 /* Sends one message. TND_ERR_IO when the link is gone. */
 tnd_status tnd_link_send(tnd_link *l, tnd_wire_type type, const void *payload, size_t n);
-/* Receives the next message within timeout_ms: its header into *h and its payload into *payload (the link's memory,
- * valid until the next receive). TND_ERR_IO for a timeout or a closed link, TND_ERR_FORMAT for a frame that is not
+/* Receives the next message within timeout_ms (< 0: no deadline; TCP keepalive ends the wait where the peer is
+ * gone): its header into *h and its payload into *payload (the link's memory, valid until the next receive). TND_ERR_IO for a timeout or a closed link, TND_ERR_FORMAT for a frame that is not
  * one or arrives out of sequence (lost, replayed or reordered). */
 tnd_status tnd_link_recv(tnd_link *l, tnd_wire_header *h, const uint8_t **payload, int timeout_ms);
 /* Bytes of frames (headers and payloads) sent and received so far; TLS adds about 22 per record on the wire. */
