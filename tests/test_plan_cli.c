@@ -65,6 +65,16 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device cpu,cpu --cpu-moe", TND_TANDEM_BIN, model);
     CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "no experts") && strstr(out, "blk.4.ffn        cpu1"));
 
+    /* a cloud alone in --device gets the middle: the embedding, the first and last layers (2 of this model's 5 at
+     * each end, as it leaves the cloud one) and the output head stay here */
+    snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device remote:127.0.0.1:1 --insecure --json", TND_TANDEM_BIN, model);
+    CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "\"remote:127.0.0.1:1\"") &&
+          strstr(out, "\"token_embd\": \"cpu0\"") && strstr(out, "\"blk.1.ffn\": \"cpu0\"") &&
+          strstr(out, "\"blk.2.attn\": \"remote0\"") && strstr(out, "\"blk.2.ffn\": \"remote0\"") &&
+          strstr(out, "\"blk.3.attn\": \"cpu1\"") && strstr(out, "\"output\": \"cpu1\""));
+    snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device remote:127.0.0.1:1", TND_TANDEM_BIN, model);
+    CHECK(capture(cmd, out, sizeof out) != 0 && strstr(out, "--remote-key"));
+
     /* the same text on one device and on every placement */
     CHECK(run_with("", want, sizeof want) == 0 && strlen(want) > 40);
     char options[512];

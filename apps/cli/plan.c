@@ -424,6 +424,22 @@ static bool auto_gpu(tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_
     return true;
 }
 
+/* --device remote:HOST:PORT alone: this machine keeps the embedding, the first and the last CLI_PRIVATE_LAYERS
+ * layers (fewer where the model is shallow, leaving the cloud one) and the output head; the cloud runs the middle.
+ * Hidden states after a couple of layers still give the words away to published inversion attacks, so the device
+ * keeps more than that on each side (docs/REMOTE.md). */
+static void keep_ends_here(tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_t *g) {
+    int32_t n_layer = (p->n_groups - 2) / 2, k = n_layer / 8 > CLI_PRIVATE_LAYERS ? n_layer / 8 : CLI_PRIVATE_LAYERS;
+    if (k > (n_layer - 1) / 2) k = (n_layer - 1) / 2;
+    kinds[0] = 0, kinds[1] = TND_DEVICE_REMOTE, kinds[2] = 0;
+    p->n_devices = 3;
+    for (int32_t i = 0; i < p->n_groups; i++) {
+        tnd_group_info gi;
+        int32_t layer = tnd_model_group(m, i, &gi) == TND_OK ? gi.layer : -1;
+        g[i] = layer < 0 ? (i == 0 ? 0 : 2) : layer < k ? 0 : layer >= n_layer - k ? 2 : 1;
+    }
+}
+
 bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *p, int32_t **groups) {
     *groups = NULL;
     int32_t n_groups = tnd_model_n_groups(m);
@@ -451,12 +467,15 @@ bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *
             if (!parse_device_list(o, o->devices, p, &p->n_devices, kinds, address, ADDRESS_BYTES)) goto fail;
             p->device_kinds = kinds;
         }
-        /* the library's default: the layers split evenly over the devices */
-        tnd_context_params even = tnd_context_default_params();
-        even.n_devices = p->n_devices;
-        if (tnd_model_plan(m, &even, g, n_groups) != TND_OK) {
-            cli_error("--device");
-            goto fail;
+        if (p->n_devices == 1 && kinds[0] == TND_DEVICE_REMOTE) { /* the cloud alone: it gets the middle */
+            keep_ends_here(m, p, kinds, g);
+        } else { /* the library's default: the layers split evenly over the devices */
+            tnd_context_params even = tnd_context_default_params();
+            even.n_devices = p->n_devices;
+            if (tnd_model_plan(m, &even, g, n_groups) != TND_OK) {
+                cli_error("--device");
+                goto fail;
+            }
         }
     }
     if (o->n_cpu_moe > 0 && !experts_on_cpu(m, o->n_cpu_moe, p, g)) goto fail;

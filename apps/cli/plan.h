@@ -8,7 +8,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-enum { CLI_MAX_OVERRIDES = 32 };
+enum {
+    CLI_MAX_OVERRIDES = 32,
+    CLI_PRIVATE_LAYERS = 4 /* with --device remote:HOST:PORT alone: layers kept here at each end (or an eighth) */
+};
 
 typedef struct cli_plan_options {
     const char *devices;     /* --device LIST: "cpu" (default), "vulkan0", "cpu,cpu" for two CPU instances */
