@@ -26,6 +26,29 @@ const char *tnd_fixture(const char *relative) {
     return path;
 }
 
+float *tnd_test_read_floats(const char *path, size_t count) {
+    if (!path) return NULL;
+    size_t size = 0;
+    uint8_t *bytes = tnd_test_read_file(path, &size);
+    if (!bytes || size != count * sizeof(float)) {
+        fprintf(stderr, "%s: expected %zu floats\n", path, count);
+        free(bytes);
+        return NULL;
+    }
+    return (float *)(void *)bytes; /* malloc memory: aligned for any type */
+}
+
+double tnd_test_nmse(const float *x, const float *ref, size_t n) {
+    double mean = 0, num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) mean += ref[i];
+    mean /= (double)n;
+    for (size_t i = 0; i < n; i++) {
+        num += ((double)x[i] - ref[i]) * ((double)x[i] - ref[i]);
+        den += ((double)ref[i] - mean) * ((double)ref[i] - mean);
+    }
+    return num / den;
+}
+
 uint8_t *tnd_test_read_file(const char *path, size_t *size) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;

@@ -22,6 +22,13 @@ const char *tnd_fixture(const char *relative);
 /* Reads a whole file into a malloc'ed buffer; NULL on failure. */
 uint8_t *tnd_test_read_file(const char *path, size_t *size);
 
+/* A file of exactly `count` floats (a fixture's logits), malloc'ed; NULL (with a message) where it is missing or of
+ * another size, or where path is NULL. */
+float *tnd_test_read_floats(const char *path, size_t count);
+
+/* sum((x - ref)^2) / sum((ref - mean(ref))^2): the NMSE of logits, as the fixtures' README defines it. */
+double tnd_test_nmse(const float *x, const float *ref, size_t n);
+
 /* Runs a shell command, captures its stdout (at most cap - 1 bytes, NUL-terminated) and returns its exit status
  * (-1 if it could not run or did not exit). */
 int tnd_test_run(const char *cmd, char *out, size_t cap);

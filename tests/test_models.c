@@ -46,29 +46,7 @@ static const char *reference(const char *model, const char *kind, const char *su
     return f ? path : NULL;
 }
 
-static float *read_floats(const char *path, size_t count) {
-    if (!path) return NULL;
-    size_t size = 0;
-    uint8_t *bytes = tnd_test_read_file(path, &size);
-    if (!bytes || size != count * sizeof(float)) {
-        fprintf(stderr, "%s: expected %zu floats\n", path, count);
-        free(bytes);
-        return NULL;
-    }
-    return (float *)(void *)bytes; /* malloc memory: aligned for any type */
-}
 
-/* sum((x - ref)^2) / sum((ref - mean(ref))^2), as the fixtures' README defines it. */
-static double nmse(const float *x, const float *ref, size_t n) {
-    double mean = 0, num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) mean += ref[i];
-    mean /= (double)n;
-    for (size_t i = 0; i < n; i++) {
-        num += ((double)x[i] - ref[i]) * ((double)x[i] - ref[i]);
-        den += ((double)ref[i] - mean) * ((double)ref[i] - mean);
-    }
-    return num / den;
-}
 
 static int32_t argmax(const float *v, int32_t n) {
     int32_t best = 0;
@@ -164,19 +142,19 @@ static void test_model(const model_case *c) {
     size_t n = (size_t)N_PROMPT * n_vocab;
     float *ours = malloc(n * sizeof(float)), *ours_f16 = malloc(n * sizeof(float));
     char file[512];
-    float *exact = read_floats(reference(c->name, "ref-exact", "logits.f32", file, sizeof file), n);
-    float *llamacpp = read_floats(reference(c->name, "ref-llamacpp", "logits.f32", file, sizeof file), n);
+    float *exact = tnd_test_read_floats(reference(c->name, "ref-exact", "logits.f32", file, sizeof file), n);
+    float *llamacpp = tnd_test_read_floats(reference(c->name, "ref-llamacpp", "logits.f32", file, sizeof file), n);
     const float *best_ref = llamacpp ? llamacpp : exact; /* what the fast path's argmax is compared with */
     if (CHECK(exact || llamacpp) && run_prompt(ctx, 0, ours, n_vocab)) {
-        double e = exact ? nmse(ours, exact, n) : NAN;
+        double e = exact ? tnd_test_nmse(ours, exact, n) : NAN;
         /* then as users run it: the fastest kernels and the F16 cache, against llama.cpp and the exact math */
         tnd_context *ctx16 = NULL;
         p.kv_type = TND_TYPE_F16;
         p.kernels = TND_KERNELS_BEST;
         double l = NAN, e_best = NAN;
         if (CHECK_OK(tnd_context_init(m, &p, &ctx16)) && run_prompt(ctx16, 0, ours_f16, n_vocab)) {
-            if (llamacpp) l = nmse(ours_f16, llamacpp, n);
-            if (exact) e_best = nmse(ours_f16, exact, n);
+            if (llamacpp) l = tnd_test_nmse(ours_f16, llamacpp, n);
+            if (exact) e_best = tnd_test_nmse(ours_f16, exact, n);
         }
         int agree = 0;
         for (int i = 0; i < N_PROMPT; i++)
@@ -281,13 +259,13 @@ static void test_kv_types(void) {
         int32_t n_vocab = tnd_model_n_vocab(m);
         size_t n = (size_t)N_PROMPT * n_vocab;
         snprintf(path, sizeof path, "models/%s.ref-exact.logits.f32", names[mi]);
-        float *exact = read_floats(tnd_fixture(path), n), *ours = malloc(n * sizeof(float));
+        float *exact = tnd_test_read_floats(tnd_fixture(path), n), *ours = malloc(n * sizeof(float));
         for (size_t k = 0; exact && k < sizeof kinds / sizeof kinds[0]; k++) {
             p.k_type = kinds[k].k;
             p.v_type = kinds[k].v;
             ctx = NULL;
             if (CHECK_OK(tnd_context_init(m, &p, &ctx)) && run_prompt(ctx, 0, ours, n_vocab)) {
-                double e = nmse(ours, exact, n);
+                double e = tnd_test_nmse(ours, exact, n);
                 printf("%-16s KV %s K %s V: NMSE vs exact %.3g (bound %.0e)\n", names[mi], tnd_type_name(kinds[k].k),
                        tnd_type_name(kinds[k].v), e, kinds[k].bound);
                 CHECK(e <= kinds[k].bound);

@@ -73,14 +73,6 @@ static bool run(tnd_model *m, int32_t n_devices, const int32_t *kinds, const cha
     return ok;
 }
 
-static double nmse(const float *x, const float *ref, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += ((double)x[i] - ref[i]) * ((double)x[i] - ref[i]);
-        den += (double)ref[i] * ref[i];
-    }
-    return num / den;
-}
 
 /* The split against the local model, through a cloud with `cloud_key` reached with `device_key_file`. */
 static void check_split(tnd_model *local, tnd_model *cloud_model, const tnd_link_key *cloud_key,
@@ -99,7 +91,7 @@ static void check_split(tnd_model *local, tnd_model *cloud_model, const tnd_link
     bool ok = run(local, 3, kinds, hp, device_key_file, logits, greedy);
     if (!CHECK(ok)) fprintf(stderr, "  %s: %s\n", label, tnd_last_error());
     if (ok) {
-        double e = nmse(logits, want_logits, (size_t)N_PROMPT * n_vocab);
+        double e = tnd_test_nmse(logits, want_logits, (size_t)N_PROMPT * n_vocab);
         bool same = !memcmp(greedy, want_greedy, sizeof greedy);
         printf("%s: logits NMSE %.3g against the local model, greedy %s\n", label, e, same ? "equal" : "DIFFERS");
         CHECK(e < 1e-5 && same);

@@ -21,27 +21,7 @@ static const double max_exact = 1e-5;
  * them (measured 2e-4 to 5e-4 here). */
 static const double max_exact_split = 2e-3;
 
-static float *read_floats(const char *path, size_t count) {
-    size_t size = 0;
-    uint8_t *bytes = tnd_test_read_file(path, &size);
-    if (!bytes || size != count * sizeof(float)) {
-        free(bytes);
-        return NULL;
-    }
-    return (float *)(void *)bytes;
-}
 
-/* sum((x - ref)^2) / sum((ref - mean(ref))^2), as the fixtures' README defines it. */
-static double nmse(const float *x, const float *ref, size_t n) {
-    double mean = 0, num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) mean += ref[i];
-    mean /= (double)n;
-    for (size_t i = 0; i < n; i++) {
-        num += ((double)x[i] - ref[i]) * ((double)x[i] - ref[i]);
-        den += ((double)ref[i] - mean) * ((double)ref[i] - mean);
-    }
-    return num / den;
-}
 
 /* The prompt's logits at every position under a plan of n_devices of `kinds` (group_device NULL: layers split
  * evenly) with the KV types and kernels of `base` (NULL: the defaults), or NULL when the context or the decode fails
@@ -87,7 +67,7 @@ static void check_model(const char *name) {
     int32_t n_vocab = tnd_model_n_vocab(m), n_groups = tnd_model_n_groups(m);
     size_t n = (size_t)N_PROMPT * n_vocab;
     snprintf(path, sizeof path, "models/%s.ref-exact.logits.f32", name);
-    float *exact = read_floats(tnd_fixture(path), n);
+    float *exact = tnd_test_read_floats(tnd_fixture(path), n);
     int32_t *groups = malloc(sizeof(int32_t) * (size_t)n_groups);
     const int32_t gpu_only[1] = {KIND_VULKAN}, split[2] = {KIND_VULKAN, KIND_CPU};
     bool moe = false;
@@ -102,8 +82,8 @@ static void check_model(const char *name) {
     if (moe && !CHECK(cpu_experts = logits_on(m, 2, split, groups, NULL)))
         fprintf(stderr, "%s experts on cpu0: %s\n", name, tnd_last_error());
     if (CHECK(exact) && alone && mixed) {
-        double e_alone = nmse(alone, exact, n), e_mixed = nmse(mixed, exact, n);
-        double e_experts = cpu_experts ? nmse(cpu_experts, exact, n) : 0;
+        double e_alone = tnd_test_nmse(alone, exact, n), e_mixed = tnd_test_nmse(mixed, exact, n);
+        double e_experts = cpu_experts ? tnd_test_nmse(cpu_experts, exact, n) : 0;
         printf("%-22s vulkan0: NMSE vs exact %.3g | split with cpu0: %.3g", name, e_alone, e_mixed);
         if (moe) printf(" | experts on cpu0: %.3g", e_experts);
         printf("\n");
@@ -140,7 +120,7 @@ static void check_kv_types(void) {
             p.kernels = TND_KERNELS_REFERENCE;
             float *cpu = logits_on(m, 1, cpu_only, NULL, &p);
             if (CHECK(gpu && cpu)) {
-                double e = nmse(gpu, cpu, (size_t)N_PROMPT * tnd_model_n_vocab(m));
+                double e = tnd_test_nmse(gpu, cpu, (size_t)N_PROMPT * tnd_model_n_vocab(m));
                 printf("%-16s KV %s K %s V: vulkan0 vs the CPU's reference kernels NMSE %.3g\n", names[mi],
                        tnd_type_name(kinds[k][0]), tnd_type_name(kinds[k][1]), e);
                 CHECK(e <= 1e-7);

@@ -6,6 +6,7 @@
 
 #include "core/thread_pool.h"
 #include "model/arch.h"
+#include "runtime/devices.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -129,8 +130,7 @@ void cli_device_name(const tnd_context_params *p, int32_t d, char *buf, size_t c
     int32_t kind = p->device_kinds ? p->device_kinds[d] : 0, n_cpu = 0;
     for (int32_t e = 0; e < d; e++) n_cpu += !p->device_kinds || p->device_kinds[e] == 0;
     if (kind == 0) snprintf(buf, cap, "cpu%d", n_cpu);
-    else if (kind == TND_DEVICE_REMOTE) snprintf(buf, cap, "remote0");
-    else snprintf(buf, cap, "vulkan%d", kind - 1);
+    else tnd_device_kind_name(kind, buf, cap);
 }
 
 /* Takes the cloud's address from a device list entry "remote:HOST:PORT" into p->remote (room: `address`), and its

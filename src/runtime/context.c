@@ -189,7 +189,6 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
         int32_t kind = p.device_kinds ? p.device_kinds[d] : 0;
         char name[16];
         if (kind == 0) snprintf(name, sizeof name, "cpu%d", n_cpu++);
-        else if (kind == TND_DEVICE_REMOTE) snprintf(name, sizeof name, "remote0");
         else tnd_device_kind_name(kind, name, sizeof name);
         for (int32_t e = 0; e < d && kind; e++)
             if (p.device_kinds[e] == kind) {

@@ -11,7 +11,8 @@
 tnd_status tnd_device_make(int32_t kind, int32_t n_threads, bool reference, const tnd_allocator *allocator,
                            const char *name, tnd_backend **out);
 
-/* The kind's name: "cpu", "vulkan0", "vulkan1", ... */
+/* The kind's name: "cpu", "vulkan0", "vulkan1", ..., "remote0" (the name of its one instance but for the CPU's,
+ * which a plan numbers cpu0, cpu1, ...). */
 void tnd_device_kind_name(int32_t kind, char *buf, size_t cap);
 
 #endif

@@ -311,7 +311,7 @@ void tnd_vk_copy(vk_device *d, tnd_buffer *src, tnd_buffer *dst, const VkBufferC
 }
 
 /* ------------------------------------------------------------------------------------------------------------
- * The arena: step metadata and embed ids, host-written, device-read
+ * The arena: step metadata and embedding rows, host-written, device-read
  * ---------------------------------------------------------------------------------------------------------- */
 
 /* Room for `bytes` more in the arena: submits what uses its transient part, or grows it (keeping the fixed part). */
@@ -342,25 +342,16 @@ void *tnd_vk_arena_reserve(vk_device *d, size_t bytes, uint32_t *word_off) {
     return d->arena->mapped + at;
 }
 
-uint32_t tnd_vk_arena_push(vk_device *d, const void *data, size_t bytes) {
-    uint32_t off;
-    void *at = tnd_vk_arena_reserve(d, bytes, &off);
-    if (!at) return UINT32_MAX;
-    memcpy(at, data, bytes);
-    return off;
-}
-
 void tnd_vk_begin_step(tnd_backend *b, const tnd_step *step) {
     vk_device *d = vk_dev(b);
     flush(d); /* the previous step's metadata may still be read */
     d->arena_fixed = d->arena_used = 0;
-    uint32_t off = 0, n = (uint32_t)step->n_tokens;
+    uint32_t off = 0, n = (uint32_t)step->n_tokens; /* the metadata starts the arena: off comes back 0 */
     uint32_t *meta = tnd_vk_arena_reserve(d, tnd_step_flat_words(step) * sizeof(uint32_t), &off);
     if (!meta) return;
-    tnd_step_flatten(step, meta, off + 4 * n); /* table offsets: word indices into the whole arena, as shaders read */
+    tnd_step_flatten(step, meta, 4 * n); /* table offsets: word indices into the arena, as shaders read them */
     d->n_step = n;
     d->block_size = (uint32_t)step->block_size;
-    d->meta_off = off;
     d->arena_fixed = d->arena_used;
 }
 

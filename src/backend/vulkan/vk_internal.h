@@ -54,10 +54,10 @@ typedef struct vk_device {
     VkPipeline pipelines[VK_SHADER_COUNT]; /* made at first use */
 
     /* The arena: a host-visible buffer for the step's metadata (from begin_step, words [0, arena_fixed)) and the
-     * ids of embed ops (after it, until the next submission). */
+     * rows embed decodes (after it, until the next submission). */
     tnd_buffer *arena;
     size_t arena_fixed, arena_used;
-    uint32_t meta_off, n_step; /* where begin_step put the metadata (words) and the step's token count */
+    uint32_t n_step; /* the step's token count (its metadata starts the arena) */
     uint32_t block_size;       /* the step's KV block size */
     tnd_buffer *staging;       /* host-visible bounce buffer for devices whose memory is not */
 
@@ -78,8 +78,6 @@ void tnd_vk_dispatch(vk_device *d, vk_shader shader, tnd_buffer *const *bufs, in
 /* Room for `bytes` in the arena until the next submission: its host address (NULL on failure, recorded) and its
  * word offset. */
 void *tnd_vk_arena_reserve(vk_device *d, size_t bytes, uint32_t *word_off);
-/* Copies bytes into the arena until the next submission; returns their word offset, or UINT32_MAX on failure. */
-uint32_t tnd_vk_arena_push(vk_device *d, const void *data, size_t bytes);
 
 /* Records buffer-to-buffer copies, then a barrier. */
 void tnd_vk_copy(vk_device *d, tnd_buffer *src, tnd_buffer *dst, const VkBufferCopy *regions, uint32_t n);

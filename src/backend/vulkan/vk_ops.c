@@ -221,10 +221,10 @@ static void vk_rope(tnd_backend *b, const tnd_tensor *x, int32_t n_heads, const 
     vk_device *d = vk_dev(b);
     bool factors = rope->freq_factors.buf != NULL;
     struct {
-        uint32_t x_off, x_stride, n_heads, head_dim, n_rot, neox, has_factors, ff_off, meta_off, n_step;
+        uint32_t x_off, x_stride, n_heads, head_dim, n_rot, neox, has_factors, ff_off, n_step;
         float base, scale;
     } push = {words_off(x), words_stride(x), (uint32_t)n_heads, (uint32_t)rope->head_dim, (uint32_t)rope->n_rot,
-              rope->mode == TND_ROPE_NEOX, factors, factors ? words_off(&rope->freq_factors) : 0, d->meta_off,
+              rope->mode == TND_ROPE_NEOX, factors, factors ? words_off(&rope->freq_factors) : 0,
               d->n_step, rope->base, rope->scale};
     tnd_buffer *bufs[] = {x->buf, factors ? rope->freq_factors.buf : x->buf, d->arena};
     tnd_vk_dispatch(d, VK_SHADER_rope, bufs, 3, &push, sizeof push, div_up((uint64_t)rope->n_rot / 2, 64),
@@ -234,8 +234,8 @@ static void vk_rope(tnd_backend *b, const tnd_tensor *x, int32_t n_heads, const 
 /* KV pools: a block is block_size rows of one position each, a row being the width elements of every head in the
  * K or V type's own encoding (its rows of blocks for Q8_0 and Q4_0). */
 static void store_rows(vk_device *d, tnd_buffer *pool, tnd_type type, const tnd_tensor *src) {
-    struct { uint32_t width, row_bytes, src_off, src_stride, meta_off, n_step; } push = {
-        (uint32_t)src->ne0, (uint32_t)tnd_row_size(type, src->ne0), words_off(src), words_stride(src), d->meta_off,
+    struct { uint32_t width, row_bytes, src_off, src_stride, n_step; } push = {
+        (uint32_t)src->ne0, (uint32_t)tnd_row_size(type, src->ne0), words_off(src), words_stride(src),
         d->n_step};
     uint32_t per_invocation = type == TND_TYPE_F32 ? 1 : type == TND_TYPE_F16 ? 2 : 32;
     tnd_buffer *bufs[] = {src->buf, pool, d->arena};
@@ -277,11 +277,11 @@ static void vk_attention(tnd_backend *b, const tnd_attention_args *a) {
     }
     int64_t width = (int64_t)a->n_head_kv * a->head_dim;
     struct {
-        uint32_t q_off, q_stride, o_off, o_stride, n_head, n_head_kv, head_dim, block_size, meta_off, n_step;
+        uint32_t q_off, q_stride, o_off, o_stride, n_head, n_head_kv, head_dim, block_size, n_step;
         uint32_t k_row_bytes, v_row_bytes;
         float scale;
     } push = {words_off(&a->q), words_stride(&a->q), words_off(&a->out), words_stride(&a->out), (uint32_t)a->n_head,
-              (uint32_t)a->n_head_kv, (uint32_t)a->head_dim, d->block_size, d->meta_off, d->n_step,
+              (uint32_t)a->n_head_kv, (uint32_t)a->head_dim, d->block_size, d->n_step,
               (uint32_t)tnd_row_size(a->k_type, width), (uint32_t)tnd_row_size(a->v_type, width), a->scale};
     tnd_buffer *bufs[] = {a->q.buf, a->out.buf, a->k_pool, a->v_pool, d->arena};
     tnd_vk_dispatch(d, attention_shaders[kv_index(a->k_type)][kv_index(a->v_type)], bufs, 5, &push, sizeof push,

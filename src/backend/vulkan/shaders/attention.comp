@@ -14,7 +14,7 @@ layout(binding = 2) readonly buffer KPool { uint kp[]; };
 layout(binding = 3) readonly buffer VPool { uint vp[]; };
 layout(binding = 4) readonly buffer Meta { uint meta[]; };
 layout(push_constant) uniform Params {
-    uint q_off, q_stride, o_off, o_stride, n_head, n_head_kv, head_dim, block_size, meta_off, n_step;
+    uint q_off, q_stride, o_off, o_stride, n_head, n_head_kv, head_dim, block_size, n_step;
     uint k_row_bytes, v_row_bytes;
     float scale;
 } p;

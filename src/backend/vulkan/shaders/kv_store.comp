@@ -9,7 +9,7 @@ layout(binding = 0) readonly buffer Src { float src[]; };
 layout(binding = 1) buffer Pool { uint pool[]; };
 layout(binding = 2) readonly buffer Meta { uint meta[]; };
 layout(push_constant) uniform Params {
-    uint width, row_bytes, src_off, src_stride, meta_off, n_step;
+    uint width, row_bytes, src_off, src_stride, n_step;
 } p;
 
 #include "step.glsl"

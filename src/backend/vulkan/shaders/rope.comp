@@ -6,7 +6,7 @@ layout(binding = 0) buffer X { float x[]; };
 layout(binding = 1) readonly buffer Factors { float ff[]; };
 layout(binding = 2) readonly buffer Meta { uint meta[]; };
 layout(push_constant) uniform Params {
-    uint x_off, x_stride, n_heads, head_dim, n_rot, neox, has_factors, ff_off, meta_off, n_step;
+    uint x_off, x_stride, n_heads, head_dim, n_rot, neox, has_factors, ff_off, n_step;
     float base, scale;
 } p;
 
