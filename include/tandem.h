@@ -41,7 +41,9 @@ typedef enum tnd_status {
     TND_ERR_NOT_FOUND = -6,        /* a key, tensor or name that was asked for does not exist */
     TND_ERR_TYPE = -7,             /* a value exists but has another type than the one asked for */
     TND_ERR_BUFFER_TOO_SMALL = -8, /* a caller buffer is too small; the function says how the size is reported */
-    TND_ERR_INTERNAL = -9          /* a bug in tandem: please report it with the message */
+    TND_ERR_INTERNAL = -9,         /* a bug in tandem: please report it with the message */
+    TND_ERR_DEVICE_LOST = -10      /* a device of the context stopped answering (the link to a cloud died or stalled,
+                                      a GPU was lost): the context cannot go on; its sessions can (tnd_session_move) */
 } tnd_status;
 
 /* Short constant name of a status ("TND_ERR_FORMAT"); never NULL, also for unknown values. */
@@ -1014,7 +1016,8 @@ typedef struct tnd_step_stats {
  * the context's n_batch tokens in all; then each session whose prompt is done samples its next token. Sessions
  * without a running generation are skipped. Returns TND_ERR_INVALID_ARGUMENT (NULL pointers, sessions of different
  * contexts or sharing a sequence) before doing anything. When the forward pass fails, every session it fed ends
- * with TND_FINISH_ERROR (its cache as before the step) and the status is returned. A failure of one session's
+ * with TND_FINISH_ERROR (its cache as before the step) and the status is returned, except TND_ERR_DEVICE_LOST: then
+ * the sessions keep their generations as before the step, to go on after tnd_session_move. A failure of one session's
  * sampler ends that session alone (TND_FINISH_ERROR) and the call returns TND_OK. stats may be NULL. */
 TND_API tnd_status tnd_session_step_many(tnd_session *const *sessions, int32_t n, tnd_step_stats *stats);
 
@@ -1067,6 +1070,16 @@ TND_API tnd_status tnd_session_rollback(tnd_session *session, int32_t n);
  * copy-on-write. Both then go on independently. TND_ERR_INVALID_ARGUMENT (NULL pointers, seq out of range or
  * src's own), TND_ERR_OUT_OF_MEMORY; errors of tnd_context_seq_fork. */
 TND_API tnd_status tnd_session_clone(const tnd_session *src, int32_t seq, tnd_session **out);
+
+/* Moves the session to sequence `seq` of another context, keeping everything but its KV rows: the record, the
+ * sampler, the detokenizer, the stop matcher, the grammar, the text and the counts. The next step evaluates the
+ * whole record again on the new context (as a prompt, in chunks of its n_batch) and samples on from there, so the
+ * text goes on with no token lost or repeated. This is how a generation survives a device that is gone: after a step
+ * returned TND_ERR_DEVICE_LOST, move the sessions to a context on the devices that are left, or on a smaller model
+ * of the same vocabulary. The old sequence is emptied (its blocks are freed; nothing is asked of its devices).
+ * TND_ERR_INVALID_ARGUMENT (NULL, the same context, seq out of range, another vocabulary size, a record longer than
+ * the new context); the session is unchanged then. */
+TND_API tnd_status tnd_session_move(tnd_session *session, tnd_context *ctx, int32_t seq);
 
 /* Number of leading tokens of tokens[0..n) that the session's sequence holds in the KV cache. */
 TND_API int32_t tnd_session_cached_prefix(const tnd_session *session, const int32_t *tokens, int32_t n);

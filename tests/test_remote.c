@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { N_PROMPT = 12, N_GREEDY = 24 };
@@ -109,15 +111,21 @@ typedef struct tap {
     int listen_fd, cloud_port;
     uint8_t *seen; /* what the device sent */
     size_t n_seen, cap;
+    size_t fail_after; /* > 0: after the device sent this many bytes, the link is cut (or stalls with `stall`) */
+    bool stall;
 } tap;
 
-/* Forwards one connection to the cloud both ways, keeping the device's bytes. */
+/* Forwards one connection to the cloud both ways, keeping the device's bytes. A link that fails is cut (both
+ * sockets closed) or stalls: nothing more goes either way until the device leaves. */
 static void *tap_run(void *arg) {
     tap *t = arg;
     int dev = accept(t->listen_fd, NULL, NULL), cl = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->cloud_port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (dev < 0 || connect(cl, (struct sockaddr *)&sa, sizeof sa) != 0) goto done;
+    int one = 1; /* as the link's own sockets: no small message waits for the last one's acknowledgement */
+    setsockopt(dev, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(cl, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     for (;;) {
         struct pollfd p[2] = {{.fd = dev, .events = POLLIN}, {.fd = cl, .events = POLLIN}};
         if (poll(p, 2, 5000) <= 0) break;
@@ -129,12 +137,30 @@ static void *tap_run(void *arg) {
             if (t->n_seen + (size_t)n > t->cap) t->seen = realloc(t->seen, t->cap = 2 * (t->n_seen + (size_t)n));
             memcpy(t->seen + t->n_seen, buf, (size_t)n);
             t->n_seen += (size_t)n;
+            if (t->fail_after && t->n_seen >= t->fail_after) break;
         }
+    }
+    if (t->stall) { /* hold both sockets open, reading nothing, until the device leaves (or 10 s) */
+        uint8_t sink[4096];
+        struct pollfd p = {.fd = dev, .events = POLLIN};
+        while (poll(&p, 1, 10000) > 0 && read(dev, sink, sizeof sink) > 0) {}
     }
 done:
     if (dev >= 0) close(dev);
     close(cl);
     return NULL;
+}
+
+/* A tap listening on loopback for one device; its address into hp. */
+static bool tap_open(tap *t, int cloud_port, char *hp, size_t cap) {
+    *t = (tap){.listen_fd = socket(AF_INET, SOCK_STREAM, 0), .cloud_port = cloud_port};
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    bool ok = bind(t->listen_fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(t->listen_fd, 1) == 0 &&
+              getsockname(t->listen_fd, (struct sockaddr *)&sa, &sl) == 0;
+    snprintf(hp, cap, "127.0.0.1:%d", ntohs(sa.sin_port));
+    return ok;
 }
 
 /* Every byte the device sent is a frame of HELLO, STEP, COPY_BLOCKS or BYE, and every STEP decodes exactly into
@@ -143,17 +169,12 @@ static void check_tap(tnd_model *local, tnd_model *cloud_model) {
     tnd_listener *lis = NULL;
     if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
     cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
-    tap t = {.listen_fd = socket(AF_INET, SOCK_STREAM, 0), .cloud_port = tnd_listener_port(lis)};
-    struct sockaddr_in sa = {.sin_family = AF_INET};
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t sl = sizeof sa;
-    CHECK(bind(t.listen_fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(t.listen_fd, 1) == 0 &&
-          getsockname(t.listen_fd, (struct sockaddr *)&sa, &sl) == 0);
+    tap t;
+    char hp[64];
+    CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
     pthread_t tc, tt;
     pthread_create(&tc, NULL, cloud, &job);
     pthread_create(&tt, NULL, tap_run, &t);
-    char hp[64];
-    snprintf(hp, sizeof hp, "127.0.0.1:%d", ntohs(sa.sin_port));
     int32_t n_vocab = tnd_model_n_vocab(local), greedy[N_GREEDY];
     float *logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
     const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
@@ -184,6 +205,87 @@ static void check_tap(tnd_model *local, tnd_model *cloud_model) {
     CHECK(clean && steps == 1 + N_GREEDY);
     free(hidden);
     free(logits);
+    free(t.seen);
+    close(t.listen_fd);
+    tnd_listener_close(lis);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * The link dies mid-answer: the generation goes on locally
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* A greedy session split over a link that is cut (or stalls) after a few steps: the step fails with
+ * TND_ERR_DEVICE_LOST (a stall within the step's deadline, well under a second), the session moves to a context of
+ * the whole model here and its tokens are the local model's. */
+static void check_fallback(tnd_model *local, tnd_model *cloud_model, const int32_t *want_greedy, bool stall) {
+    tnd_listener *lis = NULL;
+    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
+    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
+    tap t;
+    char hp[64];
+    CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
+    t.fail_after = 4000; /* the handshake, the prompt and about ten decode steps */
+    t.stall = stall;
+    pthread_t tc, tt;
+    pthread_create(&tc, NULL, cloud, &job);
+    pthread_create(&tt, NULL, tap_run, &t);
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = 128;
+    p.n_threads = 1;
+    p.kv_block_size = 16;
+    const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
+    p.n_devices = 3;
+    p.device_kinds = kinds;
+    p.remote = hp;
+    tnd_context *split = NULL, *here = NULL;
+    tnd_tokenizer *tok = NULL;
+    tnd_session *s = NULL;
+    CHECK_OK(tnd_tokenizer_init(local, &tok));
+    if (CHECK_OK(tnd_context_init(local, &p, &split)) && CHECK_OK(tnd_session_init(split, tok, 0, 0, &s))) {
+        tnd_generate_params g = tnd_generate_default_params();
+        g.sampling.temperature = 0;
+        g.ignore_eog = 1;
+        g.max_tokens = N_GREEDY;
+        CHECK_OK(tnd_session_start(s, &g, prompt, N_PROMPT));
+        int32_t lost_at = -1;
+        double t_lost = 0, t_next = 0;
+        while (tnd_session_finish_reason(s) == TND_FINISH_NONE) {
+            double t0 = now_s();
+            tnd_status st = tnd_session_step(s);
+            if (st == TND_ERR_DEVICE_LOST && lost_at < 0) {
+                t_lost = now_s() - t0;
+                tnd_session_stats ss;
+                tnd_session_stats_get(s, &ss);
+                lost_at = ss.n_generated;
+                tnd_context_params lp = tnd_context_default_params();
+                lp.n_ctx = 128;
+                lp.n_threads = 1;
+                if (!CHECK_OK(tnd_context_init(local, &lp, &here)) || !CHECK_OK(tnd_session_move(s, here, 0))) break;
+                t0 = now_s();
+                CHECK_OK(tnd_session_step(s)); /* the record evaluated again, and the next token */
+                t_next = now_s() - t0;
+            } else if (!CHECK_OK(st)) break;
+        }
+        int32_t n = 0;
+        const int32_t *tokens = tnd_session_tokens(s, &n);
+        bool same = n == N_PROMPT + N_GREEDY && !memcmp(tokens + N_PROMPT, want_greedy, sizeof(int32_t) * N_GREEDY);
+        printf("link %s after %d of %d tokens: lost after %.3f s in the step, next token here %.3f s later, "
+               "greedy %s\n", stall ? "stalls" : "cut", lost_at, N_GREEDY, t_lost, t_next,
+               same ? "equal to the local model" : "DIFFERS");
+        CHECK(lost_at > 0 && lost_at < N_GREEDY && same && t_lost < 1.0);
+    }
+    tnd_session_free(s);
+    tnd_context_free(here);
+    tnd_context_free(split);
+    tnd_tokenizer_free(tok);
+    pthread_join(tt, NULL);
+    pthread_join(tc, NULL);
     free(t.seen);
     close(t.listen_fd);
     tnd_listener_close(lis);
@@ -266,6 +368,8 @@ int main(void) {
     check_split(local, cloud_model, &ka, key_a, want, want_greedy, "split over TLS");
     check_split(local, cloud_model, NULL, NULL, want, want_greedy, "split over plaintext");
     check_tap(local, cloud_model);
+    check_fallback(local, cloud_model, want_greedy, false);
+    check_fallback(local, cloud_model, want_greedy, true);
 
     /* refusals: another key, another model, a plan that gives the cloud the embedding */
     tnd_listener *lis = NULL;

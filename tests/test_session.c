@@ -1,6 +1,6 @@
 /* test_session.c: the generation session on the real stories260K model: greedy text equal to a plain decode loop,
  * rollback and clone that reproduce the same tokens, text and random draws, batched steps equal to single ones,
- * prefix reuse, the stop conditions (end of generation, stop strings, budget, context, cancellation) and clear
+ * prefix reuse, a move to another context, the stop conditions (end of generation, stop strings, budget, context, cancellation) and clear
  * errors. */
 #include "harness.h"
 
@@ -266,6 +266,51 @@ static void capture(void *user, const char *text, size_t len) {
     c->calls++;
 }
 
+/* A session moved to another context mid-generation (as after a lost device) goes on with the tokens, text and
+ * random draws of one that stayed, and its stream has no piece lost or repeated. */
+static void test_move(void) {
+    tnd_context_params cp = tnd_context_default_params();
+    cp.n_ctx = N_CTX;
+    cp.n_batch = 8; /* the record is evaluated again in chunks */
+    cp.n_threads = 1;
+    cp.kv_block_size = 16;
+    tnd_context *other = NULL, *small = NULL;
+    if (!CHECK_OK(tnd_context_init(model, &cp, &other))) return;
+    cp.n_ctx = 16;
+    CHECK_OK(tnd_context_init(model, &cp, &small));
+    captured streamed = {0};
+    tnd_generate_params p = sampled(7);
+    p.max_tokens = N_GEN;
+    tnd_session *stay = NULL, *moved = NULL;
+    CHECK_OK(tnd_session_init(ctx, tok, 0, 0, &stay));
+    CHECK_OK(tnd_session_init(ctx, tok, 1, 0, &moved));
+    CHECK_OK(tnd_session_start(stay, &p, prompt, n_prompt));
+    CHECK_OK(tnd_session_generate(stay));
+    p.on_text = capture;
+    p.user = &streamed;
+    CHECK_OK(tnd_session_start(moved, &p, prompt, n_prompt));
+    step_to(moved, 21);
+    CHECK(tnd_session_move(moved, ctx, 2) == TND_ERR_INVALID_ARGUMENT);   /* its own context */
+    CHECK(tnd_session_move(moved, other, 1) == TND_ERR_INVALID_ARGUMENT); /* outside n_seq_max */
+    CHECK(tnd_session_move(moved, small, 0) == TND_ERR_INVALID_ARGUMENT && strstr(tnd_last_error(), "holds 16"));
+    if (CHECK_OK(tnd_session_move(moved, other, 0))) {
+        CHECK(tnd_session_cached_prefix(moved, prompt, n_prompt) == 0);
+        CHECK_OK(tnd_session_generate(moved));
+        int32_t na = 0, nb = 0;
+        const int32_t *ta = tnd_session_tokens(stay, &na), *tb = tnd_session_tokens(moved, &nb);
+        CHECK(na == nb && na > n_prompt + 21 && !memcmp(ta, tb, sizeof *ta * (size_t)na));
+        char *xa = text_of(stay), *xb = text_of(moved);
+        CHECK(!strcmp(xa, xb) && streamed.len == strlen(xb) && !memcmp(streamed.text, xb, streamed.len));
+        printf("move: %d tokens after a move at token 21, equal to the session that stayed\n", nb - n_prompt);
+        free(xa);
+        free(xb);
+    }
+    tnd_session_free(moved); /* empties its sequence of `other` */
+    tnd_session_free(stay);
+    tnd_context_free(small);
+    tnd_context_free(other);
+}
+
 /* Stop strings, the callback, the context limit, cancellation and end of generation. */
 static void test_stops(void) {
     tnd_session *s = NULL;
@@ -395,6 +440,7 @@ int main(void) {
             test_step_many();
             test_prefix_reuse();
             test_stops();
+            test_move();
             test_errors_and_chat();
         }
     }

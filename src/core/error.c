@@ -22,6 +22,7 @@ const char *tnd_status_name(tnd_status status) {
     case TND_ERR_TYPE: return "TND_ERR_TYPE";
     case TND_ERR_BUFFER_TOO_SMALL: return "TND_ERR_BUFFER_TOO_SMALL";
     case TND_ERR_INTERNAL: return "TND_ERR_INTERNAL";
+    case TND_ERR_DEVICE_LOST: return "TND_ERR_DEVICE_LOST";
     }
     return "TND_ERR_UNKNOWN";
 }

@@ -11,8 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-enum { DEFAULT_TIMEOUT_MS = 30000, MAX_PENDING_COPIES = 4096 };
+enum {
+    DEFAULT_TIMEOUT_MS = 30000, /* the deadline of the handshake and of steps of a kind not timed yet */
+    STALL_SLACK_MS = 500,       /* a timed step's deadline: this plus STALL_FACTOR times the time it should take */
+    STALL_FACTOR = 4,
+    SMALL_STEP = 4,             /* steps of up to this many tokens (decode) are timed as one kind, longer ones per token */
+    MAX_PENDING_COPIES = 4096
+};
 
 struct tnd_buffer {
     size_t bytes; /* a handle: nothing is stored on this side */
@@ -32,6 +39,10 @@ typedef struct remote_device {
     tnd_wire_writer out;
     tnd_status failure;
     char message[256];
+    bool lost;                /* the link failed: every later step fails at once with TND_ERR_DEVICE_LOST */
+    double small_step_s;      /* moving averages of a small step's round trip and of a long step's per token, and */
+    double per_token_s;       /* the last long step's round trip (0: not timed yet), for the deadline that finds a */
+    double long_step_s;       /* stalled link */
 } remote_device;
 
 static remote_device *rd(tnd_backend *b) { return (remote_device *)b->impl; }
@@ -42,11 +53,38 @@ static void failed(remote_device *d, tnd_status st, const char *message) {
     snprintf(d->message, sizeof d->message, "%s: %s", d->base.name, message);
 }
 
-/* The cloud's answer to the last message: the type wanted, or its ERROR as a status with its message. */
-static tnd_status answer(remote_device *d, tnd_wire_type want, const uint8_t **payload, uint32_t *length) {
+static int max_timeout_ms(const remote_device *d) { return d->p.timeout_ms > 0 ? d->p.timeout_ms : DEFAULT_TIMEOUT_MS; }
+
+/* How long a step of n tokens may take before the link counts as stalled: a few times what it should take (a decode
+ * step's round trip is tens of milliseconds, so a stall is found well within a second). A small step not timed yet
+ * should take at most what the last long one took; a long step not timed yet (a long prompt's first chunk may take
+ * seconds on a busy cloud) gets the full timeout. */
+static int step_deadline_ms(const remote_device *d, uint32_t n) {
+    double expect = n <= SMALL_STEP ? (d->small_step_s > 0 ? d->small_step_s : d->long_step_s)
+                    : d->per_token_s > 0 ? (d->per_token_s * n > d->small_step_s ? d->per_token_s * n : d->small_step_s)
+                                         : 0;
+    double ms = STALL_SLACK_MS + STALL_FACTOR * 1000.0 * expect;
+    return expect > 0 && ms < max_timeout_ms(d) ? (int)ms : max_timeout_ms(d);
+}
+
+static void time_step(remote_device *d, uint32_t n, double seconds) {
+    double *avg = n <= SMALL_STEP ? &d->small_step_s : &d->per_token_s, x = n <= SMALL_STEP ? seconds : seconds / n;
+    *avg = *avg > 0 ? 0.8 * *avg + 0.2 * x : x;
+    if (n > SMALL_STEP) d->long_step_s = seconds;
+}
+
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* The cloud's answer to the last message within timeout_ms: the type wanted, or its ERROR as a status with its
+ * message. */
+static tnd_status answer(remote_device *d, tnd_wire_type want, int timeout_ms, const uint8_t **payload,
+                         uint32_t *length) {
     tnd_wire_header h;
-    int timeout = d->p.timeout_ms > 0 ? d->p.timeout_ms : DEFAULT_TIMEOUT_MS;
-    tnd_status st = tnd_link_recv(d->link, &h, payload, timeout);
+    tnd_status st = tnd_link_recv(d->link, &h, payload, timeout_ms);
     if (st) return st;
     *length = h.length;
     if (h.type == TND_WIRE_ERROR) {
@@ -73,13 +111,12 @@ static tnd_status send_copies(remote_device *d) {
     uint32_t length;
     tnd_status st = d->out.failed ? tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a message")
                                   : tnd_link_send(d->link, TND_WIRE_COPY_BLOCKS, d->out.data, d->out.len);
-    return st ? st : answer(d, TND_WIRE_DONE, &payload, &length);
+    return st ? st : answer(d, TND_WIRE_DONE, step_deadline_ms(d, 1), &payload, &length);
 }
 
-static tnd_status remote_run_stage(tnd_backend *b, int32_t group_begin, int32_t group_end, float *x) {
-    remote_device *d = rd(b);
+/* One step of the stage: its metadata and hidden states out, the stage's hidden states back into x. */
+static tnd_status step_round_trip(remote_device *d, int32_t group_begin, int32_t group_end, float *x) {
     const tnd_step *step = d->step;
-    if (d->failure) return tnd_fail(d->failure, "%s", d->message);
     tnd_status st = send_copies(d);
     if (st) return st;
     size_t words = tnd_step_flat_words(step);
@@ -98,15 +135,32 @@ static tnd_status remote_run_stage(tnd_backend *b, int32_t group_begin, int32_t 
     d->out.len = 0;
     tnd_wire_put_step(&d->out, &ws);
     if (d->out.failed) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a step's message");
+    double t0 = now_seconds();
     if ((st = tnd_link_send(d->link, TND_WIRE_STEP, d->out.data, d->out.len))) return st;
     const uint8_t *payload;
     uint32_t length;
-    if ((st = answer(d, TND_WIRE_HIDDEN, &payload, &length))) return st;
+    if ((st = answer(d, TND_WIRE_HIDDEN, step_deadline_ms(d, n), &payload, &length))) return st;
     tnd_wire_reader r = {.data = payload, .len = length};
     if (length != 2u * n * (uint32_t)d->n_embd || !tnd_wire_get_f16(&r, x, (size_t)n * (size_t)d->n_embd))
         return tnd_fail(TND_ERR_FORMAT, "the cloud's hidden states are %u bytes; %u were due", length,
                         2u * n * (uint32_t)d->n_embd);
+    time_step(d, n, now_seconds() - t0);
     return TND_OK;
+}
+
+/* A failed round trip leaves the link in no known state (a message may be half sent, an answer may still come), so
+ * the device is lost for good: the caller goes on elsewhere (tnd_session_move) or makes a new context. */
+static tnd_status remote_run_stage(tnd_backend *b, int32_t group_begin, int32_t group_end, float *x) {
+    remote_device *d = rd(b);
+    if (d->failure) return tnd_fail(d->failure, "%s", d->message);
+    if (d->lost) return tnd_fail(TND_ERR_DEVICE_LOST, "%s", d->message);
+    tnd_status st = step_round_trip(d, group_begin, group_end, x);
+    if (!st || st == TND_ERR_OUT_OF_MEMORY) return st;
+    d->lost = true;
+    snprintf(d->message, sizeof d->message, "%s: the cloud link is lost: %s", d->base.name, tnd_last_error());
+    tnd_link_close(d->link);
+    d->link = NULL;
+    return tnd_fail(TND_ERR_DEVICE_LOST, "%s", d->message);
 }
 
 /* Copy-on-write of a forked sequence's block: the cloud copies it in all its pools, so the calls of one copy for
@@ -263,7 +317,7 @@ tnd_status tnd_remote_device_init(const tnd_model *m, const tnd_remote_params *p
     tnd_wire_hello hello = {.version = TND_WIRE_VERSION, .k_type = (uint32_t)p->k_type, .v_type = (uint32_t)p->v_type,
                             .block_size = (uint32_t)p->block_size, .n_blocks = (uint32_t)p->n_blocks,
                             .n_batch = (uint32_t)p->n_batch};
-    int timeout = p->timeout_ms > 0 ? p->timeout_ms : DEFAULT_TIMEOUT_MS;
+    int timeout = max_timeout_ms(d);
     const uint8_t *payload;
     uint32_t length;
     tnd_status st = tnd_model_id(m, hello.model_id);
@@ -273,7 +327,7 @@ tnd_status tnd_remote_device_init(const tnd_model *m, const tnd_remote_params *p
         st = d->out.failed ? tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory")
                            : tnd_link_send(d->link, TND_WIRE_HELLO, d->out.data, d->out.len);
     }
-    if (!st) st = answer(d, TND_WIRE_WELCOME, &payload, &length);
+    if (!st) st = answer(d, TND_WIRE_WELCOME, timeout, &payload, &length);
     tnd_wire_welcome welcome = {0};
     if (!st) {
         tnd_wire_reader r = {.data = payload, .len = length};

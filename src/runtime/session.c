@@ -182,6 +182,28 @@ void tnd_session_clear(tnd_session *s) {
  * The prompt and prefix reuse
  * ---------------------------------------------------------------------------------------------------------- */
 
+tnd_status tnd_session_move(tnd_session *s, tnd_context *ctx, int32_t seq) {
+    if (!s || !ctx || ctx == s->ctx)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_session_move: NULL, or the session's own context");
+    if (seq < 0 || seq >= ctx->n_seq)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_session_move: sequence %d is outside [0, %d)", seq, ctx->n_seq);
+    if (tnd_model_n_vocab(ctx->model) != s->n_vocab)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_session_move: the new context's model has %d tokens, the "
+                        "session's %d", tnd_model_n_vocab(ctx->model), s->n_vocab);
+    if (s->n_tokens > ctx->n_ctx)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_session_move: the record has %d tokens; the new context holds "
+                        "%d", s->n_tokens, ctx->n_ctx);
+    tnd_status st = tnd_context_seq_truncate(ctx, seq, 0);
+    if (st) return st;
+    tnd_context_seq_truncate(s->ctx, s->seq, 0);
+    s->ctx = ctx;
+    s->seq = seq;
+    if (s->max_context > ctx->n_ctx) s->max_context = ctx->n_ctx;
+    s->n_kv = 0;
+    s->last_logits = NULL;
+    return TND_OK;
+}
+
 int32_t tnd_session_cached_prefix(const tnd_session *s, const int32_t *tokens, int32_t n) {
     if (!s || !tokens) return 0;
     int32_t limit = n < s->n_kv ? n : s->n_kv, i = 0;
@@ -611,6 +633,13 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
         st = tnd_context_decode(ctx, &batch);
     }
     double seconds = now_seconds() - t0;
+    if (st == TND_ERR_DEVICE_LOST) { /* the generations stay as before the step, to go on elsewhere */
+        for (int32_t i = 0; i < n; i++) {
+            if (ss[i]->n_draft) tnd_spec_verified(ss[i]->spec, 0, 0, false);
+            ss[i]->n_fed = ss[i]->n_draft = 0;
+        }
+        return st;
+    }
     if (st) {
         char message[256];
         snprintf(message, sizeof message, "forward step failed: %s", tnd_last_error());

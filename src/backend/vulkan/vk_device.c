@@ -238,10 +238,10 @@ static void flush(vk_device *d) {
     d->sets_used = 0;
     d->arena_used = d->arena_fixed;
     if (r == VK_TIMEOUT)
-        tnd_vk_failed(d, TND_ERR_INTERNAL, "the device did not finish its work in %llu s",
+        tnd_vk_failed(d, TND_ERR_DEVICE_LOST, "the device did not finish its work in %llu s",
                       (unsigned long long)(SUBMIT_TIMEOUT_NS / 1000000000ull));
     else if (r == VK_ERROR_DEVICE_LOST)
-        tnd_vk_failed(d, TND_ERR_INTERNAL, "the Vulkan device was lost (a driver reset or a crashed shader)");
+        tnd_vk_failed(d, TND_ERR_DEVICE_LOST, "the Vulkan device was lost (a driver reset or a crashed shader)");
     else if (r != VK_SUCCESS)
         tnd_vk_failed(d, vk_status(r), "a submission failed (%s)", tnd_vk_result_name(r));
 }
