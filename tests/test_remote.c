@@ -2,7 +2,9 @@
  * process, serving a model handle of its own): the middle layers in the cloud give the local model's greedy text and
  * logits within the F16 hand-off's rounding, over TLS and plaintext; a cloud with another model, a wrong key and a
  * plan that gives the cloud the embedding are refused with the reason; a tap on a plaintext link finds no token id;
- * and `tandem run` split over a `tandem cloud` process prints the local text. */
+ * a link cut or stalled mid-answer is found within a second and the generation goes on here with the local model's
+ * tokens; `tandem run` split over a `tandem cloud` process prints the local text, and over a link cut mid-answer
+ * too; --fallback-model takes over where the cloud is gone, and one of another vocabulary is refused. */
 #include "harness.h"
 
 #include "remote/remote.h"
@@ -346,6 +348,57 @@ static void check_command_line(const char *model) {
     if (pid > 0) kill(pid, SIGTERM); /* served its link and left; if the run never came, it must not stay */
 }
 
+/* `tandem run` split over a link that is cut mid-answer prints the local text whole, with a note of the switch. */
+static void check_command_line_fallback(const char *path, tnd_model *cloud_model) {
+    char cmd[2048], want[4096], got[8192];
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 1 2>/dev/null", TND_TANDEM_BIN,
+             path);
+    CHECK(tnd_test_run(cmd, want, sizeof want) == 0 && strlen(want) > 40);
+    tnd_listener *lis = NULL;
+    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
+    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
+    tap t;
+    char hp[64];
+    CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
+    t.fail_after = 5000;
+    pthread_t tc, tt;
+    pthread_create(&tc, NULL, cloud, &job);
+    pthread_create(&tt, NULL, tap_run, &t);
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 1 --device cpu,remote:%s,cpu "
+             "--insecure 2>'%s/run.err'", TND_TANDEM_BIN, path, hp, dir);
+    bool ran = tnd_test_run(cmd, got, sizeof got) == 0, whole = !strcmp(got, want);
+    char note[2048];
+    snprintf(cmd, sizeof cmd, "cat '%s/run.err'", dir);
+    bool noted = tnd_test_run(cmd, note, sizeof note) == 0 && strstr(note, "going on here with the whole model");
+    printf("tandem run over a link cut mid-answer: %s, %s\n", whole ? "the local text" : "TEXT DIFFERS",
+           noted ? "the switch noted" : "NO NOTE");
+    if (!CHECK(ran && whole && noted)) fprintf(stderr, "  got \"%s\"\n  want \"%s\"\n", got, want);
+    pthread_join(tt, NULL);
+    pthread_join(tc, NULL);
+    free(t.seen);
+    close(t.listen_fd);
+    tnd_listener_close(lis);
+
+    /* --fallback-model: a smaller copy of the same vocabulary takes over (here where the cloud cannot be reached at
+     * all); a model of another vocabulary is refused at start */
+    char small[1024], small_text[4096];
+    snprintf(small, sizeof small, "%s/small.gguf", dir);
+    snprintf(cmd, sizeof cmd, "%s quantize '%s' '%s' Q8_0 >/dev/null 2>&1", TND_TANDEM_BIN, path, small);
+    CHECK(tnd_test_run(cmd, got, sizeof got) == 0);
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 1 2>/dev/null", TND_TANDEM_BIN,
+             small);
+    CHECK(tnd_test_run(cmd, small_text, sizeof small_text) == 0);
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 1 --device "
+             "cpu,remote:127.0.0.1:%d,cpu --insecure --fallback-model '%s' 2>'%s/run.err'", TND_TANDEM_BIN, path,
+             free_port(), small, dir);
+    CHECK(tnd_test_run(cmd, got, sizeof got) == 0 && !strcmp(got, small_text));
+    snprintf(cmd, sizeof cmd, "cat '%s/run.err'", dir);
+    CHECK(tnd_test_run(cmd, note, sizeof note) == 0 && strstr(note, "going on here with the fallback model"));
+    snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Hi' -n 2 --device cpu,remote:127.0.0.1:%d,cpu --insecure "
+             "--fallback-model '%s' 2>&1", TND_TANDEM_BIN, path, free_port(), tnd_fixture("vocab/ggml-vocab-llama-spm.gguf"));
+    CHECK(tnd_test_run(cmd, got, sizeof got) != 0 && strstr(got, "has 32000 tokens, the model 512"));
+}
+
 int main(void) {
     if (!CHECK(mkdtemp(dir) != NULL)) return tnd_test_finish("remote");
     snprintf(key_a, sizeof key_a, "%s/a.key", dir);
@@ -397,6 +450,7 @@ int main(void) {
         tnd_listener_close(lis);
     }
     check_command_line(path);
+    check_command_line_fallback(path, cloud_model);
     tnd_model_close(other);
     tnd_model_close(local);
     tnd_model_close(cloud_model);

@@ -125,8 +125,13 @@ bool cli_session_open(cli_session *s, const cli_gen_options *o) {
     int32_t *groups = NULL;
     if (!cli_plan_make(&o->plan, s->model, &p, &groups)) return false;
     cli_load_progress(&p);
+    if (!cli_fallback_open(&s->fallback, o->plan.fallback_model, s->model, s->tok, &p)) {
+        free(groups);
+        return false;
+    }
     tnd_status st = tnd_context_init(s->model, &p, &s->ctx);
-    if (st != TND_OK && cli_plan_fell_back(&o->plan, &p)) st = tnd_context_init(s->model, &p, &s->ctx);
+    if (st != TND_OK && s->fallback.ready) st = (s->ctx = cli_fallback_take(&s->fallback, s->model)) ? TND_OK : st;
+    else if (st != TND_OK && cli_plan_fell_back(&o->plan, &p)) st = tnd_context_init(s->model, &p, &s->ctx);
     free(groups);
     if (st != TND_OK) {
         cli_error(o->model_path);
@@ -147,6 +152,7 @@ void cli_session_close(cli_session *s) {
     cli_draft_close(&s->draft);
     tnd_grammar_free(s->grammar);
     tnd_context_free(s->ctx);
+    cli_fallback_close(&s->fallback);
     tnd_tokenizer_free(s->tok);
     tnd_model_close(s->model);
     memset(s, 0, sizeof *s);
@@ -173,7 +179,18 @@ tnd_generate_params cli_generate_params(const cli_gen_options *o, const cli_sess
 }
 
 bool cli_session_generate(cli_session *s) {
-    if (tnd_session_generate(s->session) == TND_OK) return true;
+    for (;;) {
+        tnd_status st = tnd_session_generate(s->session);
+        if (st == TND_OK) return true;
+        tnd_context *here = st == TND_ERR_DEVICE_LOST ? cli_fallback_take(&s->fallback, s->model) : NULL;
+        if (!here) break;
+        if (tnd_session_move(s->session, here, 0) != TND_OK) {
+            tnd_context_free(here);
+            break;
+        }
+        tnd_context_free(s->ctx);
+        s->ctx = here;
+    }
     cli_error("generation");
     return false;
 }

@@ -4,6 +4,7 @@
 #define TND_CLI_GENERATE_H
 
 #include "cli_util.h"
+#include "fallback.h"
 #include "plan.h"
 #include "speculate.h"
 #include "tandem.h"
@@ -50,6 +51,7 @@ typedef struct cli_session {
     tnd_session *session;
     cli_draft draft;         /* the draft model of --draft-model */
     tnd_grammar *grammar;    /* of --grammar or --json; NULL = none */
+    cli_fallback fallback;   /* where a split with a cloud goes on when the link dies */
     double t_load;
 } cli_session;
 
@@ -61,7 +63,8 @@ void cli_session_close(cli_session *s);
  * keep_space: the text continues a prompt (keep the first piece's leading space). */
 tnd_generate_params cli_generate_params(const cli_gen_options *o, const cli_session *s, FILE *out, bool keep_space);
 
-/* Runs the started generation to its end; prints the error and returns false on failure. */
+/* Runs the started generation to its end, going on here when the cloud link dies; prints the error and returns
+ * false on failure. */
 bool cli_session_generate(cli_session *s);
 
 /* Prints load, prompt and generation speeds to stderr (and what speculation did). */

@@ -38,6 +38,8 @@ void cli_plan_usage(FILE *f) {
                "                      model (the embedding, first and last layers stay here; see docs/REMOTE.md)\n"
                "  --remote-key FILE   the key the cloud holds too (`tandem cloud keygen FILE`): TLS 1.3 both ways\n"
                "  --insecure          a plaintext link to the cloud instead (anyone on the path reads and alters it)\n"
+               "  --fallback-model FILE  when the cloud link dies mid-answer, go on with this smaller model of the same\n"
+               "                      vocabulary (default: the whole model, here)\n"
                "  --cpu-moe           the feed-forward groups of mixture-of-experts layers (experts, router, shared\n"
                "                      expert) on the CPU device, cpu0\n"
                "  --n-cpu-moe N       the same for the first N layers only\n");
@@ -56,6 +58,10 @@ int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--remote-key")) {
         o->remote_key = cli_value(argc, argv, i);
         return o->remote_key ? 1 : -1;
+    }
+    if (!strcmp(a, "--fallback-model")) {
+        o->fallback_model = cli_value(argc, argv, i);
+        return o->fallback_model ? 1 : -1;
     }
     bool ngl = !strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers");
     bool ot = !strcmp(a, "--override-tensor") || !strcmp(a, "-ot"), n_cpu_moe = !strcmp(a, "--n-cpu-moe");

@@ -1,0 +1,77 @@
+/* fallback.c: the context a command goes on in when its cloud link dies (see fallback.h). */
+#include "fallback.h"
+
+#include "cli_util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The token texts of both vocabularies are the same, id for id: a record tokenized for one reads the same in the
+ * other. Prints the first difference. */
+static bool same_vocabulary(const tnd_tokenizer *a, tnd_model *other, const char *path) {
+    tnd_tokenizer *b = NULL;
+    if (tnd_tokenizer_init(other, &b) != TND_OK) {
+        cli_error(path);
+        return false;
+    }
+    int32_t n = tnd_tokenizer_n_vocab(a);
+    bool same = n == tnd_tokenizer_n_vocab(b);
+    if (!same) fprintf(stderr, "tandem: --fallback-model %s has %d tokens, the model %d\n", path,
+                       tnd_tokenizer_n_vocab(b), n);
+    for (int32_t id = 0; same && id < n; id++) {
+        size_t la = 0, lb = 0;
+        const char *ta = tnd_tokenizer_token_text(a, id, &la), *tb = tnd_tokenizer_token_text(b, id, &lb);
+        same = la == lb && (!la || !memcmp(ta, tb, la));
+        if (!same) fprintf(stderr, "tandem: --fallback-model %s: token %d is \"%.*s\" there, \"%.*s\" in the model\n",
+                           path, id, (int)lb, tb, (int)la, ta);
+    }
+    tnd_tokenizer_free(b);
+    return same;
+}
+
+bool cli_fallback_open(cli_fallback *f, const char *fallback_path, tnd_model *model, const tnd_tokenizer *tok,
+                       const tnd_context_params *p) {
+    memset(f, 0, sizeof *f);
+    bool beyond_cpu = p->remote != NULL;
+    for (int32_t d = 0; p->device_kinds && d < p->n_devices; d++) beyond_cpu |= p->device_kinds[d] != 0;
+    if (!beyond_cpu) return true; /* the CPU is not lost while the process runs */
+    f->armed = true;
+    f->params = *p;
+    f->params.n_devices = 1;
+    f->params.device_kinds = NULL;
+    f->params.group_device = NULL;
+    f->params.n_groups = 0;
+    f->params.remote = f->params.remote_key_file = NULL;
+    f->params.progress = NULL;
+    if (!fallback_path) return true;
+    if (!(f->model = cli_open_model(fallback_path))) return false;
+    if (!same_vocabulary(tok, f->model, fallback_path)) return false;
+    if (tnd_context_init(f->model, &f->params, &f->ready) != TND_OK) {
+        cli_error(fallback_path);
+        return false;
+    }
+    return true;
+}
+
+tnd_context *cli_fallback_take(cli_fallback *f, tnd_model *model) {
+    double t0 = cli_now();
+    char lost[512];
+    snprintf(lost, sizeof lost, "%s", tnd_last_error());
+    if (!f->armed) return NULL;
+    tnd_context *ctx = f->ready;
+    f->ready = NULL;
+    if (!ctx && tnd_context_init(f->model ? f->model : model, &f->params, &ctx) != TND_OK) {
+        fprintf(stderr, "\ntandem: %s; no context here to go on in: %s\n", lost, tnd_last_error());
+        return NULL;
+    }
+    f->n_switches++;
+    fprintf(stderr, "\ntandem: note: %s; going on here with %s (ready in %.3f s)\n", lost,
+            f->model ? "the fallback model" : "the whole model", cli_now() - t0);
+    return ctx;
+}
+
+void cli_fallback_close(cli_fallback *f) {
+    tnd_context_free(f->ready);
+    tnd_model_close(f->model);
+    memset(f, 0, sizeof *f);
+}
