@@ -302,10 +302,10 @@ typedef struct tnd_context_params {
      * where the user chose it. The cloud runs whole layers: the embedding and the output head stay here. */
     const char *remote;
     const char *remote_key_file;
-    /* The deadline in milliseconds of connecting to the cloud and of a step whose time is not known yet (0: 30 s).
-     * Steps of a kind already timed get a few times their usual time instead, so a stalled link ends a decode step
-     * within about half a second with TND_ERR_DEVICE_LOST. */
-    int32_t remote_timeout_ms;
+    /* The deadline in milliseconds of connecting to the cloud (0: 30 s). A step gets a few times what steps of its
+     * kind took so far (30 s for the first of a kind), so a stalled link ends a decode step within about half a
+     * second with TND_ERR_DEVICE_LOST. */
+    int32_t remote_connect_timeout_ms;
 } tnd_context_params;
 
 /* The device kind of a cloud server in tnd_context_params.device_kinds (see .remote). */

@@ -399,6 +399,91 @@ static void check_command_line_fallback(const char *path, tnd_model *cloud_model
     CHECK(tnd_test_run(cmd, got, sizeof got) != 0 && strstr(got, "has 32000 tokens, the model 512"));
 }
 
+/* ------------------------------------------------------------------------------------------------------------
+ * The server: a cloud lost mid-answer, the answer whole, and the cloud used again once it is back
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* One HTTP request to the server on `port` (the connection closed after it): the whole answer into out. */
+static bool http(int port, const char *method, const char *path, const char *body, char *out, size_t cap) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    char request[1024];
+    int n = snprintf(request, sizeof request, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", method, path,
+                     body ? strlen(body) : 0, body ? body : "");
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && write(fd, request, (size_t)n) == n;
+    size_t len = 0;
+    for (ssize_t got = 1; ok && got > 0 && len + 1 < cap; len += (size_t)got) got = read(fd, out + len, cap - 1 - len);
+    out[len] = 0;
+    if (fd >= 0) close(fd);
+    return ok && strstr(out, " 200 ");
+}
+
+/* The "text" of a completion's answer into text (JSON escapes left as they are). */
+static bool completion_text(const char *answer, char *text, size_t cap) {
+    const char *at = strstr(answer, "\"text\":\"");
+    if (!at) return false;
+    at += 8;
+    size_t n = 0;
+    while (at[n] && !(at[n] == '"' && at[n - 1] != '\\') && n + 1 < cap) n++;
+    memcpy(text, at, n);
+    text[n] = 0;
+    return at[n] == '"';
+}
+
+static void check_server_fallback(const char *path, tnd_model *cloud_model) {
+    tnd_listener *lis = NULL;
+    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
+    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
+    tap t;
+    char hp[64], cmd[2048], out[64];
+    CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
+    t.fail_after = 5000;
+    pthread_t tc, tt;
+    pthread_create(&tc, NULL, cloud, &job);
+    pthread_create(&tt, NULL, tap_run, &t);
+    int port = free_port(), pid = 0;
+    snprintf(cmd, sizeof cmd, "%s serve -m '%s' --port %d --parallel 1 -t 1 --device cpu,remote:%s,cpu --insecure "
+             ">/dev/null 2>'%s/serve.log' & echo $!", TND_TANDEM_BIN, path, port, hp, dir);
+    if (tnd_test_run(cmd, out, sizeof out) == 0) pid = atoi(out);
+    char log[8192], answer[16384], metrics[16384], first[4096] = "", second[4096] = "";
+    snprintf(cmd, sizeof cmd, "cat '%s/serve.log'", dir);
+    bool up = false;
+    for (int i = 0; i < 200 && pid > 0 && !up; i++, usleep(50000))
+        up = tnd_test_run(cmd, log, sizeof log) == 0 && strstr(log, "listening");
+    const char *body = "{\"prompt\": \"Once upon a time\", \"max_tokens\": 40, \"temperature\": 0}";
+    if (CHECK(up) && CHECK(http(port, "POST", "/v1/completions", body, answer, sizeof answer)) &&
+        CHECK(completion_text(answer, first, sizeof first)) &&
+        CHECK(http(port, "GET", "/metrics", NULL, metrics, sizeof metrics)))
+        CHECK(strstr(metrics, "tandem_device_lost_total 1\n") && strstr(metrics, "tandem_running_on_fallback 1\n"));
+    pthread_join(tt, NULL);
+    pthread_join(tc, NULL);
+    /* the cloud is back: an idle server tries it again at a request 10 s after the loss */
+    size_t seen_before = t.n_seen;
+    t.fail_after = 0;
+    pthread_create(&tc, NULL, cloud, &job);
+    pthread_create(&tt, NULL, tap_run, &t);
+    sleep(10);
+    bool back = up && http(port, "POST", "/v1/completions", body, answer, sizeof answer) &&
+                completion_text(answer, second, sizeof second) &&
+                http(port, "GET", "/metrics", NULL, metrics, sizeof metrics) &&
+                strstr(metrics, "tandem_running_on_fallback 0\n") && t.n_seen > seen_before;
+    printf("tandem serve: a cloud lost mid-answer gives \"%s\"; back 10 s later: %s\n", first,
+           back && !strcmp(first, second) ? "used again, the same answer" : "NOT USED AGAIN OR ANOTHER ANSWER");
+    CHECK(back && strlen(first) > 40 && !strcmp(first, second));
+    if (pid > 0) kill(pid, SIGTERM);
+    pthread_join(tt, NULL);
+    pthread_join(tc, NULL);
+    if (!up || !back) {
+        tnd_test_run(cmd, log, sizeof log);
+        fprintf(stderr, "  server log:\n%s\n", log);
+    }
+    free(t.seen);
+    close(t.listen_fd);
+    tnd_listener_close(lis);
+}
+
 int main(void) {
     if (!CHECK(mkdtemp(dir) != NULL)) return tnd_test_finish("remote");
     snprintf(key_a, sizeof key_a, "%s/a.key", dir);
@@ -451,6 +536,7 @@ int main(void) {
     }
     check_command_line(path);
     check_command_line_fallback(path, cloud_model);
+    check_server_fallback(path, cloud_model);
     tnd_model_close(other);
     tnd_model_close(local);
     tnd_model_close(cloud_model);

@@ -26,6 +26,8 @@ typedef struct counters {
     double ttft_sum;
     uint64_t ttft_count;
     int32_t queued, active, kv_used, kv_total;
+    uint64_t devices_lost;
+    int32_t on_fallback;
     rate_ring prompt_rate, generation_rate;
 } counters;
 
@@ -120,6 +122,13 @@ void srv_metrics_engine(srv_metrics *m, int32_t queued, int32_t active, int32_t 
     pthread_mutex_unlock(&m->mu);
 }
 
+void srv_metrics_device(srv_metrics *m, bool lost, bool on_fallback) {
+    pthread_mutex_lock(&m->mu);
+    m->c.devices_lost += lost;
+    m->c.on_fallback = on_fallback;
+    pthread_mutex_unlock(&m->mu);
+}
+
 /* One metric: HELP and TYPE lines, then the sample. */
 static bool metric(srv_buf *out, const char *name, const char *type, const char *help, double value) {
     return srv_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, value);
@@ -153,6 +162,11 @@ bool srv_metrics_render(srv_metrics *m, srv_buf *out) {
                   "Drafted tokens accepted (each saved a forward step).", (double)s.accepted_tokens) &&
            metric(out, "tandem_spec_verifications_total", "counter",
                   "Forward steps that verified a draft.", (double)s.verifications) &&
+           metric(out, "tandem_device_lost_total", "counter",
+                  "Times a device of the plan was lost (the cloud link died or stalled) and the running requests went "
+                  "on here.", (double)s.devices_lost) &&
+           metric(out, "tandem_running_on_fallback", "gauge",
+                  "1 while the model runs here without the lost device, until it is back.", (double)s.on_fallback) &&
            metric(out, "tandem_queue_depth", "gauge", "Requests waiting for a free sequence slot.",
                   (double)s.queued) &&
            metric(out, "tandem_active_requests", "gauge", "Requests being prefilled or generated.",

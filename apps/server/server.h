@@ -47,6 +47,7 @@ typedef struct srv_config {
     int32_t n_devices;         /* the placement plan (see tnd_context_params); 0 = one device */
     const int32_t *device_kinds;
     const char *remote, *remote_key_file; /* a cloud device's address and key (see tnd_context_params) */
+    const char *fallback_model; /* --fallback-model: what runs here while the cloud is lost (NULL: the model) */
     const int32_t *group_device;
     int32_t n_groups;
 } srv_config;
@@ -240,6 +241,8 @@ void srv_metrics_step(srv_metrics *m, int32_t n_prompt_tokens, int32_t n_generat
 void srv_metrics_speculation(srv_metrics *m, int64_t drafted, int64_t accepted, int64_t verified);
 /* Engine state after a step. */
 void srv_metrics_engine(srv_metrics *m, int32_t queued, int32_t active, int32_t kv_used, int32_t kv_total);
+/* A device was lost (lost: count it) and whether the engine runs on its fallback context now. */
+void srv_metrics_device(srv_metrics *m, bool lost, bool on_fallback);
 /* Appends the Prometheus text exposition to *out. */
 bool srv_metrics_render(srv_metrics *m, srv_buf *out);
 

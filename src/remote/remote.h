@@ -12,14 +12,14 @@
 tnd_status tnd_model_id(const tnd_model *m, uint8_t id[TND_WIRE_MODEL_ID_BYTES]);
 
 /* What a device asks of a cloud: where it is, the key (NULL: plaintext), the KV cache the cloud mirrors, and the
- * deadline of a reply. */
+ * deadline of the handshake. */
 typedef struct tnd_remote_params {
     const char *host_port;
     const tnd_link_key *key;
     tnd_type k_type, v_type;
     int32_t block_size, n_blocks; /* the device's KV pools */
     int32_t n_batch;
-    int32_t timeout_ms;           /* a step's deadline (0: 30 s) */
+    int32_t connect_timeout_ms;   /* the deadline of connecting and the handshake (0: 30 s) */
 } tnd_remote_params;
 
 /* A remote device connected to the cloud for model m (HELLO, WELCOME). TND_ERR_IO (no link; the message says why),

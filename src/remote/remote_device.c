@@ -14,7 +14,7 @@
 #include <time.h>
 
 enum {
-    DEFAULT_TIMEOUT_MS = 30000, /* the deadline of the handshake and of steps of a kind not timed yet */
+    DEFAULT_TIMEOUT_MS = 30000, /* the deadline of the handshake (unless given) and of steps of a kind not timed yet */
     STALL_SLACK_MS = 500,       /* a timed step's deadline: this plus STALL_FACTOR times the time it should take */
     STALL_FACTOR = 4,
     SMALL_STEP = 4,             /* steps of up to this many tokens (decode) are timed as one kind, longer ones per token */
@@ -53,18 +53,16 @@ static void failed(remote_device *d, tnd_status st, const char *message) {
     snprintf(d->message, sizeof d->message, "%s: %s", d->base.name, message);
 }
 
-static int max_timeout_ms(const remote_device *d) { return d->p.timeout_ms > 0 ? d->p.timeout_ms : DEFAULT_TIMEOUT_MS; }
-
 /* How long a step of n tokens may take before the link counts as stalled: a few times what it should take (a decode
  * step's round trip is tens of milliseconds, so a stall is found well within a second). A small step not timed yet
  * should take at most what the last long one took; a long step not timed yet (a long prompt's first chunk may take
- * seconds on a busy cloud) gets the full timeout. */
+ * seconds on a busy cloud) gets 30 s. */
 static int step_deadline_ms(const remote_device *d, uint32_t n) {
     double expect = n <= SMALL_STEP ? (d->small_step_s > 0 ? d->small_step_s : d->long_step_s)
                     : d->per_token_s > 0 ? (d->per_token_s * n > d->small_step_s ? d->per_token_s * n : d->small_step_s)
                                          : 0;
     double ms = STALL_SLACK_MS + STALL_FACTOR * 1000.0 * expect;
-    return expect > 0 && ms < max_timeout_ms(d) ? (int)ms : max_timeout_ms(d);
+    return expect > 0 && ms < DEFAULT_TIMEOUT_MS ? (int)ms : DEFAULT_TIMEOUT_MS;
 }
 
 static void time_step(remote_device *d, uint32_t n, double seconds) {
@@ -317,7 +315,7 @@ tnd_status tnd_remote_device_init(const tnd_model *m, const tnd_remote_params *p
     tnd_wire_hello hello = {.version = TND_WIRE_VERSION, .k_type = (uint32_t)p->k_type, .v_type = (uint32_t)p->v_type,
                             .block_size = (uint32_t)p->block_size, .n_blocks = (uint32_t)p->n_blocks,
                             .n_batch = (uint32_t)p->n_batch};
-    int timeout = max_timeout_ms(d);
+    int timeout = p->connect_timeout_ms > 0 ? p->connect_timeout_ms : DEFAULT_TIMEOUT_MS;
     const uint8_t *payload;
     uint32_t length;
     tnd_status st = tnd_model_id(m, hello.model_id);
