@@ -7,6 +7,7 @@
  * too; --fallback-model takes over where the cloud is gone, and one of another vocabulary is refused. */
 #include "harness.h"
 
+#include "model/forward.h"
 #include "remote/remote.h"
 #include "runtime/context.h"
 
@@ -40,12 +41,12 @@ static void *cloud(void *arg) {
     return NULL;
 }
 
-/* The prompt's logits at every position, then N_GREEDY greedy tokens, with the plan of `kinds` (3 devices: layers
- * split evenly; the middle one the cloud at host_port). */
-static bool run(tnd_model *m, int32_t n_devices, const int32_t *kinds, const char *host_port, const char *key_file,
-                float *logits, int32_t *greedy) {
+/* The logits at every position of prompt `toks`, then N_GREEDY greedy tokens, with the plan of `kinds` (3 devices:
+ * layers split evenly; the middle one the cloud at host_port). */
+static bool run_prompt(tnd_model *m, int32_t n_devices, const int32_t *kinds, const char *host_port,
+                       const char *key_file, const int32_t *toks, int32_t n_toks, float *logits, int32_t *greedy) {
     tnd_context_params p = tnd_context_default_params();
-    p.n_ctx = 128;
+    p.n_ctx = 512;
     p.n_threads = 1;
     p.kv_block_size = 16;
     p.n_devices = n_devices;
@@ -54,16 +55,17 @@ static bool run(tnd_model *m, int32_t n_devices, const int32_t *kinds, const cha
     p.remote_key_file = key_file;
     tnd_context *ctx = NULL;
     if (tnd_context_init(m, &p, &ctx) != TND_OK) return false;
-    int32_t n_vocab = tnd_model_n_vocab(m), pos[N_PROMPT], seq[N_PROMPT];
-    int8_t want[N_PROMPT];
-    for (int i = 0; i < N_PROMPT; i++) pos[i] = i, seq[i] = 0, want[i] = 1;
-    tnd_batch b = {.n_tokens = N_PROMPT, .tokens = prompt, .pos = pos, .seq_id = seq, .logits = want};
+    int32_t n_vocab = tnd_model_n_vocab(m), *pos = malloc(sizeof(int32_t) * (size_t)n_toks),
+            *seq = calloc((size_t)n_toks, sizeof(int32_t));
+    int8_t *want = malloc((size_t)n_toks);
+    for (int i = 0; i < n_toks; i++) pos[i] = i, want[i] = 1;
+    tnd_batch b = {.n_tokens = n_toks, .tokens = toks, .pos = pos, .seq_id = seq, .logits = want};
     bool ok = tnd_context_decode(ctx, &b) == TND_OK;
-    for (int i = 0; i < N_PROMPT && ok; i++)
+    for (int i = 0; i < n_toks && ok; i++)
         memcpy(logits + (size_t)i * n_vocab, tnd_context_logits(ctx, i), sizeof(float) * (size_t)n_vocab);
-    int32_t token = 0, position = N_PROMPT;
+    int32_t token = 0, position = n_toks;
     for (int i = 0; i < N_GREEDY && ok; i++) {
-        const float *l = tnd_context_logits(ctx, i == 0 ? N_PROMPT - 1 : 0);
+        const float *l = tnd_context_logits(ctx, i == 0 ? n_toks - 1 : 0);
         token = 0;
         for (int32_t v = 1; v < n_vocab; v++)
             if (l[v] > l[token]) token = v;
@@ -74,9 +76,16 @@ static bool run(tnd_model *m, int32_t n_devices, const int32_t *kinds, const cha
         position++;
     }
     tnd_context_free(ctx);
+    free(pos);
+    free(seq);
+    free(want);
     return ok;
 }
 
+static bool run(tnd_model *m, int32_t n_devices, const int32_t *kinds, const char *host_port, const char *key_file,
+                float *logits, int32_t *greedy) {
+    return run_prompt(m, n_devices, kinds, host_port, key_file, prompt, N_PROMPT, logits, greedy);
+}
 
 /* The split against the local model, through a cloud with `cloud_key` reached with `device_key_file`. */
 static void check_split(tnd_model *local, tnd_model *cloud_model, const tnd_link_key *cloud_key,
@@ -103,6 +112,40 @@ static void check_split(tnd_model *local, tnd_model *cloud_model, const tnd_link
     pthread_join(t, NULL);
     tnd_listener_close(lis);
     free(logits);
+}
+
+/* A prompt long enough to cross the link in slices several at a time (TND_PIPELINE_SLICE): the same logits at every
+ * position and the same greedy tokens as the local model. */
+static void check_pipelined(tnd_model *local, tnd_model *cloud_model) {
+    enum { N_LONG = 300 };
+    int32_t toks[N_LONG], n_vocab = tnd_model_n_vocab(local), want_greedy[N_GREEDY], greedy[N_GREEDY];
+    uint32_t x = 12345;
+    toks[0] = 1;
+    for (int i = 1; i < N_LONG; i++) toks[i] = 3 + (int32_t)((x = x * 1103515245u + 12345u) >> 8) % (n_vocab - 3);
+    float *want = malloc(sizeof(float) * N_LONG * (size_t)n_vocab), *got = malloc(sizeof(float) * N_LONG * (size_t)n_vocab);
+    const int32_t cpu_only[1] = {0}, kinds[3] = {0, TND_DEVICE_REMOTE, 0};
+    CHECK(run_prompt(local, 1, cpu_only, NULL, NULL, toks, N_LONG, want, want_greedy));
+    tnd_listener *lis = NULL;
+    if (CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) {
+        cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
+        pthread_t t;
+        pthread_create(&t, NULL, cloud, &job);
+        char hp[64];
+        snprintf(hp, sizeof hp, "127.0.0.1:%d", tnd_listener_port(lis));
+        bool ok = run_prompt(local, 3, kinds, hp, NULL, toks, N_LONG, got, greedy);
+        if (!CHECK(ok)) fprintf(stderr, "  pipelined: %s\n", tnd_last_error());
+        if (ok) {
+            double e = tnd_test_nmse(got, want, (size_t)N_LONG * n_vocab);
+            bool same = !memcmp(greedy, want_greedy, sizeof greedy);
+            printf("a %d-token prompt in slices of %d in flight: logits NMSE %.3g against the local model, greedy %s\n",
+                   N_LONG, TND_PIPELINE_SLICE, e, same ? "equal" : "DIFFERS");
+            CHECK(e < 1e-5 && same);
+        }
+        pthread_join(t, NULL);
+        tnd_listener_close(lis);
+    }
+    free(want);
+    free(got);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -505,6 +548,7 @@ int main(void) {
 
     check_split(local, cloud_model, &ka, key_a, want, want_greedy, "split over TLS");
     check_split(local, cloud_model, NULL, NULL, want, want_greedy, "split over plaintext");
+    check_pipelined(local, cloud_model);
     check_tap(local, cloud_model);
     check_fallback(local, cloud_model, want_greedy, false);
     check_fallback(local, cloud_model, want_greedy, true);

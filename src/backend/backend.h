@@ -264,6 +264,12 @@ typedef struct tnd_backend_vtable {
      * the status at once (it synchronizes). A device that holds the weights itself (a cloud server) takes a stage in
      * one call, one round trip; its other ops then never run. NULL: the stage runs op by op. */
     tnd_status (*run_stage)(tnd_backend *b, int32_t group_begin, int32_t group_end, float *x);
+    /* Optional, with run_stage: its two halves, so that the forward pass keeps several slices of a long step in
+     * flight (a pipelined prefill: this machine works on one slice while the device works on another and a third is
+     * on the wire). stage_send takes the slice given to begin_step and its residual stream x and returns without
+     * waiting; stage_recv waits for the oldest slice sent and writes its result into x (that slice's rows). */
+    tnd_status (*stage_send)(tnd_backend *b, int32_t group_begin, int32_t group_end, const float *x);
+    tnd_status (*stage_recv)(tnd_backend *b, float *x);
 } tnd_backend_vtable;
 
 struct tnd_backend {

@@ -50,6 +50,10 @@ typedef struct tnd_device_layer {
     tnd_buffer *q_norm, *k_norm;
 } tnd_device_layer;
 
+/* A long step through a device that takes slices in flight (a cloud: stage_send / stage_recv) goes in slices of
+ * this many tokens, at most this many of them sent and not yet back. */
+enum { TND_PIPELINE_SLICE = 32, TND_PIPELINE_DEPTH = 6 };
+
 /* A maximal run of consecutive groups on one device: the forward pass hands the residual stream over between
  * stages. */
 typedef struct tnd_stage {

@@ -131,36 +131,103 @@ static void run_groups(const tnd_forward *fw, tnd_backend *d, int32_t device, in
     }
 }
 
-tnd_status tnd_forward_run(const tnd_forward *fw, const tnd_step *step, const int32_t *tokens, const int8_t *want,
-                           float *logits_out, int32_t *n_out) {
+/* Stages [s0, s1) of the step, the residual stream handed over between devices directly where they can and
+ * through `host` (the step's rows of the hand-over buffer) otherwise. */
+static tnd_status run_stages(const tnd_forward *fw, const tnd_step *step, int32_t s0, int32_t s1,
+                             const int32_t *tokens, const int8_t *want, float *host, float *logits_out,
+                             int32_t *n_out) {
     const tnd_hparams *hp = fw->hp;
     int64_t n = step->n_tokens;
     size_t x_bytes = sizeof(float) * (size_t)n * (size_t)hp->n_embd;
-    *n_out = 0;
     tnd_status st = TND_OK;
     bool handed_over = false; /* the previous stage copied the residual stream straight into this device's x */
-    for (int32_t s = 0; s < fw->n_stages && !st; s++) {
+    for (int32_t s = s0; s < s1 && !st; s++) {
         const tnd_stage *stage = &fw->stages[s];
         tnd_backend *d = fw->devices[stage->device];
         const tnd_activations *a = &fw->act[stage->device];
         d->vt->begin_step(d, step);
         if (d->vt->run_stage) { /* a device that runs the stage itself, on the residual stream in host memory */
-            st = d->vt->run_stage(d, stage->group_begin, stage->group_end, fw->host_x);
+            st = d->vt->run_stage(d, stage->group_begin, stage->group_end, host);
             handed_over = false;
             continue;
         }
-        if (s > 0 && !handed_over) d->vt->write(d, a->x, 0, fw->host_x, x_bytes); /* through the host */
+        if (s > 0 && !handed_over) d->vt->write(d, a->x, 0, host, x_bytes); /* through the host */
         run_groups(fw, d, stage->device, stage->group_begin, stage->group_end, n, tokens, want, logits_out, n_out);
         handed_over = false;
         if (s + 1 < fw->n_stages) { /* hand the residual stream to the next stage's device */
             int32_t next = fw->stages[s + 1].device;
             tnd_tensor from = tnd_rows_f32(a->x, hp->n_embd, 0, n), to = tnd_rows_f32(fw->act[next].x, hp->n_embd, 0, n);
-            handed_over = d->vt->copy_to && d->vt->copy_to(d, &from, fw->devices[next], &to);
-            if (!handed_over) d->vt->read(d, fw->host_x, a->x, 0, x_bytes);
+            handed_over = s + 1 < s1 && d->vt->copy_to && d->vt->copy_to(d, &from, fw->devices[next], &to);
+            if (!handed_over) d->vt->read(d, host, a->x, 0, x_bytes);
         }
         st = d->vt->synchronize(d);
     }
     return st;
+}
+
+/* The stage whose device takes slices of a step in flight (stage_send / stage_recv), where a long step is worth
+ * cutting into them; -1 where none. */
+static int32_t pipelined_stage(const tnd_forward *fw, int64_t n_tokens) {
+    if (n_tokens < 2 * TND_PIPELINE_SLICE) return -1;
+    int32_t found = -1;
+    for (int32_t s = 0; s < fw->n_stages; s++) {
+        const tnd_backend *d = fw->devices[fw->stages[s].device];
+        if (!d->vt->stage_send) continue;
+        if (found >= 0 || s == 0 || s + 1 == fw->n_stages) return -1; /* one such stage, between local ones */
+        found = s;
+    }
+    return found;
+}
+
+/* Tokens [at, at + m) of step. */
+static tnd_step slice_of(const tnd_step *step, int64_t at, int64_t m) {
+    return (tnd_step){.n_tokens = m, .pos = step->pos + at, .slots = step->slots + at,
+                      .block_tables = step->block_tables + at, .n_ctx = step->n_ctx + at,
+                      .block_size = step->block_size};
+}
+
+/* A long step through a stage r that takes slices in flight: slices of TND_PIPELINE_SLICE tokens, each through the
+ * stages before r, sent, and (up to TND_PIPELINE_DEPTH slices later) received and taken through the stages after
+ * r; so this machine works on one slice while the remote device works on another and others cross the link. Each
+ * stage sees the slices in order, so every token's attention finds the KV rows of the tokens before it. */
+static tnd_status run_pipelined(const tnd_forward *fw, const tnd_step *step, int32_t r, const int32_t *tokens,
+                                const int8_t *want, float *logits_out, int32_t *n_out) {
+    const int64_t n = step->n_tokens, e = fw->hp->n_embd, n_slices = (n + TND_PIPELINE_SLICE - 1) / TND_PIPELINE_SLICE;
+    const tnd_stage *stage = &fw->stages[r];
+    tnd_backend *remote = fw->devices[stage->device];
+    tnd_status st = TND_OK;
+    for (int64_t sent = 0, done = 0; done < n_slices && !st;) {
+        if (sent < n_slices && sent - done < TND_PIPELINE_DEPTH) {
+            int64_t at = sent * TND_PIPELINE_SLICE, m = n - at < TND_PIPELINE_SLICE ? n - at : TND_PIPELINE_SLICE;
+            tnd_step slice = slice_of(step, at, m);
+            int32_t none = 0;
+            st = run_stages(fw, &slice, 0, r, tokens + at, want + at, fw->host_x + at * e, NULL, &none);
+            if (!st) {
+                remote->vt->begin_step(remote, &slice);
+                st = remote->vt->stage_send(remote, stage->group_begin, stage->group_end, fw->host_x + at * e);
+            }
+            sent++;
+            continue;
+        }
+        int64_t at = done * TND_PIPELINE_SLICE, m = n - at < TND_PIPELINE_SLICE ? n - at : TND_PIPELINE_SLICE;
+        tnd_step slice = slice_of(step, at, m);
+        int32_t rows = 0;
+        st = remote->vt->stage_recv(remote, fw->host_x + at * e);
+        if (!st)
+            st = run_stages(fw, &slice, r + 1, fw->n_stages, tokens + at, want + at, fw->host_x + at * e,
+                            logits_out + (size_t)*n_out * (size_t)(fw->output_hidden ? e : fw->hp->n_vocab), &rows);
+        *n_out += rows;
+        done++;
+    }
+    return st;
+}
+
+tnd_status tnd_forward_run(const tnd_forward *fw, const tnd_step *step, const int32_t *tokens, const int8_t *want,
+                           float *logits_out, int32_t *n_out) {
+    *n_out = 0;
+    int32_t r = pipelined_stage(fw, step->n_tokens);
+    if (r >= 0) return run_pipelined(fw, step, r, tokens, want, logits_out, n_out);
+    return run_stages(fw, step, 0, fw->n_stages, tokens, want, fw->host_x, logits_out, n_out);
 }
 
 tnd_status tnd_forward_run_stage(const tnd_forward *fw, const tnd_step *step, int32_t g0, int32_t g1, float *x) {

@@ -384,6 +384,10 @@ void tnd_link_traffic(const tnd_link *l, uint64_t *sent, uint64_t *received) {
     *received = l->received;
 }
 
+void tnd_link_abort(tnd_link *l) {
+    if (l && l->fd >= 0) shutdown(l->fd, SHUT_RDWR);
+}
+
 void tnd_link_close(tnd_link *l) {
     if (!l) return;
     if (l->tls) {

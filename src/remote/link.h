@@ -40,6 +40,9 @@ tnd_status tnd_link_send(tnd_link *l, tnd_wire_type type, const void *payload, s
 tnd_status tnd_link_recv(tnd_link *l, tnd_wire_header *h, const uint8_t **payload, int timeout_ms);
 /* Bytes of frames (headers and payloads) sent and received so far; TLS adds about 22 per record on the wire. */
 void tnd_link_traffic(const tnd_link *l, uint64_t *sent, uint64_t *received);
+/* Ends the link's traffic at once in both directions (a send or receive blocked on another thread returns with an
+ * error); tnd_link_close still frees it. */
+void tnd_link_abort(tnd_link *l);
 void tnd_link_close(tnd_link *l);
 
 #endif

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <string.h>
 #include <time.h>
 
@@ -18,13 +19,27 @@ enum {
     STALL_SLACK_MS = 500,       /* a timed step's deadline: this plus STALL_FACTOR times the time it should take */
     STALL_FACTOR = 4,
     SMALL_STEP = 4,             /* steps of up to this many tokens (decode) are timed as one kind, longer ones per token */
-    MAX_PENDING_COPIES = 4096
+    MAX_PENDING_COPIES = 4096,
+    OUTBOX = 8                  /* messages in flight at most: the slices of a pipelined step and a COPY_BLOCKS */
 };
 
 struct tnd_buffer {
     size_t bytes; /* a handle: nothing is stored on this side */
 };
 
+/* A message for the sender thread, kept until its answer came: a STEP (answered by HIDDEN) or a COPY_BLOCKS
+ * (answered by DONE). */
+typedef struct outgoing {
+    tnd_wire_writer msg;
+    tnd_wire_type type;
+    uint32_t n_tokens;   /* a STEP's */
+    double t_queued;
+} outgoing;
+
+/* The messages in flight: a ring from `answer_next` (the oldest not answered), `n_used` long; the sender thread
+ * sends them in order from `send_next`, `n_unsent` of them still to go. Sending on a thread of its own lets slices
+ * of a long step stream both ways at once: a blocking send on this thread while the cloud blocks sending a result
+ * it does not read would wait for ever. */
 typedef struct remote_device {
     tnd_backend base;
     tnd_link *link;
@@ -36,13 +51,21 @@ typedef struct remote_device {
     uint32_t *flat; /* the step's metadata in flat words */
     size_t flat_cap;
     int32_t copy_src[MAX_PENDING_COPIES], copy_dst[MAX_PENDING_COPIES], n_copies; /* sent before the next step */
-    tnd_wire_writer out;
     tnd_status failure;
     char message[256];
     bool lost;                /* the link failed: every later step fails at once with TND_ERR_DEVICE_LOST */
     double small_step_s;      /* moving averages of a small step's round trip and of a long step's per token, and */
     double per_token_s;       /* the last long step's round trip (0: not timed yet), for the deadline that finds a */
     double long_step_s;       /* stalled link */
+    double last_answer_at;
+
+    outgoing box[OUTBOX];
+    int answer_next, n_used, send_next, n_unsent;
+    pthread_t sender;
+    bool sender_started, stopping;
+    pthread_mutex_t mu;       /* the ring's counts, `stopping` and the sender's failure */
+    pthread_cond_t cv;
+    char send_error[200];     /* why the sender stopped ("" while it runs) */
 } remote_device;
 
 static remote_device *rd(tnd_backend *b) { return (remote_device *)b->impl; }
@@ -97,26 +120,109 @@ static tnd_status answer(remote_device *d, tnd_wire_type want, int timeout_ms, c
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * The sender thread and the ring of messages in flight
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static void *send_loop(void *arg) {
+    remote_device *d = arg;
+    pthread_mutex_lock(&d->mu);
+    for (;;) {
+        while (!d->stopping && !d->n_unsent) pthread_cond_wait(&d->cv, &d->mu);
+        if (d->stopping) break;
+        outgoing *o = &d->box[d->send_next];
+        pthread_mutex_unlock(&d->mu);
+        tnd_status st = tnd_link_send(d->link, o->type, o->msg.data, o->msg.len);
+        pthread_mutex_lock(&d->mu);
+        if (st) {
+            snprintf(d->send_error, sizeof d->send_error, "%s", tnd_last_error());
+            break;
+        }
+        d->send_next = (d->send_next + 1) % OUTBOX;
+        d->n_unsent--;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+static void stop_sender(remote_device *d) {
+    if (!d->sender_started) return;
+    pthread_mutex_lock(&d->mu);
+    d->stopping = true;
+    pthread_cond_broadcast(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    pthread_join(d->sender, NULL);
+    d->sender_started = false;
+}
+
+/* The next free entry of the ring, its message emptied; NULL (with the status set) when the ring is full. */
+static outgoing *next_entry(remote_device *d) {
+    if (d->n_used == OUTBOX) return tnd_fail(TND_ERR_INTERNAL, "more than %d messages to the cloud in flight", OUTBOX), NULL;
+    outgoing *o = &d->box[(d->answer_next + d->n_used) % OUTBOX];
+    o->msg.len = 0;
+    o->msg.failed = false;
+    return o;
+}
+
+/* Hands the entry just written to the sender thread. */
+static tnd_status queue(remote_device *d, outgoing *o, tnd_wire_type type, uint32_t n_tokens) {
+    if (o->msg.failed) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a message to the cloud");
+    o->type = type;
+    o->n_tokens = n_tokens;
+    o->t_queued = now_seconds();
+    pthread_mutex_lock(&d->mu);
+    d->n_used++;
+    d->n_unsent++;
+    pthread_cond_signal(&d->cv);
+    pthread_mutex_unlock(&d->mu);
+    return TND_OK;
+}
+
+/* Waits for the answer to the oldest message in flight: DONE for a COPY_BLOCKS, HIDDEN for a STEP (into x). */
+static tnd_status receive(remote_device *d, float *x) {
+    if (!d->n_used) return tnd_fail(TND_ERR_INTERNAL, "no message to the cloud awaits an answer");
+    outgoing *o = &d->box[d->answer_next];
+    bool step = o->type == TND_WIRE_STEP;
+    uint32_t n = step ? o->n_tokens : 1;
+    const uint8_t *payload;
+    uint32_t length;
+    tnd_status st = answer(d, step ? TND_WIRE_HIDDEN : TND_WIRE_DONE, step_deadline_ms(d, n), &payload, &length);
+    if (st) {
+        pthread_mutex_lock(&d->mu); /* a send that failed says more than the silence that followed */
+        if (d->send_error[0]) st = tnd_fail(TND_ERR_IO, "%s", d->send_error);
+        pthread_mutex_unlock(&d->mu);
+        return st;
+    }
+    if (step) {
+        tnd_wire_reader r = {.data = payload, .len = length};
+        if (length != 2u * n * (uint32_t)d->n_embd || !tnd_wire_get_f16(&r, x, (size_t)n * (size_t)d->n_embd))
+            return tnd_fail(TND_ERR_FORMAT, "the cloud's hidden states are %u bytes; %u were due", length,
+                            2u * n * (uint32_t)d->n_embd);
+        double now = now_seconds(), from = o->t_queued > d->last_answer_at ? o->t_queued : d->last_answer_at;
+        time_step(d, n, now - from); /* from when the cloud could start on it */
+        d->last_answer_at = now;
+    }
+    pthread_mutex_lock(&d->mu);
+    d->answer_next = (d->answer_next + 1) % OUTBOX;
+    d->n_used--;
+    pthread_mutex_unlock(&d->mu);
+    return TND_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * The stage
  * ---------------------------------------------------------------------------------------------------------- */
 
-static tnd_status send_copies(remote_device *d) {
-    if (!d->n_copies) return TND_OK;
-    d->out.len = 0;
-    tnd_wire_put_copies(&d->out, d->copy_src, d->copy_dst, (uint32_t)d->n_copies);
-    d->n_copies = 0;
-    const uint8_t *payload;
-    uint32_t length;
-    tnd_status st = d->out.failed ? tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a message")
-                                  : tnd_link_send(d->link, TND_WIRE_COPY_BLOCKS, d->out.data, d->out.len);
-    return st ? st : answer(d, TND_WIRE_DONE, step_deadline_ms(d, 1), &payload, &length);
-}
-
-/* One step of the stage: its metadata and hidden states out, the stage's hidden states back into x. */
-static tnd_status step_round_trip(remote_device *d, int32_t group_begin, int32_t group_end, float *x) {
+/* Queues the pending KV block copies, then the step given to begin_step with its hidden states x. */
+static tnd_status send_step(remote_device *d, int32_t group_begin, int32_t group_end, const float *x) {
     const tnd_step *step = d->step;
-    tnd_status st = send_copies(d);
-    if (st) return st;
+    outgoing *o;
+    tnd_status st;
+    if (d->n_copies) {
+        if (!(o = next_entry(d))) return TND_ERR_INTERNAL;
+        tnd_wire_put_copies(&o->msg, d->copy_src, d->copy_dst, (uint32_t)d->n_copies);
+        d->n_copies = 0;
+        if ((st = queue(d, o, TND_WIRE_COPY_BLOCKS, 0))) return st;
+    }
     size_t words = tnd_step_flat_words(step);
     if (words > d->flat_cap) {
         free(d->flat);
@@ -129,36 +235,53 @@ static tnd_status step_round_trip(remote_device *d, int32_t group_begin, int32_t
     tnd_wire_step ws = {.n_tokens = n, .group_begin = (uint32_t)group_begin, .group_end = (uint32_t)group_end,
                         .n_embd = (uint32_t)d->n_embd, .pos = d->flat, .slot = d->flat + n, .n_ctx = d->flat + 2 * n,
                         .table_at = d->flat + 3 * n, .n_table_words = (uint32_t)(words - 4 * (size_t)n),
-                        .tables = d->flat + 4 * n, .hidden = x};
-    d->out.len = 0;
-    tnd_wire_put_step(&d->out, &ws);
-    if (d->out.failed) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a step's message");
-    double t0 = now_seconds();
-    if ((st = tnd_link_send(d->link, TND_WIRE_STEP, d->out.data, d->out.len))) return st;
-    const uint8_t *payload;
-    uint32_t length;
-    if ((st = answer(d, TND_WIRE_HIDDEN, step_deadline_ms(d, n), &payload, &length))) return st;
-    tnd_wire_reader r = {.data = payload, .len = length};
-    if (length != 2u * n * (uint32_t)d->n_embd || !tnd_wire_get_f16(&r, x, (size_t)n * (size_t)d->n_embd))
-        return tnd_fail(TND_ERR_FORMAT, "the cloud's hidden states are %u bytes; %u were due", length,
-                        2u * n * (uint32_t)d->n_embd);
-    time_step(d, n, now_seconds() - t0);
-    return TND_OK;
+                        .tables = d->flat + 4 * n, .hidden = (float *)x}; /* read, not written, by put */
+    if (!(o = next_entry(d))) return TND_ERR_INTERNAL;
+    tnd_wire_put_step(&o->msg, &ws);
+    return queue(d, o, TND_WIRE_STEP, n);
 }
 
-/* A failed round trip leaves the link in no known state (a message may be half sent, an answer may still come), so
- * the device is lost for good: the caller goes on elsewhere (tnd_session_move) or makes a new context. */
-static tnd_status remote_run_stage(tnd_backend *b, int32_t group_begin, int32_t group_end, float *x) {
-    remote_device *d = rd(b);
-    if (d->failure) return tnd_fail(d->failure, "%s", d->message);
-    if (d->lost) return tnd_fail(TND_ERR_DEVICE_LOST, "%s", d->message);
-    tnd_status st = step_round_trip(d, group_begin, group_end, x);
-    if (!st || st == TND_ERR_OUT_OF_MEMORY) return st;
+/* The answers up to the oldest STEP's, its hidden states into x. */
+static tnd_status receive_step(remote_device *d, float *x) {
+    tnd_status st = TND_OK;
+    while (!st && d->n_used && d->box[d->answer_next].type != TND_WIRE_STEP) st = receive(d, NULL);
+    return st ? st : receive(d, x);
+}
+
+/* A failed message leaves the link in no known state (a message may be half sent, an answer may still come), so the
+ * device is lost for good: the caller goes on elsewhere (tnd_session_move) or makes a new context. */
+static tnd_status lose(remote_device *d, tnd_status st) {
+    if (!st || st == TND_ERR_OUT_OF_MEMORY || st == TND_ERR_INTERNAL) return st;
     d->lost = true;
     snprintf(d->message, sizeof d->message, "%s: the cloud link is lost: %s", d->base.name, tnd_last_error());
+    tnd_link_abort(d->link); /* the sender may wait in a send that never ends */
+    stop_sender(d);
     tnd_link_close(d->link);
     d->link = NULL;
     return tnd_fail(TND_ERR_DEVICE_LOST, "%s", d->message);
+}
+
+static tnd_status usable(remote_device *d) {
+    if (d->failure) return tnd_fail(d->failure, "%s", d->message);
+    if (d->lost) return tnd_fail(TND_ERR_DEVICE_LOST, "%s", d->message);
+    return TND_OK;
+}
+
+static tnd_status remote_stage_send(tnd_backend *b, int32_t group_begin, int32_t group_end, const float *x) {
+    remote_device *d = rd(b);
+    tnd_status st = usable(d);
+    return st ? st : lose(d, send_step(d, group_begin, group_end, x));
+}
+
+static tnd_status remote_stage_recv(tnd_backend *b, float *x) {
+    remote_device *d = rd(b);
+    tnd_status st = usable(d);
+    return st ? st : lose(d, receive_step(d, x));
+}
+
+static tnd_status remote_run_stage(tnd_backend *b, int32_t group_begin, int32_t group_end, float *x) {
+    tnd_status st = remote_stage_send(b, group_begin, group_end, x);
+    return st ? st : remote_stage_recv(b, x);
 }
 
 /* Copy-on-write of a forked sequence's block: the cloud copies it in all its pools, so the calls of one copy for
@@ -257,12 +380,16 @@ static void remote_moe_combine(tnd_backend *b, const tnd_tensor *e, const tnd_te
 static void remote_destroy(tnd_backend *b) {
     if (!b) return;
     remote_device *d = rd(b);
+    if (d->link && d->n_used) tnd_link_abort(d->link); /* a step left half done: nothing more can follow */
+    stop_sender(d);
     if (d->link) {
-        tnd_link_send(d->link, TND_WIRE_BYE, NULL, 0);
+        if (!d->n_used) tnd_link_send(d->link, TND_WIRE_BYE, NULL, 0);
         tnd_link_close(d->link);
     }
     free(d->flat);
-    tnd_wire_writer_free(&d->out);
+    for (int i = 0; i < OUTBOX; i++) tnd_wire_writer_free(&d->box[i].msg);
+    pthread_cond_destroy(&d->cv);
+    pthread_mutex_destroy(&d->mu);
     free(d);
 }
 
@@ -298,12 +425,23 @@ static const tnd_backend_vtable remote_vtable = {
     .moe_combine = remote_moe_combine,
     .sigmoid_scale = remote_binary,
     .run_stage = remote_run_stage,
+    .stage_send = remote_stage_send,
+    .stage_recv = remote_stage_recv,
 };
 
 tnd_status tnd_remote_device_init(const tnd_model *m, const tnd_remote_params *p, const char *name, tnd_backend **out) {
     *out = NULL;
     remote_device *d = calloc(1, sizeof *d);
     if (!d) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a remote device");
+    if (pthread_mutex_init(&d->mu, NULL)) {
+        free(d);
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "no mutex for a remote device");
+    }
+    if (pthread_cond_init(&d->cv, NULL)) {
+        pthread_mutex_destroy(&d->mu);
+        free(d);
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "no condition variable for a remote device");
+    }
     d->base.vt = &remote_vtable;
     d->base.impl = d;
     snprintf(d->base.name, sizeof d->base.name, "%s", name);
@@ -320,10 +458,11 @@ tnd_status tnd_remote_device_init(const tnd_model *m, const tnd_remote_params *p
     uint32_t length;
     tnd_status st = tnd_model_id(m, hello.model_id);
     if (!st) st = tnd_link_connect(p->host_port, p->key, timeout, &d->link);
+    tnd_wire_writer *w = &d->box[0].msg;
     if (!st) {
-        tnd_wire_put_hello(&d->out, &hello);
-        st = d->out.failed ? tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory")
-                           : tnd_link_send(d->link, TND_WIRE_HELLO, d->out.data, d->out.len);
+        tnd_wire_put_hello(w, &hello);
+        st = w->failed ? tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory") : tnd_link_send(d->link, TND_WIRE_HELLO,
+                                                                                             w->data, w->len);
     }
     if (!st) st = answer(d, TND_WIRE_WELCOME, timeout, &payload, &length);
     tnd_wire_welcome welcome = {0};
@@ -332,6 +471,9 @@ tnd_status tnd_remote_device_init(const tnd_model *m, const tnd_remote_params *p
         st = tnd_wire_get_welcome(&r, &welcome);
     }
     d->n_embd = (int32_t)welcome.n_embd;
+    if (!st && pthread_create(&d->sender, NULL, send_loop, d))
+        st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "no thread to send to the cloud");
+    d->sender_started = !st;
     if (st) {
         tnd_error_prefix("cloud %s: ", p->host_port);
         tnd_link_close(d->link);
