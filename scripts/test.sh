@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test.sh: set up, build and run the whole test suite. `--sanitize` builds and runs it under ASan + UBSan instead;
-# `--tsan` builds with ThreadSanitizer and runs the tests whose threads share a pool, a model or a server.
+# `--tsan` builds with ThreadSanitizer and runs the tests whose threads share a pool, a model, a server or a cloud link.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,7 +28,7 @@ else
 fi
 cmake --build "$dir" -j "$jobs"
 if [ "$mode" = tsan ]; then
-  ctest --test-dir "$dir" --output-on-failure -j "$jobs" -R 'test_thread_pool|test_concurrency|test_server_batching'
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" -R 'test_thread_pool|test_concurrency|test_server_batching|test_remote$'
   exit 0
 fi
 ctest --test-dir "$dir" --output-on-failure -j "$jobs"
