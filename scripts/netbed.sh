@@ -10,7 +10,8 @@
 # split the time of a decode step beyond the round trip and the bytes' transfer. Profile `poor` also cuts the split
 # link mid-answer and reports the longest silence of the stream. Profiles: lan (1 ms, 1 Gbit/s), 4g (40 ms,
 # 20 Mbit/s), poor (150 ms, 2 Mbit/s). Needs root (namespaces); everything it makes is removed at exit.
-# Settings from the environment: PROMPT_WORDS (48), GEN (64), CUT_AFTER (10 s), TANDEM_BIN (build/tandem).
+# Settings from the environment: PROMPT_WORDS (48), GEN (64), CUT_AFTER (10 s), TANDEM_BIN (build/tandem), and
+# DRAFT=FILE: the split once more with --draft-model FILE (device drafts, the split verifies a draft per round trip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=$(realpath "${1:?usage: scripts/netbed.sh MODEL [lan|4g|poor ...]}")
@@ -153,6 +154,16 @@ for profile in "${profiles[@]}"; do
   extra=$(calc "1000 / $s_tps - $rtt - $bits * 1000 / $bps - 1000 / $d_tps")
   report split "$s_ttft" "$s_tps" "$s_tok" $((u1 - u0)) $((d1 - d0)) \
     "$(printf '; a step beyond round trip, transfer and compute: %+.1f ms' "$extra")"
+  if [ -n "${DRAFT:-}" ]; then # the device's draft model proposes, the split verifies several tokens a round trip
+    before=$(counters)
+    drafted=$(timed ip netns exec tnd-dev "$bin" run -m "$model" -p "$prompt" -n "$gen" --temp 0 --ignore-eos -t 1 \
+      --device remote:127.0.0.1:7071 --remote-key "$work/key" --draft-model "$DRAFT")
+    after=$(counters)
+    read -r s_ttft s_tps s_tok _ _ _ <<< "$drafted"
+    read -r u0 d0 <<< "$before"
+    read -r u1 d1 <<< "$after"
+    report drafted "$s_ttft" "$s_tps" "$s_tok" $((u1 - u0)) $((d1 - d0))
+  fi
 
   if [ "$profile" = poor ]; then # the link is cut a few seconds into the answer (a short prompt, so that the
                                  # answer has begun): the device goes on alone
