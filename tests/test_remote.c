@@ -33,11 +33,21 @@ typedef struct cloud_job {
     tnd_listener *listener;
     const tnd_link_key *key;
     int32_t links;
+    int32_t block_size; /* of the KV cache: 0 = 16 */
+    tnd_cloud_stats stats;
 } cloud_job;
 
+/* The geometry of the devices of these tests: blocks of 16 tokens (several to a prompt: the tables cross the link)
+ * or, for the command line, its default; a context of up to 512. */
 static void *cloud(void *arg) {
     cloud_job *j = arg;
-    tnd_cloud_serve(j->model, j->listener, j->key, 1, j->links);
+    tnd_cloud_params p = tnd_cloud_default_params();
+    p.block_size = j->block_size ? j->block_size : 16;
+    p.n_ctx = 512;
+    p.n_threads = 1;
+    p.max_links = j->links;
+    p.stats = &j->stats;
+    tnd_cloud_serve(j->model, j->listener, j->key, &p);
     return NULL;
 }
 
@@ -146,6 +156,63 @@ static void check_pipelined(tnd_model *local, tnd_model *cloud_model) {
     }
     free(want);
     free(got);
+}
+
+/* Several devices on one cloud at once, each greedy on a prompt of its own: every one gets the local model's tokens
+ * for its prompt while the cloud batches the steps that wait together. */
+enum { N_AT_ONCE = 3 };
+
+typedef struct device_job {
+    tnd_model *model;
+    const char *host_port;
+    int32_t toks[N_PROMPT], greedy[N_GREEDY];
+    float *logits;
+    bool ok;
+} device_job;
+
+static void *device_run(void *arg) {
+    device_job *j = arg;
+    const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
+    j->ok = run_prompt(j->model, 3, kinds, j->host_port, NULL, j->toks, N_PROMPT, j->logits, j->greedy);
+    return NULL;
+}
+
+static void check_devices_at_once(tnd_model *local, tnd_model *cloud_model) {
+    tnd_listener *lis = NULL;
+    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
+    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = N_AT_ONCE};
+    pthread_t tc, td[N_AT_ONCE];
+    pthread_create(&tc, NULL, cloud, &job);
+    char hp[64];
+    snprintf(hp, sizeof hp, "127.0.0.1:%d", tnd_listener_port(lis));
+    int32_t n_vocab = tnd_model_n_vocab(local);
+    const int32_t cpu_only[1] = {0};
+    device_job jobs[N_AT_ONCE];
+    for (int d = 0; d < N_AT_ONCE; d++) {
+        jobs[d] = (device_job){.model = local, .host_port = hp,
+                               .logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab)};
+        for (int i = 0; i < N_PROMPT; i++) jobs[d].toks[i] = prompt[(i + 3 * d) % N_PROMPT];
+        pthread_create(&td[d], NULL, device_run, &jobs[d]);
+    }
+    bool all_same = true;
+    for (int d = 0; d < N_AT_ONCE; d++) {
+        pthread_join(td[d], NULL);
+        int32_t want[N_GREEDY];
+        float *want_logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
+        bool same = CHECK(jobs[d].ok) &&
+                    CHECK(run_prompt(local, 1, cpu_only, NULL, NULL, jobs[d].toks, N_PROMPT, want_logits, want)) &&
+                    !memcmp(want, jobs[d].greedy, sizeof want) &&
+                    tnd_test_nmse(jobs[d].logits, want_logits, (size_t)N_PROMPT * n_vocab) < 1e-5;
+        all_same &= same;
+        free(want_logits);
+        free(jobs[d].logits);
+    }
+    pthread_join(tc, NULL);
+    printf("%d devices at once on one cloud: %s; %lld device steps in %lld forward passes (at most %d devices in "
+           "one)\n", N_AT_ONCE, all_same ? "each the local model's logits and tokens" : "SOMETHING DIFFERS",
+           (long long)job.stats.device_steps, (long long)job.stats.batched_steps, job.stats.most_devices);
+    CHECK(all_same && job.stats.device_steps == N_AT_ONCE * (1 + N_GREEDY));
+    tnd_listener_close(lis);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -476,7 +543,7 @@ static void check_command_line_fallback(const char *path, tnd_model *cloud_model
     CHECK(tnd_test_run(cmd, want, sizeof want) == 0 && strlen(want) > 40);
     tnd_listener *lis = NULL;
     if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
-    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
+    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1, .block_size = 64};
     tap t;
     char hp[64];
     CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
@@ -555,7 +622,7 @@ static bool completion_text(const char *answer, char *text, size_t cap) {
 static void check_server_fallback(const char *path, tnd_model *cloud_model) {
     tnd_listener *lis = NULL;
     if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
-    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
+    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1, .block_size = 64};
     tap t;
     char hp[64], cmd[2048], out[64];
     CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
@@ -626,6 +693,7 @@ int main(void) {
     check_split(local, cloud_model, &ka, key_a, want, want_greedy, "split over TLS");
     check_split(local, cloud_model, NULL, NULL, want, want_greedy, "split over plaintext");
     check_pipelined(local, cloud_model);
+    check_devices_at_once(local, cloud_model);
     check_tap(local, cloud_model);
     check_drafted(local, cloud_model, want_greedy);
     check_fallback(local, cloud_model, want_greedy, false);

@@ -274,7 +274,7 @@ tnd_status tnd_listener_accept(tnd_listener *l, const tnd_link_key *key, int tim
     int fd = accept(l->fd, NULL, NULL);
     if (fd < 0) return tnd_fail(TND_ERR_IO, "accept: %s", strerror(errno));
     fcntl(fd, F_SETFD, FD_CLOEXEC);
-    return new_link(fd, key, true, timeout_ms > 0 ? timeout_ms : HANDSHAKE_MS, out);
+    return new_link(fd, key, true, HANDSHAKE_MS, out);
 }
 
 tnd_status tnd_link_connect(const char *host_port, const tnd_link_key *key, int timeout_ms, tnd_link **out) {

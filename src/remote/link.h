@@ -24,7 +24,8 @@ typedef struct tnd_listener tnd_listener;
 /* Listens on "HOST:PORT" (port 0: any free port, see tnd_listener_port). */
 tnd_status tnd_listener_open(const char *host_port, tnd_listener **out);
 int tnd_listener_port(const tnd_listener *l);
-/* Waits up to timeout_ms (< 0: for ever) for a device and completes the handshake with `key` (NULL: plaintext). TND_ERR_IO for a
+/* Waits up to timeout_ms (< 0: for ever) for a device and completes the handshake with `key` (NULL: plaintext)
+ * within 10 s. TND_ERR_IO for a
  * timeout, a peer that left or holds another key (the message says which). */
 tnd_status tnd_listener_accept(tnd_listener *l, const tnd_link_key *key, int timeout_ms, tnd_link **out);
 void tnd_listener_close(tnd_listener *l);
