@@ -11,7 +11,8 @@
 # link mid-answer and reports the longest silence of the stream. Profiles: lan (1 ms, 1 Gbit/s), 4g (40 ms,
 # 20 Mbit/s), poor (150 ms, 2 Mbit/s). Needs root (namespaces); everything it makes is removed at exit.
 # Settings from the environment: PROMPT_WORDS (48), GEN (64), CUT_AFTER (10 s), TANDEM_BIN (build/tandem), and
-# DRAFT=FILE: the split once more with --draft-model FILE (device drafts, the split verifies a draft per round trip).
+# DRAFT=FILE: the split once more with --draft-model FILE (device drafts, the split verifies a draft per round trip),
+# DEVICES="1 2 4 8": that many devices at once on the one cloud (with and without DRAFT), tokens/s each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=$(realpath "${1:?usage: scripts/netbed.sh MODEL [lan|4g|poor ...]}")
@@ -134,7 +135,7 @@ for profile in "${profiles[@]}"; do
   echo "profile $profile: round trip +$rtt ms, $rate each way"
 
   # split: the cloud's stages over TLS through the delaying relay
-  ip netns exec tnd-cloud "$bin" cloud -m "$model" --listen 10.77.0.2:7070 --key "$work/key" -t 1 \
+  ip netns exec tnd-cloud "$bin" cloud -m "$model" --listen 10.77.0.2:7070 --key "$work/key" -t 1 --parallel 8 \
     2> "$work/cloud.log" & pids+=($!)
   wait_for "$work/cloud.log" serving
   ip netns exec tnd-dev "$delay_bin" --listen 127.0.0.1:7071 --to 10.77.0.2:7070 --delay-ms $rtt \
@@ -164,6 +165,21 @@ for profile in "${profiles[@]}"; do
     read -r u1 d1 <<< "$after"
     report drafted "$s_ttft" "$s_tps" "$s_tok" $((u1 - u0)) $((d1 - d0))
   fi
+  for n_dev in ${DEVICES:-}; do # several devices at once on the one cloud, which batches their steps
+    for variant in plain ${DRAFT:+drafted}; do
+      extra=()
+      [ "$variant" = drafted ] && extra=(--draft-model "$DRAFT")
+      for d in $(seq "$n_dev"); do
+        timed ip netns exec tnd-dev "$bin" run -m "$model" -p "$prompt" -n "$gen" --temp 0 --ignore-eos -t 1 \
+          --device remote:127.0.0.1:7071 --remote-key "$work/key" "${extra[@]}" > "$work/dev$d.out" &
+      done
+      wait $(jobs -p | tail -n "$n_dev")
+      sort -k2 -n "$work"/dev*.out | awk -v n="$n_dev" -v v="$variant" '{ t[NR] = $2; sum += $2 }
+        END { printf "  %d devices at once (%s): tokens/s each min %.1f median %.1f, all together %.1f\n",
+              n, v, t[1], t[int((NR + 1) / 2)], sum }'
+      rm -f "$work"/dev*.out
+    done
+  done
 
   if [ "$profile" = poor ]; then # the link is cut a few seconds into the answer (a short prompt, so that the
                                  # answer has begun): the device goes on alone
