@@ -55,10 +55,11 @@ static void *run_pump(void *arg) {
     chunk *head = NULL, *tail = NULL;
     bool eof = false;
     while (!cut() && (!eof || head)) {
-        double wait = head ? head->due - now_s() : 0.1;
-        int timeout = wait <= 0 ? 0 : wait > 0.1 ? 100 : (int)(wait * 1000) + 1;
+        double wait = head ? head->due - now_s() : 0.1; /* to the microsecond: a millisecond would add up */
+        wait = wait < 0 ? 0 : wait > 0.1 ? 0.1 : wait;
+        struct timespec timeout = {.tv_sec = 0, .tv_nsec = (long)(wait * 1e9)};
         struct pollfd pf = {.fd = p->from, .events = eof ? 0 : POLLIN};
-        if (poll(&pf, 1, timeout) < 0 && errno != EINTR) break;
+        if (ppoll(&pf, 1, &timeout, NULL) < 0 && errno != EINTR) break;
         if (pf.revents & (POLLIN | POLLHUP | POLLERR)) {
             uint8_t buf[65536];
             ssize_t n = read(p->from, buf, sizeof buf);
