@@ -132,7 +132,8 @@ static void check_pipelined(tnd_model *local, tnd_model *cloud_model) {
     uint32_t x = 12345;
     toks[0] = 1;
     for (int i = 1; i < N_LONG; i++) toks[i] = 3 + (int32_t)((x = x * 1103515245u + 12345u) >> 8) % (n_vocab - 3);
-    float *want = malloc(sizeof(float) * N_LONG * (size_t)n_vocab), *got = malloc(sizeof(float) * N_LONG * (size_t)n_vocab);
+    size_t bytes = sizeof(float) * N_LONG * (size_t)n_vocab;
+    float *want = malloc(bytes), *got = malloc(bytes);
     const int32_t cpu_only[1] = {0}, kinds[3] = {0, TND_DEVICE_REMOTE, 0};
     CHECK(run_prompt(local, 1, cpu_only, NULL, NULL, toks, N_LONG, want, want_greedy));
     tnd_listener *lis = NULL;
@@ -582,7 +583,8 @@ static void check_command_line_fallback(const char *path, tnd_model *cloud_model
     snprintf(cmd, sizeof cmd, "cat '%s/run.err'", dir);
     CHECK(tnd_test_run(cmd, note, sizeof note) == 0 && strstr(note, "going on here with the fallback model"));
     snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Hi' -n 2 --device cpu,remote:127.0.0.1:%d,cpu --insecure "
-             "--fallback-model '%s' 2>&1", TND_TANDEM_BIN, path, free_port(), tnd_fixture("vocab/ggml-vocab-llama-spm.gguf"));
+             "--fallback-model '%s' 2>&1", TND_TANDEM_BIN, path, free_port(),
+             tnd_fixture("vocab/ggml-vocab-llama-spm.gguf"));
     CHECK(tnd_test_run(cmd, got, sizeof got) != 0 && strstr(got, "has 32000 tokens, the model 512"));
 }
 

@@ -1,7 +1,7 @@
 /* test_session.c: the generation session on the real stories260K model: greedy text equal to a plain decode loop,
  * rollback and clone that reproduce the same tokens, text and random draws, batched steps equal to single ones,
- * prefix reuse, a move to another context, the stop conditions (end of generation, stop strings, budget, context, cancellation) and clear
- * errors. */
+ * prefix reuse, a move to another context, the stop conditions (end of generation, stop strings, budget, context,
+ * cancellation) and clear errors. */
 #include "harness.h"
 
 #include "tandem.h"

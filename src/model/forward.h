@@ -91,7 +91,8 @@ void tnd_moe_forward(const tnd_forward *fw, tnd_backend *d, const tnd_activation
  * stage, the last ending with the output head for the rows with want[i] != 0, whose logits (or, with
  * output_hidden, their normed hidden states) go to logits_out (host, row after row, room for all of them); *n_out
  * receives their count. Returns TND_OK or the first failure a device reported (the
- * logits and the step's KV rows are then not to be used). */
+ * logits and the step's KV rows are then not to be used). A step of 2 * TND_PIPELINE_SLICE tokens or more through a
+ * device with stage_send goes in slices, several in flight. */
 tnd_status tnd_forward_run(const tnd_forward *fw, const tnd_step *step, const int32_t *tokens, const int8_t *want,
                            float *logits_out, int32_t *n_out);
 

@@ -1,6 +1,7 @@
 /* transformer.c: the forward pass of a decoder-only transformer (Llama, Qwen 2, Qwen 3 and their mixtures of experts
  * share it; the architecture descriptor and the bound weights say which optional parts run, moe.c holds the experts'
  * block), written only against device ops so that any device can run any layer range. */
+#include "core/error.h"
 #include "model/forward.h"
 
 #include <math.h>
@@ -196,7 +197,8 @@ static tnd_status run_pipelined(const tnd_forward *fw, const tnd_step *step, int
     const tnd_stage *stage = &fw->stages[r];
     tnd_backend *remote = fw->devices[stage->device];
     tnd_status st = TND_OK;
-    for (int64_t sent = 0, done = 0; done < n_slices && !st;) {
+    int64_t sent = 0, done = 0;
+    while (done < n_slices && !st) {
         if (sent < n_slices && sent - done < TND_PIPELINE_DEPTH) {
             int64_t at = sent * TND_PIPELINE_SLICE, m = n - at < TND_PIPELINE_SLICE ? n - at : TND_PIPELINE_SLICE;
             tnd_step slice = slice_of(step, at, m);
@@ -218,6 +220,12 @@ static tnd_status run_pipelined(const tnd_forward *fw, const tnd_step *step, int
                             logits_out + (size_t)*n_out * (size_t)(fw->output_hidden ? e : fw->hp->n_vocab), &rows);
         *n_out += rows;
         done++;
+    }
+    if (st && done < sent) { /* slices still in flight are taken back, so that a later step's answer is its own */
+        char message[512];
+        snprintf(message, sizeof message, "%s", tnd_last_error());
+        while (done < sent && !remote->vt->stage_recv(remote, fw->host_x)) done++;
+        tnd_fail(st, "%s", message);
     }
     return st;
 }

@@ -337,7 +337,8 @@ static tnd_status run_batch(cloud *c, int32_t n_links) {
             c->slots[n] = s->slots64[t];
             c->tables[n] = s->tables32 + s->table_at[t];
         }
-        memcpy(c->x + (size_t)(n - (int32_t)s->n_tokens) * (size_t)e, s->hidden, sizeof(float) * s->n_tokens * (size_t)e);
+        size_t first_row = (size_t)(n - (int32_t)s->n_tokens);
+        memcpy(c->x + first_row * (size_t)e, s->hidden, sizeof(float) * s->n_tokens * (size_t)e);
     }
     const link_state *first = &c->links[c->batch[0]];
     tnd_step step = {.n_tokens = n, .pos = c->pos, .slots = c->slots, .block_tables = c->tables, .n_ctx = c->n_ctx,

@@ -18,7 +18,8 @@ enum {
     DEFAULT_TIMEOUT_MS = 30000, /* the deadline of the handshake (unless given) and of steps of a kind not timed yet */
     STALL_SLACK_MS = 500,       /* a timed step's deadline: this plus STALL_FACTOR times the time it should take */
     STALL_FACTOR = 4,
-    SMALL_STEP = 4,             /* steps of up to this many tokens (decode) are timed as one kind, longer ones per token */
+    SMALL_STEP = 4,             /* steps of up to this many tokens (decode) are timed as one kind, longer ones per
+                                   token */
     MAX_PENDING_COPIES = 4096,
     OUTBOX = 8                  /* messages in flight at most: the slices of a pipelined step and a COPY_BLOCKS */
 };
@@ -156,7 +157,8 @@ static void stop_sender(remote_device *d) {
 
 /* The next free entry of the ring, its message emptied; NULL (with the status set) when the ring is full. */
 static outgoing *next_entry(remote_device *d) {
-    if (d->n_used == OUTBOX) return tnd_fail(TND_ERR_INTERNAL, "more than %d messages to the cloud in flight", OUTBOX), NULL;
+    if (d->n_used == OUTBOX)
+        return tnd_fail(TND_ERR_INTERNAL, "more than %d messages to the cloud in flight", OUTBOX), NULL;
     outgoing *o = &d->box[(d->answer_next + d->n_used) % OUTBOX];
     o->msg.len = 0;
     o->msg.failed = false;

@@ -114,10 +114,11 @@ int32_t tnd_model_n_ctx_train(const tnd_model *m) {
 
 static tnd_status check_params(const tnd_context_params *p) {
     if (p->n_ctx < 0 || p->n_batch < 1 || p->n_seq_max < 1 || p->n_threads < 0 || p->kv_block_size < 1 ||
-        p->n_batch > (1 << 20) || p->n_seq_max > (1 << 16) || p->kv_block_size > 4096 || p->remote_connect_timeout_ms < 0)
+        p->n_batch > (1 << 20) || p->n_seq_max > (1 << 16) || p->kv_block_size > 4096 ||
+        p->remote_connect_timeout_ms < 0)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "context params out of range: n_ctx %d, n_batch %d, n_seq_max %d,"
-                        " n_threads %d, kv_block_size %d, remote_connect_timeout_ms %d", p->n_ctx, p->n_batch, p->n_seq_max,
-                        p->n_threads, p->kv_block_size, p->remote_connect_timeout_ms);
+                        " n_threads %d, kv_block_size %d, remote_connect_timeout_ms %d", p->n_ctx, p->n_batch,
+                        p->n_seq_max, p->n_threads, p->kv_block_size, p->remote_connect_timeout_ms);
     return TND_OK;
 }
 
