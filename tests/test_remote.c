@@ -400,6 +400,8 @@ static void check_drafted(tnd_model *local, tnd_model *cloud_model, const int32_
     tnd_listener_close(lis);
 }
 
+static int free_port(void);
+
 /* ------------------------------------------------------------------------------------------------------------
  * The link dies mid-answer: the generation goes on locally
  * ---------------------------------------------------------------------------------------------------------- */
@@ -408,6 +410,76 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* What a greedy session split over the cloud at hp did, going on here where the link was lost. */
+typedef struct fallback_run {
+    bool same;          /* the local model's greedy tokens */
+    int32_t lost_at;    /* tokens generated when the link was lost (-1: never) */
+    double t_lost;      /* seconds the failing step took */
+    double t_next;      /* seconds from the move to the next token */
+    double step_before; /* the median decode step before the loss */
+} fallback_run;
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static fallback_run greedy_with_fallback(tnd_model *local, const char *hp, const int32_t *want_greedy) {
+    fallback_run r = {.lost_at = -1};
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = 128;
+    p.n_threads = 1;
+    p.kv_block_size = 16;
+    const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
+    p.n_devices = 3;
+    p.device_kinds = kinds;
+    p.remote = hp;
+    tnd_context *split = NULL, *here = NULL;
+    tnd_tokenizer *tok = NULL;
+    tnd_session *s = NULL;
+    double steps[N_GREEDY + 1];
+    int n_steps = 0;
+    CHECK_OK(tnd_tokenizer_init(local, &tok));
+    if (CHECK_OK(tnd_context_init(local, &p, &split)) && CHECK_OK(tnd_session_init(split, tok, 0, 0, &s))) {
+        tnd_generate_params g = tnd_generate_default_params();
+        g.sampling.temperature = 0;
+        g.ignore_eog = 1;
+        g.max_tokens = N_GREEDY;
+        CHECK_OK(tnd_session_start(s, &g, prompt, N_PROMPT));
+        for (bool first = true; tnd_session_finish_reason(s) == TND_FINISH_NONE; first = false) {
+            double t0 = now_s();
+            tnd_status st = tnd_session_step(s);
+            if (st == TND_ERR_DEVICE_LOST && r.lost_at < 0) {
+                r.t_lost = now_s() - t0;
+                tnd_session_stats ss;
+                tnd_session_stats_get(s, &ss);
+                r.lost_at = ss.n_generated;
+                tnd_context_params lp = tnd_context_default_params();
+                lp.n_ctx = 128;
+                lp.n_threads = 1;
+                if (!CHECK_OK(tnd_context_init(local, &lp, &here)) || !CHECK_OK(tnd_session_move(s, here, 0))) break;
+                t0 = now_s();
+                CHECK_OK(tnd_session_step(s)); /* the record evaluated again, and the next token */
+                r.t_next = now_s() - t0;
+            } else if (!CHECK_OK(st)) {
+                break;
+            } else if (!first && r.lost_at < 0) {
+                steps[n_steps++] = now_s() - t0;
+            }
+        }
+        int32_t n = 0;
+        const int32_t *tokens = tnd_session_tokens(s, &n);
+        r.same = n == N_PROMPT + N_GREEDY && !memcmp(tokens + N_PROMPT, want_greedy, sizeof(int32_t) * N_GREEDY);
+    }
+    qsort(steps, (size_t)n_steps, sizeof *steps, by_value);
+    r.step_before = n_steps ? steps[n_steps / 2] : 0;
+    tnd_session_free(s);
+    tnd_context_free(here);
+    tnd_context_free(split);
+    tnd_tokenizer_free(tok);
+    return r;
 }
 
 /* A greedy session split over a link that is cut (or stalls) after a few steps: the step fails with
@@ -425,59 +497,45 @@ static void check_fallback(tnd_model *local, tnd_model *cloud_model, const int32
     pthread_t tc, tt;
     pthread_create(&tc, NULL, cloud, &job);
     pthread_create(&tt, NULL, tap_run, &t);
-    tnd_context_params p = tnd_context_default_params();
-    p.n_ctx = 128;
-    p.n_threads = 1;
-    p.kv_block_size = 16;
-    const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
-    p.n_devices = 3;
-    p.device_kinds = kinds;
-    p.remote = hp;
-    tnd_context *split = NULL, *here = NULL;
-    tnd_tokenizer *tok = NULL;
-    tnd_session *s = NULL;
-    CHECK_OK(tnd_tokenizer_init(local, &tok));
-    if (CHECK_OK(tnd_context_init(local, &p, &split)) && CHECK_OK(tnd_session_init(split, tok, 0, 0, &s))) {
-        tnd_generate_params g = tnd_generate_default_params();
-        g.sampling.temperature = 0;
-        g.ignore_eog = 1;
-        g.max_tokens = N_GREEDY;
-        CHECK_OK(tnd_session_start(s, &g, prompt, N_PROMPT));
-        int32_t lost_at = -1;
-        double t_lost = 0, t_next = 0;
-        while (tnd_session_finish_reason(s) == TND_FINISH_NONE) {
-            double t0 = now_s();
-            tnd_status st = tnd_session_step(s);
-            if (st == TND_ERR_DEVICE_LOST && lost_at < 0) {
-                t_lost = now_s() - t0;
-                tnd_session_stats ss;
-                tnd_session_stats_get(s, &ss);
-                lost_at = ss.n_generated;
-                tnd_context_params lp = tnd_context_default_params();
-                lp.n_ctx = 128;
-                lp.n_threads = 1;
-                if (!CHECK_OK(tnd_context_init(local, &lp, &here)) || !CHECK_OK(tnd_session_move(s, here, 0))) break;
-                t0 = now_s();
-                CHECK_OK(tnd_session_step(s)); /* the record evaluated again, and the next token */
-                t_next = now_s() - t0;
-            } else if (!CHECK_OK(st)) break;
-        }
-        int32_t n = 0;
-        const int32_t *tokens = tnd_session_tokens(s, &n);
-        bool same = n == N_PROMPT + N_GREEDY && !memcmp(tokens + N_PROMPT, want_greedy, sizeof(int32_t) * N_GREEDY);
-        printf("link %s after %d of %d tokens: lost after %.3f s in the step, next token here %.3f s later, "
-               "greedy %s\n", stall ? "stalls" : "cut", lost_at, N_GREEDY, t_lost, t_next,
-               same ? "equal to the local model" : "DIFFERS");
-        CHECK(lost_at > 0 && lost_at < N_GREEDY && same && t_lost < 1.0);
-    }
-    tnd_session_free(s);
-    tnd_context_free(here);
-    tnd_context_free(split);
-    tnd_tokenizer_free(tok);
+    fallback_run r = greedy_with_fallback(local, hp, want_greedy);
+    printf("link %s after %d of %d tokens: lost after %.3f s in the step, next token here %.3f s later, greedy %s\n",
+           stall ? "stalls" : "cut", r.lost_at, N_GREEDY, r.t_lost, r.t_next,
+           r.same ? "equal to the local model" : "DIFFERS");
+    CHECK(r.lost_at > 0 && r.lost_at < N_GREEDY && r.same && r.t_lost < 1.0);
     pthread_join(tt, NULL);
     pthread_join(tc, NULL);
     free(t.seen);
     close(t.listen_fd);
+    tnd_listener_close(lis);
+}
+
+/* The relay of scripts/netbed.sh (link_delay) between device and cloud: a decode step takes at least its added
+ * round trip, and the cut it makes mid-answer is a lost device the session outlives. */
+static void check_link_delay(tnd_model *local, tnd_model *cloud_model, const int32_t *want_greedy) {
+    enum { DELAY_MS = 100 };
+    tnd_listener *lis = NULL;
+    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
+    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
+    pthread_t tc;
+    pthread_create(&tc, NULL, cloud, &job);
+    int port = free_port(), pid = 0;
+    char cmd[1024], out[64], log[1024], hp[64];
+    snprintf(cmd, sizeof cmd, "%s --listen 127.0.0.1:%d --to 127.0.0.1:%d --delay-ms %d --cut-after 1.5 "
+             ">/dev/null 2>'%s/delay.log' & echo $!", TND_LINK_DELAY_BIN, port, tnd_listener_port(lis), DELAY_MS, dir);
+    if (tnd_test_run(cmd, out, sizeof out) == 0) pid = atoi(out);
+    snprintf(cmd, sizeof cmd, "cat '%s/delay.log'", dir);
+    bool up = false;
+    for (int i = 0; i < 100 && pid > 0 && !up; i++, usleep(20000))
+        up = tnd_test_run(cmd, log, sizeof log) == 0 && strstr(log, "round trip");
+    snprintf(hp, sizeof hp, "127.0.0.1:%d", port);
+    if (CHECK(up)) {
+        fallback_run r = greedy_with_fallback(local, hp, want_greedy);
+        printf("link_delay +%d ms: a decode step took %.3f s; cut after 1.5 s, at token %d of %d; greedy %s\n",
+               DELAY_MS, r.step_before, r.lost_at, N_GREEDY, r.same ? "equal to the local model" : "DIFFERS");
+        CHECK(r.step_before >= DELAY_MS / 1000.0 && r.lost_at > 0 && r.lost_at < N_GREEDY && r.same);
+    }
+    if (pid > 0) kill(pid, SIGTERM);
+    pthread_join(tc, NULL);
     tnd_listener_close(lis);
 }
 
@@ -700,6 +758,7 @@ int main(void) {
     check_drafted(local, cloud_model, want_greedy);
     check_fallback(local, cloud_model, want_greedy, false);
     check_fallback(local, cloud_model, want_greedy, true);
+    check_link_delay(local, cloud_model, want_greedy);
 
     /* refusals: another key, another model, a plan that gives the cloud the embedding */
     tnd_listener *lis = NULL;
