@@ -26,6 +26,7 @@ static int usage(FILE *f) {
 static bool turn(cli_session *s, const cli_gen_options *o, const char *template_name, const tnd_chat_message *msgs,
                  size_t n, uint32_t flags, char **reply) {
     tnd_generate_params gp = cli_generate_params(o, s, stdout, true);
+    cli_session_try_plan(s); /* a cloud lost in an earlier turn may answer again */
     if (tnd_session_start_chat(s->session, &gp, template_name, msgs, n, flags) != TND_OK)
         return cli_error("chat prompt (a longer context: -c)"), false;
     if (!cli_session_generate(s)) return false;

@@ -36,6 +36,8 @@ bool cli_fallback_open(cli_fallback *f, const char *fallback_path, tnd_model *mo
     for (int32_t d = 0; p->device_kinds && d < p->n_devices; d++) beyond_cpu |= p->device_kinds[d] != 0;
     if (!beyond_cpu) return true; /* the CPU is not lost while the process runs */
     f->armed = true;
+    f->plan = *p;
+    f->plan.progress = NULL;
     f->params = *p;
     f->params.n_devices = 1;
     f->params.device_kinds = NULL;
@@ -60,14 +62,40 @@ tnd_context *cli_fallback_take(cli_fallback *f, tnd_model *model) {
     if (!f->armed) return NULL;
     tnd_context *ctx = f->ready;
     f->ready = NULL;
+    f->lost = true;
     if (!ctx && tnd_context_init(f->model ? f->model : model, &f->params, &ctx) != TND_OK) {
         fprintf(stderr, "\ntandem: %s; no context here to go on in: %s\n", lost, tnd_last_error());
+        f->retry_at = t0; /* the plan again at the next request */
+        f->running = false;
         return NULL;
     }
-    f->n_switches++;
+    f->retry_at = t0 + CLI_RETRY_SECONDS;
+    f->running = true;
     fprintf(stderr, "\ntandem: note: %s; going on here with %s (ready in %.3f s)\n", lost,
             f->model ? "the fallback model" : "the whole model", cli_now() - t0);
     return ctx;
+}
+
+tnd_context *cli_fallback_retry(cli_fallback *f, tnd_model *model) {
+    double now = cli_now();
+    if (!f->lost || now < f->retry_at) return NULL;
+    tnd_context_params p = f->plan;
+    p.remote_connect_timeout_ms = CLI_RECONNECT_TIMEOUT_MS;
+    tnd_context *ctx = NULL;
+    if (tnd_context_init(model, &p, &ctx) != TND_OK) {
+        f->retry_at = now + CLI_RETRY_SECONDS;
+        return NULL;
+    }
+    f->lost = false;
+    fprintf(stderr, "tandem: note: the plan's devices answer again%s%s%s; going on with them\n",
+            p.remote ? " (the cloud at " : "", p.remote ? p.remote : "", p.remote ? ")" : "");
+    return ctx;
+}
+
+void cli_fallback_keep(cli_fallback *f, tnd_context *current) {
+    if (f->running && f->model && !f->ready) f->ready = current; /* ready for the next loss */
+    else tnd_context_free(current);
+    f->running = false;
 }
 
 void cli_fallback_close(cli_fallback *f) {

@@ -9,12 +9,20 @@
 
 #include <stdbool.h>
 
+enum {
+    CLI_RETRY_SECONDS = 10,        /* after a loss, how often the plan's devices are tried again (at a new request) */
+    CLI_RECONNECT_TIMEOUT_MS = 2000 /* and how long a try waits for the cloud */
+};
+
 typedef struct cli_fallback {
     bool armed;                 /* the plan has a device that can be lost (a cloud, a GPU) */
     tnd_model *model;           /* --fallback-model's; NULL: the command's own */
-    tnd_context_params params;  /* the command's context, on the CPU alone */
+    tnd_context_params plan;    /* the command's context on the plan's devices (its arrays are the caller's) */
+    tnd_context_params params;  /* the same on the CPU alone */
     tnd_context *ready;         /* the fallback model's context, made at start */
-    int32_t n_switches;
+    bool lost;                  /* a device of the plan was lost: its devices are to be tried again */
+    bool running;               /* the context the command runs on is the one cli_fallback_take gave */
+    double retry_at;            /* when to try the plan's devices again */
 } cli_fallback;
 
 /* Prepares the way out for a context of params p on `model` (tokenizer tok); nothing where p runs on the CPU alone.
@@ -25,6 +33,13 @@ bool cli_fallback_open(cli_fallback *f, const char *fallback_path, tnd_model *mo
 /* After a step returned TND_ERR_DEVICE_LOST: a context to go on in (the caller owns it), with a note on stderr of
  * what was lost and what runs now; NULL (after printing why) where there is none. */
 tnd_context *cli_fallback_take(cli_fallback *f, tnd_model *model);
+
+/* While on the fallback, at a new request: where the loss is CLI_RETRY_SECONDS old, a context on the plan's devices
+ * if they answer (noted on stderr; the caller moves its sessions there, and hands back `current`, the fallback's
+ * context, which is kept where it is a fallback model's and freed otherwise); else NULL, and the next try comes
+ * CLI_RETRY_SECONDS later. */
+tnd_context *cli_fallback_retry(cli_fallback *f, tnd_model *model);
+void cli_fallback_keep(cli_fallback *f, tnd_context *current);
 
 void cli_fallback_close(cli_fallback *f);
 

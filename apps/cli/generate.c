@@ -122,17 +122,12 @@ bool cli_session_open(cli_session *s, const cli_gen_options *o) {
     p.n_batch = o->n_batch;
     p.n_threads = o->n_threads;
     cli_kv_apply(&o->kv, &p);
-    int32_t *groups = NULL;
-    if (!cli_plan_make(&o->plan, s->model, &p, &groups)) return false;
+    if (!cli_plan_make(&o->plan, s->model, &p, &s->groups)) return false;
     cli_load_progress(&p);
-    if (!cli_fallback_open(&s->fallback, o->plan.fallback_model, s->model, s->tok, &p)) {
-        free(groups);
-        return false;
-    }
+    if (!cli_fallback_open(&s->fallback, o->plan.fallback_model, s->model, s->tok, &p)) return false;
     tnd_status st = tnd_context_init(s->model, &p, &s->ctx);
     if (st != TND_OK && s->fallback.ready) st = (s->ctx = cli_fallback_take(&s->fallback, s->model)) ? TND_OK : st;
     else if (st != TND_OK && cli_plan_fell_back(&o->plan, &p)) st = tnd_context_init(s->model, &p, &s->ctx);
-    free(groups);
     if (st != TND_OK) {
         cli_error(o->model_path);
         return false;
@@ -153,6 +148,7 @@ void cli_session_close(cli_session *s) {
     tnd_grammar_free(s->grammar);
     tnd_context_free(s->ctx);
     cli_fallback_close(&s->fallback);
+    free(s->groups);
     tnd_tokenizer_free(s->tok);
     tnd_model_close(s->model);
     memset(s, 0, sizeof *s);
@@ -176,6 +172,18 @@ tnd_generate_params cli_generate_params(const cli_gen_options *o, const cli_sess
     p.on_text = write_text;
     p.user = out;
     return p;
+}
+
+void cli_session_try_plan(cli_session *s) {
+    tnd_context *ctx = cli_fallback_retry(&s->fallback, s->model);
+    if (!ctx) return;
+    if (tnd_session_move(s->session, ctx, 0) != TND_OK) { /* (cannot happen: the same sequence and vocabulary) */
+        tnd_context_free(ctx);
+        s->fallback.lost = true;
+        return;
+    }
+    cli_fallback_keep(&s->fallback, s->ctx);
+    s->ctx = ctx;
 }
 
 bool cli_session_generate(cli_session *s) {

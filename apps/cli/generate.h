@@ -52,6 +52,7 @@ typedef struct cli_session {
     cli_draft draft;         /* the draft model of --draft-model */
     tnd_grammar *grammar;    /* of --grammar or --json; NULL = none */
     cli_fallback fallback;   /* where a split with a cloud goes on when the link dies */
+    int32_t *groups;         /* the plan's arrays (the fallback tries the plan again with them) */
     double t_load;
 } cli_session;
 
@@ -62,6 +63,10 @@ void cli_session_close(cli_session *s);
 /* The session's generation parameters from the options (and the session's grammar), streaming the text to `out`.
  * keep_space: the text continues a prompt (keep the first piece's leading space). */
 tnd_generate_params cli_generate_params(const cli_gen_options *o, const cli_session *s, FILE *out, bool keep_space);
+
+/* Before a new request: where a device was lost a while ago, the session moves back to the plan's devices if they
+ * answer again. */
+void cli_session_try_plan(cli_session *s);
 
 /* Runs the started generation to its end, going on here when the cloud link dies; prints the error and returns
  * false on failure. */

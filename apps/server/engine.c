@@ -153,21 +153,13 @@ typedef struct slot {
     tnd_speculation_stats spec_seen; /* its speculation figures at its last request's end (for the metrics) */
 } slot;
 
-enum {
-    RETRY_SECONDS = 10,         /* after a lost device, how often an idle engine tries the plan's devices again */
-    RECONNECT_TIMEOUT_MS = 2000 /* and how long it waits for the cloud to answer then */
-};
-
 struct srv_engine {
     const srv_config *cfg;
     const tnd_tokenizer *tok;
     srv_metrics *metrics;
     tnd_model *model;
     tnd_context *ctx;
-    tnd_context_params params;         /* of the context on every device of the plan */
-    cli_fallback fallback;             /* where the sessions go when a device of the plan is lost */
-    bool on_fallback;                  /* ctx is the fallback's until the plan's devices are back */
-    double retry_at;
+    cli_fallback fallback;             /* where the sessions go when a device of the plan is lost, and back */
     int32_t n_vocab, n_ctx, n_slots;
     tnd_pooling pooling;               /* of embeddings */
     slot *slots;
@@ -431,52 +423,44 @@ static void abort_slot(slot *s, int status, const char *message) {
  * A lost device, and its return
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* Moves every slot's session, running or idle, to ctx, which becomes the engine's context; a running request goes
- * on there where it stopped (its session evaluates its record again and samples on). A move fails only on
- * arguments that hold here (the same sequences, vocabulary and size); should one fail, every session stays and ctx
- * is freed (false). */
-static bool move_all(srv_engine *e, tnd_context *ctx) {
+/* Moves every slot's session, running or idle, to ctx, which becomes the engine's context, and returns the one
+ * before it (the caller frees or keeps it); a running request goes on where it stopped (its session evaluates its
+ * record again and samples on). A move fails only on arguments that hold here (the same sequences, vocabulary and
+ * size); should one fail, every session stays, ctx is freed and NULL returned. */
+static tnd_context *move_all(srv_engine *e, tnd_context *ctx) {
     int32_t moved = 0;
     while (moved < e->n_slots && tnd_session_move(e->slots[moved].session, ctx, e->slots[moved].seq) == TND_OK) moved++;
     if (moved < e->n_slots) {
         fprintf(stderr, "tandem serve: the sessions cannot move to another context: %s\n", tnd_last_error());
         while (moved-- > 0) tnd_session_move(e->slots[moved].session, e->ctx, e->slots[moved].seq);
         tnd_context_free(ctx);
-        return false;
+        return NULL;
     }
-    tnd_context_free(e->ctx);
+    tnd_context *before = e->ctx;
     e->ctx = ctx;
-    return true;
+    return before;
 }
 
 /* A step found a device of the plan lost: every session goes on in the fallback context. Without one, the running
- * requests end with 503 and the next ones try the plan again. */
+ * requests end with 503 and the next request tries the plan again. */
 static void fall_back(srv_engine *e) {
-    tnd_context *here = cli_fallback_take(&e->fallback, e->model);
-    bool moved = here && move_all(e, here);
-    if (!moved)
+    tnd_context *here = cli_fallback_take(&e->fallback, e->model), *lost = here ? move_all(e, here) : NULL;
+    if (!lost)
         for (int32_t i = 0; i < e->n_slots; i++)
             if (e->slots[i].req) abort_slot(&e->slots[i], 503, "a device of the plan was lost mid-answer");
-    e->on_fallback = moved;
-    e->retry_at = srv_now() + (moved ? RETRY_SECONDS : 0);
-    srv_metrics_device(e->metrics, true, moved);
+    tnd_context_free(lost);
+    srv_metrics_device(e->metrics, true, lost != NULL);
 }
 
 /* While on the fallback and idle, with a request to admit: the plan's devices again where they answer. */
 static void try_plan_again(srv_engine *e) {
-    double now = srv_now();
-    if (!e->on_fallback || now < e->retry_at) return;
-    tnd_context_params p = e->params;
-    p.remote_connect_timeout_ms = RECONNECT_TIMEOUT_MS;
-    tnd_context *ctx = NULL;
-    if (tnd_context_init(e->model, &p, &ctx) != TND_OK || !move_all(e, ctx)) {
-        e->retry_at = now + RETRY_SECONDS;
+    tnd_context *ctx = cli_fallback_retry(&e->fallback, e->model), *fallback = ctx ? move_all(e, ctx) : NULL;
+    if (!fallback) {
+        if (ctx) e->fallback.lost = true; /* (cannot happen: see move_all) */
         return;
     }
-    e->on_fallback = false;
+    cli_fallback_keep(&e->fallback, fallback);
     srv_metrics_device(e->metrics, false, false);
-    fprintf(stderr, "tandem serve: the plan's devices answer again%s%s; new requests use them\n",
-            e->params.remote ? ": the cloud at " : "", e->params.remote ? e->params.remote : "");
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -625,15 +609,12 @@ tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_t
     }
     p.kv_type = p.k_type = cfg->k_type;
     p.v_type = cfg->v_type;
-    e->params = p;
     if (!cli_fallback_open(&e->fallback, cfg->fallback_model, model, tok, &p)) {
         st = TND_ERR_INVALID_ARGUMENT;
         goto fail;
     }
     if ((st = tnd_context_init(model, &p, &e->ctx))) { /* a cloud out of reach: serve here until it answers */
         if (!p.remote || !(e->ctx = cli_fallback_take(&e->fallback, model))) goto fail;
-        e->on_fallback = true;
-        e->retry_at = srv_now() + RETRY_SECONDS;
         srv_metrics_device(metrics, false, true);
         st = TND_OK;
     }
