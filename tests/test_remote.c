@@ -402,6 +402,61 @@ static void check_drafted(tnd_model *local, tnd_model *cloud_model, const int32_
 
 static int free_port(void);
 
+/* An idle link carries a heartbeat (PING, answered by PONG, which the device passes over), and a step after it
+ * gives the local model's logits. */
+static void check_heartbeat(tnd_model *local, tnd_model *cloud_model) {
+    tnd_listener *lis = NULL;
+    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
+    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
+    tap t;
+    char hp[64];
+    CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
+    pthread_t tc, tt;
+    pthread_create(&tc, NULL, cloud, &job);
+    pthread_create(&tt, NULL, tap_run, &t);
+    int32_t n_vocab = tnd_model_n_vocab(local), greedy[N_GREEDY];
+    float *want = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
+    const int32_t cpu_only[1] = {0}, kinds[3] = {0, TND_DEVICE_REMOTE, 0};
+    CHECK(run_prompt(local, 1, cpu_only, NULL, NULL, prompt, N_PROMPT, want, greedy));
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = 128;
+    p.n_threads = 1;
+    p.kv_block_size = 16;
+    p.n_devices = 3;
+    p.device_kinds = kinds;
+    p.remote = hp;
+    tnd_context *ctx = NULL;
+    int32_t pos[N_PROMPT], seq[N_PROMPT] = {0};
+    int8_t last[N_PROMPT] = {0};
+    for (int i = 0; i < N_PROMPT; i++) pos[i] = i;
+    last[N_PROMPT - 1] = 1;
+    bool ok = CHECK_OK(tnd_context_init(local, &p, &ctx));
+    tnd_batch first = {.n_tokens = N_PROMPT - 1, .tokens = prompt, .pos = pos, .seq_id = seq, .logits = last};
+    tnd_batch then = {.n_tokens = 1, .tokens = prompt + N_PROMPT - 1, .pos = pos + N_PROMPT - 1, .seq_id = seq,
+                      .logits = last + N_PROMPT - 1};
+    if (ok) ok = CHECK_OK(tnd_context_decode(ctx, &first));
+    sleep(6); /* idle past the heartbeat */
+    if (ok) ok = CHECK_OK(tnd_context_decode(ctx, &then));
+    double e = ok ? tnd_test_nmse(tnd_context_logits(ctx, 0), want + (size_t)(N_PROMPT - 1) * n_vocab,
+                                  (size_t)n_vocab) : 1;
+    tnd_context_free(ctx);
+    pthread_join(tt, NULL);
+    pthread_join(tc, NULL);
+    int pings = 0;
+    for (size_t at = 0; at + TND_WIRE_HEADER_BYTES <= t.n_seen;) {
+        tnd_wire_header h;
+        if (tnd_wire_get_header(t.seen + at, &h) != TND_OK) break;
+        pings += h.type == TND_WIRE_PING;
+        at += TND_WIRE_HEADER_BYTES + h.length;
+    }
+    printf("an idle link: %d heartbeat(s) in 6 s, the step after them NMSE %.3g against the local model\n", pings, e);
+    CHECK(pings >= 1 && e < 1e-5);
+    free(want);
+    free(t.seen);
+    close(t.listen_fd);
+    tnd_listener_close(lis);
+}
+
 /* ------------------------------------------------------------------------------------------------------------
  * The link dies mid-answer: the generation goes on locally
  * ---------------------------------------------------------------------------------------------------------- */
@@ -755,6 +810,7 @@ int main(void) {
     check_pipelined(local, cloud_model);
     check_devices_at_once(local, cloud_model);
     check_tap(local, cloud_model);
+    check_heartbeat(local, cloud_model);
     check_drafted(local, cloud_model, want_greedy);
     check_fallback(local, cloud_model, want_greedy, false);
     check_fallback(local, cloud_model, want_greedy, true);

@@ -21,7 +21,8 @@ enum {
     SMALL_STEP = 4,             /* steps of up to this many tokens (decode) are timed as one kind, longer ones per
                                    token */
     MAX_PENDING_COPIES = 4096,
-    OUTBOX = 8                  /* messages in flight at most: the slices of a pipelined step and a COPY_BLOCKS */
+    OUTBOX = 8,                 /* messages in flight at most: the slices of a pipelined step and a COPY_BLOCKS */
+    HEARTBEAT_MS = 5000         /* an idle link carries a PING this often: NATs keep it, a dead peer shows */
 };
 
 struct tnd_buffer {
@@ -67,6 +68,7 @@ typedef struct remote_device {
     pthread_mutex_t mu;       /* the ring's counts, `stopping` and the sender's failure */
     pthread_cond_t cv;
     char send_error[200];     /* why the sender stopped ("" while it runs) */
+    double last_sent;         /* when the sender last sent (the heartbeat's clock) */
 } remote_device;
 
 static remote_device *rd(tnd_backend *b) { return (remote_device *)b->impl; }
@@ -106,7 +108,9 @@ static double now_seconds(void) {
 static tnd_status answer(remote_device *d, tnd_wire_type want, int timeout_ms, const uint8_t **payload,
                          uint32_t *length) {
     tnd_wire_header h;
-    tnd_status st = tnd_link_recv(d->link, &h, payload, timeout_ms);
+    tnd_status st;
+    do st = tnd_link_recv(d->link, &h, payload, timeout_ms);
+    while (!st && h.type == TND_WIRE_PONG); /* the heartbeat's answers come whenever they come */
     if (st) return st;
     *length = h.length;
     if (h.type == TND_WIRE_ERROR) {
@@ -124,20 +128,40 @@ static tnd_status answer(remote_device *d, tnd_wire_type want, int timeout_ms, c
  * The sender thread and the ring of messages in flight
  * ---------------------------------------------------------------------------------------------------------- */
 
+/* Waits for a message to send, or until the link has been idle for HEARTBEAT_MS; true for a heartbeat. Under the
+ * lock. */
+static bool wait_for_work(remote_device *d) {
+    while (!d->stopping && !d->n_unsent) {
+        double due = d->last_sent + HEARTBEAT_MS / 1000.0;
+        if (!d->n_used && now_seconds() >= due) return true;
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        double wait = d->n_used ? HEARTBEAT_MS / 1000.0 : due - now_seconds();
+        t.tv_sec += (time_t)wait;
+        t.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
+        if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&d->cv, &d->mu, &t);
+    }
+    return false;
+}
+
 static void *send_loop(void *arg) {
     remote_device *d = arg;
     pthread_mutex_lock(&d->mu);
     for (;;) {
-        while (!d->stopping && !d->n_unsent) pthread_cond_wait(&d->cv, &d->mu);
+        bool heartbeat = wait_for_work(d);
         if (d->stopping) break;
-        outgoing *o = &d->box[d->send_next];
+        outgoing *o = heartbeat ? NULL : &d->box[d->send_next];
+        d->last_sent = now_seconds();
         pthread_mutex_unlock(&d->mu);
-        tnd_status st = tnd_link_send(d->link, o->type, o->msg.data, o->msg.len);
+        tnd_status st = o ? tnd_link_send(d->link, o->type, o->msg.data, o->msg.len)
+                          : tnd_link_send(d->link, TND_WIRE_PING, NULL, 0);
         pthread_mutex_lock(&d->mu);
         if (st) {
             snprintf(d->send_error, sizeof d->send_error, "%s", tnd_last_error());
             break;
         }
+        if (heartbeat) continue;
         d->send_next = (d->send_next + 1) % OUTBOX;
         d->n_unsent--;
     }
@@ -439,7 +463,13 @@ tnd_status tnd_remote_device_init(const tnd_model *m, const tnd_remote_params *p
         free(d);
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "no mutex for a remote device");
     }
-    if (pthread_cond_init(&d->cv, NULL)) {
+    pthread_condattr_t ca; /* the heartbeat waits on the monotonic clock */
+    bool cv = false;
+    if (!pthread_condattr_init(&ca)) {
+        cv = !pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) && !pthread_cond_init(&d->cv, &ca);
+        pthread_condattr_destroy(&ca);
+    }
+    if (!cv) {
         pthread_mutex_destroy(&d->mu);
         free(d);
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "no condition variable for a remote device");
@@ -473,6 +503,7 @@ tnd_status tnd_remote_device_init(const tnd_model *m, const tnd_remote_params *p
         st = tnd_wire_get_welcome(&r, &welcome);
     }
     d->n_embd = (int32_t)welcome.n_embd;
+    d->last_sent = now_seconds();
     if (!st && pthread_create(&d->sender, NULL, send_loop, d))
         st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "no thread to send to the cloud");
     d->sender_started = !st;
