@@ -16,7 +16,7 @@
 
 enum {
     HELLO_TIMEOUT_MS = 10000,
-    IDLE_TIMEOUT_MS = -1,  /* none: a device may be idle for hours between requests (keepalive finds a dead one) */
+    IDLE_TIMEOUT_MS = 30000, /* an idle device sends a heartbeat every 5 s: six missed, and its link is over */
     ACCEPT_POLL_MS = 200,  /* how often the acceptor looks for links that ended */
     MAX_COPIES = 4096,
     MAX_STEP_SEQUENCES = 32 /* sequences in one device's step: its block tables' room */
