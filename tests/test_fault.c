@@ -99,7 +99,7 @@ int main(void) {
     tnd_context *ctx = make_context(m, "step:2", 1);
     if (CHECK(ctx)) {
         CHECK_OK(tnd_context_decode(ctx, &first));
-        CHECK(decode_prompt(ctx, got, n_vocab) == TND_ERR_INTERNAL && strstr(tnd_last_error(), "lost"));
+        CHECK(decode_prompt(ctx, got, n_vocab) == TND_ERR_DEVICE_LOST && strstr(tnd_last_error(), "lost"));
         CHECK(tnd_context_seq_length(ctx, 1) == 0 && tnd_context_seq_length(ctx, 0) == 1);
         CHECK(decode_prompt(ctx, got, n_vocab) == TND_OK && !memcmp(got, want, sizeof(float) * (size_t)n_vocab));
     }

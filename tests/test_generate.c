@@ -1,6 +1,6 @@
 /* test_generate.c: the real trained stories260K model reproduces its published greedy text byte for byte through
- * `tandem run` (from the GGUF file, and from the llama2.c checkpoint imported with `tandem convert`), and run's
- * option errors are clear. */
+ * `tandem run` (from the GGUF file, and from the llama2.c checkpoint imported with `tandem convert`; on a GPU, split,
+ * and on a GPU lost mid-answer), and run's option errors are clear. */
 #include "harness.h"
 
 #include "tandem.h"
@@ -33,6 +33,34 @@ static void check_greedy_text(const char *model, const char *flags) {
     free(ref);
 }
 
+/* A GPU lost mid-answer (TANDEM_FAULT: its 150th step fails as a lost device would): `tandem run` goes on with the
+ * whole model on the CPU, the published text whole, the switch noted. */
+static void check_gpu_lost(const char *model) {
+    size_t ref_len = 0;
+    char *ref = (char *)tnd_test_read_file(tnd_fixture("real/stories260K.greedy256.txt"), &ref_len);
+    char note[] = "/tmp/tnd_takeover_XXXXXX";
+    int fd = mkstemp(note);
+    if (!CHECK(ref != NULL) || !CHECK(fd >= 0)) {
+        free(ref);
+        return;
+    }
+    close(fd);
+    ref = realloc(ref, ref_len + 1);
+    ref[ref_len] = 0;
+    char cmd[2048], out[8192], err[4096];
+    snprintf(cmd, sizeof cmd, "TANDEM_FAULT=step:150 %s run -m '%s' -p '' -n 256 --temp 0 -t 2 --device vulkan "
+             "2>'%s'", TND_TANDEM_BIN, model, note);
+    CHECK(tnd_test_run(cmd, out, sizeof out) == 0);
+    snprintf(cmd, sizeof cmd, "cat '%s'", note);
+    bool same = strcmp(trim_left(out), ref) == 0,
+         noted = tnd_test_run(cmd, err, sizeof err) == 0 && strstr(err, "going on here with the whole model");
+    if (!CHECK(same && noted)) fprintf(stderr, "got:\n%s\nstderr:\n%s\n", out, err);
+    printf("the GPU lost at step 150: %s, %s\n", same ? "the published text whole" : "TEXT DIFFERS",
+           noted ? "the switch to the CPU noted" : "NO NOTE");
+    remove(note);
+    free(ref);
+}
+
 int main(void) {
     char gguf[1024];
     snprintf(gguf, sizeof gguf, "%s", tnd_fixture("real/stories260K.gguf"));
@@ -40,6 +68,7 @@ int main(void) {
     if (tnd_device_count() > 1) { /* on the GPU alone, and split: layer 0 and the embedding on the CPU */
         check_greedy_text(gguf, "--device vulkan");
         check_greedy_text(gguf, "-ngl 4");
+        check_gpu_lost(gguf);
     }
 
     /* the llama2.c checkpoint, imported by tandem itself */

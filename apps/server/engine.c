@@ -444,10 +444,12 @@ static tnd_context *move_all(srv_engine *e, tnd_context *ctx) {
 /* A step found a device of the plan lost: every session goes on in the fallback context. Without one, the running
  * requests end with 503 and the next request tries the plan again. */
 static void fall_back(srv_engine *e) {
+    char why[240];
+    snprintf(why, sizeof why, "a device of the plan was lost mid-answer (%s)", tnd_last_error());
     tnd_context *here = cli_fallback_take(&e->fallback, e->model), *lost = here ? move_all(e, here) : NULL;
     if (!lost)
         for (int32_t i = 0; i < e->n_slots; i++)
-            if (e->slots[i].req) abort_slot(&e->slots[i], 503, "a device of the plan was lost mid-answer");
+            if (e->slots[i].req) abort_slot(&e->slots[i], 503, why);
     tnd_context_free(lost);
     srv_metrics_device(e->metrics, true, lost != NULL);
 }

@@ -243,14 +243,14 @@ test('the per-request time limit ends a long generation', async () => {
   }
 });
 
-test('a device that fails during a step: that request gets a 500 in OpenAI shape, the next ones are served', async () => {
+test('a device lost during a step (no other to go on with): that request gets a 503 in OpenAI shape, the next ones are served', async () => {
   // TANDEM_FAULT makes the 6th forward step of the engine's device fail as if the device was lost
   const s = await startServer(['-m', fixture('real/stories260K.gguf'), '-c', '512', '-t', '1'],
     { name: 'fault', env: { TANDEM_FAULT: 'step:6' } });
   try {
     const body = { prompt: 'Once upon a time', max_tokens: 12, temperature: 0 };
     const failed = await post(`${s.url}/v1/completions`, body);
-    assertError(failed, 500, undefined, 'the request whose step failed');
+    assertError(failed, 503, undefined, 'the request whose step failed');
     assert.match(failed.json.error.message, /fault injected/);
     const again = await post(`${s.url}/v1/completions`, body);
     assert.equal(again.status, 200, again.text);

@@ -130,7 +130,7 @@ static tnd_status fault_synchronize(tnd_backend *b) {
     fault_device *f = fd(b);
     tnd_status st = inner(b)->vt->synchronize(inner(b));
     if (fires(b, FAULT_STEP) && !st)
-        st = tnd_fail(TND_ERR_INTERNAL, "%s: step %ld failed: the device was lost (fault injected by TANDEM_FAULT)",
+        st = tnd_fail(TND_ERR_DEVICE_LOST, "%s: step %ld failed: the device was lost (fault injected by TANDEM_FAULT)",
                       b->name, f->at);
     if (f->failure && !st) st = tnd_fail(f->failure, "%s", f->message);
     f->failure = TND_OK;

@@ -1,6 +1,7 @@
 /* fault_device.h: fault injection for tests. TANDEM_FAULT=alloc:N, op:N or step:N makes every device of a context
  * created while it is set fail once: its N-th device allocation returns nothing, its N-th op fails (reported at the
- * step's synchronize), or its N-th step ends as if the device was lost. Counts run over the device's life, from 1. */
+ * step's synchronize), or its N-th step ends as if the device was lost (TND_ERR_DEVICE_LOST). Counts run over the
+ * device's life, from 1. */
 #ifndef TND_BACKEND_FAULT_FAULT_DEVICE_H
 #define TND_BACKEND_FAULT_FAULT_DEVICE_H
 
