@@ -51,171 +51,6 @@ static void *cloud(void *arg) {
     return NULL;
 }
 
-/* The logits at every position of prompt `toks`, then N_GREEDY greedy tokens, with the plan of `kinds` (3 devices:
- * layers split evenly; the middle one the cloud at host_port). */
-static bool run_prompt(tnd_model *m, int32_t n_devices, const int32_t *kinds, const char *host_port,
-                       const char *key_file, const int32_t *toks, int32_t n_toks, float *logits, int32_t *greedy) {
-    tnd_context_params p = tnd_context_default_params();
-    p.n_ctx = 512;
-    p.n_threads = 1;
-    p.kv_block_size = 16;
-    p.n_devices = n_devices;
-    p.device_kinds = kinds;
-    p.remote = host_port;
-    p.remote_key_file = key_file;
-    tnd_context *ctx = NULL;
-    if (tnd_context_init(m, &p, &ctx) != TND_OK) return false;
-    int32_t n_vocab = tnd_model_n_vocab(m), *pos = malloc(sizeof(int32_t) * (size_t)n_toks),
-            *seq = calloc((size_t)n_toks, sizeof(int32_t));
-    int8_t *want = malloc((size_t)n_toks);
-    for (int i = 0; i < n_toks; i++) pos[i] = i, want[i] = 1;
-    tnd_batch b = {.n_tokens = n_toks, .tokens = toks, .pos = pos, .seq_id = seq, .logits = want};
-    bool ok = tnd_context_decode(ctx, &b) == TND_OK;
-    for (int i = 0; i < n_toks && ok; i++)
-        memcpy(logits + (size_t)i * n_vocab, tnd_context_logits(ctx, i), sizeof(float) * (size_t)n_vocab);
-    int32_t token = 0, position = n_toks;
-    for (int i = 0; i < N_GREEDY && ok; i++) {
-        const float *l = tnd_context_logits(ctx, i == 0 ? n_toks - 1 : 0);
-        token = 0;
-        for (int32_t v = 1; v < n_vocab; v++)
-            if (l[v] > l[token]) token = v;
-        greedy[i] = token;
-        int8_t one = 1;
-        tnd_batch step = {.n_tokens = 1, .tokens = &token, .pos = &position, .seq_id = seq, .logits = &one};
-        ok = tnd_context_decode(ctx, &step) == TND_OK;
-        position++;
-    }
-    tnd_context_free(ctx);
-    free(pos);
-    free(seq);
-    free(want);
-    return ok;
-}
-
-static bool run(tnd_model *m, int32_t n_devices, const int32_t *kinds, const char *host_port, const char *key_file,
-                float *logits, int32_t *greedy) {
-    return run_prompt(m, n_devices, kinds, host_port, key_file, prompt, N_PROMPT, logits, greedy);
-}
-
-/* The split against the local model, through a cloud with `cloud_key` reached with `device_key_file`. */
-static void check_split(tnd_model *local, tnd_model *cloud_model, const tnd_link_key *cloud_key,
-                        const char *device_key_file, const float *want_logits, const int32_t *want_greedy,
-                        const char *label) {
-    tnd_listener *lis = NULL;
-    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
-    cloud_job job = {.model = cloud_model, .listener = lis, .key = cloud_key, .links = 1};
-    pthread_t t;
-    pthread_create(&t, NULL, cloud, &job);
-    char hp[64];
-    snprintf(hp, sizeof hp, "127.0.0.1:%d", tnd_listener_port(lis));
-    int32_t n_vocab = tnd_model_n_vocab(local), greedy[N_GREEDY];
-    float *logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
-    const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
-    bool ok = run(local, 3, kinds, hp, device_key_file, logits, greedy);
-    if (!CHECK(ok)) fprintf(stderr, "  %s: %s\n", label, tnd_last_error());
-    if (ok) {
-        double e = tnd_test_nmse(logits, want_logits, (size_t)N_PROMPT * n_vocab);
-        bool same = !memcmp(greedy, want_greedy, sizeof greedy);
-        printf("%s: logits NMSE %.3g against the local model, greedy %s\n", label, e, same ? "equal" : "DIFFERS");
-        CHECK(e < 1e-5 && same);
-    }
-    pthread_join(t, NULL);
-    tnd_listener_close(lis);
-    free(logits);
-}
-
-/* A prompt long enough to cross the link in slices several at a time (TND_PIPELINE_SLICE): the same logits at every
- * position and the same greedy tokens as the local model. */
-static void check_pipelined(tnd_model *local, tnd_model *cloud_model) {
-    enum { N_LONG = 300 };
-    int32_t toks[N_LONG], n_vocab = tnd_model_n_vocab(local), want_greedy[N_GREEDY], greedy[N_GREEDY];
-    uint32_t x = 12345;
-    toks[0] = 1;
-    for (int i = 1; i < N_LONG; i++) toks[i] = 3 + (int32_t)((x = x * 1103515245u + 12345u) >> 8) % (n_vocab - 3);
-    size_t bytes = sizeof(float) * N_LONG * (size_t)n_vocab;
-    float *want = malloc(bytes), *got = malloc(bytes);
-    const int32_t cpu_only[1] = {0}, kinds[3] = {0, TND_DEVICE_REMOTE, 0};
-    CHECK(run_prompt(local, 1, cpu_only, NULL, NULL, toks, N_LONG, want, want_greedy));
-    tnd_listener *lis = NULL;
-    if (CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) {
-        cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
-        pthread_t t;
-        pthread_create(&t, NULL, cloud, &job);
-        char hp[64];
-        snprintf(hp, sizeof hp, "127.0.0.1:%d", tnd_listener_port(lis));
-        bool ok = run_prompt(local, 3, kinds, hp, NULL, toks, N_LONG, got, greedy);
-        if (!CHECK(ok)) fprintf(stderr, "  pipelined: %s\n", tnd_last_error());
-        if (ok) {
-            double e = tnd_test_nmse(got, want, (size_t)N_LONG * n_vocab);
-            bool same = !memcmp(greedy, want_greedy, sizeof greedy);
-            printf("a %d-token prompt in slices of %d in flight: logits NMSE %.3g against the local model, greedy %s\n",
-                   N_LONG, TND_PIPELINE_SLICE, e, same ? "equal" : "DIFFERS");
-            CHECK(e < 1e-5 && same);
-        }
-        pthread_join(t, NULL);
-        tnd_listener_close(lis);
-    }
-    free(want);
-    free(got);
-}
-
-/* Several devices on one cloud at once, each greedy on a prompt of its own: every one gets the local model's tokens
- * for its prompt while the cloud batches the steps that wait together. */
-enum { N_AT_ONCE = 3 };
-
-typedef struct device_job {
-    tnd_model *model;
-    const char *host_port;
-    int32_t toks[N_PROMPT], greedy[N_GREEDY];
-    float *logits;
-    bool ok;
-} device_job;
-
-static void *device_run(void *arg) {
-    device_job *j = arg;
-    const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
-    j->ok = run_prompt(j->model, 3, kinds, j->host_port, NULL, j->toks, N_PROMPT, j->logits, j->greedy);
-    return NULL;
-}
-
-static void check_devices_at_once(tnd_model *local, tnd_model *cloud_model) {
-    tnd_listener *lis = NULL;
-    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
-    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = N_AT_ONCE};
-    pthread_t tc, td[N_AT_ONCE];
-    pthread_create(&tc, NULL, cloud, &job);
-    char hp[64];
-    snprintf(hp, sizeof hp, "127.0.0.1:%d", tnd_listener_port(lis));
-    int32_t n_vocab = tnd_model_n_vocab(local);
-    const int32_t cpu_only[1] = {0};
-    device_job jobs[N_AT_ONCE];
-    for (int d = 0; d < N_AT_ONCE; d++) {
-        jobs[d] = (device_job){.model = local, .host_port = hp,
-                               .logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab)};
-        for (int i = 0; i < N_PROMPT; i++) jobs[d].toks[i] = prompt[(i + 3 * d) % N_PROMPT];
-        pthread_create(&td[d], NULL, device_run, &jobs[d]);
-    }
-    bool all_same = true;
-    for (int d = 0; d < N_AT_ONCE; d++) {
-        pthread_join(td[d], NULL);
-        int32_t want[N_GREEDY];
-        float *want_logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
-        bool same = CHECK(jobs[d].ok) &&
-                    CHECK(run_prompt(local, 1, cpu_only, NULL, NULL, jobs[d].toks, N_PROMPT, want_logits, want)) &&
-                    !memcmp(want, jobs[d].greedy, sizeof want) &&
-                    tnd_test_nmse(jobs[d].logits, want_logits, (size_t)N_PROMPT * n_vocab) < 1e-5;
-        all_same &= same;
-        free(want_logits);
-        free(jobs[d].logits);
-    }
-    pthread_join(tc, NULL);
-    printf("%d devices at once on one cloud: %s; %lld device steps in %lld forward passes (at most %d devices in "
-           "one)\n", N_AT_ONCE, all_same ? "each the local model's logits and tokens" : "SOMETHING DIFFERS",
-           (long long)job.stats.device_steps, (long long)job.stats.batched_steps, job.stats.most_devices);
-    CHECK(all_same && job.stats.device_steps == N_AT_ONCE * (1 + N_GREEDY));
-    tnd_listener_close(lis);
-}
-
 /* ------------------------------------------------------------------------------------------------------------
  * A tap on a plaintext link: what the device sends holds no token id
  * ---------------------------------------------------------------------------------------------------------- */
@@ -276,37 +111,280 @@ static bool tap_open(tap *t, int cloud_port, char *hp, size_t cap) {
     return ok;
 }
 
-/* Every byte the device sent is a frame of HELLO, STEP, COPY_BLOCKS or BYE, and every STEP decodes exactly into
- * positions, slots, context lengths, block tables and hidden states: there is no room for a token id. */
-static void check_tap(tnd_model *local, tnd_model *cloud_model) {
-    tnd_listener *lis = NULL;
-    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
-    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
+/* A cloud on a thread of this process, behind a tap where asked: hp is where a device connects. */
+typedef struct bed_options {
+    int32_t links;            /* links the cloud serves before it returns (0: 1) */
+    int32_t block_size;       /* of its KV cache (0: 16) */
+    const tnd_link_key *key;  /* NULL: plaintext */
+    bool tapped;
+    size_t fail_after;        /* the tap's */
+    bool stall;
+} bed_options;
+
+typedef struct bed {
+    tnd_listener *lis;
+    cloud_job job;
     tap t;
-    char hp[64];
-    CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
+    bool tapped;
     pthread_t tc, tt;
-    pthread_create(&tc, NULL, cloud, &job);
-    pthread_create(&tt, NULL, tap_run, &t);
+    char hp[64];
+} bed;
+
+/* (Again) the cloud's thread and the tap's, for their next links. */
+static void bed_start(bed *b) {
+    pthread_create(&b->tc, NULL, cloud, &b->job);
+    if (b->tapped) pthread_create(&b->tt, NULL, tap_run, &b->t);
+}
+
+static bool bed_open(bed *b, tnd_model *cloud_model, bed_options o) {
+    *b = (bed){.tapped = o.tapped, .t.listen_fd = -1};
+    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &b->lis))) return false;
+    b->job = (cloud_job){.model = cloud_model, .listener = b->lis, .key = o.key, .links = o.links ? o.links : 1,
+                         .block_size = o.block_size};
+    if (o.tapped) {
+        CHECK(tap_open(&b->t, tnd_listener_port(b->lis), b->hp, sizeof b->hp));
+        b->t.fail_after = o.fail_after;
+        b->t.stall = o.stall;
+    } else {
+        snprintf(b->hp, sizeof b->hp, "127.0.0.1:%d", tnd_listener_port(b->lis));
+    }
+    bed_start(b);
+    return true;
+}
+
+/* Waits until the tap and the cloud are done with their links. */
+static void bed_join(bed *b) {
+    if (b->tapped) pthread_join(b->tt, NULL);
+    pthread_join(b->tc, NULL);
+}
+
+/* After bed_join. */
+static void bed_close(bed *b) {
+    free(b->t.seen);
+    if (b->t.listen_fd >= 0) close(b->t.listen_fd);
+    tnd_listener_close(b->lis);
+}
+
+/* The frames of `type` the device sent through the tap. */
+static int count_frames(const tap *t, tnd_wire_type type) {
+    int n = 0;
+    for (size_t at = 0; at + TND_WIRE_HEADER_BYTES <= t->n_seen;) {
+        tnd_wire_header h;
+        if (tnd_wire_get_header(t->seen + at, &h) != TND_OK) break;
+        n += h.type == type;
+        at += TND_WIRE_HEADER_BYTES + h.length;
+    }
+    return n;
+}
+
+/* Context params of these tests (a context of 512 tokens in blocks of 16, one thread) on n_devices of `kinds`, the
+ * cloud at host_port. */
+static tnd_context_params test_params(int32_t n_devices, const int32_t *kinds, const char *host_port) {
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = 512;
+    p.n_threads = 1;
+    p.kv_block_size = 16;
+    p.n_devices = n_devices;
+    p.device_kinds = kinds;
+    p.remote = host_port;
+    return p;
+}
+
+/* Whether file `name` of the test's folder holds `phrase`. */
+static bool file_says(const char *name, const char *phrase) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    size_t n = 0;
+    uint8_t *bytes = tnd_test_read_file(path, &n);
+    char *text = bytes ? malloc(n + 1) : NULL;
+    bool says = false;
+    if (text) {
+        memcpy(text, bytes, n);
+        text[n] = 0;
+        says = strstr(text, phrase) != NULL;
+    }
+    free(bytes);
+    free(text);
+    return says;
+}
+
+/* Waits up to 10 s until file `name` (a process's log) holds `phrase`. */
+static bool wait_for_log(const char *name, const char *phrase) {
+    for (int i = 0; i < 500; i++, usleep(20000))
+        if (file_says(name, phrase)) return true;
+    return false;
+}
+
+/* The logits at every position of prompt `toks`, then N_GREEDY greedy tokens, with the plan of `kinds` (3 devices:
+ * layers split evenly; the middle one the cloud at host_port). */
+static bool run_prompt(tnd_model *m, int32_t n_devices, const int32_t *kinds, const char *host_port,
+                       const char *key_file, const int32_t *toks, int32_t n_toks, float *logits, int32_t *greedy) {
+    tnd_context_params p = test_params(n_devices, kinds, host_port);
+    p.remote_key_file = key_file;
+    tnd_context *ctx = NULL;
+    if (tnd_context_init(m, &p, &ctx) != TND_OK) return false;
+    int32_t n_vocab = tnd_model_n_vocab(m), *pos = malloc(sizeof(int32_t) * (size_t)n_toks),
+            *seq = calloc((size_t)n_toks, sizeof(int32_t));
+    int8_t *want = malloc((size_t)n_toks);
+    for (int i = 0; i < n_toks; i++) pos[i] = i, want[i] = 1;
+    tnd_batch b = {.n_tokens = n_toks, .tokens = toks, .pos = pos, .seq_id = seq, .logits = want};
+    bool ok = tnd_context_decode(ctx, &b) == TND_OK;
+    for (int i = 0; i < n_toks && ok; i++)
+        memcpy(logits + (size_t)i * n_vocab, tnd_context_logits(ctx, i), sizeof(float) * (size_t)n_vocab);
+    int32_t token = 0, position = n_toks;
+    for (int i = 0; i < N_GREEDY && ok; i++) {
+        const float *l = tnd_context_logits(ctx, i == 0 ? n_toks - 1 : 0);
+        token = 0;
+        for (int32_t v = 1; v < n_vocab; v++)
+            if (l[v] > l[token]) token = v;
+        greedy[i] = token;
+        int8_t one = 1;
+        tnd_batch step = {.n_tokens = 1, .tokens = &token, .pos = &position, .seq_id = seq, .logits = &one};
+        ok = tnd_context_decode(ctx, &step) == TND_OK;
+        position++;
+    }
+    tnd_context_free(ctx);
+    free(pos);
+    free(seq);
+    free(want);
+    return ok;
+}
+
+static bool run(tnd_model *m, int32_t n_devices, const int32_t *kinds, const char *host_port, const char *key_file,
+                float *logits, int32_t *greedy) {
+    return run_prompt(m, n_devices, kinds, host_port, key_file, prompt, N_PROMPT, logits, greedy);
+}
+
+/* The split against the local model, through a cloud with `cloud_key` reached with `device_key_file`. */
+static void check_split(tnd_model *local, tnd_model *cloud_model, const tnd_link_key *cloud_key,
+                        const char *device_key_file, const float *want_logits, const int32_t *want_greedy,
+                        const char *label) {
+    bed b;
+    if (!bed_open(&b, cloud_model, (bed_options){.key = cloud_key})) return;
     int32_t n_vocab = tnd_model_n_vocab(local), greedy[N_GREEDY];
     float *logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
     const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
-    CHECK(run(local, 3, kinds, hp, NULL, logits, greedy));
-    pthread_join(tt, NULL);
-    pthread_join(tc, NULL);
+    bool ok = run(local, 3, kinds, b.hp, device_key_file, logits, greedy);
+    if (!CHECK(ok)) fprintf(stderr, "  %s: %s\n", label, tnd_last_error());
+    if (ok) {
+        double e = tnd_test_nmse(logits, want_logits, (size_t)N_PROMPT * n_vocab);
+        bool same = !memcmp(greedy, want_greedy, sizeof greedy);
+        printf("%s: logits NMSE %.3g against the local model, greedy %s\n", label, e, same ? "equal" : "DIFFERS");
+        CHECK(e < 1e-5 && same);
+    }
+    bed_join(&b);
+    bed_close(&b);
+    free(logits);
+}
+
+/* A prompt long enough to cross the link in slices several at a time (TND_PIPELINE_SLICE): the same logits at every
+ * position and the same greedy tokens as the local model. */
+static void check_pipelined(tnd_model *local, tnd_model *cloud_model) {
+    enum { N_LONG = 300 };
+    int32_t toks[N_LONG], n_vocab = tnd_model_n_vocab(local), want_greedy[N_GREEDY], greedy[N_GREEDY];
+    uint32_t x = 12345;
+    toks[0] = 1;
+    for (int i = 1; i < N_LONG; i++) toks[i] = 3 + (int32_t)((x = x * 1103515245u + 12345u) >> 8) % (n_vocab - 3);
+    size_t bytes = sizeof(float) * N_LONG * (size_t)n_vocab;
+    float *want = malloc(bytes), *got = malloc(bytes);
+    const int32_t cpu_only[1] = {0}, kinds[3] = {0, TND_DEVICE_REMOTE, 0};
+    CHECK(run_prompt(local, 1, cpu_only, NULL, NULL, toks, N_LONG, want, want_greedy));
+    bed b;
+    if (bed_open(&b, cloud_model, (bed_options){0})) {
+        bool ok = run_prompt(local, 3, kinds, b.hp, NULL, toks, N_LONG, got, greedy);
+        if (!CHECK(ok)) fprintf(stderr, "  pipelined: %s\n", tnd_last_error());
+        if (ok) {
+            double e = tnd_test_nmse(got, want, (size_t)N_LONG * n_vocab);
+            bool same = !memcmp(greedy, want_greedy, sizeof greedy);
+            printf("a %d-token prompt in slices of %d in flight: logits NMSE %.3g against the local model, greedy %s\n",
+                   N_LONG, TND_PIPELINE_SLICE, e, same ? "equal" : "DIFFERS");
+            CHECK(e < 1e-5 && same);
+        }
+        bed_join(&b);
+        bed_close(&b);
+    }
+    free(want);
+    free(got);
+}
+
+/* Several devices on one cloud at once, each greedy on a prompt of its own: every one gets the local model's tokens
+ * for its prompt while the cloud batches the steps that wait together. */
+enum { N_AT_ONCE = 3 };
+
+typedef struct device_job {
+    tnd_model *model;
+    const char *host_port;
+    int32_t toks[N_PROMPT], greedy[N_GREEDY];
+    float *logits;
+    bool ok;
+} device_job;
+
+static void *device_run(void *arg) {
+    device_job *j = arg;
+    const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
+    j->ok = run_prompt(j->model, 3, kinds, j->host_port, NULL, j->toks, N_PROMPT, j->logits, j->greedy);
+    return NULL;
+}
+
+static void check_devices_at_once(tnd_model *local, tnd_model *cloud_model) {
+    bed b;
+    if (!bed_open(&b, cloud_model, (bed_options){.links = N_AT_ONCE})) return;
+    pthread_t td[N_AT_ONCE];
+    int32_t n_vocab = tnd_model_n_vocab(local);
+    const int32_t cpu_only[1] = {0};
+    device_job jobs[N_AT_ONCE];
+    for (int d = 0; d < N_AT_ONCE; d++) {
+        jobs[d] = (device_job){.model = local, .host_port = b.hp,
+                               .logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab)};
+        for (int i = 0; i < N_PROMPT; i++) jobs[d].toks[i] = prompt[(i + 3 * d) % N_PROMPT];
+        pthread_create(&td[d], NULL, device_run, &jobs[d]);
+    }
+    bool all_same = true;
+    for (int d = 0; d < N_AT_ONCE; d++) {
+        pthread_join(td[d], NULL);
+        int32_t want[N_GREEDY];
+        float *want_logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
+        bool same = CHECK(jobs[d].ok) &&
+                    CHECK(run_prompt(local, 1, cpu_only, NULL, NULL, jobs[d].toks, N_PROMPT, want_logits, want)) &&
+                    !memcmp(want, jobs[d].greedy, sizeof want) &&
+                    tnd_test_nmse(jobs[d].logits, want_logits, (size_t)N_PROMPT * n_vocab) < 1e-5;
+        all_same &= same;
+        free(want_logits);
+        free(jobs[d].logits);
+    }
+    bed_join(&b);
+    const tnd_cloud_stats *cs = &b.job.stats;
+    printf("%d devices at once on one cloud: %s; %lld device steps in %lld forward passes (at most %d devices in "
+           "one)\n", N_AT_ONCE, all_same ? "each the local model's logits and tokens" : "SOMETHING DIFFERS",
+           (long long)cs->device_steps, (long long)cs->batched_steps, cs->most_devices);
+    CHECK(all_same && cs->device_steps == N_AT_ONCE * (1 + N_GREEDY));
+    bed_close(&b);
+}
+
+/* Every byte the device sent is a frame of HELLO, STEP, COPY_BLOCKS or BYE, and every STEP decodes exactly into
+ * positions, slots, context lengths, block tables and hidden states: there is no room for a token id. */
+static void check_tap(tnd_model *local, tnd_model *cloud_model) {
+    bed b;
+    if (!bed_open(&b, cloud_model, (bed_options){.tapped = true})) return;
+    const tap *t = &b.t;
+    int32_t n_vocab = tnd_model_n_vocab(local), greedy[N_GREEDY];
+    float *logits = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
+    const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
+    CHECK(run(local, 3, kinds, b.hp, NULL, logits, greedy));
+    bed_join(&b);
     int frames = 0, steps = 0;
     bool clean = true;
     uint32_t pos[64], slot[64], n_ctx[64], table_at[64], tables[256];
     float *hidden = malloc(sizeof(float) * 64 * 4096);
-    for (size_t at = 0; at + TND_WIRE_HEADER_BYTES <= t.n_seen && clean;) {
+    for (size_t at = 0; at + TND_WIRE_HEADER_BYTES <= t->n_seen && clean;) {
         tnd_wire_header h;
-        clean = tnd_wire_get_header(t.seen + at, &h) == TND_OK && at + TND_WIRE_HEADER_BYTES + h.length <= t.n_seen &&
+        clean = tnd_wire_get_header(t->seen + at, &h) == TND_OK && at + TND_WIRE_HEADER_BYTES + h.length <= t->n_seen &&
                 (h.type == TND_WIRE_HELLO || h.type == TND_WIRE_STEP || h.type == TND_WIRE_COPY_BLOCKS ||
                  h.type == TND_WIRE_BYE);
         if (clean && h.type == TND_WIRE_STEP) {
             tnd_wire_step ws = {.pos = pos, .slot = slot, .n_ctx = n_ctx, .table_at = table_at, .tables = tables,
                                 .hidden = hidden};
-            tnd_wire_reader r = {.data = t.seen + at + TND_WIRE_HEADER_BYTES, .len = h.length};
+            tnd_wire_reader r = {.data = t->seen + at + TND_WIRE_HEADER_BYTES, .len = h.length};
             clean = tnd_wire_get_step(&r, 64, 64, 256, 16, &ws) == TND_OK; /* it reads the payload to its end */
             steps++;
         }
@@ -318,35 +396,17 @@ static void check_tap(tnd_model *local, tnd_model *cloud_model) {
     CHECK(clean && steps == 1 + N_GREEDY);
     free(hidden);
     free(logits);
-    free(t.seen);
-    close(t.listen_fd);
-    tnd_listener_close(lis);
+    bed_close(&b);
 }
 
 /* The device drafts with a model of its own and the split verifies each draft in one step, one round trip: the
  * local model's greedy tokens, in fewer round trips than tokens (the tap counts the steps). The draft here is the
  * model itself, run here: every drafted token is accepted. */
 static void check_drafted(tnd_model *local, tnd_model *cloud_model, const int32_t *want_greedy) {
-    tnd_listener *lis = NULL;
-    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
-    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
-    tap t;
-    char hp[64];
-    CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
-    pthread_t tc, tt;
-    pthread_create(&tc, NULL, cloud, &job);
-    pthread_create(&tt, NULL, tap_run, &t);
-    tnd_context_params p = tnd_context_default_params();
-    p.n_ctx = 128;
-    p.n_threads = 1;
-    p.kv_block_size = 16;
+    bed b;
+    if (!bed_open(&b, cloud_model, (bed_options){.tapped = true})) return;
     const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
-    p.n_devices = 3;
-    p.device_kinds = kinds;
-    p.remote = hp;
-    tnd_context_params dp = tnd_context_default_params();
-    dp.n_ctx = 128;
-    dp.n_threads = 1;
+    tnd_context_params p = test_params(3, kinds, b.hp), dp = test_params(1, NULL, NULL);
     tnd_context *split = NULL, *draft = NULL;
     tnd_tokenizer *tok = NULL;
     tnd_session *s = NULL;
@@ -375,29 +435,21 @@ static void check_drafted(tnd_model *local, tnd_model *cloud_model, const int32_
         s = NULL;
         tnd_context_free(split); /* the link ends: the tap has every step */
         split = NULL;
-        pthread_join(tt, NULL);
-        int steps = 0;
-        for (size_t at = 0; at + TND_WIRE_HEADER_BYTES <= t.n_seen;) {
-            tnd_wire_header h;
-            if (tnd_wire_get_header(t.seen + at, &h) != TND_OK) break;
-            steps += h.type == TND_WIRE_STEP;
-            at += TND_WIRE_HEADER_BYTES + h.length;
-        }
+        bed_join(&b);
+        int steps = count_frames(&b.t, TND_WIRE_STEP);
         printf("device drafts, the split verifies: %d tokens in %d round trips (%lld of %lld drafted accepted), greedy "
                "%s\n", N_GREEDY, steps - 1, (long long)ss.n_accepted, (long long)ss.n_drafted,
                same ? "equal to the local model" : "DIFFERS");
         CHECK(same && ss.n_accepted > 0 && steps - 1 < N_GREEDY / 2);
     } else {
-        pthread_join(tt, NULL);
+        tnd_context_free(split);
+        split = NULL;
+        bed_join(&b);
     }
     tnd_session_free(s);
-    tnd_context_free(split);
     tnd_context_free(draft);
     tnd_tokenizer_free(tok);
-    pthread_join(tc, NULL);
-    free(t.seen);
-    close(t.listen_fd);
-    tnd_listener_close(lis);
+    bed_close(&b);
 }
 
 static int free_port(void);
@@ -405,26 +457,13 @@ static int free_port(void);
 /* An idle link carries a heartbeat (PING, answered by PONG, which the device passes over), and a step after it
  * gives the local model's logits. */
 static void check_heartbeat(tnd_model *local, tnd_model *cloud_model) {
-    tnd_listener *lis = NULL;
-    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
-    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
-    tap t;
-    char hp[64];
-    CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
-    pthread_t tc, tt;
-    pthread_create(&tc, NULL, cloud, &job);
-    pthread_create(&tt, NULL, tap_run, &t);
+    bed b;
+    if (!bed_open(&b, cloud_model, (bed_options){.tapped = true})) return;
     int32_t n_vocab = tnd_model_n_vocab(local), greedy[N_GREEDY];
     float *want = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
     const int32_t cpu_only[1] = {0}, kinds[3] = {0, TND_DEVICE_REMOTE, 0};
     CHECK(run_prompt(local, 1, cpu_only, NULL, NULL, prompt, N_PROMPT, want, greedy));
-    tnd_context_params p = tnd_context_default_params();
-    p.n_ctx = 128;
-    p.n_threads = 1;
-    p.kv_block_size = 16;
-    p.n_devices = 3;
-    p.device_kinds = kinds;
-    p.remote = hp;
+    tnd_context_params p = test_params(3, kinds, b.hp);
     tnd_context *ctx = NULL;
     int32_t pos[N_PROMPT], seq[N_PROMPT] = {0};
     int8_t last[N_PROMPT] = {0};
@@ -440,21 +479,12 @@ static void check_heartbeat(tnd_model *local, tnd_model *cloud_model) {
     double e = ok ? tnd_test_nmse(tnd_context_logits(ctx, 0), want + (size_t)(N_PROMPT - 1) * n_vocab,
                                   (size_t)n_vocab) : 1;
     tnd_context_free(ctx);
-    pthread_join(tt, NULL);
-    pthread_join(tc, NULL);
-    int pings = 0;
-    for (size_t at = 0; at + TND_WIRE_HEADER_BYTES <= t.n_seen;) {
-        tnd_wire_header h;
-        if (tnd_wire_get_header(t.seen + at, &h) != TND_OK) break;
-        pings += h.type == TND_WIRE_PING;
-        at += TND_WIRE_HEADER_BYTES + h.length;
-    }
+    bed_join(&b);
+    int pings = count_frames(&b.t, TND_WIRE_PING);
     printf("an idle link: %d heartbeat(s) in 6 s, the step after them NMSE %.3g against the local model\n", pings, e);
     CHECK(pings >= 1 && e < 1e-5);
     free(want);
-    free(t.seen);
-    close(t.listen_fd);
-    tnd_listener_close(lis);
+    bed_close(&b);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -483,14 +513,8 @@ static int by_value(const void *a, const void *b) {
 
 static fallback_run greedy_with_fallback(tnd_model *local, const char *hp, const int32_t *want_greedy) {
     fallback_run r = {.lost_at = -1};
-    tnd_context_params p = tnd_context_default_params();
-    p.n_ctx = 128;
-    p.n_threads = 1;
-    p.kv_block_size = 16;
     const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
-    p.n_devices = 3;
-    p.device_kinds = kinds;
-    p.remote = hp;
+    tnd_context_params p = test_params(3, kinds, hp), lp = test_params(1, NULL, NULL);
     tnd_context *split = NULL, *here = NULL;
     tnd_tokenizer *tok = NULL;
     tnd_session *s = NULL;
@@ -511,9 +535,6 @@ static fallback_run greedy_with_fallback(tnd_model *local, const char *hp, const
                 tnd_session_stats ss;
                 tnd_session_stats_get(s, &ss);
                 r.lost_at = ss.n_generated;
-                tnd_context_params lp = tnd_context_default_params();
-                lp.n_ctx = 128;
-                lp.n_threads = 1;
                 if (!CHECK_OK(tnd_context_init(local, &lp, &here)) || !CHECK_OK(tnd_session_move(s, here, 0))) break;
                 t0 = now_s();
                 CHECK_OK(tnd_session_step(s)); /* the record evaluated again, and the next token */
@@ -541,57 +562,38 @@ static fallback_run greedy_with_fallback(tnd_model *local, const char *hp, const
  * TND_ERR_DEVICE_LOST (a stall within the step's deadline, well under a second), the session moves to a context of
  * the whole model here and its tokens are the local model's. */
 static void check_fallback(tnd_model *local, tnd_model *cloud_model, const int32_t *want_greedy, bool stall) {
-    tnd_listener *lis = NULL;
-    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
-    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
-    tap t;
-    char hp[64];
-    CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
-    t.fail_after = 4000; /* the handshake, the prompt and about ten decode steps */
-    t.stall = stall;
-    pthread_t tc, tt;
-    pthread_create(&tc, NULL, cloud, &job);
-    pthread_create(&tt, NULL, tap_run, &t);
-    fallback_run r = greedy_with_fallback(local, hp, want_greedy);
+    bed b; /* the tap fails after the handshake, the prompt and about ten decode steps */
+    if (!bed_open(&b, cloud_model, (bed_options){.tapped = true, .fail_after = 4000, .stall = stall})) return;
+    fallback_run r = greedy_with_fallback(local, b.hp, want_greedy);
     printf("link %s after %d of %d tokens: lost after %.3f s in the step, next token here %.3f s later, greedy %s\n",
            stall ? "stalls" : "cut", r.lost_at, N_GREEDY, r.t_lost, r.t_next,
            r.same ? "equal to the local model" : "DIFFERS");
     CHECK(r.lost_at > 0 && r.lost_at < N_GREEDY && r.same && r.t_lost < 1.0);
-    pthread_join(tt, NULL);
-    pthread_join(tc, NULL);
-    free(t.seen);
-    close(t.listen_fd);
-    tnd_listener_close(lis);
+    bed_join(&b);
+    bed_close(&b);
 }
 
 /* The relay of scripts/netbed.sh (link_delay) between device and cloud: a decode step takes at least its added
  * round trip, and the cut it makes mid-answer is a lost device the session outlives. */
 static void check_link_delay(tnd_model *local, tnd_model *cloud_model, const int32_t *want_greedy) {
     enum { DELAY_MS = 100 };
-    tnd_listener *lis = NULL;
-    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
-    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1};
-    pthread_t tc;
-    pthread_create(&tc, NULL, cloud, &job);
+    bed b;
+    if (!bed_open(&b, cloud_model, (bed_options){0})) return;
     int port = free_port(), pid = 0;
-    char cmd[1024], out[64], log[1024], hp[64];
-    snprintf(cmd, sizeof cmd, "%s --listen 127.0.0.1:%d --to 127.0.0.1:%d --delay-ms %d --cut-after 1.5 "
-             ">/dev/null 2>'%s/delay.log' & echo $!", TND_LINK_DELAY_BIN, port, tnd_listener_port(lis), DELAY_MS, dir);
+    char cmd[1024], out[64], hp[64];
+    snprintf(cmd, sizeof cmd, "%s --listen 127.0.0.1:%d --to %s --delay-ms %d --cut-after 1.5 >/dev/null "
+             "2>'%s/delay.log' & echo $!", TND_LINK_DELAY_BIN, port, b.hp, DELAY_MS, dir);
     if (tnd_test_run(cmd, out, sizeof out) == 0) pid = atoi(out);
-    snprintf(cmd, sizeof cmd, "cat '%s/delay.log'", dir);
-    bool up = false;
-    for (int i = 0; i < 100 && pid > 0 && !up; i++, usleep(20000))
-        up = tnd_test_run(cmd, log, sizeof log) == 0 && strstr(log, "round trip");
     snprintf(hp, sizeof hp, "127.0.0.1:%d", port);
-    if (CHECK(up)) {
+    if (CHECK(pid > 0 && wait_for_log("delay.log", "round trip"))) {
         fallback_run r = greedy_with_fallback(local, hp, want_greedy);
         printf("link_delay +%d ms: a decode step took %.3f s; cut after 1.5 s, at token %d of %d; greedy %s\n",
                DELAY_MS, r.step_before, r.lost_at, N_GREEDY, r.same ? "equal to the local model" : "DIFFERS");
         CHECK(r.step_before >= DELAY_MS / 1000.0 && r.lost_at > 0 && r.lost_at < N_GREEDY && r.same);
     }
     if (pid > 0) kill(pid, SIGTERM);
-    pthread_join(tc, NULL);
-    tnd_listener_close(lis);
+    bed_join(&b);
+    bed_close(&b);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -613,13 +615,7 @@ static int start_cloud(const char *model, int port, const char *security) {
     snprintf(cmd, sizeof cmd, "%s cloud -m '%s' --listen 127.0.0.1:%d %s --links 1 -t 1 >/dev/null 2>'%s/cloud.log' & "
              "echo $!", TND_TANDEM_BIN, model, port, security, dir);
     int pid = tnd_test_run(cmd, out, sizeof out) == 0 ? atoi(out) : 0;
-    for (int i = 0; i < 100 && pid > 0; i++) { /* up to 5 s */
-        char log[256], text[1024];
-        snprintf(log, sizeof log, "cat '%s/cloud.log'", dir);
-        if (tnd_test_run(log, text, sizeof text) == 0 && strstr(text, "serving")) return pid;
-        usleep(50000);
-    }
-    return 0;
+    return pid > 0 && wait_for_log("cloud.log", "serving") ? pid : 0;
 }
 
 static void check_command_line(const char *model) {
@@ -655,30 +651,17 @@ static void check_command_line_fallback(const char *path, tnd_model *cloud_model
     snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 1 2>/dev/null", TND_TANDEM_BIN,
              path);
     CHECK(tnd_test_run(cmd, want, sizeof want) == 0 && strlen(want) > 40);
-    tnd_listener *lis = NULL;
-    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
-    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1, .block_size = 64};
-    tap t;
-    char hp[64];
-    CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
-    t.fail_after = 5000;
-    pthread_t tc, tt;
-    pthread_create(&tc, NULL, cloud, &job);
-    pthread_create(&tt, NULL, tap_run, &t);
+    bed b; /* the command line's KV blocks */
+    if (!bed_open(&b, cloud_model, (bed_options){.block_size = 64, .tapped = true, .fail_after = 5000})) return;
     snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Once upon a time' -n 40 --temp 0 -t 1 --device cpu,remote:%s,cpu "
-             "--insecure 2>'%s/run.err'", TND_TANDEM_BIN, path, hp, dir);
+             "--insecure 2>'%s/run.err'", TND_TANDEM_BIN, path, b.hp, dir);
     bool ran = tnd_test_run(cmd, got, sizeof got) == 0, whole = !strcmp(got, want);
-    char note[2048];
-    snprintf(cmd, sizeof cmd, "cat '%s/run.err'", dir);
-    bool noted = tnd_test_run(cmd, note, sizeof note) == 0 && strstr(note, "going on here with the whole model");
+    bool noted = file_says("run.err", "going on here with the whole model");
     printf("tandem run over a link cut mid-answer: %s, %s\n", whole ? "the local text" : "TEXT DIFFERS",
            noted ? "the switch noted" : "NO NOTE");
     if (!CHECK(ran && whole && noted)) fprintf(stderr, "  got \"%s\"\n  want \"%s\"\n", got, want);
-    pthread_join(tt, NULL);
-    pthread_join(tc, NULL);
-    free(t.seen);
-    close(t.listen_fd);
-    tnd_listener_close(lis);
+    bed_join(&b);
+    bed_close(&b);
 
     /* --fallback-model: a smaller copy of the same vocabulary takes over (here where the cloud cannot be reached at
      * all); a model of another vocabulary is refused at start */
@@ -693,8 +676,7 @@ static void check_command_line_fallback(const char *path, tnd_model *cloud_model
              "cpu,remote:127.0.0.1:%d,cpu --insecure --fallback-model '%s' 2>'%s/run.err'", TND_TANDEM_BIN, path,
              free_port(), small, dir);
     CHECK(tnd_test_run(cmd, got, sizeof got) == 0 && !strcmp(got, small_text));
-    snprintf(cmd, sizeof cmd, "cat '%s/run.err'", dir);
-    CHECK(tnd_test_run(cmd, note, sizeof note) == 0 && strstr(note, "going on here with the fallback model"));
+    CHECK(file_says("run.err", "going on here with the fallback model"));
     snprintf(cmd, sizeof cmd, "%s run -m '%s' -p 'Hi' -n 2 --device cpu,remote:127.0.0.1:%d,cpu --insecure "
              "--fallback-model '%s' 2>&1", TND_TANDEM_BIN, path, free_port(),
              tnd_fixture("vocab/ggml-vocab-llama-spm.gguf"));
@@ -735,55 +717,41 @@ static bool completion_text(const char *answer, char *text, size_t cap) {
 }
 
 static void check_server_fallback(const char *path, tnd_model *cloud_model) {
-    tnd_listener *lis = NULL;
-    if (!CHECK_OK(tnd_listener_open("127.0.0.1:0", &lis))) return;
-    cloud_job job = {.model = cloud_model, .listener = lis, .key = NULL, .links = 1, .block_size = 64};
-    tap t;
-    char hp[64], cmd[2048], out[64];
-    CHECK(tap_open(&t, tnd_listener_port(lis), hp, sizeof hp));
-    t.fail_after = 5000;
-    pthread_t tc, tt;
-    pthread_create(&tc, NULL, cloud, &job);
-    pthread_create(&tt, NULL, tap_run, &t);
+    bed b; /* the command line's KV blocks */
+    if (!bed_open(&b, cloud_model, (bed_options){.block_size = 64, .tapped = true, .fail_after = 5000})) return;
+    char cmd[2048], out[64];
     int port = free_port(), pid = 0;
     snprintf(cmd, sizeof cmd, "%s serve -m '%s' --port %d --parallel 1 -t 1 --device cpu,remote:%s,cpu --insecure "
-             ">/dev/null 2>'%s/serve.log' & echo $!", TND_TANDEM_BIN, path, port, hp, dir);
+             ">/dev/null 2>'%s/serve.log' & echo $!", TND_TANDEM_BIN, path, port, b.hp, dir);
     if (tnd_test_run(cmd, out, sizeof out) == 0) pid = atoi(out);
     char log[8192], answer[16384], metrics[16384], first[4096] = "", second[4096] = "";
-    snprintf(cmd, sizeof cmd, "cat '%s/serve.log'", dir);
-    bool up = false;
-    for (int i = 0; i < 200 && pid > 0 && !up; i++, usleep(50000))
-        up = tnd_test_run(cmd, log, sizeof log) == 0 && strstr(log, "listening");
+    bool up = pid > 0 && wait_for_log("serve.log", "listening");
     const char *body = "{\"prompt\": \"Once upon a time\", \"max_tokens\": 40, \"temperature\": 0}";
     if (CHECK(up) && CHECK(http(port, "POST", "/v1/completions", body, answer, sizeof answer)) &&
         CHECK(completion_text(answer, first, sizeof first)) &&
         CHECK(http(port, "GET", "/metrics", NULL, metrics, sizeof metrics)))
         CHECK(strstr(metrics, "tandem_device_lost_total 1\n") && strstr(metrics, "tandem_running_on_fallback 1\n"));
-    pthread_join(tt, NULL);
-    pthread_join(tc, NULL);
+    bed_join(&b);
     /* the cloud is back: an idle server tries it again at a request 10 s after the loss */
-    size_t seen_before = t.n_seen;
-    t.fail_after = 0;
-    pthread_create(&tc, NULL, cloud, &job);
-    pthread_create(&tt, NULL, tap_run, &t);
+    size_t seen_before = b.t.n_seen;
+    b.t.fail_after = 0;
+    bed_start(&b);
     sleep(10);
     bool back = up && http(port, "POST", "/v1/completions", body, answer, sizeof answer) &&
                 completion_text(answer, second, sizeof second) &&
                 http(port, "GET", "/metrics", NULL, metrics, sizeof metrics) &&
-                strstr(metrics, "tandem_running_on_fallback 0\n") && t.n_seen > seen_before;
+                strstr(metrics, "tandem_running_on_fallback 0\n") && b.t.n_seen > seen_before;
     printf("tandem serve: a cloud lost mid-answer gives \"%s\"; back 10 s later: %s\n", first,
            back && !strcmp(first, second) ? "used again, the same answer" : "NOT USED AGAIN OR ANOTHER ANSWER");
     CHECK(back && strlen(first) > 40 && !strcmp(first, second));
     if (pid > 0) kill(pid, SIGTERM);
-    pthread_join(tt, NULL);
-    pthread_join(tc, NULL);
+    bed_join(&b);
+    snprintf(cmd, sizeof cmd, "cat '%s/serve.log'", dir);
     if (!up || !back) {
         tnd_test_run(cmd, log, sizeof log);
         fprintf(stderr, "  server log:\n%s\n", log);
     }
-    free(t.seen);
-    close(t.listen_fd);
-    tnd_listener_close(lis);
+    bed_close(&b);
 }
 
 int main(void) {
