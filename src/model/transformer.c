@@ -180,8 +180,10 @@ static int32_t pipelined_stage(const tnd_forward *fw, int64_t n_tokens) {
     return found;
 }
 
-/* Tokens [at, at + m) of step. */
-static tnd_step slice_of(const tnd_step *step, int64_t at, int64_t m) {
+/* Slice k of step: its tokens from k * TND_PIPELINE_SLICE. */
+static tnd_step slice_of(const tnd_step *step, int64_t k) {
+    int64_t at = k * TND_PIPELINE_SLICE, m = step->n_tokens - at;
+    if (m > TND_PIPELINE_SLICE) m = TND_PIPELINE_SLICE;
     return (tnd_step){.n_tokens = m, .pos = step->pos + at, .slots = step->slots + at,
                       .block_tables = step->block_tables + at, .n_ctx = step->n_ctx + at,
                       .block_size = step->block_size};
@@ -200,19 +202,19 @@ static tnd_status run_pipelined(const tnd_forward *fw, const tnd_step *step, int
     int64_t sent = 0, done = 0;
     while (done < n_slices && !st) {
         if (sent < n_slices && sent - done < TND_PIPELINE_DEPTH) {
-            int64_t at = sent * TND_PIPELINE_SLICE, m = n - at < TND_PIPELINE_SLICE ? n - at : TND_PIPELINE_SLICE;
-            tnd_step slice = slice_of(step, at, m);
+            int64_t at = sent * TND_PIPELINE_SLICE;
+            tnd_step slice = slice_of(step, sent);
             int32_t none = 0;
             st = run_stages(fw, &slice, 0, r, tokens + at, want + at, fw->host_x + at * e, NULL, &none);
             if (!st) {
                 remote->vt->begin_step(remote, &slice);
                 st = remote->vt->stage_send(remote, stage->group_begin, stage->group_end, fw->host_x + at * e);
             }
-            sent++;
+            sent += !st;
             continue;
         }
-        int64_t at = done * TND_PIPELINE_SLICE, m = n - at < TND_PIPELINE_SLICE ? n - at : TND_PIPELINE_SLICE;
-        tnd_step slice = slice_of(step, at, m);
+        int64_t at = done * TND_PIPELINE_SLICE;
+        tnd_step slice = slice_of(step, done);
         int32_t rows = 0;
         st = remote->vt->stage_recv(remote, fw->host_x + at * e);
         if (!st)
