@@ -29,9 +29,13 @@ fi
 ip netns del tnd-probe
 work=$(mktemp -d)
 pids=()
-cleanup() {
+stop_all() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  pids=()
+}
+cleanup() {
+  stop_all
   ip netns del tnd-dev 2>/dev/null || true
   ip netns del tnd-cloud 2>/dev/null || true
   rm -rf "$work"
@@ -110,6 +114,35 @@ PY
 
 calc() { awk "BEGIN { printf \"%.6f\", $1 }"; }
 
+# runs a command, printing the bytes up and down the veth carried meanwhile, then the command's output
+counted() {
+  local before after r u0 d0 u1 d1
+  before=$(counters)
+  r=$("$@") || return 1
+  after=$(counters)
+  read -r u0 d0 <<< "$before"
+  read -r u1 d1 <<< "$after"
+  echo "$((u1 - u0)) $((d1 - d0)) $r"
+}
+
+# the delaying relay on the device's side, from 127.0.0.1:$1 to the cloud's port $2 (more options after)
+relay() {
+  local from=$1 to=$2
+  shift 2
+  ip netns exec tnd-dev "$delay_bin" --listen 127.0.0.1:"$from" --to 10.77.0.2:"$to" --delay-ms "$rtt" "$@" \
+    2> "$work/delay.log" & pids+=($!)
+  wait_for "$work/delay.log" "round trip"
+}
+
+# the device's run split with the cloud through the relay, on prompt $1 (more options after), timed
+split_run() {
+  local text=$1
+  shift
+  timed ip netns exec tnd-dev "$bin" run -m "$model" -p "$text" -n "$gen" --temp 0 --ignore-eos -t 1 \
+    --device remote:127.0.0.1:7071 --remote-key "$work/key" "$@"
+}
+
+
 report() { # name ttft tps tokens bytes_up bytes_down [more]
   printf "  %-7s first token %6.3f s  %6.1f tokens/s  up %7.0f  down %7.0f bytes/token%s\n" "$1" "$2" "$3" \
     "$(calc "$5 / $4")" "$(calc "$6 / $4")" "${7:-}"
@@ -138,41 +171,22 @@ for profile in "${profiles[@]}"; do
   ip netns exec tnd-cloud "$bin" cloud -m "$model" --listen 10.77.0.2:7070 --key "$work/key" -t 1 --parallel 8 \
     2> "$work/cloud.log" & pids+=($!)
   wait_for "$work/cloud.log" serving
-  ip netns exec tnd-dev "$delay_bin" --listen 127.0.0.1:7071 --to 10.77.0.2:7070 --delay-ms $rtt \
-    2> "$work/delay.log" & pids+=($!)
-  wait_for "$work/delay.log" "round trip"
-  before=$(counters)
-  split=$(timed ip netns exec tnd-dev "$bin" run -m "$model" -p "$prompt" -n "$gen" --temp 0 --ignore-eos -t 1 \
-    --device remote:127.0.0.1:7071 --remote-key "$work/key")
-  after=$(counters)
-  read -r s_ttft s_tps s_tok s_gen _ _ <<< "$split"
-  read -r u0 d0 <<< "$before"
-  read -r u1 d1 <<< "$after"
-  # a decode step beyond what the round trip and the transfer explain, against the device's own step
+  relay 7071 7070
+  read -r up down s_ttft s_tps s_tok _ <<< "$(counted split_run "$prompt")"
   # a decode step beyond the round trip, the transfer of its bytes and the whole model's step on the device alone
   # (the two sides' compute together is about that): protocol, crypto and scheduling
-  bits=$(calc "($u1 - $u0 + $d1 - $d0) * 8 / $s_tok")
-  extra=$(calc "1000 / $s_tps - $rtt - $bits * 1000 / $bps - 1000 / $d_tps")
-  report split "$s_ttft" "$s_tps" "$s_tok" $((u1 - u0)) $((d1 - d0)) \
+  extra=$(calc "1000 / $s_tps - $rtt - ($up + $down) * 8 / $s_tok * 1000 / $bps - 1000 / $d_tps")
+  report split "$s_ttft" "$s_tps" "$s_tok" "$up" "$down" \
     "$(printf '; a step beyond round trip, transfer and compute: %+.1f ms' "$extra")"
   if [ -n "${DRAFT:-}" ]; then # the device's draft model proposes, the split verifies several tokens a round trip
-    before=$(counters)
-    drafted=$(timed ip netns exec tnd-dev "$bin" run -m "$model" -p "$prompt" -n "$gen" --temp 0 --ignore-eos -t 1 \
-      --device remote:127.0.0.1:7071 --remote-key "$work/key" --draft-model "$DRAFT")
-    after=$(counters)
-    read -r s_ttft s_tps s_tok _ _ _ <<< "$drafted"
-    read -r u0 d0 <<< "$before"
-    read -r u1 d1 <<< "$after"
-    report drafted "$s_ttft" "$s_tps" "$s_tok" $((u1 - u0)) $((d1 - d0))
+    read -r up down s_ttft s_tps s_tok _ <<< "$(counted split_run "$prompt" --draft-model "$DRAFT")"
+    report drafted "$s_ttft" "$s_tps" "$s_tok" "$up" "$down"
   fi
   for n_dev in ${DEVICES:-}; do # several devices at once on the one cloud, which batches their steps
     for variant in plain ${DRAFT:+drafted}; do
       extra=()
       [ "$variant" = drafted ] && extra=(--draft-model "$DRAFT")
-      for d in $(seq "$n_dev"); do
-        timed ip netns exec tnd-dev "$bin" run -m "$model" -p "$prompt" -n "$gen" --temp 0 --ignore-eos -t 1 \
-          --device remote:127.0.0.1:7071 --remote-key "$work/key" "${extra[@]}" > "$work/dev$d.out" &
-      done
+      for d in $(seq "$n_dev"); do split_run "$prompt" "${extra[@]}" > "$work/dev$d.out" & done
       wait $(jobs -p | tail -n "$n_dev")
       sort -k2 -n "$work"/dev*.out | awk -v n="$n_dev" -v v="$variant" '{ t[NR] = $2; sum += $2 }
         END { printf "  %d devices at once (%s): tokens/s each min %.1f median %.1f, all together %.1f\n",
@@ -184,34 +198,20 @@ for profile in "${profiles[@]}"; do
   if [ "$profile" = poor ]; then # the link is cut a few seconds into the answer (a short prompt, so that the
                                  # answer has begun): the device goes on alone
     kill "${pids[-1]}" 2>/dev/null || true
-    ip netns exec tnd-dev "$delay_bin" --listen 127.0.0.1:7071 --to 10.77.0.2:7070 --delay-ms $rtt \
-      --cut-after "${CUT_AFTER:-10}" 2> "$work/delay.log" & pids+=($!)
-    wait_for "$work/delay.log" "round trip"
-    cutrun=$(timed ip netns exec tnd-dev "$bin" run -m "$model" -p "Once upon a time" -n "$gen" --temp 0 --ignore-eos \
-      -t 1 --device remote:127.0.0.1:7071 --remote-key "$work/key" --fallback-model "$model")
+    relay 7071 7070 --cut-after "${CUT_AFTER:-10}"
+    cutrun=$(split_run "Once upon a time" --fallback-model "$model")
     read -r _ c_tps _ _ c_gap c_pieces _ _ <<< "$cutrun"
     printf "  cut     link cut ${CUT_AFTER:-10} s after it opened: longest silence of the stream %.3f s (%s pieces), %.1f tokens/s\n    %s\n" \
       "$c_gap" "$c_pieces" "$c_tps" "${cutrun#*| }"
   fi
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
+  stop_all
 
   # cloud only: the cloud's server streams the text over the same link
   ip netns exec tnd-cloud "$bin" serve -m "$model" --host 10.77.0.2 --port 8080 -t 1 --parallel 1 \
     2> "$work/serve.log" & pids+=($!)
   wait_for "$work/serve.log" listening
-  ip netns exec tnd-dev "$delay_bin" --listen 127.0.0.1:8081 --to 10.77.0.2:8080 --delay-ms $rtt \
-    2> "$work/delay.log" & pids+=($!)
-  wait_for "$work/delay.log" "round trip"
-  before=$(counters)
-  cloud=$(stream 127.0.0.1:8081)
-  after=$(counters)
-  read -r c_ttft c_tps c_tok c_gen <<< "$cloud"
-  read -r u0 d0 <<< "$before"
-  read -r u1 d1 <<< "$after"
-  report cloud "$c_ttft" "$c_tps" "$c_tok" $((u1 - u0)) $((d1 - d0))
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
+  relay 8081 8080
+  read -r up down c_ttft c_tps c_tok _ <<< "$(counted stream 127.0.0.1:8081)"
+  report cloud "$c_ttft" "$c_tps" "$c_tok" "$up" "$down"
+  stop_all
 done
