@@ -119,26 +119,38 @@ static void check_pack(void) {
     CHECK(wrong == 0);
 }
 
-/* The F16 entry against the float entry on the same rows rounded to F16, with K transposed as the cache keeps it for
- * this entry ([hd][n], each tile a column offset): the same bits, for every head size the entry says it takes. */
-static void check_attention_f16(const tnd_cpu_vec *vec, const char *isa, const float *q, int32_t rep, int32_t hd,
-                                const float *k, const float *v, int32_t n, int32_t tile) {
-    if (!vec->attn_tile_f16_takes(hd)) return;
-    const tnd_type_traits *f16 = tnd_type_traits_of(TND_TYPE_F16);
-    uint16_t *kh = malloc(sizeof(uint16_t) * (size_t)(n * hd)), *vh = malloc(sizeof(uint16_t) * (size_t)(n * hd));
-    uint16_t *kt = malloc(sizeof(uint16_t) * (size_t)(n * hd));
+/* The stored entry against the float entry on the same rows encoded in `type` (F16 or Q8_0) and decoded, with K
+ * transposed as the cache keeps it for this entry (values [hd][n], each tile a column offset; Q8_0 scales
+ * [hd / 32][n]) and V rows as the type stores them: the same bits, for every type and head size the entry takes. */
+static void check_attention_stored(const tnd_cpu_vec *vec, const char *isa, tnd_type type, const float *q,
+                                   int32_t rep, int32_t hd, const float *k, const float *v, int32_t n, int32_t tile) {
+    if (!vec->attn_tile_stored_takes(type, hd)) return;
+    const tnd_type_traits *t = tnd_type_traits_of(type);
+    size_t row = tnd_row_size(type, hd), value = type == TND_TYPE_F16 ? 2 : 1;
+    uint8_t *ke = malloc(row * (size_t)n), *ve = malloc(row * (size_t)n), *kt = malloc(row * (size_t)n);
+    uint16_t *scales = (uint16_t *)(void *)(kt + value * (size_t)(n * hd)); /* Q8_0: after the levels */
     float *kd = malloc(sizeof(float) * (size_t)(n * hd)), *vd = malloc(sizeof(float) * (size_t)(n * hd));
-    float *acc = calloc((size_t)(rep * hd), sizeof(float)), *acc_h = calloc((size_t)(rep * hd), sizeof(float));
-    float mx[16], sum[16], mx_h[16], sum_h[16];
-    f16->from_float(k, kh, n * hd);
-    f16->from_float(v, vh, n * hd);
-    f16->to_float(kh, kd, n * hd);
-    f16->to_float(vh, vd, n * hd);
+    float *acc = calloc((size_t)(rep * hd), sizeof(float)), *acc_s = calloc((size_t)(rep * hd), sizeof(float));
+    float mx[16], sum[16], mx_s[16], sum_s[16];
+    for (int32_t j = 0; j < n; j++) {
+        t->from_float(k + j * hd, ke + row * (size_t)j, hd);
+        t->from_float(v + j * hd, ve + row * (size_t)j, hd);
+    }
+    t->to_float(ke, kd, n * hd);
+    t->to_float(ve, vd, n * hd);
     for (int32_t j = 0; j < n; j++)
-        for (int32_t d = 0; d < hd; d++) kt[d * n + j] = kh[j * hd + d];
+        for (int32_t d = 0; d < hd; d++) {
+            const uint8_t *r = ke + row * (size_t)j;
+            if (type == TND_TYPE_F16) {
+                memcpy(kt + 2 * ((size_t)d * n + j), r + 2 * d, 2);
+            } else { /* Q8_0 blocks of 34 bytes: the F16 scale, then 32 levels */
+                kt[(size_t)d * n + j] = r[34 * (d / 32) + 2 + d % 32];
+                memcpy(&scales[(size_t)(d / 32) * n + j], r + 34 * (d / 32), 2);
+            }
+        }
     for (int32_t r = 0; r < rep; r++) {
-        mx[r] = mx_h[r] = -INFINITY;
-        sum[r] = sum_h[r] = 0;
+        mx[r] = mx_s[r] = -INFINITY;
+        sum[r] = sum_s[r] = 0;
     }
     float scale = 1.0f / sqrtf((float)hd);
     int tiles = 0;
@@ -147,23 +159,23 @@ static void check_attention_f16(const tnd_cpu_vec *vec, const char *isa, const f
         vec->attn_tile(q, rep, hd, kd + p0 * hd, vd + p0 * hd, np, scale, mx, sum, acc);
         /* the next tile's rows asked for on every other tile: a hint that must not change any bit */
         int32_t rest = n - p0 - np < tile ? n - p0 - np : tile;
-        tnd_kv_prefetch next = {kt + p0 + np, vh + (p0 + np) * hd, sizeof(uint16_t) * (size_t)(rest * hd)};
-        vec->attn_tile_f16(q, rep, hd, kt + p0, n, vh + p0 * hd, np, scale, mx_h, sum_h, acc_h,
-                           rest > 0 && tiles % 2 ? &next : NULL);
+        tnd_kv_prefetch next = {kt + value * (size_t)(p0 + np), ve + row * (size_t)(p0 + np), row * (size_t)rest};
+        tnd_kv_stored kv = {type, kt + value * (size_t)p0, scales + p0, n, ve + row * (size_t)p0};
+        vec->attn_tile_stored(q, rep, hd, &kv, np, scale, mx_s, sum_s, acc_s, rest > 0 && tiles % 2 ? &next : NULL);
     }
-    bool same = memcmp(mx, mx_h, sizeof(float) * (size_t)rep) == 0 &&
-                memcmp(sum, sum_h, sizeof(float) * (size_t)rep) == 0 &&
-                memcmp(acc, acc_h, sizeof(float) * (size_t)(rep * hd)) == 0;
+    bool same = memcmp(mx, mx_s, sizeof(float) * (size_t)rep) == 0 &&
+                memcmp(sum, sum_s, sizeof(float) * (size_t)rep) == 0 &&
+                memcmp(acc, acc_s, sizeof(float) * (size_t)(rep * hd)) == 0;
     if (!CHECK(same))
-        fprintf(stderr, "  attention f16 (%s) rep %d hd %d n %d tile %d: bits differ over %d tiles\n", isa, rep, hd, n,
-                tile, tiles);
-    free(kh);
-    free(vh);
+        fprintf(stderr, "  attention %s (%s) rep %d hd %d n %d tile %d: bits differ over %d tiles\n", t->name, isa, rep,
+                hd, n, tile, tiles);
+    free(ke);
+    free(ve);
     free(kt);
     free(kd);
     free(vd);
     free(acc);
-    free(acc_h);
+    free(acc_s);
 }
 
 static void check_attention(const tnd_cpu_vec *vec, const char *isa, int32_t rep, int32_t hd, int32_t n, int32_t tile) {
@@ -202,7 +214,10 @@ static void check_attention(const tnd_cpu_vec *vec, const char *isa, int32_t rep
     }
     if (!CHECK(bad == 0))
         fprintf(stderr, "  attention (%s) rep %d hd %d n %d tile %d: %d values off\n", isa, rep, hd, n, tile, bad);
-    if (vec->attn_tile_f16) check_attention_f16(vec, isa, q, rep, hd, k, v, n, tile);
+    if (vec->attn_tile_stored) {
+        check_attention_stored(vec, isa, TND_TYPE_F16, q, rep, hd, k, v, n, tile);
+        check_attention_stored(vec, isa, TND_TYPE_Q8_0, q, rep, hd, k, v, n, tile);
+    }
     free(q);
     free(k);
     free(v);

@@ -179,9 +179,52 @@ static void test_query_blocks(tnd_model *m, int32_t nv) {
     free(one);
 }
 
+/* The cache read as stored gives the bits of the cache decoded: with blocks of 64 every tile of 64 positions lies in
+ * one block and the stored entry reads it (a transposed K of F16 or Q8_0, where the CPU has the entry for the head
+ * size); with blocks of 16 every tile crosses blocks and its rows are decoded for the float tile. For each cache type
+ * and a mixed pair, 150 positions (two whole tiles and a part) give the same logits both ways, bit for bit. */
+static void test_stored_equals_decoded(tnd_model *m, int32_t nv) {
+    enum { N = 150 };
+    static const tnd_type pairs[][2] = {{TND_TYPE_F16, TND_TYPE_F16}, {TND_TYPE_Q8_0, TND_TYPE_Q8_0},
+                                        {TND_TYPE_Q8_0, TND_TYPE_F16}, {TND_TYPE_F16, TND_TYPE_Q8_0}};
+    int32_t tokens[N];
+    for (int i = 0; i < N; i++) tokens[i] = prompt[(i * 5) % 16];
+    float *a = malloc(sizeof(float) * (size_t)nv), *b = malloc(sizeof(float) * (size_t)nv);
+    for (size_t pi = 0; pi < sizeof pairs / sizeof pairs[0]; pi++) {
+        tnd_context *ctx[2] = {NULL, NULL};
+        for (int c = 0; c < 2; c++) {
+            tnd_context_params p = tnd_context_default_params();
+            p.n_ctx = 256;
+            p.n_batch = 64;
+            p.n_threads = 2;
+            p.kv_block_size = c ? 16 : 64;
+            p.k_type = pairs[pi][0];
+            p.v_type = pairs[pi][1];
+            CHECK_OK(tnd_context_init(m, &p, &ctx[c]));
+        }
+        if (ctx[0] && ctx[1]) {
+            for (int at = 0; at + 50 <= N; at += 50) {
+                CHECK_OK(decode(ctx[0], 0, tokens + at, 50, at, NULL, nv));
+                CHECK_OK(decode(ctx[1], 0, tokens + at, 50, at, NULL, nv));
+            }
+            int32_t next = prompt[3];
+            CHECK_OK(decode(ctx[0], 0, &next, 1, N, a, nv));
+            CHECK_OK(decode(ctx[1], 0, &next, 1, N, b, nv));
+            if (!CHECK(memcmp(a, b, sizeof(float) * (size_t)nv) == 0))
+                fprintf(stderr, "  K %s V %s: blocks of 64 and of 16 give different logits\n",
+                        tnd_type_name(pairs[pi][0]), tnd_type_name(pairs[pi][1]));
+        }
+        tnd_context_free(ctx[0]);
+        tnd_context_free(ctx[1]);
+    }
+    free(a);
+    free(b);
+}
+
 int main(void) {
-    /* llama-tiny's heads of 32 keep K as rows; qwen3-tiny's heads of 64 keep it transposed where the CPU has an F16
-     * attention kernel (AVX-512), so both cache layouts go through paging, forks and micro-batches */
+    /* llama-tiny's heads of 32 keep K transposed where the CPU has the AVX2 entry and as rows under AVX-512;
+     * qwen3-tiny's heads of 64 keep it transposed on both (an F16 or Q8_0 cache), so both cache layouts go through
+     * paging, forks and micro-batches */
     const char *models[] = {"models/llama-tiny-f32.gguf", "models/qwen3-tiny-f32.gguf"};
     for (int i = 0; i < 2; i++) {
         tnd_model *m = NULL;
@@ -192,6 +235,7 @@ int main(void) {
         test_errors_leave_no_trace(m, nv);
         test_micro_batches(m, nv);
         test_query_blocks(m, nv);
+        test_stored_equals_decoded(m, nv);
         tnd_model_close(m);
     }
     return tnd_test_finish("test_kv_cache");

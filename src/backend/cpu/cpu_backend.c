@@ -435,8 +435,10 @@ static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_toke
 static size_t kv_row_bytes(tnd_type type, int64_t width) { return tnd_row_size(type, width); }
 
 /* A head's run of positions in a block: blocks are [head][position][head_dim] (see backend.h), except K of an F16
- * cache whose attention kernel reads it transposed (k_transposed): [head][head_dim][position] inside the block, so
- * the head's run starts at the same offset and position p's value of dimension d is element d * block_size + p. */
+ * or Q8_0 cache whose attention kernel reads it transposed (k_transposed): inside the block the head's region
+ * starts at the same offset and holds the values as [head_dim][block_size], position p's value of dimension d at
+ * element d * block_size + p; a Q8_0 region then holds the scales as [head_dim / 32][block_size] F16 (k_scales_of).
+ * Either way the region is as large as the rows it replaces. */
 static size_t kv_head_offset(tnd_type type, int64_t slot, int32_t head, int32_t n_heads, int32_t block_size,
                              int32_t head_dim) {
     size_t seg = kv_row_bytes(type, head_dim);
@@ -446,22 +448,46 @@ static size_t kv_head_offset(tnd_type type, int64_t slot, int32_t head, int32_t 
 }
 
 static bool k_transposed(const tnd_cpu_kernels *k, tnd_type k_type, int32_t head_dim) {
-    return k_type == TND_TYPE_F16 && k->vec.attn_tile_f16 && k->vec.attn_tile_f16_takes(head_dim);
+    return (k_type == TND_TYPE_F16 || k_type == TND_TYPE_Q8_0) && k->vec.attn_tile_stored &&
+           k->vec.attn_tile_stored_takes(k_type, head_dim);
+}
+
+/* The scales of a transposed Q8_0 K region: that of dimensions 32b..32b+31 of position p at [b * block_size + p]. */
+static uint16_t *k_scales_of(const uint8_t *region, int32_t head_dim, int32_t block_size) {
+    return (uint16_t *)(void *)(region + (size_t)head_dim * (size_t)block_size);
+}
+
+/* Writes one head's K row (head_dim floats) at position pos of its transposed region. */
+static void store_k_transposed(const tnd_cpu_kernels *k, tnd_type type, const float *src, uint8_t *region,
+                               int64_t pos, int32_t block_size, int32_t head_dim) {
+    uint8_t row[TND_CPU_ATTN_MAX_HEAD * 2];
+    k->vec.from_float[type](src, row, head_dim);
+    if (type == TND_TYPE_F16) {
+        for (int32_t d = 0; d < head_dim; d++)
+            memcpy(region + ((size_t)d * (size_t)block_size + (size_t)pos) * 2, row + 2 * d, 2);
+        return;
+    }
+    uint16_t *scales = k_scales_of(region, head_dim, block_size);
+    for (int32_t b = 0; b < head_dim / 32; b++) { /* Q8_0 blocks: the F16 scale, then 32 levels */
+        const uint8_t *block = row + (size_t)b * 34;
+        memcpy(&scales[(size_t)b * (size_t)block_size + (size_t)pos], block, 2);
+        for (int32_t i = 0; i < 32; i++) region[(size_t)(32 * b + i) * (size_t)block_size + (size_t)pos] = block[2 + i];
+    }
 }
 
 static void cpu_kv_store(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type k_type, tnd_type v_type,
                          const tnd_tensor *kv_k, const tnd_tensor *kv_v, int32_t head_dim) {
     const tnd_step *step = &dev(b)->step;
+    const tnd_cpu_kernels *kernels = &dev(b)->kernels;
     const float *k = f32(kv_k), *v = f32(kv_v);
     int64_t width = kv_k->ne0;
     const int64_t *slots = step->slots;
     int64_t n_tokens = step->n_tokens;
     int32_t block_size = step->block_size;
-    tnd_from_float_fn k_from_float = dev(b)->kernels.vec.from_float[k_type];
-    tnd_from_float_fn v_from_float = dev(b)->kernels.vec.from_float[v_type];
+    tnd_from_float_fn k_from_float = kernels->vec.from_float[k_type];
+    tnd_from_float_fn v_from_float = kernels->vec.from_float[v_type];
     int32_t n_heads = (int32_t)(width / head_dim);
-    bool transposed = k_transposed(&dev(b)->kernels, k_type, head_dim);
-    uint16_t k_row[TND_CPU_ATTN_MAX_HEAD];
+    bool transposed = k_transposed(kernels, k_type, head_dim);
     for (int64_t t = 0; t < n_tokens; t++)
         for (int32_t h = 0; h < n_heads; h++) {
             size_t k_at = kv_head_offset(k_type, slots[t], h, n_heads, block_size, head_dim);
@@ -472,12 +498,10 @@ static void cpu_kv_store(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool,
                 k_from_float(k_src, (uint8_t *)k_pool + k_at, head_dim);
                 continue;
             }
-            int64_t pos = slots[t] % block_size; /* the head's [head_dim][block] region starts where position 0's
-                                                    row would */
-            uint16_t *run =
-                (uint16_t *)(void *)((uint8_t *)k_pool + k_at - (size_t)pos * kv_row_bytes(k_type, head_dim));
-            k_from_float(k_src, k_row, head_dim);
-            for (int32_t d = 0; d < head_dim; d++) run[(int64_t)d * block_size + pos] = k_row[d];
+            int64_t pos = slots[t] % block_size; /* the head's region starts where position 0's row would */
+            store_k_transposed(kernels, k_type, k_src,
+                               (uint8_t *)k_pool + k_at - (size_t)pos * kv_row_bytes(k_type, head_dim), pos,
+                               block_size, head_dim);
         }
 }
 
@@ -512,7 +536,7 @@ typedef struct attention_job {
     const cpu_attn *a;
     const tnd_step *step;
     const tnd_cpu_kernels *k;
-    bool k_t;               /* K stored transposed for attn_tile_f16 (k_transposed) */
+    bool k_t;               /* K stored transposed for attn_tile_stored (k_transposed) */
     int32_t n_segments;     /* segments of the longest context (items per block and KV head) */
     const int32_t *blocks;  /* query blocks: block b is tokens [blocks[b], blocks[b + 1]) */
     float *scratch; /* the device's attention scratch, ATTN_SCRATCH_FLOATS per thread */
@@ -528,12 +552,20 @@ static void load_kv_run(const tnd_cpu_kernels *k, const uint8_t *run, tnd_type t
     k->vec.to_float[type](run, out, n_elements);
 }
 
-/* The same for K stored transposed: positions pos .. pos + n - 1 of a head's [head_dim][block_size] F16 region. */
-static void load_k_transposed(const tnd_cpu_kernels *k, const uint16_t *region, int32_t block_size, int32_t pos,
-                              int32_t n, int32_t head_dim, float *out) {
+/* The same for K stored transposed: positions pos .. pos + n - 1 of a head's region (kv_head_offset), the bits of
+ * the type's decoder. */
+static void load_k_transposed(const tnd_cpu_kernels *k, tnd_type type, const uint8_t *region, int32_t block_size,
+                              int32_t pos, int32_t n, int32_t head_dim, float *out) {
     float column[TND_CPU_ATTN_TILE];
+    const uint16_t *scales = k_scales_of(region, head_dim, block_size);
     for (int32_t d = 0; d < head_dim; d++) {
-        k->vec.to_float[TND_TYPE_F16](region + (size_t)d * (size_t)block_size + pos, column, n);
+        size_t at = (size_t)d * (size_t)block_size + (size_t)pos;
+        if (type == TND_TYPE_F16)
+            k->vec.to_float[TND_TYPE_F16](region + 2 * at, column, n);
+        else
+            for (int32_t j = 0; j < n; j++)
+                column[j] = tnd_fp16_to_f32(scales[(size_t)(d / 32) * (size_t)block_size + (size_t)(pos + j)]) *
+                            (float)(int8_t)region[at + (size_t)j];
         for (int32_t j = 0; j < n; j++) out[(size_t)j * (size_t)head_dim + (size_t)d] = column[j];
     }
 }
@@ -570,10 +602,13 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
     const tnd_cpu_kernels *k = job->k;
     int32_t hd = a->head_dim, bs = job->step->block_size;
     size_t k_at, v_at;
-    if (job->k_t && a->v_type == TND_TYPE_F16 && p0 % bs + np <= bs) { /* one run of an F16 cache, read as stored */
+    if (job->k_t && a->v_type == a->k_type && p0 % bs + np <= bs) { /* one run of the cache, read as stored */
         head_at(a, bs, true, table, p0, g, &k_at, &v_at);
-        k->vec.attn_tile_f16(q, rep, hd, (const uint16_t *)(const void *)((const uint8_t *)a->k_pool + k_at) + p0 % bs,
-                             bs, (const void *)((const uint8_t *)a->v_pool + v_at), np, a->scale, mx, sum, acc, next);
+        const uint8_t *region = a->k_pool + k_at;
+        size_t value_bytes = a->k_type == TND_TYPE_F16 ? 2 : 1;
+        tnd_kv_stored kv = {a->k_type, region + (size_t)(p0 % bs) * value_bytes,
+                            k_scales_of(region, hd, bs) + p0 % bs, bs, a->v_pool + v_at};
+        k->vec.attn_tile_stored(q, rep, hd, &kv, np, a->scale, mx, sum, acc, next);
         return;
     }
     for (size_t off = 0; next->k && off < next->bytes; off += 64) {
@@ -586,8 +621,7 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
         run = np - j < in_block ? np - j : in_block;
         head_at(a, bs, job->k_t, table, p, g, &k_at, &v_at);
         if (job->k_t)
-            load_k_transposed(k, (const uint16_t *)(const void *)((const uint8_t *)a->k_pool + k_at), bs, p % bs, run,
-                              hd, kbuf + (int64_t)j * hd);
+            load_k_transposed(k, a->k_type, a->k_pool + k_at, bs, p % bs, run, hd, kbuf + (int64_t)j * hd);
         else
             load_kv_run(k, (const uint8_t *)a->k_pool + k_at, a->k_type, (int64_t)run * hd, kbuf + (int64_t)j * hd);
         load_kv_run(k, (const uint8_t *)a->v_pool + v_at, a->v_type, (int64_t)run * hd, vbuf + (int64_t)j * hd);

@@ -106,23 +106,33 @@ typedef struct tnd_kv_prefetch {
     size_t bytes;      /* from each of k and v */
 } tnd_kv_prefetch;
 
-/* The same straight from an F16 cache (the default type) laid out for it: K transposed, so the value of dimension d
- * at position j is k_t[d * k_stride + j], and V as rows [np][hd]. The kernel decodes in registers (no float copy)
- * and, with K transposed, every score is a full-vector multiply-add with no shuffles (that transpose cost the float
- * entry ~40% of its score work). Same bits as attn_tile on the decoded rows. Called only for a head size that
- * attn_tile_f16_takes accepts, any rep, np <= TND_CPU_ATTN_TILE_MAX. next (or NULL) names the rows of the next
- * tile, requested while this one computes; it never changes a result. */
-typedef void (*tnd_attn_tile_f16_fn)(const float *q, int32_t rep, int32_t hd, const uint16_t *k_t, int32_t k_stride,
-                                     const uint16_t *v, int32_t np, float scale, float *mx, float *sum, float *acc,
-                                     const tnd_kv_prefetch *next);
+/* A tile of the cache as kv_store keeps it for attn_tile_stored: F16 (the default type) or Q8_0, K and V alike. K is
+ * transposed: the value of dimension d at position j is element d * stride + j of k (an F16 value, or a Q8_0 level,
+ * int8), and a Q8_0 level's F16 scale, that of dimensions 32b..32b+31 of position j, is k_scales[b * stride + j].
+ * V is rows [np][hd] as the type stores them (Q8_0: blocks of 32 with their scale). */
+typedef struct tnd_kv_stored {
+    tnd_type type;
+    const void *k;
+    const uint16_t *k_scales; /* Q8_0 only */
+    int32_t stride;
+    const void *v;
+} tnd_kv_stored;
+
+/* The tile straight from such a cache: the kernel decodes in registers (no float copy) and, with K transposed, every
+ * score is a full-vector multiply-add with no shuffles (that transpose cost the float entry ~40% of its score work).
+ * Same bits as attn_tile on the decoded rows. Called only for a type and head size that attn_tile_stored_takes
+ * accepts, any rep, np <= TND_CPU_ATTN_TILE_MAX. next (or NULL) names the rows of the next tile, requested while
+ * this one computes; it never changes a result. */
+typedef void (*tnd_attn_tile_stored_fn)(const float *q, int32_t rep, int32_t hd, const tnd_kv_stored *kv, int32_t np,
+                                        float scale, float *mx, float *sum, float *acc, const tnd_kv_prefetch *next);
 
 typedef struct tnd_cpu_vec {
     tnd_attn_tile_fn attn_tile;
-    tnd_attn_tile_f16_fn attn_tile_f16; /* optional (NULL: rows are decoded for attn_tile) */
+    tnd_attn_tile_stored_fn attn_tile_stored; /* optional (NULL: rows are decoded for attn_tile) */
     void (*swiglu)(const float *gate, const float *up, float *out, int64_t n); /* out = silu(gate) * up */
-    bool (*attn_tile_f16_takes)(int32_t head_dim); /* set with attn_tile_f16 */
-    /* Runs of each KV cache type decoded to float, for the attention tiles of a cache that attn_tile_f16 does not
-     * read as stored (a quantized one, or K columns of a transposed F16 cache at a tile's edge). The reference
+    bool (*attn_tile_stored_takes)(tnd_type type, int32_t head_dim); /* set with attn_tile_stored */
+    /* Runs of each KV cache type decoded to float, for the attention tiles of a cache that attn_tile_stored does not
+     * read as stored (a Q4_0 one, V of a mixed pair, or a tile that crosses a block of a transposed K). The reference
      * table holds the types' own decoders; an ISA file replaces those it does faster, with the same bits. */
     tnd_to_float_fn to_float[TND_TYPE_COUNT];
     /* The other way, for the KV store: float rows encoded in a cache type, with the type's own bits (the reference

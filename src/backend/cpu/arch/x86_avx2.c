@@ -637,8 +637,9 @@ static void swiglu(const float *gate, const float *up, float *out, int64_t n) {
 /* Attention tile. Scores come from K transposed (dimension d of position j at k[d * stride + j]): each lane holds
  * one position and sums its dimensions in order with fused multiply-adds, so every K value is loaded once for a
  * group of heads and no horizontal sums are needed. The float entry transposes its rows 8 x 8 in registers; the
- * F16 entry reads an F16 cache's K as it is stored (kv_store keeps it transposed where this entry takes the head
- * size) and converts in registers. Both share every other step, so they give the same bits on the same values. */
+ * stored entry reads an F16 or Q8_0 cache as it is stored (kv_store keeps K transposed where this entry takes the
+ * type and head size) and decodes in registers. Both share every other step, so they give the same bits on the same
+ * values. */
 
 enum {
     ATTN_POS = 16,       /* positions of one pass of the scores: two vectors */
@@ -647,18 +648,38 @@ enum {
     ATTN_HD_STEP = 64    /* output elements kept in registers while the tile's V rows pass */
 };
 
-/* 8 values of a K or V row from element `at`, stored as float or as F16. */
-static inline __m256 load_kv8(const void *p, size_t at, bool f16) {
-    return f16 ? load_f16x8((const uint16_t *)p + at) : _mm256_loadu_ps((const float *)p + at);
+/* How the tile's K and V values are stored: float rows (decoded, K transposed here), or the cache's own F16 or Q8_0
+ * (tnd_kv_stored). */
+typedef enum kv_kind { KV_FLOAT, KV_F16, KV_Q8_0 } kv_kind;
+
+enum { Q8_0_BYTES = 34 };
+
+/* 8 values of K or V rows from element `at` (within one block of 32 for Q8_0: levels times the block's scale, the
+ * bits of the type's decoder). */
+static inline __m256 load_kv8(const void *p, size_t at, kv_kind kind) {
+    if (kind == KV_Q8_0) {
+        const uint8_t *block = (const uint8_t *)p + at / 32 * Q8_0_BYTES;
+        __m256 levels = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(block + 2 + at % 32))));
+        return _mm256_mul_ps(levels, _mm256_set1_ps(fp16_load(block)));
+    }
+    return kind == KV_F16 ? load_f16x8((const uint16_t *)p + at) : _mm256_loadu_ps((const float *)p + at);
 }
 
-/* Positions [8 g, 8 g + 8) of dimension d from K transposed, lanes from n_valid on as zeros; nothing is read past
- * the valid positions (the run may end at the last row of the cache). */
-static inline __m256 load_k8(const void *k, size_t at, int32_t g, int32_t n_valid, bool f16) {
-    if (n_valid >= 8 * g + 8) return load_kv8(k, at + (size_t)(8 * g), f16);
+/* Positions [8 g, 8 g + 8) of dimension d from K transposed at element `at` (a Q8_0 level times its position's scale
+ * from `scales`, the 8 of the group as floats in `scale8`), lanes from n_valid on as zeros; nothing is read past the
+ * valid positions (the run may end at the last row of the cache). */
+static inline __m256 load_k8(const void *k, const uint16_t *scales, __m256 scale8, size_t at, int32_t g,
+                             int32_t n_valid, kv_kind kind) {
+    if (n_valid >= 8 * g + 8) {
+        if (kind != KV_Q8_0) return load_kv8(k, at + (size_t)(8 * g), kind);
+        __m128i levels = _mm_loadl_epi64((const __m128i *)(const void *)((const int8_t *)k + at + 8 * g));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(levels)), scale8);
+    }
     float part[8] = {0};
     for (int32_t j = 8 * g; j < n_valid; j++)
-        part[j - 8 * g] = f16 ? f16_one(((const uint16_t *)k)[at + (size_t)j]) : ((const float *)k)[at + (size_t)j];
+        part[j - 8 * g] = kind == KV_F16    ? f16_one(((const uint16_t *)k)[at + (size_t)j])
+                          : kind == KV_Q8_0 ? (float)((const int8_t *)k)[at + (size_t)j] * f16_one(scales[j])
+                                            : ((const float *)k)[at + (size_t)j];
     return _mm256_loadu_ps(part);
 }
 
@@ -672,15 +693,23 @@ static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
     }
 }
 
-/* Scores of GH heads (rows of hd floats at q) against ATTN_POS positions of K transposed, into s[h * s_stride ..]. */
-static inline void attn_scores(const float *q, int32_t hd, const void *k, int32_t stride, int32_t n_valid, bool f16,
-                               float *s, int32_t s_stride, int GH, const tnd_kv_prefetch *next, int32_t *step) {
-    __m256 a[4][2];
+/* Scores of GH heads (rows of hd floats at q) against ATTN_POS positions of K transposed, into s[h * s_stride ..]
+ * (Q8_0 scales of dimensions 32b.. at scales[b * stride]). */
+static inline void attn_scores(const float *q, int32_t hd, const void *k, const uint16_t *scales, int32_t stride,
+                               int32_t n_valid, kv_kind kind, float *s, int32_t s_stride, int GH,
+                               const tnd_kv_prefetch *next, int32_t *step) {
+    __m256 a[4][2], s0 = _mm256_setzero_ps(), s1 = s0;
+    const uint16_t *sc = NULL;
     for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
     for (int32_t d = 0; d < hd; d++) {
         if (d % 8 == 0 && next) prefetch_piece(next, (*step)++);
         size_t at = (size_t)d * (size_t)stride;
-        __m256 k0 = load_k8(k, at, 0, n_valid, f16), k1 = load_k8(k, at, 1, n_valid, f16);
+        if (kind == KV_Q8_0 && d % 32 == 0) { /* the scales of the positions' next block of 32 dimensions */
+            sc = scales + (size_t)(d / 32) * (size_t)stride;
+            if (n_valid >= 8) s0 = load_f16x8(sc);
+            if (n_valid >= 16) s1 = load_f16x8(sc + 8);
+        }
+        __m256 k0 = load_k8(k, sc, s0, at, 0, n_valid, kind), k1 = load_k8(k, sc, s1, at, 1, n_valid, kind);
         for (int h = 0; h < GH; h++) {
             __m256 qd = _mm256_broadcast_ss(q + h * hd + d);
             a[h][0] = _mm256_fmadd_ps(qd, k0, a[h][0]);
@@ -712,26 +741,29 @@ static inline void transpose8x8(__m256 r[8]) {
     }
 }
 
-/* The tile for up to ATTN_REP_STEP heads: K float rows (f16 false) or an F16 cache's K transposed (k_stride), V rows
- * of floats or F16. */
-static void attn_tile_body(const float *q, int32_t rep, int32_t hd, const void *k, int32_t k_stride, const void *v,
-                           int32_t np, float scale, float *mx, float *sum, float *acc, bool f16,
-                           const tnd_kv_prefetch *next) {
+/* The tile for up to ATTN_REP_STEP heads: float rows of K and V (KV_FLOAT), or a cache as stored (kv: K transposed
+ * and V rows, F16 or Q8_0). */
+static void attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, const float *v_rows,
+                           const tnd_kv_stored *kv, int32_t np, float scale, float *mx, float *sum, float *acc,
+                           kv_kind kind, const tnd_kv_prefetch *next) {
     float weight[ATTN_REP_STEP][TND_CPU_ATTN_TILE_MAX + ATTN_POS], kt[ATTN_MAX_HD * ATTN_POS];
+    const void *v = kind == KV_FLOAT ? (const void *)v_rows : kv->v;
     int32_t step = 0;
     for (int32_t j0 = 0; j0 < np; j0 += ATTN_POS) {
         const void *k_t = kt;
+        const uint16_t *k_sc = NULL; /* Q8_0: the positions' scales */
         int32_t stride = ATTN_POS;
-        if (f16) {
-            k_t = (const uint16_t *)k + j0;
-            stride = k_stride;
+        if (kind != KV_FLOAT) {
+            stride = kv->stride;
+            k_t = kind == KV_F16 ? (const void *)((const uint16_t *)kv->k + j0) : (const void *)((const int8_t *)kv->k + j0);
+            if (kind == KV_Q8_0) k_sc = kv->k_scales + j0;
         } else { /* rows j0 .. j0 + 15 transposed into kt [hd][16], rows past np as zeros */
             for (int g = 0; g < 2; g++)
                 for (int32_t d0 = 0; d0 < hd; d0 += 8) {
                     __m256 m[8];
                     for (int i = 0; i < 8; i++) {
                         int32_t j = j0 + 8 * g + i;
-                        m[i] = j < np ? _mm256_loadu_ps((const float *)k + (size_t)j * hd + d0) : _mm256_setzero_ps();
+                        m[i] = j < np ? _mm256_loadu_ps(k_rows + (size_t)j * hd + d0) : _mm256_setzero_ps();
                     }
                     transpose8x8(m);
                     for (int i = 0; i < 8; i++) _mm256_storeu_ps(kt + (d0 + i) * ATTN_POS + 8 * g, m[i]);
@@ -739,14 +771,14 @@ static void attn_tile_body(const float *q, int32_t rep, int32_t hd, const void *
         }
         int32_t r = 0; /* the first group of heads asks for the next tile */
         for (; r + 4 <= rep; r += 4)
-            attn_scores(q + r * hd, hd, k_t, stride, np - j0, f16, weight[r] + j0, TND_CPU_ATTN_TILE_MAX + ATTN_POS,
-                        4, r ? NULL : next, &step);
+            attn_scores(q + r * hd, hd, k_t, k_sc, stride, np - j0, kind, weight[r] + j0,
+                        TND_CPU_ATTN_TILE_MAX + ATTN_POS, 4, r ? NULL : next, &step);
         for (; r + 2 <= rep; r += 2)
-            attn_scores(q + r * hd, hd, k_t, stride, np - j0, f16, weight[r] + j0, TND_CPU_ATTN_TILE_MAX + ATTN_POS,
-                        2, r ? NULL : next, &step);
+            attn_scores(q + r * hd, hd, k_t, k_sc, stride, np - j0, kind, weight[r] + j0,
+                        TND_CPU_ATTN_TILE_MAX + ATTN_POS, 2, r ? NULL : next, &step);
         for (; r < rep; r++)
-            attn_scores(q + r * hd, hd, k_t, stride, np - j0, f16, weight[r] + j0, TND_CPU_ATTN_TILE_MAX + ATTN_POS,
-                        1, r ? NULL : next, &step);
+            attn_scores(q + r * hd, hd, k_t, k_sc, stride, np - j0, kind, weight[r] + j0,
+                        TND_CPU_ATTN_TILE_MAX + ATTN_POS, 1, r ? NULL : next, &step);
     }
     int32_t np8 = (np + 7) & ~7;
     __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
@@ -788,14 +820,14 @@ static void attn_tile_body(const float *q, int32_t rep, int32_t hd, const void *
             for (int32_t j = 0; j < np; j++) {
                 __m256 wj = _mm256_broadcast_ss(w + j);
                 for (int u = 0; u < ATTN_HD_STEP / 8; u++)
-                    a[u] = _mm256_fmadd_ps(wj, load_kv8(v, (size_t)j * hd + i0 + 8 * u, f16), a[u]);
+                    a[u] = _mm256_fmadd_ps(wj, load_kv8(v, (size_t)j * hd + i0 + 8 * u, kind), a[u]);
             }
             for (int u = 0; u < ATTN_HD_STEP / 8; u++) _mm256_storeu_ps(ar + i0 + 8 * u, a[u]);
         }
         for (; i0 < hd; i0 += 8) {
             __m256 a = _mm256_mul_ps(_mm256_loadu_ps(ar + i0), vc);
             for (int32_t j = 0; j < np; j++)
-                a = _mm256_fmadd_ps(_mm256_broadcast_ss(w + j), load_kv8(v, (size_t)j * hd + i0, f16), a);
+                a = _mm256_fmadd_ps(_mm256_broadcast_ss(w + j), load_kv8(v, (size_t)j * hd + i0, kind), a);
             _mm256_storeu_ps(ar + i0, a);
         }
     }
@@ -810,16 +842,20 @@ void tnd_cpu_attn_tile_avx2(const float *q, int32_t rep, int32_t hd, const float
         return;
     }
     for (int32_t r = 0; r < rep; r += ATTN_REP_STEP) /* each head's arithmetic is its own: the split changes no bit */
-        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, k, 0, v, np, scale,
-                       mx + r, sum + r, acc + (size_t)r * hd, false, NULL);
+        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, k, v, NULL, np, scale,
+                       mx + r, sum + r, acc + (size_t)r * hd, KV_FLOAT, NULL);
 }
 
-static void attn_tile_f16(const float *q, int32_t rep, int32_t hd, const uint16_t *k_t, int32_t k_stride,
-                          const uint16_t *v, int32_t np, float scale, float *mx, float *sum, float *acc,
-                          const tnd_kv_prefetch *next) {
+static bool attn_stored_takes(tnd_type type, int32_t head_dim) {
+    return (type == TND_TYPE_F16 || (type == TND_TYPE_Q8_0 && head_dim % 32 == 0)) && attn_takes(head_dim);
+}
+
+static void attn_tile_stored(const float *q, int32_t rep, int32_t hd, const tnd_kv_stored *kv, int32_t np,
+                             float scale, float *mx, float *sum, float *acc, const tnd_kv_prefetch *next) {
+    kv_kind kind = kv->type == TND_TYPE_Q8_0 ? KV_Q8_0 : KV_F16;
     for (int32_t r = 0; r < rep; r += ATTN_REP_STEP)
-        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, k_t, k_stride, v, np,
-                       scale, mx + r, sum + r, acc + (size_t)r * hd, true, r ? NULL : next);
+        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, NULL, NULL, kv, np,
+                       scale, mx + r, sum + r, acc + (size_t)r * hd, kind, r ? NULL : next);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -870,9 +906,9 @@ static tnd_cpu_dot k_group_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, si
 
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
     k->vec.attn_tile = tnd_cpu_attn_tile_avx2;
-    k->vec.attn_tile_f16 = attn_tile_f16;
+    k->vec.attn_tile_stored = attn_tile_stored;
     k->vec.swiglu = swiglu;
-    k->vec.attn_tile_f16_takes = attn_takes;
+    k->vec.attn_tile_stored_takes = attn_stored_takes;
     k->vec.to_float[TND_TYPE_F16] = f16_to_f32;
     k->vec.from_float[TND_TYPE_F16] = f32_to_f16;
     k->vec.to_float[TND_TYPE_Q8_0] = q8_0_to_f32;

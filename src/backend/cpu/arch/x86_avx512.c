@@ -934,23 +934,35 @@ static inline void transpose16x16(__m512 m[16]) {
     }
 }
 
-/* 16 values of a K or V row, stored as float or as F16. */
-ALWAYS_INLINE __m512 load_kv16(const void *row, int32_t at, bool f16) {
-    return f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)row + at)))
-               : _mm512_loadu_ps((const float *)row + at);
+/* How the tile's K and V values are stored: float rows (decoded, K transposed here), or the cache's own F16 or Q8_0
+ * (tnd_kv_stored). */
+typedef enum kv_kind { KV_FLOAT, KV_F16, KV_Q8_0 } kv_kind;
+
+/* 16 values of K or V rows from element `at` (within one block of 32 for Q8_0: levels times the block's scale, the
+ * bits of the type's decoder). */
+ALWAYS_INLINE __m512 load_kv16(const void *rows, int32_t at, kv_kind kind) {
+    if (kind == KV_Q8_0) {
+        const uint8_t *block = (const uint8_t *)rows + (size_t)(at / QK) * Q8_0_BYTES;
+        __m512 levels = _mm512_cvtepi32_ps(
+            _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(block + 2 + at % QK))));
+        return _mm512_mul_ps(levels, _mm512_set1_ps(fp16_load(block)));
+    }
+    return kind == KV_F16
+               ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)rows + at)))
+               : _mm512_loadu_ps((const float *)rows + at);
 }
 
 /* acc[r][d0 ..] = acc[r][d0 ..] * c[r] + sum_j w[r][j] v[j][d0 ..] for GH heads at once over HV vectors of 16
  * values from d0: each V value is loaded (and decoded) once per group of heads. */
 ALWAYS_INLINE void attn_accumulate(float *acc, const float *w, int32_t w_stride, const float *c, const void *v,
-                                   int32_t np, int32_t hd, int32_t d0, int GH, int HV, bool f16) {
+                                   int32_t np, int32_t hd, int32_t d0, int GH, int HV, kv_kind kind) {
     __m512 a[16];
     for (int h = 0; h < GH; h++)
         for (int u = 0; u < HV; u++)
             a[h * HV + u] = _mm512_mul_ps(_mm512_loadu_ps(acc + h * hd + d0 + 16 * u), _mm512_set1_ps(c[h]));
     for (int32_t j = 0; j < np; j++) {
         __m512 vj[8];
-        for (int u = 0; u < HV; u++) vj[u] = load_kv16(v, j * hd + d0 + 16 * u, f16);
+        for (int u = 0; u < HV; u++) vj[u] = load_kv16(v, j * hd + d0 + 16 * u, kind);
         for (int h = 0; h < GH; h++) {
             __m512 wj = _mm512_set1_ps(w[h * w_stride + j]);
             for (int u = 0; u < HV; u++) a[h * HV + u] = _mm512_fmadd_ps(wj, vj[u], a[h * HV + u]);
@@ -976,24 +988,36 @@ static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
     }
 }
 
+/* 16 positions of K transposed at element `at` (F16 and Q8_0: positions outside `valid` read as zeros by masked
+ * loads, nothing read beyond them); a Q8_0 level times its position's scale, `scale`. */
+ALWAYS_INLINE __m512 load_k16(const void *k, size_t at, __m512 scale, __mmask16 valid, kv_kind kind) {
+    if (kind == KV_FLOAT) return _mm512_loadu_ps((const float *)k + at);
+    if (kind == KV_F16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, (const uint16_t *)k + at));
+    return _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(valid, (const int8_t *)k + at))), scale);
+}
+
 /* Scores of GH query heads (rows of hd floats) against 32 positions from K transposed: dimension d's values of
- * positions 0..15 at k[d * stride], of 16..31 at k[d * stride + second], as float or F16 (F16: positions from
- * n_valid on read as zeros by masked loads, nothing read beyond them). Each K value is loaded once for all the heads
- * and every multiply-add is a full vector, with no horizontal sums. Asks for a piece of the next tile (if any)
- * every 8 dimensions, *step counting the pieces. */
-ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, int32_t stride, int32_t second, int32_t n_valid,
-                          bool f16, float *s, int32_t s_stride, int GH, const tnd_kv_prefetch *next, int32_t *step) {
+ * positions 0..15 at element d * stride of k, of 16..31 at d * stride + second, as float, F16 or Q8_0 (Q8_0 scales
+ * of dimensions 32b.. at scales[b * stride], + second). Each K value is loaded once for all the heads and every
+ * multiply-add is a full vector, with no horizontal sums. Asks for a piece of the next tile (if any) every 8
+ * dimensions, *step counting the pieces. */
+ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, const uint16_t *scales, int32_t stride,
+                          int32_t second, int32_t n_valid, kv_kind kind, float *s, int32_t s_stride, int GH,
+                          const tnd_kv_prefetch *next, int32_t *step) {
     __mmask16 m0 = (__mmask16)(n_valid >= 16 ? 0xffff : (1u << n_valid) - 1);
     __mmask16 m1 = (__mmask16)(n_valid >= 32 ? 0xffff : n_valid > 16 ? (1u << (n_valid - 16)) - 1 : 0);
-    __m512 a[8][2];
+    __m512 a[8][2], s0 = _mm512_setzero_ps(), s1 = s0;
     for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm512_setzero_ps();
     for (int32_t d = 0; d < hd; d++) {
         if (d % 8 == 0) prefetch_piece(next, (*step)++);
+        if (kind == KV_Q8_0 && d % QK == 0) { /* the scales of the positions' next block of 32 dimensions */
+            const uint16_t *sc = scales + (size_t)(d / QK) * (size_t)stride;
+            s0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m0, sc));
+            s1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m1, sc + second));
+        }
         size_t at = (size_t)d * (size_t)stride;
-        __m512 k0 = f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m0, (const uint16_t *)k + at))
-                        : _mm512_loadu_ps((const float *)k + at);
-        __m512 k1 = f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m1, (const uint16_t *)k + at + second))
-                        : _mm512_loadu_ps((const float *)k + at + second);
+        __m512 k0 = load_k16(k, at, s0, m0, kind), k1 = load_k16(k, at + (size_t)second, s1, m1, kind);
         for (int h = 0; h < GH; h++) {
             __m512 qd = _mm512_set1_ps(q[h * hd + d]);
             a[h][0] = _mm512_fmadd_ps(qd, k0, a[h][0]);
@@ -1010,31 +1034,39 @@ enum { ATTN_MAX_REP = 64, ATTN_W = TND_CPU_ATTN_TILE_MAX }; /* ATTN_W: the strid
 
 static bool attn_head_fits(int32_t head_dim) { return head_dim == 64 || head_dim == 128; }
 
+static bool attn_stored_takes(tnd_type type, int32_t head_dim) {
+    return (type == TND_TYPE_F16 || type == TND_TYPE_Q8_0) && attn_head_fits(head_dim);
+}
+
 static bool attn_tile_fits(int32_t rep, int32_t hd, int32_t np) {
     return attn_head_fits(hd) && np <= TND_CPU_ATTN_TILE_MAX && rep <= ATTN_MAX_REP;
 }
 
-/* The tile for head sizes 64 and 128 (rep <= ATTN_MAX_REP) over float rows of K and V (f16 false: K is transposed
- * here, 16 x 16 at a time), or over an F16 cache's K transposed (k[d * k_stride + j]) and V rows. */
-ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const void *k, int32_t k_stride,
-                                  const void *v, int32_t np, float scale, float *mx, float *sum, float *acc, bool f16,
-                                  const tnd_kv_prefetch *next) {
+/* The tile for head sizes 64 and 128 (rep <= ATTN_MAX_REP) over float rows of K and V (KV_FLOAT: K is transposed
+ * here, 16 x 16 at a time), or over a cache as stored (kv: K transposed, V rows, F16 or Q8_0). */
+ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, const float *v_rows,
+                                  const tnd_kv_stored *kv, int32_t np, float scale, float *mx, float *sum, float *acc,
+                                  kv_kind kind, const tnd_kv_prefetch *next) {
+    const void *v = kind == KV_FLOAT ? (const void *)v_rows : kv->v;
     float weight[ATTN_MAX_REP][ATTN_W], rescale[ATTN_MAX_REP], kt[2 * 128 * 16];
     int32_t np16 = (np + 15) & ~15, step = 0;
     for (int32_t j0 = 0; j0 < np; j0 += 32) {
         /* K transposed: the F16 cache's as stored, or float rows transposed here 16 x 16 at a time into kt
          * ([2][hd][16], rows past np as zeros) */
         const void *k_t = kt;
+        const uint16_t *k_scales = NULL;
         int32_t stride = 16, second = hd * 16;
-        if (f16)
-            k_t = (const uint16_t *)k + j0, stride = k_stride, second = 16;
-        else
+        if (kind != KV_FLOAT) {
+            stride = kv->stride, second = 16;
+            k_t = kind == KV_F16 ? (const void *)((const uint16_t *)kv->k + j0) : (const void *)((const int8_t *)kv->k + j0);
+            if (kind == KV_Q8_0) k_scales = kv->k_scales + j0;
+        } else
             for (int g = 0; g < 2; g++)
                 for (int32_t d0 = 0; d0 < hd; d0 += 16) {
                     __m512 m[16];
                     for (int i = 0; i < 16; i++) {
                         int32_t j = j0 + 16 * g + i;
-                        m[i] = j < np ? _mm512_loadu_ps((const float *)k + j * hd + d0) : _mm512_setzero_ps();
+                        m[i] = j < np ? _mm512_loadu_ps(k_rows + j * hd + d0) : _mm512_setzero_ps();
                     }
                     transpose16x16(m);
                     for (int i = 0; i < 16; i++) _mm512_storeu_ps(kt + ((g * hd) + d0 + i) * 16, m[i]);
@@ -1047,7 +1079,7 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
             const tnd_kv_prefetch *hint = r ? NULL : next;
             switch (gh) {
 #define SCORES_OF(G)                                                                                                   \
-    case G: scores(q + r * hd, hd, k_t, stride, second, np - j0, f16, s_out, ATTN_W, G, hint, &step); break;
+    case G: scores(q + r * hd, hd, k_t, k_scales, stride, second, np - j0, kind, s_out, ATTN_W, G, hint, &step); break;
                 SCORES_OF(8) SCORES_OF(7) SCORES_OF(6) SCORES_OF(5) SCORES_OF(4) SCORES_OF(3) SCORES_OF(2)
                 SCORES_OF(1)
 #undef SCORES_OF
@@ -1083,7 +1115,7 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
 #define ACCUMULATE_OF(G, HV)                                                                                           \
     case G:                                                                                                            \
         for (int32_t d0 = 0; d0 < hd; d0 += 16 * (HV))                                                                 \
-            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, G, HV, f16);                 \
+            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, G, HV, kind);                \
         break;
             ACCUMULATE_OF(8, 2) ACCUMULATE_OF(7, 2) ACCUMULATE_OF(6, 2) ACCUMULATE_OF(5, 2) ACCUMULATE_OF(4, 2)
             ACCUMULATE_OF(3, 2) ACCUMULATE_OF(2, 4) ACCUMULATE_OF(1, 4)
@@ -1102,17 +1134,22 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
         return;
     }
     for (int32_t r = 0; r < rep; r += ATTN_MAX_REP)
-        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_MAX_REP ? rep - r : ATTN_MAX_REP, hd, k, 0, v, np, scale,
-                       mx + r, sum + r, acc + (size_t)r * hd, false, NULL);
+        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_MAX_REP ? rep - r : ATTN_MAX_REP, hd, k, v, NULL, np, scale,
+                       mx + r, sum + r, acc + (size_t)r * hd, KV_FLOAT, NULL);
 }
 
 /* Any rep, ATTN_MAX_REP heads at a time: each head's arithmetic is its own, so the split changes no bit. */
-static void attn_tile_f16(const float *q, int32_t rep, int32_t hd, const uint16_t *k_t, int32_t k_stride,
-                          const uint16_t *v, int32_t np, float scale, float *mx, float *sum, float *acc,
-                          const tnd_kv_prefetch *next) {
-    for (int32_t r = 0; r < rep; r += ATTN_MAX_REP)
-        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_MAX_REP ? rep - r : ATTN_MAX_REP, hd, k_t, k_stride, v, np,
-                       scale, mx + r, sum + r, acc + (size_t)r * hd, true, r ? NULL : next);
+static void attn_tile_stored(const float *q, int32_t rep, int32_t hd, const tnd_kv_stored *kv, int32_t np,
+                             float scale, float *mx, float *sum, float *acc, const tnd_kv_prefetch *next) {
+    for (int32_t r = 0; r < rep; r += ATTN_MAX_REP) {
+        int32_t n = rep - r < ATTN_MAX_REP ? rep - r : ATTN_MAX_REP;
+        if (kv->type == TND_TYPE_Q8_0)
+            attn_tile_body(q + (size_t)r * hd, n, hd, NULL, NULL, kv, np, scale, mx + r, sum + r, acc + (size_t)r * hd,
+                           KV_Q8_0, r ? NULL : next);
+        else
+            attn_tile_body(q + (size_t)r * hd, n, hd, NULL, NULL, kv, np, scale, mx + r, sum + r, acc + (size_t)r * hd,
+                           KV_F16, r ? NULL : next);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -1220,8 +1257,8 @@ static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, t
 
 void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k) {
     k->vec.attn_tile = attn_tile;
-    k->vec.attn_tile_f16 = attn_tile_f16;
-    k->vec.attn_tile_f16_takes = attn_head_fits;
+    k->vec.attn_tile_stored = attn_tile_stored;
+    k->vec.attn_tile_stored_takes = attn_stored_takes;
     if (tnd_cpu_detect().avx512bf16)
         k->dot[TND_TYPE_BF16] = entry(TND_TYPE_BF16, quantize_bf16, dot_bf16, tile_bf16, TILE_ROWS_32, TILE_TOKENS_32);
     k->dot[TND_TYPE_Q4_0] =
