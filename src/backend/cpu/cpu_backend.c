@@ -436,9 +436,10 @@ static size_t kv_row_bytes(tnd_type type, int64_t width) { return tnd_row_size(t
 
 /* A head's run of positions in a block: blocks are [head][position][head_dim] (see backend.h), except K of an F16
  * or Q8_0 cache whose attention kernel reads it transposed (k_transposed): inside the block the head's region
- * starts at the same offset and holds the values as [head_dim][block_size], position p's value of dimension d at
- * element d * block_size + p; a Q8_0 region then holds the scales as [head_dim / 32][block_size] F16 (k_scales_of).
- * Either way the region is as large as the rows it replaces. */
+ * starts at the same offset, is as large as the rows it replaces, and holds (k_value_at) F16 values as
+ * [head_dim][block_size], position p's value of dimension d at element d * block_size + p, or Q8_0 levels in steps
+ * of four dimensions, [head_dim / 4][block_size][4], then the levels' scales as [head_dim / 32][block_size] F16
+ * (k_scales_of): four levels of a position side by side are what one 8-bit dot product instruction takes. */
 static size_t kv_head_offset(tnd_type type, int64_t slot, int32_t head, int32_t n_heads, int32_t block_size,
                              int32_t head_dim) {
     size_t seg = kv_row_bytes(type, head_dim);
@@ -457,21 +458,26 @@ static uint16_t *k_scales_of(const uint8_t *region, int32_t head_dim, int32_t bl
     return (uint16_t *)(void *)(region + (size_t)head_dim * (size_t)block_size);
 }
 
+/* Byte offset in a transposed K region of dimension d at position p (kv_head_offset). */
+static size_t k_value_at(tnd_type type, int32_t d, int64_t p, int32_t block_size) {
+    if (type == TND_TYPE_F16) return 2 * ((size_t)d * (size_t)block_size + (size_t)p);
+    return 4 * ((size_t)(d / 4) * (size_t)block_size + (size_t)p) + (size_t)(d % 4);
+}
+
 /* Writes one head's K row (head_dim floats) at position pos of its transposed region. */
 static void store_k_transposed(const tnd_cpu_kernels *k, tnd_type type, const float *src, uint8_t *region,
                                int64_t pos, int32_t block_size, int32_t head_dim) {
     uint8_t row[TND_CPU_ATTN_MAX_HEAD * 2];
     k->vec.from_float[type](src, row, head_dim);
     if (type == TND_TYPE_F16) {
-        for (int32_t d = 0; d < head_dim; d++)
-            memcpy(region + ((size_t)d * (size_t)block_size + (size_t)pos) * 2, row + 2 * d, 2);
+        for (int32_t d = 0; d < head_dim; d++) memcpy(region + k_value_at(type, d, pos, block_size), row + 2 * d, 2);
         return;
     }
     uint16_t *scales = k_scales_of(region, head_dim, block_size);
     for (int32_t b = 0; b < head_dim / 32; b++) { /* Q8_0 blocks: the F16 scale, then 32 levels */
         const uint8_t *block = row + (size_t)b * 34;
         memcpy(&scales[(size_t)b * (size_t)block_size + (size_t)pos], block, 2);
-        for (int32_t i = 0; i < 32; i++) region[(size_t)(32 * b + i) * (size_t)block_size + (size_t)pos] = block[2 + i];
+        for (int32_t i = 0; i < 32; i++) region[k_value_at(type, 32 * b + i, pos, block_size)] = block[2 + i];
     }
 }
 
@@ -559,15 +565,31 @@ static void load_k_transposed(const tnd_cpu_kernels *k, tnd_type type, const uin
     float column[TND_CPU_ATTN_TILE];
     const uint16_t *scales = k_scales_of(region, head_dim, block_size);
     for (int32_t d = 0; d < head_dim; d++) {
-        size_t at = (size_t)d * (size_t)block_size + (size_t)pos;
         if (type == TND_TYPE_F16)
-            k->vec.to_float[TND_TYPE_F16](region + 2 * at, column, n);
+            k->vec.to_float[TND_TYPE_F16](region + k_value_at(type, d, pos, block_size), column, n);
         else
             for (int32_t j = 0; j < n; j++)
                 column[j] = tnd_fp16_to_f32(scales[(size_t)(d / 32) * (size_t)block_size + (size_t)(pos + j)]) *
-                            (float)(int8_t)region[at + (size_t)j];
+                            (float)(int8_t)region[k_value_at(type, d, pos + j, block_size)];
         for (int32_t j = 0; j < n; j++) out[(size_t)j * (size_t)head_dim + (size_t)d] = column[j];
     }
+}
+
+/* Copies `run` positions from `pos` of a transposed K region with block_size positions to position `to` of one
+ * with `stride` positions (the same layout, kv_head_offset). */
+static void copy_k_transposed(tnd_type type, const uint8_t *from, int32_t block_size, int32_t pos, uint8_t *into,
+                              int32_t stride, int32_t to, int32_t run, int32_t head_dim) {
+    int32_t lines = type == TND_TYPE_F16 ? head_dim : head_dim / 4; /* runs of positions: dimensions, or steps */
+    size_t unit = type == TND_TYPE_F16 ? 2 : 4;
+    for (int32_t i = 0; i < lines; i++)
+        memcpy(into + unit * ((size_t)i * (size_t)stride + (size_t)to),
+               from + unit * ((size_t)i * (size_t)block_size + (size_t)pos), unit * (size_t)run);
+    if (type != TND_TYPE_Q8_0) return;
+    const uint16_t *src = k_scales_of(from, head_dim, block_size);
+    uint16_t *dst = k_scales_of(into, head_dim, stride);
+    for (int32_t b = 0; b < head_dim / 32; b++)
+        memcpy(dst + (size_t)b * (size_t)stride + (size_t)to, src + (size_t)b * (size_t)block_size + (size_t)pos,
+               2 * (size_t)run);
 }
 
 _Static_assert((int)TND_CPU_ATTN_TILE <= (int)TND_CPU_ATTN_TILE_MAX, "one attention tile per kernel call");
@@ -602,12 +624,29 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
     const tnd_cpu_kernels *k = job->k;
     int32_t hd = a->head_dim, bs = job->step->block_size;
     size_t k_at, v_at;
-    if (job->k_t && a->v_type == a->k_type && p0 % bs + np <= bs) { /* one run of the cache, read as stored */
-        head_at(a, bs, true, table, p0, g, &k_at, &v_at);
-        const uint8_t *region = a->k_pool + k_at;
-        size_t value_bytes = a->k_type == TND_TYPE_F16 ? 2 : 1;
-        tnd_kv_stored kv = {a->k_type, region + (size_t)(p0 % bs) * value_bytes,
-                            k_scales_of(region, hd, bs) + p0 % bs, bs, a->v_pool + v_at};
+    if (job->k_t && a->v_type == a->k_type) { /* the cache as stored: one run of it, or its runs gathered */
+        size_t row = kv_row_bytes(a->k_type, hd);
+        tnd_kv_stored kv = {.type = a->k_type, .stride = bs};
+        const uint8_t *region;
+        int32_t first = p0 % bs;
+        if (first + np <= bs) {
+            head_at(a, bs, true, table, p0, g, &k_at, &v_at);
+            region = a->k_pool + k_at;
+            kv.v = a->v_pool + v_at;
+        } else { /* runs from several blocks, copied side by side as one region of TND_CPU_ATTN_TILE positions */
+            uint8_t *tile = (uint8_t *)kv_tile, *v_rows = tile + TND_CPU_ATTN_TILE * row;
+            for (int32_t j = 0, run; j < np; j += run) {
+                int32_t p = p0 + j, in_block = bs - p % bs;
+                run = np - j < in_block ? np - j : in_block;
+                head_at(a, bs, true, table, p, g, &k_at, &v_at);
+                copy_k_transposed(a->k_type, a->k_pool + k_at, bs, p % bs, tile, TND_CPU_ATTN_TILE, j, run, hd);
+                memcpy(v_rows + (size_t)j * row, a->v_pool + v_at, (size_t)run * row);
+            }
+            region = tile, first = 0, kv.stride = TND_CPU_ATTN_TILE;
+            kv.v = v_rows;
+        }
+        kv.k = region + k_value_at(a->k_type, 0, first, kv.stride);
+        kv.k_scales = k_scales_of(region, hd, kv.stride) + first;
         k->vec.attn_tile_stored(q, rep, hd, &kv, np, a->scale, mx, sum, acc, next);
         return;
     }

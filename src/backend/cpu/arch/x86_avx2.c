@@ -665,21 +665,28 @@ static inline __m256 load_kv8(const void *p, size_t at, kv_kind kind) {
     return kind == KV_F16 ? load_f16x8((const uint16_t *)p + at) : _mm256_loadu_ps((const float *)p + at);
 }
 
-/* Positions [8 g, 8 g + 8) of dimension d from K transposed at element `at` (a Q8_0 level times its position's scale
- * from `scales`, the 8 of the group as floats in `scale8`), lanes from n_valid on as zeros; nothing is read past the
- * valid positions (the run may end at the last row of the cache). */
-static inline __m256 load_k8(const void *k, const uint16_t *scales, __m256 scale8, size_t at, int32_t g,
-                             int32_t n_valid, kv_kind kind) {
+/* Positions [8 g, 8 g + 8) of dimension d from K transposed at element `at`, as float or F16, lanes from n_valid on
+ * as zeros; nothing is read past the valid positions (the run may end at the last row of the cache). */
+static inline __m256 load_k8(const void *k, size_t at, int32_t g, int32_t n_valid, kv_kind kind) {
+    if (n_valid >= 8 * g + 8) return load_kv8(k, at + (size_t)(8 * g), kind);
+    float part[8] = {0};
+    for (int32_t j = 8 * g; j < n_valid; j++)
+        part[j - 8 * g] = kind == KV_F16 ? f16_one(((const uint16_t *)k)[at + (size_t)j]) : ((const float *)k)[at + (size_t)j];
+    return _mm256_loadu_ps(part);
+}
+
+/* Positions [8 g, 8 g + 8) of dimension d from a Q8_0 K in steps of four dimensions (tnd_kv_stored): byte d % 4 of
+ * each position's 32-bit word of the step (`step`, loaded where the 8 positions are valid), sign-extended, times the
+ * position's scale (`scale8`; from `scales` where some lanes are not valid, those as zeros). The decoder's bits. */
+static inline __m256 load_k8_q8(const int8_t *k, const uint16_t *scales, __m256i step, __m256 scale8, int32_t stride,
+                                int32_t d, int32_t g, int32_t n_valid) {
     if (n_valid >= 8 * g + 8) {
-        if (kind != KV_Q8_0) return load_kv8(k, at + (size_t)(8 * g), kind);
-        __m128i levels = _mm_loadl_epi64((const __m128i *)(const void *)((const int8_t *)k + at + 8 * g));
-        return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(levels)), scale8);
+        __m256i level = _mm256_srai_epi32(_mm256_sll_epi32(step, _mm_cvtsi32_si128(24 - 8 * (d % 4))), 24);
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(level), scale8);
     }
     float part[8] = {0};
     for (int32_t j = 8 * g; j < n_valid; j++)
-        part[j - 8 * g] = kind == KV_F16    ? f16_one(((const uint16_t *)k)[at + (size_t)j])
-                          : kind == KV_Q8_0 ? (float)((const int8_t *)k)[at + (size_t)j] * f16_one(scales[j])
-                                            : ((const float *)k)[at + (size_t)j];
+        part[j - 8 * g] = (float)k[4 * ((size_t)(d / 4) * (size_t)stride + (size_t)j) + (size_t)(d % 4)] * f16_one(scales[j]);
     return _mm256_loadu_ps(part);
 }
 
@@ -693,23 +700,55 @@ static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
     }
 }
 
-/* Scores of GH heads (rows of hd floats at q) against ATTN_POS positions of K transposed, into s[h * s_stride ..]
- * (Q8_0 scales of dimensions 32b.. at scales[b * stride]). */
-static inline void attn_scores(const float *q, int32_t hd, const void *k, const uint16_t *scales, int32_t stride,
-                               int32_t n_valid, kv_kind kind, float *s, int32_t s_stride, int GH,
+/* Reads K transposed, dimension by dimension, 16 positions at a time (two vectors of 8): float or F16 values at
+ * element d * stride, or Q8_0 levels in steps of four dimensions with their scales of dimensions 32b.. at
+ * scales[b * stride] (tnd_kv_stored), each step and block of scales loaded once. */
+typedef struct k_reader {
+    const void *k;
+    const uint16_t *scales, *sc; /* Q8_0: all, and the current block's */
+    int32_t stride, n_valid;
+    kv_kind kind;
+    __m256 s0, s1;       /* Q8_0: the current block's scales as floats */
+    __m256i step0, step1; /* Q8_0: the current step */
+} k_reader;
+
+static inline k_reader k_reader_of(const void *k, const uint16_t *scales, int32_t stride, int32_t n_valid,
+                                   kv_kind kind) {
+    return (k_reader){k, scales, NULL, stride, n_valid, kind, _mm256_setzero_ps(), _mm256_setzero_ps(),
+                      _mm256_setzero_si256(), _mm256_setzero_si256()};
+}
+
+/* Positions 0..7 and 8..15 of dimension d; dimensions are read in order from 0. */
+static inline void k_read(k_reader *r, int32_t d, __m256 *k0, __m256 *k1) {
+    if (r->kind != KV_Q8_0) {
+        size_t at = (size_t)d * (size_t)r->stride;
+        *k0 = load_k8(r->k, at, 0, r->n_valid, r->kind);
+        *k1 = load_k8(r->k, at, 1, r->n_valid, r->kind);
+        return;
+    }
+    if (d % 32 == 0) { /* the scales of the positions' next block of 32 dimensions */
+        r->sc = r->scales + (size_t)(d / 32) * (size_t)r->stride;
+        if (r->n_valid >= 8) r->s0 = load_f16x8(r->sc);
+        if (r->n_valid >= 16) r->s1 = load_f16x8(r->sc + 8);
+    }
+    if (d % 4 == 0) { /* the next step: four dimensions of each position */
+        const uint8_t *at = (const uint8_t *)r->k + 4 * (size_t)(d / 4) * (size_t)r->stride;
+        if (r->n_valid >= 8) r->step0 = load256(at);
+        if (r->n_valid >= 16) r->step1 = load256(at + 32);
+    }
+    *k0 = load_k8_q8(r->k, r->sc, r->step0, r->s0, r->stride, d, 0, r->n_valid);
+    *k1 = load_k8_q8(r->k, r->sc, r->step1, r->s1, r->stride, d, 1, r->n_valid);
+}
+
+/* Scores of GH heads (rows of hd floats at q) against ATTN_POS positions of K transposed, into s[h * s_stride ..]. */
+static inline void attn_scores(const float *q, int32_t hd, k_reader kr, float *s, int32_t s_stride, int GH,
                                const tnd_kv_prefetch *next, int32_t *step) {
-    __m256 a[4][2], s0 = _mm256_setzero_ps(), s1 = s0;
-    const uint16_t *sc = NULL;
+    __m256 a[4][2];
     for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm256_setzero_ps();
     for (int32_t d = 0; d < hd; d++) {
         if (d % 8 == 0 && next) prefetch_piece(next, (*step)++);
-        size_t at = (size_t)d * (size_t)stride;
-        if (kind == KV_Q8_0 && d % 32 == 0) { /* the scales of the positions' next block of 32 dimensions */
-            sc = scales + (size_t)(d / 32) * (size_t)stride;
-            if (n_valid >= 8) s0 = load_f16x8(sc);
-            if (n_valid >= 16) s1 = load_f16x8(sc + 8);
-        }
-        __m256 k0 = load_k8(k, sc, s0, at, 0, n_valid, kind), k1 = load_k8(k, sc, s1, at, 1, n_valid, kind);
+        __m256 k0, k1;
+        k_read(&kr, d, &k0, &k1);
         for (int h = 0; h < GH; h++) {
             __m256 qd = _mm256_broadcast_ss(q + h * hd + d);
             a[h][0] = _mm256_fmadd_ps(qd, k0, a[h][0]);
@@ -741,23 +780,45 @@ static inline void transpose8x8(__m256 r[8]) {
     }
 }
 
+/* 8 V values of position j from output i0 + u: float rows (vf, stride vs: the rows, or a Q8_0 tile decoded), or
+ * an F16 cache's rows as stored. */
+static inline __m256 v_values8(const void *v, const float *vf, size_t vs, kv_kind kind, int32_t j, int32_t i0,
+                               int32_t u, int32_t hd) {
+    if (kind == KV_F16) return load_kv8(v, (size_t)j * (size_t)hd + (size_t)(i0 + u), KV_F16);
+    return _mm256_loadu_ps(vf + (size_t)j * vs + (size_t)u);
+}
+
 /* The tile for up to ATTN_REP_STEP heads: float rows of K and V (KV_FLOAT), or a cache as stored (kv: K transposed
- * and V rows, F16 or Q8_0). */
-static void attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, const float *v_rows,
+ * and V rows, F16 or Q8_0); inlined per kind. */
+static inline __attribute__((always_inline)) void attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, const float *v_rows,
                            const tnd_kv_stored *kv, int32_t np, float scale, float *mx, float *sum, float *acc,
                            kv_kind kind, const tnd_kv_prefetch *next) {
-    float weight[ATTN_REP_STEP][TND_CPU_ATTN_TILE_MAX + ATTN_POS], kt[ATTN_MAX_HD * ATTN_POS];
+    float weight[ATTN_REP_STEP][TND_CPU_ATTN_TILE_MAX + ATTN_POS], kt[ATTN_MAX_HD * ATTN_POS], rescale[ATTN_REP_STEP];
     const void *v = kind == KV_FLOAT ? (const void *)v_rows : kv->v;
     int32_t step = 0;
     for (int32_t j0 = 0; j0 < np; j0 += ATTN_POS) {
-        const void *k_t = kt;
-        const uint16_t *k_sc = NULL; /* Q8_0: the positions' scales */
-        int32_t stride = ATTN_POS;
+        /* K transposed: float rows transposed here into kt [hd][16] (rows past np as zeros); a cache's read as
+         * stored, except Q8_0 levels where the heads take several passes: decoded into kt once (F16 values convert
+         * in one instruction, which costs less than the float copy's loads) */
+        k_reader kr = k_reader_of(kt, NULL, ATTN_POS, np - j0, KV_FLOAT);
+        const tnd_kv_prefetch *hint = next;
         if (kind != KV_FLOAT) {
-            stride = kv->stride;
-            k_t = kind == KV_F16 ? (const void *)((const uint16_t *)kv->k + j0) : (const void *)((const int8_t *)kv->k + j0);
-            if (kind == KV_Q8_0) k_sc = kv->k_scales + j0;
-        } else { /* rows j0 .. j0 + 15 transposed into kt [hd][16], rows past np as zeros */
+            const void *k_t = kind == KV_F16 ? (const void *)((const uint16_t *)kv->k + j0)
+                                             : (const void *)((const int8_t *)kv->k + 4 * j0); /* steps of 4 */
+            k_reader stored = k_reader_of(k_t, kind == KV_Q8_0 ? kv->k_scales + j0 : NULL, kv->stride, np - j0, kind);
+            if (kind == KV_F16 || rep <= 4) {
+                kr = stored;
+            } else {
+                for (int32_t d = 0; d < hd; d++) {
+                    if (d % 8 == 0 && hint) prefetch_piece(hint, step++);
+                    __m256 k0, k1;
+                    k_read(&stored, d, &k0, &k1);
+                    _mm256_storeu_ps(kt + d * ATTN_POS, k0);
+                    _mm256_storeu_ps(kt + d * ATTN_POS + 8, k1);
+                }
+                hint = NULL; /* asked for while decoding */
+            }
+        } else {
             for (int g = 0; g < 2; g++)
                 for (int32_t d0 = 0; d0 < hd; d0 += 8) {
                     __m256 m[8];
@@ -771,14 +832,14 @@ static void attn_tile_body(const float *q, int32_t rep, int32_t hd, const float 
         }
         int32_t r = 0; /* the first group of heads asks for the next tile */
         for (; r + 4 <= rep; r += 4)
-            attn_scores(q + r * hd, hd, k_t, k_sc, stride, np - j0, kind, weight[r] + j0,
-                        TND_CPU_ATTN_TILE_MAX + ATTN_POS, 4, r ? NULL : next, &step);
+            attn_scores(q + r * hd, hd, kr, weight[r] + j0, TND_CPU_ATTN_TILE_MAX + ATTN_POS, 4, r ? NULL : hint,
+                        &step);
         for (; r + 2 <= rep; r += 2)
-            attn_scores(q + r * hd, hd, k_t, k_sc, stride, np - j0, kind, weight[r] + j0,
-                        TND_CPU_ATTN_TILE_MAX + ATTN_POS, 2, r ? NULL : next, &step);
+            attn_scores(q + r * hd, hd, kr, weight[r] + j0, TND_CPU_ATTN_TILE_MAX + ATTN_POS, 2, r ? NULL : hint,
+                        &step);
         for (; r < rep; r++)
-            attn_scores(q + r * hd, hd, k_t, k_sc, stride, np - j0, kind, weight[r] + j0,
-                        TND_CPU_ATTN_TILE_MAX + ATTN_POS, 1, r ? NULL : next, &step);
+            attn_scores(q + r * hd, hd, kr, weight[r] + j0, TND_CPU_ATTN_TILE_MAX + ATTN_POS, 1, r ? NULL : hint,
+                        &step);
     }
     int32_t np8 = (np + 7) & ~7;
     __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
@@ -810,25 +871,42 @@ static void attn_tile_body(const float *q, int32_t rep, int32_t hd, const float 
         }
         sum[r] = sum[r] * c + hsum256(wsum);
         mx[r] = m_new;
-        /* acc = acc * c + sum_j w_j v_j, ATTN_HD_STEP outputs at a time in registers, then 8 at a time */
-        float *ar = acc + r * hd;
-        __m256 vc = _mm256_set1_ps(c);
-        int32_t i0 = 0;
-        for (; i0 + ATTN_HD_STEP <= hd; i0 += ATTN_HD_STEP) {
-            __m256 a[ATTN_HD_STEP / 8];
-            for (int u = 0; u < ATTN_HD_STEP / 8; u++) a[u] = _mm256_mul_ps(_mm256_loadu_ps(ar + i0 + 8 * u), vc);
-            for (int32_t j = 0; j < np; j++) {
-                __m256 wj = _mm256_broadcast_ss(w + j);
-                for (int u = 0; u < ATTN_HD_STEP / 8; u++)
-                    a[u] = _mm256_fmadd_ps(wj, load_kv8(v, (size_t)j * hd + i0 + 8 * u, kind), a[u]);
-            }
-            for (int u = 0; u < ATTN_HD_STEP / 8; u++) _mm256_storeu_ps(ar + i0 + 8 * u, a[u]);
-        }
-        for (; i0 < hd; i0 += 8) {
-            __m256 a = _mm256_mul_ps(_mm256_loadu_ps(ar + i0), vc);
+        rescale[r] = c;
+    }
+    /* acc = acc * c + sum_j w_j v_j, ATTN_HD_STEP outputs at a time in registers (then 8 at a time): a Q8_0 cache's
+     * V values of those outputs are decoded once for all the heads */
+    float decoded[TND_CPU_ATTN_TILE_MAX * ATTN_HD_STEP];
+    for (int32_t i0 = 0; i0 < hd; i0 += ATTN_HD_STEP) {
+        int32_t width = hd - i0 < ATTN_HD_STEP ? hd - i0 : ATTN_HD_STEP;
+        const float *vf = v_rows + i0;
+        size_t vs = (size_t)hd;
+        if (kind == KV_Q8_0) { /* (F16 converts in one instruction: per head, as it loads) */
             for (int32_t j = 0; j < np; j++)
-                a = _mm256_fmadd_ps(_mm256_broadcast_ss(w + j), load_kv8(v, (size_t)j * hd + i0, kind), a);
-            _mm256_storeu_ps(ar + i0, a);
+                for (int32_t u = 0; u < width; u += 8)
+                    _mm256_storeu_ps(decoded + (size_t)j * width + u, load_kv8(v, (size_t)j * hd + i0 + u, kind));
+            vf = decoded, vs = (size_t)width;
+        }
+        for (int32_t r = 0; r < rep; r++) {
+            const float *w = weight[r];
+            float *ar = acc + r * hd + i0;
+            __m256 vc = _mm256_set1_ps(rescale[r]);
+            if (width == ATTN_HD_STEP) {
+                __m256 a[ATTN_HD_STEP / 8];
+                for (int u = 0; u < ATTN_HD_STEP / 8; u++) a[u] = _mm256_mul_ps(_mm256_loadu_ps(ar + 8 * u), vc);
+                for (int32_t j = 0; j < np; j++) {
+                    __m256 wj = _mm256_broadcast_ss(w + j);
+                    for (int u = 0; u < ATTN_HD_STEP / 8; u++)
+                        a[u] = _mm256_fmadd_ps(wj, v_values8(v, vf, vs, kind, j, i0, 8 * u, hd), a[u]);
+                }
+                for (int u = 0; u < ATTN_HD_STEP / 8; u++) _mm256_storeu_ps(ar + 8 * u, a[u]);
+                continue;
+            }
+            for (int32_t u = 0; u < width; u += 8) {
+                __m256 a = _mm256_mul_ps(_mm256_loadu_ps(ar + u), vc);
+                for (int32_t j = 0; j < np; j++)
+                    a = _mm256_fmadd_ps(_mm256_broadcast_ss(w + j), v_values8(v, vf, vs, kind, j, i0, u, hd), a);
+                _mm256_storeu_ps(ar + u, a);
+            }
         }
     }
 }
@@ -852,10 +930,15 @@ static bool attn_stored_takes(tnd_type type, int32_t head_dim) {
 
 static void attn_tile_stored(const float *q, int32_t rep, int32_t hd, const tnd_kv_stored *kv, int32_t np,
                              float scale, float *mx, float *sum, float *acc, const tnd_kv_prefetch *next) {
-    kv_kind kind = kv->type == TND_TYPE_Q8_0 ? KV_Q8_0 : KV_F16;
-    for (int32_t r = 0; r < rep; r += ATTN_REP_STEP)
-        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, NULL, NULL, kv, np,
-                       scale, mx + r, sum + r, acc + (size_t)r * hd, kind, r ? NULL : next);
+    for (int32_t r = 0; r < rep; r += ATTN_REP_STEP) {
+        int32_t n = rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP;
+        if (kv->type == TND_TYPE_Q8_0)
+            attn_tile_body(q + (size_t)r * hd, n, hd, NULL, NULL, kv, np, scale, mx + r, sum + r, acc + (size_t)r * hd,
+                           KV_Q8_0, r ? NULL : next);
+        else
+            attn_tile_body(q + (size_t)r * hd, n, hd, NULL, NULL, kv, np, scale, mx + r, sum + r, acc + (size_t)r * hd,
+                           KV_F16, r ? NULL : next);
+    }
 }
 
 /* ------------------------------------------------------------------------------------------------------------
