@@ -436,10 +436,9 @@ static size_t kv_row_bytes(tnd_type type, int64_t width) { return tnd_row_size(t
 
 /* A head's run of positions in a block: blocks are [head][position][head_dim] (see backend.h), except K of an F16
  * or Q8_0 cache whose attention kernel reads it transposed (k_transposed): inside the block the head's region
- * starts at the same offset, is as large as the rows it replaces, and holds (k_value_at) F16 values as
- * [head_dim][block_size], position p's value of dimension d at element d * block_size + p, or Q8_0 levels in steps
- * of four dimensions, [head_dim / 4][block_size][4], then the levels' scales as [head_dim / 32][block_size] F16
- * (k_scales_of): four levels of a position side by side are what one 8-bit dot product instruction takes. */
+ * starts at the same offset, is as large as the rows it replaces, and holds the values (F16, or Q8_0 levels) as
+ * [head_dim][block_size], position p's value of dimension d at element d * block_size + p (k_value_at); a Q8_0
+ * region then holds the levels' scales as [head_dim / 32][block_size] F16 (k_scales_of). */
 static size_t kv_head_offset(tnd_type type, int64_t slot, int32_t head, int32_t n_heads, int32_t block_size,
                              int32_t head_dim) {
     size_t seg = kv_row_bytes(type, head_dim);
@@ -460,8 +459,7 @@ static uint16_t *k_scales_of(const uint8_t *region, int32_t head_dim, int32_t bl
 
 /* Byte offset in a transposed K region of dimension d at position p (kv_head_offset). */
 static size_t k_value_at(tnd_type type, int32_t d, int64_t p, int32_t block_size) {
-    if (type == TND_TYPE_F16) return 2 * ((size_t)d * (size_t)block_size + (size_t)p);
-    return 4 * ((size_t)(d / 4) * (size_t)block_size + (size_t)p) + (size_t)(d % 4);
+    return (type == TND_TYPE_F16 ? 2 : 1) * ((size_t)d * (size_t)block_size + (size_t)p);
 }
 
 /* Writes one head's K row (head_dim floats) at position pos of its transposed region. */
@@ -579,9 +577,8 @@ static void load_k_transposed(const tnd_cpu_kernels *k, tnd_type type, const uin
  * with `stride` positions (the same layout, kv_head_offset). */
 static void copy_k_transposed(tnd_type type, const uint8_t *from, int32_t block_size, int32_t pos, uint8_t *into,
                               int32_t stride, int32_t to, int32_t run, int32_t head_dim) {
-    int32_t lines = type == TND_TYPE_F16 ? head_dim : head_dim / 4; /* runs of positions: dimensions, or steps */
-    size_t unit = type == TND_TYPE_F16 ? 2 : 4;
-    for (int32_t i = 0; i < lines; i++)
+    size_t unit = type == TND_TYPE_F16 ? 2 : 1; /* bytes of a value; a dimension's values are a run of positions */
+    for (int32_t i = 0; i < head_dim; i++)
         memcpy(into + unit * ((size_t)i * (size_t)stride + (size_t)to),
                from + unit * ((size_t)i * (size_t)block_size + (size_t)pos), unit * (size_t)run);
     if (type != TND_TYPE_Q8_0) return;

@@ -107,10 +107,9 @@ typedef struct tnd_kv_prefetch {
 } tnd_kv_prefetch;
 
 /* A tile of the cache as kv_store keeps it for attn_tile_stored: F16 (the default type) or Q8_0, K and V alike. K is
- * transposed. F16: the value of dimension d at position j is element d * stride + j of k. Q8_0: the levels (int8)
- * lie in steps of four dimensions, dimension d of position j at byte 4 * ((d / 4) * stride + j) + d % 4 of k, and
- * the F16 scale of dimensions 32b..32b+31 of position j is k_scales[b * stride + j]. V is rows [np][hd] as the type
- * stores them (Q8_0: blocks of 32 with their scale). */
+ * transposed: the value of dimension d at position j is element d * stride + j of k (an F16 value, or a Q8_0 level,
+ * int8), and a Q8_0 level's F16 scale, that of dimensions 32b..32b+31 of position j, is k_scales[b * stride + j].
+ * V is rows [np][hd] as the type stores them (Q8_0: blocks of 32 with their scale). */
 typedef struct tnd_kv_stored {
     tnd_type type;
     const void *k;
@@ -120,12 +119,10 @@ typedef struct tnd_kv_stored {
 } tnd_kv_stored;
 
 /* The tile straight from such a cache: the kernel decodes in registers (no float copy) and, with K transposed, every
- * score is a full-vector operation with no shuffles (that transpose cost the float entry ~40% of its score work).
- * F16: the same bits as attn_tile on the decoded rows. Q8_0: a kernel may take the scores as exact integer dot
- * products of the levels with the queries quantized to 8 bits per block of 32 (as the Q8_0 weights' activations),
- * within the bound test_cpu_kernels sets against the decoded rows, or as attn_tile does, with its bits. Called only for
- * a type and head size that attn_tile_stored_takes accepts, any rep, np <= TND_CPU_ATTN_TILE_MAX. next (or NULL)
- * names the rows of the next tile, requested while this one computes; it never changes a result. */
+ * score is a full-vector multiply-add with no shuffles (that transpose cost the float entry ~40% of its score work).
+ * Same bits as attn_tile on the decoded rows. Called only for a type and head size that attn_tile_stored_takes
+ * accepts, any rep, np <= TND_CPU_ATTN_TILE_MAX. next (or NULL) names the rows of the next tile, requested while
+ * this one computes; it never changes a result. */
 typedef void (*tnd_attn_tile_stored_fn)(const float *q, int32_t rep, int32_t hd, const tnd_kv_stored *kv, int32_t np,
                                         float scale, float *mx, float *sum, float *acc, const tnd_kv_prefetch *next);
 

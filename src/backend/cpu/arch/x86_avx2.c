@@ -659,7 +659,8 @@ enum { Q8_0_BYTES = 34 };
 static inline __m256 load_kv8(const void *p, size_t at, kv_kind kind) {
     if (kind == KV_Q8_0) {
         const uint8_t *block = (const uint8_t *)p + at / 32 * Q8_0_BYTES;
-        __m256 levels = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(block + 2 + at % 32))));
+        __m128i bytes = _mm_loadl_epi64((const __m128i *)(const void *)(block + 2 + at % 32));
+        __m256 levels = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
         return _mm256_mul_ps(levels, _mm256_set1_ps(fp16_load(block)));
     }
     return kind == KV_F16 ? load_f16x8((const uint16_t *)p + at) : _mm256_loadu_ps((const float *)p + at);
@@ -671,22 +672,22 @@ static inline __m256 load_k8(const void *k, size_t at, int32_t g, int32_t n_vali
     if (n_valid >= 8 * g + 8) return load_kv8(k, at + (size_t)(8 * g), kind);
     float part[8] = {0};
     for (int32_t j = 8 * g; j < n_valid; j++)
-        part[j - 8 * g] = kind == KV_F16 ? f16_one(((const uint16_t *)k)[at + (size_t)j]) : ((const float *)k)[at + (size_t)j];
+        part[j - 8 * g] =
+            kind == KV_F16 ? f16_one(((const uint16_t *)k)[at + (size_t)j]) : ((const float *)k)[at + (size_t)j];
     return _mm256_loadu_ps(part);
 }
 
-/* Positions [8 g, 8 g + 8) of dimension d from a Q8_0 K in steps of four dimensions (tnd_kv_stored): byte d % 4 of
- * each position's 32-bit word of the step (`step`, loaded where the 8 positions are valid), sign-extended, times the
- * position's scale (`scale8`; from `scales` where some lanes are not valid, those as zeros). The decoder's bits. */
-static inline __m256 load_k8_q8(const int8_t *k, const uint16_t *scales, __m256i step, __m256 scale8, int32_t stride,
-                                int32_t d, int32_t g, int32_t n_valid) {
+/* Positions [8 g, 8 g + 8) of dimension d from a Q8_0 K transposed (tnd_kv_stored: levels at element `at`), times
+ * the positions' scales (`scale8`; from `scales` where some lanes are not valid, those as zeros): the decoder's bits;
+ * nothing is read past the valid positions. */
+static inline __m256 load_k8_q8(const int8_t *k, const uint16_t *scales, __m256 scale8, size_t at, int32_t g,
+                                int32_t n_valid) {
     if (n_valid >= 8 * g + 8) {
-        __m256i level = _mm256_srai_epi32(_mm256_sll_epi32(step, _mm_cvtsi32_si128(24 - 8 * (d % 4))), 24);
-        return _mm256_mul_ps(_mm256_cvtepi32_ps(level), scale8);
+        __m128i levels = _mm_loadl_epi64((const __m128i *)(const void *)(k + at + (size_t)(8 * g)));
+        return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(levels)), scale8);
     }
     float part[8] = {0};
-    for (int32_t j = 8 * g; j < n_valid; j++)
-        part[j - 8 * g] = (float)k[4 * ((size_t)(d / 4) * (size_t)stride + (size_t)j) + (size_t)(d % 4)] * f16_one(scales[j]);
+    for (int32_t j = 8 * g; j < n_valid; j++) part[j - 8 * g] = (float)k[at + (size_t)j] * f16_one(scales[j]);
     return _mm256_loadu_ps(part);
 }
 
@@ -700,28 +701,26 @@ static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
     }
 }
 
-/* Reads K transposed, dimension by dimension, 16 positions at a time (two vectors of 8): float or F16 values at
- * element d * stride, or Q8_0 levels in steps of four dimensions with their scales of dimensions 32b.. at
- * scales[b * stride] (tnd_kv_stored), each step and block of scales loaded once. */
+/* Reads K transposed, dimension by dimension, 16 positions at a time (two vectors of 8): float, F16 or Q8_0 values
+ * at element d * stride, a Q8_0 level times its position's scale of dimensions 32b.. at scales[b * stride] (each
+ * block of scales loaded once). */
 typedef struct k_reader {
     const void *k;
     const uint16_t *scales, *sc; /* Q8_0: all, and the current block's */
     int32_t stride, n_valid;
     kv_kind kind;
-    __m256 s0, s1;       /* Q8_0: the current block's scales as floats */
-    __m256i step0, step1; /* Q8_0: the current step */
+    __m256 s0, s1; /* Q8_0: the current block's scales as floats */
 } k_reader;
 
 static inline k_reader k_reader_of(const void *k, const uint16_t *scales, int32_t stride, int32_t n_valid,
                                    kv_kind kind) {
-    return (k_reader){k, scales, NULL, stride, n_valid, kind, _mm256_setzero_ps(), _mm256_setzero_ps(),
-                      _mm256_setzero_si256(), _mm256_setzero_si256()};
+    return (k_reader){k, scales, NULL, stride, n_valid, kind, _mm256_setzero_ps(), _mm256_setzero_ps()};
 }
 
 /* Positions 0..7 and 8..15 of dimension d; dimensions are read in order from 0. */
 static inline void k_read(k_reader *r, int32_t d, __m256 *k0, __m256 *k1) {
+    size_t at = (size_t)d * (size_t)r->stride;
     if (r->kind != KV_Q8_0) {
-        size_t at = (size_t)d * (size_t)r->stride;
         *k0 = load_k8(r->k, at, 0, r->n_valid, r->kind);
         *k1 = load_k8(r->k, at, 1, r->n_valid, r->kind);
         return;
@@ -731,13 +730,8 @@ static inline void k_read(k_reader *r, int32_t d, __m256 *k0, __m256 *k1) {
         if (r->n_valid >= 8) r->s0 = load_f16x8(r->sc);
         if (r->n_valid >= 16) r->s1 = load_f16x8(r->sc + 8);
     }
-    if (d % 4 == 0) { /* the next step: four dimensions of each position */
-        const uint8_t *at = (const uint8_t *)r->k + 4 * (size_t)(d / 4) * (size_t)r->stride;
-        if (r->n_valid >= 8) r->step0 = load256(at);
-        if (r->n_valid >= 16) r->step1 = load256(at + 32);
-    }
-    *k0 = load_k8_q8(r->k, r->sc, r->step0, r->s0, r->stride, d, 0, r->n_valid);
-    *k1 = load_k8_q8(r->k, r->sc, r->step1, r->s1, r->stride, d, 1, r->n_valid);
+    *k0 = load_k8_q8(r->k, r->sc, r->s0, at, 0, r->n_valid);
+    *k1 = load_k8_q8(r->k, r->sc, r->s1, at, 1, r->n_valid);
 }
 
 /* Scores of GH heads (rows of hd floats at q) against ATTN_POS positions of K transposed, into s[h * s_stride ..]. */
@@ -790,9 +784,10 @@ static inline __m256 v_values8(const void *v, const float *vf, size_t vs, kv_kin
 
 /* The tile for up to ATTN_REP_STEP heads: float rows of K and V (KV_FLOAT), or a cache as stored (kv: K transposed
  * and V rows, F16 or Q8_0); inlined per kind. */
-static inline __attribute__((always_inline)) void attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, const float *v_rows,
-                           const tnd_kv_stored *kv, int32_t np, float scale, float *mx, float *sum, float *acc,
-                           kv_kind kind, const tnd_kv_prefetch *next) {
+static inline __attribute__((always_inline)) void
+attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, const float *v_rows,
+               const tnd_kv_stored *kv, int32_t np, float scale, float *mx, float *sum, float *acc, kv_kind kind,
+               const tnd_kv_prefetch *next) {
     float weight[ATTN_REP_STEP][TND_CPU_ATTN_TILE_MAX + ATTN_POS], kt[ATTN_MAX_HD * ATTN_POS], rescale[ATTN_REP_STEP];
     const void *v = kind == KV_FLOAT ? (const void *)v_rows : kv->v;
     int32_t step = 0;
@@ -804,7 +799,7 @@ static inline __attribute__((always_inline)) void attn_tile_body(const float *q,
         const tnd_kv_prefetch *hint = next;
         if (kind != KV_FLOAT) {
             const void *k_t = kind == KV_F16 ? (const void *)((const uint16_t *)kv->k + j0)
-                                             : (const void *)((const int8_t *)kv->k + 4 * j0); /* steps of 4 */
+                                             : (const void *)((const int8_t *)kv->k + j0);
             k_reader stored = k_reader_of(k_t, kind == KV_Q8_0 ? kv->k_scales + j0 : NULL, kv->stride, np - j0, kind);
             if (kind == KV_F16 || rep <= 4) {
                 kr = stored;

@@ -988,27 +988,36 @@ static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
     }
 }
 
-/* 16 positions of K transposed at element `at` (F16: positions outside `valid` read as zeros by a masked load,
- * nothing read beyond them). */
-ALWAYS_INLINE __m512 load_k16(const void *k, size_t at, __mmask16 valid, bool f16) {
-    return f16 ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, (const uint16_t *)k + at))
-               : _mm512_loadu_ps((const float *)k + at);
+/* 16 positions of K transposed at element `at` (F16 and Q8_0: positions outside `valid` read as zeros by masked
+ * loads, nothing read beyond them); a Q8_0 level times its position's scale, `scale`. */
+ALWAYS_INLINE __m512 load_k16(const void *k, size_t at, __m512 scale, __mmask16 valid, kv_kind kind) {
+    if (kind == KV_FLOAT) return _mm512_loadu_ps((const float *)k + at);
+    if (kind == KV_F16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, (const uint16_t *)k + at));
+    return _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(valid, (const int8_t *)k + at))), scale);
 }
 
 /* Scores of GH query heads (rows of hd floats) against 32 positions from K transposed: dimension d's values of
- * positions 0..15 at element d * stride of k, of 16..31 at d * stride + second, as float or F16. Each K value is
- * loaded once for all the heads and every multiply-add is a full vector, with no horizontal sums. Asks for a piece
- * of the next tile (if any) every 8 dimensions, *step counting the pieces. */
-ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, int32_t stride, int32_t second, int32_t n_valid,
-                          bool f16, float *s, int32_t s_stride, int GH, const tnd_kv_prefetch *next, int32_t *step) {
+ * positions 0..15 at element d * stride of k, of 16..31 at d * stride + second, as float, F16 or Q8_0 (Q8_0 scales
+ * of dimensions 32b.. at scales[b * stride], + second). Each K value is loaded once for all the heads and every
+ * multiply-add is a full vector, with no horizontal sums. Asks for a piece of the next tile (if any) every 8
+ * dimensions, *step counting the pieces. */
+ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, const uint16_t *scales, int32_t stride,
+                          int32_t second, int32_t n_valid, kv_kind kind, float *s, int32_t s_stride, int GH,
+                          const tnd_kv_prefetch *next, int32_t *step) {
     __mmask16 m0 = (__mmask16)(n_valid >= 16 ? 0xffff : (1u << n_valid) - 1);
     __mmask16 m1 = (__mmask16)(n_valid >= 32 ? 0xffff : n_valid > 16 ? (1u << (n_valid - 16)) - 1 : 0);
-    __m512 a[8][2];
+    __m512 a[8][2], s0 = _mm512_setzero_ps(), s1 = s0;
     for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm512_setzero_ps();
     for (int32_t d = 0; d < hd; d++) {
         if (d % 8 == 0) prefetch_piece(next, (*step)++);
+        if (kind == KV_Q8_0 && d % QK == 0) { /* the scales of the positions' next block of 32 dimensions */
+            const uint16_t *sc = scales + (size_t)(d / QK) * (size_t)stride;
+            s0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m0, sc));
+            s1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m1, sc + second));
+        }
         size_t at = (size_t)d * (size_t)stride;
-        __m512 k0 = load_k16(k, at, m0, f16), k1 = load_k16(k, at + (size_t)second, m1, f16);
+        __m512 k0 = load_k16(k, at, s0, m0, kind), k1 = load_k16(k, at + (size_t)second, s1, m1, kind);
         for (int h = 0; h < GH; h++) {
             __m512 qd = _mm512_set1_ps(q[h * hd + d]);
             a[h][0] = _mm512_fmadd_ps(qd, k0, a[h][0]);
@@ -1018,64 +1027,6 @@ ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, int32_t str
     for (int h = 0; h < GH; h++) {
         _mm512_storeu_ps(s + h * s_stride, a[h][0]);
         _mm512_storeu_ps(s + h * s_stride + 16, a[h][1]);
-    }
-}
-
-/* The queries of a Q8_0 tile: each head's blocks of 32 quantized as the weights' activations are (int8 levels, a
- * float scale), with 128 times the sum of each block's levels, which the scores take back. */
-typedef struct q8_queries {
-    int8_t levels[64 * 128]; /* [head][hd] */
-    float d[64][4];          /* [head][block] */
-    int32_t offset[64][4];   /* [head][block]: -128 x the sum of the block's levels */
-} q8_queries;
-
-ALWAYS_INLINE void quantize_queries(const float *q, int32_t rep, int32_t hd, q8_queries *out) {
-    for (int32_t h = 0; h < rep; h++)
-        for (int32_t b = 0; b < hd / QK; b++) {
-            __m128i lo, hi;
-            out->d[h][b] = quantize_block(q + h * hd + QK * b, &lo, &hi);
-            _mm_storeu_si128((__m128i *)(void *)(out->levels + h * hd + QK * b), lo);
-            _mm_storeu_si128((__m128i *)(void *)(out->levels + h * hd + QK * b + 16), hi);
-            out->offset[h][b] = -128 * (_mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(lo)) +
-                                        _mm512_reduce_add_epi32(_mm512_cvtepi8_epi32(hi)));
-        }
-}
-
-/* Scores of GH heads (from head h0 of qq) against 32 positions of a Q8_0 K in steps of four dimensions (k at the
- * first position, tnd_kv_stored), per 16 positions and block of 32 dimensions: the block's 8 steps of 64 bytes are
- * loaded once for all the heads (levels + 128, unsigned, as vpdpbusd takes them), each head's lane sums are its
- * position's exact integer dot product (the offset takes the 128s back), converted and multiplied by the position's
- * scale times the head's. Positions from n_valid on are neither read nor meaningful. Asks for the next tile's pieces
- * at the pace of the float scores. */
-ALWAYS_INLINE void scores_q8(const q8_queries *qq, int32_t h0, int32_t hd, const uint8_t *k, const uint16_t *scales,
-                             int32_t stride, int32_t n_valid, float *s, int32_t s_stride, int GH,
-                             const tnd_kv_prefetch *next, int32_t *step) {
-    const __m512i bias = _mm512_set1_epi8((char)0x80);
-    for (int32_t half = 0; half < 2; half++) {
-        int32_t j = 16 * half, left = n_valid - j;
-        __mmask16 m = (__mmask16)(left >= 16 ? 0xffff : left > 0 ? (1u << left) - 1 : 0);
-        __mmask64 bytes = left >= 16 ? ~(__mmask64)0 : left > 0 ? ((__mmask64)1 << (4 * left)) - 1 : 0;
-        __m512 a[8];
-        for (int h = 0; h < GH; h++) a[h] = _mm512_setzero_ps();
-        for (int32_t b = 0; b < hd / QK; b++) {
-            prefetch_piece(next, (*step)++);
-            prefetch_piece(next, (*step)++);
-            __m512i steps[QK / 4];
-            for (int i = 0; i < QK / 4; i++)
-                steps[i] = _mm512_xor_si512(
-                    _mm512_maskz_loadu_epi8(bytes, k + 4 * ((size_t)(QK / 4 * b + i) * (size_t)stride + (size_t)j)),
-                    bias);
-            __m512 dk = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, scales + (size_t)b * (size_t)stride + j));
-            for (int h = 0; h < GH; h++) {
-                const int8_t *ql = qq->levels + (h0 + h) * hd + QK * b;
-                __m512i sum = _mm512_set1_epi32(qq->offset[h0 + h][b]);
-                for (int i = 0; i < QK / 4; i++)
-                    sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32((const uint8_t *)ql + 4 * i)));
-                a[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dk, _mm512_set1_ps(qq->d[h0 + h][b])),
-                                       a[h]);
-            }
-        }
-        for (int h = 0; h < GH; h++) _mm512_storeu_ps(s + h * s_stride + j, a[h]);
     }
 }
 
@@ -1092,26 +1043,24 @@ static bool attn_tile_fits(int32_t rep, int32_t hd, int32_t np) {
 }
 
 /* The tile for head sizes 64 and 128 (rep <= ATTN_MAX_REP) over float rows of K and V (KV_FLOAT: K is transposed
- * here, 16 x 16 at a time), or over a cache as stored (kv: K transposed, V rows, F16 or Q8_0; Q8_0 scores are
- * integer dot products with the queries quantized per block, scores_q8). */
+ * here, 16 x 16 at a time), or over a cache as stored (kv: K transposed, V rows, F16 or Q8_0). */
 ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, const float *v_rows,
                                   const tnd_kv_stored *kv, int32_t np, float scale, float *mx, float *sum, float *acc,
                                   kv_kind kind, const tnd_kv_prefetch *next) {
     const void *v = kind == KV_FLOAT ? (const void *)v_rows : kv->v;
     float weight[ATTN_MAX_REP][ATTN_W], rescale[ATTN_MAX_REP], kt[2 * 128 * 16];
     int32_t np16 = (np + 15) & ~15, step = 0;
-    q8_queries qq;
-    if (kind == KV_Q8_0) quantize_queries(q, rep, hd, &qq);
     for (int32_t j0 = 0; j0 < np; j0 += 32) {
-        /* K transposed: the F16 cache's as stored, or float rows transposed here 16 x 16 at a time into kt
-         * ([2][hd][16], rows past np as zeros) */
+        /* K transposed: the cache's as stored (F16 values or Q8_0 levels), or float rows transposed here 16 x 16 at a
+         * time into kt ([2][hd][16], rows past np as zeros) */
         const void *k_t = kt;
+        const uint16_t *k_scales = NULL;
         int32_t stride = 16, second = hd * 16;
-        if (kind == KV_F16)
-            k_t = (const uint16_t *)kv->k + j0, stride = kv->stride, second = 16;
-        else if (kind == KV_Q8_0)
-            k_t = (const uint8_t *)kv->k + 4 * j0, stride = kv->stride;
-        else
+        if (kind != KV_FLOAT) {
+            stride = kv->stride, second = 16;
+            k_t = kind == KV_F16 ? (const void *)((const uint16_t *)kv->k + j0) : (const void *)((const int8_t *)kv->k + j0);
+            if (kind == KV_Q8_0) k_scales = kv->k_scales + j0;
+        } else
             for (int g = 0; g < 2; g++)
                 for (int32_t d0 = 0; d0 < hd; d0 += 16) {
                     __m512 m[16];
@@ -1130,12 +1079,7 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
             const tnd_kv_prefetch *hint = r ? NULL : next;
             switch (gh) {
 #define SCORES_OF(G)                                                                                                   \
-    case G:                                                                                                            \
-        if (kind == KV_Q8_0)                                                                                           \
-            scores_q8(&qq, r, hd, k_t, kv->k_scales + j0, stride, np - j0, s_out, ATTN_W, G, hint, &step);             \
-        else                                                                                                           \
-            scores(q + r * hd, hd, k_t, stride, second, np - j0, kind == KV_F16, s_out, ATTN_W, G, hint, &step);       \
-        break;
+    case G: scores(q + r * hd, hd, k_t, k_scales, stride, second, np - j0, kind, s_out, ATTN_W, G, hint, &step); break;
                 SCORES_OF(8) SCORES_OF(7) SCORES_OF(6) SCORES_OF(5) SCORES_OF(4) SCORES_OF(3) SCORES_OF(2)
                 SCORES_OF(1)
 #undef SCORES_OF
