@@ -179,11 +179,12 @@ static void test_query_blocks(tnd_model *m, int32_t nv) {
     free(one);
 }
 
-/* The cache read as stored gives the bits of the cache decoded: with blocks of 64 every tile of 64 positions lies in
- * one block and the stored entry reads it (a transposed K of F16 or Q8_0, where the CPU has the entry for the head
- * size); with blocks of 16 every tile crosses blocks and its rows are decoded for the float tile. For each cache type
- * and a mixed pair, 150 positions (two whole tiles and a part) give the same logits both ways, bit for bit. */
-static void test_stored_equals_decoded(tnd_model *m, int32_t nv) {
+/* The paging of the cache changes no bit: with blocks of 64 every tile of 64 positions lies in one block and the
+ * stored entry reads it where it lies (a transposed K of F16 or Q8_0, where the CPU has the entry for the head size);
+ * with blocks of 16 every tile crosses blocks and its runs are first copied side by side (a mixed pair's rows are
+ * decoded for the float tile either way). For each cache type and two mixed pairs, 150 positions (two whole tiles and
+ * a part) give the same logits both ways, bit for bit. */
+static void test_paging_changes_no_bit(tnd_model *m, int32_t nv) {
     enum { N = 150 };
     static const tnd_type pairs[][2] = {{TND_TYPE_F16, TND_TYPE_F16}, {TND_TYPE_Q8_0, TND_TYPE_Q8_0},
                                         {TND_TYPE_Q8_0, TND_TYPE_F16}, {TND_TYPE_F16, TND_TYPE_Q8_0}};
@@ -235,7 +236,7 @@ int main(void) {
         test_errors_leave_no_trace(m, nv);
         test_micro_batches(m, nv);
         test_query_blocks(m, nv);
-        test_stored_equals_decoded(m, nv);
+        test_paging_changes_no_bit(m, nv);
         tnd_model_close(m);
     }
     return tnd_test_finish("test_kv_cache");

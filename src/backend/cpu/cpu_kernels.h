@@ -132,7 +132,7 @@ typedef struct tnd_cpu_vec {
     void (*swiglu)(const float *gate, const float *up, float *out, int64_t n); /* out = silu(gate) * up */
     bool (*attn_tile_stored_takes)(tnd_type type, int32_t head_dim); /* set with attn_tile_stored */
     /* Runs of each KV cache type decoded to float, for the attention tiles of a cache that attn_tile_stored does not
-     * read as stored (a Q4_0 one, V of a mixed pair, or a tile that crosses a block of a transposed K). The reference
+     * read as stored (a Q4_0 one, or a pair of K and V types the entry does not take together). The reference
      * table holds the types' own decoders; an ISA file replaces those it does faster, with the same bits. */
     tnd_to_float_fn to_float[TND_TYPE_COUNT];
     /* The other way, for the KV store: float rows encoded in a cache type, with the type's own bits (the reference

@@ -1058,7 +1058,8 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
         int32_t stride = 16, second = hd * 16;
         if (kind != KV_FLOAT) {
             stride = kv->stride, second = 16;
-            k_t = kind == KV_F16 ? (const void *)((const uint16_t *)kv->k + j0) : (const void *)((const int8_t *)kv->k + j0);
+            k_t = kind == KV_F16 ? (const void *)((const uint16_t *)kv->k + j0)
+                                 : (const void *)((const int8_t *)kv->k + j0);
             if (kind == KV_Q8_0) k_scales = kv->k_scales + j0;
         } else
             for (int g = 0; g < 2; g++)
