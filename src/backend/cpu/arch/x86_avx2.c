@@ -873,14 +873,12 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
     float decoded[TND_CPU_ATTN_TILE_MAX * ATTN_HD_STEP];
     for (int32_t i0 = 0; i0 < hd; i0 += ATTN_HD_STEP) {
         int32_t width = hd - i0 < ATTN_HD_STEP ? hd - i0 : ATTN_HD_STEP;
-        const float *vf = v_rows + i0;
-        size_t vs = (size_t)hd;
-        if (kind == KV_Q8_0) { /* (F16 converts in one instruction: per head, as it loads) */
+        const float *vf = kind == KV_FLOAT ? v_rows + i0 : decoded; /* F16 is read as stored (v_values8) */
+        size_t vs = kind == KV_FLOAT ? (size_t)hd : (size_t)width;
+        if (kind == KV_Q8_0) /* (F16 converts in one instruction: per head, as it loads) */
             for (int32_t j = 0; j < np; j++)
                 for (int32_t u = 0; u < width; u += 8)
                     _mm256_storeu_ps(decoded + (size_t)j * width + u, load_kv8(v, (size_t)j * hd + i0 + u, kind));
-            vf = decoded, vs = (size_t)width;
-        }
         for (int32_t r = 0; r < rep; r++) {
             const float *w = weight[r];
             float *ar = acc + r * hd + i0;
