@@ -76,7 +76,9 @@ static void *tap_run(void *arg) {
     setsockopt(cl, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     for (;;) {
         struct pollfd p[2] = {{.fd = dev, .events = POLLIN}, {.fd = cl, .events = POLLIN}};
-        if (poll(p, 2, 5000) <= 0) break;
+        /* quiet for longer than a heartbeat period (5 s) with room: an idle link is not a dead one (at 5 s the tap
+         * raced the heartbeat and could cut the link first on a slow run, under TSan) */
+        if (poll(p, 2, 15000) <= 0) break;
         uint8_t buf[65536];
         int from = p[0].revents ? 0 : 1;
         ssize_t n = read(p[from].fd, buf, sizeof buf);
