@@ -118,6 +118,27 @@ typedef struct tnd_kv_stored {
     const void *v;
 } tnd_kv_stored;
 
+/* How an attention tile's K and V values are stored, for the kernel files: float rows (decoded), or the cache's own
+ * F16 or Q8_0 (tnd_kv_stored). */
+typedef enum tnd_kv_kind { TND_KV_FLOAT, TND_KV_F16, TND_KV_Q8_0 } tnd_kv_kind;
+
+/* A kernel file's attn_tile_stored over its always-inline body(q, rep, hd, k_rows, v_rows, kv, np, scale, mx, sum,
+ * acc, kind, next), STEP heads at a time (each head's arithmetic is its own, so the split changes no bit), the body
+ * compiled for each stored kind; only the first call asks for the next tile. */
+#define TND_CPU_ATTN_TILE_STORED(body, STEP)                                                                           \
+    static void attn_tile_stored(const float *q, int32_t rep, int32_t hd, const tnd_kv_stored *kv, int32_t np,        \
+                                 float scale, float *mx, float *sum, float *acc, const tnd_kv_prefetch *next) {        \
+        for (int32_t r = 0; r < rep; r += (STEP)) {                                                                    \
+            int32_t n = rep - r < (STEP) ? rep - r : (STEP);                                                           \
+            const float *qr = q + (size_t)r * hd;                                                                      \
+            float *ar = acc + (size_t)r * hd;                                                                          \
+            if (kv->type == TND_TYPE_Q8_0)                                                                             \
+                body(qr, n, hd, NULL, NULL, kv, np, scale, mx + r, sum + r, ar, TND_KV_Q8_0, r ? NULL : next);        \
+            else                                                                                                       \
+                body(qr, n, hd, NULL, NULL, kv, np, scale, mx + r, sum + r, ar, TND_KV_F16, r ? NULL : next);         \
+        }                                                                                                              \
+    }
+
 /* The tile straight from such a cache: the kernel decodes in registers (no float copy) and, with K transposed, every
  * score is a full-vector multiply-add with no shuffles (that transpose cost the float entry ~40% of its score work).
  * Same bits as attn_tile on the decoded rows. Called only for a type and head size that attn_tile_stored_takes

@@ -648,32 +648,28 @@ enum {
     ATTN_HD_STEP = 64    /* output elements kept in registers while the tile's V rows pass */
 };
 
-/* How the tile's K and V values are stored: float rows (decoded, K transposed here), or the cache's own F16 or Q8_0
- * (tnd_kv_stored). */
-typedef enum kv_kind { KV_FLOAT, KV_F16, KV_Q8_0 } kv_kind;
-
 enum { Q8_0_BYTES = 34 };
 
 /* 8 values of K or V rows from element `at` (within one block of 32 for Q8_0: levels times the block's scale, the
  * bits of the type's decoder). */
-static inline __m256 load_kv8(const void *p, size_t at, kv_kind kind) {
-    if (kind == KV_Q8_0) {
+static inline __m256 load_kv8(const void *p, size_t at, tnd_kv_kind kind) {
+    if (kind == TND_KV_Q8_0) {
         const uint8_t *block = (const uint8_t *)p + at / 32 * Q8_0_BYTES;
         __m128i bytes = _mm_loadl_epi64((const __m128i *)(const void *)(block + 2 + at % 32));
         __m256 levels = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
         return _mm256_mul_ps(levels, _mm256_set1_ps(fp16_load(block)));
     }
-    return kind == KV_F16 ? load_f16x8((const uint16_t *)p + at) : _mm256_loadu_ps((const float *)p + at);
+    return kind == TND_KV_F16 ? load_f16x8((const uint16_t *)p + at) : _mm256_loadu_ps((const float *)p + at);
 }
 
 /* Positions [8 g, 8 g + 8) of dimension d from K transposed at element `at`, as float or F16, lanes from n_valid on
  * as zeros; nothing is read past the valid positions (the run may end at the last row of the cache). */
-static inline __m256 load_k8(const void *k, size_t at, int32_t g, int32_t n_valid, kv_kind kind) {
+static inline __m256 load_k8(const void *k, size_t at, int32_t g, int32_t n_valid, tnd_kv_kind kind) {
     if (n_valid >= 8 * g + 8) return load_kv8(k, at + (size_t)(8 * g), kind);
     float part[8] = {0};
     for (int32_t j = 8 * g; j < n_valid; j++)
         part[j - 8 * g] =
-            kind == KV_F16 ? f16_one(((const uint16_t *)k)[at + (size_t)j]) : ((const float *)k)[at + (size_t)j];
+            kind == TND_KV_F16 ? f16_one(((const uint16_t *)k)[at + (size_t)j]) : ((const float *)k)[at + (size_t)j];
     return _mm256_loadu_ps(part);
 }
 
@@ -708,19 +704,19 @@ typedef struct k_reader {
     const void *k;
     const uint16_t *scales, *sc; /* Q8_0: all, and the current block's */
     int32_t stride, n_valid;
-    kv_kind kind;
+    tnd_kv_kind kind;
     __m256 s0, s1; /* Q8_0: the current block's scales as floats */
 } k_reader;
 
 static inline k_reader k_reader_of(const void *k, const uint16_t *scales, int32_t stride, int32_t n_valid,
-                                   kv_kind kind) {
+                                   tnd_kv_kind kind) {
     return (k_reader){k, scales, NULL, stride, n_valid, kind, _mm256_setzero_ps(), _mm256_setzero_ps()};
 }
 
 /* Positions 0..7 and 8..15 of dimension d; dimensions are read in order from 0. */
 static inline void k_read(k_reader *r, int32_t d, __m256 *k0, __m256 *k1) {
     size_t at = (size_t)d * (size_t)r->stride;
-    if (r->kind != KV_Q8_0) {
+    if (r->kind != TND_KV_Q8_0) {
         *k0 = load_k8(r->k, at, 0, r->n_valid, r->kind);
         *k1 = load_k8(r->k, at, 1, r->n_valid, r->kind);
         return;
@@ -776,32 +772,33 @@ static inline void transpose8x8(__m256 r[8]) {
 
 /* 8 V values of position j from output i0 + u: float rows (vf, stride vs: the rows, or a Q8_0 tile decoded), or
  * an F16 cache's rows as stored. */
-static inline __m256 v_values8(const void *v, const float *vf, size_t vs, kv_kind kind, int32_t j, int32_t i0,
+static inline __m256 v_values8(const void *v, const float *vf, size_t vs, tnd_kv_kind kind, int32_t j, int32_t i0,
                                int32_t u, int32_t hd) {
-    if (kind == KV_F16) return load_kv8(v, (size_t)j * (size_t)hd + (size_t)(i0 + u), KV_F16);
+    if (kind == TND_KV_F16) return load_kv8(v, (size_t)j * (size_t)hd + (size_t)(i0 + u), TND_KV_F16);
     return _mm256_loadu_ps(vf + (size_t)j * vs + (size_t)u);
 }
 
-/* The tile for up to ATTN_REP_STEP heads: float rows of K and V (KV_FLOAT), or a cache as stored (kv: K transposed
+/* The tile for up to ATTN_REP_STEP heads: float rows of K and V (TND_KV_FLOAT), or a cache as stored (kv: K transposed
  * and V rows, F16 or Q8_0); inlined per kind. */
 static inline __attribute__((always_inline)) void
 attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, const float *v_rows,
-               const tnd_kv_stored *kv, int32_t np, float scale, float *mx, float *sum, float *acc, kv_kind kind,
+               const tnd_kv_stored *kv, int32_t np, float scale, float *mx, float *sum, float *acc, tnd_kv_kind kind,
                const tnd_kv_prefetch *next) {
     float weight[ATTN_REP_STEP][TND_CPU_ATTN_TILE_MAX + ATTN_POS], kt[ATTN_MAX_HD * ATTN_POS], rescale[ATTN_REP_STEP];
-    const void *v = kind == KV_FLOAT ? (const void *)v_rows : kv->v;
+    const void *v = kind == TND_KV_FLOAT ? (const void *)v_rows : kv->v;
     int32_t step = 0;
     for (int32_t j0 = 0; j0 < np; j0 += ATTN_POS) {
         /* K transposed: float rows transposed here into kt [hd][16] (rows past np as zeros); a cache's read as
          * stored, except Q8_0 levels where the heads take several passes: decoded into kt once (F16 values convert
          * in one instruction, which costs less than the float copy's loads) */
-        k_reader kr = k_reader_of(kt, NULL, ATTN_POS, np - j0, KV_FLOAT);
+        k_reader kr = k_reader_of(kt, NULL, ATTN_POS, np - j0, TND_KV_FLOAT);
         const tnd_kv_prefetch *hint = next;
-        if (kind != KV_FLOAT) {
-            const void *k_t = kind == KV_F16 ? (const void *)((const uint16_t *)kv->k + j0)
+        if (kind != TND_KV_FLOAT) {
+            const void *k_t = kind == TND_KV_F16 ? (const void *)((const uint16_t *)kv->k + j0)
                                              : (const void *)((const int8_t *)kv->k + j0);
-            k_reader stored = k_reader_of(k_t, kind == KV_Q8_0 ? kv->k_scales + j0 : NULL, kv->stride, np - j0, kind);
-            if (kind == KV_F16 || rep <= 4) {
+            const uint16_t *scales = kind == TND_KV_Q8_0 ? kv->k_scales + j0 : NULL;
+            k_reader stored = k_reader_of(k_t, scales, kv->stride, np - j0, kind);
+            if (kind == TND_KV_F16 || rep <= 4) {
                 kr = stored;
             } else {
                 for (int32_t d = 0; d < hd; d++) {
@@ -873,9 +870,9 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
     float decoded[TND_CPU_ATTN_TILE_MAX * ATTN_HD_STEP];
     for (int32_t i0 = 0; i0 < hd; i0 += ATTN_HD_STEP) {
         int32_t width = hd - i0 < ATTN_HD_STEP ? hd - i0 : ATTN_HD_STEP;
-        const float *vf = kind == KV_FLOAT ? v_rows + i0 : decoded; /* F16 is read as stored (v_values8) */
-        size_t vs = kind == KV_FLOAT ? (size_t)hd : (size_t)width;
-        if (kind == KV_Q8_0) /* (F16 converts in one instruction: per head, as it loads) */
+        const float *vf = kind == TND_KV_FLOAT ? v_rows + i0 : decoded; /* F16 is read as stored (v_values8) */
+        size_t vs = kind == TND_KV_FLOAT ? (size_t)hd : (size_t)width;
+        if (kind == TND_KV_Q8_0) /* (F16 converts in one instruction: per head, as it loads) */
             for (int32_t j = 0; j < np; j++)
                 for (int32_t u = 0; u < width; u += 8)
                     _mm256_storeu_ps(decoded + (size_t)j * width + u, load_kv8(v, (size_t)j * hd + i0 + u, kind));
@@ -914,25 +911,14 @@ void tnd_cpu_attn_tile_avx2(const float *q, int32_t rep, int32_t hd, const float
     }
     for (int32_t r = 0; r < rep; r += ATTN_REP_STEP) /* each head's arithmetic is its own: the split changes no bit */
         attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, k, v, NULL, np, scale,
-                       mx + r, sum + r, acc + (size_t)r * hd, KV_FLOAT, NULL);
+                       mx + r, sum + r, acc + (size_t)r * hd, TND_KV_FLOAT, NULL);
 }
 
 static bool attn_stored_takes(tnd_type type, int32_t head_dim) {
     return (type == TND_TYPE_F16 || (type == TND_TYPE_Q8_0 && head_dim % 32 == 0)) && attn_takes(head_dim);
 }
 
-static void attn_tile_stored(const float *q, int32_t rep, int32_t hd, const tnd_kv_stored *kv, int32_t np,
-                             float scale, float *mx, float *sum, float *acc, const tnd_kv_prefetch *next) {
-    for (int32_t r = 0; r < rep; r += ATTN_REP_STEP) {
-        int32_t n = rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP;
-        if (kv->type == TND_TYPE_Q8_0)
-            attn_tile_body(q + (size_t)r * hd, n, hd, NULL, NULL, kv, np, scale, mx + r, sum + r, acc + (size_t)r * hd,
-                           KV_Q8_0, r ? NULL : next);
-        else
-            attn_tile_body(q + (size_t)r * hd, n, hd, NULL, NULL, kv, np, scale, mx + r, sum + r, acc + (size_t)r * hd,
-                           KV_F16, r ? NULL : next);
-    }
-}
+TND_CPU_ATTN_TILE_STORED(attn_tile_body, ATTN_REP_STEP)
 
 /* ------------------------------------------------------------------------------------------------------------
  * Registration

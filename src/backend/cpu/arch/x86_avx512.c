@@ -934,20 +934,16 @@ static inline void transpose16x16(__m512 m[16]) {
     }
 }
 
-/* How the tile's K and V values are stored: float rows (decoded, K transposed here), or the cache's own F16 or Q8_0
- * (tnd_kv_stored). */
-typedef enum kv_kind { KV_FLOAT, KV_F16, KV_Q8_0 } kv_kind;
-
 /* 16 values of K or V rows from element `at` (within one block of 32 for Q8_0: levels times the block's scale, the
  * bits of the type's decoder). */
-ALWAYS_INLINE __m512 load_kv16(const void *rows, int32_t at, kv_kind kind) {
-    if (kind == KV_Q8_0) {
+ALWAYS_INLINE __m512 load_kv16(const void *rows, int32_t at, tnd_kv_kind kind) {
+    if (kind == TND_KV_Q8_0) {
         const uint8_t *block = (const uint8_t *)rows + (size_t)(at / QK) * Q8_0_BYTES;
         __m512 levels = _mm512_cvtepi32_ps(
             _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(block + 2 + at % QK))));
         return _mm512_mul_ps(levels, _mm512_set1_ps(fp16_load(block)));
     }
-    return kind == KV_F16
+    return kind == TND_KV_F16
                ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)rows + at)))
                : _mm512_loadu_ps((const float *)rows + at);
 }
@@ -955,7 +951,7 @@ ALWAYS_INLINE __m512 load_kv16(const void *rows, int32_t at, kv_kind kind) {
 /* acc[r][d0 ..] = acc[r][d0 ..] * c[r] + sum_j w[r][j] v[j][d0 ..] for GH heads at once over HV vectors of 16
  * values from d0: each V value is loaded (and decoded) once per group of heads. */
 ALWAYS_INLINE void attn_accumulate(float *acc, const float *w, int32_t w_stride, const float *c, const void *v,
-                                   int32_t np, int32_t hd, int32_t d0, int GH, int HV, kv_kind kind) {
+                                   int32_t np, int32_t hd, int32_t d0, int GH, int HV, tnd_kv_kind kind) {
     __m512 a[16];
     for (int h = 0; h < GH; h++)
         for (int u = 0; u < HV; u++)
@@ -990,9 +986,9 @@ static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
 
 /* 16 positions of K transposed at element `at` (F16 and Q8_0: positions outside `valid` read as zeros by masked
  * loads, nothing read beyond them); a Q8_0 level times its position's scale, `scale`. */
-ALWAYS_INLINE __m512 load_k16(const void *k, size_t at, __m512 scale, __mmask16 valid, kv_kind kind) {
-    if (kind == KV_FLOAT) return _mm512_loadu_ps((const float *)k + at);
-    if (kind == KV_F16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, (const uint16_t *)k + at));
+ALWAYS_INLINE __m512 load_k16(const void *k, size_t at, __m512 scale, __mmask16 valid, tnd_kv_kind kind) {
+    if (kind == TND_KV_FLOAT) return _mm512_loadu_ps((const float *)k + at);
+    if (kind == TND_KV_F16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, (const uint16_t *)k + at));
     return _mm512_mul_ps(
         _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(valid, (const int8_t *)k + at))), scale);
 }
@@ -1003,7 +999,7 @@ ALWAYS_INLINE __m512 load_k16(const void *k, size_t at, __m512 scale, __mmask16 
  * multiply-add is a full vector, with no horizontal sums. Asks for a piece of the next tile (if any) every 8
  * dimensions, *step counting the pieces. */
 ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, const uint16_t *scales, int32_t stride,
-                          int32_t second, int32_t n_valid, kv_kind kind, float *s, int32_t s_stride, int GH,
+                          int32_t second, int32_t n_valid, tnd_kv_kind kind, float *s, int32_t s_stride, int GH,
                           const tnd_kv_prefetch *next, int32_t *step) {
     __mmask16 m0 = (__mmask16)(n_valid >= 16 ? 0xffff : (1u << n_valid) - 1);
     __mmask16 m1 = (__mmask16)(n_valid >= 32 ? 0xffff : n_valid > 16 ? (1u << (n_valid - 16)) - 1 : 0);
@@ -1011,7 +1007,7 @@ ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, const uint1
     for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm512_setzero_ps();
     for (int32_t d = 0; d < hd; d++) {
         if (d % 8 == 0) prefetch_piece(next, (*step)++);
-        if (kind == KV_Q8_0 && d % QK == 0) { /* the scales of the positions' next block of 32 dimensions */
+        if (kind == TND_KV_Q8_0 && d % QK == 0) { /* the scales of the positions' next block of 32 dimensions */
             const uint16_t *sc = scales + (size_t)(d / QK) * (size_t)stride;
             s0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m0, sc));
             s1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m1, sc + second));
@@ -1042,12 +1038,12 @@ static bool attn_tile_fits(int32_t rep, int32_t hd, int32_t np) {
     return attn_head_fits(hd) && np <= TND_CPU_ATTN_TILE_MAX && rep <= ATTN_MAX_REP;
 }
 
-/* The tile for head sizes 64 and 128 (rep <= ATTN_MAX_REP) over float rows of K and V (KV_FLOAT: K is transposed
+/* The tile for head sizes 64 and 128 (rep <= ATTN_MAX_REP) over float rows of K and V (TND_KV_FLOAT: K is transposed
  * here, 16 x 16 at a time), or over a cache as stored (kv: K transposed, V rows, F16 or Q8_0). */
 ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, const float *v_rows,
                                   const tnd_kv_stored *kv, int32_t np, float scale, float *mx, float *sum, float *acc,
-                                  kv_kind kind, const tnd_kv_prefetch *next) {
-    const void *v = kind == KV_FLOAT ? (const void *)v_rows : kv->v;
+                                  tnd_kv_kind kind, const tnd_kv_prefetch *next) {
+    const void *v = kind == TND_KV_FLOAT ? (const void *)v_rows : kv->v;
     float weight[ATTN_MAX_REP][ATTN_W], rescale[ATTN_MAX_REP], kt[2 * 128 * 16];
     int32_t np16 = (np + 15) & ~15, step = 0;
     for (int32_t j0 = 0; j0 < np; j0 += 32) {
@@ -1056,11 +1052,11 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
         const void *k_t = kt;
         const uint16_t *k_scales = NULL;
         int32_t stride = 16, second = hd * 16;
-        if (kind != KV_FLOAT) {
+        if (kind != TND_KV_FLOAT) {
             stride = kv->stride, second = 16;
-            k_t = kind == KV_F16 ? (const void *)((const uint16_t *)kv->k + j0)
+            k_t = kind == TND_KV_F16 ? (const void *)((const uint16_t *)kv->k + j0)
                                  : (const void *)((const int8_t *)kv->k + j0);
-            if (kind == KV_Q8_0) k_scales = kv->k_scales + j0;
+            if (kind == TND_KV_Q8_0) k_scales = kv->k_scales + j0;
         } else
             for (int g = 0; g < 2; g++)
                 for (int32_t d0 = 0; d0 < hd; d0 += 16) {
@@ -1136,22 +1132,10 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
     }
     for (int32_t r = 0; r < rep; r += ATTN_MAX_REP)
         attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_MAX_REP ? rep - r : ATTN_MAX_REP, hd, k, v, NULL, np, scale,
-                       mx + r, sum + r, acc + (size_t)r * hd, KV_FLOAT, NULL);
+                       mx + r, sum + r, acc + (size_t)r * hd, TND_KV_FLOAT, NULL);
 }
 
-/* Any rep, ATTN_MAX_REP heads at a time: each head's arithmetic is its own, so the split changes no bit. */
-static void attn_tile_stored(const float *q, int32_t rep, int32_t hd, const tnd_kv_stored *kv, int32_t np,
-                             float scale, float *mx, float *sum, float *acc, const tnd_kv_prefetch *next) {
-    for (int32_t r = 0; r < rep; r += ATTN_MAX_REP) {
-        int32_t n = rep - r < ATTN_MAX_REP ? rep - r : ATTN_MAX_REP;
-        if (kv->type == TND_TYPE_Q8_0)
-            attn_tile_body(q + (size_t)r * hd, n, hd, NULL, NULL, kv, np, scale, mx + r, sum + r, acc + (size_t)r * hd,
-                           KV_Q8_0, r ? NULL : next);
-        else
-            attn_tile_body(q + (size_t)r * hd, n, hd, NULL, NULL, kv, np, scale, mx + r, sum + r, acc + (size_t)r * hd,
-                           KV_F16, r ? NULL : next);
-    }
-}
+TND_CPU_ATTN_TILE_STORED(attn_tile_body, ATTN_MAX_REP)
 
 /* ------------------------------------------------------------------------------------------------------------
  * Instances: every tile shape up to the largest, and the dot as the 1 x 1 tile
