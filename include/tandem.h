@@ -351,6 +351,23 @@ TND_API tnd_status tnd_device_get_info(int32_t index, int32_t n_threads, tnd_dev
  * keep the figure). 0 when it cannot be measured (tnd_last_error says why). */
 TND_API double tnd_device_measure_bandwidth(int32_t index, int32_t n_threads);
 
+/* A device's measured speed at matmuls of one weight type: the planner's estimate of a token's time on the device is
+ * the bytes of each type it reads over decode_bytes_per_s, and of a prompt's, 2 operations per weight and token
+ * over prefill_flops. */
+typedef struct tnd_matmul_speed {
+    double decode_bytes_per_s; /* weight bytes read per second multiplying by one token (a decode step) */
+    double prefill_flops;      /* operations (a multiply and an add per weight and token) per second over a batch
+                                  of TND_SPEED_PREFILL_TOKENS tokens (a prompt) */
+} tnd_matmul_speed;
+
+enum { TND_SPEED_PREFILL_TOKENS = 64 };
+
+/* Measures device kind `index` (n_threads for the CPU) at matmuls of `type`: a 64 MiB weight times one token, and a
+ * 4096 x 1024 weight times TND_SPEED_PREFILL_TOKENS tokens, each the median of several runs including the device's
+ * synchronization (0.05 to 0.5 s on a CPU; keep the figures). TND_ERR_UNSUPPORTED where the device does not compute
+ * with the type, TND_ERR_INVALID_ARGUMENT, TND_ERR_OUT_OF_MEMORY, or the device's failure. */
+TND_API tnd_status tnd_device_measure_matmul(int32_t index, int32_t n_threads, tnd_type type, tnd_matmul_speed *out);
+
 /* ---- Tensor groups: what a placement plan places ----
  * A model's weights and KV cache go to devices by groups, in the order of the forward pass:
  *   group 0                  "token_embd": the token embedding
@@ -363,8 +380,10 @@ typedef struct tnd_group_info {
     int32_t layer;                /* -1 for the embedding and the output */
     uint64_t weight_bytes;        /* its tensors' bytes as stored in the file (a tied output head counts 0) */
     uint64_t kv_values_per_token; /* attention groups: K and V values one cached token takes; 0 for the others */
-    uint64_t active_bytes;        /* of weight_bytes, what one token reads: the feed-forward group of a mixture of
-                                     experts reads the experts it chooses (expert_used_count of expert_count) */
+    uint64_t active_bytes;        /* what one token reads of the group's weights: a mixture of experts' feed-forward
+                                     group reads the experts it chooses (expert_used_count of expert_count), the
+                                     embedding one row (counted 0 here), a tied output head the embedding table */
+    uint64_t active_bytes_by_type[TND_TYPE_COUNT]; /* active_bytes by weight type (norms and biases as F32) */
 } tnd_group_info;
 
 /* Number of tensor groups (2 per layer, the embedding and the output). Binds the model like the first context

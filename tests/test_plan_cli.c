@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Runs a shell command with stderr joined to stdout; returns the exit status. */
@@ -28,10 +29,26 @@ static int run_with(const char *options, char *out, size_t cap) {
     return tnd_test_run(cmd, out, cap);
 }
 
+/* Keeps figures for device kind `device` with 1 thread in the test's cache, as if measured: the bandwidth, and
+ * for every weight type `decode` bytes/s at decode and twice that in operations/s at prefill. */
+static void write_speeds(const char *cache_dir, const char *device, double bandwidth, double decode) {
+    static const char *const types[] = {"f32", "f16", "bf16", "q4_0", "q4_1", "q5_0", "q5_1", "q8_0",
+                                        "q2_K", "q3_K", "q4_K", "q5_K", "q6_K"};
+    char path[512];
+    snprintf(path, sizeof path, "%s/tandem", cache_dir);
+    mkdir(path, 0755);
+    snprintf(path, sizeof path, "%s/tandem/speeds-%s-1t", cache_dir, device);
+    FILE *f = fopen(path, "w");
+    if (!CHECK(f != NULL)) return;
+    fprintf(f, "bandwidth %.0f\n", bandwidth);
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) fprintf(f, "%s %.0f %.0f\n", types[i], decode, 2 * decode);
+    fclose(f);
+}
+
 int main(void) {
     snprintf(model, sizeof model, "%s", tnd_fixture("real/stories260K.gguf"));
     if (!CHECK(mkdtemp(dir) != NULL)) return tnd_test_finish("plan_cli");
-    setenv("XDG_CACHE_HOME", dir, 1); /* the measured bandwidth is kept here, not in the user's cache */
+    setenv("XDG_CACHE_HOME", dir, 1); /* the measured speeds are kept here, not in the user's cache */
     char cmd[2048], out[16384], want[4096], got[4096];
 
     /* the table: every group, both devices, a time per token */
@@ -39,6 +56,14 @@ int main(void) {
     CHECK(capture(cmd, out, sizeof out) == 0);
     CHECK(strstr(out, "token_embd") && strstr(out, "blk.4.ffn") && strstr(out, "output") && strstr(out, "cpu1") &&
           strstr(out, "ms/token"));
+
+    /* a device's matmul speed at a weight type, measured; a type tandem does not compute with is refused */
+    tnd_matmul_speed speed;
+    CHECK_OK(tnd_device_measure_matmul(0, 1, TND_TYPE_Q4_K, &speed));
+    CHECK(speed.decode_bytes_per_s > 1e8 && speed.decode_bytes_per_s < 1e13 && speed.prefill_flops > 1e8 &&
+          speed.prefill_flops < 1e14);
+    CHECK(tnd_device_measure_matmul(0, 1, TND_TYPE_I32, &speed) == TND_ERR_UNSUPPORTED &&
+          strstr(tnd_last_error(), "weight type 26"));
 
     /* the file, with the feed-forward of every layer moved to the second device */
     char plan_file[256];
@@ -97,14 +122,21 @@ int main(void) {
               strstr(out, "\"blk.0.ffn\": \"cpu0\"") && strstr(out, "\"blk.1.ffn\": \"vulkan0\""));
         /* the automatic plan: a GPU measured faster than the CPU takes the model (the software driver stands in
          * for a GPU, and the kept measurements say it is ten times faster); -ngl 0 keeps the CPU */
-        char cache[1100];
-        snprintf(cache, sizeof cache, "mkdir -p '%s/tandem' && echo 500000000000 > '%s/tandem/bandwidth-vulkan0-1t' && "
-                 "echo 50000000000 > '%s/tandem/bandwidth-cpu-1t'", dir, dir, dir);
-        CHECK(system(cache) == 0);
+        write_speeds(dir, "vulkan0", 500e9, 400e9);
+        write_speeds(dir, "cpu", 50e9, 40e9);
         setenv("TANDEM_VULKAN_SOFTWARE_IS_GPU", "1", 1);
         snprintf(cmd, sizeof cmd, "%s plan -m '%s' -t 1", TND_TANDEM_BIN, model);
         CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "the whole model on vulkan0") &&
               strstr(out, "blk.4.ffn        vulkan0") && !strstr(out, "cpu0"));
+        /* the matmul speeds decide, not the bandwidth: a GPU that reads its memory faster but multiplies by this
+         * model's (F32) weights slower keeps the CPU */
+        write_speeds(dir, "vulkan0", 500e9, 20e9);
+        CHECK(capture(cmd, out, sizeof out) == 0 && !strstr(out, "vulkan0") && strstr(out, "blk.4.ffn        cpu0"));
+        write_speeds(dir, "vulkan0", 500e9, 400e9);
+        /* `tandem devices` shows the kept figures: the bandwidth and each type's decode GB/s / prompt GFLOP/s */
+        snprintf(cmd, sizeof cmd, "%s devices -t 1", TND_TANDEM_BIN);
+        CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "500.0") && strstr(out, "400.0 / 800") &&
+              strstr(out, "40.0 / 80") && strstr(out, "q4_K") && !strstr(out, "measuring"));
         snprintf(cmd, sizeof cmd, "%s plan -m '%s' -t 1 -ngl 0", TND_TANDEM_BIN, model);
         CHECK(capture(cmd, out, sizeof out) == 0 && !strstr(out, "vulkan0") && strstr(out, "blk.4.ffn        cpu0"));
         /* a GPU that cannot take the automatic plan (a KV pool of 141 MB per layer, above the 128 MiB lavapipe

@@ -96,11 +96,10 @@ static bool parse_depths(const char *v, long long *depths, int *n) {
 }
 
 /* Bytes of weights one generated token reads: every group's (a mixture of experts' layer reads only the experts a
- * token chooses), except the embedding table (of which one row is read) unless it doubles as the output head. */
+ * token chooses; of the embedding table one row, counted 0, but all of it where it doubles as the output head). */
 static uint64_t weight_bytes_per_token(tnd_model *m) {
     uint64_t total = 0;
-    bool tied = tnd_model_tensor_find(m, "output.weight") < 0;
-    for (int32_t g = tied ? 0 : 1; g < tnd_model_n_groups(m); g++) {
+    for (int32_t g = 0; g < tnd_model_n_groups(m); g++) {
         tnd_group_info gi;
         if (tnd_model_group(m, g, &gi) == TND_OK) total += gi.active_bytes;
     }

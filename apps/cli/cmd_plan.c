@@ -1,12 +1,14 @@
 /* cmd_plan.c: `tandem plan -m MODEL [-c CTX] [-t T] [--kv-type T | -ctk T -ctv T] [placement options] [--json]`: where each tensor
  * group of the model goes (the plan a context with the same options makes), the bytes of weights and KV cache per
- * device, and the time a token takes on each device estimated from its measured bandwidth. --json writes the plan
- * file that --plan reads. */
+ * device, and the time a token takes on each device estimated from its measured speeds. --json writes the plan
+ * file that --plan reads. `tandem devices` lists the devices and their measured speeds. */
 #include "cli_util.h"
 #include "commands.h"
+#include "device_speeds.h"
 #include "plan.h"
 
 #include "core/thread_pool.h"
+#include "runtime/devices.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +18,7 @@ static int usage(FILE *f) {
     cli_kv_usage(f);
     cli_plan_usage(f);
     fprintf(f, "  --json              write the plan file (for --plan) instead of the table\n"
-               "  --measure           measure the devices' bandwidth again (it is kept per machine)\n");
+               "  --measure           measure the devices' speeds again (they are kept per machine)\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -69,8 +71,10 @@ int tnd_cmd_plan(int argc, char **argv) {
         goto done;
     }
     int32_t ctx = n_ctx ? (int32_t)n_ctx : cli_default_context(m), n_threads = threads ? (int32_t)threads : tnd_physical_cores();
-    uint64_t weights[16] = {0}, kv_dev[16] = {0}, read[16] = {0};
-    int32_t count[16] = {0};
+    enum { MAX_DEV = 16 };
+    uint64_t weights[MAX_DEV] = {0}, kv_dev[MAX_DEV] = {0}, read[MAX_DEV][TND_TYPE_COUNT] = {{0}};
+    int32_t count[MAX_DEV] = {0};
+    bool want[MAX_DEV][TND_TYPE_COUNT] = {{0}};
     printf("plan for %s: %d devices, context %d tokens, KV cache %s K, %s V\n\n", model_path, p.n_devices, ctx,
            tnd_type_name(kv.k), tnd_type_name(kv.v));
     printf("%-16s %-7s %12s %12s\n", "group", "device", "weights MB", "KV MB");
@@ -89,35 +93,42 @@ int tnd_cmd_plan(int argc, char **argv) {
         weights[d] += gi.weight_bytes;
         kv_dev[d] += kv_bytes;
         count[d]++;
-        /* a token reads every weight once (of a mixture of experts, the experts it chooses), except the embedding
-         * table, of which it reads one row */
-        read[d] += (g == 0 ? 0 : gi.active_bytes) + kv_bytes;
+        for (int t = 0; t < TND_TYPE_COUNT; t++) {
+            read[d][t] += gi.active_bytes_by_type[t];
+            want[d][t] |= gi.active_bytes_by_type[t] > 0;
+        }
     }
-    printf("\n%-7s %6s %12s %12s %14s %10s %18s\n", "device", "groups", "weights MB", "KV MB", "available MB", "GB/s",
-           "ms/token at full");
+    printf("\n%-7s %6s %12s %12s %14s %10s %18s %16s\n", "device", "groups", "weights MB", "KV MB", "available MB",
+           "GB/s", "ms/token at full", "prompt ms/token");
     for (int32_t d = 0; d < p.n_devices; d++) {
         tnd_device_info info;
         int32_t kind = p.device_kinds ? p.device_kinds[d] : 0;
         char name[24];
         cli_device_name(&p, d, name, sizeof name);
         if (kind == TND_DEVICE_REMOTE) { /* the cloud's memory and speed are its own */
-            printf("%-7s %6d %12.1f %12.1f %14s %10s %18s  (the cloud at %s)\n", name, count[d], mb(weights[d]),
-                   mb(kv_dev[d]), "-", "-", "-", p.remote);
+            printf("%-7s %6d %12.1f %12.1f %14s %10s %18s %16s  (the cloud at %s)\n", name, count[d], mb(weights[d]),
+                   mb(kv_dev[d]), "-", "-", "-", "-", p.remote);
             continue;
         }
         bool first_of_kind = true; /* measured again once per kind */
         for (int32_t e = 0; e < d; e++) first_of_kind &= (p.device_kinds ? p.device_kinds[e] : 0) != kind;
-        double bw = cli_device_bandwidth(kind, n_threads, measure && first_of_kind);
-        if (tnd_device_get_info(kind, n_threads, &info) != TND_OK) {
+        cli_device_speeds sp;
+        if (!cli_device_speeds_get(kind, n_threads, want[d], measure && first_of_kind, &sp) ||
+            tnd_device_get_info(kind, n_threads, &info) != TND_OK) {
             cli_error("device");
             goto done;
         }
-        printf("%-7s %6d %12.1f %12.1f %14.0f %10.1f %18.2f\n", name, count[d], mb(weights[d]), mb(kv_dev[d]),
-               mb(info.memory_available), bw / 1e9, bw > 0 ? (double)read[d] / bw * 1e3 : 0.0);
+        double prompt = cli_prefill_seconds(&sp, read[d]);
+        char prompt_ms[24] = "-";
+        if (prompt > 0) snprintf(prompt_ms, sizeof prompt_ms, "%.3f", prompt * 1e3);
+        printf("%-7s %6d %12.1f %12.1f %14.0f %10.1f %18.2f %16s\n", name, count[d], mb(weights[d]), mb(kv_dev[d]),
+               mb(info.memory_available), sp.bandwidth / 1e9, cli_decode_seconds(&sp, read[d], kv_dev[d]) * 1e3,
+               prompt_ms);
     }
-    printf("\n(ms/token: the bytes a token reads on the device, weights (the experts it chooses, of a mixture of "
-           "experts) and a full context of KV, over its measured bandwidth; devices in one step run one after the "
-           "other)\n");
+    printf("\n(ms/token: a generated token's reads on the device, weights (of a mixture of experts, the experts it "
+           "chooses) at the device's measured matmul speed for each weight type and a full context of KV at its "
+           "bandwidth; prompt ms/token: 2 operations per weight at its measured prefill speed, attention left out; "
+           "devices in one step run one after the other. `tandem devices` shows the figures.)\n");
     rc = 0;
 done:
     free(groups);
@@ -139,17 +150,50 @@ int tnd_cmd_devices(int argc, char **argv) {
             return 2;
         }
     }
-    int32_t n_threads = threads ? (int32_t)threads : tnd_physical_cores();
-    printf("%-8s %-44s %12s %14s %10s\n", "device", "computes with", "memory MB", "available MB", "GB/s");
-    for (int32_t i = 0; i < tnd_device_count(); i++) {
-        tnd_device_info info;
-        if (tnd_device_get_info(i, n_threads, &info) != TND_OK) {
-            cli_error("device");
-            return 1;
-        }
-        double bw = cli_device_bandwidth(i, n_threads, measure);
-        printf("%-8s %-44s %12.0f %14.0f %10.1f\n", info.name, info.description, mb(info.memory_total),
-               mb(info.memory_available), bw / 1e9);
+    int32_t n_threads = threads ? (int32_t)threads : tnd_physical_cores(), n = tnd_device_count();
+    cli_device_speeds *sp = calloc((size_t)n, sizeof *sp);
+    if (!sp) {
+        cli_error("devices");
+        return 1;
     }
-    return 0;
+    int rc = 1;
+    printf("%-8s %-44s %12s %14s %10s\n", "device", "computes with", "memory MB", "available MB", "GB/s");
+    for (int32_t i = 0; i < n; i++) {
+        tnd_device_info info;
+        if (tnd_device_get_info(i, n_threads, &info) != TND_OK ||
+            !cli_device_speeds_get(i, n_threads, NULL, measure, &sp[i])) {
+            cli_error("device");
+            goto done;
+        }
+        printf("%-8s %-44s %12.0f %14.0f %10.1f\n", info.name, info.description, mb(info.memory_total),
+               mb(info.memory_available), sp[i].bandwidth / 1e9);
+    }
+    /* the matmul speeds: a decode step's weights read (GB/s) and a prompt's operations (GFLOP/s), per type */
+    printf("\nmatmul speed by weight type, measured: decode GB/s of weights read / prompt GFLOP/s (%d tokens)\n%-8s",
+           TND_SPEED_PREFILL_TOKENS, "type");
+    for (int32_t i = 0; i < n; i++) {
+        char name[32];
+        tnd_device_kind_name(i, name, sizeof name);
+        printf(" %20s", name);
+    }
+    printf("\n");
+    for (int t = 0; t < TND_TYPE_COUNT; t++) {
+        bool any = false;
+        for (int32_t i = 0; i < n; i++) any |= sp[i].matmul[t].decode_bytes_per_s != 0;
+        if (!any) continue;
+        printf("%-8s", tnd_type_name((tnd_type)t));
+        for (int32_t i = 0; i < n; i++) {
+            const tnd_matmul_speed *s = &sp[i].matmul[t];
+            char cell[40] = "-";
+            if (s->decode_bytes_per_s < 0) snprintf(cell, sizeof cell, "not supported");
+            else if (s->decode_bytes_per_s > 0)
+                snprintf(cell, sizeof cell, "%.1f / %.0f", s->decode_bytes_per_s / 1e9, s->prefill_flops / 1e9);
+            printf(" %20s", cell);
+        }
+        printf("\n");
+    }
+    rc = 0;
+done:
+    free(sp);
+    return rc;
 }

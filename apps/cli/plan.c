@@ -1,19 +1,18 @@
 /* plan.c: placement options and plans: parse --device / -ngl / --override-tensor / --plan, turn them into the
- * device of every tensor group, read and write plan files, and keep each device's measured bandwidth. */
+ * device of every tensor group (the automatic one from the devices' measured speeds), read and write plan files. */
 #include "plan.h"
 
 #include "cli_util.h"
+#include "device_speeds.h"
 
 #include "core/thread_pool.h"
 #include "model/arch.h"
 #include "runtime/devices.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 enum { PLAN_MAX_DEVICES = 16 };
@@ -396,9 +395,28 @@ static bool gpu_node_present(void) {
 #endif
 }
 
-/* Without placement options: the GPU whose measured bandwidth beats the CPU's takes as many of the last layers (and
- * their KV cache), with the output head, as fit in 90% of its free memory; the whole model where everything fits.
- * Drivers that compute on the CPU (lavapipe) are never chosen. False when no GPU is worth it (the CPU keeps all). */
+/* Expected seconds per decoded token of the whole model on device kind `kind` (its weights, without KV), from its
+ * measured speeds at the model's weight types; 0 when they cannot be had. */
+static double model_decode_seconds(tnd_model *m, int32_t kind, int32_t threads) {
+    bool want[TND_TYPE_COUNT] = {0};
+    uint64_t bytes[TND_TYPE_COUNT] = {0};
+    cli_device_speeds s;
+    cli_model_weight_types(m, want);
+    if (!cli_device_speeds_get(kind, threads, want, false, &s)) return 0;
+    for (int32_t i = 0; i < tnd_model_n_groups(m); i++) {
+        tnd_group_info gi;
+        if (tnd_model_group(m, i, &gi) != TND_OK) return 0;
+        for (int t = 0; t < TND_TYPE_COUNT; t++) bytes[t] += gi.active_bytes_by_type[t];
+    }
+    for (int t = 0; t < TND_TYPE_COUNT; t++)
+        if (bytes[t] && s.matmul[t].decode_bytes_per_s < 0) return 0; /* a type the device lacks */
+    return cli_decode_seconds(&s, bytes, 0);
+}
+
+/* Without placement options: the GPU that would decode the model faster than the CPU (by their speeds measured at
+ * the model's weight types) takes as many of the last layers (and their KV cache), with the output head, as fit in
+ * 90% of its free memory; the whole model where everything fits. Drivers that compute on the CPU (lavapipe) are
+ * never chosen. False when no GPU is worth it (the CPU keeps all). */
 static bool auto_gpu(tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_t *g) {
     if (!gpu_node_present()) return false;
     int32_t gpu = 0, threads = p->n_threads ? p->n_threads : tnd_physical_cores();
@@ -406,8 +424,8 @@ static bool auto_gpu(tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_
         if (tnd_device_is_gpu(k)) gpu = k;
     tnd_device_info info;
     if (!gpu || tnd_device_get_info(gpu, threads, &info) != TND_OK) return false;
-    double gpu_bw = cli_device_bandwidth(gpu, threads, false), cpu_bw = cli_device_bandwidth(0, threads, false);
-    if (gpu_bw <= cpu_bw) return false;
+    double gpu_s = model_decode_seconds(m, gpu, threads), cpu_s = model_decode_seconds(m, 0, threads);
+    if (gpu_s <= 0 || (cpu_s > 0 && gpu_s >= cpu_s)) return false;
     tnd_type kt = p->k_type == TND_TYPE_COUNT ? p->kv_type : p->k_type;
     tnd_type vt = p->v_type == TND_TYPE_COUNT ? p->kv_type : p->v_type;
     int32_t n_ctx = p->n_ctx ? p->n_ctx : cli_default_context(m), n_layer = (p->n_groups - 2) / 2, fit = 0;
@@ -426,8 +444,8 @@ static bool auto_gpu(tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_
     char what[48];
     if (fit > n_layer) snprintf(what, sizeof what, "the whole model");
     else snprintf(what, sizeof what, "the last %d of %d layers", fit, n_layer);
-    fprintf(stderr, "tandem: plan: %s on %s (%s, %.1f GB/s against the CPU's %.1f; -ngl 0 keeps the CPU)\n", what,
-            info.name, info.description, gpu_bw / 1e9, cpu_bw / 1e9);
+    fprintf(stderr, "tandem: plan: %s on %s (%s: %.3g ms per token by its measured speeds, the CPU %.3g; -ngl 0 "
+            "keeps the CPU)\n", what, info.name, info.description, gpu_s * 1e3, cpu_s * 1e3);
     return true;
 }
 
@@ -514,44 +532,4 @@ bool cli_plan_fell_back(const cli_plan_options *o, tnd_context_params *p) {
     p->group_device = NULL;
     p->n_groups = 0;
     return true;
-}
-
-/* ------------------------------------------------------------------------------------------------------------
- * Measured bandwidth, kept per machine
- * ---------------------------------------------------------------------------------------------------------- */
-
-/* The cache file's path; false when neither XDG_CACHE_HOME nor HOME is set. Makes its folders. */
-static bool cache_path(int32_t index, int32_t n_threads, char *path, size_t cap) {
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    char dir[512];
-    if (xdg && *xdg) snprintf(dir, sizeof dir, "%s", xdg);
-    else if (home && *home) snprintf(dir, sizeof dir, "%s/.cache", home);
-    else return false;
-    mkdir(dir, 0755);
-    size_t n = strlen(dir);
-    snprintf(dir + n, sizeof dir - n, "/tandem");
-    if (mkdir(dir, 0755) && errno != EEXIST) return false;
-    tnd_device_info info;
-    if (tnd_device_get_info(index, n_threads, &info) != TND_OK) return false;
-    snprintf(path, cap, "%s/bandwidth-%s-%dt", dir, info.name, n_threads);
-    return true;
-}
-
-double cli_device_bandwidth(int32_t index, int32_t n_threads, bool measure_again) {
-    char path[600];
-    bool cached = cache_path(index, n_threads, path, sizeof path);
-    double bw = 0;
-    FILE *f = cached && !measure_again ? fopen(path, "r") : NULL;
-    if (f) {
-        if (fscanf(f, "%lf", &bw) != 1 || bw <= 0) bw = 0;
-        fclose(f);
-    }
-    if (bw > 0) return bw;
-    fprintf(stderr, "tandem: measuring the memory bandwidth of device %d (once for this machine)\n", index);
-    bw = tnd_device_measure_bandwidth(index, n_threads);
-    if (bw > 0 && cached && (f = fopen(path, "w"))) {
-        fprintf(f, "%.0f\n", bw);
-        fclose(f);
-    }
-    return bw;
 }

@@ -1,5 +1,5 @@
 /* plan.h: the placement options of every command that makes a context (--device, -ngl, --override-tensor, --plan),
- * the plan they give, the plan file, and a device's bandwidth measured once and cached for the machine. */
+ * the plan they give and the plan file. */
 #ifndef TND_CLI_PLAN_H
 #define TND_CLI_PLAN_H
 
@@ -51,10 +51,5 @@ void cli_device_name(const tnd_context_params *p, int32_t d, char *buf, size_t c
 
 /* Writes the plan file of p (devices and the device of each group by name) to f. */
 bool cli_plan_write(FILE *f, tnd_model *m, const tnd_context_params *p);
-
-/* Device kind `index`'s memory bandwidth in bytes/s with n_threads threads: read from the machine's cache
- * ($XDG_CACHE_HOME or ~/.cache, tandem/bandwidth-<device>-<threads>t), else measured (about a second) and
- * stored there. measure_again forces a new measurement. 0 when it cannot be had. */
-double cli_device_bandwidth(int32_t index, int32_t n_threads, bool measure_again);
 
 #endif

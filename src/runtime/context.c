@@ -72,7 +72,8 @@ tnd_status tnd_model_group(tnd_model *m, int32_t g, tnd_group_info *out) {
     bool attn = layer >= 0 && g == tnd_group_attention(layer);
     *out = (tnd_group_info){.layer = layer, .weight_bytes = tnd_group_weight_bytes(bm, g),
                             .kv_values_per_token = attn ? 2 * (uint64_t)hp->n_head_kv * hp->head_dim : 0,
-                            .active_bytes = tnd_group_active_bytes(bm, g)};
+                            .active_bytes = 0};
+    out->active_bytes = tnd_group_active_bytes(bm, g, out->active_bytes_by_type);
     if (layer < 0) snprintf(out->name, sizeof out->name, "%s", g == 0 ? "token_embd" : "output");
     else snprintf(out->name, sizeof out->name, "blk.%d.%s", layer, attn ? "attn" : "ffn");
     return TND_OK;

@@ -55,38 +55,50 @@ tnd_status tnd_plan_groups(const tnd_hparams *hp, const tnd_context_params *p, i
     return TND_OK;
 }
 
-/* The group's bytes, the experts' counted as the share `experts_share` of them. */
-static uint64_t group_bytes(const tnd_bound_model *bm, int32_t g, double experts_share) {
+/* Adds n bytes of `type` to *total and, where by_type is not NULL, to its entry. */
+static void count_bytes(uint64_t *total, uint64_t *by_type, tnd_type type, uint64_t n) {
+    *total += n;
+    if (by_type) by_type[type] += n;
+}
+
+/* The bytes of group g's weights (with `reading`, those one token reads: the experts' share experts_share of them,
+ * no embedding row, a tied output head's table), added by type into by_type where it is not NULL. */
+static uint64_t group_bytes(const tnd_bound_model *bm, int32_t g, bool reading, uint64_t *by_type) {
     const tnd_hparams *hp = &bm->hp;
-    if (g == 0) return (uint64_t)bm->w.tok_embd.row_bytes * (uint64_t)bm->w.tok_embd.n_rows;
-    uint64_t bytes = sizeof(float) * (uint64_t)hp->n_embd; /* a norm */
-    if (g == tnd_group_output(hp->n_layer)) {
-        bool tied = bm->w.output.data == bm->w.tok_embd.data;
-        return bytes + (tied ? 0 : (uint64_t)bm->w.output.row_bytes * (uint64_t)bm->w.output.n_rows);
+    const tnd_weight *embd = &bm->w.tok_embd, *out = &bm->w.output;
+    uint64_t bytes = 0;
+    if (g == 0) {
+        if (!reading) count_bytes(&bytes, by_type, embd->type, (uint64_t)embd->row_bytes * (uint64_t)embd->n_rows);
+        return bytes;
     }
+    if (g == tnd_group_output(hp->n_layer)) {
+        count_bytes(&bytes, by_type, TND_TYPE_F32, sizeof(float) * (uint64_t)hp->n_embd); /* the final norm */
+        if (out->data != embd->data || reading)
+            count_bytes(&bytes, by_type, out->type, (uint64_t)out->row_bytes * (uint64_t)out->n_rows);
+        return bytes;
+    }
+    double experts_share = reading && hp->n_expert ? (double)hp->n_expert_used / hp->n_expert : 1.0;
     int32_t il = (g - 1) / 2;
     bool ffn = g == tnd_group_ffn(il);
     const char *layer = (const char *)&bm->w.layers[il];
-    bytes = 0;
     for (size_t i = 0; i < tnd_layer_tensor_count; i++) {
         const tnd_layer_tensor *t = &tnd_layer_tensors[i];
         if (t->ffn != ffn || !tnd_model_has(bm->arch, hp, t->needs)) continue;
         if (t->matrix) {
             const tnd_weight *w = (const tnd_weight *)(const void *)(layer + t->host);
             uint64_t all = (uint64_t)w->row_bytes * (uint64_t)w->n_rows;
-            bytes += w->n_experts ? (uint64_t)((double)all * experts_share) : all;
+            count_bytes(&bytes, by_type, w->type, w->n_experts ? (uint64_t)((double)all * experts_share) : all);
         } else if (*(float *const *)(const void *)(layer + t->host)) {
-            bytes += sizeof(float) * (uint64_t)tnd_dim_size(hp, t->ne0);
+            count_bytes(&bytes, by_type, TND_TYPE_F32, sizeof(float) * (uint64_t)tnd_dim_size(hp, t->ne0));
         }
     }
     return bytes;
 }
 
-uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g) { return group_bytes(bm, g, 1.0); }
+uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g) { return group_bytes(bm, g, false, NULL); }
 
-uint64_t tnd_group_active_bytes(const tnd_bound_model *bm, int32_t g) {
-    const tnd_hparams *hp = &bm->hp;
-    return group_bytes(bm, g, hp->n_expert ? (double)hp->n_expert_used / hp->n_expert : 1.0);
+uint64_t tnd_group_active_bytes(const tnd_bound_model *bm, int32_t g, uint64_t by_type[TND_TYPE_COUNT]) {
+    return group_bytes(bm, g, true, by_type);
 }
 
 /* ------------------------------------------------------------------------------------------------------------

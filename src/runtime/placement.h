@@ -28,7 +28,8 @@ tnd_status tnd_plan_check_memory(const tnd_forward *fw, const tnd_bound_model *b
 
 /* Bytes of weights of group g of a bound model as stored in the file. */
 uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g);
-/* Of those, the bytes one token reads: the experts' share is n_expert_used / n_expert. */
-uint64_t tnd_group_active_bytes(const tnd_bound_model *bm, int32_t g);
+/* The bytes of group g's weights one token reads (tnd_group_info's active_bytes), added by type into by_type where
+ * it is not NULL. */
+uint64_t tnd_group_active_bytes(const tnd_bound_model *bm, int32_t g, uint64_t by_type[TND_TYPE_COUNT]);
 
 #endif
