@@ -281,7 +281,8 @@ typedef struct tnd_context_params {
     int32_t kv_block_size; /* tokens per KV block (default 64) */
     /* Placement plan over n_devices device instances (default 1). device_kinds (NULL = every device the CPU) gives
      * the kind of each device, an index of tnd_device_get_info: 0 the CPU (instances named cpu0, cpu1, ... in
-     * order), 1 + i Vulkan device i (named vulkan<i>; each at most once), TND_DEVICE_REMOTE the cloud server of
+     * order), 1 + i Vulkan device i (named vulkan<i>; each at most once), then the CUDA devices (named cuda<i>,
+     * kinds 1 + the Vulkan count + i; each at most once), TND_DEVICE_REMOTE the cloud server of
      * `remote` (named remote0; at most one). group_device (see tnd_model_group), when
      * given, names the device of every tensor group: n_groups entries, each in 0 .. n_devices - 1, every device
      * holding at least one group. Otherwise each device takes a contiguous range of layers: layers_per_device
@@ -328,7 +329,7 @@ TND_API void tnd_context_free(tnd_context *ctx);
 
 /* One kind of device as a context makes it. */
 typedef struct tnd_device_info {
-    char name[32];            /* "cpu" (a context's instances are "cpu0", "cpu1", ...) or "vulkan0", "vulkan1", ... */
+    char name[32];            /* "cpu" (a context's instances are "cpu0", "cpu1", ...), "vulkan0", ..., "cuda0", ... */
     char description[96];     /* how it computes, e.g. "avx512 kernels, 2 threads" */
     uint64_t memory_total;    /* bytes */
     uint64_t memory_available;
@@ -336,7 +337,8 @@ typedef struct tnd_device_info {
 } tnd_device_info;
 
 /* Number of device kinds this build has and this machine offers: 1 (the CPU) + the Vulkan devices tandem can
- * compute on (Vulkan 1.1, a compute queue, subgroup arithmetic), kinds 1, 2, ... */
+ * compute on (Vulkan 1.1, a compute queue, subgroup arithmetic), kinds 1, 2, ..., + the CUDA GPUs (compute
+ * capability 7.5 or newer; an NVIDIA GPU is usually both a Vulkan and a CUDA device), the last kinds. */
 TND_API int32_t tnd_device_count(void);
 
 /* 1 when device kind `index` is a GPU, 0 for the CPU, a driver that computes on the CPU (lavapipe), or no such kind.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # test.sh: set up, build and run the whole test suite. `--sanitize` builds and runs it under ASan + UBSan instead;
 # `--tsan` builds with ThreadSanitizer and runs the tests whose threads share a pool, a model, a server or a cloud link.
+# The release build compiles the CUDA device where nvcc is (it runs only on a GPU: scripts/gpu_check.sh); the
+# sanitizer builds leave it out, as nothing here runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,12 +16,12 @@ jobs=$(nproc)
 export TANDEM_REQUIRE_VULKAN=1
 if [ "$mode" = sanitize ]; then
   dir=build-asan
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTND_SANITIZE=ON -DTND_WERROR=ON \
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTND_SANITIZE=ON -DTND_WERROR=ON -DTND_CUDA=OFF \
     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 elif [ "$mode" = tsan ]; then
   dir=build-tsan
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTND_SANITIZE_THREAD=ON -DTND_WERROR=ON \
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTND_SANITIZE_THREAD=ON -DTND_WERROR=ON -DTND_CUDA=OFF \
     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
   export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 else

@@ -2,11 +2,13 @@
  * through the vtable (buffers, views, begin_step, synchronize) on random data and shapes (widths that are not
  * multiples of 32 or 256, 1 and odd numbers of tokens, one and several sequences, every weight type and KV type)
  * and is compared with the CPU reference device by normalized mean squared error, under a bound per type. The
- * devices under test: the CPU with its fast kernels, and the first Vulkan device where the machine has one (CI's
- * software driver, lavapipe); each must support every op, weight type and KV type. */
+ * devices under test: the CPU with its fast kernels, the first Vulkan device where the machine has one (CI's
+ * software driver, lavapipe) and the first CUDA GPU where it has one; each must support every op, weight type and KV
+ * type. */
 #include "harness.h"
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
 #include "backend/vulkan/vk_backend.h"
 #include "quant/quant.h"
 
@@ -29,9 +31,11 @@ typedef struct device_under_test {
 
 static tnd_status cpu_fast(tnd_backend **out) { return tnd_backend_cpu_init(2, false, NULL, "cpu-fast", out); }
 static tnd_status vulkan(tnd_backend **out) { return tnd_backend_vulkan_init(0, NULL, "vulkan0", out); }
+static tnd_status cuda(tnd_backend **out) { return tnd_backend_cuda_init(0, NULL, "cuda0", out); }
 
 static const device_under_test devices[] = {{"cpu (fast kernels)", cpu_fast, 0, 0},
-                                            {"vulkan0", vulkan, 1e-12, 1e-9}};
+                                            {"vulkan0", vulkan, 1e-12, 1e-9},
+                                            {"cuda0", cuda, 1e-12, 1e-9}};
 static const device_under_test *current; /* the device under test now */
 
 static tnd_backend *ref; /* the CPU reference device: scalar float kernels */
@@ -736,11 +740,14 @@ int main(void) {
     for (size_t i = 0; i < sizeof devices / sizeof devices[0]; i++) {
         tnd_backend *d = NULL;
         current = &devices[i];
-        if (devices[i].init == vulkan && tnd_device_count() < 2) {
-            /* CI installs a software Vulkan driver and asks for it; elsewhere the device may be absent */
-            const char *need = getenv("TANDEM_REQUIRE_VULKAN");
+        bool absent = devices[i].init == vulkan ? tnd_vulkan_devices(NULL, 0) < 1
+                      : devices[i].init == cuda ? tnd_cuda_devices() < 1 : false;
+        if (absent) {
+            /* CI installs a software Vulkan driver and asks for it, scripts/gpu_check.sh asks for a CUDA GPU;
+             * elsewhere a device may be absent */
+            const char *need = getenv(devices[i].init == vulkan ? "TANDEM_REQUIRE_VULKAN" : "TANDEM_REQUIRE_CUDA");
             CHECK(!need || !*need || !strcmp(need, "0"));
-            printf("%s: no Vulkan device on this machine: not tested\n", current->name);
+            printf("%s: no such device on this machine: not tested\n", current->name);
             continue;
         }
         if (!CHECK_OK(current->init(&d))) continue;

@@ -24,13 +24,15 @@ void cli_plan_defaults(cli_plan_options *o) {
 
 void cli_plan_usage(FILE *f) {
     fprintf(f, "  --device LIST       devices to place the model on, split by layers: cpu (default), vulkan (the first\n"
-               "                      Vulkan GPU; vulkan1 the second), cpu,cpu for two CPU instances; `tandem devices`\n"
-               "                      lists them\n"
-               "  -ngl N              the last N layers (N >= the layer count: the whole model) on the first GPU; 0\n"
-               "                      keeps the CPU. Without placement options a GPU faster than the CPU (measured\n"
-               "                      bandwidth) takes as many of the last layers as fit in its memory\n"
+               "                      Vulkan GPU; vulkan1 the second), cuda (the first CUDA GPU; cuda1 ...), cpu,cpu\n"
+               "                      for two CPU instances; `tandem devices` lists them\n"
+               "  -ngl N              the last N layers (N >= the layer count: the whole model) on the first GPU (CUDA\n"
+               "                      before Vulkan); 0 keeps the CPU. Without placement options the GPU measured\n"
+               "                      fastest at the model's weight types, where it beats the CPU, takes as many of\n"
+               "                      the last layers as fit in its memory\n"
                "  --override-tensor REGEX=DEVICE   tensor groups whose name or tensors match REGEX go to DEVICE\n"
-               "                      (cpu0, cpu1, vulkan0, ...; repeatable; groups: token_embd, blk.N.attn, blk.N.ffn,\n"
+               "                      (cpu0, cpu1, vulkan0, cuda0, ...; repeatable; groups: token_embd, blk.N.attn,\n"
+               "                      blk.N.ffn,\n"
                "                      output)\n"
                "  --plan FILE.json    the plan `tandem plan --json` wrote\n"
                "  --device cpu,remote:HOST:PORT,cpu   the middle layers on a cloud running `tandem cloud` with the same\n"
@@ -91,21 +93,28 @@ int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i) {
  * Devices by name
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* The device kind of a name in a --device list or plan file: "cpu" 0, "vulkan" or "vulkan0" 1, "vulkanN" 1 + N,
- * "remote:HOST:PORT" TND_DEVICE_REMOTE; -1 (after printing why) for a name this build or machine does not have. */
+/* The device kind of a name in a --device list or plan file: "cpu" 0, "vulkan" or "vulkan0" the first Vulkan device,
+ * "vulkanN", "cuda", "cudaN" likewise, "remote:HOST:PORT" TND_DEVICE_REMOTE; -1 (after printing why) for a name this
+ * build or machine does not have. */
 static int32_t kind_of(const char *name, size_t len, const char *where) {
     if (len == 3 && (!strncmp(name, "cpu", 3) || !strncmp(name, "CPU", 3))) return 0;
     if (len > 7 && !strncmp(name, "remote:", 7)) return TND_DEVICE_REMOTE;
-    long vk = -1;
-    if (len >= 6 && !strncmp(name, "vulkan", 6)) {
-        vk = 0;
-        for (size_t i = 6; i < len && vk >= 0; i++)
-            vk = name[i] >= '0' && name[i] <= '9' && vk < 1000 ? vk * 10 + (name[i] - '0') : -1;
+    static const char *const families[] = {"vulkan", "cuda"};
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+        size_t n = strlen(families[f]);
+        if (len < n || strncmp(name, families[f], n)) continue;
+        long number = 0;
+        for (size_t i = n; i < len && number >= 0; i++)
+            number = name[i] >= '0' && name[i] <= '9' && number < 1000 ? number * 10 + (name[i] - '0') : -1;
+        int32_t kind = number >= 0 ? tnd_device_kind_named(families[f], (int32_t)number) : -1; /* (opens drivers) */
+        if (kind > 0) return kind;
     }
-    int32_t n_vulkan = tnd_device_count() - 1; /* (opens the Vulkan driver: only for names that need it) */
-    if (vk >= 0 && vk < n_vulkan) return 1 + (int32_t)vk;
     fprintf(stderr, "tandem: %s: unknown device '%.*s' (this machine has: cpu", where, (int)len, name);
-    for (int32_t i = 0; i < n_vulkan; i++) fprintf(stderr, ", vulkan%d", i);
+    for (int32_t k = 1; k < tnd_device_count(); k++) {
+        char other[32];
+        tnd_device_kind_name(k, other, sizeof other);
+        fprintf(stderr, ", %s", other);
+    }
     fprintf(stderr, ")\n");
     return -1;
 }
@@ -369,14 +378,16 @@ static void place_last_layers(int32_t gpu, int32_t n_gpu_layers, tnd_model *m, t
     }
 }
 
-/* -ngl N on the first Vulkan device; false (after a note) when the machine has none: everything stays on the CPU. */
+/* -ngl N on the first GPU (a CUDA device, else a Vulkan one); false (after a note) when the machine has none:
+ * everything stays on the CPU. */
 static bool gpu_layers(int32_t n_gpu_layers, tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_t *g) {
-    if (tnd_device_count() < 2) {
+    int32_t gpu = tnd_device_kind_first_gpu();
+    if (!gpu) {
         fprintf(stderr, "tandem: note: -ngl %d: this machine has no GPU device that tandem can use; every layer "
                         "stays on the CPU\n", n_gpu_layers);
         return false;
     }
-    place_last_layers(1, n_gpu_layers, m, p, kinds, g);
+    place_last_layers(gpu, n_gpu_layers, m, p, kinds, g);
     return true;
 }
 
@@ -413,19 +424,22 @@ static double model_decode_seconds(tnd_model *m, int32_t kind, int32_t threads) 
     return cli_decode_seconds(&s, bytes, 0);
 }
 
-/* Without placement options: the GPU that would decode the model faster than the CPU (by their speeds measured at
- * the model's weight types) takes as many of the last layers (and their KV cache), with the output head, as fit in
+/* Without placement options: the GPU that would decode the model fastest, where that beats the CPU (by their speeds
+ * measured at the model's weight types), takes as many of the last layers (and their KV cache), with the output head, as fit in
  * 90% of its free memory; the whole model where everything fits. Drivers that compute on the CPU (lavapipe) are
  * never chosen. False when no GPU is worth it (the CPU keeps all). */
 static bool auto_gpu(tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_t *g) {
     if (!gpu_node_present()) return false;
     int32_t gpu = 0, threads = p->n_threads ? p->n_threads : tnd_physical_cores();
-    for (int32_t k = 1; k < tnd_device_count() && !gpu; k++)
-        if (tnd_device_is_gpu(k)) gpu = k;
+    double gpu_s = 0, cpu_s = 0;
+    for (int32_t k = 1; k < tnd_device_count(); k++) { /* the fastest GPU (one card may be Vulkan and CUDA both) */
+        double s = tnd_device_is_gpu(k) ? model_decode_seconds(m, k, threads) : 0;
+        if (s > 0 && (!gpu || s < gpu_s)) gpu = k, gpu_s = s;
+    }
     tnd_device_info info;
     if (!gpu || tnd_device_get_info(gpu, threads, &info) != TND_OK) return false;
-    double gpu_s = model_decode_seconds(m, gpu, threads), cpu_s = model_decode_seconds(m, 0, threads);
-    if (gpu_s <= 0 || (cpu_s > 0 && gpu_s >= cpu_s)) return false;
+    cpu_s = model_decode_seconds(m, 0, threads);
+    if (cpu_s > 0 && gpu_s >= cpu_s) return false;
     tnd_type kt = p->k_type == TND_TYPE_COUNT ? p->kv_type : p->k_type;
     tnd_type vt = p->v_type == TND_TYPE_COUNT ? p->kv_type : p->v_type;
     int32_t n_ctx = p->n_ctx ? p->n_ctx : cli_default_context(m), n_layer = (p->n_groups - 2) / 2, fit = 0;

@@ -1,8 +1,9 @@
-/* devices.c: the device kinds a context can make (kind 0 the CPU, kinds 1.. the Vulkan devices), their public
+/* devices.c: the device kinds a context can make (kind 0 the CPU, then the Vulkan and the CUDA devices), their public
  * description, memory and measured bandwidth (the inputs of a placement plan), and making one instance of a kind. */
 #include "runtime/devices.h"
 
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cuda/cuda_backend.h"
 #include "backend/vulkan/vk_backend.h"
 #include "core/error.h"
 #include "quant/quant.h"
@@ -13,40 +14,63 @@
 #include <string.h>
 #include <time.h>
 
-/* The Vulkan devices, counted once per process (it opens the driver: 0.05 to 0.15 s). */
+/* The GPUs, counted once per process (it opens the drivers: 0.05 to 0.15 s for Vulkan). Kinds: 0 the CPU, then the
+ * Vulkan devices, then the CUDA devices. */
 enum { MAX_VULKAN = 16 };
-static int32_t n_vulkan, vulkan_is_gpu[MAX_VULKAN];
-static pthread_once_t vulkan_counted = PTHREAD_ONCE_INIT;
-static void count_vulkan(void) {
+static int32_t n_vulkan, n_cuda, vulkan_is_gpu[MAX_VULKAN];
+static pthread_once_t gpus_counted = PTHREAD_ONCE_INIT;
+static void count_gpus(void) {
     n_vulkan = tnd_vulkan_devices(vulkan_is_gpu, MAX_VULKAN);
+    if (n_vulkan > MAX_VULKAN) n_vulkan = MAX_VULKAN;
     /* testing aid: the automatic plan's choice of a GPU, exercised on a software driver */
     const char *pretend = getenv("TANDEM_VULKAN_SOFTWARE_IS_GPU");
-    for (int32_t i = 0; i < n_vulkan && i < MAX_VULKAN && pretend && *pretend && strcmp(pretend, "0"); i++)
-        vulkan_is_gpu[i] = 1;
+    for (int32_t i = 0; i < n_vulkan && pretend && *pretend && strcmp(pretend, "0"); i++) vulkan_is_gpu[i] = 1;
+    n_cuda = tnd_cuda_devices();
 }
 
 int32_t tnd_device_count(void) {
-    pthread_once(&vulkan_counted, count_vulkan);
-    return 1 + n_vulkan;
+    pthread_once(&gpus_counted, count_gpus);
+    return 1 + n_vulkan + n_cuda;
 }
 
+/* The first kind of the CUDA devices. */
+static int32_t first_cuda(void) { return tnd_device_count() - n_cuda; }
+
 int32_t tnd_device_is_gpu(int32_t index) {
-    return index > 0 && index < tnd_device_count() && index <= MAX_VULKAN && vulkan_is_gpu[index - 1];
+    if (index <= 0 || index >= tnd_device_count()) return 0;
+    return index >= first_cuda() || vulkan_is_gpu[index - 1];
+}
+
+int32_t tnd_device_kind_first_gpu(void) {
+    if (tnd_device_count() > first_cuda()) return first_cuda(); /* on an NVIDIA GPU, CUDA rather than Vulkan */
+    for (int32_t k = 1; k < tnd_device_count(); k++)
+        if (tnd_device_is_gpu(k)) return k;
+    return tnd_device_count() > 1 ? 1 : 0; /* a software driver, where the user asks for a GPU by -ngl */
+}
+
+int32_t tnd_device_kind_named(const char *family, int32_t number) {
+    tnd_device_count();
+    if (!strcmp(family, "cpu")) return number == 0 ? 0 : -1;
+    if (!strcmp(family, "vulkan")) return number >= 0 && number < n_vulkan ? 1 + number : -1;
+    if (!strcmp(family, "cuda")) return number >= 0 && number < n_cuda ? first_cuda() + number : -1;
+    return -1;
 }
 
 tnd_status tnd_device_make(int32_t kind, int32_t n_threads, bool reference, const tnd_allocator *allocator,
                            const char *name, tnd_backend **out) {
     *out = NULL;
     if (kind < 0 || kind >= tnd_device_count())
-        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "device kind %d: this machine has %d (the CPU and %d Vulkan)", kind,
-                        tnd_device_count(), tnd_device_count() - 1);
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "device kind %d: this machine has %d (the CPU, %d Vulkan and %d CUDA)",
+                        kind, tnd_device_count(), n_vulkan, n_cuda);
     if (kind == 0) return tnd_backend_cpu_init(n_threads, reference, allocator, name, out);
+    if (kind >= first_cuda()) return tnd_backend_cuda_init(kind - first_cuda(), allocator, name, out);
     return tnd_backend_vulkan_init(kind - 1, allocator, name, out);
 }
 
 void tnd_device_kind_name(int32_t kind, char *buf, size_t cap) {
     if (kind == 0) snprintf(buf, cap, "cpu");
     else if (kind == TND_DEVICE_REMOTE) snprintf(buf, cap, "remote0"); /* one cloud per plan */
+    else if (kind >= first_cuda()) snprintf(buf, cap, "cuda%d", kind - first_cuda());
     else snprintf(buf, cap, "vulkan%d", kind - 1);
 }
 

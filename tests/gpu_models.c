@@ -1,7 +1,10 @@
-/* test_vulkan.c: the fixture models on the Vulkan device (lavapipe in CI): logits of a Vulkan-only plan and of a
- * split plan (groups alternating between the CPU and the GPU) against the exact float64 references, dense and
- * mixture-of-experts fixtures (these also with their experts on the CPU), quantized KV caches against the CPU's,
- * and plans that cannot be made fail clearly. The device's ops one by one are in test_backend_ops; the real model's greedy text in test_generate. */
+/* gpu_models.c (tests test_vulkan, test_vulkan_staging and test_cuda: `gpu_models vulkan|cuda [MODEL ...]`, MODEL a
+ * fixture's name, all of them by default): the fixture models on the first GPU of a family (Vulkan: lavapipe in CI;
+ * CUDA: where a GPU is lent, scripts/gpu_check.sh): logits of a GPU-only plan and of a split plan (groups
+ * alternating between the CPU and the GPU) against the exact float64 references, dense and mixture-of-experts
+ * fixtures (these also with their experts on the CPU), quantized KV caches against the CPU's, and plans that cannot
+ * be made fail clearly. The device's ops one by one are in test_backend_ops; the real model's greedy text in
+ * test_generate (Vulkan) and scripts/gpu_check.sh (CUDA). */
 #include "harness.h"
 
 #include "tandem.h"
@@ -12,7 +15,11 @@
 #include <string.h>
 
 static const int32_t prompt[16] = {1, 403, 407, 261, 378, 436, 300, 290, 259, 268, 421, 375, 262, 266, 302, 431};
-enum { N_PROMPT = 16, KIND_CPU = 0, KIND_VULKAN = 1 };
+enum { N_PROMPT = 16, KIND_CPU = 0 };
+
+/* The GPU under test: its device kind and name ("vulkan0", "cuda0"). */
+static int32_t gpu_kind;
+static char gpu_name[32];
 
 /* The float activations of the GPU's matmuls and an F16 KV cache: the exact logits to this bound (the CPU's
  * reference path with an F16 cache measures 1.3e-7; quantized activations would give 1e-4 and more). */
@@ -69,11 +76,11 @@ static void check_model(const char *name) {
     snprintf(path, sizeof path, "models/%s.ref-exact.logits.f32", name);
     float *exact = tnd_test_read_floats(tnd_fixture(path), n);
     int32_t *groups = malloc(sizeof(int32_t) * (size_t)n_groups);
-    const int32_t gpu_only[1] = {KIND_VULKAN}, split[2] = {KIND_VULKAN, KIND_CPU};
+    const int32_t gpu_only[1] = {gpu_kind}, split[2] = {gpu_kind, KIND_CPU};
     bool moe = false;
     for (int32_t g = 0; g < n_groups; g++) moe |= experts_group(m, g);
     float *alone = logits_on(m, 1, gpu_only, NULL, NULL);
-    if (!CHECK(alone)) fprintf(stderr, "%s on vulkan0: %s\n", name, tnd_last_error());
+    if (!CHECK(alone)) fprintf(stderr, "%s on %s: %s\n", name, gpu_name, tnd_last_error());
     for (int32_t g = 0; g < n_groups; g++) groups[g] = g % 2; /* a hand-over at every group */
     float *mixed = logits_on(m, 2, split, groups, NULL);
     if (!CHECK(mixed)) fprintf(stderr, "%s split: %s\n", name, tnd_last_error());
@@ -84,7 +91,7 @@ static void check_model(const char *name) {
     if (CHECK(exact) && alone && mixed) {
         double e_alone = tnd_test_nmse(alone, exact, n), e_mixed = tnd_test_nmse(mixed, exact, n);
         double e_experts = cpu_experts ? tnd_test_nmse(cpu_experts, exact, n) : 0;
-        printf("%-22s vulkan0: NMSE vs exact %.3g | split with cpu0: %.3g", name, e_alone, e_mixed);
+        printf("%-22s %s: NMSE vs exact %.3g | split with cpu0: %.3g", name, gpu_name, e_alone, e_mixed);
         if (moe) printf(" | experts on cpu0: %.3g", e_experts);
         printf("\n");
         CHECK(e_alone <= max_exact && e_mixed <= max_exact_split && e_experts <= max_exact_split);
@@ -106,7 +113,7 @@ static void check_kv_types(void) {
     static const char *const names[] = {"llama-tiny-f32", "qwen3-tiny-f32"};
     static const tnd_type kinds[][2] = {{TND_TYPE_Q8_0, TND_TYPE_Q8_0}, {TND_TYPE_Q4_0, TND_TYPE_Q4_0},
                                         {TND_TYPE_Q8_0, TND_TYPE_F16},  {TND_TYPE_F16, TND_TYPE_Q4_0}};
-    const int32_t gpu_only[1] = {KIND_VULKAN}, cpu_only[1] = {KIND_CPU};
+    const int32_t gpu_only[1] = {gpu_kind}, cpu_only[1] = {KIND_CPU};
     for (size_t mi = 0; mi < sizeof names / sizeof names[0]; mi++) {
         char path[256];
         snprintf(path, sizeof path, "models/%s.gguf", names[mi]);
@@ -121,8 +128,8 @@ static void check_kv_types(void) {
             float *cpu = logits_on(m, 1, cpu_only, NULL, &p);
             if (CHECK(gpu && cpu)) {
                 double e = tnd_test_nmse(gpu, cpu, (size_t)N_PROMPT * tnd_model_n_vocab(m));
-                printf("%-16s KV %s K %s V: vulkan0 vs the CPU's reference kernels NMSE %.3g\n", names[mi],
-                       tnd_type_name(kinds[k][0]), tnd_type_name(kinds[k][1]), e);
+                printf("%-16s KV %s K %s V: %s vs the CPU's reference kernels NMSE %.3g\n", names[mi],
+                       tnd_type_name(kinds[k][0]), tnd_type_name(kinds[k][1]), gpu_name, e);
                 CHECK(e <= 1e-7);
             }
             free(gpu);
@@ -137,7 +144,7 @@ static void check_refusals(void) {
     tnd_model *m = NULL;
     if (!CHECK_OK(tnd_model_open(tnd_fixture("models/llama-tiny-f32.gguf"), NULL, &m))) return;
     tnd_context_params p = tnd_context_default_params();
-    const int32_t twice[2] = {KIND_VULKAN, KIND_VULKAN}, absent[1] = {99};
+    const int32_t twice[2] = {gpu_kind, gpu_kind}, absent[1] = {99};
     tnd_context *ctx = NULL;
     p.n_ctx = 64;
     p.n_devices = 2;
@@ -149,16 +156,21 @@ static void check_refusals(void) {
     tnd_model_close(m);
 }
 
-int main(void) {
-    if (tnd_device_count() < 2) {
-        /* CI installs a software Vulkan driver and asks for it; elsewhere the device may be absent */
-        const char *need = getenv("TANDEM_REQUIRE_VULKAN");
-        CHECK(!need || !*need || !strcmp(need, "0"));
-        printf("no Vulkan device on this machine: not tested\n");
-        return tnd_test_finish("test_vulkan");
-    }
+int main(int argc, char **argv) {
+    const char *family = argc > 1 ? argv[1] : "vulkan";
+    snprintf(gpu_name, sizeof gpu_name, "%s0", family);
     tnd_device_info info;
-    if (CHECK_OK(tnd_device_get_info(KIND_VULKAN, 2, &info))) printf("vulkan0: %s\n", info.description);
+    for (int32_t k = 1; k < tnd_device_count() && !gpu_kind; k++)
+        if (tnd_device_get_info(k, 2, &info) == TND_OK && !strcmp(info.name, gpu_name)) gpu_kind = k;
+    if (!gpu_kind) {
+        /* CI installs a software Vulkan driver and asks for it, scripts/gpu_check.sh asks for a CUDA GPU; elsewhere
+         * the device may be absent */
+        const char *need = getenv(!strcmp(family, "cuda") ? "TANDEM_REQUIRE_CUDA" : "TANDEM_REQUIRE_VULKAN");
+        CHECK(!need || !*need || !strcmp(need, "0"));
+        printf("no %s device on this machine: not tested\n", gpu_name);
+        return tnd_test_finish(gpu_name);
+    }
+    if (CHECK_OK(tnd_device_get_info(gpu_kind, 2, &info))) printf("%s: %s\n", gpu_name, info.description);
     static const char *const models[] = {"llama-tiny-f32",   "llama-tiny-f16",    "llama-tiny-bf16",
                                          "llama-tiny-q8_0",  "llama-tiny-q4_0",   "llama-tiny-q4_1",
                                          "llama-tiny-q5_0",  "llama-tiny-q5_1",   "llama-tiny-q2_k",
@@ -167,8 +179,11 @@ int main(void) {
                                          "qwen2-tiny-f32",   "qwen2-tiny-q4_k_m", "qwen3-tiny-f32",
                                          "qwen3-tiny-q4_k_m", "qwen2moe-tiny-f32", "mixtral-tiny-f32",
                                          "qwen3moe-tiny-f32"};
-    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) check_model(models[i]);
+    if (argc > 2) /* the models named after the family (scripts/gpu_check.sh carries a few) */
+        for (int i = 2; i < argc; i++) check_model(argv[i]);
+    else
+        for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) check_model(models[i]);
     check_kv_types();
     check_refusals();
-    return tnd_test_finish("test_vulkan");
+    return tnd_test_finish(gpu_name);
 }

@@ -1,0 +1,551 @@
+// cuda_kernels.cu: the CUDA device's kernels and the C functions that launch them (cuda_kernels.h). Weight rows are
+// decoded 32 elements (a "chunk") at a time, as the Vulkan shaders do; blocks sit at any byte offset (18, 22, 34,
+// 110 or 210 bytes follow each other), so quantized fields are read as bytes, in the layouts of
+// src/quant/quant_blocks.h. Every sum runs in a fixed order that does not depend on the batch, so a row's result is
+// the same however many tokens a step has.
+#include "backend/cuda/cuda_kernels.h"
+
+#include <cuda_fp16.h>
+#include <stdint.h>
+#include <type_traits>
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------------------------
+// Decoding weights and KV rows
+// ---------------------------------------------------------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t half_bits(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8); }
+__device__ __forceinline__ float f16_at(const uint8_t *p) {
+    return __half2float(__ushort_as_half((unsigned short)half_bits(p)));
+}
+__device__ __forceinline__ uint32_t word_at(const uint8_t *p) { return half_bits(p) | (half_bits(p + 2) << 16); }
+
+// 6-bit scale (x) and min (y) of sub-block s (< 8) in the 12-byte packing of Q4_K and Q5_K.
+__device__ __forceinline__ uint2 k4_scale_min(const uint8_t *p, int s) {
+    if (s < 4) return make_uint2(p[s] & 63u, p[s + 4] & 63u);
+    return make_uint2((p[s + 4] & 15u) | ((p[s - 4] >> 6) << 4), (p[s + 4] >> 4) | ((p[s] >> 6) << 4));
+}
+
+template <tnd_type T> struct block_of; // elements and bytes of a block of the quantized types
+template <> struct block_of<TND_TYPE_Q4_0> { static constexpr int elems = 32, bytes = 18; };
+template <> struct block_of<TND_TYPE_Q4_1> { static constexpr int elems = 32, bytes = 20; };
+template <> struct block_of<TND_TYPE_Q5_0> { static constexpr int elems = 32, bytes = 22; };
+template <> struct block_of<TND_TYPE_Q5_1> { static constexpr int elems = 32, bytes = 24; };
+template <> struct block_of<TND_TYPE_Q8_0> { static constexpr int elems = 32, bytes = 34; };
+template <> struct block_of<TND_TYPE_Q2_K> { static constexpr int elems = 256, bytes = 84; };
+template <> struct block_of<TND_TYPE_Q3_K> { static constexpr int elems = 256, bytes = 110; };
+template <> struct block_of<TND_TYPE_Q4_K> { static constexpr int elems = 256, bytes = 144; };
+template <> struct block_of<TND_TYPE_Q5_K> { static constexpr int elems = 256, bytes = 176; };
+template <> struct block_of<TND_TYPE_Q6_K> { static constexpr int elems = 256, bytes = 210; };
+
+// Elements 32c .. 32c + 31 of a weight row of type T into v; elements at or past n_cols (only float types have rows
+// that end inside a chunk) come out 0.
+template <tnd_type T> __device__ __forceinline__ void dequant32(const uint8_t *row, int c, int n_cols, float v[32]) {
+    if constexpr (T == TND_TYPE_F32 || T == TND_TYPE_F16 || T == TND_TYPE_BF16) {
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            int e = 32 * c + i;
+            if (e >= n_cols) v[i] = 0.0f;
+            else if constexpr (T == TND_TYPE_F32) v[i] = reinterpret_cast<const float *>(row)[e];
+            else if constexpr (T == TND_TYPE_F16) v[i] = f16_at(row + 2 * e);
+            else v[i] = __uint_as_float(half_bits(row + 2 * e) << 16);
+        }
+    } else if constexpr (block_of<T>::elems == 32) {
+        const uint8_t *b = row + c * block_of<T>::bytes;
+        float d = f16_at(b);
+        if constexpr (T == TND_TYPE_Q8_0) {
+#pragma unroll
+            for (int i = 0; i < 32; i++) v[i] = d * (float)(int8_t)b[2 + i];
+        } else {
+            constexpr bool has_min = T == TND_TYPE_Q4_1 || T == TND_TYPE_Q5_1, five = T == TND_TYPE_Q5_0 || T == TND_TYPE_Q5_1;
+            float m = has_min ? f16_at(b + 2) : 0.0f;
+            uint32_t qh = five ? word_at(b + (has_min ? 4 : 2)) : 0;
+            const uint8_t *qs = b + 2 + (has_min ? 2 : 0) + (five ? 4 : 0);
+#pragma unroll
+            for (int i = 0; i < 16; i++) {
+                uint32_t lo = qs[i] & 15u, hi = qs[i] >> 4;
+                if constexpr (five) {
+                    lo |= ((qh >> i) & 1u) << 4;
+                    hi |= ((qh >> (i + 16)) & 1u) << 4;
+                }
+                if constexpr (has_min) {
+                    v[i] = d * (float)lo + m;
+                    v[i + 16] = d * (float)hi + m;
+                } else {
+                    float offset = five ? 16.0f : 8.0f;
+                    v[i] = d * ((float)lo - offset);
+                    v[i + 16] = d * ((float)hi - offset);
+                }
+            }
+        }
+    } else { // the K types: chunk k of super-block sb
+        int sb = c >> 3, k = c & 7;
+        const uint8_t *b = row + sb * block_of<T>::bytes;
+        if constexpr (T == TND_TYPE_Q4_K || T == TND_TYPE_Q5_K) {
+            float d = f16_at(b), dmin = f16_at(b + 2);
+            uint2 sm = k4_scale_min(b + 4, k);
+            float dl = d * (float)sm.x, ml = dmin * (float)sm.y;
+            const uint8_t *qh = b + 16, *qs = b + (T == TND_TYPE_Q5_K ? 48 : 16);
+#pragma unroll
+            for (int l = 0; l < 32; l++) {
+                uint32_t q = (qs[32 * (k >> 1) + l] >> (4 * (k & 1))) & 15u;
+                if constexpr (T == TND_TYPE_Q5_K) q |= ((qh[l] >> k) & 1u) << 4;
+                v[l] = dl * (float)q - ml;
+            }
+        } else if constexpr (T == TND_TYPE_Q6_K) {
+            float d = f16_at(b + 208);
+            int h = k >> 2, part = k & 3;
+            float dl0 = d * (float)(int8_t)b[192 + 2 * k], dl1 = d * (float)(int8_t)b[192 + 2 * k + 1];
+#pragma unroll
+            for (int l = 0; l < 32; l++) {
+                uint32_t low = (b[64 * h + 32 * (part & 1) + l] >> (part >= 2 ? 4 : 0)) & 15u;
+                uint32_t high = (b[128 + 32 * h + l] >> (2 * part)) & 3u;
+                v[l] = (l < 16 ? dl0 : dl1) * (float)((int)(low | (high << 4)) - 32);
+            }
+        } else { // Q2_K and Q3_K: 2-bit planes, sub-blocks of 16
+            int h = k >> 2, p = k & 3;
+            constexpr bool two = T == TND_TYPE_Q2_K;
+            float d = f16_at(b + (two ? 80 : 108)), dmin = two ? f16_at(b + 82) : 0.0f;
+            const uint8_t *qs = b + (two ? 16 : 32);
+#pragma unroll
+            for (int half_ = 0; half_ < 2; half_++) {
+                int s = 2 * k + half_;
+                float dl, ml = 0.0f;
+                if constexpr (two) {
+                    dl = d * (float)(b[s] & 15u);
+                    ml = dmin * (float)(b[s] >> 4);
+                } else {
+                    uint32_t low4 = s < 8 ? b[96 + s] & 15u : b[96 + s - 8] >> 4;
+                    uint32_t high2 = (b[96 + 8 + (s & 3)] >> (2 * (s >> 2))) & 3u;
+                    dl = d * (float)((int)(low4 | (high2 << 4)) - 32);
+                }
+#pragma unroll
+                for (int j = 0; j < 16; j++) {
+                    int l = 16 * half_ + j;
+                    uint32_t q = (qs[32 * h + l] >> (2 * p)) & 3u;
+                    if constexpr (two) v[l] = dl * (float)q - ml;
+                    else v[l] = dl * (float)((int)(q | (((b[l] >> k) & 1u) << 2)) - 4);
+                }
+            }
+        }
+    }
+}
+
+// Element e of a KV pool row (the elements of every head of one position) of type T.
+template <tnd_type T> __device__ __forceinline__ float kv_at(const uint8_t *row, int e) {
+    if constexpr (T == TND_TYPE_F32) return reinterpret_cast<const float *>(row)[e];
+    else if constexpr (T == TND_TYPE_F16) return f16_at(row + 2 * e);
+    else if constexpr (T == TND_TYPE_Q8_0) return f16_at(row + 34 * (e >> 5)) * (float)(int8_t)row[34 * (e >> 5) + 2 + (e & 31)];
+    else {
+        const uint8_t *b = row + 18 * (e >> 5);
+        return f16_at(b) * ((float)((b[2 + (e & 15)] >> ((e & 16) >> 2)) & 15u) - 8.0f);
+    }
+}
+
+__device__ __forceinline__ float warp_sum(float x) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
+__device__ __forceinline__ float warp_max(float x) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+    return x;
+}
+
+// Sum (or maximum) over a block of blockDim.x threads, a multiple of 32 up to 1024; every thread gets it. Every
+// thread of the block must call it (it has barriers).
+template <bool MAX> __device__ float block_reduce(float x) {
+    __shared__ float scratch[32];
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, n_warps = blockDim.x >> 5;
+    x = MAX ? warp_max(x) : warp_sum(x);
+    if (lane == 0) scratch[warp] = x;
+    __syncthreads();
+    float r = scratch[0];
+    for (int i = 1; i < n_warps; i++) r = MAX ? fmaxf(r, scratch[i]) : r + scratch[i];
+    __syncthreads();
+    return r;
+}
+
+// The step's metadata (step_flat.h): positions, slots, context lengths, table offsets, tables.
+__device__ __forceinline__ uint32_t step_slot_of(const uint32_t *meta, int n_step, int t, uint32_t pos,
+                                                 int block_size) {
+    uint32_t table = meta[3 * n_step + t];
+    return meta[table + pos / (uint32_t)block_size] * (uint32_t)block_size + pos % (uint32_t)block_size;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Kernels
+// ---------------------------------------------------------------------------------------------------------------
+
+constexpr int MM_ROWS = 4, MM_TOKENS = 8; // a block: a warp per row, MM_ROWS rows; a block of tokens per grid row
+
+// y[t][r] = w[r] . x[t]: each lane takes the row's chunks lane, lane + 32, ..., decodes each once for the block's
+// tokens; the lanes' sums meet by shuffles in a fixed order.
+template <tnd_type T>
+__global__ void matmul_kernel(const uint8_t *w, size_t row_bytes, int n_cols, int n_rows, const float *x, int x_stride,
+                              float *y, int y_stride, int n_tokens) {
+    int row = blockIdx.x * MM_ROWS + threadIdx.y, lane = threadIdx.x;
+    int t0 = blockIdx.y * MM_TOKENS, nt = min(MM_TOKENS, n_tokens - t0);
+    if (row >= n_rows) return; // the whole warp leaves; nothing below waits for the block
+    const uint8_t *r = w + (size_t)row * row_bytes;
+    float acc[MM_TOKENS];
+#pragma unroll
+    for (int t = 0; t < MM_TOKENS; t++) acc[t] = 0.0f;
+    int n_chunks = (n_cols + 31) / 32;
+    for (int c = lane; c < n_chunks; c += 32) {
+        float v[32];
+        dequant32<T>(r, c, n_cols, v);
+        int n = min(32, n_cols - 32 * c);
+#pragma unroll
+        for (int t = 0; t < MM_TOKENS; t++) {
+            if (t >= nt) break;
+            const float *xr = x + (size_t)(t0 + t) * x_stride + 32 * c;
+            float s = 0.0f;
+            if (n == 32) {
+#pragma unroll
+                for (int i = 0; i < 32; i++) s += v[i] * xr[i];
+            } else {
+                for (int i = 0; i < n; i++) s += v[i] * xr[i];
+            }
+            acc[t] += s;
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < MM_TOKENS; t++) acc[t] = warp_sum(acc[t]);
+    if (lane == 0)
+        for (int t = 0; t < nt; t++) y[(size_t)(t0 + t) * y_stride + row] = acc[t];
+}
+
+// One warp per (pair, expert row): pair q = (token t, slot j) uses expert ids[t][j].
+template <tnd_type T>
+__global__ void matmul_experts_kernel(const uint8_t *w, size_t row_bytes, int n_cols, int rows_per_expert, int n_used,
+                                      bool per_slot, const float *x, int x_stride, const int32_t *ids, int ids_stride,
+                                      float *y, int y_stride) {
+    int q = blockIdx.x, r = blockIdx.y * MM_ROWS + threadIdx.y, lane = threadIdx.x;
+    if (r >= rows_per_expert) return;
+    int t = q / n_used, j = q % n_used, expert = ids[(size_t)t * ids_stride + j];
+    const uint8_t *row = w + ((size_t)expert * rows_per_expert + r) * row_bytes;
+    const float *xr = x + (size_t)(per_slot ? q : t) * x_stride;
+    float acc = 0.0f;
+    int n_chunks = (n_cols + 31) / 32;
+    for (int c = lane; c < n_chunks; c += 32) {
+        float v[32];
+        dequant32<T>(row, c, n_cols, v);
+        int n = min(32, n_cols - 32 * c);
+        for (int i = 0; i < n; i++) acc += v[i] * xr[32 * c + i];
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) y[(size_t)q * y_stride + r] = acc;
+}
+
+constexpr int NORM_THREADS = 256;
+
+__global__ void rms_norm_kernel(const float *x, int x_stride, const float *g, float *y, int y_stride, int n_cols,
+                                float eps) {
+    const float *xr = x + (size_t)blockIdx.x * x_stride;
+    float *yr = y + (size_t)blockIdx.x * y_stride;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < n_cols; i += blockDim.x) ss += xr[i] * xr[i];
+    float scale = rsqrtf(block_reduce<false>(ss) / (float)n_cols + eps);
+    for (int i = threadIdx.x; i < n_cols; i += blockDim.x) yr[i] = xr[i] * scale * g[i];
+}
+
+__global__ void elementwise_kernel(int op, const float *a, int a_stride, const float *b, int b_stride, float *o,
+                                   int o_stride, int n_cols) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y;
+    if (i >= n_cols) return;
+    float av = a[(size_t)r * a_stride + i], bv = b[(size_t)r * b_stride + (op == TND_CUDA_SIGMOID_SCALE ? 0 : i)], z;
+    if (op == TND_CUDA_ADD) z = av + bv;
+    else if (op == TND_CUDA_SWIGLU) z = av / (1.0f + expf(-av)) * bv;
+    else if (op == TND_CUDA_COPY) z = bv;
+    else z = av / (1.0f + expf(-bv)); // sigmoid_scale: one gate per row
+    o[(size_t)r * o_stride + i] = z;
+}
+
+__global__ void rope_kernel(float *x, int x_stride, int n_heads, int head_dim, int n_rot, bool neox,
+                            const float *factors, float base, float scale, const uint32_t *meta) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x, h = blockIdx.y, t = blockIdx.z, half_rot = n_rot / 2;
+    if (i >= half_rot || h >= n_heads) return;
+    float theta = (float)meta[t] * scale * exp2f(log2f(base) * (-2.0f * (float)i / (float)n_rot));
+    if (factors) theta /= factors[i];
+    float c, s;
+    sincosf(theta, &s, &c);
+    float *head = x + (size_t)t * x_stride + (size_t)h * head_dim;
+    int i0 = neox ? i : 2 * i, i1 = neox ? i + half_rot : 2 * i + 1;
+    float a = head[i0], b = head[i1];
+    head[i0] = a * c - b * s;
+    head[i1] = a * s + b * c;
+}
+
+// One thread per element (F32, F16) or block of 32 (Q8_0, Q4_0, quantized as the CPU quantizes them, so both caches
+// hold the same values; a block with a NaN or infinity gets a NaN scale and zero levels).
+template <tnd_type T>
+__global__ void kv_store_kernel(const float *src, int src_stride, int width, uint8_t *pool, size_t row_bytes,
+                                const uint32_t *meta, int n_step) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
+    const float *x = src + (size_t)t * src_stride;
+    uint8_t *row = pool + (size_t)meta[n_step + t] * row_bytes;
+    if constexpr (T == TND_TYPE_F32 || T == TND_TYPE_F16) {
+        if (j >= width) return;
+        if constexpr (T == TND_TYPE_F32) reinterpret_cast<float *>(row)[j] = x[j];
+        else reinterpret_cast<__half *>(row)[j] = __float2half_rn(x[j]);
+    } else {
+        if (32 * j >= width) return;
+        const float *xb = x + 32 * j;
+        bool finite = true;
+        float amax = 0.0f, mx = 0.0f;
+        for (int i = 0; i < 32; i++) {
+            finite = finite && isfinite(xb[i]);
+            if (amax < fabsf(xb[i])) amax = fabsf(xb[i]), mx = xb[i];
+        }
+        constexpr bool q8 = T == TND_TYPE_Q8_0;
+        uint8_t *b = row + (q8 ? 34 : 18) * j;
+        float d = q8 ? amax / 127.0f : mx / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        __half dh = finite ? __float2half_rn(d) : __ushort_as_half((unsigned short)0x7e00);
+        unsigned short bits = __half_as_ushort(dh);
+        b[0] = (uint8_t)(bits & 0xff), b[1] = (uint8_t)(bits >> 8);
+        if constexpr (q8) {
+            for (int i = 0; i < 32; i++) {
+                float r = roundf(xb[i] * id); // half away from zero
+                b[2 + i] = (uint8_t)(int8_t)(finite ? (int)fminf(fmaxf(r, -127.0f), 127.0f) : 0);
+            }
+        } else {
+            for (int i = 0; i < 16; i++) {
+                uint32_t level[2];
+                for (int k = 0; k < 2; k++) {
+                    float v = xb[i + 16 * k] * id + 8.5f;
+                    level[k] = !finite || !(v >= 0.0f) ? 0u : v >= 15.0f ? 15u : (uint32_t)v;
+                }
+                b[2 + i] = (uint8_t)(level[0] | (level[1] << 4));
+            }
+        }
+    }
+}
+
+constexpr int ATT_THREADS = 64, ATT_DIMS = TND_CUDA_MAX_HEAD_DIM / ATT_THREADS;
+
+// Flash-style paged attention: one block per (query head, token). The context is walked in tiles of ATT_THREADS
+// positions; each thread scores one position of the tile, the block keeps a running maximum and sum of the softmax
+// (rescaling what it has summed when the maximum grows), and each thread accumulates up to ATT_DIMS of the head's
+// dimensions of the weighted V rows.
+template <tnd_type K, tnd_type V>
+__global__ void attention_kernel(const float *q, int q_stride, float *out, int o_stride, int n_head, int n_head_kv,
+                                 int head_dim, const uint8_t *k_pool, const uint8_t *v_pool, size_t k_row_bytes,
+                                 size_t v_row_bytes, int block_size, float scale, const uint32_t *meta, int n_step) {
+    __shared__ float qs[TND_CUDA_MAX_HEAD_DIM];
+    __shared__ float weights[ATT_THREADS];
+    __shared__ uint32_t slots[ATT_THREADS];
+    int h = blockIdx.x, t = blockIdx.y, tid = threadIdx.x;
+    int hk = h / (n_head / n_head_kv), kb = hk * head_dim;
+    uint32_t n_ctx = meta[2 * n_step + t];
+    const float *qh = q + (size_t)t * q_stride + (size_t)h * head_dim;
+    for (int i = tid; i < head_dim; i += ATT_THREADS) qs[i] = qh[i] * scale;
+    __syncthreads();
+    float m = -INFINITY, sum = 0.0f, acc[ATT_DIMS];
+#pragma unroll
+    for (int j = 0; j < ATT_DIMS; j++) acc[j] = 0.0f;
+    for (uint32_t p0 = 0; p0 < n_ctx; p0 += ATT_THREADS) {
+        uint32_t pos = p0 + tid;
+        float s = -INFINITY;
+        if (pos < n_ctx) {
+            uint32_t slot = step_slot_of(meta, n_step, t, pos, block_size);
+            slots[tid] = slot;
+            const uint8_t *krow = k_pool + (size_t)slot * k_row_bytes;
+            s = 0.0f;
+            for (int i = 0; i < head_dim; i++) s += qs[i] * kv_at<K>(krow, kb + i);
+        }
+        float m_new = fmaxf(m, block_reduce<true>(s)); // finite: the tile has at least one position
+        float e = pos < n_ctx ? expf(s - m_new) : 0.0f, correction = expf(m - m_new);
+        weights[tid] = e;
+        sum = sum * correction + block_reduce<false>(e); // its barriers also publish weights[] and slots[]
+        int n = (int)min((uint32_t)ATT_THREADS, n_ctx - p0);
+#pragma unroll
+        for (int j = 0; j < ATT_DIMS; j++) {
+            int dim = tid + j * ATT_THREADS;
+            if (dim >= head_dim) break;
+            float a = acc[j] * correction;
+            for (int i = 0; i < n; i++) a += weights[i] * kv_at<V>(v_pool + (size_t)slots[i] * v_row_bytes, kb + dim);
+            acc[j] = a;
+        }
+        m = m_new;
+        __syncthreads(); // weights[] and slots[] are rewritten by the next tile
+    }
+    float *oh = out + (size_t)t * o_stride + (size_t)h * head_dim;
+#pragma unroll
+    for (int j = 0; j < ATT_DIMS; j++) {
+        int dim = tid + j * ATT_THREADS;
+        if (dim < head_dim) oh[dim] = acc[j] / sum;
+    }
+}
+
+// One thread per token: the n_used largest logits (ties to the lower index, in descending order), weighed by their
+// softmax over all experts, or over the chosen ones where `normalize`.
+__global__ void moe_route_kernel(const float *logits, int l_stride, int n_tokens, int n_experts, int n_used,
+                                 bool normalize, int32_t *ids, int ids_stride, float *weights, int w_stride) {
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n_tokens) return;
+    const float *l = logits + (size_t)t * l_stride;
+    int chosen[TND_CUDA_MAX_USED];
+    for (int j = 0; j < n_used; j++) {
+        int best = -1;
+        for (int e = 0; e < n_experts; e++) {
+            bool taken = false;
+            for (int i = 0; i < j; i++) taken = taken || chosen[i] == e;
+            if (!taken && (best < 0 || l[e] > l[best])) best = e;
+        }
+        chosen[j] = best;
+    }
+    float m = l[chosen[0]], all = 0.0f, picked = 0.0f;
+    for (int e = 0; e < n_experts; e++) all += expf(l[e] - m);
+    for (int j = 0; j < n_used; j++) picked += expf(l[chosen[j]] - m);
+    float denominator = normalize ? picked : all;
+    for (int j = 0; j < n_used; j++) {
+        ids[(size_t)t * ids_stride + j] = chosen[j];
+        weights[(size_t)t * w_stride + j] = expf(l[chosen[j]] - m) / denominator;
+    }
+}
+
+__global__ void moe_combine_kernel(const float *experts, int e_stride, const float *weights, int w_stride, int n_used,
+                                   float *y, int y_stride, int width) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
+    if (i >= width) return;
+    float acc = 0.0f;
+    for (int j = 0; j < n_used; j++)
+        acc += weights[(size_t)t * w_stride + j] * experts[((size_t)t * n_used + j) * e_stride + i];
+    y[(size_t)t * y_stride + i] += acc;
+}
+
+unsigned div_up(long long a, int b) { return (unsigned)((a + b - 1) / b); }
+
+// Calls f with the weight type as a template argument (an integral constant); false for a type without kernels.
+template <typename F> bool with_weight_type(tnd_type t, F f) {
+#define TYPE_CASE(T)                                                                                                   \
+    case T: f(std::integral_constant<tnd_type, T>()); return true;
+    switch (t) {
+        TYPE_CASE(TND_TYPE_F32) TYPE_CASE(TND_TYPE_F16) TYPE_CASE(TND_TYPE_BF16) TYPE_CASE(TND_TYPE_Q4_0)
+        TYPE_CASE(TND_TYPE_Q4_1) TYPE_CASE(TND_TYPE_Q5_0) TYPE_CASE(TND_TYPE_Q5_1) TYPE_CASE(TND_TYPE_Q8_0)
+        TYPE_CASE(TND_TYPE_Q2_K) TYPE_CASE(TND_TYPE_Q3_K) TYPE_CASE(TND_TYPE_Q4_K) TYPE_CASE(TND_TYPE_Q5_K)
+        TYPE_CASE(TND_TYPE_Q6_K)
+    default: return false;
+    }
+}
+
+// The same for the KV cache types.
+template <typename F> bool with_kv_type(tnd_type t, F f) {
+    switch (t) {
+        TYPE_CASE(TND_TYPE_F32) TYPE_CASE(TND_TYPE_F16) TYPE_CASE(TND_TYPE_Q8_0) TYPE_CASE(TND_TYPE_Q4_0)
+    default: return false;
+    }
+#undef TYPE_CASE
+}
+
+} // namespace
+
+// ---------------------------------------------------------------------------------------------------------------
+// Launchers
+// ---------------------------------------------------------------------------------------------------------------
+
+extern "C" bool tnd_cuda_weight_type(tnd_type t) {
+    return with_weight_type(t, [](auto) {});
+}
+
+extern "C" bool tnd_cuda_kv_type(tnd_type t, int32_t head_dim) {
+    bool blocks = t == TND_TYPE_Q8_0 || t == TND_TYPE_Q4_0;
+    return with_kv_type(t, [](auto) {}) && head_dim % 2 == 0 && (!blocks || head_dim % 32 == 0);
+}
+
+extern "C" cudaError_t tnd_cuda_matmul(cudaStream_t s, tnd_type type, const uint8_t *w, size_t row_bytes,
+                                       int32_t n_cols, int32_t n_rows, const float *x, int32_t x_stride, float *y,
+                                       int32_t y_stride, int32_t n_tokens) {
+    dim3 grid(div_up(n_rows, MM_ROWS), div_up(n_tokens, MM_TOKENS)), block(32, MM_ROWS);
+    if (!with_weight_type(type, [&](auto T) {
+            matmul_kernel<decltype(T)::value>
+                <<<grid, block, 0, s>>>(w, row_bytes, n_cols, n_rows, x, x_stride, y, y_stride, n_tokens);
+        }))
+        return cudaErrorInvalidValue;
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t tnd_cuda_matmul_experts(cudaStream_t s, tnd_type type, const uint8_t *w, size_t row_bytes,
+                                               int32_t n_cols, int32_t rows_per_expert, int32_t n_pairs,
+                                               int32_t n_used, bool per_slot, const float *x, int32_t x_stride,
+                                               const int32_t *ids, int32_t ids_stride, float *y, int32_t y_stride) {
+    dim3 grid((unsigned)n_pairs, div_up(rows_per_expert, MM_ROWS)), block(32, MM_ROWS);
+    if (!with_weight_type(type, [&](auto T) {
+            matmul_experts_kernel<decltype(T)::value><<<grid, block, 0, s>>>(
+                w, row_bytes, n_cols, rows_per_expert, n_used, per_slot, x, x_stride, ids, ids_stride, y, y_stride);
+        }))
+        return cudaErrorInvalidValue;
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t tnd_cuda_rms_norm(cudaStream_t s, const float *x, int32_t x_stride, const float *gamma,
+                                         float *y, int32_t y_stride, int32_t n_cols, int32_t n_rows, float eps) {
+    rms_norm_kernel<<<n_rows, NORM_THREADS, 0, s>>>(x, x_stride, gamma, y, y_stride, n_cols, eps);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t tnd_cuda_elementwise(cudaStream_t s, int op, const float *a, int32_t a_stride, const float *b,
+                                            int32_t b_stride, float *o, int32_t o_stride, int32_t n_cols,
+                                            int32_t n_rows) {
+    elementwise_kernel<<<dim3(div_up(n_cols, 256), n_rows), 256, 0, s>>>(op, a, a_stride, b, b_stride, o, o_stride,
+                                                                         n_cols);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t tnd_cuda_rope(cudaStream_t s, float *x, int32_t x_stride, int32_t n_heads, int32_t head_dim,
+                                     int32_t n_rot, bool neox, const float *factors, float base, float scale,
+                                     const uint32_t *meta, int32_t n_step) {
+    rope_kernel<<<dim3(div_up(n_rot / 2, 64), n_heads, n_step), 64, 0, s>>>(x, x_stride, n_heads, head_dim, n_rot,
+                                                                            neox, factors, base, scale, meta);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t tnd_cuda_kv_store(cudaStream_t s, tnd_type type, const float *src, int32_t src_stride,
+                                         int32_t width, uint8_t *pool, size_t row_bytes, const uint32_t *meta,
+                                         int32_t n_step) {
+    int units = type == TND_TYPE_Q8_0 || type == TND_TYPE_Q4_0 ? width / 32 : width;
+    dim3 grid(div_up(units, 64), n_step);
+    if (!with_kv_type(type, [&](auto T) {
+            kv_store_kernel<decltype(T)::value><<<grid, 64, 0, s>>>(src, src_stride, width, pool, row_bytes, meta,
+                                                                    n_step);
+        }))
+        return cudaErrorInvalidValue;
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t tnd_cuda_attention(cudaStream_t s, tnd_type k_type, tnd_type v_type, const float *q,
+                                          int32_t q_stride, float *out, int32_t o_stride, int32_t n_head,
+                                          int32_t n_head_kv, int32_t head_dim, const uint8_t *k_pool,
+                                          const uint8_t *v_pool, size_t k_row_bytes, size_t v_row_bytes,
+                                          int32_t block_size, float scale, const uint32_t *meta, int32_t n_step) {
+    dim3 grid(n_head, n_step);
+    bool known = with_kv_type(k_type, [&](auto K) {
+        with_kv_type(v_type, [&](auto V) {
+            attention_kernel<decltype(K)::value, decltype(V)::value><<<grid, ATT_THREADS, 0, s>>>(
+                q, q_stride, out, o_stride, n_head, n_head_kv, head_dim, k_pool, v_pool, k_row_bytes, v_row_bytes,
+                block_size, scale, meta, n_step);
+        });
+    });
+    return known && tnd_cuda_kv_type(v_type, head_dim) ? cudaGetLastError() : cudaErrorInvalidValue;
+}
+
+extern "C" cudaError_t tnd_cuda_moe_route(cudaStream_t s, const float *logits, int32_t l_stride, int32_t n_tokens,
+                                          int32_t n_experts, int32_t n_used, bool normalize, int32_t *ids,
+                                          int32_t ids_stride, float *weights, int32_t w_stride) {
+    if (n_used > TND_CUDA_MAX_USED) return cudaErrorInvalidValue;
+    moe_route_kernel<<<div_up(n_tokens, 64), 64, 0, s>>>(logits, l_stride, n_tokens, n_experts, n_used, normalize,
+                                                         ids, ids_stride, weights, w_stride);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t tnd_cuda_moe_combine(cudaStream_t s, const float *experts, int32_t e_stride,
+                                            const float *weights, int32_t w_stride, int32_t n_used, float *y,
+                                            int32_t y_stride, int32_t width, int32_t n_tokens) {
+    moe_combine_kernel<<<dim3(div_up(width, 64), n_tokens), 64, 0, s>>>(experts, e_stride, weights, w_stride, n_used,
+                                                                        y, y_stride, width);
+    return cudaGetLastError();
+}
