@@ -2,10 +2,11 @@
 # linked statically and finds the driver at run time, so a build with the device still runs where there is no
 # NVIDIA driver or GPU (the device is then absent). TND_CUDA=OFF leaves it out on purpose.
 #
-# TND_CUDA_ARCHITECTURES: the GPUs the kernels are compiled for. The default covers Turing to Blackwell as machine
-# code, plus PTX of the newest for what comes later; a build for one GPU (scripts/gpu_check.sh) passes `native`.
+# TND_CUDA_ARCHITECTURES: the GPUs the kernels are compiled for. The default is machine code for Turing to Blackwell
+# (7.5 to 12.0, the datacenter 10.0 included) and PTX of 12.0 for later GPUs; a build for one GPU passes `native`.
 option(TND_CUDA "Build the CUDA device where nvcc is found" ON)
-set(TND_CUDA_ARCHITECTURES "75-real;80-real;86-real;89-real;90-real;120" CACHE STRING "CUDA architectures of the kernels")
+set(TND_CUDA_ARCHITECTURES "75-real;80-real;86-real;89-real;90-real;100-real;120" CACHE STRING
+    "CUDA architectures of the kernels")
 
 if(TND_CUDA AND NOT CMAKE_CUDA_COMPILER AND NOT DEFINED ENV{CUDACXX} AND EXISTS /usr/local/cuda/bin/nvcc)
   set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)

@@ -35,7 +35,7 @@ typedef struct cuda_device {
     float *rows_host; /* embedding rows decoded on the host */
     size_t rows_cap;
     tnd_status failure; /* the first failure since the last synchronize */
-    char message[256];
+    char message[512]; /* "NAME: WHAT: WHY" */
 } cuda_device;
 
 static cuda_device *dev(tnd_backend *b) { return (cuda_device *)b->impl; }
@@ -68,26 +68,47 @@ static tnd_status status_of(cudaError_t e) {
     }
 }
 
-/* Records the first failure of the step (later ones are consequences); false when e is cudaSuccess. */
-static bool failed(cuda_device *d, cudaError_t e, const char *what, ...) TND_PRINTF(3, 4);
-static bool failed(cuda_device *d, cudaError_t e, const char *what, ...) {
+/* Records the first failure of the step (later ones are consequences) as `st`: what failed, and why. */
+static void record(cuda_device *d, tnd_status st, const char *what, const char *why) {
+    if (d->failure) return;
+    d->failure = st;
+    snprintf(d->message, sizeof d->message, "%s: %s%s", d->base.name, what, why);
+}
+
+/* Records a CUDA error e (and clears it from the runtime's last error, so that the next launch does not report it
+ * again); false when e is cudaSuccess. */
+static bool failed(cuda_device *d, cudaError_t e, const char *fmt, ...) TND_PRINTF(3, 4);
+static bool failed(cuda_device *d, cudaError_t e, const char *fmt, ...) {
     if (e == cudaSuccess) return false;
-    if (!d->failure) {
-        char op[160];
-        va_list ap;
-        va_start(ap, what);
-        vsnprintf(op, sizeof op, what, ap);
-        va_end(ap);
-        d->failure = status_of(e);
-        snprintf(d->message, sizeof d->message, "%s: %s: %s (%s)", d->base.name, op, cudaGetErrorString(e),
-                 cudaGetErrorName(e));
-    }
+    cudaGetLastError();
+    char what[160], why[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    snprintf(why, sizeof why, ": %s (%s)", cudaGetErrorString(e), cudaGetErrorName(e));
+    record(d, status_of(e), what, why);
     return true;
+}
+
+/* Records an op this device cannot run (checked before anything is launched). */
+static void unsupported(cuda_device *d, const char *fmt, ...) TND_PRINTF(2, 3);
+static void unsupported(cuda_device *d, const char *fmt, ...) {
+    char what[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    record(d, TND_ERR_UNSUPPORTED, what, "");
 }
 
 /* Makes the device current for the calling thread (the runtime keeps one per thread; a context may move between
  * threads, as a server's does). */
-static bool use(cuda_device *d) { return !failed(d, cudaSetDevice(d->index), "select the GPU"); }
+static bool select_device(cuda_device *d) { return !failed(d, cudaSetDevice(d->index), "select the GPU"); }
+
+/* Whether an op may be enqueued: not after a failure of the step (its inputs, the step's metadata, may be missing),
+ * with the device selected. */
+static bool ready(cuda_device *d) { return !d->failure && select_device(d); }
 
 /* A view's device address and its row stride in floats. */
 static void *at(const tnd_tensor *t) { return t->buf->ptr + t->offset; }
@@ -114,7 +135,8 @@ static bool cuda_supports(tnd_backend *b, const tnd_op_query *q) {
 static void cuda_memory(tnd_backend *b, uint64_t *total, uint64_t *available) {
     cuda_device *d = dev(b);
     size_t free_bytes = 0, total_bytes = 0;
-    if (use(d) && cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) cudaGetLastError();
+    if (cudaSetDevice(d->index) != cudaSuccess || cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess)
+        cudaGetLastError();
     *total = total_bytes;
     *available = free_bytes;
 }
@@ -137,7 +159,8 @@ static tnd_buffer *cuda_alloc(tnd_backend *b, size_t bytes) {
     if (!buf) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: out of host memory", b->name), NULL;
     buf->ptr = NULL;
     buf->size = bytes;
-    cudaError_t e = use(d) ? cudaMalloc((void **)&buf->ptr, bytes ? bytes : 1) : cudaErrorInvalidDevice;
+    cudaError_t e = cudaSetDevice(d->index);
+    if (e == cudaSuccess) e = cudaMalloc((void **)&buf->ptr, bytes ? bytes : 1);
     if (e == cudaSuccess) e = cudaMemsetAsync(buf->ptr, 0, bytes, d->stream);
     if (e != cudaSuccess) {
         cudaGetLastError(); /* an allocation failure is not sticky: the device goes on */
@@ -153,7 +176,8 @@ static tnd_buffer *cuda_alloc(tnd_backend *b, size_t bytes) {
 static void cuda_free(tnd_backend *b, tnd_buffer *buf) {
     cuda_device *d = dev(b);
     if (!buf) return;
-    if (use(d)) cudaFree(buf->ptr); /* (waits for the work that may still use it) */
+    cudaSetDevice(d->index);
+    if (cudaFree(buf->ptr) != cudaSuccess) cudaGetLastError(); /* (cudaFree waits for the work that may use it) */
     tnd_free(&d->allocator, buf);
 }
 
@@ -161,14 +185,14 @@ static void cuda_free(tnd_backend *b, tnd_buffer *buf) {
  * reuse it at once. */
 static void cuda_write(tnd_backend *b, tnd_buffer *dst, size_t offset, const void *host_src, size_t bytes) {
     cuda_device *d = dev(b);
-    if (use(d))
+    if (ready(d))
         failed(d, cudaMemcpyAsync(dst->ptr + offset, host_src, bytes, cudaMemcpyHostToDevice, d->stream),
                "copy %zu bytes to the GPU", bytes);
 }
 
 static void cuda_read(tnd_backend *b, void *host_dst, const tnd_buffer *src, size_t offset, size_t bytes) {
     cuda_device *d = dev(b);
-    if (use(d) &&
+    if (ready(d) &&
         !failed(d, cudaMemcpyAsync(host_dst, src->ptr + offset, bytes, cudaMemcpyDeviceToHost, d->stream),
                 "copy %zu bytes from the GPU", bytes))
         failed(d, cudaStreamSynchronize(d->stream), "wait for a copy from the GPU");
@@ -187,8 +211,11 @@ static tnd_status cuda_prepare_weight(tnd_backend *b, const tnd_weight *host, tn
     size_t bytes = host->row_bytes * (size_t)host->n_rows;
     tnd_buffer *buf = cuda_alloc(b, bytes);
     if (!buf) return TND_ERR_OUT_OF_MEMORY; /* the message is alloc's */
-    cudaError_t e = cudaMemcpy(buf->ptr, host->data, bytes, cudaMemcpyHostToDevice);
+    /* on the device's stream, after the zeroing alloc queued there, and finished before the host's pages may go */
+    cudaError_t e = cudaMemcpyAsync(buf->ptr, host->data, bytes, cudaMemcpyHostToDevice, d->stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(d->stream);
     if (e != cudaSuccess) {
+        cudaGetLastError();
         cuda_free(b, buf);
         return tnd_fail(status_of(e), "%s: cannot upload a weight (%s)", b->name, cudaGetErrorString(e));
     }
@@ -196,7 +223,6 @@ static tnd_status cuda_prepare_weight(tnd_backend *b, const tnd_weight *host, tn
     out->data = NULL;
     out->buf = buf;
     out->row_group = 0;
-    (void)d;
     return TND_OK;
 }
 
@@ -225,30 +251,33 @@ static bool host_room(cuda_device *d, void **p, size_t *cap, size_t need, size_t
  * Steps
  * ---------------------------------------------------------------------------------------------------------- */
 
+/* A step whose metadata cannot reach the device records the failure, and its ops are then not launched (ready()):
+ * none runs on a previous step's metadata. */
 static void cuda_begin_step(tnd_backend *b, const tnd_step *step) {
     cuda_device *d = dev(b);
     size_t words = tnd_step_flat_words(step);
-    d->n_step = (int32_t)step->n_tokens;
-    d->block_size = step->block_size;
-    if (!use(d) || !host_room(d, (void **)&d->meta_host, &d->meta_host_cap, words, sizeof(uint32_t))) return;
+    if (!ready(d) || !host_room(d, (void **)&d->meta_host, &d->meta_host_cap, words, sizeof(uint32_t))) return;
     tnd_step_flatten(step, d->meta_host, (uint32_t)(4 * step->n_tokens)); /* table offsets: word indices into meta */
-    if (d->meta_cap < words) {
+    if (d->meta_cap < words) { /* the new room first: where it cannot be had, the old stays */
+        uint32_t *grown = NULL;
+        if (failed(d, cudaMalloc((void **)&grown, 2 * words * sizeof(uint32_t)), "room for a step's metadata")) return;
         if (d->meta) cudaFree(d->meta); /* (waits for the steps that read it) */
-        d->meta = NULL;
-        d->meta_cap = 0;
-        if (failed(d, cudaMalloc((void **)&d->meta, 2 * words * sizeof(uint32_t)), "room for a step's metadata")) {
-            cudaGetLastError();
-            return;
-        }
+        d->meta = grown;
         d->meta_cap = 2 * words;
     }
-    failed(d, cudaMemcpyAsync(d->meta, d->meta_host, words * sizeof(uint32_t), cudaMemcpyHostToDevice, d->stream),
-           "copy a step's metadata");
+    if (failed(d, cudaMemcpyAsync(d->meta, d->meta_host, words * sizeof(uint32_t), cudaMemcpyHostToDevice, d->stream),
+               "copy a step's metadata"))
+        return;
+    d->n_step = (int32_t)step->n_tokens;
+    d->block_size = step->block_size;
 }
 
 static tnd_status cuda_synchronize(tnd_backend *b) {
     cuda_device *d = dev(b);
-    if (use(d)) failed(d, cudaStreamSynchronize(d->stream), "run the step");
+    if (cudaSetDevice(d->index) == cudaSuccess) /* wait even after a failure: no kernel may outlive the step */
+        failed(d, cudaStreamSynchronize(d->stream), "run the step");
+    else
+        failed(d, cudaGetLastError(), "select the GPU");
     tnd_status st = d->failure;
     d->failure = TND_OK;
     return st ? tnd_fail(st, "%s", d->message) : TND_OK;
@@ -261,7 +290,7 @@ static tnd_status cuda_synchronize(tnd_backend *b) {
 static void cuda_embed(tnd_backend *b, const tnd_weight *table, const int32_t *ids, const tnd_tensor *out) {
     cuda_device *d = dev(b);
     size_t row = sizeof(float) * (size_t)table->n_cols, n = (size_t)out->ne1;
-    if (!use(d) || !host_room(d, (void **)&d->rows_host, &d->rows_cap, n * (size_t)table->n_cols, sizeof(float)))
+    if (!ready(d) || !host_room(d, (void **)&d->rows_host, &d->rows_cap, n * (size_t)table->n_cols, sizeof(float)))
         return;
     tnd_to_float_fn to_float = tnd_type_traits_of(table->type)->to_float;
     for (size_t i = 0; i < n; i++)
@@ -273,7 +302,7 @@ static void cuda_embed(tnd_backend *b, const tnd_weight *table, const int32_t *i
 
 static void cuda_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y) {
     cuda_device *d = dev(b);
-    if (use(d))
+    if (ready(d))
         failed(d,
                tnd_cuda_matmul(d->stream, w->type, w->buf->ptr, w->row_bytes, (int32_t)w->n_cols, (int32_t)w->n_rows,
                                at(x), stride_of(x), at(y), stride_of(y), (int32_t)x->ne1),
@@ -288,7 +317,7 @@ static void cuda_matmul_many(tnd_backend *b, int n, const tnd_weight *const *w, 
 static void cuda_rms_norm(tnd_backend *b, const tnd_tensor *x, const tnd_tensor *gamma, const tnd_tensor *y,
                           float eps) {
     cuda_device *d = dev(b);
-    if (use(d))
+    if (ready(d))
         failed(d,
                tnd_cuda_rms_norm(d->stream, at(x), stride_of(x), at(gamma), at(y), stride_of(y), (int32_t)x->ne0,
                                  (int32_t)x->ne1, eps),
@@ -299,7 +328,7 @@ static void cuda_rms_norm(tnd_backend *b, const tnd_tensor *x, const tnd_tensor 
 static void elementwise(tnd_backend *b, int op, const tnd_tensor *a, const tnd_tensor *bv, int32_t b_stride,
                         const tnd_tensor *out) {
     cuda_device *d = dev(b);
-    if (use(d))
+    if (ready(d))
         failed(d,
                tnd_cuda_elementwise(d->stream, op, at(a), stride_of(a), at(bv), b_stride, at(out), stride_of(out),
                                     (int32_t)out->ne0, (int32_t)out->ne1),
@@ -329,28 +358,28 @@ static void cuda_sigmoid_scale(tnd_backend *b, const tnd_tensor *y, const tnd_te
 static void cuda_rope(tnd_backend *b, const tnd_tensor *x, int32_t n_heads, const tnd_rope *rope) {
     cuda_device *d = dev(b);
     const float *factors = rope->freq_factors.buf ? at(&rope->freq_factors) : NULL;
-    if (use(d))
+    if (ready(d))
         failed(d,
-               tnd_cuda_rope(d->stream, at(x), stride_of(x), n_heads, rope->head_dim, rope->n_rot,
-                             rope->mode == TND_ROPE_NEOX, factors, rope->base, rope->scale, d->meta, d->n_step),
+               tnd_cuda_rope(d->stream, at(x), stride_of(x), (int32_t)x->ne1, n_heads, rope->head_dim, rope->n_rot,
+                             rope->mode == TND_ROPE_NEOX, factors, rope->base, rope->scale, d->meta),
                "rope");
 }
 
 static void cuda_kv_store(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool, tnd_type k_type, tnd_type v_type,
                           const tnd_tensor *k, const tnd_tensor *v, int32_t head_dim) {
     cuda_device *d = dev(b);
-    if (!use(d)) return;
+    if (!ready(d)) return;
     if (!tnd_cuda_kv_type(k_type, head_dim) || !tnd_cuda_kv_type(v_type, head_dim)) {
-        failed(d, cudaErrorInvalidValue, "kv_store: K %s / V %s with heads of %d", tnd_type_name(k_type),
-               tnd_type_name(v_type), head_dim);
+        unsupported(d, "kv_store: K %s / V %s with heads of %d", tnd_type_name(k_type), tnd_type_name(v_type),
+                    head_dim);
         return;
     }
     failed(d,
-           tnd_cuda_kv_store(d->stream, k_type, at(k), stride_of(k), (int32_t)k->ne0, k_pool->ptr,
+           tnd_cuda_kv_store(d->stream, k_type, at(k), stride_of(k), (int32_t)k->ne0, (int32_t)k->ne1, k_pool->ptr,
                              tnd_row_size(k_type, k->ne0), d->meta, d->n_step),
            "kv_store of K");
     failed(d,
-           tnd_cuda_kv_store(d->stream, v_type, at(v), stride_of(v), (int32_t)v->ne0, v_pool->ptr,
+           tnd_cuda_kv_store(d->stream, v_type, at(v), stride_of(v), (int32_t)v->ne0, (int32_t)v->ne1, v_pool->ptr,
                              tnd_row_size(v_type, v->ne0), d->meta, d->n_step),
            "kv_store of V");
 }
@@ -358,7 +387,7 @@ static void cuda_kv_store(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool
 static void cuda_kv_copy_blocks(tnd_backend *b, tnd_buffer *pool, size_t block_bytes, const int32_t *src,
                                 const int32_t *dst, int32_t n) {
     cuda_device *d = dev(b);
-    for (int32_t i = 0; i < n && use(d); i++)
+    for (int32_t i = 0; i < n && ready(d); i++)
         if (failed(d,
                    cudaMemcpyAsync(pool->ptr + (size_t)dst[i] * block_bytes, pool->ptr + (size_t)src[i] * block_bytes,
                                    block_bytes, cudaMemcpyDeviceToDevice, d->stream),
@@ -369,30 +398,38 @@ static void cuda_kv_copy_blocks(tnd_backend *b, tnd_buffer *pool, size_t block_b
 static void cuda_attention(tnd_backend *b, const tnd_attention_args *a) {
     cuda_device *d = dev(b);
     int64_t width = (int64_t)a->n_head_kv * a->head_dim;
-    if (use(d))
-        failed(d,
+    if (!ready(d)) return;
+    if (!tnd_cuda_kv_type(a->k_type, a->head_dim) || !tnd_cuda_kv_type(a->v_type, a->head_dim) ||
+        a->head_dim > TND_CUDA_MAX_HEAD_DIM || a->n_head_kv <= 0 || a->n_head % a->n_head_kv) {
+        unsupported(d, "attention: K %s / V %s, %d heads over %d, head_dim %d", tnd_type_name(a->k_type),
+                    tnd_type_name(a->v_type), a->n_head, a->n_head_kv, a->head_dim);
+        return;
+    }
+    failed(d,
                tnd_cuda_attention(d->stream, a->k_type, a->v_type, at(&a->q), stride_of(&a->q), at(&a->out),
-                                  stride_of(&a->out), a->n_head, a->n_head_kv, a->head_dim, a->k_pool->ptr,
-                                  a->v_pool->ptr, tnd_row_size(a->k_type, width), tnd_row_size(a->v_type, width),
-                                  d->block_size, a->scale, d->meta, d->n_step),
+                                  stride_of(&a->out), (int32_t)a->q.ne1, a->n_head, a->n_head_kv, a->head_dim,
+                                  a->k_pool->ptr, a->v_pool->ptr, tnd_row_size(a->k_type, width),
+                                  tnd_row_size(a->v_type, width), d->block_size, a->scale, d->meta, d->n_step),
                "attention: K %s / V %s, head_dim %d", tnd_type_name(a->k_type), tnd_type_name(a->v_type),
                a->head_dim);
 }
 
 static void cuda_moe_route(tnd_backend *b, const tnd_moe_route_args *a) {
     cuda_device *d = dev(b);
-    if (use(d))
+    if (ready(d) && a->n_used > TND_CUDA_MAX_USED)
+        unsupported(d, "moe_route of %d experts per token (the device takes up to %d)", a->n_used, TND_CUDA_MAX_USED);
+    else if (ready(d))
         failed(d,
                tnd_cuda_moe_route(d->stream, at(&a->logits), stride_of(&a->logits), (int32_t)a->logits.ne1,
                                   (int32_t)a->logits.ne0, a->n_used, a->normalize, at(&a->ids), stride_of(&a->ids),
                                   at(&a->weights), stride_of(&a->weights)),
-               "moe_route of %d experts per token (the device takes up to %d)", a->n_used, TND_CUDA_MAX_USED);
+               "moe_route");
 }
 
 static void cuda_matmul_experts(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
                                 const tnd_tensor *ids, const tnd_tensor *const *y) {
     cuda_device *d = dev(b);
-    for (int i = 0; i < n && use(d); i++) {
+    for (int i = 0; i < n && ready(d); i++) {
         int32_t rows = (int32_t)(w[i]->n_rows / w[i]->n_experts), pairs = (int32_t)y[i]->ne1;
         bool per_slot = x->ne1 == (int64_t)pairs && ids->ne0 > 1;
         if (failed(d,
@@ -407,7 +444,7 @@ static void cuda_matmul_experts(tnd_backend *b, int n, const tnd_weight *const *
 static void cuda_moe_combine(tnd_backend *b, const tnd_tensor *experts, const tnd_tensor *weights,
                              const tnd_tensor *y) {
     cuda_device *d = dev(b);
-    if (use(d))
+    if (ready(d))
         failed(d,
                tnd_cuda_moe_combine(d->stream, at(experts), stride_of(experts), at(weights), stride_of(weights),
                                     (int32_t)weights->ne0, at(y), stride_of(y), (int32_t)y->ne0, (int32_t)y->ne1),
@@ -449,10 +486,12 @@ static double cuda_measure_bandwidth(tnd_backend *b) {
 static void cuda_destroy(tnd_backend *b) {
     if (!b) return;
     cuda_device *d = dev(b);
-    if (d->stream && cudaSetDevice(d->index) == cudaSuccess) {
+    if (d->stream) {
+        cudaSetDevice(d->index);
         cudaStreamSynchronize(d->stream);
         if (d->meta) cudaFree(d->meta);
         cudaStreamDestroy(d->stream);
+        cudaGetLastError();
     }
     tnd_free(&d->allocator, d->meta_host);
     tnd_free(&d->allocator, d->rows_host);

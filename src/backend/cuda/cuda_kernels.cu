@@ -182,15 +182,11 @@ __device__ __forceinline__ uint32_t step_slot_of(const uint32_t *meta, int n_ste
 
 constexpr int MM_ROWS = 4, MM_TOKENS = 8; // a block: a warp per row, MM_ROWS rows; a block of tokens per grid row
 
-// y[t][r] = w[r] . x[t]: each lane takes the row's chunks lane, lane + 32, ..., decodes each once for the block's
-// tokens; the lanes' sums meet by shuffles in a fixed order.
+// Row `row` (at r) times up to MM_TOKENS tokens of x into y: each lane takes the row's chunks lane, lane + 32, ...,
+// decodes each once for the tokens; the lanes' sums meet by shuffles in a fixed order.
 template <tnd_type T>
-__global__ void matmul_kernel(const uint8_t *w, size_t row_bytes, int n_cols, int n_rows, const float *x, int x_stride,
-                              float *y, int y_stride, int n_tokens) {
-    int row = blockIdx.x * MM_ROWS + threadIdx.y, lane = threadIdx.x;
-    int t0 = blockIdx.y * MM_TOKENS, nt = min(MM_TOKENS, n_tokens - t0);
-    if (row >= n_rows) return; // the whole warp leaves; nothing below waits for the block
-    const uint8_t *r = w + (size_t)row * row_bytes;
+__device__ void matmul_tokens(const uint8_t *r, int n_cols, int row, const float *x, int x_stride, float *y,
+                              int y_stride, int nt, int lane) {
     float acc[MM_TOKENS];
 #pragma unroll
     for (int t = 0; t < MM_TOKENS; t++) acc[t] = 0.0f;
@@ -202,7 +198,7 @@ __global__ void matmul_kernel(const uint8_t *w, size_t row_bytes, int n_cols, in
 #pragma unroll
         for (int t = 0; t < MM_TOKENS; t++) {
             if (t >= nt) break;
-            const float *xr = x + (size_t)(t0 + t) * x_stride + 32 * c;
+            const float *xr = x + (size_t)t * x_stride + 32 * c;
             float s = 0.0f;
             if (n == 32) {
 #pragma unroll
@@ -216,16 +212,27 @@ __global__ void matmul_kernel(const uint8_t *w, size_t row_bytes, int n_cols, in
 #pragma unroll
     for (int t = 0; t < MM_TOKENS; t++) acc[t] = warp_sum(acc[t]);
     if (lane == 0)
-        for (int t = 0; t < nt; t++) y[(size_t)(t0 + t) * y_stride + row] = acc[t];
+        for (int t = 0; t < nt; t++) y[(size_t)t * y_stride + row] = acc[t];
 }
 
-// One warp per (pair, expert row): pair q = (token t, slot j) uses expert ids[t][j].
+// y[t][r] = w[r] . x[t]: a warp per row, MM_ROWS rows per block, blocks of MM_TOKENS tokens over the grid's y (in
+// turn where there are more than it holds).
 template <tnd_type T>
-__global__ void matmul_experts_kernel(const uint8_t *w, size_t row_bytes, int n_cols, int rows_per_expert, int n_used,
-                                      bool per_slot, const float *x, int x_stride, const int32_t *ids, int ids_stride,
-                                      float *y, int y_stride) {
-    int q = blockIdx.x, r = blockIdx.y * MM_ROWS + threadIdx.y, lane = threadIdx.x;
-    if (r >= rows_per_expert) return;
+__global__ void matmul_kernel(const uint8_t *w, size_t row_bytes, int n_cols, int n_rows, const float *x, int x_stride,
+                              float *y, int y_stride, int n_tokens) {
+    int row = blockIdx.x * MM_ROWS + threadIdx.y, lane = threadIdx.x;
+    if (row >= n_rows) return; // the whole warp leaves; nothing below waits for the block
+    const uint8_t *r = w + (size_t)row * row_bytes;
+    for (int t0 = blockIdx.y * MM_TOKENS; t0 < n_tokens; t0 += gridDim.y * MM_TOKENS)
+        matmul_tokens<T>(r, n_cols, row, x + (size_t)t0 * x_stride, x_stride, y + (size_t)t0 * y_stride, y_stride,
+                         min(MM_TOKENS, n_tokens - t0), lane);
+}
+
+// Row r of pair q's expert times the pair's input.
+template <tnd_type T>
+__device__ void expert_row(const uint8_t *w, size_t row_bytes, int n_cols, int rows_per_expert, int n_used,
+                           bool per_slot, const float *x, int x_stride, const int32_t *ids, int ids_stride, float *y,
+                           int y_stride, int q, int r, int lane) {
     int t = q / n_used, j = q % n_used, expert = ids[(size_t)t * ids_stride + j];
     const uint8_t *row = w + ((size_t)expert * rows_per_expert + r) * row_bytes;
     const float *xr = x + (size_t)(per_slot ? q : t) * x_stride;
@@ -241,6 +248,18 @@ __global__ void matmul_experts_kernel(const uint8_t *w, size_t row_bytes, int n_
     if (lane == 0) y[(size_t)q * y_stride + r] = acc;
 }
 
+// A warp per (pair, expert row), pairs over the grid's x, MM_ROWS rows per block over its y (in turn where there
+// are more than it holds): pair q = (token t, slot j) uses expert ids[t][j].
+template <tnd_type T>
+__global__ void matmul_experts_kernel(const uint8_t *w, size_t row_bytes, int n_cols, int rows_per_expert, int n_used,
+                                      bool per_slot, const float *x, int x_stride, const int32_t *ids, int ids_stride,
+                                      float *y, int y_stride) {
+    int q = blockIdx.x, lane = threadIdx.x;
+    for (int r = blockIdx.y * MM_ROWS + threadIdx.y; r < rows_per_expert; r += gridDim.y * MM_ROWS)
+        expert_row<T>(w, row_bytes, n_cols, rows_per_expert, n_used, per_slot, x, x_stride, ids, ids_stride, y,
+                      y_stride, q, r, lane);
+}
+
 constexpr int NORM_THREADS = 256;
 
 __global__ void rms_norm_kernel(const float *x, int x_stride, const float *g, float *y, int y_stride, int n_cols,
@@ -253,41 +272,44 @@ __global__ void rms_norm_kernel(const float *x, int x_stride, const float *g, fl
     for (int i = threadIdx.x; i < n_cols; i += blockDim.x) yr[i] = xr[i] * scale * g[i];
 }
 
+// Rows over the grid's y, in turn where there are more than it holds (MAX_GRID_YZ); so for the kernels below.
+constexpr int MAX_GRID_YZ = 65535;
+
 __global__ void elementwise_kernel(int op, const float *a, int a_stride, const float *b, int b_stride, float *o,
-                                   int o_stride, int n_cols) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x, r = blockIdx.y;
+                                   int o_stride, int n_cols, int n_rows) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n_cols) return;
-    float av = a[(size_t)r * a_stride + i], bv = b[(size_t)r * b_stride + (op == TND_CUDA_SIGMOID_SCALE ? 0 : i)], z;
-    if (op == TND_CUDA_ADD) z = av + bv;
-    else if (op == TND_CUDA_SWIGLU) z = av / (1.0f + expf(-av)) * bv;
-    else if (op == TND_CUDA_COPY) z = bv;
-    else z = av / (1.0f + expf(-bv)); // sigmoid_scale: one gate per row
-    o[(size_t)r * o_stride + i] = z;
+    for (int r = blockIdx.y; r < n_rows; r += gridDim.y) {
+        float av = a[(size_t)r * a_stride + i], bv = b[(size_t)r * b_stride + (op == TND_CUDA_SIGMOID_SCALE ? 0 : i)];
+        float z;
+        if (op == TND_CUDA_ADD) z = av + bv;
+        else if (op == TND_CUDA_SWIGLU) z = av / (1.0f + expf(-av)) * bv;
+        else if (op == TND_CUDA_COPY) z = bv;
+        else z = av / (1.0f + expf(-bv)); // sigmoid_scale: one gate per row
+        o[(size_t)r * o_stride + i] = z;
+    }
 }
 
-__global__ void rope_kernel(float *x, int x_stride, int n_heads, int head_dim, int n_rot, bool neox,
+__global__ void rope_kernel(float *x, int x_stride, int n_tokens, int n_heads, int head_dim, int n_rot, bool neox,
                             const float *factors, float base, float scale, const uint32_t *meta) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x, h = blockIdx.y, t = blockIdx.z, half_rot = n_rot / 2;
+    int i = blockIdx.x * blockDim.x + threadIdx.x, h = blockIdx.y, half_rot = n_rot / 2;
     if (i >= half_rot || h >= n_heads) return;
-    float theta = (float)meta[t] * scale * exp2f(log2f(base) * (-2.0f * (float)i / (float)n_rot));
-    if (factors) theta /= factors[i];
-    float c, s;
-    sincosf(theta, &s, &c);
-    float *head = x + (size_t)t * x_stride + (size_t)h * head_dim;
-    int i0 = neox ? i : 2 * i, i1 = neox ? i + half_rot : 2 * i + 1;
-    float a = head[i0], b = head[i1];
-    head[i0] = a * c - b * s;
-    head[i1] = a * s + b * c;
+    for (int t = blockIdx.z; t < n_tokens; t += gridDim.z) {
+        float theta = (float)meta[t] * scale * exp2f(log2f(base) * (-2.0f * (float)i / (float)n_rot));
+        if (factors) theta /= factors[i];
+        float c, s;
+        sincosf(theta, &s, &c);
+        float *head = x + (size_t)t * x_stride + (size_t)h * head_dim;
+        int i0 = neox ? i : 2 * i, i1 = neox ? i + half_rot : 2 * i + 1;
+        float a = head[i0], b = head[i1];
+        head[i0] = a * c - b * s;
+        head[i1] = a * s + b * c;
+    }
 }
 
-// One thread per element (F32, F16) or block of 32 (Q8_0, Q4_0, quantized as the CPU quantizes them, so both caches
-// hold the same values; a block with a NaN or infinity gets a NaN scale and zero levels).
+// Element or block j of one row x into a pool row.
 template <tnd_type T>
-__global__ void kv_store_kernel(const float *src, int src_stride, int width, uint8_t *pool, size_t row_bytes,
-                                const uint32_t *meta, int n_step) {
-    int j = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
-    const float *x = src + (size_t)t * src_stride;
-    uint8_t *row = pool + (size_t)meta[n_step + t] * row_bytes;
+__device__ void store_row(const float *x, int j, int width, uint8_t *row) {
     if constexpr (T == TND_TYPE_F32 || T == TND_TYPE_F16) {
         if (j >= width) return;
         if constexpr (T == TND_TYPE_F32) reinterpret_cast<float *>(row)[j] = x[j];
@@ -309,14 +331,14 @@ __global__ void kv_store_kernel(const float *src, int src_stride, int width, uin
         b[0] = (uint8_t)(bits & 0xff), b[1] = (uint8_t)(bits >> 8);
         if constexpr (q8) {
             for (int i = 0; i < 32; i++) {
-                float r = roundf(xb[i] * id); // half away from zero
+                float r = roundf(__fmul_rn(xb[i], id)); // half away from zero
                 b[2 + i] = (uint8_t)(int8_t)(finite ? (int)fminf(fmaxf(r, -127.0f), 127.0f) : 0);
             }
         } else {
             for (int i = 0; i < 16; i++) {
                 uint32_t level[2];
-                for (int k = 0; k < 2; k++) {
-                    float v = xb[i + 16 * k] * id + 8.5f;
+                for (int k = 0; k < 2; k++) { // a multiply, then an add, as the CPU rounds them (no fused FMA)
+                    float v = __fadd_rn(__fmul_rn(xb[i + 16 * k], id), 8.5f);
                     level[k] = !finite || !(v >= 0.0f) ? 0u : v >= 15.0f ? 15u : (uint32_t)v;
                 }
                 b[2 + i] = (uint8_t)(level[0] | (level[1] << 4));
@@ -325,20 +347,32 @@ __global__ void kv_store_kernel(const float *src, int src_stride, int width, uin
     }
 }
 
+// The step's rows of src into the pool at their slots: one thread per element (F32, F16) or block of 32 (Q8_0, Q4_0,
+// quantized as the CPU quantizes them, so both caches hold the same values; a block with a NaN or infinity gets a
+// NaN scale and zero levels).
+template <tnd_type T>
+__global__ void kv_store_kernel(const float *src, int src_stride, int width, int n_tokens, uint8_t *pool,
+                                size_t row_bytes, const uint32_t *meta, int n_step) {
+    int j = blockIdx.x * blockDim.x + threadIdx.x;
+    for (int t = blockIdx.y; t < n_tokens; t += gridDim.y)
+        store_row<T>(src + (size_t)t * src_stride, j, width, pool + (size_t)meta[n_step + t] * row_bytes);
+}
+
 constexpr int ATT_THREADS = 64, ATT_DIMS = TND_CUDA_MAX_HEAD_DIM / ATT_THREADS;
 
-// Flash-style paged attention: one block per (query head, token). The context is walked in tiles of ATT_THREADS
-// positions; each thread scores one position of the tile, the block keeps a running maximum and sum of the softmax
-// (rescaling what it has summed when the maximum grows), and each thread accumulates up to ATT_DIMS of the head's
-// dimensions of the weighted V rows.
+// Query head blockIdx.x of token t over its context: the context is walked in tiles of ATT_THREADS positions; each
+// thread scores one position of the tile, the block keeps a running maximum and sum of the softmax (rescaling what it
+// has summed when the maximum grows), and each thread accumulates up to ATT_DIMS of the head's dimensions of the
+// weighted V rows.
 template <tnd_type K, tnd_type V>
-__global__ void attention_kernel(const float *q, int q_stride, float *out, int o_stride, int n_head, int n_head_kv,
-                                 int head_dim, const uint8_t *k_pool, const uint8_t *v_pool, size_t k_row_bytes,
-                                 size_t v_row_bytes, int block_size, float scale, const uint32_t *meta, int n_step) {
+__device__ void attend(const float *q, int q_stride, float *out, int o_stride, int t, int n_head, int n_head_kv,
+                       int head_dim, const uint8_t *k_pool, const uint8_t *v_pool, size_t k_row_bytes,
+                       size_t v_row_bytes, int block_size, float scale, const uint32_t *meta, int n_step) {
     __shared__ float qs[TND_CUDA_MAX_HEAD_DIM];
     __shared__ float weights[ATT_THREADS];
     __shared__ uint32_t slots[ATT_THREADS];
-    int h = blockIdx.x, t = blockIdx.y, tid = threadIdx.x;
+    int h = blockIdx.x, tid = threadIdx.x;
+    __syncthreads(); // a previous token's reads of qs are over
     int hk = h / (n_head / n_head_kv), kb = hk * head_dim;
     uint32_t n_ctx = meta[2 * n_step + t];
     const float *qh = q + (size_t)t * q_stride + (size_t)h * head_dim;
@@ -381,6 +415,18 @@ __global__ void attention_kernel(const float *q, int q_stride, float *out, int o
     }
 }
 
+// Flash-style paged attention: one block per (query head, token), tokens over the grid's y (in turn where there are
+// more than it holds).
+template <tnd_type K, tnd_type V>
+__global__ void attention_kernel(const float *q, int q_stride, float *out, int o_stride, int n_tokens, int n_head,
+                                 int n_head_kv, int head_dim, const uint8_t *k_pool, const uint8_t *v_pool,
+                                 size_t k_row_bytes, size_t v_row_bytes, int block_size, float scale,
+                                 const uint32_t *meta, int n_step) {
+    for (int t = blockIdx.y; t < n_tokens; t += gridDim.y) // the same t for the whole block: its barriers agree
+        attend<K, V>(q, q_stride, out, o_stride, t, n_head, n_head_kv, head_dim, k_pool, v_pool, k_row_bytes,
+                     v_row_bytes, block_size, scale, meta, n_step);
+}
+
 // One thread per token: the n_used largest logits (ties to the lower index, in descending order), weighed by their
 // softmax over all experts, or over the chosen ones where `normalize`.
 __global__ void moe_route_kernel(const float *logits, int l_stride, int n_tokens, int n_experts, int n_used,
@@ -409,16 +455,21 @@ __global__ void moe_route_kernel(const float *logits, int l_stride, int n_tokens
 }
 
 __global__ void moe_combine_kernel(const float *experts, int e_stride, const float *weights, int w_stride, int n_used,
-                                   float *y, int y_stride, int width) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
+                                   float *y, int y_stride, int width, int n_tokens) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= width) return;
-    float acc = 0.0f;
-    for (int j = 0; j < n_used; j++)
-        acc += weights[(size_t)t * w_stride + j] * experts[((size_t)t * n_used + j) * e_stride + i];
-    y[(size_t)t * y_stride + i] += acc;
+    for (int t = blockIdx.y; t < n_tokens; t += gridDim.y) {
+        float acc = 0.0f;
+        for (int j = 0; j < n_used; j++)
+            acc += weights[(size_t)t * w_stride + j] * experts[((size_t)t * n_used + j) * e_stride + i];
+        y[(size_t)t * y_stride + i] += acc;
+    }
 }
 
 unsigned div_up(long long a, int b) { return (unsigned)((a + b - 1) / b); }
+
+// A grid's y or z extent for n rows, which the kernels take in turn beyond MAX_GRID_YZ.
+unsigned rows_extent(int n) { return (unsigned)min(n, MAX_GRID_YZ); }
 
 // Calls f with the weight type as a template argument (an integral constant); false for a type without kernels.
 template <typename F> bool with_weight_type(tnd_type t, F f) {
@@ -457,10 +508,13 @@ extern "C" bool tnd_cuda_kv_type(tnd_type t, int32_t head_dim) {
     return with_kv_type(t, [](auto) {}) && head_dim % 2 == 0 && (!blocks || head_dim % 32 == 0);
 }
 
+// Every launcher returns at once, launching nothing, for an empty op (CUDA refuses a grid extent of 0).
+
 extern "C" cudaError_t tnd_cuda_matmul(cudaStream_t s, tnd_type type, const uint8_t *w, size_t row_bytes,
                                        int32_t n_cols, int32_t n_rows, const float *x, int32_t x_stride, float *y,
                                        int32_t y_stride, int32_t n_tokens) {
-    dim3 grid(div_up(n_rows, MM_ROWS), div_up(n_tokens, MM_TOKENS)), block(32, MM_ROWS);
+    if (n_rows <= 0 || n_tokens <= 0) return cudaSuccess;
+    dim3 grid(div_up(n_rows, MM_ROWS), rows_extent((int)div_up(n_tokens, MM_TOKENS))), block(32, MM_ROWS);
     if (!with_weight_type(type, [&](auto T) {
             matmul_kernel<decltype(T)::value>
                 <<<grid, block, 0, s>>>(w, row_bytes, n_cols, n_rows, x, x_stride, y, y_stride, n_tokens);
@@ -473,7 +527,8 @@ extern "C" cudaError_t tnd_cuda_matmul_experts(cudaStream_t s, tnd_type type, co
                                                int32_t n_cols, int32_t rows_per_expert, int32_t n_pairs,
                                                int32_t n_used, bool per_slot, const float *x, int32_t x_stride,
                                                const int32_t *ids, int32_t ids_stride, float *y, int32_t y_stride) {
-    dim3 grid((unsigned)n_pairs, div_up(rows_per_expert, MM_ROWS)), block(32, MM_ROWS);
+    if (n_pairs <= 0 || rows_per_expert <= 0) return cudaSuccess;
+    dim3 grid((unsigned)n_pairs, rows_extent((int)div_up(rows_per_expert, MM_ROWS))), block(32, MM_ROWS);
     if (!with_weight_type(type, [&](auto T) {
             matmul_experts_kernel<decltype(T)::value><<<grid, block, 0, s>>>(
                 w, row_bytes, n_cols, rows_per_expert, n_used, per_slot, x, x_stride, ids, ids_stride, y, y_stride);
@@ -484,6 +539,7 @@ extern "C" cudaError_t tnd_cuda_matmul_experts(cudaStream_t s, tnd_type type, co
 
 extern "C" cudaError_t tnd_cuda_rms_norm(cudaStream_t s, const float *x, int32_t x_stride, const float *gamma,
                                          float *y, int32_t y_stride, int32_t n_cols, int32_t n_rows, float eps) {
+    if (n_rows <= 0) return cudaSuccess;
     rms_norm_kernel<<<n_rows, NORM_THREADS, 0, s>>>(x, x_stride, gamma, y, y_stride, n_cols, eps);
     return cudaGetLastError();
 }
@@ -491,52 +547,60 @@ extern "C" cudaError_t tnd_cuda_rms_norm(cudaStream_t s, const float *x, int32_t
 extern "C" cudaError_t tnd_cuda_elementwise(cudaStream_t s, int op, const float *a, int32_t a_stride, const float *b,
                                             int32_t b_stride, float *o, int32_t o_stride, int32_t n_cols,
                                             int32_t n_rows) {
-    elementwise_kernel<<<dim3(div_up(n_cols, 256), n_rows), 256, 0, s>>>(op, a, a_stride, b, b_stride, o, o_stride,
-                                                                         n_cols);
+    if (n_cols <= 0 || n_rows <= 0) return cudaSuccess;
+    elementwise_kernel<<<dim3(div_up(n_cols, 256), rows_extent(n_rows)), 256, 0, s>>>(op, a, a_stride, b, b_stride, o,
+                                                                                       o_stride, n_cols, n_rows);
     return cudaGetLastError();
 }
 
-extern "C" cudaError_t tnd_cuda_rope(cudaStream_t s, float *x, int32_t x_stride, int32_t n_heads, int32_t head_dim,
-                                     int32_t n_rot, bool neox, const float *factors, float base, float scale,
-                                     const uint32_t *meta, int32_t n_step) {
-    rope_kernel<<<dim3(div_up(n_rot / 2, 64), n_heads, n_step), 64, 0, s>>>(x, x_stride, n_heads, head_dim, n_rot,
-                                                                            neox, factors, base, scale, meta);
+extern "C" cudaError_t tnd_cuda_rope(cudaStream_t s, float *x, int32_t x_stride, int32_t n_tokens, int32_t n_heads,
+                                     int32_t head_dim, int32_t n_rot, bool neox, const float *factors, float base,
+                                     float scale, const uint32_t *meta) {
+    if (n_tokens <= 0 || n_heads <= 0 || n_rot < 2) return cudaSuccess;
+    rope_kernel<<<dim3(div_up(n_rot / 2, 64), n_heads, rows_extent(n_tokens)), 64, 0, s>>>(
+        x, x_stride, n_tokens, n_heads, head_dim, n_rot, neox, factors, base, scale, meta);
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t tnd_cuda_kv_store(cudaStream_t s, tnd_type type, const float *src, int32_t src_stride,
-                                         int32_t width, uint8_t *pool, size_t row_bytes, const uint32_t *meta,
-                                         int32_t n_step) {
+                                         int32_t width, int32_t n_tokens, uint8_t *pool, size_t row_bytes,
+                                         const uint32_t *meta, int32_t n_step) {
     int units = type == TND_TYPE_Q8_0 || type == TND_TYPE_Q4_0 ? width / 32 : width;
-    dim3 grid(div_up(units, 64), n_step);
+    if (units <= 0 || n_tokens <= 0) return cudaSuccess;
+    dim3 grid(div_up(units, 64), rows_extent(n_tokens));
     if (!with_kv_type(type, [&](auto T) {
-            kv_store_kernel<decltype(T)::value><<<grid, 64, 0, s>>>(src, src_stride, width, pool, row_bytes, meta,
-                                                                    n_step);
+            kv_store_kernel<decltype(T)::value><<<grid, 64, 0, s>>>(src, src_stride, width, n_tokens, pool, row_bytes,
+                                                                    meta, n_step);
         }))
         return cudaErrorInvalidValue;
     return cudaGetLastError();
 }
 
 extern "C" cudaError_t tnd_cuda_attention(cudaStream_t s, tnd_type k_type, tnd_type v_type, const float *q,
-                                          int32_t q_stride, float *out, int32_t o_stride, int32_t n_head,
-                                          int32_t n_head_kv, int32_t head_dim, const uint8_t *k_pool,
+                                          int32_t q_stride, float *out, int32_t o_stride, int32_t n_tokens,
+                                          int32_t n_head, int32_t n_head_kv, int32_t head_dim, const uint8_t *k_pool,
                                           const uint8_t *v_pool, size_t k_row_bytes, size_t v_row_bytes,
                                           int32_t block_size, float scale, const uint32_t *meta, int32_t n_step) {
-    dim3 grid(n_head, n_step);
-    bool known = with_kv_type(k_type, [&](auto K) {
+    if (!tnd_cuda_kv_type(k_type, head_dim) || !tnd_cuda_kv_type(v_type, head_dim) ||
+        head_dim > TND_CUDA_MAX_HEAD_DIM || n_head_kv <= 0 || n_head % n_head_kv)
+        return cudaErrorInvalidValue;
+    if (n_tokens <= 0 || n_head <= 0) return cudaSuccess;
+    dim3 grid(n_head, rows_extent(n_tokens));
+    with_kv_type(k_type, [&](auto K) {
         with_kv_type(v_type, [&](auto V) {
             attention_kernel<decltype(K)::value, decltype(V)::value><<<grid, ATT_THREADS, 0, s>>>(
-                q, q_stride, out, o_stride, n_head, n_head_kv, head_dim, k_pool, v_pool, k_row_bytes, v_row_bytes,
-                block_size, scale, meta, n_step);
+                q, q_stride, out, o_stride, n_tokens, n_head, n_head_kv, head_dim, k_pool, v_pool, k_row_bytes,
+                v_row_bytes, block_size, scale, meta, n_step);
         });
     });
-    return known && tnd_cuda_kv_type(v_type, head_dim) ? cudaGetLastError() : cudaErrorInvalidValue;
+    return cudaGetLastError();
 }
 
 extern "C" cudaError_t tnd_cuda_moe_route(cudaStream_t s, const float *logits, int32_t l_stride, int32_t n_tokens,
                                           int32_t n_experts, int32_t n_used, bool normalize, int32_t *ids,
                                           int32_t ids_stride, float *weights, int32_t w_stride) {
-    if (n_used > TND_CUDA_MAX_USED) return cudaErrorInvalidValue;
+    if (n_used > TND_CUDA_MAX_USED || n_used > n_experts) return cudaErrorInvalidValue;
+    if (n_tokens <= 0 || n_used <= 0) return cudaSuccess;
     moe_route_kernel<<<div_up(n_tokens, 64), 64, 0, s>>>(logits, l_stride, n_tokens, n_experts, n_used, normalize,
                                                          ids, ids_stride, weights, w_stride);
     return cudaGetLastError();
@@ -545,7 +609,8 @@ extern "C" cudaError_t tnd_cuda_moe_route(cudaStream_t s, const float *logits, i
 extern "C" cudaError_t tnd_cuda_moe_combine(cudaStream_t s, const float *experts, int32_t e_stride,
                                             const float *weights, int32_t w_stride, int32_t n_used, float *y,
                                             int32_t y_stride, int32_t width, int32_t n_tokens) {
-    moe_combine_kernel<<<dim3(div_up(width, 64), n_tokens), 64, 0, s>>>(experts, e_stride, weights, w_stride, n_used,
-                                                                        y, y_stride, width);
+    if (width <= 0 || n_tokens <= 0) return cudaSuccess;
+    moe_combine_kernel<<<dim3(div_up(width, 64), rows_extent(n_tokens)), 64, 0, s>>>(
+        experts, e_stride, weights, w_stride, n_used, y, y_stride, width, n_tokens);
     return cudaGetLastError();
 }

@@ -1,7 +1,8 @@
 /* cuda_kernels.h: the CUDA device's kernels, as C functions that enqueue them on a stream (cuda_kernels.cu). They
  * take device pointers (a view's buffer plus its offset) and strides in elements; each returns the launch's error
- * (cudaSuccess, or why the launch failed: a bad configuration, a lost device). The step's metadata (`meta`, n_step
- * tokens) is the flat form of step_flat.h in device memory, its table offsets word indices into meta. */
+ * (cudaSuccess, or why the launch failed: a bad configuration, a lost device), and launches nothing for an empty
+ * op. The step's metadata (`meta`, n_step tokens) is the flat form of step_flat.h in device memory, its table offsets
+ * word indices into meta. Rows beyond what one grid dimension holds are taken in turn. */
 #ifndef TND_BACKEND_CUDA_CUDA_KERNELS_H
 #define TND_BACKEND_CUDA_CUDA_KERNELS_H
 
@@ -44,21 +45,25 @@ enum { TND_CUDA_ADD = 0, TND_CUDA_SWIGLU = 1, TND_CUDA_COPY = 2, TND_CUDA_SIGMOI
 cudaError_t tnd_cuda_elementwise(cudaStream_t s, int op, const float *a, int32_t a_stride, const float *b,
                                  int32_t b_stride, float *o, int32_t o_stride, int32_t n_cols, int32_t n_rows);
 
-/* Rotates x in place ([n_step][n_heads * head_dim], rows x_stride apart) at the step's positions; factors may be
- * NULL. */
-cudaError_t tnd_cuda_rope(cudaStream_t s, float *x, int32_t x_stride, int32_t n_heads, int32_t head_dim,
-                          int32_t n_rot, bool neox, const float *factors, float base, float scale,
-                          const uint32_t *meta, int32_t n_step);
+/* Rotates x in place ([n_tokens][n_heads * head_dim], rows x_stride apart; the step's first n_tokens tokens) at
+ * the step's positions; factors may be NULL. */
+cudaError_t tnd_cuda_rope(cudaStream_t s, float *x, int32_t x_stride, int32_t n_tokens, int32_t n_heads,
+                          int32_t head_dim, int32_t n_rot, bool neox, const float *factors, float base, float scale,
+                          const uint32_t *meta);
 
-/* Stores the step's rows of src ([n_step][width]) into pool rows of row_bytes at the step's slots, as type. */
+/* Stores rows of src ([n_tokens][width], the step's first tokens) into pool rows of row_bytes at the step's slots,
+ * as type. */
 cudaError_t tnd_cuda_kv_store(cudaStream_t s, tnd_type type, const float *src, int32_t src_stride, int32_t width,
-                              uint8_t *pool, size_t row_bytes, const uint32_t *meta, int32_t n_step);
+                              int32_t n_tokens, uint8_t *pool, size_t row_bytes, const uint32_t *meta,
+                              int32_t n_step);
 
-/* Paged causal attention of the step's tokens (see backend.h's tnd_attention_args). */
+/* Paged causal attention of the step's first n_tokens tokens (see backend.h's tnd_attention_args);
+ * cudaErrorInvalidValue for KV types, heads or a head_dim (> TND_CUDA_MAX_HEAD_DIM) it cannot take. */
 cudaError_t tnd_cuda_attention(cudaStream_t s, tnd_type k_type, tnd_type v_type, const float *q, int32_t q_stride,
-                               float *out, int32_t o_stride, int32_t n_head, int32_t n_head_kv, int32_t head_dim,
-                               const uint8_t *k_pool, const uint8_t *v_pool, size_t k_row_bytes, size_t v_row_bytes,
-                               int32_t block_size, float scale, const uint32_t *meta, int32_t n_step);
+                               float *out, int32_t o_stride, int32_t n_tokens, int32_t n_head, int32_t n_head_kv,
+                               int32_t head_dim, const uint8_t *k_pool, const uint8_t *v_pool, size_t k_row_bytes,
+                               size_t v_row_bytes, int32_t block_size, float scale, const uint32_t *meta,
+                               int32_t n_step);
 
 /* The router's choice (see backend.h's tnd_moe_route_args); n_used <= TND_CUDA_MAX_USED. */
 cudaError_t tnd_cuda_moe_route(cudaStream_t s, const float *logits, int32_t l_stride, int32_t n_tokens,
