@@ -1,9 +1,8 @@
-// cuda_kernels.cu: the CUDA device's kernels and the C functions that launch them (cuda_kernels.h). Weight rows are
-// decoded 32 elements (a "chunk") at a time, as the Vulkan shaders do; blocks sit at any byte offset (18, 22, 34,
-// 110 or 210 bytes follow each other), so quantized fields are read as bytes, in the layouts of
-// src/quant/quant_blocks.h. Every sum runs in a fixed order that does not depend on the batch, so a row's result is
-// the same however many tokens a step has.
+// cuda_kernels.cu: the CUDA device's kernels and the C functions that launch them (cuda_kernels.h). What they compute
+// per element (decoding weight chunks and KV rows, quantizing KV rows) is in cuda_math.cuh. Every sum runs in a fixed
+// order that does not depend on the batch, so a row's result is the same however many tokens a step has.
 #include "backend/cuda/cuda_kernels.h"
+#include "backend/cuda/cuda_math.cuh"
 
 #include <cuda_fp16.h>
 #include <stdint.h>
@@ -11,137 +10,7 @@
 
 namespace {
 
-// ---------------------------------------------------------------------------------------------------------------
-// Decoding weights and KV rows
-// ---------------------------------------------------------------------------------------------------------------
-
-__device__ __forceinline__ uint32_t half_bits(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8); }
-__device__ __forceinline__ float f16_at(const uint8_t *p) {
-    return __half2float(__ushort_as_half((unsigned short)half_bits(p)));
-}
-__device__ __forceinline__ uint32_t word_at(const uint8_t *p) { return half_bits(p) | (half_bits(p + 2) << 16); }
-
-// 6-bit scale (x) and min (y) of sub-block s (< 8) in the 12-byte packing of Q4_K and Q5_K.
-__device__ __forceinline__ uint2 k4_scale_min(const uint8_t *p, int s) {
-    if (s < 4) return make_uint2(p[s] & 63u, p[s + 4] & 63u);
-    return make_uint2((p[s + 4] & 15u) | ((p[s - 4] >> 6) << 4), (p[s + 4] >> 4) | ((p[s] >> 6) << 4));
-}
-
-template <tnd_type T> struct block_of; // elements and bytes of a block of the quantized types
-template <> struct block_of<TND_TYPE_Q4_0> { static constexpr int elems = 32, bytes = 18; };
-template <> struct block_of<TND_TYPE_Q4_1> { static constexpr int elems = 32, bytes = 20; };
-template <> struct block_of<TND_TYPE_Q5_0> { static constexpr int elems = 32, bytes = 22; };
-template <> struct block_of<TND_TYPE_Q5_1> { static constexpr int elems = 32, bytes = 24; };
-template <> struct block_of<TND_TYPE_Q8_0> { static constexpr int elems = 32, bytes = 34; };
-template <> struct block_of<TND_TYPE_Q2_K> { static constexpr int elems = 256, bytes = 84; };
-template <> struct block_of<TND_TYPE_Q3_K> { static constexpr int elems = 256, bytes = 110; };
-template <> struct block_of<TND_TYPE_Q4_K> { static constexpr int elems = 256, bytes = 144; };
-template <> struct block_of<TND_TYPE_Q5_K> { static constexpr int elems = 256, bytes = 176; };
-template <> struct block_of<TND_TYPE_Q6_K> { static constexpr int elems = 256, bytes = 210; };
-
-// Elements 32c .. 32c + 31 of a weight row of type T into v; elements at or past n_cols (only float types have rows
-// that end inside a chunk) come out 0.
-template <tnd_type T> __device__ __forceinline__ void dequant32(const uint8_t *row, int c, int n_cols, float v[32]) {
-    if constexpr (T == TND_TYPE_F32 || T == TND_TYPE_F16 || T == TND_TYPE_BF16) {
-#pragma unroll
-        for (int i = 0; i < 32; i++) {
-            int e = 32 * c + i;
-            if (e >= n_cols) v[i] = 0.0f;
-            else if constexpr (T == TND_TYPE_F32) v[i] = reinterpret_cast<const float *>(row)[e];
-            else if constexpr (T == TND_TYPE_F16) v[i] = f16_at(row + 2 * e);
-            else v[i] = __uint_as_float(half_bits(row + 2 * e) << 16);
-        }
-    } else if constexpr (block_of<T>::elems == 32) {
-        const uint8_t *b = row + c * block_of<T>::bytes;
-        float d = f16_at(b);
-        if constexpr (T == TND_TYPE_Q8_0) {
-#pragma unroll
-            for (int i = 0; i < 32; i++) v[i] = d * (float)(int8_t)b[2 + i];
-        } else {
-            constexpr bool has_min = T == TND_TYPE_Q4_1 || T == TND_TYPE_Q5_1, five = T == TND_TYPE_Q5_0 || T == TND_TYPE_Q5_1;
-            float m = has_min ? f16_at(b + 2) : 0.0f;
-            uint32_t qh = five ? word_at(b + (has_min ? 4 : 2)) : 0;
-            const uint8_t *qs = b + 2 + (has_min ? 2 : 0) + (five ? 4 : 0);
-#pragma unroll
-            for (int i = 0; i < 16; i++) {
-                uint32_t lo = qs[i] & 15u, hi = qs[i] >> 4;
-                if constexpr (five) {
-                    lo |= ((qh >> i) & 1u) << 4;
-                    hi |= ((qh >> (i + 16)) & 1u) << 4;
-                }
-                if constexpr (has_min) {
-                    v[i] = d * (float)lo + m;
-                    v[i + 16] = d * (float)hi + m;
-                } else {
-                    float offset = five ? 16.0f : 8.0f;
-                    v[i] = d * ((float)lo - offset);
-                    v[i + 16] = d * ((float)hi - offset);
-                }
-            }
-        }
-    } else { // the K types: chunk k of super-block sb
-        int sb = c >> 3, k = c & 7;
-        const uint8_t *b = row + sb * block_of<T>::bytes;
-        if constexpr (T == TND_TYPE_Q4_K || T == TND_TYPE_Q5_K) {
-            float d = f16_at(b), dmin = f16_at(b + 2);
-            uint2 sm = k4_scale_min(b + 4, k);
-            float dl = d * (float)sm.x, ml = dmin * (float)sm.y;
-            const uint8_t *qh = b + 16, *qs = b + (T == TND_TYPE_Q5_K ? 48 : 16);
-#pragma unroll
-            for (int l = 0; l < 32; l++) {
-                uint32_t q = (qs[32 * (k >> 1) + l] >> (4 * (k & 1))) & 15u;
-                if constexpr (T == TND_TYPE_Q5_K) q |= ((qh[l] >> k) & 1u) << 4;
-                v[l] = dl * (float)q - ml;
-            }
-        } else if constexpr (T == TND_TYPE_Q6_K) {
-            float d = f16_at(b + 208);
-            int h = k >> 2, part = k & 3;
-            float dl0 = d * (float)(int8_t)b[192 + 2 * k], dl1 = d * (float)(int8_t)b[192 + 2 * k + 1];
-#pragma unroll
-            for (int l = 0; l < 32; l++) {
-                uint32_t low = (b[64 * h + 32 * (part & 1) + l] >> (part >= 2 ? 4 : 0)) & 15u;
-                uint32_t high = (b[128 + 32 * h + l] >> (2 * part)) & 3u;
-                v[l] = (l < 16 ? dl0 : dl1) * (float)((int)(low | (high << 4)) - 32);
-            }
-        } else { // Q2_K and Q3_K: 2-bit planes, sub-blocks of 16
-            int h = k >> 2, p = k & 3;
-            constexpr bool two = T == TND_TYPE_Q2_K;
-            float d = f16_at(b + (two ? 80 : 108)), dmin = two ? f16_at(b + 82) : 0.0f;
-            const uint8_t *qs = b + (two ? 16 : 32);
-#pragma unroll
-            for (int half_ = 0; half_ < 2; half_++) {
-                int s = 2 * k + half_;
-                float dl, ml = 0.0f;
-                if constexpr (two) {
-                    dl = d * (float)(b[s] & 15u);
-                    ml = dmin * (float)(b[s] >> 4);
-                } else {
-                    uint32_t low4 = s < 8 ? b[96 + s] & 15u : b[96 + s - 8] >> 4;
-                    uint32_t high2 = (b[96 + 8 + (s & 3)] >> (2 * (s >> 2))) & 3u;
-                    dl = d * (float)((int)(low4 | (high2 << 4)) - 32);
-                }
-#pragma unroll
-                for (int j = 0; j < 16; j++) {
-                    int l = 16 * half_ + j;
-                    uint32_t q = (qs[32 * h + l] >> (2 * p)) & 3u;
-                    if constexpr (two) v[l] = dl * (float)q - ml;
-                    else v[l] = dl * (float)((int)(q | (((b[l] >> k) & 1u) << 2)) - 4);
-                }
-            }
-        }
-    }
-}
-
-// Element e of a KV pool row (the elements of every head of one position) of type T.
-template <tnd_type T> __device__ __forceinline__ float kv_at(const uint8_t *row, int e) {
-    if constexpr (T == TND_TYPE_F32) return reinterpret_cast<const float *>(row)[e];
-    else if constexpr (T == TND_TYPE_F16) return f16_at(row + 2 * e);
-    else if constexpr (T == TND_TYPE_Q8_0) return f16_at(row + 34 * (e >> 5)) * (float)(int8_t)row[34 * (e >> 5) + 2 + (e & 31)];
-    else {
-        const uint8_t *b = row + 18 * (e >> 5);
-        return f16_at(b) * ((float)((b[2 + (e & 15)] >> ((e & 16) >> 2)) & 15u) - 8.0f);
-    }
-}
+using namespace tnd_cuda;
 
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
@@ -304,46 +173,6 @@ __global__ void rope_kernel(float *x, int x_stride, int n_tokens, int n_heads, i
         float a = head[i0], b = head[i1];
         head[i0] = a * c - b * s;
         head[i1] = a * s + b * c;
-    }
-}
-
-// Element or block j of one row x into a pool row.
-template <tnd_type T>
-__device__ void store_row(const float *x, int j, int width, uint8_t *row) {
-    if constexpr (T == TND_TYPE_F32 || T == TND_TYPE_F16) {
-        if (j >= width) return;
-        if constexpr (T == TND_TYPE_F32) reinterpret_cast<float *>(row)[j] = x[j];
-        else reinterpret_cast<__half *>(row)[j] = __float2half_rn(x[j]);
-    } else {
-        if (32 * j >= width) return;
-        const float *xb = x + 32 * j;
-        bool finite = true;
-        float amax = 0.0f, mx = 0.0f;
-        for (int i = 0; i < 32; i++) {
-            finite = finite && isfinite(xb[i]);
-            if (amax < fabsf(xb[i])) amax = fabsf(xb[i]), mx = xb[i];
-        }
-        constexpr bool q8 = T == TND_TYPE_Q8_0;
-        uint8_t *b = row + (q8 ? 34 : 18) * j;
-        float d = q8 ? amax / 127.0f : mx / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-        __half dh = finite ? __float2half_rn(d) : __ushort_as_half((unsigned short)0x7e00);
-        unsigned short bits = __half_as_ushort(dh);
-        b[0] = (uint8_t)(bits & 0xff), b[1] = (uint8_t)(bits >> 8);
-        if constexpr (q8) {
-            for (int i = 0; i < 32; i++) {
-                float r = roundf(__fmul_rn(xb[i], id)); // half away from zero
-                b[2 + i] = (uint8_t)(int8_t)(finite ? (int)fminf(fmaxf(r, -127.0f), 127.0f) : 0);
-            }
-        } else {
-            for (int i = 0; i < 16; i++) {
-                uint32_t level[2];
-                for (int k = 0; k < 2; k++) { // a multiply, then an add, as the CPU rounds them (no fused FMA)
-                    float v = __fadd_rn(__fmul_rn(xb[i + 16 * k], id), 8.5f);
-                    level[k] = !finite || !(v >= 0.0f) ? 0u : v >= 15.0f ? 15u : (uint32_t)v;
-                }
-                b[2 + i] = (uint8_t)(level[0] | (level[1] << 4));
-            }
-        }
     }
 }
 
