@@ -3,7 +3,8 @@
 #   1. the conformance suite (test_backend_ops) with cuda0 as the device under test;
 #   2. fixture models' logits on cuda0 alone and split with the CPU, against the exact references (gpu_models);
 #   3. the real stories260K model's published greedy text on cuda0 and with -ngl 4;
-#   4. `tandem bench` on TinyLlama-1.1B- and Qwen2.5-0.5B-shaped Q4_0 and Q4_K_M files it makes itself.
+#   4. `tandem bench` on TinyLlama-1.1B- and Qwen2.5-0.5B-shaped Q4_0 and Q4_K_M files it makes itself;
+# 2 to 4 once more with decode steps as CUDA graphs (TANDEM_CUDA_GRAPHS=1).
 #
 #   scripts/gpu_check.sh bundle   on a build machine (nvcc and the packages of scripts/setup.sh): builds the programs
 #                                 for the GPU (TND_CUDA_ARCHITECTURES, default 90-real: H100, H200) into .gpu/ with
@@ -79,13 +80,16 @@ export TANDEM_REQUIRE_CUDA=1 XDG_CACHE_HOME="$root/$out/cache"
 cat "$out/gpu.txt" | tee -a "$summary"
 check devices 120 "$bin/tandem" devices
 check conformance 600 "$test_bin/test_backend_ops"
-# shellcheck disable=SC2086
-check models 300 "$test_bin/gpu_models" cuda $models
 published="$shared/fixtures/real/stories260K.greedy256.txt"
-for place in "--device cuda0" "-ngl 4"; do
-  name="greedy$(echo "$place" | tr -d ' -')"
-  check "$name" 120 bash -c "'$bin/tandem' run -m '$shared/fixtures/real/stories260K.gguf' -p '' -n 256 --temp 0 \
-    $place 2>/dev/null | perl -0777 -pe 's/\\A[ \\n]+//' | cmp - '$published'"
+for graphs in 0 1; do
+  export TANDEM_CUDA_GRAPHS=$graphs
+  # shellcheck disable=SC2086
+  check "models-graphs$graphs" 300 "$test_bin/gpu_models" cuda $models
+  for place in "--device cuda0" "-ngl 4"; do
+    name="greedy$(echo "$place" | tr -d ' -')-graphs$graphs"
+    check "$name" 120 bash -c "'$bin/tandem' run -m '$shared/fixtures/real/stories260K.gguf' -p '' -n 256 --temp 0 \
+      $place 2>/dev/null | perl -0777 -pe 's/\\A[ \\n]+//' | cmp - '$published'"
+  done
 done
 
 # speed: files of the common shapes, made here (random weights of the real shapes; the type mix of llama.cpp's
@@ -96,8 +100,12 @@ for shape in tinyllama-1.1b qwen2.5-0.5b; do
   for type in q4_0 q4_k_m; do
     f="$files/$shape-$type.gguf"
     [ -f "$f" ] || check "make-$shape-$type" 300 "$bin/tandem" model make --shape "$shape" --type "$type" -o "$f"
-    check "bench-$shape-$type" 300 "$bin/tandem" bench -m "$f" -p 512 -n 128 -r 3 --device cuda0
-    grep -E '^(pp|tg)[0-9]' "$out/bench-$shape-$type.log" | sed "s/^/  $shape $type: /" | tee -a "$summary"
+    for graphs in 0 1; do
+      export TANDEM_CUDA_GRAPHS=$graphs
+      name="bench-$shape-$type-graphs$graphs"
+      check "$name" 300 "$bin/tandem" bench -m "$f" -p 512 -n 128 -r 3 --device cuda0
+      grep -E '^(pp|tg)[0-9]' "$out/$name.log" | sed "s/^/  $shape $type graphs $graphs: /" | tee -a "$summary"
+    done
   done
 done
 echo "gpu_check: $failures failed; logs in $out/" | tee -a "$summary"

@@ -2,7 +2,14 @@
  * where no driver is, and the device is then absent). One stream per device: ops are kernels enqueued in order
  * (cuda_kernels.cu), synchronize waits for them and returns the first failure. Weights are uploaded once in the
  * file's block layout; embedding tables stay in host memory (a step's rows are decoded on the host and copied over,
- * as on the Vulkan device). A KV pool row holds one position of every head in the K or V type's own encoding. */
+ * as on the Vulkan device). A KV pool row holds one position of every head in the K or V type's own encoding.
+ *
+ * CUDA graphs (TANDEM_CUDA_GRAPHS=1, off by default until measured on a GPU): a step of up to GRAPH_TOKENS tokens is
+ * captured from begin_step on and launched as one graph at its first read or at synchronize, so a decode step with
+ * the whole model here costs one launch instead of one per op. The graph of each token count is kept and updated in
+ * place by the next capture (the same ops with other arguments), not made again. A step's host data reaches the
+ * device from pinned buffers the graph's copies read when it runs; host data in pageable memory (a hand-over from
+ * another device) ends the capture first. */
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_kernels.h"
 
@@ -14,9 +21,13 @@
 #include <cuda_runtime_api.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-enum { MIN_COMPUTE = 75 }; /* the oldest compute capability the build targets (Turing) */
+enum {
+    MIN_COMPUTE = 75, /* the oldest compute capability the build targets (Turing) */
+    GRAPH_TOKENS = 8  /* steps of up to this many tokens (decoding, a few sequences at once) are captured as graphs */
+};
 
 struct tnd_buffer {
     uint8_t *ptr; /* device memory */
@@ -29,11 +40,13 @@ typedef struct cuda_device {
     int index;
     struct cudaDeviceProp props;
     cudaStream_t stream;
-    uint32_t *meta, *meta_host; /* the step's metadata on the device and its host copy (words) */
+    uint32_t *meta, *meta_host; /* the step's metadata on the device and its host copy (words, pinned) */
     size_t meta_cap, meta_host_cap;
     int32_t n_step, block_size;
-    float *rows_host; /* embedding rows decoded on the host */
+    float *rows_host; /* embedding rows decoded on the host (pinned) */
     size_t rows_cap;
+    bool graphs, capturing;                  /* TANDEM_CUDA_GRAPHS; a step is being captured */
+    cudaGraphExec_t graph[GRAPH_TOKENS + 1]; /* the graph of steps of each token count */
     tnd_status failure; /* the first failure since the last synchronize */
     char message[512]; /* "NAME: WHAT: WHY" */
 } cuda_device;
@@ -110,6 +123,9 @@ static bool select_device(cuda_device *d) { return !failed(d, cudaSetDevice(d->i
  * with the device selected. */
 static bool ready(cuda_device *d) { return !d->failure && select_device(d); }
 
+/* Ends a step's capture, if one runs, and launches what it holds (see Steps). */
+static void end_capture(cuda_device *d);
+
 /* A view's device address and its row stride in floats. */
 static void *at(const tnd_tensor *t) { return t->buf->ptr + t->offset; }
 static int32_t stride_of(const tnd_tensor *t) { return (int32_t)(t->row_bytes / sizeof(float)); }
@@ -159,6 +175,7 @@ static tnd_buffer *cuda_alloc(tnd_backend *b, size_t bytes) {
     if (!buf) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: out of host memory", b->name), NULL;
     buf->ptr = NULL;
     buf->size = bytes;
+    end_capture(d);
     cudaError_t e = cudaSetDevice(d->index);
     if (e == cudaSuccess) e = cudaMalloc((void **)&buf->ptr, bytes ? bytes : 1);
     if (e == cudaSuccess) e = cudaMemsetAsync(buf->ptr, 0, bytes, d->stream);
@@ -176,6 +193,7 @@ static tnd_buffer *cuda_alloc(tnd_backend *b, size_t bytes) {
 static void cuda_free(tnd_backend *b, tnd_buffer *buf) {
     cuda_device *d = dev(b);
     if (!buf) return;
+    end_capture(d);
     cudaSetDevice(d->index);
     if (cudaFree(buf->ptr) != cudaSuccess) cudaGetLastError(); /* (cudaFree waits for the work that may use it) */
     tnd_free(&d->allocator, buf);
@@ -185,6 +203,7 @@ static void cuda_free(tnd_backend *b, tnd_buffer *buf) {
  * reuse it at once. */
 static void cuda_write(tnd_backend *b, tnd_buffer *dst, size_t offset, const void *host_src, size_t bytes) {
     cuda_device *d = dev(b);
+    end_capture(d); /* (pageable memory cannot be copied in a graph) */
     if (ready(d))
         failed(d, cudaMemcpyAsync(dst->ptr + offset, host_src, bytes, cudaMemcpyHostToDevice, d->stream),
                "copy %zu bytes to the GPU", bytes);
@@ -192,6 +211,7 @@ static void cuda_write(tnd_backend *b, tnd_buffer *dst, size_t offset, const voi
 
 static void cuda_read(tnd_backend *b, void *host_dst, const tnd_buffer *src, size_t offset, size_t bytes) {
     cuda_device *d = dev(b);
+    end_capture(d);
     if (ready(d) &&
         !failed(d, cudaMemcpyAsync(host_dst, src->ptr + offset, bytes, cudaMemcpyDeviceToHost, d->stream),
                 "copy %zu bytes from the GPU", bytes))
@@ -231,20 +251,30 @@ static void cuda_release_weight(tnd_backend *b, tnd_weight *w) {
     memset(w, 0, sizeof *w);
 }
 
-static tnd_status cuda_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) { return TND_OK; }
-
-/* Grows a host array to hold `need` elements of `size` bytes; false (recorded) when it cannot. */
+/* Grows a pinned host array to hold `need` elements of `size` bytes (a step's capture ends first: pinned memory is
+ * not allocated while capturing); false (recorded) when it cannot. The step's copies from it are done: a step ends
+ * with synchronize before the next begins. */
 static bool host_room(cuda_device *d, void **p, size_t *cap, size_t need, size_t size) {
     if (*cap >= need) return true;
-    void *grown = tnd_alloc(&d->allocator, need * size);
-    if (!grown) {
-        failed(d, cudaErrorMemoryAllocation, "host memory for %zu bytes", need * size);
-        return false;
-    }
-    tnd_free(&d->allocator, *p);
+    end_capture(d);
+    void *grown = NULL;
+    if (failed(d, cudaMallocHost(&grown, need * size), "pinned host memory for %zu bytes", need * size)) return false;
+    if (*p) cudaFreeHost(*p);
     *p = grown;
     *cap = need;
     return true;
+}
+
+/* The embedding rows' pinned buffer for the largest step, so that none grows while a step is captured. */
+static tnd_status cuda_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {
+    cuda_device *d = dev(b);
+    if (!select_device(d) || !host_room(d, (void **)&d->rows_host, &d->rows_cap, (size_t)(max_cols * max_tokens),
+                                        sizeof(float))) {
+        tnd_status st = d->failure;
+        d->failure = TND_OK;
+        return tnd_fail(st, "%s", d->message);
+    }
+    return TND_OK;
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -256,6 +286,7 @@ static bool host_room(cuda_device *d, void **p, size_t *cap, size_t need, size_t
 static void cuda_begin_step(tnd_backend *b, const tnd_step *step) {
     cuda_device *d = dev(b);
     size_t words = tnd_step_flat_words(step);
+    end_capture(d); /* (a step ends with synchronize, which ends its capture: this is only in case) */
     if (!ready(d) || !host_room(d, (void **)&d->meta_host, &d->meta_host_cap, words, sizeof(uint32_t))) return;
     tnd_step_flatten(step, d->meta_host, (uint32_t)(4 * step->n_tokens)); /* table offsets: word indices into meta */
     if (d->meta_cap < words) { /* the new room first: where it cannot be had, the old stays */
@@ -265,6 +296,9 @@ static void cuda_begin_step(tnd_backend *b, const tnd_step *step) {
         d->meta = grown;
         d->meta_cap = 2 * words;
     }
+    if (d->graphs && step->n_tokens <= GRAPH_TOKENS &&
+        !failed(d, cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal), "capture a step"))
+        d->capturing = true; /* from the metadata's copy on */
     if (failed(d, cudaMemcpyAsync(d->meta, d->meta_host, words * sizeof(uint32_t), cudaMemcpyHostToDevice, d->stream),
                "copy a step's metadata"))
         return;
@@ -272,8 +306,32 @@ static void cuda_begin_step(tnd_backend *b, const tnd_step *step) {
     d->block_size = step->block_size;
 }
 
+/* Ends the capture of the step so far, if one runs, and launches it: the kept graph of this token count updated in
+ * place where the capture has the same shape, else made anew. Failures are recorded. */
+static void end_capture(cuda_device *d) {
+    if (!d->capturing) return;
+    d->capturing = false;
+    cudaGraph_t captured = NULL;
+    if (failed(d, cudaStreamEndCapture(d->stream, &captured), "capture a step")) return;
+    if (d->failure) { /* a failed step's capture is not run */
+        cudaGraphDestroy(captured);
+        return;
+    }
+    cudaGraphExec_t *exec = &d->graph[d->n_step <= GRAPH_TOKENS ? d->n_step : 0];
+    cudaGraphExecUpdateResultInfo info;
+    if (*exec && cudaGraphExecUpdate(*exec, captured, &info) != cudaSuccess) {
+        cudaGetLastError(); /* another shape: made anew */
+        cudaGraphExecDestroy(*exec);
+        *exec = NULL;
+    }
+    if (!*exec) failed(d, cudaGraphInstantiate(exec, captured, 0), "make a step's graph");
+    if (*exec) failed(d, cudaGraphLaunch(*exec, d->stream), "launch a step's graph");
+    cudaGraphDestroy(captured);
+}
+
 static tnd_status cuda_synchronize(tnd_backend *b) {
     cuda_device *d = dev(b);
+    end_capture(d);
     if (cudaSetDevice(d->index) == cudaSuccess) /* wait even after a failure: no kernel may outlive the step */
         failed(d, cudaStreamSynchronize(d->stream), "run the step");
     else
@@ -493,8 +551,11 @@ static void cuda_destroy(tnd_backend *b) {
         cudaStreamDestroy(d->stream);
         cudaGetLastError();
     }
-    tnd_free(&d->allocator, d->meta_host);
-    tnd_free(&d->allocator, d->rows_host);
+    for (int i = 0; i <= GRAPH_TOKENS; i++)
+        if (d->graph[i]) cudaGraphExecDestroy(d->graph[i]);
+    if (d->meta_host) cudaFreeHost(d->meta_host);
+    if (d->rows_host) cudaFreeHost(d->rows_host);
+    cudaGetLastError();
     tnd_allocator a = d->allocator;
     tnd_free(&a, d);
 }
@@ -580,6 +641,8 @@ tnd_status tnd_backend_cuda_init(int32_t index, const tnd_allocator *allocator, 
     d->base.impl = d;
     d->index = numbers[index];
     snprintf(d->base.name, sizeof d->base.name, "%s", name);
+    const char *graphs = getenv("TANDEM_CUDA_GRAPHS");
+    d->graphs = graphs && *graphs && strcmp(graphs, "0");
     cudaError_t e = cudaSetDevice(d->index);
     if (e == cudaSuccess) e = cudaGetDeviceProperties(&d->props, d->index);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking);
