@@ -4,12 +4,15 @@
  * file's block layout; embedding tables stay in host memory (a step's rows are decoded on the host and copied over,
  * as on the Vulkan device). A KV pool row holds one position of every head in the K or V type's own encoding.
  *
+ * A step's host data (its metadata, embedding rows, a residual stream handed over from another device) is copied
+ * into pinned buffers and reaches the device from there: the step's arena is allocated in order and taken back at
+ * the next step, after this one's synchronize, so no buffer is rewritten under a copy still to run.
+ *
  * CUDA graphs (TANDEM_CUDA_GRAPHS=1, off by default until measured on a GPU): a step of up to GRAPH_TOKENS tokens is
  * captured from begin_step on and launched as one graph at its first read or at synchronize, so a decode step with
  * the whole model here costs one launch instead of one per op. The graph of each token count is kept and updated in
- * place by the next capture (the same ops with other arguments), not made again. A step's host data reaches the
- * device from pinned buffers the graph's copies read when it runs; host data in pageable memory (a hand-over from
- * another device) ends the capture first. */
+ * place by the next capture (the same ops with other arguments), not made again; a device whose steps keep changing
+ * shape, or whose capture fails, goes on without graphs. A step runs on one thread (the capture is the thread's). */
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_kernels.h"
 
@@ -26,7 +29,8 @@
 
 enum {
     MIN_COMPUTE = 75, /* the oldest compute capability the build targets (Turing) */
-    GRAPH_TOKENS = 8  /* steps of up to this many tokens (decoding, a few sequences at once) are captured as graphs */
+    GRAPH_TOKENS = 8, /* steps of up to this many tokens (decoding, a few sequences at once) are captured as graphs */
+    MAX_REMADE = 16   /* graphs made anew in a row after which the device stops capturing: its steps change shape */
 };
 
 struct tnd_buffer {
@@ -43,10 +47,12 @@ typedef struct cuda_device {
     uint32_t *meta, *meta_host; /* the step's metadata on the device and its host copy (words, pinned) */
     size_t meta_cap, meta_host_cap;
     int32_t n_step, block_size;
-    float *rows_host; /* embedding rows decoded on the host (pinned) */
-    size_t rows_cap;
+    uint8_t *arena; /* the step's host data (pinned): arena_used of arena_cap bytes taken, in order */
+    size_t arena_cap, arena_used;
+    bool in_step;                            /* begun, not yet synchronized */
     bool graphs, capturing;                  /* TANDEM_CUDA_GRAPHS; a step is being captured */
     cudaGraphExec_t graph[GRAPH_TOKENS + 1]; /* the graph of steps of each token count */
+    int remade;                              /* graphs made anew in a row (steps that change shape) */
     tnd_status failure; /* the first failure since the last synchronize */
     char message[512]; /* "NAME: WHAT: WHY" */
 } cuda_device;
@@ -166,6 +172,44 @@ static void cuda_describe(tnd_backend *b, char *buf, size_t cap) {
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * Pinned host memory
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* Grows a pinned host array to hold `need` elements of `size` bytes; false (recorded) when it cannot. Outside a step
+ * only (its copies would still read the old one, and a capture may not allocate pinned memory). */
+static bool host_room(cuda_device *d, void **p, size_t *cap, size_t need, size_t size) {
+    if (*cap >= need) return true;
+    void *grown = NULL;
+    if (failed(d, cudaMallocHost(&grown, need * size), "pinned host memory for %zu bytes", need * size)) return false;
+    if (*p && cudaFreeHost(*p) != cudaSuccess) cudaGetLastError();
+    *p = grown;
+    *cap = need;
+    return true;
+}
+
+/* Room for `bytes` of host data in the step's arena (16-byte aligned), or NULL where it is full: the caller then
+ * goes through pageable memory, after ending a capture. */
+static void *arena_take(cuda_device *d, size_t bytes) {
+    size_t at = (d->arena_used + 15) & ~(size_t)15;
+    if (at + bytes > d->arena_cap) return NULL;
+    d->arena_used = at + bytes;
+    return d->arena + at;
+}
+
+/* The arena for the largest step: its embedding rows and a residual stream handed over, each at most max_tokens rows
+ * of max_cols floats. */
+static tnd_status cuda_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {
+    cuda_device *d = dev(b);
+    size_t need = 2 * sizeof(float) * (size_t)max_cols * (size_t)max_tokens + 64;
+    if (!select_device(d) || !host_room(d, (void **)&d->arena, &d->arena_cap, need, 1)) {
+        tnd_status st = d->failure;
+        d->failure = TND_OK;
+        return tnd_fail(st, "%s", d->message);
+    }
+    return TND_OK;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Memory
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -194,18 +238,24 @@ static void cuda_free(tnd_backend *b, tnd_buffer *buf) {
     cuda_device *d = dev(b);
     if (!buf) return;
     end_capture(d);
-    cudaSetDevice(d->index);
-    if (cudaFree(buf->ptr) != cudaSuccess) cudaGetLastError(); /* (cudaFree waits for the work that may use it) */
+    if (cudaSetDevice(d->index) != cudaSuccess || cudaFree(buf->ptr) != cudaSuccess)
+        cudaGetLastError(); /* (cudaFree waits for the work that may use the buffer) */
     tnd_free(&d->allocator, buf);
 }
 
 /* From pageable host memory the runtime copies host_src to its staging memory before it returns, so the caller may
  * reuse it at once. */
+/* In a step, the data goes through the step's arena where it fits (a capture copies from there when it runs);
+ * otherwise from the caller's memory, which the runtime stages before it returns (a capture ends first: pageable
+ * memory cannot be copied in a graph). */
 static void cuda_write(tnd_backend *b, tnd_buffer *dst, size_t offset, const void *host_src, size_t bytes) {
     cuda_device *d = dev(b);
-    end_capture(d); /* (pageable memory cannot be copied in a graph) */
+    void *staged = d->in_step ? arena_take(d, bytes) : NULL;
+    if (staged) memcpy(staged, host_src, bytes);
+    else end_capture(d);
     if (ready(d))
-        failed(d, cudaMemcpyAsync(dst->ptr + offset, host_src, bytes, cudaMemcpyHostToDevice, d->stream),
+        failed(d, cudaMemcpyAsync(dst->ptr + offset, staged ? staged : host_src, bytes, cudaMemcpyHostToDevice,
+                                  d->stream),
                "copy %zu bytes to the GPU", bytes);
 }
 
@@ -251,32 +301,6 @@ static void cuda_release_weight(tnd_backend *b, tnd_weight *w) {
     memset(w, 0, sizeof *w);
 }
 
-/* Grows a pinned host array to hold `need` elements of `size` bytes (a step's capture ends first: pinned memory is
- * not allocated while capturing); false (recorded) when it cannot. The step's copies from it are done: a step ends
- * with synchronize before the next begins. */
-static bool host_room(cuda_device *d, void **p, size_t *cap, size_t need, size_t size) {
-    if (*cap >= need) return true;
-    end_capture(d);
-    void *grown = NULL;
-    if (failed(d, cudaMallocHost(&grown, need * size), "pinned host memory for %zu bytes", need * size)) return false;
-    if (*p) cudaFreeHost(*p);
-    *p = grown;
-    *cap = need;
-    return true;
-}
-
-/* The embedding rows' pinned buffer for the largest step, so that none grows while a step is captured. */
-static tnd_status cuda_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {
-    cuda_device *d = dev(b);
-    if (!select_device(d) || !host_room(d, (void **)&d->rows_host, &d->rows_cap, (size_t)(max_cols * max_tokens),
-                                        sizeof(float))) {
-        tnd_status st = d->failure;
-        d->failure = TND_OK;
-        return tnd_fail(st, "%s", d->message);
-    }
-    return TND_OK;
-}
-
 /* ------------------------------------------------------------------------------------------------------------
  * Steps
  * ---------------------------------------------------------------------------------------------------------- */
@@ -286,7 +310,12 @@ static tnd_status cuda_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tok
 static void cuda_begin_step(tnd_backend *b, const tnd_step *step) {
     cuda_device *d = dev(b);
     size_t words = tnd_step_flat_words(step);
-    end_capture(d); /* (a step ends with synchronize, which ends its capture: this is only in case) */
+    if (d->in_step) { /* begun again without a synchronize: the last step's copies finish before its buffers go */
+        end_capture(d);
+        if (cudaSetDevice(d->index) == cudaSuccess) failed(d, cudaStreamSynchronize(d->stream), "finish a step");
+    }
+    d->in_step = true;
+    d->arena_used = 0;
     if (!ready(d) || !host_room(d, (void **)&d->meta_host, &d->meta_host_cap, words, sizeof(uint32_t))) return;
     tnd_step_flatten(step, d->meta_host, (uint32_t)(4 * step->n_tokens)); /* table offsets: word indices into meta */
     if (d->meta_cap < words) { /* the new room first: where it cannot be had, the old stays */
@@ -311,20 +340,29 @@ static void cuda_begin_step(tnd_backend *b, const tnd_step *step) {
 static void end_capture(cuda_device *d) {
     if (!d->capturing) return;
     d->capturing = false;
+    bool op_failed = d->failure != TND_OK;
     cudaGraph_t captured = NULL;
-    if (failed(d, cudaStreamEndCapture(d->stream, &captured), "capture a step")) return;
-    if (d->failure) { /* a failed step's capture is not run */
-        cudaGraphDestroy(captured);
+    cudaGraphExec_t made = NULL, *exec = &d->graph[d->n_step <= GRAPH_TOKENS ? d->n_step : 0];
+    cudaGraphExecUpdateResultInfo info;
+    if (failed(d, cudaStreamEndCapture(d->stream, &captured), "capture a step") || op_failed) {
+        /* nothing captured runs: the step fails (the caller retries it); a capture that failed itself is not tried
+         * again on this device */
+        if (!op_failed) d->graphs = false;
+        if (captured) cudaGraphDestroy(captured);
         return;
     }
-    cudaGraphExec_t *exec = &d->graph[d->n_step <= GRAPH_TOKENS ? d->n_step : 0];
-    cudaGraphExecUpdateResultInfo info;
     if (*exec && cudaGraphExecUpdate(*exec, captured, &info) != cudaSuccess) {
         cudaGetLastError(); /* another shape: made anew */
         cudaGraphExecDestroy(*exec);
         *exec = NULL;
     }
-    if (!*exec) failed(d, cudaGraphInstantiate(exec, captured, 0), "make a step's graph");
+    if (!*exec) {
+        if (failed(d, cudaGraphInstantiate(&made, captured, 0), "make a step's graph")) d->graphs = false;
+        else *exec = made;
+        if (++d->remade > MAX_REMADE) d->graphs = false; /* every step a new shape: graphs cost more than they save */
+    } else {
+        d->remade = 0;
+    }
     if (*exec) failed(d, cudaGraphLaunch(*exec, d->stream), "launch a step's graph");
     cudaGraphDestroy(captured);
 }
@@ -332,6 +370,7 @@ static void end_capture(cuda_device *d) {
 static tnd_status cuda_synchronize(tnd_backend *b) {
     cuda_device *d = dev(b);
     end_capture(d);
+    d->in_step = false;
     if (cudaSetDevice(d->index) == cudaSuccess) /* wait even after a failure: no kernel may outlive the step */
         failed(d, cudaStreamSynchronize(d->stream), "run the step");
     else
@@ -348,13 +387,20 @@ static tnd_status cuda_synchronize(tnd_backend *b) {
 static void cuda_embed(tnd_backend *b, const tnd_weight *table, const int32_t *ids, const tnd_tensor *out) {
     cuda_device *d = dev(b);
     size_t row = sizeof(float) * (size_t)table->n_cols, n = (size_t)out->ne1;
-    if (!ready(d) || !host_room(d, (void **)&d->rows_host, &d->rows_cap, n * (size_t)table->n_cols, sizeof(float)))
+    float *rows = arena_take(d, row * n);
+    if (!ready(d)) return;
+    if (!rows) { /* a step larger than reserve() said */
+        failed(d, cudaErrorMemoryAllocation, "room for %zu embedding rows", n);
         return;
+    }
     tnd_to_float_fn to_float = tnd_type_traits_of(table->type)->to_float;
     for (size_t i = 0; i < n; i++)
-        to_float((const uint8_t *)table->data + (size_t)ids[i] * table->row_bytes, d->rows_host + i * table->n_cols,
+        to_float((const uint8_t *)table->data + (size_t)ids[i] * table->row_bytes, rows + i * table->n_cols,
                  table->n_cols);
-    failed(d, cudaMemcpy2DAsync(at(out), out->row_bytes, d->rows_host, row, row, n, cudaMemcpyHostToDevice, d->stream),
+    failed(d,
+           out->row_bytes == row
+               ? cudaMemcpyAsync(at(out), rows, row * n, cudaMemcpyHostToDevice, d->stream)
+               : cudaMemcpy2DAsync(at(out), out->row_bytes, rows, row, row, n, cudaMemcpyHostToDevice, d->stream),
            "copy embedding rows");
 }
 
@@ -546,6 +592,11 @@ static void cuda_destroy(tnd_backend *b) {
     cuda_device *d = dev(b);
     if (d->stream) {
         cudaSetDevice(d->index);
+        if (d->capturing) { /* destroyed mid-step: the capture is dropped */
+            cudaGraph_t dropped = NULL;
+            if (cudaStreamEndCapture(d->stream, &dropped) == cudaSuccess && dropped) cudaGraphDestroy(dropped);
+            d->capturing = false;
+        }
         cudaStreamSynchronize(d->stream);
         if (d->meta) cudaFree(d->meta);
         cudaStreamDestroy(d->stream);
@@ -554,7 +605,7 @@ static void cuda_destroy(tnd_backend *b) {
     for (int i = 0; i <= GRAPH_TOKENS; i++)
         if (d->graph[i]) cudaGraphExecDestroy(d->graph[i]);
     if (d->meta_host) cudaFreeHost(d->meta_host);
-    if (d->rows_host) cudaFreeHost(d->rows_host);
+    if (d->arena) cudaFreeHost(d->arena);
     cudaGetLastError();
     tnd_allocator a = d->allocator;
     tnd_free(&a, d);
