@@ -1,5 +1,6 @@
 /* devices.c: the device kinds a context can make (kind 0 the CPU, then the Vulkan and the CUDA devices), their public
- * description, memory and measured bandwidth (the inputs of a placement plan), and making one instance of a kind. */
+ * description, memory, measured bandwidth and matmul speeds (the inputs of a placement plan), and making one instance
+ * of a kind. */
 #include "runtime/devices.h"
 
 #include "backend/cpu/cpu_backend.h"
@@ -107,10 +108,9 @@ static double now_seconds(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-enum { SPEED_COLS = 4096, PREFILL_ROWS = 1024, DECODE_COPIES = 4, MAX_RUNS = 16 };
+enum { SPEED_COLS = 4096, PREFILL_ROWS = 1024, DECODE_COPIES = 4, MIN_RUNS = 4, MAX_RUNS = 16 };
 #define SPEED_DECODE_BYTES ((size_t)64 << 20) /* per copy; the copies in turn stream from memory, not a cache */
 #define SPEED_TIME_LIMIT 0.25                 /* seconds of timed runs per measurement, at least MIN_RUNS */
-enum { MIN_RUNS = 4 };
 
 /* A host weight of `rows` rows of `type`: one row quantized from a smooth pattern, repeated (a matmul's speed does
  * not depend on the values, and quantizing 64 MiB would take longer than measuring it). Data malloc'ed. */
