@@ -23,9 +23,12 @@ set(TND_VK_VARIANTS)
 foreach(t ${TND_VK_WEIGHT_TYPES})
   string(TOUPPER ${t} T)
   list(APPEND TND_VK_VARIANTS "matmul_${t}|matmul.comp|-DTYPE_${T}" "matmul_experts_${t}|matmul_experts.comp|-DTYPE_${T}")
+  if(NOT t MATCHES "^(f32|f16|bf16)$") # the quantized types also multiply 8-bit levels by 8-bit activations
+    list(APPEND TND_VK_VARIANTS "matmul_q8_${t}|matmul.comp|-DTYPE_${T},-DINT8")
+  endif()
 endforeach()
 list(APPEND TND_VK_VARIANTS "elementwise|elementwise.comp|" "rms_norm|rms_norm.comp|" "rope|rope.comp|"
-     "moe_route|moe_route.comp|" "moe_combine|moe_combine.comp|")
+     "moe_route|moe_route.comp|" "moe_combine|moe_combine.comp|" "quantize_q8|quantize_q8.comp|")
 # the KV cache types: a store for each, attention for each pair of K and V types
 set(TND_VK_KV_TYPES f32 f16 q8_0 q4_0)
 foreach(k ${TND_VK_KV_TYPES})

@@ -330,7 +330,7 @@ TND_API void tnd_context_free(tnd_context *ctx);
 /* One kind of device as a context makes it. */
 typedef struct tnd_device_info {
     char name[32];            /* "cpu" (a context's instances are "cpu0", "cpu1", ...), "vulkan0", ..., "cuda0", ... */
-    char description[96];     /* how it computes, e.g. "avx512 kernels, 2 threads" */
+    char description[160];    /* how it computes, e.g. "avx512 kernels, 2 threads" */
     uint64_t memory_total;    /* bytes */
     uint64_t memory_available;
     int32_t is_gpu;           /* 1 for a GPU; 0 for the CPU and for drivers that compute on it (lavapipe) */

@@ -467,8 +467,9 @@ void tnd_vk_describe(tnd_backend *b, char *buf, size_t cap) {
         d->api.vkGetPhysicalDeviceProperties2(d->physical, &props2);
         if (driver.driverName[0]) snprintf(named, sizeof named, " [%s %s]", driver.driverName, driver.driverInfo);
     }
-    snprintf(buf, cap, "%s%s, Vulkan %u.%u, subgroup %u", d->props.deviceName, named,
-             VK_API_VERSION_MAJOR(d->props.apiVersion), VK_API_VERSION_MINOR(d->props.apiVersion), d->subgroup_size);
+    snprintf(buf, cap, "%s%s, Vulkan %u.%u, subgroup %u%s", d->props.deviceName, named,
+             VK_API_VERSION_MAJOR(d->props.apiVersion), VK_API_VERSION_MINOR(d->props.apiVersion), d->subgroup_size,
+             d->int8 ? ", int8 dot" : "");
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -483,6 +484,7 @@ void tnd_vk_destroy(tnd_backend *b) {
         d->api.vkDeviceWaitIdle(d->device);
         destroy_buffer(d, d->arena);
         destroy_buffer(d, d->staging);
+        destroy_buffer(d, d->xq);
         for (int i = 0; i < VK_SHADER_COUNT; i++)
             if (d->pipelines[i]) d->api.vkDestroyPipeline(d->device, d->pipelines[i], NULL);
         if (d->descriptor_pool) d->api.vkDestroyDescriptorPool(d->device, d->descriptor_pool, NULL);
@@ -519,6 +521,31 @@ static tnd_status choose_memory(vk_device *d) {
     return TND_OK;
 }
 
+/* Whether quantized matmuls use integer dot products (VK_KHR_shader_integer_dot_product, core in Vulkan 1.3): where
+ * the device computes packed 4 x int8 dot products in hardware; TANDEM_VULKAN_INT8=1 wherever it has them at all (a
+ * software driver, for tests), =0 never. */
+static bool wants_int8(vk_device *d) {
+    uint32_t n = 0;
+    VkExtensionProperties exts[256];
+    if (d->api.vkEnumerateDeviceExtensionProperties(d->physical, NULL, &n, NULL) != VK_SUCCESS) return false;
+    if (n > 256) n = 256;
+    bool listed = false;
+    if (d->api.vkEnumerateDeviceExtensionProperties(d->physical, NULL, &n, exts) >= 0)
+        for (uint32_t i = 0; i < n; i++) listed |= !strcmp(exts[i].extensionName, VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME);
+    VkPhysicalDeviceShaderIntegerDotProductFeatures features = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES};
+    VkPhysicalDeviceFeatures2 features2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2, .pNext = &features};
+    if (listed) d->api.vkGetPhysicalDeviceFeatures2(d->physical, &features2);
+    if (!listed || !features.shaderIntegerDotProduct) return false;
+    const char *env = getenv("TANDEM_VULKAN_INT8");
+    if (env && *env) return strcmp(env, "0") != 0;
+    VkPhysicalDeviceShaderIntegerDotProductProperties props = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_PROPERTIES};
+    VkPhysicalDeviceProperties2 props2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2, .pNext = &props};
+    d->api.vkGetPhysicalDeviceProperties2(d->physical, &props2);
+    return props.integerDotProduct4x8BitPackedSignedAccelerated;
+}
+
 static tnd_status create_device(vk_device *d, int32_t index) {
     tnd_status st = create_instance(&d->api, &d->instance);
     if (st) return st;
@@ -532,12 +559,18 @@ static tnd_status create_device(vk_device *d, int32_t index) {
     d->api.vkGetPhysicalDeviceProperties(d->physical, &d->props);
     d->api.vkGetPhysicalDeviceMemoryProperties(d->physical, &d->memory_props);
     if ((st = choose_memory(d))) return st;
+    d->int8 = wants_int8(d);
+    VkPhysicalDeviceShaderIntegerDotProductFeatures dot = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_INTEGER_DOT_PRODUCT_FEATURES, .shaderIntegerDotProduct = VK_TRUE};
+    const char *const int8_extension[] = {VK_KHR_SHADER_INTEGER_DOT_PRODUCT_EXTENSION_NAME};
 
     float priority = 1.0f;
     VkDeviceQueueCreateInfo qi = {.sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO, .queueFamilyIndex = family,
                                   .queueCount = 1, .pQueuePriorities = &priority};
     VkDeviceCreateInfo di = {.sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO, .queueCreateInfoCount = 1,
-                             .pQueueCreateInfos = &qi};
+                             .pQueueCreateInfos = &qi,
+                             .pNext = d->int8 ? &dot : NULL, .enabledExtensionCount = d->int8 ? 1u : 0u,
+                             .ppEnabledExtensionNames = int8_extension};
     VkResult r = d->api.vkCreateDevice(d->physical, &di, NULL, &d->device);
     if (r != VK_SUCCESS)
         return tnd_fail(vk_status(r), "%s: cannot open %s (%s)", d->base.name, d->props.deviceName,

@@ -18,7 +18,8 @@ typedef enum vk_shader { TND_VK_SHADER_LIST(TND_VK_ENUM) VK_SHADER_COUNT } vk_sh
 enum {
     VK_BINDINGS = 5,      /* storage buffers of every pipeline (a shader uses the first few) */
     VK_PUSH_BYTES = 128,  /* push constants of every pipeline: the minimum every device offers */
-    VK_SETS_PER_POOL = 1024
+    VK_SETS_PER_POOL = 1024,
+    VK_Q8_WORDS = 11      /* words of an activation block of 32 in 8 bits: levels, scale, half sums (q8.glsl) */
 };
 
 struct tnd_buffer {
@@ -39,6 +40,9 @@ typedef struct vk_device {
     VkPhysicalDeviceProperties props;
     VkPhysicalDeviceMemoryProperties memory_props;
     uint32_t subgroup_size;
+    bool int8;          /* quantized matmuls multiply 8-bit levels by 8-bit activations (integer dot products) */
+    tnd_buffer *xq;     /* the activations as 8-bit blocks (quantize_q8.comp), for xq_rows rows of xq_blocks */
+    size_t xq_blocks, xq_rows;
     uint32_t device_memory_type, host_memory_type; /* memory types of buffers and of staging */
     bool device_memory_mapped;                     /* buffers are host-visible: read and write map them */
     uint64_t allocated;                            /* bytes of buffers alive */

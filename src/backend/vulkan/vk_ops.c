@@ -10,17 +10,27 @@
  * What the device computes
  * ---------------------------------------------------------------------------------------------------------- */
 
-#define WEIGHT_SHADERS(T, t) {TND_TYPE_##T, VK_SHADER_matmul_##t, VK_SHADER_matmul_experts_##t}
+/* Each weight type's matmul, experts' matmul and int8 matmul (the float types have none: VK_SHADER_COUNT). */
+#define FLOAT_SHADERS(T, t) {TND_TYPE_##T, VK_SHADER_matmul_##t, VK_SHADER_matmul_experts_##t, VK_SHADER_COUNT}
+#define WEIGHT_SHADERS(T, t) {TND_TYPE_##T, VK_SHADER_matmul_##t, VK_SHADER_matmul_experts_##t, VK_SHADER_matmul_q8_##t}
 static const struct {
     tnd_type type;
-    vk_shader matmul, experts;
+    vk_shader matmul, experts, int8;
 } weight_shaders[] = {
-    WEIGHT_SHADERS(F32, f32),   WEIGHT_SHADERS(F16, f16),   WEIGHT_SHADERS(BF16, bf16), WEIGHT_SHADERS(Q4_0, q4_0),
+    FLOAT_SHADERS(F32, f32),    FLOAT_SHADERS(F16, f16),    FLOAT_SHADERS(BF16, bf16),  WEIGHT_SHADERS(Q4_0, q4_0),
     WEIGHT_SHADERS(Q4_1, q4_1), WEIGHT_SHADERS(Q5_0, q5_0), WEIGHT_SHADERS(Q5_1, q5_1), WEIGHT_SHADERS(Q8_0, q8_0),
     WEIGHT_SHADERS(Q2_K, q2_k), WEIGHT_SHADERS(Q3_K, q3_k), WEIGHT_SHADERS(Q4_K, q4_k), WEIGHT_SHADERS(Q5_K, q5_k),
     WEIGHT_SHADERS(Q6_K, q6_k),
 };
+#undef FLOAT_SHADERS
 #undef WEIGHT_SHADERS
+
+/* The int8 matmul of a weight type, or VK_SHADER_COUNT (a float type). */
+static vk_shader int8_shader_of(tnd_type type) {
+    for (size_t i = 0; i < sizeof weight_shaders / sizeof weight_shaders[0]; i++)
+        if (weight_shaders[i].type == type) return weight_shaders[i].int8;
+    return VK_SHADER_COUNT;
+}
 
 /* The matmul and experts' matmul shaders of a weight type; false for a type without them. */
 static bool weight_shaders_of(tnd_type type, vk_shader *matmul, vk_shader *experts) {
@@ -123,7 +133,18 @@ static void vk_release_weight(tnd_backend *b, tnd_weight *w) {
     memset(w, 0, sizeof *w);
 }
 
-static tnd_status vk_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) { return TND_OK; }
+/* With int8 matmuls: room for the activations as 8-bit blocks, max_tokens rows of max_cols. */
+static tnd_status vk_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {
+    vk_device *d = vk_dev(b);
+    size_t blocks = (size_t)(max_cols + 31) / 32, rows = (size_t)max_tokens;
+    if (!d->int8 || (blocks <= d->xq_blocks && rows <= d->xq_rows)) return TND_OK;
+    if (d->xq) tnd_vk_free(b, d->xq);
+    d->xq_blocks = d->xq_rows = 0;
+    if (!(d->xq = tnd_vk_alloc(b, blocks * rows * VK_Q8_WORDS * sizeof(uint32_t)))) return TND_ERR_OUT_OF_MEMORY;
+    d->xq_blocks = blocks;
+    d->xq_rows = rows;
+    return TND_OK;
+}
 
 /* ------------------------------------------------------------------------------------------------------------
  * Ops
@@ -156,8 +177,23 @@ static void vk_embed(tnd_backend *b, const tnd_weight *table, const int32_t *ids
 
 enum { MATMUL_ROWS = 4, MATMUL_TOKENS = 8, MAX_GROUPS = 65535 }; /* as matmul.comp's ROWS and TOKENS */
 
-static void vk_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y) {
-    vk_device *d = vk_dev(b);
+/* Whether weights of this type multiply 8-bit blocks of x here (int8 matmuls, the room reserved for x). */
+static bool takes_q8(const vk_device *d, tnd_type type, const tnd_tensor *x) {
+    return d->int8 && int8_shader_of(type) != VK_SHADER_COUNT && (size_t)(x->ne0 + 31) / 32 <= d->xq_blocks &&
+           (size_t)x->ne1 <= d->xq_rows;
+}
+
+/* x as 8-bit blocks into d->xq (see quantize_q8.comp). */
+static void quantize_x(vk_device *d, const tnd_tensor *x) {
+    uint32_t blocks = div_up((uint64_t)x->ne0, 32);
+    struct { uint32_t n_cols, n_tokens, x_off, x_stride, blocks_per_row; } push = {
+        (uint32_t)x->ne0, (uint32_t)x->ne1, words_off(x), words_stride(x), blocks};
+    tnd_buffer *bufs[] = {x->buf, d->xq};
+    tnd_vk_dispatch(d, VK_SHADER_quantize_q8, bufs, 2, &push, sizeof push, div_up(blocks, 64), (uint32_t)x->ne1, 1);
+}
+
+/* w times x, or times x's 8-bit blocks in d->xq where `quantized` (quantize_x ran). */
+static void matmul_from(vk_device *d, const tnd_weight *w, const tnd_tensor *x, bool quantized, const tnd_tensor *y) {
     vk_shader m, experts;
     if (!weight_shaders_of(w->type, &m, &experts)) {
         tnd_vk_failed(d, TND_ERR_UNSUPPORTED, "matmul: no shader for %s", tnd_type_name(w->type));
@@ -165,16 +201,29 @@ static void vk_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, 
     }
     struct { uint32_t w_off, row_bytes, n_cols, n_rows, n_tokens, x_off, x_stride, y_off, y_stride; } push = {
         0, (uint32_t)w->row_bytes, (uint32_t)w->n_cols, (uint32_t)w->n_rows, (uint32_t)x->ne1,
-        words_off(x), words_stride(x), words_off(y), words_stride(y)};
+        quantized ? 0 : words_off(x), quantized ? div_up((uint64_t)x->ne0, 32) : words_stride(x), words_off(y),
+        words_stride(y)};
     /* blocks of rows over x and y (an output head has more than one dimension of groups takes), tokens over z */
     uint32_t blocks = div_up((uint64_t)w->n_rows, MATMUL_ROWS), gx = blocks < MAX_GROUPS ? blocks : MAX_GROUPS;
-    tnd_buffer *bufs[] = {w->buf, x->buf, y->buf};
-    tnd_vk_dispatch(d, m, bufs, 3, &push, sizeof push, gx, div_up(blocks, gx), div_up((uint64_t)x->ne1, MATMUL_TOKENS));
+    tnd_buffer *bufs[] = {w->buf, quantized ? d->xq : x->buf, y->buf};
+    tnd_vk_dispatch(d, quantized ? int8_shader_of(w->type) : m, bufs, 3, &push, sizeof push, gx, div_up(blocks, gx),
+                    div_up((uint64_t)x->ne1, MATMUL_TOKENS));
 }
 
 static void vk_matmul_many(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
                            const tnd_tensor *const *y) {
-    for (int i = 0; i < n; i++) vk_matmul(b, w[i], x, y[i]);
+    vk_device *d = vk_dev(b);
+    bool quantized = false; /* x converted once for the weights that take it */
+    for (int i = 0; i < n; i++) {
+        bool q8 = takes_q8(d, w[i]->type, x);
+        if (q8 && !quantized) quantize_x(d, x);
+        quantized |= q8;
+        matmul_from(d, w[i], x, q8, y[i]);
+    }
+}
+
+static void vk_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y) {
+    vk_matmul_many(b, 1, &w, x, &y);
 }
 
 static void vk_rms_norm(tnd_backend *b, const tnd_tensor *x, const tnd_tensor *gamma, const tnd_tensor *y, float eps) {
