@@ -333,6 +333,8 @@ typedef struct tnd_device_info {
     char description[160];    /* how it computes, e.g. "avx512 kernels, 2 threads" */
     uint64_t memory_total;    /* bytes */
     uint64_t memory_available;
+    uint64_t max_buffer_bytes; /* the largest tensor or KV pool the device uses at once (a GPU's binding limit: 128
+                                  MiB on lavapipe, 4 GiB on most GPUs); 0: no limit but memory */
     int32_t is_gpu;           /* 1 for a GPU; 0 for the CPU and for drivers that compute on it (lavapipe) */
 } tnd_device_info;
 
@@ -386,6 +388,7 @@ typedef struct tnd_group_info {
                                      group reads the experts it chooses (expert_used_count of expert_count), the
                                      embedding one row (counted 0 here), a tied output head the embedding table */
     uint64_t active_bytes_by_type[TND_TYPE_COUNT]; /* active_bytes by weight type (norms and biases as F32) */
+    uint64_t largest_tensor_bytes; /* its largest tensor (a tied output head: the embedding table) */
 } tnd_group_info;
 
 /* Number of tensor groups (2 per layer, the embedding and the output). Binds the model like the first context

@@ -424,9 +424,9 @@ static double model_decode_seconds(tnd_model *m, int32_t kind, int32_t threads) 
 }
 
 /* Without placement options: the GPU that would decode the model fastest, where that beats the CPU (by their speeds
- * measured at the model's weight types), takes as many of the last layers (and their KV cache), with the output head, as fit in
- * 90% of its free memory; the whole model where everything fits. Drivers that compute on the CPU (lavapipe) are
- * never chosen. False when no GPU is worth it (the CPU keeps all). */
+ * measured at the model's weight types), takes as many of the last layers (and their KV cache), with the output
+ * head, as fit in 90% of its free memory and under its binding limit; the whole model where everything fits. Drivers
+ * that compute on the CPU (lavapipe) are never chosen. False when no GPU is worth it (the CPU keeps all). */
 static bool auto_gpu(tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_t *g) {
     if (!gpu_node_present()) return false;
     int32_t gpu = 0, threads = p->n_threads ? p->n_threads : tnd_physical_cores();
@@ -442,13 +442,21 @@ static bool auto_gpu(tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_
     tnd_type kt = p->k_type == TND_TYPE_COUNT ? p->kv_type : p->k_type;
     tnd_type vt = p->v_type == TND_TYPE_COUNT ? p->kv_type : p->v_type;
     int32_t n_ctx = p->n_ctx ? p->n_ctx : cli_default_context(m), n_layer = (p->n_groups - 2) / 2, fit = 0;
-    double budget = 0.9 * (double)info.memory_available, used = 0;
+    double budget = 0.9 * (double)info.memory_available, used = 0, limit = (double)info.max_buffer_bytes;
     for (int32_t gi_index = p->n_groups - 1; gi_index >= 0; gi_index--) { /* from the output back */
         tnd_group_info gi;
         if (tnd_model_group(m, gi_index, &gi) != TND_OK) return false;
-        used += (double)gi.weight_bytes +
-                (double)gi.kv_values_per_token / 2 * (cli_kv_value_bytes(kt) + cli_kv_value_bytes(vt)) * n_ctx;
+        double k_pool = (double)gi.kv_values_per_token / 2 * cli_kv_value_bytes(kt) * n_ctx,
+               v_pool = (double)gi.kv_values_per_token / 2 * cli_kv_value_bytes(vt) * n_ctx;
+        used += (double)gi.weight_bytes + k_pool + v_pool;
         if (used > budget) break;
+        double largest = (double)gi.largest_tensor_bytes > k_pool ? (double)gi.largest_tensor_bytes : k_pool;
+        if (v_pool > largest) largest = v_pool;
+        if (limit > 0 && largest > limit) { /* the binding limit: what is before stays on the CPU */
+            fprintf(stderr, "tandem: plan: %s needs a buffer of %.0f MB, more than %s binds at once (%.0f MB); it and "
+                    "what comes before it stay on the CPU\n", gi.name, largest / 1e6, info.name, limit / 1e6);
+            break;
+        }
         if (gi.layer >= 0 && strstr(gi.name, ".attn")) fit = n_layer - gi.layer; /* a layer's first group */
         if (gi_index == 0) fit = n_layer + 1; /* the embedding too: everything */
     }

@@ -167,6 +167,9 @@ typedef struct tnd_backend_vtable {
     bool (*supports)(tnd_backend *b, const tnd_op_query *q);
     /* Memory of the device in bytes: *total, and *available for tandem now. */
     void (*memory)(tnd_backend *b, uint64_t *total, uint64_t *available);
+    /* The largest buffer the device can use at once, in bytes (a GPU's binding limit); a planner keeps larger tensors
+     * and KV pools elsewhere. Optional: NULL = no limit but memory. */
+    uint64_t (*max_buffer)(tnd_backend *b);
     /* The speed at which the device reads its own memory, in bytes per second, measured now (it takes about a
      * second; callers keep the figure); 0 when it cannot be measured. A planner's estimate of the time a token
      * takes on the device is the bytes it reads divided by this. */

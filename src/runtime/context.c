@@ -74,6 +74,7 @@ tnd_status tnd_model_group(tnd_model *m, int32_t g, tnd_group_info *out) {
                             .kv_values_per_token = attn ? 2 * (uint64_t)hp->n_head_kv * hp->head_dim : 0,
                             .active_bytes = 0};
     out->active_bytes = tnd_group_active_bytes(bm, g, out->active_bytes_by_type);
+    out->largest_tensor_bytes = tnd_group_largest_tensor(bm, g);
     if (layer < 0) snprintf(out->name, sizeof out->name, "%s", g == 0 ? "token_embd" : "output");
     else snprintf(out->name, sizeof out->name, "blk.%d.%s", layer, attn ? "attn" : "ffn");
     return TND_OK;

@@ -55,27 +55,31 @@ tnd_status tnd_plan_groups(const tnd_hparams *hp, const tnd_context_params *p, i
     return TND_OK;
 }
 
-/* Adds n bytes of `type` to *total and, where by_type is not NULL, to its entry. */
-static void count_bytes(uint64_t *total, uint64_t *by_type, tnd_type type, uint64_t n) {
-    *total += n;
-    if (by_type) by_type[type] += n;
+/* What a group's tensors add up to: bytes in all, by type (where by_type is not NULL), and the largest tensor. */
+typedef struct group_sizes {
+    uint64_t total, largest, *by_type;
+} group_sizes;
+
+static void count_tensor(group_sizes *z, tnd_type type, uint64_t n) {
+    z->total += n;
+    if (n > z->largest) z->largest = n;
+    if (z->by_type) z->by_type[type] += n;
 }
 
-/* The bytes of group g's weights (with `reading`, those one token reads: the experts' share experts_share of them,
- * no embedding row, a tied output head's table), added by type into by_type where it is not NULL. */
-static uint64_t group_bytes(const tnd_bound_model *bm, int32_t g, bool reading, uint64_t *by_type) {
+/* The sizes of group g's weights (with `reading`, those one token reads: the experts' share of them, no embedding
+ * row, a tied output head's table) into z. */
+static void group_sizes_of(const tnd_bound_model *bm, int32_t g, bool reading, group_sizes *z) {
     const tnd_hparams *hp = &bm->hp;
     const tnd_weight *embd = &bm->w.tok_embd, *out = &bm->w.output;
-    uint64_t bytes = 0;
     if (g == 0) {
-        if (!reading) count_bytes(&bytes, by_type, embd->type, (uint64_t)embd->row_bytes * (uint64_t)embd->n_rows);
-        return bytes;
+        if (!reading) count_tensor(z, embd->type, (uint64_t)embd->row_bytes * (uint64_t)embd->n_rows);
+        return;
     }
     if (g == tnd_group_output(hp->n_layer)) {
-        count_bytes(&bytes, by_type, TND_TYPE_F32, sizeof(float) * (uint64_t)hp->n_embd); /* the final norm */
+        count_tensor(z, TND_TYPE_F32, sizeof(float) * (uint64_t)hp->n_embd); /* the final norm */
         if (out->data != embd->data || reading)
-            count_bytes(&bytes, by_type, out->type, (uint64_t)out->row_bytes * (uint64_t)out->n_rows);
-        return bytes;
+            count_tensor(z, out->type, (uint64_t)out->row_bytes * (uint64_t)out->n_rows);
+        return;
     }
     double experts_share = reading && hp->n_expert ? (double)hp->n_expert_used / hp->n_expert : 1.0;
     int32_t il = (g - 1) / 2;
@@ -87,18 +91,29 @@ static uint64_t group_bytes(const tnd_bound_model *bm, int32_t g, bool reading, 
         if (t->matrix) {
             const tnd_weight *w = (const tnd_weight *)(const void *)(layer + t->host);
             uint64_t all = (uint64_t)w->row_bytes * (uint64_t)w->n_rows;
-            count_bytes(&bytes, by_type, w->type, w->n_experts ? (uint64_t)((double)all * experts_share) : all);
+            count_tensor(z, w->type, w->n_experts ? (uint64_t)((double)all * experts_share) : all);
         } else if (*(float *const *)(const void *)(layer + t->host)) {
-            count_bytes(&bytes, by_type, TND_TYPE_F32, sizeof(float) * (uint64_t)tnd_dim_size(hp, t->ne0));
+            count_tensor(z, TND_TYPE_F32, sizeof(float) * (uint64_t)tnd_dim_size(hp, t->ne0));
         }
     }
-    return bytes;
 }
 
-uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g) { return group_bytes(bm, g, false, NULL); }
+uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g) {
+    group_sizes z = {0};
+    group_sizes_of(bm, g, false, &z);
+    return z.total;
+}
 
 uint64_t tnd_group_active_bytes(const tnd_bound_model *bm, int32_t g, uint64_t by_type[TND_TYPE_COUNT]) {
-    return group_bytes(bm, g, true, by_type);
+    group_sizes z = {.by_type = by_type};
+    group_sizes_of(bm, g, true, &z);
+    return z.total;
+}
+
+uint64_t tnd_group_largest_tensor(const tnd_bound_model *bm, int32_t g) {
+    group_sizes z = {0};
+    group_sizes_of(bm, g, true, &z); /* (a tied head's table counts: a device that multiplies by it holds it) */
+    return z.largest;
 }
 
 /* ------------------------------------------------------------------------------------------------------------

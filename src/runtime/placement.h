@@ -31,5 +31,7 @@ uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g);
 /* The bytes of group g's weights one token reads (tnd_group_info's active_bytes), added by type into by_type where
  * it is not NULL. */
 uint64_t tnd_group_active_bytes(const tnd_bound_model *bm, int32_t g, uint64_t by_type[TND_TYPE_COUNT]);
+/* The bytes of group g's largest tensor (for a device's binding limit). */
+uint64_t tnd_group_largest_tensor(const tnd_bound_model *bm, int32_t g);
 
 #endif

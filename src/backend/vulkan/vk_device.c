@@ -421,6 +421,8 @@ void tnd_vk_read(tnd_backend *b, void *host_dst, const tnd_buffer *src, size_t o
     else staged(d, (tnd_buffer *)(uintptr_t)src, offset, host_dst, bytes, false);
 }
 
+uint64_t tnd_vk_max_buffer(tnd_backend *b) { return vk_dev(b)->props.limits.maxStorageBufferRange; }
+
 void tnd_vk_memory(tnd_backend *b, uint64_t *total, uint64_t *available) {
     vk_device *d = vk_dev(b);
     uint64_t largest = 0;

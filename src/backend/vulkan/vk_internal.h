@@ -90,6 +90,7 @@ void tnd_vk_copy(vk_device *d, tnd_buffer *src, tnd_buffer *dst, const VkBufferC
 extern const tnd_backend_vtable tnd_vk_vtable;
 void tnd_vk_destroy(tnd_backend *b);
 void tnd_vk_memory(tnd_backend *b, uint64_t *total, uint64_t *available);
+uint64_t tnd_vk_max_buffer(tnd_backend *b);
 double tnd_vk_measure_bandwidth(tnd_backend *b);
 void tnd_vk_describe(tnd_backend *b, char *buf, size_t cap);
 tnd_buffer *tnd_vk_alloc(tnd_backend *b, size_t bytes);

@@ -390,6 +390,7 @@ const tnd_backend_vtable tnd_vk_vtable = {
     .destroy = tnd_vk_destroy,
     .supports = vk_supports,
     .memory = tnd_vk_memory,
+    .max_buffer = tnd_vk_max_buffer,
     .measure_bandwidth = tnd_vk_measure_bandwidth,
     .describe = tnd_vk_describe,
     .profile = NULL,
