@@ -2,7 +2,7 @@
 # gpu_check.sh: the CUDA device's checks on a machine with an NVIDIA GPU, in one go (a few minutes):
 #   1. the conformance suite (test_backend_ops) with cuda0 as the device under test;
 #   2. fixture models' logits on cuda0 alone and split with the CPU, against the exact references (gpu_models);
-#   3. the real stories260K model's published greedy text on cuda0 and with -ngl 4;
+#   3. the real stories260K model's published greedy text on cuda0 and split with the CPU;
 #   4. `tandem bench` on TinyLlama-1.1B- and Qwen2.5-0.5B-shaped Q4_0 and Q4_K_M files it makes itself;
 # 2 to 4 once more with decode steps as CUDA graphs (TANDEM_CUDA_GRAPHS=1).
 #
@@ -45,6 +45,7 @@ fi
 
 out=${1:-gpu-check}
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 summary="$out/summary.txt"
 : >"$summary"
 failures=0
@@ -73,7 +74,7 @@ else
   test_bin=build-gpu/tests
 fi
 shared=${TND_SHARED_DIR:-$root/../shared}
-export TANDEM_REQUIRE_CUDA=1 XDG_CACHE_HOME="$root/$out/cache"
+export TANDEM_REQUIRE_CUDA=1 XDG_CACHE_HOME="$out/cache"
 
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 || true; } \
   >"$out/gpu.txt"
@@ -85,7 +86,7 @@ for graphs in 0 1; do
   check "conformance-graphs$graphs" 600 "$test_bin/test_backend_ops"
   # shellcheck disable=SC2086
   check "models-graphs$graphs" 300 "$test_bin/gpu_models" cuda $models
-  for place in "--device cuda0" "-ngl 4"; do # (tandem's errors go to the log; its exit status counts too)
+  for place in "--device cuda0" "--device cpu,cuda0"; do # (tandem's errors go to the log; its exit status counts)
     name="greedy$(echo "$place" | tr -d ' -')-graphs$graphs"
     check "$name" 120 bash -c "set -o pipefail; '$bin/tandem' run -m '$shared/fixtures/real/stories260K.gguf' -p '' \
       -n 256 --temp 0 $place | perl -0777 -pe 's/\\A[ \\n]+//' | cmp - '$published'"
