@@ -388,7 +388,9 @@ typedef struct tnd_group_info {
                                      group reads the experts it chooses (expert_used_count of expert_count), the
                                      embedding one row (counted 0 here), a tied output head the embedding table */
     uint64_t active_bytes_by_type[TND_TYPE_COUNT]; /* active_bytes by weight type (norms and biases as F32) */
-    uint64_t largest_tensor_bytes; /* its largest tensor (a tied output head: the embedding table) */
+    uint64_t largest_tensor_bytes; /* its largest tensor as a device that multiplies by it holds it (all the experts
+                                      of a stacked tensor; a tied output head: the embedding table; 0 for the
+                                      embedding, which GPUs keep in host memory) */
 } tnd_group_info;
 
 /* Number of tensor groups (2 per layer, the embedding and the output). Binds the model like the first context

@@ -54,7 +54,7 @@ static void read_cache(const char *path, cli_device_speeds *s) {
         } else if (sscanf(line, "%31s %lf %lf", name, &a, &b) == 3 && a > 0 && b > 0) {
             tnd_type t = type_named(name);
             if (t != TND_TYPE_COUNT) s->matmul[t] = (tnd_matmul_speed){a, b};
-        } else if (sscanf(line, "%31s unsupported", name) == 1 && type_named(name) != TND_TYPE_COUNT) {
+        } else if (sscanf(line, "%31s", name) == 1 && strstr(line, " unsupported") && type_named(name) != TND_TYPE_COUNT) {
             s->matmul[type_named(name)] = (tnd_matmul_speed){-1, -1};
         }
     }

@@ -66,22 +66,26 @@ static void count_tensor(group_sizes *z, tnd_type type, uint64_t n) {
     if (z->by_type) z->by_type[type] += n;
 }
 
-/* The sizes of group g's weights (with `reading`, those one token reads: the experts' share of them, no embedding
- * row, a tied output head's table) into z. */
-static void group_sizes_of(const tnd_bound_model *bm, int32_t g, bool reading, group_sizes *z) {
+/* How a group's tensors are counted: as stored in the file (the embedding table once, with the embedding), as a
+ * token reads them (the experts' share, no embedding row, a tied output head's table), or as a device that multiplies
+ * by them holds them (whole experts, a tied head's table, no embedding, which GPUs keep in host memory). */
+typedef enum counting { AS_STORED, AS_READ, AS_HELD } counting;
+
+/* The sizes of group g's weights, counted as `how`, into z. */
+static void group_sizes_of(const tnd_bound_model *bm, int32_t g, counting how, group_sizes *z) {
     const tnd_hparams *hp = &bm->hp;
     const tnd_weight *embd = &bm->w.tok_embd, *out = &bm->w.output;
     if (g == 0) {
-        if (!reading) count_tensor(z, embd->type, (uint64_t)embd->row_bytes * (uint64_t)embd->n_rows);
+        if (how == AS_STORED) count_tensor(z, embd->type, (uint64_t)embd->row_bytes * (uint64_t)embd->n_rows);
         return;
     }
     if (g == tnd_group_output(hp->n_layer)) {
         count_tensor(z, TND_TYPE_F32, sizeof(float) * (uint64_t)hp->n_embd); /* the final norm */
-        if (out->data != embd->data || reading)
+        if (out->data != embd->data || how != AS_STORED)
             count_tensor(z, out->type, (uint64_t)out->row_bytes * (uint64_t)out->n_rows);
         return;
     }
-    double experts_share = reading && hp->n_expert ? (double)hp->n_expert_used / hp->n_expert : 1.0;
+    double experts_share = how == AS_READ && hp->n_expert ? (double)hp->n_expert_used / hp->n_expert : 1.0;
     int32_t il = (g - 1) / 2;
     bool ffn = g == tnd_group_ffn(il);
     const char *layer = (const char *)&bm->w.layers[il];
@@ -100,19 +104,19 @@ static void group_sizes_of(const tnd_bound_model *bm, int32_t g, bool reading, g
 
 uint64_t tnd_group_weight_bytes(const tnd_bound_model *bm, int32_t g) {
     group_sizes z = {0};
-    group_sizes_of(bm, g, false, &z);
+    group_sizes_of(bm, g, AS_STORED, &z);
     return z.total;
 }
 
 uint64_t tnd_group_active_bytes(const tnd_bound_model *bm, int32_t g, uint64_t by_type[TND_TYPE_COUNT]) {
     group_sizes z = {.by_type = by_type};
-    group_sizes_of(bm, g, true, &z);
+    group_sizes_of(bm, g, AS_READ, &z);
     return z.total;
 }
 
 uint64_t tnd_group_largest_tensor(const tnd_bound_model *bm, int32_t g) {
     group_sizes z = {0};
-    group_sizes_of(bm, g, true, &z); /* (a tied head's table counts: a device that multiplies by it holds it) */
+    group_sizes_of(bm, g, AS_HELD, &z);
     return z.largest;
 }
 
