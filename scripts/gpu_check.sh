@@ -4,7 +4,8 @@
 #   2. fixture models' logits on cuda0 alone and split with the CPU, against the exact references (gpu_models);
 #   3. the real stories260K model's published greedy text on cuda0 and split with the CPU;
 #   4. `tandem bench` on TinyLlama-1.1B- and Qwen2.5-0.5B-shaped Q4_0 and Q4_K_M files it makes itself;
-# 2 to 4 once more with decode steps as CUDA graphs (TANDEM_CUDA_GRAPHS=1).
+# 1 to 4 twice: as built ("plain"), and with the speed work that is off until shown here ("fast": decode steps as
+# CUDA graphs, TANDEM_CUDA_GRAPHS=1, and int8 matmuls, TANDEM_CUDA_INT8=1).
 #
 #   scripts/gpu_check.sh bundle   on a build machine (nvcc and the packages of scripts/setup.sh): builds the programs
 #                                 for the GPU (TND_CUDA_ARCHITECTURES, default 90-real: H100, H200) into .gpu/ with
@@ -79,15 +80,22 @@ export TANDEM_REQUIRE_CUDA=1 XDG_CACHE_HOME="$out/cache"
 { nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv 2>&1 || true; } \
   >"$out/gpu.txt"
 cat "$out/gpu.txt" | tee -a "$summary"
-TANDEM_CUDA_GRAPHS=0 check devices 120 "$bin/tandem" devices
+TANDEM_CUDA_GRAPHS=0 TANDEM_CUDA_INT8=0 check devices 120 "$bin/tandem" devices
 published="$shared/fixtures/real/stories260K.greedy256.txt"
-for graphs in 0 1; do
-  export TANDEM_CUDA_GRAPHS=$graphs
-  check "conformance-graphs$graphs" 600 "$test_bin/test_backend_ops"
+# Sets the speed switches of a configuration: plain or fast.
+configure() {
+  local on=0
+  [ "$1" = fast ] && on=1
+  export TANDEM_CUDA_GRAPHS=$on TANDEM_CUDA_INT8=$on
+}
+
+for config in plain fast; do
+  configure $config
+  check "conformance-$config" 600 "$test_bin/test_backend_ops"
   # shellcheck disable=SC2086
-  check "models-graphs$graphs" 300 "$test_bin/gpu_models" cuda $models
+  check "models-$config" 300 "$test_bin/gpu_models" cuda $models
   for place in "--device cuda0" "--device cpu,cuda0"; do # (tandem's errors go to the log; its exit status counts)
-    name="greedy$(echo "$place" | tr -d ' -')-graphs$graphs"
+    name="greedy$(echo "$place" | tr -d ' -')-$config"
     check "$name" 120 bash -c "set -o pipefail; '$bin/tandem' run -m '$shared/fixtures/real/stories260K.gguf' -p '' \
       -n 256 --temp 0 $place | perl -0777 -pe 's/\\A[ \\n]+//' | cmp - '$published'"
   done
@@ -101,11 +109,11 @@ for shape in tinyllama-1.1b qwen2.5-0.5b; do
   for type in q4_0 q4_k_m; do
     f="$files/$shape-$type.gguf"
     [ -f "$f" ] || check "make-$shape-$type" 300 "$bin/tandem" model make --shape "$shape" --type "$type" -o "$f"
-    for graphs in 0 1; do
-      export TANDEM_CUDA_GRAPHS=$graphs
-      name="bench-$shape-$type-graphs$graphs"
+    for config in plain fast; do
+      configure $config
+      name="bench-$shape-$type-$config"
       check "$name" 300 "$bin/tandem" bench -m "$f" -p 512 -n 128 -r 3 --device cuda0
-      grep -E '^(pp|tg)[0-9]' "$out/$name.log" | sed "s/^/  $shape $type graphs $graphs: /" | tee -a "$summary"
+      grep -E '^(pp|tg)[0-9]' "$out/$name.log" | sed "s/^/  $shape $type $config: /" | tee -a "$summary"
     done
   done
 done

@@ -1,7 +1,8 @@
 // cuda_math.cu (test_cuda_math, built with the CUDA device): the CUDA device's per-element arithmetic
 // (src/backend/cuda/cuda_math.cuh), run on the host, against the CPU's reference kernels: every weight type's chunks
-// decode to the same floats bit for bit, KV rows read back the same, and a quantized KV row holds the same bytes. So
-// the arithmetic is checked where no GPU is; the kernels around it need one (scripts/gpu_check.sh).
+// decode to the same floats bit for bit, the quantized types' 8-bit levels give them back and their int8 dots equal
+// the float dots, KV rows read back the same, and a quantized KV row holds the same bytes. So the arithmetic is
+// checked where no GPU is; the kernels around it need one (scripts/gpu_check.sh).
 extern "C" {
 #include "harness.h"
 #include "quant/quant.h"
@@ -122,13 +123,61 @@ static void check_kv(tnd_type type) {
     if (!CHECK(mismatches == 0)) fprintf(stderr, "  KV %s: %d differences\n", tr->name, mismatches);
 }
 
+// The int8 path: a chunk's levels give its elements back (scale * level - minv, to float rounding), and a row's
+// dot with 8-bit activation blocks equals the float dot of the decoded row with the activations those blocks hold.
+static void check_int8(tnd_type type) {
+    const tnd_type_traits *tr = tnd_type_traits_of(type);
+    enum { N = 1024 };
+    uint8_t row[N * 2];
+    float x[N], w[N];
+    uint32_t xq[N / 32][Q8_WORDS];
+    int bad_levels = 0, bad_dots = 0;
+    for (int round = 0; round < 16; round++) {
+        for (int i = 0; i < N; i++) x[i] = frand() * (float)(1 + round), w[i] = frand() * 2.0f;
+        tr->from_float(w, row, N);
+        for (int b = 0; b < N / 32; b++) quantize_q8_block(x, b, N, xq[b]);
+        double want = 0, scale_of_terms = 0;
+        float got = 0;
+        with_type(type, [&](auto T) {
+            constexpr tnd_type TT = decltype(T)::value;
+            if constexpr (TT == TND_TYPE_F32 || TT == TND_TYPE_F16 || TT == TND_TYPE_BF16) {
+                return; // (levels: the quantized types)
+            } else {
+                for (int c = 0; c < N / 32; c++) {
+                    float v[32], scale[2], minv[2];
+                    uint32_t qw[8];
+                    dequant32<TT>(row, c, N, v);
+                    chunk_levels<TT>(row, c, qw, scale, minv);
+                    float dx = float_from_bits(xq[c][8]);
+                    for (int i = 0; i < 32; i++) {
+                        int level = (int8_t)(qw[i / 4] >> (8 * (i % 4)));
+                        if (type != TND_TYPE_Q8_0) level &= 0xff; // unsigned levels but Q8_0's
+                        float back = scale[i / 16] * (float)level - minv[i / 16];
+                        bad_levels += fabsf(back - v[i]) > 1e-5f * (fabsf(v[i]) + fabsf(minv[i / 16]) + 1e-6f);
+                        int xl = (int8_t)(xq[c][i / 4] >> (8 * (i % 4)));
+                        want += (double)v[i] * dx * xl;
+                        scale_of_terms += fabs((double)v[i] * dx * xl);
+                    }
+                    got += dot_chunk_q8(qw, scale, minv, xq[c]);
+                }
+            }
+        });
+        bad_dots += fabs((double)got - want) > 1e-5 * scale_of_terms;
+    }
+    if (!CHECK(bad_levels == 0 && bad_dots == 0))
+        fprintf(stderr, "  int8 %s: %d elements and %d dots off\n", tr->name, bad_levels, bad_dots);
+}
+
 int main(void) {
     static const tnd_type weights[] = {TND_TYPE_F32,  TND_TYPE_F16,  TND_TYPE_BF16, TND_TYPE_Q4_0, TND_TYPE_Q4_1,
                                        TND_TYPE_Q5_0, TND_TYPE_Q5_1, TND_TYPE_Q8_0, TND_TYPE_Q2_K, TND_TYPE_Q3_K,
                                        TND_TYPE_Q4_K, TND_TYPE_Q5_K, TND_TYPE_Q6_K};
     for (tnd_type t : weights) check_weights(t);
+    for (tnd_type t : weights)
+        if (tnd_type_traits_of(t)->block_size > 1) check_int8(t);
     static const tnd_type kv[] = {TND_TYPE_F32, TND_TYPE_F16, TND_TYPE_Q8_0, TND_TYPE_Q4_0};
     for (tnd_type t : kv) check_kv(t);
-    printf("the CUDA device's decoding of 13 weight types and 4 KV types, on the host: checked against the CPU's\n");
+    printf("the CUDA device's decoding of 13 weight types (and as 8-bit levels, the 10 quantized ones) and 4 KV types, "
+           "on the host: checked against the CPU's\n");
     return tnd_test_finish("cuda_math");
 }

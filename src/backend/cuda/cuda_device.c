@@ -8,6 +8,10 @@
  * into pinned buffers and reaches the device from there: the step's arena is allocated in order and taken back at
  * the next step, after this one's synchronize, so no buffer is rewritten under a copy still to run.
  *
+ * int8 matmuls (TANDEM_CUDA_INT8=1, off by default until measured on a GPU): quantized weights multiply activations
+ * converted to 8-bit blocks once per input, with dp4a dot products (cuda_math.cuh), as the Vulkan device does where it
+ * has integer dot products.
+ *
  * CUDA graphs (TANDEM_CUDA_GRAPHS=1, off by default until measured on a GPU): a step of up to GRAPH_TOKENS tokens is
  * captured from begin_step on and launched as one graph at its first read or at synchronize, so a decode step with
  * the whole model here costs one launch instead of one per op. The graph of each token count is kept and updated in
@@ -51,6 +55,9 @@ typedef struct cuda_device {
     size_t arena_cap, arena_used;
     bool in_step;                            /* begun, not yet synchronized */
     bool graphs, capturing;                  /* TANDEM_CUDA_GRAPHS; a step is being captured */
+    bool int8;                               /* TANDEM_CUDA_INT8: quantized weights times 8-bit activations */
+    uint32_t *xq;                            /* the activations as 8-bit blocks: xq_rows rows of xq_blocks */
+    size_t xq_blocks, xq_rows;
     cudaGraphExec_t graph[GRAPH_TOKENS + 1]; /* the graph of steps of each token count */
     int remade;                              /* graphs made anew in a row (steps that change shape) */
     tnd_status failure; /* the first failure since the last synchronize */
@@ -167,8 +174,9 @@ static void cuda_describe(tnd_backend *b, char *buf, size_t cap) {
     cuda_device *d = dev(b);
     int driver = 0;
     cudaDriverGetVersion(&driver);
-    snprintf(buf, cap, "%s, compute %d.%d, %d SMs, CUDA driver %d.%d", d->props.name, d->props.major, d->props.minor,
-             d->props.multiProcessorCount, driver / 1000, driver % 1000 / 10);
+    snprintf(buf, cap, "%s, compute %d.%d, %d SMs, CUDA driver %d.%d%s%s", d->props.name, d->props.major,
+             d->props.minor, d->props.multiProcessorCount, driver / 1000, driver % 1000 / 10, d->int8 ? ", int8 dot" : "",
+             d->graphs ? ", graphs" : "");
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -201,7 +209,16 @@ static void *arena_take(cuda_device *d, size_t bytes) {
 static tnd_status cuda_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {
     cuda_device *d = dev(b);
     size_t need = 2 * sizeof(float) * (size_t)max_cols * (size_t)max_tokens + 64;
-    if (!select_device(d) || !host_room(d, (void **)&d->arena, &d->arena_cap, need, 1)) {
+    size_t blocks = (size_t)(max_cols + 31) / 32, rows = (size_t)max_tokens;
+    if (d->int8 && (blocks > d->xq_blocks || rows > d->xq_rows) && select_device(d)) { /* int8: x's blocks */
+        if (d->xq) cudaFree(d->xq);
+        d->xq = NULL;
+        d->xq_blocks = d->xq_rows = 0;
+        if (!failed(d, cudaMalloc((void **)&d->xq, blocks * rows * TND_CUDA_Q8_WORDS * sizeof(uint32_t)),
+                    "room for 8-bit activations"))
+            d->xq_blocks = blocks, d->xq_rows = rows;
+    }
+    if (d->failure || !select_device(d) || !host_room(d, (void **)&d->arena, &d->arena_cap, need, 1)) {
         tnd_status st = d->failure;
         d->failure = TND_OK;
         return tnd_fail(st, "%s", d->message);
@@ -404,18 +421,36 @@ static void cuda_embed(tnd_backend *b, const tnd_weight *table, const int32_t *i
            "copy embedding rows");
 }
 
-static void cuda_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y) {
-    cuda_device *d = dev(b);
-    if (ready(d))
-        failed(d,
-               tnd_cuda_matmul(d->stream, w->type, w->buf->ptr, w->row_bytes, (int32_t)w->n_cols, (int32_t)w->n_rows,
-                               at(x), stride_of(x), at(y), stride_of(y), (int32_t)x->ne1),
-               "matmul of %s", tnd_type_name(w->type));
+/* Whether weights of this type multiply 8-bit blocks of x here (int8 matmuls, the room reserved for x). */
+static bool takes_q8(const cuda_device *d, tnd_type type, const tnd_tensor *x) {
+    return d->int8 && tnd_cuda_int8_type(type) && x->ne0 % 32 == 0 && (size_t)x->ne0 / 32 <= d->xq_blocks &&
+           (size_t)x->ne1 <= d->xq_rows;
 }
 
+/* The weights of one input: x converted to 8-bit blocks once for those that take them. */
 static void cuda_matmul_many(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
                              const tnd_tensor *const *y) {
-    for (int i = 0; i < n; i++) cuda_matmul(b, w[i], x, y[i]);
+    cuda_device *d = dev(b);
+    bool quantized = false;
+    for (int i = 0; i < n && ready(d); i++) {
+        bool q8 = takes_q8(d, w[i]->type, x);
+        if (q8 && !quantized &&
+            failed(d, tnd_cuda_quantize_q8(d->stream, at(x), stride_of(x), (int32_t)x->ne0, (int32_t)x->ne1, d->xq),
+                   "8-bit activations"))
+            return;
+        quantized |= q8;
+        failed(d,
+               q8 ? tnd_cuda_matmul_q8(d->stream, w[i]->type, w[i]->buf->ptr, w[i]->row_bytes, (int32_t)w[i]->n_cols,
+                                       (int32_t)w[i]->n_rows, d->xq, at(y[i]), stride_of(y[i]), (int32_t)x->ne1)
+                  : tnd_cuda_matmul(d->stream, w[i]->type, w[i]->buf->ptr, w[i]->row_bytes, (int32_t)w[i]->n_cols,
+                                    (int32_t)w[i]->n_rows, at(x), stride_of(x), at(y[i]), stride_of(y[i]),
+                                    (int32_t)x->ne1),
+               "matmul of %s", tnd_type_name(w[i]->type));
+    }
+}
+
+static void cuda_matmul(tnd_backend *b, const tnd_weight *w, const tnd_tensor *x, const tnd_tensor *y) {
+    cuda_matmul_many(b, 1, &w, x, &y);
 }
 
 static void cuda_rms_norm(tnd_backend *b, const tnd_tensor *x, const tnd_tensor *gamma, const tnd_tensor *y,
@@ -599,6 +634,7 @@ static void cuda_destroy(tnd_backend *b) {
         }
         cudaStreamSynchronize(d->stream);
         if (d->meta) cudaFree(d->meta);
+        if (d->xq) cudaFree(d->xq);
         cudaStreamDestroy(d->stream);
         cudaGetLastError();
     }
@@ -692,8 +728,9 @@ tnd_status tnd_backend_cuda_init(int32_t index, const tnd_allocator *allocator, 
     d->base.impl = d;
     d->index = numbers[index];
     snprintf(d->base.name, sizeof d->base.name, "%s", name);
-    const char *graphs = getenv("TANDEM_CUDA_GRAPHS");
+    const char *graphs = getenv("TANDEM_CUDA_GRAPHS"), *int8 = getenv("TANDEM_CUDA_INT8");
     d->graphs = graphs && *graphs && strcmp(graphs, "0");
+    d->int8 = int8 && *int8 && strcmp(int8, "0");
     cudaError_t e = cudaSetDevice(d->index);
     if (e == cudaSuccess) e = cudaGetDeviceProperties(&d->props, d->index);
     if (e == cudaSuccess) e = cudaStreamCreateWithFlags(&d->stream, cudaStreamNonBlocking);

@@ -12,6 +12,8 @@ namespace {
 
 using namespace tnd_cuda;
 
+static_assert(Q8_WORDS == TND_CUDA_Q8_WORDS, "one layout of the activation blocks");
+
 __device__ __forceinline__ float warp_sum(float x) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
@@ -95,6 +97,52 @@ __global__ void matmul_kernel(const uint8_t *w, size_t row_bytes, int n_cols, in
     for (int t0 = blockIdx.y * MM_TOKENS; t0 < n_tokens; t0 += gridDim.y * MM_TOKENS)
         matmul_tokens<T>(r, n_cols, row, x + (size_t)t0 * x_stride, x_stride, y + (size_t)t0 * y_stride, y_stride,
                          min(MM_TOKENS, n_tokens - t0), lane);
+}
+
+// The same with int8 dot products: row `row` times up to MM_TOKENS tokens' 8-bit blocks (blocks_per_row per token).
+template <tnd_type T>
+__device__ void matmul_q8_tokens(const uint8_t *r, int n_cols, int row, const uint32_t *xq, int blocks_per_row,
+                                 float *y, int y_stride, int nt, int lane) {
+    float acc[MM_TOKENS];
+#pragma unroll
+    for (int t = 0; t < MM_TOKENS; t++) acc[t] = 0.0f;
+    for (int c = lane; c < n_cols / 32; c += 32) {
+        uint32_t qw[8];
+        float scale[2], minv[2];
+        chunk_levels<T>(r, c, qw, scale, minv);
+#pragma unroll
+        for (int t = 0; t < MM_TOKENS; t++) {
+            if (t >= nt) break;
+            acc[t] += dot_chunk_q8(qw, scale, minv, xq + ((size_t)t * blocks_per_row + c) * Q8_WORDS);
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < MM_TOKENS; t++) acc[t] = warp_sum(acc[t]);
+    if (lane == 0)
+        for (int t = 0; t < nt; t++) y[(size_t)t * y_stride + row] = acc[t];
+}
+
+template <tnd_type T>
+__global__ void matmul_q8_kernel(const uint8_t *w, size_t row_bytes, int n_cols, int n_rows, const uint32_t *xq,
+                                 float *y, int y_stride, int n_tokens) {
+    int row = blockIdx.x * MM_ROWS + threadIdx.y, lane = threadIdx.x, blocks_per_row = n_cols / 32;
+    if (row >= n_rows) return; // the whole warp leaves; nothing below waits for the block
+    const uint8_t *r = w + (size_t)row * row_bytes;
+    for (int t0 = blockIdx.y * MM_TOKENS; t0 < n_tokens; t0 += gridDim.y * MM_TOKENS)
+        matmul_q8_tokens<T>(r, n_cols, row, xq + (size_t)t0 * blocks_per_row * Q8_WORDS, blocks_per_row,
+                            y + (size_t)t0 * y_stride, y_stride, min(MM_TOKENS, n_tokens - t0), lane);
+}
+
+// Rows of x as 8-bit blocks (quantize_q8_block): one thread per block, rows over the grid's y in turn.
+__global__ void quantize_q8_kernel(const float *x, int x_stride, int n_cols, int n_rows, uint32_t *xq) {
+    int b = blockIdx.x * blockDim.x + threadIdx.x, blocks_per_row = (n_cols + 31) / 32;
+    if (b >= blocks_per_row) return;
+    for (int r = blockIdx.y; r < n_rows; r += gridDim.y) {
+        uint32_t block[Q8_WORDS];
+        quantize_q8_block(x + (size_t)r * x_stride, b, n_cols, block);
+        uint32_t *out = xq + ((size_t)r * blocks_per_row + b) * Q8_WORDS;
+        for (int i = 0; i < Q8_WORDS; i++) out[i] = block[i];
+    }
 }
 
 // Row r of pair q's expert times the pair's input.
@@ -313,6 +361,16 @@ template <typename F> bool with_weight_type(tnd_type t, F f) {
     }
 }
 
+// The same for the types with 8-bit levels (the quantized weight types).
+template <typename F> bool with_quantized_type(tnd_type t, F f) {
+    switch (t) {
+        TYPE_CASE(TND_TYPE_Q4_0) TYPE_CASE(TND_TYPE_Q4_1) TYPE_CASE(TND_TYPE_Q5_0) TYPE_CASE(TND_TYPE_Q5_1)
+        TYPE_CASE(TND_TYPE_Q8_0) TYPE_CASE(TND_TYPE_Q2_K) TYPE_CASE(TND_TYPE_Q3_K) TYPE_CASE(TND_TYPE_Q4_K)
+        TYPE_CASE(TND_TYPE_Q5_K) TYPE_CASE(TND_TYPE_Q6_K)
+    default: return false;
+    }
+}
+
 // The same for the KV cache types.
 template <typename F> bool with_kv_type(tnd_type t, F f) {
     switch (t) {
@@ -347,6 +405,31 @@ extern "C" cudaError_t tnd_cuda_matmul(cudaStream_t s, tnd_type type, const uint
     if (!with_weight_type(type, [&](auto T) {
             matmul_kernel<decltype(T)::value>
                 <<<grid, block, 0, s>>>(w, row_bytes, n_cols, n_rows, x, x_stride, y, y_stride, n_tokens);
+        }))
+        return cudaErrorInvalidValue;
+    return cudaGetLastError();
+}
+
+extern "C" bool tnd_cuda_int8_type(tnd_type t) {
+    return with_quantized_type(t, [](auto) {});
+}
+
+extern "C" cudaError_t tnd_cuda_quantize_q8(cudaStream_t s, const float *x, int32_t x_stride, int32_t n_cols,
+                                            int32_t n_rows, uint32_t *xq) {
+    if (n_cols <= 0 || n_rows <= 0) return cudaSuccess;
+    quantize_q8_kernel<<<dim3(div_up(div_up(n_cols, 32), 64), rows_extent(n_rows)), 64, 0, s>>>(x, x_stride, n_cols,
+                                                                                                n_rows, xq);
+    return cudaGetLastError();
+}
+
+extern "C" cudaError_t tnd_cuda_matmul_q8(cudaStream_t s, tnd_type type, const uint8_t *w, size_t row_bytes,
+                                          int32_t n_cols, int32_t n_rows, const uint32_t *xq, float *y,
+                                          int32_t y_stride, int32_t n_tokens) {
+    if (n_rows <= 0 || n_tokens <= 0) return cudaSuccess;
+    dim3 grid(div_up(n_rows, MM_ROWS), rows_extent((int)div_up(n_tokens, MM_TOKENS))), block(32, MM_ROWS);
+    if (!with_quantized_type(type, [&](auto T) {
+            matmul_q8_kernel<decltype(T)::value>
+                <<<grid, block, 0, s>>>(w, row_bytes, n_cols, n_rows, xq, y, y_stride, n_tokens);
         }))
         return cudaErrorInvalidValue;
     return cudaGetLastError();

@@ -29,6 +29,20 @@ cudaError_t tnd_cuda_matmul(cudaStream_t s, tnd_type type, const uint8_t *w, siz
                             int32_t n_rows, const float *x, int32_t x_stride, float *y, int32_t y_stride,
                             int32_t n_tokens);
 
+/* Whether weights of type t have 8-bit levels for the int8 matmul (the quantized types). */
+bool tnd_cuda_int8_type(tnd_type t);
+
+enum { TND_CUDA_Q8_WORDS = 11 }; /* 32-bit words of an activation block of 32 in 8 bits (cuda_math.cuh) */
+
+/* Rows of x ([n_rows][n_cols], rows x_stride apart) as 8-bit blocks into xq: ceil(n_cols / 32) blocks of
+ * TND_CUDA_Q8_WORDS words per row. */
+cudaError_t tnd_cuda_quantize_q8(cudaStream_t s, const float *x, int32_t x_stride, int32_t n_cols, int32_t n_rows,
+                                 uint32_t *xq);
+
+/* y[t][r] = w[r] . x[t] with int8 dot products, x as tnd_cuda_quantize_q8 left it (n_cols a multiple of 32). */
+cudaError_t tnd_cuda_matmul_q8(cudaStream_t s, tnd_type type, const uint8_t *w, size_t row_bytes, int32_t n_cols,
+                               int32_t n_rows, const uint32_t *xq, float *y, int32_t y_stride, int32_t n_tokens);
+
 /* The chosen experts' rows (see backend.h's matmul_experts): pair q = t * n_used + j uses expert ids[t][j]. */
 cudaError_t tnd_cuda_matmul_experts(cudaStream_t s, tnd_type type, const uint8_t *w, size_t row_bytes,
                                     int32_t n_cols, int32_t rows_per_expert, int32_t n_pairs, int32_t n_used,

@@ -209,6 +209,141 @@ TND_HD void store_row(const float *x, int j, int width, uint8_t *row) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// int8 matmuls: activations as 8-bit blocks, weight chunks as 8-bit levels (as the Vulkan device's levels.glsl)
+// ---------------------------------------------------------------------------------------------------------------
+
+constexpr int Q8_WORDS = 11; // an activation block of 32: 8 words of int8 levels, the scale, the two halves' sums
+
+// Elements 32b .. 32b + 31 of a row x (n_cols long; past it 0) as an 8-bit block: levels round(x / d), half away
+// from zero, d = max |x| / 127, element 4j + k in byte k of word j; then d's bits and the halves' level sums.
+TND_HD void quantize_q8_block(const float *x, int b, int n_cols, uint32_t out[Q8_WORDS]) {
+    float v[32], amax = 0.0f;
+    for (int i = 0; i < 32; i++) {
+        v[i] = 32 * b + i < n_cols ? x[32 * b + i] : 0.0f;
+        amax = fmaxf(amax, fabsf(v[i]));
+    }
+    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    int sums[2] = {0, 0};
+    for (int j = 0; j < 8; j++) {
+        uint32_t word = 0;
+        for (int k = 0; k < 4; k++) {
+            int level = (int)roundf(mul_rounded(v[4 * j + k], id));
+            level = level < -127 ? -127 : level > 127 ? 127 : level;
+            sums[j / 4] += level;
+            word |= (uint32_t)(level & 0xff) << (8 * k);
+        }
+        out[j] = word;
+    }
+    uint32_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    out[8] = bits;
+    out[9] = (uint32_t)sums[0];
+    out[10] = (uint32_t)sums[1];
+}
+
+// sum over k of int8 byte k of a times int8 byte k of b, plus c
+TND_HD int dot4x8(uint32_t a, uint32_t b, int c) {
+#ifdef __CUDA_ARCH__
+    return __dp4a((int)a, (int)b, c);
+#else
+    for (int k = 0; k < 4; k++) c += (int)(int8_t)(a >> (8 * k)) * (int)(int8_t)(b >> (8 * k));
+    return c;
+#endif
+}
+
+// Bit `first + k` of bits, for k = 0 .. 3, moved to bit 4 of byte k (the fifth bit of four levels).
+TND_HD uint32_t fifth_bits(uint32_t bits, int first) {
+    uint32_t w = 0;
+    for (int k = 0; k < 4; k++) w |= ((bits >> (first + k)) & 1u) << (8 * k + 4);
+    return w;
+}
+
+// Chunk c of a weight row of quantized type T as 8-bit levels: element i = scale[h] * level_i - minv[h], h its half
+// of 16; levels unsigned (Q8_0's signed), packed four to a word like the activations. The decoding of dequant32, with
+// the signed types' offsets moved into minv.
+template <tnd_type T> TND_HD void chunk_levels(const uint8_t *row, int c, uint32_t qw[8], float scale[2], float minv[2]) {
+    if constexpr (block_of<T>::elems == 32) {
+        const uint8_t *b = row + c * block_of<T>::bytes;
+        float d = f16_at(b);
+        scale[0] = scale[1] = d;
+        if constexpr (T == TND_TYPE_Q8_0) {
+            for (int j = 0; j < 8; j++) qw[j] = word_at(b + 2 + 4 * j);
+            minv[0] = minv[1] = 0.0f;
+        } else {
+            constexpr bool has_min = T == TND_TYPE_Q4_1 || T == TND_TYPE_Q5_1, five = T == TND_TYPE_Q5_0 || T == TND_TYPE_Q5_1;
+            uint32_t qh = five ? word_at(b + (has_min ? 4 : 2)) : 0;
+            const uint8_t *qs = b + 2 + (has_min ? 2 : 0) + (five ? 4 : 0);
+            minv[0] = minv[1] = has_min ? -f16_at(b + 2) : (five ? 16.0f : 8.0f) * d;
+            for (int j = 0; j < 4; j++) {
+                uint32_t u = word_at(qs + 4 * j);
+                qw[j] = (u & 0x0f0f0f0fu) | (five ? fifth_bits(qh, 4 * j) : 0u);
+                qw[j + 4] = ((u >> 4) & 0x0f0f0f0fu) | (five ? fifth_bits(qh, 16 + 4 * j) : 0u);
+            }
+        }
+    } else { // the K types: chunk k of super-block sb
+        int sb = c >> 3, k = c & 7;
+        const uint8_t *b = row + sb * block_of<T>::bytes;
+        if constexpr (T == TND_TYPE_Q4_K || T == TND_TYPE_Q5_K) {
+            uint2 sm = k4_scale_min(b + 4, k);
+            scale[0] = scale[1] = f16_at(b) * (float)sm.x;
+            minv[0] = minv[1] = f16_at(b + 2) * (float)sm.y;
+            const uint8_t *qh = b + 16, *qs = b + (T == TND_TYPE_Q5_K ? 48 : 16);
+            for (int j = 0; j < 8; j++) {
+                uint32_t w = (word_at(qs + 32 * (k >> 1) + 4 * j) >> (4 * (k & 1))) & 0x0f0f0f0fu;
+                if constexpr (T == TND_TYPE_Q5_K) w |= ((word_at(qh + 4 * j) >> k) & 0x01010101u) << 4;
+                qw[j] = w;
+            }
+        } else if constexpr (T == TND_TYPE_Q6_K) {
+            float d = f16_at(b + 208);
+            int h = k >> 2, part = k & 3;
+            for (int half_ = 0; half_ < 2; half_++) {
+                scale[half_] = d * (float)(int8_t)b[192 + 2 * k + half_];
+                minv[half_] = 32.0f * scale[half_];
+            }
+            for (int j = 0; j < 8; j++) {
+                uint32_t low = (word_at(b + 64 * h + 32 * (part & 1) + 4 * j) >> (part >= 2 ? 4 : 0)) & 0x0f0f0f0fu;
+                uint32_t high = (word_at(b + 128 + 32 * h + 4 * j) >> (2 * part)) & 0x03030303u;
+                qw[j] = low | (high << 4);
+            }
+        } else { // Q2_K and Q3_K: 2-bit planes, sub-blocks of 16 (the halves)
+            int h = k >> 2, p = k & 3;
+            constexpr bool two = T == TND_TYPE_Q2_K;
+            float d = f16_at(b + (two ? 80 : 108)), dmin = two ? f16_at(b + 82) : 0.0f;
+            const uint8_t *qs = b + (two ? 16 : 32);
+            for (int half_ = 0; half_ < 2; half_++) {
+                int s = 2 * k + half_;
+                if constexpr (two) {
+                    scale[half_] = d * (float)(b[s] & 15u);
+                    minv[half_] = dmin * (float)(b[s] >> 4);
+                } else {
+                    uint32_t low4 = s < 8 ? b[96 + s] & 15u : b[96 + s - 8] >> 4;
+                    uint32_t high2 = (b[96 + 8 + (s & 3)] >> (2 * (s >> 2))) & 3u;
+                    scale[half_] = d * (float)((int)(low4 | (high2 << 4)) - 32);
+                    minv[half_] = 4.0f * scale[half_];
+                }
+            }
+            for (int j = 0; j < 8; j++) {
+                uint32_t w = (word_at(qs + 32 * h + 4 * j) >> (2 * p)) & 0x03030303u;
+                if constexpr (!two) w |= ((word_at(b + 4 * j) >> k) & 0x01010101u) << 2; // the third bit, from hmask
+                qw[j] = w;
+            }
+        }
+    }
+}
+
+// A weight chunk's levels times an activation block: sum over its 32 elements of w_i x_i.
+TND_HD float dot_chunk_q8(const uint32_t qw[8], const float scale[2], const float minv[2], const uint32_t *xq) {
+    int dot0 = 0, dot1 = 0;
+    for (int j = 0; j < 4; j++) {
+        dot0 = dot4x8(qw[j], xq[j], dot0);
+        dot1 = dot4x8(qw[j + 4], xq[j + 4], dot1);
+    }
+    float dx = float_from_bits(xq[8]);
+    return dx * (scale[0] * (float)dot0 + scale[1] * (float)dot1 - minv[0] * (float)(int)xq[9] -
+                 minv[1] * (float)(int)xq[10]);
+}
+
 } // namespace tnd_cuda
 
 #endif
