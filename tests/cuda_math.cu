@@ -175,6 +175,13 @@ int main(void) {
     for (tnd_type t : weights) check_weights(t);
     for (tnd_type t : weights)
         if (tnd_type_traits_of(t)->block_size > 1) check_int8(t);
+    /* an activation block with a NaN or an infinity gives NaN dots, as the float path would */
+    float bad[32] = {0};
+    bad[5] = INFINITY;
+    uint32_t block[Q8_WORDS], qw[8] = {0x01010101u, 0, 0, 0, 0, 0, 0, 0};
+    float unit[2] = {1.0f, 1.0f}, none[2] = {0.0f, 0.0f};
+    quantize_q8_block(bad, 0, 32, block);
+    CHECK(isnan(float_from_bits(block[8])) && block[0] == 0 && isnan(dot_chunk_q8(qw, unit, none, block)));
     static const tnd_type kv[] = {TND_TYPE_F32, TND_TYPE_F16, TND_TYPE_Q8_0, TND_TYPE_Q4_0};
     for (tnd_type t : kv) check_kv(t);
     printf("the CUDA device's decoding of 13 weight types (and as 8-bit levels, the 10 quantized ones) and 4 KV types, "

@@ -210,15 +210,20 @@ static tnd_status cuda_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tok
     cuda_device *d = dev(b);
     size_t need = 2 * sizeof(float) * (size_t)max_cols * (size_t)max_tokens + 64;
     size_t blocks = (size_t)(max_cols + 31) / 32, rows = (size_t)max_tokens;
-    if (d->int8 && (blocks > d->xq_blocks || rows > d->xq_rows) && select_device(d)) { /* int8: x's blocks */
-        if (d->xq) cudaFree(d->xq);
-        d->xq = NULL;
-        d->xq_blocks = d->xq_rows = 0;
-        if (!failed(d, cudaMalloc((void **)&d->xq, blocks * rows * TND_CUDA_Q8_WORDS * sizeof(uint32_t)),
-                    "room for 8-bit activations"))
-            d->xq_blocks = blocks, d->xq_rows = rows;
+    if (d->int8 && (blocks > d->xq_blocks || rows > d->xq_rows)) { /* int8: room for x's blocks, never less */
+        end_capture(d);
+        blocks = blocks > d->xq_blocks ? blocks : d->xq_blocks;
+        rows = rows > d->xq_rows ? rows : d->xq_rows;
+        uint32_t *grown = NULL;
+        if (cudaSetDevice(d->index) != cudaSuccess ||
+            cudaMalloc((void **)&grown, blocks * rows * TND_CUDA_Q8_WORDS * sizeof(uint32_t)) != cudaSuccess) {
+            cudaGetLastError(); /* no room: the matmuls that do not fit take the float path */
+        } else {
+            if (d->xq && cudaFree(d->xq) != cudaSuccess) cudaGetLastError();
+            d->xq = grown, d->xq_blocks = blocks, d->xq_rows = rows;
+        }
     }
-    if (d->failure || !select_device(d) || !host_room(d, (void **)&d->arena, &d->arena_cap, need, 1)) {
+    if (!select_device(d) || !host_room(d, (void **)&d->arena, &d->arena_cap, need, 1)) {
         tnd_status st = d->failure;
         d->failure = TND_OK;
         return tnd_fail(st, "%s", d->message);
@@ -421,10 +426,10 @@ static void cuda_embed(tnd_backend *b, const tnd_weight *table, const int32_t *i
            "copy embedding rows");
 }
 
-/* Whether weights of this type multiply 8-bit blocks of x here (int8 matmuls, the room reserved for x). */
-static bool takes_q8(const cuda_device *d, tnd_type type, const tnd_tensor *x) {
-    return d->int8 && tnd_cuda_int8_type(type) && x->ne0 % 32 == 0 && (size_t)x->ne0 / 32 <= d->xq_blocks &&
-           (size_t)x->ne1 <= d->xq_rows;
+/* Whether w multiplies 8-bit blocks of x here (int8 matmuls, the room reserved for x). */
+static bool takes_q8(const cuda_device *d, const tnd_weight *w, const tnd_tensor *x) {
+    return d->int8 && tnd_cuda_int8_type(w->type) && w->n_cols == x->ne0 && x->ne0 % 32 == 0 &&
+           (size_t)x->ne0 / 32 <= d->xq_blocks && (size_t)x->ne1 <= d->xq_rows;
 }
 
 /* The weights of one input: x converted to 8-bit blocks once for those that take them. */
@@ -433,7 +438,7 @@ static void cuda_matmul_many(tnd_backend *b, int n, const tnd_weight *const *w, 
     cuda_device *d = dev(b);
     bool quantized = false;
     for (int i = 0; i < n && ready(d); i++) {
-        bool q8 = takes_q8(d, w[i]->type, x);
+        bool q8 = takes_q8(d, w[i], x);
         if (q8 && !quantized &&
             failed(d, tnd_cuda_quantize_q8(d->stream, at(x), stride_of(x), (int32_t)x->ne0, (int32_t)x->ne1, d->xq),
                    "8-bit activations"))

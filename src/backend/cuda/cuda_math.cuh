@@ -219,16 +219,19 @@ constexpr int Q8_WORDS = 11; // an activation block of 32: 8 words of int8 level
 // from zero, d = max |x| / 127, element 4j + k in byte k of word j; then d's bits and the halves' level sums.
 TND_HD void quantize_q8_block(const float *x, int b, int n_cols, uint32_t out[Q8_WORDS]) {
     float v[32], amax = 0.0f;
+    bool finite = true;
     for (int i = 0; i < 32; i++) {
         v[i] = 32 * b + i < n_cols ? x[32 * b + i] : 0.0f;
+        finite = finite && isfinite(v[i]);
         amax = fmaxf(amax, fabsf(v[i]));
     }
-    float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    if (!finite) amax = 0.0f; /* a block with a NaN or infinity: NaN scale, zero levels, so its dots come out NaN */
+    float d = finite ? amax / 127.0f : NAN, id = finite && d != 0.0f ? 1.0f / d : 0.0f;
     int sums[2] = {0, 0};
     for (int j = 0; j < 8; j++) {
         uint32_t word = 0;
         for (int k = 0; k < 4; k++) {
-            int level = (int)roundf(mul_rounded(v[4 * j + k], id));
+            int level = finite ? (int)roundf(mul_rounded(v[4 * j + k], id)) : 0;
             level = level < -127 ? -127 : level > 127 ? 127 : level;
             sums[j / 4] += level;
             word |= (uint32_t)(level & 0xff) << (8 * k);

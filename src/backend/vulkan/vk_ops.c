@@ -133,16 +133,18 @@ static void vk_release_weight(tnd_backend *b, tnd_weight *w) {
     memset(w, 0, sizeof *w);
 }
 
-/* With int8 matmuls: room for the activations as 8-bit blocks, max_tokens rows of max_cols. */
+/* With int8 matmuls: room for the activations as 8-bit blocks, max_tokens rows of max_cols (where it cannot be had,
+ * the matmuls keep the float path). */
 static tnd_status vk_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) {
     vk_device *d = vk_dev(b);
     size_t blocks = (size_t)(max_cols + 31) / 32, rows = (size_t)max_tokens;
     if (!d->int8 || (blocks <= d->xq_blocks && rows <= d->xq_rows)) return TND_OK;
+    blocks = blocks > d->xq_blocks ? blocks : d->xq_blocks; /* never less room than before */
+    rows = rows > d->xq_rows ? rows : d->xq_rows;
+    tnd_buffer *grown = tnd_vk_alloc(b, blocks * rows * VK_Q8_WORDS * sizeof(uint32_t));
+    if (!grown) return TND_OK; /* no room: the matmuls that do not fit take the float path */
     if (d->xq) tnd_vk_free(b, d->xq);
-    d->xq_blocks = d->xq_rows = 0;
-    if (!(d->xq = tnd_vk_alloc(b, blocks * rows * VK_Q8_WORDS * sizeof(uint32_t)))) return TND_ERR_OUT_OF_MEMORY;
-    d->xq_blocks = blocks;
-    d->xq_rows = rows;
+    d->xq = grown, d->xq_blocks = blocks, d->xq_rows = rows;
     return TND_OK;
 }
 

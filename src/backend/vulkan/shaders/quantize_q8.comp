@@ -17,18 +17,21 @@ void main() {
     if (b >= p.blocks_per_row || t >= p.n_tokens) return;
     uint xb = p.x_off + t * p.x_stride + 32u * b;
     float v[32], amax = 0.0;
+    bool finite = true;
     for (uint i = 0u; i < 32u; i++) {
         v[i] = 32u * b + i < p.n_cols ? x[xb + i] : 0.0;
+        finite = finite && !isnan(v[i]) && !isinf(v[i]);
         amax = max(amax, abs(v[i]));
     }
-    float d = amax / 127.0, id = d != 0.0 ? 1.0 / d : 0.0;
+    // a block with a NaN or infinity: NaN scale, zero levels, so its dots come out NaN
+    float d = finite ? amax / 127.0 : uintBitsToFloat(0x7fc00000u), id = finite && d != 0.0 ? 1.0 / d : 0.0;
     uint o = (t * p.blocks_per_row + b) * Q8_WORDS;
     int sums[2] = int[2](0, 0);
     for (uint j = 0u; j < 8u; j++) {
         uint word = 0u;
         for (uint k = 0u; k < 4u; k++) {
             float r = v[4u * j + k] * id;
-            int level = clamp(int(sign(r) * floor(abs(r) + 0.5)), -127, 127);
+            int level = finite ? clamp(int(sign(r) * floor(abs(r) + 0.5)), -127, 127) : 0;
             sums[j / 4u] += level;
             word |= uint(level & 0xff) << (8u * k);
         }
