@@ -10,7 +10,6 @@ extern "C" {
 #include "backend/cuda/cuda_math.cuh"
 
 #include <math.h>
-#include <type_traits>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,20 +31,6 @@ static bool same(float a, float b) {
     return x == y || (isnan(a) && isnan(b));
 }
 
-// Calls f with the type as a template argument.
-template <typename F> static bool with_type(tnd_type t, F f) {
-#define TYPE_CASE(T)                                                                                                   \
-    case T: f(std::integral_constant<tnd_type, T>()); return true;
-    switch (t) {
-        TYPE_CASE(TND_TYPE_F32) TYPE_CASE(TND_TYPE_F16) TYPE_CASE(TND_TYPE_BF16) TYPE_CASE(TND_TYPE_Q4_0)
-        TYPE_CASE(TND_TYPE_Q4_1) TYPE_CASE(TND_TYPE_Q5_0) TYPE_CASE(TND_TYPE_Q5_1) TYPE_CASE(TND_TYPE_Q8_0)
-        TYPE_CASE(TND_TYPE_Q2_K) TYPE_CASE(TND_TYPE_Q3_K) TYPE_CASE(TND_TYPE_Q4_K) TYPE_CASE(TND_TYPE_Q5_K)
-        TYPE_CASE(TND_TYPE_Q6_K)
-    default: return false;
-    }
-#undef TYPE_CASE
-}
-
 // Rows quantized by the CPU, and rows of random bytes (NaN and infinite scales, every level) decode as the CPU's
 // to_float decodes them. Widths: a whole number of blocks, and for the float types one that ends inside a chunk.
 static void check_weights(tnd_type type) {
@@ -64,7 +49,7 @@ static void check_weights(tnd_type type) {
             else
                 tr->from_float(x, row, n);
             tr->to_float(row, want, n);
-            with_type(type, [&](auto T) {
+            with_weight_type(type, [&](auto T) {
                 float v[32];
                 for (int c = 0; c < (n + 31) / 32; c++) {
                     dequant32<decltype(T)::value>(row, c, (int)n, v);
@@ -97,23 +82,12 @@ static void check_kv(tnd_type type) {
         tr->from_float(x, cpu, WIDTH);
         memset(gpu, 0xa5, sizeof gpu);
         int units = type == TND_TYPE_Q8_0 || type == TND_TYPE_Q4_0 ? WIDTH / 32 : WIDTH;
-        bool stored = true;
-        switch (type) {
-        case TND_TYPE_F32: for (int j = 0; j < units; j++) store_row<TND_TYPE_F32>(x, j, WIDTH, gpu); break;
-        case TND_TYPE_F16: for (int j = 0; j < units; j++) store_row<TND_TYPE_F16>(x, j, WIDTH, gpu); break;
-        case TND_TYPE_Q8_0: for (int j = 0; j < units; j++) store_row<TND_TYPE_Q8_0>(x, j, WIDTH, gpu); break;
-        case TND_TYPE_Q4_0: for (int j = 0; j < units; j++) store_row<TND_TYPE_Q4_0>(x, j, WIDTH, gpu); break;
-        default: stored = false;
-        }
-        if (!CHECK(stored)) return;
         tr->to_float(cpu, want, WIDTH);
-        for (int e = 0; e < WIDTH; e++) {
-            float got = type == TND_TYPE_F32   ? kv_at<TND_TYPE_F32>(cpu, e)
-                        : type == TND_TYPE_F16  ? kv_at<TND_TYPE_F16>(cpu, e)
-                        : type == TND_TYPE_Q8_0 ? kv_at<TND_TYPE_Q8_0>(cpu, e)
-                                                : kv_at<TND_TYPE_Q4_0>(cpu, e);
-            mismatches += !same(got, want[e]);
-        }
+        bool stored = with_kv_type(type, [&](auto T) {
+            for (int j = 0; j < units; j++) store_row<decltype(T)::value>(x, j, WIDTH, gpu);
+            for (int e = 0; e < WIDTH; e++) mismatches += !same(kv_at<decltype(T)::value>(cpu, e), want[e]);
+        });
+        if (!CHECK(stored)) return;
         // the stored bytes: the CPU's (F16: the same values, a NaN's bits aside)
         float back[WIDTH];
         tr->to_float(gpu, back, WIDTH);
@@ -138,28 +112,24 @@ static void check_int8(tnd_type type) {
         for (int b = 0; b < N / 32; b++) quantize_q8_block(x, b, N, xq[b]);
         double want = 0, scale_of_terms = 0;
         float got = 0;
-        with_type(type, [&](auto T) {
+        with_quantized_type(type, [&](auto T) {
             constexpr tnd_type TT = decltype(T)::value;
-            if constexpr (TT == TND_TYPE_F32 || TT == TND_TYPE_F16 || TT == TND_TYPE_BF16) {
-                return; // (levels: the quantized types)
-            } else {
-                for (int c = 0; c < N / 32; c++) {
-                    float v[32], scale[2], minv[2];
-                    uint32_t qw[8];
-                    dequant32<TT>(row, c, N, v);
-                    chunk_levels<TT>(row, c, qw, scale, minv);
-                    float dx = float_from_bits(xq[c][8]);
-                    for (int i = 0; i < 32; i++) {
-                        int level = (int8_t)(qw[i / 4] >> (8 * (i % 4)));
-                        if (type != TND_TYPE_Q8_0) level &= 0xff; // unsigned levels but Q8_0's
-                        float back = scale[i / 16] * (float)level - minv[i / 16];
-                        bad_levels += fabsf(back - v[i]) > 1e-5f * (fabsf(v[i]) + fabsf(minv[i / 16]) + 1e-6f);
-                        int xl = (int8_t)(xq[c][i / 4] >> (8 * (i % 4)));
-                        want += (double)v[i] * dx * xl;
-                        scale_of_terms += fabs((double)v[i] * dx * xl);
-                    }
-                    got += dot_chunk_q8(qw, scale, minv, xq[c]);
+            for (int c = 0; c < N / 32; c++) {
+                float v[32], scale[2], minv[2];
+                uint32_t qw[8];
+                dequant32<TT>(row, c, N, v);
+                chunk_levels<TT>(row, c, qw, scale, minv);
+                float dx = float_from_bits(xq[c][8]);
+                for (int i = 0; i < 32; i++) {
+                    int level = (int8_t)(qw[i / 4] >> (8 * (i % 4)));
+                    if (type != TND_TYPE_Q8_0) level &= 0xff; // unsigned levels but Q8_0's
+                    float back = scale[i / 16] * (float)level - minv[i / 16];
+                    bad_levels += fabsf(back - v[i]) > 1e-5f * (fabsf(v[i]) + fabsf(minv[i / 16]) + 1e-6f);
+                    int xl = (int8_t)(xq[c][i / 4] >> (8 * (i % 4)));
+                    want += (double)v[i] * dx * xl;
+                    scale_of_terms += fabs((double)v[i] * dx * xl);
                 }
+                got += dot_chunk_q8(qw, scale, minv, xq[c]);
             }
         });
         bad_dots += fabs((double)got - want) > 1e-5 * scale_of_terms;

@@ -348,38 +348,6 @@ unsigned div_up(long long a, int b) { return (unsigned)((a + b - 1) / b); }
 // A grid's y or z extent for n rows, which the kernels take in turn beyond MAX_GRID_YZ.
 unsigned rows_extent(int n) { return (unsigned)min(n, MAX_GRID_YZ); }
 
-// Calls f with the weight type as a template argument (an integral constant); false for a type without kernels.
-template <typename F> bool with_weight_type(tnd_type t, F f) {
-#define TYPE_CASE(T)                                                                                                   \
-    case T: f(std::integral_constant<tnd_type, T>()); return true;
-    switch (t) {
-        TYPE_CASE(TND_TYPE_F32) TYPE_CASE(TND_TYPE_F16) TYPE_CASE(TND_TYPE_BF16) TYPE_CASE(TND_TYPE_Q4_0)
-        TYPE_CASE(TND_TYPE_Q4_1) TYPE_CASE(TND_TYPE_Q5_0) TYPE_CASE(TND_TYPE_Q5_1) TYPE_CASE(TND_TYPE_Q8_0)
-        TYPE_CASE(TND_TYPE_Q2_K) TYPE_CASE(TND_TYPE_Q3_K) TYPE_CASE(TND_TYPE_Q4_K) TYPE_CASE(TND_TYPE_Q5_K)
-        TYPE_CASE(TND_TYPE_Q6_K)
-    default: return false;
-    }
-}
-
-// The same for the types with 8-bit levels (the quantized weight types).
-template <typename F> bool with_quantized_type(tnd_type t, F f) {
-    switch (t) {
-        TYPE_CASE(TND_TYPE_Q4_0) TYPE_CASE(TND_TYPE_Q4_1) TYPE_CASE(TND_TYPE_Q5_0) TYPE_CASE(TND_TYPE_Q5_1)
-        TYPE_CASE(TND_TYPE_Q8_0) TYPE_CASE(TND_TYPE_Q2_K) TYPE_CASE(TND_TYPE_Q3_K) TYPE_CASE(TND_TYPE_Q4_K)
-        TYPE_CASE(TND_TYPE_Q5_K) TYPE_CASE(TND_TYPE_Q6_K)
-    default: return false;
-    }
-}
-
-// The same for the KV cache types.
-template <typename F> bool with_kv_type(tnd_type t, F f) {
-    switch (t) {
-        TYPE_CASE(TND_TYPE_F32) TYPE_CASE(TND_TYPE_F16) TYPE_CASE(TND_TYPE_Q8_0) TYPE_CASE(TND_TYPE_Q4_0)
-    default: return false;
-    }
-#undef TYPE_CASE
-}
-
 } // namespace
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <type_traits>
 
 #define TND_HD __host__ __device__ __forceinline__
 
@@ -64,6 +65,15 @@ template <> struct block_of<TND_TYPE_Q3_K> { static constexpr int elems = 256, b
 template <> struct block_of<TND_TYPE_Q4_K> { static constexpr int elems = 256, bytes = 144; };
 template <> struct block_of<TND_TYPE_Q5_K> { static constexpr int elems = 256, bytes = 176; };
 template <> struct block_of<TND_TYPE_Q6_K> { static constexpr int elems = 256, bytes = 210; };
+
+// The scale (x) and min (y: Q2_K's, 0 for Q3_K) of sub-block s (< 16, of 16 elements) of a Q2_K or Q3_K
+// super-block at b.
+template <tnd_type T> TND_HD float2 k23_scale_min(const uint8_t *b, int s) {
+    if constexpr (T == TND_TYPE_Q2_K) return make_float2(f16_at(b + 80) * (float)(b[s] & 15u), f16_at(b + 82) * (float)(b[s] >> 4));
+    uint32_t low4 = s < 8 ? b[96 + s] & 15u : b[96 + s - 8] >> 4;
+    uint32_t high2 = (b[96 + 8 + (s & 3)] >> (2 * (s >> 2))) & 3u;
+    return make_float2(f16_at(b + 108) * (float)((int)(low4 | (high2 << 4)) - 32), 0.0f);
+}
 
 // Elements 32c .. 32c + 31 of a weight row of type T into v; elements at or past n_cols (only float types have rows
 // that end inside a chunk) come out 0.
@@ -132,20 +142,11 @@ template <tnd_type T> TND_HD void dequant32(const uint8_t *row, int c, int n_col
         } else { // Q2_K and Q3_K: 2-bit planes, sub-blocks of 16
             int h = k >> 2, p = k & 3;
             constexpr bool two = T == TND_TYPE_Q2_K;
-            float d = f16_at(b + (two ? 80 : 108)), dmin = two ? f16_at(b + 82) : 0.0f;
             const uint8_t *qs = b + (two ? 16 : 32);
 #pragma unroll
             for (int half_ = 0; half_ < 2; half_++) {
-                int s = 2 * k + half_;
-                float dl, ml = 0.0f;
-                if constexpr (two) {
-                    dl = d * (float)(b[s] & 15u);
-                    ml = dmin * (float)(b[s] >> 4);
-                } else {
-                    uint32_t low4 = s < 8 ? b[96 + s] & 15u : b[96 + s - 8] >> 4;
-                    uint32_t high2 = (b[96 + 8 + (s & 3)] >> (2 * (s >> 2))) & 3u;
-                    dl = d * (float)((int)(low4 | (high2 << 4)) - 32);
-                }
+                float2 sm = k23_scale_min<T>(b, 2 * k + half_);
+                float dl = sm.x, ml = sm.y;
 #pragma unroll
                 for (int j = 0; j < 16; j++) {
                     int l = 16 * half_ + j;
@@ -312,19 +313,11 @@ template <tnd_type T> TND_HD void chunk_levels(const uint8_t *row, int c, uint32
         } else { // Q2_K and Q3_K: 2-bit planes, sub-blocks of 16 (the halves)
             int h = k >> 2, p = k & 3;
             constexpr bool two = T == TND_TYPE_Q2_K;
-            float d = f16_at(b + (two ? 80 : 108)), dmin = two ? f16_at(b + 82) : 0.0f;
             const uint8_t *qs = b + (two ? 16 : 32);
             for (int half_ = 0; half_ < 2; half_++) {
-                int s = 2 * k + half_;
-                if constexpr (two) {
-                    scale[half_] = d * (float)(b[s] & 15u);
-                    minv[half_] = dmin * (float)(b[s] >> 4);
-                } else {
-                    uint32_t low4 = s < 8 ? b[96 + s] & 15u : b[96 + s - 8] >> 4;
-                    uint32_t high2 = (b[96 + 8 + (s & 3)] >> (2 * (s >> 2))) & 3u;
-                    scale[half_] = d * (float)((int)(low4 | (high2 << 4)) - 32);
-                    minv[half_] = 4.0f * scale[half_];
-                }
+                float2 sm = k23_scale_min<T>(b, 2 * k + half_);
+                scale[half_] = sm.x;
+                minv[half_] = two ? sm.y : 4.0f * sm.x; // (Q3_K: levels 0..7 for the signed -4..3)
             }
             for (int j = 0; j < 8; j++) {
                 uint32_t w = (word_at(qs + 32 * h + 4 * j) >> (2 * p)) & 0x03030303u;
@@ -346,6 +339,43 @@ TND_HD float dot_chunk_q8(const uint32_t qw[8], const float scale[2], const floa
     return dx * (scale[0] * (float)dot0 + scale[1] * (float)dot1 - minv[0] * (float)(int)xq[9] -
                  minv[1] * (float)(int)xq[10]);
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// The types as template arguments
+// ---------------------------------------------------------------------------------------------------------------
+
+#define TND_CUDA_TYPE_CASE(T)                                                                                          \
+    case T: f(std::integral_constant<tnd_type, T>()); return true;
+
+// Calls f with a quantized weight type (those with 8-bit levels) as a template argument (an integral constant);
+// false for another type.
+template <typename F> bool with_quantized_type(tnd_type t, F f) {
+    switch (t) {
+        TND_CUDA_TYPE_CASE(TND_TYPE_Q4_0) TND_CUDA_TYPE_CASE(TND_TYPE_Q4_1) TND_CUDA_TYPE_CASE(TND_TYPE_Q5_0)
+        TND_CUDA_TYPE_CASE(TND_TYPE_Q5_1) TND_CUDA_TYPE_CASE(TND_TYPE_Q8_0) TND_CUDA_TYPE_CASE(TND_TYPE_Q2_K)
+        TND_CUDA_TYPE_CASE(TND_TYPE_Q3_K) TND_CUDA_TYPE_CASE(TND_TYPE_Q4_K) TND_CUDA_TYPE_CASE(TND_TYPE_Q5_K)
+        TND_CUDA_TYPE_CASE(TND_TYPE_Q6_K)
+    default: return false;
+    }
+}
+
+// The same for every weight type the kernels decode: the float types and the quantized ones.
+template <typename F> bool with_weight_type(tnd_type t, F f) {
+    switch (t) {
+        TND_CUDA_TYPE_CASE(TND_TYPE_F32) TND_CUDA_TYPE_CASE(TND_TYPE_F16) TND_CUDA_TYPE_CASE(TND_TYPE_BF16)
+    default: return with_quantized_type(t, f);
+    }
+}
+
+// The same for the KV cache types.
+template <typename F> bool with_kv_type(tnd_type t, F f) {
+    switch (t) {
+        TND_CUDA_TYPE_CASE(TND_TYPE_F32) TND_CUDA_TYPE_CASE(TND_TYPE_F16) TND_CUDA_TYPE_CASE(TND_TYPE_Q8_0)
+        TND_CUDA_TYPE_CASE(TND_TYPE_Q4_0)
+    default: return false;
+    }
+}
+#undef TND_CUDA_TYPE_CASE
 
 } // namespace tnd_cuda
 

@@ -48,6 +48,20 @@ uvec2 k4_scale_min(uint p, uint s) {
                  (byte_at(p + s + 4u) >> 4) | ((byte_at(p + s) >> 6) << 4));
 }
 
+#if defined(TYPE_Q2_K) || defined(TYPE_Q3_K)
+// The scale (x) and min (y: Q2_K's, 0 for Q3_K) of sub-block s (< 16, of 16 elements) of the super-block at byte b.
+vec2 k23_scale_min(uint b, uint s) {
+#if defined(TYPE_Q2_K)
+    uint sc = byte_at(b + s);
+    return vec2(f16_at(b + 80u) * float(sc & 15u), f16_at(b + 82u) * float(sc >> 4));
+#else
+    uint low4 = s < 8u ? byte_at(b + 96u + s) & 15u : byte_at(b + 96u + s - 8u) >> 4;
+    uint high2 = (byte_at(b + 96u + 8u + (s & 3u)) >> (2u * (s >> 2))) & 3u;
+    return vec2(f16_at(b + 108u) * float(int(low4 | (high2 << 4)) - 32), 0.0);
+#endif
+}
+#endif
+
 // Elements 32c .. 32c + 31 of the row at byte offset `row` into v; elements at or past n_cols (only float types
 // have rows that end inside a chunk) come out 0.
 void dequant32(uint row, uint c, uint n_cols, out float v[32]) {
@@ -129,22 +143,13 @@ void dequant32(uint row, uint c, uint n_cols, out float v[32]) {
 #else // Q2_K and Q3_K: 2-bit planes, sub-blocks of 16
     uint h = k >> 2, p = k & 3u;
 #if defined(TYPE_Q2_K)
-    float d = f16_at(b + 80u), dmin = f16_at(b + 82u);
     uint qs = b + 16u;
 #else
-    float d = f16_at(b + 108u);
     uint qs = b + 32u;
 #endif
     for (uint half_ = 0u; half_ < 2u; half_++) {
-        uint s = 2u * k + half_;
-#if defined(TYPE_Q2_K)
-        uint sc = byte_at(b + s);
-        float dl = d * float(sc & 15u), ml = dmin * float(sc >> 4);
-#else
-        uint low4 = s < 8u ? byte_at(b + 96u + s) & 15u : byte_at(b + 96u + s - 8u) >> 4;
-        uint high2 = (byte_at(b + 96u + 8u + (s & 3u)) >> (2u * (s >> 2))) & 3u;
-        float dl = d * float(int(low4 | (high2 << 4)) - 32);
-#endif
+        vec2 sm = k23_scale_min(b, 2u * k + half_);
+        float dl = sm.x, ml = sm.y;
         for (uint j = 0u; j < 16u; j++) {
             uint l = 16u * half_ + j;
             uint q = (byte_at(qs + 32u * h + l) >> (2u * p)) & 3u;

@@ -74,23 +74,17 @@ void chunk_levels(uint row, uint c, out uint qw[8], out vec2 scale, out vec2 min
 #else // Q2_K and Q3_K: 2-bit planes, sub-blocks of 16 (the halves)
     uint h = k >> 2, p = k & 3u;
 #if defined(TYPE_Q2_K)
-    float d = f16_at(b + 80u), dmin = f16_at(b + 82u);
     uint qs = b + 16u;
 #else
-    float d = f16_at(b + 108u);
     uint qs = b + 32u;
 #endif
     for (uint half_ = 0u; half_ < 2u; half_++) {
-        uint s = 2u * k + half_;
+        vec2 sm = k23_scale_min(b, 2u * k + half_);
+        scale[half_] = sm.x;
 #if defined(TYPE_Q2_K)
-        uint sc = byte_at(b + s);
-        scale[half_] = d * float(sc & 15u);
-        minv[half_] = dmin * float(sc >> 4);
+        minv[half_] = sm.y;
 #else
-        uint low4 = s < 8u ? byte_at(b + 96u + s) & 15u : byte_at(b + 96u + s - 8u) >> 4;
-        uint high2 = (byte_at(b + 96u + 8u + (s & 3u)) >> (2u * (s >> 2))) & 3u;
-        scale[half_] = d * float(int(low4 | (high2 << 4)) - 32);
-        minv[half_] = 4.0 * scale[half_];
+        minv[half_] = 4.0 * sm.x; // levels 0..7 for the signed -4..3
 #endif
     }
     for (uint j = 0u; j < 8u; j++) {
