@@ -93,7 +93,7 @@ void tnd_cpu_act_to_float(const tnd_cpu_dot *k, const void *act, float *out, int
 }
 
 const char *tnd_cpu_isa_name(tnd_cpu_isa isa) {
-    static const char *names[TND_ISA_COUNT] = {"ref", "avx2", "avx512", "neon"};
+    static const char *names[TND_ISA_COUNT] = {"ref", "avx2", "avxvnni", "avx512", "neon"};
     return isa >= 0 && isa < TND_ISA_COUNT ? names[isa] : "?";
 }
 
@@ -111,6 +111,9 @@ bool tnd_cpu_kernels_for(tnd_cpu_kernels *k, tnd_cpu_isa isa, const tnd_cpu_feat
     if (isa > TND_ISA_AVX512 || !has_avx2(f)) return false;
     tnd_cpu_kernels_avx2(k);
     if (isa == TND_ISA_AVX2) return true;
+    if (f->avxvnni) /* under AVX-512 too, for any entry that set leaves to the sets before it */
+        tnd_cpu_kernels_avxvnni(k);
+    if (isa == TND_ISA_AVXVNNI) return f->avxvnni;
     if (!has_avx512(f)) return false;
     tnd_cpu_kernels_avx512(k);
     return true;

@@ -97,6 +97,9 @@ void tnd_cpu_attn_tile_ref(const float *q, int32_t rep, int32_t hd, const float 
  * the library keeps no mutable global state. */
 void tnd_cpu_attn_tile_avx2(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
                             float scale, float *mx, float *sum, float *acc);
+/* The same function as compiled into the avxvnni set (x86_avxvnni.c). */
+void tnd_cpu_attn_tile_avxvnni(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
+                               float scale, float *mx, float *sum, float *acc);
 
 /* Rows the next tile will read: a kernel asks for them a few lines at a time while it computes. One burst of
  * prefetches for a whole tile before it measured 1.45x slower at 4096 positions: presumably the burst fills the
@@ -173,9 +176,16 @@ void tnd_cpu_kernels_reference(tnd_cpu_kernels *k);
 void tnd_cpu_kernels_best(tnd_cpu_kernels *k, const tnd_cpu_features *features);
 
 /* The instruction sets with a kernel file, best last within an architecture. */
-typedef enum tnd_cpu_isa { TND_ISA_REF, TND_ISA_AVX2, TND_ISA_AVX512, TND_ISA_NEON, TND_ISA_COUNT } tnd_cpu_isa;
+typedef enum tnd_cpu_isa {
+    TND_ISA_REF,
+    TND_ISA_AVX2,
+    TND_ISA_AVXVNNI, /* AVX2 with VEX-encoded VNNI */
+    TND_ISA_AVX512,
+    TND_ISA_NEON,
+    TND_ISA_COUNT
+} tnd_cpu_isa;
 
-/* "ref", "avx2", "avx512", "neon". */
+/* "ref", "avx2", "avxvnni", "avx512", "neon". */
 const char *tnd_cpu_isa_name(tnd_cpu_isa isa);
 
 /* Fills `k` with the entries of `isa` over those of the sets before it; false if this build or `features` lacks
@@ -184,6 +194,7 @@ bool tnd_cpu_kernels_for(tnd_cpu_kernels *k, tnd_cpu_isa isa, const tnd_cpu_feat
 
 /* ISA files: override the entries they implement. Declared for every build; defined only where compiled. */
 void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k);
+void tnd_cpu_kernels_avxvnni(tnd_cpu_kernels *k);
 void tnd_cpu_kernels_avx512(tnd_cpu_kernels *k);
 void tnd_cpu_kernels_neon(tnd_cpu_kernels *k);
 

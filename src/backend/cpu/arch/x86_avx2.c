@@ -1,7 +1,11 @@
 /* x86_avx2.c: CPU kernels for processors with AVX2, FMA and F16C (compiled with those enabled; chosen at run time
  * by cpu_kernels.c): float weights in tiles of 1 row x 4 tokens, every quantized type over packed groups of 8 rows
  * with one 32-bit lane per row (../groups8.h), attention. Each kernel computes what its scalar counterpart in
- * src/quant computes, and is tested against it on odd sizes; tiles equal the dots bit for bit. */
+ * src/quant computes, and is tested against it on odd sizes; tiles equal the dots bit for bit.
+ *
+ * The file is compiled twice: as itself (the "avx2" set), and by x86_avxvnni.c with AVX-VNNI enabled (the
+ * "avxvnni" set: Intel from Alder Lake, AMD from Zen 5), where the 8-bit dots take vpdpbusd. Both give the same
+ * exact integer sums, so the same bits. */
 #include "backend/cpu/cpu_kernels.h"
 #include "backend/cpu/groups8.h"
 #include "quant/quant_blocks.h"
@@ -10,6 +14,14 @@
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
+
+#if defined(__AVXVNNI__)
+#define KERNEL_SET "avxvnni"
+#define OF_SET(name) name##_avxvnni
+#else
+#define KERNEL_SET "avx2"
+#define OF_SET(name) name##_avx2
+#endif
 
 /* ------------------------------------------------------------------------------------------------------------
  * Helpers
@@ -153,10 +165,18 @@ static inline float quantize_block_i8(const float *x, uint8_t *q) {
     return d;
 }
 
-/* Sum of 32 signed bytes, as 8 int32 lanes. */
-static inline __m256i sum_i8x32(__m256i v) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), v), _mm256_set1_epi16(1));
+/* acc plus, in each int32 lane, the sum of its four products of unsigned bytes u and signed bytes s. Without VNNI
+ * the products pass through int16 pairs, which callers keep from saturating (|u x s| pairs within 32767). */
+static inline __m256i dot4_u8_i8(__m256i acc, __m256i u, __m256i s) {
+#if defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(acc, u, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+#endif
 }
+
+/* Sum of 32 signed bytes, as 8 int32 lanes. */
+static inline __m256i sum_i8x32(__m256i v) { return dot4_u8_i8(_mm256_setzero_si256(), _mm256_set1_epi8(1), v); }
 
 /* The activation layout above; min_slot: the slot holds d * sum (Q4_1/Q5_1), else the start -offset * sum. */
 static inline void quantize_act_blocks(const float *x, void *vy, int64_t n, int offset, bool min_slot) {
@@ -185,16 +205,22 @@ static inline __m256i fifth_of_step(__m256i plane, int i) {
     return _mm256_and_si256(at, _mm256_set1_epi8(0x10));
 }
 
-/* The int32 lane sums of two steps (columns 8s..8s+7) with one token's activations. A pair of maddubs products is
- * at most 2 x 31 x 127 for levels, 2 x 128 x 127 for Q8_0 magnitudes: within int16. */
-static inline __m256i steps_dot(__m256i lo, __m256i hi, const uint8_t *a, int s, g8_legacy_kind kind) {
+/* sum plus the int32 lane sums of two steps (columns 8s..8s+7) with one token's activations. Q8_0's signed bytes
+ * meet the activations as |w| x sign(a, w). Without VNNI a pair of maddubs products is at most 2 x 31 x 127 for
+ * levels, so two steps share one madd; 2 x 128 x 127 for Q8_0 magnitudes, so each step takes its own. */
+static inline __m256i steps_dot(__m256i sum, __m256i lo, __m256i hi, const uint8_t *a, int s, g8_legacy_kind kind) {
     __m256i alo = _mm256_set1_epi32(load_i32(a + 8 * s)), ahi = _mm256_set1_epi32(load_i32(a + 8 * s + 4));
-    const __m256i ones = _mm256_set1_epi16(1);
-    if (kind == G8_Q8_0)
-        return _mm256_add_epi32(
-            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(lo, lo), _mm256_sign_epi8(alo, lo)), ones),
-            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(hi, hi), _mm256_sign_epi8(ahi, hi)), ones));
-    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi)), ones);
+    if (kind == G8_Q8_0) {
+        alo = _mm256_sign_epi8(alo, lo);
+        ahi = _mm256_sign_epi8(ahi, hi);
+        return dot4_u8_i8(dot4_u8_i8(sum, _mm256_abs_epi8(lo), alo), _mm256_abs_epi8(hi), ahi);
+    }
+#if defined(__AVXVNNI__)
+    return dot4_u8_i8(dot4_u8_i8(sum, lo, alo), hi, ahi);
+#else
+    __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(lo, alo), _mm256_maddubs_epi16(hi, ahi));
+    return _mm256_add_epi32(sum, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+#endif
 }
 
 /* y[t * y_stride + r] for the first R rows of the group at w and T tokens. A lane's arithmetic per block: the exact
@@ -229,8 +255,7 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
                 }
             }
             for (int t = 0; t < T; t++)
-                sum[t] = _mm256_add_epi32(
-                    sum[t], steps_dot(lo, hi, act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES, s, kind));
+                sum[t] = steps_dot(sum[t], lo, hi, act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES, s, kind);
         }
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)w));
         __m256 mw = has_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * G8_ROWS)))
@@ -266,17 +291,16 @@ static inline __attribute__((always_inline)) float dot_row_body(const uint8_t *w
         __m256i a = load256(act), products;
         if (kind == G8_Q8_0) {
             __m256i q = load256(w + 2);
-            products = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q));
+            products = dot4_u8_i8(_mm256_setzero_si256(), _mm256_abs_epi8(q), _mm256_sign_epi8(a, q));
         } else {
             __m128i packed = _mm_loadu_si128((const __m128i *)(const void *)(w + g8_file_nibbles_at(kind)));
             __m256i levels =
                 _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0f));
             if (g8_has_fifth(kind))
                 levels = _mm256_or_si256(levels, fifth_bits((uint32_t)load_i32(w + g8_file_nibbles_at(kind) - 4)));
-            products = _mm256_maddubs_epi16(levels, a);
+            products = dot4_u8_i8(_mm256_setzero_si256(), levels, a);
         }
-        int32_t sum =
-            (has_min ? 0 : load_i32(act + QK + 4)) + hsum256_epi32(_mm256_madd_epi16(products, _mm256_set1_epi16(1)));
+        int32_t sum = (has_min ? 0 : load_i32(act + QK + 4)) + hsum256_epi32(products);
         acc = fmaf((float)sum * fp16_load(w), tnd_block_f32(act + QK), acc);
         if (has_min) acc = fmaf(fp16_load(w + 2), tnd_block_f32(act + QK + 4), acc);
     }
@@ -475,6 +499,34 @@ static inline __m256i int16_pair(__m256i lo, __m256i hi) {
     return _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(hi, 16));
 }
 
+/* A sub-block's scale in every lane (k_lane_scale) in the form sub_block_dot takes: int32 with VNNI, else the
+ * int16 pair that madd weighs a pair of steps with. */
+static inline __m256i sub_block_scale(__m256i lane_scale) {
+#if defined(__AVXVNNI__)
+    return lane_scale;
+#else
+    return int16_pair(lane_scale, lane_scale);
+#endif
+}
+
+/* total plus one sub-block of 16 (four steps of levels) with one token's activations at a, weighed by the rows'
+ * scale. With VNNI the four steps sum in int32 and one multiply weighs them; without, each pair of steps sums in
+ * int16 (at most 2 x 2 x 63 x 127) and madd weighs it. */
+static inline __m256i sub_block_dot(__m256i total, const __m256i levels[4], const uint8_t *a, __m256i scale) {
+#if defined(__AVXVNNI__)
+    __m256i sum = _mm256_setzero_si256();
+    for (int q = 0; q < 4; q++) sum = dot4_u8_i8(sum, levels[q], _mm256_set1_epi32(load_i32(a + 4 * q)));
+    return _mm256_add_epi32(total, _mm256_mullo_epi32(sum, scale));
+#else
+    for (int pair = 0; pair < 4; pair += 2) {
+        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(levels[pair], _mm256_set1_epi32(load_i32(a + 4 * pair))),
+                                     _mm256_maddubs_epi16(levels[pair + 1], _mm256_set1_epi32(load_i32(a + 4 * pair + 4))));
+        total = _mm256_add_epi32(total, _mm256_madd_epi16(p, scale));
+    }
+    return total;
+#endif
+}
+
 /* y[t * y_stride + r] for the first R rows of the group at w and T tokens of Q8_K activations. A lane's
  * arithmetic per super-block: the exact integers of k_row_ints, then acc + total x (d dy) - mins x (dmin dy), each
  * product rounded once (two fused multiply-adds). */
@@ -492,17 +544,11 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
         __m256i total[GROUP_TOKENS];
         for (int t = 0; t < T; t++) total[t] = _mm256_setzero_si256();
         for (int j = 0; j < 16; j++) { /* sub-block of 16: steps 4j .. 4j + 3 */
-            __m256i sc = k_lane_scale(sw, kind, j, false), scale16 = int16_pair(sc, sc);
-            for (int pair = 0; pair < 2; pair++) {
-                int i = 4 * j + 2 * pair;
-                __m256i lo = k_step_levels(lv, kind, i), hi = k_step_levels(lv, kind, i + 1);
-                for (int t = 0; t < T; t++) {
-                    const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 4 * i;
-                    __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_set1_epi32(load_i32(a))),
-                                                 _mm256_maddubs_epi16(hi, _mm256_set1_epi32(load_i32(a + 4))));
-                    total[t] = _mm256_add_epi32(total[t], _mm256_madd_epi16(p, scale16));
-                }
-            }
+            __m256i scale = sub_block_scale(k_lane_scale(sw, kind, j, false)), levels[4];
+            for (int q = 0; q < 4; q++) levels[q] = k_step_levels(lv, kind, 4 * j + q);
+            for (int t = 0; t < T; t++)
+                total[t] = sub_block_dot(total[t], levels,
+                                         act + (size_t)t * act_stride + (size_t)b * Q8_K_BYTES + 4 + 16 * j, scale);
         }
         /* offsets and mins meet the activations' sums of 16, two sub-blocks per madd */
         __m256i off_pairs[8], min_pairs[8];
@@ -903,7 +949,7 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
 
 static bool attn_takes(int32_t head_dim) { return head_dim % 8 == 0 && head_dim <= ATTN_MAX_HD; }
 
-void tnd_cpu_attn_tile_avx2(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
+void OF_SET(tnd_cpu_attn_tile)(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
                             float scale, float *mx, float *sum, float *acc) {
     if (!attn_takes(hd) || np > TND_CPU_ATTN_TILE_MAX) {
         tnd_cpu_attn_tile_ref(q, rep, hd, k, v, np, scale, mx, sum, acc);
@@ -929,7 +975,7 @@ static tnd_cpu_dot float_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile) {
     return (tnd_cpu_dot){.act_type = TND_TYPE_F32,
                          .quantize_act = copy_f32,
                          .dot = dot,
-                         .isa = "avx2",
+                         .isa = KERNEL_SET,
                          .tile = tile,
                          .tile_rows = FLOAT_TILE_ROWS,
                          .tile_tokens = FLOAT_TILE_TOKENS};
@@ -942,7 +988,7 @@ static tnd_cpu_dot group_entry(tnd_from_float_fn quantize, tnd_vec_dot_fn dot, t
     return (tnd_cpu_dot){.act_type = TND_TYPE_Q8_0,
                          .quantize_act = quantize,
                          .dot = dot,
-                         .isa = "avx2",
+                         .isa = KERNEL_SET,
                          .tile_rows = G8_ROWS,
                          .tile_tokens = GROUP_TOKENS,
                          .act_bytes = tnd_g8_act_bytes,
@@ -958,7 +1004,7 @@ static tnd_cpu_dot k_group_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, si
     return (tnd_cpu_dot){.act_type = TND_TYPE_Q8_K,
                          .quantize_act = tnd_quantize_q8_K_ref,
                          .dot = dot,
-                         .isa = "avx2",
+                         .isa = KERNEL_SET,
                          .tile_rows = G8_ROWS,
                          .tile_tokens = GROUP_TOKENS,
                          .tile_packed = tile_packed,
@@ -966,8 +1012,8 @@ static tnd_cpu_dot k_group_entry(tnd_vec_dot_fn dot, tnd_tile_fn tile_packed, si
                          .pack_transform = transform};
 }
 
-void tnd_cpu_kernels_avx2(tnd_cpu_kernels *k) {
-    k->vec.attn_tile = tnd_cpu_attn_tile_avx2;
+void OF_SET(tnd_cpu_kernels)(tnd_cpu_kernels *k) {
+    k->vec.attn_tile = OF_SET(tnd_cpu_attn_tile);
     k->vec.attn_tile_stored = attn_tile_stored;
     k->vec.swiglu = swiglu;
     k->vec.attn_tile_stored_takes = attn_stored_takes;
