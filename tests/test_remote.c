@@ -61,7 +61,10 @@ typedef struct tap {
     size_t n_seen, cap;
     size_t fail_after; /* > 0: after the device sent this many bytes, the link is cut (or stalls with `stall`) */
     bool stall;
+    bool stall_at_ping; /* the link stalls once the device's first heartbeat went through (its PONG never comes) */
 } tap;
+
+static int count_frames(const tap *t, tnd_wire_type type);
 
 /* Forwards one connection to the cloud both ways, keeping the device's bytes. A link that fails is cut (both
  * sockets closed) or stalls: nothing more goes either way until the device leaves. */
@@ -88,9 +91,10 @@ static void *tap_run(void *arg) {
             memcpy(t->seen + t->n_seen, buf, (size_t)n);
             t->n_seen += (size_t)n;
             if (t->fail_after && t->n_seen >= t->fail_after) break;
+            if (t->stall_at_ping && count_frames(t, TND_WIRE_PING) > 0) break;
         }
     }
-    if (t->stall) { /* hold both sockets open, reading nothing, until the device leaves (or 10 s) */
+    if (t->stall || t->stall_at_ping) { /* hold both sockets open, reading nothing, until the device leaves (or 10 s) */
         uint8_t sink[4096];
         struct pollfd p = {.fd = dev, .events = POLLIN};
         while (poll(&p, 1, 10000) > 0 && read(dev, sink, sizeof sink) > 0) {}
@@ -120,7 +124,7 @@ typedef struct bed_options {
     const tnd_link_key *key;  /* NULL: plaintext */
     bool tapped;
     size_t fail_after;        /* the tap's */
-    bool stall;
+    bool stall, stall_at_ping;
 } bed_options;
 
 typedef struct bed {
@@ -147,6 +151,7 @@ static bool bed_open(bed *b, tnd_model *cloud_model, bed_options o) {
         CHECK(tap_open(&b->t, tnd_listener_port(b->lis), b->hp, sizeof b->hp));
         b->t.fail_after = o.fail_after;
         b->t.stall = o.stall;
+        b->t.stall_at_ping = o.stall_at_ping;
     } else {
         snprintf(b->hp, sizeof b->hp, "127.0.0.1:%d", tnd_listener_port(b->lis));
     }
@@ -456,48 +461,59 @@ static void check_drafted(tnd_model *local, tnd_model *cloud_model, const int32_
 
 static int free_port(void);
 
-/* An idle link carries a heartbeat (PING, answered by PONG, which the device passes over), and a step after it
- * gives the local model's logits. */
-static void check_heartbeat(tnd_model *local, tnd_model *cloud_model) {
-    bed b;
-    if (!bed_open(&b, cloud_model, (bed_options){.tapped = true})) return;
-    int32_t n_vocab = tnd_model_n_vocab(local), greedy[N_GREEDY];
-    float *want = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
-    const int32_t cpu_only[1] = {0}, kinds[3] = {0, TND_DEVICE_REMOTE, 0};
-    CHECK(run_prompt(local, 1, cpu_only, NULL, NULL, prompt, N_PROMPT, want, greedy));
-    tnd_context_params p = test_params(3, kinds, b.hp);
-    tnd_context *ctx = NULL;
-    int32_t pos[N_PROMPT], seq[N_PROMPT] = {0};
-    int8_t last[N_PROMPT] = {0};
-    for (int i = 0; i < N_PROMPT; i++) pos[i] = i;
-    last[N_PROMPT - 1] = 1;
-    bool ok = CHECK_OK(tnd_context_init(local, &p, &ctx));
-    tnd_batch first = {.n_tokens = N_PROMPT - 1, .tokens = prompt, .pos = pos, .seq_id = seq, .logits = last};
-    tnd_batch then = {.n_tokens = 1, .tokens = prompt + N_PROMPT - 1, .pos = pos + N_PROMPT - 1, .seq_id = seq,
-                      .logits = last + N_PROMPT - 1};
-    if (ok) ok = CHECK_OK(tnd_context_decode(ctx, &first));
-    sleep(6); /* idle past the heartbeat */
-    if (ok) ok = CHECK_OK(tnd_context_decode(ctx, &then));
-    double e = ok ? tnd_test_nmse(tnd_context_logits(ctx, 0), want + (size_t)(N_PROMPT - 1) * n_vocab,
-                                  (size_t)n_vocab) : 1;
-    tnd_context_free(ctx);
-    bed_join(&b);
-    int pings = count_frames(&b.t, TND_WIRE_PING);
-    printf("an idle link: %d heartbeat(s) in 6 s, the step after them NMSE %.3g against the local model\n", pings, e);
-    CHECK(pings >= 1 && e < 1e-5);
-    free(want);
-    bed_close(&b);
-}
-
-/* ------------------------------------------------------------------------------------------------------------
- * The link dies mid-answer: the generation goes on locally
- * ---------------------------------------------------------------------------------------------------------- */
-
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+/* An idle link carries a heartbeat (PING, answered by PONG, which the device passes over), and a step after it
+ * gives the local model's logits. Beside it, a link that stalls while idle, its first PING unanswered: the device
+ * finds it on its own, so the step after it fails at once, naming the heartbeat, and not at that step's deadline. */
+static void check_heartbeat(tnd_model *local, tnd_model *cloud_model) {
+    bed b[2];
+    if (!bed_open(&b[0], cloud_model, (bed_options){.tapped = true})) return;
+    if (!bed_open(&b[1], cloud_model, (bed_options){.tapped = true, .stall_at_ping = true})) return;
+    int32_t n_vocab = tnd_model_n_vocab(local), greedy[N_GREEDY];
+    float *want = malloc(sizeof(float) * N_PROMPT * (size_t)n_vocab);
+    const int32_t cpu_only[1] = {0}, kinds[3] = {0, TND_DEVICE_REMOTE, 0};
+    CHECK(run_prompt(local, 1, cpu_only, NULL, NULL, prompt, N_PROMPT, want, greedy));
+    int32_t pos[N_PROMPT], seq[N_PROMPT] = {0};
+    int8_t last[N_PROMPT] = {0};
+    for (int i = 0; i < N_PROMPT; i++) pos[i] = i;
+    last[N_PROMPT - 1] = 1;
+    tnd_batch first = {.n_tokens = N_PROMPT - 1, .tokens = prompt, .pos = pos, .seq_id = seq, .logits = last};
+    tnd_batch then = {.n_tokens = 1, .tokens = prompt + N_PROMPT - 1, .pos = pos + N_PROMPT - 1, .seq_id = seq,
+                      .logits = last + N_PROMPT - 1};
+    tnd_context *ctx[2] = {NULL, NULL};
+    bool ok[2];
+    for (int i = 0; i < 2; i++) {
+        tnd_context_params p = test_params(3, kinds, b[i].hp);
+        ok[i] = CHECK_OK(tnd_context_init(local, &p, &ctx[i])) && CHECK_OK(tnd_context_decode(ctx[i], &first));
+    }
+    sleep(9); /* idle past the heartbeat (5 s) and past its answer's deadline (3 s) */
+    if (ok[0]) ok[0] = CHECK_OK(tnd_context_decode(ctx[0], &then));
+    double e = ok[0] ? tnd_test_nmse(tnd_context_logits(ctx[0], 0), want + (size_t)(N_PROMPT - 1) * n_vocab,
+                                     (size_t)n_vocab) : 1;
+    double t0 = now_s();
+    tnd_status st = ok[1] ? tnd_context_decode(ctx[1], &then) : TND_ERR_INTERNAL;
+    double took = now_s() - t0;
+    bool named = strstr(tnd_last_error(), "heartbeat") != NULL;
+    printf("a stalled idle link: the step after it failed in %.1f ms (status %d: %s)\n", took * 1e3, (int)st,
+           tnd_last_error());
+    CHECK(st == TND_ERR_DEVICE_LOST && named && took < 0.1);
+    for (int i = 0; i < 2; i++) tnd_context_free(ctx[i]);
+    for (int i = 0; i < 2; i++) bed_join(&b[i]);
+    int pings = count_frames(&b[0].t, TND_WIRE_PING);
+    printf("an idle link: %d heartbeat(s) in 9 s, the step after them NMSE %.3g against the local model\n", pings, e);
+    CHECK(pings >= 1 && e < 1e-5);
+    free(want);
+    for (int i = 0; i < 2; i++) bed_close(&b[i]);
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * The link dies mid-answer: the generation goes on locally
+ * ---------------------------------------------------------------------------------------------------------- */
 
 /* What a greedy session split over the cloud at hp did, going on here where the link was lost. */
 typedef struct fallback_run {

@@ -379,6 +379,10 @@ tnd_status tnd_link_recv(tnd_link *l, tnd_wire_header *h, const uint8_t **payloa
     return TND_OK;
 }
 
+bool tnd_link_readable(tnd_link *l, int timeout_ms) {
+    return (l->tls && gnutls_record_check_pending(l->tls) > 0) || wait_fd(l->fd, false, timeout_ms);
+}
+
 void tnd_link_traffic(const tnd_link *l, uint64_t *sent, uint64_t *received) {
     *sent = l->sent;
     *received = l->received;

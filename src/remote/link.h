@@ -39,6 +39,9 @@ tnd_status tnd_link_send(tnd_link *l, tnd_wire_type type, const void *payload, s
  * gone): its header into *h and its payload into *payload (the link's memory, valid until the next receive). TND_ERR_IO for a timeout or a closed link, TND_ERR_FORMAT for a frame that is not
  * one or arrives out of sequence (lost, replayed or reordered). */
 tnd_status tnd_link_recv(tnd_link *l, tnd_wire_header *h, const uint8_t **payload, int timeout_ms);
+/* Whether a message (or the link's end) has begun to arrive within timeout_ms: a receive then does not wait for the
+ * peer to begin. Reads nothing. */
+bool tnd_link_readable(tnd_link *l, int timeout_ms);
 /* Bytes of frames (headers and payloads) sent and received so far; TLS adds about 22 per record on the wire. */
 void tnd_link_traffic(const tnd_link *l, uint64_t *sent, uint64_t *received);
 /* Ends the link's traffic at once in both directions (a send or receive blocked on another thread returns with an

@@ -22,7 +22,11 @@ enum {
                                    token */
     MAX_PENDING_COPIES = 4096,
     OUTBOX = 8,                 /* messages in flight at most: the slices of a pipelined step and a COPY_BLOCKS */
-    HEARTBEAT_MS = 5000         /* an idle link carries a PING this often: NATs keep it, a dead peer shows */
+    HEARTBEAT_MS = 5000,        /* an idle link carries a PING this often: NATs keep it, a dead peer shows */
+    PONG_DEADLINE_MS = 3000,    /* a PING unanswered this long ends an idle link: the device finds a dead cloud
+                                   before its next request, not at that request's deadline */
+    LISTEN_SLICE_MS = 20        /* the sender waits for a PONG in slices this long: a step queued meanwhile waits at
+                                   most this to be sent */
 };
 
 struct tnd_buffer {
@@ -69,6 +73,8 @@ typedef struct remote_device {
     pthread_cond_t cv;
     char send_error[200];     /* why the sender stopped ("" while it runs) */
     double last_sent;         /* when the sender last sent (the heartbeat's clock) */
+    double ping_at;           /* when the PING not answered yet was sent (0: none) */
+    bool listening;           /* the sender reads the idle link for that PONG: a receive here waits */
 } remote_device;
 
 static remote_device *rd(tnd_backend *b) { return (remote_device *)b->impl; }
@@ -110,7 +116,7 @@ static tnd_status answer(remote_device *d, tnd_wire_type want, int timeout_ms, c
     tnd_wire_header h;
     tnd_status st;
     do st = tnd_link_recv(d->link, &h, payload, timeout_ms);
-    while (!st && h.type == TND_WIRE_PONG); /* the heartbeat's answers come whenever they come */
+    while (!st && h.type == TND_WIRE_PONG && want != TND_WIRE_PONG); /* heartbeats' answers come whenever they come */
     if (st) return st;
     *length = h.length;
     if (h.type == TND_WIRE_ERROR) {
@@ -128,30 +134,66 @@ static tnd_status answer(remote_device *d, tnd_wire_type want, int timeout_ms, c
  * The sender thread and the ring of messages in flight
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* Waits for a message to send, or until the link has been idle for HEARTBEAT_MS; true for a heartbeat. Under the
- * lock. */
-static bool wait_for_work(remote_device *d) {
-    while (!d->stopping && !d->n_unsent) {
-        double due = d->last_sent + HEARTBEAT_MS / 1000.0;
-        if (!d->n_used && now_seconds() >= due) return true;
+typedef enum sender_task { SEND_MESSAGE, SEND_PING, LISTEN_FOR_PONG, STOP_SENDING } sender_task;
+
+/* What the sender does next, waiting until something is due: a message to send, a heartbeat (the link idle for
+ * HEARTBEAT_MS), or, while nothing else is in flight, the last heartbeat's answer to read. Under the lock. */
+static sender_task next_task(remote_device *d) {
+    for (;;) {
+        if (d->stopping) return STOP_SENDING;
+        if (d->n_unsent) return SEND_MESSAGE;
+        double wait = HEARTBEAT_MS / 1000.0;
+        if (!d->n_used) {
+            if (d->ping_at > 0) return LISTEN_FOR_PONG;
+            double due = d->last_sent + wait, now = now_seconds();
+            if (now >= due) return SEND_PING;
+            wait = due - now;
+        }
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
-        double wait = d->n_used ? HEARTBEAT_MS / 1000.0 : due - now_seconds();
         t.tv_sec += (time_t)wait;
         t.tv_nsec += (long)((wait - (double)(time_t)wait) * 1e9);
         if (t.tv_nsec >= 1000000000L) t.tv_sec++, t.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&d->cv, &d->mu, &t);
     }
-    return false;
+}
+
+/* Reads the idle link for a slice of time: true when the PONG came or may still come in time; false (send_error
+ * set) when the link failed or the PING went unanswered for PONG_DEADLINE_MS. Under the lock, dropped while it
+ * reads; a receive on the caller's thread waits meanwhile. */
+static bool listen_for_pong(remote_device *d) {
+    d->listening = true;
+    pthread_mutex_unlock(&d->mu);
+    tnd_status st = TND_OK;
+    bool pong = false;
+    if (tnd_link_readable(d->link, LISTEN_SLICE_MS)) {
+        const uint8_t *payload;
+        uint32_t length;
+        st = answer(d, TND_WIRE_PONG, PONG_DEADLINE_MS, &payload, &length);
+        pong = !st;
+    }
+    pthread_mutex_lock(&d->mu);
+    d->listening = false;
+    pthread_cond_broadcast(&d->cv);
+    if (pong) d->ping_at = 0;
+    else if (!st && now_seconds() - d->ping_at > PONG_DEADLINE_MS / 1000.0)
+        st = tnd_fail(TND_ERR_IO, "no answer to a heartbeat in %d s (the link is stalled or dead)",
+                      PONG_DEADLINE_MS / 1000);
+    if (st) snprintf(d->send_error, sizeof d->send_error, "%s", tnd_last_error());
+    return !st;
 }
 
 static void *send_loop(void *arg) {
     remote_device *d = arg;
     pthread_mutex_lock(&d->mu);
     for (;;) {
-        bool heartbeat = wait_for_work(d);
-        if (d->stopping) break;
-        outgoing *o = heartbeat ? NULL : &d->box[d->send_next];
+        sender_task task = next_task(d);
+        if (task == STOP_SENDING) break;
+        if (task == LISTEN_FOR_PONG) {
+            if (!listen_for_pong(d)) break;
+            continue;
+        }
+        outgoing *o = task == SEND_MESSAGE ? &d->box[d->send_next] : NULL;
         d->last_sent = now_seconds();
         pthread_mutex_unlock(&d->mu);
         tnd_status st = o ? tnd_link_send(d->link, o->type, o->msg.data, o->msg.len)
@@ -161,7 +203,10 @@ static void *send_loop(void *arg) {
             snprintf(d->send_error, sizeof d->send_error, "%s", tnd_last_error());
             break;
         }
-        if (heartbeat) continue;
+        if (!o) {
+            d->ping_at = d->last_sent;
+            continue;
+        }
         d->send_next = (d->send_next + 1) % OUTBOX;
         d->n_unsent--;
     }
@@ -198,7 +243,7 @@ static tnd_status queue(remote_device *d, outgoing *o, tnd_wire_type type, uint3
     pthread_mutex_lock(&d->mu);
     d->n_used++;
     d->n_unsent++;
-    pthread_cond_signal(&d->cv);
+    pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);
     return TND_OK;
 }
@@ -211,6 +256,9 @@ static tnd_status receive(remote_device *d, float *x) {
     uint32_t n = step ? o->n_tokens : 1;
     const uint8_t *payload;
     uint32_t length;
+    pthread_mutex_lock(&d->mu);
+    while (d->listening) pthread_cond_wait(&d->cv, &d->mu);
+    pthread_mutex_unlock(&d->mu);
     tnd_status st = answer(d, step ? TND_WIRE_HIDDEN : TND_WIRE_DONE, step_deadline_ms(d, n), &payload, &length);
     if (st) {
         pthread_mutex_lock(&d->mu); /* a send that failed says more than the silence that followed */
@@ -230,6 +278,7 @@ static tnd_status receive(remote_device *d, float *x) {
     pthread_mutex_lock(&d->mu);
     d->answer_next = (d->answer_next + 1) % OUTBOX;
     d->n_used--;
+    d->ping_at = 0; /* the link answered */
     pthread_mutex_unlock(&d->mu);
     return TND_OK;
 }
@@ -287,10 +336,15 @@ static tnd_status lose(remote_device *d, tnd_status st) {
     return tnd_fail(TND_ERR_DEVICE_LOST, "%s", d->message);
 }
 
+/* Fails at once where the device is lost, or where the sender found the link dead while it was idle. */
 static tnd_status usable(remote_device *d) {
     if (d->failure) return tnd_fail(d->failure, "%s", d->message);
     if (d->lost) return tnd_fail(TND_ERR_DEVICE_LOST, "%s", d->message);
-    return TND_OK;
+    pthread_mutex_lock(&d->mu);
+    bool dead = d->send_error[0] != 0;
+    tnd_status st = dead ? tnd_fail(TND_ERR_IO, "%s", d->send_error) : TND_OK;
+    pthread_mutex_unlock(&d->mu);
+    return dead ? lose(d, st) : TND_OK;
 }
 
 static tnd_status remote_stage_send(tnd_backend *b, int32_t group_begin, int32_t group_end, const float *x) {
