@@ -2,12 +2,14 @@
  * sampling (temperature, top-k/p, min-p, penalties), with every draft source (prompt lookup, a Q4_0 copy of the
  * target, the target itself, a draft of random weights), fixed and adaptive lengths, on the real stories260K model
  * and on the llama-tiny fixtures; at the end of the context and of the token budget, with stop strings, after a
- * rollback, batched with a session that does not speculate, and when the KV cache has no room for the drafts. The
+ * rollback, batched with a session that does not speculate, and when the KV cache has no room for the drafts; drafts
+ * made together in shared steps of the draft model are the drafts made one at a time. The
  * sampled tokens' distribution passes a chi-square test against runs without speculation; the controller turns a
  * useless draft off; bad settings and a draft model of another vocabulary are clear errors. */
 #include "harness.h"
 
 #include "model/model_writer.h"
+#include "runtime/speculate.h"
 #include "tandem.h"
 
 #include <math.h>
@@ -183,40 +185,85 @@ static void test_ends(loaded *t, loaded *draft) {
     }
 }
 
-/* A speculating session rolled back and stepped on gives what the model alone gives; so does one batched with a
- * session that does not speculate. */
+/* Speculating sessions rolled back and stepped on give what the model alone gives, batched with each other (their
+ * drafts made together, in shared steps of the draft model) and with a session that does not speculate. */
 static void test_rollback_and_batching(loaded *t, loaded *draft) {
+    enum { N = 3 }; /* two speculate (draft sequences 0 and 1, drafts of up to 6 and 3), one does not */
     int32_t prompt[64];
     int32_t n_prompt = encode(t->tok, "Once upon a time", prompt, 64);
     tnd_generate_params gp = sampled(77, 120);
     outcome plain;
     if (!generate(t, NULL, &gp, prompt, n_prompt, 0, &plain)) return;
-    tnd_speculation_params spec = drafting(draft, 0, 6, 0);
-    tnd_session *a = NULL, *b = NULL;
-    if (CHECK_OK(tnd_session_init(t->ctx, t->tok, 0, 0, &a)) && CHECK_OK(tnd_session_init(t->ctx, t->tok, 1, 0, &b)) &&
-        CHECK_OK(tnd_session_set_speculation(a, &spec)) && CHECK_OK(tnd_session_start(a, &gp, prompt, n_prompt)) &&
-        CHECK_OK(tnd_session_start(b, &gp, prompt, n_prompt))) {
-        tnd_session *both[2] = {a, b};
+    tnd_session *s[N] = {NULL, NULL, NULL};
+    bool ok = true;
+    for (int i = 0; i < N && ok; i++) {
+        tnd_speculation_params spec = drafting(draft, 0, i ? 3 : 6, 0);
+        spec.draft_seq = i;
+        ok = CHECK_OK(tnd_session_init(t->ctx, t->tok, i, 0, &s[i])) &&
+             (i == N - 1 || CHECK_OK(tnd_session_set_speculation(s[i], &spec))) &&
+             CHECK_OK(tnd_session_start(s[i], &gp, prompt, n_prompt));
+    }
+    if (ok) {
         tnd_session_stats st;
         for (int round = 0; round < 3; round++) {
-            for (int i = 0; i < 8; i++) CHECK_OK(tnd_session_step_many(both, 2, NULL));
-            tnd_session_stats_get(a, &st);
-            CHECK_OK(tnd_session_rollback(a, st.n_generated < 5 ? st.n_generated : 5));
+            for (int i = 0; i < 8; i++) CHECK_OK(tnd_session_step_many(s, N, NULL));
+            for (int i = 0; i < N - 1; i++) {
+                tnd_session_stats_get(s[i], &st);
+                CHECK_OK(tnd_session_rollback(s[i], st.n_generated < 5 - i ? st.n_generated : 5 - i));
+            }
         }
-        while (tnd_session_finish_reason(a) == TND_FINISH_NONE || tnd_session_finish_reason(b) == TND_FINISH_NONE)
-            if (!CHECK_OK(tnd_session_step_many(both, 2, NULL))) break;
-        for (int i = 0; i < 2; i++) {
+        bool running = true;
+        while (running) {
+            running = false;
+            for (int i = 0; i < N; i++) running |= tnd_session_finish_reason(s[i]) == TND_FINISH_NONE;
+            if (running && !CHECK_OK(tnd_session_step_many(s, N, NULL))) break;
+        }
+        for (int i = 0; i < N; i++) {
             int32_t n = 0;
-            const int32_t *rec = tnd_session_tokens(both[i], &n);
+            const int32_t *rec = tnd_session_tokens(s[i], &n);
             CHECK(n - n_prompt == plain.n && !memcmp(rec + n_prompt, plain.tokens, sizeof *rec * (size_t)plain.n));
-            CHECK(!strcmp(tnd_session_text(both[i], NULL), plain.text));
+            CHECK(!strcmp(tnd_session_text(s[i], NULL), plain.text));
         }
-        tnd_speculation_stats ss;
-        tnd_session_speculation_stats(a, &ss);
-        CHECK(ss.n_verified > 0);
+        for (int i = 0; i < N - 1; i++) {
+            tnd_speculation_stats ss;
+            tnd_session_speculation_stats(s[i], &ss);
+            CHECK(ss.n_verified > 0);
+        }
     }
-    tnd_session_free(a);
-    tnd_session_free(b);
+    for (int i = 0; i < N; i++) tnd_session_free(s[i]);
+}
+
+/* Drafts made together (tnd_spec_draft_many: one step of the draft model for every session's next token) are the
+ * drafts made one session at a time, token for token: each session's logits row goes to its own draft. */
+static void test_draft_many(loaded *t, loaded *draft) {
+    static const char *const texts[] = {"Once upon a time", "Tom said: \"I like the cat."};
+    int32_t rec[2][64], n[2], k[2] = {7, 4}, alone[2][8], n_alone[2], together[2];
+    tnd_allocator a = {0};
+    for (int i = 0; i < 2; i++) {
+        n[i] = encode(t->tok, texts[i], rec[i], 64);
+        tnd_speculation_params p = drafting(draft, 0, 8, 0);
+        p.draft_seq = i;
+        tnd_spec *sp = NULL;
+        if (!CHECK_OK(tnd_spec_init(&p, t->ctx, t->tok, &a, &sp))) return;
+        n_alone[i] = tnd_spec_draft(sp, rec[i], n[i], k[i]);
+        memcpy(alone[i], tnd_spec_draft_tokens(sp), sizeof(int32_t) * (size_t)n_alone[i]);
+        tnd_spec_free(sp);
+    }
+    tnd_spec *sps[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        tnd_speculation_params p = drafting(draft, 0, 8, 0);
+        p.draft_seq = i;
+        CHECK_OK(tnd_spec_init(&p, t->ctx, t->tok, &a, &sps[i]));
+    }
+    if (sps[0] && sps[1]) {
+        const int32_t *records[2] = {rec[0], rec[1]};
+        tnd_spec_draft_many(sps, records, n, k, 2, together);
+        for (int i = 0; i < 2; i++)
+            CHECK(together[i] == n_alone[i] && n_alone[i] == k[i] &&
+                  !memcmp(tnd_spec_draft_tokens(sps[i]), alone[i], sizeof(int32_t) * (size_t)k[i]));
+        printf("drafts made together: %d and %d tokens, as made one at a time\n", together[0], together[1]);
+    }
+    for (int i = 0; i < 2; i++) tnd_spec_free(sps[i]);
 }
 
 /* A KV cache that fills up: drafts that do not fit are dropped and the step goes on without them, so the generation
@@ -388,7 +435,7 @@ int main(void) {
         return tnd_test_finish("test_speculate");
 
     loaded target, quantized, self, useless;
-    if (load(stories, N_CTX, 2, &target) && load(q4, N_CTX, 1, &quantized) && load(stories, N_CTX, 1, &self) &&
+    if (load(stories, N_CTX, 3, &target) && load(q4, N_CTX, 2, &quantized) && load(stories, N_CTX, 1, &self) &&
         load(tiny, N_CTX, 1, &useless)) {
         tnd_speculation_params sources[] = {ngram(1, 16), ngram(0, 5), drafting(&quantized, 1, 16, 0.5f),
                                             drafting(&quantized, 0, 16, 0), drafting(&self, 0, 3, 0),
@@ -396,6 +443,7 @@ int main(void) {
         test_identical_output(&target, "stories260K", sources, 6);
         test_ends(&target, &quantized);
         test_rollback_and_batching(&target, &quantized);
+        test_draft_many(&target, &quantized);
         test_full_cache(stories, &quantized);
         test_distribution(&target, &quantized);
         test_controller(&target, &useless);

@@ -529,33 +529,63 @@ static void feed(step_batch *b, tnd_session *s, int32_t room) {
 
 static bool pending_one(const tnd_session *s) { return generating(s) && s->n_tokens - s->n_kv == 1; }
 
+/* Sessions whose drafts are made together (tnd_spec_draft_many): those that draft with one draft model share its
+ * steps. */
+enum { DRAFT_AT_ONCE = 64 };
+typedef struct draft_set {
+    tnd_session *who[DRAFT_AT_ONCE];
+    tnd_spec *spec[DRAFT_AT_ONCE];
+    const int32_t *record[DRAFT_AT_ONCE];
+    int32_t n_record[DRAFT_AT_ONCE], k[DRAFT_AT_ONCE], n;
+} draft_set;
+
+/* Drafts for the set's sessions and empties it; returns the tokens drafted. */
+static int32_t draft_set_run(draft_set *set) {
+    int32_t counts[DRAFT_AT_ONCE], drafted = 0;
+    double t0 = now_seconds();
+    tnd_spec_draft_many(set->spec, set->record, set->n_record, set->k, set->n, counts);
+    double seconds = now_seconds() - t0; /* each session waited for all of it */
+    for (int32_t i = 0; i < set->n; i++) {
+        set->who[i]->n_draft = counts[i];
+        set->who[i]->stats.t_generate += seconds;
+        drafted += counts[i];
+    }
+    set->n = 0;
+    return drafted;
+}
+
 /* Drafts for the generating sessions that speculate, each as long as its controller finds worth it in this step:
  * after the pending token of every generating session, in the room that n_batch, the session's context and its
- * token budget leave. Returns the drafted tokens in all. */
+ * token budget leave (each draft counted at the length asked for). Returns the drafted tokens in all. */
 static int32_t draft_all(tnd_session *const *ss, int32_t n, int32_t cap) {
     tnd_context *ctx = ss[0]->ctx;
-    int32_t n_streams = 0, drafted = 0;
+    int32_t n_streams = 0, asked = 0, drafted = 0;
+    draft_set set = {.n = 0};
     for (int32_t i = 0; i < n; i++) n_streams += pending_one(ss[i]);
     for (int32_t i = 0; i < n; i++) {
         tnd_session *s = ss[i];
         s->n_draft = 0;
         if (!s->spec || !s->speculate || !pending_one(s)) continue;
-        int32_t room = cap - n_streams - drafted;
+        int32_t room = cap - n_streams - asked;
         if (room > s->max_context - s->n_tokens) room = s->max_context - s->n_tokens;
         if (s->max_tokens >= 0 && room > s->max_tokens - n_generated(s) - 1)
             room = s->max_tokens - n_generated(s) - 1;
-        int32_t k = room > 0 ? tnd_spec_choose(s->spec, &ctx->step_cost, n_streams, n_streams + drafted, room,
+        int32_t k = room > 0 ? tnd_spec_choose(s->spec, &ctx->step_cost, n_streams, n_streams + asked, room,
                                                s->n_tokens, n_generated(s))
                              : 0;
         if (!k) {
             tnd_spec_plain(s->spec);
             continue;
         }
-        double t0 = now_seconds();
-        s->n_draft = tnd_spec_draft(s->spec, s->tokens, s->n_tokens, k);
-        s->stats.t_generate += now_seconds() - t0;
-        drafted += s->n_draft;
+        asked += k;
+        set.who[set.n] = s;
+        set.spec[set.n] = s->spec;
+        set.record[set.n] = s->tokens;
+        set.n_record[set.n] = s->n_tokens;
+        set.k[set.n++] = k;
+        if (set.n == DRAFT_AT_ONCE) drafted += draft_set_run(&set);
     }
+    if (set.n) drafted += draft_set_run(&set);
     return drafted;
 }
 

@@ -17,7 +17,8 @@ enum {
     PROBE_LAST = 256,
     PROBE_LENGTH = 4,      /* tokens a probe drafts: enough to see a good draft at once */
     PROBE_WINDOW = 64,     /* a draft model's probe after a while off sees the last this many tokens only */
-    VOCAB_SIZE_SLACK = 128 /* a draft vocabulary may have this many tokens more or fewer (padding rows) */
+    VOCAB_SIZE_SLACK = 128, /* a draft vocabulary may have this many tokens more or fewer (padding rows) */
+    DRAFT_GROUP = 64       /* sessions drafted together at most (more take turns) */
 };
 
 /* How fast old observations fade: acceptance per verification, step costs per step. */
@@ -41,7 +42,9 @@ struct tnd_spec {
      * at its positions 0 .. n_drec - 1 (doff > 0 after a probe that looked at a window of the record only) */
     tnd_context *dctx;
     int32_t *drec, n_drec, doff; /* drec: [dctx->n_ctx] */
-    int32_t *bpos, *bseq;        /* [dctx->n_batch] catch-up batch */
+    int32_t *btok, *bpos, *bseq; /* [dctx->n_batch] a batch of the draft context (the first session's, in a batched
+                                    draft) */
+    int8_t *blog;
 
     /* the controller */
     double accepted, rejected;   /* decayed counts of accepted drafted tokens and of drafts that ended short */
@@ -186,9 +189,12 @@ tnd_status tnd_spec_init(const tnd_speculation_params *p, const tnd_context *tar
     if (ok && p->source == TND_DRAFT_MODEL) {
         sp->dctx = p->draft_context;
         sp->drec = tnd_alloc_array(allocator, (size_t)sp->dctx->n_ctx, sizeof *sp->drec);
-        sp->bpos = tnd_alloc_array(allocator, (size_t)sp->dctx->n_batch, sizeof *sp->bpos);
-        sp->bseq = tnd_alloc_array(allocator, (size_t)sp->dctx->n_batch, sizeof *sp->bseq);
-        ok = sp->drec && sp->bpos && sp->bseq;
+        size_t nb = (size_t)sp->dctx->n_batch;
+        sp->btok = tnd_alloc_array(allocator, nb, sizeof *sp->btok);
+        sp->bpos = tnd_alloc_array(allocator, nb, sizeof *sp->bpos);
+        sp->bseq = tnd_alloc_array(allocator, nb, sizeof *sp->bseq);
+        sp->blog = tnd_alloc_array(allocator, nb, sizeof *sp->blog);
+        ok = sp->drec && sp->btok && sp->bpos && sp->bseq && sp->blog;
         uint64_t target_bytes = tnd_model_file_size(target->model);
         sp->size_ratio = target_bytes ? (double)tnd_model_file_size(sp->dctx->model) / (double)target_bytes : 0;
         if (ok) tnd_context_seq_truncate(sp->dctx, p->draft_seq, 0);
@@ -207,8 +213,10 @@ void tnd_spec_free(tnd_spec *sp) {
     tnd_allocator a = sp->allocator;
     tnd_free(&a, sp->draft);
     tnd_free(&a, sp->drec);
+    tnd_free(&a, sp->btok);
     tnd_free(&a, sp->bpos);
     tnd_free(&a, sp->bseq);
+    tnd_free(&a, sp->blog);
     tnd_free(&a, sp);
 }
 
@@ -361,82 +369,152 @@ static int32_t most_likely(const float *logits, int32_t n_vocab, bool want_p, fl
     return best;
 }
 
-/* Evaluates record[n_drec..n) on the draft context, the last row's logits asked for. */
-static bool draft_catch_up(tnd_spec *sp, const int32_t *rec, int32_t n) {
-    while (sp->n_drec < n) {
-        int32_t chunk = min_i32(n - sp->n_drec, sp->dctx->n_batch);
-        for (int32_t i = 0; i < chunk; i++) {
-            sp->bpos[i] = sp->n_drec + i;
-            sp->bseq[i] = sp->p.draft_seq;
-        }
-        tnd_batch batch = {.n_tokens = chunk, .tokens = rec + sp->n_drec, .pos = sp->bpos, .seq_id = sp->bseq};
-        if (tnd_context_decode(sp->dctx, &batch) != TND_OK) return false;
-        memcpy(sp->drec + sp->n_drec, rec + sp->n_drec, sizeof *rec * (size_t)chunk);
-        sp->n_drec += chunk;
-    }
-    return true;
-}
+/* One session's part of a draft by a draft model: the record as the draft model sees it, then the drafted tokens;
+ * what of both its cache holds (sp->n_drec), and what the steps it took part in cost. */
+typedef struct draft_run {
+    tnd_spec *sp;
+    const int32_t *rec;
+    int32_t n, k, c;            /* record length, tokens asked for, drafted so far */
+    int32_t behind;             /* record tokens its cache lacked at the start */
+    int32_t fed, row;           /* its tokens in the step under way, and its logits row there (-1: none) */
+    bool done, catching_up;     /* catching_up: the step under way feeds it record tokens */
+    double catch_up_seconds, draft_seconds;
+    int32_t draft_steps;
+} draft_run;
 
-/* A draft model drafts greedily: its cache is brought to the record (the longest common prefix kept), then each
- * drafted token is evaluated for the next, except the last. */
-static int32_t draft_model(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
+/* Brings the run's draft cache to the longest prefix it shares with the record (a probe after a long while off
+ * looks at the last PROBE_WINDOW tokens only: catching up on all of them would cost more than a probe may; a
+ * record shorter than the window's start, a new generation, starts over). False where it cannot draft. */
+static bool draft_begin(draft_run *r, tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
     tnd_context *d = sp->dctx;
-    /* a probe after a long while off looks at the last PROBE_WINDOW tokens only (catching up on all of them would
-     * cost more than a probe may); a record shorter than the window's start (a new generation) starts over */
+    *r = (draft_run){.sp = sp, .row = -1, .done = true};
     bool window = sp->probing && n - sp->doff - sp->n_drec > PROBE_WINDOW;
     if (window || sp->doff > n - 1) {
-        if (tnd_context_seq_truncate(d, sp->p.draft_seq, 0) != TND_OK) return 0;
+        if (tnd_context_seq_truncate(d, sp->p.draft_seq, 0) != TND_OK) return false;
         sp->n_drec = 0;
         sp->doff = window ? n - PROBE_WINDOW : 0;
     }
     rec += sp->doff; /* from here on the record as the draft model sees it */
     n -= sp->doff;
     k = min_i32(k, d->n_ctx - n + 1); /* the draft's cache takes the record and all drafted tokens but the last */
-    if (k < 1) return 0;
+    if (k < 1) return false;
     int32_t common = 0, limit = min_i32(sp->n_drec, n - 1);
     while (common < limit && sp->drec[common] == rec[common]) common++;
     if (common < sp->n_drec) {
-        if (tnd_context_seq_truncate(d, sp->p.draft_seq, common) != TND_OK) return 0;
+        if (tnd_context_seq_truncate(d, sp->p.draft_seq, common) != TND_OK) return false;
         sp->n_drec = common;
     }
-    /* a catch-up of a token or two costs about a draft step; a longer one (a probe after a while off) says little */
-    int32_t behind = n - sp->n_drec;
-    double t0 = now_seconds();
-    if (!draft_catch_up(sp, rec, n)) return 0;
-    double caught = now_seconds() - t0;
-    if (behind <= 2) sp->step_seconds = caught;
-    else
-        sp->catch_up_token_seconds = sp->catch_up_token_seconds == 0
-                                         ? caught / behind
-                                         : sp->catch_up_token_seconds * (1 - DRAFT_COST_EMA) +
-                                               caught / behind * DRAFT_COST_EMA;
-    t0 = now_seconds();
-    int32_t steps = 0;
-    int32_t n_vocab = tnd_model_n_vocab(d->model), c = 0;
-    if (n_vocab > sp->target_vocab) n_vocab = sp->target_vocab;
-    for (;;) {
-        float p;
-        int32_t token = most_likely(tnd_context_logits(d, 0), n_vocab, sp->p.p_min > 0, &p);
-        if (p < sp->p.p_min) break;
-        sp->draft[c++] = token;
-        if (c == k) break;
-        int32_t pos = sp->n_drec, seq = sp->p.draft_seq;
-        tnd_batch batch = {.n_tokens = 1, .tokens = &token, .pos = &pos, .seq_id = &seq};
-        if (tnd_context_decode(d, &batch) != TND_OK) break;
-        sp->drec[sp->n_drec++] = token;
-        steps++;
-    }
-    if (steps) sp->step_seconds = (now_seconds() - t0) / steps; /* the most telling: single-token draft steps */
-    return c;
+    *r = (draft_run){.sp = sp, .rec = rec, .n = n, .k = k, .behind = n - sp->n_drec, .row = -1};
+    return true;
 }
 
-int32_t tnd_spec_draft(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
-    double t0 = now_seconds();
-    sp->n_requested = k;
-    sp->step_seconds = 0;
-    int32_t c = sp->p.source == TND_DRAFT_NGRAM ? draft_ngram(sp, rec, n, k) : draft_model(sp, rec, n, k);
-    double seconds = now_seconds() - t0;
-    if (sp->p.source == TND_DRAFT_NGRAM) sp->step_seconds = seconds / k; /* a lookup: spread over the tokens asked */
+/* Takes the draft model's most likely token from its logits; the run's draft ends where the model is unsure or
+ * has drafted all that was asked. */
+static void take_next(draft_run *r, const float *logits) {
+    tnd_spec *sp = r->sp;
+    int32_t n_vocab = tnd_model_n_vocab(sp->dctx->model);
+    float p;
+    int32_t token = most_likely(logits, n_vocab < sp->target_vocab ? n_vocab : sp->target_vocab, sp->p.p_min > 0, &p);
+    if (p < sp->p.p_min) {
+        r->done = true;
+        return;
+    }
+    sp->draft[r->c++] = token;
+    r->done = r->c == r->k;
+}
+
+/* Drafts greedily for the runs at once, on their shared draft context: each step takes the tokens every run's
+ * cache lacks (its record, then each drafted token but the last), as many as a batch holds, and asks logits of
+ * each run's newest token; the runs that catch up on their records and those that draft share the steps. A
+ * failing step ends the drafts of the runs it carried. */
+static void draft_runs(draft_run *runs, int32_t m) {
+    tnd_spec *first = runs[0].sp;
+    tnd_context *d = first->dctx;
+    for (;;) {
+        int32_t nb = 0, rows = 0;
+        for (int32_t i = 0; i < m; i++) {
+            draft_run *r = &runs[i];
+            tnd_spec *sp = r->sp;
+            r->catching_up = sp->n_drec < r->n;
+            r->fed = 0;
+            for (int32_t pos = sp->n_drec; !r->done && pos < r->n + r->c && nb < d->n_batch; pos++, nb++, r->fed++) {
+                first->btok[nb] = pos < r->n ? r->rec[pos] : sp->draft[pos - r->n];
+                first->bpos[nb] = pos;
+                first->bseq[nb] = sp->p.draft_seq;
+                first->blog[nb] = pos == r->n + r->c - 1;
+                if (first->blog[nb]) r->row = rows++;
+            }
+        }
+        if (!nb) return;
+        double t0 = now_seconds();
+        tnd_batch batch = {.n_tokens = nb, .tokens = first->btok, .pos = first->bpos, .seq_id = first->bseq,
+                           .logits = first->blog};
+        bool ok = tnd_context_decode(d, &batch) == TND_OK;
+        double seconds = now_seconds() - t0;
+        for (int32_t i = 0, at = 0; i < m; at += runs[i++].fed) {
+            draft_run *r = &runs[i];
+            tnd_spec *sp = r->sp;
+            if (!r->fed) continue;
+            if (!ok) {
+                r->done = true;
+                continue;
+            }
+            memcpy(sp->drec + sp->n_drec, first->btok + at, sizeof *sp->drec * (size_t)r->fed);
+            sp->n_drec += r->fed;
+            if (r->catching_up) r->catch_up_seconds += seconds;
+            else r->draft_seconds += seconds, r->draft_steps++;
+            if (r->row >= 0) take_next(r, tnd_context_logits(d, r->row));
+            r->row = -1;
+        }
+    }
+}
+
+/* What the run's steps cost, for its controller: a catch-up of a token or two costs about a draft step; a longer
+ * one (a probe after a while off) says little of one, and is kept apart; single-token draft steps say the most. */
+static void draft_run_costs(const draft_run *r) {
+    tnd_spec *sp = r->sp;
+    if (r->behind <= 2) sp->step_seconds = r->catch_up_seconds;
+    else
+        sp->catch_up_token_seconds = sp->catch_up_token_seconds == 0
+                                         ? r->catch_up_seconds / r->behind
+                                         : sp->catch_up_token_seconds * (1 - DRAFT_COST_EMA) +
+                                               r->catch_up_seconds / r->behind * DRAFT_COST_EMA;
+    if (r->draft_steps) sp->step_seconds = r->draft_seconds / r->draft_steps;
+}
+
+/* The draft model's sessions among sps[first..n) that share the draft context of sps[first], drafted together (in
+ * groups of DRAFT_GROUP). */
+static void draft_models(tnd_spec *const *sps, const int32_t *const *recs, const int32_t *ns, const int32_t *ks,
+                         int32_t n, int32_t first, int32_t *counts) {
+    draft_run runs[DRAFT_GROUP];
+    int32_t which[DRAFT_GROUP];
+    for (int32_t i = first; i < n;) {
+        int32_t m = 0;
+        for (; i < n && m < DRAFT_GROUP; i++) {
+            if (sps[i]->p.source != TND_DRAFT_MODEL || sps[i]->dctx != sps[first]->dctx) continue;
+            counts[i] = 0;
+            if (draft_begin(&runs[m], sps[i], recs[i], ns[i], ks[i])) which[m++] = i;
+        }
+        if (m) draft_runs(runs, m);
+        for (int32_t j = 0; j < m; j++) {
+            draft_run_costs(&runs[j]);
+            counts[which[j]] = runs[j].c;
+        }
+    }
+}
+
+/* Whether sps[i] is the first of the sessions in sps[0..n) that draft with its draft context. */
+static bool first_of_its_model(tnd_spec *const *sps, int32_t i) {
+    if (sps[i]->p.source != TND_DRAFT_MODEL) return false;
+    for (int32_t j = 0; j < i; j++)
+        if (sps[j]->p.source == TND_DRAFT_MODEL && sps[j]->dctx == sps[i]->dctx) return false;
+    return true;
+}
+
+/* After a session's draft of c tokens that took `seconds` (its share of a batched draft: all of it): its
+ * controller's figures, and the draft's length as the session takes it (0 where shorter than draft_min). */
+static int32_t draft_done(tnd_spec *sp, int32_t c, double seconds) {
+    if (sp->p.source == TND_DRAFT_NGRAM) sp->step_seconds = seconds / sp->n_requested; /* a lookup: per token */
     sp->stats.t_draft += seconds;
     sp->t_steps += seconds;
     sp->draft_pending += seconds;
@@ -459,6 +537,32 @@ int32_t tnd_spec_draft(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
     if (sp->p.source == TND_DRAFT_MODEL) tnd_spec_verified(sp, 0, 0, true);
     else tnd_spec_plain(sp);
     return 0;
+}
+
+void tnd_spec_draft_many(tnd_spec *const *sps, const int32_t *const *recs, const int32_t *ns, const int32_t *ks,
+                         int32_t n, int32_t *counts) {
+    for (int32_t i = 0; i < n; i++) {
+        sps[i]->n_requested = ks[i];
+        sps[i]->step_seconds = 0;
+        counts[i] = 0;
+    }
+    double t0 = now_seconds();
+    for (int32_t i = 0; i < n; i++) {
+        if (first_of_its_model(sps, i)) draft_models(sps, recs, ns, ks, n, i, counts);
+        if (sps[i]->p.source != TND_DRAFT_NGRAM) continue;
+        double t_lookup = now_seconds();
+        counts[i] = draft_ngram(sps[i], recs[i], ns[i], ks[i]);
+        counts[i] = draft_done(sps[i], counts[i], now_seconds() - t_lookup);
+    }
+    double seconds = now_seconds() - t0; /* every draft model session waited for all of it */
+    for (int32_t i = 0; i < n; i++)
+        if (sps[i]->p.source == TND_DRAFT_MODEL) counts[i] = draft_done(sps[i], counts[i], seconds);
+}
+
+int32_t tnd_spec_draft(tnd_spec *sp, const int32_t *rec, int32_t n, int32_t k) {
+    int32_t c = 0;
+    tnd_spec_draft_many(&sp, &rec, &n, &k, 1, &c);
+    return c;
 }
 
 const int32_t *tnd_spec_draft_tokens(const tnd_spec *sp) { return sp->draft; }

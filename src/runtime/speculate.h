@@ -45,6 +45,10 @@ int32_t tnd_spec_choose(tnd_spec *sp, const tnd_step_cost *cost, int32_t n_strea
 /* Drafts up to k tokens that follow record[0..n) into tnd_spec_draft_tokens; returns how many (0 when the source
  * has nothing, or a draft shorter than draft_min). Never fails: a failing draft model step gives a shorter draft. */
 int32_t tnd_spec_draft(tnd_spec *sp, const int32_t *record, int32_t n, int32_t k);
+/* tnd_spec_draft for n sessions at once (counts[i] for sps[i]): those that draft with the same draft context share
+ * its steps, one batch for every token they draft, instead of a step each. */
+void tnd_spec_draft_many(tnd_spec *const *sps, const int32_t *const *records, const int32_t *ns, const int32_t *ks,
+                         int32_t n, int32_t *counts);
 const int32_t *tnd_spec_draft_tokens(const tnd_spec *sp);
 
 /* The outcome of a verification: `accepted` of `drafted` tokens; `rejected` when a drafted token was sampled
