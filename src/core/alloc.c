@@ -25,6 +25,16 @@ static void advise_huge_pages(void *p, size_t size) {
 #endif
 }
 
+void tnd_prefault_read(const void *p, size_t bytes) {
+#if defined(__linux__) && defined(MADV_POPULATE_READ)
+    uintptr_t page = 4096, begin = (uintptr_t)p & ~(page - 1), end = (uintptr_t)p + bytes;
+    if (p && bytes) (void)madvise((void *)begin, end - begin, MADV_POPULATE_READ);
+#else
+    (void)p;
+    (void)bytes;
+#endif
+}
+
 /* The default allocator takes zeroed memory from calloc, which for large blocks gets fresh pages from the kernel
  * and does not write them: a KV cache or an activation buffer costs resident memory only where it is used (to 2 MiB
  * where huge pages back it), and no time to clear. The block is aligned inside the calloc'ed one, whose address sits just before it for free. */
@@ -35,12 +45,16 @@ void *tnd_alloc(const tnd_allocator *a, size_t size) {
         if (p) memset(p, 0, size);
         return p;
     }
-    if (size > SIZE_MAX - TND_ALIGN - sizeof(void *)) return NULL;
-    unsigned char *raw = calloc(1, size + TND_ALIGN + sizeof(void *));
+    /* a block of a huge page or more starts on one, so that all of its whole huge pages can be huge (a 6 MiB
+     * weight aligned to 64 bytes only would hold two of three at best); the slack before it is never touched but
+     * for the word that finds the calloc'ed block */
+    size_t align = size >= (size_t)TND_HUGE_PAGE ? (size_t)TND_HUGE_PAGE : (size_t)TND_ALIGN;
+    if (size > SIZE_MAX - align - sizeof(void *)) return NULL;
+    unsigned char *raw = calloc(1, size + align + sizeof(void *));
     if (!raw) return NULL;
-    uintptr_t at = ((uintptr_t)(raw + sizeof(void *)) + TND_ALIGN - 1) & ~(uintptr_t)(TND_ALIGN - 1);
+    uintptr_t at = ((uintptr_t)(raw + sizeof(void *)) + align - 1) & ~(uintptr_t)(align - 1);
     ((void **)at)[-1] = raw;
-    if (size >= 4 * (size_t)TND_HUGE_PAGE) advise_huge_pages((void *)at, size);
+    if (align == TND_HUGE_PAGE) advise_huge_pages((void *)at, size);
     return (void *)at;
 }
 
