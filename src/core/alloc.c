@@ -25,16 +25,6 @@ static void advise_huge_pages(void *p, size_t size) {
 #endif
 }
 
-void tnd_prefault_read(const void *p, size_t bytes) {
-#if defined(__linux__) && defined(MADV_POPULATE_READ)
-    uintptr_t page = 4096, begin = (uintptr_t)p & ~(page - 1), end = (uintptr_t)p + bytes;
-    if (p && bytes) (void)madvise((void *)begin, end - begin, MADV_POPULATE_READ);
-#else
-    (void)p;
-    (void)bytes;
-#endif
-}
-
 /* The default allocator takes zeroed memory from calloc, which for large blocks gets fresh pages from the kernel
  * and does not write them: a KV cache or an activation buffer costs resident memory only where it is used (to 2 MiB
  * where huge pages back it), and no time to clear. The block is aligned inside the calloc'ed one, whose address sits just before it for free. */

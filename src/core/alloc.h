@@ -18,10 +18,6 @@ void *tnd_alloc_array(const tnd_allocator *a, size_t n, size_t size);
 /* Frees memory from tnd_alloc; accepts NULL. */
 void tnd_free(const tnd_allocator *a, void *ptr);
 
-/* Maps the pages of [p, p + bytes) for reading in one call where the kernel can (Linux 5.14+): a file's weights
- * then cost one system call, not a page fault per few pages, when they are first read. Advice only. */
-void tnd_prefault_read(const void *p, size_t bytes);
-
 /* Checked arithmetic: return false (and leave *out unspecified) when the result does not fit. */
 static inline bool tnd_add_u64(uint64_t a, uint64_t b, uint64_t *out) { return !__builtin_add_overflow(a, b, out); }
 static inline bool tnd_mul_u64(uint64_t a, uint64_t b, uint64_t *out) { return !__builtin_mul_overflow(a, b, out); }

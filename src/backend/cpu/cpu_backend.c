@@ -98,7 +98,6 @@ static tnd_status cpu_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd
     if (!packed)
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes of packed weights", b->name, bytes);
     /* the transforms decode every level, seconds for a 1B model on one core: the pool shares them */
-    tnd_prefault_read(host->data, (size_t)host->n_rows * host->row_bytes);
     pack_job job = {host, k, packed};
     tnd_thread_pool_for(dev(b)->pool, groups, groups / (4 * tnd_thread_pool_size(dev(b)->pool)) + 1, pack_range, &job);
     out->data = packed;
