@@ -55,12 +55,36 @@ bool cli_fallback_open(cli_fallback *f, const char *fallback_path, tnd_model *mo
     return true;
 }
 
+static void *make_ready(void *arg) {
+    cli_fallback *f = arg;
+    if (tnd_context_init(f->own, &f->params, &f->ready) != TND_OK) f->ready = NULL; /* made at the loss instead */
+    return NULL;
+}
+
+void cli_fallback_prepare(cli_fallback *f, tnd_model *model) {
+    if (!f->armed || f->model || f->ready || f->making || !f->plan.remote) return;
+    tnd_device_info cpu;
+    uint64_t bytes = tnd_model_file_size(model);
+    if (tnd_device_get_info(0, f->params.n_threads, &cpu) != TND_OK || cpu.memory_available / 2 < bytes) return;
+    f->own = model;
+    f->making = pthread_create(&f->maker, NULL, make_ready, f) == 0;
+}
+
+/* Waits for the background making of the fallback's context, if it runs. */
+static void made(cli_fallback *f) {
+    if (!f->making) return;
+    pthread_join(f->maker, NULL);
+    f->making = false;
+}
+
 tnd_context *cli_fallback_take(cli_fallback *f, tnd_model *model) {
     double t0 = cli_now();
     char lost[512];
     snprintf(lost, sizeof lost, "%s", tnd_last_error());
     if (!f->armed) return NULL;
+    made(f);
     tnd_context *ctx = f->ready;
+    bool made_before = ctx && !f->model; /* in the background (--fallback-model's is always made at start) */
     f->ready = NULL;
     f->lost = true;
     if (!ctx && tnd_context_init(f->model ? f->model : model, &f->params, &ctx) != TND_OK) {
@@ -71,8 +95,9 @@ tnd_context *cli_fallback_take(cli_fallback *f, tnd_model *model) {
     }
     f->retry_at = t0 + CLI_RETRY_SECONDS;
     f->running = true;
-    fprintf(stderr, "\ntandem: note: %s; going on here with %s (ready in %.3f s)\n", lost,
-            f->model ? "the fallback model" : "the whole model", cli_now() - t0);
+    fprintf(stderr, "\ntandem: note: %s; going on here with %s (ready in %.3f s%s)\n", lost,
+            f->model ? "the fallback model" : "the whole model", cli_now() - t0,
+            made_before ? ", made in the background" : "");
     return ctx;
 }
 
@@ -93,12 +118,13 @@ tnd_context *cli_fallback_retry(cli_fallback *f, tnd_model *model) {
 }
 
 void cli_fallback_keep(cli_fallback *f, tnd_context *current) {
-    if (f->running && f->model && !f->ready) f->ready = current; /* ready for the next loss */
+    if (f->running && (f->model || f->own) && !f->ready) f->ready = current; /* ready for the next loss */
     else tnd_context_free(current);
     f->running = false;
 }
 
 void cli_fallback_close(cli_fallback *f) {
+    made(f);
     tnd_context_free(f->ready);
     tnd_model_close(f->model);
     memset(f, 0, sizeof *f);

@@ -126,12 +126,14 @@ bool cli_session_open(cli_session *s, const cli_gen_options *o) {
     cli_load_progress(&p);
     if (!cli_fallback_open(&s->fallback, o->plan.fallback_model, s->model, s->tok, &p)) return false;
     tnd_status st = tnd_context_init(s->model, &p, &s->ctx);
+    bool on_plan = st == TND_OK;
     if (st != TND_OK && s->fallback.ready) st = (s->ctx = cli_fallback_take(&s->fallback, s->model)) ? TND_OK : st;
     else if (st != TND_OK && cli_plan_fell_back(&o->plan, &p)) st = tnd_context_init(s->model, &p, &s->ctx);
     if (st != TND_OK) {
         cli_error(o->model_path);
         return false;
     }
+    if (on_plan) cli_fallback_prepare(&s->fallback, s->model);
     if (tnd_session_init(s->ctx, s->tok, 0, 0, &s->session) != TND_OK) {
         cli_error("session");
         return false;

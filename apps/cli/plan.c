@@ -39,8 +39,8 @@ void cli_plan_usage(FILE *f) {
                "  --remote-key FILE   the key the cloud holds too (`tandem cloud keygen FILE`): TLS 1.3 both ways\n"
                "  --insecure          a plaintext link to the cloud instead (anyone on the path reads and alters it)\n"
                "  --fallback-model FILE  when the cloud link dies mid-answer, go on with this smaller model of the same\n"
-               "                      vocabulary, made ready at start (default: the whole model, made at the loss;\n"
-               "                      give the model's own file to have it ready, for a switch within a second)\n"
+               "                      vocabulary, made ready at start (default: the whole model, made ready in the\n"
+               "                      background where memory holds it twice over, else made at the loss)\n"
                "  --cpu-moe           the feed-forward groups of mixture-of-experts layers (experts, router, shared\n"
                "                      expert) on the CPU device, cpu0\n"
                "  --n-cpu-moe N       the same for the first N layers only\n");

@@ -619,6 +619,8 @@ tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_t
         if (!p.remote || !(e->ctx = cli_fallback_take(&e->fallback, model))) goto fail;
         srv_metrics_device(metrics, false, true);
         st = TND_OK;
+    } else {
+        cli_fallback_prepare(&e->fallback, model);
     }
     e->n_vocab = tnd_model_n_vocab(model);
     e->pooling = tnd_model_pooling(model);
