@@ -254,8 +254,10 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
                     hi = _mm256_or_si256(hi, fifth_of_step(plane, 2 * s + 1));
                 }
             }
-            for (int t = 0; t < T; t++)
-                sum[t] = steps_dot(sum[t], lo, hi, act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES, s, kind);
+            for (int t = 0; t < T; t++) {
+                const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES;
+                sum[t] = steps_dot(sum[t], lo, hi, a, s, kind);
+            }
         }
         __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)w));
         __m256 mw = has_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * G8_ROWS)))
