@@ -111,9 +111,13 @@ bool tnd_cpu_kernels_for(tnd_cpu_kernels *k, tnd_cpu_isa isa, const tnd_cpu_feat
     if (isa > TND_ISA_AVX512 || !has_avx2(f)) return false;
     tnd_cpu_kernels_avx2(k);
     if (isa == TND_ISA_AVX2) return true;
-    if (f->avxvnni) /* under AVX-512 too, for any entry that set leaves to the sets before it */
-        tnd_cpu_kernels_avxvnni(k);
-    if (isa == TND_ISA_AVXVNNI) return f->avxvnni;
+#if defined(TND_HAVE_AVXVNNI_FILE) /* (a compiler without -mavxvnni builds no such file) */
+    bool vnni = f->avxvnni;
+#else
+    bool vnni = false;
+#endif
+    if (vnni) tnd_cpu_kernels_avxvnni(k); /* under AVX-512 too, for any entry that set leaves to the sets before it */
+    if (isa == TND_ISA_AVXVNNI) return vnni;
     if (!has_avx512(f)) return false;
     tnd_cpu_kernels_avx512(k);
     return true;
