@@ -473,10 +473,14 @@ TND_API void tnd_context_kv_usage(const tnd_context *ctx, int32_t *used_blocks, 
 
 /* Where the context's forward passes spent their time since it was made or last reset, summed over its devices:
  * the matrix multiplications and the attention, with the bytes they read (the weights; the K and V rows of the
- * cache, once per query block), so bytes / seconds is each one's speed against the memory's. */
+ * cache, once per query block), so bytes / seconds is each one's speed against the memory's. With a cloud device:
+ * the time its stages took as the device waited for them, and the part the cloud reports computing (the rest is the
+ * link: network, protocol, crypto and scheduling). */
 typedef struct tnd_context_profile {
     double matmul_seconds, attention_seconds;
     uint64_t matmul_bytes, attention_bytes;
+    double link_seconds, link_compute_seconds;
+    uint64_t link_stages;
 } tnd_context_profile;
 
 /* Fills *out (zeros for NULL ctx); reset != 0 then starts the profile anew. */

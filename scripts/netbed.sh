@@ -7,7 +7,8 @@
 #   split    `tandem run --device remote:...` with the default split over TLS 1.3 (a key made here)
 #   cloud    the cloud's `tandem serve` streaming /v1/completions to a client on the device
 # and prints time to first token, tokens/s, bytes up and down per token (counted by the veth's queues), and for the
-# split the time of a decode step beyond the round trip and the bytes' transfer. Profile `poor` also cuts the split
+# split the time of a decode step beyond the round trip and the bytes' transfer, twice: from the rates of two runs,
+# and within one bench run (the device's wait for the cloud's stage less the compute the cloud reports). Profile `poor` also cuts the split
 # link mid-answer and reports the longest silence of the stream. Profiles: lan (1 ms, 1 Gbit/s), 4g (40 ms,
 # 20 Mbit/s), poor (150 ms, 2 Mbit/s). Needs root (namespaces); everything it makes is removed at exit.
 # Settings from the environment: PROMPT_WORDS (48), GEN (64), CUT_AFTER (10 s), TANDEM_BIN (build/tandem), and
@@ -178,6 +179,16 @@ for profile in "${profiles[@]}"; do
   extra=$(calc "1000 / $s_tps - $rtt - ($up + $down) * 8 / $s_tok * 1000 / $bps - 1000 / $d_tps")
   report split "$s_ttft" "$s_tps" "$s_tok" "$up" "$down" \
     "$(printf '; a step beyond round trip, transfer and compute: %+.1f ms' "$extra")"
+  # the link's own part of a decode step, measured within one run: what the device waited for the cloud's stage
+  # less what the cloud says it computed (tandem bench's profile), then less the round trip and the transfer
+  link=$(ip netns exec tnd-dev "$bin" bench -m "$model" -p 0 -n 32 -r 3 -t 1 --device remote:127.0.0.1:7071 \
+    --remote-key "$work/key" 2>/dev/null | awk '/cloud stage ms/ { getline; print $(NF - 2), $NF }')
+  read -r l_wait l_link <<< "$link"
+  transfer=$(calc "($up + $down) * 8 / $s_tok * 1000 / $bps")
+  printf "  link    a decode step waited %.3f ms for the cloud's stage, %.3f ms of it beyond the cloud's compute: round\n" \
+    "$l_wait" "$l_link"
+  printf "          trip %d ms, transfer %.3f ms, protocol, crypto and scheduling %+.3f ms\n" "$rtt" "$transfer" \
+    "$(calc "$l_link - $rtt - $transfer")"
   if [ -n "${DRAFT:-}" ]; then # the device's draft model proposes, the split verifies several tokens a round trip
     read -r up down s_ttft s_tps s_tok _ <<< "$(counted split_run "$prompt" --draft-model "$DRAFT")"
     report drafted "$s_ttft" "$s_tps" "$s_tok" "$up" "$down"

@@ -256,6 +256,9 @@ int tnd_cmd_bench(int argc, char **argv) {
             prof[di].attention_seconds += after.attention_seconds;
             prof[di].matmul_bytes += after.matmul_bytes;
             prof[di].attention_bytes += after.attention_bytes;
+            prof[di].link_seconds += after.link_seconds;
+            prof[di].link_compute_seconds += after.link_compute_seconds;
+            prof[di].link_stages += after.link_stages;
             if (pp[di][r] < 0 || tg[di][r] < 0) {
                 cli_error("decode");
                 goto cleanup;
@@ -323,6 +326,15 @@ int tnd_cmd_bench(int argc, char **argv) {
                        gbs(prof[di].matmul_bytes, prof[di].matmul_seconds),
                        per_token_ms(prof[di].attention_seconds, n_gen * reps),
                        gbs(prof[di].attention_bytes, prof[di].attention_seconds));
+            if (prof[0].link_stages) { /* a cloud's stages: what the device waited, the cloud's compute, the rest */
+                printf("\nper generated token  cloud stage ms: waited   of it computing   the link (network, "
+                       "protocol, crypto)\n");
+                for (int di = 0; di < n_depths; di++) {
+                    double wait = per_token_ms(prof[di].link_seconds, n_gen * reps),
+                           compute = per_token_ms(prof[di].link_compute_seconds, n_gen * reps);
+                    printf("tg @ d%-13lld %24.3f %17.3f %18.3f\n", depths[di], wait, compute, wait - compute);
+                }
+            }
         }
     }
     rc = 0;

@@ -153,6 +153,9 @@ typedef struct tnd_op_query {
 typedef struct tnd_device_profile {
     double matmul_seconds, attention_seconds;
     uint64_t matmul_bytes, attention_bytes;
+    /* a remote device's stages: from the device's send to the answer, and what the far side says it computed */
+    double link_seconds, link_compute_seconds;
+    uint64_t link_stages;
 } tnd_device_profile;
 
 typedef struct tnd_backend tnd_backend;

@@ -13,6 +13,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum {
     HELLO_TIMEOUT_MS = 10000,
@@ -47,6 +48,7 @@ typedef struct link_state {
     int32_t group_begin, group_end;
     tnd_status job_status;
     char job_error[200];
+    double job_seconds;    /* what computing the batch that held the link's last step took */
 } link_state;
 
 typedef struct cloud {
@@ -173,6 +175,8 @@ static tnd_status link_step(link_state *s, const uint8_t *payload, uint32_t leng
     if ((st = post(s, JOB_STEP))) return st;
     s->out.len = 0;
     tnd_wire_put_f16(&s->out, s->hidden, (size_t)w.n_tokens * (size_t)c->n_embd);
+    double us = s->job_seconds * 1e6;
+    tnd_wire_put_u32(&s->out, us < 4e9 ? (uint32_t)us : UINT32_MAX);
     if (s->out.failed) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a reply");
     return tnd_link_send(s->link, TND_WIRE_HIDDEN, s->out.data, s->out.len);
 }
@@ -299,6 +303,12 @@ static void *accept_main(void *arg) {
  * The serving thread: batched steps
  * ---------------------------------------------------------------------------------------------------------- */
 
+static double now_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
 /* Takes into the batch the posted steps that run the same layers as the oldest-looked-at one, as many as fit
  * n_batch; copies of KV blocks run first, each alone. Under the lock; returns the links in the batch. */
 static int32_t gather(cloud *c, int32_t *copy_link) {
@@ -364,11 +374,12 @@ static tnd_status run_copies(cloud *c, const link_state *s) {
     return d->vt->synchronize(d);
 }
 
-/* Ends the jobs of the links given with status st. Under the lock. */
-static void finish_jobs(cloud *c, const int32_t *links, int32_t n, tnd_status st) {
+/* Ends the jobs of the links given with status st, after `seconds` of computing. Under the lock. */
+static void finish_jobs(cloud *c, const int32_t *links, int32_t n, tnd_status st, double seconds) {
     for (int32_t k = 0; k < n; k++) {
         link_state *s = &c->links[links[k]];
         s->job_status = st;
+        s->job_seconds = seconds;
         if (st) snprintf(s->job_error, sizeof s->job_error, "%s", tnd_last_error());
         s->job = JOB_NONE;
     }
@@ -381,15 +392,17 @@ static void serve_jobs(cloud *c) {
         int32_t copy_link = -1, n = gather(c, &copy_link);
         if (n || copy_link >= 0) {
             pthread_mutex_unlock(&c->mu);
+            double t0 = now_seconds();
             tnd_status st = copy_link >= 0 ? run_copies(c, &c->links[copy_link]) : run_batch(c, n);
+            double seconds = now_seconds() - t0;
             pthread_mutex_lock(&c->mu);
             if (n) {
                 c->stats.device_steps += n;
                 c->stats.batched_steps++;
                 if (n > c->stats.most_devices) c->stats.most_devices = n;
             }
-            if (copy_link >= 0) finish_jobs(c, &copy_link, 1, st);
-            else finish_jobs(c, c->batch, n, st);
+            if (copy_link >= 0) finish_jobs(c, &copy_link, 1, st, seconds);
+            else finish_jobs(c, c->batch, n, st, seconds);
             continue;
         }
         if (!c->accepting) reap(c); /* (the acceptor reaps while it runs) */

@@ -64,6 +64,7 @@ typedef struct remote_device {
     double per_token_s;       /* the last long step's round trip (0: not timed yet), for the deadline that finds a */
     double long_step_s;       /* stalled link */
     double last_answer_at;
+    tnd_device_profile profile; /* the link's part: stages, their waits and the cloud's compute */
 
     outgoing box[OUTBOX];
     int answer_next, n_used, send_next, n_unsent;
@@ -268,12 +269,16 @@ static tnd_status receive(remote_device *d, float *x) {
     }
     if (step) {
         tnd_wire_reader r = {.data = payload, .len = length};
-        if (length != 2u * n * (uint32_t)d->n_embd || !tnd_wire_get_f16(&r, x, (size_t)n * (size_t)d->n_embd))
-            return tnd_fail(TND_ERR_FORMAT, "the cloud's hidden states are %u bytes; %u were due", length,
-                            2u * n * (uint32_t)d->n_embd);
+        uint32_t due = 2u * n * (uint32_t)d->n_embd + 4; /* the states in F16, then the cloud's compute time */
+        if (length != due || !tnd_wire_get_f16(&r, x, (size_t)n * (size_t)d->n_embd))
+            return tnd_fail(TND_ERR_FORMAT, "the cloud's hidden states are %u bytes; %u were due", length, due);
+        uint32_t compute_us = tnd_wire_get_u32(&r);
         double now = now_seconds(), from = o->t_queued > d->last_answer_at ? o->t_queued : d->last_answer_at;
         time_step(d, n, now - from); /* from when the cloud could start on it */
         d->last_answer_at = now;
+        d->profile.link_seconds += now - from;
+        d->profile.link_compute_seconds += compute_us * 1e-6;
+        d->profile.link_stages++;
     }
     pthread_mutex_lock(&d->mu);
     d->answer_next = (d->answer_next + 1) % OUTBOX;
@@ -457,6 +462,14 @@ static void remote_moe_combine(tnd_backend *b, const tnd_tensor *e, const tnd_te
     per_op(b);
 }
 
+static void remote_profile(tnd_backend *b, tnd_device_profile *out, int reset) {
+    remote_device *d = rd(b);
+    out->link_seconds += d->profile.link_seconds;
+    out->link_compute_seconds += d->profile.link_compute_seconds;
+    out->link_stages += d->profile.link_stages;
+    if (reset) memset(&d->profile, 0, sizeof d->profile);
+}
+
 static void remote_destroy(tnd_backend *b) {
     if (!b) return;
     remote_device *d = rd(b);
@@ -507,6 +520,7 @@ static const tnd_backend_vtable remote_vtable = {
     .run_stage = remote_run_stage,
     .stage_send = remote_stage_send,
     .stage_recv = remote_stage_recv,
+    .profile = remote_profile,
 };
 
 tnd_status tnd_remote_device_init(const tnd_model *m, const tnd_remote_params *p, const char *name, tnd_backend **out) {

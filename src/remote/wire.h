@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 enum {
-    TND_WIRE_VERSION = 1,
+    TND_WIRE_VERSION = 2, /* 2: HIDDEN ends with the cloud's compute time */
     TND_WIRE_HEADER_BYTES = 16,
     TND_WIRE_MAX_PAYLOAD = 64 << 20, /* a step of 512 tokens of a 8192-wide model in F16 is 8 MiB */
     TND_WIRE_MODEL_ID_BYTES = 32

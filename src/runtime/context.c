@@ -431,7 +431,8 @@ void tnd_context_profile_get(tnd_context *ctx, tnd_context_profile *out, int res
     tnd_device_profile sum = {0};
     for (int32_t d = 0; ctx && d < ctx->fw.n_devices; d++)
         if (ctx->fw.devices[d]->vt->profile) ctx->fw.devices[d]->vt->profile(ctx->fw.devices[d], &sum, reset);
-    *out = (tnd_context_profile){sum.matmul_seconds, sum.attention_seconds, sum.matmul_bytes, sum.attention_bytes};
+    *out = (tnd_context_profile){sum.matmul_seconds,  sum.attention_seconds, sum.matmul_bytes, sum.attention_bytes,
+                                 sum.link_seconds,    sum.link_compute_seconds, sum.link_stages};
 }
 
 void tnd_context_kv_usage(const tnd_context *ctx, int32_t *used_blocks, int32_t *total_blocks) {
