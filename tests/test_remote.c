@@ -495,6 +495,12 @@ static void check_heartbeat(tnd_model *local, tnd_model *cloud_model) {
     if (ok[0]) ok[0] = CHECK_OK(tnd_context_decode(ctx[0], &then));
     double e = ok[0] ? tnd_test_nmse(tnd_context_logits(ctx[0], 0), want + (size_t)(N_PROMPT - 1) * n_vocab,
                                      (size_t)n_vocab) : 1;
+    /* the device's profile of its stages: what it waited, and the part the cloud reports computing */
+    tnd_context_profile prof;
+    tnd_context_profile_get(ctx[0], &prof, 0);
+    printf("the profile of %llu stages: waited %.2f ms, the cloud computing %.2f ms of it\n",
+           (unsigned long long)prof.link_stages, prof.link_seconds * 1e3, prof.link_compute_seconds * 1e3);
+    CHECK(prof.link_stages == 2 && prof.link_compute_seconds > 0 && prof.link_seconds > prof.link_compute_seconds);
     double t0 = now_s();
     tnd_status st = ok[1] ? tnd_context_decode(ctx[1], &then) : TND_ERR_INTERNAL;
     double took = now_s() - t0;
