@@ -8,8 +8,8 @@
 #   cloud    the cloud's `tandem serve` streaming /v1/completions to a client on the device
 # and prints time to first token, tokens/s, bytes up and down per token (counted by the veth's queues), and for the
 # split the time of a decode step beyond the round trip and the bytes' transfer, twice: from the rates of two runs,
-# and within one bench run (the device's wait for the cloud's stage less the compute the cloud reports). Profile `poor` also cuts the split
-# link mid-answer and reports the longest silence of the stream. Profiles: lan (1 ms, 1 Gbit/s), 4g (40 ms,
+# and within one bench run (the device's wait for the cloud's stage less the compute the cloud reports). Profile
+# `poor` also cuts the split link mid-answer and reports the longest silence of the stream. Profiles: lan (1 ms, 1 Gbit/s), 4g (40 ms,
 # 20 Mbit/s), poor (150 ms, 2 Mbit/s). Needs root (namespaces); everything it makes is removed at exit.
 # Settings from the environment: PROMPT_WORDS (48), GEN (64), CUT_AFTER (10 s), TANDEM_BIN (build/tandem), and
 # DRAFT=FILE: the split once more with --draft-model FILE (device drafts, the split verifies a draft per round trip),
