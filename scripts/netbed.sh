@@ -9,8 +9,9 @@
 # and prints time to first token, tokens/s, bytes up and down per token (counted by the veth's queues), and for the
 # split the time of a decode step beyond the round trip and the bytes' transfer, twice: from the rates of two runs,
 # and within one bench run (the device's wait for the cloud's stage less the compute the cloud reports). Profile
-# `poor` also cuts the split link mid-answer and reports the longest silence of the stream. Profiles: lan (1 ms, 1 Gbit/s), 4g (40 ms,
-# 20 Mbit/s), poor (150 ms, 2 Mbit/s). Needs root (namespaces); everything it makes is removed at exit.
+# `poor` also cuts the split link mid-answer and reports the longest silence of the stream. Profiles: lan (1 ms,
+# 1 Gbit/s), 4g (40 ms, 20 Mbit/s), poor (150 ms, 2 Mbit/s). Needs root (namespaces); everything it makes is removed
+# at exit.
 # Settings from the environment: PROMPT_WORDS (48), GEN (64), CUT_AFTER (10 s), TANDEM_BIN (build/tandem), and
 # DRAFT=FILE: the split once more with --draft-model FILE (device drafts, the split verifies a draft per round trip),
 # DEVICES="1 2 4 8": that many devices at once on the one cloud (with and without DRAFT), tokens/s each.
