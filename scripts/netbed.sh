@@ -186,10 +186,10 @@ for profile in "${profiles[@]}"; do
     --remote-key "$work/key" 2>/dev/null | awk '/cloud stage ms/ { getline; print $(NF - 2), $NF }')
   read -r l_wait l_link <<< "$link"
   transfer=$(calc "($up + $down) * 8 / $s_tok * 1000 / $bps")
-  printf "  link    a decode step waited %.3f ms for the cloud's stage, %.3f ms of it beyond the cloud's compute: round\n" \
+  printf "  link    a decode step waited %.3f ms for the cloud's stage, %.3f ms of it beyond its compute:\n" \
     "$l_wait" "$l_link"
-  printf "          trip %d ms, transfer %.3f ms, protocol, crypto and scheduling %+.3f ms\n" "$rtt" "$transfer" \
-    "$(calc "$l_link - $rtt - $transfer")"
+  printf "          round trip %d ms, transfer %.3f ms, protocol, crypto and scheduling %+.3f ms\n" "$rtt" \
+    "$transfer" "$(calc "$l_link - $rtt - $transfer")"
   if [ -n "${DRAFT:-}" ]; then # the device's draft model proposes, the split verifies several tokens a round trip
     read -r up down s_ttft s_tps s_tok _ <<< "$(counted split_run "$prompt" --draft-model "$DRAFT")"
     report drafted "$s_ttft" "$s_tps" "$s_tok" "$up" "$down"
