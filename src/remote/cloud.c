@@ -5,6 +5,7 @@
  * devices (continuous batching across devices). */
 #include "remote/remote.h"
 
+#include "core/clock.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "model/model.h"
@@ -13,7 +14,6 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 enum {
     HELLO_TIMEOUT_MS = 10000,
@@ -303,12 +303,6 @@ static void *accept_main(void *arg) {
  * The serving thread: batched steps
  * ---------------------------------------------------------------------------------------------------------- */
 
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* Takes into the batch the posted steps that run the same layers as the oldest-looked-at one, as many as fit
  * n_batch; copies of KV blocks run first, each alone. Under the lock; returns the links in the batch. */
 static int32_t gather(cloud *c, int32_t *copy_link) {
@@ -392,9 +386,9 @@ static void serve_jobs(cloud *c) {
         int32_t copy_link = -1, n = gather(c, &copy_link);
         if (n || copy_link >= 0) {
             pthread_mutex_unlock(&c->mu);
-            double t0 = now_seconds();
+            double t0 = tnd_now_seconds();
             tnd_status st = copy_link >= 0 ? run_copies(c, &c->links[copy_link]) : run_batch(c, n);
-            double seconds = now_seconds() - t0;
+            double seconds = tnd_now_seconds() - t0;
             pthread_mutex_lock(&c->mu);
             if (n) {
                 c->stats.device_steps += n;

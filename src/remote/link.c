@@ -2,6 +2,7 @@
  * the frames of wire.h over them (see link.h). */
 #include "remote/link.h"
 
+#include "core/clock.h"
 #include "core/error.h"
 
 #include <errno.h>
@@ -17,7 +18,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 /* The PSK identity both sides name; the key is what they prove to hold. */
@@ -90,11 +90,7 @@ tnd_status tnd_link_key_load(const char *path, tnd_link_key *key) {
  * Sockets
  * ---------------------------------------------------------------------------------------------------------- */
 
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
+static double now_ms(void) { return 1e3 * tnd_now_seconds(); }
 
 /* Splits "HOST:PORT" (the last colon; "[v6]:PORT" too) and resolves it. */
 static tnd_status resolve(const char *host_port, bool passive, struct addrinfo **out) {

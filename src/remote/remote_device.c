@@ -5,6 +5,7 @@
 #include "remote/remote.h"
 
 #include "backend/step_flat.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "model/model.h"
 
@@ -104,12 +105,6 @@ static void time_step(remote_device *d, uint32_t n, double seconds) {
     if (n > SMALL_STEP) d->long_step_s = seconds;
 }
 
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
 /* The cloud's answer to the last message within timeout_ms: the type wanted, or its ERROR as a status with its
  * message. */
 static tnd_status answer(remote_device *d, tnd_wire_type want, int timeout_ms, const uint8_t **payload,
@@ -146,7 +141,7 @@ static sender_task next_task(remote_device *d) {
         double wait = HEARTBEAT_MS / 1000.0;
         if (!d->n_used) {
             if (d->ping_at > 0) return LISTEN_FOR_PONG;
-            double due = d->last_sent + wait, now = now_seconds();
+            double due = d->last_sent + wait, now = tnd_now_seconds();
             if (now >= due) return SEND_PING;
             wait = due - now;
         }
@@ -177,7 +172,7 @@ static bool listen_for_pong(remote_device *d) {
     d->listening = false;
     pthread_cond_broadcast(&d->cv);
     if (pong) d->ping_at = 0;
-    else if (!st && now_seconds() - d->ping_at > PONG_DEADLINE_MS / 1000.0)
+    else if (!st && tnd_now_seconds() - d->ping_at > PONG_DEADLINE_MS / 1000.0)
         st = tnd_fail(TND_ERR_IO, "no answer to a heartbeat in %d s (the link is stalled or dead)",
                       PONG_DEADLINE_MS / 1000);
     if (st) snprintf(d->send_error, sizeof d->send_error, "%s", tnd_last_error());
@@ -195,7 +190,7 @@ static void *send_loop(void *arg) {
             continue;
         }
         outgoing *o = task == SEND_MESSAGE ? &d->box[d->send_next] : NULL;
-        d->last_sent = now_seconds();
+        d->last_sent = tnd_now_seconds();
         pthread_mutex_unlock(&d->mu);
         tnd_status st = o ? tnd_link_send(d->link, o->type, o->msg.data, o->msg.len)
                           : tnd_link_send(d->link, TND_WIRE_PING, NULL, 0);
@@ -240,7 +235,7 @@ static tnd_status queue(remote_device *d, outgoing *o, tnd_wire_type type, uint3
     if (o->msg.failed) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a message to the cloud");
     o->type = type;
     o->n_tokens = n_tokens;
-    o->t_queued = now_seconds();
+    o->t_queued = tnd_now_seconds();
     pthread_mutex_lock(&d->mu);
     d->n_used++;
     d->n_unsent++;
@@ -273,7 +268,7 @@ static tnd_status receive(remote_device *d, float *x) {
         if (length != due || !tnd_wire_get_f16(&r, x, (size_t)n * (size_t)d->n_embd))
             return tnd_fail(TND_ERR_FORMAT, "the cloud's hidden states are %u bytes; %u were due", length, due);
         uint32_t compute_us = tnd_wire_get_u32(&r);
-        double now = now_seconds(), from = o->t_queued > d->last_answer_at ? o->t_queued : d->last_answer_at;
+        double now = tnd_now_seconds(), from = o->t_queued > d->last_answer_at ? o->t_queued : d->last_answer_at;
         time_step(d, n, now - from); /* from when the cloud could start on it */
         d->last_answer_at = now;
         d->profile.link_seconds += now - from;
@@ -571,7 +566,7 @@ tnd_status tnd_remote_device_init(const tnd_model *m, const tnd_remote_params *p
         st = tnd_wire_get_welcome(&r, &welcome);
     }
     d->n_embd = (int32_t)welcome.n_embd;
-    d->last_sent = now_seconds();
+    d->last_sent = tnd_now_seconds();
     if (!st && pthread_create(&d->sender, NULL, send_loop, d))
         st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "no thread to send to the cloud");
     d->sender_started = !st;

@@ -6,6 +6,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cuda/cuda_backend.h"
 #include "backend/vulkan/vk_backend.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "quant/quant.h"
 
@@ -13,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* The GPUs, counted once per process (it opens the drivers: 0.05 to 0.15 s for Vulkan). Kinds: 0 the CPU, then the
  * Vulkan devices, then the CUDA devices. */
@@ -103,12 +103,6 @@ double tnd_device_measure_bandwidth(int32_t index, int32_t n_threads) {
  * Matmul speed per weight type
  * ---------------------------------------------------------------------------------------------------------- */
 
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 enum { SPEED_COLS = 4096, PREFILL_ROWS = 1024, DECODE_COPIES = 4, MIN_RUNS = 4, MAX_RUNS = 16 };
 #define SPEED_DECODE_BYTES ((size_t)64 << 20) /* per copy; the copies in turn stream from memory, not a cache */
 #define SPEED_TIME_LIMIT 0.25                 /* seconds of timed runs per measurement, at least MIN_RUNS */
@@ -169,14 +163,14 @@ static tnd_status time_matmul(tnd_backend *d, const tnd_weight *host, int n_copi
     for (int i = -n_copies; !st && n < MAX_RUNS &&
                             (n < 1 || spent < SPEED_TIME_LIMIT || (n < MIN_RUNS && spent < 2 * SPEED_TIME_LIMIT));
          i++) {
-        double t0 = now_seconds();
+        double t0 = tnd_now_seconds();
         d->vt->begin_step(d, &step);
         d->vt->matmul(d, &w[(i + n_copies) % n_copies], &xv, &yv);
         st = d->vt->synchronize(d);
-        if (i >= 0) runs[n++] = now_seconds() - t0;
-        else if (now_seconds() - t0 > SPEED_TIME_LIMIT / 4) i = -1; /* a slow device: no cache to get around */
-        if (i == -1) begun = now_seconds();
-        spent = now_seconds() - begun;
+        if (i >= 0) runs[n++] = tnd_now_seconds() - t0;
+        else if (tnd_now_seconds() - t0 > SPEED_TIME_LIMIT / 4) i = -1; /* a slow device: no cache to get around */
+        if (i == -1) begun = tnd_now_seconds();
+        spent = tnd_now_seconds() - begun;
     }
     if (!st) {
         qsort(runs, (size_t)n, sizeof runs[0], compare_doubles);

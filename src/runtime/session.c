@@ -2,6 +2,7 @@
  * prompt chunks and sampled tokens, the verification of drafted tokens, the stop conditions, the generated text,
  * and clone and rollback. */
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "runtime/context.h"
 #include "runtime/sampler_state.h"
@@ -12,7 +13,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 /* The state of a session. The record holds the prompt, then the generated tokens; the KV cache of the sequence
  * holds the first n_kv of them. While a generation runs, the record is ahead of the cache: by the prompt tokens
@@ -63,12 +63,6 @@ struct tnd_session {
     int32_t n_fed, fed_from, logits_row; /* tokens it fed, from which position, and the row of the first logits */
     int32_t n_draft;               /* of the tokens fed, drafted ones (they follow the pending token) */
 };
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static bool generating(const tnd_session *s) { return s->sampler && s->finish == TND_FINISH_NONE; }
 
@@ -299,7 +293,7 @@ tnd_status tnd_session_start(tnd_session *s, const tnd_generate_params *p, const
     s->error[0] = 0;
     atomic_store(&s->cancel, 0);
     s->stats = (tnd_session_stats){.n_prompt = n, .n_reused = keep};
-    s->t_start = now_seconds();
+    s->t_start = tnd_now_seconds();
     return TND_OK;
 }
 
@@ -444,7 +438,7 @@ static void sample(tnd_session *s, const float *logits) {
         return;
     }
     s->last_logits = logits;
-    if (s->stats.t_first_token == 0) s->stats.t_first_token = now_seconds() - s->t_start;
+    if (s->stats.t_first_token == 0) s->stats.t_first_token = tnd_now_seconds() - s->t_start;
     if (!s->ignore_eog && tnd_tokenizer_is_eog(s->tok, token)) {
         end_generation(s, TND_FINISH_EOG);
         return;
@@ -542,9 +536,9 @@ typedef struct draft_set {
 /* Drafts for the set's sessions and empties it; returns the tokens drafted. */
 static int32_t draft_set_run(draft_set *set) {
     int32_t counts[DRAFT_AT_ONCE], drafted = 0;
-    double t0 = now_seconds();
+    double t0 = tnd_now_seconds();
     tnd_spec_draft_many(set->spec, set->record, set->n_record, set->k, set->n, counts);
-    double seconds = now_seconds() - t0; /* each session waited for all of it */
+    double seconds = tnd_now_seconds() - t0; /* each session waited for all of it */
     for (int32_t i = 0; i < set->n; i++) {
         set->who[i]->n_draft = counts[i];
         set->who[i]->stats.t_generate += seconds;
@@ -649,7 +643,7 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
         if (s->n_fed && prompt_end > s->n_kv) n_prompt_tokens += prompt_end - s->n_kv;
     }
     tnd_batch batch = {.n_tokens = b.n, .tokens = b.tokens, .pos = b.pos, .seq_id = b.seq, .logits = b.logits};
-    double t0 = now_seconds();
+    double t0 = tnd_now_seconds();
     st = tnd_context_decode(ctx, &batch);
     if (st && drafts) { /* the drafts may be what did not fit (the KV cache is full): the step goes on without */
         b.n = b.rows = 0;
@@ -662,7 +656,7 @@ tnd_status tnd_session_step_many(tnd_session *const *ss, int32_t n, tnd_step_sta
         batch.n_tokens = b.n;
         st = tnd_context_decode(ctx, &batch);
     }
-    double seconds = now_seconds() - t0;
+    double seconds = tnd_now_seconds() - t0;
     if (st == TND_ERR_DEVICE_LOST) { /* the generations stay as before the step, to go on elsewhere */
         for (int32_t i = 0; i < n; i++) {
             if (ss[i]->n_draft) tnd_spec_verified(ss[i]->spec, 0, 0, false);

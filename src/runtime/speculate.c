@@ -3,12 +3,12 @@
 #include "runtime/speculate.h"
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/error.h"
 #include "runtime/context.h"
 
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
 enum {
     DRAFT_MAX_LIMIT = 64,  /* the most tokens a draft may have (a verification asks for 1 + this many rows) */
@@ -65,12 +65,6 @@ struct tnd_spec {
     int32_t n_on, n_off;
     tnd_speculation_stats stats;
 };
-
-static double now_seconds(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static int32_t min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 
@@ -446,11 +440,11 @@ static void draft_runs(draft_run *runs, int32_t m) {
             }
         }
         if (!nb) return;
-        double t0 = now_seconds();
+        double t0 = tnd_now_seconds();
         tnd_batch batch = {.n_tokens = nb, .tokens = first->btok, .pos = first->bpos, .seq_id = first->bseq,
                            .logits = first->blog};
         bool ok = tnd_context_decode(d, &batch) == TND_OK;
-        double seconds = now_seconds() - t0;
+        double seconds = tnd_now_seconds() - t0;
         for (int32_t i = 0, at = 0; i < m; at += runs[i++].fed) {
             draft_run *r = &runs[i];
             tnd_spec *sp = r->sp;
@@ -483,7 +477,7 @@ static void draft_run_costs(const draft_run *r) {
 }
 
 /* The draft model's sessions among sps[first..n) that share the draft context of sps[first], drafted together (in
- * groups of DRAFT_GROUP). */
+ * groups of DRAFT_GROUP); counts[] of those that cannot draft stay as they are (0). */
 static void draft_models(tnd_spec *const *sps, const int32_t *const *recs, const int32_t *ns, const int32_t *ks,
                          int32_t n, int32_t first, int32_t *counts) {
     draft_run runs[DRAFT_GROUP];
@@ -492,7 +486,6 @@ static void draft_models(tnd_spec *const *sps, const int32_t *const *recs, const
         int32_t m = 0;
         for (; i < n && m < DRAFT_GROUP; i++) {
             if (sps[i]->p.source != TND_DRAFT_MODEL || sps[i]->dctx != sps[first]->dctx) continue;
-            counts[i] = 0;
             if (draft_begin(&runs[m], sps[i], recs[i], ns[i], ks[i])) which[m++] = i;
         }
         if (m) draft_runs(runs, m);
@@ -546,15 +539,15 @@ void tnd_spec_draft_many(tnd_spec *const *sps, const int32_t *const *recs, const
         sps[i]->step_seconds = 0;
         counts[i] = 0;
     }
-    double t0 = now_seconds();
+    double t0 = tnd_now_seconds();
     for (int32_t i = 0; i < n; i++) {
         if (first_of_its_model(sps, i)) draft_models(sps, recs, ns, ks, n, i, counts);
         if (sps[i]->p.source != TND_DRAFT_NGRAM) continue;
-        double t_lookup = now_seconds();
+        double t_lookup = tnd_now_seconds();
         counts[i] = draft_ngram(sps[i], recs[i], ns[i], ks[i]);
-        counts[i] = draft_done(sps[i], counts[i], now_seconds() - t_lookup);
+        counts[i] = draft_done(sps[i], counts[i], tnd_now_seconds() - t_lookup);
     }
-    double seconds = now_seconds() - t0; /* every draft model session waited for all of it */
+    double seconds = tnd_now_seconds() - t0; /* every draft model session waited for all of it */
     for (int32_t i = 0; i < n; i++)
         if (sps[i]->p.source == TND_DRAFT_MODEL) counts[i] = draft_done(sps[i], counts[i], seconds);
 }

@@ -7,13 +7,13 @@
 #include "backend/step_flat.h"
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/error.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* How long a submission may take before the device counts as hung (a lost device reports itself sooner). */
 static const uint64_t SUBMIT_TIMEOUT_NS = 120ull * 1000 * 1000 * 1000;
@@ -434,12 +434,6 @@ void tnd_vk_memory(tnd_backend *b, uint64_t *total, uint64_t *available) {
     *available = largest > d->allocated ? largest - d->allocated : 0;
 }
 
-static double now_seconds(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 double tnd_vk_measure_bandwidth(tnd_backend *b) {
     vk_device *d = vk_dev(b);
     size_t bytes = 64u << 20;
@@ -447,10 +441,10 @@ double tnd_vk_measure_bandwidth(tnd_backend *b) {
     double best = 0;
     VkBufferCopy region = {.size = bytes};
     for (int i = 0; i < 4 && src && dst && !d->failure; i++) {
-        double t0 = now_seconds();
+        double t0 = tnd_now_seconds();
         tnd_vk_copy(d, src, dst, &region, 1);
         flush(d);
-        double t = now_seconds() - t0;
+        double t = tnd_now_seconds() - t0;
         if (i > 0 && t > 0 && 2.0 * (double)bytes / t > best) best = 2.0 * (double)bytes / t; /* read + write */
     }
     tnd_vk_free(b, src);
