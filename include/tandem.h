@@ -462,11 +462,20 @@ TND_API tnd_status tnd_context_embed(tnd_context *ctx, int32_t seq, const int32_
 /* Number of positions cached for `seq` (0 for an unknown id). */
 TND_API int32_t tnd_context_seq_length(const tnd_context *ctx, int32_t seq);
 
+/* Number of leading tokens of tokens[0..n) whose K/V the first positions of `seq` hold (the context notes the token
+ * of every row a batch writes): how much of a record a sequence already has, so that only the rest is evaluated. */
+TND_API int32_t tnd_context_seq_cached_prefix(const tnd_context *ctx, int32_t seq, const int32_t *tokens, int32_t n);
+
 /* Keeps the first `len` positions of `seq` (0 removes it and frees its KV blocks). TND_ERR_INVALID_ARGUMENT. */
 TND_API tnd_status tnd_context_seq_truncate(tnd_context *ctx, int32_t seq, int32_t len);
 
 /* Makes `dst` a copy of `src` that shares its KV blocks until either writes (copy-on-write). */
 TND_API tnd_status tnd_context_seq_fork(tnd_context *ctx, int32_t src, int32_t dst);
+
+/* on != 0: the context's passes run on the calling thread alone (the CPU devices' worker threads rest), so that a
+ * thread of the lowest scheduling priority (SCHED_IDLE) can keep the context busy with spare CPU time only, as a
+ * fallback context following a conversation does; 0: all its threads again. Not while a pass runs. */
+TND_API void tnd_context_set_background(tnd_context *ctx, int on);
 
 /* KV blocks in use and in total. */
 TND_API void tnd_context_kv_usage(const tnd_context *ctx, int32_t *used_blocks, int32_t *total_blocks);
@@ -1107,8 +1116,10 @@ TND_API tnd_status tnd_session_clone(const tnd_session *src, int32_t seq, tnd_se
 
 /* Moves the session to sequence `seq` of another context, keeping everything but its KV rows: the record, the
  * sampler, the detokenizer, the stop matcher, the grammar, the text and the counts. The next step evaluates the
- * whole record again on the new context (as a prompt, in chunks of its n_batch) and samples on from there, so the
- * text goes on with no token lost or repeated. This is how a generation survives a device that is gone: after a step
+ * record again on the new context (as a prompt, in chunks of its n_batch) and samples on from there, so the text
+ * goes on with no token lost or repeated. Where `seq` already holds the rows of the record's first tokens (a context
+ * that followed the conversation in the background: tnd_context_seq_cached_prefix), they are kept and only the rest
+ * is evaluated; anything else in `seq` is dropped. This is how a generation survives a device that is gone: after a step
  * returned TND_ERR_DEVICE_LOST, move the sessions to a context on the devices that are left, or on a smaller model
  * of the same vocabulary. The old sequence is emptied (its blocks are freed; nothing is asked of its devices).
  * TND_ERR_INVALID_ARGUMENT (NULL, the same context, seq out of range, another vocabulary size, a record longer than

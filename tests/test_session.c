@@ -311,6 +311,87 @@ static void test_move(void) {
     tnd_context_free(other);
 }
 
+/* Evaluates tokens[from, to) onto sequence `seq` of c, asking for no logits (as a context following a conversation). */
+static bool follow(tnd_context *c, int32_t seq, const int32_t *tokens, int32_t from, int32_t to) {
+    int32_t pos[N_CTX], seqs[N_CTX];
+    int8_t none[N_CTX] = {0};
+    for (int32_t i = from; i < to; i++) {
+        pos[i - from] = i;
+        seqs[i - from] = seq;
+    }
+    tnd_batch b = {.n_tokens = to - from, .tokens = tokens + from, .pos = pos, .seq_id = seqs, .logits = none};
+    return CHECK_OK(tnd_context_decode(c, &b));
+}
+
+/* A context that followed the conversation: the context knows which tokens its rows hold (through forks and
+ * copy-on-write), and a move there keeps the rows that agree with the record and evaluates only the rest, with the
+ * same text as the session that stayed. */
+static void test_move_followed(void) {
+    tnd_context_params cp = tnd_context_default_params();
+    cp.n_ctx = N_CTX;
+    cp.n_seq_max = 3;
+    cp.n_threads = 1;
+    cp.kv_block_size = 16;
+    tnd_context *other = NULL;
+    if (!CHECK_OK(tnd_context_init(model, &cp, &other))) return;
+    tnd_generate_params p = greedy();
+    p.max_tokens = N_GEN;
+    tnd_session *stay = NULL, *moved = NULL;
+    CHECK_OK(tnd_session_init(ctx, tok, 0, 0, &stay));
+    CHECK_OK(tnd_session_init(ctx, tok, 1, 0, &moved));
+    CHECK_OK(tnd_session_start(stay, &p, prompt, n_prompt));
+    CHECK_OK(tnd_session_generate(stay));
+    CHECK_OK(tnd_session_start(moved, &p, prompt, n_prompt));
+    step_to(moved, 24);
+    int32_t n = 0;
+    const int32_t *record = tnd_session_tokens(moved, &n);
+    int32_t followed = n - 6, differs = n_prompt + 3; /* the follower is 6 tokens behind */
+    int32_t wrong[N_CTX];
+    memcpy(wrong, record, sizeof *wrong * (size_t)n);
+    wrong[differs] = (wrong[differs] + 1) % n_vocab;
+    /* sequence 1 holds a conversation that parts from the record at `differs`; 2 is a fork of 0, written after */
+    if (follow(other, 0, record, 0, followed) && follow(other, 1, wrong, 0, followed)) {
+        CHECK(tnd_context_seq_cached_prefix(other, 0, record, n) == followed);
+        CHECK(tnd_context_seq_cached_prefix(other, 1, record, n) == differs);
+        CHECK(tnd_context_seq_cached_prefix(other, 0, record, 5) == 5);
+        CHECK(tnd_context_seq_cached_prefix(other, 0, NULL, 5) == 0 &&
+              tnd_context_seq_cached_prefix(other, 7, record, n) == 0);
+        CHECK_OK(tnd_context_seq_truncate(other, 2, 0));
+        CHECK_OK(tnd_context_seq_fork(other, 0, 2));
+        CHECK_OK(tnd_context_seq_truncate(other, 2, followed - 1)); /* the next row writes into a shared block */
+        int32_t other_last[N_CTX];
+        memcpy(other_last, record, sizeof *record * (size_t)followed);
+        other_last[followed - 1] = (record[followed - 1] + 1) % n_vocab;
+        if (follow(other, 2, other_last, followed - 1, followed)) {
+            CHECK(tnd_context_seq_cached_prefix(other, 2, record, n) == followed - 1);
+            CHECK(tnd_context_seq_cached_prefix(other, 0, record, n) == followed); /* its block was copied first */
+        }
+    }
+    tnd_context_seq_truncate(other, 2, 0);
+    if (CHECK_OK(tnd_session_move(moved, other, 1))) { /* rows up to where sequence 1 parts are kept */
+        CHECK(tnd_context_seq_length(other, 1) == differs);
+        CHECK(tnd_session_cached_prefix(moved, prompt, n_prompt) == n_prompt);
+        CHECK_OK(tnd_session_move(moved, ctx, 1)); /* back, then to the sequence that followed */
+        CHECK(tnd_context_seq_length(other, 1) == 0);
+    }
+    if (CHECK_OK(tnd_session_move(moved, other, 0))) {
+        CHECK(tnd_context_seq_length(other, 0) == followed);
+        CHECK_OK(tnd_session_generate(moved));
+        int32_t na = 0, nb = 0;
+        const int32_t *ta = tnd_session_tokens(stay, &na), *tb = tnd_session_tokens(moved, &nb);
+        CHECK(na == nb && !memcmp(ta, tb, sizeof *ta * (size_t)na));
+        char *xa = text_of(stay), *xb = text_of(moved);
+        CHECK(!strcmp(xa, xb));
+        printf("move onto a follower: %d of %d rows kept, %d tokens on, equal to the session that stayed\n", followed,
+               n, nb - n);
+        free(xa);
+        free(xb);
+    }
+    tnd_session_free(moved);
+    tnd_session_free(stay);
+    tnd_context_free(other);
+}
+
 /* Stop strings, the callback, the context limit, cancellation and end of generation. */
 static void test_stops(void) {
     tnd_session *s = NULL;
@@ -441,6 +522,7 @@ int main(void) {
             test_prefix_reuse();
             test_stops();
             test_move();
+            test_move_followed();
             test_errors_and_chat();
         }
     }

@@ -1,10 +1,11 @@
 /* test_thread_pool.c: the fork-join pool: every range and thread index is run exactly once, jobs follow each other
  * without mixing (thousands in a row, as a forward pass issues them), a pool whose worker is asleep still
- * finishes, and a NULL or 1-thread pool runs everything on the caller. */
+ * finishes, and a NULL, 1-thread or solo pool runs everything on the caller. */
 #include "harness.h"
 
 #include "core/thread_pool.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -97,6 +98,38 @@ static void check_workers(tnd_thread_pool *pool, int threads) {
     free(j);
 }
 
+/* Counts the ranges run on a thread other than the one that made the job. */
+typedef struct caller_job {
+    pthread_t caller;
+    atomic_int elsewhere, calls;
+} caller_job;
+
+static void on_caller(void *ctx, int64_t begin, int64_t end) {
+    caller_job *j = ctx;
+    (void)begin;
+    (void)end;
+    atomic_fetch_add(&j->calls, 1);
+    if (!pthread_equal(pthread_self(), j->caller)) atomic_fetch_add(&j->elsewhere, 1);
+}
+
+/* A solo pool runs its jobs on the caller alone, with a size of 1, and all its threads again after. */
+static void check_solo(tnd_thread_pool *pool, int threads) {
+    tnd_thread_pool_set_solo(pool, true);
+    CHECK(tnd_thread_pool_size(pool) == 1);
+    caller_job cj = {.caller = pthread_self()};
+    for (int rep = 0; rep < 100; rep++) tnd_thread_pool_for(pool, 1000, 7, on_caller, &cj);
+    CHECK(atomic_load(&cj.elsewhere) == 0 && atomic_load(&cj.calls) > 0);
+    thread_job *tj = calloc(1, sizeof *tj);
+    tj->nth = 1;
+    tnd_thread_pool_run(pool, by_thread, tj);
+    CHECK(atomic_load(&tj->seen[0]) == 1 && atomic_load(&tj->bad_nth) == 0);
+    free(tj);
+    check_workers(pool, 1);
+    tnd_thread_pool_set_solo(pool, false);
+    CHECK(tnd_thread_pool_size(pool) == threads);
+    check_cover(pool, MAX_ITEMS, 10);
+}
+
 int main(void) {
     /* the caller alone */
     check_cover(NULL, 1000, 7);
@@ -111,6 +144,7 @@ int main(void) {
             for (size_t g = 0; g < sizeof grains / sizeof *grains; g++) check_cover(pool, sizes[s], grains[g]);
         check_cover(pool, 0, 4); /* nothing to do: no call */
         check_workers(pool, threads);
+        check_solo(pool, threads);
 
         thread_job *tj = calloc(1, sizeof *tj);
         tj->nth = threads;

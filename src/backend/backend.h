@@ -182,6 +182,10 @@ typedef struct tnd_backend_vtable {
     /* Adds the device's profile since it was made or last reset to *out; reset != 0 then zeroes it. Optional: NULL =
      * the device does not measure. */
     void (*profile)(tnd_backend *b, tnd_device_profile *out, int reset);
+    /* on: the device runs its work on the calling thread alone, its own worker threads resting, so that a thread of
+     * low priority can use it with spare CPU time only (tnd_context_set_background). Optional: NULL = a device whose
+     * work does not take the host's cores. */
+    void (*set_background)(tnd_backend *b, bool on);
 
     /* ---- memory ---- */
     /* A buffer of `bytes` (zeroed), or NULL. */

@@ -34,6 +34,7 @@ struct tnd_thread_pool {
     atomic_llong done;       /* chunks finished in the current job */
     atomic_int sleepers;     /* workers waiting on `wake` */
     atomic_bool stop;
+    atomic_bool solo;        /* jobs run on the caller alone (tnd_thread_pool_set_solo) */
     /* the current job, written before its generation is published */
     tnd_pool_fn by_thread;   /* set: chunk i runs by_thread(ctx, i, n_chunks) */
     tnd_pool_range_fn range; /* otherwise chunk i runs range(ctx, i * grain, min(n, (i + 1) * grain)) */
@@ -146,7 +147,13 @@ void tnd_thread_pool_free(tnd_thread_pool *pool) {
     tnd_free(&a, pool);
 }
 
-int tnd_thread_pool_size(const tnd_thread_pool *pool) { return pool ? pool->n_threads : 1; }
+int tnd_thread_pool_size(const tnd_thread_pool *pool) {
+    return pool && !atomic_load_explicit(&pool->solo, memory_order_relaxed) ? pool->n_threads : 1;
+}
+
+void tnd_thread_pool_set_solo(tnd_thread_pool *pool, bool solo) {
+    if (pool) atomic_store(&pool->solo, solo);
+}
 
 /* Publishes the job set up in the pool's fields, works on it, and waits for the chunks others claimed. */
 static void run_job(tnd_thread_pool *pool) {
@@ -167,7 +174,7 @@ static void run_job(tnd_thread_pool *pool) {
 }
 
 void tnd_thread_pool_run(tnd_thread_pool *pool, tnd_pool_fn fn, void *ctx) {
-    if (!pool || pool->n_threads == 1) {
+    if (tnd_thread_pool_size(pool) == 1) {
         fn(ctx, 0, 1);
         return;
     }
@@ -184,7 +191,7 @@ static void run_ranges(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_pool
                        tnd_pool_worker_fn worker_fn, void *ctx) {
     if (n <= 0) return;
     if (grain < 1) grain = 1;
-    if (!pool || pool->n_threads == 1 || grain >= n) {
+    if (tnd_thread_pool_size(pool) == 1 || grain >= n) {
         if (worker_fn)
             worker_fn(ctx, 0, 0, n);
         else

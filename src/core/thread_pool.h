@@ -6,6 +6,8 @@
 
 #include "tandem.h"
 
+#include <stdbool.h>
+
 /* A job split by thread index: called for every ith in [0, nth), each index exactly once, on any thread. */
 typedef void (*tnd_pool_fn)(void *ctx, int ith, int nth);
 
@@ -20,7 +22,12 @@ typedef struct tnd_thread_pool tnd_thread_pool;
 /* Starts n_threads - 1 workers (the caller is thread 0). n_threads < 1 means 1. */
 tnd_status tnd_thread_pool_init(int n_threads, const tnd_allocator *allocator, tnd_thread_pool **out);
 void tnd_thread_pool_free(tnd_thread_pool *pool);
+/* The threads a job runs on: the workers and the caller, or 1 while the pool is solo. */
 int tnd_thread_pool_size(const tnd_thread_pool *pool);
+
+/* solo: jobs run on the caller alone and the workers rest (asleep after their brief spin), so that a caller of low
+ * scheduling priority takes only spare CPU time. Not while a job runs. */
+void tnd_thread_pool_set_solo(tnd_thread_pool *pool, bool solo);
 
 /* Runs fn(ctx, ith, nth) for ith in [0, nth), nth = the pool's size, and returns when all are done. Must not be
  * called concurrently on one pool. A NULL pool runs fn(ctx, 0, 1) on the caller. */

@@ -299,6 +299,7 @@ static tnd_status decode_chunk(tnd_context *ctx, const tnd_batch *b, int32_t i0,
     }
     for (i = 0; i < n; i++) { /* block tables are final only after all appends */
         int32_t seq = b->seq_id ? b->seq_id[i0 + i] : 0;
+        tnd_kv_cache_set_token(&ctx->kv, ctx->slots[i], b->tokens[i0 + i]);
         ctx->tables[i] = ctx->kv.seqs[seq].blocks;
         ctx->n_ctx_of[i] = b->pos[i0 + i] + 1;
         ctx->want[i] = b->logits ? (b->logits[i0 + i] != 0) : (i0 + i == b->n_tokens - 1);
@@ -416,6 +417,10 @@ int32_t tnd_context_seq_length(const tnd_context *ctx, int32_t seq) {
     return ctx && seq >= 0 && seq < ctx->n_seq ? ctx->kv.seqs[seq].len : 0;
 }
 
+int32_t tnd_context_seq_cached_prefix(const tnd_context *ctx, int32_t seq, const int32_t *tokens, int32_t n) {
+    return ctx ? tnd_kv_cache_prefix(&ctx->kv, seq, tokens, n) : 0;
+}
+
 tnd_status tnd_context_seq_truncate(tnd_context *ctx, int32_t seq, int32_t len) {
     if (!ctx) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "NULL context");
     return tnd_kv_cache_truncate(&ctx->kv, seq, len);
@@ -433,6 +438,11 @@ void tnd_context_profile_get(tnd_context *ctx, tnd_context_profile *out, int res
         if (ctx->fw.devices[d]->vt->profile) ctx->fw.devices[d]->vt->profile(ctx->fw.devices[d], &sum, reset);
     *out = (tnd_context_profile){sum.matmul_seconds,  sum.attention_seconds, sum.matmul_bytes, sum.attention_bytes,
                                  sum.link_seconds,    sum.link_compute_seconds, sum.link_stages};
+}
+
+void tnd_context_set_background(tnd_context *ctx, int on) {
+    for (int32_t d = 0; ctx && d < ctx->fw.n_devices; d++)
+        if (ctx->fw.devices[d]->vt->set_background) ctx->fw.devices[d]->vt->set_background(ctx->fw.devices[d], on);
 }
 
 void tnd_context_kv_usage(const tnd_context *ctx, int32_t *used_blocks, int32_t *total_blocks) {

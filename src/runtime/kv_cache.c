@@ -43,12 +43,13 @@ tnd_status tnd_kv_cache_init(tnd_kv_cache *kv, tnd_type k_type, tnd_type v_type,
     kv->n_layer = n_layer;
     tnd_allocator *a = &kv->allocator;
     kv->refcount = tnd_alloc_array(a, (size_t)kv->n_blocks, sizeof(int32_t));
+    kv->row_token = tnd_alloc_array(a, (size_t)kv->n_blocks * (size_t)block_size, sizeof(int32_t));
     kv->free_list = tnd_alloc_array(a, (size_t)kv->n_blocks, sizeof(int32_t));
     kv->seqs = tnd_alloc_array(a, (size_t)n_seq, sizeof(tnd_kv_seq));
     kv->layer_device = tnd_alloc_array(a, (size_t)n_layer, sizeof(tnd_backend *));
     kv->k_pool = tnd_alloc_array(a, (size_t)n_layer, sizeof(tnd_buffer *));
     kv->v_pool = tnd_alloc_array(a, (size_t)n_layer, sizeof(tnd_buffer *));
-    if (!kv->refcount || !kv->free_list || !kv->seqs || !kv->layer_device || !kv->k_pool || !kv->v_pool) {
+    if (!kv->refcount || !kv->row_token || !kv->free_list || !kv->seqs || !kv->layer_device || !kv->k_pool || !kv->v_pool) {
         tnd_kv_cache_free(kv);
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the KV cache tables");
     }
@@ -79,6 +80,7 @@ void tnd_kv_cache_free(tnd_kv_cache *kv) {
     }
     for (int32_t s = 0; kv->seqs && s < kv->n_seq; s++) tnd_free(a, kv->seqs[s].blocks);
     tnd_free(a, kv->refcount);
+    tnd_free(a, kv->row_token);
     tnd_free(a, kv->free_list);
     tnd_free(a, kv->seqs);
     tnd_free(a, kv->layer_device);
@@ -131,6 +133,8 @@ static tnd_status unshare(tnd_kv_cache *kv, tnd_kv_seq *s, int32_t bi) {
         d->vt->kv_copy_blocks(d, kv->k_pool[l], kv->k_block_bytes, &old, &fresh, 1);
         d->vt->kv_copy_blocks(d, kv->v_pool[l], kv->v_block_bytes, &old, &fresh, 1);
     }
+    size_t rows = (size_t)kv->block_size;
+    memcpy(kv->row_token + (size_t)fresh * rows, kv->row_token + (size_t)old * rows, rows * sizeof(int32_t));
     release_block(kv, old);
     s->blocks[bi] = fresh;
     return TND_OK;
@@ -153,6 +157,7 @@ tnd_status tnd_kv_cache_append(tnd_kv_cache *kv, int32_t seq, int32_t pos, int64
         if ((st = unshare(kv, s, bi))) return st;
     }
     *slot = (int64_t)s->blocks[bi] * kv->block_size + pos % kv->block_size;
+    kv->row_token[*slot] = -1; /* until the caller says which token's */
     s->len = pos + 1;
     return TND_OK;
 }
@@ -183,6 +188,16 @@ tnd_status tnd_kv_cache_fork(tnd_kv_cache *kv, int32_t src, int32_t dst) {
     d->n_blocks = s->n_blocks;
     d->len = s->len;
     return TND_OK;
+}
+
+int32_t tnd_kv_cache_prefix(const tnd_kv_cache *kv, int32_t seq, const int32_t *tokens, int32_t n) {
+    if (seq < 0 || seq >= kv->n_seq || !tokens) return 0;
+    const tnd_kv_seq *s = &kv->seqs[seq];
+    int32_t limit = n < s->len ? n : s->len, i = 0;
+    while (i < limit && kv->row_token[(int64_t)s->blocks[i / kv->block_size] * kv->block_size + i % kv->block_size] ==
+                            tokens[i])
+        i++;
+    return i;
 }
 
 int32_t tnd_kv_cache_used_blocks(const tnd_kv_cache *kv) { return kv->n_blocks - kv->n_free; }

@@ -19,6 +19,9 @@ typedef struct tnd_kv_cache {
     int64_t width;             /* n_head_kv * head_dim */
     size_t k_block_bytes, v_block_bytes; /* bytes of one block of a K pool, of a V pool */
     int32_t *refcount;         /* per block; 0 = free */
+    int32_t *row_token;        /* [n_blocks * block_size], per slot: the token id whose K/V the row holds, -1 for a
+                                  row of something else (a hidden state sent by a device); a sequence's rows can so be
+                                  matched against a record (tnd_kv_cache_prefix) */
     int32_t *free_list, n_free;
     int32_t n_seq;
     tnd_kv_seq *seqs;
@@ -40,6 +43,12 @@ void tnd_kv_cache_free(tnd_kv_cache *kv);
  * equal the sequence's length (tokens are appended in order). Copies a shared block before it is written.
  * TND_ERR_INVALID_ARGUMENT (bad seq or pos), TND_ERR_BUFFER_TOO_SMALL (cache full: no free block). */
 tnd_status tnd_kv_cache_append(tnd_kv_cache *kv, int32_t seq, int32_t pos, int64_t *slot);
+
+/* Notes the token id whose K/V the row at `slot` (from tnd_kv_cache_append, which marks the row -1) holds. */
+static inline void tnd_kv_cache_set_token(tnd_kv_cache *kv, int64_t slot, int32_t token) { kv->row_token[slot] = token; }
+
+/* Number of leading positions of `seq` whose rows hold the K/V of tokens[0..n), in order. */
+int32_t tnd_kv_cache_prefix(const tnd_kv_cache *kv, int32_t seq, const int32_t *tokens, int32_t n);
 
 /* Makes `dst` (emptied first) share all of `src`'s blocks. */
 tnd_status tnd_kv_cache_fork(tnd_kv_cache *kv, int32_t src, int32_t dst);

@@ -187,13 +187,16 @@ tnd_status tnd_session_move(tnd_session *s, tnd_context *ctx, int32_t seq) {
     if (s->n_tokens > ctx->n_ctx)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "tnd_session_move: the record has %d tokens; the new context holds "
                         "%d", s->n_tokens, ctx->n_ctx);
-    tnd_status st = tnd_context_seq_truncate(ctx, seq, 0);
+    /* rows the new sequence holds of the record stay (a context that followed the conversation); the last token is
+     * evaluated again for its logits */
+    int32_t keep = tnd_context_seq_cached_prefix(ctx, seq, s->tokens, s->n_tokens - 1);
+    tnd_status st = tnd_context_seq_truncate(ctx, seq, keep);
     if (st) return st;
     tnd_context_seq_truncate(s->ctx, s->seq, 0);
     s->ctx = ctx;
     s->seq = seq;
     if (s->max_context > ctx->n_ctx) s->max_context = ctx->n_ctx;
-    s->n_kv = 0;
+    s->n_kv = keep;
     s->last_logits = NULL;
     return TND_OK;
 }

@@ -963,12 +963,15 @@ static void cpu_describe(tnd_backend *b, char *buf, size_t cap) {
              tnd_thread_pool_size(d->pool));
 }
 
+static void cpu_set_background(tnd_backend *b, bool on) { tnd_thread_pool_set_solo(dev(b)->pool, on); }
+
 static const tnd_backend_vtable cpu_vtable = {
     .destroy = cpu_destroy,
     .supports = cpu_supports,
     .memory = cpu_memory,
     .measure_bandwidth = cpu_measure_bandwidth,
     .describe = cpu_describe,
+    .set_background = cpu_set_background,
     .profile = cpu_profile,
     .begin_step = cpu_begin_step,
     .synchronize = cpu_synchronize,

@@ -100,6 +100,10 @@ static void fault_profile(tnd_backend *b, tnd_device_profile *out, int reset) {
     if (inner(b)->vt->profile) inner(b)->vt->profile(inner(b), out, reset);
 }
 
+static void fault_set_background(tnd_backend *b, bool on) {
+    if (inner(b)->vt->set_background) inner(b)->vt->set_background(inner(b), on);
+}
+
 static tnd_buffer *fault_alloc(tnd_backend *b, size_t bytes) {
     return fires(b, FAULT_ALLOC) ? NULL : inner(b)->vt->alloc(inner(b), bytes);
 }
@@ -149,6 +153,7 @@ static const tnd_backend_vtable fault_vtable = {
     .measure_bandwidth = fault_measure_bandwidth,
     .describe = fault_describe,
     .profile = fault_profile,
+    .set_background = fault_set_background,
     .alloc = fault_alloc,
     .free = fault_free,
     .write = fault_write,
