@@ -682,10 +682,13 @@ static void check_command_line_fallback(const char *path, tnd_model *cloud_model
     bool ran = tnd_test_run(cmd, got, sizeof got) == 0, whole = !strcmp(got, want);
     /* the whole model's context was made in the background while the cloud served (memory permitting) */
     bool noted = file_says("run.err", "going on here with the whole model"),
-         ready = file_says("run.err", "made in the background");
+         ready = file_says("run.err", "made in the background"),
+         told = file_says("run.err", "tokens followed there"); /* how many: as much CPU time as nothing else took */
     printf("tandem run over a link cut mid-answer: %s, %s%s\n", whole ? "the local text" : "TEXT DIFFERS",
            noted ? "the switch noted" : "NO NOTE", ready ? ", its context made in the background" : ", MADE AT THE LOSS");
-    if (!CHECK(ran && whole && noted && ready)) fprintf(stderr, "  got \"%s\"\n  want \"%s\"\n", got, want);
+    if (!CHECK(ran && whole && noted && ready && told)) fprintf(stderr, "  got \"%s\"\n  want \"%s\"\n", got, want);
+    snprintf(cmd, sizeof cmd, "grep -o '[0-9]* of the conversation.s [0-9]* tokens followed there' '%s/run.err'", dir);
+    if (tnd_test_run(cmd, got, sizeof got) == 0) printf("  %s", got);
     bed_join(&b);
     bed_close(&b);
 

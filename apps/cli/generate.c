@@ -188,9 +188,21 @@ void cli_session_try_plan(cli_session *s) {
     s->ctx = ctx;
 }
 
+/* tnd_session_generate, telling the fallback's context the record after each step so that it follows. */
+static tnd_status generate_followed(cli_session *s) {
+    while (tnd_session_finish_reason(s->session) == TND_FINISH_NONE) {
+        tnd_status st = tnd_session_step(s->session);
+        if (st) return st;
+        int32_t n = 0;
+        const int32_t *record = tnd_session_tokens(s->session, &n);
+        cli_fallback_follow(&s->fallback, 0, record, n);
+    }
+    return tnd_session_generate(s->session); /* the generation's end, or its error */
+}
+
 bool cli_session_generate(cli_session *s) {
     for (;;) {
-        tnd_status st = tnd_session_generate(s->session);
+        tnd_status st = generate_followed(s);
         if (st == TND_OK) return true;
         tnd_context *here = st == TND_ERR_DEVICE_LOST ? cli_fallback_take(&s->fallback, s->model) : NULL;
         if (!here) break;

@@ -495,6 +495,12 @@ static void step(srv_engine *e) {
         fall_back(e);
         return;
     }
+    /* the fallback's context follows what the step added (a new prompt's chunks, the tokens drawn) */
+    for (int32_t i = 0; i < n; i++) {
+        int32_t len = 0;
+        const int32_t *record = tnd_session_tokens(e->order[i], &len);
+        cli_fallback_follow(&e->fallback, e->busy[i]->seq, record, len);
+    }
     /* any other failed pass ends the sessions it fed, reported below */
     for (int32_t i = 0; i < e->n_slots; i++)
         if (e->slots[i].req) report(e, &e->slots[i]);
