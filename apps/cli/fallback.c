@@ -33,8 +33,8 @@ static bool same_vocabulary(const tnd_tokenizer *a, tnd_model *other, const char
     return same;
 }
 
-bool cli_fallback_open(cli_fallback *f, const char *fallback_path, tnd_model *model, const tnd_tokenizer *tok,
-                       const tnd_context_params *p) {
+bool cli_fallback_open(cli_fallback *f, const char *fallback_path, bool follow, tnd_model *model,
+                       const tnd_tokenizer *tok, const tnd_context_params *p) {
     memset(f, 0, sizeof *f);
     pthread_mutex_init(&f->mutex, NULL);
     pthread_cond_init(&f->wake, NULL);
@@ -42,6 +42,7 @@ bool cli_fallback_open(cli_fallback *f, const char *fallback_path, tnd_model *mo
     for (int32_t d = 0; p->device_kinds && d < p->n_devices; d++) beyond_cpu |= p->device_kinds[d] != 0;
     if (!beyond_cpu) return true; /* the CPU is not lost while the process runs */
     f->armed = true;
+    f->follow = follow;
     f->plan = *p;
     f->plan.progress = NULL;
     f->params = *p;
@@ -124,7 +125,7 @@ static void *work(void *arg) {
     cli_fallback *f = arg;
     tnd_context *made = NULL;
     if (!f->ready && tnd_context_init(f->own, &f->params, &made) == TND_OK) f->ready = made;
-    if (!f->ready) return NULL; /* made at the loss instead */
+    if (!f->ready || !f->follow) return NULL; /* (not made: made at the loss instead) */
     lowest_priority();
     tnd_context_set_background(f->ready, 1);
     follow(f);
@@ -151,7 +152,7 @@ static void stop_worker(cli_fallback *f) {
 void cli_fallback_prepare(cli_fallback *f, tnd_model *model) {
     if (!f->armed || f->working) return;
     if (f->ready) { /* --fallback-model's */
-        start_worker(f);
+        if (f->follow) start_worker(f);
         return;
     }
     if (f->model || !f->plan.remote) return;
@@ -163,7 +164,7 @@ void cli_fallback_prepare(cli_fallback *f, tnd_model *model) {
 }
 
 void cli_fallback_follow(cli_fallback *f, int32_t seq, const int32_t *tokens, int32_t n) {
-    if (!f->armed || !f->working || seq < 0 || seq >= f->n_records || n < 0) return;
+    if (!f->follow || !f->working || seq < 0 || seq >= f->n_records || n < 0) return;
     /* the worker runs at the lowest priority and may have lost its core holding the lock: then this record waits for
      * the next step rather than the command for the worker */
     if (pthread_mutex_trylock(&f->mutex) != 0) return;
@@ -232,7 +233,7 @@ tnd_context *cli_fallback_retry(cli_fallback *f, tnd_model *model) {
 void cli_fallback_keep(cli_fallback *f, tnd_context *current) {
     if (f->running && (f->model || f->own) && !f->ready) { /* ready for the next loss, following from now on */
         f->ready = current;
-        start_worker(f);
+        if (f->follow) start_worker(f);
     } else {
         tnd_context_free(current);
     }

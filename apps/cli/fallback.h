@@ -49,6 +49,7 @@ typedef struct cli_fallback {
     int32_t n_records;
     int32_t chunk[CLI_FOLLOW_MAX]; /* the worker's copy of the tokens it evaluates */
     int64_t followed;           /* tokens the worker evaluated */
+    bool follow;                /* the worker follows the records once `ready` is made */
     bool stop;
     bool lost;                  /* a device of the plan was lost: its devices are to be tried again */
     bool running;               /* the context the command runs on is the one cli_fallback_take gave */
@@ -56,9 +57,10 @@ typedef struct cli_fallback {
 } cli_fallback;
 
 /* Prepares the way out for a context of params p on `model` (tokenizer tok); nothing where p runs on the CPU alone.
+ * follow: the fallback's context follows the records (--no-follow: not).
  * Prints the error and returns false when the fallback model cannot be opened or speaks another vocabulary. */
-bool cli_fallback_open(cli_fallback *f, const char *fallback_path, tnd_model *model, const tnd_tokenizer *tok,
-                       const tnd_context_params *p);
+bool cli_fallback_open(cli_fallback *f, const char *fallback_path, bool follow, tnd_model *model,
+                       const tnd_tokenizer *tok, const tnd_context_params *p);
 
 /* Once the command's context runs on the plan: where the fallback is the command's own model, the plan has a cloud and
  * this machine's available memory is at least twice the model's file, starts making its context in the background

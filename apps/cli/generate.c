@@ -124,7 +124,8 @@ bool cli_session_open(cli_session *s, const cli_gen_options *o) {
     cli_kv_apply(&o->kv, &p);
     if (!cli_plan_make(&o->plan, s->model, &p, &s->groups)) return false;
     cli_load_progress(&p);
-    if (!cli_fallback_open(&s->fallback, o->plan.fallback_model, s->model, s->tok, &p)) return false;
+    if (!cli_fallback_open(&s->fallback, o->plan.fallback_model, !o->plan.no_follow, s->model, s->tok, &p))
+        return false;
     tnd_status st = tnd_context_init(s->model, &p, &s->ctx);
     bool on_plan = st == TND_OK;
     if (st != TND_OK && s->fallback.ready) st = (s->ctx = cli_fallback_take(&s->fallback, s->model)) ? TND_OK : st;

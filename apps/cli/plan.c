@@ -41,6 +41,9 @@ void cli_plan_usage(FILE *f) {
                "  --fallback-model FILE  when the cloud link dies mid-answer, go on with this smaller model of the same\n"
                "                      vocabulary, made ready at start (default: the whole model, made ready in the\n"
                "                      background where memory holds it twice over, else made at the loss)\n"
+               "  --no-follow         the fallback's context does not follow the conversation in spare CPU time (by\n"
+               "                      default it does, so a loss leaves only the last tokens to evaluate here, for\n"
+               "                      some speed while the cloud serves: docs/REMOTE.md)\n"
                "  --cpu-moe           the feed-forward groups of mixture-of-experts layers (experts, router, shared\n"
                "                      expert) on the CPU device, cpu0\n"
                "  --n-cpu-moe N       the same for the first N layers only\n");
@@ -59,6 +62,10 @@ int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--remote-key")) {
         o->remote_key = cli_value(argc, argv, i);
         return o->remote_key ? 1 : -1;
+    }
+    if (!strcmp(a, "--no-follow")) {
+        o->no_follow = true;
+        return 1;
     }
     if (!strcmp(a, "--fallback-model")) {
         o->fallback_model = cli_value(argc, argv, i);

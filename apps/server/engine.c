@@ -617,7 +617,7 @@ tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_t
     }
     p.kv_type = p.k_type = cfg->k_type;
     p.v_type = cfg->v_type;
-    if (!cli_fallback_open(&e->fallback, cfg->fallback_model, model, tok, &p)) {
+    if (!cli_fallback_open(&e->fallback, cfg->fallback_model, !cfg->no_follow, model, tok, &p)) {
         st = TND_ERR_INVALID_ARGUMENT;
         goto fail;
     }

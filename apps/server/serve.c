@@ -174,6 +174,7 @@ int tnd_cmd_serve(int argc, char **argv) {
     cfg.remote = placed.remote;
     cfg.remote_key_file = placed.remote_key_file;
     cfg.fallback_model = plan.fallback_model;
+    cfg.no_follow = plan.no_follow;
     cfg.group_device = placed.group_device;
     cfg.n_groups = placed.n_groups;
     if (cfg.chat_template && tnd_chat_template_lookup(cfg.chat_template, &mi.chat_template) != TND_OK) {

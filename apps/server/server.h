@@ -48,6 +48,7 @@ typedef struct srv_config {
     const int32_t *device_kinds;
     const char *remote, *remote_key_file; /* a cloud device's address and key (see tnd_context_params) */
     const char *fallback_model; /* --fallback-model: what runs here while the cloud is lost (NULL: the model) */
+    bool no_follow;             /* --no-follow: its context does not follow the conversations */
     const int32_t *group_device;
     int32_t n_groups;
 } srv_config;
