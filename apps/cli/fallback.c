@@ -114,8 +114,7 @@ static void follow(cli_fallback *f) {
         pthread_mutex_unlock(&f->mutex);
         bool ok = evaluate(ctx, best, from, f->chunk, to - from);
         pthread_mutex_lock(&f->mutex);
-        if (ok) f->followed += to - from;
-        else break;
+        if (!ok) break;
     }
     pthread_mutex_unlock(&f->mutex);
 }

@@ -48,7 +48,6 @@ typedef struct cli_fallback {
     cli_record *records;        /* [n_records = params.n_seq_max] */
     int32_t n_records;
     int32_t chunk[CLI_FOLLOW_MAX]; /* the worker's copy of the tokens it evaluates */
-    int64_t followed;           /* tokens the worker evaluated */
     bool follow;                /* the worker follows the records once `ready` is made */
     bool stop;
     bool lost;                  /* a device of the plan was lost: its devices are to be tried again */
