@@ -444,10 +444,8 @@ static inline __attribute__((always_inline)) void k_row_ints(const uint8_t *x, c
     *mins = g8_k_has_min(kind) ? hsum256_epi32(_mm256_madd_epi16(s.min, bsums)) : 0;
 }
 
-/* v >> k and v << k for a count known only where the caller is inlined */
+/* v >> k for a count known only where the caller is inlined */
 static inline __m256i shr16(__m256i v, int k) { return _mm256_srl_epi16(v, _mm_cvtsi32_si128(k)); }
-static inline __m256i shr32(__m256i v, int k) { return _mm256_srl_epi32(v, _mm_cvtsi32_si128(k)); }
-static inline __m256i shl32(__m256i v, int k) { return _mm256_sll_epi32(v, _mm_cvtsi32_si128(k)); }
 
 /* The unsigned levels of step i of a packed super-block. */
 static inline __m256i k_step_levels(const uint8_t *lv, g8_k_kind kind, int i) {
@@ -472,68 +470,126 @@ static inline __m256i k_step_levels(const uint8_t *lv, g8_k_kind kind, int i) {
     return level;
 }
 
-/* Scale (or min) of sub-block j of 16 in every lane, from the scale words w[]; signed where the type's is. */
-static inline __m256i k_lane_scale(const __m256i w[4], g8_k_kind kind, int j, bool min) {
-    const __m256i m2 = _mm256_set1_epi32(3), m4 = _mm256_set1_epi32(15), m6 = _mm256_set1_epi32(63);
+/* A super-block's scales and mins as bytes, decoded once from its scale words w[] (each sub-block's own decoding took
+ * a handful of instructions, a third of a one-token tile's): byte b of a lane of register k holds that row's value
+ * of sub-block 4k + b, of 16 elements (Q2_K, Q3_K, Q6_K) or of 32 (Q4_K, Q5_K: both halves take it). Signed for the
+ * scales of Q3_K and Q6_K. */
+typedef struct k_lane_bytes {
+    __m256i scale[4], min[4];
+} k_lane_bytes;
+
+/* The bytes of v shifted right by k within each byte, masked: srli of 16-bit lanes with a mask that keeps only the
+ * bits that came from the same byte. */
+static inline __m256i byte_bits(__m256i v, int k, int mask) {
+    return _mm256_and_si256(_mm256_srli_epi16(v, k), _mm256_set1_epi8((char)mask));
+}
+
+static inline void k_lane_bytes_of(const __m256i w[4], g8_k_kind kind, k_lane_bytes *b) {
     switch (kind) {
-    case G8_Q2_K: {
-        __m256i byte = shr32(w[j / 4], 8 * (j % 4));
-        return _mm256_and_si256(min ? _mm256_srli_epi32(byte, 4) : byte, m4);
-    }
+    case G8_Q2_K: /* a byte per sub-block: scale low, min high */
+        for (int k = 0; k < 4; k++) {
+            b->scale[k] = byte_bits(w[k], 0, 15);
+            b->min[k] = byte_bits(w[k], 4, 15);
+        }
+        break;
+    case G8_Q3_K: /* sub-block 4k + b: low four bits in nibble k / 2 of w[k % 2], high two at 2k of w[2], less 32 */
+        for (int k = 0; k < 4; k++)
+            b->scale[k] = _mm256_sub_epi8(
+                _mm256_or_si256(byte_bits(w[k % 2], 4 * (k / 2), 15), _mm256_slli_epi16(byte_bits(w[2], 2 * k, 3), 4)),
+                _mm256_set1_epi8(32));
+        break;
     case G8_Q6_K:
-        return _mm256_srai_epi32(shl32(w[j / 4], 24 - 8 * (j % 4)), 24);
-    case G8_Q3_K: {
-        __m256i low = _mm256_and_si256(shr32(w[(j % 8) / 4], 8 * (j % 4) + 4 * (j / 8)), m4);
-        __m256i high = _mm256_and_si256(shr32(w[2], 8 * (j % 4) + 2 * (j / 4)), m2);
-        return _mm256_sub_epi32(_mm256_or_si256(low, _mm256_slli_epi32(high, 4)), _mm256_set1_epi32(32));
-    }
-    default: { /* Q4_K, Q5_K: the k4 packing, sub-block s = j / 2 of 32 */
-        int s = j / 2, m = min ? 1 : 0;
-        if (s < 4) return _mm256_and_si256(shr32(w[m], 8 * s), m6);
-        __m256i low = _mm256_and_si256(shr32(w[2], 8 * (s - 4) + 4 * m), m4);
-        return _mm256_or_si256(low, _mm256_slli_epi32(_mm256_and_si256(shr32(w[m], 8 * (s - 4) + 6), m2), 4));
-    }
+        for (int k = 0; k < 4; k++) b->scale[k] = w[k];
+        break;
+    default: /* Q4_K, Q5_K: 6 bits; sub-blocks 0-3 in w[0] (scales) and w[1] (mins), 4-7 from the nibbles of w[2]
+              * with the top two bits of the first four */
+        b->scale[0] = byte_bits(w[0], 0, 63);
+        b->min[0] = byte_bits(w[1], 0, 63);
+        b->scale[1] = _mm256_or_si256(byte_bits(w[2], 0, 15), _mm256_slli_epi16(byte_bits(w[0], 6, 3), 4));
+        b->min[1] = _mm256_or_si256(byte_bits(w[2], 4, 15), _mm256_slli_epi16(byte_bits(w[1], 6, 3), 4));
+        break;
     }
 }
 
-/* Two int32 lane values as the int16 pair (lo, hi) of each lane. */
-static inline __m256i int16_pair(__m256i lo, __m256i hi) {
-    return _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi32(0xffff)), _mm256_slli_epi32(hi, 16));
+/* pshufb controls that move bytes within each 32-bit lane (0x80: a zero byte): one_u32[b] byte b as the lane's
+ * unsigned int32, top_s32[b] byte b to the top (an arithmetic shift by 24 then signs it), dup_u16[b] / dup_s16[b]
+ * byte b to both int16 halves (low bytes, or high bytes for a shift by 8), two_u16[h] / two_s16[h] bytes 2h and
+ * 2h + 1 to the low and high int16. */
+#define LANE_CTRL(a, b, c, d)                                                                                              {LANE_BYTE(a, 0), LANE_BYTE(b, 0), LANE_BYTE(c, 0), LANE_BYTE(d, 0), LANE_BYTE(a, 4), LANE_BYTE(b, 4),                  LANE_BYTE(c, 4), LANE_BYTE(d, 4), LANE_BYTE(a, 8), LANE_BYTE(b, 8), LANE_BYTE(c, 8), LANE_BYTE(d, 8),                  LANE_BYTE(a, 12), LANE_BYTE(b, 12), LANE_BYTE(c, 12), LANE_BYTE(d, 12), LANE_BYTE(a, 0), LANE_BYTE(b, 0),               LANE_BYTE(c, 0), LANE_BYTE(d, 0), LANE_BYTE(a, 4), LANE_BYTE(b, 4), LANE_BYTE(c, 4), LANE_BYTE(d, 4),                   LANE_BYTE(a, 8), LANE_BYTE(b, 8), LANE_BYTE(c, 8), LANE_BYTE(d, 8), LANE_BYTE(a, 12), LANE_BYTE(b, 12),                 LANE_BYTE(c, 12), LANE_BYTE(d, 12)}
+#define LANE_BYTE(x, base) ((x) == Z ? Z : (x) + (base)) /* pshufb indexes the 16 bytes of its 128-bit half */
+enum { Z = 0x80 };
+static const uint8_t one_u32[4][32] __attribute__((aligned(32))) = {LANE_CTRL(0, Z, Z, Z), LANE_CTRL(1, Z, Z, Z),
+                                                                     LANE_CTRL(2, Z, Z, Z), LANE_CTRL(3, Z, Z, Z)};
+static const uint8_t top_s32[4][32] __attribute__((aligned(32))) = {LANE_CTRL(Z, Z, Z, 0), LANE_CTRL(Z, Z, Z, 1),
+                                                                     LANE_CTRL(Z, Z, Z, 2), LANE_CTRL(Z, Z, Z, 3)};
+static const uint8_t dup_s16[4][32] __attribute__((aligned(32))) = {LANE_CTRL(Z, 0, Z, 0), LANE_CTRL(Z, 1, Z, 1),
+                                                                     LANE_CTRL(Z, 2, Z, 2), LANE_CTRL(Z, 3, Z, 3)};
+static const uint8_t dup_u16[4][32] __attribute__((aligned(32))) = {LANE_CTRL(0, Z, 0, Z), LANE_CTRL(1, Z, 1, Z),
+                                                                     LANE_CTRL(2, Z, 2, Z), LANE_CTRL(3, Z, 3, Z)};
+static const uint8_t two_u16[2][32] __attribute__((aligned(32))) = {LANE_CTRL(0, Z, 1, Z), LANE_CTRL(2, Z, 3, Z)};
+static const uint8_t two_s16[2][32] __attribute__((aligned(32))) = {LANE_CTRL(Z, 0, Z, 1), LANE_CTRL(Z, 2, Z, 3)};
+#undef LANE_BYTE
+#undef LANE_CTRL
+
+static inline __m256i lane_shuffle(__m256i v, const uint8_t ctrl[32]) {
+    return _mm256_shuffle_epi8(v, _mm256_load_si256((const __m256i *)(const void *)ctrl));
 }
 
-/* A sub-block's scale in every lane (k_lane_scale) in the form sub_block_dot takes: int32 with VNNI, else the
- * int16 pair that madd weighs a pair of steps with. */
-static inline __m256i sub_block_scale(__m256i lane_scale) {
+/* Sub-block j of 16's byte of k_lane_bytes: its register and place. */
+static inline int k_byte_reg(g8_k_kind kind, int j) { return kind == G8_Q4_K || kind == G8_Q5_K ? j / 8 : j / 4; }
+static inline int k_byte_at(g8_k_kind kind, int j) { return kind == G8_Q4_K || kind == G8_Q5_K ? (j / 2) % 4 : j % 4; }
+static inline bool k_scale_signed(g8_k_kind kind) { return kind == G8_Q3_K || kind == G8_Q6_K; }
+
+/* The int16 pair a madd weighs the activations' sums of 16 of sub-blocks j and j + 1 (j even) with: their scales
+ * (min false) or mins. */
+static inline __m256i k_pair(const k_lane_bytes *b, g8_k_kind kind, int j, bool min) {
+    const __m256i *regs = min ? b->min : b->scale;
+    __m256i v = regs[k_byte_reg(kind, j)];
+    if (kind == G8_Q4_K || kind == G8_Q5_K) return lane_shuffle(v, dup_u16[k_byte_at(kind, j)]); /* one sub-block */
+    if (!min && k_scale_signed(kind)) return _mm256_srai_epi16(lane_shuffle(v, two_s16[(j % 4) / 2]), 8);
+    return lane_shuffle(v, two_u16[(j % 4) / 2]);
+}
+
+/* Whether sub_block_dot sums a sub-block's four steps with VNNI: where the set has it and the tile has more than one
+ * token. With one token each vpdpbusd waits for the one before and the multiply by the scale for the last (10 cycles
+ * of latency), which nothing else hides: maddubs pairs that madd weighs were faster there (Q4_K in cache, one thread,
+ * 31 -> 35 GB/s). */
+static inline bool k_vnni(bool one_token) {
 #if defined(__AVXVNNI__)
-    return lane_scale;
+    return !one_token;
 #else
-    return int16_pair(lane_scale, lane_scale);
+    (void)one_token;
+    return false;
 #endif
 }
 
+/* Sub-block j's scale in the form sub_block_dot takes: int32 for VNNI, else the int16 pair that madd weighs a pair of
+ * steps with. */
+static inline __m256i sub_block_scale(const k_lane_bytes *b, g8_k_kind kind, int j, bool one_token) {
+    __m256i v = b->scale[k_byte_reg(kind, j)];
+    int at = k_byte_at(kind, j);
+    bool sign = k_scale_signed(kind);
+    if (k_vnni(one_token))
+        return sign ? _mm256_srai_epi32(lane_shuffle(v, top_s32[at]), 24) : lane_shuffle(v, one_u32[at]);
+    return sign ? _mm256_srai_epi16(lane_shuffle(v, dup_s16[at]), 8) : lane_shuffle(v, dup_u16[at]);
+}
+
 /* total plus one sub-block of 16 (four steps of levels) with one token's activations at a, weighed by the rows'
- * scale. With VNNI the four steps sum in int32 and one multiply weighs them: in two chains of accumulation where the
- * tile has one token (nothing else then hides each vpdpbusd waiting for the one before: 13 -> 19 GB/s for Q4_K in
- * cache, one thread), in one where it has more (the extra add cost prefill 3-6%). Without VNNI, each pair of steps
+ * scale. With VNNI (k_vnni) the four steps sum in int32 and one multiply weighs them; otherwise each pair of steps
  * sums in int16 (at most 2 x 2 x 63 x 127) and madd weighs it. */
 static inline __m256i sub_block_dot(__m256i total, const __m256i levels[4], const uint8_t *a, __m256i scale,
                                     bool one_token) {
-#if defined(__AVXVNNI__)
-    __m256i chain[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-    for (int q = 0; q < 4; q++) {
-        int c = one_token ? q % 2 : 0;
-        chain[c] = dot4_u8_i8(chain[c], levels[q], _mm256_set1_epi32(load_i32(a + 4 * q)));
+    if (k_vnni(one_token)) {
+        __m256i sum = _mm256_setzero_si256();
+        for (int q = 0; q < 4; q++) sum = dot4_u8_i8(sum, levels[q], _mm256_set1_epi32(load_i32(a + 4 * q)));
+        return _mm256_add_epi32(total, _mm256_mullo_epi32(sum, scale));
     }
-    return _mm256_add_epi32(total, _mm256_mullo_epi32(_mm256_add_epi32(chain[0], chain[1]), scale));
-#else
-    (void)one_token;
     for (int pair = 0; pair < 4; pair += 2) {
         __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(levels[pair], _mm256_set1_epi32(load_i32(a + 4 * pair))),
                                      _mm256_maddubs_epi16(levels[pair + 1], _mm256_set1_epi32(load_i32(a + 4 * pair + 4))));
         total = _mm256_add_epi32(total, _mm256_madd_epi16(p, scale));
     }
     return total;
-#endif
 }
 
 /* y[t * y_stride + r] for the first R rows of the group at w and T tokens of Q8_K activations. A lane's
@@ -550,10 +606,12 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
         const uint8_t *lv = w + g8_k_levels_at(kind), *words = lv - 4 * G8_ROWS * l->n_words;
         __m256i sw[4];
         for (int k = 0; k < l->n_words; k++) sw[k] = load256(words + 4 * G8_ROWS * k);
+        k_lane_bytes kb;
+        k_lane_bytes_of(sw, kind, &kb);
         __m256i total[GROUP_TOKENS];
         for (int t = 0; t < T; t++) total[t] = _mm256_setzero_si256();
         for (int j = 0; j < 16; j++) { /* sub-block of 16: steps 4j .. 4j + 3 */
-            __m256i scale = sub_block_scale(k_lane_scale(sw, kind, j, false)), levels[4];
+            __m256i scale = sub_block_scale(&kb, kind, j, T == 1), levels[4];
             for (int q = 0; q < 4; q++) levels[q] = k_step_levels(lv, kind, 4 * j + q);
             for (int t = 0; t < T; t++)
                 total[t] = sub_block_dot(total[t], levels,
@@ -563,10 +621,8 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
         /* offsets and mins meet the activations' sums of 16, two sub-blocks per madd */
         __m256i off_pairs[8], min_pairs[8];
         for (int j = 0; j < 16; j += 2) {
-            if (g8_k_offset[kind])
-                off_pairs[j / 2] = int16_pair(k_lane_scale(sw, kind, j, false), k_lane_scale(sw, kind, j + 1, false));
-            if (g8_k_has_min(kind))
-                min_pairs[j / 2] = int16_pair(k_lane_scale(sw, kind, j, true), k_lane_scale(sw, kind, j + 1, true));
+            if (g8_k_offset[kind]) off_pairs[j / 2] = k_pair(&kb, kind, j, false);
+            if (g8_k_has_min(kind)) min_pairs[j / 2] = k_pair(&kb, kind, j, true);
         }
         __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)w));
         __m256 dmin = g8_k_has_min(kind)
