@@ -515,9 +515,15 @@ static inline void k_lane_bytes_of(const __m256i w[4], g8_k_kind kind, k_lane_by
  * unsigned int32, top_s32[b] byte b to the top (an arithmetic shift by 24 then signs it), dup_u16[b] / dup_s16[b]
  * byte b to both int16 halves (low bytes, or high bytes for a shift by 8), two_u16[h] / two_s16[h] bytes 2h and
  * 2h + 1 to the low and high int16. */
-#define LANE_CTRL(a, b, c, d)                                                                                              {LANE_BYTE(a, 0), LANE_BYTE(b, 0), LANE_BYTE(c, 0), LANE_BYTE(d, 0), LANE_BYTE(a, 4), LANE_BYTE(b, 4),                  LANE_BYTE(c, 4), LANE_BYTE(d, 4), LANE_BYTE(a, 8), LANE_BYTE(b, 8), LANE_BYTE(c, 8), LANE_BYTE(d, 8),                  LANE_BYTE(a, 12), LANE_BYTE(b, 12), LANE_BYTE(c, 12), LANE_BYTE(d, 12), LANE_BYTE(a, 0), LANE_BYTE(b, 0),               LANE_BYTE(c, 0), LANE_BYTE(d, 0), LANE_BYTE(a, 4), LANE_BYTE(b, 4), LANE_BYTE(c, 4), LANE_BYTE(d, 4),                   LANE_BYTE(a, 8), LANE_BYTE(b, 8), LANE_BYTE(c, 8), LANE_BYTE(d, 8), LANE_BYTE(a, 12), LANE_BYTE(b, 12),                 LANE_BYTE(c, 12), LANE_BYTE(d, 12)}
+#define LANE_CTRL(a, b, c, d)                                                                                          \
+    {LANE_BYTE(a, 0),  LANE_BYTE(b, 0),  LANE_BYTE(c, 0),  LANE_BYTE(d, 0),  LANE_BYTE(a, 4),  LANE_BYTE(b, 4),       \
+     LANE_BYTE(c, 4),  LANE_BYTE(d, 4),  LANE_BYTE(a, 8),  LANE_BYTE(b, 8),  LANE_BYTE(c, 8),  LANE_BYTE(d, 8),       \
+     LANE_BYTE(a, 12), LANE_BYTE(b, 12), LANE_BYTE(c, 12), LANE_BYTE(d, 12), LANE_BYTE(a, 0),  LANE_BYTE(b, 0),       \
+     LANE_BYTE(c, 0),  LANE_BYTE(d, 0),  LANE_BYTE(a, 4),  LANE_BYTE(b, 4),  LANE_BYTE(c, 4),  LANE_BYTE(d, 4),       \
+     LANE_BYTE(a, 8),  LANE_BYTE(b, 8),  LANE_BYTE(c, 8),  LANE_BYTE(d, 8),  LANE_BYTE(a, 12), LANE_BYTE(b, 12),      \
+     LANE_BYTE(c, 12), LANE_BYTE(d, 12)}
 #define LANE_BYTE(x, base) ((x) == Z ? Z : (x) + (base)) /* pshufb indexes the 16 bytes of its 128-bit half */
-enum { Z = 0x80 };
+#define Z 0x80
 static const uint8_t one_u32[4][32] __attribute__((aligned(32))) = {LANE_CTRL(0, Z, Z, Z), LANE_CTRL(1, Z, Z, Z),
                                                                      LANE_CTRL(2, Z, Z, Z), LANE_CTRL(3, Z, Z, Z)};
 static const uint8_t top_s32[4][32] __attribute__((aligned(32))) = {LANE_CTRL(Z, Z, Z, 0), LANE_CTRL(Z, Z, Z, 1),
@@ -528,6 +534,7 @@ static const uint8_t dup_u16[4][32] __attribute__((aligned(32))) = {LANE_CTRL(0,
                                                                      LANE_CTRL(2, Z, 2, Z), LANE_CTRL(3, Z, 3, Z)};
 static const uint8_t two_u16[2][32] __attribute__((aligned(32))) = {LANE_CTRL(0, Z, 1, Z), LANE_CTRL(2, Z, 3, Z)};
 static const uint8_t two_s16[2][32] __attribute__((aligned(32))) = {LANE_CTRL(Z, 0, Z, 1), LANE_CTRL(Z, 2, Z, 3)};
+#undef Z
 #undef LANE_BYTE
 #undef LANE_CTRL
 
@@ -585,8 +592,9 @@ static inline __m256i sub_block_dot(__m256i total, const __m256i levels[4], cons
         return _mm256_add_epi32(total, _mm256_mullo_epi32(sum, scale));
     }
     for (int pair = 0; pair < 4; pair += 2) {
-        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(levels[pair], _mm256_set1_epi32(load_i32(a + 4 * pair))),
-                                     _mm256_maddubs_epi16(levels[pair + 1], _mm256_set1_epi32(load_i32(a + 4 * pair + 4))));
+        __m256i first = _mm256_maddubs_epi16(levels[pair], _mm256_set1_epi32(load_i32(a + 4 * pair)));
+        __m256i second = _mm256_maddubs_epi16(levels[pair + 1], _mm256_set1_epi32(load_i32(a + 4 * pair + 4)));
+        __m256i p = _mm256_add_epi16(first, second);
         total = _mm256_add_epi32(total, _mm256_madd_epi16(p, scale));
     }
     return total;
@@ -601,7 +609,8 @@ static inline __attribute__((always_inline)) void k_sub_block(const k_lane_bytes
                                                               int j, __m256i total[]) {
     __m256i scale = sub_block_scale(kb, kind, j, T == 1), levels[4];
     for (int q = 0; q < 4; q++) levels[q] = k_step_levels(lv, kind, 4 * j + q);
-    for (int t = 0; t < T; t++) total[t] = sub_block_dot(total[t], levels, a + (size_t)t * a_stride + 16 * j, scale, T == 1);
+    for (int t = 0; t < T; t++)
+        total[t] = sub_block_dot(total[t], levels, a + (size_t)t * a_stride + 16 * j, scale, T == 1);
 }
 
 /* y[t * y_stride + r] for the first R rows of the group at w and T tokens of Q8_K activations. A lane's
