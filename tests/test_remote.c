@@ -767,6 +767,8 @@ static void check_server_fallback(const char *path, tnd_model *cloud_model) {
         CHECK(completion_text(answer, first, sizeof first)) &&
         CHECK(http(port, "GET", "/metrics", NULL, metrics, sizeof metrics)))
         CHECK(strstr(metrics, "tandem_device_lost_total 1\n") && strstr(metrics, "tandem_running_on_fallback 1\n"));
+    /* its context was made in the background and followed the conversation (how far: spare CPU time) */
+    CHECK(!up || (file_says("serve.log", "made in the background") && file_says("serve.log", "tokens followed there")));
     bed_join(&b);
     /* the cloud is back: an idle server tries it again at a request 10 s after the loss */
     size_t seen_before = b.t.n_seen;
