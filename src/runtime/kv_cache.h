@@ -20,8 +20,8 @@ typedef struct tnd_kv_cache {
     size_t k_block_bytes, v_block_bytes; /* bytes of one block of a K pool, of a V pool */
     int32_t *refcount;         /* per block; 0 = free */
     int32_t *row_token;        /* [n_blocks * block_size], per slot: the token id whose K/V the row holds, -1 for a
-                                  row of something else (a hidden state sent by a device); a sequence's rows can so be
-                                  matched against a record (tnd_kv_cache_prefix) */
+                                  row no batch of tokens wrote; a sequence's rows can so be matched against a record
+                                  (tnd_kv_cache_prefix) */
     int32_t *free_list, n_free;
     int32_t n_seq;
     tnd_kv_seq *seqs;
