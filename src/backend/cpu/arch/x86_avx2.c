@@ -223,6 +223,17 @@ static inline __m256i steps_dot(__m256i sum, __m256i lo, __m256i hi, const uint8
 #endif
 }
 
+/* Bytes of a weight stream requested ahead of the block being computed, as in the AVX-512 file: where a block takes
+ * long enough, the hardware prefetcher alone stops keeping up and memory and arithmetic add up instead of
+ * overlapping. Decode at two threads, pairs of runs at the same bandwidth: +3-7% (median) on Q4_0 and Q4_K_M files,
+ * prefill even; one thread out of cache, Q6_K +9%. */
+enum { TILE_PREFETCH = 4096 };
+
+/* Requests the `bytes` of weights that lie TILE_PREFETCH after `at`, one cache line at a time. */
+static inline void prefetch_ahead(const uint8_t *at, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)at + TILE_PREFETCH + off, _MM_HINT_T0);
+}
+
 /* y[t * y_stride + r] for the first R rows of the group at w and T tokens. A lane's arithmetic per block: the exact
  * integer sum plus the activations' start, converted, times the row's d, then a multiply-add with the activation's
  * d (and for Q4_1/Q5_1 a multiply-add of the row's m with the activations' d * sum). */
@@ -234,6 +245,7 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
     __m256 acc[GROUP_TOKENS];
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK; b++, w += group_block) {
+        prefetch_ahead(w, group_block);
         const uint8_t *lv = w + g8_levels_at(kind);
         __m256i sum[GROUP_TOKENS];
         for (int t = 0; t < T; t++)
@@ -624,6 +636,7 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
     __m256 acc[GROUP_TOKENS];
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK_K; b++, w += group_block) {
+        prefetch_ahead(w, group_block);
         const uint8_t *lv = w + g8_k_levels_at(kind), *words = lv - 4 * G8_ROWS * l->n_words;
         __m256i sw[4];
         for (int k = 0; k < l->n_words; k++) sw[k] = load256(words + 4 * G8_ROWS * k);
