@@ -1119,9 +1119,9 @@ TND_API tnd_status tnd_session_clone(const tnd_session *src, int32_t seq, tnd_se
  * record again on the new context (as a prompt, in chunks of its n_batch) and samples on from there, so the text
  * goes on with no token lost or repeated. Where `seq` already holds the rows of the record's first tokens (a context
  * that followed the conversation in the background: tnd_context_seq_cached_prefix), they are kept and only the rest
- * is evaluated; anything else in `seq` is dropped. This is how a generation survives a device that is gone: after a step
- * returned TND_ERR_DEVICE_LOST, move the sessions to a context on the devices that are left, or on a smaller model
- * of the same vocabulary. The old sequence is emptied (its blocks are freed; nothing is asked of its devices).
+ * is evaluated; anything else in `seq` is dropped. This is how a generation survives a device that is gone: after a
+ * step returned TND_ERR_DEVICE_LOST, move the sessions to a context on the devices that are left, or on a smaller
+ * model of the same vocabulary. The old sequence is emptied (its blocks are freed; nothing is asked of its devices).
  * TND_ERR_INVALID_ARGUMENT (NULL, the same context, seq out of range, another vocabulary size, a record longer than
  * the new context); the session is unchanged then. */
 TND_API tnd_status tnd_session_move(tnd_session *session, tnd_context *ctx, int32_t seq);

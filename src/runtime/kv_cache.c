@@ -49,7 +49,8 @@ tnd_status tnd_kv_cache_init(tnd_kv_cache *kv, tnd_type k_type, tnd_type v_type,
     kv->layer_device = tnd_alloc_array(a, (size_t)n_layer, sizeof(tnd_backend *));
     kv->k_pool = tnd_alloc_array(a, (size_t)n_layer, sizeof(tnd_buffer *));
     kv->v_pool = tnd_alloc_array(a, (size_t)n_layer, sizeof(tnd_buffer *));
-    if (!kv->refcount || !kv->row_token || !kv->free_list || !kv->seqs || !kv->layer_device || !kv->k_pool || !kv->v_pool) {
+    if (!kv->refcount || !kv->row_token || !kv->free_list || !kv->seqs || !kv->layer_device || !kv->k_pool ||
+        !kv->v_pool) {
         tnd_kv_cache_free(kv);
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the KV cache tables");
     }
@@ -194,9 +195,10 @@ int32_t tnd_kv_cache_prefix(const tnd_kv_cache *kv, int32_t seq, const int32_t *
     if (seq < 0 || seq >= kv->n_seq || !tokens) return 0;
     const tnd_kv_seq *s = &kv->seqs[seq];
     int32_t limit = n < s->len ? n : s->len, i = 0;
-    while (i < limit && kv->row_token[(int64_t)s->blocks[i / kv->block_size] * kv->block_size + i % kv->block_size] ==
-                            tokens[i])
-        i++;
+    for (; i < limit; i++) {
+        int64_t slot = (int64_t)s->blocks[i / kv->block_size] * kv->block_size + i % kv->block_size;
+        if (kv->row_token[slot] != tokens[i]) break;
+    }
     return i;
 }
 

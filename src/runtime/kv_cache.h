@@ -45,7 +45,9 @@ void tnd_kv_cache_free(tnd_kv_cache *kv);
 tnd_status tnd_kv_cache_append(tnd_kv_cache *kv, int32_t seq, int32_t pos, int64_t *slot);
 
 /* Notes the token id whose K/V the row at `slot` (from tnd_kv_cache_append, which marks the row -1) holds. */
-static inline void tnd_kv_cache_set_token(tnd_kv_cache *kv, int64_t slot, int32_t token) { kv->row_token[slot] = token; }
+static inline void tnd_kv_cache_set_token(tnd_kv_cache *kv, int64_t slot, int32_t token) {
+    kv->row_token[slot] = token;
+}
 
 /* Number of leading positions of `seq` whose rows hold the K/V of tokens[0..n), in order. */
 int32_t tnd_kv_cache_prefix(const tnd_kv_cache *kv, int32_t seq, const int32_t *tokens, int32_t n);
