@@ -923,6 +923,19 @@ static inline __m256 v_values8(const void *v, const float *vf, size_t vs, tnd_kv
     return _mm256_loadu_ps(vf + (size_t)j * vs + (size_t)u);
 }
 
+/* Elements [at, at + width) of a Q8_0 cache's V rows (at and width multiples of 32: whole blocks) as floats: each
+ * block's scale converted once for its 32 levels, where load_kv8 did it for every 8 (with the block's address). */
+static inline void v_decode_q8(const void *v, size_t at, int32_t width, float *out) {
+    const uint8_t *block = (const uint8_t *)v + at / 32 * Q8_0_BYTES;
+    for (int32_t u = 0; u < width; u += 32, block += Q8_0_BYTES) {
+        __m256 d = _mm256_set1_ps(fp16_load(block));
+        for (int e = 0; e < 32; e += 8) {
+            __m128i bytes = _mm_loadl_epi64((const __m128i *)(const void *)(block + 2 + e));
+            _mm256_storeu_ps(out + u + e, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), d));
+        }
+    }
+}
+
 /* The tile for up to ATTN_REP_STEP heads: float rows of K and V (TND_KV_FLOAT), or a cache as stored (kv: K transposed
  * and V rows, F16 or Q8_0); inlined per kind. */
 static inline __attribute__((always_inline)) void
@@ -1019,8 +1032,7 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
         size_t vs = kind == TND_KV_FLOAT ? (size_t)hd : (size_t)width;
         if (kind == TND_KV_Q8_0) /* (F16 converts in one instruction: per head, as it loads) */
             for (int32_t j = 0; j < np; j++)
-                for (int32_t u = 0; u < width; u += 8)
-                    _mm256_storeu_ps(decoded + (size_t)j * width + u, load_kv8(v, (size_t)j * hd + i0 + u, kind));
+                v_decode_q8(v, (size_t)j * hd + (size_t)i0, width, decoded + (size_t)j * width);
         for (int32_t r = 0; r < rep; r++) {
             const float *w = weight[r];
             float *ar = acc + r * hd + i0;
