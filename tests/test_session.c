@@ -64,6 +64,18 @@ static void step_to(tnd_session *s, int32_t count) {
     }
 }
 
+/* A second context of the model to move sessions to: one thread, KV blocks of 16. */
+static tnd_context *context_of(int32_t n_ctx, int32_t n_batch, int32_t n_seq) {
+    tnd_context_params cp = tnd_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_batch;
+    cp.n_seq_max = n_seq;
+    cp.n_threads = 1;
+    cp.kv_block_size = 16;
+    tnd_context *c = NULL;
+    return CHECK_OK(tnd_context_init(model, &cp, &c)) ? c : NULL;
+}
+
 /* Greedy generation equals a loop of tnd_context_decode and argmax written out here. */
 static void test_greedy_matches_decode_loop(void) {
     tnd_session *s = NULL;
@@ -269,15 +281,9 @@ static void capture(void *user, const char *text, size_t len) {
 /* A session moved to another context mid-generation (as after a lost device) goes on with the tokens, text and
  * random draws of one that stayed, and its stream has no piece lost or repeated. */
 static void test_move(void) {
-    tnd_context_params cp = tnd_context_default_params();
-    cp.n_ctx = N_CTX;
-    cp.n_batch = 8; /* the record is evaluated again in chunks */
-    cp.n_threads = 1;
-    cp.kv_block_size = 16;
-    tnd_context *other = NULL, *small = NULL;
-    if (!CHECK_OK(tnd_context_init(model, &cp, &other))) return;
-    cp.n_ctx = 16;
-    CHECK_OK(tnd_context_init(model, &cp, &small));
+    /* batches of 8: the record is evaluated again in chunks */
+    tnd_context *other = context_of(N_CTX, 8, 1), *small = context_of(16, 8, 1);
+    if (!other) return;
     captured streamed = {0};
     tnd_generate_params p = sampled(7);
     p.max_tokens = N_GEN;
@@ -327,13 +333,8 @@ static bool follow(tnd_context *c, int32_t seq, const int32_t *tokens, int32_t f
  * copy-on-write), and a move there keeps the rows that agree with the record and evaluates only the rest, with the
  * same text as the session that stayed. */
 static void test_move_followed(void) {
-    tnd_context_params cp = tnd_context_default_params();
-    cp.n_ctx = N_CTX;
-    cp.n_seq_max = 3;
-    cp.n_threads = 1;
-    cp.kv_block_size = 16;
-    tnd_context *other = NULL;
-    if (!CHECK_OK(tnd_context_init(model, &cp, &other))) return;
+    tnd_context *other = context_of(N_CTX, 512, 3);
+    if (!other) return;
     tnd_generate_params p = greedy();
     p.max_tokens = N_GEN;
     tnd_session *stay = NULL, *moved = NULL;

@@ -554,19 +554,20 @@ static inline __m256i lane_shuffle(__m256i v, const uint8_t ctrl[32]) {
     return _mm256_shuffle_epi8(v, _mm256_load_si256((const __m256i *)(const void *)ctrl));
 }
 
-/* Sub-block j of 16's byte of k_lane_bytes: its register and place. */
-static inline int k_byte_reg(g8_k_kind kind, int j) { return kind == G8_Q4_K || kind == G8_Q5_K ? j / 8 : j / 4; }
-static inline int k_byte_at(g8_k_kind kind, int j) { return kind == G8_Q4_K || kind == G8_Q5_K ? (j / 2) % 4 : j % 4; }
+/* Q4_K and Q5_K have a scale and a min per 32 elements, which both sub-blocks of 16 take. */
+static inline bool k_per_32(g8_k_kind kind) { return kind == G8_Q4_K || kind == G8_Q5_K; }
+/* Sub-block j of 16's byte in k_lane_bytes: byte i % 4 of register i / 4. */
+static inline int k_byte_index(g8_k_kind kind, int j) { return k_per_32(kind) ? j / 2 : j; }
 static inline bool k_scale_signed(g8_k_kind kind) { return kind == G8_Q3_K || kind == G8_Q6_K; }
 
 /* The int16 pair a madd weighs the activations' sums of 16 of sub-blocks j and j + 1 (j even) with: their scales
  * (min false) or mins. */
 static inline __m256i k_pair(const k_lane_bytes *b, g8_k_kind kind, int j, bool min) {
-    const __m256i *regs = min ? b->min : b->scale;
-    __m256i v = regs[k_byte_reg(kind, j)];
-    if (kind == G8_Q4_K || kind == G8_Q5_K) return lane_shuffle(v, dup_u16[k_byte_at(kind, j)]); /* one sub-block */
-    if (!min && k_scale_signed(kind)) return _mm256_srai_epi16(lane_shuffle(v, two_s16[(j % 4) / 2]), 8);
-    return lane_shuffle(v, two_u16[(j % 4) / 2]);
+    int i = k_byte_index(kind, j);
+    __m256i v = (min ? b->min : b->scale)[i / 4];
+    if (k_per_32(kind)) return lane_shuffle(v, dup_u16[i % 4]); /* j and j + 1 take one byte */
+    if (!min && k_scale_signed(kind)) return _mm256_srai_epi16(lane_shuffle(v, two_s16[(i % 4) / 2]), 8);
+    return lane_shuffle(v, two_u16[(i % 4) / 2]);
 }
 
 /* Whether sub_block_dot sums a sub-block's four steps with VNNI: where the set has it and the tile has more than one
@@ -585,8 +586,8 @@ static inline bool k_vnni(bool one_token) {
 /* Sub-block j's scale in the form sub_block_dot takes: int32 for VNNI, else the int16 pair that madd weighs a pair of
  * steps with. */
 static inline __m256i sub_block_scale(const k_lane_bytes *b, g8_k_kind kind, int j, bool one_token) {
-    __m256i v = b->scale[k_byte_reg(kind, j)];
-    int at = k_byte_at(kind, j);
+    int i = k_byte_index(kind, j), at = i % 4;
+    __m256i v = b->scale[i / 4];
     bool sign = k_scale_signed(kind);
     if (k_vnni(one_token))
         return sign ? _mm256_srai_epi32(lane_shuffle(v, top_s32[at]), 24) : lane_shuffle(v, one_u32[at]);
