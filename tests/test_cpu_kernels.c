@@ -4,6 +4,7 @@
 #include "harness.h"
 
 #include "backend/cpu/cpu_kernels.h"
+#include "core/fp16.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -119,14 +120,49 @@ static void check_pack(void) {
     CHECK(wrong == 0);
 }
 
-/* The stored entry against the float entry on the same rows encoded in `type` (F16 or Q8_0) and decoded, with K
- * transposed as the cache keeps it for this entry (values [hd][n], each tile a column offset; Q8_0 scales
- * [hd / 32][n]) and V rows as the type stores them: the same bits, for every type and head size the entry takes. */
+/* The attention of the quantized queries q8 over n positions of Q8_0 K rows ke (decoded: kd) and decoded V rows vd, in
+ * double precision: each score is its blocks' exact integer dots times the K block's scale times the query block's
+ * (the softmax scale included), as the stored entry defines them. out[r][hd]: each head's normalized output; m[r]:
+ * its largest score. */
+static void q8_attention(tnd_attn_q8 q8, int32_t rep, int32_t hd, const uint8_t *ke, const float *vd, int32_t n,
+                         double *out, double *m) {
+    size_t row = tnd_row_size(TND_TYPE_Q8_0, hd);
+    double *s = malloc(sizeof(double) * (size_t)n);
+    for (int32_t r = 0; r < rep; r++) {
+        m[r] = -INFINITY;
+        for (int32_t j = 0; j < n; j++) {
+            s[j] = 0;
+            for (int32_t b = 0; b < hd / 32; b++) {
+                const uint8_t *block = ke + row * (size_t)j + 34 * (size_t)b;
+                uint16_t half;
+                memcpy(&half, block, 2);
+                int64_t dot = 0;
+                for (int32_t i = 0; i < 32; i++) dot += (int64_t)q8.levels[r * hd + 32 * b + i] * (int8_t)block[2 + i];
+                s[j] += (double)dot * tnd_fp16_to_f32(half) * q8.scale[r * (hd / 32) + b];
+            }
+            m[r] = s[j] > m[r] ? s[j] : m[r];
+        }
+        double z = 0;
+        for (int32_t j = 0; j < n; j++) z += exp(s[j] - m[r]);
+        for (int32_t i = 0; i < hd; i++) {
+            double o = 0;
+            for (int32_t j = 0; j < n; j++) o += exp(s[j] - m[r]) / z * vd[j * hd + i];
+            out[r * hd + i] = o;
+        }
+    }
+    free(s);
+}
+
+/* The stored entry on rows encoded in `type` (F16 or Q8_0), K transposed as the cache keeps it for this entry (F16
+ * values [hd][n]; Q8_0 levels [hd / 4][n][4], then scales [hd / 32][n]; each tile a column offset) and V rows as the
+ * type stores them. F16: the float entry's bits on the rows decoded. Q8_0: the scores of the quantized queries
+ * (q8_attention) within float rounding, and near the float entry's result by what the queries' rounding costs. */
 static void check_attention_stored(const tnd_cpu_vec *vec, const char *isa, tnd_type type, const float *q,
                                    int32_t rep, int32_t hd, const float *k, const float *v, int32_t n, int32_t tile) {
     if (!vec->attn_tile_stored_takes(type, hd)) return;
     const tnd_type_traits *t = tnd_type_traits_of(type);
-    size_t row = tnd_row_size(type, hd), value = type == TND_TYPE_F16 ? 2 : 1; /* bytes of a K value */
+    bool q8_0 = type == TND_TYPE_Q8_0;
+    size_t row = tnd_row_size(type, hd), value = q8_0 ? 1 : 2; /* bytes of a K value */
     uint8_t *ke = malloc(row * (size_t)n), *ve = malloc(row * (size_t)n), *kt = malloc(row * (size_t)n);
     uint16_t *scales = (uint16_t *)(void *)(kt + value * (size_t)(n * hd)); /* Q8_0: after the levels */
     float *kd = malloc(sizeof(float) * (size_t)(n * hd)), *vd = malloc(sizeof(float) * (size_t)(n * hd));
@@ -141,10 +177,10 @@ static void check_attention_stored(const tnd_cpu_vec *vec, const char *isa, tnd_
     for (int32_t j = 0; j < n; j++)
         for (int32_t d = 0; d < hd; d++) {
             const uint8_t *r = ke + row * (size_t)j;
-            if (type == TND_TYPE_F16) {
+            if (!q8_0) {
                 memcpy(kt + 2 * ((size_t)d * n + j), r + 2 * d, 2);
             } else { /* Q8_0 blocks of 34 bytes: the F16 scale, then 32 levels */
-                kt[(size_t)d * n + j] = r[34 * (d / 32) + 2 + d % 32];
+                kt[4 * ((size_t)(d / 4) * n + j) + d % 4] = r[34 * (d / 32) + 2 + d % 32];
                 memcpy(&scales[(size_t)(d / 32) * n + j], r + 34 * (d / 32), 2);
             }
         }
@@ -153,22 +189,49 @@ static void check_attention_stored(const tnd_cpu_vec *vec, const char *isa, tnd_
         sum[r] = sum_s[r] = 0;
     }
     float scale = 1.0f / sqrtf((float)hd);
+    uint8_t *q8_bytes = malloc(tnd_cpu_attn_q8_bytes(rep, hd));
+    tnd_attn_q8 q8 = {0};
+    if (q8_0) q8 = tnd_cpu_quantize_queries(q, rep, hd, scale, q8_bytes);
     int tiles = 0;
     for (int32_t p0 = 0; p0 < n; p0 += tile, tiles++) {
         int32_t np = n - p0 < tile ? n - p0 : tile;
         vec->attn_tile(q, rep, hd, kd + p0 * hd, vd + p0 * hd, np, scale, mx, sum, acc);
         /* the next tile's rows asked for on every other tile: a hint that must not change any bit */
         int32_t rest = n - p0 - np < tile ? n - p0 - np : tile;
-        tnd_kv_prefetch next = {kt + value * (size_t)(p0 + np), ve + row * (size_t)(p0 + np), row * (size_t)rest};
-        tnd_kv_stored kv = {type, kt + value * (size_t)p0, scales + p0, n, ve + row * (size_t)p0};
+        size_t k_unit = q8_0 ? 4 : 2, k_at = q8_0 ? 4 * (size_t)p0 : 2 * (size_t)p0; /* a position's bytes in a row */
+        tnd_kv_prefetch next = {kt + k_at + k_unit * (size_t)np, ve + row * (size_t)(p0 + np), row * (size_t)rest};
+        tnd_kv_stored kv = {type, kt + k_at, scales + p0, n, ve + row * (size_t)p0, q8};
         vec->attn_tile_stored(q, rep, hd, &kv, np, scale, mx_s, sum_s, acc_s, rest > 0 && tiles % 2 ? &next : NULL);
     }
-    bool same = memcmp(mx, mx_s, sizeof(float) * (size_t)rep) == 0 &&
-                memcmp(sum, sum_s, sizeof(float) * (size_t)rep) == 0 &&
-                memcmp(acc, acc_s, sizeof(float) * (size_t)(rep * hd)) == 0;
-    if (!CHECK(same))
-        fprintf(stderr, "  attention %s (%s) rep %d hd %d n %d tile %d: bits differ over %d tiles\n", t->name, isa, rep,
-                hd, n, tile, tiles);
+    if (!q8_0) {
+        bool same = memcmp(mx, mx_s, sizeof(float) * (size_t)rep) == 0 &&
+                    memcmp(sum, sum_s, sizeof(float) * (size_t)rep) == 0 &&
+                    memcmp(acc, acc_s, sizeof(float) * (size_t)(rep * hd)) == 0;
+        if (!CHECK(same))
+            fprintf(stderr, "  attention %s (%s) rep %d hd %d n %d tile %d: bits differ over %d tiles\n", t->name, isa,
+                    rep, hd, n, tile, tiles);
+    } else {
+        double *want = malloc(sizeof(double) * (size_t)(rep * hd)), m[16], far = 0;
+        q8_attention(q8, rep, hd, ke, vd, n, want, m);
+        int bad = 0;
+        for (int32_t r = 0; r < rep; r++) {
+            bad += fabs(mx_s[r] - m[r]) > 1e-5 * (1 + fabs(m[r]));
+            for (int32_t i = 0; i < hd; i++) {
+                double got = acc_s[r * hd + i] / sum_s[r], unquantized = acc[r * hd + i] / sum[r];
+                bad += fabs(got - want[r * hd + i]) > 2e-6;
+                far = fabs(got - unquantized) > far ? fabs(got - unquantized) : far;
+            }
+        }
+        if (!CHECK(bad == 0))
+            fprintf(stderr, "  attention Q8_0 (%s) rep %d hd %d n %d tile %d: %d values off\n", isa, rep, hd, n, tile,
+                    bad);
+        /* the queries' rounding (8 bits a value) moves outputs of magnitude below 1 by a few thousandths at most */
+        if (!CHECK(far < 1e-2))
+            fprintf(stderr, "  attention Q8_0 (%s) rep %d hd %d n %d: %g from the float queries' result\n", isa, rep,
+                    hd, n, far);
+        free(want);
+    }
+    free(q8_bytes);
     free(ke);
     free(ve);
     free(kt);

@@ -436,9 +436,9 @@ static size_t kv_row_bytes(tnd_type type, int64_t width) { return tnd_row_size(t
 
 /* A head's run of positions in a block: blocks are [head][position][head_dim] (see backend.h), except K of an F16
  * or Q8_0 cache whose attention kernel reads it transposed (k_transposed): inside the block the head's region
- * starts at the same offset, is as large as the rows it replaces, and holds the values (F16, or Q8_0 levels) as
- * [head_dim][block_size], position p's value of dimension d at element d * block_size + p (k_value_at); a Q8_0
- * region then holds the levels' scales as [head_dim / 32][block_size] F16 (k_scales_of). */
+ * starts at the same offset, is as large as the rows it replaces, and holds the values as rows of positions
+ * (k_value_at): F16 values as [head_dim][block_size]; Q8_0 levels in steps of four dimensions,
+ * [head_dim / 4][block_size][4], then their scales as [head_dim / 32][block_size] F16 (k_scales_of). */
 static size_t kv_head_offset(tnd_type type, int64_t slot, int32_t head, int32_t n_heads, int32_t block_size,
                              int32_t head_dim) {
     size_t seg = kv_row_bytes(type, head_dim);
@@ -457,9 +457,15 @@ static uint16_t *k_scales_of(const uint8_t *region, int32_t head_dim, int32_t bl
     return (uint16_t *)(void *)(region + (size_t)head_dim * (size_t)block_size);
 }
 
+/* A transposed K region's rows of positions: head_dim of F16 values, or head_dim / 4 steps of four Q8_0 levels; and
+ * the bytes a position takes in one. */
+static int32_t k_rows_of(tnd_type type, int32_t head_dim) { return type == TND_TYPE_F16 ? head_dim : head_dim / 4; }
+static size_t k_unit_of(tnd_type type) { return type == TND_TYPE_F16 ? 2 : 4; }
+
 /* Byte offset in a transposed K region of dimension d at position p (kv_head_offset). */
 static size_t k_value_at(tnd_type type, int32_t d, int64_t p, int32_t block_size) {
-    return (type == TND_TYPE_F16 ? 2 : 1) * ((size_t)d * (size_t)block_size + (size_t)p);
+    int32_t row = type == TND_TYPE_F16 ? d : d / 4, within = type == TND_TYPE_F16 ? 0 : d % 4;
+    return k_unit_of(type) * ((size_t)row * (size_t)block_size + (size_t)p) + (size_t)within;
 }
 
 /* Writes one head's K row (head_dim floats) at position pos of its transposed region. */
@@ -577,8 +583,8 @@ static void load_k_transposed(const tnd_cpu_kernels *k, tnd_type type, const uin
  * with `stride` positions (the same layout, kv_head_offset). */
 static void copy_k_transposed(tnd_type type, const uint8_t *from, int32_t block_size, int32_t pos, uint8_t *into,
                               int32_t stride, int32_t to, int32_t run, int32_t head_dim) {
-    size_t unit = type == TND_TYPE_F16 ? 2 : 1; /* bytes of a value; a dimension's values are a run of positions */
-    for (int32_t i = 0; i < head_dim; i++)
+    size_t unit = k_unit_of(type); /* each row of the region is a run of positions */
+    for (int32_t i = 0; i < k_rows_of(type, head_dim); i++)
         memcpy(into + unit * ((size_t)i * (size_t)stride + (size_t)to),
                from + unit * ((size_t)i * (size_t)block_size + (size_t)pos), unit * (size_t)run);
     if (type != TND_TYPE_Q8_0) return;
@@ -614,16 +620,16 @@ static tnd_kv_prefetch tile_rows(const cpu_attn *a, int32_t bs, bool k_t, const 
 /* Folds the tile of np positions from p0 into the running state (mx, sum, acc) of KV head g's query heads q, while
  * the rows of the next tile (`next`, k NULL if none) are requested: spread through the F16 kernel's work, or all
  * at once before decoding (the hardware prefetcher does not see a run at a new address coming). */
-static void attend_tile(const attention_job *job, const int32_t *table, const float *q, int32_t rep, int32_t g,
-                        int32_t p0, int32_t np, const tnd_kv_prefetch *next, float *mx, float *sum, float *acc,
-                        float *kv_tile) {
+static void attend_tile(const attention_job *job, const int32_t *table, const float *q, tnd_attn_q8 q8, int32_t rep,
+                        int32_t g, int32_t p0, int32_t np, const tnd_kv_prefetch *next, float *mx, float *sum,
+                        float *acc, float *kv_tile) {
     const cpu_attn *a = job->a;
     const tnd_cpu_kernels *k = job->k;
     int32_t hd = a->head_dim, bs = job->step->block_size;
     size_t k_at, v_at;
     if (job->k_t && a->v_type == a->k_type) { /* the cache as stored: one run of it, or its runs gathered */
         size_t row = kv_row_bytes(a->k_type, hd);
-        tnd_kv_stored kv = {.type = a->k_type, .stride = bs};
+        tnd_kv_stored kv = {.type = a->k_type, .stride = bs, .q8 = q8};
         const uint8_t *region;
         int32_t first = p0 % bs;
         if (first + np <= bs) {
@@ -678,7 +684,7 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
     int32_t hd = a->head_dim, rep = a->n_head / a->n_head_kv, bs = st->block_size;
     float *acc = job->scratch + (size_t)worker * ATTN_SCRATCH_FLOATS, *gathered = acc + TND_CPU_ATTN_MAX_GROUP,
           *mx = gathered + TND_CPU_ATTN_MAX_GROUP, *sum = mx + TND_CPU_ATTN_MAX_REP,
-          *kv_tile = sum + TND_CPU_ATTN_MAX_REP;
+          *kv_tile = sum + TND_CPU_ATTN_MAX_REP, *q8_area = kv_tile + 2 * TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD;
     for (int64_t item = item0; item < item1; item++) {
         int32_t seg = (int32_t)(item % job->n_segments);
         int64_t head = item / job->n_segments, b = head / a->n_head_kv;
@@ -701,6 +707,9 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
             sum[r] = 0;
         }
         memset(acc, 0, sizeof(float) * (size_t)(group * hd));
+        tnd_attn_q8 q8 = {0}; /* a Q8_0 cache read as stored scores the queries quantized, once for all the tiles */
+        if (job->k_t && a->k_type == TND_TYPE_Q8_0 && a->v_type == a->k_type)
+            q8 = tnd_cpu_quantize_queries(qs, group, hd, a->scale, q8_area);
         const int32_t *table = st->block_tables[t0]; /* one sequence */
         /* tiles start at multiples of TND_CPU_ATTN_TILE whatever the block size, so the sums' order (and the
          * result) does not depend on how the cache is paged; a tile is loaded one run per block it spans. The next
@@ -712,7 +721,7 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
             tnd_kv_prefetch next = {0};
             if (p0 + TND_CPU_ATTN_TILE < st->n_ctx[t0])
                 next = tile_rows(a, bs, job->k_t, table, p0 + TND_CPU_ATTN_TILE, g);
-            attend_tile(job, table, qs, group, g, p0, TND_CPU_ATTN_TILE, &next, mx, sum, acc, kv_tile);
+            attend_tile(job, table, qs, q8, group, g, p0, TND_CPU_ATTN_TILE, &next, mx, sum, acc, kv_tile);
         }
         for (int32_t t = 0; t < n_t; t++) {
             size_t s0 = (size_t)t * rep;
@@ -721,8 +730,8 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
                 int32_t np = end - p0 < TND_CPU_ATTN_TILE ? end - p0 : TND_CPU_ATTN_TILE;
                 tnd_kv_prefetch next = {0};
                 if (p0 + np < st->n_ctx[t0 + t]) next = tile_rows(a, bs, job->k_t, table, p0 + np, g);
-                attend_tile(job, table, qs + s0 * hd, rep, g, p0, np, &next, mx + s0, sum + s0, acc + s0 * hd,
-                            kv_tile);
+                attend_tile(job, table, qs + s0 * hd, tnd_attn_q8_from(q8, (int32_t)s0, hd), rep, g, p0, np, &next,
+                            mx + s0, sum + s0, acc + s0 * hd, kv_tile);
             }
             int64_t head0 = (t0 + t) * (int64_t)a->n_head + (int64_t)g * rep;
             for (int32_t r = 0; r < rep; r++) {

@@ -51,10 +51,12 @@ typedef struct cpu_device {
 } cpu_device;
 
 /* Floats of one thread's attention scratch: the running outputs, maxima and sums of an item's query heads, their
- * queries gathered side by side, then a tile of K and of V rows decoded to floats. */
+ * queries gathered side by side, a tile of K and of V rows decoded to floats, then the queries quantized for a Q8_0
+ * cache (tnd_cpu_quantize_queries: a byte per value and two 4-byte numbers per 32 values). */
 enum {
-    ATTN_SCRATCH_FLOATS =
-        2 * TND_CPU_ATTN_MAX_GROUP + 2 * TND_CPU_ATTN_MAX_REP + 2 * TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD,
+    ATTN_SCRATCH_FLOATS = 2 * TND_CPU_ATTN_MAX_GROUP + 2 * TND_CPU_ATTN_MAX_REP +
+                          2 * TND_CPU_ATTN_TILE * TND_CPU_ATTN_MAX_HEAD + TND_CPU_ATTN_MAX_GROUP / 4 +
+                          2 * TND_CPU_ATTN_MAX_GROUP / 32,
     ATTN_QUERY_BLOCK = 16, /* most tokens of one sequence that go over the cached prefix together */
     /* Positions of one segment of the context: a token's attention is computed segment by segment, each from a
      * fresh softmax state, and the states merged in order. The segments are work items of their own, so a long

@@ -32,6 +32,33 @@ void tnd_cpu_attn_tile_ref(const float *q, int32_t rep, int32_t hd, const float 
     }
 }
 
+size_t tnd_cpu_attn_q8_bytes(int32_t n_heads, int32_t hd) {
+    size_t blocks = (size_t)n_heads * (size_t)(hd / 32);
+    return (size_t)n_heads * (size_t)hd + blocks * (sizeof(float) + sizeof(int32_t));
+}
+
+tnd_attn_q8 tnd_cpu_quantize_queries(const float *q, int32_t n_heads, int32_t hd, float scale, void *out) {
+    size_t blocks = (size_t)n_heads * (size_t)(hd / 32);
+    float *d = out; /* the floats and ints first, so that each is aligned */
+    int32_t *sums = (int32_t *)(d + blocks);
+    int8_t *levels = (int8_t *)(sums + blocks);
+    for (size_t b = 0; b < blocks; b++) {
+        const float *x = q + 32 * b;
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        float step = amax / 127, inv = amax > 0 ? 127 / amax : 0;
+        int32_t total = 0;
+        for (int i = 0; i < 32; i++) {
+            int32_t level = (int32_t)lrintf(x[i] * inv);
+            levels[32 * b + (size_t)i] = (int8_t)level;
+            total += level;
+        }
+        d[b] = step * scale;
+        sums[b] = total;
+    }
+    return (tnd_attn_q8){levels, d, sums};
+}
+
 static void swiglu_ref(const float *gate, const float *up, float *out, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float g = gate[i];

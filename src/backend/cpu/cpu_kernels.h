@@ -109,16 +109,40 @@ typedef struct tnd_kv_prefetch {
     size_t bytes;      /* from each of k and v */
 } tnd_kv_prefetch;
 
+/* Query heads quantized for scores against a Q8_0 K in integers: per head and block of 32 dimensions, int8 levels
+ * (the block's largest magnitude at 127), the block's scale times the softmax scale, and the sum of its levels. The
+ * integer dot of a block with K's levels is exact on every kernel set, so only the queries' rounding (as llama.cpp's
+ * Q8_0 dots round the activations) separates these scores from float ones. */
+typedef struct tnd_attn_q8 {
+    const int8_t *levels; /* [head][hd] */
+    const float *scale;   /* [head][hd / 32] */
+    const int32_t *sum;   /* [head][hd / 32] */
+} tnd_attn_q8;
+
+/* Bytes of the quantized form of n_heads heads of hd values (hd a multiple of 32), and the quantizer that fills it
+ * (out: that many bytes, 4-aligned) and returns the view of it. */
+size_t tnd_cpu_attn_q8_bytes(int32_t n_heads, int32_t hd);
+tnd_attn_q8 tnd_cpu_quantize_queries(const float *q, int32_t n_heads, int32_t hd, float scale, void *out);
+
+/* The view of heads from `head` on. */
+static inline tnd_attn_q8 tnd_attn_q8_from(tnd_attn_q8 q8, int32_t head, int32_t hd) {
+    size_t blocks = (size_t)head * (size_t)(hd / 32);
+    return (tnd_attn_q8){q8.levels + (size_t)head * (size_t)hd, q8.scale + blocks, q8.sum + blocks};
+}
+
 /* A tile of the cache as kv_store keeps it for attn_tile_stored: F16 (the default type) or Q8_0, K and V alike. K is
- * transposed: the value of dimension d at position j is element d * stride + j of k (an F16 value, or a Q8_0 level,
- * int8), and a Q8_0 level's F16 scale, that of dimensions 32b..32b+31 of position j, is k_scales[b * stride + j].
- * V is rows [np][hd] as the type stores them (Q8_0: blocks of 32 with their scale). */
+ * transposed. F16: the value of dimension d at position j is element d * stride + j of k. Q8_0: the levels (int8)
+ * in steps of four dimensions, the four of step i at position j at bytes 4 * (i * stride + j) of k (so that one
+ * 32-bit lane holds a position's four products of a dot instruction), and the F16 scale of dimensions 32b..32b+31
+ * of position j at k_scales[b * stride + j]; the scores take the queries quantized (q8). V is rows [np][hd] as the
+ * type stores them (Q8_0: blocks of 32 with their scale). */
 typedef struct tnd_kv_stored {
     tnd_type type;
     const void *k;
     const uint16_t *k_scales; /* Q8_0 only */
     int32_t stride;
     const void *v;
+    tnd_attn_q8 q8; /* Q8_0 only: the call's query heads, quantized */
 } tnd_kv_stored;
 
 /* How an attention tile's K and V values are stored, for the kernel files: float rows (decoded), or the cache's own
@@ -135,9 +159,11 @@ typedef enum tnd_kv_kind { TND_KV_FLOAT, TND_KV_F16, TND_KV_Q8_0 } tnd_kv_kind;
             int32_t n = rep - r < (STEP) ? rep - r : (STEP);                                                           \
             const float *qr = q + (size_t)r * hd;                                                                      \
             float *ar = acc + (size_t)r * hd;                                                                          \
-            if (kv->type == TND_TYPE_Q8_0)                                                                             \
-                body(qr, n, hd, NULL, NULL, kv, np, scale, mx + r, sum + r, ar, TND_KV_Q8_0, r ? NULL : next);        \
-            else                                                                                                       \
+            if (kv->type == TND_TYPE_Q8_0) {                                                                           \
+                tnd_kv_stored heads = *kv;                                                                             \
+                heads.q8 = tnd_attn_q8_from(kv->q8, r, hd);                                                            \
+                body(qr, n, hd, NULL, NULL, &heads, np, scale, mx + r, sum + r, ar, TND_KV_Q8_0, r ? NULL : next);    \
+            } else                                                                                                     \
                 body(qr, n, hd, NULL, NULL, kv, np, scale, mx + r, sum + r, ar, TND_KV_F16, r ? NULL : next);         \
         }                                                                                                              \
     }

@@ -796,15 +796,8 @@ enum {
 
 enum { Q8_0_BYTES = 34 };
 
-/* 8 values of K or V rows from element `at` (within one block of 32 for Q8_0: levels times the block's scale, the
- * bits of the type's decoder). */
+/* 8 float or F16 values of K or V rows from element `at`. */
 static inline __m256 load_kv8(const void *p, size_t at, tnd_kv_kind kind) {
-    if (kind == TND_KV_Q8_0) {
-        const uint8_t *block = (const uint8_t *)p + at / 32 * Q8_0_BYTES;
-        __m128i bytes = _mm_loadl_epi64((const __m128i *)(const void *)(block + 2 + at % 32));
-        __m256 levels = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
-        return _mm256_mul_ps(levels, _mm256_set1_ps(fp16_load(block)));
-    }
     return kind == TND_KV_F16 ? load_f16x8((const uint16_t *)p + at) : _mm256_loadu_ps((const float *)p + at);
 }
 
@@ -819,20 +812,6 @@ static inline __m256 load_k8(const void *k, size_t at, int32_t g, int32_t n_vali
     return _mm256_loadu_ps(part);
 }
 
-/* Positions [8 g, 8 g + 8) of dimension d from a Q8_0 K transposed (tnd_kv_stored: levels at element `at`), times
- * the positions' scales (`scale8`; from `scales` where some lanes are not valid, those as zeros): the decoder's bits;
- * nothing is read past the valid positions. */
-static inline __m256 load_k8_q8(const int8_t *k, const uint16_t *scales, __m256 scale8, size_t at, int32_t g,
-                                int32_t n_valid) {
-    if (n_valid >= 8 * g + 8) {
-        __m128i levels = _mm_loadl_epi64((const __m128i *)(const void *)(k + at + (size_t)(8 * g)));
-        return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(levels)), scale8);
-    }
-    float part[8] = {0};
-    for (int32_t j = 8 * g; j < n_valid; j++) part[j - 8 * g] = (float)k[at + (size_t)j] * f16_one(scales[j]);
-    return _mm256_loadu_ps(part);
-}
-
 /* Requests the next tile's rows a few lines at a time: piece `step` is 8 lines of K and 8 of V. */
 static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
     size_t at = (size_t)step * 512;
@@ -843,37 +822,19 @@ static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
     }
 }
 
-/* Reads K transposed, dimension by dimension, 16 positions at a time (two vectors of 8): float, F16 or Q8_0 values
- * at element d * stride, a Q8_0 level times its position's scale of dimensions 32b.. at scales[b * stride] (each
- * block of scales loaded once). */
+/* Reads K transposed, dimension by dimension, 16 positions at a time (two vectors of 8): float or F16 values at
+ * element d * stride. */
 typedef struct k_reader {
     const void *k;
-    const uint16_t *scales, *sc; /* Q8_0: all, and the current block's */
     int32_t stride, n_valid;
     tnd_kv_kind kind;
-    __m256 s0, s1; /* Q8_0: the current block's scales as floats */
 } k_reader;
 
-static inline k_reader k_reader_of(const void *k, const uint16_t *scales, int32_t stride, int32_t n_valid,
-                                   tnd_kv_kind kind) {
-    return (k_reader){k, scales, NULL, stride, n_valid, kind, _mm256_setzero_ps(), _mm256_setzero_ps()};
-}
-
-/* Positions 0..7 and 8..15 of dimension d; dimensions are read in order from 0. */
-static inline void k_read(k_reader *r, int32_t d, __m256 *k0, __m256 *k1) {
+/* Positions 0..7 and 8..15 of dimension d. */
+static inline void k_read(const k_reader *r, int32_t d, __m256 *k0, __m256 *k1) {
     size_t at = (size_t)d * (size_t)r->stride;
-    if (r->kind != TND_KV_Q8_0) {
-        *k0 = load_k8(r->k, at, 0, r->n_valid, r->kind);
-        *k1 = load_k8(r->k, at, 1, r->n_valid, r->kind);
-        return;
-    }
-    if (d % 32 == 0) { /* the scales of the positions' next block of 32 dimensions */
-        r->sc = r->scales + (size_t)(d / 32) * (size_t)r->stride;
-        if (r->n_valid >= 8) r->s0 = load_f16x8(r->sc);
-        if (r->n_valid >= 16) r->s1 = load_f16x8(r->sc + 8);
-    }
-    *k0 = load_k8_q8(r->k, r->sc, r->s0, at, 0, r->n_valid);
-    *k1 = load_k8_q8(r->k, r->sc, r->s1, at, 1, r->n_valid);
+    *k0 = load_k8(r->k, at, 0, r->n_valid, r->kind);
+    *k1 = load_k8(r->k, at, 1, r->n_valid, r->kind);
 }
 
 /* Scores of GH heads (rows of hd floats at q) against ATTN_POS positions of K transposed, into s[h * s_stride ..]. */
@@ -894,6 +855,50 @@ static inline void attn_scores(const float *q, int32_t hd, k_reader kr, float *s
     for (int h = 0; h < GH; h++) {
         _mm256_storeu_ps(s + h * s_stride, a[h][0]);
         _mm256_storeu_ps(s + h * s_stride + 8, a[h][1]);
+    }
+}
+
+/* Scores of GH query heads, quantized (qq), against ATTN_POS positions of a Q8_0 K in steps of four dimensions
+ * (tnd_kv_stored), the softmax scale included, into s[h * s_stride ..]: per 8 positions and block of 32 dimensions
+ * each step's 32 bytes are loaded once for all the heads; a head's int32 lanes sum |level| x (its levels' signs
+ * moved onto the query's), the exact dot on both sets (pairs of maddubs products stay within 2 x 127 x 127), then
+ * the lanes are converted and weighed by the position's scale times the head's. Positions from n_valid on are
+ * neither read nor written. */
+static inline void attn_scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const uint16_t *scales,
+                                  int32_t stride, int32_t n_valid, float *s, int32_t s_stride, int GH,
+                                  const tnd_kv_prefetch *next, int32_t *step) {
+    const int32_t blocks = hd / 32;
+    for (int32_t j = 0; j < ATTN_POS && j < n_valid; j += 8) {
+        int32_t left = n_valid - j;
+        __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256 a[4];
+        for (int h = 0; h < GH; h++) a[h] = _mm256_setzero_ps();
+        for (int32_t b = 0; b < blocks; b++) {
+            if (next) {
+                prefetch_piece(next, (*step)++);
+                prefetch_piece(next, (*step)++);
+            }
+            __m256i sum[4];
+            for (int h = 0; h < GH; h++) sum[h] = _mm256_setzero_si256();
+            for (int i = 0; i < 8; i++) {
+                const int32_t *at = (const int32_t *)(const void *)(k + 4 * ((size_t)(8 * b + i) * (size_t)stride + j));
+                __m256i levels = left >= 8 ? _mm256_loadu_si256((const __m256i *)(const void *)at)
+                                           : _mm256_maskload_epi32(at, lanes);
+                __m256i magnitude = _mm256_abs_epi8(levels);
+                for (int h = 0; h < GH; h++) {
+                    __m256i q4 = _mm256_set1_epi32(load_i32((const uint8_t *)qq.levels + h * hd + 32 * b + 4 * i));
+                    sum[h] = dot4_u8_i8(sum[h], magnitude, _mm256_sign_epi8(q4, levels));
+                }
+            }
+            uint16_t part[8] = {0};
+            const uint16_t *sc = scales + (size_t)b * (size_t)stride + j;
+            if (left < 8) sc = memcpy(part, sc, sizeof(uint16_t) * (size_t)left);
+            __m256 dk = load_f16x8(sc);
+            for (int h = 0; h < GH; h++)
+                a[h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[h]),
+                                       _mm256_mul_ps(dk, _mm256_set1_ps(qq.scale[h * blocks + b])), a[h]);
+        }
+        for (int h = 0; h < GH; h++) _mm256_storeu_ps(s + h * s_stride + j, a[h]);
     }
 }
 
@@ -937,6 +942,19 @@ static inline void v_decode_q8(const void *v, size_t at, int32_t width, float *o
     }
 }
 
+/* Scores of GH heads from head r against the ATTN_POS positions from j0 into s (rows of the weights' stride): a Q8_0
+ * cache's in integers, others from the K reader. */
+static inline __attribute__((always_inline)) void scores_of(const float *q, const tnd_kv_stored *kv, k_reader kr,
+                                                            int32_t r, int32_t hd, int32_t j0, int32_t np, float *s,
+                                                            int GH, const tnd_kv_prefetch *next, int32_t *step,
+                                                            tnd_kv_kind kind) {
+    if (kind == TND_KV_Q8_0)
+        attn_scores_q8(tnd_attn_q8_from(kv->q8, r, hd), hd, (const uint8_t *)kv->k + 4 * j0, kv->k_scales + j0,
+                       kv->stride, np - j0, s, TND_CPU_ATTN_TILE_MAX + ATTN_POS, GH, next, step);
+    else
+        attn_scores(q + r * hd, hd, kr, s, TND_CPU_ATTN_TILE_MAX + ATTN_POS, GH, next, step);
+}
+
 /* The tile for up to ATTN_REP_STEP heads: float rows of K and V (TND_KV_FLOAT), or a cache as stored (kv: K transposed
  * and V rows, F16 or Q8_0); inlined per kind. */
 static inline __attribute__((always_inline)) void
@@ -947,29 +965,12 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
     const void *v = kind == TND_KV_FLOAT ? (const void *)v_rows : kv->v;
     int32_t step = 0;
     for (int32_t j0 = 0; j0 < np; j0 += ATTN_POS) {
-        /* K transposed: float rows transposed here into kt [hd][16] (rows past np as zeros); a cache's read as
-         * stored, except Q8_0 levels where the heads take several passes: decoded into kt once (F16 values convert
-         * in one instruction, which costs less than the float copy's loads) */
-        k_reader kr = k_reader_of(kt, NULL, ATTN_POS, np - j0, TND_KV_FLOAT);
-        const tnd_kv_prefetch *hint = next;
-        if (kind != TND_KV_FLOAT) {
-            const void *k_t = kind == TND_KV_F16 ? (const void *)((const uint16_t *)kv->k + j0)
-                                             : (const void *)((const int8_t *)kv->k + j0);
-            const uint16_t *scales = kind == TND_KV_Q8_0 ? kv->k_scales + j0 : NULL;
-            k_reader stored = k_reader_of(k_t, scales, kv->stride, np - j0, kind);
-            if (kind == TND_KV_F16 || rep <= 4) {
-                kr = stored;
-            } else {
-                for (int32_t d = 0; d < hd; d++) {
-                    if (d % 8 == 0 && hint) prefetch_piece(hint, step++);
-                    __m256 k0, k1;
-                    k_read(&stored, d, &k0, &k1);
-                    _mm256_storeu_ps(kt + d * ATTN_POS, k0);
-                    _mm256_storeu_ps(kt + d * ATTN_POS + 8, k1);
-                }
-                hint = NULL; /* asked for while decoding */
-            }
-        } else {
+        /* K transposed: float rows transposed here into kt [hd][16] (rows past np as zeros), or an F16 cache's read
+         * as stored (its values convert in one instruction, which costs less than the float copy's loads); a Q8_0
+         * cache's levels are scored as integers against the quantized queries */
+        k_reader kr = {kt, ATTN_POS, np - j0, TND_KV_FLOAT};
+        if (kind == TND_KV_F16) kr = (k_reader){(const uint16_t *)kv->k + j0, kv->stride, np - j0, kind};
+        if (kind == TND_KV_FLOAT)
             for (int g = 0; g < 2; g++)
                 for (int32_t d0 = 0; d0 < hd; d0 += 8) {
                     __m256 m[8];
@@ -980,26 +981,20 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
                     transpose8x8(m);
                     for (int i = 0; i < 8; i++) _mm256_storeu_ps(kt + (d0 + i) * ATTN_POS + 8 * g, m[i]);
                 }
-        }
         int32_t r = 0; /* the first group of heads asks for the next tile */
-        for (; r + 4 <= rep; r += 4)
-            attn_scores(q + r * hd, hd, kr, weight[r] + j0, TND_CPU_ATTN_TILE_MAX + ATTN_POS, 4, r ? NULL : hint,
-                        &step);
-        for (; r + 2 <= rep; r += 2)
-            attn_scores(q + r * hd, hd, kr, weight[r] + j0, TND_CPU_ATTN_TILE_MAX + ATTN_POS, 2, r ? NULL : hint,
-                        &step);
-        for (; r < rep; r++)
-            attn_scores(q + r * hd, hd, kr, weight[r] + j0, TND_CPU_ATTN_TILE_MAX + ATTN_POS, 1, r ? NULL : hint,
-                        &step);
+        for (; r + 4 <= rep; r += 4) scores_of(q, kv, kr, r, hd, j0, np, weight[r] + j0, 4, r ? NULL : next, &step, kind);
+        for (; r + 2 <= rep; r += 2) scores_of(q, kv, kr, r, hd, j0, np, weight[r] + j0, 2, r ? NULL : next, &step, kind);
+        for (; r < rep; r++) scores_of(q, kv, kr, r, hd, j0, np, weight[r] + j0, 1, r ? NULL : next, &step, kind);
     }
     int32_t np8 = (np + 7) & ~7;
     __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256 score_scale = _mm256_set1_ps(kind == TND_KV_Q8_0 ? 1.0f : scale); /* the quantized queries hold it */
     for (int32_t r = 0; r < rep; r++) {
         float *w = weight[r];
         /* scaled scores, padding positions -inf; the tile's maximum */
         __m256 vmax = _mm256_set1_ps(-INFINITY);
         for (int32_t j0 = 0; j0 < np8; j0 += 8) {
-            __m256 s8 = _mm256_mul_ps(_mm256_loadu_ps(w + j0), _mm256_set1_ps(scale));
+            __m256 s8 = _mm256_mul_ps(_mm256_loadu_ps(w + j0), score_scale);
             __m256 valid = _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps((float)(j0 - np)), lane), _mm256_setzero_ps(),
                                          _CMP_LT_OQ);
             s8 = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s8, valid);

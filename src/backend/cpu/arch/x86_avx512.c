@@ -984,36 +984,28 @@ static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
     }
 }
 
-/* 16 positions of K transposed at element `at` (F16 and Q8_0: positions outside `valid` read as zeros by masked
- * loads, nothing read beyond them); a Q8_0 level times its position's scale, `scale`. */
-ALWAYS_INLINE __m512 load_k16(const void *k, size_t at, __m512 scale, __mmask16 valid, tnd_kv_kind kind) {
+/* 16 positions of K transposed at element `at` (F16: positions outside `valid` read as zeros by masked loads,
+ * nothing read beyond them). */
+ALWAYS_INLINE __m512 load_k16(const void *k, size_t at, __mmask16 valid, tnd_kv_kind kind) {
     if (kind == TND_KV_FLOAT) return _mm512_loadu_ps((const float *)k + at);
-    if (kind == TND_KV_F16) return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, (const uint16_t *)k + at));
-    return _mm512_mul_ps(
-        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(valid, (const int8_t *)k + at))), scale);
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, (const uint16_t *)k + at));
 }
 
 /* Scores of GH query heads (rows of hd floats) against 32 positions from K transposed: dimension d's values of
- * positions 0..15 at element d * stride of k, of 16..31 at d * stride + second, as float, F16 or Q8_0 (Q8_0 scales
- * of dimensions 32b.. at scales[b * stride], + second). Each K value is loaded once for all the heads and every
- * multiply-add is a full vector, with no horizontal sums. Asks for a piece of the next tile (if any) every 8
- * dimensions, *step counting the pieces. */
-ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, const uint16_t *scales, int32_t stride,
-                          int32_t second, int32_t n_valid, tnd_kv_kind kind, float *s, int32_t s_stride, int GH,
-                          const tnd_kv_prefetch *next, int32_t *step) {
+ * positions 0..15 at element d * stride of k, of 16..31 at d * stride + second, as float or F16. Each K value is
+ * loaded once for all the heads and every multiply-add is a full vector, with no horizontal sums. Asks for a piece
+ * of the next tile (if any) every 8 dimensions, *step counting the pieces. */
+ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, int32_t stride, int32_t second, int32_t n_valid,
+                          tnd_kv_kind kind, float *s, int32_t s_stride, int GH, const tnd_kv_prefetch *next,
+                          int32_t *step) {
     __mmask16 m0 = (__mmask16)(n_valid >= 16 ? 0xffff : (1u << n_valid) - 1);
     __mmask16 m1 = (__mmask16)(n_valid >= 32 ? 0xffff : n_valid > 16 ? (1u << (n_valid - 16)) - 1 : 0);
-    __m512 a[8][2], s0 = _mm512_setzero_ps(), s1 = s0;
+    __m512 a[8][2];
     for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm512_setzero_ps();
     for (int32_t d = 0; d < hd; d++) {
         if (d % 8 == 0) prefetch_piece(next, (*step)++);
-        if (kind == TND_KV_Q8_0 && d % QK == 0) { /* the scales of the positions' next block of 32 dimensions */
-            const uint16_t *sc = scales + (size_t)(d / QK) * (size_t)stride;
-            s0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m0, sc));
-            s1 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m1, sc + second));
-        }
         size_t at = (size_t)d * (size_t)stride;
-        __m512 k0 = load_k16(k, at, s0, m0, kind), k1 = load_k16(k, at + (size_t)second, s1, m1, kind);
+        __m512 k0 = load_k16(k, at, m0, kind), k1 = load_k16(k, at + (size_t)second, m1, kind);
         for (int h = 0; h < GH; h++) {
             __m512 qd = _mm512_set1_ps(q[h * hd + d]);
             a[h][0] = _mm512_fmadd_ps(qd, k0, a[h][0]);
@@ -1023,6 +1015,46 @@ ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, const uint1
     for (int h = 0; h < GH; h++) {
         _mm512_storeu_ps(s + h * s_stride, a[h][0]);
         _mm512_storeu_ps(s + h * s_stride + 16, a[h][1]);
+    }
+}
+
+/* Scores of GH query heads, quantized (qq), against 32 positions of a Q8_0 K in steps of four dimensions
+ * (tnd_kv_stored), the softmax scale included: per 16 positions and block of 32 dimensions, the block's 8 steps are
+ * loaded once for all the heads as unsigned bytes (levels + 128, as vpdpbusd takes them); a head's int32 lanes are
+ * then its exact dot with each position plus 128 times the sum of its levels, which the start takes back, converted
+ * and weighed by the position's scale times the head's. Positions from n_valid on are neither read nor written.
+ * Asks for the next tile at the float scores' pace (16 pieces per 32 positions of head size 64). */
+ALWAYS_INLINE void scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const uint16_t *scales, int32_t stride,
+                             int32_t n_valid, float *s, int32_t s_stride, int GH, const tnd_kv_prefetch *next,
+                             int32_t *step) {
+    const __m512i bias = _mm512_set1_epi8((char)0x80);
+    const int32_t blocks = hd / QK;
+    for (int32_t j = 0; j < n_valid && j < 32; j += 16) {
+        int32_t left = n_valid - j;
+        __mmask16 valid = (__mmask16)(left >= 16 ? 0xffff : (1u << left) - 1);
+        __mmask64 bytes = left >= 16 ? ~(__mmask64)0 : ((__mmask64)1 << (4 * left)) - 1;
+        __m512 a[8];
+        for (int h = 0; h < GH; h++) a[h] = _mm512_setzero_ps();
+        for (int32_t b = 0; b < blocks; b++) {
+            prefetch_piece(next, (*step)++);
+            prefetch_piece(next, (*step)++);
+            __m512i steps[QK / 4];
+            for (int i = 0; i < QK / 4; i++)
+                steps[i] = _mm512_xor_si512(
+                    _mm512_maskz_loadu_epi8(bytes, k + 4 * ((size_t)(QK / 4 * b + i) * (size_t)stride + (size_t)j)),
+                    bias);
+            __m512 dk = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, scales + (size_t)b * (size_t)stride + j));
+            __m512i sum[8]; /* the heads' sums advance together: each head's chain alone waits on its latency */
+            for (int h = 0; h < GH; h++) sum[h] = _mm512_set1_epi32(-128 * qq.sum[h * blocks + b]);
+            for (int i = 0; i < QK / 4; i++)
+                for (int h = 0; h < GH; h++)
+                    sum[h] = _mm512_dpbusd_epi32(sum[h], steps[i],
+                                                 _mm512_set1_epi32(load_i32((const uint8_t *)qq.levels + h * hd + QK * b + 4 * i)));
+            for (int h = 0; h < GH; h++)
+                a[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[h]),
+                                       _mm512_mul_ps(dk, _mm512_set1_ps(qq.scale[h * blocks + b])), a[h]);
+        }
+        for (int h = 0; h < GH; h++) _mm512_storeu_ps(s + h * s_stride + j, a[h]);
     }
 }
 
@@ -1055,7 +1087,7 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
         if (kind != TND_KV_FLOAT) {
             stride = kv->stride, second = 16;
             k_t = kind == TND_KV_F16 ? (const void *)((const uint16_t *)kv->k + j0)
-                                 : (const void *)((const int8_t *)kv->k + j0);
+                                 : (const void *)((const uint8_t *)kv->k + 4 * j0); /* steps of 4 levels */
             if (kind == TND_KV_Q8_0) k_scales = kv->k_scales + j0;
         } else
             for (int g = 0; g < 2; g++)
@@ -1076,7 +1108,13 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
             const tnd_kv_prefetch *hint = r ? NULL : next;
             switch (gh) {
 #define SCORES_OF(G)                                                                                                   \
-    case G: scores(q + r * hd, hd, k_t, k_scales, stride, second, np - j0, kind, s_out, ATTN_W, G, hint, &step); break;
+    case G:                                                                                                            \
+        if (kind == TND_KV_Q8_0)                                                                                       \
+            scores_q8(tnd_attn_q8_from(kv->q8, r, hd), hd, k_t, k_scales, stride, np - j0, s_out, ATTN_W, G, hint,      \
+                      &step);                                                                                          \
+        else                                                                                                           \
+            scores(q + r * hd, hd, k_t, stride, second, np - j0, kind, s_out, ATTN_W, G, hint, &step);                 \
+        break;
                 SCORES_OF(8) SCORES_OF(7) SCORES_OF(6) SCORES_OF(5) SCORES_OF(4) SCORES_OF(3) SCORES_OF(2)
                 SCORES_OF(1)
 #undef SCORES_OF
@@ -1084,12 +1122,13 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
             r += gh;
         }
     }
+    __m512 score_scale = _mm512_set1_ps(kind == TND_KV_Q8_0 ? 1.0f : scale); /* the quantized queries hold it */
     for (int32_t r = 0; r < rep; r++) {
         __m512 vmax = _mm512_set1_ps(-INFINITY);
         for (int32_t j0 = 0; j0 < np16; j0 += 16) {
             __mmask16 valid = (__mmask16)(np - j0 >= 16 ? 0xffff : (1u << (np - j0)) - 1);
             __m512 s16 = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid,
-                                            _mm512_mul_ps(_mm512_loadu_ps(weight[r] + j0), _mm512_set1_ps(scale)));
+                                            _mm512_mul_ps(_mm512_loadu_ps(weight[r] + j0), score_scale));
             _mm512_storeu_ps(weight[r] + j0, s16);
             vmax = _mm512_max_ps(vmax, s16);
         }
