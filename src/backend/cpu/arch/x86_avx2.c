@@ -874,10 +874,7 @@ static inline void attn_scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, 
         __m256 a[4];
         for (int h = 0; h < GH; h++) a[h] = _mm256_setzero_ps();
         for (int32_t b = 0; b < blocks; b++) {
-            if (next) {
-                prefetch_piece(next, (*step)++);
-                prefetch_piece(next, (*step)++);
-            }
+            if (next) prefetch_piece(next, (*step)++);
             __m256i sum[4];
             for (int h = 0; h < GH; h++) sum[h] = _mm256_setzero_si256();
             for (int i = 0; i < 8; i++) {

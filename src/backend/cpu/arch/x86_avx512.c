@@ -948,26 +948,6 @@ ALWAYS_INLINE __m512 load_kv16(const void *rows, int32_t at, tnd_kv_kind kind) {
                : _mm512_loadu_ps((const float *)rows + at);
 }
 
-/* acc[r][d0 ..] = acc[r][d0 ..] * c[r] + sum_j w[r][j] v[j][d0 ..] for GH heads at once over HV vectors of 16
- * values from d0: each V value is loaded (and decoded) once per group of heads. */
-ALWAYS_INLINE void attn_accumulate(float *acc, const float *w, int32_t w_stride, const float *c, const void *v,
-                                   int32_t np, int32_t hd, int32_t d0, int GH, int HV, tnd_kv_kind kind) {
-    __m512 a[16];
-    for (int h = 0; h < GH; h++)
-        for (int u = 0; u < HV; u++)
-            a[h * HV + u] = _mm512_mul_ps(_mm512_loadu_ps(acc + h * hd + d0 + 16 * u), _mm512_set1_ps(c[h]));
-    for (int32_t j = 0; j < np; j++) {
-        __m512 vj[8];
-        for (int u = 0; u < HV; u++) vj[u] = load_kv16(v, j * hd + d0 + 16 * u, kind);
-        for (int h = 0; h < GH; h++) {
-            __m512 wj = _mm512_set1_ps(w[h * w_stride + j]);
-            for (int u = 0; u < HV; u++) a[h * HV + u] = _mm512_fmadd_ps(wj, vj[u], a[h * HV + u]);
-        }
-    }
-    for (int h = 0; h < GH; h++)
-        for (int u = 0; u < HV; u++) _mm512_storeu_ps(acc + h * hd + d0 + 16 * u, a[h * HV + u]);
-}
-
 /* prefetcht0 that the compiler keeps: with _mm_prefetch, GCC 12 at -O3 left no prefetch at all in the attention
  * tile's object code (at -O2 it did), and the kernel ran 1.5x slower from memory. */
 static inline void prefetch_line(const void *p) { __asm__ volatile("prefetcht0 %0" : : "m"(*(const char *)p)); }
@@ -982,6 +962,28 @@ static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
         prefetch_line((const char *)next->k + at + off);
         prefetch_line((const char *)next->v + at + off);
     }
+}
+
+/* acc[r][d0 ..] = acc[r][d0 ..] * c[r] + sum_j w[r][j] v[j][d0 ..] for GH heads at once over HV vectors of 16
+ * values from d0: each V value is loaded (and decoded) once per group of heads. */
+ALWAYS_INLINE void attn_accumulate(float *acc, const float *w, int32_t w_stride, const float *c, const void *v,
+                                   int32_t np, int32_t hd, int32_t d0, int GH, int HV, tnd_kv_kind kind,
+                                   const tnd_kv_prefetch *next, int32_t *step) {
+    __m512 a[16];
+    for (int h = 0; h < GH; h++)
+        for (int u = 0; u < HV; u++)
+            a[h * HV + u] = _mm512_mul_ps(_mm512_loadu_ps(acc + h * hd + d0 + 16 * u), _mm512_set1_ps(c[h]));
+    for (int32_t j = 0; j < np; j++) {
+        if (j % 8 == 0) prefetch_piece(next, (*step)++);
+        __m512 vj[8];
+        for (int u = 0; u < HV; u++) vj[u] = load_kv16(v, j * hd + d0 + 16 * u, kind);
+        for (int h = 0; h < GH; h++) {
+            __m512 wj = _mm512_set1_ps(w[h * w_stride + j]);
+            for (int u = 0; u < HV; u++) a[h * HV + u] = _mm512_fmadd_ps(wj, vj[u], a[h * HV + u]);
+        }
+    }
+    for (int h = 0; h < GH; h++)
+        for (int u = 0; u < HV; u++) _mm512_storeu_ps(acc + h * hd + d0 + 16 * u, a[h * HV + u]);
 }
 
 /* 16 positions of K transposed at element `at` (F16: positions outside `valid` read as zeros by masked loads,
@@ -1022,11 +1024,9 @@ ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, int32_t str
  * (tnd_kv_stored), the softmax scale included: per 16 positions and block of 32 dimensions, the block's 8 steps are
  * loaded once for all the heads as unsigned bytes (levels + 128, as vpdpbusd takes them); a head's int32 lanes are
  * then its exact dot with each position plus 128 times the sum of its levels, which the start takes back, converted
- * and weighed by the position's scale times the head's. Positions from n_valid on are neither read nor written.
- * Asks for the next tile at the float scores' pace (16 pieces per 32 positions of head size 64). */
+ * and weighed by the position's scale times the head's. Positions from n_valid on are neither read nor written. */
 ALWAYS_INLINE void scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const uint16_t *scales, int32_t stride,
-                             int32_t n_valid, float *s, int32_t s_stride, int GH, const tnd_kv_prefetch *next,
-                             int32_t *step) {
+                             int32_t n_valid, float *s, int32_t s_stride, int GH) {
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     const int32_t blocks = hd / QK;
     for (int32_t j = 0; j < n_valid && j < 32; j += 16) {
@@ -1036,8 +1036,6 @@ ALWAYS_INLINE void scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const
         __m512 a[8];
         for (int h = 0; h < GH; h++) a[h] = _mm512_setzero_ps();
         for (int32_t b = 0; b < blocks; b++) {
-            prefetch_piece(next, (*step)++);
-            prefetch_piece(next, (*step)++);
             __m512i steps[QK / 4];
             for (int i = 0; i < QK / 4; i++)
                 steps[i] = _mm512_xor_si512(
@@ -1078,6 +1076,9 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
     const void *v = kind == TND_KV_FLOAT ? (const void *)v_rows : kv->v;
     float weight[ATTN_MAX_REP][ATTN_W], rescale[ATTN_MAX_REP], kt[2 * 128 * 16];
     int32_t np16 = (np + 15) & ~15, step = 0;
+    /* the next tile is asked for through the scores, or, where they are short (a Q8_0 cache's integer scores),
+     * through the V rows: requests bunched in a short stretch fill the core's queue of misses (1.1x slower) */
+    const tnd_kv_prefetch *k_hint = kind == TND_KV_Q8_0 ? NULL : next, *v_hint = kind == TND_KV_Q8_0 ? next : NULL;
     for (int32_t j0 = 0; j0 < np; j0 += 32) {
         /* K transposed: the cache's as stored (F16 values or Q8_0 levels), or float rows transposed here 16 x 16 at a
          * time into kt ([2][hd][16], rows past np as zeros) */
@@ -1105,13 +1106,12 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
         for (int32_t r = 0; r < rep;) {
             int32_t left = rep - r, gh = left >= 8 ? 8 : left;
             float *s_out = weight[r] + j0;
-            const tnd_kv_prefetch *hint = r ? NULL : next;
+            const tnd_kv_prefetch *hint = r ? NULL : k_hint;
             switch (gh) {
 #define SCORES_OF(G)                                                                                                   \
     case G:                                                                                                            \
         if (kind == TND_KV_Q8_0)                                                                                       \
-            scores_q8(tnd_attn_q8_from(kv->q8, r, hd), hd, k_t, k_scales, stride, np - j0, s_out, ATTN_W, G, hint,      \
-                      &step);                                                                                          \
+            scores_q8(tnd_attn_q8_from(kv->q8, r, hd), hd, k_t, k_scales, stride, np - j0, s_out, ATTN_W, G);          \
         else                                                                                                           \
             scores(q + r * hd, hd, k_t, stride, second, np - j0, kind, s_out, ATTN_W, G, hint, &step);                 \
         break;
@@ -1151,7 +1151,8 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
 #define ACCUMULATE_OF(G, HV)                                                                                           \
     case G:                                                                                                            \
         for (int32_t d0 = 0; d0 < hd; d0 += 16 * (HV))                                                                 \
-            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, G, HV, kind);                \
+            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, G, HV, kind, r ? NULL : v_hint, \
+                            &step);                                                                                    \
         break;
             ACCUMULATE_OF(8, 2) ACCUMULATE_OF(7, 2) ACCUMULATE_OF(6, 2) ACCUMULATE_OF(5, 2) ACCUMULATE_OF(4, 2)
             ACCUMULATE_OF(3, 2) ACCUMULATE_OF(2, 4) ACCUMULATE_OF(1, 4)
