@@ -101,8 +101,6 @@ static void check_tile(tnd_type t, const tnd_cpu_dot *k, int64_t n) {
     free(x);
 }
 
-/* The attention tile: a context of n positions in tiles of `tile` against softmax attention in double precision,
- * for each query head; also the running max equals the largest score. */
 /* Packing: every byte of every row lands where the layout says, and padding rows are zero. */
 static void check_pack(void) {
     enum { ROWS = 7, ROW_BYTES = 50, GROUP = 4, CHUNK = 16 };
@@ -157,8 +155,9 @@ static void q8_attention(tnd_attn_q8 q8, int32_t rep, int32_t hd, const uint8_t 
  * values [hd][n]; Q8_0 levels [hd / 4][n][4], then scales [hd / 32][n]; each tile a column offset) and V rows as the
  * type stores them. F16: the float entry's bits on the rows decoded. Q8_0: the scores of the quantized queries
  * (q8_attention) within float rounding, and near the float entry's result by what the queries' rounding costs. */
-static void check_attention_stored(const tnd_cpu_vec *vec, const char *isa, tnd_type type, const float *q,
-                                   int32_t rep, int32_t hd, const float *k, const float *v, int32_t n, int32_t tile) {
+static void check_attention_stored(const tnd_cpu_vec *vec, const tnd_cpu_vec *twin, const char *isa, tnd_type type,
+                                   const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t n,
+                                   int32_t tile) {
     if (!vec->attn_tile_stored_takes(type, hd)) return;
     const tnd_type_traits *t = tnd_type_traits_of(type);
     bool q8_0 = type == TND_TYPE_Q8_0;
@@ -167,7 +166,8 @@ static void check_attention_stored(const tnd_cpu_vec *vec, const char *isa, tnd_
     uint16_t *scales = (uint16_t *)(void *)(kt + value * (size_t)(n * hd)); /* Q8_0: after the levels */
     float *kd = malloc(sizeof(float) * (size_t)(n * hd)), *vd = malloc(sizeof(float) * (size_t)(n * hd));
     float *acc = calloc((size_t)(rep * hd), sizeof(float)), *acc_s = calloc((size_t)(rep * hd), sizeof(float));
-    float mx[16], sum[16], mx_s[16], sum_s[16];
+    float *acc_t = calloc((size_t)(rep * hd), sizeof(float));
+    float mx[16], sum[16], mx_s[16], sum_s[16], mx_t[16], sum_t[16];
     for (int32_t j = 0; j < n; j++) {
         t->from_float(k + j * hd, ke + row * (size_t)j, hd);
         t->from_float(v + j * hd, ve + row * (size_t)j, hd);
@@ -185,8 +185,8 @@ static void check_attention_stored(const tnd_cpu_vec *vec, const char *isa, tnd_
             }
         }
     for (int32_t r = 0; r < rep; r++) {
-        mx[r] = mx_s[r] = -INFINITY;
-        sum[r] = sum_s[r] = 0;
+        mx[r] = mx_s[r] = mx_t[r] = -INFINITY;
+        sum[r] = sum_s[r] = sum_t[r] = 0;
     }
     float scale = 1.0f / sqrtf((float)hd);
     uint8_t *q8_bytes = malloc(tnd_cpu_attn_q8_bytes(rep, hd));
@@ -202,7 +202,13 @@ static void check_attention_stored(const tnd_cpu_vec *vec, const char *isa, tnd_
         tnd_kv_prefetch next = {kt + k_at + k_unit * (size_t)np, ve + row * (size_t)(p0 + np), row * (size_t)rest};
         tnd_kv_stored kv = {type, kt + k_at, scales + p0, n, ve + row * (size_t)p0, q8};
         vec->attn_tile_stored(q, rep, hd, &kv, np, scale, mx_s, sum_s, acc_s, rest > 0 && tiles % 2 ? &next : NULL);
+        if (twin) twin->attn_tile_stored(q, rep, hd, &kv, np, scale, mx_t, sum_t, acc_t, NULL);
     }
+    /* a twin set (the same kernels with and without VNNI) gives the same bits: its integer sums are exact */
+    if (twin && !CHECK(memcmp(acc_s, acc_t, sizeof(float) * (size_t)(rep * hd)) == 0 &&
+                       memcmp(sum_s, sum_t, sizeof(float) * (size_t)rep) == 0))
+        fprintf(stderr, "  attention %s (%s) rep %d hd %d n %d: bits differ from the twin set\n", t->name, isa, rep, hd,
+                n);
     if (!q8_0) {
         bool same = memcmp(mx, mx_s, sizeof(float) * (size_t)rep) == 0 &&
                     memcmp(sum, sum_s, sizeof(float) * (size_t)rep) == 0 &&
@@ -239,9 +245,14 @@ static void check_attention_stored(const tnd_cpu_vec *vec, const char *isa, tnd_
     free(vd);
     free(acc);
     free(acc_s);
+    free(acc_t);
 }
 
-static void check_attention(const tnd_cpu_vec *vec, const char *isa, int32_t rep, int32_t hd, int32_t n, int32_t tile) {
+/* The attention tile: a context of n positions in tiles of `tile` against softmax attention in double precision,
+ * for each query head, and the running max against the largest score; then the stored entry on the same rows
+ * (check_attention_stored, with the set's twin if it has one). */
+static void check_attention(const tnd_cpu_vec *vec, const tnd_cpu_vec *twin, const char *isa, int32_t rep, int32_t hd,
+                            int32_t n, int32_t tile) {
     float *q = malloc(sizeof(float) * (size_t)(rep * hd)), *k = malloc(sizeof(float) * (size_t)(n * hd));
     float *v = malloc(sizeof(float) * (size_t)(n * hd)), *acc = calloc((size_t)(rep * hd), sizeof(float));
     float mx[16], sum[16];
@@ -278,8 +289,8 @@ static void check_attention(const tnd_cpu_vec *vec, const char *isa, int32_t rep
     if (!CHECK(bad == 0))
         fprintf(stderr, "  attention (%s) rep %d hd %d n %d tile %d: %d values off\n", isa, rep, hd, n, tile, bad);
     if (vec->attn_tile_stored) {
-        check_attention_stored(vec, isa, TND_TYPE_F16, q, rep, hd, k, v, n, tile);
-        check_attention_stored(vec, isa, TND_TYPE_Q8_0, q, rep, hd, k, v, n, tile);
+        check_attention_stored(vec, twin, isa, TND_TYPE_F16, q, rep, hd, k, v, n, tile);
+        check_attention_stored(vec, twin, isa, TND_TYPE_Q8_0, q, rep, hd, k, v, n, tile);
     }
     free(q);
     free(k);
@@ -410,6 +421,8 @@ int main(void) {
     /* every instruction set this machine has, not only the best one */
     check_pack();
     int sets = 0;
+    tnd_cpu_kernels avx2; /* the twin of the avxvnni set */
+    bool have_avx2 = tnd_cpu_kernels_for(&avx2, TND_ISA_AVX2, &f);
     for (int isa = 0; isa < TND_ISA_COUNT; isa++) {
         tnd_cpu_kernels table;
         if (!tnd_cpu_kernels_for(&table, (tnd_cpu_isa)isa, &f)) {
@@ -425,8 +438,8 @@ int main(void) {
                                             {2, 128, 64, 64}, {5, 12, 33, 7}, {1, 64, 500, 32}, {16, 64, 40, 32},
                                             {11, 64, 77, 32}, {8, 128, 90, 64}};
         for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
-            check_attention(&table.vec, tnd_cpu_isa_name((tnd_cpu_isa)isa), shapes[i][0], shapes[i][1], shapes[i][2],
-                            shapes[i][3]);
+            check_attention(&table.vec, isa == TND_ISA_AVXVNNI && have_avx2 ? &avx2.vec : NULL,
+                            tnd_cpu_isa_name((tnd_cpu_isa)isa), shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3]);
         sets++;
     }
     CHECK(sets >= 1);
