@@ -124,8 +124,9 @@ typedef struct tnd_attn_q8 {
 size_t tnd_cpu_attn_q8_bytes(int32_t n_heads, int32_t hd);
 tnd_attn_q8 tnd_cpu_quantize_queries(const float *q, int32_t n_heads, int32_t hd, float scale, void *out);
 
-/* The view of heads from `head` on. */
+/* The view of heads from `head` on (an empty view stays empty). */
 static inline tnd_attn_q8 tnd_attn_q8_from(tnd_attn_q8 q8, int32_t head, int32_t hd) {
+    if (!q8.levels) return q8;
     size_t blocks = (size_t)head * (size_t)(hd / 32);
     return (tnd_attn_q8){q8.levels + (size_t)head * (size_t)hd, q8.scale + blocks, q8.sum + blocks};
 }
