@@ -934,18 +934,25 @@ static inline void transpose16x16(__m512 m[16]) {
     }
 }
 
-/* 16 values of K or V rows from element `at` (within one block of 32 for Q8_0: levels times the block's scale, the
- * bits of the type's decoder). */
-ALWAYS_INLINE __m512 load_kv16(const void *rows, int32_t at, tnd_kv_kind kind) {
+/* n vectors of 16 values of a K or V row from element `at` (for Q8_0 a multiple of 32: levels times their block's
+ * scale, converted once per block; the bits of the type's decoder). */
+ALWAYS_INLINE void load_row16(const void *row, int32_t at, int n, tnd_kv_kind kind, __m512 *out) {
     if (kind == TND_KV_Q8_0) {
-        const uint8_t *block = (const uint8_t *)rows + (size_t)(at / QK) * Q8_0_BYTES;
-        __m512 levels = _mm512_cvtepi32_ps(
-            _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(block + 2 + at % QK))));
-        return _mm512_mul_ps(levels, _mm512_set1_ps(fp16_load(block)));
+        for (int u = 0; u < n; u += 2) { /* a block of 32: two vectors, one scale */
+            const uint8_t *block = (const uint8_t *)row + (size_t)((at + 16 * u) / QK) * Q8_0_BYTES;
+            __m512 scale = _mm512_set1_ps(fp16_load(block));
+            for (int half = 0; half < 2 && u + half < n; half++)
+                out[u + half] = _mm512_mul_ps(
+                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                        _mm_loadu_si128((const __m128i *)(const void *)(block + 2 + 16 * half)))),
+                    scale);
+        }
+        return;
     }
-    return kind == TND_KV_F16
-               ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)((const uint16_t *)rows + at)))
-               : _mm512_loadu_ps((const float *)rows + at);
+    for (int u = 0; u < n; u++)
+        out[u] = kind == TND_KV_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256(
+                                          (const __m256i *)(const void *)((const uint16_t *)row + at + 16 * u)))
+                                    : _mm512_loadu_ps((const float *)row + at + 16 * u);
 }
 
 /* prefetcht0 that the compiler keeps: with _mm_prefetch, GCC 12 at -O3 left no prefetch at all in the attention
@@ -976,7 +983,7 @@ ALWAYS_INLINE void attn_accumulate(float *acc, const float *w, int32_t w_stride,
     for (int32_t j = 0; j < np; j++) {
         if (j % 8 == 0) prefetch_piece(next, (*step)++);
         __m512 vj[8];
-        for (int u = 0; u < HV; u++) vj[u] = load_kv16(v, j * hd + d0 + 16 * u, kind);
+        load_row16(v, j * hd + d0, HV, kind, vj);
         for (int h = 0; h < GH; h++) {
             __m512 wj = _mm512_set1_ps(w[h * w_stride + j]);
             for (int u = 0; u < HV; u++) a[h * HV + u] = _mm512_fmadd_ps(wj, vj[u], a[h * HV + u]);
