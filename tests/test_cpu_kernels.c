@@ -378,6 +378,33 @@ static void check_coverage(const tnd_cpu_kernels *table, tnd_cpu_isa isa) {
     }
 }
 
+/* An entry whose activations keep their type's own layout (no act_bytes) gives that type's quantizer's bytes, on
+ * blocks of several scales, exact ties after scaling, both signs of the largest magnitude, zeros and a NaN. */
+static void check_act_layout(const tnd_cpu_kernels *table, const char *isa) {
+    enum { N = 6 * 256 };
+    float x[N];
+    for (int i = 0; i < N; i++) x[i] = uniform() * (float)(1 + i / 256 * 10);
+    for (int i = 0; i < 256; i++) x[256 + i] = (float)((i % 9) - 4) * 0.5f; /* -127/2 * k/2 ties, max -2 and 2 */
+    for (int i = 512; i < 768; i++) x[i] = 0;
+    x[768 + 7] = NAN;
+    x[1024 + 3] = -5.0f; /* the largest magnitude twice, negative first */
+    x[1024 + 200] = 5.0f;
+    for (int t = 0; t < TND_TYPE_COUNT; t++) {
+        const tnd_cpu_dot *k = &table->dot[t];
+        const tnd_type_traits *act = k->dot ? tnd_type_traits_of(k->act_type) : NULL;
+        if (!act || k->act_bytes || !act->from_float || k->quantize_act == act->from_float) continue;
+        size_t bytes = tnd_row_size(k->act_type, N);
+        uint8_t *want = malloc(bytes), *got = malloc(bytes);
+        act->from_float(x, want, N);
+        k->quantize_act(x, got, N);
+        if (!CHECK(memcmp(want, got, bytes) == 0))
+            fprintf(stderr, "  %s (%s): activations differ from %s's quantizer\n", tnd_type_name((tnd_type)t), isa,
+                    act->name);
+        free(want);
+        free(got);
+    }
+}
+
 /* Checks every entry of one kernel table. */
 static int check_table(const tnd_cpu_kernels *table) {
     int tested = 0;
@@ -434,6 +461,7 @@ int main(void) {
         check_coverage(&table, (tnd_cpu_isa)isa);
         check_swiglu(&table.vec, tnd_cpu_isa_name((tnd_cpu_isa)isa));
         check_kv_decoders(&table.vec, tnd_cpu_isa_name((tnd_cpu_isa)isa));
+        check_act_layout(&table, tnd_cpu_isa_name((tnd_cpu_isa)isa));
         static const int32_t shapes[][4] = {{1, 8, 1, 32},  {4, 64, 100, 32}, {8, 64, 5, 32},   {3, 72, 70, 32},
                                             {2, 128, 64, 64}, {5, 12, 33, 7}, {1, 64, 500, 32}, {16, 64, 40, 32},
                                             {11, 64, 77, 32}, {8, 128, 90, 64}};
