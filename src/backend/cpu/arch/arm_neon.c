@@ -263,6 +263,48 @@ G8_TYPE_ENTRIES(q8_0, G8_Q8_0, dot_row_body, group_tile_body)
 
 enum { QK_K = 256, Q8_K_BYTES = 292 };
 
+/* Q8_K activations with tnd_quantize_q8_K_ref's bits, 4 values at a time (as x86_avx2.c's): the largest magnitude,
+ * whose first occurrence gives the scale's sign; levels rounded to nearest even by the conversion (the product's
+ * magnitude is at most 127, so the reference's clamp never acts); sums of 16. A block with a value that is not finite
+ * gets a NaN scale and zero levels, as there. */
+static void quantize_act_q8_K(const float *x, void *dst, int64_t n) {
+    const uint32x4_t exponent = vdupq_n_u32(0x7f800000);
+    tnd_block_q8_K *y = dst;
+    for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
+        memset(&y[b], 0, sizeof y[b]);
+        float32x4_t top = vdupq_n_f32(0);
+        uint32x4_t special = vdupq_n_u32(0);
+        for (int i = 0; i < QK_K; i += 4) {
+            float32x4_t v = vld1q_f32(x + i);
+            special = vorrq_u32(special, vceqq_u32(vandq_u32(vreinterpretq_u32_f32(v), exponent), exponent));
+            top = vmaxq_f32(top, vabsq_f32(v));
+        }
+        if (vmaxvq_u32(special)) {
+            const float nan = NAN;
+            memcpy(y[b].d, &nan, 4);
+            continue;
+        }
+        float amax = vmaxvq_f32(top);
+        if (amax == 0) continue;
+        int first = 0;
+        while (fabsf(x[first]) != amax) first++;
+        const float iscale = -127.0f / x[first];
+        const float32x4_t to_level = vdupq_n_f32(iscale);
+        for (int i = 0; i < QK_K; i += 16) {
+            int16x8_t lo = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(to_level, vld1q_f32(x + i)))),
+                                        vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(to_level, vld1q_f32(x + i + 4)))));
+            int16x8_t hi = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(to_level, vld1q_f32(x + i + 8)))),
+                                        vqmovn_s32(vcvtnq_s32_f32(vmulq_f32(to_level, vld1q_f32(x + i + 12)))));
+            int8x16_t levels = vcombine_s8(vqmovn_s16(lo), vqmovn_s16(hi));
+            vst1q_s8(y[b].qs + i, levels);
+            int16_t sum = vaddlvq_s8(levels);
+            memcpy(y[b].bsums + 2 * (i / 16), &sum, 2);
+        }
+        const float d = 1 / iscale;
+        memcpy(y[b].d, &d, 4);
+    }
+}
+
 static inline int16_t q8k_bsum(const uint8_t *y, int i) {
     int16_t s;
     memcpy(&s, y + 4 + QK_K + 2 * i, 2);
@@ -682,13 +724,13 @@ void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
     k->dot[TND_TYPE_Q8_0] =
         group_entry(TND_TYPE_Q8_0, quantize_act_q8_0, dot_group_row_q8_0, tile_group_q8_0, 34, tnd_g8_pack_q8_0);
     k->dot[TND_TYPE_Q2_K] =
-        group_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_group_row_q2_K, tile_group_q2_K, 84, tnd_g8_pack_q2_K);
+        group_entry(TND_TYPE_Q8_K, quantize_act_q8_K, dot_group_row_q2_K, tile_group_q2_K, 84, tnd_g8_pack_q2_K);
     k->dot[TND_TYPE_Q3_K] =
-        group_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_group_row_q3_K, tile_group_q3_K, 110, tnd_g8_pack_q3_K);
+        group_entry(TND_TYPE_Q8_K, quantize_act_q8_K, dot_group_row_q3_K, tile_group_q3_K, 110, tnd_g8_pack_q3_K);
     k->dot[TND_TYPE_Q4_K] =
-        group_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_group_row_q4_K, tile_group_q4_K, 144, tnd_g8_pack_q4_K);
+        group_entry(TND_TYPE_Q8_K, quantize_act_q8_K, dot_group_row_q4_K, tile_group_q4_K, 144, tnd_g8_pack_q4_K);
     k->dot[TND_TYPE_Q5_K] =
-        group_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_group_row_q5_K, tile_group_q5_K, 176, tnd_g8_pack_q5_K);
+        group_entry(TND_TYPE_Q8_K, quantize_act_q8_K, dot_group_row_q5_K, tile_group_q5_K, 176, tnd_g8_pack_q5_K);
     k->dot[TND_TYPE_Q6_K] =
-        group_entry(TND_TYPE_Q8_K, tnd_quantize_q8_K_ref, dot_group_row_q6_K, tile_group_q6_K, 210, tnd_g8_pack_q6_K);
+        group_entry(TND_TYPE_Q8_K, quantize_act_q8_K, dot_group_row_q6_K, tile_group_q6_K, 210, tnd_g8_pack_q6_K);
 }
