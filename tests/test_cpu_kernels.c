@@ -378,6 +378,36 @@ static void check_coverage(const tnd_cpu_kernels *table, tnd_cpu_isa isa) {
     }
 }
 
+/* The queries' quantizer: each value within half a step of its level times the block's scale (the softmax scale
+ * taken out), the largest magnitude at 127, the sums those of the levels; a block with a NaN gets a NaN scale, so
+ * its scores are NaN as the float ones would be. */
+static void check_quantize_queries(void) {
+    enum { HEADS = 3, HD = 64 };
+    float q[HEADS * HD], scale = 0.125f;
+    uint8_t bytes[HEADS * HD * 2];
+    for (int i = 0; i < HEADS * HD; i++) q[i] = uniform() * (float)(1 + i / 32);
+    q[70] = NAN;
+    CHECK(tnd_cpu_attn_q8_bytes(HEADS, HD) <= sizeof bytes);
+    tnd_attn_q8 q8 = tnd_cpu_quantize_queries(q, HEADS, HD, scale, bytes);
+    int bad = 0;
+    for (int b = 0; b < HEADS * HD / 32; b++) {
+        float step = q8.scale[b] / scale;
+        if (b == 2) { /* the block of q[70] */
+            bad += !isnan(step);
+            continue;
+        }
+        int32_t total = 0, top = 0;
+        for (int i = 0; i < 32; i++) {
+            int level = q8.levels[32 * b + i];
+            total += level;
+            top = abs(level) > top ? abs(level) : top;
+            bad += fabsf(q[32 * b + i] - (float)level * step) > 0.5001f * step;
+        }
+        bad += total != q8.sum[b] || top != 127;
+    }
+    if (!CHECK(bad == 0)) fprintf(stderr, "  quantized queries: %d values off\n", bad);
+}
+
 /* An entry whose activations keep their type's own layout (no act_bytes) gives that type's quantizer's bytes, on
  * blocks of several scales, exact ties after scaling, both signs of the largest magnitude, zeros and a NaN. */
 static void check_act_layout(const tnd_cpu_kernels *table, const char *isa) {
@@ -447,6 +477,7 @@ int main(void) {
     }
     /* every instruction set this machine has, not only the best one */
     check_pack();
+    check_quantize_queries();
     int sets = 0;
     tnd_cpu_kernels avx2; /* the twin of the avxvnni set */
     bool have_avx2 = tnd_cpu_kernels_for(&avx2, TND_ISA_AVX2, &f);
@@ -464,7 +495,7 @@ int main(void) {
         check_act_layout(&table, tnd_cpu_isa_name((tnd_cpu_isa)isa));
         static const int32_t shapes[][4] = {{1, 8, 1, 32},  {4, 64, 100, 32}, {8, 64, 5, 32},   {3, 72, 70, 32},
                                             {2, 128, 64, 64}, {5, 12, 33, 7}, {1, 64, 500, 32}, {16, 64, 40, 32},
-                                            {11, 64, 77, 32}, {8, 128, 90, 64}};
+                                            {11, 64, 77, 32}, {8, 128, 90, 64}, {5, 96, 70, 32}};
         for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
             check_attention(&table.vec, isa == TND_ISA_AVXVNNI && have_avx2 ? &avx2.vec : NULL,
                             tnd_cpu_isa_name((tnd_cpu_isa)isa), shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3]);

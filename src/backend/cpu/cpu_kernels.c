@@ -45,8 +45,12 @@ tnd_attn_q8 tnd_cpu_quantize_queries(const float *q, int32_t n_heads, int32_t hd
     for (size_t b = 0; b < blocks; b++) {
         const float *x = q + 32 * b;
         float amax = 0;
-        for (int i = 0; i < 32; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
-        float step = amax / 127, inv = amax > 0 ? 127 / amax : 0;
+        bool finite = true;
+        for (int i = 0; i < 32; i++) {
+            amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+            finite = finite && isfinite(x[i]);
+        }
+        float step = finite ? amax / 127 : NAN, inv = finite && amax > 0 ? 127 / amax : 0; /* NaN scores, as floats */
         int32_t total = 0;
         for (int i = 0; i < 32; i++) {
             int32_t level = (int32_t)lrintf(x[i] * inv);
