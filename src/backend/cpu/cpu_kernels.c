@@ -53,7 +53,7 @@ tnd_attn_q8 tnd_cpu_quantize_queries(const float *q, int32_t n_heads, int32_t hd
         float step = finite ? amax / 127 : NAN, inv = finite && amax > 0 ? 127 / amax : 0; /* NaN scores, as floats */
         int32_t total = 0;
         for (int i = 0; i < 32; i++) {
-            int32_t level = (int32_t)lrintf(x[i] * inv);
+            int32_t level = finite ? (int32_t)lrintf(x[i] * inv) : 0;
             levels[32 * b + (size_t)i] = (int8_t)level;
             total += level;
         }

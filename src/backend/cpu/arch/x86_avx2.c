@@ -862,8 +862,8 @@ static inline void attn_scores(const float *q, int32_t hd, k_reader kr, float *s
  * (tnd_kv_stored), the softmax scale included, into s[h * s_stride ..]: per 8 positions and block of 32 dimensions
  * each step's 32 bytes are loaded once for all the heads; a head's int32 lanes sum |level| x (its levels' signs
  * moved onto the query's), the exact dot on both sets (pairs of maddubs products stay within 2 x 127 x 127), then
- * the lanes are converted and weighed by the position's scale times the head's. Positions from n_valid on are
- * neither read nor written. */
+ * the lanes are converted and weighed by the position's scale times the head's. Positions from n_valid on are not
+ * read (their lanes are written, and the softmax masks them). */
 static inline void attn_scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const uint16_t *scales,
                                   int32_t stride, int32_t n_valid, float *s, int32_t s_stride, int GH,
                                   const tnd_kv_prefetch *next, int32_t *step) {
@@ -979,8 +979,10 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
                     for (int i = 0; i < 8; i++) _mm256_storeu_ps(kt + (d0 + i) * ATTN_POS + 8 * g, m[i]);
                 }
         int32_t r = 0; /* the first group of heads asks for the next tile */
-        for (; r + 4 <= rep; r += 4) scores_of(q, kv, kr, r, hd, j0, np, weight[r] + j0, 4, r ? NULL : next, &step, kind);
-        for (; r + 2 <= rep; r += 2) scores_of(q, kv, kr, r, hd, j0, np, weight[r] + j0, 2, r ? NULL : next, &step, kind);
+        for (; r + 4 <= rep; r += 4)
+            scores_of(q, kv, kr, r, hd, j0, np, weight[r] + j0, 4, r ? NULL : next, &step, kind);
+        for (; r + 2 <= rep; r += 2)
+            scores_of(q, kv, kr, r, hd, j0, np, weight[r] + j0, 2, r ? NULL : next, &step, kind);
         for (; r < rep; r++) scores_of(q, kv, kr, r, hd, j0, np, weight[r] + j0, 1, r ? NULL : next, &step, kind);
     }
     int32_t np8 = (np + 7) & ~7;

@@ -1031,7 +1031,8 @@ ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, int32_t str
  * (tnd_kv_stored), the softmax scale included: per 16 positions and block of 32 dimensions, the block's 8 steps are
  * loaded once for all the heads as unsigned bytes (levels + 128, as vpdpbusd takes them); a head's int32 lanes are
  * then its exact dot with each position plus 128 times the sum of its levels, which the start takes back, converted
- * and weighed by the position's scale times the head's. Positions from n_valid on are neither read nor written. */
+ * and weighed by the position's scale times the head's. Positions from n_valid on are not read (their lanes are
+ * written, and the softmax masks them). */
 ALWAYS_INLINE void scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const uint16_t *scales, int32_t stride,
                              int32_t n_valid, float *s, int32_t s_stride, int GH) {
     const __m512i bias = _mm512_set1_epi8((char)0x80);
@@ -1051,10 +1052,10 @@ ALWAYS_INLINE void scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const
             __m512 dk = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, scales + (size_t)b * (size_t)stride + j));
             __m512i sum[8]; /* the heads' sums advance together: each head's chain alone waits on its latency */
             for (int h = 0; h < GH; h++) sum[h] = _mm512_set1_epi32(-128 * qq.sum[h * blocks + b]);
+            const uint8_t *ql = (const uint8_t *)qq.levels + QK * b; /* head h's at ql + h * hd */
             for (int i = 0; i < QK / 4; i++)
                 for (int h = 0; h < GH; h++)
-                    sum[h] = _mm512_dpbusd_epi32(sum[h], steps[i],
-                                                 _mm512_set1_epi32(load_i32((const uint8_t *)qq.levels + h * hd + QK * b + 4 * i)));
+                    sum[h] = _mm512_dpbusd_epi32(sum[h], steps[i], _mm512_set1_epi32(load_i32(ql + h * hd + 4 * i)));
             for (int h = 0; h < GH; h++)
                 a[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[h]),
                                        _mm512_mul_ps(dk, _mm512_set1_ps(qq.scale[h * blocks + b])), a[h]);
@@ -1158,8 +1159,8 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
 #define ACCUMULATE_OF(G, HV)                                                                                           \
     case G:                                                                                                            \
         for (int32_t d0 = 0; d0 < hd; d0 += 16 * (HV))                                                                 \
-            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, G, HV, kind, r ? NULL : v_hint, \
-                            &step);                                                                                    \
+            attn_accumulate(acc + r * hd, weight[r], ATTN_W, rescale + r, v, np, hd, d0, G, HV, kind,                 \
+                            r ? NULL : v_hint, &step);                                                                 \
         break;
             ACCUMULATE_OF(8, 2) ACCUMULATE_OF(7, 2) ACCUMULATE_OF(6, 2) ACCUMULATE_OF(5, 2) ACCUMULATE_OF(4, 2)
             ACCUMULATE_OF(3, 2) ACCUMULATE_OF(2, 4) ACCUMULATE_OF(1, 4)
