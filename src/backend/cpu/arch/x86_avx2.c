@@ -35,6 +35,12 @@ static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(lo);
 }
 
+static inline float hmax256(__m256 v) {
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    return _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+}
+
 static inline int32_t hsum256_epi32(__m256i v) {
     __m128i a4 = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
     a4 = _mm_hadd_epi32(a4, a4);
@@ -148,10 +154,7 @@ static inline float quantize_block_i8(const float *x, uint8_t *q) {
            v3 = _mm256_loadu_ps(x + 24);
     __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign_bit, v0), _mm256_andnot_ps(sign_bit, v1)),
                              _mm256_max_ps(_mm256_andnot_ps(sign_bit, v2), _mm256_andnot_ps(sign_bit, v3)));
-    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(m, 1), _mm256_castps256_ps128(m));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    float amax = _mm_cvtss_f32(m4), d = amax / 127.0f;
+    float amax = hmax256(m), d = amax / 127.0f;
     __m256 id = _mm256_set1_ps(d != 0.0f ? 1.0f / d : 0.0f);
     __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, id), _MM_FROUND_TO_NEAREST_INT));
     __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, id), _MM_FROUND_TO_NEAREST_INT));
@@ -1000,10 +1003,7 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
             _mm256_storeu_ps(w + j0, s8);
             vmax = _mm256_max_ps(vmax, s8);
         }
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-        float tile_max = _mm_cvtss_f32(m4);
+        float tile_max = hmax256(vmax);
         float m_new = tile_max > mx[r] ? tile_max : mx[r], c = sum[r] > 0 ? expf(mx[r] - m_new) : 0.0f;
         /* weights (zero on padding) and their sum */
         __m256 wsum = _mm256_setzero_ps(), vm = _mm256_set1_ps(m_new);
@@ -1127,9 +1127,7 @@ static void quantize_act_q8_K(const float *x, void *dst, int64_t n) {
             memcpy(y[b].d, &nan, 4);
             continue;
         }
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(top), _mm256_extractf128_ps(top, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        float amax = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+        float amax = hmax256(top);
         if (amax == 0) continue;
         int first = 0;
         for (int i = 0; i < QK_K; i += 8) {
