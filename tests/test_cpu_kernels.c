@@ -118,12 +118,14 @@ static void check_pack(void) {
     CHECK(wrong == 0);
 }
 
-/* The attention of the quantized queries q8 over n positions of Q8_0 K rows ke (decoded: kd) and decoded V rows vd, in
+/* The attention of the quantized queries q8 over n positions of Q8_0 K rows ke and V rows ve (decoded: vd), in
  * double precision: each score is its blocks' exact integer dots times the K block's scale times the query block's
  * (the softmax scale included), as the stored entry defines them. out[r][hd]: each head's normalized output; m[r]:
- * its largest score. */
-static void q8_attention(tnd_attn_q8 q8, int32_t rep, int32_t hd, const uint8_t *ke, const float *vd, int32_t n,
-                         double *out, double *m) {
+ * its largest score; bound[r][hd]: what the entry's weights, rounded to 7 bits or more per tile of `tile` positions
+ * and block (tnd_kv_stored), may move the output: per tile, half a level of its largest weight times V scale, times
+ * the sum of the tile's |V levels|, over the sum of the weights. */
+static void q8_attention(tnd_attn_q8 q8, int32_t rep, int32_t hd, const uint8_t *ke, const uint8_t *ve,
+                         const float *vd, int32_t n, int32_t tile, double *out, double *bound, double *m) {
     size_t row = tnd_row_size(TND_TYPE_Q8_0, hd);
     double *s = malloc(sizeof(double) * (size_t)n);
     for (int32_t r = 0; r < rep; r++) {
@@ -143,18 +145,33 @@ static void q8_attention(tnd_attn_q8 q8, int32_t rep, int32_t hd, const uint8_t 
         double z = 0;
         for (int32_t j = 0; j < n; j++) z += exp(s[j] - m[r]);
         for (int32_t i = 0; i < hd; i++) {
-            double o = 0;
+            double o = 0, slack = 0;
             for (int32_t j = 0; j < n; j++) o += exp(s[j] - m[r]) / z * vd[j * hd + i];
+            for (int32_t t0 = 0; t0 < n; t0 += tile) {
+                double top = 0, levels = 0;
+                for (int32_t j = t0; j < n && j < t0 + tile; j++) {
+                    const uint8_t *block = ve + row * (size_t)j + 34 * (size_t)(i / 32);
+                    uint16_t half;
+                    memcpy(&half, block, 2);
+                    double w = exp(s[j] - m[r]) * tnd_fp16_to_f32(half);
+                    top = w > top ? w : top;
+                    levels += abs((int8_t)block[2 + i % 32]);
+                }
+                slack += 0.5 / TND_ATTN_V_LEVELS_AVX2 * top * levels / z;
+            }
             out[r * hd + i] = o;
+            bound[r * hd + i] = slack;
         }
     }
     free(s);
 }
 
-/* The stored entry on rows encoded in `type` (F16 or Q8_0), K transposed as the cache keeps it for this entry (F16
- * values [hd][n]; Q8_0 levels [hd / 4][n][4], then scales [hd / 32][n]; each tile a column offset) and V rows as the
- * type stores them. F16: the float entry's bits on the rows decoded. Q8_0: the scores of the quantized queries
- * (q8_attention) within float rounding, and near the float entry's result by what the queries' rounding costs. */
+/* The stored entry on rows encoded in `type` (F16 or Q8_0), laid out as the cache keeps them for this entry: K
+ * transposed (F16 values [hd][n]; Q8_0 levels [hd / 4][n][4], then scales [hd / 32][n]; each tile a column offset);
+ * V as F16 rows, or Q8_0 levels in groups of four positions [n / 4][hd][4] (the last group's extra positions filled
+ * with levels the zero weights must cancel), then scales [hd / 32][n]. F16: the float entry's bits on the rows
+ * decoded. Q8_0: the scores of the quantized queries and the weights' rounding bound (q8_attention) within float
+ * rounding, and near the float entry's result by what the queries' and weights' rounding cost. */
 static void check_attention_stored(const tnd_cpu_vec *vec, const tnd_cpu_vec *twin, const char *isa, tnd_type type,
                                    const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t n,
                                    int32_t tile) {
@@ -164,6 +181,10 @@ static void check_attention_stored(const tnd_cpu_vec *vec, const tnd_cpu_vec *tw
     size_t row = tnd_row_size(type, hd), value = q8_0 ? 1 : 2; /* bytes of a K value */
     uint8_t *ke = malloc(row * (size_t)n), *ve = malloc(row * (size_t)n), *kt = malloc(row * (size_t)n);
     uint16_t *scales = (uint16_t *)(void *)(kt + value * (size_t)(n * hd)); /* Q8_0: after the levels */
+    int32_t groups = (n + 3) / 4;
+    uint8_t *vg = malloc((size_t)(4 * groups * hd) + 2 * (size_t)(n * hd / 32)); /* Q8_0 V in groups */
+    uint16_t *v_scales = (uint16_t *)(void *)(vg + 4 * (size_t)(groups * hd));
+    memset(vg, 0x7f, (size_t)(4 * groups * hd));
     float *kd = malloc(sizeof(float) * (size_t)(n * hd)), *vd = malloc(sizeof(float) * (size_t)(n * hd));
     float *acc = calloc((size_t)(rep * hd), sizeof(float)), *acc_s = calloc((size_t)(rep * hd), sizeof(float));
     float *acc_t = calloc((size_t)(rep * hd), sizeof(float));
@@ -180,8 +201,11 @@ static void check_attention_stored(const tnd_cpu_vec *vec, const tnd_cpu_vec *tw
             if (!q8_0) {
                 memcpy(kt + 2 * ((size_t)d * n + j), r + 2 * d, 2);
             } else { /* Q8_0 blocks of 34 bytes: the F16 scale, then 32 levels */
+                const uint8_t *rv = ve + row * (size_t)j;
                 kt[4 * ((size_t)(d / 4) * n + j) + d % 4] = r[34 * (d / 32) + 2 + d % 32];
                 memcpy(&scales[(size_t)(d / 32) * n + j], r + 34 * (d / 32), 2);
+                vg[4 * ((size_t)(j / 4) * hd + d) + j % 4] = rv[34 * (d / 32) + 2 + d % 32];
+                memcpy(&v_scales[(size_t)(d / 32) * n + j], rv + 34 * (d / 32), 2);
             }
         }
     for (int32_t r = 0; r < rep; r++) {
@@ -200,7 +224,9 @@ static void check_attention_stored(const tnd_cpu_vec *vec, const tnd_cpu_vec *tw
         int32_t rest = n - p0 - np < tile ? n - p0 - np : tile;
         size_t k_unit = q8_0 ? 4 : 2, k_at = q8_0 ? 4 * (size_t)p0 : 2 * (size_t)p0; /* a position's bytes in a row */
         tnd_kv_prefetch next = {kt + k_at + k_unit * (size_t)np, ve + row * (size_t)(p0 + np), row * (size_t)rest};
-        tnd_kv_stored kv = {type, kt + k_at, scales + p0, n, ve + row * (size_t)p0, q8};
+        tnd_kv_stored kv = {.type = type, .k = kt + k_at, .k_scales = scales + p0, .stride = n,
+                            .v = ve + row * (size_t)p0, .q8 = q8};
+        if (q8_0) kv.v = vg + (size_t)(p0 * hd), kv.v_scales = v_scales + p0; /* (tiles of multiples of 4) */
         vec->attn_tile_stored(q, rep, hd, &kv, np, scale, mx_s, sum_s, acc_s, rest > 0 && tiles % 2 ? &next : NULL);
         if (twin) twin->attn_tile_stored(q, rep, hd, &kv, np, scale, mx_t, sum_t, acc_t, NULL);
     }
@@ -218,25 +244,30 @@ static void check_attention_stored(const tnd_cpu_vec *vec, const tnd_cpu_vec *tw
                     rep, hd, n, tile, tiles);
     } else {
         double *want = malloc(sizeof(double) * (size_t)(rep * hd)), m[16], far = 0;
-        q8_attention(q8, rep, hd, ke, vd, n, want, m);
+        double *bound = malloc(sizeof(double) * (size_t)(rep * hd));
+        q8_attention(q8, rep, hd, ke, ve, vd, n, tile, want, bound, m);
         int bad = 0;
         for (int32_t r = 0; r < rep; r++) {
             bad += fabs(mx_s[r] - m[r]) > 1e-5 * (1 + fabs(m[r]));
             for (int32_t i = 0; i < hd; i++) {
                 double got = acc_s[r * hd + i] / sum_s[r], unquantized = acc[r * hd + i] / sum[r];
-                bad += fabs(got - want[r * hd + i]) > 2e-6;
+                bad += !(fabs(got - want[r * hd + i]) <= bound[r * hd + i] + 2e-6);
                 far = fabs(got - unquantized) > far ? fabs(got - unquantized) : far;
             }
         }
         if (!CHECK(bad == 0))
             fprintf(stderr, "  attention Q8_0 (%s) rep %d hd %d n %d tile %d: %d values off\n", isa, rep, hd, n, tile,
                     bad);
-        /* the queries' rounding (8 bits a value) moves outputs of magnitude below 1 by a few thousandths at most */
-        if (!CHECK(far < 1e-2))
+        /* the queries' and the weights' rounding (8 bits, and 7 on AVX2 or 8) move outputs of magnitude below 1 by
+         * about a hundredth at most (measured: up to 4.4e-3 with float weights, 5.2e-3 with 8-bit and 1.1e-2 with
+         * 7-bit ones) */
+        if (!CHECK(far < 2e-2))
             fprintf(stderr, "  attention Q8_0 (%s) rep %d hd %d n %d: %g from the float queries' result\n", isa, rep,
                     hd, n, far);
         free(want);
+        free(bound);
     }
+    free(vg);
     free(q8_bytes);
     free(ke);
     free(ve);

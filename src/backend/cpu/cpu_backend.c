@@ -438,7 +438,8 @@ static size_t kv_row_bytes(tnd_type type, int64_t width) { return tnd_row_size(t
  * or Q8_0 cache whose attention kernel reads it transposed (k_transposed): inside the block the head's region
  * starts at the same offset, is as large as the rows it replaces, and holds the values as rows of positions
  * (k_value_at): F16 values as [head_dim][block_size]; Q8_0 levels in steps of four dimensions,
- * [head_dim / 4][block_size][4], then their scales as [head_dim / 32][block_size] F16 (k_scales_of). */
+ * [head_dim / 4][block_size][4], then their scales as [head_dim / 32][block_size] F16 (k_scales_of); and V of a
+ * Q8_0 cache read so (v_grouped), in groups of four positions. */
 static size_t kv_head_offset(tnd_type type, int64_t slot, int32_t head, int32_t n_heads, int32_t block_size,
                              int32_t head_dim) {
     size_t seg = kv_row_bytes(type, head_dim);
@@ -450,6 +451,20 @@ static size_t kv_head_offset(tnd_type type, int64_t slot, int32_t head, int32_t 
 static bool k_transposed(const tnd_cpu_kernels *k, tnd_type k_type, int32_t head_dim) {
     return (k_type == TND_TYPE_F16 || k_type == TND_TYPE_Q8_0) && k->vec.attn_tile_stored &&
            k->vec.attn_tile_stored_takes(k_type, head_dim);
+}
+
+/* V of a Q8_0 cache read as stored (K and V Q8_0, K transposed, blocks of whole groups of four positions) is kept
+ * in groups: inside the block the head's region (where position 0's row would be) holds the levels as
+ * [block_size / 4][head_dim][4] (v_value_at), then the scales as [head_dim / 32][block_size] F16, as K's. */
+static bool v_grouped(const tnd_cpu_kernels *k, tnd_type k_type, tnd_type v_type, int32_t head_dim,
+                      int32_t block_size) {
+    return k_type == TND_TYPE_Q8_0 && v_type == TND_TYPE_Q8_0 && block_size % 4 == 0 &&
+           k_transposed(k, k_type, head_dim);
+}
+
+/* Byte offset in a grouped V region of dimension d at position p. */
+static size_t v_value_at(int32_t d, int64_t p, int32_t head_dim) {
+    return 4 * ((size_t)(p / 4) * (size_t)head_dim + (size_t)d) + (size_t)(p % 4);
 }
 
 /* The scales of a transposed Q8_0 K region: that of dimensions 32b..32b+31 of position p at [b * block_size + p]. */
@@ -468,9 +483,10 @@ static size_t k_value_at(tnd_type type, int32_t d, int64_t p, int32_t block_size
     return k_unit_of(type) * ((size_t)row * (size_t)block_size + (size_t)p) + (size_t)within;
 }
 
-/* Writes one head's K row (head_dim floats) at position pos of its transposed region. */
-static void store_k_transposed(const tnd_cpu_kernels *k, tnd_type type, const float *src, uint8_t *region,
-                               int64_t pos, int32_t block_size, int32_t head_dim) {
+/* Writes one head's K row (head_dim floats) at position pos of its transposed region, or (grouped) its V row at
+ * position pos of its grouped Q8_0 region: the scales after the levels in both. */
+static void store_row_as_stored(const tnd_cpu_kernels *k, tnd_type type, bool grouped, const float *src,
+                                uint8_t *region, int64_t pos, int32_t block_size, int32_t head_dim) {
     uint8_t row[TND_CPU_ATTN_MAX_HEAD * 2];
     k->vec.from_float[type](src, row, head_dim);
     if (type == TND_TYPE_F16) {
@@ -481,7 +497,8 @@ static void store_k_transposed(const tnd_cpu_kernels *k, tnd_type type, const fl
     for (int32_t b = 0; b < head_dim / 32; b++) { /* Q8_0 blocks: the F16 scale, then 32 levels */
         const uint8_t *block = row + (size_t)b * 34;
         memcpy(&scales[(size_t)b * (size_t)block_size + (size_t)pos], block, 2);
-        for (int32_t i = 0; i < 32; i++) region[k_value_at(type, 32 * b + i, pos, block_size)] = block[2 + i];
+        for (int32_t i = 0, d = 32 * b; i < 32; i++, d++)
+            region[grouped ? v_value_at(d, pos, head_dim) : k_value_at(type, d, pos, block_size)] = block[2 + i];
     }
 }
 
@@ -498,20 +515,26 @@ static void cpu_kv_store(tnd_backend *b, tnd_buffer *k_pool, tnd_buffer *v_pool,
     tnd_from_float_fn v_from_float = kernels->vec.from_float[v_type];
     int32_t n_heads = (int32_t)(width / head_dim);
     bool transposed = k_transposed(kernels, k_type, head_dim);
+    bool grouped = v_grouped(kernels, k_type, v_type, head_dim, block_size);
     for (int64_t t = 0; t < n_tokens; t++)
         for (int32_t h = 0; h < n_heads; h++) {
             size_t k_at = kv_head_offset(k_type, slots[t], h, n_heads, block_size, head_dim);
             size_t v_at = kv_head_offset(v_type, slots[t], h, n_heads, block_size, head_dim);
-            const float *k_src = k + t * width + (int64_t)h * head_dim;
-            v_from_float(v + t * width + (int64_t)h * head_dim, (uint8_t *)v_pool + v_at, head_dim);
+            const float *k_src = k + t * width + (int64_t)h * head_dim, *v_src = v + t * width + (int64_t)h * head_dim;
+            int64_t pos = slots[t] % block_size; /* a head's region starts where position 0's row would */
+            if (grouped)
+                store_row_as_stored(kernels, v_type, true, v_src,
+                                    (uint8_t *)v_pool + v_at - (size_t)pos * kv_row_bytes(v_type, head_dim), pos,
+                                    block_size, head_dim);
+            else
+                v_from_float(v_src, (uint8_t *)v_pool + v_at, head_dim);
             if (!transposed) {
                 k_from_float(k_src, (uint8_t *)k_pool + k_at, head_dim);
                 continue;
             }
-            int64_t pos = slots[t] % block_size; /* the head's region starts where position 0's row would */
-            store_k_transposed(kernels, k_type, k_src,
-                               (uint8_t *)k_pool + k_at - (size_t)pos * kv_row_bytes(k_type, head_dim), pos,
-                               block_size, head_dim);
+            store_row_as_stored(kernels, k_type, false, k_src,
+                                (uint8_t *)k_pool + k_at - (size_t)pos * kv_row_bytes(k_type, head_dim), pos,
+                                block_size, head_dim);
         }
 }
 
@@ -547,6 +570,7 @@ typedef struct attention_job {
     const tnd_step *step;
     const tnd_cpu_kernels *k;
     bool k_t;               /* K stored transposed for attn_tile_stored (k_transposed) */
+    bool v_g;               /* V stored in groups of four positions (v_grouped) */
     int32_t n_segments;     /* segments of the longest context (items per block and KV head) */
     const int32_t *blocks;  /* query blocks: block b is tokens [blocks[b], blocks[b + 1]) */
     float *scratch; /* the device's attention scratch, ATTN_SCRATCH_FLOATS per thread */
@@ -579,6 +603,19 @@ static void load_k_transposed(const tnd_cpu_kernels *k, tnd_type type, const uin
     }
 }
 
+/* Copies `run` positions from `pos` of a grouped V region with block_size positions to position `to` of one with
+ * `stride` positions (pos and to multiples of 4; the last group whole). */
+static void copy_v_grouped(const uint8_t *from, int32_t block_size, int32_t pos, uint8_t *into, int32_t stride,
+                           int32_t to, int32_t run, int32_t head_dim) {
+    size_t group = 4 * (size_t)head_dim;
+    memcpy(into + group * (size_t)(to / 4), from + group * (size_t)(pos / 4), group * (size_t)((run + 3) / 4));
+    const uint16_t *src = k_scales_of(from, head_dim, block_size);
+    uint16_t *dst = k_scales_of(into, head_dim, stride);
+    for (int32_t b = 0; b < head_dim / 32; b++)
+        memcpy(dst + (size_t)b * (size_t)stride + (size_t)to, src + (size_t)b * (size_t)block_size + (size_t)pos,
+               2 * (size_t)run);
+}
+
 /* Copies `run` positions from `pos` of a transposed K region with block_size positions to position `to` of one
  * with `stride` positions (the same layout, kv_head_offset). */
 static void copy_k_transposed(tnd_type type, const uint8_t *from, int32_t block_size, int32_t pos, uint8_t *into,
@@ -597,22 +634,25 @@ static void copy_k_transposed(tnd_type type, const uint8_t *from, int32_t block_
 
 _Static_assert((int)TND_CPU_ATTN_TILE <= (int)TND_CPU_ATTN_TILE_MAX, "one attention tile per kernel call");
 
-/* KV head g at position p, in its block: the offset of the head's V row and of its K row, or with K transposed of
- * the head's whole K region (position 0). */
-static void head_at(const cpu_attn *a, int32_t bs, bool k_t, const int32_t *table, int32_t p, int32_t g,
-                    size_t *k_at, size_t *v_at) {
+/* KV head g at position p, in its block: the offset of the head's V row and of its K row, or with K transposed (V
+ * grouped) of the head's whole K (V) region (position 0). */
+static void head_at(const attention_job *job, int32_t bs, const int32_t *table, int32_t p, int32_t g, size_t *k_at,
+                    size_t *v_at) {
+    const cpu_attn *a = job->a;
     int64_t slot = (int64_t)table[p / bs] * bs + p % bs;
     *v_at = kv_head_offset(a->v_type, slot, g, a->n_head_kv, bs, a->head_dim);
     *k_at = kv_head_offset(a->k_type, slot, g, a->n_head_kv, bs, a->head_dim);
-    if (k_t) *k_at -= (size_t)(p % bs) * kv_row_bytes(a->k_type, a->head_dim);
+    if (job->k_t) *k_at -= (size_t)(p % bs) * kv_row_bytes(a->k_type, a->head_dim);
+    if (job->v_g) *v_at -= (size_t)(p % bs) * kv_row_bytes(a->v_type, a->head_dim);
 }
 
 /* The rows of KV head g that the tile at position p reads in the first block it touches. */
-static tnd_kv_prefetch tile_rows(const cpu_attn *a, int32_t bs, bool k_t, const int32_t *table, int32_t p,
+static tnd_kv_prefetch tile_rows(const attention_job *job, int32_t bs, const int32_t *table, int32_t p,
                                  int32_t g) {
+    const cpu_attn *a = job->a;
     int32_t n = bs - p % bs < TND_CPU_ATTN_TILE ? bs - p % bs : TND_CPU_ATTN_TILE;
     size_t k_at, v_at;
-    head_at(a, bs, k_t, table, p, g, &k_at, &v_at);
+    head_at(job, bs, table, p, g, &k_at, &v_at);
     return (tnd_kv_prefetch){(const uint8_t *)a->k_pool + k_at, (const uint8_t *)a->v_pool + v_at,
                              (size_t)n * kv_row_bytes(a->k_type, a->head_dim)};
 }
@@ -627,29 +667,37 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
     const tnd_cpu_kernels *k = job->k;
     int32_t hd = a->head_dim, bs = job->step->block_size;
     size_t k_at, v_at;
-    if (job->k_t && a->v_type == a->k_type) { /* the cache as stored: one run of it, or its runs gathered */
+    if (job->k_t && a->v_type == a->k_type && (a->k_type != TND_TYPE_Q8_0 || job->v_g)) {
+        /* the cache as stored: one run of it, or its runs gathered */
         size_t row = kv_row_bytes(a->k_type, hd);
         tnd_kv_stored kv = {.type = a->k_type, .stride = bs, .q8 = q8};
-        const uint8_t *region;
+        const uint8_t *region, *v_region; /* V: F16 rows from the first position, or a grouped Q8_0 region */
         int32_t first = p0 % bs;
         if (first + np <= bs) {
-            head_at(a, bs, true, table, p0, g, &k_at, &v_at);
+            head_at(job, bs, table, p0, g, &k_at, &v_at);
             region = a->k_pool + k_at;
-            kv.v = a->v_pool + v_at;
+            v_region = a->v_pool + v_at;
         } else { /* runs from several blocks, copied side by side as one region of TND_CPU_ATTN_TILE positions */
-            uint8_t *tile = (uint8_t *)kv_tile, *v_rows = tile + TND_CPU_ATTN_TILE * row;
+            uint8_t *tile = (uint8_t *)kv_tile, *v_tile = tile + TND_CPU_ATTN_TILE * row;
             for (int32_t j = 0, run; j < np; j += run) {
                 int32_t p = p0 + j, in_block = bs - p % bs;
                 run = np - j < in_block ? np - j : in_block;
-                head_at(a, bs, true, table, p, g, &k_at, &v_at);
+                head_at(job, bs, table, p, g, &k_at, &v_at);
                 copy_k_transposed(a->k_type, a->k_pool + k_at, bs, p % bs, tile, TND_CPU_ATTN_TILE, j, run, hd);
-                memcpy(v_rows + (size_t)j * row, a->v_pool + v_at, (size_t)run * row);
+                if (job->v_g)
+                    copy_v_grouped(a->v_pool + v_at, bs, p % bs, v_tile, TND_CPU_ATTN_TILE, j, run, hd);
+                else
+                    memcpy(v_tile + (size_t)j * row, a->v_pool + v_at, (size_t)run * row);
             }
-            region = tile, first = 0, kv.stride = TND_CPU_ATTN_TILE;
-            kv.v = v_rows;
+            region = tile, v_region = v_tile, first = 0, kv.stride = TND_CPU_ATTN_TILE;
         }
         kv.k = region + k_value_at(a->k_type, 0, first, kv.stride);
         kv.k_scales = k_scales_of(region, hd, kv.stride) + first;
+        kv.v = v_region;
+        if (job->v_g) {
+            kv.v = v_region + v_value_at(0, first, hd);
+            kv.v_scales = k_scales_of(v_region, hd, kv.stride) + first;
+        }
         k->vec.attn_tile_stored(q, rep, hd, &kv, np, a->scale, mx, sum, acc, next);
         return;
     }
@@ -661,7 +709,7 @@ static void attend_tile(const attention_job *job, const int32_t *table, const fl
     for (int32_t j = 0, run; j < np; j += run) {
         int32_t p = p0 + j, in_block = bs - p % bs;
         run = np - j < in_block ? np - j : in_block;
-        head_at(a, bs, job->k_t, table, p, g, &k_at, &v_at);
+        head_at(job, bs, table, p, g, &k_at, &v_at);
         if (job->k_t)
             load_k_transposed(k, a->k_type, a->k_pool + k_at, bs, p % bs, run, hd, kbuf + (int64_t)j * hd);
         else
@@ -708,8 +756,7 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
         }
         memset(acc, 0, sizeof(float) * (size_t)(group * hd));
         tnd_attn_q8 q8 = {0}; /* a Q8_0 cache read as stored scores the queries quantized, once for all the tiles */
-        if (job->k_t && a->k_type == TND_TYPE_Q8_0 && a->v_type == a->k_type)
-            q8 = tnd_cpu_quantize_queries(qs, group, hd, a->scale, q8_area);
+        if (job->v_g) q8 = tnd_cpu_quantize_queries(qs, group, hd, a->scale, q8_area);
         const int32_t *table = st->block_tables[t0]; /* one sequence */
         /* tiles start at multiples of TND_CPU_ATTN_TILE whatever the block size, so the sums' order (and the
          * result) does not depend on how the cache is paged; a tile is loaded one run per block it spans. The next
@@ -720,7 +767,7 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
         for (int32_t p0 = lo; p0 < shared; p0 += TND_CPU_ATTN_TILE) {
             tnd_kv_prefetch next = {0};
             if (p0 + TND_CPU_ATTN_TILE < st->n_ctx[t0])
-                next = tile_rows(a, bs, job->k_t, table, p0 + TND_CPU_ATTN_TILE, g);
+                next = tile_rows(job, bs, table, p0 + TND_CPU_ATTN_TILE, g);
             attend_tile(job, table, qs, q8, group, g, p0, TND_CPU_ATTN_TILE, &next, mx, sum, acc, kv_tile);
         }
         for (int32_t t = 0; t < n_t; t++) {
@@ -729,7 +776,7 @@ static void attention_items(void *ctx, int worker, int64_t item0, int64_t item1)
             for (int32_t p0 = shared > lo ? shared : lo; p0 < end; p0 += TND_CPU_ATTN_TILE) {
                 int32_t np = end - p0 < TND_CPU_ATTN_TILE ? end - p0 : TND_CPU_ATTN_TILE;
                 tnd_kv_prefetch next = {0};
-                if (p0 + np < st->n_ctx[t0 + t]) next = tile_rows(a, bs, job->k_t, table, p0 + np, g);
+                if (p0 + np < st->n_ctx[t0 + t]) next = tile_rows(job, bs, table, p0 + np, g);
                 attend_tile(job, table, qs + s0 * hd, tnd_attn_q8_from(q8, (int32_t)s0, hd), rep, g, p0, np, &next,
                             mx + s0, sum + s0, acc + s0 * hd, kv_tile);
             }
@@ -837,8 +884,15 @@ static void attention_run(tnd_backend *b, const tnd_attention_args *args) {
     int32_t n_blocks = query_blocks(step, most, d->query_blocks);
     int64_t threads = pool ? tnd_thread_pool_size(pool) : 1;
     const tnd_cpu_kernels *k = &d->kernels;
-    attention_job job = {a, step, k, k_transposed(k, a->k_type, a->head_dim), n_segments, d->query_blocks,
-                         d->attn_scratch, d->attn_partial};
+    attention_job job = {a,
+                         step,
+                         k,
+                         k_transposed(k, a->k_type, a->head_dim),
+                         v_grouped(k, a->k_type, a->v_type, a->head_dim, step->block_size),
+                         n_segments,
+                         d->query_blocks,
+                         d->attn_scratch,
+                         d->attn_partial};
     /* a few runs of consecutive items per thread: the segments of one head follow each other in memory */
     int64_t n_items = (int64_t)n_blocks * a->n_head_kv * n_segments, grain = n_items / (2 * threads);
     tnd_thread_pool_for_worker(pool, n_items, grain > 1 ? grain : 1, attention_items, &job);

@@ -135,16 +135,28 @@ static inline tnd_attn_q8 tnd_attn_q8_from(tnd_attn_q8 q8, int32_t head, int32_t
  * transposed. F16: the value of dimension d at position j is element d * stride + j of k. Q8_0: the levels (int8)
  * in steps of four dimensions, the four of step i at position j at bytes 4 * (i * stride + j) of k (so that one
  * 32-bit lane holds a position's four products of a dot instruction), and the F16 scale of dimensions 32b..32b+31
- * of position j at k_scales[b * stride + j]; the scores take the queries quantized (q8). V is rows [np][hd] as the
- * type stores them (Q8_0: blocks of 32 with their scale). */
+ * of position j at k_scales[b * stride + j]; the scores take the queries quantized (q8). F16 V is rows [np][hd].
+ * Q8_0 V is in groups of four positions, [np / 4][hd][4] (dimension d of position j at byte 4 * (hd * (j / 4) + d) +
+ * j % 4 of v, so that one 32-bit lane holds one dimension of four positions), and the F16 scale of dimensions
+ * 32b..32b+31 of position j at v_scales[b * stride + j]: the weights are quantized too, so that V sums in integers
+ * (below). A Q8_0 tile starts at a multiple of 4 positions; its last group is read whole, the positions past np with
+ * weight 0. */
 typedef struct tnd_kv_stored {
     tnd_type type;
     const void *k;
     const uint16_t *k_scales; /* Q8_0 only */
     int32_t stride;
     const void *v;
+    const uint16_t *v_scales; /* Q8_0 only */
     tnd_attn_q8 q8; /* Q8_0 only: the call's query heads, quantized */
 } tnd_kv_stored;
+
+/* How a Q8_0 V sums in integers: per query head, tile and block of 32 dimensions, each position's weight times its V
+ * block's scale (the cache's quantizer writes scales >= 0) becomes an unsigned level, rounded to nearest even, the
+ * tile's largest at 127 on AVX2 (where maddubs' int16 pairs must not overflow) or 255 on AVX-512 (vpdpbusd). A
+ * level's error is then at most half a level of the tile's largest product, about what V's own 8-bit levels cost. A
+ * weight or scale that is not finite makes the block's outputs NaN, as float sums would. */
+enum { TND_ATTN_V_LEVELS_AVX2 = 127, TND_ATTN_V_LEVELS_AVX512 = 255 };
 
 /* How an attention tile's K and V values are stored, for the kernel files: float rows (decoded), or the cache's own
  * F16 or Q8_0 (tnd_kv_stored). */

@@ -921,23 +921,89 @@ static inline void transpose8x8(__m256 r[8]) {
     }
 }
 
-/* 8 V values of position j from output i0 + u: float rows (vf, stride vs: the rows, or a Q8_0 tile decoded), or
- * an F16 cache's rows as stored. */
-static inline __m256 v_values8(const void *v, const float *vf, size_t vs, tnd_kv_kind kind, int32_t j, int32_t i0,
-                               int32_t u, int32_t hd) {
-    if (kind == TND_KV_F16) return load_kv8(v, (size_t)j * (size_t)hd + (size_t)(i0 + u), TND_KV_F16);
-    return _mm256_loadu_ps(vf + (size_t)j * vs + (size_t)u);
+/* 8 V values of position j from output i0 + u: float rows, or an F16 cache's rows as stored. */
+static inline __m256 v_values8(const void *v, tnd_kv_kind kind, int32_t j, int32_t i0, int32_t u, int32_t hd) {
+    return load_kv8(v, (size_t)j * (size_t)hd + (size_t)(i0 + u), kind);
 }
 
-/* Elements [at, at + width) of a Q8_0 cache's V rows (at and width multiples of 32: whole blocks) as floats: each
- * block's scale converted once for its 32 levels, where load_kv8 did it for every 8 (with the block's address). */
-static inline void v_decode_q8(const void *v, size_t at, int32_t width, float *out) {
-    const uint8_t *block = (const uint8_t *)v + at / 32 * Q8_0_BYTES;
-    for (int32_t u = 0; u < width; u += 32, block += Q8_0_BYTES) {
-        __m256 d = _mm256_set1_ps(fp16_load(block));
-        for (int e = 0; e < 32; e += 8) {
-            __m128i bytes = _mm_loadl_epi64((const __m128i *)(const void *)(block + 2 + e));
-            _mm256_storeu_ps(out + u + e, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)), d));
+/* The weights of `rep` heads (rows w[r][..] of ATTN_W, zero from np on) times the scales of block b of a Q8_0 V's np
+ * positions (tnd_kv_stored), as 7-bit levels[r][j] (TND_ATTN_V_LEVELS_AVX2 at the head's largest) and the weight of
+ * one level, unit[r] (NaN where a product is not finite: the block's sums are then NaN, as float ones would be). */
+enum { ATTN_W = TND_CPU_ATTN_TILE_MAX + ATTN_POS };
+static inline void v_weight_levels(const float (*w)[ATTN_W], const uint16_t *scales, int32_t np, int32_t rep,
+                                   uint8_t (*levels)[TND_CPU_ATTN_TILE_MAX], float *unit) {
+    int32_t np8 = (np + 7) & ~7;
+    uint16_t part[8] = {0};
+    __m256 d[TND_CPU_ATTN_TILE_MAX / 8];
+    for (int32_t i = 0; 8 * i < np8; i++) { /* the scales from np on as zeros: none is read past the positions */
+        const uint16_t *sc = scales + 8 * i;
+        if (np - 8 * i < 8) sc = memcpy(part, sc, sizeof(uint16_t) * (size_t)(np - 8 * i));
+        d[i] = load_f16x8(sc);
+    }
+    for (int32_t r = 0; r < rep; r++) {
+        __m256 p[TND_CPU_ATTN_TILE_MAX / 8], top = _mm256_setzero_ps();
+        int bad = 0;
+        for (int32_t i = 0; i < TND_CPU_ATTN_TILE_MAX / 8; i++) {
+            p[i] = 8 * i < np8 ? _mm256_mul_ps(_mm256_loadu_ps(w[r] + 8 * i), d[i]) : _mm256_setzero_ps();
+            top = _mm256_max_ps(top, p[i]);
+            bad |= _mm256_movemask_ps(_mm256_cmp_ps(p[i], _mm256_set1_ps(3.0e38f), _CMP_NLE_UQ));
+        }
+        float most = hmax256(top);
+        /* a tile whose largest product is below 1e-30 adds nothing a float sum would keep: its levels are all 0 */
+        __m256 per = _mm256_set1_ps(most > 1e-30f ? TND_ATTN_V_LEVELS_AVX2 / most : 0.0f);
+        unit[r] = bad ? NAN : most / TND_ATTN_V_LEVELS_AVX2;
+        for (int32_t i = 0; 8 * i < np8; i += 4) { /* 32 positions: int32 -> int16 -> uint8, then lanes in order */
+            __m256i l[4];
+            for (int u = 0; u < 4; u++) l[u] = _mm256_cvtps_epi32(_mm256_mul_ps(p[i + u], per));
+            __m256i bytes = _mm256_packus_epi16(_mm256_packs_epi32(l[0], l[1]), _mm256_packs_epi32(l[2], l[3]));
+            bytes = _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(void *)(levels[r] + 8 * i), bytes);
+        }
+    }
+}
+
+/* acc[h][32 b + i0 ..] = acc[h][..] * c[h] + unit[h] * sum_j levels[h][j] v[j][32 b + i0 ..] for GH heads over 16
+ * dimensions of block b of a Q8_0 V in groups of four positions: per group, two vectors of 8 lanes of four levels,
+ * each head's four weight levels one broadcast lane, so one dot adds four positions' products (maddubs pairs stay
+ * within 2 x 127 x 128). */
+static inline __attribute__((always_inline)) void
+v_accumulate_q8(float *acc, int32_t hd, const float *c, const uint8_t *v, int32_t np, int32_t b, int32_t i0,
+                const uint8_t (*levels)[TND_CPU_ATTN_TILE_MAX], const float *unit, int GH) {
+    __m256i s[4][2];
+    for (int h = 0; h < GH; h++) s[h][0] = s[h][1] = _mm256_setzero_si256();
+    for (int32_t g = 0; 4 * g < np; g++) {
+        const uint8_t *at = v + 4 * ((size_t)g * (size_t)hd + 32 * (size_t)b + (size_t)i0);
+        __m256i v0 = _mm256_loadu_si256((const __m256i *)(const void *)at);
+        __m256i v1 = _mm256_loadu_si256((const __m256i *)(const void *)(at + 32));
+        for (int h = 0; h < GH; h++) {
+            __m256i w4 = _mm256_set1_epi32(load_i32(levels[h] + 4 * g));
+            s[h][0] = dot4_u8_i8(s[h][0], w4, v0);
+            s[h][1] = dot4_u8_i8(s[h][1], w4, v1);
+        }
+    }
+    for (int h = 0; h < GH; h++)
+        for (int u = 0; u < 2; u++) {
+            float *out = acc + h * hd + 32 * b + i0 + 8 * u;
+            _mm256_storeu_ps(out, _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[h][u]), _mm256_set1_ps(unit[h]),
+                                                  _mm256_mul_ps(_mm256_loadu_ps(out), _mm256_set1_ps(c[h]))));
+        }
+}
+
+/* V of a Q8_0 cache in integers for `rep` heads, block by block of 32 dimensions and 16 at a time, 4 heads at once
+ * (each V vector is loaded once for them). (The scores asked for the next tile.) */
+static inline void v_sum_q8(float *acc, int32_t hd, const float (*w)[ATTN_W], const float *c, const tnd_kv_stored *kv,
+                            int32_t np, int32_t rep) {
+    uint8_t levels[ATTN_REP_STEP][TND_CPU_ATTN_TILE_MAX];
+    float unit[ATTN_REP_STEP];
+    const uint8_t *v = kv->v;
+    for (int32_t b = 0; b < hd / 32; b++) {
+        v_weight_levels(w, kv->v_scales + (size_t)b * (size_t)kv->stride, np, rep, levels, unit);
+        const uint8_t(*lv)[TND_CPU_ATTN_TILE_MAX] = (const uint8_t(*)[TND_CPU_ATTN_TILE_MAX])levels;
+        for (int32_t i0 = 0; i0 < 32; i0 += 16) {
+            int32_t r = 0;
+            for (; r + 4 <= rep; r += 4) v_accumulate_q8(acc + r * hd, hd, c + r, v, np, b, i0, lv + r, unit + r, 4);
+            for (; r + 2 <= rep; r += 2) v_accumulate_q8(acc + r * hd, hd, c + r, v, np, b, i0, lv + r, unit + r, 2);
+            for (; r < rep; r++) v_accumulate_q8(acc + r * hd, hd, c + r, v, np, b, i0, lv + r, unit + r, 1);
         }
     }
 }
@@ -950,9 +1016,9 @@ static inline __attribute__((always_inline)) void scores_of(const float *q, cons
                                                             tnd_kv_kind kind) {
     if (kind == TND_KV_Q8_0)
         attn_scores_q8(tnd_attn_q8_from(kv->q8, r, hd), hd, (const uint8_t *)kv->k + 4 * j0, kv->k_scales + j0,
-                       kv->stride, np - j0, s, TND_CPU_ATTN_TILE_MAX + ATTN_POS, GH, next, step);
+                       kv->stride, np - j0, s, ATTN_W, GH, next, step);
     else
-        attn_scores(q + r * hd, hd, kr, s, TND_CPU_ATTN_TILE_MAX + ATTN_POS, GH, next, step);
+        attn_scores(q + r * hd, hd, kr, s, ATTN_W, GH, next, step);
 }
 
 /* The tile for up to ATTN_REP_STEP heads: float rows of K and V (TND_KV_FLOAT), or a cache as stored (kv: K transposed
@@ -961,7 +1027,7 @@ static inline __attribute__((always_inline)) void
 attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, const float *v_rows,
                const tnd_kv_stored *kv, int32_t np, float scale, float *mx, float *sum, float *acc, tnd_kv_kind kind,
                const tnd_kv_prefetch *next) {
-    float weight[ATTN_REP_STEP][TND_CPU_ATTN_TILE_MAX + ATTN_POS], kt[ATTN_MAX_HD * ATTN_POS], rescale[ATTN_REP_STEP];
+    float weight[ATTN_REP_STEP][ATTN_W], kt[ATTN_MAX_HD * ATTN_POS], rescale[ATTN_REP_STEP];
     const void *v = kind == TND_KV_FLOAT ? (const void *)v_rows : kv->v;
     int32_t step = 0;
     for (int32_t j0 = 0; j0 < np; j0 += ATTN_POS) {
@@ -1018,16 +1084,14 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
         mx[r] = m_new;
         rescale[r] = c;
     }
-    /* acc = acc * c + sum_j w_j v_j, ATTN_HD_STEP outputs at a time in registers (then 8 at a time): a Q8_0 cache's
-     * V values of those outputs are decoded once for all the heads */
-    float decoded[TND_CPU_ATTN_TILE_MAX * ATTN_HD_STEP];
+    /* acc = acc * c + sum_j w_j v_j: a Q8_0 cache's in integers; float rows or F16 values (converted per head, as
+     * they load: one instruction) ATTN_HD_STEP outputs at a time in registers (then 8 at a time) */
+    if (kind == TND_KV_Q8_0) {
+        v_sum_q8(acc, hd, (const float(*)[ATTN_W])weight, rescale, kv, np, rep);
+        return;
+    }
     for (int32_t i0 = 0; i0 < hd; i0 += ATTN_HD_STEP) {
         int32_t width = hd - i0 < ATTN_HD_STEP ? hd - i0 : ATTN_HD_STEP;
-        const float *vf = kind == TND_KV_FLOAT ? v_rows + i0 : decoded; /* F16 is read as stored (v_values8) */
-        size_t vs = kind == TND_KV_FLOAT ? (size_t)hd : (size_t)width;
-        if (kind == TND_KV_Q8_0) /* (F16 converts in one instruction: per head, as it loads) */
-            for (int32_t j = 0; j < np; j++)
-                v_decode_q8(v, (size_t)j * hd + (size_t)i0, width, decoded + (size_t)j * width);
         for (int32_t r = 0; r < rep; r++) {
             const float *w = weight[r];
             float *ar = acc + r * hd + i0;
@@ -1038,7 +1102,7 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
                 for (int32_t j = 0; j < np; j++) {
                     __m256 wj = _mm256_broadcast_ss(w + j);
                     for (int u = 0; u < ATTN_HD_STEP / 8; u++)
-                        a[u] = _mm256_fmadd_ps(wj, v_values8(v, vf, vs, kind, j, i0, 8 * u, hd), a[u]);
+                        a[u] = _mm256_fmadd_ps(wj, v_values8(v, kind, j, i0, 8 * u, hd), a[u]);
                 }
                 for (int u = 0; u < ATTN_HD_STEP / 8; u++) _mm256_storeu_ps(ar + 8 * u, a[u]);
                 continue;
@@ -1046,7 +1110,7 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
             for (int32_t u = 0; u < width; u += 8) {
                 __m256 a = _mm256_mul_ps(_mm256_loadu_ps(ar + u), vc);
                 for (int32_t j = 0; j < np; j++)
-                    a = _mm256_fmadd_ps(_mm256_broadcast_ss(w + j), v_values8(v, vf, vs, kind, j, i0, u, hd), a);
+                    a = _mm256_fmadd_ps(_mm256_broadcast_ss(w + j), v_values8(v, kind, j, i0, u, hd), a);
                 _mm256_storeu_ps(ar + u, a);
             }
         }

@@ -934,21 +934,8 @@ static inline void transpose16x16(__m512 m[16]) {
     }
 }
 
-/* n vectors of 16 values of a K or V row from element `at` (for Q8_0 a multiple of 32: levels times their block's
- * scale, converted once per block; the bits of the type's decoder). */
+/* n vectors of 16 values of a V row from element `at`, float or F16. */
 ALWAYS_INLINE void load_row16(const void *row, int32_t at, int n, tnd_kv_kind kind, __m512 *out) {
-    if (kind == TND_KV_Q8_0) {
-        for (int u = 0; u < n; u += 2) { /* a block of 32: two vectors, one scale */
-            const uint8_t *block = (const uint8_t *)row + (size_t)((at + 16 * u) / QK) * Q8_0_BYTES;
-            __m512 scale = _mm512_set1_ps(fp16_load(block));
-            for (int half = 0; half < 2 && u + half < n; half++)
-                out[u + half] = _mm512_mul_ps(
-                    _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                        _mm_loadu_si128((const __m128i *)(const void *)(block + 2 + 16 * half)))),
-                    scale);
-        }
-        return;
-    }
     for (int u = 0; u < n; u++)
         out[u] = kind == TND_KV_F16 ? _mm512_cvtph_ps(_mm256_loadu_si256(
                                           (const __m256i *)(const void *)((const uint16_t *)row + at + 16 * u)))
@@ -1032,9 +1019,10 @@ ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, int32_t str
  * loaded once for all the heads as unsigned bytes (levels + 128, as vpdpbusd takes them); a head's int32 lanes are
  * then its exact dot with each position plus 128 times the sum of its levels, which the start takes back, converted
  * and weighed by the position's scale times the head's. Positions from n_valid on are not read (their lanes are
- * written, and the softmax masks them). */
+ * written, and the softmax masks them). Asks for a piece of the next tile (if any) per 16 positions and block. */
 ALWAYS_INLINE void scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const uint16_t *scales, int32_t stride,
-                             int32_t n_valid, float *s, int32_t s_stride, int GH) {
+                             int32_t n_valid, float *s, int32_t s_stride, int GH, const tnd_kv_prefetch *next,
+                             int32_t *step) {
     const __m512i bias = _mm512_set1_epi8((char)0x80);
     const int32_t blocks = hd / QK;
     for (int32_t j = 0; j < n_valid && j < 32; j += 16) {
@@ -1044,6 +1032,7 @@ ALWAYS_INLINE void scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const
         __m512 a[8];
         for (int h = 0; h < GH; h++) a[h] = _mm512_setzero_ps();
         for (int32_t b = 0; b < blocks; b++) {
+            prefetch_piece(next, (*step)++);
             __m512i steps[QK / 4];
             for (int i = 0; i < QK / 4; i++)
                 steps[i] = _mm512_xor_si512(
@@ -1066,6 +1055,71 @@ ALWAYS_INLINE void scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const
 
 enum { ATTN_MAX_REP = 64, ATTN_W = TND_CPU_ATTN_TILE_MAX }; /* ATTN_W: the stride of one head's weights */
 
+/* The weights of GH heads (rows w[h * ATTN_W ..], zero from np on) times the scales of block b of a Q8_0 V's np
+ * positions (tnd_kv_stored), as 8-bit levels[h][j] (TND_ATTN_V_LEVELS_AVX512 at the head's largest) and the weight
+ * of one level, unit[h] (NaN where a product is not finite: the block's sums are then NaN, as float ones would be). */
+ALWAYS_INLINE void v_weight_levels(const float *w, const uint16_t *scales, int32_t np, int GH,
+                                   uint8_t (*levels)[ATTN_W], float *unit) {
+    for (int h = 0; h < GH; h++) {
+        __m512 p[ATTN_W / 16], top = _mm512_setzero_ps();
+        __mmask16 bad = 0;
+        for (int32_t i = 0; 16 * i < np; i++) {
+            int32_t left = np - 16 * i;
+            __mmask16 valid = (__mmask16)(left >= 16 ? 0xffff : (1u << left) - 1);
+            __m512 d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, scales + 16 * i));
+            p[i] = _mm512_mul_ps(_mm512_loadu_ps(w + h * ATTN_W + 16 * i), d);
+            top = _mm512_max_ps(top, p[i]);
+            bad |= _mm512_cmp_ps_mask(p[i], _mm512_set1_ps(3.0e38f), _CMP_NLE_UQ);
+        }
+        float most = _mm512_reduce_max_ps(top);
+        /* a tile whose largest product is below 1e-30 adds nothing a float sum would keep: its levels are all 0 */
+        __m512 per = _mm512_set1_ps(most > 1e-30f ? TND_ATTN_V_LEVELS_AVX512 / most : 0.0f);
+        unit[h] = bad ? NAN : most / TND_ATTN_V_LEVELS_AVX512;
+        for (int32_t i = 0; 16 * i < np; i++)
+            _mm_storeu_si128((__m128i *)(void *)(levels[h] + 16 * i),
+                             _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(p[i], per))));
+    }
+}
+
+/* acc[h][32 b ..] = acc[h][32 b ..] * c[h] + unit[h] * sum_j levels[h][j] v[j][32 b ..] for GH heads over block b of
+ * a Q8_0 V in groups of four positions: per group, the block's 32 dimensions are two vectors of 16 lanes of four
+ * levels, and each head's four weight levels one broadcast lane, so vpdpbusd adds four positions' products at once
+ * (a float sum takes one multiply-add per position). Asks for a piece of the next tile every other group. */
+ALWAYS_INLINE void v_accumulate_q8(float *acc, int32_t hd, const float *c, const uint8_t *v, int32_t np, int32_t b,
+                                   const uint8_t (*levels)[ATTN_W], const float *unit, int GH,
+                                   const tnd_kv_prefetch *next, int32_t *step) {
+    __m512i s[8][2];
+    for (int h = 0; h < GH; h++) s[h][0] = s[h][1] = _mm512_setzero_si512();
+    for (int32_t g = 0; 4 * g < np; g++) {
+        if (g % 4 == 0) prefetch_piece(next, (*step)++);
+        const uint8_t *at = v + (size_t)g * 4 * (size_t)hd + 4 * QK * (size_t)b;
+        __m512i v0 = _mm512_loadu_si512(at), v1 = _mm512_loadu_si512(at + 64);
+        for (int h = 0; h < GH; h++) {
+            __m512i w4 = _mm512_set1_epi32(load_i32(levels[h] + 4 * g));
+            s[h][0] = _mm512_dpbusd_epi32(s[h][0], w4, v0);
+            s[h][1] = _mm512_dpbusd_epi32(s[h][1], w4, v1);
+        }
+    }
+    for (int h = 0; h < GH; h++)
+        for (int u = 0; u < 2; u++) {
+            float *out = acc + h * hd + QK * b + 16 * u;
+            _mm512_storeu_ps(out, _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[h][u]), _mm512_set1_ps(unit[h]),
+                                                  _mm512_mul_ps(_mm512_loadu_ps(out), _mm512_set1_ps(c[h]))));
+        }
+}
+
+/* V of a Q8_0 cache in integers for GH heads (weights w, rows of ATTN_W), block by block of 32 dimensions. */
+ALWAYS_INLINE void v_sum_q8(float *acc, int32_t hd, const float *w, const float *c, const tnd_kv_stored *kv,
+                            int32_t np, int GH, const tnd_kv_prefetch *next, int32_t *step) {
+    uint8_t levels[8][ATTN_W];
+    float unit[8];
+    for (int32_t b = 0; b < hd / QK; b++) {
+        v_weight_levels(w, kv->v_scales + (size_t)b * (size_t)kv->stride, np, GH, levels, unit);
+        v_accumulate_q8(acc, hd, c, (const uint8_t *)kv->v, np, b, (const uint8_t(*)[ATTN_W])levels, unit, GH, next,
+                        step);
+    }
+}
+
 static bool attn_head_fits(int32_t head_dim) { return head_dim == 64 || head_dim == 128; }
 
 static bool attn_stored_takes(tnd_type type, int32_t head_dim) {
@@ -1084,9 +1138,9 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
     const void *v = kind == TND_KV_FLOAT ? (const void *)v_rows : kv->v;
     float weight[ATTN_MAX_REP][ATTN_W], rescale[ATTN_MAX_REP], kt[2 * 128 * 16];
     int32_t np16 = (np + 15) & ~15, step = 0;
-    /* the next tile is asked for through the scores, or, where they are short (a Q8_0 cache's integer scores),
-     * through the V rows: requests bunched in a short stretch fill the core's queue of misses (1.1x slower) */
-    const tnd_kv_prefetch *k_hint = kind == TND_KV_Q8_0 ? NULL : next, *v_hint = kind == TND_KV_Q8_0 ? next : NULL;
+    /* the next tile is asked for through the scores, and where they are short (a Q8_0 cache's integer scores) through
+     * V too: requests bunched in a short stretch fill the core's queue of misses (1.1x slower) */
+    const tnd_kv_prefetch *k_hint = next, *v_hint = kind == TND_KV_Q8_0 ? next : NULL;
     for (int32_t j0 = 0; j0 < np; j0 += 32) {
         /* K transposed: the cache's as stored (F16 values or Q8_0 levels), or float rows transposed here 16 x 16 at a
          * time into kt ([2][hd][16], rows past np as zeros) */
@@ -1119,7 +1173,8 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
 #define SCORES_OF(G)                                                                                                   \
     case G:                                                                                                            \
         if (kind == TND_KV_Q8_0)                                                                                       \
-            scores_q8(tnd_attn_q8_from(kv->q8, r, hd), hd, k_t, k_scales, stride, np - j0, s_out, ATTN_W, G);          \
+            scores_q8(tnd_attn_q8_from(kv->q8, r, hd), hd, k_t, k_scales, stride, np - j0, s_out, ATTN_W, G, hint,     \
+                      &step);                                                                                          \
         else                                                                                                           \
             scores(q + r * hd, hd, k_t, stride, second, np - j0, kind, s_out, ATTN_W, G, hint, &step);                 \
         break;
@@ -1152,8 +1207,19 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
         sum[r] = sum[r] * rescale[r] + _mm512_reduce_add_ps(wsum);
         mx[r] = m_new;
     }
-    /* V rows: up to 8 heads over 32 values at a time (the rest of the heads in one group), a single head over 64 */
-    for (int32_t r = 0; r < rep;) {
+    /* V: a Q8_0 cache's in integers, up to 8 heads at a time; rows of floats or F16 values for up to 8 heads over 32
+     * values at a time (the rest of the heads in one group), a single head over 64 */
+    for (int32_t r = 0; kind == TND_KV_Q8_0 && r < rep;) {
+        int32_t left = rep - r, gh = left >= 8 ? 8 : left;
+        switch (gh) {
+#define V_SUM_OF(G)                                                                                                    \
+    case G: v_sum_q8(acc + r * hd, hd, weight[r], rescale + r, kv, np, G, r ? NULL : v_hint, &step); break;
+            V_SUM_OF(8) V_SUM_OF(7) V_SUM_OF(6) V_SUM_OF(5) V_SUM_OF(4) V_SUM_OF(3) V_SUM_OF(2) V_SUM_OF(1)
+#undef V_SUM_OF
+        }
+        r += gh;
+    }
+    for (int32_t r = 0; kind != TND_KV_Q8_0 && r < rep;) {
         int32_t left = rep - r, gh = left >= 8 ? 8 : left;
         switch (gh) {
 #define ACCUMULATE_OF(G, HV)                                                                                           \
