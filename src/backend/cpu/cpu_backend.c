@@ -882,7 +882,6 @@ static void attention_run(tnd_backend *b, const tnd_attention_args *args) {
     int32_t most = fit < fit_rep ? fit : fit_rep;
     if (most > ATTN_QUERY_BLOCK) most = ATTN_QUERY_BLOCK;
     int32_t n_blocks = query_blocks(step, most, d->query_blocks);
-    int64_t threads = pool ? tnd_thread_pool_size(pool) : 1;
     const tnd_cpu_kernels *k = &d->kernels;
     attention_job job = {a,
                          step,
@@ -893,9 +892,11 @@ static void attention_run(tnd_backend *b, const tnd_attention_args *args) {
                          d->query_blocks,
                          d->attn_scratch,
                          d->attn_partial};
-    /* a few runs of consecutive items per thread: the segments of one head follow each other in memory */
-    int64_t n_items = (int64_t)n_blocks * a->n_head_kv * n_segments, grain = n_items / (2 * threads);
-    tnd_thread_pool_for_worker(pool, n_items, grain > 1 ? grain : 1, attention_items, &job);
+    /* items claimed one at a time, in order (the segments of one head follow each other in memory): an item is long
+     * enough that claiming costs nothing, and a core slower than the others (a little core, a busy neighbour) takes
+     * fewer of them. Runs of n_items / (2 x threads) measured 4% slower on a host whose two cores differed by 1.5x. */
+    int64_t n_items = (int64_t)n_blocks * a->n_head_kv * n_segments;
+    tnd_thread_pool_for_worker(pool, n_items, 1, attention_items, &job);
     if (n_segments > 1) tnd_thread_pool_for(pool, n_blocks, 1, merge_segments, &job);
     /* the cache a block reads: every position its last token sees, K and V of every KV head */
     uint64_t per_position = (uint64_t)a->n_head_kv * (kv_row_bytes(a->k_type, a->head_dim) +
