@@ -279,6 +279,35 @@ static void check_attention_stored(const tnd_cpu_vec *vec, const tnd_cpu_vec *tw
     free(acc_t);
 }
 
+/* A Q8_0 V block whose scale is not finite at one position (NaN, or infinite: 0x7e00, 0x7c00) makes that block's
+ * outputs NaN for every head, as float sums would, and leaves the other block's finite: the stored entry on 8
+ * positions of a head of 64, K levels 0 (equal scores), V levels 1. */
+static void check_attention_v_not_finite(const tnd_cpu_vec *vec, const char *isa) {
+    enum { N = 8, HD = 64, REP = 2 };
+    if (!vec->attn_tile_stored || !vec->attn_tile_stored_takes(TND_TYPE_Q8_0, HD)) return;
+    static const uint16_t bad_scales[] = {0x7e00, 0x7c00};
+    for (int c = 0; c < 2; c++) {
+        uint8_t k[N * HD] = {0}, v[N * HD];
+        uint16_t k_scales[HD / 32 * N], v_scales[HD / 32 * N];
+        float q[REP * HD], mx[REP] = {-INFINITY, -INFINITY}, sum[REP] = {0}, acc[REP * HD] = {0};
+        memset(v, 1, sizeof v);
+        for (int i = 0; i < HD / 32 * N; i++) k_scales[i] = v_scales[i] = 0x3c00; /* 1.0 */
+        v_scales[3] = bad_scales[c]; /* block 0 of position 3 */
+        for (int i = 0; i < REP * HD; i++) q[i] = uniform();
+        uint8_t q8_bytes[1024];
+        tnd_kv_stored kv = {.type = TND_TYPE_Q8_0, .k = k, .k_scales = k_scales, .stride = N, .v = v,
+                            .v_scales = v_scales, .q8 = tnd_cpu_quantize_queries(q, REP, HD, 0.125f, q8_bytes)};
+        vec->attn_tile_stored(q, REP, HD, &kv, N, 0.125f, mx, sum, acc, NULL);
+        int wrong = 0;
+        for (int r = 0; r < REP; r++)
+            for (int i = 0; i < HD; i++) /* block 1: the mean of levels 1 at scale 1 */
+                wrong += i < 32 ? !isnan(acc[r * HD + i]) : !(fabsf(acc[r * HD + i] / sum[r] - 1) < 1e-6f);
+        if (!CHECK(wrong == 0))
+            fprintf(stderr, "  attention Q8_0 (%s): V scale 0x%04x gives %d outputs not as float sums would\n", isa,
+                    bad_scales[c], wrong);
+    }
+}
+
 /* The attention tile: a context of n positions in tiles of `tile` against softmax attention in double precision,
  * for each query head, and the running max against the largest score; then the stored entry on the same rows
  * (check_attention_stored, with the set's twin if it has one). */
@@ -527,6 +556,7 @@ int main(void) {
         static const int32_t shapes[][4] = {{1, 8, 1, 32},  {4, 64, 100, 32}, {8, 64, 5, 32},   {3, 72, 70, 32},
                                             {2, 128, 64, 64}, {5, 12, 33, 7}, {1, 64, 500, 32}, {16, 64, 40, 32},
                                             {11, 64, 77, 32}, {8, 128, 90, 64}, {5, 96, 70, 32}};
+        check_attention_v_not_finite(&table.vec, tnd_cpu_isa_name((tnd_cpu_isa)isa));
         for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++)
             check_attention(&table.vec, isa == TND_ISA_AVXVNNI && have_avx2 ? &avx2.vec : NULL,
                             tnd_cpu_isa_name((tnd_cpu_isa)isa), shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3]);

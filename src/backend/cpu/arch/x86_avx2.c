@@ -797,8 +797,6 @@ enum {
     ATTN_HD_STEP = 64    /* output elements kept in registers while the tile's V rows pass */
 };
 
-enum { Q8_0_BYTES = 34 };
-
 /* 8 float or F16 values of K or V rows from element `at`. */
 static inline __m256 load_kv8(const void *p, size_t at, tnd_kv_kind kind) {
     return kind == TND_KV_F16 ? load_f16x8((const uint16_t *)p + at) : _mm256_loadu_ps((const float *)p + at);
@@ -926,10 +924,11 @@ static inline __m256 v_values8(const void *v, tnd_kv_kind kind, int32_t j, int32
     return load_kv8(v, (size_t)j * (size_t)hd + (size_t)(i0 + u), kind);
 }
 
+enum { ATTN_W = TND_CPU_ATTN_TILE_MAX + ATTN_POS }; /* the stride of one head's weights (a tile, a pass beyond) */
+
 /* The weights of `rep` heads (rows w[r][..] of ATTN_W, zero from np on) times the scales of block b of a Q8_0 V's np
  * positions (tnd_kv_stored), as 7-bit levels[r][j] (TND_ATTN_V_LEVELS_AVX2 at the head's largest) and the weight of
  * one level, unit[r] (NaN where a product is not finite: the block's sums are then NaN, as float ones would be). */
-enum { ATTN_W = TND_CPU_ATTN_TILE_MAX + ATTN_POS };
 static inline void v_weight_levels(const float (*w)[ATTN_W], const uint16_t *scales, int32_t np, int32_t rep,
                                    uint8_t (*levels)[TND_CPU_ATTN_TILE_MAX], float *unit) {
     int32_t np8 = (np + 7) & ~7;

@@ -1084,7 +1084,7 @@ ALWAYS_INLINE void v_weight_levels(const float *w, const uint16_t *scales, int32
 /* acc[h][32 b ..] = acc[h][32 b ..] * c[h] + unit[h] * sum_j levels[h][j] v[j][32 b ..] for GH heads over block b of
  * a Q8_0 V in groups of four positions: per group, the block's 32 dimensions are two vectors of 16 lanes of four
  * levels, and each head's four weight levels one broadcast lane, so vpdpbusd adds four positions' products at once
- * (a float sum takes one multiply-add per position). Asks for a piece of the next tile every other group. */
+ * (a float sum takes one multiply-add per position). Asks for a piece of the next tile every fourth group. */
 ALWAYS_INLINE void v_accumulate_q8(float *acc, int32_t hd, const float *c, const uint8_t *v, int32_t np, int32_t b,
                                    const uint8_t (*levels)[ATTN_W], const float *unit, int GH,
                                    const tnd_kv_prefetch *next, int32_t *step) {
