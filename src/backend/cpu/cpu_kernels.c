@@ -53,9 +53,9 @@ tnd_attn_q8 tnd_cpu_quantize_queries(const float *q, int32_t n_heads, int32_t hd
         float step = finite ? amax / 127 : NAN, inv = finite && amax > 0 ? 127 / amax : 0; /* NaN scores, as floats */
         int32_t total = 0;
         for (int i = 0; i < 32; i++) {
-            /* to nearest, ties to even, as lrintf, without its call (a work item of a decode step quantizes 448
-             * values, once per segment of 2048 positions: the calls were 1.6% of a decode at depth 16384): adding
-             * 1.5 x 2^23 leaves no fraction bits for a value of magnitude <= 127 */
+            /* to nearest, ties to even, as lrintf, without a call per value (a decode step's work item quantizes
+             * 448 values, once per segment of 2048 positions: with the calls this function was 1.6% of a decode's
+             * samples at depth 16384): adding 1.5 x 2^23 leaves no fraction bits for a magnitude <= 127 */
             int32_t level = finite ? (int32_t)((x[i] * inv + 12582912.0f) - 12582912.0f) : 0;
             levels[32 * b + (size_t)i] = (int8_t)level;
             total += level;
