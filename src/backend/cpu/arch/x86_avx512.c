@@ -1060,14 +1060,17 @@ enum { ATTN_MAX_REP = 64, ATTN_W = TND_CPU_ATTN_TILE_MAX }; /* ATTN_W: the strid
  * of one level, unit[h] (NaN where a product is not finite: the block's sums are then NaN, as float ones would be). */
 ALWAYS_INLINE void v_weight_levels(const float *w, const uint16_t *scales, int32_t np, int GH,
                                    uint8_t (*levels)[ATTN_W], float *unit) {
+    __m512 d[ATTN_W / 16]; /* the scales, once for all the heads (none read past np) */
+    for (int32_t i = 0; 16 * i < np; i++) {
+        int32_t left = np - 16 * i;
+        __mmask16 valid = (__mmask16)(left >= 16 ? 0xffff : (1u << left) - 1);
+        d[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, scales + 16 * i));
+    }
     for (int h = 0; h < GH; h++) {
         __m512 p[ATTN_W / 16], top = _mm512_setzero_ps();
         __mmask16 bad = 0;
         for (int32_t i = 0; 16 * i < np; i++) {
-            int32_t left = np - 16 * i;
-            __mmask16 valid = (__mmask16)(left >= 16 ? 0xffff : (1u << left) - 1);
-            __m512 d = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, scales + 16 * i));
-            p[i] = _mm512_mul_ps(_mm512_loadu_ps(w + h * ATTN_W + 16 * i), d);
+            p[i] = _mm512_mul_ps(_mm512_loadu_ps(w + h * ATTN_W + 16 * i), d[i]);
             top = _mm512_max_ps(top, p[i]);
             bad |= _mm512_cmp_ps_mask(p[i], _mm512_set1_ps(3.0e38f), _CMP_NLE_UQ);
         }
