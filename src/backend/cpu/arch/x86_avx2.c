@@ -1020,6 +1020,49 @@ static inline __attribute__((always_inline)) void scores_of(const float *q, cons
         attn_scores(q + r * hd, hd, kr, s, ATTN_W, GH, next, step);
 }
 
+/* The tile's softmax for rep heads: each row of weight (np scores) becomes e^(score * scale - m) with m the head's
+ * running maximum, zero from np on; sum and mx advance and rescale[r] = e^(old m - m) (0 before the first tile).
+ * The padding's masks are made once for all the heads, and the rescales take one vector exp for 8 heads rather than
+ * a scalar exp per head. */
+static inline __attribute__((always_inline)) void tile_softmax(float (*weight)[ATTN_W], int32_t rep, int32_t np,
+                                                               float scale, float *mx, float *sum, float *rescale) {
+    __m256 valid[ATTN_W / 8];
+    int32_t n8 = (np + 7) / 8;
+    for (int32_t i = 0; i < n8; i++)
+        valid[i] = _mm256_castsi256_ps(
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(np - 8 * i), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+    float m_new[ATTN_REP_STEP];
+    for (int32_t r = 0; r < rep; r++) {
+        __m256 vmax = _mm256_set1_ps(-INFINITY);
+        for (int32_t i = 0; i < n8; i++) {
+            float *w = weight[r] + 8 * i;
+            __m256 s8 = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY),
+                                         _mm256_mul_ps(_mm256_loadu_ps(w), _mm256_set1_ps(scale)), valid[i]);
+            _mm256_storeu_ps(w, s8);
+            vmax = _mm256_max_ps(vmax, s8);
+        }
+        float tile_max = hmax256(vmax);
+        m_new[r] = tile_max > mx[r] ? tile_max : mx[r];
+    }
+    for (int32_t r = 0; r < rep; r += 8) {
+        __m256i heads = _mm256_cmpgt_epi32(_mm256_set1_epi32(rep - r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256 old = _mm256_maskload_ps(mx + r, heads), now = _mm256_maskload_ps(m_new + r, heads);
+        __m256 started = _mm256_cmp_ps(_mm256_maskload_ps(sum + r, heads), _mm256_setzero_ps(), _CMP_GT_OQ);
+        _mm256_maskstore_ps(rescale + r, heads, _mm256_and_ps(started, exp256(_mm256_sub_ps(old, now))));
+        _mm256_maskstore_ps(mx + r, heads, now);
+    }
+    for (int32_t r = 0; r < rep; r++) {
+        __m256 wsum = _mm256_setzero_ps(), vm = _mm256_set1_ps(m_new[r]);
+        for (int32_t i = 0; i < n8; i++) {
+            float *w = weight[r] + 8 * i;
+            __m256 w8 = _mm256_and_ps(exp256(_mm256_sub_ps(_mm256_loadu_ps(w), vm)), valid[i]);
+            _mm256_storeu_ps(w, w8);
+            wsum = _mm256_add_ps(wsum, w8);
+        }
+        sum[r] = sum[r] * rescale[r] + hsum256(wsum);
+    }
+}
+
 /* The tile for up to ATTN_REP_STEP heads: float rows of K and V (TND_KV_FLOAT), or a cache as stored (kv: K transposed
  * and V rows, F16 or Q8_0); inlined per kind. */
 static inline __attribute__((always_inline)) void
@@ -1053,36 +1096,7 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
             scores_of(q, kv, kr, r, hd, j0, np, weight[r] + j0, 2, r ? NULL : next, &step, kind);
         for (; r < rep; r++) scores_of(q, kv, kr, r, hd, j0, np, weight[r] + j0, 1, r ? NULL : next, &step, kind);
     }
-    int32_t np8 = (np + 7) & ~7;
-    __m256 lane = _mm256_setr_ps(0, 1, 2, 3, 4, 5, 6, 7);
-    __m256 score_scale = _mm256_set1_ps(kind == TND_KV_Q8_0 ? 1.0f : scale); /* the quantized queries hold it */
-    for (int32_t r = 0; r < rep; r++) {
-        float *w = weight[r];
-        /* scaled scores, padding positions -inf; the tile's maximum */
-        __m256 vmax = _mm256_set1_ps(-INFINITY);
-        for (int32_t j0 = 0; j0 < np8; j0 += 8) {
-            __m256 s8 = _mm256_mul_ps(_mm256_loadu_ps(w + j0), score_scale);
-            __m256 valid = _mm256_cmp_ps(_mm256_add_ps(_mm256_set1_ps((float)(j0 - np)), lane), _mm256_setzero_ps(),
-                                         _CMP_LT_OQ);
-            s8 = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s8, valid);
-            _mm256_storeu_ps(w + j0, s8);
-            vmax = _mm256_max_ps(vmax, s8);
-        }
-        float tile_max = hmax256(vmax);
-        float m_new = tile_max > mx[r] ? tile_max : mx[r], c = sum[r] > 0 ? expf(mx[r] - m_new) : 0.0f;
-        /* weights (zero on padding) and their sum */
-        __m256 wsum = _mm256_setzero_ps(), vm = _mm256_set1_ps(m_new);
-        for (int32_t j0 = 0; j0 < np8; j0 += 8) {
-            __m256 s8 = _mm256_loadu_ps(w + j0);
-            __m256 w8 =
-                _mm256_and_ps(exp256(_mm256_sub_ps(s8, vm)), _mm256_cmp_ps(s8, _mm256_set1_ps(-INFINITY), _CMP_NEQ_OQ));
-            _mm256_storeu_ps(w + j0, w8);
-            wsum = _mm256_add_ps(wsum, w8);
-        }
-        sum[r] = sum[r] * c + hsum256(wsum);
-        mx[r] = m_new;
-        rescale[r] = c;
-    }
+    tile_softmax(weight, rep, np, kind == TND_KV_Q8_0 ? 1.0f : scale, mx, sum, rescale); /* Q8_0: queries hold it */
     /* acc = acc * c + sum_j w_j v_j: a Q8_0 cache's in integers; float rows or F16 values (converted per head, as
      * they load: one instruction) ATTN_HD_STEP outputs at a time in registers (then 8 at a time) */
     if (kind == TND_KV_Q8_0) {

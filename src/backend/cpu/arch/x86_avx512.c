@@ -958,25 +958,29 @@ static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
     }
 }
 
+/* Unrolls a loop over a group's heads (at most 8) before GCC lays out the registers: at -O3 GCC 12 otherwise unrolled
+ * some of them late, and kept the heads' sums in memory as well as in registers. */
+#define UNROLL_HEADS _Pragma("GCC unroll 8")
+
 /* acc[r][d0 ..] = acc[r][d0 ..] * c[r] + sum_j w[r][j] v[j][d0 ..] for GH heads at once over HV vectors of 16
  * values from d0: each V value is loaded (and decoded) once per group of heads. */
 ALWAYS_INLINE void attn_accumulate(float *acc, const float *w, int32_t w_stride, const float *c, const void *v,
                                    int32_t np, int32_t hd, int32_t d0, int GH, int HV, tnd_kv_kind kind,
                                    const tnd_kv_prefetch *next, int32_t *step) {
     __m512 a[16];
-    for (int h = 0; h < GH; h++)
+    UNROLL_HEADS for (int h = 0; h < GH; h++)
         for (int u = 0; u < HV; u++)
             a[h * HV + u] = _mm512_mul_ps(_mm512_loadu_ps(acc + h * hd + d0 + 16 * u), _mm512_set1_ps(c[h]));
     for (int32_t j = 0; j < np; j++) {
         if (j % 8 == 0) prefetch_piece(next, (*step)++);
         __m512 vj[8];
         load_row16(v, j * hd + d0, HV, kind, vj);
-        for (int h = 0; h < GH; h++) {
+        UNROLL_HEADS for (int h = 0; h < GH; h++) {
             __m512 wj = _mm512_set1_ps(w[h * w_stride + j]);
             for (int u = 0; u < HV; u++) a[h * HV + u] = _mm512_fmadd_ps(wj, vj[u], a[h * HV + u]);
         }
     }
-    for (int h = 0; h < GH; h++)
+    UNROLL_HEADS for (int h = 0; h < GH; h++)
         for (int u = 0; u < HV; u++) _mm512_storeu_ps(acc + h * hd + d0 + 16 * u, a[h * HV + u]);
 }
 
@@ -997,18 +1001,18 @@ ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, int32_t str
     __mmask16 m0 = (__mmask16)(n_valid >= 16 ? 0xffff : (1u << n_valid) - 1);
     __mmask16 m1 = (__mmask16)(n_valid >= 32 ? 0xffff : n_valid > 16 ? (1u << (n_valid - 16)) - 1 : 0);
     __m512 a[8][2];
-    for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm512_setzero_ps();
+    UNROLL_HEADS for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm512_setzero_ps();
     for (int32_t d = 0; d < hd; d++) {
         if (d % 8 == 0) prefetch_piece(next, (*step)++);
         size_t at = (size_t)d * (size_t)stride;
         __m512 k0 = load_k16(k, at, m0, kind), k1 = load_k16(k, at + (size_t)second, m1, kind);
-        for (int h = 0; h < GH; h++) {
+        UNROLL_HEADS for (int h = 0; h < GH; h++) {
             __m512 qd = _mm512_set1_ps(q[h * hd + d]);
             a[h][0] = _mm512_fmadd_ps(qd, k0, a[h][0]);
             a[h][1] = _mm512_fmadd_ps(qd, k1, a[h][1]);
         }
     }
-    for (int h = 0; h < GH; h++) {
+    UNROLL_HEADS for (int h = 0; h < GH; h++) {
         _mm512_storeu_ps(s + h * s_stride, a[h][0]);
         _mm512_storeu_ps(s + h * s_stride + 16, a[h][1]);
     }
@@ -1030,7 +1034,7 @@ ALWAYS_INLINE void scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const
         __mmask16 valid = (__mmask16)(left >= 16 ? 0xffff : (1u << left) - 1);
         __mmask64 bytes = left >= 16 ? ~(__mmask64)0 : ((__mmask64)1 << (4 * left)) - 1;
         __m512 a[8];
-        for (int h = 0; h < GH; h++) a[h] = _mm512_setzero_ps();
+        UNROLL_HEADS for (int h = 0; h < GH; h++) a[h] = _mm512_setzero_ps();
         for (int32_t b = 0; b < blocks; b++) {
             prefetch_piece(next, (*step)++);
             __m512i steps[QK / 4];
@@ -1040,20 +1044,21 @@ ALWAYS_INLINE void scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const
                     bias);
             __m512 dk = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, scales + (size_t)b * (size_t)stride + j));
             __m512i sum[8]; /* the heads' sums advance together: each head's chain alone waits on its latency */
-            for (int h = 0; h < GH; h++) sum[h] = _mm512_set1_epi32(-128 * qq.sum[h * blocks + b]);
+            UNROLL_HEADS for (int h = 0; h < GH; h++) sum[h] = _mm512_set1_epi32(-128 * qq.sum[h * blocks + b]);
             const uint8_t *ql = (const uint8_t *)qq.levels + QK * b; /* head h's at ql + h * hd */
             for (int i = 0; i < QK / 4; i++)
-                for (int h = 0; h < GH; h++)
+                UNROLL_HEADS for (int h = 0; h < GH; h++)
                     sum[h] = _mm512_dpbusd_epi32(sum[h], steps[i], _mm512_set1_epi32(load_i32(ql + h * hd + 4 * i)));
-            for (int h = 0; h < GH; h++)
+            UNROLL_HEADS for (int h = 0; h < GH; h++)
                 a[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[h]),
                                        _mm512_mul_ps(dk, _mm512_set1_ps(qq.scale[h * blocks + b])), a[h]);
         }
-        for (int h = 0; h < GH; h++) _mm512_storeu_ps(s + h * s_stride + j, a[h]);
+        UNROLL_HEADS for (int h = 0; h < GH; h++) _mm512_storeu_ps(s + h * s_stride + j, a[h]);
     }
 }
 
 enum { ATTN_MAX_REP = 64, ATTN_W = TND_CPU_ATTN_TILE_MAX }; /* ATTN_W: the stride of one head's weights */
+
 
 /* The weights of GH heads (rows w[h * ATTN_W ..], zero from np on) times the scales of block b of a Q8_0 V's np
  * positions (tnd_kv_stored), as 8-bit levels[h][j] (TND_ATTN_V_LEVELS_AVX512 at the head's largest) and the weight
@@ -1084,26 +1089,40 @@ ALWAYS_INLINE void v_weight_levels(const float *w, const uint16_t *scales, int32
     }
 }
 
+/* s[h][0..1] += the products of group g's two vectors of V at `at` (32 dimensions of four positions) with head h's
+ * four weight levels, for GH heads. */
+ALWAYS_INLINE void v_add_group(__m512i (*s)[2], const uint8_t *at, const uint8_t (*levels)[ATTN_W], int32_t g,
+                               int GH) {
+    __m512i v0 = _mm512_loadu_si512(at), v1 = _mm512_loadu_si512(at + 64);
+    UNROLL_HEADS for (int h = 0; h < GH; h++) {
+        __m512i w4 = _mm512_set1_epi32(load_i32(levels[h] + 4 * g));
+        s[h][0] = _mm512_dpbusd_epi32(s[h][0], w4, v0);
+        s[h][1] = _mm512_dpbusd_epi32(s[h][1], w4, v1);
+    }
+}
+
 /* acc[h][32 b ..] = acc[h][32 b ..] * c[h] + unit[h] * sum_j levels[h][j] v[j][32 b ..] for GH heads over block b of
  * a Q8_0 V in groups of four positions: per group, the block's 32 dimensions are two vectors of 16 lanes of four
  * levels, and each head's four weight levels one broadcast lane, so vpdpbusd adds four positions' products at once
- * (a float sum takes one multiply-add per position). Asks for a piece of the next tile every fourth group. */
+ * (a float sum takes one multiply-add per position). Asks for a piece of the next tile every fourth group: the
+ * groups go four at a time and the rest one at a time, so that each loop is one straight path (with the request
+ * inside a loop of single groups, GCC 12 copied every sum between two sets of registers on each group and kept one
+ * in memory, a store and a load in its chain). */
 ALWAYS_INLINE void v_accumulate_q8(float *acc, int32_t hd, const float *c, const uint8_t *v, int32_t np, int32_t b,
                                    const uint8_t (*levels)[ATTN_W], const float *unit, int GH,
                                    const tnd_kv_prefetch *next, int32_t *step) {
     __m512i s[8][2];
-    for (int h = 0; h < GH; h++) s[h][0] = s[h][1] = _mm512_setzero_si512();
-    for (int32_t g = 0; 4 * g < np; g++) {
-        if (g % 4 == 0) prefetch_piece(next, (*step)++);
-        const uint8_t *at = v + (size_t)g * 4 * (size_t)hd + 4 * QK * (size_t)b;
-        __m512i v0 = _mm512_loadu_si512(at), v1 = _mm512_loadu_si512(at + 64);
-        for (int h = 0; h < GH; h++) {
-            __m512i w4 = _mm512_set1_epi32(load_i32(levels[h] + 4 * g));
-            s[h][0] = _mm512_dpbusd_epi32(s[h][0], w4, v0);
-            s[h][1] = _mm512_dpbusd_epi32(s[h][1], w4, v1);
-        }
+    UNROLL_HEADS for (int h = 0; h < GH; h++) s[h][0] = s[h][1] = _mm512_setzero_si512();
+    const uint8_t *block = v + 4 * QK * (size_t)b;
+    int32_t groups = (np + 3) / 4, g = 0;
+    for (; g + 4 <= groups; g += 4) {
+        prefetch_piece(next, (*step)++);
+        _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)
+            v_add_group(s, block + (size_t)(g + i) * 4 * (size_t)hd, levels, g + i, GH);
     }
-    for (int h = 0; h < GH; h++)
+    if (g < groups) prefetch_piece(next, (*step)++);
+    for (; g < groups; g++) v_add_group(s, block + (size_t)g * 4 * (size_t)hd, levels, g, GH);
+    UNROLL_HEADS for (int h = 0; h < GH; h++)
         for (int u = 0; u < 2; u++) {
             float *out = acc + h * hd + QK * b + 16 * u;
             _mm512_storeu_ps(out, _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[h][u]), _mm512_set1_ps(unit[h]),
@@ -1120,6 +1139,47 @@ ALWAYS_INLINE void v_sum_q8(float *acc, int32_t hd, const float *w, const float 
         v_weight_levels(w, kv->v_scales + (size_t)b * (size_t)kv->stride, np, GH, levels, unit);
         v_accumulate_q8(acc, hd, c, (const uint8_t *)kv->v, np, b, (const uint8_t(*)[ATTN_W])levels, unit, GH, next,
                         step);
+    }
+}
+
+/* The tile's softmax for rep heads: each row of weight (np scores) becomes e^(score * scale - m) with m the head's
+ * running maximum, zero from np on; sum and mx advance and rescale[r] = e^(old m - m) (0 before the first tile).
+ * The rescales take one vector exp for 16 heads rather than a scalar exp per head. */
+ALWAYS_INLINE void tile_softmax(float (*weight)[ATTN_W], int32_t rep, int32_t np, float scale, float *mx, float *sum,
+                                float *rescale) {
+    __mmask16 valid[ATTN_W / 16];
+    int32_t n16 = (np + 15) / 16;
+    for (int32_t i = 0; i < n16; i++) valid[i] = (__mmask16)(np - 16 * i >= 16 ? 0xffff : (1u << (np - 16 * i)) - 1);
+    float m_new[ATTN_MAX_REP];
+    for (int32_t r = 0; r < rep; r++) {
+        __m512 vmax = _mm512_set1_ps(-INFINITY);
+        for (int32_t i = 0; i < n16; i++) {
+            float *w = weight[r] + 16 * i;
+            __m512 s16 = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid[i],
+                                            _mm512_mul_ps(_mm512_loadu_ps(w), _mm512_set1_ps(scale)));
+            _mm512_storeu_ps(w, s16);
+            vmax = _mm512_max_ps(vmax, s16);
+        }
+        float tile_max = _mm512_reduce_max_ps(vmax);
+        m_new[r] = tile_max > mx[r] ? tile_max : mx[r];
+    }
+    for (int32_t r = 0; r < rep; r += 16) {
+        __mmask16 heads = (__mmask16)(rep - r >= 16 ? 0xffff : (1u << (rep - r)) - 1);
+        __m512 old = _mm512_maskz_loadu_ps(heads, mx + r), now = _mm512_maskz_loadu_ps(heads, m_new + r);
+        __mmask16 started = _mm512_mask_cmp_ps_mask(heads, _mm512_maskz_loadu_ps(heads, sum + r),
+                                                    _mm512_setzero_ps(), _CMP_GT_OQ);
+        _mm512_mask_storeu_ps(rescale + r, heads, _mm512_maskz_mov_ps(started, exp_neg512(_mm512_sub_ps(old, now))));
+        _mm512_mask_storeu_ps(mx + r, heads, now);
+    }
+    for (int32_t r = 0; r < rep; r++) {
+        __m512 wsum = _mm512_setzero_ps(), vm = _mm512_set1_ps(m_new[r]);
+        for (int32_t i = 0; i < n16; i++) {
+            float *w = weight[r] + 16 * i;
+            __m512 w16 = _mm512_maskz_mov_ps(valid[i], exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(w), vm)));
+            _mm512_storeu_ps(w, w16);
+            wsum = _mm512_add_ps(wsum, w16);
+        }
+        sum[r] = sum[r] * rescale[r] + _mm512_reduce_add_ps(wsum);
     }
 }
 
@@ -1140,7 +1200,7 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
                                   tnd_kv_kind kind, const tnd_kv_prefetch *next) {
     const void *v = kind == TND_KV_FLOAT ? (const void *)v_rows : kv->v;
     float weight[ATTN_MAX_REP][ATTN_W], rescale[ATTN_MAX_REP], kt[2 * 128 * 16];
-    int32_t np16 = (np + 15) & ~15, step = 0;
+    int32_t step = 0;
     /* the next tile is asked for through the scores, and where they are short (a Q8_0 cache's integer scores) through
      * V too: requests bunched in a short stretch fill the core's queue of misses (1.1x slower) */
     const tnd_kv_prefetch *k_hint = next, *v_hint = kind == TND_KV_Q8_0 ? next : NULL;
@@ -1188,28 +1248,7 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
             r += gh;
         }
     }
-    __m512 score_scale = _mm512_set1_ps(kind == TND_KV_Q8_0 ? 1.0f : scale); /* the quantized queries hold it */
-    for (int32_t r = 0; r < rep; r++) {
-        __m512 vmax = _mm512_set1_ps(-INFINITY);
-        for (int32_t j0 = 0; j0 < np16; j0 += 16) {
-            __mmask16 valid = (__mmask16)(np - j0 >= 16 ? 0xffff : (1u << (np - j0)) - 1);
-            __m512 s16 = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid,
-                                            _mm512_mul_ps(_mm512_loadu_ps(weight[r] + j0), score_scale));
-            _mm512_storeu_ps(weight[r] + j0, s16);
-            vmax = _mm512_max_ps(vmax, s16);
-        }
-        float tile_max = _mm512_reduce_max_ps(vmax), m_new = tile_max > mx[r] ? tile_max : mx[r];
-        rescale[r] = sum[r] > 0 ? expf(mx[r] - m_new) : 0.0f;
-        __m512 wsum = _mm512_setzero_ps(), vm = _mm512_set1_ps(m_new);
-        for (int32_t j0 = 0; j0 < np16; j0 += 16) {
-            __mmask16 valid = (__mmask16)(np - j0 >= 16 ? 0xffff : (1u << (np - j0)) - 1);
-            __m512 w16 = _mm512_maskz_mov_ps(valid, exp_neg512(_mm512_sub_ps(_mm512_loadu_ps(weight[r] + j0), vm)));
-            _mm512_storeu_ps(weight[r] + j0, w16);
-            wsum = _mm512_add_ps(wsum, w16);
-        }
-        sum[r] = sum[r] * rescale[r] + _mm512_reduce_add_ps(wsum);
-        mx[r] = m_new;
-    }
+    tile_softmax(weight, rep, np, kind == TND_KV_Q8_0 ? 1.0f : scale, mx, sum, rescale); /* Q8_0: queries hold it */
     /* V: a Q8_0 cache's in integers, up to 8 heads at a time; rows of floats or F16 values for up to 8 heads over 32
      * values at a time (the rest of the heads in one group), a single head over 64 */
     for (int32_t r = 0; kind == TND_KV_Q8_0 && r < rep;) {
