@@ -296,13 +296,20 @@ ALWAYS_INLINE void tile_group_body(const uint8_t *w, const uint8_t *act, size_t 
         }
         for (int t = 0; t < T; t++) {
             const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * ACT_BLOCK_BYTES;
-            __m512i sum[V];
-            for (int v = 0; v < V; v++)
+            /* even and odd steps in two chains, added at the end (exact): one chain of 8 waited on its latency */
+            __m512i sum[V], odd[V];
+            for (int v = 0; v < V; v++) {
                 sum[v] = has_min(kind) ? _mm512_setzero_si512() : _mm512_set1_epi32(load_i32(a + QK + 4));
-            for (int i = 0; i < QK / 4; i++) {
-                __m512i four = _mm512_set1_epi32(load_i32(a + 4 * i));
-                for (int v = 0; v < V; v++) sum[v] = _mm512_dpbusd_epi32(sum[v], steps[v][i], four);
+                odd[v] = _mm512_setzero_si512();
             }
+            for (int i = 0; i < QK / 4; i += 2) {
+                __m512i four = _mm512_set1_epi32(load_i32(a + 4 * i)), next = _mm512_set1_epi32(load_i32(a + 4 * i + 4));
+                for (int v = 0; v < V; v++) {
+                    sum[v] = _mm512_dpbusd_epi32(sum[v], steps[v][i], four);
+                    odd[v] = _mm512_dpbusd_epi32(odd[v], steps[v][i + 1], next);
+                }
+            }
+            for (int v = 0; v < V; v++) sum[v] = _mm512_add_epi32(sum[v], odd[v]);
             __m512 da = _mm512_set1_ps(load_f32(a + QK));
             for (int v = 0; v < V; v++) {
                 acc[v][t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(sum[v]), dw[v]), da, acc[v][t]);
@@ -484,10 +491,12 @@ ALWAYS_INLINE void tile_q45_K_body(const uint8_t *w, const uint8_t *act, size_t 
             }
             for (int t = 0; t < T; t++) {
                 const uint8_t *a = a0 + (size_t)t * act_stride + 32 * j;
-                __m512i sum = _mm512_setzero_si512();
-                for (int i = 0; i < 8; i++)
+                __m512i sum = _mm512_setzero_si512(), odd = _mm512_setzero_si512(); /* two chains, as the tile above */
+                for (int i = 0; i < 8; i += 2) {
                     sum = _mm512_dpbusd_epi32(sum, steps[i], _mm512_set1_epi32(load_i32(a + 4 * i)));
-                total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(sum, sc));
+                    odd = _mm512_dpbusd_epi32(odd, steps[i + 1], _mm512_set1_epi32(load_i32(a + 4 * i + 4)));
+                }
+                total[t] = _mm512_add_epi32(total[t], _mm512_mullo_epi32(_mm512_add_epi32(sum, odd), sc));
             }
         }
         const __m512i mn[4] = {_mm512_and_si512(mn_lo, even), _mm512_and_si512(_mm512_srli_epi32(mn_lo, 8), even),
