@@ -615,58 +615,182 @@ static void swiglu(const float *gate, const float *up, float *out, int64_t n) {
     }
 }
 
-enum { ATTN_HEADS = 4 }; /* query heads that share each loaded K and V vector */
+/* Attention tile, shaped as x86_avx2.c's: the scores come from K transposed (dimension d of position j at
+ * k[d * stride + j]), one position per lane, so every K value is loaded once for a group of heads and summed with
+ * full-vector multiply-adds, no horizontal sums. The float entry transposes its rows 4 x 4 into kt; the stored entry
+ * reads an F16 cache as kv_store keeps it (K transposed, V rows) and converts in registers. Both share every other
+ * step, so they give the same bits on the same values. */
+enum {
+    ATTN_POS = 16,      /* positions of one pass of the scores: four vectors */
+    ATTN_MAX_HD = 512,  /* head sizes the tile takes (a multiple of 4) */
+    ATTN_REP_STEP = 16, /* query heads whose weights are kept at once */
+    ATTN_W = TND_CPU_ATTN_TILE_MAX
+};
 
-/* Up to ATTN_HEADS query heads of one KV head over np positions (rows k[np][hd], v[np][hd]): the scores, then the
- * online-softmax update of each head's running max, sum and output. Each head's arithmetic is its own. */
-static void attn_heads(const float *q, int32_t nh, int32_t hd, const float *k, const float *v, int32_t np,
-                       float scale, float *mx, float *sum, float *acc) {
-    float score[ATTN_HEADS][TND_CPU_ATTN_TILE_MAX];
-    for (int32_t j = 0; j < np; j++) {
-        float32x4_t s[ATTN_HEADS];
-        for (int32_t r = 0; r < nh; r++) s[r] = vdupq_n_f32(0);
-        for (int32_t i = 0; i < hd; i += 4) {
-            float32x4_t kv = vld1q_f32(k + (size_t)j * hd + i);
-            for (int32_t r = 0; r < nh; r++) s[r] = vfmaq_f32(s[r], vld1q_f32(q + (size_t)r * hd + i), kv);
+/* 4 float or F16 values of K or V from element `at`. */
+static inline float32x4_t load_kv4(const void *p, size_t at, tnd_kv_kind kind) {
+    return kind == TND_KV_F16 ? vcvt_f32_f16(vld1_f16((const __fp16 *)p + at)) : vld1q_f32((const float *)p + at);
+}
+
+/* Positions [4 g, 4 g + 4) of K transposed from element `at`, lanes from n_valid on as zeros; nothing is read past
+ * the valid positions (the run may end at the last row of the cache). */
+static inline float32x4_t load_k4(const void *k, size_t at, int32_t g, int32_t n_valid, tnd_kv_kind kind) {
+    if (n_valid >= 4 * g + 4) return load_kv4(k, at + (size_t)(4 * g), kind);
+    float part[4] = {0};
+    for (int32_t j = 4 * g; j < n_valid; j++)
+        part[j - 4 * g] =
+            kind == TND_KV_F16 ? (float)((const __fp16 *)k)[at + (size_t)j] : ((const float *)k)[at + (size_t)j];
+    return vld1q_f32(part);
+}
+
+/* Scores of GH heads (rows of hd floats at q) against ATTN_POS positions of K transposed (element d * stride, n_valid
+ * of them), into s[h * ATTN_W ..]. */
+static inline __attribute__((always_inline)) void attn_scores(const float *q, int32_t hd, const void *k, int32_t stride,
+                                                              int32_t n_valid, tnd_kv_kind kind, float *s, int GH) {
+    float32x4_t a[4][4];
+    for (int h = 0; h < GH; h++)
+        for (int g = 0; g < 4; g++) a[h][g] = vdupq_n_f32(0);
+    for (int32_t d = 0; d < hd; d++) {
+        size_t at = (size_t)d * (size_t)stride;
+        float32x4_t kv[4];
+        for (int g = 0; g < 4; g++) kv[g] = load_k4(k, at, g, n_valid, kind);
+        for (int h = 0; h < GH; h++) {
+            float qd = q[h * hd + d];
+            for (int g = 0; g < 4; g++) a[h][g] = vfmaq_n_f32(a[h][g], kv[g], qd);
         }
-        for (int32_t r = 0; r < nh; r++) score[r][j] = vaddvq_f32(s[r]) * scale;
     }
-    for (int32_t r = 0; r < nh; r++) {
-        float tile_max = -INFINITY;
-        for (int32_t j = 0; j < np; j++) tile_max = score[r][j] > tile_max ? score[r][j] : tile_max;
-        float m_new = tile_max > mx[r] ? tile_max : mx[r];
-        float c = sum[r] > 0 ? vgetq_lane_f32(exp4(vdupq_n_f32(mx[r] - m_new)), 0) : 0.0f;
-        int32_t j = 0;
-        for (; j + 4 <= np; j += 4) /* the weights, four at a time; the tail through the same arithmetic */
-            vst1q_f32(score[r] + j, exp4(vsubq_f32(vld1q_f32(score[r] + j), vdupq_n_f32(m_new))));
-        if (j < np) {
-            float t[4] = {0};
-            memcpy(t, score[r] + j, sizeof(float) * (size_t)(np - j));
-            vst1q_f32(t, exp4(vsubq_f32(vld1q_f32(t), vdupq_n_f32(m_new))));
-            memcpy(score[r] + j, t, sizeof(float) * (size_t)(np - j));
+    for (int h = 0; h < GH; h++)
+        for (int g = 0; g < 4; g++) vst1q_f32(s + h * ATTN_W + 4 * g, a[h][g]);
+}
+
+/* The tile's softmax for rep heads: each row of weight (np scores) becomes e^(score * scale - m) with m the head's
+ * running maximum, zero from np on; sum and mx advance and rescale[r] = e^(old m - m) (0 before the first tile). The
+ * padding's masks are made once for all the heads, and the rescales take one vector exp for 4 heads. */
+static void tile_softmax(float (*weight)[ATTN_W], int32_t rep, int32_t np, float scale, float *mx, float *sum,
+                         float *rescale) {
+    static const int32_t lanes[4] = {0, 1, 2, 3};
+    uint32x4_t valid[ATTN_W / 4];
+    int32_t n4 = (np + 3) / 4;
+    for (int32_t i = 0; i < n4; i++) valid[i] = vcltq_s32(vld1q_s32(lanes), vdupq_n_s32(np - 4 * i));
+    float old[ATTN_REP_STEP] = {0}, now[ATTN_REP_STEP] = {0}, total[ATTN_REP_STEP] = {0};
+    for (int32_t r = 0; r < rep; r++) {
+        float32x4_t vmax = vdupq_n_f32(-INFINITY);
+        for (int32_t i = 0; i < n4; i++) {
+            float *w = weight[r] + 4 * i;
+            float32x4_t s4 = vbslq_f32(valid[i], vmulq_n_f32(vld1q_f32(w), scale), vdupq_n_f32(-INFINITY));
+            vst1q_f32(w, s4);
+            vmax = vmaxq_f32(vmax, s4);
         }
-        float total = sum[r] * c;
-        for (j = 0; j < np; j++) total += score[r][j];
-        sum[r] = total;
-        mx[r] = m_new;
-        float *ar = acc + (size_t)r * hd;
-        for (int32_t i = 0; i < hd; i += 4) {
-            float32x4_t o = vmulq_n_f32(vld1q_f32(ar + i), c);
-            for (j = 0; j < np; j++) o = vfmaq_n_f32(o, vld1q_f32(v + (size_t)j * hd + i), score[r][j]);
-            vst1q_f32(ar + i, o);
+        float tile_max = vmaxvq_f32(vmax);
+        old[r] = mx[r];
+        now[r] = tile_max > mx[r] ? tile_max : mx[r];
+        total[r] = sum[r];
+    }
+    for (int32_t r = 0; r < rep; r += 4) {
+        uint32x4_t started = vcgtq_f32(vld1q_f32(total + r), vdupq_n_f32(0));
+        float32x4_t c = vreinterpretq_f32_u32(
+            vandq_u32(started, vreinterpretq_u32_f32(exp4(vsubq_f32(vld1q_f32(old + r), vld1q_f32(now + r))))));
+        float part[4];
+        vst1q_f32(part, c);
+        for (int32_t i = 0; i < 4 && r + i < rep; i++) {
+            rescale[r + i] = part[i];
+            mx[r + i] = now[r + i];
         }
+    }
+    for (int32_t r = 0; r < rep; r++) {
+        float32x4_t wsum = vdupq_n_f32(0);
+        for (int32_t i = 0; i < n4; i++) {
+            float *w = weight[r] + 4 * i;
+            float32x4_t e = exp4(vsubq_f32(vld1q_f32(w), vdupq_n_f32(now[r])));
+            float32x4_t w4 = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(e), valid[i]));
+            vst1q_f32(w, w4);
+            wsum = vaddq_f32(wsum, w4);
+        }
+        sum[r] = sum[r] * rescale[r] + vaddvq_f32(wsum);
     }
 }
 
-static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
-                      float scale, float *mx, float *sum, float *acc) {
-    if (hd % 4 || np > TND_CPU_ATTN_TILE_MAX) {
+/* acc[h][i0 ..] = acc[h][i0 ..] * c[h] + sum_j w[h][j] v[j][i0 ..] for GH heads over nv vectors of 4 outputs from
+ * i0: each V vector is loaded (and converted) once for the group of heads. */
+static inline __attribute__((always_inline)) void attn_accumulate(float *acc, int32_t hd, const float (*w)[ATTN_W],
+                                                                  const float *c, const void *v, int32_t np, int32_t i0,
+                                                                  int nv, tnd_kv_kind kind, int GH) {
+    float32x4_t o[4][4];
+    for (int h = 0; h < GH; h++)
+        for (int u = 0; u < nv; u++) o[h][u] = vmulq_n_f32(vld1q_f32(acc + h * hd + i0 + 4 * u), c[h]);
+    for (int32_t j = 0; j < np; j++) {
+        float32x4_t vj[4];
+        for (int u = 0; u < nv; u++) vj[u] = load_kv4(v, (size_t)j * (size_t)hd + (size_t)(i0 + 4 * u), kind);
+        for (int h = 0; h < GH; h++)
+            for (int u = 0; u < nv; u++) o[h][u] = vfmaq_n_f32(o[h][u], vj[u], w[h][j]);
+    }
+    for (int h = 0; h < GH; h++)
+        for (int u = 0; u < nv; u++) vst1q_f32(acc + h * hd + i0 + 4 * u, o[h][u]);
+}
+
+/* The tile for up to ATTN_REP_STEP heads: float rows of K and V (TND_KV_FLOAT, K transposed here), or an F16 cache
+ * as stored (kv); heads in groups of 4, then 2, then 1, each group's arithmetic per head its own. */
+static inline __attribute__((always_inline)) void attn_tile_body(const float *q, int32_t rep, int32_t hd,
+                                                                 const float *k_rows, const float *v_rows,
+                                                                 const tnd_kv_stored *kv, int32_t np, float scale,
+                                                                 float *mx, float *sum, float *acc, tnd_kv_kind kind) {
+    float weight[ATTN_REP_STEP][ATTN_W], kt[ATTN_MAX_HD * ATTN_POS], rescale[ATTN_REP_STEP];
+    const void *v = kind == TND_KV_FLOAT ? (const void *)v_rows : kv->v;
+    for (int32_t j0 = 0; j0 < np; j0 += ATTN_POS) {
+        const void *k = kt;
+        int32_t stride = ATTN_POS;
+        if (kind == TND_KV_F16) {
+            k = (const __fp16 *)kv->k + j0;
+            stride = kv->stride;
+        } else
+            for (int32_t g = 0; g < ATTN_POS; g += 4)
+                for (int32_t d0 = 0; d0 < hd; d0 += 4) {
+                    float32x4_t m[4];
+                    for (int i = 0; i < 4; i++)
+                        m[i] = j0 + g + i < np ? vld1q_f32(k_rows + (size_t)(j0 + g + i) * hd + d0) : vdupq_n_f32(0);
+                    float32x4x2_t lo = vtrnq_f32(m[0], m[1]), hi = vtrnq_f32(m[2], m[3]);
+                    float32x4_t col[4] = {vcombine_f32(vget_low_f32(lo.val[0]), vget_low_f32(hi.val[0])),
+                                          vcombine_f32(vget_low_f32(lo.val[1]), vget_low_f32(hi.val[1])),
+                                          vcombine_f32(vget_high_f32(lo.val[0]), vget_high_f32(hi.val[0])),
+                                          vcombine_f32(vget_high_f32(lo.val[1]), vget_high_f32(hi.val[1]))};
+                    for (int i = 0; i < 4; i++) vst1q_f32(kt + (d0 + i) * ATTN_POS + g, col[i]);
+                }
+        int32_t r = 0, n_valid = np - j0;
+        for (; r + 4 <= rep; r += 4) attn_scores(q + r * hd, hd, k, stride, n_valid, kind, weight[r] + j0, 4);
+        for (; r + 2 <= rep; r += 2) attn_scores(q + r * hd, hd, k, stride, n_valid, kind, weight[r] + j0, 2);
+        for (; r < rep; r++) attn_scores(q + r * hd, hd, k, stride, n_valid, kind, weight[r] + j0, 1);
+    }
+    tile_softmax(weight, rep, np, scale, mx, sum, rescale);
+    for (int32_t i0 = 0; i0 < hd; i0 += 16) {
+        int nv = hd - i0 >= 16 ? 4 : (hd - i0) / 4, r = 0;
+        const float(*w)[ATTN_W] = (const float(*)[ATTN_W])weight;
+        for (; r + 4 <= rep; r += 4) attn_accumulate(acc + r * hd, hd, w + r, rescale + r, v, np, i0, nv, kind, 4);
+        for (; r + 2 <= rep; r += 2) attn_accumulate(acc + r * hd, hd, w + r, rescale + r, v, np, i0, nv, kind, 2);
+        for (; r < rep; r++) attn_accumulate(acc + r * hd, hd, w + r, rescale + r, v, np, i0, nv, kind, 1);
+    }
+}
+
+static bool attn_takes(int32_t head_dim) { return head_dim % 4 == 0 && head_dim <= ATTN_MAX_HD; }
+
+static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np, float scale,
+                      float *mx, float *sum, float *acc) {
+    if (!attn_takes(hd) || np > TND_CPU_ATTN_TILE_MAX) {
         tnd_cpu_attn_tile_ref(q, rep, hd, k, v, np, scale, mx, sum, acc);
         return;
     }
-    for (int32_t r = 0; r < rep; r += ATTN_HEADS)
-        attn_heads(q + (size_t)r * hd, rep - r < ATTN_HEADS ? rep - r : ATTN_HEADS, hd, k, v, np, scale, mx + r,
-                   sum + r, acc + (size_t)r * hd);
+    for (int32_t r = 0; r < rep; r += ATTN_REP_STEP) /* each head's arithmetic is its own: the split changes no bit */
+        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, k, v, NULL, np, scale,
+                       mx + r, sum + r, acc + (size_t)r * hd, TND_KV_FLOAT);
+}
+
+/* An F16 cache only (a Q8_0 one is decoded for attn_tile); the next tile is left to the hardware prefetcher. */
+static bool attn_stored_takes(tnd_type type, int32_t head_dim) { return type == TND_TYPE_F16 && attn_takes(head_dim); }
+
+static void attn_tile_stored(const float *q, int32_t rep, int32_t hd, const tnd_kv_stored *kv, int32_t np, float scale,
+                             float *mx, float *sum, float *acc, const tnd_kv_prefetch *next) {
+    for (int32_t r = 0; r < rep; r += ATTN_REP_STEP)
+        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, NULL, NULL, kv, np,
+                       scale, mx + r, sum + r, acc + (size_t)r * hd, TND_KV_F16);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -705,6 +829,8 @@ static tnd_cpu_dot group_entry(tnd_type act_type, tnd_from_float_fn quantize, tn
 
 void tnd_cpu_kernels_neon(tnd_cpu_kernels *k) {
     k->vec.attn_tile = attn_tile;
+    k->vec.attn_tile_stored = attn_tile_stored;
+    k->vec.attn_tile_stored_takes = attn_stored_takes;
     k->vec.swiglu = swiglu;
     k->vec.to_float[TND_TYPE_F16] = f16_to_f32;
     k->vec.from_float[TND_TYPE_F16] = f32_to_f16;

@@ -303,7 +303,8 @@ ALWAYS_INLINE void tile_group_body(const uint8_t *w, const uint8_t *act, size_t 
                 odd[v] = _mm512_setzero_si512();
             }
             for (int i = 0; i < QK / 4; i += 2) {
-                __m512i four = _mm512_set1_epi32(load_i32(a + 4 * i)), next = _mm512_set1_epi32(load_i32(a + 4 * i + 4));
+                __m512i four = _mm512_set1_epi32(load_i32(a + 4 * i)),
+                        next = _mm512_set1_epi32(load_i32(a + 4 * i + 4));
                 for (int v = 0; v < V; v++) {
                     sum[v] = _mm512_dpbusd_epi32(sum[v], steps[v][i], four);
                     odd[v] = _mm512_dpbusd_epi32(odd[v], steps[v][i + 1], next);
@@ -967,9 +968,9 @@ static inline void prefetch_piece(const tnd_kv_prefetch *next, int32_t step) {
     }
 }
 
-/* Unrolls a loop over a group's heads (at most 8) before GCC lays out the registers: at -O3 GCC 12 otherwise unrolled
- * some of them late, and kept the heads' sums in memory as well as in registers. */
-#define UNROLL_HEADS _Pragma("GCC unroll 8")
+/* The loops over a group's heads (at most 8) carry "#pragma GCC unroll 8": unrolled before GCC lays out the
+ * registers. At -O3 GCC 12 otherwise unrolled some of them late and kept the heads' sums in memory as well as in
+ * registers, a store and a load in each sum's chain. */
 
 /* acc[r][d0 ..] = acc[r][d0 ..] * c[r] + sum_j w[r][j] v[j][d0 ..] for GH heads at once over HV vectors of 16
  * values from d0: each V value is loaded (and decoded) once per group of heads. */
@@ -977,19 +978,22 @@ ALWAYS_INLINE void attn_accumulate(float *acc, const float *w, int32_t w_stride,
                                    int32_t np, int32_t hd, int32_t d0, int GH, int HV, tnd_kv_kind kind,
                                    const tnd_kv_prefetch *next, int32_t *step) {
     __m512 a[16];
-    UNROLL_HEADS for (int h = 0; h < GH; h++)
+#pragma GCC unroll 8
+    for (int h = 0; h < GH; h++)
         for (int u = 0; u < HV; u++)
             a[h * HV + u] = _mm512_mul_ps(_mm512_loadu_ps(acc + h * hd + d0 + 16 * u), _mm512_set1_ps(c[h]));
     for (int32_t j = 0; j < np; j++) {
         if (j % 8 == 0) prefetch_piece(next, (*step)++);
         __m512 vj[8];
         load_row16(v, j * hd + d0, HV, kind, vj);
-        UNROLL_HEADS for (int h = 0; h < GH; h++) {
+#pragma GCC unroll 8
+        for (int h = 0; h < GH; h++) {
             __m512 wj = _mm512_set1_ps(w[h * w_stride + j]);
             for (int u = 0; u < HV; u++) a[h * HV + u] = _mm512_fmadd_ps(wj, vj[u], a[h * HV + u]);
         }
     }
-    UNROLL_HEADS for (int h = 0; h < GH; h++)
+#pragma GCC unroll 8
+    for (int h = 0; h < GH; h++)
         for (int u = 0; u < HV; u++) _mm512_storeu_ps(acc + h * hd + d0 + 16 * u, a[h * HV + u]);
 }
 
@@ -1010,18 +1014,21 @@ ALWAYS_INLINE void scores(const float *q, int32_t hd, const void *k, int32_t str
     __mmask16 m0 = (__mmask16)(n_valid >= 16 ? 0xffff : (1u << n_valid) - 1);
     __mmask16 m1 = (__mmask16)(n_valid >= 32 ? 0xffff : n_valid > 16 ? (1u << (n_valid - 16)) - 1 : 0);
     __m512 a[8][2];
-    UNROLL_HEADS for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+    for (int h = 0; h < GH; h++) a[h][0] = a[h][1] = _mm512_setzero_ps();
     for (int32_t d = 0; d < hd; d++) {
         if (d % 8 == 0) prefetch_piece(next, (*step)++);
         size_t at = (size_t)d * (size_t)stride;
         __m512 k0 = load_k16(k, at, m0, kind), k1 = load_k16(k, at + (size_t)second, m1, kind);
-        UNROLL_HEADS for (int h = 0; h < GH; h++) {
+#pragma GCC unroll 8
+        for (int h = 0; h < GH; h++) {
             __m512 qd = _mm512_set1_ps(q[h * hd + d]);
             a[h][0] = _mm512_fmadd_ps(qd, k0, a[h][0]);
             a[h][1] = _mm512_fmadd_ps(qd, k1, a[h][1]);
         }
     }
-    UNROLL_HEADS for (int h = 0; h < GH; h++) {
+#pragma GCC unroll 8
+    for (int h = 0; h < GH; h++) {
         _mm512_storeu_ps(s + h * s_stride, a[h][0]);
         _mm512_storeu_ps(s + h * s_stride + 16, a[h][1]);
     }
@@ -1043,7 +1050,8 @@ ALWAYS_INLINE void scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const
         __mmask16 valid = (__mmask16)(left >= 16 ? 0xffff : (1u << left) - 1);
         __mmask64 bytes = left >= 16 ? ~(__mmask64)0 : ((__mmask64)1 << (4 * left)) - 1;
         __m512 a[8];
-        UNROLL_HEADS for (int h = 0; h < GH; h++) a[h] = _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (int h = 0; h < GH; h++) a[h] = _mm512_setzero_ps();
         for (int32_t b = 0; b < blocks; b++) {
             prefetch_piece(next, (*step)++);
             __m512i steps[QK / 4];
@@ -1053,16 +1061,20 @@ ALWAYS_INLINE void scores_q8(tnd_attn_q8 qq, int32_t hd, const uint8_t *k, const
                     bias);
             __m512 dk = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, scales + (size_t)b * (size_t)stride + j));
             __m512i sum[8]; /* the heads' sums advance together: each head's chain alone waits on its latency */
-            UNROLL_HEADS for (int h = 0; h < GH; h++) sum[h] = _mm512_set1_epi32(-128 * qq.sum[h * blocks + b]);
+#pragma GCC unroll 8
+            for (int h = 0; h < GH; h++) sum[h] = _mm512_set1_epi32(-128 * qq.sum[h * blocks + b]);
             const uint8_t *ql = (const uint8_t *)qq.levels + QK * b; /* head h's at ql + h * hd */
             for (int i = 0; i < QK / 4; i++)
-                UNROLL_HEADS for (int h = 0; h < GH; h++)
+#pragma GCC unroll 8
+                for (int h = 0; h < GH; h++)
                     sum[h] = _mm512_dpbusd_epi32(sum[h], steps[i], _mm512_set1_epi32(load_i32(ql + h * hd + 4 * i)));
-            UNROLL_HEADS for (int h = 0; h < GH; h++)
+#pragma GCC unroll 8
+            for (int h = 0; h < GH; h++)
                 a[h] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum[h]),
                                        _mm512_mul_ps(dk, _mm512_set1_ps(qq.scale[h * blocks + b])), a[h]);
         }
-        UNROLL_HEADS for (int h = 0; h < GH; h++) _mm512_storeu_ps(s + h * s_stride + j, a[h]);
+#pragma GCC unroll 8
+        for (int h = 0; h < GH; h++) _mm512_storeu_ps(s + h * s_stride + j, a[h]);
     }
 }
 
@@ -1100,10 +1112,10 @@ ALWAYS_INLINE void v_weight_levels(const float *w, const uint16_t *scales, int32
 
 /* s[h][0..1] += the products of group g's two vectors of V at `at` (32 dimensions of four positions) with head h's
  * four weight levels, for GH heads. */
-ALWAYS_INLINE void v_add_group(__m512i (*s)[2], const uint8_t *at, const uint8_t (*levels)[ATTN_W], int32_t g,
-                               int GH) {
+ALWAYS_INLINE void v_add_group(__m512i (*s)[2], const uint8_t *at, const uint8_t (*levels)[ATTN_W], int32_t g, int GH) {
     __m512i v0 = _mm512_loadu_si512(at), v1 = _mm512_loadu_si512(at + 64);
-    UNROLL_HEADS for (int h = 0; h < GH; h++) {
+#pragma GCC unroll 8
+    for (int h = 0; h < GH; h++) {
         __m512i w4 = _mm512_set1_epi32(load_i32(levels[h] + 4 * g));
         s[h][0] = _mm512_dpbusd_epi32(s[h][0], w4, v0);
         s[h][1] = _mm512_dpbusd_epi32(s[h][1], w4, v1);
@@ -1121,17 +1133,19 @@ ALWAYS_INLINE void v_accumulate_q8(float *acc, int32_t hd, const float *c, const
                                    const uint8_t (*levels)[ATTN_W], const float *unit, int GH,
                                    const tnd_kv_prefetch *next, int32_t *step) {
     __m512i s[8][2];
-    UNROLL_HEADS for (int h = 0; h < GH; h++) s[h][0] = s[h][1] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+    for (int h = 0; h < GH; h++) s[h][0] = s[h][1] = _mm512_setzero_si512();
     const uint8_t *block = v + 4 * QK * (size_t)b;
     int32_t groups = (np + 3) / 4, g = 0;
     for (; g + 4 <= groups; g += 4) {
         prefetch_piece(next, (*step)++);
-        _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)
-            v_add_group(s, block + (size_t)(g + i) * 4 * (size_t)hd, levels, g + i, GH);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) v_add_group(s, block + (size_t)(g + i) * 4 * (size_t)hd, levels, g + i, GH);
     }
     if (g < groups) prefetch_piece(next, (*step)++);
     for (; g < groups; g++) v_add_group(s, block + (size_t)g * 4 * (size_t)hd, levels, g, GH);
-    UNROLL_HEADS for (int h = 0; h < GH; h++)
+#pragma GCC unroll 8
+    for (int h = 0; h < GH; h++)
         for (int u = 0; u < 2; u++) {
             float *out = acc + h * hd + QK * b + 16 * u;
             _mm512_storeu_ps(out, _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[h][u]), _mm512_set1_ps(unit[h]),
@@ -1175,8 +1189,8 @@ ALWAYS_INLINE void tile_softmax(float (*weight)[ATTN_W], int32_t rep, int32_t np
     for (int32_t r = 0; r < rep; r += 16) {
         __mmask16 heads = (__mmask16)(rep - r >= 16 ? 0xffff : (1u << (rep - r)) - 1);
         __m512 old = _mm512_maskz_loadu_ps(heads, mx + r), now = _mm512_maskz_loadu_ps(heads, m_new + r);
-        __mmask16 started = _mm512_mask_cmp_ps_mask(heads, _mm512_maskz_loadu_ps(heads, sum + r),
-                                                    _mm512_setzero_ps(), _CMP_GT_OQ);
+        __mmask16 started =
+            _mm512_mask_cmp_ps_mask(heads, _mm512_maskz_loadu_ps(heads, sum + r), _mm512_setzero_ps(), _CMP_GT_OQ);
         _mm512_mask_storeu_ps(rescale + r, heads, _mm512_maskz_mov_ps(started, exp_neg512(_mm512_sub_ps(old, now))));
         _mm512_mask_storeu_ps(mx + r, heads, now);
     }
