@@ -728,19 +728,156 @@ static inline __attribute__((always_inline)) void attn_accumulate(float *acc, in
         for (int u = 0; u < nv; u++) vst1q_f32(acc + h * hd + i0 + 4 * u, o[h][u]);
 }
 
-/* The tile for up to ATTN_REP_STEP heads: float rows of K and V (TND_KV_FLOAT, K transposed here), or an F16 cache
- * as stored (kv); heads in groups of 4, then 2, then 1, each group's arithmetic per head its own. */
+/* n bytes from p, then zeros, as one vector (nothing read past the n). */
+static inline int8x16_t load_s8_part(const int8_t *p, int32_t n) {
+    int8_t part[16] = {0};
+    memcpy(part, p, (size_t)n);
+    return vld1q_s8(part);
+}
+
+/* Four F16 scales from p as floats, those from n on as zeros (nothing read past them). */
+static inline float32x4_t load_scales4(const uint16_t *p, int32_t n) {
+    uint16_t part[4] = {0};
+    if (n < 4) p = memcpy(part, p, sizeof(uint16_t) * (size_t)n);
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+
+/* Four int8 at p (4-aligned) in every 32-bit lane. */
+static inline int8x16_t dup4(const int8_t *p) {
+    return vreinterpretq_s8_s32(vld1q_dup_s32((const int32_t *)(const void *)p));
+}
+
+/* Scores of GH query heads, quantized (qq), against ATTN_POS positions of a Q8_0 K in steps of four dimensions
+ * (tnd_kv_stored), the softmax scale included, into s[h * ATTN_W ..]: per 4 positions and block of 32 dimensions,
+ * each step's 16 bytes (four positions' four levels) are loaded once for all the heads, and sdot adds each
+ * position's four products with the head's four query levels: the exact integer dot, then converted and weighed by
+ * the position's scale times the head's. Positions from n_valid on are not read (their lanes are written, and the
+ * softmax masks them). */
+static inline __attribute__((always_inline)) void attn_scores_q8(tnd_attn_q8 qq, int32_t hd, const int8_t *k,
+                                                                 const uint16_t *scales, int32_t stride,
+                                                                 int32_t n_valid, float *s, int GH) {
+    const int32_t blocks = hd / 32;
+    for (int32_t j = 0; j < ATTN_POS && j < n_valid; j += 4) {
+        int32_t left = n_valid - j;
+        float32x4_t a[4];
+        for (int h = 0; h < GH; h++) a[h] = vdupq_n_f32(0);
+        for (int32_t b = 0; b < blocks; b++) {
+            int32x4_t sum[4];
+            for (int h = 0; h < GH; h++) sum[h] = vdupq_n_s32(0);
+            for (int i = 0; i < 8; i++) {
+                const int8_t *at = k + 4 * ((size_t)(8 * b + i) * (size_t)stride + (size_t)j);
+                int8x16_t levels = left >= 4 ? vld1q_s8(at) : load_s8_part(at, 4 * left);
+                for (int h = 0; h < GH; h++)
+                    sum[h] = vdotq_s32(sum[h], levels, dup4(qq.levels + h * hd + 32 * b + 4 * i));
+            }
+            float32x4_t dk = load_scales4(scales + (size_t)b * (size_t)stride + j, left);
+            for (int h = 0; h < GH; h++)
+                a[h] = vfmaq_f32(a[h], vcvtq_f32_s32(sum[h]), vmulq_n_f32(dk, qq.scale[h * blocks + b]));
+        }
+        for (int h = 0; h < GH; h++) vst1q_f32(s + h * ATTN_W + j, a[h]);
+    }
+}
+
+/* The weights of `rep` heads (rows w[r][..], zero from np on) times the scales of block b of a Q8_0 V's np positions
+ * (tnd_kv_stored), as 7-bit levels[r][j] (TND_ATTN_V_LEVELS_AVX2 at the head's largest, as the AVX2 sets: sdot's
+ * operands are both signed) and the weight of one level, unit[r] (NaN where a product is not finite). */
+static void v_weight_levels(const float (*w)[ATTN_W], const uint16_t *scales, int32_t np, int32_t rep,
+                            int8_t (*levels)[ATTN_W], float *unit) {
+    int32_t n4 = (np + 3) / 4;
+    float32x4_t d[ATTN_W / 4];
+    for (int32_t i = 0; i < n4; i++) d[i] = load_scales4(scales + 4 * i, np - 4 * i);
+    for (int32_t r = 0; r < rep; r++) {
+        float32x4_t p[ATTN_W / 4], top = vdupq_n_f32(0);
+        uint32x4_t bad = vdupq_n_u32(0);
+        for (int32_t i = 0; i < n4; i++) {
+            p[i] = vmulq_f32(vld1q_f32(w[r] + 4 * i), d[i]);
+            top = vmaxq_f32(top, p[i]);
+            bad = vorrq_u32(bad, vmvnq_u32(vcleq_f32(p[i], vdupq_n_f32(3.0e38f))));
+        }
+        float most = vmaxvq_f32(top);
+        /* a tile whose largest product is below 1e-30 adds nothing a float sum would keep: its levels are all 0 */
+        float per = most > 1e-30f ? TND_ATTN_V_LEVELS_AVX2 / most : 0.0f;
+        unit[r] = vmaxvq_u32(bad) ? NAN : most / TND_ATTN_V_LEVELS_AVX2;
+        for (int32_t i = 0; i < n4; i++) { /* rounded to nearest even, four levels a lane */
+            int16x4_t half = vmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(p[i], per)));
+            int8x8_t bytes = vmovn_s16(vcombine_s16(half, half));
+            vst1_lane_s32((int32_t *)(void *)(levels[r] + 4 * i), vreinterpret_s32_s8(bytes), 0);
+        }
+    }
+}
+
+/* acc[h][32 b + i0 ..] = acc[h][..] * c[h] + unit[h] * sum_j levels[h][j] v[j][32 b + i0 ..] for GH heads over 16
+ * dimensions of block b of a Q8_0 V in groups of four positions: per group, four vectors of four lanes of four
+ * levels, each head's four weight levels in every lane, so one sdot adds four positions' products. */
+static inline __attribute__((always_inline)) void v_accumulate_q8(float *acc, int32_t hd, const float *c,
+                                                                  const int8_t *v, int32_t np, int32_t b, int32_t i0,
+                                                                  const int8_t (*levels)[ATTN_W], const float *unit,
+                                                                  int GH) {
+    int32x4_t s[4][4];
+    for (int h = 0; h < GH; h++)
+        for (int u = 0; u < 4; u++) s[h][u] = vdupq_n_s32(0);
+    for (int32_t g = 0; 4 * g < np; g++) {
+        const int8_t *at = v + 4 * ((size_t)g * (size_t)hd + 32 * (size_t)b + (size_t)i0);
+        int8x16_t vg[4];
+        for (int u = 0; u < 4; u++) vg[u] = vld1q_s8(at + 16 * u);
+        for (int h = 0; h < GH; h++) {
+            int8x16_t w4 = dup4(levels[h] + 4 * g);
+            for (int u = 0; u < 4; u++) s[h][u] = vdotq_s32(s[h][u], vg[u], w4);
+        }
+    }
+    for (int h = 0; h < GH; h++)
+        for (int u = 0; u < 4; u++) {
+            float *out = acc + h * hd + 32 * b + i0 + 4 * u;
+            vst1q_f32(out, vfmaq_n_f32(vmulq_n_f32(vld1q_f32(out), c[h]), vcvtq_f32_s32(s[h][u]), unit[h]));
+        }
+}
+
+/* V of a Q8_0 cache in integers for `rep` heads, block by block of 32 dimensions and 16 at a time, 4 heads at once. */
+static void v_sum_q8(float *acc, int32_t hd, const float (*w)[ATTN_W], const float *c, const tnd_kv_stored *kv,
+                     int32_t np, int32_t rep) {
+    int8_t levels[ATTN_REP_STEP][ATTN_W] __attribute__((aligned(4)));
+    float unit[ATTN_REP_STEP];
+    for (int32_t b = 0; b < hd / 32; b++) {
+        v_weight_levels(w, kv->v_scales + (size_t)b * (size_t)kv->stride, np, rep, levels, unit);
+        const int8_t(*lv)[ATTN_W] = (const int8_t(*)[ATTN_W])levels;
+        for (int32_t i0 = 0; i0 < 32; i0 += 16) {
+            int32_t r = 0;
+            for (; r + 4 <= rep; r += 4)
+                v_accumulate_q8(acc + r * hd, hd, c + r, kv->v, np, b, i0, lv + r, unit + r, 4);
+            for (; r + 2 <= rep; r += 2)
+                v_accumulate_q8(acc + r * hd, hd, c + r, kv->v, np, b, i0, lv + r, unit + r, 2);
+            for (; r < rep; r++) v_accumulate_q8(acc + r * hd, hd, c + r, kv->v, np, b, i0, lv + r, unit + r, 1);
+        }
+    }
+}
+
+/* Scores of GH heads from head r against the ATTN_POS positions from j0 into s: a Q8_0 cache's in integers, others
+ * from K transposed at k (stride). */
+static inline __attribute__((always_inline)) void scores_of(const float *q, const tnd_kv_stored *kv, const void *k,
+                                                            int32_t stride, int32_t r, int32_t hd, int32_t j0,
+                                                            int32_t n_valid, float *s, int GH, tnd_kv_kind kind) {
+    if (kind == TND_KV_Q8_0)
+        attn_scores_q8(tnd_attn_q8_from(kv->q8, r, hd), hd, k, kv->k_scales + j0, stride, n_valid, s, GH);
+    else
+        attn_scores(q + r * hd, hd, k, stride, n_valid, kind, s, GH);
+}
+
+/* The tile for up to ATTN_REP_STEP heads: float rows of K and V (TND_KV_FLOAT, K transposed here), or a cache as
+ * stored (kv: F16, or Q8_0 in integers); heads in groups of 4, then 2, then 1, each head's arithmetic its own. The
+ * next tile is left to the hardware prefetcher (next is not read). */
 static inline __attribute__((always_inline)) void attn_tile_body(const float *q, int32_t rep, int32_t hd,
                                                                  const float *k_rows, const float *v_rows,
                                                                  const tnd_kv_stored *kv, int32_t np, float scale,
-                                                                 float *mx, float *sum, float *acc, tnd_kv_kind kind) {
+                                                                 float *mx, float *sum, float *acc, tnd_kv_kind kind,
+                                                                 const tnd_kv_prefetch *next) {
     float weight[ATTN_REP_STEP][ATTN_W], kt[ATTN_MAX_HD * ATTN_POS], rescale[ATTN_REP_STEP];
     const void *v = kind == TND_KV_FLOAT ? (const void *)v_rows : kv->v;
     for (int32_t j0 = 0; j0 < np; j0 += ATTN_POS) {
         const void *k = kt;
         int32_t stride = ATTN_POS;
-        if (kind == TND_KV_F16) {
-            k = (const __fp16 *)kv->k + j0;
+        if (kind != TND_KV_FLOAT) { /* F16 values, or Q8_0 levels in steps of 4 */
+            k = kind == TND_KV_F16 ? (const void *)((const __fp16 *)kv->k + j0)
+                                   : (const void *)((const int8_t *)kv->k + 4 * j0);
             stride = kv->stride;
         } else
             for (int32_t g = 0; g < ATTN_POS; g += 4)
@@ -756,11 +893,15 @@ static inline __attribute__((always_inline)) void attn_tile_body(const float *q,
                     for (int i = 0; i < 4; i++) vst1q_f32(kt + (d0 + i) * ATTN_POS + g, col[i]);
                 }
         int32_t r = 0, n_valid = np - j0;
-        for (; r + 4 <= rep; r += 4) attn_scores(q + r * hd, hd, k, stride, n_valid, kind, weight[r] + j0, 4);
-        for (; r + 2 <= rep; r += 2) attn_scores(q + r * hd, hd, k, stride, n_valid, kind, weight[r] + j0, 2);
-        for (; r < rep; r++) attn_scores(q + r * hd, hd, k, stride, n_valid, kind, weight[r] + j0, 1);
+        for (; r + 4 <= rep; r += 4) scores_of(q, kv, k, stride, r, hd, j0, n_valid, weight[r] + j0, 4, kind);
+        for (; r + 2 <= rep; r += 2) scores_of(q, kv, k, stride, r, hd, j0, n_valid, weight[r] + j0, 2, kind);
+        for (; r < rep; r++) scores_of(q, kv, k, stride, r, hd, j0, n_valid, weight[r] + j0, 1, kind);
     }
-    tile_softmax(weight, rep, np, scale, mx, sum, rescale);
+    tile_softmax(weight, rep, np, kind == TND_KV_Q8_0 ? 1.0f : scale, mx, sum, rescale); /* Q8_0: queries hold it */
+    if (kind == TND_KV_Q8_0) {
+        v_sum_q8(acc, hd, (const float(*)[ATTN_W])weight, rescale, kv, np, rep);
+        return;
+    }
     for (int32_t i0 = 0; i0 < hd; i0 += 16) {
         int nv = hd - i0 >= 16 ? 4 : (hd - i0) / 4, r = 0;
         const float(*w)[ATTN_W] = (const float(*)[ATTN_W])weight;
@@ -780,18 +921,14 @@ static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, c
     }
     for (int32_t r = 0; r < rep; r += ATTN_REP_STEP) /* each head's arithmetic is its own: the split changes no bit */
         attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, k, v, NULL, np, scale,
-                       mx + r, sum + r, acc + (size_t)r * hd, TND_KV_FLOAT);
+                       mx + r, sum + r, acc + (size_t)r * hd, TND_KV_FLOAT, NULL);
 }
 
-/* An F16 cache only (a Q8_0 one is decoded for attn_tile); the next tile is left to the hardware prefetcher. */
-static bool attn_stored_takes(tnd_type type, int32_t head_dim) { return type == TND_TYPE_F16 && attn_takes(head_dim); }
-
-static void attn_tile_stored(const float *q, int32_t rep, int32_t hd, const tnd_kv_stored *kv, int32_t np, float scale,
-                             float *mx, float *sum, float *acc, const tnd_kv_prefetch *next) {
-    for (int32_t r = 0; r < rep; r += ATTN_REP_STEP)
-        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, NULL, NULL, kv, np,
-                       scale, mx + r, sum + r, acc + (size_t)r * hd, TND_KV_F16);
+static bool attn_stored_takes(tnd_type type, int32_t head_dim) {
+    return (type == TND_TYPE_F16 || (type == TND_TYPE_Q8_0 && head_dim % 32 == 0)) && attn_takes(head_dim);
 }
+
+TND_CPU_ATTN_TILE_STORED(attn_tile_body, ATTN_REP_STEP)
 
 /* ------------------------------------------------------------------------------------------------------------
  * Registration
