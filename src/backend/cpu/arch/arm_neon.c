@@ -618,8 +618,8 @@ static void swiglu(const float *gate, const float *up, float *out, int64_t n) {
 /* Attention tile, shaped as x86_avx2.c's: the scores come from K transposed (dimension d of position j at
  * k[d * stride + j]), one position per lane, so every K value is loaded once for a group of heads and summed with
  * full-vector multiply-adds, no horizontal sums. The float entry transposes its rows 4 x 4 into kt; the stored entry
- * reads an F16 cache as kv_store keeps it (K transposed, V rows) and converts in registers. Both share every other
- * step, so they give the same bits on the same values. */
+ * reads an F16 cache as kv_store keeps it (K transposed, V rows) and converts in registers, so both give the same
+ * bits on the same values; a Q8_0 cache it reads in integers (scores and V with sdot, below). */
 enum {
     ATTN_POS = 16,      /* positions of one pass of the scores: four vectors */
     ATTN_MAX_HD = 512,  /* head sizes the tile takes (a multiple of 4) */
