@@ -1083,22 +1083,23 @@ enum { ATTN_MAX_REP = 64, ATTN_W = TND_CPU_ATTN_TILE_MAX }; /* ATTN_W: the strid
 
 /* The weights of GH heads (rows w[h * ATTN_W ..], zero from np on) times the scales of block b of a Q8_0 V's np
  * positions (tnd_kv_stored), as 8-bit levels[h][j] (TND_ATTN_V_LEVELS_AVX512 at the head's largest) and the weight
- * of one level, unit[h] (NaN where a product is not finite: the block's sums are then NaN, as float ones would be). */
-ALWAYS_INLINE void v_weight_levels(const float *w, const uint16_t *scales, int32_t np, int GH,
-                                   uint8_t (*levels)[ATTN_W], float *unit) {
+ * of one level, unit[h] (NaN where a scale is not finite: the block's sums are then NaN, as float ones would be). */
+ALWAYS_INLINE void v_weight_levels_of(const float *w, const uint16_t *scales, int32_t np, int GH,
+                                      uint8_t (*levels)[ATTN_W], float *unit) {
     __m512 d[ATTN_W / 16]; /* the scales, once for all the heads (none read past np) */
+    /* a scale that is not finite (the weights are in [0, 1], or NaN, and then so are the head's sum and outputs) */
+    __mmask16 bad = 0;
     for (int32_t i = 0; 16 * i < np; i++) {
         int32_t left = np - 16 * i;
         __mmask16 valid = (__mmask16)(left >= 16 ? 0xffff : (1u << left) - 1);
         d[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(valid, scales + 16 * i));
+        bad |= _mm512_cmp_ps_mask(_mm512_abs_ps(d[i]), _mm512_set1_ps(3.0e38f), _CMP_NLE_UQ);
     }
     for (int h = 0; h < GH; h++) {
         __m512 p[ATTN_W / 16], top = _mm512_setzero_ps();
-        __mmask16 bad = 0;
         for (int32_t i = 0; 16 * i < np; i++) {
             p[i] = _mm512_mul_ps(_mm512_loadu_ps(w + h * ATTN_W + 16 * i), d[i]);
             top = _mm512_max_ps(top, p[i]);
-            bad |= _mm512_cmp_ps_mask(p[i], _mm512_set1_ps(3.0e38f), _CMP_NLE_UQ);
         }
         float most = _mm512_reduce_max_ps(top);
         /* a tile whose largest product is below 1e-30 adds nothing a float sum would keep: its levels are all 0 */
@@ -1108,6 +1109,15 @@ ALWAYS_INLINE void v_weight_levels(const float *w, const uint16_t *scales, int32
             _mm_storeu_si128((__m128i *)(void *)(levels[h] + 16 * i),
                              _mm512_cvtusepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(p[i], per))));
     }
+}
+
+/* A whole tile (the common case) with its loops' bounds known, so that the products stay in registers. */
+ALWAYS_INLINE void v_weight_levels(const float *w, const uint16_t *scales, int32_t np, int GH,
+                                   uint8_t (*levels)[ATTN_W], float *unit) {
+    if (np == ATTN_W)
+        v_weight_levels_of(w, scales, ATTN_W, GH, levels, unit);
+    else
+        v_weight_levels_of(w, scales, np, GH, levels, unit);
 }
 
 /* s[h][0..1] += the products of group g's two vectors of V at `at` (32 dimensions of four positions) with head h's
@@ -1168,8 +1178,8 @@ ALWAYS_INLINE void v_sum_q8(float *acc, int32_t hd, const float *w, const float 
 /* The tile's softmax for rep heads: each row of weight (np scores) becomes e^(score * scale - m) with m the head's
  * running maximum, zero from np on; sum and mx advance and rescale[r] = e^(old m - m) (0 before the first tile).
  * The rescales take one vector exp for 16 heads rather than a scalar exp per head. */
-ALWAYS_INLINE void tile_softmax(float (*weight)[ATTN_W], int32_t rep, int32_t np, float scale, float *mx, float *sum,
-                                float *rescale) {
+ALWAYS_INLINE void tile_softmax_of(float (*weight)[ATTN_W], int32_t rep, int32_t np, float scale, float *mx, float *sum,
+                                   float *rescale) {
     __mmask16 valid[ATTN_W / 16];
     int32_t n16 = (np + 15) / 16;
     for (int32_t i = 0; i < n16; i++) valid[i] = (__mmask16)(np - 16 * i >= 16 ? 0xffff : (1u << (np - 16 * i)) - 1);
@@ -1204,6 +1214,15 @@ ALWAYS_INLINE void tile_softmax(float (*weight)[ATTN_W], int32_t rep, int32_t np
         }
         sum[r] = sum[r] * rescale[r] + _mm512_reduce_add_ps(wsum);
     }
+}
+
+/* A whole tile (the common case) with its loops' bounds known. */
+ALWAYS_INLINE void tile_softmax(float (*weight)[ATTN_W], int32_t rep, int32_t np, float scale, float *mx, float *sum,
+                                float *rescale) {
+    if (np == ATTN_W)
+        tile_softmax_of(weight, rep, ATTN_W, scale, mx, sum, rescale);
+    else
+        tile_softmax_of(weight, rep, np, scale, mx, sum, rescale);
 }
 
 static bool attn_head_fits(int32_t head_dim) { return head_dim == 64 || head_dim == 128; }
