@@ -780,19 +780,22 @@ static inline __attribute__((always_inline)) void attn_scores_q8(tnd_attn_q8 qq,
 
 /* The weights of `rep` heads (rows w[r][..], zero from np on) times the scales of block b of a Q8_0 V's np positions
  * (tnd_kv_stored), as 7-bit levels[r][j] (TND_ATTN_V_LEVELS_AVX2 at the head's largest, as the AVX2 sets: sdot's
- * operands are both signed) and the weight of one level, unit[r] (NaN where a product is not finite). */
+ * operands are both signed) and the weight of one level, unit[r] (NaN where a scale is not finite). */
 static void v_weight_levels(const float (*w)[ATTN_W], const uint16_t *scales, int32_t np, int32_t rep,
                             int8_t (*levels)[ATTN_W], float *unit) {
     int32_t n4 = (np + 3) / 4;
     float32x4_t d[ATTN_W / 4];
-    for (int32_t i = 0; i < n4; i++) d[i] = load_scales4(scales + 4 * i, np - 4 * i);
+    /* a scale that is not finite (the weights are in [0, 1], or NaN, and then so are the head's sum and outputs) */
+    uint32x4_t bad = vdupq_n_u32(0);
+    for (int32_t i = 0; i < n4; i++) {
+        d[i] = load_scales4(scales + 4 * i, np - 4 * i);
+        bad = vorrq_u32(bad, vmvnq_u32(vcleq_f32(vabsq_f32(d[i]), vdupq_n_f32(3.0e38f))));
+    }
     for (int32_t r = 0; r < rep; r++) {
         float32x4_t p[ATTN_W / 4], top = vdupq_n_f32(0);
-        uint32x4_t bad = vdupq_n_u32(0);
         for (int32_t i = 0; i < n4; i++) {
             p[i] = vmulq_f32(vld1q_f32(w[r] + 4 * i), d[i]);
             top = vmaxq_f32(top, p[i]);
-            bad = vorrq_u32(bad, vmvnq_u32(vcleq_f32(p[i], vdupq_n_f32(3.0e38f))));
         }
         float most = vmaxvq_f32(top);
         /* a tile whose largest product is below 1e-30 adds nothing a float sum would keep: its levels are all 0 */

@@ -928,24 +928,26 @@ enum { ATTN_W = TND_CPU_ATTN_TILE_MAX + ATTN_POS }; /* the stride of one head's 
 
 /* The weights of `rep` heads (rows w[r][..] of ATTN_W, zero from np on) times the scales of block b of a Q8_0 V's np
  * positions (tnd_kv_stored), as 7-bit levels[r][j] (TND_ATTN_V_LEVELS_AVX2 at the head's largest) and the weight of
- * one level, unit[r] (NaN where a product is not finite: the block's sums are then NaN, as float ones would be). */
+ * one level, unit[r] (NaN where a scale is not finite: the block's sums are then NaN, as float ones would be). */
 static inline void v_weight_levels(const float (*w)[ATTN_W], const uint16_t *scales, int32_t np, int32_t rep,
                                    uint8_t (*levels)[TND_CPU_ATTN_TILE_MAX], float *unit) {
     int32_t np8 = (np + 7) & ~7;
     uint16_t part[8] = {0};
     __m256 d[TND_CPU_ATTN_TILE_MAX / 8];
+    /* a scale that is not finite (the weights are in [0, 1], or NaN, and then so are the head's sum and outputs) */
+    int bad = 0;
     for (int32_t i = 0; 8 * i < np8; i++) { /* the scales from np on as zeros: none is read past the positions */
         const uint16_t *sc = scales + 8 * i;
         if (np - 8 * i < 8) sc = memcpy(part, sc, sizeof(uint16_t) * (size_t)(np - 8 * i));
         d[i] = load_f16x8(sc);
+        __m256 magnitude = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), d[i]);
+        bad |= _mm256_movemask_ps(_mm256_cmp_ps(magnitude, _mm256_set1_ps(3.0e38f), _CMP_NLE_UQ));
     }
     for (int32_t r = 0; r < rep; r++) {
         __m256 p[TND_CPU_ATTN_TILE_MAX / 8], top = _mm256_setzero_ps();
-        int bad = 0;
         for (int32_t i = 0; i < TND_CPU_ATTN_TILE_MAX / 8; i++) {
             p[i] = 8 * i < np8 ? _mm256_mul_ps(_mm256_loadu_ps(w[r] + 8 * i), d[i]) : _mm256_setzero_ps();
             top = _mm256_max_ps(top, p[i]);
-            bad |= _mm256_movemask_ps(_mm256_cmp_ps(p[i], _mm256_set1_ps(3.0e38f), _CMP_NLE_UQ));
         }
         float most = hmax256(top);
         /* a tile whose largest product is below 1e-30 adds nothing a float sum would keep: its levels are all 0 */
