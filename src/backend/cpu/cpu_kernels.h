@@ -162,6 +162,21 @@ enum { TND_ATTN_V_LEVELS_AVX2 = 127, TND_ATTN_V_LEVELS_AVX512 = 255 };
  * F16 or Q8_0 (tnd_kv_stored). */
 typedef enum tnd_kv_kind { TND_KV_FLOAT, TND_KV_F16, TND_KV_Q8_0 } tnd_kv_kind;
 
+/* A kernel file's float entry (tnd_attn_tile_fn), declared by `head` (e.g. static void attn_tile), over the same body
+ * for float rows (TND_KV_FLOAT), STEP heads at a time; a head size that takes(hd) refuses, or more positions than
+ * a tile, go to `fallback` (a tnd_attn_tile_fn). */
+#define TND_CPU_ATTN_TILE_FLOAT(head, body, STEP, takes, fallback)                                                     \
+    head(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np, float scale, float *mx,  \
+         float *sum, float *acc) {                                                                                     \
+        if (!takes(hd) || np > TND_CPU_ATTN_TILE_MAX) {                                                                \
+            fallback(q, rep, hd, k, v, np, scale, mx, sum, acc);                                                       \
+            return;                                                                                                    \
+        }                                                                                                              \
+        for (int32_t r = 0; r < rep; r += (STEP)) /* each head's arithmetic is its own: the split changes no bit */    \
+            body(q + (size_t)r * hd, rep - r < (STEP) ? rep - r : (STEP), hd, k, v, NULL, np, scale, mx + r, sum + r,  \
+                 acc + (size_t)r * hd, TND_KV_FLOAT, NULL);                                                            \
+    }
+
 /* A kernel file's attn_tile_stored over its always-inline body(q, rep, hd, k_rows, v_rows, kv, np, scale, mx, sum,
  * acc, kind, next), STEP heads at a time (each head's arithmetic is its own, so the split changes no bit), the body
  * compiled for each stored kind; only the first call asks for the next tile. */

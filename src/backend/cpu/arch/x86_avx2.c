@@ -1134,16 +1134,8 @@ attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, con
 
 static bool attn_takes(int32_t head_dim) { return head_dim % 8 == 0 && head_dim <= ATTN_MAX_HD; }
 
-void OF_SET(tnd_cpu_attn_tile)(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np,
-                            float scale, float *mx, float *sum, float *acc) {
-    if (!attn_takes(hd) || np > TND_CPU_ATTN_TILE_MAX) {
-        tnd_cpu_attn_tile_ref(q, rep, hd, k, v, np, scale, mx, sum, acc);
-        return;
-    }
-    for (int32_t r = 0; r < rep; r += ATTN_REP_STEP) /* each head's arithmetic is its own: the split changes no bit */
-        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_REP_STEP ? rep - r : ATTN_REP_STEP, hd, k, v, NULL, np, scale,
-                       mx + r, sum + r, acc + (size_t)r * hd, TND_KV_FLOAT, NULL);
-}
+TND_CPU_ATTN_TILE_FLOAT(void OF_SET(tnd_cpu_attn_tile), attn_tile_body, ATTN_REP_STEP, attn_takes,
+                        tnd_cpu_attn_tile_ref)
 
 static bool attn_stored_takes(tnd_type type, int32_t head_dim) {
     return (type == TND_TYPE_F16 || (type == TND_TYPE_Q8_0 && head_dim % 32 == 0)) && attn_takes(head_dim);

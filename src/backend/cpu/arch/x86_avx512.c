@@ -1231,10 +1231,6 @@ static bool attn_stored_takes(tnd_type type, int32_t head_dim) {
     return (type == TND_TYPE_F16 || type == TND_TYPE_Q8_0) && attn_head_fits(head_dim);
 }
 
-static bool attn_tile_fits(int32_t rep, int32_t hd, int32_t np) {
-    return attn_head_fits(hd) && np <= TND_CPU_ATTN_TILE_MAX && rep <= ATTN_MAX_REP;
-}
-
 /* The tile for head sizes 64 and 128 (rep <= ATTN_MAX_REP) over float rows of K and V (TND_KV_FLOAT: K is transposed
  * here, 16 x 16 at a time), or over a cache as stored (kv: K transposed, V rows, F16 or Q8_0). */
 ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const float *k_rows, const float *v_rows,
@@ -1320,18 +1316,9 @@ ALWAYS_INLINE void attn_tile_body(const float *q, int32_t rep, int32_t hd, const
     }
 }
 
-/* Any rep, ATTN_MAX_REP heads at a time (each head's arithmetic is its own, so the split changes no bit, and a head
- * gets the same bits in a query block as alone); other head sizes take the AVX2 tile. */
-static void attn_tile(const float *q, int32_t rep, int32_t hd, const float *k, const float *v, int32_t np, float scale,
-                      float *mx, float *sum, float *acc) {
-    if (!attn_tile_fits(1, hd, np)) {
-        tnd_cpu_attn_tile_avx2(q, rep, hd, k, v, np, scale, mx, sum, acc); /* a processor with AVX-512 has AVX2 */
-        return;
-    }
-    for (int32_t r = 0; r < rep; r += ATTN_MAX_REP)
-        attn_tile_body(q + (size_t)r * hd, rep - r < ATTN_MAX_REP ? rep - r : ATTN_MAX_REP, hd, k, v, NULL, np, scale,
-                       mx + r, sum + r, acc + (size_t)r * hd, TND_KV_FLOAT, NULL);
-}
+/* Any rep, ATTN_MAX_REP heads at a time (a head gets the same bits in a query block as alone); other head sizes take
+ * the AVX2 tile (a processor with AVX-512 has AVX2). */
+TND_CPU_ATTN_TILE_FLOAT(static void attn_tile, attn_tile_body, ATTN_MAX_REP, attn_head_fits, tnd_cpu_attn_tile_avx2)
 
 TND_CPU_ATTN_TILE_STORED(attn_tile_body, ATTN_MAX_REP)
 
