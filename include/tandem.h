@@ -307,7 +307,22 @@ typedef struct tnd_context_params {
      * kind took so far (30 s for the first of a kind), so a stalled link ends a decode step within about half a
      * second with TND_ERR_DEVICE_LOST. */
     int32_t remote_connect_timeout_ms;
+    /* Experts apart from their feed-forward block: with expert_device >= 0 (a device index, usually the CPU's), the
+     * experts of every mixture-of-experts layer whose feed-forward group is on another device live and are computed
+     * on expert_device, while the router, the shared expert and the weighted sum stay with the group. -1 (default):
+     * experts with their group. expert_cache_slots > 0 then keeps copies of that many of each such layer's experts
+     * on the group's device (a hot-expert cache: the pairs whose expert it holds are computed there), swapped by
+     * measured use as expert_cache_policy says (TND_EXPERT_CACHE_LFU, default, or TND_EXPERT_CACHE_LRU). */
+    int32_t expert_device;
+    int32_t expert_cache_slots;
+    int32_t expert_cache_policy;
 } tnd_context_params;
+
+/* The hot-expert cache's policies (tnd_context_params.expert_cache_policy): LFU, counts of use that decay by 5% a
+ * step, an expert taking the slot of the lowest count when its own is higher by more than one use; LRU, every expert
+ * a step chose and did not find takes the slot chosen longest ago. On skewed routing traces LFU hit more often and
+ * copied a tenth as many experts (docs/MOE.md). */
+enum { TND_EXPERT_CACHE_LFU = 0, TND_EXPERT_CACHE_LRU = 1 };
 
 /* The device kind of a cloud server in tnd_context_params.device_kinds (see .remote). */
 enum { TND_DEVICE_REMOTE = 1000 };
@@ -494,6 +509,19 @@ typedef struct tnd_context_profile {
 
 /* Fills *out (zeros for NULL ctx); reset != 0 then starts the profile anew. */
 TND_API void tnd_context_profile_get(tnd_context *ctx, tnd_context_profile *out, int reset);
+
+/* What a context's hot-expert cache did (tnd_context_params.expert_cache_slots): the (token, chosen expert) pairs of
+ * its layers, how many of them the cache served, the experts it copied in and their bytes. */
+typedef struct tnd_expert_cache_stats {
+    uint64_t pairs, hits, swaps, bytes_moved;
+} tnd_expert_cache_stats;
+
+/* Fills *out (zeros without a cache); reset != 0 then counts anew. */
+TND_API void tnd_context_expert_cache_stats(tnd_context *ctx, tnd_expert_cache_stats *out, int reset);
+
+/* The expert slot `slot` of layer `layer`'s cache holds now; -1 where it holds none, or the context has no cache
+ * there (a layer without experts apart, a slot out of range). */
+TND_API int32_t tnd_context_expert_cache_held(tnd_context *ctx, int32_t layer, int32_t slot);
 
 /* ---------------------------------------------------------------------------------------------------------------
  * Sampling: pick the next token from a row of logits

@@ -290,39 +290,51 @@ static void random_ids(int32_t *ids, int64_t n_tokens, int32_t n_used, int32_t n
         }
 }
 
-/* matmul_experts of the n stacked weights hosts[] on device b: x is one row per token or (per_slot) one per pair;
+/* matmul_experts of n stacked weights the device prepared (w): x is one row per token or (per_slot) one per pair;
  * out[i] gets weight i's result [pairs][rows] (NULL on failure). */
-static void run_experts(tnd_backend *b, int n, const tnd_weight *hosts, const float *x, const int32_t *ids,
-                        int64_t n_tokens, int32_t n_used, bool per_slot, float **out) {
-    int64_t rows = hosts[0].n_rows / hosts[0].n_experts, pairs = n_tokens * n_used;
+static void run_prepared(tnd_backend *b, int n, const tnd_weight *const *w, const float *x, const int32_t *ids,
+                         int64_t n_tokens, int32_t n_used, bool per_slot, float **out) {
+    int64_t rows = w[0]->n_rows / w[0]->n_experts, pairs = n_tokens * n_used;
     int64_t x_rows = per_slot ? pairs : n_tokens;
-    tnd_weight view[2];
     tnd_buffer *yb[2] = {0};
     tnd_tensor yv[2];
-    const tnd_weight *w[2];
     const tnd_tensor *y[2];
-    bool ok = true;
+    float *stale = malloc(sizeof(float) * (size_t)(rows * pairs)); /* what an op must overwrite, every row */
+    for (int64_t i = 0; i < rows * pairs; i++) stale[i] = 7.0f;
     for (int i = 0; i < n; i++) {
-        ok &= CHECK_OK(b->vt->prepare_weight(b, &hosts[i], &view[i]));
-        yb[i] = upload(b, NULL, rows * pairs);
+        yb[i] = upload(b, stale, rows * pairs);
         yv[i] = tnd_rows_f32(yb[i], rows, 0, pairs);
-        w[i] = &view[i];
         y[i] = &yv[i];
         out[i] = NULL;
     }
-    tnd_buffer *xb = upload(b, x, hosts[0].n_cols * x_rows), *ib = b->vt->alloc(b, sizeof(int32_t) * (size_t)pairs);
+    tnd_buffer *xb = upload(b, x, w[0]->n_cols * x_rows), *ib = b->vt->alloc(b, sizeof(int32_t) * (size_t)pairs);
     b->vt->write(b, ib, 0, ids, sizeof(int32_t) * (size_t)pairs);
-    tnd_tensor xv = tnd_rows_f32(xb, hosts[0].n_cols, 0, x_rows), iv = tnd_rows_i32(ib, n_used, 0, n_tokens);
+    tnd_tensor xv = tnd_rows_f32(xb, w[0]->n_cols, 0, x_rows), iv = tnd_rows_i32(ib, n_used, 0, n_tokens);
     begin(b, n_tokens);
-    if (ok) b->vt->matmul_experts(b, n, w, &xv, &iv, y);
-    ok = ok && CHECK_OK(b->vt->synchronize(b));
+    b->vt->matmul_experts(b, n, w, &xv, &iv, y);
+    bool ok = CHECK_OK(b->vt->synchronize(b));
     for (int i = 0; i < n; i++) {
         if (ok) out[i] = download(b, yb[i], rows * pairs);
         b->vt->free(b, yb[i]);
-        b->vt->release_weight(b, &view[i]);
     }
     b->vt->free(b, xb);
     b->vt->free(b, ib);
+    free(stale);
+}
+
+/* The same for n stacked host weights, prepared for the run and released after it. */
+static void run_experts(tnd_backend *b, int n, const tnd_weight *hosts, const float *x, const int32_t *ids,
+                        int64_t n_tokens, int32_t n_used, bool per_slot, float **out) {
+    tnd_weight view[2];
+    const tnd_weight *w[2];
+    bool ok = true;
+    for (int i = 0; i < n; i++) {
+        ok &= CHECK_OK(b->vt->prepare_weight(b, &hosts[i], &view[i]));
+        w[i] = &view[i];
+        out[i] = NULL;
+    }
+    if (ok) run_prepared(b, n, w, x, ids, n_tokens, n_used, per_slot, out);
+    for (int i = 0; i < n; i++) b->vt->release_weight(b, &view[i]);
 }
 
 /* The experts' matmul of two weights (gate and up) against the reference, each weight fused as alone, and a batch
@@ -374,6 +386,66 @@ static void check_experts(tnd_backend *d, tnd_type type, int64_t cols, int64_t r
     free(x);
 }
 
+/* Skipped pairs (id -1) give rows of zeros and leave the others' bits as they were; and where the device keeps a
+ * cache of experts, a weight of three slots into which update_weight copied experts 5 and 2 gives those experts'
+ * bits, and rows that are not whole experts are refused. */
+static void check_expert_slots(tnd_backend *d, tnd_type type, int64_t cols, int64_t rows) {
+    enum { E = 8, K = 2, T = 9, SLOTS = 3 };
+    tnd_weight host = random_weight(type, cols, rows * E, 1.0f, false);
+    host.n_experts = E;
+    float *x = random_floats(cols * T, 1.0f);
+    int32_t chosen[T * K], skipped[T * K];
+    random_ids(chosen, T, K, E);
+    for (int p = 0; p < T * K; p++) skipped[p] = p % 3 == 1 ? -1 : chosen[p];
+    size_t bytes = sizeof(float) * (size_t)(rows * T * K);
+    float *all = NULL, *some = NULL;
+    run_experts(d, 1, &host, x, chosen, T, K, false, &all);
+    run_experts(d, 1, &host, x, skipped, T, K, false, &some);
+    if (CHECK(all && some)) {
+        int bad = 0;
+        for (int64_t p = 0; p < T * K; p++)
+            for (int64_t r = 0; r < rows; r++)
+                bad += skipped[p] < 0 ? some[p * rows + r] != 0.0f
+                                      : memcmp(&some[p * rows + r], &all[p * rows + r], sizeof(float)) != 0;
+        if (!CHECK(bad == 0))
+            fprintf(stderr, "  matmul_experts %s: %d values wrong with pairs skipped\n", tnd_type_name(type), bad);
+    }
+    free(all);
+    free(some);
+    if (d->vt->update_weight) {
+        int32_t experts[T * K], in_slots[T * K];
+        for (int p = 0; p < T * K; p++) {
+            experts[p] = p % 2 ? 5 : 2;
+            in_slots[p] = p % 2 ? 1 : 2;
+        }
+        tnd_weight slots = host, view, five = host, two = host;
+        slots.n_experts = SLOTS;
+        slots.n_rows = rows * SLOTS;
+        slots.writable = true;
+        five.n_experts = two.n_experts = 1;
+        five.n_rows = two.n_rows = rows;
+        five.data = (const uint8_t *)host.data + (size_t)(5 * rows) * host.row_bytes;
+        two.data = (const uint8_t *)host.data + (size_t)(2 * rows) * host.row_bytes;
+        float *want = NULL, *got = NULL;
+        run_experts(d, 1, &host, x, experts, T, K, false, &want);
+        if (CHECK_OK(d->vt->prepare_weight(d, &slots, &view))) {
+            CHECK_OK(d->vt->update_weight(d, &view, rows, &five));
+            CHECK_OK(d->vt->update_weight(d, &view, 2 * rows, &two));
+            CHECK(d->vt->update_weight(d, &view, rows / 2, &two) == TND_ERR_INVALID_ARGUMENT);
+            CHECK(d->vt->update_weight(d, &view, 3 * rows, &two) == TND_ERR_INVALID_ARGUMENT);
+            const tnd_weight *w = &view;
+            run_prepared(d, 1, &w, x, in_slots, T, K, false, &got);
+            d->vt->release_weight(d, &view);
+        }
+        if (!CHECK(want && got && !memcmp(want, got, bytes)))
+            fprintf(stderr, "  update_weight %s: the slots do not give the experts copied in\n", tnd_type_name(type));
+        free(want);
+        free(got);
+    }
+    free(x);
+    free((void *)host.data);
+}
+
 static void check_expert_types(tnd_backend *d) {
     static const tnd_type types[] = {TND_TYPE_F32,  TND_TYPE_F16,  TND_TYPE_BF16, TND_TYPE_Q4_0, TND_TYPE_Q4_1,
                                      TND_TYPE_Q5_0, TND_TYPE_Q5_1, TND_TYPE_Q8_0, TND_TYPE_Q2_K, TND_TYPE_Q3_K,
@@ -387,6 +459,8 @@ static void check_expert_types(tnd_backend *d) {
         check_experts(d, types[t], cols, 64, 8, 2, 1, false);
         check_experts(d, types[t], cols, 64, 8, 3, 37, true);
         check_experts(d, types[t], cols, 40, 6, 2, 19, false);
+        check_expert_slots(d, types[t], cols, 64);
+        check_expert_slots(d, types[t], cols, 40);
     }
 }
 
@@ -772,9 +846,11 @@ int main(void) {
             printf("  %-34s %4d runs, worst NMSE %.3g\n", tallies[t].what, tallies[t].runs, tallies[t].worst);
         d->vt->destroy(d);
     }
+    current = &devices[0];
+    check_expert_slots(ref, TND_TYPE_Q8_0, 96, 40); /* the reference path, and writable weights kept unpacked */
+    check_expert_slots(ref, TND_TYPE_Q4_K, 512, 64);
     memset(tallies, 0, sizeof tallies);
     n_tallies = 0;
-    current = &devices[0];
     check_long_attention(false);
     check_long_attention(true);
     printf("cpu attention in segments:\n");

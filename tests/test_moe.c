@@ -117,6 +117,133 @@ static void test_experts_on_another_device(void) {
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * Experts apart from their feed-forward group, with and without a cache of hot experts
+ * ---------------------------------------------------------------------------------------------------------- */
+
+/* Logits of the prompt in batches of `per` with every group but the embedding on cpu1 and the experts on cpu0, a
+ * cache of `slots` (0: none) by `policy`; its figures into *stats. */
+static float *run_apart(tnd_model *m, const int32_t *tokens, int per, int32_t slots, int32_t policy,
+                        tnd_expert_cache_stats *stats, int32_t *held) {
+    int32_t groups[64], n_groups = tnd_model_n_groups(m);
+    for (int32_t g = 0; g < n_groups && g < 64; g++) groups[g] = g > 0;
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = 128;
+    p.n_threads = 2;
+    p.n_devices = 2;
+    p.group_device = groups;
+    p.n_groups = n_groups;
+    p.expert_device = 0;
+    p.expert_cache_slots = slots;
+    p.expert_cache_policy = policy;
+    tnd_context *ctx = NULL;
+    if (!CHECK(n_groups <= 64) || !CHECK_OK(tnd_context_init(m, &p, &ctx))) return NULL;
+    float *out = decode_prompt(ctx, tokens, per, tnd_model_n_vocab(m));
+    tnd_context_expert_cache_stats(ctx, stats, 0);
+    for (int32_t s = 0; s < slots; s++) held[s] = tnd_context_expert_cache_held(ctx, 0, s);
+    tnd_context_free(ctx);
+    return out;
+}
+
+/* The experts computed where they live, some of them in the cache: the same logits, bit for bit, as one device,
+ * in one batch and token by token; the cache's figures add up. */
+static void test_experts_apart(void) {
+    static const char *const fixtures[] = {"qwen2moe-tiny-q4_k_m", "mixtral-tiny-q8_0", "qwen3moe-tiny-f32"};
+    for (size_t f = 0; f < sizeof fixtures / sizeof fixtures[0]; f++) {
+        tnd_model *m = open_fixture(fixtures[f]);
+        if (!m) continue;
+        int32_t n_vocab = tnd_model_n_vocab(m), tokens[N_TOKENS];
+        make_prompt(tokens, n_vocab);
+        size_t bytes = sizeof(float) * N_TOKENS * (size_t)n_vocab;
+        int64_t n_layer = 0, used = 0, experts = 0;
+        char key[96];
+        const char *arch = NULL;
+        size_t len = 0;
+        tnd_model_meta_string(m, "general.architecture", &arch, &len);
+        snprintf(key, sizeof key, "%.*s.block_count", (int)len, arch);
+        tnd_model_meta_int(m, key, &n_layer);
+        snprintf(key, sizeof key, "%.*s.expert_used_count", (int)len, arch);
+        tnd_model_meta_int(m, key, &used);
+        snprintf(key, sizeof key, "%.*s.expert_count", (int)len, arch);
+        tnd_model_meta_int(m, key, &experts);
+        for (int per = 1; per <= N_TOKENS; per += N_TOKENS - 1) {
+            float *one = run(m, TND_KERNELS_BEST, 1, NULL, tokens, per);
+            struct { int32_t slots, policy; } cases[] = {{0, TND_EXPERT_CACHE_LRU}, {1, TND_EXPERT_CACHE_LRU},
+                                                         {2, TND_EXPERT_CACHE_LFU}, {3, TND_EXPERT_CACHE_LRU}};
+            for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+                tnd_expert_cache_stats st;
+                int32_t held[4] = {-1, -1, -1, -1};
+                float *apart = run_apart(m, tokens, per, cases[c].slots, cases[c].policy, &st, held);
+                if (!CHECK(one && apart && !memcmp(one, apart, bytes)))
+                    fprintf(stderr, "%s, batches of %d, cache of %d (%s): the logits differ from one device's\n",
+                            fixtures[f], per, cases[c].slots, cases[c].policy == TND_EXPERT_CACHE_LFU ? "LFU" : "LRU");
+                uint64_t pairs = (uint64_t)(n_layer * N_TOKENS * used);
+                if (cases[c].slots) {
+                    /* one batch of the whole prompt may swap nothing: every expert was chosen in that one step */
+                    CHECK(st.pairs == pairs && st.hits > 0 && st.hits < pairs && (per > 1 || st.swaps > 0) &&
+                          (st.swaps > 0) == (st.bytes_moved > 0));
+                    for (int32_t s = 0; s < cases[c].slots; s++) {
+                        CHECK(held[s] >= 0 && held[s] < experts);
+                        for (int32_t r = 0; r < s; r++) CHECK(held[r] != held[s]);
+                    }
+                    if (per == 1)
+                        printf("%s, %d of %lld experts cached (%s), token by token: %llu of %llu pairs hit, %llu swaps, "
+                               "%llu bytes moved\n", fixtures[f], cases[c].slots, (long long)experts,
+                               cases[c].policy == TND_EXPERT_CACHE_LFU ? "LFU" : "LRU", (unsigned long long)st.hits,
+                               (unsigned long long)st.pairs, (unsigned long long)st.swaps,
+                               (unsigned long long)st.bytes_moved);
+                } else {
+                    CHECK(st.pairs == 0 && st.swaps == 0);
+                }
+                free(apart);
+            }
+            free(one);
+        }
+        tnd_model_close(m);
+    }
+}
+
+/* What the experts' placement refuses, naming why. */
+static void test_experts_apart_refused(void) {
+    tnd_model *m = open_fixture("qwen2moe-tiny-q4_k_m");
+    if (!m) return;
+    static const struct { int32_t n_devices, expert_device, slots; const char *expect; } cases[] = {
+        {1, -1, 2, "apart"},          /* a cache without experts apart */
+        {2, 0, 4, "holds 0 to 3"},    /* as many slots as experts */
+        {2, 2, 0, "2 devices"},       /* no such device */
+        {1, 0, 1, "nothing to cache"} /* the groups are on the experts' device already */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int32_t groups[6] = {0, 1, 1, 1, 1, 1};
+        tnd_context_params p = tnd_context_default_params();
+        p.n_ctx = 64;
+        p.n_devices = cases[c].n_devices;
+        if (p.n_devices == 2) {
+            p.group_device = groups;
+            p.n_groups = 6;
+        }
+        p.expert_device = cases[c].expert_device;
+        p.expert_cache_slots = cases[c].slots;
+        tnd_context *ctx = NULL;
+        tnd_status st = tnd_context_init(m, &p, &ctx);
+        if (!CHECK(st == TND_ERR_INVALID_ARGUMENT && strstr(tnd_last_error(), cases[c].expect)))
+            fprintf(stderr, "case %zu: %d, %s\n", c, (int)st, tnd_last_error());
+        tnd_context_free(ctx);
+    }
+    tnd_model_close(m);
+    tnd_model *dense = NULL;
+    if (CHECK_OK(tnd_model_open(tnd_fixture("models/llama-tiny-f32.gguf"), NULL, &dense))) {
+        tnd_context_params p = tnd_context_default_params();
+        p.n_ctx = 64;
+        p.expert_device = 0;
+        tnd_context *ctx = NULL;
+        CHECK(tnd_context_init(dense, &p, &ctx) == TND_ERR_INVALID_ARGUMENT &&
+              strstr(tnd_last_error(), "no mixture-of-experts"));
+        tnd_context_free(ctx);
+        tnd_model_close(dense);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Bad files: the fixture rewritten with one key or tensor changed
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -193,6 +320,8 @@ static void test_bad_files(void) {
 int main(void) {
     test_batch_equals_one_by_one();
     test_experts_on_another_device();
+    test_experts_apart();
+    test_experts_apart_refused();
     test_bad_files();
     return tnd_test_finish("test_moe");
 }

@@ -46,7 +46,12 @@ void cli_plan_usage(FILE *f) {
                "                      some speed while the cloud serves: docs/REMOTE.md)\n"
                "  --cpu-moe           the feed-forward groups of mixture-of-experts layers (experts, router, shared\n"
                "                      expert) on the CPU device, cpu0\n"
-               "  --n-cpu-moe N       the same for the first N layers only\n");
+               "  --n-cpu-moe N       the same for the first N layers only\n"
+               "  --experts-on DEVICE the experts of mixture-of-experts layers live and are computed on DEVICE (cpu0,\n"
+               "                      ...), while their router, shared expert and sum stay with the layer's group\n"
+               "  --expert-cache N    with --experts-on: copies of N experts of each layer on the group's device, the\n"
+               "                      pairs that chose them computed there, swapped in by use (docs/MOE.md)\n"
+               "  --expert-cache-policy lfu|lru   how the cache picks (default lfu: decaying counts of use)\n");
 }
 
 int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i) {
@@ -70,6 +75,27 @@ int cli_plan_parse(cli_plan_options *o, int argc, char **argv, int *i) {
     if (!strcmp(a, "--fallback-model")) {
         o->fallback_model = cli_value(argc, argv, i);
         return o->fallback_model ? 1 : -1;
+    }
+    if (!strcmp(a, "--experts-on")) {
+        o->experts_on = cli_value(argc, argv, i);
+        return o->experts_on ? 1 : -1;
+    }
+    if (!strcmp(a, "--expert-cache-policy")) {
+        const char *v = cli_value(argc, argv, i);
+        if (!v) return -1;
+        if (strcmp(v, "lfu") && strcmp(v, "lru")) {
+            fprintf(stderr, "tandem: --expert-cache-policy takes lfu or lru, not '%s'\n", v);
+            return -1;
+        }
+        o->expert_policy = strcmp(v, "lfu") ? TND_EXPERT_CACHE_LRU : TND_EXPERT_CACHE_LFU;
+        return 1;
+    }
+    if (!strcmp(a, "--expert-cache")) {
+        const char *v = cli_value(argc, argv, i);
+        long long n = 0;
+        if (!v || !cli_int(a, v, 0, 1 << 16, &n)) return -1;
+        o->expert_cache = (int32_t)n;
+        return 1;
     }
     bool ngl = !strcmp(a, "-ngl") || !strcmp(a, "--n-gpu-layers");
     bool ot = !strcmp(a, "--override-tensor") || !strcmp(a, "-ot"), n_cpu_moe = !strcmp(a, "--n-cpu-moe");
@@ -534,6 +560,19 @@ bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *
     if (o->n_cpu_moe > 0 && !experts_on_cpu(m, o->n_cpu_moe, p, g)) goto fail;
     for (int32_t i = 0; i < o->n_overrides; i++)
         if (!apply_override(o->overrides[i], m, p, g)) goto fail;
+    if (o->experts_on && (p->expert_device = device_index(o->experts_on, p)) < 0) {
+        char names[128];
+        device_names(p, names, sizeof names);
+        fprintf(stderr, "tandem: --experts-on %s: the plan has no such device (it has %s)\n", o->experts_on, names);
+        goto fail;
+    }
+    if (o->expert_cache && !o->experts_on) {
+        fprintf(stderr, "tandem: --expert-cache needs --experts-on DEVICE: the cache holds copies of experts that "
+                        "live on another device\n");
+        goto fail;
+    }
+    p->expert_cache_slots = o->expert_cache;
+    p->expert_cache_policy = o->expert_policy;
     p->group_device = g;
     *groups = g;
     return true;
@@ -558,6 +597,8 @@ bool cli_plan_fell_back(const cli_plan_options *o, tnd_context_params *p) {
     p->n_devices = 1;
     p->device_kinds = NULL;
     p->group_device = NULL;
+    p->expert_device = -1; /* the experts go with their groups on the one device left */
+    p->expert_cache_slots = 0;
     p->n_groups = 0;
     return true;
 }

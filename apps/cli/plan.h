@@ -25,6 +25,9 @@ typedef struct cli_plan_options {
     bool no_follow;          /* --no-follow: the fallback's context does not follow the conversation */
     int32_t n_cpu_moe;       /* --cpu-moe (all: INT32_MAX) or --n-cpu-moe N: the first layers whose experts stay on
                                 the CPU */
+    const char *experts_on;  /* --experts-on DEVICE: the experts live there, apart from their group (NULL: with it) */
+    int32_t expert_cache;    /* --expert-cache N: slots per layer of the hot-expert cache (0: none) */
+    int32_t expert_policy;   /* --expert-cache-policy lfu|lru */
 } cli_plan_options;
 
 void cli_plan_defaults(cli_plan_options *o);

@@ -64,6 +64,8 @@ typedef struct tnd_weight {
     int32_t row_group; /* set by the device: rows stored in interleaved groups of this many (0: one after another) */
     int32_t n_experts; /* > 1: the experts of a mixture-of-experts layer stacked along the rows (a 3-D tensor
                           [n_cols, n_rows / n_experts, n_experts]), expert e's rows from e * n_rows / n_experts on */
+    bool writable;     /* asked of prepare_weight: the device keeps a copy of its own that update_weight may
+                          rewrite (a cache of hot experts), never a view of the file's mapping */
 } tnd_weight;
 
 typedef enum tnd_rope_mode {
@@ -204,6 +206,11 @@ typedef struct tnd_backend_vtable {
      * TND_ERR_UNSUPPORTED (a type it cannot compute with), TND_ERR_OUT_OF_MEMORY. */
     tnd_status (*prepare_weight)(tnd_backend *b, const tnd_weight *host, tnd_weight *out);
     void (*release_weight)(tnd_backend *b, tnd_weight *w);
+    /* Rewrites rows [row0, row0 + host->n_rows) of a weight this device prepared with `writable` from the host rows
+     * `host` (same type and n_cols; row0 and the count whole experts of w), as prepare_weight would have stored
+     * them, ordered after the ops enqueued before it (a slot of a hot-expert cache takes another expert). Optional:
+     * NULL = the device keeps no cache of experts. TND_ERR_INVALID_ARGUMENT (rows out of range, another type). */
+    tnd_status (*update_weight)(tnd_backend *b, tnd_weight *w, int64_t row0, const tnd_weight *host);
     /* Readies the device for matmuls of up to max_tokens rows of up to max_cols inputs (scratch for converted
      * activations). Called once per context before any op. TND_ERR_OUT_OF_MEMORY. */
     tnd_status (*reserve)(tnd_backend *b, int64_t max_cols, int64_t max_tokens);
@@ -258,8 +265,9 @@ typedef struct tnd_backend_vtable {
      * token t and its slot j (ids: I32 [n_tokens][n_used]), y[i][t * n_used + j] = expert ids[t][j] of w[i]
      * (w[i]->n_experts stacked, see tnd_weight) times x's row, where x is [n_tokens][n_cols] (one input per token:
      * gate and up) or [n_tokens * n_used][n_cols] (one per slot: down); y[i] is
-     * [n_tokens * n_used][w[i]->n_rows / w[i]->n_experts]. Each expert's rows are read once for all the tokens that
-     * chose it, and a row's result does not depend on the batch it is computed in. */
+     * [n_tokens * n_used][w[i]->n_rows / w[i]->n_experts]. An id of -1 skips its pair: its rows of y are zeros
+     * (the pairs of a layer whose experts two devices share, each computing its own). Each expert's rows are read
+     * once for all the tokens that chose it, and a row's result does not depend on the batch it is computed in. */
     void (*matmul_experts)(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *x,
                            const tnd_tensor *ids, const tnd_tensor *const *y);
     /* y[t] += sum over j (in order) of weights[t][j] * experts[t * n_used + j]: the experts' outputs

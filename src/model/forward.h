@@ -37,6 +37,8 @@ typedef struct tnd_activations {
     tnd_buffer *expert_gate, *expert_up; /* [n_expert_used][n_ff_exp] */
     tnd_buffer *expert_out;      /* [n_expert_used][n_embd] */
     tnd_buffer *shared_gate;     /* [1] the shared expert's gate logit */
+    tnd_buffer *expert_far;      /* [n_expert_used][n_embd] the experts' outputs from the device where they live
+                                    (a device whose layers keep a cache of experts only; else NULL) */
     tnd_buffer *logits; /* [TND_LOGITS_CHUNK][n_vocab] on the last stage's device: the output head runs in chunks */
 } tnd_activations;
 
@@ -45,6 +47,9 @@ typedef struct tnd_activations {
 typedef struct tnd_device_layer {
     tnd_weight wq, wk, wv, wo, w_gate, w_up, w_down;
     tnd_weight router, gate_exps, up_exps, down_exps, gate_shexp, up_shexp, down_shexp, shexp_gate;
+    /* experts apart (tnd_forward.expert_home): the *_exps on that device, and here the cache's copies of some of
+     * them (n_experts = its slots; data NULL without a cache) */
+    tnd_weight gate_cache, up_cache, down_cache;
     tnd_buffer *attn_norm, *ffn_norm;
     tnd_buffer *bq, *bk, *bv;
     tnd_buffer *q_norm, *k_norm;
@@ -80,12 +85,20 @@ typedef struct tnd_forward {
     float *host_x;                        /* [n_batch][n_embd]: the hand-over between stages (several only) */
     bool output_hidden;                   /* the head gives the normed hidden rows [n_embd] instead of logits
                                              (embeddings) */
+    /* Mixture-of-experts layers: the device each layer's experts live on ([n_layer]; its feed-forward group's
+     * device unless the plan keeps them apart), the cache of hot experts where there is one (NULL: none), and the
+     * host scratch of the hand-over to and from the experts' device (layers apart only). */
+    const int32_t *expert_home;
+    struct tnd_expert_cache *expert_cache;
+    const tnd_layer *host_layers;         /* the file's views of the weights, which the cache copies experts from */
+    int32_t *expert_near, *expert_far;    /* [n_batch * n_expert_used] the pairs' ids for each side */
+    float *expert_host;                   /* [n_batch * n_expert_used][n_embd] */
 } tnd_forward;
 
 /* Layer il's mixture-of-experts feed-forward block on device d (moe.c): x += the chosen experts' SwiGLU outputs
- * weighed by the router, plus a shared expert's gated output where the layer has one. */
-void tnd_moe_forward(const tnd_forward *fw, tnd_backend *d, const tnd_activations *a, const tnd_device_layer *l,
-                     int64_t n);
+ * weighed by the router, plus a shared expert's gated output where the layer has one; the experts computed on the
+ * device they live on and in the cache where the plan keeps them apart. */
+void tnd_moe_forward(const tnd_forward *fw, tnd_backend *d, const tnd_activations *a, int32_t il, int64_t n);
 
 /* Runs one micro-batch (step->n_tokens <= n_batch tokens, their KV rows reserved at step->slots) through every
  * stage, the last ending with the output head for the rows with want[i] != 0, whose logits (or, with

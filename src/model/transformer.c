@@ -126,7 +126,7 @@ static void run_groups(const tnd_forward *fw, tnd_backend *d, int32_t device, in
         } else if (g == tnd_group_attention(il)) {
             attention_forward(fw, d, a, &fw->rope[device], &fw->layers[il], il, n);
         } else {
-            if (hp->n_expert) tnd_moe_forward(fw, d, a, &fw->layers[il], n);
+            if (hp->n_expert) tnd_moe_forward(fw, d, a, il, n);
             else ffn_forward(fw, d, a, &fw->layers[il], n);
         }
     }

@@ -21,7 +21,7 @@
 tnd_context_params tnd_context_default_params(void) {
     return (tnd_context_params){.n_batch = 512, .n_seq_max = 1, .kv_type = TND_TYPE_F16, .k_type = TND_TYPE_COUNT,
                                 .v_type = TND_TYPE_COUNT, .kv_block_size = 64,
-                                .n_devices = 1};
+                                .n_devices = 1, .expert_device = -1};
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -124,6 +124,59 @@ static tnd_status check_params(const tnd_context_params *p) {
     return TND_OK;
 }
 
+/* Where each layer's experts live and the cache of hot experts, from the params (see expert_device). */
+static tnd_status plan_experts(tnd_context *ctx, const tnd_context_params *p) {
+    const tnd_hparams *hp = ctx->fw.hp;
+    if (p->expert_device < 0) {
+        if (p->expert_cache_slots > 0)
+            return tnd_fail(TND_ERR_INVALID_ARGUMENT, "a cache of hot experts needs the experts apart from their "
+                            "feed-forward group (expert_device, --experts-on)");
+        return TND_OK;
+    }
+    if (!hp->n_expert)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "expert_device %d: the model has no mixture-of-experts layers",
+                        p->expert_device);
+    if (p->expert_device >= p->n_devices)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "expert_device %d: the plan has %d devices", p->expert_device,
+                        p->n_devices);
+    if (p->expert_cache_slots < 0 || p->expert_cache_slots >= hp->n_expert)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "a cache of %d experts per layer: the model's layers have %d, and "
+                        "a cache holds 0 to %d", p->expert_cache_slots, hp->n_expert, hp->n_expert - 1);
+    ctx->expert_home = tnd_alloc_array(&ctx->allocator, (size_t)hp->n_layer, sizeof(int32_t));
+    if (!ctx->expert_home) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
+    bool apart = false;
+    for (int32_t l = 0; l < hp->n_layer; l++) {
+        ctx->expert_home[l] = p->expert_device;
+        apart |= ctx->group_device[tnd_group_ffn(l)] != p->expert_device;
+    }
+    ctx->fw.expert_home = ctx->expert_home;
+    ctx->fw.host_layers = ctx->bm->w.layers;
+    if (!p->expert_cache_slots) return TND_OK;
+    if (!apart)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "a cache of hot experts: every feed-forward group is on the experts' "
+                        "device %d already, so there is nothing to cache", p->expert_device);
+    tnd_status st = tnd_expert_cache_init(&ctx->expert_cache, hp->n_layer, hp->n_expert, p->expert_cache_slots,
+                                          p->expert_cache_policy, &ctx->allocator);
+    if (!st) ctx->fw.expert_cache = &ctx->expert_cache;
+    return st;
+}
+
+void tnd_context_expert_cache_stats(tnd_context *ctx, tnd_expert_cache_stats *out, int reset) {
+    if (!out) return;
+    memset(out, 0, sizeof *out);
+    if (!ctx || !ctx->fw.expert_cache) return;
+    *out = ctx->expert_cache.stats;
+    if (reset) memset(&ctx->expert_cache.stats, 0, sizeof ctx->expert_cache.stats);
+}
+
+int32_t tnd_context_expert_cache_held(tnd_context *ctx, int32_t layer, int32_t slot) {
+    const tnd_expert_cache *c = ctx ? ctx->fw.expert_cache : NULL;
+    if (!c || layer < 0 || layer >= c->n_layers || slot < 0 || slot >= c->n_slots ||
+        ctx->expert_home[layer] == ctx->group_device[tnd_group_ffn(layer)])
+        return -1;
+    return tnd_expert_cache_held(c, layer, slot);
+}
+
 /* The context's cloud device: its link carries the KV cache's geometry, which the cloud's pools mirror. */
 static tnd_status make_remote(const tnd_context *ctx, const tnd_context_params *p, const char *name,
                               tnd_backend **out) {
@@ -207,7 +260,7 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
         fw->n_devices = d + 1; /* owned by the context from here, wrapped or not */
         if ((st = inject_faults(ctx, &fw->devices[d]))) goto fail;
     }
-    if ((st = tnd_plan_check_memory(fw, bm, ctx->n_ctx, ctx->n_batch)) ||
+    if ((st = plan_experts(ctx, &p)) || (st = tnd_plan_check_memory(fw, bm, ctx->n_ctx, ctx->n_batch)) ||
         (st = tnd_forward_setup(fw, model, bm, ctx->n_batch, &ctx->allocator, p.progress, p.progress_user)))
         goto fail;
     size_t nb = (size_t)ctx->n_batch, nv = (size_t)hp->n_vocab;
@@ -249,6 +302,8 @@ void tnd_context_free(tnd_context *ctx) {
     for (int32_t d = 0; d < fw->n_devices; d++) fw->devices[d]->vt->destroy(fw->devices[d]);
     tnd_allocator a = ctx->allocator;
     tnd_free(&a, ctx->group_device);
+    tnd_free(&a, ctx->expert_home);
+    tnd_expert_cache_free(&ctx->expert_cache);
     tnd_free(&a, ctx->slots);
     tnd_free(&a, ctx->n_ctx_of);
     tnd_free(&a, ctx->tables);

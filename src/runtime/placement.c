@@ -2,6 +2,8 @@
  * devices' views and copies of each group's tensors and activation buffers. */
 #include "runtime/placement.h"
 
+#include "model/expert_cache.h"
+
 #include "core/alloc.h"
 #include "core/error.h"
 #include "quant/quant.h"
@@ -158,6 +160,22 @@ static uint64_t activation_bytes(const tnd_hparams *hp, int32_t n_batch) {
 }
 
 /* ------------------------------------------------------------------------------------------------------------
+ * Experts apart from their feed-forward group
+ * ---------------------------------------------------------------------------------------------------------- */
+
+static bool experts_are_apart(const tnd_forward *fw, int32_t il) {
+    return fw->expert_home && fw->expert_home[il] != fw->group_device[tnd_group_ffn(il)];
+}
+
+/* The bytes of a layer's three stacked expert weights. */
+static uint64_t experts_bytes(const tnd_layer *l) {
+    const tnd_weight *w[3] = {&l->gate_exps, &l->up_exps, &l->down_exps};
+    uint64_t bytes = 0;
+    for (int i = 0; i < 3; i++) bytes += (uint64_t)w[i]->row_bytes * (uint64_t)w[i]->n_rows;
+    return bytes;
+}
+
+/* ------------------------------------------------------------------------------------------------------------
  * Does it fit?
  * ---------------------------------------------------------------------------------------------------------- */
 
@@ -175,6 +193,14 @@ tnd_status tnd_plan_check_memory(const tnd_forward *fw, const tnd_bound_model *b
         weights[d] += g == 0 ? 0 : tnd_group_weight_bytes(bm, g); /* the embedding stays in the file's mapping */
         if (g > 0 && g < tnd_group_output(hp->n_layer) && g == tnd_group_attention((g - 1) / 2)) kv[d] += kv_layer;
     }
+    for (int32_t l = 0; l < hp->n_layer; l++) /* experts apart: on their device, and the cache's copies */
+        if (experts_are_apart(fw, l)) {
+            uint64_t experts = experts_bytes(&bm->w.layers[l]);
+            int32_t d = fw->group_device[tnd_group_ffn(l)];
+            weights[d] -= experts;
+            weights[fw->expert_home[l]] += experts;
+            if (fw->expert_cache) weights[d] += experts / (uint64_t)hp->n_expert * (uint64_t)fw->expert_cache->n_slots;
+        }
     for (int32_t d = 0; d < fw->n_devices; d++) act[d] = act_bytes;
     /* devices that report the same memory share it (CPU instances): their needs add up */
     bool counted[TND_MAX_DEVICES] = {false};
@@ -235,9 +261,10 @@ static void release(tnd_backend *d, tnd_weight *w) {
     if (w->data || w->buf) d->vt->release_weight(d, w); /* a view in host memory, or in the device's own */
 }
 
-/* Layer il's attention or feed-forward tensors on device d (the rows of tnd_layer_tensors of that group). */
-static tnd_status prepare_part(tnd_model *model, const tnd_bound_model *bm, tnd_backend *d, int32_t il, bool ffn,
-                               tnd_device_layer *l) {
+/* Layer il's attention or feed-forward tensors on device d (the rows of tnd_layer_tensors of that group), its stacked
+ * experts on device `experts` (d, unless the plan keeps them apart). */
+static tnd_status prepare_part(tnd_model *model, const tnd_bound_model *bm, tnd_backend *d, tnd_backend *experts,
+                               int32_t il, bool ffn, tnd_device_layer *l) {
     const char *host = (const char *)&bm->w.layers[il];
     tnd_status s = TND_OK;
     for (size_t i = 0; i < tnd_layer_tensor_count && !s; i++) {
@@ -245,21 +272,76 @@ static tnd_status prepare_part(tnd_model *model, const tnd_bound_model *bm, tnd_
         if (t->ffn != ffn || !tnd_model_has(bm->arch, &bm->hp, t->needs)) continue;
         const void *from = host + t->host;
         void *to = (char *)l + t->device;
-        s = t->matrix ? prepare(model, d, from, to)
+        s = t->matrix ? prepare(model, t->ne2 == TND_DIM_EXPERTS ? experts : d, from, to)
                       : device_floats(d, *(float *const *)from, tnd_dim_size(&bm->hp, t->ne0), to);
     }
     if (s) tnd_error_prefix("layer %d %s on %s: ", il, ffn ? "feed-forward" : "attention", d->name);
     return s;
 }
 
-static void release_part(const tnd_forward *fw, tnd_backend *d, bool ffn, tnd_device_layer *l) {
+static void release_part(const tnd_forward *fw, tnd_backend *d, tnd_backend *experts, bool ffn, tnd_device_layer *l) {
     for (size_t i = 0; i < tnd_layer_tensor_count; i++) {
         const tnd_layer_tensor *t = &tnd_layer_tensors[i];
         if (t->ffn != ffn || !tnd_model_has(fw->arch, fw->hp, t->needs)) continue;
         void *field = (char *)l + t->device;
-        if (t->matrix) release(d, field);
+        if (t->matrix) release(t->ne2 == TND_DIM_EXPERTS ? experts : d, field);
         else free_buffer(d, *(tnd_buffer **)field);
     }
+}
+
+/* Layer il's cache of hot experts on device d: copies of the first slots' experts of each stacked weight, which the
+ * device keeps as its own so that update_weight can swap others in. */
+static tnd_status prepare_cache(const tnd_forward *fw, const tnd_bound_model *bm, tnd_backend *d, int32_t il) {
+    const tnd_layer *host = &bm->w.layers[il];
+    tnd_device_layer *l = &fw->layers[il];
+    const tnd_weight *from[3] = {&host->gate_exps, &host->up_exps, &host->down_exps};
+    tnd_weight *to[3] = {&l->gate_cache, &l->up_cache, &l->down_cache};
+    if (!d->vt->update_weight)
+        return tnd_fail(TND_ERR_UNSUPPORTED, "%s keeps no cache of experts: leave out the cache (expert_cache_slots 0, "
+                        "--expert-cache 0) or run layer %d's feed-forward group elsewhere", d->name, il);
+    for (int i = 0; i < 3; i++) {
+        tnd_weight slots = *from[i];
+        slots.n_experts = fw->expert_cache->n_slots;
+        slots.n_rows = from[i]->n_rows / from[i]->n_experts * slots.n_experts;
+        slots.writable = true;
+        tnd_status s = d->vt->prepare_weight(d, &slots, to[i]);
+        if (s) {
+            tnd_error_prefix("layer %d's cache of experts on %s: ", il, d->name);
+            return s;
+        }
+    }
+    return TND_OK;
+}
+
+static void release_cache(tnd_backend *d, tnd_device_layer *l) {
+    release(d, &l->gate_cache);
+    release(d, &l->up_cache);
+    release(d, &l->down_cache);
+}
+
+/* The buffers of the hand-over to the experts' devices: host scratch, and the far side's outputs on each device
+ * that keeps a cache. */
+static tnd_status prepare_hand_over(tnd_forward *fw, int32_t n_batch, const tnd_allocator *allocator) {
+    const tnd_hparams *hp = fw->hp;
+    bool any = false, caches[TND_MAX_DEVICES] = {false};
+    for (int32_t l = 0; l < hp->n_layer; l++)
+        if (experts_are_apart(fw, l)) {
+            any = true;
+            caches[fw->group_device[tnd_group_ffn(l)]] = fw->expert_cache != NULL;
+        }
+    if (!any) return TND_OK;
+    size_t pairs = (size_t)n_batch * (size_t)hp->n_expert_used;
+    fw->expert_near = tnd_alloc_array(allocator, pairs, sizeof(int32_t));
+    fw->expert_far = tnd_alloc_array(allocator, pairs, sizeof(int32_t));
+    fw->expert_host = tnd_alloc_array(allocator, pairs * (size_t)hp->n_embd, sizeof(float));
+    if (!fw->expert_near || !fw->expert_far || !fw->expert_host)
+        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the hand-over to the experts' device");
+    for (int32_t i = 0; i < fw->n_devices; i++) {
+        tnd_backend *d = fw->devices[i];
+        if (caches[i] && !(fw->act[i].expert_far = d->vt->alloc(d, sizeof(float) * pairs * (size_t)hp->n_embd)))
+            return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the experts' outputs on %s", d->name);
+    }
+    return TND_OK;
 }
 
 /* Whether device d can run the attention and KV store of this model's layers with fw's K and V types (a weight type it
@@ -364,10 +446,13 @@ tnd_status tnd_forward_setup(tnd_forward *fw, tnd_model *model, const tnd_bound_
     for (int32_t l = 0; l < hp->n_layer && !s; l++) {
         tnd_backend *da = fw->devices[fw->group_device[tnd_group_attention(l)]];
         tnd_backend *df = fw->devices[fw->group_device[tnd_group_ffn(l)]];
-        if ((s = check_support(fw, da)) || (s = prepare_part(model, bm, da, l, false, &fw->layers[l]))) break;
+        tnd_backend *dx = experts_are_apart(fw, l) ? fw->devices[fw->expert_home[l]] : df;
+        if ((s = check_support(fw, da)) || (s = prepare_part(model, bm, da, da, l, false, &fw->layers[l]))) break;
         group_ready(fw, tnd_group_attention(l), progress, progress_user, &done);
         if ((hp->n_expert && (s = check_experts_support(fw, bm, df, l))) ||
-            (s = prepare_part(model, bm, df, l, true, &fw->layers[l])))
+            (dx != df && (s = check_experts_support(fw, bm, dx, l))) ||
+            (s = prepare_part(model, bm, df, dx, l, true, &fw->layers[l])) ||
+            (dx != df && fw->expert_cache && (s = prepare_cache(fw, bm, df, l))))
             break;
         group_ready(fw, tnd_group_ffn(l), progress, progress_user, &done);
     }
@@ -382,7 +467,7 @@ tnd_status tnd_forward_setup(tnd_forward *fw, tnd_model *model, const tnd_bound_
     if (fw->n_stages > 1 && /* the hand-over between stages */
         !(fw->host_x = tnd_alloc_array(allocator, (size_t)n_batch * (size_t)hp->n_embd, sizeof(float))))
         return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the hand-over between devices");
-    return TND_OK;
+    return prepare_hand_over(fw, n_batch, allocator);
 }
 
 void tnd_forward_release(tnd_forward *fw, const tnd_allocator *allocator) {
@@ -396,8 +481,11 @@ void tnd_forward_release(tnd_forward *fw, const tnd_allocator *allocator) {
         free_buffer(last, fw->output_norm);
     }
     for (int32_t l = 0; fw->layers && l < hp->n_layer; l++) {
-        release_part(fw, fw->devices[fw->group_device[tnd_group_attention(l)]], false, &fw->layers[l]);
-        release_part(fw, fw->devices[fw->group_device[tnd_group_ffn(l)]], true, &fw->layers[l]);
+        tnd_backend *da = fw->devices[fw->group_device[tnd_group_attention(l)]];
+        tnd_backend *df = fw->devices[fw->group_device[tnd_group_ffn(l)]];
+        release_part(fw, da, da, false, &fw->layers[l]);
+        release_part(fw, df, experts_are_apart(fw, l) ? fw->devices[fw->expert_home[l]] : df, true, &fw->layers[l]);
+        release_cache(df, &fw->layers[l]);
     }
     for (int32_t i = 0; i < fw->n_devices; i++) {
         tnd_backend *d = fw->devices[i];
@@ -408,9 +496,13 @@ void tnd_forward_release(tnd_forward *fw, const tnd_allocator *allocator) {
         activation_layout(hp, a, bufs, widths);
         for (size_t k = 0; k < N_ACTIVATIONS; k++) free_buffer(d, *bufs[k]);
         free_buffer(d, a->logits);
+        free_buffer(d, a->expert_far);
         free_buffer(d, fw->rope[i].freq_factors.buf);
     }
     tnd_free(allocator, fw->stages);
     tnd_free(allocator, fw->layers);
     tnd_free(allocator, fw->host_x);
+    tnd_free(allocator, fw->expert_near);
+    tnd_free(allocator, fw->expert_far);
+    tnd_free(allocator, fw->expert_host);
 }

@@ -78,6 +78,16 @@ static void pack_range(void *ctx, int64_t first, int64_t end) {
                         j->k->pack_transform, j->packed, first, end);
 }
 
+/* A writable weight that is not packed: its rows as the file has them, in memory of the device's own. */
+static tnd_status own_copy(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
+    size_t bytes = (size_t)host->n_rows * host->row_bytes;
+    void *rows = tnd_alloc(&dev(b)->allocator, bytes);
+    if (!rows) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "%s: out of memory for %zu bytes of weights", b->name, bytes);
+    memcpy(rows, host->data, bytes);
+    out->data = rows;
+    return TND_OK;
+}
+
 static tnd_status cpu_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
     const tnd_type_traits *t = tnd_type_traits_of(host->type);
     if (!t || !t->to_float)
@@ -90,7 +100,7 @@ static tnd_status cpu_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd
     bool experts_aligned = host->n_experts <= 1 || (host->n_rows / host->n_experts) % TND_CPU_ROW_TILE == 0;
     if (dev(b)->reference || host->lookup_only || !k->tile_packed || host->n_rows < k->tile_rows ||
         TND_CPU_ROW_TILE % k->tile_rows || !experts_aligned)
-        return TND_OK;
+        return host->writable ? own_copy(b, host, out) : TND_OK;
     /* rows the tiles read together, stored together (tnd_cpu_pack_rows) */
     int64_t groups = (host->n_rows + k->tile_rows - 1) / k->tile_rows;
     size_t bytes = (size_t)groups * (size_t)k->tile_rows * host->row_bytes;
@@ -106,8 +116,28 @@ static tnd_status cpu_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd
 }
 
 static void cpu_release_weight(tnd_backend *b, tnd_weight *w) {
-    if (w->row_group) tnd_free(&dev(b)->allocator, (void *)w->data);
+    if (w->row_group || w->writable) tnd_free(&dev(b)->allocator, (void *)w->data);
     memset(w, 0, sizeof *w);
+}
+
+static tnd_status cpu_update_weight(tnd_backend *b, tnd_weight *w, int64_t row0, const tnd_weight *host) {
+    int64_t expert_rows = w->n_rows / (w->n_experts > 1 ? w->n_experts : 1);
+    if (!w->writable || host->type != w->type || host->n_cols != w->n_cols || row0 < 0 || host->n_rows < 0 ||
+        row0 + host->n_rows > w->n_rows || row0 % expert_rows || host->n_rows % expert_rows)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "%s: update_weight of rows %lld to %lld of a %s weight of %lld rows "
+                        "(%s, whole experts of %lld rows)", b->name, (long long)row0, (long long)(row0 + host->n_rows),
+                        tnd_type_name(w->type), (long long)w->n_rows,
+                        w->writable ? "from a weight of another type or width" : "prepared without `writable`",
+                        (long long)expert_rows);
+    uint8_t *at = (uint8_t *)(uintptr_t)w->data + (size_t)row0 * w->row_bytes;
+    if (!w->row_group) {
+        memcpy(at, host->data, (size_t)host->n_rows * host->row_bytes);
+        return TND_OK;
+    }
+    /* whole experts are whole row tiles, so whole groups (cpu_prepare_weight packs experts only then) */
+    const tnd_cpu_dot *k = &dev(b)->kernels.dot[w->type];
+    tnd_cpu_pack_rows(host->data, host->n_rows, host->row_bytes, w->row_group, k->pack_chunk, k->pack_transform, at);
+    return TND_OK;
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -1046,6 +1076,7 @@ static const tnd_backend_vtable cpu_vtable = {
     .copy_to = cpu_copy_to,
     .copy = cpu_copy,
     .prepare_weight = cpu_prepare_weight,
+    .update_weight = cpu_update_weight,
     .release_weight = cpu_release_weight,
     .reserve = cpu_reserve,
     .embed = cpu_embed,

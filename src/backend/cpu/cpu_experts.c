@@ -78,7 +78,8 @@ typedef struct experts_job {
     int64_t n_pairs;
     int64_t rows;         /* rows of one expert */
     const int32_t *ids;   /* [n_pairs] */
-    const int32_t *sorted, *active; /* [n_pairs] pairs by expert; [n_active] the experts with pairs */
+    const int32_t *sorted, *active; /* [n_chosen] pairs by expert; [n_active] the experts with pairs */
+    int64_t n_chosen;     /* the pairs with an expert (an id of -1 skips its pair) */
     const int64_t *first; /* [n_experts + 1] */
     int64_t active_rows;  /* n_active * rows: the rows of one weight's chosen experts */
     uint8_t *inputs;      /* [rows of x][act_row]: x converted, each row once */
@@ -95,7 +96,10 @@ static void experts_ref(void *ctx, int64_t p0, int64_t p1) {
     const experts_job *j = ctx;
     for (int i = 0; i < j->n; i++)
         for (int64_t p = p0; p < p1; p++)
-            tnd_cpu_product_rows_ref(j->w[i], (int64_t)j->ids[p] * j->rows, j->x + input_of(j, p) * j->n_cols, 1,
+            if (j->ids[p] < 0)
+                memset(j->y[i] + p * j->rows, 0, sizeof(float) * (size_t)j->rows);
+            else
+                tnd_cpu_product_rows_ref(j->w[i], (int64_t)j->ids[p] * j->rows, j->x + input_of(j, p) * j->n_cols, 1,
                                      j->y[i] + p * j->rows, (size_t)j->rows, 0, j->rows);
 }
 
@@ -135,16 +139,20 @@ static uint8_t *experts_scratch(tnd_backend *b, size_t bytes) {
     return d->experts;
 }
 
-/* Groups the pairs by expert (a counting sort): sorted, first and the active experts; returns their count. */
+/* Groups the pairs that have an expert by expert (a counting sort): sorted, first, n_chosen and the active experts;
+ * returns their count. */
 static int32_t sort_pairs(experts_job *j, int32_t n_experts, int32_t *sorted, int64_t *first, int32_t *active) {
     memset(first, 0, sizeof(int64_t) * (size_t)(n_experts + 1));
-    for (int64_t p = 0; p < j->n_pairs; p++) first[j->ids[p] + 1]++;
+    for (int64_t p = 0; p < j->n_pairs; p++)
+        if (j->ids[p] >= 0) first[j->ids[p] + 1]++;
     int32_t n_active = 0;
     for (int32_t e = 0; e < n_experts; e++) {
         if (first[e + 1]) active[n_active++] = e;
         first[e + 1] += first[e];
     }
-    for (int64_t p = 0; p < j->n_pairs; p++) sorted[first[j->ids[p]]++] = (int32_t)p; /* first[e] walks up */
+    for (int64_t p = 0; p < j->n_pairs; p++)
+        if (j->ids[p] >= 0) sorted[first[j->ids[p]]++] = (int32_t)p; /* first[e] walks up */
+    j->n_chosen = first[n_experts - 1];
     for (int32_t e = n_experts; e > 0; e--) first[e] = first[e - 1];
     first[0] = 0;
     j->sorted = sorted;
@@ -167,7 +175,7 @@ static void experts_run(tnd_backend *b, int n, const tnd_weight *const *w, const
         j.y[i] = f32(yv[i]);
     }
     for (int64_t p = 0; p < n_pairs; p++)
-        if (j.ids[p] < 0 || j.ids[p] >= n_experts) {
+        if (j.ids[p] < -1 || j.ids[p] >= n_experts) {
             char message[96];
             snprintf(message, sizeof message, "expert %d chosen, but the layer has %d experts", j.ids[p], n_experts);
             tnd_cpu_op_failed(b, TND_ERR_INVALID_ARGUMENT, message);
@@ -193,15 +201,19 @@ static void experts_run(tnd_backend *b, int n, const tnd_weight *const *w, const
     j.act = j.inputs + inputs_bytes;
     j.y_sorted = (float *)(void *)(j.act + act_bytes);
     int32_t n_active = sort_pairs(&j, n_experts, sorted, (int64_t *)(void *)(scratch + sorted_bytes), sorted + n_pairs);
+    for (int i = 0; i < n; i++) /* the skipped pairs' rows */
+        for (int64_t p = 0; p < n_pairs; p++)
+            if (j.ids[p] < 0) memset(j.y[i] + (size_t)p * (size_t)rows, 0, sizeof(float) * (size_t)rows);
+    if (!n_active) return;
     j.active_rows = (int64_t)n_active * rows;
     int64_t all_rows = n * j.active_rows;
-    tnd_thread_pool *pool = all_rows * j.n_cols * (n_pairs / n_active) < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
+    tnd_thread_pool *pool = all_rows * j.n_cols * (j.n_chosen / n_active) < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
     tnd_thread_pool_for(xv->ne1 * j.n_cols < TND_CPU_PARALLEL_MIN ? NULL : pool, xv->ne1, 1, experts_convert, &j);
-    for (int64_t q = 0; q < n_pairs; q++)
+    for (int64_t q = 0; q < j.n_chosen; q++)
         memcpy(j.act + (size_t)q * j.act_row, j.inputs + (size_t)input_of(&j, sorted[q]) * j.act_row, j.act_row);
     tnd_thread_pool_for(pool, all_rows, tnd_cpu_row_grain(pool, all_rows), experts_rows, &j);
     for (int i = 0; i < n; i++) {
-        for (int64_t q = 0; q < n_pairs; q++)
+        for (int64_t q = 0; q < j.n_chosen; q++)
             memcpy(j.y[i] + (size_t)sorted[q] * (size_t)rows, j.y_sorted + (size_t)(i * n_pairs + q) * (size_t)rows,
                    sizeof(float) * (size_t)rows);
         d->prof.matmul_bytes += (uint64_t)j.active_rows * (uint64_t)w[i]->row_bytes;

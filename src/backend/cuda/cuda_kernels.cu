@@ -151,6 +151,10 @@ __device__ void expert_row(const uint8_t *w, size_t row_bytes, int n_cols, int r
                            bool per_slot, const float *x, int x_stride, const int32_t *ids, int ids_stride, float *y,
                            int y_stride, int q, int r, int lane) {
     int t = q / n_used, j = q % n_used, expert = ids[(size_t)t * ids_stride + j];
+    if (expert < 0) { // a skipped pair (the whole warp leaves): zeros
+        if (lane == 0) y[(size_t)q * y_stride + r] = 0.0f;
+        return;
+    }
     const uint8_t *row = w + ((size_t)expert * rows_per_expert + r) * row_bytes;
     const float *xr = x + (size_t)(per_slot ? q : t) * x_stride;
     float acc = 0.0f;
@@ -166,7 +170,7 @@ __device__ void expert_row(const uint8_t *w, size_t row_bytes, int n_cols, int r
 }
 
 // A warp per (pair, expert row), pairs over the grid's x, MM_ROWS rows per block over its y (in turn where there
-// are more than it holds): pair q = (token t, slot j) uses expert ids[t][j].
+// are more than it holds): pair q = (token t, slot j) uses expert ids[t][j] (-1: none, its row of y is zeros).
 template <tnd_type T>
 __global__ void matmul_experts_kernel(const uint8_t *w, size_t row_bytes, int n_cols, int rows_per_expert, int n_used,
                                       bool per_slot, const float *x, int x_stride, const int32_t *ids, int ids_stride,

@@ -124,6 +124,11 @@ static tnd_status fault_prepare_weight(tnd_backend *b, const tnd_weight *host, t
 
 static void fault_release_weight(tnd_backend *b, tnd_weight *w) { inner(b)->vt->release_weight(inner(b), w); }
 
+static tnd_status fault_update_weight(tnd_backend *b, tnd_weight *w, int64_t row0, const tnd_weight *host) {
+    if (!inner(b)->vt->update_weight) return tnd_fail(TND_ERR_UNSUPPORTED, "%s keeps no cache of experts", b->name);
+    return inner(b)->vt->update_weight(inner(b), w, row0, host);
+}
+
 static tnd_status fault_reserve(tnd_backend *b, int64_t cols, int64_t tokens) {
     return inner(b)->vt->reserve(inner(b), cols, tokens);
 }
@@ -160,6 +165,7 @@ static const tnd_backend_vtable fault_vtable = {
     .read = fault_read,
     .prepare_weight = fault_prepare_weight,
     .release_weight = fault_release_weight,
+    .update_weight = fault_update_weight,
     .reserve = fault_reserve,
     .begin_step = fault_begin_step,
     .synchronize = fault_synchronize,

@@ -1,8 +1,8 @@
 #version 450
 // matmul_experts.comp: the chosen experts' matmuls of a stacked weight of the type named by TYPE_*. Pair q = (token
 // t, slot j) = t * n_used + j uses expert ids[t][j]: y[q][r] = row r of that expert times x's row t (one input per
-// token) or q (per_slot: one per pair). One workgroup per (row, pair), so a pair's result never depends on the
-// batch it is in.
+// token) or q (per_slot: one per pair); an id of -1 skips the pair: its row of y is zeros. One workgroup per (row,
+// pair), so a pair's result never depends on the batch it is in.
 #define WG 64
 layout(local_size_x = WG) in;
 layout(binding = 0) readonly buffer Weights { uint w[]; };
@@ -21,7 +21,12 @@ void main() {
     uint r = gl_WorkGroupID.x + gl_WorkGroupID.y * gl_NumWorkGroups.x, q = gl_WorkGroupID.z;
     if (r >= p.rows_per_expert) return; // the whole workgroup leaves together
     uint t = q / p.n_used, j = q % p.n_used;
-    uint expert = uint(ids[p.ids_off + t * p.ids_stride + j]);
+    int id = ids[p.ids_off + t * p.ids_stride + j];
+    if (id < 0) { // the same for the whole workgroup: it leaves together
+        if (gl_LocalInvocationID.x == 0u) y[p.y_off + q * p.y_stride + r] = 0.0;
+        return;
+    }
+    uint expert = uint(id);
     uint row_at = (expert * p.rows_per_expert + r) * p.row_bytes;
     uint xb = p.x_off + (p.per_slot != 0u ? q : t) * p.x_stride;
     float acc = 0.0;
