@@ -90,6 +90,23 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device cpu,cpu --cpu-moe", TND_TANDEM_BIN, model);
     CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "no experts") && strstr(out, "blk.4.ffn        cpu1"));
 
+    /* --experts-on: the experts apart from their group, a cache of some on the group's device; its figures in the
+     * bench; what the options refuse */
+    snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device cpu,cpu -ot 'blk=cpu1' --experts-on cpu0 --expert-cache 2 -t 1",
+             TND_TANDEM_BIN, moe);
+    CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "blk.1.ffn        cpu1") &&
+          strstr(out, "blk.1.experts    cpu0") && strstr(out, "the cache on cpu1: 2 slots"));
+    snprintf(cmd, sizeof cmd, "%s bench -m '%s' -p 8 -n 16 -r 1 -t 1 --device cpu,cpu -ot 'blk=cpu1' --experts-on cpu0 "
+             "--expert-cache 1 --expert-cache-policy lru", TND_TANDEM_BIN, moe);
+    CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "hot-expert cache   1 experts of each layer (lru)"));
+    snprintf(cmd, sizeof cmd, "%s bench -m '%s' -p 8 -n 16 -r 1 -t 1 --expert-cache 2", TND_TANDEM_BIN, moe);
+    CHECK(capture(cmd, out, sizeof out) != 0 && strstr(out, "--experts-on"));
+    snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device cpu,cpu --experts-on vulkan3", TND_TANDEM_BIN, moe);
+    CHECK(capture(cmd, out, sizeof out) != 0 && strstr(out, "no such device"));
+    snprintf(cmd, sizeof cmd, "%s bench -m '%s' -p 8 -n 16 -r 1 -t 1 --device cpu,cpu -ot 'blk=cpu1' --experts-on cpu0 "
+             "--expert-cache 4", TND_TANDEM_BIN, moe);
+    CHECK(capture(cmd, out, sizeof out) != 0 && strstr(out, "holds 0 to 3"));
+
     /* a cloud alone in --device gets the middle: the embedding, the first and last layers (2 of this model's 5 at
      * each end, as it leaves the cloud one) and the output head stay here */
     snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device remote:127.0.0.1:1 --insecure --json", TND_TANDEM_BIN, model);

@@ -244,14 +244,21 @@ int tnd_cmd_bench(int argc, char **argv) {
         }
     }
     tnd_context_profile prof[BENCH_MAX_DEPTHS] = {{0}}; /* of the tg runs at each depth */
+    tnd_expert_cache_stats hot = {0}, step;             /* the hot-expert cache in all the tg runs */
     for (int r = 0; r < reps; r++) /* the repetitions go round the depths, alternating pp and tg */
         for (int di = 0; di < n_depths; di++) {
             int32_t depth = (int32_t)depths[di];
             pp[di][r] = n_prompt ? run_pp(ctx, tokens, pos, seq_ids, di, depth, (int32_t)n_prompt) : 0;
             tnd_context_profile before, after;
             tnd_context_profile_get(ctx, &before, 1);
+            tnd_context_expert_cache_stats(ctx, &step, 1);
             tg[di][r] = n_gen ? run_tg(ctx, tokens, pos, seq_ids, di, depth, (int32_t)n_gen) : 0;
             tnd_context_profile_get(ctx, &after, 1);
+            tnd_context_expert_cache_stats(ctx, &step, 1);
+            hot.pairs += step.pairs;
+            hot.hits += step.hits;
+            hot.swaps += step.swaps;
+            hot.bytes_moved += step.bytes_moved;
             prof[di].matmul_seconds += after.matmul_seconds;
             prof[di].attention_seconds += after.attention_seconds;
             prof[di].matmul_bytes += after.matmul_bytes;
@@ -286,10 +293,17 @@ int tnd_cmd_bench(int argc, char **argv) {
                "\"repetitions\": %lld, \"bandwidth_gbs\": %.2f, "
                "\"pp\": {\"tokens\": %lld, \"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
                "\"tg\": {\"tokens\": %lld, \"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
-               "\"kv_bytes_per_position\": %llu, \"tg_roofline_tps\": %.2f, \"tg_roofline_pct\": %.1f, \"runs\": [",
+               "\"kv_bytes_per_position\": %llu, \"tg_roofline_tps\": %.2f, \"tg_roofline_pct\": %.1f, ",
                model_path, (unsigned long long)tnd_model_file_size(m), (unsigned long long)wbytes, n_threads, reps,
                bandwidth, n_prompt, spp[0].median, spp[0].min, spp[0].max, n_gen, stg[0].median, stg[0].min, stg[0].max,
                (unsigned long long)kv_pos, roof_at[0], pct);
+        if (p.expert_cache_slots)
+            printf("\"expert_cache\": {\"slots\": %d, \"policy\": \"%s\", \"tg_pairs\": %llu, \"tg_hits\": %llu, "
+                   "\"tg_swaps\": %llu, \"tg_bytes_moved\": %llu}, ", p.expert_cache_slots,
+                   p.expert_cache_policy == TND_EXPERT_CACHE_LRU ? "lru" : "lfu", (unsigned long long)hot.pairs,
+                   (unsigned long long)hot.hits, (unsigned long long)hot.swaps,
+                   (unsigned long long)hot.bytes_moved);
+        printf("\"runs\": [");
         for (int di = 0; di < n_depths; di++)
             printf("%s{\"depth\": %lld, \"pp\": {\"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
                    "\"tg\": {\"tps_median\": %.2f, \"tps_min\": %.2f, \"tps_max\": %.2f}, "
@@ -326,6 +340,12 @@ int tnd_cmd_bench(int argc, char **argv) {
                        gbs(prof[di].matmul_bytes, prof[di].matmul_seconds),
                        per_token_ms(prof[di].attention_seconds, n_gen * reps),
                        gbs(prof[di].attention_bytes, prof[di].attention_seconds));
+            if (p.expert_cache_slots && hot.pairs) /* the hot-expert cache over the tg runs */
+                printf("\nhot-expert cache   %d experts of each layer (%s): %.1f%% of the pairs hit, %.2f experts copied "
+                       "in per token (%.2f MB)\n", p.expert_cache_slots,
+                       p.expert_cache_policy == TND_EXPERT_CACHE_LRU ? "lru" : "lfu",
+                       100.0 * (double)hot.hits / (double)hot.pairs,
+                       (double)hot.swaps / (double)(n_gen * reps), (double)hot.bytes_moved / 1e6 / (double)(n_gen * reps));
             if (prof[0].link_stages) { /* a cloud's stages: what the device waited, the cloud's compute, the rest */
                 printf("\nper generated token  cloud stage ms: waited   of it computing   the link (network, "
                        "protocol, crypto)\n");

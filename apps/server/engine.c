@@ -506,6 +506,9 @@ static void step(srv_engine *e) {
         if (e->slots[i].req) report(e, &e->slots[i]);
     if (st.n_prompt_tokens || st.n_generated) srv_metrics_step(e->metrics, st.n_prompt_tokens, st.n_generated,
                                                                st.seconds);
+    tnd_expert_cache_stats experts;
+    tnd_context_expert_cache_stats(e->ctx, &experts, 1);
+    if (experts.pairs) srv_metrics_expert_cache(e->metrics, &experts);
 }
 
 static void publish(srv_engine *e) {
@@ -614,6 +617,9 @@ tnd_status srv_engine_start(const srv_config *cfg, tnd_model *model, const tnd_t
         p.remote_key_file = cfg->remote_key_file;
         p.group_device = cfg->group_device;
         p.n_groups = cfg->n_groups;
+        p.expert_device = cfg->expert_device;
+        p.expert_cache_slots = cfg->expert_cache_slots;
+        p.expert_cache_policy = cfg->expert_cache_policy;
     }
     p.kv_type = p.k_type = cfg->k_type;
     p.v_type = cfg->v_type;

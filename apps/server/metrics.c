@@ -28,6 +28,7 @@ typedef struct counters {
     int32_t queued, active, kv_used, kv_total;
     uint64_t devices_lost;
     int32_t on_fallback;
+    tnd_expert_cache_stats experts; /* the hot-expert cache */
     rate_ring prompt_rate, generation_rate;
 } counters;
 
@@ -113,6 +114,15 @@ void srv_metrics_speculation(srv_metrics *m, int64_t drafted, int64_t accepted, 
     pthread_mutex_unlock(&m->mu);
 }
 
+void srv_metrics_expert_cache(srv_metrics *m, const tnd_expert_cache_stats *step) {
+    pthread_mutex_lock(&m->mu);
+    m->c.experts.pairs += step->pairs;
+    m->c.experts.hits += step->hits;
+    m->c.experts.swaps += step->swaps;
+    m->c.experts.bytes_moved += step->bytes_moved;
+    pthread_mutex_unlock(&m->mu);
+}
+
 void srv_metrics_engine(srv_metrics *m, int32_t queued, int32_t active, int32_t kv_used, int32_t kv_total) {
     pthread_mutex_lock(&m->mu);
     m->c.queued = queued;
@@ -167,6 +177,15 @@ bool srv_metrics_render(srv_metrics *m, srv_buf *out) {
                   "on here.", (double)s.devices_lost) &&
            metric(out, "tandem_running_on_fallback", "gauge",
                   "1 while the model runs here without the lost device, until it is back.", (double)s.on_fallback) &&
+           metric(out, "tandem_expert_cache_pairs_total", "counter",
+                  "Chosen (token, expert) pairs of the layers whose experts live apart with a hot-expert cache.",
+                  (double)s.experts.pairs) &&
+           metric(out, "tandem_expert_cache_hits_total", "counter",
+                  "Of those pairs, the ones the hot-expert cache served.", (double)s.experts.hits) &&
+           metric(out, "tandem_expert_cache_swaps_total", "counter", "Experts copied into the hot-expert cache.",
+                  (double)s.experts.swaps) &&
+           metric(out, "tandem_expert_cache_bytes_moved_total", "counter",
+                  "Bytes of experts copied into the hot-expert cache.", (double)s.experts.bytes_moved) &&
            metric(out, "tandem_queue_depth", "gauge", "Requests waiting for a free sequence slot.",
                   (double)s.queued) &&
            metric(out, "tandem_active_requests", "gauge", "Requests being prefilled or generated.",

@@ -177,6 +177,9 @@ int tnd_cmd_serve(int argc, char **argv) {
     cfg.no_follow = plan.no_follow;
     cfg.group_device = placed.group_device;
     cfg.n_groups = placed.n_groups;
+    cfg.expert_device = placed.expert_device;
+    cfg.expert_cache_slots = placed.expert_cache_slots;
+    cfg.expert_cache_policy = placed.expert_cache_policy;
     if (cfg.chat_template && tnd_chat_template_lookup(cfg.chat_template, &mi.chat_template) != TND_OK) {
         cli_error("--chat-template");
         goto cleanup;

@@ -51,6 +51,7 @@ typedef struct srv_config {
     bool no_follow;             /* --no-follow: its context does not follow the conversations */
     const int32_t *group_device;
     int32_t n_groups;
+    int32_t expert_device, expert_cache_slots, expert_cache_policy; /* tnd_context_params' (--experts-on, ...) */
 } srv_config;
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -245,6 +246,8 @@ void srv_metrics_engine(srv_metrics *m, int32_t queued, int32_t active, int32_t 
 /* A device was lost (lost: count it) and whether the engine runs on its fallback context now. */
 void srv_metrics_device(srv_metrics *m, bool lost, bool on_fallback);
 /* Appends the Prometheus text exposition to *out. */
+/* Adds a step's figures of the context's hot-expert cache (tnd_context_expert_cache_stats). */
+void srv_metrics_expert_cache(srv_metrics *m, const tnd_expert_cache_stats *step);
 bool srv_metrics_render(srv_metrics *m, srv_buf *out);
 
 /* ------------------------------------------------------------------------------------------------------------
