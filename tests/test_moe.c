@@ -202,6 +202,33 @@ static void test_experts_apart(void) {
     }
 }
 
+/* The experts' device throttled (TANDEM_FAULT=slow:F@cpu0, every op of it F times as long), as a slow device
+ * beside a fast one: the same logits with and without the cache, and the cache's pairs run where they are fast. */
+static void test_throttled_home(void) {
+    tnd_model *m = open_fixture("qwen2moe-tiny-q4_k_m");
+    if (!m) return;
+    int32_t n_vocab = tnd_model_n_vocab(m), tokens[N_TOKENS], held[2];
+    make_prompt(tokens, n_vocab);
+    tnd_expert_cache_stats st;
+    float *one = run(m, TND_KERNELS_BEST, 1, NULL, tokens, 1);
+    setenv("TANDEM_FAULT", "slow:4@cpu0", 1);
+    float *none = run_apart(m, tokens, 1, 0, TND_EXPERT_CACHE_LFU, &st, held);
+    float *cached = run_apart(m, tokens, 1, 2, TND_EXPERT_CACHE_LFU, &st, held);
+    size_t bytes = sizeof(float) * N_TOKENS * (size_t)n_vocab;
+    CHECK(one && none && cached && !memcmp(one, none, bytes) && !memcmp(one, cached, bytes) && st.hits > 0);
+    setenv("TANDEM_FAULT", "slow:0@cpu0", 1); /* out of range: refused, naming the forms */
+    tnd_context_params p = tnd_context_default_params();
+    p.n_ctx = 64;
+    tnd_context *ctx = NULL;
+    CHECK(tnd_context_init(m, &p, &ctx) == TND_ERR_INVALID_ARGUMENT && strstr(tnd_last_error(), "slow:F@DEVICE"));
+    tnd_context_free(ctx);
+    unsetenv("TANDEM_FAULT");
+    free(one);
+    free(none);
+    free(cached);
+    tnd_model_close(m);
+}
+
 /* What the experts' placement refuses, naming why. */
 static void test_experts_apart_refused(void) {
     tnd_model *m = open_fixture("qwen2moe-tiny-q4_k_m");
@@ -322,6 +349,7 @@ int main(void) {
     test_experts_on_another_device();
     test_experts_apart();
     test_experts_apart_refused();
+    test_throttled_home();
     test_bad_files();
     return tnd_test_finish("test_moe");
 }

@@ -3,19 +3,21 @@
 #include "backend/fault/fault_device.h"
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "core/error.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum fault_kind { FAULT_ALLOC, FAULT_OP, FAULT_STEP } fault_kind;
+typedef enum fault_kind { FAULT_ALLOC, FAULT_OP, FAULT_STEP, FAULT_SLOW } fault_kind;
 
 typedef struct fault_device {
     tnd_backend *inner;
     tnd_allocator allocator;
     fault_kind kind;
-    long at;          /* the count (from 1) of allocations, ops or steps at which to fail; fires once */
+    long at;          /* the count (from 1) of allocations, ops or steps at which to fail; fires once; for
+                         FAULT_SLOW the factor its ops are slowed by */
     long count;
     tnd_status failure; /* an op failed: reported at the next synchronize */
     char message[160];
@@ -42,9 +44,19 @@ static bool op_fires(tnd_backend *b, const char *op) {
     return true;
 }
 
+/* A slow device's wait after an op that began at t0: at - 1 times the op's time. */
+static void slow_down(tnd_backend *b, double t0) {
+    if (fd(b)->kind != FAULT_SLOW) return;
+    double wait = (tnd_now_seconds() - t0) * (double)(fd(b)->at - 1);
+    struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+    nanosleep(&ts, NULL);
+}
+
 #define FORWARD_OP(name, params, args)                                                                                \
     static void fault_##name params {                                                                                 \
+        double t0 = tnd_now_seconds();                                                                                \
         if (!op_fires(b, #name)) inner(b)->vt->name args;                                                             \
+        slow_down(b, t0);                                                                                             \
     }
 
 FORWARD_OP(embed, (tnd_backend * b, const tnd_weight *t, const int32_t *ids, const tnd_tensor *out),
@@ -192,15 +204,22 @@ tnd_status tnd_backend_fault_wrap(tnd_backend *in, const char *spec, const tnd_a
     *out = NULL;
     static const char *const kinds[] = {"alloc", "op", "step"};
     int kind = -1;
-    char word[8] = "";
+    char word[8] = "", device[32] = "";
     long at = 0;
     char tail = 0;
-    if (spec && sscanf(spec, "%7[a-z]:%ld%c", word, &at, &tail) == 2)
+    if (spec && sscanf(spec, "slow:%ld@%31[a-z0-9]%c", &at, device, &tail) == 2 && at >= 1 && at <= 1000) {
+        kind = FAULT_SLOW;
+        if (strcmp(device, in->name)) { /* another device is the slow one */
+            *out = in;
+            return TND_OK;
+        }
+    } else if (spec && sscanf(spec, "%7[a-z]:%ld%c", word, &at, &tail) == 2) {
         for (int k = 0; k < 3; k++)
             if (!strcmp(word, kinds[k])) kind = k;
+    }
     if (kind < 0 || at < 1)
-        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "TANDEM_FAULT '%s': expected alloc:N, op:N or step:N with N >= 1",
-                        spec ? spec : "");
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "TANDEM_FAULT '%s': expected alloc:N, op:N or step:N with N >= 1, "
+                        "or slow:F@DEVICE with F from 1 to 1000", spec ? spec : "");
     tnd_allocator a = allocator ? *allocator : (tnd_allocator){0};
     tnd_backend *b = tnd_alloc(&a, sizeof *b);
     fault_device *f = tnd_alloc(&a, sizeof *f);
