@@ -19,6 +19,7 @@
 #ifndef TND_BACKEND_BACKEND_H
 #define TND_BACKEND_BACKEND_H
 
+#include "core/error.h"
 #include "tandem.h"
 
 #include <stdbool.h>
@@ -289,6 +290,20 @@ typedef struct tnd_backend_vtable {
     tnd_status (*stage_send)(tnd_backend *b, int32_t group_begin, int32_t group_end, const float *x);
     tnd_status (*stage_recv)(tnd_backend *b, float *x);
 } tnd_backend_vtable;
+
+/* What every update_weight checks first: rows [row0, row0 + host->n_rows) of w are whole experts, within w, and host
+ * has w's type and width. TND_ERR_INVALID_ARGUMENT (naming the device) where not. */
+static inline tnd_status tnd_weight_update_check(const char *device, const tnd_weight *w, int64_t row0,
+                                                 const tnd_weight *host) {
+    int64_t expert_rows = w->n_rows / (w->n_experts > 1 ? w->n_experts : 1);
+    if (host->type == w->type && host->n_cols == w->n_cols && row0 >= 0 && host->n_rows > 0 &&
+        row0 + host->n_rows <= w->n_rows && row0 % expert_rows == 0 && host->n_rows % expert_rows == 0)
+        return TND_OK;
+    return tnd_fail(TND_ERR_INVALID_ARGUMENT, "%s: update_weight of rows %lld to %lld of a %s weight of %lld rows "
+                    "from %lld rows of %s (whole experts of %lld rows, the same type and width)", device,
+                    (long long)row0, (long long)(row0 + host->n_rows), tnd_type_name(w->type), (long long)w->n_rows,
+                    (long long)host->n_rows, tnd_type_name(host->type), (long long)expert_rows);
+}
 
 struct tnd_backend {
     const tnd_backend_vtable *vt;

@@ -121,14 +121,11 @@ static void cpu_release_weight(tnd_backend *b, tnd_weight *w) {
 }
 
 static tnd_status cpu_update_weight(tnd_backend *b, tnd_weight *w, int64_t row0, const tnd_weight *host) {
-    int64_t expert_rows = w->n_rows / (w->n_experts > 1 ? w->n_experts : 1);
-    if (!w->writable || host->type != w->type || host->n_cols != w->n_cols || row0 < 0 || host->n_rows < 0 ||
-        row0 + host->n_rows > w->n_rows || row0 % expert_rows || host->n_rows % expert_rows)
-        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "%s: update_weight of rows %lld to %lld of a %s weight of %lld rows "
-                        "(%s, whole experts of %lld rows)", b->name, (long long)row0, (long long)(row0 + host->n_rows),
-                        tnd_type_name(w->type), (long long)w->n_rows,
-                        w->writable ? "from a weight of another type or width" : "prepared without `writable`",
-                        (long long)expert_rows);
+    if (!w->writable)
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "%s: update_weight of a weight prepared without `writable` (a view "
+                        "of the file's mapping)", b->name);
+    tnd_status st = tnd_weight_update_check(b->name, w, row0, host);
+    if (st) return st;
     uint8_t *at = (uint8_t *)(uintptr_t)w->data + (size_t)row0 * w->row_bytes;
     if (!w->row_group) {
         memcpy(at, host->data, (size_t)host->n_rows * host->row_bytes);

@@ -128,6 +128,15 @@ static tnd_status vk_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_
     return TND_OK;
 }
 
+/* A weight's rows are the file's, in a buffer of the device's own: new rows go in as a write, ordered with the ops. */
+static tnd_status vk_update_weight(tnd_backend *b, tnd_weight *w, int64_t row0, const tnd_weight *host) {
+    tnd_status st = w->buf ? tnd_weight_update_check(b->name, w, row0, host)
+                           : tnd_fail(TND_ERR_INVALID_ARGUMENT, "%s: update_weight of a weight it keeps in host memory",
+                                      b->name);
+    if (!st) tnd_vk_write(b, w->buf, (size_t)row0 * w->row_bytes, host->data, (size_t)host->n_rows * w->row_bytes);
+    return st;
+}
+
 static void vk_release_weight(tnd_backend *b, tnd_weight *w) {
     tnd_vk_free(b, w->buf);
     memset(w, 0, sizeof *w);
@@ -403,6 +412,7 @@ const tnd_backend_vtable tnd_vk_vtable = {
     .copy_to = NULL,
     .prepare_weight = vk_prepare_weight,
     .release_weight = vk_release_weight,
+    .update_weight = vk_update_weight,
     .reserve = vk_reserve,
     .begin_step = tnd_vk_begin_step,
     .synchronize = tnd_vk_synchronize,
