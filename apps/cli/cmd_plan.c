@@ -118,8 +118,12 @@ int tnd_cmd_plan(int argc, char **argv) {
             char where[24], label[32];
             cli_device_name(&p, home, where, sizeof where);
             snprintf(label, sizeof label, "blk.%d.experts", gi.layer);
-            printf("%-16s %-7s %12.2f %12s  (the cache on %s: %d slots, %.2f MB, of that group)\n", label, where,
-                   mb(experts), "", name, p.expert_cache_slots, mb(slots));
+            if (p.expert_cache_slots)
+                printf("%-16s %-7s %12.2f %12s  (a cache on %s: %d slots, %.2f MB in that group, holding experts 0 to "
+                       "%d until use swaps others in)\n", label, where, mb(experts), "", name, p.expert_cache_slots,
+                       mb(slots), p.expert_cache_slots - 1);
+            else
+                printf("%-16s %-7s %12.2f\n", label, where, mb(experts));
             weights[home] += experts;
         }
         weights[d] += gi.weight_bytes - experts + slots;
