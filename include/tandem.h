@@ -351,6 +351,7 @@ typedef struct tnd_device_info {
     uint64_t max_buffer_bytes; /* the largest tensor or KV pool the device uses at once (a GPU's binding limit: 128
                                   MiB on lavapipe, 4 GiB on most GPUs); 0: no limit but memory */
     int32_t is_gpu;           /* 1 for a GPU; 0 for the CPU and for drivers that compute on it (lavapipe) */
+    int32_t expert_cache;     /* 1 where it keeps a cache of hot experts (tnd_context_params.expert_cache_slots) */
 } tnd_device_info;
 
 /* Number of device kinds this build has and this machine offers: 1 (the CPU) + the Vulkan devices tandem can

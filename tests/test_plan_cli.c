@@ -163,6 +163,25 @@ int main(void) {
         if (!tnd_device_is_gpu(1)) /* (this process counted before the pretence: the software driver's limit) */
             CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "binds at once") && !strstr(out, "running on") &&
                   strstr(out, want));
+        /* a mixture of experts larger than the GPU's memory: the dense part and the KV cache there, the experts in
+         * the CPU's memory, as many of them cached on the GPU as the rest holds; the plan file keeps it */
+        setenv("TANDEM_PLAN_GPU_MEMORY_MB", "2.0", 1);
+        snprintf(cmd, sizeof cmd, "%s plan -m '%s' -t 1 -c 64", TND_TANDEM_BIN, moe);
+        CHECK(capture(cmd, out, sizeof out) == 0 &&
+              strstr(out, "every layer on vulkan0, its experts in the CPU's memory (2 of each layer's 4 cached") &&
+              strstr(out, "blk.1.ffn        vulkan0") && strstr(out, "blk.1.experts    cpu0"));
+        snprintf(cmd, sizeof cmd, "%s plan -m '%s' -t 1 -c 64 --json > '%s'", TND_TANDEM_BIN, moe, plan_file);
+        CHECK(system(cmd) == 0);
+        snprintf(cmd, sizeof cmd, "%s run -m '%s' -t 1 -c 64 --plan '%s' -p 'Once upon a time' -n 8 --temp 0",
+                 TND_TANDEM_BIN, moe, plan_file);
+        CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "generation 8 tokens"));
+        json = (char *)tnd_test_read_file(plan_file, &len);
+        CHECK(json && strstr(json, "\"experts_on\": \"cpu0\"") && strstr(json, "\"expert_cache\": 2"));
+        free(json);
+        setenv("TANDEM_PLAN_GPU_MEMORY_MB", "1.0", 1); /* not even the dense part: the CPU keeps it all */
+        snprintf(cmd, sizeof cmd, "%s plan -m '%s' -t 1 -c 64", TND_TANDEM_BIN, moe);
+        CHECK(capture(cmd, out, sizeof out) == 0 && !strstr(out, "vulkan0"));
+        unsetenv("TANDEM_PLAN_GPU_MEMORY_MB");
         unsetenv("TANDEM_VULKAN_SOFTWARE_IS_GPU");
         snprintf(cmd, sizeof cmd, "%s plan -m '%s' -t 1", TND_TANDEM_BIN, model); /* lavapipe itself: never chosen */
         CHECK(capture(cmd, out, sizeof out) == 0 && !strstr(out, "vulkan0"));

@@ -24,23 +24,6 @@ static int usage(FILE *f) {
 
 static double mb(uint64_t bytes) { return (double)bytes / 1e6; }
 
-/* The bytes of layer il's three stacked expert tensors, and their experts' count (0 where it has none). */
-static uint64_t experts_bytes(tnd_model *m, int32_t il, int64_t *n_experts) {
-    static const char *const names[] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
-    uint64_t bytes = 0;
-    *n_experts = 0;
-    for (int i = 0; i < 3; i++) {
-        char name[64];
-        tnd_tensor_info t;
-        snprintf(name, sizeof name, "blk.%d.%s.weight", il, names[i]);
-        int64_t at = tnd_model_tensor_find(m, name);
-        if (at < 0 || tnd_model_tensor_at(m, at, &t) != TND_OK) return 0;
-        bytes += t.size;
-        *n_experts = t.ne[2];
-    }
-    return bytes;
-}
-
 int tnd_cmd_plan(int argc, char **argv) {
     const char *model_path = NULL;
     long long n_ctx = 0, threads = 0;
@@ -110,7 +93,7 @@ int tnd_cmd_plan(int argc, char **argv) {
         int32_t home = p.expert_device;
         if (home >= 0 && home != d && gi.layer >= 0 && strstr(gi.name, ".ffn")) {
             int64_t n_experts = 0;
-            experts = experts_bytes(m, gi.layer, &n_experts);
+            experts = cli_layer_experts_bytes(m, gi.layer, &n_experts);
             if (n_experts) slots = experts / (uint64_t)n_experts * (uint64_t)p.expert_cache_slots;
         }
         printf("%-16s %-7s %12.2f %12.2f\n", gi.name, name, mb(gi.weight_bytes - experts + slots), mb(kv_bytes));

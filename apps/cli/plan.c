@@ -361,6 +361,18 @@ static bool read_plan_file(const cli_plan_options *o, const char *path, tnd_mode
             goto done;
         }
     }
+    const json_t *experts_on = json_object_get(root, "experts_on"), *cache = json_object_get(root, "expert_cache");
+    if (experts_on) {
+        const char *device = json_string_value(experts_on);
+        p->expert_device = device ? device_index(device, p) : -1;
+        json_int_t slots = json_is_integer(cache) ? json_integer_value(cache) : cache ? -1 : 0;
+        if (p->expert_device < 0 || slots < 0 || slots > INT32_MAX) {
+            fprintf(stderr, "tandem: --plan %s: \"experts_on\" names no device of the plan, or \"expert_cache\" is no "
+                    "count of slots\n", path);
+            goto done;
+        }
+        p->expert_cache_slots = (int32_t)slots;
+    }
     ok = true;
 done:
     json_decref(root);
@@ -385,6 +397,12 @@ bool cli_plan_write(FILE *f, tnd_model *m, const tnd_context_params *p) {
     }
     json_object_set_new(root, "devices", devices);
     json_object_set_new(root, "groups", map);
+    if (p->expert_device >= 0) { /* experts apart (--experts-on), with a cache of hot experts */
+        char device[24];
+        cli_device_name(p, p->expert_device, device, sizeof device);
+        json_object_set_new(root, "experts_on", json_string(device));
+        json_object_set_new(root, "expert_cache", json_integer(p->expert_cache_slots));
+    }
     bool ok = json_dumpf(root, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER) == 0 && fputc('\n', f) != EOF;
     json_decref(root);
     return ok;
@@ -456,6 +474,58 @@ static double model_decode_seconds(tnd_model *m, int32_t kind, int32_t threads) 
     return cli_decode_seconds(&s, bytes, 0);
 }
 
+uint64_t cli_layer_experts_bytes(tnd_model *m, int32_t il, int64_t *n_experts) {
+    static const char *const names[] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+    uint64_t bytes = 0;
+    *n_experts = 0;
+    for (int i = 0; i < 3; i++) {
+        char name[64];
+        tnd_tensor_info t;
+        snprintf(name, sizeof name, "blk.%d.%s.weight", il, names[i]);
+        int64_t at = tnd_model_tensor_find(m, name);
+        if (at < 0 || tnd_model_tensor_at(m, at, &t) != TND_OK) return *n_experts = 0, 0;
+        bytes += t.size;
+        *n_experts = t.ne[2];
+    }
+    return bytes;
+}
+
+/* The automatic plan of a mixture of experts too large for the GPU: every group on it but the embedding (which a GPU
+ * keeps in host memory anyway), the experts in the CPU's memory, and as many of each layer's experts cached on the GPU
+ * as the rest of its budget holds, where the GPU keeps a cache. False where the dense part and the KV cache alone do
+ * not fit (or a tensor of theirs passes the binding limit): then whole layers go as for a dense model. */
+static bool experts_apart_plan(tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_t *g, int32_t gpu,
+                               const tnd_device_info *info, double budget, tnd_type kt, tnd_type vt, int32_t n_ctx) {
+    double dense = 0, per_expert = 0, largest = 0;
+    int32_t n_expert = 0;
+    for (int32_t i = 1; i < p->n_groups; i++) {
+        tnd_group_info gi;
+        if (tnd_model_group(m, i, &gi) != TND_OK) return false;
+        int64_t n = 0;
+        uint64_t experts = gi.layer >= 0 && strstr(gi.name, ".ffn") ? cli_layer_experts_bytes(m, gi.layer, &n) : 0;
+        double k_pool = (double)gi.kv_values_per_token / 2 * cli_kv_value_bytes(kt) * n_ctx,
+               v_pool = (double)gi.kv_values_per_token / 2 * cli_kv_value_bytes(vt) * n_ctx;
+        dense += (double)(gi.weight_bytes - experts) + k_pool + v_pool;
+        if (n) per_expert += (double)experts / (double)n, n_expert = (int32_t)n;
+        if (k_pool > largest) largest = k_pool;
+        if (v_pool > largest) largest = v_pool;
+    }
+    double limit = (double)info->max_buffer_bytes;
+    if (!n_expert || dense > budget || (limit > 0 && largest > limit)) return false;
+    double slots = info->expert_cache ? (budget - dense) / per_expert : 0;
+    kinds[0] = gpu;
+    kinds[1] = 0;
+    p->n_devices = 2;
+    p->device_kinds = kinds;
+    for (int32_t i = 0; i < p->n_groups; i++) g[i] = i == 0;
+    p->expert_device = 1;
+    p->expert_cache_slots = slots < n_expert - 1 ? (int32_t)slots : n_expert - 1;
+    fprintf(stderr, "tandem: plan: every layer on %s, its experts in the CPU's memory (%d of each layer's %d cached on "
+            "%s; --experts-on and --expert-cache choose otherwise, -ngl 0 keeps the CPU)\n", info->name,
+            p->expert_cache_slots, n_expert, info->name);
+    return true;
+}
+
 /* Without placement options: the GPU that would decode the model fastest, where that beats the CPU (by their speeds
  * measured at the model's weight types), takes as many of the last layers (and their KV cache), with the output
  * head, as fit in 90% of its free memory and under its binding limit; the whole model where everything fits. Drivers
@@ -470,6 +540,8 @@ static bool auto_gpu(tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_
     }
     tnd_device_info info;
     if (!gpu || tnd_device_get_info(gpu, threads, &info) != TND_OK) return false;
+    const char *cap = getenv("TANDEM_PLAN_GPU_MEMORY_MB"); /* a testing aid: plan as if the GPU had this much free */
+    if (cap && atof(cap) > 0) info.memory_available = (uint64_t)(atof(cap) * 1048576.0);
     cpu_s = model_decode_seconds(m, 0, threads);
     if (cpu_s > 0 && gpu_s >= cpu_s) return false;
     tnd_type kt = p->k_type == TND_TYPE_COUNT ? p->kv_type : p->k_type;
@@ -493,6 +565,7 @@ static bool auto_gpu(tnd_model *m, tnd_context_params *p, int32_t *kinds, int32_
         if (gi.layer >= 0 && strstr(gi.name, ".attn")) fit = n_layer - gi.layer; /* a layer's first group */
         if (gi_index == 0) fit = n_layer + 1; /* the embedding too: everything */
     }
+    if (fit < n_layer && experts_apart_plan(m, p, kinds, g, gpu, &info, budget, kt, vt, n_ctx)) return true;
     if (fit == 0) return false;
     place_last_layers(gpu, fit, m, p, kinds, g);
     char what[48];
@@ -571,7 +644,7 @@ bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *
                         "live on another device\n");
         goto fail;
     }
-    p->expert_cache_slots = o->expert_cache;
+    if (o->experts_on) p->expert_cache_slots = o->expert_cache; /* (else the automatic plan's, if it set any) */
     p->expert_cache_policy = o->expert_policy;
     p->group_device = g;
     *groups = g;

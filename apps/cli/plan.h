@@ -50,6 +50,10 @@ bool cli_plan_make(const cli_plan_options *o, tnd_model *m, tnd_context_params *
  * false where the user chose local devices. */
 bool cli_plan_fell_back(const cli_plan_options *o, tnd_context_params *p);
 
+/* The bytes of layer il's three stacked expert tensors as the file has them, and its experts' count in *n_experts
+ * (0 and 0 for a layer without experts). */
+uint64_t cli_layer_experts_bytes(tnd_model *m, int32_t il, int64_t *n_experts);
+
 /* The name of plan p's device d: "cpu0", "cpu1", ... for the CPU instances in order, "vulkan0", ... */
 void cli_device_name(const tnd_context_params *p, int32_t d, char *buf, size_t cap);
 

@@ -86,6 +86,7 @@ tnd_status tnd_device_get_info(int32_t index, int32_t n_threads, tnd_device_info
     d->vt->describe(d, out->description, sizeof out->description);
     d->vt->memory(d, &out->memory_total, &out->memory_available);
     out->max_buffer_bytes = d->vt->max_buffer ? d->vt->max_buffer(d) : 0;
+    out->expert_cache = d->vt->update_weight != NULL;
     d->vt->destroy(d);
     return TND_OK;
 }
