@@ -73,7 +73,7 @@ static double replay(const int32_t *trace, int32_t policy, double *swaps) {
             for (int p = 0; p < USED; p++) {
                 bool here = near[p] >= 0;
                 hit_now += here;
-                bad += here == (far[p] >= 0);                                            /* exactly one side */
+                bad += here == (far[p] >= 0); /* exactly one side */
                 bad += here ? tnd_expert_cache_held(&c, il, near[p]) != ids[p] : far[p] != ids[p];
             }
             bad += c.stats.hits - hits != (uint64_t)hit_now;
@@ -113,17 +113,22 @@ static double fixed_top(const int32_t *trace) {
 
 int main(void) {
     int32_t *trace = malloc(sizeof(int32_t) * TOKENS * USED);
-    static const struct { const char *name; double skew; int stretch; } traces[] = {
+    static const struct {
+        const char *name;
+        double skew;
+        int stretch;
+    } traces[] = {
         {"uniform", 0, 0}, {"skewed, drifting every ~200 tokens", 1.2, 200}, {"skewed, drifting every ~50", 1.2, 50}};
     double share = (double)SLOTS / EXPERTS;
     for (size_t i = 0; i < sizeof traces / sizeof traces[0]; i++) {
         make_trace(trace, traces[i].skew, traces[i].stretch);
         double lru_swaps, lfu_swaps;
-        double lru = replay(trace, TND_EXPERT_CACHE_LRU, &lru_swaps), lfu = replay(trace, TND_EXPERT_CACHE_LFU, &lfu_swaps);
+        double lru = replay(trace, TND_EXPERT_CACHE_LRU, &lru_swaps),
+               lfu = replay(trace, TND_EXPERT_CACHE_LFU, &lfu_swaps);
         double top = fixed_top(trace);
         printf("%-36s %d of %d experts cached, pairs hit: LRU %.1f%% (%.2f experts copied in a token and layer), "
-               "LFU %.1f%% (%.2f); a fixed top %d: %.1f%%\n", traces[i].name, SLOTS, EXPERTS, 100 * lru, lru_swaps,
-               100 * lfu, lfu_swaps, SLOTS, 100 * top);
+               "LFU %.1f%% (%.2f); a fixed top %d: %.1f%%\n",
+               traces[i].name, SLOTS, EXPERTS, 100 * lru, lru_swaps, 100 * lfu, lfu_swaps, SLOTS, 100 * top);
         if (traces[i].skew == 0) {
             CHECK(fabs(lru - share) < 0.05 && fabs(lfu - share) < 0.05);
         } else {

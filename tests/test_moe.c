@@ -186,8 +186,8 @@ static void test_experts_apart(void) {
                         for (int32_t r = 0; r < s; r++) CHECK(held[r] != held[s]);
                     }
                     if (per == 1)
-                        printf("%s, %d of %lld experts cached (%s), token by token: %llu of %llu pairs hit, %llu swaps, "
-                               "%llu bytes moved\n", fixtures[f], cases[c].slots, (long long)experts,
+                        printf("%s, %d of %lld experts cached (%s), token by token: %llu of %llu pairs hit, "
+                               "%llu swaps, %llu bytes moved\n", fixtures[f], cases[c].slots, (long long)experts,
                                cases[c].policy == TND_EXPERT_CACHE_LFU ? "LFU" : "LRU", (unsigned long long)st.hits,
                                (unsigned long long)st.pairs, (unsigned long long)st.swaps,
                                (unsigned long long)st.bytes_moved);

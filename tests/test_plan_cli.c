@@ -95,7 +95,8 @@ int main(void) {
     snprintf(cmd, sizeof cmd, "%s plan -m '%s' --device cpu,cpu -ot 'blk=cpu1' --experts-on cpu0 --expert-cache 2 -t 1",
              TND_TANDEM_BIN, moe);
     CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "blk.1.ffn        cpu1") &&
-          strstr(out, "blk.1.experts    cpu0") && strstr(out, "a cache on cpu1: 2 slots") && strstr(out, "holding experts 0 to 1"));
+          strstr(out, "blk.1.experts    cpu0") && strstr(out, "a cache on cpu1: 2 slots") &&
+          strstr(out, "holding experts 0 to 1"));
     snprintf(cmd, sizeof cmd, "%s bench -m '%s' -p 8 -n 16 -r 1 -t 1 --device cpu,cpu -ot 'blk=cpu1' --experts-on cpu0 "
              "--expert-cache 1 --expert-cache-policy lru", TND_TANDEM_BIN, moe);
     CHECK(capture(cmd, out, sizeof out) == 0 && strstr(out, "hot-expert cache   1 experts of each layer (lru)"));

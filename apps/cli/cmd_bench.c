@@ -341,11 +341,11 @@ int tnd_cmd_bench(int argc, char **argv) {
                        per_token_ms(prof[di].attention_seconds, n_gen * reps),
                        gbs(prof[di].attention_bytes, prof[di].attention_seconds));
             if (p.expert_cache_slots && hot.pairs) /* the hot-expert cache over the tg runs */
-                printf("\nhot-expert cache   %d experts of each layer (%s): %.1f%% of the pairs hit, %.2f experts copied "
-                       "in per token (%.2f MB)\n", p.expert_cache_slots,
+                printf("\nhot-expert cache   %d experts of each layer (%s): %.1f%% of the pairs hit, %.2f experts "
+                       "copied in per token (%.2f MB)\n", p.expert_cache_slots,
                        p.expert_cache_policy == TND_EXPERT_CACHE_LRU ? "lru" : "lfu",
-                       100.0 * (double)hot.hits / (double)hot.pairs,
-                       (double)hot.swaps / (double)(n_gen * reps), (double)hot.bytes_moved / 1e6 / (double)(n_gen * reps));
+                       100.0 * (double)hot.hits / (double)hot.pairs, (double)hot.swaps / (double)(n_gen * reps),
+                       (double)hot.bytes_moved / 1e6 / (double)(n_gen * reps));
             if (prof[0].link_stages) { /* a cloud's stages: what the device waited, the cloud's compute, the rest */
                 printf("\nper generated token  cloud stage ms: waited   of it computing   the link (network, "
                        "protocol, crypto)\n");

@@ -9,7 +9,8 @@
 tnd_status tnd_expert_cache_init(tnd_expert_cache *c, int32_t n_layers, int32_t n_experts, int32_t n_slots,
                                  int32_t policy, const tnd_allocator *allocator) {
     memset(c, 0, sizeof *c);
-    if (n_layers < 1 || n_slots < 1 || n_slots >= n_experts || (policy != TND_EXPERT_CACHE_LRU && policy != TND_EXPERT_CACHE_LFU))
+    if (n_layers < 1 || n_slots < 1 || n_slots >= n_experts ||
+        (policy != TND_EXPERT_CACHE_LRU && policy != TND_EXPERT_CACHE_LFU))
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "a cache of %d experts of %d per layer (policy %d): it holds 1 to %d",
                         n_slots, n_experts, (int)policy, n_experts - 1);
     c->allocator = allocator ? *allocator : (tnd_allocator){0};
@@ -94,7 +95,8 @@ int32_t tnd_expert_cache_swaps(tnd_expert_cache *c, int32_t il, int32_t *slot, i
         int32_t want = -1;
         for (int32_t e = 0; e < c->n_experts; e++) {
             if (slot_of[e] >= 0 || !c->chosen[e]) continue;
-            if (want < 0 || (c->policy == TND_EXPERT_CACHE_LRU ? c->chosen[e] > c->chosen[want] : score[e] > score[want]))
+            if (want < 0 ||
+                (c->policy == TND_EXPERT_CACHE_LRU ? c->chosen[e] > c->chosen[want] : score[e] > score[want]))
                 want = e;
         }
         if (want < 0) break;

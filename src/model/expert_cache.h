@@ -14,7 +14,7 @@
  * LFU: each expert's count of uses decays by TND_EXPERT_LFU_DECAY a step, and an expert outside takes the slot of
  *      the lowest count inside when its own count is higher by more than TND_EXPERT_LFU_MARGIN (so two experts of
  *      nearly the same use do not swap back and forth). */
-#define TND_EXPERT_LFU_DECAY 0.95
+#define TND_EXPERT_LFU_DECAY  0.95
 #define TND_EXPERT_LFU_MARGIN 1.0
 
 typedef struct tnd_expert_cache {

@@ -17,7 +17,8 @@ static void routed_experts(tnd_backend *d, const tnd_activations *a, const tnd_w
                            const tnd_weight *down_w, const tnd_tensor *xn, const tnd_tensor *ids, int64_t pairs,
                            int64_t n_ff_exp, const tnd_tensor *out) {
     const tnd_backend_vtable *op = d->vt;
-    tnd_tensor gate = tnd_rows_f32(a->expert_gate, n_ff_exp, 0, pairs), up = tnd_rows_f32(a->expert_up, n_ff_exp, 0, pairs);
+    tnd_tensor gate = tnd_rows_f32(a->expert_gate, n_ff_exp, 0, pairs),
+               up = tnd_rows_f32(a->expert_up, n_ff_exp, 0, pairs);
     const tnd_weight *gate_up[2] = {gate_w, up_w};
     const tnd_tensor *gate_up_out[2] = {&gate, &up};
     op->matmul_experts(d, 2, gate_up, xn, ids, gate_up_out);
