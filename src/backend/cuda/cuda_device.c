@@ -318,6 +318,15 @@ static tnd_status cuda_prepare_weight(tnd_backend *b, const tnd_weight *host, tn
     return TND_OK;
 }
 
+/* A weight's rows are the file's, in a buffer of the device's own: new rows go in as a write on the stream. */
+static tnd_status cuda_update_weight(tnd_backend *b, tnd_weight *w, int64_t row0, const tnd_weight *host) {
+    tnd_status st = w->buf ? tnd_weight_update_check(b->name, w, row0, host)
+                           : tnd_fail(TND_ERR_INVALID_ARGUMENT, "%s: update_weight of a weight it keeps in host memory",
+                                      b->name);
+    if (!st) cuda_write(b, w->buf, (size_t)row0 * w->row_bytes, host->data, (size_t)host->n_rows * w->row_bytes);
+    return st;
+}
+
 static void cuda_release_weight(tnd_backend *b, tnd_weight *w) {
     if (w->buf) cuda_free(b, w->buf);
     memset(w, 0, sizeof *w);
@@ -666,6 +675,7 @@ static const tnd_backend_vtable cuda_vtable = {
     .copy_to = NULL,
     .prepare_weight = cuda_prepare_weight,
     .release_weight = cuda_release_weight,
+    .update_weight = cuda_update_weight,
     .reserve = cuda_reserve,
     .begin_step = cuda_begin_step,
     .synchronize = cuda_synchronize,
