@@ -229,6 +229,50 @@ static void test_throttled_home(void) {
     tnd_model_close(m);
 }
 
+/* Each op of the experts' device failing in turn (TANDEM_FAULT=op:K@cpu0), the experts apart and cached: every decode
+ * either reports the failure or gives the right logits, never wrong ones (an experts' device whose failure went
+ * unreported would hand back rows it never computed). */
+static void test_experts_apart_faults(void) {
+    tnd_model *m = open_fixture("qwen2moe-tiny-q4_k_m");
+    if (!m) return;
+    int32_t n_vocab = tnd_model_n_vocab(m), tokens[N_TOKENS];
+    make_prompt(tokens, n_vocab);
+    size_t row = sizeof(float) * (size_t)n_vocab;
+    float *want = run(m, TND_KERNELS_BEST, 1, NULL, tokens, N_TOKENS);
+    int failed = 0, wrong = 0;
+    for (int k = 1; k <= 40 && want; k++) {
+        char spec[16];
+        snprintf(spec, sizeof spec, "op:%d@cpu0", k); /* the experts' device alone */
+        setenv("TANDEM_FAULT", spec, 1);
+        int32_t groups[6] = {0, 1, 1, 1, 1, 1};
+        tnd_context_params p = tnd_context_default_params();
+        p.n_ctx = 128;
+        p.n_threads = 2;
+        p.n_devices = 2;
+        p.group_device = groups;
+        p.n_groups = 6;
+        p.expert_device = 0;
+        p.expert_cache_slots = 2;
+        tnd_context *ctx = NULL;
+        if (!CHECK_OK(tnd_context_init(m, &p, &ctx))) break;
+        int32_t pos[N_TOKENS];
+        int8_t all[N_TOKENS];
+        for (int i = 0; i < N_TOKENS; i++) pos[i] = i, all[i] = 1;
+        tnd_batch b = {.n_tokens = N_TOKENS, .tokens = tokens, .pos = pos, .logits = all};
+        if (tnd_context_decode(ctx, &b) != TND_OK) {
+            failed++;
+        } else {
+            for (int i = 0; i < N_TOKENS; i++)
+                wrong += memcmp(tnd_context_logits(ctx, i), want + (size_t)i * n_vocab, row) != 0;
+        }
+        tnd_context_free(ctx);
+    }
+    unsetenv("TANDEM_FAULT");
+    if (!CHECK(wrong == 0 && failed > 0)) fprintf(stderr, "faults apart: %d failed, %d wrong rows\n", failed, wrong);
+    free(want);
+    tnd_model_close(m);
+}
+
 /* What the experts' placement refuses, naming why. */
 static void test_experts_apart_refused(void) {
     tnd_model *m = open_fixture("qwen2moe-tiny-q4_k_m");
@@ -350,6 +394,7 @@ int main(void) {
     test_experts_apart();
     test_experts_apart_refused();
     test_throttled_home();
+    test_experts_apart_faults();
     test_bad_files();
     return tnd_test_finish("test_moe");
 }

@@ -93,6 +93,8 @@ typedef struct tnd_forward {
     const tnd_layer *host_layers;         /* the file's views of the weights, which the cache copies experts from */
     int32_t *expert_near, *expert_far;    /* [n_batch * n_expert_used] the pairs' ids for each side */
     float *expert_host;                   /* [n_batch * n_expert_used][n_embd] */
+    tnd_status *expert_failure;           /* the first failure of an experts' device in this step (TND_OK: none),
+                                             which the step then reports; the context's */
 } tnd_forward;
 
 /* Layer il's mixture-of-experts feed-forward block on device d (moe.c): x += the chosen experts' SwiGLU outputs

@@ -86,6 +86,8 @@ static void experts_apart(const tnd_forward *fw, tnd_backend *d, const tnd_activ
         routed_experts(d, a, &l->gate_cache, &l->up_cache, &l->down_cache, xn, ids, pairs, hp->n_ff_exp, out);
     }
     h->vt->read(h, fw->expert_host, ha->expert_out, 0, sizeof(float) * (size_t)(pairs * e));
+    tnd_status failed = h->vt->synchronize(h); /* its failure is this step's, reported with the stage's */
+    if (failed && !*fw->expert_failure) *fw->expert_failure = failed;
     if (cached) {
         tnd_tensor far_out = tnd_rows_f32(a->expert_far, e, 0, pairs);
         d->vt->write(d, a->expert_far, 0, fw->expert_host, sizeof(float) * (size_t)(pairs * e));

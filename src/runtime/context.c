@@ -139,6 +139,9 @@ static tnd_status plan_experts(tnd_context *ctx, const tnd_context_params *p) {
     if (p->expert_device >= p->n_devices)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "expert_device %d: the plan has %d devices", p->expert_device,
                         p->n_devices);
+    if (p->device_kinds && p->device_kinds[p->expert_device] != 0) /* it runs ops outside its own stages */
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "expert_device %d: the experts apart live on a CPU device (cpu0, "
+                        "...), not a GPU or a cloud", p->expert_device);
     if (p->expert_cache_slots < 0 || p->expert_cache_slots >= hp->n_expert)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "a cache of %d experts per layer: the model's layers have %d, and "
                         "a cache holds 0 to %d", p->expert_cache_slots, hp->n_expert, hp->n_expert - 1);
@@ -151,6 +154,7 @@ static tnd_status plan_experts(tnd_context *ctx, const tnd_context_params *p) {
     }
     ctx->fw.expert_home = ctx->expert_home;
     ctx->fw.host_layers = ctx->bm->w.layers;
+    ctx->fw.expert_failure = &ctx->expert_failure;
     if (!p->expert_cache_slots) return TND_OK;
     if (!apart)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "a cache of hot experts: every feed-forward group is on the experts' "

@@ -18,6 +18,7 @@ struct tnd_context {
     int32_t *group_device; /* [2 n_layer + 2]: the plan, the device of each tensor group */
     int32_t *expert_home;  /* [n_layer]: the device of each layer's experts (NULL: with their group) */
     tnd_expert_cache expert_cache; /* the hot experts' bookkeeping (n_slots 0: none) */
+    tnd_status expert_failure;     /* fw.expert_failure points here */
     tnd_kv_cache kv;
     /* per-batch scratch (host) */
     int64_t *slots;

@@ -202,24 +202,22 @@ static const tnd_backend_vtable fault_vtable = {
 tnd_status tnd_backend_fault_wrap(tnd_backend *in, const char *spec, const tnd_allocator *allocator,
                                   tnd_backend **out) {
     *out = NULL;
-    static const char *const kinds[] = {"alloc", "op", "step"};
+    static const char *const kinds[] = {"alloc", "op", "step", "slow"}; /* in fault_kind's order */
     int kind = -1;
     char word[8] = "", device[32] = "";
     long at = 0;
     char tail = 0;
-    if (spec && sscanf(spec, "slow:%ld@%31[a-z0-9]%c", &at, device, &tail) == 2 && at >= 1 && at <= 1000) {
-        kind = FAULT_SLOW;
-        if (strcmp(device, in->name)) { /* another device is the slow one */
-            *out = in;
-            return TND_OK;
-        }
-    } else if (spec && sscanf(spec, "%7[a-z]:%ld%c", word, &at, &tail) == 2) {
-        for (int k = 0; k < 3; k++)
+    int fields = spec ? sscanf(spec, "%7[a-z]:%ld@%31[a-z0-9]%c", word, &at, device, &tail) : 0;
+    if (fields == 2 || fields == 3)
+        for (int k = 0; k < 4; k++)
             if (!strcmp(word, kinds[k])) kind = k;
+    if (kind < 0 || at < 1 || (kind == FAULT_SLOW && (fields != 3 || at > 1000)))
+        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "TANDEM_FAULT '%s': expected alloc:N, op:N or step:N with N >= 1 "
+                        "(each optionally @DEVICE), or slow:F@DEVICE with F from 1 to 1000", spec ? spec : "");
+    if (fields == 3 && strcmp(device, in->name)) { /* the spec is for another device */
+        *out = in;
+        return TND_OK;
     }
-    if (kind < 0 || at < 1)
-        return tnd_fail(TND_ERR_INVALID_ARGUMENT, "TANDEM_FAULT '%s': expected alloc:N, op:N or step:N with N >= 1, "
-                        "or slow:F@DEVICE with F from 1 to 1000", spec ? spec : "");
     tnd_allocator a = allocator ? *allocator : (tnd_allocator){0};
     tnd_backend *b = tnd_alloc(&a, sizeof *b);
     fault_device *f = tnd_alloc(&a, sizeof *f);
