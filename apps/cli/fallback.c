@@ -52,6 +52,8 @@ bool cli_fallback_open(cli_fallback *f, const char *fallback_path, bool follow, 
     f->params.n_groups = 0;
     f->params.remote = f->params.remote_key_file = NULL;
     f->params.progress = NULL;
+    f->params.expert_device = -1; /* one CPU device: the experts with their groups */
+    f->params.expert_cache_slots = 0;
     f->n_records = p->n_seq_max > 1 ? p->n_seq_max : 1;
     if (!(f->records = calloc((size_t)f->n_records, sizeof *f->records))) {
         fprintf(stderr, "tandem: out of memory\n");
