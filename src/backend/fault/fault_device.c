@@ -206,15 +206,17 @@ tnd_status tnd_backend_fault_wrap(tnd_backend *in, const char *spec, const tnd_a
     int kind = -1;
     char word[8] = "", device[32] = "";
     long at = 0;
-    char tail = 0;
-    int fields = spec ? sscanf(spec, "%7[a-z]:%ld@%31[a-z0-9]%c", word, &at, device, &tail) : 0;
-    if (fields == 2 || fields == 3)
-        for (int k = 0; k < 4; k++)
+    int used = 0, named = 0;
+    if (spec && sscanf(spec, "%7[a-z]:%ld%n", word, &at, &used) == 2) {
+        const char *rest = spec + used; /* nothing, or @DEVICE */
+        if (*rest == '@' && sscanf(rest, "@%31[a-z0-9]%n", device, &named) == 1 && !rest[named]) rest += named;
+        for (int k = 0; k < 4 && !*rest; k++)
             if (!strcmp(word, kinds[k])) kind = k;
-    if (kind < 0 || at < 1 || (kind == FAULT_SLOW && (fields != 3 || at > 1000)))
+    }
+    if (kind < 0 || at < 1 || (kind == FAULT_SLOW && (!named || at > 1000)))
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "TANDEM_FAULT '%s': expected alloc:N, op:N or step:N with N >= 1 "
                         "(each optionally @DEVICE), or slow:F@DEVICE with F from 1 to 1000", spec ? spec : "");
-    if (fields == 3 && strcmp(device, in->name)) { /* the spec is for another device */
+    if (named && strcmp(device, in->name)) { /* the spec is for another device */
         *out = in;
         return TND_OK;
     }
