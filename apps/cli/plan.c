@@ -483,7 +483,10 @@ uint64_t cli_layer_experts_bytes(tnd_model *m, int32_t il, int64_t *n_experts) {
         tnd_tensor_info t;
         snprintf(name, sizeof name, "blk.%d.%s.weight", il, names[i]);
         int64_t at = tnd_model_tensor_find(m, name);
-        if (at < 0 || tnd_model_tensor_at(m, at, &t) != TND_OK) return *n_experts = 0, 0;
+        if (at < 0 || tnd_model_tensor_at(m, at, &t) != TND_OK) {
+            *n_experts = 0;
+            return 0;
+        }
         bytes += t.size;
         *n_experts = t.ne[2];
     }
@@ -506,7 +509,10 @@ static bool experts_apart_plan(tnd_model *m, tnd_context_params *p, int32_t *kin
         double k_pool = (double)gi.kv_values_per_token / 2 * cli_kv_value_bytes(kt) * n_ctx,
                v_pool = (double)gi.kv_values_per_token / 2 * cli_kv_value_bytes(vt) * n_ctx;
         dense += (double)(gi.weight_bytes - experts) + k_pool + v_pool;
-        if (n) per_expert += (double)experts / (double)n, n_expert = (int32_t)n;
+        if (n) { /* an expert's bytes summed over the layers: what one more slot in every layer takes */
+            per_expert += (double)experts / (double)n;
+            n_expert = (int32_t)n;
+        }
         if (k_pool > largest) largest = k_pool;
         if (v_pool > largest) largest = v_pool;
     }
