@@ -192,3 +192,24 @@ test('speculative decoding in the server (prompt lookup, a draft model) changes 
     }
   }
 });
+
+test('experts apart with a hot-expert cache: the same replies, and /metrics counts the cache', async () => {
+  const model = 'models/qwen2moe-tiny-q4_k_m.gguf';
+  const prompts = PROMPTS.slice(0, 4);
+  const alone = await references(model, prompts);
+  const server = await startServer(['-m', fixture(model), '-c', '512', '--parallel', '4', '-t', '1',
+    '--device', 'cpu,cpu', '-ot', 'blk=cpu1', '--experts-on', 'cpu0', '--expert-cache', '2'], { name: 'experts' });
+  const client = clientOf(server);
+  try {
+    const m0 = await metrics(server.url);
+    const together = await Promise.all(prompts.map((p, i) => complete(client, p, i % 2 === 1)));
+    together.forEach((run, i) => assertSame(run, alone[i], `experts apart: prompt ${i}`));
+    const m1 = await metrics(server.url);
+    const pairs = m1.tandem_expert_cache_pairs_total - m0.tandem_expert_cache_pairs_total;
+    const hits = m1.tandem_expert_cache_hits_total - m0.tandem_expert_cache_hits_total;
+    assert.ok(pairs > 0 && hits > 0 && hits < pairs, `${hits} of ${pairs} pairs hit`);
+    assert.ok(m1.tandem_expert_cache_swaps_total >= 0 && m1.tandem_expert_cache_bytes_moved_total >= 0);
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+});
