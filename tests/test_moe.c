@@ -120,10 +120,9 @@ static void test_experts_on_another_device(void) {
  * Experts apart from their feed-forward group, with and without a cache of hot experts
  * ---------------------------------------------------------------------------------------------------------- */
 
-/* Logits of the prompt in batches of `per` with every group but the embedding on cpu1 and the experts on cpu0, a
- * cache of `slots` (0: none) by `policy`; its figures into *stats. */
-static float *run_apart(tnd_model *m, const int32_t *tokens, int per, int32_t slots, int32_t policy,
-                        tnd_expert_cache_stats *stats, int32_t *held) {
+/* A context with every group but the embedding on cpu1 and the experts on cpu0, a cache of `slots` (0: none) by
+ * `policy`; NULL (a failed check) where it cannot be made. */
+static tnd_context *apart_context(tnd_model *m, int32_t slots, int32_t policy) {
     int32_t groups[64], n_groups = tnd_model_n_groups(m);
     for (int32_t g = 0; g < n_groups && g < 64; g++) groups[g] = g > 0;
     tnd_context_params p = tnd_context_default_params();
@@ -136,7 +135,15 @@ static float *run_apart(tnd_model *m, const int32_t *tokens, int per, int32_t sl
     p.expert_cache_slots = slots;
     p.expert_cache_policy = policy;
     tnd_context *ctx = NULL;
-    if (!CHECK(n_groups <= 64) || !CHECK_OK(tnd_context_init(m, &p, &ctx))) return NULL;
+    return CHECK(n_groups <= 64) && CHECK_OK(tnd_context_init(m, &p, &ctx)) ? ctx : NULL;
+}
+
+/* Logits of the prompt in batches of `per` on apart_context; the cache's figures into *stats, layer 0's slots into
+ * held. */
+static float *run_apart(tnd_model *m, const int32_t *tokens, int per, int32_t slots, int32_t policy,
+                        tnd_expert_cache_stats *stats, int32_t *held) {
+    tnd_context *ctx = apart_context(m, slots, policy);
+    if (!ctx) return NULL;
     float *out = decode_prompt(ctx, tokens, per, tnd_model_n_vocab(m));
     tnd_context_expert_cache_stats(ctx, stats, 0);
     for (int32_t s = 0; s < slots; s++) held[s] = tnd_context_expert_cache_held(ctx, 0, s);
@@ -244,17 +251,8 @@ static void test_experts_apart_faults(void) {
         char spec[16];
         snprintf(spec, sizeof spec, "op:%d@cpu0", k); /* the experts' device alone */
         setenv("TANDEM_FAULT", spec, 1);
-        int32_t groups[6] = {0, 1, 1, 1, 1, 1};
-        tnd_context_params p = tnd_context_default_params();
-        p.n_ctx = 128;
-        p.n_threads = 2;
-        p.n_devices = 2;
-        p.group_device = groups;
-        p.n_groups = 6;
-        p.expert_device = 0;
-        p.expert_cache_slots = 2;
-        tnd_context *ctx = NULL;
-        if (!CHECK_OK(tnd_context_init(m, &p, &ctx))) break;
+        tnd_context *ctx = apart_context(m, 2, TND_EXPERT_CACHE_LFU);
+        if (!ctx) break;
         int32_t pos[N_TOKENS];
         int8_t all[N_TOKENS];
         for (int i = 0; i < N_TOKENS; i++) pos[i] = i, all[i] = 1;

@@ -47,8 +47,8 @@ typedef struct tnd_activations {
 typedef struct tnd_device_layer {
     tnd_weight wq, wk, wv, wo, w_gate, w_up, w_down;
     tnd_weight router, gate_exps, up_exps, down_exps, gate_shexp, up_shexp, down_shexp, shexp_gate;
-    /* experts apart (tnd_forward.expert_home): the *_exps on that device, and here the cache's copies of some of
-     * them (n_experts = its slots; data NULL without a cache) */
+    /* experts apart (tnd_experts_apart): the *_exps on tnd_forward.expert_device, and here the cache's copies of
+     * some of them (n_experts = its slots; data NULL without a cache) */
     tnd_weight gate_cache, up_cache, down_cache;
     tnd_buffer *attn_norm, *ffn_norm;
     tnd_buffer *bq, *bk, *bv;
@@ -85,10 +85,11 @@ typedef struct tnd_forward {
     float *host_x;                        /* [n_batch][n_embd]: the hand-over between stages (several only) */
     bool output_hidden;                   /* the head gives the normed hidden rows [n_embd] instead of logits
                                              (embeddings) */
-    /* Mixture-of-experts layers: the device each layer's experts live on ([n_layer]; its feed-forward group's
-     * device unless the plan keeps them apart), the cache of hot experts where there is one (NULL: none), and the
-     * host scratch of the hand-over to and from the experts' device (layers apart only). */
-    const int32_t *expert_home;
+    /* Mixture-of-experts layers: the CPU device their experts live on where the plan keeps them apart from their
+     * feed-forward groups (-1: each layer's experts with its group; a layer whose group is on that device keeps
+     * them together), the cache of hot experts where there is one (NULL: none), and the host scratch of the
+     * hand-over to and from the experts' device (layers apart only). */
+    int32_t expert_device;
     struct tnd_expert_cache *expert_cache;
     const tnd_layer *host_layers;         /* the file's views of the weights, which the cache copies experts from */
     int32_t *expert_near, *expert_far;    /* [n_batch * n_expert_used] the pairs' ids for each side */
@@ -96,6 +97,11 @@ typedef struct tnd_forward {
     tnd_status *expert_failure;           /* the first failure of an experts' device in this step (TND_OK: none),
                                              which the step then reports; the context's */
 } tnd_forward;
+
+/* Whether layer il's experts live apart from its feed-forward group, on fw->expert_device. */
+static inline bool tnd_experts_apart(const tnd_forward *fw, int32_t il) {
+    return fw->expert_device >= 0 && fw->expert_device != fw->group_device[tnd_group_ffn(il)];
+}
 
 /* Layer il's mixture-of-experts feed-forward block on device d (moe.c): x += the chosen experts' SwiGLU outputs
  * weighed by the router, plus a shared expert's gated output where the layer has one; the experts computed on the

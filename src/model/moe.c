@@ -60,9 +60,8 @@ static void experts_apart(const tnd_forward *fw, tnd_backend *d, const tnd_activ
                           const tnd_tensor *xn, const tnd_tensor *ids, int64_t pairs, const tnd_tensor *out) {
     const tnd_hparams *hp = fw->hp;
     const tnd_device_layer *l = &fw->layers[il];
-    int32_t home = fw->expert_home[il];
-    tnd_backend *h = fw->devices[home];
-    const tnd_activations *ha = &fw->act[home];
+    tnd_backend *h = fw->devices[fw->expert_device];
+    const tnd_activations *ha = &fw->act[fw->expert_device];
     int64_t n = xn->ne1, e = hp->n_embd;
     bool cached = l->gate_cache.n_experts > 0;
     int32_t *near = fw->expert_near, *far = fw->expert_far;
@@ -115,7 +114,7 @@ void tnd_moe_forward(const tnd_forward *fw, tnd_backend *d, const tnd_activation
     op->matmul(d, &l->router, &xn, &route.logits);
     op->moe_route(d, &route);
     tnd_tensor out = tnd_rows_f32(a->expert_out, e, 0, n * k);
-    if (fw->expert_home && fw->devices[fw->expert_home[il]] != d)
+    if (tnd_experts_apart(fw, il))
         experts_apart(fw, d, a, il, &xn, &route.ids, n * k, &out);
     else
         routed_experts(d, a, &l->gate_exps, &l->up_exps, &l->down_exps, &xn, &route.ids, n * k, hp->n_ff_exp, &out);

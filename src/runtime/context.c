@@ -145,14 +145,9 @@ static tnd_status plan_experts(tnd_context *ctx, const tnd_context_params *p) {
     if (p->expert_cache_slots < 0 || p->expert_cache_slots >= hp->n_expert)
         return tnd_fail(TND_ERR_INVALID_ARGUMENT, "a cache of %d experts per layer: the model's layers have %d, and "
                         "a cache holds 0 to %d", p->expert_cache_slots, hp->n_expert, hp->n_expert - 1);
-    ctx->expert_home = tnd_alloc_array(&ctx->allocator, (size_t)hp->n_layer, sizeof(int32_t));
-    if (!ctx->expert_home) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory");
+    ctx->fw.expert_device = p->expert_device;
     bool apart = false;
-    for (int32_t l = 0; l < hp->n_layer; l++) {
-        ctx->expert_home[l] = p->expert_device;
-        apart |= ctx->group_device[tnd_group_ffn(l)] != p->expert_device;
-    }
-    ctx->fw.expert_home = ctx->expert_home;
+    for (int32_t l = 0; l < hp->n_layer; l++) apart |= tnd_experts_apart(&ctx->fw, l);
     ctx->fw.host_layers = ctx->bm->w.layers;
     ctx->fw.expert_failure = &ctx->expert_failure;
     if (!p->expert_cache_slots) return TND_OK;
@@ -176,7 +171,7 @@ void tnd_context_expert_cache_stats(tnd_context *ctx, tnd_expert_cache_stats *ou
 int32_t tnd_context_expert_cache_held(tnd_context *ctx, int32_t layer, int32_t slot) {
     const tnd_expert_cache *c = ctx ? ctx->fw.expert_cache : NULL;
     if (!c || layer < 0 || layer >= c->n_layers || slot < 0 || slot >= c->n_slots ||
-        ctx->expert_home[layer] == ctx->group_device[tnd_group_ffn(layer)])
+        !tnd_experts_apart(&ctx->fw, layer))
         return -1;
     return tnd_expert_cache_held(c, layer, slot);
 }
@@ -230,6 +225,7 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
     tnd_forward *fw = &ctx->fw;
     fw->arch = bm->arch;
     fw->hp = hp;
+    fw->expert_device = -1; /* experts with their groups until plan_experts says otherwise */
     fw->k_type = p.k_type == TND_TYPE_COUNT ? p.kv_type : p.k_type;
     fw->v_type = p.v_type == TND_TYPE_COUNT ? p.kv_type : p.v_type;
     tnd_type kv_types[2] = {fw->k_type, fw->v_type};
@@ -306,7 +302,6 @@ void tnd_context_free(tnd_context *ctx) {
     for (int32_t d = 0; d < fw->n_devices; d++) fw->devices[d]->vt->destroy(fw->devices[d]);
     tnd_allocator a = ctx->allocator;
     tnd_free(&a, ctx->group_device);
-    tnd_free(&a, ctx->expert_home);
     tnd_expert_cache_free(&ctx->expert_cache);
     tnd_free(&a, ctx->slots);
     tnd_free(&a, ctx->n_ctx_of);

@@ -16,7 +16,6 @@ struct tnd_context {
     int32_t n_ctx, n_batch, n_seq;
     tnd_forward fw;       /* devices (owned), plan, stages, device views, KV pools: what the forward pass runs on */
     int32_t *group_device; /* [2 n_layer + 2]: the plan, the device of each tensor group */
-    int32_t *expert_home;  /* [n_layer]: the device of each layer's experts (NULL: with their group) */
     tnd_expert_cache expert_cache; /* the hot experts' bookkeeping (n_slots 0: none) */
     tnd_status expert_failure;     /* fw.expert_failure points here */
     tnd_kv_cache kv;

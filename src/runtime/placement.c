@@ -163,10 +163,6 @@ static uint64_t activation_bytes(const tnd_hparams *hp, int32_t n_batch) {
  * Experts apart from their feed-forward group
  * ---------------------------------------------------------------------------------------------------------- */
 
-static bool experts_are_apart(const tnd_forward *fw, int32_t il) {
-    return fw->expert_home && fw->expert_home[il] != fw->group_device[tnd_group_ffn(il)];
-}
-
 /* The bytes of a layer's three stacked expert weights. */
 static uint64_t experts_bytes(const tnd_layer *l) {
     const tnd_weight *w[3] = {&l->gate_exps, &l->up_exps, &l->down_exps};
@@ -194,11 +190,11 @@ tnd_status tnd_plan_check_memory(const tnd_forward *fw, const tnd_bound_model *b
         if (g > 0 && g < tnd_group_output(hp->n_layer) && g == tnd_group_attention((g - 1) / 2)) kv[d] += kv_layer;
     }
     for (int32_t l = 0; l < hp->n_layer; l++) /* experts apart: on their device, and the cache's copies */
-        if (experts_are_apart(fw, l)) {
+        if (tnd_experts_apart(fw, l)) {
             uint64_t experts = experts_bytes(&bm->w.layers[l]);
             int32_t d = fw->group_device[tnd_group_ffn(l)];
             weights[d] -= experts;
-            weights[fw->expert_home[l]] += experts;
+            weights[fw->expert_device] += experts;
             if (fw->expert_cache) weights[d] += experts / (uint64_t)hp->n_expert * (uint64_t)fw->expert_cache->n_slots;
         }
     for (int32_t d = 0; d < fw->n_devices; d++) act[d] = act_bytes;
@@ -325,7 +321,7 @@ static tnd_status prepare_hand_over(tnd_forward *fw, int32_t n_batch, const tnd_
     const tnd_hparams *hp = fw->hp;
     bool any = false, caches[TND_MAX_DEVICES] = {false};
     for (int32_t l = 0; l < hp->n_layer; l++)
-        if (experts_are_apart(fw, l)) {
+        if (tnd_experts_apart(fw, l)) {
             any = true;
             caches[fw->group_device[tnd_group_ffn(l)]] = fw->expert_cache != NULL;
         }
@@ -446,7 +442,7 @@ tnd_status tnd_forward_setup(tnd_forward *fw, tnd_model *model, const tnd_bound_
     for (int32_t l = 0; l < hp->n_layer && !s; l++) {
         tnd_backend *da = fw->devices[fw->group_device[tnd_group_attention(l)]];
         tnd_backend *df = fw->devices[fw->group_device[tnd_group_ffn(l)]];
-        tnd_backend *dx = experts_are_apart(fw, l) ? fw->devices[fw->expert_home[l]] : df;
+        tnd_backend *dx = tnd_experts_apart(fw, l) ? fw->devices[fw->expert_device] : df;
         if ((s = check_support(fw, da)) || (s = prepare_part(model, bm, da, da, l, false, &fw->layers[l]))) break;
         group_ready(fw, tnd_group_attention(l), progress, progress_user, &done);
         if ((hp->n_expert && (s = check_experts_support(fw, bm, df, l))) ||
@@ -484,7 +480,7 @@ void tnd_forward_release(tnd_forward *fw, const tnd_allocator *allocator) {
         tnd_backend *da = fw->devices[fw->group_device[tnd_group_attention(l)]];
         tnd_backend *df = fw->devices[fw->group_device[tnd_group_ffn(l)]];
         release_part(fw, da, da, false, &fw->layers[l]);
-        release_part(fw, df, experts_are_apart(fw, l) ? fw->devices[fw->expert_home[l]] : df, true, &fw->layers[l]);
+        release_part(fw, df, tnd_experts_apart(fw, l) ? fw->devices[fw->expert_device] : df, true, &fw->layers[l]);
         release_cache(df, &fw->layers[l]);
     }
     for (int32_t i = 0; i < fw->n_devices; i++) {
