@@ -307,6 +307,13 @@ typedef struct tnd_context_params {
      * kind took so far (30 s for the first of a kind), so a stalled link ends a decode step within about half a
      * second with TND_ERR_DEVICE_LOST. */
     int32_t remote_connect_timeout_ms;
+    /* With a cloud: 1 keeps a stand-in of the cloud's part here too, 0 (default) does not. The stand-in is a second
+     * context of the model on this CPU (the model's weights in memory again, and KV rows for the cloud's layers),
+     * made in the background once the first step goes out; at the lowest scheduling priority it replays each step
+     * the cloud answered, in the time the device waits for the cloud. When the link dies or stalls, it catches up
+     * what is left and runs the cloud's layers from then on: the context's steps go on instead of failing with
+     * TND_ERR_DEVICE_LOST, and tnd_context_cloud_lost says so. */
+    int32_t remote_stand_in;
     /* Experts apart from their feed-forward block: with expert_device >= 0 (a device index, usually the CPU's), the
      * experts of every mixture-of-experts layer whose feed-forward group is on another device live and are computed
      * on expert_device, while the router, the shared expert and the weighted sum stay with the group. -1 (default):
@@ -510,6 +517,10 @@ typedef struct tnd_context_profile {
 
 /* Fills *out (zeros for NULL ctx); reset != 0 then starts the profile anew. */
 TND_API void tnd_context_profile_get(tnd_context *ctx, tnd_context_profile *out, int reset);
+
+/* 1 where the context's cloud link was lost and its stand-in (remote_stand_in) runs the cloud's layers since, with
+ * what happened in why (the loss, and how long the stand-in took to catch up; why may be NULL); else 0. */
+TND_API int tnd_context_cloud_lost(const tnd_context *ctx, char *why, size_t cap);
 
 /* What a context's hot-expert cache did (tnd_context_params.expert_cache_slots): the (token, chosen expert) pairs of
  * its layers, how many of them the cache served, the experts it copied in and their bytes. */

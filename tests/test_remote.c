@@ -528,6 +528,9 @@ typedef struct fallback_run {
     double t_lost;      /* seconds the failing step took */
     double t_next;      /* seconds from the move to the next token */
     double step_before; /* the median decode step before the loss */
+    bool taken_over;    /* with a stand-in: the context says it took the cloud's layers over */
+    double t_slowest;   /* with a stand-in: the slowest step (the one that found the loss) */
+    char why[400];      /* ... and what it says of it */
 } fallback_run;
 
 static int by_value(const void *a, const void *b) {
@@ -535,10 +538,12 @@ static int by_value(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static fallback_run greedy_with_fallback(tnd_model *local, const char *hp, const int32_t *want_greedy) {
+static fallback_run greedy_with_fallback(tnd_model *local, const char *hp, const int32_t *want_greedy,
+                                         bool stand_in) {
     fallback_run r = {.lost_at = -1};
     const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
     tnd_context_params p = test_params(3, kinds, hp), lp = test_params(1, NULL, NULL);
+    p.remote_stand_in = stand_in;
     tnd_context *split = NULL, *here = NULL;
     tnd_tokenizer *tok = NULL;
     tnd_session *s = NULL;
@@ -568,7 +573,9 @@ static fallback_run greedy_with_fallback(tnd_model *local, const char *hp, const
             } else if (!first && r.lost_at < 0) {
                 steps[n_steps++] = now_s() - t0;
             }
+            if (now_s() - t0 > r.t_slowest) r.t_slowest = now_s() - t0;
         }
+        r.taken_over = tnd_context_cloud_lost(split, r.why, sizeof r.why);
         int32_t n = 0;
         const int32_t *tokens = tnd_session_tokens(s, &n);
         r.same = n == N_PROMPT + N_GREEDY && !memcmp(tokens + N_PROMPT, want_greedy, sizeof(int32_t) * N_GREEDY);
@@ -588,12 +595,76 @@ static fallback_run greedy_with_fallback(tnd_model *local, const char *hp, const
 static void check_fallback(tnd_model *local, tnd_model *cloud_model, const int32_t *want_greedy, bool stall) {
     bed b; /* the tap fails after the handshake, the prompt and about ten decode steps */
     if (!bed_open(&b, cloud_model, (bed_options){.tapped = true, .fail_after = 4000, .stall = stall})) return;
-    fallback_run r = greedy_with_fallback(local, b.hp, want_greedy);
+    fallback_run r = greedy_with_fallback(local, b.hp, want_greedy, false);
     printf("link %s after %d of %d tokens: lost after %.3f s in the step, next token here %.3f s later, greedy %s\n",
            stall ? "stalls" : "cut", r.lost_at, N_GREEDY, r.t_lost, r.t_next,
            r.same ? "equal to the local model" : "DIFFERS");
     CHECK(r.lost_at > 0 && r.lost_at < N_GREEDY && r.same && r.t_lost < 1.0);
     bed_join(&b);
+    bed_close(&b);
+}
+
+/* The same with the cloud's stand-in (remote_stand_in): no step fails; the stand-in takes the cloud's layers over
+ * within the step that found the loss, and the tokens are the local model's. Cut or stalled after `fail_after` bytes
+ * from the device: early (the prompt's step in flight, the stand-in's context perhaps still being made) or after
+ * several decode steps. */
+static void check_stand_in(tnd_model *local, tnd_model *cloud_model, const int32_t *want_greedy, bool stall,
+                           size_t fail_after) {
+    bed b;
+    if (!bed_open(&b, cloud_model, (bed_options){.tapped = true, .fail_after = fail_after, .stall = stall})) return;
+    fallback_run r = greedy_with_fallback(local, b.hp, want_greedy, true);
+    printf("stand-in, link %s after %zu bytes: no step failed: %s, slowest step %.3f s, greedy %s\n  %s\n",
+           stall ? "stalls" : "cut", fail_after, r.lost_at < 0 ? "yes" : "NO", r.t_slowest,
+           r.same ? "equal to the local model" : "DIFFERS", r.why);
+    CHECK(r.lost_at < 0 && r.same && r.taken_over && strstr(r.why, "stand-in caught up in") &&
+          strstr(r.why, "the cloud link is lost"));
+    CHECK(r.t_slowest < (stall ? 1.5 : 1.0));
+    bed_join(&b);
+    bed_close(&b);
+}
+
+/* Two sequences that share the prompt's blocks (a fork: the first step of each copies the shared block, a
+ * COPY_BLOCKS to the cloud), each step a token of each, over a link cut after `fail_after` bytes from the device:
+ * every step's logits are the local model's, before the loss and after it, where the stand-in answers. */
+static void check_stand_in_forked(tnd_model *local, tnd_model *cloud_model, size_t fail_after) {
+    enum { STEPS = 10 };
+    bed b;
+    if (!bed_open(&b, cloud_model, (bed_options){.tapped = true, .fail_after = fail_after})) return;
+    const int32_t kinds[3] = {0, TND_DEVICE_REMOTE, 0};
+    tnd_context_params p = test_params(3, kinds, b.hp), lp = test_params(1, NULL, NULL);
+    p.remote_stand_in = lp.n_seq_max = p.n_seq_max = 2;
+    tnd_context *ctx[2] = {NULL, NULL}; /* here, split */
+    int32_t n_vocab = tnd_model_n_vocab(local), pos[N_PROMPT], seq[N_PROMPT] = {0};
+    int8_t want[N_PROMPT] = {0};
+    for (int i = 0; i < N_PROMPT; i++) pos[i] = i;
+    want[N_PROMPT - 1] = 1;
+    tnd_batch first = {.n_tokens = N_PROMPT, .tokens = prompt, .pos = pos, .seq_id = seq, .logits = want};
+    bool ok = true;
+    for (int c = 0; c < 2 && ok; c++)
+        ok = CHECK_OK(tnd_context_init(local, c ? &p : &lp, &ctx[c])) && CHECK_OK(tnd_context_decode(ctx[c], &first)) &&
+             CHECK_OK(tnd_context_seq_fork(ctx[c], 0, 1));
+    double worst = 0;
+    int steps = 0;
+    for (int i = 0; i < STEPS && ok; i++, steps++) {
+        int32_t toks[2] = {prompt[i % N_PROMPT], prompt[(i + 5) % N_PROMPT]}, at[2] = {N_PROMPT + i, N_PROMPT + i},
+                seqs[2] = {0, 1};
+        int8_t both[2] = {1, 1};
+        tnd_batch step = {.n_tokens = 2, .tokens = toks, .pos = at, .seq_id = seqs, .logits = both};
+        for (int c = 0; c < 2 && ok; c++) ok = CHECK_OK(tnd_context_decode(ctx[c], &step));
+        for (int r = 0; r < 2 && ok; r++) {
+            double e = tnd_test_nmse(tnd_context_logits(ctx[1], r), tnd_context_logits(ctx[0], r), (size_t)n_vocab);
+            if (e > worst) worst = e;
+        }
+    }
+    char why[400] = "";
+    bool taken = ctx[1] && tnd_context_cloud_lost(ctx[1], why, sizeof why);
+    printf("stand-in, two forked sequences, link cut after %zu bytes: %d of %d steps, worst NMSE %.3g against the "
+           "local model, taken over: %s\n", fail_after, steps, STEPS, worst, taken ? why : "no");
+    CHECK(ok && steps == STEPS && worst < 1e-4 && taken);
+    for (int c = 0; c < 2; c++) tnd_context_free(ctx[c]);
+    bed_join(&b);
+    int copies = count_frames(&b.t, TND_WIRE_COPY_BLOCKS);
+    printf("  COPY_BLOCKS frames through the tap before the cut: %d\n", copies);
     bed_close(&b);
 }
 
@@ -610,7 +681,7 @@ static void check_link_delay(tnd_model *local, tnd_model *cloud_model, const int
     if (tnd_test_run(cmd, out, sizeof out) == 0) pid = atoi(out);
     snprintf(hp, sizeof hp, "127.0.0.1:%d", port);
     if (CHECK(pid > 0 && wait_for_log("delay.log", "round trip"))) {
-        fallback_run r = greedy_with_fallback(local, hp, want_greedy);
+        fallback_run r = greedy_with_fallback(local, hp, want_greedy, false);
         printf("link_delay +%d ms: a decode step took %.3f s; cut after 2.5 s, at token %d of %d; greedy %s\n",
                DELAY_MS, r.step_before, r.lost_at, N_GREEDY, r.same ? "equal to the local model" : "DIFFERS");
         CHECK(r.step_before >= DELAY_MS / 1000.0 && r.lost_at > 0 && r.lost_at < N_GREEDY && r.same);
@@ -820,6 +891,11 @@ int main(void) {
     check_drafted(local, cloud_model, want_greedy);
     check_fallback(local, cloud_model, want_greedy, false);
     check_fallback(local, cloud_model, want_greedy, true);
+    check_stand_in(local, cloud_model, want_greedy, false, 4000);
+    check_stand_in(local, cloud_model, want_greedy, true, 4000);
+    check_stand_in(local, cloud_model, want_greedy, false, 800);
+    check_stand_in_forked(local, cloud_model, 1900);
+    check_stand_in_forked(local, cloud_model, 3500);
     check_link_delay(local, cloud_model, want_greedy);
 
     /* refusals: another key, another model, a plan that gives the cloud the embedding */

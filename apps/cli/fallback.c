@@ -1,11 +1,10 @@
 /* fallback.c: the context a command goes on in when its cloud link dies, and how it follows the conversation (see
  * fallback.h). */
-#define _GNU_SOURCE /* SCHED_IDLE */
 #include "fallback.h"
 
 #include "cli_util.h"
+#include "core/thread_pool.h"
 
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,14 +68,6 @@ bool cli_fallback_open(cli_fallback *f, const char *fallback_path, bool follow, 
     return true;
 }
 
-/* The lowest scheduling priority there is for this thread: it runs only on a core nothing else wants. */
-static void lowest_priority(void) {
-#ifdef SCHED_IDLE
-    struct sched_param none = {0};
-    pthread_setschedparam(pthread_self(), SCHED_IDLE, &none);
-#endif
-}
-
 /* Evaluates the n tokens of `chunk` onto sequence `seq` of ctx at positions from.. (its rows from there on dropped
  * first), no logits. */
 static bool evaluate(tnd_context *ctx, int32_t seq, int32_t from, const int32_t *chunk, int32_t n) {
@@ -127,7 +118,7 @@ static void *work(void *arg) {
     tnd_context *made = NULL;
     if (!f->ready && tnd_context_init(f->own, &f->params, &made) == TND_OK) f->ready = made;
     if (!f->ready || !f->follow) return NULL; /* (not made: made at the loss instead) */
-    lowest_priority();
+    tnd_thread_lowest_priority();
     tnd_context_set_background(f->ready, 1);
     follow(f);
     tnd_context_set_background(f->ready, 0);

@@ -4,6 +4,7 @@
  * fields are read only after a successful claim: the job cannot end while a claimed chunk is unfinished. Workers
  * spin briefly between jobs (a forward pass issues one every few microseconds), then sleep on a condition
  * variable, so an idle engine uses no CPU. */
+#define _GNU_SOURCE /* SCHED_IDLE */
 #include "core/thread_pool.h"
 
 #include "core/alloc.h"
@@ -241,4 +242,11 @@ int tnd_physical_cores(void) {
     fclose(f);
     if (pairs > 0) return pairs;
     return logical > 0 ? (int)logical : 1;
+}
+
+void tnd_thread_lowest_priority(void) {
+#ifdef SCHED_IDLE
+    struct sched_param none = {0};
+    pthread_setschedparam(pthread_self(), SCHED_IDLE, &none);
+#endif
 }

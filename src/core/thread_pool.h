@@ -40,6 +40,10 @@ void tnd_thread_pool_for(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_po
 /* tnd_thread_pool_for with the running thread's index passed to fn (the caller is 0). */
 void tnd_thread_pool_for_worker(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_pool_worker_fn fn, void *ctx);
 
+/* Gives the calling thread the lowest scheduling priority there is (SCHED_IDLE where the system has it): it then
+ * runs only on a core nothing else wants, as while a device waits for its cloud. */
+void tnd_thread_lowest_priority(void);
+
 /* Number of physical cores (falls back to logical CPUs), the default thread count. */
 int tnd_physical_cores(void);
 

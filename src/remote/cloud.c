@@ -19,8 +19,7 @@ enum {
     HELLO_TIMEOUT_MS = 10000,
     IDLE_TIMEOUT_MS = 30000, /* an idle device sends a heartbeat every 5 s: six missed, and its link is over */
     ACCEPT_POLL_MS = 200,  /* how often the acceptor looks for links that ended */
-    MAX_COPIES = 4096,
-    MAX_STEP_SEQUENCES = 32 /* sequences in one device's step: its block tables' room */
+    MAX_COPIES = 4096
 };
 
 typedef enum job_kind { JOB_NONE, JOB_STEP, JOB_COPY } job_kind;
@@ -34,18 +33,13 @@ typedef struct link_state {
     pthread_t thread;
     bool used, finished;
     tnd_wire_hello hello;
-    uint32_t max_table_words;
-    uint32_t *pos, *slot, *n_ctx, *table_at, *tables; /* a decoded STEP, in the device's numbering */
-    int32_t *pos32, *n_ctx32, *tables32;              /* the same for the forward pass, in this context's blocks */
-    int64_t *slots64;
-    float *hidden;
+    tnd_stage_step step;      /* the last STEP, decoded */
     int32_t *copy_src, *copy_dst;
     tnd_wire_writer out;
 
     job_kind job;             /* posted to the serving thread; JOB_NONE once it is done */
     bool job_taken;
-    uint32_t n_tokens, n_copies;
-    int32_t group_begin, group_end;
+    uint32_t n_copies;
     tnd_status job_status;
     char job_error[200];
     double job_seconds;    /* what computing the batch that held the link's last step took */
@@ -110,24 +104,18 @@ static tnd_status check_hello(const cloud *c, const tnd_wire_hello *h) {
 }
 
 static tnd_status alloc_scratch(link_state *s) {
-    size_t n = s->hello.n_batch, e = (size_t)s->cloud->n_embd;
-    s->max_table_words = s->hello.n_blocks * MAX_STEP_SEQUENCES;
-    s->pos = calloc(n, sizeof *s->pos), s->slot = calloc(n, sizeof *s->slot), s->n_ctx = calloc(n, sizeof *s->n_ctx);
-    s->table_at = calloc(n, sizeof *s->table_at), s->tables = calloc(s->max_table_words, sizeof *s->tables);
-    s->pos32 = calloc(n, sizeof *s->pos32), s->n_ctx32 = calloc(n, sizeof *s->n_ctx32);
-    s->tables32 = calloc(s->max_table_words, sizeof *s->tables32), s->slots64 = calloc(n, sizeof *s->slots64);
-    s->hidden = calloc(n * e, sizeof *s->hidden);
+    tnd_status st = tnd_stage_step_alloc(&s->step, s->hello.n_batch, s->hello.n_blocks, s->hello.block_size,
+                                         s->cloud->n_embd);
+    if (st) return st;
     s->copy_src = calloc(MAX_COPIES, sizeof *s->copy_src), s->copy_dst = calloc(MAX_COPIES, sizeof *s->copy_dst);
-    if (!s->pos || !s->slot || !s->n_ctx || !s->table_at || !s->tables || !s->pos32 || !s->n_ctx32 || !s->tables32 ||
-        !s->slots64 || !s->hidden || !s->copy_src || !s->copy_dst)
-        return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a link's step of %u tokens", s->hello.n_batch);
+    if (!s->copy_src || !s->copy_dst) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a link's copies");
     return TND_OK;
 }
 
 static void free_scratch(link_state *s) {
-    void *bufs[] = {s->pos,      s->slot,    s->n_ctx,   s->table_at, s->tables,   s->pos32,   s->n_ctx32,
-                    s->tables32, s->slots64, s->hidden, s->copy_src, s->copy_dst};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    tnd_stage_step_free(&s->step);
+    free(s->copy_src);
+    free(s->copy_dst);
     tnd_wire_writer_free(&s->out); /* (the slot is made anew, under the lock, for its next link) */
 }
 
@@ -146,35 +134,11 @@ static tnd_status post(link_state *s, job_kind kind) {
 /* A STEP: decoded and checked against the link's partition, run in a batch, the hidden states answered. */
 static tnd_status link_step(link_state *s, const uint8_t *payload, uint32_t length) {
     const cloud *c = s->cloud;
-    const tnd_hparams *hp = c->ctx->fw.hp;
-    tnd_wire_step w = {.pos = s->pos, .slot = s->slot, .n_ctx = s->n_ctx, .table_at = s->table_at,
-                       .tables = s->tables, .hidden = s->hidden};
-    tnd_wire_reader r = {.data = payload, .len = length};
-    tnd_status st = tnd_wire_get_step(&r, s->hello.n_batch, (uint32_t)c->n_embd, s->max_table_words,
-                                      s->hello.block_size, &w);
-    if (st) return st;
-    /* whole layers, between the embedding and the output head, which stay on the device */
-    uint32_t out_group = (uint32_t)tnd_group_output(hp->n_layer);
-    if (w.group_begin < 1 || w.group_end > out_group || w.group_begin % 2 == 0 || w.group_end % 2 == 0)
-        return tnd_fail(TND_ERR_FORMAT, "STEP: groups [%u, %u) are not whole layers of this model's %d",
-                        w.group_begin, w.group_end, hp->n_layer);
-    int64_t base = (int64_t)s->index * c->blocks_per_device, bs = s->hello.block_size;
-    for (uint32_t i = 0; i < w.n_table_words; i++) { /* its own blocks only: the others are other devices' */
-        if (s->tables[i] >= s->hello.n_blocks)
-            return tnd_fail(TND_ERR_FORMAT, "STEP: block %u of %u", s->tables[i], s->hello.n_blocks);
-        s->tables32[i] = (int32_t)(base + s->tables[i]);
-    }
-    for (uint32_t t = 0; t < w.n_tokens; t++) { /* (the slot is its position's in its table: checked by decoding) */
-        s->pos32[t] = (int32_t)s->pos[t];
-        s->n_ctx32[t] = (int32_t)s->n_ctx[t];
-        s->slots64[t] = base * bs + s->slot[t];
-    }
-    s->n_tokens = w.n_tokens;
-    s->group_begin = (int32_t)w.group_begin;
-    s->group_end = (int32_t)w.group_end;
-    if ((st = post(s, JOB_STEP))) return st;
+    tnd_status st = tnd_stage_step_read(&s->step, payload, length, c->ctx->fw.hp->n_layer,
+                                        (int64_t)s->index * c->blocks_per_device);
+    if (st || (st = post(s, JOB_STEP))) return st;
     s->out.len = 0;
-    tnd_wire_put_f16(&s->out, s->hidden, (size_t)w.n_tokens * (size_t)c->n_embd);
+    tnd_wire_put_f16(&s->out, s->step.hidden, (size_t)s->step.n_tokens * (size_t)c->n_embd);
     double us = s->job_seconds * 1e6;
     tnd_wire_put_u32(&s->out, us < 4e9 ? (uint32_t)us : UINT32_MAX);
     if (s->out.failed) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a reply");
@@ -318,10 +282,11 @@ static int32_t gather(cloud *c, int32_t *copy_link) {
             *copy_link = i;
             return 0;
         }
-        if (n && (s->group_begin != g0 || s->group_end != g1 || tokens + (int32_t)s->n_tokens > c->p.n_batch))
+        const tnd_stage_step *st = &s->step;
+        if (n && (st->group_begin != g0 || st->group_end != g1 || tokens + (int32_t)st->n_tokens > c->p.n_batch))
             continue;
-        g0 = s->group_begin, g1 = s->group_end;
-        tokens += (int32_t)s->n_tokens;
+        g0 = st->group_begin, g1 = st->group_end;
+        tokens += (int32_t)st->n_tokens;
         s->job_taken = true;
         c->batch[n++] = i;
     }
@@ -334,22 +299,22 @@ static tnd_status run_batch(cloud *c, int32_t n_links) {
     const int64_t e = c->n_embd;
     int32_t n = 0;
     for (int32_t k = 0; k < n_links; k++) {
-        const link_state *s = &c->links[c->batch[k]];
+        const tnd_stage_step *s = &c->links[c->batch[k]].step;
         for (uint32_t t = 0; t < s->n_tokens; t++, n++) {
             c->pos[n] = s->pos32[t];
             c->n_ctx[n] = s->n_ctx32[t];
             c->slots[n] = s->slots64[t];
-            c->tables[n] = s->tables32 + s->table_at[t];
+            c->tables[n] = s->table_of[t];
         }
         size_t first_row = (size_t)(n - (int32_t)s->n_tokens);
         memcpy(c->x + first_row * (size_t)e, s->hidden, sizeof(float) * s->n_tokens * (size_t)e);
     }
-    const link_state *first = &c->links[c->batch[0]];
+    const tnd_stage_step *first = &c->links[c->batch[0]].step;
     tnd_step step = {.n_tokens = n, .pos = c->pos, .slots = c->slots, .block_tables = c->tables, .n_ctx = c->n_ctx,
                      .block_size = c->p.block_size};
     tnd_status st = tnd_forward_run_stage(&c->ctx->fw, &step, first->group_begin, first->group_end, c->x);
     for (int32_t k = 0, at = 0; k < n_links && !st; k++) {
-        link_state *s = &c->links[c->batch[k]];
+        tnd_stage_step *s = &c->links[c->batch[k]].step;
         memcpy(s->hidden, c->x + (size_t)at * (size_t)e, sizeof(float) * s->n_tokens * (size_t)e);
         at += (int32_t)s->n_tokens;
     }
@@ -357,15 +322,7 @@ static tnd_status run_batch(cloud *c, int32_t n_links) {
 }
 
 static tnd_status run_copies(cloud *c, const link_state *s) {
-    tnd_context *ctx = c->ctx;
-    tnd_backend *d = ctx->fw.devices[0];
-    for (int32_t l = 0; l < ctx->kv.n_layer; l++) {
-        d->vt->kv_copy_blocks(d, ctx->kv.k_pool[l], ctx->kv.k_block_bytes, s->copy_src, s->copy_dst,
-                              (int32_t)s->n_copies);
-        d->vt->kv_copy_blocks(d, ctx->kv.v_pool[l], ctx->kv.v_block_bytes, s->copy_src, s->copy_dst,
-                              (int32_t)s->n_copies);
-    }
-    return d->vt->synchronize(d);
+    return tnd_stage_copy_blocks(c->ctx, s->copy_src, s->copy_dst, s->n_copies);
 }
 
 /* Ends the jobs of the links given with status st, after `seconds` of computing. Under the lock. */

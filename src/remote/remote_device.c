@@ -41,6 +41,7 @@ typedef struct outgoing {
     tnd_wire_type type;
     uint32_t n_tokens;   /* a STEP's */
     double t_queued;
+    uint64_t serial;     /* in the stand-in's log (0: none) */
 } outgoing;
 
 /* The messages in flight: a ring from `answer_next` (the oldest not answered), `n_used` long; the sender thread
@@ -61,6 +62,9 @@ typedef struct remote_device {
     tnd_status failure;
     char message[256];
     bool lost;                /* the link failed: every later step fails at once with TND_ERR_DEVICE_LOST */
+    tnd_stand_in *stand_in;   /* NULL, or the cloud's part kept here too (remote.h) */
+    bool taken_over;          /* the link failed and the stand-in answers the stages since */
+    char taken_over_why[320];
     double small_step_s;      /* moving averages of a small step's round trip and of a long step's per token, and */
     double per_token_s;       /* the last long step's round trip (0: not timed yet), for the deadline that finds a */
     double long_step_s;       /* stalled link */
@@ -230,12 +234,15 @@ static outgoing *next_entry(remote_device *d) {
     return o;
 }
 
-/* Hands the entry just written to the sender thread. */
+/* Hands the entry just written to the sender thread, or to the stand-in where it took over (its log gets every
+ * message either way). */
 static tnd_status queue(remote_device *d, outgoing *o, tnd_wire_type type, uint32_t n_tokens) {
     if (o->msg.failed) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for a message to the cloud");
     o->type = type;
     o->n_tokens = n_tokens;
     o->t_queued = tnd_now_seconds();
+    o->serial = d->stand_in ? tnd_stand_in_log(d->stand_in, type, o->msg.data, (uint32_t)o->msg.len) : 0;
+    if (d->taken_over) return o->serial ? TND_OK : tnd_fail(TND_ERR_DEVICE_LOST, "%s", d->message);
     pthread_mutex_lock(&d->mu);
     d->n_used++;
     d->n_unsent++;
@@ -275,6 +282,7 @@ static tnd_status receive(remote_device *d, float *x) {
         d->profile.link_compute_seconds += compute_us * 1e-6;
         d->profile.link_stages++;
     }
+    if (o->serial) tnd_stand_in_confirm(d->stand_in, o->serial);
     pthread_mutex_lock(&d->mu);
     d->answer_next = (d->answer_next + 1) % OUTBOX;
     d->n_used--;
@@ -318,28 +326,48 @@ static tnd_status send_step(remote_device *d, int32_t group_begin, int32_t group
 
 /* The answers up to the oldest STEP's, its hidden states into x. */
 static tnd_status receive_step(remote_device *d, float *x) {
+    if (d->taken_over) return tnd_stand_in_answer(d->stand_in, x);
     tnd_status st = TND_OK;
     while (!st && d->n_used && d->box[d->answer_next].type != TND_WIRE_STEP) st = receive(d, NULL);
     return st ? st : receive(d, x);
 }
 
 /* A failed message leaves the link in no known state (a message may be half sent, an answer may still come), so the
- * device is lost for good: the caller goes on elsewhere (tnd_session_move) or makes a new context. */
+ * link is over for good. The stand-in, where there is one, takes over: every message not answered is in its log,
+ * and it answers them (TND_OK: the caller asks again). Else the device is lost: the caller goes on elsewhere
+ * (tnd_session_move) or makes a new context. */
 static tnd_status lose(remote_device *d, tnd_status st) {
-    if (!st || st == TND_ERR_OUT_OF_MEMORY || st == TND_ERR_INTERNAL) return st;
-    d->lost = true;
+    if (!st || st == TND_ERR_OUT_OF_MEMORY || st == TND_ERR_INTERNAL || d->taken_over) return st;
     snprintf(d->message, sizeof d->message, "%s: the cloud link is lost: %s", d->base.name, tnd_last_error());
     tnd_link_abort(d->link); /* the sender may wait in a send that never ends */
     stop_sender(d);
     tnd_link_close(d->link);
     d->link = NULL;
+    double t0 = tnd_now_seconds();
+    if (d->stand_in && tnd_stand_in_take_over(d->stand_in) == TND_OK) {
+        d->taken_over = true;
+        d->n_used = d->n_unsent = 0; /* (their messages wait in the stand-in's log) */
+        snprintf(d->taken_over_why, sizeof d->taken_over_why, "%s; the cloud's layers go on here (its stand-in "
+                 "caught up in %.3f s)", d->message, tnd_now_seconds() - t0);
+        return TND_OK;
+    }
+    if (d->stand_in) /* it gave up: say why beside the loss */
+        snprintf(d->message + strlen(d->message), sizeof d->message - strlen(d->message), " (%s)", tnd_last_error());
+    d->lost = true;
     return tnd_fail(TND_ERR_DEVICE_LOST, "%s", d->message);
+}
+
+bool tnd_remote_device_taken_over(tnd_backend *b, char *why, size_t cap) {
+    remote_device *d = rd(b);
+    if (d->taken_over && why && cap) snprintf(why, cap, "%s", d->taken_over_why);
+    return d->taken_over;
 }
 
 /* Fails at once where the device is lost, or where the sender found the link dead while it was idle. */
 static tnd_status usable(remote_device *d) {
     if (d->failure) return tnd_fail(d->failure, "%s", d->message);
     if (d->lost) return tnd_fail(TND_ERR_DEVICE_LOST, "%s", d->message);
+    if (d->taken_over) return TND_OK;
     pthread_mutex_lock(&d->mu);
     bool dead = d->send_error[0] != 0;
     tnd_status st = dead ? tnd_fail(TND_ERR_IO, "%s", d->send_error) : TND_OK;
@@ -356,7 +384,10 @@ static tnd_status remote_stage_send(tnd_backend *b, int32_t group_begin, int32_t
 static tnd_status remote_stage_recv(tnd_backend *b, float *x) {
     remote_device *d = rd(b);
     tnd_status st = usable(d);
-    return st ? st : lose(d, receive_step(d, x));
+    bool linked = !d->taken_over;
+    if (!st) st = lose(d, receive_step(d, x));
+    if (!st && linked && d->taken_over) st = receive_step(d, x); /* the stand-in took over meanwhile: it answers */
+    return st;
 }
 
 static tnd_status remote_run_stage(tnd_backend *b, int32_t group_begin, int32_t group_end, float *x) {
@@ -474,6 +505,7 @@ static void remote_destroy(tnd_backend *b) {
         if (!d->n_used) tnd_link_send(d->link, TND_WIRE_BYE, NULL, 0);
         tnd_link_close(d->link);
     }
+    tnd_stand_in_close(d->stand_in);
     free(d->flat);
     for (int i = 0; i < OUTBOX; i++) tnd_wire_writer_free(&d->box[i].msg);
     pthread_cond_destroy(&d->cv);
@@ -567,6 +599,7 @@ tnd_status tnd_remote_device_init(const tnd_model *m, const tnd_remote_params *p
     }
     d->n_embd = (int32_t)welcome.n_embd;
     d->last_sent = tnd_now_seconds();
+    if (!st && p->stand_in) st = tnd_stand_in_open(p, d->n_embd, &d->stand_in);
     if (!st && pthread_create(&d->sender, NULL, send_loop, d))
         st = tnd_fail(TND_ERR_OUT_OF_MEMORY, "no thread to send to the cloud");
     d->sender_started = !st;

@@ -188,7 +188,8 @@ static tnd_status make_remote(const tnd_context *ctx, const tnd_context_params *
     tnd_remote_params rp = {.host_port = p->remote, .key = p->remote_key_file ? &key : NULL,
                             .k_type = ctx->fw.k_type, .v_type = ctx->fw.v_type, .block_size = bs,
                             .n_blocks = (ctx->n_ctx + bs - 1) / bs, .n_batch = ctx->n_batch,
-                            .connect_timeout_ms = p->remote_connect_timeout_ms};
+                            .connect_timeout_ms = p->remote_connect_timeout_ms,
+                            .stand_in = p->remote_stand_in ? ctx->model : NULL, .n_threads = p->n_threads};
     st = tnd_remote_device_init(ctx->model, &rp, name, out);
     memset(&key, 0, sizeof key);
     return st;
@@ -258,6 +259,7 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
                                         &fw->devices[d])))
             goto fail;
         fw->n_devices = d + 1; /* owned by the context from here, wrapped or not */
+        if (kind == TND_DEVICE_REMOTE) ctx->remote = fw->devices[d];
         if ((st = inject_faults(ctx, &fw->devices[d]))) goto fail;
     }
     if ((st = plan_experts(ctx, &p)) || (st = tnd_plan_check_memory(fw, bm, ctx->n_ctx, ctx->n_batch)) ||
@@ -492,6 +494,10 @@ void tnd_context_profile_get(tnd_context *ctx, tnd_context_profile *out, int res
         if (ctx->fw.devices[d]->vt->profile) ctx->fw.devices[d]->vt->profile(ctx->fw.devices[d], &sum, reset);
     *out = (tnd_context_profile){sum.matmul_seconds,  sum.attention_seconds, sum.matmul_bytes, sum.attention_bytes,
                                  sum.link_seconds,    sum.link_compute_seconds, sum.link_stages};
+}
+
+int tnd_context_cloud_lost(const tnd_context *ctx, char *why, size_t cap) {
+    return ctx && ctx->remote && tnd_remote_device_taken_over(ctx->remote, why, cap);
 }
 
 void tnd_context_set_background(tnd_context *ctx, int on) {

@@ -15,6 +15,7 @@ struct tnd_context {
     tnd_allocator allocator;
     int32_t n_ctx, n_batch, n_seq;
     tnd_forward fw;       /* devices (owned), plan, stages, device views, KV pools: what the forward pass runs on */
+    tnd_backend *remote;  /* the cloud device among fw.devices (unwrapped: a testing aid may wrap it), or NULL */
     int32_t *group_device; /* [2 n_layer + 2]: the plan, the device of each tensor group */
     tnd_expert_cache expert_cache; /* the hot experts' bookkeeping (n_slots 0: none) */
     tnd_status expert_failure;     /* fw.expert_failure points here */
