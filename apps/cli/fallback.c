@@ -32,8 +32,14 @@ static bool same_vocabulary(const tnd_tokenizer *a, tnd_model *other, const char
     return same;
 }
 
+/* Whether this machine's available memory holds the model's file twice over (a second context of it fits). */
+static bool holds_twice(tnd_model *model, int32_t n_threads) {
+    tnd_device_info cpu;
+    return tnd_device_get_info(0, n_threads, &cpu) == TND_OK && cpu.memory_available / 2 >= tnd_model_file_size(model);
+}
+
 bool cli_fallback_open(cli_fallback *f, const char *fallback_path, bool follow, tnd_model *model,
-                       const tnd_tokenizer *tok, const tnd_context_params *p) {
+                       const tnd_tokenizer *tok, tnd_context_params *p) {
     memset(f, 0, sizeof *f);
     pthread_mutex_init(&f->mutex, NULL);
     pthread_cond_init(&f->wake, NULL);
@@ -42,6 +48,8 @@ bool cli_fallback_open(cli_fallback *f, const char *fallback_path, bool follow, 
     if (!beyond_cpu) return true; /* the CPU is not lost while the process runs */
     f->armed = true;
     f->follow = follow;
+    f->stand_in = p->remote && !fallback_path && follow && holds_twice(model, p->n_threads);
+    p->remote_stand_in = f->stand_in;
     f->plan = *p;
     f->plan.progress = NULL;
     f->params = *p;
@@ -50,6 +58,7 @@ bool cli_fallback_open(cli_fallback *f, const char *fallback_path, bool follow, 
     f->params.group_device = NULL;
     f->params.n_groups = 0;
     f->params.remote = f->params.remote_key_file = NULL;
+    f->params.remote_stand_in = 0;
     f->params.progress = NULL;
     f->params.expert_device = -1; /* one CPU device: the experts with their groups */
     f->params.expert_cache_slots = 0;
@@ -147,12 +156,18 @@ void cli_fallback_prepare(cli_fallback *f, tnd_model *model) {
         if (f->follow) start_worker(f);
         return;
     }
-    if (f->model || !f->plan.remote) return;
-    tnd_device_info cpu;
-    uint64_t bytes = tnd_model_file_size(model);
-    if (tnd_device_get_info(0, f->params.n_threads, &cpu) != TND_OK || cpu.memory_available / 2 < bytes) return;
+    if (f->model || !f->plan.remote || f->stand_in || !holds_twice(model, f->params.n_threads)) return;
     f->own = model;
     start_worker(f);
+}
+
+bool cli_fallback_noticed(cli_fallback *f, tnd_context *ctx) {
+    char why[512];
+    if (!f->stand_in || f->running || !tnd_context_cloud_lost(ctx, why, sizeof why)) return false;
+    fprintf(stderr, "\ntandem: note: %s\n", why);
+    f->lost = f->running = true;
+    f->retry_at = cli_now() + CLI_RETRY_SECONDS;
+    return true;
 }
 
 void cli_fallback_follow(cli_fallback *f, int32_t seq, const int32_t *tokens, int32_t n) {

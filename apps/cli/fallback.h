@@ -1,4 +1,9 @@
-/* fallback.h: going on without the cloud (or a GPU). When a step finds a device lost (TND_ERR_DEVICE_LOST: the
+/* fallback.h: going on without the cloud (or a GPU). Where the plan has a cloud, this machine's memory holds the model
+ * twice over and following is on (no --no-follow, no --fallback-model), the command's context keeps a stand-in of
+ * the cloud's part (tnd_context_params.remote_stand_in): at a loss the stand-in runs the cloud's layers and the
+ * steps go on; the command notes the switch (cli_fallback_noticed) and tries the plan's devices again later.
+ *
+ * Otherwise, when a step finds a device lost (TND_ERR_DEVICE_LOST: the
  * cloud link died or stalled, the GPU was reset), a command moves its sessions (tnd_session_move) to a context here:
  * of --fallback-model, a smaller model of the same vocabulary opened and made ready at start so the switch is quick,
  * or else of the command's own model file, all of it on this machine's CPU: made ready in the background once the
@@ -49,22 +54,29 @@ typedef struct cli_fallback {
     int32_t n_records;
     int32_t chunk[CLI_FOLLOW_MAX]; /* the worker's copy of the tokens it evaluates */
     bool follow;                /* the worker follows the records once `ready` is made */
+    bool stand_in;              /* the plan's context keeps a stand-in of the cloud instead (no worker) */
     bool stop;
     bool lost;                  /* a device of the plan was lost: its devices are to be tried again */
-    bool running;               /* the context the command runs on is the one cli_fallback_take gave */
+    bool running;               /* the context the command runs on is the one cli_fallback_take gave, or the plan's
+                                   whose stand-in took over */
     double retry_at;            /* when to try the plan's devices again */
 } cli_fallback;
 
 /* Prepares the way out for a context of params p on `model` (tokenizer tok); nothing where p runs on the CPU alone.
- * follow: the fallback's context follows the records (--no-follow: not).
+ * follow: the way out follows the conversation (--no-follow: not). Sets p->remote_stand_in where the stand-in is
+ * the way out (above).
  * Prints the error and returns false when the fallback model cannot be opened or speaks another vocabulary. */
 bool cli_fallback_open(cli_fallback *f, const char *fallback_path, bool follow, tnd_model *model,
-                       const tnd_tokenizer *tok, const tnd_context_params *p);
+                       const tnd_tokenizer *tok, tnd_context_params *p);
 
 /* Once the command's context runs on the plan: where the fallback is the command's own model, the plan has a cloud and
  * this machine's available memory is at least twice the model's file, starts making its context in the background
  * (the loss then finds it ready, or waits for the rest of its making); a context made ready follows the records. */
 void cli_fallback_prepare(cli_fallback *f, tnd_model *model);
+
+/* After a step on ctx: true once per loss where the context's stand-in took the cloud's layers over, after a note on
+ * stderr; the plan's devices are then tried again as after a move (cli_fallback_retry). */
+bool cli_fallback_noticed(cli_fallback *f, tnd_context *ctx);
 
 /* After a step: session `seq`'s record is tokens[0..n) (copied). Cheap; nothing where there is no fallback. */
 void cli_fallback_follow(cli_fallback *f, int32_t seq, const int32_t *tokens, int32_t n);

@@ -194,6 +194,7 @@ static tnd_status generate_followed(cli_session *s) {
     while (tnd_session_finish_reason(s->session) == TND_FINISH_NONE) {
         tnd_status st = tnd_session_step(s->session);
         if (st) return st;
+        cli_fallback_noticed(&s->fallback, s->ctx);
         int32_t n = 0;
         const int32_t *record = tnd_session_tokens(s->session, &n);
         cli_fallback_follow(&s->fallback, 0, record, n);

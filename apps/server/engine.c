@@ -495,6 +495,7 @@ static void step(srv_engine *e) {
         fall_back(e);
         return;
     }
+    if (cli_fallback_noticed(&e->fallback, e->ctx)) srv_metrics_device(e->metrics, true, true); /* (its stand-in) */
     /* the fallback's context follows what the step added (a new prompt's chunks, the tokens drawn) */
     for (int32_t i = 0; i < n; i++) {
         int32_t len = 0;
