@@ -22,7 +22,7 @@ typedef struct cli_plan_options {
     const char *remote_key;  /* --remote-key FILE: the key of a cloud device (remote:HOST:PORT in --device) */
     bool insecure;           /* --insecure: a plaintext link to the cloud */
     const char *fallback_model; /* --fallback-model FILE: what runs here when the cloud link dies (NULL: the model) */
-    bool no_follow;          /* --no-follow: the fallback's context does not follow the conversation */
+    bool no_follow;          /* --no-follow: no stand-in, nothing follows the conversation */
     int32_t n_cpu_moe;       /* --cpu-moe (all: INT32_MAX) or --n-cpu-moe N: the first layers whose experts stay on
                                 the CPU */
     const char *experts_on;  /* --experts-on DEVICE: the experts live there, apart from their group (NULL: with it) */

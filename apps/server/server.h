@@ -48,7 +48,7 @@ typedef struct srv_config {
     const int32_t *device_kinds;
     const char *remote, *remote_key_file; /* a cloud device's address and key (see tnd_context_params) */
     const char *fallback_model; /* --fallback-model: what runs here while the cloud is lost (NULL: the model) */
-    bool no_follow;             /* --no-follow: its context does not follow the conversations */
+    bool no_follow;             /* --no-follow: no stand-in, nothing follows the conversations */
     const int32_t *group_device;
     int32_t n_groups;
     int32_t expert_device, expert_cache_slots, expert_cache_policy; /* tnd_context_params' (--experts-on, ...) */
