@@ -208,10 +208,11 @@ for profile in "${profiles[@]}"; do
   done
 
   if [ "$profile" = poor ]; then # the link is cut a few seconds into the answer (a short prompt, so that the
-                                 # answer has begun): the device goes on alone
+                                 # answer has begun): the device goes on alone, with the cloud's stand-in where
+                                 # memory holds the model twice (else the whole model, made at the loss)
     kill "${pids[-1]}" 2>/dev/null || true
     relay 7071 7070 --cut-after "${CUT_AFTER:-10}"
-    cutrun=$(split_run "Once upon a time" --fallback-model "$model")
+    cutrun=$(split_run "Once upon a time")
     read -r _ c_tps _ _ c_gap c_pieces _ _ <<< "$cutrun"
     printf "  cut     link cut ${CUT_AFTER:-10} s after it opened: longest silence of the stream %.3f s (%s pieces), %.1f tokens/s\n    %s\n" \
       "$c_gap" "$c_pieces" "$c_tps" "${cutrun#*| }"

@@ -42,6 +42,7 @@ struct tnd_stand_in {
 };
 
 /* Stops following for good: the log is dropped, and a take-over will fail saying why. Under the lock. */
+static void give_up(tnd_stand_in *s, const char *fmt, ...) TND_PRINTF(2, 3);
 static void give_up(tnd_stand_in *s, const char *fmt, ...) {
     if (s->gave_up) return;
     s->gave_up = true;
