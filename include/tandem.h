@@ -331,8 +331,11 @@ typedef struct tnd_context_params {
  * copied a tenth as many experts (docs/MOE.md). */
 enum { TND_EXPERT_CACHE_LFU = 0, TND_EXPERT_CACHE_LRU = 1 };
 
-/* The device kind of a cloud server in tnd_context_params.device_kinds (see .remote). */
-enum { TND_DEVICE_REMOTE = 1000 };
+/* The device kind of a cloud server in tnd_context_params.device_kinds (see .remote), and of a device that holds
+ * nothing: the groups placed on it are neither loaded nor given KV memory, and a pass that reaches them fails
+ * (TND_ERR_UNSUPPORTED). A context that runs only some layers for another places the rest there, as the cloud's
+ * stand-in does (named none0; at most one). */
+enum { TND_DEVICE_REMOTE = 1000, TND_DEVICE_NONE = 1001 };
 
 /* Defaults as described above. */
 TND_API tnd_context_params tnd_context_default_params(void);

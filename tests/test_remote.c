@@ -668,6 +668,24 @@ static void check_stand_in_forked(tnd_model *local, tnd_model *cloud_model, size
     bed_close(&b);
 }
 
+/* A plan with a device that holds nothing (the stand-in's kind, here for the middle layers): the context is made,
+ * and a pass that reaches those layers fails, naming the device, where it would compute them. */
+static void check_none_device(tnd_model *local) {
+    const int32_t kinds[3] = {0, TND_DEVICE_NONE, 0};
+    tnd_context_params p = test_params(3, kinds, NULL);
+    tnd_context *ctx = NULL;
+    int32_t pos[N_PROMPT], seq[N_PROMPT] = {0};
+    int8_t want[N_PROMPT] = {0};
+    for (int i = 0; i < N_PROMPT; i++) pos[i] = i;
+    tnd_batch b = {.n_tokens = N_PROMPT, .tokens = prompt, .pos = pos, .seq_id = seq, .logits = want};
+    if (!CHECK_OK(tnd_context_init(local, &p, &ctx))) return;
+    tnd_status st = tnd_context_decode(ctx, &b);
+    printf("a plan whose middle layers are on a device that holds nothing: status %d: %s\n", (int)st,
+           tnd_last_error());
+    CHECK(st == TND_ERR_UNSUPPORTED && strstr(tnd_last_error(), "none0 holds nothing"));
+    tnd_context_free(ctx);
+}
+
 /* The relay of scripts/netbed.sh (link_delay) between device and cloud: a decode step takes at least its added
  * round trip, and the cut it makes mid-answer is a lost device the session outlives. */
 static void check_link_delay(tnd_model *local, tnd_model *cloud_model, const int32_t *want_greedy) {
@@ -897,6 +915,7 @@ int main(void) {
     check_stand_in(local, cloud_model, want_greedy, false, 800);
     check_stand_in_forked(local, cloud_model, 1900);
     check_stand_in_forked(local, cloud_model, 3500);
+    check_none_device(local);
     check_link_delay(local, cloud_model, want_greedy);
 
     /* refusals: another key, another model, a plan that gives the cloud the embedding */

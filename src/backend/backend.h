@@ -311,4 +311,7 @@ struct tnd_backend {
     void *impl;           /* the device's own state */
 };
 
+/* A device that computes nothing here (TND_DEVICE_NONE): no ops, no stage of its own. */
+static inline bool tnd_backend_holds_nothing(const tnd_backend *d) { return !d->vt->matmul && !d->vt->run_stage; }
+
 #endif

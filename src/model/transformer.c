@@ -146,6 +146,11 @@ static tnd_status run_stages(const tnd_forward *fw, const tnd_step *step, int32_
         const tnd_stage *stage = &fw->stages[s];
         tnd_backend *d = fw->devices[stage->device];
         const tnd_activations *a = &fw->act[stage->device];
+        if (tnd_backend_holds_nothing(d)) {
+            st = tnd_fail(TND_ERR_UNSUPPORTED, "%s holds nothing: groups %d to %d of the plan cannot run in this "
+                          "context", d->name, stage->group_begin, stage->group_end - 1);
+            break;
+        }
         d->vt->begin_step(d, step);
         if (d->vt->run_stage) { /* a device that runs the stage itself, on the residual stream in host memory */
             st = d->vt->run_stage(d, stage->group_begin, stage->group_end, host);

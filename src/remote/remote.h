@@ -22,6 +22,8 @@ typedef struct tnd_remote_params {
     int32_t connect_timeout_ms;   /* the deadline of connecting and the handshake (0: 30 s) */
     tnd_model *stand_in;          /* NULL, or the device's model, of which a stand-in runs the cloud's layers too */
     int32_t n_threads;            /* the stand-in's (0: physical cores) */
+    const int32_t *group_device;  /* the stand-in's: the device's plan (n_groups entries) and the cloud's index in */
+    int32_t n_groups, index;      /* it, so that it holds the groups the cloud runs and nothing else */
 } tnd_remote_params;
 
 /* A remote device connected to the cloud for model m (HELLO, WELCOME). TND_ERR_IO (no link; the message says why),
@@ -82,8 +84,9 @@ tnd_status tnd_stage_copy_blocks(tnd_context *ctx, const int32_t *src, const int
 
 typedef struct tnd_stand_in tnd_stand_in;
 
-/* A stand-in for the cloud of a device of params p, whose model is p->stand_in, n_embd wide. Its thread starts
- * with the first message logged. */
+/* A stand-in for the cloud of a device of params p, whose model is p->stand_in, n_embd wide: a context that holds the
+ * groups p->group_device gives the cloud (the rest on a device that holds nothing). Its thread starts with the first
+ * message logged. */
 tnd_status tnd_stand_in_open(const tnd_remote_params *p, int32_t n_embd, tnd_stand_in **out);
 void tnd_stand_in_close(tnd_stand_in *s);
 

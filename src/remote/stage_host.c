@@ -70,10 +70,12 @@ tnd_status tnd_stage_step_run(tnd_context *ctx, tnd_stage_step *s) {
 }
 
 tnd_status tnd_stage_copy_blocks(tnd_context *ctx, const int32_t *src, const int32_t *dst, uint32_t n) {
-    tnd_backend *d = ctx->fw.devices[0];
-    for (int32_t l = 0; l < ctx->kv.n_layer; l++) {
+    for (int32_t l = 0; l < ctx->kv.n_layer; l++) { /* each layer's pools on its device */
+        tnd_backend *d = ctx->kv.layer_device[l];
         d->vt->kv_copy_blocks(d, ctx->kv.k_pool[l], ctx->kv.k_block_bytes, src, dst, (int32_t)n);
         d->vt->kv_copy_blocks(d, ctx->kv.v_pool[l], ctx->kv.v_block_bytes, src, dst, (int32_t)n);
     }
-    return d->vt->synchronize(d);
+    tnd_status st = TND_OK;
+    for (int32_t d = 0; d < ctx->fw.n_devices && !st; d++) st = ctx->fw.devices[d]->vt->synchronize(ctx->fw.devices[d]);
+    return st;
 }

@@ -25,7 +25,8 @@ typedef struct entry {
 
 struct tnd_stand_in {
     tnd_model *model;
-    tnd_context_params params; /* a context like the cloud's, for this one device */
+    tnd_context_params params; /* a context like the cloud's, for this one device, holding the cloud's groups */
+    int32_t *plan;             /* its group_device: 0 (this CPU) for the cloud's groups, 1 (none) for the rest */
     tnd_context *ctx;          /* made by the thread (or by the take-over where the thread never ran) */
     tnd_stage_step step;       /* the replay's scratch: the thread's, then the take-over's */
     int32_t copy_src[MAX_COPIES], copy_dst[MAX_COPIES];
@@ -76,6 +77,8 @@ static tnd_status replay(tnd_stand_in *s, const entry *e) {
         return st ? st : tnd_stage_copy_blocks(ctx, s->copy_src, s->copy_dst, n);
     }
     tnd_status st = tnd_stage_step_read(&s->step, e->payload, e->length, ctx->fw.hp->n_layer, 0);
+    for (int32_t g = s->step.group_begin; !st && g < s->step.group_end; g++)
+        if (s->plan[g] != 0) st = tnd_fail(TND_ERR_INVALID_ARGUMENT, "group %d is not the cloud's in the plan", g);
     return st ? st : tnd_stage_step_run(ctx, &s->step);
 }
 
@@ -121,10 +124,18 @@ tnd_status tnd_stand_in_open(const tnd_remote_params *p, int32_t n_embd, tnd_sta
     s->params.n_threads = p->n_threads;
     s->params.k_type = p->k_type;
     s->params.v_type = p->v_type;
-    tnd_status st = tnd_stage_step_alloc(&s->step, (uint32_t)p->n_batch, (uint32_t)p->n_blocks,
-                                         (uint32_t)p->block_size, n_embd);
+    static const int32_t kinds[2] = {0, TND_DEVICE_NONE};
+    s->params.n_devices = 2;
+    s->params.device_kinds = kinds;
+    s->params.group_device = s->plan = calloc((size_t)p->n_groups, sizeof *s->plan);
+    s->params.n_groups = p->n_groups;
+    for (int32_t g = 0; s->plan && g < p->n_groups; g++) s->plan[g] = p->group_device[g] == p->index ? 0 : 1;
+    tnd_status st = s->plan ? tnd_stage_step_alloc(&s->step, (uint32_t)p->n_batch, (uint32_t)p->n_blocks,
+                                                   (uint32_t)p->block_size, n_embd)
+                            : tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the cloud's stand-in");
     if (st || pthread_mutex_init(&s->mu, NULL)) {
         tnd_stage_step_free(&s->step);
+        free(s->plan);
         free(s);
         return st ? st : tnd_fail(TND_ERR_OUT_OF_MEMORY, "no mutex for the cloud's stand-in");
     }
@@ -152,6 +163,7 @@ void tnd_stand_in_close(tnd_stand_in *s) {
     pthread_mutex_unlock(&s->mu);
     tnd_context_free(s->ctx);
     tnd_stage_step_free(&s->step);
+    free(s->plan);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->mu);
     free(s);

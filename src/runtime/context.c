@@ -5,6 +5,7 @@
 
 #include "runtime/placement.h"
 
+#include "backend/none/none_device.h"
 #include "remote/remote.h"
 #include "runtime/devices.h"
 #include "backend/fault/fault_device.h"
@@ -177,7 +178,7 @@ int32_t tnd_context_expert_cache_held(tnd_context *ctx, int32_t layer, int32_t s
 }
 
 /* The context's cloud device: its link carries the KV cache's geometry, which the cloud's pools mirror. */
-static tnd_status make_remote(const tnd_context *ctx, const tnd_context_params *p, const char *name,
+static tnd_status make_remote(const tnd_context *ctx, const tnd_context_params *p, int32_t index, const char *name,
                               tnd_backend **out) {
     *out = NULL;
     if (!p->remote) return tnd_fail(TND_ERR_INVALID_ARGUMENT, "the plan has a cloud device but no address (remote)");
@@ -189,7 +190,9 @@ static tnd_status make_remote(const tnd_context *ctx, const tnd_context_params *
                             .k_type = ctx->fw.k_type, .v_type = ctx->fw.v_type, .block_size = bs,
                             .n_blocks = (ctx->n_ctx + bs - 1) / bs, .n_batch = ctx->n_batch,
                             .connect_timeout_ms = p->remote_connect_timeout_ms,
-                            .stand_in = p->remote_stand_in ? ctx->model : NULL, .n_threads = p->n_threads};
+                            .stand_in = p->remote_stand_in ? ctx->model : NULL, .n_threads = p->n_threads,
+                            .group_device = ctx->group_device, .n_groups = tnd_group_count(ctx->fw.hp->n_layer),
+                            .index = index};
     st = tnd_remote_device_init(ctx->model, &rp, name, out);
     memset(&key, 0, sizeof key);
     return st;
@@ -253,14 +256,14 @@ tnd_status tnd_context_init(tnd_model *model, const tnd_context_params *params, 
                 st = tnd_fail(TND_ERR_INVALID_ARGUMENT, "the plan names device %s twice", name);
                 goto fail;
             }
-        if ((st = kind == TND_DEVICE_REMOTE
-                      ? make_remote(ctx, &p, name, &fw->devices[d])
-                      : tnd_device_make(kind, p.n_threads, p.kernels == TND_KERNELS_REFERENCE, &ctx->allocator, name,
-                                        &fw->devices[d])))
+        if ((st = kind == TND_DEVICE_REMOTE ? make_remote(ctx, &p, d, name, &fw->devices[d])
+                  : kind == TND_DEVICE_NONE ? tnd_none_device_init(name, &fw->devices[d])
+                                            : tnd_device_make(kind, p.n_threads, p.kernels == TND_KERNELS_REFERENCE,
+                                                              &ctx->allocator, name, &fw->devices[d])))
             goto fail;
         fw->n_devices = d + 1; /* owned by the context from here, wrapped or not */
         if (kind == TND_DEVICE_REMOTE) ctx->remote = fw->devices[d];
-        if ((st = inject_faults(ctx, &fw->devices[d]))) goto fail;
+        if (kind != TND_DEVICE_NONE && (st = inject_faults(ctx, &fw->devices[d]))) goto fail; /* (it runs nothing) */
     }
     if ((st = plan_experts(ctx, &p)) || (st = tnd_plan_check_memory(fw, bm, ctx->n_ctx, ctx->n_batch)) ||
         (st = tnd_forward_setup(fw, model, bm, ctx->n_batch, &ctx->allocator, p.progress, p.progress_user)))

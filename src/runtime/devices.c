@@ -71,6 +71,7 @@ tnd_status tnd_device_make(int32_t kind, int32_t n_threads, bool reference, cons
 void tnd_device_kind_name(int32_t kind, char *buf, size_t cap) {
     if (kind == 0) snprintf(buf, cap, "cpu");
     else if (kind == TND_DEVICE_REMOTE) snprintf(buf, cap, "remote0"); /* one cloud per plan */
+    else if (kind == TND_DEVICE_NONE) snprintf(buf, cap, "none0");
     else if (kind >= first_cuda()) snprintf(buf, cap, "cuda%d", kind - first_cuda());
     else snprintf(buf, cap, "vulkan%d", kind - 1);
 }
