@@ -84,7 +84,7 @@ p_tok = re.search(r"prompt (\d+) tokens", err)
 gap = max((b - a for a, b in zip(times[1:], times[2:])), default=0)
 if not m or p.returncode != 0:
     sys.stderr.write(err); sys.exit(1)
-switch = re.search(r"note: .*going on here[^\n]*", err)
+switch = re.search(r"note: .*go(?:ing)? on here[^\n]*", err)
 print(m.group(1), m.group(3), int(m.group(2)) + int(p_tok.group(1)), m.group(2), f"{gap:.3f}",
       f"{len(times) - 1} pieces", "|", switch.group(0) if switch else "-")
 PY
