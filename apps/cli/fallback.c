@@ -32,10 +32,11 @@ static bool same_vocabulary(const tnd_tokenizer *a, tnd_model *other, const char
     return same;
 }
 
-/* Whether this machine's available memory holds the model's file twice over (a second context of it fits). */
-static bool holds_twice(tnd_model *model, int32_t n_threads) {
+/* Whether this machine's available memory holds `quarters` quarters of the model's file. */
+static bool memory_holds(tnd_model *model, int32_t n_threads, uint64_t quarters) {
     tnd_device_info cpu;
-    return tnd_device_get_info(0, n_threads, &cpu) == TND_OK && cpu.memory_available / 2 >= tnd_model_file_size(model);
+    return tnd_device_get_info(0, n_threads, &cpu) == TND_OK &&
+           cpu.memory_available / quarters >= tnd_model_file_size(model) / 4;
 }
 
 bool cli_fallback_open(cli_fallback *f, const char *fallback_path, bool follow, tnd_model *model,
@@ -48,7 +49,9 @@ bool cli_fallback_open(cli_fallback *f, const char *fallback_path, bool follow, 
     if (!beyond_cpu) return true; /* the CPU is not lost while the process runs */
     f->armed = true;
     f->follow = follow;
-    f->stand_in = p->remote && !fallback_path && follow && holds_twice(model, p->n_threads);
+    /* the device's layers and the stand-in's (the cloud's) are about the file once, packed; a quarter more for the KV
+     * caches, the activations and the mapping's pages */
+    f->stand_in = p->remote && !fallback_path && follow && memory_holds(model, p->n_threads, 5);
     p->remote_stand_in = f->stand_in;
     f->plan = *p;
     f->plan.progress = NULL;
@@ -156,7 +159,7 @@ void cli_fallback_prepare(cli_fallback *f, tnd_model *model) {
         if (f->follow) start_worker(f);
         return;
     }
-    if (f->model || !f->plan.remote || f->stand_in || !holds_twice(model, f->params.n_threads)) return;
+    if (f->model || !f->plan.remote || f->stand_in || !memory_holds(model, f->params.n_threads, 8)) return;
     f->own = model;
     start_worker(f);
 }

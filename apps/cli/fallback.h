@@ -1,7 +1,8 @@
-/* fallback.h: going on without the cloud (or a GPU). Where the plan has a cloud, this machine's memory holds the model
- * twice over and following is on (no --no-follow, no --fallback-model), the command's context keeps a stand-in of
- * the cloud's part (tnd_context_params.remote_stand_in): at a loss the stand-in runs the cloud's layers and the
- * steps go on; the command notes the switch (cli_fallback_noticed) and tries the plan's devices again later.
+/* fallback.h: going on without the cloud (or a GPU). Where the plan has a cloud, this machine's available memory holds
+ * the model's file and a quarter more, and following is on (no --no-follow, no --fallback-model), the command's
+ * context keeps a stand-in of the cloud's part (tnd_context_params.remote_stand_in): at a loss the stand-in runs the
+ * cloud's layers and the steps go on; the command notes the switch (cli_fallback_noticed) and tries the plan's
+ * devices again later.
  *
  * Otherwise, when a step finds a device lost (TND_ERR_DEVICE_LOST: the
  * cloud link died or stalled, the GPU was reset), a command moves its sessions (tnd_session_move) to a context here:
