@@ -531,6 +531,7 @@ typedef struct fallback_run {
     bool taken_over;    /* with a stand-in: the context says it took the cloud's layers over */
     double t_slowest;   /* with a stand-in: the slowest step (the one that found the loss) */
     char why[400];      /* ... and what it says of it */
+    char lost_why[400]; /* the error of the step that found the loss */
 } fallback_run;
 
 static int by_value(const void *a, const void *b) {
@@ -561,6 +562,7 @@ static fallback_run greedy_with_fallback(tnd_model *local, const char *hp, const
             tnd_status st = tnd_session_step(s);
             if (st == TND_ERR_DEVICE_LOST && r.lost_at < 0) {
                 r.t_lost = now_s() - t0;
+                snprintf(r.lost_why, sizeof r.lost_why, "%s", tnd_last_error());
                 tnd_session_stats ss;
                 tnd_session_stats_get(s, &ss);
                 r.lost_at = ss.n_generated;
@@ -619,6 +621,22 @@ static void check_stand_in(tnd_model *local, tnd_model *cloud_model, const int32
     CHECK(r.lost_at < 0 && r.same && r.taken_over && strstr(r.why, "stand-in caught up in") &&
           strstr(r.why, "the cloud link is lost"));
     CHECK(r.t_slowest < (stall ? 1.5 : 1.0));
+    bed_join(&b);
+    bed_close(&b);
+}
+
+/* A stand-in that gave up (here: its log may hold 64 bytes, less than a step) leaves a loss as it was without one:
+ * the step fails with TND_ERR_DEVICE_LOST, saying why beside the loss, and the session goes on in a context here. */
+static void check_stand_in_gave_up(tnd_model *local, tnd_model *cloud_model, const int32_t *want_greedy) {
+    bed b;
+    if (!bed_open(&b, cloud_model, (bed_options){.tapped = true, .fail_after = 4000})) return;
+    setenv("TANDEM_STAND_IN_LOG_LIMIT", "64", 1);
+    fallback_run r = greedy_with_fallback(local, b.hp, want_greedy, true);
+    unsetenv("TANDEM_STAND_IN_LOG_LIMIT");
+    printf("a stand-in that gave up: the loss after %d tokens: %s; greedy %s\n", r.lost_at, r.lost_why,
+           r.same ? "equal to the local model" : "DIFFERS");
+    CHECK(r.lost_at > 0 && !r.taken_over && r.same && strstr(r.lost_why, "the cloud link is lost") &&
+          strstr(r.lost_why, "the cloud's stand-in gave up: it fell more than 0 KiB of steps behind the cloud"));
     bed_join(&b);
     bed_close(&b);
 }
@@ -916,6 +934,7 @@ int main(void) {
     check_stand_in_forked(local, cloud_model, 1900);
     check_stand_in_forked(local, cloud_model, 3500);
     check_none_device(local);
+    check_stand_in_gave_up(local, cloud_model, want_greedy);
     check_link_delay(local, cloud_model, want_greedy);
 
     /* refusals: another key, another model, a plan that gives the cloud the embedding */

@@ -77,7 +77,8 @@ tnd_status tnd_stage_copy_blocks(tnd_context *ctx, const int32_t *src, const int
  * on one thread, each message the cloud has answered: the stand-in's KV rows for the cloud's layers follow the
  * cloud's, in the time the device waits for the cloud. At a loss it takes over: it replays what is left with all the
  * threads, then answers each stage itself. It gives up (and a loss is then the device's, as without it) where its
- * context cannot be made, a replay fails, or it falls more than TND_STAND_IN_LOG_LIMIT bytes of messages behind.
+ * context cannot be made, a replay fails, or it falls more than TND_STAND_IN_LOG_LIMIT bytes of messages behind
+ * (TANDEM_STAND_IN_LOG_LIMIT=BYTES, a testing aid, sets another limit).
  * ---------------------------------------------------------------------------------------------------------- */
 
 #define TND_STAND_IN_LOG_LIMIT ((size_t)256 << 20)

@@ -35,6 +35,7 @@ struct tnd_stand_in {
     pthread_cond_t wake;
     entry *head, *tail;
     size_t bytes;              /* of the log's payloads */
+    size_t log_limit;          /* the most it holds (TND_STAND_IN_LOG_LIMIT, or TANDEM_STAND_IN_LOG_LIMIT's) */
     uint64_t serial;           /* the last one given */
     uint64_t confirmed;        /* the cloud answered every message up to this one */
     pthread_t thread;
@@ -117,6 +118,8 @@ tnd_status tnd_stand_in_open(const tnd_remote_params *p, int32_t n_embd, tnd_sta
     tnd_stand_in *s = calloc(1, sizeof *s);
     if (!s) return tnd_fail(TND_ERR_OUT_OF_MEMORY, "out of memory for the cloud's stand-in");
     s->model = p->stand_in;
+    const char *limit = getenv("TANDEM_STAND_IN_LOG_LIMIT"); /* a testing aid: a stand-in that gives up */
+    s->log_limit = limit ? (size_t)strtoull(limit, NULL, 10) : TND_STAND_IN_LOG_LIMIT;
     s->params = tnd_context_default_params();
     s->params.n_ctx = p->n_blocks * p->block_size;
     s->params.kv_block_size = p->block_size;
@@ -174,8 +177,8 @@ uint64_t tnd_stand_in_log(tnd_stand_in *s, tnd_wire_type type, const uint8_t *pa
     uint64_t serial = 0;
     entry *e = NULL;
     if (s->gave_up) {
-    } else if (s->bytes + length > TND_STAND_IN_LOG_LIMIT) {
-        give_up(s, "it fell more than %zu MiB of steps behind the cloud", TND_STAND_IN_LOG_LIMIT >> 20);
+    } else if (s->bytes + length > s->log_limit) {
+        give_up(s, "it fell more than %zu KiB of steps behind the cloud", s->log_limit >> 10);
     } else if (!(e = malloc(sizeof *e + length))) {
         give_up(s, "out of memory for its log");
     } else {
