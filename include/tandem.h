@@ -308,10 +308,10 @@ typedef struct tnd_context_params {
      * second with TND_ERR_DEVICE_LOST. */
     int32_t remote_connect_timeout_ms;
     /* With a cloud: 1 keeps a stand-in of the cloud's part here too, 0 (default) does not. The stand-in is a second
-     * context of the model on this CPU (the model's weights in memory again, and KV rows for the cloud's layers),
-     * made in the background once the first step goes out; at the lowest scheduling priority it replays each step
-     * the cloud answered, in the time the device waits for the cloud. When the link dies or stalls, it catches up
-     * what is left and runs the cloud's layers from then on: the context's steps go on instead of failing with
+     * context on this CPU that holds the cloud's layers (their weights in memory here too, and their KV rows), made
+     * in the background once the first step goes out; at the lowest scheduling priority it replays each step the
+     * cloud answered, in the time the device waits for the cloud. When the link dies or stalls, it catches up what
+     * is left and runs the cloud's layers from then on: the context's steps go on instead of failing with
      * TND_ERR_DEVICE_LOST, and tnd_context_cloud_lost says so. */
     int32_t remote_stand_in;
     /* Experts apart from their feed-forward block: with expert_device >= 0 (a device index, usually the CPU's), the

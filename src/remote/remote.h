@@ -73,7 +73,8 @@ tnd_status tnd_stage_copy_blocks(tnd_context *ctx, const int32_t *src, const int
  * steps go on when the link dies.
  *
  * It logs every message the device sends the cloud (STEP, COPY_BLOCKS). A thread makes a context like the cloud's
- * (the model on this CPU, KV pools in the device's geometry) and replays there, at the lowest scheduling priority and
+ * (the cloud's layers on this CPU, the rest on a device that holds nothing; KV pools in the device's geometry) and
+ * replays there, at the lowest scheduling priority and
  * on one thread, each message the cloud has answered: the stand-in's KV rows for the cloud's layers follow the
  * cloud's, in the time the device waits for the cloud. At a loss it takes over: it replays what is left with all the
  * threads, then answers each stage itself. It gives up (and a loss is then the device's, as without it) where its
