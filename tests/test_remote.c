@@ -641,6 +641,21 @@ static void check_stand_in_gave_up(tnd_model *local, tnd_model *cloud_model, con
     bed_close(&b);
 }
 
+/* TANDEM_FAULT wraps a cloud device stage by stage: step:N@remote0 loses the N-th stage's answer (the link itself
+ * stays well), and the session goes on here as after a real loss. */
+static void check_fault_on_cloud(tnd_model *local, tnd_model *cloud_model, const int32_t *want_greedy) {
+    bed b;
+    if (!bed_open(&b, cloud_model, (bed_options){0})) return;
+    setenv("TANDEM_FAULT", "step:8@remote0", 1);
+    fallback_run r = greedy_with_fallback(local, b.hp, want_greedy, false);
+    unsetenv("TANDEM_FAULT");
+    printf("TANDEM_FAULT=step:8@remote0: lost after %d tokens (%s), greedy %s\n", r.lost_at, r.lost_why,
+           r.same ? "equal to the local model" : "DIFFERS");
+    CHECK(r.lost_at == 7 /* the prompt's stage gave the first token, each of 6 more one more */ && r.same && strstr(r.lost_why, "remote0: step 8 failed: the device was lost"));
+    bed_join(&b);
+    bed_close(&b);
+}
+
 /* Two sequences that share the prompt's blocks (a fork: the first step of each copies the shared block, a
  * COPY_BLOCKS to the cloud), each step a token of each, over a link cut after `fail_after` bytes from the device:
  * every step's logits are the local model's, before the loss and after it, where the stand-in answers. */
@@ -935,6 +950,7 @@ int main(void) {
     check_stand_in_forked(local, cloud_model, 3500);
     check_none_device(local);
     check_stand_in_gave_up(local, cloud_model, want_greedy);
+    check_fault_on_cloud(local, cloud_model, want_greedy);
     check_link_delay(local, cloud_model, want_greedy);
 
     /* refusals: another key, another model, a plan that gives the cloud the embedding */

@@ -13,6 +13,7 @@
 typedef enum fault_kind { FAULT_ALLOC, FAULT_OP, FAULT_STEP, FAULT_SLOW } fault_kind;
 
 typedef struct fault_device {
+    tnd_backend_vtable vt; /* fault_vtable, with the stage entries where the inner device has them */
     tnd_backend *inner;
     tnd_allocator allocator;
     fault_kind kind;
@@ -147,15 +148,46 @@ static tnd_status fault_reserve(tnd_backend *b, int64_t cols, int64_t tokens) {
 
 static void fault_begin_step(tnd_backend *b, const tnd_step *step) { inner(b)->vt->begin_step(inner(b), step); }
 
-static tnd_status fault_synchronize(tnd_backend *b) {
-    fault_device *f = fd(b);
-    tnd_status st = inner(b)->vt->synchronize(inner(b));
+/* A step that went well (st TND_OK), lost where it is the one to fail. */
+static tnd_status step_done(tnd_backend *b, tnd_status st) {
     if (fires(b, FAULT_STEP) && !st)
         st = tnd_fail(TND_ERR_DEVICE_LOST, "%s: step %ld failed: the device was lost (fault injected by TANDEM_FAULT)",
-                      b->name, f->at);
-    if (f->failure && !st) st = tnd_fail(f->failure, "%s", f->message);
+                      b->name, fd(b)->at);
+    return st;
+}
+
+/* The failure of an op since the last look, taken (TND_OK: none). */
+static tnd_status take_failure(tnd_backend *b) {
+    fault_device *f = fd(b);
+    tnd_status st = f->failure ? tnd_fail(f->failure, "%s", f->message) : TND_OK;
     f->failure = TND_OK;
     return st;
+}
+
+static tnd_status fault_synchronize(tnd_backend *b) {
+    tnd_status st = step_done(b, inner(b)->vt->synchronize(inner(b))), failed = take_failure(b);
+    return st ? st : failed;
+}
+
+/* A device that runs whole stages (a cloud) has them wrapped: a stage counts as an op, and one answered as a step. */
+static tnd_status fault_run_stage(tnd_backend *b, int32_t group_begin, int32_t group_end, float *x) {
+    double t0 = tnd_now_seconds();
+    if (op_fires(b, "run_stage")) return take_failure(b);
+    tnd_status st = inner(b)->vt->run_stage(inner(b), group_begin, group_end, x);
+    slow_down(b, t0);
+    return step_done(b, st);
+}
+
+static tnd_status fault_stage_send(tnd_backend *b, int32_t group_begin, int32_t group_end, const float *x) {
+    if (op_fires(b, "stage_send")) return take_failure(b);
+    return inner(b)->vt->stage_send(inner(b), group_begin, group_end, x);
+}
+
+static tnd_status fault_stage_recv(tnd_backend *b, float *x) {
+    double t0 = tnd_now_seconds();
+    tnd_status st = inner(b)->vt->stage_recv(inner(b), x);
+    slow_down(b, t0);
+    return step_done(b, st);
 }
 
 static void fault_kv_copy_blocks(tnd_backend *b, tnd_buffer *pool, size_t bytes, const int32_t *src,
@@ -232,7 +264,10 @@ tnd_status tnd_backend_fault_wrap(tnd_backend *in, const char *spec, const tnd_a
     f->allocator = a;
     f->kind = (fault_kind)kind;
     f->at = at;
-    b->vt = &fault_vtable;
+    f->vt = fault_vtable;
+    if (in->vt->run_stage) f->vt.run_stage = fault_run_stage;
+    if (in->vt->stage_send) f->vt.stage_send = fault_stage_send, f->vt.stage_recv = fault_stage_recv;
+    b->vt = &f->vt;
     b->impl = f;
     snprintf(b->name, sizeof b->name, "%s", in->name);
     *out = b;
