@@ -628,31 +628,38 @@ static void check_stand_in(tnd_model *local, tnd_model *cloud_model, const int32
 /* A stand-in that gave up (here: its log may hold 64 bytes, less than a step) leaves a loss as it was without one:
  * the step fails with TND_ERR_DEVICE_LOST, saying why beside the loss, and the session goes on in a context here. */
 static void check_stand_in_gave_up(tnd_model *local, tnd_model *cloud_model, const int32_t *want_greedy) {
-    bed b;
-    if (!bed_open(&b, cloud_model, (bed_options){.tapped = true, .fail_after = 4000})) return;
+    bed b; /* (the environment changes while no other thread runs: the cloud's reads it as it starts) */
     setenv("TANDEM_STAND_IN_LOG_LIMIT", "64", 1);
+    if (!bed_open(&b, cloud_model, (bed_options){.tapped = true, .fail_after = 4000})) {
+        unsetenv("TANDEM_STAND_IN_LOG_LIMIT");
+        return;
+    }
     fallback_run r = greedy_with_fallback(local, b.hp, want_greedy, true);
-    unsetenv("TANDEM_STAND_IN_LOG_LIMIT");
     printf("a stand-in that gave up: the loss after %d tokens: %s; greedy %s\n", r.lost_at, r.lost_why,
            r.same ? "equal to the local model" : "DIFFERS");
     CHECK(r.lost_at > 0 && !r.taken_over && r.same && strstr(r.lost_why, "the cloud link is lost") &&
           strstr(r.lost_why, "the cloud's stand-in gave up: it fell more than 0 KiB of steps behind the cloud"));
     bed_join(&b);
+    unsetenv("TANDEM_STAND_IN_LOG_LIMIT");
     bed_close(&b);
 }
 
 /* TANDEM_FAULT wraps a cloud device stage by stage: step:N@remote0 loses the N-th stage's answer (the link itself
  * stays well), and the session goes on here as after a real loss. */
 static void check_fault_on_cloud(tnd_model *local, tnd_model *cloud_model, const int32_t *want_greedy) {
-    bed b;
-    if (!bed_open(&b, cloud_model, (bed_options){0})) return;
+    bed b; /* (the environment changes while no other thread runs: the cloud's reads it as it starts) */
     setenv("TANDEM_FAULT", "step:8@remote0", 1);
+    if (!bed_open(&b, cloud_model, (bed_options){0})) {
+        unsetenv("TANDEM_FAULT");
+        return;
+    }
     fallback_run r = greedy_with_fallback(local, b.hp, want_greedy, false);
-    unsetenv("TANDEM_FAULT");
     printf("TANDEM_FAULT=step:8@remote0: lost after %d tokens (%s), greedy %s\n", r.lost_at, r.lost_why,
            r.same ? "equal to the local model" : "DIFFERS");
-    CHECK(r.lost_at == 7 /* the prompt's stage gave the first token, each of 6 more one more */ && r.same && strstr(r.lost_why, "remote0: step 8 failed: the device was lost"));
+    CHECK(r.lost_at == 7 /* the prompt's stage gave the first token, each of 6 more one more */ && r.same &&
+          strstr(r.lost_why, "remote0: step 8 failed: the device was lost"));
     bed_join(&b);
+    unsetenv("TANDEM_FAULT");
     bed_close(&b);
 }
 
