@@ -51,8 +51,7 @@ bool cli_fallback_open(cli_fallback *f, const char *fallback_path, bool follow, 
     f->follow = follow;
     /* the device's layers and the stand-in's (the cloud's) are about the file once, packed; a quarter more for the KV
      * caches, the activations and the mapping's pages */
-    f->stand_in = p->remote && !fallback_path && follow && memory_holds(model, p->n_threads, 5);
-    p->remote_stand_in = f->stand_in;
+    p->remote_stand_in = p->remote && !fallback_path && follow && memory_holds(model, p->n_threads, 5);
     f->plan = *p;
     f->plan.progress = NULL;
     f->params = *p;
@@ -159,14 +158,14 @@ void cli_fallback_prepare(cli_fallback *f, tnd_model *model) {
         if (f->follow) start_worker(f);
         return;
     }
-    if (f->model || !f->plan.remote || f->stand_in || !memory_holds(model, f->params.n_threads, 8)) return;
+    if (f->model || !f->plan.remote || f->plan.remote_stand_in || !memory_holds(model, f->params.n_threads, 8)) return;
     f->own = model;
     start_worker(f);
 }
 
 bool cli_fallback_noticed(cli_fallback *f, tnd_context *ctx) {
     char why[512];
-    if (!f->stand_in || f->running || !tnd_context_cloud_lost(ctx, why, sizeof why)) return false;
+    if (!f->plan.remote_stand_in || f->running || !tnd_context_cloud_lost(ctx, why, sizeof why)) return false;
     fprintf(stderr, "\ntandem: note: %s\n", why);
     f->lost = f->running = true;
     f->retry_at = cli_now() + CLI_RETRY_SECONDS;

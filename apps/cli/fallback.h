@@ -55,7 +55,6 @@ typedef struct cli_fallback {
     int32_t n_records;
     int32_t chunk[CLI_FOLLOW_MAX]; /* the worker's copy of the tokens it evaluates */
     bool follow;                /* the worker follows the records once `ready` is made */
-    bool stand_in;              /* the plan's context keeps a stand-in of the cloud instead (no worker) */
     bool stop;
     bool lost;                  /* a device of the plan was lost: its devices are to be tried again */
     bool running;               /* the context the command runs on is the one cli_fallback_take gave, or the plan's

@@ -4,6 +4,7 @@
  * cloud's pools through the step's slots and block tables. */
 #include "remote/remote.h"
 
+#include "backend/none/none_device.h"
 #include "backend/step_flat.h"
 #include "core/clock.h"
 #include "core/error.h"
@@ -28,10 +29,6 @@ enum {
                                    before its next request, not at that request's deadline */
     LISTEN_SLICE_MS = 20        /* the sender waits for a PONG in slices this long: a step queued meanwhile waits at
                                    most this to be sent */
-};
-
-struct tnd_buffer {
-    size_t bytes; /* a handle: nothing is stored on this side */
 };
 
 /* A message for the sender thread, kept until its answer came: a STEP (answered by HIDDEN) or a COPY_BLOCKS
@@ -430,26 +427,6 @@ static void remote_describe(tnd_backend *b, char *buf, size_t cap) {
     snprintf(buf, cap, "cloud at %s (%s)", d->host_port, d->secure ? "TLS 1.3, pre-shared key" : "plaintext");
 }
 
-static tnd_buffer *remote_alloc(tnd_backend *b, size_t bytes) {
-    tnd_buffer *buf = calloc(1, sizeof *buf);
-    if (buf) buf->bytes = bytes;
-    return buf;
-}
-
-static void remote_free(tnd_backend *b, tnd_buffer *buf) { free(buf); }
-static void remote_write(tnd_backend *b, tnd_buffer *dst, size_t offset, const void *src, size_t bytes) {}
-static void remote_read(tnd_backend *b, void *dst, const tnd_buffer *src, size_t offset, size_t bytes) {
-    memset(dst, 0, bytes); /* never asked for: the stage's results come back through run_stage */
-}
-
-static tnd_status remote_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
-    *out = *host;
-    out->data = NULL; /* the cloud holds the weight */
-    out->buf = NULL;
-    return TND_OK;
-}
-
-static void remote_release_weight(tnd_backend *b, tnd_weight *w) { memset(w, 0, sizeof *w); }
 static tnd_status remote_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) { return TND_OK; }
 static void remote_begin_step(tnd_backend *b, const tnd_step *step) { rd(b)->step = step; }
 
@@ -519,12 +496,12 @@ static const tnd_backend_vtable remote_vtable = {
     .memory = remote_memory,
     .measure_bandwidth = remote_measure_bandwidth,
     .describe = remote_describe,
-    .alloc = remote_alloc,
-    .free = remote_free,
-    .write = remote_write,
-    .read = remote_read,
-    .prepare_weight = remote_prepare_weight,
-    .release_weight = remote_release_weight,
+    .alloc = tnd_none_alloc, /* handles: the cloud holds the weights and the KV (none_device.h) */
+    .free = tnd_none_free,
+    .write = tnd_none_write,
+    .read = tnd_none_read,
+    .prepare_weight = tnd_none_prepare_weight,
+    .release_weight = tnd_none_release_weight,
     .reserve = remote_reserve,
     .begin_step = remote_begin_step,
     .synchronize = remote_synchronize,

@@ -83,33 +83,48 @@ static tnd_status replay(tnd_stand_in *s, const entry *e) {
     return st ? st : tnd_stage_step_run(ctx, &s->step);
 }
 
+/* Replays the oldest message (there is one), giving up where that fails; its type into *type. Under the lock, which
+ * it drops while it replays. */
+static tnd_status replay_oldest(tnd_stand_in *s, tnd_wire_type *type) {
+    entry *e = pop(s);
+    *type = e->type;
+    pthread_mutex_unlock(&s->mu);
+    tnd_status st = replay(s, e);
+    free(e);
+    pthread_mutex_lock(&s->mu);
+    if (st) give_up(s, "a replayed step failed: %s", tnd_last_error());
+    return st;
+}
+
+/* Makes the context (unless the stand-in gave up), giving up where that fails; true where there is one. */
+static bool make_context(tnd_stand_in *s) {
+    pthread_mutex_lock(&s->mu);
+    bool wanted = !s->gave_up;
+    pthread_mutex_unlock(&s->mu);
+    tnd_context *made = NULL;
+    tnd_status st = wanted ? tnd_context_init(s->model, &s->params, &made) : TND_OK;
+    pthread_mutex_lock(&s->mu);
+    if (st) give_up(s, "its context could not be made: %s", tnd_last_error());
+    s->ctx = made;
+    pthread_mutex_unlock(&s->mu);
+    return made != NULL;
+}
+
 /* The thread: makes the context (its pool's workers take this thread's priority, so before lowering it), then
  * replays each answered message at the lowest priority, on this thread alone. */
 static void *follow(void *arg) {
     tnd_stand_in *s = arg;
-    tnd_context *made = NULL;
-    tnd_status st = tnd_context_init(s->model, &s->params, &made);
-    if (made) {
-        tnd_thread_lowest_priority();
-        tnd_context_set_background(made, 1);
-    }
+    if (!make_context(s)) return NULL;
+    tnd_thread_lowest_priority();
+    tnd_context_set_background(s->ctx, 1);
     pthread_mutex_lock(&s->mu);
-    if (st) give_up(s, "its context could not be made: %s", tnd_last_error());
-    s->ctx = made;
-    while (made && !s->stop && !s->gave_up) {
-        if (!s->head || s->head->serial > s->confirmed) {
-            pthread_cond_wait(&s->wake, &s->mu);
-            continue;
-        }
-        entry *e = pop(s);
-        pthread_mutex_unlock(&s->mu);
-        st = replay(s, e);
-        free(e);
-        pthread_mutex_lock(&s->mu);
-        if (st) give_up(s, "a replayed step failed: %s", tnd_last_error());
+    tnd_wire_type type;
+    while (!s->stop && !s->gave_up) {
+        if (s->head && s->head->serial <= s->confirmed) replay_oldest(s, &type);
+        else pthread_cond_wait(&s->wake, &s->mu);
     }
     pthread_mutex_unlock(&s->mu);
-    if (made) tnd_context_set_background(made, 0);
+    tnd_context_set_background(s->ctx, 0);
     return NULL;
 }
 
@@ -205,45 +220,25 @@ tnd_status tnd_stand_in_take_over(tnd_stand_in *s) {
     stop_thread(s);
     pthread_mutex_lock(&s->mu);
     s->stop = true; /* no thread from here on: this caller replays */
-    bool gave_up = s->gave_up;
     pthread_mutex_unlock(&s->mu);
-    if (!gave_up && !s->ctx) { /* nothing was logged, or the thread never started */
-        tnd_status st = tnd_context_init(s->model, &s->params, &s->ctx);
-        if (st) {
-            pthread_mutex_lock(&s->mu);
-            give_up(s, "its context could not be made: %s", tnd_last_error());
-            pthread_mutex_unlock(&s->mu);
-        }
-    }
+    if (!s->ctx) make_context(s); /* nothing was logged, or the thread never started */
     pthread_mutex_lock(&s->mu);
-    tnd_status st = TND_OK;
-    while (!s->gave_up && s->head && s->head->serial <= s->confirmed) {
-        entry *e = pop(s);
-        pthread_mutex_unlock(&s->mu);
-        st = replay(s, e);
-        free(e);
-        pthread_mutex_lock(&s->mu);
-        if (st) give_up(s, "a replayed step failed: %s", tnd_last_error());
-    }
-    st = s->gave_up ? tnd_fail(TND_ERR_DEVICE_LOST, "the cloud's stand-in gave up: %s", s->why) : TND_OK;
+    tnd_wire_type type;
+    while (!s->gave_up && s->head && s->head->serial <= s->confirmed) replay_oldest(s, &type);
+    tnd_status st = s->gave_up ? tnd_fail(TND_ERR_DEVICE_LOST, "the cloud's stand-in gave up: %s", s->why) : TND_OK;
     pthread_mutex_unlock(&s->mu);
     return st;
 }
 
 tnd_status tnd_stand_in_answer(tnd_stand_in *s, float *x) {
-    for (;;) {
-        pthread_mutex_lock(&s->mu);
-        entry *e = s->gave_up ? NULL : pop(s);
-        pthread_mutex_unlock(&s->mu);
-        if (!e) return s->gave_up ? tnd_fail(TND_ERR_DEVICE_LOST, "the cloud's stand-in gave up: %s", s->why)
-                                  : tnd_fail(TND_ERR_INTERNAL, "no step awaits the cloud's stand-in");
-        tnd_status st = replay(s, e);
-        bool step = e->type == TND_WIRE_STEP;
-        free(e);
-        if (st) return st;
-        if (step) {
-            memcpy(x, s->step.hidden, sizeof *x * s->step.n_tokens * (size_t)s->step.n_embd);
-            return TND_OK;
-        }
-    }
+    pthread_mutex_lock(&s->mu);
+    tnd_status st = TND_OK;
+    tnd_wire_type type = TND_WIRE_COPY_BLOCKS;
+    while (!st && type != TND_WIRE_STEP)
+        st = s->gave_up ? tnd_fail(TND_ERR_DEVICE_LOST, "the cloud's stand-in gave up: %s", s->why)
+             : !s->head ? tnd_fail(TND_ERR_INTERNAL, "no step awaits the cloud's stand-in")
+                        : replay_oldest(s, &type);
+    pthread_mutex_unlock(&s->mu);
+    if (!st) memcpy(x, s->step.hidden, sizeof *x * s->step.n_tokens * (size_t)s->step.n_embd);
+    return st;
 }

@@ -20,26 +20,26 @@ static void none_memory(tnd_backend *b, uint64_t *total, uint64_t *available) { 
 static double none_measure_bandwidth(tnd_backend *b) { return 0; }
 static void none_describe(tnd_backend *b, char *buf, size_t cap) { snprintf(buf, cap, "holds nothing"); }
 
-static tnd_buffer *none_alloc(tnd_backend *b, size_t bytes) {
+tnd_buffer *tnd_none_alloc(tnd_backend *b, size_t bytes) {
     tnd_buffer *buf = calloc(1, sizeof *buf);
     if (buf) buf->bytes = bytes;
     return buf;
 }
 
-static void none_free(tnd_backend *b, tnd_buffer *buf) { free(buf); }
-static void none_write(tnd_backend *b, tnd_buffer *dst, size_t offset, const void *src, size_t bytes) {}
-static void none_read(tnd_backend *b, void *dst, const tnd_buffer *src, size_t offset, size_t bytes) {
+void tnd_none_free(tnd_backend *b, tnd_buffer *buf) { free(buf); }
+void tnd_none_write(tnd_backend *b, tnd_buffer *dst, size_t offset, const void *src, size_t bytes) {}
+void tnd_none_read(tnd_backend *b, void *dst, const tnd_buffer *src, size_t offset, size_t bytes) {
     memset(dst, 0, bytes);
 }
 
-static tnd_status none_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
+tnd_status tnd_none_prepare_weight(tnd_backend *b, const tnd_weight *host, tnd_weight *out) {
     *out = *host;
     out->data = NULL;
     out->buf = NULL;
     return TND_OK;
 }
 
-static void none_release_weight(tnd_backend *b, tnd_weight *w) { memset(w, 0, sizeof *w); }
+void tnd_none_release_weight(tnd_backend *b, tnd_weight *w) { memset(w, 0, sizeof *w); }
 static tnd_status none_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens) { return TND_OK; }
 static void none_begin_step(tnd_backend *b, const tnd_step *step) {}
 static tnd_status none_synchronize(tnd_backend *b) { return TND_OK; }
@@ -53,12 +53,12 @@ static const tnd_backend_vtable none_vtable = {
     .memory = none_memory,
     .measure_bandwidth = none_measure_bandwidth,
     .describe = none_describe,
-    .alloc = none_alloc,
-    .free = none_free,
-    .write = none_write,
-    .read = none_read,
-    .prepare_weight = none_prepare_weight,
-    .release_weight = none_release_weight,
+    .alloc = tnd_none_alloc,
+    .free = tnd_none_free,
+    .write = tnd_none_write,
+    .read = tnd_none_read,
+    .prepare_weight = tnd_none_prepare_weight,
+    .release_weight = tnd_none_release_weight,
     .reserve = none_reserve,
     .begin_step = none_begin_step,
     .synchronize = none_synchronize,
