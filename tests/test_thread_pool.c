@@ -1,6 +1,7 @@
 /* test_thread_pool.c: the fork-join pool: every range and thread index is run exactly once, jobs follow each other
- * without mixing (thousands in a row, as a forward pass issues them), a pool whose worker is asleep still
- * finishes, and a NULL, 1-thread or solo pool runs everything on the caller. */
+ * without mixing (thousands in a row, as a forward pass issues them, split and claimed ones in turn), a pool whose
+ * worker is asleep still finishes, a split job's units are taken over from a slow thread, and a NULL, 1-thread or
+ * solo pool runs everything on the caller. */
 #include "harness.h"
 
 #include "core/thread_pool.h"
@@ -41,6 +42,39 @@ static void check_cover(tnd_thread_pool *pool, int64_t n, int64_t grain) {
     int64_t g = j->grain, want_calls = n > 0 ? (n + g - 1) / g : 0;
     CHECK(atomic_load(&j->calls) == want_calls);
     free(j);
+}
+
+typedef struct split_job {
+    atomic_int hits[MAX_ITEMS];
+    atomic_int bad_range; /* not whole units, empty, or out of bounds */
+    int64_t n, unit;
+    pthread_t slow;       /* this thread takes slow_us per item */
+    int slow_us;
+    atomic_int by_other[MAX_ITEMS]; /* items run on a thread other than `slow` */
+} split_job;
+
+static void split_range(void *ctx, int64_t begin, int64_t end) {
+    split_job *j = ctx;
+    if (begin < 0 || end > j->n || begin >= end || begin % j->unit || (end % j->unit && end != j->n))
+        atomic_fetch_add(&j->bad_range, 1);
+    bool slow = j->slow_us && pthread_equal(pthread_self(), j->slow);
+    for (int64_t i = begin; i < end && i >= 0 && i < j->n; i++) {
+        atomic_fetch_add(&j->hits[i], 1);
+        if (!pthread_equal(pthread_self(), j->slow)) atomic_fetch_add(&j->by_other[i], 1);
+        if (slow) usleep((useconds_t)j->slow_us);
+    }
+}
+
+/* Runs one split job and checks every item was covered exactly once, in ranges of whole units. */
+static split_job *check_split(tnd_thread_pool *pool, int64_t n, int64_t unit, int slow_us) {
+    split_job *j = calloc(1, sizeof *j);
+    *j = (split_job){.n = n, .unit = unit < 1 ? 1 : unit, .slow = pthread_self(), .slow_us = slow_us};
+    tnd_thread_pool_for_split(pool, n, unit, split_range, j);
+    int wrong = 0;
+    for (int64_t i = 0; i < n; i++) wrong += atomic_load(&j->hits[i]) != 1;
+    CHECK(wrong == 0);
+    CHECK(atomic_load(&j->bad_range) == 0);
+    return j;
 }
 
 typedef struct thread_job {
@@ -155,12 +189,29 @@ int main(void) {
         CHECK(atomic_load(&tj->bad_nth) == 0);
         free(tj);
 
-        /* 20000 back-to-back jobs of varying size, as a forward pass issues them */
+        for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++)
+            for (size_t g = 0; g < sizeof grains / sizeof *grains; g++) free(check_split(pool, sizes[s], grains[g], 0));
+        free(check_split(pool, 100, 0, 0)); /* unit 0 means 1 */
+        sum_job many = {0}; /* more units than a share's word counts: they grow */
+        tnd_thread_pool_for_split(pool, 200000, 1, add_range, &many);
+        CHECK(atomic_load(&many.sum) == 200000LL * 199999 / 2);
+        if (threads > 1) { /* the caller is slow on its share: the others take units from its back */
+            split_job *j = check_split(pool, 400, 1, 100);
+            int taken = 0;
+            for (int i = 0; i < 400 / threads; i++) taken += atomic_load(&j->by_other[i]);
+            CHECK(taken > 0);
+            free(j);
+        }
+
+        /* 20000 back-to-back jobs of varying size, as a forward pass issues them, split or not in turn */
         int wrong = 0;
         for (int rep = 0; rep < 20000; rep++) {
             sum_job sj = {0};
             int64_t n = 1 + rep % 97;
-            tnd_thread_pool_for(pool, n, 1 + rep % 5, add_range, &sj);
+            if (rep % 3 == 0)
+                tnd_thread_pool_for_split(pool, n, 1 + rep % 5, add_range, &sj);
+            else
+                tnd_thread_pool_for(pool, n, 1 + rep % 5, add_range, &sj);
             wrong += atomic_load(&sj.sum) != (long long)n * (n - 1) / 2;
         }
         CHECK(wrong == 0);

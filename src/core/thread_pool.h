@@ -40,6 +40,12 @@ void tnd_thread_pool_for(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_po
 /* tnd_thread_pool_for with the running thread's index passed to fn (the caller is 0). */
 void tnd_thread_pool_for_worker(tnd_thread_pool *pool, int64_t n, int64_t grain, tnd_pool_worker_fn fn, void *ctx);
 
+/* Runs fn over [0, n) in ranges of `unit` items, as tnd_thread_pool_for, but each thread first takes a share of
+ * consecutive units (the i-th T-th), front to back, and a thread done with its share takes units from the back of
+ * the share with the most left. Every thread then reads one long run of memory instead of a chunk here and there,
+ * and the threads still end together within a unit. For streams of weights. */
+void tnd_thread_pool_for_split(tnd_thread_pool *pool, int64_t n, int64_t unit, tnd_pool_range_fn fn, void *ctx);
+
 /* Gives the calling thread the lowest scheduling priority there is (SCHED_IDLE where the system has it): it then
  * runs only on a core nothing else wants, as while a device waits for its cloud. */
 void tnd_thread_lowest_priority(void);

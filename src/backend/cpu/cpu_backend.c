@@ -343,13 +343,12 @@ static void convert_activations(void *ctx, int64_t t0, int64_t t1) {
         j->p[0].k->quantize_act(j->x + t * n_cols, j->act + (size_t)t * j->p[0].act_row, n_cols);
 }
 
-/* Rows per claimed chunk: a few chunks per thread, so a thread that loses its core delays little, yet long
- * enough runs of consecutive rows that the hardware prefetcher keeps streaming (16-row chunks alternating between
- * threads measured 20.9 t/s against 29 for halves, Q8_0 1.1B decode with 2 threads). */
-int64_t tnd_cpu_row_grain(const tnd_thread_pool *pool, int64_t n_rows) {
-    int64_t per = n_rows / (TND_CPU_CHUNKS_PER_THREAD * tnd_thread_pool_size(pool));
-    per = (per + TND_CPU_ROW_TILE - 1) / TND_CPU_ROW_TILE * TND_CPU_ROW_TILE;
-    return per < TND_CPU_ROW_TILE ? TND_CPU_ROW_TILE : per;
+/* Rows per unit of a matmul's split job (tnd_thread_pool_for_split): whole row tiles of at least
+ * TND_CPU_UNIT_BYTES of weights, so that claiming a unit costs little beside reading it, yet the threads end
+ * together within a unit. */
+int64_t tnd_cpu_row_unit(size_t row_bytes) {
+    int64_t tiles = (int64_t)(TND_CPU_UNIT_BYTES / (TND_CPU_ROW_TILE * (row_bytes ? row_bytes : 1)));
+    return (tiles > 1 ? tiles : 1) * TND_CPU_ROW_TILE;
 }
 
 static tnd_status cpu_reserve(tnd_backend *b, int64_t max_cols, int64_t max_tokens);
@@ -381,9 +380,9 @@ static void matmul_run(tnd_backend *b, int n, const tnd_weight *const *w, const 
     }
     job.start[n] = rows;
     tnd_thread_pool *pool = rows * n_cols * n_tokens < TND_CPU_PARALLEL_MIN ? NULL : d->pool;
-    int64_t grain = tnd_cpu_row_grain(pool, rows);
+    int64_t unit = tnd_cpu_row_unit(w[0]->row_bytes);
     if (tnd_cpu_reference_path(d, w[0])) {
-        tnd_thread_pool_for(pool, rows, grain, matmul_rows_ref, &job);
+        tnd_thread_pool_for_split(pool, rows, unit, matmul_rows_ref, &job);
         return;
     }
     size_t act_row = tnd_cpu_act_bytes(job.p[0].k, n_cols);
@@ -403,7 +402,7 @@ static void matmul_run(tnd_backend *b, int n, const tnd_weight *const *w, const 
             job.p[i].y = f32(yv[i]) + t0 * w[i]->n_rows;
         }
         tnd_thread_pool_for(pool, count, 1, convert_activations, &job);
-        tnd_thread_pool_for(pool, rows, grain, matmul_rows_fast, &job);
+        tnd_thread_pool_for_split(pool, rows, unit, matmul_rows_fast, &job);
     }
 }
 

@@ -18,7 +18,7 @@ enum {
     TND_CPU_ATTN_TILE = 64,         /* context positions whose K and V rows are decoded together */
     TND_CPU_ROW_TILE = 32, /* weight rows kept hot while a tile of tokens passes over them (whole packed groups) */
     TND_CPU_TOKEN_TILE = 64,
-    TND_CPU_CHUNKS_PER_THREAD = 4, /* work units of a matmul per thread (see tnd_cpu_row_grain) */
+    TND_CPU_UNIT_BYTES = 16 << 10, /* the least weight bytes of a matmul's work unit (see tnd_cpu_row_unit) */
     TND_CPU_PARALLEL_MIN = 1 << 18 /* multiply-adds below which waking other threads costs more than it saves */
 };
 
@@ -116,8 +116,8 @@ typedef void (*tnd_cpu_group_fn)(tnd_backend *b, int n, const tnd_weight *const 
 void tnd_cpu_for_groups(tnd_backend *b, int n, const tnd_weight *const *w, const tnd_tensor *const *y,
                         tnd_cpu_joinable_fn joinable, tnd_cpu_group_fn run, void *ctx);
 
-/* Rows per work unit of a matmul of n_rows on the pool (a multiple of TND_CPU_ROW_TILE). */
-int64_t tnd_cpu_row_grain(const tnd_thread_pool *pool, int64_t n_rows);
+/* Rows per work unit of a matmul whose rows take row_bytes each (a multiple of TND_CPU_ROW_TILE). */
+int64_t tnd_cpu_row_unit(size_t row_bytes);
 
 /* The ops of cpu_experts.c. */
 void tnd_cpu_moe_route(tnd_backend *b, const tnd_moe_route_args *args);

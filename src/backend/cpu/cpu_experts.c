@@ -211,7 +211,7 @@ static void experts_run(tnd_backend *b, int n, const tnd_weight *const *w, const
     tnd_thread_pool_for(xv->ne1 * j.n_cols < TND_CPU_PARALLEL_MIN ? NULL : pool, xv->ne1, 1, experts_convert, &j);
     for (int64_t q = 0; q < j.n_chosen; q++)
         memcpy(j.act + (size_t)q * j.act_row, j.inputs + (size_t)input_of(&j, sorted[q]) * j.act_row, j.act_row);
-    tnd_thread_pool_for(pool, all_rows, tnd_cpu_row_grain(pool, all_rows), experts_rows, &j);
+    tnd_thread_pool_for_split(pool, all_rows, tnd_cpu_row_unit(w[0]->row_bytes), experts_rows, &j);
     for (int i = 0; i < n; i++) {
         for (int64_t q = 0; q < j.n_chosen; q++)
             memcpy(j.y[i] + (size_t)sorted[q] * (size_t)rows, j.y_sorted + (size_t)(i * n_pairs + q) * (size_t)rows,
