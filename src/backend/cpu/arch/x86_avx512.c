@@ -86,15 +86,17 @@ ALWAYS_INLINE void prefetch_ahead(const uint8_t *at, size_t bytes) {
 /* ------------------------------------------------------------------------------------------------------------
  * Row groups, one lane per weight row (Q4_0 and Q8_0 here; the K types below use the same steps).
  *
- * Packed rows (tnd_cpu_pack_rows, groups of GROUP_ROWS, one block per chunk) store each block of a group as the 16
- * rows' fp16 scales, then the levels in 64-byte steps: step i holds four consecutive columns of every row in turn
- * (bytes 4r..4r+3 for row r). One vpdpbusd multiplies step i by the token's four activations of those columns,
+ * Packed rows (tnd_cpu_pack_rows, groups of two halves of GROUP_ROWS, one block per chunk) store each block of a
+ * group as the 32 rows' fp16 scales (and then their m, Q4_1/Q5_1), then each half's levels in 64-byte steps: step i
+ * holds four consecutive columns of every row of the half in turn (bytes 4r..4r+3 for row r). The scales first:
+ * a group's block is a whole number of cache lines (Q8_0 1088 bytes, Q4_0 576, Q5_0 704), so every level step is
+ * one aligned line; with each half's scales before its own levels, half the steps straddled two lines. One vpdpbusd multiplies step i by the token's four activations of those columns,
  * broadcast, so every lane sums its own row, and after the block's steps a lane holds the row's exact integer sum
  * for the block: one conversion, one scale multiply and one multiply-add per block for 16 rows x 32 columns. (Two
  * blocks of one row per vector needed the three per 64 multiply-adds: in cache the 4 x 4 tile of that layout ran
  * 135 G multiply-adds/s per core, one group x 8 tokens 320.) Levels are unsigned: nibbles as they are (two steps
  * per 64 bytes: low nibbles columns 8s..8s+3, high nibbles 8s+4..8s+7), Q5_0/Q5_1 with their fifth bits in a 1-bit
- * plane of 64 bytes merged by vpternlog, Q8_0 bytes + 128. Q4_1/Q5_1 keep the rows' m after their d.
+ * plane of 64 bytes merged by vpternlog, Q8_0 bytes + 128.
  *
  * Activations, per block: 32 int8, the float scale, and the block's integer sum start: minus the weights' level
  * offset times the sum of the activations (8 for Q4_0 nibbles, 16 for Q5_0, 128 for Q8_0 bytes), which takes the
@@ -174,9 +176,12 @@ ALWAYS_INLINE size_t block_bytes(block_kind kind) {
 }
 ALWAYS_INLINE bool has_min(block_kind kind) { return kind == KIND_Q4_1 || kind == KIND_Q5_1; }
 ALWAYS_INLINE bool has_fifth(block_kind kind) { return kind == KIND_Q5_0 || kind == KIND_Q5_1; }
-/* Where the levels start in a packed block of 16 rows (after the d and, for min kinds, the m of every row), and in
- * a block as the file has it (after d, m, then the fifth bits as a u32). */
-ALWAYS_INLINE size_t group_levels_at(block_kind kind) { return (has_min(kind) ? 4 : 2) * GROUP_ROWS; }
+/* Where the levels of a packed block's half v start (after the d and, for min kinds, the m of its 32 rows, then the
+ * first half's levels), and in a block as the file has it (after d, m, then the fifth bits as a u32). */
+ALWAYS_INLINE size_t group_levels_at(block_kind kind, int v) {
+    size_t scales = (has_min(kind) ? 4 : 2) * GROUP_ROWS; /* a half's share of the block's scales */
+    return BLOCKS32_VECS * scales + (size_t)v * (GROUP_ROWS * block_bytes(kind) - scales);
+}
 ALWAYS_INLINE size_t file_nibbles_at(block_kind kind) {
     return 2 + (has_min(kind) ? 2 : 0) + (has_fifth(kind) ? 4 : 0);
 }
@@ -208,35 +213,34 @@ static void put_levels(uint8_t *steps, int r, const uint8_t *levels, int n) {
             steps[8 * col + 4 * r + c] = (uint8_t)((levels[col + c] & 15) | (levels[col + 4 + c] & 15) << 4);
 }
 
-/* Rewrites one block of `group` rows (their blocks as the file has them, one after the other) into the layout
- * above, GROUP_ROWS rows at a time. */
+/* Rewrites one block of a group's rows (their blocks as the file has them, one after the other) into the layout
+ * above. */
 static void pack_group_block(uint8_t *blocks, int group, size_t len, block_kind kind) {
-    for (int g = 0; g < group; g += GROUP_ROWS) {
-        uint8_t out[GROUP_ROWS * Q8_0_BYTES], *part = blocks + (size_t)g * len;
-        uint8_t *levels_out = out + group_levels_at(kind);
-        memset(out, 0, sizeof out);
-        for (int r = 0; r < GROUP_ROWS; r++) {
-            const uint8_t *in = part + (size_t)r * len;
-            memcpy(out + 2 * r, in, 2);
-            if (has_min(kind)) memcpy(out + 2 * GROUP_ROWS + 2 * r, in + 2, 2);
-            if (kind == KIND_Q8_0) {
-                for (int col = 0; col < QK; col++) /* step col / 4 */
-                    levels_out[64 * (col / 4) + 4 * r + col % 4] = in[2 + col] ^ 0x80;
-                continue;
-            }
-            uint8_t levels[QK]; /* file: byte j holds column j (low nibble) and j + 16 (high) */
-            const uint8_t *nibbles = in + file_nibbles_at(kind);
-            for (int j = 0; j < QK / 2; j++) {
-                levels[j] = nibbles[j] & 15;
-                levels[j + QK / 2] = nibbles[j] >> 4;
-            }
-            put_levels(levels_out, r, levels, QK);
-            if (has_fifth(kind)) /* the file's u32 after d (and m): bit e for column e */
-                for (int col = 0; col < QK; col++)
-                    put_plane(levels_out + QK / 2 * GROUP_ROWS, r, col, nibbles[-4 + col / 8] >> (col % 8) & 1, 1);
+    uint8_t out[BLOCKS32_VECS * GROUP_ROWS * Q8_0_BYTES];
+    memset(out, 0, sizeof out);
+    for (int r = 0; r < group; r++) {
+        const uint8_t *in = blocks + (size_t)r * len;
+        uint8_t *levels_out = out + group_levels_at(kind, r / GROUP_ROWS);
+        int lane = r % GROUP_ROWS;
+        memcpy(out + 2 * r, in, 2);
+        if (has_min(kind)) memcpy(out + 2 * BLOCKS32_VECS * GROUP_ROWS + 2 * r, in + 2, 2);
+        if (kind == KIND_Q8_0) {
+            for (int col = 0; col < QK; col++) /* step col / 4 */
+                levels_out[64 * (col / 4) + 4 * lane + col % 4] = in[2 + col] ^ 0x80;
+            continue;
         }
-        memcpy(part, out, GROUP_ROWS * len);
+        uint8_t levels[QK]; /* file: byte j holds column j (low nibble) and j + 16 (high) */
+        const uint8_t *nibbles = in + file_nibbles_at(kind);
+        for (int j = 0; j < QK / 2; j++) {
+            levels[j] = nibbles[j] & 15;
+            levels[j + QK / 2] = nibbles[j] >> 4;
+        }
+        put_levels(levels_out, lane, levels, QK);
+        if (has_fifth(kind)) /* the file's u32 after d (and m): bit e for column e */
+            for (int col = 0; col < QK; col++)
+                put_plane(levels_out + QK / 2 * GROUP_ROWS, lane, col, nibbles[-4 + col / 8] >> (col % 8) & 1, 1);
     }
+    memcpy(blocks, out, (size_t)group * len);
 }
 
 static void pack_q4_0(uint8_t *blocks, int group, size_t len) { pack_group_block(blocks, group, len, KIND_Q4_0); }
@@ -258,25 +262,24 @@ ALWAYS_INLINE __mmask16 rows_of(int R, int v) {
     return (__mmask16)(n >= GROUP_ROWS ? 0xffff : n > 0 ? (1u << n) - 1 : 0);
 }
 
-/* y[t * y_stride + r] for the first R rows of BLOCKS32_VECS consecutive groups at w (block by block, one group
- * after the other) and T tokens: each broadcast of four activations feeds one vpdpbusd per group, which halves the
+/* y[t * y_stride + r] for the first R rows of the BLOCKS32_VECS halves of the group at w and T tokens: each broadcast of four activations feeds one vpdpbusd per group, which halves the
  * loads per multiply-add against one group x 8 tokens (in cache, 32 rows x 4 tokens ran 550-590 G multiply-adds/s
  * per core, 16 x 8 250-330: the loads, two per cycle, were the limit). */
 ALWAYS_INLINE void tile_group_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
                                    size_t y_stride, int R, int T, block_kind kind) {
     enum { V = BLOCKS32_VECS };
-    const size_t group_block = GROUP_ROWS * block_bytes(kind);
+    const size_t group_block = V * GROUP_ROWS * block_bytes(kind);
     __m512 acc[V][BLOCKS32_TOKENS];
     for (int v = 0; v < V; v++)
         for (int t = 0; t < T; t++) acc[v][t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < n / QK; b++, w += V * group_block) {
-        prefetch_ahead(w, V * group_block);
+    for (int64_t b = 0; b < n / QK; b++, w += group_block) {
+        prefetch_ahead(w, group_block);
         __m512 dw[V], mw[V];
         __m512i steps[V][QK / 4];
         for (int v = 0; v < V; v++) {
-            const uint8_t *g = w + v * group_block, *lv = g + group_levels_at(kind);
-            dw[v] = _mm512_cvtph_ps(load256(g));
-            if (has_min(kind)) mw[v] = _mm512_cvtph_ps(load256(g + 2 * GROUP_ROWS));
+            const uint8_t *lv = w + group_levels_at(kind, v);
+            dw[v] = _mm512_cvtph_ps(load256(w + 2 * GROUP_ROWS * v));
+            if (has_min(kind)) mw[v] = _mm512_cvtph_ps(load256(w + 2 * GROUP_ROWS * (V + v)));
             const __m512i low4 = _mm512_set1_epi8(0x0f);
             __m512i fifth = has_fifth(kind) ? load512(lv + QK / 2 * GROUP_ROWS) : _mm512_setzero_si512();
             for (int i = 0; i < QK / 4; i++) {
