@@ -10,12 +10,13 @@
  * layout. */
 static void pack_legacy_block(uint8_t *blocks, int group, size_t len, g8_legacy_kind kind) {
     uint8_t out[G8_ROWS * 34];
-    uint8_t *levels_out = out + g8_levels_at(kind);
+    g8_legacy_layout at = g8_legacy_at(blocks, kind);
+    uint8_t *levels_out = out + at.levels;
     memset(out, 0, sizeof out);
     for (int r = 0; r < group; r++) {
         const uint8_t *in = blocks + (size_t)r * len;
-        memcpy(out + 2 * r, in, 2);
-        if (g8_has_min(kind)) memcpy(out + 2 * G8_ROWS + 2 * r, in + 2, 2);
+        memcpy(out + at.d + 2 * r, in, 2);
+        if (g8_has_min(kind)) memcpy(out + at.m + 2 * r, in + 2, 2);
         if (kind == G8_Q8_0) {
             for (int col = 0; col < G8_QK; col++) levels_out[G8_STEP * (col / 4) + 4 * r + col % 4] = in[2 + col];
             continue;

@@ -3,7 +3,7 @@
  * G8_ROWS and one block per chunk) is plain C shared by both files, so the two sets read the same bytes.
  *
  * The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): each block of a group holds the 8 rows' fp16 d, for
- * Q4_1/Q5_1 then their fp16 m, then the levels in steps of 32 bytes: step i holds columns 4i..4i+3 of every row in
+ * Q4_1/Q5_1 then their fp16 m, then the levels (or the levels first and d last: g8_legacy_at) in steps of 32 bytes: step i holds columns 4i..4i+3 of every row in
  * turn (bytes 4r..4r+3 for row r). Nibble types keep two steps per 32 bytes (low nibbles step 2s, high nibbles step
  * 2s + 1) as unsigned levels; Q5_0/Q5_1 add a 32-byte plane of fifth bits (byte 4r + c, bit i: column 4i + c of row
  * r); Q8_0 keeps its signed bytes.
@@ -49,6 +49,22 @@ static inline size_t g8_file_nibbles_at(g8_legacy_kind kind) {
     return 2 + (g8_has_min(kind) ? 2 : 0) + (g8_has_fifth(kind) ? 4 : 0);
 }
 static inline size_t g8_levels_at(g8_legacy_kind kind) { return (g8_has_min(kind) ? 4 : 2) * G8_ROWS; }
+
+/* Where a packed block of a group keeps its rows' d, their m and its levels. Q4_0, Q5_0 and Q8_0 blocks of 8 rows
+ * (144, 176, 272 bytes) lie 16 bytes past a multiple of 32, so consecutive blocks start alternately on a 32-byte
+ * boundary and half-way past one: a block that starts half-way keeps its d first, which takes it to the boundary,
+ * one that starts on it keeps its levels first and its d last (needed last too). Every 32-byte step of levels is
+ * then aligned and never straddles two cache lines (with d first throughout, a quarter of them did). Q4_1 and Q5_1
+ * blocks are whole 32-byte units: d and m first. Packing writes each block where it is read (tnd_cpu_pack_rows in
+ * place), so the packer and the tiles see the same address. */
+typedef struct g8_legacy_layout {
+    size_t d, m, levels;
+} g8_legacy_layout;
+
+static inline g8_legacy_layout g8_legacy_at(const uint8_t *block, g8_legacy_kind kind) {
+    if (g8_has_min(kind) || ((uintptr_t)block & 16)) return (g8_legacy_layout){0, 2 * G8_ROWS, g8_levels_at(kind)};
+    return (g8_legacy_layout){G8_ROWS * g8_legacy_bytes[kind] - 2 * G8_ROWS, 0, 0};
+}
 
 /* Where a K type's file block keeps d, dmin (-1: none) and its scale bytes, how many scale words a row has, and
  * where its bit fields lie from the packed levels' start (-1: none). */

@@ -190,7 +190,8 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
     float32x4_t acc[GROUP_TOKENS][2];
     for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
     for (int64_t b = 0; b < n / QK; b++, w += group_block) {
-        const uint8_t *lv = w + g8_levels_at(kind);
+        const g8_legacy_layout at = g8_legacy_at(w, kind);
+        const uint8_t *lv = w + at.levels;
         int8x16_t steps[8][2];
         uint8x16_t plane[2] = {vdupq_n_u8(0), vdupq_n_u8(0)};
         if (has_fifth) plane[0] = vld1q_u8(lv + 4 * G8_STEP), plane[1] = vld1q_u8(lv + 4 * G8_STEP + 16);
@@ -205,12 +206,12 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
                 if (has_fifth) level = vorrq_u8(level, fifth_of_step(plane[h], i));
                 steps[i][h] = vreinterpretq_s8_u8(level);
             }
-        float32x4_t dw[2] = {vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)w)),
-                             vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + 8)))};
+        float32x4_t dw[2] = {vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + at.d))),
+                             vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + at.d + 8)))};
         float32x4_t mw[2] = {vdupq_n_f32(0), vdupq_n_f32(0)};
         if (has_min) {
-            mw[0] = vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + 2 * G8_ROWS)));
-            mw[1] = vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + 2 * G8_ROWS + 8)));
+            mw[0] = vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + at.m)));
+            mw[1] = vcvt_f32_f16(vld1_f16((const __fp16 *)(const void *)(w + at.m + 8)));
         }
         for (int t = 0; t < T; t++) {
             const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES;

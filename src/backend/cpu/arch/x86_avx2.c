@@ -249,7 +249,8 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK; b++, w += group_block) {
         prefetch_ahead(w, group_block);
-        const uint8_t *lv = w + g8_levels_at(kind);
+        const g8_legacy_layout at = g8_legacy_at(w, kind);
+        const uint8_t *lv = w + at.levels;
         __m256i sum[GROUP_TOKENS];
         for (int t = 0; t < T; t++)
             sum[t] = _mm256_set1_epi32(
@@ -274,8 +275,8 @@ static inline __attribute__((always_inline)) void group_tile_body(const uint8_t 
                 sum[t] = steps_dot(sum[t], lo, hi, a, s, kind);
             }
         }
-        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)w));
-        __m256 mw = has_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + 2 * G8_ROWS)))
+        __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + at.d)));
+        __m256 mw = has_min ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(w + at.m)))
                             : _mm256_setzero_ps();
         for (int t = 0; t < T; t++) {
             const uint8_t *a = act + (size_t)t * act_stride + (size_t)b * G8_ACT_BLOCK_BYTES;
