@@ -27,7 +27,7 @@ enum { TND_SPIN_ITERATIONS = 20000, TND_MAX_CHUNKS = 1 << 30, TND_MAX_UNITS = 0x
 #define TND_SPLIT_JOB ((uint64_t)1 << 31)
 
 /* A thread's share of a split job: generation << 32 | front << 16 | back, the units [front, back) left to claim.
- * One cache line each: the owner claims from it at every unit. */
+ * One cache line each: its owner claims from it, other threads only once their own shares are done. */
 typedef struct share {
     _Alignas(64) _Atomic uint64_t word;
 } share;

@@ -3,10 +3,10 @@
  * G8_ROWS and one block per chunk) is plain C shared by both files, so the two sets read the same bytes.
  *
  * The 32-element types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): each block of a group holds the 8 rows' fp16 d, for
- * Q4_1/Q5_1 then their fp16 m, then the levels (or the levels first and d last: g8_legacy_at) in steps of 32 bytes: step i holds columns 4i..4i+3 of every row in
- * turn (bytes 4r..4r+3 for row r). Nibble types keep two steps per 32 bytes (low nibbles step 2s, high nibbles step
- * 2s + 1) as unsigned levels; Q5_0/Q5_1 add a 32-byte plane of fifth bits (byte 4r + c, bit i: column 4i + c of row
- * r); Q8_0 keeps its signed bytes.
+ * Q4_1/Q5_1 then their fp16 m, then the levels (or the levels first and d last: g8_legacy_at) in steps of 32
+ * bytes: step i holds columns 4i..4i+3 of every row in turn (bytes 4r..4r+3 for row r). Nibble types keep two
+ * steps per 32 bytes (low nibbles step 2s, high nibbles step 2s + 1) as unsigned levels; Q5_0/Q5_1 add a 32-byte
+ * plane of fifth bits (byte 4r + c, bit i: column 4i + c of row r); Q8_0 keeps its signed bytes.
  *
  * The K types: each super-block of a group holds the 8 rows' fp16 d, their fp16 dmin (Q2_K, Q4_K, Q5_K), their scale
  * bytes as the file has them in 32-bit words (word k of every row in turn, so the fields decode in lanes), then the

@@ -90,8 +90,9 @@ ALWAYS_INLINE void prefetch_ahead(const uint8_t *at, size_t bytes) {
  * group as the 32 rows' fp16 scales (and then their m, Q4_1/Q5_1), then each half's levels in 64-byte steps: step i
  * holds four consecutive columns of every row of the half in turn (bytes 4r..4r+3 for row r). The scales first:
  * a group's block is a whole number of cache lines (Q8_0 1088 bytes, Q4_0 576, Q5_0 704), so every level step is
- * one aligned line; with each half's scales before its own levels, half the steps straddled two lines. One vpdpbusd multiplies step i by the token's four activations of those columns,
- * broadcast, so every lane sums its own row, and after the block's steps a lane holds the row's exact integer sum
+ * one aligned line; with each half's scales before its own levels, half the steps straddled two lines. One
+ * vpdpbusd multiplies step i by the token's four activations of those columns, broadcast, so every lane sums its
+ * own row, and after the block's steps a lane holds the row's exact integer sum
  * for the block: one conversion, one scale multiply and one multiply-add per block for 16 rows x 32 columns. (Two
  * blocks of one row per vector needed the three per 64 multiply-adds: in cache the 4 x 4 tile of that layout ran
  * 135 G multiply-adds/s per core, one group x 8 tokens 320.) Levels are unsigned: nibbles as they are (two steps
@@ -255,16 +256,16 @@ ALWAYS_INLINE int32_t load_i32(const uint8_t *p) {
     return v;
 }
 
-/* y[t * y_stride + r] for the first R rows of the group at w and T tokens. */
 /* The lanes of vector v of a tile's first R rows. */
 ALWAYS_INLINE __mmask16 rows_of(int R, int v) {
     int n = R - GROUP_ROWS * v;
     return (__mmask16)(n >= GROUP_ROWS ? 0xffff : n > 0 ? (1u << n) - 1 : 0);
 }
 
-/* y[t * y_stride + r] for the first R rows of the BLOCKS32_VECS halves of the group at w and T tokens: each broadcast of four activations feeds one vpdpbusd per group, which halves the
- * loads per multiply-add against one group x 8 tokens (in cache, 32 rows x 4 tokens ran 550-590 G multiply-adds/s
- * per core, 16 x 8 250-330: the loads, two per cycle, were the limit). */
+/* y[t * y_stride + r] for the first R rows of the BLOCKS32_VECS halves of the group at w and T tokens: each
+ * broadcast of four activations feeds one vpdpbusd per half, which halves the loads per multiply-add against one
+ * group x 8 tokens (in cache, 32 rows x 4 tokens ran 550-590 G multiply-adds/s per core, 16 x 8 250-330: the loads,
+ * two per cycle, were the limit). */
 ALWAYS_INLINE void tile_group_body(const uint8_t *w, const uint8_t *act, size_t act_stride, int64_t n, float *y,
                                    size_t y_stride, int R, int T, block_kind kind) {
     enum { V = BLOCKS32_VECS };
