@@ -83,11 +83,11 @@ static tnd_status replay(tnd_stand_in *s, const entry *e) {
     return st ? st : tnd_stage_step_run(ctx, &s->step);
 }
 
-/* Replays the oldest message (there is one), giving up where that fails; its type into *type. Under the lock, which
- * it drops while it replays. */
+/* Replays the oldest message (there is one), giving up where that fails; its type into *type where type is not
+ * NULL. Under the lock, which it drops while it replays. */
 static tnd_status replay_oldest(tnd_stand_in *s, tnd_wire_type *type) {
     entry *e = pop(s);
-    *type = e->type;
+    if (type) *type = e->type;
     pthread_mutex_unlock(&s->mu);
     tnd_status st = replay(s, e);
     free(e);
@@ -118,9 +118,8 @@ static void *follow(void *arg) {
     tnd_thread_lowest_priority();
     tnd_context_set_background(s->ctx, 1);
     pthread_mutex_lock(&s->mu);
-    tnd_wire_type type;
     while (!s->stop && !s->gave_up) {
-        if (s->head && s->head->serial <= s->confirmed) replay_oldest(s, &type);
+        if (s->head && s->head->serial <= s->confirmed) replay_oldest(s, NULL);
         else pthread_cond_wait(&s->wake, &s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -223,8 +222,7 @@ tnd_status tnd_stand_in_take_over(tnd_stand_in *s) {
     pthread_mutex_unlock(&s->mu);
     if (!s->ctx) make_context(s); /* nothing was logged, or the thread never started */
     pthread_mutex_lock(&s->mu);
-    tnd_wire_type type;
-    while (!s->gave_up && s->head && s->head->serial <= s->confirmed) replay_oldest(s, &type);
+    while (!s->gave_up && s->head && s->head->serial <= s->confirmed) replay_oldest(s, NULL);
     tnd_status st = s->gave_up ? tnd_fail(TND_ERR_DEVICE_LOST, "the cloud's stand-in gave up: %s", s->why) : TND_OK;
     pthread_mutex_unlock(&s->mu);
     return st;

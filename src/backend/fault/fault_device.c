@@ -266,7 +266,10 @@ tnd_status tnd_backend_fault_wrap(tnd_backend *in, const char *spec, const tnd_a
     f->at = at;
     f->vt = fault_vtable;
     if (in->vt->run_stage) f->vt.run_stage = fault_run_stage;
-    if (in->vt->stage_send) f->vt.stage_send = fault_stage_send, f->vt.stage_recv = fault_stage_recv;
+    if (in->vt->stage_send) {
+        f->vt.stage_send = fault_stage_send;
+        f->vt.stage_recv = fault_stage_recv;
+    }
     b->vt = &f->vt;
     b->impl = f;
     snprintf(b->name, sizeof b->name, "%s", in->name);
