@@ -600,36 +600,50 @@ static inline __m256i sub_block_scale(const k_lane_bytes *b, g8_k_kind kind, int
     return sign ? _mm256_srai_epi16(lane_shuffle(v, dup_s16[at]), 8) : lane_shuffle(v, dup_u16[at]);
 }
 
-/* total plus one sub-block of 16 (four steps of levels) with one token's activations at a, weighed by the rows'
- * scale. With VNNI (k_vnni) the four steps sum in int32 and one multiply weighs them; otherwise each pair of steps
- * sums in int16 (at most 2 x 2 x 63 x 127) and madd weighs it. */
-static inline __m256i sub_block_dot(__m256i total, const __m256i levels[4], const uint8_t *a, __m256i scale,
-                                    bool one_token) {
+/* Sub-blocks of 16 that one call sums under one scale: with one token the two halves of a Q4_K or Q5_K sub-block of
+ * 32, else one (with 4 tokens two were slower, Q4_K 14 -> 13 GB/s: the 8 steps' levels no longer fit the registers
+ * beside the tokens' sums). */
+static inline int k_span(g8_k_kind kind, bool one_token) { return k_per_32(kind) && one_token ? 2 : 1; }
+
+/* How many steps' products sum in int16 before madd weighs them: each maddubs lane is at most 2 x top x 128, top the
+ * largest level, so 8 steps for Q4_K (8 x 2 x 15 x 128 = 30720), the four of a sub-block where levels stay below 32,
+ * two for Q6_K's 6-bit levels (a madd and an add fewer per pair of steps merged). In cache, one thread, against
+ * pairs of steps throughout, one token / four: Q4_K 33 -> 38 / 14 -> 15 GB/s, Q5_K 32 -> 33 / 12.5 -> 13.4, Q2_K
+ * 24.5 -> 28 / 7.5 -> 8.7, Q3_K 19.1 -> 19.8 / 7.9 -> 8.4. */
+static inline int k_int16_steps(g8_k_kind kind) { return kind == G8_Q4_K ? 8 : kind == G8_Q6_K ? 2 : 4; }
+
+/* total plus the steps of k_span sub-blocks of 16 (four steps each) with one token's activations at a, weighed by
+ * the rows' scale. With VNNI (k_vnni) the steps sum in int32 and one multiply weighs them; otherwise runs of
+ * k_int16_steps sum in int16 and madd weighs each. */
+static inline __m256i sub_block_dot(__m256i total, const __m256i levels[], const uint8_t *a, __m256i scale,
+                                    g8_k_kind kind, bool one_token) {
+    const int steps = 4 * k_span(kind, one_token);
     if (k_vnni(one_token)) {
         __m256i sum = _mm256_setzero_si256();
-        for (int q = 0; q < 4; q++) sum = dot4_u8_i8(sum, levels[q], _mm256_set1_epi32(load_i32(a + 4 * q)));
+        for (int q = 0; q < steps; q++) sum = dot4_u8_i8(sum, levels[q], _mm256_set1_epi32(load_i32(a + 4 * q)));
         return _mm256_add_epi32(total, _mm256_mullo_epi32(sum, scale));
     }
-    for (int pair = 0; pair < 4; pair += 2) {
-        __m256i first = _mm256_maddubs_epi16(levels[pair], _mm256_set1_epi32(load_i32(a + 4 * pair)));
-        __m256i second = _mm256_maddubs_epi16(levels[pair + 1], _mm256_set1_epi32(load_i32(a + 4 * pair + 4)));
-        __m256i p = _mm256_add_epi16(first, second);
+    const int run = k_int16_steps(kind) < steps ? k_int16_steps(kind) : steps;
+    for (int q0 = 0; q0 < steps; q0 += run) {
+        __m256i p = _mm256_maddubs_epi16(levels[q0], _mm256_set1_epi32(load_i32(a + 4 * q0)));
+        for (int q = q0 + 1; q < q0 + run; q++)
+            p = _mm256_add_epi16(p, _mm256_maddubs_epi16(levels[q], _mm256_set1_epi32(load_i32(a + 4 * q))));
         total = _mm256_add_epi32(total, _mm256_madd_epi16(p, scale));
     }
     return total;
 }
 
-/* Sub-block j of 16 (steps 4j .. 4j + 3) of a super-block into total[t] for T tokens whose quantized values start at
- * a + t * a_stride. The tile unrolls its 16 calls where it has one token, so that every address, shift and pshufb
- * control is a constant: in cache, one thread, Q6_K x1.2, Q5_K x1.37, Q3_K x1.3, Q2_K x1.2, Q4_K steady at 34-35
- * GB/s where the loop gave 31 or 36 by where the linker put it; not for more tokens (Q4_K x0.84-0.89). */
+/* Sub-blocks j .. j + k_span - 1 of 16 (steps 4j ..) of a super-block into total[t] for T tokens whose quantized
+ * values start at a + t * a_stride. The tile unrolls its calls where it has one token, so that every address, shift
+ * and pshufb control is a constant: in cache, one thread, Q6_K x1.2, Q5_K x1.37, Q3_K x1.3, Q2_K x1.2, Q4_K steady
+ * at 34-35 GB/s where the loop gave 31 or 36 by where the linker put it; not for more tokens (Q4_K x0.84-0.89). */
 static inline __attribute__((always_inline)) void k_sub_block(const k_lane_bytes *kb, const uint8_t *lv,
                                                               const uint8_t *a, size_t a_stride, g8_k_kind kind, int T,
                                                               int j, __m256i total[]) {
-    __m256i scale = sub_block_scale(kb, kind, j, T == 1), levels[4];
-    for (int q = 0; q < 4; q++) levels[q] = k_step_levels(lv, kind, 4 * j + q);
+    __m256i scale = sub_block_scale(kb, kind, j, T == 1), levels[8];
+    for (int q = 0; q < 4 * k_span(kind, T == 1); q++) levels[q] = k_step_levels(lv, kind, 4 * j + q);
     for (int t = 0; t < T; t++)
-        total[t] = sub_block_dot(total[t], levels, a + (size_t)t * a_stride + 16 * j, scale, T == 1);
+        total[t] = sub_block_dot(total[t], levels, a + (size_t)t * a_stride + 16 * j, scale, kind, T == 1);
 }
 
 /* y[t * y_stride + r] for the first R rows of the group at w and T tokens of Q8_K activations. A lane's
@@ -654,7 +668,7 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
         const uint8_t *a = act + (size_t)b * Q8_K_BYTES + 4;
         if (T == 1) { /* see k_sub_block */
 #pragma GCC unroll 16
-            for (int j = 0; j < 16; j++) k_sub_block(&kb, lv, a, act_stride, kind, T, j, total);
+            for (int j = 0; j < 16; j += k_span(kind, true)) k_sub_block(&kb, lv, a, act_stride, kind, T, j, total);
         } else {
             for (int j = 0; j < 16; j++) k_sub_block(&kb, lv, a, act_stride, kind, T, j, total);
         }
