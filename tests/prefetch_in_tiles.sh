@@ -17,7 +17,7 @@ objdump -d --no-show-raw-insn "$lib" | awk '
     bad = 0
     for (t = 2; t <= 6; t++) {
       name = "tile_group_q" t "_K"
-      if (copies[name] < 2) { printf "%s: %d copies in the library, expected one per x86 kernel set\n", name, copies[name]; bad = 1 }
+      if (!copies[name]) { printf "%s: not in the library (stripped?), nothing to check\n", name; bad = 1 }
     }
     for (id in seen) if (!seen[id]) { printf "%s has no prefetch instruction\n", id; bad = 1 }
     n = 0; for (id in seen) n++

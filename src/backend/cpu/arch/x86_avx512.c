@@ -429,7 +429,9 @@ enum { Q4_K_GROUP_LEVELS = 4 * GROUP_ROWS + 3 * 64 }; /* where a packed super-bl
  * right after them, so that the tile reads one stream front to back. With the fifth bits of all sub-blocks in a
  * plane after all the nibbles, two streams 2 KiB apart, one thread out of cache read Q5_K at half its in-cache speed
  * where Q4_K kept two thirds. */
-static inline size_t q45_K_levels_at(int j, bool five) { return Q4_K_GROUP_LEVELS + (size_t)(five ? 320 : 256) * j; }
+static inline size_t q45_K_levels_at(int j, bool five) {
+    return Q4_K_GROUP_LEVELS + (size_t)(five ? 320 : 256) * (size_t)j;
+}
 
 /* The levels of a Q4_K or Q5_K block as the file has it: element 32j + l of sub-block j takes the low nibble of
  * qs[32(j / 2) + l] for even j, the high one for odd j, and for Q5_K bit j of qh[l] as its fifth bit. */
@@ -549,13 +551,13 @@ static float dot_group_row_q5_K(const void *w, const void *a, int64_t n) { retur
 /* Q6_K over row groups, one lane per row: x = d * sc[j] * (q - 32) for sub-block j of 16, q in 0..63. A packed
  * super-block of 16 rows holds their d (fp16), their int8 scales by sub-block (16 bytes per sub-block, one per
  * row), then per sub-block the top two bits of the levels (64 bytes: byte 4r + c holds the bits of column 4m + c of
- * row r at bits 2m..2m+1) and the low four bits in the nibble steps of Q4_0 (128 bytes), one stream as Q5_K's. A lane starts each sub-block at minus
- * 32 times the activations' sum (the level offset), adds four vpdpbusd and multiplies by its row's scale (exact
- * in int32), so one conversion and multiply-add remain per super-block. Activations per super-block: 256 int8,
- * float d, the 16 starts as int32. */
+ * row r at bits 2m..2m+1) and the low four bits in the nibble steps of Q4_0 (128 bytes), one stream as Q5_K's. A
+ * lane starts each sub-block at minus 32 times the activations' sum (the level offset), adds four vpdpbusd and
+ * multiplies by its row's scale (exact in int32), so one conversion and multiply-add remain per super-block.
+ * Activations per super-block: 256 int8, float d, the 16 starts as int32. */
 enum {
     ACT_Q6_K_BYTES = QK_K + 4 + 64,
-    Q6_K_GROUP_SCALES = 2 * GROUP_ROWS,                   /* offsets in a packed super-block */
+    Q6_K_GROUP_SCALES = 2 * GROUP_ROWS,                      /* offsets in a packed super-block */
     Q6_K_GROUP_LEVELS = Q6_K_GROUP_SCALES + 16 * GROUP_ROWS, /* sub-block j's 192 bytes at + 192 j */
     Q6_K_SUB_BLOCK_BYTES = 64 + 128
 };
@@ -749,11 +751,12 @@ static float dot_group_row_q2_K(const void *vw, const void *va, int64_t n) {
 /* Q3_K over row groups, one lane per row, as Q6_K: x = d * (sc[j] - 32) * (q - 4) for sub-block j of 16, q in
  * 0..7, sc 6 bits. A packed super-block of 16 rows holds their d (fp16), their 12 scale bytes as three 64-byte
  * words (as Q4_K), then per two sub-blocks their third bits (a 1-bit plane, 64 bytes) and the low two bits of their
- * levels (a 2-bit plane, 64 bytes per sub-block), one stream as Q5_K's: 110 bytes per row, as in the file. The lanes decode the 16 signed
- * scales four at a time (byte i of S[k] for sub-block 4k + i). Activations as Q6_K's with a level offset of 4. */
+ * levels (a 2-bit plane, 64 bytes per sub-block), one stream as Q5_K's: 110 bytes per row, as in the file. The
+ * lanes decode the 16 signed scales four at a time (byte i of S[k] for sub-block 4k + i). Activations as Q6_K's
+ * with a level offset of 4. */
 enum {
-    Q3_K_GROUP_SCALES = 2 * GROUP_ROWS,                /* offsets in a packed super-block */
-    Q3_K_GROUP_LEVELS = Q3_K_GROUP_SCALES + 3 * 64,       /* sub-blocks 2p and 2p + 1 at + 192 p */
+    Q3_K_GROUP_SCALES = 2 * GROUP_ROWS,             /* offsets in a packed super-block */
+    Q3_K_GROUP_LEVELS = Q3_K_GROUP_SCALES + 3 * 64, /* sub-blocks 2p and 2p + 1 at + 192 p */
     Q3_K_PAIR_BYTES = 3 * 64
 };
 
