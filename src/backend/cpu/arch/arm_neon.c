@@ -460,15 +460,6 @@ static inline int8x16_t k_step_levels(const uint8_t *lv, g8_k_kind kind, int i, 
     return vreinterpretq_s8_u8(level);
 }
 
-/* Bytes of weights the K types' tiles request ahead of the super-block being computed, as x86_avx2.c does (measured
- * there; ARM is not measured here). Always inlined: GCC takes a prefetch for an instruction without effects and
- * drops calls to a function that only prefetches. */
-enum { TILE_PREFETCH = 4096 };
-
-static inline __attribute__((always_inline)) void prefetch_ahead(const uint8_t *at, size_t bytes) {
-    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(at + TILE_PREFETCH + off, 0, 3);
-}
-
 /* y[t * y_stride + r] for the first R rows of the group at w and T tokens of Q8_K activations: per sub-block of 16
  * the four steps' sums (sdot by lane), weighed by the row's scale in int32; offsets and mins meet the activations'
  * sums of 16. The same integers and float steps as x86_avx2.c. */
@@ -480,7 +471,7 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
     float32x4_t acc[GROUP_TOKENS][2];
     for (int t = 0; t < T; t++) acc[t][0] = acc[t][1] = vdupq_n_f32(0);
     for (int64_t b = 0; b < n / QK_K; b++, w += group_block) {
-        prefetch_ahead(w, group_block);
+        tnd_cpu_prefetch_ahead(w, group_block); /* as x86_avx2.c's K tiles (not measured on ARM) */
         const uint8_t *lv = w + g8_k_levels_at(kind), *words = lv - 4 * G8_ROWS * l->n_words;
         int32x4_t total[GROUP_TOKENS][2], off[GROUP_TOKENS][2], mins[GROUP_TOKENS][2];
         for (int t = 0; t < T; t++)

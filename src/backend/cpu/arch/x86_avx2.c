@@ -226,19 +226,10 @@ static inline __m256i steps_dot(__m256i sum, __m256i lo, __m256i hi, const uint8
 #endif
 }
 
-/* Bytes of a weight stream the K types' tiles request ahead of the super-block being computed, as in the AVX-512
- * file: where a block takes long enough, the hardware prefetcher alone stops keeping up and memory and arithmetic
- * add up instead of overlapping. Decode at two threads, alternating runs: Q4_K_M files x1.1-1.4 (their Q6_K tensors
- * streamed at half the speed of Q4_K without it). The 32-element types' blocks of 8 rows (144-272 bytes) are left
- * to the hardware prefetcher: requesting them too made Q4_0 files' decode 2-5% slower. */
-enum { TILE_PREFETCH = 4096 };
-
-/* Requests the `bytes` of weights that lie TILE_PREFETCH after `at`, one cache line at a time. Always inlined: GCC
- * takes a prefetch for an instruction without effects, so it found this function pure and dropped every call, and
- * until then no tile of this file prefetched (one thread out of cache, Q6_K went from 18 to 29 GB/s). */
-static inline __attribute__((always_inline)) void prefetch_ahead(const uint8_t *at, size_t bytes) {
-    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)at + TILE_PREFETCH + off, _MM_HINT_T0);
-}
+/* The K types' tiles request their weights ahead (tnd_cpu_prefetch_ahead). Decode at two threads, alternating runs:
+ * Q4_K_M files x1.1-1.4 (their Q6_K tensors streamed at half the speed of Q4_K without it). The 32-element types'
+ * blocks of 8 rows (144-272 bytes) are left to the hardware prefetcher: requesting them too made Q4_0 files' decode
+ * 2-5% slower. */
 
 /* y[t * y_stride + r] for the first R rows of the group at w and T tokens. A lane's arithmetic per block: the exact
  * integer sum plus the activations' start, converted, times the row's d, then a multiply-add with the activation's
@@ -657,7 +648,7 @@ static inline __attribute__((always_inline)) void k_group_tile_body(const uint8_
     __m256 acc[GROUP_TOKENS];
     for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK_K; b++, w += group_block) {
-        prefetch_ahead(w, group_block);
+        tnd_cpu_prefetch_ahead(w, group_block);
         const uint8_t *lv = w + g8_k_levels_at(kind), *words = lv - 4 * G8_ROWS * l->n_words;
         __m256i sw[4];
         for (int k = 0; k < l->n_words; k++) sw[k] = load256(words + 4 * G8_ROWS * k);

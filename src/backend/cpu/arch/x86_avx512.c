@@ -72,17 +72,6 @@ static inline float quantize_block(const float *x, __m128i *lo, __m128i *hi) {
     return d;
 }
 
-/* Bytes of a weight stream requested ahead of the block being computed. With several tokens a block takes long
- * enough that the hardware prefetcher stops keeping up and memory and compute add up instead of overlapping
- * (1 core, 4-row x 4-token Q4_0 tiles over 52 MB: 57-87 -> 104-108 G multiply-adds/s; 1 token unchanged).
- * 4 KiB measured above 2 KiB, 1 KiB worse. */
-enum { TILE_PREFETCH = 4096 };
-
-/* Requests the `bytes` of weights that lie TILE_PREFETCH after `at`, one cache line at a time. */
-ALWAYS_INLINE void prefetch_ahead(const uint8_t *at, size_t bytes) {
-    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)at + TILE_PREFETCH + off, _MM_HINT_T0);
-}
-
 /* ------------------------------------------------------------------------------------------------------------
  * Row groups, one lane per weight row (Q4_0 and Q8_0 here; the K types below use the same steps).
  *
@@ -274,7 +263,7 @@ ALWAYS_INLINE void tile_group_body(const uint8_t *w, const uint8_t *act, size_t 
     for (int v = 0; v < V; v++)
         for (int t = 0; t < T; t++) acc[v][t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < n / QK; b++, w += group_block) {
-        prefetch_ahead(w, group_block);
+        tnd_cpu_prefetch_ahead(w, group_block);
         __m512 dw[V], mw[V];
         __m512i steps[V][QK / 4];
         for (int v = 0; v < V; v++) {
@@ -429,8 +418,9 @@ enum { Q4_K_GROUP_LEVELS = 4 * GROUP_ROWS + 3 * 64 }; /* where a packed super-bl
  * right after them, so that the tile reads one stream front to back. With the fifth bits of all sub-blocks in a
  * plane after all the nibbles, two streams 2 KiB apart, one thread out of cache read Q5_K at half its in-cache speed
  * where Q4_K kept two thirds. */
+static inline size_t q45_K_sub_block_bytes(bool five) { return five ? 256 + 64 : 256; }
 static inline size_t q45_K_levels_at(int j, bool five) {
-    return Q4_K_GROUP_LEVELS + (size_t)(five ? 320 : 256) * (size_t)j;
+    return Q4_K_GROUP_LEVELS + q45_K_sub_block_bytes(five) * (size_t)j;
 }
 
 /* The levels of a Q4_K or Q5_K block as the file has it: element 32j + l of sub-block j takes the low nibble of
@@ -485,7 +475,7 @@ ALWAYS_INLINE void tile_q45_K_body(const uint8_t *w, const uint8_t *act, size_t 
         for (int t = 0; t < T; t++) total[t] = _mm512_setzero_si512();
         for (int j = 0; j < 8; j++) {
             const uint8_t *lv = w + q45_K_levels_at(j, five);
-            prefetch_ahead(lv, five ? 320 : 256);
+            tnd_cpu_prefetch_ahead(lv, q45_K_sub_block_bytes(five));
             __m512i sc = _mm512_and_si512(_mm512_srli_epi32(j < 4 ? sc_lo : sc_hi, 8 * (j % 4)), byte);
             __m512i steps[8], fifth = five ? load512(lv + 256) : _mm512_setzero_si512();
             for (int s = 0; s < 4; s++) {
@@ -617,7 +607,7 @@ static void pack_q6_K(uint8_t *blocks, int group, size_t len) {
 ALWAYS_INLINE __m512i q6_K_sub_block(const uint8_t *w, int j, __m512i steps[4]) {
     const __m512i low4 = _mm512_set1_epi8(0x0f);
     const uint8_t *sub = w + Q6_K_GROUP_LEVELS + Q6_K_SUB_BLOCK_BYTES * j;
-    prefetch_ahead(sub, Q6_K_SUB_BLOCK_BYTES);
+    tnd_cpu_prefetch_ahead(sub, Q6_K_SUB_BLOCK_BYTES);
     __m512i bits = load512(sub);
     for (int s = 0; s < 2; s++) {
         __m512i both = load512(sub + 64 + 64 * s);
@@ -693,7 +683,7 @@ ALWAYS_INLINE void tile_q2_K_body(const uint8_t *w, const uint8_t *act, size_t a
         for (int k = 0; k < 4; k++) words[k] = load512(w + Q2_K_GROUP_SCALES + 64 * k);
         for (int t = 0; t < T; t++) total[t] = _mm512_setzero_si512();
         for (int j = 0; j < 16; j++) {
-            prefetch_ahead(w + Q2_K_GROUP_LEVELS + 64 * j, 64);
+            tnd_cpu_prefetch_ahead(w + Q2_K_GROUP_LEVELS + 64 * j, 64);
             __m512i sc = _mm512_and_si512(_mm512_srli_epi32(words[j / 4], (unsigned)(8 * (j % 4))), low4);
             __m512i plane = load512(w + Q2_K_GROUP_LEVELS + 64 * j), steps[4];
             for (int m = 0; m < 4; m++) steps[m] = _mm512_and_si512(move_bits(plane, 2 * m, 0), low2);
@@ -808,7 +798,7 @@ ALWAYS_INLINE __m512i q3_K_sub_block(const uint8_t *w, const __m512i S[4], int j
     const __m512i low2 = _mm512_set1_epi8(0x03);
     const uint8_t *pair = w + Q3_K_GROUP_LEVELS + Q3_K_PAIR_BYTES * (j / 2);
     if (j % 2 == 0) {
-        prefetch_ahead(pair, Q3_K_PAIR_BYTES);
+        tnd_cpu_prefetch_ahead(pair, Q3_K_PAIR_BYTES);
         *third = load512(pair);
     }
     __m512i plane = load512(pair + 64 + 64 * (j % 2));
